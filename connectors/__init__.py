@@ -1,0 +1,62 @@
+"""The connector registry: built-ins found by scanning this package, outside ones by entry point.
+
+Adding a connector edits no list: drop `connectors/<kind>.py` with a `Connector` subclass whose
+`kind` equals the module name, or ship a package that declares it under the
+`mainland.connectors` entry-point group. Two connectors claiming one kind is an error at start-up.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+from importlib.metadata import entry_points
+
+from connectors.base import Connector
+
+ENTRY_POINT_GROUP = "mainland.connectors"
+
+
+class RegistryError(Exception):
+    """The set of installed connectors is inconsistent (for example, a kind claimed twice)."""
+
+
+def _builtin_classes() -> list[type[Connector]]:
+    found = []
+    for module_info in pkgutil.iter_modules(__path__):
+        if module_info.name.startswith("_") or module_info.name in {"base", "testing"}:
+            continue
+        module = importlib.import_module(f"{__name__}.{module_info.name}")
+        for _, obj in inspect.getmembers(module, inspect.isclass):
+            if issubclass(obj, Connector) and obj is not Connector and obj.__module__ == module.__name__ \
+                    and not inspect.isabstract(obj):
+                found.append(obj)
+    return found
+
+
+def _entry_point_classes() -> list[type[Connector]]:
+    found = []
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        obj = ep.load()
+        if not (inspect.isclass(obj) and issubclass(obj, Connector)):
+            raise RegistryError(f"entry point {ep.name} = {ep.value} is not a Connector subclass")
+        found.append(obj)
+    return found
+
+
+def discover(*, include_entry_points: bool = True) -> dict[str, type[Connector]]:
+    """Every available connector class by kind."""
+    registry: dict[str, type[Connector]] = {}
+    classes = _builtin_classes() + (_entry_point_classes() if include_entry_points else [])
+    for cls in classes:
+        kind = getattr(cls, "kind", None)
+        if not kind:
+            raise RegistryError(f"{cls.__module__}.{cls.__name__} has no `kind`")
+        if kind in registry and registry[kind] is not cls:
+            other = registry[kind]
+            raise RegistryError(
+                f"connector kind {kind!r} is claimed by both {other.__module__}.{other.__name__} "
+                f"and {cls.__module__}.{cls.__name__}; uninstall one of them"
+            )
+        registry[kind] = cls
+    return registry

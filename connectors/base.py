@@ -1,0 +1,195 @@
+"""The connector contract: what a channel module must provide, and the errors it raises.
+
+A connector is one class in one file in `connectors/` (or in an outside package registered under
+the `mainland.connectors` entry-point group). It knows its channel's API and nothing of the store:
+
+- `fetch(cursor)` returns the items after `cursor`, oldest first, at most one page, plus the new
+  cursor. The ingest pipeline stores the items and the cursor in one transaction, so a poll that
+  dies halfway is simply repeated; the store drops items it already has.
+- `send(reply)` delivers an agent's reply threaded to the item it answers and returns the
+  channel's id for it.
+- `parse_raw(raw)` turns raw bytes kept in quarantine back into an item (for reprocessing).
+- push-only channels implement `verify_webhook` and `parse_webhook`.
+
+Errors say what the caller should do next: `RetryableError` (wait, maybe `retry_after` seconds,
+then try again; the cursor does not move) or `PermanentError` (stop until a person fixes it).
+See docs/connectors.md for the walkthrough.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from inbox.models import FetchResult, InboundItem, OutboundReply, Reject
+
+
+class ConnectorError(Exception):
+    """Base of the errors a connector raises."""
+
+
+class RetryableError(ConnectorError):
+    """The channel is busy or unreachable: try again later (after `retry_after` seconds if known)."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentError(ConnectorError):
+    """The request or the credentials are wrong: retrying will not help until someone fixes it."""
+
+
+class ItemError(ConnectorError):
+    """One item cannot be understood; it goes to quarantine and the rest of the page goes on."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A configuration key a connector reads. `secret` keys are never logged or shown."""
+
+    name: str
+    required: bool = False
+    default: Any = None
+    secret: bool = False
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """A channel's rules that the inbox respects when agents reply."""
+
+    max_text_length: int | None = None
+    formatting: str = "plain"  # "plain", "markdown" or "html"
+    reply_window_hours: float | None = None
+    max_attachment_bytes: int | None = None
+    supports_attachments: bool = True
+
+
+@dataclass(frozen=True)
+class WebhookRequest:
+    """The parts of an HTTP request a connector needs to verify and parse a webhook."""
+
+    body: bytes
+    headers: Mapping[str, str]
+    remote_addr: str | None = None
+    args: Mapping[str, str] | None = None
+
+
+class Connector(abc.ABC):
+    """One channel. Subclass this in connectors/<kind>.py; see docs/connectors.md."""
+
+    kind: ClassVar[str]
+    display_name: ClassVar[str]
+    settings: ClassVar[tuple[Setting, ...]] = ()
+    limits: ClassVar[Limits] = Limits()
+    #: True when the channel only pushes (webhooks, forms): the worker never polls it.
+    push_only: ClassVar[bool] = False
+    #: Seconds between polls unless the config says otherwise.
+    default_poll_every: ClassVar[float] = 60.0
+
+    def __init__(self, name: str, config: Mapping[str, Any], **kwargs: Any) -> None:
+        self.name = name
+        self.config = self.check_config(config)
+        #: The installation's facts (instance id, mail domain, size caps): an
+        #: `inbox.runtime.ConnectorContext`, or None when a test builds the connector bare.
+        self.context = kwargs.get("context")
+        self.log = logging.getLogger(f"mainland.connectors.{self.kind}.{name}")
+
+    @classmethod
+    def check_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
+        """Fill defaults and report every missing required setting at once."""
+        merged = dict(config)
+        missing = []
+        for setting in cls.settings:
+            if merged.get(setting.name) in (None, ""):
+                if setting.required:
+                    missing.append(setting.name)
+                else:
+                    merged[setting.name] = setting.default
+        if missing:
+            raise PermanentError(f"missing required setting(s): {', '.join(missing)}")
+        return merged
+
+    @property
+    def secrets(self) -> list[str]:
+        """The configured secret values, for redaction in logs and errors."""
+        return [str(self.config[s.name]) for s in self.settings if s.secret and self.config.get(s.name)]
+
+    def redact(self, text: str) -> str:
+        """`text` with every configured secret replaced by `***`."""
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    @abc.abstractmethod
+    def fetch(self, cursor: str | None) -> FetchResult:
+        """Return items after `cursor`, oldest first, at most one page.
+
+        Raises:
+            RetryableError: the channel asked us to wait (429, 5xx, timeout).
+            PermanentError: credentials or request are wrong; polling stops until fixed.
+        """
+
+    @abc.abstractmethod
+    def send(self, reply: OutboundReply) -> str:
+        """Deliver `reply`, threaded to the message it answers; return the channel's id for it.
+
+        Raises:
+            RetryableError: not delivered, try again later.
+            PermanentError: the channel refused it for good; the agent is told why.
+        """
+
+    def parse_raw(self, raw: bytes, source_ref: str | None = None) -> InboundItem:
+        """Turn raw bytes (as kept in quarantine) into an item again.
+
+        Raises:
+            ItemError: the bytes still cannot be understood.
+        """
+        raise ItemError(f"{self.kind} cannot reprocess raw items")
+
+    def verify_webhook(self, request: WebhookRequest) -> None:
+        """Raise `PermanentError` unless the request really comes from the channel."""
+        raise PermanentError(f"{self.kind} does not accept webhooks")
+
+    def parse_webhook(self, request: WebhookRequest) -> FetchResult:
+        """Turn a verified webhook request into items."""
+        raise PermanentError(f"{self.kind} does not accept webhooks")
+
+    def close(self) -> None:  # noqa: B027 - optional hook; most connectors hold nothing open
+        """Release connections held between calls."""
+
+    # Helpers shared by connectors -------------------------------------------------------------
+
+    def each(
+        self, raw_items: Iterable[Any], to_item: Callable[[Any], InboundItem], *, raw_of: Callable[[Any], bytes] = None
+    ) -> tuple[list[InboundItem], list[Reject]]:
+        """Convert every raw item; one that fails becomes a `Reject` and the rest go on."""
+        items: list[InboundItem] = []
+        rejects: list[Reject] = []
+        for raw in raw_items:
+            try:
+                items.append(to_item(raw))
+            except Exception as exc:  # a malformed item must never stop the poll
+                data = raw_of(raw) if raw_of else repr(raw).encode("utf-8", "replace")
+                rejects.append(Reject(raw=data, reason=self.redact(str(exc)) or type(exc).__name__,
+                                      exception=type(exc).__name__))
+        return items, rejects
+
+
+def pick(data: Any, *path: str | int, type: type | tuple[type, ...] | None = None) -> Any:
+    """`data[path[0]][path[1]]...`, with an `ItemError` that names the missing path."""
+    current = data
+    for depth, key in enumerate(path):
+        try:
+            current = current[key]
+        except (KeyError, IndexError, TypeError):
+            where = ".".join(str(p) for p in path[: depth + 1])
+            raise ItemError(f"missing field {where}") from None
+    if type is not None and not isinstance(current, type):
+        where = ".".join(str(p) for p in path)
+        raise ItemError(f"field {where} has the wrong type ({current.__class__.__name__})")
+    return current

@@ -1,0 +1,272 @@
+"""The shared contract test kit: the promises every connector keeps, proved against its imitation.
+
+A connector's test joins the contract in one line and says how to drive its channel:
+
+    class TestTelegram(ConnectorContract):
+        connector_class = TelegramConnector
+
+        @pytest.fixture
+        def channel(self, telegram_sandbox):        # the imitation server of the API
+            return TelegramChannel(telegram_sandbox)  # a ChannelDriver (see below)
+
+The kit then checks, through the real ingest pipeline and a real SQLite file: items arrive once,
+oldest first, with stable unique ids; a fetch resumes from the saved cursor; a re-fetch stores
+nothing twice; a malformed item goes to quarantine while the rest arrive; a reply is threaded to
+the message it answers; retryable faults raise `RetryableError` with the channel's delay and
+leave the cursor alone; and no configured secret appears in the logs. Push-only channels (web
+forms, webhooks) prove the same through `parse_webhook`.
+
+Third-party connectors use it the same way (`from connectors.testing import ConnectorContract`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+import pytest
+
+from connectors.base import Connector, RetryableError, WebhookRequest
+from inbox.attachments import AttachmentStore
+from inbox.ingest import Ingestor, IngestReport
+from inbox.models import Author, FetchResult, OutboundReply
+from inbox.store import Store
+
+
+class ChannelDriver:
+    """How a contract test drives one channel's imitation. Subclass it beside your test."""
+
+    #: Settings for the connector under test (point them at the imitation).
+    def settings(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def customer_writes(self, count: int) -> list[str]:
+        """Make `count` customers' items appear on the channel; return something identifying each."""
+        raise NotImplementedError
+
+    def customer_writes_malformed(self) -> None:
+        """Make one item appear that the connector cannot understand."""
+        raise NotImplementedError
+
+    def replies_received(self) -> list[dict[str, Any]]:
+        """What the channel received from us: each with at least `text` and `in_reply_to`
+        (the channel's id of the message the reply answers)."""
+        raise NotImplementedError
+
+    def inject_fault(self, fault: str) -> bool:
+        """Make the next request fail: "rate_limited" (with a retry delay) or "server_error".
+
+        Return False when the channel has no such fault (IMAP has no 429)."""
+        return False
+
+    #: The delay (seconds) the imitation asks for with "rate_limited".
+    rate_limit_delay: float | None = None
+
+    def webhook_requests(self, count: int) -> list[WebhookRequest]:
+        """For push-only channels: `count` signed requests as the channel would send them."""
+        raise NotImplementedError
+
+    def tamper(self, request: WebhookRequest) -> WebhookRequest:
+        """For push-only channels: the same request with its body changed after signing."""
+        raise NotImplementedError
+
+
+class ConnectorContract:
+    """Join this class in a connector's test module; see the module docstring."""
+
+    connector_class: ClassVar[type[Connector]]
+    channel_name: ClassVar[str] = "contract"
+    #: Upper bound of fetch calls to drain the channel (guards against a cursor that never moves).
+    max_pages: ClassVar[int] = 50
+
+    # Fixtures a connector test may override ------------------------------------------------------
+
+    @pytest.fixture
+    def channel(self) -> ChannelDriver:  # pragma: no cover - every connector test overrides it
+        raise NotImplementedError("override the `channel` fixture with your ChannelDriver")
+
+    @pytest.fixture
+    def connector(self, channel: ChannelDriver, contract_context) -> Connector:
+        conn = self.connector_class(self.channel_name, channel.settings(), context=contract_context)
+        yield conn
+        conn.close()
+
+    @pytest.fixture
+    def contract_context(self, tmp_path):
+        from inbox.runtime import ConnectorContext
+
+        return ConnectorContext(
+            instance_id="contract-test", mail_domain="mainland.test", base_url="http://127.0.0.1:5000",
+            max_message_bytes=25 * 1024 * 1024, max_attachment_bytes=10 * 1024 * 1024, data_dir=tmp_path,
+        )
+
+    @pytest.fixture
+    def store(self, tmp_path) -> Store:
+        store = Store(tmp_path / "contract.db")
+        store.migrate()
+        yield store
+        store.close()
+
+    @pytest.fixture
+    def ingestor(self, store, tmp_path) -> Ingestor:
+        return Ingestor(store, AttachmentStore(tmp_path / "attachments"), instance_id="contract-test")
+
+    # Helpers --------------------------------------------------------------------------------------
+
+    def poll(self, connector: Connector, ingestor: Ingestor) -> IngestReport:
+        """Fetch and ingest until the channel has nothing more, as the worker does."""
+        report = IngestReport()
+        for _ in range(self.max_pages):
+            cursor = ingestor.store.cursor(self.channel_name)
+            result = connector.fetch(cursor)
+            report.add(ingestor.ingest(self.channel_name, result))
+            if not result.more:
+                return report
+        pytest.fail(f"the channel still had more after {self.max_pages} fetches: does the cursor move?")
+
+    def push(self, connector: Connector, ingestor: Ingestor, requests: list[WebhookRequest]) -> IngestReport:
+        report = IngestReport()
+        for request in requests:
+            connector.verify_webhook(request)
+            report.add(ingestor.ingest(self.channel_name, connector.parse_webhook(request), save_cursor=False))
+        return report
+
+    def take_in(self, connector, ingestor, channel, count) -> IngestReport:
+        if connector.push_only:
+            return self.push(connector, ingestor, channel.webhook_requests(count))
+        channel.customer_writes(count)
+        return self.poll(connector, ingestor)
+
+    # The promises -----------------------------------------------------------------------------
+
+    def test_items_arrive_once_with_unique_ids(self, connector, ingestor, channel, store):
+        report = self.take_in(connector, ingestor, channel, 5)
+        assert report.stored == 5, f"expected the 5 new items stored, got {report}"
+        assert store.counts()["messages"] == 5
+
+    def test_oldest_first(self, connector, ingestor, channel, store):
+        if connector.push_only:
+            pytest.skip("push-only: order is the order of delivery")
+        channel.customer_writes(4)
+        result = connector.fetch(None)
+        items = list(result.items)
+        while result.more:
+            result = connector.fetch(result.cursor)
+            items += result.items
+        sent = [i.sent_at for i in items if i.sent_at]
+        assert sent == sorted(sent), "fetch must return items oldest first"
+        assert len({i.external_id for i in items}) == len(items) == 4
+
+    def test_resumes_from_cursor_and_stores_nothing_twice(self, connector, ingestor, channel, store):
+        first = self.take_in(connector, ingestor, channel, 3)
+        assert first.stored == 3
+        if connector.push_only:
+            # A provider retry delivers the same requests again: nothing new is stored.
+            again = self.push(connector, ingestor, channel.webhook_requests(0) or [])
+            assert again.stored == 0
+            return
+        again = self.poll(connector, ingestor)
+        assert again.stored == 0, "a poll from the saved cursor stored old items again"
+        channel.customer_writes(2)
+        later = self.poll(connector, ingestor)
+        assert later.stored == 2
+        assert store.counts()["messages"] == 5
+
+    def test_refetch_from_scratch_is_deduplicated(self, connector, ingestor, channel, store):
+        if connector.push_only:
+            pytest.skip("push-only: see test_replayed_webhook_is_deduplicated")
+        channel.customer_writes(3)
+        self.poll(connector, ingestor)
+        # A lost cursor (restored backup, a crash before commit) makes the channel send it all again.
+        with store.write():
+            store.save_cursor(self.channel_name, None, "2000-01-01T00:00:00.000000Z")
+        self.poll(connector, ingestor)
+        assert store.counts()["messages"] == 3
+
+    def test_malformed_item_is_quarantined_and_the_rest_arrive(self, connector, ingestor, channel, store):
+        if connector.push_only:
+            pytest.skip("push-only: the webhook test covers malformed bodies")
+        channel.customer_writes(1)
+        channel.customer_writes_malformed()
+        channel.customer_writes(1)
+        report = self.poll(connector, ingestor)
+        assert report.stored == 2
+        assert report.quarantined == 1
+        [held] = store.quarantined()
+        assert held["reason"], "a quarantined item must say why it was held"
+
+    def test_retryable_fault_keeps_the_cursor(self, connector, ingestor, channel, store):
+        if connector.push_only:
+            pytest.skip("push-only: the channel retries, not us")
+        for fault in ("rate_limited", "server_error"):
+            channel.customer_writes(1)
+            before = store.cursor(self.channel_name)
+            if not channel.inject_fault(fault):
+                continue
+            with pytest.raises(RetryableError) as raised:
+                connector.fetch(before)
+            if fault == "rate_limited" and channel.rate_limit_delay is not None:
+                assert raised.value.retry_after == pytest.approx(channel.rate_limit_delay, abs=1)
+            assert store.cursor(self.channel_name) == before
+            self.poll(connector, ingestor)
+        assert store.counts()["quarantined"] == 0
+
+    def test_reply_is_threaded_to_the_message_it_answers(self, connector, ingestor, channel, store):
+        self.take_in(connector, ingestor, channel, 1)
+        [conversation] = store.recent_conversations()
+        [message] = store.conversation_messages(conversation["id"])
+        reply = OutboundReply(
+            idempotency_key="contract-reply-1",
+            channel=self.channel_name,
+            conversation_id=conversation["id"],
+            text="Thanks, we are on it.",
+            to=Author(handle=message["author_handle"], name=message["author_name"]),
+            subject=message["subject"],
+            thread_key=conversation.get("thread_key"),
+            reply_to_external_id=message["external_id"],
+            reply_to_message_id=message["message_id"],
+            message_id=f"<mainland.{conversation['token']}.contract@mainland.test>",
+        )
+        external_id = connector.send(reply)
+        assert external_id
+        received = channel.replies_received()
+        assert received, "the channel received no reply"
+        assert "Thanks, we are on it." in received[-1]["text"]
+        expected = message["message_id"] or message["external_id"]
+        assert received[-1]["in_reply_to"] == expected
+
+    def test_no_secret_in_logs(self, connector, ingestor, channel, store, caplog):
+        secrets = connector.secrets
+        if not secrets:
+            pytest.skip("this connector has no secret settings")
+        caplog.set_level(logging.DEBUG)
+        self.take_in(connector, ingestor, channel, 1)
+        if not connector.push_only:
+            channel.inject_fault("server_error")
+            with pytest.raises(RetryableError) as raised:
+                connector.fetch(store.cursor(self.channel_name))
+            for secret in secrets:
+                assert secret not in str(raised.value)
+        for secret in secrets:
+            assert secret not in caplog.text
+
+    def test_tampered_webhook_is_refused(self, connector, ingestor, channel, store):
+        if not connector.push_only:
+            pytest.skip("polling channel")
+        [request] = channel.webhook_requests(1)
+        with pytest.raises(Exception):  # noqa: B017 - any refusal will do; nothing may be stored
+            connector.verify_webhook(channel.tamper(request))
+        assert store.counts()["messages"] == 0
+
+
+def fetch_all(connector: Connector, cursor: str | None = None, max_pages: int = 50) -> FetchResult:
+    """Every page from `cursor` on, as one result (for connector-specific tests)."""
+    items, rejects = [], []
+    for _ in range(max_pages):
+        result = connector.fetch(cursor)
+        items += result.items
+        rejects += result.rejects
+        cursor = result.cursor
+        if not result.more:
+            break
+    return FetchResult(items=items, cursor=cursor, rejects=rejects)

@@ -1,0 +1,58 @@
+"""Mainland: a self-hosted customer-care inbox that brings every channel onto one mainland.
+
+`create_app(config)` builds the Flask app: it reads and checks the configuration, applies
+database migrations, builds the connector registry and registers the web blueprints and the
+translations. Nothing happens at import time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from inbox import config as config_module
+from inbox.config import Config
+from inbox.runtime import Mainland
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(config: Config | Mapping[str, Any] | str | Path | None = None) -> Flask:
+    """Build the web app from a `Config`, a mapping of config keys, or a config file path.
+
+    With no argument the file named by `$MAINLAND_CONFIG` is read (or defaults are used).
+    """
+    if isinstance(config, Config):
+        cfg = config
+    elif isinstance(config, Mapping):
+        cfg = config_module.from_mapping(config, base=Path.cwd())
+    else:
+        cfg = config_module.load(config)
+
+    app = Flask(
+        __name__,
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+        instance_relative_config=False,
+    )
+    mainland = Mainland(cfg)
+    store = mainland.open_store(migrate=True)
+    store.close()
+    app.config.update(
+        SECRET_KEY=cfg.secret_key,
+        MAINLAND=cfg,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=cfg.session_cookie_secure,
+        MAX_CONTENT_LENGTH=cfg.max_message_bytes,
+    )
+    app.extensions["mainland"] = mainland
+
+    from inbox import i18n, web
+
+    i18n.init_app(app)
+    web.init_app(app)
+    return app

@@ -1,0 +1,220 @@
+"""Mainland's configuration: one YAML file, checked whole at start-up.
+
+A file with only `database:` is valid; every other key has a default. Secrets are never literals:
+a value `{"$env": "NAME"}` is read from the environment and `{"$file": "path"}` from a file.
+Every problem is reported at once, each with its key path (`channels.mail.host: required`), so
+an operator fixes the file in one go. docs/configuration.md explains every key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_DATABASE = "mainland.db"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message lists every problem with its key path."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("configuration problems:\n  " + "\n  ".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    """One configured channel: a name, the connector kind serving it, and its settings."""
+
+    name: str
+    kind: str
+    enabled: bool
+    poll_every: float | None
+    settings: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Config:
+    database: Path
+    data_dir: Path
+    secret_key: str
+    instance_id: str
+    base_url: str = "http://127.0.0.1:5000"
+    mail_domain: str = "mainland.localhost"
+    max_message_bytes: int = 25 * 1024 * 1024
+    max_attachment_bytes: int = 10 * 1024 * 1024
+    default_language: str = "en"
+    session_cookie_secure: bool = False
+    channels: dict[str, ChannelConfig] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    source: Path | None = None
+
+    @property
+    def attachments_dir(self) -> Path:
+        return self.data_dir / "attachments"
+
+    def own_addresses(self) -> set[str]:
+        """Email addresses that are ours: mail from them is a loop, never a customer."""
+        found = set()
+        for channel in self.channels.values():
+            for key in ("address", "username", "from_address"):
+                value = channel.settings.get(key)
+                if isinstance(value, str) and "@" in value:
+                    found.add(value.lower())
+        return found
+
+
+_KNOWN_KEYS = {
+    "database", "data_dir", "secret_key", "instance_id", "base_url", "mail_domain", "max_message_bytes",
+    "max_attachment_bytes", "default_language", "session_cookie_secure", "channels", "demo", "web", "worker",
+}
+
+
+def resolve_value(value: Any, path: str, problems: list[str], base: Path) -> Any:
+    """Replace `{"$env": NAME}` / `{"$file": PATH}` references, recursively."""
+    if isinstance(value, Mapping):
+        if set(value) == {"$env"}:
+            name = str(value["$env"])
+            if name not in os.environ:
+                problems.append(f"{path}: environment variable {name} is not set")
+                return None
+            return os.environ[name]
+        if set(value) == {"$file"}:
+            file = Path(str(value["$file"]))
+            file = file if file.is_absolute() else base / file
+            try:
+                return file.read_text().strip()
+            except OSError as exc:
+                problems.append(f"{path}: cannot read {file}: {exc.strerror}")
+                return None
+        return {k: resolve_value(v, f"{path}.{k}", problems, base) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve_value(v, f"{path}[{i}]", problems, base) for i, v in enumerate(value)]
+    return value
+
+
+def _duration(value: Any, path: str, problems: list[str]) -> float | None:
+    """Seconds from `90`, `"30s"`, `"5m"` or `"1h"`."""
+    if value is None:
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    text = str(value).strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        if text[-1] in units:
+            return float(text[:-1]) * units[text[-1]]
+        return float(text)
+    except (ValueError, IndexError):
+        problems.append(f"{path}: {value!r} is not a duration (use e.g. 60, '30s', '5m')")
+        return None
+
+
+def load(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> Config:
+    """Read the config file at `path` (or `$MAINLAND_CONFIG`), apply `overrides`, and check it all."""
+    path = path or os.environ.get("MAINLAND_CONFIG")
+    data: dict[str, Any] = {}
+    base = Path.cwd()
+    source = None
+    if path:
+        source = Path(path).resolve()
+        base = source.parent
+        try:
+            loaded = yaml.safe_load(source.read_text()) or {}
+        except OSError as exc:
+            raise ConfigError([f"cannot read {source}: {exc.strerror}"]) from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError([f"{source} is not valid YAML: {exc}"]) from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError([f"{source}: the top level must be a mapping of keys"])
+        data.update(loaded)
+    if overrides:
+        data.update(overrides)
+    return from_mapping(data, base=base, source=source)
+
+
+def from_mapping(data: Mapping[str, Any], *, base: Path, source: Path | None = None) -> Config:
+    problems: list[str] = []
+    for key in data:
+        if key not in _KNOWN_KEYS:
+            problems.append(f"{key}: unknown key (known: {', '.join(sorted(_KNOWN_KEYS))})")
+    resolved = resolve_value(dict(data), "", problems, base)
+    resolved = {k.lstrip("."): v for k, v in resolved.items()}
+
+    def as_path(key: str, default: str) -> Path:
+        value = resolved.get(key) or default
+        p = Path(str(value)).expanduser()
+        return p if p.is_absolute() else (base / p)
+
+    database = as_path("database", DEFAULT_DATABASE)
+    data_dir = as_path("data_dir", str(database.with_suffix("")) + "-data")
+
+    def as_int(key: str, default: int) -> int:
+        value = resolved.get(key, default)
+        if not isinstance(value, int) or value <= 0:
+            problems.append(f"{key}: must be a positive whole number of bytes")
+            return default
+        return value
+
+    channels: dict[str, ChannelConfig] = {}
+    raw_channels = resolved.get("channels") or {}
+    if not isinstance(raw_channels, Mapping):
+        problems.append("channels: must be a mapping of channel name to settings")
+        raw_channels = {}
+    for name, settings in raw_channels.items():
+        where = f"channels.{name}"
+        if not isinstance(settings, Mapping):
+            problems.append(f"{where}: must be a mapping of settings")
+            continue
+        if not str(name).replace("-", "").replace("_", "").isalnum():
+            problems.append(f"{where}: a channel name may hold letters, digits, '-' and '_' only")
+        kind = settings.get("kind")
+        if not kind:
+            problems.append(f"{where}.kind: required (the connector serving it, e.g. imap, webform)")
+            continue
+        rest = {k: v for k, v in settings.items() if k not in {"kind", "enabled", "poll_every"}}
+        channels[str(name)] = ChannelConfig(
+            name=str(name), kind=str(kind), enabled=bool(settings.get("enabled", True)),
+            poll_every=_duration(settings.get("poll_every"), f"{where}.poll_every", problems), settings=rest,
+        )
+
+    secret_key = resolved.get("secret_key") or _local_secret(data_dir)
+    instance_id = str(resolved.get("instance_id") or hashlib.sha256(str(database).encode()).hexdigest()[:16])
+    config = Config(
+        database=database,
+        data_dir=data_dir,
+        secret_key=str(secret_key),
+        instance_id=instance_id,
+        base_url=str(resolved.get("base_url") or "http://127.0.0.1:5000").rstrip("/"),
+        mail_domain=str(resolved.get("mail_domain") or "mainland.localhost"),
+        max_message_bytes=as_int("max_message_bytes", 25 * 1024 * 1024),
+        max_attachment_bytes=as_int("max_attachment_bytes", 10 * 1024 * 1024),
+        default_language=str(resolved.get("default_language") or "en"),
+        session_cookie_secure=bool(resolved.get("session_cookie_secure", False)),
+        channels=channels,
+        extra={k: v for k, v in resolved.items() if k in {"demo", "web", "worker"}},
+        source=source,
+    )
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def _local_secret(data_dir: Path) -> str:
+    """A session key kept beside the data when none is configured (fine for one machine)."""
+    key_file = data_dir / "secret_key"
+    if key_file.exists():
+        return key_file.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32)
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+    return key

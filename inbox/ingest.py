@@ -1,0 +1,225 @@
+"""The ingest pipeline: one batch of fetched items into the store, in one transaction with its cursor.
+
+For each batch (`Ingestor.ingest`):
+
+1. skip items whose `(channel, external_id)` is already stored       -> nothing doubled
+2. normalize: sanitize HTML, plain text, cap sizes, triage loops      -> bad item: quarantine
+3. write attachment files (before the rows that point at them)
+4. in one `BEGIN IMMEDIATE` transaction: customer by identity, thread to a conversation,
+   insert messages, quarantine the rejects, save the connector's new cursor -> nothing lost
+
+A poll that dies before step 4 commits leaves the old cursor; the next poll fetches the same items
+and step 1 (and the unique key, for a concurrent writer) drops those already stored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import traceback
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+
+from inbox import triage
+from inbox.attachments import AttachmentStore, safe_filename, type_mismatch
+from inbox.conversations import find_conversation, new_token
+from inbox.customers import resolve_author
+from inbox.models import AUTOMATIC_FLAGS, FLAG_HTML_REPLACED, FetchResult, InboundItem, Reject
+from inbox.sanitize import html_to_text, sanitize_html
+from inbox.store import Store
+from inbox.store.base import iso
+
+log = logging.getLogger("mainland.ingest")
+
+MAX_SUBJECT_CHARS = 500
+SEARCH_TEXT_CHARS = 200_000
+
+
+@dataclass
+class IngestReport:
+    """What one batch did; the counts add up to the items and rejects handed in."""
+
+    stored: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    message_ids: list[int] = field(default_factory=list)
+    new_conversations: list[int] = field(default_factory=list)
+
+    def add(self, other: IngestReport) -> None:
+        self.stored += other.stored
+        self.duplicates += other.duplicates
+        self.quarantined += other.quarantined
+        self.message_ids += other.message_ids
+        self.new_conversations += other.new_conversations
+
+
+@dataclass
+class _Prepared:
+    item: InboundItem
+    html: str | None
+    text: str
+    flags: set[str]
+    attachments: list[dict]
+
+
+class Ingestor:
+    """Stores fetched items. One per store; cheap to make."""
+
+    def __init__(
+        self,
+        store: Store,
+        attachments: AttachmentStore,
+        *,
+        instance_id: str,
+        own_addresses: Collection[str] = (),
+        now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        self.store = store
+        self.attachments = attachments
+        self.instance_id = instance_id
+        self.own_addresses = {a.lower() for a in own_addresses}
+        self.now = now
+
+    def ingest(self, channel: str, result: FetchResult, *, save_cursor: bool = True) -> IngestReport:
+        """Store `result` and (unless told not to) its cursor, all in one transaction."""
+        report = IngestReport()
+        rejects: list[Reject] = list(result.rejects)
+        known = self.store.known_external_ids(channel, [i.external_id for i in result.items])
+        prepared: list[_Prepared] = []
+        seen: set[str] = set()
+        for item in result.items:
+            if item.external_id in known or item.external_id in seen:
+                report.duplicates += 1
+                continue
+            seen.add(item.external_id)
+            try:
+                prepared.append(self._prepare(item))
+            except Exception as exc:  # a poison item must not block the batch
+                log.warning("item %s of %s quarantined: %s", item.external_id, channel, exc)
+                rejects.append(Reject(raw=item.raw or _item_json(item), reason=f"could not be normalized: {exc}",
+                                      source_ref=item.source_ref, exception=_exception_text(exc)))
+
+        now = iso(self.now())
+        with self.store.write():
+            for prep in prepared:
+                message_id = self._store_one(channel, prep, now, report)
+                if message_id is None:
+                    report.duplicates += 1
+                else:
+                    report.stored += 1
+                    report.message_ids.append(message_id)
+            for reject in rejects:
+                self.store.quarantine_put(channel, reject.raw, reject.reason, source_ref=reject.source_ref,
+                                          exception=reject.exception, now=now)
+                report.quarantined += 1
+            if save_cursor:
+                self.store.save_cursor(channel, result.cursor, now)
+        return report
+
+    def ingest_one(self, channel: str, item: InboundItem) -> IngestReport:
+        """Store a single item without touching any cursor (web forms, webhooks, reprocessing)."""
+        return self.ingest(channel, FetchResult(items=[item], cursor=None), save_cursor=False)
+
+    # Steps ---------------------------------------------------------------------------------------
+
+    def _prepare(self, item: InboundItem) -> _Prepared:
+        flags = set(item.flags) | triage.loop_flags(item, instance_id=self.instance_id,
+                                                     own_addresses=self.own_addresses)
+        html = None
+        text = item.text or ""
+        if item.html:
+            html, replaced = sanitize_html(item.html)
+            if replaced:
+                flags.add(FLAG_HTML_REPLACED)
+                html = None
+            if not text.strip():
+                text = html_to_text(html or "") if html else ""
+        attachments = []
+        for index, att in enumerate(item.attachments, start=1):
+            meta = {
+                "filename": safe_filename(att.filename, index, att.content_type),
+                "content_type": (att.content_type or "application/octet-stream").lower()[:100],
+                "size": att.size if att.size is not None else len(att.data or b""),
+                "content_id": att.content_id,
+                "inline": att.inline,
+                "stored": att.data is not None,
+                "type_mismatch": type_mismatch(att.content_type or "", att.data),
+            }
+            if att.data is not None:
+                meta["sha256"] = self.attachments.put(att.data)
+            attachments.append(meta)
+        return _Prepared(item=item, html=html, text=text, flags=flags, attachments=attachments)
+
+    def _store_one(self, channel: str, prep: _Prepared, now: str, report: IngestReport) -> int | None:
+        item = prep.item
+        customer_id = resolve_author(self.store, item.author, now)
+        decision = find_conversation(self.store, item, customer_id)
+        flags = prep.flags | decision.flags
+        automatic = bool(flags & AUTOMATIC_FLAGS)
+        subject = (item.subject or "")[:MAX_SUBJECT_CHARS]
+        conversation_id = decision.conversation_id
+        new_conversation = conversation_id is None
+        if new_conversation:
+            conversation_id = self.store.create_conversation(
+                token=new_token(), customer_id=customer_id, channel=channel, thread_key=item.thread_key,
+                subject=subject or _first_line(prep.text), public=item.public, automatic=automatic,
+                flags=" ".join(sorted(flags)), now=now,
+            )
+        message_id = self.store.insert_message({
+            "conversation_id": conversation_id,
+            "channel": channel,
+            "external_id": item.external_id,
+            "direction": "in",
+            "customer_id": customer_id,
+            "author_name": item.author.name,
+            "author_handle": item.author.handle,
+            "subject": subject,
+            "text": prep.text[:SEARCH_TEXT_CHARS] if len(prep.text) > SEARCH_TEXT_CHARS else prep.text,
+            "html": prep.html,
+            "message_id": item.message_id,
+            "refs": " ".join(item.references),
+            "flags": " ".join(sorted(flags)),
+            "defects": " ".join(item.defects),
+            "headers": json.dumps(item.headers),
+            "source_ref": item.source_ref,
+            "size": item.size,
+            "sent_at": iso(item.sent_at) if item.sent_at else None,
+            "received_at": now,
+        })
+        if message_id is None:
+            return None
+        if item.raw is not None:
+            self.store.insert_raw(message_id, item.raw)
+        for meta in prep.attachments:
+            self.store.insert_attachment(message_id, meta)
+        if decision.bounced_message_ids:
+            self.store.mark_outbound_bounced(decision.bounced_message_ids, _first_line(prep.text))
+        if not new_conversation:
+            # An auto-reply or bounce is added to the thread but does not reopen it.
+            self.store.note_inbound(conversation_id, now, reopen=not automatic)
+        else:
+            report.new_conversations.append(conversation_id)
+        return message_id
+
+
+def _first_line(text: str) -> str:
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()[:120]
+    return ""
+
+
+def _item_json(item: InboundItem) -> bytes:
+    data = dataclasses.asdict(item)
+    data.pop("raw", None)
+    for att in data.get("attachments", []):
+        att.pop("data", None)
+    return json.dumps(data, default=str).encode()
+
+
+def _exception_text(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)[-3:]
+    where = "; ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}" for f in frames)
+    return f"{type(exc).__name__}: {exc} ({where})"

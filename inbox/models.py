@@ -1,0 +1,143 @@
+"""Plain dataclasses shared by connectors, the ingest pipeline, the store and the web app.
+
+These are the words of the contract between a connector and the rest of Mainland: a connector
+turns what its channel gives it into `InboundItem`s, and sends `OutboundReply`s. They hold no
+database handles and do no I/O, so a connector can be written and tested without the store.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+# Flags an item (and the message stored from it) can carry. Agents see them as badges.
+FLAG_CHARSET_FALLBACK = "charset_fallback"  # bytes did not match the declared charset; decoded best-effort
+FLAG_NO_MESSAGE_ID = "no_message_id"  # email without Message-ID: identified by the hash of its bytes
+FLAG_AUTO_SUBMITTED = "auto_submitted"  # RFC 3834 auto-reply or auto-generated mail
+FLAG_BULK = "bulk"  # Precedence: bulk/list/junk or List-* headers
+FLAG_BOUNCE = "bounce"  # delivery status notification
+FLAG_LOOP = "loop"  # carries our own loop header or comes from one of our own addresses
+FLAG_INVALID_SENDER = "invalid_sender"  # the sender address could not be parsed strictly; replies disabled
+FLAG_MALFORMED = "malformed"  # the MIME structure had defects; best-effort text
+FLAG_TRUNCATED = "truncated"  # body or parts cut at a size cap; the raw original is kept
+FLAG_OVERSIZED = "oversized"  # the whole message was over the size cap: only a stub was stored
+FLAG_BAD_DATE = "bad_date"  # Date header missing, unparsable or far off; ordered by receive time
+FLAG_MISTHREAD = "possible_misthread"  # referred to another customer's conversation; kept apart
+FLAG_HTML_REPLACED = "html_replaced"  # HTML body too hostile or too large to show; raw downloadable
+
+#: Flags that mean "a machine wrote this": no automatic mail may answer such an item.
+AUTOMATIC_FLAGS = frozenset({FLAG_AUTO_SUBMITTED, FLAG_BULK, FLAG_BOUNCE, FLAG_LOOP})
+
+
+@dataclass(frozen=True)
+class Author:
+    """Who wrote an inbound item, as the channel knows them.
+
+    `identity_kind` + `handle` is what identity resolution matches on: ("email", address),
+    ("phone", "+31612345678"), ("telegram", user id), ...
+    """
+
+    handle: str
+    name: str = ""
+    identity_kind: str = "email"
+    valid: bool = True
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file that came with an item (data given) or that the channel offers for download (url)."""
+
+    filename: str
+    content_type: str = "application/octet-stream"
+    data: bytes | None = None
+    url: str | None = None
+    size: int | None = None
+    content_id: str | None = None
+    inline: bool = False
+
+
+@dataclass
+class InboundItem:
+    """One message from a customer on some channel, before it is stored.
+
+    Args:
+        external_id: stable id of the item within its channel; the store keeps one row per
+            `(channel, external_id)`, so a re-fetched item is dropped.
+        thread_key: the channel's own conversation id (a chat id, a tweet's conversation_id),
+            used to join the item to an open conversation on that channel.
+        references: ids of items this one answers, nearest last (email: References + In-Reply-To).
+        raw: the original bytes, kept so that an item can be exported or reprocessed.
+    """
+
+    channel: str
+    external_id: str
+    author: Author
+    text: str = ""
+    html: str | None = None
+    subject: str | None = None
+    sent_at: dt.datetime | None = None
+    thread_key: str | None = None
+    message_id: str | None = None
+    references: tuple[str, ...] = ()
+    public: bool = False
+    attachments: tuple[Attachment, ...] = ()
+    flags: frozenset[str] = frozenset()
+    headers: dict[str, str] = field(default_factory=dict)
+    raw: bytes | None = None
+    source_ref: str | None = None
+    size: int | None = None
+    defects: tuple[str, ...] = ()
+
+    @property
+    def is_automatic(self) -> bool:
+        """True when a machine wrote this (auto-reply, bounce, list mail or our own loop)."""
+        return bool(self.flags & AUTOMATIC_FLAGS)
+
+
+@dataclass(frozen=True)
+class Reject:
+    """Raw input that a connector could not turn into an item: it goes to quarantine."""
+
+    raw: bytes
+    reason: str
+    source_ref: str | None = None
+    exception: str | None = None
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """What one `Connector.fetch` call returns.
+
+    `cursor` is opaque to everything but the connector; the store saves it in the same
+    transaction as `items` and `rejects`. `more` says that another page is ready right away.
+    """
+
+    items: list[InboundItem]
+    cursor: str | None
+    rejects: list[Reject] = field(default_factory=list)
+    more: bool = False
+
+
+@dataclass(frozen=True)
+class OutboundReply:
+    """An agent's reply on its way out through a connector.
+
+    `reply_to_external_id` / `reply_to_message_id` name the inbound item it answers; connectors
+    thread the reply to it. `idempotency_key` is stable across retries of the same reply.
+    """
+
+    idempotency_key: str
+    channel: str
+    conversation_id: int
+    text: str
+    to: Author
+    html: str | None = None
+    subject: str | None = None
+    thread_key: str | None = None
+    reply_to_external_id: str | None = None
+    reply_to_message_id: str | None = None
+    references: tuple[str, ...] = ()
+    message_id: str | None = None
+    public: bool = False
+    attachments: tuple[Attachment, ...] = ()
+    from_name: str | None = None

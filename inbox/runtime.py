@@ -1,0 +1,92 @@
+"""The running Mainland: configuration, connector registry and configured channels in one object.
+
+The web app, the worker and the command line each build one `Mainland` from the configuration
+and ask it for stores, connectors and an ingestor, so all three wire things the same way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import connectors
+from connectors.base import Connector
+from inbox.attachments import AttachmentStore
+from inbox.config import Config, ConfigError
+from inbox.ingest import Ingestor
+from inbox.store import Store
+
+
+@dataclass(frozen=True)
+class ConnectorContext:
+    """What a connector may know of the installation it runs in (never the store)."""
+
+    instance_id: str
+    mail_domain: str
+    base_url: str
+    max_message_bytes: int
+    max_attachment_bytes: int
+    data_dir: Path
+
+
+class Mainland:
+    """Configuration plus everything built from it."""
+
+    def __init__(self, config: Config, *, include_entry_points: bool = True) -> None:
+        self.config = config
+        self.registry = connectors.discover(include_entry_points=include_entry_points)
+        problems = []
+        for channel in config.channels.values():
+            cls = self.registry.get(channel.kind)
+            if cls is None:
+                problems.append(
+                    f"channels.{channel.name}.kind: no connector {channel.kind!r} is installed "
+                    f"(installed: {', '.join(sorted(self.registry))})"
+                )
+                continue
+            try:
+                cls.check_config(channel.settings)
+            except Exception as exc:
+                problems.append(f"channels.{channel.name}: {exc}")
+        if problems:
+            raise ConfigError(problems)
+        self.context = ConnectorContext(
+            instance_id=config.instance_id, mail_domain=config.mail_domain, base_url=config.base_url,
+            max_message_bytes=config.max_message_bytes, max_attachment_bytes=config.max_attachment_bytes,
+            data_dir=config.data_dir,
+        )
+
+    def open_store(self, *, migrate: bool = False) -> Store:
+        store = Store(self.config.database)
+        if migrate:
+            store.migrate()
+        return store
+
+    def attachment_store(self) -> AttachmentStore:
+        return AttachmentStore(self.config.attachments_dir)
+
+    def ingestor(self, store: Store) -> Ingestor:
+        return Ingestor(
+            store, self.attachment_store(), instance_id=self.config.instance_id,
+            own_addresses=self.config.own_addresses(), now=lambda: dt.datetime.now(dt.UTC),
+        )
+
+    def channel_names(self, *, kind: str | None = None, enabled_only: bool = True) -> list[str]:
+        return [
+            c.name for c in self.config.channels.values()
+            if (not enabled_only or c.enabled) and (kind is None or c.kind == kind)
+        ]
+
+    def connector(self, name: str) -> Connector:
+        """A fresh connector instance for the configured channel `name`."""
+        try:
+            channel = self.config.channels[name]
+        except KeyError:
+            known = ", ".join(sorted(self.config.channels)) or "none configured"
+            raise ConfigError([f"no channel named {name!r} (channels: {known})"]) from None
+        cls = self.registry[channel.kind]
+        return cls(name, channel.settings, context=self.context)
+
+    def connector_class(self, name: str) -> type[Connector]:
+        return self.registry[self.config.channels[name].kind]

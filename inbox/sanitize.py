@@ -1,0 +1,71 @@
+"""Inbound HTML made safe to show, and plain text made from it.
+
+Everything inbound is attacker-controlled. We sanitise with nh3 (the Rust `ammonia` allow-list
+sanitiser) rather than writing our own: it parses like a browser does, which is what defeats
+mutation XSS. On top of its defaults we remove everything that would make the agent's browser
+fetch something: remote images, `srcset`, inline styles (CSS `url()`), `<style>`, `<link>`.
+Only `cid:` images (parts of the same message) stay. The web app shows the result inside a
+sandboxed frame as a second wall.
+"""
+
+from __future__ import annotations
+
+import html as html_lib
+import re
+
+import nh3
+
+#: Bodies with more links than this are replaced by a notice (a spam/DoS shape, Zammad #2390).
+MAX_LINKS = 5000
+
+_TAGS = set(nh3.ALLOWED_TAGS) - {"area", "map"} | {"font", "tfoot"}
+_ATTRIBUTES = {tag: set(attrs) for tag, attrs in nh3.ALLOWED_ATTRIBUTES.items()}
+_ATTRIBUTES["a"] = {"href", "title"}
+_ATTRIBUTES["img"] = {"src", "alt", "width", "height", "title"}
+_ATTRIBUTES["font"] = {"color", "size"}
+_ATTRIBUTES["*"] = {"dir", "lang", "title"}
+_URL_SCHEMES = {"http", "https", "mailto", "tel", "cid"}
+_LINK_RE = re.compile(r"<a\s", re.IGNORECASE)
+
+
+def _attribute_filter(tag: str, attr: str, value: str) -> str | None:
+    # A remote image is a tracker or an SSRF probe; only parts of the message itself may show.
+    if tag == "img" and attr == "src" and not value.lower().startswith("cid:"):
+        return None
+    if tag == "a" and attr == "href" and value.lower().startswith("cid:"):
+        return None
+    return value
+
+
+def sanitize_html(html: str) -> tuple[str, bool]:
+    """Return (safe HTML, replaced). `replaced` is True when the body was swapped for a notice."""
+    if len(_LINK_RE.findall(html, 0, 4_000_000)) > MAX_LINKS:
+        return "", True
+    cleaned = nh3.clean(
+        html,
+        tags=_TAGS,
+        clean_content_tags={"script", "style", "title", "head", "template", "noscript", "textarea", "select"},
+        attributes=_ATTRIBUTES,
+        attribute_filter=_attribute_filter,
+        url_schemes=_URL_SCHEMES,
+        link_rel="noopener noreferrer nofollow",
+        strip_comments=True,
+    )
+    return cleaned, False
+
+
+_BLOCK_END = re.compile(r"</(p|div|tr|li|h[1-6]|blockquote|pre|table|ul|ol)\s*>|<br\s*/?>|<hr\s*/?>", re.IGNORECASE)
+_SPACES = re.compile(r"[ \t\r\f\v]+")
+_BLANK_LINES = re.compile(r"\n\s*\n\s*\n+")
+
+
+def html_to_text(html: str) -> str:
+    """Readable plain text from HTML, for search and for channels without formatting."""
+    marked = _BLOCK_END.sub("\n", html)
+    stripped = nh3.clean(
+        marked, tags=set(), clean_content_tags={"script", "style", "title", "head", "template"}, attributes={}
+    )
+    text = html_lib.unescape(stripped)
+    text = _SPACES.sub(" ", text)
+    text = "\n".join(line.strip() for line in text.split("\n"))
+    return _BLANK_LINES.sub("\n\n", text).strip()

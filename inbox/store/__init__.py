@@ -1,0 +1,125 @@
+"""The store: the only place in Mainland that speaks SQL.
+
+One `Store` wraps one SQLite file through sqlite-utils. It runs in WAL mode with a busy timeout,
+and every write transaction starts with `BEGIN IMMEDIATE` (`with store.write():`): a deferred
+transaction that reads and then writes can fail with SQLITE_BUSY at once, ignoring the timeout.
+Verbs are named after the domain and grouped by subject in the modules of this package; each verb
+that writes is its own transaction unless the caller already holds one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from sqlite_utils import Database
+
+from inbox.store.base import NotFound, StoreError, now_iso
+from inbox.store.conversations import ConversationQueries
+from inbox.store.ingest import IngestQueries
+from inbox.store.operations import OperationsQueries
+
+__all__ = ["Store", "NotFound", "StoreError", "now_iso"]
+
+BUSY_TIMEOUT_MS = 10_000
+
+
+class Store(IngestQueries, ConversationQueries, OperationsQueries):
+    """A Mainland database. Open one per thread; share the file, not the object."""
+
+    def __init__(self, path: str | Path, *, check: bool = True) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we issue BEGIN IMMEDIATE ourselves; sqlite3's implicit
+        # transactions are DEFERRED and would bring back the upgrade-to-write SQLITE_BUSY.
+        conn = sqlite3.connect(
+            str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+        )
+        self.conn = conn
+        self.db = Database(conn, execute_plugins=False)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        # FULL: cursors and the outbox live here; a commit must survive power loss.
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        # Erased personal data must not linger in free pages.
+        conn.execute("PRAGMA secure_delete = ON")
+        conn.execute("PRAGMA journal_size_limit = 67108864")
+        self._local = threading.local()
+        if check:
+            self.check_integrity()
+
+    # Transactions -------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Store]:
+        """A write transaction (`BEGIN IMMEDIATE`); nested calls join the outer one."""
+        if self.conn.in_transaction:
+            yield self
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
+    def execute(self, sql: str, params: tuple | dict = ()) -> sqlite3.Cursor:
+        return self.conn.execute(sql, params)
+
+    # Life cycle ---------------------------------------------------------------------------------
+
+    def migrate(self) -> list[str]:
+        """Apply pending migrations; return the names of those applied."""
+        from inbox.store.migrations import migrations
+
+        pending = [m.name for m in migrations.pending(self.db)]
+        if pending:
+            # Migrations.apply() opens deferred transactions of its own; take the write lock first
+            # so that two processes starting at once apply each migration once.
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                still_pending = [m.name for m in migrations.pending(self.db)]
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            if still_pending:
+                migrations.apply(self.db)
+        return pending
+
+    def check_integrity(self) -> None:
+        """Refuse to work on a damaged database file (PRAGMA quick_check)."""
+        try:
+            row = self.conn.execute("PRAGMA quick_check").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path} is not a usable SQLite database: {exc}") from exc
+        if row and row[0] != "ok":
+            raise StoreError(
+                f"{self.path} failed its integrity check ({row[0]}). Restore the latest backup; "
+                "see docs/operations.md."
+            )
+
+    def checkpoint(self) -> tuple[int, int, int]:
+        """Recycle the write-ahead log so that it does not grow without bound."""
+        return tuple(self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone())
+
+    def backup(self, target: str | Path) -> None:
+        """A consistent copy of the live database (online backup API), checked after writing."""
+        dest = sqlite3.connect(str(target))
+        try:
+            self.conn.backup(dest)
+            result = dest.execute("PRAGMA integrity_check").fetchone()[0]
+            if result != "ok":
+                raise StoreError(f"backup {target} failed its integrity check: {result}")
+        finally:
+            dest.close()
+
+    def close(self) -> None:
+        self.conn.close()

@@ -1,0 +1,43 @@
+"""Shared pieces of the store modules: errors, timestamps, row helpers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from typing import Any
+
+
+class StoreError(Exception):
+    """The database cannot do what was asked (damaged file, impossible state)."""
+
+
+class NotFound(StoreError):
+    """No object with that id (or not one the caller may see)."""
+
+
+def iso(moment: dt.datetime) -> str:
+    """A UTC timestamp as stored: sortable text with microseconds."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def now_iso() -> str:
+    return iso(dt.datetime.now(dt.UTC))
+
+
+def parse_iso(text: str | None) -> dt.datetime | None:
+    if not text:
+        return None
+    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
+
+
+def as_dict(cursor: sqlite3.Cursor, row: tuple | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    return {col[0]: value for col, value in zip(cursor.description, row, strict=True)}
+
+
+def as_dicts(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
+    names = [col[0] for col in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]

@@ -1,0 +1,192 @@
+"""Store verbs used by the ingest pipeline: dedupe checks, identities, threading lookups, inserts.
+
+They are called inside one `store.write()` transaction per batch (see inbox/ingest.py), together
+with `save_cursor`, so that a batch and the cursor after it are committed together or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from inbox.store.base import as_dict
+
+
+class IngestQueries:
+    conn: Any
+
+    def known_external_ids(self, channel: str, external_ids: Iterable[str]) -> set[str]:
+        """Those of `external_ids` already stored for `channel`."""
+        ids = list(external_ids)
+        known: set[str] = set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(
+                f"SELECT external_id FROM messages WHERE channel = ? AND external_id IN ({marks})",  # noqa: S608
+                (channel, *chunk),
+            )
+            known.update(r[0] for r in rows)
+        return known
+
+    # Customers and identities -------------------------------------------------------------------
+
+    def customer_for_identity(self, kind: str, value: str) -> int | None:
+        """The customer an identity belongs to (following merges), or None."""
+        row = self.conn.execute(
+            "SELECT c.id, c.merged_into FROM identities i JOIN customers c ON c.id = i.customer_id "
+            "WHERE i.kind = ? AND i.value = ?",
+            (kind, value),
+        ).fetchone()
+        if row is None:
+            return None
+        customer_id, merged_into = row
+        while merged_into:
+            customer_id, merged_into = self.conn.execute(
+                "SELECT id, merged_into FROM customers WHERE id = ?", (merged_into,)
+            ).fetchone()
+        return customer_id
+
+    def create_customer(self, display_name: str, now: str) -> int:
+        cur = self.conn.execute(
+            "INSERT INTO customers (display_name, created_at, updated_at) VALUES (?, ?, ?)",
+            (display_name, now, now),
+        )
+        return cur.lastrowid
+
+    def add_identity(self, customer_id: int, kind: str, value: str, display: str, valid: bool, now: str) -> None:
+        self.conn.execute(
+            "INSERT OR IGNORE INTO identities (customer_id, kind, value, display, valid, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (customer_id, kind, value, display, int(valid), now),
+        )
+
+    def fill_customer_name(self, customer_id: int, name: str, now: str) -> None:
+        """Give a nameless customer the name they signed with."""
+        self.conn.execute(
+            "UPDATE customers SET display_name = ?, updated_at = ? WHERE id = ? AND display_name = ''",
+            (name, now, customer_id),
+        )
+
+    # Threading lookups --------------------------------------------------------------------------
+
+    def messages_by_message_id(self, message_ids: Iterable[str]) -> list[dict[str, Any]]:
+        """Stored messages (ours or the customer's) whose Message-ID is one of `message_ids`."""
+        ids = [m for m in message_ids if m]
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        cur = self.conn.execute(
+            "SELECT m.id, m.conversation_id, m.direction, c.customer_id, m.message_id "  # noqa: S608
+            f"FROM messages m JOIN conversations c ON c.id = m.conversation_id WHERE m.message_id IN ({marks}) "
+            "ORDER BY m.id DESC",
+            ids,
+        )
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def conversation_by_token(self, token: str) -> dict[str, Any] | None:
+        cur = self.conn.execute("SELECT id, customer_id, channel, status FROM conversations WHERE token = ?", (token,))
+        return as_dict(cur, cur.fetchone())
+
+    def open_conversation_for_thread(self, channel: str, thread_key: str, customer_id: int) -> int | None:
+        """The latest unresolved conversation of this customer on this channel thread."""
+        row = self.conn.execute(
+            "SELECT id FROM conversations WHERE channel = ? AND thread_key = ? AND customer_id = ? "
+            "AND status NOT IN ('resolved', 'spam') ORDER BY id DESC LIMIT 1",
+            (channel, thread_key, customer_id),
+        ).fetchone()
+        return row[0] if row else None
+
+    def create_conversation(
+        self,
+        *,
+        token: str,
+        customer_id: int,
+        channel: str,
+        thread_key: str | None,
+        subject: str,
+        public: bool,
+        automatic: bool,
+        flags: str,
+        now: str,
+    ) -> int:
+        cur = self.conn.execute(
+            "INSERT INTO conversations (token, customer_id, channel, thread_key, subject, public, automatic, "
+            "flags, created_at, updated_at, last_message_at, last_inbound_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (token, customer_id, channel, thread_key, subject, int(public), int(automatic), flags, now, now, now, now),
+        )
+        return cur.lastrowid
+
+    def note_inbound(self, conversation_id: int, now: str, *, reopen: bool) -> None:
+        """A customer wrote again: move the activity times, and reopen unless told not to."""
+        if reopen:
+            self.conn.execute(
+                "UPDATE conversations SET last_message_at = ?, last_inbound_at = ?, updated_at = ?, "
+                "status = CASE WHEN status IN ('resolved', 'pending', 'snoozed') THEN 'open' ELSE status END "
+                "WHERE id = ?",
+                (now, now, now, conversation_id),
+            )
+        else:
+            self.conn.execute(
+                "UPDATE conversations SET last_message_at = ?, updated_at = ? WHERE id = ?",
+                (now, now, conversation_id),
+            )
+
+    # Inserts ------------------------------------------------------------------------------------
+
+    def insert_message(self, row: dict[str, Any]) -> int | None:
+        """Insert one message; None when `(channel, external_id)` is already stored."""
+        columns = list(row)
+        cur = self.conn.execute(
+            f"INSERT INTO messages ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "  # noqa: S608
+            "ON CONFLICT (channel, external_id) DO NOTHING",
+            [row[c] for c in columns],
+        )
+        return cur.lastrowid if cur.rowcount else None
+
+    def insert_raw(self, message_id: int, data: bytes) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO raw_messages (message_id, data) VALUES (?, ?)", (message_id, data))
+
+    def insert_attachment(self, message_id: int, meta: dict[str, Any]) -> int:
+        cur = self.conn.execute(
+            "INSERT INTO attachments (message_id, filename, content_type, size, sha256, stored, content_id, inline, "
+            "type_mismatch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                message_id,
+                meta["filename"],
+                meta["content_type"],
+                meta["size"],
+                meta.get("sha256"),
+                int(meta.get("stored", True)),
+                meta.get("content_id"),
+                int(meta.get("inline", False)),
+                int(meta.get("type_mismatch", False)),
+            ),
+        )
+        return cur.lastrowid
+
+    def mark_outbound_bounced(self, message_ids: Iterable[str], reason: str) -> list[int]:
+        """Our replies that a delivery-status notification says did not arrive."""
+        bounced = []
+        for mid in message_ids:
+            row = self.conn.execute(
+                "SELECT id, customer_id FROM messages WHERE message_id = ? AND direction = 'out'", (mid,)
+            ).fetchone()
+            if row:
+                self.conn.execute(
+                    "UPDATE messages SET delivery_status = 'bounced', delivery_error = ? WHERE id = ?",
+                    (reason, row[0]),
+                )
+                bounced.append(row[0])
+        return bounced
+
+    def audit(self, now: str, actor: str, action: str, object_type: str | None = None,
+              object_id: str | int | None = None, **details: Any) -> None:
+        self.conn.execute(
+            "INSERT INTO audit_log (at, actor, action, object_type, object_id, details) VALUES (?, ?, ?, ?, ?, ?)",
+            (now, actor, action, object_type, None if object_id is None else str(object_id),
+             json.dumps(details, default=str)),
+        )

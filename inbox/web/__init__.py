@@ -1,0 +1,57 @@
+"""The web app's wiring: blueprints, per-request store, security headers and error pages.
+
+Every module in this package that defines a blueprint named `bp` is registered, so adding a page
+area means adding one module. Each request gets its own `Store` (closed at teardown).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from flask import Flask, current_app, g
+
+from inbox.runtime import Mainland
+from inbox.store import Store
+
+
+def mainland() -> Mainland:
+    return current_app.extensions["mainland"]
+
+
+def get_store() -> Store:
+    """The request's store, opened on first use."""
+    if "store" not in g:
+        g.store = mainland().open_store()
+    return g.store
+
+
+def _close_store(exc: BaseException | None) -> None:
+    store = g.pop("store", None)
+    if store is not None:
+        store.close()
+
+
+def _security_headers(response):
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
+    response.headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+        "frame-ancestors 'self'; base-uri 'none'; form-action 'self'",
+    )
+    return response
+
+
+def init_app(app: Flask) -> None:
+    app.teardown_appcontext(_close_store)
+    app.after_request(_security_headers)
+    for module_info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{__name__}.{module_info.name}")
+        bp = getattr(module, "bp", None)
+        if bp is not None:
+            app.register_blueprint(bp)
+        init = getattr(module, "init_app", None)
+        if callable(init):
+            init(app)
