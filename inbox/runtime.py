@@ -7,7 +7,9 @@ and ask it for stores, connectors and an ingestor, so all three wire things the 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+import hashlib
+import hmac
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import connectors
@@ -28,6 +30,11 @@ class ConnectorContext:
     max_message_bytes: int
     max_attachment_bytes: int
     data_dir: Path
+    signing_secret: bytes = field(default=b"", repr=False)
+
+    def signing_key(self, purpose: str) -> bytes:
+        """A key for `purpose` (e.g. "webform:contact") derived from the app's secret; never the secret itself."""
+        return hmac.new(self.signing_secret, purpose.encode(), hashlib.sha256).digest()
 
 
 class Mainland:
@@ -55,6 +62,7 @@ class Mainland:
             instance_id=config.instance_id, mail_domain=config.mail_domain, base_url=config.base_url,
             max_message_bytes=config.max_message_bytes, max_attachment_bytes=config.max_attachment_bytes,
             data_dir=config.data_dir,
+            signing_secret=hmac.new(config.secret_key.encode(), b"mainland-connectors", hashlib.sha256).digest(),
         )
 
     def open_store(self, *, migrate: bool = False) -> Store:
@@ -87,6 +95,19 @@ class Mainland:
             raise ConfigError([f"no channel named {name!r} (channels: {known})"]) from None
         cls = self.registry[channel.kind]
         return cls(name, channel.settings, context=self.context)
+
+    def sending_connector(self, name: str) -> Connector:
+        """The connector that delivers replies for channel `name`.
+
+        Most channels answer on themselves; one that cannot (a web form) names the channel that
+        carries its replies in its `reply_channel` setting (for a web form, an email channel).
+        """
+        connector = self.connector(name)
+        through = connector.config.get("reply_channel")
+        if through and through != name:
+            connector.close()
+            return self.connector(through)
+        return connector
 
     def connector_class(self, name: str) -> type[Connector]:
         return self.registry[self.config.channels[name].kind]
