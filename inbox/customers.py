@@ -3,7 +3,7 @@
 On ingest, the author's identity on the channel (an email address, a phone number, a handle) is
 normalized and looked up; an exact match attaches the item to that customer, otherwise a customer
 record is created on first contact. Cross-channel matching, merge suggestions and privacy tools
-build on these tables (see docs/identity.md).
+build on these tables (see docs/architecture.md).
 """
 
 from __future__ import annotations
