@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,9 +41,15 @@ class ConnectorContext:
 class Mainland:
     """Configuration plus everything built from it."""
 
-    def __init__(self, config: Config, *, include_entry_points: bool = True) -> None:
+    def __init__(self, config: Config, *, include_entry_points: bool = True,
+                 extra_connectors: Iterable[type[Connector]] = ()) -> None:
         self.config = config
         self.registry = connectors.discover(include_entry_points=include_entry_points)
+        # Tests (and embedders) may add connector classes of their own; a clash is still an error.
+        for cls in extra_connectors:
+            if self.registry.get(cls.kind, cls) is not cls:
+                raise connectors.RegistryError(f"connector kind {cls.kind!r} is already installed")
+            self.registry[cls.kind] = cls
         problems = []
         for channel in config.channels.values():
             cls = self.registry.get(channel.kind)

@@ -17,17 +17,19 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
+from inbox.store.agents import AgentQueries
 from inbox.store.base import NotFound, StoreError, now_iso
 from inbox.store.conversations import ConversationQueries
 from inbox.store.ingest import IngestQueries
 from inbox.store.operations import OperationsQueries
+from inbox.store.outbox import OutboxQueries
 
 __all__ = ["Store", "NotFound", "StoreError", "now_iso"]
 
 BUSY_TIMEOUT_MS = 10_000
 
 
-class Store(IngestQueries, ConversationQueries, OperationsQueries):
+class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries, AgentQueries):
     """A Mainland database. Open one per thread; share the file, not the object."""
 
     def __init__(self, path: str | Path, *, check: bool = True) -> None:

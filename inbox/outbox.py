@@ -1,0 +1,139 @@
+"""Sending replies reliably: a transactional outbox worked by the worker.
+
+`queue_reply` writes the reply as a message and an outbox row in one transaction, so a reply the
+agent saw as "queued" is never lost. `send_due` claims due rows under a lease and sends each
+through the conversation's channel (`Mainland.sending_connector`):
+
+- accepted -> `sent`, with the channel's id; only then is the message shown as sent;
+- `RetryableError` (SMTP 4xx, 429, timeouts) -> `retry_wait` with backoff, at most
+  `MAX_ATTEMPTS` tries within `MAX_AGE`, then `dead`;
+- `PermanentError` (SMTP 5xx, a refused request) -> `failed`, with the reason shown to the agent,
+  who can retry after fixing the cause.
+
+The one window no outbox can close: the channel accepted the reply and the process died before
+`sent` was committed. The lease then runs out, the row is sent again and flagged
+`possible_duplicate`; email keeps the same Message-ID, so the customer's mail client shows one
+message, and channels with idempotency keys get the same key (the outbox id).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from dataclasses import dataclass
+
+from connectors.base import ConnectorError, PermanentError, RetryableError
+from inbox.mail import conversation_message_id
+from inbox.models import Author, OutboundReply
+from inbox.poller import backoff_delay
+from inbox.runtime import Mainland
+from inbox.store import Store
+from inbox.store.base import iso, parse_iso
+
+log = logging.getLogger("mainland.outbox")
+
+LEASE_SECONDS = 120
+MAX_ATTEMPTS = 10
+MAX_AGE = dt.timedelta(hours=24)
+
+
+class ReplyRefused(Exception):
+    """The reply cannot be queued (nobody to answer, an address we must not write to)."""
+
+
+def queue_reply(mainland: Mainland, store: Store, conversation_id: int, text: str, *, agent: dict | None = None,
+                html: str | None = None, now: dt.datetime | None = None) -> str:
+    """Queue an agent's reply in a conversation; returns the outbox id."""
+    now_text = iso(now or dt.datetime.now(dt.UTC))
+    conversation = store.conversation(conversation_id)
+    answered = store.latest_inbound(conversation_id)
+    if answered is None:
+        raise ReplyRefused("this conversation has no message from the customer to answer")
+    outbox_id = uuid.uuid4().hex
+    channel = conversation["channel"]
+    # Email replies carry a Message-ID naming the conversation, so the customer's answer threads
+    # even when their mail client drops In-Reply-To.
+    message_id = conversation_message_id(conversation["token"], outbox_id, mainland.config.mail_domain).strip("<>")
+    refs = " ".join(r for r in (answered["refs"] or "").split() + [answered["message_id"] or ""] if r)
+    with store.write():
+        store.queue_outbound(
+            outbox_id=outbox_id, conversation_id=conversation_id, channel=channel,
+            agent_id=agent["id"] if agent else None, text=text, html=html,
+            subject=conversation["subject"] or answered["subject"] or "", message_id=message_id, refs=refs,
+            author_name=(agent or {}).get("name", ""), now=now_text,
+        )
+    return outbox_id
+
+
+@dataclass
+class SendReport:
+    sent: int = 0
+    retrying: int = 0
+    failed: int = 0
+
+
+def build_outbound(store: Store, row: dict) -> OutboundReply:
+    """The `OutboundReply` for a claimed outbox row: to the customer's last message in the conversation."""
+    conversation = store.conversation(row["conversation_id"])
+    answered = store.latest_inbound(row["conversation_id"]) or {}
+    refs = tuple((row["refs"] or "").split())
+    return OutboundReply(
+        idempotency_key=row["id"],
+        channel=row["channel"],
+        conversation_id=row["conversation_id"],
+        text=row["text"],
+        html=row["html"],
+        to=Author(handle=answered.get("author_handle", ""), name=answered.get("author_name", "")),
+        subject=row["subject"],
+        thread_key=conversation["thread_key"],
+        reply_to_external_id=answered.get("external_id"),
+        reply_to_message_id=answered.get("message_id"),
+        references=refs[:-1] if refs and refs[-1] == answered.get("message_id") else refs,
+        message_id=f"<{row['our_message_id']}>" if row["our_message_id"] else None,
+        public=bool(conversation["public"]),
+        from_name=row["agent_name"] or None,
+    )
+
+
+def send_due(mainland: Mainland, store: Store, *, now: dt.datetime | None = None) -> SendReport:
+    """Send every due reply once; never raises for a channel's failure."""
+    now = now or dt.datetime.now(dt.UTC)
+    report = SendReport()
+    with store.write():
+        rows = store.claim_outbox(iso(now), iso(now + dt.timedelta(seconds=LEASE_SECONDS)))
+    for row in rows:
+        try:
+            reply = build_outbound(store, row)
+            connector = mainland.sending_connector(row["channel"])
+        except Exception as exc:  # a channel removed from the config, a vanished conversation
+            with store.write():
+                store.mark_outbox_failed(row["id"], f"cannot send: {exc}")
+            report.failed += 1
+            continue
+        try:
+            provider_id = connector.send(reply)
+        except RetryableError as exc:
+            error = connector.redact(str(exc))
+            created = parse_iso(row["created_at"]) or now
+            if row["attempts"] >= MAX_ATTEMPTS or now - created > MAX_AGE:
+                with store.write():
+                    store.mark_outbox_failed(row["id"], f"gave up after {row['attempts']} tries: {error}", dead=True)
+                report.failed += 1
+            else:
+                retry_at = now + dt.timedelta(seconds=backoff_delay(row["attempts"], exc.retry_after))
+                with store.write():
+                    store.mark_outbox_retry(row["id"], iso(retry_at), error)
+                report.retrying += 1
+            continue
+        except (PermanentError, ConnectorError) as exc:
+            with store.write():
+                store.mark_outbox_failed(row["id"], connector.redact(str(exc)))
+            report.failed += 1
+            continue
+        finally:
+            connector.close()
+        with store.write():
+            store.mark_outbox_sent(row["id"], str(provider_id), iso(dt.datetime.now(dt.UTC)))
+        report.sent += 1
+    return report

@@ -1,0 +1,125 @@
+"""Store verbs for replies on their way out: the message row and its outbox row, claimed by lease.
+
+States: pending -> sending (lease) -> sent | retry_wait -> ... | failed (the channel refused) |
+dead (gave up after too many tries). A row is only `sent` after the channel accepted it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from inbox.store.base import NotFound, as_dict, as_dicts
+
+
+class OutboxQueries:
+    conn: Any
+
+    def queue_outbound(self, *, outbox_id: str, conversation_id: int, channel: str, agent_id: int | None,
+                       text: str, html: str | None, subject: str, message_id: str | None, refs: str,
+                       author_name: str, now: str) -> int:
+        """The reply as a message (status queued) and its outbox row, in the caller's transaction."""
+        cur = self.conn.execute(
+            "INSERT INTO messages (conversation_id, channel, external_id, direction, agent_id, author_name, subject, "
+            "text, html, message_id, refs, received_at, delivery_status) "
+            "VALUES (?, ?, ?, 'out', ?, ?, ?, ?, ?, ?, ?, ?, 'queued')",
+            (conversation_id, channel, f"out:{outbox_id}", agent_id, author_name, subject, text, html, message_id,
+             refs, now),
+        )
+        message_row = cur.lastrowid
+        self.conn.execute(
+            "INSERT INTO outbox (id, message_id, channel, state, next_at, created_at) VALUES (?, ?, ?, 'pending', ?, ?)",
+            (outbox_id, message_row, channel, now, now),
+        )
+        self.conn.execute(
+            "UPDATE conversations SET last_message_at = ?, updated_at = ?, "
+            "first_response_at = COALESCE(first_response_at, ?), "
+            "status = CASE WHEN status = 'new' THEN 'open' ELSE status END WHERE id = ?",
+            (now, now, now, conversation_id),
+        )
+        return message_row
+
+    def claim_outbox(self, now: str, lease_until: str, limit: int = 20) -> list[dict[str, Any]]:
+        """Take due rows for sending. A row whose lease ran out (a sender died mid-send) is taken again,
+        flagged as a possible duplicate: the channel may have accepted it before the crash."""
+        rows = as_dicts(self.conn.execute(
+            "SELECT id, state FROM outbox WHERE (state IN ('pending', 'retry_wait') AND next_at <= ?) "
+            "OR (state = 'sending' AND lease_until < ?) ORDER BY next_at LIMIT ?",
+            (now, now, limit),
+        ))
+        claimed = []
+        for row in rows:
+            cur = self.conn.execute(
+                "UPDATE outbox SET state = 'sending', lease_until = ?, attempts = attempts + 1, "
+                "possible_duplicate = possible_duplicate OR (state = 'sending') "
+                "WHERE id = ? AND state = ?",
+                (lease_until, row["id"], row["state"]),
+            )
+            if cur.rowcount:
+                claimed.append(self.outbox_row(row["id"]))
+        return claimed
+
+    def outbox_row(self, outbox_id: str) -> dict[str, Any]:
+        cur = self.conn.execute(
+            "SELECT o.*, m.conversation_id, m.text, m.html, m.subject, m.message_id AS our_message_id, m.refs, "
+            "m.author_name AS agent_name FROM outbox o JOIN messages m ON m.id = o.message_id WHERE o.id = ?",
+            (outbox_id,),
+        )
+        row = as_dict(cur, cur.fetchone())
+        if row is None:
+            raise NotFound(f"no outbox row {outbox_id}")
+        return row
+
+    def latest_inbound(self, conversation_id: int) -> dict[str, Any] | None:
+        """The customer's last message in a conversation: what a reply answers."""
+        cur = self.conn.execute(
+            "SELECT id, external_id, message_id, refs, author_name, author_handle, subject, customer_id "
+            "FROM messages WHERE conversation_id = ? AND direction = 'in' ORDER BY id DESC LIMIT 1",
+            (conversation_id,),
+        )
+        return as_dict(cur, cur.fetchone())
+
+    def mark_outbox_sent(self, outbox_id: str, provider_id: str, now: str) -> None:
+        self.conn.execute(
+            "UPDATE outbox SET state = 'sent', provider_id = ?, sent_at = ?, lease_until = NULL, last_error = NULL "
+            "WHERE id = ?", (provider_id, now, outbox_id))
+        self.conn.execute(
+            "UPDATE messages SET delivery_status = 'sent', delivery_error = NULL, sent_at = ? "
+            "WHERE id = (SELECT message_id FROM outbox WHERE id = ?)", (now, outbox_id))
+
+    def mark_outbox_retry(self, outbox_id: str, next_at: str, error: str) -> None:
+        self.conn.execute(
+            "UPDATE outbox SET state = 'retry_wait', next_at = ?, lease_until = NULL, last_error = ? WHERE id = ?",
+            (next_at, error, outbox_id))
+        self.conn.execute(
+            "UPDATE messages SET delivery_status = 'retrying', delivery_error = ? "
+            "WHERE id = (SELECT message_id FROM outbox WHERE id = ?)", (error, outbox_id))
+
+    def mark_outbox_failed(self, outbox_id: str, error: str, *, dead: bool = False) -> None:
+        self.conn.execute(
+            "UPDATE outbox SET state = ?, lease_until = NULL, last_error = ? WHERE id = ?",
+            ("dead" if dead else "failed", error, outbox_id))
+        self.conn.execute(
+            "UPDATE messages SET delivery_status = 'failed', delivery_error = ? "
+            "WHERE id = (SELECT message_id FROM outbox WHERE id = ?)", (error, outbox_id))
+
+    def retry_outbox(self, outbox_id: str, now: str) -> bool:
+        """An agent's "try again" on a failed reply."""
+        cur = self.conn.execute(
+            "UPDATE outbox SET state = 'pending', next_at = ?, attempts = 0 WHERE id = ? AND state IN ('failed', 'dead')",
+            (now, outbox_id))
+        if cur.rowcount:
+            self.conn.execute(
+                "UPDATE messages SET delivery_status = 'queued' WHERE id = (SELECT message_id FROM outbox WHERE id = ?)",
+                (outbox_id,))
+        return bool(cur.rowcount)
+
+    def outbox_states(self) -> dict[str, int]:
+        return {r["state"]: r["n"] for r in as_dicts(self.conn.execute(
+            "SELECT state, count(*) AS n FROM outbox GROUP BY state"))}
+
+    def hold_unsent_before(self, moment: str) -> int:
+        """After restoring a backup: replies queued before `moment` may already have gone out; a person decides."""
+        cur = self.conn.execute(
+            "UPDATE outbox SET state = 'needs_review' WHERE state IN ('pending', 'sending', 'retry_wait') "
+            "AND created_at < ?", (moment,))
+        return cur.rowcount

@@ -1,0 +1,137 @@
+"""The outbox: a reply is queued with its message, sent once, retried on 4xx, failed on 5xx, never lost."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from connectors.base import Connector, PermanentError, RetryableError
+from inbox.config import from_mapping
+from inbox.mail import parse_email
+from inbox.models import FetchResult
+from inbox.outbox import MAX_ATTEMPTS, ReplyRefused, queue_reply, send_due
+from inbox.runtime import Mainland
+from tests.mailfactory import raw_mail
+
+
+class RecordingConnector(Connector):
+    """A channel that records what it was asked to send, and fails on request."""
+
+    kind = "recording"
+    display_name = "Recording"
+    sent: list = []
+    failures: list = []
+
+    def fetch(self, cursor):
+        return FetchResult(items=[], cursor=cursor)
+
+    def send(self, reply):
+        if RecordingConnector.failures:
+            raise RecordingConnector.failures.pop(0)
+        RecordingConnector.sent.append(reply)
+        return f"provider-{len(RecordingConnector.sent)}"
+
+
+@pytest.fixture
+def mainland(tmp_path):
+    RecordingConnector.sent = []
+    RecordingConnector.failures = []
+    config = from_mapping({"database": str(tmp_path / "m.db"), "mail_domain": "mainland.test",
+                           "channels": {"mail": {"kind": "recording"}}}, base=tmp_path)
+    return Mainland(config, extra_connectors=[RecordingConnector])
+
+
+@pytest.fixture
+def conversation(mainland):
+    store = mainland.open_store(migrate=True)
+    item = parse_email(raw_mail(message_id="<q1@example.net>", references="<q0@example.net>"), channel="mail")
+    mainland.ingestor(store).ingest("mail", FetchResult(items=[item], cursor=None))
+    [conv] = store.recent_conversations()
+    yield store, conv
+    store.close()
+
+
+def test_reply_is_sent_threaded_to_the_customers_last_message(mainland, conversation):
+    store, conv = conversation
+    outbox_id = queue_reply(mainland, store, conv["id"], "We will send a new one.", agent={"id": None, "name": "Ann"})
+    messages = store.conversation_messages(conv["id"])
+    assert messages[-1]["direction"] == "out"
+    assert messages[-1]["delivery_status"] == "queued"
+    report = send_due(mainland, store)
+    assert report.sent == 1
+    [reply] = RecordingConnector.sent
+    assert reply.idempotency_key == outbox_id
+    assert reply.to.handle == "jane@example.net"
+    assert reply.reply_to_message_id == "q1@example.net"
+    assert reply.references == ("q0@example.net",)
+    assert conv["token"] in reply.message_id
+    assert store.conversation_messages(conv["id"])[-1]["delivery_status"] == "sent"
+    assert send_due(mainland, store).sent == 0, "a sent reply is never sent again"
+
+
+def test_temporary_failure_is_retried_later_then_sent(mainland, conversation):
+    store, conv = conversation
+    queue_reply(mainland, store, conv["id"], "Hello")
+    RecordingConnector.failures = [RetryableError("451 4.7.1 greylisted", retry_after=300)]
+    now = dt.datetime.now(dt.UTC)
+    assert send_due(mainland, store, now=now).retrying == 1
+    last = store.conversation_messages(conv["id"])[-1]
+    assert (last["delivery_status"], last["delivery_error"]) == ("retrying", "451 4.7.1 greylisted")
+    assert send_due(mainland, store, now=now + dt.timedelta(seconds=60)).sent == 0, "retried before its time"
+    assert send_due(mainland, store, now=now + dt.timedelta(seconds=301)).sent == 1
+    assert len(RecordingConnector.sent) == 1
+
+
+def test_permanent_failure_is_shown_and_not_retried_until_asked(mainland, conversation):
+    store, conv = conversation
+    outbox_id = queue_reply(mainland, store, conv["id"], "Hello")
+    RecordingConnector.failures = [PermanentError("550 5.1.1 user unknown")]
+    assert send_due(mainland, store).failed == 1
+    last = store.conversation_messages(conv["id"])[-1]
+    assert last["delivery_status"] == "failed"
+    assert "550 5.1.1" in last["delivery_error"]
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+    assert send_due(mainland, store, now=later).sent == 0
+    with store.write():
+        assert store.retry_outbox(outbox_id, "2000-01-01T00:00:00.000000Z")
+    assert send_due(mainland, store, now=later).sent == 1
+
+
+def test_gives_up_after_the_attempt_cap(mainland, conversation):
+    store, conv = conversation
+    queue_reply(mainland, store, conv["id"], "Hello")
+    now = dt.datetime.now(dt.UTC)
+    for step in range(MAX_ATTEMPTS + 1):
+        RecordingConnector.failures = [RetryableError("timeout", retry_after=1)]
+        send_due(mainland, store, now=now + dt.timedelta(seconds=10 * step))
+    assert store.outbox_states() == {"dead": 1}
+    assert store.conversation_messages(conv["id"])[-1]["delivery_status"] == "failed"
+
+
+def test_crash_after_the_channel_accepted_resends_once_flagged_as_possible_duplicate(mainland, conversation):
+    store, conv = conversation
+    outbox_id = queue_reply(mainland, store, conv["id"], "Hello")
+    now = dt.datetime.now(dt.UTC)
+    with store.write():  # a sender claimed the row, the channel accepted it, then the process died
+        [claimed] = store.claim_outbox(now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                                       (now + dt.timedelta(seconds=120)).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+    assert send_due(mainland, store, now=now + dt.timedelta(seconds=60)).sent == 0, "lease still held"
+    assert send_due(mainland, store, now=now + dt.timedelta(seconds=121)).sent == 1
+    row = store.outbox_row(outbox_id)
+    assert row["possible_duplicate"] == 1
+    [reply] = RecordingConnector.sent
+    assert reply.idempotency_key == outbox_id == claimed["id"]
+
+
+def test_no_reply_without_a_customer_message(mainland, tmp_path):
+    store = mainland.open_store(migrate=True)
+    with pytest.raises(Exception):  # noqa: B017 - an unknown conversation is refused
+        queue_reply(mainland, store, 999, "Hello")
+    with pytest.raises(ReplyRefused):
+        with store.write():
+            cid = store.create_customer("x", "2026-01-01T00:00:00.000000Z")
+            conv_id = store.create_conversation(token="TOKEN123", customer_id=cid, channel="mail", thread_key=None,
+                                                subject="", public=False, automatic=False, flags="",
+                                                now="2026-01-01T00:00:00.000000Z")
+        queue_reply(mainland, store, conv_id, "Hello")
