@@ -1,0 +1,88 @@
+"""Store verbs for agents: the people who sign in to the web inbox.
+
+An agent's `session_epoch` is how every open session of that agent is ended at once: a signed
+session cookie remembers the epoch it was issued under, and anything that must end sessions
+(logout, a new password, disabling the account) bumps it. Emails are stored lower-case.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from inbox.store.base import StoreError, as_dict, as_dicts, now_iso
+
+ROLES = ("agent", "lead", "manager", "admin")
+
+_PUBLIC_COLUMNS = "id, email, name, role, locale, active, session_epoch, created_at"
+
+
+class AgentExists(StoreError):
+    """An agent with that email address already exists."""
+
+
+class AgentQueries:
+    conn: Any
+    write: Any
+
+    def create_agent(self, *, email: str, name: str, role: str, password_hash: str | None,
+                     locale: str | None = None, now: str | None = None) -> int:
+        """Add an agent; raises AgentExists when the email is taken."""
+        if role not in ROLES:
+            raise StoreError(f"unknown role {role!r} (roles: {', '.join(ROLES)})")
+        with self.write():
+            if self.conn.execute("SELECT 1 FROM agents WHERE email = ?", (email.lower(),)).fetchone():
+                raise AgentExists(f"an agent with email {email.lower()} already exists")
+            cur = self.conn.execute(
+                "INSERT INTO agents (email, name, password_hash, role, locale, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (email.lower(), name, password_hash, role, locale, now or now_iso()),
+            )
+            return cur.lastrowid
+
+    def agent(self, agent_id: int) -> dict[str, Any] | None:
+        """One agent with their password hash (for sign-in checks), or None."""
+        cur = self.conn.execute(f"SELECT {_PUBLIC_COLUMNS}, password_hash FROM agents WHERE id = ?",  # noqa: S608
+                                (agent_id,))
+        return as_dict(cur, cur.fetchone())
+
+    def agent_by_email(self, email: str) -> dict[str, Any] | None:
+        cur = self.conn.execute(f"SELECT {_PUBLIC_COLUMNS}, password_hash FROM agents WHERE email = ?",  # noqa: S608
+                                (email.strip().lower(),))
+        return as_dict(cur, cur.fetchone())
+
+    def agents(self) -> list[dict[str, Any]]:
+        """Every agent, without password hashes, by name."""
+        return as_dicts(self.conn.execute(f"SELECT {_PUBLIC_COLUMNS} FROM agents ORDER BY name, id"))  # noqa: S608
+
+    def set_agent_password(self, agent_id: int, password_hash: str, *, end_sessions: bool = True) -> int:
+        """Store a new password hash; by default also end every session. Returns the session epoch."""
+        with self.write():
+            bump = 1 if end_sessions else 0
+            self.conn.execute(
+                "UPDATE agents SET password_hash = ?, session_epoch = session_epoch + ? WHERE id = ?",
+                (password_hash, bump, agent_id),
+            )
+            return self._epoch(agent_id)
+
+    def end_agent_sessions(self, agent_id: int) -> int:
+        """End every session of the agent; returns the new session epoch."""
+        with self.write():
+            self.conn.execute("UPDATE agents SET session_epoch = session_epoch + 1 WHERE id = ?", (agent_id,))
+            return self._epoch(agent_id)
+
+    def set_agent_locale(self, agent_id: int, locale: str | None) -> None:
+        with self.write():
+            self.conn.execute("UPDATE agents SET locale = ? WHERE id = ?", (locale, agent_id))
+
+    def set_agent_active(self, agent_id: int, active: bool) -> None:
+        """Enable or disable an agent; disabling also ends every session."""
+        with self.write():
+            self.conn.execute(
+                "UPDATE agents SET active = ?, session_epoch = session_epoch + ? WHERE id = ?",
+                (int(active), 0 if active else 1, agent_id),
+            )
+
+    def _epoch(self, agent_id: int) -> int:
+        row = self.conn.execute("SELECT session_epoch FROM agents WHERE id = ?", (agent_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"no agent {agent_id}")
+        return row[0]
