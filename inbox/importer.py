@@ -1,0 +1,334 @@
+"""`mainland import`: an existing mailbox (mbox, Maildir or a folder of messages) into the inbox.
+
+Each message goes through the same pipeline as polled mail: `inbox.mail.parse_email`, then
+`Ingestor.ingest` in batches. A message the parser refuses (no sender) or chokes on is quarantined
+with its bytes and the reason, never dropped. Nothing is stored twice: the ingest pipeline
+dedupes on `(channel, external_id)`.
+
+Resuming: every batch is committed together with a cursor saying how far this source got, so an
+import cut short (Ctrl-C, SIGKILL, power loss) continues after the last committed batch when run
+again. The cursor lives under the import's channel name and remembers each source by its absolute
+path (`{"sources": {path: {"position": n, "last": ref, "sha": ...}}}`); the fingerprint of the
+last imported message tells whether the source is still the one that was read, and a source
+that changed under us is simply read again from the start (dedupe keeps that harmless).
+
+`mailbox` (standard library) reads mbox and Maildir: it knows their quoting and file naming.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import mailbox
+import os
+import re
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from connectors.base import ItemError
+from inbox import mail
+from inbox.ingest import Ingestor, IngestReport
+from inbox.models import FetchResult, InboundItem, Reject
+from inbox.store import Store
+
+DEFAULT_CHANNEL = "import"
+DEFAULT_BATCH_SIZE = 200
+_FIELD_LINE = re.compile(rb"^[!-9;-~]{1,76}:")
+_MAIL_FIELD = re.compile(rb"^(from|sender|received|message-id|date|return-path|delivered-to):", re.I | re.M)
+
+
+class ImportSourceError(Exception):
+    """The path cannot be imported; the message says why and what to do."""
+
+
+@dataclass
+class ImportReport:
+    """What one run of an import did."""
+
+    source: str
+    kind: str
+    total: int = 0  # messages in the source
+    skipped: int = 0  # already imported by an earlier run (resumed after them)
+    messages: int = 0  # messages read in this run
+    stored: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    seconds: float = 0.0
+    complete: bool = False
+    batches: int = 0
+    restarted: str | None = None  # why an earlier cursor was not used
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        return (f"imported {self.messages} messages: {self.stored} stored, {self.duplicates} duplicates, "
+                f"{self.quarantined} quarantined in {self.seconds:.1f} s ({self.rate:.0f} msg/s)")
+
+
+@dataclass
+class _Entry:
+    """One message of a source: where it is and how to read its bytes."""
+
+    ref: str
+    read: Callable[[], bytes]
+
+
+@dataclass
+class Source:
+    """A mailbox opened for reading: its kind, its messages in a stable order."""
+
+    path: Path
+    kind: str  # "mbox", "maildir", "folder" or "file"
+    entries: list[_Entry] = field(default_factory=list)
+    _box: mailbox.Mailbox | None = None
+
+    def close(self) -> None:
+        if self._box is not None:
+            self._box.close()
+
+
+# Opening a source ------------------------------------------------------------------------------
+
+
+def open_source(path: str | Path) -> Source:
+    """Look at `path` and list its messages; `ImportSourceError` with advice when it can't be read."""
+    path = Path(path).expanduser()
+    try:
+        path = path.resolve(strict=True)
+    except FileNotFoundError:
+        raise ImportSourceError(f"{path} does not exist: give the path of an mbox file, a Maildir "
+                                "(a folder with cur/ and new/) or a folder of .eml files") from None
+    except OSError as exc:
+        raise ImportSourceError(f"cannot open {path}: {exc.strerror}") from None
+    try:
+        if path.is_dir():
+            if (path / "cur").is_dir() and (path / "new").is_dir():
+                return _open_maildir(path)
+            return _open_folder(path)
+        if path.is_file():
+            return _open_file(path)
+    except PermissionError as exc:
+        raise ImportSourceError(_permission_advice(exc.filename or path)) from None
+    raise ImportSourceError(f"not a mailbox: {path} is neither a regular file nor a folder")
+
+
+def _permission_advice(path: object) -> str:
+    return (f"permission denied reading {path}: run the import as a user who may read it "
+            "(or copy the mailbox somewhere readable) and run the same command again")
+
+
+def _open_file(path: Path) -> Source:
+    with path.open("rb") as fh:
+        head = fh.read(4096)
+    start = head.lstrip(b"\r\n")
+    if start.startswith(b"From "):
+        box = mailbox.mbox(str(path), create=False)
+        # The table of contents (message offsets) is built by one pass over the file.
+        keys = box.keys()
+        # mailbox keeps offsets only in its table of contents; they make a source_ref one can seek to.
+        toc = getattr(box, "_toc", {})
+        entries = [
+            _Entry(ref=f"{path}@{toc[k][0]}" if k in toc else f"{path}#{k}",
+                   read=(lambda k=k: box.get_bytes(k)))
+            for k in keys
+        ]
+        return Source(path, "mbox", entries, box)
+    if _looks_like_message(start):
+        # One message on its own (a saved .eml): import it like a folder of one.
+        return Source(path, "file", [_Entry(ref=str(path), read=path.read_bytes)])
+    raise ImportSourceError(
+        f"not a mailbox: {path} does not start with a 'From ' line (mbox) nor with mail headers; "
+        "give the path of an mbox file, a Maildir (a folder with cur/ and new/) or a folder of .eml files"
+    )
+
+
+def _looks_like_message(head: bytes) -> bool:
+    """A header block that starts with a header field and holds one only mail has (From:, Received:...)."""
+    block = re.split(rb"\r?\n\r?\n", head, maxsplit=1)[0]
+    return bool(_FIELD_LINE.match(block)) and bool(_MAIL_FIELD.search(block))
+
+
+def _open_maildir(path: Path) -> Source:
+    box = mailbox.Maildir(str(path), factory=None, create=False)
+    # Maildir names start with the delivery time, so sorted keys are roughly oldest first and,
+    # more importantly, in the same order on every run.
+    keys = sorted(box.keys())
+    entries = [_Entry(ref=f"{path}#{k}", read=(lambda k=k: box.get_bytes(k))) for k in keys]
+    return Source(path, "maildir", entries, box)
+
+
+def _open_folder(path: Path) -> Source:
+    files: list[str] = []
+    for root, dirs, names in os.walk(path, onerror=_raise):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in names:
+            if name.startswith("."):
+                continue
+            full = os.path.join(root, name)
+            # Symlinked files count (mu and notmuch make folders of links); linked folders are not
+            # followed (os.walk's default), so a link cannot loop or pull in a whole other tree.
+            if os.path.isfile(full):
+                files.append(full)
+    files.sort()
+    if not files:
+        raise ImportSourceError(f"not a mailbox: {path} holds no message files (hidden files are skipped)")
+    return Source(path, "folder", [_Entry(ref=f, read=Path(f).read_bytes) for f in files])
+
+
+def _raise(exc: OSError) -> None:
+    raise exc
+
+
+# The cursor ------------------------------------------------------------------------------------
+
+
+def _fingerprint(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()[:24]
+
+
+def _load_cursor(channel: str, value: str | None) -> dict:
+    """The import cursor of `channel`; refuses a channel whose cursor belongs to a connector."""
+    if not value:
+        return {"sources": {}}
+    try:
+        data = json.loads(value)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict) or not isinstance(data.get("sources"), dict):
+        # Saving ours would make that channel's connector lose its place.
+        raise ImportSourceError(f"channel {channel!r} is polled by a connector and its cursor is not an "
+                                "import's: import into another channel name (--channel archive, say)")
+    return data
+
+
+def _resume_position(source: Source, saved: dict | None) -> tuple[int, str | None]:
+    """Where to start in `source` given its saved cursor entry, and why not there if not."""
+    if not saved:
+        return 0, None
+    position = saved.get("position")
+    if not isinstance(position, int) or position <= 0:
+        return 0, None
+    if position > len(source.entries):
+        return 0, "the source holds fewer messages than when it was last read; reading it again from the start"
+    last = source.entries[position - 1]
+    try:
+        same = last.ref == saved.get("last") and _fingerprint(last.read()) == saved.get("sha")
+    except (OSError, KeyError):
+        same = False
+    if not same:
+        return 0, "the source changed since it was last read; reading it again from the start"
+    return position, None
+
+
+# The import ------------------------------------------------------------------------------------
+
+
+def _exception_text(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)[-3:]
+    where = "; ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}" for f in frames)
+    return f"{type(exc).__name__}: {exc} ({where})"
+
+
+def parse_message(raw: bytes, *, channel: str, source_ref: str, max_bytes: int | None,
+                  max_attachment_bytes: int | None) -> InboundItem | Reject:
+    """One raw message as an item, or as a `Reject` for the quarantine when the parser refuses it."""
+    try:
+        return mail.parse_email(raw, channel=channel, source_ref=source_ref, max_bytes=max_bytes,
+                                max_attachment_bytes=max_attachment_bytes)
+    except ItemError as exc:
+        return Reject(raw=raw, reason=str(exc), source_ref=source_ref, exception=type(exc).__name__)
+    except Exception as exc:  # a parser bug must cost one message, not the import
+        return Reject(raw=raw, reason=f"could not be parsed: {type(exc).__name__}: {exc}",
+                      source_ref=source_ref, exception=_exception_text(exc))
+
+
+def import_mailbox(
+    store: Store,
+    ingestor: Ingestor,
+    path: str | Path,
+    *,
+    channel: str = DEFAULT_CHANNEL,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    max_bytes: int | None = None,
+    max_attachment_bytes: int | None = None,
+    from_start: bool = False,
+    max_batches: int | None = None,
+    progress: Callable[[int, IngestReport], None] | None = None,
+    on_open: Callable[[ImportReport], None] | None = None,
+) -> ImportReport:
+    """Import every message of the mailbox at `path` into `channel`, resuming an earlier run.
+
+    `progress(n, batch_report)` is called after each committed batch of `n` messages; `on_open`
+    once the source is listed (the report then knows `total` and `skipped`). `max_batches` stops
+    after that many batches (the report says `complete=False`): a run cut short, for tests.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    started = time.perf_counter()
+    source = open_source(path)
+    key = str(source.path)
+    report = ImportReport(source=key, kind=source.kind, total=len(source.entries))
+    try:
+        cursor = _load_cursor(channel, store.cursor(channel))
+        start, why = (0, None) if from_start else _resume_position(source, cursor["sources"].get(key))
+        report.skipped, report.restarted = start, why
+        if on_open:
+            on_open(report)
+
+        items: list[InboundItem] = []
+        rejects: list[Reject] = []
+        last_raw = b""
+        last_ref = ""
+        entries = source.entries
+        for index in range(start, len(entries)):
+            entry = entries[index]
+            try:
+                raw = entry.read()
+            except PermissionError as exc:
+                raise ImportSourceError(_permission_advice(exc.filename or entry.ref)) from None
+            except OSError as exc:
+                raise ImportSourceError(f"cannot read {entry.ref}: {exc.strerror or exc}; fix that and run "
+                                        "the same command again: the import continues where it stopped") from None
+            parsed = parse_message(raw, channel=channel, source_ref=entry.ref, max_bytes=max_bytes,
+                                   max_attachment_bytes=max_attachment_bytes)
+            (rejects if isinstance(parsed, Reject) else items).append(parsed)
+            last_raw, last_ref = raw, entry.ref
+            if len(items) + len(rejects) >= batch_size or index == len(entries) - 1:
+                # Read the cursor again: another source may have been imported into this channel meanwhile.
+                cursor = _load_cursor(channel, store.cursor(channel))
+                cursor["sources"][key] = {"kind": source.kind, "position": index + 1, "last": last_ref,
+                                          "sha": _fingerprint(last_raw), "total": len(entries)}
+                count = len(items) + len(rejects)
+                batch = ingestor.ingest(channel, FetchResult(items=items, rejects=rejects,
+                                                             cursor=json.dumps(cursor, sort_keys=True)))
+                items, rejects = [], []
+                report.messages += count
+                report.stored += batch.stored
+                report.duplicates += batch.duplicates
+                report.quarantined += batch.quarantined
+                report.batches += 1
+                if progress:
+                    progress(count, batch)
+                if max_batches is not None and report.batches >= max_batches and index < len(entries) - 1:
+                    report.seconds = time.perf_counter() - started
+                    return report
+        report.complete = True
+        report.seconds = time.perf_counter() - started
+        return report
+    finally:
+        source.close()
+
+
+def iter_raw_messages(path: str | Path) -> Iterator[tuple[str, bytes]]:
+    """Every message of a mailbox as (source_ref, raw bytes), in import order (for tools and tests)."""
+    source = open_source(path)
+    try:
+        for entry in source.entries:
+            yield entry.ref, entry.read()
+    finally:
+        source.close()
