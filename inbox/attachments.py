@@ -12,6 +12,7 @@ import hashlib
 import os
 import re
 import tempfile
+import time
 import unicodedata
 from pathlib import Path
 
@@ -60,10 +61,19 @@ class AttachmentStore:
     def read(self, sha256: str) -> bytes:
         return self.path_for(sha256).read_bytes()
 
-    def remove_orphaned_temp_files(self) -> int:
-        """Delete temporary files left by a crash mid-write; returns how many."""
+    def remove_orphaned_temp_files(self, min_age_seconds: float = 0.0) -> int:
+        """Delete temporary files left by a crash mid-write; returns how many.
+
+        `min_age_seconds` spares younger files: another process may be writing them right now.
+        """
         removed = 0
+        cutoff = time.time() - min_age_seconds
         for tmp in self.root.glob("*/*/.tmp-*"):
+            try:
+                if min_age_seconds and tmp.stat().st_mtime > cutoff:
+                    continue
+            except FileNotFoundError:
+                continue
             tmp.unlink(missing_ok=True)
             removed += 1
         return removed

@@ -1,0 +1,317 @@
+"""The worker: the scheduler that polls every channel, and the lease that keeps it single.
+
+APScheduler (3.x, `BackgroundScheduler`, UTC) runs one job per polled channel plus housekeeping.
+Each job has a fixed id, `max_instances=1` (a poll slower than its interval is skipped and logged,
+never stacked), `coalesce=True` (a clock jump or a busy machine does not fire a burst of catch-up
+runs) and an explicit `misfire_grace_time` (APScheduler's default of 1 s silently drops late runs).
+
+APScheduler knows nothing of other processes, so two `mainland worker`s (or a worker inside each
+web process) would poll every channel twice. A row in the database decides instead: the worker
+that holds the lease `"scheduler"` polls, every other one waits on standby. The holder renews the
+lease every `renew_every` seconds; a standby tries to take it at the same pace and succeeds once
+the holder released it (clean stop) or stopped renewing it (killed) and it expired. Every job
+checks the lease in the database before it touches a channel, so a worker that lost the lease
+(a long pause of its process) stops polling before its next run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import signal
+import socket
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from inbox.poller import PollOutcome, backoff_delay, poll_channel
+from inbox.runtime import Mainland
+from inbox.store import Store
+from inbox.store.base import iso
+
+log = logging.getLogger("mainland.worker")
+
+LEASE_NAME = "scheduler"
+DEFAULT_LEASE_SECONDS = 60.0
+DEFAULT_RENEW_EVERY = 20.0
+DEFAULT_CHECKPOINT_EVERY = 300.0
+#: Temporary attachment files younger than this may belong to a write in progress (a web form
+#: upload in the web process); only older ones are crash leftovers.
+ORPHAN_MIN_AGE_SECONDS = 3600.0
+
+
+@dataclass(frozen=True)
+class PollPlan:
+    """One channel the worker polls, and how often."""
+
+    channel: str
+    every: float
+
+    @property
+    def job_id(self) -> str:
+        return f"poll:{self.channel}"
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def poll_plans(mainland: Mainland) -> list[PollPlan]:
+    """Every enabled channel whose connector can be polled, with its interval in seconds."""
+    plans = []
+    for name in mainland.channel_names():
+        cls = mainland.connector_class(name)
+        if cls.push_only:
+            continue
+        every = mainland.config.channels[name].poll_every or float(cls.default_poll_every)
+        plans.append(PollPlan(name, every))
+    return plans
+
+
+class Worker:
+    """Polls the configured channels on a schedule while it holds the database lease.
+
+    `start()` returns at once (the jobs run in background threads); `run_forever()` starts, waits
+    for SIGTERM or SIGINT and stops cleanly; `stop()` waits for running jobs and releases the lease.
+    Durations come from the `worker:` config section unless given here.
+    """
+
+    def __init__(
+        self,
+        mainland: Mainland,
+        *,
+        lease_seconds: float | None = None,
+        renew_every: float | None = None,
+        checkpoint_every: float | None = None,
+    ) -> None:
+        settings = mainland.config.extra.get("worker") or {}
+        self.mainland = mainland
+        self.lease_seconds = float(lease_seconds or settings.get("lease_seconds") or DEFAULT_LEASE_SECONDS)
+        self.renew_every = float(renew_every or settings.get("renew_every") or DEFAULT_RENEW_EVERY)
+        self.checkpoint_every = float(
+            checkpoint_every or settings.get("checkpoint_every") or DEFAULT_CHECKPOINT_EVERY)
+        if self.renew_every >= self.lease_seconds:
+            # A lease renewed less often than it lasts would lapse between renewals.
+            self.renew_every = self.lease_seconds / 3
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4()}"
+        self.plans = poll_plans(mainland)
+        #: Finished polls per channel in this process (for logs, tests and `status()`).
+        self.polls: Counter[str] = Counter()
+        self._leader = False
+        self._started = False
+        self._local = threading.local()
+        self._stores: list[Store] = []
+        self._stores_lock = threading.Lock()
+        self._own_store: Store | None = None
+        self.scheduler = BackgroundScheduler(
+            timezone="UTC",
+            executors={"default": ThreadPoolExecutor(
+                max(4, min(len(self.plans) + 2, 16)),
+                pool_kwargs={"thread_name_prefix": f"mainland-worker-{self.holder.rsplit(':', 1)[-1][:8]}"},
+            )},
+            job_defaults={"coalesce": True, "max_instances": 1},
+        )
+
+    # Life cycle ---------------------------------------------------------------------------------
+
+    @property
+    def is_leader(self) -> bool:
+        """True while this worker holds the scheduler lease (as of its last renewal)."""
+        return self._leader
+
+    def start(self) -> None:
+        """Take the lease if free, schedule every job, and return (jobs run in the background)."""
+        if self._started:
+            return
+        self._own_store = self.mainland.open_store(migrate=True)
+        self._renew_lease(self._own_store)
+        now = _utcnow()
+        self._add_job(self._lease_job, "lease", self.renew_every, first_run=now + dt.timedelta(seconds=self.renew_every))
+        self._add_job(self._housekeeping_job, "housekeeping", self.checkpoint_every,
+                      first_run=now + dt.timedelta(seconds=self.checkpoint_every))
+        for plan in self.plans:
+            self._add_job(self._poll_job, plan.job_id, plan.every, first_run=now, args=(plan.channel,))
+        self.scheduler.start()
+        self._started = True
+        described = ", ".join(f"{p.channel} every {p.every:g} s" for p in self.plans) or "no pollable channels"
+        if self._leader:
+            log.info("worker %s holds the scheduler lease; polling %s", self.holder, described)
+        else:
+            log.info("worker %s on standby: the scheduler lease is held by %s", self.holder,
+                     self._own_store.lease_holder(LEASE_NAME, iso(_utcnow())))
+
+    def stop(self) -> None:
+        """Wait for running jobs, release the lease (so a standby takes over at once) and close."""
+        if not self._started:
+            return
+        self._started = False
+        self.scheduler.shutdown(wait=True)
+        store = self._own_store
+        if store is not None:
+            try:
+                with store.write():
+                    store.release_lease(LEASE_NAME, self.holder)
+            except Exception:
+                log.exception("could not release the scheduler lease; it expires in %.0f s", self.lease_seconds)
+        self._leader = False
+        with self._stores_lock:
+            stores, self._stores = self._stores, []
+        for s in [*stores, *([store] if store else [])]:
+            s.close()
+        self._own_store = None
+        log.info("worker %s stopped", self.holder)
+
+    def run_forever(self, *, on_start: Callable[[Worker], None] | None = None) -> None:
+        """Start, then block until SIGTERM or SIGINT (Ctrl-C), then stop cleanly."""
+        stopping = threading.Event()
+        previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                previous[signum] = signal.signal(signum, lambda *_: stopping.set())
+        try:
+            self.start()
+            if on_start:
+                on_start(self)
+            # wait() with a timeout so that signals are handled promptly on every platform.
+            while not stopping.wait(0.5):
+                pass
+        finally:
+            self.stop()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def status(self) -> dict[str, Any]:
+        """What this worker does right now, for logs and the command line."""
+        return {
+            "holder": self.holder,
+            "leader": self._leader,
+            "channels": {p.channel: p.every for p in self.plans},
+            "polls": dict(self.polls),
+        }
+
+    # Jobs ---------------------------------------------------------------------------------------
+
+    def _add_job(self, func: Callable[..., Any], job_id: str, every: float, *, first_run: dt.datetime,
+                 args: tuple = ()) -> None:
+        self.scheduler.add_job(
+            func, "interval", seconds=every, args=args, id=job_id, name=job_id, replace_existing=True,
+            next_run_time=first_run, max_instances=1, coalesce=True,
+            # Half the interval: a run that is late by more than that is skipped (coalesce keeps
+            # it to one), so a slow machine does not poll twice in quick succession.
+            misfire_grace_time=max(1, int(every / 2)),
+        )
+
+    def _store(self) -> Store:
+        """This thread's store: SQLite connections are opened one per thread, never shared."""
+        store = getattr(self._local, "store", None)
+        if store is None:
+            store = self.mainland.open_store()
+            self._local.store = store
+            with self._stores_lock:
+                self._stores.append(store)
+        return store
+
+    def _lease_job(self) -> None:
+        self._renew_lease(self._store())
+
+    def _renew_lease(self, store: Store) -> None:
+        now = _utcnow()
+        try:
+            with store.write():
+                held = store.acquire_lease(LEASE_NAME, self.holder, iso(now),
+                                           iso(now + dt.timedelta(seconds=self.lease_seconds)))
+        except Exception:
+            # Without the database we cannot know who leads: stop polling until it answers again.
+            log.exception("could not renew the scheduler lease")
+            held = False
+        if held and not self._leader:
+            log.info("worker %s took the scheduler lease", self.holder)
+            self._leader = True
+            self._on_lead()
+        elif not held and self._leader:
+            log.warning("worker %s lost the scheduler lease; standing by", self.holder)
+            self._leader = False
+
+    def _on_lead(self) -> None:
+        try:
+            removed = self.mainland.attachment_store().remove_orphaned_temp_files(
+                min_age_seconds=ORPHAN_MIN_AGE_SECONDS)
+            if removed:
+                log.info("removed %d temporary attachment file(s) left by a crash", removed)
+        except Exception:
+            log.exception("could not clean up temporary attachment files")
+
+    def _holds_lease(self, store: Store) -> bool:
+        """Ask the database, not our memory: a paused process may have lost the lease meanwhile."""
+        if not self._leader:
+            return False
+        try:
+            return store.lease_holder(LEASE_NAME, iso(_utcnow())) == self.holder
+        except Exception:
+            log.exception("could not read the scheduler lease")
+            return False
+
+    def _poll_job(self, channel: str) -> None:
+        try:
+            store = self._store()
+            if not self._holds_lease(store):
+                return
+            outcome = poll_channel(self.mainland, store, channel)
+        except Exception as exc:  # a poll must never take the scheduler down with it
+            log.exception("poll of %s crashed", channel)
+            self._record_crash(channel, exc)
+            self.polls[channel] += 1
+            return
+        self.polls[channel] += 1
+        _log_outcome(outcome)
+
+    def _record_crash(self, channel: str, exc: BaseException) -> None:
+        """Put an unexpected failure on the channel's health record and back off like any error."""
+        message = f"{type(exc).__name__}: {exc}"
+        try:
+            connector = self.mainland.connector(channel)
+            message = connector.redact(message)
+            connector.close()
+        except Exception:
+            message = f"{type(exc).__name__} (details in the worker log)"
+        try:
+            store = self._store()
+            if store.conn.in_transaction:
+                store.conn.execute("ROLLBACK")
+            failures = int(store.channel_health().get(channel, {}).get("failures") or 0) + 1
+            moment = _utcnow()
+            until = moment + dt.timedelta(seconds=backoff_delay(failures))
+            with store.write():
+                store.record_poll(channel, iso(moment), error=message[:2000], paused_until=iso(until))
+        except Exception:
+            log.exception("could not record the failed poll of %s", channel)
+
+    def _housekeeping_job(self) -> None:
+        try:
+            store = self._store()
+            if not self._holds_lease(store):
+                return
+            busy, log_pages, moved = store.checkpoint()
+            log.debug("checkpoint: busy=%s wal_pages=%s checkpointed=%s", busy, log_pages, moved)
+        except Exception:
+            log.exception("housekeeping failed")
+
+
+def _log_outcome(outcome: PollOutcome) -> None:
+    if outcome.skipped:
+        log.debug("poll of %s skipped: %s", outcome.channel, outcome.skipped)
+    elif outcome.error:
+        log.warning("poll of %s failed: %s; next try in %.0f s", outcome.channel, outcome.error,
+                    outcome.retry_after or 0)
+    else:
+        r = outcome.report
+        level = logging.INFO if (r.stored or r.quarantined) else logging.DEBUG
+        log.log(level, "polled %s: %d stored, %d duplicate(s), %d quarantined in %d page(s)",
+                outcome.channel, r.stored, r.duplicates, r.quarantined, outcome.pages)
