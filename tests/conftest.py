@@ -9,8 +9,7 @@ from inbox.attachments import AttachmentStore
 from inbox.ingest import Ingestor
 from inbox.store import Store
 
-import importlib.util  # TEMP
-pytest_plugins = [m for m in ("tests.servers", "tests.corpus") if importlib.util.find_spec(m)]  # TEMP
+pytest_plugins = ["tests.servers", "tests.corpus"]
 
 
 @pytest.fixture
