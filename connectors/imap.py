@@ -1,0 +1,478 @@
+"""Email channel: new mail is read from an IMAP mailbox, replies are sent over SMTP.
+
+What it does
+------------
+Each poll opens the mailbox read-only (IMAP `EXAMINE`), asks for the UIDs above the last one
+already stored and reads those messages oldest first, a page (`batch_size`) at a time. Reading
+uses `BODY.PEEK[]`, so Mainland never marks mail as read, moves it or deletes it: the mailbox is
+left exactly as it was and a person or another client can keep using it.
+
+- A message bigger than the installation's `max_message_bytes` (its `RFC822.SIZE`, asked for
+  before any body is read) is not downloaded: its headers alone become a message flagged
+  "oversized" (sender, subject and size kept), so the agent knows it exists.
+- A message that cannot be understood (no sender at all, or a parser failure) goes to the
+  quarantine with the reason; the rest of the poll goes on. `mainland quarantine reprocess`
+  tries it again later.
+- At most `max_per_poll` messages are read per poll; the next poll continues from there.
+
+Replies are built by `inbox.mail.build_reply` (threaded with In-Reply-To/References, marked
+against mail loops) and sent with SMTP from `address`. The Message-ID of the reply is its id.
+Mail to our own address, MAILER-DAEMON, postmaster or noreply addresses is refused. A
+temporary SMTP answer (4xx) or a network failure is retried later; a permanent one (5xx, e.g.
+"550 user unknown" or "552 message too large") is reported to the agent with the server's text.
+
+Cursor
+------
+The cursor is `v1:<UIDVALIDITY>:<last UID>`. It only moves past UIDs whose messages were stored
+or quarantined in the same database transaction, so a poll killed at any moment repeats at most
+one page. If the server's UIDVALIDITY differs from the cursor's (the mailbox was rebuilt or moved
+to a new server), every UID is read again from 1 and a warning names both values; messages
+already stored are recognised by their Message-ID, sender, date and subject (or the hash of
+their bytes) and are not stored twice.
+
+Settings
+--------
+host, port (993), username, password (secret), mailbox (INBOX), security (`ssl`, `starttls`
+or `none`; `none` sends the password in clear and is only sensible on 127.0.0.1), address (our
+support address, the From of replies), from_name, smtp_host (defaults to host), smtp_port (587),
+smtp_username (empty: send without logging in), smtp_password (secret; defaults to password),
+smtp_security (`starttls`, `ssl` or `none`), batch_size (50), max_per_poll (500), timeout
+(seconds for every network operation, 60).
+
+Example (mainland.yaml)::
+
+    channels:
+      support-mail:
+        kind: imap
+        host: imap.example.com
+        username: support@example.com
+        password: {"$env": "SUPPORT_MAIL_PASSWORD"}
+        address: support@example.com
+        from_name: Example Support
+        smtp_host: smtp.example.com
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import email
+import email.errors
+import email.policy
+import imaplib
+import ipaddress
+import smtplib
+import ssl
+from collections.abc import Sequence
+from email.header import decode_header, make_header
+from email.message import EmailMessage
+from typing import Any
+
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError, LoginError
+
+from connectors.base import Connector, ItemError, Limits, PermanentError, RetryableError, Setting
+from inbox.mail import build_reply, parse_email, parse_email_headers, tokens_in
+from inbox.models import FetchResult, InboundItem, OutboundReply, Reject
+
+CURSOR_VERSION = "v1"
+#: Local parts that never read mail: answering them only feeds bounce loops (RFC 3834).
+NO_REPLY_LOCAL_PARTS = frozenset({
+    "mailer-daemon", "postmaster", "noreply", "no-reply", "no_reply", "donotreply", "do-not-reply", "do_not_reply",
+})
+#: IMAP response codes (RFC 5530) that mean "these credentials will not work until someone acts".
+PERMANENT_LOGIN_CODES = ("AUTHENTICATIONFAILED", "AUTHORIZATIONFAILED", "EXPIRED", "PRIVACYREQUIRED",
+                         "CONTACTADMIN")
+SECURITY_CHOICES = ("ssl", "starttls", "none")
+_HEADER_SECTION = b"BODY[HEADER]"
+_BODY_SECTION = b"BODY[]"
+_SIZE = b"RFC822.SIZE"
+
+
+def _is_loopback(host: str) -> bool:
+    if host in {"localhost", "localhost.localdomain"}:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_cursor(cursor: str | None) -> tuple[int, int] | None:
+    """(uidvalidity, last_uid) from a cursor string, or None when there is none (or it is unreadable)."""
+    if not cursor:
+        return None
+    parts = cursor.split(":")
+    if len(parts) != 3 or parts[0] != CURSOR_VERSION:
+        return None
+    try:
+        uidvalidity, last_uid = int(parts[1]), int(parts[2])
+    except ValueError:
+        return None
+    if uidvalidity < 0 or last_uid < 0:
+        return None
+    return uidvalidity, last_uid
+
+
+def make_cursor(uidvalidity: int, last_uid: int) -> str:
+    return f"{CURSOR_VERSION}:{uidvalidity}:{last_uid}"
+
+
+class ImapConnector(Connector):
+    """Polls one IMAP mailbox (read-only) and answers over SMTP."""
+
+    kind = "imap"
+    display_name = "Email (IMAP/SMTP)"
+    settings = (
+        Setting("host", required=True, help="IMAP server name, e.g. imap.example.com."),
+        Setting("port", default=993, help="IMAP port: 993 for ssl, 143 for starttls or none."),
+        Setting("username", required=True, help="IMAP login name, often the full mail address."),
+        Setting("password", required=True, secret=True, help="IMAP password or app password."),
+        Setting("mailbox", default="INBOX", help="The folder to read; it is opened read-only."),
+        Setting("security", default="ssl",
+                help="ssl (TLS from the start), starttls (upgrade a plain connection) or none "
+                     "(no encryption: only for a server on 127.0.0.1)."),
+        Setting("address", required=True, help="Our support address: the From of every reply."),
+        Setting("from_name", default="", help="Display name shown with the address, e.g. 'Acme Support'."),
+        Setting("smtp_host", default=None, help="SMTP server for replies; empty means the IMAP host."),
+        Setting("smtp_port", default=587, help="SMTP port: 587 for starttls, 465 for ssl, 25 for none."),
+        Setting("smtp_username", default=None, help="SMTP login name; empty sends without logging in."),
+        Setting("smtp_password", default=None, secret=True,
+                help="SMTP password; empty means the IMAP password is used."),
+        Setting("smtp_security", default="starttls", help="starttls, ssl or none, as for `security`."),
+        Setting("batch_size", default=50, help="Messages read per page (one database transaction each)."),
+        Setting("max_per_poll", default=500, help="Messages read per poll at most; the next poll goes on."),
+        Setting("timeout", default=60, help="Seconds any IMAP or SMTP network operation may take."),
+    )
+    limits = Limits(max_text_length=None, formatting="html", supports_attachments=True)
+
+    @classmethod
+    def check_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        merged = super().check_config(config)
+        problems = []
+        for key in ("security", "smtp_security"):
+            merged[key] = str(merged[key]).strip().lower()
+            if merged[key] not in SECURITY_CHOICES:
+                problems.append(f"{key} must be one of {', '.join(SECURITY_CHOICES)}, not {merged[key]!r}")
+        for key in ("port", "smtp_port", "batch_size", "max_per_poll"):
+            try:
+                merged[key] = int(merged[key])
+            except (TypeError, ValueError):
+                problems.append(f"{key} must be a whole number, not {merged[key]!r}")
+                continue
+            if merged[key] <= 0:
+                problems.append(f"{key} must be above 0")
+        try:
+            merged["timeout"] = float(merged["timeout"])
+        except (TypeError, ValueError):
+            problems.append(f"timeout must be a number of seconds, not {merged['timeout']!r}")
+        if "@" not in str(merged["address"]):
+            problems.append(f"address {merged['address']!r} is not an email address")
+        if problems:
+            raise PermanentError("; ".join(problems))
+        merged["smtp_host"] = merged["smtp_host"] or merged["host"]
+        return merged
+
+    def __init__(self, name: str, config: dict[str, Any], **kwargs: Any) -> None:
+        super().__init__(name, config, **kwargs)
+        self._client: IMAPClient | None = None
+        #: Messages handled since the current poll began (see max_per_poll).
+        self._taken = 0
+        for key in ("security", "smtp_security"):
+            host = self.config["host" if key == "security" else "smtp_host"]
+            if self.config[key] == "none" and not _is_loopback(host):
+                self.log.warning("%s is 'none': the password goes to %s unencrypted", key, host)
+
+    # Reading ------------------------------------------------------------------------------------
+
+    def fetch(self, cursor: str | None) -> FetchResult:
+        try:
+            return self._fetch(cursor)
+        except (RetryableError, PermanentError):
+            self._drop_connection()
+            raise
+        except LoginError as exc:
+            self._drop_connection()
+            text = self._imap_text(exc)
+            if "UNAVAILABLE" in text.upper() and not any(c in text.upper() for c in PERMANENT_LOGIN_CODES):
+                raise RetryableError(f"IMAP login to {self.config['host']} failed for now: {text}") from None
+            raise PermanentError(f"IMAP login to {self.config['host']} refused: {text}") from None
+        except ssl.SSLCertVerificationError as exc:
+            self._drop_connection()
+            raise PermanentError(
+                f"the certificate of {self.config['host']} is not trusted: {self.redact(str(exc))}") from None
+        except (IMAPClientError, OSError, EOFError) as exc:
+            # Timeouts, refused or dropped connections, `BYE`, NO/BAD answers: try again later.
+            self._drop_connection()
+            raise RetryableError(
+                f"IMAP {self.config['host']}:{self.config['port']}: {type(exc).__name__}: {self._imap_text(exc)}"
+            ) from None
+
+    def _fetch(self, cursor: str | None) -> FetchResult:
+        client = self._connection()
+        mailbox = self.config["mailbox"]
+        try:
+            selected = client.select_folder(mailbox, readonly=True)
+        except IMAPClientError as exc:
+            if "NONEXISTENT" in str(exc).upper():
+                raise PermanentError(f"the mailbox {mailbox!r} does not exist on {self.config['host']}") from None
+            raise
+        uidvalidity = int(selected[b"UIDVALIDITY"])
+        uidnext = selected.get(b"UIDNEXT")
+
+        state = parse_cursor(cursor)
+        if cursor and state is None:
+            self.log.warning("unreadable cursor %r for %s: reading the mailbox from the start", cursor, mailbox)
+        last_uid = 0
+        if state is not None:
+            if state[0] == uidvalidity:
+                last_uid = state[1]
+            else:
+                self.log.warning(
+                    "UIDVALIDITY of %s changed from %s to %s (mailbox rebuilt or moved): reading it all again; "
+                    "messages already stored are recognised and not stored twice", mailbox, state[0], uidvalidity,
+                )
+
+        if uidnext is not None and int(uidnext) - 1 <= last_uid:
+            return self._page_done([], make_cursor(uidvalidity, last_uid), [], more=False)
+        # `UID SEARCH UID n:*` always includes the highest UID, even below n (RFC 3501 6.4.8).
+        uids = sorted(u for u in client.search(["UID", f"{last_uid + 1}:*"]) if u > last_uid)
+        room = max(self.config["max_per_poll"] - self._taken, 1)
+        page = uids[: min(self.config["batch_size"], room)]
+        if not page:
+            return self._page_done([], make_cursor(uidvalidity, last_uid), [], more=False)
+
+        items, rejects = self._read(client, uidvalidity, page)
+        self._taken += len(page)
+        more = len(uids) > len(page) and self._taken < self.config["max_per_poll"]
+        return self._page_done(items, make_cursor(uidvalidity, page[-1]), rejects, more=more)
+
+    def _page_done(self, items: list[InboundItem], cursor: str, rejects: list[Reject], *, more: bool) -> FetchResult:
+        if not more:
+            self._taken = 0  # this poll is over; the next fetch starts a new one
+        return FetchResult(items=items, cursor=cursor, rejects=rejects, more=more)
+
+    def _read(self, client: IMAPClient, uidvalidity: int, uids: Sequence[int]) -> tuple[list[InboundItem],
+                                                                                         list[Reject]]:
+        """The messages with `uids`, oldest first; oversized ones as header-only stubs."""
+        limit = getattr(self.context, "max_message_bytes", None)
+        sizes = {uid: int(data.get(_SIZE) or 0) for uid, data in client.fetch(list(uids), ["RFC822.SIZE"]).items()}
+        large = [u for u in uids if u in sizes and limit is not None and sizes[u] > limit]
+        small = [u for u in uids if u in sizes and u not in large]
+        bodies = client.fetch(small, ["BODY.PEEK[]"]) if small else {}
+        headers = client.fetch(large, ["BODY.PEEK[HEADER]"]) if large else {}
+
+        items: list[InboundItem] = []
+        rejects: list[Reject] = []
+        for uid in uids:
+            # A UID missing from an answer was expunged by another client after SEARCH: nothing to keep.
+            source_ref = f"{uidvalidity}:{uid}"
+            if uid in bodies and bodies[uid].get(_BODY_SECTION) is not None:
+                raw = bytes(bodies[uid][_BODY_SECTION])
+                parse = lambda raw=raw, ref=source_ref: self._parse(raw, ref)  # noqa: E731
+            elif uid in headers and headers[uid].get(_HEADER_SECTION) is not None:
+                raw = bytes(headers[uid][_HEADER_SECTION])
+                parse = lambda raw=raw, ref=source_ref, size=sizes[uid]: parse_email_headers(  # noqa: E731
+                    raw, size, channel=self.name, source_ref=ref)
+            else:
+                continue
+            try:
+                items.append(parse())
+            except Exception as exc:  # one unreadable mail must never stop the mailbox
+                reason = str(exc) if isinstance(exc, ItemError) else f"the parser failed: {type(exc).__name__}: {exc}"
+                self.log.warning("message %s of %s quarantined: %s", source_ref, self.name, reason)
+                rejects.append(Reject(raw=raw, reason=self.redact(reason), source_ref=source_ref,
+                                      exception=type(exc).__name__))
+        return items, rejects
+
+    def _parse(self, raw: bytes, source_ref: str | None) -> InboundItem:
+        return parse_email(
+            raw, channel=self.name, source_ref=source_ref,
+            max_bytes=getattr(self.context, "max_message_bytes", None),
+            max_attachment_bytes=getattr(self.context, "max_attachment_bytes", None),
+        )
+
+    def parse_raw(self, raw: bytes, source_ref: str | None = None) -> InboundItem:
+        try:
+            return self._parse(raw, source_ref)
+        except ItemError:
+            raise
+        except Exception as exc:
+            raise ItemError(f"the parser failed: {type(exc).__name__}: {exc}") from exc
+
+    def _connection(self) -> IMAPClient:
+        if self._client is not None:
+            return self._client
+        host, port, security = self.config["host"], self.config["port"], self.config["security"]
+        context = ssl.create_default_context()
+        client = IMAPClient(host, port=port, ssl=security == "ssl", ssl_context=context,
+                            timeout=self.config["timeout"])
+        try:
+            if security == "starttls":
+                client.starttls(context)
+            client.login(self.config["username"], self.config["password"])
+        except BaseException:
+            _quietly(client.shutdown)
+            raise
+        self._client = client
+        return client
+
+    def _drop_connection(self) -> None:
+        client, self._client = self._client, None
+        self._taken = 0
+        if client is not None:
+            _quietly(client.shutdown)
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        self._taken = 0
+        if client is not None:
+            try:
+                client.logout()
+            except Exception:  # the server may already have gone; the socket is closed below
+                _quietly(client.shutdown)
+
+    def _imap_text(self, exc: BaseException) -> str:
+        text = str(exc)
+        if text.startswith("b'") or text.startswith('b"'):
+            text = text[2:-1]
+        return self.redact(text or type(exc).__name__)
+
+    # Sending ------------------------------------------------------------------------------------
+
+    def send(self, reply: OutboundReply) -> str:
+        recipient = (reply.to.handle or "").strip()
+        self._refuse_unsafe_recipient(recipient)
+        # Customer-controlled words go into headers only as plain text (see _plain_header_text).
+        safe = dataclasses.replace(
+            reply,
+            subject=_plain_header_text(reply.subject or ""),
+            to=dataclasses.replace(reply.to, name=_plain_header_text(reply.to.name or "")),
+        )
+        try:
+            message = build_reply(
+                safe,
+                from_address=self.config["address"],
+                from_name=_plain_header_text(reply.from_name or self.config["from_name"] or ""),
+                instance_id=getattr(self.context, "instance_id", "mainland"),
+                domain=getattr(self.context, "mail_domain", "mainland.localhost"),
+                token=self._own_token(reply.message_id),
+            )
+        except (ValueError, TypeError, email.errors.MessageError) as exc:
+            raise PermanentError(f"the reply could not be built: {exc}") from None
+        data = _safe_bytes(message)
+        message_id = str(message["Message-ID"]).strip().strip("<>")
+        self._deliver(recipient, data)
+        return message_id
+
+    def _refuse_unsafe_recipient(self, recipient: str) -> None:
+        local, at, domain = recipient.rpartition("@")
+        if not at or not local or not domain or any(c in recipient for c in "\r\n<>,; "):
+            raise PermanentError(f"{recipient!r} is not an address a reply can be sent to")
+        ours = {str(self.config[k]).lower() for k in ("address", "username", "smtp_username")
+                if self.config.get(k) and "@" in str(self.config[k])}
+        if recipient.lower() in ours:
+            raise PermanentError(f"not sending to {recipient}: that is this channel's own address (a mail loop)")
+        if local.lower() in NO_REPLY_LOCAL_PARTS:
+            raise PermanentError(f"not sending to {recipient}: that address does not read replies "
+                                 "(a reply would only bounce or loop)")
+
+    def _own_token(self, message_id: str | None) -> str | None:
+        """The conversation token in a Message-ID we generated ourselves (our mail domain), else None."""
+        bare = (message_id or "").strip().strip("<>")
+        domain = getattr(self.context, "mail_domain", None)
+        if not bare or (domain and not bare.lower().endswith("@" + domain.lower())):
+            return None
+        found = tokens_in([bare], None)
+        return found[0] if found else None
+
+    def _deliver(self, recipient: str, data: bytes) -> None:
+        host, port, security = self.config["smtp_host"], self.config["smtp_port"], self.config["smtp_security"]
+        where = f"SMTP {host}:{port}"
+        context = ssl.create_default_context()
+        timeout = self.config["timeout"]
+        smtp: smtplib.SMTP | None = None
+        try:
+            if security == "ssl":
+                smtp = smtplib.SMTP_SSL(host, port, timeout=timeout, context=context)
+            else:
+                smtp = smtplib.SMTP(host, port, timeout=timeout)
+            smtp.ehlo()
+            if security == "starttls":
+                smtp.starttls(context=context)
+                smtp.ehlo()
+            username = self.config["smtp_username"]
+            if username:
+                smtp.login(username, self.config["smtp_password"] or self.config["password"])
+            # Explicit envelope recipients: whatever the headers say, the mail goes to this one address.
+            smtp.sendmail(self.config["address"], [recipient], data)
+        except smtplib.SMTPAuthenticationError as exc:
+            raise PermanentError(f"{where} refused the login: {self._smtp_text(exc.smtp_code, exc.smtp_error)}") \
+                from None
+        except smtplib.SMTPNotSupportedError as exc:
+            raise PermanentError(f"{where}: {self.redact(str(exc))} (check smtp_security)") from None
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, text = next(iter(exc.recipients.values()), (450, b"recipient refused"))
+            self._raise_for_code(where, code, text, f"refused the recipient {recipient}")
+        except smtplib.SMTPResponseException as exc:  # sender refused, DATA refused, a bad greeting
+            self._raise_for_code(where, exc.smtp_code, exc.smtp_error, "refused the reply")
+        except ssl.SSLCertVerificationError as exc:
+            raise RetryableError(f"{where}: the certificate is not trusted: {self.redact(str(exc))}") from None
+        except (smtplib.SMTPException, OSError) as exc:  # refused, dropped, timed out, TLS failed
+            raise RetryableError(f"{where}: {type(exc).__name__}: {self.redact(str(exc))}") from None
+        finally:
+            if smtp is not None:
+                _quietly(smtp.quit)
+                _quietly(smtp.close)
+
+    def _raise_for_code(self, where: str, code: int, text: bytes | str, what: str) -> None:
+        message = f"{where} {what}: {self._smtp_text(code, text)}"
+        if 500 <= int(code) < 600:
+            raise PermanentError(message) from None
+        raise RetryableError(message) from None
+
+    def _smtp_text(self, code: int, text: bytes | str) -> str:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", "replace")
+        return self.redact(f"{code} {' '.join(str(text).split())}")
+
+
+def _plain_header_text(text: str) -> str:
+    """`text` as literal words for a header: encoded words decoded, line breaks gone.
+
+    The email package decodes RFC 2047 words in any value it is given, so a subject that
+    *contains* `=?UTF-8?Q?...=0A...?=` would turn into a line break inside the header. Decoding
+    (repeatedly: one encoded word can hide another) and flattening first leaves nothing to decode.
+    """
+    for _ in range(5):
+        if "=?" in text:
+            try:
+                text = str(make_header(decode_header(text)))
+            except (LookupError, UnicodeError, ValueError, email.errors.HeaderParseError):
+                text = text.replace("=?", "= ?")  # undecodable: keep it literal
+        flat = " ".join(text.split())
+        if flat == text and "=?" not in flat:
+            return flat
+        text = flat
+    return text.replace("=?", "= ?")
+
+
+def _safe_bytes(message: EmailMessage) -> bytes:
+    """The bytes of `message`, proven to carry exactly the headers that were set.
+
+    Python before 3.11.10 (CVE-2024-6923) re-encodes a value such as
+    `=?UTF-8?Q?Hi=0ABcc:_x@evil?=` into a real line break, which starts a new header.
+    `_plain_header_text` keeps such values out; this is the last guard: if the output has other
+    headers than were set, the mail is refused rather than sent with headers nobody wrote.
+    """
+    data = message.as_bytes(policy=email.policy.SMTP)
+    parsed = email.message_from_bytes(data, policy=email.policy.compat32)
+    if [k.lower() for k in parsed.keys()] != [k.lower() for k in message.keys()]:
+        raise PermanentError("the reply was not sent: its subject or a name would have added mail headers")
+    return data
+
+
+def _quietly(action: Any) -> None:
+    try:
+        action()
+    except (OSError, EOFError, imaplib.IMAP4.error, smtplib.SMTPException, ValueError):
+        pass
