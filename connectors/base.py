@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from inbox.models import FetchResult, InboundItem, OutboundReply, Reject
+from inbox.models import Attachment, FetchResult, InboundItem, OutboundReply, Reject
 
 
 class ConnectorError(Exception):
@@ -158,6 +158,26 @@ class Connector(abc.ABC):
     def parse_webhook(self, request: WebhookRequest) -> FetchResult:
         """Turn a verified webhook request into items."""
         raise PermanentError(f"{self.kind} does not accept webhooks")
+
+    def download(self, url: str, *, filename: str | None = None, content_type: str | None = None,
+                 headers: Mapping[str, str] | None = None) -> Attachment:
+        """Fetch a media URL the channel gave us as an attachment, through the SSRF-guarded fetch.
+
+        Raises:
+            ItemError: the URL was refused (a non-public address, too large, an error answer);
+                catch it to keep the item without that file, or let the item go to quarantine.
+        """
+        from inbox.safe_fetch import FetchRefused, safe_fetch
+
+        allow = self.context.fetch_allow_hosts if self.context else ()
+        limit = self.context.max_attachment_bytes if self.context else 25 * 1024 * 1024
+        try:
+            fetched = safe_fetch(url, allow_hosts=allow, max_bytes=limit, headers=dict(headers or {}))
+        except FetchRefused as exc:
+            raise ItemError(self.redact(f"media {url.split('?')[0]} not fetched: {exc}")) from None
+        return Attachment(filename=filename or fetched.filename or url.rstrip("/").rsplit("/", 1)[-1].split("?")[0],
+                          content_type=content_type or fetched.content_type, data=fetched.data,
+                          size=len(fetched.data))
 
     def close(self) -> None:  # noqa: B027 - optional hook; most connectors hold nothing open
         """Release connections held between calls."""

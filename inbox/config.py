@@ -52,6 +52,7 @@ class Config:
     max_attachment_bytes: int = 10 * 1024 * 1024
     default_language: str = "en"
     session_cookie_secure: bool = False
+    fetch_allow_hosts: tuple[str, ...] = ()
     channels: dict[str, ChannelConfig] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     source: Path | None = None
@@ -73,7 +74,7 @@ class Config:
 
 _KNOWN_KEYS = {
     "database", "data_dir", "secret_key", "instance_id", "base_url", "mail_domain", "max_message_bytes",
-    "max_attachment_bytes", "default_language", "session_cookie_secure", "channels", "demo", "web", "worker",
+    "max_attachment_bytes", "default_language", "session_cookie_secure", "fetch_allow_hosts", "channels", "demo", "web", "worker",
 }
 
 
@@ -198,6 +199,7 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: Path | None = N
         max_attachment_bytes=as_int("max_attachment_bytes", 10 * 1024 * 1024),
         default_language=str(resolved.get("default_language") or "en"),
         session_cookie_secure=bool(resolved.get("session_cookie_secure", False)),
+        fetch_allow_hosts=tuple(str(h) for h in (resolved.get("fetch_allow_hosts") or ())),
         channels=channels,
         extra={k: v for k, v in resolved.items() if k in {"demo", "web", "worker"}},
         source=source,

@@ -32,6 +32,8 @@ class ConnectorContext:
     max_attachment_bytes: int
     data_dir: Path
     signing_secret: bytes = field(default=b"", repr=False)
+    #: Hosts that media downloads may reach although they are not public (tests and the demo only).
+    fetch_allow_hosts: tuple[str, ...] = ()
 
     def signing_key(self, purpose: str) -> bytes:
         """A key for `purpose` (e.g. "webform:contact") derived from the app's secret; never the secret itself."""
@@ -70,6 +72,7 @@ class Mainland:
             max_message_bytes=config.max_message_bytes, max_attachment_bytes=config.max_attachment_bytes,
             data_dir=config.data_dir,
             signing_secret=hmac.new(config.secret_key.encode(), b"mainland-connectors", hashlib.sha256).digest(),
+            fetch_allow_hosts=config.fetch_allow_hosts,
         )
 
     def open_store(self, *, migrate: bool = False) -> Store:
