@@ -95,7 +95,7 @@ def resolve_value(value: Any, path: str, problems: list[str], base: Path) -> Any
             except OSError as exc:
                 problems.append(f"{path}: cannot read {file}: {exc.strerror}")
                 return None
-        return {k: resolve_value(v, f"{path}.{k}", problems, base) for k, v in value.items()}
+        return {k: resolve_value(v, f"{path}.{k}" if path else str(k), problems, base) for k, v in value.items()}
     if isinstance(value, list):
         return [resolve_value(v, f"{path}[{i}]", problems, base) for i, v in enumerate(value)]
     return value

@@ -283,8 +283,6 @@ class Worker:
             message = f"{type(exc).__name__} (details in the worker log)"
         try:
             store = self._store()
-            if store.conn.in_transaction:
-                store.conn.execute("ROLLBACK")
             failures = int(store.channel_health().get(channel, {}).get("failures") or 0) + 1
             moment = _utcnow()
             until = moment + dt.timedelta(seconds=backoff_delay(failures))
