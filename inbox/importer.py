@@ -25,7 +25,7 @@ import re
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from connectors.base import ItemError
@@ -71,21 +71,24 @@ class ImportReport:
 
 
 @dataclass
-class _Entry:
-    """One message of a source: where it is and how to read its bytes."""
-
-    ref: str
-    read: Callable[[], bytes]
-
-
-@dataclass
 class Source:
-    """A mailbox opened for reading: its kind, its messages in a stable order."""
+    """A mailbox opened for reading: its kind and its messages in a stable order.
+
+    Only one reference string per message is kept in memory (a million-message folder costs
+    tens of megabytes, not hundreds); `read(i)` fetches message i's bytes when its turn comes.
+    """
 
     path: Path
     kind: str  # "mbox", "maildir", "folder" or "file"
-    entries: list[_Entry] = field(default_factory=list)
+    refs: list[str]
+    _read: Callable[[int], bytes]
     _box: mailbox.Mailbox | None = None
+
+    def read(self, index: int) -> bytes:
+        return self._read(index)
+
+    def __len__(self) -> int:
+        return len(self.refs)
 
     def close(self) -> None:
         if self._box is not None:
@@ -132,15 +135,11 @@ def _open_file(path: Path) -> Source:
         keys = box.keys()
         # mailbox keeps offsets only in its table of contents; they make a source_ref one can seek to.
         toc = getattr(box, "_toc", {})
-        entries = [
-            _Entry(ref=f"{path}@{toc[k][0]}" if k in toc else f"{path}#{k}",
-                   read=(lambda k=k: box.get_bytes(k)))
-            for k in keys
-        ]
-        return Source(path, "mbox", entries, box)
+        refs = [f"{path}@{toc[k][0]}" if k in toc else f"{path}#{k}" for k in keys]
+        return Source(path, "mbox", refs, lambda i: box.get_bytes(keys[i]), box)
     if _looks_like_message(start):
         # One message on its own (a saved .eml): import it like a folder of one.
-        return Source(path, "file", [_Entry(ref=str(path), read=path.read_bytes)])
+        return Source(path, "file", [str(path)], lambda i: path.read_bytes())
     raise ImportSourceError(
         f"not a mailbox: {path} does not start with a 'From ' line (mbox) nor with mail headers; "
         "give the path of an mbox file, a Maildir (a folder with cur/ and new/) or a folder of .eml files"
@@ -158,8 +157,7 @@ def _open_maildir(path: Path) -> Source:
     # Maildir names start with the delivery time, so sorted keys are roughly oldest first and,
     # more importantly, in the same order on every run.
     keys = sorted(box.keys())
-    entries = [_Entry(ref=f"{path}#{k}", read=(lambda k=k: box.get_bytes(k))) for k in keys]
-    return Source(path, "maildir", entries, box)
+    return Source(path, "maildir", [f"{path}#{k}" for k in keys], lambda i: box.get_bytes(keys[i]), box)
 
 
 def _open_folder(path: Path) -> Source:
@@ -177,7 +175,7 @@ def _open_folder(path: Path) -> Source:
     files.sort()
     if not files:
         raise ImportSourceError(f"not a mailbox: {path} holds no message files (hidden files are skipped)")
-    return Source(path, "folder", [_Entry(ref=f, read=Path(f).read_bytes) for f in files])
+    return Source(path, "folder", files, lambda i: Path(files[i]).read_bytes())
 
 
 def _raise(exc: OSError) -> None:
@@ -213,11 +211,11 @@ def _resume_position(source: Source, saved: dict | None) -> tuple[int, str | Non
     position = saved.get("position")
     if not isinstance(position, int) or position <= 0:
         return 0, None
-    if position > len(source.entries):
+    if position > len(source):
         return 0, "the source holds fewer messages than when it was last read; reading it again from the start"
-    last = source.entries[position - 1]
     try:
-        same = last.ref == saved.get("last") and _fingerprint(last.read()) == saved.get("sha")
+        same = (source.refs[position - 1] == saved.get("last")
+                and _fingerprint(source.read(position - 1)) == saved.get("sha"))
     except (OSError, KeyError):
         same = False
     if not same:
@@ -272,7 +270,7 @@ def import_mailbox(
     started = time.perf_counter()
     source = open_source(path)
     key = str(source.path)
-    report = ImportReport(source=key, kind=source.kind, total=len(source.entries))
+    report = ImportReport(source=key, kind=source.kind, total=len(source))
     try:
         cursor = _load_cursor(channel, store.cursor(channel))
         start, why = (0, None) if from_start else _resume_position(source, cursor["sources"].get(key))
@@ -284,25 +282,25 @@ def import_mailbox(
         rejects: list[Reject] = []
         last_raw = b""
         last_ref = ""
-        entries = source.entries
-        for index in range(start, len(entries)):
-            entry = entries[index]
+        end = len(source)
+        for index in range(start, end):
+            ref = source.refs[index]
             try:
-                raw = entry.read()
+                raw = source.read(index)
             except PermissionError as exc:
-                raise ImportSourceError(_permission_advice(exc.filename or entry.ref)) from None
+                raise ImportSourceError(_permission_advice(exc.filename or ref)) from None
             except OSError as exc:
-                raise ImportSourceError(f"cannot read {entry.ref}: {exc.strerror or exc}; fix that and run "
+                raise ImportSourceError(f"cannot read {ref}: {exc.strerror or exc}; fix that and run "
                                         "the same command again: the import continues where it stopped") from None
-            parsed = parse_message(raw, channel=channel, source_ref=entry.ref, max_bytes=max_bytes,
+            parsed = parse_message(raw, channel=channel, source_ref=ref, max_bytes=max_bytes,
                                    max_attachment_bytes=max_attachment_bytes)
             (rejects if isinstance(parsed, Reject) else items).append(parsed)
-            last_raw, last_ref = raw, entry.ref
-            if len(items) + len(rejects) >= batch_size or index == len(entries) - 1:
+            last_raw, last_ref = raw, ref
+            if len(items) + len(rejects) >= batch_size or index == end - 1:
                 # Read the cursor again: another source may have been imported into this channel meanwhile.
                 cursor = _load_cursor(channel, store.cursor(channel))
                 cursor["sources"][key] = {"kind": source.kind, "position": index + 1, "last": last_ref,
-                                          "sha": _fingerprint(last_raw), "total": len(entries)}
+                                          "sha": _fingerprint(last_raw), "total": end}
                 count = len(items) + len(rejects)
                 batch = ingestor.ingest(channel, FetchResult(items=items, rejects=rejects,
                                                              cursor=json.dumps(cursor, sort_keys=True)))
@@ -314,7 +312,7 @@ def import_mailbox(
                 report.batches += 1
                 if progress:
                     progress(count, batch)
-                if max_batches is not None and report.batches >= max_batches and index < len(entries) - 1:
+                if max_batches is not None and report.batches >= max_batches and index < end - 1:
                     report.seconds = time.perf_counter() - started
                     return report
         report.complete = True
@@ -328,7 +326,7 @@ def iter_raw_messages(path: str | Path) -> Iterator[tuple[str, bytes]]:
     """Every message of a mailbox as (source_ref, raw bytes), in import order (for tools and tests)."""
     source = open_source(path)
     try:
-        for entry in source.entries:
-            yield entry.ref, entry.read()
+        for index, ref in enumerate(source.refs):
+            yield ref, source.read(index)
     finally:
         source.close()

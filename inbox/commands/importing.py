@@ -54,10 +54,14 @@ def import_command(ctx: Context, path: str, channel: str, batch_size: int, no_pr
             bar = tqdm(total=report.total, initial=report.skipped, unit="msg", desc="importing",
                        dynamic_ncols=True, smoothing=0.1)
 
+    totals = {"stored": 0, "quarantined": 0}
+
     def advanced(count: int, batch) -> None:
         if bar is not None:
+            totals["stored"] += batch.stored
+            totals["quarantined"] += batch.quarantined
+            bar.set_postfix(totals, refresh=False)
             bar.update(count)
-            bar.set_postfix(stored=batch.stored, quarantined=batch.quarantined, refresh=False)
 
     try:
         report = import_mailbox(
