@@ -154,7 +154,11 @@ def serve_forever(
 
     _show_progress()
     mainland: Mainland = app.extensions["mainland"]
-    server = create_server(app, host=host, port=port, threads=threads, ident="Mainland")
+    try:
+        server = create_server(app, host=host, port=port, threads=threads, ident="Mainland")
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}; "
+                                   "pass --port (or --host) to use another") from exc
     worker = Worker(mainland) if with_worker else None
 
     def terminate(signum, frame):  # SIGTERM ends the serve loop like Ctrl-C does

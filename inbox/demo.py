@@ -1,0 +1,147 @@
+"""Demo data for `mainland demo`: sample customer mail and a demo admin, seeded once.
+
+Each kind of demo data is a `Seeder` in `SEEDERS`; `seed()` runs them in order. A seeder must be
+idempotent, because `mainland demo` runs every seeder on every start: seeding what is already
+there adds nothing. Later seeders (imitations of social channels) are added to the list.
+
+- `MailSeeder` takes the `.eml` files of `demo/mail/` through the real pipeline
+  (`inbox.mail.parse_email`, then `Ingestor.ingest`) into the demo's email channel, so the demo
+  shows what polled mail looks like. The pipeline's dedupe keeps a second run from storing any
+  message twice. The channel's cursor is left alone: it belongs to the IMAP connector.
+- `AdminSeeder` creates the demo admin with a password generated once and kept (mode 0600) in
+  the demo's data folder, so every start can print the same login.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from connectors.base import ItemError
+from inbox.config import Config
+from inbox.mail import parse_email
+from inbox.models import FetchResult, Reject
+from inbox.runtime import Mainland
+from inbox.store import Store
+
+DEFAULT_ADMIN_EMAIL = "demo@mainland.test"
+DEFAULT_ADMIN_NAME = "Demo Admin"
+DEFAULT_MAIL_CHANNEL = "demo-mail"
+DEFAULT_MAIL_DIR = "mail"
+PASSWORD_FILE = "demo-admin-password"
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """The `demo:` section of the config, with defaults, and where the demo keeps its files."""
+
+    admin_email: str
+    admin_name: str
+    mail_channel: str
+    mail_dir: Path
+    data_dir: Path
+
+    @classmethod
+    def from_config(cls, config: Config) -> DemoSettings:
+        section = config.extra.get("demo") or {}
+        base = config.source.parent if config.source else Path.cwd()
+        mail_dir = Path(str(section.get("mail_dir") or DEFAULT_MAIL_DIR))
+        return cls(
+            admin_email=str(section.get("admin_email") or DEFAULT_ADMIN_EMAIL).strip().lower(),
+            admin_name=str(section.get("admin_name") or DEFAULT_ADMIN_NAME),
+            mail_channel=str(section.get("mail_channel") or DEFAULT_MAIL_CHANNEL),
+            mail_dir=mail_dir if mail_dir.is_absolute() else base / mail_dir,
+            data_dir=config.data_dir,
+        )
+
+    @property
+    def password_file(self) -> Path:
+        return self.data_dir / PASSWORD_FILE
+
+
+@dataclass
+class SeedResult:
+    """What one seeder did: how many things it added, in words for the console."""
+
+    name: str
+    added: int
+    detail: str = ""
+
+
+class Seeder(Protocol):
+    name: str
+
+    def seed(self, mainland: Mainland, store: Store, settings: DemoSettings) -> SeedResult:
+        """Add this seeder's demo data unless it is there already."""
+
+
+class MailSeeder:
+    """The sample customer mail in `demo/mail/*.eml`, through the real ingest pipeline."""
+
+    name = "sample mail"
+
+    def seed(self, mainland: Mainland, store: Store, settings: DemoSettings) -> SeedResult:
+        channel = settings.mail_channel
+        if channel not in mainland.config.channels:
+            return SeedResult(self.name, 0, f"no channel {channel!r} in the demo config; skipped")
+        files = sorted(settings.mail_dir.glob("*.eml"))
+        items, rejects = [], []
+        for path in files:
+            raw = path.read_bytes()
+            try:
+                items.append(parse_email(raw, channel=channel, source_ref=f"demo:{path.name}",
+                                         max_bytes=mainland.config.max_message_bytes,
+                                         max_attachment_bytes=mainland.config.max_attachment_bytes))
+            except ItemError as exc:
+                rejects.append(Reject(raw=raw, reason=str(exc), source_ref=f"demo:{path.name}"))
+        report = mainland.ingestor(store).ingest(channel, FetchResult(items=items, cursor=None, rejects=rejects),
+                                                 save_cursor=False)
+        return SeedResult(self.name, report.stored,
+                          f"{report.stored} of {len(files)} message(s) added to {channel}"
+                          + (f", {report.quarantined} quarantined" if report.quarantined else ""))
+
+
+class AdminSeeder:
+    """The demo admin, with a password generated on the first run and kept in the data folder."""
+
+    name = "admin account"
+
+    def seed(self, mainland: Mainland, store: Store, settings: DemoSettings) -> SeedResult:
+        # The web app's own hashing (Argon2id), so the demo login is checked like any other.
+        from inbox.web.auth import hash_password
+
+        if store.agent_by_email(settings.admin_email):
+            return SeedResult(self.name, 0, f"{settings.admin_email} exists")
+        password = demo_password(settings, create=True)
+        store.create_agent(email=settings.admin_email, name=settings.admin_name, role="admin",
+                           password_hash=hash_password(password))
+        return SeedResult(self.name, 1, f"created admin {settings.admin_email}")
+
+
+#: Run in this order on every `mainland demo`; each adds only what is missing.
+SEEDERS: list[Seeder] = [MailSeeder(), AdminSeeder()]
+
+
+def seed(mainland: Mainland, store: Store, settings: DemoSettings | None = None,
+         seeders: list[Seeder] | None = None) -> list[SeedResult]:
+    """Run every seeder; returns what each added (zero everywhere on a second run)."""
+    settings = settings or DemoSettings.from_config(mainland.config)
+    return [seeder.seed(mainland, store, settings) for seeder in (seeders or SEEDERS)]
+
+
+def demo_password(settings: DemoSettings, *, create: bool = False) -> str | None:
+    """The demo admin's password from the data folder (made there first if `create`)."""
+    path = settings.password_file
+    if path.exists():
+        return path.read_text().strip()
+    if not create:
+        return None
+    password = secrets.token_urlsafe(12)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(password + "\n")
+    return password

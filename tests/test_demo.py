@@ -1,0 +1,137 @@
+"""`mainland demo`: the sample mail goes through the real pipeline once, and the demo admin can sign in.
+
+Each test works on a copy of demo/ in a temporary folder, so the repository's demo/data/ is untouched.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from inbox import create_app
+from inbox.cli import main
+from inbox.models import FLAG_AUTO_SUBMITTED
+from inbox.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_MAILS = len(list((ROOT / "demo" / "mail").glob("*.eml")))
+
+
+@pytest.fixture
+def demo_dir(tmp_path):
+    target = tmp_path / "demo"
+    shutil.copytree(ROOT / "demo", target, ignore=shutil.ignore_patterns("data"))
+    return target
+
+
+def run_demo(demo_dir: Path, *args: str):
+    result = CliRunner().invoke(main, ["--config", str(demo_dir / "config.yaml"), "demo", "--seed-only", *args],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def open_store(demo_dir: Path) -> Store:
+    return Store(demo_dir / "data" / "mainland.db")
+
+
+def test_the_demo_mail_is_a_dozen_realistic_messages():
+    assert DEMO_MAILS >= 12
+
+
+def test_seeding_creates_conversations_in_english_and_dutch(demo_dir):
+    result = run_demo(demo_dir)
+    assert f"{DEMO_MAILS} of {DEMO_MAILS} message(s) added to demo-mail" in result.output
+    store = open_store(demo_dir)
+    counts = store.counts()
+    assert counts["messages_per_channel"] == {"demo-mail": DEMO_MAILS}
+    assert counts["quarantined"] == 0
+    assert counts["attachments"] >= 2  # the photo and the PDF receipt
+
+    conversations = store.recent_conversations(limit=100)
+    subjects = {c["subject"] for c in conversations}
+    assert "Kettle arrived with a cracked lid" in subjects
+    assert "Bestelling 10482 nog niet ontvangen" in subjects
+    dutch = [s for s in subjects if re.search(r"\b(bestelling|factuur|retour|bezorgadres|openingstijden)\b", s, re.I)]
+    english = [s for s in subjects if re.search(r"\b(order|password|kettle|subscription|thank|invoice)\b", s, re.I)]
+    assert len(dutch) >= 4 and len(english) >= 4, subjects
+
+    # Replies join their conversation; the same people write again; the auto-reply is flagged.
+    assert counts["conversations"] < DEMO_MAILS
+    emma = next(c for c in conversations if c["subject"] == "Bestelling 10482 nog niet ontvangen")
+    assert len(store.conversation_messages(emma["id"])) == 2
+    assert counts["customers"] < counts["conversations"]
+    messages = [m for c in conversations for m in store.conversation_messages(c["id"])]
+    assert any(FLAG_AUTO_SUBMITTED in (m.get("flags") or "") for m in messages)
+    assert any(m.get("html") for m in messages)
+
+
+def test_seeding_again_adds_nothing(demo_dir):
+    first = run_demo(demo_dir)
+    before = open_store(demo_dir).counts()
+    second = run_demo(demo_dir)
+    assert open_store(demo_dir).counts() == before
+    assert f"0 of {DEMO_MAILS} message(s) added" in second.output
+    assert "demo@mainland.test exists" in second.output
+    password = re.search(r"demo login: \S+ / (\S+)", first.output).group(1)
+    # The password is generated once and printed again on every run.
+    assert f"demo login: demo@mainland.test / {password}" in second.output
+    assert len(open_store(demo_dir).agents()) == 1
+
+
+def test_the_demo_admin_can_sign_in(demo_dir):
+    if not (ROOT / "inbox" / "web" / "auth.py").exists():
+        pytest.skip("the web sign-in (inbox/web/auth.py) is not there yet")
+    output = run_demo(demo_dir).output
+    email, password = re.search(r"demo login: (\S+) / (\S+)", output).groups()
+    assert (demo_dir / "data" / "demo-admin-password").stat().st_mode & 0o077 == 0
+    app = create_app(demo_dir / "config.yaml")
+
+    def sign_in(password: str):
+        client = app.test_client()
+        page = client.get("/login").get_data(as_text=True)
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+        return client, client.post("/login", data={"email": email, "password": password, "csrf_token": token})
+
+    client, response = sign_in(password)
+    assert response.status_code == 302, response.get_data(as_text=True)
+    inbox = client.get(response.headers["Location"])
+    assert inbox.status_code == 200
+    assert "Kettle arrived with a cracked lid" in inbox.get_data(as_text=True)
+    assert sign_in("not-the-demo-password")[1].status_code == 401
+
+
+def test_the_demo_serves_and_prints_url_login_and_form(demo_dir):
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from inbox.cli import run; run()", "--config", str(demo_dir / "config.yaml"),
+         "demo", "--port", "0"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        lines: list[str] = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any("web form" in line for line in lines):
+            lines.append(proc.stdout.readline())
+        output = "".join(lines)
+        url = re.search(r"open\s+(http://\S+)", output).group(1)
+        assert re.search(r"sign in\s+demo@mainland\.test / \S+", output), output
+        form_url = re.search(r"web form\s+(http://\S+)", output).group(1)
+        assert form_url == f"{url}forms/contact"
+        with urllib.request.urlopen(form_url, timeout=10) as response:
+            assert response.status == 200
+            assert "Contact the Mainland demo shop" in response.read().decode()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
