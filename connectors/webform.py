@@ -175,8 +175,8 @@ class WebformConnector(Connector):
         Setting("allowed_origins", default=(),
                 help="Sites that may embed the form and post to it, e.g. [\"https://www.example.com\"]. "
                      "Mainland's own origin is always allowed."),
-        Setting("reply_channel", help="The email channel whose SMTP sends the replies to submitters. "
-                                      "Without it agents cannot answer form submissions."),
+        Setting("reply_channel", required=True,
+                help="The email channel (e.g. an imap channel) whose SMTP sends agents' replies to submitters."),
         Setting("max_attachment_bytes", default=5 * 1024 * 1024, help="Largest file a visitor may attach."),
         Setting("max_attachments", default=3, help="How many files one submission may carry (0: no uploads)."),
         Setting("max_text_chars", default=20_000, help="Longest message, in characters."),
@@ -284,6 +284,10 @@ class WebformConnector(Connector):
             silent=False,
             max_form_parts=MAX_FORM_PARTS,
         )
+        if mimetype == "application/x-www-form-urlencoded":
+            # Browsers percent-encode; raw bytes that are not UTF-8 come from scripts. Keep them
+            # readable (U+FFFD) instead of refusing the whole submission.
+            body = body.decode("utf-8", "replace").encode("utf-8")
         try:
             _, form, files = parser.parse(io.BytesIO(body), mimetype, len(body), options)
         except RequestEntityTooLarge:

@@ -324,7 +324,12 @@ def test_stored_raw_can_be_parsed_again(form, context):
 def test_allowed_origins_are_checked_at_start_up(origins, problem):
     if problem:
         with pytest.raises(PermanentError, match=problem):
-            WebformConnector.check_config({"allowed_origins": origins})
+            WebformConnector.check_config({"reply_channel": "mail", "allowed_origins": origins})
     else:
-        config = WebformConnector.check_config({"allowed_origins": origins})
+        config = WebformConnector.check_config({"reply_channel": "mail", "allowed_origins": origins})
         assert config["allowed_origins"] == ("https://a.example", "https://b.example")
+
+
+def test_reply_channel_is_required():
+    with pytest.raises(PermanentError, match="reply_channel"):
+        WebformConnector.check_config({})
