@@ -390,3 +390,74 @@ def test_agent_reply_reaches_the_submitter_by_smtp(app_config, smtp_server):
     assert mail["To"].addresses[0].addr_spec == "ada@example.com"
     assert mail["Subject"].startswith("Re: Parcel missing")
     assert "Your parcel is on its way." in mail.get_body(("plain",)).get_content()
+
+
+# In a real browser ------------------------------------------------------------------------------------
+
+@pytest.fixture
+def two_sites(app_config, tmp_path):
+    """Mainland on 127.0.0.1 and two shop sites on other origins that embed its form (one allowed)."""
+    import functools
+    import http.server
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from inbox import create_app
+    from tests.servers import free_port
+
+    shop_port, other_port, port = free_port(), free_port(), free_port()
+    app_config["base_url"] = f"http://127.0.0.1:{port}"
+    app_config["channels"]["contact"]["allowed_origins"] = [f"http://localhost:{shop_port}"]
+    server = make_server("127.0.0.1", port, create_app(app_config), threaded=True)
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text(
+        f'<!doctype html><h1>Shop</h1><script src="http://127.0.0.1:{port}/forms/contact/embed.js"></script>')
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+    handler.log_message = lambda *args: None
+    servers = [server] + [http.server.ThreadingHTTPServer(("127.0.0.1", p), handler) for p in (shop_port, other_port)]
+    for s in servers:
+        threading.Thread(target=s.serve_forever, daemon=True).start()
+    yield {"shop": f"http://localhost:{shop_port}/index.html", "other": f"http://localhost:{other_port}/index.html"}
+    for s in servers:
+        s.shutdown()
+
+
+@pytest.mark.browser
+def test_allowed_site_embeds_the_form_and_a_visitor_sends_it(two_sites, db):
+    import shutil
+
+    from tests.servers import unavailable
+
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        unavailable("Chromium is not installed (scripts/test.sh installs it)")
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True)
+        try:
+            page = browser.new_page()
+            page.goto(two_sites["shop"])
+            form = page.frame_locator("iframe")
+            form.locator("#wf-email").fill("ada@example.com")
+            form.locator("#wf-message").fill("Hello from the shop")
+            form.locator("button[type=submit]").click()
+            playwright_api.expect(form.locator(".success")).to_be_visible()
+            # The form page told the shop how tall it is (static/forms/frame.js -> embed.js).
+            assert page.eval_on_selector("iframe", "e => e.style.height") != "640px"
+
+            other = browser.new_page()
+            refused = []
+            other.on("console", lambda message: refused.append(message.text))
+            other.goto(two_sites["other"])
+            for _ in range(50):  # the browser reports the refused framing a moment after load
+                if any("frame-ancestors" in text for text in refused):
+                    break
+                other.wait_for_timeout(100)
+            assert any("frame-ancestors" in text for text in refused)
+            assert not any("wf-email" in frame.content() for frame in other.frames[1:])
+        finally:
+            browser.close()
+    [conversation] = conversations(db)
+    assert conversation["subject"] == "Hello from the shop"
