@@ -15,7 +15,6 @@ from flask import Flask
 
 from inbox import config as config_module
 from inbox.config import Config
-from inbox.runtime import Mainland
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,6 +30,10 @@ def create_app(config: Config | Mapping[str, Any] | str | Path | None = None) ->
         cfg = config_module.from_mapping(config, base=Path.cwd())
     else:
         cfg = config_module.load(config)
+
+    # Imported here, not at the top: connectors import inbox.models, and importing the connector
+    # package first must not find inbox half-initialised.
+    from inbox.runtime import Mainland
 
     app = Flask(
         __name__,
