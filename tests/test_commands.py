@@ -257,3 +257,49 @@ def test_deferred_read_then_write_fails_at_once_where_store_write_waits(tmp_path
     thread.join()
     assert store.cursor("a") == "1"
     other.close()
+
+
+def start_cli(config: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", "from inbox.cli import run; run()", "--config", str(config), *args],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def read_until(proc: subprocess.Popen, needle: str, timeout: float = 20) -> str:
+    lines = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if needle in line:
+            return "".join(lines)
+    raise AssertionError(f"{needle!r} not printed:\n{''.join(lines)}")
+
+
+def test_a_second_worker_stands_by_and_takes_over_when_the_first_is_killed(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("database: mainland.db\nsecret_key: k\nworker: {lease_seconds: 2, renew_every: 0.3}\n")
+    store = Store(tmp_path / "mainland.db")
+    store.migrate()
+    first = start_cli(config, "worker")
+    second = None
+    try:
+        read_until(first, "worker: running")
+        second = start_cli(config, "worker")
+        read_until(second, "worker: on standby")
+        holder = store.lease_holder(LEASE_NAME, iso(dt.datetime.now(dt.UTC)))
+        assert holder.split(":")[1] == str(first.pid)
+        first.send_signal(signal.SIGKILL)  # no clean stop: the lease must run out by itself
+        first.wait()
+        read_until(second, "took the scheduler lease", timeout=10)
+        holder = store.lease_holder(LEASE_NAME, iso(dt.datetime.now(dt.UTC)))
+        assert holder.split(":")[1] == str(second.pid)
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=15) == 0
+        assert store.lease_holder(LEASE_NAME, iso(dt.datetime.now(dt.UTC))) is None
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()

@@ -11,6 +11,7 @@ import datetime as dt
 import os
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -241,3 +242,16 @@ def test_taking_the_lease_removes_old_temporary_attachment_files_only(make_mainl
     worker = workers(mainland)
     assert worker.is_leader
     assert not old.exists() and fresh.exists()
+
+
+def test_housekeeping_checkpoints_the_write_ahead_log(make_mainland, workers):
+    mainland = make_mainland({}, checkpoint_every=0.3)
+    store = mainland.open_store(migrate=True)
+    with store.write():
+        for n in range(2000):
+            store.save_cursor(f"channel-{n}", "x" * 200, iso(dt.datetime.now(dt.UTC)))
+    wal = Path(str(mainland.config.database) + "-wal")
+    assert wal.stat().st_size > 100_000
+    workers(mainland)
+    assert wait_for(lambda: wal.stat().st_size == 0, timeout=3), f"WAL still {wal.stat().st_size} bytes"
+    store.close()

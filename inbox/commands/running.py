@@ -107,13 +107,13 @@ def poll(ctx: Context, channel: str, once: bool, ignore_pause: bool) -> None:
 # worker -----------------------------------------------------------------------------------------
 
 def _announce_worker(worker: Worker) -> None:
-    if not worker.plans:
-        click.echo("worker: no channel to poll (web forms and webhooks arrive through the web app)")
-    elif worker.is_leader:
+    if not worker.is_leader:
+        click.echo("worker: on standby, another worker holds the scheduler lease; taking over if it stops")
+    elif not worker.plans:
+        click.echo("worker: running; no channel to poll (web forms and webhooks arrive through the web app)")
+    else:
         channels = ", ".join(f"{p.channel} (every {p.every:g} s)" for p in worker.plans)
         click.echo(f"worker: polling {channels}")
-    else:
-        click.echo("worker: on standby, another worker holds the scheduler lease; taking over if it stops")
 
 
 @main.command()
