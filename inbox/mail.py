@@ -20,8 +20,9 @@ import hashlib
 import re
 from collections.abc import Iterable
 from email.header import decode_header, make_header
+from email.headerregistry import Address
 from email.message import EmailMessage, Message
-from email.utils import formataddr, make_msgid, parsedate_to_datetime
+from email.utils import make_msgid, parsedate_to_datetime
 
 from connectors.base import ItemError
 from inbox import triage
@@ -45,6 +46,17 @@ MAX_PARTS = 500
 MAX_DEPTH = 20
 MAX_REFERENCES = 50
 MAX_HEADER_CHARS = 2000
+#: Header bytes looked at at all; the rest of a longer header is hostile padding (SEC-15).
+MAX_RAW_HEADER_CHARS = 16_000
+#: Content-Type/-Disposition longer than this are cut before their parameters are parsed:
+#: the stdlib parameter parser takes quadratic time (50,000 parameters: seconds).
+MAX_PARAM_HEADER_CHARS = 8_000
+#: RFC 2046 allows 70 characters; the stdlib compiles each boundary into a regex.
+MAX_BOUNDARY_CHARS = 200
+MAX_ADDRESS_CHARS = 320
+#: From headers longer than this are not given to the strict address parser, which takes
+#: quadratic time on runs of quotes or commas (2,000 quotes: 0.25 s).
+MAX_FROM_PARSE_CHARS = 1000
 #: Headers kept with each message (lower-case), for triage, threading and the agent's eye.
 KEPT_HEADERS = (
     "from", "to", "cc", "reply-to", "date", "subject", "message-id", "in-reply-to", "auto-submitted",
@@ -53,13 +65,39 @@ KEPT_HEADERS = (
 )
 _MSGID_RE = re.compile(r"<([^<>\s]{1,500})>")
 _MBOX_FROM = b"From "
+_SURROGATES = re.compile("[\udc80-\udcff]")
+_CONTROL_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
+#: `<addr>` at the very end of a header: the address of a From with a giant display name.
+_TRAILING_ADDR = re.compile(r"<([^<>\s]{1,320})>\s*$")
+_LOCAL_PART = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+_DOMAIN_LABEL = re.compile(r"(?!-)[\w-]{1,63}(?<!-)")
+_PARAM_HEADERS = frozenset({"content-type", "content-disposition"})
+#: Header defects that concern only how a display name was encoded, not the address.
+_NAME_ONLY_DEFECTS = ("encoded word", "encoded-word", "period in 'phrase'")
+_NAME_ONLY_DEFECT_TYPES = frozenset({
+    "CharsetError", "InvalidBase64CharactersDefect", "InvalidBase64PaddingDefect", "InvalidBase64LengthDefect",
+    "UndecodableBytesDefect",
+})
+
+
+def _fix_8bit(raw: str) -> str:
+    """Undo compat32's surrogate escapes: raw 8-bit header bytes read as UTF-8, else Windows-1252."""
+    if raw.isascii() or not _SURROGATES.search(raw):
+        return raw
+    data = raw.encode("utf-8", "surrogateescape")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("cp1252", "replace")
 
 
 def _header_text(value: object) -> str:
     """A header as readable text: RFC 2047 words decoded, unknown charsets tolerated, no newlines."""
     if value is None:
         return ""
-    raw = str(value)
+    # Decoding encoded-words costs more than linear time; what is kept is capped anyway.
+    raw = _fix_8bit(str(value)[:MAX_RAW_HEADER_CHARS])
     if "=?" in raw:
         try:
             raw = str(make_header(decode_header(raw)))
@@ -71,10 +109,10 @@ def _header_text(value: object) -> str:
                 else:
                     parts.append(chunk)
             raw = "".join(parts)
-    # Folded or hostile headers must not smuggle line breaks into views or replies.
-    return " ".join(raw.split())[:MAX_HEADER_CHARS] if ("\n" in raw or "\r" in raw or "\t" in raw) else raw[
-        :MAX_HEADER_CHARS
-    ].strip()
+    # Folded or hostile headers must not smuggle line breaks or NULs into views or replies.
+    if not raw.isprintable():
+        raw = " ".join(_CONTROL_CHARS.sub(" ", raw).split())
+    return raw[:MAX_HEADER_CHARS].strip()
 
 
 def _decode_bytes(data: bytes, charset: str | None) -> tuple[str, bool]:
@@ -102,38 +140,79 @@ def _message_ids(value: str) -> list[str]:
 
 
 def _sender(msg: Message) -> Author:
-    """The author from From (or Sender); `ItemError` when there is none at all."""
+    """The author from From (or Sender); `ItemError` when there is none at all.
+
+    The header is parsed *before* its encoded-words are decoded (by `email.headerregistry`, which
+    decodes them inside the display name only): decoding first would let a display name such as
+    `=?utf-8?q?<victim@example.com>?=` pose as the address (IN-19).
+    """
     from_value = msg.get("From") or msg.get("Sender")
     if from_value is None:
         raise ItemError("no sender: the message has no From header")
-    text = _header_text(from_value)
-    try:
-        header = email.policy.default.header_factory("from", text)
-        addresses = [a for a in header.addresses if a.addr_spec and "@" in a.addr_spec]
-        defects = header.defects
-    except (IndexError, ValueError, TypeError, email.errors.HeaderParseError):
-        addresses, defects = [], ["unparsable"]
+    raw = _FOLD.sub("", _fix_8bit(str(from_value)))
+    long_name = None
+    if len(raw) > MAX_FROM_PARSE_CHARS:
+        # A giant display name (RT CVE-2014-1474 shape): keep the address at its end, cap the name.
+        tail = _TRAILING_ADDR.search(raw, len(raw) - 400)
+        if tail:
+            long_name = _header_text(raw[: tail.start()]).strip().strip('"').strip()
+            raw = raw[tail.start():]
+        else:
+            raw = raw[:MAX_FROM_PARSE_CHARS]
+    raw = " ".join(_CONTROL_CHARS.sub(" ", raw).split())
+    addresses, defects = _parse_addresses(raw)
+    if not addresses and (tail := _TRAILING_ADDR.search(raw)):
+        # The strict parser gave up on the display name (an encoded newline, say); the address
+        # itself may still be there, but such a header does not get replies.
+        addresses, _ = _parse_addresses(tail.group(0))
+        defects = ["unparsable display name"]
+        long_name = _header_text(raw[: tail.start()]).strip().strip('"').strip()
     if addresses:
         address = addresses[0]
-        valid = not defects and bool(address.username) and bool(address.domain) and " " not in address.addr_spec
         handle = address.addr_spec.strip()
-        name = address.display_name or ""
-        return Author(handle=_normalize_address(handle), name=name, identity_kind="email", valid=valid)
+        valid = len(addresses) == 1 and not defects and _plausible_address(handle)
+        name = long_name if long_name is not None else " ".join(_header_text(address.display_name).split())
+        return Author(handle=_normalize_address(handle)[:MAX_ADDRESS_CHARS], name=name[:MAX_HEADER_CHARS],
+                      identity_kind="email", valid=valid)
+    text = _header_text(raw)
     # Something is there but it is no address we could answer: keep the customer, disable replies.
-    fallback = re.search(r"[^\s<>\"]+@[^\s<>\"]+", text)
+    fallback = re.search(r"[^\s<>\"]{1,256}@[^\s<>\"]{1,256}", text)
     if fallback:
-        return Author(handle=_normalize_address(fallback.group(0)), name="", identity_kind="email", valid=False)
+        return Author(handle=_normalize_address(fallback.group(0))[:MAX_ADDRESS_CHARS], name="",
+                      identity_kind="email", valid=False)
     stripped = text.strip().strip("<>").strip()
     if not stripped or stripped.endswith(":;") or "@" not in stripped:
         raise ItemError(f"no sender: the From header {text[:80]!r} holds no address")
-    return Author(handle=stripped.lower()[:320], name="", identity_kind="email", valid=False)
+    return Author(handle=stripped.lower()[:MAX_ADDRESS_CHARS], name="", identity_kind="email", valid=False)
+
+
+def _parse_addresses(raw: str) -> tuple[list, list]:
+    """Mailboxes with an `@` in a From value, and the defects that matter for the address."""
+    try:
+        header = email.policy.default.header_factory("from", raw)
+        addresses = [a for a in header.addresses if a.addr_spec and "@" in a.addr_spec]
+        defects = [d for d in header.defects if type(d).__name__ not in _NAME_ONLY_DEFECT_TYPES
+                   and not any(word in str(d) for word in _NAME_ONLY_DEFECTS)]
+    # RecursionError: thousands of nested comments `((((` (SEC-15).
+    except (IndexError, ValueError, TypeError, AttributeError, RecursionError, email.errors.HeaderParseError):
+        return [], ["unparsable"]
+    return addresses, defects
+
+
+def _plausible_address(address: str) -> bool:
+    """A plain `local@domain.tld` we could send to: dot-atom ASCII local part, no quotes, no literals."""
+    local, _, domain = address.rpartition("@")
+    if not local or len(address) > 254 or not _LOCAL_PART.fullmatch(local):
+        return False
+    labels = domain.split(".")
+    return len(labels) >= 2 and all(_DOMAIN_LABEL.fullmatch(label) for label in labels)
 
 
 def _normalize_address(address: str) -> str:
     """Lower-case the domain (case-insensitive by DNS) and, in practice, the local part too.
 
     RFC 5321 lets a server treat the local part case-sensitively, but no mail provider in use
-    does, and customers type their address in any case; docs/identity.md explains the rule.
+    does, and customers type their address in any case; docs/architecture.md, "Identities", explains the rule.
     """
     return address.strip().lower()
 
@@ -176,7 +255,7 @@ def parse_email(
         to_parse = raw[: header_end if header_end != -1 else 65536] + b"\n\n"
     else:
         to_parse = raw
-    msg = email.message_from_bytes(to_parse, policy=email.policy.compat32)
+    msg = _parse_bytes(to_parse)
     return item_from_message(
         msg,
         raw,
@@ -187,9 +266,67 @@ def parse_email(
     )
 
 
+class NestingTooDeepDefect(email.errors.MessageDefect):
+    """The MIME tree was nested deeper than the parser can follow; the body was kept as text."""
+
+
+class _Policy(email.policy.Compat32):
+    """compat32, except that raw 8-bit header bytes read as text (UTF-8, else Windows-1252).
+
+    Plain compat32 turns every such byte into U+FFFD: `Grüße` would show as `Gr����e`.
+    """
+
+    def header_fetch_parse(self, name: str, value: str) -> object:
+        if value.__class__ is str and not value.isascii():
+            return _fix_8bit(value)
+        return super().header_fetch_parse(name, value)
+
+
+_POLICY = _Policy()
+
+
+class _Message(Message):
+    """compat32 `Message` that will not spend quadratic time on hostile MIME parameters (SEC-15).
+
+    The stdlib parses a Content-Type's parameters anew on every `get_param` call, in time
+    quadratic in the header's length, and compiles each multipart boundary into a regular
+    expression. Parameter headers are cut at `MAX_PARAM_HEADER_CHARS` and a boundary longer than
+    `MAX_BOUNDARY_CHARS` counts as none (the part's body is then read as text).
+    """
+
+    def get(self, name: str, failobj: object = None) -> object:
+        value = super().get(name, failobj)
+        if value.__class__ is str and len(value) > MAX_PARAM_HEADER_CHARS and name.lower() in _PARAM_HEADERS:
+            return value[:MAX_PARAM_HEADER_CHARS]
+        return value
+
+    def get_boundary(self, failobj: object = None) -> object:
+        boundary = super().get_boundary(failobj)
+        if isinstance(boundary, str) and len(boundary) > MAX_BOUNDARY_CHARS:
+            return failobj
+        return boundary
+
+
+def _parse_bytes(data: bytes) -> Message:
+    try:
+        return email.message_from_bytes(data, _class=_Message, policy=_POLICY)
+    except RecursionError:
+        # MIME nested deeper than the interpreter's stack (IN-25): headers parsed, body kept as text.
+        end = data.find(b"\r\n\r\n")
+        end, gap = (data.find(b"\n\n"), 2) if end == -1 else (end, 4)
+        head, body = (data, b"") if end == -1 else (data[:end], data[end + gap :])
+        msg = email.message_from_bytes(head + b"\n\n", _class=_Message, policy=_POLICY)
+        del msg["Content-Transfer-Encoding"]
+        del msg["Content-Type"]
+        msg["Content-Type"] = "text/plain"
+        msg.set_payload(body.decode("ascii", "surrogateescape"))
+        msg.defects.append(NestingTooDeepDefect())
+        return msg
+
+
 def parse_email_headers(header_bytes: bytes, size: int, *, channel: str, source_ref: str | None = None) -> InboundItem:
     """A stub item for a message too large to fetch, from its headers alone (IMAP RFC822.SIZE)."""
-    msg = email.message_from_bytes(_strip_mbox_line(header_bytes) + b"\n\n", policy=email.policy.compat32)
+    msg = _parse_bytes(_strip_mbox_line(header_bytes) + b"\n\n")
     return item_from_message(msg, header_bytes, channel=channel, source_ref=source_ref, oversized_size=size)
 
 
@@ -246,6 +383,8 @@ def item_from_message(
 
     external_id = external_id_for(raw, message_id, author.handle, date_header, subject)
     defects = [type(d).__name__ for d in msg.defects]
+    if "NestingTooDeepDefect" in defects:
+        flags.add(FLAG_TRUNCATED)
 
     if oversized_size is not None:
         flags.add(FLAG_OVERSIZED)
@@ -322,7 +461,8 @@ class _Body:
         ctype = part.get_content_type()
         if part.is_multipart():
             payload = part.get_payload()
-            if ctype == "multipart/report" and part.get_param("report-type", "").lower() == "delivery-status":
+            report_type = email.utils.collapse_rfc2231_value(part.get_param("report-type", ""))
+            if ctype == "multipart/report" and report_type.lower() == "delivery-status":
                 self._read_bounce(payload)
             if ctype == "message/rfc822" or (depth > 0 and not isinstance(payload, list)):
                 self._attach_message(part)
@@ -333,6 +473,12 @@ class _Body:
             for sub in payload if isinstance(payload, list) else []:
                 if isinstance(sub, Message):
                     self.walk(sub, depth + 1)
+            return
+        if ctype.startswith("multipart/"):
+            # A multipart without a usable boundary: its body is all there is; read it as text.
+            text, fell_back = self._decode(part)
+            self.texts.append(text)
+            self.flags.add(FLAG_MALFORMED)
             return
         disposition = (part.get("Content-Disposition") or "").split(";")[0].strip().lower()
         filename = self._filename(part)
@@ -368,7 +514,13 @@ class _Body:
         data = part.get_payload(decode=True)
         if data is None:
             data = str(part.get_payload()).encode("utf-8", "replace")
-        return _decode_bytes(data, part.get_content_charset())
+        text, fell_back = _decode_bytes(data, part.get_content_charset())
+        # One line-ending convention for agents and search; NUL cuts text short in many tools.
+        if "\r" in text:
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        if "\x00" in text:
+            text = text.replace("\x00", "")
+        return text, fell_back
 
     def _filename(self, part: Message) -> str:
         try:
@@ -382,8 +534,11 @@ class _Body:
         inner = inner[0] if isinstance(inner, list) and inner else inner
         try:
             data = inner.as_bytes(policy=email.policy.compat32) if isinstance(inner, Message) else b""
-        except (LookupError, UnicodeError, ValueError, TypeError, IndexError):
+        except (LookupError, UnicodeError, ValueError, TypeError, IndexError, AttributeError):
             data = str(inner).encode("utf-8", "replace")
+        except RecursionError:  # nested deeper than the generator can follow: keep what we can
+            data = b""
+            self.flags.add(FLAG_TRUNCATED)
         self._store(Attachment(filename=self._filename(part) or "forwarded-message.eml",
                                content_type="message/rfc822", data=data, size=len(data)))
 
@@ -421,8 +576,57 @@ def _find_header(block: str, name: str) -> str:
 # Outgoing --------------------------------------------------------------------------------------
 
 
+_ENCODED_WORD = re.compile(r"=\?[^?\s]*\?[bBqQ]\?")
+_SAFE_MSGID = re.compile(r"[!-;=?-~]{1,500}")  # printable ASCII without < and >
+
+
+def _inert_header_text(value: str | None) -> str:
+    """Text for a header we write that no step of the generator can turn into a line break.
+
+    The stdlib decodes RFC 2047 encoded-words in the values we set and, before CPython 3.11.10
+    (no `verify_generated_headers`), writes out what they decode to, newlines included
+    (CVE-2024-6923): a subject `=?UTF-8?Q?Hi=0ABcc:_x@evil?=` became a Bcc header. We decode
+    such words ourselves and flatten whitespace; anything still shaped like an encoded-word has
+    its `=?` broken up.
+    """
+    text = " ".join(_CONTROL_CHARS.sub(" ", value or "").split())
+    for _ in range(3):
+        if not _ENCODED_WORD.search(text):
+            return text
+        try:
+            decoded = str(email.policy.default.header_factory("subject", text))
+        except (ValueError, TypeError, IndexError, email.errors.HeaderParseError):
+            break
+        text = " ".join(_CONTROL_CHARS.sub(" ", decoded).split())
+    return text.replace("=?", "= ?")
+
+
+def _address(name: str | None, address: str) -> Address:
+    try:
+        return Address(display_name=_inert_header_text(name), addr_spec=address)
+    except (ValueError, IndexError, email.errors.MessageError) as exc:
+        raise ValueError(f"cannot send email to {address!r}: not a plain address") from exc
+
+
+def _check_headers(msg: EmailMessage) -> None:
+    """Refuse a message whose generated header block would hold a line we did not write.
+
+    The last wall against header injection (what `verify_generated_headers` does on a patched
+    CPython): every folded header must continue only on lines that start with whitespace.
+    """
+    for name, value in msg.items():
+        folded = msg.policy.fold(name, value)
+        lines = folded.split(msg.policy.linesep)
+        if lines[-1] == "":
+            lines.pop()
+        if any("\r" in line or "\n" in line for line in lines) or any(
+            not line[:1].isspace() for line in lines[1:]
+        ):
+            raise ValueError(f"refusing to send: the {name} header would inject a line")
+
+
 def reply_subject(subject: str | None) -> str:
-    subject = " ".join((subject or "").split()) or "(no subject)"
+    subject = _inert_header_text(subject) or "(no subject)"
     return subject if subject.lower().startswith("re:") else f"Re: {subject}"
 
 
@@ -451,23 +655,28 @@ def build_reply(
     domain: str,
     token: str | None = None,
 ) -> EmailMessage:
-    """The email for an agent's reply, threaded to what it answers, marked against loops."""
+    """The email for an agent's reply, threaded to what it answers, marked against loops.
+
+    Raises ValueError when the recipient is not a plain address (replies to invalid senders are
+    disabled) or a header would break the message's structure.
+    """
     msg = EmailMessage(policy=email.policy.SMTP)
-    # formataddr + the SMTP policy quote or encode any name; a newline in it cannot start a header.
-    msg["From"] = formataddr((" ".join((from_name or "").split()), from_address))
-    msg["To"] = formataddr((" ".join((reply.to.name or "").split()), reply.to.handle))
+    # Address objects + the SMTP policy quote or encode any name; a newline cannot start a header.
+    msg["From"] = _address(from_name, from_address)
+    msg["To"] = _address(reply.to.name, reply.to.handle)
     subject = reply_subject(reply.subject)
     if token and f"[#{token}]" not in subject:
         subject = f"{subject} [#{token}]"
     msg["Subject"] = subject
     msg["Message-ID"] = reply.message_id or make_msgid(domain=domain)
     msg["Date"] = email.utils.format_datetime(dt.datetime.now(dt.UTC))
-    if reply.reply_to_message_id:
-        msg["In-Reply-To"] = f"<{reply.reply_to_message_id}>"
-    refs = [r for r in reply.references if r] + (
-        [reply.reply_to_message_id] if reply.reply_to_message_id and reply.reply_to_message_id not in reply.references
-        else []
-    )
+    parent = reply.reply_to_message_id if reply.reply_to_message_id and _SAFE_MSGID.fullmatch(
+        reply.reply_to_message_id) else None
+    if parent:
+        msg["In-Reply-To"] = f"<{parent}>"
+    refs = [r for r in reply.references if r and _SAFE_MSGID.fullmatch(r)]
+    if parent and parent not in refs:
+        refs.append(parent)
     if refs:
         msg["References"] = " ".join(f"<{r}>" for r in refs[-MAX_REFERENCES:])
     msg["Auto-Submitted"] = "no"
@@ -478,5 +687,6 @@ def build_reply(
     for att in reply.attachments:
         maintype, _, subtype = att.content_type.partition("/")
         msg.add_attachment(att.data or b"", maintype=maintype or "application", subtype=subtype or "octet-stream",
-                           filename=att.filename)
+                           filename=_inert_header_text(att.filename) or "attachment")
+    _check_headers(msg)
     return msg
