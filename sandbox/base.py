@@ -106,8 +106,9 @@ class Imitation:
         return f"{host}:{port}"
 
     def start(self) -> Imitation:
-        self._thread = threading.Thread(target=self._server.serve_forever, name=f"{self.name}-imitation",
-                                        daemon=True)
+        # A short poll interval: stop() waits up to one interval, and tests start many imitations.
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=f"{self.name}-imitation", daemon=True)
         self._thread.start()
         return self
 
