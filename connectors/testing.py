@@ -224,7 +224,9 @@ class ConnectorContract:
             text="Thanks, we are on it.",
             to=Author(handle=message["author_handle"], name=message["author_name"]),
             subject=message["subject"],
-            thread_key=conversation.get("thread_key"),
+            # As the outbox does: thread key and public/private come from the stored conversation.
+            thread_key=store.conversation(conversation["id"]).get("thread_key"),
+            public=bool(store.conversation(conversation["id"]).get("public")),
             reply_to_external_id=message["external_id"],
             reply_to_message_id=message["message_id"],
             message_id=f"<mainland.{conversation['token']}.contract@mainland.test>",
