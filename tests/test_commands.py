@@ -307,7 +307,13 @@ def test_a_second_worker_stands_by_and_takes_over_when_the_first_is_killed(tmp_p
 
 def test_poll_refuses_a_push_only_channel(tmp_path):
     config = tmp_path / "config.yaml"
-    config.write_text("database: mainland.db\nsecret_key: k\nchannels:\n  contact:\n    kind: webform\n")
+    config.write_text(textwrap.dedent("""
+        database: mainland.db
+        secret_key: k
+        channels:
+          contact: {kind: webform, reply_channel: support}
+          support: {kind: testbox}
+    """))
     result = mainland_cli(config, "poll", "contact", "--once")
     assert result.exit_code == 1
     assert "channel 'contact' (webform) is push-only" in result.output
