@@ -8,7 +8,7 @@ best match, else the configured default.
 from __future__ import annotations
 
 from flask import Flask, g, request
-from flask_babel import Babel, gettext, lazy_gettext, ngettext
+from flask_babel import Babel, get_locale, gettext, lazy_gettext, ngettext
 
 __all__ = ["LANGUAGES", "gettext", "lazy_gettext", "ngettext", "init_app"]
 
@@ -29,3 +29,4 @@ def select_locale() -> str:
 def init_app(app: Flask) -> None:
     Babel(app, locale_selector=select_locale, default_translation_directories="translations")
     app.jinja_env.globals["LANGUAGES"] = LANGUAGES
+    app.jinja_env.globals["get_locale"] = get_locale

@@ -12,6 +12,9 @@ lease every `renew_every` seconds; a standby tries to take it at the same pace a
 the holder released it (clean stop) or stopped renewing it (killed) and it expired. Every job
 checks the lease in the database before it touches a channel, so a worker that lost the lease
 (a long pause of its process) stops polling before its next run.
+
+Besides the polls, the lease holder sends the replies that are due (`inbox.outbox.send_due`,
+every `outbox_every` seconds) and checkpoints the write-ahead log.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ LEASE_NAME = "scheduler"
 DEFAULT_LEASE_SECONDS = 60.0
 DEFAULT_RENEW_EVERY = 20.0
 DEFAULT_CHECKPOINT_EVERY = 300.0
+DEFAULT_OUTBOX_EVERY = 10.0
 #: Temporary attachment files younger than this may belong to a write in progress (a web form
 #: upload in the web process); only older ones are crash leftovers.
 ORPHAN_MIN_AGE_SECONDS = 3600.0
@@ -90,6 +94,7 @@ class Worker:
         lease_seconds: float | None = None,
         renew_every: float | None = None,
         checkpoint_every: float | None = None,
+        outbox_every: float | None = None,
     ) -> None:
         settings = mainland.config.extra.get("worker") or {}
         self.mainland = mainland
@@ -97,6 +102,7 @@ class Worker:
         self.renew_every = float(renew_every or settings.get("renew_every") or DEFAULT_RENEW_EVERY)
         self.checkpoint_every = float(
             checkpoint_every or settings.get("checkpoint_every") or DEFAULT_CHECKPOINT_EVERY)
+        self.outbox_every = float(outbox_every or settings.get("outbox_every") or DEFAULT_OUTBOX_EVERY)
         if self.renew_every >= self.lease_seconds:
             # A lease renewed less often than it lasts would lapse between renewals.
             self.renew_every = self.lease_seconds / 3
@@ -136,6 +142,7 @@ class Worker:
         self._add_job(self._lease_job, "lease", self.renew_every, first_run=now + dt.timedelta(seconds=self.renew_every))
         self._add_job(self._housekeeping_job, "housekeeping", self.checkpoint_every,
                       first_run=now + dt.timedelta(seconds=self.checkpoint_every))
+        self._add_job(self._outbox_job, "outbox", self.outbox_every, first_run=now)
         for plan in self.plans:
             self._add_job(self._poll_job, plan.job_id, plan.every, first_run=now, args=(plan.channel,))
         self.scheduler.start()
@@ -290,6 +297,21 @@ class Worker:
                 store.record_poll(channel, iso(moment), error=message[:2000], paused_until=iso(until))
         except Exception:
             log.exception("could not record the failed poll of %s", channel)
+
+    def _outbox_job(self) -> None:
+        """Send the replies that are due (inbox/outbox.py claims each under its own row lease)."""
+        from inbox.outbox import send_due
+
+        try:
+            store = self._store()
+            if not self._holds_lease(store):
+                return
+            report = send_due(self.mainland, store)
+        except Exception:
+            log.exception("sending replies failed; trying again in %.0f s", self.outbox_every)
+            return
+        if report.sent or report.retrying or report.failed:
+            log.info("replies: %d sent, %d to retry, %d failed", report.sent, report.retrying, report.failed)
 
     def _housekeeping_job(self) -> None:
         try:

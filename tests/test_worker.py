@@ -18,10 +18,13 @@ import pytest
 import connectors
 from connectors.base import Connector, RetryableError
 from inbox import config as config_module
+from inbox.mail import parse_email
 from inbox.models import FetchResult
+from inbox.outbox import queue_reply
 from inbox.runtime import Mainland
 from inbox.store.base import iso, parse_iso
 from inbox.worker import LEASE_NAME, Worker, poll_plans
+from tests.mailfactory import raw_mail
 
 INTERVAL = 0.2
 
@@ -34,6 +37,7 @@ class FetchLog:
         self.calls: list[tuple[str, str, float]] = []
         self.active: dict[str, int] = {}
         self.most_at_once: dict[str, int] = {}
+        self.sent: list[tuple[str, str, str]] = []
 
     def count(self, channel: str, thread_prefix: str | None = None) -> int:
         with self.lock:
@@ -70,7 +74,9 @@ class FakeConnector(Connector):
                 LOG.active[name] -= 1
 
     def send(self, reply):
-        raise NotImplementedError
+        with LOG.lock:
+            LOG.sent.append((self.name, reply.text, threading.current_thread().name))
+        return f"sent-{len(LOG.sent)}"
 
 
 class PushConnector(FakeConnector):
@@ -255,3 +261,21 @@ def test_housekeeping_checkpoints_the_write_ahead_log(make_mainland, workers):
     workers(mainland)
     assert wait_for(lambda: wal.stat().st_size == 0, timeout=3), f"WAL still {wal.stat().st_size} bytes"
     store.close()
+
+
+def test_the_lease_holder_sends_queued_replies_once(make_mainland, workers):
+    channels = {"mail": {"kind": "fake", "poll_every": 60}}
+    mainland = make_mainland(channels, outbox_every=0.2)
+    store = mainland.open_store(migrate=True)
+    item = parse_email(raw_mail(), channel="mail")
+    mainland.ingestor(store).ingest("mail", FetchResult(items=[item], cursor=None))
+    [conversation] = store.recent_conversations()
+    queue_reply(mainland, store, conversation["id"], "A new kettle is on its way.", agent={"id": None, "name": "Ann"})
+    first = workers(mainland)
+    second = workers(make_mainland(channels, outbox_every=0.2))
+    assert wait_for(lambda: len(LOG.sent) == 1)
+    time.sleep(0.6)
+    [(channel, text, thread)] = LOG.sent
+    assert (channel, text) == ("mail", "A new kettle is on its way.")
+    assert thread.startswith(prefix(first)) and not second.is_leader
+    assert store.conversation_messages(conversation["id"])[-1]["delivery_status"] == "sent"

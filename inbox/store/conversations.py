@@ -15,12 +15,18 @@ class ConversationQueries:
         sql = (
             "SELECT c.id, c.token, c.channel, c.subject, c.status, c.public, c.automatic, c.flags, "
             "c.last_message_at, c.created_at, cu.display_name AS customer_name, cu.id AS customer_id, "
-            "(SELECT count(*) FROM messages m WHERE m.conversation_id = c.id) AS message_count "
+            "(SELECT count(*) FROM messages m WHERE m.conversation_id = c.id) AS message_count, "
+            "(SELECT m.author_handle FROM messages m WHERE m.conversation_id = c.id AND m.direction = 'in' "
+            "ORDER BY m.id LIMIT 1) AS customer_handle, "
+            "(SELECT substr(m.text, 1, 300) FROM messages m WHERE m.conversation_id = c.id "
+            "ORDER BY m.id LIMIT 1) AS first_text "
             "FROM conversations c JOIN customers cu ON cu.id = c.customer_id"
         )
         params: tuple = ()
         if before_id is not None:
-            sql += " WHERE c.id < ?"
+            # Keyset on the sort key itself: the page after conversation `before_id` in this order.
+            sql += (" WHERE (c.last_message_at, c.id) < "
+                    "(SELECT last_message_at, id FROM conversations WHERE id = ?)")
             params = (before_id,)
         sql += " ORDER BY c.last_message_at DESC, c.id DESC LIMIT ?"
         return as_dicts(self.conn.execute(sql, (*params, limit)))
@@ -73,6 +79,27 @@ class ConversationQueries:
         if row is None:
             raise NotFound(f"no attachment {attachment_id}")
         return row
+
+    def message(self, message_id: int) -> dict[str, Any]:
+        """One message with its conversation id (for the body and raw downloads)."""
+        cur = self.conn.execute(
+            "SELECT id, conversation_id, channel, direction, subject, text, html, received_at FROM messages "
+            "WHERE id = ?",
+            (message_id,),
+        )
+        row = as_dict(cur, cur.fetchone())
+        if row is None:
+            raise NotFound(f"no message {message_id}")
+        return row
+
+    def raw_message_ids(self, conversation_id: int) -> set[int]:
+        """Ids of the conversation's messages whose original bytes are kept."""
+        rows = self.conn.execute(
+            "SELECT r.message_id FROM raw_messages r JOIN messages m ON m.id = r.message_id "
+            "WHERE m.conversation_id = ?",
+            (conversation_id,),
+        )
+        return {r[0] for r in rows}
 
     def raw_message(self, message_id: int) -> bytes | None:
         row = self.conn.execute("SELECT data FROM raw_messages WHERE message_id = ?", (message_id,)).fetchone()

@@ -47,7 +47,8 @@ def _security_headers(response):
 def init_app(app: Flask) -> None:
     app.teardown_appcontext(_close_store)
     app.after_request(_security_headers)
-    for module_info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+    # `security` first: its CSRF check and limiter must run before any other module's hooks.
+    for module_info in sorted(pkgutil.iter_modules(__path__), key=lambda m: (m.name != "security", m.name)):
         module = importlib.import_module(f"{__name__}.{module_info.name}")
         bp = getattr(module, "bp", None)
         if bp is not None:

@@ -1,0 +1,292 @@
+"""Signing in and out, who is signed in, and the decorators that guard pages.
+
+Passwords are hashed with argon2-cffi's `PasswordHasher` as Argon2id with the OWASP parameters
+(19 MiB, 2 passes, 1 lane: about 60 ms on a small 2-core server, where argon2-cffi's 64 MiB default
+takes ten times as long; guessing is throttled by the rate limits anyway) and rehashed on
+sign-in whenever those parameters change. A wrong password and an unknown address give the same page and take the same
+time: unknown addresses are verified against a dummy hash.
+
+Sessions are Flask's signed cookies, which have no server-side id to rotate. So signing in clears
+the session and writes new contents (agent id, the agent's `session_epoch`, a fresh random nonce,
+the time), and every request compares the epoch with the database: signing out, a new password
+and disabling the agent bump the epoch, which ends every session of that agent at once. Sessions
+also end `SESSION_MAX_AGE` after sign-in, whatever the cookie says.
+
+`g.agent` is a dict (id, email, name, role, locale) for the signed-in agent, or None.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from flask import Blueprint, Flask, abort, flash, g, redirect, render_template, request, session, url_for
+
+from inbox.i18n import LANGUAGES
+from inbox.i18n import gettext as _
+from inbox.store import now_iso
+from inbox.web import get_store
+from inbox.web.security import limiter
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("auth", __name__)
+
+#: A session ends this long after sign-in, even if the browser keeps the cookie.
+SESSION_MAX_AGE = dt.timedelta(hours=12)
+#: Sign-in attempts allowed per minute, per client IP and per email address.
+LOGIN_LIMIT = "10 per minute"
+MIN_PASSWORD_CHARS = 8
+MAX_PASSWORD_CHARS = 1024
+
+_hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
+_dummy_hash: str | None = None
+
+_AGENT_KEYS = ("id", "email", "name", "role", "locale")
+
+
+# Passwords ------------------------------------------------------------------------------------
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def password_problem(password: str) -> str | None:
+    """Why `password` cannot be used, or None. Length only: composition rules make passwords worse."""
+    if len(password) < MIN_PASSWORD_CHARS:
+        return _("Use at least %(n)d characters.", n=MIN_PASSWORD_CHARS)
+    if len(password) > MAX_PASSWORD_CHARS:
+        return _("Use at most %(n)d characters.", n=MAX_PASSWORD_CHARS)
+    if not password.strip():
+        return _("A password cannot be only spaces.")
+    return None
+
+
+def _verify(password_hash: str | None, password: str) -> bool:
+    global _dummy_hash
+    if not password_hash:
+        # Same work as a real check, so timing does not tell whether the address exists.
+        if _dummy_hash is None:
+            _dummy_hash = _hasher.hash(secrets.token_urlsafe(16))
+        password_hash = _dummy_hash
+        password = password + "\x00never"
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def check_login(email: str, password: str) -> dict[str, Any] | None:
+    """The agent for these credentials, or None. Also upgrades an outdated hash."""
+    store = get_store()
+    agent = store.agent_by_email(email) if email else None
+    ok = _verify(agent["password_hash"] if agent else None, password)
+    if not ok or agent is None or not agent["active"] or not agent["password_hash"]:
+        return None
+    if _hasher.check_needs_rehash(agent["password_hash"]):
+        store.set_agent_password(agent["id"], hash_password(password), end_sessions=False)
+    return agent
+
+
+# Sessions -------------------------------------------------------------------------------------
+
+def start_session(agent: dict[str, Any]) -> None:
+    """Replace whatever the session held with a fresh sign-in of `agent`."""
+    session.clear()
+    session["agent_id"] = agent["id"]
+    session["epoch"] = agent["session_epoch"]
+    session["nonce"] = secrets.token_urlsafe(16)
+    session["login_at"] = int(time.time())
+    g.agent = {k: agent[k] for k in _AGENT_KEYS}
+
+
+def current_agent() -> dict[str, Any] | None:
+    """The signed-in agent, checked against the database once per request."""
+    if "agent" in g:
+        return g.agent
+    g.agent = None
+    agent_id = session.get("agent_id")
+    if agent_id is None:
+        return None
+    agent = get_store().agent(agent_id) if isinstance(agent_id, int) else None
+    login_at = session.get("login_at")
+    if (
+        agent is None
+        or not agent["active"]
+        or session.get("epoch") != agent["session_epoch"]
+        or not isinstance(login_at, int)
+        or time.time() - login_at > SESSION_MAX_AGE.total_seconds()
+    ):
+        session.clear()
+        return None
+    g.agent = {k: agent[k] for k in _AGENT_KEYS}
+    return g.agent
+
+
+def _load_agent() -> None:
+    if request.endpoint in (None, "static") or request.endpoint.startswith("introspect."):
+        return
+    current_agent()
+
+
+# Guards ---------------------------------------------------------------------------------------
+
+def safe_next(target: str | None) -> str:
+    """`target` if it is a path on this site, else "/" (no open redirects, IN-64/SEC-10)."""
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    # Browsers treat "\" like "/" and drop tabs and newlines, so "/\evil" and "/\t/evil" leave the site.
+    if "\\" in target or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in target):
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return "/"
+    return target
+
+
+def _login_redirect():
+    target = request.full_path.rstrip("?") if request.method == "GET" else None
+    return redirect(url_for("auth.login", next=target if target and target != "/" else None))
+
+
+def login_required(view: Callable) -> Callable:
+    """Anonymous visitors go to the sign-in page (and come back afterwards)."""
+
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        if current_agent() is None:
+            return _login_redirect()
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def role_required(*roles: str) -> Callable[[Callable], Callable]:
+    """Only agents with one of `roles` may use the page; others get 403."""
+
+    def decorate(view: Callable) -> Callable:
+        @functools.wraps(view)
+        def wrapped(*args, **kwargs):
+            agent = current_agent()
+            if agent is None:
+                return _login_redirect()
+            if agent["role"] not in roles:
+                abort(403)
+            return view(*args, **kwargs)
+
+        return wrapped
+
+    return decorate
+
+
+# Views ----------------------------------------------------------------------------------------
+
+def _email_key() -> str:
+    return "login-email:" + request.form.get("email", "").strip().lower()[:320]
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(LOGIN_LIMIT, methods=["POST"])
+@limiter.limit(LOGIN_LIMIT, methods=["POST"], key_func=_email_key)
+def login():
+    target = safe_next(request.values.get("next"))
+    if request.method == "GET":
+        if current_agent() is not None:
+            return redirect(target)
+        return render_template("auth/login.html", next=target, email="")
+    email = request.form.get("email", "").strip()[:320]
+    password = request.form.get("password", "")[:MAX_PASSWORD_CHARS + 1]
+    agent = check_login(email, password)
+    if agent is None:
+        log.info("failed sign-in from %s", request.remote_addr)
+        return render_template("auth/login.html", next=target, email=email,
+                               error=_("Wrong email address or password.")), 401
+    # Audit first: if the database is busy the sign-in fails whole, with no session issued.
+    _audit("login", agent["id"])
+    start_session(agent)
+    return redirect(target)
+
+
+@bp.post("/logout")
+def logout():
+    agent = current_agent()
+    if agent is not None:
+        get_store().end_agent_sessions(agent["id"])
+        _audit("logout", agent["id"])
+    session.clear()
+    flash(_("You are signed out."), "info")
+    return redirect(url_for("auth.login"))
+
+
+@bp.route("/settings", methods=["GET", "POST"])
+@login_required
+def settings():
+    agent = g.agent
+    store = get_store()
+    if request.method == "POST":
+        action = request.form.get("action")
+        if action == "language":
+            locale = request.form.get("locale", "")
+            if locale not in LANGUAGES and locale != "":
+                abort(400)
+            store.set_agent_locale(agent["id"], locale or None)
+            agent["locale"] = locale or None
+            flash(_("Your language is saved."), "success")
+            return redirect(url_for("auth.settings"))
+        if action == "password":
+            return _change_password(agent)
+        abort(400)
+    return render_template("auth/settings.html", errors={})
+
+
+def _change_password(agent: dict[str, Any]):
+    store = get_store()
+    current = request.form.get("current_password", "")
+    new = request.form.get("new_password", "")
+    repeat = request.form.get("repeat_password", "")
+    errors: dict[str, str] = {}
+    row = store.agent(agent["id"])
+    if not _verify(row["password_hash"] if row else None, current[:MAX_PASSWORD_CHARS + 1]):
+        errors["current_password"] = _("This is not your current password.")
+    problem = password_problem(new)
+    if problem:
+        errors["new_password"] = problem
+    elif new != repeat:
+        errors["repeat_password"] = _("The two new passwords differ.")
+    if errors:
+        return render_template("auth/settings.html", errors=errors), 400
+    epoch = store.set_agent_password(agent["id"], hash_password(new), end_sessions=True)
+    _audit("password_changed", agent["id"])
+    # This browser stays signed in under the new epoch; every other session has ended.
+    row = store.agent(agent["id"])
+    row["session_epoch"] = epoch
+    start_session(row)
+    flash(_("Your password is changed. You are signed out everywhere else."), "success")
+    return redirect(url_for("auth.settings"))
+
+
+def _audit(action: str, agent_id: int) -> None:
+    store = get_store()
+    with store.write():
+        store.audit(now_iso(), f"agent:{agent_id}", action, "agent", agent_id, ip=request.remote_addr)
+
+
+def _no_store(response):
+    # Pages show personal data: no copy in browser or proxy caches (ASVS 14.3.2).
+    if request.endpoint != "static":
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(_load_agent)
+    app.after_request(_no_store)
+    app.jinja_env.globals["current_agent"] = current_agent

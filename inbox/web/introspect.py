@@ -1,0 +1,34 @@
+"""Operator endpoints under /-/: `/-/health` says whether the app and its database work.
+
+No sign-in is needed, so the answer holds only totals, never names, addresses or channel
+details. A database that cannot be read gives 503 with `"db": "error"` (no error text: it could
+name paths).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, jsonify
+
+from inbox.web import get_store
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("introspect", __name__, url_prefix="/-")
+
+_TOTALS = ("messages", "conversations", "customers", "quarantined", "attachments")
+
+
+@bp.get("/health")
+def health():
+    try:
+        figures = get_store().counts()
+    except Exception:
+        log.exception("health check: the database cannot be read")
+        response = jsonify(ok=False, db="error")
+        response.status_code = 503
+    else:
+        response = jsonify(ok=True, db="ok", counts={key: figures[key] for key in _TOTALS})
+    response.headers["Cache-Control"] = "no-store"
+    return response

@@ -1,0 +1,112 @@
+"""Request-level protections shared by every page: CSRF, rate limits and the error pages.
+
+`csrf` (Flask-WTF) checks a token on every state-changing request unless a blueprint is exempted
+with `csrf.exempt(bp)` (public form posts and signed webhooks do that). `limiter` (Flask-Limiter)
+holds per-IP and per-account limits that views declare with `@limiter.limit(...)`. Both are
+well-kept libraries: token signing, expiry and window counting are not things to write by hand.
+
+This module is initialised before the other web modules (see inbox/web/__init__.py) so that the
+CSRF check runs first in every request, before any view or session work.
+
+Error pages render HTML for people and JSON for API-style callers, and never include internals:
+a 400 for an expired form, a 429 when a limit is hit, a 503 when SQLite stays locked past its
+busy timeout ("Mainland is busy"), and generic pages for the other HTTP errors.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+
+from flask import Flask, Response, jsonify, render_template, request
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.exceptions import HTTPException
+
+from inbox.i18n import gettext as _
+from inbox.i18n import lazy_gettext as _l
+
+log = logging.getLogger(__name__)
+
+csrf = CSRFProtect()
+limiter = Limiter(key_func=get_remote_address, storage_uri="memory://", default_limits=[])
+
+#: Seconds a client is asked to wait when the database is busy.
+BUSY_RETRY_AFTER = 5
+
+_MESSAGES = {
+    400: (_l("Bad request"), _l("The request could not be understood.")),
+    403: (_l("Not allowed"), _l("You do not have access to this page.")),
+    404: (_l("Not found"), _l("This page does not exist, or you do not have access to it.")),
+    405: (_l("Not allowed"), _l("This page cannot be used that way.")),
+    413: (_l("Too large"), _l("What you sent is larger than Mainland accepts.")),
+    429: (_l("Too many attempts"), _l("Too many attempts in a short time. Wait a minute and try again.")),
+    500: (_l("Something went wrong"), _l("Mainland could not handle this request. Try again later.")),
+    503: (_l("Mainland is busy"), _l("Mainland is busy, try again in a few seconds.")),
+}
+
+
+def _wants_json() -> bool:
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return request.is_json or best == "application/json"
+
+
+def error_page(code: int, title: str | None = None, message: str | None = None) -> tuple[Response | str, int]:
+    """Render the error page for `code` (HTML, or JSON when the caller asked for JSON)."""
+    default_title, default_message = _MESSAGES.get(code, _MESSAGES[500])
+    title = title or str(default_title)
+    message = message or str(default_message)
+    if _wants_json():
+        return jsonify(ok=False, error=message), code
+    return render_template("errors/error.html", code=code, title=title, message=message), code
+
+
+def _csrf_error(exc: CSRFError):
+    # The reason (missing, expired, wrong) stays in the log; the page says what to do.
+    log.info("CSRF check failed on %s %s: %s", request.method, request.path, exc.description)
+    return error_page(400, _("The form expired"), _("The form expired, reload the page and try again."))
+
+
+def _http_error(exc: HTTPException):
+    if exc.code is None or exc.code < 400:
+        return exc
+    body, code = error_page(exc.code if exc.code in _MESSAGES else 500 if exc.code >= 500 else 400)
+    response = body if isinstance(body, Response) else Response(body, mimetype="text/html")
+    response.status_code = exc.code
+    if exc.code == 405 and exc.response is None:
+        allowed = getattr(exc, "valid_methods", None)
+        if allowed:
+            response.headers["Allow"] = ", ".join(allowed)
+    if exc.code == 429:
+        response.headers["Retry-After"] = str(_seconds_until_reset())
+    return response
+
+
+def _seconds_until_reset() -> int:
+    try:
+        current = limiter.current_limit
+        return max(1, int(current.reset_at - time.time())) if current else 60
+    except Exception:  # the storage is gone or no limit applied: a safe guess
+        return 60
+
+
+def _database_error(exc: sqlite3.OperationalError):
+    text = str(exc).lower()
+    if "locked" not in text and "busy" not in text:
+        raise exc
+    log.warning("database stayed locked past the busy timeout on %s %s", request.method, request.path)
+    body, code = error_page(503)
+    response = body if isinstance(body, Response) else Response(body, mimetype="text/html")
+    response.status_code = 503
+    response.headers["Retry-After"] = str(BUSY_RETRY_AFTER)
+    return response
+
+
+def init_app(app: Flask) -> None:
+    csrf.init_app(app)
+    limiter.init_app(app)
+    app.register_error_handler(CSRFError, _csrf_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(sqlite3.OperationalError, _database_error)

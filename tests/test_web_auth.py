@@ -1,0 +1,333 @@
+"""Signing in and out: sessions end when they must, forms need their token, no open redirects (SEC-08/10/11)."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import statistics
+import time
+
+import pytest
+from argon2 import PasswordHasher
+
+from inbox import store as store_module
+from inbox.web.auth import hash_password, role_required
+
+PASSWORD = "correct horse battery"
+
+
+# Helpers shared with the other web tests ------------------------------------------------------
+
+@pytest.fixture
+def web_store(app):
+    """The app's own database (the `store` fixture is a separate file)."""
+    store = app.extensions["mainland"].open_store()
+    yield store
+    store.close()
+
+
+def make_agent(store, email="ann@example.org", password=PASSWORD, *, name="Ann Agent", role="agent", **kw):
+    agent_id = store.create_agent(email=email, name=name, role=role, password_hash=hash_password(password), **kw)
+    return store.agent(agent_id)
+
+
+def csrf_token(client, path="/login"):
+    page = client.get(path)
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True))
+    assert match, f"no CSRF token on {path} ({page.status_code})"
+    return match.group(1)
+
+
+def login(client, email="ann@example.org", password=PASSWORD, next=None, **kw):
+    data = {"email": email, "password": password, "csrf_token": csrf_token(client)}
+    if next is not None:
+        data["next"] = next
+    return client.post("/login", data=data, **kw)
+
+
+def signed_in(client) -> bool:
+    return client.get("/").status_code == 200
+
+
+# Sign in and out ------------------------------------------------------------------------------
+
+def test_anonymous_visitor_is_sent_to_the_sign_in_page(client):
+    response = client.get("/")
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/login")
+
+
+def test_sign_in_then_sign_out(client, web_store):
+    make_agent(web_store)
+    response = login(client)
+    assert response.status_code == 302 and response.headers["Location"] == "/"
+    page = client.get("/")
+    assert page.status_code == 200 and "Ann Agent" in page.get_data(as_text=True)
+
+    response = client.post("/logout", data={"csrf_token": csrf_token(client, "/")})
+    assert response.status_code == 302 and response.headers["Location"] == "/login"
+    assert not signed_in(client)
+
+
+def test_a_copied_cookie_stops_working_after_sign_out(app, client, web_store):
+    make_agent(web_store)
+    login(client)
+    stolen = client.get_cookie("session").value
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/")})
+
+    replay = app.test_client()
+    replay.set_cookie("session", stolen)
+    assert not signed_in(replay)
+
+
+def test_sign_in_replaces_the_session(client, web_store):
+    make_agent(web_store)
+    with client.session_transaction() as sess:
+        sess["planted"] = "by an attacker"
+    login(client)
+    with client.session_transaction() as sess:
+        first_nonce = sess["nonce"]
+        assert "planted" not in sess
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/")})
+    login(client)
+    with client.session_transaction() as sess:
+        assert sess["nonce"] != first_nonce
+
+
+def test_session_cookie_is_httponly_and_samesite(client, web_store):
+    make_agent(web_store)
+    response = login(client)
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert "Secure" not in cookie  # not configured in tests
+
+
+def test_session_cookie_is_secure_when_configured(app_config):
+    from inbox import create_app
+
+    app = create_app({**app_config, "session_cookie_secure": True})
+    store = app.extensions["mainland"].open_store()
+    make_agent(store)
+    client = app.test_client()
+    response = login(client)
+    assert "Secure" in response.headers["Set-Cookie"]
+    store.close()
+
+
+def test_wrong_password_and_unknown_address_look_the_same(client, web_store):
+    make_agent(web_store)
+
+    def attempt(email, n):
+        response = login(client, email=email, password="wrong password",
+                         environ_base={"REMOTE_ADDR": f"10.0.0.{n}"})
+        body = re.sub(r'name="csrf_token" value="[^"]+"', "", response.get_data(as_text=True))
+        return response.status_code, body.replace(email, "EMAIL")
+
+    assert attempt("ann@example.org", 1) == attempt("nobody@example.org", 2)
+    status, body = attempt("ann@example.org", 3)
+    assert status == 401 and "Wrong email address or password." in body
+
+
+def test_unknown_address_takes_as_long_as_a_wrong_password(client, web_store):
+    make_agent(web_store)
+
+    def timed(email, n):
+        started = time.perf_counter()
+        login(client, email=email, password="wrong password", environ_base={"REMOTE_ADDR": f"10.0.1.{n}"})
+        return time.perf_counter() - started
+
+    known = statistics.median(timed("ann@example.org", n) for n in range(3))
+    unknown = statistics.median(timed(f"nobody{n}@example.org", 10 + n) for n in range(3))
+    # Without the dummy hash the unknown address would answer hundreds of times faster.
+    assert 0.5 < unknown / known < 2.0
+
+
+def test_disabled_agent_cannot_sign_in_and_their_session_ends(client, web_store):
+    agent = make_agent(web_store)
+    login(client)
+    assert signed_in(client)
+    web_store.set_agent_active(agent["id"], False)
+    assert not signed_in(client)
+    response = login(client)
+    assert response.status_code == 401
+    assert not signed_in(client)
+
+
+def test_password_change_ends_the_other_sessions(app, web_store):
+    make_agent(web_store)
+    laptop, phone = app.test_client(), app.test_client()
+    login(laptop)
+    login(phone)
+    assert signed_in(laptop) and signed_in(phone)
+
+    response = laptop.post("/settings", data={
+        "action": "password", "current_password": PASSWORD, "new_password": "a brand new secret",
+        "repeat_password": "a brand new secret", "csrf_token": csrf_token(laptop, "/settings"),
+    })
+    assert response.status_code == 302
+    assert signed_in(laptop)
+    assert not signed_in(phone)
+    assert login(phone).status_code == 401
+    assert login(phone, password="a brand new secret").status_code == 302
+
+
+def test_password_change_needs_the_current_password(client, web_store):
+    make_agent(web_store)
+    login(client)
+    response = client.post("/settings", data={
+        "action": "password", "current_password": "not it", "new_password": "a brand new secret",
+        "repeat_password": "a brand new secret", "csrf_token": csrf_token(client, "/settings"),
+    })
+    assert response.status_code == 400
+    assert "This is not your current password." in response.get_data(as_text=True)
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/")})
+    assert login(client).status_code == 302
+
+
+def test_passwords_are_argon2id_and_rehashed_when_parameters_change(client, web_store):
+    weak = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1).hash(PASSWORD)
+    agent_id = web_store.create_agent(email="ann@example.org", name="Ann", role="agent", password_hash=weak)
+    assert login(client).status_code == 302
+    upgraded = web_store.agent(agent_id)["password_hash"]
+    assert upgraded != weak
+    params = dict(p.split("=") for p in upgraded.split("$")[3].split(","))
+    assert upgraded.startswith("$argon2id$v=19$")
+    assert int(params["m"]) >= 19456 and int(params["t"]) >= 2
+    assert signed_in(client)  # the rehash does not end the session it happened in
+
+
+# Rate limits ----------------------------------------------------------------------------------
+
+def test_eleventh_attempt_from_one_address_is_refused(client, web_store):
+    make_agent(web_store)
+    for n in range(10):
+        assert login(client, email=f"guess{n}@example.org", password="nope").status_code == 401
+    response = login(client)  # even the right password
+    assert response.status_code == 429
+    assert "Too many attempts" in response.get_data(as_text=True)
+    assert int(response.headers["Retry-After"]) > 0
+    assert not signed_in(client)
+
+
+def test_eleventh_attempt_on_one_account_is_refused_from_any_address(client, web_store):
+    make_agent(web_store)
+    for n in range(10):
+        response = login(client, password="nope", environ_base={"REMOTE_ADDR": f"192.0.2.{n + 1}"})
+        assert response.status_code == 401
+    response = login(client, environ_base={"REMOTE_ADDR": "198.51.100.7"})
+    assert response.status_code == 429
+
+
+# Redirects ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("target", [
+    "//evil.example", "https:evil.example", "https://evil.example/", "/\\evil.example", "\\/\\/evil.example",
+    "javascript:alert(1)", "/\t/evil.example", "/\r\nSet-Cookie:x=1", "evil.example", "",
+])
+def test_next_only_leads_to_this_site(client, web_store, target):
+    make_agent(web_store)
+    response = login(client, next=target)
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/"
+
+
+def test_next_percent_encoded_in_the_url_is_checked_after_decoding(client, web_store):
+    make_agent(web_store)
+    data = {"email": "ann@example.org", "password": PASSWORD, "csrf_token": csrf_token(client)}
+    response = client.post("/login?next=%2F%2Fevil.example", data=data)
+    assert response.headers["Location"] == "/"
+
+
+def test_next_keeps_a_path_on_this_site(client, web_store):
+    make_agent(web_store)
+    first = client.get("/conversations/7?tab=notes")
+    assert first.headers["Location"] == "/login?next=/conversations/7?tab%3Dnotes"
+    response = login(client, next="/conversations/7?tab=notes")
+    assert response.headers["Location"] == "/conversations/7?tab=notes"
+
+
+# CSRF -----------------------------------------------------------------------------------------
+
+def test_logout_without_token_is_refused_and_changes_nothing(client, web_store):
+    make_agent(web_store)
+    login(client)
+    response = client.post("/logout")
+    assert response.status_code == 400
+    assert "The form expired, reload the page and try again." in response.get_data(as_text=True)
+    assert signed_in(client)
+
+
+def test_logout_with_another_sessions_token_is_refused(app, web_store):
+    make_agent(web_store)
+    make_agent(web_store, email="bob@example.org", name="Bob")
+    ann, bob = app.test_client(), app.test_client()
+    login(ann)
+    login(bob, email="bob@example.org")
+    response = ann.post("/logout", data={"csrf_token": csrf_token(bob, "/")})
+    assert response.status_code == 400
+    assert signed_in(ann)
+
+
+def test_logout_is_not_a_get(client, web_store):
+    make_agent(web_store)
+    login(client)
+    assert client.get("/logout").status_code == 405
+    assert signed_in(client)
+
+
+def test_settings_without_token_change_nothing(client, web_store):
+    agent = make_agent(web_store)
+    login(client)
+    response = client.post("/settings", data={"action": "language", "locale": "nl"})
+    assert response.status_code == 400
+    assert web_store.agent(agent["id"])["locale"] is None
+
+
+def test_settings_refuse_an_unknown_language(client, web_store):
+    agent = make_agent(web_store)
+    login(client)
+    response = client.post("/settings", data={"action": "language", "locale": "xx",
+                                              "csrf_token": csrf_token(client, "/settings")})
+    assert response.status_code == 400
+    assert web_store.agent(agent["id"])["locale"] is None
+
+
+# Roles, health, a busy database ---------------------------------------------------------------
+
+def test_role_required_lets_only_those_roles_in(app, web_store):
+    app.add_url_rule("/only-admins", "only_admins", role_required("admin", "manager")(lambda: "admin area"))
+    make_agent(web_store)
+    make_agent(web_store, email="boss@example.org", role="admin")
+    agent_client, admin_client, anonymous = app.test_client(), app.test_client(), app.test_client()
+    login(agent_client)
+    login(admin_client, email="boss@example.org")
+    assert agent_client.get("/only-admins").status_code == 403
+    assert admin_client.get("/only-admins").get_data(as_text=True) == "admin area"
+    assert anonymous.get("/only-admins").headers["Location"].startswith("/login")
+
+
+def test_health_needs_no_sign_in_and_shows_only_totals(client, web_store):
+    make_agent(web_store)
+    response = client.get("/-/health")
+    assert response.status_code == 200
+    assert response.json["ok"] is True and response.json["db"] == "ok"
+    assert set(response.json["counts"]) >= {"messages", "conversations", "customers"}
+    assert "ann@example.org" not in response.get_data(as_text=True)
+
+
+def test_locked_database_gives_a_busy_page_and_no_session(client, web_store, app_config, monkeypatch):
+    make_agent(web_store)
+    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_MS", 200)
+    token = csrf_token(client)
+    blocker = sqlite3.connect(app_config["database"], isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        response = client.post("/login", data={"email": "ann@example.org", "password": PASSWORD,
+                                                "csrf_token": token})
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert response.status_code == 503
+    assert "Mainland is busy" in response.get_data(as_text=True)
+    assert response.headers["Retry-After"] == "5"
+    assert not signed_in(client)
