@@ -90,6 +90,8 @@ def test_unknown_or_disabled_channel_is_404(client, path):
 def test_form_page_speaks_dutch_when_the_browser_asks(client):
     html = client.get("/forms/contact", headers={"Accept-Language": "nl-NL,nl;q=0.9"}).get_data(as_text=True)
     assert '<html lang="nl">' in html
+    assert "Uw e-mailadres" in html and "Bericht versturen" in html
+    assert "Your email address" not in html
 
 
 def test_embed_script_points_at_the_form(client):
