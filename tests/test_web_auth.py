@@ -283,6 +283,17 @@ def test_settings_without_token_change_nothing(client, web_store):
     assert web_store.agent(agent["id"])["locale"] is None
 
 
+def test_agent_picks_dutch_and_sees_dutch(client, web_store):
+    agent = make_agent(web_store)
+    login(client)
+    response = client.post("/settings", data={"action": "language", "locale": "nl",
+                                              "csrf_token": csrf_token(client, "/settings")})
+    assert response.status_code == 302
+    assert web_store.agent(agent["id"])["locale"] == "nl"
+    page = client.get("/", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert "Gesprekken" in page and "Uitloggen" in page
+
+
 def test_settings_refuse_an_unknown_language(client, web_store):
     agent = make_agent(web_store)
     login(client)
