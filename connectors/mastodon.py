@@ -1,0 +1,311 @@
+"""Mastodon: mentions and direct messages of one account, read from its notifications and answered in thread.
+
+Setup
+-----
+On your Mastodon server, signed in as the support account: Preferences → Development → New
+application. Name it "Mainland", tick the scopes `read:notifications` and `write:statuses`
+(nothing else is needed), save, open the application and copy "Your access token". Put it in
+`access_token` as {"$env": "MASTODON_TOKEN"} and the server's address in `base_url`. See
+docs/channels/mastodon.md.
+
+What comes in
+-------------
+`GET /api/v1/notifications?types[]=mention`: every status that mentions the account. A status
+with visibility `direct` ("visible only to mentioned users") is a direct message: a private
+conversation. Public, unlisted and followers-only mentions are public items. The status HTML
+(already sanitized by Mastodon, sanitized again by Mainland) is kept and turned into plain text;
+a content warning (`spoiler_text`) becomes the subject; media attachments are downloaded through
+the SSRF-guarded fetch (a file that cannot be fetched is listed without content).
+
+An item's id is the status id, so the same status reached twice is stored once. The customer is
+their account address (`user@server`; local accounts get this server's domain). The conversation
+key is `<visibility>:<address>`: a customer's direct messages and their public (or unlisted, or
+followers-only) mentions go to separate conversations, so a reply never changes who can read it.
+
+Cursor
+------
+The cursor is the newest notification id stored. Each poll asks `min_id=<cursor>`, which reads
+forward from the cursor in pages of `page_size` (Mastodon sends each page newest first; Mainland
+stores it oldest first), taking the next cursor from the `Link: rel="prev"` header. Ids are
+compared as Mastodon orders them (length, then text), never as numbers. The first poll reads
+every mention the server still has, oldest first.
+
+Replies
+-------
+`POST /api/v1/statuses` with `in_reply_to_id` = the status answered and the same visibility as
+that status (the conversation's): a direct message is answered directly, and the reply starts with the customer's
+`@address` (added when the agent did not write it) because a direct status only reaches the
+accounts it mentions. `Idempotency-Key` is the outbox id, so a reply resent after a crash is
+posted once (Mastodon keeps keys for an hour). The length is counted as Mastodon counts it (a
+link is 23 characters, a mention counts its user name only) against `max_characters` (500 unless
+your server allows more). 429 waits until `X-RateLimit-Reset`; 5xx and timeouts are retried;
+401 (a revoked token), 404 (the status was deleted) and 422 (refused, e.g. too long) are
+permanent and the agent sees Mastodon's `error`.
+
+Settings
+--------
+base_url (required), access_token (secret, required), account_domain (the host of base_url),
+max_characters (500), page_size (40, at most 80), timeout (30).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import mimetypes
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from connectors._http import Http
+from connectors.base import (
+    Connector,
+    ItemError,
+    Limits,
+    PermanentError,
+    RetryableError,
+    Setting,
+    pick,
+)
+from inbox.models import Attachment, Author, FetchResult, InboundItem, OutboundReply, Reject
+from inbox.sanitize import html_to_text
+
+DEFAULT_MAX_CHARACTERS = 500
+#: Mastodon counts every link as this many characters (configuration.statuses.characters_reserved_per_url).
+URL_CHARACTERS = 23
+VISIBILITIES = ("public", "unlisted", "private", "direct")
+_URL = re.compile(r"https?://[^\s<>\"']+")
+_MENTION = re.compile(r"(?<![\w/])@(\w+(?:[.-]+\w+)*)@[\w.-]+\w", re.ASCII)
+_MEDIA_TYPES = {"image": "image/jpeg", "gifv": "video/mp4", "video": "video/mp4", "audio": "audio/mpeg"}
+
+
+def id_key(status_id: str) -> tuple[int, str]:
+    """Mastodon's order of ids: shorter first, then by text (ids are opaque strings, never numbers)."""
+    return len(status_id), status_id
+
+
+def status_length(text: str) -> int:
+    """The length Mastodon counts: each link as 23 characters, `@user@server` as `@user`."""
+    counted = _URL.sub("x" * URL_CHARACTERS, text)
+    counted = _MENTION.sub(lambda m: "@" + m.group(1), counted)
+    return len(counted)
+
+
+class MastodonConnector(Connector):
+    kind = "mastodon"
+    display_name = "Mastodon"
+    settings = (
+        Setting("base_url", required=True, help="Your Mastodon server, e.g. https://mastodon.social."),
+        Setting("access_token", required=True, secret=True,
+                help="Access token of the support account's application (read:notifications, write:statuses)."),
+        Setting("account_domain", default="",
+                help="The server part of local account addresses (@support@<this>); default: the host of base_url."),
+        Setting("max_characters", default=DEFAULT_MAX_CHARACTERS,
+                help="Longest status the server accepts (configuration.statuses.max_characters of /api/v2/instance)."),
+        Setting("page_size", default=40, help="Notifications per request, at most 80."),
+        Setting("timeout", default=30, help="Seconds to wait for the server."),
+    )
+    limits = Limits(max_text_length=DEFAULT_MAX_CHARACTERS, formatting="plain", supports_attachments=False)
+    default_poll_every = 60.0
+
+    def __init__(self, name: str, config: Mapping[str, Any], **kwargs: Any) -> None:
+        super().__init__(name, config, **kwargs)
+        self.base_url = str(self.config["base_url"]).rstrip("/")
+        self.domain = str(self.config.get("account_domain") or urlsplit(self.base_url).hostname or "").lower()
+        self.page_size = min(max(int(self.config["page_size"]), 1), 80)
+        self.max_characters = int(self.config["max_characters"])
+        self.http = Http(self.base_url, timeout=float(self.config["timeout"]), redact=self.redact,
+                         headers={"Authorization": f"Bearer {self.config['access_token']}"},
+                         error_message=lambda body: body.get("error") if isinstance(body, dict) else None)
+
+    @classmethod
+    def check_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
+        merged = super().check_config(config)
+        problems = []
+        if urlsplit(str(merged["base_url"])).scheme not in ("http", "https"):
+            problems.append("base_url: must start with https:// (the address of your Mastodon server)")
+        for key in ("max_characters", "page_size"):
+            try:
+                if int(merged[key]) < 1:
+                    problems.append(f"{key}: must be a positive number")
+            except (TypeError, ValueError):
+                problems.append(f"{key}: not a number")
+        if problems:
+            raise PermanentError("; ".join(problems))
+        return merged
+
+    # Polling ----------------------------------------------------------------------------------
+
+    def fetch(self, cursor: str | None) -> FetchResult:
+        params = [("types[]", "mention"), ("limit", str(self.page_size)), ("min_id", cursor or "0")]
+        response = self.http.request("GET", "/api/v1/notifications", params=params)
+        try:
+            page = response.json()
+        except ValueError:
+            raise RetryableError("Mastodon answered the notifications request with something that is not JSON") from None
+        if not isinstance(page, list):
+            raise RetryableError("Mastodon answered the notifications request without a list")
+        ids = [n["id"] for n in page if isinstance(n, dict) and isinstance(n.get("id"), str)]
+        # A min_id page comes newest first; we store oldest first.
+        ordered = sorted(page, key=lambda n: id_key(n["id"]) if isinstance(n, dict) and isinstance(n.get("id"), str)
+                         else (0, ""))
+        items, rejects = self._convert(ordered)
+        newest = _prev_min_id(response) or (max(ids, key=id_key) if ids else None)
+        if newest is None or (cursor and id_key(newest) <= id_key(cursor)):
+            # Nothing newer, or a server handing back the same page (IN-57): stay, and stop this poll.
+            return FetchResult(items=items, cursor=cursor, rejects=rejects, more=False)
+        more = len(page) >= self.page_size and response.headers.get("X-RateLimit-Remaining") != "0"
+        return FetchResult(items=items, cursor=newest, rejects=rejects, more=more)
+
+    def _convert(self, notifications: list[Any]) -> tuple[list[InboundItem], list[Reject]]:
+        items: list[InboundItem] = []
+        rejects: list[Reject] = []
+        for notification in notifications:
+            try:
+                item = self._to_item(notification)
+            except (RetryableError, PermanentError):
+                raise
+            except Exception as exc:  # one malformed notification must not stop the poll
+                ref = notification.get("id") if isinstance(notification, dict) else None
+                rejects.append(Reject(raw=_raw(notification), reason=self.redact(str(exc)) or type(exc).__name__,
+                                      source_ref=f"notification:{ref}" if ref else None,
+                                      exception=type(exc).__name__))
+                continue
+            if item is not None:
+                items.append(item)
+        return items, rejects
+
+    # Sending ----------------------------------------------------------------------------------
+
+    def send(self, reply: OutboundReply) -> str:
+        visibility, acct = _thread_parts(reply.thread_key)
+        visibility = visibility or ("public" if reply.public else "direct")
+        acct = acct or reply.to.handle
+        text = reply.text.strip()
+        if not text:
+            raise PermanentError("the reply is empty")
+        if acct and not re.search(rf"(?<![\w@])@{re.escape(acct)}(?![\w@.-])", text, re.IGNORECASE):
+            # A direct status reaches only the accounts it mentions; a public reply notifies them.
+            text = f"@{acct} {text}"
+        length = status_length(text)
+        if length > self.max_characters:
+            raise PermanentError(f"the reply counts {length} characters with the @mention; this Mastodon server "
+                                 f"allows {self.max_characters}")
+        form = {"status": text, "visibility": visibility}
+        if reply.reply_to_external_id:
+            form["in_reply_to_id"] = reply.reply_to_external_id
+        response = self.http.request("POST", "/api/v1/statuses", data=form,
+                                     headers={"Idempotency-Key": reply.idempotency_key})
+        try:
+            return str(response.json()["id"])
+        except (ValueError, KeyError, TypeError):
+            raise RetryableError("Mastodon accepted the status but answered without its id") from None
+
+    # Parsing ----------------------------------------------------------------------------------
+
+    def parse_raw(self, raw: bytes, source_ref: str | None = None) -> InboundItem:
+        try:
+            notification = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise ItemError("not a Mastodon notification (not JSON)") from None
+        item = self._to_item(notification)
+        if item is None:
+            raise ItemError("the notification is not a mention")
+        return item
+
+    def _to_item(self, notification: Any) -> InboundItem | None:
+        if not isinstance(notification, dict):
+            raise ItemError("notification is not an object")
+        notification_id = pick(notification, "id", type=str)
+        if notification.get("type") != "mention":
+            return None
+        status = pick(notification, "status", type=dict)
+        status_id = pick(status, "id", type=str)
+        account = pick(status, "account", type=dict)
+        acct = self._qualified(pick(account, "acct", type=str))
+        visibility = pick(status, "visibility", type=str)
+        if visibility not in VISIBILITIES:
+            raise ItemError(f"unknown visibility {visibility!r}")
+        sent_at = _parse_time(pick(status, "created_at", type=str))
+        content = status.get("content") if isinstance(status.get("content"), str) else ""
+        spoiler = status.get("spoiler_text") if isinstance(status.get("spoiler_text"), str) else ""
+        media = status.get("media_attachments") if isinstance(status.get("media_attachments"), list) else []
+        headers = {"visibility": visibility, "notification_id": notification_id}
+        for key, value in (("url", status.get("url") or status.get("uri")), ("account_url", account.get("url")),
+                           ("account_id", account.get("id")), ("language", status.get("language"))):
+            if isinstance(value, str) and value:
+                headers[key] = value
+        in_reply_to = status.get("in_reply_to_id")
+        return InboundItem(
+            channel=self.name,
+            external_id=status_id,
+            author=Author(handle=acct, name=str(account.get("display_name") or account.get("username") or acct),
+                          identity_kind="mastodon"),
+            text=html_to_text(content),
+            html=content or None,
+            subject=spoiler or None,
+            sent_at=sent_at,
+            thread_key=f"{visibility}:{acct}",
+            references=(in_reply_to,) if isinstance(in_reply_to, str) and in_reply_to else (),
+            public=visibility != "direct",
+            attachments=tuple(self._media(m, index) for index, m in enumerate(media, start=1)),
+            headers=headers,
+            raw=_raw(notification),
+            source_ref=f"notification:{notification_id}",
+        )
+
+    def _qualified(self, acct: str) -> str:
+        """`user@server` for every account: local accounts' `acct` has no server part."""
+        acct = acct.strip().lstrip("@").lower()
+        if not acct:
+            raise ItemError("the status has no account address")
+        return acct if "@" in acct else f"{acct}@{self.domain}"
+
+    def _media(self, media: Any, index: int) -> Attachment:
+        if not isinstance(media, dict):
+            raise ItemError("media attachment is not an object")
+        url = media.get("url") or media.get("remote_url")
+        if not isinstance(url, str) or not url:
+            return Attachment(filename=f"media-{index}", content_type="application/octet-stream")
+        filename = urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1] or f"media-{index}"
+        content_type = mimetypes.guess_type(filename)[0] or _MEDIA_TYPES.get(str(media.get("type")),
+                                                                            "application/octet-stream")
+        try:
+            return self.download(url, filename=filename, content_type=content_type)
+        except ItemError as exc:
+            self.log.warning("%s: media %s not downloaded: %s", self.name, filename, exc)
+            return Attachment(filename=filename, content_type=content_type)
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def _prev_min_id(response: Any) -> str | None:
+    """The `min_id` of the Link header's rel="prev" URL: the cursor for the next page forward."""
+    link = (getattr(response, "links", None) or {}).get("prev")
+    if not link or not link.get("url"):
+        return None
+    values = parse_qs(urlsplit(link["url"]).query).get("min_id")
+    return values[0] if values else None
+
+
+def _thread_parts(thread_key: str | None) -> tuple[str | None, str | None]:
+    if not thread_key or ":" not in thread_key:
+        return None, None
+    visibility, acct = thread_key.split(":", 1)
+    return (visibility if visibility in VISIBILITIES else None), acct or None
+
+
+def _parse_time(text: str) -> dt.datetime:
+    try:
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ItemError(f"unreadable created_at {text[:40]!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC)
+
+
+def _raw(notification: Any) -> bytes:
+    return json.dumps(notification, ensure_ascii=False, default=str).encode("utf-8")

@@ -1,0 +1,315 @@
+"""The Mastodon connector against the loopback Mastodon imitation (sandbox/mastodon.py).
+
+The contract kit proves the shared promises; the tests below prove what is particular to
+Mastodon: the `min_id` cursor paging forward through `Link` headers with ids that must not be
+compared as numbers or plain text, direct versus public visibility kept on the reply, the
+customer's @mention in a direct reply, `Idempotency-Key` making a resend post once, status HTML
+turned into text and sanitized, media, the 500-character count (links as 23), the ISO 8601
+`X-RateLimit-Reset` and Mastodon's `{"error": ...}` bodies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import itertools
+from typing import Any
+
+import pytest
+
+from connectors.base import PermanentError, RetryableError
+from connectors.mastodon import MastodonConnector, id_key, status_length
+from connectors.testing import ChannelDriver, ConnectorContract, fetch_all
+from inbox.models import FetchResult, OutboundReply
+from sandbox.mastodon import MastodonImitation
+
+IMAGE = b"\x89PNG\r\n\x1a\n" + b"pixels" * 200
+_people = itertools.count(1)
+
+
+@pytest.fixture
+def mastodon():
+    with MastodonImitation() as imitation:
+        yield imitation
+
+
+@pytest.fixture
+def context(tmp_path, mastodon):
+    from inbox.runtime import ConnectorContext
+
+    return ConnectorContext(
+        instance_id="mastodon-test", mail_domain="mainland.test", base_url="https://inbox.example.net",
+        max_message_bytes=25 * 1024 * 1024, max_attachment_bytes=10 * 1024 * 1024, data_dir=tmp_path,
+        fetch_allow_hosts=(mastodon.host,),
+    )
+
+
+def settings_for(imitation: MastodonImitation, **extra: Any) -> dict[str, Any]:
+    return {"base_url": imitation.url, "access_token": imitation.token, "account_domain": imitation.domain, **extra}
+
+
+class MastodonChannel(ChannelDriver):
+    """Customers mention the support account, alternately in public and directly."""
+
+    rate_limit_delay = 30
+
+    def __init__(self, imitation: MastodonImitation) -> None:
+        self.imitation = imitation
+
+    def settings(self) -> dict[str, Any]:
+        return settings_for(self.imitation)
+
+    def customer_writes(self, count: int) -> list[str]:
+        made = []
+        for _ in range(count):
+            number = next(_people)
+            account = self.imitation.account(f"customer{number}")
+            post = self.imitation.direct if number % 2 else self.imitation.mention
+            made.append(post(account, f"Question number {number}")["id"])
+        return made
+
+    def customer_writes_malformed(self) -> None:
+        self.imitation.malformed_notification()
+
+    def replies_received(self) -> list[dict[str, Any]]:
+        return [{"text": s["text"], "in_reply_to": s["in_reply_to_id"]} for s in self.imitation.sent]
+
+    def inject_fault(self, fault: str) -> bool:
+        if fault == "rate_limited":
+            self.imitation.rate_limited(30)
+        elif fault == "server_error":
+            self.imitation.server_error()
+        else:
+            return False
+        return True
+
+
+class TestMastodonContract(ConnectorContract):
+    connector_class = MastodonConnector
+
+    @pytest.fixture
+    def channel(self, mastodon):
+        return MastodonChannel(mastodon)
+
+    @pytest.fixture
+    def contract_context(self, context):
+        return context
+
+
+# Channel-specific behaviour ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def make(mastodon, context):
+    made = []
+
+    def build(**extra: Any) -> MastodonConnector:
+        connector = MastodonConnector("social", settings_for(mastodon, **extra), context=context)
+        made.append(connector)
+        return connector
+
+    yield build
+    for connector in made:
+        connector.close()
+
+
+def reply_to(item, text: str = "Sorry about that, a replacement ships today.", *, key: str = "outbox-8812",
+             **extra: Any) -> OutboundReply:
+    return OutboundReply(idempotency_key=key, channel="social", conversation_id=1, text=text, to=item.author,
+                         thread_key=item.thread_key, reply_to_external_id=item.external_id, public=item.public,
+                         **extra)
+
+
+def test_direct_message_is_private_and_a_mention_public(mastodon, make):
+    jane = mastodon.account("jane", display_name="Jane Doe")
+    dm = mastodon.direct(jane, "my order #1234 arrived broken")
+    local = mastodon.account("piet", domain="acme.social", display_name="Piet")
+    public = mastodon.mention(local, "is the shop open on Sunday?")
+    first, second = fetch_all(make()).items
+    assert (first.external_id, first.public, first.thread_key) == (dm["id"], False, "direct:jane@example.social")
+    assert first.text == "@support my order #1234 arrived broken"
+    assert 'class="u-url mention"' in first.html
+    assert (first.author.handle, first.author.name, first.author.identity_kind) == (
+        "jane@example.social", "Jane Doe", "mastodon")
+    assert first.headers["url"] == dm["url"] and first.headers["visibility"] == "direct"
+    assert first.sent_at == dt.datetime.fromisoformat(dm["created_at"].replace("Z", "+00:00"))
+    # A local account's address gets this server's domain, so it is unique across servers.
+    assert (second.public, second.author.handle, second.thread_key) == (
+        True, "piet@acme.social", "public:piet@acme.social")
+    assert second.external_id == public["id"]
+
+
+def test_min_id_paging_goes_forward_through_link_headers(mastodon, make):
+    # Notification ids cross from 8 to 9 digits here: "100000000" < "99999999" as text.
+    for n in range(7):
+        mastodon.mention(mastodon.account(f"p{n}"), f"message {n}")
+    connector = make(page_size=3)
+    result = fetch_all(connector)
+    assert [i.text.split()[-1] for i in result.items] == [str(n) for n in range(7)]
+    asked = mastodon.requests_to("/api/v1/notifications")
+    assert [r.arg("min_id") for r in asked] == ["0", "99999997", "100000000"]
+    assert all(r.query["types[]"] == ["mention"] and r.arg("limit") == "3" for r in asked)
+    assert result.cursor == max((n["id"] for n in mastodon.notifications), key=id_key) == "100000001"
+    # Nothing new: the cursor stays.
+    assert connector.fetch(result.cursor) == FetchResult(items=[], cursor="100000001", rejects=[], more=False)
+
+
+def test_other_notification_types_are_not_read(mastodon, make):
+    jane = mastodon.account("jane")
+    status = mastodon.mention(jane, "hello")
+    mastodon.favourite("bob", status)
+    result = fetch_all(make())
+    assert [i.external_id for i in result.items] == [status["id"]]
+
+
+def test_same_status_twice_is_one_item_and_the_server_repeating_a_page_stops_the_poll(mastodon, make, ingestor, store):
+    mastodon.mention("jane", "hello")
+    mastodon.duplicate_notification()
+    connector = make()
+    result = connector.fetch(None)
+    assert len(result.items) == 2 and len({i.external_id for i in result.items}) == 1
+    assert ingestor.ingest("social", result).stored == 1
+    # A server that hands back an old page (the cursor would not move) ends this poll (IN-57).
+    old = mastodon.notifications[:1]
+    mastodon.fail_next(200, old, path_prefix="/api/v1/notifications")
+    again = connector.fetch(result.cursor)
+    assert again.cursor == result.cursor and not again.more
+
+
+def test_reply_keeps_the_visibility_of_the_status_answered(mastodon, make):
+    jane = mastodon.account("jane")
+    mastodon.direct(jane, "private question")
+    mastodon.mention(jane, "public question")
+    mastodon.mention(jane, "quiet question", visibility="unlisted")
+    mastodon.mention(jane, "followers question", visibility="private")
+    connector = make()
+    items = fetch_all(connector).items
+    for number, item in enumerate(items):
+        connector.send(reply_to(item, "We are on it.", key=f"outbox-{number}"))
+    sent = mastodon.replies()
+    assert [s["visibility"] for s in sent] == ["direct", "public", "unlisted", "private"]
+    assert [s["in_reply_to_id"] for s in sent] == [i.external_id for i in items]
+    direct = sent[0]
+    # A direct status reaches only the accounts it mentions: the customer must be one of them.
+    assert direct["text"] == "@jane@example.social We are on it." and direct["reached"] == ["jane@example.social"]
+    assert [s["idempotency_key"] for s in sent] == ["outbox-0", "outbox-1", "outbox-2", "outbox-3"]
+
+
+def test_mention_written_by_the_agent_is_not_doubled(mastodon, make):
+    mastodon.direct("jane", "hi")
+    connector = make()
+    [item] = connector.fetch(None).items
+    connector.send(reply_to(item, "Hi @Jane@example.social, thanks!"))
+    assert mastodon.replies()[0]["text"] == "Hi @Jane@example.social, thanks!"
+
+
+def test_resend_after_a_crash_with_the_same_key_posts_one_status(mastodon, make):
+    mastodon.direct("jane", "where is my parcel?")
+    connector = make()
+    [item] = connector.fetch(None).items
+    reply = reply_to(item, key="3f1c0d2e9a")
+    first = connector.send(reply)
+    # The process died before "sent" was committed: the outbox sends the same row again.
+    second = make().send(reply)
+    assert first == second
+    ours = [s for s in mastodon.statuses.values() if s["account"]["acct"] == "support"]
+    assert len(ours) == 1 and len(mastodon.replies()) == 1
+    assert [r.headers.get("Idempotency-Key") for r in mastodon.requests_to("/api/v1/statuses")] == ["3f1c0d2e9a"] * 2
+
+
+def test_length_is_counted_as_mastodon_counts_it(mastodon, make):
+    link = "https://shop.example.com/orders/1234/tracking?code=" + "x" * 80
+    assert status_length(f"@jane@example.social see {link}") == len("@jane see ") + 23
+    mastodon.direct("jane", "hi")
+    connector = make()
+    [item] = connector.fetch(None).items
+    fits = "a" * (500 - len("@jane  ") - 23) + " " + link  # over 500 as plain text, 500 as Mastodon counts
+    connector.send(reply_to(item, fits, key="k1"))
+    with pytest.raises(PermanentError, match="allows 500"):
+        connector.send(reply_to(item, "b" * 500, key="k2"))
+    assert len(mastodon.replies()) == 1
+    # A server allowing less than configured answers 422: the agent sees Mastodon's reason.
+    generous = make(max_characters=5000)
+    with pytest.raises(PermanentError, match="Text character limit of 500 exceeded"):
+        generous.send(reply_to(item, "c" * 600, key="k3"))
+
+
+def test_rate_limit_waits_until_the_iso_reset(mastodon, make):
+    mastodon.mention("jane", "hello")
+    connector = make()
+    mastodon.rate_limited(120)
+    with pytest.raises(RetryableError) as raised:
+        connector.fetch(None)
+    assert raised.value.retry_after == pytest.approx(120, abs=2)
+    [item] = connector.fetch(None).items
+    mastodon.rate_limited(45)
+    with pytest.raises(RetryableError) as on_send:
+        connector.send(reply_to(item))
+    assert on_send.value.retry_after == pytest.approx(45, abs=2)
+
+
+def test_last_request_of_the_window_stops_paging(mastodon, make):
+    for n in range(4):
+        mastodon.mention(f"p{n}", "hi")
+    mastodon._window_used = 299  # the next answer says X-RateLimit-Remaining: 0
+    first = make(page_size=2).fetch(None)
+    assert len(first.items) == 2 and not first.more
+
+
+def test_errors_are_told_apart_with_mastodons_reason(mastodon, make):
+    jane = mastodon.account("jane")
+    mastodon.direct(jane, "hi")
+    connector = make()
+    [item] = connector.fetch(None).items
+    gone = dataclasses.replace(reply_to(item), reply_to_external_id="1")
+    with pytest.raises(PermanentError, match="Record not found"):
+        connector.send(gone)
+    mastodon.server_error()
+    with pytest.raises(RetryableError):
+        connector.send(reply_to(item))
+    token = mastodon.token
+    mastodon.revoke_token()
+    with pytest.raises(PermanentError, match="access token is invalid") as raised:
+        connector.fetch(None)
+    assert token not in str(raised.value)
+
+
+def test_media_are_downloaded_and_refused_hosts_leave_a_placeholder(mastodon, make, context):
+    mastodon.direct("jane", "the box was crushed", media=[("box.png", IMAGE, "image/png")])
+    [item] = make().fetch(None).items
+    [image] = item.attachments
+    assert (image.filename, image.content_type, image.data) == ("box.png", "image/png", IMAGE)
+    strict = MastodonConnector("social", settings_for(mastodon), context=dataclasses.replace(context, fetch_allow_hosts=()))
+    [again] = strict.fetch(None).items
+    assert again.attachments[0].data is None and again.attachments[0].filename == "box.png"
+
+
+def test_hostile_status_html_is_sanitized_and_text_is_plain(mastodon, make, ingestor, store):
+    content = ('<p>hi <script>alert(1)</script><a href="javascript:alert(2)">click</a> '
+               '<img src=x onerror="alert(3)"> &amp; bye</p>')
+    mastodon.mention("mallory", "", content=content, spoiler_text="order trouble")
+    [item] = make().fetch(None).items
+    assert item.text == "hi click & bye" and item.subject == "order trouble"
+    ingestor.ingest("social", FetchResult(items=[item], cursor=None))
+    [conversation] = store.recent_conversations()
+    [message] = store.conversation_messages(conversation["id"])
+    assert "script" not in message["html"] and "javascript:" not in message["html"] and "onerror" not in message["html"]
+
+
+def test_malformed_notification_is_rejected_and_raw_items_round_trip(mastodon, make):
+    mastodon.mention("jane", "fine")
+    mastodon.malformed_notification()
+    mastodon.mention("bob", "also fine")
+    result = fetch_all(make())
+    assert [i.text.split()[-1] for i in result.items] == ["fine", "fine"]
+    [reject] = result.rejects
+    assert "account" in reject.reason and reject.source_ref.startswith("notification:")
+    again = make().parse_raw(result.items[0].raw)
+    assert again.external_id == result.items[0].external_id
+
+
+def test_settings_are_checked_at_start():
+    with pytest.raises(PermanentError, match="access_token"):
+        MastodonConnector.check_config({"base_url": "https://acme.social"})
+    with pytest.raises(PermanentError, match="base_url"):
+        MastodonConnector.check_config({"base_url": "acme.social", "access_token": "t"})
