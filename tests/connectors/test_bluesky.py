@@ -1,0 +1,374 @@
+"""The Bluesky connector against the loopback imitation of a PDS (sandbox/bluesky.py).
+
+The contract kit proves the promises every connector keeps (mentions and chat messages mixed,
+pages of two). The tests below prove what is particular to Bluesky: the notifications watermark
+(a second poll stores nothing), the reply's root and parent for a reply to a reply, the grapheme
+limit, ExpiredToken -> refreshSession (and a new login when that fails too), one login shared by
+polls, XRPC error bodies, RateLimit-* headers, images and chat messages.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+
+from connectors import bluesky as bluesky_module
+from connectors.base import PermanentError, RetryableError
+from connectors.bluesky import BlueskyConnector, grapheme_count, link_facets, xrpc_error_message
+from connectors.testing import ChannelDriver, ConnectorContract, fetch_all
+from inbox.models import Author, OutboundReply
+from sandbox.bluesky import BlueskyImitation
+
+
+@pytest.fixture(autouse=True)
+def _forget_sessions():
+    """Each test starts as a fresh process would: not logged in."""
+    bluesky_module._SESSIONS.clear()
+    yield
+    bluesky_module._SESSIONS.clear()
+
+
+@pytest.fixture
+def pds():
+    with BlueskyImitation(page_size=2) as imitation:
+        yield imitation
+
+
+class BlueskyChannel(ChannelDriver):
+    rate_limit_delay = 30
+
+    def __init__(self, imitation: BlueskyImitation) -> None:
+        self.pds = imitation
+        self.written = 0
+
+    def settings(self) -> dict[str, Any]:
+        return {"identifier": self.pds.handle, "app_password": self.pds.app_password,
+                "service_url": self.pds.url, "dms": True,
+                "media_url": self.pds.url + "/img/feed_fullsize/plain/{did}/{cid}@jpeg"}
+
+    def customer_writes(self, count: int) -> list[str]:
+        ids = []
+        for _ in range(count):
+            self.written += 1
+            handle = f"customer{self.written}.bsky.social"
+            # Mentions and chat messages alternate, so the contract covers both.
+            if self.written % 2:
+                ids.append(self.pds.customer_mention(handle, f"help please #{self.written}"))
+            else:
+                ids.append(self.pds.customer_dm(handle, f"Private question #{self.written}"))
+        return ids
+
+    def customer_writes_malformed(self) -> None:
+        self.pds.malformed_notification()
+
+    def replies_received(self) -> list[dict[str, Any]]:
+        return [{"text": s["text"], "in_reply_to": s["in_reply_to"]} for s in self.pds.sent]
+
+    def inject_fault(self, fault: str) -> bool:
+        if fault == "rate_limited":
+            self.pds.rate_limited(self.rate_limit_delay, path_prefix="/xrpc/app.bsky")
+        elif fault == "server_error":
+            self.pds.server_error(502, path_prefix="/xrpc/app.bsky")
+        else:
+            return False
+        return True
+
+
+class TestBlueskyContract(ConnectorContract):
+    connector_class = BlueskyConnector
+
+    @pytest.fixture
+    def channel(self, pds):
+        return BlueskyChannel(pds)
+
+    @pytest.fixture
+    def contract_context(self, tmp_path, pds):
+        from inbox.runtime import ConnectorContext
+
+        return ConnectorContext(
+            instance_id="contract-test", mail_domain="mainland.test", base_url="http://127.0.0.1:5000",
+            max_message_bytes=25 * 1024 * 1024, max_attachment_bytes=10 * 1024 * 1024, data_dir=tmp_path,
+            fetch_allow_hosts=(pds.host,),
+        )
+
+
+@pytest.fixture
+def context(tmp_path, pds):
+    from inbox.runtime import ConnectorContext
+
+    return ConnectorContext(
+        instance_id="t", mail_domain="mainland.test", base_url="http://127.0.0.1:5000",
+        max_message_bytes=1 << 20, max_attachment_bytes=1 << 20, data_dir=tmp_path, fetch_allow_hosts=(pds.host,))
+
+
+def make(pds, context, **overrides) -> BlueskyConnector:
+    settings = {**BlueskyChannel(pds).settings(), "dms": False, **overrides}
+    return BlueskyConnector("bsky", settings, context=context)
+
+
+def post_reply(text: str, parent: str) -> OutboundReply:
+    return OutboundReply(idempotency_key="r1", channel="bsky", conversation_id=1, text=text,
+                         to=Author(handle="did:plc:x", identity_kind="bluesky"), reply_to_external_id=parent,
+                         public=True)
+
+
+# Notifications --------------------------------------------------------------------------------
+
+def test_mention_item_fields_and_image(pds, context):
+    uri = pds.customer_mention("jane.bsky.social", "@acme.bsky.social my order #1234 arrived broken",
+                               name="Jane Doe", image=True)
+    [item] = fetch_all(make(pds, context)).items
+    assert item.external_id == uri and item.thread_key == uri and item.public
+    assert item.author == Author(handle=pds.account("jane.bsky.social"), name="Jane Doe", identity_kind="bluesky")
+    assert item.headers["url"] == f"https://bsky.app/profile/jane.bsky.social/post/{uri.rsplit('/', 1)[-1]}"
+    assert item.sent_at.isoformat().startswith("2026-03-05T10:")
+    [image] = item.attachments
+    assert image.content_type == "image/jpeg" and image.data.startswith(b"\xff\xd8")
+
+
+def test_watermark_pages_back_and_a_second_poll_stores_nothing(pds, context):
+    conn = make(pds, context)
+    pds.customer_mention("a.bsky.social")
+    cursor = fetch_all(conn).cursor
+    new = [pds.customer_mention(f"c{n}.bsky.social") for n in range(5)]
+    result = fetch_all(conn, cursor)
+    assert [i.external_id for i in result.items] == new, "every page, oldest first"
+    state = json.loads(result.cursor)
+    assert state["seen"] == pds.posts[new[-1]]["indexedAt"]
+    pds.requests.clear()
+    again = fetch_all(conn, result.cursor)
+    assert again.items == [] and again.rejects == []
+    listing = pds.requests_to(r"listNotifications$")
+    assert all(r.arg("seenAt") is None for r in listing)
+    assert all(r.query.get("reasons") == ["mention", "reply"] for r in listing)
+
+
+def test_walk_stops_at_the_watermark(pds, context):
+    conn = make(pds, context, margin_seconds=0)
+    for n in range(6):
+        pds.customer_mention(f"old{n}.bsky.social")
+    cursor = fetch_all(conn).cursor
+    newest = pds.customer_mention("new.bsky.social")
+    pds.requests.clear()
+    result = conn.fetch(cursor)
+    assert [i.external_id for i in result.items] == [newest]
+    # Pages of two: [new, old5] and [old4, ...], where old4 is older than the watermark: the
+    # walk stops there and the two pages further back are not read again.
+    assert len(pds.requests_to(r"listNotifications$")) == 2
+
+
+def test_long_walk_continues_with_more(pds, context):
+    conn = make(pds, context, pages_per_fetch=2)
+    pds.customer_mention("first.bsky.social")
+    cursor = fetch_all(conn).cursor
+    new = [pds.customer_mention(f"n{n}.bsky.social") for n in range(7)]
+    first = conn.fetch(cursor)
+    assert first.more and json.loads(first.cursor)["next"]
+    rest = fetch_all(conn, first.cursor)
+    assert sorted(i.external_id for i in first.items + rest.items) == sorted(new)
+    assert "next" not in json.loads(rest.cursor)
+
+
+def test_first_poll_takes_only_the_newest(pds, context):
+    uris = [pds.customer_mention(f"c{n}.bsky.social") for n in range(6)]
+    result = fetch_all(make(pds, context, first_poll_items=2))
+    assert [i.external_id for i in result.items] == uris[-2:]
+
+
+def test_reply_to_our_post_threads_under_the_root(pds, context):
+    ours = pds.our_post("We are back online!")
+    reply_uri = pds.customer_reply("jane.bsky.social", ours, "Still broken for me")
+    pds.customer_mention("other.bsky.social", "hello")
+    items = fetch_all(make(pds, context)).items
+    [item] = [i for i in items if i.external_id == reply_uri]
+    assert item.thread_key == ours and item.references == (ours,)
+    assert item.headers["reason"] == "reply"
+
+
+def test_likes_and_follows_are_not_messages(pds, context):
+    uri = pds.customer_mention("jane.bsky.social")
+    pds.notifications.append({**pds.notifications[-1], "reason": "like", "uri": uri + "like",
+                              "indexedAt": "2026-03-05T11:00:00.000Z"})
+    result = fetch_all(make(pds, context))
+    assert [i.external_id for i in result.items] == [uri]
+
+
+def test_duplicate_notification_is_returned_once(pds, context):
+    uri = pds.customer_mention("jane.bsky.social")
+    pds.duplicate(uri)
+    assert [i.external_id for i in fetch_all(make(pds, context)).items] == [uri]
+
+
+def test_malformed_notification_is_rejected_with_the_reason(pds, context):
+    good = pds.customer_mention("jane.bsky.social")
+    pds.malformed_notification()
+    result = fetch_all(make(pds, context))
+    assert [i.external_id for i in result.items] == [good]
+    [reject] = result.rejects
+    assert "author.did" in reject.reason
+
+
+# Replies --------------------------------------------------------------------------------------
+
+def test_reply_to_a_top_level_post_uses_it_as_root_and_parent(pds, context):
+    uri = pds.customer_mention("jane.bsky.social")
+    ours = make(pds, context).send(post_reply("Sorry! Please DM us.", uri))
+    [sent] = pds.sent
+    parent = {"uri": uri, "cid": pds.posts[uri]["cid"]}
+    assert sent["record"]["reply"] == {"root": parent, "parent": parent}
+    assert sent["uri"] == ours and sent["record"]["text"] == "Sorry! Please DM us."
+    assert sent["record"]["createdAt"].endswith("Z")
+
+
+def test_reply_to_a_reply_keeps_the_thread_root(pds, context):
+    root = pds.customer_mention("jane.bsky.social", "my order is late")
+    ours = pds.our_post("Which order?", parent=root)
+    their_answer = pds.customer_reply("jane.bsky.social", ours, "#1234")
+    make(pds, context).send(post_reply("Found it, ships today.", their_answer))
+    [sent] = pds.sent
+    assert sent["record"]["reply"]["root"] == {"uri": root, "cid": pds.posts[root]["cid"]}
+    assert sent["record"]["reply"]["parent"] == {"uri": their_answer, "cid": pds.posts[their_answer]["cid"]}
+
+
+def test_grapheme_limit_refused_before_sending(pds, context):
+    uri = pds.customer_mention("jane.bsky.social")
+    conn = make(pds, context)
+    family = "\U0001f468\u200d\U0001f469\u200d\U0001f467"  # one grapheme, five code points
+    assert grapheme_count(family * 300) == 300
+    assert grapheme_count("e\u0301" * 3) == 3
+    with pytest.raises(PermanentError) as refused:
+        conn.send(post_reply("a" * 301, uri))
+    assert "301" in str(refused.value) and "300" in str(refused.value)
+    with pytest.raises(PermanentError) as too_big:
+        conn.send(post_reply(family * 300, uri))  # 300 graphemes but 5,400 bytes
+    assert "3000" in str(too_big.value)
+    assert not pds.requests_to(r"createRecord$")
+    conn.send(post_reply("é" * 300, uri))
+    assert len(pds.sent) == 1
+    assert BlueskyConnector.limits.max_text_length == 300
+
+
+def test_links_in_replies_get_facets(pds, context):
+    uri = pds.customer_mention("jane.bsky.social")
+    make(pds, context).send(post_reply("Track it: https://example.com/t/1 — thanks", uri))
+    [facet] = pds.sent[0]["record"]["facets"]
+    text = pds.sent[0]["record"]["text"].encode()
+    assert text[facet["index"]["byteStart"]:facet["index"]["byteEnd"]] == b"https://example.com/t/1"
+    assert link_facets("no links") == []
+
+
+def test_reply_to_a_deleted_post_is_permanent(pds, context):
+    uri = pds.customer_mention("jane.bsky.social")
+    del pds.posts[uri]
+    with pytest.raises(PermanentError) as refused:
+        make(pds, context).send(post_reply("Hello", uri))
+    assert "no longer exists" in str(refused.value)
+
+
+def test_xrpc_error_reaches_the_agent(pds, context):
+    uri = pds.customer_mention("jane.bsky.social")
+    pds.fail_next(400, {"error": "InvalidRequest", "message": "Record/text must be a string"},
+                  path_prefix="/xrpc/com.atproto.repo.createRecord")
+    with pytest.raises(PermanentError) as refused:
+        make(pds, context).send(post_reply("Hello", uri))
+    assert "InvalidRequest: Record/text must be a string" in str(refused.value)
+    assert xrpc_error_message({"error": "ExpiredToken", "message": "Token has expired"}) == \
+        "ExpiredToken: Token has expired"
+
+
+# Chat -----------------------------------------------------------------------------------------
+
+def test_chat_messages_arrive_and_our_own_are_skipped(pds, context):
+    conn = make(pds, context, dms=True)
+    first = pds.customer_dm("jane.bsky.social", "where is my parcel?", name="Jane Doe")
+    result = fetch_all(conn)
+    [item] = result.items
+    assert item.external_id == f"chat:{first}" and not item.public
+    assert item.author.name == "Jane Doe" and item.thread_key == pds.chat_log[0]["convoId"]
+    conn.send(OutboundReply(idempotency_key="d1", channel="bsky", conversation_id=1, text="It ships today.",
+                            to=item.author, thread_key=item.thread_key, public=False))
+    [sent] = pds.sent
+    assert (sent["kind"], sent["convoId"], sent["in_reply_to"]) == ("dm", item.thread_key, item.external_id)
+    assert all(r.headers.get("atproto-proxy") == "did:web:api.bsky.chat#bsky_chat"
+               for r in pds.requests_to(r"chat\.bsky"))
+    assert fetch_all(conn, result.cursor).items == [], "our own message is not taken in"
+
+
+def test_chat_length_limit(pds, context):
+    with pytest.raises(PermanentError):
+        make(pds, context, dms=True).send(OutboundReply(
+            idempotency_key="d1", channel="bsky", conversation_id=1, text="x" * 1001,
+            to=Author(handle="did:plc:x"), thread_key="convo1", public=False))
+
+
+# Sessions, rate limits, faults ----------------------------------------------------------------
+
+def test_one_login_serves_every_poll(pds, context):
+    pds.customer_mention("jane.bsky.social")
+    for _ in range(3):
+        conn = make(pds, context)
+        fetch_all(conn)
+        conn.close()
+    assert pds.logins == 1
+
+
+def test_expired_token_is_refreshed_then_the_call_succeeds(pds, context, caplog):
+    caplog.set_level(logging.INFO)
+    conn = make(pds, context)
+    fetch_all(conn)
+    pds.expire_token()
+    uri = pds.customer_mention("jane.bsky.social")
+    conn.send(post_reply("On it!", uri))
+    assert (pds.logins, pds.refreshes) == (1, 1)
+    assert pds.sent[0]["in_reply_to"] == uri
+    assert "refreshed" in caplog.text and "eyJ" not in caplog.text
+
+
+def test_refused_refresh_logs_in_again(pds, context):
+    conn = make(pds, context)
+    fetch_all(conn)
+    pds.expire_token()
+    pds.refresh_tokens.clear()
+    pds.customer_mention("jane.bsky.social")
+    assert len(fetch_all(conn).items) == 1
+    assert pds.logins == 2
+
+
+def test_wrong_app_password_is_permanent_and_redacted(pds, context):
+    with pytest.raises(PermanentError) as refused:
+        make(pds, context, app_password="wrong-pass-word-1234").fetch(None)
+    assert "Invalid identifier or password" in str(refused.value)
+    assert "wrong-pass-word-1234" not in str(refused.value)
+
+
+def test_429_waits_for_the_reset(pds, context):
+    pds.rate_limited(45, path_prefix="/xrpc/app.bsky.notification")
+    with pytest.raises(RetryableError) as raised:
+        make(pds, context).fetch(None)
+    assert raised.value.retry_after == pytest.approx(45, abs=1)
+    assert "RateLimitExceeded" in str(raised.value)
+
+
+def test_429_with_only_the_ratelimit_reset_header(pds, context):
+    import time
+
+    pds.fail_next(429, {"error": "RateLimitExceeded", "message": "Rate Limit Exceeded"},
+                  {"RateLimit-Reset": str(int(time.time()) + 90), "RateLimit-Remaining": "0"},
+                  path_prefix="/xrpc/app.bsky.notification")
+    with pytest.raises(RetryableError) as raised:
+        make(pds, context).fetch(None)
+    assert raised.value.retry_after == pytest.approx(90, abs=1.5)
+
+
+def test_timeout_and_dropped_connection_are_retryable(pds, context):
+    conn = make(pds, context, timeout=0.5)
+    fetch_all(conn)
+    pds.delay_next(1.5, path_prefix="/xrpc/app.bsky")
+    with pytest.raises(RetryableError):
+        conn.fetch(None)
+    pds.drop_next(path_prefix="/xrpc/app.bsky")
+    with pytest.raises(RetryableError):
+        conn.fetch(None)
