@@ -17,6 +17,14 @@ import nh3
 
 #: Bodies with more links than this are replaced by a notice (a spam/DoS shape, Zammad #2390).
 MAX_LINKS = 5000
+#: nh3 takes about 75 ms per MB and per pass; larger bodies are replaced (the raw is kept).
+MAX_HTML_CHARS = 4_000_000
+#: html5ever spends time proportional to the depth of open elements for each new element
+#: (20,000 nested `<div>`: 1 s; 20,000 `<dl><dt>`: 6 s). Bodies whose estimated work (the sum of
+#: the depths) exceeds this are replaced: about 0.2 s per pass at worst (SEC-15, IN-40).
+MAX_NESTING_WORK = 25_000_000
+#: Fewer tags than this cannot reach MAX_NESTING_WORK's order of cost; no need to count.
+_FEW_TAGS = 5000
 
 _TAGS = set(nh3.ALLOWED_TAGS) - {"area", "map"} | {"font", "tfoot"}
 _ATTRIBUTES = {tag: set(attrs) for tag, attrs in nh3.ALLOWED_ATTRIBUTES.items()}
@@ -26,6 +34,28 @@ _ATTRIBUTES["font"] = {"color", "size"}
 _ATTRIBUTES["*"] = {"dir", "lang", "title"}
 _URL_SCHEMES = {"http", "https", "mailto", "tel", "cid"}
 _LINK_RE = re.compile(r"<a\s", re.IGNORECASE)
+# An opening tag that is not a void element, or a closing tag.
+_NESTING_TAG = re.compile(
+    r"<(/?)(?!(?:area|base|br|col|embed|hr|img|input|link|meta|param|source|track|wbr)[\s/>])[a-z]", re.IGNORECASE
+)
+
+
+def _too_costly(html: str) -> bool:
+    """True when sanitising `html` would take longer than a message may (size or deep nesting)."""
+    if len(html) > MAX_HTML_CHARS:
+        return True
+    if html.count("<") <= _FEW_TAGS:
+        return False
+    depth = work = 0
+    for match in _NESTING_TAG.finditer(html):
+        if match.group(1):
+            depth = depth - 1 if depth else 0
+        else:
+            depth += 1
+            work += depth
+            if work > MAX_NESTING_WORK:
+                return True
+    return False
 
 
 def _attribute_filter(tag: str, attr: str, value: str) -> str | None:
@@ -39,7 +69,7 @@ def _attribute_filter(tag: str, attr: str, value: str) -> str | None:
 
 def sanitize_html(html: str) -> tuple[str, bool]:
     """Return (safe HTML, replaced). `replaced` is True when the body was swapped for a notice."""
-    if len(_LINK_RE.findall(html, 0, 4_000_000)) > MAX_LINKS:
+    if len(_LINK_RE.findall(html, 0, MAX_HTML_CHARS)) > MAX_LINKS or _too_costly(html):
         return "", True
     cleaned = nh3.clean(
         html,
@@ -59,12 +89,19 @@ _SPACES = re.compile(r"[ \t\r\f\v]+")
 _BLANK_LINES = re.compile(r"\n\s*\n\s*\n+")
 
 
+_ANY_TAG = re.compile(r"<[^>]*>?")
+
+
 def html_to_text(html: str) -> str:
     """Readable plain text from HTML, for search and for channels without formatting."""
     marked = _BLOCK_END.sub("\n", html)
-    stripped = nh3.clean(
-        marked, tags=set(), clean_content_tags={"script", "style", "title", "head", "template"}, attributes={}
-    )
+    if _too_costly(marked):
+        # Too big or too deep for a real parser within budget: crude, linear tag stripping.
+        stripped = _ANY_TAG.sub("", marked[:MAX_HTML_CHARS])
+    else:
+        stripped = nh3.clean(
+            marked, tags=set(), clean_content_tags={"script", "style", "title", "head", "template"}, attributes={}
+        )
     text = html_lib.unescape(stripped)
     text = _SPACES.sub(" ", text)
     text = "\n".join(line.strip() for line in text.split("\n"))

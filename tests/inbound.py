@@ -85,7 +85,7 @@ _URL_ATTRIBUTES = {
     "values",
 }
 #: Attributes that make a browser fetch something as soon as the element is shown.
-_FETCH_ATTRIBUTES = {"src", "srcset", "background", "poster", "dynsrc", "lowsrc", "data", "codebase"}
+_FETCH_ATTRIBUTES = {"src", "srcset", "background", "poster", "dynsrc", "lowsrc", "data", "codebase", "ping"}
 _BAD_SCHEME = re.compile(r"^(javascript|vbscript|livescript|data|file|about|blob|filesystem|jar|mhtml|ms-its):",
                          re.IGNORECASE)
 # Browsers drop ASCII tab and newline anywhere in a URL and C0 controls and spaces at its ends.
