@@ -63,7 +63,19 @@ def error_page(code: int, title: str | None = None, message: str | None = None) 
     return render_template("errors/error.html", code=code, title=title, message=message), code
 
 
+def _load_agent_for_language() -> None:
+    # These handlers can run before the agent was loaded (the CSRF check runs first); the page
+    # should still come in the agent's chosen language. Best effort: never fail an error page.
+    try:
+        from inbox.web.auth import current_agent
+
+        current_agent()
+    except Exception:  # the page falls back to the browser's language
+        pass
+
+
 def _csrf_error(exc: CSRFError):
+    _load_agent_for_language()
     # The reason (missing, expired, wrong) stays in the log; the page says what to do.
     log.info("CSRF check failed on %s %s: %s", request.method, request.path, exc.description)
     return error_page(400, _("The form expired"), _("The form expired, reload the page and try again."))
@@ -72,6 +84,7 @@ def _csrf_error(exc: CSRFError):
 def _http_error(exc: HTTPException):
     if exc.code is None or exc.code < 400:
         return exc
+    _load_agent_for_language()
     body, code = error_page(exc.code if exc.code in _MESSAGES else 500 if exc.code >= 500 else 400)
     response = body if isinstance(body, Response) else Response(body, mimetype="text/html")
     response.status_code = exc.code
