@@ -387,7 +387,8 @@ class BlueskyConnector(Connector):
             headers["cid"] = raw["cid"]
         return InboundItem(
             channel=self.name, external_id=uri,
-            author=Author(handle=did, name=raw["author"].get("displayName") or handle, identity_kind="bluesky"),
+            author=Author(handle=did, name=str(raw["author"].get("displayName") or handle)[:200],
+                          identity_kind="bluesky"),
             text=text, sent_at=sent, thread_key=root if isinstance(root, str) else uri,
             references=references, public=True, attachments=self._images(did, record), headers=headers,
             raw=json.dumps({"kind": "notification", "item": raw}, default=str).encode(),
@@ -428,7 +429,8 @@ class BlueskyConnector(Connector):
         handle = profile.get("handle") or did
         return InboundItem(
             channel=self.name, external_id=f"chat:{message_id}",
-            author=Author(handle=did, name=profile.get("displayName") or handle, identity_kind="bluesky"),
+            author=Author(handle=did, name=str(profile.get("displayName") or handle)[:200],
+                          identity_kind="bluesky"),
             text=text, sent_at=_parse_time(message.get("sentAt")), thread_key=convo, public=False,
             headers={"handle": f"@{handle}"},
             raw=json.dumps({"kind": "chat", "item": entry, "profiles": names}, default=str).encode(),

@@ -458,7 +458,8 @@ class XConnector(Connector):
         tweet_id = pick(raw, "id", type=str)
         if _numeric(tweet_id) is None:
             raise ItemError(f"post id {tweet_id[:30]!r} is not an X id")
-        text = pick(raw, "text", type=str)
+        # X serves a post's text with &, < and > as HTML entities; the agent should see the characters.
+        text = _unescape(pick(raw, "text", type=str))
         author_id = pick(raw, "author_id", type=str)
         user = _user(includes, author_id)
         replied_to = [r.get("id") for r in raw.get("referenced_tweets") or []
@@ -469,7 +470,7 @@ class XConnector(Connector):
             headers["lang"] = raw["lang"]
         return InboundItem(
             channel=self.name, external_id=tweet_id,
-            author=Author(handle=author_id, name=user.get("name") or username, identity_kind="x"),
+            author=Author(handle=author_id, name=_display(user.get("name") or username), identity_kind="x"),
             text=text, sent_at=_parse_time(raw.get("created_at")),
             thread_key=str(raw.get("conversation_id") or tweet_id), references=tuple(replied_to), public=True,
             attachments=self._media(raw, includes), headers=headers, raw=_raw_bytes("mention", raw, includes),
@@ -486,7 +487,7 @@ class XConnector(Connector):
         username = user.get("username") or sender_id
         return InboundItem(
             channel=self.name, external_id=event_id,
-            author=Author(handle=sender_id, name=user.get("name") or username, identity_kind="x"),
+            author=Author(handle=sender_id, name=_display(user.get("name") or username), identity_kind="x"),
             text=text, sent_at=_parse_time(raw.get("created_at")), thread_key=conversation, public=False,
             attachments=self._media(raw, includes), headers={"username": f"@{username}"},
             raw=_raw_bytes("dm", raw, includes),
@@ -580,6 +581,15 @@ def _raw_bytes(kind: str, raw: Any, includes: dict[str, Any]) -> bytes:
                            if isinstance(m, dict) and m.get("media_key") in keys]
     return json.dumps({"kind": kind, "item": raw, "includes": wanted}, ensure_ascii=False,
                       default=str).encode("utf-8")
+
+
+def _unescape(text: str) -> str:
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def _display(name: Any) -> str:
+    """A display name as a customer's name: text, at most 200 characters (IN-51)."""
+    return str(name)[:200]
 
 
 def _fingerprint(value: Any) -> str:

@@ -47,6 +47,12 @@ def problem(status: int, title: str, detail: str, kind: str = "about:blank",
     return status, json.dumps(body).encode(), {"Content-Type": "application/problem+json", **(headers or {})}
 
 
+def _escape(text: object) -> object:
+    if not isinstance(text, str):
+        return text
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 class XImitation(Imitation):
     """The X API v2 on 127.0.0.1. `page_size` caps every page (to make tests page)."""
 
@@ -298,7 +304,9 @@ class XImitation(Imitation):
             page, next_token = paged
             if not page:
                 return 200, {"meta": {"result_count": 0}}, headers
-            body = {"data": [self._fields(t, "tweet", request.arg("tweet.fields")) for t in page]}
+            # X serves post text with &, < and > as HTML entities.
+            body = {"data": [self._fields({**t, "text": _escape(t["text"])}, "tweet", request.arg("tweet.fields"))
+                             for t in page]}
             includes = self._includes(page, request.arg("expansions"), "author_id")
             if includes:
                 body["includes"] = includes

@@ -201,6 +201,13 @@ def test_mention_item_fields_thread_and_photo(x_api, context):
     assert second.references == (root,)
 
 
+def test_post_text_entities_and_long_names(x_api, context):
+    x_api.customer_mention("jane", "@AcmeSupport I <3 you & your &amp; shop", name="J" * 5000)
+    [item] = fetch_all(make(x_api, context)).items
+    assert item.text == "@AcmeSupport I <3 you & your &amp; shop"
+    assert len(item.author.name) == 200
+
+
 def test_photo_refused_by_the_guarded_fetch_keeps_the_message(x_api, tmp_path):
     conn = XConnector("x-support", {"user_id": x_api.user_id, "api_url": x_api.url, **SECRETS}, context=None)
     x_api.customer_mention("jane", photo=True)
