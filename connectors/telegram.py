@@ -273,9 +273,9 @@ class TelegramConnector(Connector):
     def parse_webhook(self, request: WebhookRequest) -> FetchResult:
         try:
             update = json.loads(request.body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return FetchResult(items=[], cursor=None,
-                               rejects=[Reject(raw=request.body, reason="webhook body is not JSON")])
+                               rejects=[Reject(raw=request.body, reason="webhook body is not a JSON update")])
         items, rejects = self._convert([update])
         return FetchResult(items=items, cursor=None, rejects=rejects)
 
@@ -283,7 +283,7 @@ class TelegramConnector(Connector):
         """The update id of a verified delivery: Telegram redelivers the same update after a failure."""
         try:
             update_id = json.loads(request.body).get("update_id")
-        except (ValueError, AttributeError, UnicodeDecodeError):
+        except (ValueError, AttributeError, UnicodeDecodeError, RecursionError):
             return None
         return f"update:{update_id}" if isinstance(update_id, int) else None
 

@@ -24,13 +24,15 @@ from inbox.store.ingest import IngestQueries
 from inbox.store.operations import OperationsQueries
 from inbox.store.outbox import OutboxQueries
 from inbox.store.webforms import WebformQueries
+from inbox.store.webhooks import WebhookQueries
 
 __all__ = ["Store", "NotFound", "StoreError", "now_iso"]
 
 BUSY_TIMEOUT_MS = 10_000
 
 
-class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries, AgentQueries, WebformQueries):
+class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries, AgentQueries, WebformQueries,
+            WebhookQueries):
     """A Mainland database. Open one per thread; share the file, not the object."""
 
     def __init__(self, path: str | Path, *, check: bool = True) -> None:

@@ -206,3 +206,28 @@ def m001_core(db: Database) -> None:
         create_triggers=True,
         tokenize="unicode61 remove_diacritics 2",
     )
+
+
+@migrations()
+def m002_webhook_events(db: Database) -> None:
+    # Event ids of webhook deliveries already taken in (dedupe of provider retries), and refused
+    # deliveries (a secret rotated on one side only must be visible, not silent).
+    db.executescript(
+        """
+        CREATE TABLE webhook_events (
+            channel TEXT NOT NULL,
+            event_id TEXT NOT NULL,
+            received_at TEXT NOT NULL,
+            PRIMARY KEY (channel, event_id)
+        );
+        CREATE INDEX webhook_events_received ON webhook_events(received_at);
+        CREATE TABLE webhook_refusals (
+            id INTEGER PRIMARY KEY,
+            channel TEXT NOT NULL,
+            at TEXT NOT NULL,
+            remote_addr TEXT,
+            reason TEXT NOT NULL
+        );
+        CREATE INDEX webhook_refusals_at ON webhook_refusals(channel, at);
+        """
+    )
