@@ -26,7 +26,7 @@ from inbox import triage
 from inbox.attachments import AttachmentStore, safe_filename, type_mismatch
 from inbox.conversations import find_conversation, new_token
 from inbox.customers import resolve_author
-from inbox.models import AUTOMATIC_FLAGS, FLAG_HTML_REPLACED, FetchResult, InboundItem, Reject
+from inbox.models import AUTOMATIC_FLAGS, DELIVERY_ORDER, FLAG_HTML_REPLACED, FetchResult, InboundItem, Reject
 from inbox.sanitize import html_to_text, sanitize_html
 from inbox.store import Store
 from inbox.store.base import iso
@@ -44,6 +44,7 @@ class IngestReport:
     stored: int = 0
     duplicates: int = 0
     quarantined: int = 0
+    delivery_updates: int = 0
     message_ids: list[int] = field(default_factory=list)
     new_conversations: list[int] = field(default_factory=list)
 
@@ -51,6 +52,7 @@ class IngestReport:
         self.stored += other.stored
         self.duplicates += other.duplicates
         self.quarantined += other.quarantined
+        self.delivery_updates += other.delivery_updates
         self.message_ids += other.message_ids
         self.new_conversations += other.new_conversations
 
@@ -110,6 +112,10 @@ class Ingestor:
                 else:
                     report.stored += 1
                     report.message_ids.append(message_id)
+            for update in result.updates:
+                if self.store.apply_delivery_update(channel, update.provider_id, update.status, update.error,
+                                                    DELIVERY_ORDER):
+                    report.delivery_updates += 1
             for reject in rejects:
                 self.store.quarantine_put(channel, reject.raw, reject.reason, source_ref=reject.source_ref,
                                           exception=reject.exception, now=now)

@@ -104,18 +104,37 @@ class Reject:
     exception: str | None = None
 
 
+#: Delivery states of our replies, in the order a channel reports them; a report never moves a
+#: reply back (a late "delivered" after "read" changes nothing). "failed" can follow any but "read".
+DELIVERY_ORDER = {"queued": 0, "retrying": 0, "sent": 1, "delivered": 2, "read": 3}
+
+
+@dataclass(frozen=True)
+class DeliveryUpdate:
+    """A channel's report on a reply we sent (WhatsApp statuses, Messenger delivery/read receipts).
+
+    `provider_id` is the id `Connector.send` returned for that reply.
+    """
+
+    provider_id: str
+    status: str  # "sent", "delivered", "read" or "failed"
+    error: str | None = None
+    at: dt.datetime | None = None
+
+
 @dataclass(frozen=True)
 class FetchResult:
-    """What one `Connector.fetch` call returns.
+    """What one `Connector.fetch` (or `parse_webhook`) call returns.
 
     `cursor` is opaque to everything but the connector; the store saves it in the same
-    transaction as `items` and `rejects`. `more` says that another page is ready right away.
+    transaction as `items`, `rejects` and `updates`. `more` says that another page is ready now.
     """
 
     items: list[InboundItem]
     cursor: str | None
     rejects: list[Reject] = field(default_factory=list)
     more: bool = False
+    updates: list[DeliveryUpdate] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -135,3 +135,21 @@ def test_no_reply_without_a_customer_message(mainland, tmp_path):
                                                 subject="", public=False, automatic=False, flags="",
                                                 now="2026-01-01T00:00:00.000000Z")
         queue_reply(mainland, store, conv_id, "Hello")
+
+
+def test_delivery_reports_move_a_reply_forward_only(mainland, conversation):
+    from inbox.models import DeliveryUpdate
+
+    store, conv = conversation
+    queue_reply(mainland, store, conv["id"], "Hello")
+    send_due(mainland, store)
+    ingestor = mainland.ingestor(store)
+
+    def report(*updates):
+        ingestor.ingest("mail", FetchResult(items=[], cursor=None, updates=list(updates)), save_cursor=False)
+        return store.conversation_messages(conv["id"])[-1]["delivery_status"]
+
+    assert report(DeliveryUpdate("provider-1", "read")) == "read"
+    assert report(DeliveryUpdate("provider-1", "delivered")) == "read", "a late report must not move it back"
+    assert report(DeliveryUpdate("provider-1", "failed", error="131047")) == "read"
+    assert report(DeliveryUpdate("unknown-id", "read")) == "read"

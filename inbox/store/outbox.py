@@ -113,6 +113,26 @@ class OutboxQueries:
                 (outbox_id,))
         return bool(cur.rowcount)
 
+    def apply_delivery_update(self, channel: str, provider_id: str, status: str, error: str | None,
+                              order: dict[str, int]) -> bool:
+        """Move our reply with this provider id forward to `status`; never backwards. True if it changed."""
+        row = self.conn.execute(
+            "SELECT m.id, m.delivery_status FROM outbox o JOIN messages m ON m.id = o.message_id "
+            "WHERE o.provider_id = ? AND (o.channel = ? OR m.channel = ?) ORDER BY o.created_at DESC LIMIT 1",
+            (provider_id, channel, channel),
+        ).fetchone()
+        if row is None:
+            return False
+        message_id, current = row
+        if status == "failed":
+            if current in ("read", "failed"):
+                return False
+        elif current == "failed" or order.get(status, -1) <= order.get(current or "queued", 0):
+            return False
+        self.conn.execute("UPDATE messages SET delivery_status = ?, delivery_error = ? WHERE id = ?",
+                          (status, error if status == "failed" else None, message_id))
+        return True
+
     def outbox_states(self) -> dict[str, int]:
         return {r["state"]: r["n"] for r in as_dicts(self.conn.execute(
             "SELECT state, count(*) AS n FROM outbox GROUP BY state"))}
