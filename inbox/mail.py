@@ -54,6 +54,10 @@ MAX_PARAM_HEADER_CHARS = 8_000
 #: RFC 2046 allows 70 characters; the stdlib compiles each boundary into a regex.
 MAX_BOUNDARY_CHARS = 200
 MAX_ADDRESS_CHARS = 320
+#: The author of a delivery report that names no sender (`.invalid` is reserved, RFC 2606).
+DSN_SENDER = "mailer-daemon@unknown.invalid"
+#: Flag: the receiving server's DMARC check failed, so the From address is not proven (IN-35).
+FLAG_UNVERIFIED_SENDER = "unverified_sender"
 #: From headers longer than this are not given to the strict address parser, which takes
 #: quadratic time on runs of quotes or commas (2,000 quotes: 0.25 s).
 MAX_FROM_PARSE_CHARS = 1000
@@ -72,6 +76,7 @@ _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _TRAILING_ADDR = re.compile(r"<([^<>\s]{1,320})>\s*$")
 _LOCAL_PART = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 _DOMAIN_LABEL = re.compile(r"(?!-)[\w-]{1,63}(?<!-)")
+_DMARC_FAIL = re.compile(r"\bdmarc\s*=\s*fail\b", re.IGNORECASE)
 _PARAM_HEADERS = frozenset({"content-type", "content-disposition"})
 #: Header defects that concern only how a display name was encoded, not the address.
 _NAME_ONLY_DEFECTS = ("encoded word", "encoded-word", "period in 'phrase'")
@@ -148,6 +153,10 @@ def _sender(msg: Message) -> Author:
     """
     from_value = msg.get("From") or msg.get("Sender")
     if from_value is None:
+        if msg.get_content_type() == "multipart/report":
+            # A delivery report some MTAs send without From (Chatwoot's `bounced_with_no_from`):
+            # it is mail from the mail system, and it must still reach the reply it reports on.
+            return Author(handle=DSN_SENDER, name="Mail Delivery System", identity_kind="email", valid=False)
         raise ItemError("no sender: the message has no From header")
     raw = _FOLD.sub("", _fix_8bit(str(from_value)))
     long_name = None
@@ -354,6 +363,8 @@ def item_from_message(
         if lower.startswith("list-") and lower not in headers:
             headers[lower] = _header_text(msg.get(name))
     flags |= triage.header_flags(headers, author.handle)
+    if _DMARC_FAIL.search(headers.get("authentication-results", "")):
+        flags.add(FLAG_UNVERIFIED_SENDER)
 
     subject = headers.get("subject", "")
     message_ids = _message_ids(headers.get("message-id", ""))
@@ -402,11 +413,14 @@ def item_from_message(
     defects.extend(body.defects)
     if defects:
         flags.add(FLAG_MALFORMED)
-    if body.bounce_of:
+    text = body.text
+    # A delay notice ("Action: delayed") is no bounce: the reply may still arrive.
+    if body.bounce_of and (not body.dsn_actions or "failed" in body.dsn_actions):
         flags.add(FLAG_BOUNCE)
         references = list(dict.fromkeys(references + body.bounce_of))[:MAX_REFERENCES]
-
-    text = body.text
+        if body.dsn_summary:
+            # First line: what agents see in lists and what the bounced reply is marked with.
+            text = f"{body.dsn_summary}\n\n{text}"
     if len(text) > MAX_TEXT_CHARS:
         text = text[:MAX_TEXT_CHARS]
         flags.add(FLAG_TRUNCATED)
@@ -441,6 +455,8 @@ class _Body:
         self.flags: set[str] = set()
         self.defects: list[str] = []
         self.bounce_of: list[str] = []
+        self.dsn_actions: list[str] = []
+        self.dsn_summary = ""
         self.parts = 0
 
     @property
@@ -459,6 +475,9 @@ class _Body:
         if part is not None and depth > 0:
             self.defects.extend(type(d).__name__ for d in part.defects)
         ctype = part.get_content_type()
+        if ctype == "message/delivery-status":
+            self._read_delivery_status(part)
+            return
         if part.is_multipart():
             payload = part.get_payload()
             report_type = email.utils.collapse_rfc2231_value(part.get_param("report-type", ""))
@@ -488,10 +507,9 @@ class _Body:
                 self.flags.add(FLAG_CHARSET_FALLBACK)
             (self.texts if ctype == "text/plain" else self.htmls).append(text)
             return
-        if ctype in {"message/delivery-status", "text/rfc822-headers"}:
+        if ctype == "text/rfc822-headers":
             text, _ = self._decode(part)
-            if ctype == "text/rfc822-headers":
-                self.bounce_of.extend(_message_ids(_find_header(text, "message-id")))
+            self.bounce_of.extend(_message_ids(_find_header(text, "message-id")))
             self.texts.append(text)
             return
         self._attach(part, ctype, filename, disposition)
@@ -501,6 +519,29 @@ class _Body:
         for sub in payload if isinstance(payload, list) else []:
             if isinstance(sub, Message):
                 self.walk(sub, depth + 1)
+
+    def _read_delivery_status(self, part: Message) -> None:
+        """RFC 3464 per-recipient fields as text, and a one-line summary of the failures."""
+        payload = part.get_payload()
+        if isinstance(payload, list):  # compat32 parses each field block as a header-only message
+            blocks = [[(k, _header_text(v)) for k, v in b.items()] for b in payload if isinstance(b, Message)]
+        else:
+            text, _ = self._decode(part)
+            blocks = [[(k, v.strip()) for k, _, v in (line.partition(":") for line in chunk.splitlines()) if v]
+                      for chunk in re.split(r"\n\s*\n", text)]
+        lines = []
+        for block in blocks[:50]:
+            fields = {k.lower(): v for k, v in block}
+            lines.extend(f"{k}: {v}" for k, v in block)
+            lines.append("")
+            action = fields.get("action", "").lower()
+            if action:
+                self.dsn_actions.append(action)
+            if action == "failed" and not self.dsn_summary:
+                recipient = fields.get("final-recipient", fields.get("original-recipient", "")).partition(";")[2]
+                detail = fields.get("diagnostic-code", "").partition(";")[2].strip() or fields.get("status", "")
+                self.dsn_summary = f"Delivery to {recipient.strip() or 'the recipient'} failed: {detail}"[:500]
+        self.texts.append("\n".join(lines).strip())
 
     def _read_bounce(self, payload: object) -> None:
         for sub in payload if isinstance(payload, list) else []:
