@@ -20,11 +20,27 @@ MAX_FILENAME_CHARS = 120
 _MAGIC = {
     "image/png": (b"\x89PNG\r\n\x1a\n",),
     "image/jpeg": (b"\xff\xd8\xff",),
+    "image/jpg": (b"\xff\xd8\xff",),
+    "image/pjpeg": (b"\xff\xd8\xff",),
     "image/gif": (b"GIF87a", b"GIF89a"),
     "application/pdf": (b"%PDF-",),
     "image/webp": (b"RIFF",),
+    "image/bmp": (b"BM",),
+    "image/tiff": (b"II*\x00", b"MM\x00*"),
+    "image/x-icon": (b"\x00\x00\x01\x00",),
+    "image/vnd.microsoft.icon": (b"\x00\x00\x01\x00",),
 }
-_BIDI_AND_CONTROL = re.compile("[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+#: Markup a browser would run if it ever sniffed an "image" as HTML (a GIF/HTML or PNG/HTML polyglot).
+_ACTIVE_MARKUP = re.compile(rb"<(?:script|html|body|svg|iframe|object|embed|img|a\s)|javascript:", re.IGNORECASE)
+# Control characters, bidi overrides and isolates, zero-width and invisible characters, line and
+# paragraph separators: each can make a name look like something it is not.
+_BIDI_AND_CONTROL = re.compile(
+    "[\u0000-\u001f\u007f-\u009f\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb]"
+)
+_SEPARATORS = re.compile(r"[\\/]|%2f|%5c", re.IGNORECASE)
+#: Device names Windows will not save a file as, with any extension.
+_WINDOWS_RESERVED = frozenset({"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)),
+                               *(f"lpt{i}" for i in range(10))})
 
 
 class AttachmentStore:
@@ -83,7 +99,11 @@ def safe_filename(name: str | None, index: int = 1, content_type: str = "") -> s
     """A display name without path parts, control or bidi characters; never empty."""
     name = unicodedata.normalize("NFKC", name or "")
     name = _BIDI_AND_CONTROL.sub("", name)
-    name = re.split(r"[\\/]", name)[-1].strip().lstrip(".")
+    # Windows drops trailing dots and spaces: `x.exe. ` would be saved as `x.exe`.
+    # Percent-encoded separators too: a name is shown, linked and maybe decoded once more later.
+    name = _SEPARATORS.split(name)[-1].strip().lstrip(".").rstrip(". ")
+    if name.split(".", 1)[0].strip().lower() in _WINDOWS_RESERVED:
+        name = f"_{name}"
     if len(name) > MAX_FILENAME_CHARS:
         stem, dot, ext = name.rpartition(".")
         ext = ext[:10] if dot else ""
@@ -95,10 +115,18 @@ def safe_filename(name: str | None, index: int = 1, content_type: str = "") -> s
 
 
 def type_mismatch(content_type: str, data: bytes | None) -> bool:
-    """True when the bytes are not what the declared image/PDF type says (a polyglot or a lie)."""
+    """True when the bytes are not what the declared image/PDF type says (a polyglot or a lie).
+
+    An image must start with its format's signature and hold no HTML or script markup: a file
+    that is both a valid GIF and a valid HTML page is flagged, whichever a browser would see.
+    """
     if not data:
         return False
-    signatures = _MAGIC.get(content_type.lower())
-    if signatures is None:
-        return False
-    return not data.startswith(signatures)
+    content_type = content_type.lower()
+    signatures = _MAGIC.get(content_type)
+    if signatures is not None and not data.startswith(signatures):
+        return True
+    if content_type == "image/webp" and data[8:12] != b"WEBP":
+        return True
+    return content_type.startswith("image/") and content_type != "image/svg+xml" and bool(
+        _ACTIVE_MARKUP.search(data))
