@@ -35,7 +35,10 @@ def _close_store(exc: BaseException | None) -> None:
 def _security_headers(response):
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")
-    response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
+    # A page with its own frame-ancestors (the embeddable web form) is framed by that policy alone:
+    # X-Frame-Options cannot name other sites and would contradict it.
+    if "frame-ancestors" not in response.headers.get("Content-Security-Policy", ""):
+        response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
     response.headers.setdefault(
         "Content-Security-Policy",
         "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
