@@ -19,6 +19,9 @@ from typing import Any
 import yaml
 
 DEFAULT_DATABASE = "mainland.db"
+#: Values of `web.visibility`: "team" (agents and leads see their teams' conversations and the
+#: unrouted ones) or "all" (every agent sees every conversation).
+VISIBILITIES = ("team", "all")
 
 
 class ConfigError(Exception):
@@ -185,6 +188,12 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: Path | None = N
             name=str(name), kind=str(kind), enabled=bool(settings.get("enabled", True)),
             poll_every=_duration(settings.get("poll_every"), f"{where}.poll_every", problems), settings=rest,
         )
+
+    web = resolved.get("web")
+    if web is not None and not isinstance(web, Mapping):
+        problems.append("web: must be a mapping (host, port, threads, visibility)")
+    elif web and web.get("visibility", "team") not in VISIBILITIES:
+        problems.append(f"web.visibility: must be one of {', '.join(VISIBILITIES)} (got {web.get('visibility')!r})")
 
     secret_key = resolved.get("secret_key") or _local_secret(data_dir)
     instance_id = str(resolved.get("instance_id") or hashlib.sha256(str(database).encode()).hexdigest()[:16])

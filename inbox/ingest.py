@@ -77,8 +77,11 @@ class Ingestor:
         instance_id: str,
         own_addresses: Collection[str] = (),
         now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        team_for_channel: Callable[[str], str | None] | None = None,
     ) -> None:
         self.store = store
+        #: Channel name -> name of the team its new conversations belong to (the `team` channel setting).
+        self.team_for_channel = team_for_channel
         self.attachments = attachments
         self.instance_id = instance_id
         self.own_addresses = {a.lower() for a in own_addresses}
@@ -173,6 +176,9 @@ class Ingestor:
                 subject=subject or _first_line(prep.text), public=item.public, automatic=automatic,
                 flags=" ".join(sorted(flags)), now=now,
             )
+            team_id = self._team_id(channel)
+            if team_id is not None:
+                self.store.set_conversation_team(conversation_id, team_id)
         message_id = self.store.insert_message({
             "conversation_id": conversation_id,
             "channel": channel,
@@ -208,6 +214,16 @@ class Ingestor:
         else:
             report.new_conversations.append(conversation_id)
         return message_id
+
+    def _team_id(self, channel: str) -> int | None:
+        name = self.team_for_channel(channel) if self.team_for_channel else None
+        if not name:
+            return None
+        team_id = self.store.team_id_by_name(name)
+        if team_id is None:
+            # Unrouted rather than lost: the conversation lands in the pool every agent sees.
+            log.warning("channel %s names team %r, which does not exist; conversation left unrouted", channel, name)
+        return team_id
 
 
 def _first_line(text: str) -> str:

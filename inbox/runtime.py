@@ -88,7 +88,14 @@ class Mainland:
         return Ingestor(
             store, self.attachment_store(), instance_id=self.config.instance_id,
             own_addresses=self.config.own_addresses(), now=lambda: dt.datetime.now(dt.UTC),
+            team_for_channel=self.team_for_channel,
         )
+
+    def team_for_channel(self, name: str) -> str | None:
+        """The team name new conversations of channel `name` belong to (its `team` setting), or None."""
+        channel = self.config.channels.get(name)
+        team = channel.settings.get("team") if channel else None
+        return (str(team).strip() or None) if team is not None else None
 
     def channel_names(self, *, kind: str | None = None, enabled_only: bool = True) -> list[str]:
         return [

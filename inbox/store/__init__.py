@@ -23,8 +23,11 @@ from inbox.store.conversations import ConversationQueries
 from inbox.store.ingest import IngestQueries
 from inbox.store.operations import OperationsQueries
 from inbox.store.outbox import OutboxQueries
+from inbox.store.queue import QueueQueries
+from inbox.store.teams import TeamQueries
 from inbox.store.webforms import WebformQueries
 from inbox.store.webhooks import WebhookQueries
+from inbox.store.work import WorkQueries
 
 __all__ = ["Store", "NotFound", "StoreError", "now_iso"]
 
@@ -32,7 +35,7 @@ BUSY_TIMEOUT_MS = 10_000
 
 
 class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries, AgentQueries, WebformQueries,
-            WebhookQueries):
+            WebhookQueries, TeamQueries, WorkQueries, QueueQueries):
     """A Mainland database. Open one per thread; share the file, not the object."""
 
     def __init__(self, path: str | Path, *, check: bool = True) -> None:

@@ -5,13 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from inbox.store.base import NotFound, as_dict, as_dicts
+from inbox.store.teams import team_clause
 
 
 class ConversationQueries:
     conn: Any
 
-    def recent_conversations(self, limit: int = 50, before_id: int | None = None) -> list[dict[str, Any]]:
-        """Conversations by last activity, newest first, with their customer's name."""
+    def recent_conversations(self, limit: int = 50, before_id: int | None = None,
+                             team_ids: set[int] | None = None) -> list[dict[str, Any]]:
+        """Conversations by last activity, newest first, with their customer's name.
+
+        `team_ids` limits them to those teams plus the unrouted ones (None: every conversation).
+        """
         sql = (
             "SELECT c.id, c.token, c.channel, c.subject, c.status, c.public, c.automatic, c.flags, "
             "c.last_message_at, c.created_at, cu.display_name AS customer_name, cu.id AS customer_id, "
@@ -22,13 +27,13 @@ class ConversationQueries:
             "ORDER BY m.id LIMIT 1) AS first_text "
             "FROM conversations c JOIN customers cu ON cu.id = c.customer_id"
         )
-        params: tuple = ()
+        where, params = team_clause(team_ids)
         if before_id is not None:
             # Keyset on the sort key itself: the page after conversation `before_id` in this order.
-            sql += (" WHERE (c.last_message_at, c.id) < "
-                    "(SELECT last_message_at, id FROM conversations WHERE id = ?)")
-            params = (before_id,)
-        sql += " ORDER BY c.last_message_at DESC, c.id DESC LIMIT ?"
+            where += (" AND (c.last_message_at, c.id) < "
+                      "(SELECT last_message_at, id FROM conversations WHERE id = ?)")
+            params.append(before_id)
+        sql += " WHERE " + where + " ORDER BY c.last_message_at DESC, c.id DESC LIMIT ?"
         return as_dicts(self.conn.execute(sql, (*params, limit)))
 
     def conversation(self, conversation_id: int) -> dict[str, Any]:

@@ -231,3 +231,336 @@ def m002_webhook_events(db: Database) -> None:
         CREATE INDEX webhook_refusals_at ON webhook_refusals(channel, at);
         """
     )
+
+
+@migrations()
+def m003_access(db: Database) -> None:
+    # Invitations keep only the SHA-256 of their token (a copied database yields no working link);
+    # revoked_at is set when a newer invitation replaces an unused one. The audit index serves the
+    # "last sign-in" column of the agent list; the team index serves per-team conversation lists.
+    db.executescript(
+        """
+        CREATE TABLE agent_invitations (
+            id INTEGER PRIMARY KEY,
+            token_hash TEXT NOT NULL UNIQUE,
+            agent_id INTEGER NOT NULL REFERENCES agents(id),
+            created_by INTEGER REFERENCES agents(id),
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            used_at TEXT,
+            revoked_at TEXT
+        );
+        CREATE INDEX agent_invitations_agent ON agent_invitations(agent_id);
+        CREATE INDEX audit_log_action ON audit_log(action, object_type, object_id);
+        CREATE INDEX conversations_team ON conversations(team_id, last_message_at);
+        """
+    )
+
+
+@migrations()
+def m005_conversation_work(db: Database) -> None:
+    # What agents do in a conversation: snoozing, merging, mentions, presence, and a change
+    # watermark for live updates. Notes are messages with direction 'note' (m001).
+    #
+    # `conversation_changes` holds one row per conversation with the sequence number of its last
+    # change; triggers keep it current whoever writes (ingest, outbox, web), so the live-update
+    # stream asks one indexed question per tick: "which conversations changed after seq N?".
+    # `created_seq` tells a new conversation from a changed one.
+    statements = [
+        "ALTER TABLE conversations ADD COLUMN snoozed_until TEXT",
+        "ALTER TABLE conversations ADD COLUMN merged_into INTEGER REFERENCES conversations(id)",
+        "CREATE INDEX conversations_snoozed ON conversations(snoozed_until) WHERE snoozed_until IS NOT NULL",
+        """CREATE TABLE notifications (
+            id INTEGER PRIMARY KEY,
+            agent_id INTEGER NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL,
+            conversation_id INTEGER REFERENCES conversations(id) ON DELETE CASCADE,
+            message_id INTEGER REFERENCES messages(id) ON DELETE CASCADE,
+            actor_id INTEGER REFERENCES agents(id) ON DELETE SET NULL,
+            created_at TEXT NOT NULL,
+            read_at TEXT
+        )""",
+        "CREATE INDEX notifications_agent ON notifications(agent_id, read_at, id)",
+        "CREATE INDEX notifications_conversation ON notifications(conversation_id)",
+        """CREATE TABLE presence (
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            agent_id INTEGER NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+            state TEXT NOT NULL CHECK (state IN ('viewing', 'typing')),
+            seen_at TEXT NOT NULL,
+            PRIMARY KEY (conversation_id, agent_id)
+        )""",
+        """CREATE TABLE conversation_merges (
+            id INTEGER PRIMARY KEY,
+            source_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            target_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            agent_id INTEGER REFERENCES agents(id) ON DELETE SET NULL,
+            message_ids TEXT NOT NULL,
+            source_status TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            undone_at TEXT
+        )""",
+        "CREATE INDEX conversation_merges_source ON conversation_merges(source_id)",
+        "CREATE INDEX conversation_merges_target ON conversation_merges(target_id)",
+        """CREATE TABLE conversation_changes (
+            conversation_id INTEGER PRIMARY KEY REFERENCES conversations(id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            created_seq INTEGER NOT NULL
+        )""",
+        "CREATE INDEX conversation_changes_seq ON conversation_changes(seq)",
+        # Leaving 'snoozed' any way at all (a customer's message, an agent, the wake-up job) ends the snooze.
+        """CREATE TRIGGER conversations_unsnooze AFTER UPDATE OF status ON conversations
+           WHEN NEW.status != 'snoozed' AND NEW.snoozed_until IS NOT NULL
+           BEGIN UPDATE conversations SET snoozed_until = NULL WHERE id = NEW.id; END""",
+        """CREATE TRIGGER conversations_changed_insert AFTER INSERT ON conversations BEGIN
+             INSERT INTO conversation_changes (conversation_id, seq, created_seq)
+             SELECT NEW.id, s, s FROM (SELECT coalesce(max(seq), 0) + 1 AS s FROM conversation_changes);
+           END""",
+        """CREATE TRIGGER conversations_changed_update AFTER UPDATE OF status, assignee_id, team_id, priority,
+             last_message_at, snoozed_until, merged_into, subject, customer_id ON conversations BEGIN
+             INSERT INTO conversation_changes (conversation_id, seq, created_seq)
+             SELECT NEW.id, s, s FROM (SELECT coalesce(max(seq), 0) + 1 AS s FROM conversation_changes) WHERE 1
+             ON CONFLICT (conversation_id) DO UPDATE SET seq = excluded.seq;
+           END""",
+        """CREATE TRIGGER messages_changed_insert AFTER INSERT ON messages BEGIN
+             INSERT INTO conversation_changes (conversation_id, seq, created_seq)
+             SELECT NEW.conversation_id, s, s FROM (SELECT coalesce(max(seq), 0) + 1 AS s FROM conversation_changes)
+             WHERE 1 ON CONFLICT (conversation_id) DO UPDATE SET seq = excluded.seq;
+           END""",
+        """CREATE TRIGGER messages_changed_update AFTER UPDATE OF delivery_status, conversation_id ON messages BEGIN
+             INSERT INTO conversation_changes (conversation_id, seq, created_seq)
+             SELECT NEW.conversation_id, s, s FROM (SELECT coalesce(max(seq), 0) + 1 AS s FROM conversation_changes)
+             WHERE 1 ON CONFLICT (conversation_id) DO UPDATE SET seq = excluded.seq;
+           END""",
+        # Conversations that exist before this migration start at seq 0: nothing to announce.
+        "INSERT INTO conversation_changes (conversation_id, seq, created_seq) SELECT id, 0, 0 FROM conversations",
+    ]
+    for sql in statements:
+        db.execute(sql)
+
+
+#: The text the conversation search index holds for a customer: name, then every identity.
+_CUSTOMER_SEARCH_TEXT = (
+    "(SELECT cu.display_name || ' ' || ifnull((SELECT group_concat(i.value || ' ' || i.display, ' ') "
+    "FROM identities i WHERE i.customer_id = cu.id), '') FROM customers cu WHERE cu.id = {customer})"
+)
+
+#: When the customer started waiting: their first inbound message after our latest reply.
+_WAITING_SINCE = (
+    "(SELECT min(m.received_at) FROM messages m WHERE m.conversation_id = {conversation} AND m.direction = 'in' "
+    "AND m.id > ifnull((SELECT max(o.id) FROM messages o WHERE o.conversation_id = {conversation} "
+    "AND o.direction = 'out'), 0))"
+)
+
+
+@migrations()
+def m004_queue(db: Database) -> None:
+    # Labels, saved views and per-agent "seen up to" marks for the queue; `waiting_since` kept by
+    # triggers so that every writer (ingest, outbox, merges) keeps it right without knowing of it;
+    # indexes whose leading columns are the queue's equality filters and whose last is its sort key,
+    # so a page is read in index order and stops after 51 rows; and an FTS5 index over conversation
+    # subjects and their customers' names and identities (messages have theirs since m001).
+    customer_of_new = _CUSTOMER_SEARCH_TEXT.format(customer="NEW.customer_id")
+    db.executescript(
+        f"""
+        CREATE TABLE labels (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+            color TEXT NOT NULL DEFAULT ''
+        );
+        CREATE TABLE conversation_labels (
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id),
+            label_id INTEGER NOT NULL REFERENCES labels(id) ON DELETE CASCADE,
+            PRIMARY KEY (conversation_id, label_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX conversation_labels_label ON conversation_labels(label_id, conversation_id);
+
+        CREATE TABLE saved_views (
+            id INTEGER PRIMARY KEY,
+            agent_id INTEGER NOT NULL REFERENCES agents(id),
+            name TEXT NOT NULL,
+            filters TEXT NOT NULL DEFAULT '{{}}',
+            created_at TEXT NOT NULL,
+            UNIQUE (agent_id, name)
+        );
+
+        CREATE TABLE conversation_seen (
+            agent_id INTEGER NOT NULL REFERENCES agents(id),
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id),
+            message_id INTEGER NOT NULL,
+            PRIMARY KEY (agent_id, conversation_id)
+        ) WITHOUT ROWID;
+
+        ALTER TABLE conversations ADD COLUMN waiting_since TEXT;
+        UPDATE conversations SET waiting_since = {_WAITING_SINCE.format(conversation="conversations.id")};
+        CREATE TRIGGER conversations_waiting_in AFTER INSERT ON messages WHEN NEW.direction = 'in' BEGIN
+            UPDATE conversations SET waiting_since = ifnull(waiting_since, NEW.received_at)
+            WHERE id = NEW.conversation_id;
+        END;
+        CREATE TRIGGER conversations_waiting_out AFTER INSERT ON messages WHEN NEW.direction = 'out' BEGIN
+            UPDATE conversations SET waiting_since = NULL WHERE id = NEW.conversation_id;
+        END;
+        CREATE TRIGGER conversations_waiting_moved AFTER UPDATE OF conversation_id ON messages BEGIN
+            UPDATE conversations SET waiting_since = {_WAITING_SINCE.format(conversation="conversations.id")}
+            WHERE id IN (OLD.conversation_id, NEW.conversation_id);
+        END;
+
+        CREATE INDEX queue_waiting ON conversations(status, ifnull(waiting_since, '~'));
+        CREATE INDEX queue_assignee ON conversations(assignee_id, status, last_message_at);
+        CREATE INDEX queue_team ON conversations(team_id, status, last_message_at);
+        CREATE INDEX queue_channel ON conversations(channel, status, last_message_at);
+        CREATE INDEX queue_priority ON conversations(priority, status, last_message_at);
+
+        CREATE VIRTUAL TABLE conversation_search USING fts5(
+            subject, customer, tokenize = 'unicode61 remove_diacritics 2'
+        );
+        INSERT INTO conversation_search (rowid, subject, customer)
+            SELECT c.id, c.subject, {_CUSTOMER_SEARCH_TEXT.format(customer="c.customer_id")} FROM conversations c;
+        CREATE TRIGGER conversation_search_ai AFTER INSERT ON conversations BEGIN
+            INSERT INTO conversation_search (rowid, subject, customer) VALUES (NEW.id, NEW.subject, {customer_of_new});
+        END;
+        CREATE TRIGGER conversation_search_au AFTER UPDATE OF subject, customer_id ON conversations BEGIN
+            UPDATE conversation_search SET subject = NEW.subject, customer = {customer_of_new} WHERE rowid = NEW.id;
+        END;
+        CREATE TRIGGER conversation_search_ad AFTER DELETE ON conversations BEGIN
+            DELETE FROM conversation_search WHERE rowid = OLD.id;
+        END;
+        CREATE TRIGGER conversation_search_customer AFTER UPDATE OF display_name ON customers BEGIN
+            UPDATE conversation_search SET customer = {_CUSTOMER_SEARCH_TEXT.format(customer="NEW.id")}
+            WHERE rowid IN (SELECT id FROM conversations WHERE customer_id = NEW.id);
+        END;
+        CREATE TRIGGER conversation_search_identity_ai AFTER INSERT ON identities BEGIN
+            UPDATE conversation_search SET customer = {customer_of_new}
+            WHERE rowid IN (SELECT id FROM conversations WHERE customer_id = NEW.customer_id);
+        END;
+        CREATE TRIGGER conversation_search_identity_au AFTER UPDATE ON identities BEGIN
+            UPDATE conversation_search SET customer = {_CUSTOMER_SEARCH_TEXT.format(customer="OLD.customer_id")}
+            WHERE rowid IN (SELECT id FROM conversations WHERE customer_id = OLD.customer_id);
+            UPDATE conversation_search SET customer = {customer_of_new}
+            WHERE rowid IN (SELECT id FROM conversations WHERE customer_id = NEW.customer_id);
+        END;
+        CREATE TRIGGER conversation_search_identity_ad AFTER DELETE ON identities BEGIN
+            UPDATE conversation_search SET customer = {_CUSTOMER_SEARCH_TEXT.format(customer="OLD.customer_id")}
+            WHERE rowid IN (SELECT id FROM conversations WHERE customer_id = OLD.customer_id);
+        END;
+        """
+    )
+
+
+@migrations()
+def m007_service_levels(db: Database) -> None:
+    # Service levels (inbox/service_levels.py), satisfaction surveys (inbox/csat.py) and the weekly
+    # digest (inbox/digest.py). Policies live in the config file, not here: they are few, reviewed
+    # like code, and the due times computed from them are stored on each conversation instead.
+    #
+    # The status log is written by triggers, so that every status change (by an agent, by a new
+    # message reopening a conversation, by any later automation) is recorded without each writer
+    # remembering to: pauses and resolution times are computed from it. The same triggers mark the
+    # conversation's service levels as stale (sla_computed_at NULL) for the worker to recompute.
+    db.executescript(
+        """
+        ALTER TABLE conversations ADD COLUMN sla_policy TEXT;
+        ALTER TABLE conversations ADD COLUMN first_response_due_desired TEXT;
+        ALTER TABLE conversations ADD COLUMN first_response_due_adequate TEXT;
+        ALTER TABLE conversations ADD COLUMN next_response_due_desired TEXT;
+        ALTER TABLE conversations ADD COLUMN next_response_due_adequate TEXT;
+        ALTER TABLE conversations ADD COLUMN resolution_due_desired TEXT;
+        ALTER TABLE conversations ADD COLUMN resolution_due_adequate TEXT;
+        ALTER TABLE conversations ADD COLUMN sla_due_desired TEXT;
+        ALTER TABLE conversations ADD COLUMN sla_due_adequate TEXT;
+        ALTER TABLE conversations ADD COLUMN sla_paused_since TEXT;
+        ALTER TABLE conversations ADD COLUMN sla_paused_seconds REAL NOT NULL DEFAULT 0;
+        ALTER TABLE conversations ADD COLUMN first_response_seconds REAL;
+        ALTER TABLE conversations ADD COLUMN first_response_level TEXT;
+        ALTER TABLE conversations ADD COLUMN resolution_seconds REAL;
+        ALTER TABLE conversations ADD COLUMN resolution_level TEXT;
+        ALTER TABLE conversations ADD COLUMN next_response_breaches INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE conversations ADD COLUMN resolved_at TEXT;
+        ALTER TABLE conversations ADD COLUMN sla_computed_at TEXT;
+        CREATE INDEX conversations_sla_due ON conversations(sla_due_adequate) WHERE sla_due_adequate IS NOT NULL;
+        CREATE INDEX conversations_sla_stale ON conversations(id) WHERE sla_computed_at IS NULL;
+        CREATE INDEX conversations_created ON conversations(created_at);
+
+        CREATE TABLE conversation_status_log (
+            id INTEGER PRIMARY KEY,
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            at TEXT NOT NULL,
+            old_status TEXT,
+            new_status TEXT NOT NULL
+        );
+        CREATE INDEX conversation_status_log_conversation ON conversation_status_log(conversation_id, at);
+
+        CREATE TRIGGER conversation_status_logged AFTER UPDATE OF status ON conversations
+        WHEN OLD.status IS NOT NEW.status
+        BEGIN
+            INSERT INTO conversation_status_log (conversation_id, at, old_status, new_status)
+            VALUES (NEW.id,
+                    CASE WHEN NEW.updated_at > OLD.updated_at THEN NEW.updated_at
+                         ELSE strftime('%Y-%m-%dT%H:%M:%f000Z', 'now') END,
+                    OLD.status, NEW.status);
+            UPDATE conversations SET sla_computed_at = NULL WHERE id = NEW.id;
+        END;
+        CREATE TRIGGER conversation_sla_inputs_changed AFTER UPDATE OF priority, team_id, channel ON conversations
+        BEGIN
+            UPDATE conversations SET sla_computed_at = NULL WHERE id = NEW.id;
+        END;
+        CREATE TRIGGER message_marks_sla_stale AFTER INSERT ON messages
+        BEGIN
+            UPDATE conversations SET sla_computed_at = NULL WHERE id = NEW.conversation_id;
+        END;
+
+        -- One row per warning or breach announced to the leads (the notifications themselves go
+        -- to the `notifications` table): a due time is announced once, however often the check runs.
+        CREATE TABLE sla_notifications (
+            id INTEGER PRIMARY KEY,
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            metric TEXT NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('warning', 'breach')),
+            due_at TEXT NOT NULL,
+            notified INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            UNIQUE (conversation_id, metric, kind, due_at)
+        );
+
+        CREATE TABLE csat_surveys (
+            id INTEGER PRIMARY KEY,
+            conversation_id INTEGER NOT NULL UNIQUE REFERENCES conversations(id) ON DELETE CASCADE,
+            channel TEXT NOT NULL,
+            customer_id INTEGER REFERENCES customers(id),
+            agent_id INTEGER REFERENCES agents(id),
+            team_id INTEGER REFERENCES teams(id),
+            kind TEXT NOT NULL CHECK (kind IN ('link', 'chat')),
+            state TEXT NOT NULL DEFAULT 'asked' CHECK (state IN ('asked', 'answered', 'expired')),
+            token_hash TEXT UNIQUE,
+            message_id INTEGER REFERENCES messages(id),
+            first_response_seconds REAL,
+            asked_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            score INTEGER CHECK (score BETWEEN 1 AND 5),
+            comment TEXT,
+            answered_at TEXT,
+            answer_message_id INTEGER REFERENCES messages(id)
+        );
+        CREATE INDEX csat_surveys_answered ON csat_surveys(answered_at) WHERE answered_at IS NOT NULL;
+        CREATE INDEX csat_surveys_asked ON csat_surveys(asked_at);
+
+        CREATE TABLE digests (
+            week TEXT PRIMARY KEY,
+            period_start TEXT NOT NULL,
+            period_end TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            html TEXT NOT NULL,
+            text TEXT NOT NULL,
+            figures TEXT NOT NULL DEFAULT '{}',
+            generated_at TEXT NOT NULL,
+            sent_at TEXT,
+            recipients TEXT NOT NULL DEFAULT '',
+            send_error TEXT
+        );
+        CREATE TABLE digest_images (
+            week TEXT NOT NULL REFERENCES digests(week) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            png BLOB NOT NULL,
+            PRIMARY KEY (week, name)
+        );
+        """
+    )
