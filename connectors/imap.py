@@ -23,7 +23,9 @@ temporary SMTP answer (4xx) or a network failure is retried later; a permanent o
 
 Cursor
 ------
-The cursor is `v1:<UIDVALIDITY>:<last UID>`. It only moves past UIDs whose messages were stored
+The cursor is `v1:<UIDVALIDITY>:<last UID>` (followed by `:<UID>:<tries>` while one message's
+FETCH answer cannot be read: that message is tried on three polls, then held in quarantine as
+"unfetchable" with its UID, and the mailbox moves on). It only moves past UIDs whose messages were stored
 or quarantined in the same database transaction, so a poll killed at any moment repeats at most
 one page. If the server's UIDVALIDITY differs from the cursor's (the mailbox was rebuilt or moved
 to a new server), every UID is read again from 1 and a warning names both values; messages
@@ -68,7 +70,7 @@ from email.message import EmailMessage
 from typing import Any
 
 from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientError, LoginError
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError, ProtocolError
 
 from connectors.base import Connector, ItemError, Limits, PermanentError, RetryableError, Setting
 from inbox.mail import build_reply, parse_email, parse_email_headers, tokens_in
@@ -97,12 +99,16 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+#: Polls in a row that may fail to read one message's FETCH answer before it is quarantined (IN-42).
+MAX_FETCH_ATTEMPTS = 3
+
+
 def parse_cursor(cursor: str | None) -> tuple[int, int] | None:
     """(uidvalidity, last_uid) from a cursor string, or None when there is none (or it is unreadable)."""
     if not cursor:
         return None
     parts = cursor.split(":")
-    if len(parts) != 3 or parts[0] != CURSOR_VERSION:
+    if len(parts) not in (3, 5) or parts[0] != CURSOR_VERSION:
         return None
     try:
         uidvalidity, last_uid = int(parts[1]), int(parts[2])
@@ -113,8 +119,18 @@ def parse_cursor(cursor: str | None) -> tuple[int, int] | None:
     return uidvalidity, last_uid
 
 
-def make_cursor(uidvalidity: int, last_uid: int) -> str:
-    return f"{CURSOR_VERSION}:{uidvalidity}:{last_uid}"
+def make_cursor(uidvalidity: int, last_uid: int, stuck: tuple[int, int] | None = None) -> str:
+    """The cursor; `stuck` = (uid, failed attempts) of a message whose FETCH answer could not be read."""
+    base = f"{CURSOR_VERSION}:{uidvalidity}:{last_uid}"
+    return f"{base}:{stuck[0]}:{stuck[1]}" if stuck else base
+
+
+def stuck_in_cursor(cursor: str | None) -> tuple[int, int] | None:
+    """(uid, attempts) of the message the last polls could not read, if the cursor records one."""
+    parts = (cursor or "").split(":")
+    if len(parts) == 5 and parts[3].isdigit() and parts[4].isdigit():
+        return int(parts[3]), int(parts[4])
+    return None
 
 
 class ImapConnector(Connector):
@@ -241,7 +257,25 @@ class ImapConnector(Connector):
         if not page:
             return self._page_done([], make_cursor(uidvalidity, last_uid), [], more=False)
 
-        items, rejects = self._read(client, uidvalidity, page)
+        items, rejects, unreadable = self._read(client, uidvalidity, page)
+        if unreadable is not None:
+            uid, error = unreadable
+            before = stuck_in_cursor(cursor)
+            attempts = (before[1] if before and before[0] == uid else 0) + 1
+            if attempts < MAX_FETCH_ATTEMPTS:
+                # Keep what came before it and try this message again next poll: servers do recover.
+                self.log.warning("the answer for message %s:%s of %s could not be read (try %d of %d): %s",
+                                 uidvalidity, uid, mailbox, attempts, MAX_FETCH_ATTEMPTS, error)
+                kept = [i for i in items if _uid_of(i.source_ref) < uid]
+                kept_rejects = [r for r in rejects if _uid_of(r.source_ref) < uid]
+                return self._page_done(kept, make_cursor(uidvalidity, uid - 1, (uid, attempts)), kept_rejects,
+                                       more=False)
+            # Give up on it: hold a record of it in quarantine and let the mailbox move on.
+            rejects.append(Reject(
+                raw=f"UID {uid} of {mailbox} (UIDVALIDITY {uidvalidity}) on {self.config['host']}".encode(),
+                reason=f"unfetchable: the server's answer for this message could not be read after "
+                       f"{attempts} tries ({error}); it is still on the server",
+                source_ref=f"{uidvalidity}:{uid}", exception="ProtocolError"))
         self._taken += len(page)
         more = len(uids) > len(page) and self._taken < self.config["max_per_poll"]
         return self._page_done(items, make_cursor(uidvalidity, page[-1]), rejects, more=more)
@@ -251,15 +285,20 @@ class ImapConnector(Connector):
             self._taken = 0  # this poll is over; the next fetch starts a new one
         return FetchResult(items=items, cursor=cursor, rejects=rejects, more=more)
 
-    def _read(self, client: IMAPClient, uidvalidity: int, uids: Sequence[int]) -> tuple[list[InboundItem],
-                                                                                         list[Reject]]:
-        """The messages with `uids`, oldest first; oversized ones as header-only stubs."""
+    def _read(self, client: IMAPClient, uidvalidity: int, uids: Sequence[int]
+              ) -> tuple[list[InboundItem], list[Reject], tuple[int, str] | None]:
+        """The messages with `uids`, oldest first; oversized ones as header-only stubs.
+
+        The third value names the first message whose FETCH answer could not be read, if any.
+        """
         limit = getattr(self.context, "max_message_bytes", None)
         sizes = {uid: int(data.get(_SIZE) or 0) for uid, data in client.fetch(list(uids), ["RFC822.SIZE"]).items()}
         large = [u for u in uids if u in sizes and limit is not None and sizes[u] > limit]
         small = [u for u in uids if u in sizes and u not in large]
-        bodies = client.fetch(small, ["BODY.PEEK[]"]) if small else {}
-        headers = client.fetch(large, ["BODY.PEEK[HEADER]"]) if large else {}
+        bodies, unreadable = self._fetch_each_if_needed(client, small, "BODY.PEEK[]")
+        headers, unreadable_header = self._fetch_each_if_needed(client, large, "BODY.PEEK[HEADER]")
+        if unreadable is None or (unreadable_header is not None and unreadable_header[0] < unreadable[0]):
+            unreadable = unreadable_header
 
         items: list[InboundItem] = []
         rejects: list[Reject] = []
@@ -282,7 +321,31 @@ class ImapConnector(Connector):
                 self.log.warning("message %s of %s quarantined: %s", source_ref, self.name, reason)
                 rejects.append(Reject(raw=raw, reason=self.redact(reason), source_ref=source_ref,
                                       exception=type(exc).__name__))
-        return items, rejects
+        return items, rejects, unreadable
+
+    def _fetch_each_if_needed(self, client: IMAPClient, uids: list[int], what: str
+                              ) -> tuple[dict, tuple[int, str] | None]:
+        """FETCH `uids` at once; if the answer cannot be parsed, one by one to find the message at fault."""
+        if not uids:
+            return {}, None
+        try:
+            return client.fetch(uids, [what]), None
+        except IMAPClientAbortError:
+            raise
+        except (ProtocolError, ValueError, IndexError) as exc:
+            self.log.warning("a FETCH answer from %s could not be read (%s); reading one by one",
+                             self.config["host"], exc)
+        found: dict = {}
+        first_unreadable = None
+        for uid in uids:
+            try:
+                found.update(client.fetch([uid], [what]))
+            except IMAPClientAbortError:
+                raise
+            except (ProtocolError, ValueError, IndexError) as exc:
+                if first_unreadable is None:
+                    first_unreadable = (uid, self.redact(f"{type(exc).__name__}: {exc}")[:200])
+        return found, first_unreadable
 
     def _parse(self, raw: bytes, source_ref: str | None) -> InboundItem:
         return parse_email(
@@ -434,6 +497,13 @@ class ImapConnector(Connector):
         if isinstance(text, bytes):
             text = text.decode("utf-8", "replace")
         return self.redact(f"{code} {' '.join(str(text).split())}")
+
+
+def _uid_of(source_ref: str | None) -> int:
+    try:
+        return int((source_ref or "").rsplit(":", 1)[-1])
+    except ValueError:
+        return 0
 
 
 def _plain_header_text(text: str) -> str:

@@ -511,3 +511,33 @@ def test_replies_to_loop_addresses_are_refused(make_connector, smtp_server, hand
     with pytest.raises(PermanentError, match="not sending"):
         make_connector().send(reply_to(handle=handle))
     assert smtp_server.messages == []
+
+
+def test_unreadable_fetch_answer_is_retried_then_quarantined_and_the_rest_arrive(make_connector, mail_channel,
+                                                                                 ingestor, store, monkeypatch):
+    """IN-42: the server's FETCH answer for one UID cannot be parsed (Zammad #2754)."""
+    from imapclient.exceptions import ProtocolError
+
+    mail_channel.customer_writes(4)
+    real_fetch = IMAPClient.fetch
+
+    def fetch_chokes_on_uid_3(self, messages, data, *args, **kwargs):
+        if any(b"BODY" in (d.encode() if isinstance(d, str) else d) for d in data) and 3 in list(messages):
+            raise ProtocolError("unexpected response: * 3 FETCH (UID 3 BODY[] {12}\\r\\nGARBAGE")
+        return real_fetch(self, messages, data, *args, **kwargs)
+
+    monkeypatch.setattr(IMAPClient, "fetch", fetch_chokes_on_uid_3)
+    # Two polls: the messages before it arrive, the cursor waits before UID 3, nothing is quarantined yet.
+    for _ in range(2):
+        report = poll(make_connector(), ingestor)
+        assert report.quarantined == 0
+        assert parse_cursor(store.cursor("mail"))[1] == 2
+    assert [m["subject"] for m in stored_messages(store)] == ["Question 1", "Question 2"]
+    # The third poll gives up on UID 3: it is held in quarantine with its UID, and the mailbox moves on.
+    report = poll(make_connector(), ingestor)
+    assert (report.stored, report.quarantined) == (1, 1)
+    [held] = store.quarantined()
+    assert held["reason"].startswith("unfetchable")
+    assert held["source_ref"].endswith(":3")
+    assert [m["subject"] for m in stored_messages(store)] == ["Question 1", "Question 2", "Question 4"]
+    assert parse_cursor(store.cursor("mail"))[1] == 4
