@@ -1,0 +1,216 @@
+"""Facebook Page: Messenger conversations and comments on the Page's posts, by webhook and by polling.
+
+What it does
+------------
+- **Messenger messages** to the Page become *private* conversations, one per person: the thread
+  key is the person's page-scoped id (PSID). A message that answers another (`reply_to.mid`)
+  refers to it. Images, videos, audio and files sent in a message become attachments, fetched
+  only from Meta's media hosts through the SSRF-guarded download.
+- **Comments** on the Page's posts become *public* conversations, one per post (thread key
+  `post:<post id>`); a reply to a comment refers to the comment it answers (`parent_id`).
+  Comments written by the Page itself, and Messenger echoes (what the Page sent), are never
+  taken as customers' messages.
+- **Delivery and read receipts** (`message_deliveries`, `message_reads`) move our sent replies to
+  "delivered" and "read". Messenger's read receipt only gives a time ("read up to"), so the
+  connector asks the Conversations API which of our messages that covers.
+
+Inbound: webhooks first, polling as the safety net
+--------------------------------------------------
+Meta posts each event to `<base_url>/webhooks/<channel>`. The body's `X-Hub-Signature-256` is
+checked against `app_secret` over the raw bytes before anything is parsed (a wrong or missing
+signature is refused with 403 and nothing is stored); the subscription handshake (`GET` with
+`hub.mode=subscribe`, `hub.verify_token`, `hub.challenge`) is answered with the bare challenge
+when the verify token matches. Entries for other Pages of the same app are ignored.
+
+The worker also polls (every `poll_every` seconds, default 300), to pick up what a webhook missed
+(an outage on our side longer than Meta's retries, a subscription switched off):
+
+- `GET /{page-id}/conversations?platform=messenger&fields=id,updated_time,participants,
+  messages.limit(20){id,created_time,from,to,message,attachments}`, newest first, following
+  `paging.cursors.after` until a conversation older than the stored `updated_time`. Meta shows
+  the 20 newest messages of a conversation.
+- `GET /{page-id}/feed` (the `recent_posts` newest posts), then for each post updated since the
+  watermark `GET /{post-id}/comments?filter=stream&order=reverse_chronological&since=<watermark>`.
+
+Items are keyed by Meta's ids (`m_...` message ids, `<post>_<comment>` comment ids), so an
+event that came by webhook and again by polling, or a webhook Meta delivered twice, is stored
+once. The cursor is a small JSON object: `conversations` (the newest `updated_time` read),
+`comments` (the newest comment time read) and, while a long walk is unfinished,
+`conversations_next` / `conversations_top`. The first poll reaches back `first_poll_hours`.
+
+Replies
+-------
+- In a Messenger conversation: Send API `POST /{page-id}/messages` to the PSID. Within 24 hours
+  of the customer's last message with `messaging_type=RESPONSE`; from 24 hours to 7 days with
+  `messaging_type=MESSAGE_TAG, tag=HUMAN_AGENT` (setting `human_agent`; the app needs Meta's
+  Human Agent permission); after 7 days the reply fails with a message saying the window has
+  closed. The customer's last message time is read from the Conversations API just before
+  sending (`?user_id=<PSID>`), so a message that only arrived at Meta counts too. At most 2000
+  characters.
+- In a comment conversation: a public reply under the customer's comment
+  (`POST /{comment-id}/comments`). A caller that builds an `OutboundReply` with `public=False`
+  for a comment conversation sends a **private reply** instead: a Messenger message to the
+  commenter (`recipient: {"comment_id": ...}`), which Meta allows once per comment, within 7 days.
+
+Setup, permissions and settings: docs/channels/facebook.md.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from connectors._meta import (
+    COMMON_SETTINGS,
+    MetaConnector,
+    _data,
+    _display,
+    _not_before,
+    _raw,
+    graph_time,
+)
+from connectors.base import ItemError, Limits, PermanentError, Setting, pick
+from inbox.models import Author, InboundItem, Reject
+
+MAX_MESSAGE_LENGTH = 2000
+
+
+class FacebookConnector(MetaConnector):
+    kind = "facebook"
+    display_name = "Facebook Messenger"
+    platform = "messenger"
+    webhook_object = "page"
+    identity_kind = "facebook"
+    max_dm_length = MAX_MESSAGE_LENGTH
+    comment_prefix = "post:"
+    settings = (
+        Setting("page_id", required=True, help="The Facebook Page's numeric id."),
+        *COMMON_SETTINGS,
+        Setting("api_url", default="https://graph.facebook.com", help="Base URL of the Graph API."),
+    )
+    # 24 hours with RESPONSE, up to 7 days with the HUMAN_AGENT tag; comment replies have no window.
+    limits = Limits(max_text_length=MAX_MESSAGE_LENGTH, formatting="plain", reply_window_hours=24 * 7,
+                    supports_attachments=False)
+    # Webhooks carry the traffic; the poll only catches what they missed.
+    default_poll_every = 300.0
+
+    def __init__(self, name: str, config: Any, **kwargs: Any) -> None:
+        super().__init__(name, config, **kwargs)
+        self.page_id = str(self.config["page_id"]).strip()
+        if not self.page_id.isdigit():
+            raise PermanentError(f"page_id must be the Page's numeric id, not {self.page_id[:30]!r}")
+
+    @property
+    def api_url(self) -> str:
+        return str(self.config["api_url"])
+
+    @property
+    def account_id(self) -> str:
+        return self.page_id
+
+    @property
+    def node(self) -> str:
+        return self.page_id
+
+    @property
+    def own_ids(self) -> set[str]:
+        return {self.page_id}
+
+    # Comments -----------------------------------------------------------------------------------
+
+    def comment_change(self, change: dict[str, Any], entry: dict[str, Any]) -> InboundItem | None:
+        if change.get("field") != "feed":
+            return None
+        value = pick(change, "value", type=dict)
+        if value.get("item") != "comment" or value.get("verb") != "add":
+            return None  # new posts, reactions, edits and removals are not messages to answer
+        sender = pick(value, "from", "id", type=(str, int))
+        if str(sender) in self.own_ids:
+            return None
+        return self._comment_item({
+            "id": pick(value, "comment_id", type=str), "post_id": pick(value, "post_id", type=str),
+            "parent_id": value.get("parent_id"), "from": value["from"], "message": value.get("message"),
+            "created_time": value.get("created_time") or entry.get("time"), "photo": value.get("photo"),
+        })
+
+    def _comment_item(self, comment: dict[str, Any]) -> InboundItem:
+        """An item from a comment in our flat shape: id, post_id, parent_id, from, message, created_time."""
+        comment_id = pick(comment, "id", type=str)
+        post_id = pick(comment, "post_id", type=str)
+        sender = pick(comment, "from", "id", type=(str, int))
+        name = comment["from"].get("name") or ""
+        parent = comment.get("parent_id")
+        refs = (str(parent),) if isinstance(parent, str) and parent and parent != post_id else ()
+        text = comment.get("message") if isinstance(comment.get("message"), str) else ""
+        photo = self._attachment("image", comment.get("photo"), comment_id[-12:])
+        headers = {"platform": "facebook_comment", "post_id": post_id}
+        if isinstance(comment.get("permalink_url"), str):
+            headers["url"] = comment["permalink_url"]
+        return InboundItem(
+            channel=self.name, external_id=comment_id,
+            author=Author(handle=str(sender), name=_display(name), identity_kind=self.identity_kind),
+            text=text, sent_at=graph_time(comment.get("created_time")), thread_key=f"post:{post_id}",
+            references=refs, public=True, attachments=(photo,) if photo else (), headers=headers,
+            raw=_raw("comment", comment),
+        )
+
+    def parse_raw_comment(self, kind: str, body: Any) -> InboundItem | None:
+        if kind != "comment":
+            raise ItemError(f"unknown stored item kind {kind!r}")
+        return self._comment_item(body)
+
+    def poll_comments(self, watermark: dt.datetime) -> tuple[list[InboundItem], list[Reject], dt.datetime | None]:
+        posts = self.graph.call("GET", f"/{self.page_id}/feed", params={
+            "fields": "id,created_time,updated_time,permalink_url", "limit": int(self.config["recent_posts"])})
+        items: list[InboundItem] = []
+        rejects: list[Reject] = []
+        newest = None
+        for post in _data(posts):
+            post_id = post.get("id")
+            if not isinstance(post_id, str):
+                continue
+            try:
+                # A post's updated_time moves when someone comments on it.
+                if graph_time(post.get("updated_time") or post.get("created_time")) < watermark:
+                    continue
+            except ItemError:
+                pass
+            params = {"filter": "stream", "order": "reverse_chronological",
+                      "since": int(watermark.timestamp()), "limit": int(self.config["page_size"]),
+                      "fields": "id,message,from,created_time,parent{id},permalink_url,attachment"}
+            fresh = []
+            for data, _, _ in self.graph.pages(f"/{post_id}/comments", params,
+                                               max_pages=int(self.config["pages_per_fetch"])):
+                reached = False
+                for comment in data:
+                    if not _not_before(comment, watermark):
+                        reached = True
+                        break
+                    if isinstance(comment.get("from"), dict) and str(comment["from"].get("id")) in self.own_ids:
+                        continue
+                    fresh.append(_flat_comment(comment, post_id))
+                if reached:
+                    break
+            # Newest first from Graph; reversed, comments of the same second keep their order.
+            found, bad = self.each(fresh[::-1], self._comment_item, raw_of=lambda c: _raw("comment", c))
+            items += found
+            rejects += bad
+            for item in found:
+                newest = max(newest or item.sent_at, item.sent_at)
+        return items, rejects, newest
+
+    def reply_to_comment(self, comment_id: str, text: str) -> str:
+        answer = self.graph.call("POST", f"/{comment_id}/comments", json_body={"message": text})
+        return str(pick(answer, "id"))
+
+
+def _flat_comment(comment: dict[str, Any], post_id: str) -> dict[str, Any]:
+    """A Graph comment object in the flat shape a webhook `feed` change gives."""
+    parent = comment.get("parent") if isinstance(comment.get("parent"), dict) else {}
+    attachment = comment.get("attachment") if isinstance(comment.get("attachment"), dict) else {}
+    media = attachment.get("media") if isinstance(attachment.get("media"), dict) else {}
+    image = media.get("image") if isinstance(media.get("image"), dict) else {}
+    flat = {k: v for k, v in comment.items() if k not in ("parent", "attachment")}
+    flat.update({"post_id": post_id, "parent_id": parent.get("id") or post_id, "photo": image.get("src")})
+    return flat
+
