@@ -1,0 +1,586 @@
+"""WhatsApp Business (Cloud API): customers' messages pushed to a webhook, answered from the inbox.
+
+What it does
+------------
+WhatsApp has no history to poll: Meta posts every customer message, and every status of the
+messages we sent, to `<base_url>/webhooks/<channel>`. The endpoint checks the
+`X-Hub-Signature-256` header (HMAC-SHA256 of the raw body with the app secret) before anything
+is parsed, stores what arrived and answers 200 only after the commit, so a delivery Meta did not
+see acknowledged is retried and stored once (the message id `wamid.…` is the dedupe key).
+
+- Every conversation is private and one-to-one. The customer is identified by their phone number
+  (`wa_id`, digits with the country code), kept as E.164 (`+16505551234`, identity kind `phone`),
+  so the same person writing by SMS or email with that number is the same customer. Their
+  WhatsApp profile name becomes the display name. The thread key is the `wa_id`.
+- Text, captions, button and list replies come in as text. Images, documents, audio, voice notes,
+  videos and stickers are fetched (`GET /{media-id}`, then the media URL with the access token)
+  and stored as attachments; a file that cannot be fetched is listed without content. Locations,
+  contacts, reactions, orders and message types WhatsApp itself does not support arrive as a
+  readable line such as `[location 52.37, 4.89]`, never dropped.
+- A customer who answers a particular message (swipe to reply) carries its id in `references`.
+- Message statuses (`sent`, `delivered`, `read`, `failed` with Meta's reason) move our reply's
+  delivery status forward; a late "delivered" after "read" changes nothing.
+- A part of a delivery that cannot be understood goes to the quarantine, the rest is stored.
+
+Replies
+-------
+`POST /{phone-number-id}/messages` with `type: text` (at most 4096 characters) and
+`context.message_id` = the customer's message, so the reply shows as a quoted answer. WhatsApp
+allows free text only within **24 hours of the customer's last message** (the customer service
+window, `limits.reply_window_hours`). After that Meta refuses it (error 131047) and the agent is
+told that only an approved template message can be sent; `send_template()` sends one.
+
+Rate limits (130429 throughput, 131056 too many messages to one customer, 80007 and 4 account
+or app limits), Meta's temporary failures and 5xx are retried later; everything else (an expired
+token, an unknown number, a paused account) is permanent and the agent sees Meta's explanation.
+
+Setup
+-----
+1. In Meta for Developers create an app of type *Business* and add the **WhatsApp** product; note
+   the **phone number id** (not the phone number) and the WhatsApp Business Account id.
+2. In Business Settings create a *system user*, give it the app and the WhatsApp account with
+   `whatsapp_business_messaging` (and `whatsapp_business_management`), and generate a token that
+   never expires: that is `access_token`.
+3. App settings → Basic → **App secret**: that is `app_secret`.
+4. WhatsApp → Configuration → Webhook: callback URL `<base_url>/webhooks/<channel>`, verify token
+   = any random string you also put in `verify_token`; then subscribe to the `messages` field.
+Details: docs/channels/whatsapp.md.
+
+Settings: see `settings` below.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import mimetypes
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from connectors._http import Http, retry_after_seconds
+from connectors.base import (
+    Connector,
+    ItemError,
+    Limits,
+    PermanentError,
+    RetryableError,
+    Setting,
+    WebhookRequest,
+    pick,
+)
+from inbox.models import Attachment, Author, DeliveryUpdate, FetchResult, InboundItem, OutboundReply, Reject
+
+SIGNATURE_HEADER = "X-Hub-Signature-256"
+MAX_TEXT = 4096
+MAX_NAME = 200
+#: Meta's payloads stay well under this; the endpoint's default 1 MB could refuse a real one.
+WEBHOOK_MAX_BYTES = 3 * 1024 * 1024
+#: Free-form messages are allowed this long after the customer's last message.
+REPLY_WINDOW_HOURS = 24
+#: "Re-engagement message": the 24-hour customer service window is closed.
+WINDOW_CLOSED = 131047
+#: Throttling and temporary failures: try again later. Seconds to wait when Meta gives no delay.
+RETRY_CODES = {
+    4: 60.0,  # application request limit reached
+    17: 60.0, 32: 60.0, 613: 60.0,  # Graph user/page/custom rate limits
+    80007: 60.0,  # WhatsApp Business Account rate limit
+    130429: 10.0,  # Cloud API throughput reached
+    131048: 300.0,  # spam rate limit: too many previous messages were blocked or flagged
+    131056: 6.0,  # pair rate limit: too many messages to the same customer in a short time
+    1: 30.0, 2: 30.0,  # unknown / temporarily unavailable
+    131000: 30.0,  # something went wrong
+    131016: 30.0,  # service unavailable
+    133004: 30.0,  # server temporarily unavailable
+}
+#: What the agent should do about common permanent refusals, after Meta's own words.
+ADVICE = {
+    WINDOW_CLOSED: "More than 24 hours have passed since the customer last wrote: WhatsApp only allows an "
+                   "approved template message now. Send a template, or wait until the customer writes again.",
+    190: "The access token was refused (expired or revoked): create a new system-user token and put it in "
+         "the channel's access_token setting.",
+    131026: "WhatsApp could not deliver to this number (no WhatsApp account, an old app version, or the "
+            "customer has not accepted the new terms).",
+    131030: "This number is not on the test number's allowed list (development mode).",
+    131031: "The WhatsApp Business account is locked; see WhatsApp Manager.",
+    131042: "The WhatsApp Business account has a payment problem; see WhatsApp Manager.",
+    131051: "WhatsApp does not support this message type.",
+    132001: "No approved template with this name and language exists.",
+    368: "The WhatsApp account is temporarily blocked for policy violations.",
+}
+#: Media message types and how their files are named when WhatsApp gives no filename.
+_MEDIA_TYPES = ("image", "document", "audio", "video", "sticker")
+_STATUSES = ("sent", "delivered", "read", "failed")
+#: Hosts the access token may be sent to when a media URL is fetched (besides the Graph API's).
+_MEDIA_TOKEN_HOSTS = ("fbsbx.com", "facebook.com", "fbcdn.net", "whatsapp.net", "whatsapp.com")
+
+
+def whatsapp_error(body: Any) -> dict[str, Any] | None:
+    """The `error` object of a Graph API error body, or None."""
+    error = body.get("error") if isinstance(body, dict) else None
+    return error if isinstance(error, dict) else None
+
+
+def error_text(error: Mapping[str, Any]) -> str:
+    """One line for the agent: Meta's message, its details and the code, plus advice when we have some."""
+    code = error.get("code")
+    message = str(error.get("error_user_msg") or error.get("message") or error.get("title") or "error")
+    data = error.get("error_data") if isinstance(error.get("error_data"), dict) else {}
+    details = data.get("details") or error.get("details")
+    text = message
+    if isinstance(details, str) and details and details not in message:
+        text += f": {details}"
+    if isinstance(code, int) and f"#{code}" not in text and f"({code})" not in text:
+        text += f" (code {code})"
+    advice = ADVICE.get(code) if isinstance(code, int) else None
+    return f"{text}. {advice}" if advice else text
+
+
+def signature(secret: str, body: bytes) -> str:
+    """The `X-Hub-Signature-256` value Meta sends for `body`."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is None:
+        lowered = name.lower()
+        value = next((v for k, v in headers.items() if k.lower() == lowered), None)
+    return value
+
+
+def _usage_delay(headers: Mapping[str, str]) -> float | None:
+    """Seconds until access returns, from `X-Business-Use-Case-Usage` (minutes per business id)."""
+    raw = _header(headers, "X-Business-Use-Case-Usage")
+    if not raw:
+        return None
+    try:
+        usage = json.loads(raw)
+    except ValueError:
+        return None
+    minutes = [entry.get("estimated_time_to_regain_access") for entries in
+               (usage.values() if isinstance(usage, dict) else []) if isinstance(entries, list)
+               for entry in entries if isinstance(entry, dict)]
+    minutes = [m for m in minutes if isinstance(m, int | float) and m > 0]
+    return max(minutes) * 60.0 if minutes else None
+
+
+def _digits(number: str | None) -> str:
+    return "".join(ch for ch in str(number or "") if ch.isdigit())
+
+
+class WhatsAppConnector(Connector):
+    kind = "whatsapp"
+    display_name = "WhatsApp"
+    push_only = True
+    settings = (
+        Setting("phone_number_id", required=True,
+                help="The phone number id from WhatsApp → API Setup (not the phone number itself)."),
+        Setting("access_token", required=True, secret=True,
+                help="A system-user access token with whatsapp_business_messaging (generate one that never "
+                     "expires)."),
+        Setting("app_secret", required=True, secret=True,
+                help="The app secret (App settings → Basic); webhooks signed with anything else are refused."),
+        Setting("verify_token", required=True, secret=True,
+                help="Any random string; enter the same in the app's webhook configuration (hub.verify_token)."),
+        Setting("app_secret_previous", default=None, secret=True,
+                help="While rotating the app secret: the old one, still accepted. Remove it when done."),
+        Setting("business_account_id", default=None,
+                help="The WhatsApp Business Account id; when set, deliveries for other accounts are ignored."),
+        Setting("api_url", default="https://graph.facebook.com", help="Base URL of the Graph API."),
+        Setting("api_version", default="v25.0", help="Graph API version, e.g. v25.0."),
+        Setting("download_media", default=True, help="Download images, documents, audio and video as attachments."),
+        Setting("timeout", default=30, help="Seconds a Graph API call may take."),
+    )
+    limits = Limits(max_text_length=MAX_TEXT, formatting="plain", reply_window_hours=REPLY_WINDOW_HOURS,
+                    supports_attachments=False)
+    webhook_max_bytes = WEBHOOK_MAX_BYTES
+
+    def __init__(self, name: str, config: Mapping[str, Any], **kwargs: Any) -> None:
+        super().__init__(name, config, **kwargs)
+        self.phone_number_id = str(self.config["phone_number_id"]).strip()
+        version = str(self.config["api_version"]).strip().strip("/")
+        if not version.startswith("v"):
+            version = f"v{version}"
+        self.api_url = str(self.config["api_url"]).rstrip("/")
+        self.http = Http(f"{self.api_url}/{version}", timeout=float(self.config["timeout"]), redact=self.redact,
+                         headers={"Authorization": f"Bearer {self.config['access_token']}"})
+
+    @classmethod
+    def check_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
+        merged = super().check_config(config)
+        if not str(merged["phone_number_id"]).strip().isdigit():
+            raise PermanentError("phone_number_id: the numeric id from WhatsApp → API Setup, not the phone number")
+        return merged
+
+    def fetch(self, cursor: str | None) -> FetchResult:
+        """Nothing to poll: WhatsApp only pushes (see `parse_webhook`)."""
+        return FetchResult(items=[], cursor=cursor)
+
+    # Webhooks ---------------------------------------------------------------------------------
+
+    def verify_webhook(self, request: WebhookRequest) -> None:
+        given = _header(request.headers, SIGNATURE_HEADER)
+        if not given:
+            raise PermanentError(f"{SIGNATURE_HEADER} is missing")
+        secrets = [self.config["app_secret"]] + ([self.config["app_secret_previous"]]
+                                                 if self.config.get("app_secret_previous") else [])
+        # Bytes compare: compare_digest refuses non-ASCII str, and a header may hold anything.
+        given_bytes = given.encode("utf-8", "replace")
+        if not any(hmac.compare_digest(given_bytes, signature(str(s), request.body).encode()) for s in secrets):
+            raise PermanentError(f"{SIGNATURE_HEADER} does not match the body (wrong app_secret, or a forgery)")
+
+    def webhook_challenge(self, args: Mapping[str, str]) -> str | None:
+        """Meta's subscription handshake: the challenge when the verify token matches, else None."""
+        token = str(args.get("hub.verify_token") or "")
+        if args.get("hub.mode") != "subscribe" or not token:
+            return None
+        if not hmac.compare_digest(token.encode("utf-8", "replace"), str(self.config["verify_token"]).encode()):
+            return None
+        return str(args.get("hub.challenge") or "")
+
+    def parse_webhook(self, request: WebhookRequest) -> FetchResult:
+        try:
+            payload = json.loads(request.body)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            return FetchResult(items=[], cursor=None,
+                               rejects=[Reject(raw=request.body, reason="webhook body is not JSON")])
+        if not isinstance(payload, dict) or payload.get("object") != "whatsapp_business_account":
+            kind = payload.get("object") if isinstance(payload, dict) else type(payload).__name__
+            return FetchResult(items=[], cursor=None, rejects=[Reject(
+                raw=request.body, reason=f"not a WhatsApp Business Account delivery (object {str(kind)[:40]!r})")])
+        items: list[InboundItem] = []
+        rejects: list[Reject] = []
+        updates: list[DeliveryUpdate] = []
+        entries = payload.get("entry")
+        if not isinstance(entries, list):
+            rejects.append(Reject(raw=request.body, reason="delivery without an entry list"))
+            entries = []
+        for entry in entries:
+            try:
+                found, bad, statuses = self._entry(entry)
+            except (RetryableError, PermanentError):
+                raise
+            except Exception as exc:  # one broken entry must not cost the rest of the delivery
+                rejects.append(Reject(raw=_dump(entry), reason=self.redact(f"unreadable entry: {exc}"),
+                                      exception=type(exc).__name__))
+                continue
+            items += found
+            rejects += bad
+            updates += statuses
+        return FetchResult(items=items, cursor=None, rejects=rejects, updates=updates)
+
+    def _entry(self, entry: Any) -> tuple[list[InboundItem], list[Reject], list[DeliveryUpdate]]:
+        account = str(pick(entry, "id"))
+        changes = pick(entry, "changes", type=list)
+        wanted = self.config.get("business_account_id")
+        if wanted and account != str(wanted):
+            self.log.warning("channel %s: a delivery for WhatsApp account %s ignored (configured: %s)",
+                             self.name, account[:30], wanted)
+            return [], [], []
+        items: list[InboundItem] = []
+        rejects: list[Reject] = []
+        updates: list[DeliveryUpdate] = []
+        for change in changes:
+            if not isinstance(change, dict):
+                raise ItemError("a change is not an object")
+            if change.get("field") != "messages":
+                continue  # template status, account updates...: nothing for the inbox
+            value = pick(change, "value", type=dict)
+            number_id = str((value.get("metadata") or {}).get("phone_number_id") or "")
+            if number_id and number_id != self.phone_number_id:
+                self.log.warning("channel %s: a delivery for phone number id %s ignored (configured: %s)",
+                                 self.name, number_id[:30], self.phone_number_id)
+                continue
+            for error in value.get("errors") or []:
+                if isinstance(error, dict):
+                    self.log.warning("channel %s: WhatsApp reports %s", self.name, self.redact(error_text(error)))
+            names = _contact_names(value.get("contacts"))
+            found, bad = self.each(
+                value.get("messages") or [],
+                lambda message, e=entry, v=value, n=names: self._message_item(message, n, _single(e, v, message)),
+                raw_of=lambda message, e=entry, v=value: _dump(_single(e, v, message)))
+            items += found
+            rejects += bad
+            for status in value.get("statuses") or []:
+                try:
+                    update = self._status_update(status)
+                except ItemError as exc:
+                    rejects.append(Reject(raw=_dump(_single(entry, value, status, key="statuses")),
+                                          reason=f"unreadable status: {exc}", exception="ItemError"))
+                    continue
+                if update:
+                    updates.append(update)
+        return items, rejects, updates
+
+    # Items ------------------------------------------------------------------------------------
+
+    def _message_item(self, message: Any, names: dict[str, str], raw: dict[str, Any]) -> InboundItem:
+        if not isinstance(message, dict):
+            raise ItemError("a message is not an object")
+        wamid = pick(message, "id", type=str)
+        if not wamid.strip():
+            raise ItemError("message id is empty")
+        sender = pick(message, "from", type=str)
+        kind = pick(message, "type", type=str)
+        sent_at = _epoch(pick(message, "timestamp"))
+        phone = _digits(sender)
+        if phone and phone == sender:
+            author = Author(handle=f"+{phone}", name=names.get(sender, "")[:MAX_NAME], identity_kind="phone")
+        else:
+            # Newer payloads may name a customer by a business-scoped user id instead of a number.
+            author = Author(handle=sender, name=names.get(sender, "")[:MAX_NAME], identity_kind="whatsapp")
+        text, attachments, headers = self._content(message, kind)
+        context = message.get("context") if isinstance(message.get("context"), dict) else {}
+        references = [context["id"]] if isinstance(context.get("id"), str) and context["id"] else []
+        if kind == "reaction" and isinstance((message.get("reaction") or {}).get("message_id"), str):
+            references = [message["reaction"]["message_id"]]
+        if context.get("forwarded") or context.get("frequently_forwarded"):
+            headers["forwarded"] = "frequently" if context.get("frequently_forwarded") else "yes"
+        return InboundItem(
+            channel=self.name, external_id=wamid, author=author, text=text, sent_at=sent_at,
+            thread_key=sender, references=tuple(references), public=False, attachments=tuple(attachments),
+            headers={"type": kind, **headers}, raw=_dump(raw), source_ref=wamid,
+        )
+
+    def _content(self, message: dict[str, Any], kind: str) -> tuple[str, list[Attachment], dict[str, str]]:
+        """The message's text, its files and a few useful facts, by message type."""
+        body = message.get(kind) if isinstance(message.get(kind), dict) else {}
+        if kind == "text":
+            return str(pick(message, "text", "body", type=str)), [], {}
+        if kind in _MEDIA_TYPES:
+            media_id = pick(message, kind, "id", type=str)
+            caption = body.get("caption") if isinstance(body.get("caption"), str) else ""
+            return caption, [self._media(kind, media_id, body, str(message.get("id")))], {}
+        if kind == "interactive":
+            reply = body.get(body.get("type")) if isinstance(body.get(body.get("type")), dict) else {}
+            title = reply.get("title") or reply.get("body") or reply.get("name") or ""
+            if reply.get("description"):
+                title = f"{title} ({reply['description']})"
+            headers = {"reply_id": str(reply["id"])[:200]} if reply.get("id") else {}
+            if not title and reply.get("response_json"):
+                title = f"[form response] {str(reply['response_json'])[:2000]}"
+            return str(title) or "[interactive reply]", [], headers
+        if kind == "button":
+            headers = {"payload": str(body["payload"])[:200]} if body.get("payload") else {}
+            return str(body.get("text") or body.get("payload") or "[button]"), [], headers
+        if kind == "location":
+            where = f"[location {body.get('latitude')}, {body.get('longitude')}]"
+            extra = " ".join(str(body[k]) for k in ("name", "address", "url") if body.get(k))
+            return f"{where} {extra}".strip(), [], {}
+        if kind == "contacts":
+            lines = []
+            for contact in message.get("contacts") or []:
+                if not isinstance(contact, dict):
+                    continue
+                name = (contact.get("name") or {}).get("formatted_name") if isinstance(contact.get("name"), dict) \
+                    else None
+                phones = [p.get("phone") for p in contact.get("phones") or [] if isinstance(p, dict) and p.get("phone")]
+                lines.append(" ".join(["[contact", str(name or "?"), *map(str, phones)]) + "]")
+            return "\n".join(lines) or "[contact]", [], {}
+        if kind == "reaction":
+            emoji = body.get("emoji")
+            return (f"[reaction {emoji}]" if emoji else "[reaction removed]"), [], {}
+        if kind == "order":
+            products = body.get("product_items") if isinstance(body.get("product_items"), list) else []
+            note = f" {body['text']}" if isinstance(body.get("text"), str) and body["text"] else ""
+            return f"[order of {len(products)} item(s)]{note}", [], {}
+        if kind == "system":
+            return f"[system] {body.get('body') or body.get('type') or ''}".strip(), [], {}
+        # Types WhatsApp itself calls unsupported, and any type newer than this connector.
+        errors = message.get("errors") if isinstance(message.get("errors"), list) else []
+        reason = next((str(e.get("title") or e.get("message")) for e in errors if isinstance(e, dict)), "")
+        return f"[{kind} message: not shown here{'; ' + reason if reason else ''}]", [], {}
+
+    def _media(self, kind: str, media_id: str, body: dict[str, Any], wamid: str) -> Attachment:
+        """A media message's file: its URL from `GET /{media-id}`, then the bytes with the token."""
+        content_type = str(body.get("mime_type") or "application/octet-stream").split(";")[0].strip()
+        filename = body.get("filename") if isinstance(body.get("filename"), str) and body["filename"] else None
+        if not filename:
+            suffix = mimetypes.guess_extension(content_type) or ""
+            stem = "voice" if kind == "audio" and body.get("voice") else kind
+            filename = f"{stem}-{media_id[-12:]}{suffix}"
+        placeholder = Attachment(filename=filename, content_type=content_type)
+        if not self.config["download_media"]:
+            return placeholder
+        try:
+            info = self._call("GET", f"/{media_id}")
+        except PermanentError as exc:  # an expired media id, a refused token: keep the message
+            self.log.warning("channel %s: media of %s not fetched: %s", self.name, wamid[:80], exc)
+            return placeholder
+        url = info.get("url") if isinstance(info, dict) else None
+        if not isinstance(url, str) or not url:
+            self.log.warning("channel %s: media %s came without a URL", self.name, media_id[:40])
+            return placeholder
+        if not self._may_carry_token(url):
+            # The token opens the whole WhatsApp account: it only goes to Meta's hosts.
+            self.log.warning("channel %s: media URL host %s is not Meta's; not fetched", self.name,
+                             urlsplit(url).hostname)
+            return placeholder
+        try:
+            fetched = self.download(url, filename=filename, content_type=str(info.get("mime_type") or content_type),
+                                    headers={"Authorization": f"Bearer {self.config['access_token']}"})
+        except ItemError as exc:
+            self.log.warning("channel %s: media of %s not fetched: %s", self.name, wamid[:80], exc)
+            return placeholder
+        return fetched
+
+    def _may_carry_token(self, url: str) -> bool:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        if parts.netloc.lower() == urlsplit(self.api_url).netloc.lower():
+            return True
+        return parts.scheme == "https" and any(host == h or host.endswith("." + h) for h in _MEDIA_TOKEN_HOSTS)
+
+    def _status_update(self, status: Any) -> DeliveryUpdate | None:
+        if not isinstance(status, dict):
+            raise ItemError("a status is not an object")
+        wamid = pick(status, "id", type=str)
+        state = pick(status, "status", type=str)
+        if state not in _STATUSES:
+            return None  # "deleted", "warning" and the like say nothing about delivery
+        at = None
+        if status.get("timestamp") is not None:
+            try:
+                at = _epoch(status["timestamp"])
+            except ItemError:
+                at = None
+        error = None
+        if state == "failed":
+            errors = [e for e in status.get("errors") or [] if isinstance(e, dict)]
+            error = self.redact(error_text(errors[0]))[:500] if errors else "WhatsApp reports the message failed"
+        return DeliveryUpdate(provider_id=wamid, status=state, error=error, at=at)
+
+    def parse_raw(self, raw: bytes, source_ref: str | None = None) -> InboundItem:
+        """A quarantined message again (kept as a one-message delivery)."""
+        result = self.parse_webhook(WebhookRequest(body=raw, headers={}))
+        if result.rejects:
+            raise ItemError(result.rejects[0].reason)
+        if len(result.items) != 1:
+            raise ItemError("the stored delivery holds no customer message")
+        return result.items[0]
+
+    # Sending ----------------------------------------------------------------------------------
+
+    def send(self, reply: OutboundReply) -> str:
+        text = reply.text.strip()
+        if not text:
+            raise PermanentError("the reply is empty")
+        if len(text) > MAX_TEXT:
+            raise PermanentError(f"the reply has {len(text)} characters; WhatsApp allows {MAX_TEXT}. "
+                                 f"Shorten it by {len(text) - MAX_TEXT}.")
+        payload: dict[str, Any] = {
+            "messaging_product": "whatsapp", "recipient_type": "individual", "to": self._recipient(reply),
+            "type": "text", "text": {"body": text, "preview_url": False},
+        }
+        if reply.reply_to_external_id:
+            payload["context"] = {"message_id": reply.reply_to_external_id}
+        return self._sent_id(self._call("POST", f"/{self.phone_number_id}/messages", json=payload))
+
+    def send_template(self, to: str, template_name: str, language: str,
+                      parameters: list[str] | tuple[str, ...] = ()) -> str:
+        """Send an approved template (allowed outside the 24-hour window); returns its wamid.
+
+        `parameters` fill the body's {{1}}, {{2}}, ... in order.
+        """
+        number = str(to or "").strip()
+        recipient = _digits(number) if _digits(number) == number.lstrip("+") else number
+        if not recipient:
+            raise PermanentError("no WhatsApp number to send the template to")
+        template: dict[str, Any] = {"name": template_name, "language": {"code": language, "policy": "deterministic"}}
+        if parameters:
+            template["components"] = [{"type": "body", "parameters": [{"type": "text", "text": str(p)}
+                                                                      for p in parameters]}]
+        payload = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": recipient,
+                   "type": "template", "template": template}
+        return self._sent_id(self._call("POST", f"/{self.phone_number_id}/messages", json=payload))
+
+    def _recipient(self, reply: OutboundReply) -> str:
+        for candidate in (reply.thread_key, reply.to.handle if reply.to else None):
+            if candidate and _digits(candidate) == candidate.lstrip("+"):
+                return _digits(candidate)
+        if reply.thread_key:
+            return reply.thread_key  # a business-scoped user id
+        raise PermanentError("the conversation has no WhatsApp number to answer")
+
+    @staticmethod
+    def _sent_id(answer: Any) -> str:
+        try:
+            wamid = answer["messages"][0]["id"]
+        except (KeyError, IndexError, TypeError):
+            raise RetryableError("WhatsApp accepted the message but answered without its id") from None
+        return str(wamid)
+
+    # The Graph API ----------------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """One Graph API call; Meta's error codes decide between retrying and giving up."""
+        response = self.http.request(method, path, expect=tuple(range(100, 600)), **kwargs)
+        status = response.status_code
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if 200 <= status < 300 and body is not None:
+            return body
+        error = whatsapp_error(body)
+        where = f"WhatsApp {method} {path.split('?')[0]}"
+        delay = retry_after_seconds(response.headers) or _usage_delay(response.headers)
+        if error is None:
+            text = self.redact(f"{where} answered {status}" + (f": {response.text[:200]}" if response.text else ""))
+            if status == 429 or status >= 500 or 200 <= status < 300:
+                raise RetryableError(text, retry_after=delay)
+            raise PermanentError(text)
+        code = error.get("code")
+        text = self.redact(f"WhatsApp: {error_text(error)}")[:600]
+        if code in RETRY_CODES or error.get("is_transient") is True or status == 429 or status >= 500:
+            raise RetryableError(text, retry_after=delay or RETRY_CODES.get(code, 30.0))
+        raise PermanentError(text)
+
+    def close(self) -> None:
+        self.http.close()
+
+
+# Helpers --------------------------------------------------------------------------------------
+
+
+def _epoch(value: Any) -> dt.datetime:
+    """WhatsApp's timestamps: epoch seconds, as a string."""
+    try:
+        seconds = int(str(value).strip())
+        return dt.datetime.fromtimestamp(seconds, dt.UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        raise ItemError(f"timestamp {str(value)[:30]!r} is not epoch seconds") from None
+
+
+def _contact_names(contacts: Any) -> dict[str, str]:
+    names: dict[str, str] = {}
+    for contact in contacts if isinstance(contacts, list) else []:
+        if not isinstance(contact, dict):
+            continue
+        profile = contact.get("profile") if isinstance(contact.get("profile"), dict) else {}
+        name = profile.get("name")
+        for key in ("wa_id", "user_id"):
+            if isinstance(contact.get(key), str) and isinstance(name, str):
+                names[contact[key]] = name
+    return names
+
+
+def _single(entry: Any, value: dict[str, Any], part: Any, *, key: str = "messages") -> dict[str, Any]:
+    """A delivery holding only `part` (and its sender's contact): what quarantine keeps and reprocesses."""
+    sender = part.get("from") if isinstance(part, dict) else None
+    contacts = [c for c in value.get("contacts") or []
+                if isinstance(c, dict) and sender is not None and sender in (c.get("wa_id"), c.get("user_id"))]
+    single_value = {k: value[k] for k in ("messaging_product", "metadata") if k in value}
+    if contacts:
+        single_value["contacts"] = contacts
+    single_value[key] = [part]
+    account = entry.get("id") if isinstance(entry, dict) else None
+    return {"object": "whatsapp_business_account",
+            "entry": [{"id": account, "changes": [{"field": "messages", "value": single_value}]}]}
+
+
+def _dump(data: Any) -> bytes:
+    return json.dumps(data, ensure_ascii=False, default=str).encode("utf-8")

@@ -1,0 +1,409 @@
+"""A loopback imitation of the WhatsApp Cloud API (Graph API) and of Meta's signed webhook deliveries.
+
+It follows shared/channels.md section 4 to the field name:
+
+- `POST /v{N}/{phone-number-id}/messages` (any `/vNN.N/` version prefix): text messages with
+  `context.message_id`, templates, and mark-as-read (`{"status": "read", "message_id"}` →
+  `{"success": true}`); answers `{"messaging_product", "contacts": [{"input", "wa_id"}],
+  "messages": [{"id": "wamid.…"}]}` (templates add `"message_status": "accepted"`). Free text to a
+  customer whose last message is older than 24 hours (or who never wrote) is refused with error
+  131047 "Re-engagement message"; text over 4096 characters with error 100; an unknown template
+  with 132001.
+- `GET /v{N}/{media-id}` → `{"url", "mime_type", "sha256", "file_size", "id", "messaging_product"}`;
+  the media URL (`/whatsapp_business/attachments/?mid=…`, on this server) answers only with the
+  same `Authorization: Bearer` token.
+- Errors in Graph's envelope `{"error": {"message", "type", "code", "error_data": {"messaging_product",
+  "details"}, "error_subcode", "fbtrace_id"}}`; an expired token is 401 with code 190.
+
+Faults: `throttle(code)` (130429, 131056, 80007 with `X-Business-Use-Case-Usage`, 4),
+`server_error()`, `expire_token()`, plus the base class's `delay_next`/`drop_next`.
+
+Webhooks: `customer_text`, `customer_image`, `customer_document`, `customer_message` (any type),
+`status` (sent/delivered/read/failed for one of our wamids) and `malformed_delivery` each queue one
+delivery, signed with the app secret over the exact bytes (`X-Hub-Signature-256`). `deliver(url)`
+posts the queued deliveries and keeps those not answered 2xx for a retry, as Meta does for up to a
+week; `redeliver(body)` repeats one. For connector-level tests, `take_requests()` returns them as
+`WebhookRequest`s and `wrongly_signed(body)` / `unsigned(body)` make forged ones. `subscribe(url)`
+performs Meta's `hub.challenge` handshake.
+
+Run it alone with `python -m sandbox.whatsapp`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import itertools
+import json
+import threading
+import time
+from typing import Any
+
+import requests
+
+from sandbox.base import Imitation, Request, route
+
+DEFAULT_TOKEN = "EAAimitationWhatsAppToken0123456789"
+DEFAULT_APP_SECRET = "imitation-app-secret-0123456789abcdef"
+DEFAULT_VERIFY_TOKEN = "imitation-verify-token"
+MAX_TEXT = 4096
+WINDOW_SECONDS = 24 * 3600
+VERSION = r"/v\d+(?:\.\d+)?"
+
+#: Throttling answers as the Cloud API gives them: code -> (title, details).
+THROTTLES = {
+    130429: ("Rate limit hit", "Cloud API message throughput has been reached."),
+    131056: ("(Business Account, Consumer Account) pair rate limit hit",
+             "Message failed to send because there were too many messages sent from this phone number to the "
+             "same phone number in a short period of time."),
+    80007: ("There have been too many calls to this WhatsApp Business account.",
+            "The WhatsApp Business Account has reached its rate limit."),
+    4: ("Application request limit reached", "The app has reached its API call rate limit."),
+}
+
+
+def graph_error(status: int, code: int, message: str, *, details: str | None = None, subcode: int | None = None,
+                kind: str = "OAuthException", headers: dict[str, str] | None = None) -> tuple[int, dict, dict]:
+    """A Graph API error answer in Meta's envelope."""
+    error: dict[str, Any] = {"message": f"(#{code}) {message}" if code != 190 else message, "type": kind,
+                             "code": code, "fbtrace_id": base64.b64encode(hashlib.sha256(
+                                 f"{code}{time.time()}".encode()).digest()[:15]).decode()}
+    if details:
+        error["error_data"] = {"messaging_product": "whatsapp", "details": details}
+    if subcode is not None:
+        error["error_subcode"] = subcode
+    return status, {"error": error}, dict(headers or {})
+
+
+class WhatsAppImitation(Imitation):
+    """The WhatsApp Cloud API of one business phone number, on 127.0.0.1."""
+
+    name = "whatsapp"
+
+    def __init__(self, *, phone_number_id: str = "106540352242922", display_phone_number: str = "15550783881",
+                 business_account_id: str = "102290129340398", access_token: str = DEFAULT_TOKEN,
+                 app_secret: str = DEFAULT_APP_SECRET, verify_token: str = DEFAULT_VERIFY_TOKEN) -> None:
+        super().__init__()
+        self.phone_number_id = phone_number_id
+        self.display_phone_number = display_phone_number
+        self.business_account_id = business_account_id
+        self.access_token = access_token
+        self.app_secret = app_secret
+        self.verify_token = verify_token
+        self.valid_tokens: set[str] = {access_token}
+        self.names: dict[str, str] = {}  # wa_id -> profile name
+        self.last_inbound: dict[str, float] = {}  # wa_id -> epoch seconds of their last message
+        self.media: dict[str, dict[str, Any]] = {}
+        self.templates: set[tuple[str, str]] = {("hello_world", "en_US"), ("order_update", "en_US")}
+        self.pending: list[bytes] = []  # signed deliveries not yet answered 2xx
+        self.delivered: list[bytes] = []  # deliveries a webhook answered 2xx
+        self.sent: list[dict[str, Any]] = []  # what we (the connector) sent
+        self.read_marks: list[str] = []
+        self._ids = itertools.count(1)
+
+    # Ids and deliveries -----------------------------------------------------------------------
+
+    def wamid(self, wa_id: str) -> str:
+        raw = f"\x15\x02\x00\x12\x18\x14{wa_id}:{next(self._ids):020X}".encode()
+        return "wamid." + base64.b64encode(b"HBgL" + raw).decode()
+
+    def envelope(self, value: dict[str, Any]) -> dict[str, Any]:
+        """A whole webhook payload around one change `value` (messaging_product and metadata added)."""
+        return {"object": "whatsapp_business_account", "entry": [{
+            "id": self.business_account_id,
+            "changes": [{"value": {"messaging_product": "whatsapp",
+                                   "metadata": {"display_phone_number": self.display_phone_number,
+                                                "phone_number_id": self.phone_number_id},
+                                   **value},
+                         "field": "messages"}]}]}
+
+    def queue(self, payload: dict[str, Any] | bytes) -> bytes:
+        """Queue one delivery (its exact bytes are what gets signed and sent); returns the bytes."""
+        body = payload if isinstance(payload, bytes) else json.dumps(payload, ensure_ascii=False).encode()
+        with self.lock:
+            self.pending.append(body)
+        return body
+
+    def sign(self, body: bytes, secret: str | None = None) -> str:
+        key = (secret or self.app_secret).encode()
+        return "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
+
+    def headers_for(self, body: bytes, secret: str | None = None) -> dict[str, str]:
+        # Meta sends the legacy SHA-1 header beside the SHA-256 one.
+        key = (secret or self.app_secret).encode()
+        return {"Content-Type": "application/json", "User-Agent": "facebookexternalua",
+                "X-Hub-Signature-256": self.sign(body, secret),
+                "X-Hub-Signature": "sha1=" + hmac.new(key, body, hashlib.sha1).hexdigest()}
+
+    # Customers write --------------------------------------------------------------------------
+
+    def customer_message(self, wa_id: str, kind: str, fields: dict[str, Any] | None = None, *,
+                         name: str | None = None, context: str | None = None, at: float | None = None,
+                         queue: bool = True) -> dict[str, Any]:
+        """A customer's message of type `kind` (its `fields` under that key); returns the message.
+
+        `context` is the wamid the customer replies to; `at` backdates it (epoch seconds).
+        """
+        with self.lock:
+            when = time.time() if at is None else at
+            if name:
+                self.names[wa_id] = name
+            self.last_inbound[wa_id] = max(self.last_inbound.get(wa_id, 0.0), when)
+            message: dict[str, Any] = {"from": wa_id, "id": self.wamid(wa_id), "timestamp": str(int(when)),
+                                       "type": kind}
+            if fields is not None:
+                message[kind] = fields
+            if context:
+                message["context"] = {"from": self.display_phone_number, "id": context}
+            contact = {"profile": {"name": self.names.get(wa_id, f"Customer {wa_id[-4:]}")}, "wa_id": wa_id}
+        if queue:
+            self.queue(self.envelope({"contacts": [contact], "messages": [message]}))
+        return message
+
+    def customer_text(self, wa_id: str, text: str = "Does it come in another color?", **kwargs: Any) -> dict:
+        return self.customer_message(wa_id, "text", {"body": text}, **kwargs)
+
+    def add_media(self, data: bytes, mime_type: str) -> str:
+        with self.lock:
+            media_id = str(1000000000000000 + next(self._ids))
+            self.media[media_id] = {"data": data, "mime_type": mime_type,
+                                    "sha256": hashlib.sha256(data).hexdigest(), "file_size": len(data)}
+        return media_id
+
+    def customer_image(self, wa_id: str, data: bytes, *, caption: str | None = None,
+                       mime_type: str = "image/jpeg", **kwargs: Any) -> dict:
+        media_id = self.add_media(data, mime_type)
+        fields = {"mime_type": mime_type, "sha256": self.media[media_id]["sha256"], "id": media_id}
+        if caption:
+            fields["caption"] = caption
+        return self.customer_message(wa_id, "image", fields, **kwargs)
+
+    def customer_document(self, wa_id: str, data: bytes, filename: str, *,
+                          mime_type: str = "application/pdf", caption: str | None = None, **kwargs: Any) -> dict:
+        media_id = self.add_media(data, mime_type)
+        fields = {"filename": filename, "mime_type": mime_type, "sha256": self.media[media_id]["sha256"],
+                  "id": media_id}
+        if caption:
+            fields["caption"] = caption
+        return self.customer_message(wa_id, "document", fields, **kwargs)
+
+    def malformed_delivery(self, wa_id: str = "31612345678") -> tuple[dict, bytes]:
+        """One delivery with a good message, a message without id and an entry without changes.
+
+        Returns the good message and the delivery's bytes.
+        """
+        good = self.customer_message(wa_id, "text", {"body": "This one is fine"}, queue=False)
+        broken = {"from": wa_id, "timestamp": good["timestamp"], "type": "text", "text": {"body": "no id"}}
+        payload = self.envelope({"contacts": [{"profile": {"name": self.names.get(wa_id, "Customer")},
+                                               "wa_id": wa_id}], "messages": [good, broken]})
+        payload["entry"].append({"id": self.business_account_id, "time": "not changes"})
+        return good, self.queue(payload)
+
+    # Statuses of our messages -----------------------------------------------------------------
+
+    def status(self, wamid: str, status: str, *, error_code: int | None = None, title: str | None = None,
+               details: str | None = None, at: float | None = None) -> bytes:
+        """Queue Meta's status delivery for one of the messages we sent."""
+        with self.lock:
+            recipient = next((s["to"] for s in self.sent if s["wamid"] == wamid), "16505551234")
+        when = int(time.time() if at is None else at)
+        entry: dict[str, Any] = {"id": wamid, "status": status, "timestamp": str(when), "recipient_id": recipient}
+        if status in ("sent", "delivered"):
+            entry["conversation"] = {"id": hashlib.md5(recipient.encode()).hexdigest(),  # noqa: S324 - an id
+                                     "expiration_timestamp": str(when + WINDOW_SECONDS),
+                                     "origin": {"type": "service"}}
+            entry["pricing"] = {"billable": True, "pricing_model": "CBP", "category": "service"}
+        if status == "failed":
+            code = error_code or 131026
+            entry["errors"] = [{"code": code, "title": title or "Message undeliverable",
+                                "message": title or "Message undeliverable",
+                                "error_data": {"details": details or "Message Undeliverable."},
+                                "href": "https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes/"}]
+        return self.queue(self.envelope({"statuses": [entry]}))
+
+    # Delivering webhooks ----------------------------------------------------------------------
+
+    def take_requests(self) -> list[Any]:
+        """The queued deliveries as signed `WebhookRequest`s (connector-level tests); the queue empties."""
+        from connectors.base import WebhookRequest
+
+        with self.lock:
+            bodies, self.pending = list(self.pending), []
+            self.delivered += bodies
+        return [WebhookRequest(body=b, headers=self.headers_for(b), remote_addr="173.252.105.1") for b in bodies]
+
+    def wrongly_signed(self, body: bytes) -> Any:
+        from connectors.base import WebhookRequest
+
+        return WebhookRequest(body=body, headers=self.headers_for(body, secret="not-the-app-secret"))
+
+    def unsigned(self, body: bytes) -> Any:
+        from connectors.base import WebhookRequest
+
+        return WebhookRequest(body=body, headers={"Content-Type": "application/json"})
+
+    def deliver(self, url: str, *, secret: str | None = None, timeout: float = 10.0) -> list[int]:
+        """POST every queued delivery to `url`, signed with `secret` (default: the app secret).
+
+        Deliveries answered 2xx leave the queue; the others stay for a later retry. Returns the HTTP
+        status of each (0 when nothing answered).
+        """
+        with self.lock:
+            batch = list(self.pending)
+        statuses = []
+        for body in batch:
+            status = self.redeliver(body, url, secret=secret, timeout=timeout)
+            statuses.append(status)
+            if 200 <= status < 300:
+                with self.lock:
+                    if body in self.pending:
+                        self.pending.remove(body)
+                    self.delivered.append(body)
+        return statuses
+
+    def redeliver(self, body: bytes, url: str, *, secret: str | None = None, timeout: float = 10.0) -> int:
+        """POST one delivery's exact bytes again (Meta's retry); returns the HTTP status."""
+        try:
+            return requests.post(url, data=body, headers=self.headers_for(body, secret), timeout=timeout).status_code
+        except requests.RequestException:
+            return 0
+
+    def subscribe(self, url: str, verify_token: str | None = None) -> tuple[int, str, str]:
+        """Meta's verification GET; returns (status, body, the challenge that was sent)."""
+        challenge = str(1158201444 + next(self._ids))
+        params = {"hub.mode": "subscribe", "hub.challenge": challenge,
+                  "hub.verify_token": self.verify_token if verify_token is None else verify_token}
+        response = requests.get(url, params=params, timeout=10)
+        return response.status_code, response.text, challenge
+
+    # Faults -----------------------------------------------------------------------------------
+
+    def throttle(self, code: int = 130429, *, regain_minutes: int = 2) -> None:
+        title, details = THROTTLES[code]
+        headers = {}
+        if code == 80007:
+            headers["X-Business-Use-Case-Usage"] = json.dumps({self.business_account_id: [{
+                "type": "whatsapp", "call_count": 100, "total_cputime": 1, "total_time": 1,
+                "estimated_time_to_regain_access": regain_minutes}]})
+        if code == 4:
+            headers["X-App-Usage"] = json.dumps({"call_count": 100, "total_cputime": 20, "total_time": 20})
+        status, body, headers = graph_error(400, code, title, details=details, headers=headers)
+        self.fail_next(status, body, headers)
+
+    def server_error(self) -> None:
+        status, body, headers = graph_error(500, 131000, "Something went wrong",
+                                            details="Message failed to send due to an unknown error.")
+        self.fail_next(status, body, headers)
+
+    def expire_token(self) -> None:
+        with self.lock:
+            self.valid_tokens.clear()
+
+    # The Graph API ----------------------------------------------------------------------------
+
+    def _authorised(self, request: Request) -> tuple[int, dict, dict] | None:
+        given = request.headers.get("Authorization") or ""
+        if not given.startswith("Bearer "):
+            return graph_error(401, 190, "Invalid OAuth access token - Cannot parse access token")
+        if given[7:] not in self.valid_tokens:
+            return graph_error(401, 190, "Error validating access token: Session has expired on Thursday, "
+                                         "05-Mar-26 10:00:00 PST.", subcode=463)
+        return None
+
+    @route("POST", VERSION + r"/(?P<number_id>[^/]+)/messages")
+    def messages(self, request: Request, number_id: str):
+        refused = self._authorised(request)
+        if refused:
+            return refused
+        if number_id != self.phone_number_id:
+            return graph_error(400, 100, f"Unsupported post request. Object with ID '{number_id}' does not exist, "
+                                         "cannot be loaded due to missing permissions, or does not support this "
+                                         "operation.", kind="GraphMethodException", subcode=33)
+        try:
+            body = request.json()
+        except ValueError:
+            return graph_error(400, 100, "Invalid parameter", details="The request body is not JSON.")
+        if not isinstance(body, dict) or body.get("messaging_product") != "whatsapp":
+            return graph_error(400, 100, "Invalid parameter",
+                               details="The parameter messaging_product is required.")
+        if body.get("status") == "read":
+            with self.lock:
+                self.read_marks.append(str(body.get("message_id")))
+            return 200, {"success": True}
+        to = str(body.get("to") or "")
+        if not to.isdigit():
+            return graph_error(400, 100, "Invalid parameter", details="The parameter to is required.")
+        kind = body.get("type", "text")
+        record: dict[str, Any] = {"to": to, "type": kind, "payload": body,
+                                  "in_reply_to": (body.get("context") or {}).get("message_id")}
+        answer: dict[str, Any] = {}
+        if kind == "text":
+            text = (body.get("text") or {}).get("body")
+            if not isinstance(text, str) or not text:
+                return graph_error(400, 131008, "Required parameter is missing",
+                                   details="The parameter text['body'] is required.")
+            if len(text) > MAX_TEXT:
+                return graph_error(400, 100, "Invalid parameter",
+                                   details=f"Param text['body'] must be at most {MAX_TEXT} characters long.")
+            with self.lock:
+                last = self.last_inbound.get(to)
+            if last is None or time.time() - last > WINDOW_SECONDS:
+                return graph_error(400, 131047, "Re-engagement message", subcode=2494010, details=(
+                    "Message failed to send because more than 24 hours have passed since the customer last "
+                    "replied to this number."))
+            record["text"] = text
+        elif kind == "template":
+            template = body.get("template") or {}
+            language = (template.get("language") or {}).get("code")
+            if (template.get("name"), language) not in self.templates:
+                return graph_error(404, 132001, "Template name does not exist in the translation",
+                                   details=f"template name ({template.get('name')}) does not exist in {language}")
+            record["template"] = template.get("name")
+            record["language"] = language
+            record["parameters"] = [p.get("text") for c in template.get("components") or []
+                                    for p in c.get("parameters") or []]
+            answer["message_status"] = "accepted"
+        else:
+            return graph_error(400, 131051, "Unsupported message type",
+                               details=f"The imitation sends only text and template, not {kind}.")
+        with self.lock:
+            record["wamid"] = self.wamid(to)
+            self.sent.append(record)
+        return 200, {"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to}],
+                     "messages": [{"id": record["wamid"], **answer}]}
+
+    @route("GET", VERSION + r"/(?P<media_id>\d+)")
+    def media_url(self, request: Request, media_id: str):
+        refused = self._authorised(request)
+        if refused:
+            return refused
+        with self.lock:
+            media = self.media.get(media_id)
+        if media is None:
+            return graph_error(400, 100, f"Unsupported get request. Object with ID '{media_id}' does not exist, "
+                                         "cannot be loaded due to missing permissions, or does not support this "
+                                         "operation.", kind="GraphMethodException", subcode=33)
+        return 200, {"url": f"{self.url}/whatsapp_business/attachments/?mid={media_id}&ext=1749416383&hash=ARk",
+                     "mime_type": media["mime_type"], "sha256": media["sha256"], "file_size": media["file_size"],
+                     "id": media_id, "messaging_product": "whatsapp"}
+
+    @route("GET", r"/whatsapp_business/attachments/")
+    def media_download(self, request: Request):
+        if (request.headers.get("Authorization") or "")[7:] not in self.valid_tokens:
+            return 401, b"", {"Content-Type": "text/plain"}
+        with self.lock:
+            media = self.media.get(request.arg("mid") or "")
+        if media is None:
+            return 404, b"", {"Content-Type": "text/plain"}
+        return 200, media["data"], {"Content-Type": media["mime_type"]}
+
+
+if __name__ == "__main__":  # pragma: no cover - manual use
+    with WhatsAppImitation() as imitation:
+        print(f"WhatsApp Cloud API imitation at {imitation.url}/v25.0  phone_number_id {imitation.phone_number_id}")
+        print(f"access_token {imitation.access_token}  app_secret {imitation.app_secret}")
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
