@@ -1,0 +1,203 @@
+"""Instagram: direct messages and comments on the account's media, by webhook and by polling.
+
+What it does
+------------
+- **Direct messages** to the Instagram professional account become *private* conversations, one
+  per person (thread key: the person's Instagram-scoped id, IGSID). They arrive as Messenger-
+  shaped `messaging` events under `object: "instagram"`; echoes of what we sent are skipped.
+- **Comments** on the account's posts and reels become *public* conversations, one per media
+  (thread key `media:<media id>`); a reply to a comment refers to it (`parent_id`). The account's
+  own comments are skipped.
+- **Read receipts** (`messaging_seen`, `read.mid`) move our replies to "read".
+
+Two ways to connect (setting `login`)
+-------------------------------------
+- `facebook` (default): the Instagram account is linked to a Facebook Page and the app uses
+  Facebook Login with a **Page access token**. Calls go to `https://graph.facebook.com`:
+  conversations at `GET /{page-id}/conversations?platform=instagram`, replies through
+  `POST /{page-id}/messages`. Needs `page_id` and `account_id` (the Instagram account's id).
+- `instagram`: the app uses the Instagram API with Instagram Login and an **Instagram user
+  token**. Calls go to `https://graph.instagram.com`: `GET /{ig-id}/conversations` and
+  `POST /{ig-id}/messages`. Needs `account_id` only.
+
+Inbound: webhooks first, polling as the safety net
+--------------------------------------------------
+Webhooks arrive at `<base_url>/webhooks/<channel>` and are verified exactly like the Facebook
+Page's (`X-Hub-Signature-256` over the raw body with `app_secret`; the `hub.challenge`
+handshake with `verify_token`). The worker also polls (default every 300 s): the Conversations
+API (newest first, down to the stored `updated_time`; Meta shows the 20 newest messages of a
+conversation and leaves out Requests-folder conversations idle for 30 days), and the comments of
+the `recent_posts` newest media (`GET /{ig-id}/media`, then `GET /{media-id}/comments` with the
+`replies` of each). Meta's ids (message `mid`s, comment ids) are the keys, so what came both ways
+is stored once. The cursor is the same JSON object as the Facebook connector's.
+
+Replies
+-------
+- In a DM conversation: `POST /{node}/messages` to the IGSID: `RESPONSE` within 24 hours of the
+  customer's last message, `MESSAGE_TAG` + `HUMAN_AGENT` up to 7 days (setting `human_agent`),
+  refused after that with the reason. At most 1000 characters.
+- In a comment conversation: a public reply `POST /{ig-comment-id}/replies`. Instagram only
+  threads replies under top-level comments: a reply to a reply lands under its top-level comment.
+- A private reply to a comment (an `OutboundReply` with `public=False` in a comment conversation):
+  one DM to the commenter (`recipient: {"comment_id": ...}`), once per comment, within 7 days.
+
+Setup, permissions and settings: docs/channels/instagram.md.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from connectors._meta import (
+    COMMON_SETTINGS,
+    MetaConnector,
+    _data,
+    _display,
+    _not_before,
+    _raw,
+    graph_time,
+)
+from connectors.base import ItemError, Limits, PermanentError, Setting, pick
+from inbox.models import Author, InboundItem, Reject
+
+MAX_MESSAGE_LENGTH = 1000
+LOGINS = ("facebook", "instagram")
+API_URLS = {"facebook": "https://graph.facebook.com", "instagram": "https://graph.instagram.com"}
+COMMENT_FIELDS = "id,text,timestamp,from{id,username},username,parent_id"
+
+
+class InstagramConnector(MetaConnector):
+    kind = "instagram"
+    display_name = "Instagram"
+    platform = "instagram"
+    webhook_object = "instagram"
+    identity_kind = "instagram"
+    max_dm_length = MAX_MESSAGE_LENGTH
+    comment_prefix = "media:"
+    profile_fields = "name,username"
+    settings = (
+        Setting("account_id", required=True, help="The Instagram professional account's id (IG user id)."),
+        Setting("login", default="facebook",
+                help="facebook (Page token, account linked to a Page) or instagram (Instagram Login token)."),
+        Setting("page_id", help="The linked Facebook Page's id; required with login: facebook."),
+        *COMMON_SETTINGS,
+        Setting("api_url", help="Base URL of the Graph API (default by login: graph.facebook.com or "
+                                "graph.instagram.com)."),
+    )
+    limits = Limits(max_text_length=MAX_MESSAGE_LENGTH, formatting="plain", reply_window_hours=24 * 7,
+                    supports_attachments=False)
+    default_poll_every = 300.0
+
+    @classmethod
+    def check_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
+        merged = super().check_config(config)
+        problems = []
+        if merged["login"] not in LOGINS:
+            problems.append(f"login: {str(merged['login'])[:20]!r} is not one of {', '.join(LOGINS)}")
+        elif merged["login"] == "facebook" and not str(merged.get("page_id") or "").strip().isdigit():
+            problems.append("page_id: the linked Page's numeric id is required with login: facebook")
+        if not str(merged["account_id"]).strip().isdigit():
+            problems.append("account_id: must be the Instagram account's numeric id")
+        if problems:
+            raise PermanentError("; ".join(problems))
+        return merged
+
+    def __init__(self, name: str, config: Any, **kwargs: Any) -> None:
+        self.ig_id = str(config.get("account_id") or "").strip()
+        self.page_id = str(config.get("page_id") or "").strip()
+        super().__init__(name, config, **kwargs)
+
+    @property
+    def api_url(self) -> str:
+        return str(self.config.get("api_url") or API_URLS[self.config["login"]])
+
+    @property
+    def account_id(self) -> str:
+        return self.ig_id
+
+    @property
+    def node(self) -> str:
+        return self.page_id if self.config["login"] == "facebook" else self.ig_id
+
+    @property
+    def own_ids(self) -> set[str]:
+        return {i for i in (self.ig_id, self.page_id) if i}
+
+    # Comments -----------------------------------------------------------------------------------
+
+    def comment_change(self, change: dict[str, Any], entry: dict[str, Any]) -> InboundItem | None:
+        if change.get("field") != "comments":
+            return None  # live comments, mentions, story insights: not handled
+        value = pick(change, "value", type=dict)
+        sender = pick(value, "from", "id", type=(str, int))
+        if str(sender) in self.own_ids:
+            return None
+        return self._comment_item({
+            "id": pick(value, "id", type=str), "media_id": pick(value, "media", "id", type=(str, int)),
+            "parent_id": value.get("parent_id"), "from": value["from"], "text": value.get("text"),
+            "timestamp": value.get("timestamp") or entry.get("time"),
+            "media_product_type": (value.get("media") or {}).get("media_product_type"),
+        })
+
+    def _comment_item(self, comment: dict[str, Any]) -> InboundItem:
+        comment_id = pick(comment, "id", type=str)
+        media_id = str(pick(comment, "media_id", type=(str, int)))
+        sender = pick(comment, "from", "id", type=(str, int))
+        username = comment["from"].get("username") or comment.get("username") or ""
+        parent = comment.get("parent_id")
+        text = comment.get("text") if isinstance(comment.get("text"), str) else ""
+        headers = {"platform": "instagram_comment", "media_id": media_id}
+        if username:
+            headers["username"] = f"@{username}"
+        if isinstance(comment.get("permalink"), str):
+            headers["url"] = comment["permalink"]
+        return InboundItem(
+            channel=self.name, external_id=comment_id,
+            author=Author(handle=str(sender), name=_display(username), identity_kind=self.identity_kind),
+            text=text, sent_at=graph_time(comment.get("timestamp")), thread_key=f"media:{media_id}",
+            references=(str(parent),) if isinstance(parent, str | int) and str(parent) else (), public=True,
+            headers=headers, raw=_raw("comment", comment),
+        )
+
+    def parse_raw_comment(self, kind: str, body: Any) -> InboundItem | None:
+        if kind != "comment":
+            raise ItemError(f"unknown stored item kind {kind!r}")
+        return self._comment_item(body)
+
+    def poll_comments(self, watermark: dt.datetime) -> tuple[list[InboundItem], list[Reject], dt.datetime | None]:
+        media = self.graph.call("GET", f"/{self.ig_id}/media", params={
+            "fields": "id,timestamp,permalink,comments_count", "limit": int(self.config["recent_posts"])})
+        items: list[InboundItem] = []
+        rejects: list[Reject] = []
+        newest = None
+        for entry in _data(media):
+            media_id = entry.get("id")
+            if not isinstance(media_id, str | int) or entry.get("comments_count") == 0:
+                continue
+            params = {"fields": f"{COMMENT_FIELDS},replies{{{COMMENT_FIELDS}}}",
+                      "limit": int(self.config["page_size"])}
+            tops: list[dict[str, Any]] = []
+            for data, _, _ in self.graph.pages(f"/{media_id}/comments", params,
+                                               max_pages=int(self.config["pages_per_fetch"])):
+                tops += data
+            flat = []
+            # Top-level comments come newest first, each followed by its replies (oldest first).
+            for comment in tops[::-1]:
+                flat.append(comment)
+                flat += [dict(r, parent_id=r.get("parent_id") or comment.get("id"))
+                         for r in _data(comment.get("replies"))]
+            fresh = [dict(c, media_id=str(media_id), permalink=entry.get("permalink")) for c in flat
+                     if _not_before(c, watermark) and not (
+                         isinstance(c.get("from"), dict) and str(c["from"].get("id")) in self.own_ids)]
+            found, bad = self.each(fresh, self._comment_item, raw_of=lambda c: _raw("comment", c))
+            items += found
+            rejects += bad
+            for item in found:
+                newest = max(newest or item.sent_at, item.sent_at)
+        return items, rejects, newest
+
+    def reply_to_comment(self, comment_id: str, text: str) -> str:
+        answer = self.graph.call("POST", f"/{comment_id}/replies", json_body={"message": text})
+        return str(pick(answer, "id"))
