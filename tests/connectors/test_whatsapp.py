@@ -411,3 +411,126 @@ def test_settings_are_checked(whatsapp):
     assert connector.http.base_url.endswith("/v25.0")
     assert WhatsAppConnector.push_only and WhatsAppConnector.limits.max_text_length == 4096
     connector.close()
+
+
+# Through the generic webhook endpoint (inbox/web/webhooks.py) ----------------------------------
+
+
+@pytest.fixture
+def app_config(app_config, whatsapp):
+    app_config["fetch_allow_hosts"] = [whatsapp.host]
+    app_config["channels"] = {"wa": {"kind": "whatsapp", **settings_for(whatsapp)}}
+    return app_config
+
+
+@pytest.fixture
+def db(app, app_config):
+    from inbox.store import Store
+
+    store = Store(app_config["database"])
+    yield store
+    store.close()
+
+
+def post(client, request: WebhookRequest):
+    return client.post("/webhooks/wa", data=request.body, headers=dict(request.headers))
+
+
+def only_conversation(db) -> tuple[dict, list[dict]]:
+    [conversation] = db.recent_conversations()
+    return conversation, db.conversation_messages(conversation["id"])
+
+
+def test_endpoint_refuses_unsigned_and_forged_deliveries_and_stores_nothing(client, db, whatsapp):
+    whatsapp.customer_text("16505551234", "let me in")
+    [good] = whatsapp.take_requests()
+    for forged in (whatsapp.unsigned(good.body), whatsapp.wrongly_signed(good.body),
+                   dataclasses.replace(good, body=good.body.replace(b"let me in", b"let me out"))):
+        assert post(client, forged).status_code == 403
+    assert db.counts()["messages"] == 0 and db.counts()["quarantined"] == 0
+    refusals = db.webhook_refusals("wa")
+    assert len(refusals) == 3 and all("X-Hub-Signature-256" in r["reason"] for r in refusals)
+    assert all(whatsapp.app_secret not in r["reason"] for r in refusals)
+    assert post(client, good).status_code == 200 and db.counts()["messages"] == 1
+
+
+def test_endpoint_stores_a_replayed_delivery_once(client, db, whatsapp):
+    sent = whatsapp.customer_image("16505551234", PHOTO, caption="cracked", name="Sheena Nelson")
+    [request] = whatsapp.take_requests()
+    first = post(client, request)
+    assert first.status_code == 200 and first.get_json()["stored"] == 1
+    again = post(client, request)  # Meta did not see our 200 and retries the same bytes
+    assert again.status_code == 200 and again.get_json()["duplicate"] is True
+    # The same message in a differently built delivery (another batch) is still one message.
+    later = whatsapp.customer_text("16505551234", "hello?", queue=False)
+    batched = whatsapp.envelope({"contacts": [{"profile": {"name": "Sheena Nelson"}, "wa_id": "16505551234"}],
+                                 "messages": [sent, later]})
+    whatsapp.queue(batched)
+    [rebuilt] = whatsapp.take_requests()
+    answer = post(client, rebuilt).get_json()
+    assert (answer["stored"], answer["duplicates"]) == (1, 1)
+    conversation, [message, _] = only_conversation(db)
+    assert not conversation["public"] and db.conversation(conversation["id"])["thread_key"] == "16505551234"
+    assert (message["author_handle"], message["author_name"]) == ("+16505551234", "Sheena Nelson")
+    [photo] = message["attachments"]
+    assert photo["stored"] and photo["size"] == len(PHOTO) and photo["content_type"] == "image/jpeg"
+
+
+def test_endpoint_quarantines_a_malformed_entry_and_keeps_the_rest(client, db, whatsapp):
+    whatsapp.malformed_delivery()
+    [request] = whatsapp.take_requests()
+    answer = post(client, request).get_json()
+    assert (answer["stored"], answer["quarantined"]) == (1, 2)
+    assert all(h["reason"] for h in db.quarantined())
+
+
+def test_endpoint_answers_the_verification_challenge(client, whatsapp):
+    args = {"hub.mode": "subscribe", "hub.verify_token": whatsapp.verify_token, "hub.challenge": "<b>1158201444</b>"}
+    answer = client.get("/webhooks/wa", query_string=args)
+    assert answer.status_code == 200 and answer.text == "<b>1158201444</b>"
+    assert answer.mimetype == "text/plain"  # an echoed challenge is never HTML (WH-02)
+    assert client.get("/webhooks/wa", query_string={**args, "hub.verify_token": "guess"}).status_code == 403
+
+
+def test_statuses_move_our_reply_forward_never_back(app, client, db, whatsapp):
+    from inbox.outbox import queue_reply, send_due
+
+    whatsapp.customer_text("16505551234", "Where is my parcel?")
+    post(client, whatsapp.take_requests()[0])
+    conversation, _ = only_conversation(db)
+    mainland = app.extensions["mainland"]
+    queue_reply(mainland, db, conversation["id"], "It left our warehouse today.")
+    assert send_due(mainland, db).sent == 1
+    [ours] = whatsapp.sent
+
+    def our_status() -> tuple[str, str | None]:
+        reply = next(m for m in db.conversation_messages(conversation["id"]) if m["text"].startswith("It left"))
+        return reply["delivery_status"], reply["delivery_error"]
+
+    assert our_status() == ("sent", None)
+    for state, expected in (("delivered", "delivered"), ("sent", "delivered"), ("read", "read"),
+                            ("delivered", "read"), ("failed", "read")):
+        whatsapp.status(ours["wamid"], state)
+        assert post(client, whatsapp.take_requests()[0]).status_code == 200
+        assert our_status()[0] == expected, f"after a late {state!r}"
+
+
+def test_failed_status_shows_metas_reason(app, client, db, whatsapp):
+    from inbox.outbox import queue_reply, send_due
+
+    whatsapp.customer_text("16505551234", "hello")
+    post(client, whatsapp.take_requests()[0])
+    conversation, _ = only_conversation(db)
+    mainland = app.extensions["mainland"]
+    queue_reply(mainland, db, conversation["id"], "Hi! How can we help?")
+    send_due(mainland, db)
+    [ours] = whatsapp.sent
+    whatsapp.status(ours["wamid"], "sent")
+    whatsapp.status(ours["wamid"], "failed", error_code=131047, title="Re-engagement message",
+                    details="Message failed to send because more than 24 hours have passed since the customer "
+                            "last replied to this number.")
+    for request in whatsapp.take_requests():
+        assert post(client, request).status_code == 200
+    reply = next(m for m in db.conversation_messages(conversation["id"]) if m["text"].startswith("Hi!"))
+    assert reply["delivery_status"] == "failed"
+    assert "Re-engagement message" in reply["delivery_error"] and "template" in reply["delivery_error"]
