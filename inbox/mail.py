@@ -19,7 +19,7 @@ import email.policy
 import hashlib
 import re
 from collections.abc import Iterable
-from email.header import decode_header, make_header
+from email.header import decode_header
 from email.headerregistry import Address
 from email.message import EmailMessage, Message
 from email.utils import make_msgid, parsedate_to_datetime
@@ -70,6 +70,7 @@ KEPT_HEADERS = (
 _MSGID_RE = re.compile(r"<([^<>\s]{1,500})>")
 _MBOX_FROM = b"From "
 _SURROGATES = re.compile("[\udc80-\udcff]")
+_LONE_SURROGATES = re.compile("[\ud800-\udfff]")
 _CONTROL_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 #: `<addr>` at the very end of a header: the address of a From with a giant display name.
@@ -97,6 +98,14 @@ def _fix_8bit(raw: str) -> str:
         return data.decode("cp1252", "replace")
 
 
+def _scrub(text: str) -> str:
+    """No lone surrogates (from UTF-7, or an unknown charset decoded with surrogateescape):
+    SQLite and every encoder refuse them, and one such string would fail its whole batch."""
+    if text.isascii():
+        return text
+    return _LONE_SURROGATES.sub("\ufffd", text)
+
+
 def _header_text(value: object) -> str:
     """A header as readable text: RFC 2047 words decoded, unknown charsets tolerated, no newlines."""
     if value is None:
@@ -104,20 +113,29 @@ def _header_text(value: object) -> str:
     # Decoding encoded-words costs more than linear time; what is kept is capped anyway.
     raw = _fix_8bit(str(value)[:MAX_RAW_HEADER_CHARS])
     if "=?" in raw:
-        try:
-            raw = str(make_header(decode_header(raw)))
-        except (LookupError, UnicodeError, ValueError, email.errors.HeaderParseError):
-            parts = []
-            for chunk, charset in decode_header(raw):
-                if isinstance(chunk, bytes):
-                    parts.append(_decode_bytes(chunk, charset or "utf-8")[0])
-                else:
-                    parts.append(chunk)
-            raw = "".join(parts)
+        raw = _decode_words(raw)
     # Folded or hostile headers must not smuggle line breaks or NULs into views or replies.
     if not raw.isprintable():
-        raw = " ".join(_CONTROL_CHARS.sub(" ", raw).split())
+        raw = " ".join(_CONTROL_CHARS.sub(" ", _scrub(raw)).split())
     return raw[:MAX_HEADER_CHARS].strip()
+
+
+def _decode_words(raw: str) -> str:
+    """RFC 2047 encoded-words decoded; a word in an unknown charset or with broken base64 is
+    decoded best-effort (or left as it is) instead of failing the whole header."""
+    try:
+        chunks = decode_header(raw)
+    except (email.errors.HeaderParseError, ValueError, TypeError):  # broken base64 in one word
+        return raw
+    parts = []
+    for chunk, charset in chunks:
+        if isinstance(chunk, str):
+            parts.append(chunk)
+        elif charset is None:  # text between encoded-words, which decode_header re-encoded so
+            parts.append(chunk.decode("raw-unicode-escape", "replace"))
+        else:
+            parts.append(_decode_bytes(chunk, charset)[0])
+    return "".join(parts)
 
 
 def _decode_bytes(data: bytes, charset: str | None) -> tuple[str, bool]:
@@ -125,7 +143,7 @@ def _decode_bytes(data: bytes, charset: str | None) -> tuple[str, bool]:
     charset = (charset or "us-ascii").strip().strip('"').lower()
     try:
         return data.decode(charset), False
-    except (LookupError, UnicodeDecodeError):
+    except (LookupError, UnicodeDecodeError, ValueError):  # ValueError: a NUL in the charset name
         pass
     if charset in {"us-ascii", "ascii"}:
         try:
@@ -178,7 +196,7 @@ def _sender(msg: Message) -> Author:
         long_name = _header_text(raw[: tail.start()]).strip().strip('"').strip()
     if addresses:
         address = addresses[0]
-        handle = address.addr_spec.strip()
+        handle = _scrub(address.addr_spec.strip())
         valid = len(addresses) == 1 and not defects and _plausible_address(handle)
         name = long_name if long_name is not None else " ".join(_header_text(address.display_name).split())
         return Author(handle=_normalize_address(handle)[:MAX_ADDRESS_CHARS], name=name[:MAX_HEADER_CHARS],
@@ -556,6 +574,7 @@ class _Body:
         if data is None:
             data = str(part.get_payload()).encode("utf-8", "replace")
         text, fell_back = _decode_bytes(data, part.get_content_charset())
+        text = _scrub(text)
         # One line-ending convention for agents and search; NUL cuts text short in many tools.
         if "\r" in text:
             text = text.replace("\r\n", "\n").replace("\r", "\n")
@@ -720,7 +739,8 @@ def build_reply(
         refs.append(parent)
     if refs:
         msg["References"] = " ".join(f"<{r}>" for r in refs[-MAX_REFERENCES:])
-    msg["Auto-Submitted"] = "no"
+    # RFC 3834: our automatic messages (surveys) say so, so that auto-responders do not answer them.
+    msg["Auto-Submitted"] = "auto-generated" if reply.automatic else "no"
     msg[triage.LOOP_HEADER] = instance_id
     msg.set_content(reply.text)
     if reply.html:
