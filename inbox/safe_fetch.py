@@ -119,7 +119,12 @@ def safe_fetch(
                 location = response.headers.get("Location")
                 if not location:
                     raise FetchRefused(f"{host} redirected without a Location")
-                url = urljoin(url, location)
+                target = urljoin(url, location)
+                if urlsplit(target).netloc.lower() != parts.netloc.lower():
+                    # Credentials are for the host they were given for (as requests does on redirects).
+                    headers = {k: v for k, v in (headers or {}).items()
+                               if k.lower() not in ("authorization", "cookie", "proxy-authorization")}
+                url = target
                 continue
             if response.status != 200:
                 raise FetchRefused(f"{host} answered {response.status}")

@@ -534,3 +534,28 @@ def test_failed_status_shows_metas_reason(app, client, db, whatsapp):
     reply = next(m for m in db.conversation_messages(conversation["id"]) if m["text"].startswith("Hi!"))
     assert reply["delivery_status"] == "failed"
     assert "Re-engagement message" in reply["delivery_error"] and "template" in reply["delivery_error"]
+
+
+def test_a_media_redirect_to_another_host_does_not_carry_the_token(whatsapp, tmp_path, monkeypatch):
+    from inbox.runtime import ConnectorContext
+
+    with WhatsAppImitation(access_token="other-host-token") as elsewhere:
+        target = elsewhere.add_media(PHOTO, "image/jpeg")
+
+        def redirect(request):
+            return 302, b"", {"Location": f"{elsewhere.url}/whatsapp_business/attachments/?mid={target}"}
+
+        original = whatsapp.media_download
+        monkeypatch.setattr(whatsapp, "_routes", [(m, r, redirect if h == original else h)
+                                                  for m, r, h in whatsapp._routes])
+        context = ConnectorContext(
+            instance_id="t", mail_domain="mainland.test", base_url="https://inbox.example.net",
+            max_message_bytes=1 << 20, max_attachment_bytes=1 << 20, data_dir=tmp_path,
+            fetch_allow_hosts=(whatsapp.host, elsewhere.host))
+        connector = WhatsAppConnector("wa", settings_for(whatsapp), context=context)
+        whatsapp.customer_image("16505551234", PHOTO)
+        [item], _, _ = parse_all(connector, whatsapp.take_requests())
+        connector.close()
+        [followed] = elsewhere.requests_to(r"^/whatsapp_business/attachments/")
+        assert "Authorization" not in followed.headers
+        assert item.attachments[0].data is None  # the other host wants its own token: nothing fetched
