@@ -76,6 +76,10 @@ _SIGNATURE = re.compile(r"^sha256=[0-9a-f]{64}$")
 #: Channels that must not call the Graph API before a time (epoch seconds): usage near the cap.
 _PAUSED: dict[str, float] = {}
 _PAUSED_LOCK = threading.Lock()
+#: Display names looked up per (channel, user id), kept for the process: a webhook request builds
+#: a fresh connector each time, and a person writes many messages.
+_NAMES: dict[tuple[str, str], str] = {}
+_NAMES_MAX = 10_000
 
 
 # Webhook signatures ----------------------------------------------------------------------------
@@ -365,7 +369,6 @@ class MetaConnector(Connector):
             app_secret=self.config.get("app_secret"), proof=_truthy(self.config["appsecret_proof"]),
             timeout=float(self.config["timeout"]), usage_limit=float(self.config["usage_limit_percent"]),
             redact=self.redact)
-        self._names: dict[str, str] = {}
 
     # What a subclass provides ---------------------------------------------------------------------
 
@@ -568,16 +571,24 @@ class MetaConnector(Connector):
     def _name_of(self, user_id: str) -> str:
         if not _truthy(self.config["lookup_names"]):
             return ""
-        if user_id not in self._names:
-            try:
-                profile = self.graph.call("GET", f"/{user_id}", params={"fields": self.profile_fields})
-            except (RetryableError, PermanentError) as exc:
-                # A name is nice to have; the message is not held back for it.
-                self.log.info("channel %s: no name for %s (%s)", self.name, user_id, exc)
-                return ""
-            profile = profile if isinstance(profile, dict) else {}
-            self._names[user_id] = _display(profile.get("name") or profile.get("username") or "")
-        return self._names[user_id]
+        key = (self.name, user_id)
+        with _PAUSED_LOCK:
+            known = _NAMES.get(key)
+        if known is not None:
+            return known
+        try:
+            profile = self.graph.call("GET", f"/{user_id}", params={"fields": self.profile_fields})
+        except (RetryableError, PermanentError) as exc:
+            # A name is nice to have; the message is not held back for it.
+            self.log.info("channel %s: no name for %s (%s)", self.name, user_id, exc)
+            return ""
+        profile = profile if isinstance(profile, dict) else {}
+        name = _display(profile.get("name") or profile.get("username") or "")
+        with _PAUSED_LOCK:
+            if len(_NAMES) >= _NAMES_MAX:
+                _NAMES.clear()
+            _NAMES[key] = name
+        return name
 
     profile_fields: ClassVar[str] = "name"
 

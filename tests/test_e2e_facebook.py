@@ -27,9 +27,11 @@ VERIFY_TOKEN = "meta-verify-token-e2e"
 @pytest.fixture
 def meta():
     _meta._PAUSED.clear()
+    _meta._NAMES.clear()
     with MetaImitation() as imitation:
         yield imitation
     _meta._PAUSED.clear()
+    _meta._NAMES.clear()
 
 
 @pytest.fixture

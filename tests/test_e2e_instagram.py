@@ -18,9 +18,11 @@ CHANNEL = "ig-shop"
 @pytest.fixture
 def meta():
     _meta._PAUSED.clear()
+    _meta._NAMES.clear()
     with MetaImitation() as imitation:
         yield imitation
     _meta._PAUSED.clear()
+    _meta._NAMES.clear()
 
 
 @pytest.fixture

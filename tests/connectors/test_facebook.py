@@ -32,8 +32,10 @@ VERIFY_TOKEN = "meta-verify-token-0"
 def _no_usage_pause():
     """Each test starts as a fresh process: no channel held back by an earlier usage header."""
     _meta._PAUSED.clear()
+    _meta._NAMES.clear()
     yield
     _meta._PAUSED.clear()
+    _meta._NAMES.clear()
 
 
 @pytest.fixture
@@ -562,3 +564,15 @@ def test_display_names_are_capped(meta, context):
     [item] = fetch_all(make(meta, context)).items
     assert len(item.author.name) == 200
 
+
+
+def test_a_name_is_asked_once_per_person_and_its_failure_keeps_the_message(meta, context):
+    meta.customer_dm("Jane Doe", "one")
+    meta.customer_dm("Jane Doe", "two")
+    items, _, _ = take_webhooks(make(meta, context), meta)
+    assert [i.author.name for i in items] == ["Jane Doe", "Jane Doe"]
+    assert len(meta.requests_to(rf"/{meta.user('Jane Doe')}$")) == 1
+    meta.customer_dm("Bob", "three")
+    meta.server_error(500, path_prefix=f"/v25.0/{meta.user('Bob')}")
+    [item] = take_webhooks(make(meta, context), meta)[0]
+    assert (item.text, item.author.name) == ("three", "")

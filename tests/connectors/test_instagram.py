@@ -28,8 +28,10 @@ NOW = dt.datetime(2026, 3, 5, 12, 0, tzinfo=dt.UTC)
 @pytest.fixture(autouse=True)
 def _no_usage_pause():
     _meta._PAUSED.clear()
+    _meta._NAMES.clear()
     yield
     _meta._PAUSED.clear()
+    _meta._NAMES.clear()
 
 
 @pytest.fixture
