@@ -14,7 +14,8 @@ see acknowledged is retried and stored once (the message id `wamid.…` is the d
   WhatsApp profile name becomes the display name. The thread key is the `wa_id`.
 - Text, captions, button and list replies come in as text. Images, documents, audio, voice notes,
   videos and stickers are fetched (`GET /{media-id}`, then the media URL with the access token)
-  and stored as attachments; a file that cannot be fetched is listed without content. Locations,
+  and stored as attachments; a file that cannot be fetched is listed without content (while
+  Meta's media server is busy the delivery is answered 503, so Meta retries it). Locations,
   contacts, reactions, orders and message types WhatsApp itself does not support arrive as a
   readable line such as `[location 52.37, 4.89]`, never dropped.
 - A customer who answers a particular message (swipe to reply) carries its id in `references`.
@@ -261,7 +262,7 @@ class WhatsAppConnector(Connector):
         for entry in entries:
             try:
                 found, bad, statuses = self._entry(entry)
-            except (RetryableError, PermanentError):
+            except RetryableError:
                 raise
             except Exception as exc:  # one broken entry must not cost the rest of the delivery
                 rejects.append(Reject(raw=_dump(entry), reason=self.redact(f"unreadable entry: {exc}"),
@@ -298,12 +299,16 @@ class WhatsAppConnector(Connector):
                 if isinstance(error, dict):
                     self.log.warning("channel %s: WhatsApp reports %s", self.name, self.redact(error_text(error)))
             names = _contact_names(value.get("contacts"))
-            found, bad = self.each(
-                value.get("messages") or [],
-                lambda message, e=entry, v=value, n=names: self._message_item(message, n, _single(e, v, message)),
-                raw_of=lambda message, e=entry, v=value: _dump(_single(e, v, message)))
-            items += found
-            rejects += bad
+            for message in value.get("messages") or []:
+                single = _single(entry, value, message)
+                try:
+                    items.append(self._message_item(message, names, single))
+                except RetryableError:
+                    raise  # Meta's media server is busy: the endpoint answers 503 and Meta retries
+                except Exception as exc:  # one broken message must not cost the rest
+                    rejects.append(Reject(raw=_dump(single), reason=self.redact(str(exc)) or type(exc).__name__,
+                                          source_ref=message.get("id") if isinstance(message, dict) else None,
+                                          exception=type(exc).__name__))
             for status in value.get("statuses") or []:
                 try:
                     update = self._status_update(status)

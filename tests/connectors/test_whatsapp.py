@@ -559,3 +559,15 @@ def test_a_media_redirect_to_another_host_does_not_carry_the_token(whatsapp, tmp
         [followed] = elsewhere.requests_to(r"^/whatsapp_business/attachments/")
         assert "Authorization" not in followed.headers
         assert item.attachments[0].data is None  # the other host wants its own token: nothing fetched
+
+
+def test_endpoint_asks_for_a_retry_when_meta_media_is_busy(client, db, whatsapp):
+    whatsapp.customer_image("16505551234", PHOTO, caption="photo of the damage")
+    [request] = whatsapp.take_requests()
+    whatsapp.server_error()  # GET /{media-id} answers 500
+    busy = post(client, request)
+    assert busy.status_code == 503 and busy.headers["Retry-After"]
+    assert db.counts()["messages"] == 0  # nothing half-stored: Meta retries the whole delivery
+    assert post(client, request).status_code == 200
+    _, [message] = only_conversation(db)
+    assert message["attachments"][0]["stored"] and message["text"] == "photo of the damage"
