@@ -183,6 +183,20 @@ class TeamQueries:
             "GROUP BY object_id")
         return {int(r[0]): r[1] for r in rows if r[0] and str(r[0]).isdigit()}
 
+    def audit_entries(self, *, object_type: str | None = None, object_id: int | None = None,
+                      limit: int = 50) -> list[dict[str, Any]]:
+        """The latest audit-log entries, newest first, optionally about one object."""
+        where, params = ["1 = 1"], []
+        if object_type is not None:
+            where.append("object_type = ?")
+            params.append(object_type)
+        if object_id is not None:
+            where.append("object_id = ?")
+            params.append(str(object_id))
+        return as_dicts(self.conn.execute(
+            "SELECT id, at, actor, action, object_type, object_id, details FROM audit_log "  # noqa: S608
+            f"WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?", (*params, limit)))
+
     # Invitations -----------------------------------------------------------------------------------
 
     def create_invitation(self, agent_id: int, token_hash: str, *, expires_at: str, created_by: int | None,
