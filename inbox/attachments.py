@@ -77,6 +77,18 @@ class AttachmentStore:
     def read(self, sha256: str) -> bytes:
         return self.path_for(sha256).read_bytes()
 
+    def delete(self, sha256: str) -> bool:
+        """Remove the file for `sha256` (callers first check that no attachment row references it).
+
+        Files are shared by content: only delete once the last reference is gone (see inbox/privacy.py).
+        """
+        path = self.path_for(sha256)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
     def remove_orphaned_temp_files(self, min_age_seconds: float = 0.0) -> int:
         """Delete temporary files left by a crash mid-write; returns how many.
 

@@ -78,6 +78,7 @@ class Config:
 _KNOWN_KEYS = {
     "database", "data_dir", "secret_key", "instance_id", "base_url", "mail_domain", "max_message_bytes",
     "max_attachment_bytes", "default_language", "session_cookie_secure", "fetch_allow_hosts", "channels", "demo", "web", "worker",
+    "api_tokens", "default_phone_region",
 }
 
 
@@ -195,6 +196,14 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: Path | None = N
     elif web and web.get("visibility", "team") not in VISIBILITIES:
         problems.append(f"web.visibility: must be one of {', '.join(VISIBILITIES)} (got {web.get('visibility')!r})")
 
+    tokens = resolved.get("api_tokens")
+    if tokens is not None and (not isinstance(tokens, list)
+                               or not all(isinstance(t, str) and len(t) >= 16 for t in tokens if t is not None)):
+        problems.append('api_tokens: must be a list of secrets of at least 16 characters, e.g. [{"$env": "CRM_TOKEN"}]')
+    region = resolved.get("default_phone_region")
+    if region is not None and not (isinstance(region, str) and len(region) == 2 and region.isalpha()):
+        problems.append("default_phone_region: must be a two-letter country code such as NL")
+
     secret_key = resolved.get("secret_key") or _local_secret(data_dir)
     instance_id = str(resolved.get("instance_id") or hashlib.sha256(str(database).encode()).hexdigest()[:16])
     config = Config(
@@ -210,7 +219,7 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: Path | None = N
         session_cookie_secure=bool(resolved.get("session_cookie_secure", False)),
         fetch_allow_hosts=tuple(str(h) for h in (resolved.get("fetch_allow_hosts") or ())),
         channels=channels,
-        extra={k: v for k, v in resolved.items() if k in {"demo", "web", "worker"}},
+        extra={k: v for k, v in resolved.items() if k in {"demo", "web", "worker", "api_tokens", "default_phone_region"}},
         source=source,
     )
     if problems:

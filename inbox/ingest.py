@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from inbox import triage
 from inbox.attachments import AttachmentStore, safe_filename, type_mismatch
 from inbox.conversations import find_conversation, new_token
-from inbox.customers import resolve_author
+from inbox.customers import is_suppressed, note_item_evidence, resolve_author
 from inbox.models import AUTOMATIC_FLAGS, DELIVERY_ORDER, FLAG_HTML_REPLACED, FetchResult, InboundItem, Reject
 from inbox.sanitize import html_to_text, sanitize_html
 from inbox.store import Store
@@ -45,6 +45,8 @@ class IngestReport:
     duplicates: int = 0
     quarantined: int = 0
     delivery_updates: int = 0
+    #: Old items of erased customers (a re-import or re-fetch): not stored again.
+    suppressed: int = 0
     message_ids: list[int] = field(default_factory=list)
     new_conversations: list[int] = field(default_factory=list)
 
@@ -53,6 +55,7 @@ class IngestReport:
         self.duplicates += other.duplicates
         self.quarantined += other.quarantined
         self.delivery_updates += other.delivery_updates
+        self.suppressed += other.suppressed
         self.message_ids += other.message_ids
         self.new_conversations += other.new_conversations
 
@@ -77,6 +80,7 @@ class Ingestor:
         instance_id: str,
         own_addresses: Collection[str] = (),
         now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        phone_region: str | None = None,
         team_for_channel: Callable[[str], str | None] | None = None,
     ) -> None:
         self.store = store
@@ -86,6 +90,8 @@ class Ingestor:
         self.instance_id = instance_id
         self.own_addresses = {a.lower() for a in own_addresses}
         self.now = now
+        #: Country of phone numbers written without country code (config `default_phone_region`).
+        self.phone_region = phone_region
 
     def ingest(self, channel: str, result: FetchResult, *, save_cursor: bool = True) -> IngestReport:
         """Store `result` and (unless told not to) its cursor, all in one transaction."""
@@ -99,6 +105,9 @@ class Ingestor:
                 report.duplicates += 1
                 continue
             seen.add(item.external_id)
+            if is_suppressed(self.store, item, region=self.phone_region):
+                report.suppressed += 1
+                continue
             try:
                 prepared.append(self._prepare(item))
             except Exception as exc:  # a poison item must not block the batch
@@ -133,6 +142,16 @@ class Ingestor:
 
     # Steps ---------------------------------------------------------------------------------------
 
+    def _note_evidence(self, customer_id: int, item: InboundItem, text: str, channel: str, message_id: int,
+                       now: str) -> None:
+        # Merge-suggestion evidence is best effort: it must never cost the message itself.
+        try:
+            with self.store.savepoint("evidence"):
+                note_item_evidence(self.store, customer_id, item, text, channel=channel, message_id=message_id,
+                                   now=now, region=self.phone_region)
+        except Exception:
+            log.exception("merge evidence for message %s failed", message_id)
+
     def _prepare(self, item: InboundItem) -> _Prepared:
         flags = set(item.flags) | triage.loop_flags(item, instance_id=self.instance_id,
                                                      own_addresses=self.own_addresses)
@@ -163,7 +182,7 @@ class Ingestor:
 
     def _store_one(self, channel: str, prep: _Prepared, now: str, report: IngestReport) -> int | None:
         item = prep.item
-        customer_id = resolve_author(self.store, item.author, now)
+        customer_id = resolve_author(self.store, item.author, now, region=self.phone_region)
         decision = find_conversation(self.store, item, customer_id)
         flags = prep.flags | decision.flags
         automatic = bool(flags & AUTOMATIC_FLAGS)
@@ -202,6 +221,8 @@ class Ingestor:
         })
         if message_id is None:
             return None
+        if not automatic:
+            self._note_evidence(customer_id, item, prep.text, channel, message_id, now)
         if item.raw is not None:
             self.store.insert_raw(message_id, item.raw)
         for meta in prep.attachments:

@@ -88,6 +88,7 @@ class Mainland:
         return Ingestor(
             store, self.attachment_store(), instance_id=self.config.instance_id,
             own_addresses=self.config.own_addresses(), now=lambda: dt.datetime.now(dt.UTC),
+            phone_region=self.config.extra.get("default_phone_region"),
             team_for_channel=self.team_for_channel,
         )
 

@@ -20,6 +20,7 @@ from sqlite_utils import Database
 from inbox.store.agents import AgentQueries
 from inbox.store.base import NotFound, StoreError, now_iso
 from inbox.store.conversations import ConversationQueries
+from inbox.store.customers import CustomerQueries
 from inbox.store.ingest import IngestQueries
 from inbox.store.operations import OperationsQueries
 from inbox.store.outbox import OutboxQueries
@@ -35,7 +36,8 @@ BUSY_TIMEOUT_MS = 10_000
 
 
 class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries, AgentQueries, WebformQueries,
-            WebhookQueries, TeamQueries, WorkQueries, QueueQueries):
+            WebhookQueries, TeamQueries, WorkQueries, QueueQueries,
+            CustomerQueries):
     """A Mainland database. Open one per thread; share the file, not the object."""
 
     def __init__(self, path: str | Path, *, check: bool = True) -> None:

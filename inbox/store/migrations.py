@@ -564,3 +564,103 @@ def m007_service_levels(db: Database) -> None:
         );
         """
     )
+
+
+@migrations()
+def m006_customers(db: Database) -> None:
+    # One customer across channels (issue 5, docs/customers.md): attributes, notes, identifiers a
+    # record claims without a channel proving them (a CRM's phone numbers, an address written in a
+    # chat: `customer_claims`), merge suggestions (one row per pair, a < b; a rejected pair stays
+    # rejected), merges with a snapshot for undo, same-day name sightings for the "close name"
+    # evidence, and hashes of erased identities so re-imported old items do not bring them back.
+    from inbox.identity import name_key
+
+    db.executescript(
+        """
+        ALTER TABLE customers ADD COLUMN name_key TEXT NOT NULL DEFAULT '';
+        CREATE INDEX customers_name_key ON customers(name_key) WHERE name_key != '';
+        CREATE INDEX customers_crm_ref ON customers(crm_ref) WHERE crm_ref IS NOT NULL;
+        CREATE INDEX customers_merged_into ON customers(merged_into) WHERE merged_into IS NOT NULL;
+        CREATE INDEX messages_customer ON messages(customer_id);
+
+        CREATE TABLE customer_attributes (
+            customer_id INTEGER NOT NULL REFERENCES customers(id),
+            key TEXT NOT NULL,
+            value TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (customer_id, key)
+        ) WITHOUT ROWID;
+
+        CREATE TABLE customer_notes (
+            id INTEGER PRIMARY KEY,
+            customer_id INTEGER NOT NULL REFERENCES customers(id),
+            agent_id INTEGER REFERENCES agents(id),
+            text TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX customer_notes_customer ON customer_notes(customer_id, id);
+
+        CREATE TABLE customer_claims (
+            id INTEGER PRIMARY KEY,
+            customer_id INTEGER NOT NULL REFERENCES customers(id),
+            kind TEXT NOT NULL,
+            value TEXT NOT NULL,
+            source TEXT NOT NULL CHECK (source IN ('import', 'api', 'message', 'agent')),
+            message_id INTEGER REFERENCES messages(id),
+            created_at TEXT NOT NULL,
+            UNIQUE (customer_id, kind, value)
+        );
+        CREATE INDEX customer_claims_value ON customer_claims(kind, value);
+
+        CREATE TABLE merge_suggestions (
+            id INTEGER PRIMARY KEY,
+            customer_a INTEGER NOT NULL REFERENCES customers(id),
+            customer_b INTEGER NOT NULL REFERENCES customers(id),
+            score REAL NOT NULL,
+            reasons TEXT NOT NULL DEFAULT '[]',
+            status TEXT NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'confirmed', 'rejected')),
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            decided_by INTEGER REFERENCES agents(id),
+            decided_at TEXT,
+            CHECK (customer_a < customer_b),
+            UNIQUE (customer_a, customer_b)
+        );
+        CREATE INDEX merge_suggestions_queue ON merge_suggestions(status, score);
+        CREATE INDEX merge_suggestions_b ON merge_suggestions(customer_b);
+
+        CREATE TABLE customer_merges (
+            id INTEGER PRIMARY KEY,
+            survivor_id INTEGER NOT NULL REFERENCES customers(id),
+            merged_id INTEGER NOT NULL REFERENCES customers(id),
+            suggestion_id INTEGER REFERENCES merge_suggestions(id),
+            agent_id INTEGER REFERENCES agents(id),
+            snapshot TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            undone_at TEXT,
+            undone_by INTEGER REFERENCES agents(id)
+        );
+        CREATE INDEX customer_merges_survivor ON customer_merges(survivor_id);
+        CREATE INDEX customer_merges_merged ON customer_merges(merged_id);
+
+        CREATE TABLE name_sightings (
+            day TEXT NOT NULL,
+            block TEXT NOT NULL,
+            customer_id INTEGER NOT NULL REFERENCES customers(id),
+            channel TEXT NOT NULL,
+            name_key TEXT NOT NULL,
+            PRIMARY KEY (day, block, customer_id, channel)
+        ) WITHOUT ROWID;
+        CREATE INDEX name_sightings_customer ON name_sightings(customer_id);
+
+        CREATE TABLE erased_identities (
+            kind TEXT NOT NULL,
+            value_hash TEXT NOT NULL,
+            erased_at TEXT NOT NULL,
+            PRIMARY KEY (kind, value_hash)
+        ) WITHOUT ROWID;
+        """
+    )
+    rows = db.execute("SELECT id, display_name FROM customers WHERE display_name != ''").fetchall()
+    for customer_id, display_name in rows:
+        db.execute("UPDATE customers SET name_key = ? WHERE id = ?", (name_key(display_name), customer_id))
