@@ -78,7 +78,7 @@ class Config:
 _KNOWN_KEYS = {
     "database", "data_dir", "secret_key", "instance_id", "base_url", "mail_domain", "max_message_bytes",
     "max_attachment_bytes", "default_language", "session_cookie_secure", "fetch_allow_hosts", "channels", "demo", "web", "worker",
-    "api_tokens", "default_phone_region",
+    "api_tokens", "default_phone_region", "health",
 }
 
 
@@ -204,6 +204,17 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: Path | None = N
     if region is not None and not (isinstance(region, str) and len(region) == 2 and region.isalpha()):
         problems.append("default_phone_region: must be a two-letter country code such as NL")
 
+    health = resolved.get("health")
+    if health is not None and not isinstance(health, Mapping):
+        problems.append("health: must be a mapping (warn_after)")
+    elif health:
+        for key in health:
+            if key != "warn_after":
+                problems.append(f"health.{key}: unknown key (known: warn_after)")
+        warn_after = _duration(health.get("warn_after"), "health.warn_after", problems)
+        if warn_after is not None and warn_after <= 0:
+            problems.append("health.warn_after: must be longer than zero (e.g. '15m')")
+
     secret_key = resolved.get("secret_key") or _local_secret(data_dir)
     instance_id = str(resolved.get("instance_id") or hashlib.sha256(str(database).encode()).hexdigest()[:16])
     config = Config(
@@ -219,7 +230,8 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: Path | None = N
         session_cookie_secure=bool(resolved.get("session_cookie_secure", False)),
         fetch_allow_hosts=tuple(str(h) for h in (resolved.get("fetch_allow_hosts") or ())),
         channels=channels,
-        extra={k: v for k, v in resolved.items() if k in {"demo", "web", "worker", "api_tokens", "default_phone_region"}},
+        extra={k: v for k, v in resolved.items() if k in {"demo", "web", "worker", "api_tokens", "default_phone_region",
+                                                              "health"}},
         source=source,
     )
     if problems:

@@ -21,6 +21,7 @@ from inbox.store.agents import AgentQueries
 from inbox.store.base import NotFound, StoreError, now_iso
 from inbox.store.conversations import ConversationQueries
 from inbox.store.customers import CustomerQueries
+from inbox.store.health import HealthQueries
 from inbox.store.ingest import IngestQueries
 from inbox.store.operations import OperationsQueries
 from inbox.store.outbox import OutboxQueries
@@ -37,7 +38,7 @@ BUSY_TIMEOUT_MS = 10_000
 
 class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries, AgentQueries, WebformQueries,
             WebhookQueries, TeamQueries, WorkQueries, QueueQueries,
-            CustomerQueries):
+            CustomerQueries, HealthQueries):
     """A Mainland database. Open one per thread; share the file, not the object."""
 
     def __init__(self, path: str | Path, *, check: bool = True) -> None:
