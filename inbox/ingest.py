@@ -22,7 +22,7 @@ import traceback
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
-from inbox import triage
+from inbox import routing, triage
 from inbox.attachments import AttachmentStore, safe_filename, type_mismatch
 from inbox.conversations import find_conversation, new_token
 from inbox.customers import is_suppressed, note_item_evidence, resolve_author
@@ -134,6 +134,9 @@ class Ingestor:
                 report.quarantined += 1
             if save_cursor:
                 self.store.save_cursor(channel, result.cursor, now)
+        if report.new_conversations:
+            # After the commit, outside the batch's transaction: routing never slows or fails ingest.
+            routing.route_new(self.store, report.new_conversations, self.now())
         return report
 
     def ingest_one(self, channel: str, item: InboundItem) -> IngestReport:

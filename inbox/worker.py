@@ -46,6 +46,8 @@ DEFAULT_LEASE_SECONDS = 60.0
 DEFAULT_RENEW_EVERY = 20.0
 DEFAULT_CHECKPOINT_EVERY = 300.0
 DEFAULT_OUTBOX_EVERY = 10.0
+#: Seconds between routing runs (inactivity, flowing on, pulling the backlog).
+ROUTING_EVERY = 15.0
 #: Temporary attachment files younger than this may belong to a write in progress (a web form
 #: upload in the web process); only older ones are crash leftovers.
 ORPHAN_MIN_AGE_SECONDS = 3600.0
@@ -143,6 +145,7 @@ class Worker:
         self._add_job(self._housekeeping_job, "housekeeping", self.checkpoint_every,
                       first_run=now + dt.timedelta(seconds=self.checkpoint_every))
         self._add_job(self._outbox_job, "outbox", self.outbox_every, first_run=now)
+        self._add_job(self._routing_job, "routing", ROUTING_EVERY, first_run=now)
         for plan in self.plans:
             self._add_job(self._poll_job, plan.job_id, plan.every, first_run=now, args=(plan.channel,))
         self.scheduler.start()
@@ -297,6 +300,23 @@ class Worker:
                 store.record_poll(channel, iso(moment), error=message[:2000], paused_until=iso(until))
         except Exception:
             log.exception("could not record the failed poll of %s", channel)
+
+    def _routing_job(self) -> None:
+        """Routing (inbox/routing.py): inactivity makes agents away, their waiting conversations flow
+        on, and the backlog is handed out as capacity frees up."""
+        from inbox.routing import rebalance
+
+        try:
+            store = self._store()
+            if not self._holds_lease(store):
+                return
+            report = rebalance(store)
+        except Exception:
+            log.exception("routing run failed; trying again in %.0f s", ROUTING_EVERY)
+            return
+        if report.assigned or report.moved or report.returned_to_queue:
+            log.info("routing: %d assigned from the queue, %d passed on, %d back to the queue", report.assigned,
+                     report.moved, report.returned_to_queue)
 
     def _outbox_job(self) -> None:
         """Send the replies that are due (inbox/outbox.py claims each under its own row lease)."""

@@ -18,6 +18,7 @@ from pathlib import Path
 from sqlite_utils import Database
 
 from inbox.store.agents import AgentQueries
+from inbox.store.answers import AnswerQueries
 from inbox.store.base import NotFound, StoreError, now_iso
 from inbox.store.conversations import ConversationQueries
 from inbox.store.customers import CustomerQueries
@@ -26,6 +27,8 @@ from inbox.store.ingest import IngestQueries
 from inbox.store.operations import OperationsQueries
 from inbox.store.outbox import OutboxQueries
 from inbox.store.queue import QueueQueries
+from inbox.store.review import ReviewQueries
+from inbox.store.routing import RoutingQueries
 from inbox.store.teams import TeamQueries
 from inbox.store.webforms import WebformQueries
 from inbox.store.webhooks import WebhookQueries
@@ -38,7 +41,7 @@ BUSY_TIMEOUT_MS = 10_000
 
 class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries, AgentQueries, WebformQueries,
             WebhookQueries, TeamQueries, WorkQueries, QueueQueries,
-            CustomerQueries, HealthQueries):
+            CustomerQueries, HealthQueries, AnswerQueries, RoutingQueries, ReviewQueries):
     """A Mainland database. Open one per thread; share the file, not the object."""
 
     def __init__(self, path: str | Path, *, check: bool = True) -> None:

@@ -664,3 +664,133 @@ def m006_customers(db: Database) -> None:
     rows = db.execute("SELECT id, display_name FROM customers WHERE display_name != ''").fetchall()
     for customer_id, display_name in rows:
         db.execute("UPDATE customers SET name_key = ? WHERE id = ?", (name_key(display_name), customer_id))
+
+
+@migrations()
+def m008_answers_routing(db: Database) -> None:
+    # The answer library (inbox/answers.py), routing (inbox/routing.py) and review before sending
+    # (inbox/review.py). Every edit of an answer keeps the text it replaced (`answer_versions`), so a
+    # changed answer shows as changed. `answer_uses` is what agents picked in which conversation: the
+    # question itself is read from that conversation when ranking, never copied here, so erasing a
+    # customer erases it too. An agent's routing status starts `offline`: nobody gets conversations
+    # before saying they are available; `status_auto` marks a status set by inactivity, which the
+    # agent's next action undoes. `routing_decisions` is the "why it went where" log leads read.
+    db.executescript(
+        """
+        CREATE TABLE answers (
+            id INTEGER PRIMARY KEY,
+            title TEXT NOT NULL,
+            body TEXT NOT NULL,
+            language TEXT NOT NULL DEFAULT 'en',
+            tags TEXT NOT NULL DEFAULT '',
+            owner_id INTEGER REFERENCES agents(id),
+            version INTEGER NOT NULL DEFAULT 1,
+            active INTEGER NOT NULL DEFAULT 1,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX answers_active ON answers(active, language);
+        CREATE TABLE answer_versions (
+            answer_id INTEGER NOT NULL REFERENCES answers(id) ON DELETE CASCADE,
+            version INTEGER NOT NULL,
+            title TEXT NOT NULL,
+            body TEXT NOT NULL,
+            language TEXT NOT NULL,
+            tags TEXT NOT NULL DEFAULT '',
+            edited_by INTEGER REFERENCES agents(id),
+            edited_at TEXT NOT NULL,
+            PRIMARY KEY (answer_id, version)
+        );
+        CREATE TABLE answer_uses (
+            id INTEGER PRIMARY KEY,
+            answer_id INTEGER NOT NULL REFERENCES answers(id) ON DELETE CASCADE,
+            version INTEGER NOT NULL,
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            agent_id INTEGER REFERENCES agents(id),
+            language TEXT,
+            at TEXT NOT NULL,
+            UNIQUE (answer_id, conversation_id)
+        );
+        CREATE INDEX answer_uses_language ON answer_uses(language, id);
+
+        ALTER TABLE agents ADD COLUMN routing_status TEXT NOT NULL DEFAULT 'offline'
+            CHECK (routing_status IN ('available', 'away', 'offline'));
+        ALTER TABLE agents ADD COLUMN status_auto INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE agents ADD COLUMN status_changed_at TEXT;
+        ALTER TABLE agents ADD COLUMN last_active_at TEXT;
+        ALTER TABLE agents ADD COLUMN capacity INTEGER NOT NULL DEFAULT 5 CHECK (capacity BETWEEN 0 AND 1000);
+        ALTER TABLE agents ADD COLUMN languages TEXT NOT NULL DEFAULT '';
+        ALTER TABLE agents ADD COLUMN topics TEXT NOT NULL DEFAULT '';
+        ALTER TABLE agents ADD COLUMN trainee INTEGER NOT NULL DEFAULT 0;
+
+        ALTER TABLE teams ADD COLUMN routing_mode TEXT NOT NULL DEFAULT 'auto'
+            CHECK (routing_mode IN ('auto', 'round_robin', 'manual'));
+        ALTER TABLE teams ADD COLUMN last_routed_agent_id INTEGER;
+        -- The unrouted pool (conversations without a team) has no teams row: its mode lives here.
+        CREATE TABLE routing_settings (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        );
+
+        CREATE TABLE routing_decisions (
+            id INTEGER PRIMARY KEY,
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            agent_id INTEGER REFERENCES agents(id),
+            previous_agent_id INTEGER REFERENCES agents(id),
+            team_id INTEGER REFERENCES teams(id),
+            reason TEXT NOT NULL,
+            detail TEXT NOT NULL DEFAULT '{}',
+            at TEXT NOT NULL
+        );
+        CREATE INDEX routing_decisions_conversation ON routing_decisions(conversation_id, id);
+        CREATE INDEX routing_decisions_at ON routing_decisions(at);
+        CREATE INDEX conversations_routing_backlog ON conversations(status, assignee_id)
+            WHERE assignee_id IS NULL AND automatic = 0;
+
+        CREATE TABLE review_items (
+            id INTEGER PRIMARY KEY,
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            agent_id INTEGER NOT NULL REFERENCES agents(id),
+            text TEXT NOT NULL,
+            html TEXT,
+            state TEXT NOT NULL DEFAULT 'pending_review'
+                CHECK (state IN ('pending_review', 'approved', 'returned')),
+            created_at TEXT NOT NULL,
+            reviewer_id INTEGER REFERENCES agents(id),
+            decided_at TEXT,
+            review_seconds REAL,
+            comment TEXT,
+            final_text TEXT,
+            edited INTEGER NOT NULL DEFAULT 0,
+            outbox_id TEXT
+        );
+        CREATE INDEX review_items_state ON review_items(state, created_at);
+        CREATE INDEX review_items_agent ON review_items(agent_id, id);
+        CREATE INDEX review_items_conversation ON review_items(conversation_id);
+        """
+    )
+
+
+@migrations()
+def m006b_customer_name_tokens(db: Database) -> None:
+    # How many customer records carry each name token (given and family names, particles left out):
+    # how common "Jan" and "de Vries" are tells how much a second "Jan de Vries" means. The row
+    # with the empty token counts the named records. Sightings get an index for cross-day lookups
+    # of rare names.
+    from inbox.identity import name_tokens
+
+    db.executescript(
+        """
+        CREATE TABLE name_token_counts (
+            token TEXT PRIMARY KEY,
+            n INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE INDEX name_sightings_key ON name_sightings(name_key);
+        """
+    )
+    counts: dict[str, int] = {}
+    for (key,) in db.execute("SELECT name_key FROM customers WHERE name_key != ''").fetchall():
+        for token in {"", *name_tokens(key)}:
+            counts[token] = counts.get(token, 0) + 1
+    for token, n in counts.items():
+        db.execute("INSERT INTO name_token_counts (token, n) VALUES (?, ?)", (token, n))
