@@ -7,6 +7,8 @@ a manager and an admin, and conversations with attachments and original bytes on
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 
@@ -55,6 +57,8 @@ class World:
 
     app: object
     store: object
+    root: object = None
+    extra: dict = field(default_factory=dict)
     team_a: int = 0
     team_b: int = 0
     agents: dict[str, dict] = field(default_factory=dict)
@@ -74,10 +78,10 @@ class World:
         return client
 
 
-def world_config(tmp_path, **extra) -> dict:
+def world_config(root, **extra) -> dict:
     config = {
-        "database": str(tmp_path / "mainland.db"),
-        "data_dir": str(tmp_path / "data"),
+        "database": str(root / "mainland.db"),
+        "data_dir": str(root / "data"),
         "secret_key": "test-secret-key",
         "instance_id": "test-instance",
         "mail_domain": "mainland.test",
@@ -91,11 +95,12 @@ def world_config(tmp_path, **extra) -> dict:
     return config
 
 
-def build_world(tmp_path, **extra) -> World:
-    app = create_app(world_config(tmp_path, **extra))
+def build_world(root, **extra) -> World:
+    """A new installation in folder `root` with teams, agents and a conversation on each channel."""
+    app = create_app(world_config(root, **extra))
     app.config.update(TESTING=True)
     store = app.extensions["mainland"].open_store()
-    world = World(app=app, store=store)
+    world = World(app=app, store=store, root=root, extra=extra)
     world.team_a = store.create_team("Team A")
     world.team_b = store.create_team("Team B")
     for key, email, role, teams in [
@@ -127,6 +132,17 @@ def build_world(tmp_path, **extra) -> World:
         world.attachment[key] = message["attachments"][0]["id"]
         world.customer[key] = store.conversation(conversation_id)["customer_id"]
     return world
+
+
+def copy_world(world: World, root) -> World:
+    """An independent copy of `world` (database and files) in folder `root`, with the same ids."""
+    world.store.checkpoint()
+    shutil.copytree(world.root, root, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*-wal", "*-shm"))
+    app = create_app(world_config(root, **world.extra))
+    app.config.update(TESTING=True)
+    copy = dataclasses.replace(world, app=app, store=app.extensions["mainland"].open_store(), root=root)
+    copy.agents = {k: dict(v) for k, v in world.agents.items()}
+    return copy
 
 
 @pytest.fixture
@@ -277,13 +293,6 @@ def test_list_filter_is_in_sql_so_pages_stay_full(world):
     ingestor.ingest("mail-b", FetchResult(items=items, cursor="flood"))
     page = world.client("agent_a").get("/").get_data(as_text=True)
     assert A_SUBJECT in page and POOL_SUBJECT in page and "B flood" not in page
-    assert "?before=" not in page
-
-
-def test_a_page_marker_of_another_team_is_404(world):
-    client = world.client("agent_a")
-    assert client.get("/", query_string={"before": world.conversation["b"]}).status_code == 404
-    assert client.get("/", query_string={"before": world.conversation["a"]}).status_code == 200
 
 
 def test_nobody_signed_out_reaches_the_list(world):
