@@ -161,6 +161,7 @@ ROWS: list[Row] = [
 
     # The queue, search and live updates: filtered in SQL; ids in the query string and form body.
     Row("queue.index", "GET", "/", team_list()),
+    Row("conversations.index", "GET", "/", team_list(), note="the first list, before the queue took over /"),
     Row("queue.index", "GET", "/", team_list(), query={"team": "{team_b}"}),
     Row("queue.index", "GET", "/", team_list(), query={"status": "all", "assignee": "anyone", "sort": "waiting"}),
     Row("queue.search", "GET", "/search", team_list(), query={"q": B_SECRET}),
