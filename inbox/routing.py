@@ -50,18 +50,24 @@ BACKLOG_BATCH = 200
 # Language --------------------------------------------------------------------------------------
 
 #: Frequent function words: enough to tell English from Dutch in a customer's message. Words the
-#: two languages share ("in", "is", "was", "had", "over") are left out.
+#: two languages share ("in", "is", "was", "had", "over") are left out. The answer library drops
+#: these words when matching, so they carry no meaning of their own.
 STOPWORDS: dict[str, frozenset[str]] = {
     "en": frozenset("""
         the and you your my our this that with for not but have has are were what when where which who
         would could should can will there their they them it's i'm don't please thanks thank hello hi
-        from about been any just still order received because how why does did do of to a an on at
-        yet again get got sent back some been""".split()),
+        from about been any just still because how why does did do of to a an on at yet again get got
+        some me i we us""".split()),
     "nl": frozenset("""
-        de het een en ik je jij u uw mijn ons onze dit dat deze die met voor niet maar heb hebt heeft
-        zijn waren wat wanneer waar welke wie zou zouden kan kunt kunnen wil zal er hun ze graag bedankt
-        dank hallo hoi goedendag van aan op bij nog niets geen al ook wel om te naar waarom hoe dus
-        mijn bestelling ontvangen omdat alstublieft alsjeblieft groet groeten vriendelijke""".split()),
+        de het een en ik je jij u uw mijn mij me ons onze dit dat deze die met voor niet maar heb hebt
+        heeft zijn waren wat wanneer waar welke wie zou zouden kan kunt kunnen wil zal er hun ze graag
+        bedankt dank hallo hoi goedendag van aan op bij nog niets geen al ook wel om te naar waarom hoe
+        dus omdat alstublieft alsjeblieft groet groeten vriendelijke we wij""".split()),
+}
+#: Words that say which language a message is in without being function words.
+CUE_WORDS: dict[str, frozenset[str]] = {
+    "en": frozenset("order received sent back delivery parcel refund".split()),
+    "nl": frozenset("bestelling ontvangen verzonden pakket levering terugbetaling".split()),
 }
 _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?", re.UNICODE)
 
@@ -83,7 +89,7 @@ def detect_language(text: str, *, locale: str | None = None, minimum: int = 2) -
     if from_locale:
         return from_locale
     words = [w.lower() for w in _WORD.findall(text or "")[:400]]
-    hits = {lang: sum(1 for w in words if w in stop) for lang, stop in STOPWORDS.items()}
+    hits = {lang: sum(1 for w in words if w in stop or w in CUE_WORDS[lang]) for lang, stop in STOPWORDS.items()}
     best = max(hits, key=lambda lang: hits[lang])
     ranked = sorted(hits.values(), reverse=True)
     if hits[best] < minimum or (len(ranked) > 1 and ranked[0] == ranked[1]):
