@@ -46,6 +46,8 @@ DEFAULT_LEASE_SECONDS = 60.0
 DEFAULT_RENEW_EVERY = 20.0
 DEFAULT_CHECKPOINT_EVERY = 300.0
 DEFAULT_OUTBOX_EVERY = 10.0
+#: Seconds between checks for snoozed conversations to wake up.
+DEFAULT_SNOOZE_EVERY = 30.0
 #: Seconds between routing runs (inactivity, flowing on, pulling the backlog).
 ROUTING_EVERY = 15.0
 #: Temporary attachment files younger than this may belong to a write in progress (a web form
@@ -145,6 +147,7 @@ class Worker:
         self._add_job(self._housekeeping_job, "housekeeping", self.checkpoint_every,
                       first_run=now + dt.timedelta(seconds=self.checkpoint_every))
         self._add_job(self._outbox_job, "outbox", self.outbox_every, first_run=now)
+        self._add_job(self._snooze_job, "snooze", DEFAULT_SNOOZE_EVERY, first_run=now)
         self._add_job(self._routing_job, "routing", ROUTING_EVERY, first_run=now)
         for plan in self.plans:
             self._add_job(self._poll_job, plan.job_id, plan.every, first_run=now, args=(plan.channel,))
@@ -332,6 +335,21 @@ class Worker:
             return
         if report.sent or report.retrying or report.failed:
             log.info("replies: %d sent, %d to retry, %d failed", report.sent, report.retrying, report.failed)
+
+    def _snooze_job(self) -> None:
+        """Reopen snoozed conversations whose wake-up time has come (inbox/lifecycle.py)."""
+        from inbox.lifecycle import wake_snoozed
+
+        try:
+            store = self._store()
+            if not self._holds_lease(store):
+                return
+            woken = wake_snoozed(store)
+        except Exception:
+            log.exception("waking snoozed conversations failed; trying again in %.0f s", DEFAULT_SNOOZE_EVERY)
+            return
+        if woken:
+            log.info("woke %d snoozed conversation(s)", len(woken))
 
     def _housekeeping_job(self) -> None:
         try:

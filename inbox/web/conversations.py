@@ -13,18 +13,41 @@ always downloads (`Content-Disposition: attachment`), with a content type from a
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+import uuid
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from flask import Blueprint, Flask, Response, abort, render_template, request, send_file
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    abort,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
 from flask_babel import format_datetime, format_decimal
 
 from inbox import access
 from inbox.attachments import safe_filename
+from inbox.conversations import new_token
+from inbox.i18n import gettext as _
 from inbox.i18n import lazy_gettext as _l
+from inbox.i18n import ngettext
+from inbox.lifecycle import PRIORITIES, SETTABLE, SNOOZE_PRESETS, TransitionRefused, parse_snooze, transition
+from inbox.outbox import ReplyRefused, queue_reply
 from inbox.sanitize import sanitize_html
-from inbox.store.base import parse_iso
+from inbox.store import NotFound as StoreNotFound
+from inbox.store import StoreError
+from inbox.store.base import iso, parse_iso
+from inbox.store.work import MergeRefused
 from inbox.web import get_store, mainland
 from inbox.web.auth import current_agent, login_required
 
@@ -134,20 +157,7 @@ def index():
 @login_required
 def show(conversation_id: int):
     conversation = _visible_conversation(conversation_id)
-    store = get_store()
-    messages = store.conversation_messages(conversation_id)
-    with_raw = store.raw_message_ids(conversation_id)
-    for message in messages:
-        message["has_raw"] = message["id"] in with_raw
-        for att in message.get("attachments", []):
-            att["display_name"] = safe_filename(att["filename"], content_type=att["content_type"])
-    return render_template(
-        "conversations/show.html",
-        conversation=conversation,
-        messages=messages,
-        identities=store.customer_identities(conversation["customer_id"]),
-        kinds=_channel_kinds(),
-    )
+    return render_template("conversations/show.html", **_page_context(conversation))
 
 
 @bp.get("/messages/<int:message_id>/body")
@@ -219,6 +229,629 @@ def message_raw(message_id: int):
     return _download_headers(response, f"message-{message_id}.eml")
 
 
+# Working the conversation ----------------------------------------------------------------------
+#
+# Every action is a POST behind sign-in and CSRF (inbox/web/security.py), and checks the
+# conversation through inbox.access first, so another team's id in the path or in the form body
+# is a 404 (IN-65). Form posts answer with a redirect (or, for a refused reply, the page again
+# with the draft kept); the page's script posts with `Accept: application/json` and gets JSON.
+
+#: Longest reply or note accepted at all (a channel's own limit is usually far lower).
+MAX_TEXT_CHARS = 100_000
+
+#: Local parts that never read replies: answering them starts mail loops (IN-70).
+NO_REPLY_LOCAL_PARTS = frozenset({
+    "noreply", "no-reply", "no_reply", "donotreply", "do-not-reply", "do_not_reply", "mailer-daemon",
+})
+
+GUARD_MESSAGES = {
+    "own_address": _l("The customer's address is one of Mainland's own addresses: a reply would loop back "
+                      "into this inbox."),
+    "mailer_daemon": _l("The message came from a mail server (MAILER-DAEMON): nobody reads replies to it, and "
+                        "answering can start a mail loop."),
+    "noreply": _l("The sender is a no-reply address: nobody reads replies to it, and answering can start a "
+                  "mail loop."),
+    "delivery_failed": _l("Earlier mail to this address could not be delivered."),
+    "invalid": _l("The customer's address is marked invalid."),
+}
+
+DELIVERY_LABELS = {
+    "queued": _l("Queued"),
+    "retrying": _l("Retrying"),
+    "sent": _l("Sent"),
+    "delivered": _l("Delivered"),
+    "read": _l("Read"),
+    "failed": _l("Failed"),
+    "bounced": _l("Bounced"),
+}
+
+PRIORITY_LABELS = {0: _l("No priority"), 1: _l("Low"), 2: _l("Medium"), 3: _l("High"), 4: _l("Urgent")}
+
+SNOOZE_LABELS = {
+    "1h": _l("1 hour"), "4h": _l("4 hours"), "1d": _l("Tomorrow (24 hours)"), "3d": _l("3 days"), "1w": _l("1 week"),
+}
+
+TRANSITION_MESSAGES = {
+    "merged": _l("This conversation was merged into another one; work in that one."),
+    "unknown": _l("This status change is not possible."),
+    "invalid": _l("Choose one of the statuses offered."),
+    "snooze_missing": _l("Choose when the conversation should wake up."),
+    "snooze_past": _l("The wake-up time must be in the future."),
+    "snooze_far": _l("The wake-up time must be within a year."),
+}
+
+MERGE_MESSAGES = {
+    "same": _l("A conversation cannot be merged into itself."),
+    "customers": _l("Only conversations of the same customer can be merged."),
+    "merged": _l("One of the two conversations was merged already."),
+    "undone": _l("This merge was undone already."),
+    "only_message": _l("This is the conversation's only message; there is nothing to split it from."),
+}
+
+
+def loop_guard(handle: str | None, identities: list[dict[str, Any]], own_addresses: set[str]) -> str | None:
+    """Why a reply to `handle` must not go out (a key of GUARD_MESSAGES), or None (IN-70)."""
+    value = (handle or "").strip().lower()
+    if not value:
+        return None
+    if "@" in value:
+        if value in own_addresses:
+            return "own_address"
+        local = value.rsplit("@", 1)[0].split("+", 1)[0]
+        if local == "mailer-daemon":
+            return "mailer_daemon"
+        if local in NO_REPLY_LOCAL_PARTS:
+            return "noreply"
+    for ident in identities:
+        if (ident.get("value") or "").strip().lower() == value:
+            if ident.get("delivery_failed"):
+                return "delivery_failed"
+            if not ident.get("valid", 1):
+                return "invalid"
+    return None
+
+
+_MENTION = re.compile(r"(?<![\w@.+-])@(\w[\w.+-]*(?:@[\w-]+(?:\.[\w-]+)+)?)")
+
+
+def find_mentions(text: str, agents: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The agents a note mentions (`@email`, `@localpart`, `@Firstname` or `@FullName`), and the
+    mentions that fit several agents (nobody is notified for those: the writer should be precise)."""
+    found: dict[int, dict[str, Any]] = {}
+    ambiguous: list[str] = []
+    for match in _MENTION.finditer(text or ""):
+        token = match.group(1).rstrip(".-+")
+        key = token.lower()
+        candidates = [a for a in agents if (a["email"] or "").lower() == key]
+        if not candidates:
+            candidates = [a for a in agents if (a["email"] or "").lower().split("@")[0] == key]
+        if not candidates:
+            candidates = [a for a in agents if key in _name_keys(a["name"])]
+        if len(candidates) == 1:
+            found[candidates[0]["id"]] = candidates[0]
+        elif len(candidates) > 1 and token not in ambiguous:
+            ambiguous.append(token)
+    return list(found.values()), ambiguous
+
+
+def _name_keys(name: str | None) -> set[str]:
+    words = (name or "").lower().split()
+    return {words[0], "".join(words), ".".join(words)} if words else set()
+
+
+@dataclass
+class ComposerInfo:
+    """What the reply composer shows: the channel's limits, the reply window, a loop warning."""
+
+    available: bool
+    unavailable: str | None = None
+    channel: str | None = None
+    max_length: int | None = None
+    formatting: str = "plain"
+    window_hours: float | None = None
+    window_closes: dt.datetime | None = None
+    window_closed: bool = False
+    guard: str | None = None
+    recipient: str | None = None
+
+    @property
+    def guard_message(self) -> str | None:
+        return str(GUARD_MESSAGES[self.guard]) if self.guard else None
+
+    @property
+    def window_closes_iso(self) -> str | None:
+        return iso(self.window_closes) if self.window_closes else None
+
+
+def composer_info(conversation: dict[str, Any], now: dt.datetime | None = None) -> ComposerInfo:
+    now = now or dt.datetime.now(dt.UTC)
+    store = get_store()
+    land = mainland()
+    channel = land.config.channels.get(conversation["channel"])
+    if channel is None:
+        return ComposerInfo(False, str(_l("This conversation's channel is no longer configured, so replies cannot "
+                                          "be sent.")))
+    via = channel.settings.get("reply_channel") or conversation["channel"]
+    try:
+        limits = land.connector_class(via).limits
+    except KeyError:
+        return ComposerInfo(False, str(_l("The channel that sends replies for this conversation is not "
+                                          "configured.")))
+    answered = store.latest_inbound(conversation["id"])
+    if answered is None:
+        return ComposerInfo(False, str(_l("There is no message from the customer to answer.")), channel=via)
+    info = ComposerInfo(True, channel=via, max_length=limits.max_text_length, formatting=limits.formatting,
+                        window_hours=limits.reply_window_hours, recipient=answered["author_handle"] or None)
+    if limits.reply_window_hours:
+        last_in = parse_iso(conversation.get("last_inbound_at"))
+        if last_in is not None:
+            info.window_closes = last_in + dt.timedelta(hours=limits.reply_window_hours)
+            info.window_closed = now >= info.window_closes
+    info.guard = loop_guard(answered["author_handle"], store.customer_identities(conversation["customer_id"]),
+                            land.config.own_addresses())
+    return info
+
+
+def _prepared(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    for message in messages:
+        for att in message.get("attachments", []):
+            att["display_name"] = safe_filename(att["filename"], content_type=att["content_type"])
+    return messages
+
+
+def _page_context(conversation: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    store = get_store()
+    agent = current_agent()
+    team_ids = access.visible_team_ids(store, agent)
+    messages = _prepared(store.thread_messages(conversation["id"]))
+    newer, older = store.neighbours(conversation, team_ids)
+    merged_target = None
+    if conversation.get("merged_into"):
+        try:
+            target = store.conversation(conversation["merged_into"])
+        except StoreNotFound:
+            target = None
+        if target is not None and access.can_see_conversation(store, agent, target):
+            merged_target = target
+    store.mark_notifications_read(agent["id"], _now_iso(), conversation_id=conversation["id"])
+    if messages:
+        # The queue's unread marker: this agent has seen the conversation up to here.
+        store.mark_seen(agent["id"], conversation["id"], max(m["id"] for m in messages))
+    context = {
+        "conversation": conversation,
+        "messages": messages,
+        "seen_up_to": max((m["id"] for m in messages), default=0),
+        "identities": store.customer_identities(conversation["customer_id"]),
+        "history": store.customer_history(conversation["customer_id"], team_ids, exclude_id=conversation["id"]),
+        "merges": store.merges_of(conversation["id"]),
+        "merged_target": merged_target,
+        "composer": composer_info(conversation),
+        "agents": store.mentionable_agents(),
+        "teams": store.team_names(),
+        "labels": store.labels_of([conversation["id"]]).get(conversation["id"], []),
+        "all_labels": store.labels(),
+        "assignee": store.agent(conversation["assignee_id"]) if conversation.get("assignee_id") else None,
+        "kinds": _channel_kinds(),
+        "newer_id": newer,
+        "older_id": older,
+        "settable": SETTABLE,
+        "snooze_presets": [(key, SNOOZE_LABELS.get(key, key)) for key, _delta in SNOOZE_PRESETS],
+        "priorities": [(p, PRIORITY_LABELS[p]) for p in PRIORITIES],
+        "is_admin": access.is_admin(agent),
+        "draft": "",
+        "note_draft": "",
+        "error": None,
+        "held": False,
+    }
+    context.update(extra)
+    return context
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _now_iso() -> str:
+    return iso(_now())
+
+
+def _wants_json() -> bool:
+    return request.accept_mimetypes.best_match(["text/html", "application/json"]) == "application/json"
+
+
+def _id_field(name: str) -> int | None:
+    """A positive id from the form, or None (never an int SQLite cannot hold)."""
+    value = (request.form.get(name) or "").strip()
+    if not value.isdigit() or len(value) > 18:
+        return None
+    number = int(value)
+    return number if number > 0 else None
+
+
+def _fragment(conversation_id: int, after: int) -> dict[str, Any]:
+    messages = _prepared(get_store().thread_messages(conversation_id, after_id=after))
+    html = render_template("conversations/_messages.html", messages=messages,
+                           conversation=get_store().conversation(conversation_id))
+    return {"html": html, "last_id": max((m["id"] for m in messages), default=after),
+            "count": len(messages)}
+
+
+def _audit(action: str, conversation_id: int, **details: Any) -> None:
+    store = get_store()
+    with store.write():
+        store.audit(_now_iso(), f"agent:{current_agent()['id']}", action, "conversation", conversation_id,
+                    **details)
+
+
+def _done(at_id: int, message: str, *, after: int | None = None, anchor: str = "",
+          **payload: Any):
+    """A successful action: JSON for the page's script, else a flash and back to the conversation."""
+    if _wants_json():
+        body: dict[str, Any] = {"ok": True, "message": message, **payload}
+        if after is not None:
+            body.update(_fragment(at_id, after))
+        return jsonify(body)
+    flash(message, "success")
+    return redirect(url_for("conversations.show", conversation_id=at_id) + anchor, code=303)
+
+
+def _refused(conversation: dict[str, Any], error: str, *, status: int = 400, **page: Any):
+    """A refused action: JSON with the reason, else the page again with the reason and the drafts kept."""
+    if _wants_json():
+        return jsonify(ok=False, error=error), status
+    return render_template("conversations/show.html", **_page_context(conversation, error=error, **page)), status
+
+
+def _held(conversation: dict[str, Any], seen_up_to: int, draft: str):
+    error = str(_l("New messages arrived while you were writing. Read them, then send again: your reply is kept."))
+    if _wants_json():
+        return jsonify(ok=False, held=True, error=error, **_fragment(conversation["id"], seen_up_to)), 409
+    return render_template("conversations/show.html",
+                           **_page_context(conversation, error=error, held=True, draft=draft)), 409
+
+
+@bp.get("/conversations/<int:conversation_id>/messages")
+@login_required
+def messages_after(conversation_id: int):
+    """The messages after `?after=<id>` as HTML to append (live updates, the stale-reply hold)."""
+    _visible_conversation(conversation_id)
+    after = request.args.get("after", default=0, type=int)
+    if not 0 <= after < 2**63:
+        abort(400)
+    return jsonify(ok=True, **_fragment(conversation_id, after))
+
+
+@bp.post("/conversations/<int:conversation_id>/reply")
+@login_required
+def reply(conversation_id: int):
+    conversation = _visible_conversation(conversation_id)
+    store = get_store()
+    agent = current_agent()
+    text = (request.form.get("text") or "").replace("\r\n", "\n")
+    seen_up_to = _id_field("seen_up_to") or 0
+    keep = {"draft": text}
+    if not text.strip():
+        return _refused(conversation, str(_l("Write a reply first.")), **keep)
+    if len(text) > MAX_TEXT_CHARS:
+        return _refused(conversation, str(_l("The reply is too long.")), **keep)
+    if conversation.get("merged_into"):
+        return _refused(conversation, str(TRANSITION_MESSAGES["merged"]), **keep)
+    composer = composer_info(conversation)
+    if not composer.available:
+        return _refused(conversation, composer.unavailable or "", **keep)
+    if composer.max_length and len(text) > composer.max_length:
+        return _refused(conversation, _("This channel takes at most %(max)d characters; the reply has %(n)d.",
+                                        max=composer.max_length, n=len(text)), **keep)
+    if composer.window_closed and not request.form.get("outside_window"):
+        return _refused(conversation, _("The channel's reply window closed at %(when)s: the channel will probably "
+                                        "refuse the reply. Tick the box to send it anyway.",
+                                        when=when(composer.window_closes_iso)), **keep)
+    overridden = None
+    if composer.guard:
+        if request.form.get("override_guard") and access.is_admin(agent):
+            overridden = composer.guard
+        else:
+            return _refused(conversation, _("Not sent: %(reason)s", reason=composer.guard_message), **keep)
+    try:
+        # One transaction: nothing can arrive between the stale-reply check and the queueing.
+        with store.write():
+            unseen = store.unseen_message_ids(conversation_id, seen_up_to, agent["id"])
+            if not unseen:
+                queue_reply(mainland(), store, conversation_id, text, agent=agent)
+                if overridden:
+                    store.audit(_now_iso(), f"agent:{agent['id']}", "reply_loop_guard_override", "conversation",
+                                conversation_id, reason=overridden)
+    except ReplyRefused:
+        return _refused(conversation, str(_l("There is no message from the customer to answer.")), **keep)
+    if unseen:
+        return _held(conversation, seen_up_to, text)
+    return _done(conversation_id, _("Reply queued: it is sent as soon as the channel accepts it."),
+                 after=seen_up_to, anchor="#composer")
+
+
+@bp.post("/conversations/<int:conversation_id>/notes")
+@login_required
+def add_note(conversation_id: int):
+    conversation = _visible_conversation(conversation_id)
+    store = get_store()
+    agent = current_agent()
+    text = (request.form.get("text") or "").replace("\r\n", "\n")
+    seen_up_to = _id_field("seen_up_to") or 0
+    if not text.strip():
+        return _refused(conversation, str(_l("Write a note first.")), note_draft=text)
+    if len(text) > MAX_TEXT_CHARS:
+        return _refused(conversation, str(_l("The note is too long.")), note_draft=text)
+    if conversation.get("merged_into"):
+        return _refused(conversation, str(TRANSITION_MESSAGES["merged"]), note_draft=text)
+    mentioned, ambiguous = find_mentions(text, store.mentionable_agents())
+    notify = [a for a in mentioned if a["id"] != agent["id"] and access.can_see_conversation(store, a, conversation)]
+    blind = [a for a in mentioned if a["id"] != agent["id"] and a not in notify]
+    now = _now_iso()
+    with store.write():
+        message_id = store.add_note(conversation_id, agent_id=agent["id"], author_name=agent["name"] or agent["email"],
+                                    text=text, external_id=f"note:{uuid.uuid4().hex}", now=now)
+        store.add_notifications([a["id"] for a in notify], kind="mention", conversation_id=conversation_id,
+                                message_id=message_id, actor_id=agent["id"], now=now)
+    parts = [_("Note added.")]
+    if notify:
+        parts.append(ngettext("%(num)d agent notified.", "%(num)d agents notified.", len(notify)))
+    for token in ambiguous:
+        parts.append(_("@%(name)s fits several agents, so nobody was notified for it: use their email address.",
+                       name=token))
+    for other in blind:
+        parts.append(_("%(name)s cannot see this conversation and was not notified.",
+                       name=other["name"] or other["email"]))
+    return _done(conversation_id, " ".join(parts), after=seen_up_to, anchor=f"#message-{message_id}",
+                 notified=[a["id"] for a in notify])
+
+
+@bp.post("/conversations/<int:conversation_id>/status")
+@login_required
+def change_status(conversation_id: int):
+    conversation = _visible_conversation(conversation_id)
+    target = request.form.get("status", "")
+    now = _now()
+    snooze_until = None
+    if target == "snoozed":
+        snooze_until = parse_snooze(request.form.get("snooze_until") or request.form.get("snooze") or "", now)
+    try:
+        change = transition(conversation["status"], target, now=now, snooze_until=snooze_until,
+                            merged=bool(conversation.get("merged_into")))
+    except TransitionRefused as exc:
+        return _refused(conversation, str(TRANSITION_MESSAGES.get(exc.code, TRANSITION_MESSAGES["unknown"])))
+    get_store().set_conversation_status(conversation_id, change.status, change.snoozed_until, iso(now))
+    _audit("status", conversation_id, before=conversation["status"], after=change.status,
+           snoozed_until=change.snoozed_until)
+    if change.status == "snoozed":
+        message = _("Snoozed until %(when)s.", when=when(change.snoozed_until))
+    else:
+        message = _("Status: %(status)s.", status=status_label(change.status))
+    return _done(conversation_id, message, status=change.status, snoozed_until=change.snoozed_until)
+
+
+@bp.post("/conversations/<int:conversation_id>/assign")
+@login_required
+def assign(conversation_id: int):
+    conversation = _visible_conversation(conversation_id)
+    store = get_store()
+    agent = current_agent()
+    assignee_id = conversation["assignee_id"]
+    team_id = conversation["team_id"]
+    raw_assignee = request.form.get("assignee")
+    if raw_assignee is not None:
+        if raw_assignee == "me":
+            assignee_id = agent["id"]
+        elif raw_assignee == "":
+            assignee_id = None
+        else:
+            assignee_id = _id_field("assignee")
+            row = store.agent(assignee_id) if assignee_id else None
+            if row is None or not row["active"]:
+                return _refused(conversation, str(_l("There is no such agent.")))
+    raw_team = request.form.get("team")
+    if raw_team is not None:
+        team_id = _id_field("team") if raw_team else None
+        if raw_team and (team_id is None or store.team(team_id) is None):
+            return _refused(conversation, str(_l("There is no such team.")))
+    if assignee_id is not None:
+        row = store.agent(assignee_id)
+        if not access.can_see_conversation(store, row, {**conversation, "team_id": team_id}):
+            return _refused(conversation, _("%(name)s is not in the conversation's team and could not see it.",
+                                            name=row["name"] or row["email"]))
+    if (assignee_id, team_id) == (conversation["assignee_id"], conversation["team_id"]):
+        return _done(conversation_id, _("Nothing changed."))
+    now = _now_iso()
+    store.assign_conversation(conversation_id, assignee_id=assignee_id, team_id=team_id, now=now)
+    if assignee_id and assignee_id != conversation["assignee_id"] and assignee_id != agent["id"]:
+        store.add_notifications([assignee_id], kind="assigned", conversation_id=conversation_id, message_id=None,
+                                actor_id=agent["id"], now=now)
+    _audit("assign", conversation_id, assignee_before=conversation["assignee_id"], assignee=assignee_id,
+           team_before=conversation["team_id"], team=team_id)
+    if not access.can_see_conversation(store, agent, {**conversation, "team_id": team_id}):
+        # Handed over to a team this agent is not in: the conversation page is no longer theirs.
+        if _wants_json():
+            return jsonify(ok=True, message=_("Handed over to another team."), gone=True)
+        flash(_("Handed over to another team."), "success")
+        return redirect("/", code=303)
+    return _done(conversation_id, _("Assignment saved."), assignee_id=assignee_id, team_id=team_id)
+
+
+@bp.post("/conversations/<int:conversation_id>/priority")
+@login_required
+def set_priority(conversation_id: int):
+    conversation = _visible_conversation(conversation_id)
+    raw = (request.form.get("priority") or "").strip()
+    priority = int(raw) if raw.isdigit() and len(raw) < 3 else None
+    if priority not in PRIORITIES:
+        return _refused(conversation, str(_l("Choose one of the priorities offered.")))
+    get_store().set_conversation_priority(conversation_id, priority, _now_iso())
+    _audit("priority", conversation_id, before=conversation["priority"], after=priority)
+    return _done(conversation_id, _("Priority: %(priority)s.", priority=PRIORITY_LABELS[priority]), priority=priority)
+
+
+@bp.post("/conversations/<int:conversation_id>/labels")
+@login_required
+def change_labels(conversation_id: int):
+    """Add a label by name (`add`, created when new) or remove one by id (`remove`)."""
+    conversation = _visible_conversation(conversation_id)
+    store = get_store()
+    actor = f"agent:{current_agent()['id']}"
+    name = " ".join((request.form.get("add") or "").split())
+    if name:
+        try:
+            label_id = store.ensure_label(name)
+        except StoreError:
+            return _refused(conversation, str(_l("A label name has 1 to 40 characters.")))
+        store.bulk_update([conversation_id], action="label_add", value=label_id, actor=actor)
+        return _done(conversation_id, _("Label added: %(name)s.", name=name))
+    label_id = _id_field("remove")
+    if label_id is None:
+        return _refused(conversation, str(_l("Name the label to add.")))
+    store.bulk_update([conversation_id], action="label_remove", value=label_id, actor=actor)
+    return _done(conversation_id, _("Label removed."))
+
+
+@bp.post("/conversations/<int:conversation_id>/merge")
+@login_required
+def merge(conversation_id: int):
+    """Merge this conversation into another one of the same customer (`into` in the form)."""
+    conversation = _visible_conversation(conversation_id)
+    into = _id_field("into")
+    if into is None:
+        return _refused(conversation, str(_l("Choose the conversation to merge this one into.")))
+    # The target is an object id from the form body: hidden and unknown ones are both 404 (IN-65).
+    target = _visible_conversation(into)
+    store = get_store()
+    try:
+        merge_id = store.merge_conversations(conversation_id, target["id"], agent_id=current_agent()["id"],
+                                             now=_now_iso())
+    except MergeRefused as exc:
+        return _refused(conversation, str(MERGE_MESSAGES.get(exc.code, MERGE_MESSAGES["merged"])))
+    _audit("merge", conversation_id, into=target["id"], merge_id=merge_id)
+    return _done(target["id"], _("Merged: the messages of #%(source)d are in this conversation now.",
+                                 source=conversation_id), merge_id=merge_id, target_id=target["id"])
+
+
+@bp.post("/merges/<int:merge_id>/undo")
+@login_required
+def undo_merge(merge_id: int):
+    store = get_store()
+    record = store.merge_record(merge_id)
+    if record is None:
+        abort(404)
+    source = _visible_conversation(record["source_id"])
+    _visible_conversation(record["target_id"])
+    try:
+        store.undo_merge(merge_id, now=_now_iso())
+    except MergeRefused as exc:
+        return _refused(source, str(MERGE_MESSAGES.get(exc.code, MERGE_MESSAGES["undone"])))
+    _audit("merge_undone", record["source_id"], merge_id=merge_id, target=record["target_id"])
+    return _done(record["source_id"], _("Merge undone: the messages are back in this conversation."))
+
+
+@bp.post("/conversations/<int:conversation_id>/split")
+@login_required
+def split(conversation_id: int):
+    """Move one message (`message_id` in the form) out into a new conversation of the same customer."""
+    conversation = _visible_conversation(conversation_id)
+    message_id = _id_field("message_id")
+    store = get_store()
+    try:
+        message = store.message(message_id) if message_id else None
+    except StoreNotFound:
+        message = None
+    if message is None or message["conversation_id"] != conversation_id:
+        abort(404)
+    if conversation.get("merged_into"):
+        return _refused(conversation, str(TRANSITION_MESSAGES["merged"]))
+    try:
+        new_id = store.split_message(conversation_id, message_id, token=new_token(), now=_now_iso())
+    except MergeRefused as exc:
+        return _refused(conversation, str(MERGE_MESSAGES.get(exc.code, MERGE_MESSAGES["only_message"])))
+    _audit("split", conversation_id, message_id=message_id, new_conversation=new_id)
+    return _done(new_id, _("Split off from #%(source)d into this new conversation.", source=conversation_id),
+                 conversation_id=new_id)
+
+
+@bp.post("/messages/<int:message_id>/retry")
+@login_required
+def retry_reply(message_id: int):
+    """Send a failed reply again (after the cause was fixed)."""
+    message = _visible_message(message_id)
+    store = get_store()
+    outbox_id = store.outbox_id_for_message(message_id)
+    if outbox_id is None:
+        abort(404)
+    with store.write():
+        retried = store.retry_outbox(outbox_id, _now_iso())
+    conversation = store.conversation(message["conversation_id"])
+    if not retried:
+        return _refused(conversation, str(_l("Only a failed reply can be sent again.")))
+    _audit("reply_retry", conversation["id"], message_id=message_id)
+    return _done(conversation["id"], _("The reply is queued again."), anchor=f"#message-{message_id}")
+
+
+# Notifications ---------------------------------------------------------------------------------
+
+NOTIFICATION_KINDS = {
+    "mention": _l("mentioned you"),
+    "assigned": _l("assigned a conversation to you"),
+}
+
+
+@bp.get("/notifications")
+@login_required
+def notifications():
+    store = get_store()
+    agent = current_agent()
+    rows = store.notifications(agent["id"], access.visible_team_ids(store, agent),
+                               unread_only=request.args.get("unread") == "1")
+    if _wants_json():
+        return jsonify(ok=True, unread=sum(1 for r in rows if not r["read_at"]),
+                       notifications=[{"id": r["id"], "kind": r["kind"], "conversation_id": r["conversation_id"],
+                                       "message_id": r["message_id"], "created_at": r["created_at"],
+                                       "read": bool(r["read_at"]), "actor": r["actor_name"] or r["actor_email"],
+                                       "subject": r["subject"]} for r in rows])
+    return render_template("conversations/notifications.html", notifications=rows, kinds=_channel_kinds(),
+                           kind_labels=NOTIFICATION_KINDS)
+
+
+@bp.post("/notifications/<int:notification_id>/read")
+@login_required
+def notification_read(notification_id: int):
+    get_store().mark_notifications_read(current_agent()["id"], _now_iso(), notification_id=notification_id)
+    if _wants_json():
+        return jsonify(ok=True)
+    return redirect(url_for("conversations.notifications"), code=303)
+
+
+@bp.post("/notifications/read-all")
+@login_required
+def notifications_read_all():
+    get_store().mark_notifications_read(current_agent()["id"], _now_iso())
+    if _wants_json():
+        return jsonify(ok=True)
+    flash(_("All notifications are marked read."), "success")
+    return redirect(url_for("conversations.notifications"), code=303)
+
+
+def unread_notifications() -> int:
+    """The signed-in agent's unread notifications (the badge in the top bar)."""
+    agent = current_agent()
+    if agent is None:
+        return 0
+    store = get_store()
+    return store.unread_notification_count(agent["id"], access.visible_team_ids(store, agent))
+
+
+def delivery_label(status: str | None) -> str:
+    return str(DELIVERY_LABELS.get(status or "", status or ""))
+
+
+def priority_label(priority: int | None) -> str:
+    return str(PRIORITY_LABELS.get(priority or 0, priority))
+
+
 # Template helpers ----------------------------------------------------------------------------
 
 def status_label(status: str) -> str:
@@ -256,5 +889,8 @@ def filesize(size: int | None) -> str:
 
 def init_app(app: Flask) -> None:
     app.jinja_env.globals.update(status_label=status_label, flag_label=flag_label, flag_help=flag_help,
-                                 direction_label=direction_label)
+                                 direction_label=direction_label, delivery_label=delivery_label,
+                                 priority_label=priority_label, unread_notifications=unread_notifications,
+                                 delivery_labels=lambda: {k: str(v) for k, v in DELIVERY_LABELS.items()},
+                                 status_labels=lambda: {k: str(v) for k, v in STATUS_LABELS.items()})
     app.jinja_env.filters.update(when=when, filesize=filesize)

@@ -1,0 +1,337 @@
+"""Live updates without reloading: a Server-Sent Events stream, and presence heartbeats.
+
+`GET /events` (optionally `?conversation=<id>` for an open conversation page) is an
+`text/event-stream` that a page reads with `EventSource` (static/live.js wraps it as
+`Live.on(name, handler)`). Each stream polls the database about once a second, and keeps that cheap:
+one indexed `max(seq)` over `conversation_changes` (a watermark kept by triggers, see migration
+m005), and only when it moved, the changed conversations the agent may see. Events:
+
+- `hello` {seq, conversation_id}: the stream is open.
+- `conversation.new` / `conversation.changed` {id, channel, status, priority, assignee_id, team_id,
+  subject, customer_name, last_message_at, merged_into}: a conversation the agent can see appeared
+  or changed (a message, a status, an assignment...). Another team's conversations never show.
+- `counts` {by_status: {status: n}, total}: the agent's visible conversations per status, after a change.
+- `message.new` {conversation_id, message_id, direction, agent_id}: for the watched conversation.
+- `message.status` {conversation_id, message_id, delivery_status, delivery_error, possible_duplicate}:
+  a reply in the watched conversation moved (queued -> sent -> delivered, or failed).
+- `presence` {conversation_id, agents: [{id, name, state}]}: who else views or types in it.
+- `notifications` {unread}: the agent's unread notification count changed.
+- `heartbeat` {t}: every 15 s, so proxies keep the connection and dead clients are noticed.
+
+Events carry `id: <seq>` (with a watched conversation `<seq>:<last message id>`); a reconnecting
+`EventSource` sends it back as `Last-Event-ID` and the stream resumes from there, so nothing is
+missed across reconnects.
+
+Threads: each open stream holds a server thread (waitress has `web.threads`, 8 by default). At
+most `web.live_streams` streams run at once (default: threads - 4, at least 1); past that, and
+always for `?once=1`, the answer holds what changed since the client's id and ends at once with a
+`retry:` hint, which turns EventSource into polling every few seconds instead of starving the
+pages of threads. Streams also end after `web.live_max_seconds` (300) so that clients reconnect
+and re-check their session, and stop early when the agent signs out or is disabled.
+
+`POST /conversations/<id>/presence` {state: viewing|typing|gone} records the agent's heartbeat.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Blueprint, Response, abort, current_app, jsonify, request
+
+from inbox import access
+from inbox.store import Store
+from inbox.store.base import iso
+from inbox.web import get_store, mainland
+from inbox.web.auth import current_agent, login_required
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("live", __name__)
+
+#: Seconds between looks at the database.
+POLL_SECONDS = 1.0
+HEARTBEAT_SECONDS = 15.0
+#: How long one stream lasts before the client is asked to reconnect.
+MAX_STREAM_SECONDS = 300.0
+#: Presence older than this is stale (a closed tab that said nothing).
+PRESENCE_SECONDS = 30
+#: How often a stream re-checks that its agent is still signed in and active.
+SESSION_CHECK_SECONDS = 30.0
+#: What a client waits before reconnecting when it got a short (polling) answer.
+POLL_RETRY_MS = 5000
+STREAM_RETRY_MS = 2000
+#: A `Last-Event-ID` further behind than this is treated as a fresh start (a tab left for days).
+MAX_CATCH_UP = 2000
+PRESENCE_STATES = ("viewing", "typing")
+
+
+class _Slots:
+    """How many streams may hold a thread at once (per process)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.active = 0
+
+    def acquire(self, limit: int) -> bool:
+        with self._lock:
+            if self.active >= limit:
+                return False
+            self.active += 1
+            return True
+
+    def release(self) -> None:
+        with self._lock:
+            self.active -= 1
+
+
+_slots = _Slots()
+
+
+class _CountCache:
+    """Status counts per (teams, watermark): many streams of one team after one change ask once."""
+
+    def __init__(self, size: int = 64) -> None:
+        self._lock = threading.Lock()
+        self._items: OrderedDict[tuple, dict[str, int]] = OrderedDict()
+        self._size = size
+
+    def get(self, store: Store, team_ids: set[int] | None, seq: int) -> dict[str, int]:
+        key = (None if team_ids is None else tuple(sorted(team_ids)), seq)
+        with self._lock:
+            if key in self._items:
+                return self._items[key]
+        counts = store.status_counts(team_ids)
+        with self._lock:
+            self._items[key] = counts
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return counts
+
+
+_counts = _CountCache()
+
+
+def _setting(name: str, default: Any) -> Any:
+    """`web.<name>` of the Mainland config; the Flask config's `<NAME>` wins (tests set that)."""
+    key = name.upper()
+    if key in current_app.config:
+        return current_app.config[key]
+    web = mainland().config.extra.get("web") or {}
+    return web.get(name, default) if isinstance(web, dict) else default
+
+
+def _stream_limit() -> int:
+    web = mainland().config.extra.get("web") or {}
+    threads = int(web.get("threads", 8)) if isinstance(web, dict) else 8
+    return int(_setting("live_streams", max(1, threads - 4)))
+
+
+def sse(event: str, data: Any, event_id: str | None = None) -> str:
+    """One Server-Sent Event. JSON data never contains a newline, so one `data:` line suffices."""
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+def _conversation_event(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: row[k] for k in ("id", "channel", "status", "priority", "assignee_id", "team_id", "subject",
+                                "customer_name", "last_message_at", "merged_into")}
+
+
+class LiveState:
+    """What one client has been told; `poll()` returns the events for what changed since.
+
+    The event id is `<seq>` or, with a watched conversation, `<seq>:<last message id>`, so that a
+    client resuming with `Last-Event-ID` gets exactly the messages it has not been told about.
+    """
+
+    def __init__(self, store: Store, agent: dict[str, Any], team_ids: set[int] | None, seq: int,
+                 conversation_id: int | None, last_message_id: int | None = None) -> None:
+        self.store = store
+        self.agent = agent
+        self.team_ids = team_ids
+        self.seq = seq
+        self.conversation_id = conversation_id
+        resumed = last_message_id is not None
+        newest = store.newest_message_id(conversation_id) if conversation_id else 0
+        self.last_message_id = min(last_message_id, newest) if resumed else newest
+        # Resuming: delivery states at the client's moment are unknown, so every reply's state is
+        # told again after the next change (harmless: the page just redraws them).
+        self.delivery = self._delivery() if conversation_id and not resumed else {}
+        self.presence: list[dict[str, Any]] | None = None
+        self.unread: int | None = None
+
+    @property
+    def event_id(self) -> str:
+        return f"{self.seq}:{self.last_message_id}" if self.conversation_id else str(self.seq)
+
+    def _delivery(self) -> dict[int, tuple]:
+        return {r["id"]: (r["delivery_status"], r["delivery_error"], bool(r["possible_duplicate"]))
+                for r in self.store.message_delivery(self.conversation_id)}
+
+    def poll(self, *, now: dt.datetime, with_presence: bool = True, with_notifications: bool = True) -> list[str]:
+        events: list[str] = []
+        watermark = self.store.change_watermark()
+        if watermark > self.seq:
+            events.extend(self._changes(watermark))
+        if self.conversation_id and with_presence:
+            events.extend(self._presence(now))
+        if with_notifications:
+            unread = self.store.unread_notification_count(self.agent["id"], self.team_ids)
+            if unread != self.unread:
+                if self.unread is not None or unread:
+                    events.append(sse("notifications", {"unread": unread}))
+                self.unread = unread
+        return events
+
+    def _changes(self, watermark: int) -> list[str]:
+        before = self.seq
+        rows = self.store.changes_since(before, self.team_ids, limit=200)
+        # Hidden conversations' changes advance the watermark too, without telling anything about them.
+        self.seq = rows[-1]["seq"] if len(rows) == 200 else watermark
+        told: list[tuple[str, dict[str, Any]]] = []
+        for row in rows:
+            told.append(("conversation.new" if row["created_seq"] > before else "conversation.changed",
+                         _conversation_event(row)))
+        if rows:
+            counts = _counts.get(self.store, self.team_ids, self.seq)
+            told.append(("counts", {"by_status": counts, "total": sum(counts.values())}))
+        if any(row["id"] == self.conversation_id for row in rows):
+            for message in self.store.message_ids_after(self.conversation_id, self.last_message_id):
+                told.append(("message.new", {"conversation_id": self.conversation_id, "message_id": message["id"],
+                                             "direction": message["direction"], "agent_id": message["agent_id"]}))
+                self.last_message_id = message["id"]
+            delivery = self._delivery()
+            for message_id, state in delivery.items():
+                if self.delivery.get(message_id) != state:
+                    told.append(("message.status", {
+                        "conversation_id": self.conversation_id, "message_id": message_id,
+                        "delivery_status": state[0], "delivery_error": state[1], "possible_duplicate": state[2],
+                    }))
+            self.delivery = delivery
+        # Every event of one look carries the id after it: a client that reconnects resumes after all of them.
+        return [sse(name, data, self.event_id) for name, data in told]
+
+    def _presence(self, now: dt.datetime) -> list[str]:
+        since = iso(now - dt.timedelta(seconds=PRESENCE_SECONDS))
+        others = [{"id": r["agent_id"], "name": r["name"] or r["email"], "state": r["state"]}
+                  for r in self.store.presence(self.conversation_id, since) if r["agent_id"] != self.agent["id"]]
+        if others == self.presence:
+            return []
+        first = self.presence is None
+        self.presence = others
+        if first and not others:
+            return []
+        return [sse("presence", {"conversation_id": self.conversation_id, "agents": others})]
+
+
+def _resume_point(store: Store) -> tuple[int, int | None]:
+    """Where the client left off (`Last-Event-ID`: seq and last message id), or now."""
+    watermark = store.change_watermark()
+    raw = request.headers.get("Last-Event-ID") or request.args.get("since") or ""
+    seq_text, _, message_text = raw.partition(":")
+    if seq_text.isdigit() and len(seq_text) < 19:
+        seq = int(seq_text)
+        if watermark - MAX_CATCH_UP <= seq <= watermark:
+            last_message = int(message_text) if message_text.isdigit() and len(message_text) < 19 else None
+            return seq, last_message
+    return watermark, None
+
+
+@bp.get("/events")
+@login_required
+def events():
+    store = get_store()
+    agent = dict(current_agent())
+    team_ids = access.visible_team_ids(store, agent)
+    conversation_id = request.args.get("conversation", type=int)
+    if conversation_id is not None:
+        if not 0 < conversation_id < 2**63:
+            abort(404)
+        access.require_conversation(store, agent, conversation_id)
+    seq, last_message_id = _resume_point(store)
+    once = request.args.get("once") == "1"
+    headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    if once or not _slots.acquire(_stream_limit()):
+        # A short answer: what changed since the client's id, and when to ask again.
+        state = LiveState(store, agent, team_ids, seq, conversation_id, last_message_id)
+        body = [f"retry: {POLL_RETRY_MS}\n\n", sse("hello", {"seq": seq, "conversation_id": conversation_id,
+                                                              "mode": "poll"}, state.event_id)]
+        body.extend(state.poll(now=dt.datetime.now(dt.UTC)))
+        return Response("".join(body), mimetype="text/event-stream", headers=headers)
+    app = current_app._get_current_object()
+    settings = {
+        "poll": float(_setting("live_poll_seconds", POLL_SECONDS)),
+        "heartbeat": float(_setting("live_heartbeat_seconds", HEARTBEAT_SECONDS)),
+        "max": float(_setting("live_max_seconds", MAX_STREAM_SECONDS)),
+    }
+    epoch = (store.agent(agent["id"]) or {}).get("session_epoch")
+    released = threading.Event()
+
+    def release() -> None:
+        # From the stream's end or the server closing the response, whichever comes first; a
+        # response that was never iterated (the client left at once) still gives its slot back.
+        if not released.is_set():
+            released.set()
+            _slots.release()
+
+    def stream() -> Iterator[str]:
+        # The request's store closes when the view returns; the stream keeps its own connection.
+        own = app.extensions["mainland"].open_store()
+        try:
+            state = LiveState(own, agent, team_ids, seq, conversation_id, last_message_id)
+            yield f"retry: {STREAM_RETRY_MS}\n\n"
+            yield sse("hello", {"seq": seq, "conversation_id": conversation_id, "mode": "stream"}, state.event_id)
+            started = last_beat = last_check = time.monotonic()
+            while True:
+                moment = time.monotonic()
+                if moment - started >= settings["max"]:
+                    yield sse("bye", {"reconnect": True}, state.event_id)
+                    return
+                if moment - last_check >= SESSION_CHECK_SECONDS:
+                    row = own.agent(agent["id"])
+                    if row is None or not row["active"] or row["session_epoch"] != epoch:
+                        yield sse("bye", {"reconnect": False}, state.event_id)
+                        return
+                    last_check = moment
+                yield from state.poll(now=dt.datetime.now(dt.UTC))
+                if moment - last_beat >= settings["heartbeat"]:
+                    yield sse("heartbeat", {"t": int(time.time())})
+                    last_beat = moment
+                time.sleep(settings["poll"])
+        finally:
+            own.close()
+            release()
+
+    response = Response(stream(), mimetype="text/event-stream", headers=headers)
+    response.call_on_close(release)
+    return response
+
+
+@bp.post("/conversations/<int:conversation_id>/presence")
+@login_required
+def presence(conversation_id: int):
+    """A heartbeat from an open conversation page: {state: viewing|typing|gone}."""
+    store = get_store()
+    agent = current_agent()
+    access.require_conversation(store, agent, conversation_id)
+    payload = request.get_json(silent=True) if request.is_json else None
+    state = (payload or {}).get("state") if payload else request.form.get("state")
+    now = dt.datetime.now(dt.UTC)
+    if state == "gone":
+        store.leave_presence(conversation_id, agent["id"])
+    elif state in PRESENCE_STATES:
+        store.touch_presence(conversation_id, agent["id"], state, iso(now),
+                             forget_before=iso(now - dt.timedelta(minutes=10)))
+    else:
+        abort(400)
+    since = iso(now - dt.timedelta(seconds=PRESENCE_SECONDS))
+    others = [{"id": r["agent_id"], "name": r["name"] or r["email"], "state": r["state"]}
+              for r in store.presence(conversation_id, since) if r["agent_id"] != agent["id"]]
+    return jsonify(ok=True, agents=others)
