@@ -22,12 +22,13 @@ import traceback
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
-from inbox import routing, triage
+from inbox import csat, routing, triage
 from inbox.attachments import AttachmentStore, safe_filename, type_mismatch
 from inbox.conversations import find_conversation, new_token
 from inbox.customers import is_suppressed, note_item_evidence, resolve_author
 from inbox.models import AUTOMATIC_FLAGS, DELIVERY_ORDER, FLAG_HTML_REPLACED, FetchResult, InboundItem, Reject
 from inbox.sanitize import html_to_text, sanitize_html
+from inbox.service_levels import FLAG_SURVEY_ANSWER, ServiceLevels, refresh_stale
 from inbox.store import Store
 from inbox.store.base import iso
 
@@ -82,8 +83,11 @@ class Ingestor:
         now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         phone_region: str | None = None,
         team_for_channel: Callable[[str], str | None] | None = None,
+        service_levels: ServiceLevels | None = None,
     ) -> None:
         self.store = store
+        #: Policies for the due times set on new and answered-to conversations (None: the worker sets them).
+        self.service_levels = service_levels
         #: Channel name -> name of the team its new conversations belong to (the `team` channel setting).
         self.team_for_channel = team_for_channel
         self.attachments = attachments
@@ -134,6 +138,9 @@ class Ingestor:
                 report.quarantined += 1
             if save_cursor:
                 self.store.save_cursor(channel, result.cursor, now)
+            if self.service_levels is not None and report.message_ids:
+                # Due times of the conversations this batch touched (the triggers marked them stale).
+                refresh_stale(self.store, self.service_levels, self.now())
         if report.new_conversations:
             # After the commit, outside the batch's transaction: routing never slows or fails ingest.
             routing.route_new(self.store, report.new_conversations, self.now())
@@ -191,6 +198,12 @@ class Ingestor:
         automatic = bool(flags & AUTOMATIC_FLAGS)
         subject = (item.subject or "")[:MAX_SUBJECT_CHARS]
         conversation_id = decision.conversation_id
+        # A rating answering our chat survey is recorded as the answer; it does not reopen anything.
+        answer = None if automatic else csat.match_answer(self.store, channel, item, customer_id, conversation_id,
+                                                           prep.text, now)
+        if answer is not None:
+            conversation_id = answer.conversation_id
+            flags.add(FLAG_SURVEY_ANSWER)
         new_conversation = conversation_id is None
         if new_conversation:
             conversation_id = self.store.create_conversation(
@@ -232,9 +245,11 @@ class Ingestor:
             self.store.insert_attachment(message_id, meta)
         if decision.bounced_message_ids:
             self.store.mark_outbound_bounced(decision.bounced_message_ids, _first_line(prep.text))
+        if answer is not None:
+            csat.record_answer(self.store, answer, message_id, now)
         if not new_conversation:
-            # An auto-reply or bounce is added to the thread but does not reopen it.
-            self.store.note_inbound(conversation_id, now, reopen=not automatic)
+            # An auto-reply, a bounce or a survey answer is added to the thread but does not reopen it.
+            self.store.note_inbound(conversation_id, now, reopen=not automatic and answer is None)
         else:
             report.new_conversations.append(conversation_id)
         return message_id

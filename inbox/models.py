@@ -160,3 +160,5 @@ class OutboundReply:
     public: bool = False
     attachments: tuple[Attachment, ...] = ()
     from_name: str | None = None
+    #: Written by Mainland itself (a satisfaction survey), not by an agent: marked as automatic mail.
+    automatic: bool = False

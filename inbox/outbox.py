@@ -21,11 +21,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from connectors.base import ConnectorError, PermanentError, RetryableError
+from inbox import review, service_levels
 from inbox.mail import conversation_message_id
-from inbox.models import Author, OutboundReply
+from inbox.models import FLAG_AUTO_SUBMITTED, Author, OutboundReply
 from inbox.poller import backoff_delay
 from inbox.runtime import Mainland
 from inbox.store import Store
@@ -43,13 +45,23 @@ class ReplyRefused(Exception):
 
 
 def queue_reply(mainland: Mainland, store: Store, conversation_id: int, text: str, *, agent: dict | None = None,
-                html: str | None = None, now: dt.datetime | None = None) -> str:
-    """Queue an agent's reply in a conversation; returns the outbox id."""
-    now_text = iso(now or dt.datetime.now(dt.UTC))
+                html: str | None = None, now: dt.datetime | None = None, flags: Iterable[str] = (),
+                reviewed: bool = False) -> str:
+    """Queue an agent's reply in a conversation; returns the outbox id.
+
+    `flags` mark the message; FLAG_AUTO_SUBMITTED makes it an automatic message (a survey), sent
+    as such (email: `Auto-Submitted: auto-generated`). A trainee's reply is held for a lead's
+    review instead (inbox/review.py) and the id returned is "review:<item id>"; `reviewed` is
+    how the approval itself sends it.
+    """
+    now = now or dt.datetime.now(dt.UTC)
+    now_text = iso(now)
     conversation = store.conversation(conversation_id)
     answered = store.latest_inbound(conversation_id)
     if answered is None:
         raise ReplyRefused("this conversation has no message from the customer to answer")
+    if not reviewed and review.needs_review(store, agent):
+        return review.hold_reply(store, conversation_id, text, agent=agent, html=html, now=now)
     outbox_id = uuid.uuid4().hex
     channel = conversation["channel"]
     # Email replies carry a Message-ID naming the conversation, so the customer's answer threads
@@ -61,8 +73,10 @@ def queue_reply(mainland: Mainland, store: Store, conversation_id: int, text: st
             outbox_id=outbox_id, conversation_id=conversation_id, channel=channel,
             agent_id=agent["id"] if agent else None, text=text, html=html,
             subject=conversation["subject"] or answered["subject"] or "", message_id=message_id, refs=refs,
-            author_name=(agent or {}).get("name", ""), now=now_text,
+            author_name=(agent or {}).get("name", ""), now=now_text, flags=" ".join(sorted(set(flags))),
         )
+        # The reply stops the first- or next-response clock: the queue's due times move at once.
+        service_levels.refresh(store, service_levels.for_config(mainland.config), [conversation_id], now)
     return outbox_id
 
 
@@ -93,6 +107,7 @@ def build_outbound(store: Store, row: dict) -> OutboundReply:
         message_id=f"<{row['our_message_id']}>" if row["our_message_id"] else None,
         public=bool(conversation["public"]),
         from_name=row["agent_name"] or None,
+        automatic=FLAG_AUTO_SUBMITTED in (row.get("flags") or "").split(),
     )
 
 

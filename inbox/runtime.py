@@ -15,6 +15,7 @@ from pathlib import Path
 
 import connectors
 from connectors.base import Connector
+from inbox import service_levels
 from inbox.attachments import AttachmentStore
 from inbox.config import Config, ConfigError
 from inbox.ingest import Ingestor
@@ -90,6 +91,7 @@ class Mainland:
             own_addresses=self.config.own_addresses(), now=lambda: dt.datetime.now(dt.UTC),
             phone_region=self.config.extra.get("default_phone_region"),
             team_for_channel=self.team_for_channel,
+            service_levels=service_levels.for_config(self.config),
         )
 
     def team_for_channel(self, name: str) -> str | None:

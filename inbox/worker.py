@@ -46,6 +46,11 @@ DEFAULT_LEASE_SECONDS = 60.0
 DEFAULT_RENEW_EVERY = 20.0
 DEFAULT_CHECKPOINT_EVERY = 300.0
 DEFAULT_OUTBOX_EVERY = 10.0
+#: Seconds between service-level checks (due times, lead notifications) and survey runs; and
+#: between checks whether the weekly digest is due (inbox/service_levels.py, csat.py, digest.py).
+SLA_EVERY = 60.0
+SURVEYS_EVERY = 60.0
+DIGEST_EVERY = 300.0
 #: Seconds between checks for snoozed conversations to wake up.
 DEFAULT_SNOOZE_EVERY = 30.0
 #: Seconds between routing runs (inactivity, flowing on, pulling the backlog).
@@ -147,6 +152,11 @@ class Worker:
         self._add_job(self._housekeeping_job, "housekeeping", self.checkpoint_every,
                       first_run=now + dt.timedelta(seconds=self.checkpoint_every))
         self._add_job(self._outbox_job, "outbox", self.outbox_every, first_run=now)
+        self._add_job(self._leader_task, "service_levels", SLA_EVERY, first_run=now, args=("service_levels",))
+        self._add_job(self._leader_task, "surveys", SURVEYS_EVERY, first_run=now + dt.timedelta(seconds=20),
+                      args=("surveys",))
+        self._add_job(self._leader_task, "digest", DIGEST_EVERY, first_run=now + dt.timedelta(seconds=40),
+                      args=("digest",))
         self._add_job(self._snooze_job, "snooze", DEFAULT_SNOOZE_EVERY, first_run=now)
         self._add_job(self._routing_job, "routing", ROUTING_EVERY, first_run=now)
         for plan in self.plans:
@@ -350,6 +360,31 @@ class Worker:
             return
         if woken:
             log.info("woke %d snoozed conversation(s)", len(woken))
+
+    def _leader_task(self, name: str) -> None:
+        """Service levels (due times, lead notifications), surveys after resolve, the weekly digest."""
+        from inbox import csat, digest, service_levels
+
+        try:
+            store = self._store()
+            if not self._holds_lease(store):
+                return
+            if name == "service_levels":
+                refreshed, notified = service_levels.run_checks(
+                    store, service_levels.for_config(self.mainland.config))
+                if notified:
+                    log.info("service levels: %d conversation(s) updated, %d lead notification(s)", refreshed,
+                             notified)
+            elif name == "surveys":
+                run = csat.send_due_surveys(self.mainland, store)
+                if run.asked:
+                    log.info("satisfaction surveys: %d asked, %d skipped", run.asked, run.skipped)
+            elif name == "digest":
+                week = digest.run_if_due(self.mainland, store)
+                if week:
+                    log.info("weekly digest %s handled", week)
+        except Exception:
+            log.exception("%s job failed; trying again at its next run", name)
 
     def _housekeeping_job(self) -> None:
         try:

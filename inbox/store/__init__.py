@@ -27,8 +27,10 @@ from inbox.store.ingest import IngestQueries
 from inbox.store.operations import OperationsQueries
 from inbox.store.outbox import OutboxQueries
 from inbox.store.queue import QueueQueries
+from inbox.store.reports import ReportQueries
 from inbox.store.review import ReviewQueries
 from inbox.store.routing import RoutingQueries
+from inbox.store.service_levels import ServiceLevelQueries
 from inbox.store.teams import TeamQueries
 from inbox.store.webforms import WebformQueries
 from inbox.store.webhooks import WebhookQueries
@@ -40,7 +42,7 @@ BUSY_TIMEOUT_MS = 10_000
 
 
 class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries, AgentQueries, WebformQueries,
-            WebhookQueries, TeamQueries, WorkQueries, QueueQueries,
+            WebhookQueries, TeamQueries, WorkQueries, QueueQueries, ServiceLevelQueries, ReportQueries,
             CustomerQueries, HealthQueries, AnswerQueries, RoutingQueries, ReviewQueries):
     """A Mainland database. Open one per thread; share the file, not the object."""
 

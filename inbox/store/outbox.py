@@ -16,14 +16,14 @@ class OutboxQueries:
 
     def queue_outbound(self, *, outbox_id: str, conversation_id: int, channel: str, agent_id: int | None,
                        text: str, html: str | None, subject: str, message_id: str | None, refs: str,
-                       author_name: str, now: str) -> int:
+                       author_name: str, now: str, flags: str = "") -> int:
         """The reply as a message (status queued) and its outbox row, in the caller's transaction."""
         cur = self.conn.execute(
             "INSERT INTO messages (conversation_id, channel, external_id, direction, agent_id, author_name, subject, "
-            "text, html, message_id, refs, received_at, delivery_status) "
-            "VALUES (?, ?, ?, 'out', ?, ?, ?, ?, ?, ?, ?, ?, 'queued')",
+            "text, html, message_id, refs, received_at, delivery_status, flags) "
+            "VALUES (?, ?, ?, 'out', ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
             (conversation_id, channel, f"out:{outbox_id}", agent_id, author_name, subject, text, html, message_id,
-             refs, now),
+             refs, now, flags),
         )
         message_row = cur.lastrowid
         self.conn.execute(
@@ -61,7 +61,7 @@ class OutboxQueries:
     def outbox_row(self, outbox_id: str) -> dict[str, Any]:
         cur = self.conn.execute(
             "SELECT o.*, m.conversation_id, m.text, m.html, m.subject, m.message_id AS our_message_id, m.refs, "
-            "m.author_name AS agent_name FROM outbox o JOIN messages m ON m.id = o.message_id WHERE o.id = ?",
+            "m.author_name AS agent_name, m.flags FROM outbox o JOIN messages m ON m.id = o.message_id WHERE o.id = ?",
             (outbox_id,),
         )
         row = as_dict(cur, cur.fetchone())

@@ -1,0 +1,115 @@
+"""Store verbs for the reports and the weekly digest: the rows behind every figure of a period.
+
+The figures themselves are computed in inbox/reports.py from these rows, so that a figure and the
+CSV export of the conversations behind it come from the same rows and cannot disagree. Periods
+are half-open, [start, end), in stored UTC text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from inbox.store.base import as_dicts
+
+#: The customer's first message since our last reply (not counting machine mail or survey answers).
+_WAITING_SINCE = (
+    "(SELECT min(w.received_at) FROM messages w WHERE w.conversation_id = c.id AND w.direction = 'in' "
+    "AND ' ' || w.flags || ' ' NOT LIKE '% survey_answer %' AND w.id > ifnull((SELECT max(o.id) FROM messages o "
+    "WHERE o.conversation_id = c.id AND o.direction = 'out' AND ' ' || o.flags || ' ' NOT LIKE '% survey %'), 0))"
+)
+
+_CONVERSATION_COLUMNS = (
+    "c.id, c.channel, c.subject, c.status, c.priority, c.created_at, c.first_response_at, c.resolved_at, "
+    "c.sla_policy, c.first_response_seconds, c.first_response_level, c.first_response_due_adequate, "
+    "c.resolution_seconds, c.resolution_level, c.resolution_due_adequate, c.next_response_breaches, "
+    "c.next_response_due_adequate, c.sla_due_desired, c.sla_due_adequate, c.team_id, t.name AS team_name, "
+    "cu.display_name AS customer_name, "
+    "coalesce(c.assignee_id, (SELECT r.agent_id FROM messages r WHERE r.conversation_id = c.id "
+    " AND r.direction = 'out' AND r.agent_id IS NOT NULL ORDER BY r.id LIMIT 1)) AS agent_id, "
+    "s.score AS csat_score, s.comment AS csat_comment, s.answered_at AS csat_answered_at"
+)
+
+_JOINS = (
+    "FROM conversations c JOIN customers cu ON cu.id = c.customer_id LEFT JOIN teams t ON t.id = c.team_id "
+    "LEFT JOIN csat_surveys s ON s.conversation_id = c.id AND s.state = 'answered'"
+)
+
+
+class ReportQueries:
+    conn: Any
+
+    def report_conversations(self, start: str, end: str) -> list[dict[str, Any]]:
+        """Conversations that began in the period, people's only (no spam, no machine-started ones)."""
+        return as_dicts(self.conn.execute(
+            f"SELECT {_CONVERSATION_COLUMNS} {_JOINS} "  # noqa: S608
+            "WHERE c.created_at >= ? AND c.created_at < ? AND c.status != 'spam' AND c.automatic = 0 "
+            "ORDER BY c.created_at, c.id", (start, end)))
+
+    def report_surveys(self, start: str, end: str) -> list[dict[str, Any]]:
+        """Survey answers given in the period, with their conversation's columns."""
+        return as_dicts(self.conn.execute(
+            f"SELECT {_CONVERSATION_COLUMNS}, s.agent_id AS survey_agent_id, s.team_id AS survey_team_id, "  # noqa: S608
+            "s.first_response_seconds AS survey_first_response_seconds "
+            f"{_JOINS} WHERE s.answered_at >= ? AND s.answered_at < ? ORDER BY s.answered_at, c.id",
+            (start, end)))
+
+    def report_surveys_asked(self, start: str, end: str) -> dict[str, int]:
+        """Surveys asked in the period, per channel (the denominator of the response rate)."""
+        return {r[0]: r[1] for r in self.conn.execute(
+            "SELECT channel, count(*) FROM csat_surveys WHERE asked_at >= ? AND asked_at < ? GROUP BY channel",
+            (start, end))}
+
+    def report_backlog(self) -> list[dict[str, Any]]:
+        """Every conversation still to be finished, with since when its customer has been waiting."""
+        return as_dicts(self.conn.execute(
+            f"SELECT {_CONVERSATION_COLUMNS}, {_WAITING_SINCE} AS waiting_since {_JOINS} "  # noqa: S608
+            "WHERE c.status IN ('new', 'open', 'pending', 'snoozed') AND c.automatic = 0 ORDER BY c.created_at"))
+
+    def report_replies(self, start: str, end: str) -> dict[int, int]:
+        """Replies sent by each agent in the period (surveys and other automatic messages excluded)."""
+        return {r[0]: r[1] for r in self.conn.execute(
+            "SELECT agent_id, count(*) FROM messages WHERE direction = 'out' AND agent_id IS NOT NULL "
+            "AND received_at >= ? AND received_at < ? AND ' ' || flags || ' ' NOT LIKE '% auto_submitted %' "
+            "GROUP BY agent_id", (start, end))}
+
+    def report_people(self) -> tuple[dict[int, str], dict[int, str]]:
+        """Names of agents and teams by id."""
+        agents = {r[0]: r[1] or r[2] for r in self.conn.execute("SELECT id, name, email FROM agents")}
+        teams = {r[0]: r[1] for r in self.conn.execute("SELECT id, name FROM teams")}
+        return agents, teams
+
+    # The digest archive --------------------------------------------------------------------------
+
+    def save_digest(self, *, week: str, period_start: str, period_end: str, subject: str, html: str, text: str,
+                    figures: str, images: dict[str, bytes], now: str) -> None:
+        """Archive a digest (a week generated again replaces the earlier version)."""
+        self.conn.execute("DELETE FROM digest_images WHERE week = ?", (week,))
+        self.conn.execute(
+            "INSERT INTO digests (week, period_start, period_end, subject, html, text, figures, generated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (week) DO UPDATE SET period_start = excluded.period_start, "
+            "period_end = excluded.period_end, subject = excluded.subject, html = excluded.html, "
+            "text = excluded.text, figures = excluded.figures, generated_at = excluded.generated_at",
+            (week, period_start, period_end, subject, html, text, figures, now))
+        for name, png in images.items():
+            self.conn.execute("INSERT INTO digest_images (week, name, png) VALUES (?, ?, ?)", (week, name, png))
+
+    def mark_digest_sent(self, week: str, recipients: list[str], now: str | None, error: str | None) -> None:
+        self.conn.execute("UPDATE digests SET sent_at = ?, recipients = ?, send_error = ? WHERE week = ?",
+                          (now, " ".join(recipients), error, week))
+
+    def digest(self, week: str) -> dict[str, Any] | None:
+        rows = as_dicts(self.conn.execute("SELECT * FROM digests WHERE week = ?", (week,)))
+        return rows[0] if rows else None
+
+    def digests(self) -> list[dict[str, Any]]:
+        return as_dicts(self.conn.execute(
+            "SELECT week, period_start, period_end, subject, generated_at, sent_at, recipients, send_error "
+            "FROM digests ORDER BY week DESC"))
+
+    def digest_image(self, week: str, name: str) -> bytes | None:
+        row = self.conn.execute("SELECT png FROM digest_images WHERE week = ? AND name = ?", (week, name)).fetchone()
+        return row[0] if row else None
+
+    def digest_image_names(self, week: str) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT name FROM digest_images WHERE week = ? ORDER BY name",
+                                                (week,))]
