@@ -1,0 +1,119 @@
+"""Review before sending: a trainee's reply waits for a lead, who approves, edits or returns it.
+
+`inbox.outbox.queue_reply` calls `hold_reply` instead of queueing when the replying agent is
+marked as a trainee. The held reply is not a message yet, so nothing is sent, the thread does
+not show it as a reply and the response clocks keep running: time in review counts against the
+service level like any other wait, and is recorded per item (`review_seconds`) for the reports.
+
+- `approve` queues the reply (possibly edited by the lead) through the outbox as the trainee's
+  reply, at the moment of approval;
+- `return_reply` sends it back with a comment; the trainee sees it on their review page and
+  writes a better one.
+
+Every decision stays with the trainee's record (`Store.agent_review_items`): the feedback is
+how they learn.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from inbox.store import Store
+from inbox.store.base import iso, parse_iso
+
+#: Prefix of the id `queue_reply` returns for a reply held for review (instead of an outbox id).
+HELD_PREFIX = "review:"
+MAX_COMMENT_CHARS = 4000
+
+
+class ReviewError(Exception):
+    """The review item cannot be decided (already decided, empty text, nothing to answer)."""
+
+
+@dataclass
+class Outcome:
+    item_id: int
+    state: str
+    outbox_id: str | None
+    review_seconds: float
+
+
+def needs_review(store: Store, agent: dict[str, Any] | None) -> bool:
+    """Whether replies by `agent` are held for review (trainees)."""
+    return bool(agent and agent.get("id") is not None and store.is_trainee(agent["id"]))
+
+
+def hold_reply(store: Store, conversation_id: int, text: str, *, agent: dict[str, Any], html: str | None = None,
+               now: dt.datetime | None = None) -> str:
+    """Hold a trainee's reply for review; returns "review:<item id>"."""
+    now = now or dt.datetime.now(dt.UTC)
+    with store.write():
+        item_id = store.hold_for_review(conversation_id=conversation_id, agent_id=agent["id"], text=text, html=html,
+                                        now=iso(now))
+        store.audit(iso(now), f"agent:{agent['id']}", "reply_held_for_review", "conversation", conversation_id,
+                    item=item_id)
+    return f"{HELD_PREFIX}{item_id}"
+
+
+def is_held(queued_id: str | None) -> bool:
+    """Whether an id returned by `queue_reply` names a held reply rather than an outbox row."""
+    return bool(queued_id) and str(queued_id).startswith(HELD_PREFIX)
+
+
+def _seconds(item: dict[str, Any], now: dt.datetime) -> float:
+    held_at = parse_iso(item["created_at"]) or now
+    return max((now - held_at).total_seconds(), 0.0)
+
+
+def approve(mainland: Any, store: Store, item_id: int, *, reviewer: dict[str, Any], text: str | None = None,
+            now: dt.datetime | None = None) -> Outcome:
+    """Send the held reply (as edited by the reviewer, if `text` differs) through the outbox."""
+    from inbox.outbox import ReplyRefused, queue_reply
+
+    now = now or dt.datetime.now(dt.UTC)
+    item = store.review_item(item_id)
+    if item["state"] != "pending_review":
+        raise ReviewError("this reply was already reviewed")
+    final = (text if text is not None else item["text"]).replace("\r\n", "\n")
+    if not final.strip():
+        raise ReviewError("the reply is empty")
+    edited = final != item["text"]
+    author = store.agent(item["agent_id"]) or {"id": item["agent_id"], "name": ""}
+    seconds = _seconds(item, now)
+    with store.write():
+        try:
+            outbox_id = queue_reply(mainland, store, item["conversation_id"], final,
+                                    agent={"id": author["id"], "name": author["name"]},
+                                    html=None if edited else item["html"], now=now, reviewed=True)
+        except ReplyRefused as exc:
+            raise ReviewError(str(exc)) from exc
+        if not store.decide_review(item_id, state="approved", reviewer_id=reviewer["id"], now=iso(now),
+                                   review_seconds=seconds, final_text=final if edited else None, edited=edited,
+                                   outbox_id=outbox_id):
+            raise ReviewError("this reply was already reviewed")
+        store.audit(iso(now), f"agent:{reviewer['id']}", "reply_approved", "conversation", item["conversation_id"],
+                    item=item_id, edited=edited, review_seconds=round(seconds, 1))
+    return Outcome(item_id, "approved", outbox_id, seconds)
+
+
+def return_reply(store: Store, item_id: int, *, reviewer: dict[str, Any], comment: str,
+                 now: dt.datetime | None = None) -> Outcome:
+    """Send the reply back to its author with a comment; nothing reaches the customer."""
+    now = now or dt.datetime.now(dt.UTC)
+    comment = (comment or "").replace("\r\n", "\n").strip()
+    if not comment:
+        raise ReviewError("say what to change")
+    item = store.review_item(item_id)
+    seconds = _seconds(item, now)
+    with store.write():
+        if not store.decide_review(item_id, state="returned", reviewer_id=reviewer["id"], now=iso(now),
+                                   review_seconds=seconds, comment=comment[:MAX_COMMENT_CHARS]):
+            raise ReviewError("this reply was already reviewed")
+        store.audit(iso(now), f"agent:{reviewer['id']}", "reply_returned", "conversation", item["conversation_id"],
+                    item=item_id, review_seconds=round(seconds, 1))
+        # The trainee's bell says so; the comment itself is on their review page.
+        store.add_notifications([item["agent_id"]], kind="review_returned", conversation_id=item["conversation_id"],
+                                message_id=None, actor_id=reviewer["id"], now=iso(now))
+    return Outcome(item_id, "returned", None, seconds)
