@@ -1,0 +1,170 @@
+"""The reports page and its CSV exports: who may see them, that every count matches the
+conversations behind it, overrides shown as such, and spreadsheets that cannot be tricked."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import itertools
+
+import pytest
+
+from inbox import reports
+from inbox.models import Author, FetchResult, InboundItem
+from inbox.outbox import queue_reply
+from inbox.reports import Period, csv_safe
+from inbox.store.base import iso
+from tests.test_web_auth import login, make_agent
+
+#: Unique external ids for the items the tests make.
+_SEQUENCE = itertools.count(1)
+MONDAY = dt.datetime(2026, 11, 16, 9, 0, tzinfo=dt.UTC)
+WEEK = "2026-W47"
+M = dt.timedelta(minutes=1)
+H = dt.timedelta(hours=1)
+
+
+@pytest.fixture
+def report_app(app_config):
+    app_config["channels"] = {
+        "mail": {"kind": "imap", "host": "127.0.0.1", "username": "support@mainland.test", "password": "x",
+                 "address": "support@mainland.test", "security": "none"},
+        "chat": {"kind": "telegram", "token": "123:abc"},
+        "vip": {"kind": "telegram", "token": "456:def"},
+    }
+    app_config["service_levels"] = {
+        "policy": {"first_response": {"desired": "1h", "adequate": "4h"}},
+        "overrides": [{"channel": "vip", "first_response": {"desired": "15m", "adequate": "1h"}}],
+    }
+    from inbox import create_app
+
+    app = create_app(app_config)
+    app.config.update(TESTING=True)
+    return app
+
+
+def _conversation(mainland, store, channel, arrival, *, name, reply_after=None, agent=None):
+    n = next(_SEQUENCE)
+    ingestor = mainland.ingestor(store)
+    ingestor.now = lambda: arrival
+    item = InboundItem(channel=channel, external_id=f"rep-{n}", text="Hello", subject="Hello",
+                       author=Author(f"c{n}@example.org" if channel == "mail" else str(n), name,
+                                     identity_kind="email" if channel == "mail" else "telegram"),
+                       thread_key=None if channel == "mail" else f"t{n}")
+    [cid] = ingestor.ingest(channel, FetchResult(items=[item], cursor=None)).new_conversations
+    if reply_after is not None:
+        queue_reply(mainland, store, cid, "On it", agent=agent, now=arrival + reply_after)
+    return cid
+
+
+@pytest.fixture
+def week(report_app):
+    mainland = report_app.extensions["mainland"]
+    store = mainland.open_store()
+    make_agent(store, "mia@example.org", role="manager", name="Mia Manager")
+    ann = make_agent(store, "ann@example.org", name="Ann Agent")
+    made = {
+        "mail_desired": _conversation(mainland, store, "mail", MONDAY, name="Dora", reply_after=30 * M, agent=ann),
+        "mail_adequate": _conversation(mainland, store, "mail", MONDAY, name="Eve", reply_after=2 * H, agent=ann),
+        "mail_missed": _conversation(mainland, store, "mail", MONDAY, name="=HYPERLINK(\"http://evil\")",
+                                     reply_after=6 * H, agent=ann),
+        "chat_desired": _conversation(mainland, store, "chat", MONDAY, name="Finn", reply_after=5 * M, agent=ann),
+        "chat_waiting": _conversation(mainland, store, "chat", MONDAY + 2 * H, name="Gus"),
+        # On the VIP channel 30 minutes is only adequate (its override: 15m / 1h).
+        "vip_adequate": _conversation(mainland, store, "vip", MONDAY, name="Hal", reply_after=30 * M, agent=ann),
+        "last_week": _conversation(mainland, store, "mail", MONDAY - dt.timedelta(days=3), name="Ida",
+                                   reply_after=10 * M, agent=ann),
+    }
+    store.close()
+    return made
+
+
+def _csv(client, **params):
+    response = client.get("/reports/export.csv", query_string={"week": WEEK, **params})
+    assert response.status_code == 200, response.status_code
+    assert response.mimetype == "text/csv"
+    return list(csv.DictReader(io.StringIO(response.get_data(as_text=True).lstrip("\ufeff"))))
+
+
+@pytest.mark.parametrize("role, status", [("agent", 403), ("lead", 403), ("manager", 200), ("admin", 200)])
+def test_reports_are_for_managers_and_admins(report_app, role, status):
+    store = report_app.extensions["mainland"].open_store()
+    make_agent(store, f"{role}@example.org", role=role)
+    store.close()
+    client = report_app.test_client()
+    for path in ("/reports", "/reports/export.csv", "/reports/digests", "/reports/charts/first_response.png"):
+        assert client.get(path).status_code == 302  # anonymous: to the sign-in page
+    login(client, f"{role}@example.org")
+    for path in ("/reports", "/reports/export.csv", "/reports/digests", "/reports/charts/first_response.png"):
+        assert client.get(path).status_code == status, path
+    assert ("/reports\"" in client.get("/settings").get_data(as_text=True)) == (status == 200)  # the nav link
+
+
+def test_figures_and_the_conversations_behind_them_agree(report_app, week):
+    client = report_app.test_client()
+    login(client, "mia@example.org")
+    now = MONDAY + dt.timedelta(days=1)
+    store = report_app.extensions["mainland"].open_store()
+    report = reports.build(store, Period.parse(WEEK), now)
+    by_channel = {c["channel"]: c for c in report.channels}
+    assert {ch: c["volume"] for ch, c in by_channel.items()} == {"mail": 3, "chat": 2, "vip": 1}
+    mail = by_channel["mail"]["first_response"]
+    assert (mail["desired"], mail["adequate"], mail["missed"], mail["decided"]) == (1, 2, 1, 3)
+    assert mail["median_seconds"] == 2 * 3600
+    chat = by_channel["chat"]["first_response"]
+    assert (chat["decided"], chat["missed"]) == (2, 1)  # Gus has waited past adequate: a miss already
+    assert by_channel["vip"]["first_response"]["desired"] == 0  # judged by its own, stricter targets
+    assert by_channel["vip"]["policies"] == ["override: channel vip"]
+    assert report.backlog["longest_waiting"][0]["customer_name"] == "Gus"
+    store.close()
+
+    ids = {name: cid for name, cid in week.items()}
+    assert {int(r["conversation"]) for r in _csv(client, figure="volume", channel="mail")} == {
+        ids["mail_desired"], ids["mail_adequate"], ids["mail_missed"]}
+    assert [int(r["conversation"]) for r in _csv(client, figure="first_response", channel="mail", level="desired")] \
+        == [ids["mail_desired"]]
+    adequate = _csv(client, figure="first_response", channel="mail", level="adequate")
+    assert {int(r["conversation"]) for r in adequate} == {ids["mail_desired"], ids["mail_adequate"]}
+    [missed] = _csv(client, figure="first_response", channel="mail", level="missed")
+    assert missed["first_response_business_minutes"] == "360.0" and missed["first_response_level"] == "missed"
+    assert [int(r["conversation"]) for r in _csv(client, figure="waiting")] == [ids["chat_waiting"]]
+    assert len(_csv(client, figure="volume")) == 6  # last week's conversation is not in this week
+    # Every figure, unfiltered, lists exactly as many rows as its table counts.
+    for channel, c in by_channel.items():
+        assert len(_csv(client, figure="first_response", channel=channel)) == c["first_response"]["decided"]
+
+
+def test_the_page_shows_the_week_and_marks_the_override(report_app, week):
+    client = report_app.test_client()
+    login(client, "mia@example.org")
+    page = client.get(f"/reports?week={WEEK}").get_data(as_text=True)
+    assert "2026-W47" in page and "2026-W46" in page  # the week and a link to the one before
+    assert 'class="badge badge-override"' in page and "override: channel vip" in page
+    assert 'data-channel="mail"' in page and 'data-channel="vip"' in page
+    assert "/reports/export.csv?week=2026-W47&amp;figure=first_response&amp;level=missed&amp;channel=mail" in page
+    assert client.get("/reports?week=2026-W99").status_code == 404
+    assert client.get("/reports/export.csv?figure=nonsense").status_code == 400
+
+
+def test_csv_cells_cannot_become_formulas(report_app, week):
+    client = report_app.test_client()
+    login(client, "mia@example.org")
+    rows = _csv(client, figure="volume", channel="mail")
+    names = {r["customer"] for r in rows}
+    assert "'=HYPERLINK(\"http://evil\")" in names
+    assert all(not r["customer"].startswith(("=", "+", "-", "@")) for r in rows)
+    for value, safe in [("=1+1", "'=1+1"), ("+31 6", "'+31 6"), ("-2", "'-2"), ("@SUM(A1)", "'@SUM(A1)"),
+                        ("\tx", "'\tx"), ("plain", "plain"), (-2, -2), (None, None)]:
+        assert csv_safe(value) == safe
+
+
+def test_weeks_are_iso_weeks_in_the_configured_time_zone():
+    period = Period.parse("2026-W47", "Europe/Amsterdam")
+    assert period.start == dt.datetime(2026, 11, 15, 23, 0, tzinfo=dt.UTC)
+    assert period.end == dt.datetime(2026, 11, 22, 23, 0, tzinfo=dt.UTC)
+    assert period.previous().key == "2026-W46" and Period.parse("2026-W53").key == "2026-W53"
+    assert Period.parse("2027-W01").previous().key == "2026-W53"
+    with pytest.raises(ValueError):
+        Period.parse("2025-W53")  # 2025 has 52 weeks
+    assert iso(period.start) < iso(period.end)
