@@ -6,9 +6,14 @@ visible flag, and broken MIME gives best-effort text. Only a message with no sen
 refused (`ItemError`), and the caller quarantines its bytes. The raw bytes always travel with the
 item so that the original can be downloaded or reprocessed.
 
-Outgoing mail is built with `email.message.EmailMessage` and `email.policy.SMTP`, whose generator
-refuses headers with embedded newlines (CVE-2024-6923): a hostile subject or display name can
-not add a header to our mail.
+Every input is hostile (reliability.md 4.1): header and parameter lengths that make the stdlib
+slow are capped (SEC-15), nesting deeper than the stack falls back to text, a part that cannot
+be read becomes a defect rather than an exception, and no string leaves with lone surrogates.
+
+Outgoing mail is built with `email.message.EmailMessage` and `email.policy.SMTP`. CPython before
+3.11.10 writes out newlines that an encoded-word in a header value decodes to (CVE-2024-6923),
+so values are decoded and flattened first and the folded headers are checked before returning:
+a hostile subject or display name cannot add a header to our mail.
 """
 
 from __future__ import annotations
@@ -77,6 +82,15 @@ _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _TRAILING_ADDR = re.compile(r"<([^<>\s]{1,320})>\s*$")
 _LOCAL_PART = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 _DOMAIN_LABEL = re.compile(r"(?!-)[\w-]{1,63}(?<!-)")
+_BASE64_BAD = re.compile(r"[^A-Za-z0-9+/=\s]|=[^=\s]")
+_DROP_WHITESPACE = dict.fromkeys(map(ord, " \t\r\n\f\v"))
+_UU_END = re.compile(r"^end\s*$", re.MULTILINE)
+_UUENCODE = frozenset({"x-uuencode", "uuencode", "uue", "x-uue"})
+_PLAIN_TRANSFER_ENCODINGS = frozenset({"", "7bit", "8bit", "binary", "quoted-printable"})
+#: Defect recorded when reading one MIME part raised; the rest of the message is kept.
+UNREADABLE_PART = "UnreadablePartDefect"
+_PART_ERRORS = (ValueError, TypeError, LookupError, IndexError, AttributeError, UnicodeError, KeyError,
+                email.errors.MessageError)
 _DMARC_FAIL = re.compile(r"\bdmarc\s*=\s*fail\b", re.IGNORECASE)
 _PARAM_HEADERS = frozenset({"content-type", "content-disposition"})
 #: Header defects that concern only how a display name was encoded, not the address.
@@ -492,12 +506,20 @@ class _Body:
             return
         if part is not None and depth > 0:
             self.defects.extend(type(d).__name__ for d in part.defects)
+        try:
+            self._visit(part, depth)
+        except _PART_ERRORS:
+            # The stdlib's lenient parser has corners where reading a part raises; one such part
+            # must not cost the message. The fuzz tests fail on this defect, so each is fixed.
+            self.defects.append(UNREADABLE_PART)
+
+    def _visit(self, part: Message, depth: int) -> None:
         ctype = part.get_content_type()
         if ctype == "message/delivery-status":
             self._read_delivery_status(part)
             return
         if part.is_multipart():
-            payload = part.get_payload()
+            payload = _raw_payload(part)
             report_type = email.utils.collapse_rfc2231_value(part.get_param("report-type", ""))
             if ctype == "multipart/report" and report_type.lower() == "delivery-status":
                 self._read_bounce(payload)
@@ -540,7 +562,7 @@ class _Body:
 
     def _read_delivery_status(self, part: Message) -> None:
         """RFC 3464 per-recipient fields as text, and a one-line summary of the failures."""
-        payload = part.get_payload()
+        payload = _raw_payload(part)
         if isinstance(payload, list):  # compat32 parses each field block as a header-only message
             blocks = [[(k, _header_text(v)) for k, v in b.items()] for b in payload if isinstance(b, Message)]
         else:
@@ -564,15 +586,40 @@ class _Body:
     def _read_bounce(self, payload: object) -> None:
         for sub in payload if isinstance(payload, list) else []:
             if isinstance(sub, Message) and sub.get_content_type() == "message/rfc822":
-                inner = sub.get_payload()
+                inner = _raw_payload(sub)
                 inner = inner[0] if isinstance(inner, list) and inner else inner
                 if isinstance(inner, Message):
                     self.bounce_of.extend(_message_ids(_header_text(inner.get("Message-ID"))))
 
+    def _payload(self, part: Message) -> bytes:
+        """The part's decoded bytes; a transfer encoding that did not decode cleanly is a defect.
+
+        compat32 decodes best-effort and silently: bad base64 loses bytes, broken uuencode and
+        unknown encodings come back undecoded. The agent should see that the text may be wrong.
+        """
+        try:
+            data = part.get_payload(decode=True)
+        except (ValueError, TypeError, IndexError):
+            data = None
+        payload = _raw_payload(part)
+        if data is None or not isinstance(payload, str):
+            return data if data is not None else str(payload).encode("utf-8", "replace")
+        cte = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
+        if cte == "base64":
+            if _BASE64_BAD.search(payload):
+                self.defects.append("InvalidBase64CharactersDefect")
+            elif len(payload.translate(_DROP_WHITESPACE)) % 4:
+                self.defects.append("InvalidBase64PaddingDefect")
+        elif cte in _UUENCODE:
+            # compat32 returns broken uuencode undecoded, or decodes up to where it stops.
+            if data == payload.encode("raw-unicode-escape", "replace") or not _UU_END.search(payload):
+                self.defects.append("InvalidUuencodeDefect")
+        elif cte not in _PLAIN_TRANSFER_ENCODINGS:
+            self.defects.append("UnknownTransferEncodingDefect")
+        return data
+
     def _decode(self, part: Message) -> tuple[str, bool]:
-        data = part.get_payload(decode=True)
-        if data is None:
-            data = str(part.get_payload()).encode("utf-8", "replace")
+        data = self._payload(part)
         text, fell_back = _decode_bytes(data, part.get_content_charset())
         text = _scrub(text)
         # One line-ending convention for agents and search; NUL cuts text short in many tools.
@@ -590,7 +637,7 @@ class _Body:
         return _header_text(name) if name else ""
 
     def _attach_message(self, part: Message) -> None:
-        inner = part.get_payload()
+        inner = _raw_payload(part)
         inner = inner[0] if isinstance(inner, list) and inner else inner
         try:
             data = inner.as_bytes(policy=email.policy.compat32) if isinstance(inner, Message) else b""
@@ -603,12 +650,7 @@ class _Body:
                                content_type="message/rfc822", data=data, size=len(data)))
 
     def _attach(self, part: Message, ctype: str, filename: str, disposition: str) -> None:
-        try:
-            data = part.get_payload(decode=True)
-        except (ValueError, TypeError, IndexError):  # broken uuencode or base64
-            data = None
-        if data is None:
-            data = str(part.get_payload()).encode("utf-8", "replace")
+        data = self._payload(part)
         content_id = _message_ids(str(part.get("Content-ID") or ""))
         self._store(Attachment(
             filename=filename,
@@ -626,6 +668,15 @@ class _Body:
             attachment = Attachment(filename=attachment.filename, content_type=attachment.content_type, data=None,
                                     size=attachment.size, content_id=attachment.content_id, inline=attachment.inline)
         self.attachments.append(attachment)
+
+
+def _raw_payload(part: Message) -> object:
+    """`get_payload()` that cannot raise: compat32 decodes an 8-bit payload with the part's charset
+    parameter, and a charset with a NUL in it (ValueError) or in RFC 2231 form (TypeError) fails."""
+    try:
+        return part.get_payload()
+    except (ValueError, TypeError, LookupError):
+        return part._payload  # the undecoded payload, as the parser stored it
 
 
 def _find_header(block: str, name: str) -> str:

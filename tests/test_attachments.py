@@ -215,6 +215,17 @@ def test_IN_27_images_are_kept_and_never_decoded(ingestor, store, content_type, 
     assert len(files_under(ingestor.attachments.root)) == 1
 
 
+def test_IN_28_tnef_winmail_dat_is_kept_undecoded(ingestor, store):
+    # A TNEF header with a crafted compressed-RTF size (the Roundcube 1.6.17 shape): we never decode TNEF.
+    tnef = struct.pack("<IH", 0x223E9F78, 1) + b"\x01\x06\x90\x08\x00" + b"\xff\xff\xff\x7f" + b"\0" * 64
+    stored = ingest_raw(ingestor, mail_with_attachment(tnef, content_type="application/ms-tnef",
+                                                       disposition='attachment; filename="winmail.dat"'))
+    [attachment] = attachment_rows(store, stored.message["id"])
+    assert attachment["filename"] == "winmail.dat"
+    assert ingestor.attachments.read(attachment["sha256"]) == tnef
+    assert len(files_under(ingestor.attachments.root)) == 1
+
+
 # Size cap ------------------------------------------------------------------------------------------------
 
 
