@@ -89,6 +89,16 @@ def test_admin_sees_the_agent_list_with_roles_teams_and_last_sign_in(admin_clien
     assert 'href="/admin/agents"' in admin_client.get("/").get_data(as_text=True), "Admin link in the nav"
 
 
+def test_the_agent_page_is_about_that_agent(admin_client, web_store, admin):  # noqa: F811
+    bob = make_agent(web_store, "bob@example.org", name="Bob Builder", role="lead")
+    page = admin_client.get(f"/admin/agents/{bob['id']}").get_data(as_text=True)
+    assert re.search(r"<h1>\s*Bob Builder\s*</h1>", page)
+    assert "bob@example.org · Lead · active" in " ".join(page.split())
+    actions = re.findall(r'<form method="post" action="(/admin/agents/[^"]+)"', page)
+    assert actions and all(a.startswith(f"/admin/agents/{bob['id']}/") for a in actions), actions
+    assert 'value="Bob Builder"' in page
+
+
 # Invitations ----------------------------------------------------------------------------------
 
 def test_invitation_flow(app, admin_client, web_store):  # noqa: F811
@@ -96,6 +106,7 @@ def test_invitation_flow(app, admin_client, web_store):  # noqa: F811
     link, token = invite(admin_client, team=str(team))
     assert link.startswith("http://127.0.0.1:5000/invite/")
     assert len(token) >= 43, "secrets.token_urlsafe(32)"
+    assert "Nina New" in admin_client.get("/admin/agents").get_data(as_text=True)
     nina = web_store.agent_by_email("nina@example.org")
     assert nina["password_hash"] is None and nina["role"] == "agent"
     assert web_store.agent_team_ids(nina["id"]) == {team}

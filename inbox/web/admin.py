@@ -183,7 +183,7 @@ def invite():
     store.set_agent_teams(agent_id, team_ids)
     link, expires_at = _new_invitation(agent_id)
     _audit("agent_invited", "agent", agent_id, email=email, role=role, teams=sorted(team_ids))
-    return render_template("admin/invited.html", agent=_agent_or_404(agent_id), link=link, expires_at=expires_at)
+    return render_template("admin/invited.html", person=_agent_or_404(agent_id), link=link, expires_at=expires_at)
 
 
 @bp.get("/admin/agents/<int:agent_id>")
@@ -192,7 +192,7 @@ def agent(agent_id: int):
     store = get_store()
     return render_template(
         "admin/agent.html",
-        agent=_agent_or_404(agent_id),
+        person=_agent_or_404(agent_id),
         teams=store.teams(),
         member_of=store.agent_team_ids(agent_id),
         has_password=bool(store.agent(agent_id)["password_hash"]),
@@ -295,7 +295,7 @@ def reinvite(agent_id: int):
         return redirect(url_for("admin.agent", agent_id=agent_id))
     link, expires_at = _new_invitation(agent_id)
     _audit("agent_reinvited", "agent", agent_id)
-    return render_template("admin/invited.html", agent=agent, link=link, expires_at=expires_at)
+    return render_template("admin/invited.html", person=agent, link=link, expires_at=expires_at)
 
 
 # Teams ----------------------------------------------------------------------------------------
@@ -455,7 +455,7 @@ def accept_invitation(token: str):
         store.audit(now_iso(), f"agent:{agent_id}", "login", "agent", agent_id, ip=request.remote_addr)
     start_session(store.agent(agent_id))
     flash(_("Welcome to Mainland. Your password is set."), "success")
-    return redirect(url_for("conversations.index"))
+    return redirect(url_for("queue.index"))
 
 
 def init_app(app) -> None:
