@@ -351,3 +351,28 @@ def test_auto_replies_and_spam_carry_no_service_level(mainland, sl_store):
     set_status(sl_store, spam, "spam", start + M)
     sl.run_checks(sl_store, LEVELS, start + 2 * M)
     assert sl_store.conversation(spam)["sla_due_desired"] is None
+
+
+def test_the_queue_shows_urgency_and_sorts_by_it(app_config):
+    from inbox import create_app
+    from tests.test_web_auth import login, make_agent
+
+    app_config["service_levels"] = {"policy": {"first_response": {"desired": "1h", "adequate": "4h"}}}
+    app_config["channels"] = {"chat": {"kind": "telegram", "token": "123:abc"}}
+    app = create_app(app_config)
+    mainland = app.extensions["mainland"]
+    store = mainland.open_store()
+    make_agent(store)
+    now = dt.datetime.now(dt.UTC)
+    made = {}
+    for name, age in (("Rita Recent", 10 * M), ("Olga Overdue", 5 * H), ("Dave Desired", 2 * H)):
+        made[name] = ingest(mainland, store, "chat", now - age, handle=name, thread=name).new_conversations[0]
+    store.close()
+    client = app.test_client()
+    login(client)
+    page = client.get("/?sort=urgency").get_data(as_text=True)
+    positions = {name: page.index(name) for name in made}
+    assert positions["Olga Overdue"] < positions["Dave Desired"] < positions["Rita Recent"]
+    assert page.count("urgency-past-adequate") == 1
+    assert page.count("urgency-past-desired") == 1
+    assert page.count("urgency-within-desired") == 1
