@@ -376,3 +376,22 @@ def test_the_queue_shows_urgency_and_sorts_by_it(app_config):
     assert page.count("urgency-past-adequate") == 1
     assert page.count("urgency-past-desired") == 1
     assert page.count("urgency-within-desired") == 1
+
+
+def test_a_lead_reads_the_service_level_notices(app_config):
+    from inbox import create_app
+    from tests.test_web_auth import login, make_agent
+
+    app_config["channels"] = {"chat": {"kind": "telegram", "token": "123:abc"}}
+    app = create_app(app_config)
+    mainland = app.extensions["mainland"]
+    store = mainland.open_store()
+    make_agent(store, "lead@example.org", role="lead")
+    now = dt.datetime.now(dt.UTC)
+    ingest(mainland, store, "chat", now - 5 * H, handle="Late Larry", thread="larry", subject="Broken parcel")
+    assert sl.run_checks(store, sl.for_config(mainland.config), now)[1] == 1
+    store.close()
+    client = app.test_client()
+    login(client, "lead@example.org")
+    page = client.get("/notifications").get_data(as_text=True)
+    assert "past the adequate time" in page and "Broken parcel" in page

@@ -796,6 +796,9 @@ def retry_reply(message_id: int):
 NOTIFICATION_KINDS = {
     "mention": _l("mentioned you"),
     "assigned": _l("assigned a conversation to you"),
+    # Service-level notices to leads (inbox/service_levels.py notify_leads); they have no actor.
+    "sla_warning": _l("(service level) soon past the adequate time"),
+    "sla_breach": _l("(service level) past the adequate time"),
 }
 
 
