@@ -1,8 +1,8 @@
-"""Demo data for `mainland demo`: sample customer mail and a demo admin, seeded once.
+"""Demo data for `mainland demo`: sample customer mail, a demo admin, and the live channels.
 
 Each kind of demo data is a `Seeder` in `SEEDERS`; `seed()` runs them in order. A seeder must be
 idempotent, because `mainland demo` runs every seeder on every start: seeding what is already
-there adds nothing. Later seeders (imitations of social channels) are added to the list.
+there adds nothing.
 
 - `MailSeeder` takes the `.eml` files of `demo/mail/` through the real pipeline
   (`inbox.mail.parse_email`, then `Ingestor.ingest`) into the demo's email channel, so the demo
@@ -10,18 +10,31 @@ there adds nothing. Later seeders (imitations of social channels) are added to t
   message twice. The channel's cursor is left alone: it belongs to the IMAP connector.
 - `AdminSeeder` creates the demo admin with a password generated once and kept (mode 0600) in
   the demo's data folder, so every start can print the same login.
+
+The live channels (`demo: {live_channels: true}`, docs/demo.md): `live_config()` adds one
+channel per loopback imitation of a `sandbox.demo_stack.DemoStack` to the configuration (their
+ports are only known once they run, so the file cannot name them), lets media downloads reach the
+imitations (`fetch_allow_hosts`) and points the email channel's SMTP at the stack's sink.
+The imitations keep nothing between runs, so `start_afresh()` clears what the previous run stored
+(database, attachments, refreshed tokens) unless asked to keep it; the admin's password and the
+secret key stay.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
+
+import yaml
 
 from connectors.base import ItemError
-from inbox.config import Config
+from inbox import config as config_module
+from inbox.config import Config, ConfigError
 from inbox.mail import parse_email
 from inbox.models import FetchResult, Reject
 from inbox.runtime import Mainland
@@ -32,6 +45,7 @@ DEFAULT_ADMIN_NAME = "Demo Admin"
 DEFAULT_MAIL_CHANNEL = "demo-mail"
 DEFAULT_MAIL_DIR = "mail"
 PASSWORD_FILE = "demo-admin-password"
+DEFAULT_LIVE_POLL_EVERY = 5.0
 
 
 @dataclass(frozen=True)
@@ -43,18 +57,26 @@ class DemoSettings:
     mail_channel: str
     mail_dir: Path
     data_dir: Path
+    #: Run the loopback imitations of the social channels and play the scenario (docs/demo.md).
+    live_channels: bool = False
+    scenario: bool = True
+    poll_every: float = DEFAULT_LIVE_POLL_EVERY
 
     @classmethod
     def from_config(cls, config: Config) -> DemoSettings:
         section = config.extra.get("demo") or {}
         base = config.source.parent if config.source else Path.cwd()
         mail_dir = Path(str(section.get("mail_dir") or DEFAULT_MAIL_DIR))
+        poll_every = config_module._duration(section.get("poll_every"), "demo.poll_every", [])
         return cls(
             admin_email=str(section.get("admin_email") or DEFAULT_ADMIN_EMAIL).strip().lower(),
             admin_name=str(section.get("admin_name") or DEFAULT_ADMIN_NAME),
             mail_channel=str(section.get("mail_channel") or DEFAULT_MAIL_CHANNEL),
             mail_dir=mail_dir if mail_dir.is_absolute() else base / mail_dir,
             data_dir=config.data_dir,
+            live_channels=bool(section.get("live_channels", False)),
+            scenario=bool(section.get("scenario", True)),
+            poll_every=poll_every if poll_every and poll_every > 0 else DEFAULT_LIVE_POLL_EVERY,
         )
 
     @property
@@ -145,3 +167,46 @@ def demo_password(settings: DemoSettings, *, create: bool = False) -> str | None
     with os.fdopen(fd, "w") as fh:
         fh.write(password + "\n")
     return password
+
+
+# The live channels ---------------------------------------------------------------------------------
+
+def live_config(config: Config, channels: Mapping[str, Mapping[str, Any]], *, allow_hosts: list[str],
+                mail_settings: Mapping[str, Any], base_url: str | None = None) -> Config:
+    """`config` again, from its file, with `channels` added and the email channel's SMTP replaced.
+
+    `channels` are the generated ones (a file channel of the same name gives way); `allow_hosts`
+    join `fetch_allow_hosts`; `mail_settings` go into the demo's email channel.
+    """
+    if config.source is None:
+        raise ConfigError(["demo.live_channels: needs a configuration file (--config)"])
+    data = yaml.safe_load(config.source.read_text()) or {}
+    merged = dict(data.get("channels") or {})
+    mail_channel = DemoSettings.from_config(config).mail_channel
+    if mail_channel in merged:
+        merged[mail_channel] = {**merged[mail_channel], **mail_settings}
+    merged.update({name: dict(settings) for name, settings in channels.items()})
+    data["channels"] = merged
+    data["fetch_allow_hosts"] = [*(data.get("fetch_allow_hosts") or []), *allow_hosts]
+    if base_url:
+        data["base_url"] = base_url
+    return config_module.from_mapping(data, base=config.source.parent, source=config.source)
+
+
+def start_afresh(config: Config) -> list[Path]:
+    """Remove what an earlier live demo stored (database, attachments, tokens); returns what went.
+
+    The imitations start empty on every run, so conversations of an earlier run could not be
+    answered any more. The admin's password file and the secret key are kept.
+    """
+    removed = []
+    database = config.database
+    for path in (database, database.with_name(database.name + "-wal"), database.with_name(database.name + "-shm")):
+        if path.exists():
+            path.unlink()
+            removed.append(path)
+    for folder in (config.attachments_dir, config.data_dir / "tokens"):
+        if folder.exists():
+            shutil.rmtree(folder)
+            removed.append(folder)
+    return removed

@@ -1,6 +1,9 @@
 """`mainland demo`: the sample mail goes through the real pipeline once, and the demo admin can sign in.
 
 Each test works on a copy of demo/ in a temporary folder, so the repository's demo/data/ is untouched.
+The live channels (imitations, scenario) run end to end in tests/test_demo_live.py; here their
+configuration is checked, and that email replies reach the SMTP sink although the demo's email
+channel is never polled.
 """
 
 from __future__ import annotations
@@ -18,9 +21,15 @@ import pytest
 from click.testing import CliRunner
 
 from inbox import create_app
+from inbox import demo as demo_data
 from inbox.cli import main
+from inbox.config import load
 from inbox.models import FLAG_AUTO_SUBMITTED
+from inbox.outbox import queue_reply, send_due
+from inbox.runtime import Mainland
 from inbox.store import Store
+from inbox.worker import poll_plans
+from sandbox.demo_stack import DemoStack
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_MAILS = len(list((ROOT / "demo" / "mail").glob("*.eml")))
@@ -135,3 +144,75 @@ def test_the_demo_serves_and_prints_url_login_and_form(demo_dir):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# The live channels ---------------------------------------------------------------------------------
+
+@pytest.fixture
+def stack():
+    lines: list[str] = []
+    with DemoStack(say=lines.append) as running:
+        running.lines = lines
+        yield running
+
+
+def live_mainland(demo_dir: Path, stack: DemoStack) -> Mainland:
+    config = load(demo_dir / "config.yaml")
+    assert demo_data.DemoSettings.from_config(config).live_channels, "the shipped demo runs the live channels"
+    live = demo_data.live_config(config, stack.channels(), allow_hosts=stack.allow_hosts(),
+                                 mail_settings=stack.mail_settings())
+    return Mainland(live)
+
+
+def test_the_live_config_adds_a_channel_per_imitation(demo_dir, stack):
+    mainland = live_mainland(demo_dir, stack)
+    channels = mainland.config.channels
+    assert {"telegram", "mastodon", "x", "bluesky", "facebook", "instagram", "whatsapp"} <= set(channels)
+    assert {"demo-mail", "contact"} <= set(channels)  # the file's channels stay
+    # Each points at its imitation on a port chosen at start; media may be fetched from them.
+    assert channels["telegram"].settings["api_url"] == stack.telegram.url
+    assert channels["whatsapp"].settings["api_url"] == stack.whatsapp.url
+    assert set(stack.allow_hosts()) <= set(mainland.config.fetch_allow_hosts)
+    assert all(c.poll_every and c.poll_every <= 30 for c in channels.values() if c.kind not in ("imap", "webform",
+                                                                                              "whatsapp"))
+    mail = channels["demo-mail"]
+    assert not mail.enabled and mail.settings["smtp_port"] == stack.smtp.port
+    assert mail.settings["smtp_security"] == "none"
+    # Polled: the imitations that are polled; never the email channel (no IMAP server in the demo).
+    polled = {plan.channel for plan in poll_plans(mainland)}
+    assert polled == {"telegram", "mastodon", "x", "bluesky", "facebook", "instagram"}
+
+
+def test_email_replies_reach_the_smtp_sink_although_the_channel_is_not_polled(demo_dir, stack):
+    mainland = live_mainland(demo_dir, stack)
+    store = mainland.open_store(migrate=True)
+    try:
+        demo_data.seed(mainland, store)
+        kettle = next(c for c in store.recent_conversations(limit=100)
+                      if c["subject"] == "Kettle arrived with a cracked lid")
+        queue_reply(mainland, store, kettle["id"], "Hello James, a new lid is on its way to you.")
+        report = send_due(mainland, store)
+        assert report.sent == 1 and report.failed == 0
+    finally:
+        store.close()
+    [(sender, recipients, content)] = stack.smtp.messages
+    assert sender == "support@demo.mainland.test" and recipients == ["james.carter@example.com"]
+    assert b"a new lid is on its way" in content
+    stack.report_replies()
+    assert any(line.startswith("→ Email received a reply to james.carter@example.com: Re: Kettle arrived")
+               for line in stack.lines), stack.lines
+
+
+def test_a_live_run_starts_afresh_but_keeps_the_login(demo_dir):
+    first = run_demo(demo_dir)
+    password = re.search(r"demo login: \S+ / (\S+)", first.output).group(1)
+    config = load(demo_dir / "config.yaml")
+    (config.data_dir / "tokens").mkdir()
+    (config.data_dir / "tokens" / "x-x.json").write_text("{}")
+    removed = demo_data.start_afresh(config)
+    assert config.database in removed and not config.database.exists()
+    assert not (config.data_dir / "tokens").exists()
+    assert (config.data_dir / "secret_key").exists()
+    again = run_demo(demo_dir)
+    assert f"{DEMO_MAILS} of {DEMO_MAILS} message(s) added" in again.output
+    assert f"demo login: demo@mainland.test / {password}" in again.output

@@ -1,57 +1,145 @@
-"""`mainland demo`: seed the demo data (once), then run Mainland like `serve` and say how to sign in.
+"""`mainland demo`: seed the demo data (once), start the live channels, then run Mainland like `serve`.
 
 The README's run command (`scripts/demo.sh`) ends in `mainland --config demo/config.yaml demo`.
 What is seeded lives in `inbox/demo.py`; running the command again seeds nothing twice.
+
+With `demo: {live_channels: true}` (the shipped demo config) it also starts a loopback imitation of
+every social channel (`sandbox/demo_stack.py`), adds a channel for each to the configuration, and,
+once the web app listens, plays customers writing in (`sandbox/scenario.py`). The imitations keep
+nothing between runs, so each run starts afresh unless `--keep-data` is given. docs/demo.md.
 """
 
 from __future__ import annotations
 
 import click
 
+from inbox import create_app
 from inbox import demo as demo_data
 from inbox.cli import Context, main, pass_context
-from inbox.commands.running import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_THREADS, serve_forever, web_setting
+from inbox.commands.running import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    DEFAULT_THREADS,
+    serve_forever,
+    url_for_host,
+    web_setting,
+)
+from inbox.config import Config
+from inbox.runtime import Mainland
 
 
-def login_lines(ctx: Context, url: str) -> list[str]:
+def login_lines(config: Config, mainland: Mainland, url: str) -> list[str]:
     """What to open and how to sign in, for the console."""
-    settings = demo_data.DemoSettings.from_config(ctx.config)
+    settings = demo_data.DemoSettings.from_config(config)
     password = demo_data.demo_password(settings)
     lines = [f"  open      {url}",
              f"  sign in   {settings.admin_email} / "
              + (password or f"(unknown: set one with `mainland set-password {settings.admin_email}`)")]
-    for name in ctx.mainland.channel_names(kind="webform"):
+    for name in mainland.channel_names(kind="webform"):
         lines.append(f"  web form  {url}forms/{name}")
     return lines
+
+
+def _seed(config: Config, mainland: Mainland) -> None:
+    store = mainland.open_store(migrate=True)
+    try:
+        results = demo_data.seed(mainland, store)
+    finally:
+        store.close()
+    for result in results:
+        click.echo(f"demo {result.name}: {result.detail}")
+
+
+def _forget_cursors(mainland: Mainland, channels: list[str]) -> None:
+    """The imitations number everything afresh: cursors of an earlier run would skip their items."""
+    from inbox.store import now_iso
+
+    store = mainland.open_store(migrate=True)
+    try:
+        with store.write():
+            for channel in channels:
+                store.save_cursor(channel, None, now_iso())
+    finally:
+        store.close()
 
 
 @main.command()
 @click.option("--host", default=None, help="Address to listen on (default: web.host, else 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port to listen on (default: web.port, else 5000).")
 @click.option("--seed-only", is_flag=True, help="Seed the demo data and exit without serving.")
+@click.option("--keep-data", is_flag=True,
+              help="Live demo: keep the conversations of the previous run (the imitations still start empty).")
 @pass_context
-def demo(ctx: Context, host: str | None, port: int | None, seed_only: bool) -> None:
-    """Run the demo: sample data and a demo admin on first run, then the web app and the worker."""
-    store = ctx.open_store()
-    try:
-        results = demo_data.seed(ctx.mainland, store)
-    finally:
-        store.close()
-    for result in results:
-        click.echo(f"demo {result.name}: {result.detail}")
-    if seed_only:
-        settings = demo_data.DemoSettings.from_config(ctx.config)
-        click.echo(f"demo login: {settings.admin_email} / {demo_data.demo_password(settings)}")
+def demo(ctx: Context, host: str | None, port: int | None, seed_only: bool, keep_data: bool) -> None:
+    """Run the demo: sample data and a demo admin on first run, live channels, the web app and the worker."""
+    config = ctx.config
+    settings = demo_data.DemoSettings.from_config(config)
+    if seed_only or not settings.live_channels:
+        mainland = ctx.mainland
+        _seed(config, mainland)
+        if seed_only:
+            click.echo(f"demo login: {settings.admin_email} / {demo_data.demo_password(settings)}")
+            return
+        _serve(ctx, config, mainland, host, port)
         return
 
+    from sandbox.demo_stack import CHANNEL_NAMES, DemoStack
+
+    host = host or web_setting(ctx, "host", DEFAULT_HOST)
+    port = port if port is not None else int(web_setting(ctx, "port", DEFAULT_PORT))
+    if not keep_data and demo_data.start_afresh(config):
+        click.echo("demo: starting afresh (the imitated channels keep nothing between runs; "
+                   "--keep-data keeps the previous run's conversations)")
+    stack = DemoStack(poll_every=settings.poll_every, say=click.echo).start()
+    scenario = None
+    try:
+        config = demo_data.live_config(
+            config, stack.channels(), allow_hosts=stack.allow_hosts(), mail_settings=stack.mail_settings(),
+            base_url=url_for_host(host, port).rstrip("/") if port else None)
+        mainland = Mainland(config)
+        _seed(config, mainland)
+        if keep_data:
+            _forget_cursors(mainland, list(stack.channels()))
+        forms = mainland.channel_names(kind="webform")
+
+        def announce(url: str) -> None:
+            nonlocal scenario
+            click.echo("\nMainland demo is running:")
+            for line in login_lines(config, mainland, url):
+                click.echo(line)
+            live = ", ".join(CHANNEL_NAMES[name] for name in stack.channels())
+            click.echo(f"  live      {live} (imitations on 127.0.0.1), "
+                       f"email replies to an SMTP sink on {stack.smtp.host}:{stack.smtp.port}")
+            click.echo("Customers start writing in now; replies you send show up below (→). "
+                       "Ctrl-C stops the demo; docs/demo.md explains it.\n")
+            stack.connect(url)
+            if settings.scenario:
+                from sandbox.scenario import Scenario
+
+                scenario = Scenario(stack, url, form_channel=forms[0] if forms else None, say=click.echo).start()
+
+        serve_forever(
+            create_app(config),
+            host=host,
+            port=port,
+            threads=int(web_setting(ctx, "threads", DEFAULT_THREADS)),
+            announce=announce,
+        )
+    finally:
+        if scenario is not None:
+            scenario.stop()
+        stack.stop()
+
+
+def _serve(ctx: Context, config: Config, mainland: Mainland, host: str | None, port: int | None) -> None:
     def announce(url: str) -> None:
         click.echo("\nMainland demo is running:")
-        for line in login_lines(ctx, url):
+        for line in login_lines(config, mainland, url):
             click.echo(line)
         click.echo("Ctrl-C stops it; delete demo/data/ to start afresh.\n")
 
     serve_forever(
-        ctx.create_app(),
+        create_app(config),
         host=host or web_setting(ctx, "host", DEFAULT_HOST),
         port=port if port is not None else int(web_setting(ctx, "port", DEFAULT_PORT)),
         threads=int(web_setting(ctx, "threads", DEFAULT_THREADS)),
