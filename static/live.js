@@ -13,8 +13,10 @@
  *   - [data-live-new] with data-template="... {n} ..."  "n new conversations" (click: reload).
  *
  * Keys: Live.key("r", handler) binds a shortcut; shortcuts never fire while typing in a text box.
- * "?" shows #shortcuts-help. A list marked [data-keyboard-list] whose rows carry data-row-href and
- * data-conversation-id gets j/k (move), Enter/o (open), e (resolve) and a (assign to me).
+ * "?" shows #shortcuts-help (templates/conversations/_shortcuts.html, in every signed-in page). A list
+ * marked [data-keyboard-list] (or the queue's table.queue) whose rows carry data-row-href and
+ * data-conversation-id (or data-id and a link to the conversation) gets j/k (move), Enter/o (open),
+ * e (resolve) and a (assign to me).
  */
 (function () {
   "use strict";
@@ -123,9 +125,19 @@
     else if (el.id === "shortcuts-help") { help(false); }
   });
 
-  /* Keyboard moves in a list of conversations (the queue page). */
+  /* Keyboard moves in a list of conversations (the queue page). Rows: [data-row-href] with
+   * data-conversation-id, or table rows with data-id and a link to the conversation. */
+  function rowHref(row) {
+    if (row.getAttribute("data-row-href")) { return row.getAttribute("data-row-href"); }
+    var link = row.querySelector("a[href^='/conversations/']");
+    return link ? link.getAttribute("href") : null;
+  }
+  function rowId(row) { return row.getAttribute("data-conversation-id") || row.getAttribute("data-id"); }
   function bindList(list) {
-    var rows = function () { return Array.prototype.slice.call(list.querySelectorAll("[data-row-href]")); };
+    var rows = function () {
+      return Array.prototype.slice.call(list.querySelectorAll("[data-row-href], tbody tr[data-id]"))
+        .filter(function (row) { return rowHref(row); });
+    };
     var current = -1;
     function select(index) {
       var all = rows();
@@ -141,14 +153,14 @@
     function act(fields, path) {
       var row = selected();
       if (!row) { return; }
-      post("/conversations/" + row.getAttribute("data-conversation-id") + path, fields).then(function (res) {
+      post("/conversations/" + rowId(row) + path, fields).then(function (res) {
         if (res[1] && res[1].ok) { window.location.reload(); }
         else if (res[1] && res[1].error) { window.alert(res[1].error); }
       });
     }
     keys.j = function () { select(current + 1); };
     keys.k = function () { select(current - 1); };
-    keys.Enter = keys.o = function () { var row = selected(); if (row) { window.location.href = row.getAttribute("data-row-href"); } };
+    keys.Enter = keys.o = function () { var row = selected(); if (row) { window.location.href = rowHref(row); } };
     keys.e = function () { act({ status: "resolved" }, "/status"); };
     keys.a = function () { act({ assignee: "me" }, "/assign"); };
   }
@@ -186,8 +198,24 @@
       else if (what.indexOf("status:") === 0) { setCount(el, data.by_status[what.slice(7)] || 0); }
     });
   });
-  Live.on("conversation.new", function () {
+  /* "n new conversations" above the list; made here when the page has none of its own. */
+  function newBanner() {
     var banner = document.querySelector("[data-live-new]");
+    var strings = document.getElementById("live-strings");
+    var list = document.querySelector("[data-keyboard-list], table.queue");
+    if (banner || !list || !strings) { return banner; }
+    banner = document.createElement("button");
+    banner.type = "button";
+    banner.className = "live-new";
+    banner.setAttribute("data-live-new", "");
+    banner.setAttribute("data-template", strings.getAttribute("data-new-conversations") || "{n}");
+    banner.hidden = true;
+    list.parentNode.insertBefore(banner, list);
+    return banner;
+  }
+
+  Live.on("conversation.new", function () {
+    var banner = newBanner();
     if (!banner) { return; }
     newConversations += 1;
     banner.textContent = (banner.getAttribute("data-template") || "{n}").replace("{n}", String(newConversations));
@@ -197,7 +225,7 @@
     if (ev.target && ev.target.closest && ev.target.closest("[data-live-new]")) { window.location.reload(); }
   });
 
-  var list = document.querySelector("[data-keyboard-list]");
+  var list = document.querySelector("[data-keyboard-list], table.queue");
   if (list) { bindList(list); }
   connect();
 })();

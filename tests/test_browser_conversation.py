@@ -125,3 +125,39 @@ def test_keyboard_shortcuts_help_and_composer_but_not_while_typing(app, live_app
             assert _store.conversation(conversation_id)["status"] == "resolved"
         finally:
             browser.close()
+
+
+def test_queue_shows_new_conversations_live_and_moves_by_keyboard(app, live_app, conversation):  # noqa: F811
+    _require_chromium()
+    from playwright.sync_api import expect, sync_playwright
+
+    store, conversation_id = conversation
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            page = browser.new_page()
+            sign_in(page, live_app, "ann@example.org", "/")
+            page.evaluate("window.__sameDocument = true")
+            page.wait_for_timeout(500)  # the live stream is open
+            item = parse_email(raw_mail(sender="Joe <joe@example.net>", subject="Second question"), channel="mail")
+            app.extensions["mainland"].ingestor(store).ingest("mail", FetchResult(items=[item], cursor="c2"))
+            banner = page.locator("[data-live-new]")
+            expect(banner).to_be_visible(timeout=10_000)
+            expect(banner).to_contain_text("1")
+            assert page.evaluate("window.__sameDocument") is True
+            banner.click()
+            page.wait_for_load_state()
+            expect(page.get_by_text("Second question")).to_be_visible()
+
+            page.keyboard.press("j")
+            page.keyboard.press("j")
+            selected = page.locator("tr.selected")
+            expect(selected).to_have_count(1)
+            expect(selected).to_contain_text("Order 1234 arrived broken")
+            page.keyboard.press("Enter")
+            page.wait_for_url(f"{live_app}/conversations/{conversation_id}")
+            page.keyboard.press("k")
+            page.wait_for_url(lambda url: url != f"{live_app}/conversations/{conversation_id}")
+            expect(page.locator("h1")).to_contain_text("Second question")
+        finally:
+            browser.close()
