@@ -108,7 +108,7 @@ class WorkQueries:
             "(SELECT count(*) FROM messages m WHERE m.conversation_id = c.id) AS message_count, "
             "(SELECT substr(m.text, 1, 200) FROM messages m WHERE m.conversation_id = c.id ORDER BY m.id LIMIT 1) "
             "AS first_text FROM conversations c "
-            "WHERE (c.customer_id = ? OR c.customer_id IN (SELECT id FROM customers WHERE merged_into = ?)) "
+            "WHERE c.customer_id IN (SELECT ? UNION ALL SELECT id FROM customers WHERE merged_into = ?) "
             f"AND c.id != ? AND {clause} ORDER BY c.last_message_at DESC, c.id DESC LIMIT ?",
             (customer_id, customer_id, exclude_id or 0, *params, limit)))
 
@@ -118,15 +118,20 @@ class WorkQueries:
         return as_dict(cur, cur.fetchone())
 
     def neighbours(self, conversation: dict[str, Any], team_ids: Iterable[int] | None) -> tuple[int | None, int | None]:
-        """The previous and next conversation in queue order (latest activity first), among visible ones."""
+        """The newer and older visible conversation with the same status, by latest activity (j/k).
+
+        Written so that the (status, last_message_at) index answers it: one short index walk each.
+        """
         clause, params = team_clause(team_ids)
-        key = (conversation["last_message_at"], conversation["id"])
+        status, at, cid = conversation["status"], conversation["last_message_at"], conversation["id"]
         newer = self.conn.execute(
-            f"SELECT c.id FROM conversations c WHERE (c.last_message_at, c.id) > (?, ?) AND {clause} "  # noqa: S608
-            "AND c.merged_into IS NULL ORDER BY c.last_message_at, c.id LIMIT 1", (*key, *params)).fetchone()
+            "SELECT c.id FROM conversations c WHERE c.status = ? AND c.last_message_at >= ? "  # noqa: S608
+            f"AND (c.last_message_at > ? OR c.id > ?) AND {clause} AND c.merged_into IS NULL "
+            "ORDER BY c.last_message_at, c.id LIMIT 1", (status, at, at, cid, *params)).fetchone()
         older = self.conn.execute(
-            f"SELECT c.id FROM conversations c WHERE (c.last_message_at, c.id) < (?, ?) AND {clause} "  # noqa: S608
-            "AND c.merged_into IS NULL ORDER BY c.last_message_at DESC, c.id DESC LIMIT 1", (*key, *params)).fetchone()
+            "SELECT c.id FROM conversations c WHERE c.status = ? AND c.last_message_at <= ? "  # noqa: S608
+            f"AND (c.last_message_at < ? OR c.id < ?) AND {clause} AND c.merged_into IS NULL "
+            "ORDER BY c.last_message_at DESC, c.id DESC LIMIT 1", (status, at, at, cid, *params)).fetchone()
         return (newer[0] if newer else None, older[0] if older else None)
 
     # Status, assignment, priority ----------------------------------------------------------------
@@ -396,8 +401,11 @@ class WorkQueries:
             f"WHERE ch.seq > ? AND {clause} ORDER BY ch.seq LIMIT ?", (seq, *params, limit)))
 
     def status_counts(self, team_ids: Iterable[int] | None) -> dict[str, int]:
-        """Conversations per status among the visible ones (merged ones left out)."""
+        """Visible conversations per status still being worked on (new, open, pending, snoozed).
+
+        Resolved and spam grow for ever and are left out: counting them would read the whole table.
+        """
         clause, params = team_clause(team_ids)
         return {r[0]: r[1] for r in self.conn.execute(
-            f"SELECT c.status, count(*) FROM conversations c WHERE {clause} AND c.merged_into IS NULL "  # noqa: S608
-            "GROUP BY c.status", params)}
+            "SELECT c.status, count(*) FROM conversations c "  # noqa: S608
+            f"WHERE c.status IN ('new', 'open', 'pending', 'snoozed') AND {clause} GROUP BY c.status", params)}
