@@ -43,6 +43,7 @@ from inbox.i18n import lazy_gettext as _l
 from inbox.i18n import ngettext
 from inbox.lifecycle import PRIORITIES, SETTABLE, SNOOZE_PRESETS, TransitionRefused, parse_snooze, transition
 from inbox.outbox import ReplyRefused, queue_reply
+from inbox.review import is_held as is_held_for_review
 from inbox.sanitize import sanitize_html
 from inbox.store import NotFound as StoreNotFound
 from inbox.store import StoreError
@@ -552,12 +553,13 @@ def reply(conversation_id: int):
             overridden = composer.guard
         else:
             return _refused(conversation, _("Not sent: %(reason)s", reason=composer.guard_message), **keep)
+    queued = None
     try:
         # One transaction: nothing can arrive between the stale-reply check and the queueing.
         with store.write():
             unseen = store.unseen_message_ids(conversation_id, seen_up_to, agent["id"])
             if not unseen:
-                queue_reply(mainland(), store, conversation_id, text, agent=agent)
+                queued = queue_reply(mainland(), store, conversation_id, text, agent=agent)
                 if overridden:
                     store.audit(_now_iso(), f"agent:{agent['id']}", "reply_loop_guard_override", "conversation",
                                 conversation_id, reason=overridden)
@@ -565,6 +567,9 @@ def reply(conversation_id: int):
         return _refused(conversation, str(_l("There is no message from the customer to answer.")), **keep)
     if unseen:
         return _held(conversation, seen_up_to, text)
+    if is_held_for_review(queued):
+        return _done(conversation_id, _("Your reply waits for a lead's review before it is sent."),
+                     after=seen_up_to, anchor="#composer")
     return _done(conversation_id, _("Reply queued: it is sent as soon as the channel accepts it."),
                  after=seen_up_to, anchor="#composer")
 
@@ -796,6 +801,7 @@ def retry_reply(message_id: int):
 NOTIFICATION_KINDS = {
     "mention": _l("mentioned you"),
     "assigned": _l("assigned a conversation to you"),
+    "review_returned": _l("returned your reply with a comment"),
     # Service-level notices to leads (inbox/service_levels.py notify_leads); they have no actor.
     "sla_warning": _l("(service level) soon past the adequate time"),
     "sla_breach": _l("(service level) past the adequate time"),

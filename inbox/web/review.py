@@ -1,0 +1,165 @@
+"""The leads' review queue: trainees' replies waiting to be approved, edited or returned.
+
+- `/review` (leads, managers, admins): replies waiting, oldest first, of conversations the reader
+  may see; recent decisions; per agent the time replies spent in review.
+- `/review/<id>`: one reply with the customer's message it answers; approve as is, edit and
+  approve, or return with a comment. Items of conversations the reader may not see are 404.
+- `/review/agents/<id>`: an agent's reviewed replies and the feedback on them — for the agent
+  themselves, leads of their teams, managers and admins.
+
+The conversation page shows a trainee's held reply (`held_replies`, used by
+templates/review/_held.html) so nobody answers the customer twice meanwhile.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from flask import Blueprint, Flask, abort, flash, redirect, render_template, request, url_for
+
+from inbox import access, review
+from inbox.i18n import gettext as _
+from inbox.store import NotFound as StoreNotFound
+from inbox.web import get_store, mainland
+from inbox.web.auth import current_agent, login_required, role_required
+
+bp = Blueprint("review", __name__)
+
+LEAD_ROLES = ("lead", "manager", "admin")
+MAX_TEXT_CHARS = 100_000
+
+lead_required = role_required(*LEAD_ROLES)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _visible_item(item_id: int) -> dict[str, Any]:
+    store = get_store()
+    try:
+        item = store.review_item(item_id)
+    except StoreNotFound:
+        abort(404)
+    access.require_conversation(store, current_agent(), item["conversation_id"])
+    return item
+
+
+def duration(seconds: float | None) -> str:
+    """Seconds as "2 h 5 min" / "4 min" / "30 s"."""
+    if seconds is None:
+        return ""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return _("%(n)d s", n=seconds)
+    minutes = seconds // 60
+    if minutes < 60:
+        return _("%(n)d min", n=minutes)
+    return _("%(h)d h %(m)d min", h=minutes // 60, m=minutes % 60)
+
+
+@bp.get("/review")
+@lead_required
+def index():
+    store = get_store()
+    team_ids = access.visible_team_ids(store, current_agent())
+    pending = store.review_items(team_ids)
+    now = _now()
+    for item in pending:
+        item["waiting_seconds"] = (now - dt.datetime.fromisoformat(item["created_at"].replace("Z", "+00:00"))
+                                   ).total_seconds()
+    decided = store.review_items(team_ids, state="approved", limit=20) + store.review_items(
+        team_ids, state="returned", limit=20)
+    decided.sort(key=lambda r: r["decided_at"] or "", reverse=True)
+    agents = {a["id"]: a for a in store.routing_agents_in(team_ids)}
+    stats = [{**s, "agent": agents.get(agent_id)} for agent_id, s in store.review_stats(agents).items()]
+    return render_template("review/index.html", pending=pending, decided=decided[:20], stats=stats)
+
+
+@bp.get("/review/<int:item_id>")
+@lead_required
+def show(item_id: int):
+    item = _visible_item(item_id)
+    store = get_store()
+    question = store.latest_inbound(item["conversation_id"])
+    message = store.message(question["id"]) if question else None
+    return render_template("review/show.html", item=item, question=message)
+
+
+@bp.post("/review/<int:item_id>/approve")
+@lead_required
+def approve(item_id: int):
+    item = _visible_item(item_id)
+    text = request.form.get("text")
+    if text is not None and len(text) > MAX_TEXT_CHARS:
+        abort(400)
+    try:
+        outcome = review.approve(mainland(), get_store(), item_id, reviewer=current_agent(), text=text, now=_now())
+    except review.ReviewError as exc:
+        flash(_("Not approved: %(reason)s", reason=_reason(exc)), "error")
+        return redirect(url_for("review.show", item_id=item_id))
+    flash(_("Approved: the reply to \"%(subject)s\" is on its way (%(time)s in review).",
+            subject=item["subject"] or "", time=duration(outcome.review_seconds)), "success")
+    return redirect(url_for("review.index"))
+
+
+@bp.post("/review/<int:item_id>/return")
+@lead_required
+def return_reply(item_id: int):
+    _visible_item(item_id)
+    comment = request.form.get("comment") or ""
+    try:
+        review.return_reply(get_store(), item_id, reviewer=current_agent(), comment=comment, now=_now())
+    except review.ReviewError as exc:
+        flash(_("Not returned: %(reason)s", reason=_reason(exc)), "error")
+        return redirect(url_for("review.show", item_id=item_id))
+    flash(_("Returned with your comment."), "success")
+    return redirect(url_for("review.index"))
+
+
+def _reason(exc: review.ReviewError) -> str:
+    text = str(exc)
+    return {
+        "this reply was already reviewed": _("someone already reviewed this reply."),
+        "the reply is empty": _("the reply is empty."),
+        "say what to change": _("say what to change."),
+    }.get(text, _("the reply cannot be sent in this conversation."))
+
+
+@bp.get("/review/agents/<int:agent_id>")
+@login_required
+def agent(agent_id: int):
+    store = get_store()
+    me = current_agent()
+    other = store.agent_routing(agent_id)
+    if other is None:
+        abort(404)
+    if me["id"] != agent_id and not (
+            me["role"] in access.SEE_ALL_ROLES
+            or (me["role"] == "lead" and store.agent_team_ids(me["id"]) & store.agent_team_ids(agent_id))):
+        abort(404)
+    team_ids = access.visible_team_ids(store, me)
+    items = [i for i in store.agent_review_items(agent_id)
+             if me["id"] == agent_id or access.conversation_scope(store, me).allows(i["team_id"])]
+    stats = store.review_stats([agent_id]).get(agent_id)
+    return render_template("review/agent.html", other=other, items=items, stats=stats, own=me["id"] == agent_id,
+                           team_ids=team_ids)
+
+
+def held_replies(conversation_id: int) -> list[dict[str, Any]]:
+    """Replies in this conversation waiting for review (for the conversation page)."""
+    return get_store().conversation_review_items(conversation_id)
+
+
+def pending_review_count() -> int:
+    agent = current_agent()
+    if agent is None or agent["role"] not in LEAD_ROLES:
+        return 0
+    store = get_store()
+    return store.count_pending_reviews(access.visible_team_ids(store, agent))
+
+
+def init_app(app: Flask) -> None:
+    app.jinja_env.globals.update(held_replies=held_replies, pending_review_count=pending_review_count)
+    app.jinja_env.filters["duration"] = duration
