@@ -174,6 +174,15 @@ def test_the_live_demo_fills_the_queue_from_five_channels_and_replies_reach_them
     assert delivery_of(database, priya["id"], "Hi Priya") == "sent"
     assert delivery_of(database, emma["id"], "Beste Emma") == "sent"
 
+    # Connector health sees every imitated channel working, and what came in today.
+    health = {c["name"]: c for c in http.get(url + "-/connectors", timeout=10).json()["channels"]}
+    assert IMITATED <= set(health)
+    assert all(health[name]["failures"] == 0 and health[name]["last_success_at"] for name in IMITATED), health
+    assert sum(1 for name in IMITATED if health[name]["items_24h"]) >= 5
+    assert health["whatsapp"]["push_only"] and health["whatsapp"]["last_webhook_at"]
+    page = http.get(url + "admin/connectors", timeout=10).text
+    assert "Connector health" in page and "has not been reachable" not in page
+
     # Ctrl-C (SIGTERM here) stops everything cleanly.
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0, console.text[-3000:]
