@@ -3,7 +3,8 @@
 Ann and Bob open the same conversation. Each page shows the other ("… is viewing"), and Ann's
 typing shows on Bob's page. Bob adds a note while Ann writes her reply: Ann's page does not move
 under her hands (it only counts the new message), her send is held with the note shown and her
-draft kept, and nothing is queued; sending again after seeing it works.
+draft kept, and nothing is queued; sending again after seeing it works. Bob's note mentions Ann:
+her notification badge counts it without a reload.
 """
 
 from __future__ import annotations
@@ -59,12 +60,14 @@ def test_two_agents_see_each_other_and_a_stale_reply_is_held(app, live_app):  # 
 
                 # Bob adds a note meanwhile.
                 bob.click("#tab-note")
-                bob.fill("#note-text", "Wait: finance already refunded this yesterday")
+                expect(ann.locator("#notification-count")).to_be_hidden()
+                bob.fill("#note-text", "Wait @ann: finance already refunded this yesterday")
                 bob.click("#add-note")
                 expect(bob.locator(".message.direction-note")).to_contain_text("finance already refunded")
 
-                # Ann's page only counts it while she writes.
+                # Ann's page only counts it while she writes; her notification badge shows the mention.
                 expect(ann.locator("#new-messages")).to_be_visible(timeout=10_000)
+                expect(ann.locator("#notification-count")).to_have_text("1", timeout=10_000)
                 expect(ann.locator(".message.direction-note")).to_have_count(0)
 
                 # Ann sends: held, the note shown, the draft kept, nothing queued.
