@@ -368,3 +368,26 @@ def test_automatic_mail_is_not_routed(store, support, team_ingestor):
     report = team_ingestor.ingest("mail", FetchResult(items=[item], cursor=None), save_cursor=False)
     assert assignee(store, report.new_conversations[0]) is None
     assert store.routing_decisions(None, conversation_id=report.new_conversations[0]) == []
+
+
+# The bench -------------------------------------------------------------------------------------------
+
+def test_erlang_c_and_the_routing_bench(capsys):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("bench_routing", Path(__file__).parent.parent / "bench/routing.py")
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules["bench_routing"] = bench  # dataclasses look their module up
+    spec.loader.exec_module(bench)
+    assert bench.erlang_c(2, 1.0) == pytest.approx(1 / 3)
+    assert bench.erlang_c(1, 0.5) == pytest.approx(0.5)
+    assert bench.erlang_c_service_level(3, 3.5, 5.0, 10.0) == 0.0, "an overloaded hour serves nobody in time"
+    summary = bench.main(["--seed", "1"])
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert last == summary
+    for key in ("mainland_desired_share", "mainland_adequate_share", "round_robin_desired_share",
+                "erlang_c_desired_share"):
+        assert 0.0 <= last[key] <= 1.0
+    assert last["mainland_adequate_share"] >= last["mainland_desired_share"]
