@@ -103,27 +103,36 @@ def note_item_evidence(store: Store, customer_id: int, item: InboundItem, text: 
                 candidates[other].append(Reason("phone_in_text", number, identity.shared_claim_weight(
                     identity.WEIGHTS["phone_in_text"], len(record_holders))))
 
-    # A close name on the same day on another channel.
+    # A close name on the same day on another channel; the same uncommon name on any day.
     if key and identity.is_full_name(key):
         day = (item.sent_at or dt.datetime.fromisoformat(now.replace("Z", "+00:00"))).astimezone(dt.UTC)
         day_text = day.date().isoformat()
         blocks = identity.name_blocks(key)
-        store.add_sighting(day_text, blocks, customer_id, channel, key)
-        namesakes: dict[str, int] = {}
-        for other, other_channel, other_key in store.sightings(day_text, blocks, customer_id):
-            if other_channel == channel:
-                continue
+        counts = store.name_token_counts(identity.name_tokens(key))
+        total = max(counts.get("", 0), 1)
+        active = store.active_on(day_text)
+        for other, other_channel, other_key, other_day in store.sightings([day_text], blocks, customer_id):
             similarity = identity.name_similarity(key, other_key)
             if similarity < identity.CLOSE_NAME:
                 continue
-            for k in {key, other_key}:
-                if k not in namesakes:
-                    namesakes[k] = store.namesake_count(k)
-            # Other records with one of the two names, besides this pair.
-            others = (namesakes[key] if key == other_key else namesakes[key] + namesakes[other_key]) - 2
-            weight = identity.close_name_weight(similarity, max(0, others))
+            if other_key != key:
+                counts.update(store.name_token_counts(identity.name_tokens(other_key)))
+            pair = (key, other_key)
+            expected = min(identity.expected_namesakes(key, counts, pair),
+                           identity.expected_namesakes(other_key, counts, pair))
+            weight = identity.close_name_weight(similarity, expected * active / total)
+            if other_channel == channel:
+                # Two addresses on one channel (home and work mail) happen, but less than two channels.
+                weight *= 0.6
             first, second = sorted([channel, other_channel])
-            candidates[other].append(Reason("close_name_same_day", f"{day_text} {first} / {second}", weight))
+            when = min(day_text, other_day)
+            candidates[other].append(Reason("close_name_same_day", f"{when} {first} / {second}", weight))
+        store.add_sighting(day_text, blocks, customer_id, channel, key)
+        # Besides this record and one namesake, how many would carry the name by chance?
+        expected = identity.expected_namesakes(key, counts, (key, key))
+        if expected < identity.RARE_NAME:
+            for other in store.customers_named(key, customer_id):
+                candidates[other].append(Reason("rare_name", key, identity.rare_name_weight(expected)))
 
     return _suggest(store, customer_id, candidates, key, now)
 
@@ -162,7 +171,7 @@ def _suggest(store: Store, customer_id: int, candidates: dict[int, list[Reason]]
         kept = [r for r in old if r["code"] not in ("similar_name", "different_name", "conflict")]
         merged = kept + [r for r in evidence if (r["code"], r["detail"]) not in {(k["code"], k["detail"]) for k in kept}]
         other_row = store.customer_record(other)
-        if any(r["code"] != "close_name_same_day" for r in merged):
+        if any(r["code"] not in ("close_name_same_day", "rare_name") for r in merged):
             merged += [r.as_dict() for r in identity.name_reasons(key or store.customer_record(customer_id)["name_key"],
                                                                   other_row["name_key"])]
         merged += [r.as_dict() for r in identity.conflict_reasons(mine, store.identity_kinds(other))]

@@ -223,8 +223,8 @@ def name_similarity(a: str, b: str) -> float:
 
 #: Below this a suggestion is not shown (tuned with bench/identity.py).
 SUGGEST_THRESHOLD = 0.5
-#: Names at least this alike count as "a close name".
-CLOSE_NAME = 0.9
+#: Names at least this alike count as "a close name" (one typo in a name of two tokens is ~0.9).
+CLOSE_NAME = 0.88
 
 #: Base weights of the kinds of evidence (see docs/customers.md for the reasoning).
 WEIGHTS = {
@@ -233,6 +233,7 @@ WEIGHTS = {
     "phone_in_text": 0.8,  # a number written in a chat message is another record's number
     "same_email": 0.85,  # an address in a CRM record is another record's channel address
     "close_name_same_day": 0.75,  # a close name on the same day on another channel
+    "rare_name": 0.7,  # exactly the same uncommon full name, any day
 }
 
 
@@ -289,16 +290,48 @@ def shared_claim_weight(base: float, holders: int) -> float:
     return base if holders <= 1 else base / (1.0 + 0.6 * (holders - 1))
 
 
-def close_name_weight(similarity: float, namesakes: int) -> float:
+def expected_namesakes(key: str, counts: dict[str, int], minus: Iterable[str] = ()) -> float:
+    """How many other records would carry this name by chance: records x the share of each token.
+
+    `counts` holds records per token and, under "", the number of named records; the names in
+    `minus` (the records being compared) are taken out first. "jan de vries" among 20,000 records
+    with 800 "jan" and 700 "vries" is expected 28 times; "ottoline quarles" about never.
+    """
+    own = [set(name_tokens(k)) for k in minus if k]
+    total = counts.get("", 0) - len(own)
+    tokens = set(name_tokens(key))
+    if total <= 0 or not tokens:
+        return 0.0
+    expected = float(total)
+    for token in tokens:
+        others = counts.get(token, 0) - sum(1 for o in own if token in o)
+        expected *= max(others, 0) / total
+    return expected
+
+
+def close_name_weight(similarity: float, chance: float) -> float:
     """Weight of "a close name on the same day on another channel".
 
-    `namesakes` is how many other records carry exactly one of the two names: the more people are
-    called "Jan de Vries", the less a second "Jan de Vries" on the same day means.
+    `chance` is how many other people with this name would write on that day anyway (expected
+    namesakes x the share of records active that day): the more people are called "Jan de Vries",
+    the less a second "Jan de Vries" on the same day means.
     """
     if similarity < CLOSE_NAME:
         return 0.0
     base = WEIGHTS["close_name_same_day"] * (0.85 + 0.15 * (similarity - CLOSE_NAME) / (1 - CLOSE_NAME))
-    return base / (1.0 + 0.5 * namesakes)
+    return base / (1.0 + 4.0 * chance)
+
+
+#: Names expected more times than this by chance say nothing across days.
+RARE_NAME = 0.5
+
+
+def rare_name_weight(expected: float) -> float:
+    """Weight of "the same uncommon name" (exact, on any day, any channel): strong for a name
+    nobody else is expected to have, fading as chance namesakes become likely."""
+    if expected >= RARE_NAME:
+        return 0.0
+    return WEIGHTS["rare_name"] / (1.0 + 6.0 * expected)
 
 
 def conflict_reasons(kinds_a: dict[str, set[str]], kinds_b: dict[str, set[str]]) -> list[Reason]:

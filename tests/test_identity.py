@@ -119,3 +119,12 @@ def test_a_shared_number_says_less_and_common_names_say_less():
         0.9, 4)
     assert identity.close_name_weight(1.0, 0) > identity.close_name_weight(1.0, 3)
     assert identity.close_name_weight(0.5, 0) == 0.0
+
+
+def test_expected_namesakes_count_other_records_only():
+    counts = {"": 1000, "jan": 100, "vries": 50, "ottoline": 2, "quarles": 2}
+    assert identity.expected_namesakes("jan de vries", counts) == pytest.approx(5.0)
+    pair = ("ottoline quarles", "ottoline quarles")
+    assert identity.expected_namesakes("ottoline quarles", counts, pair) == 0.0
+    assert identity.rare_name_weight(0.0) == pytest.approx(identity.WEIGHTS["rare_name"])
+    assert identity.rare_name_weight(identity.RARE_NAME) == 0.0

@@ -104,19 +104,70 @@ class CustomerQueries:
 
     def create_customer_record(self, display_name: str, now: str, *, locale: str | None = None,
                                crm_ref: str | None = None, owner_agent_id: int | None = None) -> int:
+        key = make_name_key(display_name)
         cur = self.conn.execute(
             "INSERT INTO customers (display_name, name_key, locale, crm_ref, owner_agent_id, created_at, updated_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (display_name, make_name_key(display_name), locale, crm_ref, owner_agent_id, now, now),
+            (display_name, key, locale, crm_ref, owner_agent_id, now, now),
         )
+        self._count_name(key, 1)
         return cur.lastrowid
 
     def fill_customer_name_key(self, customer_id: int, name: str, now: str) -> None:
-        """Give a nameless customer the name they signed with (and its matching key)."""
-        self.conn.execute(
-            "UPDATE customers SET display_name = ?, name_key = ?, updated_at = ? WHERE id = ? AND display_name = ''",
-            (name, make_name_key(name), now, customer_id),
-        )
+        """Give a nameless customer the name they signed with; a fuller name improves the matching key.
+
+        "Jan" on WhatsApp who later signs "Jan de Vries" is matched as "jan de vries" from then on;
+        the name agents see changes only when there was none.
+        """
+        from inbox.identity import is_full_name
+
+        key = make_name_key(name)
+        row = self.conn.execute("SELECT display_name, name_key FROM customers WHERE id = ?", (customer_id,)).fetchone()
+        if row is None:
+            return
+        if not row[0]:
+            self.conn.execute("UPDATE customers SET display_name = ?, name_key = ?, updated_at = ? WHERE id = ?",
+                              (name, key, now, customer_id))
+        elif key and key != row[1] and is_full_name(key) and (
+                not is_full_name(row[1]) or (min(map(len, row[1].split())) == 1 and min(map(len, key.split())) > 1)):
+            self.conn.execute("UPDATE customers SET name_key = ? WHERE id = ?", (key, customer_id))
+        else:
+            return
+        self._count_name(row[1], -1)
+        self._count_name(key, 1)
+
+    def _count_name(self, key: str, delta: int) -> None:
+        from inbox.identity import name_tokens
+
+        if not key:
+            return
+        tokens = sorted({"", *name_tokens(key)})
+        self.conn.executemany(
+            "INSERT INTO name_token_counts (token, n) VALUES (?, ?) ON CONFLICT (token) DO UPDATE SET n = n + excluded.n",
+            [(t, delta) for t in tokens])
+        if delta < 0:
+            self.conn.execute(f"DELETE FROM name_token_counts WHERE n <= 0 AND token IN ({_marks(tokens)})",  # noqa: S608
+                              tokens)
+
+    def name_token_counts(self, tokens: Iterable[str]) -> dict[str, int]:
+        """Records per name token, and under "" the number of named records."""
+        wanted = sorted({"", *tokens})
+        return {t: n for t, n in self.conn.execute(
+            f"SELECT token, n FROM name_token_counts WHERE token IN ({_marks(wanted)})", wanted)}  # noqa: S608
+
+    def customers_named(self, key: str, exclude: int, limit: int = 5) -> list[int]:
+        """Live records that carry exactly this name key, or were seen writing under it."""
+        rows = self.conn.execute(
+            # `name_key != ''` lets SQLite use the partial index on name_key.
+            "SELECT id FROM customers WHERE name_key = ? AND name_key != '' AND merged_into IS NULL AND id != ? "
+            "UNION SELECT DISTINCT customer_id FROM name_sightings WHERE name_key = ? AND customer_id != ? LIMIT ?",
+            (key, exclude, key, exclude, limit)).fetchall()
+        return [r[0] for r in rows]
+
+    def active_on(self, day: str) -> int:
+        """How many records were seen writing under a full name on `day`."""
+        return self.conn.execute("SELECT count(DISTINCT customer_id) FROM name_sightings WHERE day = ?",
+                                 (day,)).fetchone()[0]
 
     def update_customer(self, customer_id: int, fields: dict[str, Any], now: str) -> list[str]:
         """Set the given fields; returns the names of those that changed (none: nothing written)."""
@@ -128,6 +179,8 @@ class CustomerQueries:
             if "display_name" in changed:
                 sets.append("name_key = ?")
                 params.append(make_name_key(fields["display_name"] or ""))
+                self._count_name(current["name_key"], -1)
+                self._count_name(params[-1], 1)
             self.conn.execute(
                 f"UPDATE customers SET {', '.join(sets)}, updated_at = ? WHERE id = ?",  # noqa: S608
                 (*params, now, customer_id),
@@ -148,7 +201,7 @@ class CustomerQueries:
     def namesake_count(self, key: str, exclude: Iterable[int] = ()) -> int:
         """How many live records carry exactly this name key (leaving out `exclude`)."""
         excluded = [int(i) for i in exclude]
-        sql = "SELECT count(*) FROM customers WHERE name_key = ? AND merged_into IS NULL"
+        sql = "SELECT count(*) FROM customers WHERE name_key = ? AND name_key != '' AND merged_into IS NULL"
         if excluded:
             sql += f" AND id NOT IN ({_marks(excluded)})"
         return self.conn.execute(sql, (key, *excluded)).fetchone()[0]
@@ -249,15 +302,16 @@ class CustomerQueries:
             "INSERT OR IGNORE INTO name_sightings (day, block, customer_id, channel, name_key) VALUES (?, ?, ?, ?, ?)",
             [(day, b, customer_id, channel, key) for b in blocks])
 
-    def sightings(self, day: str, blocks: Iterable[str], exclude_customer: int) -> list[tuple[int, str, str]]:
-        """(customer id, channel, name key) of others seen on `day` under one of `blocks`."""
-        blocks = sorted(blocks)
-        if not blocks:
+    def sightings(self, days: Iterable[str], blocks: Iterable[str],
+                  exclude_customer: int) -> list[tuple[int, str, str, str]]:
+        """(customer id, channel, name key, day) of others seen on one of `days` under one of `blocks`."""
+        blocks, days = sorted(blocks), sorted(days)
+        if not blocks or not days:
             return []
         return [tuple(r) for r in self.conn.execute(
-            "SELECT DISTINCT customer_id, channel, name_key FROM name_sightings "  # noqa: S608
-            f"WHERE day = ? AND block IN ({_marks(blocks)}) AND customer_id != ?",
-            (day, *blocks, exclude_customer))]
+            "SELECT DISTINCT customer_id, channel, name_key, day FROM name_sightings "  # noqa: S608
+            f"WHERE day IN ({_marks(days)}) AND block IN ({_marks(blocks)}) AND customer_id != ?",
+            (*days, *blocks, exclude_customer))]
 
     def customer_channels(self, customer_id: int) -> set[str]:
         """Channels the customer has conversations on."""
@@ -693,6 +747,8 @@ class CustomerQueries:
                     "INSERT INTO erased_identities (kind, value_hash, erased_at) VALUES (?, ?, ?) "
                     "ON CONFLICT (kind, value_hash) DO UPDATE SET erased_at = excluded.erased_at",
                     (kind, identity_hash(kind, value), now))
+            for (key,) in self._select_in("SELECT name_key FROM customers WHERE id IN ({marks})", owners):
+                self._count_name(key, -1)
             self._delete_tree("messages", "id", msg_ids)
             self._delete_tree("conversations", "id", conv_ids)
             self._delete_tree("customers", "id", owners)

@@ -258,13 +258,6 @@ def events():
     seq, last_message_id = _resume_point(store)
     once = request.args.get("once") == "1"
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-    if once or not _slots.acquire(_stream_limit()):
-        # A short answer: what changed since the client's id, and when to ask again.
-        state = LiveState(store, agent, team_ids, seq, conversation_id, last_message_id)
-        body = [f"retry: {POLL_RETRY_MS}\n\n", sse("hello", {"seq": seq, "conversation_id": conversation_id,
-                                                              "mode": "poll"}, state.event_id)]
-        body.extend(state.poll(now=dt.datetime.now(dt.UTC)))
-        return Response("".join(body), mimetype="text/event-stream", headers=headers)
     app = current_app._get_current_object()
     settings = {
         "poll": float(_setting("live_poll_seconds", POLL_SECONDS)),
@@ -272,6 +265,13 @@ def events():
         "max": float(_setting("live_max_seconds", MAX_STREAM_SECONDS)),
     }
     epoch = (store.agent(agent["id"]) or {}).get("session_epoch")
+    if once or not _slots.acquire(_stream_limit()):
+        # A short answer: what changed since the client's id, and when to ask again.
+        state = LiveState(store, agent, team_ids, seq, conversation_id, last_message_id)
+        body = [f"retry: {POLL_RETRY_MS}\n\n", sse("hello", {"seq": seq, "conversation_id": conversation_id,
+                                                              "mode": "poll"}, state.event_id)]
+        body.extend(state.poll(now=dt.datetime.now(dt.UTC)))
+        return Response("".join(body), mimetype="text/event-stream", headers=headers)
     released = threading.Event()
 
     def release() -> None:
