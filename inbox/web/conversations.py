@@ -1,4 +1,11 @@
-"""The inbox pages: the conversation list, one conversation, and its downloads.
+"""One conversation: the page, what agents do in it, its downloads, and the agent's notifications.
+
+The page shows the thread (inbound, replies with their delivery state, internal notes), the
+customer and their other conversations on every channel, and the reply composer with the channel's
+limits (characters, formatting, reply window) and the loop guard (IN-70). Actions: reply (through
+the outbox; held when something new arrived since the writer last looked), note with @mentions,
+status and snooze, assignment, priority, labels, merge (and undo) and split, retry of a failed
+reply. Live updates and presence are in inbox/web/live.py; the status rules in inbox/lifecycle.py.
 
 Everything here is behind sign-in, and every object is checked through `inbox.access` (an agent
 sees their teams' conversations and the unrouted ones; see that module). Unknown and hidden
