@@ -84,7 +84,8 @@ def warn_after_seconds(mainland: Mainland) -> float:
 
 
 def _takes_webhooks(connector_class: type[Connector], settings: dict[str, Any]) -> bool:
-    if connector_class.verify_webhook is Connector.verify_webhook:
+    # Web forms take their posts through their own pages (inbox/web/forms.py), not /webhooks/.
+    if connector_class.verify_webhook is Connector.verify_webhook or connector_class.kind == "webform":
         return False
     # A Telegram channel takes webhooks only in webhook mode (its `webhook_enabled`); the others always do.
     if connector_class.kind == "telegram":

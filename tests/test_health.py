@@ -169,6 +169,7 @@ def test_json_gives_every_channel_with_its_figures(app, clients, web_store):  # 
     old = channels["old-mail"]
     assert old["enabled"] is False and old["next_poll_at"] is None and old["items_24h"] == 0
     assert channels["contact"]["push_only"] and channels["contact"]["kind"] == "webform"
+    assert not channels["contact"]["webhooks"]  # forms post to their own pages, not /webhooks/
 
 
 def test_the_page_shows_errors_cursors_and_counts(app, clients, web_store):  # noqa: F811

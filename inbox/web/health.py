@@ -19,11 +19,11 @@ import logging
 from typing import Any
 
 from flask import Blueprint, Flask, g, jsonify, render_template, request
-from flask_babel import format_timedelta
+from flask_babel import format_datetime, format_timedelta
 
 from inbox import health
 from inbox.i18n import gettext as _
-from inbox.store.base import iso
+from inbox.store.base import iso, parse_iso
 from inbox.web import get_store, mainland
 from inbox.web.auth import current_agent, role_required
 
@@ -104,5 +104,15 @@ def _duration_short(seconds: float) -> str:
     return format_timedelta(dt.timedelta(seconds=seconds), granularity="second", threshold=2)
 
 
+def moment(value: str | None) -> str:
+    """A stored time with seconds, in the page's language: polls come every few seconds."""
+    try:
+        parsed = parse_iso(value) if value else None
+    except ValueError:
+        return value or ""
+    return format_datetime(parsed, "medium") if parsed else ""
+
+
 def init_app(app: Flask) -> None:
     app.jinja_env.globals.update(connector_warnings=connector_warnings, connector_mode_label=mode_label)
+    app.jinja_env.filters["health_time"] = moment
