@@ -19,6 +19,7 @@ from inbox.models import Author, FetchResult, InboundItem
 from inbox.outbox import send_due
 from inbox.store.base import iso
 from inbox.web import routing as routing_web
+from tests.test_browser_smoke import live_app  # noqa: F401
 from tests.test_web_auth import csrf_token, login, make_agent
 
 JSON_HEADERS = {"Accept": "application/json"}
@@ -330,3 +331,40 @@ def test_a_lead_of_another_team_cannot_see_or_decide_the_item(world, trainee):
     assert f"/review/{item['id']}" not in ben.get("/review").get_data(as_text=True)
     assert ben.get("/review/999999").status_code == 404
     assert world.store.review_item(item["id"])["state"] == "pending_review"
+
+
+# In a real browser ---------------------------------------------------------------------------------------
+
+@pytest.mark.browser
+def test_chromium_inserts_an_answer_fitted_to_x_and_offers_the_short_version(app, world, live_app):  # noqa: F811
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_browser_smoke import CHROMIUM, _require_chromium
+    from tests.test_web_auth import PASSWORD
+
+    _require_chromium()
+    world.answer(title="Order on its way", body=ORDER_ANSWER.replace("{{order_number}}", "soon"))
+    cid = world.conversation(channel="x", who="3003", name="Jane Doe", text="@shop where is my order??")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(f"{live_app}/login")
+            page.fill("#email", "ann@example.org")
+            page.fill("#password", PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_url(f"{live_app}/")
+            page.goto(f"{live_app}/conversations/{cid}")
+            page.click("#answer-picker summary")
+            page.locator(".answer-picker-list button", has_text="Order on its way").click()
+            page.wait_for_selector(".answer-picker-warnings p[data-code=too_long]")
+            text = page.input_value("#reply-text")
+            assert text.startswith("Hi Jane,") and "**" not in text and len(text) > 280
+            page.locator(".answer-picker-warnings p[data-code=too_long] button").click()
+            short = page.input_value("#reply-text")
+            assert short.startswith("Hi Jane,") and weighted_length(short) <= 280
+            assert errors == []
+        finally:
+            browser.close()
