@@ -174,7 +174,7 @@ def test_list_pages_by_activity_without_gaps_or_repeats(agent_client, ingest, we
     assert "Re: Question number" not in first, "the reply joined its conversation"
     assert first.count("Question number") == 50
     assert first.index("Question number 000") < first.index("Question number 054")
-    older = [line for line in first.splitlines() if "?before=" in line]
+    older = [line for line in first.splitlines() if "after=" in line]
     assert older, "a link to the older conversations"
     href = older[0].split('href="')[1].split('"')[0].replace("&amp;", "&")
     second = agent_client.get(href).get_data(as_text=True)
@@ -182,7 +182,7 @@ def test_list_pages_by_activity_without_gaps_or_repeats(agent_client, ingest, we
     seen = {f"{n:03d}" for n in range(55) if f"Question number {n:03d}" in first + second}
     assert len(seen) == 55
     assert not any(f"Question number {n:03d}<" in first and f"Question number {n:03d}<" in second for n in range(55))
-    assert "?before=" not in second
+    assert "after=" not in second
 
 
 @pytest.mark.parametrize("before", ["abc", "-1", "' OR 1=1--", "99999999999999999999999"])

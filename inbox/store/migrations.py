@@ -313,22 +313,22 @@ def m005_conversation_work(db: Database) -> None:
            BEGIN UPDATE conversations SET snoozed_until = NULL WHERE id = NEW.id; END""",
         """CREATE TRIGGER conversations_changed_insert AFTER INSERT ON conversations BEGIN
              INSERT INTO conversation_changes (conversation_id, seq, created_seq)
-             SELECT NEW.id, s, s FROM (SELECT coalesce(max(seq), 0) + 1 AS s FROM conversation_changes);
+             SELECT NEW.id, s, s FROM (SELECT coalesce((SELECT max(seq) FROM conversation_changes), 0) + 1 AS s);
            END""",
         """CREATE TRIGGER conversations_changed_update AFTER UPDATE OF status, assignee_id, team_id, priority,
              last_message_at, snoozed_until, merged_into, subject, customer_id ON conversations BEGIN
              INSERT INTO conversation_changes (conversation_id, seq, created_seq)
-             SELECT NEW.id, s, s FROM (SELECT coalesce(max(seq), 0) + 1 AS s FROM conversation_changes) WHERE 1
+             SELECT NEW.id, s, s FROM (SELECT coalesce((SELECT max(seq) FROM conversation_changes), 0) + 1 AS s) WHERE 1
              ON CONFLICT (conversation_id) DO UPDATE SET seq = excluded.seq;
            END""",
         """CREATE TRIGGER messages_changed_insert AFTER INSERT ON messages BEGIN
              INSERT INTO conversation_changes (conversation_id, seq, created_seq)
-             SELECT NEW.conversation_id, s, s FROM (SELECT coalesce(max(seq), 0) + 1 AS s FROM conversation_changes)
+             SELECT NEW.conversation_id, s, s FROM (SELECT coalesce((SELECT max(seq) FROM conversation_changes), 0) + 1 AS s)
              WHERE 1 ON CONFLICT (conversation_id) DO UPDATE SET seq = excluded.seq;
            END""",
         """CREATE TRIGGER messages_changed_update AFTER UPDATE OF delivery_status, conversation_id ON messages BEGIN
              INSERT INTO conversation_changes (conversation_id, seq, created_seq)
-             SELECT NEW.conversation_id, s, s FROM (SELECT coalesce(max(seq), 0) + 1 AS s FROM conversation_changes)
+             SELECT NEW.conversation_id, s, s FROM (SELECT coalesce((SELECT max(seq) FROM conversation_changes), 0) + 1 AS s)
              WHERE 1 ON CONFLICT (conversation_id) DO UPDATE SET seq = excluded.seq;
            END""",
         # Conversations that exist before this migration start at seq 0: nothing to announce.
@@ -356,8 +356,10 @@ _WAITING_SINCE = (
 def m004_queue(db: Database) -> None:
     # Labels, saved views and per-agent "seen up to" marks for the queue; `waiting_since` kept by
     # triggers so that every writer (ingest, outbox, merges) keeps it right without knowing of it;
-    # indexes whose leading columns are the queue's equality filters and whose last is its sort key,
-    # so a page is read in index order and stops after 51 rows; and an FTS5 index over conversation
+    # indexes that let a queue page be read in sort order per status and stop after a page
+    # (conversations_activity of m001 for activity; queue_waiting, which also holds the filter
+    # columns so that filters and counts need no table reads; queue_assignee for "mine", which is
+    # selective); and an FTS5 index over conversation
     # subjects and their customers' names and identities (messages have theirs since m001).
     customer_of_new = _CUSTOMER_SEARCH_TEXT.format(customer="NEW.customer_id")
     db.executescript(
@@ -404,11 +406,9 @@ def m004_queue(db: Database) -> None:
             WHERE id IN (OLD.conversation_id, NEW.conversation_id);
         END;
 
-        CREATE INDEX queue_waiting ON conversations(status, ifnull(waiting_since, '~'));
+        CREATE INDEX queue_waiting ON conversations(status, ifnull(waiting_since, '~'), team_id, channel,
+                                                    assignee_id, priority);
         CREATE INDEX queue_assignee ON conversations(assignee_id, status, last_message_at);
-        CREATE INDEX queue_team ON conversations(team_id, status, last_message_at);
-        CREATE INDEX queue_channel ON conversations(channel, status, last_message_at);
-        CREATE INDEX queue_priority ON conversations(priority, status, last_message_at);
 
         CREATE VIRTUAL TABLE conversation_search USING fts5(
             subject, customer, tokenize = 'unicode61 remove_diacritics 2'
@@ -442,7 +442,7 @@ def m004_queue(db: Database) -> None:
             UPDATE conversation_search SET customer = {_CUSTOMER_SEARCH_TEXT.format(customer="OLD.customer_id")}
             WHERE rowid IN (SELECT id FROM conversations WHERE customer_id = OLD.customer_id);
         END;
-        """
+        """  # noqa: S608 (constants of this module only)
     )
 
 

@@ -137,30 +137,6 @@ def _first_line(text: str | None) -> str:
     return ""
 
 
-@bp.get("/")
-@login_required
-def index():
-    before = request.args.get("before", type=int)
-    if before is not None and not 0 < before < 2**63:
-        before = None
-    if before is not None:
-        # The page position is an object id too: another team's id would reveal where it sorts.
-        _visible_conversation(before)
-    rows = get_store().recent_conversations(limit=PAGE_SIZE + 1, before_id=before,
-                                            team_ids=access.visible_team_ids(get_store(), current_agent()))
-    more = len(rows) > PAGE_SIZE
-    rows = rows[:PAGE_SIZE]
-    for row in rows:
-        row["preview"] = row["subject"] or _first_line(row.get("first_text"))
-    return render_template(
-        "conversations/list.html",
-        conversations=rows,
-        next_before=rows[-1]["id"] if more and rows else None,
-        paged=before is not None,
-        kinds=_channel_kinds(),
-    )
-
-
 @bp.get("/conversations/<int:conversation_id>")
 @login_required
 def show(conversation_id: int):
