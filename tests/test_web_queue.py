@@ -552,3 +552,45 @@ def test_chromium_filters_the_queue_and_opens_a_conversation(app, live_app, inbo
             assert "Is the shop open on Sunday?" in page.content()
         finally:
             browser.close()
+
+
+# Dates and language ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("locale", ["en", "nl"])
+def test_row_dates_read_as_everywhere_else(app, locale):
+    from flask_babel import force_locale
+
+    from inbox.web.conversations import when
+    from inbox.web.queue import _date_formatter
+
+    with app.test_request_context("/"), force_locale(locale):
+        fast = _date_formatter()
+        for stamp in ("2026-03-05T10:15:02.000000Z", "2026-12-31T23:59:59.999999Z", "2025-01-01T00:00:00.000000Z"):
+            assert fast(stamp) == when(stamp)
+        assert fast(None) == "" and fast("not a date") == "not a date"
+
+
+def test_the_queue_in_dutch(client, web_store, inbox):  # noqa: F811
+    make_agent(web_store, locale="nl")
+    login(client)
+    inbox.mail("Vraag")
+    page = client.get("/").get_data(as_text=True)
+    assert "Vraagt aandacht" in page and "Bewaarde weergaven" in page and "Niet toegewezen" in page
+
+
+def test_moving_messages_recomputes_waiting_time(inbox, web_store):  # noqa: F811
+    waiting = inbox.mail("Waiting", sender="w@example.org")
+    answered = inbox.mail("Answered", sender="a@example.org")
+    inbox.reply(answered)
+    assert web_store.conversation(answered)["waiting_since"] is None
+    [question] = [m for m in web_store.conversation_messages(waiting) if m["direction"] == "in"]
+    # As a merge does: the customer's unanswered message moves to the answered conversation.
+    with web_store.write():
+        web_store.execute("UPDATE messages SET conversation_id = ? WHERE id = ?", (answered, question["id"]))
+    assert web_store.conversation(waiting)["waiting_since"] is None
+    assert web_store.conversation(answered)["waiting_since"] is None  # answered after it arrived
+    later = inbox.mail("Later", sender="l@example.org")
+    [late] = web_store.conversation_messages(later)
+    with web_store.write():
+        web_store.execute("UPDATE messages SET conversation_id = ? WHERE id = ?", (answered, late["id"]))
+    assert web_store.conversation(answered)["waiting_since"] == late["received_at"]
