@@ -24,7 +24,14 @@ from inbox.models import (
 #: The header every mail we send carries, with this instance's id as its value.
 LOOP_HEADER = "X-Mainland-Loop"
 
-_SYSTEM_SENDER = re.compile(r"^(mailer-daemon|postmaster|abuse|no-?reply|do-?not-?reply)@", re.IGNORECASE)
+# Local parts of machine senders, also with a tag or a prefix: noreply+orders@, shop.no_reply@.
+_SYSTEM_SENDER = re.compile(
+    r"^(?:mailer-daemon|postmaster|abuse|bounces?|"
+    r"(?:[^@]*[._-])?(?:no[-_.]?reply|do[-_.]?not[-_.]?reply))(?:[+][^@]*)?@",
+    re.IGNORECASE,
+)
+_NO = {"no", "false", "0", "none", ""}
+_SUPPRESS_VALUES = {"all", "oof", "autoreply"}
 _BULK_PRECEDENCE = {"bulk", "list", "junk", "auto_reply"}
 
 
@@ -34,9 +41,11 @@ def header_flags(headers: Mapping[str, str], sender: str) -> set[str]:
     auto = headers.get("auto-submitted", "").strip().lower()
     if auto and not auto.startswith("no"):
         flags.add(FLAG_AUTO_SUBMITTED)
-    if headers.get("x-autoreply") or headers.get("x-autorespond"):
+    if any(headers.get(name, "no").strip().lower() not in _NO for name in ("x-autoreply", "x-autorespond")):
         flags.add(FLAG_AUTO_SUBMITTED)
-    if headers.get("x-auto-response-suppress", "").strip().lower() in {"all", "oof", "autoreply"}:
+    # Exchange writes a list: `X-Auto-Response-Suppress: DR, OOF, AutoReply`.
+    suppress = {v.strip() for v in headers.get("x-auto-response-suppress", "").lower().split(",")}
+    if suppress & _SUPPRESS_VALUES:
         flags.add(FLAG_AUTO_SUBMITTED)
     if headers.get("x-loop", "").strip().lower() in {"yes", "true"}:
         flags.add(FLAG_AUTO_SUBMITTED)

@@ -51,6 +51,11 @@ AUTOMATIC = [
     pytest.param({"sender": "Shop <noreply@example.net>"}, id="IN-31-noreply"),
     pytest.param({"sender": "Shop <no-reply@example.net>"}, id="IN-31-no-reply"),
     pytest.param({"sender": "Shop <do-not-reply@example.net>"}, id="IN-31-do-not-reply"),
+    pytest.param({"sender": "Shop <noreply+orders@example.net>"}, id="IN-31-noreply-with-tag"),
+    pytest.param({"sender": "Shop <shop.no_reply@example.net>"}, id="IN-31-prefixed-no-reply"),
+    pytest.param({"sender": "Bounces <bounces+123@example.net>"}, id="IN-31-bounces"),
+    pytest.param({"extra_headers": "X-Auto-Response-Suppress: DR, OOF, AutoReply"},
+                 id="IN-31-x-auto-response-suppress-list"),
 ]
 
 
@@ -70,7 +75,10 @@ def test_automatic_mail_is_threaded_but_reopens_nothing_and_gets_no_auto_reply(i
 @pytest.mark.parametrize(
     "extra",
     [pytest.param("", id="IN-30-control-plain-reply"), pytest.param("Auto-Submitted: no", id="IN-30-control-no"),
-     pytest.param("Precedence: normal", id="IN-31-control-precedence-normal")],
+     pytest.param("Precedence: normal", id="IN-31-control-precedence-normal"),
+     pytest.param("X-Autoreply: no", id="IN-31-control-x-autoreply-no"),
+     pytest.param("X-Auto-Response-Suppress: DR, RN", id="IN-31-control-suppress-receipts-only"),
+     pytest.param("Sender: norman@example.net", id="IN-31-control-sender-like-noreply")],
 )
 def test_a_person_writing_back_reopens_and_may_be_acknowledged(ingestor, store, extra):
     conversation_id, _ = resolved_conversation(ingestor, store, message_id="<orig@example.net>")
