@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from connectors.base import ItemError
-from inbox.mail import UNREADABLE_PART, parse_email
+from inbox.mail import UNREADABLE_PART, parse_email, parse_email_headers
 from inbox.models import FetchResult, Reject
 from tests.inbound import assert_inert_html, message_row
 
@@ -235,3 +235,18 @@ def mutate(data: bytes, mutations: list) -> bytes:
 @given(fixture=st.sampled_from(FIXTURES), mutations=st.lists(mutation, min_size=1, max_size=8))
 def test_mutated_fixtures_parse_or_quarantine(ingestor, store, fixture, mutations):
     check_pipeline(ingestor, store, mutate(fixture, mutations))
+
+
+@pytest.mark.timeout(300)
+@FUZZ
+@given(raw=st.one_of(generated_mail(), st.binary(max_size=16 * 1024)), size=st.integers(0, 2**40))
+def test_oversized_stubs_parse_or_quarantine(ingestor, store, raw, size):
+    # The IN-23 paths: a stub from headers alone (IMAP RFC822.SIZE), and a message over max_bytes.
+    for parse in (lambda: parse_email_headers(raw, size, channel="fuzz"),
+                  lambda: parse_email(raw, channel="fuzz", max_bytes=len(raw) // 2)):
+        try:
+            item = parse()
+        except ItemError:
+            continue
+        assert "oversized" in item.flags
+        ingestor.ingest("fuzz", FetchResult(items=[item], cursor=None), save_cursor=False)
