@@ -7,6 +7,8 @@ translations. Nothing happens at import time.
 
 from __future__ import annotations
 
+import email.policy
+import platform
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -53,6 +55,12 @@ def create_app(config: Config | Mapping[str, Any] | str | Path | None = None) ->
         MAX_CONTENT_LENGTH=cfg.max_message_bytes,
     )
     app.extensions["mainland"] = mainland
+    if not hasattr(email.policy.default, "verify_generated_headers"):
+        # SEC-13: inbox.mail.build_reply re-checks every header it writes, but other code that
+        # serialises mail with this interpreter would not be protected.
+        app.logger.warning(
+            "Python %s lacks the email header-injection fix (CVE-2024-6923); Mainland's reply builder "
+            "checks its own output, but upgrade to Python 3.11.10 or newer.", platform.python_version())
 
     from inbox import i18n, web
 

@@ -18,6 +18,7 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import sqlite3
 import traceback
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
@@ -122,7 +123,20 @@ class Ingestor:
         now = iso(self.now())
         with self.store.write():
             for prep in prepared:
-                message_id = self._store_one(channel, prep, now, report)
+                try:
+                    # One item that cannot be written (a bug, a constraint) must not fail its whole page:
+                    # it is rolled back alone and quarantined. Database trouble (locked, disk full) still
+                    # fails the page, which is then retried with its cursor.
+                    with self.store.savepoint():
+                        message_id = self._store_one(channel, prep, now, report)
+                except sqlite3.OperationalError:
+                    raise
+                except Exception as exc:
+                    log.warning("item %s of %s quarantined while storing: %s", prep.item.external_id, channel, exc)
+                    rejects.append(Reject(raw=prep.item.raw or _item_json(prep.item),
+                                          reason=f"could not be stored: {exc}", source_ref=prep.item.source_ref,
+                                          exception=_exception_text(exc)))
+                    continue
                 if message_id is None:
                     report.duplicates += 1
                 else:

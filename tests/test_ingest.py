@@ -120,3 +120,21 @@ def test_search_index_finds_the_message(ingestor, store):
     ingest_raw(ingestor, raw_mail(body="The blender makes a grinding noise"))
     rows = store.execute("SELECT rowid FROM messages_fts WHERE messages_fts MATCH 'grinding'").fetchall()
     assert len(rows) == 1
+
+
+def test_an_item_that_cannot_be_stored_is_quarantined_and_the_rest_of_the_page_arrives(ingestor, store, monkeypatch):
+    items = [parse_email(raw_mail(subject=f"Item {n}"), channel="mail") for n in range(3)]
+    real = store.insert_message
+
+    def insert_fails_for_item_1(row):
+        if row["subject"] == "Item 1":
+            raise ValueError("constraint the pipeline did not foresee")
+        return real(row)
+
+    monkeypatch.setattr(store, "insert_message", insert_fails_for_item_1)
+    report = ingestor.ingest("mail", FetchResult(items=items, cursor="page-1"))
+    assert (report.stored, report.quarantined) == (2, 1)
+    [held] = store.quarantined()
+    assert "could not be stored" in held["reason"]
+    assert store.cursor("mail") == "page-1"
+    assert store.counts()["conversations"] == 2, "the failed item left no half-written conversation"

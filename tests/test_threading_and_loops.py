@@ -141,6 +141,9 @@ def test_IN_32_bounce_joins_our_reply_and_marks_it_bounced(ingestor, store, send
     assert "5.1.1" in reply["delivery_error"] and "jane@example.net" in reply["delivery_error"]
     assert store.conversation(conversation_id)["status"] == "resolved"
     assert "Recipient address rejected" in stored.message["text"]
+    customer = store.conversation(conversation_id)["customer_id"]
+    [identity] = store.customer_identities(customer)
+    assert identity["delivery_failed"] == 1, "the address that bounced is flagged for the next reply"
 
 
 def test_IN_32_delay_notice_is_not_a_bounce(ingestor, store):

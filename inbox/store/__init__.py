@@ -86,6 +86,19 @@ class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries
         else:
             self.conn.execute("COMMIT")
 
+    @contextlib.contextmanager
+    def savepoint(self, name: str = "item") -> Iterator[Store]:
+        """A nested unit inside the current write transaction, rolled back alone on error."""
+        self.conn.execute(f"SAVEPOINT {name}")
+        try:
+            yield self
+        except BaseException:
+            self.conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
+            self.conn.execute(f"RELEASE SAVEPOINT {name}")
+            raise
+        else:
+            self.conn.execute(f"RELEASE SAVEPOINT {name}")
+
     def execute(self, sql: str, params: tuple | dict = ()) -> sqlite3.Cursor:
         return self.conn.execute(sql, params)
 

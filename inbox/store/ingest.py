@@ -180,6 +180,15 @@ class IngestQueries:
                     "UPDATE messages SET delivery_status = 'bounced', delivery_error = ? WHERE id = ?",
                     (reason, row[0]),
                 )
+                # The address we wrote to (the customer's last message before our reply) does not take
+                # mail: flag it so the composer warns before the next reply bounces too.
+                self.conn.execute(
+                    "UPDATE identities SET delivery_failed = 1 WHERE kind = 'email' AND value = ("
+                    "SELECT lower(author_handle) FROM messages WHERE conversation_id = "
+                    "(SELECT conversation_id FROM messages WHERE id = ?) AND direction = 'in' AND id < ? "
+                    "ORDER BY id DESC LIMIT 1)",
+                    (row[0], row[0]),
+                )
                 bounced.append(row[0])
         return bounced
 
