@@ -215,3 +215,14 @@ def test_export_and_erase_commands(cli_config, tmp_path):
     missing = runner.invoke(main, ["--config", str(cli_config), "export-customer", str(zeno), "--out",
                                    str(tmp_path / "exports")])
     assert missing.exit_code != 0 and "no customer" in missing.output
+
+
+def test_other_records_lose_their_claim_of_an_erased_address(world):
+    store = world["store"]
+    telegram = store.customer_for_identity("telegram", "31337")
+    assert ("email", ADDRESS) in {(c["kind"], c["value"]) for c in store.claims_of(telegram)}
+    privacy.erase_customer(store, world["files"], world["zeno"], actor="test")
+    # A record that was never merged with them is another customer: it stays, without the claim.
+    assert store.live_customer_id(telegram) == telegram
+    assert store.claims_of(telegram) == []
+    assert store.execute("SELECT count(*) FROM merge_suggestions").fetchone()[0] == 0
