@@ -102,6 +102,8 @@ FLAG_LABELS = {
     "truncated": (_l("truncated"), _l("Cut at the size limit; the original can be downloaded.")),
     "oversized": (_l("oversized"), _l("Larger than the size limit: only the headers were kept.")),
     "bad_date": (_l("bad date"), _l("The date was missing or implausible; the receive time is used.")),
+    "unverified_sender": (_l("unverified sender"),
+                          _l("The sender's domain did not confirm this mail (DMARC failed); it may be forged.")),
     "html_replaced": (_l("HTML hidden"),
                       _l("The formatted version was too large or hostile to show; the original can be downloaded.")),
 }
