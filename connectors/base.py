@@ -67,6 +67,8 @@ class Limits:
     reply_window_hours: float | None = None
     max_attachment_bytes: int | None = None
     supports_attachments: bool = True
+    #: A public conversation (a comment) can also be answered privately, once (Meta's private reply).
+    private_replies: bool = False
 
 
 @dataclass(frozen=True)

@@ -90,6 +90,7 @@ class FacebookConnector(MetaConnector):
     )
     # 24 hours with RESPONSE, up to 7 days with the HUMAN_AGENT tag; comment replies have no window.
     limits = Limits(max_text_length=MAX_MESSAGE_LENGTH, formatting="plain", reply_window_hours=24 * 7,
+                    private_replies=True,
                     supports_attachments=False)
     # Webhooks carry the traffic; the poll only catches what they missed.
     default_poll_every = 300.0

@@ -87,6 +87,7 @@ class InstagramConnector(MetaConnector):
                                 "graph.instagram.com)."),
     )
     limits = Limits(max_text_length=MAX_MESSAGE_LENGTH, formatting="plain", reply_window_hours=24 * 7,
+                    private_replies=True,
                     supports_attachments=False)
     default_poll_every = 300.0
 

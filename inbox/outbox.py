@@ -35,6 +35,9 @@ from inbox.store.base import iso, parse_iso
 
 log = logging.getLogger("mainland.outbox")
 
+#: Flag on a reply to a public conversation that goes to the customer privately instead.
+FLAG_PRIVATE_REPLY = "private_reply"
+
 LEASE_SECONDS = 120
 MAX_ATTEMPTS = 10
 MAX_AGE = dt.timedelta(hours=24)
@@ -105,7 +108,8 @@ def build_outbound(store: Store, row: dict) -> OutboundReply:
         reply_to_message_id=answered.get("message_id"),
         references=refs[:-1] if refs and refs[-1] == answered.get("message_id") else refs,
         message_id=f"<{row['our_message_id']}>" if row["our_message_id"] else None,
-        public=bool(conversation["public"]),
+        # An agent may answer a public comment privately (where the channel allows it, once).
+        public=bool(conversation["public"]) and FLAG_PRIVATE_REPLY not in (row.get("flags") or "").split(),
         from_name=row["agent_name"] or None,
         automatic=FLAG_AUTO_SUBMITTED in (row.get("flags") or "").split(),
     )

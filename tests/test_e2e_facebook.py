@@ -193,3 +193,40 @@ def test_webhooks_over_real_http(app, app_config, meta):
         assert store.counts()["messages"] == 1
     finally:
         store.close()
+
+
+def test_agent_answers_a_public_comment_privately_from_the_composer(client, mainland, store, meta):
+    from tests.test_web_auth import csrf_token, login, make_agent
+
+    post = meta.page_post("Spring sale!")
+    comment = meta.customer_comment("Bob Builder", "What is the price with my member number 55-1234?", post=post)
+    deliver(client, meta)
+    [conversation] = store.recent_conversations()
+    assert conversation["public"]
+
+    make_agent(store)
+    login(client)
+    page = client.get(f"/conversations/{conversation['id']}").get_data(as_text=True)
+    assert 'name="private"' in page, "a public comment on Facebook offers a private answer"
+    seen = max(m["id"] for m in store.conversation_messages(conversation["id"]))
+    answer = client.post(f"/conversations/{conversation['id']}/reply", data={
+        "text": "I sent you the member price in Messenger.", "private": "1", "seen_up_to": seen,
+        "csrf_token": csrf_token(client, f"/conversations/{conversation['id']}")})
+    assert answer.status_code in (200, 302, 303)
+    assert send_due(mainland, store).sent == 1
+
+    [sent] = meta.sent
+    assert sent["kind"] == "private_reply", "the answer went privately, not under the public comment"
+    assert sent["recipient"] == meta.comments[comment]["from"]
+    assert not any(s["kind"] == "comment_reply" for s in meta.sent)
+
+
+def test_messenger_conversations_offer_no_private_answer(client, store, meta):
+    from tests.test_web_auth import login, make_agent
+
+    meta.customer_dm("Jane Doe", "Hello")
+    deliver(client, meta)
+    [conversation] = store.recent_conversations()
+    make_agent(store)
+    login(client)
+    assert 'name="private"' not in client.get(f"/conversations/{conversation['id']}").get_data(as_text=True)

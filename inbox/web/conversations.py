@@ -49,7 +49,7 @@ from inbox.i18n import gettext as _
 from inbox.i18n import lazy_gettext as _l
 from inbox.i18n import ngettext
 from inbox.lifecycle import PRIORITIES, SETTABLE, SNOOZE_PRESETS, TransitionRefused, parse_snooze, transition
-from inbox.outbox import ReplyRefused, queue_reply
+from inbox.outbox import FLAG_PRIVATE_REPLY, ReplyRefused, queue_reply
 from inbox.review import is_held as is_held_for_review
 from inbox.sanitize import sanitize_html
 from inbox.store import NotFound as StoreNotFound
@@ -339,6 +339,7 @@ class ComposerInfo:
     window_closed: bool = False
     guard: str | None = None
     recipient: str | None = None
+    private_reply_possible: bool = False
 
     @property
     def guard_message(self) -> str | None:
@@ -367,7 +368,8 @@ def composer_info(conversation: dict[str, Any], now: dt.datetime | None = None) 
     if answered is None:
         return ComposerInfo(False, str(_l("There is no message from the customer to answer.")), channel=via)
     info = ComposerInfo(True, channel=via, max_length=limits.max_text_length, formatting=limits.formatting,
-                        window_hours=limits.reply_window_hours, recipient=answered["author_handle"] or None)
+                        window_hours=limits.reply_window_hours, recipient=answered["author_handle"] or None,
+                        private_reply_possible=bool(conversation["public"]) and limits.private_replies)
     if limits.reply_window_hours:
         last_in = parse_iso(conversation.get("last_inbound_at"))
         if last_in is not None:
@@ -544,7 +546,9 @@ def reply(conversation_id: int):
         with store.write():
             unseen = store.unseen_message_ids(conversation_id, seen_up_to, agent["id"])
             if not unseen:
-                queued = queue_reply(mainland(), store, conversation_id, text, agent=agent)
+                private = bool(request.form.get("private")) and composer.private_reply_possible
+                queued = queue_reply(mainland(), store, conversation_id, text, agent=agent,
+                                     flags=[FLAG_PRIVATE_REPLY] if private else [])
                 if overridden:
                     store.audit(_now_iso(), f"agent:{agent['id']}", "reply_loop_guard_override", "conversation",
                                 conversation_id, reason=overridden)
