@@ -124,7 +124,8 @@ def test_poll_without_once_keeps_polling_until_ctrl_c(config_file, monkeypatch):
         if len(sleeps) == 3:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(running.time, "sleep", fake_sleep)
+    # Only the command's own pause: patching time.sleep would also catch other threads' sleeps.
+    monkeypatch.setattr(running, "pause", fake_sleep)
     result = mainland_cli(config_file, "poll", "support")
     assert result.exit_code == 0, result.output
     assert result.output.count("support: ") == 3
