@@ -227,7 +227,9 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: Path | None = N
         max_message_bytes=as_int("max_message_bytes", 25 * 1024 * 1024),
         max_attachment_bytes=as_int("max_attachment_bytes", 10 * 1024 * 1024),
         default_language=str(resolved.get("default_language") or "en"),
-        session_cookie_secure=bool(resolved.get("session_cookie_secure", False)),
+        # Unless told otherwise, an https base_url means the cookie may only travel over HTTPS.
+        session_cookie_secure=bool(resolved.get("session_cookie_secure",
+                                                str(resolved.get("base_url") or "").startswith("https://"))),
         fetch_allow_hosts=tuple(str(h) for h in (resolved.get("fetch_allow_hosts") or ())),
         channels=channels,
         extra={k: v for k, v in resolved.items() if k in {"demo", "web", "worker", "service_levels", "digest",

@@ -163,3 +163,13 @@ def test_every_builtin_connector_setting_is_documented(kind):
 
 def textwrap_dedent(text: str) -> str:
     return textwrap.dedent(text).lstrip()
+
+
+def test_session_cookie_is_https_only_by_default_for_an_https_site(tmp_path):
+    from inbox.config import from_mapping
+
+    https = from_mapping({"database": "m.db", "base_url": "https://support.example.com"}, base=tmp_path)
+    http = from_mapping({"database": "m.db", "base_url": "http://127.0.0.1:5000"}, base=tmp_path)
+    told = from_mapping({"database": "m.db", "base_url": "https://support.example.com",
+                         "session_cookie_secure": False}, base=tmp_path)
+    assert (https.session_cookie_secure, http.session_cookie_secure, told.session_cookie_secure) == (True, False, False)
