@@ -637,19 +637,23 @@ class MetaImitation(Imitation):
 
     @route("POST", V + r"/(?P<comment_id>\d+_\d+)/comments")
     def reply_to_comment(self, request: Request, comment_id: str):
+        return self._reply_under(request, comment_id, "facebook", self.page_id, "(#100) Missing message or attachment")
+
+    def _reply_under(self, request: Request, comment_id: str, platform: str, author: str, no_text: str):
+        """A public reply under a comment, as Facebook's /comments and Instagram's /replies answer it."""
         with self.lock:
             refused = self._refused(request)
             if refused:
                 return refused
             text = self._body(request).get("message")
             comment = self.comments.get(comment_id)
-            if comment is None or comment["platform"] != "facebook":
+            if comment is None or comment["platform"] != platform:
                 return self._fail(400, f"(#100) Unsupported post request. Object with ID '{comment_id}' does not "
                                        f"exist", 100, 33, kind="GraphMethodException")
             if not isinstance(text, str) or not text.strip():
-                return self._fail(400, "(#100) Missing message or attachment", 100)
-            new_id = self._comment(self.page_id, text, platform="facebook", post=None, parent=comment_id)
-            self.sent.append({"kind": "comment_reply", "platform": "facebook", "id": new_id, "text": text,
+                return self._fail(400, no_text, 100)
+            new_id = self._comment(author, text, platform=platform, post=None, parent=comment_id)
+            self.sent.append({"kind": "comment_reply", "platform": platform, "id": new_id, "text": text,
                               "in_reply_to": comment_id, "public": True})
             return self._answer(200, {"id": new_id})
 
@@ -703,21 +707,8 @@ class MetaImitation(Imitation):
 
     @route("POST", V + r"/(?P<comment_id>\d+)/replies")
     def reply_to_ig_comment(self, request: Request, comment_id: str):
-        with self.lock:
-            refused = self._refused(request)
-            if refused:
-                return refused
-            text = self._body(request).get("message")
-            comment = self.comments.get(comment_id)
-            if comment is None or comment["platform"] != "instagram":
-                return self._fail(400, f"(#100) Unsupported post request. Object with ID '{comment_id}' does not "
-                                       f"exist", 100, 33, kind="GraphMethodException")
-            if not isinstance(text, str) or not text.strip():
-                return self._fail(400, "(#100) The parameter message is required", 100)
-            new_id = self._comment(self.ig_id, text, platform="instagram", post=None, parent=comment_id)
-            self.sent.append({"kind": "comment_reply", "platform": "instagram", "id": new_id, "text": text,
-                              "in_reply_to": comment_id, "public": True})
-            return self._answer(200, {"id": new_id})
+        return self._reply_under(request, comment_id, "instagram", self.ig_id,
+                                 "(#100) The parameter message is required")
 
     @route("GET", V + r"/(?P<node>\d+)")
     def profile(self, request: Request, node: str):
