@@ -750,7 +750,13 @@ class MetaConnector(Connector):
         return item
 
     def parse_raw_comment(self, kind: str, body: Any) -> InboundItem | None:
-        raise ItemError(f"unknown stored item kind {kind!r}")
+        if kind != "comment":
+            raise ItemError(f"unknown stored item kind {kind!r}")
+        return self._comment_item(body)
+
+    def _comment_item(self, comment: dict[str, Any]) -> InboundItem:
+        """A public comment as an item; each platform names its fields its own way."""
+        raise NotImplementedError
 
     # Sending ------------------------------------------------------------------------------------
 

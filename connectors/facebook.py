@@ -155,11 +155,6 @@ class FacebookConnector(MetaConnector):
             raw=_raw("comment", comment),
         )
 
-    def parse_raw_comment(self, kind: str, body: Any) -> InboundItem | None:
-        if kind != "comment":
-            raise ItemError(f"unknown stored item kind {kind!r}")
-        return self._comment_item(body)
-
     def poll_comments(self, watermark: dt.datetime) -> tuple[list[InboundItem], list[Reject], dt.datetime | None]:
         posts = self.graph.call("GET", f"/{self.page_id}/feed", params={
             "fields": "id,created_time,updated_time,permalink_url", "limit": int(self.config["recent_posts"])})

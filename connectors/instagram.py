@@ -59,7 +59,7 @@ from connectors._meta import (
     _raw,
     graph_time,
 )
-from connectors.base import ItemError, Limits, PermanentError, Setting, pick
+from connectors.base import Limits, PermanentError, Setting, pick
 from inbox.models import Author, InboundItem, Reject
 
 MAX_MESSAGE_LENGTH = 1000
@@ -161,11 +161,6 @@ class InstagramConnector(MetaConnector):
             references=(str(parent),) if isinstance(parent, str | int) and str(parent) else (), public=True,
             headers=headers, raw=_raw("comment", comment),
         )
-
-    def parse_raw_comment(self, kind: str, body: Any) -> InboundItem | None:
-        if kind != "comment":
-            raise ItemError(f"unknown stored item kind {kind!r}")
-        return self._comment_item(body)
 
     def poll_comments(self, watermark: dt.datetime) -> tuple[list[InboundItem], list[Reject], dt.datetime | None]:
         media = self.graph.call("GET", f"/{self.ig_id}/media", params={
