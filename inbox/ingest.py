@@ -28,7 +28,7 @@ from inbox.attachments import AttachmentStore, safe_filename, type_mismatch
 from inbox.conversations import find_conversation, new_token
 from inbox.customers import is_suppressed, note_item_evidence, resolve_author
 from inbox.models import AUTOMATIC_FLAGS, DELIVERY_ORDER, FLAG_HTML_REPLACED, FetchResult, InboundItem, Reject
-from inbox.sanitize import html_to_text, sanitize_html
+from inbox.sanitize import first_line, html_to_text, sanitize_html
 from inbox.service_levels import FLAG_SURVEY_ANSWER, ServiceLevels, refresh_stale
 from inbox.store import Store
 from inbox.store.base import iso
@@ -222,7 +222,7 @@ class Ingestor:
         if new_conversation:
             conversation_id = self.store.create_conversation(
                 token=new_token(), customer_id=customer_id, channel=channel, thread_key=item.thread_key,
-                subject=subject or _first_line(prep.text), public=item.public, automatic=automatic,
+                subject=subject or first_line(prep.text), public=item.public, automatic=automatic,
                 flags=" ".join(sorted(flags)), now=now,
             )
             team_id = self._team_id(channel)
@@ -258,7 +258,7 @@ class Ingestor:
         for meta in prep.attachments:
             self.store.insert_attachment(message_id, meta)
         if decision.bounced_message_ids:
-            self.store.mark_outbound_bounced(decision.bounced_message_ids, _first_line(prep.text))
+            self.store.mark_outbound_bounced(decision.bounced_message_ids, first_line(prep.text))
         if answer is not None:
             csat.record_answer(self.store, answer, message_id, now)
         if not new_conversation:
@@ -277,13 +277,6 @@ class Ingestor:
             # Unrouted rather than lost: the conversation lands in the pool every agent sees.
             log.warning("channel %s names team %r, which does not exist; conversation left unrouted", channel, name)
         return team_id
-
-
-def _first_line(text: str) -> str:
-    for line in text.splitlines():
-        if line.strip():
-            return line.strip()[:120]
-    return ""
 
 
 def _item_json(item: InboundItem) -> bytes:

@@ -106,3 +106,11 @@ def html_to_text(html: str) -> str:
     text = _SPACES.sub(" ", text)
     text = "\n".join(line.strip() for line in text.split("\n"))
     return _BLANK_LINES.sub("\n\n", text).strip()
+
+
+def first_line(text: str | None, limit: int = 120) -> str:
+    """The first non-blank line of `text`, stripped and capped: a subject for what has none."""
+    for line in (text or "").splitlines():
+        if line.strip():
+            return line.strip()[:limit]
+    return ""

@@ -56,7 +56,7 @@ class MailboxConnector(Connector):
 
 
 @pytest.fixture(autouse=True)
-def test_registry(monkeypatch):
+def testbox_in_registry(monkeypatch):
     real = connectors.discover
     monkeypatch.setattr(connectors, "discover", lambda **kw: {**real(**kw), "testbox": MailboxConnector})
 

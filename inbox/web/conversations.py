@@ -132,13 +132,6 @@ def _channel_kinds() -> dict[str, str]:
     return {name: ch.kind for name, ch in mainland().config.channels.items()}
 
 
-def _first_line(text: str | None) -> str:
-    for line in (text or "").splitlines():
-        if line.strip():
-            return line.strip()[:160]
-    return ""
-
-
 @bp.get("/conversations/<int:conversation_id>")
 @login_required
 def show(conversation_id: int):

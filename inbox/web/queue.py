@@ -30,6 +30,7 @@ from inbox import access, service_levels
 from inbox.i18n import gettext as _
 from inbox.i18n import lazy_gettext as _l
 from inbox.i18n import ngettext
+from inbox.sanitize import first_line
 from inbox.store import StoreError
 from inbox.store.base import parse_iso
 from inbox.store.queue import (
@@ -242,13 +243,6 @@ def highlight(text: str | None, mark_open: str, mark_close: str) -> Markup:
     return Markup("").join(parts)
 
 
-def _first_line(text: str | None) -> str:
-    for line in (text or "").splitlines():
-        if line.strip():
-            return line.strip()[:160]
-    return ""
-
-
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 
@@ -285,7 +279,7 @@ def _decorate(rows: list[dict[str, Any]]) -> None:
     statuses: dict[str, str] = {}
     for row in rows:
         row["url"] = f"{link}{row['id']}"
-        row["preview"] = row["subject"] or _first_line(row.get("first_text"))
+        row["preview"] = row["subject"] or first_line(row.get("first_text"), 160)
         waiting = row["status"] in ("new", "open") and row.get("waiting_since")
         row["waiting"] = waiting_for(row["waiting_since"], now) if waiting else ""
         row["urgency"] = service_levels.urgency(row, now)
