@@ -107,6 +107,18 @@ def verify_signature(body: bytes, header: str | None, secrets: list[str]) -> Non
         raise PermanentError("X-Hub-Signature-256 does not match the body (another app secret, or a changed body)")
 
 
+def challenge_answer(args: Mapping[str, str], verify_token: str | None) -> str | None:
+    """Meta's subscription handshake: the bare `hub.challenge` when mode and verify token match."""
+    token = str(verify_token or "")
+    given = str(args.get("hub.verify_token") or "")
+    if args.get("hub.mode") != "subscribe" or not token or not given:
+        return None
+    # Bytes compare: compare_digest refuses non-ASCII str, and a query may hold anything.
+    if not hmac.compare_digest(given.encode("utf-8", "replace"), token.encode("utf-8")):
+        return None
+    return str(args.get("hub.challenge") or "")[:256] or None
+
+
 # Graph API -------------------------------------------------------------------------------------
 
 def graph_error(body: Any) -> dict[str, Any]:
@@ -425,15 +437,7 @@ class MetaConnector(Connector):
     # Webhooks -----------------------------------------------------------------------------------
 
     def webhook_challenge(self, args: Mapping[str, str]) -> str | None:
-        """Meta's subscription handshake: the bare `hub.challenge` when mode and verify token match."""
-        token = str(self.config.get("verify_token") or "")
-        given = str(args.get("hub.verify_token") or "")
-        if args.get("hub.mode") != "subscribe" or not token:
-            return None
-        if not hmac.compare_digest(given.encode("utf-8"), token.encode("utf-8")):
-            return None
-        challenge = str(args.get("hub.challenge") or "")
-        return challenge[:256] or None
+        return challenge_answer(args, self.config.get("verify_token"))
 
     def verify_webhook(self, request: WebhookRequest) -> None:
         secrets = [str(s) for s in (self.config.get("app_secret"), self.config.get("previous_app_secret")) if s]
