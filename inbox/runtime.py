@@ -76,8 +76,10 @@ class Mainland:
             fetch_allow_hosts=config.fetch_allow_hosts,
         )
 
-    def open_store(self, *, migrate: bool = False) -> Store:
-        store = Store(self.config.database)
+    def open_store(self, *, migrate: bool = False, check: bool = True) -> Store:
+        """A new connection to the database. `check=False` skips the integrity check (it reads the whole
+        file): for connections opened while the app runs, after start-up has checked it once."""
+        store = Store(self.config.database, check=check)
         if migrate:
             store.migrate()
         return store

@@ -235,7 +235,8 @@ class Worker:
         """This thread's store: SQLite connections are opened one per thread, never shared."""
         store = getattr(self._local, "store", None)
         if store is None:
-            store = self.mainland.open_store()
+            # The worker's own store checked the file at start; job threads need not read it all again.
+            store = self.mainland.open_store(check=False)
             self._local.store = store
             with self._stores_lock:
                 self._stores.append(store)

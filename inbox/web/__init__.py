@@ -24,7 +24,7 @@ def get_store() -> Store:
     if "store" not in g:
         # No integrity check per request: PRAGMA quick_check reads the whole file (about 2 s at a
         # million messages); create_app checks once at start-up.
-        g.store = Store(mainland().config.database, check=False)
+        g.store = mainland().open_store(check=False)
     return g.store
 
 

@@ -283,7 +283,7 @@ def events():
 
     def stream() -> Iterator[str]:
         # The request's store closes when the view returns; the stream keeps its own connection.
-        own = app.extensions["mainland"].open_store()
+        own = app.extensions["mainland"].open_store(check=False)
         try:
             state = LiveState(own, agent, team_ids, seq, conversation_id, last_message_id)
             yield f"retry: {STREAM_RETRY_MS}\n\n"
