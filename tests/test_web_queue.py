@@ -594,3 +594,15 @@ def test_moving_messages_recomputes_waiting_time(inbox, web_store):  # noqa: F81
     with web_store.write():
         web_store.execute("UPDATE messages SET conversation_id = ? WHERE id = ?", (answered, late["id"]))
     assert web_store.conversation(answered)["waiting_since"] == late["received_at"]
+
+
+def test_most_urgent_sort_reads_an_index_not_every_conversation(tmp_path):
+    from inbox.store import Store
+
+    store = Store(tmp_path / "plan.db")
+    store.migrate()
+    plan = " ".join(str(row[3]) for row in store.execute(
+        "EXPLAIN QUERY PLAN SELECT c.id FROM conversations c WHERE c.status = 'open' "
+        "ORDER BY ifnull(c.sla_due_adequate, '~') ASC, c.id ASC LIMIT 50").fetchall())
+    store.close()
+    assert "USING INDEX queue_urgency" in plan

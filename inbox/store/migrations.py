@@ -794,3 +794,11 @@ def m006b_customer_name_tokens(db: Database) -> None:
             counts[token] = counts.get(token, 0) + 1
     for token, n in counts.items():
         db.execute("INSERT INTO name_token_counts (token, n) VALUES (?, ?)", (token, n))
+
+
+@migrations()
+def m009_queue_urgency_index(db: Database) -> None:
+    # The queue's "most urgent" sort orders by this expression within one status at a time, like
+    # queue_waiting does for waiting time; without it every page sorted all conversations of a status.
+    db.execute("CREATE INDEX queue_urgency ON conversations(status, ifnull(sla_due_adequate, '~'), team_id, channel, "
+               "assignee_id, priority)")
