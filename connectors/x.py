@@ -58,7 +58,7 @@ of each stream and nothing older. X only serves the 800 newest mentions and 30 d
 Limits and errors
 -----------------
 A post may be 280 characters as X counts them (every link 23, emoji and CJK characters 2; the
-rule of the official twitter-text library, `twitter-text-parser`): a longer reply is refused
+twitter-text v3 rule, implemented in connectors/twitter_text.py): a longer reply is refused
 before anything is sent, saying by how much it is too long. DMs may be 10,000 characters. A 429
 waits until `x-rate-limit-reset`; 5xx and timeouts are retried. X's two error shapes (problem
 details `{"title", "detail", ...}` and `{"errors": [{"message"}]}`) both reach the agent as the
@@ -83,8 +83,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from twitter_text import parse_tweet
-
+from connectors import twitter_text
 from connectors._http import Http
 from connectors.base import (
     Connector,
@@ -96,7 +95,7 @@ from connectors.base import (
 )
 from inbox.models import Attachment, Author, FetchResult, InboundItem, OutboundReply, Reject
 
-MAX_POST_WEIGHT = 280
+MAX_POST_WEIGHT = twitter_text.MAX_WEIGHTED_LENGTH
 MAX_DM_LENGTH = 10_000
 TWEET_FIELDS = "created_at,author_id,conversation_id,in_reply_to_user_id,referenced_tweets,attachments,entities,lang"
 DM_FIELDS = "id,event_type,text,sender_id,dm_conversation_id,created_at,attachments,participant_ids"
@@ -133,7 +132,7 @@ def x_error_message(body: Any) -> str | None:
 
 def weighted_length(text: str) -> int:
     """The length of a post as X counts it (twitter-text v3: links 23, emoji and CJK 2)."""
-    return parse_tweet(text).weightedLength
+    return twitter_text.weighted_length(text)
 
 
 def _parse_time(value: Any) -> dt.datetime:

@@ -25,8 +25,7 @@ import json
 import time
 from typing import Any
 
-from twitter_text import parse_tweet
-
+from connectors.twitter_text import MAX_WEIGHTED_LENGTH, weighted_length
 from sandbox.base import Imitation, Request, route
 
 #: A 1x1 JPEG served as every photo.
@@ -357,7 +356,7 @@ class XImitation(Imitation):
             if not isinstance(text, str) or not text:
                 return problem(400, "Invalid Request", "One or more parameters to your request was invalid.",
                                "https://api.x.com/2/problems/invalid-request", headers)
-            if parse_tweet(text).weightedLength > 280:
+            if weighted_length(text) > MAX_WEIGHTED_LENGTH:
                 return problem(400, "Invalid Request", "Your Tweet text is too long.",
                                "https://api.x.com/2/problems/invalid-request", headers)
             if any(t["text"] == text for t in self.tweets if t.get("author_id") == self.user_id):
