@@ -14,11 +14,33 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from jinja2 import BytecodeCache
+from jinja2.bccache import Bucket
 
 from inbox import config as config_module
 from inbox.config import Config
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+class _ProcessTemplateCache(BytecodeCache):
+    """Compiled templates shared by every app of this process (Jinja keys them by name and source
+    checksum, so an edited template is compiled again). One app per process compiles each template
+    once anyway; a process that builds several (the web and worker of `serve`, tests) compiles it once."""
+
+    def __init__(self) -> None:
+        self._code: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket: Bucket) -> None:
+        code = self._code.get(bucket.key)
+        if code is not None:
+            bucket.bytecode_from_string(code)
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        self._code[bucket.key] = bucket.bytecode_to_string()
+
+
+_TEMPLATE_CACHE = _ProcessTemplateCache()
 
 
 def create_app(config: Config | Mapping[str, Any] | str | Path | None = None) -> Flask:
@@ -43,6 +65,7 @@ def create_app(config: Config | Mapping[str, Any] | str | Path | None = None) ->
         static_folder=str(ROOT / "static"),
         instance_relative_config=False,
     )
+    app.jinja_options = {**app.jinja_options, "bytecode_cache": _TEMPLATE_CACHE}
     mainland = Mainland(cfg)
     store = mainland.open_store(migrate=True)
     store.close()

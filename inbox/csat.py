@@ -28,7 +28,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from inbox import service_levels
+from inbox import clock, service_levels
 from inbox.models import FLAG_AUTO_SUBMITTED, InboundItem
 from inbox.store.base import iso, parse_iso
 from inbox.triage import may_auto_reply_flags
@@ -159,7 +159,7 @@ def send_due_surveys(mainland: Any, store: Any, now: dt.datetime | None = None) 
     """Queue a survey for every conversation resolved at least `delay` ago that has none yet."""
     from inbox.outbox import ReplyRefused, queue_reply
 
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or clock.now()
     levels = service_levels.for_config(mainland.config)
     conf = settings(levels)
     run = SurveyRun()
@@ -254,7 +254,7 @@ def answer_by_token(store: Any, token: str, score: int, comment: str | None,
         return False
     comment = (comment or "").strip()[:MAX_COMMENT_CHARS] or None
     with store.write():
-        return store.answer_survey(survey["id"], score, comment, iso(now or dt.datetime.now(dt.UTC)))
+        return store.answer_survey(survey["id"], score, comment, iso(now or clock.now()))
 
 
 def open_survey(store: Any, token: str, now: dt.datetime | None = None) -> dict[str, Any] | None:
@@ -262,6 +262,6 @@ def open_survey(store: Any, token: str, now: dt.datetime | None = None) -> dict[
     survey = store.survey_by_token_hash(hash_token(token))
     if survey is None or survey["state"] != "asked":
         return None
-    if parse_iso(survey["expires_at"]) <= (now or dt.datetime.now(dt.UTC)):
+    if parse_iso(survey["expires_at"]) <= (now or clock.now()):
         return None
     return survey

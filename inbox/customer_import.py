@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from inbox import customers, identity
+from inbox import clock, customers, identity
 from inbox.identity import Reason
 from inbox.store import Store
 from inbox.store.base import iso
@@ -383,7 +383,7 @@ def import_records(store: Store, records: Iterable[tuple[int, Record]], *, dry_r
     """Apply records in batches (one transaction each); a dry run rolls everything back at the end."""
     report = report or ImportReport()
     report.dry_run = dry_run
-    stamp = iso(now or dt.datetime.now(dt.UTC))
+    stamp = iso(now or clock.now())
 
     def run(batch: list[tuple[int, Record]]) -> None:
         for line, record in batch:

@@ -36,7 +36,7 @@ from babel.dates import format_date, format_datetime
 from babel.numbers import format_decimal, format_percent
 from babel.support import Translations
 
-from inbox import charts, reports, service_levels
+from inbox import charts, clock, reports, service_levels
 from inbox.reports import Period, Report
 from inbox.store.base import iso
 from inbox.triage import LOOP_HEADER
@@ -292,7 +292,7 @@ def _charts(report: Report, previous: Report, locale: str) -> dict[str, bytes]:
 
 def build_digest(mainland: Any, store: Any, period: Period, now: dt.datetime | None = None) -> Digest:
     """The digest of `period`, rendered in every language a recipient reads."""
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or clock.now()
     conf = settings_for(mainland.config)
     levels = service_levels.for_config(mainland.config)
     service_levels.refresh_stale(store, levels, now)
@@ -343,7 +343,7 @@ def archive(store: Any, digest: Digest, now: dt.datetime | None = None) -> None:
         store.save_digest(week=digest.period.key, period_start=iso(digest.period.start),
                           period_end=iso(digest.period.end), subject=digest.subject, html=digest.html,
                           text=digest.text, figures=json.dumps(digest.figures, default=str),
-                          images=digest.images, now=iso(now or dt.datetime.now(dt.UTC)))
+                          images=digest.images, now=iso(now or clock.now()))
 
 
 def write_files(digest: Digest, folder: Path) -> list[Path]:
@@ -412,7 +412,7 @@ def build_message(digest: Digest, *, to: tuple[str, str], language: str, smtp: M
     msg["From"] = formataddr((smtp["from_name"], smtp["from_address"]))
     msg["To"] = formataddr((to[1], to[0]))
     msg["Subject"] = subject
-    msg["Date"] = email.utils.format_datetime(dt.datetime.now(dt.UTC))
+    msg["Date"] = email.utils.format_datetime(clock.now())
     msg["Message-ID"] = make_msgid(idstring=f"digest.{digest.period.key}", domain=domain)
     # RFC 3834: a report, not a conversation; our loop header keeps a manager's auto-reply out of the inbox.
     msg["Auto-Submitted"] = "auto-generated"
@@ -463,7 +463,7 @@ def send(mainland: Any, store: Any, digest: Digest) -> list[str]:
 
 def run(mainland: Any, store: Any, period: Period, *, send_mail: bool, now: dt.datetime | None = None) -> Digest:
     """Build, archive and (if asked) mail the digest of `period`. A mail failure is recorded, then raised."""
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or clock.now()
     digest = build_digest(mainland, store, period, now)
     archive(store, digest, now)
     if send_mail:
@@ -501,7 +501,7 @@ def run_if_due(mainland: Any, store: Any, now: dt.datetime | None = None) -> str
     Idempotent: an archived digest is not built again, a sent one not sent again; a failed mail is
     tried again at the next check while the week lasts. Returns the week handled, if any.
     """
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or clock.now()
     period = due_period(mainland, now)
     if period is None:
         return None

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from connectors.base import Connector
+from inbox import clock
 from inbox import config as config_module
 from inbox.runtime import Mainland
 from inbox.store import Store
@@ -101,7 +102,7 @@ def channel_report(mainland: Mainland, store: Store, *, now: dt.datetime | None 
     counts read 0, cursors, last webhooks and quarantine None/0): the item count scans a day of
     messages, too slow for the warning checked on every page of a large inbox.
     """
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or clock.now()
     since = iso(now - RECENT)
     warn_after = warn_after_seconds(mainland)
     health = store.channel_health()

@@ -23,7 +23,7 @@ import traceback
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
-from inbox import csat, routing, triage
+from inbox import clock, csat, routing, triage
 from inbox.attachments import AttachmentStore, safe_filename, type_mismatch
 from inbox.conversations import find_conversation, new_token
 from inbox.customers import is_suppressed, note_item_evidence, resolve_author
@@ -81,7 +81,7 @@ class Ingestor:
         *,
         instance_id: str,
         own_addresses: Collection[str] = (),
-        now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        now: Callable[[], dt.datetime] = lambda: clock.now(),
         phone_region: str | None = None,
         team_for_channel: Callable[[str], str | None] | None = None,
         service_levels: ServiceLevels | None = None,

@@ -21,6 +21,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
+from inbox import clock
 from inbox.store import Store
 from inbox.store.base import iso, parse_iso
 
@@ -130,6 +131,6 @@ def parse_snooze(value: str, now: dt.datetime) -> dt.datetime | None:
 
 def wake_snoozed(store: Store, now: dt.datetime | None = None) -> list[int]:
     """Reopen every snoozed conversation whose time has come; returns their ids."""
-    moment = now or dt.datetime.now(dt.UTC)
+    moment = now or clock.now()
     with store.write():
         return store.wake_snoozed(iso(moment))

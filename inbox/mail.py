@@ -30,7 +30,7 @@ from email.message import EmailMessage, Message
 from email.utils import make_msgid, parsedate_to_datetime
 
 from connectors.base import ItemError
-from inbox import triage
+from inbox import clock, triage
 from inbox.models import (
     FLAG_BAD_DATE,
     FLAG_BOUNCE,
@@ -416,7 +416,7 @@ def item_from_message(
             sent_at = parsedate_to_datetime(date_header)
             if sent_at.tzinfo is None:
                 sent_at = sent_at.replace(tzinfo=dt.UTC)
-            if not (dt.datetime(1990, 1, 1, tzinfo=dt.UTC) <= sent_at <= dt.datetime.now(dt.UTC) + dt.timedelta(days=2)):
+            if not (dt.datetime(1990, 1, 1, tzinfo=dt.UTC) <= sent_at <= clock.now() + dt.timedelta(days=2)):
                 flags.add(FLAG_BAD_DATE)
         except (TypeError, ValueError, IndexError, OverflowError):
             flags.add(FLAG_BAD_DATE)
@@ -780,7 +780,7 @@ def build_reply(
         subject = f"{subject} [#{token}]"
     msg["Subject"] = subject
     msg["Message-ID"] = reply.message_id or make_msgid(domain=domain)
-    msg["Date"] = email.utils.format_datetime(dt.datetime.now(dt.UTC))
+    msg["Date"] = email.utils.format_datetime(clock.now())
     parent = reply.reply_to_message_id if reply.reply_to_message_id and _SAFE_MSGID.fullmatch(
         reply.reply_to_message_id) else None
     if parent:

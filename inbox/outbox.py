@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from connectors.base import ConnectorError, PermanentError, RetryableError
-from inbox import review, service_levels
+from inbox import clock, review, service_levels
 from inbox.mail import conversation_message_id
 from inbox.models import FLAG_AUTO_SUBMITTED, Author, OutboundReply
 from inbox.poller import backoff_delay
@@ -57,7 +57,7 @@ def queue_reply(mainland: Mainland, store: Store, conversation_id: int, text: st
     review instead (inbox/review.py) and the id returned is "review:<item id>"; `reviewed` is
     how the approval itself sends it.
     """
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or clock.now()
     now_text = iso(now)
     conversation = store.conversation(conversation_id)
     answered = store.latest_inbound(conversation_id)
@@ -117,7 +117,7 @@ def build_outbound(store: Store, row: dict) -> OutboundReply:
 
 def send_due(mainland: Mainland, store: Store, *, now: dt.datetime | None = None) -> SendReport:
     """Send every due reply once; never raises for a channel's failure."""
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or clock.now()
     report = SendReport()
     with store.write():
         rows = store.claim_outbox(iso(now), iso(now + dt.timedelta(seconds=LEASE_SECONDS)))
@@ -153,6 +153,6 @@ def send_due(mainland: Mainland, store: Store, *, now: dt.datetime | None = None
         finally:
             connector.close()
         with store.write():
-            store.mark_outbox_sent(row["id"], str(provider_id), iso(dt.datetime.now(dt.UTC)))
+            store.mark_outbox_sent(row["id"], str(provider_id), iso(clock.now()))
         report.sent += 1
     return report

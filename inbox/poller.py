@@ -15,6 +15,7 @@ import random
 from dataclasses import dataclass
 
 from connectors.base import ConnectorError, PermanentError, RetryableError
+from inbox import clock
 from inbox.ingest import IngestReport
 from inbox.runtime import Mainland
 from inbox.store import Store
@@ -60,7 +61,7 @@ def poll_channel(
     max_pages: int = MAX_PAGES_PER_POLL,
 ) -> PollOutcome:
     """Fetch and ingest `channel` until it has no more (or `max_pages`); never raises a connector error."""
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or clock.now()
     health = store.channel_health().get(channel, {})
     paused_until = parse_iso(health.get("paused_until"))
     if paused_until and paused_until > now and not ignore_pause:
@@ -86,7 +87,7 @@ def poll_channel(
     finally:
         connector.close()
     with store.write():
-        store.record_poll(channel, iso(dt.datetime.now(dt.UTC)), items=report.stored)
+        store.record_poll(channel, iso(clock.now()), items=report.stored)
     return PollOutcome(channel, report, pages)
 
 
@@ -94,7 +95,7 @@ def _failed(store: Store, message: str, channel: str, report: IngestReport, page
             retry_after: float | None) -> PollOutcome:
     failures = int(health.get("failures") or 0) + 1
     delay = backoff_delay(failures, retry_after)
-    moment = dt.datetime.now(dt.UTC)
+    moment = clock.now()
     log.warning("poll of %s failed (%s); next try in %.0f s", channel, message, delay)
     with store.write():
         store.record_poll(channel, iso(moment), error=message,

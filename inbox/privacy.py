@@ -27,6 +27,7 @@ import zipfile
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from inbox import clock
 from inbox.attachments import AttachmentStore, safe_filename
 from inbox.store import Store
 from inbox.store.base import iso
@@ -55,7 +56,7 @@ def _dump(data: Any) -> str:
 def write_export(store: Store, attachments: AttachmentStore, customer_id: int, target: BinaryIO, *,
                  actor: str, now: dt.datetime | None = None) -> dict[str, int]:
     """Write the ZIP for `customer_id` to `target`; returns counts. Audit-logged (no personal data)."""
-    moment = now or dt.datetime.now(dt.UTC)
+    moment = now or clock.now()
     data = store.customer_export(customer_id)
     messages_by_conversation: dict[int, list[dict[str, Any]]] = {}
     attachments_by_message: dict[int, list[dict[str, Any]]] = {}
@@ -116,7 +117,7 @@ def export_to_dir(store: Store, attachments: AttachmentStore, customer_id: int, 
     """Write `customer-<id>-<date>.zip` into `out_dir` (created if needed) and return its path."""
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    now = dt.datetime.now(dt.UTC)
+    now = clock.now()
     path = folder / f"customer-{customer_id}-{now:%Y%m%d-%H%M%S}.zip"
     tmp = path.with_suffix(".zip.part")
     try:
@@ -131,7 +132,7 @@ def export_to_dir(store: Store, attachments: AttachmentStore, customer_id: int, 
 def erase_customer(store: Store, attachments: AttachmentStore, customer_id: int, *, actor: str,
                    now: dt.datetime | None = None) -> dict[str, Any]:
     """Erase a customer for good. Returns what went: ids and counts (no personal data)."""
-    when = iso(now or dt.datetime.now(dt.UTC))
+    when = iso(now or clock.now())
     result = store.erase_customer(customer_id, actor=actor, now=when)
     in_use = store.attachment_hashes_in_use(result["hashes"])
     removed = 0

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from inbox import clock
 from inbox.store.base import iso, parse_iso
 
 #: First-response bands for "satisfaction by waiting time", in business seconds: (key, upper bound).
@@ -182,7 +183,7 @@ def _survey_wait(s: Mapping[str, Any]) -> float | None:
 
 def build(store: Any, period: Period, now: dt.datetime | None = None) -> Report:
     """Every figure of `period` (backlog: as of `now`)."""
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or clock.now()
     start, end = iso(period.start), iso(period.end)
     agents, teams = store.report_people()
     report = Report(

@@ -20,6 +20,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from inbox import clock
 from inbox.store import Store
 from inbox.store.base import iso, parse_iso
 
@@ -48,7 +49,7 @@ def needs_review(store: Store, agent: dict[str, Any] | None) -> bool:
 def hold_reply(store: Store, conversation_id: int, text: str, *, agent: dict[str, Any], html: str | None = None,
                now: dt.datetime | None = None) -> str:
     """Hold a trainee's reply for review; returns "review:<item id>"."""
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or clock.now()
     with store.write():
         item_id = store.hold_for_review(conversation_id=conversation_id, agent_id=agent["id"], text=text, html=html,
                                         now=iso(now))
@@ -72,7 +73,7 @@ def approve(mainland: Any, store: Store, item_id: int, *, reviewer: dict[str, An
     """Send the held reply (as edited by the reviewer, if `text` differs) through the outbox."""
     from inbox.outbox import ReplyRefused, queue_reply
 
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or clock.now()
     item = store.review_item(item_id)
     if item["state"] != "pending_review":
         raise ReviewError("this reply was already reviewed")
@@ -101,7 +102,7 @@ def approve(mainland: Any, store: Store, item_id: int, *, reviewer: dict[str, An
 def return_reply(store: Store, item_id: int, *, reviewer: dict[str, Any], comment: str,
                  now: dt.datetime | None = None) -> Outcome:
     """Send the reply back to its author with a comment; nothing reaches the customer."""
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or clock.now()
     comment = (comment or "").replace("\r\n", "\n").strip()
     if not comment:
         raise ReviewError("say what to change")

@@ -37,6 +37,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from inbox import clock
 from inbox.store import Store
 from inbox.store.base import iso
 
@@ -262,7 +263,7 @@ def assign_new_conversation(store: Store, conversation_id: int, now: dt.datetime
                             exclude: Iterable[int] = (), log_queued: bool = True) -> Decision | None:
     """Route one unassigned conversation; returns the decision (None when it is not routable or
     was assigned meanwhile). A queued decision is logged once (`log_queued`), not on every retry."""
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or clock.now()
     inputs = store.routing_inputs(conversation_id)
     if not _routable(inputs) or inputs["assignee_id"] is not None:
         return None
@@ -356,7 +357,7 @@ def flow_on(store: Store, conversation_id: int, from_agent: int, now: dt.datetim
 def rebalance(store: Store, now: dt.datetime | None = None, *, inactivity: bool = True) -> RebalanceReport:
     """The worker's routing run: inactivity, flowing on from agents who left or are overloaded,
     then the backlog, oldest first, as far as capacity allows."""
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or clock.now()
     report = RebalanceReport()
     if inactivity:
         apply_inactivity(store, now, report)
@@ -386,6 +387,6 @@ def _count(report: RebalanceReport, outcome: bool | None) -> None:
 
 def set_status(store: Store, agent_id: int, status: str, now: dt.datetime | None = None) -> RebalanceReport:
     """An agent chooses a status; their waiting conversations flow on, or the backlog comes to them."""
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or clock.now()
     store.set_agent_status(agent_id, status, iso(now))
     return rebalance(store, now, inactivity=False)

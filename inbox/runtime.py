@@ -6,7 +6,6 @@ and ask it for stores, connectors and an ingestor, so all three wire things the 
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import hmac
 from collections.abc import Iterable
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import connectors
 from connectors.base import Connector
-from inbox import service_levels
+from inbox import clock, service_levels
 from inbox.attachments import AttachmentStore
 from inbox.config import Config, ConfigError
 from inbox.ingest import Ingestor
@@ -90,7 +89,7 @@ class Mainland:
     def ingestor(self, store: Store) -> Ingestor:
         return Ingestor(
             store, self.attachment_store(), instance_id=self.config.instance_id,
-            own_addresses=self.config.own_addresses(), now=lambda: dt.datetime.now(dt.UTC),
+            own_addresses=self.config.own_addresses(), now=clock.now,
             phone_region=self.config.extra.get("default_phone_region"),
             team_for_channel=self.team_for_channel,
             service_levels=service_levels.for_config(self.config),

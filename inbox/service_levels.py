@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from inbox import clock
 from inbox.business_hours import BusinessHours, BusinessHoursError
 from inbox.business_hours import from_config as hours_from_config
 from inbox.store.base import iso, parse_iso
@@ -439,10 +440,10 @@ def due_columns(measurement: Measurement | None) -> dict[str, Any]:
     current = {"first_response": m.first_response,
                "next_response": m.next_responses[-1] if m.next_responses else None,
                "resolution": m.resolution}
-    for metric, clock in current.items():
-        if clock is not None and clock.stopped_at is None:
-            row[f"{metric}_due_desired"] = iso(clock.due_desired) if clock.due_desired else None
-            row[f"{metric}_due_adequate"] = iso(clock.due_adequate) if clock.due_adequate else None
+    for metric, running in current.items():
+        if running is not None and running.stopped_at is None:
+            row[f"{metric}_due_desired"] = iso(running.due_desired) if running.due_desired else None
+            row[f"{metric}_due_adequate"] = iso(running.due_adequate) if running.due_adequate else None
     desired = [row[f"{metric}_due_desired"] for metric in METRICS if row[f"{metric}_due_desired"]]
     adequate = [row[f"{metric}_due_adequate"] for metric in METRICS if row[f"{metric}_due_adequate"]]
     row["sla_due_desired"] = min(desired) if desired else None
@@ -597,5 +598,5 @@ def notify_leads(store: Any, levels: ServiceLevels, now: dt.datetime) -> int:
 
 def run_checks(store: Any, levels: ServiceLevels, now: dt.datetime | None = None) -> tuple[int, int]:
     """The worker's minute job: refresh due times, then notify leads. Returns (refreshed, notified)."""
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or clock.now()
     return refresh_stale(store, levels, now), notify_leads(store, levels, now)

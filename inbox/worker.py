@@ -15,6 +15,13 @@ checks the lease in the database before it touches a channel, so a worker that l
 
 Besides the polls, the lease holder sends the replies that are due (`inbox.outbox.send_due`,
 every `outbox_every` seconds) and checkpoints the write-ahead log.
+
+Progress can be watched without guessing at times: `Worker.runs` counts the finished runs of each
+job by its id (`poll:<channel>`, `lease`, `outbox`, `housekeeping`, ...; runs on standby included),
+`Worker.polls` the polls actually done per channel, and `Worker.wait_until(condition, timeout)`
+blocks until `condition()` holds, checking it again each time a job finishes. Waiting for "the
+standby tried for the lease twice" or "mail was polled five times" holds on a busy machine too,
+where waiting a number of seconds does not.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from typing import Any
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from inbox import clock
 from inbox.poller import PollOutcome, backoff_delay, poll_channel
 from inbox.runtime import Mainland
 from inbox.store import Store
@@ -73,7 +81,7 @@ class PollPlan:
 
 
 def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    return clock.now()
 
 
 def poll_plans(mainland: Mainland) -> list[PollPlan]:
@@ -119,6 +127,9 @@ class Worker:
         self.plans = poll_plans(mainland)
         #: Finished polls per channel in this process (for logs, tests and `status()`).
         self.polls: Counter[str] = Counter()
+        #: Finished runs per job id, on standby too (a standby's poll job runs but does not poll).
+        self.runs: Counter[str] = Counter()
+        self._progress = threading.Condition()
         self._leader = False
         self._started = False
         self._local = threading.local()
@@ -147,7 +158,9 @@ class Worker:
             return
         self._own_store = self.mainland.open_store(migrate=True)
         self._renew_lease(self._own_store)
-        now = _utcnow()
+        # The scheduler runs on the machine's clock, whatever clock the domain reads: first runs are
+        # real moments (a frozen or shifted domain clock would make APScheduler replay or wait).
+        now = clock.SYSTEM.now()
         self._add_job(self._lease_job, "lease", self.renew_every, first_run=now + dt.timedelta(seconds=self.renew_every))
         self._add_job(self._housekeeping_job, "housekeeping", self.checkpoint_every,
                       first_run=now + dt.timedelta(seconds=self.checkpoint_every))
@@ -217,19 +230,37 @@ class Worker:
             "leader": self._leader,
             "channels": {p.channel: p.every for p in self.plans},
             "polls": dict(self.polls),
+            "runs": dict(self.runs),
         }
+
+    def wait_until(self, condition: Callable[[], bool], timeout: float | None = None) -> bool:
+        """Block until `condition()` is true, checked now and whenever a job finishes; False on timeout.
+
+        `condition` runs under the lock that guards `runs`, so it must be quick and must not wait itself.
+        """
+        with self._progress:
+            return self._progress.wait_for(condition, timeout)
 
     # Jobs ---------------------------------------------------------------------------------------
 
     def _add_job(self, func: Callable[..., Any], job_id: str, every: float, *, first_run: dt.datetime,
                  args: tuple = ()) -> None:
         self.scheduler.add_job(
-            func, "interval", seconds=every, args=args, id=job_id, name=job_id, replace_existing=True,
-            next_run_time=first_run, max_instances=1, coalesce=True,
+            self._tracked, "interval", seconds=every, args=(job_id, func, *args), id=job_id, name=job_id,
+            replace_existing=True, next_run_time=first_run, max_instances=1, coalesce=True,
             # Half the interval: a run that is late by more than that is skipped (coalesce keeps
             # it to one), so a slow machine does not poll twice in quick succession.
             misfire_grace_time=max(1, int(every / 2)),
         )
+
+    def _tracked(self, job_id: str, func: Callable[..., Any], *args: Any) -> None:
+        """Run one job, then count the run and wake whoever is in `wait_until`."""
+        try:
+            func(*args)
+        finally:
+            with self._progress:
+                self.runs[job_id] += 1
+                self._progress.notify_all()
 
     def _store(self) -> Store:
         """This thread's store: SQLite connections are opened one per thread, never shared."""

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import shutil
+
 import pytest
 
-from inbox import create_app
+from inbox import clock, create_app
 from inbox.attachments import AttachmentStore
 from inbox.ingest import Ingestor
 from inbox.store import Store
@@ -12,9 +15,42 @@ from inbox.store import Store
 pytest_plugins = ["tests.servers", "tests.corpus"]
 
 
+#: Where a frozen clock starts unless a test sets it: a Monday morning, far from any real "today".
+FROZEN_START = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
+
+
 @pytest.fixture
-def app_config(tmp_path):
+def frozen_clock():
+    """The process's clock, stopped at FROZEN_START; move it with `.set()` / `.advance()`.
+
+    The domain, the web app and the worker all read this clock, so a test that fixes its own
+    calendar (a survey sent "on T0") is judged by that calendar and not by the machine's date.
+    """
+    with clock.installed(clock.FrozenClock(FROZEN_START)) as frozen:
+        yield frozen
+
+
+@pytest.fixture(scope="session")
+def migrated_database(tmp_path_factory):
+    """An empty database with every migration applied, made once per run: each test copies it instead
+    of replaying the migrations (about a tenth of a second a test). `migrate()` still runs on the copy."""
+    path = tmp_path_factory.mktemp("template") / "migrated.db"
+    template = Store(path)
+    template.migrate()
+    template.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    template.close()
+    return path
+
+
+def fresh_database(template, path):
+    shutil.copyfile(template, path)
+    return path
+
+
+@pytest.fixture
+def app_config(tmp_path, migrated_database):
     """Config keys for a test app; tests add channels to it before asking for `app`."""
+    fresh_database(migrated_database, tmp_path / "mainland.db")
     return {
         "database": str(tmp_path / "mainland.db"),
         "data_dir": str(tmp_path / "data"),
@@ -43,8 +79,8 @@ def runner(app):
 
 
 @pytest.fixture
-def store(tmp_path):
-    store = Store(tmp_path / "store.db")
+def store(tmp_path, migrated_database):
+    store = Store(fresh_database(migrated_database, tmp_path / "store.db"))
     store.migrate()
     yield store
     store.close()
@@ -54,3 +90,47 @@ def store(tmp_path):
 def ingestor(store, tmp_path):
     return Ingestor(store, AttachmentStore(tmp_path / "attachments"), instance_id="test-instance",
                     own_addresses={"support@mainland.test"})
+
+
+# --- Tiers -------------------------------------------------------------------------------------------
+# `server`: the test starts a real server (Dovecot, an SMTP sink, a loopback imitation of a channel
+# API, the app on a port); `browser`: it drives Chromium; `slow`: long corpus and kill runs.
+# scripts/test.sh --fast runs the rest with MAINLAND_TEST_TIER=fast, where any attempt to listen on a
+# socket fails the test with the reason, so a server test can never hide in the fast tier unmarked.
+
+#: Fixtures that start servers (tests/servers.py and the connector and e2e tests' own imitations).
+SERVER_FIXTURES = frozenset({
+    "dovecot_server", "imap_account", "dovecot", "smtp_server", "live_app", "mail_app",
+})
+BROWSER_FIXTURES = frozenset({"live_app"})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if names & SERVER_FIXTURES:
+            item.add_marker(pytest.mark.server)
+        if names & BROWSER_FIXTURES:
+            item.add_marker(pytest.mark.browser)
+
+
+def _fast_tier() -> bool:
+    import os
+
+    return os.environ.get("MAINLAND_TEST_TIER") == "fast"
+
+
+@pytest.fixture(autouse=True)
+def _no_servers_in_the_fast_tier(request, monkeypatch):
+    if not _fast_tier() or any(request.node.get_closest_marker(m) for m in ("server", "browser", "slow")):
+        yield
+        return
+    import socket
+
+    def refuse(self, *args, **kwargs):
+        raise RuntimeError(
+            f"{request.node.nodeid} starts a server (listen on {self.getsockname()}) but is not marked "
+            "`server`: mark it (or the fixture, in tests/conftest.py SERVER_FIXTURES) so the fast tier skips it")
+
+    monkeypatch.setattr(socket.socket, "listen", refuse)
+    yield

@@ -99,7 +99,7 @@ def _answered_and_resolved(mainland, store, channel, *, handle, agent, thread=No
     return cid
 
 
-def test_an_email_survey_is_a_link_that_only_a_confirmed_click_answers(mail_app, smtp_server):
+def test_an_email_survey_is_a_link_that_only_a_confirmed_click_answers(mail_app, smtp_server, frozen_clock):
     mainland = mail_app.extensions["mainland"]
     store = mainland.open_store()
     agent = make_agent(store, "ann@example.org", name="Ann Agent")
@@ -120,6 +120,8 @@ def test_an_email_survey_is_a_link_that_only_a_confirmed_click_answers(mail_app,
     assert store.execute("SELECT count(*) FROM csat_surveys WHERE token_hash = ?", (token,)).fetchone()[0] == 0
     assert store.survey_for_conversation(cid)["state"] == "asked"
 
+    # The customer opens the link a day later, by the test's calendar (not the machine's).
+    frozen_clock.set(T0 + dt.timedelta(days=1))
     client = mail_app.test_client()
     for _ in range(3):  # a link scanner opening the link, three times over
         page = client.get(link)

@@ -164,6 +164,7 @@ def live_mainland(demo_dir: Path, stack: DemoStack) -> Mainland:
     return Mainland(live)
 
 
+@pytest.mark.server
 def test_the_live_config_adds_a_channel_per_imitation(demo_dir, stack):
     mainland = live_mainland(demo_dir, stack)
     channels = mainland.config.channels
@@ -183,6 +184,7 @@ def test_the_live_config_adds_a_channel_per_imitation(demo_dir, stack):
     assert polled == {"telegram", "mastodon", "x", "bluesky", "facebook", "instagram"}
 
 
+@pytest.mark.server
 def test_email_replies_reach_the_smtp_sink_although_the_channel_is_not_polled(demo_dir, stack):
     mainland = live_mainland(demo_dir, stack)
     store = mainland.open_store(migrate=True)

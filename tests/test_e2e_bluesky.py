@@ -13,6 +13,8 @@ from inbox.poller import poll_channel
 from inbox.runtime import Mainland
 from sandbox.bluesky import BlueskyImitation
 
+pytestmark = pytest.mark.server  # starts loopback imitations of the channel APIs
+
 
 @pytest.fixture
 def pds():

@@ -20,6 +20,8 @@ from inbox.poller import poll_channel
 from inbox.store import Store
 from sandbox.meta import MetaImitation
 
+pytestmark = pytest.mark.server  # starts loopback imitations of the channel APIs
+
 CHANNEL = "fb-page"
 VERIFY_TOKEN = "meta-verify-token-e2e"
 

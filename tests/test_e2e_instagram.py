@@ -12,6 +12,8 @@ from inbox.outbox import queue_reply, send_due
 from inbox.poller import poll_channel
 from sandbox.meta import MetaImitation
 
+pytestmark = pytest.mark.server  # starts loopback imitations of the channel APIs
+
 CHANNEL = "ig-shop"
 
 

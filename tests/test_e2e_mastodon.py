@@ -20,6 +20,8 @@ from inbox.runtime import Mainland
 from inbox.store.base import iso
 from sandbox.mastodon import MastodonImitation
 
+pytestmark = pytest.mark.server  # starts loopback imitations of the channel APIs
+
 IMAGE = b"\x89PNG\r\n\x1a\n" + b"dent" * 300
 
 

@@ -22,6 +22,8 @@ from inbox.poller import poll_channel
 from inbox.runtime import Mainland
 from sandbox.telegram import TelegramImitation
 
+pytestmark = pytest.mark.server  # starts loopback imitations of the channel APIs
+
 PHOTO = b"\xff\xd8\xff\xe0" + b"broken-vase" * 100
 
 

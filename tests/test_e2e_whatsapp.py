@@ -22,6 +22,8 @@ from inbox.outbox import queue_reply, send_due
 from inbox.runtime import Mainland
 from sandbox.whatsapp import WhatsAppImitation
 
+pytestmark = pytest.mark.server  # starts loopback imitations of the channel APIs
+
 PHOTO = b"\xff\xd8\xff\xe0" + b"scratched-screen" * 100
 SHEENA = "16505551234"
 

@@ -21,6 +21,8 @@ import connectors
 from connectors.testing import ChannelDriver, ConnectorContract
 from sandbox.base import Imitation, route
 
+pytestmark = pytest.mark.server  # installs the example package and runs the kit against its loopback imitation
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

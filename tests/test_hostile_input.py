@@ -11,11 +11,11 @@ from __future__ import annotations
 import base64
 import itertools
 import quopri
-import time
 
 import pytest
 
 from inbox.sanitize import sanitize_html
+from tests.budget import cpu_budget
 from tests.inbound import assert_inert_html, attachment_rows, html_problems, ingest_raw
 from tests.mailfactory import raw_mail
 
@@ -265,9 +265,8 @@ def test_IN_29_calendar_alternative_part_is_not_html(ingestor, store):
 
 def test_IN_24_six_thousand_links_replace_the_body(ingestor, store):
     html = "<p>Offers</p>" + "".join(f'<a href="https://spam.example/{i}">deal {i}</a> ' for i in range(6000))
-    started = time.perf_counter()
-    stored = ingest_raw(ingestor, html_mail(html))
-    assert time.perf_counter() - started < 2
+    with cpu_budget(2, "ingesting it"):
+        stored = ingest_raw(ingestor, html_mail(html))
     message = stored.message
     assert "html_replaced" in message["flags"]
     assert message["html"] is None
@@ -284,9 +283,8 @@ def test_IN_24_six_thousand_links_replace_the_body(ingestor, store):
     ],
 )
 def test_html_too_costly_to_sanitise_is_replaced_in_time(ingestor, store, html):
-    started = time.perf_counter()
-    stored = ingest_raw(ingestor, html_mail(html))
-    assert time.perf_counter() - started < 2
+    with cpu_budget(2, "ingesting it"):
+        stored = ingest_raw(ingestor, html_mail(html))
     assert "html_replaced" in stored.flags
     assert stored.message["html"] is None
     assert store.raw_message(stored.message["id"]) is not None
@@ -341,10 +339,8 @@ def _sizes() -> list:
 @pytest.mark.parametrize("make", _sizes())
 def test_pathological_sizes_finish_within_budget(ingestor, store, make):
     raw = make()
-    started = time.perf_counter()
-    stored = ingest_raw(ingestor, raw)
-    elapsed = time.perf_counter() - started
-    assert elapsed < 2, f"took {elapsed:.2f} s"
+    with cpu_budget(2, "ingesting it"):
+        stored = ingest_raw(ingestor, raw)
     assert stored.report.stored + stored.report.quarantined == 1
     if stored.message:
         assert store.raw_message(stored.message["id"]) == raw

@@ -24,6 +24,8 @@ from tests.servers import (
     set_uidvalidity,
 )
 
+pytestmark = pytest.mark.server  # real Dovecot and SMTP servers
+
 RAW = b"From: alice@example.com\r\nTo: care@example.org\r\nSubject: hello\r\nMessage-ID: <1@example.com>\r\n\r\nbody\r\n"
 
 

@@ -9,6 +9,8 @@ import pytest
 
 from inbox.safe_fetch import FetchRefused, check_url, safe_fetch
 
+pytestmark = pytest.mark.server  # answers from a loopback HTTP server
+
 
 @pytest.mark.parametrize("url", [
     "http://127.0.0.1/", "http://localhost/", "http://0.0.0.0/", "http://[::1]/", "http://[::ffff:127.0.0.1]/",

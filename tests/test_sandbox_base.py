@@ -7,6 +7,8 @@ import requests
 
 from sandbox.base import Imitation, route
 
+pytestmark = pytest.mark.server  # answers from a loopback HTTP server
+
 
 class EchoImitation(Imitation):
     name = "echo"

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 import click
 
+from inbox import clock
 from inbox import digest as digest_module
 from inbox.cli import Context, main, pass_context
 from inbox.reports import Period
@@ -22,7 +22,7 @@ def digest(ctx: Context, week: str | None, send_mail: bool, out_dir: Path | None
     """Build the weekly digest of WEEK, archive it (shown at /reports/digests) and optionally mail it."""
     mainland = ctx.mainland
     timezone = digest_module.settings_for(mainland.config).timezone
-    now = dt.datetime.now(dt.UTC)
+    now = clock.now()
     try:
         period = Period.parse(week, timezone) if week else digest_module.last_full_week(now, timezone)
     except ValueError as exc:

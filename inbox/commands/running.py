@@ -19,6 +19,7 @@ from pathlib import Path
 
 import click
 
+from inbox import clock
 from inbox.cli import Context, main, pass_context
 from inbox.poller import PollOutcome, poll_channel
 from inbox.runtime import Mainland
@@ -53,7 +54,7 @@ def describe(outcome: PollOutcome) -> str:
             f"in {outcome.pages} page(s)")
     if outcome.error:
         delay = outcome.retry_after or 0
-        at = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay)).strftime("%Y-%m-%d %H:%M:%S UTC")
+        at = (clock.now() + dt.timedelta(seconds=delay)).strftime("%Y-%m-%d %H:%M:%S UTC")
         return f"{outcome.channel}: error: {outcome.error} ({done}); next try in {delay:.0f} s, at {at}"
     return f"{outcome.channel}: {done}"
 
@@ -101,7 +102,7 @@ def poll(ctx: Context, channel: str, once: bool, ignore_pause: bool) -> None:
                 paused_until = parse_iso(store.channel_health().get(channel, {}).get("paused_until"))
                 if paused_until:
                     # Sleep through the pause instead of printing one "skipped" line per interval.
-                    wait = max(every, (paused_until - dt.datetime.now(dt.UTC)).total_seconds())
+                    wait = max(every, (paused_until - clock.now()).total_seconds())
                 pause(wait)
         except KeyboardInterrupt:
             click.echo("stopped")

@@ -6,6 +6,8 @@ import datetime as dt
 import sqlite3
 from typing import Any
 
+from inbox import clock
+
 
 class StoreError(Exception):
     """The database cannot do what was asked (damaged file, impossible state)."""
@@ -23,7 +25,7 @@ def iso(moment: dt.datetime) -> str:
 
 
 def now_iso() -> str:
-    return iso(dt.datetime.now(dt.UTC))
+    return iso(clock.now())
 
 
 def parse_iso(text: str | None) -> dt.datetime | None:

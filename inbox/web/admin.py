@@ -21,6 +21,7 @@ from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
 
+from inbox import clock
 from inbox.i18n import gettext as _
 from inbox.i18n import lazy_gettext as _l
 from inbox.store import now_iso
@@ -107,7 +108,7 @@ def _posted_team_ids() -> set[int]:
 def _new_invitation(agent_id: int) -> tuple[str, str]:
     """Store a new invitation for the agent; returns (link, expires_at). The link is never stored."""
     token = secrets.token_urlsafe(32)
-    expires_at = iso(dt.datetime.now(dt.UTC) + INVITATION_VALID)
+    expires_at = iso(clock.now() + INVITATION_VALID)
     get_store().create_invitation(agent_id, token_hash(token), expires_at=expires_at, created_by=g.agent["id"])
     base = current_app.extensions["mainland"].config.base_url
     return f"{base}{url_for('admin.accept_invitation', token=token)}", expires_at

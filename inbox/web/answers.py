@@ -22,7 +22,7 @@ from typing import Any
 
 from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
 
-from inbox import access
+from inbox import access, clock
 from inbox import answers as library
 from inbox.channel_format import FormatWarning
 from inbox.i18n import LANGUAGES
@@ -57,7 +57,7 @@ def is_lead(agent: dict[str, Any] | None) -> bool:
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    return clock.now()
 
 
 def _answer_or_404(answer_id: int) -> dict[str, Any]:

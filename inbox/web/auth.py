@@ -21,7 +21,6 @@ import datetime as dt
 import functools
 import logging
 import secrets
-import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,6 +29,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from flask import Blueprint, Flask, abort, flash, g, redirect, render_template, request, session, url_for
 
+from inbox import clock
 from inbox.i18n import LANGUAGES
 from inbox.i18n import gettext as _
 from inbox.store import now_iso
@@ -104,7 +104,7 @@ def start_session(agent: dict[str, Any]) -> None:
     session["agent_id"] = agent["id"]
     session["epoch"] = agent["session_epoch"]
     session["nonce"] = secrets.token_urlsafe(16)
-    session["login_at"] = int(time.time())
+    session["login_at"] = int(clock.now().timestamp())
     g.agent = {k: agent[k] for k in _AGENT_KEYS}
 
 
@@ -123,7 +123,7 @@ def current_agent() -> dict[str, Any] | None:
         or not agent["active"]
         or session.get("epoch") != agent["session_epoch"]
         or not isinstance(login_at, int)
-        or time.time() - login_at > SESSION_MAX_AGE.total_seconds()
+        or clock.now().timestamp() - login_at > SESSION_MAX_AGE.total_seconds()
     ):
         session.clear()
         return None

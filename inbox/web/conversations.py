@@ -42,7 +42,7 @@ from flask import (
 )
 from flask_babel import format_datetime, format_decimal
 
-from inbox import access
+from inbox import access, clock
 from inbox.attachments import safe_filename
 from inbox.conversations import new_token
 from inbox.i18n import gettext as _
@@ -344,7 +344,7 @@ class ComposerInfo:
 
 
 def composer_info(conversation: dict[str, Any], now: dt.datetime | None = None) -> ComposerInfo:
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or clock.now()
     store = get_store()
     land = mainland()
     channel = land.config.channels.get(conversation["channel"])
@@ -429,7 +429,7 @@ def _page_context(conversation: dict[str, Any], **extra: Any) -> dict[str, Any]:
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    return clock.now()
 
 
 def _now_iso() -> str:

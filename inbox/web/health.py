@@ -21,7 +21,7 @@ from typing import Any
 from flask import Blueprint, Flask, g, jsonify, render_template, request
 from flask_babel import format_datetime, format_timedelta
 
-from inbox import health
+from inbox import clock, health
 from inbox.i18n import gettext as _
 from inbox.store.base import iso, parse_iso
 from inbox.web import get_store, mainland
@@ -53,7 +53,7 @@ def connectors_json():
         response = jsonify(ok=False, error="admins only: sign in as an admin or send a bearer API token")
         response.status_code = 403
         return response
-    now = dt.datetime.now(dt.UTC)
+    now = clock.now()
     report = health.channel_report(mainland(), get_store(), now=now)
     response = jsonify(ok=True, generated_at=iso(now), warn_after_seconds=health.warn_after_seconds(mainland()),
                        channels=[channel.as_json() for channel in report])
@@ -64,7 +64,7 @@ def connectors_json():
 @bp.get("/admin/connectors")
 @role_required("admin")
 def page():
-    now = dt.datetime.now(dt.UTC)
+    now = clock.now()
     report = health.channel_report(mainland(), get_store(), now=now)
     return render_template("health/connectors.html", channels=report, now=iso(now),
                            warn_after=_duration(health.warn_after_seconds(mainland())))

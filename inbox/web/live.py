@@ -45,7 +45,7 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, jsonify, request
 
-from inbox import access
+from inbox import access, clock
 from inbox.store import Store
 from inbox.store.base import iso
 from inbox.web import get_store, mainland
@@ -270,7 +270,7 @@ def events():
         state = LiveState(store, agent, team_ids, seq, conversation_id, last_message_id)
         body = [f"retry: {POLL_RETRY_MS}\n\n", sse("hello", {"seq": seq, "conversation_id": conversation_id,
                                                               "mode": "poll"}, state.event_id)]
-        body.extend(state.poll(now=dt.datetime.now(dt.UTC)))
+        body.extend(state.poll(now=clock.now()))
         return Response("".join(body), mimetype="text/event-stream", headers=headers)
     released = threading.Event()
 
@@ -300,7 +300,7 @@ def events():
                         yield sse("bye", {"reconnect": False}, state.event_id)
                         return
                     last_check = moment
-                yield from state.poll(now=dt.datetime.now(dt.UTC))
+                yield from state.poll(now=clock.now())
                 if moment - last_beat >= settings["heartbeat"]:
                     yield sse("heartbeat", {"t": int(time.time())})
                     last_beat = moment
@@ -323,7 +323,7 @@ def presence(conversation_id: int):
     access.require_conversation(store, agent, conversation_id)
     payload = request.get_json(silent=True) if request.is_json else None
     state = (payload or {}).get("state") if payload else request.form.get("state")
-    now = dt.datetime.now(dt.UTC)
+    now = clock.now()
     if state == "gone":
         store.leave_presence(conversation_id, agent["id"])
     elif state in PRESENCE_STATES:

@@ -26,7 +26,7 @@ from flask_babel import format_timedelta, get_locale, get_timezone
 from markupsafe import Markup, escape
 from werkzeug.datastructures import MultiDict
 
-from inbox import access, service_levels
+from inbox import access, clock, service_levels
 from inbox.i18n import gettext as _
 from inbox.i18n import lazy_gettext as _l
 from inbox.i18n import ngettext
@@ -213,7 +213,7 @@ def waiting_for(iso: str | None, now: dt.datetime | None = None) -> str:
         return ""
     if since is None:
         return ""
-    delta = (now or dt.datetime.now(dt.UTC)) - since
+    delta = (now or clock.now()) - since
     return format_timedelta(max(delta, dt.timedelta(0)), granularity="minute", threshold=1.1)
 
 
@@ -273,7 +273,7 @@ def _date_formatter() -> Callable[[str | None], str]:
 
 def _decorate(rows: list[dict[str, Any]]) -> None:
     """Everything a row shows, worked out once here instead of in template macros."""
-    now = dt.datetime.now(dt.UTC)
+    now = clock.now()
     when = _date_formatter()
     link = url_for("conversations.show", conversation_id=0)[:-1]
     statuses: dict[str, str] = {}

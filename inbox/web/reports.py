@@ -10,13 +10,12 @@ was mailed, in a frame whose document may load nothing but its own images.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from flask import Blueprint, Flask, Response, abort, render_template, request, url_for
 from flask_babel import format_decimal, format_percent
 
-from inbox import charts, digest, reports, service_levels
+from inbox import charts, clock, digest, reports, service_levels
 from inbox.i18n import gettext as _
 from inbox.i18n import lazy_gettext as _l
 from inbox.reports import Period
@@ -45,7 +44,7 @@ def _timezone() -> str:
 def _period() -> Period:
     week = request.args.get("week", "").strip()
     if not week:
-        return Period.containing(dt.datetime.now(dt.UTC), _timezone())
+        return Period.containing(clock.now(), _timezone())
     try:
         return Period.parse(week, _timezone())
     except ValueError:
@@ -71,7 +70,7 @@ def index():
     return render_template(
         "reports/index.html", report=report, period=period, policies=digest.policies_summary(levels),
         band_labels=BAND_LABELS, age_labels=AGE_LABELS, level_labels=LEVEL_LABELS, metric_labels=METRIC_LABELS,
-        current_week=Period.containing(dt.datetime.now(dt.UTC), _timezone()).key,
+        current_week=Period.containing(clock.now(), _timezone()).key,
     )
 
 

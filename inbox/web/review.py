@@ -18,7 +18,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, abort, flash, redirect, render_template, request, url_for
 
-from inbox import access, review
+from inbox import access, clock, review
 from inbox.i18n import gettext as _
 from inbox.store import NotFound as StoreNotFound
 from inbox.web import get_store, mainland
@@ -33,7 +33,7 @@ lead_required = role_required(*LEAD_ROLES)
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    return clock.now()
 
 
 def _visible_item(item_id: int) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, abort, flash, redirect, render_template, request, url_for
 
-from inbox import access, routing
+from inbox import access, clock, routing
 from inbox.i18n import LANGUAGES
 from inbox.i18n import gettext as _
 from inbox.i18n import lazy_gettext as _l
@@ -71,7 +71,7 @@ _touched: dict[tuple[str, int], float] = {}
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    return clock.now()
 
 
 def status_label(status: str | None) -> str:

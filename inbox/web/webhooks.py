@@ -36,6 +36,7 @@ import logging
 from flask import Blueprint, Response, abort, current_app, jsonify, request
 
 from connectors.base import Connector, RetryableError, WebhookRequest
+from inbox import clock
 from inbox.models import FetchResult, Reject
 from inbox.store.base import iso
 from inbox.web import get_store
@@ -118,7 +119,7 @@ def _receive(channel: str, connector: Connector):
 
     mainland = current_app.extensions["mainland"]
     ingestor = mainland.ingestor(store)
-    now = dt.datetime.now(dt.UTC)
+    now = clock.now()
     with store.write():
         if not store.record_webhook_event(channel, event_id, iso(now)):
             return _answer(200, duplicate=True)  # a concurrent delivery of the same event won
@@ -143,7 +144,7 @@ def _event_id(connector: Connector, hook: WebhookRequest) -> str:
 
 def _refused(store, channel: str, reason: str) -> None:
     log.warning("webhook for %s refused (from %s): %s", channel, request.remote_addr, reason)
-    now = dt.datetime.now(dt.UTC)
+    now = clock.now()
     with store.write():
         store.record_webhook_refusal(channel, iso(now), remote_addr=request.remote_addr, reason=reason,
                                      keep_after=iso(now - REFUSAL_RETENTION))

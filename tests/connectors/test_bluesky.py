@@ -22,6 +22,8 @@ from connectors.testing import ChannelDriver, ConnectorContract, fetch_all
 from inbox.models import Author, OutboundReply
 from sandbox.bluesky import BlueskyImitation
 
+pytestmark = pytest.mark.server  # starts loopback imitations of the channel APIs
+
 
 @pytest.fixture(autouse=True)
 def _forget_sessions():

@@ -24,6 +24,8 @@ from connectors.testing import ChannelDriver, ConnectorContract, fetch_all
 from inbox.models import Author, OutboundReply
 from sandbox.meta import MetaImitation
 
+pytestmark = pytest.mark.server  # starts loopback imitations of the channel APIs
+
 NOW = dt.datetime(2026, 3, 5, 12, 0, tzinfo=dt.UTC)
 VERIFY_TOKEN = "meta-verify-token-0"
 

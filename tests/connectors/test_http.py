@@ -12,6 +12,8 @@ import pytest
 from connectors._http import Http, retry_after_seconds
 from connectors.base import PermanentError, RetryableError
 
+pytestmark = pytest.mark.server  # answers from a loopback HTTP server
+
 NOW = dt.datetime(2026, 3, 5, 10, 0, 0, tzinfo=dt.UTC)
 
 

@@ -23,6 +23,8 @@ from connectors.testing import ChannelDriver, ConnectorContract, fetch_all
 from inbox.models import FetchResult, OutboundReply
 from sandbox.mastodon import MastodonImitation
 
+pytestmark = pytest.mark.server  # starts loopback imitations of the channel APIs
+
 IMAGE = b"\x89PNG\r\n\x1a\n" + b"pixels" * 200
 _people = itertools.count(1)
 

@@ -23,6 +23,8 @@ from connectors.testing import ChannelDriver, ConnectorContract, fetch_all
 from inbox.models import Author, OutboundReply
 from sandbox.telegram import TelegramImitation
 
+pytestmark = pytest.mark.server  # starts loopback imitations of the channel APIs
+
 WEBHOOK_SECRET = "s3cret-Webhook_token"
 PHOTO = b"\xff\xd8\xff\xe0" + b"JFIF-photo-bytes" * 64
 _people = itertools.count(1)

@@ -27,6 +27,8 @@ from connectors.whatsapp import WhatsAppConnector
 from inbox.models import Author, OutboundReply
 from sandbox.whatsapp import WhatsAppImitation
 
+pytestmark = pytest.mark.server  # starts loopback imitations of the channel APIs
+
 PHOTO = b"\xff\xd8\xff\xe0" + b"JFIF-cracked-lid" * 64
 PDF = b"%PDF-1.4\n" + b"invoice " * 100
 _numbers = itertools.count(16505550100)

@@ -25,6 +25,8 @@ from connectors.x import XConnector, weighted_length, x_error_message
 from inbox.models import Author, OutboundReply
 from sandbox.x import XImitation
 
+pytestmark = pytest.mark.server  # starts loopback imitations of the channel APIs
+
 SECRETS = {"access_token": "x-access-token-0", "refresh_token": "x-refresh-token-0"}
 
 
