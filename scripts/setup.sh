@@ -5,18 +5,24 @@
 # quick when nothing changed: a second run only checks a stamp file and a few
 # commands.
 #
-#   scripts/setup.sh          .venv with Mainland installed (editable)
-#   scripts/setup.sh --test   the same with the [test] extras, plus the Debian
-#                             packages the tests drive (Dovecot, Chromium, npm)
+#   scripts/setup.sh                  .venv with Mainland and the demo extra installed (editable)
+#   scripts/setup.sh --test           the same with the test extra, plus the Debian packages the
+#                                     tests drive (Dovecot, Chromium, npm)
+#   scripts/setup.sh --test --no-system   the test extra without the Debian packages (the fast tier)
+#
+# Python packages come from the hashed lock files in requirements/ (pip --require-hashes), so a
+# fresh clone installs exactly the versions the tests ran with; scripts/lock.sh refreshes them.
 #
 # Environment: PYTHON picks the interpreter that creates .venv (default python3).
 set -euo pipefail
 
 want_test=0
+want_system=1
 for arg in "$@"; do
     case "$arg" in
         --test) want_test=1 ;;
-        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        --no-system) want_system=0 ;;
+        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
         *) echo "mainland: setup.sh: unknown option: $arg" >&2; exit 2 ;;
     esac
 done
@@ -31,7 +37,7 @@ is_ci() { [[ -n "${CI:-}" && "${CI}" != "0" && "${CI,,}" != "false" ]]; }
 # Checked first so that a missing browser or IMAP server is reported before the
 # slower pip step; each is installed only when absent, and apt-get update runs
 # at most once.
-if (( want_test )); then
+if (( want_test && want_system )); then
     missing=()
     # Dovecot lives in /usr/sbin, which a non-root PATH often lacks.
     if ! command -v dovecot >/dev/null 2>&1 && [[ ! -x /usr/sbin/dovecot ]]; then
@@ -82,26 +88,32 @@ if [[ ! -d .venv ]]; then
 fi
 
 stamp=.venv/.mainland-installed
-if (( want_test )); then spec='.[test]'; else spec='.'; fi
-# The editable install maps the top-level packages that exist at install time,
-# so a newly added package (e.g. sandbox/) must trigger a reinstall as well as
-# a change to pyproject.toml. The plain install never satisfies a --test run.
+if (( want_test )); then
+    spec='.[demo,test]'; lock=requirements/test.lock
+else
+    spec='.[demo]'; lock=requirements/demo.lock
+fi
+# The editable install maps the top-level packages that exist at install time, so a newly added
+# package must trigger a reinstall as well as a change to pyproject.toml or the lock.
 packages=""
-for pkg in inbox connectors sandbox; do
+for pkg in inbox connectors; do
     if [[ -d "$pkg" ]]; then packages+="$pkg "; fi
 done
 want_stamp="spec=$spec packages=$packages"
 have_stamp="$(cat "$stamp" 2>/dev/null || true)"
-if [[ -f "$stamp" && "$stamp" -nt pyproject.toml ]] \
+if [[ -f "$stamp" && "$stamp" -nt pyproject.toml && "$stamp" -nt "$lock" ]] \
     && { [[ "$have_stamp" == "$want_stamp" ]] \
-         || { [[ "$spec" == . && "$have_stamp" == "spec=.[test] packages=$packages" ]]; }; }; then
+         || { [[ "$spec" == '.[demo]' && "$have_stamp" == "spec=.[demo,test] packages=$packages" ]]; }; }; then
     :  # up to date
 else
-    say "installing Python packages…"
+    say "installing Python packages from $lock…"
     rm -f "$stamp"
     # -qq: only errors; warnings about deprecated packaging metadata and
     # unreachable extra indexes would bury the progress lines on every install.
     .venv/bin/python -m pip install -qq --disable-pip-version-check --upgrade pip
-    .venv/bin/python -m pip install -qq --disable-pip-version-check -e "$spec"
+    # Exactly the locked versions, each checked against its hash; then Mainland itself on top,
+    # without letting pip pick any other dependency.
+    .venv/bin/python -m pip install -qq --disable-pip-version-check --require-hashes -r "$lock"
+    .venv/bin/python -m pip install -qq --disable-pip-version-check --no-deps -e "$spec"
     printf '%s\n' "$want_stamp" >"$stamp"
 fi

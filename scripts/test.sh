@@ -2,7 +2,10 @@
 # The README's test command: installs what the tests need, then runs pytest.
 #
 #   scripts/test.sh                      the whole suite (pytest -q -ra)
+#   scripts/test.sh --fast               the fast tier: no server, browser or slow test; installs no
+#                                        Debian package and starts no server (a few minutes)
 #   scripts/test.sh tests/test_x.py -x   any pytest arguments instead of the defaults
+#   scripts/test.sh --fast -k queue      --fast first, then pytest arguments
 #
 # Exits with pytest's exit code. "No tests collected" (5) is reported loudly:
 # a test command that ran nothing must never look like a pass.
@@ -11,10 +14,22 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-scripts/setup.sh --test
+fast=0
+if [[ "${1:-}" == "--fast" ]]; then
+    fast=1
+    shift
+fi
 
-if (( $# == 0 )); then
-    set -- -q -ra
+if (( fast )); then
+    scripts/setup.sh --test --no-system
+    export MAINLAND_TEST_TIER=fast
+    set -- -m "not server and not browser and not slow" "$@"
+else
+    scripts/setup.sh --test
+fi
+
+if (( $# == 0 || (fast && $# == 2) )); then
+    set -- "$@" -q -ra
 fi
 
 status=0

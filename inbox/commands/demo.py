@@ -11,6 +11,11 @@ nothing between runs, so each run starts afresh unless `--keep-data` is given. d
 
 from __future__ import annotations
 
+import importlib
+import sys
+from pathlib import Path
+from types import ModuleType
+
 import click
 
 from inbox import create_app
@@ -26,6 +31,25 @@ from inbox.commands.running import (
 )
 from inbox.config import Config
 from inbox.runtime import Mainland
+
+
+def _sandbox(module: str) -> ModuleType:
+    """`sandbox.<module>` from the checkout: the imitations are demo and test tools, not part of the
+    installed product (`pip install .` leaves them out), so they are found beside the source tree."""
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "sandbox" / "__init__.py").is_file() and str(checkout) not in sys.path:
+        sys.path.append(str(checkout))
+    try:
+        return importlib.import_module(f"sandbox.{module}")
+    except ModuleNotFoundError as exc:
+        if exc.name not in {"sandbox", f"sandbox.{module}"}:
+            raise click.ClickException(
+                f"the live demo needs {exc.name!r}: install the demo extra (pip install -e '.[demo]', "
+                "which scripts/demo.sh does)") from exc
+        raise click.ClickException(
+            "the live demo runs from a checkout of Mainland (its channel imitations live in sandbox/, "
+            "which is not installed with the product): clone the repository and run scripts/demo.sh, "
+            "or set demo.live_channels: false") from exc
 
 
 def login_lines(config: Config, mainland: Mainland, url: str) -> list[str]:
@@ -83,7 +107,8 @@ def demo(ctx: Context, host: str | None, port: int | None, seed_only: bool, keep
         _serve(ctx, config, mainland, host, port)
         return
 
-    from sandbox.demo_stack import CHANNEL_NAMES, DemoStack
+    demo_stack = _sandbox("demo_stack")
+    CHANNEL_NAMES, DemoStack = demo_stack.CHANNEL_NAMES, demo_stack.DemoStack  # noqa: N806 - module constants
 
     host = host or web_setting(ctx, "host", DEFAULT_HOST)
     port = port if port is not None else int(web_setting(ctx, "port", DEFAULT_PORT))
@@ -114,7 +139,7 @@ def demo(ctx: Context, host: str | None, port: int | None, seed_only: bool, keep
                        "Ctrl-C stops the demo; docs/demo.md explains it.\n")
             stack.connect(url)
             if settings.scenario:
-                from sandbox.scenario import Scenario
+                Scenario = _sandbox("scenario").Scenario  # noqa: N806 - a class
 
                 scenario = Scenario(stack, url, form_channel=forms[0] if forms else None, say=click.echo).start()
 
