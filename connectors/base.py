@@ -92,6 +92,10 @@ class Connector(abc.ABC):
     push_only: ClassVar[bool] = False
     #: Seconds between polls unless the config says otherwise.
     default_poll_every: ClassVar[float] = 60.0
+    #: How the channel is drawn in lists: a one- or two-letter mark on the network's colour (a CSS
+    #: hex colour with enough contrast for white text). None: the first letter of display_name on grey.
+    icon_text: ClassVar[str | None] = None
+    icon_color: ClassVar[str | None] = None
 
     def __init__(self, name: str, config: Mapping[str, Any], **kwargs: Any) -> None:
         self.name = name

@@ -128,6 +128,8 @@ def _iso(moment: dt.datetime) -> str:
 class BlueskyConnector(Connector):
     kind = "bluesky"
     display_name = "Bluesky"
+    icon_text = "B"
+    icon_color = "#0a66c2"
     settings = (
         Setting("identifier", required=True, help="The account's handle (e.g. acme.bsky.social) or email."),
         Setting("app_password", required=True, secret=True,

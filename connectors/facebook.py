@@ -78,6 +78,8 @@ MAX_MESSAGE_LENGTH = 2000
 class FacebookConnector(MetaConnector):
     kind = "facebook"
     display_name = "Facebook Messenger"
+    icon_text = "f"
+    icon_color = "#1659c7"
     platform = "messenger"
     webhook_object = "page"
     identity_kind = "facebook"

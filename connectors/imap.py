@@ -138,6 +138,8 @@ class ImapConnector(Connector):
 
     kind = "imap"
     display_name = "Email (IMAP/SMTP)"
+    icon_text = "@"
+    icon_color = "#52606d"
     settings = (
         Setting("host", required=True, help="IMAP server name, e.g. imap.example.com."),
         Setting("port", default=993, help="IMAP port: 993 for ssl, 143 for starttls or none."),

@@ -71,6 +71,8 @@ COMMENT_FIELDS = "id,text,timestamp,from{id,username},username,parent_id"
 class InstagramConnector(MetaConnector):
     kind = "instagram"
     display_name = "Instagram"
+    icon_text = "IG"
+    icon_color = "#b4237a"
     platform = "instagram"
     webhook_object = "instagram"
     identity_kind = "instagram"

@@ -95,6 +95,8 @@ def status_length(text: str) -> int:
 class MastodonConnector(Connector):
     kind = "mastodon"
     display_name = "Mastodon"
+    icon_text = "M"
+    icon_color = "#563acc"
     settings = (
         Setting("base_url", required=True, help="Your Mastodon server, e.g. https://mastodon.social."),
         Setting("access_token", required=True, secret=True,

@@ -131,6 +131,8 @@ class _ChatMigrated(Exception):
 class TelegramConnector(Connector):
     kind = "telegram"
     display_name = "Telegram"
+    icon_text = "T"
+    icon_color = "#1b75a8"
     settings = (
         Setting("token", required=True, secret=True, help="The bot token from @BotFather (123456789:AA...)."),
         Setting("mode", default="polling",

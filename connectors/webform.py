@@ -166,6 +166,8 @@ class WebformConnector(Connector):
 
     kind = "webform"
     display_name = "Web form"
+    icon_text = "F"
+    icon_color = "#3e4c59"
     push_only = True
     limits = Limits(formatting="plain", supports_attachments=True)
 

@@ -169,6 +169,8 @@ def _digits(number: str | None) -> str:
 class WhatsAppConnector(Connector):
     kind = "whatsapp"
     display_name = "WhatsApp"
+    icon_text = "W"
+    icon_color = "#157a3a"
     push_only = True
     settings = (
         Setting("phone_number_id", required=True,

@@ -151,6 +151,8 @@ def _numeric(value: Any) -> int | None:
 class XConnector(Connector):
     kind = "x"
     display_name = "X (Twitter)"
+    icon_text = "X"
+    icon_color = "#000000"
     settings = (
         Setting("user_id", required=True, help="Numeric user id of the support account (not the @name)."),
         Setting("access_token", required=True, secret=True,

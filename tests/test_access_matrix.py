@@ -319,6 +319,7 @@ ROWS: list[Row] = [
     Row("answers.set_active", "POST", "/answers/{answer}/active", leads_only(clean(302, 303), ok(302, 303)),
         form={"active": "0"}, mutates=True),
     Row("answers.suggested", "GET", "/conversations/{conv_b}/suggested-answers", team_object(ok())),
+    Row("palette.commands", "GET", "/conversations/{conv_b}/commands", team_object(ok())),
     Row("answers.render", "POST", "/answers/{answer}/render", team_object(ok()), json={"conversation_id": "{conv_b}"},
         mutates=True),
     Row("answers.render", "POST", "/answers/{answer}/render", team_object(ok()), form={"conversation_id": "{conv_b}"},

@@ -373,9 +373,9 @@ def test_the_queue_shows_urgency_and_sorts_by_it(app_config):
     page = client.get("/?sort=urgency").get_data(as_text=True)
     positions = {name: page.index(name) for name in made}
     assert positions["Olga Overdue"] < positions["Dave Desired"] < positions["Rita Recent"]
-    assert page.count("urgency-past-adequate") == 1
-    assert page.count("urgency-past-desired") == 1
-    assert page.count("urgency-within-desired") == 1
+    assert page.count("sla sla-past_adequate") == 1
+    assert page.count("sla sla-past_desired") == 1
+    assert page.count("sla sla-within_desired") == 1
 
 
 def test_a_lead_reads_the_service_level_notices(app_config):

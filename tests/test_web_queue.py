@@ -128,14 +128,60 @@ def test_one_list_for_every_channel_with_what_an_agent_needs(agent_client, inbox
 
     page = agent_client.get("/").get_data(as_text=True)
     assert listed(agent_client) == [chat, mail]  # newest activity first
-    assert 'class="badge badge-channel"' in page and ">telegram<" in page and ">mail<" in page
-    assert "Jane Doe" in page and "jane@example.net" in page
+    # Each row: the channel's icon named for people, the customer, the question, state and owner.
+    assert 'class="chan-icon"' in page and 'aria-label="telegram"' in page and 'aria-label="mail"' in page
+    assert "Jane Doe" in page and 'title="jane@example.net"' in page
     assert "Where is my parcel?" in page
     assert "Hi, is the shop open on Sunday?" in page and "Second line" not in page  # first line, no subject
     assert "Piet Chat" in page
     assert "Ann Agent" in page and "Unassigned" in page
+    assert 'title="Ann Agent">' in page and ">AA<" in page  # the assignee's initials, named on hover
     assert "Urgent" in page and ">VIP<" in page
     assert page.count('class="waiting"') == 2  # both customers wait for an answer
+
+
+def test_rows_fit_a_screen_and_name_people_not_network_ids(agent_client, inbox):
+    """The list a shift works from: no raw account number or DID as the customer, a one-line preview of
+    the latest message (ours marked), and a public post told apart from a private message."""
+    dm = inbox.chat("Can I change my order?", handle="17841450000000010", name="", channel="telegram")
+    did = inbox.chat("Is the sale on?", handle="did:plc:a5041f3e54a77423ee029d9a", name="Michael O'Neill",
+                     channel="telegram")
+    mail = inbox.mail("Order 99", sender="Kim <kim@example.net>", body="First question")
+    inbox.reply(mail, "We sent it yesterday.")
+    with inbox.store.write():
+        inbox.store.execute("UPDATE conversations SET public = 1 WHERE id = ?", (did,))
+    page = agent_client.get("/").get_data(as_text=True)
+
+    def row(cid: int) -> str:
+        return page.split(f'<tr data-id="{cid}"')[1].split("</tr>")[0]
+
+    assert "17841450000000010" not in row(dm) and "Unknown customer" in row(dm)
+    assert "did:plc" not in row(did) and "Michael O&#39;Neill" in row(did)
+    assert 'class="vis vis-public"' in row(did) and 'class="vis vis-public"' not in row(dm)
+    assert "Order 99" in row(mail) and "We sent it yesterday." in row(mail)
+    assert "Our reply:" in row(mail)  # the latest message is ours, and says so
+
+
+def test_each_channel_is_drawn_as_its_connector_declares(app_config):
+    from inbox import create_app
+    from inbox.web.queue import channel_marks
+
+    app_config["channels"] = {"support": {"kind": "telegram", "token": "123:abc"},
+                              "shop": {"kind": "webform", "reply_channel": "support"}}
+    app = create_app(app_config)
+    with app.test_request_context("/"):
+        marks = channel_marks()
+    assert marks["support"] == {"text": "T", "color": "#1b75a8", "label": "Telegram · support"}
+    assert marks["shop"]["label"] == "Web form · shop" and marks["shop"]["text"] == "F"
+
+
+def test_the_rows_alone_for_live_updates_follow_the_same_filters(agent_client, inbox, ann):
+    mine = inbox.mail("Mine", sender="a@example.net")
+    other = inbox.mail("Not mine", sender="b@example.net")
+    inbox.set(mine, assign=ann["id"])
+    html = agent_client.get("/", query_string={"assignee": "mine", "part": "rows"}).get_data(as_text=True)
+    assert "<html" not in html and "<nav" not in html  # only rows, to swap into the table
+    assert f'<tr data-id="{mine}"' in html and f'<tr data-id="{other}"' not in html
 
 
 def test_waiting_time_runs_from_the_first_unanswered_message(agent_client, inbox):

@@ -189,7 +189,13 @@ _DETAIL_COLUMNS = (
     "ORDER BY m.id LIMIT 1) AS customer_handle, "
     "(SELECT substr(m.text, 1, 300) FROM messages m WHERE m.conversation_id = c.id ORDER BY m.id LIMIT 1) "
     "AS first_text, "
-    "(SELECT max(m.id) FROM messages m WHERE m.conversation_id = c.id AND m.direction = 'in') AS last_inbound_id"
+    "(SELECT max(m.id) FROM messages m WHERE m.conversation_id = c.id AND m.direction = 'in') AS last_inbound_id, "
+    "substr(lm.text, 1, 240) AS last_text, lm.direction AS last_direction, c.public AS is_public"
+)
+#: The latest message of each listed conversation, for the row's one-line preview.
+_LATEST_MESSAGE_JOIN = (
+    "LEFT JOIN messages lm ON lm.id = (SELECT max(m.id) FROM messages m WHERE m.conversation_id = c.id "
+    "AND m.direction != 'note') "
 )
 
 
@@ -313,7 +319,7 @@ class QueueQueries:
         rows = as_dicts(self.conn.execute(
             f"SELECT {_DETAIL_COLUMNS} FROM conversations c JOIN customers cu ON cu.id = c.customer_id "  # noqa: S608
             f"LEFT JOIN agents a ON a.id = c.assignee_id LEFT JOIN teams t ON t.id = c.team_id "
-            f"WHERE c.id IN ({marks})",
+            f"{_LATEST_MESSAGE_JOIN}WHERE c.id IN ({marks})",
             list(ids),
         ))
         labels = self.labels_of(ids)

@@ -244,6 +244,57 @@ def highlight(text: str | None, mark_open: str, mark_close: str) -> Markup:
 
 
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+#: Handles that are a network's internal id rather than anything a person would recognise: a DID
+#: ("did:plc:…") or a long number (a page-scoped or account id). A phone number starts with "+".
+_OPAQUE_HANDLE = re.compile(r"^(did:[a-z0-9]+:|\d{6,}$)", re.IGNORECASE)
+_AVATAR_COLORS = ("#1d5f8a", "#7c3aed", "#0f766e", "#b45309", "#be185d", "#4d7c0f", "#9f1239", "#3730a3")
+
+
+def is_opaque_handle(handle: str | None) -> bool:
+    return bool(handle) and bool(_OPAQUE_HANDLE.match(handle.strip()))
+
+
+def customer_label(name: str | None, handle: str | None) -> tuple[str, str]:
+    """(headline, secondary) for a customer: the display name, else a readable handle; never a bare
+    network id or DID when anything better is known. The secondary line is the handle when it adds
+    something readable."""
+    name = (name or "").strip()
+    handle = (handle or "").strip()
+    readable = "" if is_opaque_handle(handle) else handle
+    if name and not is_opaque_handle(name):
+        return name, readable if readable and readable != name else ""
+    if readable:
+        return readable, ""
+    return str(_("Unknown customer")), ""
+
+
+def initials(name: str | None) -> str:
+    """Up to two letters for an avatar: "Ann de Vries" -> "AV", "bob@example.org" -> "B"."""
+    words = [w for w in re.split(r"[\s@._-]+", name or "") if w and w[0].isalnum()]
+    if not words:
+        return "?"
+    capitals = [w for w in words if w[0].isupper()] or words
+    letters = capitals[0][0] + (capitals[-1][0] if len(capitals) > 1 else "")
+    return letters.upper()
+
+
+def avatar_color(agent_id: int | None) -> str:
+    return _AVATAR_COLORS[(agent_id or 0) % len(_AVATAR_COLORS)]
+
+
+def channel_marks() -> dict[str, dict[str, str]]:
+    """Per configured channel: its icon letters and colour (declared by its connector) and its label."""
+    marks = {}
+    for name, channel in mainland().config.channels.items():
+        cls = mainland().registry.get(channel.kind)
+        label = getattr(cls, "display_name", channel.kind) if cls else channel.kind
+        color = getattr(cls, "icon_color", None)
+        marks[name] = {
+            "text": (getattr(cls, "icon_text", None) or label[:1]).strip()[:2],
+            "color": color if color and _COLOR.match(color) else "#52606d",
+            "label": f"{label} · {name}" if name.lower() != label.lower() else label,
+        }
+    return marks
 
 
 def _date_formatter() -> Callable[[str | None], str]:
@@ -280,6 +331,12 @@ def _decorate(rows: list[dict[str, Any]]) -> None:
     for row in rows:
         row["url"] = f"{link}{row['id']}"
         row["preview"] = row["subject"] or first_line(row.get("first_text"), 160)
+        latest = first_line(row.get("last_text"), 200)
+        row["latest"] = "" if latest == row["preview"] else latest
+        row["customer_label"], row["customer_secondary"] = customer_label(row.get("customer_name"),
+                                                                          row.get("customer_handle"))
+        row["assignee_initials"] = initials(row.get("assignee_name") or row.get("assignee_email"))
+        row["assignee_color"] = avatar_color(row.get("assignee_id"))
         waiting = row["status"] in ("new", "open") and row.get("waiting_since")
         row["waiting"] = waiting_for(row["waiting_since"], now) if waiting else ""
         row["urgency"] = service_levels.urgency(row, now)
@@ -325,7 +382,9 @@ def index():
     rows = rows[:PAGE_SIZE]
     _decorate(rows)
     next_url = queue_url(query, after=f"{rows[-1]['sort_value']},{rows[-1]['id']}") if more and rows else None
-    kinds = {name: ch.kind for name, ch in mainland().config.channels.items()}
+    if request.args.get("part") == "rows":
+        # Live updates (static/queue.js): the same page's rows alone, swapped in without a reload.
+        return render_template("queue/_rows.html", conversations=rows, marks=channel_marks())
     return render_template(
         "queue/index.html",
         query=query,
@@ -336,7 +395,9 @@ def index():
         options=_filter_options(),
         params=query.as_params(),
         back=urlencode(query.as_params()),
-        kinds=kinds,
+        marks=channel_marks(),
+        # Only the first page follows changes live: a later page is a snapshot the agent paged to.
+        live_rows_url=None if after else queue_url(query),
         filtered=query != QueueQuery(status=query.status, sort=query.sort),
     )
 
