@@ -13,12 +13,16 @@
    the queue page, a filtered queue page (a channel, unassigned, sorted by waiting time), a
    conversation page (a different conversation each time) and a search (a different common
    word each time). Prints median and p95 of each.
+   Also the worst realistic cases: a 500-message conversation and a customer with 2,000 messages
+   (added to the cached file once, through plain inserts with the search triggers in place), with
+   the size of the HTML each page sends.
 3. Serves the app with waitress on 127.0.0.1 and lets 50 client threads (requests.Session each,
    same signed-in cookie) fetch the queue page for --seconds; prints requests/s and latency.
 
 Last line: one JSON object with queue_p50_ms, queue_p95_ms, filtered_p95_ms, conversation_p95_ms,
-search_p95_ms, queue_rps and the data sizes. Targets: p95 < 50 ms (queue, conversation), < 100 ms
-(search).
+search_p95_ms, long_thread_p95_ms, long_thread_kb, heavy_customer_p95_ms, heavy_customer_kb,
+queue_rps and the data sizes. Targets: p95 < 50 ms (queue, conversation, long thread, heavy customer),
+< 100 ms (search); HTML < 150 KB for the long thread and the heavy customer.
 """
 
 from __future__ import annotations
@@ -52,7 +56,11 @@ AGENTS = 20
 LABELS = 10
 CHANNELS = ("mail", "telegram", "mastodon", "webform", "whatsapp")
 PASSWORD = "bench password 1"
-TARGETS = {"queue_p95_ms": 50, "conversation_p95_ms": 50, "search_p95_ms": 100}
+TARGETS = {"queue_p95_ms": 50, "conversation_p95_ms": 50, "search_p95_ms": 100, "long_thread_p95_ms": 50,
+           "heavy_customer_p95_ms": 50, "long_thread_kb": 150, "heavy_customer_kb": 150}
+LONG_THREAD = 500
+HEAVY_CUSTOMER = 2000
+HEAVY_SUBJECT = "bench: the long thread"
 
 
 def default_db() -> Path:
@@ -222,6 +230,59 @@ def build(path: Path) -> dict:
     return {"seconds": round(time.perf_counter() - started, 1)}
 
 
+def ensure_heavy(path: Path, team_id: int) -> tuple[int, int]:
+    """(conversation id, customer id) of a 500-message thread and of a customer with 2,000 messages in
+    40 conversations, all in `team_id`; added once to the cached database."""
+    conn = sqlite3.connect(str(path), isolation_level=None)
+    try:
+        found = conn.execute("SELECT id, customer_id FROM conversations WHERE subject = ?", (HEAVY_SUBJECT,)
+                             ).fetchone()
+        if found:
+            heavy = conn.execute("SELECT customer_id FROM conversations WHERE subject LIKE 'bench: heavy %' "
+                                 "LIMIT 1").fetchone()
+            return found[0], heavy[0]
+        rng = random.Random(500)
+        words = Words(rng)
+        start = dt.datetime.now(dt.UTC) - dt.timedelta(days=30)
+        now = _iso(dt.datetime.now(dt.UTC))
+        conn.execute("BEGIN")
+
+        def customer(name: str) -> int:
+            return conn.execute("INSERT INTO customers (display_name, created_at, updated_at) VALUES (?, ?, ?)",
+                                (name, now, now)).lastrowid
+
+        def conversation(customer_id: int, subject: str, count: int, offset: int) -> int:
+            first, last = _iso(start + dt.timedelta(minutes=offset)), _iso(start + dt.timedelta(minutes=offset + count))
+            cid = conn.execute(
+                "INSERT INTO conversations (token, customer_id, channel, thread_key, subject, status, team_id, "
+                "created_at, updated_at, last_message_at, last_inbound_at) VALUES (?, ?, 'mail', ?, ?, 'open', ?, "
+                "?, ?, ?, ?)", (f"heavy-{customer_id}-{offset}", customer_id, f"heavy-{customer_id}-{offset}",
+                                subject, team_id, first, last, last, last)).lastrowid
+            conn.executemany(
+                "INSERT INTO messages (conversation_id, channel, external_id, direction, customer_id, author_name, "
+                "author_handle, subject, text, received_at) VALUES (?, 'mail', ?, ?, ?, ?, ?, '', ?, ?)",
+                [(cid, f"heavy-{cid}-{i}", "in" if i % 2 == 0 else "out", customer_id if i % 2 == 0 else None,
+                  "Lotte Long" if i % 2 == 0 else "Agent", "lotte@example.net" if i % 2 == 0 else "",
+                  words.text(rng.randint(40, 120)), _iso(start + dt.timedelta(minutes=offset + i)))
+                 for i in range(count)])
+            return cid
+
+        long_id = conversation(customer("Lotte Long"), HEAVY_SUBJECT, LONG_THREAD, 0)
+        heavy_customer = customer("Harry Heavy")
+        for n in range(HEAVY_CUSTOMER // 50):
+            conversation(heavy_customer, f"bench: heavy {n}", 50, 1000 + n * 60)
+        conn.execute("COMMIT")
+        return long_id, heavy_customer
+    finally:
+        conn.close()
+
+
+def page_kb(app, url: str) -> float:
+    client = app.test_client()
+    _login(client)
+    return round(len(client.get(url).get_data()) / 1024, 1)
+
+
 # Measuring -------------------------------------------------------------------------------------
 
 def _percentile(values: list[float], p: float) -> float:
@@ -368,6 +429,12 @@ def main() -> None:
         print(f"using the cached database {path}", flush=True)
 
     from inbox import create_app
+    from inbox.store import Store
+
+    probe = Store(path)
+    first_team = sorted(probe.agent_team_ids(probe.agent_by_email("agent0@bench.example")["id"]))[0]
+    probe.close()
+    long_id, heavy_customer = ensure_heavy(path, first_team)
 
     data_dir = Path(tempfile.mkdtemp(prefix="mainland-bench-web-"))
     app = create_app(_config(path, data_dir))
@@ -394,14 +461,18 @@ def main() -> None:
     # Common words (ranks 20..220: each in tens of thousands of messages) and rarer ones.
     terms = [words.rank(rng.randint(20, 220)) if i % 2 else words.rank(rng.randint(500, 4000)) for i in range(n)]
     search = measure(app, [f"/search?q={term}" for term in terms], "search")
+    long_thread = measure(app, [f"/conversations/{long_id}"] * max(20, n // 4), "500-message thread")
+    heavy = measure(app, [f"/customers/{heavy_customer}"] * max(20, n // 4), "2,000-message customer")
+    sizes = {"long_thread_kb": page_kb(app, f"/conversations/{long_id}"),
+             "heavy_customer_kb": page_kb(app, f"/customers/{heavy_customer}")}
     loaded = load(path, data_dir, args.clients, args.seconds)
 
     summary: dict[str, float | int] = {}
     for name, figures in (("queue", queue), ("filtered", filtered), ("conversation", conversation),
-                          ("search", search)):
+                          ("search", search), ("long_thread", long_thread), ("heavy_customer", heavy)):
         summary |= {f"{name}_p50_ms": figures["p50"], f"{name}_p95_ms": figures["p95"],
                     f"{name}_cpu_p95_ms": figures["cpu_p95"]}
-    summary |= {**loaded, "clients": args.clients, "conversations": conversations, "messages": messages,
+    summary |= {**sizes, **loaded, "clients": args.clients, "conversations": conversations, "messages": messages,
                 "load_average": round(max(load_before, os.getloadavg()[0]), 1)}
     missed = [k for k, limit in TARGETS.items() if summary[k] >= limit]
     print("targets met" if not missed else f"targets missed: {', '.join(missed)}")

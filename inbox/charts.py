@@ -9,7 +9,7 @@ which keeps global state and is not safe in the worker's and web server's thread
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -72,8 +72,11 @@ def service_levels_chart(channels: Sequence[Mapping], *, metric: str, title: str
 
 
 def csat_by_wait_chart(bands: Sequence[Mapping], band_labels: Mapping[str, str], *, title: str,
-                       answers_label: str, empty_label: str) -> bytes:
-    """Average satisfaction (1-5) per first-response band, with the number of answers on each bar."""
+                       answers_label: Callable[[int], str], empty_label: str) -> bytes:
+    """Average satisfaction (1-5) per first-response band, with the number of answers on each bar.
+
+    `answers_label(n)` gives that number in words ("1 answer", "3 answers"): plurals differ per language.
+    """
     fig, ax = _figure(2.6)
     ax.set_title(title, fontsize=11, loc="left")
     if not any(b["answers"] for b in bands):
@@ -86,7 +89,7 @@ def csat_by_wait_chart(bands: Sequence[Mapping], band_labels: Mapping[str, str],
     for bar, band in zip(bars, bands, strict=True):
         if band["answers"]:
             ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height() + 0.08,
-                    f"{band['average']:.1f} ({band['answers']} {answers_label})", ha="center", fontsize=8,
+                    f"{band['average']:.1f} ({answers_label(band['answers'])})", ha="center", fontsize=8,
                     color=MUTED)
     ax.set_ylim(0, 5.6)
     ax.set_yticks([1, 2, 3, 4, 5])

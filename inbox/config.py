@@ -195,6 +195,11 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: Path | None = N
         problems.append("web: must be a mapping (host, port, threads, visibility)")
     elif web and web.get("visibility", "team") not in VISIBILITIES:
         problems.append(f"web.visibility: must be one of {', '.join(VISIBILITIES)} (got {web.get('visibility')!r})")
+    if isinstance(web, Mapping) and "undo_send_seconds" in web:
+        # How long a reply waits in the outbox so that its writer can undo it (inbox/outbox.py); 0: no undo.
+        undo = web["undo_send_seconds"]
+        if isinstance(undo, bool) or not isinstance(undo, int | float) or not 0 <= undo <= 300:
+            problems.append(f"web.undo_send_seconds: must be a number of seconds from 0 to 300 (got {undo!r})")
 
     tokens = resolved.get("api_tokens")
     if tokens is not None and (not isinstance(tokens, list)

@@ -192,14 +192,30 @@ def _translator(locale: str) -> Any:
     return gettext
 
 
+def _plural_translator(locale: str) -> Any:
+    """ngettext for `locale`, formatted as Flask-Babel's: the count is `%(num)d`."""
+    translations = Translations.load(str(TRANSLATIONS), [locale])
+
+    def ngettext(singular: str, plural: str, num: int, **values: Any) -> str:
+        return translations.ngettext(singular, plural, num) % {"num": num, **values}
+
+    return ngettext
+
+
 def attention(report: Report, previous: Report, goal: float, locale: str) -> list[dict[str, Any]]:
     """The three things most worth a manager's attention, in a fixed order, each with its link."""
     _ = _translator(locale)
+    ngettext = _plural_translator(locale)
     items: list[dict[str, Any]] = []
     prev = {c["channel"]: c for c in previous.channels}
     decided = [c for c in report.channels if c["first_response"]["decided"]]
     worst = min(decided, key=lambda c: (c["first_response"]["share_adequate"], c["channel"]), default=None)
-    if worst is not None and worst["first_response"]["share_adequate"] < goal:
+    quiet = not report.totals["volume"]
+    if quiet:
+        items.append({"kind": "channel", "channel": None, "title": _("No conversations this week"),
+                      "text": _("No customer started a conversation, so there is nothing to measure."),
+                      "query": {"figure": "volume"}})
+    elif worst is not None and worst["first_response"]["share_adequate"] < goal:
         fr = worst["first_response"]
         before = prev.get(worst["channel"], {}).get("first_response", {}).get("share_adequate")
         items.append({
@@ -226,13 +242,17 @@ def attention(report: Report, previous: Report, goal: float, locale: str) -> lis
         items.append({
             "kind": "agent", "agent_id": top["id"], "breaches": top["breaches"],
             "title": _("%(name)s had the most service-level breaches", name=top["name"] or "?"),
-            "text": _("%(n)d breaches in %(m)d conversations; look at the workload and the hand-overs.",
-                      n=top["breaches"], m=top["conversations"]),
+            "text": _("%(breaches)s in %(conversations)s; look at the workload and the hand-overs.",
+                      breaches=ngettext("%(num)d breach", "%(num)d breaches", top["breaches"]),
+                      conversations=ngettext("%(num)d conversation", "%(num)d conversations",
+                                             top["conversations"])),
             "query": {"figure": "breaches", "agent": top["id"]},
         })
     else:
+        # Of an empty week there is nothing to praise: "every conversation" would be none of them.
         items.append({"kind": "agent", "agent_id": None, "title": _("No agent breached a service level"),
-                      "text": _("Every answered conversation stayed within adequate."),
+                      "text": _("There were no conversations to answer.") if quiet
+                      else _("Every answered conversation stayed within adequate."),
                       "query": {"figure": "breaches"}})
     waiting = report.backlog["longest_waiting"][:3]
     if waiting:
@@ -267,6 +287,7 @@ def _comparison(report: Report, previous: Report) -> dict[str, Any]:
 
 def _charts(report: Report, previous: Report, locale: str) -> dict[str, bytes]:
     _ = _translator(locale)
+    ngettext = _plural_translator(locale)
     empty = _("No data this week")
     band_labels = {"15m": _("≤ 15 min"), "1h": _("15–60 min"), "4h": _("1–4 h"), "24h": _("4–24 h"),
                    "more": _("> 24 h")}
@@ -285,7 +306,7 @@ def _charts(report: Report, previous: Report, locale: str) -> dict[str, bytes]:
             desired_label=_("within desired"), adequate_label=_("within adequate"), empty_label=empty),
         "csat_by_wait": charts.csat_by_wait_chart(
             report.csat_by_band, band_labels, title=_("Satisfaction by first-response time"),
-            answers_label=_("answers"), empty_label=empty),
+            answers_label=lambda n: ngettext("%(num)d answer", "%(num)d answers", n), empty_label=empty),
         "backlog": charts.backlog_chart(report.backlog["by_age"], age_labels, title=_("Open conversations by age")),
     }
 

@@ -1,11 +1,11 @@
 """Connector health: per configured channel, how its polls and webhooks are going, in one report.
 
 `channel_report(mainland, store, now=)` gathers, for every channel in the configuration: kind,
-enabled, push-only or polled, the last poll and last success, the last error (connectors redact
-secrets before an error is stored), failures in a row, paused until, the cursor (it holds
-positions, never secrets), customer messages received in the last 24 hours, the next poll (or,
-for a push channel, the last webhook taken in), webhook refusals in the last 24 hours and the
-items held in quarantine. The admin page `/admin/connectors` and the JSON `/-/connectors`
+enabled, push-only or polled, the last poll and last success (a web form's: its last message), the
+last error (connectors redact secrets before an error is stored), failures in a row, paused until,
+the cursor (it holds positions, never secrets), customer messages received in the last 24 hours,
+the next poll (or, for a push channel, the last webhook taken in), webhook refusals in the last 24
+hours and the items held in quarantine. The admin page `/admin/connectors` and the JSON `/-/connectors`
 (inbox/web/health.py) show it.
 
 A channel is *failing* while its last poll or webhook failed (`failures > 0`). It has been
@@ -112,6 +112,9 @@ def channel_report(mainland: Mainland, store: Store, *, now: dt.datetime | None 
     refusals = store.webhook_refusal_counts_since(since) if counts else {}
     webhooks_seen = store.last_webhook_events() if counts else {}
     quarantined = store.quarantine_counts() if counts else {}
+    # A web form records no polls and no webhooks: it was last used when its last message came in.
+    own_pages = [name for name, channel in mainland.config.channels.items() if channel.kind == "webform"]
+    form_used = store.last_inbound_at(own_pages) if counts and own_pages else {}
 
     report = []
     for name, channel in mainland.config.channels.items():
@@ -121,6 +124,7 @@ def channel_report(mainland: Mainland, store: Store, *, now: dt.datetime | None 
         polled = bool(cls) and not push_only
         every = (channel.poll_every or float(cls.default_poll_every)) if polled else None
         row = health.get(name, {})
+        last_success = max(filter(None, (row.get("last_success_at"), form_used.get(name))), default=None)
         failures = int(row.get("failures") or 0)
         last_poll = row.get("last_poll_at")
         paused = row.get("paused_until")
@@ -147,7 +151,7 @@ def channel_report(mainland: Mainland, store: Store, *, now: dt.datetime | None 
             name=name, kind=channel.kind, display_name=str(display), enabled=channel.enabled,
             push_only=push_only, polled=polled,
             webhooks=bool(cls) and _takes_webhooks(cls, channel.settings),
-            poll_every_seconds=every, last_poll_at=last_poll, last_success_at=row.get("last_success_at"),
+            poll_every_seconds=every, last_poll_at=last_poll, last_success_at=last_success,
             last_error=row.get("last_error"),
             last_error_at=row.get("last_error_at"), failures=failures, paused_until=paused,
             cursor=cursor.get("value"), cursor_updated_at=cursor.get("updated_at"),

@@ -10,6 +10,12 @@ through the conversation's channel (`Mainland.sending_connector`):
 - `PermanentError` (SMTP 5xx, a refused request) -> `failed`, with the reason shown to the agent,
   who can retry after fixing the cause.
 
+Undo send: the conversation page queues a reply with a hold of `web.undo_send_seconds` (default
+10; 0 sends at once): the row is not due before the window ends, and until a sender claims it the
+writer can take it back (`undo_reply`: the row and its message are deleted, the text goes back to
+the composer). Claiming and taking back are each one write transaction that changes the row only
+from `pending`, so a reply is never both handed to the channel and taken back.
+
 The one window no outbox can close: the channel accepted the reply and the process died before
 `sent` was committed. The lease then runs out, the row is sent again and flagged
 `possible_duplicate`; email keeps the same Message-ID, so the customer's mail client shows one
@@ -41,6 +47,16 @@ FLAG_PRIVATE_REPLY = "private_reply"
 LEASE_SECONDS = 120
 MAX_ATTEMPTS = 10
 MAX_AGE = dt.timedelta(hours=24)
+#: The undo window when `web.undo_send_seconds` is not set; the longest one allowed.
+DEFAULT_UNDO_SECONDS = 10
+MAX_UNDO_SECONDS = 300
+
+
+def undo_seconds(config: object) -> float:
+    """The configured undo window in seconds (`web.undo_send_seconds`; 0: replies go out at once)."""
+    web = (getattr(config, "extra", None) or {}).get("web") or {}
+    value = web.get("undo_send_seconds", DEFAULT_UNDO_SECONDS)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else DEFAULT_UNDO_SECONDS
 
 
 class ReplyRefused(Exception):
@@ -49,13 +65,14 @@ class ReplyRefused(Exception):
 
 def queue_reply(mainland: Mainland, store: Store, conversation_id: int, text: str, *, agent: dict | None = None,
                 html: str | None = None, now: dt.datetime | None = None, flags: Iterable[str] = (),
-                reviewed: bool = False) -> str:
+                reviewed: bool = False, hold_seconds: float = 0) -> str:
     """Queue an agent's reply in a conversation; returns the outbox id.
 
     `flags` mark the message; FLAG_AUTO_SUBMITTED makes it an automatic message (a survey), sent
     as such (email: `Auto-Submitted: auto-generated`). A trainee's reply is held for a lead's
     review instead (inbox/review.py) and the id returned is "review:<item id>"; `reviewed` is
-    how the approval itself sends it.
+    how the approval itself sends it. `hold_seconds`: the undo window; the reply is not due before
+    it ends (a held trainee's reply has none: it waits for the review instead).
     """
     now = now or clock.now()
     now_text = iso(now)
@@ -77,10 +94,32 @@ def queue_reply(mainland: Mainland, store: Store, conversation_id: int, text: st
             agent_id=agent["id"] if agent else None, text=text, html=html,
             subject=conversation["subject"] or answered["subject"] or "", message_id=message_id, refs=refs,
             author_name=(agent or {}).get("name", ""), now=now_text, flags=" ".join(sorted(set(flags))),
+            next_at=iso(now + dt.timedelta(seconds=hold_seconds)) if hold_seconds > 0 else None,
         )
         # The reply stops the first- or next-response clock: the queue's due times move at once.
         service_levels.refresh(store, service_levels.for_config(mainland.config), [conversation_id], now)
     return outbox_id
+
+
+class UndoRefused(Exception):
+    """The reply cannot be taken back: a sender has it already (or it was sent), or there is no such reply."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason  # "released" or "missing"
+
+
+def undo_reply(mainland: Mainland, store: Store, conversation_id: int, outbox_id: str, *, agent: dict,
+               now: dt.datetime | None = None) -> dict:
+    """Take the agent's queued reply back before any sender claimed it; returns the reply (its
+    `text`, and `undo_status`: the conversation's status before the send). UndoRefused otherwise."""
+    now = now or clock.now()
+    with store.write():
+        outcome, row = store.take_back_outbound(outbox_id, conversation_id, agent["id"])
+        if outcome != "taken" or row is None:
+            raise UndoRefused(outcome)
+        service_levels.refresh(store, service_levels.for_config(mainland.config), [conversation_id], now)
+    return row
 
 
 @dataclass

@@ -131,6 +131,12 @@ def breaches(row: Mapping[str, Any], now: dt.datetime) -> int:
     return missed + int(row.get("next_response_breaches") or 0)
 
 
+def first_responder(row: Mapping[str, Any]) -> int | None:
+    """Who a conversation's first response counts for: its author once it was sent; until then (a
+    miss in the making) the agent the conversation is with."""
+    return row["first_responder_id"] if row.get("first_response_at") else row["agent_id"]
+
+
 def _median(values: Iterable[float]) -> float | None:
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None
@@ -224,23 +230,29 @@ def build(store: Any, period: Period, now: dt.datetime | None = None) -> Report:
                          for ch in sorted({s["channel"] for s in in_band})},
         })
 
-    # People: conversations by their agent (assignee, else who replied first) and team.
+    # People: conversations by their agent (assignee, else who replied first) and team. A first
+    # response counts for whoever sent it, which need not be the agent the conversation is with.
     for kind, key, names, target in (("agent", "agent_id", agents, report.agents),
                                      ("team", "team_id", teams, report.teams)):
         groups: dict[int | None, list] = defaultdict(list)
         for row in convs:
             groups[row[key]].append(row)
+        first_groups: dict[int | None, list] = defaultdict(list)
+        for row in convs:
+            first_groups[first_responder(row) if kind == "agent" else row[key]].append(row)
         survey_key = "survey_agent_id" if kind == "agent" else "survey_team_id"
         survey_groups: dict[int | None, list] = defaultdict(list)
         for s in surveys:
             survey_groups[s[survey_key]].append(s)
-        for ident in sorted(set(groups) | set(survey_groups), key=lambda i: (i is None, names.get(i, ""), i or 0)):
+        idents = set(groups) | set(survey_groups) | {i for i, rows in first_groups.items()
+                                                      if any(effective_level(r, "first_response", now) for r in rows)}
+        for ident in sorted(idents, key=lambda i: (i is None, names.get(i, ""), i or 0)):
             rows = groups.get(ident, [])
             target.append({
                 "id": ident, "name": names.get(ident) if ident is not None else None,
                 "conversations": len(rows),
                 "replies": report.replies.get(ident, 0) if kind == "agent" and ident is not None else None,
-                "first_response": _service(rows, "first_response", now),
+                "first_response": _service(first_groups.get(ident, []), "first_response", now),
                 "resolution": _service(rows, "resolution", now),
                 "breaches": sum(breaches(r, now) for r in rows),
                 "csat": _csat(survey_groups.get(ident, [])),

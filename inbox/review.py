@@ -1,8 +1,8 @@
 """Review before sending: a trainee's reply waits for a lead, who approves, edits or returns it.
 
 `inbox.outbox.queue_reply` calls `hold_reply` instead of queueing when the replying agent is
-marked as a trainee. The held reply is not a message yet, so nothing is sent, the thread does
-not show it as a reply and the response clocks keep running: time in review counts against the
+marked as a trainee. The held reply is not a message yet, so nothing is sent, the thread shows it
+only as "waiting for review" (never as a sent reply) and the response clocks keep running: time in review counts against the
 service level like any other wait, and is recorded per item (`review_seconds`) for the reports.
 
 - `approve` queues the reply (possibly edited by the lead) through the outbox as the trainee's
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from inbox import clock
+from inbox.channel_format import to_html
 from inbox.store import Store
 from inbox.store.base import iso, parse_iso
 
@@ -68,6 +69,14 @@ def _seconds(item: dict[str, Any], now: dt.datetime) -> float:
     return max((now - held_at).total_seconds(), 0.0)
 
 
+def _html_for(item: dict[str, Any], final: str, edited: bool) -> str | None:
+    """The HTML part of the approved reply: the held one, or (edited) made again from the lead's text
+    the way the composer made it, so an edited mail keeps its formatting."""
+    if not item["html"]:
+        return None
+    return to_html(final) if edited else item["html"]
+
+
 def approve(mainland: Any, store: Store, item_id: int, *, reviewer: dict[str, Any], text: str | None = None,
             now: dt.datetime | None = None) -> Outcome:
     """Send the held reply (as edited by the reviewer, if `text` differs) through the outbox."""
@@ -87,7 +96,7 @@ def approve(mainland: Any, store: Store, item_id: int, *, reviewer: dict[str, An
         try:
             outbox_id = queue_reply(mainland, store, item["conversation_id"], final,
                                     agent={"id": author["id"], "name": author["name"]},
-                                    html=None if edited else item["html"], now=now, reviewed=True)
+                                    html=_html_for(item, final, edited), now=now, reviewed=True)
         except ReplyRefused as exc:
             raise ReviewError(str(exc)) from exc
         if not store.decide_review(item_id, state="approved", reviewer_id=reviewer["id"], now=iso(now),

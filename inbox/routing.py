@@ -12,19 +12,27 @@ The rules (issue 7), decided by pure functions over plain values (`decide`, `pic
    is not required (someone must answer it); an agent who lists no languages answers any.
 3. **Queue.** Else the conversation waits, unassigned, in its team's queue. `rebalance` (the
    worker runs it every 15 s, and the status page after a change) hands the backlog out as
-   capacity frees up, oldest first.
+   capacity frees up, most urgent first (the queue's service-level urgency, then priority, then
+   the longest wait), and only unassigned conversations.
 
 When an agent goes away or offline, or carries more than their capacity, `rebalance` passes their
 waiting conversations (the customer waits for an answer) on to the next suitable agent, or back
 to the queue. The customer's owner is never changed, so their next conversation comes back.
+
+A manual assignment is never undone by routing: routing moves only the conversations it assigned
+itself (`assigned_by`), except when their agent leaves (goes away or offline, or is disabled)
+while holding them: then flow-on passes on every waiting conversation that was theirs before they
+left, writes so in the conversation's timeline and notifies the agent. What a person assigns to an
+agent who is already away or offline stays with them.
 
 Per team (and for the unrouted pool) the mode can be `round_robin` (next available member under
 capacity in turn, skills ignored) or `manual` (routing never assigns or moves anything). Every
 decision is logged with its reason for the leads' "why it went where" page.
 
 Status follows inactivity: `AWAY_AFTER` without activity makes an available agent away,
-`OFFLINE_AFTER` makes them offline; their next action in the web inbox makes them available
-again. A status the agent chose themselves stays until they change it (or inactivity lowers it).
+`OFFLINE_AFTER` makes them offline; signing in and their next action in the web inbox make them
+available again, as does the first sign-in (new agents start offline, a status nobody chose). A
+status the agent chose themselves (away or offline) stays until they change it.
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ import datetime as dt
 import logging
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -324,9 +332,11 @@ class RebalanceReport:
 
 
 def apply_inactivity(store: Store, now: dt.datetime, report: RebalanceReport | None = None) -> RebalanceReport:
-    """Available agents idle for AWAY_AFTER become away; away ones idle for OFFLINE_AFTER offline."""
+    """Available agents idle for AWAY_AFTER become away; away ones idle for OFFLINE_AFTER offline.
+    An agent who chose away stays away: lowering it would turn their choice into the system's, and
+    their next action would then make them available against it."""
     report = report or RebalanceReport()
-    for agent_id in store.idle_agents("away", iso(now - OFFLINE_AFTER)):
+    for agent_id in store.idle_agents("away", iso(now - OFFLINE_AFTER), set_by_system_only=True):
         if store.set_agent_status(agent_id, "offline", iso(now), auto=True):
             report.went_offline.append(agent_id)
     for agent_id in store.idle_agents("available", iso(now - AWAY_AFTER)):
@@ -335,9 +345,35 @@ def apply_inactivity(store: Store, now: dt.datetime, report: RebalanceReport | N
     return report
 
 
+#: Why a flow-on happened when the agent left: these moves are written in the timeline and notified.
+LEFT_STATES = ("away", "offline", "disabled")
+
+
+def _untranslated(message: str, **params: Any) -> str:
+    return message % params if params else message
+
+
+def moved_note(previous: str, successor: str | None, why: str,
+               _: Callable[..., str] = _untranslated) -> str:
+    """The timeline's words for a flow-on away from an agent who left, e.g. "Moved from Ann to Bob:
+    Ann went offline." `_` translates (the web passes gettext; stored notes keep the English)."""
+    reasons = {
+        "away": _("%(name)s went away", name=previous),
+        "offline": _("%(name)s went offline", name=previous),
+        "disabled": _("%(name)s was disabled", name=previous),
+    }
+    reason = reasons.get(why, why)
+    if successor is None:
+        return _("Moved from %(previous)s back to the queue: %(reason)s.", previous=previous, reason=reason)
+    return _("Moved from %(previous)s to %(next)s: %(reason)s.", previous=previous, next=successor, reason=reason)
+
+
 def flow_on(store: Store, conversation_id: int, from_agent: int, now: dt.datetime, why: str) -> bool | None:
     """Pass one waiting conversation from `from_agent` to the next suitable agent, or back to the
-    queue. True: moved to someone; False: back in the queue; None: nothing changed."""
+    queue. True: moved to someone; False: back in the queue; None: nothing changed.
+
+    When the agent left (`why` in LEFT_STATES) the move is written in the conversation's timeline
+    and the agent is notified, in the same transaction as the move."""
     inputs = store.routing_inputs(conversation_id)
     if not _routable(inputs) or inputs["assignee_id"] != from_agent:
         return None
@@ -347,31 +383,52 @@ def flow_on(store: Store, conversation_id: int, from_agent: int, now: dt.datetim
         reason = decision.reason
     else:
         reason = "returned_to_queue"
-    if not store.route_assign(conversation_id, agent_id=decision.agent_id, expected=from_agent, reason=reason,
-                              detail=detail, team_id=inputs["team_id"], now=iso(now),
-                              round_robin=decision.reason == "round_robin"):
-        return None
+    with store.write():
+        if not store.route_assign(conversation_id, agent_id=decision.agent_id, expected=from_agent, reason=reason,
+                                  detail=detail, team_id=inputs["team_id"], now=iso(now),
+                                  round_robin=decision.reason == "round_robin"):
+            return None
+        if why in LEFT_STATES:
+            store.announce_flow_on(conversation_id, from_agent=from_agent, now=iso(now), text=moved_note(
+                _agent_name(store, from_agent), _agent_name(store, decision.agent_id), why))
     return decision.agent_id is not None
+
+
+def _agent_name(store: Store, agent_id: int | None) -> str | None:
+    if agent_id is None:
+        return None
+    agent = store.agent(agent_id)
+    return (agent["name"] or agent["email"]) if agent else str(agent_id)
 
 
 def rebalance(store: Store, now: dt.datetime | None = None, *, inactivity: bool = True) -> RebalanceReport:
     """The worker's routing run: inactivity, flowing on from agents who left or are overloaded,
-    then the backlog, oldest first, as far as capacity allows."""
+    then the backlog, most urgent first, as far as capacity allows.
+
+    Never undoes a person's assignment, except for an agent who left while holding it: from an
+    agent who is away, offline or disabled, the waiting conversations routing assigned and those a
+    person assigned before the agent left flow on; from an agent over capacity, only routing's."""
     now = now or clock.now()
     report = RebalanceReport()
     if inactivity:
         apply_inactivity(store, now, report)
     for agent_id in store.agents_holding_waiting():
         agent = store.agent_routing(agent_id)
-        why = agent["routing_status"] if agent and agent["active"] else "disabled"
-        for conversation_id in store.waiting_assigned(agent_id):
+        if agent is None:
+            continue
+        if agent["active"]:
+            why, left_at = agent["routing_status"], agent["unavailable_since"]
+        else:
+            # A disabled agent answers nothing again: everything of theirs a customer waits in.
+            why, left_at = "disabled", "~"
+        for conversation_id in store.waiting_assigned(agent_id, person_assigned_before=left_at):
             _count(report, flow_on(store, conversation_id, agent_id, now, why))
     for agent_id in store.agents_over_capacity():
         agent = store.agent_routing(agent_id)
         excess = agent["load"] - agent["capacity"]
         for conversation_id in store.waiting_assigned(agent_id)[:max(excess, 0)]:
             _count(report, flow_on(store, conversation_id, agent_id, now, "over_capacity"))
-    for conversation_id in store.routing_backlog(limit=BACKLOG_BATCH):
+    for conversation_id in store.routing_backlog(now=iso(now), limit=BACKLOG_BATCH):
         decision = assign_new_conversation(store, conversation_id, now)
         if decision is not None and decision.agent_id is not None:
             report.assigned += 1

@@ -59,6 +59,8 @@ DEFAULT_OUTBOX_EVERY = 10.0
 SLA_EVERY = 60.0
 SURVEYS_EVERY = 60.0
 DIGEST_EVERY = 300.0
+#: Seconds between notification runs: customer replies, batch mails due (inbox/notifications.py).
+NOTIFICATIONS_EVERY = 15.0
 #: Seconds between checks for snoozed conversations to wake up.
 DEFAULT_SNOOZE_EVERY = 30.0
 #: Seconds between routing runs (inactivity, flowing on, pulling the backlog).
@@ -170,6 +172,8 @@ class Worker:
                       args=("surveys",))
         self._add_job(self._leader_task, "digest", DIGEST_EVERY, first_run=now + dt.timedelta(seconds=40),
                       args=("digest",))
+        self._add_job(self._leader_task, "notifications", NOTIFICATIONS_EVERY,
+                      first_run=now + dt.timedelta(seconds=5), args=("notifications",))
         self._add_job(self._snooze_job, "snooze", DEFAULT_SNOOZE_EVERY, first_run=now)
         self._add_job(self._routing_job, "routing", ROUTING_EVERY, first_run=now)
         for plan in self.plans:
@@ -394,8 +398,9 @@ class Worker:
             log.info("woke %d snoozed conversation(s)", len(woken))
 
     def _leader_task(self, name: str) -> None:
-        """Service levels (due times, lead notifications), surveys after resolve, the weekly digest."""
-        from inbox import csat, digest, service_levels
+        """Service levels (due times, lead notifications), surveys after resolve, the weekly digest,
+        notifications (customer replies, batch mails)."""
+        from inbox import csat, digest, notifications, service_levels
 
         try:
             store = self._store()
@@ -415,6 +420,11 @@ class Worker:
                 week = digest.run_if_due(self.mainland, store)
                 if week:
                     log.info("weekly digest %s handled", week)
+            elif name == "notifications":
+                done = notifications.run(self.mainland, store)
+                if done.notified or done.queued or done.sent:
+                    log.info("notifications: %d made, %d mail(s) queued, %d sent", done.notified, done.queued,
+                             done.sent)
         except Exception:
             log.exception("%s job failed; trying again at its next run", name)
 

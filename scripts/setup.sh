@@ -117,3 +117,18 @@ else
     .venv/bin/python -m pip install -qq --disable-pip-version-check --no-deps -e "$spec"
     printf '%s\n' "$want_stamp" >"$stamp"
 fi
+
+# --- axe-core (tests only) ---------------------------------------------------- >>> axe-core
+# The accessibility checks (tests/axe.py, bench/workspace.py) inject axe-core from npm into the
+# page: installed into node_modules/ (git-ignored, never committed) when it is missing. Without it
+# those checks skip on a developer machine; under CI they fail, so CI must have it.
+if (( want_test )) && [[ ! -f node_modules/axe-core/axe.min.js ]]; then
+    if command -v npm >/dev/null 2>&1 \
+        && npm install --no-save --no-package-lock --no-audit --no-fund --silent axe-core@4 >/dev/null; then
+        say "installed axe-core $(node -p 'require("./node_modules/axe-core/package.json").version' 2>/dev/null)"
+    else
+        say "could not install axe-core with npm (npm install axe-core@4); the accessibility checks will skip" >&2
+        if is_ci && (( want_system )); then exit 1; fi
+    fi
+fi
+# ------------------------------------------------------------------------------ <<< axe-core

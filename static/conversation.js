@@ -1,5 +1,6 @@
-/* The conversation page: composer (reply / note), live messages and delivery states, presence,
- * the stale-reply hold, drafts kept in the browser, and the page's keyboard shortcuts.
+/* The conversation page: composer (reply / note), send-and-set-status, moving on to the next
+ * conversation, live messages and delivery states, presence, the stale-reply hold, a trainee's
+ * reply held for review, drafts kept in the browser, and the page's keyboard shortcuts.
  * Everything here enhances plain forms: without this script the page still works by posting.
  * Needs static/live.js (window.Live). Text from the server is inserted as HTML only when it is a
  * fragment our own templates rendered (autoescaped); names and other data go in as textContent.
@@ -21,6 +22,7 @@
   var replyText = document.getElementById("reply-text");
   var noteText = document.getElementById("note-text");
   var errorBox = document.getElementById("composer-error");
+  var statusBox = document.getElementById("composer-status");
   var newBar = document.getElementById("new-messages");
   var newButton = document.getElementById("show-new-messages");
   var presenceBox = document.getElementById("presence");
@@ -61,6 +63,22 @@
     errorBox.textContent = message || text.networkError || "";
     errorBox.className = "flash composer-error " + (kind === "held" ? "flash-info held" : "flash-error");
     errorBox.hidden = !message;
+  }
+
+  function showStatus(message) {
+    if (!statusBox) { return; }
+    statusBox.textContent = message || "";
+    statusBox.hidden = !message;
+  }
+
+  /* A trainee's held replies in the thread, as the server rendered them after sending. */
+  function replaceHeld(html) {
+    var box = document.getElementById("held-replies");
+    if (!box || typeof html !== "string") { return; }
+    var tpl = document.createElement("template");
+    tpl.innerHTML = html;
+    var fresh = tpl.content.getElementById("held-replies");
+    if (fresh) { box.replaceWith(fresh); }
   }
 
   function updateBar() {
@@ -159,8 +177,39 @@
   }, 2000);
   window.addEventListener("pagehide", function () { beat("gone"); });
 
-  /* Drafts survive a reload or a crash of the tab. */
+  /* Drafts: saved on the server 2 s after the agent stops typing (restored on any device, by the
+   * page itself); kept in the browser too until the server has them, so a text that never reached
+   * the server survives a reload or a crash of the tab. Saves go out one after the other. */
+  var composerBox = document.getElementById("composer");
+  var draftUrl = composerBox && composerBox.getAttribute("data-draft-url");
+  var draftTimers = {};
+  var saving = Promise.resolve();
   function draftKey(kind) { return "mainland:draft:" + conversationId + ":" + kind; }
+  function remember(kind, value) {
+    try {
+      if (value) { window.localStorage.setItem(draftKey(kind), value); }
+      else { window.localStorage.removeItem(draftKey(kind)); }
+    } catch (err) { /* storage may be off */ }
+  }
+  function saveDraft(kind, value) {
+    window.clearTimeout(draftTimers[kind]);
+    if (!draftUrl) { return saving; }
+    saving = saving.then(function () {
+      return fetch(draftUrl, {
+        method: "POST", credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "Accept": "application/json", "X-CSRFToken": Live.csrfToken() },
+        body: JSON.stringify({ kind: kind, text: value })
+      }).then(function (r) {
+        if (!r.ok) { throw new Error("draft not saved"); }
+        // The server has it: the browser's copy is no longer needed (unless the text moved on since).
+        var area = kind === "note" ? noteText : replyText;
+        if (!area || area.value === value) { remember(kind, ""); }
+      });
+    }).catch(function () {
+      if (composerBox && value) { showStatus(composerBox.getAttribute("data-draft-error")); }
+    });
+    return saving;
+  }
   function keepDraft(area, kind) {
     if (!area) { return; }
     try {
@@ -168,19 +217,21 @@
     } catch (err) { /* storage may be off */ }
     area.addEventListener("input", function () {
       typed();
-      try { window.localStorage.setItem(draftKey(kind), area.value); } catch (err) { /* ignore */ }
+      remember(kind, area.value);
+      window.clearTimeout(draftTimers[kind]);
+      draftTimers[kind] = window.setTimeout(function () { saveDraft(kind, area.value); }, 2000);
     });
   }
   function dropDraft(area, kind) {
     if (area) { area.value = ""; }
-    try { window.localStorage.removeItem(draftKey(kind)); } catch (err) { /* ignore */ }
+    remember(kind, "");
+    saveDraft(kind, "");
   }
   keepDraft(replyText, "reply");
   keepDraft(noteText, "note");
 
   /* Characters left, for channels with a limit. */
   var counter = document.getElementById("chars-left");
-  var sendButton = document.getElementById("send-reply");
   function count() {
     if (!replyText || !counter) { return; }
     var max = Number(replyText.getAttribute("data-max-length"));
@@ -188,7 +239,9 @@
     var template = left >= 0 ? counter.getAttribute("data-template-left") : counter.getAttribute("data-template-over");
     counter.textContent = template.replace("{n}", String(Math.abs(left)));
     counter.classList.toggle("over", left < 0);
-    if (sendButton) { sendButton.disabled = left < 0; }
+    if (replyForm) {
+      replyForm.querySelectorAll("button[type=submit]").forEach(function (b) { b.disabled = left < 0; });
+    }
   }
   if (replyText && counter) { replyText.addEventListener("input", count); count(); }
 
@@ -218,16 +271,32 @@
     if (!form) { return; }
     form.addEventListener("submit", function (ev) {
       ev.preventDefault();
-      var button = form.querySelector("button[type=submit]");
+      var buttons = Array.prototype.slice.call(form.querySelectorAll("button[type=submit]"));
       var body = new FormData(form);
       body.set("seen_up_to", String(seenUpTo));
-      if (button) { button.disabled = true; }
+      // FormData leaves out the button that was pressed: its status ("Send + resolve") goes along here.
+      var pressed = ev.submitter;
+      if (pressed && pressed.name) { body.set(pressed.name, pressed.value); }
+      buttons.forEach(function (b) { b.disabled = true; });
       fetch(form.action, {
         method: "POST", body: body, credentials: "same-origin",
         headers: { "Accept": "application/json", "X-CSRFToken": Live.csrfToken() }
       }).then(function (response) {
         return response.json().catch(function () { return { ok: false }; });
       }).then(function (data) {
+        if (data.ok && data.next_url) {
+          // The conversation is out of the agent's hands: on to the next one of their queue view
+          // (after the undo window, when there is one: undoing keeps the agent here).
+          dropDraft(area, kind);
+          if (data.undo) {
+            append(data.html || "");
+            setSeen(data.last_id || seenUpTo);
+            showUndo(data.undo, data.next_url);
+            return;
+          }
+          saving.then(function () { window.location.assign(data.next_url); });
+          return;
+        }
         if (data.ok) {
           append(data.html || "");
           setSeen(data.last_id || seenUpTo);
@@ -235,6 +304,9 @@
           updateBar();
           dropDraft(area, kind);
           showError("");
+          showStatus(data.held_for_review ? data.message : "");
+          if (data.undo) { showUndo(data.undo, null); }
+          if (data.held_for_review) { replaceHeld(data.review_html); }
           count();
           beat("viewing");
         } else if (data.held) {
@@ -250,13 +322,48 @@
       }).catch(function () {
         showError(text.networkError);
       }).then(function () {
-        if (button) { button.disabled = false; }
+        buttons.forEach(function (b) { b.disabled = false; });
         count();
       });
     });
   }
   submit(replyForm, replyText, "reply");
   submit(noteForm, noteText, "note");
+
+  /* Ctrl/Cmd+Enter sends with the default (the first submit button: "Send reply" or "Add note"). */
+  function sendOnCtrlEnter(area, form) {
+    if (!area || !form) { return; }
+    area.addEventListener("keydown", function (ev) {
+      if (ev.key !== "Enter" || !(ev.ctrlKey || ev.metaKey)) { return; }
+      var primary = form.querySelector("button[type=submit]");
+      ev.preventDefault();
+      if (primary && !primary.disabled) { form.requestSubmit(primary); }
+    });
+  }
+  sendOnCtrlEnter(replyText, replyForm);
+  sendOnCtrlEnter(noteText, noteForm);
+
+  /* A returned reply: "Edit and resubmit" puts its text back into the composer. When the composer
+   * is empty, the writer's latest returned reply is put there at once. */
+  function resubmit(link) {
+    var section = link.closest(".held-reply");
+    var held = section && section.querySelector(".text");
+    if (!held || !replyText) { return false; }
+    replyText.value = held.textContent;
+    showTab("reply", true);
+    count();
+    return true;
+  }
+  document.addEventListener("click", function (ev) {
+    var link = ev.target.closest && ev.target.closest("[data-resubmit]");
+    if (link && resubmit(link)) { ev.preventDefault(); }
+  });
+  var returned = document.querySelectorAll("[data-resubmit]");
+  if (returned.length && replyText && !replyText.value.trim()) {
+    var latest = returned[returned.length - 1].closest(".held-reply");
+    var latestText = latest && latest.querySelector(".text");
+    if (latestText) { replyText.value = latestText.textContent; count(); }
+  }
 
   /* Snooze until a local date-time: sent with the browser's own time zone. */
   var snoozeForm = document.getElementById("snooze-form");
@@ -277,6 +384,203 @@
     });
   }
 
+  /* Undo send: a queued reply waits out the undo window in the outbox (inbox/outbox.py). Each
+   * undo form counts down; Undo takes the reply back and puts its text into the composer. After
+   * "Send + status" the next conversation opens when the window ends ("Go on now" opens it at once). */
+  var moveOnTimer = null;
+  function startUndo(form, nextUrl) {
+    if (!form || form.getAttribute("data-started")) { return; }
+    form.setAttribute("data-started", "1");
+    var deadline = Date.now() + Number(form.getAttribute("data-seconds-left") || 0) * 1000;
+    var label = form.querySelector(".undo-countdown");
+    var next = form.querySelector(".undo-next");
+    if (nextUrl && next) { next.href = nextUrl; next.hidden = false; }
+    function tick() {
+      var left = Math.ceil((deadline - Date.now()) / 1000);
+      if (left > 0) {
+        label.textContent = label.getAttribute("data-template").replace("{n}", String(left));
+        return;
+      }
+      window.clearInterval(timer);
+      label.textContent = label.getAttribute("data-sending");
+      finishUndo(form);
+      if (nextUrl) { saving.then(function () { window.location.assign(nextUrl); }); }
+    }
+    var timer = window.setInterval(tick, 250);
+    form._undoTimer = timer;
+    tick();
+  }
+  function finishUndo(form) {
+    window.clearInterval(form._undoTimer);
+    var box = document.getElementById("undo-send");
+    form.remove();
+    if (box && !box.querySelector(".undo-form")) { box.hidden = true; }
+  }
+  function showUndo(undo, nextUrl) {
+    var box = document.getElementById("undo-send");
+    if (!box || !undo || !undo.html) { if (nextUrl) { window.location.assign(nextUrl); } return; }
+    var tpl = document.createElement("template");
+    tpl.innerHTML = undo.html;
+    var fresh = tpl.content.querySelector(".undo-form");
+    if (!fresh) { return; }
+    box.appendChild(fresh);
+    box.hidden = false;
+    startUndo(fresh, nextUrl);
+    var button = fresh.querySelector(".undo-button");
+    if (button && nextUrl) { button.focus(); }
+  }
+  document.querySelectorAll("#undo-send .undo-form").forEach(function (form) { startUndo(form, null); });
+  document.addEventListener("submit", function (ev) {
+    var form = ev.target;
+    if (!form.classList || !form.classList.contains("undo-form")) { return; }
+    ev.preventDefault();
+    window.clearInterval(form._undoTimer);
+    var button = form.querySelector(".undo-button");
+    if (button) { button.disabled = true; }
+    fetch(form.action, {
+      method: "POST", body: new FormData(form), credentials: "same-origin",
+      headers: { "Accept": "application/json", "X-CSRFToken": Live.csrfToken() }
+    }).then(function (r) {
+      return r.json().catch(function () { return { ok: false }; });
+    }).then(function (data) {
+      finishUndo(form);
+      if (!data.ok) { showError(data.error || text.networkError); return; }
+      var gone = document.getElementById("message-" + data.message_id);
+      if (gone) { gone.remove(); }
+      if (replyText) {
+        replyText.value = replyText.value.trim() ? data.text + "\n\n" + replyText.value : data.text;
+        remember("reply", "");
+      }
+      showError("");
+      showStatus(data.message);
+      showTab("reply", true);
+      count();
+    }).catch(function () {
+      if (button) { button.disabled = false; }
+      showError(text.networkError);
+    });
+  });
+  /* Ctrl/Cmd+Z in the composer, when there is no text of the agent's own to undo: undo the send. */
+  if (composerBox) {
+    composerBox.addEventListener("keydown", function (ev) {
+      if (ev.key.toLowerCase() !== "z" || !(ev.ctrlKey || ev.metaKey) || ev.shiftKey || ev.altKey) { return; }
+      var field = ev.target;
+      if ((field.tagName === "TEXTAREA" || field.tagName === "INPUT") && field.value) { return; }
+      var forms = document.querySelectorAll("#undo-send .undo-form");
+      if (!forms.length) { return; }
+      ev.preventDefault();
+      forms[forms.length - 1].requestSubmit();
+    });
+  }
+
+  /* Public or private: the line above Send follows the "answer privately" box. */
+  var audience = document.getElementById("reply-audience");
+  var privateBox = document.querySelector("#private-reply input[name=private]");
+  if (audience && privateBox) {
+    privateBox.addEventListener("change", function () {
+      audience.textContent = audience.getAttribute(privateBox.checked ? "data-private" : "data-public");
+      audience.classList.toggle("audience-public", !privateBox.checked);
+      audience.classList.toggle("audience-private", privateBox.checked);
+    });
+  }
+
+  /* @mention autocomplete in the internal note: "@an" lists the matching agents (a listbox, the
+   * textarea points at the active option); arrows move, Enter or Tab inserts the handle the server
+   * recognises (inbox/web/conversations.py mention_handle), Escape closes. */
+  var mentionList = document.getElementById("mention-list");
+  var mentionAgents = noteText ? parse(noteText.getAttribute("data-mentions")) : [];
+  var mentionState = null;
+  function mentionQuery() {
+    var upto = noteText.value.slice(0, noteText.selectionStart);
+    var match = /(^|[^\w@.+-])@([\w.+-]*)$/.exec(upto);
+    return match ? { start: upto.length - match[2].length - 1, query: match[2].toLowerCase() } : null;
+  }
+  function closeMentions() {
+    mentionState = null;
+    if (!mentionList) { return; }
+    mentionList.hidden = true;
+    mentionList.textContent = "";
+    noteText.setAttribute("aria-expanded", "false");
+    noteText.removeAttribute("aria-activedescendant");
+  }
+  function highlight(index) {
+    var options = mentionList.querySelectorAll("[role=option]");
+    if (!options.length) { return; }
+    mentionState.active = (index + options.length) % options.length;
+    options.forEach(function (option, i) {
+      option.setAttribute("aria-selected", String(i === mentionState.active));
+      option.classList.toggle("active", i === mentionState.active);
+    });
+    noteText.setAttribute("aria-activedescendant", options[mentionState.active].id);
+    options[mentionState.active].scrollIntoView({ block: "nearest" });
+  }
+  function pickMention(index) {
+    var agent = mentionState && mentionState.matches[index];
+    if (!agent) { return; }
+    var before = noteText.value.slice(0, mentionState.start);
+    var after = noteText.value.slice(noteText.selectionStart);
+    var insert = "@" + agent.handle + " ";
+    noteText.value = before + insert + after.replace(/^\S*/, "").replace(/^ /, "");
+    var caret = before.length + insert.length;
+    noteText.setSelectionRange(caret, caret);
+    closeMentions();
+    noteText.dispatchEvent(new Event("input", { bubbles: true }));
+  }
+  function openMentions() {
+    var found = mentionQuery();
+    if (!found) { closeMentions(); return; }
+    var matches = mentionAgents.filter(function (a) {
+      var words = (a.name || "").toLowerCase().split(/\s+/);
+      return [a.handle.toLowerCase(), (a.email || "").toLowerCase(), (a.name || "").toLowerCase()].concat(words)
+        .some(function (key) { return key.indexOf(found.query) === 0; });
+    }).slice(0, 8);
+    mentionState = { start: found.start, matches: matches, active: 0 };
+    mentionList.textContent = "";
+    if (!matches.length) {
+      var none = document.createElement("li");
+      none.className = "mention-none";
+      none.textContent = composerBox ? composerBox.getAttribute("data-no-mentions") : "";
+      mentionList.appendChild(none);
+    }
+    matches.forEach(function (agent, i) {
+      var option = document.createElement("li");
+      option.id = "mention-option-" + i;
+      option.setAttribute("role", "option");
+      var name = document.createElement("span");
+      name.className = "mention-name";
+      name.textContent = agent.name || agent.email;
+      var handle = document.createElement("span");
+      handle.className = "mention-handle muted";
+      handle.textContent = "@" + agent.handle;
+      option.appendChild(name);
+      option.appendChild(document.createTextNode(" "));
+      option.appendChild(handle);
+      option.addEventListener("mousedown", function (ev) { ev.preventDefault(); pickMention(i); });
+      mentionList.appendChild(option);
+    });
+    mentionList.hidden = false;
+    noteText.setAttribute("aria-expanded", "true");
+    if (matches.length) { highlight(0); } else { noteText.removeAttribute("aria-activedescendant"); }
+  }
+  if (noteText && mentionList && mentionAgents.length) {
+    noteText.addEventListener("input", function (ev) {
+      if (ev.isTrusted === false && !mentionState) { return; }
+      openMentions();
+    });
+    noteText.addEventListener("keydown", function (ev) {
+      if (!mentionState || mentionList.hidden) { return; }
+      var has = mentionState.matches.length > 0;
+      if (ev.key === "ArrowDown" && has) { ev.preventDefault(); highlight(mentionState.active + 1); }
+      else if (ev.key === "ArrowUp" && has) { ev.preventDefault(); highlight(mentionState.active - 1); }
+      else if ((ev.key === "Enter" || ev.key === "Tab") && has && !(ev.ctrlKey || ev.metaKey)) {
+        ev.preventDefault();
+        ev.stopPropagation();
+        pickMention(mentionState.active);
+      } else if (ev.key === "Escape") { ev.preventDefault(); ev.stopPropagation(); closeMentions(); }
+    });
+    noteText.addEventListener("blur", function () { window.setTimeout(closeMentions, 100); });
+  }
+
   /* Shortcuts. */
   function follow(id) { var link = document.getElementById(id); if (link) { window.location.href = link.href; } }
   function press(id) { var el = document.getElementById(id); if (el) { el.click(); } }
@@ -290,3 +594,65 @@
     if (form) { form.submit(); }
   });
 })();
+
+/* The queue pane beside the conversation (three panes from 1280 px), loaded after the page so the
+ * conversation itself shows at once; on opening, the thread is scrolled to its latest message. */
+(function () {
+  "use strict";
+  var pane = document.getElementById("queue-pane");
+  if (pane && window.fetch && window.matchMedia && window.matchMedia("(min-width: 1280px)").matches) {
+    fetch(pane.getAttribute("data-pane-src"), { credentials: "same-origin" })
+      .then(function (res) { return res.ok ? res.text() : ""; })
+      .then(function (html) {
+        pane.innerHTML = html;
+        var current = pane.querySelector("li.current");
+        if (current) { current.scrollIntoView({ block: "center" }); }
+      })
+      .catch(function () { /* the list stays one click away */ });
+  }
+  var messages = document.getElementById("messages");
+  var composer = document.getElementById("composer");
+  if (messages && composer && !window.location.hash && !document.querySelector(".unseen")) {
+    var last = messages.lastElementChild;
+    if (last && last.getBoundingClientRect().bottom > window.innerHeight) {
+      window.scrollTo(0, document.documentElement.scrollHeight);
+    }
+  }
+})();
+
+/* Earlier messages of a long thread: fetched when the agent scrolls near the top or presses the
+ * link (which, without this script, opens the whole thread), then put above the ones shown. */
+(function () {
+  "use strict";
+  var link = document.getElementById("earlier-link");
+  var messages = document.getElementById("messages");
+  if (!link || !messages || !window.fetch) { return; }
+  var busy = false;
+  function load() {
+    var before = link.getAttribute("data-before");
+    if (busy || !before || before === "0") { return; }
+    busy = true;
+    var url = link.getAttribute("data-earlier-url") + "?before=" + encodeURIComponent(before);
+    fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json" } })
+      .then(function (res) { return res.json(); })
+      .then(function (data) {
+        if (!data.ok) { return; }
+        var height = document.documentElement.scrollHeight;
+        messages.insertAdjacentHTML("afterbegin", data.html);
+        // Keep the message the agent was reading where it was.
+        window.scrollBy(0, document.documentElement.scrollHeight - height);
+        link.setAttribute("data-before", String(data.earlier));
+        if (!data.earlier) { link.parentNode.hidden = true; }
+        else { link.textContent = link.textContent.replace(/\d+/, String(data.earlier)); }
+      })
+      .catch(function () { /* the link still opens the whole thread */ })
+      .then(function () { busy = false; });
+  }
+  link.addEventListener("click", function (ev) { ev.preventDefault(); load(); });
+  if (window.IntersectionObserver) {
+    new IntersectionObserver(function (entries) {
+      if (entries.some(function (e) { return e.isIntersecting; })) { load(); }
+    }, { rootMargin: "200px 0px 0px 0px" }).observe(link);
+  }
+})();
+

@@ -191,6 +191,32 @@
   Live.on("notifications", function (data) {
     document.querySelectorAll("[data-live-count=notifications]").forEach(function (el) { setCount(el, data.unread); });
   });
+  /* Browser notifications: the stream's `latest` (only kinds the agent wants in the browser) becomes a
+   * system notification once the agent allowed them ([data-browser-notifications-allow] asks);
+   * a click opens the conversation. The tag makes several open tabs show one. */
+  Live.on("notifications", function (data) {
+    var latest = data && data.latest;
+    if (!latest || !window.Notification || Notification.permission !== "granted") { return; }
+    var shown = new Notification("Mainland", { body: latest.text, tag: "mainland-notification-" + latest.id });
+    shown.onclick = function () { window.focus(); window.location.href = latest.url; shown.close(); };
+  });
+  (function () {
+    var box = document.querySelector("[data-browser-notifications]");
+    if (!box || !window.Notification) { return; }
+    var state = box.querySelector("[data-browser-notifications-state]");
+    var allow = box.querySelector("[data-browser-notifications-allow]");
+    function show() {
+      var permission = Notification.permission;
+      allow.hidden = permission !== "default";
+      state.textContent = permission === "default" ? "" : (state.getAttribute("data-" + permission) || "");
+    }
+    box.hidden = false;
+    show();
+    allow.addEventListener("click", function () {
+      var asked = Notification.requestPermission(show);
+      if (asked && asked.then) { asked.then(show); }
+    });
+  })();
   Live.on("counts", function (data) {
     document.querySelectorAll("[data-live-count]").forEach(function (el) {
       var what = el.getAttribute("data-live-count");

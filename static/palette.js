@@ -60,11 +60,11 @@
     status.textContent = shown.length ? "" : (status.getAttribute("data-empty") || "");
   }
 
-  function open() {
+  function open(prefill) {
     var id = conversationId();
     if (!id) { return; }
     dialog.hidden = false;
-    input.value = "";
+    input.value = prefill || "";
     active = 0;
     input.focus();
     if (forId !== id) {
@@ -118,5 +118,22 @@
     else if (ev.key === "Enter" && ev.target === input) { ev.preventDefault(); run(); }
   });
   input.addEventListener("input", function () { active = 0; draw(); });
+
+  /* Single keys for the moves agents make most, each opening the palette on its group. */
+  document.addEventListener("DOMContentLoaded", function () {
+    if (!window.Live) { return; }
+    var strings = dialog.dataset;
+    window.Live.key("s", function () { open(strings.snooze || "snooze"); });
+    window.Live.key("l", function () { open(strings.label || "label"); });
+    window.Live.key("i", function () { open(strings.answer || "answer"); });
+    window.Live.key("/", function () {
+      var search = document.querySelector(".topbar-search input");
+      if (search) { search.focus(); search.select(); }
+    });
+    window.Live.key("u", function () {
+      var back = document.getElementById("nav-queue");
+      if (back) { window.location.href = back.getAttribute("href"); }
+    });
+  });
   dialog.addEventListener("click", function (ev) { if (ev.target === dialog) { close(); } });
 })();

@@ -56,6 +56,11 @@
   // live.js is deferred after this file: subscribe once every deferred script has run.
   document.addEventListener("DOMContentLoaded", function () {
   if (!table || !window.Live || !window.fetch) { return; }
+  // x ticks the row the keyboard is on, for a bulk action.
+  window.Live.key("x", function () {
+    var box = table.querySelector("tr.selected input[name=ids]");
+    if (box) { box.checked = !box.checked; box.dispatchEvent(new Event("change", { bubbles: true })); }
+  });
   var body = table.tBodies[0];
   var pending = null;
   var busy = false;

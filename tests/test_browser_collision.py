@@ -80,7 +80,7 @@ def test_two_agents_see_each_other_and_a_stale_reply_is_held(app, live_app):  # 
 
                 # Having seen it, she may still send (here: a corrected reply).
                 ann.fill("#reply-text", "Your refund was sent yesterday")
-                ann.click("#send-reply")
+                ann.click("#send-reply-open")  # and keep it open: she stays on the conversation
                 expect(ann.locator(".message.direction-out")).to_contain_text("Your refund was sent yesterday")
                 expect(ann.locator("#composer-error")).to_be_hidden()
                 expect(ann.locator("#reply-text")).to_have_value("")

@@ -69,7 +69,7 @@ def test_reply_turns_sent_on_the_page_without_reload(app, live_app, conversation
             page.evaluate("window.__sameDocument = true")
 
             page.fill("#reply-text", "We are sending a new one today.")
-            page.click("#send-reply")
+            page.click("#send-reply-open")  # "Send, keep open": the agent stays on the conversation
             reply = page.locator(".message.direction-out").last
             expect(reply).to_contain_text("We are sending a new one today.")
             expect(reply.locator(".delivery-status")).to_have_text("Queued")
@@ -117,8 +117,9 @@ def test_keyboard_shortcuts_help_and_composer_but_not_while_typing(app, live_app
             expect(page.locator("#reply-text")).to_be_focused()
             page.keyboard.press("Escape")
             page.keyboard.press("e")
-            page.wait_for_url(f"{live_app}/conversations/{conversation_id}")
-            expect(page.locator("#conversation-status .badge")).to_have_text("Resolved")
+            # Resolved, and nothing else in the queue: back to it, with the flash saying so.
+            page.wait_for_url(f"{live_app}/")
+            expect(page.get_by_text("Status: Resolved.")).to_be_visible()
             deadline = time.monotonic() + 5
             while _store.conversation(conversation_id)["status"] != "resolved" and time.monotonic() < deadline:
                 time.sleep(0.05)
@@ -159,5 +160,76 @@ def test_queue_shows_new_conversations_live_and_moves_by_keyboard(app, live_app,
             page.keyboard.press("k")
             page.wait_for_url(lambda url: url != f"{live_app}/conversations/{conversation_id}")
             expect(page.locator("h1")).to_contain_text("Second question")
+        finally:
+            browser.close()
+
+
+def test_ctrl_enter_sends_with_the_default_status_and_opens_the_next_conversation(app, live_app,  # noqa: F811
+                                                                                conversation):
+    _require_chromium()
+    from playwright.sync_api import expect, sync_playwright
+
+    store, first_id = conversation
+    item = parse_email(raw_mail(sender="Joe <joe@example.net>", subject="Second question"), channel="mail")
+    [second_id] = app.extensions["mainland"].ingestor(store).ingest(
+        "mail", FetchResult(items=[item], cursor="c2")).new_conversations
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            sign_in(page, live_app, "ann@example.org", f"/conversations/{second_id}")
+            expect(page.locator("#send-reply")).to_contain_text("Pending")
+            page.fill("#reply-text", "Sent with the keyboard.")
+            page.keyboard.press("Control+Enter")
+            page.wait_for_url(f"{live_app}/conversations/{first_id}")
+            expect(page.locator(".flash").first).to_contain_text("Status: Pending.")
+            assert store.conversation(second_id)["status"] == "pending"
+            assert [m["text"] for m in store.thread_messages(second_id) if m["direction"] == "out"] == [
+                "Sent with the keyboard."]
+            expect(page.locator("#reply-text")).to_have_value("")
+            assert errors == []
+        finally:
+            browser.close()
+
+
+def test_a_trainees_held_reply_stays_in_the_thread_and_a_returned_one_comes_back_to_the_composer(
+        app, live_app, conversation):  # noqa: F811
+    _require_chromium()
+    from playwright.sync_api import expect, sync_playwright
+
+    from inbox import review
+
+    store, conversation_id = conversation
+    ann = store.agent_by_email("ann@example.org")
+    store.set_agent_routing(ann["id"], capacity=5, languages=(), topics=(), trainee=True)
+    lead = {"id": make_agent(store, email="lea@example.org", name="Lea Lead", role="lead")["id"]}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            sign_in(page, live_app, "ann@example.org", f"/conversations/{conversation_id}")
+            page.fill("#reply-text", "its coming")
+            page.click("#send-reply")
+            expect(page.locator("#composer-status")).to_contain_text("waits for a lead's review")
+            held = page.locator("#held-replies .held-reply")
+            expect(held).to_contain_text("its coming")
+            expect(held).to_contain_text("Waiting for review")
+            assert page.url == f"{live_app}/conversations/{conversation_id}", "nothing was sent: she stays"
+            assert store.conversation(conversation_id)["status"] == "new"
+
+            [item] = store.review_items(None)
+            review.return_reply(store, item["id"], reviewer=lead, comment="Greet Jane and give a date.")
+            page.reload()
+            expect(held).to_contain_text("Greet Jane and give a date.")
+            expect(page.locator("#reply-text")).to_have_value("its coming")
+            page.fill("#reply-text", "")
+            page.get_by_text("Edit and resubmit").click()
+            expect(page.locator("#reply-text")).to_have_value("its coming")
+            expect(page.locator("#reply-text")).to_be_focused()
+            assert errors == []
         finally:
             browser.close()

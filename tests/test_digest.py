@@ -435,3 +435,69 @@ def test_service_levels_are_the_same_for_every_channel_in_the_scenario(scenario)
     _, mainland, store, traffic = scenario
     levels = service_levels.for_config(mainland.config)
     assert {levels.policy_for(ch).name for ch in CHANNELS} == {"default"}
+
+
+# A quiet week and a week of one ------------------------------------------------------------------------
+
+@pytest.fixture
+def quiet(app_config):
+    """The scenario's configuration without any traffic (and an SMTP server that is never used)."""
+    from inbox import create_app
+
+    app = create_app(scenario_config(app_config, type("NoServer", (), {"host": "127.0.0.1", "port": 9})))
+    app.config.update(TESTING=True)
+    mainland = app.extensions["mainland"]
+    store = mainland.open_store()
+    make_agent(store, "mia@example.org", name="Mia Manager", role="manager")
+    yield app, mainland, store
+    store.close()
+
+
+def _visible_text(html: str) -> str:
+    """What a reader sees of an HTML mail: no tags, no styles."""
+    return re.sub(r"\s+", " ", re.sub(r"<style.*?</style>|<[^>]+>", " ", html, flags=re.S))
+
+
+def test_the_digest_of_an_empty_week_says_there_were_no_conversations(quiet, frozen_clock):
+    app, mainland, store = quiet
+    frozen_clock.set(DIGEST_AT.astimezone(dt.UTC))
+    result = digest.run(mainland, store, Period.parse(WEEK, "Europe/Amsterdam"), send_mail=False,
+                        now=DIGEST_AT.astimezone(dt.UTC))
+    assert result.subject == "Mainland weekly digest, week 2026-W47: no conversations"
+    html = _visible_text(result.html)
+    for shown in (result.text, html):
+        assert "No conversations this week" in shown
+        assert "within adequate." not in shown and "Every answered conversation" not in shown  # nothing to praise
+        assert "%" not in shown  # no share of nothing
+    per_channel = result.text.split("Per channel", 1)[1]
+    assert "No conversations this week" in per_channel
+
+    client = app.test_client()
+    login(client, "mia@example.org")
+    archived = _visible_text(client.get(f"/reports/digests/{WEEK}/body").get_data(as_text=True))
+    assert "No conversations this week" in archived and "Every answered conversation" not in archived
+    with store.write():
+        store.mark_digest_sent(WEEK, ["mia@example.org"], iso(DIGEST_AT.astimezone(dt.UTC)), None)
+    page = _visible_text(client.get(f"/reports/digests/{WEEK}").get_data(as_text=True))
+    assert "to 1 recipient." in page
+
+
+def test_counts_of_one_read_in_the_singular(quiet, frozen_clock):
+    app, mainland, store = quiet
+    frozen_clock.set(DIGEST_AT.astimezone(dt.UTC))
+    ann = make_agent(store, "ann@example.org", name="Ann Agent")
+    monday = dt.datetime(2026, 11, 16, 9, 0, tzinfo=dt.UTC)
+    [cid] = _ingest(mainland, store, "support-mail", monday, "dora@customer.example", "Dora", "Where is my parcel?"
+                    ).new_conversations
+    # Answered after six hours, resolved in time: one breach, by Ann, in her one conversation.
+    queue_reply(mainland, store, cid, "Sorry for the wait", agent=ann, now=monday + 6 * H)
+    with store.write():
+        store.execute("UPDATE conversations SET status = 'resolved', updated_at = ? WHERE id = ?",
+                      (iso(monday + 7 * H), cid))
+    result = digest.run(mainland, store, Period.parse(WEEK, "Europe/Amsterdam"), send_mail=False,
+                        now=DIGEST_AT.astimezone(dt.UTC))
+    assert result.subject.startswith("Mainland weekly digest, week 2026-W47: 1 conversation, ")
+    assert "support-mail: 1 conversation;" in result.text
+    assert "1 breach in 1 conversation;" in result.text
+    for wrong in ("1 conversations", "1 breaches"):
+        assert wrong not in result.text and wrong not in result.html and wrong not in result.subject

@@ -7,10 +7,11 @@ import csv
 import datetime as dt
 import io
 import itertools
+import re
 
 import pytest
 
-from inbox import reports
+from inbox import charts, reports
 from inbox.models import Author, FetchResult, InboundItem
 from inbox.outbox import queue_reply
 from inbox.reports import Period, csv_safe
@@ -168,3 +169,72 @@ def test_weeks_are_iso_weeks_in_the_configured_time_zone():
     with pytest.raises(ValueError):
         Period.parse("2025-W53")  # 2025 has 52 weeks
     assert iso(period.start) < iso(period.end)
+
+
+def test_first_responses_are_credited_to_who_sent_them_not_to_the_assignee(report_app, frozen_clock):
+    frozen_clock.set(MONDAY + dt.timedelta(days=1))
+    mainland = report_app.extensions["mainland"]
+    store = mainland.open_store()
+    ann = make_agent(store, "ann@example.org", name="Ann Agent")
+    bob = make_agent(store, "bob@example.org", name="Bob Agent")
+    make_agent(store, "mia@example.org", role="manager", name="Mia Manager")
+    helped = _conversation(mainland, store, "mail", MONDAY, name="Dora")
+    late = _conversation(mainland, store, "mail", MONDAY, name="Eve")
+    for cid in (helped, late):
+        store.assign_conversation(cid, assignee_id=ann["id"], team_id=None, now=iso(MONDAY))
+    # Both are Ann's. Bob answered Dora first, within the desired hour; Ann only wrote to her later.
+    queue_reply(mainland, store, helped, "On it", agent=bob, now=MONDAY + 20 * M)
+    queue_reply(mainland, store, helped, "Anything else?", agent=ann, now=MONDAY + 5 * H)
+    # Eve's first response is Ann's own, after the adequate four hours.
+    queue_reply(mainland, store, late, "Sorry for the wait", agent=ann, now=MONDAY + 6 * H)
+
+    report = reports.build(store, Period.parse(WEEK), MONDAY + dt.timedelta(days=1))
+    store.close()
+    first = {a["name"]: a["first_response"] for a in report.agents}
+    assert (first["Bob Agent"]["decided"], first["Bob Agent"]["desired"]) == (1, 1)
+    assert (first["Ann Agent"]["decided"], first["Ann Agent"]["missed"]) == (1, 1)
+    assert first["Bob Agent"]["median_seconds"] == 20 * 60 and first["Ann Agent"]["median_seconds"] == 6 * 3600
+    # The conversations themselves stay with their assignee.
+    assert {a["name"]: a["conversations"] for a in report.agents}["Ann Agent"] == 2
+
+    client = report_app.test_client()
+    login(client, "mia@example.org")
+    page = client.get(f"/reports?week={WEEK}").get_data(as_text=True)
+    bob_row = re.search(rf'<tr data-agent="{bob["id"]}">.*?</tr>', page, re.S)[0]
+    assert "100%" in bob_row and "20 min" in bob_row
+
+
+def test_counts_of_one_read_in_the_singular(report_app, frozen_clock):
+    frozen_clock.set(MONDAY + dt.timedelta(days=1))
+    mainland = report_app.extensions["mainland"]
+    store = mainland.open_store()
+    make_agent(store, "mia@example.org", role="manager", name="Mia Manager")
+    ann = make_agent(store, "ann@example.org", name="Ann Agent")
+    answered = _conversation(mainland, store, "chat", MONDAY, name="Finn", reply_after=5 * M, agent=ann)
+    _conversation(mainland, store, "chat", MONDAY + H, name="Gus")  # still waiting for us
+    conversation = store.conversation(answered)
+    with store.write():
+        survey = store.create_survey(conversation_id=answered, channel="chat", customer_id=conversation["customer_id"],
+                                     agent_id=ann["id"], team_id=None, kind="chat", token_hash=None, message_id=None,
+                                     first_response_seconds=300.0, asked_at=iso(MONDAY + H),
+                                     expires_at=iso(MONDAY + dt.timedelta(days=7)))
+        assert store.answer_survey(survey, 5, None, iso(MONDAY + 2 * H))
+    store.close()
+    client = report_app.test_client()
+    login(client, "mia@example.org")
+    page = re.sub(r"\s+", " ", client.get(f"/reports?week={WEEK}").get_data(as_text=True))
+    assert "1 answer<" in page and "1 answers" not in page
+    assert "1 waiting for us" in page
+
+
+def test_the_satisfaction_chart_gives_each_count_its_own_words():
+    said = []
+
+    def answers(n: int) -> str:
+        said.append(n)
+        return f"{n} answer" if n == 1 else f"{n} answers"
+
+    bands = [{"band": "15m", "answers": 1, "average": 5.0}, {"band": "1h", "answers": 3, "average": 4.0}]
+    png = charts.csat_by_wait_chart(bands, {"15m": "≤ 15 min", "1h": "15–60 min"}, title="Satisfaction",
+                                    answers_label=answers, empty_label="No data")
+    assert png.startswith(b"\x89PNG") and said == [1, 3]

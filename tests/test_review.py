@@ -114,6 +114,16 @@ def test_a_lead_can_edit_before_approving(mainland, setup):
     assert item["edited"] == 1 and item["final_text"] == "Hi Jane, it ships today." and item["text"] == "it ships today"
 
 
+def test_an_edited_formatted_reply_is_sent_formatted_as_the_lead_wrote_it(mainland, setup):
+    store, trainee, lead, cid = setup
+    queue_reply(mainland, store, cid, "it ships **today**", agent=trainee, html="<p>it ships <strong>today</strong></p>",
+                now=T0 + M)
+    item_id = store.review_items(None)[0]["id"]
+    review.approve(mainland, store, item_id, reviewer=lead, text="Hi Jane, it ships **Friday**.", now=T0 + 2 * M)
+    [reply] = outgoing(store, cid)
+    assert reply["html"] == "<p>Hi Jane, it ships <strong>Friday</strong>.</p>", "not the trainee's old HTML, nor none"
+
+
 def test_a_returned_reply_is_not_sent_and_the_feedback_stays_with_the_trainee(mainland, setup):
     store, trainee, lead, cid = setup
     queue_reply(mainland, store, cid, "dunno", agent=trainee, now=T0 + M)

@@ -402,7 +402,7 @@ def test_status_changes_and_snooze(world):
                 {"status": "snoozed", "snooze_until": "2001-01-01T00:00:00Z"}):
         assert post(ann, f"/conversations/{cid}/status", bad).status_code == 400
     form = post(ann, f"/conversations/{cid}/status", {"status": "resolved"}, json=False)
-    assert form.status_code == 303 and form.headers["Location"].endswith(f"/conversations/{cid}")
+    assert form.status_code == 303 and form.headers["Location"] == "/", "no other conversation: back to the queue"
     actions = [r[0] for r in world.store.execute("SELECT action FROM audit_log WHERE object_id = ?", (str(cid),))]
     assert actions.count("status") == 7
 

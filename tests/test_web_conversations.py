@@ -321,3 +321,80 @@ def test_raw_original_downloads_as_rfc822(agent_client, ingest, web_store):  # n
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert response.headers["Content-Security-Policy"] == "sandbox"
     assert response.get_data() == raw
+
+
+# Customers' images inline --------------------------------------------------------------------
+
+PNG_1x1 = bytes.fromhex(
+    "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d4944415478da63f8cf"
+    "c0f01f0005000201f1d8b5ec0000000049454e44ae426082")
+
+
+def test_a_customers_photo_shows_in_the_thread_from_our_own_store(agent_client, ingest, web_store):  # noqa: F811
+    msg = EmailMessage()
+    msg["From"] = "kim@example.net"
+    msg["To"] = "support@mainland.test"
+    msg["Subject"] = "Cracked lid"
+    msg.set_content("See the photo.")
+    msg.add_attachment(PNG_1x1, maintype="image", subtype="png", filename="lid.png")
+    ingest(msg.as_bytes())
+    conversation = only_conversation(web_store)
+    _, attachments = attachments_by_name(web_store, conversation["id"])
+    photo = attachments["lid.png"]
+    page = agent_client.get(f"/conversations/{conversation['id']}").get_data(as_text=True)
+    assert f'<img src="/attachments/{photo["id"]}/inline" alt="lid.png"' in page
+    response = agent_client.get(f"/attachments/{photo['id']}/inline")
+    assert response.status_code == 200 and response.get_data() == PNG_1x1
+    assert response.mimetype == "image/png"
+    assert "attachment" not in response.headers.get("Content-Disposition", "")
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert "sandbox" in response.headers["Content-Security-Policy"]
+
+
+def test_a_disguised_or_scriptable_file_is_never_shown_inline(agent_client, ingest, web_store):  # noqa: F811
+    ingest(hostile_mail())
+    conversation = only_conversation(web_store)
+    _, attachments = attachments_by_name(web_store, conversation["id"])
+    page = agent_client.get(f"/conversations/{conversation['id']}").get_data(as_text=True)
+    assert "/inline" not in page  # the GIF/HTML polyglot posing as PNG, scripts, HTML: downloads only
+    for attachment in attachments.values():
+        assert agent_client.get(f"/attachments/{attachment['id']}/inline").status_code == 404
+
+
+def test_a_short_social_post_reads_inline_and_a_laid_out_mail_keeps_its_frame(app, agent_client, web_store):  # noqa: F811
+    from inbox.models import Author, FetchResult, InboundItem
+
+    ingestor = app.extensions["mainland"].ingestor(web_store)
+    post = InboundItem(channel="mastodon", external_id="toot-1", thread_key="toot-1", public=True,
+                       text="@support Is the winter sale on in Leeds?",
+                       html='<p><span class="h-card"><a href="https://m.example/@support">@support</a></span> '
+                            "Is the winter sale on in Leeds?</p>",
+                       author=Author(handle="tom@m.example", name="Tom", identity_kind="mastodon"))
+    table = InboundItem(channel="mastodon", external_id="toot-2", thread_key="toot-2", text="Order | 2",
+                        html="<table><tr><td>Order</td><td>2</td></tr></table>",
+                        author=Author(handle="ann@m.example", name="Ann", identity_kind="mastodon"))
+    ids = ingestor.ingest("mastodon", FetchResult(items=[post, table], cursor="1")).message_ids
+    short, laid_out = (web_store.message(i)["conversation_id"] for i in ids)
+    page = agent_client.get(f"/conversations/{short}").get_data(as_text=True)
+    assert "<iframe" not in page and "Is the winter sale on in Leeds?" in page
+    assert "<iframe" in agent_client.get(f"/conversations/{laid_out}").get_data(as_text=True)
+
+
+def test_a_long_thread_opens_with_its_latest_part_and_the_rest_comes_on_request(app, agent_client, web_store):  # noqa: F811
+    from inbox.models import Author, FetchResult, InboundItem
+
+    items = [InboundItem(channel="chat", external_id=f"m{i}", thread_key="t1", text=f"Line number {i:03d}",
+                         author=Author(handle="4711", name="Piet", identity_kind="chat")) for i in range(500)]
+    [first, *_] = app.extensions["mainland"].ingestor(web_store).ingest(
+        "chat", FetchResult(items=items, cursor="1")).message_ids
+    cid = web_store.message(first)["conversation_id"]
+    page = agent_client.get(f"/conversations/{cid}").get_data(as_text=True)
+    assert "Line number 499" in page and "Line number 460" in page and "Line number 459" not in page
+    assert "Show 460 earlier messages" in page
+    assert len(page.encode()) < 150_000
+    earlier = agent_client.get(f"/conversations/{cid}/messages?before=460").get_json()
+    assert earlier["earlier"] == 420 and earlier["count"] == 40
+    assert "Line number 420" in earlier["html"] and "Line number 459" in earlier["html"]
+    assert "Line number 460" not in earlier["html"] and "Line number 419" not in earlier["html"]
+    whole = agent_client.get(f"/conversations/{cid}?all=1").get_data(as_text=True)
+    assert "Line number 000" in whole and "earlier message" not in whole

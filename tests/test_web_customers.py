@@ -87,6 +87,23 @@ def test_a_customer_page_shows_every_channel_in_one_timeline(client, world):
     assert client.get(f"/customers/{world['jan_wa']}").status_code == 302
 
 
+def test_a_heavy_customers_page_shows_the_latest_part_of_the_timeline_first(client, world):
+    signed_in(client, "alice@example.org")
+    write = world["write"]
+    for n in range(60):
+        customer = write("whatsapp", "phone", "+31600000001", "Hanna Heavy", f"Question number {n:02d}",
+                         when=DAY + dt.timedelta(minutes=n))
+
+    def timeline(url: str) -> str:
+        return client.get(url).get_data(as_text=True).split('id="h-timeline"')[1].split("</section>")[0]
+
+    page = timeline(f"/customers/{customer}")
+    assert "Question number 59" in page and "Question number 10" in page and "Question number 09" not in page
+    assert "Show older messages" in page
+    everything = timeline(f"/customers/{customer}?timeline=100")
+    assert "Question number 00" in everything and "Show older messages" not in everything
+
+
 def test_another_teams_customer_is_invisible_by_id_search_count_and_queue(client, world):
     signed_in(client, "alice@example.org")
     bea = world["bea"]

@@ -118,6 +118,21 @@ def test_submission_creates_a_conversation_for_the_customers_email(client, db):
     assert (identity["kind"], identity["value"]) == ("email", "ada@example.com")
 
 
+def test_the_channel_list_shows_a_used_form_as_used(client, db, frozen_clock):
+    """The admin's list of channels counts a form's messages; when it was last used comes from them too."""
+    from tests.test_web_auth import login, make_agent
+
+    assert client.post("/forms/contact", data=filled(client)).status_code == 200
+    frozen_clock.advance(minutes=5)
+    make_agent(db, "admin@example.org", role="admin")
+    login(client, "admin@example.org")
+    page = client.get("/admin/connectors").get_data(as_text=True)
+    row = re.search(r'<tr id="channel-contact".*?</tr>', page, re.S)[0]
+    assert "1 message" in row
+    assert "never" not in row and "not used yet" not in row
+    assert "working" in row and "<time datetime=" in row
+
+
 def test_attachment_arrives_with_the_message(client, db):
     data = filled(client, attachments=(io.BytesIO(b"%PDF-1.4 receipt"), "receipt.pdf", "application/pdf"))
     assert client.post("/forms/contact", data=data, content_type="multipart/form-data").status_code == 200
@@ -311,6 +326,19 @@ def test_per_ip_limit_follows_the_channel_setting(app_config):
     client = create_app(app_config).test_client()
     statuses = [client.post("/forms/contact", data=filled(client)).status_code for _ in range(3)]
     assert statuses == [200, 200, 429]
+
+
+def test_a_form_that_takes_one_file_says_file_not_files(app_config):
+    from inbox import create_app
+
+    app_config["channels"]["contact"]["max_attachments"] = 1
+    client = create_app(app_config).test_client()
+    page = client.get("/forms/contact").get_data(as_text=True)
+    assert "Up to 1 file of at most" in page and "1 files" not in page
+    two = [(io.BytesIO(b"one"), "a.txt", "text/plain"), (io.BytesIO(b"two"), "b.txt", "text/plain")]
+    refused = client.post("/forms/contact", data=filled(client, attachments=two), content_type="multipart/form-data")
+    html = refused.get_data(as_text=True)
+    assert "Attach at most 1 file." in html and "1 files" not in html
 
 
 # The JSON API ------------------------------------------------------------------------------------------

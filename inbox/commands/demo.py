@@ -5,14 +5,17 @@ What is seeded lives in `inbox/demo.py`; running the command again seeds nothing
 
 With `demo: {live_channels: true}` (the shipped demo config) it also starts a loopback imitation of
 every social channel (`sandbox/demo_stack.py`), adds a channel for each to the configuration, and,
-once the web app listens, plays customers writing in (`sandbox/scenario.py`). The imitations keep
-nothing between runs, so each run starts afresh unless `--keep-data` is given. docs/demo.md.
+once the web app listens, plays customers writing in (`sandbox/scenario.py`). What the previous run
+stored (conversations, replies, answers, people) is kept; the imitations themselves start empty on
+every run. `--fresh` starts afresh instead. docs/demo.md.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
+import threading
 from pathlib import Path
 from types import ModuleType
 
@@ -31,6 +34,8 @@ from inbox.commands.running import (
 )
 from inbox.config import Config
 from inbox.runtime import Mainland
+
+log = logging.getLogger("mainland.demo")
 
 
 def _sandbox(module: str) -> ModuleType:
@@ -59,9 +64,54 @@ def login_lines(config: Config, mainland: Mainland, url: str) -> list[str]:
     lines = [f"  open      {url}",
              f"  sign in   {settings.admin_email} / "
              + (password or f"(unknown: set one with `mainland set-password {settings.admin_email}`)")]
+    team = team_line(settings, mainland)
+    if team:
+        lines.append(f"  team      {team}")
     for name in mainland.channel_names(kind="webform"):
         lines.append(f"  web form  {url}forms/{name}")
     return lines
+
+
+def team_line(settings: demo_data.DemoSettings, mainland: Mainland) -> str | None:
+    """The demo's colleagues and how they sign in (with the admin's password), or None before seeding."""
+    store = mainland.open_store(migrate=True)
+    try:
+        present = [c for c in demo_data.COLLEAGUES if store.agent_by_email(c.email)]
+    finally:
+        store.close()
+    if not present:
+        return None
+    return f"{settings.team}, same password: " + ", ".join(f"{c.email} ({c.label})" for c in present)
+
+
+class ColleaguesAtWork:
+    """While the demo serves: every minute, the demo's colleagues count as active (inbox/demo.py)."""
+
+    EVERY = 60.0
+
+    def __init__(self, mainland: Mainland) -> None:
+        self.mainland = mainland
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="demo-colleagues", daemon=True)
+
+    def start(self) -> ColleaguesAtWork:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self.stopping.wait(self.EVERY):
+            try:
+                store = self.mainland.open_store()
+                try:
+                    demo_data.keep_colleagues_at_work(store)
+                finally:
+                    store.close()
+            except Exception:  # a busy database now and then must not end the demo
+                log.warning("demo: could not keep the colleagues at work", exc_info=True)
 
 
 def _seed(config: Config, mainland: Mainland) -> None:
@@ -74,35 +124,45 @@ def _seed(config: Config, mainland: Mainland) -> None:
         click.echo(f"demo {result.name}: {result.detail}")
 
 
-def _forget_cursors(mainland: Mainland, channels: list[str]) -> None:
-    """The imitations number everything afresh: cursors of an earlier run would skip their items."""
-    from inbox.store import now_iso
-
+def _keep_earlier_run(mainland: Mainland, channels: list[str]) -> None:
+    """The imitations start empty and number everything afresh: make room for this run's items."""
     store = mainland.open_store(migrate=True)
     try:
-        with store.write():
-            for channel in channels:
-                store.save_cursor(channel, None, now_iso())
+        moved = demo_data.keep_earlier_run(store, channels)
     finally:
         store.close()
+    if moved:
+        click.echo(f"demo: kept the previous run's data ({moved} message(s) on the imitated channels; "
+                   "--fresh starts afresh)")
 
 
 @main.command()
 @click.option("--host", default=None, help="Address to listen on (default: web.host, else 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port to listen on (default: web.port, else 5000).")
 @click.option("--seed-only", is_flag=True, help="Seed the demo data and exit without serving.")
-@click.option("--keep-data", is_flag=True,
-              help="Live demo: keep the conversations of the previous run (the imitations still start empty).")
+@click.option("--fresh", is_flag=True,
+              help="Start afresh, forgetting the previous run's conversations, replies and answers "
+                   "(the login stays). By default they are kept.")
+# Kept is the default now; the flag stays so that older scripts and habits still work.
+@click.option("--keep-data", is_flag=True, hidden=True)
 @pass_context
-def demo(ctx: Context, host: str | None, port: int | None, seed_only: bool, keep_data: bool) -> None:
-    """Run the demo: sample data and a demo admin on first run, live channels, the web app and the worker."""
+def demo(ctx: Context, host: str | None, port: int | None, seed_only: bool, fresh: bool, keep_data: bool) -> None:
+    """Run the demo: sample data, a team and an answer library, live channels, the web app and the worker.
+
+    What you do in the demo is kept between runs; --fresh starts afresh.
+    """
+    if fresh and keep_data:
+        raise click.UsageError("--fresh and --keep-data contradict each other")
     config = ctx.config
     settings = demo_data.DemoSettings.from_config(config)
+    if fresh and demo_data.start_afresh(config):
+        click.echo("demo: starting afresh (--fresh): the previous run's data is gone, the login stays")
     if seed_only or not settings.live_channels:
         mainland = ctx.mainland
         _seed(config, mainland)
         if seed_only:
             click.echo(f"demo login: {settings.admin_email} / {demo_data.demo_password(settings)}")
+            click.echo(f"demo team: {team_line(settings, mainland)}")
             return
         _serve(ctx, config, mainland, host, port)
         return
@@ -112,19 +172,17 @@ def demo(ctx: Context, host: str | None, port: int | None, seed_only: bool, keep
 
     host = host or web_setting(ctx, "host", DEFAULT_HOST)
     port = port if port is not None else int(web_setting(ctx, "port", DEFAULT_PORT))
-    if not keep_data and demo_data.start_afresh(config):
-        click.echo("demo: starting afresh (the imitated channels keep nothing between runs; "
-                   "--keep-data keeps the previous run's conversations)")
     stack = DemoStack(poll_every=settings.poll_every, say=click.echo).start()
     scenario = None
+    colleagues = None
     try:
         config = demo_data.live_config(
             config, stack.channels(), allow_hosts=stack.allow_hosts(), mail_settings=stack.mail_settings(),
             base_url=url_for_host(host, port).rstrip("/") if port else None)
         mainland = Mainland(config)
         _seed(config, mainland)
-        if keep_data:
-            _forget_cursors(mainland, list(stack.channels()))
+        _keep_earlier_run(mainland, list(stack.channels()))
+        colleagues = ColleaguesAtWork(mainland).start()
         forms = mainland.channel_names(kind="webform")
 
         def announce(url: str) -> None:
@@ -153,6 +211,8 @@ def demo(ctx: Context, host: str | None, port: int | None, seed_only: bool, keep
     finally:
         if scenario is not None:
             scenario.stop()
+        if colleagues is not None:
+            colleagues.stop()
         stack.stop()
 
 
@@ -161,12 +221,16 @@ def _serve(ctx: Context, config: Config, mainland: Mainland, host: str | None, p
         click.echo("\nMainland demo is running:")
         for line in login_lines(config, mainland, url):
             click.echo(line)
-        click.echo("Ctrl-C stops it; delete demo/data/ to start afresh.\n")
+        click.echo("Ctrl-C stops it; what you do is kept (--fresh starts afresh).\n")
 
-    serve_forever(
-        create_app(config),
-        host=host or web_setting(ctx, "host", DEFAULT_HOST),
-        port=port if port is not None else int(web_setting(ctx, "port", DEFAULT_PORT)),
-        threads=int(web_setting(ctx, "threads", DEFAULT_THREADS)),
-        announce=announce,
-    )
+    colleagues = ColleaguesAtWork(mainland).start()
+    try:
+        serve_forever(
+            create_app(config),
+            host=host or web_setting(ctx, "host", DEFAULT_HOST),
+            port=port if port is not None else int(web_setting(ctx, "port", DEFAULT_PORT)),
+            threads=int(web_setting(ctx, "threads", DEFAULT_THREADS)),
+            announce=announce,
+        )
+    finally:
+        colleagues.stop()

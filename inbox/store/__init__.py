@@ -22,8 +22,11 @@ from inbox.store.answers import AnswerQueries
 from inbox.store.base import NotFound, StoreError, now_iso
 from inbox.store.conversations import ConversationQueries
 from inbox.store.customers import CustomerQueries
+from inbox.store.demo import DemoQueries
+from inbox.store.drafts import DraftQueries
 from inbox.store.health import HealthQueries
 from inbox.store.ingest import IngestQueries
+from inbox.store.notifications import NotificationQueries
 from inbox.store.operations import OperationsQueries
 from inbox.store.outbox import OutboxQueries
 from inbox.store.queue import QueueQueries
@@ -43,7 +46,8 @@ BUSY_TIMEOUT_MS = 10_000
 
 class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries, AgentQueries, WebformQueries,
             WebhookQueries, TeamQueries, WorkQueries, QueueQueries, ServiceLevelQueries, ReportQueries,
-            CustomerQueries, HealthQueries, AnswerQueries, RoutingQueries, ReviewQueries):
+            CustomerQueries, HealthQueries, AnswerQueries, RoutingQueries, ReviewQueries, DemoQueries,
+            NotificationQueries, DraftQueries):
     """A Mainland database. Open one per thread; share the file, not the object."""
 
     def __init__(self, path: str | Path, *, check: bool = True) -> None:

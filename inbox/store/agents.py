@@ -32,8 +32,11 @@ class AgentQueries:
         with self.write():
             if self.conn.execute("SELECT 1 FROM agents WHERE email = ?", (email.lower(),)).fetchone():
                 raise AgentExists(f"an agent with email {email.lower()} already exists")
+            # Offline until they sign in: a status the system set (`status_auto`), not one they chose,
+            # so signing in makes them available (inbox/routing.py).
             cur = self.conn.execute(
-                "INSERT INTO agents (email, name, password_hash, role, locale, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO agents (email, name, password_hash, role, locale, created_at, status_auto) "
+                "VALUES (?, ?, ?, ?, ?, ?, 1)",
                 (email.lower(), name, password_hash, role, locale, now or now_iso()),
             )
             return cur.lastrowid

@@ -10,6 +10,7 @@ from inbox.store.teams import team_clause
 
 class ConversationQueries:
     conn: Any
+    write: Any
 
     def recent_conversations(self, limit: int = 50, before_id: int | None = None,
                              team_ids: set[int] | None = None) -> list[dict[str, Any]]:
@@ -109,3 +110,15 @@ class ConversationQueries:
     def raw_message(self, message_id: int) -> bytes | None:
         row = self.conn.execute("SELECT data FROM raw_messages WHERE message_id = ?", (message_id,)).fetchone()
         return row[0] if row else None
+
+    def team_default_send_status(self, team_id: int | None) -> str:
+        """The status a plain "Send" sets in a conversation of `team_id` (pending without a team)."""
+        if team_id is None:
+            return "pending"
+        row = self.conn.execute("SELECT default_send_status FROM teams WHERE id = ?", (team_id,)).fetchone()
+        return row[0] if row else "pending"
+
+    def set_team_default_send_status(self, team_id: int, status: str) -> None:
+        """Change a team's default (admin tools and tests; the value is checked by the schema)."""
+        with self.write():
+            self.conn.execute("UPDATE teams SET default_send_status = ? WHERE id = ?", (status, team_id))

@@ -23,6 +23,17 @@ class HealthQueries:
         ).fetchall()
         return {channel: count for channel, count in rows}
 
+    def last_inbound_at(self, channels: list[str]) -> dict[str, str]:
+        """When each of `channels` last took in a customer's message (the messages the counts count)."""
+        found = {}
+        for channel in channels:
+            row = self.conn.execute(
+                "SELECT max(received_at) FROM messages WHERE channel = ? AND direction = 'in'", (channel,)
+            ).fetchone()
+            if row[0]:
+                found[channel] = row[0]
+        return found
+
     def webhook_refusal_counts_since(self, since: str) -> dict[str, int]:
         """Refused webhook deliveries (bad signature or secret) at or after `since`, per channel."""
         rows = self.conn.execute(

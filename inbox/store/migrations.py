@@ -802,3 +802,131 @@ def m009_queue_urgency_index(db: Database) -> None:
     # queue_waiting does for waiting time; without it every page sorted all conversations of a status.
     db.execute("CREATE INDEX queue_urgency ON conversations(status, ifnull(sla_due_adequate, '~'), team_id, channel, "
                "assignee_id, priority)")
+
+
+@migrations()
+def m010_team_default_send_status(db: Database) -> None:
+    # What the conversation page's plain "Send" does to the status, per team (Help Scout lets each user
+    # choose; a team setting keeps a team's habit in one place). Pending by default: the customer has
+    # the answer, the conversation waits for them. The unrouted pool has no teams row and uses pending.
+    db.execute("ALTER TABLE teams ADD COLUMN default_send_status TEXT NOT NULL DEFAULT 'pending' "
+               "CHECK (default_send_status IN ('open', 'pending', 'resolved'))")
+
+
+@migrations()
+def m011_assignment_source(db: Database) -> None:
+    # Who set a conversation's assignee: a person ('person': the assign form, bulk actions) or routing
+    # ('routing'). Routing only ever moves what it assigned itself, except the waiting conversations
+    # of an agent who leaves (goes away or offline while holding them, from `unavailable_since`).
+    # A trigger marks every change of assignee as a person's, whoever writes it; `route_assign`
+    # then marks its own as routing's in the same transaction. `assigned_at` is the writer's
+    # `updated_at`, so it follows the application's clock.
+    #
+    # An agent whose status nobody chose (new agents start offline) is marked as set by the system
+    # (`status_auto`), so signing in makes them available.
+    db.executescript(
+        """
+        ALTER TABLE conversations ADD COLUMN assigned_by TEXT CHECK (assigned_by IN ('person', 'routing'));
+        ALTER TABLE conversations ADD COLUMN assigned_at TEXT;
+        ALTER TABLE agents ADD COLUMN unavailable_since TEXT;
+
+        UPDATE conversations SET
+            assigned_by = CASE WHEN assignee_id = (SELECT d.agent_id FROM routing_decisions d
+                WHERE d.conversation_id = conversations.id ORDER BY d.id DESC LIMIT 1) THEN 'routing' ELSE 'person' END,
+            assigned_at = (SELECT d.at FROM routing_decisions d WHERE d.conversation_id = conversations.id
+                AND d.agent_id = conversations.assignee_id ORDER BY d.id DESC LIMIT 1)
+        WHERE assignee_id IS NOT NULL;
+        UPDATE agents SET status_auto = 1 WHERE status_changed_at IS NULL;
+        UPDATE agents SET unavailable_since = status_changed_at WHERE routing_status != 'available';
+
+        CREATE TRIGGER conversations_assigned AFTER UPDATE OF assignee_id ON conversations
+        WHEN NEW.assignee_id IS NOT OLD.assignee_id BEGIN
+            UPDATE conversations SET
+                assigned_by = CASE WHEN NEW.assignee_id IS NULL THEN NULL ELSE 'person' END,
+                assigned_at = CASE WHEN NEW.assignee_id IS NULL THEN NULL ELSE NEW.updated_at END
+            WHERE id = NEW.id;
+        END;
+        """
+    )
+
+
+@migrations()
+def m012_notification_settings(db: Database) -> None:
+    # Notifications per agent (inbox/notifications.py, docs/notifications.md). `notification_settings`
+    # holds each agent's choices as JSON {event: {medium: bool}}, only where they differ from the
+    # defaults. A notification for an event switched off in-app is still recorded (email or the
+    # browser may want it) with `in_app = 0`: the notifications page and the unread count skip it.
+    # `email_state` is 'pending' while a batch mail may still carry it, then 'mailed' (with the
+    # `notification_emails` row that did) or 'skipped' (read in the app first, or switched off);
+    # NULL: never to be mailed. `notification_emails` is the notification mails' own outbox.
+    # `notification_marks` holds watermarks: the last message checked for "customer replied", the
+    # last service-level notice passed on to the assignee; they start at the newest, so that
+    # history notifies nobody.
+    db.executescript(
+        """
+        CREATE TABLE notification_settings (
+            agent_id INTEGER PRIMARY KEY REFERENCES agents(id) ON DELETE CASCADE,
+            settings TEXT NOT NULL DEFAULT '{}',
+            updated_at TEXT
+        );
+        CREATE TABLE notification_emails (
+            id INTEGER PRIMARY KEY,
+            agent_id INTEGER NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+            to_address TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            text TEXT NOT NULL,
+            message_id TEXT NOT NULL,
+            item_count INTEGER NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending'
+                CHECK (state IN ('pending', 'sending', 'sent', 'retry_wait', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_at TEXT NOT NULL,
+            lease_until TEXT,
+            possible_duplicate INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            created_at TEXT NOT NULL,
+            sent_at TEXT
+        );
+        CREATE INDEX notification_emails_due ON notification_emails(state, next_at);
+        CREATE INDEX notification_emails_agent ON notification_emails(agent_id, id);
+        ALTER TABLE notifications ADD COLUMN in_app INTEGER NOT NULL DEFAULT 1;
+        ALTER TABLE notifications ADD COLUMN email_state TEXT
+            CHECK (email_state IN ('pending', 'mailed', 'skipped'));
+        ALTER TABLE notifications ADD COLUMN email_id INTEGER REFERENCES notification_emails(id) ON DELETE SET NULL;
+        CREATE INDEX notifications_email_pending ON notifications(agent_id, id) WHERE email_state = 'pending';
+        CREATE INDEX notifications_agent_newest ON notifications(agent_id, id);
+        CREATE TABLE notification_marks (
+            name TEXT PRIMARY KEY,
+            value INTEGER NOT NULL
+        );
+        INSERT INTO notification_marks (name, value)
+            SELECT 'customer_replied', coalesce(max(id), 0) FROM messages;
+        INSERT INTO notification_marks (name, value)
+            SELECT 'sla_assignee', coalesce(max(id), 0) FROM sla_notifications;
+        """
+    )
+
+
+@migrations()
+def m013_composer_drafts_undo(db: Database) -> None:
+    # Composer drafts on the server, one per agent, conversation and box (reply or internal note):
+    # saved as the agent types, restored on any device, deleted when sent or emptied. Colleagues
+    # see that someone has a draft (inbox/store/drafts.py).
+    #
+    # Undo send: a reply waits in the outbox (`next_at`) for the undo window; undoing it deletes the
+    # outbox row and its message while the row is still unclaimed. `undo_status` is the status the
+    # conversation had before "Send + status" changed it, put back by an undo.
+    db.executescript(
+        """
+        CREATE TABLE drafts (
+            agent_id INTEGER NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL CHECK (kind IN ('reply', 'note')),
+            text TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (agent_id, conversation_id, kind)
+        ) WITHOUT ROWID;
+        CREATE INDEX drafts_conversation ON drafts(conversation_id);
+        ALTER TABLE outbox ADD COLUMN undo_status TEXT;
+        """
+    )

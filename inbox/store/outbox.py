@@ -2,6 +2,11 @@
 
 States: pending -> sending (lease) -> sent | retry_wait -> ... | failed (the channel refused) |
 dead (gave up after too many tries). A row is only `sent` after the channel accepted it.
+
+Undo send: a reply is queued with `next_at` at the end of the undo window; until a sender claims
+it (`pending`, never attempted) its writer can take it back, which deletes the row and its message
+in one write transaction. Claiming and taking back both change the row under the write lock, so
+a reply is either handed to the channel or taken back, never both.
 """
 
 from __future__ import annotations
@@ -16,8 +21,9 @@ class OutboxQueries:
 
     def queue_outbound(self, *, outbox_id: str, conversation_id: int, channel: str, agent_id: int | None,
                        text: str, html: str | None, subject: str, message_id: str | None, refs: str,
-                       author_name: str, now: str, flags: str = "") -> int:
-        """The reply as a message (status queued) and its outbox row, in the caller's transaction."""
+                       author_name: str, now: str, flags: str = "", next_at: str | None = None) -> int:
+        """The reply as a message (status queued) and its outbox row, in the caller's transaction.
+        `next_at`: not sent before then (the undo window); default at once."""
         cur = self.conn.execute(
             "INSERT INTO messages (conversation_id, channel, external_id, direction, agent_id, author_name, subject, "
             "text, html, message_id, refs, received_at, delivery_status, flags) "
@@ -28,7 +34,7 @@ class OutboxQueries:
         message_row = cur.lastrowid
         self.conn.execute(
             "INSERT INTO outbox (id, message_id, channel, state, next_at, created_at) VALUES (?, ?, ?, 'pending', ?, ?)",
-            (outbox_id, message_row, channel, now, now),
+            (outbox_id, message_row, channel, next_at or now, now),
         )
         self.conn.execute(
             "UPDATE conversations SET last_message_at = ?, updated_at = ?, "
@@ -112,6 +118,48 @@ class OutboxQueries:
                 "UPDATE messages SET delivery_status = 'queued' WHERE id = (SELECT message_id FROM outbox WHERE id = ?)",
                 (outbox_id,))
         return bool(cur.rowcount)
+
+    def set_outbox_undo_status(self, outbox_id: str, status: str) -> None:
+        """The conversation's status before "Send + status" changed it: an undo puts it back."""
+        self.conn.execute("UPDATE outbox SET undo_status = ? WHERE id = ?", (status, outbox_id))
+
+    def undoable_replies(self, conversation_id: int, agent_id: int) -> list[dict[str, Any]]:
+        """The agent's replies in a conversation still waiting in the outbox (not yet claimed by a sender)."""
+        return as_dicts(self.conn.execute(
+            "SELECT o.id, o.next_at, m.id AS message_row, m.text FROM outbox o JOIN messages m ON m.id = o.message_id "
+            "WHERE m.conversation_id = ? AND m.agent_id = ? AND o.state = 'pending' AND o.attempts = 0 "
+            "ORDER BY o.created_at, o.id", (conversation_id, agent_id)))
+
+    def take_back_outbound(self, outbox_id: str, conversation_id: int, agent_id: int) -> tuple[str, dict | None]:
+        """Undo send, in the caller's write transaction: ("taken", the reply) when the row was still
+        unclaimed and is now gone with its message; ("released", row) when a sender has it already
+        (or it was sent); ("missing", None) when there is no such reply of this agent here."""
+        cur = self.conn.execute(
+            "SELECT o.id, o.state, o.attempts, o.undo_status, m.id AS message_row, m.text, m.html, m.flags, "
+            "m.received_at FROM outbox o JOIN messages m ON m.id = o.message_id "
+            "WHERE o.id = ? AND m.conversation_id = ? AND m.agent_id = ?", (outbox_id, conversation_id, agent_id))
+        row = as_dict(cur, cur.fetchone())
+        if row is None:
+            return "missing", None
+        taken = self.conn.execute("DELETE FROM outbox WHERE id = ? AND state = 'pending' AND attempts = 0",
+                                  (outbox_id,)).rowcount
+        if not taken:
+            return "released", row
+        self.conn.execute("DELETE FROM messages WHERE id = ?", (row["message_row"],))
+        # The conversation as if the reply had never been written: its last activity, its first
+        # response and the customer's waiting time.
+        self.conn.execute(
+            "UPDATE conversations SET "
+            "last_message_at = ifnull((SELECT max(received_at) FROM messages WHERE conversation_id = :c "
+            "  AND direction IN ('in', 'out')), last_message_at), "
+            "first_response_at = CASE WHEN first_response_at = :at THEN (SELECT min(received_at) FROM messages "
+            "  WHERE conversation_id = :c AND direction = 'out') ELSE first_response_at END, "
+            "waiting_since = (SELECT min(m.received_at) FROM messages m WHERE m.conversation_id = :c "
+            "  AND m.direction = 'in' AND m.id > ifnull((SELECT max(o.id) FROM messages o "
+            "  WHERE o.conversation_id = :c AND o.direction = 'out'), 0)), "
+            "sla_computed_at = NULL WHERE id = :c",
+            {"c": conversation_id, "at": row["received_at"]})
+        return "taken", row
 
     def apply_delivery_update(self, channel: str, provider_id: str, status: str, error: str | None,
                               order: dict[str, int]) -> bool:

@@ -26,7 +26,10 @@ _CONVERSATION_COLUMNS = (
     "cu.display_name AS customer_name, "
     "coalesce(c.assignee_id, (SELECT r.agent_id FROM messages r WHERE r.conversation_id = c.id "
     " AND r.direction = 'out' AND r.agent_id IS NOT NULL ORDER BY r.id LIMIT 1)) AS agent_id, "
-    "s.score AS csat_score, s.comment AS csat_comment, s.answered_at AS csat_answered_at"
+    "s.score AS csat_score, s.comment AS csat_comment, s.answered_at AS csat_answered_at, "
+    # Who sent the first response: the first reply that stops the first-response clock (survey mail does not).
+    "(SELECT f.agent_id FROM messages f WHERE f.conversation_id = c.id AND f.direction = 'out' "
+    " AND ' ' || f.flags || ' ' NOT LIKE '% survey %' ORDER BY f.received_at, f.id LIMIT 1) AS first_responder_id"
 )
 
 _JOINS = (

@@ -4,6 +4,11 @@ The decisions themselves are made in `inbox.routing` from plain rows read here; 
 reads the state and writes the outcome. An assignment is conditional on the conversation still
 having the assignee the decision was made for (`route_assign`), so a routing run never overwrites
 an agent who took the conversation by hand in the meantime.
+
+Each conversation records who set its assignee (`assigned_by`: 'person' or 'routing', m011; a
+trigger marks every change as a person's and `route_assign` marks its own). Routing moves only
+its own assignments, and a person's only when their agent left (went away or offline, or was
+disabled) while holding it: `waiting_assigned(..., person_assigned_before=...)`.
 """
 
 from __future__ import annotations
@@ -19,10 +24,12 @@ STATUSES = ("available", "away", "offline")
 MODES = ("auto", "round_robin", "manual")
 #: Conversation statuses that count against an agent's capacity and that routing hands out.
 OPEN_STATUSES = ("new", "open")
+#: The flag of a timeline note routing writes when it moves a conversation away from an agent who left.
+FLAG_ROUTING_MOVE = "routing_move"
 
 _AGENT_COLUMNS = (
     "a.id, a.email, a.name, a.role, a.active, a.routing_status, a.status_auto, a.status_changed_at, "
-    "a.last_active_at, a.capacity, a.languages, a.topics, a.trainee"
+    "a.last_active_at, a.unavailable_since, a.capacity, a.languages, a.topics, a.trainee"
 )
 _LOAD = ("(SELECT count(*) FROM conversations c WHERE c.assignee_id = a.id AND c.status IN ('new', 'open') "
          "AND c.merged_into IS NULL) AS load")
@@ -70,33 +77,42 @@ class RoutingQueries:
         return _agent_row(row) if row else None
 
     def set_agent_status(self, agent_id: int, status: str, now: str, *, auto: bool = False) -> bool:
-        """Set an agent's routing status; `auto` marks it as set by inactivity. True if it changed."""
+        """Set an agent's routing status; `auto` marks it as set by inactivity. True if it changed.
+
+        `unavailable_since` is when the agent left "available" (kept from away to offline): what a
+        person assigned to them before that may flow on; what was assigned to them afterwards stays."""
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
         with self.write():
             cur = self.conn.execute(
-                "UPDATE agents SET routing_status = ?, status_auto = ?, status_changed_at = ? "
+                "UPDATE agents SET routing_status = ?, status_auto = ?, status_changed_at = ?, "
+                "unavailable_since = CASE WHEN ? = 'available' THEN NULL "
+                "WHEN routing_status = 'available' THEN ? ELSE unavailable_since END "
                 "WHERE id = ? AND (routing_status != ? OR status_auto != ?)",
-                (status, int(auto), now, agent_id, status, int(auto)))
+                (status, int(auto), now, status, now, agent_id, status, int(auto)))
             if not auto:
                 # Choosing a status is activity too: inactivity rules count from here.
                 self.conn.execute("UPDATE agents SET last_active_at = ? WHERE id = ?", (now, agent_id))
             return bool(cur.rowcount)
 
     def touch_agent(self, agent_id: int, now: str) -> bool:
-        """Record activity; an agent whom inactivity made away or offline is available again. True if so."""
+        """Record activity; an agent whose status the system set (inactivity, or never chosen: new
+        agents start offline) is available again. True if so; a status the agent chose stays."""
         with self.write():
             cur = self.conn.execute(
-                "UPDATE agents SET routing_status = 'available', status_auto = 0, status_changed_at = ? "
+                "UPDATE agents SET routing_status = 'available', status_auto = 0, status_changed_at = ?, "
+                "unavailable_since = NULL "
                 "WHERE id = ? AND status_auto = 1 AND routing_status != 'available'", (now, agent_id))
             self.conn.execute("UPDATE agents SET last_active_at = ? WHERE id = ?", (now, agent_id))
             return bool(cur.rowcount)
 
-    def idle_agents(self, status: str, active_before: str) -> list[int]:
-        """Agents in `status` whose last activity (or status change) is older than `active_before`."""
+    def idle_agents(self, status: str, active_before: str, *, set_by_system_only: bool = False) -> list[int]:
+        """Agents in `status` whose last activity (or status change) is older than `active_before`;
+        with `set_by_system_only`, only those whose status inactivity set (not one they chose)."""
+        extra = " AND status_auto = 1" if set_by_system_only else ""
         return [r[0] for r in self.conn.execute(
-            "SELECT id FROM agents WHERE routing_status = ? AND active = 1 "
-            "AND coalesce(last_active_at, status_changed_at, created_at) < ?", (status, active_before))]
+            "SELECT id FROM agents WHERE routing_status = ? AND active = 1 "  # noqa: S608
+            f"AND coalesce(last_active_at, status_changed_at, created_at) < ?{extra}", (status, active_before))]
 
     def anyone_available(self) -> bool:
         """Whether any active agent is available (routing has nobody to give anything to otherwise)."""
@@ -179,6 +195,9 @@ class RoutingQueries:
                 (agent_id, now, conversation_id, expected))
             if not cur.rowcount:
                 return False
+            if agent_id is not None:
+                # The trigger (m011) marked the change as a person's; this one is routing's.
+                self.conn.execute("UPDATE conversations SET assigned_by = 'routing' WHERE id = ?", (conversation_id,))
             self.log_routing_decision(conversation_id, agent_id=agent_id, previous_agent_id=expected,
                                       team_id=team_id, reason=reason, detail=detail, now=now)
             if round_robin and agent_id is not None:
@@ -202,26 +221,66 @@ class RoutingQueries:
                                 "LIMIT 1", (conversation_id,)).fetchone()
         return row[0] if row else None
 
-    def routing_backlog(self, *, limit: int = 200) -> list[int]:
-        """Unassigned open conversations of teams (and the pool) not in manual mode, longest waiting first."""
+    def routing_backlog(self, *, now: str, limit: int = 200) -> list[int]:
+        """Unassigned open conversations of teams (and the pool) not in manual mode, most urgent first:
+        the queue's urgency (past adequate, past desired, within desired, no service level; earliest
+        due first), then higher priority, then customers who wait (longest first) before the rest."""
         pool_manual = self.routing_mode(None) == "manual"
         return [r[0] for r in self.conn.execute(
             "SELECT c.id FROM conversations c LEFT JOIN teams t ON t.id = c.team_id "
             "WHERE c.assignee_id IS NULL AND c.automatic = 0 AND c.status IN ('new', 'open') "
             "AND c.merged_into IS NULL "
-            "AND (CASE WHEN c.team_id IS NULL THEN ? = 0 ELSE t.routing_mode != 'manual' END) "
-            "ORDER BY coalesce(c.waiting_since, c.created_at), c.id LIMIT ?", (int(pool_manual), limit))]
+            "AND (CASE WHEN c.team_id IS NULL THEN :pool_manual = 0 ELSE t.routing_mode != 'manual' END) "
+            "ORDER BY CASE WHEN c.sla_due_desired IS NULL THEN 3 WHEN c.sla_due_adequate <= :now THEN 0 "
+            "WHEN c.sla_due_desired <= :now THEN 1 ELSE 2 END, ifnull(c.sla_due_desired, '~'), c.priority DESC, "
+            "c.waiting_since IS NULL, coalesce(c.waiting_since, c.created_at), c.id LIMIT :limit",
+            {"pool_manual": int(pool_manual), "now": now, "limit": limit})]
 
-    def waiting_assigned(self, agent_id: int) -> list[int]:
+    def waiting_assigned(self, agent_id: int, *, person_assigned_before: str | None = None) -> list[int]:
         """An agent's conversations whose customer waits for an answer (newest wait first), outside
-        manual-only teams: what flows on when the agent is away or over capacity."""
+        manual-only teams, that routing may move: those routing assigned, and those a person assigned
+        before `person_assigned_before`, when the agent left (None: only routing's)."""
         pool_manual = self.routing_mode(None) == "manual"
         return [r[0] for r in self.conn.execute(
             "SELECT c.id FROM conversations c LEFT JOIN teams t ON t.id = c.team_id "
             "WHERE c.assignee_id = ? AND c.status IN ('new', 'open') AND c.waiting_since IS NOT NULL "
             "AND c.merged_into IS NULL "
             "AND (CASE WHEN c.team_id IS NULL THEN ? = 0 ELSE t.routing_mode != 'manual' END) "
-            "ORDER BY c.waiting_since DESC, c.id DESC", (agent_id, int(pool_manual)))]
+            "AND (c.assigned_by = 'routing' OR (? IS NOT NULL AND ifnull(c.assigned_at, '') < ?)) "
+            "ORDER BY c.waiting_since DESC, c.id DESC",
+            (agent_id, int(pool_manual), person_assigned_before, person_assigned_before))]
+
+    def announce_flow_on(self, conversation_id: int, *, from_agent: int, text: str, now: str) -> int:
+        """After a flow-on away from an agent who left: a note in the conversation's timeline (the
+        web renders it in the reader's language from its routing decision, `routing_move`; `text`
+        is the English kept for search) and a notification for the agent who lost it. The note's id."""
+        with self.write():
+            decision_id = self.conn.execute(
+                "SELECT max(id) FROM routing_decisions WHERE conversation_id = ?", (conversation_id,)).fetchone()[0]
+            channel = self.conn.execute("SELECT channel FROM conversations WHERE id = ?",
+                                        (conversation_id,)).fetchone()[0]
+            note_id = self.conn.execute(
+                "INSERT INTO messages (conversation_id, channel, external_id, direction, agent_id, author_name, "
+                "text, flags, received_at) VALUES (?, ?, ?, 'note', NULL, 'Mainland', ?, ?, ?)",
+                (conversation_id, channel, f"routing-move:{decision_id}", text, FLAG_ROUTING_MOVE, now)).lastrowid
+            self.add_notifications([from_agent], kind="routing_moved", conversation_id=conversation_id,
+                                   message_id=None, actor_id=None, now=now)
+            return note_id
+
+    def routing_move(self, note: dict[str, Any]) -> dict[str, Any] | None:
+        """The routing decision a flow-on note (`announce_flow_on`) stands for, with both agents' names."""
+        external_id = note.get("external_id") or ""
+        if FLAG_ROUTING_MOVE not in (note.get("flags") or "").split() or not external_id.startswith("routing-move:"):
+            return None
+        decision_id = external_id.removeprefix("routing-move:")
+        if not decision_id.isdigit():
+            return None
+        cur = self.conn.execute(
+            "SELECT d.detail, coalesce(nullif(a.name, ''), a.email) AS agent_name, "
+            "coalesce(nullif(p.name, ''), p.email) AS previous_agent_name FROM routing_decisions d "
+            "LEFT JOIN agents a ON a.id = d.agent_id LEFT JOIN agents p ON p.id = d.previous_agent_id "
+            "WHERE d.id = ?", (int(decision_id),))
+        return as_dict(cur, cur.fetchone())
 
     def agents_holding_waiting(self) -> list[int]:
         """Agents who are not available but still hold conversations whose customer waits."""

@@ -37,11 +37,13 @@ class WorkQueries:
 
     # The thread ----------------------------------------------------------------------------------
 
-    def thread_messages(self, conversation_id: int, after_id: int | None = None) -> list[dict[str, Any]]:
+    def thread_messages(self, conversation_id: int, after_id: int | None = None, *, offset: int = 0,
+                        limit: int | None = None) -> list[dict[str, Any]]:
         """The conversation's messages in order, each with its outbox state and attachments.
 
         With `after_id`, only messages stored after that one (what a page that showed up to
-        `after_id` has not seen yet).
+        `after_id` has not seen yet). `offset`/`limit` take a window of the thread in its order
+        (a long thread opens with its latest part; earlier parts are fetched as the agent scrolls).
         """
         sql = (f"SELECT {_THREAD_COLUMNS} FROM messages m LEFT JOIN outbox o ON o.message_id = m.id "  # noqa: S608
                "WHERE m.conversation_id = ?")
@@ -50,6 +52,9 @@ class WorkQueries:
             sql += " AND m.id > ?"
             params.append(after_id)
         sql += " ORDER BY m.received_at, m.id"
+        if limit is not None or offset:
+            sql += " LIMIT ? OFFSET ?"
+            params.extend([-1 if limit is None else limit, offset])
         messages = as_dicts(self.conn.execute(sql, params))
         if messages:
             ids = [m["id"] for m in messages]
@@ -66,6 +71,10 @@ class WorkQueries:
                 m["attachments"] = by_message.get(m["id"], [])
                 m["has_raw"] = m["id"] in raw
         return messages
+
+    def thread_length(self, conversation_id: int) -> int:
+        return self.conn.execute("SELECT count(*) FROM messages WHERE conversation_id = ?",
+                                 (conversation_id,)).fetchone()[0]
 
     def newest_message_id(self, conversation_id: int) -> int:
         row = self.conn.execute("SELECT max(id) FROM messages WHERE conversation_id = ?", (conversation_id,)).fetchone()
@@ -184,12 +193,20 @@ class WorkQueries:
 
     def add_notifications(self, agent_ids: Iterable[int], *, kind: str, conversation_id: int,
                           message_id: int | None, actor_id: int | None, now: str) -> int:
+        """One notification per agent, as their settings have it (inbox/store/notifications.py): one
+        switched off in-app is recorded hidden (`in_app = 0`, for email and the browser), one switched
+        on for email waits for the next batch mail (`email_state = 'pending'`)."""
+        from inbox.store.notifications import wants
+
         with self.write():
             count = 0
             for agent_id in sorted(set(agent_ids)):
+                settings = self.notification_settings(agent_id)
                 self.conn.execute(
-                    "INSERT INTO notifications (agent_id, kind, conversation_id, message_id, actor_id, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?)", (agent_id, kind, conversation_id, message_id, actor_id, now))
+                    "INSERT INTO notifications (agent_id, kind, conversation_id, message_id, actor_id, created_at, "
+                    "in_app, email_state) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (agent_id, kind, conversation_id, message_id, actor_id, now, int(wants(settings, kind, "in_app")),
+                     "pending" if wants(settings, kind, "email") else None))
                 count += 1
             return count
 
@@ -203,7 +220,7 @@ class WorkQueries:
             "substr(m.text, 1, 200) AS excerpt FROM notifications n "
             "JOIN conversations c ON c.id = n.conversation_id "
             "LEFT JOIN agents a ON a.id = n.actor_id LEFT JOIN messages m ON m.id = n.message_id "
-            f"WHERE n.agent_id = ? AND {clause}")
+            f"WHERE n.agent_id = ? AND n.in_app = 1 AND {clause}")
         if unread_only:
             sql += " AND n.read_at IS NULL"
         sql += " ORDER BY n.id DESC LIMIT ?"
@@ -213,7 +230,8 @@ class WorkQueries:
         clause, params = team_clause(team_ids)
         return self.conn.execute(
             "SELECT count(*) FROM notifications n JOIN conversations c ON c.id = n.conversation_id "  # noqa: S608
-            f"WHERE n.agent_id = ? AND n.read_at IS NULL AND {clause}", (agent_id, *params)).fetchone()[0]
+            f"WHERE n.agent_id = ? AND n.read_at IS NULL AND n.in_app = 1 AND {clause}",
+            (agent_id, *params)).fetchone()[0]
 
     def mark_notifications_read(self, agent_id: int, now: str, *, notification_id: int | None = None,
                                 conversation_id: int | None = None) -> int:

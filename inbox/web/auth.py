@@ -29,11 +29,11 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from flask import Blueprint, Flask, abort, flash, g, redirect, render_template, request, session, url_for
 
-from inbox import clock
+from inbox import clock, notifications
 from inbox.i18n import LANGUAGES
 from inbox.i18n import gettext as _
 from inbox.store import now_iso
-from inbox.web import get_store
+from inbox.web import get_store, mainland
 from inbox.web.security import limiter
 
 log = logging.getLogger(__name__)
@@ -243,8 +243,21 @@ def settings():
             return redirect(url_for("auth.settings"))
         if action == "password":
             return _change_password(agent)
+        if action == "notifications":
+            store.set_notification_settings(agent["id"], notifications.settings_from_form(request.form), now_iso())
+            flash(_("Your notification settings are saved."), "success")
+            return redirect(url_for("auth.settings") + "#notifications")
         abort(400)
-    return render_template("auth/settings.html", errors={})
+    return render_template("auth/settings.html", errors={}, **_notification_context(agent))
+
+
+def _notification_context(agent: dict[str, Any]) -> dict[str, Any]:
+    """The notifications section of the settings page: a checkbox per event and medium."""
+    return {"notification_settings": get_store().notification_settings(agent["id"]),
+            "notification_events": [(e, _(notifications.EVENT_LABELS[e])) for e in notifications.EVENTS],
+            "notification_media": [(m, _(notifications.MEDIUM_LABELS[m])) for m in notifications.MEDIA],
+            "notification_email_minutes": max(1, round(
+                notifications.settings_for(mainland().config).email_every.total_seconds() / 60))}
 
 
 def _change_password(agent: dict[str, Any]):
@@ -262,7 +275,7 @@ def _change_password(agent: dict[str, Any]):
     elif new != repeat:
         errors["repeat_password"] = _("The two new passwords differ.")
     if errors:
-        return render_template("auth/settings.html", errors=errors), 400
+        return render_template("auth/settings.html", errors=errors, **_notification_context(agent)), 400
     epoch = store.set_agent_password(agent["id"], hash_password(new), end_sessions=True)
     _audit("password_changed", agent["id"])
     # This browser stays signed in under the new epoch; every other session has ended.

@@ -21,11 +21,13 @@ always downloads (`Content-Disposition: attachment`), with a content type from a
 from __future__ import annotations
 
 import datetime as dt
+import json
+import math
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from flask import (
     Blueprint,
@@ -38,19 +40,31 @@ from flask import (
     render_template,
     request,
     send_file,
+    session,
     url_for,
 )
 from flask_babel import format_datetime, format_decimal
+from markupsafe import Markup
 
 from inbox import access, clock
 from inbox.attachments import safe_filename
+from inbox.channel_format import to_html
 from inbox.conversations import new_token
 from inbox.i18n import gettext as _
 from inbox.i18n import lazy_gettext as _l
 from inbox.i18n import ngettext
-from inbox.lifecycle import PRIORITIES, SETTABLE, SNOOZE_PRESETS, TransitionRefused, parse_snooze, transition
-from inbox.outbox import FLAG_PRIVATE_REPLY, ReplyRefused, queue_reply
+from inbox.lifecycle import (
+    PRIORITIES,
+    SETTABLE,
+    SNOOZE_PRESETS,
+    Transition,
+    TransitionRefused,
+    parse_snooze,
+    transition,
+)
+from inbox.outbox import FLAG_PRIVATE_REPLY, ReplyRefused, UndoRefused, queue_reply, undo_reply, undo_seconds
 from inbox.review import is_held as is_held_for_review
+from inbox.routing import moved_note
 from inbox.sanitize import sanitize_html
 from inbox.store import NotFound as StoreNotFound
 from inbox.store import StoreError
@@ -136,7 +150,22 @@ def _channel_kinds() -> dict[str, str]:
 @login_required
 def show(conversation_id: int):
     conversation = _visible_conversation(conversation_id)
-    return render_template("conversations/show.html", **_page_context(conversation))
+    # The agent's drafts kept on the server (any device); a returned reply being resubmitted wins.
+    saved = get_store().drafts_of(current_agent()["id"], conversation_id)
+    return render_template("conversations/show.html", **_page_context(
+        conversation, draft=_resubmit_draft(conversation_id) or saved.get("reply", ""),
+        note_draft=saved.get("note", "")))
+
+
+def _resubmit_draft(conversation_id: int) -> str:
+    """With `?resubmit=<item>`: the text of the writer's own returned reply, back in their composer
+    (what "Edit and resubmit" does without the page's script)."""
+    item_id = request.args.get("resubmit", type=int)
+    if not item_id:
+        return ""
+    from inbox.web.review import returned_text
+
+    return returned_text(conversation_id, item_id, current_agent()) or ""
 
 
 @bp.get("/messages/<int:message_id>/body")
@@ -244,11 +273,25 @@ DELIVERY_LABELS = {
     "bounced": _l("Bounced"),
 }
 
+#: Messages a conversation page opens with; earlier ones load as the agent scrolls up.
+THREAD_WINDOW = 40
+
 PRIORITY_LABELS = {0: _l("No priority"), 1: _l("Low"), 2: _l("Medium"), 3: _l("High"), 4: _l("Urgent")}
 
 SNOOZE_LABELS = {
     "1h": _l("1 hour"), "4h": _l("4 hours"), "1d": _l("Tomorrow (24 hours)"), "3d": _l("3 days"), "1w": _l("1 week"),
 }
+
+#: The statuses a reply can set as it is sent; a plain "Send" sets the team's default (m010).
+SEND_STATUSES = ("open", "pending", "resolved")
+SEND_LABELS = {"open": _l("Send, keep open"), "pending": _l("Send + pending"), "resolved": _l("Send + resolve")}
+
+#: Statuses that take a conversation out of the agent's hands: setting one opens the next
+#: conversation of their queue view. Setting "open" keeps them here: they reopened it to work on it.
+MOVE_ON_STATUSES = frozenset({"pending", "snoozed", "resolved", "spam"})
+
+#: The longest queue-view query string carried along (the queue's own values are short).
+MAX_VIEW_CHARS = 2000
 
 TRANSITION_MESSAGES = {
     "merged": _l("This conversation was merged into another one; work in that one."),
@@ -318,6 +361,17 @@ def _name_keys(name: str | None) -> set[str]:
     return {words[0], "".join(words), ".".join(words)} if words else set()
 
 
+def mention_handle(agent: dict[str, Any], agents: list[dict[str, Any]]) -> str:
+    """What the @mention autocomplete inserts for `agent`: the email's local part when
+    `find_mentions` takes it for this agent alone, else the whole address."""
+    email = agent["email"] or ""
+    for handle in (email.split("@")[0], email):
+        found, ambiguous = find_mentions(f"@{handle}", agents)
+        if not ambiguous and [a["id"] for a in found] == [agent["id"]]:
+            return handle
+    return email
+
+
 @dataclass
 class ComposerInfo:
     """What the reply composer shows: the channel's limits, the reply window, a loop warning."""
@@ -333,6 +387,27 @@ class ComposerInfo:
     guard: str | None = None
     recipient: str | None = None
     private_reply_possible: bool = False
+    #: The connector's name for the channel ("WhatsApp") and its kind; whether the reply is public.
+    channel_name: str | None = None
+    channel_kind: str | None = None
+    public: bool = False
+    #: Colleagues with a draft here; this agent's replies still in the undo window; @mention choices.
+    drafting: list[str] = field(default_factory=list)
+    undo: list[dict[str, Any]] = field(default_factory=list)
+    mentions: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def audience(self) -> str:
+        """Who reads the reply, said above the Send button."""
+        if self.public:
+            return _("This reply is public on %(channel)s: anyone can read it.", channel=self.channel_name)
+        return self.private_audience
+
+    @property
+    def private_audience(self) -> str:
+        if self.channel_kind == "imap":
+            return _("Private email to the customer")
+        return _("Private message on %(channel)s", channel=self.channel_name)
 
     @property
     def guard_message(self) -> str | None:
@@ -344,7 +419,26 @@ class ComposerInfo:
 
 
 def composer_info(conversation: dict[str, Any], now: dt.datetime | None = None) -> ComposerInfo:
+    """The composer of a conversation for the signed-in agent: the channel's limits and audience,
+    colleagues' drafts, the agent's replies still in the undo window, the @mention choices."""
     now = now or clock.now()
+    info = _channel_composer(conversation, now)
+    store = get_store()
+    agent = current_agent()
+    if agent is None:
+        return info
+    info.drafting = [a["name"] or a["email"] for a in store.drafting_colleagues(conversation["id"], agent["id"])]
+    for row in store.undoable_replies(conversation["id"], agent["id"]):
+        due = parse_iso(row["next_at"]) or now
+        info.undo.append({"id": row["id"], "message_id": row["message_row"],
+                          "seconds_left": max(0, math.ceil((due - now).total_seconds()))})
+    agents = store.mentionable_agents()
+    info.mentions = [{"handle": mention_handle(a, agents), "name": a["name"] or "", "email": a["email"] or ""}
+                     for a in agents]
+    return info
+
+
+def _channel_composer(conversation: dict[str, Any], now: dt.datetime) -> ComposerInfo:
     store = get_store()
     land = mainland()
     channel = land.config.channels.get(conversation["channel"])
@@ -353,7 +447,8 @@ def composer_info(conversation: dict[str, Any], now: dt.datetime | None = None) 
                                           "be sent.")))
     via = channel.settings.get("reply_channel") or conversation["channel"]
     try:
-        limits = land.connector_class(via).limits
+        connector_class = land.connector_class(via)
+        limits = connector_class.limits
     except KeyError:
         return ComposerInfo(False, str(_l("The channel that sends replies for this conversation is not "
                                           "configured.")))
@@ -362,7 +457,9 @@ def composer_info(conversation: dict[str, Any], now: dt.datetime | None = None) 
         return ComposerInfo(False, str(_l("There is no message from the customer to answer.")), channel=via)
     info = ComposerInfo(True, channel=via, max_length=limits.max_text_length, formatting=limits.formatting,
                         window_hours=limits.reply_window_hours, recipient=answered["author_handle"] or None,
-                        private_reply_possible=bool(conversation["public"]) and limits.private_replies)
+                        private_reply_possible=bool(conversation["public"]) and limits.private_replies,
+                        channel_name=connector_class.display_name, channel_kind=getattr(connector_class, "kind", None),
+                        public=bool(conversation["public"]))
     if limits.reply_window_hours:
         last_in = parse_iso(conversation.get("last_inbound_at"))
         if last_in is not None:
@@ -377,15 +474,32 @@ def _prepared(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for message in messages:
         for att in message.get("attachments", []):
             att["display_name"] = safe_filename(att["filename"], content_type=att["content_type"])
+        if message["direction"] == "note" and message.get("agent_id") is None:
+            _word_routing_move(message)
     return messages
+
+
+def _word_routing_move(note: dict[str, Any]) -> None:
+    """Routing's timeline note about a flow-on, in the reader's language (stored in English)."""
+    move = get_store().routing_move(note)
+    if move is None:
+        return
+    why = json.loads(move["detail"] or "{}").get("from_state", "")
+    previous = move["previous_agent_name"] or _("(unknown)")
+    note["text"] = moved_note(previous, move["agent_name"], why, _)
 
 
 def _page_context(conversation: dict[str, Any], **extra: Any) -> dict[str, Any]:
     store = get_store()
     agent = current_agent()
     team_ids = access.visible_team_ids(store, agent)
-    messages = _prepared(store.thread_messages(conversation["id"]))
+    total = store.thread_length(conversation["id"])
+    # A long thread opens with its latest part; the earlier part comes as the agent scrolls up
+    # (GET .../messages?before=<offset>), or all at once with ?all=1 (no script needed).
+    start = 0 if request.args.get("all") == "1" else max(0, total - THREAD_WINDOW)
+    messages = _prepared(store.thread_messages(conversation["id"], offset=start))
     newer, older = store.neighbours(conversation, team_ids)
+    view = current_view()
     merged_target = None
     if conversation.get("merged_into"):
         try:
@@ -401,6 +515,8 @@ def _page_context(conversation: dict[str, Any], **extra: Any) -> dict[str, Any]:
     context = {
         "conversation": conversation,
         "messages": messages,
+        "earlier": start,
+        "thread_length": total,
         "seen_up_to": max((m["id"] for m in messages), default=0),
         "identities": store.customer_identities(conversation["customer_id"]),
         "history": store.customer_history(conversation["customer_id"], team_ids, exclude_id=conversation["id"]),
@@ -415,6 +531,12 @@ def _page_context(conversation: dict[str, Any], **extra: Any) -> dict[str, Any]:
         "kinds": _channel_kinds(),
         "newer_id": newer,
         "older_id": older,
+        "view": view,
+        "view_url": _view_queue_url(view),
+        "conversation_url": lambda cid: conversation_url(cid, view),
+        "default_send_status": store.team_default_send_status(conversation.get("team_id")),
+        "send_statuses": SEND_STATUSES,
+        "send_labels": SEND_LABELS,
         "settable": SETTABLE,
         "snooze_presets": [(key, SNOOZE_LABELS.get(key, key)) for key, _delta in SNOOZE_PRESETS],
         "priorities": [(p, PRIORITY_LABELS[p]) for p in PRIORITIES],
@@ -494,8 +616,18 @@ def _held(conversation: dict[str, Any], seen_up_to: int, draft: str):
 @bp.get("/conversations/<int:conversation_id>/messages")
 @login_required
 def messages_after(conversation_id: int):
-    """The messages after `?after=<id>` as HTML to append (live updates, the stale-reply hold)."""
+    """The messages after `?after=<id>` as HTML to append (live updates, the stale-reply hold), or with
+    `?before=<offset>` the window of the thread just before that position, to prepend."""
     _visible_conversation(conversation_id)
+    before = request.args.get("before", type=int)
+    if before is not None:
+        if not 0 <= before < 2**31:
+            abort(400)
+        start = max(0, before - THREAD_WINDOW)
+        earlier = _prepared(get_store().thread_messages(conversation_id, offset=start, limit=before - start))
+        html = render_template("conversations/_messages.html", messages=earlier,
+                               conversation=get_store().conversation(conversation_id))
+        return jsonify(ok=True, html=html, earlier=start, count=len(earlier))
     after = request.args.get("after", default=0, type=int)
     if not 0 <= after < 2**63:
         abort(400)
@@ -520,6 +652,9 @@ def reply(conversation_id: int):
     composer = composer_info(conversation)
     if not composer.available:
         return _refused(conversation, composer.unavailable or "", **keep)
+    then_status = request.form.get("then_status") or store.team_default_send_status(conversation.get("team_id"))
+    if then_status not in SEND_STATUSES:
+        return _refused(conversation, str(TRANSITION_MESSAGES["invalid"]), **keep)
     if composer.max_length and len(text) > composer.max_length:
         return _refused(conversation, _("This channel takes at most %(max)d characters; the reply has %(n)d.",
                                         max=composer.max_length, n=len(text)), **keep)
@@ -534,26 +669,109 @@ def reply(conversation_id: int):
         else:
             return _refused(conversation, _("Not sent: %(reason)s", reason=composer.guard_message), **keep)
     queued = None
+    change = None
+    # Undo send: the reply waits this long in the outbox; its writer can take it back meanwhile.
+    hold = undo_seconds(mainland().config)
     try:
-        # One transaction: nothing can arrive between the stale-reply check and the queueing.
+        # One transaction: nothing can arrive between the stale-reply check and the queueing, and
+        # the reply and the status it sets are written together.
         with store.write():
             unseen = store.unseen_message_ids(conversation_id, seen_up_to, agent["id"])
             if not unseen:
                 private = bool(request.form.get("private")) and composer.private_reply_possible
-                queued = queue_reply(mainland(), store, conversation_id, text, agent=agent,
-                                     flags=[FLAG_PRIVATE_REPLY] if private else [])
+                # Formatted channels get the light markdown as HTML too, as the composer promises.
+                html = to_html(text) if composer.formatting == "html" else None
+                queued = queue_reply(mainland(), store, conversation_id, text, agent=agent, html=html,
+                                     flags=[FLAG_PRIVATE_REPLY] if private else [], hold_seconds=hold)
                 if overridden:
                     store.audit(_now_iso(), f"agent:{agent['id']}", "reply_loop_guard_override", "conversation",
                                 conversation_id, reason=overridden)
+                # A reply held for review is not sent yet: the status stays until a lead sends it.
+                if not is_held_for_review(queued):
+                    before = store.conversation(conversation_id)
+                    change = apply_status(before, then_status, now=_now())
+                    if hold and change.status != before["status"]:
+                        store.set_outbox_undo_status(queued, before["status"])
+                # Sent (or held for review): the draft has done its work, on every device.
+                store.delete_draft(agent["id"], conversation_id, "reply")
     except ReplyRefused:
         return _refused(conversation, str(_l("There is no message from the customer to answer.")), **keep)
     if unseen:
         return _held(conversation, seen_up_to, text)
     if is_held_for_review(queued):
-        return _done(conversation_id, _("Your reply waits for a lead's review before it is sent."),
-                     after=seen_up_to, anchor="#composer")
-    return _done(conversation_id, _("Reply queued: it is sent as soon as the channel accepts it."),
-                 after=seen_up_to, anchor="#composer")
+        return _held_for_review(conversation, seen_up_to)
+    message = _("Reply queued: it is sent as soon as the channel accepts it.")
+    extra: dict[str, Any] = {}
+    if hold:
+        message = _("Reply queued: it is sent in %(n)s s unless you undo it.", n=math.ceil(hold))
+        if _wants_json():
+            undo = [{"id": queued, "seconds_left": math.ceil(hold)}]
+            extra["undo"] = {"id": queued, "seconds": math.ceil(hold),
+                             "html": render_template("conversations/_undo.html", conversation=conversation, undo=undo)}
+    if change is not None and change.status in MOVE_ON_STATUSES:
+        message = " ".join([message, _("Status: %(status)s.", status=status_label(change.status))])
+        return _moved_on(conversation, message, after=seen_up_to, status=change.status, **extra)
+    return _done(conversation_id, message, after=seen_up_to, anchor="#composer",
+                 status=change.status if change else conversation["status"], **extra)
+
+
+@bp.post("/conversations/<int:conversation_id>/undo-send")
+@login_required
+def undo_send(conversation_id: int):
+    """Undo send: take the agent's reply out of the outbox before it is released to the channel.
+    Its text goes back into the composer (and the agent's draft); the status the send set is undone."""
+    conversation = _visible_conversation(conversation_id)
+    store = get_store()
+    agent = current_agent()
+    outbox_id = (request.form.get("outbox_id") or "").strip()[:64]
+    try:
+        with store.write():
+            row = undo_reply(mainland(), store, conversation_id, outbox_id, agent=agent, now=_now())
+            store.save_draft(agent["id"], conversation_id, "reply", row["text"], _now_iso())
+    except UndoRefused as exc:
+        error = (_("Too late to undo: the reply has been handed to the channel already.")
+                 if exc.reason == "released" else _("There is no reply of yours to undo here."))
+        return _refused(conversation, error, status=409)
+    _audit("reply_undone", conversation_id)
+    session.pop("_flashes", None)  # "Reply queued", flashed for the next page, is no longer true
+    status = store.conversation(conversation_id)["status"]
+    if row.get("undo_status") and row["undo_status"] != status:
+        try:
+            status = apply_status(store.conversation(conversation_id), row["undo_status"], now=_now()).status
+        except TransitionRefused:
+            pass
+    return _done(conversation_id, _("Sending undone: the reply is back in the composer."), anchor="#composer",
+                 text=row["text"], message_id=row["message_row"], status=status)
+
+
+@bp.post("/conversations/<int:conversation_id>/draft")
+@login_required
+def save_draft(conversation_id: int):
+    """The composer's text, saved as the agent types (JSON `{"kind": "reply"|"note", "text": ...}`);
+    an empty text deletes the draft. Colleagues see that the agent has a draft, never its text."""
+    _visible_conversation(conversation_id)
+    data = request.get_json(silent=True) if request.is_json else request.form
+    data = data if isinstance(data, dict) or hasattr(data, "get") else {}
+    kind = str(data.get("kind") or "reply")
+    text = str(data.get("text") or "").replace("\r\n", "\n")
+    if kind not in ("reply", "note") or len(text) > MAX_TEXT_CHARS:
+        return jsonify(ok=False, error=str(_l("This draft cannot be saved."))), 400
+    store = get_store()
+    with store.write():
+        store.save_draft(current_agent()["id"], conversation_id, kind, text, _now_iso())
+    return jsonify(ok=True, saved=bool(text.strip()))
+
+
+def _held_for_review(conversation: dict[str, Any], seen_up_to: int):
+    """A trainee's reply was held: say so, and show it in the thread as waiting for review."""
+    from inbox.web.review import held_thread_html
+
+    message = _("Your reply waits for a lead's review before it is sent. It is shown in the thread until then.")
+    if _wants_json():
+        return jsonify(ok=True, held_for_review=True, message=message, review_html=held_thread_html(conversation),
+                       **_fragment(conversation["id"], seen_up_to))
+    flash(message, "success")
+    return redirect(conversation_url(conversation["id"], current_view()) + "#held-replies", code=303)
 
 
 @bp.post("/conversations/<int:conversation_id>/notes")
@@ -602,18 +820,114 @@ def change_status(conversation_id: int):
     if target == "snoozed":
         snooze_until = parse_snooze(request.form.get("snooze_until") or request.form.get("snooze") or "", now)
     try:
-        change = transition(conversation["status"], target, now=now, snooze_until=snooze_until,
-                            merged=bool(conversation.get("merged_into")))
+        change = apply_status(conversation, target, now=now, snooze_until=snooze_until)
     except TransitionRefused as exc:
         return _refused(conversation, str(TRANSITION_MESSAGES.get(exc.code, TRANSITION_MESSAGES["unknown"])))
-    get_store().set_conversation_status(conversation_id, change.status, change.snoozed_until, iso(now))
-    _audit("status", conversation_id, before=conversation["status"], after=change.status,
-           snoozed_until=change.snoozed_until)
     if change.status == "snoozed":
         message = _("Snoozed until %(when)s.", when=when(change.snoozed_until))
     else:
         message = _("Status: %(status)s.", status=status_label(change.status))
-    return _done(conversation_id, message, status=change.status, snoozed_until=change.snoozed_until)
+    payload = {"status": change.status, "snoozed_until": change.snoozed_until}
+    if change.status in MOVE_ON_STATUSES:
+        return _moved_on(conversation, message, **payload)
+    return _done(conversation_id, message, **payload)
+
+
+def apply_status(conversation: dict[str, Any], target: str, *, now: dt.datetime,
+                 snooze_until: dt.datetime | None = None) -> Transition:
+    """Set the status by the lifecycle rules, with its audit entry; TransitionRefused when not allowed.
+
+    The one way the status buttons and "Send + status" change a status. Setting the status it
+    already has writes nothing (no audit entry for a change that did not happen).
+    """
+    change = transition(conversation["status"], target, now=now, snooze_until=snooze_until,
+                        merged=bool(conversation.get("merged_into")))
+    if (change.status, change.snoozed_until) == (conversation["status"], conversation.get("snoozed_until")):
+        return change
+    get_store().set_conversation_status(conversation["id"], change.status, change.snoozed_until, iso(now))
+    _audit("status", conversation["id"], before=conversation["status"], after=change.status,
+           snoozed_until=change.snoozed_until)
+    return change
+
+
+# Moving on: the queue view the agent came from ------------------------------------------------
+#
+# The queue links a conversation with `?view=<its query string>` (and the page falls back to the
+# queue page that linked here, from the Referer). The page keeps the view in a hidden field of
+# its forms, so a status change can open the next conversation of that same view.
+
+def _clean_view(raw: str) -> str:
+    """`raw` as a valid queue query string (the queue's own allow-lists), or "" for the default queue."""
+    from inbox.web.queue import InvalidFilter, parse_query  # the queue module imports this one
+
+    try:
+        query = parse_query(dict(parse_qsl(raw[:MAX_VIEW_CHARS])))
+    except (InvalidFilter, ValueError):
+        return ""
+    return urlencode(query.as_params())
+
+
+def current_view() -> str:
+    """The queue view of this request: the `view` field or parameter, else the queue page it came from."""
+    raw = request.values.get("view")
+    if raw is None:
+        referrer = urlsplit(request.referrer or "")
+        if referrer.path == "/" and referrer.netloc in ("", request.host):
+            raw = referrer.query
+    return _clean_view(raw or "")
+
+
+def conversation_url(conversation_id: int, view: str = "") -> str:
+    """The conversation page, keeping the queue view along."""
+    if view:
+        return url_for("conversations.show", conversation_id=conversation_id, view=view)
+    return url_for("conversations.show", conversation_id=conversation_id)
+
+
+def _view_queue_url(view: str) -> str:
+    return url_for("queue.index") + (f"?{view}" if view else "")
+
+
+def _sort_value(conversation: dict[str, Any], sort: str) -> str:
+    """The conversation's value of the queue's sort expression (inbox/store/queue.py SORTS)."""
+    if sort == "waiting":
+        return conversation.get("waiting_since") or "~"
+    if sort == "urgency":
+        return conversation.get("sla_due_adequate") or "~"
+    return conversation["last_message_at"]
+
+
+def next_in_view(conversation: dict[str, Any], view: str) -> str:
+    """Where the agent goes once `conversation` is out of their hands: the conversation after it in
+    their queue view (by its place before the change), else the view itself."""
+    from inbox.web.queue import parse_query
+
+    query = parse_query(dict(parse_qsl(view)))
+    store = get_store()
+    agent = current_agent()
+    position = (_sort_value(conversation, query.sort), conversation["id"])
+    rows = store.queue_page(query, team_ids=access.visible_team_ids(store, agent), agent_id=agent["id"],
+                            after=position, limit=2)
+    following = next((row["id"] for row in rows if row["id"] != conversation["id"]), None)
+    if following is None:
+        return _view_queue_url(view)
+    return conversation_url(following, view)
+
+
+def _moved_on(conversation: dict[str, Any], message: str, *, after: int | None = None, **payload: Any):
+    """A change that took the conversation out of the agent's hands: on to the next one of the view.
+
+    The message is flashed either way: the page's script follows `next_url`, where it is shown.
+    JSON also carries the new messages after `after`, like any other answer to a reply.
+    """
+    next_url = next_in_view(conversation, current_view())
+    flash(message, "success")
+    if _wants_json():
+        body: dict[str, Any] = {"ok": True, "message": message, "next_url": next_url, **payload}
+        if after is not None:
+            body.update(_fragment(conversation["id"], after))
+        return jsonify(body)
+    return redirect(next_url, code=303)
 
 
 @bp.post("/conversations/<int:conversation_id>/assign")
@@ -783,6 +1097,8 @@ def retry_reply(message_id: int):
 NOTIFICATION_KINDS = {
     "mention": _l("mentioned you"),
     "assigned": _l("assigned a conversation to you"),
+    # Routing passed a waiting conversation of theirs on (inbox/routing.py flow_on); no actor.
+    "routing_moved": _l("passed a conversation of yours on while you were away or offline"),
     "review_returned": _l("returned your reply with a comment"),
     # Service-level notices to leads (inbox/service_levels.py notify_leads); they have no actor.
     "sla_warning": _l("(service level) soon past the adequate time"),
@@ -869,6 +1185,13 @@ def when(iso: str | None) -> str:
     return format_datetime(moment, "short") if moment else ""
 
 
+def our_html(html: str | None) -> Markup:
+    """Our own reply's HTML (made from the agent's light markdown when it was sent), sanitised, to
+    show inline in the thread; empty when there is none or the sanitiser refused it."""
+    body, replaced = sanitize_html(html or "") if html else ("", True)
+    return Markup("") if replaced else Markup(body)  # noqa: S704 - nh3-sanitised above
+
+
 def filesize(size: int | None) -> str:
     if size is None:
         return ""
@@ -884,4 +1207,4 @@ def init_app(app: Flask) -> None:
                                  priority_label=priority_label, unread_notifications=unread_notifications,
                                  delivery_labels=lambda: {k: str(v) for k, v in DELIVERY_LABELS.items()},
                                  status_labels=lambda: {k: str(v) for k, v in STATUS_LABELS.items()})
-    app.jinja_env.filters.update(when=when, filesize=filesize)
+    app.jinja_env.filters.update(when=when, filesize=filesize, our_html=our_html)

@@ -41,6 +41,10 @@ from inbox.web.conversations import content_disposition
 
 bp = Blueprint("customers", __name__)
 
+#: Timeline entries a customer page shows at first, and at most.
+TIMELINE_PAGE = 50
+MAX_TIMELINE = 2000
+
 PAGE_SIZE = 50
 MAX_NOTE_CHARS = 10_000
 MAX_QUERY_CHARS = 200
@@ -156,7 +160,13 @@ def show(customer_id: int):
     record = _visible_customer(customer_id)
     team_ids = _team_ids()
     conversations = store.customer_conversations(customer_id, team_ids)
-    timeline = store.customer_timeline([c["id"] for c in conversations])
+    # The latest part of the timeline; "Show older messages" asks for more (a customer with
+    # thousands of messages must not make a page of megabytes).
+    shown = min(max(request.args.get("timeline", default=TIMELINE_PAGE, type=int) or TIMELINE_PAGE,
+                    TIMELINE_PAGE), MAX_TIMELINE)
+    timeline = store.customer_timeline([c["id"] for c in conversations], limit=shown + 1)
+    more_timeline = shown + TIMELINE_PAGE if len(timeline) > shown else None
+    timeline = timeline[:shown]
     suggestions = []
     for s in store.customer_suggestions(customer_id):
         other = s["customer_b"] if s["customer_a"] == customer_id else s["customer_a"]
@@ -171,6 +181,7 @@ def show(customer_id: int):
         claims=store.claims_of(customer_id), attributes=store.customer_attributes(customer_id),
         notes=store.customer_notes(customer_id), conversations=conversations, timeline=timeline,
         suggestions=suggestions, merges=store.merges_into(customer_id), agents=store.agent_choices(), owner=owner,
+        more_timeline=more_timeline,
         is_admin=access.is_admin(current_agent()),
     )
 

@@ -39,6 +39,7 @@ from werkzeug.exceptions import HTTPException
 from connectors.base import WebhookRequest
 from connectors.webform import FormError, FormRefused, Submission, WebformConnector, origin_of
 from inbox.i18n import gettext as _
+from inbox.i18n import ngettext
 from inbox.web import get_store
 from inbox.web.security import csrf, limiter
 
@@ -178,7 +179,8 @@ def _message_for(field: str, code: str, connector: WebformConnector) -> str:
     if code == "too_large" and field == "message":
         return _("The message is too long: at most %(n)s characters.", n=connector.config["max_text_chars"])
     if code == "too_many":
-        return _("Attach at most %(n)s files.", n=connector.config["max_attachments"])
+        return ngettext("Attach at most %(num)d file.", "Attach at most %(num)d files.",
+                        int(connector.config["max_attachments"]))
     if code == "file_too_large":
         return _("Each file may be at most %(size)s MB.", size=_megabytes(connector.max_attachment_bytes))
     if code == "too_large":

@@ -15,7 +15,9 @@ m005), and only when it moved, the changed conversations the agent may see. Even
 - `message.status` {conversation_id, message_id, delivery_status, delivery_error, possible_duplicate}:
   a reply in the watched conversation moved (queued -> sent -> delivered, or failed).
 - `presence` {conversation_id, agents: [{id, name, state}]}: who else views or types in it.
-- `notifications` {unread}: the agent's unread notification count changed.
+- `notifications` {unread, latest?}: the agent's unread notification count changed, or a notification
+  arrived; `latest` {id, kind, text, url} is the newest one when it is new since the last look and of
+  a kind the agent wants in the browser (static/live.js shows it as a browser notification).
 - `heartbeat` {t}: every 15 s, so proxies keep the connection and dead clients are noticed.
 
 Events carry `id: <seq>` (with a watched conversation `<seq>:<last message id>`); a reconnecting
@@ -44,8 +46,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, jsonify, request
+from flask_babel import get_locale
 
-from inbox import access, clock
+from inbox import access, clock, notifications
 from inbox.store import Store
 from inbox.store.base import iso
 from inbox.web import get_store, mainland
@@ -152,8 +155,10 @@ class LiveState:
     """
 
     def __init__(self, store: Store, agent: dict[str, Any], team_ids: set[int] | None, seq: int,
-                 conversation_id: int | None, last_message_id: int | None = None) -> None:
+                 conversation_id: int | None, last_message_id: int | None = None, locale: str | None = None) -> None:
         self.store = store
+        #: The agent's language, for the text of browser notifications.
+        self.locale = locale or agent.get("locale")
         self.agent = agent
         self.team_ids = team_ids
         self.seq = seq
@@ -166,6 +171,8 @@ class LiveState:
         self.delivery = self._delivery() if conversation_id and not resumed else {}
         self.presence: list[dict[str, Any]] | None = None
         self.unread: int | None = None
+        #: The newest notification of the agent at the last look (None: not looked yet).
+        self.newest_notification: int | None = None
 
     @property
     def event_id(self) -> str:
@@ -184,9 +191,15 @@ class LiveState:
             events.extend(self._presence(now))
         if with_notifications:
             unread = self.store.unread_notification_count(self.agent["id"], self.team_ids)
-            if unread != self.unread:
+            newest = self.store.newest_notification_id(self.agent["id"])
+            latest = None
+            if self.newest_notification is not None and newest > self.newest_notification:
+                latest = notifications.browser_payload(self.store, self.agent, self.team_ids, self.locale,
+                                                       self.newest_notification)
+            self.newest_notification = newest
+            if unread != self.unread or latest:
                 if self.unread is not None or unread:
-                    events.append(sse("notifications", {"unread": unread}))
+                    events.append(sse("notifications", {"unread": unread, **({"latest": latest} if latest else {})}))
                 self.unread = unread
         return events
 
@@ -256,6 +269,7 @@ def events():
             abort(404)
         access.require_conversation(store, agent, conversation_id)
     seq, last_message_id = _resume_point(store)
+    locale = str(get_locale() or "") or None
     once = request.args.get("once") == "1"
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     app = current_app._get_current_object()
@@ -267,7 +281,7 @@ def events():
     epoch = (store.agent(agent["id"]) or {}).get("session_epoch")
     if once or not _slots.acquire(_stream_limit()):
         # A short answer: what changed since the client's id, and when to ask again.
-        state = LiveState(store, agent, team_ids, seq, conversation_id, last_message_id)
+        state = LiveState(store, agent, team_ids, seq, conversation_id, last_message_id, locale=locale)
         body = [f"retry: {POLL_RETRY_MS}\n\n", sse("hello", {"seq": seq, "conversation_id": conversation_id,
                                                               "mode": "poll"}, state.event_id)]
         body.extend(state.poll(now=clock.now()))
@@ -285,7 +299,7 @@ def events():
         # The request's store closes when the view returns; the stream keeps its own connection.
         own = app.extensions["mainland"].open_store(check=False)
         try:
-            state = LiveState(own, agent, team_ids, seq, conversation_id, last_message_id)
+            state = LiveState(own, agent, team_ids, seq, conversation_id, last_message_id, locale=locale)
             yield f"retry: {STREAM_RETRY_MS}\n\n"
             yield sse("hello", {"seq": seq, "conversation_id": conversation_id, "mode": "stream"}, state.event_id)
             started = last_beat = last_check = time.monotonic()

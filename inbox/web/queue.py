@@ -323,7 +323,8 @@ def _date_formatter() -> Callable[[str | None], str]:
 
 
 def _decorate(rows: list[dict[str, Any]]) -> None:
-    """Everything a row shows, worked out once here instead of in template macros."""
+    """Everything a row shows, worked out once here instead of in template macros. (The links stay
+    plain: the conversation page learns the view from the Referer, see conversations.current_view.)"""
     now = clock.now()
     when = _date_formatter()
     link = url_for("conversations.show", conversation_id=0)[:-1]
@@ -385,6 +386,10 @@ def index():
     if request.args.get("part") == "rows":
         # Live updates (static/queue.js): the same page's rows alone, swapped in without a reload.
         return render_template("queue/_rows.html", conversations=rows, marks=channel_marks())
+    if request.args.get("part") == "pane":
+        # The list beside an open conversation (static/conversation.js loads it after the page).
+        return render_template("queue/_pane.html", conversations=rows, marks=channel_marks(),
+                               current_id=request.args.get("current", type=int))
     return render_template(
         "queue/index.html",
         query=query,

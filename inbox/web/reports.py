@@ -18,6 +18,7 @@ from flask_babel import format_decimal, format_percent
 from inbox import charts, clock, digest, reports, service_levels
 from inbox.i18n import gettext as _
 from inbox.i18n import lazy_gettext as _l
+from inbox.i18n import ngettext
 from inbox.reports import Period
 from inbox.web import get_store, mainland
 from inbox.web.auth import role_required
@@ -109,7 +110,8 @@ def chart(name: str):
             adequate_label=_("within adequate"), empty_label=_("No data this week"))
     elif name == "csat_by_wait":
         png = charts.csat_by_wait_chart(report.csat_by_band, {k: str(v) for k, v in BAND_LABELS.items()},
-                                        title=_("Satisfaction by first-response time"), answers_label=_("answers"),
+                                        title=_("Satisfaction by first-response time"),
+                                        answers_label=lambda n: ngettext("%(num)d answer", "%(num)d answers", n),
                                         empty_label=_("No data this week"))
     else:
         abort(404)

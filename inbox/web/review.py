@@ -2,13 +2,14 @@
 
 - `/review` (leads, managers, admins): replies waiting, oldest first, of conversations the reader
   may see; recent decisions; per agent the time replies spent in review.
-- `/review/<id>`: one reply with the customer's message it answers; approve as is, edit and
+- `/review/<id>`: one reply with the whole conversation it answers; approve as is, edit and
   approve, or return with a comment. Items of conversations the reader may not see are 404.
 - `/review/agents/<id>`: an agent's reviewed replies and the feedback on them — for the agent
   themselves, leads of their teams, managers and admins.
 
-The conversation page shows a trainee's held reply (`held_replies`, used by
-templates/review/_held.html) so nobody answers the customer twice meanwhile.
+The conversation page shows a trainee's held reply in the thread as "Waiting for review"
+(`held_thread_items`, used by templates/review/_held.html), so nobody answers the customer twice
+meanwhile; a returned one shows the lead's feedback, and its writer can edit and resubmit it.
 """
 
 from __future__ import annotations
@@ -82,9 +83,9 @@ def index():
 def show(item_id: int):
     item = _visible_item(item_id)
     store = get_store()
-    question = store.latest_inbound(item["conversation_id"])
-    message = store.message(question["id"]) if question else None
-    return render_template("review/show.html", item=item, question=message)
+    # The whole thread, not only the question: a lead judges the reply by what was said before.
+    thread = store.thread_messages(item["conversation_id"])
+    return render_template("review/show.html", item=item, thread=thread)
 
 
 @bp.post("/review/<int:item_id>/approve")
@@ -148,8 +149,33 @@ def agent(agent_id: int):
 
 
 def held_replies(conversation_id: int) -> list[dict[str, Any]]:
-    """Replies in this conversation waiting for review (for the conversation page)."""
+    """Replies in this conversation waiting for review."""
     return get_store().conversation_review_items(conversation_id)
+
+
+def held_thread_items(conversation_id: int) -> list[dict[str, Any]]:
+    """Each writer's latest held reply in this conversation while it is undecided or returned (the
+    thread shows it; an approved one is a sent message by then, a resubmitted one replaces it)."""
+    latest: dict[int, dict[str, Any]] = {}
+    for item in get_store().conversation_review_items(conversation_id, pending_only=False):
+        latest[item["agent_id"]] = item  # in id order: the last one wins
+    return sorted((i for i in latest.values() if i["state"] in ("pending_review", "returned")),
+                  key=lambda i: i["id"])
+
+
+def held_thread_html(conversation: dict[str, Any]) -> str:
+    """The held replies of the thread as HTML (the page's script swaps it in after a trainee sends)."""
+    return render_template("review/_held.html", conversation=conversation)
+
+
+def returned_text(conversation_id: int, item_id: int, agent: dict[str, Any] | None) -> str | None:
+    """The text of `agent`'s own returned reply `item_id` in this conversation, to edit and resubmit."""
+    if agent is None:
+        return None
+    for item in held_thread_items(conversation_id):
+        if item["id"] == item_id and item["agent_id"] == agent["id"] and item["state"] == "returned":
+            return item["text"]
+    return None
 
 
 def pending_review_count() -> int:
@@ -161,5 +187,6 @@ def pending_review_count() -> int:
 
 
 def init_app(app: Flask) -> None:
-    app.jinja_env.globals.update(held_replies=held_replies, pending_review_count=pending_review_count)
+    app.jinja_env.globals.update(held_replies=held_replies, held_thread_items=held_thread_items,
+                                 pending_review_count=pending_review_count)
     app.jinja_env.filters["duration"] = duration

@@ -8,8 +8,12 @@ agents' skills and capacity.
 - `/routing/agents/<id>` (leads for members of their teams; managers and admins for everyone):
   capacity, languages, topics and the trainee flag (a trainee's replies wait for review).
 
-Every request of a signed-in agent counts as activity (at most one write a minute per agent and
-process); live-update polling does not, so an open tab alone does not keep someone available.
+Every request of a signed-in agent counts as activity; live-update polling and presence beats do
+not, so an open tab alone does not keep someone available. Signing in and every action (any POST:
+a reply, a note, an assignment, a status change) are recorded at once and make the agent
+available unless they chose away or offline themselves; page views are recorded at most once a
+minute per agent and process. Both happen before the page is drawn (sign-in right after it), so
+the status in the top bar is current on the next page.
 """
 
 from __future__ import annotations
@@ -18,10 +22,9 @@ import datetime as dt
 import json
 import logging
 import re
-import time
 from typing import Any
 
-from flask import Blueprint, Flask, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, Response, abort, flash, g, redirect, render_template, request, url_for
 
 from inbox import access, clock, routing
 from inbox.i18n import LANGUAGES
@@ -67,6 +70,7 @@ STATE_LABELS = {
 
 lead_required = role_required(*LEAD_ROLES)
 
+#: When each agent's page views were last written, per database (the clock's seconds).
 _touched: dict[tuple[str, int], float] = {}
 
 
@@ -229,21 +233,41 @@ def agent_settings(agent_id: int):
 
 # Activity ------------------------------------------------------------------------------------------
 
-def _touch() -> None:
+def _counts_as_activity() -> bool:
     endpoint = request.endpoint
-    if endpoint in (None, "static") or endpoint.startswith(("live.", "introspect.")) or endpoint in _PASSIVE_ENDPOINTS:
+    return not (endpoint in (None, "static") or endpoint.startswith(("live.", "introspect."))
+                or endpoint in _PASSIVE_ENDPOINTS)
+
+
+def _touch() -> None:
+    if not _counts_as_activity():
         return
+    agent = current_agent()
+    if agent is not None:
+        # An action is never skipped: it is what makes someone available the moment they act.
+        _record_activity(agent["id"], acting=request.method not in ("GET", "HEAD", "OPTIONS"))
+        g.activity_recorded = True
+
+
+def _touch_after_sign_in(response: Response) -> Response:
+    """Signing in is activity too (the sign-in form, accepting an invitation): that request had no
+    agent yet when `_touch` ran."""
+    if request.method == "POST" and g.get("agent") and not g.get("activity_recorded") and _counts_as_activity():
+        _record_activity(g.agent["id"], acting=True)
+    return response
+
+
+def _record_activity(agent_id: int, *, acting: bool) -> None:
     try:
-        agent = current_agent()
-        if agent is None:
-            return
         store = get_store()
-        key = (str(store.path), agent["id"])
-        moment = time.monotonic()
-        if moment - _touched.get(key, -TOUCH_EVERY) < TOUCH_EVERY:
+        key = (str(store.path), agent_id)
+        now = _now()
+        moment = now.timestamp()
+        since = moment - _touched.get(key, moment - TOUCH_EVERY)
+        if not acting and 0 <= since < TOUCH_EVERY:
             return
         _touched[key] = moment
-        store.touch_agent(agent["id"], iso(_now()))
+        store.touch_agent(agent_id, iso(now))
     except Exception:  # activity is a hint; it must never cost the request
         log.exception("recording agent activity failed")
 
@@ -259,4 +283,5 @@ def my_routing_status() -> str | None:
 
 def init_app(app: Flask) -> None:
     app.before_request(_touch)
+    app.after_request(_touch_after_sign_in)
     app.jinja_env.globals.update(routing_status_label=status_label, my_routing_status=my_routing_status)
