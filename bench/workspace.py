@@ -297,6 +297,8 @@ class Shift:
     problems: list[str] = field(default_factory=list)
     #: Per navigating action: (ms until the next page starts loading, its server time, ms to DOM ready).
     breakdown: dict[str, list[tuple[float, float, float]]] = field(default_factory=dict)
+    #: Sends after which the page showed an undo bar and moved on only when told (or when it ended).
+    undo_windows: int = 0
     #: (url, status) of every response the browser had during the shift.
     responses: list[tuple[str, int]] = field(default_factory=list)
 
@@ -363,8 +365,9 @@ def navigate(shift: Shift, page, what: str, press, until) -> Action:
     """A press that leads to another page: timed like any action, and split into the time until the
     browser starts loading the next page (the action's own request: a JSON post, a status change),
     that page's server time (request to first byte) and the rest (to DOM ready and painted)."""
+    url_before = page.url
     action = timed(shift, page, what, press, until)
-    if action.shown_at and action.key_at:
+    if action.shown_at and action.key_at and page.url != url_before:
         nav = page.evaluate(NAVIGATION_JS)
         shift.breakdown.setdefault(what, []).append(
             (nav["start"] - action.key_at, nav["first_byte"] - nav["request"], action.shown_at - nav["first_byte"]))
@@ -426,6 +429,10 @@ def keyword_query(commands: list[dict], title: str) -> str | None:
     return min(fitting, key=lambda q: (len(q), q)) if fitting else None
 
 
+#: What the agent types over an answer variable the library could not fill (an order number).
+FILLED_VALUE = "10482"
+
+
 def insert_answer(page, shift: Shift, title: str, query: str) -> bool:
     """Ctrl+K, type `query`, Enter (ArrowDown first when the answer is not the first entry)."""
     timed(shift, page, "palette open", lambda: page.keyboard.press("Control+k"),
@@ -481,6 +488,12 @@ def work_conversation(page, base: str, shift: Shift, automatic: set[int], resolv
     inserted = insert_answer(page, shift, title, query) if title else False
     if inserted:
         record["query"] = query
+        # The palette selects a variable the answer could not fill ("{{order_number}}"): the agent
+        # types the value over it. That is reply text: neither counted nor timed.
+        while "{{" in page.input_value("#reply-text"):
+            page.evaluate("() => { const b = document.getElementById('reply-text'); const i = b.value.indexOf('{{');"
+                          " b.setSelectionRange(i, b.value.indexOf('}}', i) + 2); b.focus(); }")
+            page.keyboard.type(FILLED_VALUE)
     if not inserted:
         if title:
             shift.problems.append(f"#{conversation_id}: the palette did not offer the answer {title!r}")
@@ -493,11 +506,16 @@ def work_conversation(page, base: str, shift: Shift, automatic: set[int], resolv
         page.fill("#reply-text", REPLY_TEXT[:200])  # the agent shortens it: reply text, not counted
     default = page.inner_text("#send-reply .send-then").strip("→ ").strip()
 
-    def sent_and_next_shown() -> float | None:
+    def sent() -> float | None:
+        """The send's result: the next page (no undo window), or the reply in the thread with the undo
+        bar counting down (an undo window: the page moves on only when it ends), or an error."""
         page.wait_for_function(
-            "before => location.href !== before || !document.getElementById('composer-error').hidden",
+            "before => location.href !== before || !document.getElementById('composer-error').hidden "
+            "|| (document.querySelector('#undo-send .undo-form') && !document.getElementById('undo-send').hidden)",
             arg=before, polling="raf", timeout=TIMEOUT_MS)
-        return next_page_shown(page, before)() if page.url != before else None
+        if page.url != before:
+            return next_page_shown(page, before)()
+        return shown_when(page, "true")
 
     if resolve:
         # No shortcut sends and resolves: from the composer, Tab through the send buttons to "Send + resolve".
@@ -509,10 +527,24 @@ def work_conversation(page, base: str, shift: Shift, automatic: set[int], resolv
         else:
             shift.problems.append(f"#{conversation_id}: Tab did not reach the Send + resolve button")
         default = "Resolved"
-        navigate(shift, page, "send + resolve (Enter)", lambda: page.keyboard.press("Enter"), sent_and_next_shown)
+        send = navigate(shift, page, "send + resolve (Enter)", lambda: page.keyboard.press("Enter"), sent)
     else:
-        navigate(shift, page, "send (Ctrl+Enter)", lambda: page.keyboard.press("Control+Enter"),
-                 sent_and_next_shown)
+        send = navigate(shift, page, "send (Ctrl+Enter)", lambda: page.keyboard.press("Control+Enter"), sent)
+    if page.url == before and page.locator("#undo-send .undo-next").count():
+        # The undo window: the next conversation opens when it ends, or at once with "Go on now"
+        # (focus is on Undo after sending; Tab to "Go on now", Enter).
+        shift.undo_windows += 1
+        send.what += ", undo bar shown"
+        for _ in range(4):
+            timed(shift, page, "focus (Tab)", lambda: page.keyboard.press("Tab"),
+                  lambda: shown_when(page, "document.activeElement !== null"))
+            if page.evaluate("() => document.activeElement.classList.contains('undo-next')"):
+                break
+        else:
+            shift.problems.append(f"#{conversation_id}: Tab did not reach \"Go on now\" of the undo bar")
+        if page.url == before:
+            navigate(shift, page, "go on now (Enter)", lambda: page.keyboard.press("Enter"),
+                     next_page_shown(page, before))
     if page.url == before:
         error = page.inner_text("#composer-error")
         shift.problems.append(f"#{conversation_id}: sending failed: {error}")
@@ -562,12 +594,25 @@ def overflow(page, width: int) -> int:
 OVERFLOWING_JS = """width => {
     const name = el => el.tagName.toLowerCase() + (el.id ? '#' + el.id : '')
         + (el.classList.length ? '.' + Array.from(el.classList).join('.') : '');
+    // Inside a box that clips or scrolls within the page: no overflow of the page (unless the element
+    // is positioned out of that box's reach).
+    const clipped = el => {
+        if (['absolute', 'fixed'].includes(getComputedStyle(el).position)) { return false; }
+        for (let a = el.parentElement; a && a !== document.body; a = a.parentElement) {
+            if (getComputedStyle(a).overflowX !== 'visible' && a.getBoundingClientRect().right <= width + 0.5) {
+                return true;
+            }
+        }
+        return false;
+    };
     const out = [];
     for (const el of document.body.querySelectorAll('*')) {
         const r = el.getBoundingClientRect();
         if (r.width === 0 || r.right <= width + 0.5) { continue; }
         const parent = el.parentElement && el.parentElement.getBoundingClientRect();
-        if (parent && parent.right > width + 0.5) { continue; }
+        const escapes = ['absolute', 'fixed'].includes(getComputedStyle(el).position);
+        if (parent && parent.right > width + 0.5 && !escapes) { continue; }
+        if (clipped(el)) { continue; }
         out.push(name(el.parentElement) + ' > ' + name(el) + ' (right edge ' + Math.round(r.right) + 'px)');
     }
     return out.slice(0, 6);
@@ -580,14 +625,16 @@ def check_pages(browser, storage: dict, base: str, pages: dict[str, str]) -> dic
     from tests.axe import axe_script, violations_of
 
     script = axe_script()
-    results: dict = {"axe": {}, "overflow": {}, "overflowing": {}}
+    results: dict = {"axe": {}, "overflow": {}, "overflowing": {}, "failed": {}}
     for size, name in ((DESKTOP, "1440x900"), (MOBILE, "390x844")):
         context = browser.new_context(viewport=size, storage_state=storage)
         page = context.new_page()
         try:
             for label, path in pages.items():
-                page.goto(base + path)
+                response = page.goto(base + path)
                 page.wait_for_load_state("load")
+                if response is None or response.status >= 400:
+                    results["failed"][label] = response.status if response else None
                 page.screenshot(path=str(ARTIFACTS / f"{label}-{name}.png"), full_page=True)
                 if size is MOBILE:
                     results["overflow"][label] = overflow(page, size["width"])
@@ -743,6 +790,11 @@ def report(rows: int, shift: Shift, handled: int, outcome: dict, unfilled: list[
     print("axe serious/critical per page: " + ", ".join(f"{k} {len(v)}" for k, v in checked["axe"].items()))
     for label, where in checked["overflowing"].items():
         print(f"overflow {label} at 390px: " + "; ".join(where), file=sys.stderr)
+    server_errors = [f"{status} {url}" for url, status in shift.responses if status >= 500]
+    for label, status in checked["failed"].items():
+        print(f"page {label} answered {status}: its figures measure an error page", file=sys.stderr)
+    for error in server_errors[:10]:
+        print(f"server error during the shift: {error}", file=sys.stderr)
     if unfilled:
         print(f"{len(unfilled)} replies went out with an answer variable left unfilled (e.g. {{{{order_number}}}}): "
               + ", ".join(f"#{cid}" for cid in unfilled), file=sys.stderr)
@@ -770,7 +822,9 @@ def report(rows: int, shift: Shift, handled: int, outcome: dict, unfilled: list[
         "axe_by_page": {k: sorted({v["id"] for v in vs}) for k, vs in checked["axe"].items()},
         "overflow_by_page": checked["overflow"],
         "replies_with_unfilled_variable": len(unfilled),
+        "sends_with_undo_window": shift.undo_windows,
         "page_errors": len(errors),
+        "server_errors": len(server_errors) + len(checked["failed"]),
         "problems": len(shift.problems),
         "load_average": [round(x, 2) for x in load],
         "targets": TARGETS,

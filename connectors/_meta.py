@@ -150,6 +150,24 @@ def usage_of(headers: Mapping[str, str]) -> tuple[float, float]:
     return highest, regain
 
 
+#: The post a comment answers is shown above it trimmed to this many characters.
+CONTEXT_CHARS = 500
+
+
+def reply_context(text: Any, url: Any) -> tuple[str | None, str | None]:
+    """`(context_text, context_url)` of an item from a post's text and link as Graph gives them.
+
+    Text is trimmed to `CONTEXT_CHARS`; a link that is not http(s) is dropped.
+    """
+    clean = text.strip() if isinstance(text, str) else ""
+    if len(clean) > CONTEXT_CHARS:
+        clean = clean[: CONTEXT_CHARS - 1].rstrip() + "…"
+    link = url.strip() if isinstance(url, str) else ""
+    if not link.lower().startswith(("https://", "http://")):
+        link = ""
+    return clean or None, link or None
+
+
 def _json_header(value: str | None) -> Any:
     if not value:
         return None

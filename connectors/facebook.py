@@ -29,7 +29,8 @@ The worker also polls (every `poll_every` seconds, default 300), to pick up what
   messages.limit(20){id,created_time,from,to,message,attachments}`, newest first, following
   `paging.cursors.after` until a conversation older than the stored `updated_time`. Meta shows
   the 20 newest messages of a conversation.
-- `GET /{page-id}/feed` (the `recent_posts` newest posts), then for each post updated since the
+- `GET /{page-id}/feed` (the `recent_posts` newest posts, with their `message` and `permalink_url`,
+  shown above each comment as the post it is on), then for each post updated since the
   watermark `GET /{post-id}/comments?filter=stream&order=reverse_chronological&since=<watermark>`.
 
 Items are keyed by Meta's ids (`m_...` message ids, `<post>_<comment>` comment ids), so an
@@ -68,6 +69,7 @@ from connectors._meta import (
     _not_before,
     _raw,
     graph_time,
+    reply_context,
 )
 from connectors.base import ItemError, Limits, PermanentError, Setting, pick
 from inbox.models import Author, InboundItem, Reject
@@ -134,6 +136,8 @@ class FacebookConnector(MetaConnector):
             "id": pick(value, "comment_id", type=str), "post_id": pick(value, "post_id", type=str),
             "parent_id": value.get("parent_id"), "from": value["from"], "message": value.get("message"),
             "created_time": value.get("created_time") or entry.get("time"), "photo": value.get("photo"),
+            # The webhook names the post (with its link) but not its text; no extra call for it here.
+            "post_url": post.get("permalink_url") if isinstance(post := value.get("post"), dict) else None,
         })
 
     def _comment_item(self, comment: dict[str, Any]) -> InboundItem:
@@ -149,17 +153,18 @@ class FacebookConnector(MetaConnector):
         headers = {"platform": "facebook_comment", "post_id": post_id}
         if isinstance(comment.get("permalink_url"), str):
             headers["url"] = comment["permalink_url"]
+        context_text, context_url = reply_context(comment.get("post_message"), comment.get("post_url"))
         return InboundItem(
             channel=self.name, external_id=comment_id,
             author=Author(handle=str(sender), name=_display(name), identity_kind=self.identity_kind),
             text=text, sent_at=graph_time(comment.get("created_time")), thread_key=f"post:{post_id}",
             references=refs, public=True, attachments=(photo,) if photo else (), headers=headers,
-            raw=_raw("comment", comment),
+            raw=_raw("comment", comment), context_text=context_text, context_url=context_url,
         )
 
     def poll_comments(self, watermark: dt.datetime) -> tuple[list[InboundItem], list[Reject], dt.datetime | None]:
         posts = self.graph.call("GET", f"/{self.page_id}/feed", params={
-            "fields": "id,created_time,updated_time,permalink_url", "limit": int(self.config["recent_posts"])})
+            "fields": "id,created_time,updated_time,message,permalink_url", "limit": int(self.config["recent_posts"])})
         items: list[InboundItem] = []
         rejects: list[Reject] = []
         newest = None
@@ -186,7 +191,8 @@ class FacebookConnector(MetaConnector):
                         break
                     if isinstance(comment.get("from"), dict) and str(comment["from"].get("id")) in self.own_ids:
                         continue
-                    fresh.append(_flat_comment(comment, post_id))
+                    fresh.append(dict(_flat_comment(comment, post_id), post_message=post.get("message"),
+                                      post_url=post.get("permalink_url")))
                 if reached:
                     break
             # Newest first from Graph; reversed, comments of the same second keep their order.

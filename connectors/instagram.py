@@ -27,8 +27,8 @@ Page's (`X-Hub-Signature-256` over the raw body with `app_secret`; the `hub.chal
 handshake with `verify_token`). The worker also polls (default every 300 s): the Conversations
 API (newest first, down to the stored `updated_time`; Meta shows the 20 newest messages of a
 conversation and leaves out Requests-folder conversations idle for 30 days), and the comments of
-the `recent_posts` newest media (`GET /{ig-id}/media`, then `GET /{media-id}/comments` with the
-`replies` of each). Meta's ids (message `mid`s, comment ids) are the keys, so what came both ways
+the `recent_posts` newest media (`GET /{ig-id}/media`, whose `caption` and `permalink` are shown
+above its comments, then `GET /{media-id}/comments` with the `replies` of each). Meta's ids (message `mid`s, comment ids) are the keys, so what came both ways
 is stored once. The cursor is the same JSON object as the Facebook connector's.
 
 Replies
@@ -58,6 +58,7 @@ from connectors._meta import (
     _not_before,
     _raw,
     graph_time,
+    reply_context,
 )
 from connectors.base import Limits, PermanentError, Setting, pick
 from inbox.models import Author, InboundItem, Reject
@@ -156,17 +157,18 @@ class InstagramConnector(MetaConnector):
             headers["username"] = f"@{username}"
         if isinstance(comment.get("permalink"), str):
             headers["url"] = comment["permalink"]
+        context_text, context_url = reply_context(comment.get("caption"), comment.get("permalink"))
         return InboundItem(
             channel=self.name, external_id=comment_id,
             author=Author(handle=str(sender), name=_display(username), identity_kind=self.identity_kind),
             text=text, sent_at=graph_time(comment.get("timestamp")), thread_key=f"media:{media_id}",
             references=(str(parent),) if isinstance(parent, str | int) and str(parent) else (), public=True,
-            headers=headers, raw=_raw("comment", comment),
+            headers=headers, raw=_raw("comment", comment), context_text=context_text, context_url=context_url,
         )
 
     def poll_comments(self, watermark: dt.datetime) -> tuple[list[InboundItem], list[Reject], dt.datetime | None]:
         media = self.graph.call("GET", f"/{self.ig_id}/media", params={
-            "fields": "id,timestamp,permalink,comments_count", "limit": int(self.config["recent_posts"])})
+            "fields": "id,timestamp,caption,permalink,comments_count", "limit": int(self.config["recent_posts"])})
         items: list[InboundItem] = []
         rejects: list[Reject] = []
         newest = None
@@ -186,7 +188,8 @@ class InstagramConnector(MetaConnector):
                 flat.append(comment)
                 flat += [dict(r, parent_id=r.get("parent_id") or comment.get("id"))
                          for r in _data(comment.get("replies"))]
-            fresh = [dict(c, media_id=str(media_id), permalink=entry.get("permalink")) for c in flat
+            fresh = [dict(c, media_id=str(media_id), permalink=entry.get("permalink"), caption=entry.get("caption"))
+                     for c in flat
                      if _not_before(c, watermark) and not (
                          isinstance(c.get("from"), dict) and str(c["from"].get("id")) in self.own_ids)]
             found, bad = self.each(fresh, self._comment_item, raw_of=lambda c: _raw("comment", c))

@@ -78,7 +78,7 @@ class Config:
 _KNOWN_KEYS = {
     "database", "data_dir", "secret_key", "instance_id", "base_url", "mail_domain", "max_message_bytes",
     "max_attachment_bytes", "default_language", "session_cookie_secure", "fetch_allow_hosts", "channels", "demo", "web", "worker",
-    "service_levels", "digest", "api_tokens", "default_phone_region", "health",
+    "service_levels", "digest", "api_tokens", "default_phone_region", "health", "notifications",
 }
 
 
@@ -238,13 +238,15 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: Path | None = N
         fetch_allow_hosts=tuple(str(h) for h in (resolved.get("fetch_allow_hosts") or ())),
         channels=channels,
         extra={k: v for k, v in resolved.items() if k in {"demo", "web", "worker", "service_levels", "digest",
-                                                              "api_tokens", "default_phone_region", "health"}},
+                                                              "api_tokens", "default_phone_region", "health",
+                                                              "notifications"}},
         source=source,
     )
     # Sections checked by the modules that read them (docs/service-levels.md).
-    from inbox import digest, service_levels
+    from inbox import digest, notifications, service_levels
 
     problems += service_levels.check_config(resolved.get("service_levels"))
+    problems += notifications.check_config(resolved.get("notifications"))
     problems += digest.check_config(resolved.get("digest"), channels)
     if problems:
         raise ConfigError(problems)

@@ -37,6 +37,8 @@ log = logging.getLogger("mainland.ingest")
 
 MAX_SUBJECT_CHARS = 500
 SEARCH_TEXT_CHARS = 200_000
+MAX_CONTEXT_CHARS = 1000  # the post an item answers, shown above it (connectors trim it shorter)
+MAX_CONTEXT_URL_CHARS = 2000
 
 
 @dataclass
@@ -248,6 +250,8 @@ class Ingestor:
             "size": item.size,
             "sent_at": iso(item.sent_at) if item.sent_at else None,
             "received_at": now,
+            "context_text": (item.context_text or "")[:MAX_CONTEXT_CHARS] or None,
+            "context_url": (item.context_url or "")[:MAX_CONTEXT_URL_CHARS] or None,
         })
         if message_id is None:
             return None

@@ -67,6 +67,9 @@ class InboundItem:
             used to join the item to an open conversation on that channel.
         references: ids of items this one answers, nearest last (email: References + In-Reply-To).
         raw: the original bytes, kept so that an item can be exported or reprocessed.
+        context_text: the text of what this item answers (the post a comment is on), when the
+            channel gives it; shown above the item so the agent knows "which coat?".
+        context_url: a link to that post or parent (http/https only; anything else is not linked).
     """
 
     channel: str
@@ -87,6 +90,8 @@ class InboundItem:
     source_ref: str | None = None
     size: int | None = None
     defects: tuple[str, ...] = ()
+    context_text: str | None = None
+    context_url: str | None = None
 
     @property
     def is_automatic(self) -> bool:

@@ -257,7 +257,8 @@ class MetaImitation(Imitation):
         if platform == "facebook":
             value = {"item": "comment", "verb": "add", "comment_id": comment_id, "post_id": post,
                      "parent_id": parent or post, "message": text, "created_time": int(at.timestamp()),
-                     "post": {"id": post, "status_type": "added_photos"}}
+                     "post": {"id": post, "status_type": "added_photos",
+                              "permalink_url": self.posts[post]["permalink_url"]}}
             if not malformed:
                 value["from"] = self._party(user_id, "messenger")
             self._queue("facebook", "feed", {"field": "feed", "value": value})
@@ -454,6 +455,14 @@ class MetaImitation(Imitation):
     def _fields(request: Request) -> str:
         return request.arg("fields") or ""
 
+    @classmethod
+    def _only(cls, entry: dict[str, Any], request: Request) -> dict[str, Any]:
+        """Like Graph: a node lists only the (flat) `fields` asked for, and always its id."""
+        asked = {f.strip() for f in cls._fields(request).split(",") if f.strip()}
+        if not asked:
+            return entry
+        return {k: v for k, v in entry.items() if k == "id" or k in asked}
+
     def _message_json(self, message: dict[str, Any], conversation: dict[str, Any]) -> dict[str, Any]:
         platform = conversation["platform"]
         body: dict[str, Any] = {"id": message["id"], "created_time": graph_time(message["created"])}
@@ -603,8 +612,9 @@ class MetaImitation(Imitation):
                 return self._fail(400, "(#100) Unknown Page", 100)
             posts = sorted(self.posts.values(), key=lambda p: p["created"], reverse=True)
             page, paging = self._page(posts, request)
-            data = [{"id": p["id"], "created_time": graph_time(p["created"]), "updated_time": graph_time(p["updated"]),
-                     "message": p["message"], "permalink_url": p["permalink_url"]} for p in page]
+            data = [self._only({"id": p["id"], "created_time": graph_time(p["created"]),
+                                "updated_time": graph_time(p["updated"]), "message": p["message"],
+                                "permalink_url": p["permalink_url"]}, request) for p in page]
             return self._answer(200, {"data": data, "paging": paging})
 
     @route("GET", V + r"/(?P<post>\d+_\d+)/comments")
@@ -667,9 +677,10 @@ class MetaImitation(Imitation):
                 return self._fail(400, "(#100) Unknown Instagram account", 100)
             media = sorted(self.media.values(), key=lambda m: m["created"], reverse=True)
             page, paging = self._page(media, request)
-            data = [{"id": m["id"], "timestamp": graph_time(m["created"]), "permalink": m["permalink"],
-                     "caption": m["caption"], "media_product_type": m["media_product_type"],
-                     "comments_count": sum(1 for c in self.comments.values() if c["post"] == m["id"])} for m in page]
+            data = [self._only({"id": m["id"], "timestamp": graph_time(m["created"]), "permalink": m["permalink"],
+                                "caption": m["caption"], "media_product_type": m["media_product_type"],
+                                "comments_count": sum(1 for c in self.comments.values() if c["post"] == m["id"])},
+                               request) for m in page]
             return self._answer(200, {"data": data, "paging": paging})
 
     def _ig_comment_json(self, comment: dict[str, Any]) -> dict[str, Any]:

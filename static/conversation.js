@@ -287,13 +287,8 @@
         if (data.ok && data.next_url) {
           // The conversation is out of the agent's hands: on to the next one of their queue view
           // (after the undo window, when there is one: undoing keeps the agent here).
+          // The reply waits out its undo window in the outbox; the next page offers Undo in its toast.
           dropDraft(area, kind);
-          if (data.undo) {
-            append(data.html || "");
-            setSeen(data.last_id || seenUpTo);
-            showUndo(data.undo, data.next_url);
-            return;
-          }
           saving.then(function () { window.location.assign(data.next_url); });
           return;
         }
@@ -330,12 +325,14 @@
   submit(replyForm, replyText, "reply");
   submit(noteForm, noteText, "note");
 
-  /* Ctrl/Cmd+Enter sends with the default (the first submit button: "Send reply" or "Add note"). */
+  /* Ctrl/Cmd+Enter sends with the default (the first submit button: "Send reply" or "Add note");
+   * Ctrl/Cmd+Shift+Enter sends and resolves. */
   function sendOnCtrlEnter(area, form) {
     if (!area || !form) { return; }
     area.addEventListener("keydown", function (ev) {
       if (ev.key !== "Enter" || !(ev.ctrlKey || ev.metaKey)) { return; }
-      var primary = form.querySelector("button[type=submit]");
+      var primary = (ev.shiftKey && form.querySelector("button[name=then_status][value=resolved]")) ||
+        form.querySelector("button[type=submit]");
       ev.preventDefault();
       if (primary && !primary.disabled) { form.requestSubmit(primary); }
     });
@@ -500,7 +497,6 @@
     if (!mentionList) { return; }
     mentionList.hidden = true;
     mentionList.textContent = "";
-    noteText.setAttribute("aria-expanded", "false");
     noteText.removeAttribute("aria-activedescendant");
   }
   function highlight(index) {
@@ -559,7 +555,6 @@
       mentionList.appendChild(option);
     });
     mentionList.hidden = false;
-    noteText.setAttribute("aria-expanded", "true");
     if (matches.length) { highlight(0); } else { noteText.removeAttribute("aria-activedescendant"); }
   }
   if (noteText && mentionList && mentionAgents.length) {

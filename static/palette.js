@@ -84,11 +84,19 @@
       var data = res[1] || {};
       var box = document.querySelector("textarea[name=text]");
       if (!data.ok || !box) { if (data.error) { window.alert(data.error); } return; }
-      var text = data.text || data.body || "";
+      // Too long for the channel: the answer's short version, as the answer picker does.
+      var text = (data.fits === false && data.short_text) ? data.short_text : (data.text || data.body || "");
       var at = box.selectionStart || box.value.length;
       box.value = box.value.slice(0, at) + text + box.value.slice(box.selectionEnd || at);
       box.dispatchEvent(new Event("input", { bubbles: true }));
       box.focus();
+      // A variable without a value (an order number nobody knows yet) is selected, to type over,
+      // and the warnings are shown where the composer says how things stand (not as an error).
+      var gap = box.value.indexOf("{{", at);
+      if (gap >= 0) { box.setSelectionRange(gap, box.value.indexOf("}}", gap) + 2); }
+      var status = document.getElementById("composer-status");
+      var warnings = (data.warnings || []).map(function (w) { return w.message; }).join(" ");
+      if (status && warnings) { status.textContent = warnings; status.hidden = false; }
     });
   }
 

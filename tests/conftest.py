@@ -58,6 +58,8 @@ def app_config(tmp_path, migrated_database):
         "instance_id": "test-instance",
         "mail_domain": "mainland.test",
         "channels": {},
+        # Replies go out at once in tests; the composer tests set the undo window themselves.
+        "web": {"undo_send_seconds": 0},
     }
 
 

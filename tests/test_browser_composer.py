@@ -10,6 +10,7 @@ import pytest
 
 from inbox.mail import parse_email
 from inbox.models import FetchResult
+from tests.axe import describe, run_axe
 from tests.mailfactory import raw_mail
 from tests.test_browser_conversation import sign_in
 from tests.test_browser_smoke import CHROMIUM, _require_chromium, live_app  # noqa: F401  (live_app: fixture)
@@ -30,6 +31,7 @@ def setup(app, frozen_clock):
         "ann": make_agent(store),
         "anna": make_agent(store, email="anna@example.org", name="Anna Smith"),
         "bob": make_agent(store, email="bob@example.org", name="Bob Builder"),
+        "andy": make_agent(store, email="andy@example.org", name="Andy Other"),
     }
     item = parse_email(raw_mail(subject="Where is my parcel", body="It did not arrive."), channel="chat")
     [conversation_id] = mainland.ingestor(store).ingest("chat", FetchResult(items=[item], cursor="c1")).new_conversations
@@ -45,7 +47,7 @@ def test_mention_autocomplete_picks_agents_with_the_keyboard(live_app, setup):  
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
         try:
-            page = browser.new_page()
+            page = browser.new_page(viewport={"width": 1100, "height": 900})
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             sign_in(page, live_app, "ann@example.org", target)
@@ -54,13 +56,16 @@ def test_mention_autocomplete_picks_agents_with_the_keyboard(live_app, setup):  
             listbox = page.locator("#mention-list")
             note.press_sequentially("Please check @an")
             expect(listbox).to_be_visible(timeout=TIMEOUT)
-            expect(listbox.get_by_role("option")).to_have_count(2)
-            expect(note).to_have_attribute("aria-expanded", "true")
+            expect(listbox.get_by_role("option")).to_have_count(2)  # Andy and Anna; not Ann herself
+            expect(page.locator("#mention-option-0")).to_contain_text("Andy Other")
             expect(note).to_have_attribute("aria-activedescendant", "mention-option-0")
             page.keyboard.press("ArrowDown")
             expect(note).to_have_attribute("aria-activedescendant", "mention-option-1")
             expect(page.locator("#mention-option-1")).to_have_attribute("aria-selected", "true")
             expect(page.locator("#mention-option-1")).to_contain_text("Anna Smith")
+            violations = run_axe(page)
+            page.screenshot(path="test-artifacts/screenshots/composer-mentions.png")
+            assert violations == [], describe(violations)
             page.keyboard.press("Enter")
             expect(note).to_have_value("Please check @anna ")
             expect(listbox).to_be_hidden()
@@ -87,7 +92,7 @@ def test_draft_follows_the_agent_and_undo_send_puts_the_reply_back(live_app, set
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
         try:
-            laptop = browser.new_context().new_page()
+            laptop = browser.new_context(viewport={"width": 1100, "height": 900}).new_page()
             errors: list[str] = []
             laptop.on("pageerror", lambda exc: errors.append(str(exc)))
             sign_in(laptop, live_app, "ann@example.org", target)
@@ -110,6 +115,9 @@ def test_draft_follows_the_agent_and_undo_send_puts_the_reply_back(live_app, set
                                                                               timeout=TIMEOUT)
             expect(laptop.locator("#undo-send .undo-countdown")).to_contain_text("Sending in", timeout=TIMEOUT)
             expect(laptop.locator("#reply-text")).to_have_value("")
+            violations = run_axe(laptop)
+            laptop.screenshot(path="test-artifacts/screenshots/composer-undo.png", full_page=True)
+            assert violations == [], describe(violations)
             assert store.execute("SELECT count(*) FROM outbox").fetchone()[0] == 1
             laptop.focus("#reply-text")
             laptop.keyboard.press("Control+z")

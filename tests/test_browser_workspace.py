@@ -68,6 +68,15 @@ class Customers:
                                   f"{handle}-{n}", text))
         return ids
 
+    def reply(self, conversation_id: int, text: str) -> None:
+        """Our reply, queued as the composer queues it (its row then shows it as the latest message)."""
+        from inbox.store.base import now_iso
+
+        with self.store.write():
+            self.store.queue_outbound(outbox_id=f"out-{next(self._n)}", conversation_id=conversation_id,
+                                      channel="telegram", agent_id=None, text=text, html=None, subject="",
+                                      message_id=None, refs="", author_name="Ann Agent", now=now_iso())
+
     def close(self) -> None:
         self.store.close()
 
@@ -165,15 +174,52 @@ def test_a_follow_up_updates_its_row_live_without_a_reload_or_losing_the_scroll(
     screenshots(page, "queue-live")
 
 
-def test_no_sideways_scrolling_on_a_phone(live_app, customers, browser):  # noqa: F811
-    [first, *_] = customers.many(3)
-    page = open_page(browser, live_app, "/", viewport=PHONE)
-    for path, name in (("/", "queue"), (f"/conversations/{first}", "conversation")):
-        page.goto(f"{live_app}{path}")
-        page.wait_for_load_state("load")
-        width = page.evaluate("() => document.documentElement.scrollWidth")
-        screenshots(page, f"phone-{name}")
-        assert width - PHONE["width"] <= 0, f"{name} is {width - PHONE['width']} px wider than a 390 px phone"
+#: The elements that stick out to the right while their parent does not: where an overflow starts
+#: (an element inside a box that clips is left out, unless it is positioned out of that box's reach).
+OVERFLOWING_JS = """width => Array.from(document.body.querySelectorAll('*')).filter(el => {
+        const r = el.getBoundingClientRect(), p = el.parentElement.getBoundingClientRect();
+        const escapes = ['absolute', 'fixed'].includes(getComputedStyle(el).position);
+        for (let a = el.parentElement; a && a !== document.body && !escapes; a = a.parentElement) {
+            if (getComputedStyle(a).overflowX !== 'visible' && a.getBoundingClientRect().right <= width + 0.5) {
+                return false;
+            }
+        }
+        return r.width > 0 && r.right > width + 0.5 && (escapes || p.right <= width + 0.5);
+    }).slice(0, 6).map(el => el.parentElement.tagName.toLowerCase() + ' > ' + el.tagName.toLowerCase()
+        + (el.className ? '.' + String(el.className).split(' ').join('.') : '')
+        + ' (left ' + Math.round(el.getBoundingClientRect().left) + 'px, right edge '
+        + Math.round(el.getBoundingClientRect().right) + 'px)')"""
+
+
+@pytest.mark.parametrize("view", [
+    "queue",
+    pytest.param("queue-all", marks=pytest.mark.xfail(strict=True, reason=(
+        "a row whose latest message is our reply (templates/queue/_rows.html: .latest > "
+        "span.visually-hidden 'Our reply:') sets that span, position: absolute, far to the right of a long "
+        "question; td.what clips its text but is not positioned, so the span escapes and widens the page "
+        "(about 600 px at 390 px). Shown in every view that lists a pending reply (here: All)."))),
+    "conversation",
+])
+def test_no_sideways_scrolling_on_a_phone(live_app, customers, browser, view):  # noqa: F811
+    [first, second, _] = customers.many(3)
+    name, handle, _ = PEOPLE[0]
+    # Rows with a latest message beside the question, as in a busy queue: a follow-up, and our reply.
+    customers.write(name, f"{handle}-0", "Any news? The parcel still has not arrived and I am waiting at home all day.",
+                    chat=f"chat-{handle}-0")
+    customers.reply(second, "Hi James, thank you for letting us know. We are sending you a new kettle today; you "
+                            "will find the track-and-trace link in your shipping confirmation. Kind regards, Ann")
+    # A long question answered by us, waiting for the customer (pending), as after a shift.
+    long_one = customers.write("Harry Green", "2001", "My parcel with order 10612 arrived damaged, the lamp shade is "
+                                                      "dented and the base is cracked. Can you replace it?")
+    customers.reply(long_one, "Hi Harry, we are sorry to hear that. A new lamp is on its way to you today.")
+    customers.store.bulk_update([long_one], action="status", value="pending", actor="test")
+    path = {"queue": "/", "queue-all": "/?status=all", "conversation": f"/conversations/{first}"}[view]
+    page = open_page(browser, live_app, path, viewport=PHONE)
+    page.wait_for_load_state("load")
+    excess = page.evaluate("() => document.documentElement.scrollWidth") - PHONE["width"]
+    screenshots(page, f"phone-{view}")
+    where = page.evaluate(OVERFLOWING_JS, PHONE["width"]) if excess > 0 else []
+    assert excess <= 0, f"{view} is {excess} px wider than a 390 px phone: " + "; ".join(where)
     assert page.errors == []
 
 
@@ -182,23 +228,33 @@ CONTRAST_4_35 = "--muted #616e7c on the highlight #e2ecf6 is 4.35:1, below 4.5:1
 
 @pytest.mark.parametrize("page_name", [
     "queue",
-    pytest.param("conversation", marks=pytest.mark.xfail(strict=True, reason=(
-        "color-contrast (serious): the queue pane beside the conversation, the current entry's subject "
-        "(a[href$='conversations/<id>'] > .pane-text > .pane-subject): " + CONTRAST_4_35))),
+    pytest.param("queue-row-selected", marks=pytest.mark.xfail(strict=True, reason=(
+        "color-contrast (serious): a row selected with j (static/queue.css table.queue tr.selected td), its "
+        "latest message and time (.selected > .what > .latest, time): " + CONTRAST_4_35))),
+    "conversation",
 ])
 def test_no_serious_or_critical_accessibility_faults(live_app, customers, browser, page_name):  # noqa: F811
-    [first, *_] = customers.many(3)
-    path = {"queue": "/", "conversation": f"/conversations/{first}"}[page_name]
+    [first, second, _] = customers.many(3)
+    # A row as after a reply: ours is its latest message, and it waits for the customer (pending).
+    customers.reply(second, "We are sending you a new one today.")
+    customers.store.bulk_update([second], action="status", value="pending", actor="test")
+    path = {"queue": "/?status=all", "queue-row-selected": "/?status=all",
+            "conversation": f"/conversations/{first}"}[page_name]
     page = open_page(browser, live_app, path)
     page.wait_for_load_state("load")
+    if page_name == "queue-row-selected":
+        selected = page.locator("table.queue tr.selected")
+        for _ in range(3):
+            page.keyboard.press("j")
+            selected.wait_for(timeout=TIMEOUT)
+            if selected.get_attribute("data-id") == str(second):
+                break
+        assert selected.get_attribute("data-id") == str(second)
     violations = run_axe(page)
     screenshots(page, f"axe-{page_name}")
     assert violations == [], f"{page_name}:\n{describe(violations)}"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "color-contrast (serious): the palette's group name on the highlighted entry (#palette-item-0 > "
-    ".palette-group; static/mainland.css .palette-card li[aria-selected=true], .palette-group): " + CONTRAST_4_35))
 def test_no_serious_or_critical_accessibility_faults_with_the_palette_open(live_app, customers,  # noqa: F811
                                                                             browser):
     [first, *_] = customers.many(2)

@@ -16,7 +16,7 @@ from connectors.base import Connector, Limits
 from inbox.config import ConfigError, from_mapping
 from inbox.mail import parse_email
 from inbox.models import FetchResult
-from inbox.outbox import UndoRefused, send_due, undo_reply
+from inbox.outbox import UndoRefused, send_due, undo_reply, undo_seconds
 from inbox.web.conversations import find_mentions, mention_handle
 from tests.mailfactory import raw_mail
 from tests.test_web_auth import csrf_token, login, make_agent
@@ -54,6 +54,7 @@ def app_config(app_config, monkeypatch):
     monkeypatch.setattr(connectors, "discover", discover)
     Chat.sent = []
     app_config["channels"] = {"chat": {"kind": Chat.kind}}
+    app_config["web"] = {"undo_send_seconds": 10}  # the default, stated: other suites may turn undo off
     return app_config
 
 
@@ -131,6 +132,27 @@ def test_undo_within_the_window_never_sends_and_gives_the_text_back(world, froze
     assert 'id="undo-send" hidden' in shown
 
 
+def test_send_and_resolve_moves_on_at_once_and_every_page_offers_the_undo(world, frozen_clock):
+    second = world.conversation()  # older: next in the queue after the newer one
+    first = world.conversation()
+    ann = world.client()
+    body = world.reply(ann, first, "Sent to the wrong person", then_status="resolved").get_json()
+    assert body["next_url"].endswith(f"/conversations/{second}")  # no waiting out the window
+    toast = ann.get(body["next_url"]).get_data(as_text=True)
+    assert 'class="undo-toast"' in toast and "sending in 10 s" in toast
+    frozen_clock.advance(dt.timedelta(seconds=4))
+    assert "sending in 6 s" in ann.get("/").get_data(as_text=True)  # on the queue too
+    form = re.search(r'action="(/conversations/\d+/undo-send)".*?name="outbox_id" value="([^"]+)"', toast, re.S)
+    back = ann.post(form.group(1), data={"outbox_id": form.group(2), "csrf_token": ann.token})
+    assert back.status_code == 303 and back.headers["Location"].startswith(f"/conversations/{first}")
+    frozen_clock.advance(dt.timedelta(minutes=1))
+    assert send_due(world.mainland, world.store).sent == 0 and Chat.sent == []
+    shown = page(ann, first)
+    assert "Sent to the wrong person</textarea>" in shown
+    assert world.store.conversation(first)["status"] != "resolved"  # the status the send set is undone
+    assert 'class="undo-toast"' not in ann.get("/").get_data(as_text=True)
+
+
 def test_after_the_window_the_reply_is_sent_once(world, frozen_clock):
     cid = world.conversation()
     ann = world.client()
@@ -165,8 +187,12 @@ def test_a_claimed_reply_cannot_be_taken_back_mid_send(world, frozen_clock, monk
     attempts = []
 
     def undo_while_sending(reply):
-        with pytest.raises(UndoRefused):
-            undo_reply(world.mainland, world.mainland.open_store(), cid, outbox_id, agent=world.ann)
+        other = world.mainland.open_store()  # the undo comes from another request, on its own connection
+        try:
+            with pytest.raises(UndoRefused):
+                undo_reply(world.mainland, other, cid, outbox_id, agent=world.ann)
+        finally:
+            other.close()
         attempts.append(reply.text)
         return "chat-1"
 
@@ -214,7 +240,8 @@ def test_undo_send_seconds_is_checked_in_the_config(tmp_path):
     with pytest.raises(ConfigError, match="web.undo_send_seconds"):
         from_mapping({"database": str(tmp_path / "x.db"), "web": {"undo_send_seconds": -1}}, base=tmp_path)
     config = from_mapping({"database": str(tmp_path / "x.db"), "web": {"undo_send_seconds": 30}}, base=tmp_path)
-    assert config.extra["web"]["undo_send_seconds"] == 30
+    assert undo_seconds(config) == 30
+    assert undo_seconds(from_mapping({"database": str(tmp_path / "x.db")}, base=tmp_path)) == 10, "the default"
 
 
 # Drafts ------------------------------------------------------------------------------------------
@@ -282,3 +309,27 @@ def test_the_composer_says_whether_the_reply_is_public(world):
     shown = page(ann, public)
     assert "This reply is public on ChatApp: anyone can read it." in shown
     assert 'data-private="Private message on ChatApp"' in shown, "answering privately switches the line"
+
+
+def test_undo_works_without_the_page_script(world):
+    cid = world.conversation()
+    ann = world.client()
+    sent = ann.post(f"/conversations/{cid}/reply", data={"text": "Plain form", "seen_up_to": 10**6,
+                                                         "then_status": "open", "csrf_token": ann.token})
+    assert sent.status_code == 303
+    shown = page(ann, cid)
+    [outbox_id] = re.findall(r'name="outbox_id" value="([0-9a-f]+)"', shown)
+    assert "Sending in 10 s" in shown
+    taken = ann.post(f"/conversations/{cid}/undo-send", data={"outbox_id": outbox_id, "csrf_token": ann.token})
+    assert taken.status_code == 303
+    shown = page(ann, cid)
+    assert "Sending undone" in shown and "Plain form</textarea>" in shown and world.replies(cid) == []
+
+
+def test_a_reply_with_an_unfilled_answer_variable_is_refused(world):
+    cid = world.conversation()
+    ann = world.client()
+    refused = world.reply(ann, cid, "Your order {{order_number}} left today.")
+    assert refused.status_code == 400 and "{{order_number}}" in refused.get_json()["error"]
+    assert world.replies(cid) == []
+    assert world.reply(ann, cid, "Your order 10482 left today.").get_json()["ok"]

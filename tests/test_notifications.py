@@ -316,3 +316,17 @@ def test_the_worker_job_runs_only_under_the_scheduler_lease(mainland, db, frozen
             db.release_lease("scheduler", worker.holder)
         for store in worker._stores:
             store.close()
+
+
+def test_the_email_interval_is_a_setting(mainland, db, frozen_clock):
+    assert notifications.check_config({"email_every": "10m"}) == []
+    assert notifications.check_config({"email_every": "soon"}) and notifications.check_config({"every": "5m"})
+    mainland.config.extra["notifications"] = {"email_every": "10m"}
+    ann = make_agent(db, "ann@example.org")
+    cid = _conversation(mainland, db, ann)
+    db.add_notifications([ann["id"]], kind="mention", conversation_id=cid, message_id=None, actor_id=None,
+                         now=iso(T0))
+    assert notifications.queue_due_emails(mainland, db, T0 + 5 * M) == 0
+    assert notifications.queue_due_emails(mainland, db, T0 + 10 * M) == 1
+    [mail] = db.notification_emails(ann["id"])
+    assert mail["item_count"] == 1 and mail["state"] == "pending"

@@ -195,7 +195,7 @@ def test_waiting_time_runs_from_the_first_unanswered_message(agent_client, inbox
     inbox.reply(answered)
     page = agent_client.get("/").get_data(as_text=True)
     row = page.split(f'<tr data-id="{waiting}"')[1].split("</tr>")[0]
-    assert re.search(r'class="waiting"[^>]*>4 hours<', row), row
+    assert re.search(r'class="waiting"[^>]*>4 hr<', row), row
     assert 'class="waiting"' not in page.split(f'<tr data-id="{answered}"')[1].split("</tr>")[0]
 
 

@@ -930,3 +930,15 @@ def m013_composer_drafts_undo(db: Database) -> None:
         ALTER TABLE outbox ADD COLUMN undo_status TEXT;
         """
     )
+
+
+@migrations()
+def m014_message_reply_context(db: Database) -> None:
+    # What an inbound item answers (the post a comment is on): its text and a link, shown above the
+    # item in the thread. Any connector may fill them (InboundItem.context_text / context_url).
+    db.executescript(
+        """
+        ALTER TABLE messages ADD COLUMN context_text TEXT;
+        ALTER TABLE messages ADD COLUMN context_url TEXT;
+        """
+    )

@@ -130,6 +130,15 @@ class OutboxQueries:
             "WHERE m.conversation_id = ? AND m.agent_id = ? AND o.state = 'pending' AND o.attempts = 0 "
             "ORDER BY o.created_at, o.id", (conversation_id, agent_id)))
 
+    def undoable_replies_of(self, agent_id: int) -> list[dict[str, Any]]:
+        """All the agent's replies still in the undo window, with whom they go to (the undo toast)."""
+        return as_dicts(self.conn.execute(
+            "SELECT o.id, o.next_at, m.conversation_id, cu.display_name AS customer_name FROM outbox o "
+            "JOIN messages m ON m.id = o.message_id JOIN conversations c ON c.id = m.conversation_id "
+            "JOIN customers cu ON cu.id = c.customer_id "
+            "WHERE m.agent_id = ? AND o.state = 'pending' AND o.attempts = 0 ORDER BY o.created_at, o.id",
+            (agent_id,)))
+
     def take_back_outbound(self, outbox_id: str, conversation_id: int, agent_id: int) -> tuple[str, dict | None]:
         """Undo send, in the caller's write transaction: ("taken", the reply) when the row was still
         unclaimed and is now gone with its message; ("released", row) when a sender has it already

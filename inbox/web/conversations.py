@@ -47,6 +47,7 @@ from flask_babel import format_datetime, format_decimal
 from markupsafe import Markup
 
 from inbox import access, clock
+from inbox import answers as answer_library
 from inbox.attachments import safe_filename
 from inbox.channel_format import to_html
 from inbox.conversations import new_token
@@ -102,6 +103,7 @@ STATUS_LABELS = {
 
 #: Flag -> (badge label, longer explanation).
 FLAG_LABELS = {
+    "routing_move": (_l("moved by routing"), _l("Routing passed this conversation on to someone who is available.")),
     "auto_submitted": (_l("auto-reply"), _l("Sent automatically (an out-of-office or other auto-reply).")),
     "bulk": (_l("bulk"), _l("Bulk or mailing-list mail.")),
     "bounce": (_l("bounce"), _l("A delivery failure report.")),
@@ -433,8 +435,9 @@ def composer_info(conversation: dict[str, Any], now: dt.datetime | None = None) 
         info.undo.append({"id": row["id"], "message_id": row["message_row"],
                           "seconds_left": max(0, math.ceil((due - now).total_seconds()))})
     agents = store.mentionable_agents()
+    # Mentioning oneself notifies nobody: the writer is not offered.
     info.mentions = [{"handle": mention_handle(a, agents), "name": a["name"] or "", "email": a["email"] or ""}
-                     for a in agents]
+                     for a in agents if a["id"] != agent["id"]]
     return info
 
 
@@ -647,6 +650,10 @@ def reply(conversation_id: int):
         return _refused(conversation, str(_l("Write a reply first.")), **keep)
     if len(text) > MAX_TEXT_CHARS:
         return _refused(conversation, str(_l("The reply is too long.")), **keep)
+    unfilled = answer_library.VARIABLE.search(text)
+    if unfilled:
+        # An answer's variable nobody filled in ("{{order_number}}") must never reach the customer.
+        return _refused(conversation, _("Fill in %(variable)s before sending.", variable=unfilled.group(0)), **keep)
     if conversation.get("merged_into"):
         return _refused(conversation, str(TRANSITION_MESSAGES["merged"]), **keep)
     composer = composer_info(conversation)

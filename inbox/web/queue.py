@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from babel import dates
 from flask import Blueprint, Flask, abort, flash, g, redirect, render_template, request, url_for
-from flask_babel import format_timedelta, get_locale, get_timezone
+from flask_babel import get_locale, get_timezone
 from markupsafe import Markup, escape
 from werkzeug.datastructures import MultiDict
 
@@ -214,7 +214,8 @@ def waiting_for(iso: str | None, now: dt.datetime | None = None) -> str:
     if since is None:
         return ""
     delta = (now or clock.now()) - since
-    return format_timedelta(max(delta, dt.timedelta(0)), granularity="minute", threshold=1.1)
+    return dates.format_timedelta(max(delta, dt.timedelta(0)), granularity="minute", threshold=1.1, format="short",
+                                  locale=get_locale())
 
 
 def highlight(text: str | None, mark_open: str, mark_close: str) -> Markup:

@@ -578,3 +578,35 @@ def test_a_name_is_asked_once_per_person_and_its_failure_keeps_the_message(meta,
     meta.server_error(500, path_prefix=f"/v25.0/{meta.user('Bob')}")
     [item] = take_webhooks(make(meta, context), meta)[0]
     assert (item.text, item.author.name) == ("three", "")
+
+
+# The post a comment is on ("this coat in XL?" - which coat?) ------------------------------------------
+
+def test_polled_comments_carry_the_post_they_are_on(meta, context):
+    conn = make(meta, context, messages=False)
+    coat = meta.page_post("Our wool coat, now in five colours")
+    scarf = meta.page_post("Scarves! " + "knitted " * 100)
+    on_coat = meta.customer_comment("Bob", "this coat in XL?", post=coat)
+    on_scarf = meta.customer_comment("Carol", "and in red?", post=scarf)
+    items = {i.external_id: i for i in fetch_all(conn).items}
+    assert items[on_coat].context_text == "Our wool coat, now in five colours"
+    assert items[on_coat].context_url == meta.posts[coat]["permalink_url"]
+    assert items[on_scarf].context_text.startswith("Scarves! knitted") and len(items[on_scarf].context_text) <= 500
+    assert items[on_scarf].context_url == meta.posts[scarf]["permalink_url"]
+    assert "message" in meta.requests_to(r"/feed$")[0].arg("fields").split(",")
+    # Reprocessing the stored original gives the same post.
+    assert conn.parse_raw(items[on_coat].raw).context_text == "Our wool coat, now in five colours"
+
+
+def test_a_comment_by_webhook_links_its_post_without_another_call(meta, context):
+    conn = make(meta, context)
+    post = meta.page_post("Our wool coat")
+    meta.customer_comment("Bob", "this coat in XL?", post=post)
+    [item] = take_webhooks(conn, meta)[0]
+    assert (item.context_text, item.context_url) == (None, meta.posts[post]["permalink_url"])
+    assert not meta.requests_to(r"/feed$")
+
+
+def test_a_post_link_that_is_not_http_is_dropped():
+    assert _meta.reply_context("  a coat  ", "javascript:alert(1)") == ("a coat", None)
+    assert _meta.reply_context(None, "https://www.facebook.com/1/posts/2") == (None, "https://www.facebook.com/1/posts/2")

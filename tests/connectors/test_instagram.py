@@ -247,3 +247,22 @@ def test_malformed_webhook_comment_is_rejected_alone(meta, context):
     assert [i.external_id for i in items] == [good]
     [reject] = rejects
     assert "from" in reject.reason and json.loads(reject.raw)["kind"] == "webhook"
+
+
+def test_polled_comments_carry_the_media_they_are_on(meta, context):
+    conn = make(meta, context, messages=False)
+    media = meta.ig_media("The wool coat in camel")
+    top = meta.customer_comment("Ann", "this coat in XL?", platform="instagram", post=media)
+    answer = meta.customer_comment("Bea", "same question", platform="instagram", parent=top)
+    items = {i.external_id: i for i in fetch_all(conn).items}
+    for comment in (top, answer):
+        assert items[comment].context_text == "The wool coat in camel"
+        assert items[comment].context_url == meta.media[media]["permalink"]
+    assert "caption" in meta.requests_to(r"/media$")[0].arg("fields").split(",")
+
+
+def test_a_comment_by_webhook_has_no_caption_to_show(meta, context):
+    conn = make(meta, context)
+    meta.customer_comment("Ann", "this coat in XL?", platform="instagram", post=meta.ig_media("The wool coat"))
+    [item] = take_webhooks(conn, meta)[0]
+    assert (item.context_text, item.context_url) == (None, None)
