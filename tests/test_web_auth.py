@@ -353,3 +353,13 @@ def test_locked_database_gives_a_busy_page_and_no_session(client, web_store, app
     assert "Mainland is busy" in response.get_data(as_text=True)
     assert response.headers["Retry-After"] == "5"
     assert not signed_in(client)
+
+
+def test_static_files_carry_their_content_hash_and_are_kept_by_the_browser(client):
+    page = client.get("/login").get_data(as_text=True)
+    [url] = re.findall(r'href="(/static/mainland\.css\?v=[0-9a-f]{12})"', page)
+    kept = client.get(url)
+    assert kept.status_code == 200
+    assert "max-age=31536000" in kept.headers["Cache-Control"] and "no-cache" not in kept.headers["Cache-Control"]
+    # Without the hash (an old bookmark, a hand-typed URL) the browser asks again every time.
+    assert "max-age=31536000" not in client.get("/static/mainland.css").headers.get("Cache-Control", "")

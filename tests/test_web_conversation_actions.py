@@ -162,7 +162,7 @@ def test_unread_notifications_badge_and_keyboard_help_are_on_the_page(world):
     cid = world.conversation()
     page = world.client().get(f"/conversations/{cid}").get_data(as_text=True)
     assert 'id="shortcuts-help"' in page and "Keyboard shortcuts" in page
-    assert 'src="/static/live.js"' in page and 'src="/static/conversation.js"' in page
+    assert 'src="/static/live.js?v=' in page and 'src="/static/conversation.js?v=' in page
     assert f'data-live-conversation="{cid}"' in page
 
 
