@@ -23,7 +23,8 @@ import json
 import logging
 import smtplib
 import ssl
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formataddr, make_msgid
@@ -447,34 +448,42 @@ def build_message(digest: Digest, *, to: tuple[str, str], language: str, smtp: M
     return msg
 
 
+@contextmanager
+def smtp_session(smtp: Mapping[str, Any]) -> Iterator[smtplib.SMTP]:
+    """A signed-in connection to the SMTP server of `smtp_settings` (TLS as configured), closed after.
+    The digest and the agents' notification mails (inbox/notifications.py) both send through it."""
+    context = ssl.create_default_context()
+    if smtp["security"] == "ssl":
+        server = smtplib.SMTP_SSL(smtp["host"], smtp["port"], timeout=smtp["timeout"], context=context)
+    else:
+        server = smtplib.SMTP(smtp["host"], smtp["port"], timeout=smtp["timeout"])
+    try:
+        server.ehlo()
+        if smtp["security"] == "starttls":
+            server.starttls(context=context)
+            server.ehlo()
+        if smtp["username"]:
+            server.login(smtp["username"], smtp["password"])
+        yield server
+    finally:
+        try:
+            server.quit()
+        except smtplib.SMTPException:
+            server.close()
+
+
 def send(mainland: Any, store: Any, digest: Digest) -> list[str]:
     """Mail the digest to every recipient; returns the addresses it went to. Raises DigestError."""
     smtp = smtp_settings(mainland)
     people = recipients(mainland, store)
     if not people:
         raise DigestError("nobody to send the digest to: no active agent has the role manager")
-    context = ssl.create_default_context()
     try:
-        if smtp["security"] == "ssl":
-            server = smtplib.SMTP_SSL(smtp["host"], smtp["port"], timeout=smtp["timeout"], context=context)
-        else:
-            server = smtplib.SMTP(smtp["host"], smtp["port"], timeout=smtp["timeout"])
-        try:
-            server.ehlo()
-            if smtp["security"] == "starttls":
-                server.starttls(context=context)
-                server.ehlo()
-            if smtp["username"]:
-                server.login(smtp["username"], smtp["password"])
+        with smtp_session(smtp) as server:
             for address, name, language in people:
                 message = build_message(digest, to=(address, name), language=language, smtp=smtp,
                                         instance_id=mainland.config.instance_id, domain=mainland.config.mail_domain)
                 server.sendmail(smtp["from_address"], [address], message.as_bytes())
-        finally:
-            try:
-                server.quit()
-            except smtplib.SMTPException:
-                server.close()
     except (smtplib.SMTPException, OSError) as exc:
         raise DigestError(f"SMTP {smtp['host']}:{smtp['port']}: {exc}") from exc
     return [address for address, _, _ in people]

@@ -30,7 +30,6 @@ import email.policy
 import email.utils
 import logging
 import smtplib
-import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -290,24 +289,10 @@ def send_due_emails(mainland: Any, store: Any, now: dt.datetime | None = None) -
 
 
 def _send(smtp: Mapping[str, Any], to_address: str, message: EmailMessage) -> None:
-    context = ssl.create_default_context()
-    if smtp["security"] == "ssl":
-        server = smtplib.SMTP_SSL(smtp["host"], smtp["port"], timeout=smtp["timeout"], context=context)
-    else:
-        server = smtplib.SMTP(smtp["host"], smtp["port"], timeout=smtp["timeout"])
-    try:
-        server.ehlo()
-        if smtp["security"] == "starttls":
-            server.starttls(context=context)
-            server.ehlo()
-        if smtp["username"]:
-            server.login(smtp["username"], smtp["password"])
+    from inbox.digest import smtp_session
+
+    with smtp_session(smtp) as server:
         server.sendmail(smtp["from_address"], [to_address], message.as_bytes())
-    finally:
-        try:
-            server.quit()
-        except smtplib.SMTPException:
-            server.close()
 
 
 @dataclass

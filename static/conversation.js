@@ -300,7 +300,7 @@
           dropDraft(area, kind);
           showError("");
           showStatus(data.held_for_review ? data.message : "");
-          if (data.undo) { showUndo(data.undo, null); }
+          if (data.undo) { showUndo(data.undo); }
           if (data.held_for_review) { replaceHeld(data.review_html); }
           count();
           beat("viewing");
@@ -383,15 +383,12 @@
 
   /* Undo send: a queued reply waits out the undo window in the outbox (inbox/outbox.py). Each
    * undo form counts down; Undo takes the reply back and puts its text into the composer. After
-   * "Send + status" the next conversation opens when the window ends ("Go on now" opens it at once). */
-  var moveOnTimer = null;
-  function startUndo(form, nextUrl) {
+   * "Send + status" the page has moved on already: the toast on the next page offers the undo. */
+  function startUndo(form) {
     if (!form || form.getAttribute("data-started")) { return; }
     form.setAttribute("data-started", "1");
     var deadline = Date.now() + Number(form.getAttribute("data-seconds-left") || 0) * 1000;
     var label = form.querySelector(".undo-countdown");
-    var next = form.querySelector(".undo-next");
-    if (nextUrl && next) { next.href = nextUrl; next.hidden = false; }
     function tick() {
       var left = Math.ceil((deadline - Date.now()) / 1000);
       if (left > 0) {
@@ -401,7 +398,6 @@
       window.clearInterval(timer);
       label.textContent = label.getAttribute("data-sending");
       finishUndo(form);
-      if (nextUrl) { saving.then(function () { window.location.assign(nextUrl); }); }
     }
     var timer = window.setInterval(tick, 250);
     form._undoTimer = timer;
@@ -413,20 +409,18 @@
     form.remove();
     if (box && !box.querySelector(".undo-form")) { box.hidden = true; }
   }
-  function showUndo(undo, nextUrl) {
+  function showUndo(undo) {
     var box = document.getElementById("undo-send");
-    if (!box || !undo || !undo.html) { if (nextUrl) { window.location.assign(nextUrl); } return; }
+    if (!box || !undo || !undo.html) { return; }
     var tpl = document.createElement("template");
     tpl.innerHTML = undo.html;
     var fresh = tpl.content.querySelector(".undo-form");
     if (!fresh) { return; }
     box.appendChild(fresh);
     box.hidden = false;
-    startUndo(fresh, nextUrl);
-    var button = fresh.querySelector(".undo-button");
-    if (button && nextUrl) { button.focus(); }
+    startUndo(fresh);
   }
-  document.querySelectorAll("#undo-send .undo-form").forEach(function (form) { startUndo(form, null); });
+  document.querySelectorAll("#undo-send .undo-form").forEach(function (form) { startUndo(form); });
   document.addEventListener("submit", function (ev) {
     var form = ev.target;
     if (!form.classList || !form.classList.contains("undo-form")) { return; }

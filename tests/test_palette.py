@@ -43,7 +43,11 @@ def test_the_palette_offers_every_common_move_and_each_one_works(app, client, we
     assert web_store.conversation(cid)["priority"] == 4
     choose("Set status: Resolved")
     assert web_store.conversation(cid)["status"] == "resolved"
-    assert ann["id"] != bob["id"]
+    # What the palette did stays done: Bob keeps the conversation he was given, Ann is not offered
+    # "Assign to me" twice once it is hers.
+    assert web_store.conversation(cid)["assignee_id"] == bob["id"]
+    commands = client.get(f"/conversations/{cid}/commands").get_json()["commands"]
+    assert sum(c["label"] == "Assign to me" for c in commands) == 1 and ann["id"] != bob["id"]
 
 
 def test_no_palette_for_a_conversation_the_agent_cannot_see(app, client, web_store):  # noqa: F811

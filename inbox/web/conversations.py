@@ -26,6 +26,7 @@ import math
 import re
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
@@ -210,10 +211,8 @@ def download_type(content_type: str, type_mismatch: bool) -> str:
     return base
 
 
-@bp.get("/attachments/<int:attachment_id>")
-@login_required
-def attachment(attachment_id: int):
-    att = access.require_attachment(get_store(), current_agent(), attachment_id)
+def stored_file(att: dict[str, Any]) -> Path:
+    """The file of a stored attachment in our attachment store; 404 when it was never stored or is gone."""
     if not att["stored"] or not att["sha256"]:
         abort(404)
     try:
@@ -222,6 +221,14 @@ def attachment(attachment_id: int):
         abort(404)
     if not path.is_file():
         abort(404)
+    return path
+
+
+@bp.get("/attachments/<int:attachment_id>")
+@login_required
+def attachment(attachment_id: int):
+    att = access.require_attachment(get_store(), current_agent(), attachment_id)
+    path = stored_file(att)
     name = safe_filename(att["filename"], content_type=att["content_type"])
     response = send_file(path, mimetype=download_type(att["content_type"], bool(att["type_mismatch"])),
                          as_attachment=True, download_name=name, etag=att["sha256"])

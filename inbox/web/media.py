@@ -21,8 +21,9 @@ from flask import Blueprint, abort, send_file
 
 from inbox import access
 from inbox.attachments import safe_filename
-from inbox.web import get_store, mainland
+from inbox.web import get_store
 from inbox.web.auth import current_agent, login_required
+from inbox.web.conversations import stored_file
 
 bp = Blueprint("media", __name__)
 
@@ -68,12 +69,7 @@ def inline(attachment_id: int):
     att = access.require_attachment(get_store(), current_agent(), attachment_id)
     if inline_kind(att) is None:
         abort(404)
-    try:
-        path = mainland().attachment_store().path_for(att["sha256"])
-    except ValueError:
-        abort(404)
-    if not path.is_file():
-        abort(404)
+    path = stored_file(att)
     content_type = (att["content_type"] or "").split(";")[0].strip().lower()
     name = safe_filename(att["filename"], content_type=content_type)
     response = send_file(path, mimetype=content_type, as_attachment=False, download_name=name,
