@@ -69,6 +69,28 @@ class Limits:
     supports_attachments: bool = True
     #: A public conversation (a comment) can also be answered privately, once (Meta's private reply).
     private_replies: bool = False
+    #: Where an agent's reply may carry files: in a public reply (comment, mention) and in a private
+    #: one (DM, mail). Both are ignored when `supports_attachments` is False.
+    attachments_public: bool = True
+    attachments_private: bool = True
+    #: MIME types a reply's files may have ("image/jpeg", or "image/*" for a family); () means any.
+    attachment_types: tuple[str, ...] = ()
+    #: Files per reply; None means no limit of the channel's own.
+    max_attachments: int | None = None
+
+    def accepts_files(self, *, public: bool) -> bool:
+        """True when a reply (public or private) on this channel may carry files at all."""
+        if not self.supports_attachments:
+            return False
+        return self.attachments_public if public else self.attachments_private
+
+    def accepts_type(self, content_type: str) -> bool:
+        """True when a file of `content_type` may go out on this channel."""
+        if not self.attachment_types:
+            return True
+        kind = (content_type or "").split(";")[0].strip().lower()
+        family = kind.split("/")[0] + "/*"
+        return kind in self.attachment_types or family in self.attachment_types
 
 
 @dataclass(frozen=True)

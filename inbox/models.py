@@ -127,12 +127,33 @@ class DeliveryUpdate:
     at: dt.datetime | None = None
 
 
+#: What a customer can do to a message we already hold.
+CHANGE_EDITED = "edited"  # new text; the earlier text is kept as history
+CHANGE_DELETED = "deleted"  # withdrawn ("delete for everyone"); kept for the team, marked as deleted
+
+
+@dataclass(frozen=True)
+class MessageChange:
+    """The customer edited or withdrew a message we stored earlier (a WhatsApp edit or revoke, a
+    deleted Bluesky chat message).
+
+    `external_id` is the stored item's `InboundItem.external_id` on the same channel. A change to a
+    message we never stored is counted and dropped. A change never reopens a conversation.
+    """
+
+    external_id: str
+    kind: str  # CHANGE_EDITED or CHANGE_DELETED
+    text: str | None = None  # the new text, for CHANGE_EDITED
+    at: dt.datetime | None = None
+
+
 @dataclass(frozen=True)
 class FetchResult:
     """What one `Connector.fetch` (or `parse_webhook`) call returns.
 
     `cursor` is opaque to everything but the connector; the store saves it in the same
-    transaction as `items`, `rejects` and `updates`. `more` says that another page is ready now.
+    transaction as `items`, `rejects`, `updates` and `changes`. `more` says that another page is
+    ready now. `changes` are applied after `items`, so an edit may follow its message in one page.
     """
 
     items: list[InboundItem]
@@ -140,6 +161,7 @@ class FetchResult:
     rejects: list[Reject] = field(default_factory=list)
     more: bool = False
     updates: list[DeliveryUpdate] = field(default_factory=list)
+    changes: list[MessageChange] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
