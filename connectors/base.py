@@ -77,6 +77,9 @@ class Limits:
     attachment_types: tuple[str, ...] = ()
     #: Files per reply; None means no limit of the channel's own.
     max_attachments: int | None = None
+    #: False when one channel message cannot hold both text and a file (Messenger): the outbox then
+    #: sends the text and each file as messages of their own, each sent once and tracked on its own.
+    files_with_text: bool = True
 
     def accepts_files(self, *, public: bool) -> bool:
         """True when a reply (public or private) on this channel may carry files at all."""
