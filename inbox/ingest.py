@@ -51,6 +51,9 @@ class IngestReport:
     delivery_updates: int = 0
     #: Old items of erased customers (a re-import or re-fetch): not stored again.
     suppressed: int = 0
+    #: Customers' edits and withdrawals applied to stored messages, and those about messages we do not hold.
+    changes: int = 0
+    changes_dropped: int = 0
     message_ids: list[int] = field(default_factory=list)
     new_conversations: list[int] = field(default_factory=list)
 
@@ -60,6 +63,8 @@ class IngestReport:
         self.quarantined += other.quarantined
         self.delivery_updates += other.delivery_updates
         self.suppressed += other.suppressed
+        self.changes += other.changes
+        self.changes_dropped += other.changes_dropped
         self.message_ids += other.message_ids
         self.new_conversations += other.new_conversations
 
@@ -148,6 +153,14 @@ class Ingestor:
                 if self.store.apply_delivery_update(channel, update.provider_id, update.status, update.error,
                                                     DELIVERY_ORDER):
                     report.delivery_updates += 1
+            for change in result.changes:
+                # After the page's items: an edit may arrive in the same page as its message.
+                at = iso(change.at) if change.at else now
+                if self.store.apply_message_change(channel, change.external_id, change.kind,
+                                                   _changed_text(change.text), at):
+                    report.changes += 1
+                else:
+                    report.changes_dropped += 1
             for reject in rejects:
                 self.store.quarantine_put(channel, reject.raw, reject.reason, source_ref=reject.source_ref,
                                           exception=reject.exception, now=now)
@@ -281,6 +294,13 @@ class Ingestor:
             # Unrouted rather than lost: the conversation lands in the pool every agent sees.
             log.warning("channel %s names team %r, which does not exist; conversation left unrouted", channel, name)
         return team_id
+
+
+def _changed_text(text: str | None) -> str | None:
+    """A customer's edited text as we store it: C0 controls other than tab and newline removed."""
+    if text is None:
+        return None
+    return "".join(ch for ch in text if ch >= " " or ch in "\t\n")
 
 
 def _item_json(item: InboundItem) -> bytes:

@@ -22,7 +22,7 @@ from inbox.attachments import AttachmentStore
 from inbox.cli import main
 from inbox.ingest import Ingestor
 from inbox.mail import parse_email
-from inbox.models import Author, InboundItem
+from inbox.models import CHANGE_EDITED, Author, FetchResult, InboundItem, MessageChange
 from inbox.runtime import Mainland
 from inbox.store import Store
 from inbox.store.base import iso
@@ -63,6 +63,11 @@ def world(tmp_path):
                      text=f"also me, {ADDRESS}", sent_at=dt.datetime(2026, 3, 5, 11, tzinfo=dt.UTC),
                      raw=b'{"from": {"id": 31337}}')
     ingestor.ingest_one("tg", tg)
+    # Zeno edits the chat message: the earlier text (with the address) is kept as history, and is
+    # the customer's data like the rest.
+    ingestor.ingest("tg", FetchResult(items=[], cursor=None, changes=[MessageChange("tg-1", CHANGE_EDITED,
+                                                                                    text="also me")]),
+                    save_cursor=False)
     other = take(mail("Olga Other <olga@other.example>", "Another customer, with the same invoice file.",
                       attachment=PDF, message_id="<m2@other.example>"))
     take(mail("Olga Other <olga@other.example>", "And a file of her own.", attachment=OTHER_PDF,
@@ -116,6 +121,8 @@ def test_erase_leaves_no_trace_in_the_database_file_the_indexes_or_the_attachmen
     store.checkpoint()
     before = _disk_bytes(world["path"])
     assert ADDRESS.encode() in before and WORD.encode() in before, "the oracle must see the data first"
+    assert store.execute("SELECT count(*) FROM message_edits WHERE previous_text LIKE ?",
+                         (f"%{ADDRESS}%",)).fetchone()[0] == 1, "an edited message's earlier text is held"
     own_file = files.path_for(__import__("hashlib").sha256(PDF).hexdigest())
     other_file = files.path_for(__import__("hashlib").sha256(OTHER_PDF).hexdigest())
 

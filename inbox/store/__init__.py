@@ -26,6 +26,7 @@ from inbox.store.demo import DemoQueries
 from inbox.store.drafts import DraftQueries
 from inbox.store.health import HealthQueries
 from inbox.store.ingest import IngestQueries
+from inbox.store.message_changes import MessageChangeQueries
 from inbox.store.notifications import NotificationQueries
 from inbox.store.operations import OperationsQueries
 from inbox.store.outbox import OutboxQueries
@@ -47,7 +48,7 @@ BUSY_TIMEOUT_MS = 10_000
 class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries, AgentQueries, WebformQueries,
             WebhookQueries, TeamQueries, WorkQueries, QueueQueries, ServiceLevelQueries, ReportQueries,
             CustomerQueries, HealthQueries, AnswerQueries, RoutingQueries, ReviewQueries, DemoQueries,
-            NotificationQueries, DraftQueries):
+            NotificationQueries, DraftQueries, MessageChangeQueries):
     """A Mainland database. Open one per thread; share the file, not the object."""
 
     def __init__(self, path: str | Path, *, check: bool = True) -> None:

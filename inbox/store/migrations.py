@@ -942,3 +942,31 @@ def m014_message_reply_context(db: Database) -> None:
         ALTER TABLE messages ADD COLUMN context_url TEXT;
         """
     )
+
+
+@migrations()
+def m015_message_changes(db: Database) -> None:
+    # A customer may edit or withdraw a message we hold (WhatsApp edit/revoke, a deleted Bluesky chat
+    # message). The message keeps its row and place in the thread; earlier texts are kept as history
+    # (message_edits, erased with the message). A change is announced to open pages like a new message.
+    db.executescript(
+        """
+        ALTER TABLE messages ADD COLUMN edited_at TEXT;
+        ALTER TABLE messages ADD COLUMN deleted_at TEXT;
+        CREATE TABLE message_edits (
+            id INTEGER PRIMARY KEY,
+            message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+            previous_text TEXT,
+            previous_html TEXT,
+            replaced_at TEXT NOT NULL
+        );
+        CREATE INDEX message_edits_message ON message_edits(message_id);
+        DROP TRIGGER messages_changed_update;
+        CREATE TRIGGER messages_changed_update AFTER UPDATE OF delivery_status, conversation_id, text, deleted_at
+        ON messages BEGIN
+             INSERT INTO conversation_changes (conversation_id, seq, created_seq)
+             SELECT NEW.conversation_id, s, s FROM (SELECT coalesce((SELECT max(seq) FROM conversation_changes), 0) + 1 AS s)
+             WHERE 1 ON CONFLICT (conversation_id) DO UPDATE SET seq = excluded.seq;
+        END;
+        """
+    )

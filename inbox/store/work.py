@@ -19,7 +19,7 @@ from inbox.store.teams import team_clause
 _THREAD_COLUMNS = (
     "m.id, m.conversation_id, m.channel, m.external_id, m.direction, m.agent_id, m.author_name, m.author_handle, "
     "m.subject, m.text, m.html, m.message_id, m.flags, m.defects, m.sent_at, m.received_at, m.delivery_status, "
-    "m.delivery_error, m.context_text, m.context_url, "
+    "m.delivery_error, m.context_text, m.context_url, m.edited_at, m.deleted_at, "
     "o.id AS outbox_id, o.state AS outbox_state, o.possible_duplicate, o.attempts AS outbox_attempts"
 )
 
@@ -68,9 +68,12 @@ class WorkQueries:
                 by_message.setdefault(att["message_id"], []).append(att)
             raw = {r[0] for r in self.conn.execute(
                 f"SELECT message_id FROM raw_messages WHERE message_id IN ({marks})", ids)}  # noqa: S608
+            edited = [m["id"] for m in messages if m["edited_at"]]
+            history = self.message_edit_history(edited) if edited else {}
             for m in messages:
                 m["attachments"] = by_message.get(m["id"], [])
                 m["has_raw"] = m["id"] in raw
+                m["edits"] = history.get(m["id"], [])
         return messages
 
     def thread_length(self, conversation_id: int) -> int:
