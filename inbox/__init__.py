@@ -77,6 +77,10 @@ def create_app(config: Config | Mapping[str, Any] | str | Path | None = None) ->
         SESSION_COOKIE_SECURE=cfg.session_cookie_secure,
         MAX_CONTENT_LENGTH=cfg.max_message_bytes,
     )
+    if cfg.base_url.startswith("https://") and cfg.session_cookie_secure:
+        # `__Host-`: the browser takes the cookie only over HTTPS, for this host alone (no Domain)
+        # and the whole site, so a sibling subdomain cannot plant or overwrite a session.
+        app.config.update(SESSION_COOKIE_NAME="__Host-session", SESSION_COOKIE_PATH="/", SESSION_COOKIE_DOMAIN=None)
     app.extensions["mainland"] = mainland
     if not hasattr(email.policy.default, "verify_generated_headers"):
         # SEC-13: inbox.mail.build_reply re-checks every header it writes, but other code that

@@ -28,7 +28,7 @@ from inbox.attachments import AttachmentStore, safe_filename, type_mismatch
 from inbox.conversations import find_conversation, new_token
 from inbox.customers import is_suppressed, note_item_evidence, resolve_author
 from inbox.models import AUTOMATIC_FLAGS, DELIVERY_ORDER, FLAG_HTML_REPLACED, FetchResult, InboundItem, Reject
-from inbox.sanitize import first_line, html_to_text, sanitize_html
+from inbox.sanitize import first_line, html_to_text, sanitize_html, without_bidi_controls
 from inbox.service_levels import FLAG_SURVEY_ANSWER, ServiceLevels, refresh_stale
 from inbox.store import Store
 from inbox.store.base import iso
@@ -192,6 +192,10 @@ class Ingestor:
             log.exception("merge evidence for message %s failed", message_id)
 
     def _prepare(self, item: InboundItem) -> _Prepared:
+        if item.author.name != without_bidi_controls(item.author.name):
+            # A name is shown in lists, JSON and mail headers alike: it is stored without disguises.
+            item = dataclasses.replace(item, author=dataclasses.replace(
+                item.author, name=without_bidi_controls(item.author.name)))
         flags = set(item.flags) | triage.loop_flags(item, instance_id=self.instance_id,
                                                      own_addresses=self.own_addresses)
         html = None

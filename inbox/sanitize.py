@@ -114,3 +114,14 @@ def first_line(text: str | None, limit: int = 120) -> str:
         if line.strip():
             return line.strip()[:limit]
     return ""
+
+
+#: Bidi embeddings, overrides and isolates (LRE RLE PDF LRO RLO, LRI RLI FSI PDI). They reorder what
+#: follows them, so "Bob\u202egnp.exe" shows as "Bobexe.png": a name or text can pass for another.
+#: The marks a right-to-left language needs (LRM, RLM, ALM) stay.
+_BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+
+def without_bidi_controls(text: str) -> str:
+    """`text` without the bidi controls that can disguise it (see `_BIDI_CONTROLS`)."""
+    return _BIDI_CONTROLS.sub("", text) if text else text

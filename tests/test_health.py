@@ -109,6 +109,15 @@ def test_only_admins_and_api_tokens_get_the_json(clients):
     assert basic.status_code == 403
 
 
+def test_the_totals_of_the_liveness_check_need_a_token_or_a_session(clients):
+    assert "counts" not in clients["anonymous"].get("/-/health").get_json()
+    wrong = clients["anonymous"].get("/-/health", headers={"Authorization": f"Bearer {API_TOKEN}x"})
+    assert wrong.status_code == 200 and "counts" not in wrong.get_json()
+    token = clients["anonymous"].get("/-/health", headers={"Authorization": f"Bearer {API_TOKEN}"})
+    assert "messages" in token.get_json()["counts"]
+    assert "messages" in clients["agent"].get("/-/health").get_json()["counts"]
+
+
 def test_the_health_link_is_in_the_admins_navigation_only(clients):
     assert "/admin/connectors" in clients["admin"].get("/").get_data(as_text=True)
     assert "/admin/connectors" not in clients["agent"].get("/").get_data(as_text=True)

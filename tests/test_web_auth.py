@@ -328,10 +328,13 @@ def test_role_required_lets_only_those_roles_in(app, web_store):
     assert anonymous.get("/only-admins").headers["Location"].startswith("/login")
 
 
-def test_health_needs_no_sign_in_and_shows_only_totals(client, web_store):
+def test_health_needs_no_sign_in_and_shows_totals_only_to_agents(client, web_store):
     make_agent(web_store)
     response = client.get("/-/health")
     assert response.status_code == 200
+    assert response.json == {"ok": True, "db": "ok"}, "outsiders learn it is up, not how busy it is"
+    login(client)
+    response = client.get("/-/health")
     assert response.json["ok"] is True and response.json["db"] == "ok"
     assert set(response.json["counts"]) >= {"messages", "conversations", "customers"}
     assert "ann@example.org" not in response.get_data(as_text=True)
@@ -363,3 +366,28 @@ def test_static_files_carry_their_content_hash_and_are_kept_by_the_browser(clien
     assert "max-age=31536000" in kept.headers["Cache-Control"] and "no-cache" not in kept.headers["Cache-Control"]
     # Without the hash (an old bookmark, a hand-typed URL) the browser asks again every time.
     assert "max-age=31536000" not in client.get("/static/mainland.css").headers.get("Cache-Control", "")
+
+
+def test_behind_https_the_session_cookie_is_host_only_and_hsts_is_sent(app_config):
+    from inbox import create_app
+
+    app = create_app({**app_config, "base_url": "https://care.example.com"})
+    store = store_module.Store(app_config["database"])
+    try:
+        make_agent(store)
+    finally:
+        store.close()
+    site = "https://care.example.com"
+    client = app.test_client()
+    page = client.get("/login", base_url=site).get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    response = client.post("/login", data={"email": "ann@example.org", "password": PASSWORD, "csrf_token": token},
+                           base_url=site, headers={"Referer": f"{site}/login"})
+    assert response.status_code == 302
+    cookie = next(c for c in response.headers.getlist("Set-Cookie") if c.startswith("__Host-session="))
+    assert "Secure" in cookie and "Path=/" in cookie and "Domain" not in cookie
+    assert response.headers["Strict-Transport-Security"].startswith("max-age=")
+
+
+def test_over_plain_http_no_hsts_is_sent(client):
+    assert "Strict-Transport-Security" not in client.get("/login").headers

@@ -10,10 +10,14 @@ import hashlib
 import importlib
 import pkgutil
 from pathlib import Path
+from typing import Any
 
 from flask import Flask, current_app, g, request
+from markupsafe import Markup
+from werkzeug.routing import IntegerConverter
 
 from inbox.runtime import Mainland
+from inbox.sanitize import without_bidi_controls
 from inbox.store import Store
 
 
@@ -43,6 +47,9 @@ def _security_headers(response):
         response.cache_control.public = True
         response.cache_control.immutable = True
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    if current_app.config["MAINLAND"].base_url.startswith("https://"):
+        # Served over HTTPS (behind the TLS proxy the docs describe): browsers never try plain HTTP again.
+        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
     response.headers.setdefault("Referrer-Policy", "same-origin")
     # A page with its own frame-ancestors (the embeddable web form) is framed by that policy alone:
     # X-Frame-Options cannot name other sites and would contradict it.
@@ -79,7 +86,28 @@ def _version_static_urls(endpoint: str, values: dict) -> None:
         values["v"] = _static_version(current_app, values["filename"])
 
 
+def _shown(value: Any) -> Any:
+    """Every value a page shows passes here: customer-written names and text lose the bidi controls
+    that could make them pass for something else (inbox.sanitize.without_bidi_controls)."""
+    if isinstance(value, str):
+        cleaned = without_bidi_controls(value)
+        return Markup(cleaned) if isinstance(value, Markup) else cleaned
+    return value
+
+
+class RowIdConverter(IntegerConverter):
+    """`<int:...>` in every route: ids the database can hold. A larger number (SQLite keeps 64-bit
+    signed integers) matches no route, so it is a 404 instead of an overflow error and a 500."""
+
+    def __init__(self, url_map: Any, fixed_digits: int = 0, min: int | None = None,  # noqa: A002
+                 max: int | None = 2**63 - 1, signed: bool = False) -> None:  # noqa: A002
+        super().__init__(url_map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
+
+
 def init_app(app: Flask) -> None:
+    # Before any blueprint: a rule takes its converters when it is added.
+    app.url_map.converters["int"] = RowIdConverter
+    app.jinja_env.finalize = _shown
     app.teardown_appcontext(_close_store)
     app.url_defaults(_version_static_urls)
     app.after_request(_security_headers)

@@ -436,7 +436,7 @@ def accept_invitation(token: str):
     invitation = store.live_invitation(digest)
     if invitation is None:
         abort(404)
-    if request.method == "GET":
+    if request.method != "POST":
         return render_template("admin/accept.html", invitation=invitation, errors={})
     password = request.form.get("password", "")[:MAX_PASSWORD_CHARS + 1]
     repeat = request.form.get("repeat_password", "")[:MAX_PASSWORD_CHARS + 1]

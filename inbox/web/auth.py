@@ -198,7 +198,7 @@ def _email_key() -> str:
 @limiter.limit(LOGIN_LIMIT, methods=["POST"], key_func=_email_key)
 def login():
     target = safe_next(request.values.get("next"))
-    if request.method == "GET":
+    if request.method != "POST":
         if current_agent() is not None:
             return redirect(target)
         return render_template("auth/login.html", next=target, email="")

@@ -393,7 +393,7 @@ def erase(customer_id: int):
 @bp.route("/admin/customers/import", methods=["GET", "POST"])
 @admin_only
 def import_page():
-    if request.method == "GET":
+    if request.method != "POST":
         return render_template("customers/import.html", report=None, mapping_text="", dry_run=True, fields=FIELDS)
     upload = request.files.get("file")
     mapping_text = request.form.get("mapping", "")[:10_000]

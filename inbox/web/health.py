@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint("health", __name__)
 
 
-def _bearer_token_ok() -> bool:
+def bearer_token_ok() -> bool:
     """True when the request carries one of the configured `api_tokens` as a bearer token."""
     scheme, _sep, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -49,7 +49,7 @@ def _bearer_token_ok() -> bool:
 @bp.get("/-/connectors")
 def connectors_json():
     agent = current_agent()
-    if not ((agent and agent["role"] == "admin") or _bearer_token_ok()):
+    if not ((agent and agent["role"] == "admin") or bearer_token_ok()):
         response = jsonify(ok=False, error="admins only: sign in as an admin or send a bearer API token")
         response.status_code = 403
         return response

@@ -38,7 +38,7 @@ def survey(token: str):
     survey_row = csat.open_survey(store, token)
     if survey_row is None:
         return _no_referrer(render_template("survey/closed.html"), 410 if request.method == "POST" else 200)
-    if request.method == "GET":
+    if request.method != "POST":
         return _no_referrer(render_template("survey/survey.html", token=token, scores=range(1, 6)))
     try:
         score = int(request.form.get("score", ""))
