@@ -201,6 +201,13 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: Path | None = N
         if isinstance(undo, bool) or not isinstance(undo, int | float) or not 0 <= undo <= 300:
             problems.append(f"web.undo_send_seconds: must be a number of seconds from 0 to 300 (got {undo!r})")
 
+    if isinstance(web, Mapping) and "trusted_proxies" in web:
+        # How many reverse proxies stand in front of the app (inbox/web/__init__.py, ProxyFix).
+        hops = web["trusted_proxies"]
+        if isinstance(hops, bool) or not isinstance(hops, int) or not 0 <= hops <= 5:
+            problems.append(f"web.trusted_proxies: must be the number of proxies in front of Mainland, 0 to 5 "
+                            f"(got {hops!r})")
+
     tokens = resolved.get("api_tokens")
     if tokens is not None and (not isinstance(tokens, list)
                                or not all(isinstance(t, str) and len(t) >= 16 for t in tokens if t is not None)):

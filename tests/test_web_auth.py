@@ -200,10 +200,10 @@ def test_passwords_are_argon2id_and_rehashed_when_parameters_change(client, web_
 
 # Rate limits ----------------------------------------------------------------------------------
 
-def test_eleventh_attempt_from_one_address_is_refused(client, web_store):
+def test_eleventh_failed_attempt_on_one_account_from_one_address_is_refused(client, web_store):
     make_agent(web_store)
-    for n in range(10):
-        assert login(client, email=f"guess{n}@example.org", password="nope").status_code == 401
+    for _ in range(10):
+        assert login(client, password="nope").status_code == 401
     response = login(client)  # even the right password
     assert response.status_code == 429
     assert "Too many attempts" in response.get_data(as_text=True)
@@ -211,13 +211,72 @@ def test_eleventh_attempt_from_one_address_is_refused(client, web_store):
     assert not signed_in(client)
 
 
-def test_eleventh_attempt_on_one_account_is_refused_from_any_address(client, web_store):
+def test_guesses_at_other_accounts_from_a_shared_address_lock_nobody_out(client, web_store):
+    """Behind one office or proxy address, ten people's typos must not lock out the eleventh."""
     make_agent(web_store)
     for n in range(10):
+        assert login(client, email=f"guess{n}@example.org", password="nope").status_code == 401
+    assert login(client).status_code == 302
+
+
+def test_spraying_many_accounts_from_one_address_is_stopped(client, web_store):
+    make_agent(web_store)
+    for n in range(60):
+        assert login(client, email=f"spray{n}@example.org", password="nope").status_code == 401
+    assert login(client).status_code == 429
+
+
+def test_one_account_from_many_addresses_is_stopped_after_thirty(client, web_store):
+    make_agent(web_store)
+    for n in range(30):
         response = login(client, password="nope", environ_base={"REMOTE_ADDR": f"192.0.2.{n + 1}"})
         assert response.status_code == 401
     response = login(client, environ_base={"REMOTE_ADDR": "198.51.100.7"})
     assert response.status_code == 429
+
+
+def test_successful_sign_ins_are_not_counted(client, web_store):
+    make_agent(web_store)
+    for _ in range(12):
+        assert login(client).status_code == 302
+        client.post("/logout", data={"csrf_token": csrf_token(client, "/settings")})
+    assert login(client, password="nope").status_code == 401
+
+
+def test_behind_a_trusted_proxy_each_client_has_its_own_address(app_config):
+    from inbox import create_app
+
+    def client_of(app, address):
+        client = app.test_client()
+        client.environ_base.update(REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR=address)
+        return client
+
+    proxied = create_app({**app_config, "web": {**app_config["web"], "trusted_proxies": 1}})
+    store = store_module.Store(app_config["database"])
+    make_agent(store)
+    store.close()
+    attacker, colleague = client_of(proxied, "203.0.113.9"), client_of(proxied, "198.51.100.20")
+    for n in range(60):
+        assert login(attacker, email=f"spray{n}@example.org", password="nope").status_code == 401
+    assert login(attacker).status_code == 429
+    assert login(colleague).status_code == 302, "the proxy's address is not everyone's address"
+
+    # Without the setting a client cannot pick its own address by sending the header.
+    direct = create_app(app_config)
+    liar = direct.test_client()
+    liar.environ_base.update(REMOTE_ADDR="192.0.2.50")
+    for n in range(60):
+        liar.environ_base["HTTP_X_FORWARDED_FOR"] = f"192.0.2.{100 + n}"
+        assert login(liar, email=f"other{n}@example.org", password="nope").status_code == 401
+    assert login(liar).status_code == 429
+
+
+def test_trusted_proxies_must_be_a_small_number(app_config):
+    from inbox import create_app
+    from inbox.config import ConfigError
+
+    with pytest.raises(ConfigError, match="web.trusted_proxies"):
+        create_app({**app_config, "web": {"trusted_proxies": "yes"}})
 
 
 # Redirects ------------------------------------------------------------------------------------

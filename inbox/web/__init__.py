@@ -14,6 +14,7 @@ from typing import Any
 
 from flask import Flask, current_app, g, request
 from markupsafe import Markup
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
 from inbox.runtime import Mainland
@@ -107,6 +108,11 @@ class RowIdConverter(IntegerConverter):
 def init_app(app: Flask) -> None:
     # Before any blueprint: a rule takes its converters when it is added.
     app.url_map.converters["int"] = RowIdConverter
+    hops = ((app.config["MAINLAND"].extra.get("web") or {}).get("trusted_proxies") or 0)
+    if hops:
+        # Behind a TLS proxy every request comes from the proxy's address: take the client's address
+        # and scheme from the X-Forwarded-* headers the trusted proxies add, and from nobody else.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
     app.jinja_env.finalize = _shown
     app.teardown_appcontext(_close_store)
     app.url_defaults(_version_static_urls)

@@ -42,8 +42,13 @@ bp = Blueprint("auth", __name__)
 
 #: A session ends this long after sign-in, even if the browser keeps the cookie.
 SESSION_MAX_AGE = dt.timedelta(hours=12)
-#: Sign-in attempts allowed per minute, per client IP and per email address.
+#: Failed sign-ins allowed per minute for one account from one address: guessing a password is slow.
 LOGIN_LIMIT = "10 per minute"
+#: ... for one account from anywhere (a spread-out guess at one password), and from one address for
+#: any accounts (spraying one password over many). Both higher, so that people sharing an office's
+#: address, or a colleague's typos, never lock anyone else out.
+LOGIN_ACCOUNT_LIMIT = "30 per minute"
+LOGIN_ADDRESS_LIMIT = "60 per minute"
 MIN_PASSWORD_CHARS = 8
 MAX_PASSWORD_CHARS = 1024
 
@@ -193,9 +198,19 @@ def _email_key() -> str:
     return "login-email:" + request.form.get("email", "").strip().lower()[:320]
 
 
+def _account_and_address_key() -> str:
+    return f"login-pair:{request.remote_addr}:" + request.form.get("email", "").strip().lower()[:320]
+
+
+def _failed_sign_in(response) -> bool:
+    """Only failed attempts count against the limits: signing in (a redirect) costs nothing."""
+    return response.status_code != 302
+
+
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(LOGIN_LIMIT, methods=["POST"])
-@limiter.limit(LOGIN_LIMIT, methods=["POST"], key_func=_email_key)
+@limiter.limit(LOGIN_LIMIT, methods=["POST"], key_func=_account_and_address_key, deduct_when=_failed_sign_in)
+@limiter.limit(LOGIN_ACCOUNT_LIMIT, methods=["POST"], key_func=_email_key, deduct_when=_failed_sign_in)
+@limiter.limit(LOGIN_ADDRESS_LIMIT, methods=["POST"], deduct_when=_failed_sign_in)
 def login():
     target = safe_next(request.values.get("next"))
     if request.method != "POST":
