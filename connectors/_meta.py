@@ -64,6 +64,9 @@ ALREADY_REPLIED = 10900
 CANNOT_REPLY = 10903
 TOKEN_INVALID = 190
 
+#: Header of a message that is a button press (postback or quick reply): "<title> (<payload>)".
+PRESSED_HEADER = "pressed"
+
 RESPONSE_WINDOW = dt.timedelta(hours=24)
 HUMAN_AGENT_WINDOW = dt.timedelta(days=7)
 
@@ -520,9 +523,11 @@ class MetaConnector(Connector):
             return None, self._deliveries(event)
         if isinstance(event.get("read"), dict):
             return None, self._reads(event)
+        if isinstance(event.get("postback"), dict):
+            return self._postback(event), []
         message = event.get("message")
         if not isinstance(message, dict):
-            return None, []  # postbacks, reactions, referrals: nothing for an agent to answer
+            return None, []  # reactions, referrals, optins: nothing for an agent to answer
         if message.get("is_echo") or message.get("is_deleted"):
             # Echoes are what our Page sent (from us or another app): never a customer's message.
             return None, []
@@ -542,13 +547,47 @@ class MetaConnector(Connector):
                 payload = attachment.get("payload") if isinstance(attachment.get("payload"), dict) else {}
                 attachments.append(self._attachment(str(attachment.get("type") or "file"), payload.get("url"),
                                                     f"{mid[-12:]}-{index}"))
+        headers = {"platform": self.platform}
+        quick_reply = message.get("quick_reply") if isinstance(message.get("quick_reply"), dict) else {}
+        if isinstance(quick_reply.get("payload"), str) and quick_reply["payload"]:
+            # The text is the button the customer saw; the payload is what our bot set behind it.
+            headers[PRESSED_HEADER] = _pressed(text, quick_reply["payload"])
         return InboundItem(
             channel=self.name, external_id=mid,
             author=Author(handle=str(sender), name=self._name_of(str(sender)), identity_kind=self.identity_kind),
             text=text, sent_at=sent_at, thread_key=str(sender), references=refs, public=False,
-            attachments=tuple(a for a in attachments if a), headers={"platform": self.platform},
+            attachments=tuple(a for a in attachments if a), headers=headers,
             raw=_raw("message", event),
         ), []
+
+    def _postback(self, event: dict[str, Any]) -> InboundItem | None:
+        """A button press (a postback button, "Get started", a persistent-menu item) as a message.
+
+        The text is the button's title, what the customer saw and pressed; the payload our bot
+        set behind it is kept in the `pressed` header. Meta leaves out `mid` for some postbacks
+        (a "Get started" press): the id is then derived from sender, time and payload, so a
+        delivery Meta repeats is still stored once.
+        """
+        if not _truthy(self.config["messages"]):
+            return None
+        postback = event["postback"]
+        sender = str(pick(event, "sender", "id", type=(str, int)))
+        if sender in self.own_ids:
+            return None
+        timestamp = pick(event, "timestamp", type=(str, int))
+        title = postback.get("title") if isinstance(postback.get("title"), str) else ""
+        payload = postback.get("payload") if isinstance(postback.get("payload"), str) else ""
+        if not title and not payload:
+            raise ItemError("a postback without title or payload")
+        mid = postback.get("mid") if isinstance(postback.get("mid"), str) and postback["mid"] else \
+            postback_id(sender, timestamp, payload or title)
+        return InboundItem(
+            channel=self.name, external_id=mid,
+            author=Author(handle=sender, name=self._name_of(sender), identity_kind=self.identity_kind),
+            text=title or payload, sent_at=graph_time(timestamp), thread_key=sender, public=False,
+            headers={"platform": self.platform, PRESSED_HEADER: _pressed(title, payload)},
+            raw=_raw("message", event),
+        )
 
     def _deliveries(self, event: dict[str, Any]) -> list[DeliveryUpdate]:
         delivery = event["delivery"]
@@ -876,6 +915,20 @@ def _not_before(message: Any, watermark: dt.datetime) -> bool:
         return graph_time(message.get("created_time") or message.get("timestamp")) >= watermark
     except (ItemError, AttributeError):
         return True
+
+
+def postback_id(sender: str, timestamp: Any, payload: str) -> str:
+    """A stable id for a postback Meta sent without `mid`: the same press always gets the same id."""
+    digest = hashlib.sha256(f"{sender}\n{timestamp}\n{payload}".encode()).hexdigest()[:32]
+    return f"postback_{digest}"
+
+
+def _pressed(title: str, payload: str) -> str:
+    """The `pressed` header: the button's title and, when it says more, the payload behind it."""
+    title, payload = title.strip()[:200], payload.strip()[:1000]
+    if not payload or payload == title:
+        return title
+    return f"{title} ({payload})" if title else payload
 
 
 def _parse_state_time(value: Any) -> dt.datetime | None:

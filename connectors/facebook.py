@@ -6,6 +6,10 @@ What it does
   key is the person's page-scoped id (PSID). A message that answers another (`reply_to.mid`)
   refers to it. Images, videos, audio and files sent in a message become attachments, fetched
   only from Meta's media hosts through the SSRF-guarded download.
+- **Button presses** are messages too: a postback (a postback button, "Get started", a
+  persistent-menu item; `messaging_postbacks`) reads as the button's `title`, a quick reply as the
+  text the customer tapped; the payload behind it is kept in the `pressed` header ("title
+  (payload)"). A postback without `mid` is keyed by an id made from sender, time and payload.
 - **Comments** on the Page's posts become *public* conversations, one per post (thread key
   `post:<post id>`); a reply to a comment refers to the comment it answers (`parent_id`).
   Comments written by the Page itself, and Messenger echoes (what the Page sent), are never

@@ -34,7 +34,8 @@ Meta would post. `webhook_payloads()` takes them as bodies (`object: "page"` wit
 wrong signature), `replay()` posts the same bytes again, and `verify_subscription(url, token)` runs
 the GET handshake.
 
-Tests drive it with `customer_dm`, `customer_comment`, `page_post`, `ig_media`, `customer_reads`,
+Tests drive it with `customer_dm`, `customer_presses` (a `messaging_postbacks` event, with or
+without `mid`), `customer_quick_reply` (`message.quick_reply.payload`), `customer_comment`, `page_post`, `ig_media`, `customer_reads`,
 `customer_receives`, `malformed_message`, `malformed_comment`, `duplicate_conversation`, and read
 `sent` for what we posted.
 """
@@ -189,6 +190,47 @@ class MetaImitation(Imitation):
             own = self.page_id if platform == "messenger" else self.ig_id
             self._queue(platform, "message", {"sender": {"id": user_id}, "recipient": {"id": own},
                                               "timestamp": epoch_ms(at), "message": event_message})
+            return mid
+
+    def customer_presses(self, name: str, title: str = "Get Started", payload: str = "GET_STARTED", *,
+                         platform: str = "messenger", with_mid: bool = True, at: dt.datetime | None = None
+                         ) -> str | None:
+        """The customer presses a postback button (or "Get started", a persistent-menu item).
+
+        Queues a `messaging_postbacks` event (`postback.title`, `payload` and, unless `with_mid` is
+        False, `mid`); the press shows in the conversation as a message with the button's title,
+        and opens the messaging window like any message. Returns the mid (None without one).
+        """
+        with self.lock:
+            user_id = self.user(name, platform)
+            conversation = self._conversation(user_id, platform)
+            at = at or self.clock()
+            mid = self._mid(platform) if with_mid else None
+            conversation["messages"].append({"id": mid or self._mid(platform), "created": at, "from": user_id,
+                                             "text": title, "reply_to": None, "photo": None,
+                                             "hidden_from_graph": not with_mid})
+            postback: dict[str, Any] = {"title": title, "payload": payload}
+            if mid:
+                postback["mid"] = mid
+            own = self.page_id if platform == "messenger" else self.ig_id
+            self._queue(platform, "postback", {"sender": {"id": user_id}, "recipient": {"id": own},
+                                               "timestamp": epoch_ms(at), "postback": postback})
+            return mid
+
+    def customer_quick_reply(self, name: str, text: str, payload: str, *, platform: str = "messenger",
+                             at: dt.datetime | None = None) -> str:
+        """The customer taps a quick reply: a message whose text is its title, with `quick_reply.payload`."""
+        with self.lock:
+            user_id = self.user(name, platform)
+            conversation = self._conversation(user_id, platform)
+            at = at or self.clock()
+            mid = self._mid(platform)
+            conversation["messages"].append({"id": mid, "created": at, "from": user_id, "text": text,
+                                             "reply_to": None, "photo": None})
+            own = self.page_id if platform == "messenger" else self.ig_id
+            self._queue(platform, "message", {"sender": {"id": user_id}, "recipient": {"id": own},
+                                              "timestamp": epoch_ms(at), "message": {
+                                                  "mid": mid, "text": text, "quick_reply": {"payload": payload}}})
             return mid
 
     def malformed_message(self, platform: str = "messenger") -> str:
@@ -507,7 +549,9 @@ class MetaImitation(Imitation):
                                                       self._party(self.page_id, platform)]}
                 if "messages" in fields:
                     # Newest first, and only the 20 newest carry details.
-                    newest_first = sorted(conversation["messages"], key=lambda m: m["created"], reverse=True)
+                    # A press Meta posted without a mid is not a message the Conversations API lists.
+                    newest_first = sorted((m for m in conversation["messages"] if not m.get("hidden_from_graph")),
+                                          key=lambda m: m["created"], reverse=True)
                     entry["messages"] = {"data": [self._message_json(m, conversation)
                                                   for m in newest_first[:limit]]}
                 data.append(entry)
