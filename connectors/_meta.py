@@ -59,6 +59,13 @@ from inbox.models import Attachment, Author, DeliveryUpdate, FetchResult, Inboun
 THROTTLE_CODES = frozenset({4, 17, 32, 613, 80001, 80002, 80003, 80004, 80005, 80006, 80008, 80009, 80014})
 #: Code 10 with this subcode: "This message is sent outside of allowed window".
 OUTSIDE_WINDOW = (10, 2018278)
+#: Code 100 with this subcode: "Upload attachment failure" (the file's type does not match its
+#: content, or Meta could not take it).
+UPLOAD_FAILED = (100, 2018047)
+#: The Send API's cap on an uploaded file (Messenger "Saving assets": up to 25MB).
+MAX_UPLOAD_BYTES = 25 * 1024 * 1024
+#: Content types Messenger shows as an image; any other image goes as a file.
+IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif"})
 #: Private replies to comments, as integrations report them (not in Meta's pages we had).
 ALREADY_REPLIED = 10900
 CANNOT_REPLY = 10903
@@ -228,14 +235,18 @@ class Graph:
             if proof and app_secret else None
 
     def call(self, method: str, path: str, *, params: dict[str, Any] | None = None,
-             json_body: Any = None) -> Any:
-        """One Graph call; the parsed JSON answer, or `RetryableError`/`PermanentError`."""
+             json_body: Any = None, form: dict[str, str] | None = None,
+             files: dict[str, tuple[str, bytes, str]] | None = None) -> Any:
+        """One Graph call; the parsed JSON answer, or `RetryableError`/`PermanentError`.
+
+        `form` and `files` send a multipart body instead of JSON (the Send API's file upload).
+        """
         self._check_pause()
         params = dict(params or {})
         if self.proof:
             params["appsecret_proof"] = self.proof
-        response = self.http.request(method, path, params=params or None, json=json_body,
-                                     expect=range(100, 600))
+        response = self.http.request(method, path, params=params or None, json=json_body, data=form,
+                                     files=files, expect=range(100, 600))
         try:
             body = response.json() if response.content else None
         except ValueError:
@@ -271,6 +282,11 @@ class Graph:
                 f"Meta refused the message because the messaging window is closed: {named}. A Page may "
                 f"answer within 24 hours of the customer's last message, or within 7 days with the "
                 f"HUMAN_AGENT tag; the conversation can go on once the customer writes again."))
+        if (code, subcode) == UPLOAD_FAILED:
+            return PermanentError(self.redact(
+                f"Meta did not take the file: {named}. Messenger takes images (JPEG, PNG, GIF), video, "
+                f"audio and other files up to 25 MB whose content matches their type: send a smaller "
+                f"file, save it again in a common format, or share a link to it instead."))
         if code == ALREADY_REPLIED:
             return PermanentError(self.redact(
                 f"Meta allows one private reply per comment and this comment already has one: {named}"))
@@ -821,12 +837,22 @@ class MetaConnector(Connector):
 
     # Sending ------------------------------------------------------------------------------------
 
+    #: Why a reply with files is refused in a comment conversation (public reply or private reply).
+    comment_files_refused: ClassVar[str] = (
+        "Replies to comments can carry a file only as a public link in Meta's API, which Mainland does "
+        "not make. Remove the file, or put a link to it in the text.")
+    #: Why a private message with files is refused; None when the channel uploads them (Messenger).
+    message_files_refused: ClassVar[str | None] = None
+
     def send(self, reply: OutboundReply) -> str:
         text = reply.text.strip()
-        if not text:
+        files = tuple(reply.attachments)
+        if not text and not files:
             raise PermanentError("the reply is empty")
         thread = reply.thread_key or ""
         if thread.startswith(self.comment_prefix):
+            if files:
+                raise PermanentError(self.comment_files_refused)
             if not reply.reply_to_external_id:
                 raise PermanentError("a reply in a comment conversation needs the comment it answers")
             if reply.public:
@@ -835,7 +861,38 @@ class MetaConnector(Connector):
         customer = thread or reply.to.handle
         if not customer:
             raise PermanentError(f"no {self.display_name} user to send this message to")
+        if files:
+            return self.send_file(customer, files, text)
         return self.send_message(customer, text)
+
+    def send_file(self, customer: str, files: tuple[Attachment, ...], text: str) -> str:
+        """One file as one Send API call that uploads it (multipart `filedata`); its message id.
+
+        A Messenger message holds text or a file, never both, and one file: the outbox sends the
+        text and each file as replies of their own (`Limits.files_with_text`, `max_attachments`).
+        """
+        if self.message_files_refused:
+            raise PermanentError(self.message_files_refused)
+        if text:
+            raise PermanentError(f"A {self.display_name} message holds either text or a file, not both: send "
+                                 f"the text and the file as separate replies.")
+        if len(files) > 1:
+            raise PermanentError(f"A {self.display_name} message holds one file; this reply has {len(files)}. "
+                                 f"Send each file as a reply of its own.")
+        [file] = files
+        if file.data is None:
+            raise PermanentError(f"The file {file.filename!r} has no content to upload; attach it again.")
+        if len(file.data) > MAX_UPLOAD_BYTES:
+            raise PermanentError(
+                f"The file {file.filename!r} is {len(file.data) / 1024 / 1024:.1f} MB; {self.display_name} "
+                f"takes files up to {MAX_UPLOAD_BYTES // 1024 // 1024} MB. Send a smaller file or a link to it.")
+        content_type = (file.content_type or "application/octet-stream").split(";")[0].strip().lower()
+        attachment = {"type": attachment_kind(content_type), "payload": {"is_reusable": False}}
+        form = {"recipient": json.dumps({"id": customer}), **self.messaging_type(customer),
+                "message": json.dumps({"attachment": attachment})}
+        answer = self.graph.call("POST", f"/{self.node}/messages", form=form,
+                                 files={"filedata": (file.filename or "file", file.data, content_type)})
+        return str(pick(answer, "message_id"))
 
     def _check_length(self, text: str) -> None:
         if len(text) > self.max_dm_length:
@@ -915,6 +972,14 @@ def _not_before(message: Any, watermark: dt.datetime) -> bool:
         return graph_time(message.get("created_time") or message.get("timestamp")) >= watermark
     except (ItemError, AttributeError):
         return True
+
+
+def attachment_kind(content_type: str) -> str:
+    """The Send API's attachment `type` for a file: image, video, audio or file."""
+    if content_type in IMAGE_TYPES:
+        return "image"
+    family = content_type.split("/")[0]
+    return family if family in ("video", "audio") else "file"
 
 
 def postback_id(sender: str, timestamp: Any, payload: str) -> str:

@@ -41,6 +41,16 @@ Replies
 - A private reply to a comment (an `OutboundReply` with `public=False` in a comment conversation):
   one DM to the commenter (`recipient: {"comment_id": ...}`), once per comment, within 7 days.
 
+Files
+-----
+Replies carry **no files** here, and the limits say so (`supports_attachments`,
+`attachments_public` and `attachments_private` all False), so the composer tells the agent
+before they try; `send()` refuses a reply with files with the reason. Meta's documented ways to
+send a file in an Instagram DM take it by public URL (`message.attachment.payload.url`, or the
+Attachment Upload API, which uploads images only from a URL and audio/video from a server in a
+separate step with `platform=instagram`), and comment replies take text only. Mainland does not
+publish agents' files at public URLs, so it does not offer them here.
+
 Setup, permissions and settings: docs/channels/instagram.md.
 """
 
@@ -89,9 +99,13 @@ class InstagramConnector(MetaConnector):
         Setting("api_url", help="Base URL of the Graph API (default by login: graph.facebook.com or "
                                 "graph.instagram.com)."),
     )
+    # No files anywhere: see "Files" in the module docstring.
     limits = Limits(max_text_length=MAX_MESSAGE_LENGTH, formatting="plain", reply_window_hours=24 * 7,
                     private_replies=True,
-                    supports_attachments=False)
+                    supports_attachments=False, attachments_public=False, attachments_private=False)
+    message_files_refused = (
+        "Instagram messages can carry a file only as a public link in Meta's API, which Mainland does not "
+        "make. Remove the file, or put a link to it in the text.")
     default_poll_every = 300.0
 
     @classmethod

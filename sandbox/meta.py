@@ -20,6 +20,12 @@ It follows shared/channels.md section 3 to the field name:
   1000-character Instagram limits (code 100); private replies `recipient: {"comment_id"}` once
   per comment (code 10900 "Activity already replied to") within 7 days (code 10903), codes as
   integrations report them;
+- the Send API's file upload: a multipart form with `recipient`, `messaging_type`, `message=
+  {"attachment": {"type": "image|video|audio|file", "payload": {"is_reusable": ...}}}` and the
+  file as `filedata` (Messenger only; the bytes land in `sent[...]["attachment"]`); text and an
+  attachment in one message are refused (code 100), as are an unknown type (code 100), a file over
+  25 MB (`max_upload_bytes`) and an `image` that is not a JPEG, PNG or GIF (code 100, subcode
+  2018047 "Upload attachment failure");
 - user profiles `GET /{psid|igsid}?fields=name,username`;
 - errors as `{"error": {"message", "type", "code", "error_subcode", "fbtrace_id"}}`; every answer
   carries `X-App-Usage` and `X-Business-Use-Case-Usage` (see `usage`); `rate_limited` answers
@@ -74,6 +80,35 @@ THROTTLE_MESSAGES = {
     80001: "(#80001) There have been too many calls to this Page account. Wait a bit and try again.",
 }
 TEXT_LIMITS = {"messenger": 2000, "instagram": 1000}
+#: The Send API's attachment types for an uploaded file, and the cap on its size (25 MB).
+UPLOAD_TYPES = ("image", "video", "audio", "file")
+MAX_UPLOAD_BYTES = 25 * 1024 * 1024
+#: How JPEG, PNG and GIF files begin: an `image` upload that does not is refused.
+IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a")
+
+
+def multipart_parts(body: bytes, content_type: str) -> dict[str, dict[str, Any]]:
+    """The parts of a multipart/form-data body by name: {"filename", "content_type", "data"}."""
+    match = re.search(r'boundary="?([^";]+)"?', content_type)
+    if not match:
+        return {}
+    parts: dict[str, dict[str, Any]] = {}
+    for chunk in body.split(b"--" + match.group(1).encode())[1:]:
+        if chunk.startswith(b"--"):
+            break  # the closing delimiter
+        head, _, data = chunk.removeprefix(b"\r\n").partition(b"\r\n\r\n")
+        headers = {}
+        for line in head.decode("utf-8", "replace").split("\r\n"):
+            key, _, value = line.partition(":")
+            headers[key.strip().lower()] = value.strip()
+        disposition = headers.get("content-disposition", "")
+        name = re.search(r'\bname="([^"]*)"', disposition)
+        filename = re.search(r'\bfilename="([^"]*)"', disposition)
+        if name:
+            parts[name.group(1)] = {"filename": filename.group(1) if filename else None,
+                                    "content_type": headers.get("content-type"),
+                                    "data": data.removesuffix(b"\r\n")}
+    return parts
 
 
 def graph_time(moment: dt.datetime) -> str:
@@ -125,6 +160,8 @@ class MetaImitation(Imitation):
         self.events: list[tuple[str, str, dict[str, Any]]] = []  # (object, kind, event or change)
         self.delivered: list[tuple[str, bytes, dict[str, str]]] = []
         self.private_replied: set[str] = set()
+        #: The Send API's cap on an uploaded file; tests may lower it to see the refusal.
+        self.max_upload_bytes = MAX_UPLOAD_BYTES
         self._numbers = itertools.count(1)
 
     @property
@@ -569,16 +606,28 @@ class MetaImitation(Imitation):
             text = message.get("text")
             if node not in ("me", self.page_id, self.ig_id):
                 return self._fail(400, "(#100) The Page or account cannot send as this node", 100)
-            if not isinstance(text, str) or not text:
+            upload = None
+            if "attachment" in message:
+                if text is not None:
+                    return self._fail(400, "(#100) Only one of text or attachment may be set in message", 100)
+                upload = self._upload(message["attachment"], body.get("filedata"))
+                if not isinstance(upload, dict):
+                    return upload  # an error answer
+            elif not isinstance(text, str) or not text:
                 return self._fail(400, "(#100) The parameter message[text] is required", 100)
             if recipient.get("comment_id"):
+                if upload is not None:
+                    return self._fail(400, "(#100) A private reply can only be text", 100)
                 return self._private_reply(str(recipient["comment_id"]), text)
             user_id = str(recipient.get("id") or "")
             user = self.users.get(user_id)
             if user is None:
                 return self._fail(400, "(#100) No matching user found", 100, 2018001)
             platform = user["platform"]
-            if len(text) > TEXT_LIMITS[platform]:
+            if upload is not None and platform == "instagram":
+                return self._fail(400, "(#100) Uploading a file in the message is not supported for Instagram; "
+                                       "use payload.url", 100)
+            if upload is None and len(text) > TEXT_LIMITS[platform]:
                 return self._fail(400, f"(#100) Length of param message[text] must be less than or equal to "
                                        f"{TEXT_LIMITS[platform]}", 100)
             conversation = self._conversation(user_id, platform)
@@ -595,15 +644,47 @@ class MetaImitation(Imitation):
                 return self._fail(400, "(#10) This message is sent outside of allowed window.", 10, 2018278)
             mid = self._mid(platform)
             at = self.clock()
-            conversation["messages"].append({"id": mid, "created": at, "from": self.page_id, "text": text})
-            self.sent.append({"kind": "message", "platform": platform, "id": mid, "recipient": user_id,
-                              "text": text, "messaging_type": kind, "tag": body.get("tag"),
-                              "in_reply_to": theirs[-1]["id"] if theirs else None, "public": False})
+            conversation["messages"].append({"id": mid, "created": at, "from": self.page_id, "text": text or ""})
+            sent = {"kind": "message", "platform": platform, "id": mid, "recipient": user_id,
+                    "text": text, "messaging_type": kind, "tag": body.get("tag"),
+                    "in_reply_to": theirs[-1]["id"] if theirs else None, "public": False}
+            echo: dict[str, Any] = {"mid": mid, "is_echo": True, "app_id": int(self.app_id)}
+            if upload is not None:
+                sent["attachment"] = upload
+                echo["attachments"] = [{"type": upload["type"], "payload": {"url": f"{self.url}/media/{mid[-10:]}"}}]
+            else:
+                echo["text"] = text
+            self.sent.append(sent)
             own = self.page_id if platform == "messenger" else self.ig_id
             self._queue(platform, "message", {
-                "sender": {"id": own}, "recipient": {"id": user_id}, "timestamp": epoch_ms(at),
-                "message": {"mid": mid, "text": text, "is_echo": True, "app_id": int(self.app_id)}})
+                "sender": {"id": own}, "recipient": {"id": user_id}, "timestamp": epoch_ms(at), "message": echo})
             return self._answer(200, {"recipient_id": user_id, "message_id": mid})
+
+    def _upload(self, attachment: Any, filedata: Any) -> dict[str, Any] | tuple[int, Any, dict[str, str]]:
+        """A file sent with the message (multipart `filedata`), checked as the Send API checks it.
+
+        Returns what was uploaded, or the error answer: an unknown `type` (code 100), no file, a
+        file over `max_upload_bytes` (25 MB, Meta's "Saving assets" cap) or an `image` that is not
+        one (code 100, subcode 2018047 "Upload attachment failure").
+        """
+        attachment = attachment if isinstance(attachment, dict) else {}
+        kind = attachment.get("type")
+        payload = attachment.get("payload") if isinstance(attachment.get("payload"), dict) else {}
+        if kind not in UPLOAD_TYPES:
+            return self._fail(400, "(#100) param message[attachment][type] must be one of {IMAGE, AUDIO, VIDEO, "
+                                   "FILE, TEMPLATE}", 100)
+        if not isinstance(filedata, dict):
+            if payload.get("url"):
+                return self._fail(400, "(#100) Sending by payload.url is not imitated; upload filedata", 100)
+            return self._fail(400, "(#100) Upload attachment failure: no filedata and no payload.url", 100, 2018047)
+        data = filedata["data"]
+        if len(data) > self.max_upload_bytes:
+            return self._fail(400, "(#100) Upload attachment failure: the attachment is larger than the allowed "
+                                   "25MB", 100, 2018047)
+        if kind == "image" and not data.startswith(IMAGE_MAGIC):
+            return self._fail(400, "(#100) Upload attachment failure.", 100, 2018047)
+        return {"type": kind, "filename": filedata["filename"], "content_type": filedata["content_type"],
+                "data": data, "is_reusable": payload.get("is_reusable")}
 
     def _private_reply(self, comment_id: str, text: str):
         comment = self.comments.get(comment_id)
@@ -627,10 +708,17 @@ class MetaImitation(Imitation):
         return self._answer(200, {"recipient_id": comment["from"], "message_id": mid})
 
     def _body(self, request: Request) -> dict[str, Any]:
-        """Graph takes parameters as JSON, as a form (JSON-encoded values) or in the query string."""
+        """Graph takes parameters as JSON, as a form (JSON-encoded values) or in the query string.
+
+        A multipart form (the Send API's upload) gives its fields as strings and its file as
+        `filedata`: {"filename", "content_type", "data"}.
+        """
         values: dict[str, Any] = {k: v[0] for k, v in request.query.items()}
         content_type = request.headers.get("Content-Type", "")
-        if request.body and "json" in content_type:
+        if request.body and content_type.startswith("multipart/form-data"):
+            for name, part in multipart_parts(request.body, content_type).items():
+                values[name] = part if part["filename"] is not None else part["data"].decode("utf-8", "replace")
+        elif request.body and "json" in content_type:
             try:
                 parsed = json.loads(request.body)
             except ValueError:
