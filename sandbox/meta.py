@@ -26,6 +26,11 @@ It follows shared/channels.md section 3 to the field name:
   attachment in one message are refused (code 100), as are an unknown type (code 100), a file over
   25 MB (`max_upload_bytes`) and an `image` that is not a JPEG, PNG or GIF (code 100, subcode
   2018047 "Upload attachment failure");
+- Instagram @mentions: the `mentions` webhook change (`{"media_id", "comment_id"}`, no
+  `comment_id` for a caption), `GET /{ig-id}?fields=mentioned_comment.comment_id(<id>){...}` and
+  `mentioned_media.media_id(<id>){...}` with nested field selection (`media{caption,permalink}`;
+  a media's `owner` only when it is the account's own, `username` otherwise), and replies
+  `POST /{ig-id}/mentions` with `media_id`, `comment_id` (for a comment) and `message`;
 - user profiles `GET /{psid|igsid}?fields=name,username`;
 - errors as `{"error": {"message", "type", "code", "error_subcode", "fbtrace_id"}}`; every answer
   carries `X-App-Usage` and `X-Business-Use-Case-Usage` (see `usage`); `rate_limited` answers
@@ -41,7 +46,7 @@ wrong signature), `replay()` posts the same bytes again, and `verify_subscriptio
 the GET handshake.
 
 Tests drive it with `customer_dm`, `customer_presses` (a `messaging_postbacks` event, with or
-without `mid`), `customer_quick_reply` (`message.quick_reply.payload`), `customer_comment`, `page_post`, `ig_media`, `customer_reads`,
+without `mid`), `customer_quick_reply` (`message.quick_reply.payload`), `customer_comment`, `customer_mentions`, `page_post`, `ig_media`, `customer_reads`,
 `customer_receives`, `malformed_message`, `malformed_comment`, `duplicate_conversation`, and read
 `sent` for what we posted.
 """
@@ -85,6 +90,25 @@ UPLOAD_TYPES = ("image", "video", "audio", "file")
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024
 #: How JPEG, PNG and GIF files begin: an `image` upload that does not is refused.
 IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a")
+
+
+def select_fields(entry: dict[str, Any], asked: str | None) -> dict[str, Any]:
+    """`entry` cut to Graph's field list `asked` ("id,text,media{id,caption}"); the id always stays."""
+    if not asked:
+        return entry
+    chosen: dict[str, Any] = {"id": entry["id"]} if "id" in entry else {}
+    depth, start, names = 0, 0, []
+    for index, char in enumerate(asked + ","):
+        depth += {"{": 1, "}": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            names.append(asked[start:index].strip())
+            start = index + 1
+    for name in filter(None, names):
+        field, _, inner = name.partition("{")
+        if field in entry:
+            value = entry[field]
+            chosen[field] = select_fields(value, inner[:-1]) if inner and isinstance(value, dict) else value
+    return chosen
 
 
 def multipart_parts(body: bytes, content_type: str) -> dict[str, dict[str, Any]]:
@@ -160,6 +184,8 @@ class MetaImitation(Imitation):
         self.events: list[tuple[str, str, dict[str, Any]]] = []  # (object, kind, event or change)
         self.delivered: list[tuple[str, bytes, dict[str, str]]] = []
         self.private_replied: set[str] = set()
+        #: Ids of comments and media that @mention the Instagram account (what the mentions webhook names).
+        self.mentions: set[str] = set()
         #: The Send API's cap on an uploaded file; tests may lower it to see the refusal.
         self.max_upload_bytes = MAX_UPLOAD_BYTES
         self._numbers = itertools.count(1)
@@ -350,6 +376,42 @@ class MetaImitation(Imitation):
             self._queue("instagram", "comments", {"field": "comments", "value": value})
         return comment_id
 
+    def customer_mentions(self, name: str, text: str | None = None, *, in_comment: bool = True,
+                          media: str | None = None, caption: str = "Unboxing my new coat",
+                          at: dt.datetime | None = None) -> str:
+        """Instagram user `name` @mentions the account: in a comment, or in the caption of their post.
+
+        By default the mention is on a post of `name`'s own (not the account's), with `caption`;
+        `media` puts a comment mention on that media instead (the account's own, say, where Meta
+        sends a `comments` webhook too). Queues the `mentions` change Meta sends, `{"media_id",
+        "comment_id"}` (no `comment_id` for a caption), and returns the comment id (or media id).
+        """
+        with self.lock:
+            user_id = self.user(name, "instagram")
+            at = at or self.clock()
+            text = text or f"@{self.ig_username} look what I got!"
+            if media is None or not in_comment:
+                media = str(17900000000000000 + self._next())
+                username = self.users[user_id]["username"]
+                self.media[media] = {"id": media, "caption": text if not in_comment else caption, "created": at,
+                                     "permalink": f"https://www.instagram.com/p/M{media[-8:]}/",
+                                     "media_product_type": "FEED", "owner": user_id, "username": username}
+            if not in_comment:
+                self.mentions.add(media)
+                self._queue("instagram", "mentions", {"field": "mentions", "value": {"media_id": media}})
+                return media
+            if self.media[media].get("owner") is None:
+                comment_id = self._comment(user_id, text, platform="instagram", post=media, parent=None, at=at)
+            else:  # a comment on someone else's post: Meta sends no `comments` webhook for it
+                comment_id = str(17850000000000000 + self._next())
+                self.comments[comment_id] = {"id": comment_id, "platform": "instagram", "post": media,
+                                             "parent": None, "from": user_id, "text": text, "created": at,
+                                             "malformed": False}
+            self.mentions.add(comment_id)
+            self._queue("instagram", "mentions", {"field": "mentions",
+                                                  "value": {"media_id": media, "comment_id": comment_id}})
+            return comment_id
+
     def malformed_comment(self, platform: str = "facebook") -> str:
         """A comment whose author is missing."""
         with self.lock:
@@ -420,7 +482,7 @@ class MetaImitation(Imitation):
         for obj, kind, event in events:
             entry: dict[str, Any] = {"id": self.page_id if obj == "page" else self.ig_id,
                                      "time": epoch_ms(self.clock())}
-            if kind in ("feed", "comments"):
+            if kind in ("feed", "comments", "mentions"):
                 entry["time"] = int(self.clock().timestamp())
                 entry["changes"] = [event]
             else:
@@ -807,7 +869,8 @@ class MetaImitation(Imitation):
                 return refused
             if node != self.ig_id:
                 return self._fail(400, "(#100) Unknown Instagram account", 100)
-            media = sorted(self.media.values(), key=lambda m: m["created"], reverse=True)
+            media = sorted((m for m in self.media.values() if m.get("owner") is None), key=lambda m: m["created"],
+                           reverse=True)
             page, paging = self._page(media, request)
             data = [self._only({"id": m["id"], "timestamp": graph_time(m["created"]), "permalink": m["permalink"],
                                 "caption": m["caption"], "media_product_type": m["media_product_type"],
@@ -859,6 +922,9 @@ class MetaImitation(Imitation):
             refused = self._refused(request)
             if refused:
                 return refused
+            fields = self._fields(request)
+            if node == self.ig_id and fields.startswith(("mentioned_comment.", "mentioned_media.")):
+                return self._mentioned(fields)
             user = self.users.get(node)
             if user is None:
                 return self._fail(400, f"Unsupported get request. Object with ID '{node}' does not exist, cannot "
@@ -868,6 +934,65 @@ class MetaImitation(Imitation):
             if user["platform"] == "instagram":
                 answer["username"] = user["username"]
             return self._answer(200, answer)
+
+    def _mentioned(self, fields: str):
+        """`?fields=mentioned_comment.comment_id(<id>){...}` or `mentioned_media.media_id(<id>){...}`."""
+        match = re.fullmatch(r"(mentioned_comment)\.comment_id\((\w+)\)(?:\{(.*)\})?|"
+                             r"(mentioned_media)\.media_id\((\w+)\)(?:\{(.*)\})?", fields)
+        if not match:
+            return self._fail(400, "(#100) Syntax error in fields", 100)
+        edge, object_id, asked = (match.group(1), match.group(2), match.group(3)) if match.group(1) else \
+            (match.group(4), match.group(5), match.group(6))
+        if object_id not in self.mentions:
+            return self._fail(400, f"(#100) Unsupported get request. Object with ID '{object_id}' does not "
+                                   f"exist, or does not mention this user", 100, 33, kind="GraphMethodException")
+        if edge == "mentioned_comment":
+            comment = self.comments[object_id]
+            full: dict[str, Any] = {"id": object_id, "text": comment["text"], "timestamp": graph_time(comment["created"]),
+                                    "like_count": 0, "username": self.users[comment["from"]]["username"],
+                                    "media": self._mentioned_media_json(comment["post"])}
+        else:
+            full = self._mentioned_media_json(object_id)
+        return self._answer(200, {edge: select_fields(full, asked), "id": self.ig_id})
+
+    def _mentioned_media_json(self, media_id: str) -> dict[str, Any]:
+        media = self.media[media_id]
+        entry: dict[str, Any] = {"id": media_id, "caption": media["caption"], "permalink": media["permalink"],
+                                 "timestamp": graph_time(media["created"]), "media_type": "IMAGE",
+                                 "like_count": 0, "comments_count": sum(
+                                     1 for c in self.comments.values() if c["post"] == media_id)}
+        if media.get("owner") is None:
+            # `owner` only for the app user's own media; everyone else's shows a `username`.
+            entry.update({"owner": {"id": self.ig_id}, "username": self.ig_username})
+        else:
+            entry["username"] = media["username"]
+        return entry
+
+    @route("POST", V + r"/(?P<node>\d+)/mentions")
+    def reply_to_mention(self, request: Request, node: str):
+        """A comment answering a mention: under the mentioning comment, or on the captioned media."""
+        with self.lock:
+            refused = self._refused(request)
+            if refused:
+                return refused
+            body = self._body(request)
+            media_id, comment_id, text = body.get("media_id"), body.get("comment_id"), body.get("message")
+            if node != self.ig_id:
+                return self._fail(400, "(#100) Unknown Instagram account", 100)
+            if not media_id or media_id not in self.media:
+                return self._fail(400, "(#100) The parameter media_id is required", 100)
+            if (comment_id or media_id) not in self.mentions:
+                return self._fail(400, f"(#100) Object with ID '{comment_id or media_id}' does not mention this "
+                                       f"user", 100, 33, kind="GraphMethodException")
+            if not isinstance(text, str) or not text.strip():
+                return self._fail(400, "(#100) The parameter message is required", 100)
+            new_id = str(17850000000000000 + self._next())
+            self.comments[new_id] = {"id": new_id, "platform": "instagram", "post": media_id,
+                                     "parent": comment_id, "from": self.ig_id, "text": text,
+                                     "created": self.clock(), "malformed": False}
+            self.sent.append({"kind": "mention_reply", "platform": "instagram", "id": new_id, "text": text,
+                              "media_id": media_id, "in_reply_to": comment_id or media_id, "public": True})
+            return self._answer(200, {"id": new_id})
 
     @route("GET", r"/media/(?P<name>[\w.-]+)")
     def media_file(self, request: Request, name: str):
