@@ -148,3 +148,10 @@ def test_an_instagram_icebreaker_press_is_a_message_too(meta, context):
     [payload] = meta.webhook_payloads()
     [item] = parse(conn, meta, payload).items
     assert (item.external_id, item.text, item.thread_key) == (mid, "Where is my order?", meta.user("Ann", "instagram"))
+
+
+def test_a_press_kept_in_quarantine_can_be_reprocessed(meta, context):
+    conn = make(meta, context)
+    [item] = parse(conn, meta, fixture("postback_get_started.json")).items
+    again = conn.parse_raw(item.raw)
+    assert (again.external_id, again.text, again.headers) == (item.external_id, item.text, item.headers)

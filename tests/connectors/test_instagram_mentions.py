@@ -164,3 +164,14 @@ def test_mentions_are_not_taken_when_comments_are_off(meta):
     meta.customer_mentions("Ann")
     items, rejects = take(make(meta, comments=False), meta)
     assert items == [] and rejects == [] and graph_fields(meta) == []
+
+
+def test_a_stored_mention_can_be_reprocessed_without_another_call(meta):
+    meta.customer_mentions("Ann")
+    conn = make(meta)
+    [item], _ = take(conn, meta)
+    calls = len(meta.requests)
+    again = conn.parse_raw(item.raw)
+    assert (again.external_id, again.thread_key, again.context_text) == (
+        item.external_id, item.thread_key, item.context_text)
+    assert len(meta.requests) == calls
