@@ -59,10 +59,20 @@ from inbox.models import Attachment, Author, DeliveryUpdate, FetchResult, Inboun
 THROTTLE_CODES = frozenset({4, 17, 32, 613, 80001, 80002, 80003, 80004, 80005, 80006, 80008, 80009, 80014})
 #: Code 10 with this subcode: "This message is sent outside of allowed window".
 OUTSIDE_WINDOW = (10, 2018278)
+#: Code 100 with this subcode: "Upload attachment failure" (the file's type does not match its
+#: content, or Meta could not take it).
+UPLOAD_FAILED = (100, 2018047)
+#: The Send API's cap on an uploaded file (Messenger "Saving assets": up to 25MB).
+MAX_UPLOAD_BYTES = 25 * 1024 * 1024
+#: Content types Messenger shows as an image; any other image goes as a file.
+IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif"})
 #: Private replies to comments, as integrations report them (not in Meta's pages we had).
 ALREADY_REPLIED = 10900
 CANNOT_REPLY = 10903
 TOKEN_INVALID = 190
+
+#: Header of a message that is a button press (postback or quick reply): "<title> (<payload>)".
+PRESSED_HEADER = "pressed"
 
 RESPONSE_WINDOW = dt.timedelta(hours=24)
 HUMAN_AGENT_WINDOW = dt.timedelta(days=7)
@@ -225,14 +235,18 @@ class Graph:
             if proof and app_secret else None
 
     def call(self, method: str, path: str, *, params: dict[str, Any] | None = None,
-             json_body: Any = None) -> Any:
-        """One Graph call; the parsed JSON answer, or `RetryableError`/`PermanentError`."""
+             json_body: Any = None, form: dict[str, str] | None = None,
+             files: dict[str, tuple[str, bytes, str]] | None = None) -> Any:
+        """One Graph call; the parsed JSON answer, or `RetryableError`/`PermanentError`.
+
+        `form` and `files` send a multipart body instead of JSON (the Send API's file upload).
+        """
         self._check_pause()
         params = dict(params or {})
         if self.proof:
             params["appsecret_proof"] = self.proof
-        response = self.http.request(method, path, params=params or None, json=json_body,
-                                     expect=range(100, 600))
+        response = self.http.request(method, path, params=params or None, json=json_body, data=form,
+                                     files=files, expect=range(100, 600))
         try:
             body = response.json() if response.content else None
         except ValueError:
@@ -268,6 +282,11 @@ class Graph:
                 f"Meta refused the message because the messaging window is closed: {named}. A Page may "
                 f"answer within 24 hours of the customer's last message, or within 7 days with the "
                 f"HUMAN_AGENT tag; the conversation can go on once the customer writes again."))
+        if (code, subcode) == UPLOAD_FAILED:
+            return PermanentError(self.redact(
+                f"Meta did not take the file: {named}. Messenger takes images (JPEG, PNG, GIF), video, "
+                f"audio and other files up to 25 MB whose content matches their type: send a smaller "
+                f"file, save it again in a common format, or share a link to it instead."))
         if code == ALREADY_REPLIED:
             return PermanentError(self.redact(
                 f"Meta allows one private reply per comment and this comment already has one: {named}"))
@@ -520,9 +539,11 @@ class MetaConnector(Connector):
             return None, self._deliveries(event)
         if isinstance(event.get("read"), dict):
             return None, self._reads(event)
+        if isinstance(event.get("postback"), dict):
+            return self._postback(event), []
         message = event.get("message")
         if not isinstance(message, dict):
-            return None, []  # postbacks, reactions, referrals: nothing for an agent to answer
+            return None, []  # reactions, referrals, optins: nothing for an agent to answer
         if message.get("is_echo") or message.get("is_deleted"):
             # Echoes are what our Page sent (from us or another app): never a customer's message.
             return None, []
@@ -542,13 +563,47 @@ class MetaConnector(Connector):
                 payload = attachment.get("payload") if isinstance(attachment.get("payload"), dict) else {}
                 attachments.append(self._attachment(str(attachment.get("type") or "file"), payload.get("url"),
                                                     f"{mid[-12:]}-{index}"))
+        headers = {"platform": self.platform}
+        quick_reply = message.get("quick_reply") if isinstance(message.get("quick_reply"), dict) else {}
+        if isinstance(quick_reply.get("payload"), str) and quick_reply["payload"]:
+            # The text is the button the customer saw; the payload is what our bot set behind it.
+            headers[PRESSED_HEADER] = _pressed(text, quick_reply["payload"])
         return InboundItem(
             channel=self.name, external_id=mid,
             author=Author(handle=str(sender), name=self._name_of(str(sender)), identity_kind=self.identity_kind),
             text=text, sent_at=sent_at, thread_key=str(sender), references=refs, public=False,
-            attachments=tuple(a for a in attachments if a), headers={"platform": self.platform},
+            attachments=tuple(a for a in attachments if a), headers=headers,
             raw=_raw("message", event),
         ), []
+
+    def _postback(self, event: dict[str, Any]) -> InboundItem | None:
+        """A button press (a postback button, "Get started", a persistent-menu item) as a message.
+
+        The text is the button's title, what the customer saw and pressed; the payload our bot
+        set behind it is kept in the `pressed` header. Meta leaves out `mid` for some postbacks
+        (a "Get started" press): the id is then derived from sender, time and payload, so a
+        delivery Meta repeats is still stored once.
+        """
+        if not _truthy(self.config["messages"]):
+            return None
+        postback = event["postback"]
+        sender = str(pick(event, "sender", "id", type=(str, int)))
+        if sender in self.own_ids:
+            return None
+        timestamp = pick(event, "timestamp", type=(str, int))
+        title = postback.get("title") if isinstance(postback.get("title"), str) else ""
+        payload = postback.get("payload") if isinstance(postback.get("payload"), str) else ""
+        if not title and not payload:
+            raise ItemError("a postback without title or payload")
+        mid = postback.get("mid") if isinstance(postback.get("mid"), str) and postback["mid"] else \
+            postback_id(sender, timestamp, payload or title)
+        return InboundItem(
+            channel=self.name, external_id=mid,
+            author=Author(handle=sender, name=self._name_of(sender), identity_kind=self.identity_kind),
+            text=title or payload, sent_at=graph_time(timestamp), thread_key=sender, public=False,
+            headers={"platform": self.platform, PRESSED_HEADER: _pressed(title, payload)},
+            raw=_raw("message", event),
+        )
 
     def _deliveries(self, event: dict[str, Any]) -> list[DeliveryUpdate]:
         delivery = event["delivery"]
@@ -782,12 +837,22 @@ class MetaConnector(Connector):
 
     # Sending ------------------------------------------------------------------------------------
 
+    #: Why a reply with files is refused in a comment conversation (public reply or private reply).
+    comment_files_refused: ClassVar[str] = (
+        "Replies to comments can carry a file only as a public link in Meta's API, which Mainland does "
+        "not make. Remove the file, or put a link to it in the text.")
+    #: Why a private message with files is refused; None when the channel uploads them (Messenger).
+    message_files_refused: ClassVar[str | None] = None
+
     def send(self, reply: OutboundReply) -> str:
         text = reply.text.strip()
-        if not text:
+        files = tuple(reply.attachments)
+        if not text and not files:
             raise PermanentError("the reply is empty")
         thread = reply.thread_key or ""
         if thread.startswith(self.comment_prefix):
+            if files:
+                raise PermanentError(self.comment_files_refused)
             if not reply.reply_to_external_id:
                 raise PermanentError("a reply in a comment conversation needs the comment it answers")
             if reply.public:
@@ -796,7 +861,38 @@ class MetaConnector(Connector):
         customer = thread or reply.to.handle
         if not customer:
             raise PermanentError(f"no {self.display_name} user to send this message to")
+        if files:
+            return self.send_file(customer, files, text)
         return self.send_message(customer, text)
+
+    def send_file(self, customer: str, files: tuple[Attachment, ...], text: str) -> str:
+        """One file as one Send API call that uploads it (multipart `filedata`); its message id.
+
+        A Messenger message holds text or a file, never both, and one file: the outbox sends the
+        text and each file as replies of their own (`Limits.files_with_text`, `max_attachments`).
+        """
+        if self.message_files_refused:
+            raise PermanentError(self.message_files_refused)
+        if text:
+            raise PermanentError(f"A {self.display_name} message holds either text or a file, not both: send "
+                                 f"the text and the file as separate replies.")
+        if len(files) > 1:
+            raise PermanentError(f"A {self.display_name} message holds one file; this reply has {len(files)}. "
+                                 f"Send each file as a reply of its own.")
+        [file] = files
+        if file.data is None:
+            raise PermanentError(f"The file {file.filename!r} has no content to upload; attach it again.")
+        if len(file.data) > MAX_UPLOAD_BYTES:
+            raise PermanentError(
+                f"The file {file.filename!r} is {len(file.data) / 1024 / 1024:.1f} MB; {self.display_name} "
+                f"takes files up to {MAX_UPLOAD_BYTES // 1024 // 1024} MB. Send a smaller file or a link to it.")
+        content_type = (file.content_type or "application/octet-stream").split(";")[0].strip().lower()
+        attachment = {"type": attachment_kind(content_type), "payload": {"is_reusable": False}}
+        form = {"recipient": json.dumps({"id": customer}), **self.messaging_type(customer),
+                "message": json.dumps({"attachment": attachment})}
+        answer = self.graph.call("POST", f"/{self.node}/messages", form=form,
+                                 files={"filedata": (file.filename or "file", file.data, content_type)})
+        return str(pick(answer, "message_id"))
 
     def _check_length(self, text: str) -> None:
         if len(text) > self.max_dm_length:
@@ -876,6 +972,28 @@ def _not_before(message: Any, watermark: dt.datetime) -> bool:
         return graph_time(message.get("created_time") or message.get("timestamp")) >= watermark
     except (ItemError, AttributeError):
         return True
+
+
+def attachment_kind(content_type: str) -> str:
+    """The Send API's attachment `type` for a file: image, video, audio or file."""
+    if content_type in IMAGE_TYPES:
+        return "image"
+    family = content_type.split("/")[0]
+    return family if family in ("video", "audio") else "file"
+
+
+def postback_id(sender: str, timestamp: Any, payload: str) -> str:
+    """A stable id for a postback Meta sent without `mid`: the same press always gets the same id."""
+    digest = hashlib.sha256(f"{sender}\n{timestamp}\n{payload}".encode()).hexdigest()[:32]
+    return f"postback_{digest}"
+
+
+def _pressed(title: str, payload: str) -> str:
+    """The `pressed` header: the button's title and, when it says more, the payload behind it."""
+    title, payload = title.strip()[:200], payload.strip()[:1000]
+    if not payload or payload == title:
+        return title
+    return f"{title} ({payload})" if title else payload
 
 
 def _parse_state_time(value: Any) -> dt.datetime | None:

@@ -6,6 +6,10 @@ What it does
   key is the person's page-scoped id (PSID). A message that answers another (`reply_to.mid`)
   refers to it. Images, videos, audio and files sent in a message become attachments, fetched
   only from Meta's media hosts through the SSRF-guarded download.
+- **Button presses** are messages too: a postback (a postback button, "Get started", a
+  persistent-menu item; `messaging_postbacks`) reads as the button's `title`, a quick reply as the
+  text the customer tapped; the payload behind it is kept in the `pressed` header ("title
+  (payload)"). A postback without `mid` is keyed by an id made from sender, time and payload.
 - **Comments** on the Page's posts become *public* conversations, one per post (thread key
   `post:<post id>`); a reply to a comment refers to the comment it answers (`parent_id`).
   Comments written by the Page itself, and Messenger echoes (what the Page sent), are never
@@ -48,6 +52,18 @@ Replies
   closed. The customer's last message time is read from the Conversations API just before
   sending (`?user_id=<PSID>`), so a message that only arrived at Meta counts too. At most 2000
   characters.
+- **Files** in a Messenger conversation: one Send API call per file that uploads it, as Meta's
+  "Saving assets" page shows: a multipart form with `recipient`, `messaging_type` (and `tag`),
+  `message={"attachment": {"type": "image|video|audio|file", "payload": {"is_reusable": false}}}`
+  and the bytes as `filedata`. Up to 25 MB. JPEG, PNG and GIF go as `image`, `video/*` and
+  `audio/*` as themselves, anything else as `file`. A Messenger message holds text or a file,
+  not both, and one file: the limits say so (`files_with_text=False`, `max_attachments=1`), the
+  outbox sends the text and each file as replies of their own, and a reply that still has both
+  is refused. Meta's "Upload attachment failure" (code 100/2018047) reaches the agent with what
+  to do (a smaller file, another format, a link).
+- Comment replies (public, or the one private reply) take **no files**: the Graph API attaches a
+  file to a comment only by a public URL (`attachment_url`), and Mainland does not publish files;
+  the composer says so before the agent tries (`attachments_public=False`), and `send()` refuses.
 - In a comment conversation: a public reply under the customer's comment
   (`POST /{comment-id}/comments`). A caller that builds an `OutboundReply` with `public=False`
   for a comment conversation sends a **private reply** instead: a Messenger message to the
@@ -63,6 +79,7 @@ from typing import Any
 
 from connectors._meta import (
     COMMON_SETTINGS,
+    MAX_UPLOAD_BYTES,
     MetaConnector,
     _data,
     _display,
@@ -93,9 +110,12 @@ class FacebookConnector(MetaConnector):
         Setting("api_url", default="https://graph.facebook.com", help="Base URL of the Graph API."),
     )
     # 24 hours with RESPONSE, up to 7 days with the HUMAN_AGENT tag; comment replies have no window.
+    # Files: Messenger messages only (uploaded, one per message, never with text); comment replies
+    # take files only as a public link, which Mainland does not make.
     limits = Limits(max_text_length=MAX_MESSAGE_LENGTH, formatting="plain", reply_window_hours=24 * 7,
                     private_replies=True,
-                    supports_attachments=False)
+                    supports_attachments=True, attachments_public=False, attachments_private=True,
+                    max_attachment_bytes=MAX_UPLOAD_BYTES, max_attachments=1, files_with_text=False)
     # Webhooks carry the traffic; the poll only catches what they missed.
     default_poll_every = 300.0
 

@@ -8,6 +8,17 @@ What it does
 - **Comments** on the account's posts and reels become *public* conversations, one per media
   (thread key `media:<media id>`); a reply to a comment refers to it (`parent_id`). The account's
   own comments are skipped.
+- **@mentions** of the account by others (webhook field `mentions`: `media_id`, and
+  `comment_id` for a mention in a comment) become *public* conversations, one per media
+  (thread key `mention:<media id>`), from the mentioning user (known by username only). The
+  webhook names ids only, so the comment or caption is read as documented:
+  `GET /{ig-id}?fields=mentioned_comment.comment_id(<id>){...}` (with the media's caption and
+  permalink, shown above the comment as the post it is on) or
+  `mentioned_media.media_id(<id>){...}` (the caption is the text, the permalink the context).
+  A mention in a comment on our own post is left to its `comments` event, so it is stored once,
+  in the post's conversation. Mentions come by webhook only: Meta keeps no list to poll.
+- **Button presses** (`messaging_postbacks`: ice breakers, buttons) are DMs with the button's
+  title as text and the payload in the `pressed` header, as on Messenger.
 - **Read receipts** (`messaging_seen`, `read.mid`) move our replies to "read".
 
 Two ways to connect (setting `login`)
@@ -40,6 +51,18 @@ Replies
   threads replies under top-level comments: a reply to a reply lands under its top-level comment.
 - A private reply to a comment (an `OutboundReply` with `public=False` in a comment conversation):
   one DM to the commenter (`recipient: {"comment_id": ...}`), once per comment, within 7 days.
+- In a mention conversation: a public comment `POST /{ig-id}/mentions` (`media_id`, `comment_id`
+  for a comment mention, `message`); there is no private reply to a mention.
+
+Files
+-----
+Replies carry **no files** here, and the limits say so (`supports_attachments`,
+`attachments_public` and `attachments_private` all False), so the composer tells the agent
+before they try; `send()` refuses a reply with files with the reason. Meta's documented ways to
+send a file in an Instagram DM take it by public URL (`message.attachment.payload.url`, or the
+Attachment Upload API, which uploads images only from a URL and audio/video from a server in a
+separate step with `platform=instagram`), and comment replies take text only. Mainland does not
+publish agents' files at public URLs, so it does not offer them here.
 
 Setup, permissions and settings: docs/channels/instagram.md.
 """
@@ -61,12 +84,17 @@ from connectors._meta import (
     reply_context,
 )
 from connectors.base import Limits, PermanentError, Setting, pick
-from inbox.models import Author, InboundItem, Reject
+from inbox.models import Author, InboundItem, OutboundReply, Reject
 
 MAX_MESSAGE_LENGTH = 1000
 LOGINS = ("facebook", "instagram")
 API_URLS = {"facebook": "https://graph.facebook.com", "instagram": "https://graph.instagram.com"}
 COMMENT_FIELDS = "id,text,timestamp,from{id,username},username,parent_id"
+#: Thread keys of mention conversations: `mention:<media id>`.
+MENTION_PREFIX = "mention:"
+#: What is asked of a mentioned media (the post a mention is on, or whose caption mentions us).
+MENTIONED_MEDIA_FIELDS = "id,caption,permalink,timestamp,username,owner"
+MENTIONED_COMMENT_FIELDS = f"id,text,timestamp,username,media{{{MENTIONED_MEDIA_FIELDS}}}"
 
 
 class InstagramConnector(MetaConnector):
@@ -89,9 +117,13 @@ class InstagramConnector(MetaConnector):
         Setting("api_url", help="Base URL of the Graph API (default by login: graph.facebook.com or "
                                 "graph.instagram.com)."),
     )
+    # No files anywhere: see "Files" in the module docstring.
     limits = Limits(max_text_length=MAX_MESSAGE_LENGTH, formatting="plain", reply_window_hours=24 * 7,
                     private_replies=True,
-                    supports_attachments=False)
+                    supports_attachments=False, attachments_public=False, attachments_private=False)
+    message_files_refused = (
+        "Instagram messages can carry a file only as a public link in Meta's API, which Mainland does not "
+        "make. Remove the file, or put a link to it in the text.")
     default_poll_every = 300.0
 
     @classmethod
@@ -132,8 +164,10 @@ class InstagramConnector(MetaConnector):
     # Comments -----------------------------------------------------------------------------------
 
     def comment_change(self, change: dict[str, Any], entry: dict[str, Any]) -> InboundItem | None:
+        if change.get("field") == "mentions":
+            return self._mention(pick(change, "value", type=dict), entry)
         if change.get("field") != "comments":
-            return None  # live comments, mentions, story insights: not handled
+            return None  # live comments, story insights: not handled
         value = pick(change, "value", type=dict)
         sender = pick(value, "from", "id", type=(str, int))
         if str(sender) in self.own_ids:
@@ -165,6 +199,82 @@ class InstagramConnector(MetaConnector):
             references=(str(parent),) if isinstance(parent, str | int) and str(parent) else (), public=True,
             headers=headers, raw=_raw("comment", comment), context_text=context_text, context_url=context_url,
         )
+
+    # Mentions -----------------------------------------------------------------------------------
+
+    def _mention(self, value: dict[str, Any], entry: dict[str, Any]) -> InboundItem | None:
+        """A `mentions` change: the comment (or caption) is fetched, as the webhook carries only ids."""
+        media_id = str(pick(value, "media_id", type=(str, int)))
+        comment_id = value.get("comment_id")
+        if isinstance(comment_id, str | int) and str(comment_id):
+            fields = f"mentioned_comment.comment_id({comment_id}){{{MENTIONED_COMMENT_FIELDS}}}"
+            comment = pick(self.graph.call("GET", f"/{self.ig_id}", params={"fields": fields}),
+                           "mentioned_comment", type=dict)
+            media = comment.get("media") if isinstance(comment.get("media"), dict) else {}
+            mention = {"id": str(comment_id), "media_id": str(media.get("id") or media_id),
+                       "text": comment.get("text"), "timestamp": comment.get("timestamp") or entry.get("time"),
+                       "username": comment.get("username"), "caption": media.get("caption"),
+                       "permalink": media.get("permalink"), "media_owner": media.get("owner")}
+        else:
+            fields = f"mentioned_media.media_id({media_id}){{{MENTIONED_MEDIA_FIELDS}}}"
+            media = pick(self.graph.call("GET", f"/{self.ig_id}", params={"fields": fields}),
+                         "mentioned_media", type=dict)
+            mention = {"id": media_id, "media_id": media_id, "text": media.get("caption"),
+                       "timestamp": media.get("timestamp") or entry.get("time"), "username": media.get("username"),
+                       "permalink": media.get("permalink"), "media_owner": media.get("owner")}
+        return self._mention_item(mention)
+
+    def _mention_item(self, mention: dict[str, Any]) -> InboundItem | None:
+        """A mention as a public item from the mentioning user, with the post it is on as context."""
+        username = pick(mention, "username", type=str)
+        media_id = str(pick(mention, "media_id", type=(str, int)))
+        owner = mention.get("media_owner") if isinstance(mention.get("media_owner"), dict) else {}
+        if str(owner.get("id")) in self.own_ids:
+            # A mention in a comment on our own post is also that post's comment: Meta sends a
+            # `comments` event for it and the poll reads it, so it joins the post's conversation.
+            return None
+        in_caption = mention["id"] == media_id
+        headers = {"platform": "instagram_mention", "media_id": media_id, "username": f"@{username}"}
+        if isinstance(mention.get("permalink"), str):
+            headers["url"] = mention["permalink"]
+        # A caption mention is the post itself: only its link is context; a comment shows its post.
+        context_text, context_url = reply_context(None if in_caption else mention.get("caption"),
+                                                  mention.get("permalink"))
+        text = mention.get("text") if isinstance(mention.get("text"), str) else ""
+        return InboundItem(
+            channel=self.name, external_id=str(mention["id"]),
+            author=Author(handle=username, name=_display(username), identity_kind=self.identity_kind),
+            text=text, sent_at=graph_time(mention.get("timestamp")), thread_key=f"{MENTION_PREFIX}{media_id}",
+            public=True, headers=headers, raw=_raw("mention", mention),
+            context_text=context_text, context_url=context_url,
+        )
+
+    def parse_raw_comment(self, kind: str, body: Any) -> InboundItem | None:
+        if kind == "mention":
+            return self._mention_item(body)
+        return super().parse_raw_comment(kind, body)
+
+    def send(self, reply: OutboundReply) -> str:
+        if (reply.thread_key or "").startswith(MENTION_PREFIX):
+            return self.reply_to_mention(reply)
+        return super().send(reply)
+
+    def reply_to_mention(self, reply: OutboundReply) -> str:
+        """A public comment answering a mention: `POST /{ig-user-id}/mentions`."""
+        if reply.attachments:
+            raise PermanentError(self.comment_files_refused)
+        if not reply.public:
+            raise PermanentError("An Instagram mention can only be answered publicly, under the post or comment "
+                                 "that mentions the account; Instagram has no private reply to a mention.")
+        text = reply.text.strip()
+        if not text:
+            raise PermanentError("the reply is empty")
+        media_id = (reply.thread_key or "").removeprefix(MENTION_PREFIX)
+        form = {"media_id": media_id, "message": text}
+        if reply.reply_to_external_id and reply.reply_to_external_id != media_id:
+            form["comment_id"] = reply.reply_to_external_id
+        answer = self.graph.call("POST", f"/{self.ig_id}/mentions", form=form)
+        return str(pick(answer, "id"))
 
     def poll_comments(self, watermark: dt.datetime) -> tuple[list[InboundItem], list[Reject], dt.datetime | None]:
         media = self.graph.call("GET", f"/{self.ig_id}/media", params={

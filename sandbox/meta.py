@@ -20,6 +20,17 @@ It follows shared/channels.md section 3 to the field name:
   1000-character Instagram limits (code 100); private replies `recipient: {"comment_id"}` once
   per comment (code 10900 "Activity already replied to") within 7 days (code 10903), codes as
   integrations report them;
+- the Send API's file upload: a multipart form with `recipient`, `messaging_type`, `message=
+  {"attachment": {"type": "image|video|audio|file", "payload": {"is_reusable": ...}}}` and the
+  file as `filedata` (Messenger only; the bytes land in `sent[...]["attachment"]`); text and an
+  attachment in one message are refused (code 100), as are an unknown type (code 100), a file over
+  25 MB (`max_upload_bytes`) and an `image` that is not a JPEG, PNG or GIF (code 100, subcode
+  2018047 "Upload attachment failure");
+- Instagram @mentions: the `mentions` webhook change (`{"media_id", "comment_id"}`, no
+  `comment_id` for a caption), `GET /{ig-id}?fields=mentioned_comment.comment_id(<id>){...}` and
+  `mentioned_media.media_id(<id>){...}` with nested field selection (`media{caption,permalink}`;
+  a media's `owner` only when it is the account's own, `username` otherwise), and replies
+  `POST /{ig-id}/mentions` with `media_id`, `comment_id` (for a comment) and `message`;
 - user profiles `GET /{psid|igsid}?fields=name,username`;
 - errors as `{"error": {"message", "type", "code", "error_subcode", "fbtrace_id"}}`; every answer
   carries `X-App-Usage` and `X-Business-Use-Case-Usage` (see `usage`); `rate_limited` answers
@@ -34,7 +45,8 @@ Meta would post. `webhook_payloads()` takes them as bodies (`object: "page"` wit
 wrong signature), `replay()` posts the same bytes again, and `verify_subscription(url, token)` runs
 the GET handshake.
 
-Tests drive it with `customer_dm`, `customer_comment`, `page_post`, `ig_media`, `customer_reads`,
+Tests drive it with `customer_dm`, `customer_presses` (a `messaging_postbacks` event, with or
+without `mid`), `customer_quick_reply` (`message.quick_reply.payload`), `customer_comment`, `customer_mentions`, `page_post`, `ig_media`, `customer_reads`,
 `customer_receives`, `malformed_message`, `malformed_comment`, `duplicate_conversation`, and read
 `sent` for what we posted.
 """
@@ -73,6 +85,54 @@ THROTTLE_MESSAGES = {
     80001: "(#80001) There have been too many calls to this Page account. Wait a bit and try again.",
 }
 TEXT_LIMITS = {"messenger": 2000, "instagram": 1000}
+#: The Send API's attachment types for an uploaded file, and the cap on its size (25 MB).
+UPLOAD_TYPES = ("image", "video", "audio", "file")
+MAX_UPLOAD_BYTES = 25 * 1024 * 1024
+#: How JPEG, PNG and GIF files begin: an `image` upload that does not is refused.
+IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a")
+
+
+def select_fields(entry: dict[str, Any], asked: str | None) -> dict[str, Any]:
+    """`entry` cut to Graph's field list `asked` ("id,text,media{id,caption}"); the id always stays."""
+    if not asked:
+        return entry
+    chosen: dict[str, Any] = {"id": entry["id"]} if "id" in entry else {}
+    depth, start, names = 0, 0, []
+    for index, char in enumerate(asked + ","):
+        depth += {"{": 1, "}": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            names.append(asked[start:index].strip())
+            start = index + 1
+    for name in filter(None, names):
+        field, _, inner = name.partition("{")
+        if field in entry:
+            value = entry[field]
+            chosen[field] = select_fields(value, inner[:-1]) if inner and isinstance(value, dict) else value
+    return chosen
+
+
+def multipart_parts(body: bytes, content_type: str) -> dict[str, dict[str, Any]]:
+    """The parts of a multipart/form-data body by name: {"filename", "content_type", "data"}."""
+    match = re.search(r'boundary="?([^";]+)"?', content_type)
+    if not match:
+        return {}
+    parts: dict[str, dict[str, Any]] = {}
+    for chunk in body.split(b"--" + match.group(1).encode())[1:]:
+        if chunk.startswith(b"--"):
+            break  # the closing delimiter
+        head, _, data = chunk.removeprefix(b"\r\n").partition(b"\r\n\r\n")
+        headers = {}
+        for line in head.decode("utf-8", "replace").split("\r\n"):
+            key, _, value = line.partition(":")
+            headers[key.strip().lower()] = value.strip()
+        disposition = headers.get("content-disposition", "")
+        name = re.search(r'\bname="([^"]*)"', disposition)
+        filename = re.search(r'\bfilename="([^"]*)"', disposition)
+        if name:
+            parts[name.group(1)] = {"filename": filename.group(1) if filename else None,
+                                    "content_type": headers.get("content-type"),
+                                    "data": data.removesuffix(b"\r\n")}
+    return parts
 
 
 def graph_time(moment: dt.datetime) -> str:
@@ -124,6 +184,10 @@ class MetaImitation(Imitation):
         self.events: list[tuple[str, str, dict[str, Any]]] = []  # (object, kind, event or change)
         self.delivered: list[tuple[str, bytes, dict[str, str]]] = []
         self.private_replied: set[str] = set()
+        #: Ids of comments and media that @mention the Instagram account (what the mentions webhook names).
+        self.mentions: set[str] = set()
+        #: The Send API's cap on an uploaded file; tests may lower it to see the refusal.
+        self.max_upload_bytes = MAX_UPLOAD_BYTES
         self._numbers = itertools.count(1)
 
     @property
@@ -189,6 +253,47 @@ class MetaImitation(Imitation):
             own = self.page_id if platform == "messenger" else self.ig_id
             self._queue(platform, "message", {"sender": {"id": user_id}, "recipient": {"id": own},
                                               "timestamp": epoch_ms(at), "message": event_message})
+            return mid
+
+    def customer_presses(self, name: str, title: str = "Get Started", payload: str = "GET_STARTED", *,
+                         platform: str = "messenger", with_mid: bool = True, at: dt.datetime | None = None
+                         ) -> str | None:
+        """The customer presses a postback button (or "Get started", a persistent-menu item).
+
+        Queues a `messaging_postbacks` event (`postback.title`, `payload` and, unless `with_mid` is
+        False, `mid`); the press shows in the conversation as a message with the button's title,
+        and opens the messaging window like any message. Returns the mid (None without one).
+        """
+        with self.lock:
+            user_id = self.user(name, platform)
+            conversation = self._conversation(user_id, platform)
+            at = at or self.clock()
+            mid = self._mid(platform) if with_mid else None
+            conversation["messages"].append({"id": mid or self._mid(platform), "created": at, "from": user_id,
+                                             "text": title, "reply_to": None, "photo": None,
+                                             "hidden_from_graph": not with_mid})
+            postback: dict[str, Any] = {"title": title, "payload": payload}
+            if mid:
+                postback["mid"] = mid
+            own = self.page_id if platform == "messenger" else self.ig_id
+            self._queue(platform, "postback", {"sender": {"id": user_id}, "recipient": {"id": own},
+                                               "timestamp": epoch_ms(at), "postback": postback})
+            return mid
+
+    def customer_quick_reply(self, name: str, text: str, payload: str, *, platform: str = "messenger",
+                             at: dt.datetime | None = None) -> str:
+        """The customer taps a quick reply: a message whose text is its title, with `quick_reply.payload`."""
+        with self.lock:
+            user_id = self.user(name, platform)
+            conversation = self._conversation(user_id, platform)
+            at = at or self.clock()
+            mid = self._mid(platform)
+            conversation["messages"].append({"id": mid, "created": at, "from": user_id, "text": text,
+                                             "reply_to": None, "photo": None})
+            own = self.page_id if platform == "messenger" else self.ig_id
+            self._queue(platform, "message", {"sender": {"id": user_id}, "recipient": {"id": own},
+                                              "timestamp": epoch_ms(at), "message": {
+                                                  "mid": mid, "text": text, "quick_reply": {"payload": payload}}})
             return mid
 
     def malformed_message(self, platform: str = "messenger") -> str:
@@ -271,6 +376,42 @@ class MetaImitation(Imitation):
             self._queue("instagram", "comments", {"field": "comments", "value": value})
         return comment_id
 
+    def customer_mentions(self, name: str, text: str | None = None, *, in_comment: bool = True,
+                          media: str | None = None, caption: str = "Unboxing my new coat",
+                          at: dt.datetime | None = None) -> str:
+        """Instagram user `name` @mentions the account: in a comment, or in the caption of their post.
+
+        By default the mention is on a post of `name`'s own (not the account's), with `caption`;
+        `media` puts a comment mention on that media instead (the account's own, say, where Meta
+        sends a `comments` webhook too). Queues the `mentions` change Meta sends, `{"media_id",
+        "comment_id"}` (no `comment_id` for a caption), and returns the comment id (or media id).
+        """
+        with self.lock:
+            user_id = self.user(name, "instagram")
+            at = at or self.clock()
+            text = text or f"@{self.ig_username} look what I got!"
+            if media is None or not in_comment:
+                media = str(17900000000000000 + self._next())
+                username = self.users[user_id]["username"]
+                self.media[media] = {"id": media, "caption": text if not in_comment else caption, "created": at,
+                                     "permalink": f"https://www.instagram.com/p/M{media[-8:]}/",
+                                     "media_product_type": "FEED", "owner": user_id, "username": username}
+            if not in_comment:
+                self.mentions.add(media)
+                self._queue("instagram", "mentions", {"field": "mentions", "value": {"media_id": media}})
+                return media
+            if self.media[media].get("owner") is None:
+                comment_id = self._comment(user_id, text, platform="instagram", post=media, parent=None, at=at)
+            else:  # a comment on someone else's post: Meta sends no `comments` webhook for it
+                comment_id = str(17850000000000000 + self._next())
+                self.comments[comment_id] = {"id": comment_id, "platform": "instagram", "post": media,
+                                             "parent": None, "from": user_id, "text": text, "created": at,
+                                             "malformed": False}
+            self.mentions.add(comment_id)
+            self._queue("instagram", "mentions", {"field": "mentions",
+                                                  "value": {"media_id": media, "comment_id": comment_id}})
+            return comment_id
+
     def malformed_comment(self, platform: str = "facebook") -> str:
         """A comment whose author is missing."""
         with self.lock:
@@ -341,7 +482,7 @@ class MetaImitation(Imitation):
         for obj, kind, event in events:
             entry: dict[str, Any] = {"id": self.page_id if obj == "page" else self.ig_id,
                                      "time": epoch_ms(self.clock())}
-            if kind in ("feed", "comments"):
+            if kind in ("feed", "comments", "mentions"):
                 entry["time"] = int(self.clock().timestamp())
                 entry["changes"] = [event]
             else:
@@ -507,7 +648,9 @@ class MetaImitation(Imitation):
                                                       self._party(self.page_id, platform)]}
                 if "messages" in fields:
                     # Newest first, and only the 20 newest carry details.
-                    newest_first = sorted(conversation["messages"], key=lambda m: m["created"], reverse=True)
+                    # A press Meta posted without a mid is not a message the Conversations API lists.
+                    newest_first = sorted((m for m in conversation["messages"] if not m.get("hidden_from_graph")),
+                                          key=lambda m: m["created"], reverse=True)
                     entry["messages"] = {"data": [self._message_json(m, conversation)
                                                   for m in newest_first[:limit]]}
                 data.append(entry)
@@ -525,16 +668,28 @@ class MetaImitation(Imitation):
             text = message.get("text")
             if node not in ("me", self.page_id, self.ig_id):
                 return self._fail(400, "(#100) The Page or account cannot send as this node", 100)
-            if not isinstance(text, str) or not text:
+            upload = None
+            if "attachment" in message:
+                if text is not None:
+                    return self._fail(400, "(#100) Only one of text or attachment may be set in message", 100)
+                upload = self._upload(message["attachment"], body.get("filedata"))
+                if not isinstance(upload, dict):
+                    return upload  # an error answer
+            elif not isinstance(text, str) or not text:
                 return self._fail(400, "(#100) The parameter message[text] is required", 100)
             if recipient.get("comment_id"):
+                if upload is not None:
+                    return self._fail(400, "(#100) A private reply can only be text", 100)
                 return self._private_reply(str(recipient["comment_id"]), text)
             user_id = str(recipient.get("id") or "")
             user = self.users.get(user_id)
             if user is None:
                 return self._fail(400, "(#100) No matching user found", 100, 2018001)
             platform = user["platform"]
-            if len(text) > TEXT_LIMITS[platform]:
+            if upload is not None and platform == "instagram":
+                return self._fail(400, "(#100) Uploading a file in the message is not supported for Instagram; "
+                                       "use payload.url", 100)
+            if upload is None and len(text) > TEXT_LIMITS[platform]:
                 return self._fail(400, f"(#100) Length of param message[text] must be less than or equal to "
                                        f"{TEXT_LIMITS[platform]}", 100)
             conversation = self._conversation(user_id, platform)
@@ -551,15 +706,47 @@ class MetaImitation(Imitation):
                 return self._fail(400, "(#10) This message is sent outside of allowed window.", 10, 2018278)
             mid = self._mid(platform)
             at = self.clock()
-            conversation["messages"].append({"id": mid, "created": at, "from": self.page_id, "text": text})
-            self.sent.append({"kind": "message", "platform": platform, "id": mid, "recipient": user_id,
-                              "text": text, "messaging_type": kind, "tag": body.get("tag"),
-                              "in_reply_to": theirs[-1]["id"] if theirs else None, "public": False})
+            conversation["messages"].append({"id": mid, "created": at, "from": self.page_id, "text": text or ""})
+            sent = {"kind": "message", "platform": platform, "id": mid, "recipient": user_id,
+                    "text": text, "messaging_type": kind, "tag": body.get("tag"),
+                    "in_reply_to": theirs[-1]["id"] if theirs else None, "public": False}
+            echo: dict[str, Any] = {"mid": mid, "is_echo": True, "app_id": int(self.app_id)}
+            if upload is not None:
+                sent["attachment"] = upload
+                echo["attachments"] = [{"type": upload["type"], "payload": {"url": f"{self.url}/media/{mid[-10:]}"}}]
+            else:
+                echo["text"] = text
+            self.sent.append(sent)
             own = self.page_id if platform == "messenger" else self.ig_id
             self._queue(platform, "message", {
-                "sender": {"id": own}, "recipient": {"id": user_id}, "timestamp": epoch_ms(at),
-                "message": {"mid": mid, "text": text, "is_echo": True, "app_id": int(self.app_id)}})
+                "sender": {"id": own}, "recipient": {"id": user_id}, "timestamp": epoch_ms(at), "message": echo})
             return self._answer(200, {"recipient_id": user_id, "message_id": mid})
+
+    def _upload(self, attachment: Any, filedata: Any) -> dict[str, Any] | tuple[int, Any, dict[str, str]]:
+        """A file sent with the message (multipart `filedata`), checked as the Send API checks it.
+
+        Returns what was uploaded, or the error answer: an unknown `type` (code 100), no file, a
+        file over `max_upload_bytes` (25 MB, Meta's "Saving assets" cap) or an `image` that is not
+        one (code 100, subcode 2018047 "Upload attachment failure").
+        """
+        attachment = attachment if isinstance(attachment, dict) else {}
+        kind = attachment.get("type")
+        payload = attachment.get("payload") if isinstance(attachment.get("payload"), dict) else {}
+        if kind not in UPLOAD_TYPES:
+            return self._fail(400, "(#100) param message[attachment][type] must be one of {IMAGE, AUDIO, VIDEO, "
+                                   "FILE, TEMPLATE}", 100)
+        if not isinstance(filedata, dict):
+            if payload.get("url"):
+                return self._fail(400, "(#100) Sending by payload.url is not imitated; upload filedata", 100)
+            return self._fail(400, "(#100) Upload attachment failure: no filedata and no payload.url", 100, 2018047)
+        data = filedata["data"]
+        if len(data) > self.max_upload_bytes:
+            return self._fail(400, "(#100) Upload attachment failure: the attachment is larger than the allowed "
+                                   "25MB", 100, 2018047)
+        if kind == "image" and not data.startswith(IMAGE_MAGIC):
+            return self._fail(400, "(#100) Upload attachment failure.", 100, 2018047)
+        return {"type": kind, "filename": filedata["filename"], "content_type": filedata["content_type"],
+                "data": data, "is_reusable": payload.get("is_reusable")}
 
     def _private_reply(self, comment_id: str, text: str):
         comment = self.comments.get(comment_id)
@@ -583,10 +770,17 @@ class MetaImitation(Imitation):
         return self._answer(200, {"recipient_id": comment["from"], "message_id": mid})
 
     def _body(self, request: Request) -> dict[str, Any]:
-        """Graph takes parameters as JSON, as a form (JSON-encoded values) or in the query string."""
+        """Graph takes parameters as JSON, as a form (JSON-encoded values) or in the query string.
+
+        A multipart form (the Send API's upload) gives its fields as strings and its file as
+        `filedata`: {"filename", "content_type", "data"}.
+        """
         values: dict[str, Any] = {k: v[0] for k, v in request.query.items()}
         content_type = request.headers.get("Content-Type", "")
-        if request.body and "json" in content_type:
+        if request.body and content_type.startswith("multipart/form-data"):
+            for name, part in multipart_parts(request.body, content_type).items():
+                values[name] = part if part["filename"] is not None else part["data"].decode("utf-8", "replace")
+        elif request.body and "json" in content_type:
             try:
                 parsed = json.loads(request.body)
             except ValueError:
@@ -675,7 +869,8 @@ class MetaImitation(Imitation):
                 return refused
             if node != self.ig_id:
                 return self._fail(400, "(#100) Unknown Instagram account", 100)
-            media = sorted(self.media.values(), key=lambda m: m["created"], reverse=True)
+            media = sorted((m for m in self.media.values() if m.get("owner") is None), key=lambda m: m["created"],
+                           reverse=True)
             page, paging = self._page(media, request)
             data = [self._only({"id": m["id"], "timestamp": graph_time(m["created"]), "permalink": m["permalink"],
                                 "caption": m["caption"], "media_product_type": m["media_product_type"],
@@ -727,6 +922,9 @@ class MetaImitation(Imitation):
             refused = self._refused(request)
             if refused:
                 return refused
+            fields = self._fields(request)
+            if node == self.ig_id and fields.startswith(("mentioned_comment.", "mentioned_media.")):
+                return self._mentioned(fields)
             user = self.users.get(node)
             if user is None:
                 return self._fail(400, f"Unsupported get request. Object with ID '{node}' does not exist, cannot "
@@ -736,6 +934,65 @@ class MetaImitation(Imitation):
             if user["platform"] == "instagram":
                 answer["username"] = user["username"]
             return self._answer(200, answer)
+
+    def _mentioned(self, fields: str):
+        """`?fields=mentioned_comment.comment_id(<id>){...}` or `mentioned_media.media_id(<id>){...}`."""
+        match = re.fullmatch(r"(mentioned_comment)\.comment_id\((\w+)\)(?:\{(.*)\})?|"
+                             r"(mentioned_media)\.media_id\((\w+)\)(?:\{(.*)\})?", fields)
+        if not match:
+            return self._fail(400, "(#100) Syntax error in fields", 100)
+        edge, object_id, asked = (match.group(1), match.group(2), match.group(3)) if match.group(1) else \
+            (match.group(4), match.group(5), match.group(6))
+        if object_id not in self.mentions:
+            return self._fail(400, f"(#100) Unsupported get request. Object with ID '{object_id}' does not "
+                                   f"exist, or does not mention this user", 100, 33, kind="GraphMethodException")
+        if edge == "mentioned_comment":
+            comment = self.comments[object_id]
+            full: dict[str, Any] = {"id": object_id, "text": comment["text"], "timestamp": graph_time(comment["created"]),
+                                    "like_count": 0, "username": self.users[comment["from"]]["username"],
+                                    "media": self._mentioned_media_json(comment["post"])}
+        else:
+            full = self._mentioned_media_json(object_id)
+        return self._answer(200, {edge: select_fields(full, asked), "id": self.ig_id})
+
+    def _mentioned_media_json(self, media_id: str) -> dict[str, Any]:
+        media = self.media[media_id]
+        entry: dict[str, Any] = {"id": media_id, "caption": media["caption"], "permalink": media["permalink"],
+                                 "timestamp": graph_time(media["created"]), "media_type": "IMAGE",
+                                 "like_count": 0, "comments_count": sum(
+                                     1 for c in self.comments.values() if c["post"] == media_id)}
+        if media.get("owner") is None:
+            # `owner` only for the app user's own media; everyone else's shows a `username`.
+            entry.update({"owner": {"id": self.ig_id}, "username": self.ig_username})
+        else:
+            entry["username"] = media["username"]
+        return entry
+
+    @route("POST", V + r"/(?P<node>\d+)/mentions")
+    def reply_to_mention(self, request: Request, node: str):
+        """A comment answering a mention: under the mentioning comment, or on the captioned media."""
+        with self.lock:
+            refused = self._refused(request)
+            if refused:
+                return refused
+            body = self._body(request)
+            media_id, comment_id, text = body.get("media_id"), body.get("comment_id"), body.get("message")
+            if node != self.ig_id:
+                return self._fail(400, "(#100) Unknown Instagram account", 100)
+            if not media_id or media_id not in self.media:
+                return self._fail(400, "(#100) The parameter media_id is required", 100)
+            if (comment_id or media_id) not in self.mentions:
+                return self._fail(400, f"(#100) Object with ID '{comment_id or media_id}' does not mention this "
+                                       f"user", 100, 33, kind="GraphMethodException")
+            if not isinstance(text, str) or not text.strip():
+                return self._fail(400, "(#100) The parameter message is required", 100)
+            new_id = str(17850000000000000 + self._next())
+            self.comments[new_id] = {"id": new_id, "platform": "instagram", "post": media_id,
+                                     "parent": comment_id, "from": self.ig_id, "text": text,
+                                     "created": self.clock(), "malformed": False}
+            self.sent.append({"kind": "mention_reply", "platform": "instagram", "id": new_id, "text": text,
+                              "media_id": media_id, "in_reply_to": comment_id or media_id, "public": True})
+            return self._answer(200, {"id": new_id})
 
     @route("GET", r"/media/(?P<name>[\w.-]+)")
     def media_file(self, request: Request, name: str):

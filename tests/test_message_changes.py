@@ -81,3 +81,14 @@ def test_an_edit_in_the_same_page_as_its_message_applies_and_unknown_ones_are_dr
         MessageChange("never-seen-2", CHANGE_DELETED)]))
     assert (report.stored, report.changes, report.changes_dropped) == (1, 1, 2)
     assert _message(web_store, "m3")["text"] == "first", "control characters are not stored"
+
+
+def test_a_pressed_button_is_shown_above_the_message(agent_client, ingestor, web_store, frozen_clock):  # noqa: F811
+    """A Messenger postback or quick reply reads as the button's title; what was pressed is said once."""
+    item = _item("pb-1", "Get started", frozen_clock.now())
+    item.headers["pressed"] = "Get started (GET_STARTED_<b>)"
+    ingestor.ingest(CHANNEL, FetchResult(items=[item, _item("m9", "plain words", frozen_clock.now())], cursor="1"))
+    message = _message(web_store, "pb-1")
+    page = agent_client.get(f"/conversations/{message['conversation_id']}").get_data(as_text=True)
+    assert page.count("Pressed:") == 1, "only the pressed button says so"
+    assert str(escape("Pressed: Get started (GET_STARTED_<b>)")) in page

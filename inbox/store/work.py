@@ -20,6 +20,7 @@ _THREAD_COLUMNS = (
     "m.id, m.conversation_id, m.channel, m.external_id, m.direction, m.agent_id, m.author_name, m.author_handle, "
     "m.subject, m.text, m.html, m.message_id, m.flags, m.defects, m.sent_at, m.received_at, m.delivery_status, "
     "m.delivery_error, m.context_text, m.context_url, m.edited_at, m.deleted_at, "
+    "json_extract(m.headers, '$.pressed') AS pressed, "
     "o.id AS outbox_id, o.state AS outbox_state, o.possible_duplicate, o.attempts AS outbox_attempts"
 )
 
