@@ -6,7 +6,9 @@ Each poll reads `app.bsky.notification.listNotifications` of the account and tak
 notifications whose reason is in `reasons` (default `mention` and `reply`; add `quote` to take
 quote posts too). Each becomes a **public** message: its external id is the post's at-URI, its
 thread key the URI of the thread's root post (`record.reply.root.uri`, or the post itself when it
-starts a thread), so later posts in the same thread join the same conversation. Images embedded
+starts a thread), so later posts in the same thread join the same conversation. A reply, a mention that is a reply,
+and a quote carry the post they answer or quote (`context_text`/`context_url`), read with
+`app.bsky.feed.getPosts` (25 per call); a post that is gone leaves the context empty. Images embedded
 in a post (`app.bsky.embed.images`) become attachments, fetched from the image CDN
 (`media_url`) through the SSRF-guarded fetch.
 
@@ -69,6 +71,7 @@ from typing import Any
 import regex
 
 from connectors._http import Http
+from connectors._meta import reply_context
 from connectors.base import Connector, ItemError, Limits, PermanentError, RetryableError, Setting, pick
 from inbox.models import Attachment, Author, FetchResult, InboundItem, OutboundReply, Reject
 
@@ -78,6 +81,9 @@ MAX_DM_GRAPHEMES = 1000
 MAX_DM_BYTES = 10_000
 CHAT_PROXY = "did:web:api.bsky.chat#bsky_chat"
 EDGE_LIMIT = 500
+#: `app.bsky.feed.getPosts` takes at most 25 `uris` per call.
+POSTS_PER_CALL = 25
+CHAT_DEFS = "chat.bsky.convo.defs#"
 _URL = regex.compile(r"https?://[^\s<>\"']+[^\s<>\"'.,;:!?)\]]")
 
 #: Sessions per channel for this process: {key: {"accessJwt", "refreshJwt", "did", "handle"}}.
@@ -307,7 +313,8 @@ class BlueskyConnector(Connector):
                 finished = True
                 break
             state["next"] = following
-        items, rejects = self.each(taken, self._post_item,
+        contexts = self._contexts(taken)
+        items, rejects = self.each(taken, lambda raw: self._post_item(raw, contexts.get(_answered_uri(raw))),
                                    raw_of=lambda raw: json.dumps({"kind": "notification", "item": raw},
                                                                  default=str).encode())
         # Remember what was taken near the watermark, so the overlap is not returned again.
@@ -327,6 +334,28 @@ class BlueskyConnector(Connector):
         new_seen = _parse_optional(state.get("seen"))
         state["edge"] = _trim_edge(edge, new_seen, float(self.config["margin_seconds"]))
         return items, rejects, False
+
+    def _contexts(self, notifications: list[Any]) -> dict[str, dict[str, str | None]]:
+        """The posts these notifications answer or quote, by at-uri: `{uri: {"text", "url"}}`.
+
+        One `getPosts` call per 25 posts. A post that is gone (deleted, or hidden by a block) is
+        not in the answer, and a failed call only costs the context: the items arrive without it.
+        """
+        wanted = list(dict.fromkeys(u for u in map(_answered_uri, notifications) if u))
+        found: dict[str, dict[str, str | None]] = {}
+        for start in range(0, len(wanted), POSTS_PER_CALL):
+            chunk = wanted[start:start + POSTS_PER_CALL]
+            try:
+                answer = self._call("GET", "app.bsky.feed.getPosts", params=[("uris", u) for u in chunk])
+            except (RetryableError, PermanentError) as exc:
+                self.log.warning("channel %s: the posts that %d notification(s) answer are not shown (%s)",
+                                 self.name, len(wanted) - start, exc)
+                break
+            posts = answer.get("posts") if isinstance(answer, dict) else None
+            for post in posts if isinstance(posts, list) else []:
+                if isinstance(post, dict) and post.get("uri") in chunk:
+                    found[post["uri"]] = _post_context(post)
+        return found
 
     def _read_chat(self, state: dict[str, Any]) -> tuple[list[InboundItem], list[Reject], bool]:
         params = {"cursor": state["chat"]} if state.get("chat") else None
@@ -369,7 +398,7 @@ class BlueskyConnector(Connector):
 
     # Items --------------------------------------------------------------------------------------
 
-    def _post_item(self, raw: Any) -> InboundItem:
+    def _post_item(self, raw: Any, context: dict[str, Any] | None = None) -> InboundItem:
         uri = pick(raw, "uri", type=str)
         if not uri.startswith("at://"):
             raise ItemError(f"uri {uri[:40]!r} is not an at-uri")
@@ -387,13 +416,15 @@ class BlueskyConnector(Connector):
                    "reason": str(raw.get("reason"))}
         if isinstance(raw.get("cid"), str):
             headers["cid"] = raw["cid"]
+        context_text, context_url = reply_context((context or {}).get("text"), (context or {}).get("url"))
+        stored = {"kind": "notification", "item": raw, **({"context": context} if context else {})}
         return InboundItem(
             channel=self.name, external_id=uri,
             author=Author(handle=did, name=str(raw["author"].get("displayName") or handle)[:200],
                           identity_kind="bluesky"),
             text=text, sent_at=sent, thread_key=root if isinstance(root, str) else uri,
             references=references, public=True, attachments=self._images(did, record), headers=headers,
-            raw=json.dumps({"kind": "notification", "item": raw}, default=str).encode(),
+            raw=json.dumps(stored, default=str).encode(), context_text=context_text, context_url=context_url,
         )
 
     def _images(self, did: str, record: dict[str, Any]) -> tuple[Attachment, ...]:
@@ -446,7 +477,8 @@ class BlueskyConnector(Connector):
             raise ItemError("not a stored Bluesky item") from None
         if kind == "chat":
             return self._chat_item(item, data.get("profiles") or {})
-        return self._post_item(item)
+        context = data.get("context") if isinstance(data.get("context"), dict) else None
+        return self._post_item(item, context)
 
     # Send ---------------------------------------------------------------------------------------
 
@@ -513,6 +545,36 @@ def _error_name(response: Any) -> str | None:
     except ValueError:
         return None
     return body.get("error") if isinstance(body, dict) else None
+
+
+def _answered_uri(raw: Any) -> str | None:
+    """The at-uri of the post a notification's post answers (`reply.parent`) or else quotes."""
+    record = raw.get("record") if isinstance(raw, dict) else None
+    if not isinstance(record, dict):
+        return None
+    reply = record.get("reply") if isinstance(record.get("reply"), dict) else {}
+    parent = reply.get("parent") if isinstance(reply.get("parent"), dict) else {}
+    if isinstance(parent.get("uri"), str):
+        return parent["uri"]
+    embed = record.get("embed") if isinstance(record.get("embed"), dict) else {}
+    if embed.get("$type") == "app.bsky.embed.recordWithMedia":
+        embed = embed.get("record") if isinstance(embed.get("record"), dict) else {}
+    quoted = embed.get("record") if isinstance(embed.get("record"), dict) else {}
+    uri = quoted.get("uri")
+    # A quote may also embed a feed, a list or a starter pack: only a post is context.
+    return uri if isinstance(uri, str) and "/app.bsky.feed.post/" in uri else None
+
+
+def _post_context(post: dict[str, Any]) -> dict[str, str | None]:
+    """The text of a `postView` and its link on bsky.app (by handle, or by DID without a valid one)."""
+    record = post.get("record") if isinstance(post.get("record"), dict) else {}
+    author = post.get("author") if isinstance(post.get("author"), dict) else {}
+    handle = author.get("handle")
+    if not isinstance(handle, str) or not handle or handle == "handle.invalid":
+        handle = author.get("did") or str(post["uri"])[len("at://"):].split("/", 1)[0]
+    rkey = str(post["uri"]).rsplit("/", 1)[-1]
+    text = record.get("text") if isinstance(record.get("text"), str) else None
+    return {"text": text, "url": f"https://bsky.app/profile/{handle}/post/{rkey}"}
 
 
 def _parse_optional(value: Any) -> dt.datetime | None:

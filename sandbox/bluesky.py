@@ -5,13 +5,13 @@ It follows shared/channels.md section 7 to the field name: `com.atproto.server.c
 "Token has expired"}`), `app.bsky.notification.listNotifications` (newest first, `cursor` pages
 backwards, `reasons` filter, `limit` 1-100, `seenAt` rejected with 400 `InvalidRequest`),
 `com.atproto.repo.createRecord` (checks that `reply.root`/`reply.parent` name existing (uri,
-cid) pairs and the 300-grapheme limit), `app.bsky.feed.getPosts`, `app.bsky.actor.getProfiles`,
+cid) pairs and the 300-grapheme limit), `app.bsky.feed.getPosts` (at most 25 `uris`), `app.bsky.actor.getProfiles`,
 and the chat service behind `atproto-proxy: did:web:api.bsky.chat#bsky_chat`
 (`chat.bsky.convo.getLog`, `chat.bsky.convo.sendMessage`). Every answer carries `RateLimit-Limit`,
 `RateLimit-Remaining`, `RateLimit-Reset` (epoch seconds) and `RateLimit-Policy`; a 429 adds
 `Retry-After`. Embedded images are served under `/img/feed_fullsize/plain/{did}/{cid}@jpeg`.
 
-Tests drive it with `customer_mention`, `customer_reply`, `our_post`, `customer_dm`,
+Tests drive it with `customer_mention`, `customer_reply`, `customer_quote`, `our_post`, `customer_dm`,
 `malformed_notification`, `duplicate`, `expire_token`, `rate_limited`, and read `sent`.
 """
 
@@ -120,6 +120,26 @@ class BlueskyImitation(Imitation):
             post = self._new_post(did, text, parent=parent)
             if self.posts[parent]["author"] == self.did:
                 self._notify(post, "reply")
+            elif f"@{self.handle}" in text:
+                self._notify(post, "mention")
+            return post["uri"]
+
+    def customer_quote(self, handle: str, quoted: str, text: str, *, name: str | None = None,
+                       image: bool = False) -> str:
+        """A customer's post quoting `quoted` (`app.bsky.embed.record`, or `recordWithMedia` with an
+        image): a `quote` notification when the quoted post is ours, else a mention."""
+        with self.lock:
+            did = self.account(handle, name)
+            post = self._new_post(did, text, image=image)
+            ref = {"uri": quoted, "cid": self.posts[quoted]["cid"]}
+            if image:
+                post["record"]["embed"] = {"$type": "app.bsky.embed.recordWithMedia",
+                                           "record": {"$type": "app.bsky.embed.record", "record": ref},
+                                           "media": post["record"]["embed"]}
+            else:
+                post["record"]["embed"] = {"$type": "app.bsky.embed.record", "record": ref}
+            if self.posts[quoted]["author"] == self.did:
+                self._notify(post, "quote")
             elif f"@{self.handle}" in text:
                 self._notify(post, "mention")
             return post["uri"]
@@ -271,6 +291,9 @@ class BlueskyImitation(Imitation):
             if refused:
                 return refused
             uris = request.query.get("uris") or []
+            if len(uris) > 25:
+                return xrpc_error(400, "InvalidRequest", "Error: uris must not have more than 25 elements", headers)
+            # Deleted posts (and those hidden by a block) are simply not in the answer.
             return 200, {"posts": [self._post_view(self.posts[u]) for u in uris if u in self.posts]}, headers
 
     @route("GET", r"/xrpc/app\.bsky\.actor\.getProfiles")

@@ -374,3 +374,80 @@ def test_timeout_and_dropped_connection_are_retryable(pds, context):
     pds.drop_next(path_prefix="/xrpc/app.bsky")
     with pytest.raises(RetryableError):
         conn.fetch(None)
+
+
+# The post being answered (context) --------------------------------------------------------------
+
+def test_a_reply_carries_the_post_it_answers(pds, context):
+    ours = pds.our_post("We are back online!")
+    reply = pds.customer_reply("jane.bsky.social", ours, "Still broken for me")
+    conn = make(pds, context)
+    [item] = fetch_all(conn).items
+    assert item.external_id == reply
+    assert item.context_text == "We are back online!"
+    assert item.context_url == f"https://bsky.app/profile/acme.bsky.social/post/{ours.rsplit('/', 1)[-1]}"
+    # Reprocessing the stored original gives the same post without asking Bluesky again.
+    pds.requests.clear()
+    again = conn.parse_raw(item.raw)
+    assert (again.context_text, again.context_url) == (item.context_text, item.context_url)
+    assert not pds.requests
+
+
+def test_a_mention_in_a_reply_carries_the_post_it_answers(pds, context):
+    theirs = pds.customer_mention("bob.bsky.social", "Anyone else waiting on a parcel from acme?")
+    answer = pds.customer_reply("jane.bsky.social", theirs, "@acme.bsky.social me too, order #77")
+    items = {i.external_id: i for i in fetch_all(make(pds, context)).items}
+    assert items[answer].context_text == "@acme.bsky.social Anyone else waiting on a parcel from acme?"
+    assert items[answer].context_url.endswith(f"/profile/bob.bsky.social/post/{theirs.rsplit('/', 1)[-1]}")
+    assert items[theirs].context_text is None and items[theirs].context_url is None, "a top-level post answers none"
+
+
+def test_a_quote_carries_the_quoted_post(pds, context):
+    ours = pds.our_post("Spring sale starts Monday")
+    plain = pds.customer_quote("jane.bsky.social", ours, "Does it include shoes?")
+    with_image = pds.customer_quote("bob.bsky.social", ours, "This one?", image=True)
+    items = {i.external_id: i for i in fetch_all(make(pds, context, reasons="mention,reply,quote")).items}
+    for uri in (plain, with_image):
+        assert items[uri].headers["reason"] == "quote"
+        assert items[uri].context_text == "Spring sale starts Monday"
+        assert items[uri].context_url.endswith(ours.rsplit("/", 1)[-1])
+    assert len(items[with_image].attachments) == 1, "the quote's own image is still taken"
+
+
+def test_parents_are_fetched_25_at_a_time_in_few_calls(pds, context):
+    ours = [pds.our_post(f"Announcement {n}") for n in range(30)]
+    replies = [pds.customer_reply(f"c{n}.bsky.social", post, f"question {n}") for n, post in enumerate(ours)]
+    conn = make(pds, context, pages_per_fetch=20, first_poll_items=100)  # one fetch reads all 30
+    result = fetch_all(conn)
+    assert {i.external_id: i.context_text for i in result.items} == {
+        reply: f"Announcement {n}" for n, reply in enumerate(replies)}
+    calls = pds.requests_to(r"getPosts$")
+    assert sorted(len(c.query["uris"]) for c in calls) == [5, 25]
+
+
+def test_a_deleted_or_blocked_parent_leaves_the_context_empty(pds, context):
+    ours = pds.our_post("Old announcement")
+    reply = pds.customer_reply("jane.bsky.social", ours, "Is this still valid?")
+    del pds.posts[ours]  # deleted since, or hidden from us by a block: getPosts leaves it out
+    [item] = fetch_all(make(pds, context)).items
+    assert item.external_id == reply and item.text == "Is this still valid?"
+    assert (item.context_text, item.context_url) == (None, None)
+
+
+def test_a_failed_parent_lookup_never_fails_the_items(pds, context, caplog):
+    ours = pds.our_post("Announcement")
+    reply = pds.customer_reply("jane.bsky.social", ours, "Question")
+    pds.server_error(502, path_prefix="/xrpc/app.bsky.feed.getPosts")
+    result = fetch_all(make(pds, context))
+    assert [i.external_id for i in result.items] == [reply] and result.rejects == []
+    assert result.items[0].context_text is None
+    assert "not shown" in caplog.text
+
+
+def test_a_long_parent_is_shortened_and_a_handle_less_author_is_linked_by_did(pds, context):
+    ours = pds.our_post("x" * 900)
+    pds.profiles[pds.did]["handle"] = "handle.invalid"  # what the AppView shows for a broken handle
+    pds.customer_reply("jane.bsky.social", ours, "?")
+    [item] = fetch_all(make(pds, context)).items
+    assert len(item.context_text) <= 500 and item.context_text.endswith("…")
+    assert item.context_url == f"https://bsky.app/profile/{pds.did}/post/{ours.rsplit('/', 1)[-1]}"
