@@ -14,7 +14,11 @@ in a post (`app.bsky.embed.images`) become attachments, fetched from the image C
 
 With `dms: true` the connector also reads the chat log (`chat.bsky.convo.getLog`, sent to the
 PDS with the header `atproto-proxy: did:web:api.bsky.chat#bsky_chat`): messages from customers
-become **private** messages threaded by conversation id; messages we sent are skipped.
+become **private** messages threaded by conversation id; messages we sent are skipped. A customer's
+`logDeleteMessage` becomes a `MessageChange` (CHANGE_DELETED) of the stored `chat:<id>` item (the
+log gives no time of the deletion, so `at` is empty). Reactions, reads, convos begun, accepted,
+left, muted or unmuted, and event types this code does not know are counted (a debug log line) and
+skipped: none is a message and none goes to quarantine.
 
 An agent's reply to a post is a post of our own (`com.atproto.repo.createRecord`, collection
 `app.bsky.feed.post`) with `reply.parent` = the customer's post and `reply.root` = that post's own
@@ -73,7 +77,16 @@ import regex
 from connectors._http import Http
 from connectors._meta import reply_context
 from connectors.base import Connector, ItemError, Limits, PermanentError, RetryableError, Setting, pick
-from inbox.models import Attachment, Author, FetchResult, InboundItem, OutboundReply, Reject
+from inbox.models import (
+    CHANGE_DELETED,
+    Attachment,
+    Author,
+    FetchResult,
+    InboundItem,
+    MessageChange,
+    OutboundReply,
+    Reject,
+)
 
 MAX_POST_GRAPHEMES = 300
 MAX_POST_BYTES = 3000
@@ -241,8 +254,9 @@ class BlueskyConnector(Connector):
     def fetch(self, cursor: str | None) -> FetchResult:
         state = self._parse_cursor(cursor)
         items, rejects, more = self._walk_notifications(state)
+        changes: list[MessageChange] = []
         if self.config["dms"]:
-            found, bad, more_chat = self._read_chat(state)
+            found, bad, changes, more_chat = self._read_chat(state)
             items += found
             rejects += bad
             more = more or more_chat
@@ -250,7 +264,7 @@ class BlueskyConnector(Connector):
         for item in items:
             unique.setdefault(item.external_id, item)
         ordered = sorted(unique.values(), key=lambda i: (i.sent_at, i.external_id))
-        return FetchResult(ordered, json.dumps(state, sort_keys=True), rejects, more=more)
+        return FetchResult(ordered, json.dumps(state, sort_keys=True), rejects, more=more, changes=changes)
 
     def _parse_cursor(self, cursor: str | None) -> dict[str, Any]:
         if not cursor:
@@ -357,22 +371,38 @@ class BlueskyConnector(Connector):
                     found[post["uri"]] = _post_context(post)
         return found
 
-    def _read_chat(self, state: dict[str, Any]) -> tuple[list[InboundItem], list[Reject], bool]:
+    def _read_chat(self, state: dict[str, Any]) -> tuple[list[InboundItem], list[Reject], list[MessageChange], bool]:
+        """One page of the chat log: customers' new messages, and their deletions as changes.
+
+        Every other event (reactions, reads, a convo begun, accepted, left, muted, unmuted, and any
+        `$type` this code does not know) is counted and skipped: none is a message, none is an error.
+        """
         params = {"cursor": state["chat"]} if state.get("chat") else None
         page = self._call("GET", "chat.bsky.convo.getLog", params=params, chat=True)
         logs = page.get("logs") if isinstance(page, dict) and isinstance(page.get("logs"), list) else []
         our_did = self._session()["did"]
-        messages = []
+        messages: list[dict[str, Any]] = []
+        changes: list[MessageChange] = []
+        skipped: dict[str, int] = {}
         for entry in logs:
-            if not isinstance(entry, dict) or entry.get("$type") != "chat.bsky.convo.defs#logCreateMessage":
+            kind = _log_kind(entry)
+            message = entry.get("message") if isinstance(entry, dict) else None
+            sender = _sender_did(message)
+            if kind in ("logCreateMessage", "logDeleteMessage") and sender == our_did:
+                kind += " (ours)"
+            elif kind == "logCreateMessage" and _is_deleted_view(message):
+                kind += " (already deleted)"  # created and withdrawn before we read the log
+            elif kind == "logCreateMessage":
+                messages.append(entry)
                 continue
-            message = entry.get("message")
-            sender = (message.get("sender") or {}).get("did") if isinstance(message, dict) else None
-            if sender == our_did:
+            elif kind == "logDeleteMessage" and isinstance(message, dict) and isinstance(message.get("id"), str):
+                changes.append(MessageChange(external_id=f"chat:{message['id']}", kind=CHANGE_DELETED))
                 continue
-            messages.append(entry)
-        names = self._profiles({(e.get("message") or {}).get("sender", {}).get("did") for e in messages
-                                if isinstance(e.get("message"), dict) and isinstance(e["message"].get("sender"), dict)})
+            skipped[kind] = skipped.get(kind, 0) + 1
+        if skipped:
+            self.log.debug("channel %s: chat log events skipped: %s", self.name,
+                           ", ".join(f"{name} {count}" for name, count in sorted(skipped.items())))
+        names = self._profiles({_sender_did(e.get("message")) for e in messages})
         items, rejects = self.each(messages, lambda e: self._chat_item(e, names),
                                    raw_of=lambda e: json.dumps({"kind": "chat", "item": e, "profiles": names},
                                                                default=str).encode())
@@ -380,7 +410,7 @@ class BlueskyConnector(Connector):
         more = bool(logs) and bool(following) and following != state.get("chat")
         if following:
             state["chat"] = following
-        return items, rejects, more
+        return items, rejects, changes, more
 
     def _profiles(self, dids: set[Any]) -> dict[str, dict[str, Any]]:
         """Handles and display names of chat senders (a DM names only the sender's DID)."""
@@ -545,6 +575,25 @@ def _error_name(response: Any) -> str | None:
     except ValueError:
         return None
     return body.get("error") if isinstance(body, dict) else None
+
+
+def _log_kind(entry: Any) -> str:
+    """The short name of a chat log event (`logCreateMessage`), or "unknown"."""
+    kind = entry.get("$type") if isinstance(entry, dict) else None
+    if isinstance(kind, str) and kind.startswith(CHAT_DEFS) and kind[len(CHAT_DEFS):]:
+        return kind[len(CHAT_DEFS):]
+    return "unknown"
+
+
+def _sender_did(message: Any) -> str | None:
+    sender = message.get("sender") if isinstance(message, dict) else None
+    did = sender.get("did") if isinstance(sender, dict) else None
+    return did if isinstance(did, str) else None
+
+
+def _is_deleted_view(message: Any) -> bool:
+    """A `deletedMessageView` (union members carry their `$type`; one without text and tag is broken)."""
+    return isinstance(message, dict) and message.get("$type") == CHAT_DEFS + "deletedMessageView"
 
 
 def _answered_uri(raw: Any) -> str | None:

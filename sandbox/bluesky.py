@@ -12,6 +12,7 @@ and the chat service behind `atproto-proxy: did:web:api.bsky.chat#bsky_chat`
 `Retry-After`. Embedded images are served under `/img/feed_fullsize/plain/{did}/{cid}@jpeg`.
 
 Tests drive it with `customer_mention`, `customer_reply`, `customer_quote`, `our_post`, `customer_dm`,
+`customer_deletes_dm`, `reaction`, `read_up_to`, `convo_event`, `chat_event_of_unknown_type`,
 `malformed_notification`, `duplicate`, `expire_token`, `rate_limited`, and read `sent`.
 """
 
@@ -165,6 +166,55 @@ class BlueskyImitation(Imitation):
                               "message": {"$type": "chat.bsky.convo.defs#messageView", "id": message_id, "rev": rev,
                                           "text": text, "sender": {"did": sender}, "sentAt": self._now()}})
         return message_id
+
+    def _log(self, kind: str, convo: str, **fields: Any) -> dict[str, Any]:
+        """Append a `chat.bsky.convo.defs#<kind>` event with the next rev."""
+        entry = {"$type": f"chat.bsky.convo.defs#{kind}", "rev": f"222{next(self._serial):010d}", "convoId": convo,
+                 **fields}
+        self.chat_log.append(entry)
+        return entry
+
+    def _chat_message(self, message_id: str) -> tuple[str, dict[str, Any]]:
+        for entry in self.chat_log:
+            message = entry.get("message")
+            if entry["$type"].endswith("#logCreateMessage") and message["id"] == message_id:
+                return entry["convoId"], message
+        raise KeyError(message_id)
+
+    def customer_deletes_dm(self, message_id: str) -> None:
+        """`logDeleteMessage` with the message as a `deletedMessageView` (no text)."""
+        with self.lock:
+            convo, message = self._chat_message(message_id)
+            self._log("logDeleteMessage", convo, message={
+                "$type": "chat.bsky.convo.defs#deletedMessageView", "id": message["id"], "rev": message["rev"],
+                "sender": dict(message["sender"]), "sentAt": message["sentAt"]})
+
+    def reaction(self, message_id: str, value: str = "\U0001f44d", *, by: str | None = None,
+                 removed: bool = False) -> None:
+        """`logAddReaction` (or `logRemoveReaction`) on a message: `{message, reaction: reactionView}`."""
+        with self.lock:
+            convo, message = self._chat_message(message_id)
+            sender = self.account(by) if by else message["sender"]["did"]
+            self._log("logRemoveReaction" if removed else "logAddReaction", convo, message=dict(message),
+                      reaction={"value": value, "sender": {"did": sender}, "createdAt": self._now()})
+
+    def read_up_to(self, message_id: str) -> None:
+        """`logReadMessage`: the convo was read up to this message."""
+        with self.lock:
+            convo, message = self._chat_message(message_id)
+            self._log("logReadMessage", convo, message=dict(message))
+
+    def convo_event(self, handle: str, kind: str) -> None:
+        """`logBeginConvo`, `logAcceptConvo`, `logLeaveConvo`, `logMuteConvo` or `logUnmuteConvo`."""
+        with self.lock:
+            self._log(kind, self._convo_with(self.account(handle)))
+
+    def chat_event_of_unknown_type(self, handle: str) -> None:
+        """An event type the chat service may add later (here a group-chat one, still unstable)."""
+        with self.lock:
+            self._log("logAddMember", self._convo_with(self.account(handle)),
+                      message={"$type": "chat.bsky.convo.defs#systemMessageView", "id": "sys1", "rev": "1",
+                               "sentAt": self._now(), "data": {}}, relatedProfiles=[])
 
     def malformed_notification(self) -> None:
         """A notification whose record has no text and whose author has no did."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ from connectors import bluesky as bluesky_module
 from connectors.base import PermanentError, RetryableError
 from connectors.bluesky import BlueskyConnector, grapheme_count, link_facets, xrpc_error_message
 from connectors.testing import ChannelDriver, ConnectorContract, fetch_all
-from inbox.models import Author, OutboundReply
+from inbox.models import CHANGE_DELETED, Author, FetchResult, MessageChange, OutboundReply
 from sandbox.bluesky import BlueskyImitation
 
 pytestmark = pytest.mark.server  # starts loopback imitations of the channel APIs
@@ -304,6 +305,99 @@ def test_chat_length_limit(pds, context):
         make(pds, context, dms=True).send(OutboundReply(
             idempotency_key="d1", channel="bsky", conversation_id=1, text="x" * 1001,
             to=Author(handle="did:plc:x"), thread_key="convo1", public=False))
+
+
+# Chat log events other than new messages -------------------------------------------------------
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "bluesky"
+
+
+def fetch_with_changes(connector: BlueskyConnector, cursor: str | None = None) -> FetchResult:
+    """Like `fetch_all`, and keeping every page's `changes` too (fetch_all keeps items and rejects)."""
+    items, rejects, changes = [], [], []
+    for _ in range(50):
+        result = connector.fetch(cursor)
+        items, rejects, changes = items + result.items, rejects + result.rejects, changes + result.changes
+        cursor = result.cursor
+        if not result.more:
+            break
+    return FetchResult(items=items, cursor=cursor, rejects=rejects, changes=changes)
+
+
+def test_a_deleted_chat_message_becomes_a_deletion_of_the_stored_item(pds, context):
+    conn = make(pds, context, dms=True)
+    first = pds.customer_dm("jane.bsky.social", "my address is Main St 1")
+    [item] = fetch_with_changes(conn).items
+    cursor = fetch_with_changes(conn).cursor
+    pds.customer_deletes_dm(first)
+    result = fetch_with_changes(conn, cursor)
+    assert result.items == [] and result.rejects == []
+    assert result.changes == [MessageChange(external_id=item.external_id, kind=CHANGE_DELETED)]
+
+
+def test_a_message_created_and_deleted_before_we_read_the_log(pds, context):
+    conn = make(pds, context, dms=True)
+    message = pds.customer_dm("jane.bsky.social", "oops, wrong chat")
+    convo, view = pds._chat_message(message)
+    # The service shows a message deleted since as a deletedMessageView in its create event, too.
+    pds.chat_log[0]["message"] = {"$type": "chat.bsky.convo.defs#deletedMessageView", "id": message,
+                                  "rev": view["rev"], "sender": view["sender"], "sentAt": view["sentAt"]}
+    pds.customer_deletes_dm(message)
+    result = fetch_with_changes(conn)
+    assert result.items == [] and result.rejects == [], "no empty message, nothing quarantined"
+    assert [c.external_id for c in result.changes] == [f"chat:{message}"]
+
+
+def test_our_own_deleted_message_is_no_change(pds, context):
+    conn = make(pds, context, dms=True)
+    pds.customer_dm("jane.bsky.social", "hi")
+    [item] = fetch_with_changes(conn).items
+    conn.send(OutboundReply(idempotency_key="d1", channel="bsky", conversation_id=1, text="Hello!",
+                            to=item.author, thread_key=item.thread_key, public=False))
+    cursor = fetch_with_changes(conn).cursor
+    pds.customer_deletes_dm(pds.sent[0]["id"])
+    result = fetch_with_changes(conn, cursor)
+    assert (result.items, result.changes, result.rejects) == ([], [], [])
+
+
+@pytest.mark.parametrize("event", ["reaction", "reaction removed", "read", "logBeginConvo", "logAcceptConvo",
+                                   "logLeaveConvo", "logMuteConvo", "logUnmuteConvo", "unknown"])
+def test_other_chat_events_are_counted_and_skipped(pds, context, caplog, event):
+    caplog.set_level(logging.DEBUG, logger="mainland.connectors.bluesky")
+    conn = make(pds, context, dms=True)
+    message = pds.customer_dm("jane.bsky.social", "hi")
+    cursor = fetch_with_changes(conn).cursor
+    if event.startswith("reaction"):
+        pds.reaction(message, by="jane.bsky.social", removed=event.endswith("removed"))
+        name = "logRemoveReaction" if event.endswith("removed") else "logAddReaction"
+    elif event == "read":
+        pds.read_up_to(message)
+        name = "logReadMessage"
+    elif event == "unknown":
+        pds.chat_event_of_unknown_type("jane.bsky.social")
+        name = "logAddMember"
+    else:
+        pds.convo_event("jane.bsky.social", event)
+        name = event
+    result = fetch_with_changes(conn, cursor)
+    assert (result.items, result.changes, result.rejects) == ([], [], [])
+    assert f"{name} 1" in caplog.text
+    assert json.loads(result.cursor)["chat"] == pds.chat_log[-1]["rev"], "the log moves past the event"
+
+
+def test_every_kind_of_chat_log_event_from_the_lexicon(pds, context, caplog):
+    caplog.set_level(logging.DEBUG, logger="mainland.connectors.bluesky")
+    pds.chat_log = json.loads((FIXTURES / "chat_log.json").read_text())["logs"]
+    result = fetch_with_changes(make(pds, context, dms=True))
+    [item] = result.items
+    assert (item.external_id, item.text, item.thread_key) == ("chat:msg-1", "Where is my parcel?", "convo-jane")
+    assert result.changes == [MessageChange(external_id="chat:msg-1", kind=CHANGE_DELETED)]
+    assert result.rejects == []
+    skipped = " ".join(r.getMessage() for r in caplog.records if "skipped" in r.getMessage())
+    for name in ("logBeginConvo", "logAcceptConvo", "logReadMessage", "logAddReaction", "logRemoveReaction",
+                 "logMuteConvo", "logUnmuteConvo", "logLeaveConvo", "logReadConvo", "logSomethingNew",
+                 "logCreateMessage (ours)", "unknown"):
+        assert name in skipped, name
 
 
 # Sessions, rate limits, faults ----------------------------------------------------------------
