@@ -131,10 +131,15 @@ def link_facets(text: str) -> list[dict[str, Any]]:
 
 
 def _parse_time(value: Any) -> dt.datetime:
+    """A record's datetime as aware UTC: "Z" or an offset, any fraction length; no zone means UTC."""
     if not isinstance(value, str):
         raise ItemError("date is missing")
+    text = value.strip()
+    if text[-1:] in ("Z", "z"):
+        text = text[:-1] + "+00:00"
     try:
-        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        # Python 3.11 reads fractions of any length (cut to microseconds) and offsets like "+01:00".
+        moment = dt.datetime.fromisoformat(text)
     except ValueError:
         raise ItemError(f"date {value[:40]!r} is not a date") from None
     return (moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)

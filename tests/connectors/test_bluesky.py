@@ -545,3 +545,34 @@ def test_a_long_parent_is_shortened_and_a_handle_less_author_is_linked_by_did(pd
     [item] = fetch_all(make(pds, context)).items
     assert len(item.context_text) <= 500 and item.context_text.endswith("…")
     assert item.context_url == f"https://bsky.app/profile/{pds.did}/post/{ours.rsplit('/', 1)[-1]}"
+
+
+# Timestamps (golden fixtures) -------------------------------------------------------------------
+
+TIMESTAMPS = json.loads((FIXTURES / "timestamps.json").read_text())
+
+
+@pytest.mark.parametrize("case", TIMESTAMPS["parse"], ids=lambda c: c["value"].strip())
+def test_record_and_chat_times_in_every_form_bluesky_gives_them(pds, context, case):
+    conn = make(pds, context, dms=True)
+    uri = pds.customer_mention("jane.bsky.social", "when does it ship?")
+    pds.posts[uri]["record"]["createdAt"] = case["value"]
+    pds.notifications[-1]["indexedAt"] = case["value"]
+    message = pds.customer_dm("bob.bsky.social", "and mine?")
+    pds.chat_log[-1]["message"]["sentAt"] = case["value"]
+    result = fetch_all(conn)
+    assert result.rejects == []
+    assert {i.external_id: i.sent_at.isoformat() for i in result.items} == {
+        uri: case["expected"], f"chat:{message}": case["expected"]}
+    assert fetch_all(conn, result.cursor).items == [], "the watermark holds in every form"
+
+
+@pytest.mark.parametrize("value", TIMESTAMPS["refused"])
+def test_a_post_without_a_readable_time_goes_to_quarantine(pds, context, value):
+    good = pds.customer_mention("bob.bsky.social", "fine")
+    bad = pds.customer_mention("jane.bsky.social", "when?")
+    pds.posts[bad]["record"]["createdAt"] = value
+    result = fetch_all(make(pds, context))
+    assert [i.external_id for i in result.items] == [good]
+    [reject] = result.rejects
+    assert "date" in reject.reason
