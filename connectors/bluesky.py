@@ -23,8 +23,11 @@ skipped: none is a message and none goes to quarantine.
 An agent's reply to a post is a post of our own (`com.atproto.repo.createRecord`, collection
 `app.bsky.feed.post`) with `reply.parent` = the customer's post and `reply.root` = that post's own
 `reply.root` (or the post itself when it started the thread); the connector reads both strong
-references (uri + cid) with `app.bsky.feed.getPosts` just before posting. A reply in a chat is
-sent with `chat.bsky.convo.sendMessage`.
+references (uri + cid) with `app.bsky.feed.getPosts` just before posting. Files of a public reply
+are uploaded with `com.atproto.repo.uploadBlob` and named by an `app.bsky.embed.images` embed (up to
+4 JPEG, PNG, WebP or GIF images of at most 1,000,000 bytes each; anything else is refused before
+sending). A reply in a chat is sent with `chat.bsky.convo.sendMessage`; a chat message cannot carry
+files (`attachments_private=False`), so one with files is refused.
 
 Setup
 -----
@@ -59,7 +62,7 @@ replies are refused before anything is sent. Rate limits: a 429 waits for `Retry
 `RateLimit-Reset` (epoch seconds). XRPC errors (`{"error", "message"}`) reach the agent as
 "<error>: <message>". Links in replies are made clickable with link facets (byte offsets).
 
-Not supported: posting images, likes/reposts/follows (not conversations), OAuth sessions
+Not supported: files in chat messages, alt text, likes/reposts/follows (not conversations), OAuth sessions
 (app passwords only), marking notifications as read (`updateSeen` is not the cursor).
 """
 
@@ -94,6 +97,11 @@ MAX_DM_GRAPHEMES = 1000
 MAX_DM_BYTES = 10_000
 CHAT_PROXY = "did:web:api.bsky.chat#bsky_chat"
 EDGE_LIMIT = 500
+#: `app.bsky.embed.images`: at most 4 images of at most 1,000,000 bytes each (lexicon `maxSize`);
+#: the lexicon accepts `image/*`, the Bluesky apps show these four.
+MAX_IMAGES = 4
+MAX_IMAGE_BYTES = 1_000_000
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif")
 #: `app.bsky.feed.getPosts` takes at most 25 `uris` per call.
 POSTS_PER_CALL = 25
 CHAT_DEFS = "chat.bsky.convo.defs#"
@@ -175,7 +183,10 @@ class BlueskyConnector(Connector):
                 help="How far before the newest notification taken a poll looks again (out-of-order indexing)."),
         Setting("timeout", default=30, help="Seconds an API call may take."),
     )
-    limits = Limits(max_text_length=MAX_POST_GRAPHEMES, formatting="plain", supports_attachments=False)
+    # Images go in public replies only: a chat message's embed may be a post record, never a file.
+    limits = Limits(max_text_length=MAX_POST_GRAPHEMES, formatting="plain", supports_attachments=True,
+                    attachments_public=True, attachments_private=False, attachment_types=IMAGE_TYPES,
+                    max_attachment_bytes=MAX_IMAGE_BYTES, max_attachments=MAX_IMAGES)
 
     def __init__(self, name: str, config: Any, **kwargs: Any) -> None:
         super().__init__(name, config, **kwargs)
@@ -236,15 +247,23 @@ class BlueskyConnector(Connector):
             _SESSIONS.pop(self._session_key, None)
         return self._login()
 
-    def _call(self, method: str, nsid: str, *, params: Any = None, body: Any = None, chat: bool = False) -> Any:
-        """One XRPC call with the session; an expired or refused token is renewed once."""
+    def _call(self, method: str, nsid: str, *, params: Any = None, body: Any = None, chat: bool = False,
+              data: bytes | None = None, content_type: str | None = None) -> Any:
+        """One XRPC call with the session; an expired or refused token is renewed once.
+
+        `body` goes as JSON; `data` as the raw request body with `content_type` (uploadBlob).
+        """
         for attempt in (1, 2):
             session = self._session()
             headers = {"Authorization": f"Bearer {session['accessJwt']}"}
             if chat:
                 headers["atproto-proxy"] = self.config["chat_proxy"]
-            response = self.http.request(method, f"/xrpc/{nsid}", params=params, json=body, headers=headers,
-                                         expect=(200, 400, 401))
+            payload: dict[str, Any] = {"json": body}
+            if data is not None:
+                headers["Content-Type"] = content_type or "application/octet-stream"
+                payload = {"data": data}
+            response = self.http.request(method, f"/xrpc/{nsid}", params=params, headers=headers,
+                                         expect=(200, 400, 401), **payload)
             if response.status_code == 200:
                 return self.http._json(response)
             error = _error_name(response)
@@ -519,14 +538,19 @@ class BlueskyConnector(Connector):
 
     def send(self, reply: OutboundReply) -> str:
         text = reply.text.strip()
-        if not text:
+        if not text and not (reply.public and reply.attachments):
             raise PermanentError("the reply is empty")
         if reply.public:
             return self._send_post(reply, text)
+        if reply.attachments:
+            raise PermanentError(
+                f"A Bluesky direct message cannot carry files (only text); this reply has {len(reply.attachments)}. "
+                "Remove the files and send the text, or share them as a link.")
         return self._send_chat(reply, text)
 
     def _send_post(self, reply: OutboundReply, text: str) -> str:
         _check_length(text, MAX_POST_GRAPHEMES, MAX_POST_BYTES, "post")
+        _check_images(reply.attachments)
         if not reply.reply_to_external_id or not reply.reply_to_external_id.startswith("at://"):
             raise PermanentError("a reply on Bluesky needs the post it answers")
         answer = self._call("GET", "app.bsky.feed.getPosts", params={"uris": reply.reply_to_external_id})
@@ -547,10 +571,36 @@ class BlueskyConnector(Connector):
         facets = link_facets(text)
         if facets:
             record["facets"] = facets
+        if reply.attachments:
+            # Uploaded only now that the parent is known to exist. A blob no record names is
+            # dropped by the PDS, and the same bytes upload to the same CID on a retry.
+            record["embed"] = {"$type": "app.bsky.embed.images",
+                               "images": [{"image": self._upload(a), "alt": ""} for a in reply.attachments]}
         session = self._session()
-        created = self._call("POST", "com.atproto.repo.createRecord",
-                             body={"repo": session["did"], "collection": "app.bsky.feed.post", "record": record})
+        try:
+            created = self._call("POST", "com.atproto.repo.createRecord",
+                                 body={"repo": session["did"], "collection": "app.bsky.feed.post", "record": record})
+        except PermanentError as exc:
+            if reply.attachments and any(name in str(exc) for name in ("BlobTooLarge", "InvalidMimeType")):
+                raise PermanentError(f"Bluesky refused the images of this reply ({exc}). {IMAGE_ADVICE}") from None
+            raise
         return str(pick(created, "uri"))
+
+    def _upload(self, attachment: Attachment) -> dict[str, Any]:
+        """`com.atproto.repo.uploadBlob` of one file; returns the blob reference for the embed."""
+        try:
+            answer = self._call("POST", "com.atproto.repo.uploadBlob", data=attachment.data,
+                                content_type=_media_type(attachment))
+        except RetryableError as exc:
+            raise RetryableError(f"Bluesky did not take the image {attachment.filename} yet ({exc}); the reply "
+                                 "is sent again later.", retry_after=exc.retry_after) from None
+        except PermanentError as exc:
+            raise PermanentError(f"Bluesky refused the image {attachment.filename} ({exc}). {IMAGE_ADVICE}") from None
+        blob = answer.get("blob") if isinstance(answer, dict) else None
+        ref = blob.get("ref") if isinstance(blob, dict) else None
+        if not isinstance(ref, dict) or not isinstance(ref.get("$link"), str):
+            raise RetryableError(f"Bluesky answered the upload of {attachment.filename} without a blob reference")
+        return blob
 
     def _send_chat(self, reply: OutboundReply, text: str) -> str:
         _check_length(text, MAX_DM_GRAPHEMES, MAX_DM_BYTES, "direct message")
@@ -572,6 +622,33 @@ def _check_length(text: str, graphemes: int, size: int, what: str) -> None:
     length = len(text.encode("utf-8"))
     if length > size:
         raise PermanentError(f"The {what} is {length} bytes long in UTF-8; Bluesky allows {size}.")
+
+
+IMAGE_ADVICE = (f"A Bluesky post can carry up to {MAX_IMAGES} JPEG, PNG, WebP or GIF images of at most "
+                f"{MAX_IMAGE_BYTES:,} bytes each: make the image smaller or convert it, then send again.")
+
+
+def _media_type(attachment: Attachment) -> str:
+    return (attachment.content_type or "").split(";")[0].strip().lower()
+
+
+def _check_images(attachments: tuple[Attachment, ...]) -> None:
+    """Refuse, before anything is sent, files a Bluesky post cannot carry."""
+    if len(attachments) > MAX_IMAGES:
+        raise PermanentError(f"A Bluesky post can carry at most {MAX_IMAGES} images; this reply has "
+                             f"{len(attachments)}. Remove {len(attachments) - MAX_IMAGES}, or send them in a "
+                             "second reply.")
+    for attachment in attachments:
+        kind = _media_type(attachment)
+        if kind not in IMAGE_TYPES:
+            raise PermanentError(f"{attachment.filename} is {kind or 'of an unknown type'}; a Bluesky post can "
+                                 "carry JPEG, PNG, WebP or GIF images only. Convert it, or share it as a link.")
+        if attachment.data is None:
+            raise PermanentError(f"{attachment.filename} has no content to upload; attach it again.")
+        size = len(attachment.data)
+        if size > MAX_IMAGE_BYTES:
+            raise PermanentError(f"{attachment.filename} is {size:,} bytes; Bluesky allows images of at most "
+                                 f"{MAX_IMAGE_BYTES:,} bytes. Make it smaller, then send again.")
 
 
 def _error_name(response: Any) -> str | None:

@@ -5,9 +5,13 @@ It follows shared/channels.md section 7 to the field name: `com.atproto.server.c
 "Token has expired"}`), `app.bsky.notification.listNotifications` (newest first, `cursor` pages
 backwards, `reasons` filter, `limit` 1-100, `seenAt` rejected with 400 `InvalidRequest`),
 `com.atproto.repo.createRecord` (checks that `reply.root`/`reply.parent` name existing (uri,
-cid) pairs and the 300-grapheme limit), `app.bsky.feed.getPosts` (at most 25 `uris`), `app.bsky.actor.getProfiles`,
-and the chat service behind `atproto-proxy: did:web:api.bsky.chat#bsky_chat`
-(`chat.bsky.convo.getLog`, `chat.bsky.convo.sendMessage`). Every answer carries `RateLimit-Limit`,
+cid) pairs, the 300-grapheme limit, and an `app.bsky.embed.images` embed: at most 4 images, each an
+uploaded blob of at most 1,000,000 bytes whose type is `image/*` - BlobNotFound, BlobTooLarge,
+InvalidMimeType), `com.atproto.repo.uploadBlob` (the raw body; 413 PayloadTooLarge over the PDS
+upload limit; the type sniffed from the bytes like the PDS does; kept in `blobs`),
+`app.bsky.feed.getPosts` (at most 25 `uris`), `app.bsky.actor.getProfiles`, and the chat service
+behind `atproto-proxy: did:web:api.bsky.chat#bsky_chat` (`chat.bsky.convo.getLog`,
+`chat.bsky.convo.sendMessage`). Every answer carries `RateLimit-Limit`,
 `RateLimit-Remaining`, `RateLimit-Reset` (epoch seconds) and `RateLimit-Policy`; a 429 adds
 `Retry-After`. Embedded images are served under `/img/feed_fullsize/plain/{did}/{cid}@jpeg`.
 
@@ -33,6 +37,21 @@ from sandbox.x import PHOTO
 CHAT_PROXY = "did:web:api.bsky.chat#bsky_chat"
 
 
+def sniff(data: bytes) -> str | None:
+    """The media type of a file from its first bytes, as the PDS finds it (file-type)."""
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith((b"GIF87a", b"GIF89a")):
+        return "image/gif"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    if data.startswith(b"%PDF-"):
+        return "application/pdf"
+    return None
+
+
 def xrpc_error(status: int, error: str, message: str, headers: dict[str, str] | None = None):
     return status, {"error": error, "message": message}, dict(headers or {})
 
@@ -43,7 +62,8 @@ class BlueskyImitation(Imitation):
     name = "bluesky"
 
     def __init__(self, *, handle: str = "acme.bsky.social", app_password: str = "abcd-efgh-ijkl-mnop",
-                 page_size: int | None = None, token_seconds: float = 7200) -> None:
+                 page_size: int | None = None, token_seconds: float = 7200,
+                 blob_upload_limit: int = 5 * 1024 * 1024, image_max_bytes: int = 1_000_000) -> None:
         super().__init__()
         self.handle = handle
         self.did = "did:plc:acme0000000000"
@@ -56,6 +76,11 @@ class BlueskyImitation(Imitation):
         self.notifications: list[dict[str, Any]] = []  # oldest first; duplicates possible
         self.chat_log: list[dict[str, Any]] = []  # oldest first
         self.sent: list[dict[str, Any]] = []
+        #: Uploaded blobs by CID: {"data", "mimeType", "size"} (PDS `blobUploadLimit`; the post
+        #: lexicon's image `maxSize` is checked when a record names the blob).
+        self.blobs: dict[str, dict[str, Any]] = {}
+        self.blob_upload_limit = blob_upload_limit
+        self.image_max_bytes = image_max_bytes
         self.access_tokens: dict[str, float] = {}
         self.refresh_tokens: set[str] = set()
         self.logins = 0
@@ -375,6 +400,9 @@ class BlueskyImitation(Imitation):
                 return xrpc_error(400, "InvalidRequest",
                                   "Invalid app.bsky.feed.post record: Record/text must not be longer than 300 "
                                   "graphemes", headers)
+            refused = self._embed_refused(record.get("embed"), headers)
+            if refused:
+                return refused
             reply = record.get("reply")
             if reply is not None:
                 for part in ("root", "parent"):
@@ -391,6 +419,51 @@ class BlueskyImitation(Imitation):
             return 200, {"uri": post["uri"], "cid": post["cid"],
                          "commit": {"cid": "bafyreicommit", "rev": f"3lk{len(self.sent):010d}"},
                          "validationStatus": "valid"}, headers
+
+    @route("POST", r"/xrpc/com\.atproto\.repo\.uploadBlob")
+    def upload_blob(self, request: Request):
+        """The body is the file. Like the PDS: any type is taken (the type is sniffed from the bytes,
+        else the Content-Type header); only the PDS upload limit applies here (413 PayloadTooLarge)."""
+        with self.lock:
+            headers = self._headers()
+            refused = self._auth(request, headers)
+            if refused:
+                return refused
+            data = request.body
+            if len(data) > self.blob_upload_limit:
+                return xrpc_error(413, "PayloadTooLarge", "request entity too large", headers)
+            mime = sniff(data) or (request.headers.get("Content-Type") or "application/octet-stream").split(";")[0]
+            cid = "bafkrei" + hashlib.sha256(data).hexdigest()[:52]
+            self.blobs[cid] = {"data": data, "mimeType": mime, "size": len(data)}
+            return 200, {"blob": {"$type": "blob", "ref": {"$link": cid}, "mimeType": mime, "size": len(data)}}, headers
+
+    def _embed_refused(self, embed: Any, headers: dict[str, str]):
+        """The checks of an `app.bsky.embed.images` embed the PDS makes on createRecord."""
+        if not isinstance(embed, dict) or embed.get("$type") != "app.bsky.embed.images":
+            return None
+        images = embed.get("images")
+        if not isinstance(images, list) or len(images) > 4:
+            return xrpc_error(400, "InvalidRequest", "Invalid app.bsky.feed.post record: "
+                              "Record/embed/images must not have more than 4 elements", headers)
+        for image in images:
+            blob = image.get("image") if isinstance(image, dict) else None
+            if not isinstance(blob, dict) or not isinstance(image.get("alt"), str):
+                return xrpc_error(400, "InvalidRequest", "Invalid app.bsky.feed.post record: "
+                                  "Record/embed/images/0 must have the properties \"image\" and \"alt\"", headers)
+            cid = (blob.get("ref") or {}).get("$link") if isinstance(blob.get("ref"), dict) else None
+            found = self.blobs.get(cid)
+            if not found:
+                return xrpc_error(400, "BlobNotFound", f"Could not find blob: {cid}", headers)
+            if found["size"] > self.image_max_bytes:
+                return xrpc_error(400, "BlobTooLarge", f"This file is too large. It is {found['size']} bytes but "
+                                  f"the maximum size is {self.image_max_bytes} bytes.", headers)
+            if not found["mimeType"].startswith("image/"):
+                return xrpc_error(400, "InvalidMimeType", f"Wrong type of file. It is {found['mimeType']} but it "
+                                  "must match image/*.", headers)
+            if blob.get("mimeType") != found["mimeType"]:
+                return xrpc_error(400, "InvalidMimeType", "Referenced Mimetype does not match stored blob. "
+                                  f"Expected: {found['mimeType']}, Got: {blob.get('mimeType')}", headers)
+        return None
 
     def _chat_refused(self, request: Request, headers: dict[str, str]):
         refused = self._auth(request, headers)

@@ -9,6 +9,7 @@ polls, XRPC error bodies, RateLimit-* headers, images and chat messages.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -20,8 +21,9 @@ from connectors import bluesky as bluesky_module
 from connectors.base import PermanentError, RetryableError
 from connectors.bluesky import BlueskyConnector, grapheme_count, link_facets, xrpc_error_message
 from connectors.testing import ChannelDriver, ConnectorContract, fetch_all
-from inbox.models import CHANGE_DELETED, Author, FetchResult, MessageChange, OutboundReply
+from inbox.models import CHANGE_DELETED, Attachment, Author, FetchResult, MessageChange, OutboundReply
 from sandbox.bluesky import BlueskyImitation
+from sandbox.x import PHOTO
 
 pytestmark = pytest.mark.server  # starts loopback imitations of the channel APIs
 
@@ -576,3 +578,111 @@ def test_a_post_without_a_readable_time_goes_to_quarantine(pds, context, value):
     assert [i.external_id for i in result.items] == [good]
     [reject] = result.rejects
     assert "date" in reject.reason
+
+
+# Replies with images ------------------------------------------------------------------------------
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+def image(name: str = "receipt.jpg", data: bytes = PHOTO, content_type: str = "image/jpeg") -> Attachment:
+    return Attachment(filename=name, content_type=content_type, data=data, size=len(data))
+
+
+def post_with_files(parent: str, *files: Attachment, text: str = "Here is the label.") -> OutboundReply:
+    return dataclasses.replace(post_reply(text, parent), attachments=files)
+
+
+def test_images_are_uploaded_and_named_by_the_post(pds, context):
+    uri = pds.customer_mention("jane.bsky.social")
+    make(pds, context).send(post_with_files(uri, image(), image("label.png", PNG, "image/png")))
+    uploads = pds.requests_to(r"uploadBlob$")
+    assert [u.body for u in uploads] == [PHOTO, PNG], "the bytes themselves, as the request body"
+    assert [u.headers["Content-Type"] for u in uploads] == ["image/jpeg", "image/png"]
+    [sent] = pds.sent
+    embed = sent["record"]["embed"]
+    assert embed["$type"] == "app.bsky.embed.images"
+    cids = [i["image"]["ref"]["$link"] for i in embed["images"]]
+    assert [pds.blobs[c]["data"] for c in cids] == [PHOTO, PNG]
+    assert [i["alt"] for i in embed["images"]] == ["", ""]
+    assert sent["record"]["reply"]["parent"]["uri"] == uri and sent["text"] == "Here is the label."
+
+
+def test_an_image_alone_is_a_reply(pds, context):
+    uri = pds.customer_mention("jane.bsky.social")
+    make(pds, context).send(post_with_files(uri, image(), text=""))
+    assert pds.sent[0]["record"]["text"] == "" and len(pds.sent[0]["record"]["embed"]["images"]) == 1
+
+
+def test_the_channel_declares_images_in_public_replies_only():
+    limits = BlueskyConnector.limits
+    assert limits.accepts_files(public=True) and not limits.accepts_files(public=False)
+    assert limits.accepts_type("image/webp") and not limits.accepts_type("application/pdf")
+    assert (limits.max_attachments, limits.max_attachment_bytes) == (4, 1_000_000)
+
+
+def test_a_direct_message_with_files_is_refused_before_anything_is_sent(pds, context):
+    conn = make(pds, context, dms=True)
+    pds.customer_dm("jane.bsky.social", "hi")
+    [item] = fetch_all(conn).items
+    with pytest.raises(PermanentError) as refused:
+        conn.send(OutboundReply(idempotency_key="d1", channel="bsky", conversation_id=1, text="See attached",
+                                to=item.author, thread_key=item.thread_key, public=False, attachments=(image(),)))
+    assert "direct message cannot carry files" in str(refused.value) and "Remove the files" in str(refused.value)
+    assert pds.sent == [] and not pds.requests_to(r"uploadBlob$")
+
+
+@pytest.mark.parametrize(("files", "says"), [
+    ((image(),) * 5, "at most 4 images; this reply has 5. Remove 1"),
+    ((image("manual.pdf", b"%PDF-1.7", "application/pdf"),), "manual.pdf is application/pdf"),
+    ((image("big.jpg", PHOTO + b"\x00" * 1_000_000),), "Make it smaller"),
+])
+def test_files_a_post_cannot_carry_are_refused_before_anything_is_sent(pds, context, files, says):
+    uri = pds.customer_mention("jane.bsky.social")
+    with pytest.raises(PermanentError) as refused:
+        make(pds, context).send(post_with_files(uri, *files))
+    assert says in str(refused.value)
+    assert pds.sent == [] and not pds.requests_to(r"uploadBlob$")
+
+
+def test_an_upload_over_the_pds_limit_is_permanent_and_says_what_to_do(context):
+    with BlueskyImitation(blob_upload_limit=1000) as pds:
+        uri = pds.customer_mention("jane.bsky.social")
+        with pytest.raises(PermanentError) as refused:
+            make(pds, context).send(post_with_files(uri, image("photo.jpg", PHOTO + b"\x00" * 2000)))
+        assert "photo.jpg" in str(refused.value) and "PayloadTooLarge" in str(refused.value)
+        assert "make the image smaller" in str(refused.value)
+        assert pds.sent == []
+
+
+def test_an_image_the_appview_finds_too_large_is_permanent(context):
+    with BlueskyImitation(image_max_bytes=100) as pds:
+        uri = pds.customer_mention("jane.bsky.social")
+        with pytest.raises(PermanentError) as refused:
+            make(pds, context).send(post_with_files(uri, image()))
+        assert "BlobTooLarge" in str(refused.value) and "make the image smaller" in str(refused.value)
+        assert pds.sent == []
+
+
+def test_a_file_that_is_not_really_an_image_is_permanent(pds, context):
+    uri = pds.customer_mention("jane.bsky.social")
+    disguised = image("scan.jpg", b"%PDF-1.7 not a photo")  # declared image/jpeg; the PDS reads the bytes
+    with pytest.raises(PermanentError) as refused:
+        make(pds, context).send(post_with_files(uri, disguised))
+    assert "InvalidMimeType" in str(refused.value) and "JPEG, PNG, WebP or GIF" in str(refused.value)
+    assert pds.sent == []
+
+
+def test_a_rate_limited_upload_is_retried_later_and_then_posts_once(pds, context):
+    uri = pds.customer_mention("jane.bsky.social")
+    conn = make(pds, context)
+    pds.rate_limited(40, path_prefix="/xrpc/com.atproto.repo.uploadBlob")
+    reply = post_with_files(uri, image())
+    with pytest.raises(RetryableError) as raised:
+        conn.send(reply)
+    assert raised.value.retry_after == pytest.approx(40, abs=1)
+    assert "receipt.jpg" in str(raised.value) and "sent again later" in str(raised.value)
+    assert pds.sent == []
+    conn.send(reply)
+    [sent] = pds.sent
+    assert len(sent["record"]["embed"]["images"]) == 1
