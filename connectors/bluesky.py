@@ -6,19 +6,28 @@ Each poll reads `app.bsky.notification.listNotifications` of the account and tak
 notifications whose reason is in `reasons` (default `mention` and `reply`; add `quote` to take
 quote posts too). Each becomes a **public** message: its external id is the post's at-URI, its
 thread key the URI of the thread's root post (`record.reply.root.uri`, or the post itself when it
-starts a thread), so later posts in the same thread join the same conversation. Images embedded
+starts a thread), so later posts in the same thread join the same conversation. A reply, a mention that is a reply,
+and a quote carry the post they answer or quote (`context_text`/`context_url`), read with
+`app.bsky.feed.getPosts` (25 per call); a post that is gone leaves the context empty. Images embedded
 in a post (`app.bsky.embed.images`) become attachments, fetched from the image CDN
 (`media_url`) through the SSRF-guarded fetch.
 
 With `dms: true` the connector also reads the chat log (`chat.bsky.convo.getLog`, sent to the
 PDS with the header `atproto-proxy: did:web:api.bsky.chat#bsky_chat`): messages from customers
-become **private** messages threaded by conversation id; messages we sent are skipped.
+become **private** messages threaded by conversation id; messages we sent are skipped. A customer's
+`logDeleteMessage` becomes a `MessageChange` (CHANGE_DELETED) of the stored `chat:<id>` item (the
+log gives no time of the deletion, so `at` is empty). Reactions, reads, convos begun, accepted,
+left, muted or unmuted, and event types this code does not know are counted (a debug log line) and
+skipped: none is a message and none goes to quarantine.
 
 An agent's reply to a post is a post of our own (`com.atproto.repo.createRecord`, collection
 `app.bsky.feed.post`) with `reply.parent` = the customer's post and `reply.root` = that post's own
 `reply.root` (or the post itself when it started the thread); the connector reads both strong
-references (uri + cid) with `app.bsky.feed.getPosts` just before posting. A reply in a chat is
-sent with `chat.bsky.convo.sendMessage`.
+references (uri + cid) with `app.bsky.feed.getPosts` just before posting. Files of a public reply
+are uploaded with `com.atproto.repo.uploadBlob` and named by an `app.bsky.embed.images` embed (up to
+4 JPEG, PNG, WebP or GIF images of at most 1,000,000 bytes each; anything else is refused before
+sending). A reply in a chat is sent with `chat.bsky.convo.sendMessage`; a chat message cannot carry
+files (`attachments_private=False`), so one with files is refused.
 
 Setup
 -----
@@ -53,7 +62,7 @@ replies are refused before anything is sent. Rate limits: a 429 waits for `Retry
 `RateLimit-Reset` (epoch seconds). XRPC errors (`{"error", "message"}`) reach the agent as
 "<error>: <message>". Links in replies are made clickable with link facets (byte offsets).
 
-Not supported: posting images, likes/reposts/follows (not conversations), OAuth sessions
+Not supported: files in chat messages, alt text, likes/reposts/follows (not conversations), OAuth sessions
 (app passwords only), marking notifications as read (`updateSeen` is not the cursor).
 """
 
@@ -69,8 +78,18 @@ from typing import Any
 import regex
 
 from connectors._http import Http
+from connectors._meta import reply_context
 from connectors.base import Connector, ItemError, Limits, PermanentError, RetryableError, Setting, pick
-from inbox.models import Attachment, Author, FetchResult, InboundItem, OutboundReply, Reject
+from inbox.models import (
+    CHANGE_DELETED,
+    Attachment,
+    Author,
+    FetchResult,
+    InboundItem,
+    MessageChange,
+    OutboundReply,
+    Reject,
+)
 
 MAX_POST_GRAPHEMES = 300
 MAX_POST_BYTES = 3000
@@ -78,6 +97,14 @@ MAX_DM_GRAPHEMES = 1000
 MAX_DM_BYTES = 10_000
 CHAT_PROXY = "did:web:api.bsky.chat#bsky_chat"
 EDGE_LIMIT = 500
+#: `app.bsky.embed.images`: at most 4 images of at most 1,000,000 bytes each (lexicon `maxSize`);
+#: the lexicon accepts `image/*`, the Bluesky apps show these four.
+MAX_IMAGES = 4
+MAX_IMAGE_BYTES = 1_000_000
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif")
+#: `app.bsky.feed.getPosts` takes at most 25 `uris` per call.
+POSTS_PER_CALL = 25
+CHAT_DEFS = "chat.bsky.convo.defs#"
 _URL = regex.compile(r"https?://[^\s<>\"']+[^\s<>\"'.,;:!?)\]]")
 
 #: Sessions per channel for this process: {key: {"accessJwt", "refreshJwt", "did", "handle"}}.
@@ -112,10 +139,15 @@ def link_facets(text: str) -> list[dict[str, Any]]:
 
 
 def _parse_time(value: Any) -> dt.datetime:
+    """A record's datetime as aware UTC: "Z" or an offset, any fraction length; no zone means UTC."""
     if not isinstance(value, str):
         raise ItemError("date is missing")
+    text = value.strip()
+    if text[-1:] in ("Z", "z"):
+        text = text[:-1] + "+00:00"
     try:
-        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        # Python 3.11 reads fractions of any length (cut to microseconds) and offsets like "+01:00".
+        moment = dt.datetime.fromisoformat(text)
     except ValueError:
         raise ItemError(f"date {value[:40]!r} is not a date") from None
     return (moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
@@ -151,7 +183,10 @@ class BlueskyConnector(Connector):
                 help="How far before the newest notification taken a poll looks again (out-of-order indexing)."),
         Setting("timeout", default=30, help="Seconds an API call may take."),
     )
-    limits = Limits(max_text_length=MAX_POST_GRAPHEMES, formatting="plain", supports_attachments=False)
+    # Images go in public replies only: a chat message's embed may be a post record, never a file.
+    limits = Limits(max_text_length=MAX_POST_GRAPHEMES, formatting="plain", supports_attachments=True,
+                    attachments_public=True, attachments_private=False, attachment_types=IMAGE_TYPES,
+                    max_attachment_bytes=MAX_IMAGE_BYTES, max_attachments=MAX_IMAGES)
 
     def __init__(self, name: str, config: Any, **kwargs: Any) -> None:
         super().__init__(name, config, **kwargs)
@@ -212,15 +247,23 @@ class BlueskyConnector(Connector):
             _SESSIONS.pop(self._session_key, None)
         return self._login()
 
-    def _call(self, method: str, nsid: str, *, params: Any = None, body: Any = None, chat: bool = False) -> Any:
-        """One XRPC call with the session; an expired or refused token is renewed once."""
+    def _call(self, method: str, nsid: str, *, params: Any = None, body: Any = None, chat: bool = False,
+              data: bytes | None = None, content_type: str | None = None) -> Any:
+        """One XRPC call with the session; an expired or refused token is renewed once.
+
+        `body` goes as JSON; `data` as the raw request body with `content_type` (uploadBlob).
+        """
         for attempt in (1, 2):
             session = self._session()
             headers = {"Authorization": f"Bearer {session['accessJwt']}"}
             if chat:
                 headers["atproto-proxy"] = self.config["chat_proxy"]
-            response = self.http.request(method, f"/xrpc/{nsid}", params=params, json=body, headers=headers,
-                                         expect=(200, 400, 401))
+            payload: dict[str, Any] = {"json": body}
+            if data is not None:
+                headers["Content-Type"] = content_type or "application/octet-stream"
+                payload = {"data": data}
+            response = self.http.request(method, f"/xrpc/{nsid}", params=params, headers=headers,
+                                         expect=(200, 400, 401), **payload)
             if response.status_code == 200:
                 return self.http._json(response)
             error = _error_name(response)
@@ -235,8 +278,9 @@ class BlueskyConnector(Connector):
     def fetch(self, cursor: str | None) -> FetchResult:
         state = self._parse_cursor(cursor)
         items, rejects, more = self._walk_notifications(state)
+        changes: list[MessageChange] = []
         if self.config["dms"]:
-            found, bad, more_chat = self._read_chat(state)
+            found, bad, changes, more_chat = self._read_chat(state)
             items += found
             rejects += bad
             more = more or more_chat
@@ -244,7 +288,7 @@ class BlueskyConnector(Connector):
         for item in items:
             unique.setdefault(item.external_id, item)
         ordered = sorted(unique.values(), key=lambda i: (i.sent_at, i.external_id))
-        return FetchResult(ordered, json.dumps(state, sort_keys=True), rejects, more=more)
+        return FetchResult(ordered, json.dumps(state, sort_keys=True), rejects, more=more, changes=changes)
 
     def _parse_cursor(self, cursor: str | None) -> dict[str, Any]:
         if not cursor:
@@ -307,7 +351,8 @@ class BlueskyConnector(Connector):
                 finished = True
                 break
             state["next"] = following
-        items, rejects = self.each(taken, self._post_item,
+        contexts = self._contexts(taken)
+        items, rejects = self.each(taken, lambda raw: self._post_item(raw, contexts.get(_answered_uri(raw))),
                                    raw_of=lambda raw: json.dumps({"kind": "notification", "item": raw},
                                                                  default=str).encode())
         # Remember what was taken near the watermark, so the overlap is not returned again.
@@ -328,22 +373,60 @@ class BlueskyConnector(Connector):
         state["edge"] = _trim_edge(edge, new_seen, float(self.config["margin_seconds"]))
         return items, rejects, False
 
-    def _read_chat(self, state: dict[str, Any]) -> tuple[list[InboundItem], list[Reject], bool]:
+    def _contexts(self, notifications: list[Any]) -> dict[str, dict[str, str | None]]:
+        """The posts these notifications answer or quote, by at-uri: `{uri: {"text", "url"}}`.
+
+        One `getPosts` call per 25 posts. A post that is gone (deleted, or hidden by a block) is
+        not in the answer, and a failed call only costs the context: the items arrive without it.
+        """
+        wanted = list(dict.fromkeys(u for u in map(_answered_uri, notifications) if u))
+        found: dict[str, dict[str, str | None]] = {}
+        for start in range(0, len(wanted), POSTS_PER_CALL):
+            chunk = wanted[start:start + POSTS_PER_CALL]
+            try:
+                answer = self._call("GET", "app.bsky.feed.getPosts", params=[("uris", u) for u in chunk])
+            except (RetryableError, PermanentError) as exc:
+                self.log.warning("channel %s: the posts that %d notification(s) answer are not shown (%s)",
+                                 self.name, len(wanted) - start, exc)
+                break
+            posts = answer.get("posts") if isinstance(answer, dict) else None
+            for post in posts if isinstance(posts, list) else []:
+                if isinstance(post, dict) and post.get("uri") in chunk:
+                    found[post["uri"]] = _post_context(post)
+        return found
+
+    def _read_chat(self, state: dict[str, Any]) -> tuple[list[InboundItem], list[Reject], list[MessageChange], bool]:
+        """One page of the chat log: customers' new messages, and their deletions as changes.
+
+        Every other event (reactions, reads, a convo begun, accepted, left, muted, unmuted, and any
+        `$type` this code does not know) is counted and skipped: none is a message, none is an error.
+        """
         params = {"cursor": state["chat"]} if state.get("chat") else None
         page = self._call("GET", "chat.bsky.convo.getLog", params=params, chat=True)
         logs = page.get("logs") if isinstance(page, dict) and isinstance(page.get("logs"), list) else []
         our_did = self._session()["did"]
-        messages = []
+        messages: list[dict[str, Any]] = []
+        changes: list[MessageChange] = []
+        skipped: dict[str, int] = {}
         for entry in logs:
-            if not isinstance(entry, dict) or entry.get("$type") != "chat.bsky.convo.defs#logCreateMessage":
+            kind = _log_kind(entry)
+            message = entry.get("message") if isinstance(entry, dict) else None
+            sender = _sender_did(message)
+            if kind in ("logCreateMessage", "logDeleteMessage") and sender == our_did:
+                kind += " (ours)"
+            elif kind == "logCreateMessage" and _is_deleted_view(message):
+                kind += " (already deleted)"  # created and withdrawn before we read the log
+            elif kind == "logCreateMessage":
+                messages.append(entry)
                 continue
-            message = entry.get("message")
-            sender = (message.get("sender") or {}).get("did") if isinstance(message, dict) else None
-            if sender == our_did:
+            elif kind == "logDeleteMessage" and isinstance(message, dict) and isinstance(message.get("id"), str):
+                changes.append(MessageChange(external_id=f"chat:{message['id']}", kind=CHANGE_DELETED))
                 continue
-            messages.append(entry)
-        names = self._profiles({(e.get("message") or {}).get("sender", {}).get("did") for e in messages
-                                if isinstance(e.get("message"), dict) and isinstance(e["message"].get("sender"), dict)})
+            skipped[kind] = skipped.get(kind, 0) + 1
+        if skipped:
+            self.log.debug("channel %s: chat log events skipped: %s", self.name,
+                           ", ".join(f"{name} {count}" for name, count in sorted(skipped.items())))
+        names = self._profiles({_sender_did(e.get("message")) for e in messages})
         items, rejects = self.each(messages, lambda e: self._chat_item(e, names),
                                    raw_of=lambda e: json.dumps({"kind": "chat", "item": e, "profiles": names},
                                                                default=str).encode())
@@ -351,7 +434,7 @@ class BlueskyConnector(Connector):
         more = bool(logs) and bool(following) and following != state.get("chat")
         if following:
             state["chat"] = following
-        return items, rejects, more
+        return items, rejects, changes, more
 
     def _profiles(self, dids: set[Any]) -> dict[str, dict[str, Any]]:
         """Handles and display names of chat senders (a DM names only the sender's DID)."""
@@ -369,7 +452,7 @@ class BlueskyConnector(Connector):
 
     # Items --------------------------------------------------------------------------------------
 
-    def _post_item(self, raw: Any) -> InboundItem:
+    def _post_item(self, raw: Any, context: dict[str, Any] | None = None) -> InboundItem:
         uri = pick(raw, "uri", type=str)
         if not uri.startswith("at://"):
             raise ItemError(f"uri {uri[:40]!r} is not an at-uri")
@@ -387,13 +470,15 @@ class BlueskyConnector(Connector):
                    "reason": str(raw.get("reason"))}
         if isinstance(raw.get("cid"), str):
             headers["cid"] = raw["cid"]
+        context_text, context_url = reply_context((context or {}).get("text"), (context or {}).get("url"))
+        stored = {"kind": "notification", "item": raw, **({"context": context} if context else {})}
         return InboundItem(
             channel=self.name, external_id=uri,
             author=Author(handle=did, name=str(raw["author"].get("displayName") or handle)[:200],
                           identity_kind="bluesky"),
             text=text, sent_at=sent, thread_key=root if isinstance(root, str) else uri,
             references=references, public=True, attachments=self._images(did, record), headers=headers,
-            raw=json.dumps({"kind": "notification", "item": raw}, default=str).encode(),
+            raw=json.dumps(stored, default=str).encode(), context_text=context_text, context_url=context_url,
         )
 
     def _images(self, did: str, record: dict[str, Any]) -> tuple[Attachment, ...]:
@@ -446,20 +531,26 @@ class BlueskyConnector(Connector):
             raise ItemError("not a stored Bluesky item") from None
         if kind == "chat":
             return self._chat_item(item, data.get("profiles") or {})
-        return self._post_item(item)
+        context = data.get("context") if isinstance(data.get("context"), dict) else None
+        return self._post_item(item, context)
 
     # Send ---------------------------------------------------------------------------------------
 
     def send(self, reply: OutboundReply) -> str:
         text = reply.text.strip()
-        if not text:
+        if not text and not (reply.public and reply.attachments):
             raise PermanentError("the reply is empty")
         if reply.public:
             return self._send_post(reply, text)
+        if reply.attachments:
+            raise PermanentError(
+                f"A Bluesky direct message cannot carry files (only text); this reply has {len(reply.attachments)}. "
+                "Remove the files and send the text, or share them as a link.")
         return self._send_chat(reply, text)
 
     def _send_post(self, reply: OutboundReply, text: str) -> str:
         _check_length(text, MAX_POST_GRAPHEMES, MAX_POST_BYTES, "post")
+        _check_images(reply.attachments)
         if not reply.reply_to_external_id or not reply.reply_to_external_id.startswith("at://"):
             raise PermanentError("a reply on Bluesky needs the post it answers")
         answer = self._call("GET", "app.bsky.feed.getPosts", params={"uris": reply.reply_to_external_id})
@@ -480,10 +571,36 @@ class BlueskyConnector(Connector):
         facets = link_facets(text)
         if facets:
             record["facets"] = facets
+        if reply.attachments:
+            # Uploaded only now that the parent is known to exist. A blob no record names is
+            # dropped by the PDS, and the same bytes upload to the same CID on a retry.
+            record["embed"] = {"$type": "app.bsky.embed.images",
+                               "images": [{"image": self._upload(a), "alt": ""} for a in reply.attachments]}
         session = self._session()
-        created = self._call("POST", "com.atproto.repo.createRecord",
-                             body={"repo": session["did"], "collection": "app.bsky.feed.post", "record": record})
+        try:
+            created = self._call("POST", "com.atproto.repo.createRecord",
+                                 body={"repo": session["did"], "collection": "app.bsky.feed.post", "record": record})
+        except PermanentError as exc:
+            if reply.attachments and any(name in str(exc) for name in ("BlobTooLarge", "InvalidMimeType")):
+                raise PermanentError(f"Bluesky refused the images of this reply ({exc}). {IMAGE_ADVICE}") from None
+            raise
         return str(pick(created, "uri"))
+
+    def _upload(self, attachment: Attachment) -> dict[str, Any]:
+        """`com.atproto.repo.uploadBlob` of one file; returns the blob reference for the embed."""
+        try:
+            answer = self._call("POST", "com.atproto.repo.uploadBlob", data=attachment.data,
+                                content_type=_media_type(attachment))
+        except RetryableError as exc:
+            raise RetryableError(f"Bluesky did not take the image {attachment.filename} yet ({exc}); the reply "
+                                 "is sent again later.", retry_after=exc.retry_after) from None
+        except PermanentError as exc:
+            raise PermanentError(f"Bluesky refused the image {attachment.filename} ({exc}). {IMAGE_ADVICE}") from None
+        blob = answer.get("blob") if isinstance(answer, dict) else None
+        ref = blob.get("ref") if isinstance(blob, dict) else None
+        if not isinstance(ref, dict) or not isinstance(ref.get("$link"), str):
+            raise RetryableError(f"Bluesky answered the upload of {attachment.filename} without a blob reference")
+        return blob
 
     def _send_chat(self, reply: OutboundReply, text: str) -> str:
         _check_length(text, MAX_DM_GRAPHEMES, MAX_DM_BYTES, "direct message")
@@ -507,12 +624,88 @@ def _check_length(text: str, graphemes: int, size: int, what: str) -> None:
         raise PermanentError(f"The {what} is {length} bytes long in UTF-8; Bluesky allows {size}.")
 
 
+IMAGE_ADVICE = (f"A Bluesky post can carry up to {MAX_IMAGES} JPEG, PNG, WebP or GIF images of at most "
+                f"{MAX_IMAGE_BYTES:,} bytes each: make the image smaller or convert it, then send again.")
+
+
+def _media_type(attachment: Attachment) -> str:
+    return (attachment.content_type or "").split(";")[0].strip().lower()
+
+
+def _check_images(attachments: tuple[Attachment, ...]) -> None:
+    """Refuse, before anything is sent, files a Bluesky post cannot carry."""
+    if len(attachments) > MAX_IMAGES:
+        raise PermanentError(f"A Bluesky post can carry at most {MAX_IMAGES} images; this reply has "
+                             f"{len(attachments)}. Remove {len(attachments) - MAX_IMAGES}, or send them in a "
+                             "second reply.")
+    for attachment in attachments:
+        kind = _media_type(attachment)
+        if kind not in IMAGE_TYPES:
+            raise PermanentError(f"{attachment.filename} is {kind or 'of an unknown type'}; a Bluesky post can "
+                                 "carry JPEG, PNG, WebP or GIF images only. Convert it, or share it as a link.")
+        if attachment.data is None:
+            raise PermanentError(f"{attachment.filename} has no content to upload; attach it again.")
+        size = len(attachment.data)
+        if size > MAX_IMAGE_BYTES:
+            raise PermanentError(f"{attachment.filename} is {size:,} bytes; Bluesky allows images of at most "
+                                 f"{MAX_IMAGE_BYTES:,} bytes. Make it smaller, then send again.")
+
+
 def _error_name(response: Any) -> str | None:
     try:
         body = response.json()
     except ValueError:
         return None
     return body.get("error") if isinstance(body, dict) else None
+
+
+def _log_kind(entry: Any) -> str:
+    """The short name of a chat log event (`logCreateMessage`), or "unknown"."""
+    kind = entry.get("$type") if isinstance(entry, dict) else None
+    if isinstance(kind, str) and kind.startswith(CHAT_DEFS) and kind[len(CHAT_DEFS):]:
+        return kind[len(CHAT_DEFS):]
+    return "unknown"
+
+
+def _sender_did(message: Any) -> str | None:
+    sender = message.get("sender") if isinstance(message, dict) else None
+    did = sender.get("did") if isinstance(sender, dict) else None
+    return did if isinstance(did, str) else None
+
+
+def _is_deleted_view(message: Any) -> bool:
+    """A `deletedMessageView` (union members carry their `$type`; one without text and tag is broken)."""
+    return isinstance(message, dict) and message.get("$type") == CHAT_DEFS + "deletedMessageView"
+
+
+def _answered_uri(raw: Any) -> str | None:
+    """The at-uri of the post a notification's post answers (`reply.parent`) or else quotes."""
+    record = raw.get("record") if isinstance(raw, dict) else None
+    if not isinstance(record, dict):
+        return None
+    reply = record.get("reply") if isinstance(record.get("reply"), dict) else {}
+    parent = reply.get("parent") if isinstance(reply.get("parent"), dict) else {}
+    if isinstance(parent.get("uri"), str):
+        return parent["uri"]
+    embed = record.get("embed") if isinstance(record.get("embed"), dict) else {}
+    if embed.get("$type") == "app.bsky.embed.recordWithMedia":
+        embed = embed.get("record") if isinstance(embed.get("record"), dict) else {}
+    quoted = embed.get("record") if isinstance(embed.get("record"), dict) else {}
+    uri = quoted.get("uri")
+    # A quote may also embed a feed, a list or a starter pack: only a post is context.
+    return uri if isinstance(uri, str) and "/app.bsky.feed.post/" in uri else None
+
+
+def _post_context(post: dict[str, Any]) -> dict[str, str | None]:
+    """The text of a `postView` and its link on bsky.app (by handle, or by DID without a valid one)."""
+    record = post.get("record") if isinstance(post.get("record"), dict) else {}
+    author = post.get("author") if isinstance(post.get("author"), dict) else {}
+    handle = author.get("handle")
+    if not isinstance(handle, str) or not handle or handle == "handle.invalid":
+        handle = author.get("did") or str(post["uri"])[len("at://"):].split("/", 1)[0]
+    rkey = str(post["uri"]).rsplit("/", 1)[-1]
+    text = record.get("text") if isinstance(record.get("text"), str) else None
+    return {"text": text, "url": f"https://bsky.app/profile/{handle}/post/{rkey}"}
 
 
 def _parse_optional(value: Any) -> dt.datetime | None:

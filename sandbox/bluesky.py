@@ -5,13 +5,18 @@ It follows shared/channels.md section 7 to the field name: `com.atproto.server.c
 "Token has expired"}`), `app.bsky.notification.listNotifications` (newest first, `cursor` pages
 backwards, `reasons` filter, `limit` 1-100, `seenAt` rejected with 400 `InvalidRequest`),
 `com.atproto.repo.createRecord` (checks that `reply.root`/`reply.parent` name existing (uri,
-cid) pairs and the 300-grapheme limit), `app.bsky.feed.getPosts`, `app.bsky.actor.getProfiles`,
-and the chat service behind `atproto-proxy: did:web:api.bsky.chat#bsky_chat`
-(`chat.bsky.convo.getLog`, `chat.bsky.convo.sendMessage`). Every answer carries `RateLimit-Limit`,
+cid) pairs, the 300-grapheme limit, and an `app.bsky.embed.images` embed: at most 4 images, each an
+uploaded blob of at most 1,000,000 bytes whose type is `image/*` - BlobNotFound, BlobTooLarge,
+InvalidMimeType), `com.atproto.repo.uploadBlob` (the raw body; 413 PayloadTooLarge over the PDS
+upload limit; the type sniffed from the bytes like the PDS does; kept in `blobs`),
+`app.bsky.feed.getPosts` (at most 25 `uris`), `app.bsky.actor.getProfiles`, and the chat service
+behind `atproto-proxy: did:web:api.bsky.chat#bsky_chat` (`chat.bsky.convo.getLog`,
+`chat.bsky.convo.sendMessage`). Every answer carries `RateLimit-Limit`,
 `RateLimit-Remaining`, `RateLimit-Reset` (epoch seconds) and `RateLimit-Policy`; a 429 adds
 `Retry-After`. Embedded images are served under `/img/feed_fullsize/plain/{did}/{cid}@jpeg`.
 
-Tests drive it with `customer_mention`, `customer_reply`, `our_post`, `customer_dm`,
+Tests drive it with `customer_mention`, `customer_reply`, `customer_quote`, `our_post`, `customer_dm`,
+`customer_deletes_dm`, `reaction`, `read_up_to`, `convo_event`, `chat_event_of_unknown_type`,
 `malformed_notification`, `duplicate`, `expire_token`, `rate_limited`, and read `sent`.
 """
 
@@ -32,6 +37,21 @@ from sandbox.x import PHOTO
 CHAT_PROXY = "did:web:api.bsky.chat#bsky_chat"
 
 
+def sniff(data: bytes) -> str | None:
+    """The media type of a file from its first bytes, as the PDS finds it (file-type)."""
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith((b"GIF87a", b"GIF89a")):
+        return "image/gif"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    if data.startswith(b"%PDF-"):
+        return "application/pdf"
+    return None
+
+
 def xrpc_error(status: int, error: str, message: str, headers: dict[str, str] | None = None):
     return status, {"error": error, "message": message}, dict(headers or {})
 
@@ -42,7 +62,8 @@ class BlueskyImitation(Imitation):
     name = "bluesky"
 
     def __init__(self, *, handle: str = "acme.bsky.social", app_password: str = "abcd-efgh-ijkl-mnop",
-                 page_size: int | None = None, token_seconds: float = 7200) -> None:
+                 page_size: int | None = None, token_seconds: float = 7200,
+                 blob_upload_limit: int = 5 * 1024 * 1024, image_max_bytes: int = 1_000_000) -> None:
         super().__init__()
         self.handle = handle
         self.did = "did:plc:acme0000000000"
@@ -55,6 +76,11 @@ class BlueskyImitation(Imitation):
         self.notifications: list[dict[str, Any]] = []  # oldest first; duplicates possible
         self.chat_log: list[dict[str, Any]] = []  # oldest first
         self.sent: list[dict[str, Any]] = []
+        #: Uploaded blobs by CID: {"data", "mimeType", "size"} (PDS `blobUploadLimit`; the post
+        #: lexicon's image `maxSize` is checked when a record names the blob).
+        self.blobs: dict[str, dict[str, Any]] = {}
+        self.blob_upload_limit = blob_upload_limit
+        self.image_max_bytes = image_max_bytes
         self.access_tokens: dict[str, float] = {}
         self.refresh_tokens: set[str] = set()
         self.logins = 0
@@ -124,6 +150,26 @@ class BlueskyImitation(Imitation):
                 self._notify(post, "mention")
             return post["uri"]
 
+    def customer_quote(self, handle: str, quoted: str, text: str, *, name: str | None = None,
+                       image: bool = False) -> str:
+        """A customer's post quoting `quoted` (`app.bsky.embed.record`, or `recordWithMedia` with an
+        image): a `quote` notification when the quoted post is ours, else a mention."""
+        with self.lock:
+            did = self.account(handle, name)
+            post = self._new_post(did, text, image=image)
+            ref = {"uri": quoted, "cid": self.posts[quoted]["cid"]}
+            if image:
+                post["record"]["embed"] = {"$type": "app.bsky.embed.recordWithMedia",
+                                           "record": {"$type": "app.bsky.embed.record", "record": ref},
+                                           "media": post["record"]["embed"]}
+            else:
+                post["record"]["embed"] = {"$type": "app.bsky.embed.record", "record": ref}
+            if self.posts[quoted]["author"] == self.did:
+                self._notify(post, "quote")
+            elif f"@{self.handle}" in text:
+                self._notify(post, "mention")
+            return post["uri"]
+
     def our_post(self, text: str, *, parent: str | None = None) -> str:
         with self.lock:
             return self._new_post(self.did, text, parent=parent)["uri"]
@@ -145,6 +191,55 @@ class BlueskyImitation(Imitation):
                               "message": {"$type": "chat.bsky.convo.defs#messageView", "id": message_id, "rev": rev,
                                           "text": text, "sender": {"did": sender}, "sentAt": self._now()}})
         return message_id
+
+    def _log(self, kind: str, convo: str, **fields: Any) -> dict[str, Any]:
+        """Append a `chat.bsky.convo.defs#<kind>` event with the next rev."""
+        entry = {"$type": f"chat.bsky.convo.defs#{kind}", "rev": f"222{next(self._serial):010d}", "convoId": convo,
+                 **fields}
+        self.chat_log.append(entry)
+        return entry
+
+    def _chat_message(self, message_id: str) -> tuple[str, dict[str, Any]]:
+        for entry in self.chat_log:
+            message = entry.get("message")
+            if entry["$type"].endswith("#logCreateMessage") and message["id"] == message_id:
+                return entry["convoId"], message
+        raise KeyError(message_id)
+
+    def customer_deletes_dm(self, message_id: str) -> None:
+        """`logDeleteMessage` with the message as a `deletedMessageView` (no text)."""
+        with self.lock:
+            convo, message = self._chat_message(message_id)
+            self._log("logDeleteMessage", convo, message={
+                "$type": "chat.bsky.convo.defs#deletedMessageView", "id": message["id"], "rev": message["rev"],
+                "sender": dict(message["sender"]), "sentAt": message["sentAt"]})
+
+    def reaction(self, message_id: str, value: str = "\U0001f44d", *, by: str | None = None,
+                 removed: bool = False) -> None:
+        """`logAddReaction` (or `logRemoveReaction`) on a message: `{message, reaction: reactionView}`."""
+        with self.lock:
+            convo, message = self._chat_message(message_id)
+            sender = self.account(by) if by else message["sender"]["did"]
+            self._log("logRemoveReaction" if removed else "logAddReaction", convo, message=dict(message),
+                      reaction={"value": value, "sender": {"did": sender}, "createdAt": self._now()})
+
+    def read_up_to(self, message_id: str) -> None:
+        """`logReadMessage`: the convo was read up to this message."""
+        with self.lock:
+            convo, message = self._chat_message(message_id)
+            self._log("logReadMessage", convo, message=dict(message))
+
+    def convo_event(self, handle: str, kind: str) -> None:
+        """`logBeginConvo`, `logAcceptConvo`, `logLeaveConvo`, `logMuteConvo` or `logUnmuteConvo`."""
+        with self.lock:
+            self._log(kind, self._convo_with(self.account(handle)))
+
+    def chat_event_of_unknown_type(self, handle: str) -> None:
+        """An event type the chat service may add later (here a group-chat one, still unstable)."""
+        with self.lock:
+            self._log("logAddMember", self._convo_with(self.account(handle)),
+                      message={"$type": "chat.bsky.convo.defs#systemMessageView", "id": "sys1", "rev": "1",
+                               "sentAt": self._now(), "data": {}}, relatedProfiles=[])
 
     def malformed_notification(self) -> None:
         """A notification whose record has no text and whose author has no did."""
@@ -271,6 +366,9 @@ class BlueskyImitation(Imitation):
             if refused:
                 return refused
             uris = request.query.get("uris") or []
+            if len(uris) > 25:
+                return xrpc_error(400, "InvalidRequest", "Error: uris must not have more than 25 elements", headers)
+            # Deleted posts (and those hidden by a block) are simply not in the answer.
             return 200, {"posts": [self._post_view(self.posts[u]) for u in uris if u in self.posts]}, headers
 
     @route("GET", r"/xrpc/app\.bsky\.actor\.getProfiles")
@@ -302,6 +400,9 @@ class BlueskyImitation(Imitation):
                 return xrpc_error(400, "InvalidRequest",
                                   "Invalid app.bsky.feed.post record: Record/text must not be longer than 300 "
                                   "graphemes", headers)
+            refused = self._embed_refused(record.get("embed"), headers)
+            if refused:
+                return refused
             reply = record.get("reply")
             if reply is not None:
                 for part in ("root", "parent"):
@@ -318,6 +419,51 @@ class BlueskyImitation(Imitation):
             return 200, {"uri": post["uri"], "cid": post["cid"],
                          "commit": {"cid": "bafyreicommit", "rev": f"3lk{len(self.sent):010d}"},
                          "validationStatus": "valid"}, headers
+
+    @route("POST", r"/xrpc/com\.atproto\.repo\.uploadBlob")
+    def upload_blob(self, request: Request):
+        """The body is the file. Like the PDS: any type is taken (the type is sniffed from the bytes,
+        else the Content-Type header); only the PDS upload limit applies here (413 PayloadTooLarge)."""
+        with self.lock:
+            headers = self._headers()
+            refused = self._auth(request, headers)
+            if refused:
+                return refused
+            data = request.body
+            if len(data) > self.blob_upload_limit:
+                return xrpc_error(413, "PayloadTooLarge", "request entity too large", headers)
+            mime = sniff(data) or (request.headers.get("Content-Type") or "application/octet-stream").split(";")[0]
+            cid = "bafkrei" + hashlib.sha256(data).hexdigest()[:52]
+            self.blobs[cid] = {"data": data, "mimeType": mime, "size": len(data)}
+            return 200, {"blob": {"$type": "blob", "ref": {"$link": cid}, "mimeType": mime, "size": len(data)}}, headers
+
+    def _embed_refused(self, embed: Any, headers: dict[str, str]):
+        """The checks of an `app.bsky.embed.images` embed the PDS makes on createRecord."""
+        if not isinstance(embed, dict) or embed.get("$type") != "app.bsky.embed.images":
+            return None
+        images = embed.get("images")
+        if not isinstance(images, list) or len(images) > 4:
+            return xrpc_error(400, "InvalidRequest", "Invalid app.bsky.feed.post record: "
+                              "Record/embed/images must not have more than 4 elements", headers)
+        for image in images:
+            blob = image.get("image") if isinstance(image, dict) else None
+            if not isinstance(blob, dict) or not isinstance(image.get("alt"), str):
+                return xrpc_error(400, "InvalidRequest", "Invalid app.bsky.feed.post record: "
+                                  "Record/embed/images/0 must have the properties \"image\" and \"alt\"", headers)
+            cid = (blob.get("ref") or {}).get("$link") if isinstance(blob.get("ref"), dict) else None
+            found = self.blobs.get(cid)
+            if not found:
+                return xrpc_error(400, "BlobNotFound", f"Could not find blob: {cid}", headers)
+            if found["size"] > self.image_max_bytes:
+                return xrpc_error(400, "BlobTooLarge", f"This file is too large. It is {found['size']} bytes but "
+                                  f"the maximum size is {self.image_max_bytes} bytes.", headers)
+            if not found["mimeType"].startswith("image/"):
+                return xrpc_error(400, "InvalidMimeType", f"Wrong type of file. It is {found['mimeType']} but it "
+                                  "must match image/*.", headers)
+            if blob.get("mimeType") != found["mimeType"]:
+                return xrpc_error(400, "InvalidMimeType", "Referenced Mimetype does not match stored blob. "
+                                  f"Expected: {found['mimeType']}, Got: {blob.get('mimeType')}", headers)
+        return None
 
     def _chat_refused(self, request: Request, headers: dict[str, str]):
         refused = self._auth(request, headers)

@@ -9,8 +9,10 @@ polls, XRPC error bodies, RateLimit-* headers, images and chat messages.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,8 +21,9 @@ from connectors import bluesky as bluesky_module
 from connectors.base import PermanentError, RetryableError
 from connectors.bluesky import BlueskyConnector, grapheme_count, link_facets, xrpc_error_message
 from connectors.testing import ChannelDriver, ConnectorContract, fetch_all
-from inbox.models import Author, OutboundReply
+from inbox.models import CHANGE_DELETED, Attachment, Author, FetchResult, MessageChange, OutboundReply
 from sandbox.bluesky import BlueskyImitation
+from sandbox.x import PHOTO
 
 pytestmark = pytest.mark.server  # starts loopback imitations of the channel APIs
 
@@ -306,6 +309,99 @@ def test_chat_length_limit(pds, context):
             to=Author(handle="did:plc:x"), thread_key="convo1", public=False))
 
 
+# Chat log events other than new messages -------------------------------------------------------
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "bluesky"
+
+
+def fetch_with_changes(connector: BlueskyConnector, cursor: str | None = None) -> FetchResult:
+    """Like `fetch_all`, and keeping every page's `changes` too (fetch_all keeps items and rejects)."""
+    items, rejects, changes = [], [], []
+    for _ in range(50):
+        result = connector.fetch(cursor)
+        items, rejects, changes = items + result.items, rejects + result.rejects, changes + result.changes
+        cursor = result.cursor
+        if not result.more:
+            break
+    return FetchResult(items=items, cursor=cursor, rejects=rejects, changes=changes)
+
+
+def test_a_deleted_chat_message_becomes_a_deletion_of_the_stored_item(pds, context):
+    conn = make(pds, context, dms=True)
+    first = pds.customer_dm("jane.bsky.social", "my address is Main St 1")
+    [item] = fetch_with_changes(conn).items
+    cursor = fetch_with_changes(conn).cursor
+    pds.customer_deletes_dm(first)
+    result = fetch_with_changes(conn, cursor)
+    assert result.items == [] and result.rejects == []
+    assert result.changes == [MessageChange(external_id=item.external_id, kind=CHANGE_DELETED)]
+
+
+def test_a_message_created_and_deleted_before_we_read_the_log(pds, context):
+    conn = make(pds, context, dms=True)
+    message = pds.customer_dm("jane.bsky.social", "oops, wrong chat")
+    convo, view = pds._chat_message(message)
+    # The service shows a message deleted since as a deletedMessageView in its create event, too.
+    pds.chat_log[0]["message"] = {"$type": "chat.bsky.convo.defs#deletedMessageView", "id": message,
+                                  "rev": view["rev"], "sender": view["sender"], "sentAt": view["sentAt"]}
+    pds.customer_deletes_dm(message)
+    result = fetch_with_changes(conn)
+    assert result.items == [] and result.rejects == [], "no empty message, nothing quarantined"
+    assert [c.external_id for c in result.changes] == [f"chat:{message}"]
+
+
+def test_our_own_deleted_message_is_no_change(pds, context):
+    conn = make(pds, context, dms=True)
+    pds.customer_dm("jane.bsky.social", "hi")
+    [item] = fetch_with_changes(conn).items
+    conn.send(OutboundReply(idempotency_key="d1", channel="bsky", conversation_id=1, text="Hello!",
+                            to=item.author, thread_key=item.thread_key, public=False))
+    cursor = fetch_with_changes(conn).cursor
+    pds.customer_deletes_dm(pds.sent[0]["id"])
+    result = fetch_with_changes(conn, cursor)
+    assert (result.items, result.changes, result.rejects) == ([], [], [])
+
+
+@pytest.mark.parametrize("event", ["reaction", "reaction removed", "read", "logBeginConvo", "logAcceptConvo",
+                                   "logLeaveConvo", "logMuteConvo", "logUnmuteConvo", "unknown"])
+def test_other_chat_events_are_counted_and_skipped(pds, context, caplog, event):
+    caplog.set_level(logging.DEBUG, logger="mainland.connectors.bluesky")
+    conn = make(pds, context, dms=True)
+    message = pds.customer_dm("jane.bsky.social", "hi")
+    cursor = fetch_with_changes(conn).cursor
+    if event.startswith("reaction"):
+        pds.reaction(message, by="jane.bsky.social", removed=event.endswith("removed"))
+        name = "logRemoveReaction" if event.endswith("removed") else "logAddReaction"
+    elif event == "read":
+        pds.read_up_to(message)
+        name = "logReadMessage"
+    elif event == "unknown":
+        pds.chat_event_of_unknown_type("jane.bsky.social")
+        name = "logAddMember"
+    else:
+        pds.convo_event("jane.bsky.social", event)
+        name = event
+    result = fetch_with_changes(conn, cursor)
+    assert (result.items, result.changes, result.rejects) == ([], [], [])
+    assert f"{name} 1" in caplog.text
+    assert json.loads(result.cursor)["chat"] == pds.chat_log[-1]["rev"], "the log moves past the event"
+
+
+def test_every_kind_of_chat_log_event_from_the_lexicon(pds, context, caplog):
+    caplog.set_level(logging.DEBUG, logger="mainland.connectors.bluesky")
+    pds.chat_log = json.loads((FIXTURES / "chat_log.json").read_text())["logs"]
+    result = fetch_with_changes(make(pds, context, dms=True))
+    [item] = result.items
+    assert (item.external_id, item.text, item.thread_key) == ("chat:msg-1", "Where is my parcel?", "convo-jane")
+    assert result.changes == [MessageChange(external_id="chat:msg-1", kind=CHANGE_DELETED)]
+    assert result.rejects == []
+    skipped = " ".join(r.getMessage() for r in caplog.records if "skipped" in r.getMessage())
+    for name in ("logBeginConvo", "logAcceptConvo", "logReadMessage", "logAddReaction", "logRemoveReaction",
+                 "logMuteConvo", "logUnmuteConvo", "logLeaveConvo", "logReadConvo", "logSomethingNew",
+                 "logCreateMessage (ours)", "unknown"):
+        assert name in skipped, name
+
+
 # Sessions, rate limits, faults ----------------------------------------------------------------
 
 def test_one_login_serves_every_poll(pds, context):
@@ -374,3 +470,219 @@ def test_timeout_and_dropped_connection_are_retryable(pds, context):
     pds.drop_next(path_prefix="/xrpc/app.bsky")
     with pytest.raises(RetryableError):
         conn.fetch(None)
+
+
+# The post being answered (context) --------------------------------------------------------------
+
+def test_a_reply_carries_the_post_it_answers(pds, context):
+    ours = pds.our_post("We are back online!")
+    reply = pds.customer_reply("jane.bsky.social", ours, "Still broken for me")
+    conn = make(pds, context)
+    [item] = fetch_all(conn).items
+    assert item.external_id == reply
+    assert item.context_text == "We are back online!"
+    assert item.context_url == f"https://bsky.app/profile/acme.bsky.social/post/{ours.rsplit('/', 1)[-1]}"
+    # Reprocessing the stored original gives the same post without asking Bluesky again.
+    pds.requests.clear()
+    again = conn.parse_raw(item.raw)
+    assert (again.context_text, again.context_url) == (item.context_text, item.context_url)
+    assert not pds.requests
+
+
+def test_a_mention_in_a_reply_carries_the_post_it_answers(pds, context):
+    theirs = pds.customer_mention("bob.bsky.social", "Anyone else waiting on a parcel from acme?")
+    answer = pds.customer_reply("jane.bsky.social", theirs, "@acme.bsky.social me too, order #77")
+    items = {i.external_id: i for i in fetch_all(make(pds, context)).items}
+    assert items[answer].context_text == "@acme.bsky.social Anyone else waiting on a parcel from acme?"
+    assert items[answer].context_url.endswith(f"/profile/bob.bsky.social/post/{theirs.rsplit('/', 1)[-1]}")
+    assert items[theirs].context_text is None and items[theirs].context_url is None, "a top-level post answers none"
+
+
+def test_a_quote_carries_the_quoted_post(pds, context):
+    ours = pds.our_post("Spring sale starts Monday")
+    plain = pds.customer_quote("jane.bsky.social", ours, "Does it include shoes?")
+    with_image = pds.customer_quote("bob.bsky.social", ours, "This one?", image=True)
+    items = {i.external_id: i for i in fetch_all(make(pds, context, reasons="mention,reply,quote")).items}
+    for uri in (plain, with_image):
+        assert items[uri].headers["reason"] == "quote"
+        assert items[uri].context_text == "Spring sale starts Monday"
+        assert items[uri].context_url.endswith(ours.rsplit("/", 1)[-1])
+    assert len(items[with_image].attachments) == 1, "the quote's own image is still taken"
+
+
+def test_parents_are_fetched_25_at_a_time_in_few_calls(pds, context):
+    ours = [pds.our_post(f"Announcement {n}") for n in range(30)]
+    replies = [pds.customer_reply(f"c{n}.bsky.social", post, f"question {n}") for n, post in enumerate(ours)]
+    conn = make(pds, context, pages_per_fetch=20, first_poll_items=100)  # one fetch reads all 30
+    result = fetch_all(conn)
+    assert {i.external_id: i.context_text for i in result.items} == {
+        reply: f"Announcement {n}" for n, reply in enumerate(replies)}
+    calls = pds.requests_to(r"getPosts$")
+    assert sorted(len(c.query["uris"]) for c in calls) == [5, 25]
+
+
+def test_a_deleted_or_blocked_parent_leaves_the_context_empty(pds, context):
+    ours = pds.our_post("Old announcement")
+    reply = pds.customer_reply("jane.bsky.social", ours, "Is this still valid?")
+    del pds.posts[ours]  # deleted since, or hidden from us by a block: getPosts leaves it out
+    [item] = fetch_all(make(pds, context)).items
+    assert item.external_id == reply and item.text == "Is this still valid?"
+    assert (item.context_text, item.context_url) == (None, None)
+
+
+def test_a_failed_parent_lookup_never_fails_the_items(pds, context, caplog):
+    ours = pds.our_post("Announcement")
+    reply = pds.customer_reply("jane.bsky.social", ours, "Question")
+    pds.server_error(502, path_prefix="/xrpc/app.bsky.feed.getPosts")
+    result = fetch_all(make(pds, context))
+    assert [i.external_id for i in result.items] == [reply] and result.rejects == []
+    assert result.items[0].context_text is None
+    assert "not shown" in caplog.text
+
+
+def test_a_long_parent_is_shortened_and_a_handle_less_author_is_linked_by_did(pds, context):
+    ours = pds.our_post("x" * 900)
+    pds.profiles[pds.did]["handle"] = "handle.invalid"  # what the AppView shows for a broken handle
+    pds.customer_reply("jane.bsky.social", ours, "?")
+    [item] = fetch_all(make(pds, context)).items
+    assert len(item.context_text) <= 500 and item.context_text.endswith("…")
+    assert item.context_url == f"https://bsky.app/profile/{pds.did}/post/{ours.rsplit('/', 1)[-1]}"
+
+
+# Timestamps (golden fixtures) -------------------------------------------------------------------
+
+TIMESTAMPS = json.loads((FIXTURES / "timestamps.json").read_text())
+
+
+@pytest.mark.parametrize("case", TIMESTAMPS["parse"], ids=lambda c: c["value"].strip())
+def test_record_and_chat_times_in_every_form_bluesky_gives_them(pds, context, case):
+    conn = make(pds, context, dms=True)
+    uri = pds.customer_mention("jane.bsky.social", "when does it ship?")
+    pds.posts[uri]["record"]["createdAt"] = case["value"]
+    pds.notifications[-1]["indexedAt"] = case["value"]
+    message = pds.customer_dm("bob.bsky.social", "and mine?")
+    pds.chat_log[-1]["message"]["sentAt"] = case["value"]
+    result = fetch_all(conn)
+    assert result.rejects == []
+    assert {i.external_id: i.sent_at.isoformat() for i in result.items} == {
+        uri: case["expected"], f"chat:{message}": case["expected"]}
+    assert fetch_all(conn, result.cursor).items == [], "the watermark holds in every form"
+
+
+@pytest.mark.parametrize("value", TIMESTAMPS["refused"])
+def test_a_post_without_a_readable_time_goes_to_quarantine(pds, context, value):
+    good = pds.customer_mention("bob.bsky.social", "fine")
+    bad = pds.customer_mention("jane.bsky.social", "when?")
+    pds.posts[bad]["record"]["createdAt"] = value
+    result = fetch_all(make(pds, context))
+    assert [i.external_id for i in result.items] == [good]
+    [reject] = result.rejects
+    assert "date" in reject.reason
+
+
+# Replies with images ------------------------------------------------------------------------------
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+def image(name: str = "receipt.jpg", data: bytes = PHOTO, content_type: str = "image/jpeg") -> Attachment:
+    return Attachment(filename=name, content_type=content_type, data=data, size=len(data))
+
+
+def post_with_files(parent: str, *files: Attachment, text: str = "Here is the label.") -> OutboundReply:
+    return dataclasses.replace(post_reply(text, parent), attachments=files)
+
+
+def test_images_are_uploaded_and_named_by_the_post(pds, context):
+    uri = pds.customer_mention("jane.bsky.social")
+    make(pds, context).send(post_with_files(uri, image(), image("label.png", PNG, "image/png")))
+    uploads = pds.requests_to(r"uploadBlob$")
+    assert [u.body for u in uploads] == [PHOTO, PNG], "the bytes themselves, as the request body"
+    assert [u.headers["Content-Type"] for u in uploads] == ["image/jpeg", "image/png"]
+    [sent] = pds.sent
+    embed = sent["record"]["embed"]
+    assert embed["$type"] == "app.bsky.embed.images"
+    cids = [i["image"]["ref"]["$link"] for i in embed["images"]]
+    assert [pds.blobs[c]["data"] for c in cids] == [PHOTO, PNG]
+    assert [i["alt"] for i in embed["images"]] == ["", ""]
+    assert sent["record"]["reply"]["parent"]["uri"] == uri and sent["text"] == "Here is the label."
+
+
+def test_an_image_alone_is_a_reply(pds, context):
+    uri = pds.customer_mention("jane.bsky.social")
+    make(pds, context).send(post_with_files(uri, image(), text=""))
+    assert pds.sent[0]["record"]["text"] == "" and len(pds.sent[0]["record"]["embed"]["images"]) == 1
+
+
+def test_the_channel_declares_images_in_public_replies_only():
+    limits = BlueskyConnector.limits
+    assert limits.accepts_files(public=True) and not limits.accepts_files(public=False)
+    assert limits.accepts_type("image/webp") and not limits.accepts_type("application/pdf")
+    assert (limits.max_attachments, limits.max_attachment_bytes) == (4, 1_000_000)
+
+
+def test_a_direct_message_with_files_is_refused_before_anything_is_sent(pds, context):
+    conn = make(pds, context, dms=True)
+    pds.customer_dm("jane.bsky.social", "hi")
+    [item] = fetch_all(conn).items
+    with pytest.raises(PermanentError) as refused:
+        conn.send(OutboundReply(idempotency_key="d1", channel="bsky", conversation_id=1, text="See attached",
+                                to=item.author, thread_key=item.thread_key, public=False, attachments=(image(),)))
+    assert "direct message cannot carry files" in str(refused.value) and "Remove the files" in str(refused.value)
+    assert pds.sent == [] and not pds.requests_to(r"uploadBlob$")
+
+
+@pytest.mark.parametrize(("files", "says"), [
+    ((image(),) * 5, "at most 4 images; this reply has 5. Remove 1"),
+    ((image("manual.pdf", b"%PDF-1.7", "application/pdf"),), "manual.pdf is application/pdf"),
+    ((image("big.jpg", PHOTO + b"\x00" * 1_000_000),), "Make it smaller"),
+])
+def test_files_a_post_cannot_carry_are_refused_before_anything_is_sent(pds, context, files, says):
+    uri = pds.customer_mention("jane.bsky.social")
+    with pytest.raises(PermanentError) as refused:
+        make(pds, context).send(post_with_files(uri, *files))
+    assert says in str(refused.value)
+    assert pds.sent == [] and not pds.requests_to(r"uploadBlob$")
+
+
+def test_an_upload_over_the_pds_limit_is_permanent_and_says_what_to_do(context):
+    with BlueskyImitation(blob_upload_limit=1000) as pds:
+        uri = pds.customer_mention("jane.bsky.social")
+        with pytest.raises(PermanentError) as refused:
+            make(pds, context).send(post_with_files(uri, image("photo.jpg", PHOTO + b"\x00" * 2000)))
+        assert "photo.jpg" in str(refused.value) and "PayloadTooLarge" in str(refused.value)
+        assert "make the image smaller" in str(refused.value)
+        assert pds.sent == []
+
+
+def test_an_image_the_appview_finds_too_large_is_permanent(context):
+    with BlueskyImitation(image_max_bytes=100) as pds:
+        uri = pds.customer_mention("jane.bsky.social")
+        with pytest.raises(PermanentError) as refused:
+            make(pds, context).send(post_with_files(uri, image()))
+        assert "BlobTooLarge" in str(refused.value) and "make the image smaller" in str(refused.value)
+        assert pds.sent == []
+
+
+def test_a_file_that_is_not_really_an_image_is_permanent(pds, context):
+    uri = pds.customer_mention("jane.bsky.social")
+    disguised = image("scan.jpg", b"%PDF-1.7 not a photo")  # declared image/jpeg; the PDS reads the bytes
+    with pytest.raises(PermanentError) as refused:
+        make(pds, context).send(post_with_files(uri, disguised))
+    assert "InvalidMimeType" in str(refused.value) and "JPEG, PNG, WebP or GIF" in str(refused.value)
+    assert pds.sent == []
+
+
+def test_a_rate_limited_upload_is_retried_later_and_then_posts_once(pds, context):
+    uri = pds.customer_mention("jane.bsky.social")
+    conn = make(pds, context)
+    pds.rate_limited(40, path_prefix="/xrpc/com.atproto.repo.uploadBlob")
+    reply = post_with_files(uri, image())
+    with pytest.raises(RetryableError) as raised:
+        conn.send(reply)
+    assert raised.value.retry_after == pytest.approx(40, abs=1)
+    assert "receipt.jpg" in str(raised.value) and "sent again later" in str(raised.value)
+    assert pds.sent == []
+    conn.send(reply)
+    [sent] = pds.sent
+    assert len(sent["record"]["embed"]["images"]) == 1
