@@ -3,8 +3,8 @@
 Setup
 -----
 On your Mastodon server, signed in as the support account: Preferences → Development → New
-application. Name it "Mainland", tick the scopes `read:notifications` and `write:statuses`
-(nothing else is needed), save, open the application and copy "Your access token". Put it in
+application. Name it "Mainland", tick the scopes `read:notifications`, `read:statuses` and
+`write:statuses` (nothing else is needed), save, open the application and copy "Your access token". Put it in
 `access_token` as {"$env": "MASTODON_TOKEN"} and the server's address in `base_url`. See
 docs/channels/mastodon.md.
 
@@ -16,6 +16,12 @@ conversation. Public, unlisted and followers-only mentions are public items. The
 (already sanitized by Mastodon, sanitized again by Mainland) is kept and turned into plain text;
 a content warning (`spoiler_text`) becomes the subject; media attachments are downloaded through
 the SSRF-guarded fetch (a file that cannot be fetched is listed without content).
+
+A status that answers another (`in_reply_to_id`) shows the status it answers above it: its
+text (its HTML turned into plain text, at most 500 characters) and its `url`, read with
+`GET /api/v1/statuses/:id` once per parent per poll. A parent that is gone (404, 410) or that the
+token may not read (403: the token lacks `read:statuses`; logged) leaves that context empty; a
+429 or 5xx stops the poll like any other call.
 
 An item's id is the status id, so the same status reached twice is stored once. The customer is
 their account address (`user@server`; local accounts get this server's domain). The conversation
@@ -59,6 +65,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from connectors._http import Http
+from connectors._meta import reply_context
 from connectors.base import (
     Connector,
     ItemError,
@@ -77,6 +84,7 @@ URL_CHARACTERS = 23
 VISIBILITIES = ("public", "unlisted", "private", "direct")
 _URL = re.compile(r"https?://[^\s<>\"']+")
 _MENTION = re.compile(r"(?<![\w/])@(\w+(?:[.-]+\w+)*)@[\w.-]+\w", re.ASCII)
+_STATUS_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _MEDIA_TYPES = {"image": "image/jpeg", "gifv": "video/mp4", "video": "video/mp4", "audio": "audio/mpeg"}
 
 
@@ -100,7 +108,8 @@ class MastodonConnector(Connector):
     settings = (
         Setting("base_url", required=True, help="Your Mastodon server, e.g. https://mastodon.social."),
         Setting("access_token", required=True, secret=True,
-                help="Access token of the support account's application (read:notifications, write:statuses)."),
+                help="Access token of the support account's application (read:notifications, read:statuses, "
+                     "write:statuses)."),
         Setting("account_domain", default="",
                 help="The server part of local account addresses (@support@<this>); default: the host of base_url."),
         Setting("max_characters", default=DEFAULT_MAX_CHARACTERS,
@@ -153,6 +162,7 @@ class MastodonConnector(Connector):
         ordered = sorted(page, key=lambda n: id_key(n["id"]) if isinstance(n, dict) and isinstance(n.get("id"), str)
                          else (0, ""))
         items, rejects = self._convert(ordered)
+        self._add_answered_statuses(items)
         newest = _prev_min_id(response) or (max(ids, key=id_key) if ids else None)
         if newest is None or (cursor and id_key(newest) <= id_key(cursor)):
             # Nothing newer, or a server handing back the same page (IN-57): stay, and stop this poll.
@@ -177,6 +187,40 @@ class MastodonConnector(Connector):
             if item is not None:
                 items.append(item)
         return items, rejects
+
+    def _add_answered_statuses(self, items: list[InboundItem]) -> None:
+        """Give each reply the text and link of the status it answers ("which coat?").
+
+        Each parent is asked once per poll. A parent that is gone (404, 410) or hidden from this
+        token (403: the token lacks `read:statuses`) leaves the context empty; 429 and 5xx stop the
+        poll like any other call, so the cursor stays and the page is read again after the wait.
+        """
+        answered: dict[str, tuple[str | None, str | None]] = {}
+        for item in items:
+            parent_id = item.references[-1] if item.references else None
+            if not parent_id:
+                continue
+            if parent_id not in answered:
+                answered[parent_id] = self._answered_status(parent_id)
+            item.context_text, item.context_url = answered[parent_id]
+
+    def _answered_status(self, status_id: str) -> tuple[str | None, str | None]:
+        if not _STATUS_ID.fullmatch(status_id):
+            return None, None
+        response = self.http.request("GET", f"/api/v1/statuses/{status_id}", expect=(200, 403, 404, 410))
+        if response.status_code == 403:
+            self.log.warning("%s: the token may not read statuses (scope read:statuses), so replies arrive "
+                             "without the status they answer", self.name)
+        if response.status_code != 200:
+            return None, None
+        try:
+            parent = response.json()
+        except ValueError:
+            return None, None
+        if not isinstance(parent, dict):
+            return None, None
+        content = parent.get("content") if isinstance(parent.get("content"), str) else ""
+        return reply_context(html_to_text(content), parent.get("url") or parent.get("uri"))
 
     # Sending ----------------------------------------------------------------------------------
 

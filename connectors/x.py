@@ -7,6 +7,11 @@ Each poll reads two streams of the account named by `user_id`:
 - **Mentions** (`GET /2/users/{user_id}/mentions`) become *public* messages. A mention's
   `conversation_id` is the thread key, so later replies in the same thread join the same
   conversation; the author's display name and @username come from `expansions=author_id`.
+  The post a mention replies to (else the post it quotes) comes with it
+  (`expansions=referenced_tweets.id,referenced_tweets.id.author_id`) and is shown above it: its
+  text and link (`https://x.com/<username>/status/<id>`, or `https://x.com/i/web/status/<id>`
+  when its author is not expanded). A referenced post that is deleted or protected is missing
+  from `includes` (X lists it in `errors`): the mention arrives without that context.
 - **Direct messages** (`GET /2/dm_events?event_types=MessageCreate`) become *private* messages,
   threaded by `dm_conversation_id`. The endpoint returns the messages we sent too: those (the
   `sender_id` is `user_id`) are skipped.
@@ -85,6 +90,7 @@ from typing import Any
 
 from connectors import twitter_text
 from connectors._http import Http
+from connectors._meta import reply_context
 from connectors.base import (
     Connector,
     ItemError,
@@ -100,6 +106,8 @@ MAX_DM_LENGTH = 10_000
 TWEET_FIELDS = "created_at,author_id,conversation_id,in_reply_to_user_id,referenced_tweets,attachments,entities,lang"
 DM_FIELDS = "id,event_type,text,sender_id,dm_conversation_id,created_at,attachments,participant_ids"
 MEDIA_FIELDS = "media_key,type,url,preview_image_url,width,height"
+#: The post a mention answers (or quotes) and its author come with the mention, for the agent's context.
+MENTION_EXPANSIONS = "author_id,attachments.media_keys,referenced_tweets.id,referenced_tweets.id.author_id"
 
 #: Tokens refreshed in this process, per channel: {key: {"access_token", "refresh_token", ...}}.
 _TOKENS: dict[str, dict[str, Any]] = {}
@@ -358,7 +366,7 @@ class XConnector(Connector):
         size = int(self.config["page_size"])
         if stream == "mentions":
             params = {"max_results": min(100, max(5, size)), "tweet.fields": TWEET_FIELDS,
-                      "expansions": "author_id,attachments.media_keys", "user.fields": "username,name",
+                      "expansions": MENTION_EXPANSIONS, "user.fields": "username,name",
                       "media.fields": MEDIA_FIELDS}
             if state.get("mentions"):
                 params["since_id"] = state["mentions"]
@@ -469,12 +477,14 @@ class XConnector(Connector):
         headers = {"url": f"https://x.com/{username}/status/{tweet_id}", "username": f"@{username}"}
         if isinstance(raw.get("lang"), str):
             headers["lang"] = raw["lang"]
+        context_text, context_url = _answered_post(raw, includes)
         return InboundItem(
             channel=self.name, external_id=tweet_id,
             author=Author(handle=author_id, name=_display(user.get("name") or username), identity_kind="x"),
             text=text, sent_at=_parse_time(raw.get("created_at")),
             thread_key=str(raw.get("conversation_id") or tweet_id), references=tuple(replied_to), public=True,
             attachments=self._media(raw, includes), headers=headers, raw=_raw_bytes("mention", raw, includes),
+            context_text=context_text, context_url=context_url,
         )
 
     def _dm_item(self, raw: Any, includes: dict[str, Any]) -> InboundItem:
@@ -570,11 +580,50 @@ def _user(includes: dict[str, Any], user_id: str) -> dict[str, Any]:
     return {}
 
 
+def _referenced(raw: dict[str, Any]) -> list[dict[str, Any]]:
+    """The post's `referenced_tweets` entries that carry a type and an id."""
+    refs = raw.get("referenced_tweets") if isinstance(raw.get("referenced_tweets"), list) else []
+    return [r for r in refs if isinstance(r, dict) and isinstance(r.get("id"), str) and isinstance(r.get("type"), str)]
+
+
+def _included_post(includes: dict[str, Any], post_id: str) -> dict[str, Any] | None:
+    for post in includes.get("tweets") or []:
+        if isinstance(post, dict) and post.get("id") == post_id:
+            return post
+    return None
+
+
+def _answered_post(raw: dict[str, Any], includes: dict[str, Any]) -> tuple[str | None, str | None]:
+    """`(context_text, context_url)`: the post a mention replies to, else the post it quotes.
+
+    A referenced post missing from `includes.tweets` (deleted, or its author protects their posts;
+    X lists it in the page's `errors`) leaves both empty: the mention itself still arrives.
+    """
+    refs = _referenced(raw)
+    chosen = next((r for kind in ("replied_to", "quoted") for r in refs if r["type"] == kind), None)
+    if chosen is None or _numeric(chosen["id"]) is None:
+        return None, None
+    post = _included_post(includes, chosen["id"])
+    if post is None:
+        return None, None
+    text = _unescape(post["text"]) if isinstance(post.get("text"), str) else None
+    author = _user(includes, post["author_id"]) if isinstance(post.get("author_id"), str) else {}
+    username = author.get("username") if isinstance(author.get("username"), str) else ""
+    if username and all(c.isalnum() or c == "_" for c in username):
+        url = f"https://x.com/{username}/status/{chosen['id']}"
+    else:
+        url = f"https://x.com/i/web/status/{chosen['id']}"
+    return reply_context(text, url)
+
+
 def _raw_bytes(kind: str, raw: Any, includes: dict[str, Any]) -> bytes:
     """The item with the expansions it needs, so that quarantine can reprocess it alone."""
-    wanted = {"users": [], "media": []}
+    wanted = {"users": [], "media": [], "tweets": []}
     if isinstance(raw, dict):
-        ids = {raw.get("author_id"), raw.get("sender_id")}
+        referenced = {r["id"] for r in _referenced(raw)}
+        wanted["tweets"] = [t for t in includes.get("tweets") or []
+                            if isinstance(t, dict) and t.get("id") in referenced]
+        ids = {raw.get("author_id"), raw.get("sender_id")} | {t.get("author_id") for t in wanted["tweets"]}
         keys = set((raw.get("attachments") or {}).get("media_keys") or []) \
             if isinstance(raw.get("attachments"), dict) else set()
         wanted["users"] = [u for u in includes.get("users") or [] if isinstance(u, dict) and u.get("id") in ids]

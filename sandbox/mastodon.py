@@ -14,9 +14,11 @@ Ids are opaque strings ordered by length, then text; notification ids start just
 ten so that a client comparing them as text (or as floats) gets the order wrong.
 
 Customers post with `mention(...)` and `direct(...)` (a status with visibility `direct`);
+`our_status(...)` is a status of the support account that customers may answer (`in_reply_to=`).
 `sent` lists the statuses we posted, each with its `idempotency_key` and who it reached. Faults:
 `rate_limited(seconds)`, `server_error()`, `malformed_notification()`, `duplicate_notification()`,
-`revoke_token()`, `favourite(...)` (a notification of another type).
+`delete_status(status)` (GET 404, its notifications keep `"status": null`), `revoke_token()`,
+`favourite(...)` (a notification of another type).
 """
 
 from __future__ import annotations
@@ -110,6 +112,20 @@ class MastodonImitation(Imitation):
         account = self.account(account) if isinstance(account, str) else account
         with self.lock:
             return self._notify("favourite", account, status)
+
+    def our_status(self, text: str, *, visibility: str = "public") -> dict:
+        """A status of the support account itself (an announcement customers answer)."""
+        with self.lock:
+            return self._status(self.me, f"<p>{html.escape(text)}</p>", visibility=visibility, in_reply_to=None,
+                                spoiler_text="", mentions=[], media=[])
+
+    def delete_status(self, status: dict) -> None:
+        """The status is deleted: GET answers 404, and its notifications carry `"status": null`."""
+        with self.lock:
+            self.statuses.pop(status["id"], None)
+            for notification in self.notifications:
+                if notification.get("status") is not None and notification["status"]["id"] == status["id"]:
+                    notification["status"] = None
 
     def replies(self) -> list[dict]:
         with self.lock:

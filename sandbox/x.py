@@ -3,7 +3,9 @@
 It follows shared/channels.md section 2 to the field name: `GET /2/users/{id}/mentions`
 (`since_id` strict, `max_results` 5-100, `pagination_token`, newest first, `meta.newest_id`/
 `oldest_id`/`result_count`/`next_token`, the 800-newest cap, `includes.users`/`includes.media`
-only when expanded, only the asked-for `tweet.fields`), `GET /2/dm_events` (newest first, both
+only when expanded, `includes.tweets` for `referenced_tweets.id` with their authors for
+`referenced_tweets.id.author_id`, a deleted or protected referenced post listed in the top-level
+`errors` of a 200 instead, only the asked-for `tweet.fields`), `GET /2/dm_events` (newest first, both
 directions, no since_id, `meta` without `next_token` on the last page, `{"meta":
 {"result_count": 0}}` when empty), `POST /2/tweets` (201 `{"data": {"id", "text"}}`; 403 for
 duplicate text and for replies to posts that did not mention us), `POST
@@ -12,8 +14,9 @@ duplicate text and for replies to posts that did not mention us), `POST
 Every answer carries `x-rate-limit-limit/-remaining/-reset` (epoch seconds); errors are
 `application/problem+json`.
 
-Tests drive it with `customer_mention`, `customer_dm`, `malformed_mention`, `duplicate`,
-`expire_token`, `rate_limited`, and read `sent` for what we posted.
+Tests drive it with `customer_mention` (optionally `in_reply_to` or `quoting` a post), `our_post`,
+`delete_post`, `protect`, `customer_dm`, `malformed_mention`, `duplicate`, `expire_token`,
+`rate_limited`, and read `sent` for what we posted.
 """
 
 from __future__ import annotations
@@ -71,6 +74,8 @@ class XImitation(Imitation):
         self.tweets: list[dict[str, Any]] = []  # every post, oldest first (duplicates possible)
         self.dm_events: list[dict[str, Any]] = []  # every DM event, oldest first, both directions
         self.media: dict[str, dict[str, Any]] = {}
+        self.deleted: set[str] = set()  # ids of deleted posts
+        self.protected: set[str] = set()  # ids of users whose posts are protected
         self.sent: list[dict[str, Any]] = []  # what we (the connector) created
         self.access_tokens: dict[str, float] = {access_token: time.time() + 7200}
         self.refresh_tokens: set[str] = {refresh_token}
@@ -108,9 +113,27 @@ class XImitation(Imitation):
                            "width": 1, "height": 1}
         return key
 
+    def our_post(self, text: str) -> str:
+        """A post of the support account itself (an announcement customers answer); returns its id."""
+        with self.lock:
+            tweet_id = str(next(self._ids))
+            self.tweets.append({"id": tweet_id, "text": text, "author_id": self.user_id, "created_at": self._now(),
+                                "conversation_id": tweet_id, "edit_history_tweet_ids": [tweet_id], "lang": "en"})
+            return tweet_id
+
+    def delete_post(self, tweet_id: str) -> None:
+        """The post is deleted: it is no longer served, nor expanded (X lists it in `errors`)."""
+        with self.lock:
+            self.deleted.add(tweet_id)
+
+    def protect(self, username: str) -> None:
+        """The user protects their posts: expansions of them are refused (listed in `errors`)."""
+        with self.lock:
+            self.protected.add(self.user(username))
+
     def customer_mention(self, username: str, text: str | None = None, *, name: str | None = None,
-                         in_reply_to: str | None = None, photo: bool = False) -> str:
-        """A customer's post mentioning us (or answering `in_reply_to`); returns its id."""
+                         in_reply_to: str | None = None, quoting: str | None = None, photo: bool = False) -> str:
+        """A customer's post mentioning us (or answering `in_reply_to`, or quoting `quoting`); returns its id."""
         with self.lock:
             author = self.user(username, name)
             tweet_id = str(next(self._ids))
@@ -126,6 +149,8 @@ class XImitation(Imitation):
                 tweet["conversation_id"] = parent["conversation_id"]
                 tweet["in_reply_to_user_id"] = parent["author_id"]
                 tweet["referenced_tweets"] = [{"type": "replied_to", "id": in_reply_to}]
+            if quoting:
+                tweet.setdefault("referenced_tweets", []).append({"type": "quoted", "id": quoting})
             if photo:
                 tweet["attachments"] = {"media_keys": [self._photo()]}
             self.tweets.append(tweet)
@@ -250,6 +275,46 @@ class XImitation(Imitation):
             includes["media"] = [self.media[k] for k in keys if k in self.media]
         return {k: v for k, v in includes.items() if v}
 
+    def _referenced(self, entries: list[dict[str, Any]], request: Request, includes: dict[str, Any]
+                    ) -> list[dict[str, Any]]:
+        """Expand `referenced_tweets.id` (and `.author_id`) into `includes`; return the partial errors.
+
+        A deleted post is "Not Found Error", a protected one "Authorization Error": both are left
+        out of `includes.tweets` and listed in the answer's top-level `errors`.
+        """
+        expanded = set((request.arg("expansions") or "").split(","))
+        if "referenced_tweets.id" not in expanded:
+            return []
+        found: list[dict[str, Any]] = []
+        errors: list[dict[str, Any]] = []
+        wanted = []
+        for entry in entries:
+            for ref in entry.get("referenced_tweets") or []:
+                if ref["id"] not in wanted:
+                    wanted.append(ref["id"])
+        for ref_id in wanted:
+            post = next((t for t in self.tweets if t["id"] == ref_id), None)
+            if post is None or ref_id in self.deleted:
+                errors.append({"value": ref_id, "detail": f"Could not find tweet with referenced_tweets.id: [{ref_id}].",
+                               "title": "Not Found Error", "resource_type": "tweet", "parameter": "referenced_tweets.id",
+                               "resource_id": ref_id, "type": "https://api.x.com/2/problems/resource-not-found"})
+            elif post.get("author_id") in self.protected:
+                errors.append({"value": ref_id, "detail": "Sorry, you are not authorized to see the Tweet with "
+                               f"referenced_tweets.id: [{ref_id}].", "title": "Authorization Error",
+                               "resource_type": "tweet", "parameter": "referenced_tweets.id", "resource_id": ref_id,
+                               "type": "https://api.x.com/2/problems/not-authorized-for-resource"})
+            else:
+                found.append(self._fields({**post, "text": _escape(post["text"])}, "tweet", request.arg("tweet.fields")))
+        if found:
+            includes["tweets"] = found
+        if found and "referenced_tweets.id.author_id" in expanded:
+            users = includes.setdefault("users", [])
+            for post in found:
+                author = self.users.get(post.get("author_id"))
+                if author and author not in users:
+                    users.append(author)
+        return errors
+
     def _page(self, entries: list[dict[str, Any]], request: Request, kind: str, *, low: int, high: int
               ) -> tuple[list[dict[str, Any]], str | None] | tuple[int, bytes, dict[str, str]]:
         """Newest-first page of `entries` (oldest-first list) for the request's paging params."""
@@ -286,7 +351,7 @@ class XImitation(Imitation):
             if user_id != self.user_id:
                 return problem(403, "Forbidden", "You can only read the mentions of the authorised user.",
                                headers=headers)
-            ours = [t for t in self.tweets if t.get("author_id") != self.user_id and (
+            ours = [t for t in self.tweets if t.get("author_id") != self.user_id and t["id"] not in self.deleted and (
                 t.get("mentions_us") or f"@{self.username.lower()}" in str(t.get("text")).lower()
                 or t.get("in_reply_to_user_id") == self.user_id)]
             ours = ours[-800:]  # only the 800 newest mentions are served
@@ -307,8 +372,11 @@ class XImitation(Imitation):
             body = {"data": [self._fields({**t, "text": _escape(t["text"])}, "tweet", request.arg("tweet.fields"))
                              for t in page]}
             includes = self._includes(page, request.arg("expansions"), "author_id")
+            errors = self._referenced(page, request, includes)
             if includes:
                 body["includes"] = includes
+            if errors:
+                body["errors"] = errors  # a 200 can carry data and partial errors
             meta = {"newest_id": page[0]["id"], "oldest_id": page[-1]["id"], "result_count": len(page)}
             if next_token:
                 meta["next_token"] = next_token

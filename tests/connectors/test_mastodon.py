@@ -310,6 +310,59 @@ def test_malformed_notification_is_rejected_and_raw_items_round_trip(mastodon, m
     assert again.external_id == result.items[0].external_id
 
 
+# The status a reply answers ("which coat?") --------------------------------------------------------
+
+def test_a_reply_carries_the_status_it_answers_asked_once_per_parent(mastodon, make):
+    coat = mastodon.our_status("Our wool coat is back, in camel & navy: https://shop.example/coat")
+    mastodon.mention("jane", "which sizes?", in_reply_to=coat)
+    mastodon.mention("bob", "and the price?", in_reply_to=coat)
+    mastodon.mention("carol", "a question of my own")
+    items = fetch_all(make()).items
+    first, second, own = items
+    assert first.context_text == "Our wool coat is back, in camel & navy: https://shop.example/coat"
+    assert first.context_url == coat["url"]
+    assert (second.context_text, second.context_url) == (first.context_text, first.context_url)
+    assert (own.context_text, own.context_url) == (None, None), "answers nothing: nothing asked"
+    assert len(mastodon.requests_to(rf"^/api/v1/statuses/{coat['id']}$")) == 1, "one call per parent per poll"
+    assert len(mastodon.requests_to(r"^/api/v1/statuses/")) == 1
+
+
+def test_a_deleted_or_hidden_parent_leaves_the_context_empty(mastodon, make, caplog):
+    gone = mastodon.our_status("A status we deleted")
+    gone_too = mastodon.our_status("Another one")
+    hidden = mastodon.our_status("Only for followers", visibility="private")
+    mastodon.mention("jane", "about that", in_reply_to=gone)
+    mastodon.mention("bob", "about this", in_reply_to=gone_too)
+    mastodon.direct("carol", "and this one?", in_reply_to=hidden)
+    mastodon.delete_status(gone)
+    mastodon.fail_next(410, {"error": "Record not found"}, path_prefix=f"/api/v1/statuses/{gone_too['id']}")
+    mastodon.fail_next(403, {"error": "This action is outside the authorized scopes"},
+                       path_prefix=f"/api/v1/statuses/{hidden['id']}")
+    result = fetch_all(make())
+    assert [(i.context_text, i.context_url) for i in result.items] == [(None, None)] * 3
+    assert not result.rejects and [i.text.split()[-1] for i in result.items] == ["that", "this", "one?"]
+    assert "read:statuses" in caplog.text
+
+
+def test_a_rate_limited_parent_stops_the_poll_and_keeps_the_cursor(mastodon, make):
+    coat = mastodon.our_status("Our coat")
+    mastodon.mention("jane", "which sizes?", in_reply_to=coat)
+    connector = make()
+    mastodon.fail_next(429, {"error": "Too many requests"}, {"X-RateLimit-Remaining": "0",
+                       "X-RateLimit-Reset": "2099-01-01T00:00:00.000Z"}, path_prefix="/api/v1/statuses/")
+    with pytest.raises(RetryableError):
+        connector.fetch(None)
+    [item] = connector.fetch(None).items
+    assert item.context_text == "Our coat"
+
+
+def test_a_direct_message_answering_nothing_has_no_context(mastodon, make):
+    mastodon.direct("jane", "a private question")
+    [item] = make().fetch(None).items
+    assert (item.context_text, item.context_url) == (None, None)
+    assert not mastodon.requests_to(r"^/api/v1/statuses/")
+
+
 def test_settings_are_checked_at_start():
     with pytest.raises(PermanentError, match="access_token"):
         MastodonConnector.check_config({"base_url": "https://acme.social"})

@@ -203,6 +203,66 @@ def test_mention_item_fields_thread_and_photo(x_api, context):
     assert second.references == (root,)
 
 
+# The post a mention answers ("which coat?") -------------------------------------------------------
+
+def test_a_reply_to_our_post_carries_that_post_and_its_link(x_api, context):
+    coat = x_api.our_post("Our wool coat is back, now in camel & navy")
+    question = x_api.customer_mention("janedoe", "@AcmeSupport which sizes?", in_reply_to=coat)
+    conn = make(x_api, context)
+    [item] = fetch_all(conn).items
+    assert item.external_id == question
+    assert item.context_text == "Our wool coat is back, now in camel & navy", "entities turned back into characters"
+    assert item.context_url == f"https://x.com/AcmeSupport/status/{coat}"
+    [call] = x_api.requests_to(r"/mentions$")
+    assert set(call.arg("expansions").split(",")) >= {"referenced_tweets.id", "referenced_tweets.id.author_id"}
+    # Reprocessing the stored original (quarantine) gives the same context without asking X again.
+    again = conn.parse_raw(item.raw)
+    assert (again.context_text, again.context_url) == (item.context_text, item.context_url)
+
+
+def test_a_quote_carries_the_quoted_post_and_a_reply_wins_over_a_quote(x_api, context):
+    shoes = x_api.customer_mention("bob", "@AcmeSupport these shoes squeak")
+    quote = x_api.customer_mention("carol", "@AcmeSupport mine too!", quoting=shoes)
+    launch = x_api.our_post("New boots in store today")
+    both = x_api.customer_mention("dave", "@AcmeSupport the boots or the shoes?", in_reply_to=launch, quoting=shoes)
+    items = {i.external_id: i for i in fetch_all(make(x_api, context)).items}
+    assert items[quote].context_text == "@AcmeSupport these shoes squeak"
+    assert items[quote].context_url == f"https://x.com/bob/status/{shoes}"
+    assert items[both].context_text == "New boots in store today"
+    assert items[shoes].context_text is None and items[shoes].context_url is None, "answers nothing"
+
+
+def test_a_deleted_or_protected_parent_leaves_the_context_empty(x_api, context):
+    gone = x_api.our_post("A post we deleted later")
+    hidden = x_api.customer_mention("priv", "@AcmeSupport a protected question")
+    first = x_api.customer_mention("jane", "@AcmeSupport about that post", in_reply_to=gone)
+    second = x_api.customer_mention("bob", "@AcmeSupport me too", in_reply_to=hidden)
+    x_api.delete_post(gone)
+    x_api.protect("priv")
+    result = fetch_all(make(x_api, context))
+    items = {i.external_id: i for i in result.items}
+    assert (items[first].context_text, items[first].context_url) == (None, None)
+    assert (items[second].context_text, items[second].context_url) == (None, None)
+    assert not result.rejects, "a missing parent never sends the mention to quarantine"
+    assert items[first].references == (gone,)
+
+
+def test_a_long_parent_is_cut_and_an_unknown_author_links_by_id(x_api, context):
+    essay = x_api.customer_mention("bob", "@AcmeSupport " + "so much to say " * 60)
+    reply_to_essay = x_api.customer_mention("jane", "@AcmeSupport agreed", in_reply_to=essay)
+    del x_api.users[x_api.user("bob")]  # the author is not expanded (a suspended account, say)
+    items = {i.external_id: i for i in fetch_all(make(x_api, context, first_poll_items=5)).items}
+    item = items[reply_to_essay]
+    assert len(item.context_text) <= 500 and item.context_text.startswith("@AcmeSupport so much to say")
+    assert item.context_url == f"https://x.com/i/web/status/{essay}"
+
+
+def test_dms_carry_no_context(x_api, context):
+    x_api.customer_dm("jane", "a private question")
+    [item] = fetch_all(make(x_api, context)).items
+    assert (item.context_text, item.context_url) == (None, None)
+
+
 def test_post_text_entities_and_long_names(x_api, context):
     x_api.customer_mention("jane", "@AcmeSupport I <3 you & your &amp; shop", name="J" * 5000)
     [item] = fetch_all(make(x_api, context)).items
