@@ -23,7 +23,8 @@ text (its HTML turned into plain text, at most 500 characters) and its `url`, re
 token may not read (403: the token lacks `read:statuses`; logged) leaves that context empty; a
 429 or 5xx stops the poll like any other call.
 
-An item's id is the status id, so the same status reached twice is stored once. The customer is
+An item's id is the status id, so the same status reached twice is stored once. A mention whose
+`status` is null (the status was deleted) is skipped and counted in the log, not quarantined. The customer is
 their account address (`user@server`; local accounts get this server's domain). The conversation
 key is `<visibility>:<address>`: a customer's direct messages and their public (or unlisted, or
 followers-only) mentions go to separate conversations, so a reply never changes who can read it.
@@ -173,7 +174,11 @@ class MastodonConnector(Connector):
     def _convert(self, notifications: list[Any]) -> tuple[list[InboundItem], list[Reject]]:
         items: list[InboundItem] = []
         rejects: list[Reject] = []
+        deleted = 0
         for notification in notifications:
+            if _status_deleted(notification):
+                deleted += 1  # nothing left to answer or to keep: not a malformed item
+                continue
             try:
                 item = self._to_item(notification)
             except (RetryableError, PermanentError):
@@ -186,6 +191,8 @@ class MastodonConnector(Connector):
                 continue
             if item is not None:
                 items.append(item)
+        if deleted:
+            self.log.info("%s: %d mention(s) skipped because their status was deleted", self.name, deleted)
         return items, rejects
 
     def _add_answered_statuses(self, items: list[InboundItem]) -> None:
@@ -255,6 +262,8 @@ class MastodonConnector(Connector):
             notification = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
             raise ItemError("not a Mastodon notification (not JSON)") from None
+        if _status_deleted(notification):
+            raise ItemError("the status of this mention was deleted")
         item = self._to_item(notification)
         if item is None:
             raise ItemError("the notification is not a mention")
@@ -325,6 +334,12 @@ class MastodonConnector(Connector):
 
     def close(self) -> None:
         self.http.close()
+
+
+def _status_deleted(notification: Any) -> bool:
+    """A mention whose `status` is null: the customer deleted the status before we read it."""
+    return isinstance(notification, dict) and notification.get("type") == "mention" \
+        and "status" in notification and notification["status"] is None
 
 
 def _prev_min_id(response: Any) -> str | None:

@@ -13,11 +13,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import itertools
+import json
 from typing import Any
 
 import pytest
 
-from connectors.base import PermanentError, RetryableError
+from connectors.base import ItemError, PermanentError, RetryableError
 from connectors.mastodon import MastodonConnector, id_key, status_length
 from connectors.testing import ChannelDriver, ConnectorContract, fetch_all
 from inbox.models import FetchResult, OutboundReply
@@ -361,6 +362,24 @@ def test_a_direct_message_answering_nothing_has_no_context(mastodon, make):
     [item] = make().fetch(None).items
     assert (item.context_text, item.context_url) == (None, None)
     assert not mastodon.requests_to(r"^/api/v1/statuses/")
+
+
+def test_mentions_of_deleted_statuses_are_counted_and_skipped_not_quarantined(mastodon, make, caplog):
+    caplog.set_level("INFO")
+    first = mastodon.mention("jane", "deleted one")
+    mastodon.mention("bob", "kept")
+    second = mastodon.direct("carol", "deleted two")
+    mastodon.delete_status(first)
+    mastodon.delete_status(second)
+    connector = make()
+    result = fetch_all(connector)
+    assert [i.text.split()[-1] for i in result.items] == ["kept"]
+    assert result.rejects == [], "nothing goes to the quarantine"
+    assert result.cursor == max((n["id"] for n in mastodon.notifications), key=id_key), "the cursor moves past them"
+    assert "2 mention(s) skipped because their status was deleted" in caplog.text
+    deleted = [n for n in mastodon.notifications if n["status"] is None][0]
+    with pytest.raises(ItemError, match="deleted"):
+        connector.parse_raw(json.dumps(deleted).encode())
 
 
 def test_settings_are_checked_at_start():
