@@ -3,8 +3,8 @@
 Setup
 -----
 On your Mastodon server, signed in as the support account: Preferences → Development → New
-application. Name it "Mainland", tick the scopes `read:notifications`, `read:statuses` and
-`write:statuses` (nothing else is needed), save, open the application and copy "Your access token". Put it in
+application. Name it "Mainland", tick the scopes `read:notifications`, `read:statuses`,
+`write:statuses` and `write:media` (nothing else is needed), save, open the application and copy "Your access token". Put it in
 `access_token` as {"$env": "MASTODON_TOKEN"} and the server's address in `base_url`. See
 docs/channels/mastodon.md.
 
@@ -49,6 +49,16 @@ your server allows more). 429 waits until `X-RateLimit-Reset`; 5xx and timeouts 
 401 (a revoked token), 404 (the status was deleted) and 422 (refused, e.g. too long) are
 permanent and the agent sees Mastodon's `error`.
 
+A reply may carry up to 4 files (images, MP4/WebM video, MP3/OGG/WAV audio; at most 10 MB each,
+Mastodon's documented image limit). Each is uploaded with `POST /api/v2/media` (multipart `file`):
+200 with its `url` is ready; 202 means the server is still processing it, and the connector looks
+again with `GET /api/v1/media/:id` (206 while processing) a few times over about 15 seconds, after
+which the send is retried later. The status names them in `media_ids[]`. A retried send uploads
+again, but the status keeps its `Idempotency-Key` and is posted once. A 403 on upload means the
+token lacks `write:media`; a 422 ("File content type is invalid", "File file size must be less
+than ...") reaches the agent with what to do. Uploads have their own rate limit (30 per 30
+minutes): a 429 waits until its `X-RateLimit-Reset`.
+
 Settings
 --------
 base_url (required), access_token (secret, required), account_domain (the host of base_url),
@@ -61,6 +71,7 @@ import datetime as dt
 import json
 import mimetypes
 import re
+import time
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -80,6 +91,14 @@ from inbox.models import Attachment, Author, FetchResult, InboundItem, OutboundR
 from inbox.sanitize import html_to_text
 
 DEFAULT_MAX_CHARACTERS = 500
+#: Files per status (`configuration.statuses.max_media_attachments`, 4 on Mastodon).
+MAX_MEDIA = 4
+#: Mastodon's documented defaults (`configuration.media_attachments` of `GET /api/v2/instance`): images up
+#: to 10 MB (`image_size_limit`), video and audio up to 40 MB. One number is declared: the smaller.
+MAX_MEDIA_BYTES = 10 * 1024 * 1024
+#: A subset of `supported_mime_types` that agents send: pictures, short videos, voice messages.
+MEDIA_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp", "video/mp4", "video/webm", "video/quicktime",
+               "audio/mpeg", "audio/mp3", "audio/ogg", "audio/wav")
 #: Mastodon counts every link as this many characters (configuration.statuses.characters_reserved_per_url).
 URL_CHARACTERS = 23
 VISIBILITIES = ("public", "unlisted", "private", "direct")
@@ -110,7 +129,7 @@ class MastodonConnector(Connector):
         Setting("base_url", required=True, help="Your Mastodon server, e.g. https://mastodon.social."),
         Setting("access_token", required=True, secret=True,
                 help="Access token of the support account's application (read:notifications, read:statuses, "
-                     "write:statuses)."),
+                     "write:statuses, write:media)."),
         Setting("account_domain", default="",
                 help="The server part of local account addresses (@support@<this>); default: the host of base_url."),
         Setting("max_characters", default=DEFAULT_MAX_CHARACTERS,
@@ -118,8 +137,11 @@ class MastodonConnector(Connector):
         Setting("page_size", default=40, help="Notifications per request, at most 80."),
         Setting("timeout", default=30, help="Seconds to wait for the server."),
     )
-    limits = Limits(max_text_length=DEFAULT_MAX_CHARACTERS, formatting="plain", supports_attachments=False)
+    limits = Limits(max_text_length=DEFAULT_MAX_CHARACTERS, formatting="plain", attachment_types=MEDIA_TYPES,
+                    max_attachment_bytes=MAX_MEDIA_BYTES, max_attachments=MAX_MEDIA)
     default_poll_every = 60.0
+    #: Seconds between looks at an upload the server is still processing (202); then the send is retried.
+    media_waits: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
 
     def __init__(self, name: str, config: Mapping[str, Any], **kwargs: Any) -> None:
         super().__init__(name, config, **kwargs)
@@ -236,24 +258,75 @@ class MastodonConnector(Connector):
         visibility = visibility or ("public" if reply.public else "direct")
         acct = acct or reply.to.handle
         text = reply.text.strip()
-        if not text:
+        if not text and not reply.attachments:
             raise PermanentError("the reply is empty")
         if acct and not re.search(rf"(?<![\w@])@{re.escape(acct)}(?![\w@.-])", text, re.IGNORECASE):
             # A direct status reaches only the accounts it mentions; a public reply notifies them.
-            text = f"@{acct} {text}"
+            text = f"@{acct} {text}".strip()
         length = status_length(text)
         if length > self.max_characters:
             raise PermanentError(f"the reply counts {length} characters with the @mention; this Mastodon server "
                                  f"allows {self.max_characters}")
-        form = {"status": text, "visibility": visibility}
+        self._check_files(reply.attachments)
+        # Uploads are repeated when a send is retried; the status itself is posted once (Idempotency-Key).
+        media_ids = [self._upload(attachment) for attachment in reply.attachments]
+        form = [("status", text), ("visibility", visibility)]
         if reply.reply_to_external_id:
-            form["in_reply_to_id"] = reply.reply_to_external_id
+            form.append(("in_reply_to_id", reply.reply_to_external_id))
+        form += [("media_ids[]", media_id) for media_id in media_ids]
         response = self.http.request("POST", "/api/v1/statuses", data=form,
                                      headers={"Idempotency-Key": reply.idempotency_key})
         try:
             return str(response.json()["id"])
         except (ValueError, KeyError, TypeError):
             raise RetryableError("Mastodon accepted the status but answered without its id") from None
+
+    def _check_files(self, files: tuple[Attachment, ...]) -> None:
+        """Refuse, before anything is uploaded, files this server would not take."""
+        if len(files) > MAX_MEDIA:
+            raise PermanentError(f"Mastodon takes at most {MAX_MEDIA} files per status and this reply has "
+                                 f"{len(files)}: remove {len(files) - MAX_MEDIA} or send them in another reply.")
+        for attachment in files:
+            if not self.limits.accepts_type(attachment.content_type):
+                raise PermanentError(f"Mastodon does not take {attachment.filename} ({attachment.content_type}): "
+                                     "send images (JPEG, PNG, GIF, WebP), MP4/WebM video or MP3/OGG/WAV audio, or "
+                                     "remove the file.")
+            if attachment.data is None:
+                raise PermanentError(f"the file {attachment.filename} has no content to upload; attach it again")
+            if len(attachment.data) > MAX_MEDIA_BYTES:
+                raise PermanentError(f"{attachment.filename} is {len(attachment.data) / 1048576:.1f} MB; Mastodon "
+                                     f"takes files up to {MAX_MEDIA_BYTES // 1048576} MB. Send a smaller file.")
+
+    def _upload(self, attachment: Attachment) -> str:
+        """`POST /api/v2/media`; wait (bounded) while the server processes the file. Returns its id."""
+        name = attachment.filename
+        response = self.http.request("POST", "/api/v2/media", expect=(200, 202, 403, 422),
+                                     files={"file": (name, attachment.data, _media_type(attachment))})
+        if response.status_code == 403:
+            raise PermanentError(f"Mastodon refused to take {name}: the access token lacks the write:media scope. "
+                                 f"Add it to the application (Preferences → Development) and put the new token "
+                                 f"in channels.{self.name}.access_token.")
+        if response.status_code == 422:
+            raise PermanentError(f"Mastodon refused {name}: {self.http._detail(response) or 'invalid file'}. "
+                                 "Remove it or send it in another format or a smaller size.")
+        media = _json_object(response)
+        media_id = media.get("id")
+        if not isinstance(media_id, str) or not media_id:
+            raise RetryableError(f"Mastodon took {name} but answered without its id")
+        if response.status_code == 200 and media.get("url"):
+            return media_id
+        for wait in self.media_waits:
+            time.sleep(wait)
+            checked = self.http.request("GET", f"/api/v1/media/{media_id}", expect=(200, 206, 404, 422))
+            if checked.status_code == 200 and _json_object(checked).get("url"):
+                return media_id
+            if checked.status_code == 422:
+                raise PermanentError(f"Mastodon could not process {name}: "
+                                     f"{self.http._detail(checked) or 'invalid file'}. Send it in another format.")
+            if checked.status_code == 404:
+                raise RetryableError(f"Mastodon lost the upload of {name}; it is uploaded again on the next try")
+        raise RetryableError(f"Mastodon is still processing {name}; the reply is tried again in a minute",
+                             retry_after=60)
 
     # Parsing ----------------------------------------------------------------------------------
 
@@ -340,6 +413,18 @@ def _status_deleted(notification: Any) -> bool:
     """A mention whose `status` is null: the customer deleted the status before we read it."""
     return isinstance(notification, dict) and notification.get("type") == "mention" \
         and "status" in notification and notification["status"] is None
+
+
+def _media_type(attachment: Attachment) -> str:
+    return (attachment.content_type or "application/octet-stream").split(";")[0].strip().lower()
+
+
+def _json_object(response: Any) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 def _prev_min_id(response: Any) -> str | None:

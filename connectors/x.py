@@ -24,13 +24,21 @@ An agent's reply to a mention is a public reply (`POST /2/tweets` with
 message (`POST /2/dm_conversations/{dm_conversation_id}/messages`, or
 `/2/dm_conversations/with/{user id}/messages` when the conversation id is unknown).
 
+A reply may carry images (JPEG, PNG, WebP; up to 5 MB each; four in a post, one in a DM). Each
+is uploaded first with the one-shot `POST /2/media/upload` (multipart `media`, `media_category`
+`tweet_image` or `dm_image`), then the post names them in `media.media_ids` and the DM in
+`attachments: [{"media_id"}]`. Files X would not take are refused before anything is uploaded,
+saying what to do. GIFs and videos (X's chunked upload) are not sent. A retried send uploads
+again; the post itself is sent as before (X has no idempotency key; a resent identical post is
+refused by X as duplicate content).
+
 Setup
 -----
 1. In the X developer portal create a project and an app with **OAuth 2.0** user authentication
    (type "Web App" = confidential client, or "Native App" = public client).
 2. Authorise the app for the support account with the scopes
-   `tweet.read tweet.write users.read dm.read dm.write offline.access` (PKCE flow; any OAuth 2.0
-   tool will do). `offline.access` gives a refresh token; without it the access token dies after
+   `tweet.read tweet.write users.read dm.read dm.write media.write offline.access` (PKCE flow; any
+   OAuth 2.0 tool will do; `media.write` lets replies carry images). `offline.access` gives a refresh token; without it the access token dies after
    two hours and the channel stops until someone pastes a new one.
 3. Put the access token, the refresh token, the app's client id (and, for a confidential client,
    its client secret) in the channel's settings, and the support account's numeric user id in
@@ -70,7 +78,7 @@ details `{"title", "detail", ...}` and `{"errors": [{"message"}]}`) both reach t
 API's own words, e.g. "Forbidden: You are not allowed to create a Tweet with duplicate content."
 
 Not supported: replying to posts that did not mention us (X forbids it for self-serve apps),
-quote posts as a stream of their own, sending media, group DMs started by us.
+quote posts as a stream of their own, sending GIFs or videos, group DMs started by us.
 
 Settings: see `settings` below; docs/channels/x.md has an example.
 """
@@ -96,6 +104,7 @@ from connectors.base import (
     ItemError,
     Limits,
     PermanentError,
+    RetryableError,
     Setting,
     pick,
 )
@@ -103,6 +112,12 @@ from inbox.models import Attachment, Author, FetchResult, InboundItem, OutboundR
 
 MAX_POST_WEIGHT = twitter_text.MAX_WEIGHTED_LENGTH
 MAX_DM_LENGTH = 10_000
+#: The one-shot media upload takes images up to 5 MB (GIF and video need the chunked upload, not used here).
+MEDIA_TYPES = ("image/jpeg", "image/png", "image/webp")
+MAX_MEDIA_BYTES = 5 * 1024 * 1024
+#: Up to 4 photos in a post; a direct message carries one file.
+MAX_POST_MEDIA = 4
+MAX_DM_MEDIA = 1
 TWEET_FIELDS = "created_at,author_id,conversation_id,in_reply_to_user_id,referenced_tweets,attachments,entities,lang"
 DM_FIELDS = "id,event_type,text,sender_id,dm_conversation_id,created_at,attachments,participant_ids"
 MEDIA_FIELDS = "media_key,type,url,preview_image_url,width,height"
@@ -165,7 +180,7 @@ class XConnector(Connector):
         Setting("user_id", required=True, help="Numeric user id of the support account (not the @name)."),
         Setting("access_token", required=True, secret=True,
                 help="OAuth 2.0 user access token of the support account (scopes tweet.read tweet.write "
-                     "users.read dm.read dm.write offline.access)."),
+                     "users.read dm.read dm.write media.write offline.access)."),
         Setting("refresh_token", default=None, secret=True,
                 help="OAuth 2.0 refresh token (scope offline.access); without it the channel stops when "
                      "the access token expires."),
@@ -182,7 +197,8 @@ class XConnector(Connector):
         Setting("download_media", default=True, help="Download photos as attachments."),
         Setting("timeout", default=30, help="Seconds an API call may take."),
     )
-    limits = Limits(max_text_length=MAX_POST_WEIGHT, formatting="plain", supports_attachments=False)
+    limits = Limits(max_text_length=MAX_POST_WEIGHT, formatting="plain", attachment_types=MEDIA_TYPES,
+                    max_attachment_bytes=MAX_MEDIA_BYTES, max_attachments=MAX_POST_MEDIA)
     # GET /2/dm_events allows 15 calls per 15 minutes per user.
     default_poll_every = 120.0
 
@@ -538,7 +554,7 @@ class XConnector(Connector):
 
     def send(self, reply: OutboundReply) -> str:
         text = reply.text.strip()
-        if not text:
+        if not text and not reply.attachments:
             raise PermanentError("the reply is empty")
         if reply.public:
             return self._send_post(reply, text)
@@ -552,8 +568,13 @@ class XConnector(Connector):
                 f"characters count 2); X allows {MAX_POST_WEIGHT}. Shorten it by {weight - MAX_POST_WEIGHT}.")
         if not reply.reply_to_external_id:
             raise PermanentError("a public reply on X needs the post it answers")
-        answer = self._call("POST", "/2/tweets",
-                            json={"text": text, "reply": {"in_reply_to_tweet_id": reply.reply_to_external_id}})
+        self._check_files(reply.attachments, most=MAX_POST_MEDIA, where="a post")
+        payload: dict[str, Any] = {"reply": {"in_reply_to_tweet_id": reply.reply_to_external_id}}
+        if text:
+            payload["text"] = text
+        if reply.attachments:
+            payload["media"] = {"media_ids": [self._upload(a, "tweet_image") for a in reply.attachments]}
+        answer = self._call("POST", "/2/tweets", json=payload)
         return str(pick(answer, "data", "id"))
 
     def _send_dm(self, reply: OutboundReply, text: str) -> str:
@@ -566,8 +587,43 @@ class XConnector(Connector):
             path = f"/2/dm_conversations/with/{reply.to.handle}/messages"
         else:
             raise PermanentError("no DM conversation or X user id to send this message to")
-        answer = self._call("POST", path, json={"text": text})
+        self._check_files(reply.attachments, most=MAX_DM_MEDIA, where="a direct message")
+        payload: dict[str, Any] = {"text": text} if text else {}
+        if reply.attachments:
+            payload["attachments"] = [{"media_id": self._upload(a, "dm_image")} for a in reply.attachments]
+        answer = self._call("POST", path, json=payload)
         return str(pick(answer, "data", "dm_event_id"))
+
+    def _check_files(self, files: tuple[Attachment, ...], *, most: int, where: str) -> None:
+        """Refuse, before anything is uploaded, files X would not take in `where`."""
+        if len(files) > most:
+            raise PermanentError(f"X takes at most {most} image{'s' if most > 1 else ''} in {where} and this reply "
+                                 f"has {len(files)}: remove {len(files) - most} or send them in another reply.")
+        for attachment in files:
+            if not self.limits.accepts_type(attachment.content_type):
+                raise PermanentError(f"X does not take {attachment.filename} ({attachment.content_type}) from "
+                                     "Mainland: only JPEG, PNG and WebP images. Remove it, or share a link instead.")
+            if attachment.data is None:
+                raise PermanentError(f"the file {attachment.filename} has no content to upload; attach it again")
+            if len(attachment.data) > MAX_MEDIA_BYTES:
+                raise PermanentError(f"{attachment.filename} is {len(attachment.data) / 1048576:.1f} MB; X takes "
+                                     "images up to 5 MB. Send a smaller image.")
+
+    def _upload(self, attachment: Attachment, category: str) -> str:
+        """The one-shot `POST /2/media/upload` (images); returns the media id for the post or DM."""
+        media_type = (attachment.content_type or "").split(";")[0].strip().lower()
+        try:
+            answer = self._call("POST", "/2/media/upload", data={"media_category": category, "media_type": media_type},
+                                files={"media": (attachment.filename, attachment.data, media_type)})
+        except PermanentError as exc:
+            hint = (" Authorise the app again with the media.write scope." if " 403" in str(exc)
+                    else " Remove it or send another image.")
+            raise PermanentError(self.redact(f"X refused {attachment.filename}: {exc}.{hint}")) from None
+        data = answer.get("data") if isinstance(answer, dict) else None
+        media_id = data.get("id") if isinstance(data, dict) else None
+        if not isinstance(media_id, str) or not media_id:
+            raise RetryableError(f"X took {attachment.filename} but answered without its media id")
+        return media_id
 
     def close(self) -> None:
         self.http.close()
