@@ -4,8 +4,8 @@ Setup
 -----
 On your Mastodon server, signed in as the support account: Preferences → Development → New
 application. Name it "Mainland", tick the scopes `read:notifications`, `read:statuses`,
-`write:statuses` and `write:media` (nothing else is needed), save, open the application and copy "Your access token". Put it in
-`access_token` as {"$env": "MASTODON_TOKEN"} and the server's address in `base_url`. See
+`write:statuses` and `write:media` (nothing else is needed), save, open the application and copy
+"Your access token". Put it in `access_token` as {"$env": "MASTODON_TOKEN"} and the server's address in `base_url`. See
 docs/channels/mastodon.md.
 
 What comes in
@@ -97,8 +97,8 @@ MAX_MEDIA = 4
 #: to 10 MB (`image_size_limit`), video and audio up to 40 MB. One number is declared: the smaller.
 MAX_MEDIA_BYTES = 10 * 1024 * 1024
 #: A subset of `supported_mime_types` that agents send: pictures, short videos, voice messages.
-MEDIA_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp", "video/mp4", "video/webm", "video/quicktime",
-               "audio/mpeg", "audio/mp3", "audio/ogg", "audio/wav")
+MEDIA_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp", "video/mp4", "video/webm",
+               "video/quicktime", "audio/mpeg", "audio/mp3", "audio/ogg", "audio/wav")
 #: Mastodon counts every link as this many characters (configuration.statuses.characters_reserved_per_url).
 URL_CHARACTERS = 23
 VISIBILITIES = ("public", "unlisted", "private", "direct")
@@ -284,18 +284,21 @@ class MastodonConnector(Connector):
     def _check_files(self, files: tuple[Attachment, ...]) -> None:
         """Refuse, before anything is uploaded, files this server would not take."""
         if len(files) > MAX_MEDIA:
-            raise PermanentError(f"Mastodon takes at most {MAX_MEDIA} files per status and this reply has "
-                                 f"{len(files)}: remove {len(files) - MAX_MEDIA} or send them in another reply.")
+            raise PermanentError(
+                f"Mastodon takes at most {MAX_MEDIA} files per status and this reply has {len(files)}: "
+                f"remove {len(files) - MAX_MEDIA} or send them in another reply.")
         for attachment in files:
+            name = attachment.filename
             if not self.limits.accepts_type(attachment.content_type):
-                raise PermanentError(f"Mastodon does not take {attachment.filename} ({attachment.content_type}): "
-                                     "send images (JPEG, PNG, GIF, WebP), MP4/WebM video or MP3/OGG/WAV audio, or "
-                                     "remove the file.")
+                raise PermanentError(
+                    f"Mastodon does not take {name} ({attachment.content_type}): send images (JPEG, PNG, "
+                    "GIF, WebP), MP4/WebM video or MP3/OGG/WAV audio, or remove the file.")
             if attachment.data is None:
-                raise PermanentError(f"the file {attachment.filename} has no content to upload; attach it again")
+                raise PermanentError(f"the file {name} has no content to upload; attach it again")
             if len(attachment.data) > MAX_MEDIA_BYTES:
-                raise PermanentError(f"{attachment.filename} is {len(attachment.data) / 1048576:.1f} MB; Mastodon "
-                                     f"takes files up to {MAX_MEDIA_BYTES // 1048576} MB. Send a smaller file.")
+                raise PermanentError(
+                    f"{name} is {len(attachment.data) / 1048576:.1f} MB; Mastodon takes files up to "
+                    f"{MAX_MEDIA_BYTES // 1048576} MB. Send a smaller file.")
 
     def _upload(self, attachment: Attachment) -> str:
         """`POST /api/v2/media`; wait (bounded) while the server processes the file. Returns its id."""
@@ -303,9 +306,10 @@ class MastodonConnector(Connector):
         response = self.http.request("POST", "/api/v2/media", expect=(200, 202, 403, 422),
                                      files={"file": (name, attachment.data, _media_type(attachment))})
         if response.status_code == 403:
-            raise PermanentError(f"Mastodon refused to take {name}: the access token lacks the write:media scope. "
-                                 f"Add it to the application (Preferences → Development) and put the new token "
-                                 f"in channels.{self.name}.access_token.")
+            raise PermanentError(
+                f"Mastodon refused to take {name}: the access token lacks the write:media scope. Add it to "
+                f"the application (Preferences → Development) and put the new token in "
+                f"channels.{self.name}.access_token.")
         if response.status_code == 422:
             raise PermanentError(f"Mastodon refused {name}: {self.http._detail(response) or 'invalid file'}. "
                                  "Remove it or send it in another format or a smaller size.")
@@ -321,10 +325,10 @@ class MastodonConnector(Connector):
             if checked.status_code == 200 and _json_object(checked).get("url"):
                 return media_id
             if checked.status_code == 422:
-                raise PermanentError(f"Mastodon could not process {name}: "
-                                     f"{self.http._detail(checked) or 'invalid file'}. Send it in another format.")
+                detail = self.http._detail(checked) or "invalid file"
+                raise PermanentError(f"Mastodon could not process {name}: {detail}. Send it in another format.")
             if checked.status_code == 404:
-                raise RetryableError(f"Mastodon lost the upload of {name}; it is uploaded again on the next try")
+                raise RetryableError(f"Mastodon lost the upload of {name}; it is uploaded again next time")
         raise RetryableError(f"Mastodon is still processing {name}; the reply is tried again in a minute",
                              retry_after=60)
 

@@ -38,8 +38,9 @@ Setup
    (type "Web App" = confidential client, or "Native App" = public client).
 2. Authorise the app for the support account with the scopes
    `tweet.read tweet.write users.read dm.read dm.write media.write offline.access` (PKCE flow; any
-   OAuth 2.0 tool will do; `media.write` lets replies carry images). `offline.access` gives a refresh token; without it the access token dies after
-   two hours and the channel stops until someone pastes a new one.
+   OAuth 2.0 tool will do; `media.write` lets replies carry images). `offline.access` gives a
+   refresh token; without it the access token dies after two hours and the channel stops until
+   someone pastes a new one.
 3. Put the access token, the refresh token, the app's client id (and, for a confidential client,
    its client secret) in the channel's settings, and the support account's numeric user id in
    `user_id`.
@@ -597,23 +598,29 @@ class XConnector(Connector):
     def _check_files(self, files: tuple[Attachment, ...], *, most: int, where: str) -> None:
         """Refuse, before anything is uploaded, files X would not take in `where`."""
         if len(files) > most:
-            raise PermanentError(f"X takes at most {most} image{'s' if most > 1 else ''} in {where} and this reply "
-                                 f"has {len(files)}: remove {len(files) - most} or send them in another reply.")
+            images = "images" if most > 1 else "image"
+            raise PermanentError(
+                f"X takes at most {most} {images} in {where} and this reply has {len(files)}: "
+                f"remove {len(files) - most} or send them in another reply.")
         for attachment in files:
+            name = attachment.filename
             if not self.limits.accepts_type(attachment.content_type):
-                raise PermanentError(f"X does not take {attachment.filename} ({attachment.content_type}) from "
-                                     "Mainland: only JPEG, PNG and WebP images. Remove it, or share a link instead.")
+                raise PermanentError(
+                    f"X does not take {name} ({attachment.content_type}) from Mainland: only JPEG, PNG and "
+                    "WebP images. Remove it, or share a link instead.")
             if attachment.data is None:
-                raise PermanentError(f"the file {attachment.filename} has no content to upload; attach it again")
+                raise PermanentError(f"the file {name} has no content to upload; attach it again")
             if len(attachment.data) > MAX_MEDIA_BYTES:
-                raise PermanentError(f"{attachment.filename} is {len(attachment.data) / 1048576:.1f} MB; X takes "
-                                     "images up to 5 MB. Send a smaller image.")
+                raise PermanentError(
+                    f"{name} is {len(attachment.data) / 1048576:.1f} MB; X takes images up to 5 MB. "
+                    "Send a smaller image.")
 
     def _upload(self, attachment: Attachment, category: str) -> str:
         """The one-shot `POST /2/media/upload` (images); returns the media id for the post or DM."""
         media_type = (attachment.content_type or "").split(";")[0].strip().lower()
         try:
-            answer = self._call("POST", "/2/media/upload", data={"media_category": category, "media_type": media_type},
+            answer = self._call("POST", "/2/media/upload",
+                                data={"media_category": category, "media_type": media_type},
                                 files={"media": (attachment.filename, attachment.data, media_type)})
         except PermanentError as exc:
             hint = (" Authorise the app again with the media.write scope." if " 403" in str(exc)
@@ -639,7 +646,8 @@ def _user(includes: dict[str, Any], user_id: str) -> dict[str, Any]:
 def _referenced(raw: dict[str, Any]) -> list[dict[str, Any]]:
     """The post's `referenced_tweets` entries that carry a type and an id."""
     refs = raw.get("referenced_tweets") if isinstance(raw.get("referenced_tweets"), list) else []
-    return [r for r in refs if isinstance(r, dict) and isinstance(r.get("id"), str) and isinstance(r.get("type"), str)]
+    return [r for r in refs
+            if isinstance(r, dict) and isinstance(r.get("id"), str) and isinstance(r.get("type"), str)]
 
 
 def _included_post(includes: dict[str, Any], post_id: str) -> dict[str, Any] | None:
