@@ -3,9 +3,9 @@
 Setup
 -----
 On your Mastodon server, signed in as the support account: Preferences → Development → New
-application. Name it "Mainland", tick the scopes `read:notifications` and `write:statuses`
-(nothing else is needed), save, open the application and copy "Your access token". Put it in
-`access_token` as {"$env": "MASTODON_TOKEN"} and the server's address in `base_url`. See
+application. Name it "Mainland", tick the scopes `read:notifications`, `read:statuses`,
+`write:statuses` and `write:media` (nothing else is needed), save, open the application and copy
+"Your access token". Put it in `access_token` as {"$env": "MASTODON_TOKEN"} and the server's address in `base_url`. See
 docs/channels/mastodon.md.
 
 What comes in
@@ -17,7 +17,14 @@ conversation. Public, unlisted and followers-only mentions are public items. The
 a content warning (`spoiler_text`) becomes the subject; media attachments are downloaded through
 the SSRF-guarded fetch (a file that cannot be fetched is listed without content).
 
-An item's id is the status id, so the same status reached twice is stored once. The customer is
+A status that answers another (`in_reply_to_id`) shows the status it answers above it: its
+text (its HTML turned into plain text, at most 500 characters) and its `url`, read with
+`GET /api/v1/statuses/:id` once per parent per poll. A parent that is gone (404, 410) or that the
+token may not read (403: the token lacks `read:statuses`; logged) leaves that context empty; a
+429 or 5xx stops the poll like any other call.
+
+An item's id is the status id, so the same status reached twice is stored once. A mention whose
+`status` is null (the status was deleted) is skipped and counted in the log, not quarantined. The customer is
 their account address (`user@server`; local accounts get this server's domain). The conversation
 key is `<visibility>:<address>`: a customer's direct messages and their public (or unlisted, or
 followers-only) mentions go to separate conversations, so a reply never changes who can read it.
@@ -42,6 +49,16 @@ your server allows more). 429 waits until `X-RateLimit-Reset`; 5xx and timeouts 
 401 (a revoked token), 404 (the status was deleted) and 422 (refused, e.g. too long) are
 permanent and the agent sees Mastodon's `error`.
 
+A reply may carry up to 4 files (images, MP4/WebM video, MP3/OGG/WAV audio; at most 10 MB each,
+Mastodon's documented image limit). Each is uploaded with `POST /api/v2/media` (multipart `file`):
+200 with its `url` is ready; 202 means the server is still processing it, and the connector looks
+again with `GET /api/v1/media/:id` (206 while processing) a few times over about 15 seconds, after
+which the send is retried later. The status names them in `media_ids[]`. A retried send uploads
+again, but the status keeps its `Idempotency-Key` and is posted once. A 403 on upload means the
+token lacks `write:media`; a 422 ("File content type is invalid", "File file size must be less
+than ...") reaches the agent with what to do. Uploads have their own rate limit (30 per 30
+minutes): a 429 waits until its `X-RateLimit-Reset`.
+
 Settings
 --------
 base_url (required), access_token (secret, required), account_domain (the host of base_url),
@@ -54,11 +71,13 @@ import datetime as dt
 import json
 import mimetypes
 import re
+import time
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from connectors._http import Http
+from connectors._meta import reply_context
 from connectors.base import (
     Connector,
     ItemError,
@@ -72,11 +91,20 @@ from inbox.models import Attachment, Author, FetchResult, InboundItem, OutboundR
 from inbox.sanitize import html_to_text
 
 DEFAULT_MAX_CHARACTERS = 500
+#: Files per status (`configuration.statuses.max_media_attachments`, 4 on Mastodon).
+MAX_MEDIA = 4
+#: Mastodon's documented defaults (`configuration.media_attachments` of `GET /api/v2/instance`): images up
+#: to 10 MB (`image_size_limit`), video and audio up to 40 MB. One number is declared: the smaller.
+MAX_MEDIA_BYTES = 10 * 1024 * 1024
+#: A subset of `supported_mime_types` that agents send: pictures, short videos, voice messages.
+MEDIA_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp", "video/mp4", "video/webm",
+               "video/quicktime", "audio/mpeg", "audio/mp3", "audio/ogg", "audio/wav")
 #: Mastodon counts every link as this many characters (configuration.statuses.characters_reserved_per_url).
 URL_CHARACTERS = 23
 VISIBILITIES = ("public", "unlisted", "private", "direct")
 _URL = re.compile(r"https?://[^\s<>\"']+")
 _MENTION = re.compile(r"(?<![\w/])@(\w+(?:[.-]+\w+)*)@[\w.-]+\w", re.ASCII)
+_STATUS_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _MEDIA_TYPES = {"image": "image/jpeg", "gifv": "video/mp4", "video": "video/mp4", "audio": "audio/mpeg"}
 
 
@@ -100,7 +128,8 @@ class MastodonConnector(Connector):
     settings = (
         Setting("base_url", required=True, help="Your Mastodon server, e.g. https://mastodon.social."),
         Setting("access_token", required=True, secret=True,
-                help="Access token of the support account's application (read:notifications, write:statuses)."),
+                help="Access token of the support account's application (read:notifications, read:statuses, "
+                     "write:statuses, write:media)."),
         Setting("account_domain", default="",
                 help="The server part of local account addresses (@support@<this>); default: the host of base_url."),
         Setting("max_characters", default=DEFAULT_MAX_CHARACTERS,
@@ -108,8 +137,11 @@ class MastodonConnector(Connector):
         Setting("page_size", default=40, help="Notifications per request, at most 80."),
         Setting("timeout", default=30, help="Seconds to wait for the server."),
     )
-    limits = Limits(max_text_length=DEFAULT_MAX_CHARACTERS, formatting="plain", supports_attachments=False)
+    limits = Limits(max_text_length=DEFAULT_MAX_CHARACTERS, formatting="plain", attachment_types=MEDIA_TYPES,
+                    max_attachment_bytes=MAX_MEDIA_BYTES, max_attachments=MAX_MEDIA)
     default_poll_every = 60.0
+    #: Seconds between looks at an upload the server is still processing (202); then the send is retried.
+    media_waits: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
 
     def __init__(self, name: str, config: Mapping[str, Any], **kwargs: Any) -> None:
         super().__init__(name, config, **kwargs)
@@ -153,6 +185,7 @@ class MastodonConnector(Connector):
         ordered = sorted(page, key=lambda n: id_key(n["id"]) if isinstance(n, dict) and isinstance(n.get("id"), str)
                          else (0, ""))
         items, rejects = self._convert(ordered)
+        self._add_answered_statuses(items)
         newest = _prev_min_id(response) or (max(ids, key=id_key) if ids else None)
         if newest is None or (cursor and id_key(newest) <= id_key(cursor)):
             # Nothing newer, or a server handing back the same page (IN-57): stay, and stop this poll.
@@ -163,7 +196,11 @@ class MastodonConnector(Connector):
     def _convert(self, notifications: list[Any]) -> tuple[list[InboundItem], list[Reject]]:
         items: list[InboundItem] = []
         rejects: list[Reject] = []
+        deleted = 0
         for notification in notifications:
+            if _status_deleted(notification):
+                deleted += 1  # nothing left to answer or to keep: not a malformed item
+                continue
             try:
                 item = self._to_item(notification)
             except (RetryableError, PermanentError):
@@ -176,7 +213,43 @@ class MastodonConnector(Connector):
                 continue
             if item is not None:
                 items.append(item)
+        if deleted:
+            self.log.info("%s: %d mention(s) skipped because their status was deleted", self.name, deleted)
         return items, rejects
+
+    def _add_answered_statuses(self, items: list[InboundItem]) -> None:
+        """Give each reply the text and link of the status it answers ("which coat?").
+
+        Each parent is asked once per poll. A parent that is gone (404, 410) or hidden from this
+        token (403: the token lacks `read:statuses`) leaves the context empty; 429 and 5xx stop the
+        poll like any other call, so the cursor stays and the page is read again after the wait.
+        """
+        answered: dict[str, tuple[str | None, str | None]] = {}
+        for item in items:
+            parent_id = item.references[-1] if item.references else None
+            if not parent_id:
+                continue
+            if parent_id not in answered:
+                answered[parent_id] = self._answered_status(parent_id)
+            item.context_text, item.context_url = answered[parent_id]
+
+    def _answered_status(self, status_id: str) -> tuple[str | None, str | None]:
+        if not _STATUS_ID.fullmatch(status_id):
+            return None, None
+        response = self.http.request("GET", f"/api/v1/statuses/{status_id}", expect=(200, 403, 404, 410))
+        if response.status_code == 403:
+            self.log.warning("%s: the token may not read statuses (scope read:statuses), so replies arrive "
+                             "without the status they answer", self.name)
+        if response.status_code != 200:
+            return None, None
+        try:
+            parent = response.json()
+        except ValueError:
+            return None, None
+        if not isinstance(parent, dict):
+            return None, None
+        content = parent.get("content") if isinstance(parent.get("content"), str) else ""
+        return reply_context(html_to_text(content), parent.get("url") or parent.get("uri"))
 
     # Sending ----------------------------------------------------------------------------------
 
@@ -185,24 +258,79 @@ class MastodonConnector(Connector):
         visibility = visibility or ("public" if reply.public else "direct")
         acct = acct or reply.to.handle
         text = reply.text.strip()
-        if not text:
+        if not text and not reply.attachments:
             raise PermanentError("the reply is empty")
         if acct and not re.search(rf"(?<![\w@])@{re.escape(acct)}(?![\w@.-])", text, re.IGNORECASE):
             # A direct status reaches only the accounts it mentions; a public reply notifies them.
-            text = f"@{acct} {text}"
+            text = f"@{acct} {text}".strip()
         length = status_length(text)
         if length > self.max_characters:
             raise PermanentError(f"the reply counts {length} characters with the @mention; this Mastodon server "
                                  f"allows {self.max_characters}")
-        form = {"status": text, "visibility": visibility}
+        self._check_files(reply.attachments)
+        # Uploads are repeated when a send is retried; the status itself is posted once (Idempotency-Key).
+        media_ids = [self._upload(attachment) for attachment in reply.attachments]
+        form = [("status", text), ("visibility", visibility)]
         if reply.reply_to_external_id:
-            form["in_reply_to_id"] = reply.reply_to_external_id
+            form.append(("in_reply_to_id", reply.reply_to_external_id))
+        form += [("media_ids[]", media_id) for media_id in media_ids]
         response = self.http.request("POST", "/api/v1/statuses", data=form,
                                      headers={"Idempotency-Key": reply.idempotency_key})
         try:
             return str(response.json()["id"])
         except (ValueError, KeyError, TypeError):
             raise RetryableError("Mastodon accepted the status but answered without its id") from None
+
+    def _check_files(self, files: tuple[Attachment, ...]) -> None:
+        """Refuse, before anything is uploaded, files this server would not take."""
+        if len(files) > MAX_MEDIA:
+            raise PermanentError(
+                f"Mastodon takes at most {MAX_MEDIA} files per status and this reply has {len(files)}: "
+                f"remove {len(files) - MAX_MEDIA} or send them in another reply.")
+        for attachment in files:
+            name = attachment.filename
+            if not self.limits.accepts_type(attachment.content_type):
+                raise PermanentError(
+                    f"Mastodon does not take {name} ({attachment.content_type}): send images (JPEG, PNG, "
+                    "GIF, WebP), MP4/WebM video or MP3/OGG/WAV audio, or remove the file.")
+            if attachment.data is None:
+                raise PermanentError(f"the file {name} has no content to upload; attach it again")
+            if len(attachment.data) > MAX_MEDIA_BYTES:
+                raise PermanentError(
+                    f"{name} is {len(attachment.data) / 1048576:.1f} MB; Mastodon takes files up to "
+                    f"{MAX_MEDIA_BYTES // 1048576} MB. Send a smaller file.")
+
+    def _upload(self, attachment: Attachment) -> str:
+        """`POST /api/v2/media`; wait (bounded) while the server processes the file. Returns its id."""
+        name = attachment.filename
+        response = self.http.request("POST", "/api/v2/media", expect=(200, 202, 403, 422),
+                                     files={"file": (name, attachment.data, _media_type(attachment))})
+        if response.status_code == 403:
+            raise PermanentError(
+                f"Mastodon refused to take {name}: the access token lacks the write:media scope. Add it to "
+                f"the application (Preferences → Development) and put the new token in "
+                f"channels.{self.name}.access_token.")
+        if response.status_code == 422:
+            raise PermanentError(f"Mastodon refused {name}: {self.http._detail(response) or 'invalid file'}. "
+                                 "Remove it or send it in another format or a smaller size.")
+        media = _json_object(response)
+        media_id = media.get("id")
+        if not isinstance(media_id, str) or not media_id:
+            raise RetryableError(f"Mastodon took {name} but answered without its id")
+        if response.status_code == 200 and media.get("url"):
+            return media_id
+        for wait in self.media_waits:
+            time.sleep(wait)
+            checked = self.http.request("GET", f"/api/v1/media/{media_id}", expect=(200, 206, 404, 422))
+            if checked.status_code == 200 and _json_object(checked).get("url"):
+                return media_id
+            if checked.status_code == 422:
+                detail = self.http._detail(checked) or "invalid file"
+                raise PermanentError(f"Mastodon could not process {name}: {detail}. Send it in another format.")
+            if checked.status_code == 404:
+                raise RetryableError(f"Mastodon lost the upload of {name}; it is uploaded again next time")
+        raise RetryableError(f"Mastodon is still processing {name}; the reply is tried again in a minute",
+                             retry_after=60)
 
     # Parsing ----------------------------------------------------------------------------------
 
@@ -211,6 +339,8 @@ class MastodonConnector(Connector):
             notification = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
             raise ItemError("not a Mastodon notification (not JSON)") from None
+        if _status_deleted(notification):
+            raise ItemError("the status of this mention was deleted")
         item = self._to_item(notification)
         if item is None:
             raise ItemError("the notification is not a mention")
@@ -281,6 +411,24 @@ class MastodonConnector(Connector):
 
     def close(self) -> None:
         self.http.close()
+
+
+def _status_deleted(notification: Any) -> bool:
+    """A mention whose `status` is null: the customer deleted the status before we read it."""
+    return isinstance(notification, dict) and notification.get("type") == "mention" \
+        and "status" in notification and notification["status"] is None
+
+
+def _media_type(attachment: Attachment) -> str:
+    return (attachment.content_type or "application/octet-stream").split(";")[0].strip().lower()
+
+
+def _json_object(response: Any) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 def _prev_min_id(response: Any) -> str | None:

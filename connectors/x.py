@@ -7,6 +7,11 @@ Each poll reads two streams of the account named by `user_id`:
 - **Mentions** (`GET /2/users/{user_id}/mentions`) become *public* messages. A mention's
   `conversation_id` is the thread key, so later replies in the same thread join the same
   conversation; the author's display name and @username come from `expansions=author_id`.
+  The post a mention replies to (else the post it quotes) comes with it
+  (`expansions=referenced_tweets.id,referenced_tweets.id.author_id`) and is shown above it: its
+  text and link (`https://x.com/<username>/status/<id>`, or `https://x.com/i/web/status/<id>`
+  when its author is not expanded). A referenced post that is deleted or protected is missing
+  from `includes` (X lists it in `errors`): the mention arrives without that context.
 - **Direct messages** (`GET /2/dm_events?event_types=MessageCreate`) become *private* messages,
   threaded by `dm_conversation_id`. The endpoint returns the messages we sent too: those (the
   `sender_id` is `user_id`) are skipped.
@@ -19,14 +24,23 @@ An agent's reply to a mention is a public reply (`POST /2/tweets` with
 message (`POST /2/dm_conversations/{dm_conversation_id}/messages`, or
 `/2/dm_conversations/with/{user id}/messages` when the conversation id is unknown).
 
+A reply may carry images (JPEG, PNG, WebP; up to 5 MB each; four in a post, one in a DM). Each
+is uploaded first with the one-shot `POST /2/media/upload` (multipart `media`, `media_category`
+`tweet_image` or `dm_image`), then the post names them in `media.media_ids` and the DM in
+`attachments: [{"media_id"}]`. Files X would not take are refused before anything is uploaded,
+saying what to do. GIFs and videos (X's chunked upload) are not sent. A retried send uploads
+again; the post itself is sent as before (X has no idempotency key; a resent identical post is
+refused by X as duplicate content).
+
 Setup
 -----
 1. In the X developer portal create a project and an app with **OAuth 2.0** user authentication
    (type "Web App" = confidential client, or "Native App" = public client).
 2. Authorise the app for the support account with the scopes
-   `tweet.read tweet.write users.read dm.read dm.write offline.access` (PKCE flow; any OAuth 2.0
-   tool will do). `offline.access` gives a refresh token; without it the access token dies after
-   two hours and the channel stops until someone pastes a new one.
+   `tweet.read tweet.write users.read dm.read dm.write media.write offline.access` (PKCE flow; any
+   OAuth 2.0 tool will do; `media.write` lets replies carry images). `offline.access` gives a
+   refresh token; without it the access token dies after two hours and the channel stops until
+   someone pastes a new one.
 3. Put the access token, the refresh token, the app's client id (and, for a confidential client,
    its client secret) in the channel's settings, and the support account's numeric user id in
    `user_id`.
@@ -65,7 +79,7 @@ details `{"title", "detail", ...}` and `{"errors": [{"message"}]}`) both reach t
 API's own words, e.g. "Forbidden: You are not allowed to create a Tweet with duplicate content."
 
 Not supported: replying to posts that did not mention us (X forbids it for self-serve apps),
-quote posts as a stream of their own, sending media, group DMs started by us.
+quote posts as a stream of their own, sending GIFs or videos, group DMs started by us.
 
 Settings: see `settings` below; docs/channels/x.md has an example.
 """
@@ -85,11 +99,13 @@ from typing import Any
 
 from connectors import twitter_text
 from connectors._http import Http
+from connectors._meta import reply_context
 from connectors.base import (
     Connector,
     ItemError,
     Limits,
     PermanentError,
+    RetryableError,
     Setting,
     pick,
 )
@@ -97,9 +113,17 @@ from inbox.models import Attachment, Author, FetchResult, InboundItem, OutboundR
 
 MAX_POST_WEIGHT = twitter_text.MAX_WEIGHTED_LENGTH
 MAX_DM_LENGTH = 10_000
+#: The one-shot media upload takes images up to 5 MB (GIF and video need the chunked upload, not used here).
+MEDIA_TYPES = ("image/jpeg", "image/png", "image/webp")
+MAX_MEDIA_BYTES = 5 * 1024 * 1024
+#: Up to 4 photos in a post; a direct message carries one file.
+MAX_POST_MEDIA = 4
+MAX_DM_MEDIA = 1
 TWEET_FIELDS = "created_at,author_id,conversation_id,in_reply_to_user_id,referenced_tweets,attachments,entities,lang"
 DM_FIELDS = "id,event_type,text,sender_id,dm_conversation_id,created_at,attachments,participant_ids"
 MEDIA_FIELDS = "media_key,type,url,preview_image_url,width,height"
+#: The post a mention answers (or quotes) and its author come with the mention, for the agent's context.
+MENTION_EXPANSIONS = "author_id,attachments.media_keys,referenced_tweets.id,referenced_tweets.id.author_id"
 
 #: Tokens refreshed in this process, per channel: {key: {"access_token", "refresh_token", ...}}.
 _TOKENS: dict[str, dict[str, Any]] = {}
@@ -157,7 +181,7 @@ class XConnector(Connector):
         Setting("user_id", required=True, help="Numeric user id of the support account (not the @name)."),
         Setting("access_token", required=True, secret=True,
                 help="OAuth 2.0 user access token of the support account (scopes tweet.read tweet.write "
-                     "users.read dm.read dm.write offline.access)."),
+                     "users.read dm.read dm.write media.write offline.access)."),
         Setting("refresh_token", default=None, secret=True,
                 help="OAuth 2.0 refresh token (scope offline.access); without it the channel stops when "
                      "the access token expires."),
@@ -174,7 +198,8 @@ class XConnector(Connector):
         Setting("download_media", default=True, help="Download photos as attachments."),
         Setting("timeout", default=30, help="Seconds an API call may take."),
     )
-    limits = Limits(max_text_length=MAX_POST_WEIGHT, formatting="plain", supports_attachments=False)
+    limits = Limits(max_text_length=MAX_POST_WEIGHT, formatting="plain", attachment_types=MEDIA_TYPES,
+                    max_attachment_bytes=MAX_MEDIA_BYTES, max_attachments=MAX_POST_MEDIA)
     # GET /2/dm_events allows 15 calls per 15 minutes per user.
     default_poll_every = 120.0
 
@@ -358,7 +383,7 @@ class XConnector(Connector):
         size = int(self.config["page_size"])
         if stream == "mentions":
             params = {"max_results": min(100, max(5, size)), "tweet.fields": TWEET_FIELDS,
-                      "expansions": "author_id,attachments.media_keys", "user.fields": "username,name",
+                      "expansions": MENTION_EXPANSIONS, "user.fields": "username,name",
                       "media.fields": MEDIA_FIELDS}
             if state.get("mentions"):
                 params["since_id"] = state["mentions"]
@@ -469,12 +494,14 @@ class XConnector(Connector):
         headers = {"url": f"https://x.com/{username}/status/{tweet_id}", "username": f"@{username}"}
         if isinstance(raw.get("lang"), str):
             headers["lang"] = raw["lang"]
+        context_text, context_url = _answered_post(raw, includes)
         return InboundItem(
             channel=self.name, external_id=tweet_id,
             author=Author(handle=author_id, name=_display(user.get("name") or username), identity_kind="x"),
             text=text, sent_at=_parse_time(raw.get("created_at")),
             thread_key=str(raw.get("conversation_id") or tweet_id), references=tuple(replied_to), public=True,
             attachments=self._media(raw, includes), headers=headers, raw=_raw_bytes("mention", raw, includes),
+            context_text=context_text, context_url=context_url,
         )
 
     def _dm_item(self, raw: Any, includes: dict[str, Any]) -> InboundItem:
@@ -528,7 +555,7 @@ class XConnector(Connector):
 
     def send(self, reply: OutboundReply) -> str:
         text = reply.text.strip()
-        if not text:
+        if not text and not reply.attachments:
             raise PermanentError("the reply is empty")
         if reply.public:
             return self._send_post(reply, text)
@@ -542,8 +569,13 @@ class XConnector(Connector):
                 f"characters count 2); X allows {MAX_POST_WEIGHT}. Shorten it by {weight - MAX_POST_WEIGHT}.")
         if not reply.reply_to_external_id:
             raise PermanentError("a public reply on X needs the post it answers")
-        answer = self._call("POST", "/2/tweets",
-                            json={"text": text, "reply": {"in_reply_to_tweet_id": reply.reply_to_external_id}})
+        self._check_files(reply.attachments, most=MAX_POST_MEDIA, where="a post")
+        payload: dict[str, Any] = {"reply": {"in_reply_to_tweet_id": reply.reply_to_external_id}}
+        if text:
+            payload["text"] = text
+        if reply.attachments:
+            payload["media"] = {"media_ids": [self._upload(a, "tweet_image") for a in reply.attachments]}
+        answer = self._call("POST", "/2/tweets", json=payload)
         return str(pick(answer, "data", "id"))
 
     def _send_dm(self, reply: OutboundReply, text: str) -> str:
@@ -556,8 +588,49 @@ class XConnector(Connector):
             path = f"/2/dm_conversations/with/{reply.to.handle}/messages"
         else:
             raise PermanentError("no DM conversation or X user id to send this message to")
-        answer = self._call("POST", path, json={"text": text})
+        self._check_files(reply.attachments, most=MAX_DM_MEDIA, where="a direct message")
+        payload: dict[str, Any] = {"text": text} if text else {}
+        if reply.attachments:
+            payload["attachments"] = [{"media_id": self._upload(a, "dm_image")} for a in reply.attachments]
+        answer = self._call("POST", path, json=payload)
         return str(pick(answer, "data", "dm_event_id"))
+
+    def _check_files(self, files: tuple[Attachment, ...], *, most: int, where: str) -> None:
+        """Refuse, before anything is uploaded, files X would not take in `where`."""
+        if len(files) > most:
+            images = "images" if most > 1 else "image"
+            raise PermanentError(
+                f"X takes at most {most} {images} in {where} and this reply has {len(files)}: "
+                f"remove {len(files) - most} or send them in another reply.")
+        for attachment in files:
+            name = attachment.filename
+            if not self.limits.accepts_type(attachment.content_type):
+                raise PermanentError(
+                    f"X does not take {name} ({attachment.content_type}) from Mainland: only JPEG, PNG and "
+                    "WebP images. Remove it, or share a link instead.")
+            if attachment.data is None:
+                raise PermanentError(f"the file {name} has no content to upload; attach it again")
+            if len(attachment.data) > MAX_MEDIA_BYTES:
+                raise PermanentError(
+                    f"{name} is {len(attachment.data) / 1048576:.1f} MB; X takes images up to 5 MB. "
+                    "Send a smaller image.")
+
+    def _upload(self, attachment: Attachment, category: str) -> str:
+        """The one-shot `POST /2/media/upload` (images); returns the media id for the post or DM."""
+        media_type = (attachment.content_type or "").split(";")[0].strip().lower()
+        try:
+            answer = self._call("POST", "/2/media/upload",
+                                data={"media_category": category, "media_type": media_type},
+                                files={"media": (attachment.filename, attachment.data, media_type)})
+        except PermanentError as exc:
+            hint = (" Authorise the app again with the media.write scope." if " 403" in str(exc)
+                    else " Remove it or send another image.")
+            raise PermanentError(self.redact(f"X refused {attachment.filename}: {exc}.{hint}")) from None
+        data = answer.get("data") if isinstance(answer, dict) else None
+        media_id = data.get("id") if isinstance(data, dict) else None
+        if not isinstance(media_id, str) or not media_id:
+            raise RetryableError(f"X took {attachment.filename} but answered without its media id")
+        return media_id
 
     def close(self) -> None:
         self.http.close()
@@ -570,11 +643,51 @@ def _user(includes: dict[str, Any], user_id: str) -> dict[str, Any]:
     return {}
 
 
+def _referenced(raw: dict[str, Any]) -> list[dict[str, Any]]:
+    """The post's `referenced_tweets` entries that carry a type and an id."""
+    refs = raw.get("referenced_tweets") if isinstance(raw.get("referenced_tweets"), list) else []
+    return [r for r in refs
+            if isinstance(r, dict) and isinstance(r.get("id"), str) and isinstance(r.get("type"), str)]
+
+
+def _included_post(includes: dict[str, Any], post_id: str) -> dict[str, Any] | None:
+    for post in includes.get("tweets") or []:
+        if isinstance(post, dict) and post.get("id") == post_id:
+            return post
+    return None
+
+
+def _answered_post(raw: dict[str, Any], includes: dict[str, Any]) -> tuple[str | None, str | None]:
+    """`(context_text, context_url)`: the post a mention replies to, else the post it quotes.
+
+    A referenced post missing from `includes.tweets` (deleted, or its author protects their posts;
+    X lists it in the page's `errors`) leaves both empty: the mention itself still arrives.
+    """
+    refs = _referenced(raw)
+    chosen = next((r for kind in ("replied_to", "quoted") for r in refs if r["type"] == kind), None)
+    if chosen is None or _numeric(chosen["id"]) is None:
+        return None, None
+    post = _included_post(includes, chosen["id"])
+    if post is None:
+        return None, None
+    text = _unescape(post["text"]) if isinstance(post.get("text"), str) else None
+    author = _user(includes, post["author_id"]) if isinstance(post.get("author_id"), str) else {}
+    username = author.get("username") if isinstance(author.get("username"), str) else ""
+    if username and all(c.isalnum() or c == "_" for c in username):
+        url = f"https://x.com/{username}/status/{chosen['id']}"
+    else:
+        url = f"https://x.com/i/web/status/{chosen['id']}"
+    return reply_context(text, url)
+
+
 def _raw_bytes(kind: str, raw: Any, includes: dict[str, Any]) -> bytes:
     """The item with the expansions it needs, so that quarantine can reprocess it alone."""
-    wanted = {"users": [], "media": []}
+    wanted = {"users": [], "media": [], "tweets": []}
     if isinstance(raw, dict):
-        ids = {raw.get("author_id"), raw.get("sender_id")}
+        referenced = {r["id"] for r in _referenced(raw)}
+        wanted["tweets"] = [t for t in includes.get("tweets") or []
+                            if isinstance(t, dict) and t.get("id") in referenced]
+        ids = {raw.get("author_id"), raw.get("sender_id")} | {t.get("author_id") for t in wanted["tweets"]}
         keys = set((raw.get("attachments") or {}).get("media_keys") or []) \
             if isinstance(raw.get("attachments"), dict) else set()
         wanted["users"] = [u for u in includes.get("users") or [] if isinstance(u, dict) and u.get("id") in ids]

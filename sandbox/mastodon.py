@@ -5,7 +5,12 @@ with `types[]`, `exclude_types[]`, `max_id`, `since_id`, `min_id` (ascending fro
 page then reversed to newest first) and `limit` (default 40, max 80), plus the `Link` header with
 rel="next"/"prev"; `POST /api/v1/statuses` (form or JSON: `status`, `in_reply_to_id`,
 `visibility`, `spoiler_text`) honouring `Idempotency-Key` for an hour; `GET /api/v1/statuses/:id`;
-`GET /api/v2/instance`; media files under `/system/media_attachments/files/`. Every answer carries
+`GET /api/v2/instance`; media files under `/system/media_attachments/files/`; uploads with
+`POST /api/v2/media` (multipart `file`; 200 with `url` for an image, 202 with `url: null` while a
+video or audio file is processed; 422 "File content type is invalid" or "File file size must be
+less than 10 MB"; its own rate limit of 30 per 30 minutes) and `GET /api/v1/media/:id` (206 while
+processing, then 200 with `url`), their ids given to a status as `media_ids[]` (at most 4; 422
+"Cannot attach files that have not finished processing" before that). Every answer carries
 `X-RateLimit-Limit/Remaining/Reset` (reset as ISO 8601); errors are `{"error": "..."}` with
 Mastodon's status codes (401 invalid token, 404 "Record not found", 422 "Validation failed: ...",
 429 "Too many requests").
@@ -14,9 +19,11 @@ Ids are opaque strings ordered by length, then text; notification ids start just
 ten so that a client comparing them as text (or as floats) gets the order wrong.
 
 Customers post with `mention(...)` and `direct(...)` (a status with visibility `direct`);
+`our_status(...)` is a status of the support account that customers may answer (`in_reply_to=`).
 `sent` lists the statuses we posted, each with its `idempotency_key` and who it reached. Faults:
 `rate_limited(seconds)`, `server_error()`, `malformed_notification()`, `duplicate_notification()`,
-`revoke_token()`, `favourite(...)` (a notification of another type).
+`delete_status(status)` (GET 404, its notifications keep `"status": null`), `revoke_token()`,
+`favourite(...)` (a notification of another type).
 """
 
 from __future__ import annotations
@@ -29,14 +36,27 @@ import re
 import threading
 import time
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 
 from sandbox.base import Imitation, Request, route
+from sandbox.multipart import parse_form
 
 DEFAULT_TOKEN = "mastodon-imitation-token-ZmFrZS10b2tlbg"
 RATE_LIMIT = 300
 RATE_WINDOW = 300
 IDEMPOTENCY_SECONDS = 3600
+#: Media uploads have a limit of their own: 30 per 30 minutes per account (api/rate-limits).
+MEDIA_RATE_LIMIT = 30
+MEDIA_RATE_WINDOW = 1800
+#: `configuration.media_attachments` of the documented `GET /api/v2/instance` example.
+SUPPORTED_MIME_TYPES = (
+    "image/jpeg", "image/png", "image/gif", "image/heic", "image/heif", "image/webp", "video/webm", "video/mp4",
+    "video/quicktime", "video/ogg", "audio/wave", "audio/wav", "audio/x-wav", "audio/x-pn-wave", "audio/vnd.wave",
+    "audio/ogg", "audio/vorbis", "audio/mpeg", "audio/mp3", "audio/webm", "audio/flac", "audio/aac", "audio/m4a",
+    "audio/x-m4a", "audio/mp4", "audio/3gpp", "video/x-ms-asf")
+IMAGE_SIZE_LIMIT = 10485760
+VIDEO_SIZE_LIMIT = 41943040
+MAX_MEDIA_ATTACHMENTS = 4
 _URL = re.compile(r"https?://[^\s<>\"']+")
 _MENTION = re.compile(r"(?<![\w/])@(\w+(?:[.-]+\w+)*)(?:@([\w.-]+\w))?", re.ASCII)
 
@@ -66,6 +86,14 @@ class MastodonImitation(Imitation):
         self.sent: list[dict] = []
         self.idempotency: dict[str, tuple[float, str]] = {}
         self.files: dict[str, tuple[bytes, str]] = {}
+        #: Our uploads by media id: {"entity", "data", "content_type", "filename", "polls_left", "status_id"}.
+        self.uploads: dict[str, dict[str, Any]] = {}
+        #: How many `GET /api/v1/media/:id` answer 206 before an upload is processed; images are processed
+        #: at once (200) unless this is set, video and audio answer 202 and need at least one more look.
+        self.processing_polls = 0
+        self._media_ids = itertools.count(22348641)
+        self._media_window_start = time.time()
+        self._media_window_used = 0
         self._status_ids = itertools.count(103186126728896492)
         self._notification_ids = itertools.count(99999995)
         self._account_ids = itertools.count(971724)
@@ -111,6 +139,20 @@ class MastodonImitation(Imitation):
         with self.lock:
             return self._notify("favourite", account, status)
 
+    def our_status(self, text: str, *, visibility: str = "public") -> dict:
+        """A status of the support account itself (an announcement customers answer)."""
+        with self.lock:
+            return self._status(self.me, f"<p>{html.escape(text)}</p>", visibility=visibility, in_reply_to=None,
+                                spoiler_text="", mentions=[], media=[])
+
+    def delete_status(self, status: dict) -> None:
+        """The status is deleted: GET answers 404, and its notifications carry `"status": null`."""
+        with self.lock:
+            self.statuses.pop(status["id"], None)
+            for notification in self.notifications:
+                if notification.get("status") is not None and notification["status"]["id"] == status["id"]:
+                    notification["status"] = None
+
     def replies(self) -> list[dict]:
         with self.lock:
             return list(self.sent)
@@ -123,6 +165,13 @@ class MastodonImitation(Imitation):
         self.fail_next(429, {"error": "Too many requests"}, {
             "X-RateLimit-Limit": str(RATE_LIMIT), "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset},
             path_prefix="/api/")
+
+    def media_rate_limited(self, seconds: int = 30) -> None:
+        """The next upload exceeds the media limit (30 per 30 minutes): 429 with its headers."""
+        reset = _iso(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds))
+        self.fail_next(429, {"error": "Too many requests"}, {
+            "X-RateLimit-Limit": str(MEDIA_RATE_LIMIT), "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset},
+            path_prefix="/api/v2/media")
 
     def server_error(self) -> None:
         self.fail_next(503, {"error": "Remote data could not be fetched"}, path_prefix="/api/")
@@ -184,7 +233,12 @@ class MastodonImitation(Imitation):
     def post_status(self, request: Request):
         if not self._authorized(request):
             return self._unauthorized()
-        params = request.json() if "json" in request.headers.get("Content-Type", "") else request.form()
+        is_json = "json" in request.headers.get("Content-Type", "")
+        params = request.json() if is_json else request.form()
+        if is_json:
+            media_ids = [str(m) for m in params.get("media_ids") or []]
+        else:
+            media_ids = parse_qs(request.body.decode("utf-8", "replace")).get("media_ids[]", [])
         key = request.headers.get("Idempotency-Key")
         with self.lock:
             now = time.time()
@@ -195,7 +249,15 @@ class MastodonImitation(Imitation):
             visibility = str(params.get("visibility") or "public")
             if visibility not in ("public", "unlisted", "private", "direct"):
                 return 422, {"error": "Validation failed: Visibility is not included in the list"}, self._rate_headers()
-            if not text.strip():
+            if len(media_ids) > MAX_MEDIA_ATTACHMENTS:
+                return 422, {"error": f"Cannot attach more than {MAX_MEDIA_ATTACHMENTS} files"}, self._rate_headers()
+            # Ids of media that are not ours, or already attached, are ignored (as Mastodon does).
+            uploaded = [self.uploads[m] for m in media_ids
+                        if m in self.uploads and self.uploads[m]["status_id"] is None]
+            if any(u["entity"]["url"] is None for u in uploaded):
+                return 422, {"error": "Cannot attach files that have not finished processing. Try again in a moment!"}, \
+                    self._rate_headers()
+            if not text.strip() and not uploaded:
                 return 422, {"error": "Validation failed: Text can't be blank"}, self._rate_headers()
             if self._length(text) > self.max_characters:
                 return 422, {"error": f"Validation failed: Text character limit of {self.max_characters} exceeded"}, \
@@ -208,13 +270,17 @@ class MastodonImitation(Imitation):
             mentioned = self._mentioned(text)
             status = self._status(self.me, f"<p>{html.escape(text)}</p>", visibility=visibility, in_reply_to=parent,
                                   spoiler_text=str(params.get("spoiler_text") or ""), mentions=mentioned, media=[])
+            for upload in uploaded:
+                upload["status_id"] = status["id"]
+                status["media_attachments"].append(copy.deepcopy(upload["entity"]))
             if key:
                 self.idempotency[key] = (now, status["id"])
             # A direct status reaches only those it mentions; others reach every follower as well.
             reached = [m["acct"] for m in mentioned]
             self.sent.append({"id": status["id"], "text": text, "in_reply_to_id": status["in_reply_to_id"],
                               "visibility": visibility, "idempotency_key": key, "reached": reached,
-                              "status": status})
+                              "status": status, "media": [{k: u[k] for k in ("data", "content_type", "filename")}
+                                                          | {"id": u["entity"]["id"]} for u in uploaded]})
             return 200, copy.deepcopy(status), self._rate_headers()
 
     @route("GET", r"/api/v1/statuses/(?P<status_id>\w+)")
@@ -227,12 +293,64 @@ class MastodonImitation(Imitation):
                 return 404, {"error": "Record not found"}, self._rate_headers()
             return 200, copy.deepcopy(status), self._rate_headers()
 
+    @route("POST", r"/api/v2/media")
+    def upload_media(self, request: Request):
+        """Multipart `file` (with its MIME type) and optional `description`: 200 when processed, else 202."""
+        if not self._authorized(request):
+            return self._unauthorized()
+        with self.lock:
+            headers = self._media_rate_headers()
+            form = parse_form(request.headers.get("Content-Type", ""), request.body)
+            upload = (form.get("file") or [None])[0]
+            if upload is None or not upload.data:
+                return 422, {"error": "Validation failed: File can't be blank"}, headers
+            content_type = upload.content_type or ""
+            if content_type not in SUPPORTED_MIME_TYPES:
+                return 422, {"error": "Validation failed: File content type is invalid, File is invalid"}, headers
+            kind = "image" if content_type.startswith("image/") else content_type.split("/")[0]
+            limit = IMAGE_SIZE_LIMIT if kind == "image" else VIDEO_SIZE_LIMIT
+            if len(upload.data) > limit:
+                return 422, {"error": f"Validation failed: File file size must be less than {limit // 1048576} MB"}, \
+                    headers
+            media_id = str(next(self._media_ids))
+            filename = upload.filename or f"{media_id}.bin"
+            path = f"{media_id[:3]}/{media_id[3:6]}/{media_id[6:]}/original/{filename}"
+            self.files[path] = (upload.data, content_type)
+            polls = self.processing_polls if kind == "image" else max(1, self.processing_polls)
+            description = (form.get("description") or [None])[0]
+            entity = {"id": media_id, "type": kind if kind in ("image", "video", "audio") else "unknown",
+                      "url": None if polls else f"{self.url}/system/media_attachments/files/{path}",
+                      "preview_url": f"{self.url}/system/media_attachments/files/{path}", "remote_url": None,
+                      "description": description.text if description else None, "meta": {}, "blurhash": None}
+            self.uploads[media_id] = {"entity": entity, "data": upload.data, "content_type": content_type,
+                                      "filename": filename, "polls_left": polls, "status_id": None,
+                                      "path": path}
+            return (202 if polls else 200), copy.deepcopy(entity), headers
+
+    @route("GET", r"/api/v1/media/(?P<media_id>\w+)")
+    def get_media(self, request: Request, media_id: str):
+        if not self._authorized(request):
+            return self._unauthorized()
+        with self.lock:
+            upload = self.uploads.get(media_id)
+            if upload is None:
+                return 404, {"error": "Record not found"}, self._rate_headers()
+            if upload["polls_left"] > 0:
+                upload["polls_left"] -= 1
+                return 206, b"", self._rate_headers()  # "The media attachment is still being processed"
+            upload["entity"]["url"] = f"{self.url}/system/media_attachments/files/{upload['path']}"
+            return 200, copy.deepcopy(upload["entity"]), self._rate_headers()
+
     @route("GET", r"/api/v2/instance")
     def instance(self, request: Request):
         return 200, {"domain": self.domain, "title": "Acme Social", "version": "4.3.0",
                      "configuration": {"statuses": {"max_characters": self.max_characters,
                                                     "max_media_attachments": 4,
-                                                    "characters_reserved_per_url": 23}}}, self._rate_headers()
+                                                    "characters_reserved_per_url": 23},
+                                       "media_attachments": {"supported_mime_types": list(SUPPORTED_MIME_TYPES),
+                                                             "image_size_limit": IMAGE_SIZE_LIMIT,
+                                                             "video_size_limit": VIDEO_SIZE_LIMIT}}}, \
+            self._rate_headers()
 
     @route("GET", r"/system/media_attachments/files/(?P<path>.+)")
     def media_file(self, request: Request, path: str):
@@ -259,6 +377,16 @@ class MastodonImitation(Imitation):
         reset = dt.datetime.fromtimestamp(self._window_start + RATE_WINDOW, dt.UTC)
         return {"X-RateLimit-Limit": str(RATE_LIMIT),
                 "X-RateLimit-Remaining": str(max(RATE_LIMIT - self._window_used, 0)),
+                "X-RateLimit-Reset": _iso(reset)}
+
+    def _media_rate_headers(self) -> dict[str, str]:
+        now = time.time()
+        if now - self._media_window_start >= MEDIA_RATE_WINDOW:
+            self._media_window_start, self._media_window_used = now, 0
+        self._media_window_used += 1
+        reset = dt.datetime.fromtimestamp(self._media_window_start + MEDIA_RATE_WINDOW, dt.UTC)
+        return {"X-RateLimit-Limit": str(MEDIA_RATE_LIMIT),
+                "X-RateLimit-Remaining": str(max(MEDIA_RATE_LIMIT - self._media_window_used, 0)),
                 "X-RateLimit-Reset": _iso(reset)}
 
     def _tick(self) -> str:

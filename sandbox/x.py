@@ -3,17 +3,25 @@
 It follows shared/channels.md section 2 to the field name: `GET /2/users/{id}/mentions`
 (`since_id` strict, `max_results` 5-100, `pagination_token`, newest first, `meta.newest_id`/
 `oldest_id`/`result_count`/`next_token`, the 800-newest cap, `includes.users`/`includes.media`
-only when expanded, only the asked-for `tweet.fields`), `GET /2/dm_events` (newest first, both
+only when expanded, `includes.tweets` for `referenced_tweets.id` with their authors for
+`referenced_tweets.id.author_id`, a deleted or protected referenced post listed in the top-level
+`errors` of a 200 instead, only the asked-for `tweet.fields`), `GET /2/dm_events` (newest first, both
 directions, no since_id, `meta` without `next_token` on the last page, `{"meta":
 {"result_count": 0}}` when empty), `POST /2/tweets` (201 `{"data": {"id", "text"}}`; 403 for
 duplicate text and for replies to posts that did not mention us), `POST
 /2/dm_conversations/{id}/messages` and `/with/{participant_id}/messages` (201 `{"data":
-{"dm_conversation_id", "dm_event_id"}}`) and `POST /2/oauth2/token` (refresh tokens rotate).
+{"dm_conversation_id", "dm_event_id"}}`, optional `attachments: [{"media_id"}]`, one),
+the one-shot `POST /2/media/upload` (multipart `media` + `media_category` `tweet_image`/`dm_image`,
+images up to 5 MB, 200 `{"data": {"id", "media_key", "size", "expires_after_secs", "image"}}`; its
+400 texts for a wrong type or size are the imitation's own, X does not document them), posts with
+`media.media_ids` (1-4 ids of `tweet_image` uploads, else 400 "Your media IDs are invalid.") and
+`POST /2/oauth2/token` (refresh tokens rotate).
 Every answer carries `x-rate-limit-limit/-remaining/-reset` (epoch seconds); errors are
 `application/problem+json`.
 
-Tests drive it with `customer_mention`, `customer_dm`, `malformed_mention`, `duplicate`,
-`expire_token`, `rate_limited`, and read `sent` for what we posted.
+Tests drive it with `customer_mention` (optionally `in_reply_to` or `quoting` a post), `our_post`,
+`delete_post`, `protect`, `customer_dm`, `malformed_mention`, `duplicate`, `expire_token`,
+`rate_limited`, and read `sent` for what we posted.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from typing import Any
 
 from connectors.twitter_text import MAX_WEIGHTED_LENGTH, weighted_length
 from sandbox.base import Imitation, Request, route
+from sandbox.multipart import parse_form
 
 #: A 1x1 JPEG served as every photo.
 PHOTO = base64.b64decode(
@@ -35,7 +44,15 @@ PHOTO = base64.b64decode(
     "////////////wAARCAABAAEDASIAAhEBAxEB/8QAFAABAAAAAAAAAAAAAAAAAAAAA//EABQQAQAAAAAAAAAAAAAAAAAAAAD/xAAU"
     "AQEAAAAAAAAAAAAAAAAAAAAA/8QAFBEBAAAAAAAAAAAAAAAAAAAAAP/aAAwDAQACEQMRAD8AP//Z")
 
-LIMITS = {"mentions": 450, "dm_events": 15, "tweets": 100, "dm_send": 15}
+LIMITS = {"mentions": 450, "dm_events": 15, "tweets": 100, "dm_send": 15,
+          "media": 500}  # media: the imitation's own number; X does not state one for the upload
+#: The one-shot `POST /2/media/upload`: its media types, categories and the image limit (5 MB).
+ONE_SHOT_TYPES = ("image/jpeg", "image/bmp", "image/png", "image/webp", "image/pjpeg", "image/tiff",
+                  "text/srt", "text/vtt")
+ONE_SHOT_CATEGORIES = ("tweet_image", "dm_image", "subtitles")
+IMAGE_LIMIT = 5 * 1024 * 1024
+MEDIA_PER_POST = 4
+MEDIA_PER_DM = 1
 DEFAULT_FIELDS = {"tweet": ("id", "text", "edit_history_tweet_ids"), "dm": ("id", "event_type", "text")}
 
 
@@ -71,7 +88,10 @@ class XImitation(Imitation):
         self.tweets: list[dict[str, Any]] = []  # every post, oldest first (duplicates possible)
         self.dm_events: list[dict[str, Any]] = []  # every DM event, oldest first, both directions
         self.media: dict[str, dict[str, Any]] = {}
+        self.deleted: set[str] = set()  # ids of deleted posts
+        self.protected: set[str] = set()  # ids of users whose posts are protected
         self.sent: list[dict[str, Any]] = []  # what we (the connector) created
+        self.uploads: dict[str, dict[str, Any]] = {}  # media_id -> {"data", "media_type", "media_category", ...}
         self.access_tokens: dict[str, float] = {access_token: time.time() + 7200}
         self.refresh_tokens: set[str] = {refresh_token}
         self.token_requests: list[dict[str, str]] = []
@@ -108,9 +128,27 @@ class XImitation(Imitation):
                            "width": 1, "height": 1}
         return key
 
+    def our_post(self, text: str) -> str:
+        """A post of the support account itself (an announcement customers answer); returns its id."""
+        with self.lock:
+            tweet_id = str(next(self._ids))
+            self.tweets.append({"id": tweet_id, "text": text, "author_id": self.user_id, "created_at": self._now(),
+                                "conversation_id": tweet_id, "edit_history_tweet_ids": [tweet_id], "lang": "en"})
+            return tweet_id
+
+    def delete_post(self, tweet_id: str) -> None:
+        """The post is deleted: it is no longer served, nor expanded (X lists it in `errors`)."""
+        with self.lock:
+            self.deleted.add(tweet_id)
+
+    def protect(self, username: str) -> None:
+        """The user protects their posts: expansions of them are refused (listed in `errors`)."""
+        with self.lock:
+            self.protected.add(self.user(username))
+
     def customer_mention(self, username: str, text: str | None = None, *, name: str | None = None,
-                         in_reply_to: str | None = None, photo: bool = False) -> str:
-        """A customer's post mentioning us (or answering `in_reply_to`); returns its id."""
+                         in_reply_to: str | None = None, quoting: str | None = None, photo: bool = False) -> str:
+        """A customer's post mentioning us (or answering `in_reply_to`, or quoting `quoting`); returns its id."""
         with self.lock:
             author = self.user(username, name)
             tweet_id = str(next(self._ids))
@@ -126,6 +164,8 @@ class XImitation(Imitation):
                 tweet["conversation_id"] = parent["conversation_id"]
                 tweet["in_reply_to_user_id"] = parent["author_id"]
                 tweet["referenced_tweets"] = [{"type": "replied_to", "id": in_reply_to}]
+            if quoting:
+                tweet.setdefault("referenced_tweets", []).append({"type": "quoted", "id": quoting})
             if photo:
                 tweet["attachments"] = {"media_keys": [self._photo()]}
             self.tweets.append(tweet)
@@ -250,6 +290,46 @@ class XImitation(Imitation):
             includes["media"] = [self.media[k] for k in keys if k in self.media]
         return {k: v for k, v in includes.items() if v}
 
+    def _referenced(self, entries: list[dict[str, Any]], request: Request, includes: dict[str, Any]
+                    ) -> list[dict[str, Any]]:
+        """Expand `referenced_tweets.id` (and `.author_id`) into `includes`; return the partial errors.
+
+        A deleted post is "Not Found Error", a protected one "Authorization Error": both are left
+        out of `includes.tweets` and listed in the answer's top-level `errors`.
+        """
+        expanded = set((request.arg("expansions") or "").split(","))
+        if "referenced_tweets.id" not in expanded:
+            return []
+        found: list[dict[str, Any]] = []
+        errors: list[dict[str, Any]] = []
+        wanted = []
+        for entry in entries:
+            for ref in entry.get("referenced_tweets") or []:
+                if ref["id"] not in wanted:
+                    wanted.append(ref["id"])
+        for ref_id in wanted:
+            post = next((t for t in self.tweets if t["id"] == ref_id), None)
+            if post is None or ref_id in self.deleted:
+                errors.append({"value": ref_id, "detail": f"Could not find tweet with referenced_tweets.id: [{ref_id}].",
+                               "title": "Not Found Error", "resource_type": "tweet", "parameter": "referenced_tweets.id",
+                               "resource_id": ref_id, "type": "https://api.x.com/2/problems/resource-not-found"})
+            elif post.get("author_id") in self.protected:
+                errors.append({"value": ref_id, "detail": "Sorry, you are not authorized to see the Tweet with "
+                               f"referenced_tweets.id: [{ref_id}].", "title": "Authorization Error",
+                               "resource_type": "tweet", "parameter": "referenced_tweets.id", "resource_id": ref_id,
+                               "type": "https://api.x.com/2/problems/not-authorized-for-resource"})
+            else:
+                found.append(self._fields({**post, "text": _escape(post["text"])}, "tweet", request.arg("tweet.fields")))
+        if found:
+            includes["tweets"] = found
+        if found and "referenced_tweets.id.author_id" in expanded:
+            users = includes.setdefault("users", [])
+            for post in found:
+                author = self.users.get(post.get("author_id"))
+                if author and author not in users:
+                    users.append(author)
+        return errors
+
     def _page(self, entries: list[dict[str, Any]], request: Request, kind: str, *, low: int, high: int
               ) -> tuple[list[dict[str, Any]], str | None] | tuple[int, bytes, dict[str, str]]:
         """Newest-first page of `entries` (oldest-first list) for the request's paging params."""
@@ -286,7 +366,7 @@ class XImitation(Imitation):
             if user_id != self.user_id:
                 return problem(403, "Forbidden", "You can only read the mentions of the authorised user.",
                                headers=headers)
-            ours = [t for t in self.tweets if t.get("author_id") != self.user_id and (
+            ours = [t for t in self.tweets if t.get("author_id") != self.user_id and t["id"] not in self.deleted and (
                 t.get("mentions_us") or f"@{self.username.lower()}" in str(t.get("text")).lower()
                 or t.get("in_reply_to_user_id") == self.user_id)]
             ours = ours[-800:]  # only the 800 newest mentions are served
@@ -307,8 +387,11 @@ class XImitation(Imitation):
             body = {"data": [self._fields({**t, "text": _escape(t["text"])}, "tweet", request.arg("tweet.fields"))
                              for t in page]}
             includes = self._includes(page, request.arg("expansions"), "author_id")
+            errors = self._referenced(page, request, includes)
             if includes:
                 body["includes"] = includes
+            if errors:
+                body["errors"] = errors  # a 200 can carry data and partial errors
             meta = {"newest_id": page[0]["id"], "oldest_id": page[-1]["id"], "result_count": len(page)}
             if next_token:
                 meta["next_token"] = next_token
@@ -352,14 +435,20 @@ class XImitation(Imitation):
                 payload = request.json()
             except ValueError:
                 payload = None
-            text = payload.get("text") if isinstance(payload, dict) else None
-            if not isinstance(text, str) or not text:
+            text = payload.get("text", "") if isinstance(payload, dict) else None
+            media = payload.get("media") if isinstance(payload, dict) else None
+            media_ids = media.get("media_ids") if isinstance(media, dict) else None
+            if not isinstance(text, str) or not (text or media_ids):
                 return problem(400, "Invalid Request", "One or more parameters to your request was invalid.",
                                "https://api.x.com/2/problems/invalid-request", headers)
+            if media is not None:
+                refused = self._check_media(media_ids, "tweet_image", MEDIA_PER_POST, headers)
+                if refused:
+                    return refused
             if weighted_length(text) > MAX_WEIGHTED_LENGTH:
                 return problem(400, "Invalid Request", "Your Tweet text is too long.",
                                "https://api.x.com/2/problems/invalid-request", headers)
-            if any(t["text"] == text for t in self.tweets if t.get("author_id") == self.user_id):
+            if text and any(t["text"] == text for t in self.tweets if t.get("author_id") == self.user_id):
                 return problem(403, "Forbidden", "You are not allowed to create a Tweet with duplicate content.",
                                headers=headers)
             reply_to = ((payload.get("reply") or {}).get("in_reply_to_tweet_id")
@@ -382,9 +471,14 @@ class XImitation(Imitation):
                                    headers=headers)
                 tweet.update(conversation_id=parent["conversation_id"], in_reply_to_user_id=parent["author_id"],
                              referenced_tweets=[{"type": "replied_to", "id": reply_to}])
+            if media_ids:
+                tweet["attachments"] = {"media_keys": [self.uploads[m]["media_key"] for m in media_ids]}
             self.tweets.append(tweet)
-            self.sent.append({"kind": "post", "id": tweet_id, "text": text, "in_reply_to": reply_to,
-                              "public": True, "conversation_id": tweet["conversation_id"]})
+            sent = {"kind": "post", "id": tweet_id, "text": text, "in_reply_to": reply_to,
+                    "public": True, "conversation_id": tweet["conversation_id"]}
+            if media_ids:
+                sent["media"] = [dict(self.uploads[m], id=m) for m in media_ids]
+            self.sent.append(sent)
             return 201, {"data": {"id": tweet_id, "text": text}}, headers
 
     def _send_dm(self, request: Request, conversation: str):
@@ -396,17 +490,67 @@ class XImitation(Imitation):
             payload = request.json()
         except ValueError:
             payload = None
-        text = payload.get("text") if isinstance(payload, dict) else None
-        if not isinstance(text, str) or not text:
+        text = payload.get("text", "") if isinstance(payload, dict) else None
+        attachments = payload.get("attachments") if isinstance(payload, dict) else None
+        if not isinstance(text, str) or not (text or attachments):
             return problem(400, "Invalid Request", "One or more parameters to your request was invalid.",
                            "https://api.x.com/2/problems/invalid-request", headers)
+        media_ids = None
+        if attachments is not None:
+            media_ids = [a.get("media_id") for a in attachments if isinstance(a, dict)] \
+                if isinstance(attachments, list) else None
+            refused = self._check_media(media_ids, "dm_image", MEDIA_PER_DM, headers)
+            if refused:
+                return refused
         earlier = [e for e in self.dm_events if e.get("dm_conversation_id") == conversation
                    and e.get("sender_id") != self.user_id]
         event_id = self._dm(self.user_id, conversation, text)
-        self.sent.append({"kind": "dm", "id": event_id, "text": text, "public": False,
-                          "dm_conversation_id": conversation,
-                          "in_reply_to": earlier[-1]["id"] if earlier else None})
+        sent = {"kind": "dm", "id": event_id, "text": text, "public": False, "dm_conversation_id": conversation,
+                "in_reply_to": earlier[-1]["id"] if earlier else None}
+        if media_ids:
+            sent["media"] = [dict(self.uploads[m], id=m) for m in media_ids]
+        self.sent.append(sent)
         return 201, {"data": {"dm_conversation_id": conversation, "dm_event_id": event_id}}, headers
+
+    def _check_media(self, media_ids: Any, category: str, most: int, headers: dict[str, str]):
+        """The problem answer for media ids a post or DM may not carry, else None."""
+        if not isinstance(media_ids, list) or not media_ids or len(media_ids) > most or not all(
+                isinstance(m, str) and self.uploads.get(m, {}).get("media_category") == category for m in media_ids):
+            return problem(400, "Invalid Request", "Your media IDs are invalid.",
+                           "https://api.x.com/2/problems/invalid-request", headers)
+        return None
+
+    @route("POST", r"/2/media/upload")
+    def upload_media(self, request: Request):
+        """The one-shot upload: multipart `media` (the file) and `media_category`, optional `media_type`."""
+        with self.lock:
+            refused = self._unauthorized(request)
+            if refused:
+                return refused
+            headers = self._rate_headers("media")
+            form = parse_form(request.headers.get("Content-Type", ""), request.body)
+            media = (form.get("media") or [None])[0]
+            category = (form.get("media_category") or [None])[0]
+            declared = (form.get("media_type") or [None])[0]
+            media_type = declared.text if declared else (media.content_type if media else None)
+            if media is None or not media.data or category is None or category.text not in ONE_SHOT_CATEGORIES:
+                return problem(400, "Invalid Request", "One or more parameters to your request was invalid.",
+                               "https://api.x.com/2/problems/invalid-request", headers)
+            if media_type not in ONE_SHOT_TYPES:
+                return problem(400, "Invalid Request", f"The media type {media_type} is not supported here; "
+                               "upload video and GIF with the chunked upload.",
+                               "https://api.x.com/2/problems/invalid-request", headers)
+            if len(media.data) > IMAGE_LIMIT:
+                return problem(400, "Invalid Request", f"File size exceeds {IMAGE_LIMIT} bytes.",
+                               "https://api.x.com/2/problems/invalid-request", headers)
+            media_id = str(next(self._ids))
+            key = f"3_{media_id}"
+            self.uploads[media_id] = {"media_key": key, "data": media.data, "media_type": media_type,
+                                      "media_category": category.text, "filename": media.filename}
+            self.media[key] = {"media_key": key, "type": "photo", "url": f"{self.url}/media/{key}.jpg"}
+            return 200, {"data": {"id": media_id, "media_key": key, "size": len(media.data),
+                                  "expires_after_secs": 86400,
+                                  "image": {"image_type": media_type, "w": 1, "h": 1}}}, headers
 
     @route("POST", r"/2/dm_conversations/(?P<conversation>[0-9-]+)/messages")
     def send_in_conversation(self, request: Request, conversation: str):

@@ -13,14 +13,16 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import itertools
+import json
 from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
 
-from connectors.base import PermanentError, RetryableError
+from connectors.base import ItemError, PermanentError, RetryableError
 from connectors.mastodon import MastodonConnector, id_key, status_length
 from connectors.testing import ChannelDriver, ConnectorContract, fetch_all
-from inbox.models import FetchResult, OutboundReply
+from inbox.models import Attachment, FetchResult, OutboundReply
 from sandbox.mastodon import MastodonImitation
 
 pytestmark = pytest.mark.server  # starts loopback imitations of the channel APIs
@@ -308,6 +310,162 @@ def test_malformed_notification_is_rejected_and_raw_items_round_trip(mastodon, m
     assert "account" in reject.reason and reject.source_ref.startswith("notification:")
     again = make().parse_raw(result.items[0].raw)
     assert again.external_id == result.items[0].external_id
+
+
+# The status a reply answers ("which coat?") --------------------------------------------------------
+
+def test_a_reply_carries_the_status_it_answers_asked_once_per_parent(mastodon, make):
+    coat = mastodon.our_status("Our wool coat is back, in camel & navy: https://shop.example/coat")
+    mastodon.mention("jane", "which sizes?", in_reply_to=coat)
+    mastodon.mention("bob", "and the price?", in_reply_to=coat)
+    mastodon.mention("carol", "a question of my own")
+    items = fetch_all(make()).items
+    first, second, own = items
+    assert first.context_text == "Our wool coat is back, in camel & navy: https://shop.example/coat"
+    assert first.context_url == coat["url"]
+    assert (second.context_text, second.context_url) == (first.context_text, first.context_url)
+    assert (own.context_text, own.context_url) == (None, None), "answers nothing: nothing asked"
+    assert len(mastodon.requests_to(rf"^/api/v1/statuses/{coat['id']}$")) == 1, "one call per parent per poll"
+    assert len(mastodon.requests_to(r"^/api/v1/statuses/")) == 1
+
+
+def test_a_deleted_or_hidden_parent_leaves_the_context_empty(mastodon, make, caplog):
+    gone = mastodon.our_status("A status we deleted")
+    gone_too = mastodon.our_status("Another one")
+    hidden = mastodon.our_status("Only for followers", visibility="private")
+    mastodon.mention("jane", "about that", in_reply_to=gone)
+    mastodon.mention("bob", "about this", in_reply_to=gone_too)
+    mastodon.direct("carol", "and this one?", in_reply_to=hidden)
+    mastodon.delete_status(gone)
+    mastodon.fail_next(410, {"error": "Record not found"}, path_prefix=f"/api/v1/statuses/{gone_too['id']}")
+    mastodon.fail_next(403, {"error": "This action is outside the authorized scopes"},
+                       path_prefix=f"/api/v1/statuses/{hidden['id']}")
+    result = fetch_all(make())
+    assert [(i.context_text, i.context_url) for i in result.items] == [(None, None)] * 3
+    assert not result.rejects and [i.text.split()[-1] for i in result.items] == ["that", "this", "one?"]
+    assert "read:statuses" in caplog.text
+
+
+def test_a_rate_limited_parent_stops_the_poll_and_keeps_the_cursor(mastodon, make):
+    coat = mastodon.our_status("Our coat")
+    mastodon.mention("jane", "which sizes?", in_reply_to=coat)
+    connector = make()
+    mastodon.fail_next(429, {"error": "Too many requests"}, {"X-RateLimit-Remaining": "0",
+                       "X-RateLimit-Reset": "2099-01-01T00:00:00.000Z"}, path_prefix="/api/v1/statuses/")
+    with pytest.raises(RetryableError):
+        connector.fetch(None)
+    [item] = connector.fetch(None).items
+    assert item.context_text == "Our coat"
+
+
+def test_a_direct_message_answering_nothing_has_no_context(mastodon, make):
+    mastodon.direct("jane", "a private question")
+    [item] = make().fetch(None).items
+    assert (item.context_text, item.context_url) == (None, None)
+    assert not mastodon.requests_to(r"^/api/v1/statuses/")
+
+
+def test_mentions_of_deleted_statuses_are_counted_and_skipped_not_quarantined(mastodon, make, caplog):
+    caplog.set_level("INFO")
+    first = mastodon.mention("jane", "deleted one")
+    mastodon.mention("bob", "kept")
+    second = mastodon.direct("carol", "deleted two")
+    mastodon.delete_status(first)
+    mastodon.delete_status(second)
+    connector = make()
+    result = fetch_all(connector)
+    assert [i.text.split()[-1] for i in result.items] == ["kept"]
+    assert result.rejects == [], "nothing goes to the quarantine"
+    assert result.cursor == max((n["id"] for n in mastodon.notifications), key=id_key), "the cursor moves past them"
+    assert "2 mention(s) skipped because their status was deleted" in caplog.text
+    deleted = [n for n in mastodon.notifications if n["status"] is None][0]
+    with pytest.raises(ItemError, match="deleted"):
+        connector.parse_raw(json.dumps(deleted).encode())
+
+
+# Replies with files --------------------------------------------------------------------------------
+
+def file(name: str, data: bytes, content_type: str = "image/png") -> Attachment:
+    return Attachment(filename=name, content_type=content_type, data=data, size=len(data))
+
+
+@pytest.fixture
+def answered(mastodon, make):
+    """A connector that does not wait between looks at an upload, and a direct message to answer."""
+    mastodon.direct("jane", "the box was crushed")
+    connector = make()
+    connector.media_waits = (0, 0, 0)
+    [item] = connector.fetch(None).items
+    return connector, item
+
+
+def test_files_are_uploaded_and_the_status_carries_them(mastodon, answered):
+    connector, item = answered
+    photo, clip = IMAGE, b"\x00\x00\x00\x18ftypmp42" + b"v" * 3000
+    status_id = connector.send(reply_to(item, "Here is the label and a short video.",
+                                        attachments=(file("label.png", photo), file("how-to.mp4", clip, "video/mp4"))))
+    [sent] = mastodon.replies()
+    assert sent["id"] == status_id and sent["visibility"] == "direct"
+    assert [(m["filename"], m["content_type"], m["data"]) for m in sent["media"]] == [
+        ("label.png", "image/png", photo), ("how-to.mp4", "video/mp4", clip)], "the bytes reached the server"
+    [post] = mastodon.requests_to(r"^/api/v1/statuses$")
+    form = parse_qs(post.body.decode())
+    assert form["media_ids[]"] == [m["id"] for m in sent["media"]], "the status names the uploads, in order"
+    assert [m["id"] for m in mastodon.statuses[status_id]["media_attachments"]] == form["media_ids[]"]
+    # The video was still processing (202): the connector looked again (206) until it had a url (200).
+    looks = mastodon.requests_to(r"^/api/v1/media/")
+    assert [r.path for r in looks] == [f"/api/v1/media/{sent['media'][1]['id']}"] * 2
+    assert MastodonConnector.limits.accepts_files(public=False) and MastodonConnector.limits.max_attachments == 4
+
+
+def test_a_file_only_reply_still_mentions_the_customer(mastodon, answered):
+    connector, item = answered
+    connector.send(reply_to(item, "", attachments=(file("label.png", IMAGE),)))
+    [sent] = mastodon.replies()
+    assert sent["text"] == "@jane@example.social" and len(sent["media"]) == 1
+
+
+def test_a_file_still_processing_after_the_waits_is_retried_and_posted_once(mastodon, answered):
+    connector, item = answered
+    mastodon.processing_polls = 5
+    reply = reply_to(item, "the label", key="outbox-77", attachments=(file("label.png", IMAGE),))
+    with pytest.raises(RetryableError, match="still processing label.png") as raised:
+        connector.send(reply)
+    assert raised.value.retry_after and not mastodon.replies()
+    mastodon.processing_polls = 0
+    first = connector.send(reply)
+    # A crash before "sent" was stored: the retry uploads again, the status is posted once.
+    assert connector.send(reply) == first
+    assert len(mastodon.replies()) == 1 and len(mastodon.requests_to(r"^/api/v2/media$")) == 3
+
+
+def test_refused_files_tell_the_agent_what_to_do(mastodon, answered):
+    connector, item = answered
+    with pytest.raises(PermanentError, match="at most 4 files.*remove 1"):
+        connector.send(reply_to(item, "five", attachments=tuple(file(f"{n}.png", IMAGE) for n in range(5))))
+    with pytest.raises(PermanentError, match=r"does not take invoice.pdf \(application/pdf\).*remove the file"):
+        connector.send(reply_to(item, "pdf", attachments=(file("invoice.pdf", b"%PDF-1.7", "application/pdf"),)))
+    with pytest.raises(PermanentError, match="up to 10 MB"):
+        connector.send(reply_to(item, "big", attachments=(file("huge.png", b"x" * (10 * 1048576 + 1)),)))
+    assert not mastodon.requests_to(r"^/api/v2/media$"), "refused before anything was uploaded"
+    # The server refuses what it cannot read, in its own words (an .heic the connector does not declare).
+    with pytest.raises(PermanentError, match="File content type is invalid.*another format"):
+        connector._upload(file("photo.heic", b"heic", "image/x-unknown"))
+    mastodon.fail_next(403, {"error": "This action is outside the authorized scopes"}, path_prefix="/api/v2/media")
+    with pytest.raises(PermanentError, match="write:media scope"):
+        connector.send(reply_to(item, "scope", attachments=(file("label.png", IMAGE),)))
+    assert not mastodon.replies()
+
+
+def test_the_media_rate_limit_waits_until_its_reset(mastodon, answered):
+    connector, item = answered
+    mastodon.media_rate_limited(600)
+    with pytest.raises(RetryableError) as raised:
+        connector.send(reply_to(item, "label", attachments=(file("label.png", IMAGE),)))
+    assert raised.value.retry_after == pytest.approx(600, abs=2)
+    assert not mastodon.replies()
+    upload = mastodon.requests_to(r"^/api/v2/media$")[0]
+    assert upload.headers["Authorization"] == f"Bearer {mastodon.token}"
 
 
 def test_settings_are_checked_at_start():

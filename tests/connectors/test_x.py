@@ -22,7 +22,8 @@ from connectors import x as x_module
 from connectors.base import PermanentError, RetryableError
 from connectors.testing import ChannelDriver, ConnectorContract, fetch_all
 from connectors.x import XConnector, weighted_length, x_error_message
-from inbox.models import Author, OutboundReply
+from inbox.models import Attachment, Author, OutboundReply
+from sandbox.multipart import parse_form
 from sandbox.x import XImitation
 
 pytestmark = pytest.mark.server  # starts loopback imitations of the channel APIs
@@ -117,10 +118,14 @@ def make(x_api, context, **overrides) -> XConnector:
 
 
 def reply(text: str, *, public: bool, to: str = "", thread_key: str | None = None,
-          reply_to: str | None = None) -> OutboundReply:
+          reply_to: str | None = None, files: tuple[Attachment, ...] = ()) -> OutboundReply:
     return OutboundReply(idempotency_key="r1", channel="x-support", conversation_id=1, text=text,
                          to=Author(handle=to, identity_kind="x"), thread_key=thread_key,
-                         reply_to_external_id=reply_to, public=public)
+                         reply_to_external_id=reply_to, public=public, attachments=files)
+
+
+def image(name: str, data: bytes = b"\x89PNG\r\n\x1a\n" + b"px" * 500, content_type: str = "image/png") -> Attachment:
+    return Attachment(filename=name, content_type=content_type, data=data, size=len(data))
 
 
 # Streams and paging -------------------------------------------------------------------------------
@@ -203,6 +208,66 @@ def test_mention_item_fields_thread_and_photo(x_api, context):
     assert second.references == (root,)
 
 
+# The post a mention answers ("which coat?") -------------------------------------------------------
+
+def test_a_reply_to_our_post_carries_that_post_and_its_link(x_api, context):
+    coat = x_api.our_post("Our wool coat is back, now in camel & navy")
+    question = x_api.customer_mention("janedoe", "@AcmeSupport which sizes?", in_reply_to=coat)
+    conn = make(x_api, context)
+    [item] = fetch_all(conn).items
+    assert item.external_id == question
+    assert item.context_text == "Our wool coat is back, now in camel & navy", "entities turned back into characters"
+    assert item.context_url == f"https://x.com/AcmeSupport/status/{coat}"
+    [call] = x_api.requests_to(r"/mentions$")
+    assert set(call.arg("expansions").split(",")) >= {"referenced_tweets.id", "referenced_tweets.id.author_id"}
+    # Reprocessing the stored original (quarantine) gives the same context without asking X again.
+    again = conn.parse_raw(item.raw)
+    assert (again.context_text, again.context_url) == (item.context_text, item.context_url)
+
+
+def test_a_quote_carries_the_quoted_post_and_a_reply_wins_over_a_quote(x_api, context):
+    shoes = x_api.customer_mention("bob", "@AcmeSupport these shoes squeak")
+    quote = x_api.customer_mention("carol", "@AcmeSupport mine too!", quoting=shoes)
+    launch = x_api.our_post("New boots in store today")
+    both = x_api.customer_mention("dave", "@AcmeSupport the boots or the shoes?", in_reply_to=launch, quoting=shoes)
+    items = {i.external_id: i for i in fetch_all(make(x_api, context)).items}
+    assert items[quote].context_text == "@AcmeSupport these shoes squeak"
+    assert items[quote].context_url == f"https://x.com/bob/status/{shoes}"
+    assert items[both].context_text == "New boots in store today"
+    assert items[shoes].context_text is None and items[shoes].context_url is None, "answers nothing"
+
+
+def test_a_deleted_or_protected_parent_leaves_the_context_empty(x_api, context):
+    gone = x_api.our_post("A post we deleted later")
+    hidden = x_api.customer_mention("priv", "@AcmeSupport a protected question")
+    first = x_api.customer_mention("jane", "@AcmeSupport about that post", in_reply_to=gone)
+    second = x_api.customer_mention("bob", "@AcmeSupport me too", in_reply_to=hidden)
+    x_api.delete_post(gone)
+    x_api.protect("priv")
+    result = fetch_all(make(x_api, context))
+    items = {i.external_id: i for i in result.items}
+    assert (items[first].context_text, items[first].context_url) == (None, None)
+    assert (items[second].context_text, items[second].context_url) == (None, None)
+    assert not result.rejects, "a missing parent never sends the mention to quarantine"
+    assert items[first].references == (gone,)
+
+
+def test_a_long_parent_is_cut_and_an_unknown_author_links_by_id(x_api, context):
+    essay = x_api.customer_mention("bob", "@AcmeSupport " + "so much to say " * 60)
+    reply_to_essay = x_api.customer_mention("jane", "@AcmeSupport agreed", in_reply_to=essay)
+    del x_api.users[x_api.user("bob")]  # the author is not expanded (a suspended account, say)
+    items = {i.external_id: i for i in fetch_all(make(x_api, context, first_poll_items=5)).items}
+    item = items[reply_to_essay]
+    assert len(item.context_text) <= 500 and item.context_text.startswith("@AcmeSupport so much to say")
+    assert item.context_url == f"https://x.com/i/web/status/{essay}"
+
+
+def test_dms_carry_no_context(x_api, context):
+    x_api.customer_dm("jane", "a private question")
+    [item] = fetch_all(make(x_api, context)).items
+    assert (item.context_text, item.context_url) == (None, None)
+
+
 def test_post_text_entities_and_long_names(x_api, context):
     x_api.customer_mention("jane", "@AcmeSupport I <3 you & your &amp; shop", name="J" * 5000)
     [item] = fetch_all(make(x_api, context)).items
@@ -280,6 +345,79 @@ def test_dm_reply_without_conversation_uses_the_participant(x_api, context):
     make(x_api, context).send(reply("Hello!", public=False, to=x_api.user("jane")))
     assert x_api.requests_to(rf"^/2/dm_conversations/with/{x_api.user('jane')}/messages$")
     assert x_api.sent[0]["text"] == "Hello!"
+
+
+# Replies with images ------------------------------------------------------------------------------
+
+def test_a_post_carries_up_to_four_uploaded_images(x_api, context):
+    mention = x_api.customer_mention("jane")
+    files = tuple(image(f"photo{n}.png", b"\x89PNG" + bytes([n]) * 800) for n in range(4))
+    posted = make(x_api, context).send(reply("Here are the labels.", public=True, reply_to=mention, files=files))
+    [sent] = x_api.sent
+    assert sent["id"] == posted and sent["in_reply_to"] == mention
+    assert [(m["filename"], m["media_type"], m["data"]) for m in sent["media"]] == [
+        (f.filename, "image/png", f.data) for f in files], "each file's bytes reached X"
+    uploads = x_api.requests_to(r"^/2/media/upload$")
+    assert [parse_form(u.headers["Content-Type"], u.body)["media_category"][0].text for u in uploads] == \
+        ["tweet_image"] * 4
+    [post] = x_api.requests_to(r"^/2/tweets$")
+    assert post.json()["media"] == {"media_ids": [m["id"] for m in sent["media"]]}
+    assert post.json()["text"] == "Here are the labels."
+    assert XConnector.limits.accepts_files(public=True) and XConnector.limits.accepts_type("image/jpeg")
+
+
+def test_a_dm_carries_one_image_and_may_have_no_text(x_api, context):
+    x_api.customer_dm("jane", "where is my parcel?")
+    conversation = f"{x_api.user('jane')}-{x_api.user_id}"
+    make(x_api, context).send(reply("", public=False, thread_key=conversation, files=(image("label.png"),)))
+    [sent] = x_api.sent
+    assert sent["kind"] == "dm" and sent["text"] == "" and sent["media"][0]["data"] == image("label.png").data
+    [call] = x_api.requests_to(rf"^/2/dm_conversations/{conversation}/messages$")
+    assert call.json() == {"attachments": [{"media_id": sent["media"][0]["id"]}]}
+    [upload] = x_api.requests_to(r"^/2/media/upload$")
+    assert parse_form(upload.headers["Content-Type"], upload.body)["media_category"][0].text == "dm_image"
+
+
+def test_files_x_would_not_take_are_refused_before_uploading(x_api, context):
+    mention = x_api.customer_mention("jane")
+    conn = make(x_api, context)
+    conversation = f"{x_api.user('jane')}-{x_api.user_id}"
+    with pytest.raises(PermanentError, match="at most 4 images in a post.*remove 1"):
+        conn.send(reply("five", public=True, reply_to=mention, files=tuple(image(f"{n}.png") for n in range(5))))
+    with pytest.raises(PermanentError, match="at most 1 image in a direct message.*remove 1"):
+        conn.send(reply("two", public=False, thread_key=conversation, files=(image("a.png"), image("b.png"))))
+    with pytest.raises(PermanentError, match=r"does not take clip.gif \(image/gif\).*only JPEG, PNG and WebP"):
+        conn.send(reply("gif", public=True, reply_to=mention, files=(image("clip.gif", b"GIF89a", "image/gif"),)))
+    with pytest.raises(PermanentError, match="5.0 MB.*up to 5 MB"):
+        conn.send(reply("big", public=True, reply_to=mention, files=(image("big.png", b"x" * (5 * 1048576 + 1)),)))
+    assert not x_api.requests_to(r"^/2/media/upload$") and not x_api.sent
+
+
+def test_upload_errors_reach_the_agent_and_the_post_is_not_made(x_api, context):
+    mention = x_api.customer_mention("jane")
+    conn = make(x_api, context)
+    # X refuses what it cannot read, in its own words (a type the connector would normally stop first).
+    with pytest.raises(PermanentError, match="X refused notes.txt: .*not supported.*Remove it or send another image"):
+        conn._upload(image("notes.txt", b"hello", "text/plain"), "tweet_image")
+    x_api.fail_next(403, {"title": "Forbidden", "detail": "Forbidden", "type": "about:blank", "status": 403},
+                    path_prefix="/2/media/upload")
+    with pytest.raises(PermanentError, match="media.write scope"):
+        conn.send(reply("hi", public=True, reply_to=mention, files=(image("a.png"),)))
+    x_api.rate_limited(300, path_prefix="/2/media/upload")
+    with pytest.raises(RetryableError) as raised:
+        conn.send(reply("hi", public=True, reply_to=mention, files=(image("a.png"),)))
+    assert raised.value.retry_after == pytest.approx(300, abs=2)
+    assert not x_api.sent, "no post without its images"
+    # The retry uploads again and posts once.
+    conn.send(reply("hi", public=True, reply_to=mention, files=(image("a.png"),)))
+    assert len(x_api.sent) == 1 and len(x_api.sent[0]["media"]) == 1
+
+
+def test_an_upload_after_the_token_expired_refreshes_it(x_api, context):
+    mention = x_api.customer_mention("jane")
+    x_api.expire_token()
+    make(x_api, context).send(reply("label", public=True, reply_to=mention, files=(image("a.png"),)))
+    assert len(x_api.token_requests) == 1 and x_api.sent[0]["media"][0]["data"] == image("a.png").data
 
 
 @pytest.mark.parametrize(("text", "weight"), [
