@@ -19,6 +19,13 @@ see acknowledged is retried and stored once (the message id `wamid.…` is the d
   contacts, reactions, orders and message types WhatsApp itself does not support arrive as a
   readable line such as `[location 52.37, 4.89]`, never dropped.
 - A customer who answers a particular message (swipe to reply) carries its id in `references`.
+- A customer who edits a message (Meta's `edit` webhook: `edit.original_message_id` and the whole
+  new message) or deletes it for everyone (`revoke` with `revoke.original_message_id`) changes the
+  message we hold: a `MessageChange` (edited with the new text or caption, or deleted) for the
+  original's wamid in `FetchResult.changes`, never a new message, so it never reopens a
+  conversation. Meta sends these only for numbers also used in the WhatsApp Business app
+  ("coexistence"), and has at times delivered edits as `unsupported` messages instead; those arrive
+  as the readable `[unsupported message ...]` line.
 - Message statuses (`sent`, `delivered`, `read`, `failed` with Meta's reason) move our reply's
   delivery status forward; a late "delivered" after "read" changes nothing.
 - A part of a delivery that cannot be understood goes to the quarantine, the rest is stored.
@@ -71,7 +78,18 @@ from connectors.base import (
     WebhookRequest,
     pick,
 )
-from inbox.models import Attachment, Author, DeliveryUpdate, FetchResult, InboundItem, OutboundReply, Reject
+from inbox.models import (
+    CHANGE_DELETED,
+    CHANGE_EDITED,
+    Attachment,
+    Author,
+    DeliveryUpdate,
+    FetchResult,
+    InboundItem,
+    MessageChange,
+    OutboundReply,
+    Reject,
+)
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 MAX_TEXT = 4096
@@ -112,6 +130,8 @@ ADVICE = {
 }
 #: Media message types and how their files are named when WhatsApp gives no filename.
 _MEDIA_TYPES = ("image", "document", "audio", "video", "sticker")
+#: Message types that change a message we hold instead of adding one (Meta's edit and revoke webhooks).
+_CHANGE_TYPES = ("edit", "revoke")
 _STATUSES = ("sent", "delivered", "read", "failed")
 #: Hosts the access token may be sent to when a media URL is fetched (besides the Graph API's).
 _MEDIA_TOKEN_HOSTS = ("fbsbx.com", "facebook.com", "fbcdn.net", "whatsapp.net", "whatsapp.com")
@@ -238,13 +258,14 @@ class WhatsAppConnector(Connector):
         items: list[InboundItem] = []
         rejects: list[Reject] = []
         updates: list[DeliveryUpdate] = []
+        changes: list[MessageChange] = []
         entries = payload.get("entry")
         if not isinstance(entries, list):
             rejects.append(Reject(raw=request.body, reason="delivery without an entry list"))
             entries = []
         for entry in entries:
             try:
-                found, bad, statuses = self._entry(entry)
+                found, bad, statuses, edits = self._entry(entry)
             except RetryableError:
                 raise
             except Exception as exc:  # one broken entry must not cost the rest of the delivery
@@ -254,19 +275,21 @@ class WhatsAppConnector(Connector):
             items += found
             rejects += bad
             updates += statuses
-        return FetchResult(items=items, cursor=None, rejects=rejects, updates=updates)
+            changes += edits
+        return FetchResult(items=items, cursor=None, rejects=rejects, updates=updates, changes=changes)
 
-    def _entry(self, entry: Any) -> tuple[list[InboundItem], list[Reject], list[DeliveryUpdate]]:
+    def _entry(self, entry: Any) -> tuple[list[InboundItem], list[Reject], list[DeliveryUpdate], list[MessageChange]]:
         account = str(pick(entry, "id"))
         changes = pick(entry, "changes", type=list)
         wanted = self.config.get("business_account_id")
         if wanted and account != str(wanted):
             self.log.warning("channel %s: a delivery for WhatsApp account %s ignored (configured: %s)",
                              self.name, account[:30], wanted)
-            return [], [], []
+            return [], [], [], []
         items: list[InboundItem] = []
         rejects: list[Reject] = []
         updates: list[DeliveryUpdate] = []
+        edits: list[MessageChange] = []
         for change in changes:
             if not isinstance(change, dict):
                 raise ItemError("a change is not an object")
@@ -285,7 +308,10 @@ class WhatsAppConnector(Connector):
             for message in value.get("messages") or []:
                 single = _single(entry, value, message)
                 try:
-                    items.append(self._message_item(message, names, single))
+                    if isinstance(message, dict) and message.get("type") in _CHANGE_TYPES:
+                        edits.append(self._message_change(message))
+                    else:
+                        items.append(self._message_item(message, names, single))
                 except RetryableError:
                     raise  # Meta's media server is busy: the endpoint answers 503 and Meta retries
                 except Exception as exc:  # one broken message must not cost the rest
@@ -301,7 +327,7 @@ class WhatsAppConnector(Connector):
                     continue
                 if update:
                     updates.append(update)
-        return items, rejects, updates
+        return items, rejects, updates, edits
 
     # Items ------------------------------------------------------------------------------------
 
@@ -332,6 +358,32 @@ class WhatsAppConnector(Connector):
             thread_key=sender, references=tuple(references), public=False, attachments=tuple(attachments),
             headers={"type": kind, **headers}, raw=_dump(raw), source_ref=wamid,
         )
+
+    def _message_change(self, message: dict[str, Any]) -> MessageChange:
+        """An `edit` or `revoke` of a message stored earlier: a change to it, never a new message.
+
+        Both name the changed message by `original_message_id` (its wamid, which is the stored
+        item's external_id). An edit carries the whole new message: its text, or a media caption.
+        """
+        kind = message["type"]
+        original = pick(message, kind, "original_message_id", type=str).strip()
+        if not original:
+            raise ItemError(f"{kind}.original_message_id is empty")
+        at = _epoch(message["timestamp"]) if message.get("timestamp") is not None else None
+        if kind == "revoke":
+            return MessageChange(external_id=original, kind=CHANGE_DELETED, at=at)
+        new = pick(message, kind, "message", type=dict)
+        new_kind = new.get("type")
+        content = new.get(new_kind) if isinstance(new_kind, str) and isinstance(new.get(new_kind), dict) else {}
+        if new_kind == "text":
+            text = content.get("body")
+        elif new_kind in _MEDIA_TYPES:
+            text = content.get("caption") or ""  # a caption taken away leaves the file without text
+        else:
+            text = None
+        if not isinstance(text, str):
+            raise ItemError(f"edit of {original[:80]} carries no text or caption (type {str(new_kind)[:30]})")
+        return MessageChange(external_id=original, kind=CHANGE_EDITED, text=text, at=at)
 
     def _content(self, message: dict[str, Any], kind: str) -> tuple[str, list[Attachment], dict[str, str]]:
         """The message's text, its files and a few useful facts, by message type."""

@@ -19,7 +19,8 @@ Faults: `throttle(code)` (130429, 131056, 80007 with `X-Business-Use-Case-Usage`
 `server_error()`, `expire_token()`, plus the base class's `delay_next`/`drop_next`.
 
 Webhooks: `customer_text`, `customer_image`, `customer_document`, `customer_message` (any type),
-`status` (sent/delivered/read/failed for one of our wamids) and `malformed_delivery` each queue one
+`customer_edit` / `customer_revoke` (Meta's `edit` and `revoke` webhooks, naming the original by
+`original_message_id`), `status` (sent/delivered/read/failed for one of our wamids) and `malformed_delivery` each queue one
 delivery, signed with the app secret over the exact bytes (`X-Hub-Signature-256`). `deliver(url)`
 posts the queued deliveries and keeps those not answered 2xx for a retry, as Meta does for up to a
 week; `redeliver(body)` repeats one. For connector-level tests, `take_requests()` returns them as
@@ -187,6 +188,35 @@ class WhatsAppImitation(Imitation):
         if caption:
             fields["caption"] = caption
         return self.customer_message(wa_id, "document", fields, **kwargs)
+
+    def customer_edit(self, original: dict[str, Any], text: str, *, at: float | None = None) -> dict:
+        """The customer edits `original` (one of their messages): Meta's `edit` webhook.
+
+        The edit names the original by `original_message_id` and carries the whole new message: a text
+        message's new body, or a media message with its new caption (Meta allows edits for 15 minutes).
+        """
+        kind = original["type"]
+        if kind == "text":
+            new: dict[str, Any] = {"type": "text", "text": {"body": text}}
+        else:
+            new = {"type": kind, kind: {**original[kind], "caption": text}}
+        if isinstance(original.get("context"), dict):
+            new["context"] = {"id": original["context"]["id"]}
+        return self._change(original, "edit", {"original_message_id": original["id"], "message": new}, at)
+
+    def customer_revoke(self, original: dict[str, Any], *, at: float | None = None) -> dict:
+        """The customer deletes `original` for everyone: Meta's `revoke` webhook (allowed for two days)."""
+        return self._change(original, "revoke", {"original_message_id": original["id"]}, at)
+
+    def _change(self, original: dict[str, Any], kind: str, fields: dict[str, Any], at: float | None) -> dict:
+        # An edit or revoke is not a new message from the customer: the 24-hour window stays as it was.
+        wa_id = original["from"]
+        with self.lock:
+            message = {"from": wa_id, "id": self.wamid(wa_id), "timestamp": str(int(time.time() if at is None else at)),
+                       "type": kind, kind: fields}
+            contact = {"profile": {"name": self.names.get(wa_id, f"Customer {wa_id[-4:]}")}, "wa_id": wa_id}
+        self.queue(self.envelope({"contacts": [contact], "messages": [message]}))
+        return message
 
     def malformed_delivery(self, wa_id: str = "31612345678") -> tuple[dict, bytes]:
         """One delivery with a good message, a message without id and an entry without changes.
