@@ -12,6 +12,14 @@ see acknowledged is retried and stored once (the message id `wamid.…` is the d
   (`wa_id`, digits with the country code), kept as E.164 (`+16505551234`, identity kind `phone`),
   so the same person writing by SMS or email with that number is the same customer. Their
   WhatsApp profile name becomes the display name. The thread key is the `wa_id`.
+- A customer who adopted a WhatsApp username may come without a phone number: the message has no
+  `from`, only `from_user_id` (and the contact a `user_id` and `profile.username`). That
+  business-scoped user id (BSUID, e.g. `US.13491208655302741918`, the same for this customer
+  across our business, new if they change their number) is then the identity, kind `whatsapp`,
+  kept exactly as Meta writes it, and the thread key; the name is the profile name, else the
+  username. Whenever a phone number is given it stays the identity, and the BSUID and username
+  are kept in the item's headers. Replies to such a customer carry `recipient: <BSUID>` instead
+  of `to`, as Meta's Messages API documents for user ids (`to` would win if both were sent).
 - Text, captions, button and list replies come in as text. Images, documents, audio, voice notes,
   videos and stickers are fetched (`GET /{media-id}`, then the media URL with the access token)
   and stored as attachments; a file that cannot be fetched is listed without content (while
@@ -304,14 +312,14 @@ class WhatsAppConnector(Connector):
             for error in value.get("errors") or []:
                 if isinstance(error, dict):
                     self.log.warning("channel %s: WhatsApp reports %s", self.name, self.redact(error_text(error)))
-            names = _contact_names(value.get("contacts"))
+            contacts = [c for c in value.get("contacts") or [] if isinstance(c, dict)]
             for message in value.get("messages") or []:
                 single = _single(entry, value, message)
                 try:
                     if isinstance(message, dict) and message.get("type") in _CHANGE_TYPES:
                         edits.append(self._message_change(message))
                     else:
-                        items.append(self._message_item(message, names, single))
+                        items.append(self._message_item(message, contacts, single))
                 except RetryableError:
                     raise  # Meta's media server is busy: the endpoint answers 503 and Meta retries
                 except Exception as exc:  # one broken message must not cost the rest
@@ -331,22 +339,17 @@ class WhatsAppConnector(Connector):
 
     # Items ------------------------------------------------------------------------------------
 
-    def _message_item(self, message: Any, names: dict[str, str], raw: dict[str, Any]) -> InboundItem:
+    def _message_item(self, message: Any, contacts: list[dict[str, Any]], raw: dict[str, Any]) -> InboundItem:
         if not isinstance(message, dict):
             raise ItemError("a message is not an object")
         wamid = pick(message, "id", type=str)
         if not wamid.strip():
             raise ItemError("message id is empty")
-        sender = pick(message, "from", type=str)
         kind = pick(message, "type", type=str)
         sent_at = _epoch(pick(message, "timestamp"))
-        phone = _digits(sender)
-        if phone and phone == sender:
-            author = Author(handle=f"+{phone}", name=names.get(sender, "")[:MAX_NAME], identity_kind="phone")
-        else:
-            # Newer payloads may name a customer by a business-scoped user id instead of a number.
-            author = Author(handle=sender, name=names.get(sender, "")[:MAX_NAME], identity_kind="whatsapp")
+        sender, author, extra = _sender(message, contacts)
         text, attachments, headers = self._content(message, kind)
+        headers.update(extra)
         context = message.get("context") if isinstance(message.get("context"), dict) else {}
         references = [context["id"]] if isinstance(context.get("id"), str) and context["id"] else []
         if kind == "reaction" and isinstance((message.get("reaction") or {}).get("message_id"), str):
@@ -512,7 +515,7 @@ class WhatsAppConnector(Connector):
             raise PermanentError(f"the reply has {len(text)} characters; WhatsApp allows {MAX_TEXT}. "
                                  f"Shorten it by {len(text) - MAX_TEXT}.")
         payload: dict[str, Any] = {
-            "messaging_product": "whatsapp", "recipient_type": "individual", "to": self._recipient(reply),
+            "messaging_product": "whatsapp", "recipient_type": "individual", **self._recipient_fields(reply),
             "type": "text", "text": {"body": text, "preview_url": False},
         }
         if reply.reply_to_external_id:
@@ -526,24 +529,31 @@ class WhatsAppConnector(Connector):
         `parameters` fill the body's {{1}}, {{2}}, ... in order.
         """
         number = str(to or "").strip()
-        recipient = _digits(number) if _digits(number) == number.lstrip("+") else number
-        if not recipient:
-            raise PermanentError("no WhatsApp number to send the template to")
+        if not number:
+            raise PermanentError("no WhatsApp number or user id to send the template to")
+        whom = {"to": _digits(number)} if _digits(number) == number.lstrip("+") else {"recipient": number}
         template: dict[str, Any] = {"name": template_name, "language": {"code": language, "policy": "deterministic"}}
         if parameters:
             template["components"] = [{"type": "body", "parameters": [{"type": "text", "text": str(p)}
                                                                       for p in parameters]}]
-        payload = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": recipient,
+        payload = {"messaging_product": "whatsapp", "recipient_type": "individual", **whom,
                    "type": "template", "template": template}
         return self._sent_id(self._call("POST", f"/{self.phone_number_id}/messages", json=payload))
 
-    def _recipient(self, reply: OutboundReply) -> str:
+    @staticmethod
+    def _recipient_fields(reply: OutboundReply) -> dict[str, str]:
+        """Whom a reply goes to: `to` with the phone number, else `recipient` with the user id.
+
+        Meta's Messages API takes a business-scoped user id (a customer who hides their number
+        behind a username) in `recipient`; when both are given `to` wins, so only one is sent.
+        """
         for candidate in (reply.thread_key, reply.to.handle if reply.to else None):
             if candidate and _digits(candidate) == candidate.lstrip("+"):
-                return _digits(candidate)
-        if reply.thread_key:
-            return reply.thread_key  # a business-scoped user id
-        raise PermanentError("the conversation has no WhatsApp number to answer")
+                return {"to": _digits(candidate)}
+        for candidate in (reply.thread_key, reply.to.handle if reply.to else None):
+            if candidate and candidate.strip():
+                return {"recipient": candidate.strip()}
+        raise PermanentError("the conversation has no WhatsApp number or user id to answer")
 
     @staticmethod
     def _sent_id(answer: Any) -> str:
@@ -595,24 +605,62 @@ def _epoch(value: Any) -> dt.datetime:
         raise ItemError(f"timestamp {str(value)[:30]!r} is not epoch seconds") from None
 
 
-def _contact_names(contacts: Any) -> dict[str, str]:
-    names: dict[str, str] = {}
-    for contact in contacts if isinstance(contacts, list) else []:
-        if not isinstance(contact, dict):
-            continue
-        profile = contact.get("profile") if isinstance(contact.get("profile"), dict) else {}
-        name = profile.get("name")
-        for key in ("wa_id", "user_id"):
-            if isinstance(contact.get(key), str) and isinstance(name, str):
-                names[contact[key]] = name
-    return names
+def _text(value: Any) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _sender_ids(message: dict[str, Any]) -> tuple[str, str]:
+    """The sender's phone number (digits) and business-scoped user id, as far as the message says.
+
+    `from` is the phone number; with usernames Meta may withhold it and name the sender by
+    `from_user_id` (the BSUID, e.g. `US.13491208655302741918`) only. Some payloads put the BSUID in
+    `from` itself: anything in `from` that is not all digits is taken as one.
+    """
+    given = _text(message.get("from"))
+    phone = given if given.isdigit() else ""
+    user_id = _text(message.get("from_user_id")) or _text(message.get("user_id")) or ("" if phone else given)
+    return phone, user_id
+
+
+def _contact_of(contacts: list[dict[str, Any]], phone: str, user_id: str) -> dict[str, Any] | None:
+    """The `contacts[]` entry of the sender; the only entry when the message names no sender."""
+    for contact in contacts:
+        if (phone and contact.get("wa_id") == phone) or (user_id and contact.get("user_id") == user_id):
+            return contact
+    if not phone and not user_id and len(contacts) == 1:
+        return contacts[0]
+    return None
+
+
+def _sender(message: dict[str, Any], contacts: list[dict[str, Any]]) -> tuple[str, Author, dict[str, str]]:
+    """The thread key, the author and a few facts about who wrote `message`.
+
+    A phone number is the identity whenever Meta gives one (`phone`, E.164), so the customer stays
+    the one who wrote before usernames. Without it the business-scoped user id is the identity
+    (kind `whatsapp`, kept as Meta writes it) and the thread key; replies then go to it with
+    `recipient` (see `_recipient_fields`).
+    """
+    phone, user_id = _sender_ids(message)
+    contact = _contact_of(contacts, phone, user_id) or {}
+    phone = phone or (_text(contact.get("wa_id")) if _text(contact.get("wa_id")).isdigit() else "")
+    user_id = user_id or _text(contact.get("user_id"))
+    profile = contact.get("profile") if isinstance(contact.get("profile"), dict) else {}
+    username = _text(profile.get("username"))
+    name = (_text(profile.get("name")) or username)[:MAX_NAME]
+    facts = {key: value[:200] for key, value in (("user_id", user_id), ("username", username)) if value}
+    if phone:
+        return phone, Author(handle=f"+{phone}", name=name, identity_kind="phone"), facts
+    if user_id:
+        return user_id, Author(handle=user_id, name=name, identity_kind="whatsapp"), facts
+    raise ItemError("message names no sender (no from, from_user_id or contact user_id)")
 
 
 def _single(entry: Any, value: dict[str, Any], part: Any, *, key: str = "messages") -> dict[str, Any]:
     """A delivery holding only `part` (and its sender's contact): what quarantine keeps and reprocesses."""
-    sender = part.get("from") if isinstance(part, dict) else None
-    contacts = [c for c in value.get("contacts") or []
-                if isinstance(c, dict) and sender is not None and sender in (c.get("wa_id"), c.get("user_id"))]
+    every = [c for c in value.get("contacts") or [] if isinstance(c, dict)]
+    phone, user_id = _sender_ids(part) if isinstance(part, dict) else ("", "")
+    contact = _contact_of(every, phone, user_id) if isinstance(part, dict) else None
+    contacts = [contact] if contact else []
     single_value = {k: value[k] for k in ("messaging_product", "metadata") if k in value}
     if contacts:
         single_value["contacts"] = contacts

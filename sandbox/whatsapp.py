@@ -3,7 +3,8 @@
 It follows shared/channels.md section 4 to the field name:
 
 - `POST /v{N}/{phone-number-id}/messages` (any `/vNN.N/` version prefix): text messages with
-  `context.message_id`, templates, and mark-as-read (`{"status": "read", "message_id"}` →
+  `context.message_id`, to a phone number (`to`) or a business-scoped user id (`recipient`,
+  `US.1349...`; `to` wins when both are given), templates, and mark-as-read (`{"status": "read", "message_id"}` →
   `{"success": true}`); answers `{"messaging_product", "contacts": [{"input", "wa_id"}],
   "messages": [{"id": "wamid.…"}]}` (templates add `"message_status": "accepted"`). Free text to a
   customer whose last message is older than 24 hours (or who never wrote) is refused with error
@@ -18,7 +19,8 @@ It follows shared/channels.md section 4 to the field name:
 Faults: `throttle(code)` (130429, 131056, 80007 with `X-Business-Use-Case-Usage`, 4),
 `server_error()`, `expire_token()`, plus the base class's `delay_next`/`drop_next`.
 
-Webhooks: `customer_text`, `customer_image`, `customer_document`, `customer_message` (any type),
+Webhooks: `customer_text`, `customer_with_username` (a BSUID sender: no `from`, `from_user_id`, the
+contact's `user_id` and `profile.username`), `customer_image`, `customer_document`, `customer_message` (any type),
 `customer_edit` / `customer_revoke` (Meta's `edit` and `revoke` webhooks, naming the original by
 `original_message_id`), `status` (sent/delivered/read/failed for one of our wamids) and `malformed_delivery` each queue one
 delivery, signed with the app secret over the exact bytes (`X-Hub-Signature-256`). `deliver(url)`
@@ -37,6 +39,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import re
 import threading
 import time
 from typing import Any
@@ -75,6 +78,26 @@ def graph_error(status: int, code: int, message: str, *, details: str | None = N
     if subcode is not None:
         error["error_subcode"] = subcode
     return status, {"error": error}, dict(headers or {})
+
+
+#: A business-scoped user id: ISO country code, a dot, up to 128 letters and digits (parent ids add "ENT.").
+BSUID = re.compile(r"^[A-Z]{2}\.(?:ENT\.)?[A-Za-z0-9]{1,128}$")
+
+
+def _addressee(body: dict[str, Any]) -> tuple[str, tuple[int, dict, dict] | None]:
+    """Whom a message goes to: `to` (a phone number, which wins) or `recipient` (a business-scoped user id)."""
+    to = str(body.get("to") or "")
+    if to:
+        if not to.isdigit():
+            return "", graph_error(400, 100, "Invalid parameter", details="The parameter to must be a phone number.")
+        return to, None
+    recipient = str(body.get("recipient") or "")
+    if recipient:
+        if not BSUID.match(recipient):
+            return "", graph_error(400, 100, "Invalid parameter",
+                                   details="The parameter recipient must be a business-scoped user ID.")
+        return recipient, None
+    return "", graph_error(400, 100, "Invalid parameter", details="The parameter to is required.")
 
 
 class WhatsAppImitation(Imitation):
@@ -160,6 +183,28 @@ class WhatsAppImitation(Imitation):
             contact = {"profile": {"name": self.names.get(wa_id, f"Customer {wa_id[-4:]}")}, "wa_id": wa_id}
         if queue:
             self.queue(self.envelope({"contacts": [contact], "messages": [message]}))
+        return message
+
+    def customer_with_username(self, user_id: str, text: str, *, username: str, name: str | None = None,
+                               phone: str | None = None, at: float | None = None) -> dict[str, Any]:
+        """A text from a customer who adopted a username: named by the business-scoped `user_id`.
+
+        Without `phone` Meta withholds the number: the message has no `from`, only `from_user_id`, and
+        the contact has `user_id` and `profile.username` but no `wa_id`. Returns the message.
+        """
+        with self.lock:
+            when = time.time() if at is None else at
+            self.last_inbound[user_id] = max(self.last_inbound.get(user_id, 0.0), when)
+            if phone:
+                self.last_inbound[phone] = max(self.last_inbound.get(phone, 0.0), when)
+            message: dict[str, Any] = {"from_user_id": user_id, "id": self.wamid(user_id),
+                                       "timestamp": str(int(when)), "type": "text", "text": {"body": text}}
+            profile = {"name": name or username, "username": username}
+            contact: dict[str, Any] = {"profile": profile, "user_id": user_id}
+            if phone:
+                message = {"from": phone, **message}
+                contact["wa_id"] = phone
+        self.queue(self.envelope({"contacts": [contact], "messages": [message]}))
         return message
 
     def customer_text(self, wa_id: str, text: str = "Does it come in another color?", **kwargs: Any) -> dict:
@@ -361,9 +406,9 @@ class WhatsAppImitation(Imitation):
             with self.lock:
                 self.read_marks.append(str(body.get("message_id")))
             return 200, {"success": True}
-        to = str(body.get("to") or "")
-        if not to.isdigit():
-            return graph_error(400, 100, "Invalid parameter", details="The parameter to is required.")
+        to, refused = _addressee(body)
+        if refused:
+            return refused
         kind = body.get("type", "text")
         record: dict[str, Any] = {"to": to, "type": kind, "payload": body,
                                   "in_reply_to": (body.get("context") or {}).get("message_id")}
@@ -400,7 +445,8 @@ class WhatsAppImitation(Imitation):
         with self.lock:
             record["wamid"] = self.wamid(to)
             self.sent.append(record)
-        return 200, {"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to}],
+        contact = {"input": to, "wa_id": to} if to.isdigit() else {"input": to, "user_id": to}
+        return 200, {"messaging_product": "whatsapp", "contacts": [contact],
                      "messages": [{"id": record["wamid"], **answer}]}
 
     @route("GET", VERSION + r"/(?P<media_id>\d+)")
