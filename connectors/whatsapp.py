@@ -46,6 +46,16 @@ allows free text only within **24 hours of the customer's last message** (the cu
 window, `limits.reply_window_hours`). After that Meta refuses it (error 131047) and the agent is
 told that only an approved template message can be sent; `send_template()` sends one.
 
+A reply may carry **one file** (`limits.max_attachments = 1`): it is uploaded with
+`POST /{phone-number-id}/media` (multipart `file`, `type`, `messaging_product=whatsapp`) and sent
+with one `/messages` call of type `image`, `video`, `audio` or `document` naming the media id,
+the reply's text as the `caption` (at most 1024 characters; documents also carry their
+`filename`; audio takes no caption). One reply is one `/messages` call, so a retry can never
+send a part twice; uploading again on a retry is harmless. Before anything is sent the file is
+checked against Meta's supported media types and caps (JPEG/PNG images 5 MB, MP4/3GPP video
+16 MB, AAC/AMR/MP3/M4A/OGG audio 16 MB, PDF/Word/Excel/PowerPoint/text documents 100 MB) and
+refused with what to do (a smaller file, a shorter text, the text as a reply of its own).
+
 Rate limits (130429 throughput, 131056 too many messages to one customer, 80007 and 4 account
 or app limits), Meta's temporary failures and 5xx are retried later; everything else (an expired
 token, an unknown number, a paused account) is permanent and the agent sees Meta's explanation.
@@ -133,9 +143,29 @@ ADVICE = {
     131031: "The WhatsApp Business account is locked; see WhatsApp Manager.",
     131042: "The WhatsApp Business account has a payment problem; see WhatsApp Manager.",
     131051: "WhatsApp does not support this message type.",
+    131053: "WhatsApp could not take the file (too large, or not of a type it accepts): send a smaller JPEG, PNG, "
+            "MP4 or PDF file.",
     132001: "No approved template with this name and language exists.",
     368: "The WhatsApp account is temporarily blocked for policy violations.",
 }
+#: A reply's file: the message type for each MIME type WhatsApp accepts, and that type's largest file
+#: (Cloud API "supported media types"; stickers, image/webp, are not offered).
+_SEND_MEDIA: dict[str, tuple[tuple[str, ...], int]] = {
+    "image": (("image/jpeg", "image/png"), 5 * 1024 * 1024),
+    "video": (("video/mp4", "video/3gpp", "video/3gp"), 16 * 1024 * 1024),
+    "audio": (("audio/aac", "audio/amr", "audio/mpeg", "audio/mp4", "audio/ogg"), 16 * 1024 * 1024),
+    "document": (("application/pdf", "text/plain", "application/msword",
+                  "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+                  "application/vnd.ms-excel", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                  "application/vnd.ms-powerpoint",
+                  "application/vnd.openxmlformats-officedocument.presentationml.presentation"),
+                 100 * 1024 * 1024),
+}
+SEND_TYPES = tuple(t for types, _ in _SEND_MEDIA.values() for t in types)
+_SEND_TYPES_TEXT = ("JPEG or PNG images (5 MB), MP4 or 3GPP video (16 MB), AAC, AMR, MP3, M4A or OGG (Opus) audio "
+                    "(16 MB) and PDF, Word, Excel, PowerPoint or plain-text documents (100 MB)")
+#: A media message's caption (the reply's text when it carries a file).
+MAX_CAPTION = 1024
 #: Media message types and how their files are named when WhatsApp gives no filename.
 _MEDIA_TYPES = ("image", "document", "audio", "video", "sticker")
 #: Message types that change a message we hold instead of adding one (Meta's edit and revoke webhooks).
@@ -219,8 +249,11 @@ class WhatsAppConnector(Connector):
         Setting("download_media", default=True, help="Download images, documents, audio and video as attachments."),
         Setting("timeout", default=30, help="Seconds a Graph API call may take."),
     )
+    # WhatsApp has no public conversations; a private reply carries one file, its text as the caption.
     limits = Limits(max_text_length=MAX_TEXT, formatting="plain", reply_window_hours=REPLY_WINDOW_HOURS,
-                    supports_attachments=False)
+                    supports_attachments=True, attachments_public=False, attachments_private=True,
+                    attachment_types=SEND_TYPES, max_attachment_bytes=_SEND_MEDIA["document"][1],
+                    max_attachments=1)
     webhook_max_bytes = WEBHOOK_MAX_BYTES
 
     def __init__(self, name: str, config: Mapping[str, Any], **kwargs: Any) -> None:
@@ -508,19 +541,73 @@ class WhatsAppConnector(Connector):
     # Sending ----------------------------------------------------------------------------------
 
     def send(self, reply: OutboundReply) -> str:
+        """One `/messages` call per reply: text, or one file with the text as its caption.
+
+        A file is uploaded first (`POST /{phone-number-id}/media`); a retry uploads it again, which
+        is harmless, while the message itself is only ever sent by this one call.
+        """
         text = reply.text.strip()
+        whom = self._recipient_fields(reply)
+        if reply.attachments:
+            content = self._media_content(reply.attachments, text)
+        else:
+            content = self._text_content(text)
+        payload: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual", **whom,
+                                   **content}
+        if reply.reply_to_external_id:
+            payload["context"] = {"message_id": reply.reply_to_external_id}
+        return self._sent_id(self._call("POST", f"/{self.phone_number_id}/messages", json=payload))
+
+    @staticmethod
+    def _text_content(text: str) -> dict[str, Any]:
         if not text:
             raise PermanentError("the reply is empty")
         if len(text) > MAX_TEXT:
             raise PermanentError(f"the reply has {len(text)} characters; WhatsApp allows {MAX_TEXT}. "
                                  f"Shorten it by {len(text) - MAX_TEXT}.")
-        payload: dict[str, Any] = {
-            "messaging_product": "whatsapp", "recipient_type": "individual", **self._recipient_fields(reply),
-            "type": "text", "text": {"body": text, "preview_url": False},
-        }
-        if reply.reply_to_external_id:
-            payload["context"] = {"message_id": reply.reply_to_external_id}
-        return self._sent_id(self._call("POST", f"/{self.phone_number_id}/messages", json=payload))
+        return {"type": "text", "text": {"body": text, "preview_url": False}}
+
+    def _media_content(self, attachments: tuple[Attachment, ...], text: str) -> dict[str, Any]:
+        """The `type` and media object of a reply with one file; the file is checked, then uploaded."""
+        if len(attachments) > 1:
+            raise PermanentError(f"the reply has {len(attachments)} files; a WhatsApp message carries one. "
+                                 "Send each file as a reply of its own.")
+        attachment = attachments[0]
+        content_type = _bare_type(attachment.content_type)
+        kind = _send_kind(content_type)
+        if kind is None:
+            raise PermanentError(f"WhatsApp cannot send {attachment.filename} ({content_type or 'unknown type'}): "
+                                 f"it takes {_SEND_TYPES_TEXT}. Convert the file, or send it another way.")
+        data = attachment.data
+        if data is None:
+            raise PermanentError(f"{attachment.filename} has no content to send; attach the file again.")
+        cap = _SEND_MEDIA[kind][1]
+        if len(data) > cap:
+            raise PermanentError(f"{attachment.filename} is {_megabytes(len(data))}; WhatsApp takes "
+                                 f"{kind} files up to {_megabytes(cap)}. Send a smaller file.")
+        if text and kind == "audio":
+            raise PermanentError("a WhatsApp audio message carries no text: remove the text and send it as a "
+                                 "reply of its own, or send the file alone.")
+        if len(text) > MAX_CAPTION:
+            raise PermanentError(f"with a file the text is the file's caption, which WhatsApp limits to "
+                                 f"{MAX_CAPTION} characters; this one has {len(text)}. Shorten it by "
+                                 f"{len(text) - MAX_CAPTION}, or send the text as a reply of its own.")
+        media: dict[str, Any] = {"id": self._upload(attachment, content_type, data)}
+        if text:
+            media["caption"] = text
+        if kind == "document":
+            media["filename"] = attachment.filename
+        return {"type": kind, kind: media}
+
+    def _upload(self, attachment: Attachment, content_type: str, data: bytes) -> str:
+        """`POST /{phone-number-id}/media` (multipart `file`, `type`, `messaging_product`) -> the media id."""
+        answer = self._call("POST", f"/{self.phone_number_id}/media",
+                            files={"file": (attachment.filename, data, content_type)},
+                            data={"type": content_type, "messaging_product": "whatsapp"})
+        media_id = answer.get("id") if isinstance(answer, dict) else None
+        if not isinstance(media_id, str) or not media_id:
+            raise RetryableError("WhatsApp took the file but answered without its media id")
+        return media_id
 
     def send_template(self, to: str, template_name: str, language: str,
                       parameters: list[str] | tuple[str, ...] = ()) -> str:
@@ -594,6 +681,20 @@ class WhatsAppConnector(Connector):
 
 
 # Helpers --------------------------------------------------------------------------------------
+
+
+def _bare_type(content_type: str | None) -> str:
+    """`audio/ogg; codecs=opus` -> `audio/ogg`."""
+    return (content_type or "").split(";")[0].strip().lower()
+
+
+def _send_kind(content_type: str) -> str | None:
+    """The WhatsApp message type a file of `content_type` goes out as, or None when WhatsApp refuses it."""
+    return next((kind for kind, (types, _) in _SEND_MEDIA.items() if content_type in types), None)
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MB"
 
 
 def _epoch(value: Any) -> dt.datetime:
