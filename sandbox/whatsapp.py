@@ -529,7 +529,7 @@ class WhatsAppImitation(Imitation):
         if stored["family"] != kind:
             return graph_error(400, 131053, "Media upload error",
                                details=f"The uploaded media is {stored['mime_type']}, not a {kind}.")
-        record.update(media=stored, caption=caption, filename=media.get("filename"))
+        record.update(media=stored, caption=caption, filename=media.get("filename"), text=caption or "")
         return None
 
     @route("POST", VERSION + r"/(?P<number_id>[^/]+)/media")
