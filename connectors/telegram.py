@@ -35,7 +35,12 @@ Replies
 -------
 `sendMessage` to the chat with `reply_parameters.message_id` = the message answered (and
 `allow_sending_without_reply`, so a deleted original does not block the answer), at most 4096
-characters of plain text. Flood control (429 with `parameters.retry_after`) and 5xx are retried;
+characters of plain text. A reply with files is one multipart upload with the text as `caption`
+(1024 characters): `sendPhoto` (JPEG/PNG/WebP up to 10 MB; a larger picture goes as a document),
+`sendVideo` (MP4), `sendAudio` (MP3/M4A) or `sendDocument` (anything else, up to 50 MB) for one
+file, one `sendMediaGroup` (2-10 items, the caption on the first; photos and videos mix, any
+other mix goes as documents) for several. Every reply is exactly one Bot API call, so a retry
+never sends a part twice. Flood control (429 with `parameters.retry_after`) and 5xx are retried;
 401/404 (a revoked token), 403 (the customer blocked the bot) and 400 are permanent and the agent
 sees Telegram's description. A group upgraded to a supergroup is followed (`migrate_to_chat_id`).
 
@@ -98,6 +103,19 @@ _MEDIA = (
     ("voice", ".ogg", "audio/ogg"),
     ("video_note", ".mp4", "video/mp4"),
 )
+#: Bot API upload caps (multipart): photos 10 MB, every other file 50 MB.
+MAX_PHOTO_BYTES = 10 * 1024 * 1024
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+MAX_CAPTION = 1024
+#: sendMediaGroup takes 2-10 items.
+MAX_ALBUM = 10
+#: Seconds added to `timeout` for a call that uploads files.
+UPLOAD_EXTRA_SECONDS = 60
+#: Files sent as a photo (shown inline), a video or an audio track; anything else is a document.
+_PHOTO_TYPES = ("image/jpeg", "image/png", "image/webp")
+_VIDEO_TYPES = ("video/mp4",)  # "Telegram clients support MPEG4 videos (other formats may be sent as Document)"
+_AUDIO_TYPES = ("audio/mpeg", "audio/mp4", "audio/x-m4a")  # "must be in the .MP3 or .M4A format"
+_SEND_METHOD = {"photo": "sendPhoto", "video": "sendVideo", "audio": "sendAudio", "document": "sendDocument"}
 #: How recent a delivery error reported by getWebhookInfo must be to count as "failing now".
 WEBHOOK_ERROR_RECENT_SECONDS = 600
 
@@ -150,8 +168,10 @@ class TelegramConnector(Connector):
         Setting("timeout", default=30, help="Seconds to wait for an answer from Telegram."),
         Setting("api_url", default="https://api.telegram.org", help="Bot API server (a local Bot API server or test imitation)."),
     )
+    # Files go with any reply, public or private; Telegram takes any type (as a document if need be).
     limits = Limits(max_text_length=MAX_TEXT, formatting="plain", reply_window_hours=None,
-                    supports_attachments=False)
+                    supports_attachments=True, attachments_public=True, attachments_private=True,
+                    attachment_types=(), max_attachment_bytes=MAX_UPLOAD_BYTES, max_attachments=MAX_ALBUM)
     default_poll_every = 10.0
 
     def __init__(self, name: str, config: Mapping[str, Any], **kwargs: Any) -> None:
@@ -228,28 +248,64 @@ class TelegramConnector(Connector):
     # Sending ----------------------------------------------------------------------------------
 
     def send(self, reply: OutboundReply) -> str:
+        """One Bot API call per reply: `sendMessage`, one `sendPhoto`/`sendVideo`/`sendAudio`/
+        `sendDocument` for one file, or one `sendMediaGroup` for several, so a retry never
+        repeats a part Telegram already accepted."""
         text = reply.text.strip()
-        if not text:
-            raise PermanentError("the reply is empty")
-        if len(text) > MAX_TEXT:
-            raise PermanentError(f"the reply has {len(text)} characters; Telegram allows {MAX_TEXT}")
         chat_id, topic = self._chat_of(reply)
-        payload: dict[str, Any] = {"chat_id": chat_id, "text": text}
+        payload: dict[str, Any] = {"chat_id": chat_id}
         if topic is not None:
             payload["message_thread_id"] = topic
         answered = _message_id_of(reply.reply_to_external_id)
         if answered is not None:
             payload["reply_parameters"] = {"message_id": answered, "allow_sending_without_reply": True}
+        if reply.attachments:
+            method, files = self._media_request(reply.attachments, text, payload)
+        else:
+            method, files = "sendMessage", None
+            payload["text"] = _checked_text(text)
         try:
-            message = self._call("sendMessage", payload)
+            message = self._call(method, payload, files=files)
         except _ChatMigrated as moved:
             # The group became a supergroup (a new chat id); the answer goes there.
             payload["chat_id"] = moved.chat_id
-            message = self._call("sendMessage", payload)
+            message = self._call(method, payload, files=files)
+        if isinstance(message, list) and message:
+            message = message[0]  # an album: the first message stands for the reply
         try:
             return f"{message['chat']['id']}:{message['message_id']}"
         except (KeyError, TypeError):
             raise RetryableError("Telegram accepted the message but answered without its id") from None
+
+    def _media_request(self, attachments: tuple[Attachment, ...], text: str,
+                       payload: dict[str, Any]) -> tuple[str, dict[str, tuple[str, bytes, str]]]:
+        """The method and multipart files for a reply with files; fills `payload` (caption, media)."""
+        if len(attachments) > MAX_ALBUM:
+            raise PermanentError(f"the reply has {len(attachments)} files; Telegram sends at most {MAX_ALBUM} in "
+                                 "one message. Send the rest in another reply.")
+        if len(text) > MAX_CAPTION:
+            raise PermanentError(f"with files the text is their caption, which Telegram limits to {MAX_CAPTION} "
+                                 f"characters; this one has {len(text)}. Shorten it by {len(text) - MAX_CAPTION}, "
+                                 "or send the text as a reply of its own.")
+        for attachment in attachments:
+            _check_upload(attachment)
+        kinds = _album_kinds([_media_kind(a) for a in attachments])
+        if len(attachments) == 1:
+            kind, attachment = kinds[0], attachments[0]
+            if text:
+                payload["caption"] = text
+            return _SEND_METHOD[kind], {kind: _upload_part(attachment)}
+        media = []
+        files = {}
+        for index, (kind, attachment) in enumerate(zip(kinds, attachments, strict=True)):
+            name = f"file{index}"
+            entry: dict[str, Any] = {"type": kind, "media": f"attach://{name}"}
+            if index == 0 and text:
+                entry["caption"] = text  # an album shows the first item's caption as the message's
+            media.append(entry)
+            files[name] = _upload_part(attachment)
+        payload["media"] = media
+        return "sendMediaGroup", files
 
     def _chat_of(self, reply: OutboundReply) -> tuple[int | str, int | None]:
         key = reply.thread_key or ""
@@ -500,9 +556,16 @@ class TelegramConnector(Connector):
 
     # The Bot API ------------------------------------------------------------------------------
 
-    def _call(self, method: str, payload: dict[str, Any], *, timeout: float | None = None) -> Any:
-        response = self.http.request("POST", method, json=payload, expect=_ANY_STATUS,
-                                     timeout=timeout or self.timeout)
+    def _call(self, method: str, payload: dict[str, Any], *, timeout: float | None = None,
+              files: dict[str, tuple[str, bytes, str]] | None = None) -> Any:
+        if files:
+            # A multipart upload: every other parameter is a form field, objects as JSON text.
+            fields = {k: v if isinstance(v, str) else json.dumps(v) for k, v in payload.items()}
+            response = self.http.request("POST", method, data=fields, files=files, expect=_ANY_STATUS,
+                                         timeout=timeout or self.timeout + UPLOAD_EXTRA_SECONDS)
+        else:
+            response = self.http.request("POST", method, json=payload, expect=_ANY_STATUS,
+                                         timeout=timeout or self.timeout)
         try:
             body = response.json()
         except ValueError:
@@ -527,6 +590,8 @@ class TelegramConnector(Connector):
             raise RetryableError(text)
         if isinstance(parameters.get("migrate_to_chat_id"), int):
             raise _ChatMigrated(parameters["migrate_to_chat_id"])
+        if code == 413:
+            raise PermanentError(f"{text}; Telegram bots can upload files up to 50 MB: send a smaller file")
         if code in (401, 404):
             raise PermanentError(f"{text}; the bot token was refused: check `token` (from @BotFather)")
         if code == 409:
@@ -539,6 +604,53 @@ class TelegramConnector(Connector):
 
 
 # Helpers --------------------------------------------------------------------------------------
+
+
+def _checked_text(text: str) -> str:
+    if not text:
+        raise PermanentError("the reply is empty")
+    if len(text) > MAX_TEXT:
+        raise PermanentError(f"the reply has {len(text)} characters; Telegram allows {MAX_TEXT}")
+    return text
+
+
+def _bare_type(content_type: str | None) -> str:
+    return (content_type or "").split(";")[0].strip().lower()
+
+
+def _media_kind(attachment: Attachment) -> str:
+    """How one file goes out: `photo` (a JPEG/PNG/WebP up to 10 MB), `video`, `audio` or `document`."""
+    content_type = _bare_type(attachment.content_type)
+    if content_type in _PHOTO_TYPES and len(attachment.data or b"") <= MAX_PHOTO_BYTES:
+        return "photo"  # a larger picture still goes, whole, as a document
+    if content_type in _VIDEO_TYPES:
+        return "video"
+    if content_type in _AUDIO_TYPES:
+        return "audio"
+    return "document"
+
+
+def _album_kinds(kinds: list[str]) -> list[str]:
+    """Kinds one album may hold: photos and videos mix, audio and documents only with their own kind.
+
+    A mixed album is sent as documents, so every file still arrives in the one call.
+    """
+    if len(kinds) < 2 or set(kinds) <= {"photo", "video"} or set(kinds) in ({"audio"}, {"document"}):
+        return kinds
+    return ["document"] * len(kinds)
+
+
+def _check_upload(attachment: Attachment) -> None:
+    if attachment.data is None:
+        raise PermanentError(f"{attachment.filename} has no content to send; attach the file again.")
+    if len(attachment.data) > MAX_UPLOAD_BYTES:
+        raise PermanentError(f"{attachment.filename} is {len(attachment.data) / (1024 * 1024):.1f} MB; Telegram "
+                             f"bots can send files up to {MAX_UPLOAD_BYTES // (1024 * 1024)} MB. Send a smaller file.")
+
+
+def _upload_part(attachment: Attachment) -> tuple[str, bytes, str]:
+    return (attachment.filename or "file", attachment.data or b"",
+            _bare_type(attachment.content_type) or "application/octet-stream")
 
 
 def _parse_cursor(cursor: str | None) -> int | None:

@@ -12,6 +12,14 @@ see acknowledged is retried and stored once (the message id `wamid.…` is the d
   (`wa_id`, digits with the country code), kept as E.164 (`+16505551234`, identity kind `phone`),
   so the same person writing by SMS or email with that number is the same customer. Their
   WhatsApp profile name becomes the display name. The thread key is the `wa_id`.
+- A customer who adopted a WhatsApp username may come without a phone number: the message has no
+  `from`, only `from_user_id` (and the contact a `user_id` and `profile.username`). That
+  business-scoped user id (BSUID, e.g. `US.13491208655302741918`, the same for this customer
+  across our business, new if they change their number) is then the identity, kind `whatsapp`,
+  kept exactly as Meta writes it, and the thread key; the name is the profile name, else the
+  username. Whenever a phone number is given it stays the identity, and the BSUID and username
+  are kept in the item's headers. Replies to such a customer carry `recipient: <BSUID>` instead
+  of `to`, as Meta's Messages API documents for user ids (`to` would win if both were sent).
 - Text, captions, button and list replies come in as text. Images, documents, audio, voice notes,
   videos and stickers are fetched (`GET /{media-id}`, then the media URL with the access token)
   and stored as attachments; a file that cannot be fetched is listed without content (while
@@ -19,6 +27,13 @@ see acknowledged is retried and stored once (the message id `wamid.…` is the d
   contacts, reactions, orders and message types WhatsApp itself does not support arrive as a
   readable line such as `[location 52.37, 4.89]`, never dropped.
 - A customer who answers a particular message (swipe to reply) carries its id in `references`.
+- A customer who edits a message (Meta's `edit` webhook: `edit.original_message_id` and the whole
+  new message) or deletes it for everyone (`revoke` with `revoke.original_message_id`) changes the
+  message we hold: a `MessageChange` (edited with the new text or caption, or deleted) for the
+  original's wamid in `FetchResult.changes`, never a new message, so it never reopens a
+  conversation. Meta sends these only for numbers also used in the WhatsApp Business app
+  ("coexistence"), and has at times delivered edits as `unsupported` messages instead; those arrive
+  as the readable `[unsupported message ...]` line.
 - Message statuses (`sent`, `delivered`, `read`, `failed` with Meta's reason) move our reply's
   delivery status forward; a late "delivered" after "read" changes nothing.
 - A part of a delivery that cannot be understood goes to the quarantine, the rest is stored.
@@ -30,6 +45,16 @@ Replies
 allows free text only within **24 hours of the customer's last message** (the customer service
 window, `limits.reply_window_hours`). After that Meta refuses it (error 131047) and the agent is
 told that only an approved template message can be sent; `send_template()` sends one.
+
+A reply may carry **one file** (`limits.max_attachments = 1`): it is uploaded with
+`POST /{phone-number-id}/media` (multipart `file`, `type`, `messaging_product=whatsapp`) and sent
+with one `/messages` call of type `image`, `video`, `audio` or `document` naming the media id,
+the reply's text as the `caption` (at most 1024 characters; documents also carry their
+`filename`; audio takes no caption). One reply is one `/messages` call, so a retry can never
+send a part twice; uploading again on a retry is harmless. Before anything is sent the file is
+checked against Meta's supported media types and caps (JPEG/PNG images 5 MB, MP4/3GPP video
+16 MB, AAC/AMR/MP3/M4A/OGG audio 16 MB, PDF/Word/Excel/PowerPoint/text documents 100 MB) and
+refused with what to do (a smaller file, a shorter text, the text as a reply of its own).
 
 Rate limits (130429 throughput, 131056 too many messages to one customer, 80007 and 4 account
 or app limits), Meta's temporary failures and 5xx are retried later; everything else (an expired
@@ -71,7 +96,18 @@ from connectors.base import (
     WebhookRequest,
     pick,
 )
-from inbox.models import Attachment, Author, DeliveryUpdate, FetchResult, InboundItem, OutboundReply, Reject
+from inbox.models import (
+    CHANGE_DELETED,
+    CHANGE_EDITED,
+    Attachment,
+    Author,
+    DeliveryUpdate,
+    FetchResult,
+    InboundItem,
+    MessageChange,
+    OutboundReply,
+    Reject,
+)
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 MAX_TEXT = 4096
@@ -107,11 +143,33 @@ ADVICE = {
     131031: "The WhatsApp Business account is locked; see WhatsApp Manager.",
     131042: "The WhatsApp Business account has a payment problem; see WhatsApp Manager.",
     131051: "WhatsApp does not support this message type.",
+    131053: "WhatsApp could not take the file (too large, or not of a type it accepts): send a smaller JPEG, PNG, "
+            "MP4 or PDF file.",
     132001: "No approved template with this name and language exists.",
     368: "The WhatsApp account is temporarily blocked for policy violations.",
 }
+#: A reply's file: the message type for each MIME type WhatsApp accepts, and that type's largest file
+#: (Cloud API "supported media types"; stickers, image/webp, are not offered).
+_SEND_MEDIA: dict[str, tuple[tuple[str, ...], int]] = {
+    "image": (("image/jpeg", "image/png"), 5 * 1024 * 1024),
+    "video": (("video/mp4", "video/3gpp", "video/3gp"), 16 * 1024 * 1024),
+    "audio": (("audio/aac", "audio/amr", "audio/mpeg", "audio/mp4", "audio/ogg"), 16 * 1024 * 1024),
+    "document": (("application/pdf", "text/plain", "application/msword",
+                  "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+                  "application/vnd.ms-excel", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                  "application/vnd.ms-powerpoint",
+                  "application/vnd.openxmlformats-officedocument.presentationml.presentation"),
+                 100 * 1024 * 1024),
+}
+SEND_TYPES = tuple(t for types, _ in _SEND_MEDIA.values() for t in types)
+_SEND_TYPES_TEXT = ("JPEG or PNG images (5 MB), MP4 or 3GPP video (16 MB), AAC, AMR, MP3, M4A or OGG (Opus) audio "
+                    "(16 MB) and PDF, Word, Excel, PowerPoint or plain-text documents (100 MB)")
+#: A media message's caption (the reply's text when it carries a file).
+MAX_CAPTION = 1024
 #: Media message types and how their files are named when WhatsApp gives no filename.
 _MEDIA_TYPES = ("image", "document", "audio", "video", "sticker")
+#: Message types that change a message we hold instead of adding one (Meta's edit and revoke webhooks).
+_CHANGE_TYPES = ("edit", "revoke")
 _STATUSES = ("sent", "delivered", "read", "failed")
 #: Hosts the access token may be sent to when a media URL is fetched (besides the Graph API's).
 _MEDIA_TOKEN_HOSTS = ("fbsbx.com", "facebook.com", "fbcdn.net", "whatsapp.net", "whatsapp.com")
@@ -191,8 +249,11 @@ class WhatsAppConnector(Connector):
         Setting("download_media", default=True, help="Download images, documents, audio and video as attachments."),
         Setting("timeout", default=30, help="Seconds a Graph API call may take."),
     )
+    # WhatsApp has no public conversations; a private reply carries one file, its text as the caption.
     limits = Limits(max_text_length=MAX_TEXT, formatting="plain", reply_window_hours=REPLY_WINDOW_HOURS,
-                    supports_attachments=False)
+                    supports_attachments=True, attachments_public=False, attachments_private=True,
+                    attachment_types=SEND_TYPES, max_attachment_bytes=_SEND_MEDIA["document"][1],
+                    max_attachments=1)
     webhook_max_bytes = WEBHOOK_MAX_BYTES
 
     def __init__(self, name: str, config: Mapping[str, Any], **kwargs: Any) -> None:
@@ -238,13 +299,14 @@ class WhatsAppConnector(Connector):
         items: list[InboundItem] = []
         rejects: list[Reject] = []
         updates: list[DeliveryUpdate] = []
+        changes: list[MessageChange] = []
         entries = payload.get("entry")
         if not isinstance(entries, list):
             rejects.append(Reject(raw=request.body, reason="delivery without an entry list"))
             entries = []
         for entry in entries:
             try:
-                found, bad, statuses = self._entry(entry)
+                found, bad, statuses, edits = self._entry(entry)
             except RetryableError:
                 raise
             except Exception as exc:  # one broken entry must not cost the rest of the delivery
@@ -254,19 +316,21 @@ class WhatsAppConnector(Connector):
             items += found
             rejects += bad
             updates += statuses
-        return FetchResult(items=items, cursor=None, rejects=rejects, updates=updates)
+            changes += edits
+        return FetchResult(items=items, cursor=None, rejects=rejects, updates=updates, changes=changes)
 
-    def _entry(self, entry: Any) -> tuple[list[InboundItem], list[Reject], list[DeliveryUpdate]]:
+    def _entry(self, entry: Any) -> tuple[list[InboundItem], list[Reject], list[DeliveryUpdate], list[MessageChange]]:
         account = str(pick(entry, "id"))
         changes = pick(entry, "changes", type=list)
         wanted = self.config.get("business_account_id")
         if wanted and account != str(wanted):
             self.log.warning("channel %s: a delivery for WhatsApp account %s ignored (configured: %s)",
                              self.name, account[:30], wanted)
-            return [], [], []
+            return [], [], [], []
         items: list[InboundItem] = []
         rejects: list[Reject] = []
         updates: list[DeliveryUpdate] = []
+        edits: list[MessageChange] = []
         for change in changes:
             if not isinstance(change, dict):
                 raise ItemError("a change is not an object")
@@ -281,11 +345,14 @@ class WhatsAppConnector(Connector):
             for error in value.get("errors") or []:
                 if isinstance(error, dict):
                     self.log.warning("channel %s: WhatsApp reports %s", self.name, self.redact(error_text(error)))
-            names = _contact_names(value.get("contacts"))
+            contacts = [c for c in value.get("contacts") or [] if isinstance(c, dict)]
             for message in value.get("messages") or []:
                 single = _single(entry, value, message)
                 try:
-                    items.append(self._message_item(message, names, single))
+                    if isinstance(message, dict) and message.get("type") in _CHANGE_TYPES:
+                        edits.append(self._message_change(message))
+                    else:
+                        items.append(self._message_item(message, contacts, single))
                 except RetryableError:
                     raise  # Meta's media server is busy: the endpoint answers 503 and Meta retries
                 except Exception as exc:  # one broken message must not cost the rest
@@ -301,26 +368,21 @@ class WhatsAppConnector(Connector):
                     continue
                 if update:
                     updates.append(update)
-        return items, rejects, updates
+        return items, rejects, updates, edits
 
     # Items ------------------------------------------------------------------------------------
 
-    def _message_item(self, message: Any, names: dict[str, str], raw: dict[str, Any]) -> InboundItem:
+    def _message_item(self, message: Any, contacts: list[dict[str, Any]], raw: dict[str, Any]) -> InboundItem:
         if not isinstance(message, dict):
             raise ItemError("a message is not an object")
         wamid = pick(message, "id", type=str)
         if not wamid.strip():
             raise ItemError("message id is empty")
-        sender = pick(message, "from", type=str)
         kind = pick(message, "type", type=str)
         sent_at = _epoch(pick(message, "timestamp"))
-        phone = _digits(sender)
-        if phone and phone == sender:
-            author = Author(handle=f"+{phone}", name=names.get(sender, "")[:MAX_NAME], identity_kind="phone")
-        else:
-            # Newer payloads may name a customer by a business-scoped user id instead of a number.
-            author = Author(handle=sender, name=names.get(sender, "")[:MAX_NAME], identity_kind="whatsapp")
+        sender, author, extra = _sender(message, contacts)
         text, attachments, headers = self._content(message, kind)
+        headers.update(extra)
         context = message.get("context") if isinstance(message.get("context"), dict) else {}
         references = [context["id"]] if isinstance(context.get("id"), str) and context["id"] else []
         if kind == "reaction" and isinstance((message.get("reaction") or {}).get("message_id"), str):
@@ -332,6 +394,32 @@ class WhatsAppConnector(Connector):
             thread_key=sender, references=tuple(references), public=False, attachments=tuple(attachments),
             headers={"type": kind, **headers}, raw=_dump(raw), source_ref=wamid,
         )
+
+    def _message_change(self, message: dict[str, Any]) -> MessageChange:
+        """An `edit` or `revoke` of a message stored earlier: a change to it, never a new message.
+
+        Both name the changed message by `original_message_id` (its wamid, which is the stored
+        item's external_id). An edit carries the whole new message: its text, or a media caption.
+        """
+        kind = message["type"]
+        original = pick(message, kind, "original_message_id", type=str).strip()
+        if not original:
+            raise ItemError(f"{kind}.original_message_id is empty")
+        at = _epoch(message["timestamp"]) if message.get("timestamp") is not None else None
+        if kind == "revoke":
+            return MessageChange(external_id=original, kind=CHANGE_DELETED, at=at)
+        new = pick(message, kind, "message", type=dict)
+        new_kind = new.get("type")
+        content = new.get(new_kind) if isinstance(new_kind, str) and isinstance(new.get(new_kind), dict) else {}
+        if new_kind == "text":
+            text = content.get("body")
+        elif new_kind in _MEDIA_TYPES:
+            text = content.get("caption") or ""  # a caption taken away leaves the file without text
+        else:
+            text = None
+        if not isinstance(text, str):
+            raise ItemError(f"edit of {original[:80]} carries no text or caption (type {str(new_kind)[:30]})")
+        return MessageChange(external_id=original, kind=CHANGE_EDITED, text=text, at=at)
 
     def _content(self, message: dict[str, Any], kind: str) -> tuple[str, list[Attachment], dict[str, str]]:
         """The message's text, its files and a few useful facts, by message type."""
@@ -453,19 +541,73 @@ class WhatsAppConnector(Connector):
     # Sending ----------------------------------------------------------------------------------
 
     def send(self, reply: OutboundReply) -> str:
+        """One `/messages` call per reply: text, or one file with the text as its caption.
+
+        A file is uploaded first (`POST /{phone-number-id}/media`); a retry uploads it again, which
+        is harmless, while the message itself is only ever sent by this one call.
+        """
         text = reply.text.strip()
+        whom = self._recipient_fields(reply)
+        if reply.attachments:
+            content = self._media_content(reply.attachments, text)
+        else:
+            content = self._text_content(text)
+        payload: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual", **whom,
+                                   **content}
+        if reply.reply_to_external_id:
+            payload["context"] = {"message_id": reply.reply_to_external_id}
+        return self._sent_id(self._call("POST", f"/{self.phone_number_id}/messages", json=payload))
+
+    @staticmethod
+    def _text_content(text: str) -> dict[str, Any]:
         if not text:
             raise PermanentError("the reply is empty")
         if len(text) > MAX_TEXT:
             raise PermanentError(f"the reply has {len(text)} characters; WhatsApp allows {MAX_TEXT}. "
                                  f"Shorten it by {len(text) - MAX_TEXT}.")
-        payload: dict[str, Any] = {
-            "messaging_product": "whatsapp", "recipient_type": "individual", "to": self._recipient(reply),
-            "type": "text", "text": {"body": text, "preview_url": False},
-        }
-        if reply.reply_to_external_id:
-            payload["context"] = {"message_id": reply.reply_to_external_id}
-        return self._sent_id(self._call("POST", f"/{self.phone_number_id}/messages", json=payload))
+        return {"type": "text", "text": {"body": text, "preview_url": False}}
+
+    def _media_content(self, attachments: tuple[Attachment, ...], text: str) -> dict[str, Any]:
+        """The `type` and media object of a reply with one file; the file is checked, then uploaded."""
+        if len(attachments) > 1:
+            raise PermanentError(f"the reply has {len(attachments)} files; a WhatsApp message carries one. "
+                                 "Send each file as a reply of its own.")
+        attachment = attachments[0]
+        content_type = _bare_type(attachment.content_type)
+        kind = _send_kind(content_type)
+        if kind is None:
+            raise PermanentError(f"WhatsApp cannot send {attachment.filename} ({content_type or 'unknown type'}): "
+                                 f"it takes {_SEND_TYPES_TEXT}. Convert the file, or send it another way.")
+        data = attachment.data
+        if data is None:
+            raise PermanentError(f"{attachment.filename} has no content to send; attach the file again.")
+        cap = _SEND_MEDIA[kind][1]
+        if len(data) > cap:
+            raise PermanentError(f"{attachment.filename} is {_megabytes(len(data))}; WhatsApp takes "
+                                 f"{kind} files up to {_megabytes(cap)}. Send a smaller file.")
+        if text and kind == "audio":
+            raise PermanentError("a WhatsApp audio message carries no text: remove the text and send it as a "
+                                 "reply of its own, or send the file alone.")
+        if len(text) > MAX_CAPTION:
+            raise PermanentError(f"with a file the text is the file's caption, which WhatsApp limits to "
+                                 f"{MAX_CAPTION} characters; this one has {len(text)}. Shorten it by "
+                                 f"{len(text) - MAX_CAPTION}, or send the text as a reply of its own.")
+        media: dict[str, Any] = {"id": self._upload(attachment, content_type, data)}
+        if text:
+            media["caption"] = text
+        if kind == "document":
+            media["filename"] = attachment.filename
+        return {"type": kind, kind: media}
+
+    def _upload(self, attachment: Attachment, content_type: str, data: bytes) -> str:
+        """`POST /{phone-number-id}/media` (multipart `file`, `type`, `messaging_product`) -> the media id."""
+        answer = self._call("POST", f"/{self.phone_number_id}/media",
+                            files={"file": (attachment.filename, data, content_type)},
+                            data={"type": content_type, "messaging_product": "whatsapp"})
+        media_id = answer.get("id") if isinstance(answer, dict) else None
+        if not isinstance(media_id, str) or not media_id:
+            raise RetryableError("WhatsApp took the file but answered without its media id")
+        return media_id
 
     def send_template(self, to: str, template_name: str, language: str,
                       parameters: list[str] | tuple[str, ...] = ()) -> str:
@@ -474,24 +616,31 @@ class WhatsAppConnector(Connector):
         `parameters` fill the body's {{1}}, {{2}}, ... in order.
         """
         number = str(to or "").strip()
-        recipient = _digits(number) if _digits(number) == number.lstrip("+") else number
-        if not recipient:
-            raise PermanentError("no WhatsApp number to send the template to")
+        if not number:
+            raise PermanentError("no WhatsApp number or user id to send the template to")
+        whom = {"to": _digits(number)} if _digits(number) == number.lstrip("+") else {"recipient": number}
         template: dict[str, Any] = {"name": template_name, "language": {"code": language, "policy": "deterministic"}}
         if parameters:
             template["components"] = [{"type": "body", "parameters": [{"type": "text", "text": str(p)}
                                                                       for p in parameters]}]
-        payload = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": recipient,
+        payload = {"messaging_product": "whatsapp", "recipient_type": "individual", **whom,
                    "type": "template", "template": template}
         return self._sent_id(self._call("POST", f"/{self.phone_number_id}/messages", json=payload))
 
-    def _recipient(self, reply: OutboundReply) -> str:
+    @staticmethod
+    def _recipient_fields(reply: OutboundReply) -> dict[str, str]:
+        """Whom a reply goes to: `to` with the phone number, else `recipient` with the user id.
+
+        Meta's Messages API takes a business-scoped user id (a customer who hides their number
+        behind a username) in `recipient`; when both are given `to` wins, so only one is sent.
+        """
         for candidate in (reply.thread_key, reply.to.handle if reply.to else None):
             if candidate and _digits(candidate) == candidate.lstrip("+"):
-                return _digits(candidate)
-        if reply.thread_key:
-            return reply.thread_key  # a business-scoped user id
-        raise PermanentError("the conversation has no WhatsApp number to answer")
+                return {"to": _digits(candidate)}
+        for candidate in (reply.thread_key, reply.to.handle if reply.to else None):
+            if candidate and candidate.strip():
+                return {"recipient": candidate.strip()}
+        raise PermanentError("the conversation has no WhatsApp number or user id to answer")
 
     @staticmethod
     def _sent_id(answer: Any) -> str:
@@ -534,6 +683,20 @@ class WhatsAppConnector(Connector):
 # Helpers --------------------------------------------------------------------------------------
 
 
+def _bare_type(content_type: str | None) -> str:
+    """`audio/ogg; codecs=opus` -> `audio/ogg`."""
+    return (content_type or "").split(";")[0].strip().lower()
+
+
+def _send_kind(content_type: str) -> str | None:
+    """The WhatsApp message type a file of `content_type` goes out as, or None when WhatsApp refuses it."""
+    return next((kind for kind, (types, _) in _SEND_MEDIA.items() if content_type in types), None)
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MB"
+
+
 def _epoch(value: Any) -> dt.datetime:
     """WhatsApp's timestamps: epoch seconds, as a string."""
     try:
@@ -543,24 +706,62 @@ def _epoch(value: Any) -> dt.datetime:
         raise ItemError(f"timestamp {str(value)[:30]!r} is not epoch seconds") from None
 
 
-def _contact_names(contacts: Any) -> dict[str, str]:
-    names: dict[str, str] = {}
-    for contact in contacts if isinstance(contacts, list) else []:
-        if not isinstance(contact, dict):
-            continue
-        profile = contact.get("profile") if isinstance(contact.get("profile"), dict) else {}
-        name = profile.get("name")
-        for key in ("wa_id", "user_id"):
-            if isinstance(contact.get(key), str) and isinstance(name, str):
-                names[contact[key]] = name
-    return names
+def _text(value: Any) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _sender_ids(message: dict[str, Any]) -> tuple[str, str]:
+    """The sender's phone number (digits) and business-scoped user id, as far as the message says.
+
+    `from` is the phone number; with usernames Meta may withhold it and name the sender by
+    `from_user_id` (the BSUID, e.g. `US.13491208655302741918`) only. Some payloads put the BSUID in
+    `from` itself: anything in `from` that is not all digits is taken as one.
+    """
+    given = _text(message.get("from"))
+    phone = given if given.isdigit() else ""
+    user_id = _text(message.get("from_user_id")) or _text(message.get("user_id")) or ("" if phone else given)
+    return phone, user_id
+
+
+def _contact_of(contacts: list[dict[str, Any]], phone: str, user_id: str) -> dict[str, Any] | None:
+    """The `contacts[]` entry of the sender; the only entry when the message names no sender."""
+    for contact in contacts:
+        if (phone and contact.get("wa_id") == phone) or (user_id and contact.get("user_id") == user_id):
+            return contact
+    if not phone and not user_id and len(contacts) == 1:
+        return contacts[0]
+    return None
+
+
+def _sender(message: dict[str, Any], contacts: list[dict[str, Any]]) -> tuple[str, Author, dict[str, str]]:
+    """The thread key, the author and a few facts about who wrote `message`.
+
+    A phone number is the identity whenever Meta gives one (`phone`, E.164), so the customer stays
+    the one who wrote before usernames. Without it the business-scoped user id is the identity
+    (kind `whatsapp`, kept as Meta writes it) and the thread key; replies then go to it with
+    `recipient` (see `_recipient_fields`).
+    """
+    phone, user_id = _sender_ids(message)
+    contact = _contact_of(contacts, phone, user_id) or {}
+    phone = phone or (_text(contact.get("wa_id")) if _text(contact.get("wa_id")).isdigit() else "")
+    user_id = user_id or _text(contact.get("user_id"))
+    profile = contact.get("profile") if isinstance(contact.get("profile"), dict) else {}
+    username = _text(profile.get("username"))
+    name = (_text(profile.get("name")) or username)[:MAX_NAME]
+    facts = {key: value[:200] for key, value in (("user_id", user_id), ("username", username)) if value}
+    if phone:
+        return phone, Author(handle=f"+{phone}", name=name, identity_kind="phone"), facts
+    if user_id:
+        return user_id, Author(handle=user_id, name=name, identity_kind="whatsapp"), facts
+    raise ItemError("message names no sender (no from, from_user_id or contact user_id)")
 
 
 def _single(entry: Any, value: dict[str, Any], part: Any, *, key: str = "messages") -> dict[str, Any]:
     """A delivery holding only `part` (and its sender's contact): what quarantine keeps and reprocesses."""
-    sender = part.get("from") if isinstance(part, dict) else None
-    contacts = [c for c in value.get("contacts") or []
-                if isinstance(c, dict) and sender is not None and sender in (c.get("wa_id"), c.get("user_id"))]
+    every = [c for c in value.get("contacts") or [] if isinstance(c, dict)]
+    phone, user_id = _sender_ids(part) if isinstance(part, dict) else ("", "")
+    contact = _contact_of(every, phone, user_id) if isinstance(part, dict) else None
+    contacts = [contact] if contact else []
     single_value = {k: value[k] for k in ("messaging_product", "metadata") if k in value}
     if contacts:
         single_value["contacts"] = contacts

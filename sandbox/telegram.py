@@ -6,7 +6,13 @@ parameters in the query string, a JSON body or a form; answers `{"ok": true, "re
 methods: getMe, getUpdates (offset/limit/timeout/allowed_updates; updates below the offset are
 forgotten; 409 while a webhook is set), getFile and the download path `/file/bot<token>/<path>`,
 sendMessage (reply_parameters, 4096 characters, "chat not found", "message to be replied not
-found", "bot was blocked by the user"), setWebhook, deleteWebhook and getWebhookInfo.
+found", "bot was blocked by the user"), sendPhoto / sendDocument / sendVideo / sendAudio as
+multipart uploads (the file in the field named after the method: `photo`, `document`, ...;
+`caption` up to 1024 characters; photos up to 10 MB and only pictures, other files up to 50 MB,
+past which Telegram's front answers 413 "Request Entity Too Large"), sendMediaGroup (`media` as
+JSON, 2-10 items with `attach://<field>`, photos and videos mixed, documents or audio only among
+their own kind), setWebhook, deleteWebhook and getWebhookInfo. `sent[...]["files"]` keeps the
+uploaded bytes.
 
 Customers write with `private_message`, `group_message` (mentioning the bot or not), `edit`, with
 photos or documents attached; `sent` lists what the bot sent. Faults: `flood(seconds)` (429 with
@@ -26,6 +32,8 @@ import json
 import re
 import threading
 import time
+from email.parser import BytesParser
+from email.policy import HTTP
 from typing import Any
 
 import requests
@@ -34,7 +42,13 @@ from sandbox.base import Imitation, Request, route
 
 DEFAULT_TOKEN = "7000000001:AAE-imitationTokenForTestsOnly_0123"
 MAX_TEXT = 4096
+MAX_CAPTION = 1024
 DOWNLOAD_LIMIT = 20 * 1024 * 1024
+#: What bots may upload (multipart): photos up to 10 MB, other files up to 50 MB.
+PHOTO_UPLOAD_LIMIT = 10 * 1024 * 1024
+UPLOAD_LIMIT = 50 * 1024 * 1024
+#: The field that carries the file for each send method, and the kind of media it makes.
+MEDIA_METHODS = {"sendphoto": "photo", "senddocument": "document", "sendvideo": "video", "sendaudio": "audio"}
 #: The imitation never holds a long poll longer than this, so tests stay fast.
 MAX_LONG_POLL = 0.5
 _SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
@@ -352,6 +366,113 @@ class TelegramImitation(Imitation):
                               "params": params, "message": message})
             return 200, {"ok": True, "result": copy.deepcopy(message)}
 
+    def _m_sendphoto(self, params: dict) -> tuple[int, dict]:
+        return self._send_media("photo", params)
+
+    def _m_senddocument(self, params: dict) -> tuple[int, dict]:
+        return self._send_media("document", params)
+
+    def _m_sendvideo(self, params: dict) -> tuple[int, dict]:
+        return self._send_media("video", params)
+
+    def _m_sendaudio(self, params: dict) -> tuple[int, dict]:
+        return self._send_media("audio", params)
+
+    def _send_media(self, kind: str, params: dict) -> tuple[int, dict]:
+        """sendPhoto/sendDocument/sendVideo/sendAudio with the file uploaded under the field `kind`."""
+        with self.lock:
+            chat, answered, refused = self._addressed(params)
+            if refused:
+                return refused
+            caption = params.get("caption")
+            if isinstance(caption, str) and len(caption) > MAX_CAPTION:
+                return _error(400, "Bad Request: message caption is too long")
+            upload = (params.get("_files") or {}).get(kind)
+            if upload is None:
+                return _error(400, f"Bad Request: there is no {kind} in the request")
+            refused = _upload_refusal(kind, upload)
+            if refused:
+                return refused
+            message = self._bot_message(chat, params, answered, kind, upload, caption)
+            self.sent.append({"chat_id": chat["id"], "text": caption or "", "method": f"send{kind.title()}",
+                              "reply_to": answered["message_id"] if answered else None,
+                              "files": [{"kind": kind, **upload}], "params": _public(params),
+                              "message": message, "messages": [message]})
+            return 200, {"ok": True, "result": copy.deepcopy(message)}
+
+    def _m_sendmediagroup(self, params: dict) -> tuple[int, dict]:
+        """An album of 2-10 photos/videos, or of only documents, or of only audio files, in one call."""
+        with self.lock:
+            chat, answered, refused = self._addressed(params)
+            if refused:
+                return refused
+            media = params.get("media")
+            if not isinstance(media, list) or not 2 <= len(media) <= 10:
+                return _error(400, "Bad Request: wrong number of media in the album: it must hold 2-10 items")
+            kinds = {m.get("type") for m in media if isinstance(m, dict)}
+            if len(kinds) > 1 and not kinds <= {"photo", "video"}:
+                mixed = "document" if "document" in kinds else "audio"
+                return _error(400, f"Bad Request: {mixed} can't be mixed with other media types")
+            uploads = []
+            for item in media:
+                name = str(item.get("media") or "").removeprefix("attach://")
+                upload = (params.get("_files") or {}).get(name)
+                if upload is None or item.get("type") not in MEDIA_METHODS.values():
+                    return _error(400, "Bad Request: wrong file identifier/HTTP URL specified")
+                caption = item.get("caption")
+                if isinstance(caption, str) and len(caption) > MAX_CAPTION:
+                    return _error(400, "Bad Request: message caption is too long")
+                refused = _upload_refusal(item["type"], upload)
+                if refused:
+                    return refused
+                uploads.append((item["type"], upload, caption))
+            group_id = str(13000000000000000 + len(self.sent))
+            messages = [self._bot_message(chat, params, answered, kind, upload, caption, group_id=group_id)
+                        for kind, upload, caption in uploads]
+            self.sent.append({"chat_id": chat["id"], "text": uploads[0][2] or "", "method": "sendMediaGroup",
+                              "reply_to": answered["message_id"] if answered else None,
+                              "files": [{"kind": kind, **upload} for kind, upload, _ in uploads],
+                              "params": _public(params), "message": messages[0], "messages": messages})
+            return 200, {"ok": True, "result": copy.deepcopy(messages)}
+
+    def _addressed(self, params: dict) -> tuple[dict | None, dict | None, tuple[int, dict] | None]:
+        """The chat a send goes to and the message it answers, or Telegram's refusal."""
+        chat_id = _int(params.get("chat_id"))
+        chat = self.chats.get(chat_id) if chat_id is not None else None
+        if chat is None:
+            return None, None, _error(400, "Bad Request: chat not found")
+        if chat_id in self.blocked:
+            return None, None, _error(403, "Forbidden: bot was blocked by the user")
+        reply = params.get("reply_parameters")
+        answered = None
+        if isinstance(reply, dict):
+            answered = self.messages.get((chat_id, _int(reply.get("message_id"))))
+            if answered is None and not reply.get("allow_sending_without_reply"):
+                return None, None, _error(400, "Bad Request: message to be replied not found")
+        return chat, answered, None
+
+    def _bot_message(self, chat: dict, params: dict, answered: dict | None, kind: str, upload: dict,
+                     caption: str | None, *, group_id: str | None = None) -> dict:
+        """The Message the bot sent with one uploaded file, kept so customers can reply to it."""
+        message: dict[str, Any] = {"message_id": self._next_message_id(chat["id"]), "from": dict(self.bot),
+                                   "chat": dict(chat), "date": self._tick()}
+        folder = {"photo": "photos", "video": "videos", "audio": "music"}.get(kind, "documents")
+        described = self._file(upload["data"], folder, "." + (upload["filename"] or "file").rsplit(".", 1)[-1])
+        if kind == "photo":
+            message["photo"] = [described]
+        else:
+            message[kind] = {**described, "file_name": upload["filename"], "mime_type": upload["content_type"]}
+        if caption:
+            message["caption"] = caption
+        if group_id:
+            message["media_group_id"] = group_id
+        if params.get("message_thread_id") is not None:
+            message["message_thread_id"] = _int(params["message_thread_id"])
+        if answered is not None:
+            message["reply_to_message"] = _without_reply(answered)
+        self.messages[(chat["id"], message["message_id"])] = message
+        return message
+
     def _m_setwebhook(self, params: dict) -> tuple[int, dict]:
         url = params.get("url") or ""
         secret = params.get("secret_token")
@@ -415,11 +536,36 @@ class TelegramImitation(Imitation):
         return described
 
 
+def _multipart(request: Request) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+    """A multipart/form-data body: its plain fields, and its files (name -> filename, type, data)."""
+    ctype = next((v for k, v in request.headers.items() if k.lower() == "content-type"), "")
+    message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {ctype}\r\n\r\n".encode() + request.body)
+    if not message.is_multipart():
+        raise ValueError("no parts")
+    fields: dict[str, str] = {}
+    files: dict[str, dict[str, Any]] = {}
+    for part in message.iter_parts():
+        name = str(part.get_param("name", header="content-disposition"))
+        data = part.get_payload(decode=True) or b""
+        if part.get_filename() is None:
+            fields[name] = data.decode("utf-8", "replace")
+        else:
+            files[name] = {"filename": part.get_filename(), "content_type": part.get_content_type(), "data": data}
+    return fields, files
+
+
 def _params(request: Request) -> dict[str, Any]:
-    """Bot API parameters from the query string, a JSON body or a form body."""
+    """Bot API parameters from the query string, a JSON body, a form body or a multipart upload.
+
+    Uploaded files are under `_files` (field name -> filename, content_type, data).
+    """
     params: dict[str, Any] = {k: v[0] for k, v in request.query.items() if v}
     ctype = request.headers.get("Content-Type", "")
-    if request.body and "json" in ctype:
+    if request.body and ctype.lower().startswith("multipart/form-data"):
+        fields, files = _multipart(request)
+        params.update(fields)
+        params["_files"] = files
+    elif request.body and "json" in ctype:
         body = request.json()
         if not isinstance(body, dict):
             raise ValueError("not an object")
@@ -427,10 +573,30 @@ def _params(request: Request) -> dict[str, Any]:
     elif request.body:
         params.update(request.form())
     # Form and query values of object parameters arrive as JSON text.
-    for key in ("allowed_updates", "reply_parameters"):
+    for key in ("allowed_updates", "reply_parameters", "media"):
         if isinstance(params.get(key), str) and params[key][:1] in "[{":
             params[key] = json.loads(params[key])
     return params
+
+
+def _upload_refusal(kind: str, upload: dict[str, Any]) -> tuple[int, dict] | None:
+    """Telegram's answer to an upload it will not take: too large (413 past 50 MB), a photo over 10 MB
+    or one that is not a picture."""
+    size = len(upload["data"])
+    if size > UPLOAD_LIMIT:
+        return _error(413, "Request Entity Too Large")
+    if not size:
+        return _error(400, "Bad Request: file must be non-empty")
+    if kind == "photo" and size > PHOTO_UPLOAD_LIMIT:
+        return _error(400, "Bad Request: PHOTO_SAVE_FILE_INVALID")
+    if kind == "photo" and not str(upload["content_type"]).startswith("image/"):
+        return _error(400, "Bad Request: IMAGE_PROCESS_FAILED")
+    return None
+
+
+def _public(params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters as sent, without the uploaded bytes."""
+    return {k: v for k, v in params.items() if k != "_files"}
 
 
 def _int(value: Any) -> int | None:

@@ -3,12 +3,20 @@
 It follows shared/channels.md section 4 to the field name:
 
 - `POST /v{N}/{phone-number-id}/messages` (any `/vNN.N/` version prefix): text messages with
-  `context.message_id`, templates, and mark-as-read (`{"status": "read", "message_id"}` →
+  `context.message_id`, to a phone number (`to`) or a business-scoped user id (`recipient`,
+  `US.1349...`; `to` wins when both are given), templates, and mark-as-read (`{"status": "read", "message_id"}` →
   `{"success": true}`); answers `{"messaging_product", "contacts": [{"input", "wa_id"}],
   "messages": [{"id": "wamid.…"}]}` (templates add `"message_status": "accepted"`). Free text to a
   customer whose last message is older than 24 hours (or who never wrote) is refused with error
   131047 "Re-engagement message"; text over 4096 characters with error 100; an unknown template
   with 132001.
+- `POST /v{N}/{phone-number-id}/media` (multipart `file`, `type`, `messaging_product`) → `{"id"}`;
+  a type WhatsApp does not take is refused with error 100 ("Param file must be a file with one of
+  the following types: …"), a file over its type's cap (image 5 MB, video and audio 16 MB,
+  document 100 MB) with 131053 "Media upload error". Messages of type image, video, audio and
+  document name the uploaded id (`{"id", "caption", "filename"}`); a caption over 1024 characters,
+  a caption on audio or an unknown media id are refused. `uploads` and `sent[...]["media"]` keep
+  the bytes.
 - `GET /v{N}/{media-id}` → `{"url", "mime_type", "sha256", "file_size", "id", "messaging_product"}`;
   the media URL (`/whatsapp_business/attachments/?mid=…`, on this server) answers only with the
   same `Authorization: Bearer` token.
@@ -18,8 +26,10 @@ It follows shared/channels.md section 4 to the field name:
 Faults: `throttle(code)` (130429, 131056, 80007 with `X-Business-Use-Case-Usage`, 4),
 `server_error()`, `expire_token()`, plus the base class's `delay_next`/`drop_next`.
 
-Webhooks: `customer_text`, `customer_image`, `customer_document`, `customer_message` (any type),
-`status` (sent/delivered/read/failed for one of our wamids) and `malformed_delivery` each queue one
+Webhooks: `customer_text`, `customer_with_username` (a BSUID sender: no `from`, `from_user_id`, the
+contact's `user_id` and `profile.username`), `customer_image`, `customer_document`, `customer_message` (any type),
+`customer_edit` / `customer_revoke` (Meta's `edit` and `revoke` webhooks, naming the original by
+`original_message_id`), `status` (sent/delivered/read/failed for one of our wamids) and `malformed_delivery` each queue one
 delivery, signed with the app secret over the exact bytes (`X-Hub-Signature-256`). `deliver(url)`
 posts the queued deliveries and keeps those not answered 2xx for a retry, as Meta does for up to a
 week; `redeliver(body)` repeats one. For connector-level tests, `take_requests()` returns them as
@@ -36,8 +46,11 @@ import hashlib
 import hmac
 import itertools
 import json
+import re
 import threading
 import time
+from email.parser import BytesParser
+from email.policy import HTTP
 from typing import Any
 
 import requests
@@ -76,6 +89,64 @@ def graph_error(status: int, code: int, message: str, *, details: str | None = N
     return status, {"error": error}, dict(headers or {})
 
 
+MAX_CAPTION = 1024
+#: What `POST /{phone-number-id}/media` accepts for a message, per message type: MIME types and the
+#: largest file (Cloud API "supported media types").
+UPLOAD_TYPES: dict[str, tuple[tuple[str, ...], int]] = {
+    "image": (("image/jpeg", "image/png"), 5 * 1024 * 1024),
+    "video": (("video/mp4", "video/3gpp", "video/3gp"), 16 * 1024 * 1024),
+    "audio": (("audio/aac", "audio/amr", "audio/mpeg", "audio/mp4", "audio/ogg"), 16 * 1024 * 1024),
+    "document": (("application/pdf", "text/plain", "application/msword",
+                  "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+                  "application/vnd.ms-excel", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                  "application/vnd.ms-powerpoint",
+                  "application/vnd.openxmlformats-officedocument.presentationml.presentation"),
+                 100 * 1024 * 1024),
+}
+
+
+def multipart(request: Request) -> dict[str, tuple[str | None, str | None, bytes]]:
+    """A multipart/form-data body: field name -> (filename, content type, bytes); filename None for plain fields."""
+    ctype = next((v for k, v in request.headers.items() if k.lower() == "content-type"), "")
+    if not ctype.lower().startswith("multipart/form-data"):
+        raise ValueError("not multipart/form-data")
+    message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {ctype}\r\n\r\n".encode() + request.body)
+    if not message.is_multipart():
+        raise ValueError("no parts")
+    fields: dict[str, tuple[str | None, str | None, bytes]] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        filename = part.get_filename()
+        fields[str(name)] = (filename, part.get_content_type() if filename else None,
+                             part.get_payload(decode=True) or b"")
+    return fields
+
+
+def _field(fields: dict[str, tuple[str | None, str | None, bytes]], name: str) -> str | None:
+    value = fields.get(name)
+    return value[2].decode("utf-8", "replace") if value else None
+
+
+#: A business-scoped user id: ISO country code, a dot, up to 128 letters and digits (parent ids add "ENT.").
+BSUID = re.compile(r"^[A-Z]{2}\.(?:ENT\.)?[A-Za-z0-9]{1,128}$")
+
+
+def _addressee(body: dict[str, Any]) -> tuple[str, tuple[int, dict, dict] | None]:
+    """Whom a message goes to: `to` (a phone number, which wins) or `recipient` (a business-scoped user id)."""
+    to = str(body.get("to") or "")
+    if to:
+        if not to.isdigit():
+            return "", graph_error(400, 100, "Invalid parameter", details="The parameter to must be a phone number.")
+        return to, None
+    recipient = str(body.get("recipient") or "")
+    if recipient:
+        if not BSUID.match(recipient):
+            return "", graph_error(400, 100, "Invalid parameter",
+                                   details="The parameter recipient must be a business-scoped user ID.")
+        return recipient, None
+    return "", graph_error(400, 100, "Invalid parameter", details="The parameter to is required.")
+
+
 class WhatsAppImitation(Imitation):
     """The WhatsApp Cloud API of one business phone number, on 127.0.0.1."""
 
@@ -95,6 +166,7 @@ class WhatsAppImitation(Imitation):
         self.names: dict[str, str] = {}  # wa_id -> profile name
         self.last_inbound: dict[str, float] = {}  # wa_id -> epoch seconds of their last message
         self.media: dict[str, dict[str, Any]] = {}
+        self.uploads: dict[str, dict[str, Any]] = {}  # what we (the connector) uploaded to send
         self.templates: set[tuple[str, str]] = {("hello_world", "en_US"), ("order_update", "en_US")}
         self.pending: list[bytes] = []  # signed deliveries not yet answered 2xx
         self.delivered: list[bytes] = []  # deliveries a webhook answered 2xx
@@ -161,6 +233,28 @@ class WhatsAppImitation(Imitation):
             self.queue(self.envelope({"contacts": [contact], "messages": [message]}))
         return message
 
+    def customer_with_username(self, user_id: str, text: str, *, username: str, name: str | None = None,
+                               phone: str | None = None, at: float | None = None) -> dict[str, Any]:
+        """A text from a customer who adopted a username: named by the business-scoped `user_id`.
+
+        Without `phone` Meta withholds the number: the message has no `from`, only `from_user_id`, and
+        the contact has `user_id` and `profile.username` but no `wa_id`. Returns the message.
+        """
+        with self.lock:
+            when = time.time() if at is None else at
+            self.last_inbound[user_id] = max(self.last_inbound.get(user_id, 0.0), when)
+            if phone:
+                self.last_inbound[phone] = max(self.last_inbound.get(phone, 0.0), when)
+            message: dict[str, Any] = {"from_user_id": user_id, "id": self.wamid(user_id),
+                                       "timestamp": str(int(when)), "type": "text", "text": {"body": text}}
+            profile = {"name": name or username, "username": username}
+            contact: dict[str, Any] = {"profile": profile, "user_id": user_id}
+            if phone:
+                message = {"from": phone, **message}
+                contact["wa_id"] = phone
+        self.queue(self.envelope({"contacts": [contact], "messages": [message]}))
+        return message
+
     def customer_text(self, wa_id: str, text: str = "Does it come in another color?", **kwargs: Any) -> dict:
         return self.customer_message(wa_id, "text", {"body": text}, **kwargs)
 
@@ -187,6 +281,35 @@ class WhatsAppImitation(Imitation):
         if caption:
             fields["caption"] = caption
         return self.customer_message(wa_id, "document", fields, **kwargs)
+
+    def customer_edit(self, original: dict[str, Any], text: str, *, at: float | None = None) -> dict:
+        """The customer edits `original` (one of their messages): Meta's `edit` webhook.
+
+        The edit names the original by `original_message_id` and carries the whole new message: a text
+        message's new body, or a media message with its new caption (Meta allows edits for 15 minutes).
+        """
+        kind = original["type"]
+        if kind == "text":
+            new: dict[str, Any] = {"type": "text", "text": {"body": text}}
+        else:
+            new = {"type": kind, kind: {**original[kind], "caption": text}}
+        if isinstance(original.get("context"), dict):
+            new["context"] = {"id": original["context"]["id"]}
+        return self._change(original, "edit", {"original_message_id": original["id"], "message": new}, at)
+
+    def customer_revoke(self, original: dict[str, Any], *, at: float | None = None) -> dict:
+        """The customer deletes `original` for everyone: Meta's `revoke` webhook (allowed for two days)."""
+        return self._change(original, "revoke", {"original_message_id": original["id"]}, at)
+
+    def _change(self, original: dict[str, Any], kind: str, fields: dict[str, Any], at: float | None) -> dict:
+        # An edit or revoke is not a new message from the customer: the 24-hour window stays as it was.
+        wa_id = original["from"]
+        with self.lock:
+            message = {"from": wa_id, "id": self.wamid(wa_id), "timestamp": str(int(time.time() if at is None else at)),
+                       "type": kind, kind: fields}
+            contact = {"profile": {"name": self.names.get(wa_id, f"Customer {wa_id[-4:]}")}, "wa_id": wa_id}
+        self.queue(self.envelope({"contacts": [contact], "messages": [message]}))
+        return message
 
     def malformed_delivery(self, wa_id: str = "31612345678") -> tuple[dict, bytes]:
         """One delivery with a good message, a message without id and an entry without changes.
@@ -331,9 +454,9 @@ class WhatsAppImitation(Imitation):
             with self.lock:
                 self.read_marks.append(str(body.get("message_id")))
             return 200, {"success": True}
-        to = str(body.get("to") or "")
-        if not to.isdigit():
-            return graph_error(400, 100, "Invalid parameter", details="The parameter to is required.")
+        to, refused = _addressee(body)
+        if refused:
+            return refused
         kind = body.get("type", "text")
         record: dict[str, Any] = {"to": to, "type": kind, "payload": body,
                                   "in_reply_to": (body.get("context") or {}).get("message_id")}
@@ -346,13 +469,17 @@ class WhatsAppImitation(Imitation):
             if len(text) > MAX_TEXT:
                 return graph_error(400, 100, "Invalid parameter",
                                    details=f"Param text['body'] must be at most {MAX_TEXT} characters long.")
-            with self.lock:
-                last = self.last_inbound.get(to)
-            if last is None or time.time() - last > WINDOW_SECONDS:
-                return graph_error(400, 131047, "Re-engagement message", subcode=2494010, details=(
-                    "Message failed to send because more than 24 hours have passed since the customer last "
-                    "replied to this number."))
+            closed = self._window_closed(to)
+            if closed:
+                return closed
             record["text"] = text
+        elif kind in UPLOAD_TYPES:
+            refused = self._media_message(kind, body.get(kind), record)
+            if refused:
+                return refused
+            closed = self._window_closed(to)
+            if closed:
+                return closed
         elif kind == "template":
             template = body.get("template") or {}
             language = (template.get("language") or {}).get("code")
@@ -366,12 +493,79 @@ class WhatsAppImitation(Imitation):
             answer["message_status"] = "accepted"
         else:
             return graph_error(400, 131051, "Unsupported message type",
-                               details=f"The imitation sends only text and template, not {kind}.")
+                               details=f"The imitation sends only text, media and template, not {kind}.")
         with self.lock:
             record["wamid"] = self.wamid(to)
             self.sent.append(record)
-        return 200, {"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to}],
+        contact = {"input": to, "wa_id": to} if to.isdigit() else {"input": to, "user_id": to}
+        return 200, {"messaging_product": "whatsapp", "contacts": [contact],
                      "messages": [{"id": record["wamid"], **answer}]}
+
+    def _window_closed(self, to: str) -> tuple[int, dict, dict] | None:
+        with self.lock:
+            last = self.last_inbound.get(to)
+        if last is None or time.time() - last > WINDOW_SECONDS:
+            return graph_error(400, 131047, "Re-engagement message", subcode=2494010, details=(
+                "Message failed to send because more than 24 hours have passed since the customer last "
+                "replied to this number."))
+        return None
+
+    def _media_message(self, kind: str, media: Any, record: dict[str, Any]) -> tuple[int, dict, dict] | None:
+        """Check a media message's object (`{"id", "caption", "filename"}`) and note it in `record`."""
+        if not isinstance(media, dict) or not media.get("id"):
+            return graph_error(400, 131008, "Required parameter is missing",
+                               details=f"The parameter {kind}['id'] is required.")
+        with self.lock:
+            stored = self.uploads.get(str(media["id"]))
+        if stored is None:
+            return graph_error(400, 131009, "Parameter value is not valid",
+                               details=f"Media id {media['id']} was not uploaded for this phone number.")
+        caption = media.get("caption")
+        if caption is not None and kind == "audio":
+            return graph_error(400, 100, "Invalid parameter", details="Param audio['caption'] is not supported.")
+        if isinstance(caption, str) and len(caption) > MAX_CAPTION:
+            return graph_error(400, 100, "Invalid parameter",
+                               details=f"Param {kind}['caption'] must be at most {MAX_CAPTION} characters long.")
+        if stored["family"] != kind:
+            return graph_error(400, 131053, "Media upload error",
+                               details=f"The uploaded media is {stored['mime_type']}, not a {kind}.")
+        record.update(media=stored, caption=caption, filename=media.get("filename"), text=caption or "")
+        return None
+
+    @route("POST", VERSION + r"/(?P<number_id>[^/]+)/media")
+    def upload(self, request: Request, number_id: str):
+        """`POST /{phone-number-id}/media`: multipart `file`, `type` and `messaging_product` -> `{"id"}`."""
+        refused = self._authorised(request)
+        if refused:
+            return refused
+        if number_id != self.phone_number_id:
+            return graph_error(400, 100, f"Unsupported post request. Object with ID '{number_id}' does not exist.",
+                               kind="GraphMethodException", subcode=33)
+        try:
+            fields = multipart(request)
+        except ValueError:
+            return graph_error(400, 100, "Invalid parameter", details="The request is not multipart/form-data.")
+        if _field(fields, "messaging_product") != "whatsapp":
+            return graph_error(400, 100, "Invalid parameter", details="The parameter messaging_product is required.")
+        if "file" not in fields or fields["file"][0] is None:
+            return graph_error(400, 100, "Invalid parameter", details="The parameter file is required.")
+        filename, sent_type, data = fields["file"]
+        mime_type = (_field(fields, "type") or sent_type or "").split(";")[0].strip().lower()
+        family = next((f for f, (types, _) in UPLOAD_TYPES.items() if mime_type in types), None)
+        if family is None:
+            return graph_error(400, 100, "Param file must be a file with one of the following types: "
+                               + ", ".join(t for types, _ in UPLOAD_TYPES.values() for t in types)
+                               + f". Received file of type '{mime_type}'.")
+        cap = UPLOAD_TYPES[family][1]
+        if len(data) > cap:
+            return graph_error(400, 131053, "Media upload error", details=(
+                f"Media file size is too big. Max file size for {family} is {cap // (1024 * 1024)} MB; "
+                f"this one is {len(data)} bytes."))
+        with self.lock:
+            media_id = str(2000000000000000 + next(self._ids))
+            self.uploads[media_id] = {"id": media_id, "filename": filename, "mime_type": mime_type, "data": data,
+                                      "family": family}
+        return 200, {"id": media_id}
 
     @route("GET", VERSION + r"/(?P<media_id>\d+)")
     def media_url(self, request: Request, media_id: str):
