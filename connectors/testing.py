@@ -265,12 +265,14 @@ class ConnectorContract:
 
 def fetch_all(connector: Connector, cursor: str | None = None, max_pages: int = 50) -> FetchResult:
     """Every page from `cursor` on, as one result (for connector-specific tests)."""
-    items, rejects = [], []
+    items, rejects, updates, changes = [], [], [], []
     for _ in range(max_pages):
         result = connector.fetch(cursor)
         items += result.items
         rejects += result.rejects
+        updates += result.updates
+        changes += result.changes
         cursor = result.cursor
         if not result.more:
             break
-    return FetchResult(items=items, cursor=cursor, rejects=rejects)
+    return FetchResult(items=items, cursor=cursor, rejects=rejects, updates=updates, changes=changes)

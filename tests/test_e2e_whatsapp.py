@@ -178,3 +178,24 @@ def test_app_secret_rotated_at_meta_only_is_refused_and_shown(live, whatsapp):
     # Put right: Meta's retry of the waiting delivery gets through.
     assert whatsapp.deliver(url) == [200]
     assert store.counts()["messages"] == 1
+
+
+def test_an_edit_and_a_revoke_change_the_stored_message_and_reopen_nothing(live, whatsapp):
+    mainland, store, url = live
+    whatsapp.subscribe(url)
+    first = whatsapp.customer_text(SHEENA, "My order 1234 is late", name="Sheena Nelson")
+    second = whatsapp.customer_text(SHEENA, "wrong chat sorry", name="Sheena Nelson")
+    assert whatsapp.deliver(url) == [200, 200]
+    conversation = the_conversation(store)
+    store.set_conversation_status(conversation["id"], "resolved", None, "2026-01-01T00:00:00+00:00")
+
+    whatsapp.customer_edit(first, "My order 1243 is late")
+    whatsapp.customer_revoke(second)
+    assert whatsapp.deliver(url) == [200, 200]
+    messages = store.thread_messages(conversation["id"])
+    assert len(messages) == 2, "neither change is a new message"
+    edited, revoked = messages
+    assert edited["text"] == "My order 1243 is late" and [e["previous_text"] for e in edited["edits"]] == [
+        "My order 1234 is late"]
+    assert revoked["deleted_at"] and revoked["text"] == "wrong chat sorry"
+    assert store.conversation(conversation["id"])["status"] == "resolved", "a change reopens nothing"
