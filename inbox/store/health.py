@@ -37,7 +37,7 @@ class HealthQueries:
     def webhook_refusal_counts_since(self, since: str) -> dict[str, int]:
         """Refused webhook deliveries (bad signature or secret) at or after `since`, per channel."""
         rows = self.conn.execute(
-            "SELECT channel, count(*) FROM webhook_refusals WHERE at >= ? GROUP BY channel", (since,)
+            "SELECT channel, sum(count) FROM webhook_refusals WHERE at >= ? GROUP BY channel", (since,)
         ).fetchall()
         return {channel: count for channel, count in rows}
 

@@ -970,3 +970,17 @@ def m015_message_changes(db: Database) -> None:
         END;
         """
     )
+
+
+@migrations()
+def m018_webhook_refusal_counts(db: Database) -> None:
+    # Refused webhook deliveries are counted per channel, address and minute in one row, instead of
+    # one row each: a flood of unsigned requests (also capped by a rate limit) cannot grow the table.
+    db.executescript(
+        """
+        ALTER TABLE webhook_refusals ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
+        ALTER TABLE webhook_refusals ADD COLUMN minute TEXT;
+        UPDATE webhook_refusals SET minute = substr(at, 1, 16) || '#' || id, remote_addr = ifnull(remote_addr, '');
+        CREATE UNIQUE INDEX webhook_refusals_minute ON webhook_refusals(channel, remote_addr, minute);
+        """
+    )

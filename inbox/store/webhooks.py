@@ -37,18 +37,22 @@ class WebhookQueries:
 
     def record_webhook_refusal(self, channel: str, now: str, *, remote_addr: str | None, reason: str,
                                keep_after: str) -> None:
-        """Count a refused delivery; refusals older than `keep_after` are dropped on the way."""
+        """Count a refused delivery: one row per channel, address and minute holds the count, the
+        latest time and reason. Refusals older than `keep_after` are dropped on the way."""
         self.conn.execute(
-            "INSERT INTO webhook_refusals (channel, at, remote_addr, reason) VALUES (?, ?, ?, ?)",
-            (channel, now, remote_addr, reason[:300]),
+            "INSERT INTO webhook_refusals (channel, at, remote_addr, reason, count, minute) VALUES (?, ?, ?, ?, 1, ?) "
+            "ON CONFLICT (channel, remote_addr, minute) DO UPDATE SET count = count + 1, at = excluded.at, "
+            "reason = excluded.reason",
+            (channel, now, remote_addr or "", reason[:300], now[:16]),
         )
         self.conn.execute("DELETE FROM webhook_refusals WHERE at < ?", (keep_after,))
 
     def webhook_refusals(self, channel: str | None = None, *, since: str | None = None,
                          limit: int = 100) -> list[dict[str, Any]]:
-        """Refused deliveries, newest first (for the health page and `mainland stats`)."""
+        """Refused deliveries, newest first, one row per channel, address and minute with its `count`
+        (for the health page and `mainland stats`)."""
         return as_dicts(self.conn.execute(
-            "SELECT channel, at, remote_addr, reason FROM webhook_refusals "
+            "SELECT channel, at, nullif(remote_addr, '') AS remote_addr, reason, count FROM webhook_refusals "
             "WHERE (? IS NULL OR channel = ?) AND (? IS NULL OR at >= ?) ORDER BY at DESC, id DESC LIMIT ?",
             (channel, channel, since, since, limit),
         ))

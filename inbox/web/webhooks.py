@@ -9,8 +9,9 @@ Order of work for each delivery (reliability.md §7, WH-01..WH-06, FI-07):
 2. 413 for a body over the cap (1 MB, or the connector's `webhook_max_bytes`). The raw bytes are
    read from the stream before anything parses them: signatures are over the exact bytes.
 3. `verify_webhook` on the raw body and headers. Any failure is a 403 with nothing parsed and
-   nothing stored; the refusal is logged, counted (`store.webhook_refusals`) and shown on the
-   channel's health, so a secret rotated on one side only is noticed.
+   nothing stored; the refusal is logged, counted (`store.webhook_refusals`: one row per channel,
+   address and minute) and shown on the channel's health, so a secret rotated on one side only is
+   noticed. After 30 refusals in a minute an address gets 429 without its body being read.
 4. The delivery's event id (the connector's optional `webhook_event_id(request)`, else the
    SHA-256 of the body): a redelivery already taken in is answered 200 without parsing again.
 5. `parse_webhook`; the items are ingested, the event id recorded and the channel's health
@@ -40,7 +41,7 @@ from inbox import clock
 from inbox.models import FetchResult, Reject
 from inbox.store.base import iso
 from inbox.web import get_store
-from inbox.web.security import csrf
+from inbox.web.security import csrf, limiter
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ MAX_BODY_BYTES = 1024 * 1024
 #: Event ids are kept longer than any provider retries (Meta: about 7 days).
 EVENT_RETENTION = dt.timedelta(days=8)
 REFUSAL_RETENTION = dt.timedelta(days=30)
+#: Refused deliveries one address may cause per channel and minute before it is answered 429.
+REFUSALS_PER_MINUTE = "30 per minute"
 #: Kinds that take pushed requests through pages of their own (inbox/web/forms.py).
 OWN_ENDPOINT_KINDS = frozenset({"webform"})
 
@@ -75,7 +78,19 @@ def _answer(status: int, **fields) -> tuple[Response, int]:
     return jsonify(ok=200 <= status < 300, **fields), status
 
 
+def _refusal_key() -> str:
+    return f"webhook-refused:{request.view_args.get('channel') if request.view_args else ''}:{request.remote_addr}"
+
+
+def _was_refused(response) -> bool:
+    return response.status_code == 403
+
+
 @bp.post("/webhooks/<channel>")
+# Refusals cost a database write and a log line: an address sending unsigned or badly signed bodies
+# is answered 429 after REFUSALS_PER_MINUTE of them, before anything is read. Accepted deliveries
+# are never counted, so a provider's burst of real events is never slowed.
+@limiter.limit(lambda: REFUSALS_PER_MINUTE, key_func=_refusal_key, deduct_when=_was_refused)
 def receive(channel: str):
     connector = _connector(channel)
     try:
