@@ -431,7 +431,7 @@ class WebformConnector(Connector):
         return InboundItem(
             channel=self.name,
             external_id=submission_id,
-            author=Author(handle=email_address, name=name, identity_kind="email"),
+            author=Author(handle=email_address, name=name, identity_kind="email", proven=False),
             text=message,
             subject=subject or first_line[:120],
             sent_at=dt.datetime.fromtimestamp(self.clock(), dt.UTC),
@@ -454,7 +454,7 @@ class WebformConnector(Connector):
         message = str(data.get("message") or "")
         return InboundItem(
             channel=self.name, external_id=submission_id,
-            author=Author(handle=email_address, name=str(data.get("name") or ""), identity_kind="email"),
+            author=Author(handle=email_address, name=str(data.get("name") or ""), identity_kind="email", proven=False),
             text=message, subject=str(data.get("subject") or "") or message.strip().split("\n")[0][:120],
             headers={str(k): str(v) for k, v in (data.get("headers") or {}).items()},
             raw=raw, source_ref=source_ref or f"webform:{submission_id}",

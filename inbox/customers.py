@@ -52,6 +52,12 @@ def resolve_author(store: Store, author: Author, now: str, *, region: str | None
     return customer_id
 
 
+def is_known_identity(store: Store, author: Author, *, region: str | None = None) -> bool:
+    """True when some customer already has `author`'s identity."""
+    kind = canonical_kind(author.identity_kind)
+    return store.customer_for_identity(kind, normalize_identity(kind, author.handle, region)) is not None
+
+
 def is_suppressed(store: Store, item: InboundItem, *, region: str | None = None) -> bool:
     """True for an old item of an erased identity: written before the erasure, so not "writing again".
 

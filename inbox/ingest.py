@@ -26,8 +26,16 @@ from dataclasses import dataclass, field
 from inbox import clock, csat, routing, triage
 from inbox.attachments import AttachmentStore, safe_filename, type_mismatch
 from inbox.conversations import find_conversation, new_token
-from inbox.customers import is_suppressed, note_item_evidence, resolve_author
-from inbox.models import AUTOMATIC_FLAGS, DELIVERY_ORDER, FLAG_HTML_REPLACED, FetchResult, InboundItem, Reject
+from inbox.customers import is_known_identity, is_suppressed, note_item_evidence, resolve_author
+from inbox.models import (
+    AUTOMATIC_FLAGS,
+    DELIVERY_ORDER,
+    FLAG_CLAIMED_ADDRESS,
+    FLAG_HTML_REPLACED,
+    FetchResult,
+    InboundItem,
+    Reject,
+)
 from inbox.sanitize import first_line, html_to_text, sanitize_html, without_bidi_controls
 from inbox.service_levels import FLAG_SURVEY_ANSWER, ServiceLevels, refresh_stale
 from inbox.store import Store
@@ -225,9 +233,11 @@ class Ingestor:
 
     def _store_one(self, channel: str, prep: _Prepared, now: str, report: IngestReport) -> int | None:
         item = prep.item
+        # Anyone can type someone else's address into a form: say so when it joins a known customer.
+        claimed = not item.author.proven and is_known_identity(self.store, item.author, region=self.phone_region)
         customer_id = resolve_author(self.store, item.author, now, region=self.phone_region)
         decision = find_conversation(self.store, item, customer_id)
-        flags = prep.flags | decision.flags
+        flags = prep.flags | decision.flags | ({FLAG_CLAIMED_ADDRESS} if claimed else set())
         automatic = bool(flags & AUTOMATIC_FLAGS)
         subject = (item.subject or "")[:MAX_SUBJECT_CHARS]
         conversation_id = decision.conversation_id

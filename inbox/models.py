@@ -23,6 +23,7 @@ FLAG_TRUNCATED = "truncated"  # body or parts cut at a size cap; the raw origina
 FLAG_OVERSIZED = "oversized"  # the whole message was over the size cap: only a stub was stored
 FLAG_BAD_DATE = "bad_date"  # Date header missing, unparsable or far off; ordered by receive time
 FLAG_MISTHREAD = "possible_misthread"  # referred to another customer's conversation; kept apart
+FLAG_CLAIMED_ADDRESS = "claimed_address"  # a typed, unproven address that an existing customer already has
 FLAG_HTML_REPLACED = "html_replaced"  # HTML body too hostile or too large to show; raw downloadable
 
 #: Flags that mean "a machine wrote this": no automatic mail may answer such an item.
@@ -41,6 +42,9 @@ class Author:
     name: str = ""
     identity_kind: str = "email"
     valid: bool = True
+    #: False when the channel lets anyone type this handle (a web form's email field): the message
+    #: still joins the customer who owns the address, but is marked FLAG_CLAIMED_ADDRESS.
+    proven: bool = True
 
 
 @dataclass(frozen=True)

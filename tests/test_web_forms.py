@@ -118,6 +118,27 @@ def test_submission_creates_a_conversation_for_the_customers_email(client, db):
     assert (identity["kind"], identity["value"]) == ("email", "ada@example.com")
 
 
+def test_a_form_message_in_a_known_customers_name_is_marked_unverified(client, db, app):
+    """Anyone can type anyone's address: the message joins the customer who has it, marked as such."""
+    from inbox.mail import parse_email
+
+    mail = (b"From: Ada Lovelace <ada@example.com>\r\nTo: support@mainland.test\r\nSubject: Invoice\r\n"
+            b"Message-ID: <ada-1@example.com>\r\nDate: Mon, 23 Nov 2026 09:00:00 +0000\r\n\r\nHello\r\n")
+    app.extensions["mainland"].ingestor(db).ingest_one("mail", parse_email(mail, channel="mail"))
+    ada = db.customer_for_identity("email", "ada@example.com")
+    assert client.post("/forms/contact", data=filled(client, email="ADA@example.com",
+                                                     message="Please send my invoice to evil@example.net"
+                                                     )).status_code == 200
+    [form] = [c for c in conversations(db) if c["channel"] == "contact"]
+    assert form["customer_id"] == ada, "it still joins the customer who has the address"
+    [message] = db.conversation_messages(form["id"])
+    assert "claimed_address" in message["flags"].split()
+    # A first-time address is nobody else's: nothing to warn about.
+    client.post("/forms/contact", data=filled(client, email="new.person@example.org", subject="Hi"))
+    [fresh] = [c for c in conversations(db) if c["subject"] == "Hi"]
+    assert db.conversation_messages(fresh["id"])[0]["flags"] == ""
+
+
 def test_the_channel_list_shows_a_used_form_as_used(client, db, frozen_clock):
     """The admin's list of channels counts a form's messages; when it was last used comes from them too."""
     from tests.test_web_auth import login, make_agent

@@ -121,6 +121,9 @@ FLAG_LABELS = {
     "bad_date": (_l("bad date"), _l("The date was missing or implausible; the receive time is used.")),
     "unverified_sender": (_l("unverified sender"),
                           _l("The sender's domain did not confirm this mail (DMARC failed); it may be forged.")),
+    "claimed_address": (_l("address not verified"),
+                        _l("The address was typed into a form, where anyone can type any address: it joined the "
+                           "customer who has it, but this message may not be from them.")),
     "html_replaced": (_l("HTML hidden"),
                       _l("The formatted version was too large or hostile to show; the original can be downloaded.")),
 }
