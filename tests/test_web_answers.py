@@ -268,6 +268,19 @@ def test_a_lead_sets_skills_capacity_and_trainee_for_their_team_only(world):
     assert world.client("ann").get(url).status_code == 403
 
 
+def test_a_lead_who_is_a_trainee_cannot_clear_their_own_trainee_flag(world):
+    world.store.set_agent_routing(world.lea["id"], capacity=5, languages=(), topics=(), trainee=True)
+    lea = world.client("lea")
+    url = f"/routing/agents/{world.lea['id']}"
+    page = lea.get(url).get_data(as_text=True)
+    assert "Only another lead or an admin can change this for you." in page
+    assert post(lea, url, {"capacity": "6", "languages": "", "topics": ""}).status_code == 302
+    mine = world.store.agent_routing(world.lea["id"])
+    assert (mine["capacity"], mine["trainee"]) == (6, 1), "their own capacity changes; the trainee flag stays"
+    assert post(world.client("root"), url, {"capacity": "6", "languages": "", "topics": ""}).status_code == 302
+    assert world.store.agent_routing(world.lea["id"])["trainee"] == 0, "an admin may clear it"
+
+
 def test_activity_brings_back_an_agent_whom_inactivity_made_away(world):
     world.store.set_agent_status(world.ann["id"], "away", iso(dt.datetime.now(dt.UTC)), auto=True)
     routing_web._touched.clear()

@@ -198,6 +198,11 @@ def _skills(raw: str) -> list[str]:
     return [w[:40] for w in dict.fromkeys(words) if w][:MAX_SKILLS]
 
 
+def _own_trainee_flag_locked(agent: dict[str, Any], other_id: int) -> bool:
+    """Only an admin may change their own trainee flag; a lead's is changed by another lead or an admin."""
+    return agent["id"] == other_id and agent["role"] != "admin"
+
+
 @bp.route("/routing/agents/<int:agent_id>", methods=["GET", "POST"])
 @lead_required
 def agent_settings(agent_id: int):
@@ -212,6 +217,9 @@ def agent_settings(agent_id: int):
         languages = _skills(request.form.get("languages") or "")
         topics = _skills(request.form.get("topics") or "")
         trainee = request.form.get("trainee") == "1"
+        if _own_trainee_flag_locked(agent, agent_id):
+            # A trainee's replies wait for someone else's review: they cannot lift that themselves.
+            trainee = bool(other["trainee"])
         if not capacity_text.isdigit() or not 0 <= int(capacity_text) <= MAX_CAPACITY:
             errors["capacity"] = _("A whole number from 0 to %(n)d.", n=MAX_CAPACITY)
         if any(not re.fullmatch(r"[a-z]{2,3}", code) for code in languages):
@@ -228,6 +236,7 @@ def agent_settings(agent_id: int):
         other = {**other, "capacity": capacity_text, "languages": " ".join(languages), "topics": " ".join(topics),
                  "trainee": trainee}
     return render_template("routing/agent.html", other=other, errors=errors,
+                           trainee_locked=_own_trainee_flag_locked(agent, agent_id),
                            topics_known=sorted(store.answer_tag_vocabulary())), 400 if errors else 200
 
 
