@@ -942,3 +942,26 @@ def m014_message_reply_context(db: Database) -> None:
         ALTER TABLE messages ADD COLUMN context_url TEXT;
         """
     )
+
+
+@migrations()
+def m017_acknowledgements(db: Database) -> None:
+    # Where a queued reply goes: the inbound message it answers, and that message's thread and
+    # audience (after a merge of two channels' conversations, not the conversation's own). NULL on
+    # rows queued before: those answer the conversation's latest inbound message, as they did.
+    # `acknowledgements`: when each sender was last sent an automatic receipt, per channel (at most
+    # one per `acknowledgement.every`).
+    db.executescript(
+        """
+        ALTER TABLE outbox ADD COLUMN reply_to INTEGER;
+        ALTER TABLE outbox ADD COLUMN thread_key TEXT;
+        ALTER TABLE outbox ADD COLUMN public INTEGER;
+        CREATE TABLE acknowledgements (
+            channel TEXT NOT NULL,
+            handle TEXT NOT NULL,
+            conversation_id INTEGER,
+            last_at TEXT NOT NULL,
+            PRIMARY KEY (channel, handle)
+        ) WITHOUT ROWID;
+        """
+    )
