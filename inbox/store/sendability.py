@@ -88,3 +88,8 @@ class SendabilityQueries:
         """Where a queued reply goes: the message it answers, that message's thread and audience."""
         self.conn.execute("UPDATE outbox SET reply_to = ?, thread_key = ?, public = ? WHERE id = ?",
                           (reply_to, thread_key, int(public), outbox_id))
+
+    def keep_unanswered(self, conversation_id: int, *, status: str, first_response_at: str | None) -> None:
+        """Put back what queueing an automatic receipt changed: it is no answer (status, first response)."""
+        self.conn.execute("UPDATE conversations SET status = ?, first_response_at = ? WHERE id = ?",
+                          (status, first_response_at, conversation_id))
