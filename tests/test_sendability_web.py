@@ -33,7 +33,7 @@ def _merged(world):
     mail = world.conversation(subject="Broken lamp", sender="Jane Doe <jane@example.net>")
     chat = world.conversation(channel="chat", subject="About my lamp", sender="Jane Doe <jane@example.net>")
     assert world.store.conversation(mail)["customer_id"] == world.store.conversation(chat)["customer_id"]
-    world.store.merge_conversations(chat, mail, agent_id=world.ann["id"], now="2026-01-01T00:00:00Z")
+    world.store.merge_conversations(chat, mail, agent_id=world.ann["id"], now="2026-01-01T00:00:00.000000Z")
     return mail
 
 
@@ -62,3 +62,21 @@ def test_the_agent_picks_the_other_channel_and_the_reply_goes_there(world, smtp_
 def test_a_conversation_on_one_channel_offers_no_choice(world):
     cid = world.conversation()
     assert 'id="reply-on-choice"' not in world.client().get(f"/conversations/{cid}").get_data(as_text=True)
+
+
+def test_the_review_page_says_why_an_approval_cannot_go_and_refuses_it(world):
+    world.store.set_agent_routing(world.ann["id"], capacity=5, languages=(), topics=(), trainee=True)
+    cid = world.conversation(channel="chat", subject="Chat")
+    assert post(world.client(), f"/conversations/{cid}/reply", {"text": "Sorry!", "seen_up_to": 99}).status_code == 200
+    [item] = world.store.review_items(None)
+    world.store.execute("UPDATE conversations SET last_inbound_at = '2020-01-01T00:00:00.000000Z' WHERE id = ?", (cid,))
+    root = world.client("root")
+    page = root.get(f"/review/{item['id']}").get_data(as_text=True)
+    assert 'id="review-not-sendable"' in page and "reply window closed" in page
+    assert 'name="outside_window"' in page, "the reviewer may send it anyway"
+    refused = post(root, f"/review/{item['id']}/approve", {"text": "Sorry!"}, json=False)
+    assert refused.status_code == 302
+    assert "reply window closed" in root.get(f"/review/{item['id']}").get_data(as_text=True)
+    assert world.outbox_count() == 0
+    sent = post(root, f"/review/{item['id']}/approve", {"text": "Sorry!", "outside_window": "1"}, json=False)
+    assert sent.status_code == 302 and world.outbox_count() == 1
