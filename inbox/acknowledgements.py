@@ -12,7 +12,7 @@ The receipt is an automatic message (flags `auto_submitted` and `acknowledgement
 the thread, but is no answer: the conversation stays new and the first-response clock keeps
 running. It goes only where `inbox.sendability` allows an automatic message: never to automatic mail
 (auto-replies, bounces, lists, our own addresses), never in public, never to spam, to an erased
-customer or an unreadable sender; and at most once per sender and channel within `every`
+customer or an unreadable sender, never for an item released from quarantine; and at most once per sender and channel within `every`
 (default 24 hours; the moment is stored per sender, `Store.record_acknowledgement`).
 
 The job reads new messages after a watermark (`notification_marks.acknowledgements`), set to the
@@ -168,6 +168,9 @@ def acknowledge(mainland: Any, store: Any, conversation_id: int, message_id: int
     """Queue the receipt for message `message_id` if the sending rule and the per-sender period allow it."""
     from inbox.outbox import ReplyRefused, queue_reply
 
+    if store.from_quarantine(message_id):
+        log.debug("no acknowledgement in conversation %s: the message was released from quarantine", conversation_id)
+        return False
     conversation = store.conversation(conversation_id)
     levels = service_levels.for_config(mainland.config)
     team = store.team(conversation["team_id"]) if conversation.get("team_id") else None

@@ -124,6 +124,15 @@ def test_no_receipt_to_a_conversation_marked_as_spam(mainland, store):
     assert acknowledgements.run(mainland, store, now=T0 + M).sent == 0
 
 
+def test_no_receipt_for_an_item_released_from_quarantine(mainland, store):
+    cid = ingest(mainland, store)
+    [message] = store.thread_messages(cid)
+    with store.write():
+        held = store.quarantine_put("chat", b"raw", "could not parse", source_ref=None, exception=None, now=iso(T0))
+        store.quarantine_release(held, message["id"])
+    assert acknowledgements.run(mainland, store, now=T0 + M).sent == 0
+
+
 def test_the_same_sender_is_acknowledged_once_per_period_then_again(mainland, store):
     ingest(mainland, store, when=T0)
     assert acknowledgements.run(mainland, store, now=T0 + M).sent == 1

@@ -46,6 +46,10 @@ class SendabilityQueries:
             (message_id,))
         return as_dict(cur, cur.fetchone())
 
+    def from_quarantine(self, message_id: int) -> bool:
+        """Whether the message was held in quarantine and released by an operator (old and suspect)."""
+        return self.conn.execute("SELECT 1 FROM quarantine WHERE message_id = ?", (message_id,)).fetchone() is not None
+
     def customer_exists(self, customer_id: int | None) -> bool:
         if customer_id is None:
             return False
