@@ -250,9 +250,10 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: Path | None = N
         source=source,
     )
     # Sections checked by the modules that read them (docs/service-levels.md).
-    from inbox import digest, notifications, service_levels
+    from inbox import acknowledgements, digest, notifications, service_levels
 
     problems += service_levels.check_config(resolved.get("service_levels"))
+    problems += acknowledgements.check_config(channels)
     problems += notifications.check_config(resolved.get("notifications"))
     problems += digest.check_config(resolved.get("digest"), channels)
     if problems:

@@ -13,7 +13,9 @@ reopen asks nothing), the worker asks the customer how we did, through the outbo
 
 At most one survey per conversation (a unique key), and never to machines (the customer's last
 message is an auto-reply, bulk or a loop: `inbox.triage.may_auto_reply_flags`), spam, public posts
-(a survey under a public tweet would be noise), or erased customers. Scores are stored with the
+(a survey under a public tweet would be noise), or erased customers; and only when the rule every
+reply follows allows it (inbox/sendability.py: not to a no-reply, bouncing or own address, not
+after the channel's reply window closed). Scores are stored with the
 conversation's channel, agent and team, and with its first-response time (for "satisfaction by
 waiting time" in the reports).
 """
@@ -28,7 +30,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from inbox import clock, service_levels
+from inbox import clock, sendability, service_levels
 from inbox.models import FLAG_AUTO_SUBMITTED, InboundItem
 from inbox.store.base import iso, parse_iso
 from inbox.triage import may_auto_reply_flags
@@ -173,7 +175,11 @@ def send_due_surveys(mainland: Any, store: Any, now: dt.datetime | None = None) 
     for row in candidates:
         kind = survey_kind(mainland, row["channel"], conf["channels"])
         reason = _refusal(store, row, kind)
-        if reason:
+        decision = None if reason else sendability.decide(mainland, store, store.conversation(row["id"]),
+                                                          kind=sendability.SURVEY, now=now)
+        if decision is not None and not decision.allowed:
+            reason = decision.reason
+        if reason or decision is None:
             log.debug("no survey for conversation %s: %s", row["id"], reason)
             run.skipped += 1
             continue
@@ -193,7 +199,7 @@ def send_due_surveys(mainland: Any, store: Any, now: dt.datetime | None = None) 
                 if survey_id is None:
                     continue
                 queue_reply(mainland, store, row["id"], question(kind, locale, link), now=now,
-                            flags=(FLAG_AUTO_SUBMITTED, service_levels.FLAG_SURVEY))
+                            flags=(FLAG_AUTO_SUBMITTED, service_levels.FLAG_SURVEY), target=decision.target)
         except ReplyRefused as exc:
             log.info("no survey for conversation %s: %s", row["id"], exc)
             run.skipped += 1

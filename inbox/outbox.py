@@ -31,7 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from connectors.base import ConnectorError, PermanentError, RetryableError
-from inbox import clock, review, service_levels
+from inbox import clock, review, sendability, service_levels
 from inbox.mail import conversation_message_id
 from inbox.models import FLAG_AUTO_SUBMITTED, Author, OutboundReply
 from inbox.poller import backoff_delay
@@ -65,25 +65,29 @@ class ReplyRefused(Exception):
 
 def queue_reply(mainland: Mainland, store: Store, conversation_id: int, text: str, *, agent: dict | None = None,
                 html: str | None = None, now: dt.datetime | None = None, flags: Iterable[str] = (),
-                reviewed: bool = False, hold_seconds: float = 0) -> str:
+                reviewed: bool = False, hold_seconds: float = 0, target: sendability.Target | None = None) -> str:
     """Queue an agent's reply in a conversation; returns the outbox id.
 
     `flags` mark the message; FLAG_AUTO_SUBMITTED makes it an automatic message (a survey), sent
     as such (email: `Auto-Submitted: auto-generated`). A trainee's reply is held for a lead's
     review instead (inbox/review.py) and the id returned is "review:<item id>"; `reviewed` is
     how the approval itself sends it. `hold_seconds`: the undo window; the reply is not due before
-    it ends (a held trainee's reply has none: it waits for the review instead).
+    it ends (a held trainee's reply has none: it waits for the review instead). `target`: the
+    message answered and where the reply goes (`inbox.sendability.decide`); default the customer's
+    latest message, on its own channel and thread.
     """
     now = now or clock.now()
     now_text = iso(now)
     conversation = store.conversation(conversation_id)
-    answered = store.latest_inbound(conversation_id)
+    target = target or sendability.default_target(mainland, store, conversation)
+    answered = target.message if target else store.latest_inbound(conversation_id)
     if answered is None:
         raise ReplyRefused("this conversation has no message from the customer to answer")
     if not reviewed and review.needs_review(store, agent):
         return review.hold_reply(store, conversation_id, text, agent=agent, html=html, now=now)
     outbox_id = uuid.uuid4().hex
-    channel = conversation["channel"]
+    # The channel of the message answered: after a merge, not necessarily the conversation's.
+    channel = target.channel if target else conversation["channel"]
     # Email replies carry a Message-ID naming the conversation, so the customer's answer threads
     # even when their mail client drops In-Reply-To.
     message_id = conversation_message_id(conversation["token"], outbox_id, mainland.config.mail_domain).strip("<>")
@@ -96,6 +100,9 @@ def queue_reply(mainland: Mainland, store: Store, conversation_id: int, text: st
             author_name=(agent or {}).get("name", ""), now=now_text, flags=" ".join(sorted(set(flags))),
             next_at=iso(now + dt.timedelta(seconds=hold_seconds)) if hold_seconds > 0 else None,
         )
+        if target:
+            store.set_outbox_target(outbox_id, reply_to=target.message_id, thread_key=target.thread_key,
+                                    public=target.public)
         # The reply stops the first- or next-response clock: the queue's due times move at once.
         service_levels.refresh(store, service_levels.for_config(mainland.config), [conversation_id], now)
     return outbox_id
@@ -132,7 +139,12 @@ class SendReport:
 def build_outbound(store: Store, row: dict) -> OutboundReply:
     """The `OutboundReply` for a claimed outbox row: to the customer's last message in the conversation."""
     conversation = store.conversation(row["conversation_id"])
-    answered = store.latest_inbound(row["conversation_id"]) or {}
+    # The message the reply answers, in the thread it arrived in (rows from before m017: the latest).
+    answered = (row.get("reply_to") and store.answerable_message(row["conversation_id"], row["reply_to"])) \
+        or store.latest_inbound(row["conversation_id"]) or {}
+    thread_key, public = conversation["thread_key"], bool(conversation["public"])
+    if row.get("reply_to"):
+        thread_key, public = row["thread_key"], bool(row["public"])
     refs = tuple((row["refs"] or "").split())
     return OutboundReply(
         idempotency_key=row["id"],
@@ -142,13 +154,13 @@ def build_outbound(store: Store, row: dict) -> OutboundReply:
         html=row["html"],
         to=Author(handle=answered.get("author_handle", ""), name=answered.get("author_name", "")),
         subject=row["subject"],
-        thread_key=conversation["thread_key"],
+        thread_key=thread_key,
         reply_to_external_id=answered.get("external_id"),
         reply_to_message_id=answered.get("message_id"),
         references=refs[:-1] if refs and refs[-1] == answered.get("message_id") else refs,
         message_id=f"<{row['our_message_id']}>" if row["our_message_id"] else None,
         # An agent may answer a public comment privately (where the channel allows it, once).
-        public=bool(conversation["public"]) and FLAG_PRIVATE_REPLY not in (row.get("flags") or "").split(),
+        public=public and FLAG_PRIVATE_REPLY not in (row.get("flags") or "").split(),
         from_name=row["agent_name"] or None,
         automatic=FLAG_AUTO_SUBMITTED in (row.get("flags") or "").split(),
     )

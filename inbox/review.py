@@ -6,7 +6,8 @@ only as "waiting for review" (never as a sent reply) and the response clocks kee
 service level like any other wait, and is recorded per item (`review_seconds`) for the reports.
 
 - `approve` queues the reply (possibly edited by the lead) through the outbox as the trainee's
-  reply, at the moment of approval;
+  reply, at the moment of approval, under the same rule as any reply (inbox/sendability.py: the
+  loop guard, the reply window, the channel's length...), checked again at that moment;
 - `return_reply` sends it back with a comment; the trainee sees it on their review page and
   writes a better one.
 
@@ -20,7 +21,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from inbox import clock
+from inbox import clock, sendability
 from inbox.channel_format import to_html
 from inbox.store import Store
 from inbox.store.base import iso, parse_iso
@@ -32,6 +33,14 @@ MAX_COMMENT_CHARS = 4000
 
 class ReviewError(Exception):
     """The review item cannot be decided (already decided, empty text, nothing to answer)."""
+
+
+class NotSendable(ReviewError):
+    """The approved reply may not go out now (inbox/sendability.py): `decision.reason` says why."""
+
+    def __init__(self, decision: sendability.Decision) -> None:
+        super().__init__(decision.reason)
+        self.decision = decision
 
 
 @dataclass
@@ -77,9 +86,21 @@ def _html_for(item: dict[str, Any], final: str, edited: bool) -> str | None:
     return to_html(final) if edited else item["html"]
 
 
+def sendable(mainland: Any, store: Store, item: dict[str, Any], *, text: str | None = None,
+             outside_window: bool = False, now: dt.datetime | None = None) -> sendability.Decision:
+    """Whether the held reply (or the reviewer's edit of it) may go out now, and where: the same
+    rule as an agent's reply, at the moment of approval (the window may have closed meanwhile)."""
+    conversation = store.conversation(item["conversation_id"])
+    return sendability.decide(mainland, store, conversation, kind=sendability.REVIEW_APPROVAL,
+                              text=text if text is not None else item["text"], outside_window=outside_window,
+                              now=now)
+
+
 def approve(mainland: Any, store: Store, item_id: int, *, reviewer: dict[str, Any], text: str | None = None,
-            now: dt.datetime | None = None) -> Outcome:
-    """Send the held reply (as edited by the reviewer, if `text` differs) through the outbox."""
+            now: dt.datetime | None = None, outside_window: bool = False) -> Outcome:
+    """Send the held reply (as edited by the reviewer, if `text` differs) through the outbox, if
+    `inbox.sendability` allows it (NotSendable otherwise; `outside_window`: the reviewer accepts a
+    closed reply window)."""
     from inbox.outbox import ReplyRefused, queue_reply
 
     now = now or clock.now()
@@ -93,10 +114,14 @@ def approve(mainland: Any, store: Store, item_id: int, *, reviewer: dict[str, An
     author = store.agent(item["agent_id"]) or {"id": item["agent_id"], "name": ""}
     seconds = _seconds(item, now)
     with store.write():
+        decision = sendable(mainland, store, item, text=final, outside_window=outside_window, now=now)
+        if not decision.allowed:
+            raise NotSendable(decision)
         try:
             outbox_id = queue_reply(mainland, store, item["conversation_id"], final,
                                     agent={"id": author["id"], "name": author["name"]},
-                                    html=_html_for(item, final, edited), now=now, reviewed=True)
+                                    html=_html_for(item, final, edited), now=now, reviewed=True,
+                                    target=decision.target)
         except ReplyRefused as exc:
             raise ReviewError(str(exc)) from exc
         if not store.decide_review(item_id, state="approved", reviewer_id=reviewer["id"], now=iso(now),

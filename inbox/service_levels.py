@@ -510,6 +510,8 @@ def urgency_sort_key(conversation_row: Mapping[str, Any], now: dt.datetime) -> t
 FLAG_SURVEY = "survey"
 FLAG_SURVEY_ANSWER = "survey_answer"
 _OFF_CLOCK_IN = frozenset({"auto_submitted", "bulk", "bounce", "loop", FLAG_SURVEY_ANSWER})
+#: Our automatic messages that are no answer: a survey, an acknowledgement (inbox/acknowledgements.py).
+_OFF_CLOCK_OUT = frozenset({FLAG_SURVEY, "acknowledgement"})
 #: A check catches up on announcements at most this far back (a worker that was down for a day does
 #: not flood the leads with yesterday's breaches).
 NOTIFY_CATCH_UP = dt.timedelta(hours=6)
@@ -523,7 +525,7 @@ def inputs_to_events(inputs: Mapping[str, Any]) -> tuple[dt.datetime, str, list[
         at = parse_iso(message["received_at"])
         if message["direction"] == "in" and not flags & _OFF_CLOCK_IN:
             events.append(Event(at, "in"))
-        elif message["direction"] == "out" and FLAG_SURVEY not in flags:
+        elif message["direction"] == "out" and not flags & _OFF_CLOCK_OUT:
             events.append(Event(at, "out"))
     log = inputs["status_log"]
     for change in log:

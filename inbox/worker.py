@@ -61,6 +61,8 @@ SURVEYS_EVERY = 60.0
 DIGEST_EVERY = 300.0
 #: Seconds between notification runs: customer replies, batch mails due (inbox/notifications.py).
 NOTIFICATIONS_EVERY = 15.0
+#: Seconds between acknowledgement runs: receipts for new conversations (inbox/acknowledgements.py).
+ACKNOWLEDGEMENTS_EVERY = 15.0
 #: Seconds between checks for snoozed conversations to wake up.
 DEFAULT_SNOOZE_EVERY = 30.0
 #: Seconds between routing runs (inactivity, flowing on, pulling the backlog).
@@ -174,6 +176,8 @@ class Worker:
                       args=("digest",))
         self._add_job(self._leader_task, "notifications", NOTIFICATIONS_EVERY,
                       first_run=now + dt.timedelta(seconds=5), args=("notifications",))
+        self._add_job(self._leader_task, "acknowledgements", ACKNOWLEDGEMENTS_EVERY,
+                      first_run=now + dt.timedelta(seconds=3), args=("acknowledgements",))
         self._add_job(self._snooze_job, "snooze", DEFAULT_SNOOZE_EVERY, first_run=now)
         self._add_job(self._routing_job, "routing", ROUTING_EVERY, first_run=now)
         for plan in self.plans:
@@ -399,8 +403,8 @@ class Worker:
 
     def _leader_task(self, name: str) -> None:
         """Service levels (due times, lead notifications), surveys after resolve, the weekly digest,
-        notifications (customer replies, batch mails)."""
-        from inbox import csat, digest, notifications, service_levels
+        notifications (customer replies, batch mails), acknowledgements of new conversations."""
+        from inbox import acknowledgements, csat, digest, notifications, service_levels
 
         try:
             store = self._store()
@@ -425,6 +429,10 @@ class Worker:
                 if done.notified or done.queued or done.sent:
                     log.info("notifications: %d made, %d mail(s) queued, %d sent", done.notified, done.queued,
                              done.sent)
+            elif name == "acknowledgements":
+                acked = acknowledgements.run(self.mainland, store)
+                if acked.sent:
+                    log.info("acknowledgements: %d queued, %d skipped", acked.sent, acked.skipped)
         except Exception:
             log.exception("%s job failed; trying again at its next run", name)
 

@@ -973,6 +973,29 @@ def m015_message_changes(db: Database) -> None:
 
 
 @migrations()
+def m017_acknowledgements(db: Database) -> None:
+    # Where a queued reply goes: the inbound message it answers, and that message's thread and
+    # audience (after a merge of two channels' conversations, not the conversation's own). NULL on
+    # rows queued before: those answer the conversation's latest inbound message, as they did.
+    # `acknowledgements`: when each sender was last sent an automatic receipt, per channel (at most
+    # one per `acknowledgement.every`).
+    db.executescript(
+        """
+        ALTER TABLE outbox ADD COLUMN reply_to INTEGER;
+        ALTER TABLE outbox ADD COLUMN thread_key TEXT;
+        ALTER TABLE outbox ADD COLUMN public INTEGER;
+        CREATE TABLE acknowledgements (
+            channel TEXT NOT NULL,
+            handle TEXT NOT NULL,
+            conversation_id INTEGER,
+            last_at TEXT NOT NULL,
+            PRIMARY KEY (channel, handle)
+        ) WITHOUT ROWID;
+        """
+    )
+
+
+@migrations()
 def m018_webhook_refusal_counts(db: Database) -> None:
     # Refused webhook deliveries are counted per channel, address and minute in one row, instead of
     # one row each: a flood of unsigned requests (also capped by a rate limit) cannot grow the table.

@@ -47,7 +47,7 @@ from flask import (
 from flask_babel import format_datetime, format_decimal
 from markupsafe import Markup
 
-from inbox import access, clock
+from inbox import access, clock, sendability
 from inbox import answers as answer_library
 from inbox.attachments import safe_filename
 from inbox.channel_format import to_html
@@ -666,25 +666,18 @@ def reply(conversation_id: int):
         return _refused(conversation, _("Fill in %(variable)s before sending.", variable=unfilled.group(0)), **keep)
     if conversation.get("merged_into"):
         return _refused(conversation, str(TRANSITION_MESSAGES["merged"]), **keep)
-    composer = composer_info(conversation)
-    if not composer.available:
-        return _refused(conversation, composer.unavailable or "", **keep)
     then_status = request.form.get("then_status") or store.team_default_send_status(conversation.get("team_id"))
     if then_status not in SEND_STATUSES:
         return _refused(conversation, str(TRANSITION_MESSAGES["invalid"]), **keep)
-    if composer.max_length and len(text) > composer.max_length:
-        return _refused(conversation, _("This channel takes at most %(max)d characters; the reply has %(n)d.",
-                                        max=composer.max_length, n=len(text)), **keep)
-    if composer.window_closed and not request.form.get("outside_window"):
-        return _refused(conversation, _("The channel's reply window closed at %(when)s: the channel will probably "
-                                        "refuse the reply. Tick the box to send it anyway.",
-                                        when=when(composer.window_closes_iso)), **keep)
-    overridden = None
-    if composer.guard:
-        if request.form.get("override_guard") and access.is_admin(agent):
-            overridden = composer.guard
-        else:
-            return _refused(conversation, _("Not sent: %(reason)s", reason=composer.guard_message), **keep)
+    # One rule for every message to a customer (inbox/sendability.py): where it goes, and whether now.
+    decision = sendability.decide(
+        mainland(), store, conversation, kind=sendability.AGENT_REPLY, text=text, answering=_id_field("reply_to"),
+        outside_window=bool(request.form.get("outside_window")),
+        override_guard=bool(request.form.get("override_guard")) and access.is_admin(agent), now=_now())
+    if not decision.allowed:
+        return _refused(conversation, decision.reason, **keep)
+    target = decision.target
+    overridden = decision.guard
     queued = None
     change = None
     # Undo send: the reply waits this long in the outbox; its writer can take it back meanwhile.
@@ -695,11 +688,12 @@ def reply(conversation_id: int):
         with store.write():
             unseen = store.unseen_message_ids(conversation_id, seen_up_to, agent["id"])
             if not unseen:
-                private = bool(request.form.get("private")) and composer.private_reply_possible
+                private = bool(request.form.get("private")) and target.private_reply_possible
                 # Formatted channels get the light markdown as HTML too, as the composer promises.
-                html = to_html(text) if composer.formatting == "html" else None
+                html = to_html(text) if target.formatting == "html" else None
                 queued = queue_reply(mainland(), store, conversation_id, text, agent=agent, html=html,
-                                     flags=[FLAG_PRIVATE_REPLY] if private else [], hold_seconds=hold)
+                                     flags=[FLAG_PRIVATE_REPLY] if private else [], hold_seconds=hold,
+                                     target=target)
                 if overridden:
                     store.audit(_now_iso(), f"agent:{agent['id']}", "reply_loop_guard_override", "conversation",
                                 conversation_id, reason=overridden)
@@ -1218,6 +1212,11 @@ def filesize(size: int | None) -> str:
     return f"{size} B"
 
 
+def reply_targets(conversation: dict[str, Any]) -> list[sendability.Target]:
+    """The channels a reply in this conversation can go out on (the composer's "Reply on" choice)."""
+    return sendability.reachable(mainland(), get_store(), conversation)
+
+
 def init_app(app: Flask) -> None:
     app.jinja_env.globals.update(status_label=status_label, flag_label=flag_label, flag_help=flag_help,
                                  direction_label=direction_label, delivery_label=delivery_label,
@@ -1225,3 +1224,4 @@ def init_app(app: Flask) -> None:
                                  delivery_labels=lambda: {k: str(v) for k, v in DELIVERY_LABELS.items()},
                                  status_labels=lambda: {k: str(v) for k, v in STATUS_LABELS.items()})
     app.jinja_env.filters.update(when=when, filesize=filesize, our_html=our_html)
+    app.jinja_env.globals["reply_targets"] = reply_targets

@@ -85,7 +85,8 @@ def show(item_id: int):
     store = get_store()
     # The whole thread, not only the question: a lead judges the reply by what was said before.
     thread = store.thread_messages(item["conversation_id"])
-    return render_template("review/show.html", item=item, thread=thread)
+    decision = review.sendable(mainland(), store, item, now=_now()) if item["state"] == "pending_review" else None
+    return render_template("review/show.html", item=item, thread=thread, decision=decision)
 
 
 @bp.post("/review/<int:item_id>/approve")
@@ -96,7 +97,8 @@ def approve(item_id: int):
     if text is not None and len(text) > MAX_TEXT_CHARS:
         abort(400)
     try:
-        outcome = review.approve(mainland(), get_store(), item_id, reviewer=current_agent(), text=text, now=_now())
+        outcome = review.approve(mainland(), get_store(), item_id, reviewer=current_agent(), text=text, now=_now(),
+                                 outside_window=bool(request.form.get("outside_window")))
     except review.ReviewError as exc:
         flash(_("Not approved: %(reason)s", reason=_reason(exc)), "error")
         return redirect(url_for("review.show", item_id=item_id))
@@ -120,6 +122,8 @@ def return_reply(item_id: int):
 
 
 def _reason(exc: review.ReviewError) -> str:
+    if isinstance(exc, review.NotSendable):
+        return exc.decision.reason
     text = str(exc)
     return {
         "this reply was already reviewed": _("someone already reviewed this reply."),

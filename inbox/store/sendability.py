@@ -1,0 +1,99 @@
+"""Store verbs for deciding where a reply may go: the messages a reply can answer, the thread each
+came from (merges move messages between conversations of different channels), and when an
+address was last sent an automatic acknowledgement (inbox/sendability.py, inbox/acknowledgements.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from inbox.store.base import as_dict, as_dicts
+
+_ANSWERABLE = ("SELECT id, conversation_id, channel, external_id, message_id, refs, author_name, author_handle, "
+               "subject, customer_id, flags, received_at FROM messages ")
+
+
+class SendabilityQueries:
+    conn: Any
+
+    def answerable_message(self, conversation_id: int, message_id: int) -> dict[str, Any] | None:
+        """An inbound message of this conversation (the one the agent chose to answer), or None."""
+        cur = self.conn.execute(_ANSWERABLE + "WHERE id = ? AND conversation_id = ? AND direction = 'in'",
+                                (message_id, conversation_id))
+        return as_dict(cur, cur.fetchone())
+
+    def answerable_messages(self, conversation_id: int) -> list[dict[str, Any]]:
+        """The customer's latest message on each channel of the conversation, newest first: where a
+        reply can go (after a merge, a conversation holds messages of several channels)."""
+        return as_dicts(self.conn.execute(
+            _ANSWERABLE + "WHERE id IN (SELECT max(id) FROM messages WHERE conversation_id = ? AND direction = 'in' "  # noqa: S608 - a constant
+            "GROUP BY channel) ORDER BY id DESC", (conversation_id,)))
+
+    def latest_inbound_at(self, conversation_id: int, channel: str) -> str | None:
+        """When the customer last wrote on `channel` in this conversation (the channel's reply window)."""
+        row = self.conn.execute(
+            "SELECT max(received_at) FROM messages WHERE conversation_id = ? AND channel = ? AND direction = 'in'",
+            (conversation_id, channel)).fetchone()
+        return row[0] if row else None
+
+    def origin_thread(self, message_id: int) -> dict[str, Any] | None:
+        """The conversation a message arrived in when a (not undone) merge moved it since: its
+        `channel`, `thread_key` and `public`. None for a message still where it arrived."""
+        cur = self.conn.execute(
+            "SELECT c.id, c.channel, c.thread_key, c.public FROM conversation_merges g "
+            "JOIN conversations c ON c.id = g.source_id WHERE g.undone_at IS NULL "
+            "AND EXISTS (SELECT 1 FROM json_each(g.message_ids) j WHERE j.value = ?) ORDER BY g.id LIMIT 1",
+            (message_id,))
+        return as_dict(cur, cur.fetchone())
+
+    def from_quarantine(self, message_id: int) -> bool:
+        """Whether the message was held in quarantine and released by an operator (old and suspect)."""
+        return self.conn.execute("SELECT 1 FROM quarantine WHERE message_id = ?", (message_id,)).fetchone() is not None
+
+    def customer_exists(self, customer_id: int | None) -> bool:
+        if customer_id is None:
+            return False
+        return self.conn.execute("SELECT 1 FROM customers WHERE id = ?", (customer_id,)).fetchone() is not None
+
+    # Acknowledgements -----------------------------------------------------------------------------
+
+    def acknowledged_at(self, channel: str, handle: str) -> str | None:
+        """When this sender was last sent an acknowledgement on this channel, or None."""
+        row = self.conn.execute("SELECT last_at FROM acknowledgements WHERE channel = ? AND handle = ?",
+                                (channel, handle.strip().lower())).fetchone()
+        return row[0] if row else None
+
+    def record_acknowledgement(self, channel: str, handle: str, conversation_id: int, now: str) -> None:
+        self.conn.execute(
+            "INSERT INTO acknowledgements (channel, handle, conversation_id, last_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (channel, handle) DO UPDATE SET conversation_id = excluded.conversation_id, "
+            "last_at = excluded.last_at", (channel, handle.strip().lower(), conversation_id, now))
+
+    def conversations_started_since_mark(self, limit: int = 200) -> tuple[int, list[dict[str, Any]]]:
+        """Conversations whose first message (a customer's) was stored after the acknowledgement
+        watermark, with that message; and the watermark. The first call sets the mark to the newest
+        message, so turning acknowledgements on never answers old mail. Call inside a write transaction
+        with `move_mark("acknowledgements", ...)`."""
+        row = self.conn.execute("SELECT value FROM notification_marks WHERE name = 'acknowledgements'").fetchone()
+        if row is None:
+            newest = self.conn.execute("SELECT coalesce(max(id), 0) FROM messages").fetchone()[0]
+            self.conn.execute("INSERT INTO notification_marks (name, value) VALUES ('acknowledgements', ?)",
+                              (newest,))
+            return newest, []
+        mark = row[0]
+        rows = as_dicts(self.conn.execute(
+            "SELECT m.id, m.conversation_id, m.channel, m.direction, "
+            "NOT EXISTS (SELECT 1 FROM messages e WHERE e.conversation_id = m.conversation_id AND e.id < m.id "
+            "AND e.direction != 'note') AS first "
+            "FROM messages m WHERE m.id > ? ORDER BY m.id LIMIT ?", (mark, limit)))
+        return mark, rows
+
+    def set_outbox_target(self, outbox_id: str, *, reply_to: int, thread_key: str | None, public: bool) -> None:
+        """Where a queued reply goes: the message it answers, that message's thread and audience."""
+        self.conn.execute("UPDATE outbox SET reply_to = ?, thread_key = ?, public = ? WHERE id = ?",
+                          (reply_to, thread_key, int(public), outbox_id))
+
+    def keep_unanswered(self, conversation_id: int, *, status: str, first_response_at: str | None) -> None:
+        """Put back what queueing an automatic receipt changed: it is no answer (status, first response)."""
+        self.conn.execute("UPDATE conversations SET status = ?, first_response_at = ? WHERE id = ?",
+                          (status, first_response_at, conversation_id))
