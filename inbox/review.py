@@ -96,6 +96,12 @@ def sendable(mainland: Any, store: Store, item: dict[str, Any], *, text: str | N
                               now=now)
 
 
+def _not_own(item: dict[str, Any], reviewer: dict[str, Any]) -> None:
+    # A lead who is a trainee has their replies held like anyone's: someone else decides on them.
+    if item["agent_id"] == reviewer["id"]:
+        raise ReviewError("a reply cannot be reviewed by its writer")
+
+
 def approve(mainland: Any, store: Store, item_id: int, *, reviewer: dict[str, Any], text: str | None = None,
             now: dt.datetime | None = None, outside_window: bool = False) -> Outcome:
     """Send the held reply (as edited by the reviewer, if `text` differs) through the outbox, if
@@ -107,6 +113,7 @@ def approve(mainland: Any, store: Store, item_id: int, *, reviewer: dict[str, An
     item = store.review_item(item_id)
     if item["state"] != "pending_review":
         raise ReviewError("this reply was already reviewed")
+    _not_own(item, reviewer)
     final = (text if text is not None else item["text"]).replace("\r\n", "\n")
     if not final.strip():
         raise ReviewError("the reply is empty")

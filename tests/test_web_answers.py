@@ -319,6 +319,31 @@ def test_a_trainees_reply_waits_for_review_and_the_lead_approves_an_edited_versi
     assert world.store.review_item(item["id"])["state"] == "approved"
 
 
+def test_a_lead_who_is_a_trainee_cannot_approve_their_own_held_reply(world):
+    world.store.set_agent_routing(world.lea["id"], capacity=5, languages=(), topics=(), trainee=True)
+    cid = world.conversation()
+    lea = world.client("lea")
+    post(lea, f"/conversations/{cid}/reply", {"text": "All sorted!", "seen_up_to": 1}, headers=JSON_HEADERS)
+    [item] = world.store.review_items(None)
+    response = post(lea, f"/review/{item['id']}/approve", {"text": "All sorted!"})
+    assert response.status_code == 302
+    assert "another lead has to review your own reply" in lea.get(response.headers["Location"]).get_data(as_text=True)
+    assert world.store.review_item(item["id"])["state"] == "pending_review"
+    assert [m for m in world.store.thread_messages(cid) if m["direction"] == "out"] == []
+    assert post(world.client("root"), f"/review/{item['id']}/approve", {"text": "All sorted!"}).status_code == 302
+    assert world.store.review_item(item["id"])["state"] == "approved"
+
+
+def test_a_trainees_record_leaves_out_conversations_moved_to_another_team(world, trainee):
+    cid = world.conversation(text="Secret order question")
+    post(world.client("ann"), f"/conversations/{cid}/reply", {"text": "held words", "seen_up_to": 1},
+         headers=JSON_HEADERS)
+    ann = world.client("ann")
+    assert "held words" in ann.get(f"/review/agents/{world.ann['id']}").get_data(as_text=True)
+    world.store.set_conversation_team(cid, world.team_b)
+    assert "held words" not in ann.get(f"/review/agents/{world.ann['id']}").get_data(as_text=True)
+
+
 def test_a_returned_reply_keeps_the_feedback_on_the_trainees_page(world, trainee):
     cid = world.conversation()
     post(world.client("ann"), f"/conversations/{cid}/reply", {"text": "dunno", "seen_up_to": 1}, headers=JSON_HEADERS)

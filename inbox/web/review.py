@@ -129,6 +129,7 @@ def _reason(exc: review.ReviewError) -> str:
         "this reply was already reviewed": _("someone already reviewed this reply."),
         "the reply is empty": _("the reply is empty."),
         "say what to change": _("say what to change."),
+        "a reply cannot be reviewed by its writer": _("another lead has to review your own reply."),
     }.get(text, _("the reply cannot be sent in this conversation."))
 
 
@@ -145,8 +146,9 @@ def agent(agent_id: int):
             or (me["role"] == "lead" and store.agent_team_ids(me["id"]) & store.agent_team_ids(agent_id))):
         abort(404)
     team_ids = access.visible_team_ids(store, me)
-    items = [i for i in store.agent_review_items(agent_id)
-             if me["id"] == agent_id or access.conversation_scope(store, me).allows(i["team_id"])]
+    # Even one's own replies: a conversation moved to a team the reader is not in is no longer theirs to read.
+    scope = access.conversation_scope(store, me)
+    items = [i for i in store.agent_review_items(agent_id) if scope.allows(i["team_id"])]
     stats = store.review_stats([agent_id]).get(agent_id)
     return render_template("review/agent.html", other=other, items=items, stats=stats, own=me["id"] == agent_id,
                            team_ids=team_ids)
