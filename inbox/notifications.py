@@ -46,7 +46,7 @@ from inbox.store.notifications import DEFAULTS, EVENTS, KIND_EVENTS, MEDIA, reso
 from inbox.triage import LOOP_HEADER
 
 __all__ = ["DEFAULTS", "EVENTS", "KIND_EVENTS", "MEDIA", "resolve_settings", "wants", "run", "settings_for",
-           "check_config", "browser_payload", "send_due_emails", "queue_due_emails", "detect"]
+           "check_config", "browser_payload", "translations", "send_due_emails", "queue_due_emails", "detect"]
 
 log = logging.getLogger("mainland.notifications")
 
@@ -123,6 +123,11 @@ def settings_from_form(form: Mapping[str, Any]) -> dict[str, dict[str, bool]]:
 
 def _translations(locale: str | None) -> Translations:
     return Translations.load(str(TRANSLATIONS), [locale or "en"])
+
+
+def translations(locale: str | None) -> Translations:
+    """The app's messages in `locale`, for texts made outside a request (the live stream, mails)."""
+    return _translations(locale)
 
 
 def describe(row: Mapping[str, Any], translations: Translations) -> str:

@@ -4,13 +4,18 @@
  * data-live-conversation). Pages subscribe with
  *     Live.on("conversation.new", function (data, id) { ... });
  * Events: hello, conversation.new, conversation.changed, counts, message.new, message.status,
- * presence, notifications, heartbeat, bye (see inbox/web/live.py for their data).
- * The browser reconnects by itself and resumes from the last event id.
+ * message.removed, presence, drafts, notifications, heartbeat, bye (see inbox/web/live.py for their data).
+ * The browser reconnects by itself and resumes from the last event id. When the server has no stream
+ * to spare it answers at once with what changed and a `retry:` hint: the same EventSource then
+ * polls every few seconds, and every event below (browser notifications too) still arrives.
  *
  * Built in, for any page that opts in with markup:
  *   - [data-live-count="notifications"]  the unread notification count (hidden at 0);
  *   - [data-live-count="status:open"], [data-live-count="total"]  conversation counts;
- *   - [data-live-new] with data-template="... {n} ..."  "n new conversations" (click: reload).
+ *   - [data-live-new] with data-template="... {n} ..."  "n new conversations" (click: reload);
+ *   - on a conversation page: "Ann has a draft here." (#drafting, made in #composer when missing)
+ *     appears and goes as colleagues' drafts come and go; a reply its writer undid leaves the thread.
+ *     Both only touch their own elements: what the agent is typing stays as it is.
  *
  * Keys: Live.key("r", handler) binds a shortcut; shortcuts never fire while typing in a text box.
  * "?" shows #shortcuts-help (templates/conversations/_shortcuts.html, in every signed-in page). A list
@@ -22,7 +27,7 @@
   "use strict";
 
   var EVENTS = ["hello", "conversation.new", "conversation.changed", "counts", "message.new",
-                "message.status", "presence", "notifications", "heartbeat", "bye"];
+                "message.status", "message.removed", "presence", "drafts", "notifications", "heartbeat", "bye"];
   var handlers = {};
   var keys = {};
   var source = null;
@@ -217,6 +222,33 @@
       if (asked && asked.then) { asked.then(show); }
     });
   })();
+  /* Colleagues' drafts in the open conversation: the sentence comes translated from the server. */
+  function draftingBox() {
+    var box = document.getElementById("drafting");
+    var composer = document.getElementById("composer");
+    if (box || !composer) { return box; }
+    box = document.createElement("p");
+    box.id = "drafting";
+    box.className = "drafting muted";
+    var tabs = composer.querySelector(".composer-tabs");
+    if (tabs) { composer.insertBefore(box, tabs); } else { composer.appendChild(box); }
+    return box;
+  }
+  Live.on("drafts", function (data) {
+    var holder = document.querySelector("[data-live-conversation]");
+    if (!data || !holder || String(data.conversation_id) !== holder.getAttribute("data-live-conversation")) { return; }
+    var someone = Boolean(data.agents && data.agents.length);
+    var box = someone ? draftingBox() : document.getElementById("drafting");
+    if (!box) { return; }
+    box.setAttribute("aria-live", "polite");
+    box.textContent = data.text || "";
+    box.hidden = !someone;
+  });
+  /* A reply its writer took back within the undo window: gone from every colleague's thread. */
+  Live.on("message.removed", function (data) {
+    var section = data && document.getElementById("message-" + data.message_id);
+    if (section && section.classList.contains("message")) { section.remove(); }
+  });
   Live.on("counts", function (data) {
     document.querySelectorAll("[data-live-count]").forEach(function (el) {
       var what = el.getAttribute("data-live-count");

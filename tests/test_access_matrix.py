@@ -301,6 +301,8 @@ ROWS: list[Row] = [
     Row("admin.team", "GET", "/admin/teams/{team_b}", admin_only()),
     Row("admin.rename_team", "POST", "/admin/teams/{team_b}/rename", admin_only(ok(302)),
         form={"name": "Team Bee"}, mutates=True),
+    Row("admin.set_default_send_status", "POST", "/admin/teams/{team_b}/send-status", admin_only(ok(302)),
+        form={"default_send_status": "resolved"}, mutates=True),
     Row("admin.delete_team", "POST", "/admin/teams/{team_b}/delete", admin_only(ok(302)), mutates=True),
     Row("admin.add_member", "POST", "/admin/teams/{team_b}/members", admin_only(ok(302)),
         form={"agent_id": "{agent_a_id}"}, mutates=True),

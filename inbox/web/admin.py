@@ -30,6 +30,7 @@ from inbox.store.base import iso
 from inbox.store.teams import MAX_TEAM_NAME, LastAdmin, TeamExists, TeamNotEmpty
 from inbox.web import get_store
 from inbox.web.auth import MAX_PASSWORD_CHARS, hash_password, password_problem, role_required, start_session
+from inbox.web.conversations import SEND_LABELS, SEND_STATUSES
 from inbox.web.security import limiter
 
 bp = Blueprint("admin", __name__)
@@ -363,7 +364,27 @@ def team(team_id: int):
         members=members,
         candidates=[a for a in store.agents() if a["id"] not in member_ids],
         channels=_channels_by_team().get(team["name"].lower(), []),
+        default_send_status=store.team_default_send_status(team_id),
+        send_statuses=SEND_STATUSES,
+        send_labels=SEND_LABELS,
     )
+
+
+@bp.post("/admin/teams/<int:team_id>/send-status")
+@admin_only
+def set_default_send_status(team_id: int):
+    """What the composer's plain "Send" does in the team's conversations: keep open, pending or resolve."""
+    _team_or_404(team_id)
+    store = get_store()
+    status = request.form.get("default_send_status", "")
+    if status not in SEND_STATUSES:
+        abort(400)
+    before = store.team_default_send_status(team_id)
+    if status != before:
+        store.set_team_default_send_status(team_id, status)
+        _audit("team_default_send_status_changed", "team", team_id, before=before, after=status)
+    flash(_("The team's default after sending is saved."), "success")
+    return redirect(url_for("admin.team", team_id=team_id))
 
 
 @bp.post("/admin/teams/<int:team_id>/rename")

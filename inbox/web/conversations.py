@@ -72,7 +72,7 @@ from inbox.store import NotFound as StoreNotFound
 from inbox.store import StoreError
 from inbox.store.base import iso, parse_iso
 from inbox.store.work import MergeRefused
-from inbox.web import get_store, mainland
+from inbox.web import get_store, live, mainland
 from inbox.web.auth import current_agent, login_required
 
 bp = Blueprint("conversations", __name__)
@@ -739,6 +739,7 @@ def undo_send(conversation_id: int):
         with store.write():
             row = undo_reply(mainland(), store, conversation_id, outbox_id, agent=agent, now=_now())
             store.save_draft(agent["id"], conversation_id, "reply", row["text"], _now_iso())
+            live.publish_message_removed(store, conversation_id, row["message_row"])
     except UndoRefused as exc:
         error = (_("Too late to undo: the reply has been handed to the channel already.")
                  if exc.reason == "released" else _("There is no reply of yours to undo here."))

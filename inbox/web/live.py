@@ -14,15 +14,21 @@ m005), and only when it moved, the changed conversations the agent may see. Even
 - `message.new` {conversation_id, message_id, direction, agent_id}: for the watched conversation.
 - `message.status` {conversation_id, message_id, delivery_status, delivery_error, possible_duplicate}:
   a reply in the watched conversation moved (queued -> sent -> delivered, or failed).
+- `message.removed` {conversation_id, message_id}: a reply in the watched conversation is gone from
+  it (its writer undid the send, or it moved to another conversation).
 - `presence` {conversation_id, agents: [{id, name, state}]}: who else views or types in it.
+- `drafts` {conversation_id, agents: [name], text}: the colleagues with a draft in the watched
+  conversation (never its text), told on the first look and whenever it changes; `text` is the
+  sentence the page shows ("Ann has a draft here."), in the agent's language, empty when nobody.
 - `notifications` {unread, latest?}: the agent's unread notification count changed, or a notification
   arrived; `latest` {id, kind, text, url} is the newest one when it is new since the last look and of
   a kind the agent wants in the browser (static/live.js shows it as a browser notification).
 - `heartbeat` {t}: every 15 s, so proxies keep the connection and dead clients are noticed.
 
-Events carry `id: <seq>` (with a watched conversation `<seq>:<last message id>`); a reconnecting
-`EventSource` sends it back as `Last-Event-ID` and the stream resumes from there, so nothing is
-missed across reconnects.
+Events carry `id: <seq>` (with a watched conversation `<seq>:<last message id>`), followed by
+`/<newest notification id>`; a reconnecting `EventSource` sends it back as `Last-Event-ID` and the
+stream resumes from there, so nothing is missed across reconnects, and a notification that arrived
+in between still becomes a browser notification (also when polling, see below).
 
 Threads: each open stream holds a server thread (waitress has `web.threads`, 8 by default). At
 most `web.live_streams` streams run at once (default: threads - 4, at least 1); past that, and
@@ -41,7 +47,7 @@ import json
 import logging
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterator
 from typing import Any
 
@@ -121,6 +127,36 @@ class _CountCache:
 _counts = _CountCache()
 
 
+class _Removals:
+    """Replies taken back within the undo window, kept for the clients that come back later.
+
+    A stream sees a reply vanish from the conversation it watches; a polling client starts afresh
+    on each answer and cannot, so the undo route publishes it here (with the change's sequence
+    number) and an answer tells the removals after the client's id. Per process, like the stream
+    slots: a client polling another process still sees the reply go on its next page load.
+    """
+
+    def __init__(self, size: int = 500) -> None:
+        self._lock = threading.Lock()
+        self._items: deque[tuple[int, int, int]] = deque(maxlen=size)
+
+    def publish(self, seq: int, conversation_id: int, message_id: int) -> None:
+        with self._lock:
+            self._items.append((seq, conversation_id, message_id))
+
+    def between(self, after: int, upto: int, conversation_id: int) -> set[int]:
+        with self._lock:
+            return {m for s, c, m in self._items if after < s <= upto and c == conversation_id}
+
+
+_removals = _Removals()
+
+
+def publish_message_removed(store: Store, conversation_id: int, message_id: int) -> None:
+    """Tell the conversation's viewers that a message left it; call inside the write that removed it."""
+    _removals.publish(store.change_watermark(), conversation_id, message_id)
+
+
 def _setting(name: str, default: Any) -> Any:
     """`web.<name>` of the Mainland config; the Flask config's `<NAME>` wins (tests set that)."""
     key = name.upper()
@@ -155,7 +191,8 @@ class LiveState:
     """
 
     def __init__(self, store: Store, agent: dict[str, Any], team_ids: set[int] | None, seq: int,
-                 conversation_id: int | None, last_message_id: int | None = None, locale: str | None = None) -> None:
+                 conversation_id: int | None, last_message_id: int | None = None, locale: str | None = None,
+                 last_notification_id: int | None = None) -> None:
         self.store = store
         #: The agent's language, for the text of browser notifications.
         self.locale = locale or agent.get("locale")
@@ -170,13 +207,19 @@ class LiveState:
         # told again after the next change (harmless: the page just redraws them).
         self.delivery = self._delivery() if conversation_id and not resumed else {}
         self.presence: list[dict[str, Any]] | None = None
+        #: The colleagues with a draft here at the last look (None: not looked yet).
+        self.drafting: list[str] | None = None
         self.unread: int | None = None
-        #: The newest notification of the agent at the last look (None: not looked yet).
-        self.newest_notification: int | None = None
+        #: The newest notification the client knows of: a newer one becomes a browser notification.
+        #: Resuming, the client's; else the newest now (what happened before the page is not news).
+        newest_notification = store.newest_notification_id(agent["id"])
+        self.newest_notification = (newest_notification if last_notification_id is None
+                                    else min(last_notification_id, newest_notification))
 
     @property
     def event_id(self) -> str:
-        return f"{self.seq}:{self.last_message_id}" if self.conversation_id else str(self.seq)
+        told = f"{self.seq}:{self.last_message_id}" if self.conversation_id else str(self.seq)
+        return f"{told}/{self.newest_notification}"
 
     def _delivery(self) -> dict[int, tuple]:
         return {r["id"]: (r["delivery_status"], r["delivery_error"], bool(r["possible_duplicate"]))
@@ -189,19 +232,40 @@ class LiveState:
             events.extend(self._changes(watermark))
         if self.conversation_id and with_presence:
             events.extend(self._presence(now))
+            events.extend(self._drafts())
         if with_notifications:
-            unread = self.store.unread_notification_count(self.agent["id"], self.team_ids)
-            newest = self.store.newest_notification_id(self.agent["id"])
-            latest = None
-            if self.newest_notification is not None and newest > self.newest_notification:
-                latest = notifications.browser_payload(self.store, self.agent, self.team_ids, self.locale,
-                                                       self.newest_notification)
-            self.newest_notification = newest
-            if unread != self.unread or latest:
-                if self.unread is not None or unread:
-                    events.append(sse("notifications", {"unread": unread, **({"latest": latest} if latest else {})}))
-                self.unread = unread
+            events.extend(self._notifications())
         return events
+
+    def _notifications(self) -> list[str]:
+        unread = self.store.unread_notification_count(self.agent["id"], self.team_ids)
+        newest = self.store.newest_notification_id(self.agent["id"])
+        latest = None
+        if newest > self.newest_notification:
+            latest = notifications.browser_payload(self.store, self.agent, self.team_ids, self.locale,
+                                                   self.newest_notification)
+        self.newest_notification = newest
+        events = []
+        if unread != self.unread or latest:
+            if self.unread is not None or unread or latest:
+                # With the id: a client that reconnects (or polls) is not told this notification twice.
+                events.append(sse("notifications", {"unread": unread, **({"latest": latest} if latest else {})},
+                                  self.event_id))
+            self.unread = unread
+        return events
+
+    def _drafts(self) -> list[str]:
+        names = [r["name"] or r["email"] for r in self.store.drafting_colleagues(self.conversation_id, self.agent["id"])]
+        if names == self.drafting:
+            return []
+        # Told on the first look too, even when nobody drafts: a polling client starts afresh each time
+        # and must learn that a draft it shows has gone.
+        self.drafting = names
+        text = ""
+        if names:
+            text = notifications.translations(self.locale).ngettext(
+                "%(names)s has a draft here.", "%(names)s have drafts here.", len(names)) % {"names": ", ".join(names)}
+        return [sse("drafts", {"conversation_id": self.conversation_id, "agents": names, "text": text})]
 
     def _changes(self, watermark: int) -> list[str]:
         before = self.seq
@@ -221,6 +285,9 @@ class LiveState:
                                              "direction": message["direction"], "agent_id": message["agent_id"]}))
                 self.last_message_id = message["id"]
             delivery = self._delivery()
+            removed = (self.delivery.keys() - delivery.keys()) | _removals.between(before, self.seq, self.conversation_id)
+            for message_id in sorted(removed):
+                told.append(("message.removed", {"conversation_id": self.conversation_id, "message_id": message_id}))
             for message_id, state in delivery.items():
                 if self.delivery.get(message_id) != state:
                     told.append(("message.status", {
@@ -244,17 +311,21 @@ class LiveState:
         return [sse("presence", {"conversation_id": self.conversation_id, "agents": others})]
 
 
-def _resume_point(store: Store) -> tuple[int, int | None]:
-    """Where the client left off (`Last-Event-ID`: seq and last message id), or now."""
+def _number(text: str) -> int | None:
+    return int(text) if text.isdigit() and len(text) < 19 else None
+
+
+def _resume_point(store: Store) -> tuple[int, int | None, int | None]:
+    """Where the client left off (`Last-Event-ID`: seq, last message id, newest notification id), or now."""
     watermark = store.change_watermark()
     raw = request.headers.get("Last-Event-ID") or request.args.get("since") or ""
-    seq_text, _, message_text = raw.partition(":")
-    if seq_text.isdigit() and len(seq_text) < 19:
-        seq = int(seq_text)
-        if watermark - MAX_CATCH_UP <= seq <= watermark:
-            last_message = int(message_text) if message_text.isdigit() and len(message_text) < 19 else None
-            return seq, last_message
-    return watermark, None
+    told, _, notification_text = raw.partition("/")
+    last_notification = _number(notification_text)
+    seq_text, _, message_text = told.partition(":")
+    seq = _number(seq_text)
+    if seq is not None and watermark - MAX_CATCH_UP <= seq <= watermark:
+        return seq, _number(message_text), last_notification
+    return watermark, None, last_notification
 
 
 @bp.get("/events")
@@ -268,7 +339,7 @@ def events():
         if not 0 < conversation_id < 2**63:
             abort(404)
         access.require_conversation(store, agent, conversation_id)
-    seq, last_message_id = _resume_point(store)
+    seq, last_message_id, last_notification_id = _resume_point(store)
     locale = str(get_locale() or "") or None
     once = request.args.get("once") == "1"
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
@@ -281,7 +352,8 @@ def events():
     epoch = (store.agent(agent["id"]) or {}).get("session_epoch")
     if once or not _slots.acquire(_stream_limit()):
         # A short answer: what changed since the client's id, and when to ask again.
-        state = LiveState(store, agent, team_ids, seq, conversation_id, last_message_id, locale=locale)
+        state = LiveState(store, agent, team_ids, seq, conversation_id, last_message_id, locale=locale,
+                          last_notification_id=last_notification_id)
         body = [f"retry: {POLL_RETRY_MS}\n\n", sse("hello", {"seq": seq, "conversation_id": conversation_id,
                                                               "mode": "poll"}, state.event_id)]
         body.extend(state.poll(now=clock.now()))
@@ -299,7 +371,8 @@ def events():
         # The request's store closes when the view returns; the stream keeps its own connection.
         own = app.extensions["mainland"].open_store(check=False)
         try:
-            state = LiveState(own, agent, team_ids, seq, conversation_id, last_message_id, locale=locale)
+            state = LiveState(own, agent, team_ids, seq, conversation_id, last_message_id, locale=locale,
+                              last_notification_id=last_notification_id)
             yield f"retry: {STREAM_RETRY_MS}\n\n"
             yield sse("hello", {"seq": seq, "conversation_id": conversation_id, "mode": "stream"}, state.event_id)
             started = last_beat = last_check = time.monotonic()
