@@ -132,3 +132,21 @@ def test_a_fresh_client_is_not_shown_old_notifications(world: World):  # noqa: F
                                                   "seen_up_to": 10**6}, headers={"Accept": "application/json"})
     [told] = named(Poller(world.client()).poll(), "notifications")
     assert told == {"unread": 1}
+
+
+def test_a_reply_that_reuses_an_undone_replys_id_is_still_told(world: World):  # noqa: F811
+    """SQLite hands the next message the id of a deleted newest one: an undo followed at once by a new
+    reply (before the colleague's next look) must still show the new reply."""
+    cid = world.conversation()
+    ann, bob = world.client(), world.client("bob")
+    bobs = Poller(bob, cid)
+    bobs.poll()
+    sent = world.reply(ann, cid, "Wrong customer").get_json()
+    [first] = [d for d in named(bobs.poll(), "message.new") if d["direction"] == "out"]
+    assert undo(ann, cid, sent["undo"]["id"]).status_code == 200
+    world.reply(ann, cid, "Right answer")
+    again = [m for m in world.store.thread_messages(cid) if m["text"] == "Right answer"][0]
+    assert again["id"] == first["message_id"], "the premise: the id was reused"
+    events = bobs.poll()
+    assert named(events, "message.removed") == [{"conversation_id": cid, "message_id": first["message_id"]}]
+    assert [d["message_id"] for d in named(events, "message.new")] == [again["id"]]

@@ -280,14 +280,18 @@ class LiveState:
             counts = _counts.get(self.store, self.team_ids, self.seq)
             told.append(("counts", {"by_status": counts, "total": sum(counts.values())}))
         if any(row["id"] == self.conversation_id for row in rows):
-            for message in self.store.message_ids_after(self.conversation_id, self.last_message_id):
-                told.append(("message.new", {"conversation_id": self.conversation_id, "message_id": message["id"],
-                                             "direction": message["direction"], "agent_id": message["agent_id"]}))
-                self.last_message_id = message["id"]
             delivery = self._delivery()
             removed = (self.delivery.keys() - delivery.keys()) | _removals.between(before, self.seq, self.conversation_id)
             for message_id in sorted(removed):
                 told.append(("message.removed", {"conversation_id": self.conversation_id, "message_id": message_id}))
+            if self.last_message_id in removed:
+                # SQLite gives the next message the id of a deleted newest one (no AUTOINCREMENT): a reply
+                # sent right after an undo may carry the undone reply's id and must still be told.
+                self.last_message_id -= 1
+            for message in self.store.message_ids_after(self.conversation_id, self.last_message_id):
+                told.append(("message.new", {"conversation_id": self.conversation_id, "message_id": message["id"],
+                                             "direction": message["direction"], "agent_id": message["agent_id"]}))
+                self.last_message_id = message["id"]
             for message_id, state in delivery.items():
                 if self.delivery.get(message_id) != state:
                     told.append(("message.status", {
