@@ -18,19 +18,21 @@ a hostile subject or display name cannot add a header to our mail.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import email
 import email.policy
 import hashlib
 import re
 from collections.abc import Iterable
-from email.header import decode_header
+from contextvars import ContextVar
+from dataclasses import dataclass
 from email.headerregistry import Address
 from email.message import EmailMessage, Message
 from email.utils import make_msgid, parsedate_to_datetime
 
 from connectors.base import ItemError
-from inbox import clock, triage
+from inbox import charsets, clock, triage
 from inbox.models import (
     FLAG_BAD_DATE,
     FLAG_BOUNCE,
@@ -50,6 +52,8 @@ MAX_TEXT_CHARS = 1_000_000
 MAX_PARTS = 500
 MAX_DEPTH = 20
 MAX_REFERENCES = 50
+#: Parts looked at for the charsets a message declares (hints for its raw 8-bit headers).
+MAX_HINT_PARTS = 50
 MAX_HEADER_CHARS = 2000
 #: Header bytes looked at at all; the rest of a longer header is hostile padding (SEC-15).
 MAX_RAW_HEADER_CHARS = 16_000
@@ -73,6 +77,7 @@ KEPT_HEADERS = (
     "x-autorespond", "x-auto-response-suppress", "x-loop", triage.LOOP_HEADER.lower(), "authentication-results",
 )
 _MSGID_RE = re.compile(r"<([^<>\s]{1,500})>")
+_WORD_CHARSET = re.compile(r"=\?([^?*\s]{1,75})[?*]")
 _MBOX_FROM = b"From "
 _SURROGATES = re.compile("[\udc80-\udcff]")
 _LONE_SURROGATES = re.compile("[\ud800-\udfff]")
@@ -101,15 +106,28 @@ _NAME_ONLY_DEFECT_TYPES = frozenset({
 })
 
 
+@dataclass
+class _HeaderCharsets:
+    """While one message is read: the charsets it declares (raw 8-bit header bytes are written in
+    the body's charset, so they are tried first) and whether any header text had to be guessed."""
+
+    hints: tuple[str, ...] = ()
+    guessed: bool = False
+
+
+_HEADER_CHARSETS: ContextVar[_HeaderCharsets | None] = ContextVar("mainland_header_charsets", default=None)
+
+
 def _fix_8bit(raw: str) -> str:
-    """Undo compat32's surrogate escapes: raw 8-bit header bytes read as UTF-8, else Windows-1252."""
+    """Undo compat32's surrogate escapes: raw 8-bit header bytes read as UTF-8, else guessed."""
     if raw.isascii() or not _SURROGATES.search(raw):
         return raw
-    data = raw.encode("utf-8", "surrogateescape")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data.decode("cp1252", "replace")
+    context = _HEADER_CHARSETS.get()
+    text, guessed = charsets.decode_8bit_header(raw.encode("utf-8", "surrogateescape"),
+                                                context.hints if context else ())
+    if guessed and context is not None:
+        context.guessed = True
+    return text
 
 
 def _scrub(text: str) -> str:
@@ -136,40 +154,34 @@ def _header_text(value: object) -> str:
 
 def _decode_words(raw: str) -> str:
     """RFC 2047 encoded-words decoded; a word in an unknown charset or with broken base64 is
-    decoded best-effort (or left as it is) instead of failing the whole header."""
-    try:
-        chunks = decode_header(raw)
-    except (email.errors.HeaderParseError, ValueError, TypeError):  # broken base64 in one word
-        return raw
-    parts = []
-    for chunk, charset in chunks:
-        if isinstance(chunk, str):
-            parts.append(chunk)
-        elif charset is None:  # text between encoded-words, which decode_header re-encoded so
-            parts.append(chunk.decode("raw-unicode-escape", "replace"))
-        else:
-            parts.append(_decode_bytes(chunk, charset)[0])
-    return "".join(parts)
+    decoded best-effort (see `charsets.decode_words`) instead of failing the whole header."""
+    context = _HEADER_CHARSETS.get()
+    text, guessed = charsets.decode_words(raw, context.hints if context else ())
+    if guessed and context is not None:
+        context.guessed = True
+    return text
 
 
-def _decode_bytes(data: bytes, charset: str | None) -> tuple[str, bool]:
-    """Decode `data` as `charset`; on a lie, try UTF-8, then Windows-1252. Returns (text, fell_back)."""
-    charset = (charset or "us-ascii").strip().strip('"').lower()
-    try:
-        return data.decode(charset), False
-    except (LookupError, UnicodeDecodeError, ValueError):  # ValueError: a NUL in the charset name
-        pass
-    if charset in {"us-ascii", "ascii"}:
+def _declared_charsets(msg: Message) -> tuple[str, ...]:
+    """The legacy charsets a message declares, in its parts and its encoded-words: hints for raw 8-bit headers."""
+    found: list[str] = []
+    stack, seen = [msg], 0
+    while stack and seen < MAX_HINT_PARTS:
+        part = stack.pop(0)
+        seen += 1
         try:
-            return data.decode("utf-8"), False
-        except UnicodeDecodeError:
-            pass
-    for fallback in ("utf-8", "cp1252"):
-        try:
-            return data.decode(fallback), True
-        except UnicodeDecodeError:
-            continue
-    return data.decode("utf-8", errors="replace"), True
+            label = part.get_content_charset()
+        except _PART_ERRORS:
+            label = None
+        if label:
+            found.append(label)
+        payload = _raw_payload(part)
+        if isinstance(payload, list):
+            stack.extend(p for p in payload[:MAX_HINT_PARTS] if isinstance(p, Message))
+    for value in msg.values()[:100]:
+        found += _WORD_CHARSET.findall(str(value)[:MAX_RAW_HEADER_CHARS])
+    return tuple(label for label in dict.fromkeys(x.lower() for x in found)
+                 if charsets.codec_for(label) not in (None, "utf-8") and label not in ("us-ascii", "ascii"))
 
 
 def _message_ids(value: str) -> list[str]:
@@ -212,6 +224,10 @@ def _sender(msg: Message) -> Author:
         address = addresses[0]
         handle = _scrub(address.addr_spec.strip())
         valid = len(addresses) == 1 and not defects and _plausible_address(handle)
+        if long_name is None and len(addresses) == 1 and "=?" in raw and (tail := _TRAILING_ADDR.search(raw)):
+            # The stdlib decodes encoded-words in a display name with the label as it stands (gb2312
+            # for GBK text); ours widen it to what mailers write. The address still comes from above.
+            long_name = _header_text(raw[: tail.start()]).strip().strip('"').strip()
         name = long_name if long_name is not None else " ".join(_header_text(address.display_name).split())
         return Author(handle=_normalize_address(handle)[:MAX_ADDRESS_CHARS], name=name[:MAX_HEADER_CHARS],
                       identity_kind="email", valid=valid)
@@ -379,6 +395,28 @@ def item_from_message(
     source_ref: str | None = None,
     oversized_size: int | None = None,
     max_attachment_bytes: int | None = None,
+) -> InboundItem:
+    """The item for a parsed message; header text whose charset had to be guessed flags it too."""
+    context = _HeaderCharsets(hints=_declared_charsets(msg))
+    token = _HEADER_CHARSETS.set(context)
+    try:
+        item = _item_from_message(msg, raw, channel=channel, source_ref=source_ref, oversized_size=oversized_size,
+                                  max_attachment_bytes=max_attachment_bytes)
+    finally:
+        _HEADER_CHARSETS.reset(token)
+    if context.guessed:
+        item = dataclasses.replace(item, flags=item.flags | {FLAG_CHARSET_FALLBACK})
+    return item
+
+
+def _item_from_message(
+    msg: Message,
+    raw: bytes,
+    *,
+    channel: str,
+    source_ref: str | None,
+    oversized_size: int | None,
+    max_attachment_bytes: int | None,
 ) -> InboundItem:
     flags: set[str] = set()
     author = _sender(msg)
@@ -620,7 +658,7 @@ class _Body:
 
     def _decode(self, part: Message) -> tuple[str, bool]:
         data = self._payload(part)
-        text, fell_back = _decode_bytes(data, part.get_content_charset())
+        text, fell_back = charsets.decode(data, part.get_content_charset())
         text = _scrub(text)
         # One line-ending convention for agents and search; NUL cuts text short in many tools.
         if "\r" in text:
