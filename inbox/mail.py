@@ -79,6 +79,14 @@ KEPT_HEADERS = (
 _MSGID_RE = re.compile(r"<([^<>\s]{1,500})>")
 _WORD_CHARSET = re.compile(r"=\?([^?*\s]{1,75})[?*]")
 _MBOX_FROM = b"From "
+#: A header field line (RFC 5322 2.2: printable ASCII but the colon, then a colon).
+_FIELD_LINE = re.compile(rb"[!-9;-~]{1,200}:")
+_MAIL_FIELD_LINE = re.compile(rb"^(?:from|sender|reply-to|return-path|received|message-id|date|subject|to)[ \t]*:",
+                              re.IGNORECASE | re.MULTILINE)
+_HEAD_END = re.compile(rb"\n\r?\n")
+#: Lines looked at for junk before the headers, and bytes of the header block that are tidied at all.
+MAX_JUNK_LINES = 20
+MAX_TIDY_HEAD_BYTES = 256 * 1024
 _SURROGATES = re.compile("[\udc80-\udcff]")
 _LONE_SURROGATES = re.compile("[\ud800-\udfff]")
 _CONTROL_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -98,6 +106,7 @@ _PART_ERRORS = (ValueError, TypeError, LookupError, IndexError, AttributeError, 
                 email.errors.MessageError)
 _DMARC_FAIL = re.compile(r"\bdmarc\s*=\s*fail\b", re.IGNORECASE)
 _PARAM_HEADERS = frozenset({"content-type", "content-disposition"})
+_RETURNED_MESSAGE_TYPES = frozenset({"message/rfc822", "message/global", "message/global-headers"})
 #: Header defects that concern only how a display name was encoded, not the address.
 _NAME_ONLY_DEFECTS = ("encoded word", "encoded-word", "period in 'phrase'")
 _NAME_ONLY_DEFECT_TYPES = frozenset({
@@ -189,19 +198,43 @@ def _message_ids(value: str) -> list[str]:
 
 
 def _sender(msg: Message) -> Author:
-    """The author from From (or Sender); `ItemError` when there is none at all.
+    """The party of a mail; `ItemError` only when no header names one.
+
+    The first From that holds an address, else Sender (RFC 5322 3.6.2), Reply-To and the envelope's
+    Return-Path: a From that is only a name, `<>` or an empty group must not cost the customer their
+    message. A delivery report (RFC 3464) without any is from the mail system.
+    """
+    froms = [value for value in (msg.get_all("From") or [])[:10] if value is not None]
+    for value in froms:
+        if (author := _author_from(value)) is not None:
+            return author
+    name = _name_only(froms[0]) if froms else ""
+    for header in ("Sender", "Reply-To", "Return-Path"):
+        value = msg.get(header)
+        if value is not None and (author := _author_from(value)) is not None:
+            return author if author.name or not name else dataclasses.replace(author, name=name)
+    if msg.get_content_type() == "multipart/report":
+        # A delivery report some MTAs send with no or an empty From (Chatwoot's `bounced_with_no_from`):
+        # it is mail from the mail system, and it must still reach the reply it reports on.
+        return Author(handle=DSN_SENDER, name="Mail Delivery System", identity_kind="email", valid=False)
+    if not froms:
+        raise ItemError("no sender: the message has no From header")
+    raise ItemError(f"no sender: the From header {_header_text(froms[0])[:80]!r} holds no address")
+
+
+def _name_only(value: object) -> str:
+    """The display name of a From that holds no address (`"Jane Doe" <>`), for the address found elsewhere."""
+    text = _header_text(value).replace("<>", "").strip()
+    return "" if text.endswith(";") else text.strip('"').strip()[:MAX_HEADER_CHARS]
+
+
+def _author_from(from_value: object) -> Author | None:
+    """The author one From-like header names, or None when it holds no address.
 
     The header is parsed *before* its encoded-words are decoded (by `email.headerregistry`, which
     decodes them inside the display name only): decoding first would let a display name such as
     `=?utf-8?q?<victim@example.com>?=` pose as the address (IN-19).
     """
-    from_value = msg.get("From") or msg.get("Sender")
-    if from_value is None:
-        if msg.get_content_type() == "multipart/report":
-            # A delivery report some MTAs send without From (Chatwoot's `bounced_with_no_from`):
-            # it is mail from the mail system, and it must still reach the reply it reports on.
-            return Author(handle=DSN_SENDER, name="Mail Delivery System", identity_kind="email", valid=False)
-        raise ItemError("no sender: the message has no From header")
     raw = _FOLD.sub("", _fix_8bit(str(from_value)))
     long_name = None
     if len(raw) > MAX_FROM_PARSE_CHARS:
@@ -239,7 +272,7 @@ def _sender(msg: Message) -> Author:
                       identity_kind="email", valid=False)
     stripped = text.strip().strip("<>").strip()
     if not stripped or stripped.endswith(":;") or "@" not in stripped:
-        raise ItemError(f"no sender: the From header {text[:80]!r} holds no address")
+        return None
     return Author(handle=stripped.lower()[:MAX_ADDRESS_CHARS], name="", identity_kind="email", valid=False)
 
 
@@ -288,6 +321,46 @@ def external_id_for(raw: bytes, message_id: str | None, sender: str, date: str, 
     return "raw:" + hashlib.sha256(raw).hexdigest()[:40]
 
 
+class JunkBeforeHeadersDefect(email.errors.MessageDefect):
+    """Lines that are no header came before the header block (a gateway's banner, blank lines); skipped."""
+
+
+class MalformedHeaderLineDefect(email.errors.MessageDefect):
+    """A line inside the header block was neither a field nor a continuation; skipped, the fields after it kept."""
+
+
+def _tidy_head(data: bytes) -> tuple[bytes, list[email.errors.MessageDefect]]:
+    """The message with its header block made readable for the parser, and what was wrong with it.
+
+    The stdlib ends the header block at the first line that is not a field: junk before the headers
+    (or an mbox `From ` line after a blank line) makes the whole mail a body without From, and one
+    broken line in the middle loses every field after it. Such lines are skipped here; the raw
+    original is kept as it came.
+    """
+    defects: list[email.errors.MessageDefect] = []
+    lines = data[:MAX_TIDY_HEAD_BYTES].split(b"\n", MAX_JUNK_LINES)[:MAX_JUNK_LINES]
+    if lines and not _FIELD_LINE.match(lines[0]):
+        start = next((i for i, line in enumerate(lines) if _FIELD_LINE.match(line)), None)
+        if start is not None and _MAIL_FIELD_LINE.search(b"\n".join(lines[start:])):
+            junk = lines[:start]
+            if any(line.strip() and not line.startswith((b"From ", b">From ")) for line in junk):
+                defects.append(JunkBeforeHeadersDefect())
+            data = data[sum(len(line) + 1 for line in junk):]
+    end = _HEAD_END.search(data, 0, MAX_TIDY_HEAD_BYTES)
+    if end is None:
+        return data, defects
+    head = data[: end.start() + 1].split(b"\n")
+    fields = [i for i, line in enumerate(head) if _FIELD_LINE.match(line)]
+    if not fields:
+        return data, defects
+    kept = [line for i, line in enumerate(head)
+            if i >= fields[-1] or _FIELD_LINE.match(line) or line[:1] in (b" ", b"\t")]
+    if len(kept) == len(head):
+        return data, defects
+    defects.append(MalformedHeaderLineDefect())
+    return b"\n".join(kept) + data[end.start() + 1 :], defects
+
+
 def _strip_mbox_line(raw: bytes) -> bytes:
     if raw.startswith(_MBOX_FROM):
         end = raw.find(b"\n")
@@ -312,7 +385,9 @@ def parse_email(
         to_parse = raw[: header_end if header_end != -1 else 65536] + b"\n\n"
     else:
         to_parse = raw
+    to_parse, head_defects = _tidy_head(to_parse)
     msg = _parse_bytes(to_parse)
+    msg.defects.extend(head_defects)
     return item_from_message(
         msg,
         raw,
@@ -383,7 +458,9 @@ def _parse_bytes(data: bytes) -> Message:
 
 def parse_email_headers(header_bytes: bytes, size: int, *, channel: str, source_ref: str | None = None) -> InboundItem:
     """A stub item for a message too large to fetch, from its headers alone (IMAP RFC822.SIZE)."""
-    msg = _parse_bytes(_strip_mbox_line(header_bytes) + b"\n\n")
+    data, head_defects = _tidy_head(_strip_mbox_line(header_bytes) + b"\n\n")
+    msg = _parse_bytes(data)
+    msg.defects.extend(head_defects)
     return item_from_message(msg, header_bytes, channel=channel, source_ref=source_ref, oversized_size=size)
 
 
@@ -484,10 +561,12 @@ def _item_from_message(
     if defects:
         flags.add(FLAG_MALFORMED)
     text = body.text
+    # A report that returned nothing of the original still names it in its own In-Reply-To.
+    bounce_of = body.bounce_of or (references if body.dsn_actions else [])
     # A delay notice ("Action: delayed") is no bounce: the reply may still arrive.
-    if body.bounce_of and (not body.dsn_actions or "failed" in body.dsn_actions):
+    if bounce_of and (not body.dsn_actions or "failed" in body.dsn_actions):
         flags.add(FLAG_BOUNCE)
-        references = list(dict.fromkeys(references + body.bounce_of))[:MAX_REFERENCES]
+        references = list(dict.fromkeys(references + bounce_of))[:MAX_REFERENCES]
         if body.dsn_summary:
             # First line: what agents see in lists and what the bounced reply is marked with.
             text = f"{body.dsn_summary}\n\n{text}"
@@ -553,7 +632,7 @@ class _Body:
 
     def _visit(self, part: Message, depth: int) -> None:
         ctype = part.get_content_type()
-        if ctype == "message/delivery-status":
+        if ctype in ("message/delivery-status", "message/global-delivery-status"):  # RFC 3464, RFC 6533
             self._read_delivery_status(part)
             return
         if part.is_multipart():
@@ -561,7 +640,7 @@ class _Body:
             report_type = email.utils.collapse_rfc2231_value(part.get_param("report-type", ""))
             if ctype == "multipart/report" and report_type.lower() == "delivery-status":
                 self._read_bounce(payload)
-            if ctype == "message/rfc822" or (depth > 0 and not isinstance(payload, list)):
+            if ctype in ("message/rfc822", "message/global") or (depth > 0 and not isinstance(payload, list)):
                 self._attach_message(part)
                 return
             if ctype == "multipart/alternative":
@@ -615,6 +694,8 @@ class _Body:
             action = fields.get("action", "").lower()
             if action:
                 self.dsn_actions.append(action)
+            for name in ("original-message-id", "x-original-message-id"):  # some MTAs name the original here
+                self.bounce_of.extend(_message_ids(fields.get(name, "")))
             if action == "failed" and not self.dsn_summary:
                 recipient = fields.get("final-recipient", fields.get("original-recipient", "")).partition(";")[2]
                 detail = fields.get("diagnostic-code", "").partition(";")[2].strip() or fields.get("status", "")
@@ -623,7 +704,8 @@ class _Body:
 
     def _read_bounce(self, payload: object) -> None:
         for sub in payload if isinstance(payload, list) else []:
-            if isinstance(sub, Message) and sub.get_content_type() == "message/rfc822":
+            # message/global and message/global-headers: the same for an internationalized original (RFC 6533).
+            if isinstance(sub, Message) and sub.get_content_type() in _RETURNED_MESSAGE_TYPES:
                 inner = _raw_payload(sub)
                 inner = inner[0] if isinstance(inner, list) and inner else inner
                 if isinstance(inner, Message):
