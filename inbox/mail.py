@@ -63,6 +63,11 @@ MAX_PARAM_HEADER_CHARS = 8_000
 #: RFC 2046 allows 70 characters; the stdlib compiles each boundary into a regex.
 MAX_BOUNDARY_CHARS = 200
 MAX_ADDRESS_CHARS = 320
+#: Bytes of a message over the size cap that are read for its headers and text (see parse_email_prefix).
+MAX_OVERSIZE_PREFIX_BYTES = 1024 * 1024
+#: Defects that cutting a message short causes by itself; they say nothing about the mail.
+_CUT_DEFECTS = frozenset({"CloseBoundaryNotFoundDefect", "InvalidBase64PaddingDefect", "InvalidBase64LengthDefect",
+                          "InvalidBase64CharactersDefect", "InvalidUuencodeDefect"})
 #: The author of a delivery report that names no sender (`.invalid` is reserved, RFC 2606).
 DSN_SENDER = "mailer-daemon@unknown.invalid"
 #: Flag: the receiving server's DMARC check failed, so the From address is not proven (IN-35).
@@ -376,26 +381,43 @@ def parse_email(
     max_bytes: int | None = None,
     max_attachment_bytes: int | None = None,
 ) -> InboundItem:
-    """Turn one raw email into an item. Raises `ItemError` only when there is no sender at all."""
+    """Turn one raw email into an item. Raises `ItemError` only when there is no sender at all.
+
+    A message over `max_bytes` is read from its first `oversize_prefix_bytes(max_bytes)` only (see
+    `parse_email_prefix`), as the IMAP connector fetches it.
+    """
     raw = _strip_mbox_line(raw)
-    oversized = max_bytes is not None and len(raw) > max_bytes
-    if oversized:
-        header_end = raw.find(b"\r\n\r\n")
-        header_end = raw.find(b"\n\n") if header_end == -1 else header_end
-        to_parse = raw[: header_end if header_end != -1 else 65536] + b"\n\n"
-    else:
-        to_parse = raw
+    if max_bytes is not None and len(raw) > max_bytes:
+        return parse_email_prefix(raw[: oversize_prefix_bytes(max_bytes)], len(raw), channel=channel,
+                                  source_ref=source_ref, max_attachment_bytes=max_attachment_bytes)
+    to_parse, head_defects = _tidy_head(raw)
+    msg = _parse_bytes(to_parse)
+    msg.defects.extend(head_defects)
+    return item_from_message(msg, raw, channel=channel, source_ref=source_ref,
+                             max_attachment_bytes=max_attachment_bytes)
+
+
+def oversize_prefix_bytes(max_bytes: int) -> int:
+    """How much of a message over the size cap is read: enough for its headers and text."""
+    return max(min(max_bytes, MAX_OVERSIZE_PREFIX_BYTES), 1)
+
+
+def parse_email_prefix(prefix: bytes, size: int, *, channel: str, source_ref: str | None = None,
+                       max_attachment_bytes: int | None = None) -> InboundItem:
+    """A message over the size cap from its first bytes: headers and text kept, the rest dropped.
+
+    Mailers put the text first (the multipart/alternative body, then the attachments), so the
+    first bytes hold what the customer wrote. The part the cut falls into, if it is a file, and
+    every part after it are not stored; a note at the end of the text says so, and the message is
+    flagged `oversized` and `truncated`. The original stays where it came from.
+    """
+    prefix = _strip_mbox_line(prefix)
+    to_parse = prefix[: prefix.rfind(b"\n") + 1] or prefix  # no half line
     to_parse, head_defects = _tidy_head(to_parse)
     msg = _parse_bytes(to_parse)
     msg.defects.extend(head_defects)
-    return item_from_message(
-        msg,
-        raw,
-        channel=channel,
-        source_ref=source_ref,
-        oversized_size=len(raw) if oversized else None,
-        max_attachment_bytes=max_attachment_bytes,
-    )
+    return item_from_message(msg, prefix, channel=channel, source_ref=source_ref, oversized_size=size,
+                             max_attachment_bytes=max_attachment_bytes)
 
 
 class NestingTooDeepDefect(email.errors.MessageDefect):
@@ -544,18 +566,12 @@ def _item_from_message(
     if "NestingTooDeepDefect" in defects:
         flags.add(FLAG_TRUNCATED)
 
-    if oversized_size is not None:
-        flags.add(FLAG_OVERSIZED)
-        return InboundItem(
-            channel=channel, external_id=external_id, author=author, subject=subject,
-            text=f"[This message is {oversized_size:,} bytes, over the size limit: only its headers were stored.]",
-            sent_at=sent_at, message_id=message_id, references=tuple(references), flags=frozenset(flags),
-            headers=headers, raw=raw if len(raw) < 1_000_000 else None, source_ref=source_ref,
-            size=oversized_size, defects=tuple(defects),
-        )
-
     body = _Body(max_attachment_bytes=max_attachment_bytes)
     body.walk(msg, depth=0)
+    if oversized_size is not None:
+        body.drop_cut_part()
+        defects = [d for d in defects if d not in _CUT_DEFECTS]
+        flags |= {FLAG_OVERSIZED, FLAG_TRUNCATED}
     flags |= body.flags
     defects.extend(body.defects)
     if defects:
@@ -570,6 +586,8 @@ def _item_from_message(
         if body.dsn_summary:
             # First line: what agents see in lists and what the bounced reply is marked with.
             text = f"{body.dsn_summary}\n\n{text}"
+    if oversized_size is not None:
+        text = _with_oversize_note(text, oversized_size, len(raw))
     if len(text) > MAX_TEXT_CHARS:
         text = text[:MAX_TEXT_CHARS]
         flags.add(FLAG_TRUNCATED)
@@ -588,9 +606,17 @@ def _item_from_message(
         headers=headers,
         raw=raw,
         source_ref=source_ref,
-        size=len(raw),
+        size=oversized_size if oversized_size is not None else len(raw),
         defects=tuple(dict.fromkeys(defects)),
     )
+
+
+def _with_oversize_note(text: str, size: int, read: int) -> str:
+    """The text of an oversized message with a note, at its end, of what was not stored."""
+    if not text.strip():
+        return f"[This message is {size:,} bytes, over the size limit: only its headers were stored.]"
+    return (f"{text}\n\n[This message is {size:,} bytes, over the size limit: its text was kept; what came after "
+            f"its first {read:,} bytes (attachments) was not stored. The original is where it came from.]")
 
 
 class _Body:
@@ -607,6 +633,14 @@ class _Body:
         self.dsn_actions: list[str] = []
         self.dsn_summary = ""
         self.parts = 0
+        #: Whether the last part read was a file (in an oversized mail, the one the cut may fall into).
+        self.last_was_file = False
+
+    def drop_cut_part(self) -> None:
+        """After reading only the first bytes of an oversized mail: the last file may be cut short."""
+        if self.last_was_file and self.attachments:
+            self.attachments[-1] = dataclasses.replace(self.attachments[-1], data=None)
+        self.defects = [d for d in self.defects if d not in _CUT_DEFECTS]
 
     @property
     def text(self) -> str:
@@ -663,6 +697,7 @@ class _Body:
             if fell_back:
                 self.flags.add(FLAG_CHARSET_FALLBACK)
             (self.texts if ctype == "text/plain" else self.htmls).append(text)
+            self.last_was_file = False
             return
         if ctype == "text/rfc822-headers":
             text, _ = self._decode(part)
@@ -782,6 +817,7 @@ class _Body:
         ))
 
     def _store(self, attachment: Attachment) -> None:
+        self.last_was_file = True
         if self.max_attachment_bytes is not None and (attachment.size or 0) > self.max_attachment_bytes:
             # Keep the fact of it (name, size) without the bytes; the raw message still has them.
             self.flags.add(FLAG_TRUNCATED)
