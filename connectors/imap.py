@@ -8,8 +8,14 @@ uses `BODY.PEEK[]`, so Mainland never marks mail as read, moves it or deletes it
 left exactly as it was and a person or another client can keep using it.
 
 - A message bigger than the installation's `max_message_bytes` (its `RFC822.SIZE`, asked for
-  before any body is read) is not downloaded: its headers alone become a message flagged
-  "oversized" (sender, subject and size kept), so the agent knows it exists.
+  before any body is read) is not downloaded whole: only its first bytes are (a partial FETCH,
+  `BODY.PEEK[]<0.N>` with N = `inbox.mail.oversize_prefix_bytes`, at most 1 MiB). Mailers put the
+  text before the attachments, so those bytes hold the headers and what the customer wrote; the
+  message is stored with them, flagged "oversized" and "truncated", and a note at the end of its
+  text says that the rest (the attachments) was not stored and is still on the server. One partial
+  FETCH works the same on every IMAP4rev1 server and goes through the same parser as whole mail;
+  fetching part by part from BODYSTRUCTURE would also find text placed after a large file, at the
+  cost of one round trip per part and each server's BODYSTRUCTURE quirks.
 - A message that cannot be understood (no sender at all, or a parser failure) goes to the
   quarantine with the reason; the rest of the poll goes on. `mainland quarantine reprocess`
   tries it again later.
@@ -73,7 +79,7 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError, ProtocolError
 
 from connectors.base import Connector, ItemError, Limits, PermanentError, RetryableError, Setting
-from inbox.mail import build_reply, parse_email, parse_email_headers, tokens_in
+from inbox.mail import build_reply, oversize_prefix_bytes, parse_email, parse_email_prefix, tokens_in
 from inbox.models import FetchResult, InboundItem, OutboundReply, Reject
 
 CURSOR_VERSION = "v1"
@@ -85,7 +91,8 @@ NO_REPLY_LOCAL_PARTS = frozenset({
 PERMANENT_LOGIN_CODES = ("AUTHENTICATIONFAILED", "AUTHORIZATIONFAILED", "EXPIRED", "PRIVACYREQUIRED",
                          "CONTACTADMIN")
 SECURITY_CHOICES = ("ssl", "starttls", "none")
-_HEADER_SECTION = b"BODY[HEADER]"
+#: The answer to `BODY.PEEK[]<0.N>`: the first N bytes of the message (RFC 3501 6.4.5).
+_PREFIX_SECTION = b"BODY[]<0>"
 _BODY_SECTION = b"BODY[]"
 _SIZE = b"RFC822.SIZE"
 
@@ -289,7 +296,7 @@ class ImapConnector(Connector):
 
     def _read(self, client: IMAPClient, uidvalidity: int, uids: Sequence[int]
               ) -> tuple[list[InboundItem], list[Reject], tuple[int, str] | None]:
-        """The messages with `uids`, oldest first; oversized ones as header-only stubs.
+        """The messages with `uids`, oldest first; oversized ones from their first bytes (headers and text).
 
         The third value names the first message whose FETCH answer could not be read, if any.
         """
@@ -298,7 +305,8 @@ class ImapConnector(Connector):
         large = [u for u in uids if u in sizes and limit is not None and sizes[u] > limit]
         small = [u for u in uids if u in sizes and u not in large]
         bodies, unreadable = self._fetch_each_if_needed(client, small, "BODY.PEEK[]")
-        headers, unreadable_header = self._fetch_each_if_needed(client, large, "BODY.PEEK[HEADER]")
+        prefix = oversize_prefix_bytes(limit) if limit is not None else 0
+        headers, unreadable_header = self._fetch_each_if_needed(client, large, f"BODY.PEEK[]<0.{prefix}>")
         if unreadable is None or (unreadable_header is not None and unreadable_header[0] < unreadable[0]):
             unreadable = unreadable_header
 
@@ -310,10 +318,11 @@ class ImapConnector(Connector):
             if uid in bodies and bodies[uid].get(_BODY_SECTION) is not None:
                 raw = bytes(bodies[uid][_BODY_SECTION])
                 parse = lambda raw=raw, ref=source_ref: self._parse(raw, ref)  # noqa: E731
-            elif uid in headers and headers[uid].get(_HEADER_SECTION) is not None:
-                raw = bytes(headers[uid][_HEADER_SECTION])
-                parse = lambda raw=raw, ref=source_ref, size=sizes[uid]: parse_email_headers(  # noqa: E731
-                    raw, size, channel=self.name, source_ref=ref)
+            elif uid in headers and headers[uid].get(_PREFIX_SECTION) is not None:
+                raw = bytes(headers[uid][_PREFIX_SECTION])
+                parse = lambda raw=raw, ref=source_ref, size=sizes[uid]: parse_email_prefix(  # noqa: E731
+                    raw, size, channel=self.name, source_ref=ref,
+                    max_attachment_bytes=getattr(self.context, "max_attachment_bytes", None))
             else:
                 continue
             try:

@@ -25,7 +25,7 @@ import re
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from connectors.base import ItemError
@@ -38,6 +38,13 @@ DEFAULT_CHANNEL = "import"
 DEFAULT_BATCH_SIZE = 200
 _FIELD_LINE = re.compile(rb"^[!-9;-~]{1,76}:")
 _MAIL_FIELD = re.compile(rb"^(from|sender|received|message-id|date|return-path|delivered-to):", re.I | re.M)
+#: Fields that mark a file of a folder as mail (a header-only message with To and Subject is mail too).
+_ANY_MAIL_FIELD = re.compile(rb"^(from|sender|reply-to|received|message-id|date|return-path|delivered-to|subject|to)"
+                             rb"[ \t]*:", re.I | re.M)
+#: Bytes of a folder's file looked at to tell mail from other files.
+MAIL_SNIFF_BYTES = 8192
+#: Skipped files named in the summary; the rest are counted.
+MAX_NAMED_SKIPS = 10
 
 
 class ImportSourceError(Exception):
@@ -60,14 +67,20 @@ class ImportReport:
     complete: bool = False
     batches: int = 0
     restarted: str | None = None  # why an earlier cursor was not used
+    not_mail: list[str] = field(default_factory=list)  # files of a folder that hold no mail: skipped
 
     @property
     def rate(self) -> float:
         return self.messages / self.seconds if self.seconds > 0 else 0.0
 
     def summary(self) -> str:
-        return (f"imported {self.messages} messages: {self.stored} stored, {self.duplicates} duplicates, "
+        text = (f"imported {self.messages} messages: {self.stored} stored, {self.duplicates} duplicates, "
                 f"{self.quarantined} quarantined in {self.seconds:.1f} s ({self.rate:.0f} msg/s)")
+        if self.not_mail:
+            shown = ", ".join(self.not_mail[:MAX_NAMED_SKIPS])
+            more = f" and {len(self.not_mail) - MAX_NAMED_SKIPS} more" if len(self.not_mail) > MAX_NAMED_SKIPS else ""
+            text += f"\nskipped {len(self.not_mail)} files that are not mail: {shown}{more}"
+        return text
 
 
 @dataclass
@@ -150,6 +163,20 @@ def _looks_like_message(head: bytes) -> bool:
     """A header block that starts with a header field and holds one only mail has (From:, Received:...)."""
     block = re.split(rb"\r?\n\r?\n", head, maxsplit=1)[0]
     return bool(_FIELD_LINE.match(block)) and bool(_MAIL_FIELD.search(block))
+
+
+def _is_mail(raw: bytes) -> bool:
+    """Whether a file found in a folder holds a mail: readable text whose head has a mail header field.
+
+    A folder of saved mail also holds other files (README.txt, index.html, a PDF someone saved next
+    to the mail, Thumbs.db): those are not mail and must not fill the quarantine as mail without sender.
+    Junk or an mbox `From ` line before the headers is allowed, as the parser allows it.
+    """
+    head = raw[:MAIL_SNIFF_BYTES]
+    if b"\x00" in head:
+        return False
+    block = re.split(rb"\n\r?\n(?=[^\r\n])", head.lstrip(b"\r\n"), maxsplit=1)[0]
+    return bool(_ANY_MAIL_FIELD.search(block))
 
 
 def _open_maildir(path: Path) -> Source:
@@ -292,11 +319,15 @@ def import_mailbox(
             except OSError as exc:
                 raise ImportSourceError(f"cannot read {ref}: {exc.strerror or exc}; fix that and run "
                                         "the same command again: the import continues where it stopped") from None
-            parsed = parse_message(raw, channel=channel, source_ref=ref, max_bytes=max_bytes,
-                                   max_attachment_bytes=max_attachment_bytes)
-            (rejects if isinstance(parsed, Reject) else items).append(parsed)
+            if source.kind == "folder" and not _is_mail(raw):
+                report.not_mail.append(os.path.relpath(ref, key))
+            else:
+                parsed = parse_message(raw, channel=channel, source_ref=ref, max_bytes=max_bytes,
+                                       max_attachment_bytes=max_attachment_bytes)
+                (rejects if isinstance(parsed, Reject) else items).append(parsed)
             last_raw, last_ref = raw, ref
-            if len(items) + len(rejects) >= batch_size or index == end - 1:
+            # Batches count files read, mail or not, so that a run of skipped files still saves its progress.
+            if (index + 1 - start) % batch_size == 0 or index == end - 1:
                 # Read the cursor again: another source may have been imported into this channel meanwhile.
                 cursor = _load_cursor(channel, store.cursor(channel))
                 cursor["sources"][key] = {"kind": source.kind, "position": index + 1, "last": last_ref,

@@ -23,7 +23,7 @@ import traceback
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
-from inbox import clock, csat, routing, triage
+from inbox import clock, csat, models, routing, triage
 from inbox.attachments import AttachmentStore, safe_filename, type_mismatch
 from inbox.conversations import find_conversation, new_token
 from inbox.customers import is_known_identity, is_suppressed, note_item_evidence, resolve_author
@@ -118,13 +118,20 @@ class Ingestor:
         report = IngestReport()
         rejects: list[Reject] = list(result.rejects)
         known = self.store.known_external_ids(channel, [i.external_id for i in result.items])
+        earlier = self.store.stored_contents(channel, [i.external_id for i in result.items
+                                                       if i.external_id in known and i.message_id])
         prepared: list[_Prepared] = []
         seen: set[str] = set()
         for item in result.items:
             if item.external_id in known or item.external_id in seen:
-                report.duplicates += 1
+                if _differs(item, earlier.get(item.external_id)):
+                    rejects.append(_different_content(item))
+                else:
+                    report.duplicates += 1
                 continue
             seen.add(item.external_id)
+            if item.message_id:
+                earlier[item.external_id] = (_content_text(item), " ".join(sorted(item.flags)))
             if is_suppressed(self.store, item, region=self.phone_region):
                 report.suppressed += 1
                 continue
@@ -315,6 +322,35 @@ def _changed_text(text: str | None) -> str | None:
     if text is None:
         return None
     return "".join(ch for ch in text if ch >= " " or ch in "\t\n")
+
+
+def _content_text(item: InboundItem) -> str:
+    """The text an item is stored with (as `_prepare` makes it), for comparing two with one Message-ID."""
+    if item.text and item.text.strip():
+        return item.text[:SEARCH_TEXT_CHARS]
+    html = sanitize_html(item.html)[0] if item.html else None
+    return html_to_text(html)[:SEARCH_TEXT_CHARS] if html else ""
+
+
+def _differs(item: InboundItem, earlier: tuple[str, str] | None) -> bool:
+    """A known Message-ID (and sender, date, subject) whose text is not the stored one's.
+
+    A re-delivery parses to the same text; a different text is another message behind a reused or
+    forged Message-ID, which must not vanish as a duplicate. Text cut at a size cap is not compared.
+    """
+    if earlier is None or not item.message_id:
+        return False
+    text, flags = earlier
+    capped = {models.FLAG_OVERSIZED, models.FLAG_TRUNCATED}
+    if capped & item.flags or capped & set(flags.split()):
+        return False
+    return " ".join(_content_text(item).split()) != " ".join(text.split())
+
+
+def _different_content(item: InboundItem) -> Reject:
+    return Reject(raw=item.raw or _item_json(item), source_ref=item.source_ref,
+                  reason=f"same Message-ID, different content: <{item.message_id}> is already stored with "
+                         "the same sender, date and subject but another text")
 
 
 def _item_json(item: InboundItem) -> bytes:

@@ -18,19 +18,21 @@ a hostile subject or display name cannot add a header to our mail.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import email
 import email.policy
 import hashlib
 import re
 from collections.abc import Iterable
-from email.header import decode_header
+from contextvars import ContextVar
+from dataclasses import dataclass
 from email.headerregistry import Address
 from email.message import EmailMessage, Message
 from email.utils import make_msgid, parsedate_to_datetime
 
 from connectors.base import ItemError
-from inbox import clock, triage
+from inbox import charsets, clock, triage
 from inbox.models import (
     FLAG_BAD_DATE,
     FLAG_BOUNCE,
@@ -50,6 +52,8 @@ MAX_TEXT_CHARS = 1_000_000
 MAX_PARTS = 500
 MAX_DEPTH = 20
 MAX_REFERENCES = 50
+#: Parts looked at for the charsets a message declares (hints for its raw 8-bit headers).
+MAX_HINT_PARTS = 50
 MAX_HEADER_CHARS = 2000
 #: Header bytes looked at at all; the rest of a longer header is hostile padding (SEC-15).
 MAX_RAW_HEADER_CHARS = 16_000
@@ -59,6 +63,11 @@ MAX_PARAM_HEADER_CHARS = 8_000
 #: RFC 2046 allows 70 characters; the stdlib compiles each boundary into a regex.
 MAX_BOUNDARY_CHARS = 200
 MAX_ADDRESS_CHARS = 320
+#: Bytes of a message over the size cap that are read for its headers and text (see parse_email_prefix).
+MAX_OVERSIZE_PREFIX_BYTES = 1024 * 1024
+#: Defects that cutting a message short causes by itself; they say nothing about the mail.
+_CUT_DEFECTS = frozenset({"CloseBoundaryNotFoundDefect", "InvalidBase64PaddingDefect", "InvalidBase64LengthDefect",
+                          "InvalidBase64CharactersDefect", "InvalidUuencodeDefect"})
 #: The author of a delivery report that names no sender (`.invalid` is reserved, RFC 2606).
 DSN_SENDER = "mailer-daemon@unknown.invalid"
 #: Flag: the receiving server's DMARC check failed, so the From address is not proven (IN-35).
@@ -73,7 +82,16 @@ KEPT_HEADERS = (
     "x-autorespond", "x-auto-response-suppress", "x-loop", triage.LOOP_HEADER.lower(), "authentication-results",
 )
 _MSGID_RE = re.compile(r"<([^<>\s]{1,500})>")
+_WORD_CHARSET = re.compile(r"=\?([^?*\s]{1,75})[?*]")
 _MBOX_FROM = b"From "
+#: A header field line (RFC 5322 2.2: printable ASCII but the colon, then a colon).
+_FIELD_LINE = re.compile(rb"[!-9;-~]{1,200}:")
+_MAIL_FIELD_LINE = re.compile(rb"^(?:from|sender|reply-to|return-path|received|message-id|date|subject|to)[ \t]*:",
+                              re.IGNORECASE | re.MULTILINE)
+_HEAD_END = re.compile(rb"\n\r?\n")
+#: Lines looked at for junk before the headers, and bytes of the header block that are tidied at all.
+MAX_JUNK_LINES = 20
+MAX_TIDY_HEAD_BYTES = 256 * 1024
 _SURROGATES = re.compile("[\udc80-\udcff]")
 _LONE_SURROGATES = re.compile("[\ud800-\udfff]")
 _CONTROL_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -93,6 +111,7 @@ _PART_ERRORS = (ValueError, TypeError, LookupError, IndexError, AttributeError, 
                 email.errors.MessageError)
 _DMARC_FAIL = re.compile(r"\bdmarc\s*=\s*fail\b", re.IGNORECASE)
 _PARAM_HEADERS = frozenset({"content-type", "content-disposition"})
+_RETURNED_MESSAGE_TYPES = frozenset({"message/rfc822", "message/global", "message/global-headers"})
 #: Header defects that concern only how a display name was encoded, not the address.
 _NAME_ONLY_DEFECTS = ("encoded word", "encoded-word", "period in 'phrase'")
 _NAME_ONLY_DEFECT_TYPES = frozenset({
@@ -101,15 +120,28 @@ _NAME_ONLY_DEFECT_TYPES = frozenset({
 })
 
 
+@dataclass
+class _HeaderCharsets:
+    """While one message is read: the charsets it declares (raw 8-bit header bytes are written in
+    the body's charset, so they are tried first) and whether any header text had to be guessed."""
+
+    hints: tuple[str, ...] = ()
+    guessed: bool = False
+
+
+_HEADER_CHARSETS: ContextVar[_HeaderCharsets | None] = ContextVar("mainland_header_charsets", default=None)
+
+
 def _fix_8bit(raw: str) -> str:
-    """Undo compat32's surrogate escapes: raw 8-bit header bytes read as UTF-8, else Windows-1252."""
+    """Undo compat32's surrogate escapes: raw 8-bit header bytes read as UTF-8, else guessed."""
     if raw.isascii() or not _SURROGATES.search(raw):
         return raw
-    data = raw.encode("utf-8", "surrogateescape")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data.decode("cp1252", "replace")
+    context = _HEADER_CHARSETS.get()
+    text, guessed = charsets.decode_8bit_header(raw.encode("utf-8", "surrogateescape"),
+                                                context.hints if context else ())
+    if guessed and context is not None:
+        context.guessed = True
+    return text
 
 
 def _scrub(text: str) -> str:
@@ -136,40 +168,34 @@ def _header_text(value: object) -> str:
 
 def _decode_words(raw: str) -> str:
     """RFC 2047 encoded-words decoded; a word in an unknown charset or with broken base64 is
-    decoded best-effort (or left as it is) instead of failing the whole header."""
-    try:
-        chunks = decode_header(raw)
-    except (email.errors.HeaderParseError, ValueError, TypeError):  # broken base64 in one word
-        return raw
-    parts = []
-    for chunk, charset in chunks:
-        if isinstance(chunk, str):
-            parts.append(chunk)
-        elif charset is None:  # text between encoded-words, which decode_header re-encoded so
-            parts.append(chunk.decode("raw-unicode-escape", "replace"))
-        else:
-            parts.append(_decode_bytes(chunk, charset)[0])
-    return "".join(parts)
+    decoded best-effort (see `charsets.decode_words`) instead of failing the whole header."""
+    context = _HEADER_CHARSETS.get()
+    text, guessed = charsets.decode_words(raw, context.hints if context else ())
+    if guessed and context is not None:
+        context.guessed = True
+    return text
 
 
-def _decode_bytes(data: bytes, charset: str | None) -> tuple[str, bool]:
-    """Decode `data` as `charset`; on a lie, try UTF-8, then Windows-1252. Returns (text, fell_back)."""
-    charset = (charset or "us-ascii").strip().strip('"').lower()
-    try:
-        return data.decode(charset), False
-    except (LookupError, UnicodeDecodeError, ValueError):  # ValueError: a NUL in the charset name
-        pass
-    if charset in {"us-ascii", "ascii"}:
+def _declared_charsets(msg: Message) -> tuple[str, ...]:
+    """The legacy charsets a message declares, in its parts and its encoded-words: hints for raw 8-bit headers."""
+    found: list[str] = []
+    stack, seen = [msg], 0
+    while stack and seen < MAX_HINT_PARTS:
+        part = stack.pop(0)
+        seen += 1
         try:
-            return data.decode("utf-8"), False
-        except UnicodeDecodeError:
-            pass
-    for fallback in ("utf-8", "cp1252"):
-        try:
-            return data.decode(fallback), True
-        except UnicodeDecodeError:
-            continue
-    return data.decode("utf-8", errors="replace"), True
+            label = part.get_content_charset()
+        except _PART_ERRORS:
+            label = None
+        if label:
+            found.append(label)
+        payload = _raw_payload(part)
+        if isinstance(payload, list):
+            stack.extend(p for p in payload[:MAX_HINT_PARTS] if isinstance(p, Message))
+    for value in msg.values()[:100]:
+        found += _WORD_CHARSET.findall(str(value)[:MAX_RAW_HEADER_CHARS])
+    return tuple(label for label in dict.fromkeys(x.lower() for x in found)
+                 if charsets.codec_for(label) not in (None, "utf-8") and label not in ("us-ascii", "ascii"))
 
 
 def _message_ids(value: str) -> list[str]:
@@ -177,19 +203,43 @@ def _message_ids(value: str) -> list[str]:
 
 
 def _sender(msg: Message) -> Author:
-    """The author from From (or Sender); `ItemError` when there is none at all.
+    """The party of a mail; `ItemError` only when no header names one.
+
+    The first From that holds an address, else Sender (RFC 5322 3.6.2), Reply-To and the envelope's
+    Return-Path: a From that is only a name, `<>` or an empty group must not cost the customer their
+    message. A delivery report (RFC 3464) without any is from the mail system.
+    """
+    froms = [value for value in (msg.get_all("From") or [])[:10] if value is not None]
+    for value in froms:
+        if (author := _author_from(value)) is not None:
+            return author
+    name = _name_only(froms[0]) if froms else ""
+    for header in ("Sender", "Reply-To", "Return-Path"):
+        value = msg.get(header)
+        if value is not None and (author := _author_from(value)) is not None:
+            return author if author.name or not name else dataclasses.replace(author, name=name)
+    if msg.get_content_type() == "multipart/report":
+        # A delivery report some MTAs send with no or an empty From (Chatwoot's `bounced_with_no_from`):
+        # it is mail from the mail system, and it must still reach the reply it reports on.
+        return Author(handle=DSN_SENDER, name="Mail Delivery System", identity_kind="email", valid=False)
+    if not froms:
+        raise ItemError("no sender: the message has no From header")
+    raise ItemError(f"no sender: the From header {_header_text(froms[0])[:80]!r} holds no address")
+
+
+def _name_only(value: object) -> str:
+    """The display name of a From that holds no address (`"Jane Doe" <>`), for the address found elsewhere."""
+    text = _header_text(value).replace("<>", "").strip()
+    return "" if text.endswith(";") else text.strip('"').strip()[:MAX_HEADER_CHARS]
+
+
+def _author_from(from_value: object) -> Author | None:
+    """The author one From-like header names, or None when it holds no address.
 
     The header is parsed *before* its encoded-words are decoded (by `email.headerregistry`, which
     decodes them inside the display name only): decoding first would let a display name such as
     `=?utf-8?q?<victim@example.com>?=` pose as the address (IN-19).
     """
-    from_value = msg.get("From") or msg.get("Sender")
-    if from_value is None:
-        if msg.get_content_type() == "multipart/report":
-            # A delivery report some MTAs send without From (Chatwoot's `bounced_with_no_from`):
-            # it is mail from the mail system, and it must still reach the reply it reports on.
-            return Author(handle=DSN_SENDER, name="Mail Delivery System", identity_kind="email", valid=False)
-        raise ItemError("no sender: the message has no From header")
     raw = _FOLD.sub("", _fix_8bit(str(from_value)))
     long_name = None
     if len(raw) > MAX_FROM_PARSE_CHARS:
@@ -212,6 +262,10 @@ def _sender(msg: Message) -> Author:
         address = addresses[0]
         handle = _scrub(address.addr_spec.strip())
         valid = len(addresses) == 1 and not defects and _plausible_address(handle)
+        if long_name is None and len(addresses) == 1 and "=?" in raw and (tail := _TRAILING_ADDR.search(raw)):
+            # The stdlib decodes encoded-words in a display name with the label as it stands (gb2312
+            # for GBK text); ours widen it to what mailers write. The address still comes from above.
+            long_name = _header_text(raw[: tail.start()]).strip().strip('"').strip()
         name = long_name if long_name is not None else " ".join(_header_text(address.display_name).split())
         return Author(handle=_normalize_address(handle)[:MAX_ADDRESS_CHARS], name=name[:MAX_HEADER_CHARS],
                       identity_kind="email", valid=valid)
@@ -223,7 +277,7 @@ def _sender(msg: Message) -> Author:
                       identity_kind="email", valid=False)
     stripped = text.strip().strip("<>").strip()
     if not stripped or stripped.endswith(":;") or "@" not in stripped:
-        raise ItemError(f"no sender: the From header {text[:80]!r} holds no address")
+        return None
     return Author(handle=stripped.lower()[:MAX_ADDRESS_CHARS], name="", identity_kind="email", valid=False)
 
 
@@ -272,6 +326,46 @@ def external_id_for(raw: bytes, message_id: str | None, sender: str, date: str, 
     return "raw:" + hashlib.sha256(raw).hexdigest()[:40]
 
 
+class JunkBeforeHeadersDefect(email.errors.MessageDefect):
+    """Lines that are no header came before the header block (a gateway's banner, blank lines); skipped."""
+
+
+class MalformedHeaderLineDefect(email.errors.MessageDefect):
+    """A line inside the header block was neither a field nor a continuation; skipped, the fields after it kept."""
+
+
+def _tidy_head(data: bytes) -> tuple[bytes, list[email.errors.MessageDefect]]:
+    """The message with its header block made readable for the parser, and what was wrong with it.
+
+    The stdlib ends the header block at the first line that is not a field: junk before the headers
+    (or an mbox `From ` line after a blank line) makes the whole mail a body without From, and one
+    broken line in the middle loses every field after it. Such lines are skipped here; the raw
+    original is kept as it came.
+    """
+    defects: list[email.errors.MessageDefect] = []
+    lines = data[:MAX_TIDY_HEAD_BYTES].split(b"\n", MAX_JUNK_LINES)[:MAX_JUNK_LINES]
+    if lines and not _FIELD_LINE.match(lines[0]):
+        start = next((i for i, line in enumerate(lines) if _FIELD_LINE.match(line)), None)
+        if start is not None and _MAIL_FIELD_LINE.search(b"\n".join(lines[start:])):
+            junk = lines[:start]
+            if any(line.strip() and not line.startswith((b"From ", b">From ")) for line in junk):
+                defects.append(JunkBeforeHeadersDefect())
+            data = data[sum(len(line) + 1 for line in junk):]
+    end = _HEAD_END.search(data, 0, MAX_TIDY_HEAD_BYTES)
+    if end is None:
+        return data, defects
+    head = data[: end.start() + 1].split(b"\n")
+    fields = [i for i, line in enumerate(head) if _FIELD_LINE.match(line)]
+    if not fields:
+        return data, defects
+    kept = [line for i, line in enumerate(head)
+            if i >= fields[-1] or _FIELD_LINE.match(line) or line[:1] in (b" ", b"\t")]
+    if len(kept) == len(head):
+        return data, defects
+    defects.append(MalformedHeaderLineDefect())
+    return b"\n".join(kept) + data[end.start() + 1 :], defects
+
+
 def _strip_mbox_line(raw: bytes) -> bytes:
     if raw.startswith(_MBOX_FROM):
         end = raw.find(b"\n")
@@ -287,24 +381,43 @@ def parse_email(
     max_bytes: int | None = None,
     max_attachment_bytes: int | None = None,
 ) -> InboundItem:
-    """Turn one raw email into an item. Raises `ItemError` only when there is no sender at all."""
+    """Turn one raw email into an item. Raises `ItemError` only when there is no sender at all.
+
+    A message over `max_bytes` is read from its first `oversize_prefix_bytes(max_bytes)` only (see
+    `parse_email_prefix`), as the IMAP connector fetches it.
+    """
     raw = _strip_mbox_line(raw)
-    oversized = max_bytes is not None and len(raw) > max_bytes
-    if oversized:
-        header_end = raw.find(b"\r\n\r\n")
-        header_end = raw.find(b"\n\n") if header_end == -1 else header_end
-        to_parse = raw[: header_end if header_end != -1 else 65536] + b"\n\n"
-    else:
-        to_parse = raw
+    if max_bytes is not None and len(raw) > max_bytes:
+        return parse_email_prefix(raw[: oversize_prefix_bytes(max_bytes)], len(raw), channel=channel,
+                                  source_ref=source_ref, max_attachment_bytes=max_attachment_bytes)
+    to_parse, head_defects = _tidy_head(raw)
     msg = _parse_bytes(to_parse)
-    return item_from_message(
-        msg,
-        raw,
-        channel=channel,
-        source_ref=source_ref,
-        oversized_size=len(raw) if oversized else None,
-        max_attachment_bytes=max_attachment_bytes,
-    )
+    msg.defects.extend(head_defects)
+    return item_from_message(msg, raw, channel=channel, source_ref=source_ref,
+                             max_attachment_bytes=max_attachment_bytes)
+
+
+def oversize_prefix_bytes(max_bytes: int) -> int:
+    """How much of a message over the size cap is read: enough for its headers and text."""
+    return max(min(max_bytes, MAX_OVERSIZE_PREFIX_BYTES), 1)
+
+
+def parse_email_prefix(prefix: bytes, size: int, *, channel: str, source_ref: str | None = None,
+                       max_attachment_bytes: int | None = None) -> InboundItem:
+    """A message over the size cap from its first bytes: headers and text kept, the rest dropped.
+
+    Mailers put the text first (the multipart/alternative body, then the attachments), so the
+    first bytes hold what the customer wrote. The part the cut falls into, if it is a file, and
+    every part after it are not stored; a note at the end of the text says so, and the message is
+    flagged `oversized` and `truncated`. The original stays where it came from.
+    """
+    prefix = _strip_mbox_line(prefix)
+    to_parse = prefix[: prefix.rfind(b"\n") + 1] or prefix  # no half line
+    to_parse, head_defects = _tidy_head(to_parse)
+    msg = _parse_bytes(to_parse)
+    msg.defects.extend(head_defects)
+    return item_from_message(msg, prefix, channel=channel, source_ref=source_ref, oversized_size=size,
+                             max_attachment_bytes=max_attachment_bytes)
 
 
 class NestingTooDeepDefect(email.errors.MessageDefect):
@@ -367,7 +480,9 @@ def _parse_bytes(data: bytes) -> Message:
 
 def parse_email_headers(header_bytes: bytes, size: int, *, channel: str, source_ref: str | None = None) -> InboundItem:
     """A stub item for a message too large to fetch, from its headers alone (IMAP RFC822.SIZE)."""
-    msg = _parse_bytes(_strip_mbox_line(header_bytes) + b"\n\n")
+    data, head_defects = _tidy_head(_strip_mbox_line(header_bytes) + b"\n\n")
+    msg = _parse_bytes(data)
+    msg.defects.extend(head_defects)
     return item_from_message(msg, header_bytes, channel=channel, source_ref=source_ref, oversized_size=size)
 
 
@@ -379,6 +494,28 @@ def item_from_message(
     source_ref: str | None = None,
     oversized_size: int | None = None,
     max_attachment_bytes: int | None = None,
+) -> InboundItem:
+    """The item for a parsed message; header text whose charset had to be guessed flags it too."""
+    context = _HeaderCharsets(hints=_declared_charsets(msg))
+    token = _HEADER_CHARSETS.set(context)
+    try:
+        item = _item_from_message(msg, raw, channel=channel, source_ref=source_ref, oversized_size=oversized_size,
+                                  max_attachment_bytes=max_attachment_bytes)
+    finally:
+        _HEADER_CHARSETS.reset(token)
+    if context.guessed:
+        item = dataclasses.replace(item, flags=item.flags | {FLAG_CHARSET_FALLBACK})
+    return item
+
+
+def _item_from_message(
+    msg: Message,
+    raw: bytes,
+    *,
+    channel: str,
+    source_ref: str | None,
+    oversized_size: int | None,
+    max_attachment_bytes: int | None,
 ) -> InboundItem:
     flags: set[str] = set()
     author = _sender(msg)
@@ -429,30 +566,28 @@ def item_from_message(
     if "NestingTooDeepDefect" in defects:
         flags.add(FLAG_TRUNCATED)
 
-    if oversized_size is not None:
-        flags.add(FLAG_OVERSIZED)
-        return InboundItem(
-            channel=channel, external_id=external_id, author=author, subject=subject,
-            text=f"[This message is {oversized_size:,} bytes, over the size limit: only its headers were stored.]",
-            sent_at=sent_at, message_id=message_id, references=tuple(references), flags=frozenset(flags),
-            headers=headers, raw=raw if len(raw) < 1_000_000 else None, source_ref=source_ref,
-            size=oversized_size, defects=tuple(defects),
-        )
-
     body = _Body(max_attachment_bytes=max_attachment_bytes)
     body.walk(msg, depth=0)
+    if oversized_size is not None:
+        body.drop_cut_part()
+        defects = [d for d in defects if d not in _CUT_DEFECTS]
+        flags |= {FLAG_OVERSIZED, FLAG_TRUNCATED}
     flags |= body.flags
     defects.extend(body.defects)
     if defects:
         flags.add(FLAG_MALFORMED)
     text = body.text
+    # A report that returned nothing of the original still names it in its own In-Reply-To.
+    bounce_of = body.bounce_of or (references if body.dsn_actions else [])
     # A delay notice ("Action: delayed") is no bounce: the reply may still arrive.
-    if body.bounce_of and (not body.dsn_actions or "failed" in body.dsn_actions):
+    if bounce_of and (not body.dsn_actions or "failed" in body.dsn_actions):
         flags.add(FLAG_BOUNCE)
-        references = list(dict.fromkeys(references + body.bounce_of))[:MAX_REFERENCES]
+        references = list(dict.fromkeys(references + bounce_of))[:MAX_REFERENCES]
         if body.dsn_summary:
             # First line: what agents see in lists and what the bounced reply is marked with.
             text = f"{body.dsn_summary}\n\n{text}"
+    if oversized_size is not None:
+        text = _with_oversize_note(text, oversized_size, len(raw))
     if len(text) > MAX_TEXT_CHARS:
         text = text[:MAX_TEXT_CHARS]
         flags.add(FLAG_TRUNCATED)
@@ -471,9 +606,17 @@ def item_from_message(
         headers=headers,
         raw=raw,
         source_ref=source_ref,
-        size=len(raw),
+        size=oversized_size if oversized_size is not None else len(raw),
         defects=tuple(dict.fromkeys(defects)),
     )
+
+
+def _with_oversize_note(text: str, size: int, read: int) -> str:
+    """The text of an oversized message with a note, at its end, of what was not stored."""
+    if not text.strip():
+        return f"[This message is {size:,} bytes, over the size limit: only its headers were stored.]"
+    return (f"{text}\n\n[This message is {size:,} bytes, over the size limit: its text was kept; what came after "
+            f"its first {read:,} bytes (attachments) was not stored. The original is where it came from.]")
 
 
 class _Body:
@@ -490,6 +633,14 @@ class _Body:
         self.dsn_actions: list[str] = []
         self.dsn_summary = ""
         self.parts = 0
+        #: Whether the last part read was a file (in an oversized mail, the one the cut may fall into).
+        self.last_was_file = False
+
+    def drop_cut_part(self) -> None:
+        """After reading only the first bytes of an oversized mail: the last file may be cut short."""
+        if self.last_was_file and self.attachments:
+            self.attachments[-1] = dataclasses.replace(self.attachments[-1], data=None)
+        self.defects = [d for d in self.defects if d not in _CUT_DEFECTS]
 
     @property
     def text(self) -> str:
@@ -515,7 +666,7 @@ class _Body:
 
     def _visit(self, part: Message, depth: int) -> None:
         ctype = part.get_content_type()
-        if ctype == "message/delivery-status":
+        if ctype in ("message/delivery-status", "message/global-delivery-status"):  # RFC 3464, RFC 6533
             self._read_delivery_status(part)
             return
         if part.is_multipart():
@@ -523,7 +674,7 @@ class _Body:
             report_type = email.utils.collapse_rfc2231_value(part.get_param("report-type", ""))
             if ctype == "multipart/report" and report_type.lower() == "delivery-status":
                 self._read_bounce(payload)
-            if ctype == "message/rfc822" or (depth > 0 and not isinstance(payload, list)):
+            if ctype in ("message/rfc822", "message/global") or (depth > 0 and not isinstance(payload, list)):
                 self._attach_message(part)
                 return
             if ctype == "multipart/alternative":
@@ -546,6 +697,7 @@ class _Body:
             if fell_back:
                 self.flags.add(FLAG_CHARSET_FALLBACK)
             (self.texts if ctype == "text/plain" else self.htmls).append(text)
+            self.last_was_file = False
             return
         if ctype == "text/rfc822-headers":
             text, _ = self._decode(part)
@@ -577,6 +729,8 @@ class _Body:
             action = fields.get("action", "").lower()
             if action:
                 self.dsn_actions.append(action)
+            for name in ("original-message-id", "x-original-message-id"):  # some MTAs name the original here
+                self.bounce_of.extend(_message_ids(fields.get(name, "")))
             if action == "failed" and not self.dsn_summary:
                 recipient = fields.get("final-recipient", fields.get("original-recipient", "")).partition(";")[2]
                 detail = fields.get("diagnostic-code", "").partition(";")[2].strip() or fields.get("status", "")
@@ -585,7 +739,8 @@ class _Body:
 
     def _read_bounce(self, payload: object) -> None:
         for sub in payload if isinstance(payload, list) else []:
-            if isinstance(sub, Message) and sub.get_content_type() == "message/rfc822":
+            # message/global and message/global-headers: the same for an internationalized original (RFC 6533).
+            if isinstance(sub, Message) and sub.get_content_type() in _RETURNED_MESSAGE_TYPES:
                 inner = _raw_payload(sub)
                 inner = inner[0] if isinstance(inner, list) and inner else inner
                 if isinstance(inner, Message):
@@ -620,7 +775,7 @@ class _Body:
 
     def _decode(self, part: Message) -> tuple[str, bool]:
         data = self._payload(part)
-        text, fell_back = _decode_bytes(data, part.get_content_charset())
+        text, fell_back = charsets.decode(data, part.get_content_charset())
         text = _scrub(text)
         # One line-ending convention for agents and search; NUL cuts text short in many tools.
         if "\r" in text:
@@ -662,6 +817,7 @@ class _Body:
         ))
 
     def _store(self, attachment: Attachment) -> None:
+        self.last_was_file = True
         if self.max_attachment_bytes is not None and (attachment.size or 0) > self.max_attachment_bytes:
             # Keep the fact of it (name, size) without the bytes; the raw message still has them.
             self.flags.add(FLAG_TRUNCATED)

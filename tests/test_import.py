@@ -332,3 +332,18 @@ def test_a_parser_crash_is_quarantined_and_reprocessed_after_the_fix(tmp_path, m
     assert "stored" in fixed.stdout
     figures = stats(mainland)
     assert (figures["messages"], figures["quarantined"]) == (4, 0)
+
+
+def test_files_that_are_not_mail_are_skipped_with_a_note_not_quarantined(tmp_path, mainland):
+    folder = write_folder(tmp_path / "eml", messages(2))
+    (folder / "README.txt").write_text("Exported from the old helpdesk on 2024-01-02.\n\nAsk Kim about it.\n")
+    (folder / "invoice.pdf").write_bytes(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog >>\nendobj\n\x00\x01")
+    (folder / "z-banner.eml").write_bytes(b"\r\n" + raw_mail(sender="late@example.net", subject="After blank lines"))
+    result = mainland("import", str(folder), "--no-progress", "--batch-size", "2")
+    assert result.exit_code == 0, result.output
+    assert "imported 3 messages: 3 stored, 0 duplicates, 0 quarantined" in result.stdout
+    assert "skipped 2 files that are not mail: README.txt, invoice.pdf" in result.stdout
+    figures = stats(mainland)
+    assert (figures["messages"], figures["quarantined"]) == (3, 0)
+    again = mainland("import", str(folder), "--no-progress")
+    assert "not mail" not in again.stdout, "a finished import is not read again"

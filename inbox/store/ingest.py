@@ -30,6 +30,20 @@ class IngestQueries:
             known.update(r[0] for r in rows)
         return known
 
+    def stored_contents(self, channel: str, external_ids: Iterable[str]) -> dict[str, tuple[str, str]]:
+        """external_id -> (text, flags) of those of `external_ids` stored for `channel`."""
+        ids = list(external_ids)
+        found: dict[str, tuple[str, str]] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(
+                f"SELECT external_id, text, flags FROM messages WHERE channel = ? AND external_id IN ({marks})",  # noqa: S608
+                (channel, *chunk),
+            )
+            found.update((r[0], (r[1] or "", r[2] or "")) for r in rows)
+        return found
+
     # Customers and identities -------------------------------------------------------------------
 
     def customer_for_identity(self, kind: str, value: str) -> int | None:

@@ -117,7 +117,7 @@ FLAG_LABELS = {
     "invalid_sender": (_l("invalid sender"), _l("The sender address could not be read; replies are disabled.")),
     "malformed": (_l("malformed"), _l("The mail was damaged; the text shown is a best effort.")),
     "truncated": (_l("truncated"), _l("Cut at the size limit; the original can be downloaded.")),
-    "oversized": (_l("oversized"), _l("Larger than the size limit: only the headers were kept.")),
+    "oversized": (_l("oversized"), _l("Larger than the size limit: the headers and text were kept, the attachments after them were not stored.")),
     "bad_date": (_l("bad date"), _l("The date was missing or implausible; the receive time is used.")),
     "unverified_sender": (_l("unverified sender"),
                           _l("The sender's domain did not confirm this mail (DMARC failed); it may be forged.")),

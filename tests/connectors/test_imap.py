@@ -2,7 +2,7 @@
 
 The contract kit proves the promises every connector keeps; the tests below prove what is
 particular to mail: the mailbox is left untouched (no \\Seen), a new UIDVALIDITY rescans without
-doubles, oversized mail becomes a stub, paging and the per-poll cap, a message expunged between
+doubles, oversized mail keeps its headers and text only, paging and the per-poll cap, a message expunged between
 SEARCH and FETCH, a connection dropped mid-poll, hostile headers in replies, and how SMTP and
 IMAP failures are classified. Dovecot is reached through a small TCP relay (`FaultProxy`) that can
 drop connections the way a flaky network does.
@@ -259,23 +259,32 @@ def test_new_uidvalidity_rescans_without_storing_twice(make_connector, mail_chan
     assert store.counts()["messages"] == 4
 
 
-def test_oversized_mail_becomes_a_stub_with_sender_and_subject(make_connector, mail_channel, ingestor, store,
-                                                               imap_account, tmp_path):
-    big_body = "PAYLOAD-" + "x" * 20_000
+def test_oversized_mail_keeps_its_headers_and_text_but_not_its_attachment(make_connector, mail_channel, ingestor,
+                                                                           store, imap_account, tmp_path):
+    attachment = base64.encodebytes(b"PAYLOAD-" + bytes(range(256)) * 80).decode()
+    big = raw_mail(sender="Big Sender <big@example.net>", subject="Scans of my invoice", date=_date(),
+                   content_type='multipart/mixed; boundary="b"',
+                   body="--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nThe invoice scans are attached.\r\n"
+                        "--b\r\nContent-Type: application/pdf; name=scan.pdf\r\nContent-Disposition: attachment; "
+                        "filename=scan.pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n" + attachment + "--b--")
     imap_append_many(imap_account, [
         raw_mail(sender="Small Sender <small@example.net>", subject="A short question", date=_date()),
-        raw_mail(sender="Big Sender <big@example.net>", subject="Scans of my invoice", date=_date(), body=big_body),
+        big,
     ])
     connector = make_connector(context_for(tmp_path, max_message_bytes=5_000))
     assert poll(connector, ingestor).stored == 2
 
-    small, big = stored_messages(store)
+    small, large = stored_messages(store)
     assert FLAG_OVERSIZED not in small["flags"].split()
-    assert FLAG_OVERSIZED in big["flags"].split()
-    assert (big["author_handle"], big["subject"]) == ("big@example.net", "Scans of my invoice")
-    assert "over the size limit" in big["text"]
-    raw = store.raw_message(big["id"])
-    assert b"Scans of my invoice" in raw and b"PAYLOAD-" not in raw, "the body of an oversized mail is not fetched"
+    assert {FLAG_OVERSIZED, "truncated"} <= set(large["flags"].split())
+    assert (large["author_handle"], large["subject"]) == ("big@example.net", "Scans of my invoice")
+    assert large["text"].startswith("The invoice scans are attached.")
+    assert "over the size limit" in large["text"]
+    assert store.execute("SELECT size FROM messages WHERE id = ?", (large["id"],)).fetchone()[0] > 20_000
+    [scan] = store.execute("SELECT filename, stored FROM attachments WHERE message_id = ?", (large["id"],)).fetchall()
+    assert tuple(scan) == ("scan.pdf", 0), "the cut attachment is named but not stored"
+    raw = store.raw_message(large["id"])
+    assert len(raw) <= 5_000 and b"Scans of my invoice" in raw, "only the first bytes are fetched"
 
 
 def test_pages_follow_batch_size_oldest_first(make_connector, mail_channel):
