@@ -104,10 +104,20 @@ def _opening() -> list[Step]:
             cast.made["ig_media"] = meta.ig_media("Cosy socks, now in six colours 🧦")
         meta.customer_comment("Sophie Janssen", text, platform="instagram", post=cast.made["ig_media"])
 
+    def emma_first(cast: Cast, text: str) -> None:
+        cast.made["emma_first"] = cast.stack.whatsapp.customer_text("31623456789", text, name="Emma de Vries")
+
+    def emma_corrects(cast: Cast, text: str) -> None:
+        # A customer's edit of a message we hold: the thread shows the new text and keeps the old one.
+        cast.stack.whatsapp.customer_edit(cast.made["emma_first"], text)
+
     return [
         s(2, "Emma de Vries", "WhatsApp",
           "Hoi! Ik had gemaild over bestelling 10482, maar nog niets gehoord. Weten jullie al waar mijn pakket is?",
-          lambda c, t: c.stack.whatsapp.customer_text("31623456789", t, name="Emma de Vries")),
+          emma_first),
+        s(3, "Emma de Vries", "WhatsApp (edited)",
+          "Hoi! Ik had gemaild over bestelling 10428, maar nog niets gehoord. Weten jullie al waar mijn pakket is?",
+          emma_corrects),
         s(4, "Tom Baker", "Mastodon", "Is the winter sale on in the Leeds shop as well, or only online?",
           mastodon_first),
         s(6, "James Carter", "X", "Here's the cracked lid I emailed you about. Photo attached. Not impressed.",
@@ -118,6 +128,8 @@ def _opening() -> list[Step]:
         s(10, "Priya Patel", "Telegram",
           "Hi, I emailed about my password. The reset link still says 'expired'. Can you help here instead?",
           telegram_priya),
+        s(11, "Noor El Amrani", "Facebook Messenger", "Get Started",
+          lambda c, t: c.stack.meta.customer_presses("Noor El Amrani", t, "GET_STARTED")),
         s(12, "Noor El Amrani", "Facebook Messenger",
           "Hallo, zijn jullie op tweede kerstdag open in Amsterdam?",
           lambda c, t: c.stack.meta.customer_dm("Noor El Amrani", t, platform="messenger")),

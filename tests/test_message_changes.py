@@ -92,3 +92,17 @@ def test_a_pressed_button_is_shown_above_the_message(agent_client, ingestor, web
     page = agent_client.get(f"/conversations/{message['conversation_id']}").get_data(as_text=True)
     assert page.count("Pressed:") == 1, "only the pressed button says so"
     assert str(escape("Pressed: Get started (GET_STARTED_<b>)")) in page
+
+
+def test_a_network_id_is_not_shown_next_to_the_senders_name(agent_client, ingestor, web_store,  # noqa: F811
+                                                             frozen_clock):
+    """A page-scoped number or a DID means nothing to an agent: the name stands alone (the id is in its title)."""
+    item = InboundItem(channel=CHANNEL, external_id="psid-1", text="Hallo", thread_key="chat:psid",
+                       author=Author(handle="6723400011100001", name="Noor El Amrani", identity_kind="facebook"),
+                       sent_at=frozen_clock.now())
+    ingestor.ingest(CHANNEL, FetchResult(items=[item], cursor="1"))
+    message = _message(web_store, "psid-1")
+    page = agent_client.get(f"/conversations/{message['conversation_id']}").get_data(as_text=True)
+    head = page[page.index(f'id="message-{message["id"]}"'):page.index('class="message-head"') + 600]
+    assert "&lt;6723400011100001&gt;" not in page
+    assert 'title="6723400011100001"' in head and "Noor El Amrani" in head

@@ -547,3 +547,4 @@ def search():
 def init_app(app: Flask) -> None:
     app.jinja_env.globals.update(count_label=count_label, priority_label=lambda p: str(PRIORITY_LABELS.get(p, p)))
     app.jinja_env.filters.update(highlight=highlight)
+    app.jinja_env.tests["opaque_handle"] = is_opaque_handle
