@@ -27,13 +27,15 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from connectors.base import ConnectorError, PermanentError, RetryableError
+from connectors.base import ConnectorError, Limits, PermanentError, RetryableError
 from inbox import clock, review, service_levels
+from inbox.attachments import AttachmentStore, safe_filename, type_mismatch
 from inbox.mail import conversation_message_id
-from inbox.models import FLAG_AUTO_SUBMITTED, Author, OutboundReply
+from inbox.models import FLAG_AUTO_SUBMITTED, Attachment, Author, OutboundReply
 from inbox.poller import backoff_delay
 from inbox.runtime import Mainland
 from inbox.store import Store
@@ -63,16 +65,76 @@ class ReplyRefused(Exception):
     """The reply cannot be queued (nobody to answer, an address we must not write to)."""
 
 
+class FilesRefused(Exception):
+    """A reply's files break the channel's or the installation's rules; `reason` names which:
+    "none" (the channel carries no files here), "count" (`limit`), "type" (`filename`, `content_type`),
+    "size" (`filename`, `limit` in bytes), "empty" (`filename`)."""
+
+    def __init__(self, reason: str, **details: Any) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.details = details
+
+
+def file_size_cap(limits: Limits, installation_cap: int | None) -> int | None:
+    """The largest file a reply may carry: the channel's limit or the installation's, whichever is lower."""
+    caps = [c for c in (limits.max_attachment_bytes, installation_cap) if c]
+    return min(caps) if caps else None
+
+
+def check_files(limits: Limits, files: Sequence[Attachment], *, public: bool,
+                installation_cap: int | None) -> None:
+    """Raise FilesRefused unless `files` may go out in one reply on a channel with `limits`.
+
+    The same rules the composer shows and checks in the browser; checked again here because the
+    browser is never trusted."""
+    if not files:
+        return
+    if not limits.accepts_files(public=public):
+        raise FilesRefused("none")
+    if limits.max_attachments is not None and len(files) > limits.max_attachments:
+        raise FilesRefused("count", limit=limits.max_attachments)
+    cap = file_size_cap(limits, installation_cap)
+    for file in files:
+        size = len(file.data or b"")
+        if not size:
+            raise FilesRefused("empty", filename=file.filename)
+        if not limits.accepts_type(file.content_type):
+            raise FilesRefused("type", filename=file.filename, content_type=file.content_type)
+        if cap is not None and size > cap:
+            raise FilesRefused("size", filename=file.filename, limit=cap)
+
+
+def sending_limits(mainland: Mainland, channel: str) -> Limits:
+    """The limits of the connector that delivers replies for `channel` (its `reply_channel`, if set)."""
+    settings = mainland.config.channels[channel].settings
+    return mainland.connector_class(settings.get("reply_channel") or channel).limits
+
+
+def _store_files(mainland: Mainland, files: Sequence[Attachment]) -> list[dict[str, Any]]:
+    """Put the files' bytes into the attachment store (before the rows that point at them are written)."""
+    if not files:
+        return []
+    attachment_store = mainland.attachment_store()
+    return [{"filename": safe_filename(f.filename, index, f.content_type),
+             "content_type": (f.content_type or "application/octet-stream").split(";")[0].strip().lower(),
+             "size": len(f.data or b""), "sha256": attachment_store.put(f.data or b""),
+             # An "image" that is not one (or hides markup) is never shown inline, ours or not.
+             "type_mismatch": type_mismatch(f.content_type or "", f.data)}
+            for index, f in enumerate(files, start=1)]
+
+
 def queue_reply(mainland: Mainland, store: Store, conversation_id: int, text: str, *, agent: dict | None = None,
                 html: str | None = None, now: dt.datetime | None = None, flags: Iterable[str] = (),
-                reviewed: bool = False, hold_seconds: float = 0) -> str:
+                reviewed: bool = False, hold_seconds: float = 0, files: Sequence[Attachment] = ()) -> str:
     """Queue an agent's reply in a conversation; returns the outbox id.
 
     `flags` mark the message; FLAG_AUTO_SUBMITTED makes it an automatic message (a survey), sent
     as such (email: `Auto-Submitted: auto-generated`). A trainee's reply is held for a lead's
     review instead (inbox/review.py) and the id returned is "review:<item id>"; `reviewed` is
     how the approval itself sends it. `hold_seconds`: the undo window; the reply is not due before
-    it ends (a held trainee's reply has none: it waits for the review instead).
+    it ends (a held trainee's reply has none: it waits for the review instead). `files` go out with
+    the reply (checked by the caller with `check_files`); a held reply keeps them for the review.
     """
     now = now or clock.now()
     now_text = iso(now)
@@ -80,8 +142,9 @@ def queue_reply(mainland: Mainland, store: Store, conversation_id: int, text: st
     answered = store.latest_inbound(conversation_id)
     if answered is None:
         raise ReplyRefused("this conversation has no message from the customer to answer")
+    stored = _store_files(mainland, files)
     if not reviewed and review.needs_review(store, agent):
-        return review.hold_reply(store, conversation_id, text, agent=agent, html=html, now=now)
+        return review.hold_reply(store, conversation_id, text, agent=agent, html=html, now=now, files=stored)
     outbox_id = uuid.uuid4().hex
     channel = conversation["channel"]
     # Email replies carry a Message-ID naming the conversation, so the customer's answer threads
@@ -95,6 +158,7 @@ def queue_reply(mainland: Mainland, store: Store, conversation_id: int, text: st
             subject=conversation["subject"] or answered["subject"] or "", message_id=message_id, refs=refs,
             author_name=(agent or {}).get("name", ""), now=now_text, flags=" ".join(sorted(set(flags))),
             next_at=iso(now + dt.timedelta(seconds=hold_seconds)) if hold_seconds > 0 else None,
+            files=stored, split_files=not sending_limits(mainland, channel).files_with_text,
         )
         # The reply stops the first- or next-response clock: the queue's due times move at once.
         service_levels.refresh(store, service_levels.for_config(mainland.config), [conversation_id], now)
@@ -119,6 +183,11 @@ def undo_reply(mainland: Mainland, store: Store, conversation_id: int, outbox_id
         if outcome != "taken" or row is None:
             raise UndoRefused(outcome)
         service_levels.refresh(store, service_levels.for_config(mainland.config), [conversation_id], now)
+        orphans = store.unreferenced_files(row.get("dropped_files") or [])
+    # The undone reply's files are dropped, not kept with the draft: nothing else refers to them.
+    attachment_store = mainland.attachment_store()
+    for digest in orphans:
+        attachment_store.delete(digest)
     return row
 
 
@@ -129,17 +198,32 @@ class SendReport:
     failed: int = 0
 
 
-def build_outbound(store: Store, row: dict) -> OutboundReply:
-    """The `OutboundReply` for a claimed outbox row: to the customer's last message in the conversation."""
+def load_files(attachment_store: AttachmentStore | None, rows: list[dict]) -> tuple[Attachment, ...]:
+    """Our stored files with their bytes, ready for a connector."""
+    if not rows:
+        return ()
+    if attachment_store is None:
+        raise ValueError("this reply has files but no attachment store was given")
+    return tuple(Attachment(filename=r["filename"], content_type=r["content_type"],
+                            data=attachment_store.read(r["sha256"]), size=r["size"]) for r in rows)
+
+
+def build_outbound(store: Store, row: dict, attachment_store: AttachmentStore | None = None) -> OutboundReply:
+    """The `OutboundReply` for a claimed outbox row: to the customer's last message in the conversation.
+
+    A row that is one part of a reply sent in parts carries only its text or only its one file."""
     conversation = store.conversation(row["conversation_id"])
     answered = store.latest_inbound(row["conversation_id"]) or {}
     refs = tuple((row["refs"] or "").split())
+    part = row.get("part") or "all"
     return OutboundReply(
+        attachments=() if part == "text" else load_files(attachment_store, store.outbound_files(
+            row["message_id"], row.get("attachment_id") if part == "file" else None)),
         idempotency_key=row["id"],
         channel=row["channel"],
         conversation_id=row["conversation_id"],
-        text=row["text"],
-        html=row["html"],
+        text="" if part == "file" else row["text"],
+        html=None if part == "file" else row["html"],
         to=Author(handle=answered.get("author_handle", ""), name=answered.get("author_name", "")),
         subject=row["subject"],
         thread_key=conversation["thread_key"],
@@ -162,7 +246,7 @@ def send_due(mainland: Mainland, store: Store, *, now: dt.datetime | None = None
         rows = store.claim_outbox(iso(now), iso(now + dt.timedelta(seconds=LEASE_SECONDS)))
     for row in rows:
         try:
-            reply = build_outbound(store, row)
+            reply = build_outbound(store, row, mainland.attachment_store())
             connector = mainland.sending_connector(row["channel"])
         except Exception as exc:  # a channel removed from the config, a vanished conversation
             with store.write():

@@ -48,12 +48,14 @@ def needs_review(store: Store, agent: dict[str, Any] | None) -> bool:
 
 
 def hold_reply(store: Store, conversation_id: int, text: str, *, agent: dict[str, Any], html: str | None = None,
-               now: dt.datetime | None = None) -> str:
-    """Hold a trainee's reply for review; returns "review:<item id>"."""
+               now: dt.datetime | None = None, files: list[dict[str, Any]] | None = None) -> str:
+    """Hold a trainee's reply for review; returns "review:<item id>". Its `files` (already in the
+    attachment store) are kept with it and go out when it is approved."""
     now = now or clock.now()
     with store.write():
         item_id = store.hold_for_review(conversation_id=conversation_id, agent_id=agent["id"], text=text, html=html,
                                         now=iso(now))
+        store.hold_review_files(item_id, files or [])
         store.audit(iso(now), f"agent:{agent['id']}", "reply_held_for_review", "conversation", conversation_id,
                     item=item_id)
     return f"{HELD_PREFIX}{item_id}"
@@ -80,7 +82,7 @@ def _html_for(item: dict[str, Any], final: str, edited: bool) -> str | None:
 def approve(mainland: Any, store: Store, item_id: int, *, reviewer: dict[str, Any], text: str | None = None,
             now: dt.datetime | None = None) -> Outcome:
     """Send the held reply (as edited by the reviewer, if `text` differs) through the outbox."""
-    from inbox.outbox import ReplyRefused, queue_reply
+    from inbox.outbox import ReplyRefused, load_files, queue_reply
 
     now = now or clock.now()
     item = store.review_item(item_id)
@@ -96,7 +98,8 @@ def approve(mainland: Any, store: Store, item_id: int, *, reviewer: dict[str, An
         try:
             outbox_id = queue_reply(mainland, store, item["conversation_id"], final,
                                     agent={"id": author["id"], "name": author["name"]},
-                                    html=_html_for(item, final, edited), now=now, reviewed=True)
+                                    html=_html_for(item, final, edited), now=now, reviewed=True,
+                                    files=load_files(mainland.attachment_store(), store.review_files(item_id)))
         except ReplyRefused as exc:
             raise ReviewError(str(exc)) from exc
         if not store.decide_review(item_id, state="approved", reviewer_id=reviewer["id"], now=iso(now),

@@ -942,3 +942,34 @@ def m014_message_reply_context(db: Database) -> None:
         ALTER TABLE messages ADD COLUMN context_url TEXT;
         """
     )
+
+
+@migrations()
+def m016_outbound_attachments(db: Database) -> None:
+    # An agent's reply may carry files: they are `attachments` rows of the outgoing message, stored
+    # by content hash like inbound ones (so the thread lists and serves them the same way).
+    #
+    # A channel where one message cannot hold both text and a file (Limits.files_with_text False)
+    # gets one outbox row per part of the reply: `part` is 'all' (the text with every file, the
+    # usual case), 'text' or 'file' (`attachment_id` names it); `part_index` keeps them in order.
+    # Each row is sent once, with its own idempotency key (its id). The message counts as sent
+    # when every part is.
+    #
+    # A trainee's reply held for review keeps its files in `review_attachments` until approved.
+    db.executescript(
+        """
+        ALTER TABLE outbox ADD COLUMN part TEXT NOT NULL DEFAULT 'all' CHECK (part IN ('all', 'text', 'file'));
+        ALTER TABLE outbox ADD COLUMN attachment_id INTEGER REFERENCES attachments(id);
+        ALTER TABLE outbox ADD COLUMN part_index INTEGER NOT NULL DEFAULT 0;
+        CREATE INDEX outbox_message ON outbox(message_id);
+        CREATE TABLE review_attachments (
+            id INTEGER PRIMARY KEY,
+            review_item_id INTEGER NOT NULL REFERENCES review_items(id) ON DELETE CASCADE,
+            filename TEXT NOT NULL,
+            content_type TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            sha256 TEXT NOT NULL
+        );
+        CREATE INDEX review_attachments_item ON review_attachments(review_item_id);
+        """
+    )

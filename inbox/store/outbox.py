@@ -11,6 +11,7 @@ a reply is either handed to the channel or taken back, never both.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from inbox.store.base import NotFound, as_dict, as_dicts
@@ -21,9 +22,15 @@ class OutboxQueries:
 
     def queue_outbound(self, *, outbox_id: str, conversation_id: int, channel: str, agent_id: int | None,
                        text: str, html: str | None, subject: str, message_id: str | None, refs: str,
-                       author_name: str, now: str, flags: str = "", next_at: str | None = None) -> int:
+                       author_name: str, now: str, flags: str = "", next_at: str | None = None,
+                       files: Sequence[dict[str, Any]] = (), split_files: bool = False) -> int:
         """The reply as a message (status queued) and its outbox row, in the caller's transaction.
-        `next_at`: not sent before then (the undo window); default at once."""
+        `next_at`: not sent before then (the undo window); default at once.
+
+        `files` (filename, content_type, size, sha256; the bytes already in the attachment store)
+        become the message's attachments. With `split_files` (a channel where text and a file cannot
+        share a message) the text and each file get an outbox row of their own, sent in that order;
+        the first one is `outbox_id`, the others `<outbox_id>-<n>`."""
         cur = self.conn.execute(
             "INSERT INTO messages (conversation_id, channel, external_id, direction, agent_id, author_name, subject, "
             "text, html, message_id, refs, received_at, delivery_status, flags) "
@@ -32,10 +39,22 @@ class OutboxQueries:
              refs, now, flags),
         )
         message_row = cur.lastrowid
-        self.conn.execute(
-            "INSERT INTO outbox (id, message_id, channel, state, next_at, created_at) VALUES (?, ?, ?, 'pending', ?, ?)",
-            (outbox_id, message_row, channel, next_at or now, now),
-        )
+        attachment_ids = [self.conn.execute(
+            "INSERT INTO attachments (message_id, filename, content_type, size, sha256, stored, type_mismatch) "
+            "VALUES (?, ?, ?, ?, ?, 1, ?)",
+            (message_row, f["filename"], f["content_type"], f["size"], f["sha256"], int(f.get("type_mismatch", False))),
+        ).lastrowid for f in files]
+        if split_files and attachment_ids:
+            parts = ([("text", None)] if text.strip() else []) + [("file", a) for a in attachment_ids]
+        else:
+            parts = [("all", None)]
+        for index, (part, attachment_id) in enumerate(parts):
+            self.conn.execute(
+                "INSERT INTO outbox (id, message_id, channel, state, next_at, created_at, part, attachment_id, "
+                "part_index) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?)",
+                (outbox_id if index == 0 else f"{outbox_id}-{index}", message_row, channel, next_at or now, now, part,
+                 attachment_id, index),
+            )
         self.conn.execute(
             "UPDATE conversations SET last_message_at = ?, updated_at = ?, "
             "first_response_at = COALESCE(first_response_at, ?), "
@@ -49,7 +68,7 @@ class OutboxQueries:
         flagged as a possible duplicate: the channel may have accepted it before the crash."""
         rows = as_dicts(self.conn.execute(
             "SELECT id, state FROM outbox WHERE (state IN ('pending', 'retry_wait') AND next_at <= ?) "
-            "OR (state = 'sending' AND lease_until < ?) ORDER BY next_at LIMIT ?",
+            "OR (state = 'sending' AND lease_until < ?) ORDER BY next_at, message_id, part_index LIMIT ?",
             (now, now, limit),
         ))
         claimed = []
@@ -75,6 +94,24 @@ class OutboxQueries:
             raise NotFound(f"no outbox row {outbox_id}")
         return row
 
+    def outbound_files(self, message_row: int, attachment_id: int | None = None) -> list[dict[str, Any]]:
+        """The files of our outgoing message (or just the one `attachment_id`), in the order attached."""
+        if attachment_id is not None:
+            return as_dicts(self.conn.execute(
+                "SELECT * FROM attachments WHERE message_id = ? AND id = ?", (message_row, attachment_id)))
+        return as_dicts(self.conn.execute("SELECT * FROM attachments WHERE message_id = ? ORDER BY id", (message_row,)))
+
+    def hold_review_files(self, review_item_id: int, files: Sequence[dict[str, Any]]) -> None:
+        """The files of a trainee's reply held for review (bytes already in the attachment store)."""
+        for f in files:
+            self.conn.execute(
+                "INSERT INTO review_attachments (review_item_id, filename, content_type, size, sha256) "
+                "VALUES (?, ?, ?, ?, ?)", (review_item_id, f["filename"], f["content_type"], f["size"], f["sha256"]))
+
+    def review_files(self, review_item_id: int) -> list[dict[str, Any]]:
+        return as_dicts(self.conn.execute(
+            "SELECT * FROM review_attachments WHERE review_item_id = ? ORDER BY id", (review_item_id,)))
+
     def latest_inbound(self, conversation_id: int) -> dict[str, Any] | None:
         """The customer's last message in a conversation: what a reply answers."""
         cur = self.conn.execute(
@@ -88,9 +125,12 @@ class OutboxQueries:
         self.conn.execute(
             "UPDATE outbox SET state = 'sent', provider_id = ?, sent_at = ?, lease_until = NULL, last_error = NULL "
             "WHERE id = ?", (provider_id, now, outbox_id))
+        # A reply sent in parts (text, then each file) is sent once its last part is; a part that
+        # failed keeps the message failed.
         self.conn.execute(
             "UPDATE messages SET delivery_status = 'sent', delivery_error = NULL, sent_at = ? "
-            "WHERE id = (SELECT message_id FROM outbox WHERE id = ?)", (now, outbox_id))
+            "WHERE id = (SELECT message_id FROM outbox WHERE id = ?) AND NOT EXISTS (SELECT 1 FROM outbox p "
+            "WHERE p.message_id = messages.id AND p.state != 'sent')", (now, outbox_id))
 
     def mark_outbox_retry(self, outbox_id: str, next_at: str, error: str) -> None:
         self.conn.execute(
@@ -110,9 +150,10 @@ class OutboxQueries:
 
     def retry_outbox(self, outbox_id: str, now: str) -> bool:
         """An agent's "try again" on a failed reply."""
+        # Every failed part of the reply goes again; parts already sent are never sent twice.
         cur = self.conn.execute(
-            "UPDATE outbox SET state = 'pending', next_at = ?, attempts = 0 WHERE id = ? AND state IN ('failed', 'dead')",
-            (now, outbox_id))
+            "UPDATE outbox SET state = 'pending', next_at = ?, attempts = 0 WHERE state IN ('failed', 'dead') "
+            "AND message_id = (SELECT message_id FROM outbox WHERE id = ?)", (now, outbox_id))
         if cur.rowcount:
             self.conn.execute(
                 "UPDATE messages SET delivery_status = 'queued' WHERE id = (SELECT message_id FROM outbox WHERE id = ?)",
@@ -128,7 +169,7 @@ class OutboxQueries:
         return as_dicts(self.conn.execute(
             "SELECT o.id, o.next_at, m.id AS message_row, m.text FROM outbox o JOIN messages m ON m.id = o.message_id "
             "WHERE m.conversation_id = ? AND m.agent_id = ? AND o.state = 'pending' AND o.attempts = 0 "
-            "ORDER BY o.created_at, o.id", (conversation_id, agent_id)))
+            "AND o.part_index = 0 ORDER BY o.created_at, o.id", (conversation_id, agent_id)))
 
     def undoable_replies_of(self, agent_id: int) -> list[dict[str, Any]]:
         """All the agent's replies still in the undo window, with whom they go to (the undo toast)."""
@@ -136,7 +177,8 @@ class OutboxQueries:
             "SELECT o.id, o.next_at, m.conversation_id, cu.display_name AS customer_name FROM outbox o "
             "JOIN messages m ON m.id = o.message_id JOIN conversations c ON c.id = m.conversation_id "
             "JOIN customers cu ON cu.id = c.customer_id "
-            "WHERE m.agent_id = ? AND o.state = 'pending' AND o.attempts = 0 ORDER BY o.created_at, o.id",
+            "WHERE m.agent_id = ? AND o.state = 'pending' AND o.attempts = 0 AND o.part_index = 0 "
+            "ORDER BY o.created_at, o.id",
             (agent_id,)))
 
     def take_back_outbound(self, outbox_id: str, conversation_id: int, agent_id: int) -> tuple[str, dict | None]:
@@ -150,10 +192,19 @@ class OutboxQueries:
         row = as_dict(cur, cur.fetchone())
         if row is None:
             return "missing", None
-        taken = self.conn.execute("DELETE FROM outbox WHERE id = ? AND state = 'pending' AND attempts = 0",
-                                  (outbox_id,)).rowcount
-        if not taken:
+        # A reply sent in parts is taken back whole or not at all: once a sender has any part of it,
+        # it is released.
+        released = self.conn.execute(
+            "SELECT count(*) FROM outbox WHERE message_id = ? AND NOT (state = 'pending' AND attempts = 0)",
+            (row["message_row"],)).fetchone()[0]
+        if released or row["state"] != "pending" or row["attempts"]:
             return "released", row
+        self.conn.execute("DELETE FROM outbox WHERE message_id = ?", (row["message_row"],))
+        # Its files are dropped with it (the composer tells the writer to attach them again); the
+        # caller removes a file from the attachment store once nothing refers to it any more.
+        row["dropped_files"] = [r[0] for r in self.conn.execute(
+            "SELECT sha256 FROM attachments WHERE message_id = ?", (row["message_row"],))]
+        self.conn.execute("DELETE FROM attachments WHERE message_id = ?", (row["message_row"],))
         self.conn.execute("DELETE FROM messages WHERE id = ?", (row["message_row"],))
         # The conversation as if the reply had never been written: its last activity, its first
         # response and the customer's waiting time.
@@ -169,6 +220,12 @@ class OutboxQueries:
             "sla_computed_at = NULL WHERE id = :c",
             {"c": conversation_id, "at": row["received_at"]})
         return "taken", row
+
+    def unreferenced_files(self, hashes: Sequence[str]) -> list[str]:
+        """Those of `hashes` no attachment (of any message or held reply) refers to any more."""
+        return [h for h in dict.fromkeys(hashes) if not self.conn.execute(
+            "SELECT 1 FROM attachments WHERE sha256 = ? UNION ALL SELECT 1 FROM review_attachments WHERE sha256 = ? "
+            "LIMIT 1", (h, h)).fetchone()]
 
     def apply_delivery_update(self, channel: str, provider_id: str, status: str, error: str | None,
                               order: dict[str, int]) -> bool:

@@ -46,7 +46,9 @@ from flask import (
 )
 from flask_babel import format_datetime, format_decimal
 from markupsafe import Markup
+from werkzeug.exceptions import RequestEntityTooLarge
 
+from connectors.base import Limits
 from inbox import access, clock
 from inbox import answers as answer_library
 from inbox.attachments import safe_filename
@@ -64,7 +66,18 @@ from inbox.lifecycle import (
     parse_snooze,
     transition,
 )
-from inbox.outbox import FLAG_PRIVATE_REPLY, ReplyRefused, UndoRefused, queue_reply, undo_reply, undo_seconds
+from inbox.models import Attachment
+from inbox.outbox import (
+    FLAG_PRIVATE_REPLY,
+    FilesRefused,
+    ReplyRefused,
+    UndoRefused,
+    check_files,
+    file_size_cap,
+    queue_reply,
+    undo_reply,
+    undo_seconds,
+)
 from inbox.review import is_held as is_held_for_review
 from inbox.routing import moved_note
 from inbox.sanitize import sanitize_html
@@ -404,6 +417,14 @@ class ComposerInfo:
     drafting: list[str] = field(default_factory=list)
     undo: list[dict[str, Any]] = field(default_factory=list)
     mentions: list[dict[str, str]] = field(default_factory=list)
+    #: The channel's declared facts (connectors/base.py Limits) and what they mean for files:
+    #: whether this reply may carry any (else `files_reason` says why), how many, how large, which types.
+    limits: Limits | None = None
+    files_allowed: bool = False
+    files_reason: str | None = None
+    max_files: int | None = None
+    max_file_bytes: int | None = None
+    file_types: tuple[str, ...] = ()
 
     @property
     def audience(self) -> str:
@@ -477,7 +498,55 @@ def _channel_composer(conversation: dict[str, Any], now: dt.datetime) -> Compose
             info.window_closed = now >= info.window_closes
     info.guard = loop_guard(answered["author_handle"], store.customer_identities(conversation["customer_id"]),
                             land.config.own_addresses())
+    _file_facts(info, limits, land.config.max_attachment_bytes)
     return info
+
+
+def _file_facts(info: ComposerInfo, limits: Limits, installation_cap: int | None) -> None:
+    """What the composer's file control offers, from the channel's declared limits; in words when nothing."""
+    info.limits = limits
+    info.files_allowed = limits.accepts_files(public=info.public)
+    info.max_files = limits.max_attachments
+    info.max_file_bytes = file_size_cap(limits, installation_cap)
+    info.file_types = limits.attachment_types
+    if info.files_allowed:
+        return
+    if limits.accepts_files(public=False):
+        info.files_reason = _("Public replies on %(channel)s cannot carry files; a private message can.",
+                              channel=info.channel_name)
+    else:
+        info.files_reason = _("Replies on %(channel)s cannot carry files.", channel=info.channel_name)
+
+
+def _uploaded_files() -> list[Attachment]:
+    """The files attached in the composer (an empty file field sends one nameless part: skipped)."""
+    files = []
+    for upload in request.files.getlist("files"):
+        if not upload or not upload.filename:
+            continue
+        data = upload.read()
+        files.append(Attachment(filename=upload.filename, content_type=upload.mimetype or "application/octet-stream",
+                                data=data, size=len(data)))
+    return files
+
+
+def files_refused_message(exc: FilesRefused, info: ComposerInfo) -> str:
+    """What the agent reads when the reply's files break a rule, with what to do about it."""
+    details = exc.details
+    if exc.reason == "none":
+        return " ".join([info.files_reason or _("This reply cannot carry files."),
+                         _("Remove the files, or share a link to them instead.")])
+    if exc.reason == "count":
+        return ngettext("This channel takes at most %(num)d file per reply. Remove some, or send them in another "
+                        "reply.", "This channel takes at most %(num)d files per reply. Remove some, or send them in "
+                        "another reply.", details["limit"])
+    if exc.reason == "type":
+        return _("%(name)s cannot be sent here: this channel takes only %(types)s. Remove it, or convert it first.",
+                 name=details["filename"], types=", ".join(info.file_types))
+    if exc.reason == "size":
+        return _("%(name)s is too large: at most %(size)s per file. Remove it, or share a link to it instead.",
+                 name=details["filename"], size=filesize(details["limit"]))
+    return _("%(name)s is empty. Remove it and attach the file again.", name=details.get("filename", ""))
 
 
 def _prepared(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -650,10 +719,16 @@ def reply(conversation_id: int):
     conversation = _visible_conversation(conversation_id)
     store = get_store()
     agent = current_agent()
-    text = (request.form.get("text") or "").replace("\r\n", "\n")
+    try:
+        text = (request.form.get("text") or "").replace("\r\n", "\n")
+        files = _uploaded_files()
+    except RequestEntityTooLarge:
+        return _refused(conversation, _("The files are too large to send together (at most %(size)s). Remove some, "
+                                        "or send them in several replies.",
+                                        size=filesize(mainland().config.max_message_bytes)), status=413)
     seen_up_to = _id_field("seen_up_to") or 0
     keep = {"draft": text}
-    if not text.strip():
+    if not text.strip() and not files:
         return _refused(conversation, str(_l("Write a reply first.")), **keep)
     if len(text) > MAX_TEXT_CHARS:
         return _refused(conversation, str(_l("The reply is too long.")), **keep)
@@ -676,6 +751,12 @@ def reply(conversation_id: int):
         return _refused(conversation, _("The channel's reply window closed at %(when)s: the channel will probably "
                                         "refuse the reply. Tick the box to send it anyway.",
                                         when=when(composer.window_closes_iso)), **keep)
+    private = bool(request.form.get("private")) and composer.private_reply_possible
+    try:
+        check_files(composer.limits or Limits(), files, public=composer.public and not private,
+                    installation_cap=mainland().config.max_attachment_bytes)
+    except FilesRefused as exc:
+        return _refused(conversation, files_refused_message(exc, composer), **keep)
     overridden = None
     if composer.guard:
         if request.form.get("override_guard") and access.is_admin(agent):
@@ -692,11 +773,11 @@ def reply(conversation_id: int):
         with store.write():
             unseen = store.unseen_message_ids(conversation_id, seen_up_to, agent["id"])
             if not unseen:
-                private = bool(request.form.get("private")) and composer.private_reply_possible
                 # Formatted channels get the light markdown as HTML too, as the composer promises.
                 html = to_html(text) if composer.formatting == "html" else None
                 queued = queue_reply(mainland(), store, conversation_id, text, agent=agent, html=html,
-                                     flags=[FLAG_PRIVATE_REPLY] if private else [], hold_seconds=hold)
+                                     flags=[FLAG_PRIVATE_REPLY] if private else [], hold_seconds=hold,
+                                     files=files)
                 if overridden:
                     store.audit(_now_iso(), f"agent:{agent['id']}", "reply_loop_guard_override", "conversation",
                                 conversation_id, reason=overridden)
@@ -754,8 +835,15 @@ def undo_send(conversation_id: int):
             status = apply_status(store.conversation(conversation_id), row["undo_status"], now=_now()).status
         except TransitionRefused:
             pass
-    return _done(conversation_id, _("Sending undone: the reply is back in the composer."), anchor="#composer",
-                 text=row["text"], message_id=row["message_row"], status=status)
+    message = _("Sending undone: the reply is back in the composer.")
+    if row.get("dropped_files"):
+        # The files are not kept with the draft (drafts are text): say so, so none goes missing unnoticed.
+        message = " ".join([message, ngettext("Its file was not kept: attach it again.",
+                                              "Its %(num)d files were not kept: attach them again.",
+                                              len(row["dropped_files"]))])
+    return _done(conversation_id, message, anchor="#composer",
+                 text=row["text"], message_id=row["message_row"], status=status,
+                 files_dropped=len(row.get("dropped_files") or []))
 
 
 @bp.post("/conversations/<int:conversation_id>/draft")
