@@ -218,6 +218,8 @@ def test_text_and_each_file_go_as_separate_messages_each_sent_once(world):
     assert [a.data for a in second.attachments] == [PNG + b"b"]
     assert len({r.idempotency_key for r in SplitChat.sent}) == 3
     assert world.sent_reply(cid)["delivery_status"] == "sent"
+    outgoing = [m for m in world.store.thread_messages(cid) if m["direction"] == "out"]
+    assert len(outgoing) == 1 and len(outgoing[0]["attachments"]) == 2, "one message in the thread, with its files"
     assert send_due(world.mainland, world.store).sent == 0, "no part is ever sent twice"
 
 
