@@ -775,6 +775,9 @@ def build_reply(
     # Address objects + the SMTP policy quote or encode any name; a newline cannot start a header.
     msg["From"] = _address(from_name, from_address)
     msg["To"] = _address(reply.to.name, reply.to.handle)
+    if reply.cc:
+        msg["Cc"] = tuple(_address(None, address) for address in reply.cc)
+    # reply.bcc is never written into the message: the sender puts those only into the envelope.
     subject = reply_subject(reply.subject)
     if token and f"[#{token}]" not in subject:
         subject = f"{subject} [#{token}]"

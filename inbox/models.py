@@ -189,3 +189,7 @@ class OutboundReply:
     from_name: str | None = None
     #: Written by Mainland itself (a satisfaction survey), not by an agent: marked as automatic mail.
     automatic: bool = False
+    #: Further recipients in copy, on channels that declare `Limits.copies` (email): `cc` are shown
+    #: to everyone, `bcc` go only into the envelope, never into a header.
+    cc: tuple[str, ...] = ()
+    bcc: tuple[str, ...] = ()

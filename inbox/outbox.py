@@ -25,10 +25,13 @@ message, and channels with idempotency keys get the same key (the outbox id).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
+import re
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from email.utils import getaddresses
 from typing import Any
 
 from connectors.base import ConnectorError, Limits, PermanentError, RetryableError
@@ -40,6 +43,7 @@ from inbox.poller import backoff_delay
 from inbox.runtime import Mainland
 from inbox.store import Store
 from inbox.store.base import iso, parse_iso
+from inbox.store.outbox import split_addresses
 
 log = logging.getLogger("mainland.outbox")
 
@@ -111,6 +115,83 @@ def sending_limits(mainland: Mainland, channel: str) -> Limits:
     return mainland.connector_class(settings.get("reply_channel") or channel).limits
 
 
+#: An address a reply may go to in copy: a plain local@domain, nothing a header or an SMTP command
+#: could be bent with (no spaces, brackets, quotes, commas or control characters).
+PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})+")
+#: Most people in copy of one reply (Cc and Bcc together).
+MAX_COPIES = 20
+
+
+def _headers(message: dict) -> dict[str, str]:
+    try:
+        headers = json.loads(message.get("headers") or "{}")
+    except ValueError:
+        return {}
+    return headers if isinstance(headers, dict) else {}
+
+
+def reply_target(answered: dict) -> Author:
+    """Who a reply goes to: the first plain address of the customer's Reply-To, when their message
+    named one (a shared mailbox or a list asks for answers elsewhere), else its author."""
+    for name, address in getaddresses([str(_headers(answered).get("reply-to") or "")]):
+        if PLAIN_ADDRESS.fullmatch(address):
+            return Author(handle=address, name=name or answered.get("author_name") or "")
+    return Author(handle=answered.get("author_handle") or "", name=answered.get("author_name") or "")
+
+
+def is_own_address(address: str, own: set[str], mail_domain: str | None) -> bool:
+    """True for an address of this installation: a channel's address or one at its mail domain."""
+    lowered = address.lower()
+    return lowered in own or bool(mail_domain) and lowered.endswith("@" + str(mail_domain).lower())
+
+
+def suggested_copies(answered: dict, *, own: set[str], mail_domain: str | None) -> list[str]:
+    """The Cc a reply-all would keep: the customer's last mail's To and Cc, minus our own addresses
+    (the channel's, the installation's mail domain), the customer and the reply's own target."""
+    headers = _headers(answered)
+    skip = {(answered.get("author_handle") or "").lower(), reply_target(answered).handle.lower()}
+    found: list[str] = []
+    for _name, address in getaddresses([str(headers.get("to") or ""), str(headers.get("cc") or "")]):
+        lowered = address.lower()
+        if (PLAIN_ADDRESS.fullmatch(address) and lowered not in skip and lowered not in (f.lower() for f in found)
+                and not is_own_address(address, own, mail_domain)):
+            found.append(address)
+    return found[:MAX_COPIES]
+
+
+class CopiesRefused(Exception):
+    """The Cc or Bcc field holds something a reply cannot go to; `reason` is "invalid" (`address`),
+    "own" (`address`: one of ours, a loop) or "count" (`limit`)."""
+
+    def __init__(self, reason: str, **details: Any) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.details = details
+
+
+def parse_copies(cc_text: str, bcc_text: str, *, to: str, own: set[str],
+                 mail_domain: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The Cc and Bcc fields (addresses separated by commas, semicolons or spaces) as addresses,
+    each once (whoever is in To or Cc is not also in Bcc). CopiesRefused for anything else."""
+    seen = {to.lower()}
+    result: list[list[str]] = [[], []]
+    for index, text in enumerate((cc_text, bcc_text)):
+        for token in re.split(r"[,;\s]+", text or ""):
+            if not token:
+                continue
+            address = token.strip("<>")
+            if not PLAIN_ADDRESS.fullmatch(address) or len(address) > 320:
+                raise CopiesRefused("invalid", address=token[:80])
+            if is_own_address(address, own, mail_domain):
+                raise CopiesRefused("own", address=address)
+            if address.lower() not in seen:
+                seen.add(address.lower())
+                result[index].append(address)
+    if len(result[0]) + len(result[1]) > MAX_COPIES:
+        raise CopiesRefused("count", limit=MAX_COPIES)
+    return tuple(result[0]), tuple(result[1])
+
+
 def _store_files(mainland: Mainland, files: Sequence[Attachment]) -> list[dict[str, Any]]:
     """Put the files' bytes into the attachment store (before the rows that point at them are written)."""
     if not files:
@@ -126,7 +207,8 @@ def _store_files(mainland: Mainland, files: Sequence[Attachment]) -> list[dict[s
 
 def queue_reply(mainland: Mainland, store: Store, conversation_id: int, text: str, *, agent: dict | None = None,
                 html: str | None = None, now: dt.datetime | None = None, flags: Iterable[str] = (),
-                reviewed: bool = False, hold_seconds: float = 0, files: Sequence[Attachment] = ()) -> str:
+                reviewed: bool = False, hold_seconds: float = 0, files: Sequence[Attachment] = (),
+                cc: Sequence[str] = (), bcc: Sequence[str] = ()) -> str:
     """Queue an agent's reply in a conversation; returns the outbox id.
 
     `flags` mark the message; FLAG_AUTO_SUBMITTED makes it an automatic message (a survey), sent
@@ -135,6 +217,7 @@ def queue_reply(mainland: Mainland, store: Store, conversation_id: int, text: st
     how the approval itself sends it. `hold_seconds`: the undo window; the reply is not due before
     it ends (a held trainee's reply has none: it waits for the review instead). `files` go out with
     the reply (checked by the caller with `check_files`); a held reply keeps them for the review.
+    `cc` and `bcc` (checked by the caller with `parse_copies`) go to channels that declare `copies`.
     """
     now = now or clock.now()
     now_text = iso(now)
@@ -144,7 +227,8 @@ def queue_reply(mainland: Mainland, store: Store, conversation_id: int, text: st
         raise ReplyRefused("this conversation has no message from the customer to answer")
     stored = _store_files(mainland, files)
     if not reviewed and review.needs_review(store, agent):
-        return review.hold_reply(store, conversation_id, text, agent=agent, html=html, now=now, files=stored)
+        return review.hold_reply(store, conversation_id, text, agent=agent, html=html, now=now, files=stored,
+                                 cc=cc, bcc=bcc)
     outbox_id = uuid.uuid4().hex
     channel = conversation["channel"]
     # Email replies carry a Message-ID naming the conversation, so the customer's answer threads
@@ -158,7 +242,7 @@ def queue_reply(mainland: Mainland, store: Store, conversation_id: int, text: st
             subject=conversation["subject"] or answered["subject"] or "", message_id=message_id, refs=refs,
             author_name=(agent or {}).get("name", ""), now=now_text, flags=" ".join(sorted(set(flags))),
             next_at=iso(now + dt.timedelta(seconds=hold_seconds)) if hold_seconds > 0 else None,
-            files=stored, split_files=not sending_limits(mainland, channel).files_with_text,
+            files=stored, split_files=not sending_limits(mainland, channel).files_with_text, cc=cc, bcc=bcc,
         )
         # The reply stops the first- or next-response clock: the queue's due times move at once.
         service_levels.refresh(store, service_levels.for_config(mainland.config), [conversation_id], now)
@@ -224,7 +308,10 @@ def build_outbound(store: Store, row: dict, attachment_store: AttachmentStore | 
         conversation_id=row["conversation_id"],
         text="" if part == "file" else row["text"],
         html=None if part == "file" else row["html"],
-        to=Author(handle=answered.get("author_handle", ""), name=answered.get("author_name", "")),
+        to=reply_target(answered),
+        # Copies go with the reply's text (or the whole reply), not again with each file sent apart.
+        cc=split_addresses(row.get("cc")) if part != "file" else (),
+        bcc=split_addresses(row.get("bcc")) if part != "file" else (),
         subject=row["subject"],
         thread_key=conversation["thread_key"],
         reply_to_external_id=answered.get("external_id"),

@@ -17,6 +17,7 @@ how they learn.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,7 +49,8 @@ def needs_review(store: Store, agent: dict[str, Any] | None) -> bool:
 
 
 def hold_reply(store: Store, conversation_id: int, text: str, *, agent: dict[str, Any], html: str | None = None,
-               now: dt.datetime | None = None, files: list[dict[str, Any]] | None = None) -> str:
+               now: dt.datetime | None = None, files: list[dict[str, Any]] | None = None,
+               cc: Sequence[str] = (), bcc: Sequence[str] = ()) -> str:
     """Hold a trainee's reply for review; returns "review:<item id>". Its `files` (already in the
     attachment store) are kept with it and go out when it is approved."""
     now = now or clock.now()
@@ -56,6 +58,7 @@ def hold_reply(store: Store, conversation_id: int, text: str, *, agent: dict[str
         item_id = store.hold_for_review(conversation_id=conversation_id, agent_id=agent["id"], text=text, html=html,
                                         now=iso(now))
         store.hold_review_files(item_id, files or [])
+        store.hold_review_copies(item_id, cc, bcc)
         store.audit(iso(now), f"agent:{agent['id']}", "reply_held_for_review", "conversation", conversation_id,
                     item=item_id)
     return f"{HELD_PREFIX}{item_id}"
@@ -89,17 +92,19 @@ def approve(mainland: Any, store: Store, item_id: int, *, reviewer: dict[str, An
     if item["state"] != "pending_review":
         raise ReviewError("this reply was already reviewed")
     final = (text if text is not None else item["text"]).replace("\r\n", "\n")
-    if not final.strip():
+    files = load_files(mainland.attachment_store(), store.review_files(item_id))
+    if not final.strip() and not files:
         raise ReviewError("the reply is empty")
     edited = final != item["text"]
     author = store.agent(item["agent_id"]) or {"id": item["agent_id"], "name": ""}
     seconds = _seconds(item, now)
+    copies = store.review_copies(item_id)
     with store.write():
         try:
             outbox_id = queue_reply(mainland, store, item["conversation_id"], final,
                                     agent={"id": author["id"], "name": author["name"]},
                                     html=_html_for(item, final, edited), now=now, reviewed=True,
-                                    files=load_files(mainland.attachment_store(), store.review_files(item_id)))
+                                    files=files, cc=copies[0], bcc=copies[1])
         except ReplyRefused as exc:
             raise ReviewError(str(exc)) from exc
         if not store.decide_review(item_id, state="approved", reviewer_id=reviewer["id"], now=iso(now),

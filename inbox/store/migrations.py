@@ -956,8 +956,15 @@ def m016_outbound_attachments(db: Database) -> None:
     # when every part is.
     #
     # A trainee's reply held for review keeps its files in `review_attachments` until approved.
+    #
+    # Email replies may go to further people in copy: `cc` and `bcc` (comma-separated addresses)
+    # on our message and on a held reply.
     db.executescript(
         """
+        ALTER TABLE messages ADD COLUMN cc TEXT;
+        ALTER TABLE messages ADD COLUMN bcc TEXT;
+        ALTER TABLE review_items ADD COLUMN cc TEXT;
+        ALTER TABLE review_items ADD COLUMN bcc TEXT;
         ALTER TABLE outbox ADD COLUMN part TEXT NOT NULL DEFAULT 'all' CHECK (part IN ('all', 'text', 'file'));
         ALTER TABLE outbox ADD COLUMN attachment_id INTEGER REFERENCES attachments(id);
         ALTER TABLE outbox ADD COLUMN part_index INTEGER NOT NULL DEFAULT 0;

@@ -17,13 +17,19 @@ from typing import Any
 from inbox.store.base import NotFound, as_dict, as_dicts
 
 
+def split_addresses(value: str | None) -> tuple[str, ...]:
+    """Addresses stored comma-separated (our own, checked when written) as a tuple."""
+    return tuple(a.strip() for a in (value or "").split(",") if a.strip())
+
+
 class OutboxQueries:
     conn: Any
 
     def queue_outbound(self, *, outbox_id: str, conversation_id: int, channel: str, agent_id: int | None,
                        text: str, html: str | None, subject: str, message_id: str | None, refs: str,
                        author_name: str, now: str, flags: str = "", next_at: str | None = None,
-                       files: Sequence[dict[str, Any]] = (), split_files: bool = False) -> int:
+                       files: Sequence[dict[str, Any]] = (), split_files: bool = False,
+                       cc: Sequence[str] = (), bcc: Sequence[str] = ()) -> int:
         """The reply as a message (status queued) and its outbox row, in the caller's transaction.
         `next_at`: not sent before then (the undo window); default at once.
 
@@ -33,10 +39,10 @@ class OutboxQueries:
         the first one is `outbox_id`, the others `<outbox_id>-<n>`."""
         cur = self.conn.execute(
             "INSERT INTO messages (conversation_id, channel, external_id, direction, agent_id, author_name, subject, "
-            "text, html, message_id, refs, received_at, delivery_status, flags) "
-            "VALUES (?, ?, ?, 'out', ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
+            "text, html, message_id, refs, received_at, delivery_status, flags, cc, bcc) "
+            "VALUES (?, ?, ?, 'out', ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
             (conversation_id, channel, f"out:{outbox_id}", agent_id, author_name, subject, text, html, message_id,
-             refs, now, flags),
+             refs, now, flags, ", ".join(cc) or None, ", ".join(bcc) or None),
         )
         message_row = cur.lastrowid
         attachment_ids = [self.conn.execute(
@@ -86,7 +92,8 @@ class OutboxQueries:
     def outbox_row(self, outbox_id: str) -> dict[str, Any]:
         cur = self.conn.execute(
             "SELECT o.*, m.conversation_id, m.text, m.html, m.subject, m.message_id AS our_message_id, m.refs, "
-            "m.author_name AS agent_name, m.flags FROM outbox o JOIN messages m ON m.id = o.message_id WHERE o.id = ?",
+            "m.author_name AS agent_name, m.flags, m.cc, m.bcc FROM outbox o JOIN messages m ON m.id = o.message_id "
+            "WHERE o.id = ?",
             (outbox_id,),
         )
         row = as_dict(cur, cur.fetchone())
@@ -108,6 +115,15 @@ class OutboxQueries:
                 "INSERT INTO review_attachments (review_item_id, filename, content_type, size, sha256) "
                 "VALUES (?, ?, ?, ?, ?)", (review_item_id, f["filename"], f["content_type"], f["size"], f["sha256"]))
 
+    def hold_review_copies(self, review_item_id: int, cc: Sequence[str], bcc: Sequence[str]) -> None:
+        """Who a held reply goes to in copy (email), sent along when it is approved."""
+        self.conn.execute("UPDATE review_items SET cc = ?, bcc = ? WHERE id = ?",
+                          (", ".join(cc) or None, ", ".join(bcc) or None, review_item_id))
+
+    def review_copies(self, review_item_id: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        row = self.conn.execute("SELECT cc, bcc FROM review_items WHERE id = ?", (review_item_id,)).fetchone()
+        return (split_addresses(row[0]), split_addresses(row[1])) if row else ((), ())
+
     def review_files(self, review_item_id: int) -> list[dict[str, Any]]:
         return as_dicts(self.conn.execute(
             "SELECT * FROM review_attachments WHERE review_item_id = ? ORDER BY id", (review_item_id,)))
@@ -115,7 +131,7 @@ class OutboxQueries:
     def latest_inbound(self, conversation_id: int) -> dict[str, Any] | None:
         """The customer's last message in a conversation: what a reply answers."""
         cur = self.conn.execute(
-            "SELECT id, external_id, message_id, refs, author_name, author_handle, subject, customer_id "
+            "SELECT id, external_id, message_id, refs, author_name, author_handle, subject, customer_id, headers "
             "FROM messages WHERE conversation_id = ? AND direction = 'in' ORDER BY id DESC LIMIT 1",
             (conversation_id,),
         )

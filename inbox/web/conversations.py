@@ -69,12 +69,16 @@ from inbox.lifecycle import (
 from inbox.models import Attachment
 from inbox.outbox import (
     FLAG_PRIVATE_REPLY,
+    CopiesRefused,
     FilesRefused,
     ReplyRefused,
     UndoRefused,
     check_files,
     file_size_cap,
+    parse_copies,
     queue_reply,
+    reply_target,
+    suggested_copies,
     undo_reply,
     undo_seconds,
 )
@@ -425,6 +429,9 @@ class ComposerInfo:
     max_files: int | None = None
     max_file_bytes: int | None = None
     file_types: tuple[str, ...] = ()
+    #: The channel sends copies (Limits.copies): the composer offers Cc (pre-filled) and Bcc.
+    copies: bool = False
+    cc_suggested: list[str] = field(default_factory=list)
 
     @property
     def audience(self) -> str:
@@ -486,8 +493,9 @@ def _channel_composer(conversation: dict[str, Any], now: dt.datetime) -> Compose
     answered = store.latest_inbound(conversation["id"])
     if answered is None:
         return ComposerInfo(False, str(_l("There is no message from the customer to answer.")), channel=via)
+    target = reply_target(answered)
     info = ComposerInfo(True, channel=via, max_length=limits.max_text_length, formatting=limits.formatting,
-                        window_hours=limits.reply_window_hours, recipient=answered["author_handle"] or None,
+                        window_hours=limits.reply_window_hours, recipient=target.handle or None,
                         private_reply_possible=bool(conversation["public"]) and limits.private_replies,
                         channel_name=connector_class.display_name, channel_kind=getattr(connector_class, "kind", None),
                         public=bool(conversation["public"]))
@@ -496,9 +504,14 @@ def _channel_composer(conversation: dict[str, Any], now: dt.datetime) -> Compose
         if last_in is not None:
             info.window_closes = last_in + dt.timedelta(hours=limits.reply_window_hours)
             info.window_closed = now >= info.window_closes
-    info.guard = loop_guard(answered["author_handle"], store.customer_identities(conversation["customer_id"]),
+    # The address the reply goes to (the customer's Reply-To, if any) is what the loop guard checks.
+    info.guard = loop_guard(target.handle, store.customer_identities(conversation["customer_id"]),
                             land.config.own_addresses())
     _file_facts(info, limits, land.config.max_attachment_bytes)
+    info.copies = limits.copies
+    if limits.copies:
+        info.cc_suggested = suggested_copies(answered, own=land.config.own_addresses(),
+                                             mail_domain=land.config.mail_domain)
     return info
 
 
@@ -528,6 +541,32 @@ def _uploaded_files() -> list[Attachment]:
         files.append(Attachment(filename=upload.filename, content_type=upload.mimetype or "application/octet-stream",
                                 data=data, size=len(data)))
     return files
+
+
+def _copies_from_form(composer: ComposerInfo) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The Cc and Bcc fields as addresses; CopiesRefused for anything a reply cannot go to."""
+    cc_text, bcc_text = request.form.get("cc") or "", request.form.get("bcc") or ""
+    if not composer.copies:
+        if cc_text.strip() or bcc_text.strip():
+            raise CopiesRefused("unsupported")
+        return (), ()
+    config = mainland().config
+    return parse_copies(cc_text[:MAX_TEXT_CHARS], bcc_text[:MAX_TEXT_CHARS], to=composer.recipient or "",
+                        own=config.own_addresses(), mail_domain=config.mail_domain)
+
+
+def copies_refused_message(exc: CopiesRefused) -> str:
+    """What the agent reads when Cc or Bcc holds something a reply cannot go to, and what to do."""
+    if exc.reason == "invalid":
+        return _("%(address)s is not an email address. Write addresses separated by commas, like "
+                 "ann@example.com, bob@example.org.", address=exc.details["address"])
+    if exc.reason == "own":
+        return _("%(address)s is one of Mainland's own addresses: a copy would loop back into this inbox. "
+                 "Remove it.", address=exc.details["address"])
+    if exc.reason == "count":
+        return ngettext("At most %(num)d address in copy. Remove some.",
+                        "At most %(num)d addresses in copy. Remove some.", exc.details["limit"])
+    return _("This channel cannot send copies. Empty the Cc and Bcc fields.")
 
 
 def files_refused_message(exc: FilesRefused, info: ComposerInfo) -> str:
@@ -727,7 +766,7 @@ def reply(conversation_id: int):
                                         "or send them in several replies.",
                                         size=filesize(mainland().config.max_message_bytes)), status=413)
     seen_up_to = _id_field("seen_up_to") or 0
-    keep = {"draft": text}
+    keep = {"draft": text, "cc_value": request.form.get("cc", ""), "bcc_value": request.form.get("bcc", "")}
     if not text.strip() and not files:
         return _refused(conversation, str(_l("Write a reply first.")), **keep)
     if len(text) > MAX_TEXT_CHARS:
@@ -757,6 +796,10 @@ def reply(conversation_id: int):
                     installation_cap=mainland().config.max_attachment_bytes)
     except FilesRefused as exc:
         return _refused(conversation, files_refused_message(exc, composer), **keep)
+    try:
+        cc, bcc = _copies_from_form(composer)
+    except CopiesRefused as exc:
+        return _refused(conversation, copies_refused_message(exc), **keep)
     overridden = None
     if composer.guard:
         if request.form.get("override_guard") and access.is_admin(agent):
@@ -777,7 +820,7 @@ def reply(conversation_id: int):
                 html = to_html(text) if composer.formatting == "html" else None
                 queued = queue_reply(mainland(), store, conversation_id, text, agent=agent, html=html,
                                      flags=[FLAG_PRIVATE_REPLY] if private else [], hold_seconds=hold,
-                                     files=files)
+                                     files=files, cc=cc, bcc=bcc)
                 if overridden:
                     store.audit(_now_iso(), f"agent:{agent['id']}", "reply_loop_guard_override", "conversation",
                                 conversation_id, reason=overridden)
