@@ -142,3 +142,18 @@ def test_a_channel_without_copies_offers_none_and_refuses_them(world):
     assert 'name="cc"' not in page and 'name="bcc"' not in page
     answer = world.reply(cid, cc="carol@example.com")
     assert answer.status_code == 400 and "cannot send copies" in answer.get_json()["error"]
+
+
+def test_formatted_mail_is_multipart_alternative_plain_first_and_sanitised(world, smtp_server):
+    cid = world.conversation()
+    text = "Hello **Jane**,\n\nsee [the tracking page](https://track.example.com/1) <script>alert(1)</script>"
+    assert world.reply(cid, text).status_code == 200
+    send_due(world.mainland, world.store)
+    message = email.message_from_bytes(smtp_server.messages[0].content, policy=email.policy.default)
+    assert message.get_content_type() == "multipart/alternative"
+    plain, html = message.get_payload()
+    assert (plain.get_content_type(), html.get_content_type()) == ("text/plain", "text/html")
+    assert "Hello **Jane**" in plain.get_content()
+    body = html.get_content()
+    assert "<strong>Jane</strong>" in body and 'href="https://track.example.com/1"' in body
+    assert "<script>" not in body

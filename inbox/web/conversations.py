@@ -543,6 +543,14 @@ def _uploaded_files() -> list[Attachment]:
     return files
 
 
+def formatted_html(text: str) -> str | None:
+    """The HTML part of a reply on a formatted channel (the composer's light markdown: paragraphs,
+    bold, italic, links), through the same sanitiser as everything shown; the plain text goes along
+    as the first alternative. None when the sanitiser refused it: the reply then goes as plain text."""
+    body, replaced = sanitize_html(to_html(text))
+    return None if replaced or not body.strip() else body
+
+
 def _copies_from_form(composer: ComposerInfo) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The Cc and Bcc fields as addresses; CopiesRefused for anything a reply cannot go to."""
     cc_text, bcc_text = request.form.get("cc") or "", request.form.get("bcc") or ""
@@ -816,8 +824,7 @@ def reply(conversation_id: int):
         with store.write():
             unseen = store.unseen_message_ids(conversation_id, seen_up_to, agent["id"])
             if not unseen:
-                # Formatted channels get the light markdown as HTML too, as the composer promises.
-                html = to_html(text) if composer.formatting == "html" else None
+                html = formatted_html(text) if composer.formatting == "html" else None
                 queued = queue_reply(mainland(), store, conversation_id, text, agent=agent, html=html,
                                      flags=[FLAG_PRIVATE_REPLY] if private else [], hold_seconds=hold,
                                      files=files, cc=cc, bcc=bcc)
