@@ -37,10 +37,12 @@ from typing import Any
 from connectors.base import ConnectorError, Limits, PermanentError, RetryableError
 from inbox import clock, review, service_levels
 from inbox.attachments import AttachmentStore, safe_filename, type_mismatch
+from inbox.channel_format import to_html
 from inbox.mail import conversation_message_id
 from inbox.models import FLAG_AUTO_SUBMITTED, Attachment, Author, OutboundReply
 from inbox.poller import backoff_delay
 from inbox.runtime import Mainland
+from inbox.signatures import signature_for, signed_text
 from inbox.store import Store
 from inbox.store.base import iso, parse_iso
 from inbox.store.outbox import split_addresses
@@ -221,6 +223,7 @@ def queue_reply(mainland: Mainland, store: Store, conversation_id: int, text: st
     """
     now = now or clock.now()
     now_text = iso(now)
+    flags = tuple(flags)
     conversation = store.conversation(conversation_id)
     answered = store.latest_inbound(conversation_id)
     if answered is None:
@@ -235,6 +238,9 @@ def queue_reply(mainland: Mainland, store: Store, conversation_id: int, text: st
     # even when their mail client drops In-Reply-To.
     message_id = conversation_message_id(conversation["token"], outbox_id, mainland.config.mail_domain).strip("<>")
     refs = " ".join(r for r in (answered["refs"] or "").split() + [answered["message_id"] or ""] if r)
+    # Signed on send, not in the composer: an agent's reply gets their and their channel's (or
+    # team's) signature; an automatic one (a survey) none.
+    signature = None if FLAG_AUTO_SUBMITTED in flags else signature_for(store, conversation, agent)
     with store.write():
         store.queue_outbound(
             outbox_id=outbox_id, conversation_id=conversation_id, channel=channel,
@@ -243,6 +249,7 @@ def queue_reply(mainland: Mainland, store: Store, conversation_id: int, text: st
             author_name=(agent or {}).get("name", ""), now=now_text, flags=" ".join(sorted(set(flags))),
             next_at=iso(now + dt.timedelta(seconds=hold_seconds)) if hold_seconds > 0 else None,
             files=stored, split_files=not sending_limits(mainland, channel).files_with_text, cc=cc, bcc=bcc,
+            signature=signature,
         )
         # The reply stops the first- or next-response clock: the queue's due times move at once.
         service_levels.refresh(store, service_levels.for_config(mainland.config), [conversation_id], now)
@@ -282,6 +289,13 @@ class SendReport:
     failed: int = 0
 
 
+def signed_html(html: str | None, signature: str | None) -> str | None:
+    """The HTML part with the signature (plain text, escaped into paragraphs) at its end."""
+    if not html or not signature:
+        return html
+    return f'{html}<div class="signature">{to_html(signature)}</div>'
+
+
 def load_files(attachment_store: AttachmentStore | None, rows: list[dict]) -> tuple[Attachment, ...]:
     """Our stored files with their bytes, ready for a connector."""
     if not rows:
@@ -306,8 +320,8 @@ def build_outbound(store: Store, row: dict, attachment_store: AttachmentStore | 
         idempotency_key=row["id"],
         channel=row["channel"],
         conversation_id=row["conversation_id"],
-        text="" if part == "file" else row["text"],
-        html=None if part == "file" else row["html"],
+        text="" if part == "file" else signed_text(row["text"], row.get("signature")),
+        html=None if part == "file" else signed_html(row["html"], row.get("signature")),
         to=reply_target(answered),
         # Copies go with the reply's text (or the whole reply), not again with each file sent apart.
         cc=split_addresses(row.get("cc")) if part != "file" else (),

@@ -959,8 +959,19 @@ def m016_outbound_attachments(db: Database) -> None:
     #
     # Email replies may go to further people in copy: `cc` and `bcc` (comma-separated addresses)
     # on our message and on a held reply.
+    #
+    # Signatures (inbox/signatures.py): templates per agent, team and channel; the rendered one is
+    # kept with our message (`signature`) and added to its text when it is sent.
     db.executescript(
         """
+        ALTER TABLE messages ADD COLUMN signature TEXT;
+        CREATE TABLE signatures (
+            scope TEXT NOT NULL CHECK (scope IN ('agent', 'team', 'channel')),
+            owner TEXT NOT NULL,
+            text TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (scope, owner)
+        ) WITHOUT ROWID;
         ALTER TABLE messages ADD COLUMN cc TEXT;
         ALTER TABLE messages ADD COLUMN bcc TEXT;
         ALTER TABLE review_items ADD COLUMN cc TEXT;

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from inbox.store.base import NotFound, as_dict, as_dicts
+from inbox.store.signatures import SignatureQueries
 
 
 def split_addresses(value: str | None) -> tuple[str, ...]:
@@ -22,14 +23,14 @@ def split_addresses(value: str | None) -> tuple[str, ...]:
     return tuple(a.strip() for a in (value or "").split(",") if a.strip())
 
 
-class OutboxQueries:
+class OutboxQueries(SignatureQueries):
     conn: Any
 
     def queue_outbound(self, *, outbox_id: str, conversation_id: int, channel: str, agent_id: int | None,
                        text: str, html: str | None, subject: str, message_id: str | None, refs: str,
                        author_name: str, now: str, flags: str = "", next_at: str | None = None,
                        files: Sequence[dict[str, Any]] = (), split_files: bool = False,
-                       cc: Sequence[str] = (), bcc: Sequence[str] = ()) -> int:
+                       cc: Sequence[str] = (), bcc: Sequence[str] = (), signature: str | None = None) -> int:
         """The reply as a message (status queued) and its outbox row, in the caller's transaction.
         `next_at`: not sent before then (the undo window); default at once.
 
@@ -39,10 +40,10 @@ class OutboxQueries:
         the first one is `outbox_id`, the others `<outbox_id>-<n>`."""
         cur = self.conn.execute(
             "INSERT INTO messages (conversation_id, channel, external_id, direction, agent_id, author_name, subject, "
-            "text, html, message_id, refs, received_at, delivery_status, flags, cc, bcc) "
-            "VALUES (?, ?, ?, 'out', ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
+            "text, html, message_id, refs, received_at, delivery_status, flags, cc, bcc, signature) "
+            "VALUES (?, ?, ?, 'out', ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
             (conversation_id, channel, f"out:{outbox_id}", agent_id, author_name, subject, text, html, message_id,
-             refs, now, flags, ", ".join(cc) or None, ", ".join(bcc) or None),
+             refs, now, flags, ", ".join(cc) or None, ", ".join(bcc) or None, signature),
         )
         message_row = cur.lastrowid
         attachment_ids = [self.conn.execute(
@@ -92,7 +93,7 @@ class OutboxQueries:
     def outbox_row(self, outbox_id: str) -> dict[str, Any]:
         cur = self.conn.execute(
             "SELECT o.*, m.conversation_id, m.text, m.html, m.subject, m.message_id AS our_message_id, m.refs, "
-            "m.author_name AS agent_name, m.flags, m.cc, m.bcc FROM outbox o JOIN messages m ON m.id = o.message_id "
+            "m.author_name AS agent_name, m.flags, m.cc, m.bcc, m.signature FROM outbox o JOIN messages m ON m.id = o.message_id "
             "WHERE o.id = ?",
             (outbox_id,),
         )

@@ -85,6 +85,7 @@ from inbox.outbox import (
 from inbox.review import is_held as is_held_for_review
 from inbox.routing import moved_note
 from inbox.sanitize import sanitize_html
+from inbox.signatures import MAX_SIGNATURE_CHARS, VARIABLES, render, signature_for, signed_text
 from inbox.store import NotFound as StoreNotFound
 from inbox.store import StoreError
 from inbox.store.base import iso, parse_iso
@@ -432,6 +433,8 @@ class ComposerInfo:
     #: The channel sends copies (Limits.copies): the composer offers Cc (pre-filled) and Bcc.
     copies: bool = False
     cc_suggested: list[str] = field(default_factory=list)
+    #: The signature added on send (inbox/signatures.py), shown as a preview line; None: none.
+    signature: str | None = None
 
     @property
     def audience(self) -> str:
@@ -465,6 +468,8 @@ def composer_info(conversation: dict[str, Any], now: dt.datetime | None = None) 
     if agent is None:
         return info
     info.drafting = [a["name"] or a["email"] for a in store.drafting_colleagues(conversation["id"], agent["id"])]
+    if info.available:
+        info.signature = signature_for(store, conversation, agent)
     for row in store.undoable_replies(conversation["id"], agent["id"]):
         due = parse_iso(row["next_at"]) or now
         info.undo.append({"id": row["id"], "message_id": row["message_row"],
@@ -791,7 +796,11 @@ def reply(conversation_id: int):
     then_status = request.form.get("then_status") or store.team_default_send_status(conversation.get("team_id"))
     if then_status not in SEND_STATUSES:
         return _refused(conversation, str(TRANSITION_MESSAGES["invalid"]), **keep)
-    if composer.max_length and len(text) > composer.max_length:
+    if composer.max_length and len(signed_text(text, composer.signature)) > composer.max_length:
+        if composer.signature and len(text) <= composer.max_length:
+            return _refused(conversation, _("This channel takes at most %(max)d characters; with your signature "
+                                            "the reply has %(n)d. Shorten it.", max=composer.max_length,
+                                            n=len(signed_text(text, composer.signature))), **keep)
         return _refused(conversation, _("This channel takes at most %(max)d characters; the reply has %(n)d.",
                                         max=composer.max_length, n=len(text)), **keep)
     if composer.window_closed and not request.form.get("outside_window"):
@@ -1244,6 +1253,77 @@ def retry_reply(message_id: int):
     return _done(conversation["id"], _("The reply is queued again."), anchor=f"#message-{message_id}")
 
 
+# Signatures ------------------------------------------------------------------------------------
+#
+# An agent edits their own signature; an admin edits the channels' and teams' (inbox/signatures.py).
+
+SAMPLE_VALUES = {"agent_name": "Ann Agent", "agent_first_name": "Ann", "team_name": "Support",
+                 "channel_name": "mail"}
+
+
+def _signature_field(name: str) -> str | None:
+    """A posted signature template, or None when it is too long."""
+    text = (request.form.get(name) or "").replace("\r\n", "\n")
+    return text if len(text) <= MAX_SIGNATURE_CHARS else None
+
+
+@bp.route("/settings/signature", methods=["GET", "POST"])
+@login_required
+def my_signature():
+    """The signed-in agent's own signature."""
+    store = get_store()
+    agent = current_agent()
+    error = None
+    if request.method == "POST":
+        text = _signature_field("signature")
+        if text is None:
+            error = _("A signature has at most %(n)d characters.", n=MAX_SIGNATURE_CHARS)
+        else:
+            store.set_signature("agent", agent["id"], text, _now_iso())
+            flash(_("Signature saved.") if text.strip() else _("Signature removed."), "success")
+            return redirect(url_for("conversations.my_signature"), code=303)
+    current = store.signature("agent", agent["id"]) or ""
+    values = {**SAMPLE_VALUES, "agent_name": agent["name"] or "",
+              "agent_first_name": (agent["name"] or "").split()[0] if agent["name"] else ""}
+    return render_template("signatures/mine.html", signature=current, preview=render(current, values),
+                           variables=VARIABLES, error=error, is_admin=access.is_admin(agent)), 400 if error else 200
+
+
+@bp.route("/settings/signatures", methods=["GET", "POST"])
+@login_required
+def shared_signatures():
+    """Admins: the signature every reply of a channel (or else of a team) ends with."""
+    agent = current_agent()
+    if not access.is_admin(agent):
+        abort(404)
+    store = get_store()
+    channels = sorted(mainland().config.channels)
+    teams = store.team_names()
+    error = None
+    if request.method == "POST":
+        fields = [("channel", name, f"channel:{name}") for name in channels]
+        fields += [("team", str(team["id"]), f"team:{team['id']}") for team in teams]
+        texts = {key: _signature_field(key) for _scope, _owner, key in fields}
+        if any(text is None for text in texts.values()):
+            error = _("A signature has at most %(n)d characters.", n=MAX_SIGNATURE_CHARS)
+        else:
+            for scope, owner, key in fields:
+                if texts[key] != (store.signature(scope, owner) or ""):
+                    store.set_signature(scope, owner, texts[key] or "", _now_iso())
+            _audit_settings("signatures_changed")
+            flash(_("Signatures saved."), "success")
+            return redirect(url_for("conversations.shared_signatures"), code=303)
+    return render_template("signatures/shared.html", channels=channels, teams=teams,
+                           channel_signatures=store.signatures("channel"), team_signatures=store.signatures("team"),
+                           variables=VARIABLES, error=error), 400 if error else 200
+
+
+def _audit_settings(action: str) -> None:
+    store = get_store()
+    with store.write():
+        store.audit(_now_iso(), f"agent:{current_agent()['id']}", action, "settings", None)
+
+
 # Notifications ---------------------------------------------------------------------------------
 
 NOTIFICATION_KINDS = {
@@ -1359,4 +1439,5 @@ def init_app(app: Flask) -> None:
                                  priority_label=priority_label, unread_notifications=unread_notifications,
                                  delivery_labels=lambda: {k: str(v) for k, v in DELIVERY_LABELS.items()},
                                  status_labels=lambda: {k: str(v) for k, v in STATUS_LABELS.items()})
-    app.jinja_env.filters.update(when=when, filesize=filesize, our_html=our_html)
+    app.jinja_env.filters.update(when=when, filesize=filesize, our_html=our_html,
+                                 format_variable=lambda name: "{" + name + "}")
