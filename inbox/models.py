@@ -193,3 +193,5 @@ class OutboundReply:
     #: to everyone, `bcc` go only into the envelope, never into a header.
     cc: tuple[str, ...] = ()
     bcc: tuple[str, ...] = ()
+    #: A forward to someone else (not a reply): a new mail with its own subject, threaded to nothing.
+    forwarded: bool = False

@@ -38,7 +38,7 @@ from connectors.base import ConnectorError, Limits, PermanentError, RetryableErr
 from inbox import clock, review, service_levels
 from inbox.attachments import AttachmentStore, safe_filename, type_mismatch
 from inbox.channel_format import to_html
-from inbox.mail import conversation_message_id
+from inbox.mail import conversation_message_id, forward_text
 from inbox.models import FLAG_AUTO_SUBMITTED, Attachment, Author, OutboundReply
 from inbox.poller import backoff_delay
 from inbox.runtime import Mainland
@@ -256,6 +256,60 @@ def queue_reply(mainland: Mainland, store: Store, conversation_id: int, text: st
     return outbox_id
 
 
+#: Flag of the internal note that records a forward (and whose outbox row sends it).
+FLAG_FORWARD = "forward"
+
+
+def forward_channel(mainland: Mainland, channel: str) -> str | None:
+    """The channel a forward from a conversation on `channel` goes out through: the one that sends
+    its replies when that can write to others (`Limits.copies`, email), else the first configured
+    channel that can; None when there is none."""
+    settings = mainland.config.channels[channel].settings
+    own = settings.get("reply_channel") or channel
+    candidates = [own, *sorted(mainland.config.channels)]
+    for name in candidates:
+        try:
+            if name in mainland.config.channels and mainland.connector_class(name).limits.copies:
+                return name
+        except KeyError:
+            continue
+    return None
+
+
+def queue_forward(mainland: Mainland, store: Store, conversation_id: int, to: Sequence[str], *, agent: dict,
+                  comment: str = "", message_row: int | None = None, now: dt.datetime | None = None) -> str:
+    """Forward one message (`message_row`) or the whole conversation, with its files, to `to`
+    (checked by the caller with `parse_copies`), through the outbox; recorded in the thread as an
+    internal note of who forwarded what to whom. Returns the outbox id; ReplyRefused when no
+    channel can send it."""
+    now = now or clock.now()
+    conversation = store.conversation(conversation_id)
+    via = forward_channel(mainland, conversation["channel"])
+    if via is None:
+        raise ReplyRefused("no channel here can send mail to other addresses")
+    outbox_id = uuid.uuid4().hex
+    subject = conversation["subject"] or ""
+    message_id = conversation_message_id(conversation["token"], outbox_id, mainland.config.mail_domain).strip("<>")
+    with store.write():
+        store.queue_forward(outbox_id=outbox_id, conversation_id=conversation_id, channel=via, agent_id=agent["id"],
+                            author_name=agent.get("name") or "", comment=comment, to=list(to), forward_of=message_row,
+                            subject=f"Fwd: {subject}" if subject else "Fwd:", message_id=message_id, now=iso(now))
+    return outbox_id
+
+
+def build_forward(store: Store, row: dict, attachment_store: AttachmentStore | None) -> OutboundReply:
+    """The mail for a forward's outbox row: the comment, the forwarded messages as text, their files."""
+    messages = store.forwarded_messages(row["conversation_id"], row.get("forward_of"))
+    to, *others = split_addresses(row.get("cc"))
+    files = [att for message in messages for att in message["attachments"]]
+    return OutboundReply(
+        idempotency_key=row["id"], channel=row["channel"], conversation_id=row["conversation_id"],
+        text=forward_text(row["text"] or "", messages), to=Author(handle=to), cc=tuple(others),
+        subject=row["subject"], message_id=f"<{row['our_message_id']}>" if row["our_message_id"] else None,
+        from_name=row["agent_name"] or None, attachments=load_files(attachment_store, files), forwarded=True,
+    )
+
+
 class UndoRefused(Exception):
     """The reply cannot be taken back: a sender has it already (or it was sent), or there is no such reply."""
 
@@ -312,6 +366,8 @@ def build_outbound(store: Store, row: dict, attachment_store: AttachmentStore | 
     A row that is one part of a reply sent in parts carries only its text or only its one file."""
     conversation = store.conversation(row["conversation_id"])
     answered = store.latest_inbound(row["conversation_id"]) or {}
+    if FLAG_FORWARD in (row.get("flags") or "").split():
+        return build_forward(store, row, attachment_store)
     refs = tuple((row["refs"] or "").split())
     part = row.get("part") or "all"
     return OutboundReply(

@@ -962,9 +962,13 @@ def m016_outbound_attachments(db: Database) -> None:
     #
     # Signatures (inbox/signatures.py): templates per agent, team and channel; the rendered one is
     # kept with our message (`signature`) and added to its text when it is sent.
+    #
+    # Forwards: an internal note (flag `forward`, the addresses in `cc`) records who forwarded what
+    # to whom; its outbox row sends the message `forward_of` (NULL: the whole conversation).
     db.executescript(
         """
         ALTER TABLE messages ADD COLUMN signature TEXT;
+        ALTER TABLE outbox ADD COLUMN forward_of INTEGER;
         CREATE TABLE signatures (
             scope TEXT NOT NULL CHECK (scope IN ('agent', 'team', 'channel')),
             owner TEXT NOT NULL,

@@ -70,6 +70,40 @@ class OutboxQueries(SignatureQueries):
         )
         return message_row
 
+    def queue_forward(self, *, outbox_id: str, conversation_id: int, channel: str, agent_id: int | None,
+                      author_name: str, comment: str, to: Sequence[str], forward_of: int | None, subject: str,
+                      message_id: str, now: str) -> int:
+        """A forward as an internal note that records it (flag `forward`, the addresses in `cc`) and its
+        outbox row, in the caller's transaction. It is not a reply: the conversation's clocks stay."""
+        cur = self.conn.execute(
+            "INSERT INTO messages (conversation_id, channel, external_id, direction, agent_id, author_name, subject, "
+            "text, message_id, received_at, delivery_status, flags, cc) "
+            "VALUES (?, ?, ?, 'note', ?, ?, ?, ?, ?, ?, 'queued', 'forward', ?)",
+            (conversation_id, channel, f"fwd:{outbox_id}", agent_id, author_name, subject, comment, message_id, now,
+             ", ".join(to)))
+        self.conn.execute(
+            "INSERT INTO outbox (id, message_id, channel, state, next_at, created_at, forward_of) "
+            "VALUES (?, ?, ?, 'pending', ?, ?, ?)", (outbox_id, cur.lastrowid, channel, now, now, forward_of))
+        self.conn.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conversation_id))
+        return cur.lastrowid
+
+    def forwarded_messages(self, conversation_id: int, forward_of: int | None) -> list[dict[str, Any]]:
+        """What a forward carries: one message, or the whole conversation's (no internal notes), each
+        with its stored files."""
+        if forward_of is not None:
+            rows = as_dicts(self.conn.execute(
+                "SELECT * FROM messages WHERE id = ? AND conversation_id = ? AND direction IN ('in', 'out')",
+                (forward_of, conversation_id)))
+        else:
+            rows = as_dicts(self.conn.execute(
+                "SELECT * FROM messages WHERE conversation_id = ? AND direction IN ('in', 'out') "
+                "ORDER BY received_at, id", (conversation_id,)))
+        for row in rows:
+            row["attachments"] = as_dicts(self.conn.execute(
+                "SELECT * FROM attachments WHERE message_id = ? AND stored = 1 AND sha256 IS NOT NULL ORDER BY id",
+                (row["id"],)))
+        return rows
+
     def claim_outbox(self, now: str, lease_until: str, limit: int = 20) -> list[dict[str, Any]]:
         """Take due rows for sending. A row whose lease ran out (a sender died mid-send) is taken again,
         flagged as a possible duplicate: the channel may have accepted it before the crash."""
@@ -186,7 +220,7 @@ class OutboxQueries(SignatureQueries):
         return as_dicts(self.conn.execute(
             "SELECT o.id, o.next_at, m.id AS message_row, m.text FROM outbox o JOIN messages m ON m.id = o.message_id "
             "WHERE m.conversation_id = ? AND m.agent_id = ? AND o.state = 'pending' AND o.attempts = 0 "
-            "AND o.part_index = 0 ORDER BY o.created_at, o.id", (conversation_id, agent_id)))
+            "AND o.part_index = 0 AND m.direction = 'out' ORDER BY o.created_at, o.id", (conversation_id, agent_id)))
 
     def undoable_replies_of(self, agent_id: int) -> list[dict[str, Any]]:
         """All the agent's replies still in the undo window, with whom they go to (the undo toast)."""
@@ -194,7 +228,7 @@ class OutboxQueries(SignatureQueries):
             "SELECT o.id, o.next_at, m.conversation_id, cu.display_name AS customer_name FROM outbox o "
             "JOIN messages m ON m.id = o.message_id JOIN conversations c ON c.id = m.conversation_id "
             "JOIN customers cu ON cu.id = c.customer_id "
-            "WHERE m.agent_id = ? AND o.state = 'pending' AND o.attempts = 0 AND o.part_index = 0 "
+            "WHERE m.agent_id = ? AND o.state = 'pending' AND o.attempts = 0 AND o.part_index = 0 AND m.direction = 'out' "
             "ORDER BY o.created_at, o.id",
             (agent_id,)))
 
@@ -205,7 +239,8 @@ class OutboxQueries(SignatureQueries):
         cur = self.conn.execute(
             "SELECT o.id, o.state, o.attempts, o.undo_status, m.id AS message_row, m.text, m.html, m.flags, "
             "m.received_at FROM outbox o JOIN messages m ON m.id = o.message_id "
-            "WHERE o.id = ? AND m.conversation_id = ? AND m.agent_id = ?", (outbox_id, conversation_id, agent_id))
+            "WHERE o.id = ? AND m.conversation_id = ? AND m.agent_id = ? AND m.direction = 'out'",
+            (outbox_id, conversation_id, agent_id))
         row = as_dict(cur, cur.fetchone())
         if row is None:
             return "missing", None

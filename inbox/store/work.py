@@ -20,7 +20,7 @@ _THREAD_COLUMNS = (
     "m.id, m.conversation_id, m.channel, m.external_id, m.direction, m.agent_id, m.author_name, m.author_handle, "
     "m.subject, m.text, m.html, m.message_id, m.flags, m.defects, m.sent_at, m.received_at, m.delivery_status, "
     "m.delivery_error, m.context_text, m.context_url, m.cc, m.bcc, m.signature, "
-    "o.id AS outbox_id, o.state AS outbox_state, o.attempts AS outbox_attempts, "
+    "o.id AS outbox_id, o.state AS outbox_state, o.attempts AS outbox_attempts, o.forward_of, "
     # A reply sent in parts (m016) has one outbox row per part: the message is shown once, with
     # its first part's row, and flagged when any part may have gone out twice.
     "(SELECT max(p.possible_duplicate) FROM outbox p WHERE p.message_id = m.id) AS possible_duplicate"

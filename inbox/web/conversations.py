@@ -75,7 +75,9 @@ from inbox.outbox import (
     UndoRefused,
     check_files,
     file_size_cap,
+    forward_channel,
     parse_copies,
+    queue_forward,
     queue_reply,
     reply_target,
     suggested_copies,
@@ -139,6 +141,7 @@ FLAG_LABELS = {
     "bad_date": (_l("bad date"), _l("The date was missing or implausible; the receive time is used.")),
     "unverified_sender": (_l("unverified sender"),
                           _l("The sender's domain did not confirm this mail (DMARC failed); it may be forged.")),
+    "forward": (_l("forwarded"), _l("An agent sent this on to someone outside the conversation.")),
     "html_replaced": (_l("HTML hidden"),
                       _l("The formatted version was too large or hostile to show; the original can be downloaded.")),
 }
@@ -672,6 +675,8 @@ def _page_context(conversation: dict[str, Any], **extra: Any) -> dict[str, Any]:
         "snooze_presets": [(key, SNOOZE_LABELS.get(key, key)) for key, _delta in SNOOZE_PRESETS],
         "priorities": [(p, PRIORITY_LABELS[p]) for p in PRIORITIES],
         "is_admin": access.is_admin(agent),
+        "can_forward": forward_channel(mainland(), conversation["channel"]) is not None
+        if conversation["channel"] in mainland().config.channels else False,
         "draft": "",
         "note_draft": "",
         "error": None,
@@ -867,6 +872,44 @@ def reply(conversation_id: int):
         return _moved_on(conversation, message, after=seen_up_to, status=change.status, **extra)
     return _done(conversation_id, message, after=seen_up_to, anchor="#composer",
                  status=change.status if change else conversation["status"], **extra)
+
+
+@bp.post("/conversations/<int:conversation_id>/forward")
+@login_required
+def forward(conversation_id: int):
+    """Forward one message (`message_id`) or the whole conversation, with its files, to the addresses
+    in `to`, through the outbox; the thread records who forwarded what to whom."""
+    conversation = _visible_conversation(conversation_id)
+    store = get_store()
+    agent = current_agent()
+    comment = (request.form.get("comment") or "").replace("\r\n", "\n")
+    if len(comment) > MAX_TEXT_CHARS:
+        return _refused(conversation, str(_l("The note is too long.")))
+    message_row = _id_field("message_id")
+    if message_row is not None:
+        try:
+            message = store.message(message_row)
+        except StoreNotFound:
+            abort(404)
+        if message["conversation_id"] != conversation_id or message["direction"] not in ("in", "out"):
+            abort(404)
+    config = mainland().config
+    try:
+        to, _bcc = parse_copies((request.form.get("to") or "")[:MAX_TEXT_CHARS], "", to="",
+                                own=config.own_addresses(), mail_domain=config.mail_domain)
+    except CopiesRefused as exc:
+        return _refused(conversation, copies_refused_message(exc))
+    if not to:
+        return _refused(conversation, str(_l("Write the address to forward to.")))
+    try:
+        queue_forward(mainland(), store, conversation_id, to, agent=agent, comment=comment, message_row=message_row,
+                      now=_now())
+    except ReplyRefused:
+        return _refused(conversation, str(_l("No channel here can send mail to other addresses: an admin needs to "
+                                             "configure an email channel first.")))
+    _audit("forward", conversation_id, to=list(to), message_id=message_row)
+    return _done(conversation_id, _("Forwarded to %(to)s: it goes out as soon as the channel accepts it.",
+                                    to=", ".join(to)), after=_id_field("seen_up_to") or 0)
 
 
 @bp.post("/conversations/<int:conversation_id>/undo-send")
