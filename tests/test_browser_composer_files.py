@@ -1,4 +1,4 @@
-"""Chromium replies by email with files and a copy: picked and dropped files become chips (a file
+"""Chromium replies by email with files and a copy: picked, dropped and pasted files become chips (a file
 over the cap is refused in the page before sending), one is removed with the keyboard, Cc comes
 pre-filled, Bcc is typed; the SMTP sink then receives the files, the Cc header and the Bcc only in
 the envelope. Screenshots of the composer at 1440x900 and 390x844, with axe checks.
@@ -30,6 +30,7 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 500
 @pytest.fixture
 def app_config(app_config, smtp_server):
     app_config["max_attachment_bytes"] = 50_000
+    app_config["max_message_bytes"] = 80_000  # the cap of one whole request, files together
     app_config["channels"] = {
         "mail": {"kind": "imap", "host": "127.0.0.1", "username": "support@mainland.test", "password": "x",
                  "address": "support@mainland.test", "security": "none", "smtp_host": smtp_server.host,
@@ -82,9 +83,31 @@ def test_reply_with_a_file_and_a_copy_reaches_the_smtp_sink(live_app, setup, smt
             drop_files(page, [("photo.png", "image/png", PNG), ("huge.pdf", "application/pdf", b"%PDF" + b"x" * 60_000)])
             chips = page.locator("#file-chips .file-chip")
             expect(chips).to_have_count(2, timeout=TIMEOUT)
+            expect(page.locator("#file-error")).to_contain_text("huge.pdf is too large")
+            # A pasted screenshot becomes a chip too, and the text box gets no junk.
+            page.evaluate("""(bytes) => {
+                const dt = new DataTransfer();
+                dt.items.add(new File([new Uint8Array(bytes)], "screenshot.png", {type: "image/png"}));
+                document.getElementById("reply-text").dispatchEvent(
+                    new ClipboardEvent("paste", {clipboardData: dt, bubbles: true, cancelable: true}));
+            }""", list(PNG))
+            expect(chips).to_have_count(3, timeout=TIMEOUT)
+            expect(page.locator("#reply-text")).to_have_value("Here is the invoice again.")
+            page.get_by_role("button", name="Remove screenshot.png").click()
+            expect(chips).to_have_count(2)
             expect(chips.nth(0)).to_contain_text("invoice.pdf")
             expect(chips.nth(0)).to_contain_text("2.9 kB")
+            page.set_input_files("#reply-files-input", files=[
+                {"name": "huge.pdf", "mimeType": "application/pdf", "buffer": b"%PDF" + b"x" * 60_000}])
             expect(page.locator("#file-error")).to_contain_text("huge.pdf is too large")
+            expect(chips).to_have_count(2)
+            page.set_input_files("#reply-files-input", files=[
+                {"name": f"scan{i}.pdf", "mimeType": "application/pdf", "buffer": b"%PDF" + b"s" * 40_000}
+                for i in (1, 2)])
+            expect(page.locator("#file-error")).to_contain_text("Together the files are too large")
+            expect(chips).to_have_count(3)
+            page.get_by_role("button", name="Remove scan1.pdf").click()
+            expect(chips).to_have_count(2)
             violations = run_axe(page)
             page.locator("#composer").screenshot(path="test-artifacts/screenshots/composer-files-1440.png")
             page.screenshot(path="test-artifacts/screenshots/composer-files-1440-page.png")

@@ -292,3 +292,4 @@ def test_undo_takes_back_every_part_of_a_reply_in_parts(undo_window, world, froz
     assert world.store.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0
     frozen_clock.advance(dt.timedelta(seconds=30))
     assert send_due(world.mainland, world.store).sent == 0 and SplitChat.sent == []
+

@@ -46,7 +46,6 @@ from flask import (
 )
 from flask_babel import format_datetime, format_decimal
 from markupsafe import Markup
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from connectors.base import Limits
 from inbox import access, clock
@@ -675,6 +674,7 @@ def _page_context(conversation: dict[str, Any], **extra: Any) -> dict[str, Any]:
         "snooze_presets": [(key, SNOOZE_LABELS.get(key, key)) for key, _delta in SNOOZE_PRESETS],
         "priorities": [(p, PRIORITY_LABELS[p]) for p in PRIORITIES],
         "is_admin": access.is_admin(agent),
+        "max_request_bytes": mainland().config.max_message_bytes,
         "can_forward": forward_channel(mainland(), conversation["channel"]) is not None
         if conversation["channel"] in mainland().config.channels else False,
         "draft": "",
@@ -776,13 +776,9 @@ def reply(conversation_id: int):
     conversation = _visible_conversation(conversation_id)
     store = get_store()
     agent = current_agent()
-    try:
-        text = (request.form.get("text") or "").replace("\r\n", "\n")
-        files = _uploaded_files()
-    except RequestEntityTooLarge:
-        return _refused(conversation, _("The files are too large to send together (at most %(size)s). Remove some, "
-                                        "or send them in several replies.",
-                                        size=filesize(mainland().config.max_message_bytes)), status=413)
+    # A request over the installation's size cap never gets here (413); the composer checks the total first.
+    text = (request.form.get("text") or "").replace("\r\n", "\n")
+    files = _uploaded_files()
     seen_up_to = _id_field("seen_up_to") or 0
     keep = {"draft": text, "cc_value": request.form.get("cc", ""), "bcc_value": request.form.get("bcc", "")}
     if not text.strip() and not files:
