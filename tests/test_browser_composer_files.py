@@ -127,6 +127,14 @@ def test_reply_with_a_file_and_a_copy_reaches_the_smtp_sink(live_app, setup, smt
             width = page.evaluate("document.documentElement.scrollWidth")
             assert width <= 390, f"the page scrolls sideways at 390 px ({width})"
             page.set_viewport_size({"width": 1440, "height": 900})
+            # The Forward tool opens from the toolbar with the keyboard, every field labelled.
+            page.focus("#forward-tool summary")
+            page.keyboard.press("Enter")
+            expect(page.locator("#forward-to")).to_be_visible()
+            violations = run_axe(page)
+            page.screenshot(path="test-artifacts/screenshots/composer-forward-1440.png")
+            assert violations == [], describe(violations)
+            page.keyboard.press("Enter")  # closes it again: focus is still on its summary
 
             page.click("#send-reply-open")
             sent = page.locator(".message.direction-out")
