@@ -123,9 +123,9 @@ def test_without_a_signature_the_reply_goes_as_written(world, smtp_server):
 
 def test_only_admins_edit_shared_signatures(world):
     ann = world.client()
-    assert ann.get("/settings/signatures").status_code == 404
+    assert ann.get("/settings/signatures").status_code == 403
     refused = ann.post("/settings/signatures", data={"channel:mail": "Hacked", "csrf_token": ann.token})
-    assert refused.status_code == 404 and world.store.signature("channel", "mail") is None
+    assert refused.status_code == 403 and world.store.signature("channel", "mail") is None
     assert world.client("root@example.org").get("/settings/signatures").status_code == 200
 
 

@@ -1334,7 +1334,7 @@ def shared_signatures():
     """Admins: the signature every reply of a channel (or else of a team) ends with."""
     agent = current_agent()
     if not access.is_admin(agent):
-        abort(404)
+        abort(403)
     store = get_store()
     channels = sorted(mainland().config.channels)
     teams = store.team_names()
