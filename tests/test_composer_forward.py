@@ -118,3 +118,52 @@ def test_a_forward_to_a_wrong_address_is_refused(world, smtp_server, to, says):
 def test_a_message_of_another_conversation_cannot_be_forwarded_from_here(world, smtp_server):
     mainland, store, client, cid = world
     assert forward(client, cid, to="x@example.com", message_id=10**6).status_code == 404
+
+
+@pytest.fixture
+def chat_world(app_config, monkeypatch):
+    """The config with a chat channel that cannot write to other addresses (no `Limits.copies`)."""
+    import connectors
+    from connectors.base import Connector, Limits
+
+    class Chat(Connector):
+        kind = "fwdchat"
+        display_name = "FwdChat"
+        limits = Limits(max_text_length=1000)
+
+        def fetch(self, cursor):
+            return FetchResult(items=[], cursor=cursor)
+
+        def send(self, reply):
+            raise AssertionError("a forward never goes out through the chat")
+
+    original = connectors.discover
+    monkeypatch.setattr(connectors, "discover", lambda **kw: {**original(**kw), Chat.kind: Chat})
+    return app_config
+
+
+@pytest.mark.parametrize("with_mail", [True, False])
+def test_a_chat_conversation_forwards_by_the_mail_channel_or_offers_no_forward(chat_world, smtp_server, with_mail):
+    from inbox import create_app
+
+    chat_world["channels"] = {**(chat_world["channels"] if with_mail else {}), "chat": {"kind": "fwdchat"}}
+    app = create_app(chat_world)
+    app.config.update(TESTING=True)
+    mainland = app.extensions["mainland"]
+    store = mainland.open_store()
+    make_agent(store)
+    item = parse_email(mail_with_receipt("<chat1@example.net>", "Hi from the chat."), channel="chat")
+    [cid] = mainland.ingestor(store).ingest("chat", FetchResult(items=[item], cursor="c1")).new_conversations
+    client = app.test_client()
+    assert login(client, email="ann@example.org").status_code == 302
+    client.token = csrf_token(client, "/notifications")
+    page = client.get(f"/conversations/{cid}").get_data(as_text=True)
+    answer = forward(client, cid, to="finance@example.com")
+    if with_mail:
+        assert 'id="forward-tool"' in page and answer.status_code == 200
+        assert send_due(mainland, store).sent == 1
+        assert smtp_server.messages[0].rcpt_tos == ["finance@example.com"]
+    else:
+        assert 'id="forward-tool"' not in page
+        assert answer.status_code == 400 and "configure an email channel" in answer.get_json()["error"]
+    store.close()
