@@ -16,6 +16,13 @@ writer can take it back (`undo_reply`: the row and its message are deleted, the 
 the composer). Claiming and taking back are each one write transaction that changes the row only
 from `pending`, so a reply is never both handed to the channel and taken back.
 
+Files go with the reply as attachments of its message (stored like inbound ones). Where a channel
+cannot put text and a file in one message (`Limits.files_with_text` False) the reply gets one row
+per part (the text, then each file), each sent once with its own idempotency key; the message is
+sent when every part is, and undo takes back all parts or none. Copies (`cc`, `bcc`), the
+signature and forwards (an internal note's row that sends messages to other addresses) are built
+into the `OutboundReply` here, when the row is sent.
+
 The one window no outbox can close: the channel accepted the reply and the process died before
 `sent` was committed. The lease then runs out, the row is sent again and flagged
 `possible_duplicate`; email keeps the same Message-ID, so the customer's mail client shows one
