@@ -293,3 +293,13 @@ def test_undo_takes_back_every_part_of_a_reply_in_parts(undo_window, world, froz
     frozen_clock.advance(dt.timedelta(seconds=30))
     assert send_due(world.mainland, world.store).sent == 0 and SplitChat.sent == []
 
+
+
+def test_erasing_the_customer_takes_a_reply_in_parts_and_its_files_along(world):
+    cid = world.conversation(channel="chat")
+    world.reply(world.client(), cid, "Photo:", files=[("a.png", "image/png", PNG)])
+    customer_id = world.store.conversation(cid)["customer_id"]
+    erased = world.store.erase_customer(customer_id, actor="test", now="2026-03-06T10:00:00+00:00")
+    assert erased["hashes"], "the reply's file is among those that lost a reference"
+    for table in ("outbox", "attachments", "messages"):
+        assert world.store.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0  # noqa: S608
