@@ -393,6 +393,7 @@
     });
   }
   function addFiles(list) {
+    if (fileInput.disabled) { return; }
     var problems = [];
     Array.prototype.forEach.call(list, function (file) {
       var problem = fileProblem(file, chosen.length);
@@ -441,6 +442,17 @@
       });
     }
     replyForm.addEventListener("mainland:sent", clearFiles);
+    /* A public conversation whose channel carries files only privately: files wait for "Answer privately". */
+    var privateOnly = document.querySelector("#private-reply input[name=private]");
+    if (fileInput.getAttribute("data-needs-private") && privateOnly) {
+      var gate = function () {
+        fileInput.disabled = !privateOnly.checked;
+        document.getElementById("file-pick").classList.toggle("disabled", !privateOnly.checked);
+        if (!privateOnly.checked && chosen.length) { clearFiles(); }
+      };
+      privateOnly.addEventListener("change", gate);
+      gate();
+    }
   }
 
   /* Ctrl/Cmd+Enter sends with the default (the first submit button: "Send reply" or "Add note");

@@ -62,6 +62,22 @@ class NoFiles(Connector):
         return "x"
 
 
+class Comments(Connector):
+    """Public comments that carry no files, answerable once privately where files may go (Meta's rule)."""
+
+    kind = "filecomments"
+    display_name = "Comments"
+    limits = Limits(max_text_length=2000, formatting="plain", attachments_public=False, private_replies=True)
+    sent: list = []
+
+    def fetch(self, cursor):
+        return FetchResult(items=[], cursor=cursor)
+
+    def send(self, reply):
+        Comments.sent.append(reply)
+        return f"c-{len(Comments.sent)}"
+
+
 @pytest.fixture
 def app_config(app_config, smtp_server, monkeypatch):
     import connectors
@@ -72,11 +88,13 @@ def app_config(app_config, smtp_server, monkeypatch):
         found = original(**kwargs)
         found[SplitChat.kind] = SplitChat
         found[NoFiles.kind] = NoFiles
+        found[Comments.kind] = Comments
         return found
 
     monkeypatch.setattr(connectors, "discover", discover)
     SplitChat.sent = []
     SplitChat.crash_after_accepting = []
+    Comments.sent = []
     app_config["max_attachment_bytes"] = 4096
     app_config["channels"] = {
         "mail": {"kind": "imap", "host": "127.0.0.1", "username": "support@mainland.test", "password": "x",
@@ -84,6 +102,7 @@ def app_config(app_config, smtp_server, monkeypatch):
                  "smtp_port": smtp_server.port, "smtp_security": "none", "timeout": 10},
         "chat": {"kind": SplitChat.kind},
         "dm": {"kind": NoFiles.kind},
+        "comments": {"kind": Comments.kind},
     }
     return app_config
 
@@ -303,3 +322,18 @@ def test_erasing_the_customer_takes_a_reply_in_parts_and_its_files_along(world):
     assert erased["hashes"], "the reply's file is among those that lost a reference"
     for table in ("outbox", "attachments", "messages"):
         assert world.store.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0  # noqa: S608
+
+
+def test_a_public_comment_takes_files_only_in_the_private_answer(world):
+    cid = world.conversation(channel="comments")
+    world.store.execute("UPDATE conversations SET public = 1 WHERE id = ?", (cid,))
+    ann = world.client()
+    page = ann.get(f"/conversations/{cid}").get_data(as_text=True)
+    assert 'data-needs-private="1"' in page and "Public replies on Comments cannot carry files" in page
+    public = world.reply(ann, cid, files=[("photo.png", "image/png", PNG)])
+    assert public.status_code == 400 and "a private message can" in public.get_json()["error"]
+    private = world.reply(ann, cid, files=[("photo.png", "image/png", PNG)], private="1")
+    assert private.status_code == 200
+    send_due(world.mainland, world.store)
+    [reply] = Comments.sent
+    assert reply.public is False and [a.filename for a in reply.attachments] == ["photo.png"]

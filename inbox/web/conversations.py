@@ -432,6 +432,8 @@ class ComposerInfo:
     max_files: int | None = None
     max_file_bytes: int | None = None
     file_types: tuple[str, ...] = ()
+    #: Files only in a private answer to this public conversation: the control waits for "Answer privately".
+    files_if_private: bool = False
     #: The channel sends copies (Limits.copies): the composer offers Cc (pre-filled) and Bcc.
     copies: bool = False
     cc_suggested: list[str] = field(default_factory=list)
@@ -532,6 +534,7 @@ def _file_facts(info: ComposerInfo, limits: Limits, installation_cap: int | None
     if info.files_allowed:
         return
     if limits.accepts_files(public=False):
+        info.files_if_private = info.private_reply_possible
         info.files_reason = _("Public replies on %(channel)s cannot carry files; a private message can.",
                               channel=info.channel_name)
     else:
