@@ -80,6 +80,9 @@ class Limits:
     #: False when one channel message cannot hold both text and a file (Messenger): the outbox then
     #: sends the text and each file as messages of their own, each sent once and tracked on its own.
     files_with_text: bool = True
+    #: True when a reply may also go to further people in copy (email's Cc and Bcc): the composer
+    #: then offers CC and BCC fields, filled from the customer's last message.
+    copies: bool = False
 
     def accepts_files(self, *, public: bool) -> bool:
         """True when a reply (public or private) on this channel may carry files at all."""

@@ -168,7 +168,7 @@ class ImapConnector(Connector):
         Setting("max_per_poll", default=500, help="Messages read per poll at most; the next poll goes on."),
         Setting("timeout", default=60, help="Seconds any IMAP or SMTP network operation may take."),
     )
-    limits = Limits(max_text_length=None, formatting="html", supports_attachments=True)
+    limits = Limits(max_text_length=None, formatting="html", supports_attachments=True, copies=True)
 
     @classmethod
     def check_config(cls, config: dict[str, Any]) -> dict[str, Any]:
@@ -415,7 +415,10 @@ class ImapConnector(Connector):
 
     def send(self, reply: OutboundReply) -> str:
         recipient = (reply.to.handle or "").strip()
-        self._refuse_unsafe_recipient(recipient)
+        # Copies: Cc in the header and the envelope, Bcc in the envelope only (build_reply leaves it out).
+        recipients = list(dict.fromkeys([recipient, *reply.cc, *reply.bcc]))
+        for address in recipients:
+            self._refuse_unsafe_recipient(address)
         # Customer-controlled words go into headers only as plain text (see _plain_header_text).
         safe = dataclasses.replace(
             reply,
@@ -435,7 +438,7 @@ class ImapConnector(Connector):
             raise PermanentError(f"the reply could not be built: {exc}") from None
         data = _safe_bytes(message)
         message_id = str(message["Message-ID"]).strip().strip("<>")
-        self._deliver(recipient, data)
+        self._deliver(recipients, data)
         return message_id
 
     def _refuse_unsafe_recipient(self, recipient: str) -> None:
@@ -459,12 +462,13 @@ class ImapConnector(Connector):
         found = tokens_in([bare], None)
         return found[0] if found else None
 
-    def _deliver(self, recipient: str, data: bytes) -> None:
+    def _deliver(self, recipients: list[str], data: bytes) -> None:
         host, port, security = self.config["smtp_host"], self.config["smtp_port"], self.config["smtp_security"]
         where = f"SMTP {host}:{port}"
         context = ssl.create_default_context()
         timeout = self.config["timeout"]
         smtp: smtplib.SMTP | None = None
+        refused: dict = {}
         try:
             if security == "ssl":
                 smtp = smtplib.SMTP_SSL(host, port, timeout=timeout, context=context)
@@ -477,8 +481,9 @@ class ImapConnector(Connector):
             username = self.config["smtp_username"]
             if username:
                 smtp.login(username, self.config["smtp_password"] or self.config["password"])
-            # Explicit envelope recipients: whatever the headers say, the mail goes to this one address.
-            smtp.sendmail(self.config["address"], [recipient], data)
+            # Explicit envelope recipients: whatever the headers say, the mail goes to these addresses
+            # (the customer, then those in copy) and nowhere else.
+            refused = smtp.sendmail(self.config["address"], recipients, data)
         except smtplib.SMTPAuthenticationError as exc:
             raise PermanentError(f"{where} refused the login: {self._smtp_text(exc.smtp_code, exc.smtp_error)}") \
                 from None
@@ -486,7 +491,8 @@ class ImapConnector(Connector):
             raise PermanentError(f"{where}: {self.redact(str(exc))} (check smtp_security)") from None
         except smtplib.SMTPRecipientsRefused as exc:
             code, text = next(iter(exc.recipients.values()), (450, b"recipient refused"))
-            self._raise_for_code(where, code, text, f"refused the recipient {recipient}")
+            who = ", ".join(exc.recipients) or recipients[0]
+            self._raise_for_code(where, code, text, f"refused the recipient {who}")
         except smtplib.SMTPResponseException as exc:  # sender refused, DATA refused, a bad greeting
             self._raise_for_code(where, exc.smtp_code, exc.smtp_error, "refused the reply")
         except ssl.SSLCertVerificationError as exc:
@@ -497,6 +503,9 @@ class ImapConnector(Connector):
             if smtp is not None:
                 _quietly(smtp.quit)
                 _quietly(smtp.close)
+        if refused:
+            # The server took the mail for the others: failing it now would send it to them twice.
+            self.log.warning("%s accepted the reply but refused %s", where, ", ".join(sorted(refused)))
 
     def _raise_for_code(self, where: str, code: int, text: bytes | str, what: str) -> None:
         message = f"{where} {what}: {self._smtp_text(code, text)}"

@@ -931,7 +931,10 @@ def build_reply(
     # Address objects + the SMTP policy quote or encode any name; a newline cannot start a header.
     msg["From"] = _address(from_name, from_address)
     msg["To"] = _address(reply.to.name, reply.to.handle)
-    subject = reply_subject(reply.subject)
+    if reply.cc:
+        msg["Cc"] = tuple(_address(None, address) for address in reply.cc)
+    # reply.bcc is never written into the message: the sender puts those only into the envelope.
+    subject = (_inert_header_text(reply.subject) or "(no subject)") if reply.forwarded else reply_subject(reply.subject)
     if token and f"[#{token}]" not in subject:
         subject = f"{subject} [#{token}]"
     msg["Subject"] = subject
@@ -958,3 +961,21 @@ def build_reply(
                            filename=_inert_header_text(att.filename) or "attachment")
     _check_headers(msg)
     return msg
+
+
+def forward_text(comment: str, messages: list[dict]) -> str:
+    """The plain text of a forward: the agent's comment, then each message under a header block."""
+    blocks = [comment.strip()] if comment.strip() else []
+    for message in messages:
+        sender = message.get("author_name") or message.get("author_handle") or ""
+        if message.get("author_handle") and message.get("author_name"):
+            sender = f"{message['author_name']} <{message['author_handle']}>"
+        blocks.append("\n".join([
+            "---------- Forwarded message ----------",
+            f"From: {sender}",
+            f"Date: {message.get('sent_at') or message.get('received_at') or ''}",
+            f"Subject: {message.get('subject') or ''}",
+            "",
+            (message.get("text") or "").strip(),
+        ]))
+    return "\n\n".join(blocks)

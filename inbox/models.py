@@ -193,3 +193,9 @@ class OutboundReply:
     from_name: str | None = None
     #: Written by Mainland itself (a satisfaction survey), not by an agent: marked as automatic mail.
     automatic: bool = False
+    #: Further recipients in copy, on channels that declare `Limits.copies` (email): `cc` are shown
+    #: to everyone, `bcc` go only into the envelope, never into a header.
+    cc: tuple[str, ...] = ()
+    bcc: tuple[str, ...] = ()
+    #: A forward to someone else (not a reply): a new mail with its own subject, threaded to nothing.
+    forwarded: bool = False

@@ -16,6 +16,13 @@ writer can take it back (`undo_reply`: the row and its message are deleted, the 
 the composer). Claiming and taking back are each one write transaction that changes the row only
 from `pending`, so a reply is never both handed to the channel and taken back.
 
+Files go with the reply as attachments of its message (stored like inbound ones). Where a channel
+cannot put text and a file in one message (`Limits.files_with_text` False) the reply gets one row
+per part (the text, then each file), each sent once with its own idempotency key; the message is
+sent when every part is, and undo takes back all parts or none. Copies (`cc`, `bcc`), the
+signature and forwards (an internal note's row that sends messages to other addresses) are built
+into the `OutboundReply` here, when the row is sent.
+
 The one window no outbox can close: the channel accepted the reply and the process died before
 `sent` was committed. The lease then runs out, the row is sent again and flagged
 `possible_duplicate`; email keeps the same Message-ID, so the customer's mail client shows one
@@ -25,19 +32,27 @@ message, and channels with idempotency keys get the same key (the outbox id).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
+import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from email.utils import getaddresses
+from typing import Any
 
-from connectors.base import ConnectorError, PermanentError, RetryableError
+from connectors.base import ConnectorError, Limits, PermanentError, RetryableError
 from inbox import clock, review, sendability, service_levels
-from inbox.mail import conversation_message_id
-from inbox.models import FLAG_AUTO_SUBMITTED, Author, OutboundReply
+from inbox.attachments import AttachmentStore, safe_filename, type_mismatch
+from inbox.channel_format import to_html
+from inbox.mail import conversation_message_id, forward_text
+from inbox.models import FLAG_AUTO_SUBMITTED, Attachment, Author, OutboundReply
 from inbox.poller import backoff_delay
 from inbox.runtime import Mainland
+from inbox.signatures import signature_for, signed_text
 from inbox.store import Store
 from inbox.store.base import iso, parse_iso
+from inbox.store.outbox import split_addresses
 
 log = logging.getLogger("mainland.outbox")
 
@@ -63,9 +78,146 @@ class ReplyRefused(Exception):
     """The reply cannot be queued (nobody to answer, an address we must not write to)."""
 
 
+class FilesRefused(Exception):
+    """A reply's files break the channel's or the installation's rules; `reason` names which:
+    "none" (the channel carries no files here), "count" (`limit`), "type" (`filename`, `content_type`),
+    "size" (`filename`, `limit` in bytes), "empty" (`filename`)."""
+
+    def __init__(self, reason: str, **details: Any) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.details = details
+
+
+def file_size_cap(limits: Limits, installation_cap: int | None) -> int | None:
+    """The largest file a reply may carry: the channel's limit or the installation's, whichever is lower."""
+    caps = [c for c in (limits.max_attachment_bytes, installation_cap) if c]
+    return min(caps) if caps else None
+
+
+def check_files(limits: Limits, files: Sequence[Attachment], *, public: bool,
+                installation_cap: int | None) -> None:
+    """Raise FilesRefused unless `files` may go out in one reply on a channel with `limits`.
+
+    The same rules the composer shows and checks in the browser; checked again here because the
+    browser is never trusted."""
+    if not files:
+        return
+    if not limits.accepts_files(public=public):
+        raise FilesRefused("none")
+    if limits.max_attachments is not None and len(files) > limits.max_attachments:
+        raise FilesRefused("count", limit=limits.max_attachments)
+    cap = file_size_cap(limits, installation_cap)
+    for file in files:
+        size = len(file.data or b"")
+        if not size:
+            raise FilesRefused("empty", filename=file.filename)
+        if not limits.accepts_type(file.content_type):
+            raise FilesRefused("type", filename=file.filename, content_type=file.content_type)
+        if cap is not None and size > cap:
+            raise FilesRefused("size", filename=file.filename, limit=cap)
+
+
+def sending_limits(mainland: Mainland, channel: str) -> Limits:
+    """The limits of the connector that delivers replies for `channel` (its `reply_channel`, if set)."""
+    settings = mainland.config.channels[channel].settings
+    return mainland.connector_class(settings.get("reply_channel") or channel).limits
+
+
+#: An address a reply may go to in copy: a plain local@domain, nothing a header or an SMTP command
+#: could be bent with (no spaces, brackets, quotes, commas or control characters).
+PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})+")
+#: Most people in copy of one reply (Cc and Bcc together).
+MAX_COPIES = 20
+
+
+def _headers(message: dict) -> dict[str, str]:
+    try:
+        headers = json.loads(message.get("headers") or "{}")
+    except ValueError:
+        return {}
+    return headers if isinstance(headers, dict) else {}
+
+
+def reply_target(answered: dict) -> Author:
+    """Who a reply goes to: the first plain address of the customer's Reply-To, when their message
+    named one (a shared mailbox or a list asks for answers elsewhere), else its author."""
+    for name, address in getaddresses([str(_headers(answered).get("reply-to") or "")]):
+        if PLAIN_ADDRESS.fullmatch(address):
+            return Author(handle=address, name=name or answered.get("author_name") or "")
+    return Author(handle=answered.get("author_handle") or "", name=answered.get("author_name") or "")
+
+
+def is_own_address(address: str, own: set[str], mail_domain: str | None) -> bool:
+    """True for an address of this installation: a channel's address or one at its mail domain."""
+    lowered = address.lower()
+    return lowered in own or bool(mail_domain) and lowered.endswith("@" + str(mail_domain).lower())
+
+
+def suggested_copies(answered: dict, *, own: set[str], mail_domain: str | None) -> list[str]:
+    """The Cc a reply-all would keep: the customer's last mail's To and Cc, minus our own addresses
+    (the channel's, the installation's mail domain), the customer and the reply's own target."""
+    headers = _headers(answered)
+    skip = {(answered.get("author_handle") or "").lower(), reply_target(answered).handle.lower()}
+    found: list[str] = []
+    for _name, address in getaddresses([str(headers.get("to") or ""), str(headers.get("cc") or "")]):
+        lowered = address.lower()
+        if (PLAIN_ADDRESS.fullmatch(address) and lowered not in skip and lowered not in (f.lower() for f in found)
+                and not is_own_address(address, own, mail_domain)):
+            found.append(address)
+    return found[:MAX_COPIES]
+
+
+class CopiesRefused(Exception):
+    """The Cc or Bcc field holds something a reply cannot go to; `reason` is "invalid" (`address`),
+    "own" (`address`: one of ours, a loop) or "count" (`limit`)."""
+
+    def __init__(self, reason: str, **details: Any) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.details = details
+
+
+def parse_copies(cc_text: str, bcc_text: str, *, to: str, own: set[str],
+                 mail_domain: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The Cc and Bcc fields (addresses separated by commas, semicolons or spaces) as addresses,
+    each once (whoever is in To or Cc is not also in Bcc). CopiesRefused for anything else."""
+    seen = {to.lower()}
+    result: list[list[str]] = [[], []]
+    for index, text in enumerate((cc_text, bcc_text)):
+        for token in re.split(r"[,;\s]+", text or ""):
+            if not token:
+                continue
+            address = token.strip("<>")
+            if not PLAIN_ADDRESS.fullmatch(address) or len(address) > 320:
+                raise CopiesRefused("invalid", address=token[:80])
+            if is_own_address(address, own, mail_domain):
+                raise CopiesRefused("own", address=address)
+            if address.lower() not in seen:
+                seen.add(address.lower())
+                result[index].append(address)
+    if len(result[0]) + len(result[1]) > MAX_COPIES:
+        raise CopiesRefused("count", limit=MAX_COPIES)
+    return tuple(result[0]), tuple(result[1])
+
+
+def _store_files(mainland: Mainland, files: Sequence[Attachment]) -> list[dict[str, Any]]:
+    """Put the files' bytes into the attachment store (before the rows that point at them are written)."""
+    if not files:
+        return []
+    attachment_store = mainland.attachment_store()
+    return [{"filename": safe_filename(f.filename, index, f.content_type),
+             "content_type": (f.content_type or "application/octet-stream").split(";")[0].strip().lower(),
+             "size": len(f.data or b""), "sha256": attachment_store.put(f.data or b""),
+             # An "image" that is not one (or hides markup) is never shown inline, ours or not.
+             "type_mismatch": type_mismatch(f.content_type or "", f.data)}
+            for index, f in enumerate(files, start=1)]
+
+
 def queue_reply(mainland: Mainland, store: Store, conversation_id: int, text: str, *, agent: dict | None = None,
                 html: str | None = None, now: dt.datetime | None = None, flags: Iterable[str] = (),
-                reviewed: bool = False, hold_seconds: float = 0, target: sendability.Target | None = None) -> str:
+                reviewed: bool = False, hold_seconds: float = 0, target: sendability.Target | None = None,
+                files: Sequence[Attachment] = (), cc: Sequence[str] = (), bcc: Sequence[str] = ()) -> str:
     """Queue an agent's reply in a conversation; returns the outbox id.
 
     `flags` mark the message; FLAG_AUTO_SUBMITTED makes it an automatic message (a survey), sent
@@ -74,17 +226,22 @@ def queue_reply(mainland: Mainland, store: Store, conversation_id: int, text: st
     how the approval itself sends it. `hold_seconds`: the undo window; the reply is not due before
     it ends (a held trainee's reply has none: it waits for the review instead). `target`: the
     message answered and where the reply goes (`inbox.sendability.decide`); default the customer's
-    latest message, on its own channel and thread.
+    latest message, on its own channel and thread. `files` go out with the reply (checked by the
+    caller with `check_files`); a held reply keeps them for the review. `cc` and `bcc` (checked by
+    the caller with `parse_copies`) go to channels that declare `copies`.
     """
     now = now or clock.now()
     now_text = iso(now)
+    flags = tuple(flags)
     conversation = store.conversation(conversation_id)
     target = target or sendability.default_target(mainland, store, conversation)
     answered = target.message if target else store.latest_inbound(conversation_id)
     if answered is None:
         raise ReplyRefused("this conversation has no message from the customer to answer")
+    stored = _store_files(mainland, files)
     if not reviewed and review.needs_review(store, agent):
-        return review.hold_reply(store, conversation_id, text, agent=agent, html=html, now=now)
+        return review.hold_reply(store, conversation_id, text, agent=agent, html=html, now=now, files=stored,
+                                 cc=cc, bcc=bcc)
     outbox_id = uuid.uuid4().hex
     # The channel of the message answered: after a merge, not necessarily the conversation's.
     channel = target.channel if target else conversation["channel"]
@@ -92,6 +249,9 @@ def queue_reply(mainland: Mainland, store: Store, conversation_id: int, text: st
     # even when their mail client drops In-Reply-To.
     message_id = conversation_message_id(conversation["token"], outbox_id, mainland.config.mail_domain).strip("<>")
     refs = " ".join(r for r in (answered["refs"] or "").split() + [answered["message_id"] or ""] if r)
+    # Signed on send, not in the composer: an agent's reply gets their and their channel's (or
+    # team's) signature; an automatic one (a survey) none.
+    signature = None if FLAG_AUTO_SUBMITTED in flags else signature_for(store, conversation, agent)
     with store.write():
         store.queue_outbound(
             outbox_id=outbox_id, conversation_id=conversation_id, channel=channel,
@@ -99,6 +259,8 @@ def queue_reply(mainland: Mainland, store: Store, conversation_id: int, text: st
             subject=conversation["subject"] or answered["subject"] or "", message_id=message_id, refs=refs,
             author_name=(agent or {}).get("name", ""), now=now_text, flags=" ".join(sorted(set(flags))),
             next_at=iso(now + dt.timedelta(seconds=hold_seconds)) if hold_seconds > 0 else None,
+            files=stored, split_files=not sending_limits(mainland, channel).files_with_text, cc=cc, bcc=bcc,
+            signature=signature,
         )
         if target:
             store.set_outbox_target(outbox_id, reply_to=target.message_id, thread_key=target.thread_key,
@@ -106,6 +268,60 @@ def queue_reply(mainland: Mainland, store: Store, conversation_id: int, text: st
         # The reply stops the first- or next-response clock: the queue's due times move at once.
         service_levels.refresh(store, service_levels.for_config(mainland.config), [conversation_id], now)
     return outbox_id
+
+
+#: Flag of the internal note that records a forward (and whose outbox row sends it).
+FLAG_FORWARD = "forward"
+
+
+def forward_channel(mainland: Mainland, channel: str) -> str | None:
+    """The channel a forward from a conversation on `channel` goes out through: the one that sends
+    its replies when that can write to others (`Limits.copies`, email), else the first configured
+    channel that can; None when there is none."""
+    settings = mainland.config.channels[channel].settings
+    own = settings.get("reply_channel") or channel
+    candidates = [own, *sorted(mainland.config.channels)]
+    for name in candidates:
+        try:
+            if name in mainland.config.channels and mainland.connector_class(name).limits.copies:
+                return name
+        except KeyError:
+            continue
+    return None
+
+
+def queue_forward(mainland: Mainland, store: Store, conversation_id: int, to: Sequence[str], *, agent: dict,
+                  comment: str = "", message_row: int | None = None, now: dt.datetime | None = None) -> str:
+    """Forward one message (`message_row`) or the whole conversation, with its files, to `to`
+    (checked by the caller with `parse_copies`), through the outbox; recorded in the thread as an
+    internal note of who forwarded what to whom. Returns the outbox id; ReplyRefused when no
+    channel can send it."""
+    now = now or clock.now()
+    conversation = store.conversation(conversation_id)
+    via = forward_channel(mainland, conversation["channel"])
+    if via is None:
+        raise ReplyRefused("no channel here can send mail to other addresses")
+    outbox_id = uuid.uuid4().hex
+    subject = conversation["subject"] or ""
+    message_id = conversation_message_id(conversation["token"], outbox_id, mainland.config.mail_domain).strip("<>")
+    with store.write():
+        store.queue_forward(outbox_id=outbox_id, conversation_id=conversation_id, channel=via, agent_id=agent["id"],
+                            author_name=agent.get("name") or "", comment=comment, to=list(to), forward_of=message_row,
+                            subject=f"Fwd: {subject}" if subject else "Fwd:", message_id=message_id, now=iso(now))
+    return outbox_id
+
+
+def build_forward(store: Store, row: dict, attachment_store: AttachmentStore | None) -> OutboundReply:
+    """The mail for a forward's outbox row: the comment, the forwarded messages as text, their files."""
+    messages = store.forwarded_messages(row["conversation_id"], row.get("forward_of"))
+    to, *others = split_addresses(row.get("cc"))
+    files = [att for message in messages for att in message["attachments"]]
+    return OutboundReply(
+        idempotency_key=row["id"], channel=row["channel"], conversation_id=row["conversation_id"],
+        text=forward_text(row["text"] or "", messages), to=Author(handle=to), cc=tuple(others),
+        subject=row["subject"], message_id=f"<{row['our_message_id']}>" if row["our_message_id"] else None,
+        from_name=row["agent_name"] or None, attachments=load_files(attachment_store, files), forwarded=True,
+    )
 
 
 class UndoRefused(Exception):
@@ -126,6 +342,11 @@ def undo_reply(mainland: Mainland, store: Store, conversation_id: int, outbox_id
         if outcome != "taken" or row is None:
             raise UndoRefused(outcome)
         service_levels.refresh(store, service_levels.for_config(mainland.config), [conversation_id], now)
+        orphans = store.unreferenced_files(row.get("dropped_files") or [])
+    # The undone reply's files are dropped, not kept with the draft: nothing else refers to them.
+    attachment_store = mainland.attachment_store()
+    for digest in orphans:
+        attachment_store.delete(digest)
     return row
 
 
@@ -136,9 +357,30 @@ class SendReport:
     failed: int = 0
 
 
-def build_outbound(store: Store, row: dict) -> OutboundReply:
-    """The `OutboundReply` for a claimed outbox row: to the customer's last message in the conversation."""
+def signed_html(html: str | None, signature: str | None) -> str | None:
+    """The HTML part with the signature (plain text, escaped into paragraphs) at its end."""
+    if not html or not signature:
+        return html
+    return f'{html}<div class="signature">{to_html(signature)}</div>'
+
+
+def load_files(attachment_store: AttachmentStore | None, rows: list[dict]) -> tuple[Attachment, ...]:
+    """Our stored files with their bytes, ready for a connector."""
+    if not rows:
+        return ()
+    if attachment_store is None:
+        raise ValueError("this reply has files but no attachment store was given")
+    return tuple(Attachment(filename=r["filename"], content_type=r["content_type"],
+                            data=attachment_store.read(r["sha256"]), size=r["size"]) for r in rows)
+
+
+def build_outbound(store: Store, row: dict, attachment_store: AttachmentStore | None = None) -> OutboundReply:
+    """The `OutboundReply` for a claimed outbox row: to the customer's last message in the conversation.
+
+    A row that is one part of a reply sent in parts carries only its text or only its one file."""
     conversation = store.conversation(row["conversation_id"])
+    if FLAG_FORWARD in (row.get("flags") or "").split():
+        return build_forward(store, row, attachment_store)
     # The message the reply answers, in the thread it arrived in (rows from before m017: the latest).
     answered = (row.get("reply_to") and store.answerable_message(row["conversation_id"], row["reply_to"])) \
         or store.latest_inbound(row["conversation_id"]) or {}
@@ -146,13 +388,19 @@ def build_outbound(store: Store, row: dict) -> OutboundReply:
     if row.get("reply_to"):
         thread_key, public = row["thread_key"], bool(row["public"])
     refs = tuple((row["refs"] or "").split())
+    part = row.get("part") or "all"
     return OutboundReply(
+        attachments=() if part == "text" else load_files(attachment_store, store.outbound_files(
+            row["message_id"], row.get("attachment_id") if part == "file" else None)),
         idempotency_key=row["id"],
         channel=row["channel"],
         conversation_id=row["conversation_id"],
-        text=row["text"],
-        html=row["html"],
-        to=Author(handle=answered.get("author_handle", ""), name=answered.get("author_name", "")),
+        text="" if part == "file" else signed_text(row["text"], row.get("signature")),
+        html=None if part == "file" else signed_html(row["html"], row.get("signature")),
+        to=reply_target(answered),
+        # Copies go with the reply's text (or the whole reply), not again with each file sent apart.
+        cc=split_addresses(row.get("cc")) if part != "file" else (),
+        bcc=split_addresses(row.get("bcc")) if part != "file" else (),
         subject=row["subject"],
         thread_key=thread_key,
         reply_to_external_id=answered.get("external_id"),
@@ -174,7 +422,7 @@ def send_due(mainland: Mainland, store: Store, *, now: dt.datetime | None = None
         rows = store.claim_outbox(iso(now), iso(now + dt.timedelta(seconds=LEASE_SECONDS)))
     for row in rows:
         try:
-            reply = build_outbound(store, row)
+            reply = build_outbound(store, row, mainland.attachment_store())
             connector = mainland.sending_connector(row["channel"])
         except Exception as exc:  # a channel removed from the config, a vanished conversation
             with store.write():

@@ -18,6 +18,7 @@ how they learn.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,12 +58,16 @@ def needs_review(store: Store, agent: dict[str, Any] | None) -> bool:
 
 
 def hold_reply(store: Store, conversation_id: int, text: str, *, agent: dict[str, Any], html: str | None = None,
-               now: dt.datetime | None = None) -> str:
-    """Hold a trainee's reply for review; returns "review:<item id>"."""
+               now: dt.datetime | None = None, files: list[dict[str, Any]] | None = None,
+               cc: Sequence[str] = (), bcc: Sequence[str] = ()) -> str:
+    """Hold a trainee's reply for review; returns "review:<item id>". Its `files` (already in the
+    attachment store) are kept with it and go out when it is approved."""
     now = now or clock.now()
     with store.write():
         item_id = store.hold_for_review(conversation_id=conversation_id, agent_id=agent["id"], text=text, html=html,
                                         now=iso(now))
+        store.hold_review_files(item_id, files or [])
+        store.hold_review_copies(item_id, cc, bcc)
         store.audit(iso(now), f"agent:{agent['id']}", "reply_held_for_review", "conversation", conversation_id,
                     item=item_id)
     return f"{HELD_PREFIX}{item_id}"
@@ -107,7 +112,7 @@ def approve(mainland: Any, store: Store, item_id: int, *, reviewer: dict[str, An
     """Send the held reply (as edited by the reviewer, if `text` differs) through the outbox, if
     `inbox.sendability` allows it (NotSendable otherwise; `outside_window`: the reviewer accepts a
     closed reply window)."""
-    from inbox.outbox import ReplyRefused, queue_reply
+    from inbox.outbox import ReplyRefused, load_files, queue_reply
 
     now = now or clock.now()
     item = store.review_item(item_id)
@@ -115,11 +120,13 @@ def approve(mainland: Any, store: Store, item_id: int, *, reviewer: dict[str, An
         raise ReviewError("this reply was already reviewed")
     _not_own(item, reviewer)
     final = (text if text is not None else item["text"]).replace("\r\n", "\n")
-    if not final.strip():
+    files = load_files(mainland.attachment_store(), store.review_files(item_id))
+    if not final.strip() and not files:
         raise ReviewError("the reply is empty")
     edited = final != item["text"]
     author = store.agent(item["agent_id"]) or {"id": item["agent_id"], "name": ""}
     seconds = _seconds(item, now)
+    copies = store.review_copies(item_id)
     with store.write():
         decision = sendable(mainland, store, item, text=final, outside_window=outside_window, now=now)
         if not decision.allowed:
@@ -128,7 +135,7 @@ def approve(mainland: Any, store: Store, item_id: int, *, reviewer: dict[str, An
             outbox_id = queue_reply(mainland, store, item["conversation_id"], final,
                                     agent={"id": author["id"], "name": author["name"]},
                                     html=_html_for(item, final, edited), now=now, reviewed=True,
-                                    target=decision.target)
+                                    target=decision.target, files=files, cc=copies[0], bcc=copies[1])
         except ReplyRefused as exc:
             raise ReviewError(str(exc)) from exc
         if not store.decide_review(item_id, state="approved", reviewer_id=reviewer["id"], now=iso(now),

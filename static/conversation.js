@@ -284,6 +284,7 @@
       }).then(function (response) {
         return response.json().catch(function () { return { ok: false }; });
       }).then(function (data) {
+        if (data.ok) { form.dispatchEvent(new CustomEvent("mainland:sent")); }
         if (data.ok && data.next_url) {
           // The conversation is out of the agent's hands: on to the next one of their queue view
           // (after the undo window, when there is one: undoing keeps the agent here).
@@ -324,6 +325,135 @@
   }
   submit(replyForm, replyText, "reply");
   submit(noteForm, noteText, "note");
+
+  /* The reply's files: picked, dropped onto the composer or pasted into the reply box, kept in the
+   * file field itself (so the form posts them, with or without this script), shown as chips with
+   * their size and a Remove button. The channel's rules (data-* of #reply-files) are checked here
+   * first so the agent knows before sending; the server checks them again. */
+  var filesBox = document.getElementById("reply-files");
+  var fileInput = document.getElementById("reply-files-input");
+  var fileChips = document.getElementById("file-chips");
+  var fileError = document.getElementById("file-error");
+  var chosen = [];
+  function fill(template, values) {
+    return template.replace(/\{(\w+)\}/g, function (all, key) { return key in values ? values[key] : all; });
+  }
+  function humanSize(bytes) {
+    if (bytes >= 1048576) { return (bytes / 1048576).toFixed(1) + " MB"; }
+    if (bytes >= 1024) { return (bytes / 1024).toFixed(1) + " kB"; }
+    return bytes + " B";
+  }
+  function typeAllowed(type, types) {
+    if (!types.length) { return true; }
+    var kind = (type || "").split(";")[0].trim().toLowerCase();
+    return types.indexOf(kind) >= 0 || types.indexOf(kind.split("/")[0] + "/*") >= 0;
+  }
+  function fileProblem(file, count) {
+    var rules = filesBox.dataset;
+    var max = Number(rules.maxFiles) || 0;
+    var maxBytes = Number(rules.maxBytes) || 0;
+    var types = rules.types ? rules.types.split(",") : [];
+    if (max && count >= max) { return fill(rules.msgCount, { n: max }); }
+    if (!file.size) { return fill(rules.msgEmpty, { name: file.name }); }
+    if (maxBytes && file.size > maxBytes) { return fill(rules.msgSize, { name: file.name, size: humanSize(maxBytes) }); }
+    if (!typeAllowed(file.type, types)) { return fill(rules.msgType, { name: file.name, types: types.join(", ") }); }
+    // The whole request has a cap of its own (the installation's max_message_bytes): say so before sending.
+    var maxTotal = Number(rules.maxTotal) || 0;
+    var total = chosen.reduce(function (sum, f) { return sum + f.size; }, file.size);
+    if (maxTotal && total > maxTotal * 0.95) { return fill(rules.msgTotal, { size: humanSize(maxTotal) }); }
+    return "";
+  }
+  function syncFiles() {
+    if (!fileInput) { return; }
+    var transfer = new DataTransfer();
+    chosen.forEach(function (file) { transfer.items.add(file); });
+    fileInput.files = transfer.files;
+    fileChips.textContent = "";
+    chosen.forEach(function (file, index) {
+      var chip = document.createElement("li");
+      chip.className = "file-chip";
+      var name = document.createElement("span");
+      name.className = "name";
+      name.textContent = file.name;
+      name.title = file.name;
+      var size = document.createElement("span");
+      size.className = "size";
+      size.textContent = humanSize(file.size);
+      var remove = document.createElement("button");
+      remove.type = "button";
+      remove.textContent = "\u00d7";
+      remove.setAttribute("aria-label", fill(filesBox.dataset.msgRemove, { name: file.name }));
+      remove.addEventListener("click", function () {
+        chosen.splice(index, 1);
+        syncFiles();
+        if (fileInput) { fileInput.focus(); }
+      });
+      chip.append(name, size, remove);
+      fileChips.appendChild(chip);
+    });
+  }
+  function addFiles(list) {
+    if (fileInput.disabled) { return; }
+    var problems = [];
+    Array.prototype.forEach.call(list, function (file) {
+      var problem = fileProblem(file, chosen.length);
+      if (problem) { problems.push(problem); } else { chosen.push(file); }
+    });
+    fileError.textContent = problems.join(" ");
+    fileError.hidden = !problems.length;
+    syncFiles();
+  }
+  function clearFiles() {
+    chosen = [];
+    if (fileError) { fileError.hidden = true; }
+    syncFiles();
+  }
+  if (fileInput && filesBox) {
+    fileInput.addEventListener("change", function () {
+      var picked = Array.prototype.slice.call(fileInput.files);
+      syncFiles();  // the field holds what was picked only: put the earlier ones back first
+      addFiles(picked);
+    });
+    if (composerBox) {
+      composerBox.addEventListener("dragover", function (ev) {
+        if (ev.dataTransfer && Array.prototype.indexOf.call(ev.dataTransfer.types, "Files") >= 0) {
+          ev.preventDefault();
+          composerBox.classList.add("dragging");
+        }
+      });
+      composerBox.addEventListener("dragleave", function (ev) {
+        if (!composerBox.contains(ev.relatedTarget)) { composerBox.classList.remove("dragging"); }
+      });
+      composerBox.addEventListener("drop", function (ev) {
+        composerBox.classList.remove("dragging");
+        if (!ev.dataTransfer || !ev.dataTransfer.files.length) { return; }
+        ev.preventDefault();
+        showTab("reply", false);
+        addFiles(ev.dataTransfer.files);
+      });
+    }
+    if (replyText) {
+      replyText.addEventListener("paste", function (ev) {
+        var files = ev.clipboardData && ev.clipboardData.files;
+        if (files && files.length) {
+          ev.preventDefault();
+          addFiles(files);
+        }
+      });
+    }
+    replyForm.addEventListener("mainland:sent", clearFiles);
+    /* A public conversation whose channel carries files only privately: files wait for "Answer privately". */
+    var privateOnly = document.querySelector("#private-reply input[name=private]");
+    if (fileInput.getAttribute("data-needs-private") && privateOnly) {
+      var gate = function () {
+        fileInput.disabled = !privateOnly.checked;
+        document.getElementById("file-pick").classList.toggle("disabled", !privateOnly.checked);
+        if (!privateOnly.checked && chosen.length) { clearFiles(); }
+      };
+      privateOnly.addEventListener("change", gate);
+      gate();
+    }
+  }
 
   /* Ctrl/Cmd+Enter sends with the default (the first submit button: "Send reply" or "Add note");
    * Ctrl/Cmd+Shift+Enter sends and resolves. */

@@ -973,6 +973,59 @@ def m015_message_changes(db: Database) -> None:
 
 
 @migrations()
+def m016_outbound_attachments(db: Database) -> None:
+    # An agent's reply may carry files: they are `attachments` rows of the outgoing message, stored
+    # by content hash like inbound ones (so the thread lists and serves them the same way).
+    #
+    # A channel where one message cannot hold both text and a file (Limits.files_with_text False)
+    # gets one outbox row per part of the reply: `part` is 'all' (the text with every file, the
+    # usual case), 'text' or 'file' (`attachment_id` names it); `part_index` keeps them in order.
+    # Each row is sent once, with its own idempotency key (its id). The message counts as sent
+    # when every part is.
+    #
+    # A trainee's reply held for review keeps its files in `review_attachments` until approved.
+    #
+    # Email replies may go to further people in copy: `cc` and `bcc` (comma-separated addresses)
+    # on our message and on a held reply.
+    #
+    # Signatures (inbox/signatures.py): templates per agent, team and channel; the rendered one is
+    # kept with our message (`signature`) and added to its text when it is sent.
+    #
+    # Forwards: an internal note (flag `forward`, the addresses in `cc`) records who forwarded what
+    # to whom; its outbox row sends the message `forward_of` (NULL: the whole conversation).
+    db.executescript(
+        """
+        ALTER TABLE messages ADD COLUMN signature TEXT;
+        ALTER TABLE outbox ADD COLUMN forward_of INTEGER;
+        CREATE TABLE signatures (
+            scope TEXT NOT NULL CHECK (scope IN ('agent', 'team', 'channel')),
+            owner TEXT NOT NULL,
+            text TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (scope, owner)
+        ) WITHOUT ROWID;
+        ALTER TABLE messages ADD COLUMN cc TEXT;
+        ALTER TABLE messages ADD COLUMN bcc TEXT;
+        ALTER TABLE review_items ADD COLUMN cc TEXT;
+        ALTER TABLE review_items ADD COLUMN bcc TEXT;
+        ALTER TABLE outbox ADD COLUMN part TEXT NOT NULL DEFAULT 'all' CHECK (part IN ('all', 'text', 'file'));
+        ALTER TABLE outbox ADD COLUMN attachment_id INTEGER REFERENCES attachments(id);
+        ALTER TABLE outbox ADD COLUMN part_index INTEGER NOT NULL DEFAULT 0;
+        CREATE INDEX outbox_message ON outbox(message_id);
+        CREATE TABLE review_attachments (
+            id INTEGER PRIMARY KEY,
+            review_item_id INTEGER NOT NULL REFERENCES review_items(id) ON DELETE CASCADE,
+            filename TEXT NOT NULL,
+            content_type TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            sha256 TEXT NOT NULL
+        );
+        CREATE INDEX review_attachments_item ON review_attachments(review_item_id);
+        """
+    )
+
+
+@migrations()
 def m017_acknowledgements(db: Database) -> None:
     # Where a queued reply goes: the inbound message it answers, and that message's thread and
     # audience (after a merge of two channels' conversations, not the conversation's own). NULL on

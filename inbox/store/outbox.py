@@ -11,31 +11,57 @@ a reply is either handed to the channel or taken back, never both.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from inbox.store.base import NotFound, as_dict, as_dicts
+from inbox.store.signatures import SignatureQueries
 
 
-class OutboxQueries:
+def split_addresses(value: str | None) -> tuple[str, ...]:
+    """Addresses stored comma-separated (our own, checked when written) as a tuple."""
+    return tuple(a.strip() for a in (value or "").split(",") if a.strip())
+
+
+class OutboxQueries(SignatureQueries):
     conn: Any
 
     def queue_outbound(self, *, outbox_id: str, conversation_id: int, channel: str, agent_id: int | None,
                        text: str, html: str | None, subject: str, message_id: str | None, refs: str,
-                       author_name: str, now: str, flags: str = "", next_at: str | None = None) -> int:
+                       author_name: str, now: str, flags: str = "", next_at: str | None = None,
+                       files: Sequence[dict[str, Any]] = (), split_files: bool = False,
+                       cc: Sequence[str] = (), bcc: Sequence[str] = (), signature: str | None = None) -> int:
         """The reply as a message (status queued) and its outbox row, in the caller's transaction.
-        `next_at`: not sent before then (the undo window); default at once."""
+        `next_at`: not sent before then (the undo window); default at once.
+
+        `files` (filename, content_type, size, sha256; the bytes already in the attachment store)
+        become the message's attachments. With `split_files` (a channel where text and a file cannot
+        share a message) the text and each file get an outbox row of their own, sent in that order;
+        the first one is `outbox_id`, the others `<outbox_id>-<n>`."""
         cur = self.conn.execute(
             "INSERT INTO messages (conversation_id, channel, external_id, direction, agent_id, author_name, subject, "
-            "text, html, message_id, refs, received_at, delivery_status, flags) "
-            "VALUES (?, ?, ?, 'out', ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
+            "text, html, message_id, refs, received_at, delivery_status, flags, cc, bcc, signature) "
+            "VALUES (?, ?, ?, 'out', ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
             (conversation_id, channel, f"out:{outbox_id}", agent_id, author_name, subject, text, html, message_id,
-             refs, now, flags),
+             refs, now, flags, ", ".join(cc) or None, ", ".join(bcc) or None, signature),
         )
         message_row = cur.lastrowid
-        self.conn.execute(
-            "INSERT INTO outbox (id, message_id, channel, state, next_at, created_at) VALUES (?, ?, ?, 'pending', ?, ?)",
-            (outbox_id, message_row, channel, next_at or now, now),
-        )
+        attachment_ids = [self.conn.execute(
+            "INSERT INTO attachments (message_id, filename, content_type, size, sha256, stored, type_mismatch) "
+            "VALUES (?, ?, ?, ?, ?, 1, ?)",
+            (message_row, f["filename"], f["content_type"], f["size"], f["sha256"], int(f.get("type_mismatch", False))),
+        ).lastrowid for f in files]
+        if split_files and attachment_ids:
+            parts = ([("text", None)] if text.strip() else []) + [("file", a) for a in attachment_ids]
+        else:
+            parts = [("all", None)]
+        for index, (part, attachment_id) in enumerate(parts):
+            self.conn.execute(
+                "INSERT INTO outbox (id, message_id, channel, state, next_at, created_at, part, attachment_id, "
+                "part_index) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?)",
+                (outbox_id if index == 0 else f"{outbox_id}-{index}", message_row, channel, next_at or now, now, part,
+                 attachment_id, index),
+            )
         self.conn.execute(
             "UPDATE conversations SET last_message_at = ?, updated_at = ?, "
             "first_response_at = COALESCE(first_response_at, ?), "
@@ -44,12 +70,46 @@ class OutboxQueries:
         )
         return message_row
 
+    def queue_forward(self, *, outbox_id: str, conversation_id: int, channel: str, agent_id: int | None,
+                      author_name: str, comment: str, to: Sequence[str], forward_of: int | None, subject: str,
+                      message_id: str, now: str) -> int:
+        """A forward as an internal note that records it (flag `forward`, the addresses in `cc`) and its
+        outbox row, in the caller's transaction. It is not a reply: the conversation's clocks stay."""
+        cur = self.conn.execute(
+            "INSERT INTO messages (conversation_id, channel, external_id, direction, agent_id, author_name, subject, "
+            "text, message_id, received_at, delivery_status, flags, cc) "
+            "VALUES (?, ?, ?, 'note', ?, ?, ?, ?, ?, ?, 'queued', 'forward', ?)",
+            (conversation_id, channel, f"fwd:{outbox_id}", agent_id, author_name, subject, comment, message_id, now,
+             ", ".join(to)))
+        self.conn.execute(
+            "INSERT INTO outbox (id, message_id, channel, state, next_at, created_at, forward_of) "
+            "VALUES (?, ?, ?, 'pending', ?, ?, ?)", (outbox_id, cur.lastrowid, channel, now, now, forward_of))
+        self.conn.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conversation_id))
+        return cur.lastrowid
+
+    def forwarded_messages(self, conversation_id: int, forward_of: int | None) -> list[dict[str, Any]]:
+        """What a forward carries: one message, or the whole conversation's (no internal notes), each
+        with its stored files."""
+        if forward_of is not None:
+            rows = as_dicts(self.conn.execute(
+                "SELECT * FROM messages WHERE id = ? AND conversation_id = ? AND direction IN ('in', 'out')",
+                (forward_of, conversation_id)))
+        else:
+            rows = as_dicts(self.conn.execute(
+                "SELECT * FROM messages WHERE conversation_id = ? AND direction IN ('in', 'out') "
+                "ORDER BY received_at, id", (conversation_id,)))
+        for row in rows:
+            row["attachments"] = as_dicts(self.conn.execute(
+                "SELECT * FROM attachments WHERE message_id = ? AND stored = 1 AND sha256 IS NOT NULL ORDER BY id",
+                (row["id"],)))
+        return rows
+
     def claim_outbox(self, now: str, lease_until: str, limit: int = 20) -> list[dict[str, Any]]:
         """Take due rows for sending. A row whose lease ran out (a sender died mid-send) is taken again,
         flagged as a possible duplicate: the channel may have accepted it before the crash."""
         rows = as_dicts(self.conn.execute(
             "SELECT id, state FROM outbox WHERE (state IN ('pending', 'retry_wait') AND next_at <= ?) "
-            "OR (state = 'sending' AND lease_until < ?) ORDER BY next_at LIMIT ?",
+            "OR (state = 'sending' AND lease_until < ?) ORDER BY next_at, message_id, part_index LIMIT ?",
             (now, now, limit),
         ))
         claimed = []
@@ -67,7 +127,8 @@ class OutboxQueries:
     def outbox_row(self, outbox_id: str) -> dict[str, Any]:
         cur = self.conn.execute(
             "SELECT o.*, m.conversation_id, m.text, m.html, m.subject, m.message_id AS our_message_id, m.refs, "
-            "m.author_name AS agent_name, m.flags FROM outbox o JOIN messages m ON m.id = o.message_id WHERE o.id = ?",
+            "m.author_name AS agent_name, m.flags, m.cc, m.bcc, m.signature FROM outbox o JOIN messages m ON m.id = o.message_id "
+            "WHERE o.id = ?",
             (outbox_id,),
         )
         row = as_dict(cur, cur.fetchone())
@@ -75,10 +136,37 @@ class OutboxQueries:
             raise NotFound(f"no outbox row {outbox_id}")
         return row
 
+    def outbound_files(self, message_row: int, attachment_id: int | None = None) -> list[dict[str, Any]]:
+        """The files of our outgoing message (or just the one `attachment_id`), in the order attached."""
+        if attachment_id is not None:
+            return as_dicts(self.conn.execute(
+                "SELECT * FROM attachments WHERE message_id = ? AND id = ?", (message_row, attachment_id)))
+        return as_dicts(self.conn.execute("SELECT * FROM attachments WHERE message_id = ? ORDER BY id", (message_row,)))
+
+    def hold_review_files(self, review_item_id: int, files: Sequence[dict[str, Any]]) -> None:
+        """The files of a trainee's reply held for review (bytes already in the attachment store)."""
+        for f in files:
+            self.conn.execute(
+                "INSERT INTO review_attachments (review_item_id, filename, content_type, size, sha256) "
+                "VALUES (?, ?, ?, ?, ?)", (review_item_id, f["filename"], f["content_type"], f["size"], f["sha256"]))
+
+    def hold_review_copies(self, review_item_id: int, cc: Sequence[str], bcc: Sequence[str]) -> None:
+        """Who a held reply goes to in copy (email), sent along when it is approved."""
+        self.conn.execute("UPDATE review_items SET cc = ?, bcc = ? WHERE id = ?",
+                          (", ".join(cc) or None, ", ".join(bcc) or None, review_item_id))
+
+    def review_copies(self, review_item_id: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        row = self.conn.execute("SELECT cc, bcc FROM review_items WHERE id = ?", (review_item_id,)).fetchone()
+        return (split_addresses(row[0]), split_addresses(row[1])) if row else ((), ())
+
+    def review_files(self, review_item_id: int) -> list[dict[str, Any]]:
+        return as_dicts(self.conn.execute(
+            "SELECT * FROM review_attachments WHERE review_item_id = ? ORDER BY id", (review_item_id,)))
+
     def latest_inbound(self, conversation_id: int) -> dict[str, Any] | None:
         """The customer's last message in a conversation: what a reply answers."""
         cur = self.conn.execute(
-            "SELECT id, external_id, message_id, refs, author_name, author_handle, subject, customer_id "
+            "SELECT id, external_id, message_id, refs, author_name, author_handle, subject, customer_id, headers "
             "FROM messages WHERE conversation_id = ? AND direction = 'in' ORDER BY id DESC LIMIT 1",
             (conversation_id,),
         )
@@ -88,9 +176,12 @@ class OutboxQueries:
         self.conn.execute(
             "UPDATE outbox SET state = 'sent', provider_id = ?, sent_at = ?, lease_until = NULL, last_error = NULL "
             "WHERE id = ?", (provider_id, now, outbox_id))
+        # A reply sent in parts (text, then each file) is sent once its last part is; a part that
+        # failed keeps the message failed.
         self.conn.execute(
             "UPDATE messages SET delivery_status = 'sent', delivery_error = NULL, sent_at = ? "
-            "WHERE id = (SELECT message_id FROM outbox WHERE id = ?)", (now, outbox_id))
+            "WHERE id = (SELECT message_id FROM outbox WHERE id = ?) AND NOT EXISTS (SELECT 1 FROM outbox p "
+            "WHERE p.message_id = messages.id AND p.state != 'sent')", (now, outbox_id))
 
     def mark_outbox_retry(self, outbox_id: str, next_at: str, error: str) -> None:
         self.conn.execute(
@@ -110,9 +201,10 @@ class OutboxQueries:
 
     def retry_outbox(self, outbox_id: str, now: str) -> bool:
         """An agent's "try again" on a failed reply."""
+        # Every failed part of the reply goes again; parts already sent are never sent twice.
         cur = self.conn.execute(
-            "UPDATE outbox SET state = 'pending', next_at = ?, attempts = 0 WHERE id = ? AND state IN ('failed', 'dead')",
-            (now, outbox_id))
+            "UPDATE outbox SET state = 'pending', next_at = ?, attempts = 0 WHERE state IN ('failed', 'dead') "
+            "AND message_id = (SELECT message_id FROM outbox WHERE id = ?)", (now, outbox_id))
         if cur.rowcount:
             self.conn.execute(
                 "UPDATE messages SET delivery_status = 'queued' WHERE id = (SELECT message_id FROM outbox WHERE id = ?)",
@@ -128,7 +220,7 @@ class OutboxQueries:
         return as_dicts(self.conn.execute(
             "SELECT o.id, o.next_at, m.id AS message_row, m.text FROM outbox o JOIN messages m ON m.id = o.message_id "
             "WHERE m.conversation_id = ? AND m.agent_id = ? AND o.state = 'pending' AND o.attempts = 0 "
-            "ORDER BY o.created_at, o.id", (conversation_id, agent_id)))
+            "AND o.part_index = 0 AND m.direction = 'out' ORDER BY o.created_at, o.id", (conversation_id, agent_id)))
 
     def undoable_replies_of(self, agent_id: int) -> list[dict[str, Any]]:
         """All the agent's replies still in the undo window, with whom they go to (the undo toast)."""
@@ -136,7 +228,8 @@ class OutboxQueries:
             "SELECT o.id, o.next_at, m.conversation_id, cu.display_name AS customer_name FROM outbox o "
             "JOIN messages m ON m.id = o.message_id JOIN conversations c ON c.id = m.conversation_id "
             "JOIN customers cu ON cu.id = c.customer_id "
-            "WHERE m.agent_id = ? AND o.state = 'pending' AND o.attempts = 0 ORDER BY o.created_at, o.id",
+            "WHERE m.agent_id = ? AND o.state = 'pending' AND o.attempts = 0 AND o.part_index = 0 AND m.direction = 'out' "
+            "ORDER BY o.created_at, o.id",
             (agent_id,)))
 
     def take_back_outbound(self, outbox_id: str, conversation_id: int, agent_id: int) -> tuple[str, dict | None]:
@@ -146,14 +239,24 @@ class OutboxQueries:
         cur = self.conn.execute(
             "SELECT o.id, o.state, o.attempts, o.undo_status, m.id AS message_row, m.text, m.html, m.flags, "
             "m.received_at FROM outbox o JOIN messages m ON m.id = o.message_id "
-            "WHERE o.id = ? AND m.conversation_id = ? AND m.agent_id = ?", (outbox_id, conversation_id, agent_id))
+            "WHERE o.id = ? AND m.conversation_id = ? AND m.agent_id = ? AND m.direction = 'out'",
+            (outbox_id, conversation_id, agent_id))
         row = as_dict(cur, cur.fetchone())
         if row is None:
             return "missing", None
-        taken = self.conn.execute("DELETE FROM outbox WHERE id = ? AND state = 'pending' AND attempts = 0",
-                                  (outbox_id,)).rowcount
-        if not taken:
+        # A reply sent in parts is taken back whole or not at all: once a sender has any part of it,
+        # it is released.
+        released = self.conn.execute(
+            "SELECT count(*) FROM outbox WHERE message_id = ? AND NOT (state = 'pending' AND attempts = 0)",
+            (row["message_row"],)).fetchone()[0]
+        if released or row["state"] != "pending" or row["attempts"]:
             return "released", row
+        self.conn.execute("DELETE FROM outbox WHERE message_id = ?", (row["message_row"],))
+        # Its files are dropped with it (the composer tells the writer to attach them again); the
+        # caller removes a file from the attachment store once nothing refers to it any more.
+        row["dropped_files"] = [r[0] for r in self.conn.execute(
+            "SELECT sha256 FROM attachments WHERE message_id = ?", (row["message_row"],))]
+        self.conn.execute("DELETE FROM attachments WHERE message_id = ?", (row["message_row"],))
         self.conn.execute("DELETE FROM messages WHERE id = ?", (row["message_row"],))
         # The conversation as if the reply had never been written: its last activity, its first
         # response and the customer's waiting time.
@@ -169,6 +272,12 @@ class OutboxQueries:
             "sla_computed_at = NULL WHERE id = :c",
             {"c": conversation_id, "at": row["received_at"]})
         return "taken", row
+
+    def unreferenced_files(self, hashes: Sequence[str]) -> list[str]:
+        """Those of `hashes` no attachment (of any message or held reply) refers to any more."""
+        return [h for h in dict.fromkeys(hashes) if not self.conn.execute(
+            "SELECT 1 FROM attachments WHERE sha256 = ? UNION ALL SELECT 1 FROM review_attachments WHERE sha256 = ? "
+            "LIMIT 1", (h, h)).fetchone()]
 
     def apply_delivery_update(self, channel: str, provider_id: str, status: str, error: str | None,
                               order: dict[str, int]) -> bool:

@@ -20,8 +20,11 @@ _THREAD_COLUMNS = (
     "m.id, m.conversation_id, m.channel, m.external_id, m.direction, m.agent_id, m.author_name, m.author_handle, "
     "m.subject, m.text, m.html, m.message_id, m.flags, m.defects, m.sent_at, m.received_at, m.delivery_status, "
     "m.delivery_error, m.context_text, m.context_url, m.edited_at, m.deleted_at, "
-    "json_extract(m.headers, '$.pressed') AS pressed, "
-    "o.id AS outbox_id, o.state AS outbox_state, o.possible_duplicate, o.attempts AS outbox_attempts"
+    "json_extract(m.headers, '$.pressed') AS pressed, m.cc, m.bcc, m.signature, "
+    "o.id AS outbox_id, o.state AS outbox_state, o.attempts AS outbox_attempts, o.forward_of, "
+    # A reply sent in parts (m016) has one outbox row per part: the message is shown once, with
+    # its first part's row, and flagged when any part may have gone out twice.
+    "(SELECT max(p.possible_duplicate) FROM outbox p WHERE p.message_id = m.id) AS possible_duplicate"
 )
 
 
@@ -47,7 +50,8 @@ class WorkQueries:
         `after_id` has not seen yet). `offset`/`limit` take a window of the thread in its order
         (a long thread opens with its latest part; earlier parts are fetched as the agent scrolls).
         """
-        sql = (f"SELECT {_THREAD_COLUMNS} FROM messages m LEFT JOIN outbox o ON o.message_id = m.id "  # noqa: S608
+        sql = (f"SELECT {_THREAD_COLUMNS} FROM messages m "  # noqa: S608
+               "LEFT JOIN outbox o ON o.message_id = m.id AND o.part_index = 0 "
                "WHERE m.conversation_id = ?")
         params: list[Any] = [conversation_id]
         if after_id is not None:
@@ -100,12 +104,14 @@ class WorkQueries:
     def message_delivery(self, conversation_id: int) -> list[dict[str, Any]]:
         """Delivery state of each of our replies in the conversation (for live status updates)."""
         return as_dicts(self.conn.execute(
-            "SELECT m.id, m.delivery_status, m.delivery_error, o.possible_duplicate FROM messages m "
-            "LEFT JOIN outbox o ON o.message_id = m.id WHERE m.conversation_id = ? AND m.direction = 'out'",
+            "SELECT m.id, m.delivery_status, m.delivery_error, (SELECT max(p.possible_duplicate) FROM outbox p "
+            "WHERE p.message_id = m.id) AS possible_duplicate FROM messages m "
+            "WHERE m.conversation_id = ? AND m.direction = 'out'",
             (conversation_id,)))
 
     def outbox_id_for_message(self, message_id: int) -> str | None:
-        row = self.conn.execute("SELECT id FROM outbox WHERE message_id = ?", (message_id,)).fetchone()
+        row = self.conn.execute("SELECT id FROM outbox WHERE message_id = ? ORDER BY part_index LIMIT 1",
+                                (message_id,)).fetchone()
         return row[0] if row else None
 
     # The customer beside it ----------------------------------------------------------------------

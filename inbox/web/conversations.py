@@ -47,6 +47,7 @@ from flask import (
 from flask_babel import format_datetime, format_decimal
 from markupsafe import Markup
 
+from connectors.base import Limits
 from inbox import access, clock, sendability
 from inbox import answers as answer_library
 from inbox.attachments import safe_filename
@@ -64,10 +65,29 @@ from inbox.lifecycle import (
     parse_snooze,
     transition,
 )
-from inbox.outbox import FLAG_PRIVATE_REPLY, ReplyRefused, UndoRefused, queue_reply, undo_reply, undo_seconds
+from inbox.models import Attachment
+from inbox.outbox import (
+    FLAG_PRIVATE_REPLY,
+    CopiesRefused,
+    FilesRefused,
+    ReplyRefused,
+    UndoRefused,
+    check_files,
+    file_size_cap,
+    forward_channel,
+    parse_copies,
+    queue_forward,
+    queue_reply,
+    reply_target,
+    sending_limits,
+    suggested_copies,
+    undo_reply,
+    undo_seconds,
+)
 from inbox.review import is_held as is_held_for_review
 from inbox.routing import moved_note
 from inbox.sanitize import sanitize_html
+from inbox.signatures import MAX_SIGNATURE_CHARS, VARIABLES, render, signature_for, signed_text
 from inbox.store import NotFound as StoreNotFound
 from inbox.store import StoreError
 from inbox.store.base import iso, parse_iso
@@ -124,6 +144,7 @@ FLAG_LABELS = {
     "claimed_address": (_l("address not verified"),
                         _l("The address was typed into a form, where anyone can type any address: it joined the "
                            "customer who has it, but this message may not be from them.")),
+    "forward": (_l("forwarded"), _l("An agent sent this on to someone outside the conversation.")),
     "html_replaced": (_l("HTML hidden"),
                       _l("The formatted version was too large or hostile to show; the original can be downloaded.")),
 }
@@ -407,6 +428,21 @@ class ComposerInfo:
     drafting: list[str] = field(default_factory=list)
     undo: list[dict[str, Any]] = field(default_factory=list)
     mentions: list[dict[str, str]] = field(default_factory=list)
+    #: The channel's declared facts (connectors/base.py Limits) and what they mean for files:
+    #: whether this reply may carry any (else `files_reason` says why), how many, how large, which types.
+    limits: Limits | None = None
+    files_allowed: bool = False
+    files_reason: str | None = None
+    max_files: int | None = None
+    max_file_bytes: int | None = None
+    file_types: tuple[str, ...] = ()
+    #: Files only in a private answer to this public conversation: the control waits for "Answer privately".
+    files_if_private: bool = False
+    #: The channel sends copies (Limits.copies): the composer offers Cc (pre-filled) and Bcc.
+    copies: bool = False
+    cc_suggested: list[str] = field(default_factory=list)
+    #: The signature added on send (inbox/signatures.py), shown as a preview line; None: none.
+    signature: str | None = None
 
     @property
     def audience(self) -> str:
@@ -440,6 +476,8 @@ def composer_info(conversation: dict[str, Any], now: dt.datetime | None = None) 
     if agent is None:
         return info
     info.drafting = [a["name"] or a["email"] for a in store.drafting_colleagues(conversation["id"], agent["id"])]
+    if info.available:
+        info.signature = signature_for(store, conversation, agent)
     for row in store.undoable_replies(conversation["id"], agent["id"]):
         due = parse_iso(row["next_at"]) or now
         info.undo.append({"id": row["id"], "message_id": row["message_row"],
@@ -468,8 +506,9 @@ def _channel_composer(conversation: dict[str, Any], now: dt.datetime) -> Compose
     answered = store.latest_inbound(conversation["id"])
     if answered is None:
         return ComposerInfo(False, str(_l("There is no message from the customer to answer.")), channel=via)
+    target = reply_target(answered)
     info = ComposerInfo(True, channel=via, max_length=limits.max_text_length, formatting=limits.formatting,
-                        window_hours=limits.reply_window_hours, recipient=answered["author_handle"] or None,
+                        window_hours=limits.reply_window_hours, recipient=target.handle or None,
                         private_reply_possible=bool(conversation["public"]) and limits.private_replies,
                         channel_name=connector_class.display_name, channel_kind=getattr(connector_class, "kind", None),
                         public=bool(conversation["public"]))
@@ -478,9 +517,97 @@ def _channel_composer(conversation: dict[str, Any], now: dt.datetime) -> Compose
         if last_in is not None:
             info.window_closes = last_in + dt.timedelta(hours=limits.reply_window_hours)
             info.window_closed = now >= info.window_closes
-    info.guard = loop_guard(answered["author_handle"], store.customer_identities(conversation["customer_id"]),
+    # The address the reply goes to (the customer's Reply-To, if any) is what the loop guard checks.
+    info.guard = loop_guard(target.handle, store.customer_identities(conversation["customer_id"]),
                             land.config.own_addresses())
+    _file_facts(info, limits, land.config.max_attachment_bytes)
+    info.copies = limits.copies
+    if limits.copies:
+        info.cc_suggested = suggested_copies(answered, own=land.config.own_addresses(),
+                                             mail_domain=land.config.mail_domain)
     return info
+
+
+def _file_facts(info: ComposerInfo, limits: Limits, installation_cap: int | None) -> None:
+    """What the composer's file control offers, from the channel's declared limits; in words when nothing."""
+    info.limits = limits
+    info.files_allowed = limits.accepts_files(public=info.public)
+    info.max_files = limits.max_attachments
+    info.max_file_bytes = file_size_cap(limits, installation_cap)
+    info.file_types = limits.attachment_types
+    if info.files_allowed:
+        return
+    if limits.accepts_files(public=False):
+        info.files_if_private = info.private_reply_possible
+        info.files_reason = _("Public replies on %(channel)s cannot carry files; a private message can.",
+                              channel=info.channel_name)
+    else:
+        info.files_reason = _("Replies on %(channel)s cannot carry files.", channel=info.channel_name)
+
+
+def _uploaded_files() -> list[Attachment]:
+    """The files attached in the composer (an empty file field sends one nameless part: skipped)."""
+    files = []
+    for upload in request.files.getlist("files"):
+        if not upload or not upload.filename:
+            continue
+        data = upload.read()
+        files.append(Attachment(filename=upload.filename, content_type=upload.mimetype or "application/octet-stream",
+                                data=data, size=len(data)))
+    return files
+
+
+def formatted_html(text: str) -> str | None:
+    """The HTML part of a reply on a formatted channel (the composer's light markdown: paragraphs,
+    bold, italic, links), through the same sanitiser as everything shown; the plain text goes along
+    as the first alternative. None when the sanitiser refused it: the reply then goes as plain text."""
+    body, replaced = sanitize_html(to_html(text))
+    return None if replaced or not body.strip() else body
+
+
+def _copies_from_form(composer: ComposerInfo) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The Cc and Bcc fields as addresses; CopiesRefused for anything a reply cannot go to."""
+    cc_text, bcc_text = request.form.get("cc") or "", request.form.get("bcc") or ""
+    if not composer.copies:
+        if cc_text.strip() or bcc_text.strip():
+            raise CopiesRefused("unsupported")
+        return (), ()
+    config = mainland().config
+    return parse_copies(cc_text[:MAX_TEXT_CHARS], bcc_text[:MAX_TEXT_CHARS], to=composer.recipient or "",
+                        own=config.own_addresses(), mail_domain=config.mail_domain)
+
+
+def copies_refused_message(exc: CopiesRefused) -> str:
+    """What the agent reads when Cc or Bcc holds something a reply cannot go to, and what to do."""
+    if exc.reason == "invalid":
+        return _("%(address)s is not an email address. Write addresses separated by commas, like "
+                 "ann@example.com, bob@example.org.", address=exc.details["address"])
+    if exc.reason == "own":
+        return _("%(address)s is one of Mainland's own addresses: a copy would loop back into this inbox. "
+                 "Remove it.", address=exc.details["address"])
+    if exc.reason == "count":
+        return ngettext("At most %(num)d address in copy. Remove some.",
+                        "At most %(num)d addresses in copy. Remove some.", exc.details["limit"])
+    return _("This channel cannot send copies. Empty the Cc and Bcc fields.")
+
+
+def files_refused_message(exc: FilesRefused, info: ComposerInfo) -> str:
+    """What the agent reads when the reply's files break a rule, with what to do about it."""
+    details = exc.details
+    if exc.reason == "none":
+        return " ".join([info.files_reason or _("This reply cannot carry files."),
+                         _("Remove the files, or share a link to them instead.")])
+    if exc.reason == "count":
+        return ngettext("This channel takes at most %(num)d file per reply. Remove some, or send them in another "
+                        "reply.", "This channel takes at most %(num)d files per reply. Remove some, or send them in "
+                        "another reply.", details["limit"])
+    if exc.reason == "type":
+        return _("%(name)s cannot be sent here: this channel takes only %(types)s. Remove it, or convert it first.",
+                 name=details["filename"], types=", ".join(info.file_types))
+    if exc.reason == "size":
+        return _("%(name)s is too large: at most %(size)s per file. Remove it, or share a link to it instead.",
+                 name=details["filename"], size=filesize(details["limit"]))
+    return _("%(name)s is empty. Remove it and attach the file again.", name=details.get("filename", ""))
 
 
 def _prepared(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -554,6 +681,9 @@ def _page_context(conversation: dict[str, Any], **extra: Any) -> dict[str, Any]:
         "snooze_presets": [(key, SNOOZE_LABELS.get(key, key)) for key, _delta in SNOOZE_PRESETS],
         "priorities": [(p, PRIORITY_LABELS[p]) for p in PRIORITIES],
         "is_admin": access.is_admin(agent),
+        "max_request_bytes": mainland().config.max_message_bytes,
+        "can_forward": forward_channel(mainland(), conversation["channel"]) is not None
+        if conversation["channel"] in mainland().config.channels else False,
         "draft": "",
         "note_draft": "",
         "error": None,
@@ -653,10 +783,12 @@ def reply(conversation_id: int):
     conversation = _visible_conversation(conversation_id)
     store = get_store()
     agent = current_agent()
+    # A request over the installation's size cap never gets here (413); the composer checks the total first.
     text = (request.form.get("text") or "").replace("\r\n", "\n")
+    files = _uploaded_files()
     seen_up_to = _id_field("seen_up_to") or 0
-    keep = {"draft": text}
-    if not text.strip():
+    keep = {"draft": text, "cc_value": request.form.get("cc", ""), "bcc_value": request.form.get("bcc", "")}
+    if not text.strip() and not files:
         return _refused(conversation, str(_l("Write a reply first.")), **keep)
     if len(text) > MAX_TEXT_CHARS:
         return _refused(conversation, str(_l("The reply is too long.")), **keep)
@@ -669,15 +801,28 @@ def reply(conversation_id: int):
     then_status = request.form.get("then_status") or store.team_default_send_status(conversation.get("team_id"))
     if then_status not in SEND_STATUSES:
         return _refused(conversation, str(TRANSITION_MESSAGES["invalid"]), **keep)
+    composer = composer_info(conversation)
     # One rule for every message to a customer (inbox/sendability.py): where it goes, and whether now.
+    # The signature is part of what the customer receives, so it counts against the channel's length.
     decision = sendability.decide(
-        mainland(), store, conversation, kind=sendability.AGENT_REPLY, text=text, answering=_id_field("reply_to"),
-        outside_window=bool(request.form.get("outside_window")),
+        mainland(), store, conversation, kind=sendability.AGENT_REPLY, text=signed_text(text, composer.signature),
+        answering=_id_field("reply_to"), outside_window=bool(request.form.get("outside_window")),
         override_guard=bool(request.form.get("override_guard")) and access.is_admin(agent), now=_now())
     if not decision.allowed:
         return _refused(conversation, decision.reason, **keep)
     target = decision.target
     overridden = decision.guard
+    private = bool(request.form.get("private")) and target.private_reply_possible
+    try:
+        # The files are checked against the channel the reply goes out on (after a merge, the answered one's).
+        check_files(sending_limits(mainland(), target.channel) or Limits(), files,
+                    public=target.public and not private, installation_cap=mainland().config.max_attachment_bytes)
+    except FilesRefused as exc:
+        return _refused(conversation, files_refused_message(exc, composer), **keep)
+    try:
+        cc, bcc = _copies_from_form(composer)
+    except CopiesRefused as exc:
+        return _refused(conversation, copies_refused_message(exc), **keep)
     queued = None
     change = None
     # Undo send: the reply waits this long in the outbox; its writer can take it back meanwhile.
@@ -688,12 +833,10 @@ def reply(conversation_id: int):
         with store.write():
             unseen = store.unseen_message_ids(conversation_id, seen_up_to, agent["id"])
             if not unseen:
-                private = bool(request.form.get("private")) and target.private_reply_possible
-                # Formatted channels get the light markdown as HTML too, as the composer promises.
-                html = to_html(text) if target.formatting == "html" else None
+                html = formatted_html(text) if target.formatting == "html" else None
                 queued = queue_reply(mainland(), store, conversation_id, text, agent=agent, html=html,
                                      flags=[FLAG_PRIVATE_REPLY] if private else [], hold_seconds=hold,
-                                     target=target)
+                                     target=target, files=files, cc=cc, bcc=bcc)
                 if overridden:
                     store.audit(_now_iso(), f"agent:{agent['id']}", "reply_loop_guard_override", "conversation",
                                 conversation_id, reason=overridden)
@@ -726,6 +869,44 @@ def reply(conversation_id: int):
                  status=change.status if change else conversation["status"], **extra)
 
 
+@bp.post("/conversations/<int:conversation_id>/forward")
+@login_required
+def forward(conversation_id: int):
+    """Forward one message (`message_id`) or the whole conversation, with its files, to the addresses
+    in `to`, through the outbox; the thread records who forwarded what to whom."""
+    conversation = _visible_conversation(conversation_id)
+    store = get_store()
+    agent = current_agent()
+    comment = (request.form.get("comment") or "").replace("\r\n", "\n")
+    if len(comment) > MAX_TEXT_CHARS:
+        return _refused(conversation, str(_l("The note is too long.")))
+    message_row = _id_field("message_id")
+    if message_row is not None:
+        try:
+            message = store.message(message_row)
+        except StoreNotFound:
+            abort(404)
+        if message["conversation_id"] != conversation_id or message["direction"] not in ("in", "out"):
+            abort(404)
+    config = mainland().config
+    try:
+        to, _bcc = parse_copies((request.form.get("to") or "")[:MAX_TEXT_CHARS], "", to="",
+                                own=config.own_addresses(), mail_domain=config.mail_domain)
+    except CopiesRefused as exc:
+        return _refused(conversation, copies_refused_message(exc))
+    if not to:
+        return _refused(conversation, str(_l("Write the address to forward to.")))
+    try:
+        queue_forward(mainland(), store, conversation_id, to, agent=agent, comment=comment, message_row=message_row,
+                      now=_now())
+    except ReplyRefused:
+        return _refused(conversation, str(_l("No channel here can send mail to other addresses: an admin needs to "
+                                             "configure an email channel first.")))
+    _audit("forward", conversation_id, to=list(to), message_id=message_row)
+    return _done(conversation_id, _("Forwarded to %(to)s: it goes out as soon as the channel accepts it.",
+                                    to=", ".join(to)), after=_id_field("seen_up_to") or 0)
+
+
 @bp.post("/conversations/<int:conversation_id>/undo-send")
 @login_required
 def undo_send(conversation_id: int):
@@ -752,8 +933,15 @@ def undo_send(conversation_id: int):
             status = apply_status(store.conversation(conversation_id), row["undo_status"], now=_now()).status
         except TransitionRefused:
             pass
-    return _done(conversation_id, _("Sending undone: the reply is back in the composer."), anchor="#composer",
-                 text=row["text"], message_id=row["message_row"], status=status)
+    message = _("Sending undone: the reply is back in the composer.")
+    if row.get("dropped_files"):
+        # The files are not kept with the draft (drafts are text): say so, so none goes missing unnoticed.
+        message = " ".join([message, ngettext("Its file was not kept: attach it again.",
+                                              "Its %(num)d files were not kept: attach them again.",
+                                              len(row["dropped_files"]))])
+    return _done(conversation_id, message, anchor="#composer",
+                 text=row["text"], message_id=row["message_row"], status=status,
+                 files_dropped=len(row.get("dropped_files") or []))
 
 
 @bp.post("/conversations/<int:conversation_id>/draft")
@@ -1104,6 +1292,77 @@ def retry_reply(message_id: int):
     return _done(conversation["id"], _("The reply is queued again."), anchor=f"#message-{message_id}")
 
 
+# Signatures ------------------------------------------------------------------------------------
+#
+# An agent edits their own signature; an admin edits the channels' and teams' (inbox/signatures.py).
+
+SAMPLE_VALUES = {"agent_name": "Ann Agent", "agent_first_name": "Ann", "team_name": "Support",
+                 "channel_name": "mail"}
+
+
+def _signature_field(name: str) -> str | None:
+    """A posted signature template, or None when it is too long."""
+    text = (request.form.get(name) or "").replace("\r\n", "\n")
+    return text if len(text) <= MAX_SIGNATURE_CHARS else None
+
+
+@bp.route("/settings/signature", methods=["GET", "POST"])
+@login_required
+def my_signature():
+    """The signed-in agent's own signature."""
+    store = get_store()
+    agent = current_agent()
+    error = None
+    if request.method == "POST":
+        text = _signature_field("signature")
+        if text is None:
+            error = _("A signature has at most %(n)d characters.", n=MAX_SIGNATURE_CHARS)
+        else:
+            store.set_signature("agent", agent["id"], text, _now_iso())
+            flash(_("Signature saved.") if text.strip() else _("Signature removed."), "success")
+            return redirect(url_for("conversations.my_signature"), code=303)
+    current = store.signature("agent", agent["id"]) or ""
+    values = {**SAMPLE_VALUES, "agent_name": agent["name"] or "",
+              "agent_first_name": (agent["name"] or "").split()[0] if agent["name"] else ""}
+    return render_template("signatures/mine.html", signature=current, preview=render(current, values),
+                           variables=VARIABLES, error=error, is_admin=access.is_admin(agent)), 400 if error else 200
+
+
+@bp.route("/settings/signatures", methods=["GET", "POST"])
+@login_required
+def shared_signatures():
+    """Admins: the signature every reply of a channel (or else of a team) ends with."""
+    agent = current_agent()
+    if not access.is_admin(agent):
+        abort(403)
+    store = get_store()
+    channels = sorted(mainland().config.channels)
+    teams = store.team_names()
+    error = None
+    if request.method == "POST":
+        fields = [("channel", name, f"channel:{name}") for name in channels]
+        fields += [("team", str(team["id"]), f"team:{team['id']}") for team in teams]
+        texts = {key: _signature_field(key) for _scope, _owner, key in fields}
+        if any(text is None for text in texts.values()):
+            error = _("A signature has at most %(n)d characters.", n=MAX_SIGNATURE_CHARS)
+        else:
+            for scope, owner, key in fields:
+                if texts[key] != (store.signature(scope, owner) or ""):
+                    store.set_signature(scope, owner, texts[key] or "", _now_iso())
+            _audit_settings("signatures_changed")
+            flash(_("Signatures saved."), "success")
+            return redirect(url_for("conversations.shared_signatures"), code=303)
+    return render_template("signatures/shared.html", channels=channels, teams=teams,
+                           channel_signatures=store.signatures("channel"), team_signatures=store.signatures("team"),
+                           variables=VARIABLES, error=error), 400 if error else 200
+
+
+def _audit_settings(action: str) -> None:
+    store = get_store()
+    with store.write():
+        store.audit(_now_iso(), f"agent:{current_agent()['id']}", action, "settings", None)
+
+
 # Notifications ---------------------------------------------------------------------------------
 
 NOTIFICATION_KINDS = {
@@ -1224,5 +1483,6 @@ def init_app(app: Flask) -> None:
                                  priority_label=priority_label, unread_notifications=unread_notifications,
                                  delivery_labels=lambda: {k: str(v) for k, v in DELIVERY_LABELS.items()},
                                  status_labels=lambda: {k: str(v) for k, v in STATUS_LABELS.items()})
-    app.jinja_env.filters.update(when=when, filesize=filesize, our_html=our_html)
+    app.jinja_env.filters.update(when=when, filesize=filesize, our_html=our_html,
+                                 format_variable=lambda name: "{" + name + "}")
     app.jinja_env.globals["reply_targets"] = reply_targets
