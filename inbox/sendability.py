@@ -109,7 +109,10 @@ class Target:
 
     @property
     def recipient(self) -> str | None:
-        return self.message.get("author_handle") or None
+        """Whom the message goes to: the answered message's Reply-To when it named one, else its author."""
+        from inbox.outbox import reply_target  # not at the top: inbox.outbox imports this module
+
+        return reply_target(self.message).handle or None
 
     @property
     def message_id(self) -> int:

@@ -10,7 +10,7 @@ from typing import Any
 from inbox.store.base import as_dict, as_dicts
 
 _ANSWERABLE = ("SELECT id, conversation_id, channel, external_id, message_id, refs, author_name, author_handle, "
-               "subject, customer_id, flags, received_at FROM messages ")
+               "subject, customer_id, flags, received_at, headers FROM messages ")
 
 
 class SendabilityQueries:
