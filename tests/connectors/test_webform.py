@@ -134,7 +134,7 @@ def test_submission_becomes_one_private_item_from_the_email_identity(form, conte
     fields = form_fields(context)
     item = accept(form, multipart(fields, Origin="https://www.example.com"))
     assert item.external_id == fields["submission_id"]
-    assert item.author == Author(handle="ada@example.com", name="Ada Lovelace", identity_kind="email")
+    assert item.author == Author(handle="ada@example.com", name="Ada Lovelace", identity_kind="email", proven=False)
     assert item.subject == "My order #1234 never arrived."  # no subject field: the first line
     assert item.text == "My order #1234 never arrived.\nCan you check?"
     assert item.public is False
