@@ -311,6 +311,9 @@ ROWS: list[Row] = [
     Row("admin.accept_invitation", "POST", f"/invite/{INVITE_TOKEN}", everyone(clean(302)),
         form={"password": "invitee password 1", "repeat_password": "invitee password 1"}, mutates=True),
     Row("admin.accept_invitation", "GET", f"/invite/{INVITE_TOKEN.swapcase()}", everyone(HIDDEN)),
+    # The audit log (admins): filtered by team B's customer, and its CSV export.
+    Row("audit.index", "GET", "/admin/audit", admin_only(), query={"object_type": "customer", "object_id": "{cust_b}"}),
+    Row("audit.export", "GET", "/admin/audit/export.csv", admin_only(), query={"actor": "agent:{agent_b_id}"}),
 
     # The answer library is shared by every team; the conversation it is used in is a team object.
     Row("answers.index", "GET", "/answers", signed_in(clean())),

@@ -19,6 +19,7 @@ from sqlite_utils import Database
 
 from inbox.store.agents import AgentQueries
 from inbox.store.answers import AnswerQueries
+from inbox.store.audit import AuditQueries
 from inbox.store.base import NotFound, StoreError, now_iso
 from inbox.store.conversations import ConversationQueries
 from inbox.store.customers import CustomerQueries
@@ -48,7 +49,7 @@ BUSY_TIMEOUT_MS = 10_000
 class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries, AgentQueries, WebformQueries,
             WebhookQueries, TeamQueries, WorkQueries, QueueQueries, ServiceLevelQueries, ReportQueries,
             CustomerQueries, HealthQueries, AnswerQueries, RoutingQueries, ReviewQueries, DemoQueries,
-            NotificationQueries, DraftQueries, MessageChangeQueries):
+            NotificationQueries, DraftQueries, MessageChangeQueries, AuditQueries):
     """A Mainland database. Open one per thread; share the file, not the object."""
 
     def __init__(self, path: str | Path, *, check: bool = True) -> None:
