@@ -79,6 +79,7 @@ ACTION_LABELS: dict[str, Any] = {
     "customer_api_update": _l("Customer updated through the API"),
     "audit_exported": _l("Audit log exported"),
     "quarantine_viewed": _l("Quarantined item viewed"),
+    "quarantine_downloaded": _l("Quarantined item downloaded"),
     "quarantine_reprocessed": _l("Quarantined item reprocessed"),
     "quarantine_deleted": _l("Quarantined item deleted"),
 }
