@@ -165,3 +165,10 @@ def test_the_export_streams_every_filtered_row_with_formulas_neutralised(client,
     assert [int(r["id"]) for r in rows] == sorted((int(r["id"]) for r in rows), reverse=True)
     exported = store.audit_page(AuditFilter(action="audit_exported"))
     assert len(exported) == 1 and '"filters": {"actor": "agent:99"}' in exported[0]["details"], "the export is audited"
+
+
+def test_a_head_request_for_a_customer_page_writes_no_view(client, world):  # noqa: F811
+    store, jan = world["store"], world["jan_mail"]
+    signed_in(client, "alice@example.org")
+    assert client.head(f"/customers/{jan}").status_code == 200
+    assert _customer_lines(store, jan, "customer_viewed") == []

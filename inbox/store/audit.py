@@ -86,12 +86,14 @@ class AuditQueries:
         Returns whether a line was written. Reading a record is not a change, but who saw whose
         personal data must be answerable; one line an hour keeps a busy agent's log readable.
         """
-        since = iso(moment - VIEW_AUDIT_WINDOW)
+        args = (action, object_type, str(object_id), actor, iso(moment - VIEW_AUDIT_WINDOW))
+        sql = ("SELECT 1 FROM audit_log WHERE action = ? AND object_type = ? AND object_id = ? AND actor = ? "
+               "AND at > ? LIMIT 1")
+        # Most views are repeats: answer those without taking the write lock; check again under it.
+        if self.conn.execute(sql, args).fetchone():
+            return False
         with self.write():
-            seen = self.conn.execute(
-                "SELECT 1 FROM audit_log WHERE action = ? AND object_type = ? AND object_id = ? AND actor = ? "
-                "AND at > ? LIMIT 1", (action, object_type, str(object_id), actor, since)).fetchone()
-            if seen:
+            if self.conn.execute(sql, args).fetchone():
                 return False
             self.audit(iso(moment), actor, action, object_type, object_id)
         return True
