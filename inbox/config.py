@@ -8,6 +8,7 @@ an operator fixes the file in one go. docs/configuration.md explains every key.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import os
 import secrets
@@ -81,6 +82,47 @@ _KNOWN_KEYS = {
     "service_levels", "digest", "api_tokens", "default_phone_region", "health", "notifications",
 }
 
+#: The keys of each section this module checks, the one list `check-config` and start-up hold a file
+#: against: a key not listed is reported with the nearest listed one ("did you mean ..."). A new
+#: setting is added here and in docs/configuration.md. `service_levels`, `notifications` and `digest`
+#: are checked by their own modules; channel settings by their connectors.
+SECTION_KEYS: dict[str, frozenset[str]] = {
+    "": frozenset(_KNOWN_KEYS),
+    "web": frozenset({
+        "host", "port", "threads", "visibility", "undo_send_seconds", "trusted_proxies",
+        # The live stream (inbox/web/live.py).
+        "live_streams", "live_poll_seconds", "live_heartbeat_seconds", "live_max_seconds",
+        # Sign-in and sessions (issue 13).
+        "idle_timeout_minutes", "require_second_factor", "remember_device_days",
+    }),
+    "worker": frozenset({"lease_seconds", "renew_every", "outbox_every", "checkpoint_every"}),
+    "demo": frozenset({"admin_email", "admin_name", "team", "answers_file", "mail_channel", "mail_dir",
+                       "live_channels", "scenario", "poll_every"}),
+    "health": frozenset({"warn_after"}),
+}
+
+
+def nearest_key(key: str, known: frozenset[str] | set[str]) -> str | None:
+    """The known key `key` is most probably a misspelling of, or None when none is close."""
+    matches = difflib.get_close_matches(str(key).lower(), sorted(known), n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def unknown_keys(section: str, mapping: Mapping[str, Any]) -> list[str]:
+    """A problem line for each key of `mapping` that SECTION_KEYS[section] does not list."""
+    known = SECTION_KEYS[section]
+    problems = []
+    for key in mapping:
+        if key in known:
+            continue
+        where = f"{section}.{key}" if section else str(key)
+        guess = nearest_key(key, known)
+        if guess:
+            problems.append(f"{where}: unknown key; did you mean {guess}?")
+        else:
+            problems.append(f"{where}: unknown key (known: {', '.join(sorted(known))})")
+    return problems
+
 
 def resolve_value(value: Any, path: str, problems: list[str], base: Path) -> Any:
     """Replace `{"$env": NAME}` / `{"$file": PATH}` references, recursively."""
@@ -146,10 +188,10 @@ def load(path: str | Path | None = None, overrides: Mapping[str, Any] | None = N
 
 
 def from_mapping(data: Mapping[str, Any], *, base: Path, source: Path | None = None) -> Config:
-    problems: list[str] = []
-    for key in data:
-        if key not in _KNOWN_KEYS:
-            problems.append(f"{key}: unknown key (known: {', '.join(sorted(_KNOWN_KEYS))})")
+    problems: list[str] = unknown_keys("", data)
+    for section in SECTION_KEYS:
+        if section and isinstance(data.get(section), Mapping):
+            problems += unknown_keys(section, data[section])
     resolved = resolve_value(dict(data), "", problems, base)
     resolved = {k.lstrip("."): v for k, v in resolved.items()}
 
@@ -220,9 +262,6 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: Path | None = N
     if health is not None and not isinstance(health, Mapping):
         problems.append("health: must be a mapping (warn_after)")
     elif health:
-        for key in health:
-            if key != "warn_after":
-                problems.append(f"health.{key}: unknown key (known: warn_after)")
         warn_after = _duration(health.get("warn_after"), "health.warn_after", problems)
         if warn_after is not None and warn_after <= 0:
             problems.append("health.warn_after: must be longer than zero (e.g. '15m')")

@@ -321,6 +321,16 @@ ROWS: list[Row] = [
     Row("admin.accept_invitation", "POST", f"/invite/{INVITE_TOKEN}", everyone(clean(302)),
         form={"password": "invitee password 1", "repeat_password": "invitee password 1"}, mutates=True),
     Row("admin.accept_invitation", "GET", f"/invite/{INVITE_TOKEN.swapcase()}", everyone(HIDDEN)),
+    # The audit log (admins): filtered by team B's customer, and its CSV export.
+    Row("audit.index", "GET", "/admin/audit", admin_only(), query={"object_type": "customer", "object_id": "{cust_b}"}),
+    Row("audit.export", "GET", "/admin/audit/export.csv", admin_only(), query={"actor": "agent:{agent_b_id}"}),
+    # The quarantine (admins): an item held from team B's channel.
+    Row("quarantine.index", "GET", "/admin/quarantine", admin_only(), query={"channel": "mail-b"}),
+    Row("quarantine.show", "GET", "/admin/quarantine/{quarantine_b}", admin_only()),
+    Row("quarantine.download", "GET", "/admin/quarantine/{quarantine_b}/raw", admin_only()),
+    Row("quarantine.reprocess", "POST", "/admin/quarantine/{quarantine_b}/reprocess", admin_only(ok(302)),
+        mutates=True),
+    Row("quarantine.delete", "POST", "/admin/quarantine/{quarantine_b}/delete", admin_only(ok(302)), mutates=True),
 
     # The answer library is shared by every team; the conversation it is used in is a team object.
     Row("answers.index", "GET", "/answers", signed_in(clean())),
@@ -430,6 +440,11 @@ def _more_of_team_b(world: World, rules: set[str]) -> dict[str, int]:
     if "/review" in rules:
         ids["review_b"] = store.hold_for_review(conversation_id=world.conversation["b"], agent_id=agent_b["id"],
                                                 text=f"Held reply about the {B_SECRET}", html=None, now=_now())
+    if "/admin/quarantine" in rules:
+        with store.write():
+            ids["quarantine_b"] = store.quarantine_put(
+                "mail-b", f"To: support@mainland.test\r\nSubject: {B_SUBJECT}\r\n\r\nNo sender.\r\n".encode(),
+                "no sender", source_ref=None, exception="ItemError", now=_now())
     if "/views" in rules:
         ids["view_b"] = store.save_view(agent_b["id"], "Bravo matters", {"status": "open"})
     ids["last_b"] = max(m["id"] for m in store.conversation_messages(world.conversation["b"]))

@@ -437,7 +437,7 @@ def test_teams_page_shows_channel_routing_and_warns_of_unknown_team_names(tmp_pa
 
 # CSRF on every admin POST (SEC-08, IN-66) ------------------------------------------------------
 
-def _admin_post_urls(app, agent_id, team_id):
+def _admin_post_urls(app, agent_id, team_id, quarantine_id=None):
     pages = {rule.rule for rule in app.url_map.iter_rules() if "GET" in rule.methods}
     urls = []
     for rule in app.url_map.iter_rules():
@@ -449,7 +449,7 @@ def _admin_post_urls(app, agent_id, team_id):
             continue  # covered below: it has its own token
         values = {}
         for arg in rule.arguments:
-            values[arg] = {"agent_id": agent_id, "team_id": team_id}[arg]
+            values[arg] = {"agent_id": agent_id, "team_id": team_id, "quarantine_id": quarantine_id}[arg]
         urls.append((rule.build(values)[1], rule.rule in pages))
     return urls
 
@@ -461,7 +461,10 @@ def test_every_admin_post_needs_its_csrf_token(app, admin_client, web_store, adm
     other = app.test_client()
     login(other, "bob@example.org")
     foreign_token = csrf_token(other, "/")  # another session's token
-    urls = _admin_post_urls(app, bob["id"], team)
+    with web_store.write():
+        held = web_store.quarantine_put("mail", b"unreadable", "no sender", source_ref=None, exception=None,
+                                        now="2026-03-05T10:00:00.000000Z")
+    urls = _admin_post_urls(app, bob["id"], team, held)
     assert len(urls) >= 12, urls
     form = {"name": "Changed", "role": "manager", "email": "x@example.org", "team": str(team),
             "agent_id": str(admin["id"])}
@@ -482,6 +485,7 @@ def test_every_admin_post_needs_its_csrf_token(app, admin_client, web_store, adm
     assert web_store.team(team)["name"] == "Billing"
     assert web_store.agent_team_ids(bob["id"]) == {team}
     assert [a["email"] for a in web_store.agents()] == ["ada@example.org", "bob@example.org"]
+    assert web_store.quarantine_item(held)["status"] == "held"
 
 
 def test_the_invitation_form_needs_its_csrf_token(app, admin_client, web_store):  # noqa: F811

@@ -19,6 +19,7 @@ from sqlite_utils import Database
 
 from inbox.store.agents import AgentQueries
 from inbox.store.answers import AnswerQueries
+from inbox.store.audit import AuditQueries
 from inbox.store.base import NotFound, StoreError, now_iso
 from inbox.store.conversations import ConversationQueries
 from inbox.store.customers import CustomerQueries
@@ -30,6 +31,7 @@ from inbox.store.message_changes import MessageChangeQueries
 from inbox.store.notifications import NotificationQueries
 from inbox.store.operations import OperationsQueries
 from inbox.store.outbox import OutboxQueries
+from inbox.store.quarantine import QuarantineQueries
 from inbox.store.queue import QueueQueries
 from inbox.store.reports import ReportQueries
 from inbox.store.review import ReviewQueries
@@ -49,7 +51,8 @@ BUSY_TIMEOUT_MS = 10_000
 class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries, AgentQueries, WebformQueries,
             WebhookQueries, TeamQueries, WorkQueries, QueueQueries, ServiceLevelQueries, ReportQueries,
             CustomerQueries, HealthQueries, AnswerQueries, RoutingQueries, ReviewQueries, DemoQueries,
-            NotificationQueries, DraftQueries, MessageChangeQueries, SendabilityQueries):
+            NotificationQueries, DraftQueries, MessageChangeQueries, SendabilityQueries, AuditQueries,
+            QuarantineQueries):
     """A Mainland database. Open one per thread; share the file, not the object."""
 
     def __init__(self, path: str | Path, *, check: bool = True) -> None:

@@ -29,7 +29,7 @@ from flask import (
     url_for,
 )
 
-from inbox import access, customers, identity, privacy
+from inbox import access, clock, customers, identity, privacy
 from inbox.customer_import import FIELDS, CustomerImportError, decode, import_csv, parse_mapping
 from inbox.i18n import gettext as _
 from inbox.i18n import lazy_gettext as _l
@@ -158,6 +158,9 @@ def show(customer_id: int):
         _visible_customer(live)
         return redirect(url_for("customers.show", customer_id=live))
     record = _visible_customer(customer_id)
+    if request.method == "GET":
+        # Who looked at whose personal data: one line per agent, customer and hour (HEAD shows nothing).
+        store.audit_view(clock.now(), _actor(), "customer", customer_id)
     team_ids = _team_ids()
     conversations = store.customer_conversations(customer_id, team_ids)
     # The latest part of the timeline; "Show older messages" asks for more (a customer with
