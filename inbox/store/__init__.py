@@ -36,6 +36,7 @@ from inbox.store.review import ReviewQueries
 from inbox.store.routing import RoutingQueries
 from inbox.store.service_levels import ServiceLevelQueries
 from inbox.store.teams import TeamQueries
+from inbox.store.tokens import TokenQueries
 from inbox.store.webforms import WebformQueries
 from inbox.store.webhooks import WebhookQueries
 from inbox.store.work import WorkQueries
@@ -48,7 +49,7 @@ BUSY_TIMEOUT_MS = 10_000
 class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries, AgentQueries, WebformQueries,
             WebhookQueries, TeamQueries, WorkQueries, QueueQueries, ServiceLevelQueries, ReportQueries,
             CustomerQueries, HealthQueries, AnswerQueries, RoutingQueries, ReviewQueries, DemoQueries,
-            NotificationQueries, DraftQueries, MessageChangeQueries):
+            NotificationQueries, DraftQueries, MessageChangeQueries, TokenQueries):
     """A Mainland database. Open one per thread; share the file, not the object."""
 
     def __init__(self, path: str | Path, *, check: bool = True) -> None:
