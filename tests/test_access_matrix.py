@@ -332,6 +332,12 @@ ROWS: list[Row] = [
         mutates=True),
     Row("quarantine.delete", "POST", "/admin/quarantine/{quarantine_b}/delete", admin_only(ok(302)), mutates=True),
 
+    # API tokens (admins only): the page, making one (shown once), revoking one.
+    Row("tokens.index", "GET", "/admin/tokens", admin_only()),
+    Row("tokens.create", "POST", "/admin/tokens", admin_only(),
+        form={"name": "CRM sync", "scope": ["customers:read", "customers:write"], "expiry": "90"}, mutates=True),
+    Row("tokens.revoke", "POST", "/admin/tokens/{api_token}/revoke", admin_only(ok(302)), mutates=True),
+
     # The answer library is shared by every team; the conversation it is used in is a team object.
     Row("answers.index", "GET", "/answers", signed_in(clean())),
     Row("answers.show", "GET", "/answers/{answer}", signed_in(clean())),
@@ -454,6 +460,9 @@ def _more_of_team_b(world: World, rules: set[str]) -> dict[str, int]:
                                                                                + dt.timedelta(hours=72)),
                             created_by=world.agents["admin"]["id"])
     ids["invitee_id"] = invitee
+    if "/admin/tokens/<int:token_id>/revoke" in rules:
+        ids["api_token"] = store.create_api_token(name="Matrix token", token_hash="0" * 64, prefix="ml_matrix",
+                                                  scopes=["customers:read"], created_by=world.agents["admin"]["id"])
     return ids
 
 
@@ -539,7 +548,7 @@ def b_snapshot(world: World, ids: dict[str, object]) -> str:
     ]
     for name, args in (("customer_record", (ids["cust_b"],)), ("customer_attributes", (ids["cust_b"],)),
                        ("customer_notes", (ids["cust_b"],)), ("saved_views", (agent_b,)),
-                       ("notifications", (agent_b, None)), ("labels_of", (conversations,))):
+                       ("notifications", (agent_b, None)), ("labels_of", (conversations,)), ("api_tokens", ())):
         if hasattr(store, name):
             parts.append(safe(getattr(store, name), *args))
     if "merge_b" in ids:

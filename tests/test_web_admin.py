@@ -449,7 +449,8 @@ def _admin_post_urls(app, agent_id, team_id, quarantine_id=None):
             continue  # covered below: it has its own token
         values = {}
         for arg in rule.arguments:
-            values[arg] = {"agent_id": agent_id, "team_id": team_id, "quarantine_id": quarantine_id}[arg]
+            # Any other id: the CSRF check refuses before the id is looked up.
+            values[arg] = {"agent_id": agent_id, "team_id": team_id, "quarantine_id": quarantine_id}.get(arg, 1)
         urls.append((rule.build(values)[1], rule.rule in pages))
     return urls
 

@@ -1063,6 +1063,30 @@ def m018_webhook_refusal_counts(db: Database) -> None:
 
 
 @migrations()
+def m020_api_tokens(db: Database) -> None:
+    # API tokens made by admins at /admin/tokens (the `api_tokens` config key keeps working beside
+    # them). Only the SHA-256 of a token is kept, looked up by its hash; `prefix` is its first
+    # characters, enough to recognise it on the page. `scopes` is a space-separated list.
+    db.executescript(
+        """
+        CREATE TABLE api_tokens (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            token_hash TEXT NOT NULL UNIQUE,
+            prefix TEXT NOT NULL,
+            scopes TEXT NOT NULL,
+            created_by INTEGER REFERENCES agents(id) ON DELETE SET NULL,
+            created_at TEXT NOT NULL,
+            expires_at TEXT,
+            last_used_at TEXT,
+            revoked_at TEXT,
+            revoked_by INTEGER REFERENCES agents(id) ON DELETE SET NULL
+        );
+        """
+    )
+
+
+@migrations()
 def m021_audit_index(db: Database) -> None:
     # /admin/audit pages the log newest first by id, filtered by actor, action, object or date. An
     # index entry ends in the row id, so each of these serves "WHERE x = ? ORDER BY id DESC" as one

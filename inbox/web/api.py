@@ -5,10 +5,12 @@
                                         "attributes": {...}}
     GET  /api/customers/<id>
 
-Authentication is a bearer token (`Authorization: Bearer <token>`) from the config key
-`api_tokens` (a list, each normally `{"$env": NAME}`); with no tokens configured the API answers
-401 to everything. The session cookie counts for nothing here, which is why these routes can be
-exempt from CSRF: a browser's cross-site request carries a cookie, never our bearer token.
+Authentication is a bearer token (`Authorization: Bearer <token>`): one made by an admin at
+`/admin/tokens`, or one of the config key `api_tokens` (a list, each normally `{"$env": NAME}`;
+these have every scope). Without a valid token the API answers 401; a token without the route's
+scope (`customers:read` for GET, `customers:write` for POST) gets 403 naming it (inbox/web/tokens.py).
+The session cookie counts for nothing here, which is why these routes can be exempt from CSRF: a
+browser's cross-site request carries a cookie, never our bearer token.
 
 Matching and conflicts are those of the CSV import (`inbox.customer_import.apply_record`):
 by CRM reference, else by email address or account; a body that points at two different
@@ -17,7 +19,6 @@ customers is a 409 conflict and nothing is merged. Errors are JSON: `{"ok": fals
 
 from __future__ import annotations
 
-import hmac
 import json
 from typing import Any
 
@@ -28,6 +29,7 @@ from inbox.customer_import import apply_record, record_from_json
 from inbox.store import NotFound, now_iso
 from inbox.web import get_store, mainland
 from inbox.web.security import csrf, limiter
+from inbox.web.tokens import bearer_caller, json_error, scope_refusal
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -39,33 +41,20 @@ API_LIMIT = "600 per minute"
 _STATUS = {"create": 201, "update": 200, "unchanged": 200, "conflict": 409, "invalid": 400}
 
 
+#: The scope each route needs (inbox.web.tokens.SCOPES); a path under /api that is no route needs a token only.
+ROUTE_SCOPES = {"api.upsert_customer": "customers:write", "api.get_customer": "customers:read"}
+
+
 def _error(status: int, message: str) -> tuple[Response, int]:
-    response = jsonify(ok=False, error=message)
-    if status == 401:
-        response.headers["WWW-Authenticate"] = 'Bearer realm="mainland"'
-    return response, status
-
-
-def _token_index() -> int | None:
-    """Which configured token the request carries (its position), or None."""
-    header = request.headers.get("Authorization", "")
-    scheme, _sep, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    given = token.strip().encode()
-    found = None
-    for index, secret in enumerate(mainland().config.extra.get("api_tokens") or []):
-        # Compare against every token, so the time taken does not tell which one nearly matched.
-        if secret and hmac.compare_digest(given, str(secret).encode()) and found is None:
-            found = index
-    return found
+    return json_error(status, message), status
 
 
 @bp.before_request
 def _authenticate():
-    if _token_index() is None:
-        return _error(401, "a valid bearer token is required")
-    return None
+    scope = ROUTE_SCOPES.get(request.endpoint or "")
+    if scope is None:
+        return None if bearer_caller() is not None else json_error(401, "a valid bearer token is required")
+    return scope_refusal(scope)
 
 
 def _customer_json(customer_id: int) -> dict[str, Any]:
@@ -107,7 +96,7 @@ def upsert_customer():
         outcome = apply_record(store, record, now=now, region=mainland().config.extra.get("default_phone_region"),
                                source="api")
         if outcome.action in ("create", "update"):
-            store.audit(now, f"api:{_token_index()}", f"customer_api_{outcome.action}", "customer",
+            store.audit(now, bearer_caller().actor, f"customer_api_{outcome.action}", "customer",
                         outcome.customer_id, changes=len(outcome.changes))
     if outcome.action in ("conflict", "invalid"):
         body, status = _error(_STATUS[outcome.action], outcome.detail)

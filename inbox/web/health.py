@@ -4,7 +4,8 @@ Routes:
 
 - `GET /admin/connectors`  the health page (admins only; others get 403, visitors the sign-in page)
 - `GET /-/connectors`      the same figures as JSON, for monitoring: an admin's session, or a bearer
-                           token from the `api_tokens` config key; anything else is 403
+                           token with the scope `health:read` (inbox/web/tokens.py); a valid token
+                           without it gets a 403 naming the scope, anything else a plain 403
 
 Every page of the inbox shows a warning at the top for each enabled channel that has been failing
 for longer than `health.warn_after` ("Telegram has not been reachable for 25 minutes"); admins
@@ -14,11 +15,10 @@ get a link to the health page with it. The figures come from `inbox.health`.
 from __future__ import annotations
 
 import datetime as dt
-import hmac
 import logging
 from typing import Any
 
-from flask import Blueprint, Flask, g, jsonify, render_template, request
+from flask import Blueprint, Flask, g, jsonify, render_template
 from flask_babel import format_datetime, format_timedelta
 
 from inbox import clock, health
@@ -26,29 +26,27 @@ from inbox.i18n import gettext as _
 from inbox.store.base import iso, parse_iso
 from inbox.web import get_store, mainland
 from inbox.web.auth import current_agent, role_required
+from inbox.web.tokens import bearer_caller, missing_scope
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("health", __name__)
 
+#: What a bearer token needs for the JSON here and for the totals of `/-/health`.
+HEALTH_SCOPE = "health:read"
+
 
 def bearer_token_ok() -> bool:
-    """True when the request carries one of the configured `api_tokens` as a bearer token."""
-    scheme, _sep, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return False
-    given = token.strip().encode()
-    matched = False
-    for secret in mainland().config.extra.get("api_tokens") or []:
-        # Compare with every token, so the time taken does not tell which one nearly matched.
-        if secret and hmac.compare_digest(given, str(secret).encode()):
-            matched = True
-    return matched
+    """True when the request carries a valid bearer token with the scope `health:read`."""
+    caller = bearer_caller()
+    return caller is not None and HEALTH_SCOPE in caller.scopes
 
 
 @bp.get("/-/connectors")
 def connectors_json():
     agent = current_agent()
+    if not (agent and agent["role"] == "admin") and bearer_caller() is not None and not bearer_token_ok():
+        return missing_scope(HEALTH_SCOPE)
     if not ((agent and agent["role"] == "admin") or bearer_token_ok()):
         response = jsonify(ok=False, error="admins only: sign in as an admin or send a bearer API token")
         response.status_code = 403
