@@ -28,13 +28,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from inbox import clock, sendability, service_levels
-from inbox.models import FLAG_AUTO_SUBMITTED
+from inbox.models import FLAG_ACKNOWLEDGEMENT, FLAG_AUTO_SUBMITTED
 from inbox.store.base import iso, parse_iso
 
 log = logging.getLogger("mainland.acknowledgements")
 
-#: Flag on an acknowledgement's message: automatic, and no answer (the response clocks keep running).
-FLAG_ACKNOWLEDGEMENT = "acknowledgement"
 DEFAULT_EVERY = dt.timedelta(hours=24)
 LANGUAGES = ("en", "nl")
 

@@ -950,7 +950,8 @@ def build_reply(
     if refs:
         msg["References"] = " ".join(f"<{r}>" for r in refs[-MAX_REFERENCES:])
     # RFC 3834: our automatic messages (surveys) say so, so that auto-responders do not answer them.
-    msg["Auto-Submitted"] = "auto-generated" if reply.automatic else "no"
+    # An acknowledgement answers the customer's message: "auto-replied" (RFC 3834 section 5).
+    msg["Auto-Submitted"] = "auto-replied" if reply.auto_replied else "auto-generated" if reply.automatic else "no"
     msg[triage.LOOP_HEADER] = instance_id
     msg.set_content(reply.text)
     if reply.html:

@@ -23,6 +23,7 @@ FLAG_TRUNCATED = "truncated"  # body or parts cut at a size cap; the raw origina
 FLAG_OVERSIZED = "oversized"  # the whole message was over the size cap: only a stub was stored
 FLAG_BAD_DATE = "bad_date"  # Date header missing, unparsable or far off; ordered by receive time
 FLAG_MISTHREAD = "possible_misthread"  # referred to another customer's conversation; kept apart
+FLAG_ACKNOWLEDGEMENT = "acknowledgement"  # our automatic receipt of a customer's message (inbox/acknowledgements.py)
 FLAG_CLAIMED_ADDRESS = "claimed_address"  # a typed, unproven address that an existing customer already has
 FLAG_HTML_REPLACED = "html_replaced"  # HTML body too hostile or too large to show; raw downloadable
 
@@ -193,6 +194,9 @@ class OutboundReply:
     from_name: str | None = None
     #: Written by Mainland itself (a satisfaction survey), not by an agent: marked as automatic mail.
     automatic: bool = False
+    #: An automatic answer to the customer's own message (an acknowledgement): RFC 3834's
+    #: "auto-replied" rather than "auto-generated".
+    auto_replied: bool = False
     #: Further recipients in copy, on channels that declare `Limits.copies` (email): `cc` are shown
     #: to everyone, `bcc` go only into the envelope, never into a header.
     cc: tuple[str, ...] = ()

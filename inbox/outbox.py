@@ -46,7 +46,7 @@ from inbox import clock, review, sendability, service_levels
 from inbox.attachments import AttachmentStore, safe_filename, type_mismatch
 from inbox.channel_format import to_html
 from inbox.mail import conversation_message_id, forward_text
-from inbox.models import FLAG_AUTO_SUBMITTED, Attachment, Author, OutboundReply
+from inbox.models import FLAG_ACKNOWLEDGEMENT, FLAG_AUTO_SUBMITTED, Attachment, Author, OutboundReply
 from inbox.poller import backoff_delay
 from inbox.runtime import Mainland
 from inbox.signatures import signature_for, signed_text
@@ -411,6 +411,7 @@ def build_outbound(store: Store, row: dict, attachment_store: AttachmentStore | 
         public=public and FLAG_PRIVATE_REPLY not in (row.get("flags") or "").split(),
         from_name=row["agent_name"] or None,
         automatic=FLAG_AUTO_SUBMITTED in (row.get("flags") or "").split(),
+        auto_replied=FLAG_ACKNOWLEDGEMENT in (row.get("flags") or "").split(),
     )
 
 
