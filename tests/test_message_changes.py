@@ -106,3 +106,4 @@ def test_a_network_id_is_not_shown_next_to_the_senders_name(agent_client, ingest
     head = page[page.index(f'id="message-{message["id"]}"'):page.index('class="message-head"') + 600]
     assert "&lt;6723400011100001&gt;" not in page
     assert 'title="6723400011100001"' in head and "Noor El Amrani" in head
+
