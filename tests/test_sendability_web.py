@@ -42,6 +42,9 @@ def test_a_merged_conversation_answers_on_the_latest_messages_channel_by_default
     page = world.client().get(f"/conversations/{cid}").get_data(as_text=True)
     choice = page.split('id="reply-on-choice"')[1].split("</p>")[0]
     assert choice.index("Limited chat (chat)") < choice.index("(mail)"), "the latest message's channel first"
+    # The composer states the channel the reply goes out on, and that channel's limits.
+    assert 'data-max-length="20"' in page, "the chat's 20 characters, not mail's unlimited text"
+    assert 'id="reply-cc"' not in page, "no copies: the chat does not take them"
     assert post(world.client(), f"/conversations/{cid}/reply", {"text": "On it", "seen_up_to": 99}).status_code == 200
     send_due(world.mainland, world.store)
     assert [r.text for r in LimitedChat.sent] == ["On it"]

@@ -503,19 +503,30 @@ def _channel_composer(conversation: dict[str, Any], now: dt.datetime) -> Compose
     except KeyError:
         return ComposerInfo(False, str(_l("The channel that sends replies for this conversation is not "
                                           "configured.")))
-    answered = store.latest_inbound(conversation["id"])
+    # Where the reply goes without a choice (inbox/sendability.py): after a merge, the channel of the
+    # customer's latest message, which is not necessarily the conversation's own.
+    sending = sendability.default_target(land, store, conversation)
+    answered = sending.message if sending else store.latest_inbound(conversation["id"])
     if answered is None:
         return ComposerInfo(False, str(_l("There is no message from the customer to answer.")), channel=via)
+    if sending is not None:
+        via = sending.via
+        connector_class = land.connector_class(via)
+        limits = connector_class.limits
     target = reply_target(answered)
+    public = sending.public if sending else bool(conversation["public"])
     info = ComposerInfo(True, channel=via, max_length=limits.max_text_length, formatting=limits.formatting,
                         window_hours=limits.reply_window_hours, recipient=target.handle or None,
-                        private_reply_possible=bool(conversation["public"]) and limits.private_replies,
+                        private_reply_possible=public and limits.private_replies,
                         channel_name=connector_class.display_name, channel_kind=getattr(connector_class, "kind", None),
-                        public=bool(conversation["public"]))
+                        public=public)
     if limits.reply_window_hours:
-        last_in = parse_iso(conversation.get("last_inbound_at"))
-        if last_in is not None:
-            info.window_closes = last_in + dt.timedelta(hours=limits.reply_window_hours)
+        window_closes = sending.window_closes if sending else None
+        if window_closes is None:
+            last_in = parse_iso(conversation.get("last_inbound_at"))
+            window_closes = last_in + dt.timedelta(hours=limits.reply_window_hours) if last_in else None
+        if window_closes is not None:
+            info.window_closes = window_closes
             info.window_closed = now >= info.window_closes
     # The address the reply goes to (the customer's Reply-To, if any) is what the loop guard checks.
     info.guard = loop_guard(target.handle, store.customer_identities(conversation["customer_id"]),
