@@ -51,6 +51,7 @@ REQUIRED_ROLES = (ANON, A, B, ADMIN)
 B_MARKERS = (B_SECRET, B_SUBJECT, B_SENDER_NAME, "bettina@example.net", "invoice is wrong", "Bruno Bravo",
              "bruno@example.net", "Brenda Bravo", "brenda@example.net")
 INVITE_TOKEN = "matrix-invitation-token-0123456789abcdefghijklmnop"
+RESET_TOKEN = "matrix-password-reset-token-0123456789abcdefghijk"
 
 
 # Outcomes --------------------------------------------------------------------------------------
@@ -311,6 +312,16 @@ ROWS: list[Row] = [
     Row("admin.accept_invitation", "POST", f"/invite/{INVITE_TOKEN}", everyone(clean(302)),
         form={"password": "invitee password 1", "repeat_password": "invitee password 1"}, mutates=True),
     Row("admin.accept_invitation", "GET", f"/invite/{INVITE_TOKEN.swapcase()}", everyone(HIDDEN)),
+    # Password reset by email (no sign-in): the same answer for every address; the link is the key.
+    Row("account.forgot_password", "GET", "/password/forgot", everyone(clean())),
+    Row("account.forgot_password", "POST", "/password/forgot", everyone(clean(200, 429)),
+        form={"email": "nobody@example.org"},
+        note="the same answer as for a known address; the five roles ask for one address, so the per-account "
+             "limit (3 per 15 minutes) answers the later ones with 429"),
+    Row("account.reset_password", "GET", f"/password/reset/{RESET_TOKEN}", everyone(clean())),
+    Row("account.reset_password", "POST", f"/password/reset/{RESET_TOKEN}", everyone(clean(302)),
+        form={"password": "reset password 12", "repeat_password": "reset password 12"}, mutates=True),
+    Row("account.reset_password", "GET", f"/password/reset/{RESET_TOKEN.swapcase()}", everyone(HIDDEN)),
 
     # The answer library is shared by every team; the conversation it is used in is a team object.
     Row("answers.index", "GET", "/answers", signed_in(clean())),
@@ -429,6 +440,8 @@ def _more_of_team_b(world: World, rules: set[str]) -> dict[str, int]:
                                                                                + dt.timedelta(hours=72)),
                             created_by=world.agents["admin"]["id"])
     ids["invitee_id"] = invitee
+    store.create_password_reset(invitee, token_hash(RESET_TOKEN), expires_at=iso(dt.datetime.now(dt.UTC)
+                                                                                 + dt.timedelta(minutes=30)))
     return ids
 
 

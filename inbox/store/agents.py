@@ -84,6 +84,42 @@ class AgentQueries:
                 (int(active), 0 if active else 1, agent_id),
             )
 
+    # Password resets by email (inbox/web/account.py) ------------------------------------------------
+
+    def create_password_reset(self, agent_id: int, token_hash: str, *, expires_at: str,
+                              now: str | None = None) -> int:
+        """Store a reset link's token hash; the agent's earlier unused links stop working."""
+        now = now or now_iso()
+        with self.write():
+            self.conn.execute(
+                "UPDATE password_resets SET revoked_at = ? WHERE agent_id = ? AND used_at IS NULL "
+                "AND revoked_at IS NULL", (now, agent_id))
+            return self.conn.execute(
+                "INSERT INTO password_resets (token_hash, agent_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+                (token_hash, agent_id, now, expires_at)).lastrowid
+
+    def live_password_reset(self, token_hash: str, now: str | None = None) -> dict[str, Any] | None:
+        """The unused, unexpired reset with this token hash whose agent is active, or None."""
+        cur = self.conn.execute(
+            "SELECT r.id, r.agent_id, r.expires_at, a.email, a.name FROM password_resets r "
+            "JOIN agents a ON a.id = r.agent_id WHERE r.token_hash = ? AND r.used_at IS NULL "
+            "AND r.revoked_at IS NULL AND r.expires_at > ? AND a.active = 1",
+            (token_hash, now or now_iso()))
+        return as_dict(cur, cur.fetchone())
+
+    def use_password_reset(self, token_hash: str, password_hash: str, now: str | None = None) -> int | None:
+        """Use up the reset, set the new password and end every session; the agent id, or None if not live."""
+        now = now or now_iso()
+        with self.write():
+            reset = self.live_password_reset(token_hash, now)
+            if reset is None:
+                return None
+            self.conn.execute("UPDATE password_resets SET used_at = ? WHERE id = ?", (now, reset["id"]))
+            self.conn.execute(
+                "UPDATE agents SET password_hash = ?, session_epoch = session_epoch + 1 WHERE id = ?",
+                (password_hash, reset["agent_id"]))
+            return reset["agent_id"]
+
     def _epoch(self, agent_id: int) -> int:
         row = self.conn.execute("SELECT session_epoch FROM agents WHERE id = ?", (agent_id,)).fetchone()
         if row is None:

@@ -984,3 +984,23 @@ def m018_webhook_refusal_counts(db: Database) -> None:
         CREATE UNIQUE INDEX webhook_refusals_minute ON webhook_refusals(channel, remote_addr, minute);
         """
     )
+
+
+@migrations()
+def m019_password_resets(db: Database) -> None:
+    # A reset link is a secret like an invitation's: only its SHA-256 is kept. A link works once,
+    # until expires_at; asking again (revoked_at) or using one ends the agent's other live links.
+    db.executescript(
+        """
+        CREATE TABLE password_resets (
+            id INTEGER PRIMARY KEY,
+            token_hash TEXT NOT NULL UNIQUE,
+            agent_id INTEGER NOT NULL REFERENCES agents(id),
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            used_at TEXT,
+            revoked_at TEXT
+        );
+        CREATE INDEX password_resets_agent ON password_resets(agent_id);
+        """
+    )
