@@ -322,6 +322,13 @@ ROWS: list[Row] = [
     Row("account.reset_password", "POST", f"/password/reset/{RESET_TOKEN}", everyone(clean(302)),
         form={"password": "reset password 12", "repeat_password": "reset password 12"}, mutates=True),
     Row("account.reset_password", "GET", f"/password/reset/{RESET_TOKEN.swapcase()}", everyone(HIDDEN)),
+    # Two-step sign-in: the code step needs a right password first; the security page is one's own.
+    Row("account.sign_in_code", "GET", "/login/code", {ANON: LOGIN, A: ok(302), B: ok(302), ADMIN: ok(302)}),
+    Row("account.sign_in_code", "POST", "/login/code", {ANON: LOGIN, A: ok(302), B: ok(302), ADMIN: ok(302)},
+        form={"code": "123456"}),
+    Row("account.security", "GET", "/account/security", signed_in(clean())),
+    Row("account.security", "POST", "/account/security", signed_in(clean(302)), form={"action": "start"},
+        mutates=True),
 
     # The answer library is shared by every team; the conversation it is used in is a team object.
     Row("answers.index", "GET", "/answers", signed_in(clean())),

@@ -1004,3 +1004,25 @@ def m019_password_resets(db: Database) -> None:
         CREATE INDEX password_resets_agent ON password_resets(agent_id);
         """
     )
+
+
+@migrations()
+def m020_second_factor(db: Database) -> None:
+    # TOTP (RFC 6238): the confirmed secret, the one being set up (until its first code confirms it),
+    # and the last time step accepted, so that a code cannot be used twice. Recovery codes are kept as
+    # SHA-256 only and used up one by one.
+    db.executescript(
+        """
+        ALTER TABLE agents ADD COLUMN totp_secret TEXT;
+        ALTER TABLE agents ADD COLUMN totp_pending_secret TEXT;
+        ALTER TABLE agents ADD COLUMN totp_last_step INTEGER;
+        CREATE TABLE agent_recovery_codes (
+            id INTEGER PRIMARY KEY,
+            agent_id INTEGER NOT NULL REFERENCES agents(id),
+            code_hash TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            used_at TEXT,
+            UNIQUE (agent_id, code_hash)
+        );
+        """
+    )

@@ -1,4 +1,6 @@
-"""Account safety pages that need no sign-in: asking for a password reset link, and using it.
+"""Account safety: password reset by email, and the second factor (TOTP) at sign-in.
+
+Password reset
 
 "Forgot your password?" on the sign-in page asks for an email address and always gives the same
 answer, whether or not an active agent has that address, so the page cannot be used to find out
@@ -13,6 +15,14 @@ and an unknown address.
 
 Setting the new password ends every session of the agent (the session epoch, inbox/web/auth.py)
 and is audited; the agent then signs in with it as usual (so a second factor is still asked for).
+
+Second factor
+An agent sets up TOTP at `/account/security`: a QR code (and the secret as text) for an authenticator
+app, confirmed by a first code, then ten recovery codes shown once. From then on a right password
+leads to a second step (`/login/code`) that asks for a code or a recovery code; the session is only
+issued after it. `web.require_second_factor` lists roles that must have one: such an agent without
+it is sent to set it up after sign-in and can use no other page until they have. Turning it off
+needs a current code or the password. Codes themselves: inbox/second_factor.py.
 """
 
 from __future__ import annotations
@@ -28,17 +38,41 @@ from email.message import EmailMessage
 from email.utils import formataddr, make_msgid
 from typing import Any
 
-from flask import Blueprint, abort, flash, make_response, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    flash,
+    g,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_babel import force_locale
 
-from inbox import clock, digest
+from inbox import clock, digest, second_factor
 from inbox.i18n import LANGUAGES
 from inbox.i18n import gettext as _
 from inbox.store.base import iso, now_iso
 from inbox.triage import LOOP_HEADER
 from inbox.web import get_store, mainland
 from inbox.web.admin import token_hash
-from inbox.web.auth import MAX_PASSWORD_CHARS, hash_password, password_problem
+from inbox.web.auth import (
+    MAX_PASSWORD_CHARS,
+    audit_agent,
+    current_agent,
+    end_other_sessions,
+    hash_password,
+    login_required,
+    password_matches,
+    password_problem,
+    safe_next,
+    second_step_agent,
+    start_session,
+)
 from inbox.web.security import limiter
 
 log = logging.getLogger(__name__)
@@ -53,6 +87,11 @@ RESET_ACCOUNT_LIMIT = "3 per 15 minutes"
 RESET_ADDRESS_LIMIT = "20 per hour"
 #: Attempts at the new-password form from one address (the token itself cannot be guessed).
 RESET_FORM_LIMIT = "30 per minute"
+#: Codes tried at the sign-in step, per account and per client address.
+CODE_ACCOUNT_LIMIT = "5 per minute"
+CODE_ADDRESS_LIMIT = "30 per minute"
+#: Codes tried on the security page (turning the factor on or off), per agent.
+SECURITY_LIMIT = "10 per minute"
 MAX_EMAIL_CHARS = 320
 MAX_TOKEN_CHARS = 100
 
@@ -180,3 +219,159 @@ def _no_referrer(body: str):
     response = make_response(body)
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
+
+
+# Second factor: the sign-in step ---------------------------------------------------------------
+
+def _pending_key() -> str:
+    pending = session.get("second_step")
+    agent_id = pending.get("agent_id") if isinstance(pending, dict) else None
+    return f"sign-in-code:{agent_id}"
+
+
+def _failed_code(response) -> bool:
+    return response.status_code != 302
+
+
+@bp.route("/login/code", methods=["GET", "POST"])
+@limiter.limit(CODE_ACCOUNT_LIMIT, methods=["POST"], key_func=_pending_key, deduct_when=_failed_code)
+@limiter.limit(CODE_ADDRESS_LIMIT, methods=["POST"], deduct_when=_failed_code)
+def sign_in_code():
+    target = safe_next(request.values.get("next"))
+    agent = second_step_agent()
+    if agent is None:
+        session.pop("second_step", None)
+        if current_agent() is not None:
+            return redirect(target)
+        flash(_("Sign in again: the code must follow the password within a few minutes."), "info")
+        return redirect(url_for("auth.login"))
+    if request.method != "POST":
+        return render_template("auth/code.html", next=target, error=None)
+    code = request.form.get("code", "")[:64]
+    used = _use_code(agent["id"], code)
+    if used is None:
+        log.info("wrong sign-in code for agent %s from %s", agent["id"], request.remote_addr)
+        return render_template("auth/code.html", next=target, error=_("This code is not right.")), 401
+    audit_agent("login", agent["id"])
+    if used == "recovery":
+        audit_agent("recovery_code_used", agent["id"])
+    start_session(agent)
+    if used == "recovery":
+        left = get_store().second_factor(agent["id"])["codes_left"]
+        flash(_("You used a recovery code. %(n)d are left: make new ones on the security page.", n=left), "info")
+    return redirect(target)
+
+
+def _use_code(agent_id: int, code: str) -> str | None:
+    """"totp" or "recovery" when `code` is a valid, unused code of the agent (and uses it up), else None."""
+    store = get_store()
+    state = store.second_factor(agent_id)
+    if not state["secret"]:
+        return None
+    step = second_factor.matching_step(state["secret"], code)
+    if step is not None:
+        return "totp" if store.use_totp_step(agent_id, step) else None
+    if second_factor.looks_like_recovery_code(code) and store.use_recovery_code(
+            agent_id, second_factor.recovery_hash(code)):
+        return "recovery"
+    return None
+
+
+# Second factor: setting it up and turning it off -----------------------------------------------
+
+def _security_key() -> str:
+    agent = current_agent()
+    return f"security:{agent['id'] if agent else request.remote_addr}"
+
+
+@bp.route("/account/security", methods=["GET", "POST"])
+@login_required
+@limiter.limit(SECURITY_LIMIT, methods=["POST"], key_func=_security_key)
+def security():
+    agent = g.agent
+    if request.method != "POST":
+        return _security_page(agent)
+    action = request.form.get("action")
+    if action == "start":
+        get_store().set_pending_totp(agent["id"], second_factor.new_secret())
+        return redirect(url_for("account.security") + "#set-up")
+    if action == "confirm":
+        return _confirm(agent)
+    if action == "disable":
+        return _disable(agent)
+    abort(400)
+
+
+def _security_page(agent: dict[str, Any], *, errors: dict[str, str] | None = None,
+                   recovery_codes: list[str] | None = None, status: int = 200):
+    state = get_store().second_factor(agent["id"])
+    qr = secret = None
+    if state["pending_secret"] and not state["secret"]:
+        secret = state["pending_secret"]
+        qr = second_factor.qr_svg(second_factor.provisioning_uri(secret, agent["email"]))
+    return render_template("auth/security.html", state=state, qr=qr, secret=secret, errors=errors or {},
+                           recovery_codes=recovery_codes, required=role_must_have_second_factor(agent["role"])), status
+
+
+def _confirm(agent: dict[str, Any]):
+    store = get_store()
+    state = store.second_factor(agent["id"])
+    if state["secret"] or not state["pending_secret"]:
+        return redirect(url_for("account.security"))
+    step = second_factor.matching_step(state["pending_secret"], request.form.get("code", "")[:64])
+    if step is None:
+        return _security_page(agent, errors={"code": _("This code is not right. Type the code your app shows now.")},
+                              status=400)
+    codes = second_factor.new_recovery_codes()
+    store.confirm_totp(agent["id"], state["pending_secret"], step, [second_factor.recovery_hash(c) for c in codes])
+    audit_agent("second_factor_enabled", agent["id"])
+    # A session opened with the password alone should not outlive the change.
+    end_other_sessions(agent["id"])
+    flash(_("Two-step sign-in is on. Keep your recovery codes somewhere safe."), "success")
+    # Shown in this answer only: never stored in the clear, never shown again.
+    return _security_page(agent, recovery_codes=codes)
+
+
+def _disable(agent: dict[str, Any]):
+    store = get_store()
+    state = store.second_factor(agent["id"])
+    if not state["secret"]:
+        return redirect(url_for("account.security"))
+    proof = request.form.get("proof", "")[:MAX_PASSWORD_CHARS + 1]
+    step = second_factor.matching_step(state["secret"], proof)
+    ok = (step is not None and store.use_totp_step(agent["id"], step)) or (
+        step is None and password_matches(agent["id"], proof))
+    if not ok:
+        return _security_page(agent, errors={"proof": _("This is neither a current code nor your password.")},
+                              status=400)
+    store.disable_totp(agent["id"])
+    audit_agent("second_factor_disabled", agent["id"])
+    flash(_("Two-step sign-in is off."), "success")
+    return redirect(url_for("account.security"))
+
+
+# Roles that must have a second factor ----------------------------------------------------------
+
+def role_must_have_second_factor(role: str) -> bool:
+    web = mainland().config.extra.get("web") or {}
+    return role in (web.get("require_second_factor") or ())
+
+
+#: What an agent who must still set up a second factor may use.
+_OPEN_WHILE_ENROLLING = {"account.security", "auth.logout", "static"}
+
+
+def _require_second_factor():
+    if request.endpoint in (None, *_OPEN_WHILE_ENROLLING) or request.endpoint.startswith("introspect."):
+        return None
+    agent = current_agent()
+    if agent is None or not role_must_have_second_factor(agent["role"]):
+        return None
+    if get_store().second_factor(agent["id"])["secret"]:
+        return None
+    flash(_("Your role needs two-step sign-in. Set it up to go on."), "info")
+    return redirect(url_for("account.security"))
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(_require_second_factor)

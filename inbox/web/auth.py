@@ -49,6 +49,8 @@ LOGIN_LIMIT = "10 per minute"
 #: address, or a colleague's typos, never lock anyone else out.
 LOGIN_ACCOUNT_LIMIT = "30 per minute"
 LOGIN_ADDRESS_LIMIT = "60 per minute"
+#: The code step must follow the password within this time.
+SECOND_STEP_MAX_AGE = dt.timedelta(minutes=5)
 MIN_PASSWORD_CHARS = 8
 MAX_PASSWORD_CHARS = 1024
 
@@ -89,6 +91,12 @@ def _verify(password_hash: str | None, password: str) -> bool:
         return False
 
 
+def password_matches(agent_id: int, password: str) -> bool:
+    """Whether `password` is the agent's current password (same work when they have none)."""
+    row = get_store().agent(agent_id)
+    return _verify(row["password_hash"] if row else None, password[:MAX_PASSWORD_CHARS + 1])
+
+
 def check_login(email: str, password: str) -> dict[str, Any] | None:
     """The agent for these credentials, or None. Also upgrades an outdated hash."""
     store = get_store()
@@ -111,6 +119,26 @@ def start_session(agent: dict[str, Any]) -> None:
     session["nonce"] = secrets.token_urlsafe(16)
     session["login_at"] = int(clock.now().timestamp())
     g.agent = {k: agent[k] for k in _AGENT_KEYS}
+
+
+def begin_second_step(agent: dict[str, Any]) -> None:
+    """Remember, in an otherwise empty session, whose password was right: nobody is signed in yet."""
+    session.clear()
+    session["second_step"] = {"agent_id": agent["id"], "epoch": agent["session_epoch"],
+                              "at": int(clock.now().timestamp())}
+
+
+def second_step_agent() -> dict[str, Any] | None:
+    """The agent whose password was right in this session less than `SECOND_STEP_MAX_AGE` ago, or None."""
+    pending = session.get("second_step")
+    if not isinstance(pending, dict) or not isinstance(pending.get("agent_id"), int):
+        return None
+    agent = get_store().agent(pending["agent_id"])
+    at = pending.get("at")
+    if (agent is None or not agent["active"] or pending.get("epoch") != agent["session_epoch"]
+            or not isinstance(at, int) or clock.now().timestamp() - at > SECOND_STEP_MAX_AGE.total_seconds()):
+        return None
+    return agent
 
 
 def current_agent() -> dict[str, Any] | None:
@@ -224,6 +252,10 @@ def login():
         log.info("failed sign-in from %s", request.remote_addr)
         return render_template("auth/login.html", next=target, email=email,
                                error=_("Wrong email address or password.")), 401
+    if get_store().second_factor(agent["id"])["secret"]:
+        # The password was right; no session until the code is too (inbox/web/account.py).
+        begin_second_step(agent)
+        return redirect(url_for("account.sign_in_code", next=target if target != "/" else None))
     # Audit first: if the database is busy the sign-in fails whole, with no session issued.
     _audit("login", agent["id"])
     start_session(agent)
@@ -275,6 +307,13 @@ def _notification_context(agent: dict[str, Any]) -> dict[str, Any]:
                 notifications.settings_for(mainland().config).email_every.total_seconds() / 60))}
 
 
+def end_other_sessions(agent_id: int) -> None:
+    """End every session of the agent but this browser's, which goes on under the new epoch."""
+    store = get_store()
+    store.end_agent_sessions(agent_id)
+    start_session(store.agent(agent_id))
+
+
 def _change_password(agent: dict[str, Any]):
     store = get_store()
     current = request.form.get("current_password", "")
@@ -299,6 +338,11 @@ def _change_password(agent: dict[str, Any]):
     start_session(row)
     flash(_("Your password is changed. You are signed out everywhere else."), "success")
     return redirect(url_for("auth.settings"))
+
+
+def audit_agent(action: str, agent_id: int) -> None:
+    """An audit entry by the agent about themselves, with the client's address."""
+    _audit(action, agent_id)
 
 
 def _audit(action: str, agent_id: int) -> None:
