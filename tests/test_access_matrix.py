@@ -329,6 +329,8 @@ ROWS: list[Row] = [
     Row("account.security", "GET", "/account/security", signed_in(clean())),
     Row("account.security", "POST", "/account/security", signed_in(clean(302)), form={"action": "start"},
         mutates=True),
+    Row("account.security", "POST", "/account/security", signed_in(clean(302)),
+        form={"action": "sign_out_everywhere"}, mutates=True),
 
     # The answer library is shared by every team; the conversation it is used in is a team object.
     Row("answers.index", "GET", "/answers", signed_in(clean())),

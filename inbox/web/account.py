@@ -299,6 +299,12 @@ def security():
         return _confirm(agent)
     if action == "disable":
         return _disable(agent)
+    if action == "sign_out_everywhere":
+        get_store().end_agent_sessions(agent["id"])
+        audit_agent("signed_out_everywhere", agent["id"])
+        session.clear()
+        flash(_("You are signed out on every device, this one too."), "info")
+        return redirect(url_for("auth.login"))
     abort(400)
 
 

@@ -10,7 +10,9 @@ Sessions are Flask's signed cookies, which have no server-side id to rotate. So 
 the session and writes new contents (agent id, the agent's `session_epoch`, a fresh random nonce,
 the time), and every request compares the epoch with the database: signing out, a new password
 and disabling the agent bump the epoch, which ends every session of that agent at once. Sessions
-also end `SESSION_MAX_AGE` after sign-in, whatever the cookie says.
+also end `SESSION_MAX_AGE` after sign-in, whatever the cookie says, and after
+`web.idle_timeout_minutes` without use (the cookie notes when it was last used; the requests an open
+page makes by itself do not count).
 
 `g.agent` is a dict (id, email, name, role, locale) for the signed-in agent, or None.
 """
@@ -27,7 +29,19 @@ from urllib.parse import urlsplit
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from flask import Blueprint, Flask, abort, flash, g, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 
 from inbox import clock, notifications
 from inbox.i18n import LANGUAGES
@@ -51,6 +65,10 @@ LOGIN_ACCOUNT_LIMIT = "30 per minute"
 LOGIN_ADDRESS_LIMIT = "60 per minute"
 #: The code step must follow the password within this time.
 SECOND_STEP_MAX_AGE = dt.timedelta(minutes=5)
+#: A session unused this long ends (`web.idle_timeout_minutes`; 0 turns it off).
+DEFAULT_IDLE_MINUTES = 120
+#: Requests an open page makes on its own (live updates, presence beats, new messages): not "use".
+_BACKGROUND_ENDPOINTS = {"live.events", "live.presence", "conversations.messages_after"}
 MIN_PASSWORD_CHARS = 8
 MAX_PASSWORD_CHARS = 1024
 
@@ -117,8 +135,28 @@ def start_session(agent: dict[str, Any]) -> None:
     session["agent_id"] = agent["id"]
     session["epoch"] = agent["session_epoch"]
     session["nonce"] = secrets.token_urlsafe(16)
-    session["login_at"] = int(clock.now().timestamp())
+    session["login_at"] = session["seen_at"] = int(clock.now().timestamp())
     g.agent = {k: agent[k] for k in _AGENT_KEYS}
+
+
+def idle_timeout() -> dt.timedelta | None:
+    """`web.idle_timeout_minutes` (default 120), or None when it is 0 (off)."""
+    web = current_app.config["MAINLAND"].extra.get("web") or {}
+    minutes = web.get("idle_timeout_minutes", DEFAULT_IDLE_MINUTES)
+    return dt.timedelta(minutes=minutes) if minutes else None
+
+
+def _idle_too_long(now: float) -> bool:
+    """Whether the session went unused past the idle timeout; otherwise notes this request as use."""
+    limit = idle_timeout()
+    seen_at = session.get("seen_at")
+    if limit is not None and (not isinstance(seen_at, int) or now - seen_at > limit.total_seconds()):
+        return True
+    # Requests an open tab makes by itself are no sign of someone at the keyboard; writing the
+    # cookie once a minute at most keeps it from changing on every request.
+    if request.endpoint not in _BACKGROUND_ENDPOINTS and (not isinstance(seen_at, int) or now - seen_at >= 60):
+        session["seen_at"] = int(now)
+    return False
 
 
 def begin_second_step(agent: dict[str, Any]) -> None:
@@ -159,6 +197,11 @@ def current_agent() -> dict[str, Any] | None:
         or clock.now().timestamp() - login_at > SESSION_MAX_AGE.total_seconds()
     ):
         session.clear()
+        return None
+    if _idle_too_long(clock.now().timestamp()):
+        session.clear()
+        flash(_("You were signed out after %(minutes)d minutes without activity. Sign in again.",
+                minutes=int(idle_timeout().total_seconds() // 60)), "info")
         return None
     g.agent = {k: agent[k] for k in _AGENT_KEYS}
     return g.agent
