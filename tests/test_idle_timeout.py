@@ -83,3 +83,15 @@ def test_sign_out_everywhere_ends_every_session(app, web_store, frozen_clock):  
     assert not signed_in(laptop) and not signed_in(phone)
     actions = [e["action"] for e in web_store.audit_entries(object_type="agent", object_id=agent["id"])]
     assert "signed_out_everywhere" in actions
+
+
+def test_a_session_from_before_the_timeout_counts_from_its_sign_in(app, web_store, frozen_clock):  # noqa: F811
+    make_agent(web_store)
+    client = app.test_client()
+    login(client)
+    with client.session_transaction() as sess:
+        del sess["seen_at"]
+    frozen_clock.advance(dt.timedelta(minutes=60))
+    assert signed_in(client), "not ended at once on upgrade"
+    frozen_clock.advance(dt.timedelta(minutes=121))
+    assert not signed_in(client)

@@ -149,7 +149,8 @@ def idle_timeout() -> dt.timedelta | None:
 def _idle_too_long(now: float) -> bool:
     """Whether the session went unused past the idle timeout; otherwise notes this request as use."""
     limit = idle_timeout()
-    seen_at = session.get("seen_at")
+    # Sessions from before this setting existed count from their sign-in.
+    seen_at = session.get("seen_at", session.get("login_at"))
     if limit is not None and (not isinstance(seen_at, int) or now - seen_at > limit.total_seconds()):
         return True
     # Requests an open tab makes by itself are no sign of someone at the keyboard; writing the
