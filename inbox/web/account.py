@@ -313,8 +313,9 @@ def _security_page(agent: dict[str, Any], *, errors: dict[str, str] | None = Non
     state = get_store().second_factor(agent["id"])
     qr = secret = None
     if state["pending_secret"] and not state["secret"]:
-        secret = state["pending_secret"]
-        qr = second_factor.qr_svg(second_factor.provisioning_uri(secret, agent["email"]))
+        qr = second_factor.qr_svg(second_factor.provisioning_uri(state["pending_secret"], agent["email"]))
+        # In groups of four, as authenticator apps show and accept it: easier to type, and it wraps.
+        secret = " ".join(state["pending_secret"][i:i + 4] for i in range(0, len(state["pending_secret"]), 4))
     return render_template("auth/security.html", state=state, qr=qr, secret=secret, errors=errors or {},
                            recovery_codes=recovery_codes, required=role_must_have_second_factor(agent["role"])), status
 
