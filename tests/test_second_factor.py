@@ -207,3 +207,19 @@ def test_the_setting_must_name_roles(tmp_path):
 
     with pytest.raises(ConfigError, match="web.require_second_factor"):
         from_mapping({"secret_key": "x", "web": {"require_second_factor": ["boss"]}}, base=tmp_path)
+
+
+def test_new_recovery_codes_replace_the_old_ones(app, web_store, enrolled, frozen_clock):  # noqa: F811
+    agent, secret, old_codes = enrolled
+    client = app.test_client()
+    login(client)
+    enter_code(client, pyotp.TOTP(secret).at(frozen_clock.now()))
+    refused = post_security(client, action="new_codes", proof="not my password")
+    assert refused.status_code == 400
+    done = post_security(client, action="new_codes", proof=PASSWORD)
+    new_codes = re.findall(r"<code>([a-z0-9]{5}-[a-z0-9]{5})</code>", done.get_data(as_text=True))
+    assert len(new_codes) == 10 and not set(new_codes) & set(old_codes)
+    other = app.test_client()
+    login(other)
+    assert enter_code(other, old_codes[0]).status_code == 401, "the old codes stopped working"
+    assert enter_code(other, new_codes[0]).status_code == 302

@@ -148,6 +148,15 @@ class AgentQueries:
                 "INSERT INTO agent_recovery_codes (agent_id, code_hash, created_at) VALUES (?, ?, ?)",
                 [(agent_id, h, now) for h in code_hashes])
 
+    def replace_recovery_codes(self, agent_id: int, code_hashes: list[str], now: str | None = None) -> None:
+        """New recovery codes for the agent; every earlier one stops working."""
+        now = now or now_iso()
+        with self.write():
+            self.conn.execute("DELETE FROM agent_recovery_codes WHERE agent_id = ?", (agent_id,))
+            self.conn.executemany(
+                "INSERT INTO agent_recovery_codes (agent_id, code_hash, created_at) VALUES (?, ?, ?)",
+                [(agent_id, h, now) for h in code_hashes])
+
     def disable_totp(self, agent_id: int) -> None:
         with self.write():
             self.conn.execute("UPDATE agents SET totp_secret = NULL, totp_pending_secret = NULL, "

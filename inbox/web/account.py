@@ -299,6 +299,8 @@ def security():
         return _confirm(agent)
     if action == "disable":
         return _disable(agent)
+    if action == "new_codes":
+        return _new_recovery_codes(agent)
     if action == "sign_out_everywhere":
         get_store().end_agent_sessions(agent["id"])
         audit_agent("signed_out_everywhere", agent["id"])
@@ -339,22 +341,42 @@ def _confirm(agent: dict[str, Any]):
     return _security_page(agent, recovery_codes=codes)
 
 
+def _proven(agent_id: int, secret: str) -> bool:
+    """Whether the form's `proof` is a current (unused) code or the agent's password."""
+    proof = request.form.get("proof", "")[:MAX_PASSWORD_CHARS + 1]
+    step = second_factor.matching_step(secret, proof)
+    if step is not None:
+        return get_store().use_totp_step(agent_id, step)
+    return password_matches(agent_id, proof)
+
+
 def _disable(agent: dict[str, Any]):
     store = get_store()
     state = store.second_factor(agent["id"])
     if not state["secret"]:
         return redirect(url_for("account.security"))
-    proof = request.form.get("proof", "")[:MAX_PASSWORD_CHARS + 1]
-    step = second_factor.matching_step(state["secret"], proof)
-    ok = (step is not None and store.use_totp_step(agent["id"], step)) or (
-        step is None and password_matches(agent["id"], proof))
-    if not ok:
+    if not _proven(agent["id"], state["secret"]):
         return _security_page(agent, errors={"proof": _("This is neither a current code nor your password.")},
                               status=400)
     store.disable_totp(agent["id"])
     audit_agent("second_factor_disabled", agent["id"])
     flash(_("Two-step sign-in is off."), "success")
     return redirect(url_for("account.security"))
+
+
+def _new_recovery_codes(agent: dict[str, Any]):
+    """Ten new recovery codes (the old ones stop working), shown once; needs a code or the password."""
+    store = get_store()
+    state = store.second_factor(agent["id"])
+    if not state["secret"]:
+        return redirect(url_for("account.security"))
+    if not _proven(agent["id"], state["secret"]):
+        return _security_page(agent, errors={"codes_proof": _("This is neither a current code nor your password.")},
+                              status=400)
+    codes = second_factor.new_recovery_codes()
+    store.replace_recovery_codes(agent["id"], [second_factor.recovery_hash(c) for c in codes])
+    audit_agent("recovery_codes_replaced", agent["id"])
+    return _security_page(agent, recovery_codes=codes)
 
 
 # Roles that must have a second factor ----------------------------------------------------------
