@@ -250,6 +250,21 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: Path | None = N
             problems.append(f"web.trusted_proxies: must be the number of proxies in front of Mainland, 0 to 5 "
                             f"(got {hops!r})")
 
+    if isinstance(web, Mapping) and "idle_timeout_minutes" in web:
+        # Minutes without use after which a session ends (inbox/web/auth.py); 0: never.
+        idle = web["idle_timeout_minutes"]
+        if isinstance(idle, bool) or not isinstance(idle, int) or not 0 <= idle <= 10080:
+            problems.append(f"web.idle_timeout_minutes: must be a whole number of minutes from 0 (off) to 10080 "
+                            f"(got {idle!r})")
+
+    if isinstance(web, Mapping) and "require_second_factor" in web:
+        # Roles whose agents must sign in with a second factor (inbox/web/account.py).
+        roles = web["require_second_factor"]
+        known = ("agent", "lead", "manager", "admin")
+        if not isinstance(roles, list) or not all(r in known for r in roles):
+            problems.append(f"web.require_second_factor: must be a list of roles out of {', '.join(known)} "
+                            f"(got {roles!r})")
+
     tokens = resolved.get("api_tokens")
     if tokens is not None and (not isinstance(tokens, list)
                                or not all(isinstance(t, str) and len(t) >= 16 for t in tokens if t is not None)):

@@ -51,6 +51,7 @@ REQUIRED_ROLES = (ANON, A, B, ADMIN)
 B_MARKERS = (B_SECRET, B_SUBJECT, B_SENDER_NAME, "bettina@example.net", "invoice is wrong", "Bruno Bravo",
              "bruno@example.net", "Brenda Bravo", "brenda@example.net")
 INVITE_TOKEN = "matrix-invitation-token-0123456789abcdefghijklmnop"
+RESET_TOKEN = "matrix-password-reset-token-0123456789abcdefghijk"
 
 
 # Outcomes --------------------------------------------------------------------------------------
@@ -337,6 +338,25 @@ ROWS: list[Row] = [
     Row("tokens.create", "POST", "/admin/tokens", admin_only(),
         form={"name": "CRM sync", "scope": ["customers:read", "customers:write"], "expiry": "90"}, mutates=True),
     Row("tokens.revoke", "POST", "/admin/tokens/{api_token}/revoke", admin_only(ok(302)), mutates=True),
+    # Password reset by email (no sign-in): the same answer for every address; the link is the key.
+    Row("account.forgot_password", "GET", "/password/forgot", everyone(clean())),
+    Row("account.forgot_password", "POST", "/password/forgot", everyone(clean(200, 429)),
+        form={"email": "nobody@example.org"},
+        note="the same answer as for a known address; the five roles ask for one address, so the per-account "
+             "limit (3 per 15 minutes) answers the later ones with 429"),
+    Row("account.reset_password", "GET", f"/password/reset/{RESET_TOKEN}", everyone(clean())),
+    Row("account.reset_password", "POST", f"/password/reset/{RESET_TOKEN}", everyone(clean(302)),
+        form={"password": "reset password 12", "repeat_password": "reset password 12"}, mutates=True),
+    Row("account.reset_password", "GET", f"/password/reset/{RESET_TOKEN.swapcase()}", everyone(HIDDEN)),
+    # Two-step sign-in: the code step needs a right password first; the security page is one's own.
+    Row("account.sign_in_code", "GET", "/login/code", {ANON: LOGIN, A: ok(302), B: ok(302), ADMIN: ok(302)}),
+    Row("account.sign_in_code", "POST", "/login/code", {ANON: LOGIN, A: ok(302), B: ok(302), ADMIN: ok(302)},
+        form={"code": "123456"}),
+    Row("account.security", "GET", "/account/security", signed_in(clean())),
+    Row("account.security", "POST", "/account/security", signed_in(clean(302)), form={"action": "start"},
+        mutates=True),
+    Row("account.security", "POST", "/account/security", signed_in(clean(302)),
+        form={"action": "sign_out_everywhere"}, mutates=True),
 
     # The answer library is shared by every team; the conversation it is used in is a team object.
     Row("answers.index", "GET", "/answers", signed_in(clean())),
@@ -463,6 +483,8 @@ def _more_of_team_b(world: World, rules: set[str]) -> dict[str, int]:
     if "/admin/tokens/<int:token_id>/revoke" in rules:
         ids["api_token"] = store.create_api_token(name="Matrix token", token_hash="0" * 64, prefix="ml_matrix",
                                                   scopes=["customers:read"], created_by=world.agents["admin"]["id"])
+    store.create_password_reset(invitee, token_hash(RESET_TOKEN), expires_at=iso(dt.datetime.now(dt.UTC)
+                                                                                 + dt.timedelta(minutes=30)))
     return ids
 
 

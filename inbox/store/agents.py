@@ -84,6 +84,101 @@ class AgentQueries:
                 (int(active), 0 if active else 1, agent_id),
             )
 
+    # Password resets by email (inbox/web/account.py) ------------------------------------------------
+
+    def create_password_reset(self, agent_id: int, token_hash: str, *, expires_at: str,
+                              now: str | None = None) -> int:
+        """Store a reset link's token hash; the agent's earlier unused links stop working."""
+        now = now or now_iso()
+        with self.write():
+            self.conn.execute(
+                "UPDATE password_resets SET revoked_at = ? WHERE agent_id = ? AND used_at IS NULL "
+                "AND revoked_at IS NULL", (now, agent_id))
+            return self.conn.execute(
+                "INSERT INTO password_resets (token_hash, agent_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+                (token_hash, agent_id, now, expires_at)).lastrowid
+
+    def live_password_reset(self, token_hash: str, now: str | None = None) -> dict[str, Any] | None:
+        """The unused, unexpired reset with this token hash whose agent is active, or None."""
+        cur = self.conn.execute(
+            "SELECT r.id, r.agent_id, r.expires_at, a.email, a.name FROM password_resets r "
+            "JOIN agents a ON a.id = r.agent_id WHERE r.token_hash = ? AND r.used_at IS NULL "
+            "AND r.revoked_at IS NULL AND r.expires_at > ? AND a.active = 1",
+            (token_hash, now or now_iso()))
+        return as_dict(cur, cur.fetchone())
+
+    def use_password_reset(self, token_hash: str, password_hash: str, now: str | None = None) -> int | None:
+        """Use up the reset, set the new password and end every session; the agent id, or None if not live."""
+        now = now or now_iso()
+        with self.write():
+            reset = self.live_password_reset(token_hash, now)
+            if reset is None:
+                return None
+            self.conn.execute("UPDATE password_resets SET used_at = ? WHERE id = ?", (now, reset["id"]))
+            self.conn.execute(
+                "UPDATE agents SET password_hash = ?, session_epoch = session_epoch + 1 WHERE id = ?",
+                (password_hash, reset["agent_id"]))
+            return reset["agent_id"]
+
+    # Second factor (TOTP and recovery codes, inbox/web/account.py) ---------------------------------
+
+    def second_factor(self, agent_id: int) -> dict[str, Any]:
+        """The agent's TOTP state: secret (confirmed, or None), pending_secret, last_step, codes_left."""
+        row = self.conn.execute(
+            "SELECT totp_secret, totp_pending_secret, totp_last_step FROM agents WHERE id = ?", (agent_id,)).fetchone()
+        left = self.conn.execute("SELECT count(*) FROM agent_recovery_codes WHERE agent_id = ? AND used_at IS NULL",
+                                 (agent_id,)).fetchone()[0]
+        secret, pending, last_step = row if row else (None, None, None)
+        return {"secret": secret, "pending_secret": pending, "last_step": last_step, "codes_left": left}
+
+    def set_pending_totp(self, agent_id: int, secret: str | None) -> None:
+        with self.write():
+            self.conn.execute("UPDATE agents SET totp_pending_secret = ? WHERE id = ?", (secret, agent_id))
+
+    def confirm_totp(self, agent_id: int, secret: str, step: int, code_hashes: list[str],
+                     now: str | None = None) -> None:
+        """Make `secret` the agent's second factor (used at `step`) with fresh recovery codes."""
+        now = now or now_iso()
+        with self.write():
+            self.conn.execute(
+                "UPDATE agents SET totp_secret = ?, totp_pending_secret = NULL, totp_last_step = ? WHERE id = ?",
+                (secret, step, agent_id))
+            self.conn.execute("DELETE FROM agent_recovery_codes WHERE agent_id = ?", (agent_id,))
+            self.conn.executemany(
+                "INSERT INTO agent_recovery_codes (agent_id, code_hash, created_at) VALUES (?, ?, ?)",
+                [(agent_id, h, now) for h in code_hashes])
+
+    def replace_recovery_codes(self, agent_id: int, code_hashes: list[str], now: str | None = None) -> None:
+        """New recovery codes for the agent; every earlier one stops working."""
+        now = now or now_iso()
+        with self.write():
+            self.conn.execute("DELETE FROM agent_recovery_codes WHERE agent_id = ?", (agent_id,))
+            self.conn.executemany(
+                "INSERT INTO agent_recovery_codes (agent_id, code_hash, created_at) VALUES (?, ?, ?)",
+                [(agent_id, h, now) for h in code_hashes])
+
+    def disable_totp(self, agent_id: int) -> None:
+        with self.write():
+            self.conn.execute("UPDATE agents SET totp_secret = NULL, totp_pending_secret = NULL, "
+                              "totp_last_step = NULL WHERE id = ?", (agent_id,))
+            self.conn.execute("DELETE FROM agent_recovery_codes WHERE agent_id = ?", (agent_id,))
+
+    def use_totp_step(self, agent_id: int, step: int) -> bool:
+        """Record that the code of time step `step` was used; False if it (or a later one) already was."""
+        with self.write():
+            cur = self.conn.execute(
+                "UPDATE agents SET totp_last_step = ? WHERE id = ? AND totp_secret IS NOT NULL "
+                "AND (totp_last_step IS NULL OR totp_last_step < ?)", (step, agent_id, step))
+            return cur.rowcount == 1
+
+    def use_recovery_code(self, agent_id: int, code_hash: str, now: str | None = None) -> bool:
+        """Use up one recovery code; False if the agent has no such unused code."""
+        with self.write():
+            cur = self.conn.execute(
+                "UPDATE agent_recovery_codes SET used_at = ? WHERE agent_id = ? AND code_hash = ? AND used_at IS NULL",
+                (now or now_iso(), agent_id, code_hash))
+            return cur.rowcount == 1
+
     def _epoch(self, agent_id: int) -> int:
         row = self.conn.execute("SELECT session_epoch FROM agents WHERE id = ?", (agent_id,)).fetchone()
         if row is None:

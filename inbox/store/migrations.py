@@ -1063,6 +1063,48 @@ def m018_webhook_refusal_counts(db: Database) -> None:
 
 
 @migrations()
+def m019_password_resets(db: Database) -> None:
+    # A reset link is a secret like an invitation's: only its SHA-256 is kept. A link works once,
+    # until expires_at; asking again (revoked_at) or using one ends the agent's other live links.
+    db.executescript(
+        """
+        CREATE TABLE password_resets (
+            id INTEGER PRIMARY KEY,
+            token_hash TEXT NOT NULL UNIQUE,
+            agent_id INTEGER NOT NULL REFERENCES agents(id),
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            used_at TEXT,
+            revoked_at TEXT
+        );
+        CREATE INDEX password_resets_agent ON password_resets(agent_id);
+        """
+    )
+
+
+@migrations()
+def m023_second_factor(db: Database) -> None:
+    # TOTP (RFC 6238): the confirmed secret, the one being set up (until its first code confirms it),
+    # and the last time step accepted, so that a code cannot be used twice. Recovery codes are kept as
+    # SHA-256 only and used up one by one.
+    db.executescript(
+        """
+        ALTER TABLE agents ADD COLUMN totp_secret TEXT;
+        ALTER TABLE agents ADD COLUMN totp_pending_secret TEXT;
+        ALTER TABLE agents ADD COLUMN totp_last_step INTEGER;
+        CREATE TABLE agent_recovery_codes (
+            id INTEGER PRIMARY KEY,
+            agent_id INTEGER NOT NULL REFERENCES agents(id),
+            code_hash TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            used_at TEXT,
+            UNIQUE (agent_id, code_hash)
+        );
+        """
+    )
+
+
+@migrations()
 def m020_api_tokens(db: Database) -> None:
     # API tokens made by admins at /admin/tokens (the `api_tokens` config key keeps working beside
     # them). Only the SHA-256 of a token is kept, looked up by its hash; `prefix` is its first

@@ -10,7 +10,9 @@ Sessions are Flask's signed cookies, which have no server-side id to rotate. So 
 the session and writes new contents (agent id, the agent's `session_epoch`, a fresh random nonce,
 the time), and every request compares the epoch with the database: signing out, a new password
 and disabling the agent bump the epoch, which ends every session of that agent at once. Sessions
-also end `SESSION_MAX_AGE` after sign-in, whatever the cookie says.
+also end `SESSION_MAX_AGE` after sign-in, whatever the cookie says, and after
+`web.idle_timeout_minutes` without use (the cookie notes when it was last used; the requests an open
+page makes by itself do not count).
 
 `g.agent` is a dict (id, email, name, role, locale) for the signed-in agent, or None.
 """
@@ -27,7 +29,19 @@ from urllib.parse import urlsplit
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from flask import Blueprint, Flask, abort, flash, g, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 
 from inbox import clock, notifications
 from inbox.i18n import LANGUAGES
@@ -49,6 +63,12 @@ LOGIN_LIMIT = "10 per minute"
 #: address, or a colleague's typos, never lock anyone else out.
 LOGIN_ACCOUNT_LIMIT = "30 per minute"
 LOGIN_ADDRESS_LIMIT = "60 per minute"
+#: The code step must follow the password within this time.
+SECOND_STEP_MAX_AGE = dt.timedelta(minutes=5)
+#: A session unused this long ends (`web.idle_timeout_minutes`; 0 turns it off).
+DEFAULT_IDLE_MINUTES = 120
+#: Requests an open page makes on its own (live updates, presence beats, new messages): not "use".
+_BACKGROUND_ENDPOINTS = {"live.events", "live.presence", "conversations.messages_after"}
 MIN_PASSWORD_CHARS = 8
 MAX_PASSWORD_CHARS = 1024
 
@@ -89,6 +109,12 @@ def _verify(password_hash: str | None, password: str) -> bool:
         return False
 
 
+def password_matches(agent_id: int, password: str) -> bool:
+    """Whether `password` is the agent's current password (same work when they have none)."""
+    row = get_store().agent(agent_id)
+    return _verify(row["password_hash"] if row else None, password[:MAX_PASSWORD_CHARS + 1])
+
+
 def check_login(email: str, password: str) -> dict[str, Any] | None:
     """The agent for these credentials, or None. Also upgrades an outdated hash."""
     store = get_store()
@@ -109,8 +135,49 @@ def start_session(agent: dict[str, Any]) -> None:
     session["agent_id"] = agent["id"]
     session["epoch"] = agent["session_epoch"]
     session["nonce"] = secrets.token_urlsafe(16)
-    session["login_at"] = int(clock.now().timestamp())
+    session["login_at"] = session["seen_at"] = int(clock.now().timestamp())
     g.agent = {k: agent[k] for k in _AGENT_KEYS}
+
+
+def idle_timeout() -> dt.timedelta | None:
+    """`web.idle_timeout_minutes` (default 120), or None when it is 0 (off)."""
+    web = current_app.config["MAINLAND"].extra.get("web") or {}
+    minutes = web.get("idle_timeout_minutes", DEFAULT_IDLE_MINUTES)
+    return dt.timedelta(minutes=minutes) if minutes else None
+
+
+def _idle_too_long(now: float) -> bool:
+    """Whether the session went unused past the idle timeout; otherwise notes this request as use."""
+    limit = idle_timeout()
+    # Sessions from before this setting existed count from their sign-in.
+    seen_at = session.get("seen_at", session.get("login_at"))
+    if limit is not None and (not isinstance(seen_at, int) or now - seen_at > limit.total_seconds()):
+        return True
+    # Requests an open tab makes by itself are no sign of someone at the keyboard; writing the
+    # cookie once a minute at most keeps it from changing on every request.
+    if request.endpoint not in _BACKGROUND_ENDPOINTS and (not isinstance(seen_at, int) or now - seen_at >= 60):
+        session["seen_at"] = int(now)
+    return False
+
+
+def begin_second_step(agent: dict[str, Any]) -> None:
+    """Remember, in an otherwise empty session, whose password was right: nobody is signed in yet."""
+    session.clear()
+    session["second_step"] = {"agent_id": agent["id"], "epoch": agent["session_epoch"],
+                              "at": int(clock.now().timestamp())}
+
+
+def second_step_agent() -> dict[str, Any] | None:
+    """The agent whose password was right in this session less than `SECOND_STEP_MAX_AGE` ago, or None."""
+    pending = session.get("second_step")
+    if not isinstance(pending, dict) or not isinstance(pending.get("agent_id"), int):
+        return None
+    agent = get_store().agent(pending["agent_id"])
+    at = pending.get("at")
+    if (agent is None or not agent["active"] or pending.get("epoch") != agent["session_epoch"]
+            or not isinstance(at, int) or clock.now().timestamp() - at > SECOND_STEP_MAX_AGE.total_seconds()):
+        return None
+    return agent
 
 
 def current_agent() -> dict[str, Any] | None:
@@ -131,6 +198,11 @@ def current_agent() -> dict[str, Any] | None:
         or clock.now().timestamp() - login_at > SESSION_MAX_AGE.total_seconds()
     ):
         session.clear()
+        return None
+    if _idle_too_long(clock.now().timestamp()):
+        session.clear()
+        flash(_("You were signed out after %(minutes)d minutes without activity. Sign in again.",
+                minutes=int(idle_timeout().total_seconds() // 60)), "info")
         return None
     g.agent = {k: agent[k] for k in _AGENT_KEYS}
     return g.agent
@@ -224,6 +296,10 @@ def login():
         log.info("failed sign-in from %s", request.remote_addr)
         return render_template("auth/login.html", next=target, email=email,
                                error=_("Wrong email address or password.")), 401
+    if get_store().second_factor(agent["id"])["secret"]:
+        # The password was right; no session until the code is too (inbox/web/account.py).
+        begin_second_step(agent)
+        return redirect(url_for("account.sign_in_code", next=target if target != "/" else None))
     # Audit first: if the database is busy the sign-in fails whole, with no session issued.
     _audit("login", agent["id"])
     start_session(agent)
@@ -275,6 +351,13 @@ def _notification_context(agent: dict[str, Any]) -> dict[str, Any]:
                 notifications.settings_for(mainland().config).email_every.total_seconds() / 60))}
 
 
+def end_other_sessions(agent_id: int) -> None:
+    """End every session of the agent but this browser's, which goes on under the new epoch."""
+    store = get_store()
+    store.end_agent_sessions(agent_id)
+    start_session(store.agent(agent_id))
+
+
 def _change_password(agent: dict[str, Any]):
     store = get_store()
     current = request.form.get("current_password", "")
@@ -299,6 +382,11 @@ def _change_password(agent: dict[str, Any]):
     start_session(row)
     flash(_("Your password is changed. You are signed out everywhere else."), "success")
     return redirect(url_for("auth.settings"))
+
+
+def audit_agent(action: str, agent_id: int) -> None:
+    """An audit entry by the agent about themselves, with the client's address."""
+    _audit(action, agent_id)
 
 
 def _audit(action: str, agent_id: int) -> None:
