@@ -181,6 +181,12 @@ class Connector(abc.ABC):
             PermanentError: the channel refused it for good; the agent is told why.
         """
 
+    @classmethod
+    def thread_key_for(cls, handle: str) -> str | None:
+        """The thread key the channel's items from `handle` carry, so that the customer's answer to a
+        conversation we started joins it (None: the channel threads by other means, as email does)."""
+        return None
+
     def message_templates(self) -> list[TemplateInfo]:
         """The approved message templates an agent may send (channels with templates); [] otherwise.
 

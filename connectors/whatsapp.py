@@ -641,6 +641,12 @@ class WhatsAppConnector(Connector):
                    **_template_content(template_name, language, parameters)}
         return self._sent_id(self._call("POST", f"/{self.phone_number_id}/messages", json=payload))
 
+    @classmethod
+    def thread_key_for(cls, handle: str) -> str | None:
+        """A customer's items carry their number's digits (`wa_id`) or their user id as the thread key."""
+        value = str(handle or "").strip()
+        return _digits(value) if value and _digits(value) == value.lstrip("+") else (value or None)
+
     def message_templates(self) -> list[TemplateInfo]:
         """The account's approved templates whose variables are all in the body, cached a few minutes.
 

@@ -931,7 +931,9 @@ def build_reply(
     # Address objects + the SMTP policy quote or encode any name; a newline cannot start a header.
     msg["From"] = _address(from_name, from_address)
     msg["To"] = _address(reply.to.name, reply.to.handle)
-    subject = reply_subject(reply.subject)
+    # A message that starts a conversation (#12) answers nothing: its subject is the agent's own.
+    answers = bool(reply.reply_to_message_id or reply.references)
+    subject = reply_subject(reply.subject) if answers else (_inert_header_text(reply.subject) or "(no subject)")
     if token and f"[#{token}]" not in subject:
         subject = f"{subject} [#{token}]"
     msg["Subject"] = subject

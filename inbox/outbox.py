@@ -25,6 +25,7 @@ message, and channels with idempotency keys get the same key (the outbox id).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import uuid
 from collections.abc import Iterable
@@ -33,7 +34,7 @@ from dataclasses import dataclass
 from connectors.base import ConnectorError, PermanentError, RetryableError
 from inbox import clock, review, sendability, service_levels
 from inbox.mail import conversation_message_id
-from inbox.models import FLAG_AUTO_SUBMITTED, Author, OutboundReply
+from inbox.models import FLAG_AUTO_SUBMITTED, Author, MessageTemplate, OutboundReply
 from inbox.poller import backoff_delay
 from inbox.runtime import Mainland
 from inbox.store import Store
@@ -146,13 +147,18 @@ def build_outbound(store: Store, row: dict) -> OutboundReply:
     if row.get("reply_to"):
         thread_key, public = row["thread_key"], bool(row["public"])
     refs = tuple((row["refs"] or "").split())
+    to = Author(handle=answered.get("author_handle", ""), name=answered.get("author_name", ""))
+    if row.get("to_handle"):
+        # The first message of a conversation we started (m022): to the handle chosen, answering nothing.
+        answered, refs = {}, ()
+        to = Author(handle=row["to_handle"], name=row.get("to_name") or "", identity_kind=row.get("to_kind") or "email")
     return OutboundReply(
         idempotency_key=row["id"],
         channel=row["channel"],
         conversation_id=row["conversation_id"],
         text=row["text"],
         html=row["html"],
-        to=Author(handle=answered.get("author_handle", ""), name=answered.get("author_name", "")),
+        to=to,
         subject=row["subject"],
         thread_key=thread_key,
         reply_to_external_id=answered.get("external_id"),
@@ -163,7 +169,16 @@ def build_outbound(store: Store, row: dict) -> OutboundReply:
         public=public and FLAG_PRIVATE_REPLY not in (row.get("flags") or "").split(),
         from_name=row["agent_name"] or None,
         automatic=FLAG_AUTO_SUBMITTED in (row.get("flags") or "").split(),
+        template=_template_of(row),
     )
+
+
+def _template_of(row: dict) -> MessageTemplate | None:
+    """The approved template a row sends instead of its text (m022's `template`, JSON), or None."""
+    raw = json.loads(row["template"]) if row.get("template") else None
+    if not isinstance(raw, dict):
+        return None
+    return MessageTemplate(str(raw["name"]), str(raw["language"]), tuple(str(p) for p in raw.get("parameters") or ()))
 
 
 def send_due(mainland: Mainland, store: Store, *, now: dt.datetime | None = None) -> SendReport:

@@ -30,6 +30,7 @@ from inbox.store.message_changes import MessageChangeQueries
 from inbox.store.notifications import NotificationQueries
 from inbox.store.operations import OperationsQueries
 from inbox.store.outbox import OutboxQueries
+from inbox.store.outreach import OutreachQueries
 from inbox.store.queue import QueueQueries
 from inbox.store.reports import ReportQueries
 from inbox.store.review import ReviewQueries
@@ -49,7 +50,7 @@ BUSY_TIMEOUT_MS = 10_000
 class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries, AgentQueries, WebformQueries,
             WebhookQueries, TeamQueries, WorkQueries, QueueQueries, ServiceLevelQueries, ReportQueries,
             CustomerQueries, HealthQueries, AnswerQueries, RoutingQueries, ReviewQueries, DemoQueries,
-            NotificationQueries, DraftQueries, MessageChangeQueries, SendabilityQueries):
+            NotificationQueries, DraftQueries, MessageChangeQueries, SendabilityQueries, OutreachQueries):
     """A Mainland database. Open one per thread; share the file, not the object."""
 
     def __init__(self, path: str | Path, *, check: bool = True) -> None:

@@ -1007,3 +1007,19 @@ def m018_webhook_refusal_counts(db: Database) -> None:
         CREATE UNIQUE INDEX webhook_refusals_minute ON webhook_refusals(channel, remote_addr, minute);
         """
     )
+
+
+@migrations()
+def m022_outbound_start(db: Database) -> None:
+    # A queued message may start a conversation instead of answering a message (#12): it then names
+    # whom it goes to (`to_handle`, `to_name`, the identity kind `to_kind`) on the row's channel.
+    # `template`: an approved template to send instead of the text (JSON: name, language, parameters).
+    # NULL on every row before, and on ordinary replies.
+    db.executescript(
+        """
+        ALTER TABLE outbox ADD COLUMN to_handle TEXT;
+        ALTER TABLE outbox ADD COLUMN to_name TEXT;
+        ALTER TABLE outbox ADD COLUMN to_kind TEXT;
+        ALTER TABLE outbox ADD COLUMN template TEXT;
+        """
+    )

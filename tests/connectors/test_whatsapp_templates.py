@@ -124,3 +124,14 @@ def test_a_rejected_template_cannot_be_sent(whatsapp):
 def test_whatsapp_declares_it_starts_conversations_by_template():
     assert WhatsAppConnector.limits.starts_conversations == "template"
     assert set(WhatsAppConnector.writes_to) == {"phone", "whatsapp"}
+
+
+def test_the_thread_key_of_a_started_conversation_is_the_one_the_customers_answer_carries(whatsapp):
+    connector = connector_for(whatsapp)
+    whatsapp.customer_text("16505551234", "Thanks!")
+    whatsapp.customer_with_username("US.13491208655302741918", "Thanks!", username="@sheena")
+    keys = []
+    for request in whatsapp.take_requests():
+        keys += [item.thread_key for item in connector.parse_webhook(request).items]
+    assert keys == [WhatsAppConnector.thread_key_for("+16505551234"),
+                    WhatsAppConnector.thread_key_for("US.13491208655302741918")]
