@@ -140,7 +140,8 @@ def resolve_template(mainland: Any, channel: str, key: str, parameters: list[str
     return MessageTemplate(chosen.name, chosen.language, tuple(values)), chosen.filled(values)
 
 
-def customer_for_address(store: Any, address: str, *, name: str = "", now: dt.datetime | None = None) -> int:
+def customer_for_address(store: Any, address: str, *, name: str = "", actor: str = "system",
+                         now: dt.datetime | None = None) -> int:
     """The customer who has this email address, or a new one made for it (in one write transaction)."""
     value = normalize_email(address)
     if value is None:
@@ -152,7 +153,7 @@ def customer_for_address(store: Any, address: str, *, name: str = "", now: dt.da
             return found
         customer_id = store.create_customer_record(name.strip()[:200], now_text)
         store.add_identity(customer_id, "email", value, value, True, now_text)
-        store.audit(now_text, "system", "customer_created_for_outreach", "customer", customer_id)
+        store.audit(now_text, actor, "customer_created_for_outreach", "customer", customer_id)
         return customer_id
 
 
@@ -222,17 +223,6 @@ def queue_template_reply(mainland: Any, store: Any, conversation: dict[str, Any]
         store.audit(iso(now), f"agent:{agent['id']}", "template_sent", "conversation", conversation["id"],
                     template=template.name, language=template.language)
     return outbox_id
-
-
-def take_back_start(store: Any, conversation_id: int, outbox_id: str, agent: dict[str, Any]) -> dict[str, Any] | None:
-    """Undo a conversation's first message before it went out: the message and the then empty
-    conversation are deleted. The message (its `text`), or None when too late or not the agent's."""
-    with store.write():
-        outcome, row = store.take_back_outbound(outbox_id, conversation_id, agent["id"])
-        if outcome != "taken" or row is None:
-            return None
-        store.drop_empty_conversation(conversation_id)
-    return row
 
 
 def _template_json(template: MessageTemplate | None) -> dict[str, Any] | None:

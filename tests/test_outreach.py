@@ -198,17 +198,12 @@ def test_the_options_say_which_identities_can_be_written_to_and_why_not(mainland
     assert not options["telegram"].targets and "write first" in options["telegram"].reason
 
 
-def test_undo_takes_the_first_message_and_the_conversation_back(mainland, store, agent, smtp_server):
+def test_the_first_message_waits_for_the_undo_window(mainland, store, agent, smtp_server):
     jane = customer(store, email="jane@example.net")
-    conversation_id, outbox_id = outreach.start_conversation(
-        mainland, store, jane, channel="mail", handle="jane@example.net", identity_kind="email", subject="Hi",
-        text="Hello", agent=agent, hold_seconds=10, now=T0)
+    outreach.start_conversation(mainland, store, jane, channel="mail", handle="jane@example.net",
+                                identity_kind="email", subject="Hi", text="Hello", agent=agent, hold_seconds=10, now=T0)
     assert send_due(mainland, store, now=T0 + dt.timedelta(seconds=5)).sent == 0
-    row = outreach.take_back_start(store, conversation_id, outbox_id, agent)
-    assert row["text"] == "Hello"
-    assert not store.customer_conversations(jane, None)
-    assert send_due(mainland, store, now=T0 + dt.timedelta(seconds=20)).sent == 0
-    assert not smtp_server.messages
+    assert send_due(mainland, store, now=T0 + dt.timedelta(seconds=11)).sent == 1
 
 
 def test_a_template_in_a_conversation_whose_window_closed(mainland, store, agent, whatsapp, frozen_clock):

@@ -17,7 +17,6 @@ from inbox.store.customers import identity_hash
 
 class OutreachQueries:
     conn: Any
-    _delete_tree: Any
 
     def create_started_conversation(self, *, token: str, customer_id: int, channel: str, thread_key: str | None,
                                     subject: str, agent_id: int, team_id: int | None, now: str) -> int:
@@ -53,11 +52,3 @@ class OutreachQueries:
         cur = self.conn.execute("SELECT id, kind, value, display, valid, delivery_failed FROM identities "
                                 "WHERE id = ? AND customer_id = ?", (identity_id, customer_id))
         return as_dict(cur, cur.fetchone())
-
-    def drop_empty_conversation(self, conversation_id: int) -> bool:
-        """Delete a conversation that holds no message (its first one was taken back). True if deleted."""
-        if self.conn.execute("SELECT 1 FROM messages WHERE conversation_id = ? LIMIT 1",
-                             (conversation_id,)).fetchone():
-            return False
-        # Its drafts, live-change rows and the like go with it (the same walk as an erasure's).
-        return self._delete_tree("conversations", "id", [conversation_id]) > 0
