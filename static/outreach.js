@@ -62,7 +62,18 @@
     update();
   }
 
+  // In a conversation the template form belongs to the Reply tab: hidden with the reply form.
+  function followReplyTab(templateForm) {
+    var replyForm = document.getElementById("reply-form");
+    if (!replyForm || !window.MutationObserver) { return; }
+    var sync = function () { templateForm.hidden = replyForm.hidden; };
+    new MutationObserver(sync).observe(replyForm, { attributes: true, attributeFilter: ["hidden"] });
+    sync();
+  }
+
   document.querySelectorAll(".template-picker").forEach(setUpPicker);
+  var templateForm = document.getElementById("template-form");
+  if (templateForm) { followReplyTab(templateForm); }
   var start = document.getElementById("start-form");
   if (start) { setUpStartForm(start); }
 })();
