@@ -932,8 +932,8 @@ def build_reply(
     msg["From"] = _address(from_name, from_address)
     msg["To"] = _address(reply.to.name, reply.to.handle)
     # A message that starts a conversation (#12) answers nothing: its subject is the agent's own.
-    answers = bool(reply.reply_to_message_id or reply.references)
-    subject = reply_subject(reply.subject) if answers else (_inert_header_text(reply.subject) or "(no subject)")
+    subject = (_inert_header_text(reply.subject) or "(no subject)") if reply.starts_conversation \
+        else reply_subject(reply.subject)
     if token and f"[#{token}]" not in subject:
         subject = f"{subject} [#{token}]"
     msg["Subject"] = subject

@@ -227,3 +227,6 @@ class OutboundReply:
     automatic: bool = False
     #: Send this approved template instead of `text` (which then holds the filled body, for the thread).
     template: MessageTemplate | None = None
+    #: The first message of a conversation we started: it answers nothing (email: the agent's own
+    #: subject, no "Re:"; no In-Reply-To).
+    starts_conversation: bool = False

@@ -170,6 +170,7 @@ def build_outbound(store: Store, row: dict) -> OutboundReply:
         from_name=row["agent_name"] or None,
         automatic=FLAG_AUTO_SUBMITTED in (row.get("flags") or "").split(),
         template=_template_of(row),
+        starts_conversation=bool(row.get("to_handle")),
     )
 
 
