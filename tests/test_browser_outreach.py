@@ -46,7 +46,10 @@ def app_config(app_config, whatsapp):
     app_config["channels"] = {"whatsapp": {
         "kind": "whatsapp", "phone_number_id": whatsapp.phone_number_id, "access_token": whatsapp.access_token,
         "app_secret": whatsapp.app_secret, "verify_token": whatsapp.verify_token, "api_url": whatsapp.url,
-        "business_account_id": whatsapp.business_account_id}}
+        "business_account_id": whatsapp.business_account_id},
+        # Mail is only queued here (no worker runs): the host is never reached.
+        "mail": {"kind": "imap", "host": "imap.invalid", "username": "support@mainland.test", "password": "x",
+                 "address": "support@mainland.test", "smtp_host": "smtp.invalid"}}
     return app_config
 
 
@@ -179,5 +182,45 @@ def test_the_composer_sends_a_template_when_the_window_is_closed(live_app, setup
                 "Your order A-1234 has shipped.", timeout=TIMEOUT)
             assert send_due(mainland, store).sent == 1
             assert whatsapp.sent[0]["template"] == "order_update" and whatsapp.sent[0]["parameters"] == ["A-1234"]
+        finally:
+            browser.close()
+
+
+def test_a_conversation_to_a_new_email_address_from_the_top_bar(live_app, setup):  # noqa: F811
+    _require_chromium()
+    from playwright.sync_api import expect, sync_playwright
+
+    mainland, store, _customer = setup
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        try:
+            for language, who in (("nl", "anke@example.org"), ("en", "ann@example.org")):
+                page = browser.new_context(viewport={"width": 1440, "height": 900}, locale=language).new_page()
+                sign_in(page, live_app, who, "/customers")
+                page.locator(".whoami .menu summary").click()
+                page.locator("a[href='/conversations/new']").click()
+                page.wait_for_url(f"{live_app}/conversations/new")
+                expect(page.locator("#free-text")).to_be_visible()
+                violations = run_axe(page)
+                assert violations == [], describe(violations)
+                for name, (width, height) in SIZES.items():
+                    page.set_viewport_size({"width": width, "height": height})
+                    assert page.evaluate("document.documentElement.scrollWidth") <= width, "no sideways scrolling"
+                    page.screenshot(path=str(SHOTS / f"new-conversation-email-{name}-{language}.png"), full_page=True)
+            # Keyboard only: address, name, subject, message, Send.
+            page.set_viewport_size({"width": 1440, "height": 900})
+            page.locator("#start-address").focus()
+            page.keyboard.type("new.person@example.net")
+            for value in ("New Person", "Welcome", "Hello and welcome."):
+                page.keyboard.press("Tab")
+                page.keyboard.type(value)
+            page.keyboard.press("Tab")
+            expect(page.locator("#start-send")).to_be_focused()
+            page.keyboard.press("Enter")
+            page.wait_for_url(re.compile(r"/conversations/\d+$"), timeout=TIMEOUT)
+            expect(page.locator(".message.direction-out")).to_contain_text("Hello and welcome.")
+            customer_id = store.identity_owner("email", "new.person@example.net")
+            assert store.customer_record(customer_id)["display_name"] == "New Person"
         finally:
             browser.close()
