@@ -230,3 +230,25 @@ def test_no_template_while_the_window_is_open(world, whatsapp, frozen_clock):
     assert response.status_code == 303
     assert "Templates cannot be sent" in text_of(client.get(response.headers["Location"]))
     assert world.send().sent == 0 and not whatsapp.sent
+
+
+def test_a_new_address_of_another_teams_customer_is_refused(world):
+    from inbox import outreach
+
+    store = world.store
+    team_a, team_b = store.create_team("Team A"), store.create_team("Team B")
+    alice = make_agent(store, email="alice@example.org", name="Alice")
+    bert = make_agent(store, email="bert@example.org", name="Bert")
+    store.add_team_member(team_a, alice["id"])
+    store.add_team_member(team_b, bert["id"])
+    bettina = world.customer(name="Bettina", email="bettina@example.net")
+    outreach.start_conversation(world.mainland, store, bettina, channel="mail", handle="bettina@example.net",
+                                identity_kind="email", subject="Hi", text="Hello", agent=bert)
+    client = world.app.test_client()
+    assert login(client, email="alice@example.org").status_code == 302
+    token = csrf_token(client, "/notifications")
+    response = client.post("/conversations/new", data={"csrf_token": token, "address": "bettina@example.net",
+                                                       "subject": "Hi", "text": "Hello", "channel": "mail"})
+    assert response.status_code == 400 and "another team" in text_of(response)
+    assert len(store.customer_conversations(bettina, None)) == 1
+    assert client.get(f"/customers/{bettina}/conversations/new").status_code == 404
