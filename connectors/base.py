@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from inbox.models import Attachment, FetchResult, InboundItem, OutboundReply, Reject
+from inbox.models import Attachment, FetchResult, InboundItem, OutboundReply, Reject, TemplateInfo
 
 
 class ConnectorError(Exception):
@@ -83,6 +83,10 @@ class Limits:
     #: True when a reply may also go to further people in copy (email's Cc and Bcc): the composer
     #: then offers CC and BCC fields, filled from the customer's last message.
     copies: bool = False
+    #: Whether an agent may write first (a new conversation that answers nothing): "any" (email; a chat
+    #: network whose API lets a business message a known handle), "template" (only an approved template,
+    #: as WhatsApp outside the 24-hour window), or None (only replies). See `Connector.writes_to`.
+    starts_conversations: str | None = None
 
     def accepts_files(self, *, public: bool) -> bool:
         """True when a reply (public or private) on this channel may carry files at all."""
@@ -124,6 +128,9 @@ class Connector(abc.ABC):
     #: hex colour with enough contrast for white text). None: the first letter of display_name on grey.
     icon_text: ClassVar[str | None] = None
     icon_color: ClassVar[str | None] = None
+    #: The identity kinds this channel's handles are ("email", "phone", "telegram", ...): a new
+    #: conversation can go to a customer's identity of one of these kinds (`limits.starts_conversations`).
+    writes_to: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, name: str, config: Mapping[str, Any], **kwargs: Any) -> None:
         self.name = name
@@ -176,6 +183,20 @@ class Connector(abc.ABC):
             RetryableError: not delivered, try again later.
             PermanentError: the channel refused it for good; the agent is told why.
         """
+
+    @classmethod
+    def thread_key_for(cls, handle: str) -> str | None:
+        """The thread key the channel's items from `handle` carry, so that the customer's answer to a
+        conversation we started joins it (None: the channel threads by other means, as email does)."""
+        return None
+
+    def message_templates(self) -> list[TemplateInfo]:
+        """The approved message templates an agent may send (channels with templates); [] otherwise.
+
+        Raises:
+            RetryableError / PermanentError: the channel could not be asked.
+        """
+        return []
 
     def parse_raw(self, raw: bytes, source_ref: str | None = None) -> InboundItem:
         """Turn raw bytes (as kept in quarantine) into an item again.

@@ -168,7 +168,10 @@ class ImapConnector(Connector):
         Setting("max_per_poll", default=500, help="Messages read per poll at most; the next poll goes on."),
         Setting("timeout", default=60, help="Seconds any IMAP or SMTP network operation may take."),
     )
-    limits = Limits(max_text_length=None, formatting="html", supports_attachments=True, copies=True)
+    # Mail can always be written first, to any address (#12: start a conversation), and in copy.
+    limits = Limits(max_text_length=None, formatting="html", supports_attachments=True, copies=True,
+                    starts_conversations="any")
+    writes_to = ("email",)
 
     @classmethod
     def check_config(cls, config: dict[str, Any]) -> dict[str, Any]:

@@ -44,7 +44,13 @@ Replies
 `context.message_id` = the customer's message, so the reply shows as a quoted answer. WhatsApp
 allows free text only within **24 hours of the customer's last message** (the customer service
 window, `limits.reply_window_hours`). After that Meta refuses it (error 131047) and the agent is
-told that only an approved template message can be sent; `send_template()` sends one.
+told that only an approved template message can be sent. A reply that carries an
+`OutboundReply.template` goes out as that template (`type: template`, its parameters filling the
+body's {{1}}, {{2}}, ...), threaded to nothing: that is also how an agent **starts** a conversation
+(`limits.starts_conversations = "template"`, to a customer's phone number or user id).
+`message_templates()` lists the account's approved templates (`GET /{waba-id}/message_templates`,
+every page, only `status: APPROVED`, only those whose variables are all in the body), cached five
+minutes; it needs `business_account_id`.
 
 A reply may carry **one file** (`limits.max_attachments = 1`): it is uploaded with
 `POST /{phone-number-id}/media` (multipart `file`, `type`, `messaging_product=whatsapp`) and sent
@@ -80,6 +86,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import mimetypes
+import re
+import time
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -107,6 +115,7 @@ from inbox.models import (
     MessageChange,
     OutboundReply,
     Reject,
+    TemplateInfo,
 )
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
@@ -243,7 +252,8 @@ class WhatsAppConnector(Connector):
         Setting("app_secret_previous", default=None, secret=True,
                 help="While rotating the app secret: the old one, still accepted. Remove it when done."),
         Setting("business_account_id", default=None,
-                help="The WhatsApp Business Account id; when set, deliveries for other accounts are ignored."),
+                help="The WhatsApp Business Account id; when set, deliveries for other accounts are ignored and "
+                     "agents can send its approved templates (to start a conversation, or after 24 hours)."),
         Setting("api_url", default="https://graph.facebook.com", help="Base URL of the Graph API."),
         Setting("api_version", default="v25.0", help="Graph API version, e.g. v25.0."),
         Setting("download_media", default=True, help="Download images, documents, audio and video as attachments."),
@@ -253,7 +263,9 @@ class WhatsAppConnector(Connector):
     limits = Limits(max_text_length=MAX_TEXT, formatting="plain", reply_window_hours=REPLY_WINDOW_HOURS,
                     supports_attachments=True, attachments_public=False, attachments_private=True,
                     attachment_types=SEND_TYPES, max_attachment_bytes=_SEND_MEDIA["document"][1],
-                    max_attachments=1)
+                    max_attachments=1, starts_conversations="template")
+    #: A customer's phone number (E.164) or, for one who hides it behind a username, their user id.
+    writes_to = ("phone", "whatsapp")
     webhook_max_bytes = WEBHOOK_MAX_BYTES
 
     def __init__(self, name: str, config: Mapping[str, Any], **kwargs: Any) -> None:
@@ -548,6 +560,12 @@ class WhatsAppConnector(Connector):
         """
         text = reply.text.strip()
         whom = self._recipient_fields(reply)
+        if reply.template is not None:
+            # An approved template (the only message allowed outside the 24-hour window): threaded
+            # to nothing, the text is only our record of the filled body.
+            payload = {"messaging_product": "whatsapp", "recipient_type": "individual", **whom,
+                       **_template_content(reply.template.name, reply.template.language, reply.template.parameters)}
+            return self._sent_id(self._call("POST", f"/{self.phone_number_id}/messages", json=payload))
         if reply.attachments:
             content = self._media_content(reply.attachments, text)
         else:
@@ -619,13 +637,41 @@ class WhatsAppConnector(Connector):
         if not number:
             raise PermanentError("no WhatsApp number or user id to send the template to")
         whom = {"to": _digits(number)} if _digits(number) == number.lstrip("+") else {"recipient": number}
-        template: dict[str, Any] = {"name": template_name, "language": {"code": language, "policy": "deterministic"}}
-        if parameters:
-            template["components"] = [{"type": "body", "parameters": [{"type": "text", "text": str(p)}
-                                                                      for p in parameters]}]
         payload = {"messaging_product": "whatsapp", "recipient_type": "individual", **whom,
-                   "type": "template", "template": template}
+                   **_template_content(template_name, language, parameters)}
         return self._sent_id(self._call("POST", f"/{self.phone_number_id}/messages", json=payload))
+
+    @classmethod
+    def thread_key_for(cls, handle: str) -> str | None:
+        """A customer's items carry their number's digits (`wa_id`) or their user id as the thread key."""
+        value = str(handle or "").strip()
+        return _digits(value) if value and _digits(value) == value.lstrip("+") else (value or None)
+
+    def message_templates(self) -> list[TemplateInfo]:
+        """The account's approved templates whose variables are all in the body, cached a few minutes.
+
+        `GET /{waba-id}/message_templates?fields=name,language,status,category,components`, every page
+        (`paging.cursors.after` while `paging.next` is given). Needs `business_account_id`.
+        """
+        account = str(self.config.get("business_account_id") or "").strip()
+        if not account:
+            return []
+        key = (self.api_url, account)
+        cached = _TEMPLATE_CACHE.get(key)
+        if cached and time.monotonic() - cached[0] < TEMPLATE_CACHE_SECONDS:
+            return list(cached[1])
+        found: list[TemplateInfo] = []
+        params: dict[str, Any] = {"fields": "name,language,status,category,components", "limit": 100}
+        for _page in range(TEMPLATE_MAX_PAGES):
+            answer = self._call("GET", f"/{account}/message_templates", params=params)
+            found += [t for t in (_template_info(raw) for raw in answer.get("data") or []) if t]
+            after = ((answer.get("paging") or {}).get("cursors") or {}).get("after")
+            if not (answer.get("paging") or {}).get("next") or not after:
+                break
+            params = {**params, "after": after}
+        found.sort(key=lambda t: (t.name, t.language))
+        _TEMPLATE_CACHE[key] = (time.monotonic(), tuple(found))
+        return found
 
     @staticmethod
     def _recipient_fields(reply: OutboundReply) -> dict[str, str]:
@@ -681,6 +727,40 @@ class WhatsAppConnector(Connector):
 
 
 # Helpers --------------------------------------------------------------------------------------
+
+
+#: Approved templates per (api url, account): (when read, templates). Agents open many composers; the
+#: list changes only when someone gets a template approved in WhatsApp Manager.
+_TEMPLATE_CACHE: dict[tuple[str, str], tuple[float, tuple[TemplateInfo, ...]]] = {}
+TEMPLATE_CACHE_SECONDS = 300
+TEMPLATE_MAX_PAGES = 20
+_PLACEHOLDER = re.compile(r"\{\{\s*(\d+)\s*\}\}")
+
+
+def _template_content(name: str, language: str, parameters: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """The `type: template` part of a `/messages` payload; `parameters` fill the body's {{1}}, {{2}}, ..."""
+    if not name or not language:
+        raise PermanentError("the template has no name or language")
+    template: dict[str, Any] = {"name": name, "language": {"code": language, "policy": "deterministic"}}
+    if parameters:
+        template["components"] = [{"type": "body", "parameters": [{"type": "text", "text": str(p)}
+                                                                  for p in parameters]}]
+    return {"type": "template", "template": template}
+
+
+def _template_info(raw: Any) -> TemplateInfo | None:
+    """An approved template the composer can fill (variables in its body only), else None."""
+    if not isinstance(raw, dict) or raw.get("status") != "APPROVED":
+        return None
+    name, language = _text(raw.get("name")), _text(raw.get("language"))
+    components = [c for c in raw.get("components") or [] if isinstance(c, dict)]
+    body = next((_text(c.get("text")) for c in components if str(c.get("type", "")).upper() == "BODY"), "")
+    others = " ".join(json.dumps(c) for c in components if str(c.get("type", "")).upper() != "BODY")
+    if not name or not language or _PLACEHOLDER.search(others):
+        return None  # a header or button variable would need a value the composer does not ask for
+    numbers = {int(n) for n in _PLACEHOLDER.findall(body)}
+    return TemplateInfo(name=name, language=language, category=_text(raw.get("category")), body=body,
+                        variables=max(numbers, default=0))
 
 
 def _bare_type(content_type: str | None) -> str:

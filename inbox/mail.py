@@ -934,7 +934,9 @@ def build_reply(
     if reply.cc:
         msg["Cc"] = tuple(_address(None, address) for address in reply.cc)
     # reply.bcc is never written into the message: the sender puts those only into the envelope.
-    subject = (_inert_header_text(reply.subject) or "(no subject)") if reply.forwarded else reply_subject(reply.subject)
+    # A forward, or a message that starts a conversation, answers nothing: its subject is the agent's own.
+    subject = (_inert_header_text(reply.subject) or "(no subject)") \
+        if reply.forwarded or reply.starts_conversation else reply_subject(reply.subject)
     if token and f"[#{token}]" not in subject:
         subject = f"{subject} [#{token}]"
     msg["Subject"] = subject

@@ -170,11 +170,43 @@ class FetchResult:
 
 
 @dataclass(frozen=True)
+class MessageTemplate:
+    """An approved template to send instead of free text (WhatsApp outside the 24-hour window).
+
+    `parameters` fill the template body's {{1}}, {{2}}, ... in order.
+    """
+
+    name: str
+    language: str
+    parameters: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TemplateInfo:
+    """A template as the channel lists it: what the agent picks and fills (`Connector.message_templates`)."""
+
+    name: str
+    language: str
+    category: str = ""
+    #: The body with its {{1}}.. placeholders, as approved.
+    body: str = ""
+    variables: int = 0
+
+    def filled(self, parameters: tuple[str, ...] | list[str]) -> str:
+        """The body as the customer reads it with `parameters` in place of {{1}}, {{2}}, ..."""
+        text = self.body
+        for number, value in enumerate(parameters, start=1):
+            text = text.replace("{{" + str(number) + "}}", str(value))
+        return text
+
+
+@dataclass(frozen=True)
 class OutboundReply:
     """An agent's reply on its way out through a connector.
 
     `reply_to_external_id` / `reply_to_message_id` name the inbound item it answers; connectors
-    thread the reply to it. `idempotency_key` is stable across retries of the same reply.
+    thread the reply to it. A message that starts a conversation answers nothing: both are None and
+    `to` is the handle chosen by the agent. `idempotency_key` is stable across retries of the same reply.
     """
 
     idempotency_key: str
@@ -203,3 +235,8 @@ class OutboundReply:
     bcc: tuple[str, ...] = ()
     #: A forward to someone else (not a reply): a new mail with its own subject, threaded to nothing.
     forwarded: bool = False
+    #: Send this approved template instead of `text` (which then holds the filled body, for the thread).
+    template: MessageTemplate | None = None
+    #: The first message of a conversation we started: it answers nothing (email: the agent's own
+    #: subject, no "Re:"; no In-Reply-To).
+    starts_conversation: bool = False

@@ -46,7 +46,14 @@ from inbox import clock, review, sendability, service_levels
 from inbox.attachments import AttachmentStore, safe_filename, type_mismatch
 from inbox.channel_format import to_html
 from inbox.mail import conversation_message_id, forward_text
-from inbox.models import FLAG_ACKNOWLEDGEMENT, FLAG_AUTO_SUBMITTED, Attachment, Author, OutboundReply
+from inbox.models import (
+    FLAG_ACKNOWLEDGEMENT,
+    FLAG_AUTO_SUBMITTED,
+    Attachment,
+    Author,
+    MessageTemplate,
+    OutboundReply,
+)
 from inbox.poller import backoff_delay
 from inbox.runtime import Mainland
 from inbox.signatures import signature_for, signed_text
@@ -389,6 +396,11 @@ def build_outbound(store: Store, row: dict, attachment_store: AttachmentStore | 
         thread_key, public = row["thread_key"], bool(row["public"])
     refs = tuple((row["refs"] or "").split())
     part = row.get("part") or "all"
+    to = reply_target(answered)
+    if row.get("to_handle"):
+        # The first message of a conversation we started (m022): to the handle chosen, answering nothing.
+        answered, refs = {}, ()
+        to = Author(handle=row["to_handle"], name=row.get("to_name") or "", identity_kind=row.get("to_kind") or "email")
     return OutboundReply(
         attachments=() if part == "text" else load_files(attachment_store, store.outbound_files(
             row["message_id"], row.get("attachment_id") if part == "file" else None)),
@@ -397,7 +409,7 @@ def build_outbound(store: Store, row: dict, attachment_store: AttachmentStore | 
         conversation_id=row["conversation_id"],
         text="" if part == "file" else signed_text(row["text"], row.get("signature")),
         html=None if part == "file" else signed_html(row["html"], row.get("signature")),
-        to=reply_target(answered),
+        to=to,
         # Copies go with the reply's text (or the whole reply), not again with each file sent apart.
         cc=split_addresses(row.get("cc")) if part != "file" else (),
         bcc=split_addresses(row.get("bcc")) if part != "file" else (),
@@ -412,7 +424,17 @@ def build_outbound(store: Store, row: dict, attachment_store: AttachmentStore | 
         from_name=row["agent_name"] or None,
         automatic=FLAG_AUTO_SUBMITTED in (row.get("flags") or "").split(),
         auto_replied=FLAG_ACKNOWLEDGEMENT in (row.get("flags") or "").split(),
+        template=_template_of(row),
+        starts_conversation=bool(row.get("to_handle")),
     )
+
+
+def _template_of(row: dict) -> MessageTemplate | None:
+    """The approved template a row sends instead of its text (m022's `template`, JSON), or None."""
+    raw = json.loads(row["template"]) if row.get("template") else None
+    if not isinstance(raw, dict):
+        return None
+    return MessageTemplate(str(raw["name"]), str(raw["language"]), tuple(str(p) for p in raw.get("parameters") or ()))
 
 
 def send_due(mainland: Mainland, store: Store, *, now: dt.datetime | None = None) -> SendReport:

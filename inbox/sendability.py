@@ -29,6 +29,16 @@ Refusals, in order (the first one found is the reason):
 - `window_closed`: the channel's reply window has closed; an agent (or reviewer) may send anyway
   (`outside_window`), an automatic message never is;
 - `too_long`: longer than the channel takes.
+
+A message that starts a conversation (`START`, #12) answers nothing, so it has its own check,
+`decide_start`: to one of the customer's identities (or a new email address) on a channel whose
+connector declares `limits.starts_conversations` and writes to that identity's kind. Refused, in
+order: `erased` (the customer, or whoever held this address, was erased), `blocked` (the
+customer's latest conversation is spam), `channel_gone`, `cannot_start` (the channel only answers,
+or does not write to this kind of address), the loop guard (our own addresses, no-reply and
+MAILER-DAEMON addresses, addresses whose mail bounced or marked invalid; nobody may override it
+here), `template_required` (the channel starts conversations only with an approved template), and
+`too_long`.
 """
 
 from __future__ import annotations
@@ -49,6 +59,8 @@ REVIEW_APPROVAL = "review_approval"
 SURVEY = "survey"
 ACKNOWLEDGEMENT = "acknowledgement"
 KINDS = frozenset({AGENT_REPLY, REVIEW_APPROVAL, SURVEY, ACKNOWLEDGEMENT})
+#: A message that starts a new conversation (answers nothing): see `decide_start`.
+START = "start"
 #: Written by Mainland itself, not by a person: never to machines, never public, never late.
 AUTOMATIC_KINDS = frozenset({SURVEY, ACKNOWLEDGEMENT})
 
@@ -86,6 +98,9 @@ REASONS = {
                                   "an automatic message."),
     "too_long": _l("This channel takes at most %(max)d characters; the reply has %(n)d."),
     "guard": _l("Not sent: %(reason)s"),
+    "cannot_start": _l("%(channel)s cannot start a conversation to this address: the customer has to write "
+                       "first."),
+    "template_required": _l("%(channel)s starts conversations only with an approved template: pick one."),
 }
 
 
@@ -129,6 +144,8 @@ class Decision:
     #: The loop guard's finding (a key of GUARD_MESSAGES), also when an admin overrode it.
     guard: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    #: For a message that starts a conversation (`decide_start`): where it goes.
+    start: StartTarget | None = None
 
     @property
     def reason(self) -> str:
@@ -283,6 +300,77 @@ def _when(moment: dt.datetime) -> str:
         return format_datetime(moment, "short")
     except (RuntimeError, KeyError, AttributeError):
         return moment.isoformat(timespec="minutes")
+
+
+@dataclass(frozen=True)
+class StartTarget:
+    """Where a new conversation's first message goes: a configured channel and the handle on it."""
+
+    channel: str
+    handle: str
+    identity_kind: str
+    channel_name: str
+    #: "any" or "template" (the connector's `limits.starts_conversations`).
+    starts: str
+    max_length: int | None
+    formatting: str
+    thread_key: str | None
+
+    @property
+    def needs_template(self) -> bool:
+        return self.starts == "template"
+
+
+def start_target(mainland: Any, channel: str, handle: str, identity_kind: str) -> tuple[StartTarget | None, str | None]:
+    """The channel and handle a new conversation would go to, or why none (`channel_gone`, `cannot_start`)."""
+    config = mainland.config.channels.get(channel)
+    if config is None or not getattr(config, "enabled", True):
+        return None, "channel_gone"
+    try:
+        connector_class = mainland.connector_class(channel)
+    except KeyError:
+        return None, "channel_gone"
+    starts = connector_class.limits.starts_conversations
+    if starts not in ("any", "template") or identity_kind not in getattr(connector_class, "writes_to", ()):
+        return None, "cannot_start"
+    return StartTarget(channel=channel, handle=handle, identity_kind=identity_kind,
+                       channel_name=connector_class.display_name, starts=starts,
+                       max_length=connector_class.limits.max_text_length, formatting=connector_class.limits.formatting,
+                       thread_key=connector_class.thread_key_for(handle)), None
+
+
+def decide_start(mainland: Any, store: Any, customer_id: int | None, *, channel: str, handle: str,
+                 identity_kind: str, template: bool = False, text: str | None = None) -> Decision:
+    """May an agent start a conversation with `customer_id` (None: a customer yet to be made for a new
+    address) on `channel` to `handle` (an identity of kind `identity_kind`)? `template`: the message is
+    an approved template. The decision's `start` holds where it goes."""
+    if customer_id is not None and not store.customer_exists(customer_id):
+        return Decision(False, "erased")
+    if store.identity_erased(identity_kind, handle):
+        return Decision(False, "erased")
+    if customer_id is not None and store.customer_blocked(customer_id):
+        return Decision(False, "blocked")
+    target, refused = start_target(mainland, channel, handle, identity_kind)
+    if target is None:
+        name = _display_name(mainland, channel)
+        return Decision(False, refused, params={"channel": name})
+    decision = Decision(True, start=target)
+    identities = store.customer_identities(customer_id) if customer_id is not None else []
+    guard = loop_guard(handle, identities, mainland.config.own_addresses())
+    if guard:
+        return Decision(False, "guard", guard=guard, start=target)
+    if target.needs_template and not template:
+        return Decision(False, "template_required", params={"channel": target.channel_name}, start=target)
+    if text is not None and not template and target.max_length and len(text) > target.max_length:
+        return Decision(False, "too_long", params={"max": target.max_length, "n": len(text)}, start=target)
+    return decision
+
+
+def _display_name(mainland: Any, channel: str) -> str:
+    try:
+        return mainland.connector_class(channel).display_name
+    except KeyError:
+        return channel
 
 
 def default_target(mainland: Any, store: Any, conversation: dict[str, Any]) -> Target | None:

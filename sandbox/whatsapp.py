@@ -8,8 +8,14 @@ It follows shared/channels.md section 4 to the field name:
   `{"success": true}`); answers `{"messaging_product", "contacts": [{"input", "wa_id"}],
   "messages": [{"id": "wamid.…"}]}` (templates add `"message_status": "accepted"`). Free text to a
   customer whose last message is older than 24 hours (or who never wrote) is refused with error
-  131047 "Re-engagement message"; text over 4096 characters with error 100; an unknown template
-  with 132001.
+  131047 "Re-engagement message"; text over 4096 characters with error 100; an unknown (or not
+  approved) template with 132001, a template whose body parameters do not match its {{n}} count with
+  132000. `sent[...]` keeps a template's name, language, parameters and the filled body (`text`).
+- `GET /v{N}/{waba-id}/message_templates?fields=name,language,status,category,components&limit=&after=`
+  → `{"data": [{"name", "language", "status", "category", "components": [{"type": "BODY", "text"}],
+  "id"}], "paging": {"cursors": {"before", "after"}, "next"}}` (`next` only when another page
+  exists); `templates` holds them (three approved en_US, one nl, one REJECTED) and `template_page_size`
+  the page length.
 - `POST /v{N}/{phone-number-id}/media` (multipart `file`, `type`, `messaging_product`) → `{"id"}`;
   a type WhatsApp does not take is refused with error 100 ("Param file must be a file with one of
   the following types: …"), a file over its type's cap (image 5 MB, video and audio 16 MB,
@@ -147,6 +153,14 @@ def _addressee(body: dict[str, Any]) -> tuple[str, tuple[int, dict, dict] | None
     return "", graph_error(400, 100, "Invalid parameter", details="The parameter to is required.")
 
 
+def template(name: str, language: str, body: str, *, category: str = "UTILITY",
+             status: str = "APPROVED") -> dict[str, Any]:
+    """A message template as the Business Management API lists it (`components[].type` upper case)."""
+    digest = hashlib.sha256(f"{name}/{language}".encode()).hexdigest()
+    return {"name": name, "language": language, "status": status, "category": category,
+            "components": [{"type": "BODY", "text": body}], "id": str(int(digest[:14], 16))}
+
+
 class WhatsAppImitation(Imitation):
     """The WhatsApp Cloud API of one business phone number, on 127.0.0.1."""
 
@@ -167,7 +181,19 @@ class WhatsAppImitation(Imitation):
         self.last_inbound: dict[str, float] = {}  # wa_id -> epoch seconds of their last message
         self.media: dict[str, dict[str, Any]] = {}
         self.uploads: dict[str, dict[str, Any]] = {}  # what we (the connector) uploaded to send
-        self.templates: set[tuple[str, str]] = {("hello_world", "en_US"), ("order_update", "en_US")}
+        #: The account's message templates as `GET /{waba-id}/message_templates` lists them (Meta's fields).
+        self.templates: list[dict[str, Any]] = [
+            template("hello_world", "en_US", "Hello {{1}}, thank you for contacting us.", category="UTILITY"),
+            template("order_update", "en_US", "Your order {{1}} has shipped. Questions? Just reply here.",
+                     category="UTILITY"),
+            template("order_update", "nl", "Je bestelling {{1}} is verzonden. Vragen? Antwoord gewoon hier.",
+                     category="UTILITY"),
+            template("appointment_reminder", "en_US", "Hi {{1}}, a reminder of your appointment on {{2}}.",
+                     category="UTILITY"),
+            template("spring_sale", "en_US", "Our spring sale starts {{1}}!", category="MARKETING",
+                     status="REJECTED"),
+        ]
+        self.template_page_size = 25
         self.pending: list[bytes] = []  # signed deliveries not yet answered 2xx
         self.delivered: list[bytes] = []  # deliveries a webhook answered 2xx
         self.sent: list[dict[str, Any]] = []  # what we (the connector) sent
@@ -481,15 +507,9 @@ class WhatsAppImitation(Imitation):
             if closed:
                 return closed
         elif kind == "template":
-            template = body.get("template") or {}
-            language = (template.get("language") or {}).get("code")
-            if (template.get("name"), language) not in self.templates:
-                return graph_error(404, 132001, "Template name does not exist in the translation",
-                                   details=f"template name ({template.get('name')}) does not exist in {language}")
-            record["template"] = template.get("name")
-            record["language"] = language
-            record["parameters"] = [p.get("text") for c in template.get("components") or []
-                                    for p in c.get("parameters") or []]
+            refused = self._template_message(body.get("template") or {}, record)
+            if refused:
+                return refused
             answer["message_status"] = "accepted"
         else:
             return graph_error(400, 131051, "Unsupported message type",
@@ -500,6 +520,52 @@ class WhatsAppImitation(Imitation):
         contact = {"input": to, "wa_id": to} if to.isdigit() else {"input": to, "user_id": to}
         return 200, {"messaging_product": "whatsapp", "contacts": [contact],
                      "messages": [{"id": record["wamid"], **answer}]}
+
+    def _template_message(self, template: dict[str, Any], record: dict[str, Any]) -> tuple[int, dict, dict] | None:
+        """Check a template message against the approved template and note it (and its filled body) in `record`."""
+        language = (template.get("language") or {}).get("code")
+        with self.lock:
+            known = next((t for t in self.templates if t["name"] == template.get("name")
+                          and t["language"] == language and t["status"] == "APPROVED"), None)
+        if known is None:
+            return graph_error(404, 132001, "Template name does not exist in the translation",
+                               details=f"template name ({template.get('name')}) does not exist in {language}")
+        parameters = [p.get("text") for c in template.get("components") or [] if c.get("type") == "body"
+                      for p in c.get("parameters") or []]
+        body = next(c["text"] for c in known["components"] if c["type"] == "BODY")
+        expected = len(set(re.findall(r"\{\{(\d+)\}\}", body)))
+        if len(parameters) != expected:
+            return graph_error(400, 132000, "Number of parameters does not match the expected number of params",
+                               details=f"body: number of localizable_params ({len(parameters)}) does not match "
+                                       f"the expected number of params ({expected})")
+        for number, value in enumerate(parameters, start=1):
+            body = body.replace(f"{{{{{number}}}}}", str(value))
+        record.update(template=template.get("name"), language=language, parameters=parameters, text=body)
+        return None
+
+    @route("GET", VERSION + r"/(?P<account_id>\d+)/message_templates")
+    def message_templates(self, request: Request, account_id: str):
+        """`GET /{waba-id}/message_templates?fields=...&limit=&after=`: `{"data", "paging"}`, cursor-paged."""
+        refused = self._authorised(request)
+        if refused:
+            return refused
+        if account_id != self.business_account_id:
+            return graph_error(400, 100, f"Unsupported get request. Object with ID '{account_id}' does not exist, "
+                                         "cannot be loaded due to missing permissions, or does not support this "
+                                         "operation.", kind="GraphMethodException", subcode=33)
+        fields = [f for f in (request.arg("fields") or "name,language,status,category,id").split(",") if f]
+        limit = min(int(request.arg("limit") or self.template_page_size), self.template_page_size)
+        start = int(base64.b64decode(request.arg("after")).decode()) if request.arg("after") else 0
+        with self.lock:
+            chosen = self.templates[start:start + limit]
+            more = start + limit < len(self.templates)
+        data = [{k: v for k, v in t.items() if k in fields or k == "id"} for t in chosen]
+        paging: dict[str, Any] = {"cursors": {"before": base64.b64encode(str(start).encode()).decode(),
+                                              "after": base64.b64encode(str(start + len(chosen)).encode()).decode()}}
+        if more:
+            paging["next"] = (f"{self.url}/v25.0/{account_id}/message_templates?limit={limit}"
+                              f"&after={paging['cursors']['after']}")
+        return 200, {"data": data, "paging": paging}
 
     def _window_closed(self, to: str) -> tuple[int, dict, dict] | None:
         with self.lock:

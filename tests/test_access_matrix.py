@@ -265,6 +265,18 @@ ROWS: list[Row] = [
     Row("customers.erase", "POST", "/customers/{cust_b}/erase",
         {ANON: LOGIN, A: Out(frozenset({403, 404})), B: FORBIDDEN, ADMIN: DONE},
         form={"confirm": "{cust_b}"}, mutates=True),
+    # Writing first (#12): a new conversation from B's customer's page, to a new address, a template.
+    Row("outreach.new_for_customer", "GET", "/customers/{cust_b}/conversations/new", team_object()),
+    Row("outreach.new_for_customer", "POST", "/customers/{cust_b}/conversations/new", team_object(ok(400)),
+        form={"to": "0|mail-b", "subject": "Hello", "text": "We are writing first."}, mutates=True,
+        note="an identity that is not the customer's: refused for B, hidden for A"),
+    Row("outreach.new_to_address", "GET", "/conversations/new", signed_in(clean())),
+    Row("outreach.new_to_address", "POST", "/conversations/new", signed_in(clean(303)),
+        form={"address": "someone.new@example.org", "subject": "Hello", "text": "We are writing first.",
+              "channel": "mail-a"}, mutates=True),
+    Row("outreach.send_template", "POST", "/conversations/{conv_b}/template", team_object(DONE),
+        form={"channel": "mail-b", "template:mail-b": "x|en"}, mutates=True,
+        note="mail has no templates: B is told so, A gets 404"),
     Row("customers.import_page", "GET", "/admin/customers/import", admin_only()),
     Row("customers.import_page", "POST", "/admin/customers/import", admin_only(ok(200, 302, 400)), mutates=True),
 

@@ -31,6 +31,7 @@ from inbox.store.message_changes import MessageChangeQueries
 from inbox.store.notifications import NotificationQueries
 from inbox.store.operations import OperationsQueries
 from inbox.store.outbox import OutboxQueries
+from inbox.store.outreach import OutreachQueries
 from inbox.store.quarantine import QuarantineQueries
 from inbox.store.queue import QueueQueries
 from inbox.store.reports import ReportQueries
@@ -53,7 +54,7 @@ class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries
             WebhookQueries, TeamQueries, WorkQueries, QueueQueries, ServiceLevelQueries, ReportQueries,
             CustomerQueries, HealthQueries, AnswerQueries, RoutingQueries, ReviewQueries, DemoQueries,
             NotificationQueries, DraftQueries, MessageChangeQueries, SendabilityQueries, AuditQueries,
-            QuarantineQueries, TokenQueries):
+            QuarantineQueries, TokenQueries, OutreachQueries):
     """A Mainland database. Open one per thread; share the file, not the object."""
 
     def __init__(self, path: str | Path, *, check: bool = True) -> None:

@@ -1083,28 +1083,6 @@ def m019_password_resets(db: Database) -> None:
 
 
 @migrations()
-def m023_second_factor(db: Database) -> None:
-    # TOTP (RFC 6238): the confirmed secret, the one being set up (until its first code confirms it),
-    # and the last time step accepted, so that a code cannot be used twice. Recovery codes are kept as
-    # SHA-256 only and used up one by one.
-    db.executescript(
-        """
-        ALTER TABLE agents ADD COLUMN totp_secret TEXT;
-        ALTER TABLE agents ADD COLUMN totp_pending_secret TEXT;
-        ALTER TABLE agents ADD COLUMN totp_last_step INTEGER;
-        CREATE TABLE agent_recovery_codes (
-            id INTEGER PRIMARY KEY,
-            agent_id INTEGER NOT NULL REFERENCES agents(id),
-            code_hash TEXT NOT NULL,
-            created_at TEXT NOT NULL,
-            used_at TEXT,
-            UNIQUE (agent_id, code_hash)
-        );
-        """
-    )
-
-
-@migrations()
 def m020_api_tokens(db: Database) -> None:
     # API tokens made by admins at /admin/tokens (the `api_tokens` config key keeps working beside
     # them). Only the SHA-256 of a token is kept, looked up by its hash; `prefix` is its first
@@ -1140,5 +1118,43 @@ def m021_audit_index(db: Database) -> None:
         CREATE INDEX audit_log_object ON audit_log(object_type, object_id);
         CREATE INDEX audit_log_object_type ON audit_log(object_type);
         CREATE INDEX audit_log_at ON audit_log(at);
+        """
+    )
+
+
+@migrations()
+def m022_outbound_start(db: Database) -> None:
+    # A queued message may start a conversation instead of answering a message (#12): it then names
+    # whom it goes to (`to_handle`, `to_name`, the identity kind `to_kind`) on the row's channel.
+    # `template`: an approved template to send instead of the text (JSON: name, language, parameters).
+    # NULL on every row before, and on ordinary replies.
+    db.executescript(
+        """
+        ALTER TABLE outbox ADD COLUMN to_handle TEXT;
+        ALTER TABLE outbox ADD COLUMN to_name TEXT;
+        ALTER TABLE outbox ADD COLUMN to_kind TEXT;
+        ALTER TABLE outbox ADD COLUMN template TEXT;
+        """
+    )
+
+
+@migrations()
+def m023_second_factor(db: Database) -> None:
+    # TOTP (RFC 6238): the confirmed secret, the one being set up (until its first code confirms it),
+    # and the last time step accepted, so that a code cannot be used twice. Recovery codes are kept as
+    # SHA-256 only and used up one by one.
+    db.executescript(
+        """
+        ALTER TABLE agents ADD COLUMN totp_secret TEXT;
+        ALTER TABLE agents ADD COLUMN totp_pending_secret TEXT;
+        ALTER TABLE agents ADD COLUMN totp_last_step INTEGER;
+        CREATE TABLE agent_recovery_codes (
+            id INTEGER PRIMARY KEY,
+            agent_id INTEGER NOT NULL REFERENCES agents(id),
+            code_hash TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            used_at TEXT,
+            UNIQUE (agent_id, code_hash)
+        );
         """
     )
