@@ -698,6 +698,31 @@ def test_stream_sends_events_as_they_happen_heartbeats_and_ends(app, world):
     assert time.monotonic() - started < 5
 
 
+def test_an_open_stream_ends_when_its_agent_leaves_the_team(app, world, monkeypatch):
+    """Access is checked again while a stream is open: removed from team A, Ann's stream says goodbye
+    (and her reconnect is checked afresh), instead of telling her team A's changes until it ends."""
+    from inbox.web import live
+
+    monkeypatch.setattr(live, "SESSION_CHECK_SECONDS", 0.0)
+    cid = world.conversation()
+    app.config.update(LIVE_POLL_SECONDS=0.05, LIVE_HEARTBEAT_SECONDS=10, LIVE_MAX_SECONDS=30)
+    ann = world.client()
+    response = ann.get(f"/events?conversation={cid}", buffered=False)
+    chunks = []
+    started = time.monotonic()
+    for chunk in response.response:
+        chunks.append(chunk.decode() if isinstance(chunk, bytes) else chunk)
+        if len(chunks) == 2:
+            world.store.remove_team_member(world.team_a, world.ann["id"])
+        if time.monotonic() - started > 10:
+            break
+    response.close()
+    events = events_of("".join(chunks))
+    assert events[-1] == ("bye", {"reconnect": True}), events[-3:]
+    assert time.monotonic() - started < 10, "ended by the check, not by the stream's age"
+    assert ann.get(f"/events?conversation={cid}&once=1").status_code == 404, "the reconnect is refused"
+
+
 def test_when_every_stream_slot_is_taken_the_answer_is_short_polling(app, world):
     app.config.update(LIVE_STREAMS=0)
     body = world.client().get("/events").get_data(as_text=True)

@@ -71,8 +71,8 @@ HEARTBEAT_SECONDS = 15.0
 MAX_STREAM_SECONDS = 300.0
 #: Presence older than this is stale (a closed tab that said nothing).
 PRESENCE_SECONDS = 30
-#: How often a stream re-checks that its agent is still signed in and active.
-SESSION_CHECK_SECONDS = 30.0
+#: How often a stream re-checks that its agent is still signed in, active and in the same teams.
+SESSION_CHECK_SECONDS = 5.0
 #: What a client waits before reconnecting when it got a short (polling) answer.
 POLL_RETRY_MS = 5000
 STREAM_RETRY_MS = 2000
@@ -348,6 +348,7 @@ def events():
     once = request.args.get("once") == "1"
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     app = current_app._get_current_object()
+    config = app.extensions["mainland"].config
     settings = {
         "poll": float(_setting("live_poll_seconds", POLL_SECONDS)),
         "heartbeat": float(_setting("live_heartbeat_seconds", HEARTBEAT_SECONDS)),
@@ -389,6 +390,11 @@ def events():
                     row = own.agent(agent["id"])
                     if row is None or not row["active"] or row["session_epoch"] != epoch:
                         yield sse("bye", {"reconnect": False}, state.event_id)
+                        return
+                    if access.visible_team_ids(own, row, config=config) != team_ids:
+                        # Moved out of (or into) a team, or a new role: the stream's view of what this
+                        # agent may see is stale. The client reconnects and is checked afresh.
+                        yield sse("bye", {"reconnect": True}, state.event_id)
                         return
                     last_check = moment
                 yield from state.poll(now=clock.now())
