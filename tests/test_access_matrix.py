@@ -310,6 +310,8 @@ ROWS: list[Row] = [
     Row("admin.disable", "POST", "/admin/agents/{agent_b_id}/disable", admin_only(ok(302)), mutates=True),
     Row("admin.enable", "POST", "/admin/agents/{agent_b_id}/enable", admin_only(ok(302)), mutates=True),
     Row("admin.end_sessions", "POST", "/admin/agents/{agent_b_id}/sessions", admin_only(ok(302)), mutates=True),
+    Row("admin.reset_second_factor", "POST", "/admin/agents/{agent_b_id}/second-factor", admin_only(ok(302)),
+        mutates=True),
     Row("admin.reinvite", "POST", "/admin/agents/{invitee_id}/invitation", admin_only(), mutates=True),
     Row("conversations.my_signature", "GET", "/settings/signature", signed_in(clean())),
     Row("conversations.my_signature", "POST", "/settings/signature", signed_in(clean(303)),

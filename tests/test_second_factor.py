@@ -223,3 +223,20 @@ def test_new_recovery_codes_replace_the_old_ones(app, web_store, enrolled, froze
     login(other)
     assert enter_code(other, old_codes[0]).status_code == 401, "the old codes stopped working"
     assert enter_code(other, new_codes[0]).status_code == 302
+
+
+def test_an_admin_turns_off_the_factor_of_an_agent_who_lost_everything(app, web_store, enrolled,  # noqa: F811
+                                                                        frozen_clock):
+    agent, _secret, _codes = enrolled
+    make_agent(web_store, email="root@example.org", name="Root Admin", role="admin")
+    admin = app.test_client()
+    login(admin, email="root@example.org")
+    page = admin.get(f"/admin/agents/{agent['id']}").get_data(as_text=True)
+    assert "Turn off the second factor" in page
+    done = admin.post(f"/admin/agents/{agent['id']}/second-factor",
+                      data={"csrf_token": csrf_token(admin, f"/admin/agents/{agent['id']}")})
+    assert done.status_code == 302
+    assert web_store.second_factor(agent["id"])["secret"] is None
+    client = app.test_client()
+    assert login(client).status_code == 302 and signed_in(client), "the password alone signs in again"
+    assert "Turn off the second factor" not in admin.get(f"/admin/agents/{agent['id']}").get_data(as_text=True)

@@ -198,6 +198,7 @@ def agent(agent_id: int):
         teams=store.teams(),
         member_of=store.agent_team_ids(agent_id),
         has_password=bool(store.agent(agent_id)["password_hash"]),
+        has_second_factor=bool(store.second_factor(agent_id)["secret"]),
         pending=store.pending_invitations().get(agent_id),
         last_login=store.last_logins().get(agent_id),
         roles=ROLES,
@@ -283,6 +284,22 @@ def end_sessions(agent_id: int):
     get_store().end_agent_sessions(agent_id)
     _audit("agent_sessions_ended", "agent", agent_id)
     flash(_("The agent is signed out everywhere."), "success")
+    if agent_id == g.agent["id"]:
+        return redirect(url_for("auth.login"))
+    return redirect(url_for("admin.agent", agent_id=agent_id))
+
+
+@bp.post("/admin/agents/<int:agent_id>/second-factor")
+@admin_only
+def reset_second_factor(agent_id: int):
+    """For an agent who lost both their authenticator and their recovery codes: the second factor is
+    turned off and every session ends; they sign in with the password and set it up again."""
+    _agent_or_404(agent_id)
+    store = get_store()
+    store.disable_totp(agent_id)
+    store.end_agent_sessions(agent_id)
+    _audit("agent_second_factor_reset", "agent", agent_id)
+    flash(_("The second factor is off: the agent signs in with the password and sets it up again."), "success")
     if agent_id == g.agent["id"]:
         return redirect(url_for("auth.login"))
     return redirect(url_for("admin.agent", agent_id=agent_id))

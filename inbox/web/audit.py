@@ -46,6 +46,7 @@ ACTION_LABELS: dict[str, Any] = {
     "agent_disabled": _l("Agent disabled"),
     "agent_enabled": _l("Agent enabled"),
     "agent_sessions_ended": _l("Agent's sessions ended"),
+    "agent_second_factor_reset": _l("Agent's second factor turned off by an admin"),
     "team_created": _l("Team created"),
     "team_renamed": _l("Team renamed"),
     "team_deleted": _l("Team deleted"),
