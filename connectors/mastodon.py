@@ -49,6 +49,21 @@ your server allows more). 429 waits until `X-RateLimit-Reset`; 5xx and timeouts 
 401 (a revoked token), 404 (the status was deleted) and 422 (refused, e.g. too long) are
 permanent and the agent sees Mastodon's `error`.
 
+Writing first
+-------------
+An agent may start a conversation with a customer's Mastodon address (`user@server`,
+`limits.starts_conversations = "any"`): a private mention, `POST /api/v1/statuses` with
+`visibility=direct`, no `in_reply_to_id` (it answers nothing) and the text starting with
+`@user@server`. The mention is what delivers it: a direct status reaches only the accounts it
+mentions, so the connector reads the `mentions` of the status Mastodon returns, and when the
+customer is not among them (the address does not exist, their server cannot be reached, or the
+support account blocked them) the agent is told that nobody received it; the status stays visible
+to the support account only, and a resend (same `Idempotency-Key`) posts nothing new. The
+customer's answer is a direct status replying to ours; it carries the thread key
+`direct:<address>` (`thread_key_for`), so it joins the conversation we started. Mastodon offers no
+way to know the customer's notification settings: one who filters private mentions from accounts
+they do not follow finds the message under their filtered notifications.
+
 A reply may carry up to 4 files (images, MP4/WebM video, MP3/OGG/WAV audio; at most 10 MB each,
 Mastodon's documented image limit). Each is uploaded with `POST /api/v2/media` (multipart `file`):
 200 with its `url` is ready; 202 means the server is still processing it, and the connector looks
@@ -104,6 +119,7 @@ URL_CHARACTERS = 23
 VISIBILITIES = ("public", "unlisted", "private", "direct")
 _URL = re.compile(r"https?://[^\s<>\"']+")
 _MENTION = re.compile(r"(?<![\w/])@(\w+(?:[.-]+\w+)*)@[\w.-]+\w", re.ASCII)
+_ADDRESS = re.compile(r"\w+(?:[.-]+\w+)*@[\w-]+(?:\.[\w-]+)+")
 _STATUS_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _MEDIA_TYPES = {"image": "image/jpeg", "gifv": "video/mp4", "video": "video/mp4", "audio": "audio/mpeg"}
 
@@ -138,7 +154,9 @@ class MastodonConnector(Connector):
         Setting("timeout", default=30, help="Seconds to wait for the server."),
     )
     limits = Limits(max_text_length=DEFAULT_MAX_CHARACTERS, formatting="plain", attachment_types=MEDIA_TYPES,
-                    max_attachment_bytes=MAX_MEDIA_BYTES, max_attachments=MAX_MEDIA)
+                    max_attachment_bytes=MAX_MEDIA_BYTES, max_attachments=MAX_MEDIA, starts_conversations="any")
+    #: A conversation we start goes to a customer's Mastodon address (`user@server`) as a private mention.
+    writes_to = ("mastodon",)
     default_poll_every = 60.0
     #: Seconds between looks at an upload the server is still processing (202); then the send is retried.
     media_waits: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
@@ -253,10 +271,43 @@ class MastodonConnector(Connector):
 
     # Sending ----------------------------------------------------------------------------------
 
+    @classmethod
+    def thread_key_for(cls, handle: str) -> str | None:
+        """The key of the customer's direct statuses (`direct:user@server`): their answer to the private
+        mention that started a conversation joins it. None for a handle that names no server."""
+        acct = _address(handle)
+        return f"direct:{acct}" if acct else None
+
     def send(self, reply: OutboundReply) -> str:
+        if reply.starts_conversation:
+            return self._start(reply)
         visibility, acct = _thread_parts(reply.thread_key)
         visibility = visibility or ("public" if reply.public else "direct")
         acct = acct or reply.to.handle
+        return self._post_status(reply, visibility=visibility, acct=acct, in_reply_to=reply.reply_to_external_id)["id"]
+
+    def _start(self, reply: OutboundReply) -> str:
+        """A private mention answering nothing; refused when it reached nobody (see the module docstring)."""
+        acct = _address(reply.to.handle)
+        if acct is None:
+            raise PermanentError(f"{reply.to.handle!r} is not a Mastodon address: write it as user@server "
+                                 "(for example jane@mastodon.social)")
+        status = self._post_status(reply, visibility="direct", acct=acct, in_reply_to=None)
+        if acct not in self._mentioned(status):
+            # Posted, but a direct status reaches only the accounts it mentions: nobody received it.
+            raise PermanentError(f"Mastodon could not find @{acct}, so nobody received the message (it is visible "
+                                 "only to the support account). Check the address with the customer.")
+        return status["id"]
+
+    def _mentioned(self, status: dict[str, Any]) -> set[str]:
+        """The addresses a posted status mentions (`mentions[].acct`): those it reaches when direct."""
+        mentions = status.get("mentions") if isinstance(status.get("mentions"), list) else []
+        accts = [m.get("acct") for m in mentions if isinstance(m, dict)]
+        return {self._qualified(a) for a in accts if isinstance(a, str) and a.strip()}
+
+    def _post_status(self, reply: OutboundReply, *, visibility: str, acct: str | None,
+                     in_reply_to: str | None) -> dict[str, Any]:
+        """`POST /api/v1/statuses` mentioning `acct`, once per outbox row (Idempotency-Key); the Status."""
         text = reply.text.strip()
         if not text and not reply.attachments:
             raise PermanentError("the reply is empty")
@@ -271,15 +322,15 @@ class MastodonConnector(Connector):
         # Uploads are repeated when a send is retried; the status itself is posted once (Idempotency-Key).
         media_ids = [self._upload(attachment) for attachment in reply.attachments]
         form = [("status", text), ("visibility", visibility)]
-        if reply.reply_to_external_id:
-            form.append(("in_reply_to_id", reply.reply_to_external_id))
+        if in_reply_to:
+            form.append(("in_reply_to_id", in_reply_to))
         form += [("media_ids[]", media_id) for media_id in media_ids]
         response = self.http.request("POST", "/api/v1/statuses", data=form,
                                      headers={"Idempotency-Key": reply.idempotency_key})
-        try:
-            return str(response.json()["id"])
-        except (ValueError, KeyError, TypeError):
-            raise RetryableError("Mastodon accepted the status but answered without its id") from None
+        status = _json_object(response)
+        if not isinstance(status.get("id"), str | int) or status["id"] == "":
+            raise RetryableError("Mastodon accepted the status but answered without its id")
+        return {**status, "id": str(status["id"])}
 
     def _check_files(self, files: tuple[Attachment, ...]) -> None:
         """Refuse, before anything is uploaded, files this server would not take."""
@@ -438,6 +489,12 @@ def _prev_min_id(response: Any) -> str | None:
         return None
     values = parse_qs(urlsplit(link["url"]).query).get("min_id")
     return values[0] if values else None
+
+
+def _address(handle: str | None) -> str | None:
+    """`user@server` from a handle as stored or typed (`@Jane@Example.social`); None without a server."""
+    acct = str(handle or "").strip().lstrip("@").lower()
+    return acct if _ADDRESS.fullmatch(acct) else None
 
 
 def _thread_parts(thread_key: str | None) -> tuple[str | None, str | None]:

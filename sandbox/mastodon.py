@@ -20,6 +20,11 @@ ten so that a client comparing them as text (or as floats) gets the order wrong.
 
 Customers post with `mention(...)` and `direct(...)` (a status with visibility `direct`);
 `our_status(...)` is a status of the support account that customers may answer (`in_reply_to=`).
+A status we post without `in_reply_to_id` starts a thread (a private mention when `direct`): as on
+Mastodon, each `@user@server` in its text that names a known account (matched without regard to
+case) becomes one of its `mentions` and is reached; a mention of an account the server cannot find,
+or of one the support account blocked (`block(account)`), stays plain text, is left out of
+`mentions` and reaches nobody, and the status is posted all the same.
 `sent` lists the statuses we posted, each with its `idempotency_key` and who it reached. Faults:
 `rate_limited(seconds)`, `server_error()`, `malformed_notification()`, `duplicate_notification()`,
 `delete_status(status)` (GET 404, its notifications keep `"status": null`), `revoke_token()`,
@@ -84,6 +89,8 @@ class MastodonImitation(Imitation):
         self.statuses: dict[str, dict] = {}
         self.notifications: list[dict] = []
         self.sent: list[dict] = []
+        #: Accounts (acct) the support account blocked: Mastodon drops mentions of them from our statuses.
+        self.blocked: set[str] = set()
         self.idempotency: dict[str, tuple[float, str]] = {}
         self.files: dict[str, tuple[bytes, str]] = {}
         #: Our uploads by media id: {"entity", "data", "content_type", "filename", "polls_left", "status_id"}.
@@ -152,6 +159,11 @@ class MastodonImitation(Imitation):
             for notification in self.notifications:
                 if notification.get("status") is not None and notification["status"]["id"] == status["id"]:
                     notification["status"] = None
+
+    def block(self, account: dict) -> None:
+        """The support account blocks `account`: our statuses no longer mention (or reach) it."""
+        with self.lock:
+            self.blocked.add(account["acct"])
 
     def replies(self) -> list[dict]:
         with self.lock:
@@ -427,11 +439,13 @@ class MastodonImitation(Imitation):
         return notification
 
     def _mentioned(self, text: str) -> list[dict]:
+        """The known accounts `text` mentions (user names and domains match without regard to case),
+        less those we blocked: what a status reaches when it is direct."""
+        by_acct = {acct.lower(): account for acct, account in self.accounts.items() if acct not in self.blocked}
         found = []
         for match in _MENTION.finditer(text):
-            username, domain = match.group(1), match.group(2) or self.domain
-            acct = username if domain == self.domain else f"{username}@{domain}"
-            account = self.accounts.get(acct)
+            username, domain = match.group(1).lower(), (match.group(2) or self.domain).lower()
+            account = by_acct.get(username if domain == self.domain.lower() else f"{username}@{domain}")
             if account is not None and account not in found:
                 found.append(account)
         return found
