@@ -44,6 +44,20 @@ never sends a part twice. Flood control (429 with `parameters.retry_after`) and 
 401/404 (a revoked token), 403 (the customer blocked the bot) and 400 are permanent and the agent
 sees Telegram's description. A group upgraded to a supergroup is followed (`migrate_to_chat_id`).
 
+Writing first
+-------------
+An agent may start a conversation with a customer's Telegram identity (`starts_conversations =
+"any"`, `writes_to = ("telegram",)`): a plain `sendMessage` (or upload) to `chat_id` = the user's
+id, which is the id of their private chat with the bot, with no `reply_parameters`. Telegram lets a
+bot write to a user only once that user has started the bot (written to it privately) and has not
+blocked it; otherwise it answers 403 "bot can't initiate conversation with a user" (a user the bot
+saw only in a group) or 400 "chat not found" (one it never saw), and the agent is told that the
+customer has to message the bot first. The customer's answer carries the thread key `thread_key_for`
+gives (the private chat's id, the user id), so it joins the conversation we started. A negative
+handle is a group or channel that wrote as itself (an anonymous admin): Mainland does not start a
+conversation there, as the message would be posted for the whole group while the conversation is
+a private one.
+
 Webhook mode
 ------------
 With `mode: webhook` Telegram posts each update to `<base_url>/webhooks/<channel>` and nothing is
@@ -171,7 +185,10 @@ class TelegramConnector(Connector):
     # Files go with any reply, public or private; Telegram takes any type (as a document if need be).
     limits = Limits(max_text_length=MAX_TEXT, formatting="plain", reply_window_hours=None,
                     supports_attachments=True, attachments_public=True, attachments_private=True,
-                    attachment_types=(), max_attachment_bytes=MAX_UPLOAD_BYTES, max_attachments=MAX_ALBUM)
+                    attachment_types=(), max_attachment_bytes=MAX_UPLOAD_BYTES, max_attachments=MAX_ALBUM,
+                    starts_conversations="any")
+    #: A customer's Telegram identity is their user id, which is also their private chat's id.
+    writes_to = ("telegram",)
     default_poll_every = 10.0
 
     def __init__(self, name: str, config: Mapping[str, Any], **kwargs: Any) -> None:
@@ -250,9 +267,10 @@ class TelegramConnector(Connector):
     def send(self, reply: OutboundReply) -> str:
         """One Bot API call per reply: `sendMessage`, one `sendPhoto`/`sendVideo`/`sendAudio`/
         `sendDocument` for one file, or one `sendMediaGroup` for several, so a retry never
-        repeats a part Telegram already accepted."""
+        repeats a part Telegram already accepted. A message that starts a conversation goes to the
+        private chat of `reply.to` (their user id) and answers nothing."""
         text = reply.text.strip()
-        chat_id, topic = self._chat_of(reply)
+        chat_id, topic = (_private_chat_of(reply.to.handle), None) if reply.starts_conversation else self._chat_of(reply)
         payload: dict[str, Any] = {"chat_id": chat_id}
         if topic is not None:
             payload["message_thread_id"] = topic
@@ -270,6 +288,11 @@ class TelegramConnector(Connector):
             # The group became a supergroup (a new chat id); the answer goes there.
             payload["chat_id"] = moved.chat_id
             message = self._call(method, payload, files=files)
+        except PermanentError as exc:
+            # Writing first to a user the bot never saw: Telegram knows no chat with them yet.
+            if reply.starts_conversation and "chat not found" in str(exc):
+                raise PermanentError(f"{exc}; {self._write_first_hint()}") from None
+            raise
         if isinstance(message, list) and message:
             message = message[0]  # an album: the first message stands for the reply
         try:
@@ -316,6 +339,12 @@ class TelegramConnector(Connector):
             raise PermanentError("the conversation has no Telegram chat to answer in")
         chat_id: int | str = int(chat) if _is_int(chat) else chat
         return chat_id, int(topic) if _is_int(topic) else None
+
+    @classmethod
+    def thread_key_for(cls, handle: str) -> str | None:
+        """A user's private chat has the user's id as its chat id, which is the thread key its items carry."""
+        value = str(handle or "").strip()
+        return str(int(value)) if _is_int(value) and int(value) > 0 else None
 
     # Webhooks ---------------------------------------------------------------------------------
 
@@ -594,10 +623,18 @@ class TelegramConnector(Connector):
             raise PermanentError(f"{text}; Telegram bots can upload files up to 50 MB: send a smaller file")
         if code in (401, 404):
             raise PermanentError(f"{text}; the bot token was refused: check `token` (from @BotFather)")
+        if code == 403 and "initiate conversation" in description:
+            raise PermanentError(f"{text}; {self._write_first_hint()}")
         if code == 409:
             raise PermanentError(f"{text}; another program reads this bot's updates, or a webhook is set "
                                  "while mode is polling")
         raise PermanentError(text)
+
+    def _write_first_hint(self) -> str:
+        """What the agent can do when Telegram refuses to let the bot write first."""
+        bot = f"@{self._bot_username}" if self._bot_username else "the bot"
+        return (f"Telegram lets a bot write only to people who have started it: the customer has to message "
+                f"{bot} first (open it in Telegram and press Start); then press Retry")
 
     def close(self) -> None:
         self.http.close()
@@ -660,6 +697,18 @@ def _parse_cursor(cursor: str | None) -> int | None:
         return int(cursor)
     except ValueError:
         raise PermanentError(f"unreadable Telegram cursor {cursor!r}") from None
+
+
+def _private_chat_of(handle: str | None) -> int:
+    """The chat a new conversation goes to: the private chat of the user `handle` (their user id)."""
+    value = str(handle or "").strip()
+    if not _is_int(value):
+        raise PermanentError(f"{value or 'an empty handle'!r} is not a Telegram user id; a new conversation goes "
+                             "to a customer's Telegram identity")
+    if int(value) <= 0:
+        raise PermanentError("this Telegram identity is a group or channel (someone wrote as it): a new "
+                             "conversation is private, so Mainland does not post it in a group")
+    return int(value)
 
 
 def _message_id_of(external_id: str | None) -> int | None:

@@ -6,7 +6,9 @@ parameters in the query string, a JSON body or a form; answers `{"ok": true, "re
 methods: getMe, getUpdates (offset/limit/timeout/allowed_updates; updates below the offset are
 forgotten; 409 while a webhook is set), getFile and the download path `/file/bot<token>/<path>`,
 sendMessage (reply_parameters, 4096 characters, "chat not found", "message to be replied not
-found", "bot was blocked by the user"), sendPhoto / sendDocument / sendVideo / sendAudio as
+found", "bot was blocked by the user"; to a user: only once they wrote to the bot privately, else
+403 "bot can't initiate conversation with a user" for a user the bot saw in a group, and "chat not
+found" for one it never saw), sendPhoto / sendDocument / sendVideo / sendAudio as
 multipart uploads (the file in the field named after the method: `photo`, `document`, ...;
 `caption` up to 1024 characters; photos up to 10 MB and only pictures, other files up to 50 MB,
 past which Telegram's front answers 413 "Request Entity Too Large"), sendMediaGroup (`media` as
@@ -14,7 +16,8 @@ JSON, 2-10 items with `attach://<field>`, photos and videos mixed, documents or 
 their own kind), setWebhook, deleteWebhook and getWebhookInfo. `sent[...]["files"]` keeps the
 uploaded bytes.
 
-Customers write with `private_message`, `group_message` (mentioning the bot or not), `edit`, with
+Customers write with `private_message` (`start_bot`: the Start button's `/start`), `group_message`
+(mentioning the bot or not), `edit`, with
 photos or documents attached; `sent` lists what the bot sent. Faults: `flood(seconds)` (429 with
 `parameters.retry_after`), `server_error()`, `malformed_update()`, `duplicate_update()`,
 `revoke_token()` (401 from then on), `block_bot(user)`; plus the base class's delays and drops.
@@ -80,6 +83,9 @@ class TelegramImitation(Imitation):
         self.chats: dict[int, dict] = {}
         self.messages: dict[tuple[int, int], dict] = {}
         self.blocked: set[int] = set()
+        #: Users the bot has seen (in any chat): Telegram refuses a bot's first message to one of them
+        #: with 403 rather than "chat not found".
+        self.seen_users: set[int] = set()
         self.allowed_updates: list[str] | None = None
         self._update_ids = itertools.count(795120331)
         self._message_ids: dict[int, itertools.count] = {}
@@ -119,14 +125,20 @@ class TelegramImitation(Imitation):
             return self._groups[title]
 
     def private_message(self, user: dict | str, text: str | None = None, *, photo: bytes | None = None,
-                        document: tuple[str, bytes, str] | None = None, reply_to: dict | None = None) -> dict:
+                        document: tuple[str, bytes, str] | None = None, reply_to: dict | None = None,
+                        entities: list[dict] | None = None) -> dict:
         """`user` writes to the bot in their private chat; returns the Message."""
         user = self.user(user) if isinstance(user, str) else user
         chat = {"id": user["id"], "type": "private", "first_name": user["first_name"]}
         for key in ("last_name", "username"):
             if key in user:
                 chat[key] = user[key]
-        return self._customer_message(user, chat, text, photo=photo, document=document, reply_to=reply_to)
+        return self._customer_message(user, chat, text, photo=photo, document=document, reply_to=reply_to,
+                                      entities=entities)
+
+    def start_bot(self, user: dict | str) -> dict:
+        """`user` opens the bot and presses Start: `/start` in their private chat, from then on open to the bot."""
+        return self.private_message(user, "/start", entities=[{"type": "bot_command", "offset": 0, "length": 6}])
 
     def group_message(self, user: dict | str, text: str, *, group: str = "Acme customers", mention: bool = True,
                       prefix: str = "", photo: bytes | None = None, reply_to: dict | None = None) -> dict:
@@ -158,6 +170,7 @@ class TelegramImitation(Imitation):
                           entities: list[dict] | None = None) -> dict:
         with self.lock:
             self.chats.setdefault(chat["id"], chat)
+            self.seen_users.add(user["id"])
             message: dict[str, Any] = {"message_id": self._next_message_id(chat["id"]), "from": dict(user),
                                        "chat": dict(chat), "date": self._tick()}
             media = photo is not None or document is not None
@@ -332,10 +345,9 @@ class TelegramImitation(Imitation):
         text = params.get("text")
         with self.lock:
             chat = self.chats.get(chat_id) if chat_id is not None else None
-            if chat is None:
-                return _error(400, "Bad Request: chat not found")
-            if chat_id in self.blocked:
-                return _error(403, "Forbidden: bot was blocked by the user")
+            refused = self._chat_refusal(chat_id, chat)
+            if refused:
+                return refused
             if not isinstance(text, str) or not text.strip():
                 return _error(400, "Bad Request: message text is empty")
             if len(text) > MAX_TEXT:
@@ -439,10 +451,9 @@ class TelegramImitation(Imitation):
         """The chat a send goes to and the message it answers, or Telegram's refusal."""
         chat_id = _int(params.get("chat_id"))
         chat = self.chats.get(chat_id) if chat_id is not None else None
-        if chat is None:
-            return None, None, _error(400, "Bad Request: chat not found")
-        if chat_id in self.blocked:
-            return None, None, _error(403, "Forbidden: bot was blocked by the user")
+        refused = self._chat_refusal(chat_id, chat)
+        if refused:
+            return None, None, refused
         reply = params.get("reply_parameters")
         answered = None
         if isinstance(reply, dict):
@@ -450,6 +461,17 @@ class TelegramImitation(Imitation):
             if answered is None and not reply.get("allow_sending_without_reply"):
                 return None, None, _error(400, "Bad Request: message to be replied not found")
         return chat, answered, None
+
+    def _chat_refusal(self, chat_id: int | None, chat: dict | None) -> tuple[int, dict] | None:
+        """Telegram's refusal of a send to `chat_id`, or None. A private chat exists only once the user
+        wrote to the bot; a user seen elsewhere (in a group) cannot be written to first."""
+        if chat is None and chat_id in self.seen_users:
+            return _error(403, "Forbidden: bot can't initiate conversation with a user")
+        if chat is None:
+            return _error(400, "Bad Request: chat not found")
+        if chat_id in self.blocked:
+            return _error(403, "Forbidden: bot was blocked by the user")
+        return None
 
     def _bot_message(self, chat: dict, params: dict, answered: dict | None, kind: str, upload: dict,
                      caption: str | None, *, group_id: str | None = None) -> dict:

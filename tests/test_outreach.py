@@ -154,7 +154,7 @@ def test_refusals(mainland, store, agent):
 
     assert reason(channel="mail", handle="support@mainland.test", identity_kind="email") == ("guard", "own_address")
     assert reason(channel="mail", handle="no-reply@example.net", identity_kind="email") == ("guard", "noreply")
-    assert reason(channel="telegram", handle="777", identity_kind="telegram")[0] == "cannot_start"
+    assert reason(channel="telegram", handle="@jane@social.example", identity_kind="mastodon")[0] == "cannot_start"
     assert reason(channel="mail", handle=SHEENA, identity_kind="phone")[0] == "cannot_start"
     assert reason(channel="gone", handle="jane@example.net", identity_kind="email")[0] == "channel_gone"
     assert reason(channel="mail", handle="jane@example.net", identity_kind="email", customer=jane + 99)[0] == "erased"
@@ -191,11 +191,12 @@ def test_a_trainee_is_told_to_ask_a_lead(mainland, store, agent):
 
 
 def test_the_options_say_which_identities_can_be_written_to_and_why_not(mainland, store):
-    jane = customer(store, email="jane@example.net", phone=SHEENA, telegram="777")
+    jane = customer(store, email="jane@example.net", phone=SHEENA, telegram="777", mastodon="@jane@social.example")
     options = {o.identity["kind"]: o for o in outreach.start_options(mainland, store, jane)}
     assert [t.channel for t in options["email"].targets] == ["mail"]
     assert [(t.channel, t.needs_template) for t in options["phone"].targets] == [("whatsapp", True)]
-    assert not options["telegram"].targets and "write first" in options["telegram"].reason
+    assert [(t.channel, t.needs_template) for t in options["telegram"].targets] == [("telegram", False)]
+    assert not options["mastodon"].targets and "write first" in options["mastodon"].reason
 
 
 def test_the_first_message_waits_for_the_undo_window(mainland, store, agent, smtp_server):

@@ -91,7 +91,7 @@ def text_of(response) -> str:
 
 
 def test_the_customer_page_offers_a_new_conversation_and_says_which_addresses_cannot(world):
-    cid = world.customer(phone=SHEENA, email="sheena@example.net", telegram="777")
+    cid = world.customer(phone=SHEENA, email="sheena@example.net", mastodon="@sheena@social.example")
     client = world.client()
     assert f"/customers/{cid}/conversations/new" in text_of(client.get(f"/customers/{cid}"))
     page = text_of(client.get(f"/customers/{cid}/conversations/new"))
@@ -99,7 +99,7 @@ def test_the_customer_page_offers_a_new_conversation_and_says_which_addresses_ca
     assert f'value="{world.identity_id(cid, "email")}|mail"' in page
     assert "approved template only" in page
     cannot = page[page.index('id="cannot-start"'):]
-    assert "777" in cannot and "write first" in cannot
+    assert "@sheena@social.example" in cannot and "write first" in cannot
     # The picker lists the approved templates with their language, not the rejected one.
     assert "appointment_reminder (en_US, utility)" in page and "order_update (nl, utility)" in page
     assert "spring_sale" not in page
@@ -151,10 +151,10 @@ def test_start_an_email_conversation_a_fresh_mail(world, smtp_server):
 
 
 def test_an_identity_that_cannot_be_started_is_refused(world):
-    cid = world.customer(telegram="777")
+    cid = world.customer(mastodon="@sheena@social.example")
     client = world.client()
     response = client.post(f"/customers/{cid}/conversations/new", data={
-        "csrf_token": client.token, "to": f"{world.identity_id(cid, 'telegram')}|telegram", "text": "Hi"})
+        "csrf_token": client.token, "to": f"{world.identity_id(cid, 'mastodon')}|telegram", "text": "Hi"})
     assert response.status_code == 400 and "Choose one of the customer" in text_of(response)
     assert not world.store.customer_conversations(cid, None)
 
