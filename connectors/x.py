@@ -78,6 +78,21 @@ waits until `x-rate-limit-reset`; 5xx and timeouts are retried. X's two error sh
 details `{"title", "detail", ...}` and `{"errors": [{"message"}]}`) both reach the agent as the
 API's own words, e.g. "Forbidden: You are not allowed to create a Tweet with duplicate content."
 
+Writing first (#12)
+-------------------
+An agent may start a conversation with a customer's X account (identity kind `x`, the numeric
+user id): always a **direct message**, `POST /2/dm_conversations/with/{user id}/messages` with
+`text`, which X adds to the one-to-one conversation with that user or creates. A public post is
+never a conversation we start (X lets self-serve apps reply only to posts that mention us).
+X delivers it only when the customer accepts direct messages from the support account (they
+allow messages from everyone, follow us, or wrote to us before); otherwise X answers 403 and
+the agent is told the customer must allow messages from us or write first. The conversation's
+thread key is X's `dm_conversation_id` of that one-to-one conversation, `<smaller user id>-<larger
+user id>` of the customer and the support account, the key every DM of it carries, so the
+customer's answer joins it. That key needs the support account's id, which only a configured
+connector knows: `thread_key_for` answers on a connector, not on the class (the inbox must ask a
+configured connector for the answer to join; asked of the class it gets None).
+
 Not supported: replying to posts that did not mention us (X forbids it for self-serve apps),
 quote posts as a stream of their own, sending GIFs or videos, group DMs started by us.
 
@@ -89,6 +104,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -172,6 +188,27 @@ def _numeric(value: Any) -> int | None:
     return int(value) if isinstance(value, str) and value.isdigit() and len(value) <= 19 else None
 
 
+def one_to_one_conversation_id(user_id: str, other_id: str) -> str | None:
+    """X's `dm_conversation_id` of the one-to-one DM conversation of two accounts: the smaller user
+    id, a hyphen, the larger (compared as numbers), as every DM event of it carries."""
+    ids = [str(v or "").strip() for v in (user_id, other_id)]
+    if any(_numeric(v) is None for v in ids) or ids[0] == ids[1]:
+        return None
+    low, high = sorted(ids, key=int)
+    return f"{low}-{high}"
+
+
+class _account_method:  # noqa: N801 - used as a decorator, like classmethod
+    """A method asked either of the class (the account unknown) or of a configured connector."""
+
+    def __init__(self, function: Any) -> None:
+        self.function = function
+        self.__doc__ = function.__doc__
+
+    def __get__(self, instance: Any, owner: type) -> Any:
+        return functools.partial(self.function, owner if instance is None else instance)
+
+
 class XConnector(Connector):
     kind = "x"
     display_name = "X (Twitter)"
@@ -199,7 +236,10 @@ class XConnector(Connector):
         Setting("timeout", default=30, help="Seconds an API call may take."),
     )
     limits = Limits(max_text_length=MAX_POST_WEIGHT, formatting="plain", attachment_types=MEDIA_TYPES,
-                    max_attachment_bytes=MAX_MEDIA_BYTES, max_attachments=MAX_POST_MEDIA)
+                    max_attachment_bytes=MAX_MEDIA_BYTES, max_attachments=MAX_POST_MEDIA,
+                    starts_conversations="any")
+    #: A new conversation goes to a customer's X user id, as a direct message.
+    writes_to = ("x",)
     # GET /2/dm_events allows 15 calls per 15 minutes per user.
     default_poll_every = 120.0
 
@@ -553,10 +593,19 @@ class XConnector(Connector):
 
     # Send ---------------------------------------------------------------------------------------
 
+    @_account_method
+    def thread_key_for(self, handle: str) -> str | None:
+        """The `dm_conversation_id` of the one-to-one conversation with the X user `handle` (None when
+        asked of the class: the key needs the support account's id, which only a connector has)."""
+        account = getattr(self, "user_id", None)
+        return one_to_one_conversation_id(account, handle) if isinstance(account, str) else None
+
     def send(self, reply: OutboundReply) -> str:
         text = reply.text.strip()
         if not text and not reply.attachments:
             raise PermanentError("the reply is empty")
+        if reply.starts_conversation:
+            return self._start_dm(reply, text)
         if reply.public:
             return self._send_post(reply, text)
         return self._send_dm(reply, text)
@@ -578,22 +627,44 @@ class XConnector(Connector):
         answer = self._call("POST", "/2/tweets", json=payload)
         return str(pick(answer, "data", "id"))
 
-    def _send_dm(self, reply: OutboundReply, text: str) -> str:
+    def _start_dm(self, reply: OutboundReply, text: str) -> str:
+        """A conversation we start: a direct message to the customer's user id, answering nothing."""
+        user = (reply.to.handle or "").strip()
+        if not user.isdigit():
+            raise PermanentError(f"X writes first only to an account's numeric user id, not {user[:30]!r}")
+        if user == self.user_id:
+            raise PermanentError("that X account is the support account itself")
+        try:
+            return self._send_dm(reply, text, path=f"/2/dm_conversations/with/{user}/messages")
+        except PermanentError as exc:
+            if " answered 403" not in str(exc):
+                raise
+            whom = reply.to.name or f"X user {user}"
+            raise PermanentError(self.redact(
+                f"X did not deliver the message: {whom} does not accept direct messages from this account "
+                f"({exc}). The customer must allow messages from us (or follow us), or write to us first; "
+                "then answer in their conversation.")) from None
+
+    def _send_dm(self, reply: OutboundReply, text: str, *, path: str | None = None) -> str:
         if len(text) > MAX_DM_LENGTH:
             raise PermanentError(f"The message is {len(text)} characters; X direct messages allow {MAX_DM_LENGTH}.")
-        conversation = reply.thread_key
-        if conversation and all(part.isdigit() for part in conversation.split("-")):
-            path = f"/2/dm_conversations/{conversation}/messages"
-        elif reply.to.handle and reply.to.handle.isdigit():
-            path = f"/2/dm_conversations/with/{reply.to.handle}/messages"
-        else:
-            raise PermanentError("no DM conversation or X user id to send this message to")
+        path = path or self._dm_path(reply)
         self._check_files(reply.attachments, most=MAX_DM_MEDIA, where="a direct message")
         payload: dict[str, Any] = {"text": text} if text else {}
         if reply.attachments:
             payload["attachments"] = [{"media_id": self._upload(a, "dm_image")} for a in reply.attachments]
         answer = self._call("POST", path, json=payload)
         return str(pick(answer, "data", "dm_event_id"))
+
+    @staticmethod
+    def _dm_path(reply: OutboundReply) -> str:
+        """Where a DM reply goes: its conversation, else the one-to-one conversation with its author."""
+        conversation = reply.thread_key
+        if conversation and all(part.isdigit() for part in conversation.split("-")):
+            return f"/2/dm_conversations/{conversation}/messages"
+        if reply.to.handle and reply.to.handle.isdigit():
+            return f"/2/dm_conversations/with/{reply.to.handle}/messages"
+        raise PermanentError("no DM conversation or X user id to send this message to")
 
     def _check_files(self, files: tuple[Attachment, ...], *, most: int, where: str) -> None:
         """Refuse, before anything is uploaded, files X would not take in `where`."""

@@ -336,7 +336,17 @@ def start_target(mainland: Any, channel: str, handle: str, identity_kind: str) -
     return StartTarget(channel=channel, handle=handle, identity_kind=identity_kind,
                        channel_name=connector_class.display_name, starts=starts,
                        max_length=connector_class.limits.max_text_length, formatting=connector_class.limits.formatting,
-                       thread_key=connector_class.thread_key_for(handle)), None
+                       thread_key=_thread_key(mainland, channel, handle)), None
+
+
+def _thread_key(mainland: Any, channel: str, handle: str) -> str | None:
+    """The thread key the customer's answer will carry. Asked of the configured connector, not its
+    class: some keys name our own account too (X's one-to-one DM id holds both user ids)."""
+    connector = mainland.connector(channel)
+    try:
+        return connector.thread_key_for(handle)
+    finally:
+        connector.close()
 
 
 def decide_start(mainland: Any, store: Any, customer_id: int | None, *, channel: str, handle: str,

@@ -10,7 +10,10 @@ directions, no since_id, `meta` without `next_token` on the last page, `{"meta":
 {"result_count": 0}}` when empty), `POST /2/tweets` (201 `{"data": {"id", "text"}}`; 403 for
 duplicate text and for replies to posts that did not mention us), `POST
 /2/dm_conversations/{id}/messages` and `/with/{participant_id}/messages` (201 `{"data":
-{"dm_conversation_id", "dm_event_id"}}`, optional `attachments: [{"media_id"}]`, one),
+{"dm_conversation_id", "dm_event_id"}}`, optional `attachments: [{"media_id"}]`, one; the
+one-to-one `with/` form creates the conversation `<smaller id>-<larger id>` when there is none, and
+answers 403 when the user does not accept DMs from us and never wrote to us: X documents the 403,
+not its body, so the detail is the imitation's own),
 the one-shot `POST /2/media/upload` (multipart `media` + `media_category` `tweet_image`/`dm_image`,
 images up to 5 MB, 200 `{"data": {"id", "media_key", "size", "expires_after_secs", "image"}}`; its
 400 texts for a wrong type or size are the imitation's own, X does not document them), posts with
@@ -20,7 +23,7 @@ Every answer carries `x-rate-limit-limit/-remaining/-reset` (epoch seconds); err
 `application/problem+json`.
 
 Tests drive it with `customer_mention` (optionally `in_reply_to` or `quoting` a post), `our_post`,
-`delete_post`, `protect`, `customer_dm`, `malformed_mention`, `duplicate`, `expire_token`,
+`delete_post`, `protect`, `customer_dm`, `refuse_dms`, `malformed_mention`, `duplicate`, `expire_token`,
 `rate_limited`, and read `sent` for what we posted.
 """
 
@@ -90,6 +93,7 @@ class XImitation(Imitation):
         self.media: dict[str, dict[str, Any]] = {}
         self.deleted: set[str] = set()  # ids of deleted posts
         self.protected: set[str] = set()  # ids of users whose posts are protected
+        self.dms_refused: set[str] = set()  # ids of users who accept no DMs from us until they write
         self.sent: list[dict[str, Any]] = []  # what we (the connector) created
         self.uploads: dict[str, dict[str, Any]] = {}  # media_id -> {"data", "media_type", "media_category", ...}
         self.access_tokens: dict[str, float] = {access_token: time.time() + 7200}
@@ -183,6 +187,13 @@ class XImitation(Imitation):
         with self.lock:
             other = self.user(username)
             return self._dm(self.user_id, self._conversation_with(other), text)
+
+    def refuse_dms(self, username: str) -> str:
+        """The user accepts direct messages only from people they follow: not from us, until they write."""
+        with self.lock:
+            user_id = self.user(username)
+            self.dms_refused.add(user_id)
+            return user_id
 
     def _conversation_with(self, other: str) -> str:
         low, high = sorted((other, self.user_id), key=int)
@@ -564,7 +575,13 @@ class XImitation(Imitation):
     @route("POST", r"/2/dm_conversations/with/(?P<participant>\d+)/messages")
     def send_with(self, request: Request, participant: str):
         with self.lock:
-            return self._send_dm(request, self._conversation_with(participant))
+            conversation = self._conversation_with(participant)
+            wrote = any(e.get("dm_conversation_id") == conversation and e.get("sender_id") == participant
+                        for e in self.dm_events)
+            if participant in self.dms_refused and not wrote and not self._unauthorized(request):
+                return problem(403, "Forbidden", "You are not permitted to send Direct Messages to this user.",
+                               headers=self._rate_headers("dm_send"))
+            return self._send_dm(request, conversation)
 
     @route("POST", r"/2/oauth2/token")
     def token(self, request: Request):

@@ -160,4 +160,5 @@ def test_the_options_offer_mastodon_for_a_mastodon_address(mainland, store, froz
     options = {o.identity["kind"]: o for o in outreach.start_options(mainland, store, cid)}
     assert [(t.channel, t.needs_template, t.thread_key) for t in options["mastodon"].targets] == [
         ("social", False, f"direct:{JANE}")]
-    assert not options["telegram"].targets
+    # Each address is offered on the channel that writes to its kind only.
+    assert [t.channel for t in options["telegram"].targets] == ["telegram"]
