@@ -29,6 +29,23 @@ are uploaded with `com.atproto.repo.uploadBlob` and named by an `app.bsky.embed.
 sending). A reply in a chat is sent with `chat.bsky.convo.sendMessage`; a chat message cannot carry
 files (`attachments_private=False`), so one with files is refused.
 
+Writing first
+-------------
+An agent may start a conversation (`limits.starts_conversations = "any"`) to a customer's Bluesky
+identity (`writes_to = ("bluesky",)`: the DID that customers' items carry, or a handle, which is
+resolved with `com.atproto.identity.resolveHandle`). It goes as a direct message, so it needs
+`dms: true`; without it `send` refuses with a message saying so. The connector asks the chat service
+for the 1-1 convo with `chat.bsky.convo.getConvoForMembers` (`members` = the customer's DID), which
+makes it when the customer's chat declaration (`chat.bsky.actor.declaration`, `allowIncoming`)
+allows it: "all" always, "following" only when they follow our account, "none" never. A refusal
+(`NotFollowedBySender`, `MessagesDisabled`, `BlockedActor`, `BlockedSubject`, `RecipientNotFound`,
+`AccountSuspended`) reaches the agent as a PermanentError that says the customer must allow messages
+(or follow us) or write first. Then the text goes with `chat.bsky.convo.sendMessage` (`convoId`,
+`message.text`; 1,000 graphemes). Mainland cannot know a customer's chat settings before it tries.
+`thread_key_for` is None: the convo id that threads chat messages is assigned by the chat service
+and cannot be derived from the DID, so the customer's answer (threaded by that convo id) does not
+find the conversation we started by its thread key (see docs/channels/bluesky.md).
+
 Setup
 -----
 In the Bluesky app: Settings -> Privacy and security -> App passwords -> Add app password. Tick
@@ -186,7 +203,10 @@ class BlueskyConnector(Connector):
     # Images go in public replies only: a chat message's embed may be a post record, never a file.
     limits = Limits(max_text_length=MAX_POST_GRAPHEMES, formatting="plain", supports_attachments=True,
                     attachments_public=True, attachments_private=False, attachment_types=IMAGE_TYPES,
-                    max_attachment_bytes=MAX_IMAGE_BYTES, max_attachments=MAX_IMAGES)
+                    max_attachment_bytes=MAX_IMAGE_BYTES, max_attachments=MAX_IMAGES,
+                    starts_conversations="any")
+    #: A new conversation goes as a direct message to the customer's account (its DID, or a handle).
+    writes_to = ("bluesky",)
 
     def __init__(self, name: str, config: Any, **kwargs: Any) -> None:
         super().__init__(name, config, **kwargs)
@@ -272,6 +292,12 @@ class BlueskyConnector(Connector):
                 continue
             self.http.raise_for(response, method, f"/xrpc/{nsid}")
         return None  # pragma: no cover
+
+    @classmethod
+    def thread_key_for(cls, handle: str) -> str | None:
+        """None: chat messages are threaded by their convo id, which the chat service assigns when the
+        convo is made (`getConvoForMembers`); nothing derives it from the customer's DID or handle."""
+        return None
 
     # Fetch --------------------------------------------------------------------------------------
 
@@ -540,12 +566,14 @@ class BlueskyConnector(Connector):
         text = reply.text.strip()
         if not text and not (reply.public and reply.attachments):
             raise PermanentError("the reply is empty")
-        if reply.public:
+        if reply.public and not reply.starts_conversation:
             return self._send_post(reply, text)
         if reply.attachments:
             raise PermanentError(
                 f"A Bluesky direct message cannot carry files (only text); this reply has {len(reply.attachments)}. "
                 "Remove the files and send the text, or share them as a link.")
+        if reply.starts_conversation:
+            return self._start_chat(reply, text)
         return self._send_chat(reply, text)
 
     def _send_post(self, reply: OutboundReply, text: str) -> str:
@@ -610,8 +638,69 @@ class BlueskyConnector(Connector):
                           body={"convoId": reply.thread_key, "message": {"text": text}})
         return f"chat:{pick(sent, 'id')}"
 
+    def _start_chat(self, reply: OutboundReply, text: str) -> str:
+        """The first message of a conversation we start: the customer's 1-1 convo (made now when their
+        chat settings allow it, `chat.bsky.convo.getConvoForMembers`), then `sendMessage` into it."""
+        if not self.config["dms"]:  # read the same way as fetch() reads it
+            raise PermanentError(
+                f"Channel {self.name} does not use Bluesky direct messages (dms is off), and a conversation can "
+                "only be started as a direct message: set dms: true for the channel (with an app password that "
+                "allows direct messages), then send again.")
+        _check_length(text, MAX_DM_GRAPHEMES, MAX_DM_BYTES, "direct message")
+        who = reply.to.handle if reply.to else ""
+        did = self._did_of(who)
+        try:
+            answer = self._call("GET", "chat.bsky.convo.getConvoForMembers", params=[("members", did)], chat=True)
+        except PermanentError as exc:
+            raise PermanentError(_refusal_advice(who, str(exc), self._session().get("handle"))) from None
+        convo = answer.get("convo") if isinstance(answer, dict) else None
+        convo_id = convo.get("id") if isinstance(convo, dict) else None
+        if not isinstance(convo_id, str) or not convo_id:
+            raise RetryableError("Bluesky answered getConvoForMembers without a conversation id")
+        sent = self._call("POST", "chat.bsky.convo.sendMessage", chat=True,
+                          body={"convoId": convo_id, "message": {"text": text}})
+        return f"chat:{pick(sent, 'id')}"
+
+    def _did_of(self, handle: str) -> str:
+        """The DID of a customer's identity: a DID as it is, a handle resolved by the PDS."""
+        value = (handle or "").strip().lstrip("@")
+        if value.lower().startswith("did:"):
+            return value
+        if not value:
+            raise PermanentError("no Bluesky account to write to")
+        try:
+            answer = self._call("GET", "com.atproto.identity.resolveHandle", params={"handle": value})
+        except PermanentError as exc:
+            raise PermanentError(f"Bluesky does not know the handle @{value} ({exc}): check the customer's "
+                                 "Bluesky identity.") from None
+        did = answer.get("did") if isinstance(answer, dict) else None
+        if not isinstance(did, str) or not did.startswith("did:"):
+            raise RetryableError(f"Bluesky resolved @{value} without a DID")
+        return did
+
     def close(self) -> None:
         self.http.close()
+
+
+#: getConvoForMembers errors (lexicon) meaning the customer's chat settings or a block stop us.
+_CHAT_REFUSALS = {
+    "NotFollowedBySender": "accepts direct messages only from accounts they follow",
+    "MessagesDisabled": "does not accept direct messages",
+    "BlockedActor": "is blocked by this account",
+    "BlockedSubject": "has blocked this account",
+    "RecipientNotFound": "has no Bluesky chat account",
+    "AccountSuspended": "cannot be written to: this account's chat is suspended",
+}
+
+
+def _refusal_advice(who: str, detail: str, our_handle: str | None) -> str:
+    """What the agent reads when Bluesky will not open a chat with the customer, and what to do."""
+    us = f"@{our_handle}" if our_handle else "our account"
+    meaning = next((text for name, text in _CHAT_REFUSALS.items() if name in detail), "cannot be written to first")
+    return (f"The Bluesky account {who} {meaning} ({detail}). Bluesky lets a business write first only when the "
+            f"customer's chat settings allow it: ask the customer (in a reply to one of their posts, or elsewhere) "
+            f"to allow messages from everyone, or to follow {us}, or to write to {us} first; their message then "
+            "arrives here and can be answered.")
 
 
 def _check_length(text: str, graphemes: int, size: int, what: str) -> None:

@@ -11,12 +11,17 @@ InvalidMimeType), `com.atproto.repo.uploadBlob` (the raw body; 413 PayloadTooLar
 upload limit; the type sniffed from the bytes like the PDS does; kept in `blobs`),
 `app.bsky.feed.getPosts` (at most 25 `uris`), `app.bsky.actor.getProfiles`, and the chat service
 behind `atproto-proxy: did:web:api.bsky.chat#bsky_chat` (`chat.bsky.convo.getLog`,
-`chat.bsky.convo.sendMessage`). Every answer carries `RateLimit-Limit`,
+`chat.bsky.convo.sendMessage`, and `chat.bsky.convo.getConvoForMembers`, which returns the 1-1 convo
+and makes it only when the recipient's `chat.bsky.actor.declaration` `allowIncoming` allows it: "all",
+"following" when they follow us (the default), "none" never - `NotFollowedBySender`,
+`MessagesDisabled`, `RecipientNotFound`, `BlockedActor`/`BlockedSubject`), and
+`com.atproto.identity.resolveHandle` (400 `InvalidRequest` "Unable to resolve handle"). Every answer carries `RateLimit-Limit`,
 `RateLimit-Remaining`, `RateLimit-Reset` (epoch seconds) and `RateLimit-Policy`; a 429 adds
 `Retry-After`. Embedded images are served under `/img/feed_fullsize/plain/{did}/{cid}@jpeg`.
 
 Tests drive it with `customer_mention`, `customer_reply`, `customer_quote`, `our_post`, `customer_dm`,
 `customer_deletes_dm`, `reaction`, `read_up_to`, `convo_event`, `chat_event_of_unknown_type`,
+`chat_settings`, `block`,
 `malformed_notification`, `duplicate`, `expire_token`, `rate_limited`, and read `sent`.
 """
 
@@ -75,6 +80,15 @@ class BlueskyImitation(Imitation):
         self.posts: dict[str, dict[str, Any]] = {}  # uri -> {uri, cid, author, record, indexedAt}
         self.notifications: list[dict[str, Any]] = []  # oldest first; duplicates possible
         self.chat_log: list[dict[str, Any]] = []  # oldest first
+        #: Direct convos by id: the DIDs of their two members.
+        self.convos: dict[str, tuple[str, str]] = {}
+        #: `allowIncoming` of each account's chat declaration ("following" when it has none, as the
+        #: Bluesky app sets it), the accounts that follow us, and blocks as (blocker, blocked).
+        self.allow_incoming: dict[str, str] = {}
+        self.followers: set[str] = set()
+        self.blocks: set[tuple[str, str]] = set()
+        #: The `members` of every getConvoForMembers call, in order.
+        self.convo_requests: list[list[str]] = []
         self.sent: list[dict[str, Any]] = []
         #: Uploaded blobs by CID: {"data", "mimeType", "size"} (PDS `blobUploadLimit`; the post
         #: lexicon's image `maxSize` is checked when a record names the blob).
@@ -181,7 +195,25 @@ class BlueskyImitation(Imitation):
             return self._chat(did, self._convo_with(did), text)
 
     def _convo_with(self, did: str) -> str:
-        return "convo" + hashlib.sha256(did.encode()).hexdigest()[:12]
+        """The direct convo of us and `did` (one per pair, as the chat service keeps it)."""
+        convo = "convo" + hashlib.sha256(did.encode()).hexdigest()[:12]
+        self.convos.setdefault(convo, (self.did, did))
+        return convo
+
+    def chat_settings(self, handle: str, allow_incoming: str = "all", *, follows_us: bool = False) -> str:
+        """The customer's chat declaration (`allowIncoming`: all, following, none) and whether they
+        follow our account; returns their DID."""
+        with self.lock:
+            did = self.account(handle)
+            self.allow_incoming[did] = allow_incoming
+            (self.followers.add if follows_us else self.followers.discard)(did)
+            return did
+
+    def block(self, handle: str, *, by_customer: bool = True) -> None:
+        """The customer blocks us (or we block them)."""
+        with self.lock:
+            did = self.account(handle)
+            self.blocks.add((did, self.did) if by_customer else (self.did, did))
 
     def _chat(self, sender: str, convo: str, text: str) -> str:
         serial = next(self._serial)
@@ -496,16 +528,68 @@ class BlueskyImitation(Imitation):
             body = request.json()
             convo = body.get("convoId")
             text = (body.get("message") or {}).get("text") if isinstance(body.get("message"), dict) else None
-            known = [e for e in self.chat_log if e["convoId"] == convo]
-            if not known:
+            known = [e for e in self.chat_log if e["convoId"] == convo and isinstance(e.get("message"), dict)]
+            if convo not in self.convos and not known:
                 return xrpc_error(400, "InvalidConvo", "Convo not found", headers)
             if not isinstance(text, str) or not text:
                 return xrpc_error(400, "InvalidRequest", "Input/message/text is required", headers)
-            theirs = [e for e in known if e["message"]["sender"]["did"] != self.did]
+            if len(regex.findall(r"\X", text)) > 1000 or len(text.encode()) > 10_000:
+                return xrpc_error(400, "InvalidRequest", "Input/message/text must not be longer than 1000 graphemes",
+                                  headers)
+            theirs = [e for e in known if e["message"]["sender"]["did"] != self.did
+                      and e["$type"].endswith("#logCreateMessage")]
             message_id = self._chat(self.did, convo, text)
             self.sent.append({"kind": "dm", "id": message_id, "convoId": convo, "text": text, "public": False,
                               "in_reply_to": f"chat:{theirs[-1]['message']['id']}" if theirs else None})
             return 200, self.chat_log[-1]["message"], headers
+
+    @route("GET", r"/xrpc/chat\.bsky\.convo\.getConvoForMembers")
+    def get_convo_for_members(self, request: Request):
+        """Get or create the direct convo with the other member, as far as their chat settings allow."""
+        with self.lock:
+            headers = self._headers()
+            refused = self._chat_refused(request, headers)
+            if refused:
+                return refused
+            members = request.query.get("members") or []
+            self.convo_requests.append(list(members))
+            if not 1 <= len(members) <= 10 or not all(m.startswith("did:") for m in members):
+                return xrpc_error(400, "InvalidRequest", "Input/members must be 1-10 DIDs", headers)
+            others = sorted({m for m in members if m != self.did})
+            if len(others) != 1:
+                return xrpc_error(400, "InvalidRequest", "A direct convo has exactly one other member", headers)
+            other = others[0]
+            if other not in self.profiles:
+                return xrpc_error(400, "RecipientNotFound", "recipient not found", headers)
+            if (other, self.did) in self.blocks:
+                return xrpc_error(400, "BlockedSubject", "recipient has blocked the sender", headers)
+            if (self.did, other) in self.blocks:
+                return xrpc_error(400, "BlockedActor", "sender has blocked the recipient", headers)
+            convo = "convo" + hashlib.sha256(other.encode()).hexdigest()[:12]
+            if convo not in self.convos:
+                allow = self.allow_incoming.get(other, "following")
+                if allow == "none":
+                    return xrpc_error(400, "MessagesDisabled", "recipient has disabled incoming messages", headers)
+                if allow == "following" and other not in self.followers:
+                    return xrpc_error(400, "NotFollowedBySender",
+                                      "recipient requires incoming messages to come from someone they follow", headers)
+                self._convo_with(other)
+                self._log("logBeginConvo", convo)
+            rev = max((e["rev"] for e in self.chat_log if e["convoId"] == convo), default="2220000000000")
+            view = {"id": convo, "rev": rev, "members": [
+                {"did": d, "handle": self.profiles[d]["handle"], "displayName": self.profiles[d]["displayName"]}
+                for d in self.convos[convo]], "muted": False, "unreadCount": 0, "status": "accepted"}
+            return 200, {"convo": view}, headers
+
+    @route("GET", r"/xrpc/com\.atproto\.identity\.resolveHandle")
+    def resolve_handle(self, request: Request):
+        with self.lock:
+            headers = self._headers()
+            handle = (request.arg("handle") or "").lower()
+            for profile in self.profiles.values():
+                if profile["handle"] == handle:
+                    return 200, {"did": profile["did"]}, headers
+            return xrpc_error(400, "InvalidRequest", "Unable to resolve handle", headers)
 
     @route("GET", r"/img/feed_fullsize/plain/(?P<did>[^/]+)/(?P<cid>[^/@]+)@jpeg")
     def image(self, request: Request, did: str, cid: str):
