@@ -43,8 +43,9 @@ allows it: "all" always, "following" only when they follow our account, "none" n
 (or follow us) or write first. Then the text goes with `chat.bsky.convo.sendMessage` (`convoId`,
 `message.text`; 1,000 graphemes). Mainland cannot know a customer's chat settings before it tries.
 `thread_key_for` is None: the convo id that threads chat messages is assigned by the chat service
-and cannot be derived from the DID, so the customer's answer (threaded by that convo id) does not
-find the conversation we started by its thread key (see docs/channels/bluesky.md).
+and cannot be derived from the DID; the customer's answer (threaded by that convo id) joins the
+conversation we started with them as the one open private conversation of theirs without a thread
+key on this channel (see docs/channels/bluesky.md).
 
 Setup
 -----

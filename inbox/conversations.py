@@ -59,4 +59,8 @@ def find_conversation(store: Store, item: InboundItem, customer_id: int) -> Thre
         found = store.open_conversation_for_thread(item.channel, item.thread_key, customer_id)
         if found is not None:
             return ThreadDecision(found, flags=flags)
+        if not item.public:
+            started = store.adopt_started_conversation(item.channel, item.thread_key, customer_id)
+            if started is not None:
+                return ThreadDecision(started, flags=flags)
     return ThreadDecision(None, flags=flags)

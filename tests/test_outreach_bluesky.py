@@ -108,8 +108,6 @@ def test_a_conversation_starts_as_a_direct_message_and_the_answer_reaches_the_cu
     assert len(answers) == 1  # Jane's answer is hers, on the channel we wrote on
 
 
-@pytest.mark.xfail(strict=True, reason="needs the core to join an answer to the conversation we started when the "
-                   "channel's thread key is only known after sending (Bluesky's convo id); see docs/channels/bluesky.md")
 def test_the_answer_joins_the_conversation_we_started(mainland, store, agent, pds):
     did = pds.chat_settings(JANE, "all")
     cid = customer(store, did)

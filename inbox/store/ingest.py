@@ -113,6 +113,20 @@ class IngestQueries:
         ).fetchone()
         return row[0] if row else None
 
+    def adopt_started_conversation(self, channel: str, thread_key: str, customer_id: int) -> int | None:
+        """The customer's newest open private conversation we started on this channel that has no thread
+        key yet (the channel's key was only known after sending); it takes `thread_key`."""
+        row = self.conn.execute(
+            "SELECT c.id FROM conversations c WHERE c.channel = ? AND c.customer_id = ? AND c.thread_key IS NULL "
+            "AND c.public = 0 AND c.status NOT IN ('resolved', 'spam') AND EXISTS (SELECT 1 FROM outbox o "
+            "JOIN messages m ON m.id = o.message_id WHERE m.conversation_id = c.id AND o.to_handle IS NOT NULL) "
+            "ORDER BY c.id DESC LIMIT 1",
+            (channel, customer_id)).fetchone()
+        if row is None:
+            return None
+        self.conn.execute("UPDATE conversations SET thread_key = ? WHERE id = ?", (thread_key, row[0]))
+        return row[0]
+
     def create_conversation(
         self,
         *,
