@@ -81,7 +81,7 @@ def test_reply_turns_sent_on_the_page_without_reload(app, live_app, conversation
             assert mail.rcpt_tos == ["jane@example.net"]
             assert b"We are sending a new one today." in mail.content
 
-            expect(page.locator(".message.direction-out .delivery-status")).to_have_text("Sent", timeout=30_000)
+            expect(page.locator(".message.direction-out .delivery-status")).to_have_text("Sent", timeout=10_000)
             assert page.evaluate("window.__sameDocument") is True, "the page was not reloaded"
             assert errors == []
         finally:

@@ -150,3 +150,19 @@ def test_a_reply_that_reuses_an_undone_replys_id_is_still_told(world: World):  #
     events = bobs.poll()
     assert named(events, "message.removed") == [{"conversation_id": cid, "message_id": first["message_id"]}]
     assert [d["message_id"] for d in named(events, "message.new")] == [again["id"]]
+
+
+def test_a_removal_in_another_database_is_never_told(world: World):  # noqa: F811
+    """Removals are kept per process: one in another installation's database (same conversation and
+    message ids) must not make a reply vanish here."""
+    from inbox.web import live
+
+    cid = world.conversation()
+    bobs = Poller(world.client("bob"), cid)
+    bobs.poll()
+    world.reply(world.client(), cid, "Kept")
+    [new] = [d for d in named(bobs.poll(), "message.new") if d["direction"] == "out"]
+    live._removals.publish("/elsewhere/other.db", world.store.change_watermark() + 1, cid, new["message_id"])
+    world.store.add_note(cid, agent_id=world.bob["id"], author_name="Bob", text="bump", external_id="note:bump",
+                         now="2026-11-23T10:00:00+00:00")
+    assert named(bobs.poll(), "message.removed") == []

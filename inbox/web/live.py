@@ -112,7 +112,8 @@ class _CountCache:
         self._size = size
 
     def get(self, store: Store, team_ids: set[int] | None, seq: int) -> dict[str, int]:
-        key = (None if team_ids is None else tuple(sorted(team_ids)), seq)
+        # Keyed by the database too: one process may serve several (tests; an installation moved).
+        key = (str(store.path), None if team_ids is None else tuple(sorted(team_ids)), seq)
         with self._lock:
             if key in self._items:
                 return self._items[key]
@@ -138,15 +139,17 @@ class _Removals:
 
     def __init__(self, size: int = 500) -> None:
         self._lock = threading.Lock()
-        self._items: deque[tuple[int, int, int]] = deque(maxlen=size)
+        self._items: deque[tuple[str, int, int, int]] = deque(maxlen=size)
 
-    def publish(self, seq: int, conversation_id: int, message_id: int) -> None:
+    def publish(self, database: str, seq: int, conversation_id: int, message_id: int) -> None:
         with self._lock:
-            self._items.append((seq, conversation_id, message_id))
+            self._items.append((database, seq, conversation_id, message_id))
 
-    def between(self, after: int, upto: int, conversation_id: int) -> set[int]:
+    def between(self, database: str, after: int, upto: int, conversation_id: int) -> set[int]:
+        """Removals in `database`'s conversation between two change numbers (ids repeat across databases)."""
         with self._lock:
-            return {m for s, c, m in self._items if after < s <= upto and c == conversation_id}
+            return {m for d, s, c, m in self._items
+                    if d == database and after < s <= upto and c == conversation_id}
 
 
 _removals = _Removals()
@@ -154,7 +157,7 @@ _removals = _Removals()
 
 def publish_message_removed(store: Store, conversation_id: int, message_id: int) -> None:
     """Tell the conversation's viewers that a message left it; call inside the write that removed it."""
-    _removals.publish(store.change_watermark(), conversation_id, message_id)
+    _removals.publish(str(store.path), store.change_watermark(), conversation_id, message_id)
 
 
 def _setting(name: str, default: Any) -> Any:
@@ -281,7 +284,8 @@ class LiveState:
             told.append(("counts", {"by_status": counts, "total": sum(counts.values())}))
         if any(row["id"] == self.conversation_id for row in rows):
             delivery = self._delivery()
-            removed = (self.delivery.keys() - delivery.keys()) | _removals.between(before, self.seq, self.conversation_id)
+            removed = (self.delivery.keys() - delivery.keys()) | _removals.between(str(self.store.path), before, self.seq,
+                                                                                 self.conversation_id)
             for message_id in sorted(removed):
                 told.append(("message.removed", {"conversation_id": self.conversation_id, "message_id": message_id}))
             if self.last_message_id in removed:
