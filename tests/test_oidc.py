@@ -16,7 +16,7 @@ import requests
 
 from inbox.config import ConfigError
 from sandbox.oidc import OIDCProvider
-from tests.test_web_auth import csrf_token, login, make_agent, signed_in
+from tests.test_web_auth import PASSWORD, csrf_token, make_agent, signed_in
 
 SECRET = "provider-secret-0123456789"
 
@@ -52,10 +52,7 @@ def db(sso_app):
 
 def to_provider(client, next_path=None):
     """Press the button: the app's redirect to the provider's authorization endpoint."""
-    data = {"csrf_token": csrf_token(client)}
-    if next_path:
-        data["next"] = next_path
-    response = client.post("/login/oidc", data=data)
+    response = client.get("/login/oidc", query_string={"next": next_path} if next_path else {})
     assert response.status_code == 302, response.get_data(as_text=True)
     return response.headers["Location"]
 
@@ -86,12 +83,12 @@ def refused_reasons(db):
 def test_the_sign_in_page_offers_the_provider_only_when_configured(client, sso_app):
     assert "Sign in with" not in client.get("/login").get_data(as_text=True)
     page = sso_app.test_client().get("/login").get_data(as_text=True)
-    assert "Sign in with Example ID" in page and 'action="/login/oidc"' in page
+    assert "Sign in with Example ID" in page and 'href="/login/oidc"' in page
     assert 'name="password"' in page, "passwords still work unless turned off"
 
 
 def test_without_the_oidc_section_the_routes_are_not_there(client):
-    assert client.post("/login/oidc", data={"csrf_token": csrf_token(client)}).status_code == 404
+    assert client.get("/login/oidc").status_code == 404
     assert client.get("/login/oidc/callback?code=x&state=y").status_code == 404
 
 
@@ -258,7 +255,7 @@ def test_an_unreachable_provider_is_a_page_not_a_500(app_config, provider):
     app.config.update(TESTING=True)
     provider.fail_next(503, path_prefix="/.well-known")
     client = app.test_client()
-    response = client.post("/login/oidc", data={"csrf_token": csrf_token(client)})
+    response = client.get("/login/oidc")
     assert response.status_code == 502 and "cannot be reached" in response.get_data(as_text=True)
 
 
@@ -293,6 +290,8 @@ def test_a_head_on_the_callback_signs_nobody_in_and_keeps_the_flow(sso_app, db, 
     make_agent(db, email="ann@example.org")
     provider.sign_in_as("ann@example.org")
     client = sso_app.test_client()
+    assert client.head("/login/oidc").status_code == 405, "a HEAD starts no flow either"
+    assert not provider.requests_to(r"openid-configuration")
     back = back_from_provider(to_provider(client))
     assert client.head(back).status_code == 405
     assert not signed_in(client) and not audit_entries(db, "login")
@@ -317,7 +316,9 @@ def test_password_sign_in_can_be_turned_off(sso_config):
         client = app.test_client()
         page = client.get("/login").get_data(as_text=True)
         assert "Sign in with Example ID" in page and 'name="password"' not in page
-        assert login(client).status_code == 403
+        token = csrf_token(client, "/password/forgot")
+        response = client.post("/login", data={"email": "ann@example.org", "password": PASSWORD, "csrf_token": token})
+        assert response.status_code == 403 and "passwords are not used here" in response.get_data(as_text=True)
         assert not signed_in(client)
     finally:
         store.close()

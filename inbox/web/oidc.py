@@ -2,10 +2,12 @@
 
 The flow is the Authorization Code flow with PKCE (S256), `state` and `nonce`, through Authlib:
 
-1. `POST /login/oidc` (the "Sign in with ..." button, CSRF-checked) reads the provider's discovery
-   document (`<issuer>/.well-known/openid-configuration`, whose `issuer` must be the configured
-   one), keeps state, nonce, PKCE verifier and the time in the session, and redirects to the
-   provider's authorization endpoint.
+1. `GET /login/oidc` (the "Sign in with ..." link) reads the provider's discovery document
+   (`<issuer>/.well-known/openid-configuration`, whose `issuer` must be the configured one), keeps
+   state, nonce, PKCE verifier and the time in the session, and redirects to the provider's
+   authorization endpoint. A link, not a form: the pages' CSP `form-action 'self'` would stop a
+   form's redirect to another site in the browser. Starting a flow changes nothing but the
+   visitor's own session; what signs in is the callback, and only with this session's state.
 2. `GET /login/oidc/callback` takes the flow out of the session (so it works once), checks that it
    is younger than `FLOW_MAX_AGE` and that `state` matches, redeems the code at the token endpoint
    with the client secret and the verifier, and verifies the ID token against the provider's JWKS
@@ -183,10 +185,12 @@ def _configured() -> dict[str, Any]:
     return oidc
 
 
-@bp.post("/login/oidc")
-@limiter.limit(LOGIN_ADDRESS_LIMIT, methods=["POST"], deduct_when=_failed)
+@bp.get("/login/oidc")
+@limiter.limit(LOGIN_ADDRESS_LIMIT, deduct_when=_failed)
 def start():
     oidc = _configured()
+    if request.method != "GET":
+        abort(405)  # a HEAD (which Flask answers with this view) starts no flow
     try:
         document = metadata(oidc)
     except Refused as refused:
@@ -195,7 +199,7 @@ def start():
     url, _state = _client(oidc).create_authorization_url(document["authorization_endpoint"], state=state,
                                                           code_verifier=verifier, nonce=nonce)
     session["oidc_flow"] = {"state": state, "nonce": nonce, "verifier": verifier,
-                            "at": int(clock.now().timestamp()), "next": safe_next(request.form.get("next"))}
+                            "at": int(clock.now().timestamp()), "next": safe_next(request.args.get("next"))}
     return redirect(url)
 
 
