@@ -80,6 +80,7 @@ _KNOWN_KEYS = {
     "database", "data_dir", "secret_key", "instance_id", "base_url", "mail_domain", "max_message_bytes",
     "max_attachment_bytes", "default_language", "session_cookie_secure", "fetch_allow_hosts", "channels", "demo", "web", "worker",
     "service_levels", "digest", "api_tokens", "default_phone_region", "health", "notifications",
+    "oidc",
 }
 
 #: The keys of each section this module checks, the one list `check-config` and start-up hold a file
@@ -99,6 +100,8 @@ SECTION_KEYS: dict[str, frozenset[str]] = {
     "demo": frozenset({"admin_email", "admin_name", "team", "answers_file", "mail_channel", "mail_dir",
                        "live_channels", "scenario", "poll_every"}),
     "health": frozenset({"warn_after"}),
+    # Single sign-on through an OpenID Connect provider (inbox/web/oidc.py).
+    "oidc": frozenset({"issuer", "client_id", "client_secret", "button_label", "allow_password_sign_in"}),
 }
 
 
@@ -265,6 +268,8 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: Path | None = N
             problems.append(f"web.require_second_factor: must be a list of roles out of {', '.join(known)} "
                             f"(got {roles!r})")
 
+    problems += _oidc_problems(resolved.get("oidc"))
+
     tokens = resolved.get("api_tokens")
     if tokens is not None and (not isinstance(tokens, list)
                                or not all(isinstance(t, str) and len(t) >= 16 for t in tokens if t is not None)):
@@ -300,7 +305,7 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: Path | None = N
         channels=channels,
         extra={k: v for k, v in resolved.items() if k in {"demo", "web", "worker", "service_levels", "digest",
                                                               "api_tokens", "default_phone_region", "health",
-                                                              "notifications"}},
+                                                              "notifications", "oidc"}},
         source=source,
     )
     # Sections checked by the modules that read them (docs/service-levels.md).
@@ -313,6 +318,26 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: Path | None = N
     if problems:
         raise ConfigError(problems)
     return config
+
+
+def _oidc_problems(oidc: Any) -> list[str]:
+    """What is wrong with the `oidc` section (single sign-on; docs/configuration.md)."""
+    if oidc is None:
+        return []
+    if not isinstance(oidc, Mapping):
+        return ["oidc: must be a mapping (issuer, client_id, client_secret, button_label, allow_password_sign_in)"]
+    problems = []
+    issuer = oidc.get("issuer")
+    if not isinstance(issuer, str) or not issuer.startswith(("https://", "http://")):
+        problems.append(f"oidc.issuer: required, the provider's https:// address (got {issuer!r})")
+    for key in ("client_id", "client_secret"):
+        if not isinstance(oidc.get(key), str) or not oidc.get(key):
+            problems.append(f"oidc.{key}: required (from the provider's client registration)")
+    if "button_label" in oidc and not isinstance(oidc["button_label"], str):
+        problems.append("oidc.button_label: must be text, e.g. Okta")
+    if not isinstance(oidc.get("allow_password_sign_in", True), bool):
+        problems.append("oidc.allow_password_sign_in: must be true or false")
+    return problems
 
 
 def _local_secret(data_dir: Path) -> str:

@@ -150,6 +150,10 @@ ROWS: list[Row] = [
     Row("auth.login", "GET", "/login", {ANON: ok(), A: ok(302), B: ok(302), ADMIN: ok(302)}),
     Row("auth.login", "POST", "/login", everyone(clean(401)),
         form={"email": "bob@example.org", "password": "wrong password"}),
+    # Single sign-on (tests/test_oidc.py walks it with a provider); this installation has no `oidc` section.
+    Row("oidc.start", "GET", "/login/oidc", everyone(HIDDEN), note="single sign-on is off here"),
+    Row("oidc.callback", "GET", "/login/oidc/callback", everyone(HIDDEN), query={"code": "x", "state": "y"},
+        note="single sign-on is off here"),
     Row("auth.logout", "POST", "/logout", {ANON: ok(302), A: ok(302), B: ok(302), ADMIN: ok(302)}, mutates=True),
     Row("auth.settings", "GET", "/settings", signed_in(clean())),
     Row("auth.settings", "POST", "/settings", signed_in(clean(302)), form={"action": "language", "locale": "nl"},
