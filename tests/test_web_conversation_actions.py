@@ -22,8 +22,9 @@ from connectors.base import Connector, Limits
 from inbox.mail import parse_email
 from inbox.models import FetchResult
 from inbox.outbox import send_due
+from inbox.sendability import loop_guard
 from inbox.store.base import iso
-from inbox.web.conversations import find_mentions, loop_guard
+from inbox.web.conversations import find_mentions
 from tests.mailfactory import raw_mail
 from tests.test_web_auth import PASSWORD, csrf_token, login, make_agent
 

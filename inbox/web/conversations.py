@@ -87,6 +87,7 @@ from inbox.outbox import (
 from inbox.review import is_held as is_held_for_review
 from inbox.routing import moved_note
 from inbox.sanitize import sanitize_html
+from inbox.sendability import GUARD_MESSAGES, loop_guard
 from inbox.signatures import MAX_SIGNATURE_CHARS, VARIABLES, render, signature_for, signed_text
 from inbox.store import NotFound as StoreNotFound
 from inbox.store import StoreError
@@ -280,22 +281,6 @@ def message_raw(message_id: int):
 #: Longest reply or note accepted at all (a channel's own limit is usually far lower).
 MAX_TEXT_CHARS = 100_000
 
-#: Local parts that never read replies: answering them starts mail loops (IN-70).
-NO_REPLY_LOCAL_PARTS = frozenset({
-    "noreply", "no-reply", "no_reply", "donotreply", "do-not-reply", "do_not_reply", "mailer-daemon",
-})
-
-GUARD_MESSAGES = {
-    "own_address": _l("The customer's address is one of Mainland's own addresses: a reply would loop back "
-                      "into this inbox."),
-    "mailer_daemon": _l("The message came from a mail server (MAILER-DAEMON): nobody reads replies to it, and "
-                        "answering can start a mail loop."),
-    "noreply": _l("The sender is a no-reply address: nobody reads replies to it, and answering can start a "
-                  "mail loop."),
-    "delivery_failed": _l("Earlier mail to this address could not be delivered."),
-    "invalid": _l("The customer's address is marked invalid."),
-}
-
 DELIVERY_LABELS = {
     "queued": _l("Queued"),
     "retrying": _l("Retrying"),
@@ -342,28 +327,6 @@ MERGE_MESSAGES = {
     "undone": _l("This merge was undone already."),
     "only_message": _l("This is the conversation's only message; there is nothing to split it from."),
 }
-
-
-def loop_guard(handle: str | None, identities: list[dict[str, Any]], own_addresses: set[str]) -> str | None:
-    """Why a reply to `handle` must not go out (a key of GUARD_MESSAGES), or None (IN-70)."""
-    value = (handle or "").strip().lower()
-    if not value:
-        return None
-    if "@" in value:
-        if value in own_addresses:
-            return "own_address"
-        local = value.rsplit("@", 1)[0].split("+", 1)[0]
-        if local == "mailer-daemon":
-            return "mailer_daemon"
-        if local in NO_REPLY_LOCAL_PARTS:
-            return "noreply"
-    for ident in identities:
-        if (ident.get("value") or "").strip().lower() == value:
-            if ident.get("delivery_failed"):
-                return "delivery_failed"
-            if not ident.get("valid", 1):
-                return "invalid"
-    return None
 
 
 _MENTION = re.compile(r"(?<![\w@.+-])@(\w[\w.+-]*(?:@[\w-]+(?:\.[\w-]+)+)?)")
