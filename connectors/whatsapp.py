@@ -96,6 +96,7 @@ from connectors._http import Http, retry_after_seconds
 from connectors._meta import challenge_answer, verify_signature
 from connectors.base import (
     Connector,
+    ConnectorError,
     ItemError,
     Limits,
     PermanentError,
@@ -660,6 +661,19 @@ class WhatsAppConnector(Connector):
         cached = _TEMPLATE_CACHE.get(key)
         if cached and time.monotonic() - cached[0] < TEMPLATE_CACHE_SECONDS:
             return list(cached[1])
+        failed = _TEMPLATE_FAILURES.get(key)
+        if failed and time.monotonic() - failed[0] < TEMPLATE_FAILURE_SECONDS:
+            raise RetryableError(failed[1])
+        try:
+            found = self._read_templates(account)
+        except ConnectorError as exc:
+            _TEMPLATE_FAILURES[key] = (time.monotonic(), str(exc))
+            raise
+        _TEMPLATE_FAILURES.pop(key, None)
+        _TEMPLATE_CACHE[key] = (time.monotonic(), tuple(found))
+        return found
+
+    def _read_templates(self, account: str) -> list[TemplateInfo]:
         found: list[TemplateInfo] = []
         params: dict[str, Any] = {"fields": "name,language,status,category,components", "limit": 100}
         for _page in range(TEMPLATE_MAX_PAGES):
@@ -670,7 +684,6 @@ class WhatsAppConnector(Connector):
                 break
             params = {**params, "after": after}
         found.sort(key=lambda t: (t.name, t.language))
-        _TEMPLATE_CACHE[key] = (time.monotonic(), tuple(found))
         return found
 
     @staticmethod
@@ -732,6 +745,10 @@ class WhatsAppConnector(Connector):
 #: Approved templates per (api url, account): (when read, templates). Agents open many composers; the
 #: list changes only when someone gets a template approved in WhatsApp Manager.
 _TEMPLATE_CACHE: dict[tuple[str, str], tuple[float, tuple[TemplateInfo, ...]]] = {}
+#: A failed look-up, remembered as briefly: the composer asks while rendering a page, and a Graph API
+#: that is down must not hold every conversation page for the connector's timeout.
+_TEMPLATE_FAILURES: dict[tuple[str, str], tuple[float, str]] = {}
+TEMPLATE_FAILURE_SECONDS = 60.0
 TEMPLATE_CACHE_SECONDS = 300
 TEMPLATE_MAX_PAGES = 20
 _PLACEHOLDER = re.compile(r"\{\{\s*(\d+)\s*\}\}")

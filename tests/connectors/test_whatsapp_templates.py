@@ -7,12 +7,13 @@ match the body's {{n}} placeholders).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 
 from connectors import whatsapp as whatsapp_module
-from connectors.base import PermanentError
+from connectors.base import PermanentError, RetryableError
 from connectors.whatsapp import WhatsAppConnector
 from inbox.models import Author, MessageTemplate, OutboundReply, TemplateInfo
 from sandbox.whatsapp import WhatsAppImitation, template
@@ -29,8 +30,10 @@ def whatsapp():
 @pytest.fixture(autouse=True)
 def fresh_cache():
     whatsapp_module._TEMPLATE_CACHE.clear()
+    whatsapp_module._TEMPLATE_FAILURES.clear()
     yield
     whatsapp_module._TEMPLATE_CACHE.clear()
+    whatsapp_module._TEMPLATE_FAILURES.clear()
 
 
 def connector_for(imitation: WhatsAppImitation, **extra: Any) -> WhatsAppConnector:
@@ -71,6 +74,21 @@ def test_every_page_is_read_and_the_list_is_cached(whatsapp):
     assert pages == 3  # six templates, two a page
     assert {t.name for t in connector_for(whatsapp).message_templates()} == names
     assert len(whatsapp.requests_to(r"/message_templates")) == pages  # from the cache
+
+
+def test_a_failed_look_up_is_not_repeated_for_every_page_a_minute_long(whatsapp, monkeypatch):
+    """The composer asks while rendering: a Graph API that is down is asked once a minute, not per page."""
+    whatsapp.fail_next(503, {"error": {"message": "Service temporarily unavailable", "code": 2}}, times=5)
+    with pytest.raises(RetryableError):
+        connector_for(whatsapp).message_templates()
+    asked = len(whatsapp.requests_to(r"/message_templates"))
+    with pytest.raises(RetryableError):
+        connector_for(whatsapp).message_templates()
+    assert len(whatsapp.requests_to(r"/message_templates")) == asked, "the failure was remembered"
+    later = time.monotonic() + whatsapp_module.TEMPLATE_FAILURE_SECONDS + 1
+    monkeypatch.setattr(whatsapp_module.time, "monotonic", lambda: later)
+    whatsapp.faults.clear()
+    assert connector_for(whatsapp).message_templates(), "asked again after the pause, and answered"
 
 
 def test_a_template_with_a_header_variable_is_not_offered(whatsapp):
