@@ -749,6 +749,12 @@ _TEMPLATE_CACHE: dict[tuple[str, str], tuple[float, tuple[TemplateInfo, ...]]] =
 #: that is down must not hold every conversation page for the connector's timeout.
 _TEMPLATE_FAILURES: dict[tuple[str, str], tuple[float, str]] = {}
 TEMPLATE_FAILURE_SECONDS = 60.0
+
+
+def forget_templates() -> None:
+    """Drop the remembered template lists and failures (a new account, or a test's fresh start)."""
+    _TEMPLATE_CACHE.clear()
+    _TEMPLATE_FAILURES.clear()
 TEMPLATE_CACHE_SECONDS = 300
 TEMPLATE_MAX_PAGES = 20
 _PLACEHOLDER = re.compile(r"\{\{\s*(\d+)\s*\}\}")

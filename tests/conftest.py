@@ -123,6 +123,16 @@ def _fast_tier() -> bool:
 
 
 @pytest.fixture(autouse=True)
+def _fresh_connector_caches():
+    """Connectors keep some answers per process (WhatsApp's approved templates): each test starts afresh."""
+    from connectors.whatsapp import forget_templates
+
+    forget_templates()
+    yield
+    forget_templates()
+
+
+@pytest.fixture(autouse=True)
 def _no_servers_in_the_fast_tier(request, monkeypatch):
     if not _fast_tier() or any(request.node.get_closest_marker(m) for m in ("server", "browser", "slow")):
         yield

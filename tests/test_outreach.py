@@ -29,13 +29,6 @@ def whatsapp():
         yield imitation
 
 
-@pytest.fixture(autouse=True)
-def fresh_template_cache():
-    from connectors import whatsapp as module
-
-    module._TEMPLATE_CACHE.clear()
-    yield
-    module._TEMPLATE_CACHE.clear()
 
 
 @pytest.fixture

@@ -27,13 +27,6 @@ def whatsapp():
         yield imitation
 
 
-@pytest.fixture(autouse=True)
-def fresh_cache():
-    whatsapp_module._TEMPLATE_CACHE.clear()
-    whatsapp_module._TEMPLATE_FAILURES.clear()
-    yield
-    whatsapp_module._TEMPLATE_CACHE.clear()
-    whatsapp_module._TEMPLATE_FAILURES.clear()
 
 
 def connector_for(imitation: WhatsAppImitation, **extra: Any) -> WhatsAppConnector:
