@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -101,6 +101,41 @@ class Limits:
         kind = (content_type or "").split(";")[0].strip().lower()
         family = kind.split("/")[0] + "/*"
         return kind in self.attachment_types or family in self.attachment_types
+
+    def refuse_files(self, files: Sequence[Attachment], *, public: bool, most: int | None = None,
+                     cap: int | None = None) -> FileRefusal | None:
+        """Why `files` cannot go out in one reply on this channel, or None when they can. `most` and
+        `cap` narrow `max_attachments` and `max_attachment_bytes` (a DM that takes one image, the
+        installation's own cap). The one rule behind the composer, the outbox and each connector."""
+        if not files:
+            return None
+        if not self.accepts_files(public=public):
+            return FileRefusal("none")
+        counts = [n for n in (self.max_attachments, most) if n is not None]
+        if counts and len(files) > min(counts):
+            return FileRefusal("count", limit=min(counts))
+        caps = [c for c in (self.max_attachment_bytes, cap) if c]
+        for file in files:
+            size = len(file.data or b"")
+            if not size:
+                return FileRefusal("empty", filename=file.filename)
+            if not self.accepts_type(file.content_type):
+                return FileRefusal("type", filename=file.filename, content_type=file.content_type)
+            if caps and size > min(caps):
+                return FileRefusal("size", filename=file.filename, limit=min(caps), size=size)
+        return None
+
+
+@dataclass(frozen=True)
+class FileRefusal:
+    """Why a reply's files cannot go out: `code` "none" (no files here), "count" (`limit`), "empty",
+    "type" (`content_type`) or "size" (`limit` and `size` in bytes), with the file's name."""
+
+    code: str
+    filename: str | None = None
+    content_type: str | None = None
+    limit: int | None = None
+    size: int | None = None
 
 
 @dataclass(frozen=True)

@@ -333,23 +333,24 @@ class MastodonConnector(Connector):
         return {**status, "id": str(status["id"])}
 
     def _check_files(self, files: tuple[Attachment, ...]) -> None:
-        """Refuse, before anything is uploaded, files this server would not take."""
-        if len(files) > MAX_MEDIA:
+        """Refuse, before anything is uploaded, files this server would not take (`Limits.refuse_files`)."""
+        refused = self.limits.refuse_files(files, public=True)
+        if refused is None:
+            return
+        name = refused.filename
+        if refused.code == "count":
             raise PermanentError(
                 f"Mastodon takes at most {MAX_MEDIA} files per status and this reply has {len(files)}: "
                 f"remove {len(files) - MAX_MEDIA} or send them in another reply.")
-        for attachment in files:
-            name = attachment.filename
-            if not self.limits.accepts_type(attachment.content_type):
-                raise PermanentError(
-                    f"Mastodon does not take {name} ({attachment.content_type}): send images (JPEG, PNG, "
-                    "GIF, WebP), MP4/WebM video or MP3/OGG/WAV audio, or remove the file.")
-            if attachment.data is None:
-                raise PermanentError(f"the file {name} has no content to upload; attach it again")
-            if len(attachment.data) > MAX_MEDIA_BYTES:
-                raise PermanentError(
-                    f"{name} is {len(attachment.data) / 1048576:.1f} MB; Mastodon takes files up to "
-                    f"{MAX_MEDIA_BYTES // 1048576} MB. Send a smaller file.")
+        if refused.code == "type":
+            raise PermanentError(
+                f"Mastodon does not take {name} ({refused.content_type}): send images (JPEG, PNG, "
+                "GIF, WebP), MP4/WebM video or MP3/OGG/WAV audio, or remove the file.")
+        if refused.code == "size":
+            raise PermanentError(
+                f"{name} is {(refused.size or 0) / 1048576:.1f} MB; Mastodon takes files up to "
+                f"{MAX_MEDIA_BYTES // 1048576} MB. Send a smaller file.")
+        raise PermanentError(f"the file {name} has no content to upload; attach it again")
 
     def _upload(self, attachment: Attachment) -> str:
         """`POST /api/v2/media`; wait (bounded) while the server processes the file. Returns its id."""

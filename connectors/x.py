@@ -667,24 +667,25 @@ class XConnector(Connector):
         raise PermanentError("no DM conversation or X user id to send this message to")
 
     def _check_files(self, files: tuple[Attachment, ...], *, most: int, where: str) -> None:
-        """Refuse, before anything is uploaded, files X would not take in `where`."""
-        if len(files) > most:
+        """Refuse, before anything is uploaded, files X would not take in `where` (`Limits.refuse_files`)."""
+        refused = self.limits.refuse_files(files, public=True, most=most)
+        if refused is None:
+            return
+        name = refused.filename
+        if refused.code == "count":
             images = "images" if most > 1 else "image"
             raise PermanentError(
                 f"X takes at most {most} {images} in {where} and this reply has {len(files)}: "
                 f"remove {len(files) - most} or send them in another reply.")
-        for attachment in files:
-            name = attachment.filename
-            if not self.limits.accepts_type(attachment.content_type):
-                raise PermanentError(
-                    f"X does not take {name} ({attachment.content_type}) from Mainland: only JPEG, PNG and "
-                    "WebP images. Remove it, or share a link instead.")
-            if attachment.data is None:
-                raise PermanentError(f"the file {name} has no content to upload; attach it again")
-            if len(attachment.data) > MAX_MEDIA_BYTES:
-                raise PermanentError(
-                    f"{name} is {len(attachment.data) / 1048576:.1f} MB; X takes images up to 5 MB. "
-                    "Send a smaller image.")
+        if refused.code == "type":
+            raise PermanentError(
+                f"X does not take {name} ({refused.content_type}) from Mainland: only JPEG, PNG and "
+                "WebP images. Remove it, or share a link instead.")
+        if refused.code == "size":
+            raise PermanentError(
+                f"{name} is {(refused.size or 0) / 1048576:.1f} MB; X takes images up to 5 MB. "
+                "Send a smaller image.")
+        raise PermanentError(f"the file {name} has no content to upload; attach it again")
 
     def _upload(self, attachment: Attachment, category: str) -> str:
         """The one-shot `POST /2/media/upload` (images); returns the media id for the post or DM."""

@@ -108,21 +108,10 @@ def check_files(limits: Limits, files: Sequence[Attachment], *, public: bool,
 
     The same rules the composer shows and checks in the browser; checked again here because the
     browser is never trusted."""
-    if not files:
-        return
-    if not limits.accepts_files(public=public):
-        raise FilesRefused("none")
-    if limits.max_attachments is not None and len(files) > limits.max_attachments:
-        raise FilesRefused("count", limit=limits.max_attachments)
-    cap = file_size_cap(limits, installation_cap)
-    for file in files:
-        size = len(file.data or b"")
-        if not size:
-            raise FilesRefused("empty", filename=file.filename)
-        if not limits.accepts_type(file.content_type):
-            raise FilesRefused("type", filename=file.filename, content_type=file.content_type)
-        if cap is not None and size > cap:
-            raise FilesRefused("size", filename=file.filename, limit=cap)
+    refusal = limits.refuse_files(files, public=public, cap=installation_cap)
+    if refusal is not None:
+        details = {"filename": refusal.filename, "content_type": refusal.content_type, "limit": refusal.limit}
+        raise FilesRefused(refusal.code, **{k: v for k, v in details.items() if v is not None})
 
 
 def sending_limits(mainland: Mainland, channel: str) -> Limits:
