@@ -92,6 +92,13 @@ _NAMES: dict[tuple[str, str], str] = {}
 _NAMES_MAX = 10_000
 
 
+def forget_process_state() -> None:
+    """Forget the pauses Meta's usage headers asked for and the names learnt (a test's fresh start)."""
+    with _PAUSED_LOCK:
+        _PAUSED.clear()
+    _NAMES.clear()
+
+
 # Webhook signatures ----------------------------------------------------------------------------
 
 def signature(secret: str | bytes, body: bytes) -> str:

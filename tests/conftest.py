@@ -124,12 +124,16 @@ def _fast_tier() -> bool:
 
 @pytest.fixture(autouse=True)
 def _fresh_connector_caches():
-    """Connectors keep some answers per process (WhatsApp's approved templates): each test starts afresh."""
+    """Connectors keep some answers per process (WhatsApp's approved templates, Meta's usage pauses and
+    names): each test starts as a fresh process."""
+    from connectors._meta import forget_process_state
     from connectors.whatsapp import forget_templates
 
     forget_templates()
+    forget_process_state()
     yield
     forget_templates()
+    forget_process_state()
 
 
 @pytest.fixture(autouse=True)

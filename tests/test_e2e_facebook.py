@@ -13,7 +13,6 @@ import threading
 import pytest
 from werkzeug.serving import make_server
 
-from connectors import _meta
 from connectors.facebook import FacebookConnector
 from inbox.outbox import queue_reply, send_due
 from inbox.poller import poll_channel
@@ -28,12 +27,8 @@ VERIFY_TOKEN = "meta-verify-token-e2e"
 
 @pytest.fixture
 def meta():
-    _meta._PAUSED.clear()
-    _meta._NAMES.clear()
     with MetaImitation() as imitation:
         yield imitation
-    _meta._PAUSED.clear()
-    _meta._NAMES.clear()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import pytest
 
-from connectors import _meta
 from inbox.outbox import queue_reply, send_due
 from inbox.poller import poll_channel
 from sandbox.meta import MetaImitation
@@ -19,12 +18,8 @@ CHANNEL = "ig-shop"
 
 @pytest.fixture
 def meta():
-    _meta._PAUSED.clear()
-    _meta._NAMES.clear()
     with MetaImitation() as imitation:
         yield imitation
-    _meta._PAUSED.clear()
-    _meta._NAMES.clear()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import pytest
 
-from connectors import _meta
 from inbox import clock, sendability
 from inbox.outbox import queue_reply, send_due
 from inbox.store.base import iso
@@ -20,12 +19,8 @@ FB, IG = "fb-page", "ig-shop"
 
 @pytest.fixture
 def meta():
-    _meta._PAUSED.clear()
-    _meta._NAMES.clear()
     with MetaImitation() as imitation:
         yield imitation
-    _meta._PAUSED.clear()
-    _meta._NAMES.clear()
 
 
 @pytest.fixture

@@ -30,16 +30,6 @@ NOW = dt.datetime(2026, 3, 5, 12, 0, tzinfo=dt.UTC)
 VERIFY_TOKEN = "meta-verify-token-0"
 
 
-@pytest.fixture(autouse=True)
-def _no_usage_pause():
-    """Each test starts as a fresh process: no channel held back by an earlier usage header."""
-    _meta._PAUSED.clear()
-    _meta._NAMES.clear()
-    yield
-    _meta._PAUSED.clear()
-    _meta._NAMES.clear()
-
-
 @pytest.fixture
 def meta():
     with MetaImitation(page_size=2) as imitation:

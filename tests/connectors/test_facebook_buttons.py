@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from connectors import _meta
 from connectors.base import WebhookRequest
 from connectors.facebook import FacebookConnector
 from connectors.testing import fetch_all
@@ -25,15 +24,6 @@ pytestmark = pytest.mark.server  # starts the loopback imitation of Meta's Graph
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "facebook"
 PSID = "6723400011122233"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_process():
-    _meta._PAUSED.clear()
-    _meta._NAMES.clear()
-    yield
-    _meta._PAUSED.clear()
-    _meta._NAMES.clear()
 
 
 @pytest.fixture

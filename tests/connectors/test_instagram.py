@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from connectors import _meta
 from connectors.base import PermanentError, WebhookRequest
 from connectors.instagram import InstagramConnector
 from connectors.testing import ChannelDriver, ConnectorContract, fetch_all
@@ -25,15 +24,6 @@ from sandbox.meta import MetaImitation
 pytestmark = pytest.mark.server  # starts loopback imitations of the channel APIs
 
 NOW = dt.datetime(2026, 3, 5, 12, 0, tzinfo=dt.UTC)
-
-
-@pytest.fixture(autouse=True)
-def _no_usage_pause():
-    _meta._PAUSED.clear()
-    _meta._NAMES.clear()
-    yield
-    _meta._PAUSED.clear()
-    _meta._NAMES.clear()
 
 
 @pytest.fixture

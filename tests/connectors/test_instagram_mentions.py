@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from connectors import _meta
 from connectors.base import PermanentError, WebhookRequest
 from connectors.instagram import InstagramConnector
 from inbox.models import Attachment, Author, OutboundReply
@@ -23,15 +22,6 @@ from sandbox.meta import MetaImitation
 pytestmark = pytest.mark.server  # starts the loopback imitation of Meta's Graph API
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "instagram"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_process():
-    _meta._PAUSED.clear()
-    _meta._NAMES.clear()
-    yield
-    _meta._PAUSED.clear()
-    _meta._NAMES.clear()
 
 
 @pytest.fixture

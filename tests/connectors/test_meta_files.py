@@ -26,15 +26,6 @@ PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) + b"\r\n--not-a-boundary\r\n\x00e
 PDF = b"%PDF-1.7\r\n" + bytes(range(256)) * 4
 
 
-@pytest.fixture(autouse=True)
-def _fresh_process():
-    _meta._PAUSED.clear()
-    _meta._NAMES.clear()
-    yield
-    _meta._PAUSED.clear()
-    _meta._NAMES.clear()
-
-
 @pytest.fixture
 def meta(monkeypatch):
     with MetaImitation() as imitation:
@@ -163,7 +154,7 @@ def test_a_rate_limited_upload_is_retried_later(meta):
     with pytest.raises(RetryableError) as wait:
         conn.send(reply(psid, file("a.pdf", "application/pdf", PDF)))
     assert wait.value.retry_after == 120 and meta.sent == []
-    _meta._PAUSED.clear()
+    _meta.forget_process_state()  # the pause is over
     conn.send(reply(psid, file("a.pdf", "application/pdf", PDF)))
     assert meta.sent[0]["attachment"]["data"] == PDF
 
