@@ -125,3 +125,9 @@ _BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
 def without_bidi_controls(text: str) -> str:
     """`text` without the bidi controls that can disguise it (see `_BIDI_CONTROLS`)."""
     return _BIDI_CONTROLS.sub("", text) if text else text
+
+
+def one_line(value: str, limit: int | None = None) -> str:
+    """Text typed into a one-line field: control characters dropped, spaces collapsed, at most `limit`."""
+    text = " ".join("".join(ch if ch.isprintable() else " " for ch in value).split())
+    return text if limit is None else text[:limit]

@@ -24,6 +24,7 @@ from flask import Blueprint, abort, current_app, flash, g, redirect, render_temp
 from inbox import clock
 from inbox.i18n import gettext as _
 from inbox.i18n import lazy_gettext as _l
+from inbox.sanitize import one_line
 from inbox.store import now_iso
 from inbox.store.agents import ROLES, AgentExists
 from inbox.store.base import iso
@@ -64,12 +65,6 @@ def _audit(action: str, object_type: str, object_id: int | None, **details: Any)
     with store.write():
         store.audit(now_iso(), f"agent:{g.agent['id']}", action, object_type, object_id,
                     ip=request.remote_addr, **details)
-
-
-def _clean_text(value: str, limit: int) -> str:
-    """One line of text: control characters dropped, spaces collapsed, at most `limit` characters."""
-    text = "".join(ch if ch.isprintable() else " " for ch in value)
-    return " ".join(text.split())[:limit]
 
 
 def _check_email(value: str) -> str | None:
@@ -164,7 +159,7 @@ def _agents_page(errors: dict[str, str] | None = None, form: dict[str, Any] | No
 def invite():
     # Allow-list: email, name, role, team. Nothing else from the form is read.
     email = _check_email(request.form.get("email", ""))
-    name = _clean_text(request.form.get("name", ""), MAX_NAME_CHARS)
+    name = one_line(request.form.get("name", ""), MAX_NAME_CHARS)
     role = request.form.get("role", "agent")
     team_ids = _posted_team_ids()
     form = {"email": request.form.get("email", "")[:MAX_EMAIL_CHARS], "name": name, "role": role, "teams": team_ids}
@@ -209,7 +204,7 @@ def agent(agent_id: int):
 @admin_only
 def rename_agent(agent_id: int):
     before = _agent_or_404(agent_id)
-    name = _clean_text(request.form.get("name", ""), MAX_NAME_CHARS)
+    name = one_line(request.form.get("name", ""), MAX_NAME_CHARS)
     if not name:
         flash(_("Enter the name colleagues will see."), "error")
         return redirect(url_for("admin.agent", agent_id=agent_id))
@@ -320,7 +315,7 @@ def reinvite(agent_id: int):
 # Teams ----------------------------------------------------------------------------------------
 
 def _team_name() -> str | None:
-    name = _clean_text(request.form.get("name", ""), MAX_TEAM_NAME + 1)
+    name = one_line(request.form.get("name", ""), MAX_TEAM_NAME + 1)
     if not name or len(name) > MAX_TEAM_NAME:
         return None
     return name

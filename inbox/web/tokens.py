@@ -35,6 +35,7 @@ from flask import Blueprint, Response, abort, flash, g, jsonify, redirect, rende
 from inbox import clock
 from inbox.i18n import gettext as _
 from inbox.i18n import lazy_gettext as _l
+from inbox.sanitize import one_line
 from inbox.store import now_iso
 from inbox.store.base import iso, parse_iso
 from inbox.web import get_store, mainland
@@ -156,11 +157,6 @@ def _audit(action: str, token_id: int, **details: Any) -> None:
                     ip=request.remote_addr, **details)
 
 
-def _clean_name(value: str) -> str:
-    text = "".join(ch if ch.isprintable() else " " for ch in value)
-    return " ".join(text.split())
-
-
 def expiry_label(days: str) -> str:
     return {"30": _("30 days"), "90": _("90 days"), "365": _("1 year")}.get(days) or _("Never")
 
@@ -192,7 +188,7 @@ def index():
 @admin_only
 def create():
     # Allow-list: name, scope, expiry. Nothing else from the form is read.
-    name = _clean_name(request.form.get("name", ""))
+    name = one_line(request.form.get("name", ""))
     scopes = {s for s in request.form.getlist("scope") if s in SCOPES}
     expiry = request.form.get("expiry", DEFAULT_EXPIRY)
     form = {"name": name[:MAX_NAME_CHARS], "scopes": scopes, "expiry": expiry}
