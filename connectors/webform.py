@@ -40,6 +40,7 @@ from werkzeug.http import parse_options_header
 
 from connectors.base import Connector, ItemError, Limits, PermanentError, Setting, WebhookRequest
 from inbox.models import Attachment, Author, FetchResult, InboundItem, OutboundReply
+from inbox.sanitize import CONTROLS
 
 #: A token is good for this long after the page was rendered (Zammad uses the same 24 hours).
 TOKEN_MAX_AGE = 24 * 3600
@@ -58,7 +59,6 @@ MAX_FORM_PARTS = 50
 
 _LOCAL_PART = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
 _DOMAIN_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-_CONTROL_EXCEPT_NEWLINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 class FormError(ItemError):
@@ -133,7 +133,7 @@ def clean_email(value: str) -> str:
 
 def _one_line(value: str) -> str:
     """`value` with every run of whitespace and control characters turned into one space."""
-    return " ".join(_CONTROL_EXCEPT_NEWLINES.sub(" ", value).split())
+    return " ".join(CONTROLS.sub(" ", value).split())
 
 
 def _header(headers: Mapping[str, str], name: str) -> str:
@@ -401,7 +401,7 @@ class WebformConnector(Connector):
         if len(subject) > MAX_SUBJECT_CHARS:
             fail("subject", "too_long", f"at most {MAX_SUBJECT_CHARS} characters")
         # NUL and other control characters are never meaningful in a typed message.
-        message = _CONTROL_EXCEPT_NEWLINES.sub("", fields.get("message", "")).replace("\r\n", "\n").strip()
+        message = CONTROLS.sub("", fields.get("message", "")).replace("\r\n", "\n").strip()
         max_chars = int(self.config["max_text_chars"])
         if not message:
             fail("message", "required", "write a message")

@@ -36,7 +36,7 @@ from inbox.models import (
     InboundItem,
     Reject,
 )
-from inbox.sanitize import first_line, html_to_text, sanitize_html, without_bidi_controls
+from inbox.sanitize import CONTROLS, first_line, html_to_text, sanitize_html, without_bidi_controls
 from inbox.service_levels import FLAG_SURVEY_ANSWER, ServiceLevels, refresh_stale
 from inbox.store import Store
 from inbox.store.base import iso
@@ -318,10 +318,8 @@ class Ingestor:
 
 
 def _changed_text(text: str | None) -> str | None:
-    """A customer's edited text as we store it: C0 controls other than tab and newline removed."""
-    if text is None:
-        return None
-    return "".join(ch for ch in text if ch >= " " or ch in "\t\n")
+    """A customer's edited text as we store it: control characters other than line breaks removed."""
+    return None if text is None else CONTROLS.sub("", text)
 
 
 def _content_text(item: InboundItem) -> str:

@@ -122,6 +122,10 @@ def first_line(text: str | None, limit: int = 120) -> str:
 _BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
 
 
+#: Control characters other than tab, line feed and carriage return: nothing a person typed on purpose.
+CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 def without_bidi_controls(text: str) -> str:
     """`text` without the bidi controls that can disguise it (see `_BIDI_CONTROLS`)."""
     return _BIDI_CONTROLS.sub("", text) if text else text

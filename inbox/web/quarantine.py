@@ -10,7 +10,6 @@ written to the audit log.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from flask import Blueprint, Response, abort, flash, g, redirect, render_template, request, url_for
@@ -18,6 +17,7 @@ from flask import Blueprint, Response, abort, flash, g, redirect, render_templat
 from inbox import clock
 from inbox.i18n import gettext as _
 from inbox.reprocess import reprocess as reprocess_item
+from inbox.sanitize import CONTROLS
 from inbox.store import NotFound, now_iso
 from inbox.store.quarantine import QUARANTINE_PAGE, QUARANTINE_STATES
 from inbox.web import get_store, mainland
@@ -30,7 +30,6 @@ admin_only = role_required("admin")
 
 #: Bytes of an item shown on its page; the download has all of them.
 MAX_SHOWN_BYTES = 256 * 1024
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def _actor() -> str:
@@ -56,7 +55,7 @@ def shown_text(raw: bytes, limit: int = MAX_SHOWN_BYTES) -> tuple[str, bool]:
     Returns the text and whether it was cut at `limit` bytes. The template escapes it like any text.
     """
     text = raw[:limit].decode("utf-8", errors="replace")
-    return _CONTROL.sub("\ufffd", text), len(raw) > limit
+    return CONTROLS.sub("\ufffd", text), len(raw) > limit
 
 
 @bp.get("/admin/quarantine")
