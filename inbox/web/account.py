@@ -67,8 +67,8 @@ from inbox.web.auth import (
     end_other_sessions,
     hash_password,
     login_required,
+    new_password_from_form,
     password_matches,
-    password_problem,
     safe_next,
     second_step_agent,
     start_session,
@@ -194,14 +194,7 @@ def reset_password(token: str):
         return _no_referrer(render_template("auth/reset_gone.html")), 404
     if request.method != "POST":
         return _no_referrer(render_template("auth/reset.html", reset=reset, errors={}))
-    password = request.form.get("password", "")[:MAX_PASSWORD_CHARS + 1]
-    repeat = request.form.get("repeat_password", "")[:MAX_PASSWORD_CHARS + 1]
-    errors = {}
-    problem = password_problem(password)
-    if problem:
-        errors["password"] = problem
-    elif password != repeat:
-        errors["repeat_password"] = _("The two passwords differ.")
+    password, errors = new_password_from_form()
     if errors:
         return _no_referrer(render_template("auth/reset.html", reset=reset, errors=errors)), 400
     agent_id = store.use_password_reset(digest_, hash_password(password))

@@ -30,7 +30,7 @@ from inbox.store.agents import ROLES, AgentExists
 from inbox.store.base import iso
 from inbox.store.teams import MAX_TEAM_NAME, LastAdmin, TeamExists, TeamNotEmpty
 from inbox.web import get_store
-from inbox.web.auth import MAX_PASSWORD_CHARS, hash_password, password_problem, role_required, start_session
+from inbox.web.auth import hash_password, new_password_from_form, role_required, start_session
 from inbox.web.conversations import SEND_LABELS, SEND_STATUSES
 from inbox.web.security import limiter
 
@@ -471,14 +471,7 @@ def accept_invitation(token: str):
         abort(404)
     if request.method != "POST":
         return render_template("admin/accept.html", invitation=invitation, errors={})
-    password = request.form.get("password", "")[:MAX_PASSWORD_CHARS + 1]
-    repeat = request.form.get("repeat_password", "")[:MAX_PASSWORD_CHARS + 1]
-    errors = {}
-    problem = password_problem(password)
-    if problem:
-        errors["password"] = problem
-    elif password != repeat:
-        errors["repeat_password"] = _("The two passwords differ.")
+    password, errors = new_password_from_form()
     if errors:
         return render_template("admin/accept.html", invitation=invitation, errors=errors), 400
     agent_id = store.accept_invitation(digest, hash_password(password))

@@ -95,6 +95,19 @@ def password_problem(password: str) -> str | None:
     return None
 
 
+def new_password_from_form() -> tuple[str, dict[str, str]]:
+    """The new password typed twice in a form (`password`, `repeat_password`), and what is wrong
+    with it per field (empty when it can be used): invitations and password resets alike."""
+    password = request.form.get("password", "")[:MAX_PASSWORD_CHARS + 1]
+    repeat = request.form.get("repeat_password", "")[:MAX_PASSWORD_CHARS + 1]
+    problem = password_problem(password)
+    if problem:
+        return password, {"password": problem}
+    if password != repeat:
+        return password, {"repeat_password": _("The two passwords differ.")}
+    return password, {}
+
+
 def _verify(password_hash: str | None, password: str) -> bool:
     global _dummy_hash
     if not password_hash:

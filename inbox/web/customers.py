@@ -94,7 +94,7 @@ def _region() -> str | None:
     return mainland().config.extra.get("default_phone_region")
 
 
-def _visible_customer(customer_id: int) -> dict[str, Any]:
+def visible_customer(customer_id: int) -> dict[str, Any]:
     """The customer if the agent may see them, else 404 (unknown and hidden look the same)."""
     store = get_store()
     try:
@@ -107,7 +107,7 @@ def _visible_customer(customer_id: int) -> dict[str, Any]:
 
 
 def _live_visible(customer_id: int) -> dict[str, Any]:
-    record = _visible_customer(customer_id)
+    record = visible_customer(customer_id)
     if record["merged_into"] is not None:
         abort(409)
     return record
@@ -155,9 +155,9 @@ def show(customer_id: int):
     live = store.live_customer_id(customer_id)
     if live is not None and live != customer_id:
         # A record merged into another leads there (if that one may be seen).
-        _visible_customer(live)
+        visible_customer(live)
         return redirect(url_for("customers.show", customer_id=live))
-    record = _visible_customer(customer_id)
+    record = visible_customer(customer_id)
     if request.method == "GET":
         # Who looked at whose personal data: one line per agent, customer and hour (HEAD shows nothing).
         store.audit_view(clock.now(), _actor(), "customer", customer_id)
@@ -282,7 +282,7 @@ def undo_merge(merge_id: int):
         merge = store.customer_merge(merge_id)
     except NotFound:
         abort(404)
-    _visible_customer(merge["survivor_id"])
+    visible_customer(merge["survivor_id"])
     try:
         store.unmerge_customers(merge_id, agent_id=_agent_id(), now=now_iso())
     except UnmergeRefused as exc:
@@ -364,7 +364,7 @@ def reject(suggestion_id: int):
 @bp.post("/customers/<int:customer_id>/export")
 @admin_only
 def export(customer_id: int):
-    _visible_customer(customer_id)
+    visible_customer(customer_id)
     store = get_store()
     spool = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)  # noqa: SIM115 (closed by send_file)
     privacy.write_export(store, mainland().attachment_store(), customer_id, spool, actor=_actor())
@@ -379,7 +379,7 @@ def export(customer_id: int):
 @bp.post("/customers/<int:customer_id>/erase")
 @admin_only
 def erase(customer_id: int):
-    record = _visible_customer(customer_id)
+    record = visible_customer(customer_id)
     if record["merged_into"] is not None:
         abort(409)
     if request.form.get("confirm", "").strip() != str(customer_id):

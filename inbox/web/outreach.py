@@ -28,9 +28,9 @@ from inbox.i18n import gettext as _
 from inbox.identity import normalize_email
 from inbox.models import TemplateInfo
 from inbox.outbox import undo_seconds
-from inbox.store import NotFound
 from inbox.web import get_store, mainland
 from inbox.web.auth import current_agent, login_required
+from inbox.web.customers import visible_customer
 
 bp = Blueprint("outreach", __name__)
 
@@ -38,13 +38,8 @@ MAX_PARAMETERS = 20
 
 
 def _visible_customer(customer_id: int) -> dict[str, Any]:
-    store = get_store()
-    try:
-        record = store.customer_record(customer_id)
-    except NotFound:
-        abort(404)
-    if not store.customer_visible(customer_id, access.visible_team_ids(store, current_agent())):
-        abort(404)
+    """The customer page's rule (hidden and unknown look the same), and no writing to a merged record."""
+    record = visible_customer(customer_id)
     if record.get("merged_into") is not None:
         abort(404)
     return record
