@@ -70,17 +70,26 @@ class NotificationQueries:
                 "ON CONFLICT (agent_id) DO UPDATE SET settings = excluded.settings, updated_at = excluded.updated_at",
                 (agent_id, json.dumps(changed, sort_keys=True), now))
 
+    # Watermarks ----------------------------------------------------------------------------------
+
+    def mark_or_start(self, name: str, table: str) -> tuple[int, bool]:
+        """The watermark `name` over the ids of `table` (a constant of the caller), and True when it was
+        only now started at the newest row: a job switched on never works through the past."""
+        row = self.conn.execute("SELECT value FROM notification_marks WHERE name = ?", (name,)).fetchone()
+        if row is not None:
+            return row[0], False
+        newest = self.conn.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()[0]  # noqa: S608
+        self.conn.execute("INSERT INTO notification_marks (name, value) VALUES (?, ?)", (name, newest))
+        return newest, True
+
     # Customer replied ----------------------------------------------------------------------------
 
     def customer_replies_since_mark(self, limit: int = 500) -> tuple[int, list[dict[str, Any]]]:
         """Inbound messages stored after the "customer replied" watermark, with their conversation's
         assignee, and the watermark itself. Call inside a write transaction with `move_mark`."""
-        row = self.conn.execute("SELECT value FROM notification_marks WHERE name = 'customer_replied'").fetchone()
-        if row is None:
-            newest = self.conn.execute("SELECT coalesce(max(id), 0) FROM messages").fetchone()[0]
-            self.conn.execute("INSERT INTO notification_marks (name, value) VALUES ('customer_replied', ?)", (newest,))
-            return newest, []
-        mark = row[0]
+        mark, started = self.mark_or_start("customer_replied", "messages")
+        if started:
+            return mark, []
         rows = as_dicts(self.conn.execute(
             "SELECT m.id, m.conversation_id, m.direction, m.flags, c.assignee_id, "
             "EXISTS (SELECT 1 FROM messages e WHERE e.conversation_id = m.conversation_id AND e.id < m.id "
@@ -92,16 +101,14 @@ class NotificationQueries:
     def sla_notices_since_mark(self, limit: int = 500) -> tuple[int, list[dict[str, Any]]]:
         """Service-level notices announced after the "sla_assignee" watermark, with the conversation's
         assignee and team (the leads had theirs; the assignee gets one too)."""
-        row = self.conn.execute("SELECT value FROM notification_marks WHERE name = 'sla_assignee'").fetchone()
-        if row is None:
-            newest = self.conn.execute("SELECT coalesce(max(id), 0) FROM sla_notifications").fetchone()[0]
-            self.conn.execute("INSERT INTO notification_marks (name, value) VALUES ('sla_assignee', ?)", (newest,))
-            return newest, []
+        mark, started = self.mark_or_start("sla_assignee", "sla_notifications")
+        if started:
+            return mark, []
         rows = as_dicts(self.conn.execute(
             "SELECT s.id, s.conversation_id, s.kind, c.assignee_id, c.team_id FROM sla_notifications s "
             "JOIN conversations c ON c.id = s.conversation_id WHERE s.id > ? ORDER BY s.id LIMIT ?",
-            (row[0], limit)))
-        return row[0], rows
+            (mark, limit)))
+        return mark, rows
 
     def move_mark(self, name: str, value: int) -> None:
         self.conn.execute(

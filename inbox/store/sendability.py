@@ -74,13 +74,9 @@ class SendabilityQueries:
         watermark, with that message; and the watermark. The first call sets the mark to the newest
         message, so turning acknowledgements on never answers old mail. Call inside a write transaction
         with `move_mark("acknowledgements", ...)`."""
-        row = self.conn.execute("SELECT value FROM notification_marks WHERE name = 'acknowledgements'").fetchone()
-        if row is None:
-            newest = self.conn.execute("SELECT coalesce(max(id), 0) FROM messages").fetchone()[0]
-            self.conn.execute("INSERT INTO notification_marks (name, value) VALUES ('acknowledgements', ?)",
-                              (newest,))
-            return newest, []
-        mark = row[0]
+        mark, started = self.mark_or_start("acknowledgements", "messages")
+        if started:
+            return mark, []
         rows = as_dicts(self.conn.execute(
             "SELECT m.id, m.conversation_id, m.channel, m.direction, "
             "NOT EXISTS (SELECT 1 FROM messages e WHERE e.conversation_id = m.conversation_id AND e.id < m.id "
