@@ -98,6 +98,18 @@ def test_the_customer_page_offers_a_new_conversation_and_says_which_addresses_ca
     assert "spring_sale" not in page
 
 
+def test_the_addresses_are_shown_as_written_to_and_nothing_to_fill_when_none_can_be(world):
+    cid = world.customer(email="sheena@example.net")
+    with world.store.write():
+        world.store.execute("UPDATE identities SET display = 'Sheena Nelson' WHERE customer_id = ?", (cid,))
+    page = text_of(world.client().get(f"/customers/{cid}/conversations/new"))
+    assert "sheena@example.net" in page, "the address the message goes to, not the customer's name again"
+    nobody = world.customer(name="Only Mastodon", mastodon="@only@social.example")
+    page = text_of(world.client().get(f"/customers/{nobody}/conversations/new"))
+    assert 'id="nobody-to-write"' in page and 'id="cannot-start"' in page
+    assert 'id="start-text"' not in page and 'id="start-send"' not in page, "no form to fill in vain"
+
+
 def test_start_a_whatsapp_conversation_by_template(world, whatsapp):
     cid = world.customer(phone=SHEENA)
     client = world.client()
