@@ -76,7 +76,7 @@ def test_start_a_whatsapp_conversation_by_template(live_app, setup, whatsapp):  
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             sign_in(page, live_app, "ann@example.org", target)
             # The number goes by WhatsApp, template only: no free text, the picker instead.
-            expect(page.get_by_label(re.compile(r"\+16505551234"))).to_be_checked()
+            expect(page.get_by_label(re.compile(r"\+1 650-555-1234"))).to_be_checked()
             expect(page.locator("#free-text")).to_be_hidden()
             expect(page.locator("#cannot-start")).to_contain_text("@sheena_n")
             picker = page.locator("#template-picker-whatsapp")
