@@ -356,7 +356,7 @@
     if (max && count >= max) { return fill(rules.msgCount, { n: max }); }
     if (!file.size) { return fill(rules.msgEmpty, { name: file.name }); }
     if (maxBytes && file.size > maxBytes) { return fill(rules.msgSize, { name: file.name, size: humanSize(maxBytes) }); }
-    if (!typeAllowed(file.type, types)) { return fill(rules.msgType, { name: file.name, types: types.join(", ") }); }
+    if (!typeAllowed(file.type, types)) { return fill(rules.msgType, { name: file.name, types: rules.typeNames || types.join(", ") }); }
     // The whole request has a cap of its own (the installation's max_message_bytes): say so before sending.
     var maxTotal = Number(rules.maxTotal) || 0;
     var total = chosen.reduce(function (sum, f) { return sum + f.size; }, file.size);

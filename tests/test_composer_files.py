@@ -337,3 +337,13 @@ def test_a_public_comment_takes_files_only_in_the_private_answer(world):
     send_due(world.mainland, world.store)
     [reply] = Comments.sent
     assert reply.public is False and [a.filename for a in reply.attachments] == ["photo.png"]
+
+
+def test_the_kinds_of_file_a_channel_takes_read_as_words():
+    from inbox.web.conversations import file_kinds
+
+    whatsapp_like = ("image/jpeg", "image/png", "video/mp4", "audio/ogg", "application/pdf", "text/plain",
+                     "application/msword", "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+                     "application/vnd.ms-excel", "application/zip")
+    assert file_kinds(whatsapp_like) == "images, video, audio, PDF, text files, Office documents, application/zip"
+    assert file_kinds(()) == ""

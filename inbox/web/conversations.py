@@ -565,6 +565,24 @@ def copies_refused_message(exc: CopiesRefused) -> str:
     return _("This channel cannot send copies. Empty the Cc and Bcc fields.")
 
 
+#: Readable names for the kinds of file a channel takes: an agent reads "images, PDF", not MIME types.
+_FILE_KIND_LABELS = (
+    ("image/", _l("images")), ("video/", _l("video")), ("audio/", _l("audio")), ("application/pdf", _l("PDF")),
+    ("text/", _l("text files")), ("application/msword", _l("Office documents")),
+    ("application/vnd.ms-", _l("Office documents")), ("application/vnd.openxmlformats", _l("Office documents")),
+)
+
+
+def file_kinds(types: tuple[str, ...]) -> str:
+    """`("image/jpeg", "image/png", "application/pdf")` -> "images, PDF" (unknown types as themselves)."""
+    names: list[str] = []
+    for kind in types:
+        name = next((str(label) for prefix, label in _FILE_KIND_LABELS if kind.startswith(prefix)), kind)
+        if name not in names:
+            names.append(name)
+    return ", ".join(names)
+
+
 def files_refused_message(exc: FilesRefused, info: ComposerInfo) -> str:
     """What the agent reads when the reply's files break a rule, with what to do about it."""
     details = exc.details
@@ -577,7 +595,7 @@ def files_refused_message(exc: FilesRefused, info: ComposerInfo) -> str:
                         "another reply.", details["limit"])
     if exc.reason == "type":
         return _("%(name)s cannot be sent here: this channel takes only %(types)s. Remove it, or convert it first.",
-                 name=details["filename"], types=", ".join(info.file_types))
+                 name=details["filename"], types=file_kinds(info.file_types))
     if exc.reason == "size":
         return _("%(name)s is too large: at most %(size)s per file. Remove it, or share a link to it instead.",
                  name=details["filename"], size=filesize(details["limit"]))
@@ -1457,6 +1475,6 @@ def init_app(app: Flask) -> None:
                                  priority_label=priority_label, unread_notifications=unread_notifications,
                                  delivery_labels=lambda: {k: str(v) for k, v in DELIVERY_LABELS.items()},
                                  status_labels=lambda: {k: str(v) for k, v in STATUS_LABELS.items()})
-    app.jinja_env.filters.update(when=when, filesize=filesize, our_html=our_html,
+    app.jinja_env.filters.update(when=when, filesize=filesize, our_html=our_html, file_kinds=file_kinds,
                                  format_variable=lambda name: "{" + name + "}")
     app.jinja_env.globals["reply_targets"] = reply_targets
