@@ -450,3 +450,18 @@ def test_behind_https_the_session_cookie_is_host_only_and_hsts_is_sent(app_confi
 
 def test_over_plain_http_no_hsts_is_sent(client):
     assert "Strict-Transport-Security" not in client.get("/login").headers
+
+
+@pytest.mark.parametrize("headers", [
+    {"Accept": "text/event-stream", "Sec-Fetch-Dest": "empty", "Sec-Fetch-Mode": "cors"},
+    {"Accept": "application/json"},
+    {"Accept": "*/*", "Sec-Fetch-Dest": "empty", "Sec-Fetch-Mode": "cors"},
+])
+def test_a_script_signed_out_gets_401_and_no_session(client, web_store, headers):
+    # Were it sent to the sign-in page, the session that page starts would replace the one of a sign-in
+    # form open in another tab, and that form would then fail with "expired" (seen with the live stream).
+    response = client.get("/events", headers=headers)
+    assert response.status_code == 401
+    assert "Set-Cookie" not in response.headers
+    page = client.get("/events", headers={"Accept": "text/html", "Sec-Fetch-Dest": "document"})
+    assert page.status_code == 302 and "/login" in page.headers["Location"]

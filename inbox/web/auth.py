@@ -32,6 +32,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from flask import (
     Blueprint,
     Flask,
+    Response,
     abort,
     current_app,
     flash,
@@ -242,7 +243,20 @@ def safe_next(target: str | None) -> str:
     return target
 
 
+def _wants_page() -> bool:
+    """Whether the request is a page the browser shows, not a script's fetch or an event stream."""
+    if request.headers.get("Sec-Fetch-Dest", "document") not in ("document", "iframe"):
+        return False
+    accept = request.accept_mimetypes
+    return not (accept.best == "text/event-stream" or (accept.accept_json and not accept.accept_html))
+
+
 def _login_redirect():
+    if not _wants_page():
+        # A live stream or script that followed a redirect would load the sign-in page behind the
+        # agent's back, and the session it starts replaces the one of a sign-in form open in a tab
+        # (its CSRF token no longer matches). Scripts get a plain 401 and no session at all.
+        return Response(_("Sign in again."), status=401, mimetype="text/plain")
     target = request.full_path.rstrip("?") if request.method == "GET" else None
     return redirect(url_for("auth.login", next=target if target and target != "/" else None))
 
