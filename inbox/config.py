@@ -42,6 +42,10 @@ class ChannelConfig:
     enabled: bool
     poll_every: float | None
     settings: dict[str, Any]
+    #: Paused: not polled, webhook deliveries answered "try later"; replies still go out.
+    paused: bool = False
+    #: "file" (the YAML file: shown read-only in the browser) or "browser" (added by an admin).
+    origin: str = "file"
 
 
 @dataclass(frozen=True)

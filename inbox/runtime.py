@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import connectors
 from connectors.base import Connector
-from inbox import clock, service_levels
+from inbox import clock, service_levels, settings
 from inbox.attachments import AttachmentStore
 from inbox.config import Config, ConfigError
 from inbox.ingest import Ingestor
+from inbox.secrets_box import SecretBox
 from inbox.store import Store
 
 
@@ -45,7 +47,13 @@ class Mainland:
 
     def __init__(self, config: Config, *, include_entry_points: bool = True,
                  extra_connectors: Iterable[type[Connector]] = ()) -> None:
+        #: The YAML file's configuration; `config` is it plus what admins set in the browser.
+        self.bootstrap = config
         self.config = config
+        #: Stored settings left out of `config`, each with why (shown on the admin pages).
+        self.settings_problems: dict[str, str] = {}
+        self._settings_version: int | None = None
+        self._settings_lock = threading.Lock()
         self.registry = connectors.discover(include_entry_points=include_entry_points)
         # Tests (and embedders) may add connector classes of their own; a clash is still an error.
         for cls in extra_connectors:
@@ -81,7 +89,30 @@ class Mainland:
         store = Store(self.config.database, check=check)
         if migrate:
             store.migrate()
+            self.refresh(store)
         return store
+
+    def secret_box(self) -> SecretBox:
+        """Seals and opens the secret settings admins type in the browser."""
+        return SecretBox(self.config.data_dir)
+
+    def refresh(self, store: Store, *, force: bool = False) -> bool:
+        """Take in the settings stored in the browser if they changed since the last look; True if they did.
+
+        One small read when nothing changed, so the web app calls it on requests and the worker on a
+        schedule: a change made in one process reaches every other without a restart.
+        """
+        version = store.settings_version()
+        if version is None or (version == self._settings_version and not force):
+            return False
+        with self._settings_lock:
+            if version == self._settings_version and not force:
+                return False
+            config, problems = settings.effective_config(self.bootstrap, store, self.registry, self.secret_box())
+            self.config = config
+            self.settings_problems = problems
+            self._settings_version = version
+        return True
 
     def attachment_store(self) -> AttachmentStore:
         return AttachmentStore(self.config.attachments_dir)

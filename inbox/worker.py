@@ -67,6 +67,9 @@ ACKNOWLEDGEMENTS_EVERY = 15.0
 DEFAULT_SNOOZE_EVERY = 30.0
 #: Seconds between routing runs (inactivity, flowing on, pulling the backlog).
 ROUTING_EVERY = 15.0
+#: How often a worker looks for channels and settings an admin changed in the browser; shorter than any
+#: channel's poll interval, so a change is in force within one poll interval.
+SETTINGS_EVERY = 5.0
 #: Temporary attachment files younger than this may belong to a write in progress (a web form
 #: upload in the web process); only older ones are crash leftovers.
 ORPHAN_MIN_AGE_SECONDS = 3600.0
@@ -93,7 +96,7 @@ def poll_plans(mainland: Mainland) -> list[PollPlan]:
     plans = []
     for name in mainland.channel_names():
         cls = mainland.connector_class(name)
-        if cls.push_only:
+        if cls.push_only or mainland.config.channels[name].paused:
             continue
         every = mainland.config.channels[name].poll_every or float(cls.default_poll_every)
         plans.append(PollPlan(name, every))
@@ -129,6 +132,7 @@ class Worker:
             self.renew_every = self.lease_seconds / 3
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4()}"
         self.plans = poll_plans(mainland)
+        self._config_in_force = mainland.config
         #: Finished polls per channel in this process (for logs, tests and `status()`).
         self.polls: Counter[str] = Counter()
         #: Finished runs per job id, on standby too (a standby's poll job runs but does not poll).
@@ -161,6 +165,9 @@ class Worker:
         if self._started:
             return
         self._own_store = self.mainland.open_store(migrate=True)
+        # Opening took in the channels stored in the browser: poll those too from the start.
+        self.plans = poll_plans(self.mainland)
+        self._config_in_force = self.mainland.config
         self._renew_lease(self._own_store)
         # The scheduler runs on the machine's clock, whatever clock the domain reads: first runs are
         # real moments (a frozen or shifted domain clock would make APScheduler replay or wait).
@@ -180,6 +187,8 @@ class Worker:
                       first_run=now + dt.timedelta(seconds=3), args=("acknowledgements",))
         self._add_job(self._snooze_job, "snooze", DEFAULT_SNOOZE_EVERY, first_run=now)
         self._add_job(self._routing_job, "routing", ROUTING_EVERY, first_run=now)
+        self._add_job(self._settings_job, "settings", SETTINGS_EVERY,
+                      first_run=now + dt.timedelta(seconds=SETTINGS_EVERY))
         for plan in self.plans:
             self._add_job(self._poll_job, plan.job_id, plan.every, first_run=now, args=(plan.channel,))
         self.scheduler.start()
@@ -320,6 +329,33 @@ class Worker:
         except Exception:
             log.exception("could not read the scheduler lease")
             return False
+
+    def _settings_job(self) -> None:
+        """Take in channels and settings changed in the browser; poll what is new, stop polling what went."""
+        self.mainland.refresh(self._store())
+        # Compared by identity: in `mainland serve` the web app shares this Mainland and may have taken
+        # the change in first.
+        if self.mainland.config is not self._config_in_force:
+            self._config_in_force = self.mainland.config
+            self.reschedule_polls()
+
+    def reschedule_polls(self) -> None:
+        """Make the poll jobs match the channels in force: added, removed, paused, or with a new interval."""
+        plans = {plan.channel: plan for plan in poll_plans(self.mainland)}
+        current = {plan.channel: plan for plan in self.plans}
+        now = clock.SYSTEM.now()
+        for name, plan in current.items():
+            if name not in plans:
+                self.scheduler.remove_job(plan.job_id)
+                log.info("stopped polling %s (removed, paused or disabled)", name)
+            elif plans[name].every != plan.every:
+                self.scheduler.reschedule_job(plan.job_id, trigger="interval", seconds=plans[name].every)
+                log.info("polling %s every %g s now", name, plans[name].every)
+        for name, plan in plans.items():
+            if name not in current:
+                self._add_job(self._poll_job, plan.job_id, plan.every, first_run=now, args=(plan.channel,))
+                log.info("polling %s every %g s (new or enabled)", name, plan.every)
+        self.plans = list(plans.values())
 
     def _poll_job(self, channel: str) -> None:
         try:

@@ -39,6 +39,7 @@ from inbox.store.review import ReviewQueries
 from inbox.store.routing import RoutingQueries
 from inbox.store.sendability import SendabilityQueries
 from inbox.store.service_levels import ServiceLevelQueries
+from inbox.store.settings import SettingsQueries
 from inbox.store.teams import TeamQueries
 from inbox.store.tokens import TokenQueries
 from inbox.store.webforms import WebformQueries
@@ -54,7 +55,7 @@ class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries
             WebhookQueries, TeamQueries, WorkQueries, QueueQueries, ServiceLevelQueries, ReportQueries,
             CustomerQueries, HealthQueries, AnswerQueries, RoutingQueries, ReviewQueries, DemoQueries,
             NotificationQueries, DraftQueries, MessageChangeQueries, SendabilityQueries, AuditQueries,
-            QuarantineQueries, TokenQueries, OutreachQueries):
+            QuarantineQueries, TokenQueries, OutreachQueries, SettingsQueries):
     """A Mainland database. Open one per thread; share the file, not the object."""
 
     def __init__(self, path: str | Path, *, check: bool = True) -> None:

@@ -1158,3 +1158,41 @@ def m023_second_factor(db: Database) -> None:
         );
         """
     )
+
+
+@migrations()
+def m024_stored_settings(db: Database) -> None:
+    # Settings an admin makes in the browser (issue 13): channels added there, and whole config sections
+    # (service levels, digest) not set in the YAML file. Secret channel settings are kept encrypted
+    # (inbox/secrets_box.py). `settings_version` moves with every change, by trigger, so that each web
+    # process and the worker can tell cheaply that they must rebuild their configuration.
+    db.executescript(
+        """
+        CREATE TABLE channel_settings (
+            name TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'enabled' CHECK (state IN ('enabled', 'paused', 'disabled')),
+            poll_every REAL,
+            settings TEXT NOT NULL DEFAULT '{}',
+            created_at TEXT NOT NULL,
+            created_by INTEGER REFERENCES agents(id),
+            updated_at TEXT NOT NULL,
+            updated_by INTEGER REFERENCES agents(id)
+        );
+        CREATE TABLE stored_settings (
+            section TEXT PRIMARY KEY,
+            value TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            updated_by INTEGER REFERENCES agents(id)
+        );
+        CREATE TABLE settings_version (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            version INTEGER NOT NULL
+        );
+        INSERT INTO settings_version (id, version) VALUES (1, 0);
+        """
+    )
+    for table in ("channel_settings", "stored_settings"):
+        for event in ("INSERT", "UPDATE", "DELETE"):
+            db.execute(f"CREATE TRIGGER {table}_{event.lower()} AFTER {event} ON {table} "
+                       "BEGIN UPDATE settings_version SET version = version + 1 WHERE id = 1; END")

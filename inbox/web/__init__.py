@@ -96,6 +96,14 @@ def _shown(value: Any) -> Any:
     return value
 
 
+def _take_in_settings() -> None:
+    # Settings an admin changed in another process (another web process, the command line) apply on
+    # this process's next request: one single-row read, which nearly every page opens the store for anyway.
+    if request.endpoint in (None, "static"):
+        return
+    mainland().refresh(get_store())
+
+
 class RowIdConverter(IntegerConverter):
     """`<int:...>` in every route: ids the database can hold. A larger number (SQLite keeps 64-bit
     signed integers) matches no route, so it is a 404 instead of an overflow error and a 500."""
@@ -117,6 +125,7 @@ def init_app(app: Flask) -> None:
     app.teardown_appcontext(_close_store)
     app.url_defaults(_version_static_urls)
     app.after_request(_security_headers)
+    app.before_request(_take_in_settings)
     # `security` first: its CSRF check and limiter must run before any other module's hooks.
     for module_info in sorted(pkgutil.iter_modules(__path__), key=lambda m: (m.name != "security", m.name)):
         module = importlib.import_module(f"{__name__}.{module_info.name}")

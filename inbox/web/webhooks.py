@@ -67,6 +67,11 @@ def _connector(channel: str) -> Connector:
     cls = mainland.connector_class(channel)
     if cls.verify_webhook is Connector.verify_webhook:
         abort(404)
+    if config.paused and request.method == "POST":
+        # Paused by an admin: the provider keeps the delivery and tries again later, so nothing is lost.
+        response, response.status_code = _answer(503, error="channel paused")
+        response.headers["Retry-After"] = "60"
+        abort(response)
     connector = mainland.connector(channel)
     if not getattr(connector, "webhook_enabled", True):
         connector.close()
