@@ -351,6 +351,20 @@ ROWS: list[Row] = [
         mutates=True),
     Row("quarantine.delete", "POST", "/admin/quarantine/{quarantine_b}/delete", admin_only(ok(302)), mutates=True),
 
+    # Channels administered in the browser (admins only); `tg-stored` is a stored Telegram channel whose
+    # API address is a closed local port, so a connection test fails at once and reaches nobody.
+    Row("channels_admin.index", "GET", "/admin/channels", admin_only()),
+    Row("channels_admin.new", "GET", "/admin/channels/new", admin_only(), query={"kind": "telegram"}),
+    Row("channels_admin.new", "POST", "/admin/channels/new", admin_only(ok(302)), mutates=True,
+        form={"kind": "telegram", "name": "tg-new", "setting-token": "123:matrix",
+              "setting-api_url": "http://127.0.0.1:9"}),
+    Row("channels_admin.detail", "GET", "/admin/channels/tg-stored", admin_only()),
+    Row("channels_admin.detail", "POST", "/admin/channels/tg-stored", admin_only(ok(302)), mutates=True,
+        form={"setting-page_size": "50", "setting-api_url": "http://127.0.0.1:9"}),
+    Row("channels_admin.set_state", "POST", "/admin/channels/tg-stored/state", admin_only(ok(302)),
+        form={"state": "paused"}, mutates=True),
+    Row("channels_admin.test", "POST", "/admin/channels/tg-stored/test", admin_only()),
+    Row("channels_admin.delete", "POST", "/admin/channels/tg-stored/delete", admin_only(ok(302)), mutates=True),
     # API tokens (admins only): the page, making one (shown once), revoking one.
     Row("tokens.index", "GET", "/admin/tokens", admin_only()),
     Row("tokens.create", "POST", "/admin/tokens", admin_only(),
@@ -501,6 +515,9 @@ def _more_of_team_b(world: World, rules: set[str]) -> dict[str, int]:
     if "/admin/tokens/<int:token_id>/revoke" in rules:
         ids["api_token"] = store.create_api_token(name="Matrix token", token_hash="0" * 64, prefix="ml_matrix",
                                                   scopes=["customers:read"], created_by=world.agents["admin"]["id"])
+    if "/admin/channels/<name>" in rules:
+        store.add_stored_channel(name="tg-stored", kind="telegram", poll_every=None, by=None,
+                                 settings={"token": "123:stored", "api_url": "http://127.0.0.1:9"})
     store.create_password_reset(invitee, token_hash(RESET_TOKEN), expires_at=iso(dt.datetime.now(dt.UTC)
                                                                                  + dt.timedelta(minutes=30)))
     return ids

@@ -1194,5 +1194,6 @@ def m024_stored_settings(db: Database) -> None:
     )
     for table in ("channel_settings", "stored_settings"):
         for event in ("INSERT", "UPDATE", "DELETE"):
-            db.execute(f"CREATE TRIGGER {table}_{event.lower()} AFTER {event} ON {table} "
-                       "BEGIN UPDATE settings_version SET version = version + 1 WHERE id = 1; END")
+            sql = (f"CREATE TRIGGER {table}_{event.lower()} AFTER {event} ON {table} "  # noqa: S608 - fixed names
+                   "BEGIN UPDATE settings_version SET version = version + 1 WHERE id = 1; END")
+            db.execute(sql)
