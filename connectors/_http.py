@@ -5,7 +5,10 @@ It turns what an API answers into what the poller and the outbox need to know:
 - 429, or a channel's own throttle code -> `RetryableError` with the delay the channel asked for,
   read from `Retry-After` (seconds or an HTTP date), `x-rate-limit-reset` (Unix seconds, X),
   `X-RateLimit-Reset` (ISO 8601, Mastodon) or `ratelimit-reset` (Bluesky);
-- 5xx, timeouts, refused or dropped connections -> `RetryableError`;
+- 5xx, timeouts, refused or dropped connections -> `RetryableError`; but a request that writes
+  (POST, PUT, PATCH, DELETE) and may have reached the server without an answer coming back (a read
+  timeout, a connection dropped after sending) -> `UncertainError`, so the outbox never resends a
+  reply blindly;
 - 401 and 403 -> `PermanentError` (credentials must be fixed by a person);
 - any other 4xx -> `PermanentError` with the API's own error message.
 
@@ -21,10 +24,29 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import requests
+import urllib3
 
-from connectors.base import PermanentError, RetryableError
+from connectors.base import PermanentError, RetryableError, UncertainError
 
 USER_AGENT = "Mainland/0.1 (+self-hosted customer-care inbox)"
+#: Methods that change nothing at the server: repeating one after an unanswered try is harmless.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _before_sending(exc: requests.ConnectionError) -> bool:
+    """True when the connection failed before the request could leave (refused, no such host, TLS)."""
+    if isinstance(exc, requests.exceptions.SSLError | requests.exceptions.ProxyError):
+        return True
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, urllib3.exceptions.NewConnectionError | urllib3.exceptions.NameResolutionError):
+            return True
+        reason = getattr(cause, "reason", None)
+        inner = cause.args[0] if cause.args and isinstance(cause.args[0], BaseException) else None
+        cause = reason if isinstance(reason, BaseException) else inner or cause.__cause__ or cause.__context__
+    return False
 
 
 def retry_after_seconds(headers: Mapping[str, str], now: dt.datetime | None = None) -> float | None:
@@ -86,14 +108,25 @@ class Http:
                 **kwargs: Any) -> requests.Response:
         """Send a request; raise `RetryableError`/`PermanentError` unless the status is expected."""
         kwargs.setdefault("timeout", self.timeout)
+        # A request that may have reached the server but got no answer is "uncertain" when it writes
+        # (the outbox must not resend it blindly); a read is simply tried again.
+        writes = method.upper() not in SAFE_METHODS
         try:
             response = self.session.request(method, self.url(path), **kwargs)
+        except requests.ConnectTimeout:
+            raise RetryableError(self.redact(f"{method} {path}: cannot connect within {self.timeout:.0f} s")) \
+                from None
         except requests.Timeout:
-            raise RetryableError(self.redact(f"{method} {path}: no answer within {self.timeout:.0f} s")) from None
+            error = UncertainError if writes else RetryableError
+            raise error(self.redact(f"{method} {path}: no answer within {self.timeout:.0f} s")) from None
         except requests.ConnectionError as exc:
+            if writes and not _before_sending(exc):
+                raise UncertainError(self.redact(f"{method} {path}: the connection dropped before the answer "
+                                                 f"({_short(exc)})")) from None
             raise RetryableError(self.redact(f"{method} {path}: cannot connect ({_short(exc)})")) from None
         except requests.RequestException as exc:
-            raise RetryableError(self.redact(f"{method} {path}: {_short(exc)}")) from None
+            error = UncertainError if writes else RetryableError
+            raise error(self.redact(f"{method} {path}: {_short(exc)}")) from None
         if response.status_code in expect:
             return response
         self.raise_for(response, method, path)

@@ -39,6 +39,15 @@ class RetryableError(ConnectorError):
         self.retry_after = retry_after
 
 
+class UncertainError(RetryableError):
+    """The request may have reached the channel, but no answer came back (a timeout or a dropped
+    connection after it was sent, SMTP after DATA): whether it took effect is unknown.
+
+    A read may simply be tried again. A send may not: the outbox resends only on channels that
+    declare `idempotent_sends`, and otherwise flags the reply "possibly sent" for an agent to decide.
+    """
+
+
 class PermanentError(ConnectorError):
     """The request or the credentials are wrong: retrying will not help until someone fixes it."""
 
@@ -166,6 +175,11 @@ class Connector(abc.ABC):
     #: The identity kinds this channel's handles are ("email", "phone", "telegram", ...): a new
     #: conversation can go to a customer's identity of one of these kinds (`limits.starts_conversations`).
     writes_to: ClassVar[tuple[str, ...]] = ()
+    #: True when sending the same reply twice reaches the customer once: the channel takes an
+    #: idempotency key (Mastodon's `Idempotency-Key` header, the outbox id) or the recipient's software
+    #: folds copies together (email's stable Message-ID). Such replies are resent after an uncertain
+    #: send; on other channels an agent decides.
+    idempotent_sends: ClassVar[bool] = False
 
     def __init__(self, name: str, config: Mapping[str, Any], **kwargs: Any) -> None:
         self.name = name

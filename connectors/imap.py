@@ -78,7 +78,15 @@ from typing import Any
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError, ProtocolError
 
-from connectors.base import Connector, ItemError, Limits, PermanentError, RetryableError, Setting
+from connectors.base import (
+    Connector,
+    ItemError,
+    Limits,
+    PermanentError,
+    RetryableError,
+    Setting,
+    UncertainError,
+)
 from inbox.mail import build_reply, oversize_prefix_bytes, parse_email, parse_email_prefix, tokens_in
 from inbox.models import FetchResult, InboundItem, OutboundReply, Reject
 
@@ -172,6 +180,8 @@ class ImapConnector(Connector):
     limits = Limits(max_text_length=None, formatting="html", supports_attachments=True, copies=True,
                     starts_conversations="any")
     writes_to = ("email",)
+    #: A resent reply keeps its Message-ID, which mail programs use to fold copies into one.
+    idempotent_sends = True
 
     @classmethod
     def check_config(cls, config: dict[str, Any]) -> dict[str, Any]:
@@ -470,13 +480,13 @@ class ImapConnector(Connector):
         where = f"SMTP {host}:{port}"
         context = ssl.create_default_context()
         timeout = self.config["timeout"]
-        smtp: smtplib.SMTP | None = None
+        smtp: _TrackedSMTP | _TrackedSMTPSSL | None = None
         refused: dict = {}
         try:
             if security == "ssl":
-                smtp = smtplib.SMTP_SSL(host, port, timeout=timeout, context=context)
+                smtp = _TrackedSMTPSSL(host, port, timeout=timeout, context=context)
             else:
-                smtp = smtplib.SMTP(host, port, timeout=timeout)
+                smtp = _TrackedSMTP(host, port, timeout=timeout)
             smtp.ehlo()
             if security == "starttls":
                 smtp.starttls(context=context)
@@ -501,6 +511,10 @@ class ImapConnector(Connector):
         except ssl.SSLCertVerificationError as exc:
             raise RetryableError(f"{where}: the certificate is not trusted: {self.redact(str(exc))}") from None
         except (smtplib.SMTPException, OSError) as exc:  # refused, dropped, timed out, TLS failed
+            if smtp is not None and smtp.message_started:
+                # The server said "go ahead" (354) and the message went out; its answer never came.
+                raise UncertainError(f"{where}: the connection ended after the message was sent, before the "
+                                     f"server confirmed it ({type(exc).__name__})") from None
             raise RetryableError(f"{where}: {type(exc).__name__}: {self.redact(str(exc))}") from None
         finally:
             if smtp is not None:
@@ -569,3 +583,32 @@ def _quietly(action: Any) -> None:
         action()
     except (OSError, EOFError, imaplib.IMAP4.error, smtplib.SMTPException, ValueError):
         pass
+
+
+class _DataPhase:
+    """Notes when the server has answered DATA with 354: from then on the message is on its way, and a
+    dropped connection leaves its fate unknown (RFC 5321 4.1.1.4)."""
+
+    message_started = False
+    _in_data = False
+
+    def data(self, msg):  # type: ignore[no-untyped-def]
+        self._in_data = True
+        try:
+            return super().data(msg)  # type: ignore[misc]
+        finally:
+            self._in_data = False
+
+    def getreply(self):  # type: ignore[no-untyped-def]
+        code, text = super().getreply()  # type: ignore[misc]
+        if self._in_data and code == 354:
+            self.message_started = True
+        return code, text
+
+
+class _TrackedSMTP(_DataPhase, smtplib.SMTP):
+    pass
+
+
+class _TrackedSMTPSSL(_DataPhase, smtplib.SMTP_SSL):
+    pass

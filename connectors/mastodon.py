@@ -157,6 +157,8 @@ class MastodonConnector(Connector):
                     max_attachment_bytes=MAX_MEDIA_BYTES, max_attachments=MAX_MEDIA, starts_conversations="any")
     #: A conversation we start goes to a customer's Mastodon address (`user@server`) as a private mention.
     writes_to = ("mastodon",)
+    #: Every status carries `Idempotency-Key: <outbox id>`: a resend posts nothing new.
+    idempotent_sends = True
     default_poll_every = 60.0
     #: Seconds between looks at an upload the server is still processing (202); then the send is retried.
     media_waits: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)

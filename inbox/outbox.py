@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from email.utils import getaddresses
 from typing import Any
 
-from connectors.base import ConnectorError, Limits, PermanentError, RetryableError
+from connectors.base import ConnectorError, Limits, PermanentError, RetryableError, UncertainError
 from inbox import clock, review, sendability, service_levels
 from inbox.attachments import AttachmentStore, safe_filename, type_mismatch
 from inbox.channel_format import to_html
@@ -66,6 +66,11 @@ log = logging.getLogger("mainland.outbox")
 #: Flag on a reply to a public conversation that goes to the customer privately instead.
 FLAG_PRIVATE_REPLY = "private_reply"
 
+#: How long a sender holds a claimed row it has not started to send: a sender that dies right after
+#: claiming leaves its rows to the next one within this time.
+CLAIM_SECONDS = 30
+#: How long a started send may take (the channel's timeout, uploads, a processing wait) before the
+#: row counts as stranded mid-send.
 LEASE_SECONDS = 120
 MAX_ATTEMPTS = 10
 MAX_AGE = dt.timedelta(hours=24)
@@ -351,6 +356,8 @@ class SendReport:
     sent: int = 0
     retrying: int = 0
     failed: int = 0
+    #: Replies the channel may have received without confirming them, set aside for an agent.
+    uncertain: int = 0
 
 
 def signed_html(html: str | None, signature: str | None) -> str | None:
@@ -426,12 +433,22 @@ def _template_of(row: dict) -> MessageTemplate | None:
     return MessageTemplate(str(raw["name"]), str(raw["language"]), tuple(str(p) for p in raw.get("parameters") or ()))
 
 
+def _resends_safely(mainland: Mainland, channel: str) -> bool:
+    """Whether a reply on `channel` may be sent again when it may already have arrived."""
+    try:
+        through = mainland.config.channels[channel].settings.get("reply_channel") or channel
+        return bool(mainland.connector_class(through).idempotent_sends)
+    except KeyError:  # a channel gone from the configuration: an agent decides
+        return False
+
+
 def send_due(mainland: Mainland, store: Store, *, now: dt.datetime | None = None) -> SendReport:
     """Send every due reply once; never raises for a channel's failure."""
     now = now or clock.now()
     report = SendReport()
     with store.write():
-        rows = store.claim_outbox(iso(now), iso(now + dt.timedelta(seconds=LEASE_SECONDS)))
+        rows = store.claim_outbox(iso(now), iso(now + dt.timedelta(seconds=CLAIM_SECONDS)),
+                                  resendable=lambda channel: _resends_safely(mainland, channel))
     for row in rows:
         try:
             reply = build_outbound(store, row, mainland.attachment_store())
@@ -442,7 +459,25 @@ def send_due(mainland: Mainland, store: Store, *, now: dt.datetime | None = None
             report.failed += 1
             continue
         try:
+            started = clock.now()
+            with store.write():
+                ours = store.start_outbox_attempt(row["id"], row["lease_until"], iso(started),
+                                                  iso(started + dt.timedelta(seconds=LEASE_SECONDS)))
+            if not ours:  # our claim ran out and another sender took the row: it sends it, not us
+                continue
             provider_id = connector.send(reply)
+        except UncertainError as exc:
+            error = connector.redact(str(exc))
+            if type(connector).idempotent_sends:
+                retry_at = now + dt.timedelta(seconds=backoff_delay(row["attempts"], exc.retry_after))
+                with store.write():
+                    store.mark_outbox_retry(row["id"], iso(retry_at), error, possible_duplicate=True)
+                report.retrying += 1
+            else:
+                with store.write():
+                    store.mark_outbox_uncertain(row["id"], error)
+                report.uncertain += 1
+            continue
         except RetryableError as exc:
             error = connector.redact(str(exc))
             created = parse_iso(row["created_at"]) or now

@@ -236,6 +236,8 @@ ROWS: list[Row] = [
     Row("conversations.split", "POST", "/conversations/{conv_a}/split",
         {ANON: LOGIN, A: HIDDEN, B: HIDDEN, ADMIN: HIDDEN}, form={"message_id": "{msg_b2}"}, mutates=True),
     Row("conversations.retry_reply", "POST", "/messages/{reply_b}/retry", team_object(DONE), mutates=True),
+    # reply_b was sent, so a team-B agent reaches the route and is told it is not possibly sent (400).
+    Row("conversations.confirm_sent", "POST", "/messages/{reply_b}/confirm-sent", team_object(ok(303, 400)), mutates=True),
     Row("conversations.notifications", "GET", "/notifications", team_list(SHOWS, admin=clean())),
     Row("conversations.notifications", "GET", "/notifications", team_list(ok(), admin=clean()),
         query={"unread": "1"}),

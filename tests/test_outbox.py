@@ -6,11 +6,11 @@ import datetime as dt
 
 import pytest
 
-from connectors.base import Connector, PermanentError, RetryableError
+from connectors.base import Connector, PermanentError, RetryableError, UncertainError
 from inbox.config import from_mapping
 from inbox.mail import parse_email
 from inbox.models import FetchResult
-from inbox.outbox import MAX_ATTEMPTS, ReplyRefused, queue_reply, send_due
+from inbox.outbox import CLAIM_SECONDS, LEASE_SECONDS, MAX_ATTEMPTS, ReplyRefused, queue_reply, send_due
 from inbox.runtime import Mainland
 from tests.mailfactory import raw_mail
 
@@ -109,19 +109,88 @@ def test_gives_up_after_the_attempt_cap(mainland, conversation):
     assert store.conversation_messages(conv["id"])[-1]["delivery_status"] == "failed"
 
 
-def test_crash_after_the_channel_accepted_resends_once_flagged_as_possible_duplicate(mainland, conversation):
+def _stamp(moment: dt.datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _crash_mid_send(store, now: dt.datetime, *, attempted: bool) -> dict:
+    """A sender claims the row (and, if `attempted`, starts handing it to the channel), then dies."""
+    with store.write():
+        [claimed] = store.claim_outbox(_stamp(now), _stamp(now + dt.timedelta(seconds=CLAIM_SECONDS)))
+        if attempted:
+            assert store.start_outbox_attempt(claimed["id"], claimed["lease_until"], _stamp(now),
+                                              _stamp(now + dt.timedelta(seconds=LEASE_SECONDS)))
+    return claimed
+
+
+def test_crash_mid_send_on_an_idempotent_channel_resends_once_flagged(mainland, conversation, monkeypatch):
+    monkeypatch.setattr(RecordingConnector, "idempotent_sends", True)
     store, conv = conversation
     outbox_id = queue_reply(mainland, store, conv["id"], "Hello")
     now = dt.datetime.now(dt.UTC)
-    with store.write():  # a sender claimed the row, the channel accepted it, then the process died
-        [claimed] = store.claim_outbox(now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-                                       (now + dt.timedelta(seconds=120)).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+    claimed = _crash_mid_send(store, now, attempted=True)
     assert send_due(mainland, store, now=now + dt.timedelta(seconds=60)).sent == 0, "lease still held"
-    assert send_due(mainland, store, now=now + dt.timedelta(seconds=121)).sent == 1
+    assert send_due(mainland, store, now=now + dt.timedelta(seconds=LEASE_SECONDS + 1)).sent == 1
     row = store.outbox_row(outbox_id)
     assert row["possible_duplicate"] == 1
     [reply] = RecordingConnector.sent
     assert reply.idempotency_key == outbox_id == claimed["id"]
+
+
+def test_crash_mid_send_elsewhere_sets_the_reply_aside_as_possibly_sent(mainland, conversation):
+    store, conv = conversation
+    outbox_id = queue_reply(mainland, store, conv["id"], "Hello")
+    now = dt.datetime.now(dt.UTC)
+    _crash_mid_send(store, now, attempted=True)
+    report = send_due(mainland, store, now=now + dt.timedelta(seconds=LEASE_SECONDS + 1))
+    assert report.sent == 0 and RecordingConnector.sent == []
+    message = store.conversation_messages(conv["id"])[-1]
+    assert message["delivery_status"] == "possibly_sent" and "unknown" in message["delivery_error"]
+    assert send_due(mainland, store, now=now + dt.timedelta(hours=1)).sent == 0, "never resent by itself"
+    with store.write():  # the agent looked at the channel and saw it arrive
+        assert store.confirm_outbox_sent(outbox_id, _stamp(now + dt.timedelta(hours=1)))
+    assert store.conversation_messages(conv["id"])[-1]["delivery_status"] == "sent"
+    assert RecordingConnector.sent == []
+
+
+def test_an_agent_may_send_a_possibly_sent_reply_again_flagged(mainland, conversation):
+    store, conv = conversation
+    outbox_id = queue_reply(mainland, store, conv["id"], "Hello")
+    now = dt.datetime.now(dt.UTC)
+    _crash_mid_send(store, now, attempted=True)
+    send_due(mainland, store, now=now + dt.timedelta(seconds=LEASE_SECONDS + 1))
+    with store.write():
+        assert store.retry_outbox(outbox_id, _stamp(now))
+    assert send_due(mainland, store, now=now + dt.timedelta(seconds=LEASE_SECONDS + 2)).sent == 1
+    assert store.outbox_row(outbox_id)["possible_duplicate"] == 1
+
+
+def test_rows_claimed_but_never_attempted_go_out_unflagged_within_the_claim_time(mainland, conversation):
+    store, conv = conversation
+    first = queue_reply(mainland, store, conv["id"], "One")
+    second = queue_reply(mainland, store, conv["id"], "Two")
+    now = dt.datetime.now(dt.UTC)
+    with store.write():  # a sender claims both, starts the first, and is killed
+        claimed = store.claim_outbox(_stamp(now), _stamp(now + dt.timedelta(seconds=CLAIM_SECONDS)))
+        assert [c["id"] for c in claimed] == [first, second]
+        store.start_outbox_attempt(first, claimed[0]["lease_until"], _stamp(now),
+                                   _stamp(now + dt.timedelta(seconds=LEASE_SECONDS)))
+    report = send_due(mainland, store, now=now + dt.timedelta(seconds=CLAIM_SECONDS + 1))
+    assert report.sent == 1 and [r.text for r in RecordingConnector.sent] == ["Two"]
+    assert store.outbox_row(second)["possible_duplicate"] == 0
+    assert store.outbox_row(first)["state"] == "sending", "the started one waits for its own lease"
+
+
+def test_a_sender_whose_claim_ran_out_does_not_send_a_row_another_took(mainland, conversation):
+    store, conv = conversation
+    queue_reply(mainland, store, conv["id"], "Hello")
+    now = dt.datetime.now(dt.UTC)
+    with store.write():
+        [slow] = store.claim_outbox(_stamp(now), _stamp(now + dt.timedelta(seconds=CLAIM_SECONDS)))
+    assert send_due(mainland, store, now=now + dt.timedelta(seconds=CLAIM_SECONDS + 1)).sent == 1
+    with store.write():  # the first sender wakes up and tries to start its stale claim
+        assert not store.start_outbox_attempt(slow["id"], slow["lease_until"], _stamp(now), _stamp(now))
+    assert len(RecordingConnector.sent) == 1
 
 
 def test_no_reply_without_a_customer_message(mainland, tmp_path):
@@ -153,3 +222,26 @@ def test_delivery_reports_move_a_reply_forward_only(mainland, conversation):
     assert report(DeliveryUpdate("provider-1", "delivered")) == "read", "a late report must not move it back"
     assert report(DeliveryUpdate("provider-1", "failed", error="131047")) == "read"
     assert report(DeliveryUpdate("unknown-id", "read")) == "read"
+
+
+def test_an_unconfirmed_send_is_set_aside_not_retried(mainland, conversation):
+    store, conv = conversation
+    queue_reply(mainland, store, conv["id"], "Hello")
+    RecordingConnector.failures = [UncertainError("POST /send: no answer within 30 s")]
+    report = send_due(mainland, store)
+    assert report.uncertain == 1 and report.retrying == 0
+    message = store.conversation_messages(conv["id"])[-1]
+    assert message["delivery_status"] == "possibly_sent"
+    assert send_due(mainland, store, now=dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)).sent == 0
+    assert RecordingConnector.sent == []
+
+
+def test_an_unconfirmed_send_on_an_idempotent_channel_is_retried_flagged(mainland, conversation, monkeypatch):
+    monkeypatch.setattr(RecordingConnector, "idempotent_sends", True)
+    store, conv = conversation
+    outbox_id = queue_reply(mainland, store, conv["id"], "Hello")
+    RecordingConnector.failures = [UncertainError("SMTP: the connection ended after the message was sent")]
+    assert send_due(mainland, store).retrying == 1
+    assert send_due(mainland, store, now=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).sent == 1
+    assert store.outbox_row(outbox_id)["possible_duplicate"] == 1
+    assert [r.idempotency_key for r in RecordingConnector.sent] == [outbox_id]

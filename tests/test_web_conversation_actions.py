@@ -206,6 +206,24 @@ def test_failed_reply_shows_the_reason_and_can_be_retried(world, smtp_server):
     assert post(ann, f"/messages/{inbound['id']}/retry").status_code == 404
 
 
+def test_a_possibly_sent_reply_asks_the_agent_and_can_be_marked_sent(world):
+    cid = world.conversation()
+    ann = world.client()
+    post(ann, f"/conversations/{cid}/reply", {"text": "Hello", "seen_up_to": 1})
+    reply = world.messages(cid)[-1]
+    with world.store.write():  # what the outbox does when the channel never confirmed the send
+        world.store.mark_outbox_uncertain(reply["outbox_id"], "POST /send: no answer within 30 s")
+    page = ann.get(f"/conversations/{cid}").get_data(as_text=True)
+    assert "Possibly sent" in page and "no answer within 30 s" in page
+    assert f'action="/messages/{reply["id"]}/confirm-sent"' in page and "send again" in page
+    response = post(ann, f"/messages/{reply['id']}/confirm-sent", json=False)
+    assert response.status_code == 303
+    assert world.messages(cid)[-1]["delivery_status"] == "sent"
+    assert send_due(world.mainland, world.store).sent == 0, "marked sent: never sent"
+    again = post(ann, f"/messages/{reply['id']}/confirm-sent")
+    assert again.status_code == 400 and "Only a possibly sent reply" in again.get_json()["error"]
+
+
 def test_empty_reply_is_refused(world):
     cid = world.conversation()
     response = post(world.client(), f"/conversations/{cid}/reply", {"text": "   ", "seen_up_to": 1})

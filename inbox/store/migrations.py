@@ -1197,3 +1197,17 @@ def m024_stored_settings(db: Database) -> None:
             sql = (f"CREATE TRIGGER {table}_{event.lower()} AFTER {event} ON {table} "  # noqa: S608 - fixed names
                    "BEGIN UPDATE settings_version SET version = version + 1 WHERE id = 1; END")
             db.execute(sql)
+
+
+@migrations()
+def m030_outbox_attempts(db: Database) -> None:
+    # When a send was really handed to the channel (issue 16): after a crash only rows whose attempt
+    # had started can have reached the customer, so only those are flagged; the others are simply sent.
+    # `uncertain`: the channel may have the reply but never confirmed it, on a channel where a resend
+    # could reach the customer twice; the row waits (state failed) for an agent to send again or mark it sent.
+    db.executescript(
+        """
+        ALTER TABLE outbox ADD COLUMN attempt_started_at TEXT;
+        ALTER TABLE outbox ADD COLUMN uncertain INTEGER NOT NULL DEFAULT 0;
+        """
+    )

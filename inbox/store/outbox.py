@@ -11,7 +11,7 @@ a reply is either handed to the channel or taken back, never both.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from inbox.store.base import NotFound, as_dict, as_dicts
@@ -104,25 +104,69 @@ class OutboxQueries(SignatureQueries):
                 (row["id"],)))
         return rows
 
-    def claim_outbox(self, now: str, lease_until: str, limit: int = 20) -> list[dict[str, Any]]:
-        """Take due rows for sending. A row whose lease ran out (a sender died mid-send) is taken again,
-        flagged as a possible duplicate: the channel may have accepted it before the crash."""
+    def claim_outbox(self, now: str, lease_until: str, limit: int = 20, *,
+                     resendable: Callable[[str], bool] = lambda channel: True) -> list[dict[str, Any]]:
+        """Take due rows for sending, each with its lease (`lease_until`, which also proves the claim).
+
+        A row whose lease ran out while `sending` belongs to a sender that stopped. If its attempt had
+        not started, nothing reached the channel: it is simply taken again. If it had, the channel may
+        have the reply: on a channel where a resend reaches the customer once (`resendable(channel)`)
+        it is taken again, flagged as a possible duplicate; elsewhere it is set aside as uncertain for
+        an agent to decide (see `mark_outbox_uncertain`), never resent by itself.
+        """
         rows = as_dicts(self.conn.execute(
-            "SELECT id, state FROM outbox WHERE (state IN ('pending', 'retry_wait') AND next_at <= ?) "
-            "OR (state = 'sending' AND lease_until < ?) ORDER BY next_at, message_id, part_index LIMIT ?",
-            (now, now, limit),
+            "SELECT id, state, channel, attempt_started_at FROM outbox WHERE (state IN ('pending', 'retry_wait') "
+            "AND next_at <= ?) OR (state = 'sending' AND lease_until < ?) ORDER BY next_at, message_id, part_index "
+            "LIMIT ?", (now, now, limit),
         ))
         claimed = []
         for row in rows:
+            attempted = row["state"] == "sending" and row["attempt_started_at"] is not None
+            if attempted and not resendable(row["channel"]):
+                self.mark_outbox_uncertain(row["id"], "The sender stopped while handing this reply to the channel; "
+                                           "whether the customer got it is unknown.", expected_state="sending")
+                continue
             cur = self.conn.execute(
                 "UPDATE outbox SET state = 'sending', lease_until = ?, attempts = attempts + 1, "
-                "possible_duplicate = possible_duplicate OR (state = 'sending') "
+                "attempt_started_at = NULL, possible_duplicate = possible_duplicate OR ? "
                 "WHERE id = ? AND state = ?",
-                (lease_until, row["id"], row["state"]),
+                (lease_until, int(attempted), row["id"], row["state"]),
             )
             if cur.rowcount:
                 claimed.append(self.outbox_row(row["id"]))
         return claimed
+
+    def start_outbox_attempt(self, outbox_id: str, claimed_until: str, now: str, lease_until: str) -> bool:
+        """Record that this row is being handed to the channel now, if our claim still holds.
+
+        The claim is proven by the lease it set: a row another sender took since has another lease."""
+        cur = self.conn.execute(
+            "UPDATE outbox SET attempt_started_at = ?, lease_until = ? WHERE id = ? AND state = 'sending' "
+            "AND lease_until = ?", (now, lease_until, outbox_id, claimed_until))
+        return cur.rowcount == 1
+
+    def mark_outbox_uncertain(self, outbox_id: str, error: str, *, expected_state: str | None = None) -> None:
+        """The channel may have the reply but did not confirm it: set aside for an agent, never resent."""
+        cur = self.conn.execute(
+            "UPDATE outbox SET state = 'failed', uncertain = 1, lease_until = NULL, last_error = ? "
+            "WHERE id = ? AND (? IS NULL OR state = ?)", (error, outbox_id, expected_state, expected_state))
+        if cur.rowcount:
+            self.conn.execute(
+                "UPDATE messages SET delivery_status = 'possibly_sent', delivery_error = ? "
+                "WHERE id = (SELECT message_id FROM outbox WHERE id = ?)", (error, outbox_id))
+
+    def confirm_outbox_sent(self, outbox_id: str, now: str) -> bool:
+        """An agent saw at the channel that a possibly sent reply did arrive: mark it sent, never send it."""
+        cur = self.conn.execute(
+            "UPDATE outbox SET state = 'sent', uncertain = 0, sent_at = ?, last_error = NULL "
+            "WHERE uncertain = 1 AND state = 'failed' AND message_id = (SELECT message_id FROM outbox WHERE id = ?)",
+            (now, outbox_id))
+        if cur.rowcount:
+            self.conn.execute(
+                "UPDATE messages SET delivery_status = 'sent', delivery_error = NULL, sent_at = ? "
+                "WHERE id = (SELECT message_id FROM outbox WHERE id = ?) AND NOT EXISTS (SELECT 1 FROM outbox p "
+                "WHERE p.message_id = messages.id AND p.state != 'sent')", (now, outbox_id))
+        return bool(cur.rowcount)
 
     def outbox_row(self, outbox_id: str) -> dict[str, Any]:
         cur = self.conn.execute(
@@ -183,10 +227,11 @@ class OutboxQueries(SignatureQueries):
             "WHERE id = (SELECT message_id FROM outbox WHERE id = ?) AND NOT EXISTS (SELECT 1 FROM outbox p "
             "WHERE p.message_id = messages.id AND p.state != 'sent')", (now, outbox_id))
 
-    def mark_outbox_retry(self, outbox_id: str, next_at: str, error: str) -> None:
+    def mark_outbox_retry(self, outbox_id: str, next_at: str, error: str, *, possible_duplicate: bool = False) -> None:
         self.conn.execute(
-            "UPDATE outbox SET state = 'retry_wait', next_at = ?, lease_until = NULL, last_error = ? WHERE id = ?",
-            (next_at, error, outbox_id))
+            "UPDATE outbox SET state = 'retry_wait', next_at = ?, lease_until = NULL, last_error = ?, "
+            "possible_duplicate = possible_duplicate OR ? WHERE id = ?",
+            (next_at, error, int(possible_duplicate), outbox_id))
         self.conn.execute(
             "UPDATE messages SET delivery_status = 'retrying', delivery_error = ? "
             "WHERE id = (SELECT message_id FROM outbox WHERE id = ?)", (error, outbox_id))
@@ -203,7 +248,9 @@ class OutboxQueries(SignatureQueries):
         """An agent's "try again" on a failed reply."""
         # Every failed part of the reply goes again; parts already sent are never sent twice.
         cur = self.conn.execute(
-            "UPDATE outbox SET state = 'pending', next_at = ?, attempts = 0 WHERE state IN ('failed', 'dead') "
+            # An uncertain part the agent chose to send again may reach the customer twice: flagged so.
+            "UPDATE outbox SET state = 'pending', next_at = ?, attempts = 0, "
+            "possible_duplicate = possible_duplicate OR uncertain, uncertain = 0 WHERE state IN ('failed', 'dead') "
             "AND message_id = (SELECT message_id FROM outbox WHERE id = ?)", (now, outbox_id))
         if cur.rowcount:
             self.conn.execute(

@@ -289,6 +289,8 @@ DELIVERY_LABELS = {
     "read": _l("Read"),
     "failed": _l("Failed"),
     "bounced": _l("Bounced"),
+    # The channel may have the reply but never confirmed it (inbox/outbox.py): an agent decides.
+    "possibly_sent": _l("Possibly sent"),
 }
 
 #: Messages a conversation page opens with; earlier ones load as the agent scrolls up.
@@ -1282,6 +1284,24 @@ def retry_reply(message_id: int):
         return _refused(conversation, str(_l("Only a failed reply can be sent again.")))
     _audit("reply_retry", conversation["id"], message_id=message_id)
     return _done(conversation["id"], _("The reply is queued again."), anchor=f"#message-{message_id}")
+
+
+@bp.post("/messages/<int:message_id>/confirm-sent")
+@login_required
+def confirm_sent(message_id: int):
+    """A possibly sent reply did reach the customer (the agent checked at the channel): mark it sent."""
+    message = _visible_message(message_id)
+    store = get_store()
+    outbox_id = store.outbox_id_for_message(message_id)
+    if outbox_id is None:
+        abort(404)
+    with store.write():
+        confirmed = store.confirm_outbox_sent(outbox_id, _now_iso())
+    conversation = store.conversation(message["conversation_id"])
+    if not confirmed:
+        return _refused(conversation, str(_l("Only a possibly sent reply can be marked as sent.")))
+    _audit("reply_confirmed_sent", conversation["id"], message_id=message_id)
+    return _done(conversation["id"], _("Marked as sent; it will not be sent again."), anchor=f"#message-{message_id}")
 
 
 # Signatures ------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from connectors._http import Http, retry_after_seconds
-from connectors.base import PermanentError, RetryableError
+from connectors.base import PermanentError, RetryableError, UncertainError
 
 pytestmark = pytest.mark.server  # answers from a loopback HTTP server
 
@@ -84,3 +84,70 @@ def test_401_is_permanent_with_the_apis_message_and_no_secret(api):
 def test_unreachable_is_retryable():
     with pytest.raises(RetryableError, match="cannot connect"):
         Http("http://127.0.0.1:9", timeout=2).get_json("/x")
+
+
+class _Listener:
+    """A loopback server that reads one request and then hangs up or says nothing, as `mode` says."""
+
+    def __init__(self, mode: str) -> None:
+        import socket
+
+        self.mode = mode
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4)
+        self.got = threading.Event()
+        self.release = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def _serve(self) -> None:
+        conn, _ = self.sock.accept()
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += conn.recv(65536)
+        self.got.set()
+        if self.mode == "silent":
+            self.release.wait(10)
+        conn.close()
+
+    def close(self) -> None:
+        self.release.set()
+        self.sock.close()
+
+
+@pytest.mark.parametrize("mode", ["hang_up", "silent"])
+def test_a_write_that_got_no_answer_is_uncertain(mode):
+    listener = _Listener(mode)
+    try:
+        with pytest.raises(UncertainError):
+            Http(listener.url, timeout=0.5).request("POST", "/messages", json={"text": "hi"})
+        assert listener.got.is_set(), "the request reached the server"
+    finally:
+        listener.close()
+
+
+@pytest.mark.parametrize("mode", ["hang_up", "silent"])
+def test_a_read_that_got_no_answer_is_simply_retryable(mode):
+    listener = _Listener(mode)
+    try:
+        with pytest.raises(RetryableError) as caught:
+            Http(listener.url, timeout=0.5).request("GET", "/updates")
+        assert not isinstance(caught.value, UncertainError)
+    finally:
+        listener.close()
+
+
+def test_a_write_that_could_not_connect_is_certain_not_sent():
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(RetryableError) as caught:
+        Http(f"http://127.0.0.1:{port}", timeout=2).request("POST", "/messages", json={})
+    assert not isinstance(caught.value, UncertainError)
