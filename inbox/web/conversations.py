@@ -1268,40 +1268,38 @@ def split(conversation_id: int):
                  conversation_id=new_id)
 
 
-@bp.post("/messages/<int:message_id>/retry")
-@login_required
-def retry_reply(message_id: int):
-    """Send a failed reply again (after the cause was fixed)."""
+def _act_on_reply(message_id: int, act: Any, *, refusal: Any, action: str, done: str):
+    """Do `act(store, outbox_id, now)` on our reply's outbox row; refused with `refusal` when it did nothing."""
     message = _visible_message(message_id)
     store = get_store()
     outbox_id = store.outbox_id_for_message(message_id)
     if outbox_id is None:
         abort(404)
     with store.write():
-        retried = store.retry_outbox(outbox_id, _now_iso())
+        changed = act(store, outbox_id, _now_iso())
     conversation = store.conversation(message["conversation_id"])
-    if not retried:
-        return _refused(conversation, str(_l("Only a failed reply can be sent again.")))
-    _audit("reply_retry", conversation["id"], message_id=message_id)
-    return _done(conversation["id"], _("The reply is queued again."), anchor=f"#message-{message_id}")
+    if not changed:
+        return _refused(conversation, str(refusal))
+    _audit(action, conversation["id"], message_id=message_id)
+    return _done(conversation["id"], done, anchor=f"#message-{message_id}")
+
+
+@bp.post("/messages/<int:message_id>/retry")
+@login_required
+def retry_reply(message_id: int):
+    """Send a failed (or possibly sent) reply again, after the cause was fixed or the agent checked."""
+    return _act_on_reply(message_id, lambda store, oid, now: store.retry_outbox(oid, now),
+                         refusal=_l("Only a failed reply can be sent again."), action="reply_retry",
+                         done=_("The reply is queued again."))
 
 
 @bp.post("/messages/<int:message_id>/confirm-sent")
 @login_required
 def confirm_sent(message_id: int):
     """A possibly sent reply did reach the customer (the agent checked at the channel): mark it sent."""
-    message = _visible_message(message_id)
-    store = get_store()
-    outbox_id = store.outbox_id_for_message(message_id)
-    if outbox_id is None:
-        abort(404)
-    with store.write():
-        confirmed = store.confirm_outbox_sent(outbox_id, _now_iso())
-    conversation = store.conversation(message["conversation_id"])
-    if not confirmed:
-        return _refused(conversation, str(_l("Only a possibly sent reply can be marked as sent.")))
-    _audit("reply_confirmed_sent", conversation["id"], message_id=message_id)
-    return _done(conversation["id"], _("Marked as sent; it will not be sent again."), anchor=f"#message-{message_id}")
+    return _act_on_reply(message_id, lambda store, oid, now: store.confirm_outbox_sent(oid, now),
+                         refusal=_l("Only a possibly sent reply can be marked as sent."),
+                         action="reply_confirmed_sent", done=_("Marked as sent; it will not be sent again."))
 
 
 # Signatures ------------------------------------------------------------------------------------
