@@ -5,7 +5,8 @@ It turns what an API answers into what the poller and the outbox need to know:
 - 429, or a channel's own throttle code -> `RetryableError` with the delay the channel asked for,
   read from `Retry-After` (seconds or an HTTP date), `x-rate-limit-reset` (Unix seconds, X),
   `X-RateLimit-Reset` (ISO 8601, Mastodon) or `ratelimit-reset` (Bluesky);
-- 5xx, timeouts, refused or dropped connections -> `RetryableError`;
+- 5xx, timeouts, refused or dropped connections -> `RetryableError` (`Unreachable` when there was
+  no answer at all);
 - 401 and 403 -> `PermanentError` (credentials must be fixed by a person);
 - any other 4xx -> `PermanentError` with the API's own error message.
 
@@ -58,6 +59,14 @@ def retry_after_seconds(headers: Mapping[str, str], now: dt.datetime | None = No
     return None
 
 
+class Unreachable(RetryableError):
+    """No answer at all: the connection was refused or dropped, or (`timed_out`) the time ran out."""
+
+    def __init__(self, message: str, *, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
+
+
 class Http:
     """A `requests.Session` bound to one API's base URL."""
 
@@ -89,9 +98,10 @@ class Http:
         try:
             response = self.session.request(method, self.url(path), **kwargs)
         except requests.Timeout:
-            raise RetryableError(self.redact(f"{method} {path}: no answer within {self.timeout:.0f} s")) from None
+            raise Unreachable(self.redact(f"{method} {path}: no answer within {self.timeout:.0f} s"),
+                              timed_out=True) from None
         except requests.ConnectionError as exc:
-            raise RetryableError(self.redact(f"{method} {path}: cannot connect ({_short(exc)})")) from None
+            raise Unreachable(self.redact(f"{method} {path}: cannot connect ({_short(exc)})")) from None
         except requests.RequestException as exc:
             raise RetryableError(self.redact(f"{method} {path}: {_short(exc)}")) from None
         if response.status_code in expect:

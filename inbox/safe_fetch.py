@@ -78,12 +78,20 @@ def check_url(url: str, allow_hosts: Collection[str] = ()) -> tuple[str, str, in
     allowed = host in allow_hosts or f"{host}:{port}" in allow_hosts
     if port not in (80, 443) and not allowed:
         raise FetchRefused(f"port {port} is not allowed")
+    return scheme, host, port, check_host(host, port, allow_hosts)
+
+
+def check_host(host: str, port: int, allow_hosts: Collection[str] = ()) -> str:
+    """Resolve `host` and return the address to connect to, or raise `FetchRefused` when any of its
+    addresses is not public and neither `host` nor `host:port` is in `allow_hosts`. For connections
+    that are not HTTP (a channel's IMAP or SMTP server, tested from the admin pages); any port."""
+    allowed = host in allow_hosts or f"{host}:{port}" in allow_hosts
     pinned, addresses = _resolve(host, port)
     if not allowed:
         blocked = [a for a in addresses if not _public(a)]
         if blocked:
             raise FetchRefused(f"{host} resolves to a non-public address ({blocked[0]})")
-    return scheme, host, port, pinned
+    return pinned
 
 
 def safe_fetch(
