@@ -443,7 +443,7 @@ class ImapConnector(Connector):
                                    detail=f"{where}: EXAMINE {mailbox}: {self._imap_text(exc)}")
             count = int(folder.get(b"EXISTS", 0))
             return ProbeResult(True, f"IMAP: signed in, {mailbox} holds {count} message{'' if count == 1 else 's'}",
-                               detail=f"{where}: {self._imap_text(client.welcome or b'')}\n"
+                               detail=f"{where}: {self.redact((client.welcome or b'').decode('utf-8', 'replace'))}\n"
                                       f"EXAMINE {mailbox}: {count} EXISTS, UIDVALIDITY "
                                       f"{folder.get(b'UIDVALIDITY', '?')}")
         except LoginError as exc:

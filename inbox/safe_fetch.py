@@ -12,6 +12,9 @@ FreeScout CVE-2026-34443). So every such fetch goes through `safe_fetch`, which:
 - follows at most three redirects, checking each target the same way;
 - stops reading past `max_bytes` and after `timeout` seconds.
 
+`check_host` applies the same address rule to a host and port that are not HTTP (a mail server
+typed into a channel's settings, reached by its connection test).
+
 Hosts listed in `allow_hosts` skip the address check: that is how the tests and the demo reach
 the loopback imitations of channel APIs. Never list a host there in production.
 """
