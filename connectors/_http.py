@@ -5,10 +5,10 @@ It turns what an API answers into what the poller and the outbox need to know:
 - 429, or a channel's own throttle code -> `RetryableError` with the delay the channel asked for,
   read from `Retry-After` (seconds or an HTTP date), `x-rate-limit-reset` (Unix seconds, X),
   `X-RateLimit-Reset` (ISO 8601, Mastodon) or `ratelimit-reset` (Bluesky);
-- 5xx, timeouts, refused or dropped connections -> `RetryableError`; but a request that writes
-  (POST, PUT, PATCH, DELETE) and may have reached the server without an answer coming back (a read
-  timeout, a connection dropped after sending) -> `UncertainError`, so the outbox never resends a
-  reply blindly;
+- 5xx, timeouts, refused or dropped connections -> `RetryableError` (`Unreachable` when there was
+  no answer at all); but a request that writes (POST, PUT, PATCH, DELETE) and may have reached the
+  server without an answer coming back (a read timeout, a connection dropped after sending) ->
+  `UncertainError` as well, so the outbox never resends a reply blindly;
 - 401 and 403 -> `PermanentError` (credentials must be fixed by a person);
 - any other 4xx -> `PermanentError` with the API's own error message.
 
@@ -80,6 +80,18 @@ def retry_after_seconds(headers: Mapping[str, str], now: dt.datetime | None = No
     return None
 
 
+class Unreachable(RetryableError):
+    """No answer at all: the connection was refused or dropped, or (`timed_out`) the time ran out."""
+
+    def __init__(self, message: str, *, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
+
+
+class UncertainUnreachable(Unreachable, UncertainError):
+    """No answer to a request that writes and may have arrived: unreachable, and its effect unknown."""
+
+
 class Http:
     """A `requests.Session` bound to one API's base URL."""
 
@@ -114,16 +126,17 @@ class Http:
         try:
             response = self.session.request(method, self.url(path), **kwargs)
         except requests.ConnectTimeout:
-            raise RetryableError(self.redact(f"{method} {path}: cannot connect within {self.timeout:.0f} s")) \
-                from None
+            raise Unreachable(self.redact(f"{method} {path}: cannot connect within {self.timeout:.0f} s"),
+                              timed_out=True) from None
         except requests.Timeout:
-            error = UncertainError if writes else RetryableError
-            raise error(self.redact(f"{method} {path}: no answer within {self.timeout:.0f} s")) from None
+            error = UncertainUnreachable if writes else Unreachable
+            raise error(self.redact(f"{method} {path}: no answer within {self.timeout:.0f} s"), timed_out=True) \
+                from None
         except requests.ConnectionError as exc:
             if writes and not _before_sending(exc):
-                raise UncertainError(self.redact(f"{method} {path}: the connection dropped before the answer "
-                                                 f"({_short(exc)})")) from None
-            raise RetryableError(self.redact(f"{method} {path}: cannot connect ({_short(exc)})")) from None
+                raise UncertainUnreachable(self.redact(f"{method} {path}: the connection dropped before the answer "
+                                                       f"({_short(exc)})")) from None
+            raise Unreachable(self.redact(f"{method} {path}: cannot connect ({_short(exc)})")) from None
         except requests.RequestException as exc:
             error = UncertainError if writes else RetryableError
             raise error(self.redact(f"{method} {path}: {_short(exc)}")) from None

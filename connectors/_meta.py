@@ -44,10 +44,12 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from connectors._http import Http, retry_after_seconds
+from connectors._probe import http_probe
 from connectors.base import (
     Connector,
     ItemError,
     PermanentError,
+    ProbeResult,
     RetryableError,
     Setting,
     WebhookRequest,
@@ -955,6 +957,28 @@ class MetaConnector(Connector):
         body = {"recipient": {"comment_id": comment_id}, "message": {"text": text}}
         answer = self.graph.call("POST", f"/{self.node}/messages", json_body=body)
         return str(pick(answer, "message_id"))
+
+    def probe(self) -> ProbeResult:
+        """The Graph API's "who am I" for this channel (`probe_request`), with the configured token; Meta
+        answers a bad token with code 190 (often as a 400), which counts as refused credentials."""
+        path, fields = self.probe_request()
+        params = {"fields": fields}
+        if self.graph.proof:
+            params["appsecret_proof"] = self.graph.proof
+        return http_probe(
+            self, self.graph.http, path, what="Meta's Graph API", params=params, signed_in=self.probe_summary,
+            is_refusal=lambda status, body: status == 401 or graph_error(body).get("code") == TOKEN_INVALID,
+            error_text=lambda body: graph_error(body).get("message"),
+            refused="Meta refused the access token ({status}): create a new long-lived token (a system user's "
+                    "Page access token in Business Settings does not expire) and paste it here")
+
+    def probe_request(self) -> tuple[str, str]:
+        """The path and `fields` of the channel's "who am I" call."""
+        raise NotImplementedError
+
+    def probe_summary(self, body: Any) -> str:
+        """The summary of a good answer to `probe_request` (raise `Mismatch` for another account)."""
+        raise NotImplementedError
 
     def close(self) -> None:
         self.graph.close()

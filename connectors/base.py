@@ -10,6 +10,8 @@ the `mainland.connectors` entry-point group). It knows its channel's API and not
   channel's id for it.
 - `parse_raw(raw)` turns raw bytes kept in quarantine back into an item (for reprocessing).
 - push-only channels implement `verify_webhook` and `parse_webhook`.
+- `probe()` asks the channel's documented "who am I" question and says, in a `ProbeResult`, whether
+  the settings work (the admin page's "Test connection"). It changes nothing anywhere.
 
 Errors say what the caller should do next: `RetryableError` (wait, maybe `retry_after` seconds,
 then try again; the cursor does not move) or `PermanentError` (stop until a person fixes it).
@@ -148,6 +150,18 @@ class FileRefusal:
 
 
 @dataclass(frozen=True)
+class ProbeResult:
+    """What a connection test found: `ok`, one line a person understands (`summary`, e.g. "Signed in as
+    @acme_support (id 1234)", or what to do next), the provider's own answer (`detail`: status line and
+    a trimmed body, secrets redacted) and its HTTP status when there was one."""
+
+    ok: bool
+    summary: str
+    detail: str = ""
+    status: int | None = None
+
+
+@dataclass(frozen=True)
 class WebhookRequest:
     """The parts of an HTTP request a connector needs to verify and parse a webhook."""
 
@@ -246,6 +260,17 @@ class Connector(abc.ABC):
             RetryableError / PermanentError: the channel could not be asked.
         """
         return []
+
+    def probe(self) -> ProbeResult:
+        """Test the connection: ask the channel who we are signed in as, and say so.
+
+        A probe never changes anything at the provider or in our store (it consumes no message and
+        moves no cursor), takes at most the channel's timeout (15 s at most), never raises, and
+        never shows a secret: bad credentials, an unreachable or private host, a timeout or an
+        answer that is not JSON are `ok=False` with a summary that says what to do next.
+        `connectors._probe` holds the shared part (the SSRF check, the HTTP call, the wording).
+        """
+        return ProbeResult(ok=False, summary="This channel has no connection test")
 
     def parse_raw(self, raw: bytes, source_ref: str | None = None) -> InboundItem:
         """Turn raw bytes (as kept in quarantine) into an item again.

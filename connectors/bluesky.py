@@ -97,7 +97,17 @@ import regex
 
 from connectors._http import Http
 from connectors._meta import reply_context
-from connectors.base import Connector, ItemError, Limits, PermanentError, RetryableError, Setting, pick
+from connectors._probe import ask, judge
+from connectors.base import (
+    Connector,
+    ItemError,
+    Limits,
+    PermanentError,
+    ProbeResult,
+    RetryableError,
+    Setting,
+    pick,
+)
 from inbox.models import (
     CHANGE_DELETED,
     Attachment,
@@ -678,6 +688,33 @@ class BlueskyConnector(Connector):
         if not isinstance(did, str) or not did.startswith("did:"):
             raise RetryableError(f"Bluesky resolved @{value} without a DID")
         return did
+
+    def probe(self) -> ProbeResult:
+        """Sign in as the worker does (`com.atproto.server.createSession`), then
+        `com.atproto.server.getSession` with that session: the account the app password opens. The
+        probe's session is its own: the worker's cached session is neither used nor replaced."""
+        refused = ("Bluesky refused the sign-in ({status}): check the handle, and create a new app password "
+                   "(Settings, Privacy and security, App passwords) and paste it here")
+        login = ask(self, self.http, "/xrpc/com.atproto.server.createSession", what="Bluesky", method="POST",
+                    json={"identifier": self.config["identifier"], "password": self.config["app_password"]})
+        if isinstance(login, ProbeResult):
+            return login
+        session: dict[str, Any] = {}
+
+        def took_session(body: Any) -> str:
+            session["accessJwt"] = str(body["accessJwt"])
+            return "signed in"
+
+        first = judge(self, login, what="Bluesky", refused=refused, signed_in=took_session,
+                      is_refusal=lambda status, body: status == 401)
+        if not first.ok:
+            return first
+        answer = ask(self, self.http, "/xrpc/com.atproto.server.getSession", what="Bluesky",
+                     headers={"Authorization": f"Bearer {session['accessJwt']}"})
+        if isinstance(answer, ProbeResult):
+            return answer
+        return judge(self, answer, what="Bluesky", refused=refused,
+                     signed_in=lambda body: f"Signed in as @{body['handle']} ({body['did']})")
 
     def close(self) -> None:
         self.http.close()

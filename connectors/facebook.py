@@ -88,6 +88,7 @@ from connectors._meta import (
     graph_time,
     reply_context,
 )
+from connectors._probe import Mismatch
 from connectors.base import ItemError, Limits, PermanentError, Setting, pick
 from inbox.models import Author, InboundItem, Reject
 
@@ -140,6 +141,18 @@ class FacebookConnector(MetaConnector):
     @property
     def own_ids(self) -> set[str]:
         return {self.page_id}
+
+    # Connection test -----------------------------------------------------------------------------
+
+    def probe_request(self) -> tuple[str, str]:
+        return "/me", "id,name"  # with a Page access token, "me" is the Page
+
+    def probe_summary(self, body: Any) -> str:
+        page = f"the Page {body['name']} (id {body['id']})"
+        if str(body["id"]) != self.page_id:
+            raise Mismatch(f"The token is for {page}, not for page_id {self.page_id}: paste that Page's own "
+                           f"access token, or put {body['id']} in page_id")
+        return f"Signed in as {page}"
 
     # Comments -----------------------------------------------------------------------------------
 

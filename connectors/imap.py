@@ -78,11 +78,13 @@ from typing import Any
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError, ProtocolError
 
+from connectors._probe import probe_timeout, refuse_host
 from connectors.base import (
     Connector,
     ItemError,
     Limits,
     PermanentError,
+    ProbeResult,
     RetryableError,
     Setting,
     UncertainError,
@@ -418,6 +420,100 @@ class ImapConnector(Connector):
             except Exception:  # the server may already have gone; the socket is closed below
                 _quietly(client.shutdown)
 
+    # Connection test ----------------------------------------------------------------------------
+
+    def probe(self) -> ProbeResult:
+        """IMAP: sign in, open `mailbox` read-only (EXAMINE, so no flag changes) and count its messages;
+        then SMTP: connect, EHLO, STARTTLS and AUTH as configured, QUIT (no mail is sent). Both on
+        connections of their own: the worker's IMAP connection and the cursor are not touched."""
+        imap = self._probe_imap()
+        if not imap.ok:
+            return imap
+        smtp = self._probe_smtp()
+        return ProbeResult(smtp.ok, f"{imap.summary}; {smtp.summary}", detail=f"{imap.detail}\n{smtp.detail}",
+                           status=smtp.status)
+
+    def _probe_imap(self) -> ProbeResult:
+        host, port, security = self.config["host"], self.config["port"], self.config["security"]
+        refusal = refuse_host(self, host, port, "IMAP")
+        if refusal:
+            return refusal
+        where, timeout, mailbox = f"IMAP {host}:{port}", probe_timeout(self), self.config["mailbox"]
+        context = ssl.create_default_context()
+        client: IMAPClient | None = None
+        try:
+            client = IMAPClient(host, port=port, ssl=security == "ssl", ssl_context=context, timeout=timeout)
+            if security == "starttls":
+                client.starttls(context)
+            client.login(self.config["username"], self.config["password"])
+            try:
+                folder = client.select_folder(mailbox, readonly=True)
+            except IMAPClientError as exc:
+                return ProbeResult(False, f"IMAP: signed in, but the folder {mailbox} cannot be opened: check the "
+                                          f"mailbox setting (INBOX, or the folder's name as the server shows it)",
+                                   detail=f"{where}: EXAMINE {mailbox}: {self._imap_text(exc)}")
+            count = int(folder.get(b"EXISTS", 0))
+            return ProbeResult(True, f"IMAP: signed in, {mailbox} holds {count} message{'' if count == 1 else 's'}",
+                               detail=f"{where}: {self.redact((client.welcome or b'').decode('utf-8', 'replace'))}\n"
+                                      f"EXAMINE {mailbox}: {count} EXISTS, UIDVALIDITY "
+                                      f"{folder.get(b'UIDVALIDITY', '?')}")
+        except LoginError as exc:
+            return ProbeResult(False, f"IMAP: {host} refused the sign-in of {self.config['username']}: check the "
+                                      f"username and password (many providers want an app password)",
+                               detail=f"{where}: {self._imap_text(exc)}")
+        except ssl.SSLCertVerificationError as exc:
+            return ProbeResult(False, f"IMAP: the certificate of {host} is not trusted: enter the server's name "
+                                      f"as its certificate has it", detail=f"{where}: {self.redact(str(exc))}")
+        except (TimeoutError, ssl.SSLError, IMAPClientError, OSError, EOFError) as exc:
+            return ProbeResult(False, _no_answer("IMAP", host, port, timeout, exc),
+                               detail=f"{where}: {type(exc).__name__}: {self._imap_text(exc)}")
+        finally:
+            if client is not None:
+                _quietly(client.logout)
+                _quietly(client.shutdown)
+
+    def _probe_smtp(self) -> ProbeResult:
+        host, port, security = self.config["smtp_host"], self.config["smtp_port"], self.config["smtp_security"]
+        refusal = refuse_host(self, host, port, "SMTP")
+        if refusal:
+            return refusal
+        where, timeout, username = f"SMTP {host}:{port}", probe_timeout(self), self.config["smtp_username"]
+        context = ssl.create_default_context()
+        smtp: smtplib.SMTP | None = None
+        try:
+            smtp = smtplib.SMTP_SSL(host, port, timeout=timeout, context=context) if security == "ssl" \
+                else smtplib.SMTP(host, port, timeout=timeout)
+            code, text = smtp.ehlo()
+            if security == "starttls":
+                smtp.starttls(context=context)
+                code, text = smtp.ehlo()
+            said = [f"{where}: EHLO {self._smtp_text(code, text)}"]
+            if not username:
+                return ProbeResult(True, "SMTP: answers (no sign-in configured)", detail="\n".join(said), status=code)
+            code, text = smtp.login(username, self.config["smtp_password"] or self.config["password"])
+            said.append(f"AUTH {self._smtp_text(code, text)}")
+            return ProbeResult(True, "SMTP: accepted the sign-in", detail="\n".join(said), status=code)
+        except smtplib.SMTPAuthenticationError as exc:
+            return ProbeResult(False, f"SMTP: {host} refused the sign-in of {username} ({exc.smtp_code}): check "
+                                      f"smtp_username and smtp_password",
+                               detail=f"{where}: {self._smtp_text(exc.smtp_code, exc.smtp_error)}", status=exc.smtp_code)
+        except smtplib.SMTPNotSupportedError as exc:
+            return ProbeResult(False, f"SMTP: {host}:{port} does not offer what the settings ask ({exc}): check "
+                                      f"smtp_security and smtp_port", detail=f"{where}: {self.redact(str(exc))}")
+        except ssl.SSLCertVerificationError as exc:
+            return ProbeResult(False, f"SMTP: the certificate of {host} is not trusted: enter the server's name "
+                                      f"as its certificate has it", detail=f"{where}: {self.redact(str(exc))}")
+        except smtplib.SMTPResponseException as exc:
+            return ProbeResult(False, f"SMTP: {host} answered {exc.smtp_code}: check smtp_host and smtp_port",
+                               detail=f"{where}: {self._smtp_text(exc.smtp_code, exc.smtp_error)}", status=exc.smtp_code)
+        except (TimeoutError, smtplib.SMTPException, OSError) as exc:
+            return ProbeResult(False, _no_answer("SMTP", host, port, timeout, exc),
+                               detail=f"{where}: {type(exc).__name__}: {self.redact(str(exc))}")
+        finally:
+            if smtp is not None:
+                _quietly(smtp.quit)
+                _quietly(smtp.close)
+
     def _imap_text(self, exc: BaseException) -> str:
         text = str(exc)
         if text.startswith("b'") or text.startswith('b"'):
@@ -534,6 +630,16 @@ class ImapConnector(Connector):
         if isinstance(text, bytes):
             text = text.decode("utf-8", "replace")
         return self.redact(f"{code} {' '.join(str(text).split())}")
+
+
+def _no_answer(what: str, host: str, port: int, timeout: float, exc: BaseException) -> str:
+    """The summary for a server that could not be reached (or spoke no TLS where TLS was asked)."""
+    if isinstance(exc, TimeoutError):
+        return f"{what}: {host}:{port} did not answer within {timeout:.0f} s: check the host and port"
+    if isinstance(exc, ssl.SSLError):
+        return f"{what}: no TLS on {host}:{port}: check the port and security (993 ssl or 143 starttls for IMAP; " \
+               f"465 ssl or 587 starttls for SMTP)"
+    return f"{what}: could not connect to {host}:{port}: check the host, port and security"
 
 
 def _uid_of(source_ref: str | None) -> int:

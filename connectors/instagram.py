@@ -161,6 +161,14 @@ class InstagramConnector(MetaConnector):
     def own_ids(self) -> set[str]:
         return {i for i in (self.ig_id, self.page_id) if i}
 
+    # Connection test -----------------------------------------------------------------------------
+
+    def probe_request(self) -> tuple[str, str]:
+        return f"/{self.ig_id}", "id,username"
+
+    def probe_summary(self, body: Any) -> str:
+        return f"Signed in as @{body['username']} (id {body['id']})"
+
     # Comments -----------------------------------------------------------------------------------
 
     def comment_change(self, change: dict[str, Any], entry: dict[str, Any]) -> InboundItem | None:

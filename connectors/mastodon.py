@@ -93,11 +93,13 @@ from urllib.parse import parse_qs, urlsplit
 
 from connectors._http import Http
 from connectors._meta import reply_context
+from connectors._probe import http_probe
 from connectors.base import (
     Connector,
     ItemError,
     Limits,
     PermanentError,
+    ProbeResult,
     RetryableError,
     Setting,
     pick,
@@ -462,6 +464,20 @@ class MastodonConnector(Connector):
         except ItemError as exc:
             self.log.warning("%s: media %s not downloaded: %s", self.name, filename, exc)
             return Attachment(filename=filename, content_type=content_type)
+
+    def probe(self) -> ProbeResult:
+        """`GET /api/v1/accounts/verify_credentials`: the account the token signs in as. The server's
+        address is typed by an admin, so it passes the SSRF check first (connectors/_probe.py)."""
+        def signed_in(body: Any) -> str:
+            acct = str(body["acct"])  # the bare username for an account of this server
+            handle = acct if "@" in acct or not self.domain else f"{acct}@{self.domain}"
+            return f"Signed in as @{handle} (id {body['id']})"
+
+        return http_probe(
+            self, self.http, "/api/v1/accounts/verify_credentials", what="Mastodon", signed_in=signed_in,
+            refused="Your Mastodon server refused the access token ({status}): in Preferences, Development, "
+                    "open the application (or create one with read and write:statuses) and paste its access "
+                    "token here")
 
     def close(self) -> None:
         self.http.close()

@@ -87,11 +87,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from connectors._http import Http, retry_after_seconds
+from connectors._probe import http_probe
 from connectors.base import (
     Connector,
     ItemError,
     Limits,
     PermanentError,
+    ProbeResult,
     RetryableError,
     Setting,
     WebhookRequest,
@@ -635,6 +637,21 @@ class TelegramConnector(Connector):
         bot = f"@{self._bot_username}" if self._bot_username else "the bot"
         return (f"Telegram lets a bot write only to people who have started it: the customer has to message "
                 f"{bot} first (open it in Telegram and press Start); then press Retry")
+
+    def probe(self) -> ProbeResult:
+        """`getMe`: the bot the token belongs to. Reads no update, so no offset is confirmed."""
+        def signed_in(body: Any) -> str:
+            if body["ok"] is not True:
+                raise ValueError("ok is not true")
+            bot = body["result"]
+            return f"Telegram bot @{bot['username']} answers (id {bot['id']})"
+
+        # Telegram answers 401 for a revoked token and 404 for one that is not a token at all.
+        return http_probe(
+            self, self.http, "getMe", what="Telegram", signed_in=signed_in,
+            is_refusal=lambda status, body: status in (401, 404),
+            refused="Telegram refused the bot token ({status}): copy the token again from @BotFather (/mybots, "
+                    "API Token, or /revoke for a new one) and paste it here")
 
     def close(self) -> None:
         self.http.close()

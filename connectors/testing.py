@@ -13,8 +13,9 @@ The kit then checks, through the real ingest pipeline and a real SQLite file: it
 oldest first, with stable unique ids; a fetch resumes from the saved cursor; a re-fetch stores
 nothing twice; a malformed item goes to quarantine while the rest arrive; a reply is threaded to
 the message it answers; retryable faults raise `RetryableError` with the channel's delay and
-leave the cursor alone; and no configured secret appears in the logs. Push-only channels (web
-forms, webhooks) prove the same through `parse_webhook`.
+leave the cursor alone; no configured secret appears in the logs; and the connection test
+(`probe()`) answers with a `ProbeResult`, without raising, when the channel's host cannot be
+reached. Push-only channels (web forms, webhooks) prove the same through `parse_webhook`.
 
 Third-party connectors use it the same way (`from connectors.testing import ConnectorContract`).
 """
@@ -22,11 +23,13 @@ Third-party connectors use it the same way (`from connectors.testing import Conn
 from __future__ import annotations
 
 import logging
+import re
+import socket
 from typing import Any, ClassVar
 
 import pytest
 
-from connectors.base import Connector, RetryableError, WebhookRequest
+from connectors.base import Connector, ProbeResult, RetryableError, WebhookRequest
 from inbox.attachments import AttachmentStore
 from inbox.ingest import Ingestor, IngestReport
 from inbox.models import Author, FetchResult, OutboundReply
@@ -69,6 +72,29 @@ class ChannelDriver:
     def tamper(self, request: WebhookRequest) -> WebhookRequest:
         """For push-only channels: the same request with its body changed after signing."""
         raise NotImplementedError
+
+    def unreachable_settings(self) -> dict[str, Any] | None:
+        """`settings()` pointing at a loopback port where nothing listens (for the connection test), or
+        None when the settings name no host. The default rewrites every `http://127.0.0.1:<port>` URL;
+        override it when the host and port are settings of their own (IMAP)."""
+        closed = free_loopback_port()
+        changed = False
+        settings = {}
+        for key, value in self.settings().items():
+            if isinstance(value, str) and _LOOPBACK_URL.search(value):
+                value, changed = _LOOPBACK_URL.sub(f"http://127.0.0.1:{closed}", value), True
+            settings[key] = value
+        return settings if changed else None
+
+
+_LOOPBACK_URL = re.compile(r"http://127\.0\.0\.1:\d+")
+
+
+def free_loopback_port() -> int:
+    """A loopback port nothing listens on (bound, read and released at once)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 class ConnectorContract:
@@ -253,6 +279,24 @@ class ConnectorContract:
                 assert secret not in str(raised.value)
         for secret in secrets:
             assert secret not in caplog.text
+
+    def test_probe_answers_when_the_host_is_unreachable(self, channel, contract_context):
+        import dataclasses
+
+        settings = channel.unreachable_settings()
+        # Loopback is allowed here, as in the demo: the probe must really try the closed port.
+        context = dataclasses.replace(contract_context, fetch_allow_hosts=("127.0.0.1",))
+        connector = self.connector_class(self.channel_name, settings or channel.settings(), context=context)
+        try:
+            result = connector.probe()
+        finally:
+            connector.close()
+        assert isinstance(result, ProbeResult)
+        assert result.summary, "a connection test must say what it found"
+        if settings is not None:
+            assert result.ok is False, f"nothing listens there, yet the probe says: {result.summary}"
+        for secret in connector.secrets:
+            assert secret not in result.summary and secret not in result.detail
 
     def test_tampered_webhook_is_refused(self, connector, ingestor, channel, store):
         if not connector.push_only:

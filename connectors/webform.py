@@ -38,7 +38,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser
 from werkzeug.http import parse_options_header
 
-from connectors.base import Connector, ItemError, Limits, PermanentError, Setting, WebhookRequest
+from connectors.base import Connector, ItemError, Limits, PermanentError, ProbeResult, Setting, WebhookRequest
 from inbox.models import Attachment, Author, FetchResult, InboundItem, OutboundReply
 from inbox.sanitize import CONTROLS
 
@@ -466,3 +466,10 @@ class WebformConnector(Connector):
 
     def send(self, reply: OutboundReply) -> str:
         raise PermanentError("web form replies go out by email through reply_channel")
+
+    def probe(self) -> ProbeResult:
+        """Nothing to connect to: the form's address, for the admin to open (its replies go out through
+        `reply_channel`, whose own test covers them)."""
+        base = (self.context.base_url if self.context else "").rstrip("/")
+        url = f"{base}/forms/{self.name}"
+        return ProbeResult(True, "Web forms receive posts; nothing to connect to", detail=url)

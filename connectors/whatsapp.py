@@ -94,12 +94,14 @@ from urllib.parse import urlsplit
 
 from connectors._http import Http, retry_after_seconds
 from connectors._meta import challenge_answer, verify_signature
+from connectors._probe import http_probe
 from connectors.base import (
     Connector,
     ConnectorError,
     ItemError,
     Limits,
     PermanentError,
+    ProbeResult,
     RetryableError,
     Setting,
     WebhookRequest,
@@ -734,6 +736,20 @@ class WhatsAppConnector(Connector):
         if code in RETRY_CODES or error.get("is_transient") is True or status == 429 or status >= 500:
             raise RetryableError(text, retry_after=delay or RETRY_CODES.get(code, 30.0))
         raise PermanentError(text)
+
+    def probe(self) -> ProbeResult:
+        """`GET /{phone-number-id}?fields=display_phone_number,verified_name`: the number the token may send
+        from. Meta answers a bad token with code 190; an id the token cannot see with code 100."""
+        def signed_in(body: Any) -> str:
+            return f"WhatsApp number {body['display_phone_number']} ({body['verified_name']}) answers"
+
+        return http_probe(
+            self, self.http, f"/{self.phone_number_id}", what="WhatsApp", signed_in=signed_in,
+            params={"fields": "display_phone_number,verified_name"},
+            is_refusal=lambda status, body: status == 401 or (whatsapp_error(body) or {}).get("code") == 190,
+            error_text=lambda body: error_text(whatsapp_error(body) or {}),
+            refused="Meta refused the access token ({status}): create a new token for a system user with the "
+                    "whatsapp_business_messaging permission (Business Settings, System users) and paste it here")
 
     def close(self) -> None:
         self.http.close()

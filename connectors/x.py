@@ -116,11 +116,13 @@ from typing import Any
 from connectors import twitter_text
 from connectors._http import Http
 from connectors._meta import reply_context
+from connectors._probe import Mismatch, http_probe
 from connectors.base import (
     Connector,
     ItemError,
     Limits,
     PermanentError,
+    ProbeResult,
     RetryableError,
     Setting,
     pick,
@@ -703,6 +705,24 @@ class XConnector(Connector):
         if not isinstance(media_id, str) or not media_id:
             raise RetryableError(f"X took {attachment.filename} but answered without its media id")
         return media_id
+
+    def probe(self) -> ProbeResult:
+        """`GET /2/users/me` with the current access token (never refreshed here): who the token is for,
+        and whether that is the account in `user_id`."""
+        def signed_in(body: Any) -> str:
+            me = body["data"]
+            found = f"@{me['username']} (id {me['id']})"
+            if str(me["id"]) != self.user_id:
+                raise Mismatch(f"The token belongs to {found}, not to user_id {self.user_id}: put "
+                                    f"{me['id']} in user_id, or authorise the app with the support account")
+            return f"Signed in as {found}"
+
+        return http_probe(
+            self, self.http, "/2/users/me", what="X", signed_in=signed_in, error_text=x_error_message,
+            headers={"Authorization": f"Bearer {self._tokens['access_token']}"},
+            params={"user.fields": "username,name"},
+            refused="X refused the access token ({status}): authorise the app for the support account again "
+                    "and paste the new access and refresh tokens here")
 
     def close(self) -> None:
         self.http.close()

@@ -12,6 +12,9 @@ FreeScout CVE-2026-34443). So every such fetch goes through `safe_fetch`, which:
 - follows at most three redirects, checking each target the same way;
 - stops reading past `max_bytes` and after `timeout` seconds.
 
+`check_host` applies the same address rule to a host and port that are not HTTP (a mail server
+typed into a channel's settings, reached by its connection test).
+
 Hosts listed in `allow_hosts` skip the address check: that is how the tests and the demo reach
 the loopback imitations of channel APIs. Never list a host there in production.
 """
@@ -78,12 +81,20 @@ def check_url(url: str, allow_hosts: Collection[str] = ()) -> tuple[str, str, in
     allowed = host in allow_hosts or f"{host}:{port}" in allow_hosts
     if port not in (80, 443) and not allowed:
         raise FetchRefused(f"port {port} is not allowed")
+    return scheme, host, port, check_host(host, port, allow_hosts)
+
+
+def check_host(host: str, port: int, allow_hosts: Collection[str] = ()) -> str:
+    """Resolve `host` and return the address to connect to, or raise `FetchRefused` when any of its
+    addresses is not public and neither `host` nor `host:port` is in `allow_hosts`. For connections
+    that are not HTTP (a channel's IMAP or SMTP server, tested from the admin pages); any port."""
+    allowed = host in allow_hosts or f"{host}:{port}" in allow_hosts
     pinned, addresses = _resolve(host, port)
     if not allowed:
         blocked = [a for a in addresses if not _public(a)]
         if blocked:
             raise FetchRefused(f"{host} resolves to a non-public address ({blocked[0]})")
-    return scheme, host, port, pinned
+    return pinned
 
 
 def safe_fetch(

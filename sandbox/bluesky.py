@@ -2,7 +2,8 @@
 
 It follows shared/channels.md section 7 to the field name: `com.atproto.server.createSession` /
 `refreshSession` (JWT-like opaque tokens that expire: 400 `{"error": "ExpiredToken", "message":
-"Token has expired"}`), `app.bsky.notification.listNotifications` (newest first, `cursor` pages
+"Token has expired"}`; a wrong password 401 `AuthenticationRequired` "Invalid identifier or password"),
+`com.atproto.server.getSession` (`handle`, `did`, `active` of the session's account), `app.bsky.notification.listNotifications` (newest first, `cursor` pages
 backwards, `reasons` filter, `limit` 1-100, `seenAt` rejected with 400 `InvalidRequest`),
 `com.atproto.repo.createRecord` (checks that `reply.root`/`reply.parent` name existing (uri,
 cid) pairs, the 300-grapheme limit, and an `app.bsky.embed.images` embed: at most 4 images, each an
@@ -347,6 +348,16 @@ class BlueskyImitation(Imitation):
                 return xrpc_error(401, "AuthenticationRequired", "Invalid identifier or password", headers)
             self.logins += 1
             return 200, self._issue(), headers
+
+    @route("GET", r"/xrpc/com\.atproto\.server\.getSession")
+    def get_session(self, request: Request):
+        """The session's account: `handle`, `did`, `active` (no email: an app password does not show it)."""
+        with self.lock:
+            headers = self._headers()
+            refused = self._auth(request, headers)
+            if refused:
+                return refused
+            return 200, {"handle": self.handle, "did": self.did, "active": True}, headers
 
     @route("POST", r"/xrpc/com\.atproto\.server\.refreshSession")
     def refresh_session(self, request: Request):

@@ -5,7 +5,8 @@ with `types[]`, `exclude_types[]`, `max_id`, `since_id`, `min_id` (ascending fro
 page then reversed to newest first) and `limit` (default 40, max 80), plus the `Link` header with
 rel="next"/"prev"; `POST /api/v1/statuses` (form or JSON: `status`, `in_reply_to_id`,
 `visibility`, `spoiler_text`) honouring `Idempotency-Key` for an hour; `GET /api/v1/statuses/:id`;
-`GET /api/v2/instance`; media files under `/system/media_attachments/files/`; uploads with
+`GET /api/v2/instance`; `GET /api/v1/accounts/verify_credentials` (the token's
+CredentialAccount: `id`, `username`, `acct`, `display_name`, `url`, `source`, ...); media files under `/system/media_attachments/files/`; uploads with
 `POST /api/v2/media` (multipart `file`; 200 with `url` for an image, 202 with `url: null` while a
 video or audio file is processed; 422 "File content type is invalid" or "File file size must be
 less than 10 MB"; its own rate limit of 30 per 30 minutes) and `GET /api/v1/media/:id` (206 while
@@ -352,6 +353,16 @@ class MastodonImitation(Imitation):
                 return 206, b"", self._rate_headers()  # "The media attachment is still being processed"
             upload["entity"]["url"] = f"{self.url}/system/media_attachments/files/{upload['path']}"
             return 200, copy.deepcopy(upload["entity"]), self._rate_headers()
+
+    @route("GET", r"/api/v1/accounts/verify_credentials")
+    def verify_credentials(self, request: Request):
+        """The token's account as a CredentialAccount: the Account plus `source` (its defaults)."""
+        with self.lock:
+            if not self._authorized(request):
+                return self._unauthorized()
+            source = {"privacy": "public", "sensitive": False, "language": "en", "note": "", "fields": [],
+                      "follow_requests_count": 0}
+            return 200, {**self.me, "locked": False, "bot": False, "note": "", "source": source}, self._rate_headers()
 
     @route("GET", r"/api/v2/instance")
     def instance(self, request: Request):

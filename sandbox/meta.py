@@ -31,7 +31,9 @@ It follows shared/channels.md section 3 to the field name:
   `mentioned_media.media_id(<id>){...}` with nested field selection (`media{caption,permalink}`;
   a media's `owner` only when it is the account's own, `username` otherwise), and replies
   `POST /{ig-id}/mentions` with `media_id`, `comment_id` (for a comment) and `message`;
-- user profiles `GET /{psid|igsid}?fields=name,username`;
+- user profiles `GET /{psid|igsid}?fields=name,username`; the Page itself as `GET /me` (with a Page
+  token "me" is the Page) or `GET /{page-id}` (`id`, `name`), and the Instagram account as
+  `GET /{ig-id}?fields=id,username` (`id`, `username`, `name`): the connection tests' calls;
 - errors as `{"error": {"message", "type", "code", "error_subcode", "fbtrace_id"}}`; every answer
   carries `X-App-Usage` and `X-Business-Use-Case-Usage` (see `usage`); `rate_limited` answers
   with a throttling code (4, 17, 32, 613, 80001) or a 429; `expire_token` makes every call fail
@@ -916,6 +918,11 @@ class MetaImitation(Imitation):
         return self._reply_under(request, comment_id, "instagram", self.ig_id,
                                  "(#100) The parameter message is required")
 
+    @route("GET", V + r"/me")
+    def me(self, request: Request):
+        """With a Page access token, "me" is the Page."""
+        return self.profile(request, self.page_id)
+
     @route("GET", V + r"/(?P<node>\d+)")
     def profile(self, request: Request, node: str):
         with self.lock:
@@ -925,6 +932,11 @@ class MetaImitation(Imitation):
             fields = self._fields(request)
             if node == self.ig_id and fields.startswith(("mentioned_comment.", "mentioned_media.")):
                 return self._mentioned(fields)
+            if node == self.page_id:
+                return self._answer(200, self._only({"id": node, "name": self.page_name}, request))
+            if node == self.ig_id:
+                return self._answer(200, self._only({"id": node, "username": self.ig_username,
+                                                     "name": self.page_name}, request))
             user = self.users.get(node)
             if user is None:
                 return self._fail(400, f"Unsupported get request. Object with ID '{node}' does not exist, cannot "

@@ -23,6 +23,9 @@ It follows shared/channels.md section 4 to the field name:
   document name the uploaded id (`{"id", "caption", "filename"}`); a caption over 1024 characters,
   a caption on audio or an unknown media id are refused. `uploads` and `sent[...]["media"]` keep
   the bytes.
+- `GET /v{N}/{phone-number-id}?fields=display_phone_number,verified_name` → the asked fields of the
+  business number (`display_phone_number` written as "+1 555-078-3881", `verified_name`,
+  `quality_rating`, `code_verification_status`) and always its `id`: the connection test's call.
 - `GET /v{N}/{media-id}` → `{"url", "mime_type", "sha256", "file_size", "id", "messaging_product"}`;
   the media URL (`/whatsapp_business/attachments/?mid=…`, on this server) answers only with the
   same `Authorization: Bearer` token.
@@ -168,10 +171,12 @@ class WhatsAppImitation(Imitation):
 
     def __init__(self, *, phone_number_id: str = "106540352242922", display_phone_number: str = "15550783881",
                  business_account_id: str = "102290129340398", access_token: str = DEFAULT_TOKEN,
-                 app_secret: str = DEFAULT_APP_SECRET, verify_token: str = DEFAULT_VERIFY_TOKEN) -> None:
+                 app_secret: str = DEFAULT_APP_SECRET, verify_token: str = DEFAULT_VERIFY_TOKEN,
+                 verified_name: str = "Acme Shop") -> None:
         super().__init__()
         self.phone_number_id = phone_number_id
         self.display_phone_number = display_phone_number
+        self.verified_name = verified_name
         self.business_account_id = business_account_id
         self.access_token = access_token
         self.app_secret = app_secret
@@ -638,6 +643,8 @@ class WhatsAppImitation(Imitation):
         refused = self._authorised(request)
         if refused:
             return refused
+        if media_id == self.phone_number_id:
+            return 200, self._phone_number(request)
         with self.lock:
             media = self.media.get(media_id)
         if media is None:
@@ -647,6 +654,16 @@ class WhatsAppImitation(Imitation):
         return 200, {"url": f"{self.url}/whatsapp_business/attachments/?mid={media_id}&ext=1749416383&hash=ARk",
                      "mime_type": media["mime_type"], "sha256": media["sha256"], "file_size": media["file_size"],
                      "id": media_id, "messaging_product": "whatsapp"}
+
+    def _phone_number(self, request: Request) -> dict[str, Any]:
+        """The business number's node: the `fields` asked (Graph's default is `id` alone), and `id`."""
+        digits = self.display_phone_number
+        written = f"+1 {digits[1:4]}-{digits[4:7]}-{digits[7:]}" if len(digits) == 11 and digits[0] == "1" \
+            else f"+{digits}"
+        node = {"id": self.phone_number_id, "display_phone_number": written, "verified_name": self.verified_name,
+                "quality_rating": "GREEN", "code_verification_status": "VERIFIED"}
+        asked = {f.strip() for f in (request.arg("fields") or "").split(",") if f.strip()}
+        return {k: v for k, v in node.items() if k == "id" or k in asked}
 
     @route("GET", r"/whatsapp_business/attachments/")
     def media_download(self, request: Request):

@@ -18,7 +18,9 @@ the one-shot `POST /2/media/upload` (multipart `media` + `media_category` `tweet
 images up to 5 MB, 200 `{"data": {"id", "media_key", "size", "expires_after_secs", "image"}}`; its
 400 texts for a wrong type or size are the imitation's own, X does not document them), posts with
 `media.media_ids` (1-4 ids of `tweet_image` uploads, else 400 "Your media IDs are invalid.") and
-`POST /2/oauth2/token` (refresh tokens rotate).
+`POST /2/oauth2/token` (refresh tokens rotate), and `GET /2/users/me` (200 `{"data": {"id", "name",
+"username"}}` for the token's user, the connection test's call; 401 problem details for a bad token;
+75 requests per 15 minutes).
 Every answer carries `x-rate-limit-limit/-remaining/-reset` (epoch seconds); errors are
 `application/problem+json`.
 
@@ -47,7 +49,7 @@ PHOTO = base64.b64decode(
     "////////////wAARCAABAAEDASIAAhEBAxEB/8QAFAABAAAAAAAAAAAAAAAAAAAAA//EABQQAQAAAAAAAAAAAAAAAAAAAAD/xAAU"
     "AQEAAAAAAAAAAAAAAAAAAAAA/8QAFBEBAAAAAAAAAAAAAAAAAAAAAP/aAAwDAQACEQMRAD8AP//Z")
 
-LIMITS = {"mentions": 450, "dm_events": 15, "tweets": 100, "dm_send": 15,
+LIMITS = {"mentions": 450, "dm_events": 15, "tweets": 100, "dm_send": 15, "users_me": 75,
           "media": 500}  # media: the imitation's own number; X does not state one for the upload
 #: The one-shot `POST /2/media/upload`: its media types, categories and the image limit (5 MB).
 ONE_SHOT_TYPES = ("image/jpeg", "image/bmp", "image/png", "image/webp", "image/pjpeg", "image/tiff",
@@ -366,6 +368,15 @@ class XImitation(Imitation):
         return page, (self._token_for(kind, page[-1]["id"]) if page and following else None)
 
     # Routes -------------------------------------------------------------------------------------
+
+    @route("GET", r"/2/users/me")
+    def users_me(self, request: Request):
+        """The token's own user: `id`, `name`, `username` always; other `user.fields` are not kept here."""
+        with self.lock:
+            refused = self._unauthorized(request)
+            if refused:
+                return refused
+            return 200, {"data": dict(self.users[self.user_id])}, self._rate_headers("users_me")
 
     @route("GET", r"/2/users/(?P<user_id>\d+)/mentions")
     def mentions(self, request: Request, user_id: str):

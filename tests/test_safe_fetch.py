@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from inbox.safe_fetch import FetchRefused, check_url, safe_fetch
+from inbox.safe_fetch import FetchRefused, check_host, check_url, safe_fetch
 
 pytestmark = pytest.mark.server  # answers from a loopback HTTP server
 
@@ -22,6 +22,17 @@ pytestmark = pytest.mark.server  # answers from a loopback HTTP server
 def test_refused(url):
     with pytest.raises(FetchRefused):
         check_url(url)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "10.0.0.1", "169.254.169.254", "::1"])
+def test_a_host_inside_the_network_is_refused_on_any_port_unless_allowed(host):
+    # For connections that are not HTTP (an IMAP or SMTP server typed into a channel's settings).
+    with pytest.raises(FetchRefused, match="non-public address"):
+        check_host(host, 993)
+    assert check_host(host, 993, allow_hosts=(host,))
+    assert check_host(host, 993, allow_hosts=(f"{host}:993",))
+    with pytest.raises(FetchRefused):
+        check_host(host, 587, allow_hosts=(f"{host}:993",))
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

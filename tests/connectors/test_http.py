@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from connectors._http import Http, retry_after_seconds
+from connectors._http import Http, Unreachable, retry_after_seconds
 from connectors.base import PermanentError, RetryableError, UncertainError
 
 pytestmark = pytest.mark.server  # answers from a loopback HTTP server
@@ -82,8 +82,10 @@ def test_401_is_permanent_with_the_apis_message_and_no_secret(api):
 
 
 def test_unreachable_is_retryable():
-    with pytest.raises(RetryableError, match="cannot connect"):
+    with pytest.raises(RetryableError, match="cannot connect") as raised:
         Http("http://127.0.0.1:9", timeout=2).get_json("/x")
+    # No answer at all, told apart from a timeout (the connection test words them differently).
+    assert isinstance(raised.value, Unreachable) and not raised.value.timed_out
 
 
 class _Listener:

@@ -26,7 +26,7 @@ from imapclient import IMAPClient
 
 from connectors.base import PermanentError, RetryableError
 from connectors.imap import ImapConnector, _safe_bytes, parse_cursor
-from connectors.testing import ChannelDriver, ConnectorContract, fetch_all
+from connectors.testing import ChannelDriver, ConnectorContract, fetch_all, free_loopback_port
 from inbox.models import FLAG_OVERSIZED, Author, OutboundReply
 from inbox.runtime import ConnectorContext
 from tests.mailfactory import raw_mail
@@ -129,6 +129,9 @@ class ImapChannel(ChannelDriver):
             "smtp_host": self.smtp.host, "smtp_port": self.smtp.port, "smtp_security": "none",
             "timeout": 10,
         }
+
+    def unreachable_settings(self) -> dict[str, Any]:
+        return {**self.settings(), "port": free_loopback_port()}
 
     def customer_writes(self, count: int) -> list[str]:
         numbers = [next(self.written) for _ in range(count)]
