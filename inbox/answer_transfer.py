@@ -3,7 +3,7 @@
 
 Export writes each answer as `title`, `language`, `tags` and `body`, plus `active: false` for an
 archived one (a key `load_answers` ignores), so exporting and importing the file again changes
-nothing. Import runs in two steps: `read_upload` turns the file into `RawEntry`s (file-level
+nothing. On import, an entry without `tags` or `active` leaves those of its answer as they are. Import runs in two steps: `read_upload` turns the file into `RawEntry`s (file-level
 problems raise `TransferError`, worded for the person importing), `plan_import` checks each entry
 with the editor's own checks and compares it with the library, and the caller applies the plan
 after the person confirmed it. An entry is matched to an answer by its title (case folded) and
@@ -252,7 +252,9 @@ def _raw_entry(position: int, line: int, item: Any, lines: dict[str, int], *, fr
         else:
             entry.fields[name] = value
     tags = item.get("tags")
-    if tags is None or isinstance(tags, str):
+    if "tags" not in item:
+        entry.fields["tags"] = None  # an answer's tags stay as they are; a new answer has none
+    elif tags is None or isinstance(tags, str):
         entry.fields["tags"] = tags or ""
     elif isinstance(tags, list) and all(isinstance(t, (str, int, float)) for t in tags):
         entry.fields["tags"] = [str(t) for t in tags]
@@ -316,6 +318,8 @@ def _compare(entry: RawEntry, values: dict[str, Any], answer: Mapping[str, Any] 
     if answer is None:
         return PlannedEntry(entry.position, entry.line, "new", values)
     stored = {"title": answer["title"], "tags": answer["tags"] or "", "active": bool(answer["active"])}
+    if entry.fields.get("tags") is None:
+        values["tags"] = stored["tags"].split()
     incoming = {"title": values["title"], "tags": " ".join(values["tags"]), "active": values["active"]}
     fields = [name for name in ("title", "tags") if stored[name] != incoming[name]]
     if incoming["active"] is not None and incoming["active"] != stored["active"]:

@@ -335,6 +335,17 @@ def test_a_library_changed_since_the_preview_is_shown_again_before_importing(wor
     assert {a["title"]: a["body"] for a in world.store.answers()}["Gift cards"] == "Valid for two years."
 
 
+def test_an_entry_without_tags_or_active_leaves_them_as_they_are(world):
+    lea = world.client("lea")
+    preview = upload(lea, "answers:\n  - {title: Old summer hours, language: en, body: Open until 21:00 in July.}\n"
+                          "  - {title: Where is my order?, language: en, tags: [], body: Short.}\n")
+    assert counts(preview) == {"new": 0, "changed": 2, "unchanged": 0, "invalid": 0}
+    assert confirm(lea, preview).status_code == 302
+    summer = world.store.answer(world.ids["Old summer hours"])
+    assert (summer["body"], summer["tags"], summer["active"]) == ("Open until 21:00 in July.", "hours", 0)
+    assert world.store.answer(world.ids["Where is my order?"])["tags"] == "", "an empty list clears the tags"
+
+
 # The file formats and the waiting upload -------------------------------------------------------
 
 def test_a_new_entry_marked_inactive_is_imported_archived(app):
