@@ -404,6 +404,16 @@ ROWS: list[Row] = [
         form={"title": "Refunds", "body": "Refunds take 5 days.", "language": "en", "tags": ""}, mutates=True),
     Row("answers.set_active", "POST", "/answers/{answer}/active", leads_only(clean(302, 303), ok(302, 303)),
         form={"active": "0"}, mutates=True),
+    # Import and export of the library (#13): for leads, like writing it. Without a file or a preview
+    # to confirm, the import is refused (400) and changes nothing.
+    Row("answers.export", "POST", "/answers/export", leads_only(clean(), ok()), form={"format": "yaml"},
+        mutates=True, note="the export is audited"),
+    Row("answers.export", "POST", "/answers/export", leads_only(clean(), ok()), form={"format": "csv", "active": "1"},
+        mutates=True),
+    Row("answers.import_file", "GET", "/answers/import", leads_only(clean())),
+    Row("answers.import_file", "POST", "/answers/import", leads_only(clean(400), ok(400))),
+    Row("answers.import_confirm", "POST", "/answers/import/confirm", leads_only(clean(400), ok(400)),
+        form={"token": "no-such-preview-token-0123456789abcdefghijk"}),
     Row("answers.suggested", "GET", "/conversations/{conv_b}/suggested-answers", team_object(ok())),
     Row("palette.commands", "GET", "/conversations/{conv_b}/commands", team_object(ok())),
     Row("answers.render", "POST", "/answers/{answer}/render", team_object(ok()), json={"conversation_id": "{conv_b}"},

@@ -57,6 +57,28 @@ class AnswerQueries:
             self.conn.execute("UPDATE answers SET active = ?, updated_at = ? WHERE id = ?",
                               (int(active), now, answer_id))
 
+    def import_answers(self, *, creates: Iterable[dict[str, Any]], updates: Iterable[tuple[int, dict[str, Any]]],
+                       agent_id: int | None, now: str) -> dict[str, int]:
+        """Apply an import (inbox/answer_transfer.py) in one transaction: new answers, and edits of existing
+        ones as new versions. Each value set has title, body, language, tags and `active` (None = leave it).
+        Returns how many answers were created and updated."""
+        created = updated = 0
+        with self.write():
+            for values in creates:
+                answer_id = self.create_answer(title=values["title"], body=values["body"], language=values["language"],
+                                               tags=values["tags"], owner_id=agent_id, now=now)
+                if values.get("active") is False:
+                    self.set_answer_active(answer_id, False, now)
+                created += 1
+            for answer_id, values in updates:
+                before = self.answer(answer_id)
+                self.update_answer(answer_id, title=values["title"], body=values["body"], language=values["language"],
+                                   tags=values["tags"], editor_id=agent_id, now=now)
+                if values.get("active") is not None and bool(before["active"]) != values["active"]:
+                    self.set_answer_active(answer_id, values["active"], now)
+                updated += 1
+        return {"created": created, "updated": updated}
+
     def answer(self, answer_id: int) -> dict[str, Any]:
         cur = self.conn.execute(
             f"SELECT {_COLUMNS} FROM answers a LEFT JOIN agents o ON o.id = a.owner_id WHERE a.id = ?",  # noqa: S608

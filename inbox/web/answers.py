@@ -11,18 +11,36 @@ is a new version and the page of an answer shows each version with what changed.
 
 Both check the conversation with `inbox.access.require_conversation`, so an id of a conversation
 the agent may not see answers 404 like an unknown one.
+
+Import and export (#13, inbox/answer_transfer.py), for those who write the library:
+`POST /answers/export` downloads it as YAML or CSV; `POST /answers/import` shows what a file would
+change, and `POST /answers/import/confirm` imports it. Nothing changes on GET or HEAD.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import difflib
+import hmac
 import re
+from collections.abc import Mapping
 from typing import Any
 
-from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 
 from inbox import access, clock
+from inbox import answer_transfer as transfer
 from inbox import answers as library
 from inbox.channel_format import FormatWarning
 from inbox.i18n import LANGUAGES
@@ -32,6 +50,7 @@ from inbox.store import NotFound as StoreNotFound
 from inbox.store.base import iso
 from inbox.web import get_store, mainland
 from inbox.web.auth import current_agent, login_required, role_required
+from inbox.web.conversations import content_disposition
 
 bp = Blueprint("answers", __name__)
 
@@ -40,6 +59,8 @@ LEAD_ROLES = ("lead", "manager", "admin")
 MAX_TITLE_CHARS = 200
 MAX_BODY_CHARS = 10_000
 MAX_QUERY_CHARS = 500
+#: Where the session keeps the token of the upload waiting for confirmation.
+IMPORT_SESSION_KEY = "answer_import"
 
 PERSONAL_DATA_LABELS = {
     "email": _l("an email address"),
@@ -47,6 +68,13 @@ PERSONAL_DATA_LABELS = {
     "iban": _l("a bank account number"),
     "postcode": _l("a postcode"),
     "customer_record": _l("details from the customer's record"),
+}
+
+IMPORT_FIELD_LABELS = {
+    "title": _l("title"),
+    "tags": _l("tags"),
+    "active": _l("in use"),
+    "body": _l("text"),
 }
 
 lead_required = role_required(*LEAD_ROLES)
@@ -134,11 +162,17 @@ def _changes(older: dict[str, Any], newer: dict[str, Any]) -> dict[str, Any]:
 
 
 def _form_values() -> tuple[dict[str, Any], dict[str, str]]:
+    return check_answer(request.form)
+
+
+def check_answer(fields: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """An answer's title, text, language and tags as they are saved, and what is wrong with them (by
+    field). The editor and the import (inbox/answer_transfer.py) both check answers with this."""
     values = {
-        "title": " ".join((request.form.get("title") or "").split())[:MAX_TITLE_CHARS + 1],
-        "body": (request.form.get("body") or "").replace("\r\n", "\n").strip(),
-        "language": (request.form.get("language") or "").strip().lower(),
-        "tags": library.normalise_tags(request.form.get("tags") or ""),
+        "title": " ".join(str(fields.get("title") or "").split())[:MAX_TITLE_CHARS + 1],
+        "body": str(fields.get("body") or "").replace("\r\n", "\n").strip(),
+        "language": str(fields.get("language") or "").strip().lower(),
+        "tags": library.normalise_tags(fields.get("tags") or ""),
     }
     errors = {}
     if not values["title"]:
@@ -207,6 +241,114 @@ def set_active(answer_id: int):
     flash(_("The answer is back in use.") if active else _("The answer is archived: it is no longer suggested."),
           "success")
     return redirect(url_for("answers.show", answer_id=answer_id))
+
+
+# Import and export (#13) ---------------------------------------------------------------------------
+
+def _audit(action: str, **details: Any) -> None:
+    store = get_store()
+    with store.write():
+        store.audit(iso(_now()), f"agent:{current_agent()['id']}", action, "answer_library", None,
+                    ip=request.remote_addr, **details)
+
+
+def _pending() -> transfer.PendingImports:
+    return transfer.PendingImports(mainland().config.data_dir / "answer-imports")
+
+
+@bp.post("/answers/export")
+@lead_required
+def export():
+    """The whole library (or only the answers in use) as YAML or CSV, named by today's date."""
+    kind = "csv" if request.form.get("format") == "csv" else "yaml"
+    active_only = request.form.get("active") == "1"
+    now = _now()
+    rows = get_store().answers(active=True if active_only else None)
+    if kind == "csv":
+        body, mimetype = transfer.export_csv(rows), "text/csv; charset=utf-8"
+    else:
+        body, mimetype = transfer.export_yaml(rows, now), "application/yaml; charset=utf-8"
+    _audit("answers_exported", format=kind, answers=len(rows), active_only=active_only)
+    name = transfer.export_filename(kind, now, active_only=active_only)
+    response = Response(body, mimetype=mimetype)
+    response.headers["Content-Disposition"] = content_disposition(name)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@bp.route("/answers/import", methods=["GET", "POST"])
+@lead_required
+def import_file():
+    """Upload a file and see what importing it would do; nothing changes before the confirmation."""
+    if request.method != "POST":  # GET and HEAD: the upload form, whatever the request carries
+        return render_template("answers/import.html", error=None)
+    upload = request.files.get("file")
+    if upload is None or not upload.filename:
+        return render_template("answers/import.html", error=_("Choose a file to import.")), 400
+    try:
+        entries = transfer.read_upload(upload.filename, upload.read(transfer.MAX_FILE_BYTES + 1))
+    except transfer.TransferError as exc:
+        return render_template("answers/import.html", error=str(exc)), 400
+    plan = transfer.plan_import(entries, get_store().answers(active=None), check_answer)
+    previous = session.pop(IMPORT_SESSION_KEY, None)
+    if previous:
+        _pending().discard(previous)
+    token = _pending().save(agent_id=current_agent()["id"], filename=upload.filename[:200], entries=entries,
+                            promised=transfer.fingerprint(plan), now=_now())
+    session[IMPORT_SESSION_KEY] = token
+    return _preview(plan, token, upload.filename[:200])
+
+
+def _preview(plan: list[transfer.PlannedEntry], token: str, filename: str, notice: str | None = None):
+    return render_template("answers/preview.html", plan=plan, counts=transfer.counts(plan), token=token,
+                           filename=filename, notice=notice, languages=language_choices(),
+                           field_labels=IMPORT_FIELD_LABELS)
+
+
+@bp.post("/answers/import/confirm")
+@lead_required
+def import_confirm():
+    """Import what the preview showed: the upload waits on the server under the session's token and is
+    checked again against the library as it is now; if that changes what the preview promised, the new
+    preview is shown instead."""
+    token = request.form.get("token") or ""
+    expected = session.get(IMPORT_SESSION_KEY) or ""
+    agent = current_agent()
+    pending = _pending().load(expected, agent_id=agent["id"], now=_now()) if expected else None
+    if pending is None or not hmac.compare_digest(token.encode(), expected.encode()):
+        error = (_("This preview was replaced by a newer one. Import from the newest preview, or upload the file "
+                   "again.") if pending is not None else
+                 _("This preview has expired or was already imported. Upload the file again."))
+        return render_template("answers/import.html", error=error), 400
+    store = get_store()
+    with store.write():
+        plan = transfer.plan_import(pending["entries"], store.answers(active=None), check_answer)
+        if transfer.fingerprint(plan) != pending["promised"]:
+            changed_plan = plan
+        else:
+            changed_plan = None
+            result = store.import_answers(
+                creates=[p.values for p in plan if p.status == "new"],
+                updates=[(p.answer_id, p.values) for p in plan if p.status == "changed"],
+                agent_id=agent["id"], now=iso(_now()))
+            tally = transfer.counts(plan)
+            store.audit(iso(_now()), f"agent:{agent['id']}", "answers_imported", "answer_library", None,
+                        ip=request.remote_addr, filename=pending["filename"], created=result["created"],
+                        updated=result["updated"], unchanged=tally["unchanged"], invalid=tally["invalid"])
+    if changed_plan is not None:
+        _pending().discard(expected)
+        token = _pending().save(agent_id=agent["id"], filename=pending["filename"], entries=pending["entries"],
+                                promised=transfer.fingerprint(changed_plan), now=_now())
+        session[IMPORT_SESSION_KEY] = token
+        return _preview(changed_plan, token, pending["filename"],
+                        notice=_("The library changed since the preview (someone edited it). Check the entries "
+                                 "again before importing.")), 409
+    _pending().discard(expected)
+    session.pop(IMPORT_SESSION_KEY, None)
+    flash(_("Imported: %(created)d new and %(updated)d changed answers.", created=result["created"],
+            updated=result["updated"]), "success")
+    return redirect(url_for("answers.index"))
 
 
 # The composer's picker -----------------------------------------------------------------------------

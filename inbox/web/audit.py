@@ -79,6 +79,8 @@ ACTION_LABELS: dict[str, Any] = {
     "customer_api_create": _l("Customer created through the API"),
     "customer_api_update": _l("Customer updated through the API"),
     "audit_exported": _l("Audit log exported"),
+    "answers_exported": _l("Answer library exported"),
+    "answers_imported": _l("Answers imported"),
     "quarantine_viewed": _l("Quarantined item viewed"),
     "quarantine_downloaded": _l("Quarantined item downloaded"),
     "quarantine_reprocessed": _l("Quarantined item reprocessed"),
