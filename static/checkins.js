@@ -1,6 +1,7 @@
-// The check-ins page (templates/customers/check_ins.html): j/k move through the suggestions, s
-// starts the selected one (its New conversation page), x skips it, z snoozes it to the date in
-// its row (a week unless changed). Everything works without this script; it only saves clicks.
+// The check-ins page (templates/customers/check_ins.html), with the keys of the other lists: j/k move
+// through the suggestions, Enter or o starts the selected one (opens its New conversation page), x
+// skips it, s snoozes it to the date in its row (a week unless changed). Everything works without
+// this script; it only saves clicks.
 (function () {
   "use strict";
   var list = document.getElementById("check-ins");
@@ -28,9 +29,19 @@
     var form = row && row.querySelector(selector);
     if (form) { form.submit(); }
   }
-  window.Live.key("j", function () { select(current + 1); });
-  window.Live.key("k", function () { select(current - 1); });
-  window.Live.key("s", start);
-  window.Live.key("x", function () { submit("form[data-skip]"); });
-  window.Live.key("z", function () { submit("form[data-snooze]"); });
+  function startOr(ev) {
+    // Enter on a focused link or button keeps doing what it does there.
+    var target = ev && ev.target;
+    if (target && target !== document.body && target.closest && target.closest("a, button")) { target.click(); return; }
+    start();
+  }
+  // After palette.js, whose "s" (snooze a conversation) means nothing here: it snoozes the suggestion.
+  document.addEventListener("DOMContentLoaded", function () {
+    window.Live.key("j", function () { select(current + 1); });
+    window.Live.key("k", function () { select(current - 1); });
+    window.Live.key("Enter", startOr);
+    window.Live.key("o", start);
+    window.Live.key("x", function () { submit("form[data-skip]"); });
+    window.Live.key("s", function () { submit("form[data-snooze]"); });
+  });
 })();

@@ -3,8 +3,8 @@
 - `GET /customers/check-ins`: the suggestions the agent is shown (inbox/checkins.py decides who
   sees which: an agent their own customers', a lead their teams', managers and admins all), each
   with why, the customer's agent and the channel to use; and the recent check-ins with how the
-  customer answered. Keys (static/checkins.js): j/k move, s starts, x skips, z snoozes (to the
-  date in the row: a week ahead unless changed).
+  customer answered. Keys (static/checkins.js), as in the other lists: j/k move, Enter or o starts,
+  x skips, s snoozes (to the date in the row: a week ahead unless changed).
 - **Start** is a link to the New conversation page with `?check_in=<basis>` (inbox/web/outreach.py).
 - `POST /customers/check-ins/<customer id>/skip` and `/snooze` (`basis`, and `until` YYYY-MM-DD):
   remembered (m027). A suggestion the agent is not shown is 404, as is a hidden customer.
