@@ -96,14 +96,14 @@ class World:
                 (conversation_id, conversation["channel"], conversation["customer_id"], conversation["team_id"],
                  iso(at), iso(at + dt.timedelta(days=7)), score, iso(at))).lastrowid
 
-    def reply_from_customer(self, conversation_id, at: dt.datetime) -> None:
+    def reply_from_customer(self, conversation_id, at: dt.datetime, flags: str = "") -> None:
         conversation = self.store.conversation(conversation_id)
         with self.store.write():
             self.store.execute(
                 "INSERT INTO messages (conversation_id, channel, external_id, direction, customer_id, text, "
-                "received_at) VALUES (?, ?, ?, 'in', ?, 'Thanks for asking!', ?)",
+                "received_at, flags) VALUES (?, ?, ?, 'in', ?, 'Thanks for asking!', ?, ?)",
                 (conversation_id, conversation["channel"], f"reply{next(_ids)}", conversation["customer_id"],
-                 iso(at)))
+                 iso(at), flags))
 
     def happy(self, name="Rita Rated", owner=None, score=5, resolved_days_ago=3, subject="Where is my parcel?"):
         """A customer whose conversation, answered by `owner` (Ann), was resolved and rated."""
@@ -353,6 +353,8 @@ def test_the_outcome_shows_the_reply_and_the_rating(world):
     conversation_id = start_check_in(world, rita, world.ann, NOW)
     ann = world.client(world.ann)
     assert "No reply yet" in text_of(ann.get("/customers/check-ins"))
+    world.reply_from_customer(conversation_id, NOW + dt.timedelta(hours=1), flags="auto_submitted")
+    assert "No reply yet" in text_of(ann.get("/customers/check-ins")), "an out-of-office is no reply"
     world.reply_from_customer(conversation_id, NOW + dt.timedelta(days=1))
     assert "Replied 24 Nov" in text_of(ann.get("/customers/check-ins"))
     world.rating(conversation_id, 5, NOW + dt.timedelta(days=2))

@@ -10,11 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from inbox.models import AUTOMATIC_FLAGS
 from inbox.store.base import as_dicts
 from inbox.store.customers import visible_clause
 
 #: A conversation the customer is still in: no check-in while one is open.
 _OPEN = "('new', 'open', 'pending', 'snoozed')"
+#: A message a machine wrote (an out-of-office, a bounce) is no reply of the customer's.
+_BY_A_PERSON = " AND ".join(f"' ' || m.flags || ' ' NOT LIKE '% {flag} %'" for flag in sorted(AUTOMATIC_FLAGS))
 #: Conversations that count as contact with the customer: theirs (they wrote), not spam or machines.
 _CONTACT = "c.merged_into IS NULL AND c.status != 'spam' AND c.automatic = 0 AND c.last_inbound_at IS NOT NULL"
 
@@ -91,7 +94,7 @@ class CheckInQueries:
                           owner_id: int | None = None, since: str | None = None, until: str | None = None,
                           limit: int = 50) -> list[dict[str, Any]]:
         """Check-ins that were started, newest first, each with its outcome: whether the customer
-        replied (`replied_at`, their first message in the conversation) and their rating, if surveyed."""
+        replied (`replied_at`, their first message in the conversation that no machine wrote) and their rating, if surveyed."""
         where, params = ["k.state = 'started'", "k.conversation_id IS NOT NULL"], []
         if customer_id is not None:
             where.append("k.customer_id = ?")
@@ -111,7 +114,7 @@ class CheckInQueries:
             "SELECT k.id, k.customer_id, k.basis, k.rule, k.conversation_id, k.owner_id, k.agent_id, k.channel, "  # noqa: S608
             "k.updated_at AS started_at, cu.display_name, o.name AS owner_name, c.subject, "
             "(SELECT min(m.received_at) FROM messages m WHERE m.conversation_id = k.conversation_id "
-            " AND m.direction = 'in') AS replied_at, "
+            f" AND m.direction = 'in' AND {_BY_A_PERSON}) AS replied_at, "
             "s.score, s.answered_at AS rated_at "
             "FROM check_ins k JOIN customers cu ON cu.id = k.customer_id "
             "LEFT JOIN agents o ON o.id = k.owner_id "
