@@ -84,7 +84,7 @@ _KNOWN_KEYS = {
     "database", "data_dir", "secret_key", "instance_id", "base_url", "mail_domain", "max_message_bytes",
     "max_attachment_bytes", "default_language", "session_cookie_secure", "fetch_allow_hosts", "channels", "demo", "web", "worker",
     "service_levels", "digest", "api_tokens", "default_phone_region", "health", "notifications",
-    "oidc",
+    "oidc", "check_ins",
 }
 
 #: The keys of each section this module checks, the one list `check-config` and start-up hold a file
@@ -106,6 +106,9 @@ SECTION_KEYS: dict[str, frozenset[str]] = {
     "health": frozenset({"warn_after"}),
     # Single sign-on through an OpenID Connect provider (inbox/web/oidc.py).
     "oidc": frozenset({"issuer", "client_id", "client_secret", "button_label", "allow_password_sign_in"}),
+    # Proactive care: who is worth a check-in (inbox/checkins.py checks the values).
+    "check_ins": frozenset({"good_rating", "resolved_within_days", "quiet_after_days",
+                            "regular_contact_conversations", "max_suggestions", "answer_tag"}),
 }
 
 
@@ -309,16 +312,17 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: Path | None = N
         channels=channels,
         extra={k: v for k, v in resolved.items() if k in {"demo", "web", "worker", "service_levels", "digest",
                                                               "api_tokens", "default_phone_region", "health",
-                                                              "notifications", "oidc"}},
+                                                              "notifications", "oidc", "check_ins"}},
         source=source,
     )
     # Sections checked by the modules that read them (docs/service-levels.md).
-    from inbox import acknowledgements, digest, notifications, service_levels
+    from inbox import acknowledgements, checkins, digest, notifications, service_levels
 
     problems += service_levels.check_config(resolved.get("service_levels"))
     problems += acknowledgements.check_config(channels)
     problems += notifications.check_config(resolved.get("notifications"))
     problems += digest.check_config(resolved.get("digest"), channels)
+    problems += checkins.check_config(resolved.get("check_ins"))
     if problems:
         raise ConfigError(problems)
     return config

@@ -3,7 +3,7 @@
 Once a week, at `digest.weekday` / `digest.hour` in `digest.timezone`, the worker builds the
 digest of the week that just ended: volume, service levels met against desired and adequate,
 satisfaction (also by first-response time), people and backlog, each compared with the week
-before, and the three things most worth a manager's attention (the channel furthest below its
+before, the check-ins made and how customers answered them (inbox/checkins.py), and the three things most worth a manager's attention (the channel furthest below its
 adequate target, the agent with the most breaches, the customers waiting longest). Charts are PNG
 images (inbox/charts.py) carried inline in the mail (`cid:`), so any mail client shows them.
 
@@ -37,7 +37,7 @@ from babel.dates import format_date, format_datetime
 from babel.numbers import format_decimal, format_percent
 from babel.support import Translations
 
-from inbox import charts, clock, reports, service_levels
+from inbox import charts, checkins, clock, reports, service_levels
 from inbox.reports import Period, Report
 from inbox.store.base import iso
 from inbox.triage import LOOP_HEADER
@@ -325,6 +325,7 @@ def build_digest(mainland: Any, store: Any, period: Period, now: dt.datetime | N
     images = _charts(report, previous, default_language)
     rendered: dict[str, tuple[str, str, str]] = {}
     figures = report.figures()
+    figures["check_ins"] = checkins.week_figures(store, period.start, period.end)
     for locale in sorted(languages):
         env = _environment(locale)
         context = {
@@ -333,6 +334,7 @@ def build_digest(mainland: Any, store: Any, period: Period, now: dt.datetime | N
             "policies": policies_summary(levels), "cid": lambda name: f"cid:{name}@{CID_DOMAIN}",
             "link": lambda query: _report_link(mainland.config.base_url, period, query),
             "generated_at": iso(now), "goal": conf.goal, "locale": locale,
+            "check_in_line": check_in_line(figures["check_ins"], locale),
         }
         if locale == default_language:
             figures["attention"] = context["attention"]
@@ -344,6 +346,22 @@ def build_digest(mainland: Any, store: Any, period: Period, now: dt.datetime | N
     subject, html, text = rendered[default_language]
     return Digest(period=period, subject=subject, html=html, text=text, images=images, figures=figures,
                   languages=rendered)
+
+
+def check_in_line(figures: Mapping[str, Any], locale: str) -> str:
+    """The digest's check-ins sentence: how many were started, how many customers replied, their rating."""
+    _ = _translator(locale)
+    ngettext = _plural_translator(locale)
+    if not figures["started"]:
+        return _("Check-ins: none started this week.")
+    text = _("Check-ins: %(started)s, %(replied)s", started=ngettext("%(num)d started", "%(num)d started",
+                                                                      figures["started"]),
+             replied=ngettext("%(num)d customer replied", "%(num)d customers replied", figures["replied"]))
+    if figures["rated"]:
+        text += "; " + _("rated %(average)s / 5 (%(answers)s)",
+                         average=format_decimal(round(figures["average"], 1), locale=locale),
+                         answers=ngettext("%(num)d answer", "%(num)d answers", figures["rated"]))
+    return text + "."
 
 
 def policies_summary(levels: service_levels.ServiceLevels) -> list[dict[str, Any]]:

@@ -159,11 +159,14 @@ def customer_for_address(store: Any, address: str, *, name: str = "", actor: str
 
 def start_conversation(mainland: Any, store: Any, customer_id: int, *, channel: str, handle: str, identity_kind: str,
                        text: str, agent: dict[str, Any], subject: str = "", template: MessageTemplate | None = None,
-                       hold_seconds: float = 0, now: dt.datetime | None = None) -> tuple[int, str]:
+                       hold_seconds: float = 0, now: dt.datetime | None = None,
+                       owner: dict[str, Any] | None = None) -> tuple[int, str]:
     """Open a conversation with our message as its first one; returns (conversation id, outbox id).
 
-    `text` is the message (for a template: its filled body, what the thread shows). StartRefused when
-    `inbox.sendability.decide_start` refuses, or for a trainee (see the module docstring).
+    `text` is the message (for a template: its filled body, what the thread shows). The conversation
+    is assigned to `owner` (a check-in started for the customer's own agent, inbox/checkins.py),
+    else to the writing `agent`. StartRefused when `inbox.sendability.decide_start` refuses, or for a
+    trainee (see the module docstring).
     """
     now = now or clock.now()
     now_text = iso(now)
@@ -181,11 +184,12 @@ def start_conversation(mainland: Any, store: Any, customer_id: int, *, channel: 
     target = decision.start
     subject = " ".join(subject.split())[:MAX_SUBJECT]
     outbox_id = uuid.uuid4().hex
+    assignee = owner or agent
     with store.write():
         token = new_token()
         conversation_id = store.create_started_conversation(
             token=token, customer_id=customer_id, channel=channel, thread_key=target.thread_key, subject=subject,
-            agent_id=agent["id"], team_id=_team_for(store, agent, customer_id), now=now_text)
+            agent_id=assignee["id"], team_id=_team_for(store, assignee, customer_id), now=now_text)
         # A Message-ID naming the conversation: the customer's answer threads to it (email).
         message_id = conversation_message_id(token, outbox_id, mainland.config.mail_domain).strip("<>")
         store.queue_outbound(

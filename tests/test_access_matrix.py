@@ -283,6 +283,15 @@ ROWS: list[Row] = [
     Row("outreach.send_template", "POST", "/conversations/{conv_b}/template", team_object(DONE),
         form={"channel": "mail-b", "template:mail-b": "x|en"}, mutates=True,
         note="mail has no templates: B is told so, A gets 404"),
+    # Check-ins (#14): suggestions are filtered like the customer pages (an agent: their own customers);
+    # skipping or snoozing one the caller is not shown (here: none of B's is suggested) is a 404.
+    Row("checkins.index", "GET", "/customers/check-ins", team_list(ok(), admin=ok())),
+    Row("checkins.skip", "POST", "/customers/check-ins/{cust_b}/skip",
+        {ANON: LOGIN, A: HIDDEN, B: HIDDEN, ADMIN: HIDDEN}, form={"basis": "rated:1"}, mutates=True,
+        note="no suggestion of that basis: nothing to skip"),
+    Row("checkins.snooze", "POST", "/customers/check-ins/{cust_b}/snooze",
+        {ANON: LOGIN, A: HIDDEN, B: HIDDEN, ADMIN: HIDDEN}, form={"basis": "rated:1", "until": "2030-01-01"},
+        mutates=True, note="no suggestion of that basis: nothing to snooze"),
     Row("customers.import_page", "GET", "/admin/customers/import", admin_only()),
     Row("customers.import_page", "POST", "/admin/customers/import", admin_only(ok(200, 302, 400)), mutates=True),
 

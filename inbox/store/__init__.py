@@ -21,6 +21,7 @@ from inbox.store.agents import AgentQueries
 from inbox.store.answers import AnswerQueries
 from inbox.store.audit import AuditQueries
 from inbox.store.base import NotFound, StoreError, now_iso
+from inbox.store.checkins import CheckInQueries
 from inbox.store.conversations import ConversationQueries
 from inbox.store.customers import CustomerQueries
 from inbox.store.demo import DemoQueries
@@ -55,7 +56,7 @@ class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries
             WebhookQueries, TeamQueries, WorkQueries, QueueQueries, ServiceLevelQueries, ReportQueries,
             CustomerQueries, HealthQueries, AnswerQueries, RoutingQueries, ReviewQueries, DemoQueries,
             NotificationQueries, DraftQueries, MessageChangeQueries, SendabilityQueries, AuditQueries,
-            QuarantineQueries, TokenQueries, OutreachQueries, SettingsQueries):
+            QuarantineQueries, TokenQueries, OutreachQueries, SettingsQueries, CheckInQueries):
     """A Mainland database. Open one per thread; share the file, not the object."""
 
     def __init__(self, path: str | Path, *, check: bool = True) -> None:

@@ -1200,6 +1200,36 @@ def m024_stored_settings(db: Database) -> None:
 
 
 @migrations()
+def m027_check_ins(db: Database) -> None:
+    # Proactive care (#14, inbox/checkins.py): what an agent did with a check-in suggestion. One row
+    # per customer and `basis` (what the suggestion rests on: 'rated:<survey id>' or 'quiet:<latest
+    # conversation id>'), so a skipped suggestion stays away until something new happens, and a
+    # snoozed one comes back at `snoozed_until`. A started one names the conversation it opened; its
+    # outcome (a reply, a rating) is read from that conversation, not copied here.
+    db.executescript(
+        """
+        CREATE TABLE check_ins (
+            id INTEGER PRIMARY KEY,
+            customer_id INTEGER NOT NULL REFERENCES customers(id) ON DELETE CASCADE,
+            basis TEXT NOT NULL,
+            rule TEXT NOT NULL CHECK (rule IN ('rated', 'quiet')),
+            state TEXT NOT NULL CHECK (state IN ('started', 'skipped', 'snoozed')),
+            snoozed_until TEXT,
+            conversation_id INTEGER REFERENCES conversations(id) ON DELETE SET NULL,
+            owner_id INTEGER REFERENCES agents(id) ON DELETE SET NULL,
+            agent_id INTEGER REFERENCES agents(id) ON DELETE SET NULL,
+            channel TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            UNIQUE (customer_id, basis)
+        );
+        CREATE INDEX check_ins_started ON check_ins(updated_at) WHERE state = 'started';
+        CREATE INDEX check_ins_conversation ON check_ins(conversation_id);
+        """
+    )
+
+
+@migrations()
 def m030_outbox_attempts(db: Database) -> None:
     # When a send was really handed to the channel (issue 16): after a crash only rows whose attempt
     # had started can have reached the customer, so only those are flagged; the others are simply sent.

@@ -29,7 +29,7 @@ from flask import (
     url_for,
 )
 
-from inbox import access, clock, customers, identity, privacy
+from inbox import access, checkins, clock, customers, identity, privacy
 from inbox.customer_import import FIELDS, CustomerImportError, decode, import_csv, parse_mapping
 from inbox.i18n import gettext as _
 from inbox.i18n import lazy_gettext as _l
@@ -186,6 +186,8 @@ def show(customer_id: int):
         suggestions=suggestions, merges=store.merges_into(customer_id), agents=store.agent_choices(), owner=owner,
         more_timeline=more_timeline,
         is_admin=access.is_admin(current_agent()),
+        check_ins=store.started_check_ins(customer_id=customer_id, team_ids=team_ids, limit=20),
+        check_in_outcome=checkins.outcome,
     )
 
 

@@ -4,6 +4,8 @@
   configured channel can start a conversation to (the others are listed with the reason), a subject
   (mail) and the text, or for a channel that starts conversations only by template the template
   picker (`templates/conversations/_template_picker.html`).
+  With `?check_in=<basis>` it starts a check-in (inbox/checkins.py): pre-filled from the answer
+  library's check-in answer, assigned to the customer's own agent, and remembered as started.
 - `GET|POST /conversations/new`: the same to a new email address; the customer who has it is found,
   or one is made.
 - `POST /conversations/<id>/template`: the composer's "Send a template" when the reply window is
@@ -23,7 +25,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, abort, flash, redirect, render_template, request, url_for
 
-from inbox import access, clock, outreach
+from inbox import access, checkins, clock, outreach
 from inbox.i18n import gettext as _
 from inbox.identity import normalize_email
 from inbox.models import TemplateInfo
@@ -87,8 +89,11 @@ def _trainee() -> bool:
 @login_required
 def new_for_customer(customer_id: int):
     customer = _visible_customer(customer_id)
+    check_in, check_in_gone = _check_in(customer_id)
     options = outreach.start_options(mainland(), get_store(), customer_id)
     form = _form_values()
+    if check_in is not None and request.method == "GET":
+        form.update(checkins.prefill(mainland(), get_store(), check_in, current_agent()))
     if not form["to"]:
         first = next((o for o in options if o.targets), None)
         form["to"] = f"{first.identity['id']}|{first.targets[0].channel}" if first else ""
@@ -100,12 +105,26 @@ def new_for_customer(customer_id: int):
         if target is None:
             error = _("Choose one of the customer's addresses.")
         else:
-            started, error = _start(customer_id, target)
+            started, error = _start(customer_id, target, owner=check_in.owner if check_in else None)
             if started is not None:
+                if check_in is not None:
+                    checkins.record_started(get_store(), check_in, conversation_id=started, channel=target.channel,
+                                            agent=current_agent(), now=clock.now())
                 return redirect(url_for("conversations.show", conversation_id=started), code=303)
     pickers = {t.channel: _picker(t.channel) for o in options for t in o.targets if t.needs_template}
     return render_template("conversations/new.html", customer=customer, options=options, pickers=pickers, form=form,
-                           error=error, trainee=_trainee(), email_channels=[]), (400 if error else 200)
+                           error=error, trainee=_trainee(), email_channels=[], check_in=check_in,
+                           check_in_gone=check_in_gone), (400 if error else 200)
+
+
+def _check_in(customer_id: int) -> tuple[checkins.Suggestion | None, bool]:
+    """The check-in this page starts (`check_in`: its basis), and whether one was asked for that is
+    no longer suggested to this agent (started meanwhile, skipped, or not theirs)."""
+    basis = (request.values.get("check_in") or "").strip()
+    if not basis:
+        return None, False
+    found = checkins.suggestion_for(mainland(), get_store(), current_agent(), customer_id, basis, now=clock.now())
+    return found, found is None
 
 
 @bp.route("/conversations/new", methods=["GET", "POST"])
@@ -193,8 +212,9 @@ def _start_to_address(form: dict[str, str], channels: list[str]) -> tuple[int | 
     return _start(customer_id, decision.start)
 
 
-def _start(customer_id: int, target: Any) -> tuple[int | None, str | None]:
-    """Start the conversation on `target` from the form; (its id, None) or (None, why not)."""
+def _start(customer_id: int, target: Any, owner: dict[str, Any] | None = None) -> tuple[int | None, str | None]:
+    """Start the conversation on `target` from the form, assigned to `owner` (else the writer);
+    (its id, None) or (None, why not)."""
     hold = _hold()
     try:
         template, text = (_template_from_form(target.channel) if target.needs_template
@@ -205,7 +225,7 @@ def _start(customer_id: int, target: Any) -> tuple[int | None, str | None]:
         conversation_id, _outbox = outreach.start_conversation(
             mainland(), get_store(), customer_id, channel=target.channel, handle=target.handle,
             identity_kind=target.identity_kind, text=text, subject=subject, template=template, agent=current_agent(),
-            hold_seconds=hold, now=clock.now())
+            hold_seconds=hold, now=clock.now(), owner=owner)
     except outreach.StartRefused as exc:
         return None, exc.reason
     flash(_queued_message(hold), "success")
