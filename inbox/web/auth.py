@@ -341,11 +341,21 @@ def login():
 
 @bp.post("/logout")
 def logout():
+    # Imported here: inbox.web.oidc builds on this module.
+    from inbox.web import oidc
+
     agent = current_agent()
+    provider_sign_out = oidc.end_session_url(session.get(oidc.ID_TOKEN_KEY)) if agent is not None else None
     if agent is not None:
         get_store().end_agent_sessions(agent["id"])
         _audit("logout", agent["id"])
     session.clear()
+    g.agent = None
+    if provider_sign_out:
+        # Signed in through the provider: end its session too (a page, not a redirect: see oidc.py).
+        page = render_template("auth/signing_out.html", url=provider_sign_out, label=oidc.button_label())
+        flash(_("You are signed out."), "info")  # for the sign-in page the provider sends the browser back to
+        return page
     flash(_("You are signed out."), "info")
     return redirect(url_for("auth.login"))
 
