@@ -255,6 +255,20 @@ def test_stops_when_the_password_is_reset_by_mail(app, store, enrolled, frozen_c
     assert login(client, password="a brand new passphrase").headers["Location"].startswith("/login/code")
 
 
+def test_stops_when_the_password_is_set_on_the_command_line_but_not_when_it_is_rehashed(app, store, enrolled,
+                                                                                       frozen_clock):
+    from inbox.web.auth import hash_password
+
+    agent, secret, _codes = enrolled
+    client, _response = sign_in_remembering(app, secret, frozen_clock)
+    # Sign-in upgrades an outdated hash with end_sessions=False: not a new password.
+    store.set_agent_password(agent["id"], hash_password(PASSWORD), end_sessions=False)
+    assert sign_in_again(client) == "/"
+    # What `mainland set-password` does.
+    store.set_agent_password(agent["id"], hash_password(PASSWORD), end_sessions=True)
+    assert login(client).headers["Location"].startswith("/login/code")
+
+
 def test_stops_when_the_agent_turns_off_the_second_factor(app, enrolled, frozen_clock):
     _agent, secret, _codes = enrolled
     client, _response = sign_in_remembering(app, secret, frozen_clock)
