@@ -275,6 +275,14 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: Path | None = N
             problems.append(f"web.require_second_factor: must be a list of roles out of {', '.join(known)} "
                             f"(got {roles!r})")
 
+    if isinstance(web, Mapping) and "remember_device_days" in web:
+        # Days a browser may skip the sign-in code step once the agent ticked "Remember this device"
+        # (inbox/web/devices.py); 0: never offered.
+        days = web["remember_device_days"]
+        if isinstance(days, bool) or not isinstance(days, int) or not 0 <= days <= 90:
+            problems.append(f"web.remember_device_days: must be a whole number of days from 0 (off) to 90 "
+                            f"(got {days!r})")
+
     problems += _oidc_problems(resolved.get("oidc"))
 
     tokens = resolved.get("api_tokens")

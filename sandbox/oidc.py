@@ -14,6 +14,13 @@ It follows OpenID Connect Core 1.0 and Discovery 1.0 for the Authorization Code 
   Errors are RFC 6749 section 5.2 JSON (`invalid_grant`, `invalid_client`, status 400/401). The answer
   holds an `access_token` and an RS256 `id_token` with `iss`, `sub`, `aud`, `exp`, `iat`, `nonce`,
   `email` and `email_verified`, its header naming the key (`kid`).
+- `GET|POST /logout`: the `end_session_endpoint` of RP-Initiated Logout 1.0. An `id_token_hint` must
+  be an ID token this provider issued (its signature, `iss`; an expired one is still accepted, as the
+  spec asks) whose `aud` is the `client_id` when both are sent; otherwise 400. It redirects (302) only
+  to a `post_logout_redirect_uri` registered for the client (`post_logout_redirect_uris`, exact
+  match), with `state` when one was sent, and only when the client is known (by the hint or
+  `client_id`); else it answers with its own "signed out" page (200). Each sign-out is recorded in
+  `signed_out` (the hint's `sub`). `offer_end_session = False` leaves the endpoint out of discovery.
 - `GET /jwks`: the public keys. Hooks: `rotate_keys()` (a new signing key; the old one is gone from
   the set), `sign_next_with_wrong_key()`, `tamper_next(claims)` (override claims of the next token,
   e.g. `aud`, `nonce`, `exp`).
@@ -33,6 +40,7 @@ from typing import Any
 from urllib.parse import unquote_plus, urlencode
 
 from joserfc import jwt
+from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, RSAKey
 
 from sandbox.base import Imitation, Request, Response, route
@@ -70,15 +78,22 @@ class OIDCProvider(Imitation):
     name = "oidc"
 
     def __init__(self, *, client_id: str = "mainland", client_secret: str = "provider-secret-0123456789",
-                 redirect_uris: tuple[str, ...] = (), now: Callable[[], float] = time.time,
-                 host: str = "127.0.0.1", port: int = 0) -> None:
+                 redirect_uris: tuple[str, ...] = (), post_logout_redirect_uris: tuple[str, ...] = (),
+                 now: Callable[[], float] = time.time, host: str = "127.0.0.1", port: int = 0) -> None:
         super().__init__(host, port)
         self.client_id = client_id
         self.client_secret = client_secret
         # Empty: any redirect_uri is accepted (tests that do not know the app's address in advance).
         self.redirect_uris = set(redirect_uris)
+        # Where /logout may send the browser back to; unlike redirect_uris, empty means nowhere.
+        self.post_logout_redirect_uris = set(post_logout_redirect_uris)
+        self.offer_end_session = True
+        #: The `sub` of each sign-out at /logout (None when no ID token named the user).
+        self.signed_out: list[str | None] = []
         self.now = now
         self.key = RSAKey.generate_key(2048, parameters={"kid": secrets.token_hex(4)})
+        # Every key it ever signed with: an ID token from before a rotation is still its own at /logout.
+        self._issued_with = [self.key]
         self._wrong_key = False
         self._refuse: str | None = None
         self._claims_override: dict[str, Any] = {}
@@ -98,6 +113,7 @@ class OIDCProvider(Imitation):
     def rotate_keys(self) -> None:
         """Sign with a new key from now on; the old public key leaves the JWKS."""
         self.key = RSAKey.generate_key(2048, parameters={"kid": secrets.token_hex(4)})
+        self._issued_with.append(self.key)
 
     def sign_next_with_wrong_key(self) -> None:
         """The next ID token is signed by a key the JWKS does not hold, under the published `kid`."""
@@ -111,7 +127,7 @@ class OIDCProvider(Imitation):
 
     @route("GET", r"/\.well-known/openid-configuration")
     def discovery(self, request: Request) -> Response:
-        return 200, {
+        document = {
             "issuer": self.url,
             "authorization_endpoint": f"{self.url}/authorize",
             "token_endpoint": f"{self.url}/token",
@@ -125,6 +141,9 @@ class OIDCProvider(Imitation):
             "code_challenge_methods_supported": ["S256"],
             "grant_types_supported": ["authorization_code"],
         }
+        if self.offer_end_session:
+            document["end_session_endpoint"] = f"{self.url}/logout"
+        return 200, document
 
     @route("GET", r"/jwks")
     def jwks(self, request: Request) -> Response:
@@ -169,6 +188,45 @@ class OIDCProvider(Imitation):
             return 400, {"error": "invalid_grant", "error_description": "PKCE verification failed"}
         return 200, {"access_token": secrets.token_urlsafe(24), "token_type": "Bearer",
                      "expires_in": ID_TOKEN_LIFETIME, "id_token": self._id_token(grant)}, {"Cache-Control": "no-store"}
+
+    @route("GET", r"/logout")
+    def end_session(self, request: Request) -> Response:
+        return self._end_session({k: v[0] for k, v in request.query.items() if v})
+
+    @route("POST", r"/logout")
+    def end_session_by_form(self, request: Request) -> Response:
+        return self._end_session(request.form())
+
+    def _end_session(self, params: dict[str, str]) -> Response:
+        """RP-Initiated Logout 1.0, section 2 and 3."""
+        client_id = params.get("client_id")
+        claims: dict[str, Any] | None = None
+        if params.get("id_token_hint"):
+            claims = self._own_id_token(params["id_token_hint"])
+            if claims is None:
+                return 400, "id_token_hint is not an ID token issued here"
+            if client_id is not None and claims.get("aud") != client_id:
+                return 400, "client_id differs from the ID token's audience"
+            client_id = claims.get("aud")
+        with self.lock:
+            self.signed_out.append(claims.get("sub") if claims else None)
+            self._user = None
+        target = params.get("post_logout_redirect_uri")
+        if target and client_id == self.client_id and target in self.post_logout_redirect_uris:
+            state = params.get("state")
+            return 302, "", {"Location": _with_params(target, {"state": state}) if state else target}
+        # No (registered) place to go back to: the provider's own page; never an unverified redirect.
+        return 200, "You are signed out."
+
+    def _own_id_token(self, token: str) -> dict[str, Any] | None:
+        """The claims of an ID token this provider signed (expiry not checked), or None."""
+        for key in self._issued_with:
+            try:
+                claims = jwt.decode(token, KeySet([key])).claims
+            except (JoseError, ValueError, TypeError):
+                continue
+            return claims if claims.get("iss") == self.url else None
+        return None
 
     # Helpers -------------------------------------------------------------------------------------
 

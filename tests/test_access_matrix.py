@@ -400,6 +400,11 @@ ROWS: list[Row] = [
         mutates=True),
     Row("account.security", "POST", "/account/security", signed_in(clean(302)),
         form={"action": "sign_out_everywhere"}, mutates=True),
+    # Remembered devices (#13): one's own only; a device id that is not one's own is a 404.
+    Row("account.security", "POST", "/account/security", signed_in(clean(302)),
+        form={"action": "forget_devices"}, mutates=True),
+    Row("account.security", "POST", "/account/security", signed_in(HIDDEN),
+        form={"action": "forget_device", "device_id": "999999"}),
 
     # The answer library is shared by every team; the conversation it is used in is a team object.
     Row("answers.index", "GET", "/answers", signed_in(clean())),

@@ -1,5 +1,6 @@
 """In Chromium (issue 13): reset a password through the test SMTP server, set up two-step sign-in and
-sign in with a code and with a recovery code; every page without axe violations, at desktop and phone
+sign in with a code and with a recovery code, remember the browser at the code step and forget it
+again; every page without axe violations, at desktop and phone
 sizes, usable from the keyboard. Screenshots go to $MAINLAND_SCREENSHOTS when it is set."""
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ def app(app_config, smtp_server):
                  "address": "support@mainland.test", "security": "none", "smtp_host": smtp_server.host,
                  "smtp_port": smtp_server.port, "smtp_security": "none"},
     }
+    # The code step offers "Remember this device" (off by default): its box is part of the checked page.
+    app_config["web"] = {**app_config["web"], "remember_device_days": 30}
     app = create_app(app_config)
     app.config.update(TESTING=True)
     return app
@@ -139,3 +142,52 @@ def test_two_step_sign_in_with_a_code_and_a_recovery_code(app, live_app, browser
     assert page.get_by_text("You used a recovery code. 9 are left").is_visible()
     page.goto(f"{live_app}/account/security")
     check(page, f"security-on-{size}")
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_remember_this_device_skips_the_code_until_forgotten(app, live_app, browser, frozen_clock, size):  # noqa: F811
+    store = app.extensions["mainland"].open_store()
+    agent = make_agent(store)
+    secret = pyotp.random_base32()
+    store.confirm_totp(agent["id"], secret, 0, [])
+    store.close()
+    width, height = SIZES[size]
+    page = browser.new_page(viewport={"width": width, "height": height})
+
+    def sign_in_with_password():
+        page.goto(f"{live_app}/login")
+        page.get_by_label("Email address").fill("ann@example.org")
+        page.get_by_label("Password").fill(PASSWORD)
+        with page.expect_navigation():
+            page.keyboard.press("Enter")
+
+    def sign_out():
+        page.locator(".whoami summary").click()
+        with page.expect_navigation():
+            page.get_by_role("button", name="Sign out", exact=True).click()
+
+    sign_in_with_password()
+    page.wait_for_url(re.compile(r".*/login/code.*"))
+    page.get_by_label("Code", exact=True).fill(pyotp.TOTP(secret).at(frozen_clock.now()))
+    page.get_by_label("Remember this device for 30 days").check()
+    check(page, f"code-step-remember-{size}")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{live_app}/")
+
+    sign_out()
+    sign_in_with_password()
+    page.wait_for_url(f"{live_app}/")  # no code asked on this browser
+
+    page.goto(f"{live_app}/account/security")
+    devices = page.locator(".remembered-devices li")
+    assert devices.count() == 1 and "Chromium on Linux" in devices.inner_text()
+    assert "this browser" in devices.inner_text()
+    check(page, f"security-devices-{size}")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Forget Chromium on Linux").click()
+    page.get_by_text("No device is remembered").wait_for()
+
+    sign_out()
+    sign_in_with_password()
+    page.wait_for_url(re.compile(r".*/login/code.*"))

@@ -1,5 +1,5 @@
 """In Chromium (issue 13): sign in through OpenID Connect, with the loopback provider (sandbox/oidc.py)
-approving the chosen user at once. The sign-in page with its button, in English and Dutch, at desktop
+approving the chosen user at once, and signing out there too. The sign-in page with its button, in English and Dutch, at desktop
 and phone sizes, without axe violations; a refusal shows its page. Screenshots go to
 $MAINLAND_SCREENSHOTS when it is set."""
 
@@ -78,3 +78,24 @@ def test_a_refusal_at_the_provider_shows_a_page(app, site, provider, browser):  
     check(page, "oidc-refused-desktop")
     page.get_by_role("link", name="Back to the sign-in page").click()
     page.wait_for_url(f"{site}/login")
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_signing_out_signs_out_at_the_provider_too(app, site, provider, browser, size):  # noqa: F811
+    store = app.extensions["mainland"].open_store()
+    make_agent(store, email="ann@example.org", name="Ann Agent")
+    store.close()
+    provider.sign_in_as("ann@example.org")
+    provider.post_logout_redirect_uris.add(f"{site}/login")
+    width, height = SIZES[size]
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.goto(f"{site}/login")
+    page.get_by_role("link", name="Sign in with Example ID").click()
+    page.wait_for_url(f"{site}/")
+    page.locator(".whoami summary").click()
+    page.get_by_role("button", name="Sign out", exact=True).click()
+    # Through the provider's end-session endpoint and back to our sign-in page.
+    page.wait_for_url(f"{site}/login")
+    assert page.get_by_text("You are signed out.").is_visible()
+    assert len(provider.signed_out) == 1 and provider.requests_to(r"^/logout$")
+    check(page, f"oidc-signed-out-{size}")

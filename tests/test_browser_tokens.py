@@ -140,5 +140,14 @@ def test_the_page_in_dutch_on_a_phone(live_app, admin, browser):  # noqa: F811
     shoot(page, "created-nl")
     page.goto(f"{live_app}/admin/tokens")
     no_faults(page, "the list in Dutch")
+    # Each token reads as a block: every fact inside the 390 px window (no scrolling sideways inside
+    # the table), under its column's name.
+    row = page.locator("tr", has_text="Uptimebewaking")
+    for cell in row.locator("td").all():
+        if cell.is_visible():
+            box = cell.bounding_box()
+            assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], cell.inner_text()
+    made = row.locator("td.time").first
+    assert made.evaluate("td => getComputedStyle(td, '::before').content").startswith('"Gemaakt')
     shoot(page, "list-nl")
     assert page.errors == []

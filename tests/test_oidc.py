@@ -8,7 +8,10 @@ provider, whose redirect back (code and state) is then asked of the app.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import html
 import json
+import re
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -319,3 +322,138 @@ def test_password_sign_in_can_be_turned_off(sso_config):
         assert not signed_in(client)
     finally:
         store.close()
+
+
+# Signing out at the provider (RP-Initiated Logout 1.0) --------------------------------------------
+
+LOGIN_PAGE = "http://127.0.0.1:5000/login"
+
+
+def sign_out(client):
+    return client.post("/logout", data={"csrf_token": csrf_token(client, "/settings")})
+
+
+def provider_sign_out_url(response) -> str:
+    """The provider address the sign-out page moves on to (by meta refresh, and as a link)."""
+    page = response.get_data(as_text=True)
+    match = re.search(r'<meta http-equiv="refresh" content="0; url=\'([^\']+)\'">', page)
+    assert match, page
+    url = html.unescape(match.group(1))
+    assert f'href="{match.group(1)}"' in page, "the same address as a link, for when the refresh does not run"
+    return url
+
+
+def test_signing_out_sends_the_browser_to_the_providers_end_session_endpoint(sso_app, db, provider):
+    agent = make_agent(db, email="ann@example.org")
+    provider.sign_in_as("ann@example.org")
+    provider.post_logout_redirect_uris.add(LOGIN_PAGE)
+    client = sso_app.test_client()
+    sign_in_through_provider(client)
+    with client.session_transaction() as session:
+        id_token = session["oidc_id_token"]
+
+    response = sign_out(client)
+    assert response.status_code == 200
+    url = urlsplit(provider_sign_out_url(response))
+    params = {k: v[0] for k, v in parse_qs(url.query).items()}
+    assert url.netloc == provider.host and url.path == "/logout"
+    assert params == {"id_token_hint": id_token, "client_id": "mainland", "post_logout_redirect_uri": LOGIN_PAGE}
+    assert not signed_in(client), "our session ended before the trip to the provider"
+    with client.session_transaction() as session:
+        assert "oidc_id_token" not in session, "the ID token is kept no longer than the session"
+    assert audit_entries(db, "logout")[0]["actor"] == f"agent:{agent['id']}"
+
+    back = requests.get(url.geturl(), allow_redirects=False, timeout=5)
+    assert back.status_code == 302 and back.headers["Location"] == LOGIN_PAGE
+    assert provider.signed_out == ["sub-" + hashlib.sha256(b"ann@example.org").hexdigest()[:12]]
+    assert "You are signed out." in client.get("/login").get_data(as_text=True)
+
+
+def test_without_an_end_session_endpoint_signing_out_is_local(sso_app, db, provider):
+    make_agent(db, email="ann@example.org")
+    provider.offer_end_session = False
+    provider.sign_in_as("ann@example.org")
+    client = sso_app.test_client()
+    sign_in_through_provider(client)
+    response = sign_out(client)
+    assert response.status_code == 302 and response.headers["Location"] == "/login"
+    assert not signed_in(client) and provider.signed_out == []
+
+
+def test_an_unreachable_provider_at_sign_out_still_signs_out_here(sso_app, db, provider):
+    make_agent(db, email="ann@example.org")
+    provider.sign_in_as("ann@example.org")
+    client = sso_app.test_client()
+    sign_in_through_provider(client)
+    sso_app.extensions.pop("oidc", None)  # the discovery document must be read again
+    provider.fail_next(503, path_prefix="/.well-known")
+    response = sign_out(client)
+    assert response.status_code == 302 and response.headers["Location"] == "/login"
+    assert not signed_in(client)
+
+
+def test_a_password_sign_in_signs_out_here_only(sso_app, db, provider):
+    make_agent(db, email="ann@example.org")
+    client = sso_app.test_client()
+    client.post("/login", data={"email": "ann@example.org", "password": PASSWORD, "csrf_token": csrf_token(client)})
+    assert signed_in(client)
+    response = sign_out(client)
+    assert response.status_code == 302 and response.headers["Location"] == "/login"
+    assert provider.requests_to(r"^/logout$") == []
+
+
+# The imitation's end-session endpoint follows the spec ----------------------------------------------
+
+def issued_id_token(sso_app, provider):
+    client = sso_app.test_client()
+    sign_in_through_provider(client)
+    with client.session_transaction() as session:
+        return session["oidc_id_token"]
+
+
+def test_the_provider_redirects_only_to_a_registered_post_logout_uri(sso_app, db, provider):
+    make_agent(db, email="ann@example.org")
+    provider.sign_in_as("ann@example.org")
+    provider.post_logout_redirect_uris.add(LOGIN_PAGE)
+    id_token = issued_id_token(sso_app, provider)
+    elsewhere = requests.get(f"{provider.url}/logout", params={
+        "id_token_hint": id_token, "post_logout_redirect_uri": "https://evil.example/login"},
+        allow_redirects=False, timeout=5)
+    assert elsewhere.status_code == 200 and "Location" not in elsewhere.headers
+    with_state = requests.post(f"{provider.url}/logout", data={
+        "id_token_hint": id_token, "post_logout_redirect_uri": LOGIN_PAGE, "state": "s1"},
+        allow_redirects=False, timeout=5)
+    assert with_state.status_code == 302 and with_state.headers["Location"] == LOGIN_PAGE + "?state=s1"
+
+
+def test_the_provider_refuses_an_id_token_hint_it_did_not_issue(sso_app, db, provider):
+    from joserfc import jwt
+    from joserfc.jwk import KeySet, RSAKey
+
+    make_agent(db, email="ann@example.org")
+    provider.sign_in_as("ann@example.org")
+    provider.post_logout_redirect_uris.add(LOGIN_PAGE)
+    id_token = issued_id_token(sso_app, provider)
+    claims = jwt.decode(id_token, KeySet([provider.key])).claims
+    impostor = RSAKey.generate_key(2048, parameters={"kid": provider.key.kid})
+    forged = jwt.encode({"alg": "RS256", "kid": impostor.kid}, claims, KeySet([impostor]))
+    for params in ({"id_token_hint": forged, "post_logout_redirect_uri": LOGIN_PAGE},
+                   {"id_token_hint": id_token, "client_id": "someone-else", "post_logout_redirect_uri": LOGIN_PAGE}):
+        answer = requests.get(f"{provider.url}/logout", params=params, allow_redirects=False, timeout=5)
+        assert answer.status_code == 400 and "Location" not in answer.headers
+    assert provider.signed_out == []
+    provider.rotate_keys()
+    before_rotation = requests.get(f"{provider.url}/logout", params={
+        "id_token_hint": id_token, "post_logout_redirect_uri": LOGIN_PAGE}, allow_redirects=False, timeout=5)
+    assert before_rotation.status_code == 302, "a token signed before a key rotation is still the provider's own"
+
+
+def test_the_provider_accepts_an_expired_id_token_hint(sso_app, db, provider, frozen_clock):
+    make_agent(db, email="ann@example.org")
+    provider.sign_in_as("ann@example.org")
+    provider.post_logout_redirect_uris.add(LOGIN_PAGE)
+    id_token = issued_id_token(sso_app, provider)
+    frozen_clock.advance(dt.timedelta(hours=2))
+    answer = requests.get(f"{provider.url}/logout", params={
+        "id_token_hint": id_token, "post_logout_redirect_uri": LOGIN_PAGE}, allow_redirects=False, timeout=5)
+    assert answer.status_code == 302 and answer.headers["Location"] == LOGIN_PAGE

@@ -3,6 +3,11 @@
 An agent's `session_epoch` is how every open session of that agent is ended at once: a signed
 session cookie remembers the epoch it was issued under, and anything that must end sessions
 (logout, a new password, disabling the account) bumps it. Emails are stored lower-case.
+
+Remembered devices (the sign-in code step skipped on a browser the agent chose to trust) are
+forgotten here, in the same transaction as the change that must end them: a new password (not a
+mere rehash), a second factor turned on, off or its recovery codes replaced, the agent disabled, or
+"sign out everywhere" (`end_agent_sessions(..., forget_devices=True)`; a plain sign-out keeps them).
 """
 
 from __future__ import annotations
@@ -64,12 +69,17 @@ class AgentQueries:
                 "UPDATE agents SET password_hash = ?, session_epoch = session_epoch + ? WHERE id = ?",
                 (password_hash, bump, agent_id),
             )
+            if end_sessions:
+                self.forget_devices(agent_id)
             return self._epoch(agent_id)
 
-    def end_agent_sessions(self, agent_id: int) -> int:
-        """End every session of the agent; returns the new session epoch."""
+    def end_agent_sessions(self, agent_id: int, *, forget_devices: bool = False) -> int:
+        """End every session of the agent (and with `forget_devices`, every remembered device too);
+        returns the new session epoch."""
         with self.write():
             self.conn.execute("UPDATE agents SET session_epoch = session_epoch + 1 WHERE id = ?", (agent_id,))
+            if forget_devices:
+                self.forget_devices(agent_id)
             return self._epoch(agent_id)
 
     def set_agent_locale(self, agent_id: int, locale: str | None) -> None:
@@ -83,6 +93,8 @@ class AgentQueries:
                 "UPDATE agents SET active = ?, session_epoch = session_epoch + ? WHERE id = ?",
                 (int(active), 0 if active else 1, agent_id),
             )
+            if not active:
+                self.forget_devices(agent_id)
 
     # Password resets by email (inbox/web/account.py) ------------------------------------------------
 
@@ -118,6 +130,7 @@ class AgentQueries:
             self.conn.execute(
                 "UPDATE agents SET password_hash = ?, session_epoch = session_epoch + 1 WHERE id = ?",
                 (password_hash, reset["agent_id"]))
+            self.forget_devices(reset["agent_id"])
             return reset["agent_id"]
 
     # Second factor (TOTP and recovery codes, inbox/web/account.py) ---------------------------------
@@ -147,6 +160,7 @@ class AgentQueries:
             self.conn.executemany(
                 "INSERT INTO agent_recovery_codes (agent_id, code_hash, created_at) VALUES (?, ?, ?)",
                 [(agent_id, h, now) for h in code_hashes])
+            self.forget_devices(agent_id)
 
     def replace_recovery_codes(self, agent_id: int, code_hashes: list[str], now: str | None = None) -> None:
         """New recovery codes for the agent; every earlier one stops working."""
@@ -156,12 +170,14 @@ class AgentQueries:
             self.conn.executemany(
                 "INSERT INTO agent_recovery_codes (agent_id, code_hash, created_at) VALUES (?, ?, ?)",
                 [(agent_id, h, now) for h in code_hashes])
+            self.forget_devices(agent_id)
 
     def disable_totp(self, agent_id: int) -> None:
         with self.write():
             self.conn.execute("UPDATE agents SET totp_secret = NULL, totp_pending_secret = NULL, "
                               "totp_last_step = NULL WHERE id = ?", (agent_id,))
             self.conn.execute("DELETE FROM agent_recovery_codes WHERE agent_id = ?", (agent_id,))
+            self.forget_devices(agent_id)
 
     def use_totp_step(self, agent_id: int, step: int) -> bool:
         """Record that the code of time step `step` was used; False if it (or a later one) already was."""
@@ -178,6 +194,46 @@ class AgentQueries:
                 "UPDATE agent_recovery_codes SET used_at = ? WHERE agent_id = ? AND code_hash = ? AND used_at IS NULL",
                 (now or now_iso(), agent_id, code_hash))
             return cur.rowcount == 1
+
+    # Remembered devices ("Remember this device" at the code step, inbox/web/devices.py) -------------
+
+    def remember_device(self, agent_id: int, token_hash: str, *, label: str, expires_at: str,
+                        now: str | None = None) -> int:
+        """Keep a remembered device's token hash; returns its id."""
+        with self.write():
+            return self.conn.execute(
+                "INSERT INTO remembered_devices (agent_id, token_hash, label, created_at, expires_at) "
+                "VALUES (?, ?, ?, ?, ?)", (agent_id, token_hash, label, now or now_iso(), expires_at)).lastrowid
+
+    def live_remembered_device(self, token_hash: str, now: str) -> dict[str, Any] | None:
+        """The unexpired remembered device with this token hash, or None."""
+        cur = self.conn.execute(
+            "SELECT id, agent_id, label, created_at, expires_at, last_used_at FROM remembered_devices "
+            "WHERE token_hash = ? AND expires_at > ?", (token_hash, now))
+        return as_dict(cur, cur.fetchone())
+
+    def note_device_used(self, device_id: int, now: str) -> None:
+        with self.write():
+            self.conn.execute("UPDATE remembered_devices SET last_used_at = ? WHERE id = ?", (now, device_id))
+
+    def remembered_devices(self, agent_id: int, now: str) -> list[dict[str, Any]]:
+        """The agent's unexpired remembered devices, most recently used (or made) first."""
+        return as_dicts(self.conn.execute(
+            "SELECT id, label, created_at, expires_at, last_used_at FROM remembered_devices "
+            "WHERE agent_id = ? AND expires_at > ? ORDER BY coalesce(last_used_at, created_at) DESC, id DESC",
+            (agent_id, now)))
+
+    def forget_device(self, agent_id: int, device_id: int) -> bool:
+        """Forget one of the agent's devices; False when the agent has no such device."""
+        with self.write():
+            cur = self.conn.execute("DELETE FROM remembered_devices WHERE id = ? AND agent_id = ?",
+                                    (device_id, agent_id))
+        return cur.rowcount > 0
+
+    def forget_devices(self, agent_id: int) -> int:
+        """Forget every remembered device of the agent; returns how many there were."""
+        with self.write():
+            return self.conn.execute("DELETE FROM remembered_devices WHERE agent_id = ?", (agent_id,)).rowcount
 
     def _epoch(self, agent_id: int) -> int:
         row = self.conn.execute("SELECT session_epoch FROM agents WHERE id = ?", (agent_id,)).fetchone()

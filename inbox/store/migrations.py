@@ -1200,6 +1200,28 @@ def m024_stored_settings(db: Database) -> None:
 
 
 @migrations()
+def m026_remembered_devices(db: Database) -> None:
+    # "Remember this device" at the sign-in code step (#13): a browser keeps a random token in a
+    # cookie; only its SHA-256 is kept here, with the agent, a readable label from the User-Agent and
+    # when it was made, expires and was last used. Rows are deleted when the device is forgotten or
+    # the agent's password, second factor or sessions change (inbox/store/agents.py).
+    db.executescript(
+        """
+        CREATE TABLE remembered_devices (
+            id INTEGER PRIMARY KEY,
+            agent_id INTEGER NOT NULL REFERENCES agents(id),
+            token_hash TEXT NOT NULL UNIQUE,
+            label TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            last_used_at TEXT
+        );
+        CREATE INDEX remembered_devices_agent ON remembered_devices(agent_id);
+        """
+    )
+
+
+@migrations()
 def m027_check_ins(db: Database) -> None:
     # Proactive care (#14, inbox/checkins.py): what an agent did with a check-in suggestion. One row
     # per customer and `basis` (what the suggestion rests on: 'rated:<survey id>' or 'quiet:<latest

@@ -23,6 +23,9 @@ leads to a second step (`/login/code`) that asks for a code or a recovery code; 
 issued after it. `web.require_second_factor` lists roles that must have one: such an agent without
 it is sent to set it up after sign-in and can use no other page until they have. Turning it off
 needs a current code or the password. Codes themselves: inbox/second_factor.py.
+
+With `web.remember_device_days` above 0 the code step offers "Remember this device for N days", and
+the security page lists the remembered devices, to forget one or all (inbox/web/devices.py).
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ from inbox.i18n import LANGUAGES
 from inbox.i18n import gettext as _
 from inbox.store.base import iso, now_iso
 from inbox.triage import LOOP_HEADER
-from inbox.web import get_store, mainland
+from inbox.web import devices, get_store, mainland
 from inbox.web.admin import token_hash
 from inbox.web.auth import (
     MAX_PASSWORD_CHARS,
@@ -238,13 +241,15 @@ def sign_in_code():
             return redirect(target)
         flash(_("Sign in again: the code must follow the password within a few minutes."), "info")
         return redirect(url_for("auth.login"))
+    remember_days = devices.remember_days()
     if request.method != "POST":
-        return render_template("auth/code.html", next=target, error=None)
+        return render_template("auth/code.html", next=target, error=None, remember_days=remember_days)
     code = request.form.get("code", "")[:64]
     used = _use_code(agent["id"], code)
     if used is None:
         log.info("wrong sign-in code for agent %s from %s", agent["id"], request.remote_addr)
-        return render_template("auth/code.html", next=target, error=_("This code is not right.")), 401
+        return render_template("auth/code.html", next=target, error=_("This code is not right."),
+                               remember_days=remember_days), 401
     audit_agent("login", agent["id"])
     if used == "recovery":
         audit_agent("recovery_code_used", agent["id"])
@@ -252,7 +257,11 @@ def sign_in_code():
     if used == "recovery":
         left = get_store().second_factor(agent["id"])["codes_left"]
         flash(_("You used a recovery code. %(n)d are left: make new ones on the security page.", n=left), "info")
-    return redirect(target)
+    response = redirect(target)
+    if remember_days and request.form.get("remember") == "1":
+        label = devices.remember(response, agent["id"])
+        audit_agent("device_remembered", agent["id"], label=label, days=remember_days)
+    return response
 
 
 def _use_code(agent_id: int, code: str) -> str | None:
@@ -295,11 +304,16 @@ def security():
     if action == "new_codes":
         return _new_recovery_codes(agent)
     if action == "sign_out_everywhere":
-        get_store().end_agent_sessions(agent["id"])
+        # Remembered devices too: whoever had one must pass the code step again.
+        get_store().end_agent_sessions(agent["id"], forget_devices=True)
         audit_agent("signed_out_everywhere", agent["id"])
         session.clear()
         flash(_("You are signed out on every device, this one too."), "info")
         return redirect(url_for("auth.login"))
+    if action == "forget_device":
+        return _forget_device(agent)
+    if action == "forget_devices":
+        return _forget_devices(agent)
     abort(400)
 
 
@@ -311,8 +325,12 @@ def _security_page(agent: dict[str, Any], *, errors: dict[str, str] | None = Non
         qr = second_factor.qr_svg(second_factor.provisioning_uri(state["pending_secret"], agent["email"]))
         # In groups of four, as authenticator apps show and accept it: easier to type, and it wraps.
         secret = " ".join(state["pending_secret"][i:i + 4] for i in range(0, len(state["pending_secret"]), 4))
+    this_device = devices.this_device()
     return render_template("auth/security.html", state=state, qr=qr, secret=secret, errors=errors or {},
-                           recovery_codes=recovery_codes, required=role_must_have_second_factor(agent["role"])), status
+                           recovery_codes=recovery_codes, required=role_must_have_second_factor(agent["role"]),
+                           remember_days=devices.remember_days(),
+                           remembered_devices=get_store().remembered_devices(agent["id"], now_iso()),
+                           this_device_id=this_device["id"] if this_device else None), status
 
 
 def _confirm(agent: dict[str, Any]):
@@ -370,6 +388,28 @@ def _new_recovery_codes(agent: dict[str, Any]):
     store.replace_recovery_codes(agent["id"], [second_factor.recovery_hash(c) for c in codes])
     audit_agent("recovery_codes_replaced", agent["id"])
     return _security_page(agent, recovery_codes=codes)
+
+
+# Remembered devices -----------------------------------------------------------------------------
+
+def _forget_device(agent: dict[str, Any]):
+    store = get_store()
+    device_id = request.form.get("device_id", "")
+    device = next((d for d in store.remembered_devices(agent["id"], now_iso()) if str(d["id"]) == device_id), None)
+    if device is None or not store.forget_device(agent["id"], device["id"]):
+        abort(404)
+    audit_agent("device_forgotten", agent["id"], device=device["id"], label=device["label"])
+    flash(_("%(device)s is forgotten: it asks for a code at the next sign-in.", device=device["label"]), "success")
+    return redirect(url_for("account.security") + "#devices")
+
+
+def _forget_devices(agent: dict[str, Any]):
+    count = get_store().forget_devices(agent["id"])
+    audit_agent("devices_forgotten", agent["id"], count=count)
+    flash(_("Every device is forgotten: each asks for a code at the next sign-in."), "success")
+    response = redirect(url_for("account.security") + "#devices")
+    devices.forget_cookie(response)
+    return response
 
 
 # Roles that must have a second factor ----------------------------------------------------------

@@ -276,7 +276,8 @@ def enable(agent_id: int):
 @admin_only
 def end_sessions(agent_id: int):
     _agent_or_404(agent_id)
-    get_store().end_agent_sessions(agent_id)
+    # Also their remembered devices: the next sign-in on any of them asks for the code again.
+    get_store().end_agent_sessions(agent_id, forget_devices=True)
     _audit("agent_sessions_ended", "agent", agent_id)
     flash(_("The agent is signed out everywhere."), "success")
     if agent_id == g.agent["id"]:

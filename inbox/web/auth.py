@@ -48,7 +48,7 @@ from inbox import clock, notifications
 from inbox.i18n import LANGUAGES
 from inbox.i18n import gettext as _
 from inbox.store import now_iso
-from inbox.web import get_store, mainland
+from inbox.web import devices, get_store, mainland
 from inbox.web.security import limiter
 
 log = logging.getLogger(__name__)
@@ -324,6 +324,12 @@ def login():
         return render_template("auth/login.html", next=target, email=email,
                                error=_("Wrong email address or password.")), 401
     if get_store().second_factor(agent["id"])["secret"]:
+        device = devices.remembered_for(agent)
+        if device is not None:
+            # A browser the agent chose to remember at the code step (inbox/web/devices.py).
+            _audit("login", agent["id"], via="remembered_device", device=device["id"])
+            start_session(agent)
+            return redirect(target)
         # The password was right; no session until the code is too (inbox/web/account.py).
         begin_second_step(agent)
         return redirect(url_for("account.sign_in_code", next=target if target != "/" else None))
@@ -335,11 +341,21 @@ def login():
 
 @bp.post("/logout")
 def logout():
+    # Imported here: inbox.web.oidc builds on this module.
+    from inbox.web import oidc
+
     agent = current_agent()
+    provider_sign_out = oidc.end_session_url(session.get(oidc.ID_TOKEN_KEY)) if agent is not None else None
     if agent is not None:
         get_store().end_agent_sessions(agent["id"])
         _audit("logout", agent["id"])
     session.clear()
+    g.agent = None
+    if provider_sign_out:
+        # Signed in through the provider: end its session too (a page, not a redirect: see oidc.py).
+        page = render_template("auth/signing_out.html", url=provider_sign_out, label=oidc.button_label())
+        flash(_("You are signed out."), "info")  # for the sign-in page the provider sends the browser back to
+        return page
     flash(_("You are signed out."), "info")
     return redirect(url_for("auth.login"))
 
@@ -411,15 +427,15 @@ def _change_password(agent: dict[str, Any]):
     return redirect(url_for("auth.settings"))
 
 
-def audit_agent(action: str, agent_id: int) -> None:
+def audit_agent(action: str, agent_id: int, **details: Any) -> None:
     """An audit entry by the agent about themselves, with the client's address."""
-    _audit(action, agent_id)
+    _audit(action, agent_id, **details)
 
 
-def _audit(action: str, agent_id: int) -> None:
+def _audit(action: str, agent_id: int, **details: Any) -> None:
     store = get_store()
     with store.write():
-        store.audit(now_iso(), f"agent:{agent_id}", action, "agent", agent_id, ip=request.remote_addr)
+        store.audit(now_iso(), f"agent:{agent_id}", action, "agent", agent_id, ip=request.remote_addr, **details)
 
 
 def _no_store(response):

@@ -18,6 +18,15 @@ The flow is the Authorization Code flow with PKCE (S256), `state` and `nonce`, t
    (`start_session`, audited `login` with `via: oidc`) but without the TOTP step: the provider's
    own sign-in, with its own second factor, stands in for both (docs/accounts.md).
 
+Signing out (RP-Initiated Logout 1.0): the callback keeps the ID token in the session, for as long as
+the session lasts and no longer. Signing out ends our session first; then, when the provider's
+discovery document names an `end_session_endpoint`, the browser is sent there with `id_token_hint`,
+`client_id` and `post_logout_redirect_uri` (our sign-in page, to be registered at the provider) so
+that the provider's session ends too. The sign-out is a form post and the pages' CSP
+`form-action 'self'` stops a form's redirect to another site, so the answer is a short page that
+moves on by itself (meta refresh, with a link). Without the endpoint, or with the provider
+unreachable, the sign-out is local only.
+
 Every refusal (the provider's `error=...`, a wrong state, an old flow, a token that fails a check,
 an unknown or disabled agent, an unreachable provider) is a page saying so, audited as
 `oidc_refused` with the reason, never a 500; refusals count against the sign-in rate limit.
@@ -31,6 +40,7 @@ import logging
 import secrets
 import time
 from typing import Any
+from urllib.parse import urlencode
 
 import requests
 from authlib.common.errors import AuthlibBaseError
@@ -57,6 +67,8 @@ bp = Blueprint("oidc", __name__)
 FLOW_MAX_AGE = dt.timedelta(minutes=10)
 #: Discovery document and keys are read again after this long (or at once when a `kid` is unknown).
 METADATA_MAX_AGE = 3600
+#: Where the session keeps the ID token, for `id_token_hint` at sign-out.
+ID_TOKEN_KEY = "oidc_id_token"
 #: Seconds of clock difference with the provider tolerated on `exp` and `iat`.
 LEEWAY = 60
 HTTP_TIMEOUT = 10
@@ -212,15 +224,18 @@ def callback():
         abort(405)
     flow = session.pop("oidc_flow", None)
     try:
-        agent = _agent_from_callback(oidc, flow)
+        agent, id_token = _agent_from_callback(oidc, flow)
     except Refused as refused:
         return _refuse(refused)
     _audit_login(agent["id"])
     start_session(agent)
+    # Only for signing out at the provider (end_session_url): it goes with the session.
+    session[ID_TOKEN_KEY] = id_token
     return redirect(flow["next"])
 
 
-def _agent_from_callback(oidc: dict[str, Any], flow: Any) -> dict[str, Any]:
+def _agent_from_callback(oidc: dict[str, Any], flow: Any) -> tuple[dict[str, Any], str]:
+    """The agent the provider signed in, and the ID token that says so."""
     if not isinstance(flow, dict) or clock.now().timestamp() - flow.get("at", 0) > FLOW_MAX_AGE.total_seconds():
         raise Refused("flow_expired", _("This sign-in took too long or was already used. Start again."), 400)
     if not secrets.compare_digest(str(request.args.get("state", "")), flow["state"]):
@@ -243,7 +258,7 @@ def _agent_from_callback(oidc: dict[str, Any], flow: Any) -> dict[str, Any]:
     if not token.get("id_token"):
         raise Refused("no_id_token", _("The sign-in service's answer was incomplete. Start again."), 400)
     claims = verified_claims(oidc, document, token["id_token"], flow["nonce"])
-    return _agent_for(claims)
+    return _agent_for(claims), token["id_token"]
 
 
 def _agent_for(claims: CodeIDToken) -> dict[str, Any]:
@@ -257,6 +272,25 @@ def _agent_for(claims: CodeIDToken) -> dict[str, Any]:
                       _("There is no active account for %(email)s. Ask an administrator for an invitation.",
                         email=email))
     return agent
+
+
+def end_session_url(id_token: Any) -> str | None:
+    """The provider's end-session address for a sign-out (RP-Initiated Logout 1.0, section 2), or None
+    when the session did not come from the provider or the provider offers no such endpoint."""
+    oidc = settings()
+    if oidc is None or not isinstance(id_token, str) or not id_token:
+        return None
+    try:
+        document = metadata(oidc)
+    except Refused:
+        log.warning("OIDC provider unreachable at sign-out: signed out of Mainland only")
+        return None
+    endpoint = document.get("end_session_endpoint")
+    if not isinstance(endpoint, str) or not endpoint.startswith(("https://", "http://")):
+        return None
+    query = urlencode({"id_token_hint": id_token, "client_id": str(oidc["client_id"]),
+                       "post_logout_redirect_uri": current_app.config["MAINLAND"].base_url + url_for("auth.login")})
+    return endpoint + ("&" if "?" in endpoint else "?") + query
 
 
 def _refuse(refused: Refused):
