@@ -249,8 +249,9 @@ def _service_levels_page(errors: dict[str, str] | None = None, form: dict[str, A
             channels.append(item["channel"])
     blank = {"channel": "", "priority": "",
              "metrics": {m: {"mode": "inherit", "desired": "", "adequate": ""} for m in service_levels.METRICS}}
+    defaults = {row["metric"]: row for row in _policy_rows(section)}
     return render_template(
-        "admin/service_levels.html",
+        "admin/service_levels.html", defaults=defaults,
         policy=form if error_form == "policy" else {
             "rows": _policy_rows(section),
             "warn_before": human_duration(section.get("warn_before", "15m")),
@@ -405,7 +406,7 @@ def _hours_view(data: Mapping[str, Any] | None) -> dict[str, Any]:
     days = {}
     for index, day in enumerate(business_hours.DAYS):
         windows = hours.weekly[index] if hours is not None and not always else ()
-        days[day] = ", ".join(_window_text(w) for w in windows) or ("" if always else "closed")
+        days[day] = ", ".join(_window_text(w) for w in windows)  # empty: closed, in any language
     return {"always": always, "timezone": str(data.get("timezone") or "UTC"), "days": days,
             "holidays": "\n".join(str(d) for d in data.get("holidays") or ())}
 
@@ -432,8 +433,8 @@ def _read_hours(errors: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]
             try:
                 business_hours.parse_window(text or "closed")
             except business_hours.BusinessHoursError:
-                errors[f"hours_{day}"] = _("Write the hours like 09:00-17:00 (or 09:00-12:00, 13:00-17:00), "
-                                           "24h, or closed.")
+                errors[f"hours_{day}"] = _("Write the hours like 09:00-17:00 (or 09:00-12:00, 13:00-17:00) "
+                                           "or 24h; leave it empty when closed.")
             hours[day] = text or "closed"
         if not any(f"hours_{day}" in errors for day in hours) and all(
                 not business_hours.parse_window(t) for t in hours.values()):
@@ -471,7 +472,7 @@ def _hours_summary(data: Mapping[str, Any] | None) -> str:
     view = _hours_view(data)
     if view["always"]:
         return _("Around the clock, %(zone)s", zone=view["timezone"])
-    open_days = [f"{DAY_LABELS[d]} {t}" for d, t in view["days"].items() if t != "closed"]
+    open_days = [f"{DAY_LABELS[d]} {t}" for d, t in view["days"].items() if t]
     return f"{view['timezone']}: " + "; ".join(open_days)
 
 
