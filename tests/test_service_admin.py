@@ -497,3 +497,26 @@ def test_hours_change_moves_due_times_and_the_worker_does_the_rest_in_batches(fr
     assert due(admin_store, second)[0] == expected
     assert admin_store.execute("SELECT sla_computed_at FROM conversations WHERE id = ?",
                                (resolved,)).fetchone()[0] == before_resolved, "closed conversations keep their results"
+
+
+def test_due_times_computed_with_the_old_policy_just_after_the_change_are_redone(frozen_clock, admin_client,
+                                                                                   admin_store, mainland, tmp_path):
+    """Another process may still measure with the old policy for a few seconds after the save."""
+    from inbox.config import from_mapping
+
+    now = frozen_clock.now()
+    old_levels = in_force(mainland)
+    waiting = ingest(mainland, admin_store, now - 30 * M, "late")
+    post(admin_client, "/admin/service-levels", policy_form(first_response_desired="15m",
+                                                            first_response_adequate="20m"))
+    frozen_clock.advance(10 * dt.timedelta(seconds=1))
+    service_levels.refresh(admin_store, old_levels, [waiting], frozen_clock.now())  # a slow process
+    assert due(admin_store, waiting)[0] == iso(now + 30 * M)
+    frozen_clock.advance(M)
+    changed_at = service_levels.stored_policy_changed_at(admin_store, mainland.bootstrap)
+    service_levels.run_checks(admin_store, in_force(mainland), frozen_clock.now(), policy_changed_at=changed_at)
+    assert due(admin_store, waiting)[0] == iso(now - 15 * M)
+    # When the file sets the section, the stored one is not in force and nothing is swept for it.
+    file_config = from_mapping({"database": str(tmp_path / "other.db"), "service_levels": {"notify": False}},
+                               base=tmp_path)
+    assert service_levels.stored_policy_changed_at(admin_store, file_config) is None
