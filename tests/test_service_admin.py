@@ -202,6 +202,7 @@ def test_an_override_is_added_edited_and_removed(admin_client, admin_store, main
     ({"channel": ""}, "Choose a channel, a priority or both"),
     ({"first_response_mode": "inherit"}, "Change at least one target"),
     ({"first_response_desired": "quick"}, "“quick” is not a duration"),
+    ({"channel": "no-such-channel"}, "Choose a channel from the list."),
 ])
 def test_an_invalid_override_shows_the_error_and_stores_nothing(admin_client, admin_store, changes, message):
     response = post(admin_client, "/admin/service-levels/overrides", override_form(**changes))

@@ -239,14 +239,18 @@ def _override_key(item: Mapping[str, Any]) -> str:
     return f"{item.get('channel') or ''}|{'' if priority is None else priority}"
 
 
+def _override_channels() -> list[str]:
+    """Channels an override may name: those in force, and any an override already names (a channel removed since)."""
+    named = [str(o.get("channel")) for o in _current("service_levels").get("overrides") or ()
+             if isinstance(o, Mapping) and o.get("channel")]
+    return sorted(set(mainland().config.channels) | set(named))
+
+
 def _service_levels_page(errors: dict[str, str] | None = None, form: dict[str, Any] | None = None,
                          error_form: str | None = None, status: int = 200):
     section = _current("service_levels")
     overrides = [_override_view(o) for o in section.get("overrides") or () if isinstance(o, Mapping)]
-    channels = sorted(mainland().config.channels)
-    for item in overrides:
-        if item["channel"] and item["channel"] not in channels:
-            channels.append(item["channel"])
+    channels = _override_channels()
     blank = {"channel": "", "priority": "",
              "metrics": {m: {"mode": "inherit", "desired": "", "adequate": ""} for m in service_levels.METRICS}}
     defaults = {row["metric"]: row for row in _policy_rows(section)}
@@ -310,6 +314,8 @@ def _read_override(errors: dict[str, str]) -> tuple[dict[str, Any], dict[str, An
     item: dict[str, Any] = {}
     view = {"channel": channel, "priority": priority_text, "metrics": {}}
     if channel:
+        if channel not in _override_channels():
+            errors["channel"] = _("Choose a channel from the list.")
         item["channel"] = channel
     if priority_text:
         if not priority_text.isdigit() or int(priority_text) not in PRIORITY_LABELS:
