@@ -573,6 +573,46 @@ def refresh_stale(store: Any, levels: ServiceLevels, now: dt.datetime, *, batch:
     return total
 
 
+#: Other processes take in a policy saved in the browser within seconds (the worker every 5 s, a web
+#: process on its next request): due times computed this soon after the change may still follow the
+#: old policy, so they are computed again as well.
+POLICY_GRACE = dt.timedelta(minutes=1)
+
+
+def stored_policy_changed_at(store: Any, bootstrap: Any) -> dt.datetime | None:
+    """When an admin last saved the service levels in the browser; None if never, or if the config
+    file sets them (then the stored section is not in force)."""
+    if "service_levels" in (getattr(bootstrap, "extra", None) or {}):
+        return None
+    info = store.stored_section_info("service_levels")
+    return parse_iso(info["updated_at"]) if info else None
+
+
+def refresh_after_policy_change(store: Any, levels: ServiceLevels, changed_at: dt.datetime | None,
+                                now: dt.datetime, *, batch: int = 500, max_batches: int | None = None) -> int:
+    """Recompute the due times of conversations still open that were computed before the policy
+    changed at `changed_at` (or within POLICY_GRACE after it).
+
+    Batches of `batch` conversations, each its own short write transaction, walked by id, so the
+    writers of new messages never wait long; `max_batches` bounds one call (the save in the browser
+    does one batch, the worker's minute job the rest). A conversation recomputed here is stamped
+    `now` and is not taken again in the same call.
+    """
+    if changed_at is None:
+        return 0
+    until = iso(min(changed_at + POLICY_GRACE, now))
+    total = batches = after_id = 0
+    while max_batches is None or batches < max_batches:
+        ids = store.outdated_service_levels(until, after_id, batch)
+        if not ids:
+            break
+        total += refresh(store, levels, ids, now)
+        after_id, batches = ids[-1], batches + 1
+        if len(ids) < batch:
+            break
+    return total
+
+
 def notify_leads(store: Any, levels: ServiceLevels, now: dt.datetime) -> int:
     """Tell the team's leads about clocks about to pass adequate, and about those that just did.
 
@@ -598,7 +638,10 @@ def notify_leads(store: Any, levels: ServiceLevels, now: dt.datetime) -> int:
     return sent
 
 
-def run_checks(store: Any, levels: ServiceLevels, now: dt.datetime | None = None) -> tuple[int, int]:
-    """The worker's minute job: refresh due times, then notify leads. Returns (refreshed, notified)."""
+def run_checks(store: Any, levels: ServiceLevels, now: dt.datetime | None = None,
+               policy_changed_at: dt.datetime | None = None) -> tuple[int, int]:
+    """The worker's minute job: refresh due times (those marked stale, and those computed before the
+    policy last changed), then notify leads. Returns (refreshed, notified)."""
     now = now or clock.now()
-    return refresh_stale(store, levels, now), notify_leads(store, levels, now)
+    refreshed = refresh_stale(store, levels, now) + refresh_after_policy_change(store, levels, policy_changed_at, now)
+    return refreshed, notify_leads(store, levels, now)

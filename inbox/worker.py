@@ -447,8 +447,12 @@ class Worker:
             if not self._holds_lease(store):
                 return
             if name == "service_levels":
+                # The policy in force now, not as of the last settings check: due times computed
+                # with the one an admin just replaced would be recomputed once more.
+                self.mainland.refresh(store)
                 refreshed, notified = service_levels.run_checks(
-                    store, service_levels.for_config(self.mainland.config))
+                    store, service_levels.for_config(self.mainland.config),
+                    policy_changed_at=service_levels.stored_policy_changed_at(store, self.mainland.bootstrap))
                 if notified:
                     log.info("service levels: %d conversation(s) updated, %d lead notification(s)", refreshed,
                              notified)

@@ -55,6 +55,14 @@ class ServiceLevelQueries:
             f"SELECT c.id FROM conversations c WHERE c.status IN ('new', 'open') AND ({passed}) "  # noqa: S608
             "ORDER BY c.id", {"now": now})]
 
+    def outdated_service_levels(self, computed_until: str, after_id: int = 0, limit: int = 500) -> list[int]:
+        """Conversations still open (new, open, pending, snoozed) whose due times were computed at or
+        before `computed_until` (a policy change), by id above `after_id`: one bounded batch at a time."""
+        return [r[0] for r in self.conn.execute(
+            "SELECT id FROM conversations WHERE status IN ('new', 'open', 'pending', 'snoozed') "
+            "AND sla_computed_at IS NOT NULL AND sla_computed_at <= ? AND id > ? ORDER BY id LIMIT ?",
+            (computed_until, after_id, limit))]
+
     def service_level_inputs(self, conversation_id: int) -> dict[str, Any] | None:
         """What the clocks of one conversation are computed from: the row, its messages and status log."""
         cur = self.conn.execute(

@@ -52,6 +52,7 @@ ACTION_LABELS: dict[str, Any] = {
     "team_deleted": _l("Team deleted"),
     "team_member_added": _l("Team member added"),
     "team_member_removed": _l("Team member removed"),
+    "settings_changed": _l("Settings changed"),
     "routing_mode": _l("Routing mode changed"),
     "routing_settings": _l("Routing settings changed"),
     "status": _l("Status changed"),
