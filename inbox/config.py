@@ -80,7 +80,7 @@ _KNOWN_KEYS = {
     "database", "data_dir", "secret_key", "instance_id", "base_url", "mail_domain", "max_message_bytes",
     "max_attachment_bytes", "default_language", "session_cookie_secure", "fetch_allow_hosts", "channels", "demo", "web", "worker",
     "service_levels", "digest", "api_tokens", "default_phone_region", "health", "notifications",
-    "oidc",
+    "oidc", "help_center",
 }
 
 #: The keys of each section this module checks, the one list `check-config` and start-up hold a file
@@ -102,6 +102,8 @@ SECTION_KEYS: dict[str, frozenset[str]] = {
     "health": frozenset({"warn_after"}),
     # Single sign-on through an OpenID Connect provider (inbox/web/oidc.py).
     "oidc": frozenset({"issuer", "client_id", "client_secret", "button_label", "allow_password_sign_in"}),
+    # The public help center (inbox/helpcenter.py, docs/help-center.md).
+    "help_center": frozenset({"enabled", "title", "brand_color", "logo_url"}),
 }
 
 
@@ -269,6 +271,9 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: Path | None = N
                             f"(got {roles!r})")
 
     problems += _oidc_problems(resolved.get("oidc"))
+    from inbox import helpcenter
+
+    problems += helpcenter.check_config(resolved.get("help_center"))
 
     tokens = resolved.get("api_tokens")
     if tokens is not None and (not isinstance(tokens, list)
@@ -305,7 +310,7 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: Path | None = N
         channels=channels,
         extra={k: v for k, v in resolved.items() if k in {"demo", "web", "worker", "service_levels", "digest",
                                                               "api_tokens", "default_phone_region", "health",
-                                                              "notifications", "oidc"}},
+                                                              "notifications", "oidc", "help_center"}},
         source=source,
     )
     # Sections checked by the modules that read them (docs/service-levels.md).
