@@ -153,3 +153,42 @@ def test_the_public_pages_fit_pass_axe_and_run_nothing(app, live_app, size):  # 
             assert elsewhere == [], f"requests to other hosts: {elsewhere}"
         finally:
             browser.close()
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_the_publishing_panel_and_the_categories_page_pass_axe(app, live_app, size):  # noqa: F811
+    _require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_web_auth import PASSWORD, make_agent
+
+    _publish_library(app)
+    store = app.extensions["mainland"].open_store()
+    make_agent(store, "lea@example.org", name="Lea Lead", role="lead")
+    store.close()
+    width, height = SIZES[size]
+    shots = os.environ.get("MAINLAND_SCREENSHOTS")
+    with sync_playwright() as p:
+        browser, page, _elsewhere = _browser_page(p, live_app, width, height)
+        try:
+            page.goto(f"{live_app}/login")
+            page.fill("#email", "lea@example.org")
+            page.fill("#password", PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_url(f"{live_app}/")
+            for name, path in (("publish", "/answers/1/edit"), ("categories", "/help-center/categories")):
+                page.goto(live_app + path)
+                found = run_axe(page)
+                assert found == [], f"{path}: {describe(found)}"
+                assert page.evaluate("document.documentElement.scrollWidth") <= width, f"{path} is wider than the screen"
+                if shots:
+                    Path(shots).mkdir(parents=True, exist_ok=True)
+                    page.screenshot(path=f"{shots}/help-{name}-{size}.png", full_page=True)
+            # Unpublishing from the panel takes the article off the help center.
+            page.goto(f"{live_app}/answers/1/edit")
+            page.click("#help-center button[value='0']")
+            page.wait_for_url("**/answers/1/edit*")
+            assert page.locator("#help-center").get_by_text("Not published.").is_visible()
+            assert page.goto(f"{live_app}/help/en/where-is-my-parcel").status == 404
+        finally:
+            browser.close()

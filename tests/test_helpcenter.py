@@ -333,6 +333,13 @@ def test_categories_are_named_per_language_and_ordered(happ, hstore, lead):
     clash = lead.post("/help-center/categories", data={"csrf_token": token, "name_en": "x", "slug_en": "about-1"})
     assert clash.status_code == 302 and len(hstore.help_categories()) == 2, "an article's address is taken"
     assert hstore.execute("SELECT count(*) FROM audit_log WHERE action = 'help_category_saved'").fetchone()[0] == 2
+    page = text(lead.get("/help-center/categories"))
+    delete = f'formaction="/help-center/categories/{cats[0]["id"]}/delete"'
+    assert delete in page, "each category's form has its remove button"
+    lead.post(f"/help-center/categories/{cats[0]['id']}/delete", data={"csrf_token": token})
+    assert [c["names"]["en"]["name"] for c in hstore.help_categories()] == ["Shipping"]
+    orphan = text(happ.test_client().get("/help/en"))
+    assert "About Payments" in orphan.split("More answers")[1], "its article stays published, without a category"
 
 
 # Reports -----------------------------------------------------------------------------------------
