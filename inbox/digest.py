@@ -323,7 +323,7 @@ def build_digest(mainland: Any, store: Any, period: Period, now: dt.datetime | N
     default_language = mainland.config.default_language if mainland.config.default_language in LANGUAGES else "en"
     languages = {default_language} | {m["locale"] for m in store.managers() if m["locale"] in LANGUAGES}
     images = _charts(report, previous, default_language)
-    help_center = (helpcenter.report(store, period.start, period.end, language=default_language)
+    help_center = (helpcenter.report(store, period, language=default_language)
                    if helpcenter.settings_for(mainland.config).enabled else None)
     rendered: dict[str, tuple[str, str, str]] = {}
     figures = report.figures()

@@ -200,10 +200,12 @@ def day_of(moment: dt.datetime) -> str:
 
 # Reports ----------------------------------------------------------------------------------------
 
-def report(store: Any, start: dt.datetime, end: dt.datetime, *, language: str = "en") -> dict[str, Any]:
-    """The help center's figures for [start, end): reads per article, searches that found nothing,
-    and per category its articles' reads beside the conversations started on its topic."""
-    first_day, last_day = day_of(start), day_of(end - dt.timedelta(microseconds=1))
+def report(store: Any, period: Any, *, language: str = "en") -> dict[str, Any]:
+    """The help center's figures for a week (`inbox.reports.Period`): reads per article, searches
+    that found nothing, and per category its articles' reads beside the conversations started on its
+    topic. Reads and searches are counted per UTC day: the week's are those of its seven dates."""
+    first_day, last_day = (day.isoformat() for day in period.days)
+    start, end = period.start, period.end
     reads = store.help_reads(first_day, last_day)
     searches = store.help_search_totals(first_day, last_day)
     categories = store.help_categories()

@@ -355,7 +355,7 @@ def test_the_report_sets_reads_beside_conversations_on_the_topic(happ, hstore, l
     ingestor_for(hstore, "My parcel never came, the tracking page is empty")
     ingestor_for(hstore, "Can I pay by invoice?")
     period = Period.containing(NOW)
-    figures = helpcenter.report(hstore, period.start, period.end)
+    figures = helpcenter.report(hstore, period)
     assert figures["reads"] == 4 and figures["misses"] == 1
     assert figures["missed_queries"][0]["query"] == "voucher"
     assert figures["categories"] == [{"id": shipping, "name": "Shipping", "topics": ["parcel", "tracking"],

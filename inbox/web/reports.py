@@ -79,7 +79,7 @@ def _help_center(period: Period) -> dict[str, Any] | None:
     """The help center's figures of the week, when it is on (inbox/helpcenter.py)."""
     if not helpcenter.settings_for(mainland().config).enabled:
         return None
-    return helpcenter.report(get_store(), period.start, period.end, language=str(get_locale() or "en"))
+    return helpcenter.report(get_store(), period, language=str(get_locale() or "en"))
 
 
 @bp.get("/export.csv")
