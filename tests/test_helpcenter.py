@@ -186,6 +186,31 @@ def test_unpublished_archived_and_unknown_articles_are_the_same_404(happ, hstore
     assert "Shown" in searched and "Hidden" not in searched and "Archived" not in searched
 
 
+def test_unpublished_and_unknown_ask_the_database_the_same_questions(happ, hstore, lead, monkeypatch):
+    """No difference in timing either: both run the very same statements, only the slug differs."""
+    from inbox.store import Store
+
+    hidden = answer(hstore, "Hidden", "Secret text of a draft.")
+    publish(lead, hidden, slug="hidden")
+    publish(lead, hidden, slug="hidden", published=False)
+    statements: list[str] = []
+    original = Store.__init__
+
+    def traced(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self.conn.set_trace_callback(statements.append)
+
+    monkeypatch.setattr(Store, "__init__", traced)
+    visitor = happ.test_client()
+    visitor.get("/help/en/hidden")
+    unpublished = [sql.replace("'hidden'", "?") for sql in statements]
+    statements.clear()
+    visitor.get("/help/en/absent")
+    unknown = [sql.replace("'absent'", "?") for sql in statements]
+    assert any("help_articles" in sql for sql in unknown), "the trace saw the article query"
+    assert unpublished == unknown
+
+
 def test_a_dutch_article_lives_under_help_nl_and_links_its_english_version(happ, hstore, lead):
     en = answer(hstore, "Returns", "Send the item back within 30 days.")
     nl = answer(hstore, "Retourneren", "Stuur het artikel binnen 30 dagen terug.", language="nl")
@@ -257,6 +282,7 @@ def test_empty_searches_are_counted_by_their_normalised_text_only(happ, hstore, 
     visitor.get("/help/search", query_string={"q": "Wheel  Chair", "lang": "en"})
     visitor.get("/help/search", query_string={"q": "wheel chair!", "lang": "en"}, environ_base={"REMOTE_ADDR": "10.0.0.9"})
     visitor.head("/help/search", query_string={"q": "helicopter", "lang": "en"})
+    visitor.options("/help/search", query_string={"q": "helicopter", "lang": "en"})
     rows = hstore.execute("SELECT * FROM help_search_misses").fetchall()
     assert rows == [("2026-03-04", "en", "wheel chair", 2)]
     assert hstore.help_search_totals("2026-03-04", "2026-03-04") == {"searches": 3, "misses": 2}
@@ -284,6 +310,7 @@ def test_reads_are_counted_per_article_per_day_without_cookies(happ, hstore, lea
         response = visitor.get("/help/en/opening-hours")
         assert "Set-Cookie" not in response.headers
     visitor.head("/help/en/opening-hours")
+    visitor.options("/help/en/opening-hours")
     frozen_clock.set(NOW + dt.timedelta(days=1))
     visitor.get("/help/en/opening-hours")
     rows = hstore.execute("SELECT answer_id, day, views FROM help_article_views ORDER BY day").fetchall()
