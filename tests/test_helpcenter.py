@@ -97,6 +97,9 @@ def test_a_published_answer_is_a_public_article_without_signing_in(happ, hstore,
     assert "default-src 'self'" in page.headers["Content-Security-Policy"]
     assert "script-src 'none'" in page.headers["Content-Security-Policy"]
     assert "<script" not in body and "http://" not in body.replace("http://www.w3.org", "")
+    sibling = answer(hstore, "Refunds for gift cards", "Gift cards are refunded as a new card.")
+    publish(lead, sibling, slug="refunds-gift-cards", category=refunds)
+    assert 'href="/help/en/refunds-gift-cards"' in text(visitor.get("/help/en/how-refunds-work")).split("More about")[1]
     listing = text(visitor.get("/help/en/refunds"))
     assert "How refunds work" in listing and "Money back within five days." in listing
     home = text(visitor.get("/help/en"))

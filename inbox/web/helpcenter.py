@@ -52,6 +52,8 @@ HELP_CSP = ("default-src 'self'; script-src 'none'; object-src 'none'; img-src '
 #: Per address: reading is cheap, a search runs a full-text query.
 PAGE_LIMIT = "240 per minute"
 SEARCH_LIMIT = "30 per minute"
+#: Other articles of the same category listed under an article.
+RELATED_ARTICLES = 5
 lead_required = role_required(*LEAD_ROLES)
 
 
@@ -148,8 +150,11 @@ def page(lang: str, slug: str):
         store.count_article_view(article["id"], helpcenter.day_of(clock.now()))
     versions = store.public_article_versions(article["article_key"])
     categories = {c["id"]: c for c in _categories(language)}
+    category = categories.get(article["category_id"])
+    related = [a for a in store.public_articles(language, category_id=category["id"]) if a["id"] != article["id"]
+               ][:RELATED_ARTICLES] if category else []
     return _public("help/article.html", language, article=article, html=helpcenter.render_article(article["body"]),
-                   description=helpcenter.plain_summary(article), category=categories.get(article["category_id"]),
+                   description=helpcenter.plain_summary(article), category=category, related=related,
                    alternates=[{"language": v["language"], "url": url_for("helpcenter.page", lang=v["language"],
                                                                            slug=v["slug"])}
                                for v in versions if v["language"] in LANGUAGES])
