@@ -84,7 +84,7 @@ _KNOWN_KEYS = {
     "database", "data_dir", "secret_key", "instance_id", "base_url", "mail_domain", "max_message_bytes",
     "max_attachment_bytes", "default_language", "session_cookie_secure", "fetch_allow_hosts", "channels", "demo", "web", "worker",
     "service_levels", "digest", "api_tokens", "default_phone_region", "health", "notifications",
-    "oidc", "check_ins",
+    "oidc", "check_ins", "help_center",
 }
 
 #: The keys of each section this module checks, the one list `check-config` and start-up hold a file
@@ -109,6 +109,8 @@ SECTION_KEYS: dict[str, frozenset[str]] = {
     # Proactive care: who is worth a check-in (inbox/checkins.py checks the values).
     "check_ins": frozenset({"good_rating", "resolved_within_days", "quiet_after_days",
                             "regular_contact_conversations", "max_suggestions", "answer_tag"}),
+    # The public help center (inbox/helpcenter.py, docs/help-center.md).
+    "help_center": frozenset({"enabled", "title", "brand_color", "logo_url"}),
 }
 
 
@@ -284,6 +286,9 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: Path | None = N
                             f"(got {days!r})")
 
     problems += _oidc_problems(resolved.get("oidc"))
+    from inbox import helpcenter
+
+    problems += helpcenter.check_config(resolved.get("help_center"))
 
     tokens = resolved.get("api_tokens")
     if tokens is not None and (not isinstance(tokens, list)
@@ -320,7 +325,7 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: Path | None = N
         channels=channels,
         extra={k: v for k, v in resolved.items() if k in {"demo", "web", "worker", "service_levels", "digest",
                                                               "api_tokens", "default_phone_region", "health",
-                                                              "notifications", "oidc", "check_ins"}},
+                                                              "notifications", "oidc", "check_ins", "help_center"}},
         source=source,
     )
     # Sections checked by the modules that read them (docs/service-levels.md).

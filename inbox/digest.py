@@ -37,7 +37,7 @@ from babel.dates import format_date, format_datetime
 from babel.numbers import format_decimal, format_percent
 from babel.support import Translations
 
-from inbox import charts, checkins, clock, reports, service_levels
+from inbox import charts, checkins, clock, helpcenter, reports, service_levels
 from inbox.reports import Period, Report
 from inbox.store.base import iso
 from inbox.triage import LOOP_HEADER
@@ -323,6 +323,8 @@ def build_digest(mainland: Any, store: Any, period: Period, now: dt.datetime | N
     default_language = mainland.config.default_language if mainland.config.default_language in LANGUAGES else "en"
     languages = {default_language} | {m["locale"] for m in store.managers() if m["locale"] in LANGUAGES}
     images = _charts(report, previous, default_language)
+    help_center = (helpcenter.report(store, period, language=default_language)
+                   if helpcenter.settings_for(mainland.config).enabled else None)
     rendered: dict[str, tuple[str, str, str]] = {}
     figures = report.figures()
     figures["check_ins"] = checkins.week_figures(store, period.start, period.end)
@@ -333,7 +335,7 @@ def build_digest(mainland: Any, store: Any, period: Period, now: dt.datetime | N
             "attention": attention(report, previous, conf.goal, locale), "base_url": mainland.config.base_url,
             "policies": policies_summary(levels), "cid": lambda name: f"cid:{name}@{CID_DOMAIN}",
             "link": lambda query: _report_link(mainland.config.base_url, period, query),
-            "generated_at": iso(now), "goal": conf.goal, "locale": locale,
+            "generated_at": iso(now), "goal": conf.goal, "locale": locale, "help_center": help_center,
             "check_in_line": check_in_line(figures["check_ins"], locale),
         }
         if locale == default_language:

@@ -462,6 +462,30 @@ ROWS: list[Row] = [
     Row("answers.render", "POST", "/answers/{answer}/render", team_object(ok()), form={"conversation_id": "{conv_b}"},
         mutates=True),
 
+    # The public help center (on in this installation): the same pages for everyone, signed in or not,
+    # and nothing of any team's conversations in them (a search for B's secret finds no article).
+    Row("helpcenter.home_best", "GET", "/help", everyone(clean())),
+    Row("helpcenter.home", "GET", "/help/nl", everyone(clean())),
+    Row("helpcenter.page", "GET", "/help/en/refund-steps", everyone(clean()), mutates=True,
+        note="a read is counted (an article and a day, nothing about the reader)"),
+    Row("helpcenter.page", "GET", "/help/en/refunds", everyone(clean()), note="a category"),
+    Row("helpcenter.page", "GET", "/help/en/unpublished-steps", everyone(HIDDEN), note="an unpublished answer"),
+    Row("helpcenter.search", "GET", "/help/search", everyone(clean()), query={"q": B_SECRET, "lang": "en"},
+        mutates=True, note="a search that finds nothing is counted by its text"),
+    Row("helpcenter.sitemap", "GET", "/help/sitemap.xml", everyone(clean())),
+    Row("helpcenter.theme", "GET", "/help/theme.css", everyone(clean())),
+    # Publishing and categories: those who may edit answers.
+    Row("helpcenter.publish", "POST", "/answers/{answer}/publish", leads_only(clean(302, 303), ok(302, 303)),
+        form={"slug": "refund-steps", "published": "0", "category": "{help_category}", "summary": "",
+              "article_key": ""}, mutates=True),
+    Row("helpcenter.categories", "GET", "/help-center/categories", leads_only(clean())),
+    Row("helpcenter.create_category", "POST", "/help-center/categories", leads_only(clean(302, 303), ok(302, 303)),
+        form={"position": "1", "name_en": "Payments", "name_nl": "Betalen"}, mutates=True),
+    Row("helpcenter.update_category", "POST", "/help-center/categories/{help_category}",
+        leads_only(clean(302, 303), ok(302, 303)), form={"position": "2", "name_en": "Money back"}, mutates=True),
+    Row("helpcenter.delete_category", "POST", "/help-center/categories/{help_category}/delete",
+        leads_only(clean(302, 303), ok(302, 303)), mutates=True),
+
     # Review of trainees' replies (leads): a held reply in team B's conversation.
     Row("review.index", "GET", "/review", leads_only(clean(), SHOWS)),
     Row("review.show", "GET", "/review/{review_b}", leads_only(HIDDEN, SHOWS)),
@@ -548,6 +572,15 @@ def _more_of_team_b(world: World, rules: set[str]) -> dict[str, int]:
         ids["answer"] = store.create_answer(title="Refund steps", body="Refunds take 5 working days.",
                                             language="en", tags=["refund"], owner_id=world.agents["admin"]["id"],
                                             now=_now())
+    if "/help" in rules:
+        ids["help_category"] = store.save_help_category(None, position=0, names={"en": ("Refunds", "refunds")},
+                                                        actor="test", now=_now())
+        store.save_help_article(ids["answer"], slug="refund-steps", category_id=ids["help_category"], summary="",
+                                article_key="refund-steps", published=True, actor="test", now=_now())
+        draft = store.create_answer(title="Unpublished steps", body="Not public yet.", language="en", tags=[],
+                                    owner_id=None, now=_now())
+        store.save_help_article(draft, slug="unpublished-steps", category_id=None, summary="", article_key="",
+                                published=False, actor="test", now=_now())
     if "/review" in rules:
         ids["review_b"] = store.hold_for_review(conversation_id=world.conversation["b"], agent_id=agent_b["id"],
                                                 text=f"Held reply about the {B_SECRET}", html=None, now=_now())
@@ -600,7 +633,7 @@ class Installation:
 
     def __init__(self, factory) -> None:
         template_root = factory.mktemp("matrix-template")
-        template = build_world(template_root)
+        template = build_world(template_root, help_center={"enabled": True})
         rules = set(_rules(template.app).values())
         self.ids = _ids(template, _more_of_team_b(template, rules))
         self.template = template

@@ -27,6 +27,7 @@ from inbox.store.customers import CustomerQueries
 from inbox.store.demo import DemoQueries
 from inbox.store.drafts import DraftQueries
 from inbox.store.health import HealthQueries
+from inbox.store.helpcenter import HelpCenterQueries
 from inbox.store.ingest import IngestQueries
 from inbox.store.message_changes import MessageChangeQueries
 from inbox.store.notifications import NotificationQueries
@@ -56,7 +57,8 @@ class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries
             WebhookQueries, TeamQueries, WorkQueries, QueueQueries, ServiceLevelQueries, ReportQueries,
             CustomerQueries, HealthQueries, AnswerQueries, RoutingQueries, ReviewQueries, DemoQueries,
             NotificationQueries, DraftQueries, MessageChangeQueries, SendabilityQueries, AuditQueries,
-            QuarantineQueries, TokenQueries, OutreachQueries, SettingsQueries, CheckInQueries):
+            QuarantineQueries, TokenQueries, OutreachQueries, SettingsQueries, CheckInQueries,
+            HelpCenterQueries):
     """A Mainland database. Open one per thread; share the file, not the object."""
 
     def __init__(self, path: str | Path, *, check: bool = True) -> None:

@@ -1252,6 +1252,90 @@ def m027_check_ins(db: Database) -> None:
 
 
 @migrations()
+def m028_help_center(db: Database) -> None:
+    # The public help center (#18, inbox/helpcenter.py). An article is an answer of the library with a
+    # `help_articles` row: the text is always the answer's own (one source), the row adds the public
+    # address (`slug`, unique over all languages), a category, a summary for lists and search results,
+    # and `article_key`, shared by the language versions of one article (linked with hreflang).
+    # Unpublished rows keep their settings so publishing again restores them. Categories are ordered by
+    # `position` and named per language (`help_category_names`). The counters hold no personal data:
+    # reads per article per day, and searches per day with the normalised text of those that found
+    # nothing. `help_search` is the FTS5 index over every article row (published or not: the public
+    # queries filter), kept in step by triggers so an edit in the library is found at once.
+    db.executescript(
+        """
+        CREATE TABLE help_categories (
+            id INTEGER PRIMARY KEY,
+            position INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE help_category_names (
+            category_id INTEGER NOT NULL REFERENCES help_categories(id) ON DELETE CASCADE,
+            language TEXT NOT NULL,
+            name TEXT NOT NULL,
+            slug TEXT NOT NULL,
+            PRIMARY KEY (category_id, language),
+            UNIQUE (language, slug)
+        );
+        CREATE TABLE help_articles (
+            answer_id INTEGER PRIMARY KEY REFERENCES answers(id) ON DELETE CASCADE,
+            slug TEXT NOT NULL UNIQUE,
+            category_id INTEGER REFERENCES help_categories(id) ON DELETE SET NULL,
+            summary TEXT NOT NULL DEFAULT '',
+            article_key TEXT NOT NULL DEFAULT '',
+            published INTEGER NOT NULL DEFAULT 0,
+            published_at TEXT,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX help_articles_category ON help_articles(category_id, published);
+        CREATE INDEX help_articles_key ON help_articles(article_key);
+        CREATE TABLE help_article_views (
+            answer_id INTEGER NOT NULL REFERENCES answers(id) ON DELETE CASCADE,
+            day TEXT NOT NULL,
+            views INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (answer_id, day)
+        ) WITHOUT ROWID;
+        CREATE TABLE help_search_days (
+            day TEXT NOT NULL,
+            language TEXT NOT NULL,
+            searches INTEGER NOT NULL DEFAULT 0,
+            misses INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (day, language)
+        ) WITHOUT ROWID;
+        CREATE TABLE help_search_misses (
+            day TEXT NOT NULL,
+            language TEXT NOT NULL,
+            query TEXT NOT NULL,
+            count INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (day, language, query)
+        ) WITHOUT ROWID;
+
+        CREATE VIRTUAL TABLE help_search USING fts5(
+            title, summary, body, tokenize = 'unicode61 remove_diacritics 2'
+        );
+        CREATE TRIGGER help_articles_ai AFTER INSERT ON help_articles BEGIN
+            INSERT INTO help_search (rowid, title, summary, body)
+                SELECT a.id, a.title, NEW.summary, a.body FROM answers a WHERE a.id = NEW.answer_id;
+        END;
+        CREATE TRIGGER help_articles_au AFTER UPDATE OF summary ON help_articles BEGIN
+            DELETE FROM help_search WHERE rowid = OLD.answer_id;
+            INSERT INTO help_search (rowid, title, summary, body)
+                SELECT a.id, a.title, NEW.summary, a.body FROM answers a WHERE a.id = NEW.answer_id;
+        END;
+        CREATE TRIGGER help_articles_ad AFTER DELETE ON help_articles BEGIN
+            DELETE FROM help_search WHERE rowid = OLD.answer_id;
+        END;
+        CREATE TRIGGER help_answers_au AFTER UPDATE OF title, body ON answers
+            WHEN EXISTS (SELECT 1 FROM help_articles h WHERE h.answer_id = NEW.id) BEGIN
+            DELETE FROM help_search WHERE rowid = NEW.id;
+            INSERT INTO help_search (rowid, title, summary, body)
+                SELECT NEW.id, NEW.title, h.summary, NEW.body FROM help_articles h WHERE h.answer_id = NEW.id;
+        END;
+        """
+    )
+
+
+@migrations()
 def m030_outbox_attempts(db: Database) -> None:
     # When a send was really handed to the channel (issue 16): after a crash only rows whose attempt
     # had started can have reached the customer, so only those are flagged; the others are simply sent.

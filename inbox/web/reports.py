@@ -13,9 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Flask, Response, abort, render_template, request, url_for
-from flask_babel import format_decimal, format_percent
+from flask_babel import format_decimal, format_percent, get_locale
 
-from inbox import charts, clock, digest, reports, service_levels
+from inbox import charts, clock, digest, helpcenter, reports, service_levels
 from inbox.i18n import gettext as _
 from inbox.i18n import lazy_gettext as _l
 from inbox.i18n import ngettext
@@ -71,8 +71,15 @@ def index():
     return render_template(
         "reports/index.html", report=report, period=period, policies=digest.policies_summary(levels),
         band_labels=BAND_LABELS, age_labels=AGE_LABELS, level_labels=LEVEL_LABELS, metric_labels=METRIC_LABELS,
-        current_week=Period.containing(clock.now(), _timezone()).key,
+        current_week=Period.containing(clock.now(), _timezone()).key, help_center=_help_center(period),
     )
+
+
+def _help_center(period: Period) -> dict[str, Any] | None:
+    """The help center's figures of the week, when it is on (inbox/helpcenter.py)."""
+    if not helpcenter.settings_for(mainland().config).enabled:
+        return None
+    return helpcenter.report(get_store(), period, language=str(get_locale() or "en"))
 
 
 @bp.get("/export.csv")
