@@ -41,6 +41,7 @@ from inbox.store.sendability import SendabilityQueries
 from inbox.store.service_levels import ServiceLevelQueries
 from inbox.store.teams import TeamQueries
 from inbox.store.tokens import TokenQueries
+from inbox.store.triage import TriageQueries
 from inbox.store.webforms import WebformQueries
 from inbox.store.webhooks import WebhookQueries
 from inbox.store.work import WorkQueries
@@ -54,7 +55,7 @@ class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries
             WebhookQueries, TeamQueries, WorkQueries, QueueQueries, ServiceLevelQueries, ReportQueries,
             CustomerQueries, HealthQueries, AnswerQueries, RoutingQueries, ReviewQueries, DemoQueries,
             NotificationQueries, DraftQueries, MessageChangeQueries, SendabilityQueries, AuditQueries,
-            QuarantineQueries, TokenQueries, OutreachQueries):
+            QuarantineQueries, TokenQueries, OutreachQueries, TriageQueries):
     """A Mainland database. Open one per thread; share the file, not the object."""
 
     def __init__(self, path: str | Path, *, check: bool = True) -> None:

@@ -139,12 +139,14 @@ class IngestQueries:
         automatic: bool,
         flags: str,
         now: str,
+        status: str = "new",
     ) -> int:
         cur = self.conn.execute(
             "INSERT INTO conversations (token, customer_id, channel, thread_key, subject, public, automatic, "
-            "flags, created_at, updated_at, last_message_at, last_inbound_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (token, customer_id, channel, thread_key, subject, int(public), int(automatic), flags, now, now, now, now),
+            "flags, created_at, updated_at, last_message_at, last_inbound_at, status) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (token, customer_id, channel, thread_key, subject, int(public), int(automatic), flags, now, now, now, now,
+             status),
         )
         return cur.lastrowid
 
