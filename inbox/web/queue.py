@@ -46,6 +46,7 @@ from inbox.store.queue import (
     PRIORITIES,
     SORTS,
     STATUS_GROUPS,
+    STATUSES,
     QueueQuery,
     SearchQueryError,
     fts_query,
@@ -514,7 +515,8 @@ def bulk():
 def search():
     text = request.args.get("q") or ""
     order = request.args.get("sort") or "recent"
-    if order not in ("recent", "relevance"):
+    status = request.args.get("status") or None
+    if order not in ("recent", "relevance") or (status is not None and status not in STATUSES):
         return _bad_filter()
     try:
         match = fts_query(text)
@@ -524,7 +526,8 @@ def search():
         return body, 400
     result = None
     if match is not None:
-        result = get_store().search(match, team_ids=_team_ids(), agent_id=current_agent()["id"], order=order)
+        result = get_store().search(match, team_ids=_team_ids(), agent_id=current_agent()["id"], order=order,
+                                    status=status)
         _decorate([group.conversation for group in result.groups])
         # Snippets become HTML here, once, with the random markers of this search.
         directions: dict[str, str] = {}
@@ -541,7 +544,8 @@ def search():
                 snippet["url"] = f"{group.conversation['url']}#message-{snippet['message_id']}"
     kinds = {name: ch.kind for name, ch in mainland().config.channels.items()}
     return render_template("queue/search.html", q=text, order=order, result=result, problem=None,
-                           kinds=kinds, searched=bool(text.strip()))
+                           kinds=kinds, searched=bool(text.strip()), status=status,
+                           search_statuses=[(s, STATUS_FILTER_LABELS[s]) for s in STATUSES])
 
 
 def init_app(app: Flask) -> None:
