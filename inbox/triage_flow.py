@@ -31,6 +31,7 @@ import importlib
 import logging
 import random
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,7 +134,11 @@ def check_config(section: Any, channels: Mapping[str, Any]) -> list[str]:
 
 # The model ------------------------------------------------------------------------------------------
 
-_models: dict[tuple[int, str], Any] = {}
+#: Per process and data folder: (when it was opened, the model). It is opened again after
+#: MODEL_REFRESH, so that a worker sees what people taught it in the web process (the model keeps its
+#: versions in the data folder).
+_models: dict[tuple[int, str], tuple[float, Any]] = {}
+MODEL_REFRESH = dt.timedelta(minutes=1)
 
 
 def model_module() -> Any | None:
@@ -147,18 +152,26 @@ def model_module() -> Any | None:
 
 
 def load_model(data_dir: Path, *, now: Callable[[], dt.datetime] = clock.now) -> Any | None:
-    """The installation's spam model (one per process and data folder), or None without the module."""
+    """The installation's spam model, or None without the module."""
     module = model_module()
     if module is None:
         return None
     key = (id(module), str(data_dir))
-    if key not in _models:
-        _models[key] = module.open_model(Path(data_dir), now=now)
-    return _models[key]
+    moment = time.monotonic()
+    opened = _models.get(key)
+    if opened is None or moment - opened[0] > MODEL_REFRESH.total_seconds():
+        opened = _models[key] = (moment, module.open_model(Path(data_dir), now=now))
+    return opened[1]
 
 
 def model_for(mainland: Any) -> Any | None:
     return load_model(mainland.config.data_dir)
+
+
+def _as_item_facts(module: Any, facts: Mapping[str, Any]) -> Any:
+    """The model's `ItemFacts` from our mapping (fields it does not know are left out)."""
+    known = {f.name for f in dataclasses.fields(module.ItemFacts)}
+    return module.ItemFacts(**{k: v for k, v in facts.items() if k in known})
 
 
 def learn(model: Any | None, facts: Mapping[str, Any] | None, is_spam: bool) -> None:
@@ -166,8 +179,7 @@ def learn(model: Any | None, facts: Mapping[str, Any] | None, is_spam: bool) -> 
     module = model_module()
     if model is None or module is None or not facts:
         return
-    known = {f.name for f in dataclasses.fields(module.ItemFacts)}
-    model.learn(module.ItemFacts(**{k: v for k, v in facts.items() if k in known}), is_spam)
+    model.learn(_as_item_facts(module, facts), is_spam)
 
 
 # Facts ------------------------------------------------------------------------------------------------
@@ -290,11 +302,9 @@ class TriageFlow:
     @staticmethod
     def _probability(model: Any, facts: dict[str, Any]) -> float:
         module = model_module()
-        known = {f.name for f in dataclasses.fields(module.ItemFacts)} if module else set(facts)
-        item_facts_cls = module.ItemFacts if module else None
-        if item_facts_cls is None:
+        if module is None:
             raise RuntimeError("inbox.spam_model is not installed")
-        return model.spam_probability(item_facts_cls(**{k: v for k, v in facts.items() if k in known}))
+        return model.spam_probability(_as_item_facts(module, facts))
 
     def wants_sample(self) -> bool:
         """Whether this machine-decided item goes to the review list anyway, as an audit sample."""

@@ -64,7 +64,12 @@ class SpamModel:
         return list(self._versions)
 
 
+#: What each data folder "holds": opening the model again finds what it learnt (as the real one keeps
+#: its versions on disk). Tests start with a fresh folder each.
+_SAVED: dict[str, SpamModel] = {}
+
+
 def open_model(data_dir: Path, *, now=None) -> SpamModel:
     from inbox import clock
 
-    return SpamModel(now or clock.now)
+    return _SAVED.setdefault(str(data_dir), SpamModel(now or clock.now))

@@ -135,6 +135,25 @@ def test_thresholds_are_read_from_the_channel_settings(tmp_path, spam_model):
     store.close()
 
 
+def test_what_a_held_sender_adds_in_the_same_thread_waits_with_it(mainland, store):
+    first = ingest(mainland, store, "A special offer for you", thread="chat-7")
+    second = ingest(mainland, store, "Hello? Are you there?", thread="chat-7", when=T0 + M)
+    assert second["conversation_id"] == first["conversation_id"]
+    assert len(waiting(store)) == 1 and active_ids(store) == []
+
+
+def test_the_model_is_opened_once_and_again_after_a_while(mainland, store, monkeypatch):
+    opened = []
+    monkeypatch.setattr(spam_double, "open_model", lambda data_dir, now=None: opened.append(data_dir) or
+                        spam_double.SpamModel(now))
+    ingest(mainland, store, "Hello", handle="p")
+    ingest(mainland, store, "Hello", handle="q")
+    assert len(opened) == 1, "one model per process, not one per item"
+    monkeypatch.setattr(triage_flow, "MODEL_REFRESH", dt.timedelta(0))
+    ingest(mainland, store, "Hello", handle="r")
+    assert opened == [mainland.config.data_dir] * 2, "opened again: it sees what the web process taught it"
+
+
 def test_a_known_customer_is_never_spam_by_words_alone(mainland, store):
     first = ingest(mainland, store, "Where is my parcel?")
     assert first["spam_verdict"] == "clean"
