@@ -78,6 +78,7 @@ def test_the_triage_list_shows_what_a_lead_needs_to_decide(world):
     for shown in ("A special offer for you", "deals@promo.example", "70%", "the spam model", "mail"):
         assert shown in html
     assert world.client(world.agent).get("/review/triage").status_code == 403
+    assert 'Triage <span class="badge badge-count">1</span>' in html, "the menu counts what waits"
 
 
 def test_customer_puts_it_in_the_queue_and_is_audited(world):

@@ -55,6 +55,13 @@ class TriageQueries:
             [*team_params, limit])
         return as_dicts(cur)
 
+    def triage_waiting_count(self, team_sql: str, team_params: Sequence[Any], cap: int = 100) -> int:
+        """How many undecided review items (at most `cap`: a badge, not a report)."""
+        row = self.conn.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM triage_reviews r JOIN conversations c ON c.id = r.conversation_id "  # noqa: S608
+            f"WHERE r.decided_at IS NULL AND {team_sql} LIMIT ?)", [*team_params, cap]).fetchone()
+        return row[0]
+
     def triage_review(self, review_id: int) -> dict[str, Any] | None:
         cur = self.conn.execute(
             "SELECT r.*, c.status AS conversation_status, c.triage_hold FROM triage_reviews r "

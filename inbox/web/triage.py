@@ -56,6 +56,13 @@ BLOCK_KINDS = {
 
 def init_app(app: Flask) -> None:
     app.jinja_env.globals["triage_block_offers"] = lambda conversation: blockable(get_store(), conversation)
+    app.jinja_env.globals["pending_triage_count"] = _waiting_count
+
+
+def _waiting_count() -> int:
+    """Items waiting in /review/triage that the signed-in lead may decide (the menu's badge)."""
+    store = get_store()
+    return store.triage_waiting_count(*_team_filter(access.visible_team_ids(store, current_agent())))
 
 
 def _now() -> dt.datetime:
