@@ -149,6 +149,17 @@ def test_spam_and_not_spam_on_the_conversation_page_teach_the_model(world):
     assert marks == ["spam", "customer"]
 
 
+def test_spam_in_bulk_from_the_queue_teaches_the_model_too(world):
+    first = world.mail(sender="Una <una@example.net>", body="Where is my parcel?")
+    second = world.mail(sender="Vic <vic@example.net>", body="Where is my parcel?")
+    ann = world.client(world.agent)
+    response = ann.post("/bulk", data={"csrf_token": ann.token, "ids": [str(first), str(second)], "op": "status:spam"})
+    assert response.status_code == 302
+    assert {world.store.conversation(c)["status"] for c in (first, second)} == {"spam"}
+    assert sorted((f.sender, spam) for f, spam in world.model().lessons) == [("una@example.net", True),
+                                                                             ("vic@example.net", True)]
+
+
 def test_the_held_conversation_says_so_and_search_finds_spam_by_status(world):
     cid = world.mail(body="Casino bonus for you")
     held = world.mail(sender="Gil <gil@example.net>", body="A special offer? I need ten chairs")

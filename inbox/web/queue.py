@@ -501,7 +501,14 @@ def bulk():
         return redirect(queue_url(back))
     visible = store.visible_conversation_ids(wanted, team_ids=_team_ids())
     ignored = len(wanted) - len(visible)
+    before = {cid: store.conversation(cid) for cid in visible} if action == "status" else {}
     changed = store.bulk_update(visible, action=action, value=target, actor=f"agent:{agent['id']}")
+    if before:
+        from inbox.web.triage import taught_status_change  # it imports this module's neighbours
+
+        # Into or out of spam, many at once: the spam model learns from each (#14).
+        for conversation in before.values():
+            taught_status_change(store, conversation, target, agent, clock.now())
     flash(ngettext("%(num)d conversation changed.", "%(num)d conversations changed.", changed), "success")
     if ignored:
         flash(ngettext("%(num)d conversation was skipped: it does not exist or is not yours to see.",
