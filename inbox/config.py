@@ -84,7 +84,7 @@ _KNOWN_KEYS = {
     "database", "data_dir", "secret_key", "instance_id", "base_url", "mail_domain", "max_message_bytes",
     "max_attachment_bytes", "default_language", "session_cookie_secure", "fetch_allow_hosts", "channels", "demo", "web", "worker",
     "service_levels", "digest", "api_tokens", "default_phone_region", "health", "notifications",
-    "oidc", "check_ins", "help_center",
+    "oidc", "check_ins", "help_center", "triage",
 }
 
 #: The keys of each section this module checks, the one list `check-config` and start-up hold a file
@@ -111,6 +111,8 @@ SECTION_KEYS: dict[str, frozenset[str]] = {
                             "regular_contact_conversations", "max_suggestions", "answer_tag"}),
     # The public help center (inbox/helpcenter.py, docs/help-center.md).
     "help_center": frozenset({"enabled", "title", "brand_color", "logo_url"}),
+    # The triage flow (inbox/triage_flow.py): how long spam is kept, the share of machine verdicts audited.
+    "triage": frozenset({"keep_spam_days", "audit_share"}),
 }
 
 
@@ -325,17 +327,18 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: Path | None = N
         channels=channels,
         extra={k: v for k, v in resolved.items() if k in {"demo", "web", "worker", "service_levels", "digest",
                                                               "api_tokens", "default_phone_region", "health",
-                                                              "notifications", "oidc", "check_ins", "help_center"}},
+                                                              "notifications", "oidc", "check_ins", "help_center", "triage"}},
         source=source,
     )
     # Sections checked by the modules that read them (docs/service-levels.md).
-    from inbox import acknowledgements, checkins, digest, notifications, service_levels
+    from inbox import acknowledgements, checkins, digest, notifications, service_levels, triage_flow
 
     problems += service_levels.check_config(resolved.get("service_levels"))
     problems += acknowledgements.check_config(channels)
     problems += notifications.check_config(resolved.get("notifications"))
     problems += digest.check_config(resolved.get("digest"), channels)
     problems += checkins.check_config(resolved.get("check_ins"))
+    problems += triage_flow.check_config(resolved.get("triage"), channels)
     if problems:
         raise ConfigError(problems)
     return config

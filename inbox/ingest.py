@@ -23,7 +23,7 @@ import traceback
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
-from inbox import clock, csat, models, routing, triage
+from inbox import clock, csat, models, routing, triage, triage_flow
 from inbox.attachments import AttachmentStore, safe_filename, type_mismatch
 from inbox.conversations import find_conversation, new_token
 from inbox.customers import is_known_identity, is_suppressed, note_item_evidence, resolve_author
@@ -100,8 +100,11 @@ class Ingestor:
         phone_region: str | None = None,
         team_for_channel: Callable[[str], str | None] | None = None,
         service_levels: ServiceLevels | None = None,
+        triage: triage_flow.TriageFlow | None = None,
     ) -> None:
         self.store = store
+        #: Judges each item clean, suspicious or spam (inbox/triage_flow.py); by default blocks alone.
+        self.triage = triage or triage_flow.TriageFlow()
         #: Policies for the due times set on new and answered-to conversations (None: the worker sets them).
         self.service_levels = service_levels
         #: Channel name -> name of the team its new conversations belong to (the `team` channel setting).
@@ -244,6 +247,8 @@ class Ingestor:
         claimed = not item.author.proven and is_known_identity(self.store, item.author, region=self.phone_region)
         customer_id = resolve_author(self.store, item.author, now, region=self.phone_region)
         decision = find_conversation(self.store, item, customer_id)
+        verdict, facts = self.triage.judge(self.store, channel, item, prep.text, customer_id,
+                                           decision.conversation_id, region=self.phone_region)
         flags = prep.flags | decision.flags | ({FLAG_CLAIMED_ADDRESS} if claimed else set())
         automatic = bool(flags & AUTOMATIC_FLAGS)
         subject = (item.subject or "")[:MAX_SUBJECT_CHARS]
@@ -255,12 +260,16 @@ class Ingestor:
             conversation_id = answer.conversation_id
             flags.add(FLAG_SURVEY_ANSWER)
         new_conversation = conversation_id is None
+        # Spam, and the suspicious until a person decides, start out of the queue (status spam).
+        kept_out = verdict.verdict != triage_flow.CLEAN
         if new_conversation:
             conversation_id = self.store.create_conversation(
                 token=new_token(), customer_id=customer_id, channel=channel, thread_key=item.thread_key,
                 subject=subject or first_line(prep.text), public=item.public, automatic=automatic,
-                flags=" ".join(sorted(flags)), now=now,
+                flags=" ".join(sorted(flags)), now=now, status="spam" if kept_out else "new",
             )
+            if verdict.verdict == triage_flow.SUSPICIOUS:
+                self.store.hold_for_triage(conversation_id)
             team_id = self._team_id(channel)
             if team_id is not None:
                 self.store.set_conversation_team(conversation_id, team_id)
@@ -286,10 +295,16 @@ class Ingestor:
             "received_at": now,
             "context_text": (item.context_text or "")[:MAX_CONTEXT_CHARS] or None,
             "context_url": (item.context_url or "")[:MAX_CONTEXT_URL_CHARS] or None,
+            "spam_verdict": verdict.verdict,
+            "spam_probability": verdict.probability,
+            "spam_model_version": verdict.model_version,
+            "spam_reason": verdict.reason,
         })
         if message_id is None:
             return None
-        if not automatic:
+        if new_conversation:
+            self._queue_for_review(channel, conversation_id, message_id, verdict, facts, now)
+        if not automatic and verdict.verdict != triage_flow.SPAM:
             self._note_evidence(customer_id, item, prep.text, channel, message_id, now)
         if item.raw is not None:
             self.store.insert_raw(message_id, item.raw)
@@ -300,11 +315,26 @@ class Ingestor:
         if answer is not None:
             csat.record_answer(self.store, answer, message_id, now)
         if not new_conversation:
-            # An auto-reply, a bounce or a survey answer is added to the thread but does not reopen it.
-            self.store.note_inbound(conversation_id, now, reopen=not automatic and answer is None)
-        else:
+            # An auto-reply, a bounce, a survey answer or spam is added to the thread but does not reopen it.
+            self.store.note_inbound(conversation_id, now, reopen=not automatic and answer is None
+                                    and verdict.verdict != triage_flow.SPAM)
+        elif not kept_out:
             report.new_conversations.append(conversation_id)
         return message_id
+
+    def _queue_for_review(self, channel: str, conversation_id: int, message_id: int,
+                          verdict: triage_flow.Verdict, facts: dict, now: str) -> None:
+        """A suspicious item waits for a person; a share of the machine's own decisions goes too, as a sample."""
+        if verdict.verdict == triage_flow.SUSPICIOUS:
+            kind = "suspicious"
+        elif verdict.reason in {triage_flow.REASON_MODEL, triage_flow.REASON_UPSTREAM} and self.triage.wants_sample():
+            kind = "sample"
+        else:
+            return
+        self.store.add_triage_review(message_id=message_id, conversation_id=conversation_id, channel=channel,
+                                     kind=kind, machine_verdict=verdict.verdict, probability=verdict.probability,
+                                     model_version=verdict.model_version, reason=verdict.reason, facts=facts,
+                                     now=now)
 
     def _team_id(self, channel: str) -> int | None:
         name = self.team_for_channel(channel) if self.team_for_channel else None

@@ -355,3 +355,24 @@ def to_csv(report: Report, rows: Iterable[Mapping[str, Any]], base_url: str) -> 
             r["team_name"] or "", r["csat_score"], r["csat_comment"], r.get("waiting_since"),
         )])
     return buffer.getvalue()
+
+
+# The spam check, measured on the audit samples (#14, inbox/triage_flow.py) ----------------------------
+
+def spam_check_quality(store: Any) -> list[dict[str, Any]]:
+    """Per channel, the machine's precision and recall on spam, measured against people's decisions on
+    the audit samples (a random share of the items it decided alone, so the estimate is fair).
+
+    precision: of the items it called spam, the share people agreed were spam; recall: of the sampled
+    items people called spam, the share it had caught. None when there is nothing to divide by.
+    """
+    rows = []
+    for row in store.sample_outcomes():
+        caught, wrong, missed = row["true_spam"] or 0, row["false_spam"] or 0, row["missed_spam"] or 0
+        rows.append({
+            "channel": row["channel"],
+            "decided": row["decided"],
+            "precision": caught / (caught + wrong) if caught + wrong else None,
+            "recall": caught / (caught + missed) if caught + missed else None,
+        })
+    return rows

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import connectors
 from connectors.base import Connector
-from inbox import clock, service_levels, settings
+from inbox import clock, service_levels, settings, triage_flow
 from inbox.attachments import AttachmentStore
 from inbox.config import Config, ConfigError
 from inbox.ingest import Ingestor
@@ -124,6 +124,7 @@ class Mainland:
             phone_region=self.config.extra.get("default_phone_region"),
             team_for_channel=self.team_for_channel,
             service_levels=service_levels.for_config(self.config),
+            triage=triage_flow.TriageFlow.for_mainland(self),
         )
 
     def team_for_channel(self, name: str) -> str | None:

@@ -483,8 +483,18 @@ class Worker:
                 return
             busy, log_pages, moved = store.checkpoint()
             log.debug("checkpoint: busy=%s wal_pages=%s checkpointed=%s", busy, log_pages, moved)
+            self._delete_old_spam(store)
         except Exception:
             log.exception("housekeeping failed")
+
+    def _delete_old_spam(self, store: Store) -> None:
+        """Spam kept longer than `triage.keep_spam_days` goes (inbox/triage_flow.py)."""
+        from inbox import triage_flow
+
+        keep = triage_flow.settings_for(self.mainland.config).keep_spam_days
+        deleted = triage_flow.delete_old_spam(store, self.mainland.attachment_store(), keep)
+        if deleted:
+            log.info("housekeeping: %d spam conversation(s) older than %d days deleted", deleted, keep)
 
 
 def _log_outcome(outcome: PollOutcome) -> None:

@@ -495,6 +495,17 @@ ROWS: list[Row] = [
     Row("review.agent", "GET", "/review/agents/{agent_b_id}", {ANON: LOGIN, A: HIDDEN, LEAD_A: HIDDEN, B: ok(),
                                                                 ADMIN: ok()}),
 
+    # Triage (#14, leads): a suspicious item of team B's conversation; blocks of B's customer's address.
+    Row("triage.index", "GET", "/review/triage", leads_only(clean(), SHOWS)),
+    Row("triage.decide", "POST", "/review/triage/{triage_b}/decide", leads_only(HIDDEN, DONE),
+        form={"verdict": "spam"}, mutates=True),
+    Row("triage.block", "POST", "/conversations/{conv_b}/block", leads_only(HIDDEN, DONE),
+        form={"kind": "domain", "identity_kind": "email", "value": "example.net"}, mutates=True),
+    Row("triage.unblock", "POST", "/conversations/{conv_b}/unblock", leads_only(HIDDEN, DONE),
+        form={"kind": "address", "identity_kind": "email", "value": "bettina@example.net"}, mutates=True),
+    Row("triage.blocks", "GET", "/admin/blocks", admin_only()),
+    Row("triage.remove_block", "POST", "/admin/blocks/{block_b}/remove", admin_only(DONE), mutates=True),
+
     # Routing: everyone sets their own status; leads see and change their own teams only.
     Row("routing.status", "GET", "/routing/status", signed_in(clean())),
     Row("routing.status", "POST", "/routing/status", signed_in(clean(302, 303)), form={"status": "away"},
@@ -584,6 +595,14 @@ def _more_of_team_b(world: World, rules: set[str]) -> dict[str, int]:
     if "/review" in rules:
         ids["review_b"] = store.hold_for_review(conversation_id=world.conversation["b"], agent_id=agent_b["id"],
                                                 text=f"Held reply about the {B_SECRET}", html=None, now=_now())
+    if "/review/triage" in rules:
+        with store.write():
+            ids["triage_b"] = store.add_triage_review(
+                message_id=world.message["b"], conversation_id=world.conversation["b"], channel="mail-b",
+                kind="suspicious", machine_verdict="suspicious", probability=0.7, model_version=1, reason="model",
+                facts={"channel": "mail-b", "text": B_SECRET}, now=_now())
+            ids["block_b"] = store.add_block("address", "email", "bettina@example.net", agent_id=agent_b["id"],
+                                             now=_now())
     if "/admin/quarantine" in rules:
         with store.write():
             ids["quarantine_b"] = store.quarantine_put(

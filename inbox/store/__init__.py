@@ -44,6 +44,7 @@ from inbox.store.service_levels import ServiceLevelQueries
 from inbox.store.settings import SettingsQueries
 from inbox.store.teams import TeamQueries
 from inbox.store.tokens import TokenQueries
+from inbox.store.triage import TriageQueries
 from inbox.store.webforms import WebformQueries
 from inbox.store.webhooks import WebhookQueries
 from inbox.store.work import WorkQueries
@@ -58,7 +59,7 @@ class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries
             CustomerQueries, HealthQueries, AnswerQueries, RoutingQueries, ReviewQueries, DemoQueries,
             NotificationQueries, DraftQueries, MessageChangeQueries, SendabilityQueries, AuditQueries,
             QuarantineQueries, TokenQueries, OutreachQueries, SettingsQueries, CheckInQueries,
-            HelpCenterQueries):
+            HelpCenterQueries, TriageQueries):
     """A Mainland database. Open one per thread; share the file, not the object."""
 
     def __init__(self, path: str | Path, *, check: bool = True) -> None:

@@ -105,10 +105,11 @@ class IngestQueries:
         return as_dict(cur, cur.fetchone())
 
     def open_conversation_for_thread(self, channel: str, thread_key: str, customer_id: int) -> int | None:
-        """The latest unresolved conversation of this customer on this channel thread."""
+        """The latest unresolved conversation of this customer on this channel thread (one held in
+        triage counts: what the customer adds waits with it, #14)."""
         row = self.conn.execute(
             "SELECT id FROM conversations WHERE channel = ? AND thread_key = ? AND customer_id = ? "
-            "AND status NOT IN ('resolved', 'spam') ORDER BY id DESC LIMIT 1",
+            "AND (status NOT IN ('resolved', 'spam') OR triage_hold = 1) ORDER BY id DESC LIMIT 1",
             (channel, thread_key, customer_id),
         ).fetchone()
         return row[0] if row else None
@@ -139,12 +140,14 @@ class IngestQueries:
         automatic: bool,
         flags: str,
         now: str,
+        status: str = "new",
     ) -> int:
         cur = self.conn.execute(
             "INSERT INTO conversations (token, customer_id, channel, thread_key, subject, public, automatic, "
-            "flags, created_at, updated_at, last_message_at, last_inbound_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (token, customer_id, channel, thread_key, subject, int(public), int(automatic), flags, now, now, now, now),
+            "flags, created_at, updated_at, last_message_at, last_inbound_at, status) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (token, customer_id, channel, thread_key, subject, int(public), int(automatic), flags, now, now, now, now,
+             status),
         )
         return cur.lastrowid
 

@@ -1200,6 +1200,54 @@ def m024_stored_settings(db: Database) -> None:
 
 
 @migrations()
+def m025_triage_flow(db: Database) -> None:
+    # The triage verdict of every inbound item (#14): clean, suspicious or spam, with the model's
+    # probability and version and why (a block, a rule, the model), beside the automatic flags.
+    # `triage_hold` marks a conversation whose first item is suspicious: it is out of the queue (status
+    # spam, which already stops clocks, surveys and acknowledgements) until a person decides.
+    # `triage_reviews`: what waits in /review/triage (suspicious items, and audit samples of the
+    # machine's own decisions) with the facts the model was shown, and the person's decision.
+    # `spam_blocks`: senders, domains and handles whose items go straight to spam on every channel.
+    db.executescript(
+        """
+        ALTER TABLE messages ADD COLUMN spam_verdict TEXT;
+        ALTER TABLE messages ADD COLUMN spam_probability REAL;
+        ALTER TABLE messages ADD COLUMN spam_model_version INTEGER;
+        ALTER TABLE messages ADD COLUMN spam_reason TEXT;
+        ALTER TABLE conversations ADD COLUMN triage_hold INTEGER NOT NULL DEFAULT 0;
+        CREATE TABLE triage_reviews (
+            id INTEGER PRIMARY KEY,
+            message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            channel TEXT NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('suspicious', 'sample')),
+            machine_verdict TEXT NOT NULL CHECK (machine_verdict IN ('clean', 'suspicious', 'spam')),
+            probability REAL,
+            model_version INTEGER,
+            reason TEXT,
+            facts TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            decided_at TEXT,
+            decided_by INTEGER REFERENCES agents(id) ON DELETE SET NULL,
+            human_verdict TEXT CHECK (human_verdict IN ('customer', 'spam')),
+            UNIQUE (message_id)
+        );
+        CREATE INDEX triage_reviews_waiting ON triage_reviews(created_at) WHERE decided_at IS NULL;
+        CREATE INDEX triage_reviews_samples ON triage_reviews(channel) WHERE kind = 'sample';
+        CREATE TABLE spam_blocks (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('address', 'domain', 'handle')),
+            identity_kind TEXT NOT NULL,
+            value TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            created_by INTEGER REFERENCES agents(id) ON DELETE SET NULL,
+            UNIQUE (kind, identity_kind, value)
+        );
+        """
+    )
+
+
+@migrations()
 def m026_remembered_devices(db: Database) -> None:
     # "Remember this device" at the sign-in code step (#13): a browser keeps a random token in a
     # cookie; only its SHA-256 is kept here, with the agent, a readable label from the User-Agent and

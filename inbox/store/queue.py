@@ -524,7 +524,7 @@ class QueueQueries:
     # Search ------------------------------------------------------------------------------------
 
     def search(self, match: str, *, team_ids: set[int] | None, agent_id: int | None, order: str = "recent",
-               candidates: int | None = None, groups: int | None = None) -> SearchResult:
+               candidates: int | None = None, groups: int | None = None, status: str | None = None) -> SearchResult:
         """Conversations matching the FTS5 query `match` (from `fts_query`), grouped, newest first.
 
         Messages (subject, text, author name and handle) and conversations (subject, the customer's
@@ -535,6 +535,11 @@ class QueueQueries:
         candidates = candidates or SEARCH_CANDIDATES
         groups = groups or SEARCH_GROUPS
         team_sql, team_params = _team_filter(team_ids)
+        if status is not None:
+            # One status only (spam, #14): its value is a parameter, the SQL text a constant.
+            if status not in STATUSES:
+                raise ValueError(f"unknown status {status!r}")
+            team_sql, team_params = f"{team_sql} AND c.status = ?", [*team_params, status]
         mark_open = f"\x02{secrets.token_hex(8)}\x03"
         mark_close = f"\x02{secrets.token_hex(8)}\x04"
         # bm25() costs about as much as the rest of the candidate query: only when ranking.

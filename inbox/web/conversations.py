@@ -1041,6 +1041,10 @@ def apply_status(conversation: dict[str, Any], target: str, *, now: dt.datetime,
     get_store().set_conversation_status(conversation["id"], change.status, change.snoozed_until, iso(now))
     _audit("status", conversation["id"], before=conversation["status"], after=change.status,
            snoozed_until=change.snoozed_until)
+    from inbox.web.triage import taught_status_change  # it imports this module's neighbours
+
+    # Into or out of spam: the spam model learns from it (#14).
+    taught_status_change(get_store(), conversation, change.status, current_agent(), now)
     return change
 
 

@@ -46,6 +46,7 @@ from inbox.store.queue import (
     PRIORITIES,
     SORTS,
     STATUS_GROUPS,
+    STATUSES,
     QueueQuery,
     SearchQueryError,
     fts_query,
@@ -500,7 +501,14 @@ def bulk():
         return redirect(queue_url(back))
     visible = store.visible_conversation_ids(wanted, team_ids=_team_ids())
     ignored = len(wanted) - len(visible)
+    before = {cid: store.conversation(cid) for cid in visible} if action == "status" else {}
     changed = store.bulk_update(visible, action=action, value=target, actor=f"agent:{agent['id']}")
+    if before:
+        from inbox.web.triage import taught_status_change  # it imports this module's neighbours
+
+        # Into or out of spam, many at once: the spam model learns from each (#14).
+        for conversation in before.values():
+            taught_status_change(store, conversation, target, agent, clock.now())
     flash(ngettext("%(num)d conversation changed.", "%(num)d conversations changed.", changed), "success")
     if ignored:
         flash(ngettext("%(num)d conversation was skipped: it does not exist or is not yours to see.",
@@ -514,7 +522,8 @@ def bulk():
 def search():
     text = request.args.get("q") or ""
     order = request.args.get("sort") or "recent"
-    if order not in ("recent", "relevance"):
+    status = request.args.get("status") or None
+    if order not in ("recent", "relevance") or (status is not None and status not in STATUSES):
         return _bad_filter()
     try:
         match = fts_query(text)
@@ -524,7 +533,8 @@ def search():
         return body, 400
     result = None
     if match is not None:
-        result = get_store().search(match, team_ids=_team_ids(), agent_id=current_agent()["id"], order=order)
+        result = get_store().search(match, team_ids=_team_ids(), agent_id=current_agent()["id"], order=order,
+                                    status=status)
         _decorate([group.conversation for group in result.groups])
         # Snippets become HTML here, once, with the random markers of this search.
         directions: dict[str, str] = {}
@@ -541,7 +551,8 @@ def search():
                 snippet["url"] = f"{group.conversation['url']}#message-{snippet['message_id']}"
     kinds = {name: ch.kind for name, ch in mainland().config.channels.items()}
     return render_template("queue/search.html", q=text, order=order, result=result, problem=None,
-                           kinds=kinds, searched=bool(text.strip()))
+                           kinds=kinds, searched=bool(text.strip()), status=status,
+                           search_statuses=[(s, STATUS_FILTER_LABELS[s]) for s in STATUSES])
 
 
 def init_app(app: Flask) -> None:

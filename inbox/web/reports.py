@@ -72,6 +72,7 @@ def index():
         "reports/index.html", report=report, period=period, policies=digest.policies_summary(levels),
         band_labels=BAND_LABELS, age_labels=AGE_LABELS, level_labels=LEVEL_LABELS, metric_labels=METRIC_LABELS,
         current_week=Period.containing(clock.now(), _timezone()).key, help_center=_help_center(period),
+        spam_check=reports.spam_check_quality(get_store()),
     )
 
 
