@@ -369,7 +369,7 @@ COMMON_SETTINGS = (
                  "every webhook is refused."),
     Setting("previous_app_secret", secret=True,
             help="The app secret before a rotation, accepted for webhooks until you remove it."),
-    Setting("verify_token", secret=True,
+    Setting("verify_token", secret=True, copy_to_provider=True,
             help="The Verify Token you typed into the app's webhook settings (hub.verify_token)."),
     Setting("appsecret_proof", default=False,
             help="Send appsecret_proof with every call (when the app requires it; needs app_secret)."),

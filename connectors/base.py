@@ -67,6 +67,9 @@ class Setting:
     default: Any = None
     secret: bool = False
     help: str = ""
+    #: A secret the admin must copy into the provider's own settings (a webhook verify token): the
+    #: channel's admin page shows it, with a copy button, beside the webhook address.
+    copy_to_provider: bool = False
 
 
 @dataclass(frozen=True)

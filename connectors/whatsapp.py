@@ -250,7 +250,7 @@ class WhatsAppConnector(Connector):
                      "expires)."),
         Setting("app_secret", required=True, secret=True,
                 help="The app secret (App settings → Basic); webhooks signed with anything else are refused."),
-        Setting("verify_token", required=True, secret=True,
+        Setting("verify_token", required=True, secret=True, copy_to_provider=True,
                 help="Any random string; enter the same in the app's webhook configuration (hub.verify_token)."),
         Setting("app_secret_previous", default=None, secret=True,
                 help="While rotating the app secret: the old one, still accepted. Remove it when done."),

@@ -19,7 +19,9 @@ from inbox.config import ChannelConfig, Config
 from inbox.secrets_box import SecretBox, SecretError
 
 #: Config sections an admin may set in the browser when the YAML file leaves them out.
-STORABLE_SECTIONS = ("service_levels", "digest")
+STORABLE_SECTIONS = ("service_levels", "digest", "security")
+#: Roles an admin may require a second factor of (the file's `web.require_second_factor` wins).
+SECOND_FACTOR_ROLES = ("agent", "lead", "manager", "admin")
 #: Channel states stored for channels added in the browser.
 CHANNEL_STATES = ("enabled", "paused", "disabled")
 
@@ -103,4 +105,20 @@ def check_section(section: str, value: Any, channels: Mapping[str, ChannelConfig
         return service_levels.check_config(value)
     if section == "digest":
         return digest.check_config(value, dict(channels))
+    if section == "security":
+        roles = value.get("require_second_factor") if isinstance(value, Mapping) else None
+        if not isinstance(value, Mapping) or set(value) - {"require_second_factor"} or not isinstance(roles, list) \
+                or not all(r in SECOND_FACTOR_ROLES for r in roles):
+            return ["security: must hold require_second_factor, a list of roles out of "
+                    + ", ".join(SECOND_FACTOR_ROLES)]
+        return []
     return [f"{section}: cannot be set in the browser"]
+
+
+def second_factor_roles(config: Config) -> tuple[tuple[str, ...], bool]:
+    """The roles that must sign in with a second factor, and whether the config file decides it."""
+    web = config.extra.get("web") or {}
+    if "require_second_factor" in web:
+        return tuple(web.get("require_second_factor") or ()), True
+    stored = (config.extra.get("security") or {}).get("require_second_factor") or ()
+    return tuple(stored), False

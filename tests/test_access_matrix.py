@@ -348,6 +348,9 @@ ROWS: list[Row] = [
         mutates=True),
     # Service levels, business hours, surveys and the digest set in the browser (admins; issue #13).
     Row("service_admin.service_levels_page", "GET", "/admin/service-levels", admin_only()),
+    Row("service_admin.security_page", "GET", "/admin/security", admin_only()),
+    Row("service_admin.save_security", "POST", "/admin/security", admin_only(ok(302)), form={"role_lead": "1"},
+        mutates=True),
     Row("service_admin.save_policy", "POST", "/admin/service-levels", admin_only(ok(302)),
         form={"first_response_on": "1", "first_response_desired": "30m", "first_response_adequate": "2h",
               "warn_before": "15m"}, mutates=True),

@@ -129,3 +129,13 @@ def test_the_connection_test_shows_the_outcome_and_changes_nothing(admin_client,
     assert "Connection works" in page or "Connection failed" in page
     assert telegram.token not in page
     assert web_store.cursors() == cursors
+
+
+def test_the_verify_token_is_shown_to_copy_into_the_provider_but_no_other_secret(app, admin_client, web_store):  # noqa: F811
+    box = app.extensions["mainland"].secret_box()
+    web_store.add_stored_channel(name="wa", kind="whatsapp", poll_every=None, by=None, settings={
+        "phone_number_id": "1234567890", "access_token": box.seal("EAAG-access-token"),
+        "app_secret": box.seal("app-secret-value"), "verify_token": box.seal("verify-me-please")})
+    page = admin_client.get("/admin/channels/wa").get_data(as_text=True)
+    assert 'value="verify-me-please"' in page and "/webhooks/wa" in page
+    assert "EAAG-access-token" not in page and "app-secret-value" not in page

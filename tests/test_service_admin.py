@@ -521,3 +521,37 @@ def test_due_times_computed_with_the_old_policy_just_after_the_change_are_redone
     file_config = from_mapping({"database": str(tmp_path / "other.db"), "service_levels": {"notify": False}},
                                base=tmp_path)
     assert service_levels.stored_policy_changed_at(admin_store, file_config) is None
+
+
+# Sign-in security: roles that must use two-step sign-in -------------------------------------------------
+
+def test_an_admin_requires_two_step_sign_in_of_a_role_and_its_agents_are_led_to_set_it_up(
+        app, admin_client, admin_store, mainland):
+    make_agent(admin_store, "ann@example.org", role="agent")
+    response = post(admin_client, "/admin/security", {"role_agent": "1"})
+    assert response.status_code == 302
+    assert stored(admin_store, "security") == {"require_second_factor": ["agent"]}
+    assert [r["object_id"] for r in audit_rows(admin_store)] == ["security"]
+    ann = app.test_client()
+    login(ann, "ann@example.org")
+    page = ann.get("/")
+    assert page.status_code == 302 and page.headers["Location"].endswith("/account/security")
+    assert admin_client.get("/").status_code == 200, "admins were not ticked"
+    post(admin_client, "/admin/security", {})
+    assert ann.get("/").status_code == 200
+
+
+def test_the_config_files_roles_win_and_the_page_is_read_only(app_config, monkeypatch):
+    from inbox import create_app
+
+    app_config["web"] = {**app_config.get("web", {}), "require_second_factor": ["agent"]}
+    app = create_app(app_config)
+    store = app.extensions["mainland"].open_store()
+    make_agent(store, "ada@example.org", name="Ada Admin", role="admin")
+    store.close()
+    client = app.test_client()
+    login(client, "ada@example.org")
+    page = client.get("/admin/security").get_data(as_text=True)
+    assert "Set in the config file." in page and "disabled" in page and 'type="submit"' not in page.split(
+        "second-factor-title")[1]
+    assert post(client, "/admin/security", {"role_manager": "1"}).status_code == 409

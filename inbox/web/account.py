@@ -56,7 +56,7 @@ from flask import (
 )
 from flask_babel import force_locale
 
-from inbox import clock, digest, second_factor
+from inbox import clock, digest, second_factor, settings
 from inbox.i18n import LANGUAGES
 from inbox.i18n import gettext as _
 from inbox.store.base import iso, now_iso
@@ -415,8 +415,8 @@ def _forget_devices(agent: dict[str, Any]):
 # Roles that must have a second factor ----------------------------------------------------------
 
 def role_must_have_second_factor(role: str) -> bool:
-    web = mainland().config.extra.get("web") or {}
-    return role in (web.get("require_second_factor") or ())
+    roles, _in_file = settings.second_factor_roles(mainland().config)
+    return role in roles
 
 
 #: What an agent who must still set up a second factor may use.

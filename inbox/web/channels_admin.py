@@ -72,6 +72,12 @@ def _field_type(setting: Setting) -> str:
     return "text"
 
 
+def _label(name: str) -> str:
+    """A setting's key as a form label: "verify_token" -> "Verify token"."""
+    words = name.replace("_", " ")
+    return words[:1].upper() + words[1:]
+
+
 def _fields(cls: type[Connector], stored: dict[str, Any] | None) -> list[dict[str, Any]]:
     """The form's fields: one per declared setting, with its value as shown (a secret never is)."""
     fields = []
@@ -83,8 +89,7 @@ def _fields(cls: type[Connector], stored: dict[str, Any] | None) -> list[dict[st
             shown = ", ".join(str(v) for v in value)
         else:
             shown = "" if value is None else value
-        label = setting.name.replace("_", " ")
-        fields.append({"name": setting.name, "label": label[:1].upper() + label[1:], "type": _field_type(setting), "required": setting.required,
+        fields.append({"name": setting.name, "label": _label(setting.name), "type": _field_type(setting), "required": setting.required,
                        "help": setting.help, "value": shown, "secret": setting.secret,
                        "stored": setting.secret and bool(value)})
     return fields
@@ -171,6 +176,15 @@ def _webhook_url(name: str, cls: type[Connector]) -> str | None:
     finally:
         connector.close()
     return mainland().config.base_url + url_for("webhooks.receive", channel=name)
+
+
+def _provider_values(name: str, cls: type[Connector]) -> list[dict[str, str]]:
+    """Secrets the admin must type into the provider's settings too (a verify token), in clear."""
+    channel = mainland().config.channels.get(name)
+    if channel is None:
+        return []
+    return [{"name": s.name, "label": _label(s.name), "value": str(channel.settings[s.name])}
+            for s in cls.settings if s.copy_to_provider and channel.settings.get(s.name)]
 
 
 # Pages --------------------------------------------------------------------------------------
@@ -287,7 +301,7 @@ def _detail_page(name: str, channel: Any, row: dict[str, Any] | None, cls: type[
         "admin/channel.html", name=name, cls=cls, channel=channel, row=row, state=state,
         fields=_fields(cls, stored), errors=errors, teams=get_store().teams(), team=stored.get("team") or "",
         poll_every=poll_every, default_poll_every=cls.default_poll_every, health=_health(name),
-        webhook_url=_webhook_url(name, cls), probe=probe, state_labels=STATE_LABELS, states=CHANNEL_STATES,
+        webhook_url=_webhook_url(name, cls), provider_values=_provider_values(name, cls), probe=probe, state_labels=STATE_LABELS, states=CHANNEL_STATES,
         problem=mainland().settings_problems.get(f"channels.{name}")), status
 
 

@@ -34,7 +34,7 @@ from inbox import business_hours, clock, digest, service_levels
 from inbox.i18n import gettext as _
 from inbox.i18n import lazy_gettext as _l
 from inbox.secrets_box import is_sealed
-from inbox.settings import check_section, section_in_file
+from inbox.settings import SECOND_FACTOR_ROLES, check_section, second_factor_roles, section_in_file
 from inbox.store import now_iso
 from inbox.store.base import parse_iso
 from inbox.web import get_store, mainland
@@ -778,3 +778,35 @@ def save_digest():
 def init_app(app) -> None:
     filters: dict[str, Callable[..., Any]] = {"human_duration": human_duration}
     app.jinja_env.filters.update(filters)
+
+
+# Sign-in security: which roles must use two-step sign-in ------------------------------------------
+
+@bp.get("/admin/security")
+@admin_only
+def security_page():
+    return _security_page()
+
+
+def _security_page(errors: dict[str, str] | None = None, status: int = 200):
+    roles, in_file = second_factor_roles(mainland().config)
+    context = _page_context("security")
+    context["in_file"] = in_file  # decided by the file's web.require_second_factor
+    return render_template("admin/security.html", roles=SECOND_FACTOR_ROLES, required=set(roles),
+                           errors=errors or {}, active="security", **context), status
+
+
+@bp.post("/admin/security")
+@admin_only
+def save_security():
+    if second_factor_roles(mainland().config)[1]:
+        abort(409)
+    chosen = [role for role in SECOND_FACTOR_ROLES if _checked(f"role_{role}")]
+    before = _current("security")
+    after = {"require_second_factor": chosen}
+    problems = _section_problems("security", after)
+    if problems:
+        return _security_page({"section": "; ".join(problems)}, 400)
+    _save("security", after, before)
+    flash(_("Saved: the roles ticked must set up two-step sign-in at their next page."), "success")
+    return redirect(url_for("service_admin.security_page"))
