@@ -59,6 +59,7 @@ __all__ = [
     "NEUTRAL_PROBABILITY",
     "SPAM_THRESHOLD",
     "ItemFacts",
+    "Judgement",
     "ModelVersion",
     "SpamModel",
     "facts_from_email",
@@ -131,6 +132,15 @@ class ModelVersion:
     created_at: datetime
     decisions: int               # human decisions learnt in this version's history
     source: str                  # "base", "learning" or "rollback"
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """What the model said of one item, and which version said it."""
+
+    probability: float
+    verdict: str                 # SPAM, SUSPICIOUS or CLEAN
+    version: int
 
 
 def verdict(probability: float) -> str:
@@ -380,7 +390,19 @@ class SpamModel:
     def spam_probabilities(self, batch: list[ItemFacts]) -> list[float]:
         """`spam_probability` of several items at once (faster per item)."""
         self._refresh()
-        counts = self._state.counts
+        return self._judged_by(self._state, batch)
+
+    def judge(self, facts: ItemFacts) -> Judgement:
+        """Probability, verdict and the version that gave them, from one version even while another
+        process learns (what the flow stores with the item)."""
+        self._refresh()
+        state = self._state
+        probability = self._judged_by(state, [facts])[0]
+        return Judgement(probability, verdict(probability), state.version.number)
+
+    @staticmethod
+    def _judged_by(state: _State, batch: list[ItemFacts]) -> list[float]:
+        counts = state.counts
         if counts is None or not counts.class_count.all():
             return [NEUTRAL_PROBABILITY] * len(batch)
         return _probabilities(counts, batch)

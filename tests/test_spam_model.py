@@ -242,3 +242,15 @@ def test_train_base_command_versions_and_rollback(tmp_path, frozen_clock):
     assert rolled.exit_code == 0 and "as version 3" in rolled.output
     assert "rollback" in _cli(config_file, "triage", "versions").output.splitlines()[-1]
     assert _cli(config_file, "triage", "rollback", "99").exit_code != 0
+
+
+def test_judge_names_the_version_that_judged(base):
+    model = open_model(base, now=lambda: T0)
+    first = model.judge(GREY)
+    assert (first.probability, first.version) == (model.spam_probability(GREY), 1)
+    assert first.verdict == spam_model.verdict(first.probability)
+    open_model(base, now=lambda: T0).learn(GREY, is_spam=True)  # another process learns
+    second = model.judge(GREY)
+    assert second.version == 2 and second.probability > first.probability
+    untrained = open_model(base / "elsewhere", now=lambda: T0)
+    assert untrained.judge(GREY) == spam_model.Judgement(spam_model.NEUTRAL_PROBABILITY, spam_model.SUSPICIOUS, 0)
