@@ -2,8 +2,9 @@
 interface, with a probability a test can read off the text and that `learn()` visibly changes.
 
 Tests install it as `inbox.spam_model` (fixture `spam_model` in tests/test_triage_flow.py); it is
-never part of the product. Rules: a text with "casino" is 0.97, with "offer" 0.7, anything else 0.1;
-after `learn(facts, is_spam)` the same sender scores 0.99 (spam) or 0.01 (not spam).
+never part of the product. Rules (against the flow's default thresholds, spam >= 0.999, clean < 0.10): a text with "casino"
+is 0.9995, with "offer" 0.7, anything else 0.05; after `learn(facts, is_spam)` the same sender scores
+0.9999 (spam) or 0.01 (not spam).
 """
 
 from __future__ import annotations
@@ -43,13 +44,13 @@ class SpamModel:
 
     def spam_probability(self, facts: ItemFacts) -> float:
         if facts.sender in self.taught:
-            return 0.99 if self.taught[facts.sender] else 0.01
+            return 0.9999 if self.taught[facts.sender] else 0.01
         text = facts.text.lower()
         if "casino" in text:
-            return 0.97
+            return 0.9995
         if "offer" in text:
             return 0.7
-        return 0.1
+        return 0.05
 
     def learn(self, facts: ItemFacts, is_spam: bool) -> None:
         self.taught[facts.sender] = is_spam

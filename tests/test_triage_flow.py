@@ -112,7 +112,7 @@ def test_every_item_gets_a_verdict_with_its_probability_and_the_model_version(ma
     grey = ingest(mainland, store, "A special offer for you", handle="b")
     spam = ingest(mainland, store, "Best casino bonus", handle="c")
     assert [(m["spam_verdict"], m["spam_probability"], m["spam_model_version"])
-            for m in (clean, grey, spam)] == [("clean", 0.1, 1), ("suspicious", 0.7, 1), ("spam", 0.97, 1)]
+            for m in (clean, grey, spam)] == [("clean", 0.05, 1), ("suspicious", 0.7, 1), ("spam", 0.9995, 1)]
     assert active_ids(store) == [clean["conversation_id"]], "only the clean one is in the queue"
     assert [w["message_id"] for w in waiting(store)] == [grey["id"]], "the grey one waits for a person"
 
