@@ -13,6 +13,8 @@ from connectors.base import RetryableError, UncertainError
 from connectors.imap import ImapConnector
 from tests.connectors.test_imap import context_for, reply_to
 
+pytestmark = pytest.mark.server  # a loopback SMTP server
+
 
 class DroppingSmtp:
     """A loopback SMTP server that hangs up at `drop_at`: "data" (after DATA, before 354) or "body"
