@@ -84,7 +84,7 @@ _KNOWN_KEYS = {
     "database", "data_dir", "secret_key", "instance_id", "base_url", "mail_domain", "max_message_bytes",
     "max_attachment_bytes", "default_language", "session_cookie_secure", "fetch_allow_hosts", "channels", "demo", "web", "worker",
     "service_levels", "digest", "api_tokens", "default_phone_region", "health", "notifications",
-    "oidc",
+    "oidc", "webhooks",
 }
 
 #: The keys of each section this module checks, the one list `check-config` and start-up hold a file
@@ -106,6 +106,8 @@ SECTION_KEYS: dict[str, frozenset[str]] = {
     "health": frozenset({"warn_after"}),
     # Single sign-on through an OpenID Connect provider (inbox/web/oidc.py).
     "oidc": frozenset({"issuer", "client_id", "client_secret", "button_label", "allow_password_sign_in"}),
+    # Outbound webhooks (inbox/webhooks_out.py): how long a failing subscription keeps trying before it pauses.
+    "webhooks": frozenset({"pause_after"}),
 }
 
 
@@ -309,16 +311,17 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: Path | None = N
         channels=channels,
         extra={k: v for k, v in resolved.items() if k in {"demo", "web", "worker", "service_levels", "digest",
                                                               "api_tokens", "default_phone_region", "health",
-                                                              "notifications", "oidc"}},
+                                                              "notifications", "oidc", "webhooks"}},
         source=source,
     )
     # Sections checked by the modules that read them (docs/service-levels.md).
-    from inbox import acknowledgements, digest, notifications, service_levels
+    from inbox import acknowledgements, digest, notifications, service_levels, webhooks_out
 
     problems += service_levels.check_config(resolved.get("service_levels"))
     problems += acknowledgements.check_config(channels)
     problems += notifications.check_config(resolved.get("notifications"))
     problems += digest.check_config(resolved.get("digest"), channels)
+    problems += webhooks_out.check_config(resolved.get("webhooks"))
     if problems:
         raise ConfigError(problems)
     return config

@@ -44,6 +44,7 @@ from inbox.store.teams import TeamQueries
 from inbox.store.tokens import TokenQueries
 from inbox.store.webforms import WebformQueries
 from inbox.store.webhooks import WebhookQueries
+from inbox.store.webhooks_out import WebhookOutQueries
 from inbox.store.work import WorkQueries
 
 __all__ = ["Store", "NotFound", "StoreError", "now_iso"]
@@ -55,7 +56,7 @@ class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries
             WebhookQueries, TeamQueries, WorkQueries, QueueQueries, ServiceLevelQueries, ReportQueries,
             CustomerQueries, HealthQueries, AnswerQueries, RoutingQueries, ReviewQueries, DemoQueries,
             NotificationQueries, DraftQueries, MessageChangeQueries, SendabilityQueries, AuditQueries,
-            QuarantineQueries, TokenQueries, OutreachQueries, SettingsQueries):
+            QuarantineQueries, TokenQueries, OutreachQueries, SettingsQueries, WebhookOutQueries):
     """A Mainland database. Open one per thread; share the file, not the object."""
 
     def __init__(self, path: str | Path, *, check: bool = True) -> None:

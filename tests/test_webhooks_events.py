@@ -1,0 +1,113 @@
+"""Outbound webhook events (#15) are recorded where they happen, in the same transaction, and only while
+someone listens; the worker fans each out once, to the subscriptions that listen for its type."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from inbox import webhooks_out
+from inbox.config import ConfigError, from_mapping
+from inbox.mail import parse_email
+from inbox.models import FetchResult
+from tests.mailfactory import raw_mail
+
+NOW = "2026-11-23T09:00:00Z"
+
+
+def subscribe(store, *events: str, url: str = "https://hooks.example.com/in") -> int:
+    with store.write():
+        return store.create_webhook_subscription(url=url, events=list(events), secret='{"$encrypted": "x"}',
+                                                 created_by=None, now=NOW)
+
+
+def ingest(ingestor, message_id: str = "<e1@example.net>") -> int:
+    item = parse_email(raw_mail(message_id=message_id), channel="mail")
+    return ingestor.ingest("mail", FetchResult(items=[item], cursor=None)).message_ids[0]
+
+
+def event_types(store) -> list[str]:
+    return [r[0] for r in store.conn.execute("SELECT type FROM webhook_out_events ORDER BY id")]
+
+
+def test_nothing_is_recorded_while_no_subscription_listens(store, ingestor):
+    message_id = ingest(ingestor)
+    conversation_id = store.message(message_id)["conversation_id"]
+    store.set_conversation_status(conversation_id, "resolved", None, NOW)
+    assert event_types(store) == []
+
+
+def test_each_change_is_recorded_once_with_what_changed(store, ingestor):
+    subscribe(store, *webhooks_out.EVENT_TYPES)
+    message_id = ingest(ingestor)
+    conversation_id = store.message(message_id)["conversation_id"]
+    agent = store.create_agent(email="ann@example.org", name="Ann", role="agent", password_hash=None)
+    store.assign_conversation(conversation_id, assignee_id=agent, team_id=None, now=NOW)
+    store.set_conversation_status(conversation_id, "resolved", None, NOW)
+    store.set_conversation_status(conversation_id, "resolved", None, NOW)  # no change, no event
+
+    assert event_types(store) == ["conversation.created", "message.received", "conversation.assigned",
+                                  "conversation.status_changed"]
+    rows = {r[0]: json.loads(r[1]) for r in store.conn.execute("SELECT type, data FROM webhook_out_events")}
+    assert rows["conversation.status_changed"] == {"previous_status": "new", "status": "resolved"}
+    assert rows["conversation.assigned"] == {"previous_assignee_id": None, "assignee_id": agent}
+
+
+def test_a_write_rolled_back_leaves_no_event(store, ingestor):
+    subscribe(store, "conversation.status_changed")
+    conversation_id = store.message(ingest(ingestor))["conversation_id"]
+    with pytest.raises(RuntimeError), store.write():
+        store.conn.execute("UPDATE conversations SET status = 'resolved' WHERE id = ?", (conversation_id,))
+        raise RuntimeError("the request failed after the change")
+    assert event_types(store) == []
+
+
+def test_fan_out_makes_one_delivery_per_listening_active_subscription_once(store, ingestor):
+    listening = subscribe(store, "message.received")
+    other = subscribe(store, "message.sent")
+    paused = subscribe(store, "message.received")
+    with store.write():
+        store.set_webhook_subscription_state(paused, "paused", NOW)
+    ingest(ingestor)
+
+    assert webhooks_out.fan_out(store) == 1
+    assert webhooks_out.fan_out(store) == 0
+    assert [len(store.webhook_deliveries(s)) for s in (listening, other, paused)] == [1, 0, 0]
+    [event] = store.conn.execute("SELECT payload FROM webhook_out_events").fetchall()
+    body = json.loads(event[0])
+    assert set(body) == {"id", "type", "created_at", "data"}
+    assert body["data"]["message"]["attachments"] == []
+
+
+@pytest.mark.parametrize("value, ok", [("24h", True), ("90m", True), (3600, True), ("soon", False),
+                                       ("10s", False), ("60d", False)])
+def test_pause_after_is_checked(tmp_path, value, ok):
+    mapping = {"database": str(tmp_path / "m.db"), "data_dir": str(tmp_path / "d"), "webhooks": {"pause_after": value}}
+    if ok:
+        assert webhooks_out.pause_after(from_mapping(mapping, base=tmp_path)).total_seconds() > 0
+    else:
+        with pytest.raises(ConfigError, match="webhooks.pause_after"):
+            from_mapping(mapping, base=tmp_path)
+
+
+def test_an_unknown_webhooks_key_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="did you mean pause_after"):
+        from_mapping({"database": str(tmp_path / "m.db"), "data_dir": str(tmp_path / "d"),
+                      "webhooks": {"pause_afer": "1h"}}, base=tmp_path)
+
+
+@pytest.mark.parametrize("url, problem", [
+    ("http://hooks.example.com/in", "https://"),
+    ("https://127.0.0.1/in", "non-public"),
+    ("https://10.0.0.8/in", "non-public"),
+    ("https://[::1]/in", "non-public"),
+    ("ftp://hooks.example.com/in", "https://"),
+    ("https://user:pw@8.8.8.8/in", "credentials"),
+])
+def test_receiver_addresses_are_refused_by_the_ssrf_guard(url, problem):
+    assert problem in (webhooks_out.url_problem(url) or "")
+
+
+def test_an_allow_listed_loopback_receiver_may_use_http():
+    assert webhooks_out.url_problem("http://127.0.0.1:8025/in", ("127.0.0.1:8025",)) is None
