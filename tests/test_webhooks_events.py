@@ -111,3 +111,20 @@ def test_receiver_addresses_are_refused_by_the_ssrf_guard(url, problem):
 
 def test_an_allow_listed_loopback_receiver_may_use_http():
     assert webhooks_out.url_problem("http://127.0.0.1:8025/in", ("127.0.0.1:8025",)) is None
+
+
+def test_the_verification_example_in_the_docs_accepts_our_signature_and_nothing_else():
+    import re
+    import time
+    from pathlib import Path
+
+    docs = (Path(__file__).parents[1] / "docs" / "webhooks.md").read_text()
+    namespace: dict = {}
+    exec(re.search(r"```python\n(.*?)```", docs, re.S).group(1), namespace)  # noqa: S102 - our own docs
+    verify = namespace["verify"]
+    body = webhooks_out.payload("evt_1", "webhook.test", NOW, {"message": "hi"}).encode()
+    now = int(time.time())
+    assert verify("whsec_a", webhooks_out.signature("whsec_a", now, body), body)
+    assert not verify("whsec_b", webhooks_out.signature("whsec_a", now, body), body)
+    assert not verify("whsec_a", webhooks_out.signature("whsec_a", now, body), body + b"x")
+    assert not verify("whsec_a", webhooks_out.signature("whsec_a", now - 900, body), body)
