@@ -35,6 +35,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from inbox import clock
+from inbox.i18n import gettext
 from inbox.poller import backoff_delay
 from inbox.safe_fetch import FetchRefused, check_url, safe_post
 from inbox.store.base import iso, parse_iso
@@ -108,18 +109,19 @@ def pause_after(config: object) -> dt.timedelta:
 # URLs, secrets and signatures ---------------------------------------------------------------------
 
 def url_problem(url: str, allow_hosts: Collection[str] = ()) -> str | None:
-    """Why `url` cannot receive webhooks (https unless allow-listed, a public address), or None."""
+    """Why `url` cannot receive webhooks (https unless allow-listed, a public address), or None. Our own
+    reasons are translated; the guard's (which address was refused) are technical and stay as they are."""
     if not url or len(url) > MAX_URL_CHARS:
-        return f"Enter the receiver's address, at most {MAX_URL_CHARS} characters."
+        return gettext("Enter the receiver's address, at most %(num)d characters.", num=MAX_URL_CHARS)
     parts = urlsplit(url)
     host = (parts.hostname or "").rstrip(".")
     try:
         port = parts.port
     except ValueError:
-        return "The address has an invalid port."
+        return gettext("The address has an invalid port.")
     allowed = host in allow_hosts or f"{host}:{port}" in allow_hosts
     if parts.scheme != "https" and not allowed:
-        return "The address must start with https://."
+        return gettext("The address must start with https://.")
     try:
         check_url(url, allow_hosts)
     except FetchRefused as exc:
