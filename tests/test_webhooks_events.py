@@ -128,3 +128,44 @@ def test_the_verification_example_in_the_docs_accepts_our_signature_and_nothing_
     assert not verify("whsec_b", webhooks_out.signature("whsec_a", now, body), body)
     assert not verify("whsec_a", webhooks_out.signature("whsec_a", now, body), body + b"x")
     assert not verify("whsec_a", webhooks_out.signature("whsec_a", now - 900, body), body)
+
+
+def test_a_reply_is_an_event_once_its_channel_accepted_it(store, ingestor):
+    subscribe(store, "message.sent")
+    conversation_id = store.message(ingest(ingestor))["conversation_id"]
+    with store.write():
+        reply = store.queue_outbound(outbox_id="ob-1", conversation_id=conversation_id, channel="mail", agent_id=None,
+                                     text="On its way.", html=None, subject="Re: Order", message_id=None, refs="",
+                                     author_name="Ann", now=NOW)
+    assert event_types(store) == [], "queued is not sent"
+    with store.write():
+        store.mark_outbox_sent("ob-1", "provider-1", NOW)
+    [row] = store.conn.execute("SELECT type, message_id FROM webhook_out_events").fetchall()
+    assert tuple(row) == ("message.sent", reply)
+
+
+def test_a_breach_announced_once_is_one_event(store, ingestor):
+    subscribe(store, "service_level.breached")
+    conversation_id = store.message(ingest(ingestor))["conversation_id"]
+    with store.write():
+        store.record_sla_notice(conversation_id, "first_response", "warning", NOW, NOW)
+        store.record_sla_notice(conversation_id, "first_response", "breach", NOW, NOW)
+        store.record_sla_notice(conversation_id, "first_response", "breach", NOW, NOW)
+    rows = store.conn.execute("SELECT type, data FROM webhook_out_events").fetchall()
+    assert [(r[0], json.loads(r[1])) for r in rows] == [
+        ("service_level.breached", {"metric": "first_response", "due_at": NOW})]
+
+
+def test_a_survey_answered_is_an_event_with_its_score(store, ingestor):
+    subscribe(store, "satisfaction.received")
+    conversation = store.conversation(store.message(ingest(ingestor))["conversation_id"])
+    with store.write():
+        survey = store.create_survey(conversation_id=conversation["id"], channel="mail",
+                                     customer_id=conversation["customer_id"], agent_id=None, team_id=None, kind="link",
+                                     token_hash="h" * 64, message_id=None, first_response_seconds=None, asked_at=NOW,
+                                     expires_at="2026-12-23T09:00:00Z")
+        store.answer_survey(survey, 4, "Quick and kind.", "2026-11-24T09:00:00Z")
+        store.answer_survey(survey, 1, "again", "2026-11-24T09:00:00Z")  # single use: no second answer
+    rows = store.conn.execute("SELECT type, data, created_at FROM webhook_out_events").fetchall()
+    assert [(r[0], json.loads(r[1]), r[2]) for r in rows] == [
+        ("satisfaction.received", {"score": 4, "comment": "Quick and kind.", "kind": "link"}, "2026-11-24T09:00:00Z")]

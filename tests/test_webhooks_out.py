@@ -255,3 +255,38 @@ def test_a_redirect_is_not_followed(tmp_path, frozen_clock):
     finally:
         moved.close()
         target.close()
+
+
+def test_a_delivery_whose_sender_stopped_mid_request_is_simply_sent_again(setup):
+    mainland, store, receiver, frozen = setup
+    sub = subscribe(mainland, store, receiver.url)
+    ingest(mainland, store)
+    webhooks_out.fan_out(store)
+    now = frozen.now()
+    with store.write():  # a sender claimed it, started the request, and died
+        [claimed] = store.claim_webhook_deliveries(iso(now), iso(now + dt.timedelta(seconds=30)))
+        assert store.start_webhook_attempt(claimed["id"], claimed["lease_until"], iso(now),
+                                           iso(now + dt.timedelta(seconds=webhooks_out.LEASE_SECONDS)))
+
+    assert webhooks_out.deliver_due(mainland, store).delivered == 0, "not while its lease holds"
+    frozen.advance(seconds=webhooks_out.LEASE_SECONDS + 1)
+    assert webhooks_out.deliver_due(mainland, store).delivered == 1
+
+    [delivery] = store.webhook_deliveries(sub)
+    assert delivery["attempts"] == 2 and len(receiver.requests) == 1
+    assert receiver.events()[0]["id"] == claimed["event_id"]
+
+
+def test_the_worker_delivers_events(setup):
+    from inbox.worker import Worker
+
+    mainland, store, receiver, frozen = setup
+    subscribe(mainland, store, receiver.url)
+    ingest(mainland, store)
+    worker = Worker(mainland)
+    worker.start()
+    try:
+        assert worker.wait_until(lambda: worker.runs["webhooks"] >= 1, timeout=30)
+    finally:
+        worker.stop()
+    assert [e["type"] for e in receiver.events()] == ["message.received"]
