@@ -38,6 +38,7 @@ from inbox import clock
 from inbox.i18n import gettext
 from inbox.poller import backoff_delay
 from inbox.safe_fetch import FetchRefused, check_url, safe_post
+from inbox.secrets_box import SecretError
 from inbox.store.base import iso, parse_iso
 
 log = logging.getLogger("mainland.webhooks")
@@ -66,6 +67,8 @@ LEASE_SECONDS = int(TIMEOUT_SECONDS * 3)
 #: How much of a receiver's answer the delivery log keeps.
 RESPONSE_CHARS = 500
 DEFAULT_PAUSE_AFTER = dt.timedelta(hours=24)
+#: How long finished deliveries (and the events they carried) stay in the log.
+KEEP_LOG = dt.timedelta(days=30)
 MAX_URL_CHARS = 2000
 SECRET_PREFIX = "whsec_"
 
@@ -209,6 +212,7 @@ def deliver_due(mainland: Any, store: Any, *, now: dt.datetime | None = None) ->
     report = DeliveryReport()
     moment = now or clock.now()
     with store.write():
+        store.forget_webhook_out_events(iso(moment - KEEP_LOG))
         claimed = store.claim_webhook_deliveries(iso(moment), iso(moment + dt.timedelta(seconds=CLAIM_SECONDS)))
     box = mainland.secret_box()
     for delivery in claimed:
@@ -225,19 +229,22 @@ def _deliver_one(mainland: Any, store: Any, box: Any, delivery: dict[str, Any], 
             return  # another sender took it meanwhile
     body = delivery["payload"].encode()
     timestamp = int(started.timestamp())
-    headers = {"Content-Type": "application/json", EVENT_ID_HEADER: delivery["event_id"],
-               SIGNATURE_HEADER: signature(box.open(json.loads(delivery["secret"])), timestamp, body)}
-    if delivery["replay_of"] is not None:
-        headers[REPLAY_HEADER] = "true"
     status, answer, error = None, "", None
     clock_start = time.monotonic()
     try:
+        secret = box.open(json.loads(delivery["secret"]))
+        headers = {"Content-Type": "application/json", EVENT_ID_HEADER: delivery["event_id"],
+                   SIGNATURE_HEADER: signature(secret, timestamp, body)}
+        if delivery["replay_of"] is not None:
+            headers[REPLAY_HEADER] = "true"
         posted = safe_post(delivery["url"], body, allow_hosts=mainland.config.fetch_allow_hosts, headers=headers,
                            timeout=TIMEOUT_SECONDS)
         status, answer = posted.status, _trimmed(posted.body)
         if not 200 <= status < 300:
             error = f"the receiver answered {status}"
-    except FetchRefused as exc:
+    except (FetchRefused, SecretError) as exc:
+        # A secret that cannot be opened (the secrets key changed) fails like an unreachable receiver:
+        # the log says why, and the subscription pauses instead of the job failing for everyone.
         error = str(exc)
     duration_ms = int((time.monotonic() - clock_start) * 1000)
     finished = now or clock.now()

@@ -3,6 +3,7 @@ the delivery log with replay; every change audited; receiver addresses checked b
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 
@@ -128,3 +129,19 @@ def test_the_delivery_log_is_paged(client, admin, web_store):  # noqa: F811
     second = client.get(older).get_data(as_text=True)
     assert f'id="delivery-{made[0]}"' in second and f'id="delivery-{made[-1]}"' not in second
     assert json.loads(web_store.webhook_delivery(made[0])["payload"])["type"] == webhooks_out.TEST_EVENT
+
+
+def test_resuming_sends_what_waited_at_once(client, admin, web_store, frozen_clock):  # noqa: F811
+    subscribe(client)
+    [subscription] = web_store.webhook_subscriptions()
+    delivery = webhooks_out.queue_test(web_store, subscription["id"])
+    later = iso(frozen_clock.now() + dt.timedelta(minutes=40))
+    with web_store.write():
+        web_store.finish_webhook_attempt(delivery, state="retry_wait", now=iso(frozen_clock.now()), status_code=500,
+                                         response_body=None, duration_ms=5, error="the receiver answered 500",
+                                         next_at=later)
+        web_store.set_webhook_subscription_state(subscription["id"], "paused", iso(frozen_clock.now()), "500")
+    frozen_clock.advance(minutes=5)
+    page = f"/admin/webhooks/{subscription['id']}"
+    client.post(f"{page}/state", data={"state": "active", "csrf_token": csrf_token(client, page)})
+    assert web_store.webhook_delivery(delivery)["next_at"] == iso(frozen_clock.now())

@@ -169,3 +169,17 @@ def test_a_survey_answered_is_an_event_with_its_score(store, ingestor):
     rows = store.conn.execute("SELECT type, data, created_at FROM webhook_out_events").fetchall()
     assert [(r[0], json.loads(r[1]), r[2]) for r in rows] == [
         ("satisfaction.received", {"score": 4, "comment": "Quick and kind.", "kind": "link"}, "2026-11-24T09:00:00Z")]
+
+
+def test_finished_deliveries_are_forgotten_after_the_log_keeps_them(store, ingestor):
+    sub = subscribe(store, "message.received")
+    ingest(ingestor, "<old-1@example.net>")
+    ingest(ingestor, "<old-2@example.net>")
+    webhooks_out.fan_out(store)
+    done, waiting = sorted(d["id"] for d in store.webhook_deliveries(sub))
+    with store.write():
+        store.finish_webhook_attempt(done, state="delivered", now=NOW, status_code=200, response_body=None,
+                                     duration_ms=3, error=None)
+        store.conn.execute("UPDATE webhook_out_events SET created_at = '2026-10-01T00:00:00Z'")
+        assert store.forget_webhook_out_events("2026-10-20T00:00:00Z") == 1
+    assert [d["id"] for d in store.webhook_deliveries(sub)] == [waiting], "one still waiting is kept"

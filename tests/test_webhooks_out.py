@@ -290,3 +290,20 @@ def test_the_worker_delivers_events(setup):
     finally:
         worker.stop()
     assert [e["type"] for e in receiver.events()] == ["message.received"]
+
+
+def test_a_secret_that_cannot_be_opened_fails_the_delivery_not_the_job(setup):
+    mainland, store, receiver, frozen = setup
+    good = subscribe(mainland, store, receiver.url)
+    with store.write():
+        bad = store.create_webhook_subscription(url=receiver.url, events=["message.received"],
+                                                secret='{"$encrypted": "not-a-fernet-token"}', created_by=None,
+                                                now=iso(frozen.now()))
+    ingest(mainland, store)
+
+    report = webhooks_out.deliver_due(mainland, store)
+
+    assert (report.delivered, report.retrying) == (1, 1) and len(receiver.requests) == 1
+    [failed] = store.webhook_deliveries(bad)
+    assert "cannot be decrypted" in failed["last_error"]
+    assert store.webhook_deliveries(good)[0]["state"] == "delivered"

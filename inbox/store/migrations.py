@@ -1249,6 +1249,7 @@ def m032_outbound_webhooks(db: Database) -> None:
             fanned_out_at TEXT
         );
         CREATE INDEX webhook_out_events_pending ON webhook_out_events(id) WHERE fanned_out_at IS NULL;
+        CREATE INDEX webhook_out_events_created ON webhook_out_events(created_at);
         CREATE TABLE webhook_deliveries (
             id INTEGER PRIMARY KEY,
             subscription_id INTEGER NOT NULL REFERENCES webhook_subscriptions(id) ON DELETE CASCADE,

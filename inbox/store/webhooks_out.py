@@ -122,6 +122,23 @@ class WebhookOutQueries:
             {"state": state, "now": now, "reason": reason, "id": subscription_id})
         return cur.rowcount == 1
 
+    def release_held_webhook_deliveries(self, subscription_id: int, now: str) -> int:
+        """A resumed subscription's waiting deliveries are due at once, not at their old backoff time."""
+        return self.conn.execute(
+            "UPDATE webhook_deliveries SET next_at = ? WHERE subscription_id = ? AND state IN ('pending', 'retry_wait') "
+            "AND next_at > ?", (now, subscription_id, now)).rowcount
+
+    def forget_webhook_out_events(self, before: str) -> int:
+        """Drop events made before `before` whose deliveries are all finished, with their deliveries: the
+        payloads hold customers' messages, kept no longer than the log is useful."""
+        old = ("SELECT id FROM webhook_out_events e WHERE e.created_at < :before AND e.fanned_out_at IS NOT NULL "
+               "AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_row = e.id "
+               "AND d.state NOT IN ('delivered', 'dead'))")
+        self.conn.execute(f"DELETE FROM webhook_deliveries WHERE event_row IN ({old})",  # noqa: S608 - fixed text
+                          {"before": before})
+        return self.conn.execute(f"DELETE FROM webhook_out_events WHERE id IN ({old})",  # noqa: S608 - fixed text
+                                 {"before": before}).rowcount
+
     def delete_webhook_subscription(self, subscription_id: int) -> bool:
         return self.conn.execute("DELETE FROM webhook_subscriptions WHERE id = ?", (subscription_id,)).rowcount == 1
 

@@ -130,6 +130,8 @@ def set_state(subscription_id: int):
     store = get_store()
     with store.write():
         changed = store.set_webhook_subscription_state(subscription_id, state, now_iso())
+        if changed and state == "active":
+            store.release_held_webhook_deliveries(subscription_id, now_iso())
     if changed:
         _audit("webhook_resumed" if state == "active" else "webhook_paused", subscription_id, url=subscription["url"])
         flash(_("Deliveries resumed: what waited goes out now.") if state == "active"
