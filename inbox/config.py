@@ -84,7 +84,7 @@ _KNOWN_KEYS = {
     "database", "data_dir", "secret_key", "instance_id", "base_url", "mail_domain", "max_message_bytes",
     "max_attachment_bytes", "default_language", "session_cookie_secure", "fetch_allow_hosts", "channels", "demo", "web", "worker",
     "service_levels", "digest", "api_tokens", "default_phone_region", "health", "notifications",
-    "oidc", "check_ins", "help_center", "triage",
+    "oidc", "check_ins", "help_center", "triage", "webhooks",
 }
 
 #: The keys of each section this module checks, the one list `check-config` and start-up hold a file
@@ -113,6 +113,8 @@ SECTION_KEYS: dict[str, frozenset[str]] = {
     "help_center": frozenset({"enabled", "title", "brand_color", "logo_url"}),
     # The triage flow (inbox/triage_flow.py): how long spam is kept, the share of machine verdicts audited.
     "triage": frozenset({"keep_spam_days", "audit_share"}),
+    # Outbound webhooks (inbox/webhooks_out.py): how long a failing subscription keeps trying before it pauses.
+    "webhooks": frozenset({"pause_after"}),
 }
 
 
@@ -327,11 +329,20 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: Path | None = N
         channels=channels,
         extra={k: v for k, v in resolved.items() if k in {"demo", "web", "worker", "service_levels", "digest",
                                                               "api_tokens", "default_phone_region", "health",
-                                                              "notifications", "oidc", "check_ins", "help_center", "triage"}},
+                                                              "notifications", "oidc", "check_ins", "help_center", "triage",
+                                                              "webhooks"}},
         source=source,
     )
     # Sections checked by the modules that read them (docs/service-levels.md).
-    from inbox import acknowledgements, checkins, digest, notifications, service_levels, triage_flow
+    from inbox import (
+        acknowledgements,
+        checkins,
+        digest,
+        notifications,
+        service_levels,
+        triage_flow,
+        webhooks_out,
+    )
 
     problems += service_levels.check_config(resolved.get("service_levels"))
     problems += acknowledgements.check_config(channels)
@@ -339,6 +350,7 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: Path | None = N
     problems += digest.check_config(resolved.get("digest"), channels)
     problems += checkins.check_config(resolved.get("check_ins"))
     problems += triage_flow.check_config(resolved.get("triage"), channels)
+    problems += webhooks_out.check_config(resolved.get("webhooks"))
     if problems:
         raise ConfigError(problems)
     return config

@@ -155,3 +155,50 @@ def safe_fetch(
             response.release_conn()
             pool.close()
     raise FetchRefused(f"more than {MAX_REDIRECTS} redirects")
+
+
+@dataclass(frozen=True)
+class Posted:
+    status: int
+    body: bytes
+
+
+def safe_post(
+    url: str,
+    body: bytes,
+    *,
+    allow_hosts: Collection[str] = (),
+    headers: dict[str, str] | None = None,
+    timeout: float = 10.0,
+    max_bytes: int = 64 * 1024,
+) -> Posted:
+    """POST `body` to `url` once under the same address rules as `safe_fetch` (outbound webhooks).
+
+    A redirect is not followed (its status is the answer): a receiver that moved must be changed by
+    an admin, and following it would carry a signed body to an address nobody checked. Only the first
+    `max_bytes` of the answer are read. Raises `FetchRefused` when the URL may not be used or the
+    connection fails."""
+    scheme, host, port, pinned = check_url(url, allow_hosts)
+    parts = urlsplit(url)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    pool_kwargs = {"timeout": urllib3.Timeout(connect=timeout, read=timeout), "retries": False, "maxsize": 1}
+    if scheme == "https":
+        pool = urllib3.HTTPSConnectionPool(pinned, port, server_hostname=host, assert_hostname=host,
+                                           cert_reqs="CERT_REQUIRED", **pool_kwargs)
+    else:
+        pool = urllib3.HTTPConnectionPool(pinned, port, **pool_kwargs)
+    request_headers = {"Host": host if port in (80, 443) else f"{host}:{port}", "User-Agent": "Mainland/0.1",
+                       **(headers or {})}
+    try:
+        response = pool.urlopen("POST", path, body=body, headers=request_headers, redirect=False,
+                                preload_content=False, assert_same_host=False)
+    except urllib3.exceptions.HTTPError as exc:
+        pool.close()
+        raise FetchRefused(f"posting to {host} failed: {type(exc).__name__}") from None
+    try:
+        return Posted(status=response.status, body=response.read(max_bytes, decode_content=True))
+    except urllib3.exceptions.HTTPError as exc:
+        raise FetchRefused(f"reading the answer of {host} failed: {type(exc).__name__}") from None
+    finally:
+        response.release_conn()
+        pool.close()

@@ -14,7 +14,8 @@ checks the lease in the database before it touches a channel, so a worker that l
 (a long pause of its process) stops polling before its next run.
 
 Besides the polls, the lease holder sends the replies that are due (`inbox.outbox.send_due`,
-every `outbox_every` seconds) and checkpoints the write-ahead log.
+every `outbox_every` seconds), sends outbound webhooks (`inbox.webhooks_out.deliver_due`) and
+checkpoints the write-ahead log.
 
 Progress can be watched without guessing at times: `Worker.runs` counts the finished runs of each
 job by its id (`poll:<channel>`, `lease`, `outbox`, `housekeeping`, ...; runs on standby included),
@@ -63,6 +64,8 @@ DIGEST_EVERY = 300.0
 NOTIFICATIONS_EVERY = 15.0
 #: Seconds between acknowledgement runs: receipts for new conversations (inbox/acknowledgements.py).
 ACKNOWLEDGEMENTS_EVERY = 15.0
+#: Seconds between outbound webhook runs: new events fanned out, due deliveries sent (inbox/webhooks_out.py).
+WEBHOOKS_EVERY = 5.0
 #: Seconds between checks for snoozed conversations to wake up.
 DEFAULT_SNOOZE_EVERY = 30.0
 #: Seconds between routing runs (inactivity, flowing on, pulling the backlog).
@@ -185,6 +188,8 @@ class Worker:
                       first_run=now + dt.timedelta(seconds=5), args=("notifications",))
         self._add_job(self._leader_task, "acknowledgements", ACKNOWLEDGEMENTS_EVERY,
                       first_run=now + dt.timedelta(seconds=3), args=("acknowledgements",))
+        self._add_job(self._leader_task, "webhooks", WEBHOOKS_EVERY, first_run=now + dt.timedelta(seconds=2),
+                      args=("webhooks",))
         self._add_job(self._snooze_job, "snooze", DEFAULT_SNOOZE_EVERY, first_run=now)
         self._add_job(self._routing_job, "routing", ROUTING_EVERY, first_run=now)
         self._add_job(self._settings_job, "settings", SETTINGS_EVERY,
@@ -439,8 +444,8 @@ class Worker:
 
     def _leader_task(self, name: str) -> None:
         """Service levels (due times, lead notifications), surveys after resolve, the weekly digest,
-        notifications (customer replies, batch mails), acknowledgements of new conversations."""
-        from inbox import acknowledgements, csat, digest, notifications, service_levels
+        notifications (customer replies, batch mails), acknowledgements of new conversations, outbound webhooks."""
+        from inbox import acknowledgements, csat, digest, notifications, service_levels, webhooks_out
 
         try:
             store = self._store()
@@ -473,6 +478,11 @@ class Worker:
                 acked = acknowledgements.run(self.mainland, store)
                 if acked.sent:
                     log.info("acknowledgements: %d queued, %d skipped", acked.sent, acked.skipped)
+            elif name == "webhooks":
+                sent = webhooks_out.deliver_due(self.mainland, store)
+                if sent.delivered or sent.retrying or sent.dead:
+                    log.info("webhooks: %d delivered, %d to retry, %d dead, %d subscription(s) paused",
+                             sent.delivered, sent.retrying, sent.dead, sent.paused)
         except Exception:
             log.exception("%s job failed; trying again at its next run", name)
 

@@ -411,6 +411,19 @@ ROWS: list[Row] = [
     Row("tokens.create", "POST", "/admin/tokens", admin_only(),
         form={"name": "CRM sync", "scope": ["customers:read", "customers:write"], "expiry": "90"}, mutates=True),
     Row("tokens.revoke", "POST", "/admin/tokens/{api_token}/revoke", admin_only(ok(302)), mutates=True),
+    # Outbound webhooks (admins only): the list, subscribing (secret shown once), one subscription and its
+    # log, pause/resume, a test event, replay of a delivery, removal.
+    Row("webhooks_admin.index", "GET", "/admin/webhooks", admin_only()),
+    Row("webhooks_admin.create", "POST", "/admin/webhooks", admin_only(),
+        form={"url": "https://203.0.114.20/mainland", "event": ["message.received"]}, mutates=True,
+        note="an address literal: the test machine resolves no names"),
+    Row("webhooks_admin.detail", "GET", "/admin/webhooks/{webhook}", admin_only()),
+    Row("webhooks_admin.set_state", "POST", "/admin/webhooks/{webhook}/state", admin_only(ok(302)),
+        form={"state": "paused"}, mutates=True),
+    Row("webhooks_admin.test", "POST", "/admin/webhooks/{webhook}/test", admin_only(ok(302)), mutates=True),
+    Row("webhooks_admin.replay", "POST", "/admin/webhooks/{webhook}/deliveries/{webhook_delivery}/replay",
+        admin_only(ok(302)), mutates=True),
+    Row("webhooks_admin.delete", "POST", "/admin/webhooks/{webhook}/delete", admin_only(ok(302)), mutates=True),
     # Password reset by email (no sign-in): the same answer for every address; the link is the key.
     Row("account.forgot_password", "GET", "/password/forgot", everyone(clean())),
     Row("account.forgot_password", "POST", "/password/forgot", everyone(clean(200, 429)),
@@ -623,6 +636,14 @@ def _more_of_team_b(world: World, rules: set[str]) -> dict[str, int]:
     if "/admin/tokens/<int:token_id>/revoke" in rules:
         ids["api_token"] = store.create_api_token(name="Matrix token", token_hash="0" * 64, prefix="ml_matrix",
                                                   scopes=["customers:read"], created_by=world.agents["admin"]["id"])
+    if "/admin/webhooks/<int:subscription_id>" in rules:
+        from inbox import webhooks_out
+
+        with store.write():
+            ids["webhook"] = store.create_webhook_subscription(
+                url="https://hooks.example.com/matrix", events=["message.received"], secret='{"$encrypted": "x"}',
+                created_by=world.agents["admin"]["id"], now=_now())
+        ids["webhook_delivery"] = webhooks_out.queue_test(store, ids["webhook"])
     if "/admin/channels/<name>" in rules:
         store.add_stored_channel(name="tg-stored", kind="telegram", poll_every=None, by=None,
                                  settings={"token": "123:stored", "api_url": "http://127.0.0.1:9"})

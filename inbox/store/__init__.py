@@ -47,6 +47,7 @@ from inbox.store.tokens import TokenQueries
 from inbox.store.triage import TriageQueries
 from inbox.store.webforms import WebformQueries
 from inbox.store.webhooks import WebhookQueries
+from inbox.store.webhooks_out import WebhookOutQueries
 from inbox.store.work import WorkQueries
 
 __all__ = ["Store", "NotFound", "StoreError", "now_iso"]
@@ -59,7 +60,8 @@ class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries
             CustomerQueries, HealthQueries, AnswerQueries, RoutingQueries, ReviewQueries, DemoQueries,
             NotificationQueries, DraftQueries, MessageChangeQueries, SendabilityQueries, AuditQueries,
             QuarantineQueries, TokenQueries, OutreachQueries, SettingsQueries, CheckInQueries,
-            HelpCenterQueries, TriageQueries):
+            HelpCenterQueries, TriageQueries,
+            WebhookOutQueries):
     """A Mainland database. Open one per thread; share the file, not the object."""
 
     def __init__(self, path: str | Path, *, check: bool = True) -> None:

@@ -1395,3 +1395,105 @@ def m030_outbox_attempts(db: Database) -> None:
         ALTER TABLE outbox ADD COLUMN uncertain INTEGER NOT NULL DEFAULT 0;
         """
     )
+
+
+@migrations()
+def m032_outbound_webhooks(db: Database) -> None:
+    # Outbound webhooks (issue 15). `webhook_events` already holds the event ids of *inbound* deliveries
+    # (m002), so the events we send are `webhook_out_events`. An event row is written in the transaction of
+    # what it reports (only while some subscription listens for its type); the worker turns it into one
+    # delivery per subscription, with the payload frozen on the event so that a retry or a replay sends the
+    # same body. Deliveries are worked like the outbox: claimed under a lease, retried with backoff, dead
+    # after a cap. `failing_since` on a subscription is the start of its current run of failures, which
+    # pauses it after `webhooks.pause_after`. The secret is sealed (inbox/secrets_box.py), never stored clear.
+    db.executescript(
+        """
+        CREATE TABLE webhook_subscriptions (
+            id INTEGER PRIMARY KEY,
+            url TEXT NOT NULL,
+            events TEXT NOT NULL,
+            secret TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'active' CHECK (state IN ('active', 'paused')),
+            paused_at TEXT,
+            paused_reason TEXT,
+            failing_since TEXT,
+            created_at TEXT NOT NULL,
+            created_by INTEGER REFERENCES agents(id),
+            updated_at TEXT NOT NULL
+        );
+        CREATE TABLE webhook_out_events (
+            id INTEGER PRIMARY KEY,
+            event_id TEXT NOT NULL UNIQUE,
+            type TEXT NOT NULL,
+            conversation_id INTEGER,
+            message_id INTEGER,
+            data TEXT NOT NULL DEFAULT '{}',
+            payload TEXT,
+            created_at TEXT NOT NULL,
+            fanned_out_at TEXT
+        );
+        CREATE INDEX webhook_out_events_pending ON webhook_out_events(id) WHERE fanned_out_at IS NULL;
+        CREATE INDEX webhook_out_events_created ON webhook_out_events(created_at);
+        CREATE TABLE webhook_deliveries (
+            id INTEGER PRIMARY KEY,
+            subscription_id INTEGER NOT NULL REFERENCES webhook_subscriptions(id) ON DELETE CASCADE,
+            event_row INTEGER NOT NULL REFERENCES webhook_out_events(id),
+            replay_of INTEGER REFERENCES webhook_deliveries(id) ON DELETE SET NULL,
+            state TEXT NOT NULL DEFAULT 'pending'
+                CHECK (state IN ('pending', 'sending', 'retry_wait', 'delivered', 'dead')),
+            next_at TEXT NOT NULL,
+            lease_until TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            attempt_started_at TEXT,
+            status_code INTEGER,
+            response_body TEXT,
+            duration_ms INTEGER,
+            last_error TEXT,
+            created_at TEXT NOT NULL,
+            finished_at TEXT
+        );
+        CREATE INDEX webhook_deliveries_due ON webhook_deliveries(state, next_at);
+        CREATE INDEX webhook_deliveries_subscription ON webhook_deliveries(subscription_id, id);
+        -- One first delivery of an event per subscription: a second fan-out never sends it twice.
+        CREATE UNIQUE INDEX webhook_deliveries_once ON webhook_deliveries(subscription_id, event_row)
+            WHERE replay_of IS NULL;
+        """
+    )
+    # Events are recorded by triggers: every path that stores a message, changes a status or an assignee
+    # (the conversation page, bulk actions, routing, snooze wake-ups, reopening by a reply), answers a survey
+    # or announces a breach is covered in its own transaction, and the domain code knows nothing of webhooks.
+    # Each writes a row only while a subscription listens for the type (one lookup in a tiny table).
+    for name, table, when, event_type, conversation, message, data, at in _WEBHOOK_EVENT_TRIGGERS:
+        listened = ("EXISTS (SELECT 1 FROM webhook_subscriptions "  # noqa: S608 - fixed names from the table below
+                    f"WHERE instr(' ' || events || ' ', ' {event_type} ') > 0)")
+        db.execute(
+            f"CREATE TRIGGER webhook_event_{name} AFTER {table} FOR EACH ROW WHEN {when} BEGIN "  # noqa: S608
+            "INSERT INTO webhook_out_events (event_id, type, conversation_id, message_id, data, created_at) "
+            f"SELECT 'evt_' || lower(hex(randomblob(16))), '{event_type}', {conversation}, {message}, {data}, "
+            f"coalesce({at}, strftime('%Y-%m-%dT%H:%M:%SZ', 'now')) WHERE {listened}; END")
+
+
+#: (trigger name, event, condition, event type, conversation id, message id, data, time) for m032. The
+#: time is the one the row itself records (the domain's clock); the payload's facts are read when the
+#: worker fans the event out.
+_WEBHOOK_EVENT_TRIGGERS = (
+    ("conversation_created", "INSERT ON conversations", "1", "conversation.created", "new.id", "NULL", "'{}'",
+     "new.created_at"),
+    ("message_received", "INSERT ON messages", "new.direction = 'in'", "message.received", "new.conversation_id",
+     "new.id", "'{}'", "new.received_at"),
+    ("message_sent", "UPDATE OF delivery_status ON messages",
+     "new.direction = 'out' AND new.delivery_status = 'sent' AND old.delivery_status IS NOT 'sent'",
+     "message.sent", "new.conversation_id", "new.id", "'{}'", "new.sent_at"),
+    ("status_changed", "UPDATE OF status ON conversations", "old.status IS NOT new.status",
+     "conversation.status_changed", "new.id", "NULL",
+     "json_object('previous_status', old.status, 'status', new.status)", "new.updated_at"),
+    ("assigned", "UPDATE OF assignee_id ON conversations", "old.assignee_id IS NOT new.assignee_id",
+     "conversation.assigned", "new.id", "NULL",
+     "json_object('previous_assignee_id', old.assignee_id, 'assignee_id', new.assignee_id)", "new.updated_at"),
+    ("satisfaction_received", "UPDATE OF state ON csat_surveys",
+     "new.state = 'answered' AND old.state IS NOT 'answered'", "satisfaction.received", "new.conversation_id",
+     "new.answer_message_id", "json_object('score', new.score, 'comment', new.comment, 'kind', new.kind)",
+     "new.answered_at"),
+    ("service_level_breached", "INSERT ON sla_notifications", "new.kind = 'breach'", "service_level.breached",
+     "new.conversation_id", "NULL", "json_object('metric', new.metric, 'due_at', new.due_at)", "new.created_at"),
+)
