@@ -97,7 +97,16 @@ import regex
 
 from connectors._http import Http
 from connectors._meta import reply_context
-from connectors.base import Connector, ItemError, Limits, PermanentError, RetryableError, Setting, pick
+from connectors.base import (
+    Connector,
+    IdentityRule,
+    ItemError,
+    Limits,
+    PermanentError,
+    RetryableError,
+    Setting,
+    pick,
+)
 from inbox.models import (
     CHANGE_DELETED,
     Attachment,
@@ -177,6 +186,9 @@ def _iso(moment: dt.datetime) -> str:
 
 class BlueskyConnector(Connector):
     kind = "bluesky"
+    identities = (IdentityRule("bluesky", case_insensitive=True, strip_at=True),)
+    #: Bluesky's 300-character limit counts graphemes (an emoji with modifiers is one).
+    measure_text = staticmethod(grapheme_count)
     display_name = "Bluesky"
     icon_text = "B"
     icon_color = "#0a66c2"
