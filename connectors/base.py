@@ -165,6 +165,48 @@ class ProbeResult:
 
 
 @dataclass(frozen=True)
+class IdentityRule:
+    """How the core stores and matches one identity kind a channel's authors carry (`Author.identity_kind`).
+
+    `kind` is the name stored with the identity ("telegram"); `aliases` are other names for it ("twitter"
+    for "x"), also accepted as CSV columns by the customer import. A handle is matched in its normal form:
+    `normalize(value, region)` when given, else NFKC, trimmed, a leading "@" dropped when `strip_at`,
+    lower-cased when `case_insensitive`. `single`: a person has one of these (two records with different
+    values are two people until an agent says otherwise). `contacts_in_text`: people type their email
+    address or phone number into messages on this channel, which the core reads as evidence. `handle`:
+    a network account, offered as a column of its own in the customer import.
+    """
+
+    kind: str
+    case_insensitive: bool = False
+    strip_at: bool = False
+    single: bool = True
+    contacts_in_text: bool = True
+    handle: bool = True
+    aliases: tuple[str, ...] = ()
+    normalize: Callable[[str, str | None], str | None] | None = None
+
+
+def _email_identity(value: str, region: str | None = None) -> str:
+    from inbox.identity import normalize_email_identity
+
+    return normalize_email_identity(value)
+
+
+def _phone_identity(value: str, region: str | None = None) -> str:
+    from inbox.identity import normalize_phone_identity
+
+    return normalize_phone_identity(value, region)
+
+
+#: Email addresses (mail, web forms): the core's own normal form, many per person, never a handle column.
+EMAIL_IDENTITY = IdentityRule("email", case_insensitive=True, single=False, contacts_in_text=False, handle=False,
+                              aliases=("mail",), normalize=_email_identity)
+#: Phone numbers in E.164 (WhatsApp, SMS): many per person, people write addresses in their messages.
+PHONE_IDENTITY = IdentityRule("phone", single=False, handle=False, aliases=("sms",), normalize=_phone_identity)
+
+
+@dataclass(frozen=True)
 class WebhookRequest:
     """The parts of an HTTP request a connector needs to verify and parse a webhook."""
 
@@ -197,6 +239,36 @@ class Connector(abc.ABC):
     #: folds copies together (email's stable Message-ID). Such replies are resent after an uncertain
     #: send; on other channels an agent decides.
     idempotent_sends: ClassVar[bool] = False
+
+    # What the core reads about the channel (#15): each is a declaration here, never a table keyed by
+    # kind in inbox/. ---------------------------------------------------------------------------------
+
+    #: The identity kinds this channel's authors carry, with how they are matched (`IdentityRule`).
+    #: Several channels may declare the same kind (web forms and email both carry "email").
+    identities: ClassVar[tuple[IdentityRule, ...]] = ()
+    #: How a satisfaction survey goes out after resolve: "chat" (a question answered with a number in
+    #: the conversation) or "link" (a message with a one-click page, for email-like channels).
+    survey_style: ClassVar[str] = "chat"
+    #: True when the channel takes pushed requests through pages of its own (the web form's
+    #: inbox/web/forms.py) rather than `POST /webhooks/<channel>`: that endpoint answers 404 for it,
+    #: and the health page counts its last message as its last sign of life.
+    own_endpoint: ClassVar[bool] = False
+    #: What the composer calls a private reply here: "message" ("Private message on <channel>") or
+    #: "email" ("Private email to the customer").
+    private_medium: ClassVar[str] = "message"
+
+    @staticmethod
+    def measure_text(text: str) -> int:
+        """The length of `text` as the channel counts it against `limits.max_text_length`
+        (characters here; X weighs characters, Bluesky counts graphemes)."""
+        return len(text)
+
+    @classmethod
+    def takes_webhooks(cls, settings: Mapping[str, Any]) -> bool:
+        """True when a channel configured with `settings` takes events at `POST /webhooks/<channel>`:
+        it verifies webhooks and has no endpoint of its own. Override when a setting decides
+        (Telegram takes webhooks only in webhook mode)."""
+        return cls.verify_webhook is not Connector.verify_webhook and not cls.own_endpoint
 
     def __init__(self, name: str, config: Mapping[str, Any], **kwargs: Any) -> None:
         self.name = name

@@ -100,6 +100,7 @@ from connectors._meta import reply_context
 from connectors._probe import ask, judge
 from connectors.base import (
     Connector,
+    IdentityRule,
     ItemError,
     Limits,
     PermanentError,
@@ -187,6 +188,9 @@ def _iso(moment: dt.datetime) -> str:
 
 class BlueskyConnector(Connector):
     kind = "bluesky"
+    identities = (IdentityRule("bluesky", case_insensitive=True, strip_at=True),)
+    #: Bluesky's 300-character limit counts graphemes (an emoji with modifiers is one).
+    measure_text = staticmethod(grapheme_count)
     display_name = "Bluesky"
     icon_text = "B"
     icon_color = "#0a66c2"

@@ -89,7 +89,7 @@ from connectors._meta import (
     reply_context,
 )
 from connectors._probe import Mismatch
-from connectors.base import ItemError, Limits, PermanentError, Setting, pick
+from connectors.base import IdentityRule, ItemError, Limits, PermanentError, Setting, pick
 from inbox.models import Author, InboundItem, Reject
 
 MAX_MESSAGE_LENGTH = 2000
@@ -97,6 +97,7 @@ MAX_MESSAGE_LENGTH = 2000
 
 class FacebookConnector(MetaConnector):
     kind = "facebook"
+    identities = (IdentityRule("facebook"),)
     display_name = "Facebook Messenger"
     icon_text = "f"
     icon_color = "#1659c7"

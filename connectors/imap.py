@@ -80,6 +80,7 @@ from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginEr
 
 from connectors._probe import probe_timeout, refuse_host
 from connectors.base import (
+    EMAIL_IDENTITY,
     Connector,
     ItemError,
     Limits,
@@ -154,6 +155,10 @@ class ImapConnector(Connector):
     """Polls one IMAP mailbox (read-only) and answers over SMTP."""
 
     kind = "imap"
+    identities = (EMAIL_IDENTITY,)
+    #: Surveys go out as a mail with a one-click page; the composer says "Private email".
+    survey_style = "link"
+    private_medium = "email"
     display_name = "Email (IMAP/SMTP)"
     icon_text = "@"
     icon_color = "#52606d"

@@ -83,7 +83,7 @@ from connectors._meta import (
     graph_time,
     reply_context,
 )
-from connectors.base import Limits, PermanentError, Setting, pick
+from connectors.base import IdentityRule, Limits, PermanentError, Setting, pick
 from inbox.models import Author, InboundItem, OutboundReply, Reject
 
 MAX_MESSAGE_LENGTH = 1000
@@ -99,6 +99,7 @@ MENTIONED_COMMENT_FIELDS = f"id,text,timestamp,username,media{{{MENTIONED_MEDIA_
 
 class InstagramConnector(MetaConnector):
     kind = "instagram"
+    identities = (IdentityRule("instagram", case_insensitive=True, strip_at=True),)
     display_name = "Instagram"
     icon_text = "IG"
     icon_color = "#b4237a"

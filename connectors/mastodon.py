@@ -96,6 +96,7 @@ from connectors._meta import reply_context
 from connectors._probe import http_probe
 from connectors.base import (
     Connector,
+    IdentityRule,
     ItemError,
     Limits,
     PermanentError,
@@ -140,6 +141,7 @@ def status_length(text: str) -> int:
 
 class MastodonConnector(Connector):
     kind = "mastodon"
+    identities = (IdentityRule("mastodon", case_insensitive=True, strip_at=True),)
     display_name = "Mastodon"
     icon_text = "M"
     icon_color = "#563acc"

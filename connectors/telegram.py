@@ -90,6 +90,7 @@ from connectors._http import Http, retry_after_seconds
 from connectors._probe import http_probe
 from connectors.base import (
     Connector,
+    IdentityRule,
     ItemError,
     Limits,
     PermanentError,
@@ -164,6 +165,7 @@ class _ChatMigrated(Exception):
 
 class TelegramConnector(Connector):
     kind = "telegram"
+    identities = (IdentityRule("telegram", case_insensitive=True, strip_at=True),)
     display_name = "Telegram"
     icon_text = "T"
     icon_color = "#1b75a8"
@@ -192,6 +194,11 @@ class TelegramConnector(Connector):
     #: A customer's Telegram identity is their user id, which is also their private chat's id.
     writes_to = ("telegram",)
     default_poll_every = 10.0
+
+    @classmethod
+    def takes_webhooks(cls, settings: Mapping[str, Any]) -> bool:
+        """Only in webhook mode; a polling bot's updates are fetched with getUpdates."""
+        return str(settings.get("mode") or "polling") == "webhook"
 
     def __init__(self, name: str, config: Mapping[str, Any], **kwargs: Any) -> None:
         super().__init__(name, config, **kwargs)

@@ -13,9 +13,17 @@ The kit then checks, through the real ingest pipeline and a real SQLite file: it
 oldest first, with stable unique ids; a fetch resumes from the saved cursor; a re-fetch stores
 nothing twice; a malformed item goes to quarantine while the rest arrive; a reply is threaded to
 the message it answers; retryable faults raise `RetryableError` with the channel's delay and
-leave the cursor alone; no configured secret appears in the logs; and the connection test
-(`probe()`) answers with a `ProbeResult`, without raising, when the channel's host cannot be
-reached. Push-only channels (web forms, webhooks) prove the same through `parse_webhook`.
+leave the cursor alone; an item's `raw` bytes parse again (`parse_raw`, as the quarantine's
+reprocessing does) into the same item; no configured secret appears in the logs; and the
+connection test (`probe()`) answers with a `ProbeResult`, without raising, when the channel's host
+cannot be reached. Push-only
+channels (web forms, webhooks) prove the same through `parse_webhook`.
+
+Each promise is collected only for a connector that has the capability it needs, read from the
+connector's declarations: a push-only connector does not get the polling tests at all (rather than
+a skip), a connector without secret settings no secret test, one without `parse_raw` no round
+trip. A test class may say `push_only = True` when its driver's settings make a pollable connector
+push-only (Telegram in webhook mode).
 
 Third-party connectors use it the same way (`from connectors.testing import ConnectorContract`).
 """
@@ -29,7 +37,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from connectors.base import Connector, ProbeResult, RetryableError, WebhookRequest
+from connectors.base import Connector, PermanentError, ProbeResult, RetryableError, WebhookRequest
 from inbox.attachments import AttachmentStore
 from inbox.ingest import Ingestor, IngestReport
 from inbox.models import Author, FetchResult, OutboundReply
@@ -97,6 +105,33 @@ def free_loopback_port() -> int:
         return sock.getsockname()[1]
 
 
+#: The capabilities each promise needs; a test class whose connector lacks one does not collect it.
+NEEDS: dict[str, frozenset[str]] = {
+    "test_oldest_first": frozenset({"poll"}),
+    "test_refetch_from_scratch_is_deduplicated": frozenset({"poll"}),
+    "test_malformed_item_is_quarantined_and_the_rest_arrive": frozenset({"poll"}),
+    "test_retryable_fault_keeps_the_cursor": frozenset({"poll"}),
+    "test_tampered_webhook_is_refused": frozenset({"push"}),
+    "test_reply_is_threaded_to_the_message_it_answers": frozenset({"send"}),
+    "test_no_secret_in_logs": frozenset({"secrets"}),
+    "test_raw_parses_again_into_the_same_item": frozenset({"reprocess"}),
+}
+
+
+def capabilities(connector_class: type[Connector], *, push: bool | None = None) -> frozenset[str]:
+    """What a connector class declares it can do, as the contract's `NEEDS` names it."""
+    found = {"push"} if (connector_class.push_only if push is None else push) else {"poll"}
+    # A channel whose replies go out through another one (the `reply_channel` setting, as the outbox
+    # reads it: web forms answer by email) sends nothing itself.
+    if not any(setting.name == "reply_channel" for setting in connector_class.settings):
+        found.add("send")
+    if any(setting.secret for setting in connector_class.settings):
+        found.add("secrets")
+    if connector_class.parse_raw is not Connector.parse_raw:
+        found.add("reprocess")
+    return frozenset(found)
+
+
 class ConnectorContract:
     """Join this class in a connector's test module; see the module docstring."""
 
@@ -104,6 +139,19 @@ class ConnectorContract:
     channel_name: ClassVar[str] = "contract"
     #: Upper bound of fetch calls to drain the channel (guards against a cursor that never moves).
     max_pages: ClassVar[int] = 50
+    #: Whether the channel under test only pushes; None: as `connector_class.push_only` declares.
+    push_only: ClassVar[bool | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        connector_class = getattr(cls, "connector_class", None)
+        if connector_class is None:
+            return
+        able = capabilities(connector_class, push=cls.push_only)
+        for name, needs in NEEDS.items():
+            if not needs <= able:
+                # Not a test of this class: pytest collects only callables.
+                setattr(cls, name, None)
 
     # Fixtures a connector test may override ------------------------------------------------------
 
@@ -171,26 +219,28 @@ class ConnectorContract:
         assert store.counts()["messages"] == 5
 
     def test_oldest_first(self, connector, ingestor, channel, store):
-        if connector.push_only:
-            pytest.skip("push-only: order is the order of delivery")
         channel.customer_writes(4)
         result = connector.fetch(None)
         items = list(result.items)
         while result.more:
             result = connector.fetch(result.cursor)
             items += result.items
-        sent = [i.sent_at for i in items if i.sent_at]
-        assert sent == sorted(sent), "fetch must return items oldest first"
         assert len({i.external_id for i in items}) == len(items) == 4
+        sent = [i.sent_at for i in items]
+        assert None not in sent, "every fetched item needs its sent_at: the order is judged by it"
+        assert sent == sorted(sent), "fetch must return items oldest first"
 
     def test_resumes_from_cursor_and_stores_nothing_twice(self, connector, ingestor, channel, store):
+        if connector.push_only:
+            requests = channel.webhook_requests(3)
+            assert self.push(connector, ingestor, requests).stored == 3
+            # A provider retry delivers the same requests again: nothing new is stored.
+            assert self.push(connector, ingestor, requests).stored == 0, "a redelivery was stored again"
+            assert self.push(connector, ingestor, channel.webhook_requests(2)).stored == 2
+            assert store.counts()["messages"] == 5
+            return
         first = self.take_in(connector, ingestor, channel, 3)
         assert first.stored == 3
-        if connector.push_only:
-            # A provider retry delivers the same requests again: nothing new is stored.
-            again = self.push(connector, ingestor, channel.webhook_requests(0) or [])
-            assert again.stored == 0
-            return
         again = self.poll(connector, ingestor)
         assert again.stored == 0, "a poll from the saved cursor stored old items again"
         channel.customer_writes(2)
@@ -199,8 +249,6 @@ class ConnectorContract:
         assert store.counts()["messages"] == 5
 
     def test_refetch_from_scratch_is_deduplicated(self, connector, ingestor, channel, store):
-        if connector.push_only:
-            pytest.skip("push-only: a replayed delivery is covered by test_resumes_from_cursor_and_stores_nothing_twice")
         channel.customer_writes(3)
         self.poll(connector, ingestor)
         # A lost cursor (restored backup, a crash before commit) makes the channel send it all again.
@@ -210,8 +258,6 @@ class ConnectorContract:
         assert store.counts()["messages"] == 3
 
     def test_malformed_item_is_quarantined_and_the_rest_arrive(self, connector, ingestor, channel, store):
-        if connector.push_only:
-            pytest.skip("push-only: the webhook test covers malformed bodies")
         channel.customer_writes(1)
         channel.customer_writes_malformed()
         channel.customer_writes(1)
@@ -222,24 +268,24 @@ class ConnectorContract:
         assert held["reason"], "a quarantined item must say why it was held"
 
     def test_retryable_fault_keeps_the_cursor(self, connector, ingestor, channel, store):
-        if connector.push_only:
-            pytest.skip("push-only: the channel retries, not us")
+        self.take_in(connector, ingestor, channel, 1)
         for fault in ("rate_limited", "server_error"):
             channel.customer_writes(1)
             before = store.cursor(self.channel_name)
             if not channel.inject_fault(fault):
+                self.poll(connector, ingestor)
                 continue
+            # Through the pipeline, as the worker polls: the fault stops the poll before anything moves.
             with pytest.raises(RetryableError) as raised:
-                connector.fetch(before)
+                self.poll(connector, ingestor)
             if fault == "rate_limited" and channel.rate_limit_delay is not None:
                 assert raised.value.retry_after == pytest.approx(channel.rate_limit_delay, abs=1)
-            assert store.cursor(self.channel_name) == before
-            self.poll(connector, ingestor)
+            assert store.cursor(self.channel_name) == before, "a failed fetch moved the cursor"
+            # The item written before the fault is not skipped: the next poll, from that cursor, gets it.
+            assert self.poll(connector, ingestor).stored == 1, "the item written before the fault was lost"
         assert store.counts()["quarantined"] == 0
 
     def test_reply_is_threaded_to_the_message_it_answers(self, connector, ingestor, channel, store):
-        if connector.config.get("reply_channel"):
-            pytest.skip("replies go out through the channel named in reply_channel; tested end to end there")
         self.take_in(connector, ingestor, channel, 1)
         [conversation] = store.recent_conversations()
         [message] = store.conversation_messages(conversation["id"])
@@ -267,8 +313,7 @@ class ConnectorContract:
 
     def test_no_secret_in_logs(self, connector, ingestor, channel, store, caplog):
         secrets = connector.secrets
-        if not secrets:
-            pytest.skip("this connector has no secret settings")
+        assert secrets, "the driver's settings leave every secret setting empty: set them, so the test can see one leak"
         caplog.set_level(logging.DEBUG)
         self.take_in(connector, ingestor, channel, 1)
         if not connector.push_only:
@@ -299,12 +344,26 @@ class ConnectorContract:
             assert secret not in result.summary and secret not in result.detail
 
     def test_tampered_webhook_is_refused(self, connector, ingestor, channel, store):
-        if not connector.push_only:
-            pytest.skip("polling channel")
         [request] = channel.webhook_requests(1)
-        with pytest.raises(Exception):  # noqa: B017 - any refusal will do; nothing may be stored
-            connector.verify_webhook(channel.tamper(request))
+        # Through verify-then-ingest, as the endpoint does: a refusal is a PermanentError and stores nothing.
+        with pytest.raises(PermanentError):
+            self.push(connector, ingestor, [channel.tamper(request)])
         assert store.counts()["messages"] == 0
+        # The same request untouched is taken: the refusal was the tampering's, not a refusal of everything.
+        assert self.push(connector, ingestor, [request]).stored == 1
+
+    def test_raw_parses_again_into_the_same_item(self, connector, ingestor, channel, store):
+        if connector.push_only:
+            items = [i for r in channel.webhook_requests(2) for i in connector.parse_webhook(r).items]
+        else:
+            channel.customer_writes(2)
+            items = fetch_all(connector).items
+        assert items, "the channel gave no items to parse again"
+        for item in items:
+            assert item.raw, f"item {item.external_id} keeps no raw bytes: it could not be reprocessed"
+            again = connector.parse_raw(item.raw, item.source_ref)
+            assert (again.external_id, again.author.handle, again.author.identity_kind, again.text) == (
+                item.external_id, item.author.handle, item.author.identity_kind, item.text)
 
 
 def fetch_all(connector: Connector, cursor: str | None = None, max_pages: int = 50) -> FetchResult:

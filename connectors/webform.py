@@ -29,7 +29,7 @@ import re
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.headerregistry import Address
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -38,7 +38,16 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser
 from werkzeug.http import parse_options_header
 
-from connectors.base import Connector, ItemError, Limits, PermanentError, ProbeResult, Setting, WebhookRequest
+from connectors.base import (
+    EMAIL_IDENTITY,
+    Connector,
+    ItemError,
+    Limits,
+    PermanentError,
+    ProbeResult,
+    Setting,
+    WebhookRequest,
+)
 from inbox.models import Attachment, Author, FetchResult, InboundItem, OutboundReply
 from inbox.sanitize import CONTROLS
 
@@ -165,6 +174,10 @@ class WebformConnector(Connector):
     """A public contact form. Submissions arrive through the web layer; replies go out by email."""
 
     kind = "webform"
+    identities = (replace(EMAIL_IDENTITY, aliases=("mail", "webform")),)
+    #: Replies (and so surveys) go out by email; submissions come through the form's own pages.
+    survey_style = "link"
+    own_endpoint = True
     display_name = "Web form"
     icon_text = "F"
     icon_color = "#3e4c59"

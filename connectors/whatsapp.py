@@ -96,8 +96,10 @@ from connectors._http import Http, retry_after_seconds
 from connectors._meta import challenge_answer, verify_signature
 from connectors._probe import http_probe
 from connectors.base import (
+    PHONE_IDENTITY,
     Connector,
     ConnectorError,
+    IdentityRule,
     ItemError,
     Limits,
     PermanentError,
@@ -238,6 +240,8 @@ def _digits(number: str | None) -> str:
 
 class WhatsAppConnector(Connector):
     kind = "whatsapp"
+    #: Authors are their phone number, or the business-scoped user id when WhatsApp hides the number.
+    identities = (PHONE_IDENTITY, IdentityRule("whatsapp"))
     display_name = "WhatsApp"
     icon_text = "W"
     icon_color = "#157a3a"

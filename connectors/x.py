@@ -119,6 +119,7 @@ from connectors._meta import reply_context
 from connectors._probe import Mismatch, http_probe
 from connectors.base import (
     Connector,
+    IdentityRule,
     ItemError,
     Limits,
     PermanentError,
@@ -213,6 +214,9 @@ class _account_method:  # noqa: N801 - used as a decorator, like classmethod
 
 class XConnector(Connector):
     kind = "x"
+    identities = (IdentityRule("x", case_insensitive=True, strip_at=True, aliases=("twitter",)),)
+    #: X counts a post's length by weight (URLs 23, most CJK and emoji 2): twitter-text's rule.
+    measure_text = staticmethod(weighted_length)
     display_name = "X (Twitter)"
     icon_text = "X"
     icon_color = "#000000"

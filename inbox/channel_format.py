@@ -9,8 +9,8 @@ takes, as pure functions over the channel's `connectors.base.Limits` and the con
   links are written out ("text (https://...)");
 - a text longer than the channel allows is flagged, with a suggested short version: whole
   sentences from the start that fit, else the first sentence cut at a word and ended with "…".
-  Length is counted the way the channel counts (`measure_for`: X's weighted length, Bluesky's
-  graphemes, characters elsewhere);
+  Length is counted the way the channel declares (`Connector.measure_text`: X's weighted length,
+  Bluesky's graphemes, characters elsewhere);
 - a public reply (a comment, a mention) containing personal data (an email address, a phone
   number, an IBAN, a postcode, or a value from the customer's record such as an order number)
   gets a note to move the conversation to a private channel first.
@@ -104,17 +104,9 @@ def to_html(text: str) -> str:
 
 
 def measure_for(connector_cls: Any) -> Callable[[str], int]:
-    """How the channel of `connector_cls` counts a text's length (characters unless it says otherwise)."""
-    kind = getattr(connector_cls, "kind", None)
-    if kind == "x":
-        from connectors.x import weighted_length
-
-        return weighted_length
-    if kind == "bluesky":
-        from connectors.bluesky import grapheme_count
-
-        return grapheme_count
-    return len
+    """How the channel of `connector_cls` counts a text's length: its declared `measure_text`
+    (characters when there is no connector)."""
+    return getattr(connector_cls, "measure_text", len)
 
 
 def shorten(text: str, max_length: int, measure: Callable[[str], int] = len) -> str:

@@ -42,8 +42,6 @@ DEFAULT_EXPIRES = dt.timedelta(days=7)
 #: Resolved conversations older than this are never surveyed (e.g. right after enabling surveys).
 MAX_AGE = dt.timedelta(days=2)
 MAX_COMMENT_CHARS = 2000
-#: Connector kinds whose replies go out as email: they get a link, every other channel a question.
-EMAIL_KINDS = frozenset({"imap", "webform"})
 
 QUESTIONS = {
     "en": {
@@ -140,7 +138,9 @@ def survey_kind(mainland: Any, channel: str, overrides: dict[str, str]) -> str |
     config = mainland.config.channels.get(channel)
     if config is None:
         return None
-    return "link" if config.kind in EMAIL_KINDS else "chat"
+    # The connector declares it: "link" where replies go out as email, "chat" elsewhere.
+    cls = mainland.registry.get(config.kind)
+    return "link" if getattr(cls, "survey_style", "chat") == "link" else "chat"
 
 
 def question(kind: str, locale: str | None, link: str | None = None) -> str:

@@ -31,10 +31,9 @@ from inbox.identity import Reason
 from inbox.store import Store
 from inbox.store.base import iso
 
-#: The fields a column can be mapped to (besides `attr:<name>` and `ignore`).
-FIELDS = ("crm_ref", "name", "first_name", "last_name", "language", "owner", "email", "phone", "x", "telegram",
-          "mastodon", "bluesky", "facebook", "instagram", "whatsapp")
-HANDLE_KINDS = ("x", "telegram", "mastodon", "bluesky", "facebook", "instagram", "whatsapp")
+#: The record's own fields a column can be mapped to; each network's handle kind (declared by its
+#: connector, `connectors.base.IdentityRule`) is one more: `fields()`.
+RECORD_FIELDS = ("crm_ref", "name", "first_name", "last_name", "language", "owner", "email", "phone")
 ACTIONS = ("create", "update", "unchanged", "conflict", "invalid")
 
 #: Header names recognised without a mapping (compared lower-case, with spaces, '-' and '_' removed).
@@ -47,18 +46,27 @@ _HEADER_ALIASES = {
     "owner": ("owner", "owneremail", "accountmanager", "eigenaar"),
     "email": ("email", "emails", "mail", "emailaddress", "emailadres"),
     "phone": ("phone", "phones", "telephone", "mobile", "phonenumber", "tel", "telefoon", "mobiel", "gsm"),
-    "x": ("x", "twitter"),
-    "telegram": ("telegram",),
-    "mastodon": ("mastodon",),
-    "bluesky": ("bluesky",),
-    "facebook": ("facebook",),
-    "instagram": ("instagram",),
-    "whatsapp": ("whatsapp",),
 }
 MAX_ATTRIBUTE_KEY = 64
 MAX_VALUE = 2000
 _SPLIT = re.compile(r"[;,\n]")
 _LANGUAGE = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})?")
+
+
+def handle_kinds() -> tuple[str, ...]:
+    """The networks whose account handles a record may carry: every declared handle identity kind."""
+    return identity.handle_kinds()
+
+
+def fields() -> tuple[str, ...]:
+    """The fields a column can be mapped to (besides `attr:<name>` and `ignore`)."""
+    return RECORD_FIELDS + handle_kinds()
+
+
+def _header_aliases() -> dict[str, tuple[str, ...]]:
+    """Header names per field: the record's own, and each network's kind with its declared aliases."""
+    networks = {kind: (kind, *identity.identity_rules()[kind].aliases) for kind in handle_kinds()}
+    return {**_HEADER_ALIASES, **networks}
 
 
 class CustomerImportError(ValueError):
@@ -157,9 +165,9 @@ def parse_mapping(pairs: Iterable[str]) -> dict[str, str]:
         if not sep or not column.strip():
             raise CustomerImportError(f"{pair!r}: write a mapping as column=field")
         target = target.strip().lower()
-        if target not in FIELDS and target != "ignore" and not (
+        if target not in fields() and target != "ignore" and not (
                 target.startswith("attr:") and 0 < len(target) - 5 <= MAX_ATTRIBUTE_KEY):
-            raise CustomerImportError(f"{pair!r}: unknown field {target!r} (fields: {', '.join(FIELDS)}, attr:<name>, ignore)")
+            raise CustomerImportError(f"{pair!r}: unknown field {target!r} (fields: {', '.join(fields())}, attr:<name>, ignore)")
         mapping[column.strip()] = target
     return mapping
 
@@ -170,7 +178,7 @@ def resolve_columns(header: list[str], mapping: Mapping[str, str]) -> tuple[dict
     unknown = [k for k in mapping if k not in header and k.lower() not in {h.lower() for h in header}]
     if unknown:
         raise CustomerImportError(f"no column {unknown[0]!r} in the file (columns: {', '.join(header)})")
-    aliases = {alias: target for target, names in _HEADER_ALIASES.items() for alias in names}
+    aliases = {alias: target for target, names in _header_aliases().items() for alias in names}
     columns, ignored = {}, []
     for column in header:
         target = lowered.get(column.lower())
@@ -207,7 +215,7 @@ def record_from_row(row: Mapping[str, str], columns: Mapping[str, str]) -> Recor
         elif target == "phone":
             # Commas can be part of nothing in a phone number, but "/" often separates two.
             record.phones += [v.strip() for v in re.split(r"[;,/\n]", value) if v.strip()]
-        elif target in HANDLE_KINDS:
+        elif target in handle_kinds():
             record.handles += [(target, v.strip()) for v in _SPLIT.split(value) if v.strip()]
         elif target.startswith("attr:"):
             record.attributes[target[5:]] = value
@@ -246,8 +254,8 @@ def record_from_json(data: Any) -> Record:
         raise ValueError("handles must be an object like {\"telegram\": \"12345\"}")
     pairs = []
     for kind, values in handles.items():
-        if kind not in HANDLE_KINDS:
-            raise ValueError(f"handles: unknown network {kind!r} (networks: {', '.join(HANDLE_KINDS)})")
+        if kind not in handle_kinds():
+            raise ValueError(f"handles: unknown network {kind!r} (networks: {', '.join(handle_kinds())})")
         values = [values] if isinstance(values, str | int) and not isinstance(values, bool) else values
         if not isinstance(values, list) or not all(isinstance(v, str | int) for v in values):
             raise ValueError(f"handles.{kind} must be a string or a list of strings")

@@ -90,7 +90,7 @@ def note_item_evidence(store: Store, customer_id: int, item: InboundItem, text: 
                                                                                  len(holders))))
 
     # Contact details typed into a chat message.
-    if kind in identity.CHAT_KINDS and text:
+    if kind in identity.chat_kinds() and text:
         for address in identity.emails_in_text(text):
             store.add_claim(customer_id, "email", address, "message", now, message_id)
             owner = store.identity_owner("email", address)

@@ -22,7 +22,6 @@ import datetime as dt
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from connectors.base import Connector
 from inbox import clock
 from inbox import config as config_module
 from inbox.runtime import Mainland
@@ -84,16 +83,6 @@ def warn_after_seconds(mainland: Mainland) -> float:
     return value if value and value > 0 else DEFAULT_WARN_AFTER
 
 
-def _takes_webhooks(connector_class: type[Connector], settings: dict[str, Any]) -> bool:
-    # Web forms take their posts through their own pages (inbox/web/forms.py), not /webhooks/.
-    if connector_class.verify_webhook is Connector.verify_webhook or connector_class.kind == "webform":
-        return False
-    # A Telegram channel takes webhooks only in webhook mode (its `webhook_enabled`); the others always do.
-    if connector_class.kind == "telegram":
-        return str(settings.get("mode") or "polling") == "webhook"
-    return True
-
-
 def channel_report(mainland: Mainland, store: Store, *, now: dt.datetime | None = None,
                    counts: bool = True) -> list[ChannelHealth]:
     """The health of every configured channel, in configuration order.
@@ -113,7 +102,8 @@ def channel_report(mainland: Mainland, store: Store, *, now: dt.datetime | None 
     webhooks_seen = store.last_webhook_events() if counts else {}
     quarantined = store.quarantine_counts() if counts else {}
     # A web form records no polls and no webhooks: it was last used when its last message came in.
-    own_pages = [name for name, channel in mainland.config.channels.items() if channel.kind == "webform"]
+    own_pages = [name for name, channel in mainland.config.channels.items()
+                 if getattr(mainland.registry.get(channel.kind), "own_endpoint", False)]
     form_used = store.last_inbound_at(own_pages) if counts and own_pages else {}
 
     report = []
@@ -150,7 +140,7 @@ def channel_report(mainland: Mainland, store: Store, *, now: dt.datetime | None 
         report.append(ChannelHealth(
             name=name, kind=channel.kind, display_name=str(display), enabled=channel.enabled,
             push_only=push_only, polled=polled,
-            webhooks=bool(cls) and _takes_webhooks(cls, channel.settings),
+            webhooks=bool(cls) and cls.takes_webhooks(channel.settings),
             poll_every_seconds=every, last_poll_at=last_poll, last_success_at=last_success,
             last_error=row.get("last_error"),
             last_error_at=row.get("last_error_at"), failures=failures, paused_until=paused,

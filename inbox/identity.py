@@ -12,6 +12,11 @@ Normal forms (docs/customers.md, docs/architecture.md "Identities"):
 - handles: lower-cased on networks whose names are case-insensitive, a leading `@` dropped;
   numeric account ids (X, Telegram, Facebook, Instagram) stay as they are.
 
+Which identity kinds exist and how each is matched is not a table here: every connector declares
+the kinds its authors carry (`Connector.identities`, `connectors.base.IdentityRule`), and
+`identity_rules()` collects them from the installed connectors (plus those `register_connectors`
+was given, such as a `Mainland`'s `extra_connectors`).
+
 Names are compared accent- and case-insensitively, token by token (Jaro-Winkler from `rapidfuzz`,
 a maintained C++ implementation, so that thousands of comparisons per item stay cheap).
 """
@@ -19,25 +24,17 @@ a maintained C++ implementation, so that thousands of comparisons per item stay 
 from __future__ import annotations
 
 import re
+import threading
 import unicodedata
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import phonenumbers
 from rapidfuzz.distance import JaroWinkler
 
-#: Identity kinds that a channel author can have. WhatsApp authors are "phone" (E.164 handles);
-#: "whatsapp" is the business-scoped user id WhatsApp gives when it hides the number.
-CHANNEL_KINDS = ("email", "phone", "x", "telegram", "mastodon", "bluesky", "facebook", "instagram", "whatsapp")
-#: Kinds that are another name for one of CHANNEL_KINDS.
-KIND_ALIASES = {"webform": "email", "mail": "email", "sms": "phone", "twitter": "x"}
-#: Networks whose user names are case-insensitive.
-_CASE_INSENSITIVE = frozenset({"email", "x", "telegram", "mastodon", "bluesky", "instagram"})
-#: Kinds a person normally has one of per record: two records with different values of such a
-#: kind are two people until an agent says otherwise (never merged or suggested on a name alone).
-SINGLE_KINDS = frozenset({"x", "telegram", "mastodon", "bluesky", "facebook", "instagram", "whatsapp"})
-#: Channels where people type their contact details into the message text.
-CHAT_KINDS = frozenset({"phone", "x", "telegram", "mastodon", "bluesky", "facebook", "instagram", "whatsapp"})
+if TYPE_CHECKING:
+    from connectors.base import Connector, IdentityRule
 
 MAX_IDENTITY_CHARS = 320
 
@@ -52,11 +49,86 @@ _PARTICLES = frozenset({"de", "van", "der", "den", "het", "te", "ten", "ter", "v
                         "di", "del", "dos", "el", "al", "bin", "y", "t", "s", "op", "in"})
 
 
+# The declared identity kinds ------------------------------------------------------------------
+
+_registered: dict[str, IdentityRule] = {}
+#: The merged rules, built on first use and again after `register_connectors`.
+_rules: dict[str, IdentityRule] | None = None
+_rules_lock = threading.Lock()
+
+
+def _merge(rules: dict[str, IdentityRule], declared: Iterable[IdentityRule]) -> None:
+    """Add `declared` to `rules`; a kind declared twice (mail and web forms: "email") keeps the
+    first declaration and gains the second one's aliases."""
+    for rule in declared:
+        known = rules.get(rule.kind)
+        if known is None:
+            rules[rule.kind] = rule
+        else:
+            extra = tuple(a for a in rule.aliases if a not in known.aliases)
+            rules[rule.kind] = replace(known, aliases=known.aliases + extra) if extra else known
+
+
+def register_connectors(classes: Iterable[type[Connector]]) -> None:
+    """Make the identity kinds of connector classes known that discovery does not find (a
+    `Mainland`'s `extra_connectors`)."""
+    global _rules
+    with _rules_lock:
+        for cls in classes:
+            _merge(_registered, getattr(cls, "identities", ()))
+        _rules = None
+
+
+def identity_rules() -> dict[str, IdentityRule]:
+    """Every declared identity kind's rule, by kind: the installed connectors' first, then registered ones."""
+    global _rules
+    with _rules_lock:
+        if _rules is None:
+            import connectors
+
+            found: dict[str, IdentityRule] = {}
+            for cls in connectors.discover().values():
+                _merge(found, cls.identities)
+            _merge(found, _registered.values())
+            _rules = found
+        return _rules
+
+
+def rule_for(kind: str) -> IdentityRule | None:
+    """The declared rule of an identity kind (or of one of its aliases); None for an unknown kind."""
+    return identity_rules().get(canonical_kind(kind))
+
+
+def channel_kinds() -> tuple[str, ...]:
+    """The identity kinds a channel author can have (every kind some connector declares)."""
+    return tuple(identity_rules())
+
+
+def single_kinds() -> frozenset[str]:
+    """Kinds a person normally has one of per record: two records with different values of such a
+    kind are two people until an agent says otherwise (never merged or suggested on a name alone)."""
+    return frozenset(kind for kind, rule in identity_rules().items() if rule.single)
+
+
+def chat_kinds() -> frozenset[str]:
+    """Kinds of channels where people type their contact details into the message text."""
+    return frozenset(kind for kind, rule in identity_rules().items() if rule.contacts_in_text)
+
+
+def handle_kinds() -> tuple[str, ...]:
+    """Kinds that are network accounts (not an email address or phone number)."""
+    return tuple(kind for kind, rule in identity_rules().items() if rule.handle)
+
+
 # Normal forms ---------------------------------------------------------------------------------
 
 def canonical_kind(kind: str) -> str:
+    """The declared kind `kind` names ("twitter" -> "x"), else `kind` trimmed and lower-cased."""
     kind = (kind or "").strip().lower()
-    return KIND_ALIASES.get(kind, kind)
+    rules = identity_rules()
+    if kind in rules:
+        return kind
+    return next((k for k, rule in rules.items() if kind in rule.aliases), kind)
 
 
 def normalize_email(value: str) -> str | None:
@@ -92,12 +164,23 @@ def normalize_phone(value: str, region: str | None = None) -> str | None:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+def normalize_email_identity(value: str) -> str:
+    """An email identity's stored form: the address, or the trimmed lower-cased text when it is not one."""
+    return normalize_email(value) or (value or "").strip().lower()[:MAX_IDENTITY_CHARS]
+
+
+def normalize_phone_identity(value: str, region: str | None = None) -> str:
+    """A phone identity's stored form: E.164, or the trimmed text when it is not a possible number."""
+    return normalize_phone(value, region) or (value or "").strip()[:MAX_IDENTITY_CHARS]
+
+
 def normalize_handle(kind: str, value: str) -> str:
-    """A network handle or account id in its matching form."""
+    """A network handle or account id in its matching form, by the kind's declared rule."""
     text = unicodedata.normalize("NFKC", (value or "").strip())[:MAX_IDENTITY_CHARS]
-    if kind in ("x", "telegram", "mastodon", "bluesky", "instagram"):
+    rule = rule_for(kind)
+    if rule is not None and rule.strip_at:
         text = text.lstrip("@")
-    if kind in _CASE_INSENSITIVE:
+    if rule is not None and rule.case_insensitive:
         text = text.lower()
     return text
 
@@ -108,11 +191,9 @@ def normalize_identity(kind: str, value: str, region: str | None = None) -> str:
     Values that are not valid for their kind are kept trimmed (and lower-cased where the kind is
     case-insensitive) so that the customer is not lost; they simply match only themselves.
     """
-    kind = canonical_kind(kind)
-    if kind == "email":
-        return normalize_email(value) or (value or "").strip().lower()[:MAX_IDENTITY_CHARS]
-    if kind == "phone":
-        return normalize_phone(value, region) or (value or "").strip()[:MAX_IDENTITY_CHARS]
+    rule = rule_for(kind)
+    if rule is not None and rule.normalize is not None:
+        return rule.normalize(value, region) or ""
     return normalize_handle(kind, value)
 
 
@@ -337,7 +418,7 @@ def rare_name_weight(expected: float) -> float:
 def conflict_reasons(kinds_a: dict[str, set[str]], kinds_b: dict[str, set[str]]) -> list[Reason]:
     """Penalties for identities of a single-valued kind that differ between two records."""
     reasons = []
-    for kind in sorted(SINGLE_KINDS & kinds_a.keys() & kinds_b.keys()):
+    for kind in sorted(single_kinds() & kinds_a.keys() & kinds_b.keys()):
         if not kinds_a[kind] & kinds_b[kind]:
             reasons.append(Reason("conflict", kind, -0.6))
     return reasons

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import connectors
 from connectors.base import Connector
-from inbox import clock, service_levels, settings, triage_flow
+from inbox import clock, identity, service_levels, settings, triage_flow
 from inbox.attachments import AttachmentStore
 from inbox.config import Config, ConfigError
 from inbox.ingest import Ingestor
@@ -56,10 +56,13 @@ class Mainland:
         self._settings_lock = threading.Lock()
         self.registry = connectors.discover(include_entry_points=include_entry_points)
         # Tests (and embedders) may add connector classes of their own; a clash is still an error.
+        extra_connectors = tuple(extra_connectors)
         for cls in extra_connectors:
             if self.registry.get(cls.kind, cls) is not cls:
                 raise connectors.RegistryError(f"connector kind {cls.kind!r} is already installed")
             self.registry[cls.kind] = cls
+        # Their identity kinds are matched like the built-ins' (the declared `IdentityRule`s).
+        identity.register_connectors(extra_connectors)
         problems = []
         for channel in config.channels.values():
             cls = self.registry.get(channel.kind)

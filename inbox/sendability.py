@@ -44,6 +44,7 @@ here), `template_required` (the channel starts conversations only with an approv
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,6 +122,8 @@ class Target:
     formatting: str
     private_reply_possible: bool
     window_closes: dt.datetime | None
+    #: How the channel counts a text against `max_length` (its connector's `measure_text`).
+    measure: Callable[[str], int] = len
 
     @property
     def recipient(self) -> str | None:
@@ -212,8 +215,8 @@ def decide(mainland: Any, store: Any, conversation: dict[str, Any], *, kind: str
             return Decision(False, "window_closed_automatic", target, guard, {"when": _when(target.window_closes)})
         if not outside_window:
             return Decision(False, "window_closed", target, guard, {"when": _when(target.window_closes)})
-    if text is not None and target.max_length and len(text) > target.max_length:
-        return Decision(False, "too_long", target, guard, {"max": target.max_length, "n": len(text)})
+    if text is not None and target.max_length and target.measure(text) > target.max_length:
+        return Decision(False, "too_long", target, guard, {"max": target.max_length, "n": target.measure(text)})
     return Decision(True, None, target, guard)
 
 
@@ -259,6 +262,7 @@ def _target(mainland: Any, store: Any, conversation: dict[str, Any],
         channel_name=connector_class.display_name, channel_kind=getattr(connector_class, "kind", None),
         max_length=limits.max_text_length, formatting=limits.formatting,
         private_reply_possible=public and limits.private_replies, window_closes=window_closes,
+        measure=connector_class.measure_text,
     ), None
 
 
@@ -315,6 +319,8 @@ class StartTarget:
     max_length: int | None
     formatting: str
     thread_key: str | None
+    #: How the channel counts a text against `max_length` (its connector's `measure_text`).
+    measure: Callable[[str], int] = len
 
     @property
     def needs_template(self) -> bool:
@@ -336,7 +342,8 @@ def start_target(mainland: Any, channel: str, handle: str, identity_kind: str) -
     return StartTarget(channel=channel, handle=handle, identity_kind=identity_kind,
                        channel_name=connector_class.display_name, starts=starts,
                        max_length=connector_class.limits.max_text_length, formatting=connector_class.limits.formatting,
-                       thread_key=_thread_key(mainland, channel, handle)), None
+                       thread_key=_thread_key(mainland, channel, handle),
+                       measure=connector_class.measure_text), None
 
 
 def _thread_key(mainland: Any, channel: str, handle: str) -> str | None:
@@ -371,8 +378,9 @@ def decide_start(mainland: Any, store: Any, customer_id: int | None, *, channel:
         return Decision(False, "guard", guard=guard, start=target)
     if target.needs_template and not template:
         return Decision(False, "template_required", params={"channel": target.channel_name}, start=target)
-    if text is not None and not template and target.max_length and len(text) > target.max_length:
-        return Decision(False, "too_long", params={"max": target.max_length, "n": len(text)}, start=target)
+    if text is not None and not template and target.max_length and target.measure(text) > target.max_length:
+        return Decision(False, "too_long", params={"max": target.max_length, "n": target.measure(text)},
+                        start=target)
     return decision
 
 

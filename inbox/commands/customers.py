@@ -16,10 +16,10 @@ from tqdm import tqdm
 from inbox import privacy
 from inbox.cli import Context, main, pass_context
 from inbox.customer_import import (
-    FIELDS,
     CustomerImportError,
     ImportReport,
     decode,
+    fields,
     import_csv,
     parse_mapping,
     read_csv,
@@ -34,7 +34,7 @@ def _region(ctx: Context) -> str | None:
 @main.command("import-customers")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--map", "mappings", multiple=True, metavar="COLUMN=FIELD",
-              help=f"Map a column to a field ({', '.join(FIELDS)}, attr:<name>, ignore). Repeatable. "
+              help=f"Map a column to a field ({', '.join(fields())}, attr:<name>, ignore). Repeatable. "
                    "Columns with common names (Email, Phone, Name, ...) are mapped without it.")
 @click.option("--dry-run", is_flag=True, help="Report what would be created, updated or in conflict; change nothing.")
 @click.option("--progress/--no-progress", default=None,

@@ -380,14 +380,14 @@ class CustomerQueries:
 
     def merge_conflicts(self, a: int, b: int) -> list[str]:
         """Identifiers of one kind that differ between two records: "crm_ref", "telegram", ..."""
-        from inbox.identity import SINGLE_KINDS
+        from inbox.identity import single_kinds
 
         conflicts = []
         ref_a, ref_b = self.customer_record(a)["crm_ref"], self.customer_record(b)["crm_ref"]
         if ref_a and ref_b and ref_a != ref_b:
             conflicts.append("crm_ref")
         kinds_a, kinds_b = self.identity_kinds(a), self.identity_kinds(b)
-        for kind in sorted(SINGLE_KINDS & kinds_a.keys() & kinds_b.keys()):
+        for kind in sorted(single_kinds() & kinds_a.keys() & kinds_b.keys()):
             if not kinds_a[kind] & kinds_b[kind]:
                 conflicts.append(kind)
         return conflicts

@@ -31,7 +31,6 @@ from inbox.settings import CHANNEL_STATES, open_channel_settings
 from inbox.store import now_iso
 from inbox.web import get_store, mainland
 from inbox.web.auth import role_required
-from inbox.web.webhooks import OWN_ENDPOINT_KINDS
 
 bp = Blueprint("channels_admin", __name__)
 admin_only = role_required("admin")
@@ -166,7 +165,7 @@ def _health(name: str):
 
 def _webhook_url(name: str, cls: type[Connector]) -> str | None:
     """Where the provider posts this channel's events, when it takes webhooks in its present settings."""
-    if (cls.verify_webhook is Connector.verify_webhook or cls.kind in OWN_ENDPOINT_KINDS
+    if (cls.verify_webhook is Connector.verify_webhook or cls.own_endpoint
             or name not in mainland().config.channels):  # the same rule as the webhook route's
         return None
     connector = mainland().connector(name)

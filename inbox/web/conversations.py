@@ -388,6 +388,8 @@ class ComposerInfo:
     #: The connector's name for the channel ("WhatsApp") and its kind; whether the reply is public.
     channel_name: str | None = None
     channel_kind: str | None = None
+    #: What the channel calls a private reply (`Connector.private_medium`): "message" or "email".
+    private_medium: str = "message"
     public: bool = False
     #: Colleagues with a draft here; this agent's replies still in the undo window; @mention choices.
     drafting: list[str] = field(default_factory=list)
@@ -418,7 +420,7 @@ class ComposerInfo:
 
     @property
     def private_audience(self) -> str:
-        if self.channel_kind == "imap":
+        if self.private_medium == "email":
             return _("Private email to the customer")
         return _("Private message on %(channel)s", channel=self.channel_name)
 
@@ -484,7 +486,7 @@ def _channel_composer(conversation: dict[str, Any], now: dt.datetime) -> Compose
                         window_hours=limits.reply_window_hours, recipient=target.handle or None,
                         private_reply_possible=public and limits.private_replies,
                         channel_name=connector_class.display_name, channel_kind=getattr(connector_class, "kind", None),
-                        public=public)
+                        private_medium=getattr(connector_class, "private_medium", "message"), public=public)
     if limits.reply_window_hours:
         window_closes = sending.window_closes if sending else None
         if window_closes is None:

@@ -30,7 +30,8 @@ from flask import (
 )
 
 from inbox import access, checkins, clock, customers, identity, privacy
-from inbox.customer_import import FIELDS, CustomerImportError, decode, import_csv, parse_mapping
+from inbox.customer_import import CustomerImportError, decode, import_csv, parse_mapping
+from inbox.customer_import import fields as import_fields
 from inbox.i18n import gettext as _
 from inbox.i18n import lazy_gettext as _l
 from inbox.store import NotFound, now_iso
@@ -399,7 +400,7 @@ def erase(customer_id: int):
 @admin_only
 def import_page():
     if request.method != "POST":
-        return render_template("customers/import.html", report=None, mapping_text="", dry_run=True, fields=FIELDS)
+        return render_template("customers/import.html", report=None, mapping_text="", dry_run=True, fields=import_fields())
     upload = request.files.get("file")
     mapping_text = request.form.get("mapping", "")[:10_000]
     dry_run = request.form.get("dry_run") == "1"
@@ -425,7 +426,7 @@ def import_page():
             store.audit(now, _actor(), "customers_imported", None, None, **report.counts)
     status = 400 if error else 200
     return render_template("customers/import.html", report=report, error=error, mapping_text=mapping_text,
-                           dry_run=dry_run, fields=FIELDS, action_label=lambda a: str(ACTION_LABELS.get(a, a))), status
+                           dry_run=dry_run, fields=import_fields(), action_label=lambda a: str(ACTION_LABELS.get(a, a))), status
 
 
 def init_app(app: Flask) -> None:

@@ -54,18 +54,17 @@ EVENT_RETENTION = dt.timedelta(days=8)
 REFUSAL_RETENTION = dt.timedelta(days=30)
 #: Refused deliveries one address may cause per channel and minute before it is answered 429.
 REFUSALS_PER_MINUTE = "30 per minute"
-#: Kinds that take pushed requests through pages of their own (inbox/web/forms.py).
-OWN_ENDPOINT_KINDS = frozenset({"webform"})
 
 
 def _connector(channel: str) -> Connector:
     """The connector of a channel that takes webhooks; 404 for anything else."""
     mainland = current_app.extensions["mainland"]
     config = mainland.config.channels.get(channel)
-    if config is None or not config.enabled or config.kind in OWN_ENDPOINT_KINDS:
+    if config is None or not config.enabled:
         abort(404)
     cls = mainland.connector_class(channel)
-    if cls.verify_webhook is Connector.verify_webhook:
+    # Channels without webhooks, and those with pages of their own (`own_endpoint`: the web form).
+    if cls.verify_webhook is Connector.verify_webhook or cls.own_endpoint:
         abort(404)
     if config.paused and request.method == "POST":
         # Paused by an admin: the provider keeps the delivery and tries again later, so nothing is lost.

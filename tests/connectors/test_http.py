@@ -10,7 +10,8 @@ import threading
 import pytest
 
 from connectors._http import Http, Unreachable, retry_after_seconds
-from connectors.base import PermanentError, RetryableError, UncertainError
+from connectors.base import Connector, PermanentError, RetryableError, Setting, UncertainError
+from connectors.http import FetchRefused, http_for, safe_fetch
 
 pytestmark = pytest.mark.server  # answers from a loopback HTTP server
 
@@ -153,3 +154,48 @@ def test_a_write_that_could_not_connect_is_certain_not_sent():
     with pytest.raises(RetryableError) as caught:
         Http(f"http://127.0.0.1:{port}", timeout=2).request("POST", "/messages", json={})
     assert not isinstance(caught.value, UncertainError)
+
+
+# The public helper (connectors/http.py) -----------------------------------------------------------
+
+class _SecretApi(Connector):
+    """An outside connector with a secret token and a timeout setting, as `http_for` reads them."""
+
+    kind = "http-helper-test"
+    display_name = "Helper test"
+    settings = (Setting("token", required=True, secret=True, help="API token"),
+                Setting("timeout", default=7, help="Seconds"))
+
+    def fetch(self, cursor):
+        raise NotImplementedError
+
+    def send(self, reply):
+        raise NotImplementedError
+
+
+@pytest.fixture
+def api_url():
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Api)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+
+
+def test_the_public_helper_redacts_the_connectors_secrets_and_uses_its_timeout(api_url):
+    connector = _SecretApi("helper", {"token": "tok-PUBLIC-SECRET"})
+    client = http_for(connector, api_url)
+    assert client.timeout == 7
+    _Api.answer = (403, {}, {"message": "token tok-PUBLIC-SECRET is revoked"})
+    with pytest.raises(PermanentError) as raised:
+        client.get_json("/me")
+    assert "revoked" in str(raised.value) and "tok-PUBLIC-SECRET" not in str(raised.value)
+    _Api.answer = (429, {"ratelimit-reset": "12"}, {})
+    with pytest.raises(RetryableError) as limited:
+        client.get_json("/me")
+    assert limited.value.retry_after == 12
+    client.close()
+
+
+def test_the_public_helper_refuses_private_addresses():
+    with pytest.raises(FetchRefused, match="non-public address"):
+        safe_fetch("http://127.0.0.1/media.jpg", max_bytes=1024)

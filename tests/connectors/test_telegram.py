@@ -110,6 +110,8 @@ class TestTelegramPollingContract(ConnectorContract):
 
 class TestTelegramWebhookContract(ConnectorContract):
     connector_class = TelegramConnector
+    #: The driver's settings put the bot in webhook mode: a push-only channel.
+    push_only = True
 
     @pytest.fixture
     def channel(self, telegram):
