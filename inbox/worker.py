@@ -479,6 +479,8 @@ class Worker:
                 return
             busy, log_pages, moved = store.checkpoint()
             log.debug("checkpoint: busy=%s wal_pages=%s checkpointed=%s", busy, log_pages, moved)
+            # The planner's statistics, kept fresh as the inbox grows (nothing else gathers them).
+            store.optimize()
         except Exception:
             log.exception("housekeeping failed")
 
