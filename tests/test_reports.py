@@ -238,3 +238,40 @@ def test_the_satisfaction_chart_gives_each_count_its_own_words():
     png = charts.csat_by_wait_chart(bands, {"15m": "≤ 15 min", "1h": "15–60 min"}, title="Satisfaction",
                                     answers_label=answers, empty_label="No data")
     assert png.startswith(b"\x89PNG") and said == [1, 3]
+
+
+def test_a_report_is_built_once_for_its_page_charts_and_csv_and_again_when_the_data_changes(report_app,
+                                                                                              frozen_clock):
+    frozen_clock.set(MONDAY + dt.timedelta(days=1))
+    mainland = report_app.extensions["mainland"]
+    store = mainland.open_store()
+    make_agent(store, "mia@example.org", role="manager", name="Mia Manager")
+    ann = make_agent(store, "ann@example.org", name="Ann Agent")
+    _conversation(mainland, store, "chat", MONDAY, name="Finn", reply_after=5 * M, agent=ann)
+    client = report_app.test_client()
+    login(client, "mia@example.org")
+    cache = report_app.extensions["mainland_reports"]
+
+    assert client.get(f"/reports?week={WEEK}").status_code == 200
+    for name in ("first_response", "resolution", "csat_by_wait"):
+        chart = client.get(f"/reports/charts/{name}.png?week={WEEK}")
+        assert chart.status_code == 200 and chart.data.startswith(b"\x89PNG")
+    assert len(_csv(client, figure="volume")) == 1
+    assert cache.builds == 1  # the page, its three charts and the CSV: one report
+
+    # A customer writes in: the very next request counts them, within the same minute.
+    gus = _conversation(mainland, store, "chat", MONDAY + H, name="Gus")
+    assert len(_csv(client, figure="volume")) == 2
+    assert [int(r["conversation"]) for r in _csv(client, figure="waiting")] == [gus]
+    # An agent answers Gus: no longer waiting.
+    queue_reply(mainland, store, gus, "Here you are", agent=ann, now=MONDAY + dt.timedelta(days=1))
+    assert _csv(client, figure="waiting") == []
+    assert cache.builds == 3
+    # The chart of the changed report is drawn again, not served from before the change.
+    assert client.get(f"/reports/charts/first_response.png?week={WEEK}").status_code == 200
+    assert cache.builds == 3
+    # Time moves on (ages and misses depend on it): a new minute builds again.
+    frozen_clock.advance(dt.timedelta(minutes=2))
+    assert client.get(f"/reports?week={WEEK}").status_code == 200
+    assert cache.builds == 4
+    store.close()

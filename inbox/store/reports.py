@@ -75,6 +75,17 @@ class ReportQueries:
             "AND received_at >= ? AND received_at < ? AND ' ' || flags || ' ' NOT LIKE '% auto_submitted %' "
             "GROUP BY agent_id", (start, end))}
 
+    def report_data_version(self) -> tuple:
+        """Changes whenever what a report counts changes: a message, a conversation's status, team,
+        assignee or subject (conversation_changes, kept by triggers), a survey asked or answered,
+        an agent or team added. Counts go with the maxima so that a deletion changes it too."""
+        return tuple(self.conn.execute(
+            "SELECT (SELECT count(*) || ':' || ifnull(max(seq), 0) FROM conversation_changes), "
+            "(SELECT count(*) FROM csat_surveys), "
+            "(SELECT max(answered_at) FROM csat_surveys WHERE answered_at IS NOT NULL), "
+            "(SELECT count(*) || ':' || ifnull(max(id), 0) FROM agents), "
+            "(SELECT count(*) || ':' || ifnull(max(id), 0) FROM teams)").fetchone())
+
     def report_people(self) -> tuple[dict[int, str], dict[int, str]]:
         """Names of agents and teams by id."""
         agents = {r[0]: r[1] or r[2] for r in self.conn.execute("SELECT id, name, email FROM agents")}
