@@ -205,7 +205,7 @@ def build(store: Any, period: Period, now: dt.datetime | None = None) -> Report:
     agents, teams = store.report_people()
     report = Report(
         period=period, now=now, conversations=store.report_conversations(start, end),
-        surveys=store.report_surveys(start, end), backlog_rows=store.report_backlog(),
+        surveys=store.report_surveys(start, end), backlog_rows=store.report_backlog_summary(),
         asked=store.report_surveys_asked(start, end), replies=store.report_replies(start, end),
         agent_names=agents, team_names=teams,
     )
@@ -295,8 +295,11 @@ def build(store: Any, period: Period, now: dt.datetime | None = None) -> Report:
 
 def rows_for(report: Report, figure: str, *, channel: str | None = None, level: str | None = None,
              band: str | None = None, agent: int | None = None, team: int | None = None,
-             age: str | None = None) -> list[dict[str, Any]]:
-    """The conversations a figure counts, filtered as its table cell is (channel, level, band, ...)."""
+             age: str | None = None, store: Any = None) -> list[dict[str, Any]]:
+    """The conversations a figure counts, filtered as its table cell is (channel, level, band, ...).
+
+    The backlog's rows carry the export's columns only when `store` is given: they are read then,
+    as they are now (the report holds only what its figures need)."""
     if figure not in FIGURES:
         raise ValueError(f"unknown figure {figure!r}")
     now = report.now
@@ -307,7 +310,7 @@ def rows_for(report: Report, figure: str, *, channel: str | None = None, level: 
         if team is not None:
             rows = [s for s in rows if s["survey_team_id"] == team]
     elif figure in ("backlog", "waiting"):
-        rows = list(report.backlog_rows)
+        rows = store.report_backlog() if store is not None else list(report.backlog_rows)
         if figure == "waiting":
             rows = sorted((r for r in rows if r["status"] in ("new", "open") and r["waiting_since"]),
                           key=lambda r: r["waiting_since"])
@@ -414,6 +417,11 @@ class ReportCache:
             charts[(name, locale)] = draw(entry["report"])
         return charts[(name, locale)]
 
-    def clear(self) -> None:
+    def clear(self, *, charts_only: bool = False) -> None:
+        """Forget every report (or only their drawn charts)."""
         with self._lock:
-            self._entries.clear()
+            if charts_only:
+                for entry in self._entries.values():
+                    entry["charts"].clear()
+            else:
+                self._entries.clear()

@@ -267,6 +267,9 @@ def test_a_report_is_built_once_for_its_page_charts_and_csv_and_again_when_the_d
     queue_reply(mainland, store, gus, "Here you are", agent=ann, now=MONDAY + dt.timedelta(days=1))
     assert _csv(client, figure="waiting") == []
     assert cache.builds == 3
+    # The backlog's export still carries every column (read for the export, not kept in the report).
+    [row] = [r for r in _csv(client, figure="backlog") if int(r["conversation"]) == gus]
+    assert row["customer"] == "Gus" and row["agent"] and row["first_response_at"]
     # The chart of the changed report is drawn again, not served from before the change.
     assert client.get(f"/reports/charts/first_response.png?week={WEEK}").status_code == 200
     assert cache.builds == 3
@@ -274,4 +277,25 @@ def test_a_report_is_built_once_for_its_page_charts_and_csv_and_again_when_the_d
     frozen_clock.advance(dt.timedelta(minutes=2))
     assert client.get(f"/reports?week={WEEK}").status_code == 200
     assert cache.builds == 4
+    store.close()
+
+
+def test_replies_per_agent_and_first_responders_read_the_reply_indexes(tmp_path):
+    # m033: the week's replies per agent and each conversation's first responder come from partial
+    # indexes of our replies, not from every message of the year.
+    from inbox.store import Store
+
+    store = Store(tmp_path / "plan.db")
+    store.migrate()
+
+    def plan(sql: str) -> str:
+        return " ".join(str(row[3]) for row in store.execute("EXPLAIN QUERY PLAN " + sql).fetchall())
+
+    assert "USING COVERING INDEX messages_replies_by_time" in plan(
+        "SELECT agent_id, count(*) FROM messages WHERE direction = 'out' AND agent_id IS NOT NULL "
+        "AND received_at >= '2026-11-16' AND received_at < '2026-11-23' "
+        "AND ' ' || flags || ' ' NOT LIKE '% auto_submitted %' GROUP BY agent_id")
+    assert "USING COVERING INDEX messages_replies" in plan(
+        "SELECT f.agent_id FROM messages f WHERE f.conversation_id = 7 AND f.direction = 'out' "
+        "AND ' ' || f.flags || ' ' NOT LIKE '% survey %' ORDER BY f.received_at, f.id LIMIT 1")
     store.close()

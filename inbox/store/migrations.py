@@ -1249,3 +1249,14 @@ def m033_prefix_search_and_queue_filter_index(db: Database) -> None:
         DROP INDEX conversations_activity;
         """
     )
+    # Reports (inbox/store/reports.py): who sent each conversation's first reply, and replies per agent in a
+    # week, were a read of every message row of the conversation, and of every message of the year. Both
+    # partial indexes hold our replies only, with every column those questions read (so no message row is read).
+    db.executescript(
+        """
+        CREATE INDEX messages_replies ON messages(conversation_id, received_at, agent_id, flags, direction)
+            WHERE direction = 'out';
+        CREATE INDEX messages_replies_by_time ON messages(received_at, agent_id, flags, direction)
+            WHERE direction = 'out' AND agent_id IS NOT NULL;
+        """
+    )

@@ -88,9 +88,10 @@ def export():
     age = request.args.get("age") or None
     if level not in (None, *LEVEL_LABELS) or band not in (None, *BAND_LABELS) or age not in (None, *AGE_LABELS):
         abort(400)
-    report = _cache().report(get_store(), period)
+    store = get_store()
+    report = _cache().report(store, period)
     rows = reports.rows_for(report, figure, channel=request.args.get("channel") or None, level=level, band=band,
-                            agent=_int_arg("agent"), team=_int_arg("team"), age=age)
+                            agent=_int_arg("agent"), team=_int_arg("team"), age=age, store=store)
     body = reports.to_csv(report, rows, mainland().config.base_url)
     name = "-".join(p for p in ("mainland", period.key, figure, request.args.get("channel", ""), level or "",
                                 band or "", age or "") if p)
