@@ -1219,7 +1219,8 @@ def m033_prefix_search_and_queue_filter_index(db: Database) -> None:
     # that `ap*` reads one stored list instead of merging the lists of every word starting with "ap"
     # (shorter prefixes are refused by inbox.store.queue.fts_query). FTS5 cannot add a prefix index to an
     # existing table: each is created again and filled in one pass. Cost: one read of every message and
-    # a write of the new index, about a minute per million messages, inside the migration's transaction.
+    # a write of the new index, about two minutes of CPU per million real-sized messages (bench/web.py:
+    # 11 s for 102,500), inside the migration's transaction (docs/operations.md says so).
     # The messages_* triggers name the table, not its definition, so they keep working unchanged.
     db.executescript(
         f"""
