@@ -1,6 +1,6 @@
 """Web benchmark: the agent pages at 100,000 conversations and 1,000,000 messages.
 
-    python bench/web.py [--requests 200] [--clients 50] [--seconds 10] [--db PATH] [--rebuild]
+    python bench/web.py [--scale 1] [--requests 200] [--clients 50] [--seconds 10] [--db PATH] [--rebuild]
 
 1. Builds (once) a database with 100,000 conversations, 1,000,000 messages (with the FTS5 index),
    60,000 customers, 5 teams, 20 agents and 10 labels, through the real migrations; the file is
@@ -16,6 +16,13 @@
    Also the worst realistic cases: a 500-message conversation and a customer with 2,000 messages
    (added to the cached file once, through plain inserts with the search triggers in place), with
    the size of the HTML each page sends.
+   And the worst cases of issue 16: prefix searches of 2, 3 and 4 characters (each beside the whole
+   word, per-pair ratio), "all statuses" filtered by channel, priority and unassigned, the reports of
+   the busiest week (the page with the report built afresh, each chart drawn afresh, a CSV) and the
+   weekly digest's first build in a fresh process.
+   Messages are real-sized: emails with paragraphs, a signature and the quoted thread, their HTML
+   part and their raw bytes (raw_messages); chat messages a sentence or two. `--scale` multiplies
+   conversations, messages and customers (the cached file is per scale).
 3. Serves the app with waitress on 127.0.0.1 and lets 50 client threads (requests.Session each,
    same signed-in cookie) fetch the queue page for --seconds; prints requests/s and latency.
 
@@ -41,30 +48,48 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 #: Bump when the generated data or the schema it needs changes: the cached file is then rebuilt.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 4
+#: Full-size figures; `--scale` multiplies them (apply_scale).
 CONVERSATIONS = 100_000
 MESSAGES = 1_000_000
 CUSTOMERS = 60_000
+SCALE = 1.0
 TEAMS = 5
 AGENTS = 20
 LABELS = 10
 CHANNELS = ("mail", "telegram", "mastodon", "webform", "whatsapp")
 PASSWORD = "bench password 1"
+MANAGER = "manager@bench.example"
 TARGETS = {"queue_p95_ms": 50, "conversation_p95_ms": 50, "search_p95_ms": 100, "long_thread_p95_ms": 50,
-           "heavy_customer_p95_ms": 50, "long_thread_kb": 150, "heavy_customer_kb": 150}
+           "heavy_customer_p95_ms": 50, "long_thread_kb": 150, "heavy_customer_kb": 150,
+           # The worst cases of issue 16.
+           "filtered_all_p95_ms": 50, "prefix2_p95_ms": 100, "prefix3_p95_ms": 100, "prefix4_p95_ms": 100,
+           "report_page_p95_ms": 300, "report_chart_p95_ms": 300, "report_csv_p95_ms": 300,
+           "digest_first_s": 5}
 LONG_THREAD = 500
 HEAVY_CUSTOMER = 2000
 HEAVY_SUBJECT = "bench: the long thread"
 
 
 def default_db() -> Path:
-    return Path(tempfile.gettempdir()) / f"mainland-bench-web-v{GENERATOR_VERSION}.db"
+    suffix = "" if SCALE == 1.0 else f"-s{SCALE:g}"
+    return Path(tempfile.gettempdir()) / f"mainland-bench-web-v{GENERATOR_VERSION}{suffix}.db"
+
+
+def apply_scale(scale: float) -> None:
+    """Conversations, messages and customers × `scale` (teams, agents, labels and the year stay)."""
+    global CONVERSATIONS, MESSAGES, CUSTOMERS, SCALE
+    SCALE = scale
+    CONVERSATIONS = max(100, round(100_000 * scale))
+    MESSAGES = CONVERSATIONS * 10
+    CUSTOMERS = max(60, round(60_000 * scale))
 
 
 # Data ------------------------------------------------------------------------------------------
@@ -94,6 +119,46 @@ class Words:
 
 def _iso(moment: dt.datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _level(seconds: float | None, desired: float, adequate: float) -> str | None:
+    if seconds is None:
+        return None
+    return "desired" if seconds <= desired else "adequate" if seconds <= adequate else "missed"
+
+
+# Real-sized messages: an email is a greeting, a few paragraphs, a signature and the quoted thread;
+# it comes with its HTML part and its raw bytes (headers of a real delivery, both parts). Chat
+# messages are a sentence or two. Sizes as in the SpamAssassin corpus's ham: a few KB raw.
+_RECEIVED = ("Received: from mx{n}.mail.example.net (mx{n}.mail.example.net [192.0.2.{n}])\r\n"
+             "\tby mail.mainland.test (Postfix) with ESMTPS id 4Q{n}X for <support@mainland.test>;\r\n"
+             "\tMon, 16 Nov 2026 09:00:00 +0100\r\n")
+
+
+def mail_body(words: Words, rng: random.Random, name: str, quoted: str) -> str:
+    paragraphs = [words.text(rng.randint(15, 60)).capitalize() + "." for _ in range(rng.randint(1, 5))]
+    body = "Hello,\n\n" + "\n\n".join(paragraphs) + f"\n\nKind regards,\n{name}\n"
+    if quoted:
+        body += "\n> " + "\n> ".join(quoted[:1500].splitlines()) + "\n"
+    return body
+
+
+def mail_html(text: str) -> str:
+    paragraphs = "".join(f'<p style="margin:0 0 12px 0;font-family:Arial,sans-serif;font-size:14px">{p}</p>'
+                         for p in text.split("\n\n"))
+    return f'<html><head><meta charset="utf-8"></head><body><div dir="ltr" class="gmail_default">{paragraphs}' \
+           '</div></body></html>'
+
+
+def mail_raw(mid: int, name: str, handle: str, subject: str, text: str, html: str, when: str) -> bytes:
+    headers = "".join(_RECEIVED.format(n=mid % 250 + hop) for hop in range(3)) + (
+        f"From: {name} <{handle}>\r\nTo: support@mainland.test\r\nSubject: {subject}\r\n"
+        f"Date: {when}\r\nMessage-ID: <bench-{mid}@example.net>\r\nMIME-Version: 1.0\r\n"
+        "DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=example.net; s=s1; "
+        "h=from:to:subject:date:message-id; bh=" + "A" * 44 + "; b=" + "B" * 344 + "\r\n"
+        'Content-Type: multipart/alternative; boundary="b1"\r\n\r\n')
+    return (headers + "--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n" + text + "\r\n--b1\r\n"
+            "Content-Type: text/html; charset=utf-8\r\n\r\n" + html + "\r\n--b1--\r\n").encode()
 
 
 def build(path: Path) -> dict:
@@ -164,6 +229,7 @@ def build(path: Path) -> dict:
     statuses = ["resolved"] * 70 + ["open"] * 10 + ["new"] * 8 + ["pending"] * 7 + ["snoozed"] * 3 + ["spam"] * 2
     conv_rows = []
     message_plan = []  # (time, conversation id, index in conversation, count)
+    surveys: list[tuple] = []
     for cid in range(1, CONVERSATIONS + 1):
         customer = customers[rng.randrange(CUSTOMERS)]
         first_at = rng.random() * span
@@ -177,46 +243,86 @@ def build(path: Path) -> dict:
         assignee = None if (status in ("new", "open") and rng.random() < 0.35) else rng.choice(agent_ids)
         created = _iso(start + dt.timedelta(seconds=first_at))
         last = _iso(start + dt.timedelta(seconds=times[-1]))
+        # Service-level results as the worker stores them (default policy: 1 h / 4 h first response,
+        # 1 d / 3 d resolution, wall-clock time), so the reports have figures to compute.
+        first_response = times[1] - first_at if len(times) > 2 else None
+        resolution = times[-1] - first_at if status == "resolved" else None
         conv_rows.append((cid, f"tok{cid:08d}", customer[0], customer[2], f"thread-{cid}",
                           words.text(rng.randint(3, 7)).capitalize(), status, rng.choice([0, 0, 0, 1, 2, 3, 4]),
-                          assignee, team, created, last, last, created))
+                          assignee, team, created, last, last, created,
+                          _iso(start + dt.timedelta(seconds=times[1])) if first_response is not None else None,
+                          first_response, _level(first_response, 3600, 4 * 3600),
+                          _iso(start + dt.timedelta(seconds=first_at + 4 * 3600)),
+                          last if resolution is not None else None, resolution,
+                          _level(resolution, 86400, 3 * 86400), "default", now))
+        if resolution is not None and assignee is not None and rng.random() < 0.15:
+            asked = start + dt.timedelta(seconds=times[-1] + 3600)
+            surveys.append((cid, customer[2], customer[0], assignee, team, "link", "answered", first_response,
+                            _iso(asked), _iso(asked + dt.timedelta(days=7)), rng.choice([1, 2, 3, 4, 4, 5, 5, 5]),
+                            _iso(asked + dt.timedelta(hours=rng.randint(1, 48)))))
     conn.execute("BEGIN")
     conn.executemany(
         "INSERT INTO conversations (id, token, customer_id, channel, thread_key, subject, status, priority, "
-        "assignee_id, team_id, created_at, updated_at, last_message_at, last_inbound_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", conv_rows)
+        "assignee_id, team_id, created_at, updated_at, last_message_at, last_inbound_at, first_response_at, "
+        "first_response_seconds, first_response_level, first_response_due_adequate, resolved_at, "
+        "resolution_seconds, resolution_level, sla_policy, sla_computed_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", conv_rows)
+    conn.executemany(
+        "INSERT INTO csat_surveys (conversation_id, channel, customer_id, agent_id, team_id, kind, state, "
+        "first_response_seconds, asked_at, expires_at, score, answered_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        surveys)
     conn.executemany("INSERT INTO conversation_labels (conversation_id, label_id) VALUES (?, ?)",
                      [(cid, rng.choice(label_ids)) for cid in range(1, CONVERSATIONS + 1) if rng.random() < 0.2])
     conn.execute("COMMIT")
     names = {row[0]: (row[2], row[3]) for row in conv_rows}
+    # Replies come from the conversation's agent, else from one of the agents.
+    repliers = {row[0]: row[8] or agent_ids[row[0] % len(agent_ids)] for row in conv_rows}
+    subjects = {row[0]: row[5] for row in conv_rows}
     del conv_rows
 
     # Messages in time order, so that ids grow with time as they do in a live inbox.
     message_plan.sort()
-    batch = []
+    batch: list[tuple] = []
+    raw_batch: list[tuple[int, bytes]] = []
+    previous_text: dict[int, str] = {}
+    insert_messages = (
+        "INSERT INTO messages (id, conversation_id, channel, external_id, direction, customer_id, agent_id, "
+        "author_name, author_handle, subject, text, html, size, received_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
     conn.execute("BEGIN")
     for mid, (t, cid, index, total) in enumerate(message_plan, start=1):
         customer_id, channel = names[cid]
         customer = customers[customer_id - 1]
         # The customer writes first and last; agents answer in between.
         inbound = index % 2 == 0 or index == total - 1
+        when = _iso(start + dt.timedelta(seconds=t))
+        html = None
+        size = None
+        if channel in ("mail", "webform"):
+            text = mail_body(words, rng, customer[1] if inbound else "Agent", previous_text.get(cid, ""))
+            previous_text[cid] = text
+            html = mail_html(text)
+            if inbound:
+                raw = mail_raw(mid, customer[1], customer[3], subjects[cid], text, html, when)
+                raw_batch.append((mid, raw))
+                size = len(raw)
+        else:
+            text = words.text(rng.randint(5, 40))
         batch.append((
             mid, cid, channel, f"bench-{mid}", "in" if inbound else "out", customer_id if inbound else None,
-            customer[1] if inbound else "Agent", customer[3] if inbound else "", "",
-            words.text(rng.randint(12, 40)), _iso(start + dt.timedelta(seconds=t)),
+            None if inbound else repliers[cid], customer[1] if inbound else "Agent", customer[3] if inbound else "", "", text, html, size, when,
         ))
+        if index == total - 1:
+            previous_text.pop(cid, None)
         if len(batch) == 50_000:
-            conn.executemany(
-                "INSERT INTO messages (id, conversation_id, channel, external_id, direction, customer_id, "
-                "author_name, author_handle, subject, text, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                batch)
+            conn.executemany(insert_messages, batch)
+            conn.executemany("INSERT INTO raw_messages (message_id, data) VALUES (?, ?)", raw_batch)
             batch.clear()
+            raw_batch.clear()
             print(f"  {mid:,} messages", file=sys.stderr, flush=True)
     if batch:
-        conn.executemany(
-            "INSERT INTO messages (id, conversation_id, channel, external_id, direction, customer_id, "
-            "author_name, author_handle, subject, text, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            batch)
+        conn.executemany(insert_messages, batch)
+        conn.executemany("INSERT INTO raw_messages (message_id, data) VALUES (?, ?)", raw_batch)
     conn.execute("COMMIT")
     print("  building the message search index", file=sys.stderr, flush=True)
     conn.execute("INSERT INTO messages_fts (messages_fts) VALUES ('rebuild')")
@@ -294,24 +400,27 @@ def _summary(times: list[float]) -> tuple[float, float]:
     return round(statistics.median(times) * 1000, 2), round(_percentile(times, 95) * 1000, 2)
 
 
-def _login(client) -> None:
+def _login(client, email: str = "agent0@bench.example") -> None:
     page = client.get("/login").get_data(as_text=True)
     token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-    response = client.post("/login", data={"email": "agent0@bench.example", "password": PASSWORD,
+    response = client.post("/login", data={"email": email, "password": PASSWORD,
                                            "csrf_token": token})
     if response.status_code != 302:
         raise SystemExit(f"sign-in failed: {response.status_code}")
 
 
-def measure(app, urls: list[str], label: str) -> dict[str, float]:
+def measure(app, urls: list[str], label: str, before: Any = None,
+            email: str = "agent0@bench.example") -> dict[str, Any]:
     """Server time of each request through the test client: wall clock and this thread's CPU time
     (the app runs in this thread, so CPU time is the request's own work even on a busy machine)."""
     client = app.test_client()
-    _login(client)
+    _login(client, email)
     for url in urls[:5]:  # warm up caches and compiled templates
         client.get(url)
     wall, cpu = [], []
     for url in urls:
+        if before is not None:
+            before()  # not timed: resets a cache so that each request measures the uncached case
         started, started_cpu = time.perf_counter(), time.thread_time()
         response = client.get(url)
         response.get_data()
@@ -323,7 +432,7 @@ def measure(app, urls: list[str], label: str) -> dict[str, float]:
     cpu_median, cpu_p95 = _summary(cpu)
     print(f"{label:<22} median {median:7.2f} ms   p95 {p95:7.2f} ms   "
           f"(CPU median {cpu_median:6.2f} ms, p95 {cpu_p95:6.2f} ms; {len(wall)} requests)")
-    return {"p50": median, "p95": p95, "cpu_p50": cpu_median, "cpu_p95": cpu_p95}
+    return {"p50": median, "p95": p95, "cpu_p50": cpu_median, "cpu_p95": cpu_p95, "wall": wall}
 
 
 def _config(path: Path, data_dir: Path) -> dict:
@@ -406,6 +515,106 @@ def load(path: Path, data_dir: Path, clients: int, seconds: float) -> dict:
     return {"queue_rps": round(rps, 1), "load_p50_ms": median, "load_p95_ms": p95, "load_errors": errors[0]}
 
 
+def _pair_ratio(slow: dict, fast: dict) -> float:
+    """Median over pairs of (request of one kind / its partner of the other kind), both measured in
+    this run: an honest comparison on a machine whose load moves."""
+    return round(statistics.median(a / b for a, b in zip(slow["wall"], fast["wall"], strict=True)), 2)
+
+
+def busiest_week(path: Path) -> str:
+    conn = sqlite3.connect(str(path))
+    try:
+        day = conn.execute("SELECT substr(created_at, 1, 10) AS d, count(*) FROM conversations "
+                           "GROUP BY d ORDER BY count(*) DESC LIMIT 1").fetchone()[0]
+    finally:
+        conn.close()
+    year, week, _ = dt.date.fromisoformat(day).isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+def worst_cases(app, path: Path, data_dir: Path, words: Words, rng: random.Random, n: int) -> dict:
+    """Issue 16's worst cases: prefix searches of 2, 3 and 4 characters (each beside the search for
+    the whole word, in this run), "all statuses" filtered by channel, priority and unassigned, the
+    reports of the busiest week (page built afresh, a chart, a CSV) and the digest's first build."""
+    figures: dict[str, Any] = {}
+    common = [words.rank(rng.randint(20, 400)) for _ in range(n)]
+    whole = measure(app, [f"/search?q={w}" for w in common], "search, whole word")
+    for k in (2, 3, 4):
+        prefixed = measure(app, [f"/search?q={w[:k]}*" for w in common], f"search, {k}-char prefix")
+        figures |= {f"prefix{k}_p50_ms": prefixed["p50"], f"prefix{k}_p95_ms": prefixed["p95"],
+                    f"prefix{k}_cpu_p95_ms": prefixed["cpu_p95"], f"prefix{k}_vs_word": _pair_ratio(prefixed, whole)}
+    plain = measure(app, ["/?status=all"] * n, "queue, all statuses")
+    filtered_all = measure(app, [f"/?status=all&channel={CHANNELS[i % len(CHANNELS)]}&priority={i % 5}"
+                                 "&assignee=unassigned" for i in range(n)], "all + channel/prio/unass.")
+    figures |= {"filtered_all_p50_ms": filtered_all["p50"], "filtered_all_p95_ms": filtered_all["p95"],
+                "filtered_all_cpu_p95_ms": filtered_all["cpu_p95"],
+                "filtered_all_vs_all": _pair_ratio(filtered_all, plain)}
+
+    week = busiest_week(path)
+    cache = app.extensions["mainland_reports"]
+    reps = max(10, n // 10)
+
+    ensure_manager(path)
+    page = measure(app, [f"/reports?week={week}"] * reps, f"reports {week} (built)", before=cache.clear,
+                   email=MANAGER)
+    chart = measure(app, [f"/reports/charts/{name}.png?week={week}"
+                          for name in ("first_response", "resolution", "csat_by_wait") * reps][:reps * 3],
+                    "report chart (drawn)", before=lambda: cache.clear(charts_only=True), email=MANAGER)
+    csv_export = measure(app, [f"/reports/export.csv?week={week}&figure=volume"] * reps, "report CSV",
+                         email=MANAGER)
+    figures |= {"report_week": week}
+    for name, measured in (("report_page", page), ("report_chart", chart), ("report_csv", csv_export)):
+        figures |= {f"{name}_p50_ms": measured["p50"], f"{name}_p95_ms": measured["p95"],
+                    f"{name}_cpu_p95_ms": measured["cpu_p95"]}
+    figures |= digest_first_build(path, data_dir, week)
+    return figures
+
+
+def ensure_manager(path: Path) -> None:
+    """A manager who may read the reports (added once to the cached database)."""
+    from inbox.store import Store
+    from inbox.web.auth import hash_password
+
+    store = Store(path)
+    try:
+        if store.agent_by_email(MANAGER) is None:
+            store.create_agent(email=MANAGER, name="Manager", role="manager", password_hash=hash_password(PASSWORD))
+    finally:
+        store.close()
+
+
+def digest_first_build(path: Path, data_dir: Path, week: str) -> dict:
+    """The digest of the busiest week built in a fresh process (charts, both languages), as the
+    worker does once a week: imports done, the first build timed (wall and CPU), then a second."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, __file__, "--digest", week, "--db", str(path), "--data-dir", str(data_dir)],
+                         capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+    figures = json.loads(out)
+    print(f"digest {week:<15} first build {figures['digest_first_s']:.2f} s (CPU "
+          f"{figures['digest_first_cpu_s']:.2f} s), second {figures['digest_second_s']:.2f} s")
+    return figures
+
+
+def digest_child(path: Path, data_dir: Path, week: str) -> None:
+    from inbox import config as config_module
+    from inbox import digest
+    from inbox.reports import Period
+    from inbox.runtime import Mainland
+
+    mainland = Mainland(config_module.from_mapping(_config(path, data_dir), base=Path.cwd()))
+    store = mainland.open_store()
+    period = Period.parse(week)
+    timings = {}
+    for name in ("first", "second"):
+        started, started_cpu = time.perf_counter(), time.process_time()
+        digest.build_digest(mainland, store, period)
+        timings[f"digest_{name}_s"] = round(time.perf_counter() - started, 2)
+        timings[f"digest_{name}_cpu_s"] = round(time.process_time() - started_cpu, 2)
+    store.close()
+    print(json.dumps(timings))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", type=Path, default=None, help="database file (default: a cached file in /tmp)")
@@ -413,13 +622,20 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200, help="requests per measured page")
     parser.add_argument("--clients", type=int, default=50, help="concurrent clients for the load test")
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of the load test")
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="conversations, messages and customers × SCALE (1 = 100,000 / 1,000,000 / 60,000)")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--digest", help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    apply_scale(args.scale)
 
     path = args.db or default_db()
     if args.serve:
         serve(path, args.data_dir)
+        return
+    if args.digest:
+        digest_child(path, args.data_dir, args.digest)
         return
     if args.rebuild or not path.exists():
         print(f"building {path} ({CONVERSATIONS:,} conversations, {MESSAGES:,} messages)...", flush=True)
@@ -463,6 +679,7 @@ def main() -> None:
     search = measure(app, [f"/search?q={term}" for term in terms], "search")
     long_thread = measure(app, [f"/conversations/{long_id}"] * max(20, n // 4), "500-message thread")
     heavy = measure(app, [f"/customers/{heavy_customer}"] * max(20, n // 4), "2,000-message customer")
+    worst = worst_cases(app, path, data_dir, words, rng, n)
     sizes = {"long_thread_kb": page_kb(app, f"/conversations/{long_id}"),
              "heavy_customer_kb": page_kb(app, f"/customers/{heavy_customer}")}
     loaded = load(path, data_dir, args.clients, args.seconds)
@@ -472,10 +689,15 @@ def main() -> None:
                           ("search", search), ("long_thread", long_thread), ("heavy_customer", heavy)):
         summary |= {f"{name}_p50_ms": figures["p50"], f"{name}_p95_ms": figures["p95"],
                     f"{name}_cpu_p95_ms": figures["cpu_p95"]}
-    summary |= {**sizes, **loaded, "clients": args.clients, "conversations": conversations, "messages": messages,
+    summary |= worst
+    summary |= {**sizes, **loaded, "scale": SCALE, "clients": args.clients, "conversations": conversations, "messages": messages,
                 "load_average": round(max(load_before, os.getloadavg()[0]), 1)}
     missed = [k for k, limit in TARGETS.items() if summary[k] >= limit]
-    print("targets met" if not missed else f"targets missed: {', '.join(missed)}")
+    print("targets met (wall clock)" if not missed else f"targets missed (wall clock): {', '.join(missed)}")
+    # On a shared machine the wall clock includes waiting for a core; the same targets on CPU time:
+    cpu_missed = [k for k, limit in TARGETS.items()
+                  if summary.get(k.replace("_p95_ms", "_cpu_p95_ms").replace("_first_s", "_first_cpu_s"), 0) >= limit]
+    print("targets met (CPU time)" if not cpu_missed else f"targets missed (CPU time): {', '.join(cpu_missed)}")
     print(json.dumps(summary))
 
 

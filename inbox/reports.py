@@ -18,14 +18,18 @@ import datetime as dt
 import io
 import re
 import statistics
-from collections import defaultdict
-from collections.abc import Iterable, Mapping
+import threading
+from collections import OrderedDict, defaultdict
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from inbox import clock
 from inbox.store.base import iso, parse_iso
+
+#: Reports kept per process (ReportCache): a few weeks' pages with their charts.
+CACHE_SIZE = 8
 
 #: First-response bands for "satisfaction by waiting time", in business seconds: (key, upper bound).
 WAIT_BANDS = (("15m", 15 * 60), ("1h", 3600), ("4h", 4 * 3600), ("24h", 24 * 3600), ("more", None))
@@ -182,6 +186,13 @@ def age_bucket(created_at: str, now: dt.datetime) -> str:
     return AGE_BUCKETS[-1][0]
 
 
+def _count_by_age(rows: list[dict[str, Any]], now: dt.datetime) -> dict[str, int]:
+    counts = dict.fromkeys((key for key, _ in AGE_BUCKETS), 0)
+    for row in rows:  # one bucket per row, not one pass per bucket
+        counts[age_bucket(row["created_at"], now)] += 1
+    return counts
+
+
 def _survey_wait(s: Mapping[str, Any]) -> float | None:
     value = s.get("survey_first_response_seconds")
     return value if value is not None else s.get("first_response_seconds")
@@ -194,7 +205,7 @@ def build(store: Any, period: Period, now: dt.datetime | None = None) -> Report:
     agents, teams = store.report_people()
     report = Report(
         period=period, now=now, conversations=store.report_conversations(start, end),
-        surveys=store.report_surveys(start, end), backlog_rows=store.report_backlog(),
+        surveys=store.report_surveys(start, end), backlog_rows=store.report_backlog_summary(),
         asked=store.report_surveys_asked(start, end), replies=store.report_replies(start, end),
         agent_names=agents, team_names=teams,
     )
@@ -267,7 +278,7 @@ def build(store: Any, period: Period, now: dt.datetime | None = None) -> Report:
         "by_status": {s: sum(1 for r in backlog if r["status"] == s) for s in ("new", "open", "pending", "snoozed")},
         "by_channel": {ch: sum(1 for r in backlog if r["channel"] == ch)
                        for ch in sorted({r["channel"] for r in backlog})},
-        "by_age": {key: sum(1 for r in backlog if age_bucket(r["created_at"], now) == key) for key, _ in AGE_BUCKETS},
+        "by_age": _count_by_age(backlog, now),
         "median_age_seconds": _median((now - parse_iso(r["created_at"])).total_seconds() for r in backlog),
         "waiting": len(waiting),
         "longest_waiting": [
@@ -284,8 +295,11 @@ def build(store: Any, period: Period, now: dt.datetime | None = None) -> Report:
 
 def rows_for(report: Report, figure: str, *, channel: str | None = None, level: str | None = None,
              band: str | None = None, agent: int | None = None, team: int | None = None,
-             age: str | None = None) -> list[dict[str, Any]]:
-    """The conversations a figure counts, filtered as its table cell is (channel, level, band, ...)."""
+             age: str | None = None, store: Any = None) -> list[dict[str, Any]]:
+    """The conversations a figure counts, filtered as its table cell is (channel, level, band, ...).
+
+    The backlog's rows carry the export's columns only when `store` is given: they are read then,
+    as they are now (the report holds only what its figures need)."""
     if figure not in FIGURES:
         raise ValueError(f"unknown figure {figure!r}")
     now = report.now
@@ -296,7 +310,7 @@ def rows_for(report: Report, figure: str, *, channel: str | None = None, level: 
         if team is not None:
             rows = [s for s in rows if s["survey_team_id"] == team]
     elif figure in ("backlog", "waiting"):
-        rows = list(report.backlog_rows)
+        rows = store.report_backlog() if store is not None else list(report.backlog_rows)
         if figure == "waiting":
             rows = sorted((r for r in rows if r["status"] in ("new", "open") and r["waiting_since"]),
                           key=lambda r: r["waiting_since"])
@@ -376,3 +390,57 @@ def spam_check_quality(store: Any) -> list[dict[str, Any]]:
             "recall": caught / (caught + missed) if caught + missed else None,
         })
     return rows
+# Building a report once per view --------------------------------------------------------------------------
+
+class ReportCache:
+    """Reports and their chart images, built once and reused by the page, its charts and its CSVs.
+
+    A report is keyed by the database, the period (week and time zone), the store's data version
+    (`report_data_version`: messages, conversation changes, surveys, people) and the minute of
+    `now`: a change anyone makes shows at once, and what the version does not see (service-level
+    results the worker stores) at most a minute late. Thread-safe; the oldest entries go first.
+    """
+
+    def __init__(self, size: int = CACHE_SIZE) -> None:
+        self.size = size
+        self._entries: OrderedDict[tuple, dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.builds = 0
+
+    def _entry(self, store: Any, period: Period, now: dt.datetime) -> dict[str, Any]:
+        key = (str(store.path), period, store.report_data_version(), now.replace(second=0, microsecond=0))
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
+                return entry
+        report = build(store, period, now)
+        entry = {"report": report, "charts": {}}
+        with self._lock:
+            self.builds += 1
+            self._entries[key] = entry
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        return entry
+
+    def report(self, store: Any, period: Period, now: dt.datetime | None = None) -> Report:
+        """The report of `period` as of `now`, built at most once per key."""
+        return self._entry(store, period, now or clock.now())["report"]
+
+    def chart(self, store: Any, period: Period, name: str, locale: str, draw: Callable[[Report], bytes],
+              now: dt.datetime | None = None) -> bytes:
+        """The chart `name` of that report in `locale`, drawn by `draw(report)` once per report."""
+        entry = self._entry(store, period, now or clock.now())
+        charts = entry["charts"]
+        if (name, locale) not in charts:
+            charts[(name, locale)] = draw(entry["report"])
+        return charts[(name, locale)]
+
+    def clear(self, *, charts_only: bool = False) -> None:
+        """Forget every report (or only their drawn charts)."""
+        with self._lock:
+            if charts_only:
+                for entry in self._entries.values():
+                    entry["charts"].clear()
+            else:
+                self._entries.clear()

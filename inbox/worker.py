@@ -494,6 +494,8 @@ class Worker:
             busy, log_pages, moved = store.checkpoint()
             log.debug("checkpoint: busy=%s wal_pages=%s checkpointed=%s", busy, log_pages, moved)
             self._delete_old_spam(store)
+            # The planner's statistics, kept fresh as the inbox grows (nothing else gathers them).
+            store.optimize()
         except Exception:
             log.exception("housekeeping failed")
 

@@ -238,3 +238,64 @@ def test_the_satisfaction_chart_gives_each_count_its_own_words():
     png = charts.csat_by_wait_chart(bands, {"15m": "≤ 15 min", "1h": "15–60 min"}, title="Satisfaction",
                                     answers_label=answers, empty_label="No data")
     assert png.startswith(b"\x89PNG") and said == [1, 3]
+
+
+def test_a_report_is_built_once_for_its_page_charts_and_csv_and_again_when_the_data_changes(report_app,
+                                                                                              frozen_clock):
+    frozen_clock.set(MONDAY + dt.timedelta(days=1))
+    mainland = report_app.extensions["mainland"]
+    store = mainland.open_store()
+    make_agent(store, "mia@example.org", role="manager", name="Mia Manager")
+    ann = make_agent(store, "ann@example.org", name="Ann Agent")
+    _conversation(mainland, store, "chat", MONDAY, name="Finn", reply_after=5 * M, agent=ann)
+    client = report_app.test_client()
+    login(client, "mia@example.org")
+    cache = report_app.extensions["mainland_reports"]
+
+    assert client.get(f"/reports?week={WEEK}").status_code == 200
+    for name in ("first_response", "resolution", "csat_by_wait"):
+        chart = client.get(f"/reports/charts/{name}.png?week={WEEK}")
+        assert chart.status_code == 200 and chart.data.startswith(b"\x89PNG")
+    assert len(_csv(client, figure="volume")) == 1
+    assert cache.builds == 1  # the page, its three charts and the CSV: one report
+
+    # A customer writes in: the very next request counts them, within the same minute.
+    gus = _conversation(mainland, store, "chat", MONDAY + H, name="Gus")
+    assert len(_csv(client, figure="volume")) == 2
+    assert [int(r["conversation"]) for r in _csv(client, figure="waiting")] == [gus]
+    # An agent answers Gus: no longer waiting.
+    queue_reply(mainland, store, gus, "Here you are", agent=ann, now=MONDAY + dt.timedelta(days=1))
+    assert _csv(client, figure="waiting") == []
+    assert cache.builds == 3
+    # The backlog's export still carries every column (read for the export, not kept in the report).
+    [row] = [r for r in _csv(client, figure="backlog") if int(r["conversation"]) == gus]
+    assert row["customer"] == "Gus" and row["agent"] and row["first_response_at"]
+    # The chart of the changed report is drawn again, not served from before the change.
+    assert client.get(f"/reports/charts/first_response.png?week={WEEK}").status_code == 200
+    assert cache.builds == 3
+    # Time moves on (ages and misses depend on it): a new minute builds again.
+    frozen_clock.advance(dt.timedelta(minutes=2))
+    assert client.get(f"/reports?week={WEEK}").status_code == 200
+    assert cache.builds == 4
+    store.close()
+
+
+def test_replies_per_agent_and_first_responders_read_the_reply_indexes(tmp_path):
+    # m033: the week's replies per agent and each conversation's first responder come from partial
+    # indexes of our replies, not from every message of the year.
+    from inbox.store import Store
+
+    store = Store(tmp_path / "plan.db")
+    store.migrate()
+
+    def plan(sql: str) -> str:
+        return " ".join(str(row[3]) for row in store.execute("EXPLAIN QUERY PLAN " + sql).fetchall())
+
+    assert "USING COVERING INDEX messages_replies_by_time" in plan(
+        "SELECT agent_id, count(*) FROM messages WHERE direction = 'out' AND agent_id IS NOT NULL "
+        "AND received_at >= '2026-11-16' AND received_at < '2026-11-23' "
+        "AND ' ' || flags || ' ' NOT LIKE '% auto_submitted %' GROUP BY agent_id")
+    assert "USING COVERING INDEX messages_replies" in plan(
+        "SELECT f.agent_id FROM messages f WHERE f.conversation_id = 7 AND f.direction = 'out' "
+        "AND ' ' || f.flags || ' ' NOT LIKE '% survey %' ORDER BY f.received_at, f.id LIMIT 1")
+    store.close()

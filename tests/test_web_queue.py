@@ -656,3 +656,18 @@ def test_most_urgent_sort_reads_an_index_not_every_conversation(tmp_path):
         "ORDER BY ifnull(c.sla_due_adequate, '~') ASC, c.id ASC LIMIT 50").fetchall())
     store.close()
     assert "USING INDEX queue_urgency" in plan
+
+
+def test_all_statuses_filtered_by_channel_priority_and_unassigned_read_one_covering_index(tmp_path):
+    # status=all + channel + priority + unassigned, latest activity first: one branch per status
+    # (inbox/store/queue.py); queue_activity (m033) holds the filter columns, so no table reads.
+    from inbox.store import Store
+
+    store = Store(tmp_path / "plan.db")
+    store.migrate()
+    plan = " ".join(str(row[3]) for row in store.execute(
+        "EXPLAIN QUERY PLAN SELECT c.id FROM conversations c WHERE c.status = 'resolved' "
+        "AND (+c.team_id IS NULL OR +c.team_id IN (1, 2)) AND +c.channel = 'mail' AND +c.assignee_id IS NULL "
+        "AND +c.priority = 3 ORDER BY c.last_message_at DESC, c.id DESC LIMIT 50").fetchall())
+    store.close()
+    assert "USING COVERING INDEX queue_activity" in plan

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from inbox.store import queue as queue_store
-from inbox.store.queue import SearchQueryError, fts_query
+from inbox.store.queue import PrefixTooShortError, SearchQueryError, fts_query
 from inbox.web.queue import highlight
 from tests.test_web_auth import login, make_agent, web_store  # noqa: F401
 from tests.test_web_queue import Clock, Inbox
@@ -88,6 +88,50 @@ def test_prefix_search_and_several_words(agent_client, inbox):
     assert groups(search(agent_client, "invoices nonexistentword")[1]) == []
 
 
+def test_prefix_search_of_two_three_and_more_characters_finds_every_word_with_that_start(agent_client, inbox):
+    # The prefix indexes of m033 hold 2 and 3 characters; longer prefixes expand over the terms: all the same.
+    parcel = inbox.mail("Parcel", sender="a@example.org", body="Where is my parcel? Parcels get lost.")
+    pardon = inbox.chat("Pardon the delay, I paid twice", handle="71")
+    inbox.mail("Other", sender="b@example.org", body="Nothing about that here.")
+    cases = {"pa*": {parcel, pardon}, "par*": {parcel, pardon}, "parc*": {parcel}, "pard*": {pardon},
+             "parcels*": {parcel}, "PAR*": {parcel, pardon}, "pai*": {pardon}}
+    for query, expected in cases.items():
+        status, page = search(agent_client, query)
+        assert status == 200 and set(groups(page)) == expected, query
+    page = search(agent_client, "parc*")[1]
+    assert "my <mark>parcel</mark>? <mark>Parcels</mark> get lost" in page
+
+
+def test_prefix_search_snippets_belong_to_the_shown_messages_only(agent_client, inbox):
+    # Snippets are read in one pass over a rowid range: matches inside that range that are not
+    # shown (beyond the snippets per conversation) must not leak into the page.
+    first = inbox.mail("Kettle", sender="k@example.org", body="kettle one", message_id="<k1@example.org>")
+    for n in range(2, 6):
+        inbox.mail("Re: Kettle", sender="k@example.org", body=f"kettle number{n}", in_reply_to="<k1@example.org>")
+    other = inbox.chat("kettlebell question", handle="72")
+    status, page = search(agent_client, "ke*")
+    assert status == 200 and set(groups(page)) == {first, other}
+    shown = re.findall(r"<mark>kettle</mark> number(\d)", page)
+    assert sorted(shown) == ["3", "4", "5"]  # the newest three of five; "one" and "number2" are not shown
+    assert "<mark>kettlebell</mark> question" in page
+
+
+@pytest.mark.parametrize("q", ["a*", "é*", "'a*", "needle b*"])
+def test_a_one_letter_prefix_is_refused_with_a_message_to_type_more(agent_client, inbox, q):
+    inbox.mail("Apples", body="apples and bananas needle")
+    status, page = search(agent_client, q)
+    assert status == 400
+    assert "needs at least 2 letters before the *. Type more." in page
+    assert groups(page) == []
+
+
+def test_a_prefix_in_the_customer_name_shows_the_conversation_snippet(agent_client, inbox):
+    by_name = inbox.chat("hello", handle="8812", name="Wilhelmina Vermeulen")
+    status, page = search(agent_client, "verm*")
+    assert status == 200 and groups(page) == [by_name]
+    assert "<mark>Vermeulen</mark>" in page
+
+
 def test_snippets_never_carry_markup_from_the_message(agent_client, inbox):
     inbox.mail("x", body='<script>alert(1)</script> needle <img src=x onerror=alert(2)> </mark><mark>'
                          "\x02fake\x03 marker")
@@ -140,6 +184,9 @@ def test_fts_query_quotes_every_term():
     assert fts_query('a"b') == '"a""b"'
     with pytest.raises(SearchQueryError):
         fts_query("x" * 501)
+    assert fts_query("ab*") == '"ab"*'
+    with pytest.raises(PrefixTooShortError):
+        fts_query("needle x*")
 
 
 # Access (IN-65) ------------------------------------------------------------------------------

@@ -334,6 +334,17 @@ def test_housekeeping_checkpoints_the_write_ahead_log(make_mainland, workers):
     store.close()
 
 
+def test_housekeeping_gathers_the_query_planners_statistics(make_mainland, workers):
+    # PRAGMA optimize on the housekeeping schedule (#16): before it, nothing ever ran ANALYZE.
+    mainland = make_mainland({}, checkpoint_every=0.3)
+    store = mainland.open_store(migrate=True)
+    has_statistics = "SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'"
+    assert store.execute(has_statistics).fetchone()[0] == 0
+    worker = workers(mainland)
+    wait(worker, lambda: worker.runs["housekeeping"] >= 1 and store.execute(has_statistics).fetchone()[0] == 1)
+    store.close()
+
+
 def test_the_lease_holder_sends_queued_replies_once(make_mainland, workers):
     channels = {"mail": {"kind": "fake", "poll_every": 60}}
     mainland = make_mainland(channels, outbox_every=INTERVAL)

@@ -53,6 +53,8 @@ from inbox.store.work import WorkQueries
 __all__ = ["Store", "NotFound", "StoreError", "now_iso"]
 
 BUSY_TIMEOUT_MS = 10_000
+#: Rows per index that ANALYZE (run by PRAGMA optimize) looks at: SQLite's recommended bound.
+ANALYSIS_LIMIT = 400
 
 
 class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries, AgentQueries, WebformQueries,
@@ -82,6 +84,11 @@ class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries
         # Erased personal data must not linger in free pages.
         conn.execute("PRAGMA secure_delete = ON")
         conn.execute("PRAGMA journal_size_limit = 67108864")
+        # SQLite's advice for long-lived connections: optimize once at open (0x10002: look at every
+        # table, but only analyze what has no or stale statistics, within analysis_limit), then
+        # now and then (the worker's housekeeping, `optimize()`). Without it the planner never has statistics.
+        conn.execute(f"PRAGMA analysis_limit = {ANALYSIS_LIMIT}")
+        conn.execute("PRAGMA optimize = 0x10002")
         self._local = threading.local()
         if check:
             self.check_integrity()
@@ -152,6 +159,11 @@ class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries
                 f"{self.path} failed its integrity check ({row[0]}). Restore the latest backup; "
                 "see docs/operations.md."
             )
+
+    def optimize(self) -> None:
+        """Gather the planner's statistics where they are missing or stale (`PRAGMA optimize`, bounded
+        by analysis_limit rows per index, so it costs milliseconds even at a million messages)."""
+        self.conn.execute("PRAGMA optimize")
 
     def checkpoint(self) -> tuple[int, int, int]:
         """Recycle the write-ahead log so that it does not grow without bound."""

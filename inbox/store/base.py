@@ -31,7 +31,15 @@ def now_iso() -> str:
 def parse_iso(text: str | None) -> dt.datetime | None:
     if not text:
         return None
+    if len(text) == _ISO_LENGTH and text[-1] == "Z":
+        # fromisoformat is about 100 times faster than strptime (reports parse every row's timestamps);
+        # anything not of the stored shape still goes to strptime, which raises as before.
+        return dt.datetime.fromisoformat(text)
     return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
+
+
+#: len("2026-11-16T09:00:00.000000Z"), the shape `iso` writes.
+_ISO_LENGTH = 27
 
 
 def as_dict(cursor: sqlite3.Cursor, row: tuple | None) -> dict[str, Any] | None:

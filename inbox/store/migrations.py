@@ -1497,3 +1497,53 @@ _WEBHOOK_EVENT_TRIGGERS = (
     ("service_level_breached", "INSERT ON sla_notifications", "new.kind = 'breach'", "service_level.breached",
      "new.conversation_id", "NULL", "json_object('metric', new.metric, 'due_at', new.due_at)", "new.created_at"),
 )
+
+
+@migrations()
+def m033_prefix_search_and_queue_filter_index(db: Database) -> None:
+    # Web worst cases (issue 16). Both search indexes get FTS5 prefix indexes of 2 and 3 characters, so
+    # that `ap*` reads one stored list instead of merging the lists of every word starting with "ap"
+    # (shorter prefixes are refused by inbox.store.queue.fts_query). FTS5 cannot add a prefix index to an
+    # existing table: each is created again and filled in one pass. Cost: one read of every message and
+    # a write of the new index, about two minutes of CPU per million real-sized messages (bench/web.py:
+    # 11 s for 102,500), inside the migration's transaction (docs/operations.md says so).
+    # The messages_* triggers name the table, not its definition, so they keep working unchanged.
+    db.executescript(
+        f"""
+        DROP TABLE messages_fts;
+        CREATE VIRTUAL TABLE messages_fts USING fts5(
+            subject, text, author_name, author_handle,
+            tokenize = 'unicode61 remove_diacritics 2', prefix = '2 3', content = 'messages'
+        );
+        INSERT INTO messages_fts (messages_fts) VALUES ('rebuild');
+
+        DROP TABLE conversation_search;
+        CREATE VIRTUAL TABLE conversation_search USING fts5(
+            subject, customer, tokenize = 'unicode61 remove_diacritics 2', prefix = '2 3'
+        );
+        INSERT INTO conversation_search (rowid, subject, customer)
+            SELECT c.id, c.subject, {_CUSTOMER_SEARCH_TEXT.format(customer="c.customer_id")} FROM conversations c;
+        """  # noqa: S608 (constants of this module only)
+    )
+    # "All statuses" with channel, priority and "unassigned" sorted by latest activity: conversations_activity
+    # (status, last_message_at) made every candidate row a table read for the filter columns; this index
+    # holds them, as queue_waiting and queue_urgency do for the other sorts. It starts with the old index's
+    # columns, so the old one goes (else the planner keeps taking the narrower one on small tables).
+    db.executescript(
+        """
+        CREATE INDEX queue_activity ON conversations(status, last_message_at, team_id, channel, assignee_id,
+                                                     priority);
+        DROP INDEX conversations_activity;
+        """
+    )
+    # Reports (inbox/store/reports.py): who sent each conversation's first reply, and replies per agent in a
+    # week, were a read of every message row of the conversation, and of every message of the year. Both
+    # partial indexes hold our replies only, with every column those questions read (so no message row is read).
+    db.executescript(
+        """
+        CREATE INDEX messages_replies ON messages(conversation_id, received_at, agent_id, flags, direction)
+            WHERE direction = 'out';
+        CREATE INDEX messages_replies_by_time ON messages(received_at, agent_id, flags, direction)
+            WHERE direction = 'out' AND agent_id IS NOT NULL;
+        """
+    )

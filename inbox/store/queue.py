@@ -65,6 +65,9 @@ SNIPPETS_PER_CONVERSATION = 3
 #: User search text: the longest accepted (IN-63) and the most terms used.
 MAX_SEARCH_CHARS = 500
 MAX_SEARCH_TERMS = 12
+#: Shortest prefix search (`ap*`): the search indexes keep prefixes of 2 and 3 characters (m033); a
+#: one-letter prefix would match a large share of all words and read most of the index.
+MIN_PREFIX_CHARS = 2
 
 #: Label colours, picked by name so a label keeps its colour.
 LABEL_COLORS = ("#1d5f8a", "#2f855a", "#b7791f", "#9b2c2c", "#6b46c1", "#2c7a7b", "#975a16", "#4a5568")
@@ -72,6 +75,10 @@ LABEL_COLORS = ("#1d5f8a", "#2f855a", "#b7791f", "#9b2c2c", "#6b46c1", "#2c7a7b"
 
 class SearchQueryError(StoreError):
     """The search text cannot be used (too long); the page says so instead of searching."""
+
+
+class PrefixTooShortError(SearchQueryError):
+    """A prefix search (`a*`) shorter than MIN_PREFIX_CHARS letters or digits."""
 
 
 @dataclass(frozen=True)
@@ -145,12 +152,17 @@ def _has_token(term: str) -> bool:
     return any(unicodedata.category(ch)[0] in "LN" or unicodedata.category(ch) == "Co" for ch in term)
 
 
+def _token_chars(term: str) -> int:
+    return sum(1 for ch in term if _has_token(ch))
+
+
 def fts_query(text: str) -> str | None:
     """An FTS5 query for what a person typed: every term a quoted string, all required.
 
     `abc*` keeps its meaning (prefix search); nothing else is syntax: quotes, NEAR(, column
     filters, ^ and operators are searched for as words. None when there is nothing to search for.
-    Raises SearchQueryError for text longer than MAX_SEARCH_CHARS.
+    Raises SearchQueryError for text longer than MAX_SEARCH_CHARS, PrefixTooShortError for a
+    prefix of fewer than MIN_PREFIX_CHARS letters or digits.
     """
     if len(text) > MAX_SEARCH_CHARS:
         raise SearchQueryError(f"search text longer than {MAX_SEARCH_CHARS} characters")
@@ -160,6 +172,8 @@ def fts_query(text: str) -> str | None:
         term = raw.rstrip("*")
         if not _has_token(term):
             continue
+        if prefix and _token_chars(term) < MIN_PREFIX_CHARS:
+            raise PrefixTooShortError(f"prefix {term!r} shorter than {MIN_PREFIX_CHARS} characters")
         quoted = '"' + term.replace('"', '""') + '"'
         parts.append(quoted + ("*" if prefix else ""))
         if len(parts) == MAX_SEARCH_TERMS:
@@ -586,12 +600,15 @@ class QueueQueries:
             marks = ",".join("?" * len(snippet_ids))
             # The text column's snippet when the match is there (the subject usually repeats the
             # conversation's), else the best column's (subject, author name or handle).
+            # One MATCH over the ids' rowid range, the ids picked by `+rowid IN` (not handed to FTS5):
+            # `rowid IN (...)` would run the MATCH once per id, expanding a prefix each time.
             for message_id, direction, author, received_at, in_text, best in self.conn.execute(
                 "SELECT f.rowid, m.direction, coalesce(nullif(m.author_name, ''), m.author_handle), "  # noqa: S608
                 "m.received_at, snippet(messages_fts, 1, ?, ?, '…', 16), snippet(messages_fts, -1, ?, ?, '…', 16) "
                 f"FROM messages_fts f JOIN messages m ON m.id = f.rowid WHERE messages_fts MATCH ? "
-                f"AND f.rowid IN ({marks})",
-                [mark_open, mark_close, mark_open, mark_close, match, *snippet_ids],
+                f"AND f.rowid BETWEEN ? AND ? AND +f.rowid IN ({marks})",
+                [mark_open, mark_close, mark_open, mark_close, match, min(snippet_ids), max(snippet_ids),
+                 *snippet_ids],
             ):
                 snippets[message_id] = {"message_id": message_id, "direction": direction, "author": author,
                                         "received_at": received_at,
@@ -603,8 +620,8 @@ class QueueQueries:
             marks = ",".join("?" * len(matched_itself))
             conversation_snippets = dict(self.conn.execute(
                 "SELECT rowid, snippet(conversation_search, -1, ?, ?, '…', 12) FROM conversation_search "  # noqa: S608
-                f"WHERE conversation_search MATCH ? AND rowid IN ({marks})",
-                [mark_open, mark_close, match, *matched_itself],
+                f"WHERE conversation_search MATCH ? AND rowid BETWEEN ? AND ? AND +rowid IN ({marks})",
+                [mark_open, mark_close, match, min(matched_itself), max(matched_itself), *matched_itself],
             ).fetchall())
 
         result = []

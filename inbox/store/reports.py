@@ -11,12 +11,8 @@ from typing import Any
 
 from inbox.store.base import as_dicts
 
-#: The customer's first message since our last reply (not counting machine mail or survey answers).
-_WAITING_SINCE = (
-    "(SELECT min(w.received_at) FROM messages w WHERE w.conversation_id = c.id AND w.direction = 'in' "
-    "AND ' ' || w.flags || ' ' NOT LIKE '% survey_answer %' AND w.id > ifnull((SELECT max(o.id) FROM messages o "
-    "WHERE o.conversation_id = c.id AND o.direction = 'out' AND ' ' || o.flags || ' ' NOT LIKE '% survey %'), 0))"
-)
+#: The backlog: conversations still to be finished, people's only.
+_BACKLOG = "c.status IN ('new', 'open', 'pending', 'snoozed') AND c.automatic = 0"
 
 _CONVERSATION_COLUMNS = (
     "c.id, c.channel, c.subject, c.status, c.priority, c.created_at, c.first_response_at, c.resolved_at, "
@@ -63,10 +59,20 @@ class ReportQueries:
             (start, end))}
 
     def report_backlog(self) -> list[dict[str, Any]]:
-        """Every conversation still to be finished, with since when its customer has been waiting."""
+        """Every conversation still to be finished, with every column of the CSV export and since
+        when its customer has been waiting (as stored, kept by the m004 triggers)."""
         return as_dicts(self.conn.execute(
-            f"SELECT {_CONVERSATION_COLUMNS}, {_WAITING_SINCE} AS waiting_since {_JOINS} "  # noqa: S608
-            "WHERE c.status IN ('new', 'open', 'pending', 'snoozed') AND c.automatic = 0 ORDER BY c.created_at"))
+            f"SELECT {_CONVERSATION_COLUMNS}, c.waiting_since {_JOINS} "  # noqa: S608
+            f"WHERE {_BACKLOG} ORDER BY c.created_at"))
+
+    def report_backlog_summary(self) -> list[dict[str, Any]]:
+        """The backlog's figures need only these columns, all in the conversation row: no message is
+        read (the export's columns cost a few message look-ups per conversation: `report_backlog`)."""
+        return as_dicts(self.conn.execute(
+            "SELECT c.id, c.status, c.channel, c.created_at, c.waiting_since, c.subject, "  # noqa: S608
+            "cu.display_name AS customer_name FROM conversations c JOIN customers cu ON cu.id = c.customer_id "
+            # `+`: read the backlog's rows and sort them, rather than walk every conversation in date order.
+            f"WHERE {_BACKLOG} ORDER BY +c.created_at"))
 
     def report_replies(self, start: str, end: str) -> dict[int, int]:
         """Replies sent by each agent in the period (surveys and other automatic messages excluded)."""
@@ -74,6 +80,17 @@ class ReportQueries:
             "SELECT agent_id, count(*) FROM messages WHERE direction = 'out' AND agent_id IS NOT NULL "
             "AND received_at >= ? AND received_at < ? AND ' ' || flags || ' ' NOT LIKE '% auto_submitted %' "
             "GROUP BY agent_id", (start, end))}
+
+    def report_data_version(self) -> tuple:
+        """Changes whenever what a report counts changes: a message, a conversation's status, team,
+        assignee or subject (conversation_changes, kept by triggers), a survey asked or answered,
+        an agent or team added. Counts go with the maxima so that a deletion changes it too."""
+        return tuple(self.conn.execute(
+            "SELECT (SELECT count(*) || ':' || ifnull(max(seq), 0) FROM conversation_changes), "
+            "(SELECT count(*) FROM csat_surveys), "
+            "(SELECT max(answered_at) FROM csat_surveys WHERE answered_at IS NOT NULL), "
+            "(SELECT count(*) || ':' || ifnull(max(id), 0) FROM agents), "
+            "(SELECT count(*) || ':' || ifnull(max(id), 0) FROM teams)").fetchone())
 
     def report_people(self) -> tuple[dict[int, str], dict[int, str]]:
         """Names of agents and teams by id."""

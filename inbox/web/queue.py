@@ -41,12 +41,14 @@ from inbox.store.queue import (
     COUNT_CAP,
     MAX_LABEL_NAME,
     MAX_VIEW_NAME,
+    MIN_PREFIX_CHARS,
     NO_TEAM,
     PAGE_SIZE,
     PRIORITIES,
     SORTS,
     STATUS_GROUPS,
     STATUSES,
+    PrefixTooShortError,
     QueueQuery,
     SearchQueryError,
     fts_query,
@@ -527,6 +529,12 @@ def search():
         return _bad_filter()
     try:
         match = fts_query(text)
+    except PrefixTooShortError:
+        body = render_template(
+            "queue/search.html", q=text[:200], order=order, result=None,
+            problem=_("A search for words that start with some letters needs at least %(num)d letters before "
+                      "the *. Type more.", num=MIN_PREFIX_CHARS))
+        return body, 400
     except SearchQueryError:
         body = render_template("queue/search.html", q=text[:200], order=order, result=None,
                                problem=_("The search text is too long. Use a few words."))

@@ -10,9 +10,10 @@ was mailed, in a frame whose document may load nothing but its own images.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, Flask, Response, abort, render_template, request, url_for
+from flask import Blueprint, Flask, Response, abort, current_app, render_template, request, url_for
 from flask_babel import format_decimal, format_percent, get_locale
 
 from inbox import charts, clock, digest, helpcenter, reports, service_levels
@@ -66,7 +67,7 @@ def _int_arg(name: str) -> int | None:
 @role_required(*ROLES)
 def index():
     period = _period()
-    report = reports.build(get_store(), period)
+    report = _cache().report(get_store(), period)
     levels = service_levels.for_config(mainland().config)
     return render_template(
         "reports/index.html", report=report, period=period, policies=digest.policies_summary(levels),
@@ -95,9 +96,10 @@ def export():
     age = request.args.get("age") or None
     if level not in (None, *LEVEL_LABELS) or band not in (None, *BAND_LABELS) or age not in (None, *AGE_LABELS):
         abort(400)
-    report = reports.build(get_store(), period)
+    store = get_store()
+    report = _cache().report(store, period)
     rows = reports.rows_for(report, figure, channel=request.args.get("channel") or None, level=level, band=band,
-                            agent=_int_arg("agent"), team=_int_arg("team"), age=age)
+                            agent=_int_arg("agent"), team=_int_arg("team"), age=age, store=store)
     body = reports.to_csv(report, rows, mainland().config.base_url)
     name = "-".join(p for p in ("mainland", period.key, figure, request.args.get("channel", ""), level or "",
                                 band or "", age or "") if p)
@@ -109,21 +111,36 @@ def export():
 @bp.get("/charts/<name>.png")
 @role_required(*ROLES)
 def chart(name: str):
-    period = _period()
-    store = get_store()
-    report = reports.build(store, period)
-    if name == "first_response" or name == "resolution":
-        png = charts.service_levels_chart(
-            report.channels, metric=name, title=str(METRIC_LABELS[name]), desired_label=_("within desired"),
-            adequate_label=_("within adequate"), empty_label=_("No data this week"))
-    elif name == "csat_by_wait":
-        png = charts.csat_by_wait_chart(report.csat_by_band, {k: str(v) for k, v in BAND_LABELS.items()},
-                                        title=_("Satisfaction by first-response time"),
-                                        answers_label=lambda n: ngettext("%(num)d answer", "%(num)d answers", n),
-                                        empty_label=_("No data this week"))
-    else:
+    if name not in CHARTS:
         abort(404)
+    png = _cache().chart(get_store(), _period(), name, str(get_locale()), CHARTS[name])
     return Response(png, mimetype="image/png")
+
+
+def _service_levels_chart(report: reports.Report, metric: str) -> bytes:
+    return charts.service_levels_chart(
+        report.channels, metric=metric, title=str(METRIC_LABELS[metric]), desired_label=_("within desired"),
+        adequate_label=_("within adequate"), empty_label=_("No data this week"))
+
+
+def _csat_by_wait_chart(report: reports.Report) -> bytes:
+    return charts.csat_by_wait_chart(report.csat_by_band, {k: str(v) for k, v in BAND_LABELS.items()},
+                                     title=_("Satisfaction by first-response time"),
+                                     answers_label=lambda n: ngettext("%(num)d answer", "%(num)d answers", n),
+                                     empty_label=_("No data this week"))
+
+
+#: The page's charts by name, each drawn from the cached report (in the request's language).
+CHARTS: dict[str, Callable[[reports.Report], bytes]] = {
+    "first_response": lambda report: _service_levels_chart(report, "first_response"),
+    "resolution": lambda report: _service_levels_chart(report, "resolution"),
+    "csat_by_wait": _csat_by_wait_chart,
+}
+
+
+def _cache() -> reports.ReportCache:
+    """This app's report cache: the page, its three charts and its CSVs build the report once."""
+    return current_app.extensions["mainland_reports"]
 
 
 @bp.get("/digests")
@@ -187,4 +204,5 @@ def _duration(seconds: float | None) -> str:
 
 
 def init_app(app: Flask) -> None:
+    app.extensions["mainland_reports"] = reports.ReportCache()
     app.jinja_env.filters.update(report_pct=_pct, report_num=_num, report_duration=_duration)
