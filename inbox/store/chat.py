@@ -1,0 +1,38 @@
+"""Store verbs for the website chat (#18): one visitor's conversation as their widget shows it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from inbox.store.base import as_dicts
+
+#: A reply the visitor may see: handed to the channel (and, later, delivered or read).
+VISIBLE_REPLY_STATES = ("sent", "delivered", "read")
+
+
+class ChatQueries:
+    conn: Any
+
+    def chat_history(self, channel: str, visitor: str, *, limit: int = 200) -> list[dict[str, Any]]:
+        """The visitor's latest `limit` messages and the team's sent replies on `channel`, oldest first.
+
+        Whole, not "after an id": a reply queued before the visitor's last message may be sent after
+        it, so an id cursor would skip it.
+
+        `visitor` is the visitor id (the conversations' thread key and the customer's `chat`
+        identity, both required, so a thread key alone never shows another customer's messages).
+        Internal notes, replies still queued (undo window, review) or failed, and withdrawn
+        messages are never shown.
+        """
+        marks = ",".join("?" * len(VISIBLE_REPLY_STATES))
+        rows = as_dicts(self.conn.execute(
+            "SELECT m.id, m.external_id, m.direction, m.text, m.author_name, m.agent_id, "  # noqa: S608
+            "COALESCE(m.sent_at, m.received_at) AS at, m.delivery_status "
+            "FROM messages m JOIN conversations c ON c.id = m.conversation_id "
+            "JOIN identities i ON i.customer_id = c.customer_id AND i.kind = 'chat' AND i.value = ? "
+            "WHERE c.channel = ? AND c.thread_key = ? AND m.deleted_at IS NULL "
+            f"AND (m.direction = 'in' OR (m.direction = 'out' AND m.delivery_status IN ({marks}))) "
+            "ORDER BY m.id DESC LIMIT ?",
+            (visitor, channel, visitor, *VISIBLE_REPLY_STATES, limit),
+        ))
+        return rows[::-1]

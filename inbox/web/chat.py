@@ -1,0 +1,295 @@
+"""The website chat's public endpoints (#18): what the widget on a customer's site talks to.
+
+Routes (every one but the script only for a configured, enabled channel of kind "chat"; 404 otherwise):
+
+- `GET  /chat/widget.js`                 the widget; one `<script data-channel="NAME">` per site
+- `GET  /chat/<channel>/config`          JSON: title, greeting, colour and the widget's words (`?lang=`)
+- `GET  /chat/<channel>/messages`        JSON: the visitor's conversation (visitor token in a header)
+- `POST /chat/<channel>/messages`        JSON `{"client_id", "text"}`: one message, stored exactly once
+- `GET  /chat/<channel>/articles`        JSON: help-center articles for what the visitor types (`?q=`)
+- `OPTIONS` on each of them              CORS preflight
+
+The widget runs on other sites, where our session cookie is not sent: no CSRF token can work, and
+none is needed, since the visitor token travels in the `X-Mainland-Visitor` header that no form can
+set. Instead every request's Origin must be Mainland's own or one of the channel's
+`allowed_origins`, and Flask-Limiter limits posts per IP address and per visitor. CORS answers
+name only an allowed origin, never `*`. All checking of a message is the connector's
+(connectors/chat.py); this module maps the outcomes to HTTP. See docs/chat.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from pathlib import Path
+
+from flask import Blueprint, Response, abort, current_app, g, jsonify, request, url_for
+from flask_babel import force_locale
+
+from connectors.base import WebhookRequest
+from connectors.chat import VISITOR_HEADER, ChatConnector, ChatRefused
+from connectors.webform import origin_of
+from inbox import helpcenter
+from inbox.i18n import LANGUAGES, select_locale
+from inbox.i18n import gettext as _
+from inbox.web import get_store
+from inbox.web.security import csrf, limiter
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("chat", __name__)
+csrf.exempt(bp)
+
+#: How long a browser may cache a CORS preflight answer.
+PREFLIGHT_MAX_AGE = 600
+#: Help-center articles suggested at most for one question.
+MAX_SUGGESTIONS = 3
+ARTICLES_LIMIT = "60 per minute"
+WIDGET_SCRIPT = Path(__file__).resolve().parents[2] / "static" / "chat" / "widget.js"
+
+
+# The channel ------------------------------------------------------------------------------------
+
+def _connector(channel: str) -> ChatConnector:
+    """The chat connector of `channel`, made once per request; 404 for anything else."""
+    cached = g.get("chat")
+    if cached is not None and cached.name == channel:
+        return cached
+    mainland = current_app.extensions["mainland"]
+    config = mainland.config.channels.get(channel)
+    if config is None or not config.enabled or config.kind != ChatConnector.kind:
+        abort(404)
+    g.chat = mainland.connector(channel)
+    return g.chat
+
+
+def _own_origins() -> set[str]:
+    mainland = current_app.extensions["mainland"]
+    return {o for o in (origin_of(request.host_url), origin_of(mainland.config.base_url)) if o}
+
+
+def _allowed(origin: str | None, connector: ChatConnector) -> bool:
+    return origin is not None and (origin in _own_origins() or origin in connector.allowed_origins)
+
+
+def _check_origin(connector: ChatConnector) -> None:
+    """403 unless the request comes from us or an allowed site (or, same-origin GET, names none)."""
+    header = request.headers.get("Origin")
+    if header is None:
+        referer = request.headers.get("Referer")
+        header = referer if referer else None
+    if header is None:
+        return  # a same-origin GET, a server-side client: the visitor token still decides what it sees
+    if not _allowed(origin_of(header) or "null", connector):
+        log.info("chat %s: refused a request from origin %s", connector.name, header[:100])
+        abort(403)
+
+
+def _visitor(connector: ChatConnector) -> str:
+    try:
+        return connector.visitor_id(request.headers.get(VISITOR_HEADER, "").strip())
+    except ChatRefused:
+        abort(401)
+
+
+# Rate limits: per IP for the channel, and per visitor (one address may hold many visitors: an office).
+
+def _setting(name: str) -> int | None:
+    channel = (request.view_args or {}).get("channel", "")
+    config = current_app.extensions["mainland"].config.channels.get(channel)
+    if config is None or config.kind != ChatConnector.kind:
+        return None
+    return int(ChatConnector.check_config(config.settings)[name])
+
+
+def _per_ip() -> str:
+    value = _setting("per_ip_per_hour")
+    return f"{value} per hour" if value else "1000 per hour"
+
+
+def _per_visitor() -> str:
+    value = _setting("per_visitor_per_minute")
+    return f"{value} per minute" if value else "1000 per minute"
+
+
+def _visitor_key() -> str:
+    # A digest, not the token: the limiter's storage must not hold a key to anyone's history.
+    token = request.headers.get(VISITOR_HEADER, "")
+    return "visitor:" + hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()[:32]
+
+
+def _scope(endpoint: str) -> str:
+    return f"chat:{(request.view_args or {}).get('channel', '')}"
+
+
+_ip_limit = limiter.shared_limit(_per_ip, scope=_scope, methods=["POST"])
+_visitor_limit = limiter.shared_limit(_per_visitor, scope=lambda e: _scope(e) + ":visitor", key_func=_visitor_key,
+                                      methods=["POST"])
+
+
+# The widget and its words -----------------------------------------------------------------------
+
+@bp.get("/chat/widget.js")
+def widget_script():
+    response = Response(WIDGET_SCRIPT.read_bytes(), mimetype="text/javascript")
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    # A site with a strict CSP loads it with its own nonce; the script needs nothing but fetch.
+    response.headers["Cross-Origin-Resource-Policy"] = "cross-origin"
+    return response
+
+
+def _language() -> str:
+    asked = (request.args.get("lang") or "").split("-")[0].lower()
+    return asked if asked in LANGUAGES else select_locale()
+
+
+def _widget_words() -> dict[str, str]:
+    """Every word the widget shows, in the current language (the widget has no gettext of its own)."""
+    return {
+        "open": _("Chat with us"),
+        "close": _("Close the chat"),
+        "title": _("Chat with us"),
+        "greeting": _("Hello! Ask us anything. We answer here, and you can come back to this chat later."),
+        "label": _("Your message"),
+        "send": _("Send"),
+        "sending": _("Sending…"),
+        "failed": _("Not sent yet. It will be sent when you are back online."),
+        "you": _("You"),
+        "team": _("Support"),
+        "suggested": _("These articles may answer your question:"),
+        "too_long": _("The message is too long."),
+        "refused": _("This chat cannot be used from this website."),
+        "busy": _("You have sent many messages in a short time. Please wait a moment."),
+    }
+
+
+@bp.get("/chat/<channel>/config", provide_automatic_options=False)
+def widget_config(channel: str):
+    connector = _connector(channel)
+    _check_origin(connector)
+    language = _language()
+    with force_locale(language):
+        words = _widget_words()
+    return jsonify(ok=True, language=language, color=connector.config["color"],
+                   title=connector.config["title"] or words["title"],
+                   greeting=connector.config["greeting"] or words["greeting"],
+                   max_text_chars=connector.max_text_chars, words=words,
+                   articles=bool(helpcenter.settings_for(current_app.extensions["mainland"].config).enabled))
+
+
+# The conversation -------------------------------------------------------------------------------
+
+def _shown(row: dict) -> dict:
+    """A message as the widget shows it: text only (it is put in the page as text, never HTML)."""
+    inbound = row["direction"] == "in"
+    return {
+        "id": row["id"],
+        "client_id": row["external_id"].partition(":")[2] if inbound else None,
+        "from": "visitor" if inbound else "team",
+        "name": "" if inbound else (row["author_name"] or ""),
+        "text": row["text"],
+        "at": row["at"],
+        "status": "received" if inbound else row["delivery_status"],
+    }
+
+
+@bp.get("/chat/<channel>/messages", provide_automatic_options=False)
+def history(channel: str):
+    connector = _connector(channel)
+    _check_origin(connector)
+    visitor = _visitor(connector)
+    rows = get_store().chat_history(connector.name, visitor)
+    response = jsonify(ok=True, messages=[_shown(row) for row in rows])
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.post("/chat/<channel>/messages", provide_automatic_options=False)
+@_ip_limit
+@_visitor_limit
+def post_message(channel: str):
+    connector = _connector(channel)
+    _check_origin(connector)
+    cap = connector.max_request_bytes
+    if request.content_length is not None and request.content_length > cap:
+        return _json_error("too_long", 413)
+    body = request.stream.read(cap + 1)
+    webhook = WebhookRequest(body=body, headers=dict(request.headers.items()), remote_addr=request.remote_addr)
+    try:
+        connector.verify_webhook(webhook)
+        [item] = connector.parse_webhook(webhook).items
+    except ChatRefused as refused:
+        return _json_error(refused.reason, refused.status)
+    store = get_store()
+    report = current_app.extensions["mainland"].ingestor(store).ingest_one(connector.name, item)
+    if report.quarantined:
+        log.warning("chat %s: message %s was quarantined", connector.name, item.external_id)
+    [row] = [r for r in store.chat_history(connector.name, item.thread_key) if r["external_id"] == item.external_id] \
+        or [None]
+    # A resend of a stored message answers as the first post did (the widget then stops resending).
+    return jsonify(ok=True, duplicate=bool(report.duplicates), message=_shown(row) if row else None)
+
+
+def _json_error(reason: str, status: int):
+    messages = {"too_long": _("The message is too long."), "visitor": _("This chat session is not valid."),
+                "empty": _("Write a message first."),
+                "busy": _("You have sent many messages in a short time. Please wait a moment.")}
+    response = jsonify(ok=False, error=reason, message=messages.get(reason, _("The message could not be read.")))
+    response.status_code = status
+    return response
+
+
+# Help-center suggestions --------------------------------------------------------------------------
+
+@bp.get("/chat/<channel>/articles", provide_automatic_options=False)
+@limiter.limit(ARTICLES_LIMIT)
+def articles(channel: str):
+    connector = _connector(channel)
+    _check_origin(connector)
+    mainland = current_app.extensions["mainland"]
+    if not helpcenter.settings_for(mainland.config).enabled:
+        return jsonify(ok=True, articles=[])
+    language = _language()
+    expression = helpcenter.match_expression((request.args.get("q") or "")[:helpcenter.MAX_QUERY_CHARS])
+    found = get_store().search_public_articles(language, expression, limit=MAX_SUGGESTIONS) if expression else []
+    base = mainland.config.base_url.rstrip("/")
+    return jsonify(ok=True, articles=[
+        {"title": a["title"], "summary": helpcenter.plain_summary(a),
+         "url": base + url_for("helpcenter.page", lang=a["language"], slug=a["slug"])} for a in found])
+
+
+# CORS -------------------------------------------------------------------------------------------
+
+@bp.route("/chat/<channel>/config", methods=["OPTIONS"], provide_automatic_options=False, endpoint="preflight_config")
+@bp.route("/chat/<channel>/messages", methods=["OPTIONS"], provide_automatic_options=False)
+@bp.route("/chat/<channel>/articles", methods=["OPTIONS"], provide_automatic_options=False,
+          endpoint="preflight_articles")
+def preflight(channel: str):
+    connector = _connector(channel)
+    _check_origin(connector)
+    response = Response(status=204)
+    response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+    response.headers["Access-Control-Allow-Headers"] = f"Content-Type, {VISITOR_HEADER}"
+    response.headers["Access-Control-Max-Age"] = str(PREFLIGHT_MAX_AGE)
+    return response
+
+
+@bp.after_request
+def _headers(response: Response) -> Response:
+    connector: ChatConnector | None = g.get("chat")
+    if connector is None or not request.path.startswith("/chat/"):
+        return response
+    origin = origin_of(request.headers.get("Origin") or "")
+    if origin and _allowed(origin, connector):
+        response.headers["Access-Control-Allow-Origin"] = origin
+    response.vary.add("Origin")
+    return response
+
+
+@bp.errorhandler(429)
+def _too_many(error):
+    response = _json_error("busy", 429)
+    current = limiter.current_limit
+    response.headers["Retry-After"] = str(max(1, int(current.reset_at - time.time())) if current else 60)
+    return response

@@ -1,0 +1,220 @@
+"""The website chat's endpoints (#18), through the Flask test client and a real SQLite file.
+
+The app has one chat channel, "site", that www.example.com embeds. A visitor is a random token in
+the `X-Mainland-Visitor` header; an agent's reply reaches the widget's history through the outbox.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+
+import pytest
+
+from inbox import create_app
+from inbox.outbox import queue_reply, send_due
+from inbox.store import Store
+
+ALLOWED = "https://www.example.com"
+EVIL = "https://evil.example"
+
+
+@pytest.fixture
+def app_config(app_config):
+    app_config["channels"] = {
+        "site": {"kind": "chat", "title": "Example Ltd", "color": "#224466", "allowed_origins": [ALLOWED]},
+        "closed": {"kind": "chat", "enabled": False},
+    }
+    return app_config
+
+
+@pytest.fixture
+def db(app, app_config):
+    store = Store(app_config["database"])
+    yield store
+    store.close()
+
+
+def visitor() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def headers(token: str, origin: str = ALLOWED) -> dict[str, str]:
+    return {"X-Mainland-Visitor": token, "Origin": origin}
+
+
+def post(client, token: str, text: str, client_id: str | None = None, origin: str = ALLOWED, channel: str = "site"):
+    return client.post(f"/chat/{channel}/messages", json={"client_id": client_id or str(uuid.uuid4()), "text": text},
+                       headers=headers(token, origin))
+
+
+def history(client, token: str, origin: str = ALLOWED) -> list[dict]:
+    response = client.get("/chat/site/messages", headers=headers(token, origin))
+    assert response.status_code == 200
+    return response.get_json()["messages"]
+
+
+def test_a_message_starts_a_conversation_in_the_queue(client, db):
+    response = post(client, visitor(), "Where is my parcel?")
+    assert response.status_code == 200 and response.get_json()["ok"] is True
+    [conversation] = db.recent_conversations()
+    assert conversation["channel"] == "site" and conversation["status"] == "new"
+    [message] = db.conversation_messages(conversation["id"])
+    assert message["text"] == "Where is my parcel?" and message["direction"] == "in"
+
+
+def test_a_resend_with_the_same_client_id_is_stored_once(client, db):
+    token, client_id = visitor(), str(uuid.uuid4())
+    first = post(client, token, "Hello", client_id).get_json()
+    again = post(client, token, "Hello", client_id).get_json()
+    assert first["duplicate"] is False and again["duplicate"] is True
+    assert again["message"]["id"] == first["message"]["id"]
+    assert [m["text"] for m in history(client, token)] == ["Hello"]
+    [conversation] = db.recent_conversations()
+    assert len(db.conversation_messages(conversation["id"])) == 1
+
+
+def test_the_visitor_finds_the_whole_conversation_by_their_token(client, db):
+    token = visitor()
+    for text in ("First", "Second", "Third"):
+        assert post(client, token, text).status_code == 200
+    shown = history(client, token)
+    assert [m["text"] for m in shown] == ["First", "Second", "Third"]
+    assert {m["from"] for m in shown} == {"visitor"}
+    assert len(db.recent_conversations()) == 1  # one visitor, one conversation
+
+
+def test_another_visitor_sees_nothing_of_it(client, db):
+    post(client, visitor(), "My secret order 4711")
+    other = visitor()
+    assert history(client, other) == []
+    post(client, other, "Hi")
+    assert [m["text"] for m in history(client, other)] == ["Hi"]
+    assert len(db.recent_conversations()) == 2
+
+
+@pytest.mark.parametrize("token", ["", "short", "x" * 42, "a" * 43 + "!"])
+def test_a_missing_or_malformed_visitor_token_is_refused(client, db, token):
+    assert post(client, token, "Hi").status_code == 401
+    assert client.get("/chat/site/messages", headers=headers(token)).status_code == 401
+    assert db.recent_conversations() == []
+
+
+@pytest.mark.parametrize("origin", [EVIL, "null"])
+def test_a_foreign_site_is_refused_and_stores_nothing(client, db, origin):
+    token = visitor()
+    response = post(client, token, "Hi", origin=origin)
+    assert response.status_code == 403
+    assert "Access-Control-Allow-Origin" not in response.headers
+    assert client.get("/chat/site/messages", headers=headers(token, origin)).status_code == 403
+    assert db.recent_conversations() == []
+
+
+def test_the_allowed_site_gets_cors_for_itself_only(client):
+    response = post(client, visitor(), "Hi")
+    assert response.headers["Access-Control-Allow-Origin"] == ALLOWED
+    assert "Origin" in response.headers["Vary"]
+
+
+def test_preflight_names_the_visitor_header_for_the_allowed_site(client):
+    response = client.options("/chat/site/messages", headers={
+        "Origin": ALLOWED, "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type, x-mainland-visitor"})
+    assert response.status_code == 204
+    assert response.headers["Access-Control-Allow-Origin"] == ALLOWED
+    assert "X-Mainland-Visitor" in response.headers["Access-Control-Allow-Headers"]
+    refused = client.options("/chat/site/messages", headers={"Origin": EVIL, "Access-Control-Request-Method": "POST"})
+    assert refused.status_code == 403 and "Access-Control-Allow-Origin" not in refused.headers
+
+
+@pytest.mark.parametrize("path", ["/chat/nope/messages", "/chat/closed/messages", "/chat/closed/config"])
+def test_unknown_or_disabled_channel_is_404(client, path):
+    assert client.get(path, headers=headers(visitor())).status_code == 404
+
+
+def test_a_visitor_is_limited_per_minute_and_others_are_not(app_config):
+    app_config["channels"]["site"]["per_visitor_per_minute"] = 3
+    client = create_app(app_config).test_client()
+    token = visitor()
+    statuses = [post(client, token, f"Message {n}").status_code for n in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    refused = post(client, token, "Again")
+    assert refused.get_json()["error"] == "busy" and int(refused.headers["Retry-After"]) > 0
+    assert post(client, visitor(), "Someone else").status_code == 200
+
+
+def test_one_address_is_limited_per_hour(app_config):
+    app_config["channels"]["site"]["per_ip_per_hour"] = 2
+    client = create_app(app_config).test_client()
+    statuses = [post(client, visitor(), "Hi").status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
+
+
+def test_too_long_and_empty_messages_are_refused(client, db):
+    token = visitor()
+    assert post(client, token, "x" * 4001).status_code == 413
+    assert post(client, token, "   ").status_code == 400
+    assert client.post("/chat/site/messages", data=b"\xff{", content_type="application/json",
+                       headers=headers(token)).status_code == 400
+    assert post(client, token, "Hi", client_id="not-a-uuid").status_code == 400
+    assert db.recent_conversations() == []
+
+
+def test_markup_from_a_visitor_is_kept_as_text(client, db):
+    token = visitor()
+    post(client, token, "<img src=x onerror=alert(1)> hi\x00")
+    [shown] = history(client, token)
+    assert shown["text"] == "<img src=x onerror=alert(1)> hi"
+    [conversation] = db.recent_conversations()
+    [message] = db.conversation_messages(conversation["id"])
+    assert message["html"] is None
+
+
+def test_an_agent_reply_reaches_the_widget_once_it_is_sent(app, client, db):
+    token = visitor()
+    post(client, token, "Where is my parcel?")
+    [conversation] = db.recent_conversations()
+    mainland = app.extensions["mainland"]
+    queue_reply(mainland, db, conversation["id"], "It arrives tomorrow.")
+    assert [m["from"] for m in history(client, token)] == ["visitor"]  # queued: not yet the visitor's to read
+    assert send_due(mainland, db).sent == 1
+    shown = history(client, token)
+    assert [(m["from"], m["text"]) for m in shown] == [("visitor", "Where is my parcel?"),
+                                                       ("team", "It arrives tomorrow.")]
+    assert shown[1]["status"] == "sent"
+    assert history(client, visitor()) == []
+
+
+def test_an_internal_note_never_reaches_the_widget(app, client, db):
+    token = visitor()
+    post(client, token, "Hi")
+    [conversation] = db.recent_conversations()
+    db.execute("INSERT INTO messages (conversation_id, channel, external_id, direction, text, received_at) "
+               "VALUES (?, 'site', 'note-1', 'note', 'customer is rude', '2026-01-01T00:00:00Z')",
+               (conversation["id"],))
+    assert [m["text"] for m in history(client, token)] == ["Hi"]
+
+
+def test_config_speaks_the_visitors_language_with_the_sites_colour(client):
+    english = client.get("/chat/site/config?lang=en", headers={"Origin": ALLOWED}).get_json()
+    dutch = client.get("/chat/site/config?lang=nl-NL", headers={"Origin": ALLOWED}).get_json()
+    assert english["color"] == "#224466" and english["title"] == "Example Ltd"
+    assert english["language"] == "en" and dutch["language"] == "nl"
+    assert english["words"]["send"] == "Send"
+    assert set(dutch["words"]) == set(english["words"])
+
+
+def test_the_widget_script_is_served_small(client):
+    response = client.get("/chat/widget.js")
+    assert response.status_code == 200 and response.mimetype == "text/javascript"
+    assert len(response.get_data()) < 50_000
+
+
+@pytest.mark.parametrize("method", ["HEAD", "OPTIONS"])
+def test_head_and_options_of_a_valid_post_store_nothing(client, db, method):
+    token = visitor()
+    response = client.open("/chat/site/messages", method=method, headers=headers(token),
+                           json={"client_id": str(uuid.uuid4()), "text": "Hi"})
+    assert response.status_code in (200, 204)
+    assert db.recent_conversations() == []
+    assert history(client, token) == []
