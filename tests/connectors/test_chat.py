@@ -98,6 +98,7 @@ def test_one_visitor_is_one_identity_and_one_thread(chat):
     first, second = accept(chat, message(token, "Hi")), accept(chat, message(token, "Still there?"))
     assert first.author.handle == second.author.handle == first.thread_key == second.thread_key
     assert first.author.identity_kind == "chat"
+    assert first.author.name == f"Website visitor {first.author.handle[:6]}"
     assert token not in first.author.handle and token not in first.raw.decode()  # only its HMAC is kept
 
 
