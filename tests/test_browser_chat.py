@@ -108,6 +108,7 @@ def test_a_visitor_and_an_agent_chat_and_a_dropped_network_loses_and_doubles_not
             expect(launcher).to_be_visible(timeout=TIMEOUT)
             launcher.focus()
             visitor.keyboard.press("Enter")
+            expect(visitor.get_by_role("dialog", name="Example shop")).to_contain_text("We usually answer within 1 hour.")
             box = visitor.get_by_label("Your message")
             expect(box).to_be_focused()
             assert errors == []

@@ -6,6 +6,7 @@ the `X-Mainland-Visitor` header; an agent's reply reaches the widget's history t
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import secrets
 import uuid
@@ -220,3 +221,69 @@ def test_head_and_options_of_a_valid_post_store_nothing(client, db, method):
     assert response.status_code in (200, 204)
     assert db.recent_conversations() == []
     assert history(client, token) == []
+
+
+OFFICE = {"policy": {"first_response": {"desired": "2h", "adequate": "8h"}},
+          "business_hours": {"timezone": "Europe/Amsterdam", "hours": {"weekdays": "09:00-17:00"}}}
+
+
+def test_the_widget_tells_when_to_expect_an_answer_while_the_team_is_in(app_config, frozen_clock):
+    app_config["service_levels"] = OFFICE
+    client = create_app(app_config).test_client()
+    frozen_clock.set(dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.UTC))  # Monday 11:00 in Amsterdam
+    english = client.get("/chat/site/config?lang=en").get_json()["availability"]
+    dutch = client.get("/chat/site/config?lang=nl").get_json()["availability"]
+    assert english == {"open": True, "expect": "We usually answer within 2 business hours.", "answer_by": None}
+    assert dutch["open"] is True and "2 werkuren" in dutch["expect"]
+
+
+def test_the_widget_says_when_the_team_is_back_on_a_saturday(app_config, frozen_clock):
+    app_config["service_levels"] = OFFICE
+    client = create_app(app_config).test_client()
+    frozen_clock.set(dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC))  # Saturday
+    availability = client.get("/chat/site/config?lang=en").get_json()["availability"]
+    assert availability["open"] is False
+    assert "{when}" in availability["expect"]
+    # Monday 09:00 in Amsterdam (08:00 UTC) plus the two-hour target.
+    assert availability["answer_by"].startswith("2026-11-30T10:00:00")
+
+
+def test_without_business_hours_the_team_is_always_in(client):  # and the default target is one hour
+    availability = client.get("/chat/site/config?lang=en").get_json()["availability"]
+    assert availability == {"open": True, "expect": "We usually answer within 1 hour.", "answer_by": None}
+
+
+def test_articles_from_the_help_center_for_what_the_visitor_types(app_config):
+    from inbox import helpcenter
+    from inbox.store.base import now_iso
+
+    app_config["help_center"] = {"enabled": True}
+    app_config["base_url"] = "https://inbox.example.com"
+    app = create_app(app_config)
+    store = app.extensions["mainland"].open_store()
+    now = now_iso()
+    for title, body, published in (("How refunds work", "We refund within 5 working days.", True),
+                                   ("Refunds for staff", "Internal only.", False)):
+        answer_id = store.create_answer(title=title, body=body, language="en", tags=[], owner_id=None, now=now)
+        store.save_help_article(answer_id, slug=helpcenter.slugify(title), category_id=None, summary="",
+                                article_key=helpcenter.slugify(title), published=published, actor="test", now=now)
+    store.close()
+    client = app.test_client()
+    found = client.get("/chat/site/articles?q=refund&lang=en", headers={"Origin": ALLOWED}).get_json()["articles"]
+    assert [a["title"] for a in found] == ["How refunds work"]
+    assert found[0]["url"] == "https://inbox.example.com/help/en/how-refunds-work"
+    assert client.get("/chat/site/articles?q=parcel&lang=en").get_json()["articles"] == []
+    assert client.get("/chat/site/articles?q=refund", headers={"Origin": EVIL}).status_code == 403
+
+
+def test_no_articles_while_the_help_center_is_off(client):
+    assert client.get("/chat/site/articles?q=refund").get_json()["articles"] == []
+
+
+def test_every_chat_message_gets_the_triage_verdict(client, db):
+    token = visitor()
+    post(client, token, "Where is my parcel?")
+    [conversation] = db.recent_conversations()
+    [verdict] = [r[0] for r in db.execute("SELECT spam_verdict FROM messages WHERE conversation_id = ?",
+                                          (conversation["id"],))]
+    assert verdict is not None

@@ -30,9 +30,10 @@ from flask_babel import force_locale
 from connectors.base import WebhookRequest
 from connectors.chat import VISITOR_HEADER, ChatConnector, ChatRefused
 from connectors.webform import origin_of
-from inbox import helpcenter
+from inbox import acknowledgements, clock, helpcenter, service_levels
 from inbox.i18n import LANGUAGES, select_locale
 from inbox.i18n import gettext as _
+from inbox.store.base import iso
 from inbox.web import get_store
 from inbox.web.security import csrf, limiter
 
@@ -164,6 +165,27 @@ def _widget_words() -> dict[str, str]:
     }
 
 
+def _availability(channel: str, language: str) -> dict[str, object]:
+    """Whether the team is in (its business hours, from the service levels) and when the visitor may
+    expect an answer (the desired first-response target): a sentence while open, a moment when away."""
+    mainland = current_app.extensions["mainland"]
+    levels = service_levels.for_config(mainland.config)
+    hours = levels.hours_for(mainland.team_for_channel(channel))
+    target = levels.policy_for(channel, 0).first_response
+    now = clock.now()
+    is_open = hours.is_open(now)
+    answer_by = hours.add(now, target.desired) if target else None
+    if is_open and target:
+        within = acknowledgements.expected_time(target.desired, language, business=not hours.always_open)
+        expect = _("We usually answer within %(time)s.", time=within)
+    elif is_open:
+        expect = _("We answer as soon as we can.")
+    else:
+        # "{when}" is filled in by the widget, in the visitor's own time zone.
+        expect = _("We are away now. We will answer by {when}.") if answer_by else _("We are away now.")
+    return {"open": is_open, "expect": expect, "answer_by": iso(answer_by) if answer_by and not is_open else None}
+
+
 @bp.get("/chat/<channel>/config", provide_automatic_options=False)
 def widget_config(channel: str):
     connector = _connector(channel)
@@ -171,10 +193,11 @@ def widget_config(channel: str):
     language = _language()
     with force_locale(language):
         words = _widget_words()
+        availability = _availability(connector.name, language)
     return jsonify(ok=True, language=language, color=connector.config["color"],
                    title=connector.config["title"] or words["title"],
                    greeting=connector.config["greeting"] or words["greeting"],
-                   max_text_chars=connector.max_text_chars, words=words,
+                   max_text_chars=connector.max_text_chars, words=words, availability=availability,
                    articles=bool(helpcenter.settings_for(current_app.extensions["mainland"].config).enabled))
 
 

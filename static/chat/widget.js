@@ -71,7 +71,8 @@
     "form{display:flex;gap:8px;padding:10px;border-top:1px solid #d0d7de;background:#fff}" +
     "textarea{flex:1;resize:none;height:44px;border:1px solid #8c959f;border-radius:8px;padding:8px;color:#1f2328;background:#fff}" +
     "form button{border:0;border-radius:8px;padding:0 14px;color:#fff;cursor:pointer}" +
-    ".e{color:#b42318;font-size:13px;padding:0 12px 6px;background:#fff}.e:empty{display:none}" +
+    ".st{margin:0;padding:6px 14px;font-size:13px;color:#3d4650;background:#fff;border-bottom:1px solid #d0d7de}" +
+    ".st:empty{display:none}.e{color:#b42318;font-size:13px;padding:0 12px 6px;background:#fff}.e:empty{display:none}" +
     ".sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}";
   if (root.adoptedStyleSheets !== undefined && window.CSSStyleSheet && CSSStyleSheet.prototype.replaceSync) {
     var sheet = new CSSStyleSheet();
@@ -117,7 +118,8 @@
   input.rows = 2;
   send.type = "submit";
   form.append(label, input, send);
-  panel.append(head, log, articles, error, form);
+  var status = el("p", "st");
+  panel.append(head, status, log, articles, error, form);
   root.append(button, panel);
 
   function paint(node, background) { node.style.background = background; }
@@ -133,6 +135,12 @@
     input.maxLength = data.max_text_chars;
     send.textContent = words.send;
     [button, head, send].forEach(function (n) { paint(n, data.color); });
+    var a = data.availability || {}, when = "";
+    if (a.answer_by) {
+      when = new Intl.DateTimeFormat(data.language, {weekday: "long", hour: "2-digit", minute: "2-digit"})
+        .format(new Date(a.answer_by));
+    }
+    status.textContent = (a.expect || "").replace("{when}", when);
     render();
   }
 
