@@ -183,6 +183,8 @@ ROWS: list[Row] = [
     Row("chat.preflight", "OPTIONS", "/chat/mail-b/messages", everyone(HIDDEN)),
     Row("chat.preflight_config", "OPTIONS", "/chat/mail-b/config", everyone(HIDDEN)),
     Row("chat.preflight_articles", "OPTIONS", "/chat/mail-b/articles", everyone(HIDDEN)),
+    Row("chat.receipts", "POST", "/chat/mail-b/receipts", everyone(HIDDEN), json={"read": [1]}),
+    Row("chat.preflight_receipts", "OPTIONS", "/chat/mail-b/receipts", everyone(HIDDEN)),
     Row("webhooks.receive", "POST", "/webhooks/mail-b", everyone(HIDDEN), json={"x": 1}),
     Row("webhooks.challenge", "GET", "/webhooks/mail-b", everyone(HIDDEN)),
 

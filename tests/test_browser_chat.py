@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+import urllib.request
 import uuid
 
 import pytest
@@ -132,6 +133,8 @@ def test_a_visitor_and_an_agent_chat_and_a_dropped_network_loses_and_doubles_not
 
             log = visitor.get_by_role("log")
             expect(log).to_contain_text("Yes, size 44 is in stock.", timeout=TIMEOUT)
+            # The open chat showed it: the agent sees the reply read, live.
+            expect(reply.locator(".delivery-status")).to_have_text("Read", timeout=TIMEOUT)
 
             # Offline: the message waits in the widget, then goes once when the network is back.
             visitor_context.set_offline(True)
@@ -148,16 +151,20 @@ def test_a_visitor_and_an_agent_chat_and_a_dropped_network_loses_and_doubles_not
 
             def drop_answer(route):
                 if route.request.method == "POST" and not lost:
-                    route.fetch()  # the server stores it...
-                    lost.append(route.request.post_data)
-                    route.abort("connectionreset")  # ...and the answer never arrives
+                    # The server gets the post and stores it, but its answer never reaches the widget.
+                    sent = urllib.request.Request(route.request.url, data=route.request.post_data_buffer,
+                                                  headers=route.request.headers, method="POST")
+                    with urllib.request.urlopen(sent, timeout=10) as answer:
+                        lost.append(answer.status)
+                    route.abort("connectionreset")
                 else:
                     route.continue_()
 
             visitor.route("**/chat/site/messages", drop_answer)
             box.fill("And do you deliver on Saturday?")
-            visitor.keyboard.press("Enter")
-            expect(log).to_contain_text("And do you deliver on Saturday?", timeout=TIMEOUT)
+            with visitor.expect_event("requestfailed"):
+                visitor.keyboard.press("Enter")
+            assert lost == [200] and "And do you deliver on Saturday?" in stored_texts(store)
             visitor_context.set_offline(True)  # a drop and a return make the widget resend at once
             visitor_context.set_offline(False)
             expect(log.get_by_text("And do you deliver on Saturday?")).to_have_count(1, timeout=TIMEOUT)

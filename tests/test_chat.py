@@ -287,3 +287,64 @@ def test_every_chat_message_gets_the_triage_verdict(client, db):
     [verdict] = [r[0] for r in db.execute("SELECT spam_verdict FROM messages WHERE conversation_id = ?",
                                           (conversation["id"],))]
     assert verdict is not None
+
+
+def _answered(app, client, db) -> tuple[str, int]:
+    """A visitor's question with the team's sent reply; the visitor's token and the reply's message id."""
+    token = visitor()
+    post(client, token, "Where is my parcel?")
+    [conversation] = db.recent_conversations()
+    mainland = app.extensions["mainland"]
+    queue_reply(mainland, db, conversation["id"], "It arrives tomorrow.")
+    send_due(mainland, db)
+    [reply] = [m for m in history(client, token) if m["from"] == "team"]
+    return token, reply["id"]
+
+
+def delivery_status(db, message_id: int) -> str:
+    return db.execute("SELECT delivery_status FROM messages WHERE id = ?", (message_id,)).fetchone()[0]
+
+
+def test_the_widgets_delivered_and_read_markers_move_the_reply_forward_only(app, client, db):
+    token, reply_id = _answered(app, client, db)
+    receipt = client.post("/chat/site/receipts", json={"delivered": [reply_id]}, headers=headers(token))
+    assert receipt.status_code == 200 and receipt.get_json()["moved"] == 1
+    assert delivery_status(db, reply_id) == "delivered"
+    client.post("/chat/site/receipts", json={"read": [reply_id]}, headers=headers(token))
+    assert delivery_status(db, reply_id) == "read"
+    late = client.post("/chat/site/receipts", json={"delivered": [reply_id]}, headers=headers(token))
+    assert late.get_json()["moved"] == 0 and delivery_status(db, reply_id) == "read"
+    assert [m["status"] for m in history(client, token) if m["from"] == "team"] == ["read"]
+
+
+def test_another_visitor_cannot_mark_a_reply_read(app, client, db):
+    _token, reply_id = _answered(app, client, db)
+    stranger = client.post("/chat/site/receipts", json={"read": [reply_id]}, headers=headers(visitor()))
+    assert stranger.get_json()["moved"] == 0
+    assert delivery_status(db, reply_id) == "sent"
+    assert client.post("/chat/site/receipts", json={"read": [reply_id]},
+                       headers=headers(visitor(), EVIL)).status_code == 403
+
+
+def test_the_visitor_sees_when_an_agent_is_typing(client, db):
+    from inbox.store.base import now_iso
+    from tests.test_web_auth import make_agent
+
+    token = visitor()
+    post(client, token, "Hello?")
+    [conversation] = db.recent_conversations()
+    assert client.get("/chat/site/messages", headers=headers(token)).get_json()["typing"] is False
+    agent = make_agent(db)
+    db.touch_presence(conversation["id"], agent["id"], "typing", now_iso())
+    assert client.get("/chat/site/messages", headers=headers(token)).get_json()["typing"] is True
+    assert client.get("/chat/site/messages", headers=headers(visitor())).get_json()["typing"] is False
+    db.touch_presence(conversation["id"], agent["id"], "viewing", now_iso())
+    assert client.get("/chat/site/messages", headers=headers(token)).get_json()["typing"] is False
+
+
+@pytest.mark.parametrize("method", ["HEAD", "OPTIONS"])
+def test_head_and_options_of_a_receipt_move_nothing(app, client, db, method):
+    token, reply_id = _answered(app, client, db)
+    response = client.open("/chat/site/receipts", method=method, headers=headers(token), json={"read": [reply_id]})
+    assert response.status_code in (204, 405)
+    assert delivery_status(db, reply_id) == "sent"

@@ -36,3 +36,25 @@ class ChatQueries:
             (visitor, channel, visitor, *VISIBLE_REPLY_STATES, limit),
         ))
         return rows[::-1]
+
+    def chat_reply_provider_ids(self, channel: str, visitor: str, message_ids: list[int]) -> list[str]:
+        """The channel ids (`Connector.send`'s answers) of those `message_ids` that are the team's sent
+        replies in this visitor's conversations: what the visitor's receipts may move, and nothing else."""
+        if not message_ids:
+            return []
+        marks = ",".join("?" * len(message_ids))
+        return [r[0] for r in self.conn.execute(
+            "SELECT o.provider_id FROM outbox o JOIN messages m ON m.id = o.message_id "  # noqa: S608
+            "JOIN conversations c ON c.id = m.conversation_id "
+            "JOIN identities i ON i.customer_id = c.customer_id AND i.kind = 'chat' AND i.value = ? "
+            f"WHERE c.channel = ? AND c.thread_key = ? AND m.direction = 'out' AND m.id IN ({marks}) "
+            "AND o.provider_id IS NOT NULL",
+            (visitor, channel, visitor, *message_ids))]
+
+    def chat_team_typing(self, channel: str, visitor: str, since: str) -> bool:
+        """True when an agent typed in one of this visitor's conversations after `since`."""
+        return self.conn.execute(
+            "SELECT 1 FROM presence p JOIN conversations c ON c.id = p.conversation_id "
+            "JOIN identities i ON i.customer_id = c.customer_id AND i.kind = 'chat' AND i.value = ? "
+            "WHERE c.channel = ? AND c.thread_key = ? AND p.state = 'typing' AND p.seen_at > ? LIMIT 1",
+            (visitor, channel, visitor, since)).fetchone() is not None

@@ -6,6 +6,7 @@ Routes (every one but the script only for a configured, enabled channel of kind 
 - `GET  /chat/<channel>/config`          JSON: title, greeting, colour and the widget's words (`?lang=`)
 - `GET  /chat/<channel>/messages`        JSON: the visitor's conversation (visitor token in a header)
 - `POST /chat/<channel>/messages`        JSON `{"client_id", "text"}`: one message, stored exactly once
+- `POST /chat/<channel>/receipts`        JSON `{"delivered": [ids], "read": [ids]}`: the widget's markers
 - `GET  /chat/<channel>/articles`        JSON: help-center articles for what the visitor types (`?q=`)
 - `OPTIONS` on each of them              CORS preflight
 
@@ -19,6 +20,7 @@ name only an allowed origin, never `*`. All checking of a message is the connect
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 import time
@@ -33,6 +35,8 @@ from connectors.webform import origin_of
 from inbox import acknowledgements, clock, helpcenter, service_levels
 from inbox.i18n import LANGUAGES, select_locale
 from inbox.i18n import gettext as _
+from inbox.ingest import IngestReport
+from inbox.models import DeliveryUpdate, FetchResult
 from inbox.store.base import iso
 from inbox.web import get_store
 from inbox.web.security import csrf, limiter
@@ -47,6 +51,10 @@ PREFLIGHT_MAX_AGE = 600
 #: Help-center articles suggested at most for one question.
 MAX_SUGGESTIONS = 3
 ARTICLES_LIMIT = "60 per minute"
+#: An agent's "typing" heartbeat is shown to the visitor this long (the composer beats every few seconds).
+TYPING_SHOWN = dt.timedelta(seconds=8)
+#: Message ids one receipt may name.
+MAX_RECEIPTS = 200
 WIDGET_SCRIPT = Path(__file__).resolve().parents[2] / "static" / "chat" / "widget.js"
 
 
@@ -159,6 +167,7 @@ def _widget_words() -> dict[str, str]:
         "you": _("You"),
         "team": _("Support"),
         "suggested": _("These articles may answer your question:"),
+        "typing": _("Support is typing…"),
         "too_long": _("The message is too long."),
         "refused": _("This chat cannot be used from this website."),
         "busy": _("You have sent many messages in a short time. Please wait a moment."),
@@ -222,8 +231,10 @@ def history(channel: str):
     connector = _connector(channel)
     _check_origin(connector)
     visitor = _visitor(connector)
-    rows = get_store().chat_history(connector.name, visitor)
-    response = jsonify(ok=True, messages=[_shown(row) for row in rows])
+    store = get_store()
+    rows = store.chat_history(connector.name, visitor)
+    typing = store.chat_team_typing(connector.name, visitor, iso(clock.now() - TYPING_SHOWN))
+    response = jsonify(ok=True, messages=[_shown(row) for row in rows], typing=typing)
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -252,6 +263,33 @@ def post_message(channel: str):
         or [None]
     # A resend of a stored message answers as the first post did (the widget then stops resending).
     return jsonify(ok=True, duplicate=bool(report.duplicates), message=_shown(row) if row else None)
+
+
+@bp.post("/chat/<channel>/receipts", provide_automatic_options=False)
+@_ip_limit
+def receipts(channel: str):
+    """The widget's delivered and read markers for the team's replies: `{"delivered": [ids], "read": [ids]}`.
+
+    They go through the pipeline as the channel's delivery reports (`DeliveryUpdate`), so a reply only
+    moves forward (sent -> delivered -> read) and the agent sees it on the reply, live.
+    """
+    connector = _connector(channel)
+    _check_origin(connector)
+    visitor = _visitor(connector)
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        return _json_error("unreadable", 400)
+    store = get_store()
+    updates = []
+    for status in ("delivered", "read"):
+        ids = [i for i in (data.get(status) or [])[:MAX_RECEIPTS] if isinstance(i, int) and not isinstance(i, bool)]
+        updates += [DeliveryUpdate(provider_id=p, status=status)
+                    for p in store.chat_reply_provider_ids(connector.name, visitor, ids)]
+    report = IngestReport()
+    if updates:
+        report = current_app.extensions["mainland"].ingestor(store).ingest(
+            connector.name, FetchResult(items=[], cursor=None, updates=updates), save_cursor=False)
+    return jsonify(ok=True, moved=report.delivery_updates)
 
 
 def _json_error(reason: str, status: int):
@@ -286,6 +324,8 @@ def articles(channel: str):
 
 @bp.route("/chat/<channel>/config", methods=["OPTIONS"], provide_automatic_options=False, endpoint="preflight_config")
 @bp.route("/chat/<channel>/messages", methods=["OPTIONS"], provide_automatic_options=False)
+@bp.route("/chat/<channel>/receipts", methods=["OPTIONS"], provide_automatic_options=False,
+          endpoint="preflight_receipts")
 @bp.route("/chat/<channel>/articles", methods=["OPTIONS"], provide_automatic_options=False,
           endpoint="preflight_articles")
 def preflight(channel: str):

@@ -39,7 +39,7 @@
   if (!visitor) { visitor = randomToken(); save("visitor", visitor); }
   var pending = load("pending", []);  // [{client_id, text}] not yet confirmed by the server
   var messages = [];                   // the server's history
-  var words = {}, config = null, isOpen = false, timer = null, sending = false, suggestTimer = null;
+  var words = {}, config = null, isOpen = false, typing = false, timer = null, sending = false, suggestTimer = null;
 
   function request(method, path, body) {
     var init = {method: method, headers: {"X-Mainland-Visitor": visitor}, credentials: "omit", cache: "no-store"};
@@ -164,6 +164,7 @@
     pending.forEach(function (p) {
       if (!known[p.client_id]) log.appendChild(bubble(p.text, "v", navigator.onLine ? words.sending : words.failed));
     });
+    if (typing) log.appendChild(el("div", "m g", words.typing));
     if (atBottom) log.scrollTop = log.scrollHeight;
   }
 
@@ -176,8 +177,29 @@
       messages.forEach(function (m) { if (m.client_id) stored[m.client_id] = true; });
       pending = pending.filter(function (p) { return !stored[p.client_id]; });
       save("pending", pending);
+      typing = !!data.typing;
       render();
+      return receipts();
     }).catch(function () { /* offline: try again on the next tick */ });
+  }
+
+  // Delivered: the widget has the reply; read: the open window showed it to the visitor.
+  function receipts() {
+    var seen = isOpen && document.visibilityState === "visible";
+    var delivered = [], read = [];
+    messages.forEach(function (m) {
+      if (m.from !== "team") return;
+      if (m.status === "sent") delivered.push(m.id);
+      if (seen && m.status !== "read") read.push(m.id);
+    });
+    if (!delivered.length && !read.length) return;
+    return request("POST", "/receipts", {delivered: delivered, read: read}).then(function (data) {
+      if (data.ok && data.moved) {
+        messages.forEach(function (m) {
+          if (read.indexOf(m.id) >= 0) m.status = "read"; else if (delivered.indexOf(m.id) >= 0) m.status = "delivered";
+        });
+      }
+    });
   }
 
   function flush() {
@@ -261,6 +283,7 @@
   });
   window.addEventListener("online", tick);
   window.addEventListener("offline", render);
+  document.addEventListener("visibilitychange", function () { if (isOpen) tick(); });
 
   var lang = (document.documentElement.lang || navigator.language || "en").slice(0, 2);
   request("GET", "/config?lang=" + encodeURIComponent(lang)).then(function (data) {
