@@ -10,6 +10,10 @@ testable without Flask. It is asynchronous by design:
   The store never holds the token: the visitor's id is HMAC-SHA256(signing_key("chat:<channel>"),
   token), which is the customer's `chat` identity and the conversation's thread key. Whoever does
   not hold the token cannot compute the id, so another visitor's history is out of reach.
+- **Signed-in users.** A site that signs its users in may name the user (`data-user-id`) with
+  `data-user-hash` = HMAC-SHA256(identity_secret, user id) in hex, made on its server; the visitor
+  id is then derived from the user id instead of the token, so the user finds the same conversation
+  on every device. A wrong hash is refused (401), never quietly taken as a new visitor.
 - **Exactly once.** Each message carries a `client_id` (UUID) the widget makes before sending and
   keeps until the server confirms; the item's external id is "<visitor id>:<client_id>", so a resend
   after a dropped connection is stored once (and one visitor cannot collide with another's ids).
@@ -42,6 +46,10 @@ from inbox.sanitize import CONTROLS
 
 #: The header that carries the visitor token (a custom header: a cross-site form cannot set it).
 VISITOR_HEADER = "X-Mainland-Visitor"
+#: A user the host site has signed in, and the site's proof of it (see `ChatConnector.user_visitor_id`).
+USER_HEADER = "X-Mainland-User"
+USER_HASH_HEADER = "X-Mainland-User-Hash"
+MAX_USER_ID_CHARS = 200
 #: 32 random bytes in base64url are 43 characters; longer tokens are allowed, shorter are guessable.
 _VISITOR_TOKEN = re.compile(r"^[A-Za-z0-9_-]{43,128}$")
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -94,6 +102,10 @@ class ChatConnector(Connector):
         Setting("allowed_origins", default=(),
                 help="Sites that embed the widget, e.g. [\"https://www.example.com\"]. "
                      "Mainland's own origin is always allowed."),
+        Setting("identity_secret", secret=True, default="",
+                help="For sites that sign their users in: the secret of HMAC-SHA256(identity_secret, user_id), "
+                     "which the site puts in the widget's data-user-hash so that a user finds their chat on "
+                     "every device. Empty: visitors are known by their browser only."),
         Setting("max_text_chars", default=4000, help="Longest message a visitor may send, in characters."),
         Setting("per_ip_per_hour", default=300, help="Messages accepted from one IP address per hour."),
         Setting("per_visitor_per_minute", default=20, help="Messages accepted from one visitor per minute."),
@@ -154,7 +166,31 @@ class ChatConnector(Connector):
         key = self.context.signing_key(f"chat:{self.name}")
         return hmac.new(key, token.encode("ascii"), hashlib.sha256).hexdigest()[:40]
 
+    def user_visitor_id(self, user_id: str, user_hash: str) -> str:
+        """The id of a visitor the host site signed in: the same on every device and browser.
+
+        The site proves the user id with HMAC-SHA256(identity_secret, user_id) in hex (as Intercom's
+        and Chatwoot's identity verification do); a wrong or missing hash, or a channel without an
+        `identity_secret`, is refused, so nobody can claim another user's history by naming their id.
+        """
+        secret = str(self.config.get("identity_secret") or "")
+        user_id = user_id.strip()
+        if not secret or not user_id or len(user_id) > MAX_USER_ID_CHARS or CONTROLS.search(user_id):
+            raise ChatRefused("this chat does not take signed-in users, or the user id is malformed",
+                              reason="user", status=401)
+        expected = hmac.new(secret.encode("utf-8"), user_id.encode("utf-8"), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, user_hash.strip().lower()):
+            raise ChatRefused("the user hash does not match the user id", reason="user", status=401)
+        if self.context is None:
+            raise PermanentError("the chat needs the installation's signing key (no context given)")
+        key = self.context.signing_key(f"chat:{self.name}")
+        return hmac.new(key, b"user:" + user_id.encode("utf-8"), hashlib.sha256).hexdigest()[:40]
+
     def visitor_of(self, request: WebhookRequest) -> str:
+        """The visitor of a request: the signed-in user when the site names one, else the visitor token."""
+        user_id = _header(request.headers, USER_HEADER)
+        if user_id:
+            return self.user_visitor_id(user_id, _header(request.headers, USER_HASH_HEADER))
         return self.visitor_id(_header(request.headers, VISITOR_HEADER).strip())
 
     # The connector contract -------------------------------------------------------------------------

@@ -348,3 +348,48 @@ def test_head_and_options_of_a_receipt_move_nothing(app, client, db, method):
     response = client.open("/chat/site/receipts", method=method, headers=headers(token), json={"read": [reply_id]})
     assert response.status_code in (204, 405)
     assert delivery_status(db, reply_id) == "sent"
+
+
+USER_SECRET = "site-identity-secret"
+
+
+def signed(user_id: str, secret: str = USER_SECRET) -> dict[str, str]:
+    import hashlib
+    import hmac
+
+    return {"X-Mainland-User": user_id,
+            "X-Mainland-User-Hash": hmac.new(secret.encode(), user_id.encode(), hashlib.sha256).hexdigest()}
+
+
+@pytest.fixture
+def signed_in_app(app_config):
+    app_config["channels"]["site"]["identity_secret"] = USER_SECRET
+    return create_app(app_config)
+
+
+def test_a_signed_in_user_finds_their_chat_on_another_device(signed_in_app):
+    client = signed_in_app.test_client()
+    laptop, phone = visitor(), visitor()
+    sent = client.post("/chat/site/messages", json={"client_id": str(uuid.uuid4()), "text": "From my laptop"},
+                       headers={**headers(laptop), **signed("user-42")})
+    assert sent.status_code == 200
+    on_phone = client.get("/chat/site/messages", headers={**headers(phone), **signed("user-42")}).get_json()
+    assert [m["text"] for m in on_phone["messages"]] == ["From my laptop"]
+    # The same browser without the user's proof is just a visitor, who sees nothing of it.
+    assert history(client, phone) == []
+    assert client.get("/chat/site/messages", headers={**headers(phone), **signed("user-43")}).get_json()[
+        "messages"] == []
+
+
+@pytest.mark.parametrize("proof", [{"X-Mainland-User": "user-42", "X-Mainland-User-Hash": "0" * 64},
+                                   {"X-Mainland-User": "user-42"}, "wrong secret"])
+def test_a_user_id_without_the_sites_proof_is_refused(signed_in_app, proof):
+    client = signed_in_app.test_client()
+    proof = signed("user-42", "guessed") if proof == "wrong secret" else proof
+    response = client.get("/chat/site/messages", headers={**headers(visitor()), **proof})
+    assert response.status_code == 401
+
+
+def test_a_channel_without_an_identity_secret_takes_no_users(client):
+    response = client.get("/chat/site/messages", headers={**headers(visitor()), **signed("user-42", "")})
+    assert response.status_code == 401

@@ -30,7 +30,7 @@ from flask import Blueprint, Response, abort, current_app, g, jsonify, request, 
 from flask_babel import force_locale
 
 from connectors.base import WebhookRequest
-from connectors.chat import VISITOR_HEADER, ChatConnector, ChatRefused
+from connectors.chat import USER_HASH_HEADER, USER_HEADER, VISITOR_HEADER, ChatConnector, ChatRefused
 from connectors.webform import origin_of
 from inbox import acknowledgements, clock, helpcenter, service_levels
 from inbox.i18n import LANGUAGES, select_locale
@@ -97,7 +97,7 @@ def _check_origin(connector: ChatConnector) -> None:
 
 def _visitor(connector: ChatConnector) -> str:
     try:
-        return connector.visitor_id(request.headers.get(VISITOR_HEADER, "").strip())
+        return connector.visitor_of(WebhookRequest(body=b"", headers=dict(request.headers.items())))
     except ChatRefused:
         abort(401)
 
@@ -124,8 +124,8 @@ def _per_visitor() -> str:
 
 def _visitor_key() -> str:
     # A digest, not the token: the limiter's storage must not hold a key to anyone's history.
-    token = request.headers.get(VISITOR_HEADER, "")
-    return "visitor:" + hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()[:32]
+    who = request.headers.get(USER_HEADER) or request.headers.get(VISITOR_HEADER, "")
+    return "visitor:" + hashlib.sha256(who.encode("utf-8", "replace")).hexdigest()[:32]
 
 
 def _scope(endpoint: str) -> str:
@@ -333,7 +333,7 @@ def preflight(channel: str):
     _check_origin(connector)
     response = Response(status=204)
     response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
-    response.headers["Access-Control-Allow-Headers"] = f"Content-Type, {VISITOR_HEADER}"
+    response.headers["Access-Control-Allow-Headers"] = f"Content-Type, {VISITOR_HEADER}, {USER_HEADER}, {USER_HASH_HEADER}"
     response.headers["Access-Control-Max-Age"] = str(PREFLIGHT_MAX_AGE)
     return response
 

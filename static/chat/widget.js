@@ -43,6 +43,10 @@
 
   function request(method, path, body) {
     var init = {method: method, headers: {"X-Mainland-Visitor": visitor}, credentials: "omit", cache: "no-store"};
+    if (script.dataset.userId) {  // signed in by the site: the same chat on every device
+      init.headers["X-Mainland-User"] = script.dataset.userId;
+      init.headers["X-Mainland-User-Hash"] = script.dataset.userHash || "";
+    }
     if (body) { init.headers["Content-Type"] = "application/json"; init.body = JSON.stringify(body); }
     return fetch(api + path, init).then(function (r) {
       return r.json().catch(function () { return {}; }).then(function (data) { data.status = r.status; return data; });

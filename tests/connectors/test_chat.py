@@ -35,7 +35,7 @@ class ChatChannel(ChannelDriver):
         self.sent: list[WebhookRequest] = []
 
     def settings(self) -> dict[str, Any]:
-        return {"allowed_origins": ["https://www.example.com"]}
+        return {"allowed_origins": ["https://www.example.com"], "identity_secret": "contract-identity-secret"}
 
     def webhook_requests(self, count: int) -> list[WebhookRequest]:
         if count == 0:
@@ -154,3 +154,19 @@ def test_a_stored_message_can_be_read_again(chat):
 def test_bad_settings_are_reported(settings):
     with pytest.raises(PermanentError):
         ChatConnector(CHANNEL, settings)
+
+
+def test_a_signed_in_user_is_one_visitor_on_every_device(contract_context):
+    import hashlib
+    import hmac
+
+    chat = ChatConnector(CHANNEL, {"identity_secret": "s3cret"}, context=contract_context)
+    proof = hmac.new(b"s3cret", b"user-42", hashlib.sha256).hexdigest()
+    laptop = message(secrets.token_urlsafe(32))
+    phone = message(secrets.token_urlsafe(32))
+    for request in (laptop, phone):
+        request.headers.update({"X-Mainland-User": "user-42", "X-Mainland-User-Hash": proof})
+    assert accept(chat, laptop).thread_key == accept(chat, phone).thread_key
+    phone.headers["X-Mainland-User-Hash"] = proof[:-1] + ("0" if proof[-1] != "0" else "1")
+    with pytest.raises(ChatRefused):
+        accept(chat, phone)
