@@ -92,6 +92,10 @@ class ChatConnector(Connector):
     icon_color = "#1b6e53"
     push_only = True
     idempotent_sends = True  # "sending" is storing: a second time changes nothing the visitor sees
+    #: Posts come through the chat's own endpoints (inbox/web/chat.py), with their origin check and
+    #: per-visitor limits; the generic `POST /webhooks/<channel>` must not be a way around them.
+    webhook_enabled = False
+    own_endpoint = True
     limits = Limits(max_text_length=4000, formatting="plain", supports_attachments=False)
 
     settings: ClassVar[tuple[Setting, ...]] = (

@@ -393,3 +393,10 @@ def test_a_user_id_without_the_sites_proof_is_refused(signed_in_app, proof):
 def test_a_channel_without_an_identity_secret_takes_no_users(client):
     response = client.get("/chat/site/messages", headers={**headers(visitor()), **signed("user-42", "")})
     assert response.status_code == 401
+
+
+def test_the_generic_webhook_endpoint_is_no_way_around_the_chats_checks(client, db):
+    response = client.post("/webhooks/site", json={"client_id": str(uuid.uuid4()), "text": "Hi"},
+                           headers=headers(visitor(), EVIL))
+    assert response.status_code == 404
+    assert db.recent_conversations() == []

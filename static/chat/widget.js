@@ -77,7 +77,8 @@
     "form button{border:0;border-radius:8px;padding:0 14px;color:#fff;cursor:pointer}" +
     ".st{margin:0;padding:6px 14px;font-size:13px;color:#3d4650;background:#fff;border-bottom:1px solid #d0d7de}" +
     ".st:empty{display:none}.e{color:#b42318;font-size:13px;padding:0 12px 6px;background:#fff}.e:empty{display:none}" +
-    ".sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}";
+    ".sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}" +
+    "@media (max-width:480px){.w{left:12px;right:12px;width:auto;bottom:76px}.b{right:12px;bottom:12px}}";
   if (root.adoptedStyleSheets !== undefined && window.CSSStyleSheet && CSSStyleSheet.prototype.replaceSync) {
     var sheet = new CSSStyleSheet();
     sheet.replaceSync(css);
