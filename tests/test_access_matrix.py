@@ -173,6 +173,18 @@ ROWS: list[Row] = [
     Row("forms.api_token", "GET", "/api/forms/mail-b", everyone(HIDDEN)),
     Row("forms.api_submit", "POST", "/api/forms/mail-b", everyone(HIDDEN), json={"message": "hi"}),
     Row("forms.api_preflight", "OPTIONS", "/api/forms/mail-b", everyone(clean(200, 204, 404))),
+    # The website chat (#18): mail-b is no chat channel; the script is the same for everyone.
+    Row("chat.widget_script", "GET", "/chat/widget.js", everyone(clean())),
+    Row("chat.widget_config", "GET", "/chat/mail-b/config", everyone(HIDDEN)),
+    Row("chat.history", "GET", "/chat/mail-b/messages", everyone(HIDDEN)),
+    Row("chat.post_message", "POST", "/chat/mail-b/messages", everyone(HIDDEN),
+        json={"client_id": "00000000-0000-4000-8000-000000000000", "text": "hi"}),
+    Row("chat.articles", "GET", "/chat/mail-b/articles", everyone(HIDDEN), query={"q": "refund"}),
+    Row("chat.preflight", "OPTIONS", "/chat/mail-b/messages", everyone(HIDDEN)),
+    Row("chat.preflight_config", "OPTIONS", "/chat/mail-b/config", everyone(HIDDEN)),
+    Row("chat.preflight_articles", "OPTIONS", "/chat/mail-b/articles", everyone(HIDDEN)),
+    Row("chat.receipts", "POST", "/chat/mail-b/receipts", everyone(HIDDEN), json={"read": [1]}),
+    Row("chat.preflight_receipts", "OPTIONS", "/chat/mail-b/receipts", everyone(HIDDEN)),
     Row("webhooks.receive", "POST", "/webhooks/mail-b", everyone(HIDDEN), json={"x": 1}),
     Row("webhooks.challenge", "GET", "/webhooks/mail-b", everyone(HIDDEN)),
 

@@ -21,6 +21,7 @@ from inbox.store.agents import AgentQueries
 from inbox.store.answers import AnswerQueries
 from inbox.store.audit import AuditQueries
 from inbox.store.base import NotFound, StoreError, now_iso
+from inbox.store.chat import ChatQueries
 from inbox.store.checkins import CheckInQueries
 from inbox.store.conversations import ConversationQueries
 from inbox.store.customers import CustomerQueries
@@ -63,7 +64,7 @@ class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries
             NotificationQueries, DraftQueries, MessageChangeQueries, SendabilityQueries, AuditQueries,
             QuarantineQueries, TokenQueries, OutreachQueries, SettingsQueries, CheckInQueries,
             HelpCenterQueries, TriageQueries,
-            WebhookOutQueries):
+            WebhookOutQueries, ChatQueries):
     """A Mainland database. Open one per thread; share the file, not the object."""
 
     def __init__(self, path: str | Path, *, check: bool = True) -> None:

@@ -169,6 +169,9 @@ ALLOWED = {
     ("inbox/web/forms.py", "webform"): "the web form's own pages keep their connector under flask.g['webform']",
     ("inbox/commands/demo.py", "webform"): "the demo prints the address of its web forms' own pages",
     ("inbox/digest.py", "imap"): "the digest borrows an IMAP channel's SMTP settings by their names (digest.channel)",
+    ("inbox/csat.py", "chat"): "the survey style 'chat' (a numbered question in the conversation), not the chat channel",
+    ("inbox/web/service_admin.py", "chat"): "the survey style 'chat' offered per channel, not the chat channel",
+    ("inbox/web/chat.py", "chat"): "the chat widget's own pages: their blueprint and flask.g['chat'], as forms.py",
     ("inbox/web/service_admin.py", "imap"): "the digest's page offers the channels whose SMTP settings the digest "
                                             "can borrow, the same rule as inbox/digest.py",
 }

@@ -1,0 +1,299 @@
+"""Website chat (#18): a widget on the company's own site whose messages join the queue.
+
+Nothing is polled: the widget posts to the web layer (inbox/web/chat.py), which hands each post to
+`verify_webhook` and `parse_webhook` as a `WebhookRequest`, so the protocol lives here and is
+testable without Flask. It is asynchronous by design:
+
+- **The visitor token is the key.** The widget makes a random token (32 bytes, base64url) once and
+  keeps it in the browser's storage; it travels in the `X-Mainland-Visitor` header, never in a
+  cookie, so no other site can send it for the visitor (no CSRF) and no token is in a URL or a log.
+  The store never holds the token: the visitor's id is HMAC-SHA256(signing_key("chat:<channel>"),
+  token), which is the customer's `chat` identity and the conversation's thread key. Whoever does
+  not hold the token cannot compute the id, so another visitor's history is out of reach.
+- **Signed-in users.** A site that signs its users in may name the user (`data-user-id`) with
+  `data-user-hash` = HMAC-SHA256(identity_secret, user id) in hex, made on its server; the visitor
+  id is then derived from the user id instead of the token, so the user finds the same conversation
+  on every device. A wrong hash is refused (401), never quietly taken as a new visitor.
+- **Exactly once.** Each message carries a `client_id` (UUID) the widget makes before sending and
+  keeps until the server confirms; the item's external id is "<visitor id>:<client_id>", so a resend
+  after a dropped connection is stored once (and one visitor cannot collide with another's ids).
+- **Text only.** A visitor's message is plain text; control characters are dropped and the widget
+  shows every message as text, never as HTML.
+- **Replies** are delivered by being stored: an agent's reply is a message of the conversation,
+  and the widget reads the conversation (only sent replies; never notes). `send` therefore only
+  acknowledges; the outbox marks the reply sent and the widget fetches it.
+
+See docs/chat.md.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import re
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+from connectors.base import (
+    Connector,
+    IdentityRule,
+    ItemError,
+    Limits,
+    PermanentError,
+    ProbeResult,
+    Setting,
+    WebhookRequest,
+)
+from connectors.webform import origin_of
+from inbox.models import Author, FetchResult, InboundItem, OutboundReply
+from inbox.sanitize import CONTROLS
+
+#: The header that carries the visitor token (a custom header: a cross-site form cannot set it).
+VISITOR_HEADER = "X-Mainland-Visitor"
+#: A user the host site has signed in, and the site's proof of it (see `ChatConnector.user_visitor_id`).
+USER_HEADER = "X-Mainland-User"
+USER_HASH_HEADER = "X-Mainland-User-Hash"
+MAX_USER_ID_CHARS = 200
+#: 32 random bytes in base64url are 43 characters; longer tokens are allowed, shorter are guessable.
+_VISITOR_TOKEN = re.compile(r"^[A-Za-z0-9_-]{43,128}$")
+_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+MAX_NAME_CHARS = 200
+#: The largest JSON body of one message besides its text (client id, name, framing).
+BODY_OVERHEAD_BYTES = 2048
+#: A UTF-8 character takes at most 4 bytes, and JSON may escape it as a 12-character surrogate pair.
+BYTES_PER_CHAR = 12
+
+
+class ChatRefused(PermanentError):
+    """The post is not a genuine widget message. `reason`: "visitor" (no or a malformed visitor
+    token), "unreadable" (not a JSON object), "empty", "too_long" or "client_id"."""
+
+    def __init__(self, message: str, *, reason: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.status = status
+
+
+def _header(headers: Mapping[str, str], name: str) -> str:
+    value = headers.get(name)
+    if value is None:
+        lowered = name.lower()
+        value = next((v for k, v in headers.items() if k.lower() == lowered), None)
+    return str(value or "")
+
+
+def valid_visitor_token(token: str) -> bool:
+    """True for a token of the widget's shape (at least 32 random bytes in base64url)."""
+    return bool(_VISITOR_TOKEN.match(token or ""))
+
+
+class ChatConnector(Connector):
+    """A chat widget on the company's site. Visitors post through the web layer; replies are stored."""
+
+    kind = "chat"
+    display_name = "Website chat"
+    icon_text = "C"
+    icon_color = "#1b6e53"
+    push_only = True
+    idempotent_sends = True  # "sending" is storing: a second time changes nothing the visitor sees
+    #: Posts come through the chat's own endpoints (inbox/web/chat.py), with their origin check and
+    #: per-visitor limits; the generic `POST /webhooks/<channel>` must not be a way around them.
+    webhook_enabled = False
+    own_endpoint = True
+    #: A visitor is known by the HMAC of their widget's token (or of the host site's user id): one per
+    #: person, never typed by anyone, so not a column of the customer import and no evidence in text.
+    identities = (IdentityRule("chat", single=True, contacts_in_text=False, handle=False),)
+    limits = Limits(max_text_length=4000, formatting="plain", supports_attachments=False)
+
+    settings: ClassVar[tuple[Setting, ...]] = (
+        Setting("title", default="", help="Heading of the chat window (empty: a translated 'Chat with us')."),
+        Setting("greeting", default="", help="First line the visitor reads (empty: a translated greeting)."),
+        Setting("color", default="#1b6e53", help="The site's colour for the button and the visitor's messages "
+                                                "(#rrggbb, dark enough for white text)."),
+        Setting("allowed_origins", default=(),
+                help="Sites that embed the widget, e.g. [\"https://www.example.com\"]. "
+                     "Mainland's own origin is always allowed."),
+        Setting("identity_secret", secret=True, default="",
+                help="For sites that sign their users in: the secret of HMAC-SHA256(identity_secret, user_id), "
+                     "which the site puts in the widget's data-user-hash so that a user finds their chat on "
+                     "every device. Empty: visitors are known by their browser only."),
+        Setting("max_text_chars", default=4000, help="Longest message a visitor may send, in characters."),
+        Setting("per_ip_per_hour", default=300, help="Messages accepted from one IP address per hour."),
+        Setting("per_visitor_per_minute", default=20, help="Messages accepted from one visitor per minute."),
+    )
+
+    #: Seconds since the epoch; tests replace it to travel in time.
+    clock: ClassVar = staticmethod(time.time)
+
+    @classmethod
+    def check_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
+        merged = super().check_config(config)
+        problems = []
+        origins = merged.get("allowed_origins") or []
+        if isinstance(origins, str):
+            origins = origins.replace(",", " ").split()
+        if not isinstance(origins, list | tuple):
+            problems.append("allowed_origins: must be a list of origins like https://www.example.com")
+            origins = []
+        normalized = []
+        for value in origins:
+            origin = origin_of(str(value))
+            if origin is None or urlsplit(str(value)).path not in ("", "/"):
+                problems.append(f"allowed_origins: {value!r} is not an origin like https://www.example.com")
+            else:
+                normalized.append(origin)
+        merged["allowed_origins"] = tuple(dict.fromkeys(normalized))
+        if not _COLOR.match(str(merged.get("color") or "")):
+            problems.append("color: must be a colour like #1b6e53")
+        for key in ("max_text_chars", "per_ip_per_hour", "per_visitor_per_minute"):
+            value = merged.get(key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                problems.append(f"{key}: must be a whole number of at least 1")
+        if problems:
+            raise PermanentError("; ".join(problems))
+        return merged
+
+    @property
+    def allowed_origins(self) -> tuple[str, ...]:
+        return self.config["allowed_origins"]
+
+    @property
+    def max_text_chars(self) -> int:
+        return min(int(self.config["max_text_chars"]), self.limits.max_text_length or 4000)
+
+    @property
+    def max_request_bytes(self) -> int:
+        """The largest body a genuine message can have; the web layer answers 413 above it."""
+        return self.max_text_chars * BYTES_PER_CHAR + MAX_NAME_CHARS * BYTES_PER_CHAR + BODY_OVERHEAD_BYTES
+
+    # The visitor ------------------------------------------------------------------------------------
+
+    def visitor_id(self, token: str) -> str:
+        """The visitor's stable id (their identity and thread key); `ChatRefused` for a bad token."""
+        if not valid_visitor_token(token):
+            raise ChatRefused("the visitor token is missing or malformed", reason="visitor", status=401)
+        if self.context is None:
+            raise PermanentError("the chat needs the installation's signing key (no context given)")
+        key = self.context.signing_key(f"chat:{self.name}")
+        return hmac.new(key, token.encode("ascii"), hashlib.sha256).hexdigest()[:40]
+
+    def user_visitor_id(self, user_id: str, user_hash: str) -> str:
+        """The id of a visitor the host site signed in: the same on every device and browser.
+
+        The site proves the user id with HMAC-SHA256(identity_secret, user_id) in hex (as Intercom's
+        and Chatwoot's identity verification do); a wrong or missing hash, or a channel without an
+        `identity_secret`, is refused, so nobody can claim another user's history by naming their id.
+        """
+        secret = str(self.config.get("identity_secret") or "")
+        user_id = user_id.strip()
+        if not secret or not user_id or len(user_id) > MAX_USER_ID_CHARS or CONTROLS.search(user_id):
+            raise ChatRefused("this chat does not take signed-in users, or the user id is malformed",
+                              reason="user", status=401)
+        expected = hmac.new(secret.encode("utf-8"), user_id.encode("utf-8"), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, user_hash.strip().lower()):
+            raise ChatRefused("the user hash does not match the user id", reason="user", status=401)
+        if self.context is None:
+            raise PermanentError("the chat needs the installation's signing key (no context given)")
+        key = self.context.signing_key(f"chat:{self.name}")
+        return hmac.new(key, b"user:" + user_id.encode("utf-8"), hashlib.sha256).hexdigest()[:40]
+
+    def visitor_of(self, request: WebhookRequest) -> str:
+        """The visitor of a request: the signed-in user when the site names one, else the visitor token."""
+        user_id = _header(request.headers, USER_HEADER)
+        if user_id:
+            return self.user_visitor_id(user_id, _header(request.headers, USER_HASH_HEADER))
+        return self.visitor_id(_header(request.headers, VISITOR_HEADER).strip())
+
+    # The connector contract -------------------------------------------------------------------------
+
+    def verify_webhook(self, request: WebhookRequest) -> None:
+        """Refuse (`ChatRefused`) a post without a well-formed visitor token or over the size cap."""
+        self.visitor_of(request)
+        if len(request.body) > self.max_request_bytes:
+            raise ChatRefused("the message is too long", reason="too_long", status=413)
+
+    def parse_webhook(self, request: WebhookRequest) -> FetchResult:
+        """The visitor's message as one item; `ChatRefused` when it is not one."""
+        visitor = self.visitor_of(request)
+        try:
+            data = json.loads(request.body.decode("utf-8", "replace"))
+        except (ValueError, RecursionError):
+            raise ChatRefused("the body is not valid JSON", reason="unreadable") from None
+        if not isinstance(data, dict):
+            raise ChatRefused("the body must be a JSON object", reason="unreadable")
+        try:
+            client_id = str(uuid.UUID(str(data.get("client_id") or "")))
+        except ValueError:
+            raise ChatRefused("client_id must be a UUID made by the widget", reason="client_id") from None
+        text = data.get("text")
+        if not isinstance(text, str):
+            raise ChatRefused("text must be a string", reason="unreadable")
+        # NUL and other control characters are never meaningful in a typed message.
+        text = CONTROLS.sub("", text).replace("\r\n", "\n").strip()
+        if not text:
+            raise ChatRefused("write a message", reason="empty")
+        if len(text) > self.max_text_chars:
+            raise ChatRefused(f"at most {self.max_text_chars} characters", reason="too_long", status=413)
+        name = data.get("name") if isinstance(data.get("name"), str) else ""
+        name = " ".join(CONTROLS.sub(" ", name).split())[:MAX_NAME_CHARS]
+        headers = {
+            "Origin": _header(request.headers, "Origin")[:300],
+            "User-Agent": _header(request.headers, "User-Agent")[:500],
+            "Remote-Addr": (request.remote_addr or "")[:64],
+        }
+        headers = {k: " ".join(CONTROLS.sub(" ", v).split()) for k, v in headers.items() if v}
+        raw = json.dumps({"chat": 1, "visitor": visitor, "client_id": client_id, "name": name, "text": text,
+                          "headers": headers}, ensure_ascii=False).encode("utf-8")
+        return FetchResult(items=[self._item(visitor, client_id, name, text, headers, raw)], cursor=None)
+
+    def _item(self, visitor: str, client_id: str, name: str, text: str, headers: dict[str, str],
+              raw: bytes) -> InboundItem:
+        first_line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+        return InboundItem(
+            channel=self.name,
+            external_id=f"{visitor}:{client_id}",
+            # Without a name the visitor is listed by a short, stable mark rather than a 40-digit id.
+            author=Author(handle=visitor, name=name or f"Website visitor {visitor[:6]}", identity_kind="chat"),
+            text=text,
+            subject=first_line[:120],
+            sent_at=dt.datetime.fromtimestamp(self.clock(), dt.UTC),
+            thread_key=visitor,
+            public=False,
+            headers=headers,
+            raw=raw,
+            source_ref=f"chat:{visitor}:{client_id}",
+            size=len(raw),
+        )
+
+    def parse_raw(self, raw: bytes, source_ref: str | None = None) -> InboundItem:
+        """A stored message (the JSON kept as the item's raw bytes) as an item again."""
+        try:
+            data = json.loads(raw.decode("utf-8"))
+            client_id = str(uuid.UUID(data["client_id"]))
+            visitor = str(data["visitor"])
+            text = str(data["text"])
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+            raise ItemError(f"not a stored chat message: {exc}") from None
+        headers = {str(k): str(v) for k, v in (data.get("headers") or {}).items()}
+        return self._item(visitor, client_id, str(data.get("name") or ""), text, headers, raw)
+
+    def fetch(self, cursor: str | None) -> FetchResult:
+        """Nothing to poll: messages arrive through the web layer."""
+        return FetchResult(items=[], cursor=cursor)
+
+    def send(self, reply: OutboundReply) -> str:
+        """The reply is already a message of the conversation, which the widget reads: acknowledge it."""
+        if not reply.text.strip():
+            raise PermanentError("a chat reply needs text")
+        return f"chat:{reply.idempotency_key}"
+
+    def probe(self) -> ProbeResult:
+        """Nothing to connect to: the widget's script address, for the admin to embed."""
+        base = (self.context.base_url if self.context else "").rstrip("/")
+        return ProbeResult(True, "Website chat receives posts from its widget; nothing to connect to",
+                           detail=f'<script src="{base}/chat/widget.js" data-channel="{self.name}" defer></script>')

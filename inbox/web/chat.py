@@ -1,0 +1,358 @@
+"""The website chat's public endpoints (#18): what the widget on a customer's site talks to.
+
+Routes (every one but the script only for a configured, enabled channel of kind "chat"; 404 otherwise):
+
+- `GET  /chat/widget.js`                 the widget; one `<script data-channel="NAME">` per site
+- `GET  /chat/<channel>/config`          JSON: title, greeting, colour and the widget's words (`?lang=`)
+- `GET  /chat/<channel>/messages`        JSON: the visitor's conversation (visitor token in a header)
+- `POST /chat/<channel>/messages`        JSON `{"client_id", "text"}`: one message, stored exactly once
+- `POST /chat/<channel>/receipts`        JSON `{"delivered": [ids], "read": [ids]}`: the widget's markers
+- `GET  /chat/<channel>/articles`        JSON: help-center articles for what the visitor types (`?q=`)
+- `OPTIONS` on each of them              CORS preflight
+
+The widget runs on other sites, where our session cookie is not sent: no CSRF token can work, and
+none is needed, since the visitor token travels in the `X-Mainland-Visitor` header that no form can
+set. Instead every request's Origin must be Mainland's own or one of the channel's
+`allowed_origins`, and Flask-Limiter limits posts per IP address and per visitor. CORS answers
+name only an allowed origin, never `*`. All checking of a message is the connector's
+(connectors/chat.py); this module maps the outcomes to HTTP. See docs/chat.md.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import time
+from pathlib import Path
+
+from flask import Blueprint, Response, abort, current_app, g, jsonify, request, url_for
+from flask_babel import force_locale
+
+from connectors.base import WebhookRequest
+from connectors.chat import USER_HASH_HEADER, USER_HEADER, VISITOR_HEADER, ChatConnector, ChatRefused
+from connectors.webform import origin_of
+from inbox import acknowledgements, clock, helpcenter, service_levels
+from inbox.i18n import LANGUAGES, select_locale
+from inbox.i18n import gettext as _
+from inbox.ingest import IngestReport
+from inbox.models import DeliveryUpdate, FetchResult
+from inbox.store.base import iso
+from inbox.web import get_store
+from inbox.web.security import csrf, limiter
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("chat", __name__)
+csrf.exempt(bp)
+
+#: How long a browser may cache a CORS preflight answer.
+PREFLIGHT_MAX_AGE = 600
+#: Help-center articles suggested at most for one question.
+MAX_SUGGESTIONS = 3
+ARTICLES_LIMIT = "60 per minute"
+#: An agent's "typing" heartbeat is shown to the visitor this long (the composer beats every few seconds).
+TYPING_SHOWN = dt.timedelta(seconds=8)
+#: Message ids one receipt may name.
+MAX_RECEIPTS = 200
+WIDGET_SCRIPT = Path(__file__).resolve().parents[2] / "static" / "chat" / "widget.js"
+
+
+# The channel ------------------------------------------------------------------------------------
+
+def _connector(channel: str) -> ChatConnector:
+    """The chat connector of `channel`, made once per request; 404 for anything else."""
+    cached = g.get("chat")
+    if cached is not None and cached.name == channel:
+        return cached
+    mainland = current_app.extensions["mainland"]
+    config = mainland.config.channels.get(channel)
+    if config is None or not config.enabled or config.kind != ChatConnector.kind:
+        abort(404)
+    g.chat = mainland.connector(channel)
+    return g.chat
+
+
+def _own_origins() -> set[str]:
+    mainland = current_app.extensions["mainland"]
+    return {o for o in (origin_of(request.host_url), origin_of(mainland.config.base_url)) if o}
+
+
+def _allowed(origin: str | None, connector: ChatConnector) -> bool:
+    return origin is not None and (origin in _own_origins() or origin in connector.allowed_origins)
+
+
+def _check_origin(connector: ChatConnector) -> None:
+    """403 unless the request comes from us or an allowed site (or, same-origin GET, names none)."""
+    header = request.headers.get("Origin")
+    if header is None:
+        referer = request.headers.get("Referer")
+        header = referer if referer else None
+    if header is None:
+        return  # a same-origin GET, a server-side client: the visitor token still decides what it sees
+    if not _allowed(origin_of(header) or "null", connector):
+        log.info("chat %s: refused a request from origin %s", connector.name, header[:100])
+        abort(403)
+
+
+def _visitor(connector: ChatConnector) -> str:
+    try:
+        return connector.visitor_of(WebhookRequest(body=b"", headers=dict(request.headers.items())))
+    except ChatRefused:
+        abort(401)
+
+
+# Rate limits: per IP for the channel, and per visitor (one address may hold many visitors: an office).
+
+def _setting(name: str) -> int | None:
+    channel = (request.view_args or {}).get("channel", "")
+    config = current_app.extensions["mainland"].config.channels.get(channel)
+    if config is None or config.kind != ChatConnector.kind:
+        return None
+    return int(ChatConnector.check_config(config.settings)[name])
+
+
+def _per_ip() -> str:
+    value = _setting("per_ip_per_hour")
+    return f"{value} per hour" if value else "1000 per hour"
+
+
+def _per_visitor() -> str:
+    value = _setting("per_visitor_per_minute")
+    return f"{value} per minute" if value else "1000 per minute"
+
+
+def _visitor_key() -> str:
+    # A digest, not the token: the limiter's storage must not hold a key to anyone's history.
+    who = request.headers.get(USER_HEADER) or request.headers.get(VISITOR_HEADER, "")
+    return "visitor:" + hashlib.sha256(who.encode("utf-8", "replace")).hexdigest()[:32]
+
+
+def _scope(endpoint: str) -> str:
+    return f"chat:{(request.view_args or {}).get('channel', '')}"
+
+
+_ip_limit = limiter.shared_limit(_per_ip, scope=_scope, methods=["POST"])
+_visitor_limit = limiter.shared_limit(_per_visitor, scope=lambda e: _scope(e) + ":visitor", key_func=_visitor_key,
+                                      methods=["POST"])
+
+
+# The widget and its words -----------------------------------------------------------------------
+
+@bp.get("/chat/widget.js")
+def widget_script():
+    response = Response(WIDGET_SCRIPT.read_bytes(), mimetype="text/javascript")
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    # A site with a strict CSP loads it with its own nonce; the script needs nothing but fetch.
+    response.headers["Cross-Origin-Resource-Policy"] = "cross-origin"
+    return response
+
+
+def _language() -> str:
+    asked = (request.args.get("lang") or "").split("-")[0].lower()
+    return asked if asked in LANGUAGES else select_locale()
+
+
+def _widget_words() -> dict[str, str]:
+    """Every word the widget shows, in the current language (the widget has no gettext of its own)."""
+    return {
+        "open": _("Chat with us"),
+        "close": _("Close the chat"),
+        "title": _("Chat with us"),
+        "greeting": _("Hello! Ask us anything. We answer here, and you can come back to this chat later."),
+        "label": _("Your message"),
+        "send": _("Send"),
+        "sending": _("Sending…"),
+        "failed": _("Not sent yet. It will be sent when you are back online."),
+        "you": _("You"),
+        "team": _("Support"),
+        "suggested": _("These articles may answer your question:"),
+        "typing": _("Support is typing…"),
+        "too_long": _("The message is too long."),
+        "refused": _("This chat cannot be used from this website."),
+        "busy": _("You have sent many messages in a short time. Please wait a moment."),
+    }
+
+
+def _availability(channel: str, language: str) -> dict[str, object]:
+    """Whether the team is in (its business hours, from the service levels) and when the visitor may
+    expect an answer (the desired first-response target): a sentence while open, a moment when away."""
+    mainland = current_app.extensions["mainland"]
+    levels = service_levels.for_config(mainland.config)
+    hours = levels.hours_for(mainland.team_for_channel(channel))
+    target = levels.policy_for(channel, 0).first_response
+    now = clock.now()
+    is_open = hours.is_open(now)
+    answer_by = hours.add(now, target.desired) if target else None
+    if is_open and target:
+        within = acknowledgements.expected_time(target.desired, language, business=not hours.always_open)
+        expect = _("We usually answer within %(time)s.", time=within)
+    elif is_open:
+        expect = _("We answer as soon as we can.")
+    else:
+        # "{when}" is filled in by the widget, in the visitor's own time zone.
+        expect = _("We are away now. We will answer by {when}.") if answer_by else _("We are away now.")
+    return {"open": is_open, "expect": expect, "answer_by": iso(answer_by) if answer_by and not is_open else None}
+
+
+@bp.get("/chat/<channel>/config", provide_automatic_options=False)
+def widget_config(channel: str):
+    connector = _connector(channel)
+    _check_origin(connector)
+    language = _language()
+    with force_locale(language):
+        words = _widget_words()
+        availability = _availability(connector.name, language)
+    return jsonify(ok=True, language=language, color=connector.config["color"],
+                   title=connector.config["title"] or words["title"],
+                   greeting=connector.config["greeting"] or words["greeting"],
+                   max_text_chars=connector.max_text_chars, words=words, availability=availability,
+                   articles=bool(helpcenter.settings_for(current_app.extensions["mainland"].config).enabled))
+
+
+# The conversation -------------------------------------------------------------------------------
+
+def _shown(row: dict) -> dict:
+    """A message as the widget shows it: text only (it is put in the page as text, never HTML)."""
+    inbound = row["direction"] == "in"
+    return {
+        "id": row["id"],
+        "client_id": row["external_id"].partition(":")[2] if inbound else None,
+        "from": "visitor" if inbound else "team",
+        "name": "" if inbound else (row["author_name"] or ""),
+        "text": row["text"],
+        "at": row["at"],
+        "status": "received" if inbound else row["delivery_status"],
+    }
+
+
+@bp.get("/chat/<channel>/messages", provide_automatic_options=False)
+def history(channel: str):
+    connector = _connector(channel)
+    _check_origin(connector)
+    visitor = _visitor(connector)
+    store = get_store()
+    rows = store.chat_history(connector.name, visitor)
+    typing = store.chat_team_typing(connector.name, visitor, iso(clock.now() - TYPING_SHOWN))
+    response = jsonify(ok=True, messages=[_shown(row) for row in rows], typing=typing)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.post("/chat/<channel>/messages", provide_automatic_options=False)
+@_ip_limit
+@_visitor_limit
+def post_message(channel: str):
+    connector = _connector(channel)
+    _check_origin(connector)
+    cap = connector.max_request_bytes
+    if request.content_length is not None and request.content_length > cap:
+        return _json_error("too_long", 413)
+    body = request.stream.read(cap + 1)
+    webhook = WebhookRequest(body=body, headers=dict(request.headers.items()), remote_addr=request.remote_addr)
+    try:
+        connector.verify_webhook(webhook)
+        [item] = connector.parse_webhook(webhook).items
+    except ChatRefused as refused:
+        return _json_error(refused.reason, refused.status)
+    store = get_store()
+    report = current_app.extensions["mainland"].ingestor(store).ingest_one(connector.name, item)
+    if report.quarantined:
+        log.warning("chat %s: message %s was quarantined", connector.name, item.external_id)
+    [row] = [r for r in store.chat_history(connector.name, item.thread_key) if r["external_id"] == item.external_id] \
+        or [None]
+    # A resend of a stored message answers as the first post did (the widget then stops resending).
+    return jsonify(ok=True, duplicate=bool(report.duplicates), message=_shown(row) if row else None)
+
+
+@bp.post("/chat/<channel>/receipts", provide_automatic_options=False)
+@_ip_limit
+def receipts(channel: str):
+    """The widget's delivered and read markers for the team's replies: `{"delivered": [ids], "read": [ids]}`.
+
+    They go through the pipeline as the channel's delivery reports (`DeliveryUpdate`), so a reply only
+    moves forward (sent -> delivered -> read) and the agent sees it on the reply, live.
+    """
+    connector = _connector(channel)
+    _check_origin(connector)
+    visitor = _visitor(connector)
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        return _json_error("unreadable", 400)
+    store = get_store()
+    updates = []
+    for status in ("delivered", "read"):
+        ids = [i for i in (data.get(status) or [])[:MAX_RECEIPTS] if isinstance(i, int) and not isinstance(i, bool)]
+        updates += [DeliveryUpdate(provider_id=p, status=status)
+                    for p in store.chat_reply_provider_ids(connector.name, visitor, ids)]
+    report = IngestReport()
+    if updates:
+        report = current_app.extensions["mainland"].ingestor(store).ingest(
+            connector.name, FetchResult(items=[], cursor=None, updates=updates), save_cursor=False)
+    return jsonify(ok=True, moved=report.delivery_updates)
+
+
+def _json_error(reason: str, status: int):
+    messages = {"too_long": _("The message is too long."), "visitor": _("This chat session is not valid."),
+                "empty": _("Write a message first."),
+                "busy": _("You have sent many messages in a short time. Please wait a moment.")}
+    response = jsonify(ok=False, error=reason, message=messages.get(reason, _("The message could not be read.")))
+    response.status_code = status
+    return response
+
+
+# Help-center suggestions --------------------------------------------------------------------------
+
+@bp.get("/chat/<channel>/articles", provide_automatic_options=False)
+@limiter.limit(ARTICLES_LIMIT)
+def articles(channel: str):
+    connector = _connector(channel)
+    _check_origin(connector)
+    mainland = current_app.extensions["mainland"]
+    if not helpcenter.settings_for(mainland.config).enabled:
+        return jsonify(ok=True, articles=[])
+    language = _language()
+    expression = helpcenter.match_expression((request.args.get("q") or "")[:helpcenter.MAX_QUERY_CHARS])
+    found = get_store().search_public_articles(language, expression, limit=MAX_SUGGESTIONS) if expression else []
+    base = mainland.config.base_url.rstrip("/")
+    return jsonify(ok=True, articles=[
+        {"title": a["title"], "summary": helpcenter.plain_summary(a),
+         "url": base + url_for("helpcenter.page", lang=a["language"], slug=a["slug"])} for a in found])
+
+
+# CORS -------------------------------------------------------------------------------------------
+
+@bp.route("/chat/<channel>/config", methods=["OPTIONS"], provide_automatic_options=False, endpoint="preflight_config")
+@bp.route("/chat/<channel>/messages", methods=["OPTIONS"], provide_automatic_options=False)
+@bp.route("/chat/<channel>/receipts", methods=["OPTIONS"], provide_automatic_options=False,
+          endpoint="preflight_receipts")
+@bp.route("/chat/<channel>/articles", methods=["OPTIONS"], provide_automatic_options=False,
+          endpoint="preflight_articles")
+def preflight(channel: str):
+    connector = _connector(channel)
+    _check_origin(connector)
+    response = Response(status=204)
+    response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+    response.headers["Access-Control-Allow-Headers"] = f"Content-Type, {VISITOR_HEADER}, {USER_HEADER}, {USER_HASH_HEADER}"
+    response.headers["Access-Control-Max-Age"] = str(PREFLIGHT_MAX_AGE)
+    return response
+
+
+@bp.after_request
+def _headers(response: Response) -> Response:
+    connector: ChatConnector | None = g.get("chat")
+    if connector is None or not request.path.startswith("/chat/"):
+        return response
+    origin = origin_of(request.headers.get("Origin") or "")
+    if origin and _allowed(origin, connector):
+        response.headers["Access-Control-Allow-Origin"] = origin
+    response.vary.add("Origin")
+    return response
+
+
+@bp.errorhandler(429)
+def _too_many(error):
+    response = _json_error("busy", 429)
+    current = limiter.current_limit
+    response.headers["Retry-After"] = str(max(1, int(current.reset_at - time.time())) if current else 60)
+    return response

@@ -1,0 +1,300 @@
+/* Mainland website chat widget (#18). Embed: <script src="BASE/chat/widget.js" data-channel="NAME" defer>
+ * No dependencies, no cookies, no inline styles or eval (works under a strict CSP: the styles are a
+ * constructed stylesheet in a shadow root). Messages are shown with textContent only: never HTML.
+ * Unsent messages wait in localStorage with their client id and are sent again after a network drop;
+ * the server stores one message per client id, so nothing is lost and nothing doubled. See docs/chat.md.
+ */
+(function () {
+  "use strict";
+  var script = document.currentScript;
+  if (!script || !script.dataset.channel) return;
+  var channel = script.dataset.channel;
+  var base = new URL(script.src, location.href).origin;
+  var api = base + "/chat/" + encodeURIComponent(channel);
+  var store = "mainland-chat:" + base + ":" + channel + ":";
+  var POLL_OPEN = 3000, POLL_CLOSED = 30000;
+
+  function load(key, fallback) {
+    try { var v = localStorage.getItem(store + key); return v === null ? fallback : JSON.parse(v); }
+    catch (e) { return fallback; }
+  }
+  function save(key, value) {
+    try { localStorage.setItem(store + key, JSON.stringify(value)); } catch (e) { /* private mode: this page only */ }
+  }
+  function randomToken() {
+    var bytes = new Uint8Array(32);
+    crypto.getRandomValues(bytes);
+    return btoa(String.fromCharCode.apply(null, bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  }
+  function uuid() {
+    if (crypto.randomUUID) return crypto.randomUUID();
+    var b = new Uint8Array(16);
+    crypto.getRandomValues(b);
+    b[6] = (b[6] & 15) | 64; b[8] = (b[8] & 63) | 128;
+    var h = Array.prototype.map.call(b, function (x) { return (x + 256).toString(16).slice(1); }).join("");
+    return h.slice(0, 8) + "-" + h.slice(8, 12) + "-" + h.slice(12, 16) + "-" + h.slice(16, 20) + "-" + h.slice(20);
+  }
+
+  var visitor = load("visitor", null);
+  if (!visitor) { visitor = randomToken(); save("visitor", visitor); }
+  var pending = load("pending", []);  // [{client_id, text}] not yet confirmed by the server
+  var messages = [];                   // the server's history
+  var words = {}, config = null, isOpen = false, typing = false, timer = null, sending = false, suggestTimer = null;
+
+  function request(method, path, body) {
+    var init = {method: method, headers: {"X-Mainland-Visitor": visitor}, credentials: "omit", cache: "no-store"};
+    if (script.dataset.userId) {  // signed in by the site: the same chat on every device
+      init.headers["X-Mainland-User"] = script.dataset.userId;
+      init.headers["X-Mainland-User-Hash"] = script.dataset.userHash || "";
+    }
+    if (body) { init.headers["Content-Type"] = "application/json"; init.body = JSON.stringify(body); }
+    return fetch(api + path, init).then(function (r) {
+      return r.json().catch(function () { return {}; }).then(function (data) { data.status = r.status; return data; });
+    });
+  }
+
+  // The page -------------------------------------------------------------------------------------
+  var host = document.createElement("div");
+  host.setAttribute("data-mainland-chat", channel);
+  var root = host.attachShadow({mode: "open"});
+  var css = ":host{all:initial}*{box-sizing:border-box;font:15px/1.4 system-ui,sans-serif}" +
+    ".b{position:fixed;right:20px;bottom:20px;z-index:2147483000;border:0;border-radius:28px;padding:14px 20px;" +
+    "color:#fff;cursor:pointer;box-shadow:0 2px 8px #0004}" +
+    ".b:focus-visible,button:focus-visible,textarea:focus-visible,a:focus-visible{outline:3px solid #1a73e8;outline-offset:2px}" +
+    ".w{position:fixed;right:20px;bottom:84px;z-index:2147483000;width:min(370px,calc(100vw - 24px));" +
+    "height:min(560px,calc(100vh - 110px));display:flex;flex-direction:column;background:#fff;color:#1f2328;" +
+    "border-radius:12px;box-shadow:0 6px 24px #0005;overflow:hidden}.w[hidden]{display:none}" +
+    ".h{display:flex;align-items:center;justify-content:space-between;padding:12px 14px;color:#fff}" +
+    ".h h2{margin:0;font-weight:600;font-size:16px}.x{background:none;border:0;color:#fff;font-size:22px;cursor:pointer;padding:0 6px}" +
+    ".l{flex:1;overflow-y:auto;padding:12px;display:flex;flex-direction:column;gap:8px;background:#f6f8fa}" +
+    ".m{max-width:85%;padding:8px 11px;border-radius:10px;white-space:pre-wrap;overflow-wrap:anywhere}" +
+    ".v{align-self:flex-end;color:#fff}.t{align-self:flex-start;background:#fff;border:1px solid #d0d7de}" +
+    ".g{align-self:flex-start;color:#444}.s{font-size:12px;opacity:.85;margin-top:2px}" +
+    ".a{padding:8px 12px;border-top:1px solid #d0d7de;background:#fff}.a p{margin:0 0 4px;font-size:13px;color:#444}" +
+    ".a a{display:block;color:#0b57d0;margin:2px 0}" +
+    "form{display:flex;gap:8px;padding:10px;border-top:1px solid #d0d7de;background:#fff}" +
+    "textarea{flex:1;resize:none;height:44px;border:1px solid #8c959f;border-radius:8px;padding:8px;color:#1f2328;background:#fff}" +
+    "form button{border:0;border-radius:8px;padding:0 14px;color:#fff;cursor:pointer}" +
+    ".st{margin:0;padding:6px 14px;font-size:13px;color:#3d4650;background:#fff;border-bottom:1px solid #d0d7de}" +
+    ".st:empty{display:none}.e{color:#b42318;font-size:13px;padding:0 12px 6px;background:#fff}.e:empty{display:none}" +
+    ".sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}" +
+    "@media (max-width:480px){.w{left:12px;right:12px;width:auto;bottom:76px}.b{right:12px;bottom:12px}}";
+  if (root.adoptedStyleSheets !== undefined && window.CSSStyleSheet && CSSStyleSheet.prototype.replaceSync) {
+    var sheet = new CSSStyleSheet();
+    sheet.replaceSync(css);
+    root.adoptedStyleSheets = [sheet];
+  } else {
+    var style = document.createElement("style");
+    style.textContent = css;
+    root.appendChild(style);
+  }
+
+  function el(tag, cls, text) {
+    var node = document.createElement(tag);
+    if (cls) node.className = cls;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+  var button = el("button", "b");
+  button.type = "button";
+  button.setAttribute("aria-expanded", "false");
+  var panel = el("div", "w");
+  panel.hidden = true;
+  panel.id = "mainland-chat-window";
+  panel.setAttribute("role", "dialog");
+  panel.setAttribute("aria-labelledby", "mainland-chat-title");
+  button.setAttribute("aria-controls", panel.id);
+  var head = el("div", "h"), title = el("h2");
+  title.id = "mainland-chat-title";
+  var close = el("button", "x", "\u00d7");
+  close.type = "button";
+  head.append(title, close);
+  var log = el("div", "l");
+  log.setAttribute("role", "log");
+  log.setAttribute("aria-live", "polite");
+  log.tabIndex = 0;
+  var articles = el("div", "a");
+  articles.hidden = true;
+  var error = el("div", "e");
+  error.setAttribute("role", "alert");
+  var form = el("form"), label = el("label", "sr"), input = el("textarea"), send = el("button");
+  input.id = "mainland-chat-input";
+  label.htmlFor = input.id;
+  input.rows = 2;
+  send.type = "submit";
+  form.append(label, input, send);
+  var status = el("p", "st");
+  panel.append(head, status, log, articles, error, form);
+  root.append(button, panel);
+
+  function paint(node, background) { node.style.background = background; }
+
+  function applyConfig(data) {
+    config = data;
+    words = data.words || {};
+    button.textContent = words.open;
+    close.setAttribute("aria-label", words.close);
+    title.textContent = data.title;
+    label.textContent = words.label;
+    input.placeholder = words.label;
+    input.maxLength = data.max_text_chars;
+    send.textContent = words.send;
+    [button, head, send].forEach(function (n) { paint(n, data.color); });
+    var a = data.availability || {}, when = "";
+    if (a.answer_by) {
+      when = new Intl.DateTimeFormat(data.language, {weekday: "long", hour: "2-digit", minute: "2-digit"})
+        .format(new Date(a.answer_by));
+    }
+    status.textContent = (a.expect || "").replace("{when}", when);
+    render();
+  }
+
+  function bubble(text, cls, status) {
+    var node = el("div", "m " + cls);
+    if (cls === "v") paint(node, config.color);
+    node.appendChild(document.createTextNode(text));
+    if (status) node.appendChild(el("div", "s", status));
+    return node;
+  }
+
+  function render() {
+    if (!config) return;
+    var atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+    log.replaceChildren(bubble(config.greeting, "g"));
+    var known = {};
+    messages.forEach(function (m) {
+      if (m.client_id) known[m.client_id] = true;
+      log.appendChild(bubble(m.text, m.from === "visitor" ? "v" : "t", m.from === "visitor" ? "" : (m.name || words.team)));
+    });
+    pending.forEach(function (p) {
+      if (!known[p.client_id]) log.appendChild(bubble(p.text, "v", navigator.onLine ? words.sending : words.failed));
+    });
+    if (typing) log.appendChild(el("div", "m g", words.typing));
+    if (atBottom) log.scrollTop = log.scrollHeight;
+  }
+
+  // Talking to Mainland ----------------------------------------------------------------------------
+  function refresh() {
+    return request("GET", "/messages").then(function (data) {
+      if (!data.ok) return;
+      messages = data.messages;
+      var stored = {};
+      messages.forEach(function (m) { if (m.client_id) stored[m.client_id] = true; });
+      pending = pending.filter(function (p) { return !stored[p.client_id]; });
+      save("pending", pending);
+      typing = !!data.typing;
+      render();
+      return receipts();
+    }).catch(function () { /* offline: try again on the next tick */ });
+  }
+
+  // Delivered: the widget has the reply; read: the open window showed it to the visitor.
+  function receipts() {
+    var seen = isOpen && document.visibilityState === "visible";
+    var delivered = [], read = [];
+    messages.forEach(function (m) {
+      if (m.from !== "team") return;
+      if (m.status === "sent") delivered.push(m.id);
+      if (seen && m.status !== "read") read.push(m.id);
+    });
+    if (!delivered.length && !read.length) return;
+    return request("POST", "/receipts", {delivered: delivered, read: read}).then(function (data) {
+      if (data.ok && data.moved) {
+        messages.forEach(function (m) {
+          if (read.indexOf(m.id) >= 0) m.status = "read"; else if (delivered.indexOf(m.id) >= 0) m.status = "delivered";
+        });
+      }
+    });
+  }
+
+  function flush() {
+    if (sending || !pending.length) return Promise.resolve();
+    sending = true;
+    var next = pending[0];
+    return request("POST", "/messages", next).then(function (data) {
+      sending = false;
+      if (data.ok || (data.status >= 400 && data.status < 500 && data.status !== 429)) {
+        // Stored (or refused for good: keeping it would resend it forever).
+        pending = pending.filter(function (p) { return p.client_id !== next.client_id; });
+        save("pending", pending);
+        if (data.ok && data.message && !messages.some(function (m) { return m.id === data.message.id; })) {
+          messages.push(data.message);
+        }
+        error.textContent = data.ok ? "" : (data.message || "");
+        render();
+        return flush();
+      }
+      if (data.status === 429) error.textContent = words.busy;
+      render();
+    }).catch(function () { sending = false; render(); });
+  }
+
+  function tick() {
+    clearTimeout(timer);
+    flush().then(refresh).then(function () {
+      // Closed and nothing to send: no requests at all until the visitor opens the chat again.
+      if (isOpen || pending.length) timer = setTimeout(tick, isOpen ? POLL_OPEN : POLL_CLOSED);
+    });
+  }
+
+  function suggest() {
+    if (!config || !config.articles || messages.length || pending.length) { articles.hidden = true; return; }
+    var q = input.value.trim();
+    if (q.length < 3) { articles.hidden = true; return; }
+    request("GET", "/articles?lang=" + encodeURIComponent(config.language) + "&q=" + encodeURIComponent(q))
+      .then(function (data) {
+        var found = (data && data.articles) || [];
+        articles.replaceChildren();
+        articles.hidden = !found.length;
+        if (!found.length) return;
+        articles.appendChild(el("p", "", words.suggested));
+        found.forEach(function (a) {
+          var link = el("a", "", a.title);
+          link.href = a.url;
+          link.target = "_blank";
+          link.rel = "noopener";
+          articles.appendChild(link);
+        });
+      }).catch(function () { articles.hidden = true; });
+  }
+
+  // Behaviour --------------------------------------------------------------------------------------
+  function setOpen(open) {
+    isOpen = open;
+    panel.hidden = !open;
+    button.setAttribute("aria-expanded", String(open));
+    save("open", open);
+    if (open) { input.focus(); log.scrollTop = log.scrollHeight; tick(); } else { button.focus(); }
+  }
+  button.addEventListener("click", function () { setOpen(!isOpen); });
+  close.addEventListener("click", function () { setOpen(false); });
+  panel.addEventListener("keydown", function (event) { if (event.key === "Escape") setOpen(false); });
+  input.addEventListener("keydown", function (event) {
+    if (event.key === "Enter" && !event.shiftKey) { event.preventDefault(); form.requestSubmit(); }
+  });
+  input.addEventListener("input", function () { clearTimeout(suggestTimer); suggestTimer = setTimeout(suggest, 300); });
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    var text = input.value.trim();
+    if (!text) return;
+    // Kept before it is sent: a reload or a dropped connection cannot lose it.
+    pending.push({client_id: uuid(), text: text});
+    save("pending", pending);
+    input.value = "";
+    articles.hidden = true;
+    render();
+    log.scrollTop = log.scrollHeight;
+    flush().then(refresh);
+  });
+  window.addEventListener("online", tick);
+  window.addEventListener("offline", render);
+  document.addEventListener("visibilitychange", function () { if (isOpen) tick(); });
+
+  var lang = (document.documentElement.lang || navigator.language || "en").slice(0, 2);
+  request("GET", "/config?lang=" + encodeURIComponent(lang)).then(function (data) {
+    if (!data.ok) return;
+    applyConfig(data);
+    (document.body || document.documentElement).appendChild(host);
+    if (load("open", false)) setOpen(true); else tick();
+  }).catch(function () { /* Mainland unreachable: no widget */ });
+})();

@@ -1,0 +1,188 @@
+"""The website chat in Chromium (#18): a visitor on a customer's site and an agent, two contexts.
+
+The host page is served by this test from another origin, with a strict Content Security Policy
+(no inline script or style; scripts and requests only from Mainland). The visitor writes, the agent
+sees the conversation arrive live in the queue and answers, and the visitor reads the answer. Then
+the network drops: a message written offline is sent once when the visitor is back online, and a
+message whose answer is lost on the way back is sent again and still stored once. Every wait is
+for an element's or the database's state, never a sleep. No worker runs: the test sends the due
+replies itself (`send_due`), as the worker would.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import urllib.request
+import uuid
+
+import pytest
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+from inbox.outbox import send_due
+from tests.axe import describe, run_axe
+from tests.test_browser_smoke import CHROMIUM, _require_chromium, live_app  # noqa: F401 - fixture
+from tests.test_web_auth import PASSWORD, make_agent
+
+pytestmark = pytest.mark.browser
+
+TIMEOUT = 15_000
+
+
+class HostSite:
+    """A customer's website on its own loopback port, embedding the widget of `app_url`."""
+
+    def __init__(self) -> None:
+        self.app_url = ""
+        self.server = make_server("127.0.0.1", 0, self.wsgi, threaded=True)
+        self.origin = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def wsgi(self, environ, start_response):
+        Request(environ)
+        page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Example shop</title></head>'
+                f'<body><main><h1>Example shop</h1><p>Shoes and more.</p></main>'
+                f'<script src="{self.app_url}/chat/widget.js" data-channel="site" defer></script></body></html>')
+        response = Response(page, mimetype="text/html")
+        response.headers["Content-Security-Policy"] = (
+            f"default-src 'none'; script-src {self.app_url}; connect-src {self.app_url}; "
+            "style-src 'none'; img-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+        return response(environ, start_response)
+
+
+@pytest.fixture
+def host_site():
+    site = HostSite()
+    site.thread.start()
+    yield site
+    site.server.shutdown()
+    site.thread.join(timeout=5)
+
+
+@pytest.fixture
+def app_config(app_config, host_site):
+    app_config["channels"] = {"site": {"kind": "chat", "title": "Example shop", "color": "#7a2e8e",
+                                       "allowed_origins": [host_site.origin]}}
+    return app_config
+
+
+def stored_texts(store) -> list[str]:
+    return [m["text"] for c in store.recent_conversations() for m in store.conversation_messages(c["id"])
+            if m["direction"] == "in"]
+
+
+def test_a_visitor_and_an_agent_chat_and_a_dropped_network_loses_and_doubles_nothing(app, live_app,  # noqa: F811
+                                                                                      host_site):
+    _require_chromium()
+    from playwright.sync_api import expect, sync_playwright
+
+    app.config.update(LIVE_POLL_SECONDS=0.2)
+    host_site.app_url = live_app
+    mainland = app.extensions["mainland"]
+    store = mainland.open_store()
+    make_agent(store)
+    # Another visitor is already waiting, so the agent's queue is a list that grows live.
+    other = app.test_client().post("/chat/site/messages", json={"client_id": str(uuid.uuid4()), "text": "Hello?"},
+                                   headers={"X-Mainland-Visitor": secrets.token_urlsafe(32)})
+    assert other.status_code == 200
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            visitor_context = browser.new_context(viewport={"width": 1280, "height": 800})
+            visitor = visitor_context.new_page()
+            visitor.on("pageerror", lambda exc: errors.append(str(exc)))
+            visitor.on("console", lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text
+                       else None)
+            agent = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
+            agent.goto(f"{live_app}/login")
+            agent.fill("#email", "ann@example.org")
+            agent.fill("#password", PASSWORD)
+            agent.click("button[type=submit]")
+            agent.wait_for_url(f"{live_app}/")
+            agent.wait_for_function("() => window.Live && Live.lastEventId() !== null", timeout=TIMEOUT)
+
+            # The visitor opens the chat with the keyboard and writes.
+            visitor.goto(host_site.origin + "/")
+            launcher = visitor.get_by_role("button", name="Chat with us")
+            expect(launcher).to_be_visible(timeout=TIMEOUT)
+            launcher.focus()
+            visitor.keyboard.press("Enter")
+            expect(visitor.get_by_role("dialog", name="Example shop")).to_contain_text("We usually answer within 1 hour.")
+            box = visitor.get_by_label("Your message")
+            expect(box).to_be_focused()
+            assert errors == []
+            violations = run_axe(visitor)
+            assert violations == [], describe(violations)
+            errors.clear()  # axe's own injection is refused by the host's CSP first (tests/axe.py): not the widget
+            box.fill("Do you have these shoes in size 44?")
+            visitor.keyboard.press("Enter")
+
+            # The agent sees it arrive live, opens it and answers.
+            row = agent.locator("table.queue tbody tr").filter(has_text="Do you have these shoes in size 44?")
+            expect(row).to_be_visible(timeout=TIMEOUT)
+            conversation_id = row.get_attribute("data-id")
+            agent.goto(f"{live_app}/conversations/{conversation_id}")
+            agent.fill("#reply-text", "Yes, size 44 is in stock.")
+            agent.click("#send-reply-open")  # "Send, keep open": the agent stays on the conversation
+            reply = agent.locator(".message.direction-out").last
+            expect(reply.locator(".delivery-status")).to_have_text("Queued", timeout=TIMEOUT)
+            assert send_due(mainland, store).sent == 1
+            expect(reply.locator(".delivery-status")).to_have_text("Sent", timeout=TIMEOUT)
+
+            log = visitor.get_by_role("log")
+            expect(log).to_contain_text("Yes, size 44 is in stock.", timeout=TIMEOUT)
+            # The open chat showed it: the agent sees the reply read, live.
+            expect(reply.locator(".delivery-status")).to_have_text("Read", timeout=TIMEOUT)
+
+            # Offline: the message waits in the widget, then goes once when the network is back.
+            visitor_context.set_offline(True)
+            box.fill("Can I pick them up today?")
+            visitor.keyboard.press("Enter")
+            expect(log).to_contain_text("Not sent yet", timeout=TIMEOUT)
+            assert "Can I pick them up today?" not in stored_texts(store)
+            visitor_context.set_offline(False)
+            expect(log).not_to_contain_text("Not sent yet", timeout=TIMEOUT)
+
+            # The answer to a post is lost on the way back (stored, but the widget never hears so):
+            # the widget sends it again with the same client id, and it is still stored once.
+            lost = []
+
+            def drop_answer(route):
+                if route.request.method == "POST" and not lost:
+                    # The server gets the post and stores it, but its answer never reaches the widget.
+                    sent = urllib.request.Request(route.request.url, data=route.request.post_data_buffer,
+                                                  headers=route.request.headers, method="POST")
+                    with urllib.request.urlopen(sent, timeout=10) as answer:
+                        lost.append(answer.status)
+                    route.abort("connectionreset")
+                else:
+                    route.continue_()
+
+            visitor.route("**/chat/site/messages", drop_answer)
+            box.fill("And do you deliver on Saturday?")
+            with visitor.expect_event("requestfailed"):
+                visitor.keyboard.press("Enter")
+            assert lost == [200] and "And do you deliver on Saturday?" in stored_texts(store)
+            visitor_context.set_offline(True)  # a drop and a return make the widget resend at once
+            visitor_context.set_offline(False)
+            expect(log.get_by_text("And do you deliver on Saturday?")).to_have_count(1, timeout=TIMEOUT)
+            expect(log).not_to_contain_text("Sending", timeout=TIMEOUT)
+            assert lost, "the lost answer was never simulated"
+
+            texts = stored_texts(store)
+            assert texts.count("Do you have these shoes in size 44?") == 1
+            assert texts.count("Can I pick them up today?") == 1
+            assert texts.count("And do you deliver on Saturday?") == 1
+
+            # Back another day: the whole conversation is there.
+            visitor.reload()  # the chat was open: it opens again by itself
+            expect(visitor.get_by_role("button", name="Chat with us")).to_have_attribute("aria-expanded", "true",
+                                                                                         timeout=TIMEOUT)
+            for text in ("size 44?", "Yes, size 44 is in stock.", "pick them up today?", "Saturday?"):
+                expect(visitor.get_by_role("log")).to_contain_text(text, timeout=TIMEOUT)
+            assert errors == []
+        finally:
+            browser.close()
+            store.close()
