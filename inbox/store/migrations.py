@@ -1211,3 +1211,26 @@ def m030_outbox_attempts(db: Database) -> None:
         ALTER TABLE outbox ADD COLUMN uncertain INTEGER NOT NULL DEFAULT 0;
         """
     )
+
+
+@migrations()
+def m031_api_idempotency(db: Database) -> None:
+    # REST API v1 (issue 15): a write sent again with the same Idempotency-Key replays the stored answer
+    # instead of acting twice. One row per (token, key); the method, path and body hash tell a true
+    # replay from a key reused for another request. Housekeeping deletes rows older than a day.
+    db.executescript(
+        """
+        CREATE TABLE api_idempotency (
+            id INTEGER PRIMARY KEY,
+            token TEXT NOT NULL,
+            idempotency_key TEXT NOT NULL,
+            request TEXT NOT NULL,
+            body_hash TEXT NOT NULL,
+            status INTEGER NOT NULL,
+            response_body TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            UNIQUE (token, idempotency_key)
+        );
+        CREATE INDEX api_idempotency_created ON api_idempotency (created_at);
+        """
+    )

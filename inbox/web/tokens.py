@@ -48,6 +48,9 @@ SCOPES: dict[str, Any] = {
     "customers:read": _l("Read customers (GET /api/customers/…)"),
     "customers:write": _l("Create and update customers (POST /api/customers)"),
     "health:read": _l("Read connector health and totals (/-/connectors, /-/health)"),
+    "read": _l("Read conversations, messages, customers, agents and teams (GET /api/v1/…)"),
+    "write": _l("Change conversations, reply and add notes (PATCH and POST /api/v1/…)"),
+    "admin": _l("Everything the REST API v1 allows, reading and writing"),
 }
 #: Every token starts so, which makes a leaked one easy to find with secret scanners and in logs.
 TOKEN_PREFIX = "ml_"
