@@ -314,3 +314,44 @@ def test_head_and_options_change_nothing(api, world):
         api.open(f"/api/v1/conversations/{conv}", method=method, headers=auth(), json={"priority": 4})
     assert world.store.execute("SELECT count(*) FROM messages WHERE direction = 'note'").fetchone()[0] == 0
     assert world.store.conversation(conv)["priority"] == 0
+
+
+# mainland api-token ---------------------------------------------------------------------------------
+
+def test_cli_token_create_list_revoke(tmp_path, frozen_clock):
+    import yaml
+    from click.testing import CliRunner
+
+    from inbox import create_app
+    from inbox.cli import main
+
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"database": str(tmp_path / "cli.db"), "data_dir": str(tmp_path / "data"),
+                                      "secret_key": "test-secret", "channels": {}}))
+
+    def cli(*args: str):
+        return CliRunner().invoke(main, ["--config", str(config), *args], catch_exceptions=False)
+
+    made = cli("api-token", "create", "--name", "CRM sync", "--scope", "read,write", "--expires-days", "30")
+    assert made.exit_code == 0, made.output
+    token = made.stdout.strip().splitlines()[-1]
+    assert token.startswith("ml_") and len(token) == 46
+    assert cli("api-token", "create", "--name", "x", "--scope", "read,fly").exit_code == 2
+
+    listed = cli("api-token", "list")
+    assert "CRM sync" in listed.output and "read write" in listed.output and token not in listed.output
+    assert token[:9] in listed.output and "active" in listed.output and "2026-12-23" in listed.output
+
+    app = create_app({"database": str(tmp_path / "cli.db"), "data_dir": str(tmp_path / "data"),
+                      "secret_key": "test-secret", "channels": {}})
+    client = app.test_client()
+    assert client.get("/api/v1/teams", headers=auth(token)).status_code == 200
+    store = app.extensions["mainland"].open_store()
+    token_id = store.api_token_by_hash(token_digest(token))["id"]
+    assert cli("api-token", "revoke", str(token_id)).exit_code == 0
+    problem(client.get("/api/v1/teams", headers=auth(token)), 401)
+    actions = [r[0] for r in store.execute("SELECT action FROM audit_log WHERE actor = 'cli' ORDER BY id")]
+    assert actions == ["api_token_created", "api_token_revoked"]
+    assert "revoked already" in cli("api-token", "revoke", str(token_id)).output
+    assert cli("api-token", "revoke", "999").exit_code == 1
+    store.close()

@@ -75,6 +75,11 @@ class ApiCaller:
     token_id: int | None = None
 
 
+def new_token() -> str:
+    """A fresh token: the prefix and 32 random bytes, URL-safe."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
 def token_digest(token: str) -> str:
     """What is stored for a token: its SHA-256, hex."""
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
@@ -205,7 +210,7 @@ def create():
         errors["expiry"] = _("Choose when the token expires.")
     if errors:
         return _page(errors, form, 400)
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = new_token()
     now = clock.now()
     expires_at = iso(now + dt.timedelta(days=int(expiry))) if expiry else None
     token_id = get_store().create_api_token(name=name, token_hash=token_digest(token), prefix=token[:SHOWN_CHARS],
