@@ -304,6 +304,8 @@ ROWS: list[Row] = [
     Row("api_v1.list_agents", "GET", "/api/v1/agents", everyone(UNAUTHORIZED)),
     Row("api_v1.list_teams", "GET", "/api/v1/teams", everyone(UNAUTHORIZED)),
     Row("api_v1.openapi", "GET", "/api/v1/openapi.json", everyone(clean(200))),
+    Row("api_v1.no_such_route", "GET", "/api/v1/no-such-thing", everyone(UNAUTHORIZED)),
+    Row("api_v1.no_such_route", "DELETE", "/api/v1/conversations/{conv_b}", everyone(UNAUTHORIZED)),
 
     # Reports: managers and admins see every team anyway.
     Row("reports.index", "GET", "/reports", manager_only()),

@@ -88,6 +88,16 @@ def test_old_customer_api_keeps_its_scopes(api, world):
     assert response.status_code == 403 and response.get_json()["missing_scope"] == "customers:read"
 
 
+def test_unknown_paths_and_methods_are_problems_too(api, world):
+    problem(api.get("/api/v1/nothing-here", headers=auth()), 404)
+    problem(api.get("/api/v1/nothing-here"), 401)
+    response = api.delete(f"/api/v1/conversations/{world.conversation['a']}", headers=auth())
+    problem(response, 405)
+    assert set(response.headers["Allow"].split(", ")) == {"GET", "PATCH", "HEAD", "OPTIONS"}
+    assert world.store.conversation(world.conversation["a"])["status"] == "new"
+    problem(api.put("/api/v1/teams", headers=auth(), json={}), 405)
+
+
 # Conversations ------------------------------------------------------------------------------------
 
 def test_list_shows_every_team_newest_activity_first(api, world):
@@ -355,3 +365,23 @@ def test_cli_token_create_list_revoke(tmp_path, frozen_clock):
     assert "revoked already" in cli("api-token", "revoke", str(token_id)).output
     assert cli("api-token", "revoke", "999").exit_code == 1
     store.close()
+
+
+def test_admin_page_offers_the_v1_scopes_and_its_tokens_work(world, frozen_clock):
+    from tests.test_api_tokens import make_token
+    from tests.test_web_auth import login
+
+    browser = world.app.test_client()
+    assert login(browser, "ada@example.org").status_code == 302
+    page = browser.get("/admin/tokens").get_data(as_text=True)
+    for scope in ("read", "write", "admin"):
+        assert f'value="{scope}"' in page
+    token, _token_id = make_token(browser, name="Reader", scopes=("read",))
+    api = world.app.test_client()
+    assert api.get("/api/v1/teams", headers=auth(token)).status_code == 200
+    problem(api.patch(f"/api/v1/conversations/{world.conversation['a']}", headers=auth(token), json={"priority": 1}),
+            403)
+    admin_token, _ = make_token(browser, name="Everything", scopes=("admin",))
+    response = api.patch(f"/api/v1/conversations/{world.conversation['a']}", headers=auth(admin_token),
+                         json={"priority": 1})
+    assert response.status_code == 200

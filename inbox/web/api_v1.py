@@ -29,7 +29,7 @@ import logging
 import uuid
 from typing import Any
 
-from flask import Blueprint, Flask, Response, g, request
+from flask import Blueprint, Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
 from inbox import access, clock, sendability
@@ -67,6 +67,8 @@ PROBLEM_TYPE = "https://mainland.invalid/problems/"
 PROBLEM_MIME = "application/problem+json"
 #: Routes anyone may read without a token.
 PUBLIC_ENDPOINTS = frozenset({"api_v1.openapi"})
+#: The route that answers every path and method no other v1 route serves (not in the document).
+CATCH_ALL_ENDPOINT = "api_v1.no_such_route"
 #: Statuses a reply can leave a conversation in (the composer's "Send + status").
 SEND_STATUSES = ("open", "pending", "resolved")
 
@@ -583,6 +585,32 @@ def list_teams():
 @bp.get("/openapi.json")
 def openapi():
     return _json(openapi_document())
+
+
+#: Methods the catch-all answers; OPTIONS stays Flask's own (it changes nothing).
+_ANY_METHOD = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+@bp.route("/<path:unknown>", methods=_ANY_METHOD)
+@bp.route("/", defaults={"unknown": ""}, methods=_ANY_METHOD)
+def no_such_route(unknown: str):
+    """Any other path or method under /api/v1: a 404 or 405 problem, never the web app's HTML page.
+
+    Werkzeug prefers every real route to this one, so it only sees what no route serves."""
+    adapter = current_app.url_map.bind_to_environ(request.environ)
+    allowed = []
+    for method in ("GET", "PATCH", "POST"):
+        try:
+            endpoint, _args = adapter.match(request.path, method=method)
+        except HTTPException:
+            continue
+        if endpoint != request.endpoint:
+            allowed.append(method)
+    if not allowed:
+        raise Problem(404, "Not found", f"{request.path} is no route of this API; see /api/v1/openapi.json")
+    response = Problem(405, "Method not allowed", f"{request.method} is not allowed here").response()
+    response.headers["Allow"] = ", ".join([*allowed, "HEAD", "OPTIONS"] if "GET" in allowed else allowed)
+    return response
 
 
 # The OpenAPI document: the one description of every route above ---------------------------------
