@@ -385,3 +385,33 @@ def test_admin_page_offers_the_v1_scopes_and_its_tokens_work(world, frozen_clock
     response = api.patch(f"/api/v1/conversations/{world.conversation['a']}", headers=auth(admin_token),
                          json={"priority": 1})
     assert response.status_code == 200
+
+
+def test_housekeeping_deletes_idempotency_keys_a_day_old(tmp_path, frozen_clock):
+    import datetime as dt
+
+    from inbox import config as config_module
+    from inbox.runtime import Mainland
+    from inbox.worker import Worker
+    from tests.test_worker import wait
+
+    cfg = config_module.from_mapping({"database": str(tmp_path / "hk.db"), "data_dir": str(tmp_path / "data"),
+                                      "secret_key": "test", "channels": {},
+                                      "worker": {"lease_seconds": 2, "renew_every": 0.05, "checkpoint_every": 0.2}},
+                                     base=tmp_path)
+    mainland = Mainland(cfg)
+    store = mainland.open_store(migrate=True)
+    for key, age in (("old", dt.timedelta(hours=25)), ("new", dt.timedelta(hours=1))):
+        store.keep_idempotent_answer("token:1", key, request="POST /api/v1/x", body_hash="h", status=201,
+                                     response_body="{}", now=frozen_clock.now() - age)
+
+    def keys() -> list[str]:
+        return [r[0] for r in store.execute("SELECT idempotency_key FROM api_idempotency")]
+
+    worker = Worker(mainland)
+    worker.start()
+    try:
+        wait(worker, lambda: worker.runs["housekeeping"] >= 1 and keys() == ["new"])
+    finally:
+        worker.stop()
+        store.close()
