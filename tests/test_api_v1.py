@@ -292,6 +292,9 @@ def test_keys_belong_to_one_token_and_expire_after_a_day(api, world, frozen_cloc
 def test_customers_search_and_read(api, world):
     data = api.get("/api/v1/customers", query_string={"q": "bettina@example.net"}, headers=auth()).get_json()["data"]
     assert [c["id"] for c in data] == [world.customer["b"]]
+    by_name = api.get("/api/v1/customers", query_string={"q": "alpha"}, headers=auth()).get_json()["data"]
+    assert [c["id"] for c in by_name] == [world.customer["a"]]
+    assert len(api.get("/api/v1/customers", headers=auth()).get_json()["data"]) == 3
     customer = api.get(f"/api/v1/customers/{world.customer['b']}", headers=auth()).get_json()
     assert {"kind": "email", "value": "bettina@example.net"} in customer["identities"]
     problem(api.get("/api/v1/customers/987654", headers=auth()), 404)

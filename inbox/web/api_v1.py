@@ -546,10 +546,11 @@ def create_message(conversation_id: int):
 @bp.get("/customers")
 @limiter.limit(API_V1_LIMIT, key_func=_rate_key)
 def list_customers():
-    q = " ".join((request.args.get("q") or "").split())[:200]
+    from inbox.web.customers import _search_terms  # the customer page's reading of a search box
+
+    q = " ".join((request.args.get("q") or "").split())
     limit = _limit()
-    rows = get_store().search_customers(values=[q.lower(), q] if q else [], name=q.lower(), text=q,
-                                        team_ids=None, limit=limit)
+    rows = get_store().search_customers(team_ids=None, limit=limit, **(_search_terms(q) if q else {}))
     return _json({"data": [{"id": r["id"], "name": r["display_name"], "crm_ref": r["crm_ref"],
                             "language": r["locale"], "last_activity": r["last_activity"]} for r in rows]})
 
