@@ -88,16 +88,6 @@ def test_old_customer_api_keeps_its_scopes(api, world):
     assert response.status_code == 403 and response.get_json()["missing_scope"] == "customers:read"
 
 
-def test_unknown_paths_and_methods_are_problems_too(api, world):
-    problem(api.get("/api/v1/nothing-here", headers=auth()), 404)
-    problem(api.get("/api/v1/nothing-here"), 401)
-    response = api.delete(f"/api/v1/conversations/{world.conversation['a']}", headers=auth())
-    problem(response, 405)
-    assert set(response.headers["Allow"].split(", ")) == {"GET", "PATCH", "HEAD", "OPTIONS"}
-    assert world.store.conversation(world.conversation["a"])["status"] == "new"
-    problem(api.put("/api/v1/teams", headers=auth(), json={}), 405)
-
-
 # Conversations ------------------------------------------------------------------------------------
 
 def test_list_shows_every_team_newest_activity_first(api, world):
