@@ -311,6 +311,20 @@ ROWS: list[Row] = [
     Row("api.upsert_customer", "POST", "/api/customers", everyone(UNAUTHORIZED),
         json={"emails": ["bettina@example.net"], "name": "Taken over"}),
     Row("api.get_customer", "GET", "/api/customers/{cust_b}", everyone(UNAUTHORIZED)),
+    # REST API v1: bearer tokens only, like the CRM API; a session counts for nothing. The document is open.
+    Row("api_v1.list_conversations", "GET", "/api/v1/conversations", everyone(UNAUTHORIZED),
+        query={"channel": "mail-b"}),
+    Row("api_v1.conversation", "GET", "/api/v1/conversations/{conv_b}", everyone(UNAUTHORIZED)),
+    Row("api_v1.conversation", "PATCH", "/api/v1/conversations/{conv_b}", everyone(UNAUTHORIZED),
+        json={"status": "resolved"}),
+    Row("api_v1.messages", "GET", "/api/v1/conversations/{conv_b}/messages", everyone(UNAUTHORIZED)),
+    Row("api_v1.messages", "POST", "/api/v1/conversations/{conv_b}/messages", everyone(UNAUTHORIZED),
+        json={"kind": "note", "text": "from outside"}),
+    Row("api_v1.list_customers", "GET", "/api/v1/customers", everyone(UNAUTHORIZED), query={"q": "bettina"}),
+    Row("api_v1.get_customer", "GET", "/api/v1/customers/{cust_b}", everyone(UNAUTHORIZED)),
+    Row("api_v1.list_agents", "GET", "/api/v1/agents", everyone(UNAUTHORIZED)),
+    Row("api_v1.list_teams", "GET", "/api/v1/teams", everyone(UNAUTHORIZED)),
+    Row("api_v1.openapi", "GET", "/api/v1/openapi.json", everyone(clean(200))),
 
     # Reports: managers and admins see every team anyway.
     Row("reports.index", "GET", "/reports", manager_only()),

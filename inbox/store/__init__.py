@@ -19,6 +19,7 @@ from sqlite_utils import Database
 
 from inbox.store.agents import AgentQueries
 from inbox.store.answers import AnswerQueries
+from inbox.store.api import ApiQueries
 from inbox.store.audit import AuditQueries
 from inbox.store.base import NotFound, StoreError, now_iso
 from inbox.store.chat import ChatQueries
@@ -64,7 +65,7 @@ class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries
             NotificationQueries, DraftQueries, MessageChangeQueries, SendabilityQueries, AuditQueries,
             QuarantineQueries, TokenQueries, OutreachQueries, SettingsQueries, CheckInQueries,
             HelpCenterQueries, TriageQueries,
-            WebhookOutQueries, ChatQueries):
+            WebhookOutQueries, ChatQueries, ApiQueries):
     """A Mainland database. Open one per thread; share the file, not the object."""
 
     def __init__(self, path: str | Path, *, check: bool = True) -> None:

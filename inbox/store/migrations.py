@@ -1398,6 +1398,29 @@ def m030_outbox_attempts(db: Database) -> None:
 
 
 @migrations()
+def m031_api_idempotency(db: Database) -> None:
+    # REST API v1 (issue 15): a write sent again with the same Idempotency-Key replays the stored answer
+    # instead of acting twice. One row per (token, key); the method, path and body hash tell a true
+    # replay from a key reused for another request. Housekeeping deletes rows older than a day.
+    db.executescript(
+        """
+        CREATE TABLE api_idempotency (
+            id INTEGER PRIMARY KEY,
+            token TEXT NOT NULL,
+            idempotency_key TEXT NOT NULL,
+            request TEXT NOT NULL,
+            body_hash TEXT NOT NULL,
+            status INTEGER NOT NULL,
+            response_body TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            UNIQUE (token, idempotency_key)
+        );
+        CREATE INDEX api_idempotency_created ON api_idempotency (created_at);
+        """
+    )
+
+
+@migrations()
 def m032_outbound_webhooks(db: Database) -> None:
     # Outbound webhooks (issue 15). `webhook_events` already holds the event ids of *inbound* deliveries
     # (m002), so the events we send are `webhook_out_events`. An event row is written in the transaction of

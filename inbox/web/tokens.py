@@ -48,6 +48,9 @@ SCOPES: dict[str, Any] = {
     "customers:read": _l("Read customers (GET /api/customers/…)"),
     "customers:write": _l("Create and update customers (POST /api/customers)"),
     "health:read": _l("Read connector health and totals (/-/connectors, /-/health)"),
+    "read": _l("Read conversations, messages, customers, agents and teams (GET /api/v1/…)"),
+    "write": _l("Change conversations, reply and add notes (PATCH and POST /api/v1/…)"),
+    "admin": _l("Everything the REST API v1 allows, reading and writing"),
 }
 #: Every token starts so, which makes a leaked one easy to find with secret scanners and in logs.
 TOKEN_PREFIX = "ml_"
@@ -70,6 +73,11 @@ class ApiCaller:
     actor: str
     scopes: frozenset[str]
     token_id: int | None = None
+
+
+def new_token() -> str:
+    """A fresh token: the prefix and 32 random bytes, URL-safe."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
 def token_digest(token: str) -> str:
@@ -202,7 +210,7 @@ def create():
         errors["expiry"] = _("Choose when the token expires.")
     if errors:
         return _page(errors, form, 400)
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = new_token()
     now = clock.now()
     expires_at = iso(now + dt.timedelta(days=int(expiry))) if expiry else None
     token_id = get_store().create_api_token(name=name, token_hash=token_digest(token), prefix=token[:SHOWN_CHARS],
