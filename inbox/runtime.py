@@ -15,7 +15,7 @@ from pathlib import Path
 
 import connectors
 from connectors.base import Connector
-from inbox import clock, service_levels, settings, triage_flow
+from inbox import clock, rules, service_levels, settings, triage_flow
 from inbox.attachments import AttachmentStore
 from inbox.config import Config, ConfigError
 from inbox.ingest import Ingestor
@@ -125,6 +125,8 @@ class Mainland:
             team_for_channel=self.team_for_channel,
             service_levels=service_levels.for_config(self.config),
             triage=triage_flow.TriageFlow.for_mainland(self),
+            after_ingest=lambda report, now: rules.after_ingest(self, store, report.new_conversations,
+                                                                report.message_ids, now),
         )
 
     def team_for_channel(self, name: str) -> str | None:

@@ -39,6 +39,7 @@ from inbox.store.queue import QueueQueries
 from inbox.store.reports import ReportQueries
 from inbox.store.review import ReviewQueries
 from inbox.store.routing import RoutingQueries
+from inbox.store.rules import RuleQueries
 from inbox.store.sendability import SendabilityQueries
 from inbox.store.service_levels import ServiceLevelQueries
 from inbox.store.settings import SettingsQueries
@@ -59,7 +60,7 @@ class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries
             CustomerQueries, HealthQueries, AnswerQueries, RoutingQueries, ReviewQueries, DemoQueries,
             NotificationQueries, DraftQueries, MessageChangeQueries, SendabilityQueries, AuditQueries,
             QuarantineQueries, TokenQueries, OutreachQueries, SettingsQueries, CheckInQueries,
-            HelpCenterQueries, TriageQueries):
+            HelpCenterQueries, TriageQueries, RuleQueries):
     """A Mainland database. Open one per thread; share the file, not the object."""
 
     def __init__(self, path: str | Path, *, check: bool = True) -> None:
