@@ -44,7 +44,7 @@ import regex
 from inbox import clock, lifecycle, routing, sendability, service_levels
 from inbox.models import FLAG_AUTO_SUBMITTED
 from inbox.store import Store
-from inbox.store.base import StoreError, iso, parse_iso
+from inbox.store.base import StoreError, iso
 
 log = logging.getLogger("mainland.rules")
 
@@ -607,7 +607,7 @@ class DryRunHit:
     conversation_id: int
     subject: str
     channel: str
-    created_at: dt.datetime | None
+    created_at: str
     would: tuple[dict[str, Any], ...]
 
 
@@ -621,8 +621,7 @@ def dry_run(ctx: Context, rule: Mapping[str, Any], *, days: int = DRY_RUN_DAYS) 
         if facts is None or facts["status"] == "spam" or not compiled.matches(facts, ctx):
             continue
         would = tuple(w for w in (_would(ctx.store, facts, a) for a in rule.get("actions") or []) if w)
-        hits.append(DryRunHit(conversation_id, facts["subject"] or "", facts["channel"],
-                              parse_iso(facts["created_at"]), would))
+        hits.append(DryRunHit(conversation_id, facts["subject"] or "", facts["channel"], facts["created_at"], would))
     return hits
 
 
