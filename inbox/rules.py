@@ -71,6 +71,8 @@ MAX_WAITING_MINUTES = 60 * 24 * 60
 DRY_RUN_DAYS = 7
 DRY_RUN_LIMIT = 500
 FLAG_RULE_REPLY = "rule_reply"
+#: Priorities as the stored (English) timeline note names them.
+PRIORITY_NAMES = ("No priority", "Low", "Medium", "High", "Urgent")
 
 #: Nested quantifiers (`(a+)+`, `(\w*)*`, `(a|aa){2,}`): the simple shape of catastrophic backtracking.
 _NESTED_QUANTIFIER = regex.compile(r"\((?:[^()\\]|\\.)*[+*}](?:[^()\\]|\\.)*\)\s*[+*{]")
@@ -514,7 +516,10 @@ def describe_done(item: Mapping[str, Any], _: Callable[..., str] = _untranslated
     if kind == "remove_label":
         return _("removed the label %(label)s", label=item["label"])
     if kind == "set_priority":
-        return _("set the priority to %(priority)s", priority=item["after"])
+        after = item["after"]
+        # Stored notes name the priority in English; the web passes the reader's word for it.
+        name = PRIORITY_NAMES[after] if isinstance(after, int) and 0 <= after < len(PRIORITY_NAMES) else after
+        return _("set the priority to %(priority)s", priority=name)
     if kind == "set_status":
         return _("set the status to %(status)s", status=item["after"])
     if kind == "assign_team":
@@ -532,9 +537,11 @@ def describe_done(item: Mapping[str, Any], _: Callable[..., str] = _untranslated
     return str(kind)
 
 
-def firing_text(name: str, done: Iterable[Mapping[str, Any]], _: Callable[..., str] = _untranslated) -> str:
-    """The timeline's words for one firing: 'Rule "Urgent" fired: added the label hot.'"""
-    parts = [describe_done(item, _) for item in done]
+def firing_text(name: str, done: Iterable[Mapping[str, Any]], _: Callable[..., str] = _untranslated,
+                describe: Callable[[Mapping[str, Any]], str] | None = None) -> str:
+    """The timeline's words for one firing: 'Rule "Urgent" fired: added the label hot.' `describe`
+    words one action (the web's names statuses and priorities in the reader's language)."""
+    parts = [describe(item) if describe else describe_done(item, _) for item in done]
     if not parts:
         return _("Rule \u201c%(name)s\u201d fired; nothing needed changing.", name=name)
     return _("Rule \u201c%(name)s\u201d fired: %(done)s.", name=name, done="; ".join(parts))

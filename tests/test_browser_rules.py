@@ -90,7 +90,7 @@ def test_an_admin_creates_a_rule_and_sees_it_fire_on_a_new_message(app, live_app
             cid = _message(app, "I would like a refund for my order")
             page.goto(f"{live_app}/conversations/{cid}")
             note = page.locator(".message.direction-note", has_text="Refund requests")
-            assert "fired: added the label refund; set the priority to" in note.inner_text()
+            assert "fired: added the label refund; set the priority to Urgent." in note.inner_text()
             page.goto(live_app + "/admin/rules")
             row = page.locator("tr", has_text="Refund requests")
             assert row.locator("time").count() == 1, "last fired is shown"

@@ -69,7 +69,7 @@ def test_a_rule_is_created_from_the_form_and_fires_on_a_new_message(admin, mainl
     cid = ingest(mainland, store, "I want a refund")
     assert store.conversation(cid)["priority"] == 3
     shown = admin.get(f"/conversations/{cid}").get_data(as_text=True)
-    assert "Rule \u201cRefunds\u201d fired: added the label refund; set the priority to" in shown
+    assert "Rule \u201cRefunds\u201d fired: added the label refund; set the priority to High." in shown
     assert "I want a refund" in shown
     assert "refund" in admin.get(f"/admin/rules/{rule['id']}").get_data(as_text=True)
     [entry] = [e for e in store.audit_entries(object_type="rule") if e["action"] == "rule_created"]

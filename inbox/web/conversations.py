@@ -628,9 +628,11 @@ def _word_routing_move(note: dict[str, Any]) -> None:
 
 def _word_rule_firing(note: dict[str, Any]) -> None:
     """An automation rule's timeline note, in the reader's language (stored in English)."""
+    from inbox.web.rules import done_text  # the rules pages import this module
+
     firing = get_store().rule_firing_for_note(note)
     if firing is not None:
-        note["text"] = rules.firing_text(firing["rule_name"], firing["done"], _)
+        note["text"] = rules.firing_text(firing["rule_name"], firing["done"], _, describe=done_text)
 
 
 def _page_context(conversation: dict[str, Any], **extra: Any) -> dict[str, Any]:
