@@ -241,7 +241,7 @@ def compile_rule(rule: Mapping[str, Any]) -> Compiled:
     return Compiled(rule, tuple(_compile_condition(c) for c in rule.get("conditions") or []))
 
 
-_cache: dict[str, tuple[tuple, list[Compiled]]] = {}
+_cache: dict[str, tuple[int, list[Compiled]]] = {}
 _cache_lock = threading.Lock()
 
 

@@ -276,6 +276,15 @@ def test_a_mailbox_import_runs_no_rules(mainland, store):
     assert labels(store, report.new_conversations[0]) == []
 
 
+def test_a_changed_rule_is_compiled_again_even_in_the_same_instant(mainland, store):
+    rule_id = add_rule(store, label("first"))
+    first = ingest(mainland, store)
+    store.update_rule(rule_id, {"name": "same", "trigger": "message_received", "conditions": [],
+                                "actions": [label("second")], "enabled": True}, iso(T0))
+    second = ingest(mainland, store)
+    assert (labels(store, first), labels(store, second)) == (["first"], ["second"])
+
+
 def test_a_disabled_rule_does_nothing(mainland, store):
     rule_id = add_rule(store, label("off"))
     store.set_rule_enabled(rule_id, False, iso(T0 + M))

@@ -1422,6 +1422,12 @@ def m035_rules(db: Database) -> None:
             updated_at TEXT NOT NULL
         );
         CREATE INDEX rules_position ON rules(position, id);
+        -- Bumped by every change of the rules: each process recompiles its conditions when it moves.
+        CREATE TABLE rules_version (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            version INTEGER NOT NULL
+        );
+        INSERT INTO rules_version (id, version) VALUES (1, 0);
         CREATE TABLE rule_firings (
             id INTEGER PRIMARY KEY,
             rule_id INTEGER REFERENCES rules(id) ON DELETE SET NULL,

@@ -46,10 +46,12 @@ class RuleQueries:
         cur = self.conn.execute("SELECT * FROM rules WHERE id = ?", (rule_id,))
         return _decoded(as_dict(cur, cur.fetchone()))
 
-    def rules_version(self) -> tuple[Any, ...]:
+    def rules_version(self) -> int:
         """Changes whenever a rule is added, changed, moved or deleted (the engine recompiles then)."""
-        return tuple(self.conn.execute("SELECT count(*), max(updated_at), total(id), total(position * id) "
-                                       "FROM rules").fetchone())
+        return self.conn.execute("SELECT version FROM rules_version WHERE id = 1").fetchone()[0]
+
+    def _bump_rules_version(self) -> None:
+        self.conn.execute("UPDATE rules_version SET version = version + 1 WHERE id = 1")
 
     def _rule_values(self, data: dict[str, Any]) -> list[Any]:
         return [data["name"], data["trigger"], data.get("trigger_minutes"), json.dumps(data["conditions"]),
@@ -59,6 +61,7 @@ class RuleQueries:
         """A new rule, last in the order."""
         with self.write():
             position = self.conn.execute("SELECT coalesce(max(position), 0) + 1 FROM rules").fetchone()[0]
+            self._bump_rules_version()
             return self.conn.execute(
                 f"INSERT INTO rules ({', '.join(_RULE_COLUMNS)}, position, created_at, updated_at) "  # noqa: S608
                 f"VALUES ({', '.join('?' * len(_RULE_COLUMNS))}, ?, ?, ?)",
@@ -66,16 +69,19 @@ class RuleQueries:
 
     def update_rule(self, rule_id: int, data: dict[str, Any], now: str) -> bool:
         with self.write():
+            self._bump_rules_version()
             sets = ", ".join(f"{c} = ?" for c in _RULE_COLUMNS)
             return self.conn.execute(f"UPDATE rules SET {sets}, updated_at = ? WHERE id = ?",  # noqa: S608
                                      [*self._rule_values(data), now, rule_id]).rowcount > 0
 
     def delete_rule(self, rule_id: int) -> bool:
         with self.write():
+            self._bump_rules_version()
             return self.conn.execute("DELETE FROM rules WHERE id = ?", (rule_id,)).rowcount > 0
 
     def set_rule_enabled(self, rule_id: int, enabled: bool, now: str) -> bool:
         with self.write():
+            self._bump_rules_version()
             return self.conn.execute("UPDATE rules SET enabled = ?, updated_at = ? WHERE id = ? AND enabled != ?",
                                      (int(enabled), now, rule_id, int(enabled))).rowcount > 0
 
@@ -90,6 +96,7 @@ class RuleQueries:
             if not 0 <= other < len(order):
                 return False
             order[index], order[other] = order[other], order[index]
+            self._bump_rules_version()
             for position, rid in enumerate(order, start=1):
                 self.conn.execute("UPDATE rules SET position = ?, updated_at = ? WHERE id = ?", (position, now, rid))
             return True
