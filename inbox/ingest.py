@@ -101,8 +101,11 @@ class Ingestor:
         team_for_channel: Callable[[str], str | None] | None = None,
         service_levels: ServiceLevels | None = None,
         triage: triage_flow.TriageFlow | None = None,
+        after_ingest: Callable[[IngestReport, dt.datetime], None] | None = None,
     ) -> None:
         self.store = store
+        #: Called after each committed batch (automation rules, inbox/rules.py); its failures are logged.
+        self.after_ingest = after_ingest
         #: Judges each item clean, suspicious or spam (inbox/triage_flow.py); by default blocks alone.
         self.triage = triage or triage_flow.TriageFlow()
         #: Policies for the due times set on new and answered-to conversations (None: the worker sets them).
@@ -191,6 +194,11 @@ class Ingestor:
         if report.new_conversations:
             # After the commit, outside the batch's transaction: routing never slows or fails ingest.
             routing.route_new(self.store, report.new_conversations, self.now())
+        if self.after_ingest is not None and report.message_ids:
+            try:
+                self.after_ingest(report, self.now())
+            except Exception:  # rules never cost the messages, which are committed already
+                log.exception("after-ingest hook failed")
         return report
 
     def ingest_one(self, channel: str, item: InboundItem) -> IngestReport:

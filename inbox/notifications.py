@@ -70,6 +70,7 @@ KIND_TEXTS = {
     "sla_breach": N_("Past the adequate time: %(subject)s"),
     "review_returned": N_("%(actor)s returned your reply with a comment: %(subject)s"),
     "routing_moved": N_("A conversation of yours was passed on: %(subject)s"),
+    "rule": N_("An automation rule asks you to look at: %(subject)s"),
 }
 #: The settings page: one row per event, one column per medium.
 EVENT_LABELS = {

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import connectors
 from connectors.base import Connector
-from inbox import clock, identity, service_levels, settings, triage_flow
+from inbox import clock, identity, rules, service_levels, settings, triage_flow
 from inbox.attachments import AttachmentStore
 from inbox.config import Config, ConfigError
 from inbox.ingest import Ingestor
@@ -120,7 +120,9 @@ class Mainland:
     def attachment_store(self) -> AttachmentStore:
         return AttachmentStore(self.config.attachments_dir)
 
-    def ingestor(self, store: Store) -> Ingestor:
+    def ingestor(self, store: Store, *, rules_run: bool = True) -> Ingestor:
+        """An ingestor with this installation's settings. `rules_run=False` (a mailbox import of old mail)
+        stores without running automation rules, so old messages set off no replies."""
         return Ingestor(
             store, self.attachment_store(), instance_id=self.config.instance_id,
             own_addresses=self.config.own_addresses(), now=clock.now,
@@ -128,6 +130,8 @@ class Mainland:
             team_for_channel=self.team_for_channel,
             service_levels=service_levels.for_config(self.config),
             triage=triage_flow.TriageFlow.for_mainland(self),
+            after_ingest=(lambda report, now: rules.after_ingest(self, store, report.new_conversations,
+                                                                 report.message_ids, now)) if rules_run else None,
         )
 
     def team_for_channel(self, name: str) -> str | None:

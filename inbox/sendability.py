@@ -59,11 +59,13 @@ AGENT_REPLY = "agent_reply"
 REVIEW_APPROVAL = "review_approval"
 SURVEY = "survey"
 ACKNOWLEDGEMENT = "acknowledgement"
-KINDS = frozenset({AGENT_REPLY, REVIEW_APPROVAL, SURVEY, ACKNOWLEDGEMENT})
+#: A library answer sent by an automation rule (inbox/rules.py): automatic, like an acknowledgement.
+RULE_REPLY = "rule_reply"
+KINDS = frozenset({AGENT_REPLY, REVIEW_APPROVAL, SURVEY, ACKNOWLEDGEMENT, RULE_REPLY})
 #: A message that starts a new conversation (answers nothing): see `decide_start`.
 START = "start"
 #: Written by Mainland itself, not by a person: never to machines, never public, never late.
-AUTOMATIC_KINDS = frozenset({SURVEY, ACKNOWLEDGEMENT})
+AUTOMATIC_KINDS = frozenset({SURVEY, ACKNOWLEDGEMENT, RULE_REPLY})
 
 #: Local parts that never read replies: answering them starts mail loops (IN-70).
 NO_REPLY_LOCAL_PARTS = frozenset({

@@ -461,6 +461,12 @@ class Worker:
                 if notified:
                     log.info("service levels: %d conversation(s) updated, %d lead notification(s)", refreshed,
                              notified)
+                # Due times fresh: automation rules on service levels about to pass and long waits (#15).
+                from inbox import rules
+
+                fired = rules.run_timed(self.mainland, store)
+                if fired:
+                    log.info("rules: %d firing(s) on service levels and waiting times", fired)
             elif name == "surveys":
                 run = csat.send_due_surveys(self.mainland, store)
                 if run.asked:

@@ -402,6 +402,23 @@ ROWS: list[Row] = [
     Row("service_admin.save_digest", "POST", "/admin/digest", admin_only(ok(302)),
         form={"enabled": "1", "weekday": "mon", "hour": "8", "send": "send", "delivery": "channel",
               "channel": "mail-b", "recipients": "boss@example.com", "goal": "90"}, mutates=True),
+    # Automation rules (admins; issue #15). The form names team B in a condition and an action.
+    Row("rules_admin.index", "GET", "/admin/rules", admin_only()),
+    Row("rules_admin.new", "GET", "/admin/rules/new", admin_only()),
+    Row("rules_admin.create", "POST", "/admin/rules", admin_only(ok(302)), mutates=True,
+        form={"name": "To team B", "trigger": "message_received", "enabled": "1", "condition_type_0": "team",
+              "condition_choice_0": "team:{team_b}", "action_type_0": "assign_team",
+              "action_choice_0": "team:{team_b}"}),
+    Row("rules_admin.edit", "GET", "/admin/rules/{rule}", admin_only()),
+    Row("rules_admin.update", "POST", "/admin/rules/{rule}/edit", admin_only(ok(302)), mutates=True,
+        form={"name": "Matrix rule", "trigger": "status_changed", "action_type_0": "add_label",
+              "action_value_0": "matrix"}),
+    Row("rules_admin.delete", "POST", "/admin/rules/{rule}/delete", admin_only(ok(302)), mutates=True),
+    Row("rules_admin.set_enabled", "POST", "/admin/rules/{rule}/enabled", admin_only(ok(302)), mutates=True,
+        form={"enabled": "0"}),
+    Row("rules_admin.move", "POST", "/admin/rules/{rule}/move", admin_only(ok(302)), mutates=True,
+        form={"direction": "down"}),
+    Row("rules_admin.dry_run", "GET", "/admin/rules/{rule}/dry-run", admin_only()),
     # The invitation link is the credential: it works for whoever holds it, signed in or not.
     Row("admin.accept_invitation", "GET", f"/invite/{INVITE_TOKEN}", everyone(clean())),
     Row("admin.accept_invitation", "POST", f"/invite/{INVITE_TOKEN}", everyone(clean(302)),
@@ -652,6 +669,10 @@ def _more_of_team_b(world: World, rules: set[str]) -> dict[str, int]:
                 "no sender", source_ref=None, exception="ItemError", now=_now())
     if "/views" in rules:
         ids["view_b"] = store.save_view(agent_b["id"], "Bravo matters", {"status": "open"})
+    if "/admin/rules/<int:rule_id>" in rules:
+        ids["rule"] = store.create_rule({"name": "Matrix rule", "trigger": "message_received",
+                                         "conditions": [{"type": "team", "value": world.team_b}],
+                                         "actions": [{"type": "add_label", "value": "matrix"}]}, _now())
     ids["last_b"] = max(m["id"] for m in store.conversation_messages(world.conversation["b"]))
     invitee = store.create_agent(email="ivy@example.org", name="Ivy Invitee", role="agent", password_hash=None)
     store.set_agent_teams(invitee, [world.team_b])

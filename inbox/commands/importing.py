@@ -65,7 +65,7 @@ def import_command(ctx: Context, path: str, channel: str, batch_size: int, no_pr
 
     try:
         report = import_mailbox(
-            store, mainland.ingestor(store), path, channel=channel, batch_size=batch_size,
+            store, mainland.ingestor(store, rules_run=False), path, channel=channel, batch_size=batch_size,
             max_bytes=config.max_message_bytes, max_attachment_bytes=config.max_attachment_bytes,
             from_start=from_start, progress=advanced, on_open=opened,
         )

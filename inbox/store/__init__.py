@@ -41,6 +41,7 @@ from inbox.store.queue import QueueQueries
 from inbox.store.reports import ReportQueries
 from inbox.store.review import ReviewQueries
 from inbox.store.routing import RoutingQueries
+from inbox.store.rules import RuleQueries
 from inbox.store.sendability import SendabilityQueries
 from inbox.store.service_levels import ServiceLevelQueries
 from inbox.store.settings import SettingsQueries
@@ -65,7 +66,7 @@ class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries
             NotificationQueries, DraftQueries, MessageChangeQueries, SendabilityQueries, AuditQueries,
             QuarantineQueries, TokenQueries, OutreachQueries, SettingsQueries, CheckInQueries,
             HelpCenterQueries, TriageQueries,
-            WebhookOutQueries, ChatQueries, ApiQueries):
+            WebhookOutQueries, ChatQueries, ApiQueries, RuleQueries):
     """A Mainland database. Open one per thread; share the file, not the object."""
 
     def __init__(self, path: str | Path, *, check: bool = True) -> None:

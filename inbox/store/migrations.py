@@ -1570,3 +1570,53 @@ def m033_prefix_search_and_queue_filter_index(db: Database) -> None:
             WHERE direction = 'out' AND agent_id IS NOT NULL;
         """
     )
+
+
+@migrations()
+def m035_rules(db: Database) -> None:
+    # Automation rules (issue 15): a trigger, JSON conditions and actions, an order, a "stop here".
+    # `failures`/`last_error`: a rule that raised is recorded on the rule, never in ingest's way.
+    # `rule_firings`: one row per rule, conversation and trigger event (the UNIQUE key makes a rule
+    # fire at most once per event); the conversation's timeline note points at its row.
+    db.executescript(
+        """
+        CREATE TABLE rules (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            trigger TEXT NOT NULL,
+            trigger_minutes INTEGER,
+            conditions TEXT NOT NULL DEFAULT '[]',
+            actions TEXT NOT NULL DEFAULT '[]',
+            position INTEGER NOT NULL,
+            enabled INTEGER NOT NULL DEFAULT 1,
+            stop INTEGER NOT NULL DEFAULT 0,
+            failures INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            last_error_at TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX rules_position ON rules(position, id);
+        -- Bumped by every change of the rules: each process recompiles its conditions when it moves.
+        CREATE TABLE rules_version (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            version INTEGER NOT NULL
+        );
+        INSERT INTO rules_version (id, version) VALUES (1, 0);
+        CREATE TABLE rule_firings (
+            id INTEGER PRIMARY KEY,
+            rule_id INTEGER REFERENCES rules(id) ON DELETE SET NULL,
+            rule_name TEXT NOT NULL,
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            event_key TEXT NOT NULL,
+            depth INTEGER NOT NULL DEFAULT 0,
+            outcome TEXT NOT NULL,
+            done TEXT NOT NULL DEFAULT '[]',
+            error TEXT,
+            fired_at TEXT NOT NULL,
+            UNIQUE (rule_id, conversation_id, event_key)
+        );
+        CREATE INDEX rule_firings_rule ON rule_firings(rule_id, id);
+        CREATE INDEX rule_firings_conversation ON rule_firings(conversation_id, id);
+        """
+    )

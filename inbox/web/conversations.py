@@ -48,7 +48,7 @@ from flask_babel import format_datetime, format_decimal
 from markupsafe import Markup
 
 from connectors.base import Limits
-from inbox import access, clock, sendability
+from inbox import access, clock, rules, sendability
 from inbox import answers as answer_library
 from inbox.attachments import safe_filename
 from inbox.channel_format import to_html
@@ -126,6 +126,8 @@ STATUS_LABELS = {
 #: Flag -> (badge label, longer explanation).
 FLAG_LABELS = {
     "routing_move": (_l("moved by routing"), _l("Routing passed this conversation on to someone who is available.")),
+    "rule_fired": (_l("automation rule"), _l("An automation rule fired on this conversation (Admin, Rules).")),
+    "rule_reply": (_l("sent by a rule"), _l("An automation rule sent this answer from the library.")),
     "auto_submitted": (_l("auto-reply"), _l("Sent automatically (an out-of-office or other auto-reply).")),
     "bulk": (_l("bulk"), _l("Bulk or mailing-list mail.")),
     "bounce": (_l("bounce"), _l("A delivery failure report.")),
@@ -612,6 +614,7 @@ def _prepared(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
             att["display_name"] = safe_filename(att["filename"], content_type=att["content_type"])
         if message["direction"] == "note" and message.get("agent_id") is None:
             _word_routing_move(message)
+            _word_rule_firing(message)
     return messages
 
 
@@ -623,6 +626,15 @@ def _word_routing_move(note: dict[str, Any]) -> None:
     why = json.loads(move["detail"] or "{}").get("from_state", "")
     previous = move["previous_agent_name"] or _("(unknown)")
     note["text"] = moved_note(previous, move["agent_name"], why, _)
+
+
+def _word_rule_firing(note: dict[str, Any]) -> None:
+    """An automation rule's timeline note, in the reader's language (stored in English)."""
+    from inbox.web.rules import done_text  # the rules pages import this module
+
+    firing = get_store().rule_firing_for_note(note)
+    if firing is not None:
+        note["text"] = rules.firing_text(firing["rule_name"], firing["done"], _, describe=done_text)
 
 
 def _page_context(conversation: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -1047,6 +1059,9 @@ def apply_status(conversation: dict[str, Any], target: str, *, now: dt.datetime,
 
     # Into or out of spam: the spam model learns from it (#14).
     taught_status_change(get_store(), conversation, change.status, current_agent(), now)
+    # Automation rules on status changes (#15), after the change is written; they never refuse it.
+    rules.after_status_change(mainland(), get_store(), conversation["id"], conversation["status"], change.status,
+                              now)
     return change
 
 
@@ -1390,6 +1405,8 @@ NOTIFICATION_KINDS = {
     # Service-level notices to leads (inbox/service_levels.py notify_leads); they have no actor.
     "sla_warning": _l("(service level) soon past the adequate time"),
     "sla_breach": _l("(service level) past the adequate time"),
+    # An automation rule asked for this agent's attention (inbox/rules.py); no actor.
+    "rule": _l("(automation rule) asks you to look at a conversation"),
 }
 
 
