@@ -124,17 +124,19 @@ class Ingestor:
         earlier = self.store.stored_contents(channel, [i.external_id for i in result.items
                                                        if i.external_id in known and i.message_id])
         prepared: list[_Prepared] = []
-        seen: set[str] = set()
+        #: Items of this batch by external_id; their stored text is worked out only if a twin follows.
+        seen: dict[str, InboundItem] = {}
         for item in result.items:
             if item.external_id in known or item.external_id in seen:
+                first = seen.get(item.external_id)
+                if first is not None and first.message_id and item.external_id not in earlier:
+                    earlier[item.external_id] = (_content_text(first), " ".join(sorted(first.flags)))
                 if _differs(item, earlier.get(item.external_id)):
                     rejects.append(_different_content(item))
                 else:
                     report.duplicates += 1
                 continue
-            seen.add(item.external_id)
-            if item.message_id:
-                earlier[item.external_id] = (_content_text(item), " ".join(sorted(item.flags)))
+            seen[item.external_id] = item
             if is_suppressed(self.store, item, region=self.phone_region):
                 report.suppressed += 1
                 continue
