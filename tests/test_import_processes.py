@@ -128,3 +128,27 @@ def test_the_folder_is_walked_in_sorted_path_order(tmp_path, layout):
     expected = sorted(str(tmp_path / name) for name in layout if "/." not in name)
     assert [ref for _, ref in source.refs()] == expected and len(source) == len(expected)
     assert [ref for _, ref in source.refs(3)] == expected[3:]
+
+
+def test_the_import_command_parses_in_the_processes_it_is_given(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from inbox.cli import main
+
+    config = tmp_path / "mainland.yaml"
+    config.write_text(f"database: {tmp_path / 'mainland.db'}\n")
+    given: list[int] = []
+    real_pipeline = importer.ParsePipeline
+
+    def recording(*args, **kwargs):
+        given.append(kwargs["workers"])
+        return real_pipeline(*args, **kwargs)
+
+    monkeypatch.setattr(importer, "ParsePipeline", recording)
+    folder = _sample(tmp_path / "mail", count=30)
+    result = CliRunner().invoke(main, ["--config", str(config), "import", str(folder), "--workers", "2",
+                                       "--no-progress"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert given == [2]
+    # 30 mails and one without any sender; 7 of the 30 name no address either ("no address at all", "<>").
+    assert "imported 31 messages: 23 stored, 0 duplicates, 8 quarantined" in result.stdout
