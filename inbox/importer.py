@@ -25,7 +25,7 @@ import os
 import re
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +34,7 @@ from inbox import mail
 from inbox.ingest import Ingestor, IngestReport
 from inbox.models import FetchResult, InboundItem, Reject
 from inbox.parse_pool import MIN_MESSAGES_FOR_PROCESSES, Batch, ParsePipeline, default_workers
+from inbox.sanitize import sanitize_html
 from inbox.store import Store
 
 DEFAULT_CHANNEL = "import"
@@ -308,9 +309,19 @@ def parse_message(raw: bytes, *, channel: str, source_ref: str, max_bytes: int |
                       source_ref=source_ref, exception=_exception_text(exc))
 
 
+@dataclass
+class ParsedBatch:
+    """A batch parsed: per file an item, a `Reject`, or None for a folder's file that is no mail;
+    and the HTML of its items sanitized (`Ingestor.ingest(sanitized=...)`), CPU work that the
+    parsing processes take off the one writer."""
+
+    parsed: list[InboundItem | Reject | None]
+    sanitized: dict[str, tuple[str, bool]]
+
+
 def parse_batch(raws: list[tuple[str, bytes]], *, channel: str, kind: str, max_bytes: int | None,
-                max_attachment_bytes: int | None) -> list[InboundItem | Reject | None]:
-    """Each (source_ref, raw) parsed: an item, a `Reject`, or None for a folder's file that is no mail.
+                max_attachment_bytes: int | None) -> ParsedBatch:
+    """Each (source_ref, raw) parsed, for the writer to store.
 
     Runs in a parsing worker process or in the importer's own (inbox/parse_pool.py); it only reads.
     """
@@ -321,7 +332,12 @@ def parse_batch(raws: list[tuple[str, bytes]], *, channel: str, kind: str, max_b
         else:
             parsed.append(parse_message(raw, channel=channel, source_ref=ref, max_bytes=max_bytes,
                                         max_attachment_bytes=max_attachment_bytes))
-    return parsed
+    return ParsedBatch(parsed, presanitize(p for p in parsed if isinstance(p, InboundItem)))
+
+
+def presanitize(items: Iterable[InboundItem]) -> dict[str, tuple[str, bool]]:
+    """`sanitize_html` of each item's HTML, keyed by that HTML."""
+    return {item.html: sanitize_html(item.html) for item in items if item.html}
 
 
 @dataclass
@@ -402,8 +418,9 @@ def import_mailbox(
         options = {"channel": channel, "kind": source.kind, "max_bytes": max_bytes,
                    "max_attachment_bytes": max_attachment_bytes}
         with ParsePipeline(parse_batch, options, workers=workers) as pipeline:
-            for batch, parsed in pipeline.run(_read_batches(source, start, batch_size)):
+            for batch, done in pipeline.run(_read_batches(source, start, batch_size)):
                 read: _Read = batch.meta
+                parsed = done.parsed
                 items = [p for p in parsed if isinstance(p, InboundItem)]
                 rejects = [p for p in parsed if isinstance(p, Reject)]
                 report.not_mail += [os.path.relpath(ref, key) for ref, p in zip(read.refs, parsed, strict=True)
@@ -414,7 +431,8 @@ def import_mailbox(
                                           "sha": read.last_sha, "total": len(source)}
                 count = len(items) + len(rejects)
                 result = ingestor.ingest(channel, FetchResult(items=items, rejects=rejects,
-                                                              cursor=json.dumps(cursor, sort_keys=True)))
+                                                              cursor=json.dumps(cursor, sort_keys=True)),
+                                         sanitized=done.sanitized)
                 report.messages += count
                 report.stored += result.stored
                 report.duplicates += result.duplicates

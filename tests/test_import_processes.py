@@ -35,6 +35,10 @@ def _sample(folder: Path, count: int = 60) -> Path:
                        in_reply_to=f"<m{i - 3}@example.net>" if i % 4 == 0 and i else None,
                        extra_headers="Auto-Submitted: auto-replied" if i % 9 == 0 else "")
         ((folder / "b") if i % 2 else folder).joinpath(f"{i:03d}.eml").write_bytes(raw)
+    for i in range(3):  # HTML, sanitized in the parsing processes
+        html = (f"<p onclick='x()'>Order {i}</p><script>alert(1)</script><img src='https://t.example/{i}.gif'>"
+                + ("<a href='https://x.example'>l</a>" * 5001 if i == 2 else ""))  # too many links: replaced
+        (folder / f"html{i}.eml").write_bytes(raw_mail(subject=f"html {i}", body=html, content_type="text/html"))
     (folder / "b" / "notes.txt").write_text("not a mail\n")
     (folder / "b" / "nosender.eml").write_bytes(b"To: support@mainland.test\r\nSubject: who\r\n\r\nNobody.\r\n")
     return folder
@@ -73,6 +77,20 @@ def test_processes_store_exactly_what_the_in_process_path_stores(tmp_path, migra
     # Stored in source order: the ids follow the sorted paths.
     refs = [row[MESSAGE_COLUMNS.index("source_ref")] for row in messages]
     assert refs == sorted(refs)
+
+
+def test_html_sanitized_while_parsing_is_stored_as_the_writer_would_store_it(tmp_path, migrated_database,
+                                                                               frozen_clock, monkeypatch):
+    folder = _sample(tmp_path / "mail", count=10)
+    ahead = _store(tmp_path, migrated_database, "ahead")
+    _import(ahead, tmp_path, folder, workers=0)
+    monkeypatch.setattr(importer, "presanitize", lambda items: {})
+    by_writer = _store(tmp_path, migrated_database, "writer")
+    _import(by_writer, tmp_path, folder, workers=0)
+    assert _rows(ahead) == _rows(by_writer)
+    html = ahead.conn.execute("SELECT html, flags FROM messages WHERE subject LIKE 'html %' ORDER BY subject").fetchall()
+    assert [("Order" in (h or ""), "script" in (h or ""), "html_replaced" in f) for h, f in html] == [
+        (True, False, False), (True, False, False), (False, False, True)]
 
 
 def test_a_killed_worker_costs_nothing_and_doubles_nothing(tmp_path, migrated_database, frozen_clock, monkeypatch):
@@ -150,5 +168,5 @@ def test_the_import_command_parses_in_the_processes_it_is_given(tmp_path, monkey
                                        "--no-progress"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert given == [2]
-    # 30 mails and one without any sender; 7 of the 30 name no address either ("no address at all", "<>").
-    assert "imported 31 messages: 23 stored, 0 duplicates, 8 quarantined" in result.stdout
+    # 33 mails and one without any sender; 7 of the 30 name no address either ("no address at all", "<>").
+    assert "imported 34 messages: 26 stored, 0 duplicates, 8 quarantined" in result.stdout
