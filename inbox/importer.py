@@ -225,22 +225,23 @@ def _walk_folder(root: str) -> Iterator[str]:
 
     Each folder's entries are sorted by name, a subfolder's name with a `/` after it: that puts
     every file in the place a sort of all the full paths would (what earlier versions did, so a
-    saved position still points at the same file), while only one folder's names are held at once.
-    Hidden files and folders are skipped; symlinked files count (mu and notmuch make folders of
-    links); linked folders are not followed, so a link cannot loop or pull in a whole other tree.
+    saved position still points at the same file), while only the names of the folders on the
+    current path are held, not every path of the tree. Hidden files and folders are skipped;
+    symlinked files count (mu and notmuch make folders of links); linked folders are not
+    followed, so a link cannot loop or pull in a whole other tree.
     """
-    entries: list[tuple[str, bool]] = []
+    names: list[str] = []
     with os.scandir(root) as listing:
         for entry in listing:
             if entry.name.startswith("."):
                 continue
             if entry.is_dir(follow_symlinks=False):
-                entries.append((entry.name + "/", True))
+                names.append(entry.name + "/")
             elif entry.is_file():
-                entries.append((entry.name, False))
-    entries.sort()
-    for name, is_dir in entries:
-        if is_dir:
+                names.append(entry.name)
+    names.sort()
+    for name in names:
+        if name.endswith("/"):
             yield from _walk_folder(os.path.join(root, name[:-1]))
         else:
             yield os.path.join(root, name)
