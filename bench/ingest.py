@@ -67,11 +67,8 @@ def _peak_rss_mb() -> float:
 
 
 def _cpu_seconds() -> float:
-    """CPU time of this process and of every process below it, running or finished.
-
-    The parsing workers are children of the forkserver (our child), which reaps them: their time
-    shows in its cutime/cstime, read from /proc while it still runs.
-    """
+    """CPU time of this process and of every process below it, running (read from /proc) or
+    finished and reaped (RUSAGE_CHILDREN): the parsing workers are our children."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     total = usage.ru_utime + usage.ru_stime
     done = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -380,7 +377,7 @@ def _summary(results: dict[str, list[dict]], args: argparse.Namespace) -> dict:
     print(f"ratio to the minimal loop: {ratio_minimal:.2f} (target >= {TARGET_RATIO}); "
           f"to the policy.default loop: {ratio_default:.2f}; {lost} lost")
     if "last_to_first_segment" in summary:
-        print(f"last tenth / first tenth: {summary['last_to_first_segment']:.2f} (target >= {TARGET_FLAT}); "
+        print(f"end / start of the import: {summary['last_to_first_segment']:.2f} (target >= {TARGET_FLAT}); "
               f"peak RSS {summary['peak_rss_mb']:.0f} MB (target <= {TARGET_RSS_MB})")
     return summary
 

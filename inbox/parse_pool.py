@@ -177,10 +177,8 @@ class ParsePipeline:
 
 
 def _context() -> multiprocessing.context.BaseContext:
-    """forkserver where there is one: a fresh interpreter per worker (no copy of the writer's
-    SQLite connection or threads), with the parser imported once in the server."""
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["inbox.mail", "inbox.importer"])
-        return context
+    """spawn: a fresh interpreter per worker. Not fork: the writer has a SQLite connection and
+    threads (the pool's own manager thread, a progress bar) whose locks a forked child would copy
+    mid-use. Not forkserver: it listens on a Unix socket, which some sandboxes refuse. Starting a
+    worker costs about a second of imports, once per import; small imports parse in-process."""
     return multiprocessing.get_context("spawn")
