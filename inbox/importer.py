@@ -18,13 +18,14 @@ that changed under us is simply read again from the start (dedupe keeps that har
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import mailbox
 import os
 import re
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +33,8 @@ from connectors.base import ItemError
 from inbox import mail
 from inbox.ingest import Ingestor, IngestReport
 from inbox.models import FetchResult, InboundItem, Reject
+from inbox.parse_pool import MIN_MESSAGES_FOR_PROCESSES, Batch, ParsePipeline, default_workers
+from inbox.sanitize import sanitize_html
 from inbox.store import Store
 
 DEFAULT_CHANNEL = "import"
@@ -87,25 +90,43 @@ class ImportReport:
 class Source:
     """A mailbox opened for reading: its kind and its messages in a stable order.
 
-    Only one reference string per message is kept in memory (a million-message folder costs
-    tens of megabytes, not hundreds); `read(i)` fetches message i's bytes when its turn comes.
+    `refs(start)` yields (index, reference) from message `start` on; `read(i)` fetches message i's
+    bytes when its turn comes. A folder is listed as it is walked (never held as one list: a
+    million files would cost the import hundreds of megabytes); mbox and Maildir keep one
+    reference string per message, as the `mailbox` module holds their table of contents anyway.
     """
 
     path: Path
     kind: str  # "mbox", "maildir", "folder" or "file"
-    refs: list[str]
-    _read: Callable[[int], bytes]
+    count: int
+    _refs: Callable[[int], Iterator[tuple[int, str]]]
+    _read: Callable[[int, str], bytes]
     _box: mailbox.Mailbox | None = None
 
-    def read(self, index: int) -> bytes:
-        return self._read(index)
+    def refs(self, start: int = 0) -> Iterator[tuple[int, str]]:
+        return self._refs(start)
+
+    def ref(self, index: int) -> str:
+        for _, ref in self._refs(index):
+            return ref
+        raise IndexError(index)
+
+    def read(self, index: int, ref: str | None = None) -> bytes:
+        return self._read(index, self.ref(index) if ref is None else ref)
 
     def __len__(self) -> int:
-        return len(self.refs)
+        return self.count
 
     def close(self) -> None:
         if self._box is not None:
             self._box.close()
+
+
+def _listed(refs: list[str], read: Callable[[int], bytes]) -> tuple[Callable, Callable]:
+    """`Source` accessors over a list of references."""
+    def walk(start: int) -> Iterator[tuple[int, str]]:
+        return ((i, refs[i]) for i in range(start, len(refs)))
+    return walk, lambda index, _ref: read(index)
 
 
 # Opening a source ------------------------------------------------------------------------------
@@ -149,10 +170,10 @@ def _open_file(path: Path) -> Source:
         # mailbox keeps offsets only in its table of contents; they make a source_ref one can seek to.
         toc = getattr(box, "_toc", {})
         refs = [f"{path}@{toc[k][0]}" if k in toc else f"{path}#{k}" for k in keys]
-        return Source(path, "mbox", refs, lambda i: box.get_bytes(keys[i]), box)
+        return Source(path, "mbox", len(refs), *_listed(refs, lambda i: box.get_bytes(keys[i])), box)
     if _looks_like_message(start):
         # One message on its own (a saved .eml): import it like a folder of one.
-        return Source(path, "file", [str(path)], lambda i: path.read_bytes())
+        return Source(path, "file", 1, *_listed([str(path)], lambda i: path.read_bytes()))
     raise ImportSourceError(
         f"not a mailbox: {path} does not start with a 'From ' line (mbox) nor with mail headers; "
         "give the path of an mbox file, a Maildir (a folder with cur/ and new/) or a folder of .eml files"
@@ -184,29 +205,46 @@ def _open_maildir(path: Path) -> Source:
     # Maildir names start with the delivery time, so sorted keys are roughly oldest first and,
     # more importantly, in the same order on every run.
     keys = sorted(box.keys())
-    return Source(path, "maildir", [f"{path}#{k}" for k in keys], lambda i: box.get_bytes(keys[i]), box)
+    refs = [f"{path}#{k}" for k in keys]
+    return Source(path, "maildir", len(refs), *_listed(refs, lambda i: box.get_bytes(keys[i])), box)
 
 
 def _open_folder(path: Path) -> Source:
-    files: list[str] = []
-    for root, dirs, names in os.walk(path, onerror=_raise):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        for name in names:
-            if name.startswith("."):
-                continue
-            full = os.path.join(root, name)
-            # Symlinked files count (mu and notmuch make folders of links); linked folders are not
-            # followed (os.walk's default), so a link cannot loop or pull in a whole other tree.
-            if os.path.isfile(full):
-                files.append(full)
-    files.sort()
-    if not files:
+    count = sum(1 for _ in _walk_folder(str(path)))  # one pass that keeps nothing but the count
+    if not count:
         raise ImportSourceError(f"not a mailbox: {path} holds no message files (hidden files are skipped)")
-    return Source(path, "folder", files, lambda i: Path(files[i]).read_bytes())
+
+    def refs(start: int) -> Iterator[tuple[int, str]]:
+        return itertools.islice(enumerate(_walk_folder(str(path))), start, None)
+
+    return Source(path, "folder", count, refs, lambda _index, ref: Path(ref).read_bytes())
 
 
-def _raise(exc: OSError) -> None:
-    raise exc
+def _walk_folder(root: str) -> Iterator[str]:
+    """The message files under `root` in the order of their sorted full paths, one folder at a time.
+
+    Each folder's entries are sorted by name, a subfolder's name with a `/` after it: that puts
+    every file in the place a sort of all the full paths would (what earlier versions did, so a
+    saved position still points at the same file), while only the names of the folders on the
+    current path are held, not every path of the tree. Hidden files and folders are skipped;
+    symlinked files count (mu and notmuch make folders of links); linked folders are not
+    followed, so a link cannot loop or pull in a whole other tree.
+    """
+    names: list[str] = []
+    with os.scandir(root) as listing:
+        for entry in listing:
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                names.append(entry.name + "/")
+            elif entry.is_file():
+                names.append(entry.name)
+    names.sort()
+    for name in names:
+        if name.endswith("/"):
+            yield from _walk_folder(os.path.join(root, name[:-1]))
+        else:
+            yield os.path.join(root, name)
 
 
 # The cursor ------------------------------------------------------------------------------------
@@ -241,8 +279,8 @@ def _resume_position(source: Source, saved: dict | None) -> tuple[int, str | Non
     if position > len(source):
         return 0, "the source holds fewer messages than when it was last read; reading it again from the start"
     try:
-        same = (source.refs[position - 1] == saved.get("last")
-                and _fingerprint(source.read(position - 1)) == saved.get("sha"))
+        last = source.ref(position - 1)
+        same = last == saved.get("last") and _fingerprint(source.read(position - 1, last)) == saved.get("sha")
     except (OSError, KeyError):
         same = False
     if not same:
@@ -272,6 +310,74 @@ def parse_message(raw: bytes, *, channel: str, source_ref: str, max_bytes: int |
                       source_ref=source_ref, exception=_exception_text(exc))
 
 
+@dataclass
+class ParsedBatch:
+    """A batch parsed: per file an item, a `Reject`, or None for a folder's file that is no mail;
+    and the HTML of its items sanitized (`Ingestor.ingest(sanitized=...)`), CPU work that the
+    parsing processes take off the one writer."""
+
+    parsed: list[InboundItem | Reject | None]
+    sanitized: dict[str, tuple[str, bool]]
+
+
+def parse_batch(raws: list[tuple[str, bytes]], *, channel: str, kind: str, max_bytes: int | None,
+                max_attachment_bytes: int | None) -> ParsedBatch:
+    """Each (source_ref, raw) parsed, for the writer to store.
+
+    Runs in a parsing worker process or in the importer's own (inbox/parse_pool.py); it only reads.
+    """
+    parsed: list[InboundItem | Reject | None] = []
+    for ref, raw in raws:
+        if kind == "folder" and not _is_mail(raw):
+            parsed.append(None)
+        else:
+            parsed.append(parse_message(raw, channel=channel, source_ref=ref, max_bytes=max_bytes,
+                                        max_attachment_bytes=max_attachment_bytes))
+    return ParsedBatch(parsed, presanitize(p for p in parsed if isinstance(p, InboundItem)))
+
+
+def presanitize(items: Iterable[InboundItem]) -> dict[str, tuple[str, bool]]:
+    """`sanitize_html` of each item's HTML, keyed by that HTML."""
+    return {item.html: sanitize_html(item.html) for item in items if item.html}
+
+
+@dataclass
+class _Read:
+    """A batch as read from the source: where it ends (for the cursor) and its messages."""
+
+    end: int
+    last_ref: str
+    last_sha: str
+    refs: list[str]
+
+
+def _read_batches(source: Source, start: int, batch_size: int) -> Iterator[Batch]:
+    """The source from `start` on in batches of `batch_size` files (mail or not: a run of skipped
+    files still saves its progress), each read whole before it is parsed."""
+    raws: list[tuple[str, bytes]] = []
+    index = start - 1
+    for index, ref in source.refs(start):
+        if index >= len(source):  # files added to a folder while it is read wait for the next run
+            index -= 1
+            break
+        try:
+            raw = source.read(index, ref)
+        except PermissionError as exc:
+            raise ImportSourceError(_permission_advice(exc.filename or ref)) from None
+        except OSError as exc:
+            raise ImportSourceError(f"cannot read {ref}: {exc.strerror or exc}; fix that and run "
+                                    "the same command again: the import continues where it stopped") from None
+        raws.append((ref, raw))
+        if len(raws) == batch_size or index == len(source) - 1:
+            yield Batch(payload=raws, meta=_Read(end=index + 1, last_ref=ref, last_sha=_fingerprint(raw),
+                                                 refs=[r for r, _ in raws]))
+            raws = []
+    if raws:  # the folder shrank while it was read
+        ref, raw = raws[-1]
+        yield Batch(payload=raws, meta=_Read(end=index + 1, last_ref=ref, last_sha=_fingerprint(raw),
+                                             refs=[r for r, _ in raws]))
+
+
 def import_mailbox(
     store: Store,
     ingestor: Ingestor,
@@ -285,12 +391,16 @@ def import_mailbox(
     max_batches: int | None = None,
     progress: Callable[[int, IngestReport], None] | None = None,
     on_open: Callable[[ImportReport], None] | None = None,
+    workers: int | None = None,
 ) -> ImportReport:
     """Import every message of the mailbox at `path` into `channel`, resuming an earlier run.
 
     `progress(n, batch_report)` is called after each committed batch of `n` messages; `on_open`
     once the source is listed (the report then knows `total` and `skipped`). `max_batches` stops
     after that many batches (the report says `complete=False`): a run cut short, for tests.
+    `workers` parsing processes (None: one per CPU for an import of at least
+    `parse_pool.MIN_MESSAGES_FOR_PROCESSES` messages, else none; 0: parse in this process).
+    This process stays the only writer: batches are stored in source order, each with its cursor.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
@@ -304,46 +414,34 @@ def import_mailbox(
         report.skipped, report.restarted = start, why
         if on_open:
             on_open(report)
-
-        items: list[InboundItem] = []
-        rejects: list[Reject] = []
-        last_raw = b""
-        last_ref = ""
-        end = len(source)
-        for index in range(start, end):
-            ref = source.refs[index]
-            try:
-                raw = source.read(index)
-            except PermissionError as exc:
-                raise ImportSourceError(_permission_advice(exc.filename or ref)) from None
-            except OSError as exc:
-                raise ImportSourceError(f"cannot read {ref}: {exc.strerror or exc}; fix that and run "
-                                        "the same command again: the import continues where it stopped") from None
-            if source.kind == "folder" and not _is_mail(raw):
-                report.not_mail.append(os.path.relpath(ref, key))
-            else:
-                parsed = parse_message(raw, channel=channel, source_ref=ref, max_bytes=max_bytes,
-                                       max_attachment_bytes=max_attachment_bytes)
-                (rejects if isinstance(parsed, Reject) else items).append(parsed)
-            last_raw, last_ref = raw, ref
-            # Batches count files read, mail or not, so that a run of skipped files still saves its progress.
-            if (index + 1 - start) % batch_size == 0 or index == end - 1:
+        if workers is None:
+            workers = default_workers() if len(source) - start >= MIN_MESSAGES_FOR_PROCESSES else 0
+        options = {"channel": channel, "kind": source.kind, "max_bytes": max_bytes,
+                   "max_attachment_bytes": max_attachment_bytes}
+        with ParsePipeline(parse_batch, options, workers=workers) as pipeline:
+            for batch, done in pipeline.run(_read_batches(source, start, batch_size)):
+                read: _Read = batch.meta
+                parsed = done.parsed
+                items = [p for p in parsed if isinstance(p, InboundItem)]
+                rejects = [p for p in parsed if isinstance(p, Reject)]
+                report.not_mail += [os.path.relpath(ref, key) for ref, p in zip(read.refs, parsed, strict=True)
+                                    if p is None]
                 # Read the cursor again: another source may have been imported into this channel meanwhile.
                 cursor = _load_cursor(channel, store.cursor(channel))
-                cursor["sources"][key] = {"kind": source.kind, "position": index + 1, "last": last_ref,
-                                          "sha": _fingerprint(last_raw), "total": end}
+                cursor["sources"][key] = {"kind": source.kind, "position": read.end, "last": read.last_ref,
+                                          "sha": read.last_sha, "total": len(source)}
                 count = len(items) + len(rejects)
-                batch = ingestor.ingest(channel, FetchResult(items=items, rejects=rejects,
-                                                             cursor=json.dumps(cursor, sort_keys=True)))
-                items, rejects = [], []
+                result = ingestor.ingest(channel, FetchResult(items=items, rejects=rejects,
+                                                              cursor=json.dumps(cursor, sort_keys=True)),
+                                         sanitized=done.sanitized)
                 report.messages += count
-                report.stored += batch.stored
-                report.duplicates += batch.duplicates
-                report.quarantined += batch.quarantined
+                report.stored += result.stored
+                report.duplicates += result.duplicates
+                report.quarantined += result.quarantined
                 report.batches += 1
                 if progress:
-                    progress(count, batch)
-                if max_batches is not None and report.batches >= max_batches and index < end - 1:
+                    progress(count, result)
+                if max_batches is not None and report.batches >= max_batches and read.end < len(source):
                     report.seconds = time.perf_counter() - started
                     return report
         report.complete = True
@@ -357,7 +455,7 @@ def iter_raw_messages(path: str | Path) -> Iterator[tuple[str, bytes]]:
     """Every message of a mailbox as (source_ref, raw bytes), in import order (for tools and tests)."""
     source = open_source(path)
     try:
-        for index, ref in enumerate(source.refs):
-            yield ref, source.read(index)
+        for index, ref in source.refs():
+            yield ref, source.read(index, ref)
     finally:
         source.close()

@@ -20,7 +20,7 @@ import json
 import logging
 import sqlite3
 import traceback
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
 from inbox import clock, csat, models, routing, triage, triage_flow
@@ -118,26 +118,36 @@ class Ingestor:
         self.now = now
         #: Country of phone numbers written without country code (config `default_phone_region`).
         self.phone_region = phone_region
+        #: HTML sanitized ahead of the batch being stored (see `ingest`).
+        self._sanitized: Mapping[str, tuple[str, bool]] = {}
 
-    def ingest(self, channel: str, result: FetchResult, *, save_cursor: bool = True) -> IngestReport:
-        """Store `result` and (unless told not to) its cursor, all in one transaction."""
+    def ingest(self, channel: str, result: FetchResult, *, save_cursor: bool = True,
+               sanitized: Mapping[str, tuple[str, bool]] | None = None) -> IngestReport:
+        """Store `result` and (unless told not to) its cursor, all in one transaction.
+
+        `sanitized` maps an item's HTML to what `sanitize_html` makes of it, when that was already
+        worked out elsewhere (the import's parsing processes); the rest is sanitized here.
+        """
         report = IngestReport()
+        self._sanitized = sanitized or {}
         rejects: list[Reject] = list(result.rejects)
         known = self.store.known_external_ids(channel, [i.external_id for i in result.items])
         earlier = self.store.stored_contents(channel, [i.external_id for i in result.items
                                                        if i.external_id in known and i.message_id])
         prepared: list[_Prepared] = []
-        seen: set[str] = set()
+        #: Items of this batch by external_id; their stored text is worked out only if a twin follows.
+        seen: dict[str, InboundItem] = {}
         for item in result.items:
             if item.external_id in known or item.external_id in seen:
+                first = seen.get(item.external_id)
+                if first is not None and first.message_id and item.external_id not in earlier:
+                    earlier[item.external_id] = (_content_text(first), " ".join(sorted(first.flags)))
                 if _differs(item, earlier.get(item.external_id)):
                     rejects.append(_different_content(item))
                 else:
                     report.duplicates += 1
                 continue
-            seen.add(item.external_id)
-            if item.message_id:
-                earlier[item.external_id] = (_content_text(item), " ".join(sorted(item.flags)))
+            seen[item.external_id] = item
             if is_suppressed(self.store, item, region=self.phone_region):
                 report.suppressed += 1
                 continue
@@ -148,6 +158,7 @@ class Ingestor:
                 rejects.append(Reject(raw=item.raw or _item_json(item), reason=f"could not be normalized: {exc}",
                                       source_ref=item.source_ref, exception=_exception_text(exc)))
 
+        self._sanitized = {}
         now = iso(self.now())
         with self.store.write():
             for prep in prepared:
@@ -227,7 +238,8 @@ class Ingestor:
         html = None
         text = item.text or ""
         if item.html:
-            html, replaced = sanitize_html(item.html)
+            known = self._sanitized.get(item.html)
+            html, replaced = known if known is not None else sanitize_html(item.html)
             if replaced:
                 flags.add(FLAG_HTML_REPLACED)
                 html = None

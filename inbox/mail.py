@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from email.headerregistry import Address
 from email.message import EmailMessage, Message
 from email.utils import make_msgid, parsedate_to_datetime
+from typing import NamedTuple
 
 from connectors.base import ItemError
 from inbox import charsets, clock, triage
@@ -192,8 +193,10 @@ def _declared_charsets(msg: Message) -> tuple[str, ...]:
         payload = _raw_payload(part)
         if isinstance(payload, list):
             stack.extend(p for p in payload[:MAX_HINT_PARTS] if isinstance(p, Message))
-    for value in msg.values()[:100]:
-        found += _WORD_CHARSET.findall(str(value)[:MAX_RAW_HEADER_CHARS])
+    for name, raw in msg._headers[:100]:
+        # An ASCII value without `=?` names no charset: skip decoding it for the look.
+        if raw.__class__ is not str or "=?" in raw or not raw.isascii():
+            found += _WORD_CHARSET.findall(str(msg.policy.header_fetch_parse(name, raw))[:MAX_RAW_HEADER_CHARS])
     return tuple(label for label in dict.fromkeys(x.lower() for x in found)
                  if charsets.codec_for(label) not in (None, "utf-8") and label not in ("us-ascii", "ascii"))
 
@@ -281,8 +284,54 @@ def _author_from(from_value: object) -> Author | None:
     return Author(handle=stripped.lower()[:MAX_ADDRESS_CHARS], name="", identity_kind="email", valid=False)
 
 
+class _PlainAddress(NamedTuple):
+    """A mailbox read by the cheap path: what `email.headerregistry.Address` gives for the same value."""
+
+    display_name: str
+    addr_spec: str
+
+
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
+_DOT_ATOM = rf"{_ATEXT}+(?:\.{_ATEXT}+)*"
+#: The common From shapes, in ASCII without comments, encoded-words, escapes or lists: `addr`,
+#: `<addr>`, `Name Words <addr>`, `"Any, Name" <addr>` (dot-atom local part and domain). A name that
+#: ends in a period is left to the full parser, which finds a defect there ("comment found without atom").
+_PLAIN_FROM = re.compile(
+    rf'(?P<bare>{_DOT_ATOM}@{_DOT_ATOM})'
+    rf'|(?:(?P<phrase>{_ATEXT}[A-Za-z0-9!#$%&\'*+/=?^_`{{|}}~.-]*(?: {_ATEXT}[A-Za-z0-9!#$%&\'*+/=?^_`{{|}}~.-]*)*)(?<!\.)'
+    rf'|"(?P<quoted>[^"\\]*)")? ?<(?P<angle>{_DOT_ATOM}@{_DOT_ATOM})>'
+)
+
+
+def _plain_addresses(raw: str) -> list[_PlainAddress] | None:
+    """The mailbox of a From in one of the common plain shapes, or None when the full parser must decide.
+
+    The modern header parser costs about a millisecond per From; most mail writes one of a few
+    shapes in which it finds exactly this mailbox and no defect that concerns the address (a
+    period in an unquoted name is a defect about the name only). tests/test_mail_fast_path.py
+    holds this to the full parser's answer on the corpus and on hostile headers.
+    """
+    if "=?" in raw or not raw.isascii():
+        return None
+    match = _PLAIN_FROM.fullmatch(raw)
+    if match is None:
+        return None
+    if match["bare"] is not None:
+        return [_PlainAddress("", match["bare"])]
+    name = match["quoted"] if match["quoted"] is not None else match["phrase"] or ""
+    return [_PlainAddress(name, match["angle"])]
+
+
 def _parse_addresses(raw: str) -> tuple[list, list]:
     """Mailboxes with an `@` in a From value, and the defects that matter for the address."""
+    plain = _plain_addresses(raw)
+    if plain is not None:
+        return plain, []
+    return _parse_addresses_fully(raw)
+
+
+def _parse_addresses_fully(raw: str) -> tuple[list, list]:
+    """`_parse_addresses` by the modern header parser (`email.policy.default`), for any From."""
     try:
         header = email.policy.default.header_factory("from", raw)
         addresses = [a for a in header.addresses if a.addr_spec and "@" in a.addr_spec]
@@ -446,13 +495,64 @@ class _Message(Message):
     quadratic in the header's length, and compiles each multipart boundary into a regular
     expression. Parameter headers are cut at `MAX_PARAM_HEADER_CHARS` and a boundary longer than
     `MAX_BOUNDARY_CHARS` counts as none (the part's body is then read as text).
+
+    Header look-ups go through an index built once per message instead of compat32's linear scan.
     """
 
+    #: The header index: lower-case name -> its (name, raw value) pairs in order, built once per
+    #: message (compat32 scans every header and lower-cases its name on each look-up: ~36 per message).
+    _index: dict[str, list[tuple[str, str]]] | None = None
+    _indexed: tuple[int, int] = (0, -1)
+
+    def _lookup(self, name: str) -> list[tuple[str, str]]:
+        headers = self._headers
+        # The parser appends while it reads (the length tells); the mutators below drop the index.
+        if self._index is None or self._indexed != (id(headers), len(headers)):
+            index: dict[str, list[tuple[str, str]]] = {}
+            for pair in headers:
+                index.setdefault(pair[0].lower(), []).append(pair)
+            self._index, self._indexed = index, (id(headers), len(headers))
+        return self._index.get(name.lower(), ())
+
     def get(self, name: str, failobj: object = None) -> object:
-        value = super().get(name, failobj)
+        found = self._lookup(name)
+        if not found:
+            return failobj
+        key, raw = found[0]
+        value = self.policy.header_fetch_parse(key, raw)
         if value.__class__ is str and len(value) > MAX_PARAM_HEADER_CHARS and name.lower() in _PARAM_HEADERS:
             return value[:MAX_PARAM_HEADER_CHARS]
         return value
+
+    def get_all(self, name: str, failobj: object = None) -> object:
+        found = self._lookup(name)
+        if not found:
+            return failobj
+        return [self.policy.header_fetch_parse(key, raw) for key, raw in found]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and bool(self._lookup(name))
+
+    # Every stdlib mutator but `set_raw` (the parser's append, which the length check sees) drops the index.
+    def __setitem__(self, name: str, val: object) -> None:
+        self._index = None
+        super().__setitem__(name, val)
+
+    def __delitem__(self, name: str) -> None:
+        self._index = None
+        super().__delitem__(name)
+
+    def replace_header(self, _name: str, _value: str) -> None:
+        self._index = None
+        super().replace_header(_name, _value)
+
+    def add_header(self, _name: str, _value: str, **_params: object) -> None:
+        self._index = None
+        super().add_header(_name, _value, **_params)
+
+    def set_boundary(self, boundary: str) -> None:
+        self._index = None
+        super().set_boundary(boundary)
 
     def get_boundary(self, failobj: object = None) -> object:
         boundary = super().get_boundary(failobj)

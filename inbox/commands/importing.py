@@ -26,9 +26,12 @@ from inbox.importer import (
 @click.option("--no-progress", is_flag=True, help="No progress bar, only the summary line.")
 @click.option("--from-start", is_flag=True,
               help="Read the source from its first message even if an earlier run got further.")
+@click.option("--workers", type=click.IntRange(0, 256), default=None,
+              help="Processes that parse the messages (0: parse in this process). Default: one per CPU "
+                   "for an import of 2,000 messages or more.")
 @pass_context
 def import_command(ctx: Context, path: str, channel: str, batch_size: int, no_progress: bool,
-                   from_start: bool) -> None:
+                   from_start: bool, workers: int | None) -> None:
     """Import an mbox file, a Maildir or a folder of message files (recursively).
 
     Running it again continues after the last committed batch; messages already stored are
@@ -67,7 +70,7 @@ def import_command(ctx: Context, path: str, channel: str, batch_size: int, no_pr
         report = import_mailbox(
             store, mainland.ingestor(store, rules_run=False), path, channel=channel, batch_size=batch_size,
             max_bytes=config.max_message_bytes, max_attachment_bytes=config.max_attachment_bytes,
-            from_start=from_start, progress=advanced, on_open=opened,
+            from_start=from_start, progress=advanced, on_open=opened, workers=workers,
         )
     except ImportSourceError as exc:
         raise click.ClickException(str(exc)) from None
