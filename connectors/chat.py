@@ -37,7 +37,6 @@ import time
 import uuid
 from collections.abc import Mapping
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 from connectors.base import (
     Connector,
@@ -49,7 +48,7 @@ from connectors.base import (
     Setting,
     WebhookRequest,
 )
-from connectors.webform import origin_of
+from connectors.webform import checked_origins
 from inbox.models import Author, FetchResult, InboundItem, OutboundReply
 from inbox.sanitize import CONTROLS
 
@@ -133,21 +132,8 @@ class ChatConnector(Connector):
     @classmethod
     def check_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
         merged = super().check_config(config)
-        problems = []
-        origins = merged.get("allowed_origins") or []
-        if isinstance(origins, str):
-            origins = origins.replace(",", " ").split()
-        if not isinstance(origins, list | tuple):
-            problems.append("allowed_origins: must be a list of origins like https://www.example.com")
-            origins = []
-        normalized = []
-        for value in origins:
-            origin = origin_of(str(value))
-            if origin is None or urlsplit(str(value)).path not in ("", "/"):
-                problems.append(f"allowed_origins: {value!r} is not an origin like https://www.example.com")
-            else:
-                normalized.append(origin)
-        merged["allowed_origins"] = tuple(dict.fromkeys(normalized))
+        problems: list[str] = []
+        merged["allowed_origins"] = checked_origins(merged.get("allowed_origins"), problems)
         if not _COLOR.match(str(merged.get("color") or "")):
             problems.append("color: must be a colour like #1b6e53")
         for key in ("max_text_chars", "per_ip_per_hour", "per_visitor_per_minute"):

@@ -170,6 +170,25 @@ def origin_of(url: str) -> str | None:
     return f"{parts.scheme}://{host}" + (f":{port}" if port and port != default else "")
 
 
+def checked_origins(value: Any, problems: list[str]) -> tuple[str, ...]:
+    """The `allowed_origins` setting as normalised origins (a list, or one text of origins separated by
+    commas or spaces); each value that is no origin is reported in `problems` and left out."""
+    origins = value or []
+    if isinstance(origins, str):
+        origins = origins.replace(",", " ").split()
+    if not isinstance(origins, list | tuple):
+        problems.append("allowed_origins: must be a list of origins like https://www.example.com")
+        origins = []
+    normalized = []
+    for item in origins:
+        origin = origin_of(str(item))
+        if origin is None or urlsplit(str(item)).path not in ("", "/"):
+            problems.append(f"allowed_origins: {item!r} is not an origin like https://www.example.com")
+        else:
+            normalized.append(origin)
+    return tuple(dict.fromkeys(normalized))
+
+
 class WebformConnector(Connector):
     """A public contact form. Submissions arrive through the web layer; replies go out by email."""
 
@@ -212,21 +231,8 @@ class WebformConnector(Connector):
     @classmethod
     def check_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
         merged = super().check_config(config)
-        problems = []
-        origins = merged.get("allowed_origins") or []
-        if isinstance(origins, str):
-            origins = origins.replace(",", " ").split()
-        if not isinstance(origins, list | tuple):
-            problems.append("allowed_origins: must be a list of origins like https://www.example.com")
-            origins = []
-        normalized = []
-        for value in origins:
-            origin = origin_of(str(value))
-            if origin is None or urlsplit(str(value)).path not in ("", "/"):
-                problems.append(f"allowed_origins: {value!r} is not an origin like https://www.example.com")
-            else:
-                normalized.append(origin)
-        merged["allowed_origins"] = tuple(dict.fromkeys(normalized))
+        problems: list[str] = []
+        merged["allowed_origins"] = checked_origins(merged.get("allowed_origins"), problems)
         for key in ("max_attachment_bytes", "max_attachments", "max_text_chars", "per_ip_per_hour", "per_ip_per_day"):
             value = merged.get(key)
             minimum = 0 if key == "max_attachments" else 1
