@@ -142,12 +142,19 @@ class ConnectorContract:
     #: Whether the channel under test only pushes; None: as `connector_class.push_only` declares.
     push_only: ClassVar[bool | None] = None
 
+    #: For a test class whose connector class is only known when the tests run (a package installed by
+    #: a fixture): what it can do, as `capabilities()` would read it, so the right promises are collected.
+    declared_capabilities: ClassVar[frozenset[str] | None] = None
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         connector_class = getattr(cls, "connector_class", None)
-        if connector_class is None:
+        if connector_class is not None:
+            able = capabilities(connector_class, push=cls.push_only)
+        elif cls.declared_capabilities is not None:
+            able = cls.declared_capabilities
+        else:
             return
-        able = capabilities(connector_class, push=cls.push_only)
         for name, needs in NEEDS.items():
             if not needs <= able:
                 # Not a test of this class: pytest collects only callables.

@@ -32,6 +32,9 @@ class SplitChat(Connector):
 
     kind = "splitchat"
     display_name = "SplitChat"
+    #: This test channel takes an idempotency key (a part sent twice with one key arrives once), so a part
+    #: whose sender died mid-send is resent, flagged, rather than set aside for an agent.
+    idempotent_sends = True
     limits = Limits(max_text_length=2000, formatting="plain", attachment_types=("image/*",), max_attachments=3,
                     files_with_text=False, attachments_public=False)
     sent: list = []

@@ -99,7 +99,10 @@ def test_reply_resent_after_a_crash_is_posted_once(mainland, store, mastodon):
     now = dt.datetime.now(dt.UTC)
     with store.write():
         [claimed] = store.claim_outbox(iso(now), iso(now + dt.timedelta(seconds=LEASE_SECONDS)))
-    # The sender posted the status, then died before "sent" was committed.
+        # The sender records that it starts handing the reply over, as send_due does...
+        assert store.start_outbox_attempt(claimed["id"], claimed["lease_until"], iso(now),
+                                          iso(now + dt.timedelta(seconds=LEASE_SECONDS)))
+    # ...posts the status, then dies before "sent" is committed.
     mainland.sending_connector("social").send(build_outbound(store, claimed))
     # Its lease runs out; the row is claimed and sent again with the same key.
     assert send_due(mainland, store, now=now + dt.timedelta(seconds=LEASE_SECONDS + 1)).sent == 1

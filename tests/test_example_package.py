@@ -115,6 +115,9 @@ def echo_class(installed_echo):
 
 
 class TestInstalledEchoConnector(ConnectorContract):
+    # The class comes from the package the fixture installs; it polls, sends and has a secret setting.
+    declared_capabilities = frozenset({"poll", "send", "secrets"})
+
     @pytest.fixture(autouse=True)
     def _connector_class(self, echo_class):
         type(self).connector_class = echo_class
@@ -123,3 +126,9 @@ class TestInstalledEchoConnector(ConnectorContract):
     def channel(self):
         with EchoImitation() as imitation:
             yield EchoDriver(imitation)
+
+
+def test_the_declared_capabilities_are_the_installed_classs_own(echo_class):
+    from connectors.testing import capabilities
+
+    assert capabilities(echo_class) == TestInstalledEchoConnector.declared_capabilities
