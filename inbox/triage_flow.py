@@ -240,6 +240,11 @@ def stored_facts(store: Any, conversation_id: int, rules: ChannelRules) -> dict[
 
 # The verdict ------------------------------------------------------------------------------------------
 
+def sample_draw() -> float:
+    """A number in [0, 1) that decides whether an item is an audit sample (tests fix it: tests/conftest.py)."""
+    return random.random()
+
+
 class TriageFlow:
     """Judges items for the ingest pipeline. `model` is called once per batch (it may load lazily)."""
 
@@ -256,7 +261,7 @@ class TriageFlow:
         channels = mainland.config.channels
         return cls(model=lambda: model_for(mainland),
                    rules_for=lambda name: channel_rules(channels[name].settings if name in channels else None),
-                   audit_share=settings_for(mainland.config).audit_share)
+                   audit_share=settings_for(mainland.config).audit_share, draw=lambda: sample_draw())
 
     def judge(self, store: Any, channel: str, item: InboundItem, text: str, customer_id: int,
               conversation_id: int | None, *, region: str | None = None) -> tuple[Verdict, dict[str, Any]]:

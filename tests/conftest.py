@@ -137,6 +137,15 @@ def _fresh_connector_caches():
 
 
 @pytest.fixture(autouse=True)
+def _no_random_audit_samples(monkeypatch):
+    """The spam check sends a random share of machine verdicts to people (triage.audit_share, 2%): no test
+    may depend on that luck, so no item is a sample unless a test sets its flow's `draw` itself."""
+    from inbox import triage_flow
+
+    monkeypatch.setattr(triage_flow, "sample_draw", lambda: 1.0)
+
+
+@pytest.fixture(autouse=True)
 def _no_servers_in_the_fast_tier(request, monkeypatch):
     if not _fast_tier() or any(request.node.get_closest_marker(m) for m in ("server", "browser", "slow")):
         yield
