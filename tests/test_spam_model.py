@@ -262,15 +262,3 @@ def test_the_model_is_ready_only_once_it_has_seen_both_spam_and_ham(tmp_path, ba
     fresh.learn(_labelled(2, seed=5)[0][0], True)  # one person's "spam" on an untrained installation
     assert fresh.trained and not fresh.ready, "one kind of example alone must not start judging"
     assert open_model(base, now=lambda: T0).ready
-
-
-def test_an_installation_without_a_ready_model_holds_nothing_back(tmp_path):
-    from inbox.triage_flow import REASON_NO_MODEL, ChannelRules, TriageFlow
-
-    flow = TriageFlow.__new__(TriageFlow)
-    flow._model = lambda: open_model(tmp_path, now=lambda: T0)  # type: ignore[method-assign]
-    facts = {"channel": "mail", "text": "free casino bonus spins", "subject": None, "sender": "x@example.net",
-             "html": False, "links": 3, "language": None, "known_customer": False, "prior_conversations": 0,
-             "upstream_spam": None}
-    verdict = flow._verdict(facts, ChannelRules())
-    assert (verdict.verdict, verdict.reason) == ("clean", REASON_NO_MODEL)

@@ -127,6 +127,15 @@ def test_without_the_model_module_every_item_is_clean(tmp_path, monkeypatch):
     store.close()
 
 
+def test_an_installation_whose_model_was_never_trained_lets_everything_in(tmp_path):
+    mainland = make_mainland(tmp_path)  # the real inbox.spam_model, and nothing trained in data_dir
+    store = mainland.open_store(migrate=True)
+    message = ingest(mainland, store, "free casino bonus spins https://a.example https://b.example")
+    assert (message["spam_verdict"], message["spam_reason"]) == ("clean", "no_model")
+    assert active_ids(store) == [message["conversation_id"]], "nothing is held back before train-base"
+    store.close()
+
+
 def test_thresholds_are_read_from_the_channel_settings(tmp_path, spam_model):
     mainland = make_mainland(tmp_path, spam_threshold=0.6, clean_threshold=0.05)
     store = mainland.open_store(migrate=True)
