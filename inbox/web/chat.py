@@ -26,7 +26,7 @@ import logging
 import time
 from pathlib import Path
 
-from flask import Blueprint, Response, abort, current_app, g, jsonify, request, url_for
+from flask import Blueprint, Response, abort, current_app, jsonify, request, url_for
 from flask_babel import force_locale
 
 from connectors.base import WebhookRequest
@@ -39,6 +39,7 @@ from inbox.ingest import IngestReport
 from inbox.models import DeliveryUpdate, FetchResult
 from inbox.store.base import iso
 from inbox.web import get_store
+from inbox.web.own_endpoints import channel_connector, connector_made, own_origins
 from inbox.web.security import csrf, limiter
 
 log = logging.getLogger(__name__)
@@ -60,26 +61,8 @@ WIDGET_SCRIPT = Path(__file__).resolve().parents[2] / "static" / "chat" / "widge
 
 # The channel ------------------------------------------------------------------------------------
 
-def _connector(channel: str) -> ChatConnector:
-    """The chat connector of `channel`, made once per request; 404 for anything else."""
-    cached = g.get("chat")
-    if cached is not None and cached.name == channel:
-        return cached
-    mainland = current_app.extensions["mainland"]
-    config = mainland.config.channels.get(channel)
-    if config is None or not config.enabled or config.kind != ChatConnector.kind:
-        abort(404)
-    g.chat = mainland.connector(channel)
-    return g.chat
-
-
-def _own_origins() -> set[str]:
-    mainland = current_app.extensions["mainland"]
-    return {o for o in (origin_of(request.host_url), origin_of(mainland.config.base_url)) if o}
-
-
 def _allowed(origin: str | None, connector: ChatConnector) -> bool:
-    return origin is not None and (origin in _own_origins() or origin in connector.allowed_origins)
+    return origin is not None and (origin in own_origins() or origin in connector.allowed_origins)
 
 
 def _check_origin(connector: ChatConnector) -> None:
@@ -197,7 +180,7 @@ def _availability(channel: str, language: str) -> dict[str, object]:
 
 @bp.get("/chat/<channel>/config", provide_automatic_options=False)
 def widget_config(channel: str):
-    connector = _connector(channel)
+    connector = channel_connector(channel, ChatConnector)
     _check_origin(connector)
     language = _language()
     with force_locale(language):
@@ -228,7 +211,7 @@ def _shown(row: dict) -> dict:
 
 @bp.get("/chat/<channel>/messages", provide_automatic_options=False)
 def history(channel: str):
-    connector = _connector(channel)
+    connector = channel_connector(channel, ChatConnector)
     _check_origin(connector)
     visitor = _visitor(connector)
     store = get_store()
@@ -243,7 +226,7 @@ def history(channel: str):
 @_ip_limit
 @_visitor_limit
 def post_message(channel: str):
-    connector = _connector(channel)
+    connector = channel_connector(channel, ChatConnector)
     _check_origin(connector)
     cap = connector.max_request_bytes
     if request.content_length is not None and request.content_length > cap:
@@ -273,7 +256,7 @@ def receipts(channel: str):
     They go through the pipeline as the channel's delivery reports (`DeliveryUpdate`), so a reply only
     moves forward (sent -> delivered -> read) and the agent sees it on the reply, live.
     """
-    connector = _connector(channel)
+    connector = channel_connector(channel, ChatConnector)
     _check_origin(connector)
     visitor = _visitor(connector)
     data = request.get_json(silent=True)
@@ -306,7 +289,7 @@ def _json_error(reason: str, status: int):
 @bp.get("/chat/<channel>/articles", provide_automatic_options=False)
 @limiter.limit(ARTICLES_LIMIT)
 def articles(channel: str):
-    connector = _connector(channel)
+    connector = channel_connector(channel, ChatConnector)
     _check_origin(connector)
     mainland = current_app.extensions["mainland"]
     if not helpcenter.settings_for(mainland.config).enabled:
@@ -329,7 +312,7 @@ def articles(channel: str):
 @bp.route("/chat/<channel>/articles", methods=["OPTIONS"], provide_automatic_options=False,
           endpoint="preflight_articles")
 def preflight(channel: str):
-    connector = _connector(channel)
+    connector = channel_connector(channel, ChatConnector)
     _check_origin(connector)
     response = Response(status=204)
     response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
@@ -340,7 +323,7 @@ def preflight(channel: str):
 
 @bp.after_request
 def _headers(response: Response) -> Response:
-    connector: ChatConnector | None = g.get("chat")
+    connector = connector_made(ChatConnector)
     if connector is None or not request.path.startswith("/chat/"):
         return response
     origin = origin_of(request.headers.get("Origin") or "")

@@ -27,7 +27,6 @@ from flask import (
     Response,
     abort,
     current_app,
-    g,
     jsonify,
     make_response,
     render_template,
@@ -41,6 +40,7 @@ from connectors.webform import FormError, FormRefused, Submission, WebformConnec
 from inbox.i18n import gettext as _
 from inbox.i18n import ngettext
 from inbox.web import get_store
+from inbox.web.own_endpoints import channel_connector, connector_made, own_origins
 from inbox.web.security import csrf, limiter
 
 log = logging.getLogger(__name__)
@@ -54,24 +54,6 @@ _HIDDEN = ("submission_id", "issued_at", "token")
 
 
 # The channel ------------------------------------------------------------------------------------
-
-def _connector(channel: str) -> WebformConnector:
-    """The web form connector of `channel`, made once per request; 404 for anything else."""
-    cached = g.get("webform")
-    if cached is not None and cached.name == channel:
-        return cached
-    mainland = current_app.extensions["mainland"]
-    config = mainland.config.channels.get(channel)
-    if config is None or not config.enabled or config.kind != WebformConnector.kind:
-        abort(404)
-    g.webform = mainland.connector(channel)
-    return g.webform
-
-
-def _own_origins() -> set[str]:
-    mainland = current_app.extensions["mainland"]
-    return {o for o in (origin_of(request.host_url), origin_of(mainland.config.base_url)) if o}
-
 
 def _request_origin() -> str | None:
     """Who is posting: the Origin header, else the Referer's origin; None when neither is sent.
@@ -91,7 +73,7 @@ def _request_origin() -> str | None:
 def _check_origin(connector: WebformConnector) -> str | None:
     """403 unless the request comes from us, from an allowed site, or names no origin at all."""
     origin = _request_origin()
-    if origin is not None and origin not in _own_origins() and origin not in connector.allowed_origins:
+    if origin is not None and origin not in own_origins() and origin not in connector.allowed_origins:
         log.info("web form %s: refused a post from origin %s", connector.name, origin)
         abort(403)
     return origin
@@ -100,11 +82,11 @@ def _check_origin(connector: WebformConnector) -> str | None:
 def _cors_origin() -> str | None:
     """The Origin to name in Access-Control-Allow-Origin: only one the channel allows."""
     origin = request.headers.get("Origin")
-    connector = g.get("webform")
+    connector = connector_made(WebformConnector)
     if not origin or connector is None:
         return None
     origin = origin_of(origin)
-    if origin and (origin in connector.allowed_origins or origin in _own_origins()):
+    if origin and (origin in connector.allowed_origins or origin in own_origins()):
         return origin
     return None
 
@@ -231,22 +213,22 @@ def _render_message(connector: WebformConnector, message: str, status: int) -> t
 
 @bp.context_processor
 def _page_context() -> dict[str, object]:
-    connector = g.get("webform")
+    connector = connector_made(WebformConnector)
     if connector is None:
         return {}
     # The origins the form page may report its height to (see static/forms/frame.js).
-    return {"frame_origins": sorted(_own_origins() | set(connector.allowed_origins))}
+    return {"frame_origins": sorted(own_origins() | set(connector.allowed_origins))}
 
 
 @bp.get("/forms/<channel>")
 def form(channel: str):
-    return _render_form(_connector(channel))
+    return _render_form(channel_connector(channel, WebformConnector))
 
 
 @bp.post("/forms/<channel>")
 @_submission_limit
 def submit(channel: str):
-    connector = _connector(channel)
+    connector = channel_connector(channel, WebformConnector)
     _check_origin(connector)
     webhook = _webhook_request(connector)
     try:
@@ -284,7 +266,7 @@ def _render_thanks(connector: WebformConnector, submission: Submission | None):
 
 @bp.get("/forms/<channel>/embed.js")
 def embed_script(channel: str):
-    connector = _connector(channel)
+    connector = channel_connector(channel, WebformConnector)
     form_url = url_for("forms.form", channel=connector.name, _external=True)
     script = render_template("forms/embed.js", form_url=form_url, origin=origin_of(form_url),
                              title=connector.config["title"] or _("Contact us"))
@@ -302,7 +284,7 @@ def _json_error(errors: dict[str, str], status: int):
 
 @bp.route("/api/forms/<channel>", methods=["OPTIONS"], provide_automatic_options=False)
 def api_preflight(channel: str):
-    connector = _connector(channel)
+    connector = channel_connector(channel, WebformConnector)
     _check_origin(connector)
     response = Response(status=204)
     if _cors_origin():
@@ -315,7 +297,7 @@ def api_preflight(channel: str):
 @bp.get("/api/forms/<channel>")
 def api_token(channel: str):
     """Fresh hidden fields for a form that a site renders itself (token valid for 24 hours)."""
-    connector = _connector(channel)
+    connector = channel_connector(channel, WebformConnector)
     _check_origin(connector)
     return jsonify(ok=True, honeypot="website", max_attachments=int(connector.config["max_attachments"]),
                    max_attachment_bytes=connector.max_attachment_bytes,
@@ -325,7 +307,7 @@ def api_token(channel: str):
 @bp.post("/api/forms/<channel>")
 @_submission_limit
 def api_submit(channel: str):
-    connector = _connector(channel)
+    connector = channel_connector(channel, WebformConnector)
     _check_origin(connector)
     webhook = _webhook_request(connector)
     try:
@@ -360,10 +342,10 @@ def _refused(error):
     if _is_api():
         response = _json_response({"form": message}, code)
     else:
-        connector = g.get("webform")
+        connector = connector_made(WebformConnector)
         if connector is None:
             try:
-                connector = _connector((request.view_args or {}).get("channel", ""))
+                connector = channel_connector((request.view_args or {}).get("channel", ""), WebformConnector)
             except HTTPException:
                 connector = None
         response = (make_response(_render_message(connector, message, code)) if connector
@@ -387,7 +369,7 @@ def _seconds_until_reset() -> int:
 
 @bp.after_request
 def _headers(response: Response) -> Response:
-    connector: WebformConnector | None = g.get("webform")
+    connector = connector_made(WebformConnector)
     origin = _cors_origin() if _is_api() else None
     if origin:
         response.headers["Access-Control-Allow-Origin"] = origin
