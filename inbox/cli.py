@@ -9,12 +9,14 @@ from __future__ import annotations
 import importlib
 import logging
 import pkgutil
+import sqlite3
 import sys
 from functools import cached_property
 
 import click
 
 from inbox import config as config_module
+from inbox import storage_errors
 from inbox.config import Config, ConfigError
 from inbox.runtime import Mainland
 
@@ -65,12 +67,19 @@ def _load_commands() -> None:
 
 
 def run() -> None:
-    """Entry point with configuration errors reported as a message, not a traceback."""
+    """Entry point: configuration and storage errors (locked database, full disk) reported as a message
+    that says what to do, not a traceback."""
     try:
         main(standalone_mode=True)
     except ConfigError as exc:
         click.echo(f"mainland: {exc}", err=True)
         sys.exit(2)
+    except (sqlite3.DatabaseError, OSError) as exc:
+        explained = storage_errors.explain(exc)
+        if explained is None:
+            raise
+        click.echo(f"mainland: {explained} ({exc})", err=True)
+        sys.exit(1)
 
 
 _load_commands()

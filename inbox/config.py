@@ -180,6 +180,19 @@ def _duration(value: Any, path: str, problems: list[str]) -> float | None:
         return None
 
 
+def _utf8_text(source: Path) -> str:
+    """The file's text; a file in another encoding is a ConfigError naming the line and what to do."""
+    data = source.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError([
+            f"{source} is not UTF-8 text (line {line} holds the byte 0x{data[exc.start]:02x}); save it as "
+            f"UTF-8, e.g. `iconv -f latin1 -t utf-8 {source.name} > {source.stem}.utf8{source.suffix}` "
+            "and use that file"]) from exc
+
+
 def load(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> Config:
     """Read the config file at `path` (or `$MAINLAND_CONFIG`), apply `overrides`, and check it all."""
     path = path or os.environ.get("MAINLAND_CONFIG")
@@ -190,7 +203,7 @@ def load(path: str | Path | None = None, overrides: Mapping[str, Any] | None = N
         source = Path(path).resolve()
         base = source.parent
         try:
-            loaded = yaml.safe_load(source.read_text()) or {}
+            loaded = yaml.safe_load(_utf8_text(source)) or {}
         except OSError as exc:
             raise ConfigError([f"cannot read {source}: {exc.strerror}"]) from exc
         except yaml.YAMLError as exc:

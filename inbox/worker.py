@@ -42,7 +42,7 @@ from typing import Any
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from inbox import clock
+from inbox import clock, storage_errors
 from inbox.poller import PollOutcome, backoff_delay, poll_channel
 from inbox.runtime import Mainland
 from inbox.store import Store
@@ -369,7 +369,11 @@ class Worker:
                 return
             outcome = poll_channel(self.mainland, store, channel)
         except Exception as exc:  # a poll must never take the scheduler down with it
-            log.exception("poll of %s crashed", channel)
+            explained = storage_errors.explain(exc)
+            if explained is None:
+                log.exception("poll of %s crashed", channel)
+            else:  # not a bug: say what the operator should do, no traceback
+                log.error("poll of %s failed: %s (%s)", channel, explained, exc)
             self._record_crash(channel, exc)
             self.polls[channel] += 1
             return

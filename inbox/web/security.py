@@ -10,7 +10,8 @@ CSRF check runs first in every request, before any view or session work.
 
 Error pages render HTML for people and JSON for API-style callers, and never include internals:
 a 400 for an expired form, a 429 when a limit is hit, a 503 when SQLite stays locked past its
-busy timeout ("Mainland is busy"), and generic pages for the other HTTP errors.
+busy timeout ("Mainland is busy") or the disk is full or the database unwritable ("Mainland cannot
+save right now", with what to do), and generic pages for the other HTTP errors.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
+from inbox import storage_errors
 from inbox.i18n import gettext as _
 from inbox.i18n import lazy_gettext as _l
 
@@ -105,16 +107,32 @@ def _seconds_until_reset() -> int:
         return 60
 
 
-def _database_error(exc: sqlite3.OperationalError):
-    text = str(exc).lower()
-    if "locked" not in text and "busy" not in text:
+def _storage_error(exc: Exception):
+    """A locked database (503, try again), a full disk or an unwritable database (503, tell the
+    administrator): a page that says so instead of "something went wrong"; anything else is a bug."""
+    found = storage_errors.kind(exc)
+    if found is None:
         raise exc
-    log.warning("database stayed locked past the busy timeout on %s %s", request.method, request.path)
-    body, code = error_page(503)
+    _load_agent_for_language()
+    if found == storage_errors.LOCKED:
+        log.warning("database stayed locked past the busy timeout on %s %s", request.method, request.path)
+        body, code = error_page(503)
+    else:
+        log.error("%s %s: %s (%s)", request.method, request.path, storage_errors.explain(exc), exc)
+        body, code = error_page(503, _("Mainland cannot save right now"), _STORAGE_MESSAGES[found])
     response = body if isinstance(body, Response) else Response(body, mimetype="text/html")
     response.status_code = 503
-    response.headers["Retry-After"] = str(BUSY_RETRY_AFTER)
+    response.headers["Retry-After"] = str(BUSY_RETRY_AFTER if found == storage_errors.LOCKED else 300)
     return response
+
+
+_STORAGE_MESSAGES = {
+    storage_errors.FULL: _l("The server's disk is full, so what you just did was not saved. Tell your "
+                            "administrator; once there is space again, try again."),
+    storage_errors.UNWRITABLE: _l("The server cannot write to its database, so what you just did was "
+                                  "not saved. Tell your administrator (the database file's owner or "
+                                  "permissions changed)."),
+}
 
 
 def init_app(app: Flask) -> None:
@@ -122,4 +140,5 @@ def init_app(app: Flask) -> None:
     limiter.init_app(app)
     app.register_error_handler(CSRFError, _csrf_error)
     app.register_error_handler(HTTPException, _http_error)
-    app.register_error_handler(sqlite3.OperationalError, _database_error)
+    app.register_error_handler(sqlite3.DatabaseError, _storage_error)
+    app.register_error_handler(OSError, _storage_error)

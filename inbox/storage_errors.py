@@ -1,0 +1,48 @@
+"""Plain words for the storage failures an operator meets: the database stays locked, the disk is
+full, the database file cannot be opened or written.
+
+Each comes from SQLite or the operating system as a terse error; `explain` turns one into a
+sentence that says what happened and what to do next, for the command line and the worker's log
+(the web app shows its own translated page, inbox/web/security.py, using `kind`). Anything else is
+not recognised (None) and keeps its traceback, since that is a bug to report.
+"""
+
+from __future__ import annotations
+
+import errno
+import sqlite3
+
+LOCKED, FULL, UNWRITABLE = "locked", "full", "unwritable"
+
+_EXPLANATIONS = {
+    LOCKED: ("the database stayed locked by another process for longer than the busy timeout "
+             "(10 s): a long import, a backup or a second worker may be holding it. Wait for it to "
+             "finish and run the command again; `mainland stats` shows the worker and its lease."),
+    FULL: ("the disk holding the database or the attachments is full, so nothing was saved. Free "
+           "space there (old backups, logs, `mainland backup` copies), then run the command again; "
+           "no data already saved is lost."),
+    UNWRITABLE: ("the database file cannot be opened or written: check that the `database` path in "
+                 "the config file exists and that the user running Mainland owns it (and its folder)."),
+}
+
+
+def kind(exc: BaseException) -> str | None:
+    """LOCKED, FULL or UNWRITABLE for a storage failure this module knows, else None."""
+    if isinstance(exc, sqlite3.OperationalError | sqlite3.DatabaseError):
+        text = str(exc).lower()
+        if "locked" in text or "busy" in text:
+            return LOCKED
+        if "disk is full" in text or "disk full" in text:
+            return FULL
+        if "readonly" in text or "unable to open database" in text:
+            return UNWRITABLE
+        return None
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return FULL
+    return None
+
+
+def explain(exc: BaseException) -> str | None:
+    """One sentence with what happened and what to do next, or None for anything else."""
+    found = kind(exc)
+    return None if found is None else f"{_EXPLANATIONS[found][:1].upper()}{_EXPLANATIONS[found][1:]}"
