@@ -12,11 +12,13 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from sqlite_utils import Database
 
+from inbox.store import write_locks
 from inbox.store.agents import AgentQueries
 from inbox.store.answers import AnswerQueries
 from inbox.store.api import ApiQueries
@@ -105,6 +107,7 @@ class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries
             yield self
             return
         self.conn.execute("BEGIN IMMEDIATE")
+        took_lock = time.perf_counter()
         try:
             yield self
         except BaseException:
@@ -113,6 +116,8 @@ class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries
             raise
         else:
             self.conn.execute("COMMIT")
+        finally:
+            write_locks.record(time.perf_counter() - took_lock)
 
     @contextlib.contextmanager
     def savepoint(self, name: str = "item") -> Iterator[Store]:
