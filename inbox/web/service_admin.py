@@ -136,6 +136,20 @@ def _section_problems(section: str, value: dict[str, Any]) -> list[str]:
     return check_section(section, value, mainland().config.channels)
 
 
+def _save_or_show(section: str, before: dict[str, Any], after: dict[str, Any], *, done: str, page: str,
+                  show: Callable[[dict[str, str]], Any]):
+    """Save `after` and go back to `page` with `done` as the message; or, when the section's own check
+    refuses it, `show` the form again with why. Every settings page saves through here."""
+    problems = _section_problems(section, after)
+    if problems:
+        return show({"section": "; ".join(problems)})
+    _save(section, after, before)
+    if section == "service_levels":
+        _recompute_due_times(before, after)
+    flash(done, "success")
+    return redirect(url_for(f"service_admin.{page}"))
+
+
 #: Parts of `service_levels` that move due times.
 _TIMING_KEYS = ("policy", "overrides", "business_hours", "teams")
 
@@ -298,13 +312,8 @@ def save_policy():
 
 def _store_service_levels(before: dict[str, Any], after: dict[str, Any], error_form: str, done: str,
                           form: dict[str, Any] | None = None):
-    problems = _section_problems("service_levels", after)
-    if problems:
-        return _service_levels_page({"section": "; ".join(problems)}, form, error_form, 400)
-    _save("service_levels", after, before)
-    _recompute_due_times(before, after)
-    flash(done, "success")
-    return redirect(url_for("service_admin.service_levels_page"))
+    return _save_or_show("service_levels", before, after, done=done, page="service_levels_page",
+                         show=lambda errors: _service_levels_page(errors, form, error_form, 400))
 
 
 def _read_override(errors: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -511,13 +520,8 @@ def business_hours_page():
 
 
 def _store_hours(before: dict[str, Any], after: dict[str, Any], error_form: str, view: dict[str, Any], done: str):
-    problems = _section_problems("service_levels", after)
-    if problems:
-        return _business_hours_page({"section": "; ".join(problems)}, view, error_form, 400)
-    _save("service_levels", after, before)
-    _recompute_due_times(before, after)
-    flash(done, "success")
-    return redirect(url_for("service_admin.business_hours_page"))
+    return _save_or_show("service_levels", before, after, done=done, page="business_hours_page",
+                         show=lambda errors: _business_hours_page(errors, view, error_form, 400))
 
 
 @bp.post("/admin/business-hours")
@@ -621,13 +625,9 @@ def save_surveys():
         csat["channels"] = per_channel
     if errors:
         return _surveys_page(errors, view, 400)
-    after = {**before, "csat": csat}
-    problems = _section_problems("service_levels", after)
-    if problems:
-        return _surveys_page({"section": "; ".join(problems)}, view, 400)
-    _save("service_levels", after, before)
-    flash(_("The survey settings are saved."), "success")
-    return redirect(url_for("service_admin.surveys_page"))
+    return _save_or_show("service_levels", before, {**before, "csat": csat},
+                         done=_("The survey settings are saved."), page="surveys_page",
+                         show=lambda errors: _surveys_page(errors, view, 400))
 
 
 # The weekly digest ---------------------------------------------------------------------------------------
@@ -767,12 +767,8 @@ def save_digest():
     value, view = _read_digest(before, errors)
     if errors:
         return _digest_page(errors, view, 400)
-    problems = _section_problems("digest", value)
-    if problems:
-        return _digest_page({"section": "; ".join(problems)}, view, 400)
-    _save("digest", value, before)
-    flash(_("The digest settings are saved."), "success")
-    return redirect(url_for("service_admin.digest_page"))
+    return _save_or_show("digest", before, value, done=_("The digest settings are saved."), page="digest_page",
+                         show=lambda errors: _digest_page(errors, view, 400))
 
 
 def init_app(app) -> None:
@@ -803,10 +799,6 @@ def save_security():
         abort(409)
     chosen = [role for role in SECOND_FACTOR_ROLES if _checked(f"role_{role}")]
     before = _current("security")
-    after = {"require_second_factor": chosen}
-    problems = _section_problems("security", after)
-    if problems:
-        return _security_page({"section": "; ".join(problems)}, 400)
-    _save("security", after, before)
-    flash(_("Saved: the roles ticked must set up two-step sign-in at their next page."), "success")
-    return redirect(url_for("service_admin.security_page"))
+    return _save_or_show("security", before, {"require_second_factor": chosen},
+                         done=_("Saved: the roles ticked must set up two-step sign-in at their next page."),
+                         page="security_page", show=lambda errors: _security_page(errors, 400))
