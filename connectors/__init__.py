@@ -21,12 +21,16 @@ class RegistryError(Exception):
     """The set of installed connectors is inconsistent (for example, a kind claimed twice)."""
 
 
+def builtin_modules() -> list[str]:
+    """The modules of this package the scan imports: all but the private ones, the contract and the kit."""
+    return [f"{__name__}.{m.name}" for m in pkgutil.iter_modules(__path__)
+            if not m.name.startswith("_") and m.name not in {"base", "testing"}]
+
+
 def _builtin_classes() -> list[type[Connector]]:
     found = []
-    for module_info in pkgutil.iter_modules(__path__):
-        if module_info.name.startswith("_") or module_info.name in {"base", "testing"}:
-            continue
-        module = importlib.import_module(f"{__name__}.{module_info.name}")
+    for name in builtin_modules():
+        module = importlib.import_module(name)
         for _, obj in inspect.getmembers(module, inspect.isclass):
             if issubclass(obj, Connector) and obj is not Connector and obj.__module__ == module.__name__ \
                     and not inspect.isabstract(obj):
