@@ -3,6 +3,6 @@
 Run the worker beside it as its own process (`mainland worker`); see docs/operations.md.
 """
 
-from inbox import create_app
+from inbox.web import create_app
 
 app = create_app()

@@ -26,36 +26,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+# The contract's errors live on neutral ground (inbox.errors, which inbox.mail raises too); imported
+# from here as ever.
+from inbox.errors import ConnectorError as ConnectorError
+from inbox.errors import ItemError as ItemError
+from inbox.errors import PermanentError as PermanentError
+from inbox.errors import RetryableError as RetryableError
+from inbox.errors import UncertainError as UncertainError
 from inbox.models import Attachment, FetchResult, InboundItem, OutboundReply, Reject, TemplateInfo
-
-
-class ConnectorError(Exception):
-    """Base of the errors a connector raises."""
-
-
-class RetryableError(ConnectorError):
-    """The channel is busy or unreachable: try again later (after `retry_after` seconds if known)."""
-
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class UncertainError(RetryableError):
-    """The request may have reached the channel, but no answer came back (a timeout or a dropped
-    connection after it was sent, SMTP after DATA): whether it took effect is unknown.
-
-    A read may simply be tried again. A send may not: the outbox resends only on channels that
-    declare `idempotent_sends`, and otherwise flags the reply "possibly sent" for an agent to decide.
-    """
-
-
-class PermanentError(ConnectorError):
-    """The request or the credentials are wrong: retrying will not help until someone fixes it."""
-
-
-class ItemError(ConnectorError):
-    """One item cannot be understood; it goes to quarantine and the rest of the page goes on."""
 
 
 @dataclass(frozen=True)

@@ -32,8 +32,8 @@ from email.message import EmailMessage, Message
 from email.utils import make_msgid, parsedate_to_datetime
 from typing import NamedTuple
 
-from connectors.base import ItemError
 from inbox import charsets, clock, triage
+from inbox.errors import ItemError
 from inbox.models import (
     FLAG_BAD_DATE,
     FLAG_BOUNCE,

@@ -54,13 +54,10 @@ class Mainland:
         self.settings_problems: dict[str, str] = {}
         self._settings_version: int | None = None
         self._settings_lock = threading.Lock()
-        self.registry = connectors.discover(include_entry_points=include_entry_points)
-        # Tests (and embedders) may add connector classes of their own; a clash is still an error.
+        # Embedders (`create_app(connectors=...)`) and tests may add connector classes of their own,
+        # under the registry's rules: a kind claimed twice is an error.
         extra_connectors = tuple(extra_connectors)
-        for cls in extra_connectors:
-            if self.registry.get(cls.kind, cls) is not cls:
-                raise connectors.RegistryError(f"connector kind {cls.kind!r} is already installed")
-            self.registry[cls.kind] = cls
+        self.registry = connectors.discover(include_entry_points=include_entry_points, extra=extra_connectors)
         # Their identity kinds are matched like the built-ins' (the declared `IdentityRule`s).
         identity.register_connectors(extra_connectors)
         problems = []

@@ -1,137 +1,161 @@
-"""The web app's wiring: blueprints, per-request store, security headers and error pages.
+"""The web app factory: `create_app` reads as the web app's table of contents.
 
-Every module in this package that defines a blueprint named `bp` is registered, so adding a page
-area means adding one module. Each request gets its own `Store` (closed at teardown).
+First the installation (configuration, connectors, migrated database), then one `init_app(app)`
+per subsystem in the order their request hooks run, then every page area's blueprint in
+`register_page_areas`. Adding a page area is one module with a blueprint named `bp` plus its line
+there (tests/test_app_factory.py fails when a module's blueprint or `init_app` is left out).
+
+The modules are imported inside the functions, as in Flask's tutorial: the page areas import
+`get_store` and `mainland` from this package, and importing `inbox.web` (the command line does, for
+`inbox.web.auth`) loads no page it does not ask for.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib
-import pkgutil
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask, current_app, g, request
-from markupsafe import Markup
-from werkzeug.middleware.proxy_fix import ProxyFix
-from werkzeug.routing import IntegerConverter
+from flask import Flask
 
-from inbox.runtime import Mainland
-from inbox.sanitize import without_bidi_controls
-from inbox.store import Store
+from inbox.web.request_store import get_store, mainland
 
+if TYPE_CHECKING:
+    from connectors.base import Connector
+    from inbox.config import Config
 
-def mainland() -> Mainland:
-    return current_app.extensions["mainland"]
+__all__ = ["create_app", "get_store", "mainland", "register_page_areas"]
 
 
-def get_store() -> Store:
-    """The request's store, opened on first use."""
-    if "store" not in g:
-        # No integrity check per request: PRAGMA quick_check reads the whole file (about 2 s at a
-        # million messages); create_app checks once at start-up.
-        g.store = mainland().open_store(check=False)
-    return g.store
+def create_app(config: Config | Mapping[str, Any] | str | Path | None = None, *,
+               connectors: Iterable[type[Connector]] = ()) -> Flask:
+    """Build the web app from a `Config`, a mapping of config keys, or a config file path.
 
-
-def _close_store(exc: BaseException | None) -> None:
-    store = g.pop("store", None)
-    if store is not None:
-        store.close()
-
-
-def _security_headers(response):
-    if request.endpoint == "static" and request.args.get("v") and response.status_code == 200:
-        response.cache_control.no_cache = None
-        response.cache_control.max_age = STATIC_MAX_AGE
-        response.cache_control.public = True
-        response.cache_control.immutable = True
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    if current_app.config["MAINLAND"].base_url.startswith("https://"):
-        # Served over HTTPS (behind the TLS proxy the docs describe): browsers never try plain HTTP again.
-        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
-    response.headers.setdefault("Referrer-Policy", "same-origin")
-    # A page with its own frame-ancestors (the embeddable web form) is framed by that policy alone:
-    # X-Frame-Options cannot name other sites and would contradict it.
-    if "frame-ancestors" not in response.headers.get("Content-Security-Policy", ""):
-        response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
-    response.headers.setdefault(
-        "Content-Security-Policy",
-        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
-        "frame-ancestors 'self'; base-uri 'none'; form-action 'self'",
+    With no `config` the file named by `$MAINLAND_CONFIG` is read (or defaults are used).
+    `connectors` are connector classes of the embedding application, installed beside the built-in
+    and entry-point ones under the same rules (a kind claimed twice is an error).
+    """
+    from inbox import i18n
+    from inbox.web import (
+        account,
+        auth,
+        converters,
+        headers,
+        installation,
+        oidc,
+        proxy,
+        request_store,
+        routing,
+        security,
+        settings_refresh,
+        static_versions,
+        templating,
+        undo,
     )
-    return response
+
+    app = installation.new_app(config, connectors)  # configuration, connector registry, migrated database
+    templating.init_app(app)        # compiled templates kept per process; every shown value cleaned
+    i18n.init_app(app)              # English and Dutch
+    converters.init_app(app)        # `<int:...>` ids the database can hold: before any blueprint
+    proxy.init_app(app)             # the client's address behind trusted proxies
+    request_store.init_app(app)     # one Store per request, closed at its end
+    static_versions.init_app(app)   # static URLs carry their content hash and are cached a year
+    headers.init_app(app)           # security headers on every response
+    settings_refresh.init_app(app)  # settings changed in another process apply on the next request
+    security.init_app(app)          # CSRF, rate limits, error pages: checked before the hooks below
+    account.init_app(app)           # the second sign-in step where it is required
+    auth.init_app(app)              # the signed-in agent, sessions' idle timeout, no caching of pages
+    oidc.init_app(app)              # single sign-on, and password sign-in off when it says so
+    routing.init_app(app)           # presence: each request marks the agent as active
+    undo.init_app(app)              # the undo-send toast on every page
+    register_page_areas(app)
+    return app
 
 
-#: A year: a static file's URL carries its content hash, so a changed file has a new URL.
-STATIC_MAX_AGE = 365 * 24 * 3600
+def register_page_areas(app: Flask) -> None:
+    """Every page area's blueprint, each followed by its own app-wide set-up (template helpers) if any."""
+    from inbox.web import (
+        account,
+        admin,
+        answers,
+        api,
+        api_v1,
+        audit,
+        auth,
+        channels_admin,
+        chat,
+        checkins,
+        conversations,
+        customers,
+        forms,
+        health,
+        helpcenter,
+        introspect,
+        live,
+        media,
+        oidc,
+        outreach,
+        palette,
+        quarantine,
+        queue,
+        reports,
+        review,
+        routing,
+        rules,
+        service_admin,
+        survey,
+        tokens,
+        triage,
+        webhooks,
+        webhooks_admin,
+    )
 
-
-def _static_version(app: Flask, filename: str) -> str:
-    """A short hash of a static file's bytes, computed once per file and process."""
-    versions: dict[str, str] = app.extensions.setdefault("static_versions", {})
-    if filename not in versions:
-        try:
-            data = (Path(app.static_folder or "") / filename).read_bytes()
-        except OSError:
-            data = b""
-        versions[filename] = hashlib.sha256(data).hexdigest()[:12]
-    return versions[filename]
-
-
-def _version_static_urls(endpoint: str, values: dict) -> None:
-    # Every page asked again for each script and stylesheet (a 304 each, 100-200 ms a page); with the
-    # content hash in the URL the browser keeps them until they change.
-    if endpoint == "static" and "filename" in values and "v" not in values:
-        values["v"] = _static_version(current_app, values["filename"])
-
-
-def _shown(value: Any) -> Any:
-    """Every value a page shows passes here: customer-written names and text lose the bidi controls
-    that could make them pass for something else (inbox.sanitize.without_bidi_controls)."""
-    if isinstance(value, str):
-        cleaned = without_bidi_controls(value)
-        return Markup(cleaned) if isinstance(value, Markup) else cleaned
-    return value
-
-
-def _take_in_settings() -> None:
-    # Settings an admin changed in another process (another web process, the command line) apply on
-    # this process's next request: one single-row read, which nearly every page opens the store for anyway.
-    if request.endpoint in (None, "static"):
-        return
-    mainland().refresh(get_store())
-
-
-class RowIdConverter(IntegerConverter):
-    """`<int:...>` in every route: ids the database can hold. A larger number (SQLite keeps 64-bit
-    signed integers) matches no route, so it is a 404 instead of an overflow error and a 500."""
-
-    def __init__(self, url_map: Any, fixed_digits: int = 0, min: int | None = None,  # noqa: A002
-                 max: int | None = 2**63 - 1, signed: bool = False) -> None:  # noqa: A002
-        super().__init__(url_map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
-
-
-def init_app(app: Flask) -> None:
-    # Before any blueprint: a rule takes its converters when it is added.
-    app.url_map.converters["int"] = RowIdConverter
-    hops = ((app.config["MAINLAND"].extra.get("web") or {}).get("trusted_proxies") or 0)
-    if hops:
-        # Behind a TLS proxy every request comes from the proxy's address: take the client's address
-        # and scheme from the X-Forwarded-* headers the trusted proxies add, and from nobody else.
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
-    app.jinja_env.finalize = _shown
-    app.teardown_appcontext(_close_store)
-    app.url_defaults(_version_static_urls)
-    app.after_request(_security_headers)
-    app.before_request(_take_in_settings)
-    # `security` first: its CSRF check and limiter must run before any other module's hooks.
-    for module_info in sorted(pkgutil.iter_modules(__path__), key=lambda m: (m.name != "security", m.name)):
-        module = importlib.import_module(f"{__name__}.{module_info.name}")
-        bp = getattr(module, "bp", None)
-        if bp is not None:
-            app.register_blueprint(bp)
-        init = getattr(module, "init_app", None)
-        if callable(init):
-            init(app)
+    app.register_blueprint(account.bp)
+    app.register_blueprint(admin.bp)
+    admin.init_app(app)
+    app.register_blueprint(answers.bp)
+    app.register_blueprint(api.bp)
+    api.init_app(app)
+    app.register_blueprint(api_v1.bp)
+    api_v1.init_app(app)
+    app.register_blueprint(audit.bp)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(channels_admin.bp)
+    app.register_blueprint(chat.bp)
+    app.register_blueprint(checkins.bp)
+    app.register_blueprint(conversations.bp)
+    conversations.init_app(app)
+    app.register_blueprint(customers.bp)
+    customers.init_app(app)
+    app.register_blueprint(forms.bp)
+    app.register_blueprint(health.bp)
+    health.init_app(app)
+    app.register_blueprint(helpcenter.bp)
+    helpcenter.init_app(app)
+    app.register_blueprint(introspect.bp)
+    app.register_blueprint(live.bp)
+    app.register_blueprint(media.bp)
+    media.init_app(app)
+    app.register_blueprint(oidc.bp)
+    app.register_blueprint(outreach.bp)
+    outreach.init_app(app)
+    app.register_blueprint(palette.bp)
+    app.register_blueprint(quarantine.bp)
+    app.register_blueprint(queue.bp)
+    queue.init_app(app)
+    app.register_blueprint(reports.bp)
+    reports.init_app(app)
+    app.register_blueprint(review.bp)
+    review.init_app(app)
+    app.register_blueprint(routing.bp)
+    app.register_blueprint(rules.bp)
+    app.register_blueprint(service_admin.bp)
+    service_admin.init_app(app)
+    app.register_blueprint(survey.bp)
+    app.register_blueprint(tokens.bp)
+    tokens.init_app(app)
+    app.register_blueprint(triage.bp)
+    triage.init_app(app)
+    app.register_blueprint(webhooks.bp)
+    app.register_blueprint(webhooks_admin.bp)
+    webhooks_admin.init_app(app)
