@@ -273,7 +273,7 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: Path | None = N
             problems.append(f"web.undo_send_seconds: must be a number of seconds from 0 to 300 (got {undo!r})")
 
     if isinstance(web, Mapping) and "trusted_proxies" in web:
-        # How many reverse proxies stand in front of the app (inbox/web/__init__.py, ProxyFix).
+        # How many reverse proxies stand in front of the app (inbox/web/proxy.py, ProxyFix).
         hops = web["trusted_proxies"]
         if isinstance(hops, bool) or not isinstance(hops, int) or not 0 <= hops <= 5:
             problems.append(f"web.trusted_proxies: must be the number of proxies in front of Mainland, 0 to 5 "

@@ -26,6 +26,8 @@ ALLOWED_SPECIFIC = {
     ("inbox.web.forms", "connectors.webform"): "the web form's own pages hand each post to their connector",
     ("inbox.web.chat", "connectors.chat"): "the chat widget's own endpoints hand each post to their connector",
     ("inbox.web.chat", "connectors.webform"): "the chat widget checks the page's origin as the web form does",
+    ("inbox.web.own_endpoints", "connectors.webform"): "the web form's and the chat's shared channel lookup reads "
+                                                        "origins with the web form's origin_of",
 }
 
 #: The registry/runtime wiring: the only modules under inbox/ that import the registry (`connectors`).

@@ -4,7 +4,7 @@ When the agent ticks the box at `/login/code`, the browser gets a separate cooki
 token (256 bits); the server keeps only its SHA-256 with the agent, a readable label made from the
 User-Agent ("Chrome on Linux"), and when it was made, expires and was last used. The next time the
 right password is typed in that browser, the code step is skipped. The cookie is HttpOnly and
-SameSite=Lax, and Secure with the `__Host-` prefix whenever the session cookie is (inbox/__init__.py).
+SameSite=Lax, and Secure with the `__Host-` prefix whenever the session cookie is (inbox/web/installation.py).
 
 A token only works for the agent it was made for, until it expires, while the setting is above 0
 and while the agent has a second factor. The store forgets an agent's devices when the password
