@@ -96,6 +96,8 @@ class Received:
     headers: dict[str, str]
     body: bytes
     answered_by: str | None = None
+    #: When no recording answered: why not, naming the closest recording and what differs.
+    unanswered_because: str = ""
 
     def json(self) -> Any:
         """The body read as JSON (None when empty or not JSON)."""
@@ -337,7 +339,7 @@ class FixtureServer:
     def problems(self) -> list[str]:
         """What a test should fail on: requests no recording answered, and recordings never used."""
         found = [f"no recording answered {r.method} {r.path} {r.query or ''} {r.body[:200]!r}".rstrip()
-                 for r in self.unmatched()]
+                 + (f" ({r.unanswered_because})" if r.unanswered_because else "") for r in self.unmatched()]
         found += [f"recorded but never requested: {e.describe()}" for e in self.unused()]
         return found
 
@@ -383,9 +385,13 @@ class FixtureServer:
             reason = ("every recording of this request has answered already: record the next answer, or mark "
                       "the last one \"repeat\": true")
             closest = [{"recording": e.describe(), "differs": ["already used"]} for e in matching[:3]]
+            request.unanswered_because = f"{', '.join(e.source for e in matching)} answered already"
         else:
             reason = "no recording matches this request"
             closest = self._closest(request)
+            if closest:
+                nearest = closest[0]
+                request.unanswered_because = f"closest: {nearest['recording']}: {'; '.join(nearest['differs'])}"
         body = {"error": f"fixture server: {reason}: {request.method} {request.path}",
                 "request": request.summary(), "closest": closest}
         return UNMATCHED_STATUS, {"Content-Type": "application/json; charset=utf-8"}, json.dumps(body).encode()

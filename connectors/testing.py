@@ -229,10 +229,13 @@ class ConnectorContract:
         server.variables.update(driver.settings())
         with server:
             yield driver
+        folder = self.fixture_folder(request.function.__name__)
         problems = server.problems()
+        if problems and not folder.is_dir():
+            problems.insert(0, f"there is no folder {folder}: record the exchanges this test makes there")
         if problems:
-            pytest.fail(f"the recordings in {self.fixture_folder(request.function.__name__)} and the requests "
-                        "disagree:\n- " + "\n- ".join(problems), pytrace=False)
+            pytest.fail(f"the recordings in {folder} and the requests disagree:\n- " + "\n- ".join(problems),
+                        pytrace=False)
 
     @classmethod
     def fixture_folder(cls, test_name: str) -> Path:

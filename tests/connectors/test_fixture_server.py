@@ -68,7 +68,8 @@ def test_an_unmatched_request_is_answered_501_naming_it_and_the_closest_recordin
     assert body["closest"] == [{"recording": "recorded/01-page.json (GET /v1/messages)",
                                 "differs": ["query after: recorded 0, got ['7']"]}]
     assert server.problems() == [
-        "no recording answered GET /v1/messages {'after': ['7']} b''",
+        "no recording answered GET /v1/messages {'after': ['7']} b'' (closest: recorded/01-page.json "
+        "(GET /v1/messages): query after: recorded 0, got ['7'])",
         "recorded but never requested: recorded/01-page.json (GET /v1/messages)",
     ]
 
@@ -99,6 +100,9 @@ def test_the_same_request_is_answered_in_recorded_order(folder):
     assert answers[0].headers["Retry-After"] == "30"
     assert [a.json().get("messages") for a in answers[1:3]] == [[{"id": 1}], []]
     assert "every recording of this request has answered already" in answers[3].json()["error"]
+    assert server.problems() == ["no recording answered GET /v1/messages {'after': ['0']} b'' "
+                                 "(recorded/01-limited.json, recorded/02-page.json, recorded/03-empty.json "
+                                 "answered already)"]
 
 
 def test_a_repeating_recording_keeps_answering_after_its_turn(folder):
