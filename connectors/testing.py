@@ -140,10 +140,8 @@ class RecordedChannel(ChannelDriver):
     @property
     def rate_limit_delay(self) -> float | None:  # type: ignore[override]
         """The delay the recorded 429 asks for in its headers (override when the body says it)."""
-        [*_, last] = self._faults("rate_limited") or [None]
-        if last is None:
-            return None
-        return retry_after_seconds(last.response.get("headers") or {})
+        limited = self._faults("rate_limited")
+        return retry_after_seconds(limited[-1].response.get("headers") or {}) if limited else None
 
     def _faults(self, fault: str) -> list[Exchange]:
         wanted = (lambda s: s == 429) if fault == "rate_limited" else (lambda s: s >= 500)
