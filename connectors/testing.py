@@ -26,6 +26,18 @@ trip. A test class may say `push_only = True` when its driver's settings make a 
 push-only (Telegram in webhook mode).
 
 Third-party connectors use it the same way (`from connectors.testing import ConnectorContract`).
+
+Fixture mode: instead of an imitation, a test class may name a folder of recorded exchanges
+(`fixtures = Path(...)`) and a `RecordedChannel` subclass (`recorded_channel`). Each promise then
+runs against a `connectors.fixtures.FixtureServer` serving `<fixtures>/shared/` (exchanges any test
+may use: the "who am I" call, a send) and `<fixtures>/<promise>/` (the test's name without `test_`:
+what the channel answers, in order, while that promise is checked), and fails when a request found
+no recording or a recording of the promise was never asked for:
+
+    class TestAcmeRecorded(ConnectorContract):
+        connector_class = AcmeConnector
+        fixtures = Path(__file__).parent / "fixtures" / "acme"
+        recorded_channel = AcmeRecorded              # its settings() and replies_received()
 """
 
 from __future__ import annotations
@@ -33,11 +45,14 @@ from __future__ import annotations
 import logging
 import re
 import socket
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
 from connectors.base import Connector, PermanentError, ProbeResult, RetryableError, WebhookRequest
+from connectors.fixtures import Exchange, FixtureServer
+from connectors.http import retry_after_seconds
 from inbox.attachments import AttachmentStore
 from inbox.ingest import Ingestor, IngestReport
 from inbox.models import Author, FetchResult, OutboundReply
@@ -97,6 +112,41 @@ class ChannelDriver:
 
 _LOOPBACK_URL = re.compile(r"http://127\.0\.0\.1:\d+")
 
+#: The folder of exchanges every test of a fixture folder may use (and need not use).
+SHARED_FIXTURES = "shared"
+
+
+class RecordedChannel(ChannelDriver):
+    """A channel played from recorded exchanges (fixture mode): what customers "write" is already in
+    the recordings of the test's folder, in the order the kit asks for it, so the driver's actions only
+    say what the recordings hold. Subclass it to give `settings()` (point the base URL at
+    `self.server.url`; the values fill the recordings' `{{placeholders}}`) and `replies_received()`
+    (read the send requests from `self.server.received(...)`)."""
+
+    def __init__(self, server: FixtureServer) -> None:
+        self.server = server
+
+    def customer_writes(self, count: int) -> list[str]:
+        # The items are in the recorded pages; nothing to make.
+        return [f"recorded-{n}" for n in range(count)]
+
+    def customer_writes_malformed(self) -> None:
+        """The malformed item is one of the recorded items."""
+
+    def inject_fault(self, fault: str) -> bool:
+        """True when the test's recordings hold the fault: a 429 for "rate_limited", a 5xx for "server_error"."""
+        return bool(self._faults(fault))
+
+    @property
+    def rate_limit_delay(self) -> float | None:  # type: ignore[override]
+        """The delay the recorded 429 asks for in its headers (override when the body says it)."""
+        limited = self._faults("rate_limited")
+        return retry_after_seconds(limited[-1].response.get("headers") or {}) if limited else None
+
+    def _faults(self, fault: str) -> list[Exchange]:
+        wanted = (lambda s: s == 429) if fault == "rate_limited" else (lambda s: s >= 500)
+        return [e for e in self.server.exchanges if e.required and wanted(e.response["status"])]
+
 
 def free_loopback_port() -> int:
     """A loopback port nothing listens on (bound, read and released at once)."""
@@ -146,6 +196,11 @@ class ConnectorContract:
     #: a fixture): what it can do, as `capabilities()` would read it, so the right promises are collected.
     declared_capabilities: ClassVar[frozenset[str] | None] = None
 
+    #: Fixture mode: the folder of recorded exchanges (see the module docstring), and the driver that
+    #: reads them. None: the test class overrides `channel` with a driver of its imitation.
+    fixtures: ClassVar[Path | None] = None
+    recorded_channel: ClassVar[type[RecordedChannel]] = RecordedChannel
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         connector_class = getattr(cls, "connector_class", None)
@@ -163,8 +218,32 @@ class ConnectorContract:
     # Fixtures a connector test may override ------------------------------------------------------
 
     @pytest.fixture
-    def channel(self) -> ChannelDriver:  # pragma: no cover - every connector test overrides it
-        raise NotImplementedError("override the `channel` fixture with your ChannelDriver")
+    def channel(self, request) -> ChannelDriver:
+        if self.fixtures is None:  # pragma: no cover - every imitation-based test overrides it
+            raise NotImplementedError("override the `channel` fixture with your ChannelDriver, or set `fixtures`")
+        server = self.fixture_server(request.function.__name__)
+        driver = self.recorded_channel(server)
+        # The recordings' {{placeholders}} are the settings: a recording never holds a real secret.
+        server.variables.update(driver.settings())
+        with server:
+            yield driver
+        folder = self.fixture_folder(request.function.__name__)
+        problems = server.problems()
+        if problems and not folder.is_dir():
+            problems.insert(0, f"there is no folder {folder}: record the exchanges this test makes there")
+        if problems:
+            pytest.fail(f"the recordings in {folder} and the requests disagree:\n- " + "\n- ".join(problems),
+                        pytrace=False)
+
+    @classmethod
+    def fixture_folder(cls, test_name: str) -> Path:
+        """The folder of exchanges recorded for one test: `<fixtures>/<test name without test_>`."""
+        return Path(cls.fixtures) / test_name.removeprefix("test_")
+
+    @classmethod
+    def fixture_server(cls, test_name: str) -> FixtureServer:
+        """A fixture server (not started) with the shared exchanges and those recorded for `test_name`."""
+        return FixtureServer(cls.fixture_folder(test_name), optional=[Path(cls.fixtures) / SHARED_FIXTURES])
 
     @pytest.fixture
     def connector(self, channel: ChannelDriver, contract_context) -> Connector:
