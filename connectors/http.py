@@ -30,10 +30,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from connectors._http import USER_AGENT, Http, retry_after_seconds
+from connectors._probe import http_probe
 from connectors.base import Connector
 from inbox.safe_fetch import Fetched, FetchRefused, safe_fetch
 
-__all__ = ["USER_AGENT", "FetchRefused", "Fetched", "Http", "http_for", "retry_after_seconds", "safe_fetch"]
+__all__ = ["USER_AGENT", "FetchRefused", "Fetched", "Http", "http_for", "http_probe", "retry_after_seconds",
+           "safe_fetch"]
 
 DEFAULT_TIMEOUT = 30.0
 

@@ -258,7 +258,6 @@ import datetime as dt
 import json
 from typing import Any
 
-from connectors._probe import http_probe
 from connectors.base import (
     Connector,
     IdentityRule,
@@ -269,7 +268,7 @@ from connectors.base import (
     Setting,
     pick,
 )
-from connectors.http import http_for
+from connectors.http import http_for, http_probe
 from inbox.models import Author, FetchResult, InboundItem, OutboundReply
 
 
