@@ -26,6 +26,9 @@ from inbox.outbox import queue_reply, send_due
 from inbox.runtime import Mainland
 from inbox.store import Store
 from sandbox.api_receiver import ApiReceiver
+from tests.test_web_admin import admin, admin_client  # noqa: F401
+from tests.test_web_admin import post as admin_post
+from tests.test_web_auth import web_store  # noqa: F401
 
 pytestmark = pytest.mark.server  # starts the loopback receiver
 
@@ -189,6 +192,17 @@ def test_files_sent_in_base64_are_stored_with_the_message(frozen_clock, client, 
     [message] = messages(db)
     [stored] = message["attachments"]
     assert stored["filename"] == "vase.png" and stored["size"] == len(photo)
+
+
+def test_a_message_posted_in_is_answered_at_the_callback(frozen_clock, app, client, db, receiver):
+    post(client, receiver, receiver.message("cust-42", "Is the shop open on Sunday?", message_id="msg-77"))
+    [conversation] = db.recent_conversations()
+    mainland = app.extensions["mainland"]
+    queue_reply(mainland, db, conversation["id"], "Yes, from 10:00 to 16:00.")
+    assert send_due(mainland, db).sent == 1
+    [reply] = receiver.replies
+    assert (reply["customer"], reply["in_reply_to"], reply["text"]) == (
+        {"id": "cust-42"}, "msg-77", "Yes, from 10:00 to 16:00.")
 
 
 # Outbound, through the outbox ---------------------------------------------------------------------
@@ -361,3 +375,20 @@ def test_probe_says_the_secrets_differ_when_the_receiver_refuses_the_signature(f
     assert not result.ok and result.status == 401
     assert "same shared secret" in result.summary
     assert "a-different-secret-0123456789" not in result.summary + result.detail
+
+
+def test_an_admin_adds_the_channel_in_the_browser_and_its_test_pings_the_receiver(
+        app, admin_client, web_store, receiver):  # noqa: F811
+    added = admin_post(admin_client, "/admin/channels/new", {
+        "kind": "api", "name": "app-chat", "setting-callback_url": receiver.callback_url,
+        "setting-secret": SECRET, "setting-system_name": "Acme App", "setting-timeout": "5"},
+        token_from="/admin/channels/new?kind=api")
+    assert added.status_code == 302, added.get_data(as_text=True)[:500]
+    raw = web_store.conn.execute("SELECT settings FROM channel_settings WHERE name = 'app-chat'").fetchone()[0]
+    assert SECRET not in raw, "the shared secret is stored sealed"
+    page = admin_client.get("/admin/channels/app-chat").get_data(as_text=True)
+    assert "/webhooks/app-chat" in page and SECRET not in page
+    tested = admin_post(admin_client, "/admin/channels/app-chat/test", token_from="/admin/channels/app-chat")
+    result = tested.get_data(as_text=True)
+    assert "Connection works" in result and "Acme App accepted a signed ping (200)" in result
+    assert len(receiver.pings) == 1 and receiver.replies == []
