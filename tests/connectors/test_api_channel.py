@@ -291,6 +291,15 @@ def test_a_429_waits_as_long_as_retry_after_asks(frozen_clock, mainland, store, 
     assert send_due(mainland, store).sent == 1
 
 
+def test_a_redirect_is_not_followed_and_fails_the_reply(frozen_clock, mainland, store, receiver):
+    conversation = customer_writes(mainland, store, receiver)
+    receiver.fail_next(301, "", {"Location": "https://elsewhere.example/callback"})
+    outbox_id = queue_reply(mainland, store, conversation, "On its way.")
+    assert send_due(mainland, store).failed == 1
+    assert "set the callback URL to its new address" in store.outbox_row(outbox_id)["last_error"]
+    assert len(receiver.requests_to("/callback")) == 1
+
+
 def test_a_refusal_fails_the_reply_with_the_receivers_reason(frozen_clock, mainland, store, receiver):
     conversation = customer_writes(mainland, store, receiver)
     receiver.fail_next(422, {"error": "customer cust-42 closed their account"})
@@ -335,14 +344,19 @@ def test_a_receiver_that_cannot_be_reached_is_retried_not_possibly_sent(frozen_c
         store.close()
 
 
-def test_a_callback_on_a_private_address_is_refused_without_connecting(frozen_clock, tmp_path, receiver):
-    mainland = make_mainland(tmp_path, receiver, allow=())
+@pytest.mark.parametrize(("url", "reason"), [
+    (None, "must start with https://"),
+    ("https://127.0.0.1/callback", "non-public address"),
+])
+def test_a_callback_on_a_private_address_is_refused_without_connecting(frozen_clock, tmp_path, receiver, url,
+                                                                        reason):
+    mainland = make_mainland(tmp_path, receiver, allow=(), callback_url=url or receiver.callback_url)
     store = mainland.open_store(migrate=True)
     try:
         conversation = customer_writes(mainland, store, receiver)
         outbox_id = queue_reply(mainland, store, conversation, "On its way.")
         assert send_due(mainland, store).failed == 1
-        assert "https://" in store.outbox_row(outbox_id)["last_error"]
+        assert reason in store.outbox_row(outbox_id)["last_error"]
         assert receiver.requests_to("/callback") == []
     finally:
         store.close()
