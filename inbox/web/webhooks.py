@@ -10,9 +10,10 @@ Order of work for each delivery (reliability.md §7, WH-01..WH-06, FI-07):
    read from the stream before anything parses them: signatures are over the exact bytes.
 3. `verify_webhook` on the raw body and headers. Any failure is a 403 (or the 401 a connector's
    refusal names in its `status`, with its message as `reason`: the generic API channel tells its
-   integrator why) with nothing parsed and nothing stored; the refusal is logged, counted (`store.webhook_refusals`: one row per channel,
-   address and minute) and shown on the channel's health, so a secret rotated on one side only is
-   noticed. After 30 refusals in a minute an address gets 429 without its body being read.
+   integrator why) with nothing parsed and nothing stored; the refusal is logged, counted
+   (`store.webhook_refusals`: one row per channel, address and minute) and shown on the channel's
+   health, so a secret rotated on one side only is noticed. After 30 refusals in a minute an
+   address gets 429 without its body being read.
 4. The delivery's event id (the connector's optional `webhook_event_id(request)`, else the
    SHA-256 of the body): a redelivery already taken in is answered 200 without parsing again.
 5. `parse_webhook`; the items are ingested, the event id recorded and the channel's health
