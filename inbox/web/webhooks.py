@@ -8,17 +8,21 @@ Order of work for each delivery (reliability.md §7, WH-01..WH-06, FI-07):
    here.
 2. 413 for a body over the cap (1 MB, or the connector's `webhook_max_bytes`). The raw bytes are
    read from the stream before anything parses them: signatures are over the exact bytes.
-3. `verify_webhook` on the raw body and headers. Any failure is a 403 with nothing parsed and
-   nothing stored; the refusal is logged, counted (`store.webhook_refusals`: one row per channel,
-   address and minute) and shown on the channel's health, so a secret rotated on one side only is
-   noticed. After 30 refusals in a minute an address gets 429 without its body being read.
+3. `verify_webhook` on the raw body and headers. Any failure is a 403 (or the 401 a connector's
+   refusal names in its `status`, with its message as `reason`: the generic API channel tells its
+   integrator why) with nothing parsed and nothing stored; the refusal is logged, counted
+   (`store.webhook_refusals`: one row per channel, address and minute) and shown on the channel's
+   health, so a secret rotated on one side only is noticed. After 30 refusals in a minute an
+   address gets 429 without its body being read.
 4. The delivery's event id (the connector's optional `webhook_event_id(request)`, else the
    SHA-256 of the body): a redelivery already taken in is answered 200 without parsing again.
 5. `parse_webhook`; the items are ingested, the event id recorded and the channel's health
    updated in ONE transaction. 200 is answered only after that commit, so a provider that saw no
    200 retries and the retry is stored once. A verified body that cannot be parsed goes to the
    quarantine (200: retrying would not help); a `RetryableError` while parsing (a media server
-   busy) answers 503 so that the provider retries.
+   busy) answers 503 so that the provider retries. A connector whose sender can fix its request
+   raises an error with a 4xx `status` (and `field`) instead: that is answered as it is, with the
+   message, and nothing is stored or quarantined (the generic API channel's 400 naming the field).
 
 `GET /webhooks/<channel>` answers a subscription handshake (Meta's `hub.challenge`) when the
 connector has an optional `webhook_challenge(args) -> str | None`: the returned text is sent as
@@ -87,7 +91,13 @@ def _refusal_key() -> str:
 
 
 def _was_refused(response) -> bool:
-    return response.status_code == 403
+    return response.status_code in (401, 403)
+
+
+def _stated_status(exc: Exception, allowed: range) -> int | None:
+    """The HTTP status a connector's error names for its caller (`status`), when it is one of `allowed`."""
+    status = getattr(exc, "status", None)
+    return status if isinstance(status, int) and status in allowed else None
 
 
 @bp.post("/webhooks/<channel>")
@@ -118,7 +128,10 @@ def _receive(channel: str, connector: Connector):
     try:
         connector.verify_webhook(hook)
     except Exception as exc:  # whatever the reason, an unverified body is never parsed
-        _refused(store, channel, connector.redact(str(exc)) or type(exc).__name__)
+        reason = connector.redact(str(exc)) or type(exc).__name__
+        _refused(store, channel, reason)
+        if _stated_status(exc, range(401, 402)):
+            return _answer(401, error="refused", reason=reason)
         return _answer(403, error="refused")
 
     event_id = _event_id(connector, hook)
@@ -132,6 +145,10 @@ def _receive(channel: str, connector: Connector):
         response.headers["Retry-After"] = str(int(exc.retry_after or 60))
         return response, status
     except Exception as exc:  # verified but unreadable: keep the bytes, never lose a delivery
+        stated = _stated_status(exc, range(400, 500))
+        if stated:  # the sender is told what to fix and sends it again; nothing is kept
+            fields = {"field": exc.field} if getattr(exc, "field", None) else {}
+            return _answer(stated, error=connector.redact(str(exc)), **fields)
         reason = connector.redact(f"webhook body could not be parsed: {exc}")
         result = FetchResult(items=[], cursor=None, rejects=[Reject(raw=body, reason=reason,
                                                                     exception=type(exc).__name__)])

@@ -168,6 +168,9 @@ ALLOWED = {
     ("inbox/charts.py", "x"): "matplotlib's x axis, not the X network",
     ("inbox/web/forms.py", "webform"): "the web form's own pages keep their connector under flask.g['webform']",
     ("inbox/commands/demo.py", "webform"): "the demo prints the address of its web forms' own pages",
+    ("inbox/customers.py", "api"): "a claim's source 'api' (a record written through the REST API), not the API "
+                                   "channel",
+    ("inbox/web/api.py", "api"): "the REST API's blueprint name and its claims' source, not the API channel",
     ("inbox/digest.py", "imap"): "the digest borrows an IMAP channel's SMTP settings by their names (digest.channel)",
     ("inbox/csat.py", "chat"): "the survey style 'chat' (a numbered question in the conversation), not the chat channel",
     ("inbox/web/service_admin.py", "chat"): "the survey style 'chat' offered per channel, not the chat channel",
