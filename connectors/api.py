@@ -58,9 +58,9 @@ from connectors.base import (
 )
 from inbox import clock
 from inbox.models import Attachment, Author, FetchResult, InboundItem, OutboundReply
-from inbox.safe_fetch import FetchRefused, check_url
+from inbox.safe_fetch import FetchRefused, check_url, pinned_pool
 from inbox.sanitize import CONTROLS
-from inbox.webhooks_out import SIGNATURE_HEADER, signature, verify
+from inbox.signing import SIGNATURE_HEADER, signature, verify
 
 #: How far a signature's timestamp may be from our clock, either way (Stripe's and Chatwoot's 5 minutes).
 TOLERANCE_SECONDS = 300
@@ -355,17 +355,11 @@ class ApiConnector(Connector):
         `UncertainError` when it may have arrived without an answer, `PermanentError` for an address
         that may not be used."""
         url = str(self.config["callback_url"])
-        scheme, host, port, pinned = self._checked(url)
-        parts = urlsplit(url)
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        options = {"timeout": urllib3.Timeout(connect=timeout, read=timeout), "retries": False, "maxsize": 1}
-        if scheme == "https":
-            pool = urllib3.HTTPSConnectionPool(pinned, port, server_hostname=host, assert_hostname=host,
-                                               cert_reqs="CERT_REQUIRED", **options)
-        else:
-            pool = urllib3.HTTPConnectionPool(pinned, port, **options)
+        checked = self._checked(url)
+        host = checked[1]
+        pool, path, host_header = pinned_pool(url, checked, timeout)
         timestamp = int(clock.now().timestamp())
-        sent_headers = {"Host": host if port in (80, 443) else f"{host}:{port}", "User-Agent": USER_AGENT,
+        sent_headers = {"Host": host_header, "User-Agent": USER_AGENT,
                         "Content-Type": "application/json",
                         SIGNATURE_HEADER: signature(str(self.config["secret"]), timestamp, body), **headers}
         try:

@@ -25,6 +25,7 @@ import ipaddress
 import socket
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import urllib3
@@ -163,6 +164,24 @@ class Posted:
     body: bytes
 
 
+def pinned_pool(url: str, checked: tuple[str, str, int, str], timeout: float,
+                ) -> tuple[urllib3.HTTPConnectionPool, str, str]:
+    """(connection pool, request path, Host header) for one request to `url` at the address
+    `check_url` resolved (`checked`), so the request cannot go anywhere the check did not see; TLS is
+    verified against the URL's host name. No retries, no redirects: the caller decides."""
+    scheme, host, port, pinned = checked
+    parts = urlsplit(url)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    options: dict[str, Any] = {"timeout": urllib3.Timeout(connect=timeout, read=timeout), "retries": False,
+                               "maxsize": 1}
+    if scheme == "https":
+        pool: urllib3.HTTPConnectionPool = urllib3.HTTPSConnectionPool(
+            pinned, port, server_hostname=host, assert_hostname=host, cert_reqs="CERT_REQUIRED", **options)
+    else:
+        pool = urllib3.HTTPConnectionPool(pinned, port, **options)
+    return pool, path, host if port in (80, 443) else f"{host}:{port}"
+
+
 def safe_post(
     url: str,
     body: bytes,
@@ -178,17 +197,10 @@ def safe_post(
     an admin, and following it would carry a signed body to an address nobody checked. Only the first
     `max_bytes` of the answer are read. Raises `FetchRefused` when the URL may not be used or the
     connection fails."""
-    scheme, host, port, pinned = check_url(url, allow_hosts)
-    parts = urlsplit(url)
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    pool_kwargs = {"timeout": urllib3.Timeout(connect=timeout, read=timeout), "retries": False, "maxsize": 1}
-    if scheme == "https":
-        pool = urllib3.HTTPSConnectionPool(pinned, port, server_hostname=host, assert_hostname=host,
-                                           cert_reqs="CERT_REQUIRED", **pool_kwargs)
-    else:
-        pool = urllib3.HTTPConnectionPool(pinned, port, **pool_kwargs)
-    request_headers = {"Host": host if port in (80, 443) else f"{host}:{port}", "User-Agent": "Mainland/0.1",
-                       **(headers or {})}
+    checked = check_url(url, allow_hosts)
+    host = checked[1]
+    pool, path, host_header = pinned_pool(url, checked, timeout)
+    request_headers = {"Host": host_header, "User-Agent": "Mainland/0.1", **(headers or {})}
     try:
         response = pool.urlopen("POST", path, body=body, headers=request_headers, redirect=False,
                                 preload_content=False, assert_same_host=False)

@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from inbox.webhooks_out import SIGNATURE_HEADER, signature, verify
+from inbox.signing import SIGNATURE_HEADER, signature, verify
 from sandbox.base import Imitation, Request, route
 
 #: How far the receiver's clock and the signature's timestamp may differ (docs/api-channel.md).
