@@ -277,6 +277,83 @@ def test_keys_belong_to_one_token_and_expire_after_a_day(api, world, frozen_cloc
     assert response.status_code == 200 and response.get_json()["priority"] == 2
 
 
+def test_two_requests_in_flight_with_one_key_act_once(world, monkeypatch):
+    """The second request arrives while the first is acting: it gets a 409, not a second note; after the
+    first is answered, the same request replays its answer."""
+    import threading
+
+    from inbox.web import api_v1
+
+    entered, release = threading.Event(), threading.Event()
+    add_note = api_v1._add_note
+    calls = []
+
+    def held_add_note(conversation, text):
+        calls.append(text)
+        if len(calls) == 1:  # only the first request waits; a second one acting would count two calls
+            entered.set()
+            assert release.wait(10), "the test never let the first request go"
+        return add_note(conversation, text)
+
+    monkeypatch.setattr(api_v1, "_add_note", held_add_note)
+    path = f"/api/v1/conversations/{world.conversation['a']}/messages"
+    request = {"headers": auth(**{"Idempotency-Key": "race-1"}), "json": {"kind": "note", "text": "Once"}}
+    answers = {}
+    first = threading.Thread(target=lambda: answers.update(first=world.app.test_client().post(path, **request)))
+    first.start()
+    try:
+        assert entered.wait(10), "the first request never reached the note"
+        body = problem(world.app.test_client().post(path, **request), 409)
+        assert body["type"].endswith("idempotency-key-in-progress")
+    finally:
+        release.set()
+        first.join(10)
+    assert answers["first"].status_code == 201
+    again = world.app.test_client().post(path, **request)
+    assert again.status_code == 201 and again.headers["Idempotency-Replayed"] == "true"
+    assert again.get_json() == answers["first"].get_json()
+    assert calls == ["Once"]
+    assert world.store.execute("SELECT count(*) FROM messages WHERE direction = 'note'").fetchone()[0] == 1
+
+
+def test_a_failed_request_lets_its_key_go(api, world, monkeypatch):
+    from inbox.web import api_v1
+
+    path = f"/api/v1/conversations/{world.conversation['a']}/messages"
+    request = {"headers": auth(**{"Idempotency-Key": "fails-once"}), "json": {"kind": "note", "text": "Retry me"}}
+    add_note = api_v1._add_note
+
+    def broken(conversation, text):
+        raise RuntimeError("the disk is full")
+
+    monkeypatch.setattr(api_v1, "_add_note", broken)
+    problem(api.post(path, **request), 500)
+    monkeypatch.setattr(api_v1, "_add_note", add_note)
+    response = api.post(path, **request)
+    assert response.status_code == 201 and "Idempotency-Replayed" not in response.headers
+
+
+def test_a_claim_left_by_a_stopped_process_expires(api, world, frozen_clock):
+    from inbox.store.api import CLAIM_TIMEOUT
+
+    path = f"/api/v1/conversations/{world.conversation['a']}/messages"
+    request = {"headers": auth(**{"Idempotency-Key": "orphan"}), "json": {"kind": "note", "text": "Later"}}
+    # A claim as a process that stopped mid-request leaves it (same request, never answered).
+    with world.app.test_request_context(path, method="POST", **request):
+        what, body_hash = "POST " + path, api_v1_hash()
+    assert world.store.claim_idempotency_key(token_actor(world, READ_WRITE), "orphan", request=what,
+                                             body_hash=body_hash, now=frozen_clock.now()) is None
+    problem(api.post(path, **request), 409)
+    frozen_clock.advance(seconds=CLAIM_TIMEOUT.total_seconds() + 1)
+    assert api.post(path, **request).status_code == 201
+
+
+def api_v1_hash() -> str:
+    from inbox.web.api_v1 import _request_hash
+
+    return _request_hash()
+
+
 # Customers, agents, teams, the document -----------------------------------------------------------------
 
 def test_customers_search_and_read(api, world):

@@ -37,6 +37,7 @@ from inbox import answers as answer_library
 from inbox.lifecycle import SETTABLE, TransitionRefused, transition
 from inbox.outbox import ReplyRefused, queue_reply
 from inbox.store import NotFound as StoreNotFound
+from inbox.store.api import IN_PROGRESS
 from inbox.store.base import iso
 from inbox.store.queue import (
     ASSIGNEE_NONE,
@@ -158,22 +159,27 @@ def _request_hash() -> str:
 
 
 def _replay() -> Response | None:
-    """The stored answer of a repeated write, a 422 for a key reused for another request, else None."""
+    """Claim the request's Idempotency-Key before it acts (None: claimed, go on); the stored answer of a
+    repeated write; a 409 while the first request with the key is still in progress; a 422 for a key
+    reused for another request."""
     key = request.headers.get("Idempotency-Key")
     if request.method not in ("POST", "PATCH") or key is None:
         return None
     key = key.strip()
     if not key or len(key) > MAX_IDEMPOTENCY_KEY:
         raise invalid([{"field": "Idempotency-Key", "message": f"1 to {MAX_IDEMPOTENCY_KEY} characters"}], 400)
-    g.idempotency = (key, _request_hash())
-    kept = get_store().idempotent_answer(caller().actor, key, now=clock.now())
+    what, body_hash = f"{request.method} {request.path}", _request_hash()
+    kept = get_store().claim_idempotency_key(caller().actor, key, request=what, body_hash=body_hash, now=clock.now())
     if kept is None:
+        g.idempotency = (key, body_hash)
         return None
-    if kept["body_hash"] != g.idempotency[1] or kept["request"] != f"{request.method} {request.path}":
-        g.idempotency = None
+    if kept["body_hash"] != body_hash or kept["request"] != what:
         raise Problem(422, "Idempotency key reused", "this Idempotency-Key was used for a different request",
                       kind="idempotency-key-reused")
-    g.idempotency = None
+    if kept["status"] == IN_PROGRESS:
+        # As Stripe does: the first request may still succeed or fail; the caller retries after it.
+        raise Problem(409, "Request in progress", "a request with this Idempotency-Key is in progress; "
+                      "send it again once that one is answered", kind="idempotency-key-in-progress")
     response = Response(kept["response_body"], status=kept["status"],
                         mimetype=PROBLEM_MIME if kept["status"] >= 400 else "application/json")
     response.headers["Idempotency-Replayed"] = "true"
@@ -182,11 +188,17 @@ def _replay() -> Response | None:
 
 @bp.after_request
 def _keep_answer(response: Response) -> Response:
-    kept = g.pop("idempotency", None)
-    if kept is not None and response.status_code < 500 and response.status_code != 429:
-        get_store().keep_idempotent_answer(caller().actor, kept[0], request=f"{request.method} {request.path}",
-                                           body_hash=kept[1], status=response.status_code,
-                                           response_body=response.get_data(as_text=True), now=clock.now())
+    claimed = g.pop("idempotency", None)
+    if claimed is None:
+        return response
+    store = get_store()
+    if response.status_code < 500 and response.status_code != 429:
+        store.keep_idempotent_answer(caller().actor, claimed[0], request=f"{request.method} {request.path}",
+                                     body_hash=claimed[1], status=response.status_code,
+                                     response_body=response.get_data(as_text=True), now=clock.now())
+    else:
+        # Not answered (a fault, the rate limit): the same request may be tried again.
+        store.release_idempotency_key(caller().actor, claimed[0])
     return response
 
 
