@@ -396,6 +396,71 @@ def test_head_and_options_change_nothing(api, world):
     assert world.store.conversation(conv)["priority"] == 0
 
 
+# Problems for what no route serves, and for bodies the API cannot read ----------------------------------
+
+@pytest.mark.parametrize("method", ["GET", "POST", "DELETE"])
+@pytest.mark.parametrize("path", ["/api/v1/nothing", "/api/v1/conversations/1/nothing", "/api/v1"])
+def test_an_unknown_path_is_a_404_problem(api, world, method, path):
+    for headers in ({}, auth()):
+        body = problem(api.open(path, method=method, headers=headers), 404)
+        assert body["title"] == "Not Found"
+
+
+def test_a_method_the_path_does_not_take_is_a_405_problem_with_allow(api, world):
+    response = api.delete(f"/api/v1/conversations/{world.conversation['a']}", headers=auth())
+    problem(response, 405)
+    assert set(response.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS", "PATCH"}
+    response = api.post("/api/v1/teams", headers=auth(), json={})
+    problem(response, 405)
+    assert "POST" not in response.headers["Allow"] and "GET" in response.headers["Allow"]
+
+
+def test_pages_outside_the_api_keep_the_web_apps_error_page(api, world):
+    response = api.get("/no-such-page")
+    assert response.status_code == 404 and response.mimetype == "text/html"
+
+
+def test_head_answers_as_get_without_a_body(api, world):
+    response = api.head("/api/v1/teams", headers=auth())
+    assert response.status_code == 200 and response.get_data() == b""
+    assert response.mimetype == "application/json"
+    missing = api.head("/api/v1/nothing", headers=auth())
+    assert missing.status_code == 404 and missing.mimetype == "application/problem+json"
+    assert api.head("/api/v1/teams").status_code == 401
+
+
+def test_options_names_the_methods_and_runs_nothing(api, world):
+    conv = world.conversation["a"]
+    response = api.options(f"/api/v1/conversations/{conv}")
+    assert response.status_code == 204 and response.get_data() == b""
+    assert set(response.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS", "PATCH"}
+    problem(api.options("/api/v1/nothing"), 404)
+
+
+def test_an_oversized_body_is_a_413_problem(api, world):
+    path = f"/api/v1/conversations/{world.conversation['a']}/messages"
+    text = "x" * (300 * 1024)
+    problem(api.post(path, headers=auth(), json={"kind": "note", "text": text}), 413)
+    assert world.store.execute("SELECT count(*) FROM messages WHERE direction = 'note'").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+def test_a_body_that_is_not_json_is_a_415_problem(api, world, content_type):
+    path = f"/api/v1/conversations/{world.conversation['a']}"
+    headers = auth(**({"Content-Type": content_type} if content_type else {}))
+    body = problem(api.patch(path, headers=headers, data='{"priority": 3}'), 415)
+    assert body["type"].endswith("unsupported-media-type")
+    assert world.store.conversation(world.conversation["a"])["priority"] == 0
+
+
+def test_a_body_that_does_not_parse_is_a_400_problem(api, world):
+    path = f"/api/v1/conversations/{world.conversation['a']}"
+    body = problem(api.patch(path, headers=auth(**{"Content-Type": "application/json"}), data="{priority: 3"), 400)
+    assert body["errors"] == [{"field": "body", "message": "not valid JSON"}]
+    assert api.patch(path, headers=auth(**{"Content-Type": "application/merge-patch+json"}),
+                     data='{"priority": 3}').status_code == 200
+
+
 # mainland api-token ---------------------------------------------------------------------------------
 
 def test_cli_token_create_list_revoke(tmp_path, frozen_clock):

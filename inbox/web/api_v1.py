@@ -113,9 +113,30 @@ def _problem(exc: Problem):
 def _http_problem(exc: HTTPException):
     code = exc.code or 500
     response = Problem(code, exc.name, exc.description or exc.name).response()
+    if code == 405 and getattr(exc, "valid_methods", None):
+        response.headers["Allow"] = ", ".join(exc.valid_methods)
     if code == 429:
         response.headers["Retry-After"] = "60"
     return response
+
+
+def _is_api_path() -> bool:
+    return request.path == bp.url_prefix or request.path.startswith(f"{bp.url_prefix}/")
+
+
+def _answer_unrouted_paths_with_problems(app: Flask) -> None:
+    """A path under /api/v1 that no route serves (404) or a method none of its routes takes (405) is
+    refused while routing, before any blueprint's handler can see it: the app's handler answers. This
+    one answers those with a problem and hands every other path to the handler registered before it
+    (the web pages' error page, inbox/web/security.py)."""
+    previous = app.error_handler_spec[None][None].get(HTTPException)
+
+    def handle(exc: HTTPException):
+        if _is_api_path() and exc.code is not None and exc.code >= 400:
+            return _http_problem(exc)
+        return previous(exc) if previous is not None else exc
+
+    app.register_error_handler(HTTPException, handle)
 
 
 @bp.errorhandler(Exception)
@@ -138,8 +159,17 @@ def _rate_key() -> str:
     return found.actor if found is not None else f"ip:{request.remote_addr}"
 
 
+def _options() -> Response:
+    """OPTIONS: the methods the path takes, for anyone (the OpenAPI document says as much); nothing runs."""
+    response = Response(status=204)
+    response.headers["Allow"] = ", ".join(sorted(request.url_rule.methods)) if request.url_rule else "GET"
+    return response
+
+
 @bp.before_request
 def _authenticate():
+    if request.method == "OPTIONS":
+        return _options()
     if request.endpoint in PUBLIC_ENDPOINTS:
         return None
     found = bearer_caller()
@@ -206,6 +236,9 @@ def _json_body() -> dict[str, Any]:
     raw = request.get_data(cache=True)
     if len(raw) > MAX_BODY_BYTES:
         raise Problem(413, "Content too large", f"the body is larger than {MAX_BODY_BYTES} bytes")
+    if raw and not _is_json_type(request.mimetype):
+        raise Problem(415, "Unsupported media type", "send the body as application/json",
+                      kind="unsupported-media-type")
     try:
         data = json.loads(raw or b"null")
     except (ValueError, UnicodeDecodeError):
@@ -213,6 +246,10 @@ def _json_body() -> dict[str, Any]:
     if not isinstance(data, dict):
         raise invalid([{"field": "body", "message": "must be a JSON object"}], 400)
     return data
+
+
+def _is_json_type(mimetype: str) -> bool:
+    return mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json"))
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -804,3 +841,4 @@ def openapi_document() -> dict[str, Any]:
 
 def init_app(app: Flask) -> None:
     csrf.exempt(bp)
+    _answer_unrouted_paths_with_problems(app)
