@@ -18,12 +18,14 @@ from tests.test_access import build_world
 READ_WRITE = "ml_test-read-write-token-0123456789abcdefghijkl"
 READ_ONLY = "ml_test-read-only-token-0123456789abcdefghijklm"
 WRITE_ONLY = "ml_test-write-only-token-0123456789abcdefghijk"
+ADMIN = "ml_test-admin-token-0123456789abcdefghijklmnopq"
 
 
 @pytest.fixture
 def world(tmp_path, frozen_clock):
     world = build_world(tmp_path)
-    for token, scopes in ((READ_WRITE, ["read", "write"]), (READ_ONLY, ["read"]), (WRITE_ONLY, ["write"])):
+    for token, scopes in ((READ_WRITE, ["read", "write"]), (READ_ONLY, ["read"]), (WRITE_ONLY, ["write"]),
+                          (ADMIN, ["admin"])):
         world.store.create_api_token(name=f"Test {' '.join(scopes)}", token_hash=token_digest(token),
                                      prefix=token[:9], scopes=scopes, created_by=None, now=iso(frozen_clock.now()))
     yield world

@@ -30,9 +30,10 @@ import uuid
 from typing import Any
 
 from flask import Blueprint, Flask, Response, g, request
+from flask_babel import force_locale
 from werkzeug.exceptions import HTTPException
 
-from inbox import access, clock, sendability
+from inbox import access, clock, sendability, webhooks_out
 from inbox import answers as answer_library
 from inbox.lifecycle import SETTABLE, TransitionRefused, transition
 from inbox.outbox import ReplyRefused, queue_reply
@@ -68,6 +69,10 @@ PROBLEM_TYPE = "https://mainland.invalid/problems/"
 PROBLEM_MIME = "application/problem+json"
 #: Routes anyone may read without a token.
 PUBLIC_ENDPOINTS = frozenset({"api_v1.openapi"})
+#: Routes only a token with the scope `admin` may use, for every method: webhook subscriptions send
+#: customers' messages to any address, so they are an admin's, as at /admin/webhooks.
+ADMIN_ENDPOINTS = frozenset({"api_v1.webhooks", "api_v1.webhook", "api_v1.webhook_deliveries",
+                             "api_v1.replay_webhook_delivery", "api_v1.send_webhook_test"})
 #: Statuses a reply can leave a conversation in (the composer's "Send + status").
 SEND_STATUSES = ("open", "pending", "resolved")
 
@@ -175,7 +180,8 @@ def _authenticate():
     found = bearer_caller()
     if found is None:
         raise Problem(401, "Unauthorized", "a valid bearer token is required")
-    scope = "read" if request.method in ("GET", "HEAD", "OPTIONS") else "write"
+    scope = ("admin" if request.endpoint in ADMIN_ENDPOINTS
+             else "read" if request.method in ("GET", "HEAD", "OPTIONS") else "write")
     if scope not in found.scopes and "admin" not in found.scopes:
         raise Problem(403, "Forbidden", f"this token lacks the scope {scope}", kind="missing-scope",
                       missing_scope=scope)
@@ -223,9 +229,11 @@ def _keep_answer(response: Response) -> Response:
         return response
     store = get_store()
     if response.status_code < 500 and response.status_code != 429:
+        # A view may keep less than it answered (a signing secret is shown once, never stored in clear).
+        kept_body = g.pop("kept_body", None) or response.get_data(as_text=True)
         store.keep_idempotent_answer(caller().actor, claimed[0], request=f"{request.method} {request.path}",
                                      body_hash=claimed[1], status=response.status_code,
-                                     response_body=response.get_data(as_text=True), now=clock.now())
+                                     response_body=kept_body, now=clock.now())
     else:
         # Not answered (a fault, the rate limit): the same request may be tried again.
         store.release_idempotency_key(caller().actor, claimed[0])
@@ -636,6 +644,162 @@ def list_teams():
                            for t in get_store().teams()]})
 
 
+# Webhook subscriptions (scope admin; inbox/webhooks_out.py checks, changes and audits, as for /admin/webhooks) --
+
+def _subscription_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {"id": row["id"], "url": row["url"], "events": row["events"], "state": row["state"],
+            "paused_at": row["paused_at"], "paused_reason": row["paused_reason"],
+            "failing_since": row["failing_since"], "created_at": row["created_at"], "updated_at": row["updated_at"]}
+
+
+def _delivery_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {"id": row["id"], "subscription_id": row["subscription_id"], "event_id": row["event_id"],
+            "event_type": row["event_type"], "state": row["state"], "attempts": row["attempts"],
+            "status_code": row["status_code"], "response_body": row["response_body"],
+            "duration_ms": row["duration_ms"], "error": row["last_error"], "replay_of": row["replay_of"],
+            "next_at": row["next_at"], "created_at": row["created_at"], "finished_at": row["finished_at"]}
+
+
+def _subscription(subscription_id: int) -> dict[str, Any]:
+    row = get_store().webhook_subscription(subscription_id)
+    if row is None:
+        raise not_found("webhook subscription", subscription_id)
+    return row
+
+
+def _check_subscription_body(data: dict[str, Any], *, creating: bool) -> dict[str, Any]:
+    """The body's url, events and state, checked for shape; a 422 listing every bad field. What the
+    values may be (a receiver the SSRF guard allows, known events) is checked by inbox/webhooks_out.py."""
+    allowed = {"url", "events"} if creating else {"url", "events", "state"}
+    errors = [{"field": k, "message": "not a field of a webhook subscription that can be set"}
+              for k in sorted(set(data) - allowed)]
+    fields: dict[str, Any] = {}
+    for name in ("url", "events") if creating else ():
+        if name not in data:
+            errors.append({"field": name, "message": "required"})
+    if "url" in data:
+        if not isinstance(data["url"], str) or not data["url"].strip():
+            errors.append({"field": "url", "message": "the receiver's address, a string"})
+        else:
+            fields["url"] = data["url"].strip()
+    if "events" in data:
+        events = data["events"]
+        if not isinstance(events, list) or not all(isinstance(e, str) for e in events):
+            errors.append({"field": "events", "message": "a list of event types"})
+        else:
+            fields["events"] = list(dict.fromkeys(events))
+    if "state" in data:
+        if data["state"] not in ("active", "paused"):
+            errors.append({"field": "state", "message": "active or paused"})
+        else:
+            fields["state"] = data["state"]
+    if errors:
+        raise invalid(errors)
+    return fields
+
+
+def _refused(refused: webhooks_out.SubscriptionRefused) -> Problem:
+    return invalid([{"field": field, "message": message} for field, message in refused.errors.items()])
+
+
+@bp.route("/webhooks", methods=["GET", "POST"])
+@limiter.limit(API_V1_LIMIT, key_func=_rate_key)
+def webhooks():
+    if request.method == "POST":
+        return create_webhook()
+    return _json({"data": [_subscription_json(r) for r in get_store().webhook_subscriptions()]})
+
+
+def create_webhook():
+    fields = _check_subscription_body(_json_body(), creating=True)
+    store = get_store()
+    try:
+        with force_locale("en"):
+            subscription_id, secret = webhooks_out.subscribe(
+                store, mainland().secret_box(), url=fields["url"], events=fields["events"],
+                allow_hosts=mainland().config.fetch_allow_hosts, actor=caller().actor, created_by=None)
+    except webhooks_out.SubscriptionRefused as refused:
+        raise _refused(refused) from None
+    created = _subscription_json(_subscription(subscription_id))
+    # The secret is shown once: a replay of this request answers without it.
+    g.kept_body = json.dumps({**created, "secret": None})
+    response = _json({**created, "secret": secret}, 201)
+    response.headers["Location"] = f"{bp.url_prefix}/webhooks/{subscription_id}"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.route("/webhooks/<int:subscription_id>", methods=["GET", "PATCH", "DELETE"])
+@limiter.limit(API_V1_LIMIT, key_func=_rate_key)
+def webhook(subscription_id: int):
+    subscription = _subscription(subscription_id)
+    if request.method == "PATCH":
+        return update_webhook(subscription)
+    if request.method == "DELETE":
+        webhooks_out.remove_subscription(get_store(), subscription, actor=caller().actor)
+        return Response(status=204)
+    return _json(_subscription_json(subscription))
+
+
+def update_webhook(subscription: dict[str, Any]):
+    fields = _check_subscription_body(_json_body(), creating=False)
+    store = get_store()
+    try:
+        with force_locale("en"):
+            webhooks_out.change_subscription(store, subscription, url=fields.get("url"), events=fields.get("events"),
+                                              allow_hosts=mainland().config.fetch_allow_hosts, actor=caller().actor)
+    except webhooks_out.SubscriptionRefused as refused:
+        raise _refused(refused) from None
+    if "state" in fields:
+        webhooks_out.set_subscription_state(store, subscription, fields["state"], actor=caller().actor)
+    return _json(_subscription_json(_subscription(subscription["id"])))
+
+
+def _encode_id_cursor(row_id: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps([row_id]).encode()).decode().rstrip("=")
+
+
+def _decode_id_cursor(cursor: str) -> int:
+    try:
+        [row_id] = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if isinstance(row_id, int) and not isinstance(row_id, bool) and 0 < row_id < 2**63:
+            return row_id
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        pass
+    raise invalid([{"field": "cursor", "message": "not a cursor of this API"}], 400)
+
+
+@bp.get("/webhooks/<int:subscription_id>/deliveries")
+@limiter.limit(API_V1_LIMIT, key_func=_rate_key)
+def webhook_deliveries(subscription_id: int):
+    _subscription(subscription_id)
+    limit = _limit()
+    cursor = request.args.get("cursor") or None
+    before = _decode_id_cursor(cursor) if cursor else None
+    rows = get_store().webhook_deliveries(subscription_id, before=before, limit=limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return _json({"data": [_delivery_json(r) for r in rows],
+                  "next_cursor": _encode_id_cursor(rows[-1]["id"]) if more and rows else None})
+
+
+@bp.post("/webhooks/<int:subscription_id>/deliveries/<int:delivery_id>/replay")
+@limiter.limit(API_V1_LIMIT, key_func=_rate_key)
+def replay_webhook_delivery(subscription_id: int, delivery_id: int):
+    replayed = webhooks_out.replay(get_store(), _subscription(subscription_id), delivery_id, actor=caller().actor)
+    if replayed is None:
+        raise not_found("delivery of this subscription", delivery_id)
+    return _json(_delivery_json(replayed), 201)
+
+
+@bp.post("/webhooks/<int:subscription_id>/test")
+@limiter.limit(API_V1_LIMIT, key_func=_rate_key)
+def send_webhook_test(subscription_id: int):
+    store = get_store()
+    delivery_id = webhooks_out.send_test(store, _subscription(subscription_id), actor=caller().actor)
+    return _json(_delivery_json(store.webhook_log_entry(delivery_id)), 201)
+
+
 @bp.get("/openapi.json")
 def openapi():
     return _json(openapi_document())
@@ -739,6 +903,60 @@ SCHEMAS: dict[str, Any] = {
         "type": "object", "required": ["id", "name"],
         "properties": {"id": {"type": "integer"}, "name": {"type": "string"},
                        "member_count": {"type": "integer"}}}}}},
+    "WebhookSubscription": {
+        "type": "object",
+        "required": ["id", "url", "events", "state", "paused_at", "paused_reason", "failing_since", "created_at",
+                     "updated_at"],
+        "properties": {
+            "id": {"type": "integer"}, "url": {"type": "string"},
+            "events": {"type": "array", "items": {"type": "string", "enum": list(webhooks_out.EVENT_TYPES)}},
+            "state": {"type": "string", "enum": ["active", "paused"]}, "paused_at": _NULLABLE_STR,
+            "paused_reason": _NULLABLE_STR, "failing_since": _NULLABLE_STR, "created_at": {"type": "string"},
+            "updated_at": {"type": "string"},
+        },
+    },
+    "WebhookSubscriptionCreated": {
+        "allOf": [_ref("WebhookSubscription"), {
+            "type": "object", "required": ["secret"],
+            "properties": {"secret": {"type": ["string", "null"],
+                                      "description": "the signing secret, shown once (null in a replay)"}}}],
+    },
+    "WebhookSubscriptionList": {"type": "object", "required": ["data"], "properties": {
+        "data": {"type": "array", "items": _ref("WebhookSubscription")}}},
+    "NewWebhookSubscription": {
+        "type": "object", "required": ["url", "events"], "additionalProperties": False,
+        "properties": {
+            "url": {"type": "string", "minLength": 1, "maxLength": webhooks_out.MAX_URL_CHARS,
+                    "description": "https, a public address (or one in fetch_allow_hosts)"},
+            "events": {"type": "array", "minItems": 1,
+                       "items": {"type": "string", "enum": list(webhooks_out.EVENT_TYPES)}},
+        },
+    },
+    "WebhookSubscriptionChange": {
+        "type": "object", "additionalProperties": False,
+        "properties": {
+            "url": {"type": "string", "minLength": 1, "maxLength": webhooks_out.MAX_URL_CHARS},
+            "events": {"type": "array", "minItems": 1,
+                       "items": {"type": "string", "enum": list(webhooks_out.EVENT_TYPES)}},
+            "state": {"type": "string", "enum": ["active", "paused"]},
+        },
+    },
+    "WebhookDelivery": {
+        "type": "object",
+        "required": ["id", "subscription_id", "event_id", "event_type", "state", "attempts", "created_at"],
+        "properties": {
+            "id": {"type": "integer"}, "subscription_id": {"type": "integer"}, "event_id": {"type": "string"},
+            "event_type": {"type": "string"},
+            "state": {"type": "string", "enum": ["pending", "sending", "retry_wait", "delivered", "dead"]},
+            "attempts": {"type": "integer"}, "status_code": _NULLABLE_INT, "response_body": _NULLABLE_STR,
+            "duration_ms": _NULLABLE_INT, "error": _NULLABLE_STR, "replay_of": _NULLABLE_INT,
+            "next_at": _NULLABLE_STR, "created_at": {"type": "string"}, "finished_at": _NULLABLE_STR,
+        },
+    },
+    "WebhookDeliveryPage": {
+        "type": "object", "required": ["data", "next_cursor"],
+        "properties": {"data": {"type": "array", "items": _ref("WebhookDelivery")}, "next_cursor": _NULLABLE_STR},
+    },
 }
 
 
@@ -810,6 +1028,43 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("/agents", "get"): {"summary": "Every agent", "parameters": [], "responses": _ok("AgentList")},
     ("/teams", "get"): {"summary": "Every team", "parameters": [], "responses": _ok("TeamList")},
+    ("/webhooks", "get"): {
+        "summary": "Every webhook subscription (scope admin)", "parameters": [],
+        "responses": _ok("WebhookSubscriptionList"),
+    },
+    ("/webhooks", "post"): {
+        "summary": "Subscribe a receiver to events (scope admin); the answer shows the signing secret once",
+        "parameters": [_IDEMPOTENCY], "requestBody": _body("NewWebhookSubscription"),
+        "responses": _ok("WebhookSubscriptionCreated", "201", "Subscribed"),
+    },
+    ("/webhooks/{subscription_id}", "get"): {
+        "summary": "One webhook subscription (scope admin)", "parameters": [_path_id("subscription_id")],
+        "responses": _ok("WebhookSubscription"),
+    },
+    ("/webhooks/{subscription_id}", "patch"): {
+        "summary": "Change the receiver's address or the events, pause or resume (scope admin)",
+        "parameters": [_path_id("subscription_id"), _IDEMPOTENCY], "requestBody": _body("WebhookSubscriptionChange"),
+        "responses": _ok("WebhookSubscription"),
+    },
+    ("/webhooks/{subscription_id}", "delete"): {
+        "summary": "Remove a subscription with its delivery log (scope admin)",
+        "parameters": [_path_id("subscription_id")], "responses": {"204": {"description": "Removed"}},
+    },
+    ("/webhooks/{subscription_id}/deliveries", "get"): {
+        "summary": "The subscription's delivery log, newest first (scope admin)",
+        "parameters": [_path_id("subscription_id"), _query("cursor", "next_cursor of the previous page"), _LIMIT],
+        "responses": _ok("WebhookDeliveryPage"),
+    },
+    ("/webhooks/{subscription_id}/deliveries/{delivery_id}/replay", "post"): {
+        "summary": "Send a delivery's event again, same id and body, marked as a replay (scope admin)",
+        "parameters": [_path_id("subscription_id"), _path_id("delivery_id"), _IDEMPOTENCY],
+        "responses": _ok("WebhookDelivery", "201", "Queued"),
+    },
+    ("/webhooks/{subscription_id}/test", "post"): {
+        "summary": "Send the subscription a webhook.test event (scope admin)",
+        "parameters": [_path_id("subscription_id"), _IDEMPOTENCY],
+        "responses": _ok("WebhookDelivery", "201", "Queued"),
+    },
     ("/openapi.json", "get"): {
         "summary": "This document", "parameters": [], "security": [],
         "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {
@@ -830,8 +1085,9 @@ def openapi_document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "Mainland REST API", "version": "1.0.0",
-                 "description": "Conversations, messages, customers, agents and teams. GET needs the scope "
-                                "read, writes need write. Errors are application/problem+json, in English."},
+                 "description": "Conversations, messages, customers, agents, teams and webhook subscriptions. "
+                                "GET needs the scope read, writes need write, webhook subscriptions admin. "
+                                "Errors are application/problem+json, in English."},
         "servers": [{"url": "/api/v1"}],
         "security": [{"bearer": []}],
         "paths": paths,
