@@ -54,6 +54,8 @@ EVENT_TYPES = (
     "service_level.breached",
 )
 TEST_EVENT = "webhook.test"
+#: What a rule's webhook action sends (inbox/rules.py): not subscribed to, the rule names the subscription.
+RULE_EVENT = "rule.fired"
 SIGNATURE_HEADER = "Mainland-Signature"
 EVENT_ID_HEADER = "Mainland-Event-Id"
 REPLAY_HEADER = "Mainland-Replay"
@@ -190,6 +192,21 @@ def queue_test(store: Any, subscription_id: int, now: dt.datetime | None = None)
     body = payload(event_id, TEST_EVENT, moment, {"message": "A test event from Mainland."})
     with store.write():
         return store.queue_webhook_test(subscription_id, event_id=event_id, payload=body, now=moment)
+
+
+def queue_rule_firing(store: Any, subscription_id: int, *, rule: Mapping[str, Any], trigger: str,
+                      conversation_id: int, message_id: int | None, firing_id: int, now: dt.datetime) -> int:
+    """A `rule.fired` event for one subscription (a rule's webhook action), queued in the caller's
+    transaction, so it is sent only if the firing is kept: the conversation's facts as other events
+    carry them, and which rule fired on which trigger. The delivery's id."""
+    moment = iso(now)
+    event_id = f"evt_{uuid.uuid4().hex}"
+    data = store.webhook_event_facts(conversation_id, message_id)
+    data["rule"] = {"id": rule["id"], "name": rule["name"], "trigger": trigger, "firing_id": firing_id}
+    body = payload(event_id, RULE_EVENT, moment, data)
+    with store.write():
+        return store.queue_webhook_event(subscription_id, event_id=event_id, event_type=RULE_EVENT, payload=body,
+                                         conversation_id=conversation_id, now=moment)
 
 
 # Subscriptions: the one place their changes are checked, made and audited ---------------------------

@@ -240,3 +240,14 @@ class WebhookOutQueries:
         return self.conn.execute(
             "INSERT INTO webhook_deliveries (subscription_id, event_row, next_at, created_at) VALUES (?, ?, ?, ?)",
             (subscription_id, event_row, now, now)).lastrowid
+
+    def queue_webhook_event(self, subscription_id: int, *, event_id: str, event_type: str, payload: str,
+                            conversation_id: int | None, now: str) -> int:
+        """An event for one subscription only (a rule's webhook action), its payload frozen, delivered like
+        any other; the delivery's id. Call inside the transaction of what the event reports."""
+        event_row = self.conn.execute(
+            "INSERT INTO webhook_out_events (event_id, type, conversation_id, data, payload, created_at, fanned_out_at) "
+            "VALUES (?, ?, ?, '{}', ?, ?, ?)", (event_id, event_type, conversation_id, payload, now, now)).lastrowid
+        return self.conn.execute(
+            "INSERT INTO webhook_deliveries (subscription_id, event_row, next_at, created_at) VALUES (?, ?, ?, ?)",
+            (subscription_id, event_row, now, now)).lastrowid

@@ -41,6 +41,7 @@ EVENT_LABELS = {
     "satisfaction.received": _l("A satisfaction survey is answered"),
     "service_level.breached": _l("A service level is breached"),
     webhooks_out.TEST_EVENT: _l("Test event"),
+    webhooks_out.RULE_EVENT: _l("A rule fired"),
 }
 DELIVERY_STATES = {"pending": _l("waiting"), "sending": _l("sending"), "retry_wait": _l("will retry"),
                    "delivered": _l("delivered"), "dead": _l("gave up")}
