@@ -1,11 +1,13 @@
-"""REST API v1 for integrators (issue 15): conversations, messages, customers, agents and teams.
+"""REST API v1 for integrators (issue 15): conversations, messages, customers, agents, teams and webhook
+subscriptions.
 
 Every route is under `/api/v1` and described in `GET /api/v1/openapi.json`, an OpenAPI 3.1 document
 built from `OPERATIONS` and `SCHEMAS` below: the one source of truth (a test checks that every v1
 route of the app is in it and every path in it is a route).
 
 Authentication is a bearer token (inbox/web/tokens.py): GET needs the scope `read`, writes need
-`write`. A token acts for the whole installation, like an admin: it sees every team's
+`write`, and the webhook subscriptions (`ADMIN_ENDPOINTS`, checked and audited by inbox/webhooks_out.py
+as /admin/webhooks does) need `admin`. A token acts for the whole installation, like an admin: it sees every team's
 conversations. (Tokens belong to no agent and no team; the agent who made a token may leave, and an
 integration that syncs a CRM needs every conversation. Keeping tokens out of the team rule keeps
 that rule in one place, inbox/access.py.) Replies and notes written through the API carry no agent:
@@ -15,7 +17,11 @@ Errors are RFC 9457 problem details (`application/problem+json`) with `type`, `t
 `detail`, and for bad input `errors: [{"field", "message"}]`; the API speaks English whatever the
 caller's language. Writes accept an `Idempotency-Key` header: the same key, token and request replay
 the stored answer (header `Idempotency-Replayed: true`) without acting again; the same key with a
-different request is a 422. Requests are rate-limited per token.
+different request is a 422; the key is claimed before the write acts, so a second request with it
+while the first is in flight is a 409. Requests are rate-limited per token. Everything under
+`/api/v1` answers with problems, also a path no route serves (404) or a method it does not take
+(405, `Allow`): those are refused while routing, so the app's handler answers them
+(`_answer_unrouted_paths_with_problems`).
 """
 
 from __future__ import annotations
