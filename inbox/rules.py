@@ -52,7 +52,7 @@ TRIGGERS = ("message_received", "conversation_created", "status_changed", "sla_d
 CONDITIONS = ("channel", "visibility", "text_contains", "text_matches", "language", "customer_attribute", "team",
               "priority", "business_hours", "status")
 ACTIONS = ("assign_team", "assign_agent", "add_label", "remove_label", "set_priority", "set_status", "reply",
-           "note", "notify")
+           "note", "notify", "webhook")
 #: Statuses a rule may set (snoozing needs a wake-up time, spam a person's judgement).
 RULE_STATUSES = ("open", "pending", "resolved")
 NOTIFY_WHO = ("assignee", "leads")
@@ -163,7 +163,7 @@ def _action_problem(action: Mapping[str, Any]) -> str | None:
         return "choice"
     if kind == "set_status" and value not in RULE_STATUSES:
         return "choice"
-    if kind in ("assign_team", "assign_agent", "reply") and not isinstance(value, int):
+    if kind in ("assign_team", "assign_agent", "reply", "webhook") and not isinstance(value, int):
         return "choice"
     if kind == "notify" and value not in NOTIFY_WHO and not isinstance(value, int):
         return "choice"
@@ -405,7 +405,24 @@ def apply_action(ctx: Context, rule: Mapping[str, Any], action: Mapping[str, Any
         return _notify(store, facts, value, now)
     if kind == "reply":
         return _reply(ctx, facts, value)
+    if kind == "webhook":
+        return _webhook(ctx, rule, facts, value, firing_id, event)
     raise RuleFailed(f"unknown action {kind!r}")
+
+
+def _webhook(ctx: Context, rule: Mapping[str, Any], facts: dict[str, Any], subscription_id: int, firing_id: int,
+             event: Event) -> dict[str, Any]:
+    """The firing, sent to one webhook subscription through the outbound webhooks' delivery (signed,
+    retried, in that subscription's log); queued in the firing's transaction."""
+    from inbox import webhooks_out
+
+    subscription = ctx.store.webhook_subscription(subscription_id)
+    if subscription is None:
+        raise RuleFailed(f"there is no webhook subscription {subscription_id}")
+    webhooks_out.queue_rule_firing(ctx.store, subscription_id, rule=rule, trigger=event.trigger,
+                                   conversation_id=facts["id"], message_id=event.message_id, firing_id=firing_id,
+                                   now=ctx.now)
+    return {"type": "webhook", "url": subscription["url"]}
 
 
 def _set_status(ctx: Context, facts: dict[str, Any], target: str, firing_id: int, event: Event,
@@ -530,6 +547,8 @@ def describe_done(item: Mapping[str, Any], _: Callable[..., str] = _untranslated
         return _("added a note")
     if kind == "notify":
         return _("notified %(count)s agent(s)", count=item["count"])
+    if kind == "webhook":
+        return _("sent it to the webhook %(url)s", url=item["url"])
     if kind == "reply":
         if item.get("refused"):
             return _("sent no reply (%(reason)s)", reason=item["refused"])
@@ -655,6 +674,10 @@ def _would(store: Store, facts: Mapping[str, Any], action: Mapping[str, Any]) ->
             return {"type": kind, "answer": store.answer(value)["title"]}
         except StoreError:
             return {"type": kind, "refused": "?"}
+    if kind == "webhook":
+        # Shown, never sent: the dry run writes nothing, so no delivery is queued.
+        subscription = store.webhook_subscription(value)
+        return {"type": kind, "url": subscription["url"] if subscription else "?"}
     if kind == "notify":
         return {"type": kind, "count": 1 if isinstance(value, int) else len(
             store.leads_for_team(facts["team_id"]) if value == "leads" else [facts["assignee_id"]] * bool(

@@ -53,6 +53,8 @@ EVENT_TYPES = (
     "service_level.breached",
 )
 TEST_EVENT = "webhook.test"
+#: What a rule's webhook action sends (inbox/rules.py): not subscribed to, the rule names the subscription.
+RULE_EVENT = "rule.fired"
 EVENT_ID_HEADER = "Mainland-Event-Id"
 REPLAY_HEADER = "Mainland-Replay"
 #: Tries of one delivery before it is dead (with backoff: about a day of trying).
@@ -166,6 +168,140 @@ def queue_test(store: Any, subscription_id: int, now: dt.datetime | None = None)
     body = payload(event_id, TEST_EVENT, moment, {"message": "A test event from Mainland."})
     with store.write():
         return store.queue_webhook_test(subscription_id, event_id=event_id, payload=body, now=moment)
+
+
+def queue_rule_firing(store: Any, subscription_id: int, *, rule: Mapping[str, Any], trigger: str,
+                      conversation_id: int, message_id: int | None, firing_id: int, now: dt.datetime) -> int:
+    """A `rule.fired` event for one subscription (a rule's webhook action), queued in the caller's
+    transaction, so it is sent only if the firing is kept: the conversation's facts as other events
+    carry them, and which rule fired on which trigger. The delivery's id."""
+    moment = iso(now)
+    event_id = f"evt_{uuid.uuid4().hex}"
+    data = store.webhook_event_facts(conversation_id, message_id)
+    data["rule"] = {"id": rule["id"], "name": rule["name"], "trigger": trigger, "firing_id": firing_id}
+    body = payload(event_id, RULE_EVENT, moment, data)
+    with store.write():
+        return store.queue_webhook_event(subscription_id, event_id=event_id, event_type=RULE_EVENT, payload=body,
+                                         conversation_id=conversation_id, now=moment)
+
+
+# Subscriptions: the one place their changes are checked, made and audited ---------------------------
+# (used by /admin/webhooks and the REST API's /api/v1/webhooks alike; `actor` is who the audit names).
+
+class SubscriptionRefused(ValueError):
+    """What is wrong with a subscription's fields: {field: message}, in the current language."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = errors
+
+
+def subscription_problems(*, url: str | None, events: list[str] | None,
+                          allow_hosts: Collection[str] = ()) -> dict[str, str]:
+    """What is wrong with a subscription's URL and events ({field: message}); None means "not changed"."""
+    errors: dict[str, str] = {}
+    if url is not None:
+        problem = url_problem(url, allow_hosts)
+        if problem:
+            errors["url"] = gettext("This address cannot receive webhooks: %(reason)s", reason=problem)
+    if events is not None:
+        unknown = [e for e in events if e not in EVENT_TYPES]
+        if unknown:
+            errors["events"] = gettext("Unknown event %(event)s; the events are: %(events)s.",
+                                       event=unknown[0], events=", ".join(EVENT_TYPES))
+        elif not events:
+            errors["events"] = gettext("Choose at least one event.")
+    return errors
+
+
+def _audit(store: Any, actor: str, action: str, subscription_id: int, at: str, **details: Any) -> None:
+    with store.write():
+        store.audit(at, actor, action, "webhook_subscription", subscription_id, **details)
+
+
+def subscribe(store: Any, box: Any, *, url: str, events: list[str], allow_hosts: Collection[str], actor: str,
+              created_by: int | None, now: dt.datetime | None = None, **audit: Any) -> tuple[int, str]:
+    """A new subscription, checked and audited: (its id, its signing secret, to show once)."""
+    errors = subscription_problems(url=url, events=events, allow_hosts=allow_hosts)
+    if errors:
+        raise SubscriptionRefused(errors)
+    ordered = [e for e in EVENT_TYPES if e in events]
+    secret = new_secret()
+    moment = iso(now or clock.now())
+    with store.write():
+        subscription_id = store.create_webhook_subscription(url=url, events=ordered, secret=json.dumps(box.seal(secret)),
+                                                            created_by=created_by, now=moment)
+        _audit(store, actor, "webhook_created", subscription_id, moment, url=url, events=ordered, **audit)
+    return subscription_id, secret
+
+
+def set_subscription_state(store: Any, subscription: Mapping[str, Any], state: str, *, actor: str,
+                           now: dt.datetime | None = None, **audit: Any) -> bool:
+    """Pause or resume (`paused` / `active`), audited; resuming sends what waited at once. True if it changed."""
+    if state not in ("active", "paused"):
+        raise SubscriptionRefused({"state": gettext("Choose active or paused.")})
+    moment = iso(now or clock.now())
+    with store.write():
+        changed = store.set_webhook_subscription_state(subscription["id"], state, moment)
+        if changed and state == "active":
+            store.release_held_webhook_deliveries(subscription["id"], moment)
+        if changed:
+            _audit(store, actor, "webhook_resumed" if state == "active" else "webhook_paused", subscription["id"],
+                   moment, url=subscription["url"], **audit)
+    return changed
+
+
+def change_subscription(store: Any, subscription: Mapping[str, Any], *, url: str | None = None,
+                        events: list[str] | None = None, allow_hosts: Collection[str] = (), actor: str,
+                        now: dt.datetime | None = None, **audit: Any) -> bool:
+    """A new URL and/or event list, checked and audited (before and after). True if anything changed."""
+    errors = subscription_problems(url=url, events=events, allow_hosts=allow_hosts)
+    if errors:
+        raise SubscriptionRefused(errors)
+    new_url = subscription["url"] if url is None else url
+    new_events = subscription["events"] if events is None else [e for e in EVENT_TYPES if e in events]
+    if (new_url, new_events) == (subscription["url"], subscription["events"]):
+        return False
+    moment = iso(now or clock.now())
+    with store.write():
+        store.update_webhook_subscription(subscription["id"], url=new_url, events=new_events, now=moment)
+        _audit(store, actor, "webhook_changed", subscription["id"], moment,
+               before={"url": subscription["url"], "events": subscription["events"]},
+               after={"url": new_url, "events": new_events}, **audit)
+    return True
+
+
+def remove_subscription(store: Any, subscription: Mapping[str, Any], *, actor: str, now: dt.datetime | None = None,
+                        **audit: Any) -> None:
+    """Delete a subscription with its delivery log, audited."""
+    moment = iso(now or clock.now())
+    with store.write():
+        store.delete_webhook_subscription(subscription["id"])
+        _audit(store, actor, "webhook_deleted", subscription["id"], moment, url=subscription["url"], **audit)
+
+
+def send_test(store: Any, subscription: Mapping[str, Any], *, actor: str, now: dt.datetime | None = None,
+              **audit: Any) -> int:
+    """Queue a `webhook.test` event for the subscription, audited; the delivery's id."""
+    delivery_id = queue_test(store, subscription["id"], now)
+    _audit(store, actor, "webhook_test_sent", subscription["id"], iso(now or clock.now()), delivery=delivery_id,
+           **audit)
+    return delivery_id
+
+
+def replay(store: Any, subscription: Mapping[str, Any], delivery_id: int, *, actor: str,
+           now: dt.datetime | None = None, **audit: Any) -> dict[str, Any] | None:
+    """Send one of the subscription's deliveries again (same event id and body), audited: the new
+    delivery as the log shows it, or None when the subscription has no such delivery."""
+    delivery = store.webhook_delivery(delivery_id)
+    if delivery is None or delivery["subscription_id"] != subscription["id"]:
+        return None
+    moment = iso(now or clock.now())
+    with store.write():
+        replay_id = store.replay_webhook_delivery(delivery_id, moment)
+        _audit(store, actor, "webhook_replayed", subscription["id"], moment, delivery=delivery_id, replay=replay_id,
+               event=delivery["event_id"], **audit)
+    return store.webhook_log_entry(replay_id)
 
 
 # Deliveries ----------------------------------------------------------------------------------------

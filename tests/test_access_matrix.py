@@ -325,6 +325,16 @@ ROWS: list[Row] = [
     Row("api_v1.list_agents", "GET", "/api/v1/agents", everyone(UNAUTHORIZED)),
     Row("api_v1.list_teams", "GET", "/api/v1/teams", everyone(UNAUTHORIZED)),
     Row("api_v1.openapi", "GET", "/api/v1/openapi.json", everyone(clean(200))),
+    Row("api_v1.webhooks", "GET", "/api/v1/webhooks", everyone(UNAUTHORIZED)),
+    Row("api_v1.webhooks", "POST", "/api/v1/webhooks", everyone(UNAUTHORIZED),
+        json={"url": "https://203.0.114.20/hook", "events": ["message.sent"]}),
+    Row("api_v1.webhook", "GET", "/api/v1/webhooks/{webhook}", everyone(UNAUTHORIZED)),
+    Row("api_v1.webhook", "PATCH", "/api/v1/webhooks/{webhook}", everyone(UNAUTHORIZED), json={"state": "paused"}),
+    Row("api_v1.webhook", "DELETE", "/api/v1/webhooks/{webhook}", everyone(UNAUTHORIZED)),
+    Row("api_v1.webhook_deliveries", "GET", "/api/v1/webhooks/{webhook}/deliveries", everyone(UNAUTHORIZED)),
+    Row("api_v1.replay_webhook_delivery", "POST", "/api/v1/webhooks/{webhook}/deliveries/{webhook_delivery}/replay",
+        everyone(UNAUTHORIZED)),
+    Row("api_v1.send_webhook_test", "POST", "/api/v1/webhooks/{webhook}/test", everyone(UNAUTHORIZED)),
 
     # Reports: managers and admins see every team anyway.
     Row("reports.index", "GET", "/reports", manager_only()),

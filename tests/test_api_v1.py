@@ -18,12 +18,14 @@ from tests.test_access import build_world
 READ_WRITE = "ml_test-read-write-token-0123456789abcdefghijkl"
 READ_ONLY = "ml_test-read-only-token-0123456789abcdefghijklm"
 WRITE_ONLY = "ml_test-write-only-token-0123456789abcdefghijk"
+ADMIN = "ml_test-admin-token-0123456789abcdefghijklmnopq"
 
 
 @pytest.fixture
 def world(tmp_path, frozen_clock):
     world = build_world(tmp_path)
-    for token, scopes in ((READ_WRITE, ["read", "write"]), (READ_ONLY, ["read"]), (WRITE_ONLY, ["write"])):
+    for token, scopes in ((READ_WRITE, ["read", "write"]), (READ_ONLY, ["read"]), (WRITE_ONLY, ["write"]),
+                          (ADMIN, ["admin"])):
         world.store.create_api_token(name=f"Test {' '.join(scopes)}", token_hash=token_digest(token),
                                      prefix=token[:9], scopes=scopes, created_by=None, now=iso(frozen_clock.now()))
     yield world
@@ -277,6 +279,83 @@ def test_keys_belong_to_one_token_and_expire_after_a_day(api, world, frozen_cloc
     assert response.status_code == 200 and response.get_json()["priority"] == 2
 
 
+def test_two_requests_in_flight_with_one_key_act_once(world, monkeypatch):
+    """The second request arrives while the first is acting: it gets a 409, not a second note; after the
+    first is answered, the same request replays its answer."""
+    import threading
+
+    from inbox.web import api_v1
+
+    entered, release = threading.Event(), threading.Event()
+    add_note = api_v1._add_note
+    calls = []
+
+    def held_add_note(conversation, text):
+        calls.append(text)
+        if len(calls) == 1:  # only the first request waits; a second one acting would count two calls
+            entered.set()
+            assert release.wait(10), "the test never let the first request go"
+        return add_note(conversation, text)
+
+    monkeypatch.setattr(api_v1, "_add_note", held_add_note)
+    path = f"/api/v1/conversations/{world.conversation['a']}/messages"
+    request = {"headers": auth(**{"Idempotency-Key": "race-1"}), "json": {"kind": "note", "text": "Once"}}
+    answers = {}
+    first = threading.Thread(target=lambda: answers.update(first=world.app.test_client().post(path, **request)))
+    first.start()
+    try:
+        assert entered.wait(10), "the first request never reached the note"
+        body = problem(world.app.test_client().post(path, **request), 409)
+        assert body["type"].endswith("idempotency-key-in-progress")
+    finally:
+        release.set()
+        first.join(10)
+    assert answers["first"].status_code == 201
+    again = world.app.test_client().post(path, **request)
+    assert again.status_code == 201 and again.headers["Idempotency-Replayed"] == "true"
+    assert again.get_json() == answers["first"].get_json()
+    assert calls == ["Once"]
+    assert world.store.execute("SELECT count(*) FROM messages WHERE direction = 'note'").fetchone()[0] == 1
+
+
+def test_a_failed_request_lets_its_key_go(api, world, monkeypatch):
+    from inbox.web import api_v1
+
+    path = f"/api/v1/conversations/{world.conversation['a']}/messages"
+    request = {"headers": auth(**{"Idempotency-Key": "fails-once"}), "json": {"kind": "note", "text": "Retry me"}}
+    add_note = api_v1._add_note
+
+    def broken(conversation, text):
+        raise RuntimeError("the disk is full")
+
+    monkeypatch.setattr(api_v1, "_add_note", broken)
+    problem(api.post(path, **request), 500)
+    monkeypatch.setattr(api_v1, "_add_note", add_note)
+    response = api.post(path, **request)
+    assert response.status_code == 201 and "Idempotency-Replayed" not in response.headers
+
+
+def test_a_claim_left_by_a_stopped_process_expires(api, world, frozen_clock):
+    from inbox.store.api import CLAIM_TIMEOUT
+
+    path = f"/api/v1/conversations/{world.conversation['a']}/messages"
+    request = {"headers": auth(**{"Idempotency-Key": "orphan"}), "json": {"kind": "note", "text": "Later"}}
+    # A claim as a process that stopped mid-request leaves it (same request, never answered).
+    with world.app.test_request_context(path, method="POST", **request):
+        what, body_hash = "POST " + path, api_v1_hash()
+    assert world.store.claim_idempotency_key(token_actor(world, READ_WRITE), "orphan", request=what,
+                                             body_hash=body_hash, now=frozen_clock.now()) is None
+    problem(api.post(path, **request), 409)
+    frozen_clock.advance(seconds=CLAIM_TIMEOUT.total_seconds() + 1)
+    assert api.post(path, **request).status_code == 201
+
+
+def api_v1_hash() -> str:
+    from inbox.web.api_v1 import _request_hash
+
+    return _request_hash()
+
+
 # Customers, agents, teams, the document -----------------------------------------------------------------
 
 def test_customers_search_and_read(api, world):
@@ -317,6 +396,71 @@ def test_head_and_options_change_nothing(api, world):
         api.open(f"/api/v1/conversations/{conv}", method=method, headers=auth(), json={"priority": 4})
     assert world.store.execute("SELECT count(*) FROM messages WHERE direction = 'note'").fetchone()[0] == 0
     assert world.store.conversation(conv)["priority"] == 0
+
+
+# Problems for what no route serves, and for bodies the API cannot read ----------------------------------
+
+@pytest.mark.parametrize("method", ["GET", "POST", "DELETE"])
+@pytest.mark.parametrize("path", ["/api/v1/nothing", "/api/v1/conversations/1/nothing", "/api/v1"])
+def test_an_unknown_path_is_a_404_problem(api, world, method, path):
+    for headers in ({}, auth()):
+        body = problem(api.open(path, method=method, headers=headers), 404)
+        assert body["title"] == "Not Found"
+
+
+def test_a_method_the_path_does_not_take_is_a_405_problem_with_allow(api, world):
+    response = api.delete(f"/api/v1/conversations/{world.conversation['a']}", headers=auth())
+    problem(response, 405)
+    assert set(response.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS", "PATCH"}
+    response = api.post("/api/v1/teams", headers=auth(), json={})
+    problem(response, 405)
+    assert "POST" not in response.headers["Allow"] and "GET" in response.headers["Allow"]
+
+
+def test_pages_outside_the_api_keep_the_web_apps_error_page(api, world):
+    response = api.get("/no-such-page")
+    assert response.status_code == 404 and response.mimetype == "text/html"
+
+
+def test_head_answers_as_get_without_a_body(api, world):
+    response = api.head("/api/v1/teams", headers=auth())
+    assert response.status_code == 200 and response.get_data() == b""
+    assert response.mimetype == "application/json"
+    missing = api.head("/api/v1/nothing", headers=auth())
+    assert missing.status_code == 404 and missing.mimetype == "application/problem+json"
+    assert api.head("/api/v1/teams").status_code == 401
+
+
+def test_options_names_the_methods_and_runs_nothing(api, world):
+    conv = world.conversation["a"]
+    response = api.options(f"/api/v1/conversations/{conv}")
+    assert response.status_code == 204 and response.get_data() == b""
+    assert set(response.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS", "PATCH"}
+    problem(api.options("/api/v1/nothing"), 404)
+
+
+def test_an_oversized_body_is_a_413_problem(api, world):
+    path = f"/api/v1/conversations/{world.conversation['a']}/messages"
+    text = "x" * (300 * 1024)
+    problem(api.post(path, headers=auth(), json={"kind": "note", "text": text}), 413)
+    assert world.store.execute("SELECT count(*) FROM messages WHERE direction = 'note'").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+def test_a_body_that_is_not_json_is_a_415_problem(api, world, content_type):
+    path = f"/api/v1/conversations/{world.conversation['a']}"
+    headers = auth(**({"Content-Type": content_type} if content_type else {}))
+    body = problem(api.patch(path, headers=headers, data='{"priority": 3}'), 415)
+    assert body["type"].endswith("unsupported-media-type")
+    assert world.store.conversation(world.conversation["a"])["priority"] == 0
+
+
+def test_a_body_that_does_not_parse_is_a_400_problem(api, world):
+    path = f"/api/v1/conversations/{world.conversation['a']}"
+    body = problem(api.patch(path, headers=auth(**{"Content-Type": "application/json"}), data="{priority: 3"), 400)
+    assert body["errors"] == [{"field": "body", "message": "not valid JSON"}]
+    assert api.patch(path, headers=auth(**{"Content-Type": "application/merge-patch+json"}),
+                     data='{"priority": 3}').status_code == 200
 
 
 # mainland api-token ---------------------------------------------------------------------------------

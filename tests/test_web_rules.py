@@ -153,3 +153,39 @@ def test_agents_cannot_reach_the_rules(app, store):
     client = app.test_client()
     login(client)
     assert client.get("/admin/rules").status_code == 403
+
+
+# The webhook action ---------------------------------------------------------------------------------------
+
+def _subscription(mainland, store, url="https://203.0.114.20/hooks/rules") -> int:
+    with store.write():
+        return store.create_webhook_subscription(url=url, events=["satisfaction.received"],
+                                                 secret=json.dumps(mainland.secret_box().seal("whsec_x")),
+                                                 created_by=None, now="2026-01-01T00:00:00Z")
+
+
+def test_a_webhook_action_is_chosen_saved_shown_and_dry_run_without_sending(admin, mainland, store):
+    subscription = _subscription(mainland, store)
+    form_page = admin.get("/admin/rules/new").get_data(as_text=True)
+    assert f'value="webhook:{subscription}"' in form_page and "https://203.0.114.20/hooks/rules" in form_page
+    response = admin.post("/admin/rules", data=rule_form(admin, action_type_1="webhook",
+                                                         action_choice_1=f"webhook:{subscription}"))
+    assert response.status_code == 302
+    [rule] = store.rules()
+    assert rule["actions"][1] == {"type": "webhook", "value": subscription}
+    page = admin.get(response.headers["Location"]).get_data(as_text=True)
+    assert f'value="webhook:{subscription}" selected' in page, "the form shows what was saved"
+
+    ingest(mainland, store, "refund please")
+    queued = store.execute("SELECT count(*) FROM webhook_deliveries").fetchone()[0]
+    dry = admin.get(f"/admin/rules/{rule['id']}/dry-run").get_data(as_text=True)
+    assert "sent it to the webhook https://203.0.114.20/hooks/rules" in dry
+    assert store.execute("SELECT count(*) FROM webhook_deliveries").fetchone()[0] == queued, "the dry run sends nothing"
+
+
+def test_a_webhook_action_without_a_subscription_is_refused_on_its_row(admin, mainland, store):
+    for choice in ("webhook:987654", ""):
+        response = admin.post("/admin/rules", data=rule_form(admin, action_type_1="webhook", action_choice_1=choice))
+        assert response.status_code == 400
+        assert "Pick a fitting value from the choice list for this row." in response.get_data(as_text=True)
+    assert store.rules() == []

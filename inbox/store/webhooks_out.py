@@ -15,7 +15,10 @@ from inbox.store.base import as_dict, as_dicts
 
 #: Deliveries per page of a subscription's log.
 DELIVERY_PAGE = 25
-
+#: What the delivery log shows of a delivery.
+_LOG_COLUMNS = ("d.id, d.subscription_id, d.replay_of, d.state, d.next_at, d.attempts, d.status_code, "
+                "d.response_body, d.duration_ms, d.last_error, d.created_at, d.finished_at, e.event_id, "
+                "e.type AS event_type")
 
 
 
@@ -139,6 +142,12 @@ class WebhookOutQueries:
         return self.conn.execute(f"DELETE FROM webhook_out_events WHERE id IN ({old})",  # noqa: S608 - fixed text
                                  {"before": before}).rowcount
 
+    def update_webhook_subscription(self, subscription_id: int, *, url: str, events: list[str], now: str) -> bool:
+        """A subscription's new receiver and events; its secret, state and log stay."""
+        return self.conn.execute(
+            "UPDATE webhook_subscriptions SET url = ?, events = ?, updated_at = ? WHERE id = ?",
+            (url, " ".join(events), now, subscription_id)).rowcount == 1
+
     def delete_webhook_subscription(self, subscription_id: int) -> bool:
         return self.conn.execute("DELETE FROM webhook_subscriptions WHERE id = ?", (subscription_id,)).rowcount == 1
 
@@ -202,11 +211,16 @@ class WebhookOutQueries:
                            limit: int = DELIVERY_PAGE) -> list[dict[str, Any]]:
         """A page of a subscription's delivery log, newest first (no payload, no secret)."""
         return as_dicts(self.conn.execute(
-            "SELECT d.id, d.replay_of, d.state, d.next_at, d.attempts, d.status_code, d.response_body, "
-            "d.duration_ms, d.last_error, d.created_at, d.finished_at, e.event_id, e.type AS event_type "
-            "FROM webhook_deliveries d JOIN webhook_out_events e ON e.id = d.event_row "
-            "WHERE d.subscription_id = ? AND d.id < ? ORDER BY d.id DESC LIMIT ?",
+            f"SELECT {_LOG_COLUMNS} FROM webhook_deliveries d JOIN webhook_out_events e "  # noqa: S608 - fixed text
+            "ON e.id = d.event_row WHERE d.subscription_id = ? AND d.id < ? ORDER BY d.id DESC LIMIT ?",
             (subscription_id, before if before is not None else 1 << 62, limit)))
+
+    def webhook_log_entry(self, delivery_id: int) -> dict[str, Any] | None:
+        """One delivery as the log shows it (no payload, no secret)."""
+        cur = self.conn.execute(
+            f"SELECT {_LOG_COLUMNS} FROM webhook_deliveries d JOIN webhook_out_events e "  # noqa: S608 - fixed text
+            "ON e.id = d.event_row WHERE d.id = ?", (delivery_id,))
+        return as_dict(cur, cur.fetchone())
 
     def replay_webhook_delivery(self, delivery_id: int, now: str) -> int | None:
         """A new delivery of the same event (same id, same body) to the same subscription, due at once."""
@@ -223,6 +237,17 @@ class WebhookOutQueries:
         event_row = self.conn.execute(
             "INSERT INTO webhook_out_events (event_id, type, data, payload, created_at, fanned_out_at) "
             "VALUES (?, 'webhook.test', '{}', ?, ?, ?)", (event_id, payload, now, now)).lastrowid
+        return self.conn.execute(
+            "INSERT INTO webhook_deliveries (subscription_id, event_row, next_at, created_at) VALUES (?, ?, ?, ?)",
+            (subscription_id, event_row, now, now)).lastrowid
+
+    def queue_webhook_event(self, subscription_id: int, *, event_id: str, event_type: str, payload: str,
+                            conversation_id: int | None, now: str) -> int:
+        """An event for one subscription only (a rule's webhook action), its payload frozen, delivered like
+        any other; the delivery's id. Call inside the transaction of what the event reports."""
+        event_row = self.conn.execute(
+            "INSERT INTO webhook_out_events (event_id, type, conversation_id, data, payload, created_at, fanned_out_at) "
+            "VALUES (?, ?, ?, '{}', ?, ?, ?)", (event_id, event_type, conversation_id, payload, now, now)).lastrowid
         return self.conn.execute(
             "INSERT INTO webhook_deliveries (subscription_id, event_row, next_at, created_at) VALUES (?, ?, ?, ?)",
             (subscription_id, event_row, now, now)).lastrowid

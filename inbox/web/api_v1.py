@@ -1,11 +1,13 @@
-"""REST API v1 for integrators (issue 15): conversations, messages, customers, agents and teams.
+"""REST API v1 for integrators (issue 15): conversations, messages, customers, agents, teams and webhook
+subscriptions.
 
 Every route is under `/api/v1` and described in `GET /api/v1/openapi.json`, an OpenAPI 3.1 document
 built from `OPERATIONS` and `SCHEMAS` below: the one source of truth (a test checks that every v1
 route of the app is in it and every path in it is a route).
 
 Authentication is a bearer token (inbox/web/tokens.py): GET needs the scope `read`, writes need
-`write`. A token acts for the whole installation, like an admin: it sees every team's
+`write`, and the webhook subscriptions (`ADMIN_ENDPOINTS`, checked and audited by inbox/webhooks_out.py
+as /admin/webhooks does) need `admin`. A token acts for the whole installation, like an admin: it sees every team's
 conversations. (Tokens belong to no agent and no team; the agent who made a token may leave, and an
 integration that syncs a CRM needs every conversation. Keeping tokens out of the team rule keeps
 that rule in one place, inbox/access.py.) Replies and notes written through the API carry no agent:
@@ -15,7 +17,11 @@ Errors are RFC 9457 problem details (`application/problem+json`) with `type`, `t
 `detail`, and for bad input `errors: [{"field", "message"}]`; the API speaks English whatever the
 caller's language. Writes accept an `Idempotency-Key` header: the same key, token and request replay
 the stored answer (header `Idempotency-Replayed: true`) without acting again; the same key with a
-different request is a 422. Requests are rate-limited per token.
+different request is a 422; the key is claimed before the write acts, so a second request with it
+while the first is in flight is a 409. Requests are rate-limited per token. Everything under
+`/api/v1` answers with problems, also a path no route serves (404) or a method it does not take
+(405, `Allow`): those are refused while routing, so the app's handler answers them
+(`_answer_unrouted_paths_with_problems`).
 """
 
 from __future__ import annotations
@@ -30,13 +36,15 @@ import uuid
 from typing import Any
 
 from flask import Blueprint, Flask, Response, g, request
+from flask_babel import force_locale
 from werkzeug.exceptions import HTTPException
 
-from inbox import access, clock, sendability
+from inbox import access, clock, sendability, webhooks_out
 from inbox import answers as answer_library
 from inbox.lifecycle import SETTABLE, TransitionRefused, transition
 from inbox.outbox import ReplyRefused, queue_reply
 from inbox.store import NotFound as StoreNotFound
+from inbox.store.api import IN_PROGRESS
 from inbox.store.base import iso
 from inbox.store.queue import (
     ASSIGNEE_NONE,
@@ -67,6 +75,10 @@ PROBLEM_TYPE = "https://mainland.invalid/problems/"
 PROBLEM_MIME = "application/problem+json"
 #: Routes anyone may read without a token.
 PUBLIC_ENDPOINTS = frozenset({"api_v1.openapi"})
+#: Routes only a token with the scope `admin` may use, for every method: webhook subscriptions send
+#: customers' messages to any address, so they are an admin's, as at /admin/webhooks.
+ADMIN_ENDPOINTS = frozenset({"api_v1.webhooks", "api_v1.webhook", "api_v1.webhook_deliveries",
+                             "api_v1.replay_webhook_delivery", "api_v1.send_webhook_test"})
 #: Statuses a reply can leave a conversation in (the composer's "Send + status").
 SEND_STATUSES = ("open", "pending", "resolved")
 
@@ -112,9 +124,30 @@ def _problem(exc: Problem):
 def _http_problem(exc: HTTPException):
     code = exc.code or 500
     response = Problem(code, exc.name, exc.description or exc.name).response()
+    if code == 405 and getattr(exc, "valid_methods", None):
+        response.headers["Allow"] = ", ".join(exc.valid_methods)
     if code == 429:
         response.headers["Retry-After"] = "60"
     return response
+
+
+def _is_api_path() -> bool:
+    return request.path == bp.url_prefix or request.path.startswith(f"{bp.url_prefix}/")
+
+
+def _answer_unrouted_paths_with_problems(app: Flask) -> None:
+    """A path under /api/v1 that no route serves (404) or a method none of its routes takes (405) is
+    refused while routing, before any blueprint's handler can see it: the app's handler answers. This
+    one answers those with a problem and hands every other path to the handler registered before it
+    (the web pages' error page, inbox/web/security.py)."""
+    previous = app.error_handler_spec[None][None].get(HTTPException)
+
+    def handle(exc: HTTPException):
+        if _is_api_path() and exc.code is not None and exc.code >= 400:
+            return _http_problem(exc)
+        return previous(exc) if previous is not None else exc
+
+    app.register_error_handler(HTTPException, handle)
 
 
 @bp.errorhandler(Exception)
@@ -137,14 +170,24 @@ def _rate_key() -> str:
     return found.actor if found is not None else f"ip:{request.remote_addr}"
 
 
+def _options() -> Response:
+    """OPTIONS: the methods the path takes, for anyone (the OpenAPI document says as much); nothing runs."""
+    response = Response(status=204)
+    response.headers["Allow"] = ", ".join(sorted(request.url_rule.methods)) if request.url_rule else "GET"
+    return response
+
+
 @bp.before_request
 def _authenticate():
+    if request.method == "OPTIONS":
+        return _options()
     if request.endpoint in PUBLIC_ENDPOINTS:
         return None
     found = bearer_caller()
     if found is None:
         raise Problem(401, "Unauthorized", "a valid bearer token is required")
-    scope = "read" if request.method in ("GET", "HEAD", "OPTIONS") else "write"
+    scope = ("admin" if request.endpoint in ADMIN_ENDPOINTS
+             else "read" if request.method in ("GET", "HEAD", "OPTIONS") else "write")
     if scope not in found.scopes and "admin" not in found.scopes:
         raise Problem(403, "Forbidden", f"this token lacks the scope {scope}", kind="missing-scope",
                       missing_scope=scope)
@@ -158,22 +201,27 @@ def _request_hash() -> str:
 
 
 def _replay() -> Response | None:
-    """The stored answer of a repeated write, a 422 for a key reused for another request, else None."""
+    """Claim the request's Idempotency-Key before it acts (None: claimed, go on); the stored answer of a
+    repeated write; a 409 while the first request with the key is still in progress; a 422 for a key
+    reused for another request."""
     key = request.headers.get("Idempotency-Key")
     if request.method not in ("POST", "PATCH") or key is None:
         return None
     key = key.strip()
     if not key or len(key) > MAX_IDEMPOTENCY_KEY:
         raise invalid([{"field": "Idempotency-Key", "message": f"1 to {MAX_IDEMPOTENCY_KEY} characters"}], 400)
-    g.idempotency = (key, _request_hash())
-    kept = get_store().idempotent_answer(caller().actor, key, now=clock.now())
+    what, body_hash = f"{request.method} {request.path}", _request_hash()
+    kept = get_store().claim_idempotency_key(caller().actor, key, request=what, body_hash=body_hash, now=clock.now())
     if kept is None:
+        g.idempotency = (key, body_hash)
         return None
-    if kept["body_hash"] != g.idempotency[1] or kept["request"] != f"{request.method} {request.path}":
-        g.idempotency = None
+    if kept["body_hash"] != body_hash or kept["request"] != what:
         raise Problem(422, "Idempotency key reused", "this Idempotency-Key was used for a different request",
                       kind="idempotency-key-reused")
-    g.idempotency = None
+    if kept["status"] == IN_PROGRESS:
+        # As Stripe does: the first request may still succeed or fail; the caller retries after it.
+        raise Problem(409, "Request in progress", "a request with this Idempotency-Key is in progress; "
+                      "send it again once that one is answered", kind="idempotency-key-in-progress")
     response = Response(kept["response_body"], status=kept["status"],
                         mimetype=PROBLEM_MIME if kept["status"] >= 400 else "application/json")
     response.headers["Idempotency-Replayed"] = "true"
@@ -182,11 +230,19 @@ def _replay() -> Response | None:
 
 @bp.after_request
 def _keep_answer(response: Response) -> Response:
-    kept = g.pop("idempotency", None)
-    if kept is not None and response.status_code < 500 and response.status_code != 429:
-        get_store().keep_idempotent_answer(caller().actor, kept[0], request=f"{request.method} {request.path}",
-                                           body_hash=kept[1], status=response.status_code,
-                                           response_body=response.get_data(as_text=True), now=clock.now())
+    claimed = g.pop("idempotency", None)
+    if claimed is None:
+        return response
+    store = get_store()
+    if response.status_code < 500 and response.status_code != 429:
+        # A view may keep less than it answered (a signing secret is shown once, never stored in clear).
+        kept_body = g.pop("kept_body", None) or response.get_data(as_text=True)
+        store.keep_idempotent_answer(caller().actor, claimed[0], request=f"{request.method} {request.path}",
+                                     body_hash=claimed[1], status=response.status_code,
+                                     response_body=kept_body, now=clock.now())
+    else:
+        # Not answered (a fault, the rate limit): the same request may be tried again.
+        store.release_idempotency_key(caller().actor, claimed[0])
     return response
 
 
@@ -194,6 +250,9 @@ def _json_body() -> dict[str, Any]:
     raw = request.get_data(cache=True)
     if len(raw) > MAX_BODY_BYTES:
         raise Problem(413, "Content too large", f"the body is larger than {MAX_BODY_BYTES} bytes")
+    if raw and not _is_json_type(request.mimetype):
+        raise Problem(415, "Unsupported media type", "send the body as application/json",
+                      kind="unsupported-media-type")
     try:
         data = json.loads(raw or b"null")
     except (ValueError, UnicodeDecodeError):
@@ -201,6 +260,10 @@ def _json_body() -> dict[str, Any]:
     if not isinstance(data, dict):
         raise invalid([{"field": "body", "message": "must be a JSON object"}], 400)
     return data
+
+
+def _is_json_type(mimetype: str) -> bool:
+    return mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json"))
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -587,6 +650,162 @@ def list_teams():
                            for t in get_store().teams()]})
 
 
+# Webhook subscriptions (scope admin; inbox/webhooks_out.py checks, changes and audits, as for /admin/webhooks) --
+
+def _subscription_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {"id": row["id"], "url": row["url"], "events": row["events"], "state": row["state"],
+            "paused_at": row["paused_at"], "paused_reason": row["paused_reason"],
+            "failing_since": row["failing_since"], "created_at": row["created_at"], "updated_at": row["updated_at"]}
+
+
+def _delivery_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {"id": row["id"], "subscription_id": row["subscription_id"], "event_id": row["event_id"],
+            "event_type": row["event_type"], "state": row["state"], "attempts": row["attempts"],
+            "status_code": row["status_code"], "response_body": row["response_body"],
+            "duration_ms": row["duration_ms"], "error": row["last_error"], "replay_of": row["replay_of"],
+            "next_at": row["next_at"], "created_at": row["created_at"], "finished_at": row["finished_at"]}
+
+
+def _subscription(subscription_id: int) -> dict[str, Any]:
+    row = get_store().webhook_subscription(subscription_id)
+    if row is None:
+        raise not_found("webhook subscription", subscription_id)
+    return row
+
+
+def _check_subscription_body(data: dict[str, Any], *, creating: bool) -> dict[str, Any]:
+    """The body's url, events and state, checked for shape; a 422 listing every bad field. What the
+    values may be (a receiver the SSRF guard allows, known events) is checked by inbox/webhooks_out.py."""
+    allowed = {"url", "events"} if creating else {"url", "events", "state"}
+    errors = [{"field": k, "message": "not a field of a webhook subscription that can be set"}
+              for k in sorted(set(data) - allowed)]
+    fields: dict[str, Any] = {}
+    for name in ("url", "events") if creating else ():
+        if name not in data:
+            errors.append({"field": name, "message": "required"})
+    if "url" in data:
+        if not isinstance(data["url"], str) or not data["url"].strip():
+            errors.append({"field": "url", "message": "the receiver's address, a string"})
+        else:
+            fields["url"] = data["url"].strip()
+    if "events" in data:
+        events = data["events"]
+        if not isinstance(events, list) or not all(isinstance(e, str) for e in events):
+            errors.append({"field": "events", "message": "a list of event types"})
+        else:
+            fields["events"] = list(dict.fromkeys(events))
+    if "state" in data:
+        if data["state"] not in ("active", "paused"):
+            errors.append({"field": "state", "message": "active or paused"})
+        else:
+            fields["state"] = data["state"]
+    if errors:
+        raise invalid(errors)
+    return fields
+
+
+def _refused(refused: webhooks_out.SubscriptionRefused) -> Problem:
+    return invalid([{"field": field, "message": message} for field, message in refused.errors.items()])
+
+
+@bp.route("/webhooks", methods=["GET", "POST"])
+@limiter.limit(API_V1_LIMIT, key_func=_rate_key)
+def webhooks():
+    if request.method == "POST":
+        return create_webhook()
+    return _json({"data": [_subscription_json(r) for r in get_store().webhook_subscriptions()]})
+
+
+def create_webhook():
+    fields = _check_subscription_body(_json_body(), creating=True)
+    store = get_store()
+    try:
+        with force_locale("en"):
+            subscription_id, secret = webhooks_out.subscribe(
+                store, mainland().secret_box(), url=fields["url"], events=fields["events"],
+                allow_hosts=mainland().config.fetch_allow_hosts, actor=caller().actor, created_by=None)
+    except webhooks_out.SubscriptionRefused as refused:
+        raise _refused(refused) from None
+    created = _subscription_json(_subscription(subscription_id))
+    # The secret is shown once: a replay of this request answers without it.
+    g.kept_body = json.dumps({**created, "secret": None})
+    response = _json({**created, "secret": secret}, 201)
+    response.headers["Location"] = f"{bp.url_prefix}/webhooks/{subscription_id}"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.route("/webhooks/<int:subscription_id>", methods=["GET", "PATCH", "DELETE"])
+@limiter.limit(API_V1_LIMIT, key_func=_rate_key)
+def webhook(subscription_id: int):
+    subscription = _subscription(subscription_id)
+    if request.method == "PATCH":
+        return update_webhook(subscription)
+    if request.method == "DELETE":
+        webhooks_out.remove_subscription(get_store(), subscription, actor=caller().actor)
+        return Response(status=204)
+    return _json(_subscription_json(subscription))
+
+
+def update_webhook(subscription: dict[str, Any]):
+    fields = _check_subscription_body(_json_body(), creating=False)
+    store = get_store()
+    try:
+        with force_locale("en"):
+            webhooks_out.change_subscription(store, subscription, url=fields.get("url"), events=fields.get("events"),
+                                              allow_hosts=mainland().config.fetch_allow_hosts, actor=caller().actor)
+    except webhooks_out.SubscriptionRefused as refused:
+        raise _refused(refused) from None
+    if "state" in fields:
+        webhooks_out.set_subscription_state(store, subscription, fields["state"], actor=caller().actor)
+    return _json(_subscription_json(_subscription(subscription["id"])))
+
+
+def _encode_id_cursor(row_id: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps([row_id]).encode()).decode().rstrip("=")
+
+
+def _decode_id_cursor(cursor: str) -> int:
+    try:
+        [row_id] = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if isinstance(row_id, int) and not isinstance(row_id, bool) and 0 < row_id < 2**63:
+            return row_id
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        pass
+    raise invalid([{"field": "cursor", "message": "not a cursor of this API"}], 400)
+
+
+@bp.get("/webhooks/<int:subscription_id>/deliveries")
+@limiter.limit(API_V1_LIMIT, key_func=_rate_key)
+def webhook_deliveries(subscription_id: int):
+    _subscription(subscription_id)
+    limit = _limit()
+    cursor = request.args.get("cursor") or None
+    before = _decode_id_cursor(cursor) if cursor else None
+    rows = get_store().webhook_deliveries(subscription_id, before=before, limit=limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return _json({"data": [_delivery_json(r) for r in rows],
+                  "next_cursor": _encode_id_cursor(rows[-1]["id"]) if more and rows else None})
+
+
+@bp.post("/webhooks/<int:subscription_id>/deliveries/<int:delivery_id>/replay")
+@limiter.limit(API_V1_LIMIT, key_func=_rate_key)
+def replay_webhook_delivery(subscription_id: int, delivery_id: int):
+    replayed = webhooks_out.replay(get_store(), _subscription(subscription_id), delivery_id, actor=caller().actor)
+    if replayed is None:
+        raise not_found("delivery of this subscription", delivery_id)
+    return _json(_delivery_json(replayed), 201)
+
+
+@bp.post("/webhooks/<int:subscription_id>/test")
+@limiter.limit(API_V1_LIMIT, key_func=_rate_key)
+def send_webhook_test(subscription_id: int):
+    store = get_store()
+    delivery_id = webhooks_out.send_test(store, _subscription(subscription_id), actor=caller().actor)
+    return _json(_delivery_json(store.webhook_log_entry(delivery_id)), 201)
+
+
 @bp.get("/openapi.json")
 def openapi():
     return _json(openapi_document())
@@ -690,6 +909,60 @@ SCHEMAS: dict[str, Any] = {
         "type": "object", "required": ["id", "name"],
         "properties": {"id": {"type": "integer"}, "name": {"type": "string"},
                        "member_count": {"type": "integer"}}}}}},
+    "WebhookSubscription": {
+        "type": "object",
+        "required": ["id", "url", "events", "state", "paused_at", "paused_reason", "failing_since", "created_at",
+                     "updated_at"],
+        "properties": {
+            "id": {"type": "integer"}, "url": {"type": "string"},
+            "events": {"type": "array", "items": {"type": "string", "enum": list(webhooks_out.EVENT_TYPES)}},
+            "state": {"type": "string", "enum": ["active", "paused"]}, "paused_at": _NULLABLE_STR,
+            "paused_reason": _NULLABLE_STR, "failing_since": _NULLABLE_STR, "created_at": {"type": "string"},
+            "updated_at": {"type": "string"},
+        },
+    },
+    "WebhookSubscriptionCreated": {
+        "allOf": [_ref("WebhookSubscription"), {
+            "type": "object", "required": ["secret"],
+            "properties": {"secret": {"type": ["string", "null"],
+                                      "description": "the signing secret, shown once (null in a replay)"}}}],
+    },
+    "WebhookSubscriptionList": {"type": "object", "required": ["data"], "properties": {
+        "data": {"type": "array", "items": _ref("WebhookSubscription")}}},
+    "NewWebhookSubscription": {
+        "type": "object", "required": ["url", "events"], "additionalProperties": False,
+        "properties": {
+            "url": {"type": "string", "minLength": 1, "maxLength": webhooks_out.MAX_URL_CHARS,
+                    "description": "https, a public address (or one in fetch_allow_hosts)"},
+            "events": {"type": "array", "minItems": 1,
+                       "items": {"type": "string", "enum": list(webhooks_out.EVENT_TYPES)}},
+        },
+    },
+    "WebhookSubscriptionChange": {
+        "type": "object", "additionalProperties": False,
+        "properties": {
+            "url": {"type": "string", "minLength": 1, "maxLength": webhooks_out.MAX_URL_CHARS},
+            "events": {"type": "array", "minItems": 1,
+                       "items": {"type": "string", "enum": list(webhooks_out.EVENT_TYPES)}},
+            "state": {"type": "string", "enum": ["active", "paused"]},
+        },
+    },
+    "WebhookDelivery": {
+        "type": "object",
+        "required": ["id", "subscription_id", "event_id", "event_type", "state", "attempts", "created_at"],
+        "properties": {
+            "id": {"type": "integer"}, "subscription_id": {"type": "integer"}, "event_id": {"type": "string"},
+            "event_type": {"type": "string"},
+            "state": {"type": "string", "enum": ["pending", "sending", "retry_wait", "delivered", "dead"]},
+            "attempts": {"type": "integer"}, "status_code": _NULLABLE_INT, "response_body": _NULLABLE_STR,
+            "duration_ms": _NULLABLE_INT, "error": _NULLABLE_STR, "replay_of": _NULLABLE_INT,
+            "next_at": _NULLABLE_STR, "created_at": {"type": "string"}, "finished_at": _NULLABLE_STR,
+        },
+    },
+    "WebhookDeliveryPage": {
+        "type": "object", "required": ["data", "next_cursor"],
+        "properties": {"data": {"type": "array", "items": _ref("WebhookDelivery")}, "next_cursor": _NULLABLE_STR},
+    },
 }
 
 
@@ -761,6 +1034,43 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("/agents", "get"): {"summary": "Every agent", "parameters": [], "responses": _ok("AgentList")},
     ("/teams", "get"): {"summary": "Every team", "parameters": [], "responses": _ok("TeamList")},
+    ("/webhooks", "get"): {
+        "summary": "Every webhook subscription (scope admin)", "parameters": [],
+        "responses": _ok("WebhookSubscriptionList"),
+    },
+    ("/webhooks", "post"): {
+        "summary": "Subscribe a receiver to events (scope admin); the answer shows the signing secret once",
+        "parameters": [_IDEMPOTENCY], "requestBody": _body("NewWebhookSubscription"),
+        "responses": _ok("WebhookSubscriptionCreated", "201", "Subscribed"),
+    },
+    ("/webhooks/{subscription_id}", "get"): {
+        "summary": "One webhook subscription (scope admin)", "parameters": [_path_id("subscription_id")],
+        "responses": _ok("WebhookSubscription"),
+    },
+    ("/webhooks/{subscription_id}", "patch"): {
+        "summary": "Change the receiver's address or the events, pause or resume (scope admin)",
+        "parameters": [_path_id("subscription_id"), _IDEMPOTENCY], "requestBody": _body("WebhookSubscriptionChange"),
+        "responses": _ok("WebhookSubscription"),
+    },
+    ("/webhooks/{subscription_id}", "delete"): {
+        "summary": "Remove a subscription with its delivery log (scope admin)",
+        "parameters": [_path_id("subscription_id")], "responses": {"204": {"description": "Removed"}},
+    },
+    ("/webhooks/{subscription_id}/deliveries", "get"): {
+        "summary": "The subscription's delivery log, newest first (scope admin)",
+        "parameters": [_path_id("subscription_id"), _query("cursor", "next_cursor of the previous page"), _LIMIT],
+        "responses": _ok("WebhookDeliveryPage"),
+    },
+    ("/webhooks/{subscription_id}/deliveries/{delivery_id}/replay", "post"): {
+        "summary": "Send a delivery's event again, same id and body, marked as a replay (scope admin)",
+        "parameters": [_path_id("subscription_id"), _path_id("delivery_id"), _IDEMPOTENCY],
+        "responses": _ok("WebhookDelivery", "201", "Queued"),
+    },
+    ("/webhooks/{subscription_id}/test", "post"): {
+        "summary": "Send the subscription a webhook.test event (scope admin)",
+        "parameters": [_path_id("subscription_id"), _IDEMPOTENCY],
+        "responses": _ok("WebhookDelivery", "201", "Queued"),
+    },
     ("/openapi.json", "get"): {
         "summary": "This document", "parameters": [], "security": [],
         "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {
@@ -781,8 +1091,9 @@ def openapi_document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "Mainland REST API", "version": "1.0.0",
-                 "description": "Conversations, messages, customers, agents and teams. GET needs the scope "
-                                "read, writes need write. Errors are application/problem+json, in English."},
+                 "description": "Conversations, messages, customers, agents, teams and webhook subscriptions. "
+                                "GET needs the scope read, writes need write, webhook subscriptions admin. "
+                                "Errors are application/problem+json, in English."},
         "servers": [{"url": "/api/v1"}],
         "security": [{"bearer": []}],
         "paths": paths,
@@ -792,3 +1103,4 @@ def openapi_document() -> dict[str, Any]:
 
 def init_app(app: Flask) -> None:
     csrf.exempt(bp)
+    _answer_unrouted_paths_with_problems(app)

@@ -60,10 +60,12 @@ ACTION_LABELS = {
     "reply": _l("Reply with a library answer"),
     "note": _l("Add an internal note"),
     "notify": _l("Notify"),
+    "webhook": _l("Send to a webhook"),
 }
 #: Condition and action types whose value is picked from the choice list, not typed.
 CHOICE_CONDITIONS = frozenset({"visibility", "team", "priority", "business_hours", "status"})
-CHOICE_ACTIONS = frozenset({"assign_team", "assign_agent", "set_priority", "set_status", "reply", "notify"})
+CHOICE_ACTIONS = frozenset({"assign_team", "assign_agent", "set_priority", "set_status", "reply", "notify",
+                            "webhook"})
 PROBLEM_MESSAGES = {
     "name": _l("Give the rule a name (at most 120 characters)."),
     "trigger": _l("Choose when the rule runs."),
@@ -102,7 +104,7 @@ def done_text(item: dict[str, Any]) -> str:
 def _choice(raw: str) -> Any:
     """A choice list value (`team:3`, `status:open`, `who:leads`) as the value a rule stores."""
     kind, _sep, value = raw.partition(":")
-    if kind in ("team", "agent", "answer", "priority"):
+    if kind in ("team", "agent", "answer", "priority", "webhook"):
         if value == "none" and kind == "team":
             return None
         return int(value) if value.isdigit() and len(value) < 12 else ""
@@ -153,7 +155,14 @@ def rule_from_form() -> dict[str, Any]:
 
 
 def _errors(data: dict[str, Any]) -> dict[str, str]:
-    return {where: str(PROBLEM_MESSAGES.get(code, code)) for where, code in rules.check_rule(data)}
+    problems = rules.check_rule(data)
+    # The engine checks a rule's shape; whether the chosen webhook subscription still exists is the store's.
+    store = get_store()
+    for index, action in enumerate(data.get("actions") or []):
+        if action.get("type") == "webhook" and isinstance(action.get("value"), int) \
+                and store.webhook_subscription(action["value"]) is None and (f"action:{index}", "choice") not in problems:
+            problems.append((f"action:{index}", "choice"))
+    return {where: str(PROBLEM_MESSAGES.get(code, code)) for where, code in problems}
 
 
 # Showing a rule in the form ------------------------------------------------------------------------------
@@ -161,7 +170,7 @@ def _errors(data: dict[str, Any]) -> dict[str, str]:
 def _choice_of(kind: str, value: Any) -> str:
     prefixes = {"team": "team", "assign_team": "team", "assign_agent": "agent", "reply": "answer",
                 "priority": "priority", "set_priority": "priority", "status": "status", "set_status": "status",
-                "notify": "who", "visibility": "visibility", "business_hours": "hours"}
+                "notify": "who", "visibility": "visibility", "business_hours": "hours", "webhook": "webhook"}
     prefix = prefixes.get(kind)
     if prefix is None:
         return ""
@@ -192,6 +201,7 @@ def _choices() -> list[tuple[str, list[tuple[str, str]]]]:
         (_("Priorities"), [(f"priority:{p}", str(PRIORITY_LABELS[p])) for p in lifecycle.PRIORITIES]),
         (_("Statuses"), [(f"status:{s}", status_label(s)) for s in lifecycle.STATUSES]),
         (_("Notify"), [("who:assignee", _("the assigned agent")), ("who:leads", _("the team's leads"))]),
+        (_("Webhooks"), [(f"webhook:{w['id']}", w["url"]) for w in store.webhook_subscriptions()]),
         (_("Public or private"), [("visibility:public", _("public")), ("visibility:private", _("private"))]),
         (_("Business hours"), [("hours:inside", _("inside business hours")),
                                ("hours:outside", _("outside business hours"))]),

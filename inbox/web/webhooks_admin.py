@@ -17,17 +17,14 @@ The worker sends what these queue within seconds; the pages never wait for a rec
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Any
 
 from flask import Blueprint, Response, abort, flash, g, redirect, render_template, request, url_for
 
-from inbox import clock, webhooks_out
+from inbox import webhooks_out
 from inbox.i18n import gettext as _
 from inbox.i18n import lazy_gettext as _l
 from inbox.i18n import ngettext
-from inbox.store import now_iso
-from inbox.store.base import iso
 from inbox.store.webhooks_out import DELIVERY_PAGE
 from inbox.web import get_store, mainland
 from inbox.web.auth import role_required
@@ -44,16 +41,15 @@ EVENT_LABELS = {
     "satisfaction.received": _l("A satisfaction survey is answered"),
     "service_level.breached": _l("A service level is breached"),
     webhooks_out.TEST_EVENT: _l("Test event"),
+    webhooks_out.RULE_EVENT: _l("A rule fired"),
 }
 DELIVERY_STATES = {"pending": _l("waiting"), "sending": _l("sending"), "retry_wait": _l("will retry"),
                    "delivered": _l("delivered"), "dead": _l("gave up")}
 
 
-def _audit(action: str, subscription_id: int, **details: Any) -> None:
-    store = get_store()
-    with store.write():
-        store.audit(now_iso(), f"agent:{g.agent['id']}", action, "webhook_subscription", subscription_id,
-                    ip=request.remote_addr, **details)
+def _as_admin() -> dict[str, Any]:
+    """Who the audit names for a change made on these pages, and from where."""
+    return {"actor": f"agent:{g.agent['id']}", "ip": request.remote_addr}
 
 
 def _subscription_or_404(subscription_id: int) -> dict[str, Any]:
@@ -83,21 +79,13 @@ def create():
     # Allow-list: url and event. Nothing else from the form is read.
     url = request.form.get("url", "").strip()
     events = [e for e in webhooks_out.EVENT_TYPES if e in request.form.getlist("event")]
-    errors = {}
-    problem = webhooks_out.url_problem(url, mainland().config.fetch_allow_hosts)
-    if problem:
-        errors["url"] = _("This address cannot receive webhooks: %(reason)s", reason=problem)
-    if not events:
-        errors["events"] = _("Choose at least one event.")
-    if errors:
-        return _index(errors, {"url": url[:webhooks_out.MAX_URL_CHARS], "events": set(events)}, 400)
-    secret = webhooks_out.new_secret()
     store = get_store()
-    with store.write():
-        subscription_id = store.create_webhook_subscription(
-            url=url, events=events, secret=json.dumps(mainland().secret_box().seal(secret)),
-            created_by=g.agent["id"], now=now_iso())
-    _audit("webhook_created", subscription_id, url=url, events=events)
+    try:
+        subscription_id, secret = webhooks_out.subscribe(
+            store, mainland().secret_box(), url=url, events=events, allow_hosts=mainland().config.fetch_allow_hosts,
+            created_by=g.agent["id"], **_as_admin())
+    except webhooks_out.SubscriptionRefused as refused:
+        return _index(refused.errors, {"url": url[:webhooks_out.MAX_URL_CHARS], "events": set(events)}, 400)
     page = render_template("admin/webhook_created.html", secret=secret,
                            subscription=store.webhook_subscription(subscription_id))
     response = Response(page)
@@ -127,13 +115,7 @@ def set_state(subscription_id: int):
     state = request.form.get("state", "")
     if state not in ("active", "paused"):
         abort(400)
-    store = get_store()
-    with store.write():
-        changed = store.set_webhook_subscription_state(subscription_id, state, now_iso())
-        if changed and state == "active":
-            store.release_held_webhook_deliveries(subscription_id, now_iso())
-    if changed:
-        _audit("webhook_resumed" if state == "active" else "webhook_paused", subscription_id, url=subscription["url"])
+    if webhooks_out.set_subscription_state(get_store(), subscription, state, **_as_admin()):
         flash(_("Deliveries resumed: what waited goes out now.") if state == "active"
               else _("Paused: events wait until you resume."), "success")
     return redirect(url_for(".detail", subscription_id=subscription_id))
@@ -142,9 +124,8 @@ def set_state(subscription_id: int):
 @bp.post("/admin/webhooks/<int:subscription_id>/test")
 @admin_only
 def test(subscription_id: int):
-    _subscription_or_404(subscription_id)
-    delivery_id = webhooks_out.queue_test(get_store(), subscription_id)
-    _audit("webhook_test_sent", subscription_id, delivery=delivery_id)
+    subscription = _subscription_or_404(subscription_id)
+    webhooks_out.send_test(get_store(), subscription, **_as_admin())
     flash(_("A test event is on its way; its delivery shows in the log below within seconds."), "success")
     return redirect(url_for(".detail", subscription_id=subscription_id))
 
@@ -153,10 +134,7 @@ def test(subscription_id: int):
 @admin_only
 def delete(subscription_id: int):
     subscription = _subscription_or_404(subscription_id)
-    store = get_store()
-    with store.write():
-        store.delete_webhook_subscription(subscription_id)
-    _audit("webhook_deleted", subscription_id, url=subscription["url"])
+    webhooks_out.remove_subscription(get_store(), subscription, **_as_admin())
     flash(_("The subscription to %(url)s is removed.", url=subscription["url"]), "success")
     return redirect(url_for(".index"))
 
@@ -164,15 +142,11 @@ def delete(subscription_id: int):
 @bp.post("/admin/webhooks/<int:subscription_id>/deliveries/<int:delivery_id>/replay")
 @admin_only
 def replay(subscription_id: int, delivery_id: int):
-    _subscription_or_404(subscription_id)
-    store = get_store()
-    delivery = store.webhook_delivery(delivery_id)
-    if delivery is None or delivery["subscription_id"] != subscription_id:
+    subscription = _subscription_or_404(subscription_id)
+    replayed = webhooks_out.replay(get_store(), subscription, delivery_id, **_as_admin())
+    if replayed is None:
         abort(404)
-    with store.write():
-        replay_id = store.replay_webhook_delivery(delivery_id, iso(clock.now()))
-    _audit("webhook_replayed", subscription_id, delivery=delivery_id, replay=replay_id, event=delivery["event_id"])
-    flash(_("The event %(event)s is sent again, marked as a replay.", event=delivery["event_id"]), "success")
+    flash(_("The event %(event)s is sent again, marked as a replay.", event=replayed["event_id"]), "success")
     return redirect(url_for(".detail", subscription_id=subscription_id))
 
 
