@@ -157,9 +157,10 @@ def judge(connector: Connector, response: requests.Response, *, what: str, refus
     """The `ProbeResult` for a "who am I" answer.
 
     `refused` is the summary for refused credentials (a template marked with `N_`, with `{status}` for the
-    status code); `signed_in(body)` the summary of a good answer (a `Phrase`, or plain English) (a KeyError, TypeError or ValueError in it means the
-    answer lacks what the documentation promises; `Mismatch` that it names another account); `is_refusal(status, body)` tells a credentials
-    refusal from other errors (Meta answers 400 with code 190).
+    status code); `signed_in(body)` the summary of a good answer, a `Phrase` or plain English (a KeyError,
+    TypeError or ValueError in it means the answer lacks what the documentation promises; `Mismatch` that it
+    names another account); `is_refusal(status, body)` tells a credentials refusal from other errors (Meta
+    answers 400 with code 190).
     """
     status = response.status_code
     detail = detail_of(connector, response)

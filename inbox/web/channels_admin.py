@@ -89,8 +89,9 @@ def _probe_shown(result: ProbeResult | dict[str, Any]) -> dict[str, Any]:
     in after translating (`Phrase.render`); already redacted by the connector."""
     if isinstance(result, dict):
         return result
-    summary = result.phrase.render(_translated) if result.phrase else result.summary
-    return {"ok": result.ok, "summary": summary, "detail": result.detail}
+    phrase = getattr(result, "phrase", None)  # an outside connector's result may be older than `phrase`
+    return {"ok": result.ok, "summary": phrase.render(_translated) if phrase else result.summary,
+            "detail": result.detail}
 
 
 def _fields(cls: type[Connector], stored: dict[str, Any] | None) -> list[dict[str, Any]]:
