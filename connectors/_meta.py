@@ -46,9 +46,11 @@ from urllib.parse import urlsplit
 from connectors._http import Http, retry_after_seconds
 from connectors._probe import http_probe
 from connectors.base import (
+    N_,
     Connector,
     ItemError,
     PermanentError,
+    Phrase,
     ProbeResult,
     RetryableError,
     Setting,
@@ -362,39 +364,39 @@ def _pause_key(channel: str, token: str) -> str:
 
 COMMON_SETTINGS = (
     Setting("access_token", required=True, secret=True,
-            help="Long-lived access token: a Page access token (Facebook Login) or an Instagram user token "
-                 "(Instagram Login)."),
+            help=N_("Long-lived access token: a Page access token (Facebook Login) or an Instagram user token "
+                    "(Instagram Login).")),
     Setting("app_secret", secret=True,
-            help="The Meta app's secret: verifies webhook signatures (X-Hub-Signature-256). Without it "
-                 "every webhook is refused."),
+            help=N_("The Meta app's secret: verifies webhook signatures (X-Hub-Signature-256). Without it "
+                    "every webhook is refused.")),
     Setting("previous_app_secret", secret=True,
-            help="The app secret before a rotation, accepted for webhooks until you remove it."),
+            help=N_("The app secret before a rotation, accepted for webhooks until you remove it.")),
     Setting("verify_token", secret=True, copy_to_provider=True,
-            help="The Verify Token you typed into the app's webhook settings (hub.verify_token)."),
+            help=N_("The Verify Token you typed into the app's webhook settings (hub.verify_token).")),
     Setting("appsecret_proof", default=False,
-            help="Send appsecret_proof with every call (when the app requires it; needs app_secret)."),
-    Setting("api_version", default="v25.0", help="Graph API version, e.g. v25.0."),
+            help=N_("Send appsecret_proof with every call (when the app requires it; needs app_secret).")),
+    Setting("api_version", default="v25.0", help=N_("Graph API version, e.g. v25.0.")),
     Setting("human_agent", default=True,
-            help="Answer messages from 24 hours to 7 days old with the HUMAN_AGENT tag (the app needs Meta's "
-                 "Human Agent permission); off: only within 24 hours."),
+            help=N_("Answer messages from 24 hours to 7 days old with the HUMAN_AGENT tag (the app needs Meta's "
+                    "Human Agent permission); off: only within 24 hours.")),
     Setting("poll", default=True,
-            help="Also poll the Graph API (fallback for missed webhooks); off: webhooks only."),
-    Setting("messages", default=True, help="Take in private messages."),
-    Setting("comments", default=True, help="Take in comments (public)."),
-    Setting("page_size", default=25, help="Items per Graph page when polling (1-100)."),
-    Setting("pages_per_fetch", default=5, help="Pages of conversations read per poll at most."),
-    Setting("recent_posts", default=10, help="Newest posts (media) whose comments a poll reads."),
+            help=N_("Also poll the Graph API (fallback for missed webhooks); off: webhooks only.")),
+    Setting("messages", default=True, help=N_("Take in private messages.")),
+    Setting("comments", default=True, help=N_("Take in comments (public).")),
+    Setting("page_size", default=25, help=N_("Items per Graph page when polling (1-100).")),
+    Setting("pages_per_fetch", default=5, help=N_("Pages of conversations read per poll at most.")),
+    Setting("recent_posts", default=10, help=N_("Newest posts (media) whose comments a poll reads.")),
     Setting("first_poll_hours", default=168,
-            help="The first poll takes what is newer than this many hours (default: the 7 days a reply "
-                 "can still go out)."),
-    Setting("download_media", default=True, help="Download images and files sent in messages as attachments."),
+            help=N_("The first poll takes what is newer than this many hours (default: the 7 days a reply "
+                    "can still go out).")),
+    Setting("download_media", default=True, help=N_("Download images and files sent in messages as attachments.")),
     Setting("lookup_names", default=True,
-            help="Ask the Graph API for the name of a person who wrote by webhook (one call per person "
-                 "and process)."),
+            help=N_("Ask the Graph API for the name of a person who wrote by webhook (one call per person "
+                    "and process).")),
     Setting("usage_limit_percent", default=90,
-            help="Stop calling the Graph API when X-App-Usage or X-Business-Use-Case-Usage reaches this "
-                 "percentage, until Meta says access is regained."),
-    Setting("timeout", default=30, help="Seconds an API call may take."),
+            help=N_("Stop calling the Graph API when X-App-Usage or X-Business-Use-Case-Usage reaches this "
+                    "percentage, until Meta says access is regained.")),
+    Setting("timeout", default=30, help=N_("Seconds an API call may take.")),
 )
 
 
@@ -969,14 +971,14 @@ class MetaConnector(Connector):
             self, self.graph.http, path, what="Meta's Graph API", params=params, signed_in=self.probe_summary,
             is_refusal=lambda status, body: status == 401 or graph_error(body).get("code") == TOKEN_INVALID,
             error_text=lambda body: graph_error(body).get("message"),
-            refused="Meta refused the access token ({status}): create a new long-lived token (a system user's "
-                    "Page access token in Business Settings does not expire) and paste it here")
+            refused=N_("Meta refused the access token ({status}): create a new long-lived token (a system user's "
+                       "Page access token in Business Settings does not expire) and paste it here"))
 
     def probe_request(self) -> tuple[str, str]:
         """The path and `fields` of the channel's "who am I" call."""
         raise NotImplementedError
 
-    def probe_summary(self, body: Any) -> str:
+    def probe_summary(self, body: Any) -> str | Phrase:
         """The summary of a good answer to `probe_request` (raise `Mismatch` for another account)."""
         raise NotImplementedError
 

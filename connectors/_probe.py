@@ -17,8 +17,10 @@ edited. A probe asks the channel's documented "who am I" call (X `GET /2/users/m
 - **Says what to do next.** Refused credentials, an unreachable host, a timeout, a server error
   and an answer that is not JSON each give `ok=False` with a summary that names the next step.
 
-The summaries are English: connectors translate nothing (they run in the worker, outside any
-request), so the admin page shows them as they are.
+The summaries are English (`ProbeResult.summary`, for logs, the CLI and the REST API); connectors
+translate nothing (they run in the worker, outside any request). Each also comes as a `Phrase`: a
+template marked with `N_` plus its values, which the admin page translates before filling in.
+`signed_in` readers, `refused` and `Mismatch` take a Phrase (or a marked template) the same way.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from urllib.parse import urlsplit
 import requests
 
 from connectors._http import Http, Unreachable
-from connectors.base import Connector, ConnectorError, ProbeResult
+from connectors.base import N_, Connector, ConnectorError, Phrase, ProbeResult
 
 #: The longest a connection test may take, whatever the channel's own timeout says.
 PROBE_TIMEOUT = 15.0
@@ -45,7 +47,8 @@ _NOT_JSON = object()
 
 
 class Mismatch(Exception):  # noqa: N818 - a finding, not a failure of the code
-    """Raised by a `signed_in` reader: the credentials work, but for another account than the settings name."""
+    """Raised by a `signed_in` reader: the credentials work, but for another account than the settings name.
+    Its one argument is the summary: a `Phrase` (translated on the admin page) or plain English."""
 
 
 def probe_timeout(connector: Connector) -> float:
@@ -73,9 +76,10 @@ def refuse_url(connector: Connector, url: str) -> ProbeResult | None:
         check_url(url, allow_hosts(connector))
     except (FetchRefused, ValueError) as exc:
         host = urlsplit(url).netloc or url
-        return ProbeResult(False, connector.redact(
-            f"{host} was not contacted: {exc}. Enter the provider's public address; a server inside your "
-            f"own network is only reached when fetch_allow_hosts lists it"))
+        return ProbeResult.said(False, N_(
+            "{host} was not contacted: {reason}. Enter the provider's public address; a server inside your "
+            "own network is only reached when fetch_allow_hosts lists it"),
+            {"host": host, "reason": str(exc)}).redacted(connector.redact)
     return None
 
 
@@ -86,9 +90,10 @@ def refuse_host(connector: Connector, host: str, port: int, what: str) -> ProbeR
     try:
         check_host(host, port, allow_hosts(connector))
     except FetchRefused as exc:
-        return ProbeResult(False, connector.redact(
-            f"{what}: {host} was not contacted: {exc}. Enter the mail server's public name; a server inside "
-            f"your own network is only reached when fetch_allow_hosts lists it"))
+        return ProbeResult.said(False, N_(
+            "{what}: {host} was not contacted: {reason}. Enter the mail server's public name; a server inside "
+            "your own network is only reached when fetch_allow_hosts lists it"),
+            {"what": what, "host": host, "reason": str(exc)}).redacted(connector.redact)
     return None
 
 
@@ -134,54 +139,64 @@ def ask(connector: Connector, http: Http, path: str, *, what: str, method: str =
                             timeout=timeout, **kwargs)
     except Unreachable as exc:
         if exc.timed_out:
-            summary = f"{what} did not answer within {timeout:.0f} s: check the address, or try again later"
+            summary = Phrase(N_("{what} did not answer within {seconds} s: check the address, or try again later"),
+                             {"what": what, "seconds": f"{timeout:.0f}"})
         else:
-            summary = f"Could not connect to {what}: check the address, and that this server may reach it"
-        return ProbeResult(False, connector.redact(summary), detail=connector.redact(str(exc)))
+            summary = Phrase(N_("Could not connect to {what}: check the address, and that this server may reach it"),
+                             {"what": what})
+        return ProbeResult.of(False, summary, detail=str(exc)).redacted(connector.redact)
     except ConnectorError as exc:
-        return ProbeResult(False, connector.redact(f"Could not reach {what}: {exc}"))
+        return ProbeResult.said(False, N_("Could not reach {what}: {error}"),
+                                {"what": what, "error": str(exc)}).redacted(connector.redact)
 
 
 def judge(connector: Connector, response: requests.Response, *, what: str, refused: str,
-          signed_in: Callable[[Any], str],
+          signed_in: Callable[[Any], str | Phrase],
           is_refusal: Callable[[int, Any], bool] = lambda status, body: status in (401, 403),
           error_text: Callable[[Any], str | None] | None = None) -> ProbeResult:
     """The `ProbeResult` for a "who am I" answer.
 
-    `refused` is the summary for refused credentials (with `{status}` for the status code);
-    `signed_in(body)` the summary of a good answer (a KeyError, TypeError or ValueError in it means the
-    answer lacks what the documentation promises; `Mismatch` that it names another account); `is_refusal(status, body)` tells a credentials
-    refusal from other errors (Meta answers 400 with code 190).
+    `refused` is the summary for refused credentials (a template marked with `N_`, with `{status}` for the
+    status code); `signed_in(body)` the summary of a good answer, a `Phrase` or plain English (a KeyError,
+    TypeError or ValueError in it means the answer lacks what the documentation promises; `Mismatch` that it
+    names another account); `is_refusal(status, body)` tells a credentials refusal from other errors (Meta
+    answers 400 with code 190).
     """
     status = response.status_code
     detail = detail_of(connector, response)
     body = json_of(response)
 
-    def result(ok: bool, summary: str) -> ProbeResult:
-        return ProbeResult(ok, connector.redact(summary), detail=detail, status=status)
+    def result(ok: bool, summary: str | Phrase) -> ProbeResult:
+        return ProbeResult.of(ok, summary, detail=detail, status=status).redacted(connector.redact)
+
+    def phrase(template: str, **values: Any) -> Phrase:
+        return Phrase(template, {"what": what, "status": status, **values})
 
     if body is not _NOT_JSON and is_refusal(status, body):
-        return result(False, refused.format(status=status))
+        return result(False, phrase(refused))
     if status == 429:
-        return result(False, f"{what} is limiting requests right now (429): try again in a few minutes")
+        return result(False, phrase(N_("{what} is limiting requests right now (429): try again in a few minutes")))
     if status >= 500:
-        return result(False, f"{what} has a problem at its end ({status}): try again later")
+        return result(False, phrase(N_("{what} has a problem at its end ({status}): try again later")))
     if 300 <= status < 400:
-        target = response.headers.get("Location") or "elsewhere"
-        return result(False, f"{what} sent us to {target} ({status}): check the address")
+        target = response.headers.get("Location")
+        return result(False, phrase(N_("{what} sent us to {target} ({status}): check the address"), target=target)
+                      if target else phrase(N_("{what} sent us elsewhere ({status}): check the address")))
     if body is _NOT_JSON:
-        return result(False, f"{what} answered with something that is not JSON ({status}): check the address; it "
-                             f"does not look like the {what} API")
+        return result(False, phrase(N_("{what} answered with something that is not JSON ({status}): check the "
+                                       "address; it does not look like the {what} API")))
     if status != 200:
         said = _error_text(body, error_text)
-        return result(False, f"{what} refused the request ({status})" + (f": {said}" if said else "")
-                      + ": check the channel's settings")
+        return result(False, phrase(N_("{what} refused the request ({status}): {error}: check the channel's settings"),
+                                    error=said) if said
+                      else phrase(N_("{what} refused the request ({status}): check the channel's settings")))
     try:
         return result(True, signed_in(body))
     except Mismatch as exc:
-        return result(False, str(exc))
+        return result(False, exc.args[0] if exc.args and isinstance(exc.args[0], Phrase) else str(exc))
     except (KeyError, TypeError, ValueError, IndexError, AttributeError):
-        return result(False, f"{what} answered without the fields its documentation promises: check the address")
+        return result(False, phrase(N_("{what} answered without the fields its documentation promises: "
+                                       "check the address")))
 
 
 def _error_text(body: Any, error_text: Callable[[Any], str | None] | None) -> str | None:
@@ -200,7 +215,7 @@ def _error_text(body: Any, error_text: Callable[[Any], str | None] | None) -> st
 
 
 def http_probe(connector: Connector, http: Http, path: str, *, what: str, refused: str,
-               signed_in: Callable[[Any], str], method: str = "GET",
+               signed_in: Callable[[Any], str | Phrase], method: str = "GET",
                is_refusal: Callable[[int, Any], bool] = lambda status, body: status in (401, 403),
                error_text: Callable[[Any], str | None] | None = None, **kwargs: Any) -> ProbeResult:
     """`ask` then `judge`: the whole probe of a channel with one "who am I" call."""

@@ -13,6 +13,10 @@ the `mainland.connectors` entry-point group). It knows its channel's API and not
 - `probe()` asks the channel's documented "who am I" question and says, in a `ProbeResult`, whether
   the settings work (the admin page's "Test connection"). It changes nothing anywhere.
 
+Words a person reads (a setting's `help` and `label`, a probe's summary) are English, marked with `N_`
+for extraction: connectors import neither Flask nor Babel and run outside any request, so the admin
+page translates them when it shows them (`Phrase` carries a summary's values beside its template).
+
 Errors say what the caller should do next: `RetryableError` (wait, maybe `retry_after` seconds,
 then try again; the cursor does not move) or `PermanentError` (stop until a person fixes it).
 See docs/connectors.md for the walkthrough.
@@ -23,7 +27,7 @@ from __future__ import annotations
 import abc
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 # The contract's errors live on neutral ground (inbox.errors, which inbox.mail raises too); imported
@@ -36,6 +40,41 @@ from inbox.errors import UncertainError as UncertainError
 from inbox.models import Attachment, FetchResult, InboundItem, OutboundReply, Reject, TemplateInfo
 
 
+def N_(text: str) -> str:  # noqa: N802 - gettext's standard name, one of Babel's default keywords
+    """Mark `text` for translation and return it unchanged (gettext's no-op idiom).
+
+    pybabel extracts every `N_("...")` into the catalog; the admin page translates the text when it
+    shows it. A third-party connector's unmarked text is simply shown as written."""
+    return text
+
+
+@dataclass(frozen=True)
+class Phrase:
+    """A sentence with values in it: `template` (English, marked with `N_`, `{name}` placeholders) and
+    its `values`. `str()` is the English sentence (logs, the CLI, the REST API); `render(translate)` the
+    sentence in a person's language, values filled in after translating (a value may be a Phrase too)."""
+
+    template: str
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+    def render(self, translate: Callable[[str], str] = lambda text: text) -> str:
+        values = {key: value.render(translate) if isinstance(value, Phrase) else value
+                  for key, value in self.values.items()}
+        try:
+            return translate(self.template).format(**values)
+        except (KeyError, IndexError, ValueError):  # a translation that lost a placeholder: say it in English
+            return self.template.format(**values)
+
+    def redacted(self, redact: Callable[[str], str]) -> Phrase:
+        """The phrase with `redact` applied to every value (a secret never shows in a filled-in sentence)."""
+        return Phrase(self.template, {key: value.redacted(redact) if isinstance(value, Phrase)
+                                      else redact(value) if isinstance(value, str) else value
+                                      for key, value in self.values.items()})
+
+    def __str__(self) -> str:
+        return self.render()
+
+
 @dataclass(frozen=True)
 class Setting:
     """A configuration key a connector reads. `secret` keys are never logged or shown."""
@@ -44,10 +83,22 @@ class Setting:
     required: bool = False
     default: Any = None
     secret: bool = False
+    #: One or two sentences under the field on the admin page, marked with `N_` for translation.
     help: str = ""
     #: A secret the admin must copy into the provider's own settings (a webhook verify token): the
     #: channel's admin page shows it, with a copy button, beside the webhook address.
     copy_to_provider: bool = False
+    #: The field's name on the admin page, marked with `N_`; empty: made from `name`
+    #: ("verify_token" -> "Verify token").
+    label: str = ""
+
+    @property
+    def shown_label(self) -> str:
+        """`label`, or the key as words with a capital: the English the admin page translates."""
+        if self.label:
+            return self.label
+        words = self.name.replace("_", " ")
+        return words[:1].upper() + words[1:]
 
 
 @dataclass(frozen=True)
@@ -134,12 +185,36 @@ class FileRefusal:
 class ProbeResult:
     """What a connection test found: `ok`, one line a person understands (`summary`, e.g. "Signed in as
     @acme_support (id 1234)", or what to do next), the provider's own answer (`detail`: status line and
-    a trimmed body, secrets redacted) and its HTTP status when there was one."""
+    a trimmed body, secrets redacted) and its HTTP status when there was one.
+
+    `summary` is English (logs, the CLI, the REST API); `phrase`, when set, is the same sentence as a
+    marked template and its values, which the admin page shows translated. Build both with `said`."""
 
     ok: bool
     summary: str
     detail: str = ""
     status: int | None = None
+    #: Not compared: two results that say the same English are equal.
+    phrase: Phrase | None = field(default=None, compare=False)
+
+    @classmethod
+    def said(cls, ok: bool, template: str, values: Mapping[str, Any] | None = None, *, detail: str = "",
+             status: int | None = None) -> ProbeResult:
+        """A result whose summary is `template` (marked with `N_`) with `values` filled in."""
+        phrase = Phrase(template, dict(values or {}))
+        return cls(ok, str(phrase), detail=detail, status=status, phrase=phrase)
+
+    @classmethod
+    def of(cls, ok: bool, summary: str | Phrase, *, detail: str = "", status: int | None = None) -> ProbeResult:
+        """A result from a plain English summary (shown as written) or a `Phrase`."""
+        if isinstance(summary, Phrase):
+            return cls(ok, str(summary), detail=detail, status=status, phrase=summary)
+        return cls(ok, summary, detail=detail, status=status)
+
+    def redacted(self, redact: Callable[[str], str]) -> ProbeResult:
+        """The result with `redact` applied to the summary, the detail and the phrase's values."""
+        return replace(self, summary=redact(self.summary), detail=redact(self.detail),
+                       phrase=self.phrase.redacted(redact) if self.phrase else None)
 
 
 @dataclass(frozen=True)
@@ -323,7 +398,7 @@ class Connector(abc.ABC):
         answer that is not JSON are `ok=False` with a summary that says what to do next.
         `connectors._probe` holds the shared part (the SSRF check, the HTTP call, the wording).
         """
-        return ProbeResult(ok=False, summary="This channel has no connection test")
+        return ProbeResult.said(False, N_("This channel has no connection test"))
 
     def parse_raw(self, raw: bytes, source_ref: str | None = None) -> InboundItem:
         """Turn raw bytes (as kept in quarantine) into an item again.

@@ -99,11 +99,13 @@ from connectors._http import Http
 from connectors._meta import reply_context
 from connectors._probe import ask, judge
 from connectors.base import (
+    N_,
     Connector,
     IdentityRule,
     ItemError,
     Limits,
     PermanentError,
+    Phrase,
     ProbeResult,
     RetryableError,
     Setting,
@@ -195,25 +197,25 @@ class BlueskyConnector(Connector):
     icon_text = "B"
     icon_color = "#0a66c2"
     settings = (
-        Setting("identifier", required=True, help="The account's handle (e.g. acme.bsky.social) or email."),
+        Setting("identifier", required=True, help=N_("The account's handle (e.g. acme.bsky.social) or email.")),
         Setting("app_password", required=True, secret=True,
-                help="An app password of the account (Settings -> App passwords), never the account password."),
-        Setting("service_url", default="https://bsky.social", help="The account's PDS (https://bsky.social for most)."),
+                help=N_("An app password of the account (Settings -> App passwords), never the account password.")),
+        Setting("service_url", default="https://bsky.social", help=N_("The account's PDS (https://bsky.social for most).")),
         Setting("reasons", default="mention,reply",
-                help="Notification reasons that become messages: mention, reply, quote (comma-separated)."),
+                help=N_("Notification reasons that become messages: mention, reply, quote (comma-separated).")),
         Setting("dms", default=False,
-                help="Also read direct messages (the app password must allow access to direct messages)."),
-        Setting("chat_proxy", default=CHAT_PROXY, help="atproto-proxy header value for chat.bsky calls."),
+                help=N_("Also read direct messages (the app password must allow access to direct messages).")),
+        Setting("chat_proxy", default=CHAT_PROXY, help=N_("atproto-proxy header value for chat.bsky calls.")),
         Setting("media_url", default="https://cdn.bsky.app/img/feed_fullsize/plain/{did}/{cid}@jpeg",
-                help="URL template of embedded images ({did}, {cid})."),
-        Setting("download_media", default=True, help="Download images embedded in posts as attachments."),
-        Setting("page_size", default=50, help="Notifications per page (1-100)."),
-        Setting("pages_per_fetch", default=10, help="Pages of notifications read per fetch at most."),
+                help=N_("URL template of embedded images ({did}, {cid}).")),
+        Setting("download_media", default=True, help=N_("Download images embedded in posts as attachments.")),
+        Setting("page_size", default=50, help=N_("Notifications per page (1-100).")),
+        Setting("pages_per_fetch", default=10, help=N_("Pages of notifications read per fetch at most.")),
         Setting("first_poll_items", default=50,
-                help="Notifications taken on the very first poll; older ones are not imported."),
+                help=N_("Notifications taken on the very first poll; older ones are not imported.")),
         Setting("margin_seconds", default=120,
-                help="How far before the newest notification taken a poll looks again (out-of-order indexing)."),
-        Setting("timeout", default=30, help="Seconds an API call may take."),
+                help=N_("How far before the newest notification taken a poll looks again (out-of-order indexing).")),
+        Setting("timeout", default=30, help=N_("Seconds an API call may take.")),
     )
     # Images go in public replies only: a chat message's embed may be a post record, never a file.
     limits = Limits(max_text_length=MAX_POST_GRAPHEMES, formatting="plain", supports_attachments=True,
@@ -697,8 +699,8 @@ class BlueskyConnector(Connector):
         """Sign in as the worker does (`com.atproto.server.createSession`), then
         `com.atproto.server.getSession` with that session: the account the app password opens. The
         probe's session is its own: the worker's cached session is neither used nor replaced."""
-        refused = ("Bluesky refused the sign-in ({status}): check the handle, and create a new app password "
-                   "(Settings, Privacy and security, App passwords) and paste it here")
+        refused = N_("Bluesky refused the sign-in ({status}): check the handle, and create a new app password "
+                     "(Settings, Privacy and security, App passwords) and paste it here")
         login = ask(self, self.http, "/xrpc/com.atproto.server.createSession", what="Bluesky", method="POST",
                     json={"identifier": self.config["identifier"], "password": self.config["app_password"]})
         if isinstance(login, ProbeResult):
@@ -718,7 +720,8 @@ class BlueskyConnector(Connector):
         if isinstance(answer, ProbeResult):
             return answer
         return judge(self, answer, what="Bluesky", refused=refused,
-                     signed_in=lambda body: f"Signed in as @{body['handle']} ({body['did']})")
+                     signed_in=lambda body: Phrase(N_("Signed in as @{handle} ({did})"),
+                                                   {"handle": str(body["handle"]), "did": str(body["did"])}))
 
     def close(self) -> None:
         self.http.close()

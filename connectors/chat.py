@@ -39,6 +39,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from connectors.base import (
+    N_,
     Connector,
     IdentityRule,
     ItemError,
@@ -110,20 +111,20 @@ class ChatConnector(Connector):
     limits = Limits(max_text_length=4000, formatting="plain", supports_attachments=False)
 
     settings: ClassVar[tuple[Setting, ...]] = (
-        Setting("title", default="", help="Heading of the chat window (empty: a translated 'Chat with us')."),
-        Setting("greeting", default="", help="First line the visitor reads (empty: a translated greeting)."),
-        Setting("color", default="#1b6e53", help="The site's colour for the button and the visitor's messages "
-                                                "(#rrggbb, dark enough for white text)."),
+        Setting("title", default="", help=N_("Heading of the chat window (empty: a translated 'Chat with us').")),
+        Setting("greeting", default="", help=N_("First line the visitor reads (empty: a translated greeting).")),
+        Setting("color", default="#1b6e53", help=N_("The site's colour for the button and the visitor's messages "
+                                                   "(#rrggbb, dark enough for white text).")),
         Setting("allowed_origins", default=(),
-                help="Sites that embed the widget, e.g. [\"https://www.example.com\"]. "
-                     "Mainland's own origin is always allowed."),
+                help=N_("Sites that embed the widget, e.g. [\"https://www.example.com\"]. "
+                        "Mainland's own origin is always allowed.")),
         Setting("identity_secret", secret=True, default="",
-                help="For sites that sign their users in: the secret of HMAC-SHA256(identity_secret, user_id), "
-                     "which the site puts in the widget's data-user-hash so that a user finds their chat on "
-                     "every device. Empty: visitors are known by their browser only."),
-        Setting("max_text_chars", default=4000, help="Longest message a visitor may send, in characters."),
-        Setting("per_ip_per_hour", default=300, help="Messages accepted from one IP address per hour."),
-        Setting("per_visitor_per_minute", default=20, help="Messages accepted from one visitor per minute."),
+                help=N_("For sites that sign their users in: the secret of HMAC-SHA256(identity_secret, user_id), "
+                        "which the site puts in the widget's data-user-hash so that a user finds their chat on "
+                        "every device. Empty: visitors are known by their browser only.")),
+        Setting("max_text_chars", default=4000, help=N_("Longest message a visitor may send, in characters.")),
+        Setting("per_ip_per_hour", default=300, help=N_("Messages accepted from one IP address per hour.")),
+        Setting("per_visitor_per_minute", default=20, help=N_("Messages accepted from one visitor per minute.")),
     )
 
     #: Seconds since the epoch; tests replace it to travel in time.
@@ -281,5 +282,5 @@ class ChatConnector(Connector):
     def probe(self) -> ProbeResult:
         """Nothing to connect to: the widget's script address, for the admin to embed."""
         base = (self.context.base_url if self.context else "").rstrip("/")
-        return ProbeResult(True, "Website chat receives posts from its widget; nothing to connect to",
-                           detail=f'<script src="{base}/chat/widget.js" data-channel="{self.name}" defer></script>')
+        return ProbeResult.said(True, N_("Website chat receives posts from its widget; nothing to connect to"),
+                                detail=f'<script src="{base}/chat/widget.js" data-channel="{self.name}" defer></script>')

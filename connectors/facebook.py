@@ -89,7 +89,7 @@ from connectors._meta import (
     reply_context,
 )
 from connectors._probe import Mismatch
-from connectors.base import IdentityRule, ItemError, Limits, PermanentError, Setting, pick
+from connectors.base import N_, IdentityRule, ItemError, Limits, PermanentError, Phrase, Setting, pick
 from inbox.models import Author, InboundItem, Reject
 
 MAX_MESSAGE_LENGTH = 2000
@@ -107,9 +107,9 @@ class FacebookConnector(MetaConnector):
     max_dm_length = MAX_MESSAGE_LENGTH
     comment_prefix = "post:"
     settings = (
-        Setting("page_id", required=True, help="The Facebook Page's numeric id."),
+        Setting("page_id", required=True, help=N_("The Facebook Page's numeric id.")),
         *COMMON_SETTINGS,
-        Setting("api_url", default="https://graph.facebook.com", help="Base URL of the Graph API."),
+        Setting("api_url", default="https://graph.facebook.com", help=N_("Base URL of the Graph API.")),
     )
     # 24 hours with RESPONSE, up to 7 days with the HUMAN_AGENT tag; comment replies have no window.
     # Files: Messenger messages only (uploaded, one per message, never with text); comment replies
@@ -148,12 +148,13 @@ class FacebookConnector(MetaConnector):
     def probe_request(self) -> tuple[str, str]:
         return "/me", "id,name"  # with a Page access token, "me" is the Page
 
-    def probe_summary(self, body: Any) -> str:
-        page = f"the Page {body['name']} (id {body['id']})"
+    def probe_summary(self, body: Any) -> Phrase:
+        page = {"page": str(body["name"]), "id": str(body["id"])}
         if str(body["id"]) != self.page_id:
-            raise Mismatch(f"The token is for {page}, not for page_id {self.page_id}: paste that Page's own "
-                           f"access token, or put {body['id']} in page_id")
-        return f"Signed in as {page}"
+            raise Mismatch(Phrase(N_("The token is for the Page {page} (id {id}), not for page_id {page_id}: "
+                                     "paste that Page's own access token, or put {id} in page_id"),
+                                  {**page, "page_id": self.page_id}))
+        return Phrase(N_("Signed in as the Page {page} (id {id})"), page)
 
     # Comments -----------------------------------------------------------------------------------
 

@@ -81,10 +81,12 @@ from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginEr
 from connectors._probe import probe_timeout, refuse_host
 from connectors.base import (
     EMAIL_IDENTITY,
+    N_,
     Connector,
     ItemError,
     Limits,
     PermanentError,
+    Phrase,
     ProbeResult,
     RetryableError,
     Setting,
@@ -163,25 +165,25 @@ class ImapConnector(Connector):
     icon_text = "@"
     icon_color = "#52606d"
     settings = (
-        Setting("host", required=True, help="IMAP server name, e.g. imap.example.com."),
-        Setting("port", default=993, help="IMAP port: 993 for ssl, 143 for starttls or none."),
-        Setting("username", required=True, help="IMAP login name, often the full mail address."),
-        Setting("password", required=True, secret=True, help="IMAP password or app password."),
-        Setting("mailbox", default="INBOX", help="The folder to read; it is opened read-only."),
+        Setting("host", required=True, help=N_("IMAP server name, e.g. imap.example.com.")),
+        Setting("port", default=993, help=N_("IMAP port: 993 for ssl, 143 for starttls or none.")),
+        Setting("username", required=True, help=N_("IMAP login name, often the full mail address.")),
+        Setting("password", required=True, secret=True, help=N_("IMAP password or app password.")),
+        Setting("mailbox", default="INBOX", help=N_("The folder to read; it is opened read-only.")),
         Setting("security", default="ssl",
-                help="ssl (TLS from the start), starttls (upgrade a plain connection) or none "
-                     "(no encryption: only for a server on 127.0.0.1)."),
-        Setting("address", required=True, help="Our support address: the From of every reply."),
-        Setting("from_name", default="", help="Display name shown with the address, e.g. 'Acme Support'."),
-        Setting("smtp_host", default=None, help="SMTP server for replies; empty means the IMAP host."),
-        Setting("smtp_port", default=587, help="SMTP port: 587 for starttls, 465 for ssl, 25 for none."),
-        Setting("smtp_username", default=None, help="SMTP login name; empty sends without logging in."),
+                help=N_("ssl (TLS from the start), starttls (upgrade a plain connection) or none "
+                        "(no encryption: only for a server on 127.0.0.1).")),
+        Setting("address", required=True, help=N_("Our support address: the From of every reply.")),
+        Setting("from_name", default="", help=N_("Display name shown with the address, e.g. 'Acme Support'.")),
+        Setting("smtp_host", default=None, help=N_("SMTP server for replies; empty means the IMAP host.")),
+        Setting("smtp_port", default=587, help=N_("SMTP port: 587 for starttls, 465 for ssl, 25 for none.")),
+        Setting("smtp_username", default=None, help=N_("SMTP login name; empty sends without logging in.")),
         Setting("smtp_password", default=None, secret=True,
-                help="SMTP password; empty means the IMAP password is used."),
-        Setting("smtp_security", default="starttls", help="starttls, ssl or none, as for `security`."),
-        Setting("batch_size", default=50, help="Messages read per page (one database transaction each)."),
-        Setting("max_per_poll", default=500, help="Messages read per poll at most; the next poll goes on."),
-        Setting("timeout", default=60, help="Seconds any IMAP or SMTP network operation may take."),
+                help=N_("SMTP password; empty means the IMAP password is used.")),
+        Setting("smtp_security", default="starttls", help=N_("starttls, ssl or none, as for `security`.")),
+        Setting("batch_size", default=50, help=N_("Messages read per page (one database transaction each).")),
+        Setting("max_per_poll", default=500, help=N_("Messages read per poll at most; the next poll goes on.")),
+        Setting("timeout", default=60, help=N_("Seconds any IMAP or SMTP network operation may take.")),
     )
     # Mail can always be written first, to any address (#12: start a conversation), and in copy.
     limits = Limits(max_text_length=None, formatting="html", supports_attachments=True, copies=True,
@@ -435,8 +437,8 @@ class ImapConnector(Connector):
         if not imap.ok:
             return imap
         smtp = self._probe_smtp()
-        return ProbeResult(smtp.ok, f"{imap.summary}; {smtp.summary}", detail=f"{imap.detail}\n{smtp.detail}",
-                           status=smtp.status)
+        both = Phrase(N_("{imap}; {smtp}"), {"imap": imap.phrase or imap.summary, "smtp": smtp.phrase or smtp.summary})
+        return ProbeResult.of(smtp.ok, both, detail=f"{imap.detail}\n{smtp.detail}", status=smtp.status)
 
     def _probe_imap(self) -> ProbeResult:
         host, port, security = self.config["host"], self.config["port"], self.config["security"]
@@ -454,24 +456,29 @@ class ImapConnector(Connector):
             try:
                 folder = client.select_folder(mailbox, readonly=True)
             except IMAPClientError as exc:
-                return ProbeResult(False, f"IMAP: signed in, but the folder {mailbox} cannot be opened: check the "
-                                          f"mailbox setting (INBOX, or the folder's name as the server shows it)",
-                                   detail=f"{where}: EXAMINE {mailbox}: {self._imap_text(exc)}")
+                return ProbeResult.said(False, N_("IMAP: signed in, but the folder {mailbox} cannot be opened: check "
+                                                  "the mailbox setting (INBOX, or the folder's name as the server "
+                                                  "shows it)"), {"mailbox": mailbox},
+                                        detail=f"{where}: EXAMINE {mailbox}: {self._imap_text(exc)}")
             count = int(folder.get(b"EXISTS", 0))
-            return ProbeResult(True, f"IMAP: signed in, {mailbox} holds {count} message{'' if count == 1 else 's'}",
-                               detail=f"{where}: {self.redact((client.welcome or b'').decode('utf-8', 'replace'))}\n"
-                                      f"EXAMINE {mailbox}: {count} EXISTS, UIDVALIDITY "
-                                      f"{folder.get(b'UIDVALIDITY', '?')}")
+            return ProbeResult.said(True, N_("IMAP: signed in, {mailbox} holds 1 message") if count == 1
+                                    else N_("IMAP: signed in, {mailbox} holds {count} messages"),
+                                    {"mailbox": mailbox, "count": count},
+                                    detail=f"{where}: {self.redact((client.welcome or b'').decode('utf-8', 'replace'))}\n"
+                                           f"EXAMINE {mailbox}: {count} EXISTS, UIDVALIDITY "
+                                           f"{folder.get(b'UIDVALIDITY', '?')}")
         except LoginError as exc:
-            return ProbeResult(False, f"IMAP: {host} refused the sign-in of {self.config['username']}: check the "
-                                      f"username and password (many providers want an app password)",
-                               detail=f"{where}: {self._imap_text(exc)}")
+            return ProbeResult.said(False, N_("IMAP: {host} refused the sign-in of {username}: check the username "
+                                              "and password (many providers want an app password)"),
+                                    {"host": host, "username": self.config["username"]},
+                                    detail=f"{where}: {self._imap_text(exc)}")
         except ssl.SSLCertVerificationError as exc:
-            return ProbeResult(False, f"IMAP: the certificate of {host} is not trusted: enter the server's name "
-                                      f"as its certificate has it", detail=f"{where}: {self.redact(str(exc))}")
+            return ProbeResult.said(False, N_("IMAP: the certificate of {host} is not trusted: enter the server's "
+                                              "name as its certificate has it"), {"host": host},
+                                    detail=f"{where}: {self.redact(str(exc))}")
         except (TimeoutError, ssl.SSLError, IMAPClientError, OSError, EOFError) as exc:
-            return ProbeResult(False, _no_answer("IMAP", host, port, timeout, exc),
-                               detail=f"{where}: {type(exc).__name__}: {self._imap_text(exc)}")
+            return ProbeResult.of(False, _no_answer("IMAP", host, port, timeout, exc),
+                                  detail=f"{where}: {type(exc).__name__}: {self._imap_text(exc)}")
         finally:
             if client is not None:
                 _quietly(client.logout)
@@ -494,26 +501,32 @@ class ImapConnector(Connector):
                 code, text = smtp.ehlo()
             said = [f"{where}: EHLO {self._smtp_text(code, text)}"]
             if not username:
-                return ProbeResult(True, "SMTP: answers (no sign-in configured)", detail="\n".join(said), status=code)
+                return ProbeResult.said(True, N_("SMTP: answers (no sign-in configured)"), detail="\n".join(said),
+                                        status=code)
             code, text = smtp.login(username, self.config["smtp_password"] or self.config["password"])
             said.append(f"AUTH {self._smtp_text(code, text)}")
-            return ProbeResult(True, "SMTP: accepted the sign-in", detail="\n".join(said), status=code)
+            return ProbeResult.said(True, N_("SMTP: accepted the sign-in"), detail="\n".join(said), status=code)
         except smtplib.SMTPAuthenticationError as exc:
-            return ProbeResult(False, f"SMTP: {host} refused the sign-in of {username} ({exc.smtp_code}): check "
-                                      f"smtp_username and smtp_password",
-                               detail=f"{where}: {self._smtp_text(exc.smtp_code, exc.smtp_error)}", status=exc.smtp_code)
+            return ProbeResult.said(False, N_("SMTP: {host} refused the sign-in of {username} ({code}): check "
+                                              "smtp_username and smtp_password"),
+                                    {"host": host, "username": username, "code": exc.smtp_code},
+                                    detail=f"{where}: {self._smtp_text(exc.smtp_code, exc.smtp_error)}", status=exc.smtp_code)
         except smtplib.SMTPNotSupportedError as exc:
-            return ProbeResult(False, f"SMTP: {host}:{port} does not offer what the settings ask ({exc}): check "
-                                      f"smtp_security and smtp_port", detail=f"{where}: {self.redact(str(exc))}")
+            return ProbeResult.said(False, N_("SMTP: {host}:{port} does not offer what the settings ask ({error}): "
+                                              "check smtp_security and smtp_port"),
+                                    {"host": host, "port": port, "error": self.redact(str(exc))},
+                                    detail=f"{where}: {self.redact(str(exc))}")
         except ssl.SSLCertVerificationError as exc:
-            return ProbeResult(False, f"SMTP: the certificate of {host} is not trusted: enter the server's name "
-                                      f"as its certificate has it", detail=f"{where}: {self.redact(str(exc))}")
+            return ProbeResult.said(False, N_("SMTP: the certificate of {host} is not trusted: enter the server's "
+                                              "name as its certificate has it"), {"host": host},
+                                    detail=f"{where}: {self.redact(str(exc))}")
         except smtplib.SMTPResponseException as exc:
-            return ProbeResult(False, f"SMTP: {host} answered {exc.smtp_code}: check smtp_host and smtp_port",
-                               detail=f"{where}: {self._smtp_text(exc.smtp_code, exc.smtp_error)}", status=exc.smtp_code)
+            return ProbeResult.said(False, N_("SMTP: {host} answered {code}: check smtp_host and smtp_port"),
+                                    {"host": host, "code": exc.smtp_code},
+                                    detail=f"{where}: {self._smtp_text(exc.smtp_code, exc.smtp_error)}", status=exc.smtp_code)
         except (TimeoutError, smtplib.SMTPException, OSError) as exc:
-            return ProbeResult(False, _no_answer("SMTP", host, port, timeout, exc),
-                               detail=f"{where}: {type(exc).__name__}: {self.redact(str(exc))}")
+            return ProbeResult.of(False, _no_answer("SMTP", host, port, timeout, exc),
+                                  detail=f"{where}: {type(exc).__name__}: {self.redact(str(exc))}")
         finally:
             if smtp is not None:
                 _quietly(smtp.quit)
@@ -637,14 +650,15 @@ class ImapConnector(Connector):
         return self.redact(f"{code} {' '.join(str(text).split())}")
 
 
-def _no_answer(what: str, host: str, port: int, timeout: float, exc: BaseException) -> str:
+def _no_answer(what: str, host: str, port: int, timeout: float, exc: BaseException) -> Phrase:
     """The summary for a server that could not be reached (or spoke no TLS where TLS was asked)."""
+    values = {"what": what, "host": host, "port": port, "seconds": f"{timeout:.0f}"}
     if isinstance(exc, TimeoutError):
-        return f"{what}: {host}:{port} did not answer within {timeout:.0f} s: check the host and port"
+        return Phrase(N_("{what}: {host}:{port} did not answer within {seconds} s: check the host and port"), values)
     if isinstance(exc, ssl.SSLError):
-        return f"{what}: no TLS on {host}:{port}: check the port and security (993 ssl or 143 starttls for IMAP; " \
-               f"465 ssl or 587 starttls for SMTP)"
-    return f"{what}: could not connect to {host}:{port}: check the host, port and security"
+        return Phrase(N_("{what}: no TLS on {host}:{port}: check the port and security (993 ssl or 143 starttls for "
+                         "IMAP; 465 ssl or 587 starttls for SMTP)"), values)
+    return Phrase(N_("{what}: could not connect to {host}:{port}: check the host, port and security"), values)
 
 
 def _uid_of(source_ref: str | None) -> int:

@@ -83,7 +83,7 @@ from connectors._meta import (
     graph_time,
     reply_context,
 )
-from connectors.base import IdentityRule, Limits, PermanentError, Setting, pick
+from connectors.base import N_, IdentityRule, Limits, PermanentError, Phrase, Setting, pick
 from inbox.models import Author, InboundItem, OutboundReply, Reject
 
 MAX_MESSAGE_LENGTH = 1000
@@ -110,13 +110,13 @@ class InstagramConnector(MetaConnector):
     comment_prefix = "media:"
     profile_fields = "name,username"
     settings = (
-        Setting("account_id", required=True, help="The Instagram professional account's id (IG user id)."),
+        Setting("account_id", required=True, help=N_("The Instagram professional account's id (IG user id).")),
         Setting("login", default="facebook",
-                help="facebook (Page token, account linked to a Page) or instagram (Instagram Login token)."),
-        Setting("page_id", help="The linked Facebook Page's id; required with login: facebook."),
+                help=N_("facebook (Page token, account linked to a Page) or instagram (Instagram Login token).")),
+        Setting("page_id", help=N_("The linked Facebook Page's id; required with login: facebook.")),
         *COMMON_SETTINGS,
-        Setting("api_url", help="Base URL of the Graph API (default by login: graph.facebook.com or "
-                                "graph.instagram.com)."),
+        Setting("api_url", help=N_("Base URL of the Graph API (default by login: graph.facebook.com or "
+                                   "graph.instagram.com).")),
     )
     # No files anywhere: see "Files" in the module docstring.
     limits = Limits(max_text_length=MAX_MESSAGE_LENGTH, formatting="plain", reply_window_hours=24 * 7,
@@ -167,8 +167,8 @@ class InstagramConnector(MetaConnector):
     def probe_request(self) -> tuple[str, str]:
         return f"/{self.ig_id}", "id,username"
 
-    def probe_summary(self, body: Any) -> str:
-        return f"Signed in as @{body['username']} (id {body['id']})"
+    def probe_summary(self, body: Any) -> Phrase:
+        return Phrase(N_("Signed in as @{username} (id {id})"), {"username": str(body["username"]), "id": str(body["id"])})
 
     # Comments -----------------------------------------------------------------------------------
 

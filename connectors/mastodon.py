@@ -95,11 +95,13 @@ from connectors._http import Http
 from connectors._meta import reply_context
 from connectors._probe import http_probe
 from connectors.base import (
+    N_,
     Connector,
     IdentityRule,
     ItemError,
     Limits,
     PermanentError,
+    Phrase,
     ProbeResult,
     RetryableError,
     Setting,
@@ -146,16 +148,16 @@ class MastodonConnector(Connector):
     icon_text = "M"
     icon_color = "#563acc"
     settings = (
-        Setting("base_url", required=True, help="Your Mastodon server, e.g. https://mastodon.social."),
+        Setting("base_url", required=True, help=N_("Your Mastodon server, e.g. https://mastodon.social.")),
         Setting("access_token", required=True, secret=True,
-                help="Access token of the support account's application (read:notifications, read:statuses, "
-                     "write:statuses, write:media)."),
+                help=N_("Access token of the support account's application (read:notifications, read:statuses, "
+                        "write:statuses, write:media).")),
         Setting("account_domain", default="",
-                help="The server part of local account addresses (@support@<this>); default: the host of base_url."),
+                help=N_("The server part of local account addresses (@support@<this>); default: the host of base_url.")),
         Setting("max_characters", default=DEFAULT_MAX_CHARACTERS,
-                help="Longest status the server accepts (configuration.statuses.max_characters of /api/v2/instance)."),
-        Setting("page_size", default=40, help="Notifications per request, at most 80."),
-        Setting("timeout", default=30, help="Seconds to wait for the server."),
+                help=N_("Longest status the server accepts (configuration.statuses.max_characters of /api/v2/instance).")),
+        Setting("page_size", default=40, help=N_("Notifications per request, at most 80.")),
+        Setting("timeout", default=30, help=N_("Seconds to wait for the server.")),
     )
     limits = Limits(max_text_length=DEFAULT_MAX_CHARACTERS, formatting="plain", attachment_types=MEDIA_TYPES,
                     max_attachment_bytes=MAX_MEDIA_BYTES, max_attachments=MAX_MEDIA, starts_conversations="any")
@@ -470,16 +472,16 @@ class MastodonConnector(Connector):
     def probe(self) -> ProbeResult:
         """`GET /api/v1/accounts/verify_credentials`: the account the token signs in as. The server's
         address is typed by an admin, so it passes the SSRF check first (connectors/_probe.py)."""
-        def signed_in(body: Any) -> str:
+        def signed_in(body: Any) -> Phrase:
             acct = str(body["acct"])  # the bare username for an account of this server
             handle = acct if "@" in acct or not self.domain else f"{acct}@{self.domain}"
-            return f"Signed in as @{handle} (id {body['id']})"
+            return Phrase(N_("Signed in as @{username} (id {id})"), {"username": handle, "id": str(body["id"])})
 
         return http_probe(
             self, self.http, "/api/v1/accounts/verify_credentials", what="Mastodon", signed_in=signed_in,
-            refused="Your Mastodon server refused the access token ({status}): in Preferences, Development, "
-                    "open the application (or create one with read and write:statuses) and paste its access "
-                    "token here")
+            refused=N_("Your Mastodon server refused the access token ({status}): in Preferences, Development, "
+                       "open the application (or create one with read and write:statuses) and paste its access "
+                       "token here"))
 
     def close(self) -> None:
         self.http.close()

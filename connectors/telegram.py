@@ -89,11 +89,13 @@ from typing import Any
 from connectors._http import Http, retry_after_seconds
 from connectors._probe import http_probe
 from connectors.base import (
+    N_,
     Connector,
     IdentityRule,
     ItemError,
     Limits,
     PermanentError,
+    Phrase,
     ProbeResult,
     RetryableError,
     Setting,
@@ -170,21 +172,21 @@ class TelegramConnector(Connector):
     icon_text = "T"
     icon_color = "#1b75a8"
     settings = (
-        Setting("token", required=True, secret=True, help="The bot token from @BotFather (123456789:AA...)."),
+        Setting("token", required=True, secret=True, help=N_("The bot token from @BotFather (123456789:AA...).")),
         Setting("mode", default="polling",
-                help="polling (getUpdates on a schedule) or webhook (Telegram posts to /webhooks/<channel>)."),
+                help=N_("polling (getUpdates on a schedule) or webhook (Telegram posts to /webhooks/<channel>).")),
         Setting("webhook_secret", secret=True,
-                help="Webhook mode: the secret_token registered with setWebhook, 1-256 of A-Z a-z 0-9 _ -."),
+                help=N_("Webhook mode: the secret_token registered with setWebhook, 1-256 of A-Z a-z 0-9 _ -.")),
         Setting("group_messages", default="mentions",
-                help="Group messages taken in: mentions (of the bot, replies to it, its commands), all, none."),
+                help=N_("Group messages taken in: mentions (of the bot, replies to it, its commands), all, none.")),
         Setting("bot_username", default="",
-                help="The bot's username without @, for recognising mentions; asked with getMe when empty."),
-        Setting("include_edits", default=False, help="Also take edited messages (each edit as a new item)."),
-        Setting("page_size", default=100, help="Updates per getUpdates call, 1-100."),
+                help=N_("The bot's username without @, for recognising mentions; asked with getMe when empty.")),
+        Setting("include_edits", default=False, help=N_("Also take edited messages (each edit as a new item).")),
+        Setting("page_size", default=100, help=N_("Updates per getUpdates call, 1-100.")),
         Setting("long_poll_seconds", default=0,
-                help="getUpdates long-poll timeout; 0 asks and returns at once (the worker polls often)."),
-        Setting("timeout", default=30, help="Seconds to wait for an answer from Telegram."),
-        Setting("api_url", default="https://api.telegram.org", help="Bot API server (a local Bot API server or test imitation)."),
+                help=N_("getUpdates long-poll timeout; 0 asks and returns at once (the worker polls often).")),
+        Setting("timeout", default=30, help=N_("Seconds to wait for an answer from Telegram.")),
+        Setting("api_url", default="https://api.telegram.org", help=N_("Bot API server (a local Bot API server or test imitation).")),
     )
     # Files go with any reply, public or private; Telegram takes any type (as a document if need be).
     limits = Limits(max_text_length=MAX_TEXT, formatting="plain", reply_window_hours=None,
@@ -647,18 +649,19 @@ class TelegramConnector(Connector):
 
     def probe(self) -> ProbeResult:
         """`getMe`: the bot the token belongs to. Reads no update, so no offset is confirmed."""
-        def signed_in(body: Any) -> str:
+        def signed_in(body: Any) -> Phrase:
             if body["ok"] is not True:
                 raise ValueError("ok is not true")
             bot = body["result"]
-            return f"Telegram bot @{bot['username']} answers (id {bot['id']})"
+            return Phrase(N_("Telegram bot @{username} answers (id {id})"),
+                          {"username": str(bot["username"]), "id": str(bot["id"])})
 
         # Telegram answers 401 for a revoked token and 404 for one that is not a token at all.
         return http_probe(
             self, self.http, "getMe", what="Telegram", signed_in=signed_in,
             is_refusal=lambda status, body: status in (401, 404),
-            refused="Telegram refused the bot token ({status}): copy the token again from @BotFather (/mybots, "
-                    "API Token, or /revoke for a new one) and paste it here")
+            refused=N_("Telegram refused the bot token ({status}): copy the token again from @BotFather (/mybots, "
+                       "API Token, or /revoke for a new one) and paste it here"))
 
     def close(self) -> None:
         self.http.close()

@@ -40,6 +40,7 @@ from werkzeug.http import parse_options_header
 
 from connectors.base import (
     EMAIL_IDENTITY,
+    N_,
     Connector,
     ItemError,
     Limits,
@@ -204,20 +205,20 @@ class WebformConnector(Connector):
     limits = Limits(formatting="plain", supports_attachments=True)
 
     settings: ClassVar[tuple[Setting, ...]] = (
-        Setting("title", default="", help="Heading of the form page (empty: a translated 'Contact us')."),
-        Setting("intro", default="", help="Text shown above the form, e.g. when to expect an answer."),
+        Setting("title", default="", help=N_("Heading of the form page (empty: a translated 'Contact us').")),
+        Setting("intro", default="", help=N_("Text shown above the form, e.g. when to expect an answer.")),
         Setting("allowed_origins", default=(),
-                help="Sites that may embed the form and post to it, e.g. [\"https://www.example.com\"]. "
-                     "Mainland's own origin is always allowed."),
+                help=N_("Sites that may embed the form and post to it, e.g. [\"https://www.example.com\"]. "
+                        "Mainland's own origin is always allowed.")),
         Setting("reply_channel", required=True,
-                help="The email channel (e.g. an imap channel) whose SMTP sends agents' replies to submitters."),
-        Setting("max_attachment_bytes", default=5 * 1024 * 1024, help="Largest file a visitor may attach."),
-        Setting("max_attachments", default=3, help="How many files one submission may carry (0: no uploads)."),
-        Setting("max_text_chars", default=20_000, help="Longest message, in characters."),
-        Setting("per_ip_per_hour", default=20, help="Submissions accepted from one IP address per hour."),
-        Setting("per_ip_per_day", default=240, help="Submissions accepted from one IP address per day."),
+                help=N_("The email channel (e.g. an imap channel) whose SMTP sends agents' replies to submitters.")),
+        Setting("max_attachment_bytes", default=5 * 1024 * 1024, help=N_("Largest file a visitor may attach.")),
+        Setting("max_attachments", default=3, help=N_("How many files one submission may carry (0: no uploads).")),
+        Setting("max_text_chars", default=20_000, help=N_("Longest message, in characters.")),
+        Setting("per_ip_per_hour", default=20, help=N_("Submissions accepted from one IP address per hour.")),
+        Setting("per_ip_per_day", default=240, help=N_("Submissions accepted from one IP address per day.")),
         Setting("success_message", default="",
-                help="Shown after sending (empty: a translated 'Thank you, we will answer by email')."),
+                help=N_("Shown after sending (empty: a translated 'Thank you, we will answer by email').")),
     )
 
     #: Seconds since the epoch; tests replace it to travel in time.
@@ -491,4 +492,4 @@ class WebformConnector(Connector):
         `reply_channel`, whose own test covers them)."""
         base = (self.context.base_url if self.context else "").rstrip("/")
         url = f"{base}/forms/{self.name}"
-        return ProbeResult(True, "Web forms receive posts; nothing to connect to", detail=url)
+        return ProbeResult.said(True, N_("Web forms receive posts; nothing to connect to"), detail=url)

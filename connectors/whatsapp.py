@@ -96,6 +96,7 @@ from connectors._http import Http, retry_after_seconds
 from connectors._meta import challenge_answer, verify_signature
 from connectors._probe import http_probe
 from connectors.base import (
+    N_,
     PHONE_IDENTITY,
     Connector,
     ConnectorError,
@@ -103,6 +104,7 @@ from connectors.base import (
     ItemError,
     Limits,
     PermanentError,
+    Phrase,
     ProbeResult,
     RetryableError,
     Setting,
@@ -248,23 +250,23 @@ class WhatsAppConnector(Connector):
     push_only = True
     settings = (
         Setting("phone_number_id", required=True,
-                help="The phone number id from WhatsApp → API Setup (not the phone number itself)."),
+                help=N_("The phone number id from WhatsApp → API Setup (not the phone number itself).")),
         Setting("access_token", required=True, secret=True,
-                help="A system-user access token with whatsapp_business_messaging (generate one that never "
-                     "expires)."),
+                help=N_("A system-user access token with whatsapp_business_messaging (generate one that never "
+                        "expires).")),
         Setting("app_secret", required=True, secret=True,
-                help="The app secret (App settings → Basic); webhooks signed with anything else are refused."),
+                help=N_("The app secret (App settings → Basic); webhooks signed with anything else are refused.")),
         Setting("verify_token", required=True, secret=True, copy_to_provider=True,
-                help="Any random string; enter the same in the app's webhook configuration (hub.verify_token)."),
+                help=N_("Any random string; enter the same in the app's webhook configuration (hub.verify_token).")),
         Setting("app_secret_previous", default=None, secret=True,
-                help="While rotating the app secret: the old one, still accepted. Remove it when done."),
+                help=N_("While rotating the app secret: the old one, still accepted. Remove it when done.")),
         Setting("business_account_id", default=None,
-                help="The WhatsApp Business Account id; when set, deliveries for other accounts are ignored and "
-                     "agents can send its approved templates (to start a conversation, or after 24 hours)."),
-        Setting("api_url", default="https://graph.facebook.com", help="Base URL of the Graph API."),
-        Setting("api_version", default="v25.0", help="Graph API version, e.g. v25.0."),
-        Setting("download_media", default=True, help="Download images, documents, audio and video as attachments."),
-        Setting("timeout", default=30, help="Seconds a Graph API call may take."),
+                help=N_("The WhatsApp Business Account id; when set, deliveries for other accounts are ignored and "
+                        "agents can send its approved templates (to start a conversation, or after 24 hours).")),
+        Setting("api_url", default="https://graph.facebook.com", help=N_("Base URL of the Graph API.")),
+        Setting("api_version", default="v25.0", help=N_("Graph API version, e.g. v25.0.")),
+        Setting("download_media", default=True, help=N_("Download images, documents, audio and video as attachments.")),
+        Setting("timeout", default=30, help=N_("Seconds a Graph API call may take.")),
     )
     # WhatsApp has no public conversations; a private reply carries one file, its text as the caption.
     limits = Limits(max_text_length=MAX_TEXT, formatting="plain", reply_window_hours=REPLY_WINDOW_HOURS,
@@ -744,16 +746,17 @@ class WhatsAppConnector(Connector):
     def probe(self) -> ProbeResult:
         """`GET /{phone-number-id}?fields=display_phone_number,verified_name`: the number the token may send
         from. Meta answers a bad token with code 190; an id the token cannot see with code 100."""
-        def signed_in(body: Any) -> str:
-            return f"WhatsApp number {body['display_phone_number']} ({body['verified_name']}) answers"
+        def signed_in(body: Any) -> Phrase:
+            return Phrase(N_("WhatsApp number {number} ({name}) answers"),
+                          {"number": str(body["display_phone_number"]), "name": str(body["verified_name"])})
 
         return http_probe(
             self, self.http, f"/{self.phone_number_id}", what="WhatsApp", signed_in=signed_in,
             params={"fields": "display_phone_number,verified_name"},
             is_refusal=lambda status, body: status == 401 or (whatsapp_error(body) or {}).get("code") == 190,
             error_text=lambda body: error_text(whatsapp_error(body) or {}),
-            refused="Meta refused the access token ({status}): create a new token for a system user with the "
-                    "whatsapp_business_messaging permission (Business Settings, System users) and paste it here")
+            refused=N_("Meta refused the access token ({status}): create a new token for a system user with the "
+                       "whatsapp_business_messaging permission (Business Settings, System users) and paste it here"))
 
     def close(self) -> None:
         self.http.close()

@@ -118,11 +118,13 @@ from connectors._http import Http
 from connectors._meta import reply_context
 from connectors._probe import Mismatch, http_probe
 from connectors.base import (
+    N_,
     Connector,
     IdentityRule,
     ItemError,
     Limits,
     PermanentError,
+    Phrase,
     ProbeResult,
     RetryableError,
     Setting,
@@ -221,25 +223,25 @@ class XConnector(Connector):
     icon_text = "X"
     icon_color = "#000000"
     settings = (
-        Setting("user_id", required=True, help="Numeric user id of the support account (not the @name)."),
+        Setting("user_id", required=True, help=N_("Numeric user id of the support account (not the @name).")),
         Setting("access_token", required=True, secret=True,
-                help="OAuth 2.0 user access token of the support account (scopes tweet.read tweet.write "
-                     "users.read dm.read dm.write media.write offline.access)."),
+                help=N_("OAuth 2.0 user access token of the support account (scopes tweet.read tweet.write "
+                        "users.read dm.read dm.write media.write offline.access).")),
         Setting("refresh_token", default=None, secret=True,
-                help="OAuth 2.0 refresh token (scope offline.access); without it the channel stops when "
-                     "the access token expires."),
-        Setting("client_id", default=None, help="The app's OAuth 2.0 client id; needed to refresh tokens."),
+                help=N_("OAuth 2.0 refresh token (scope offline.access); without it the channel stops when "
+                        "the access token expires.")),
+        Setting("client_id", default=None, help=N_("The app's OAuth 2.0 client id; needed to refresh tokens.")),
         Setting("client_secret", default=None, secret=True,
-                help="The app's OAuth 2.0 client secret, for confidential clients only (sent as HTTP Basic)."),
-        Setting("api_url", default="https://api.x.com", help="Base URL of the X API."),
-        Setting("mentions", default=True, help="Read mentions of the account (public)."),
-        Setting("dms", default=True, help="Read direct messages to the account (private)."),
-        Setting("page_size", default=100, help="max_results per page (mentions 5-100, DMs 1-100)."),
-        Setting("pages_per_fetch", default=8, help="Pages of each stream read per fetch at most."),
+                help=N_("The app's OAuth 2.0 client secret, for confidential clients only (sent as HTTP Basic).")),
+        Setting("api_url", default="https://api.x.com", help=N_("Base URL of the X API.")),
+        Setting("mentions", default=True, help=N_("Read mentions of the account (public).")),
+        Setting("dms", default=True, help=N_("Read direct messages to the account (private).")),
+        Setting("page_size", default=100, help=N_("max_results per page (mentions 5-100, DMs 1-100).")),
+        Setting("pages_per_fetch", default=8, help=N_("Pages of each stream read per fetch at most.")),
         Setting("first_poll_items", default=100,
-                help="Items of each stream taken on the very first poll; older ones are not imported."),
-        Setting("download_media", default=True, help="Download photos as attachments."),
-        Setting("timeout", default=30, help="Seconds an API call may take."),
+                help=N_("Items of each stream taken on the very first poll; older ones are not imported.")),
+        Setting("download_media", default=True, help=N_("Download photos as attachments.")),
+        Setting("timeout", default=30, help=N_("Seconds an API call may take.")),
     )
     limits = Limits(max_text_length=MAX_POST_WEIGHT, formatting="plain", attachment_types=MEDIA_TYPES,
                     max_attachment_bytes=MAX_MEDIA_BYTES, max_attachments=MAX_POST_MEDIA,
@@ -713,20 +715,21 @@ class XConnector(Connector):
     def probe(self) -> ProbeResult:
         """`GET /2/users/me` with the current access token (never refreshed here): who the token is for,
         and whether that is the account in `user_id`."""
-        def signed_in(body: Any) -> str:
+        def signed_in(body: Any) -> Phrase:
             me = body["data"]
-            found = f"@{me['username']} (id {me['id']})"
+            found = {"username": str(me["username"]), "id": str(me["id"])}
             if str(me["id"]) != self.user_id:
-                raise Mismatch(f"The token belongs to {found}, not to user_id {self.user_id}: put "
-                                    f"{me['id']} in user_id, or authorise the app with the support account")
-            return f"Signed in as {found}"
+                raise Mismatch(Phrase(N_("The token belongs to @{username} (id {id}), not to user_id {user_id}: put "
+                                         "{id} in user_id, or authorise the app with the support account"),
+                                      {**found, "user_id": self.user_id}))
+            return Phrase(N_("Signed in as @{username} (id {id})"), found)
 
         return http_probe(
             self, self.http, "/2/users/me", what="X", signed_in=signed_in, error_text=x_error_message,
             headers={"Authorization": f"Bearer {self._tokens['access_token']}"},
             params={"user.fields": "username,name"},
-            refused="X refused the access token ({status}): authorise the app for the support account again "
-                    "and paste the new access and refresh tokens here")
+            refused=N_("X refused the access token ({status}): authorise the app for the support account again "
+                       "and paste the new access and refresh tokens here"))
 
     def close(self) -> None:
         self.http.close()

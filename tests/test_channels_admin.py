@@ -139,3 +139,27 @@ def test_the_verify_token_is_shown_to_copy_into_the_provider_but_no_other_secret
     page = admin_client.get("/admin/channels/wa").get_data(as_text=True)
     assert 'value="verify-me-please"' in page and "/webhooks/wa" in page
     assert "EAAG-access-token" not in page and "app-secret-value" not in page
+
+
+# A connector's words in Dutch (connectors mark them with N_; the page translates them). These need the
+# Dutch catalog with the connector strings (/tmp/nl2/conni18n.po, merged by the lead).
+
+def test_a_dutch_admin_reads_the_settings_form_in_dutch(admin_client, admin, web_store):  # noqa: F811
+    web_store.set_agent_locale(admin["id"], "nl")
+    page = admin_client.get("/admin/channels/new?kind=telegram").get_data(as_text=True)
+    assert "De bottoken van @BotFather (123456789:AA...)." in page  # the help of "token"
+    assert ">Gebruikersnaam van de bot</label>" in page  # the label made from "bot_username"
+    assert "The bot token from @BotFather" not in page and ">Bot username</label>" not in page
+
+
+def test_a_dutch_admin_reads_the_connection_test_in_dutch(admin_client, admin, telegram, web_store):  # noqa: F811
+    add_telegram(admin_client, telegram)
+    web_store.set_agent_locale(admin["id"], "nl")
+    page = post(admin_client, "/admin/channels/tg/test", token_from="/admin/channels/tg").get_data(as_text=True)
+    assert f"Telegram-bot @{telegram.bot['username']} antwoordt (id {telegram.bot_id})" in page
+    assert "answers (id" not in page
+
+    telegram.revoke_token()
+    page = post(admin_client, "/admin/channels/tg/test", token_from="/admin/channels/tg").get_data(as_text=True)
+    assert "Telegram weigerde de bottoken (401): kopieer de token opnieuw bij @BotFather" in page
+    assert telegram.token not in page

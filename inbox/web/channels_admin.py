@@ -13,6 +13,9 @@ Routes (admins only; every change audited and in force without a restart, see in
 
 Channels from the config file are listed and tested like the others but shown read-only: the file
 is where they change.
+
+A connector's words are English marked with `N_` (connectors/base.py): a setting's label and help and
+a connection test's summary are translated here, when shown; unmarked text shows as written.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
-from connectors.base import Connector, Setting
+from connectors.base import Connector, ProbeResult, Setting
 from inbox import clock, health, secrets_box
 from inbox.config import _duration
 from inbox.i18n import gettext as _
@@ -71,10 +74,24 @@ def _field_type(setting: Setting) -> str:
     return "text"
 
 
-def _label(name: str) -> str:
-    """A setting's key as a form label: "verify_token" -> "Verify token"."""
-    words = name.replace("_", " ")
-    return words[:1].upper() + words[1:]
+def _translated(text: str) -> str:
+    """A connector's marked text in the reader's language (gettext("") would be the catalog's header)."""
+    return _(text) if text else ""
+
+
+def _label(setting: Setting) -> str:
+    """A setting's label, translated: its own `label`, or its key as words ("verify_token" -> "Verify token")."""
+    return _translated(setting.shown_label)
+
+
+def _probe_shown(result: ProbeResult | dict[str, Any]) -> dict[str, Any]:
+    """A connection test's result as the page shows it: the summary in the reader's language, values filled
+    in after translating (`Phrase.render`); already redacted by the connector."""
+    if isinstance(result, dict):
+        return result
+    phrase = getattr(result, "phrase", None)  # an outside connector's result may be older than `phrase`
+    return {"ok": result.ok, "summary": phrase.render(_translated) if phrase else result.summary,
+            "detail": result.detail}
 
 
 def _fields(cls: type[Connector], stored: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -88,8 +105,8 @@ def _fields(cls: type[Connector], stored: dict[str, Any] | None) -> list[dict[st
             shown = ", ".join(str(v) for v in value)
         else:
             shown = "" if value is None else value
-        fields.append({"name": setting.name, "label": _label(setting.name), "type": _field_type(setting), "required": setting.required,
-                       "help": setting.help, "value": shown, "secret": setting.secret,
+        fields.append({"name": setting.name, "label": _label(setting), "type": _field_type(setting), "required": setting.required,
+                       "help": _translated(setting.help), "value": shown, "secret": setting.secret,
                        "stored": setting.secret and bool(value)})
     return fields
 
@@ -182,7 +199,7 @@ def _provider_values(name: str, cls: type[Connector]) -> list[dict[str, str]]:
     channel = mainland().config.channels.get(name)
     if channel is None:
         return []
-    return [{"name": s.name, "label": _label(s.name), "value": str(channel.settings[s.name])}
+    return [{"name": s.name, "label": _label(s), "value": str(channel.settings[s.name])}
             for s in cls.settings if s.copy_to_provider and channel.settings.get(s.name)]
 
 
@@ -344,7 +361,7 @@ def test(name: str):
         result = {"ok": False, "summary": _("This channel has no connection test."), "detail": ""}
     ok = result["ok"] if isinstance(result, dict) else result.ok
     _audit("channel_tested", name, ok=bool(ok))
-    return _detail_page(name, channel, row, cls, {}, probe=result)
+    return _detail_page(name, channel, row, cls, {}, probe=_probe_shown(result))
 
 
 @bp.post("/admin/channels/<name>/delete")
