@@ -37,6 +37,7 @@ import datetime as dt
 import json
 import uuid
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -45,6 +46,7 @@ import urllib3
 from connectors._http import USER_AGENT, retry_after_seconds
 from connectors._probe import probe_timeout
 from connectors.base import (
+    N_,
     Connector,
     IdentityRule,
     ItemError,
@@ -169,14 +171,15 @@ class ApiConnector(Connector):
 
     settings: ClassVar[tuple[Setting, ...]] = (
         Setting("callback_url", required=True,
-                help="Where replies are POSTed, signed (https://...). The outside system answers 2xx when it "
-                     "has the reply."),
+                help=N_("Where replies are POSTed, signed (https://...). The outside system answers 2xx when it "
+                        "has the reply.")),
+        # The number in the help is MIN_SECRET_CHARS (a literal, so the sentence can be translated).
         Setting("secret", required=True, secret=True,
-                help=f"Shared secret (at least {MIN_SECRET_CHARS} characters) of the HMAC-SHA256 signatures, "
-                     "both ways. Give the same value to the outside system."),
-        Setting("system_name", default="", help="Name of the outside system, used in messages to agents "
-                                                "(empty: the callback URL's host)."),
-        Setting("timeout", default=10, help="Seconds the outside system has to answer a reply."),
+                help=N_("Shared secret (at least 16 characters) of the HMAC-SHA256 signatures, both ways. Give "
+                        "the same value to the outside system.")),
+        Setting("system_name", default="", help=N_("Name of the outside system, used in messages to agents "
+                                                   "(empty: the callback URL's host).")),
+        Setting("timeout", default=10, help=N_("Seconds the outside system has to answer a reply.")),
     )
 
     @classmethod
@@ -330,23 +333,27 @@ class ApiConnector(Connector):
         try:
             status, _headers, answer = self._post(body, {}, timeout=probe_timeout(self))
         except RetryableError as exc:
-            return ProbeResult(False, self.redact(f"{self.system} did not answer the signed ping: check the callback "
-                                                  f"URL, and that this server may reach it"),
-                               detail=self.redact(str(exc)))
+            return ProbeResult.said(False, N_("{system} did not answer the signed ping: check the callback URL, "
+                                              "and that this server may reach it"), {"system": self.system},
+                                    detail=str(exc)).redacted(self.redact)
         except PermanentError as exc:
-            return ProbeResult(False, self.redact(str(exc)))
+            return ProbeResult.said(False, N_("The signed ping was not sent: {reason}"),
+                                    {"reason": str(exc)}).redacted(self.redact)
         detail = self.redact(f"HTTP {status}\n{answer[:600].decode('utf-8', 'replace')}".strip())
+        values = {"system": self.system, "status": status}
         if 200 <= status < 300:
-            return ProbeResult(True, self.redact(f"{self.system} accepted a signed ping ({status})"),
-                               detail=detail, status=status)
+            return ProbeResult.said(True, N_("{system} accepted a signed ping ({status})"), values, detail=detail,
+                                    status=status).redacted(self.redact)
         if status in (401, 403):
-            summary = (f"{self.system} refused the signature ({status}): give it the same shared secret, and check "
-                       f"that both clocks are right")
+            result = ProbeResult.said(False, N_("{system} refused the signature ({status}): give it the same shared "
+                                                "secret, and check that both clocks are right"), values)
         elif status >= 500:
-            summary = f"{self.system} has a problem at its end ({status}): try again later"
+            result = ProbeResult.said(False, N_("{system} has a problem at its end ({status}): try again later"),
+                                      values)
         else:
-            summary = f"{self.system} refused the ping ({status}): check the callback URL"
-        return ProbeResult(False, self.redact(summary), detail=detail, status=status)
+            result = ProbeResult.said(False, N_("{system} refused the ping ({status}): check the callback URL"),
+                                      values)
+        return replace(result, detail=detail, status=status).redacted(self.redact)
 
     def _post(self, body: bytes, headers: Mapping[str, str], *, timeout: float) -> tuple[int, Mapping[str, str], bytes]:
         """One signed POST to the callback URL, to the address the SSRF check resolved (no redirects).
