@@ -67,7 +67,8 @@ def test_compiled_catalogue_matches_the_po_file():
 
 
 def test_translations_keep_their_placeholders():
-    placeholder = re.compile(r"%\(\w+\)[sd]")
+    # Both kinds: %(name)s of gettext's formatting and {name} of connector phrases (connectors.base.Phrase).
+    placeholder = re.compile(r"%\(\w+\)[sd]|\{\w+\}")
     # Plural entries hold tuples (singular, plural) and (one translation per Dutch form).
     text = lambda value: " ".join(value) if isinstance(value, tuple | list) else value  # noqa: E731
     for message in _catalog(NL_PO, locale="nl"):
