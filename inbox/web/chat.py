@@ -5,7 +5,7 @@ Routes (every one but the script only for a configured, enabled channel of kind 
 - `GET  /chat/widget.js`                 the widget; one `<script data-channel="NAME">` per site
 - `GET  /chat/<channel>/config`          JSON: title, greeting, colour and the widget's words (`?lang=`)
 - `GET  /chat/<channel>/messages`        JSON: the visitor's conversation (visitor token in a header);
-                                         with `?since=<version>&wait=25` a long poll (see "Live" below)
+                                         with `?wait=25` and `X-Mainland-Since` a long poll (see "Live")
 - `POST /chat/<channel>/messages`        JSON `{"client_id", "text"}`: one message, stored exactly once
 - `POST /chat/<channel>/receipts`        JSON `{"delivered": [ids], "read": [ids]}`: the widget's markers
 - `POST /chat/<channel>/typing`          JSON `{"typing": true|false}`: the visitor types (or stopped)
@@ -19,8 +19,8 @@ set. Instead every request's Origin must be Mainland's own or one of the channel
 name only an allowed origin, never `*`. All checking of a message is the connector's
 (connectors/chat.py); this module maps the outcomes to HTTP. See docs/chat.md.
 
-Live: the open widget does not poll every few seconds; it asks `GET .../messages?since=<version>&wait=25`
-with the `version` of its last answer, and the request is held until what the widget shows (messages,
+Live: the open widget does not poll every few seconds; it asks `GET .../messages?wait=25` with the
+`version` of its last answer in `X-Mainland-Since` (or `?since=`), and the request is held until what the widget shows (messages,
 their states, an agent typing) differs from that version, or the wait ends. Each held request holds
 one of waitress's threads, so at most `web.chat_waits` are held at once (per process; default a
 quarter of `web.threads`, at least 1); past that the answer comes at once with `busy` and a
@@ -69,6 +69,9 @@ ARTICLES_LIMIT = "60 per minute"
 TYPING_SHOWN = dt.timedelta(seconds=8)
 #: Message ids one receipt may name.
 MAX_RECEIPTS = 200
+#: The version of the widget's last answer, for a long poll (a header: the URL, and so the browser's
+#: cached CORS preflight, stays the same from one poll to the next). `?since=` does the same.
+SINCE_HEADER = "X-Mainland-Since"
 #: The longest a widget's long poll is held (seconds); the widget asks for 25.
 MAX_WAIT_SECONDS = 30.0
 #: How often a held long poll looks for news that did not wake it (another process's, an agent's typing).
@@ -240,7 +243,7 @@ def history(channel: str):
     connector = channel_connector(channel, ChatConnector)
     _check_origin(connector)
     visitor = _visitor(connector)
-    since = (request.args.get("since") or "")[:64]
+    since = (request.headers.get(SINCE_HEADER) or request.args.get("since") or "")[:64]
     wait = min(max(request.args.get("wait", 0.0, type=float) or 0.0, 0.0), MAX_WAIT_SECONDS)
     answer = _answer_when_news(get_store(), connector.name, visitor, since, wait)
     response = jsonify(ok=True, **answer)
@@ -471,7 +474,8 @@ def preflight(channel: str):
     _check_origin(connector)
     response = Response(status=204)
     response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
-    response.headers["Access-Control-Allow-Headers"] = f"Content-Type, {VISITOR_HEADER}, {USER_HEADER}, {USER_HASH_HEADER}"
+    response.headers["Access-Control-Allow-Headers"] = (f"Content-Type, {VISITOR_HEADER}, {USER_HEADER}, "
+                                                        f"{USER_HASH_HEADER}, {SINCE_HEADER}")
     response.headers["Access-Control-Max-Age"] = str(PREFLIGHT_MAX_AGE)
     return response
 

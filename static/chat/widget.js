@@ -44,8 +44,10 @@
   var words = {}, config = null, isOpen = false, typing = false, timer = null, sending = false, suggestTimer = null;
   var version = "", generation = 0, backoff = 0, typist = "", typedAt = 0, idleTimer = null;
 
-  function request(method, path, body) {
+  function request(method, path, body, since) {
     var init = {method: method, headers: {"X-Mainland-Visitor": visitor}, credentials: "omit", cache: "no-store"};
+    // In a header, not the URL: one URL keeps one cached CORS preflight for every long poll.
+    if (since !== undefined) init.headers["X-Mainland-Since"] = since;
     if (script.dataset.userId) {  // signed in by the site: the same chat on every device
       init.headers["X-Mainland-User"] = script.dataset.userId;
       init.headers["X-Mainland-User-Hash"] = script.dataset.userHash || "";
@@ -182,8 +184,8 @@
   // Talking to Mainland ----------------------------------------------------------------------------
   // With `wait`, a long poll: the server answers once what it shows differs from our `version`.
   function refresh(wait) {
-    var path = wait ? "/messages?wait=" + WAIT + "&since=" + encodeURIComponent(version) : "/messages";
-    return request("GET", path).then(function (data) {
+    var path = wait ? "/messages?wait=" + WAIT : "/messages";
+    return request("GET", path, null, wait ? version : undefined).then(function (data) {
       if (!data.ok) return data;
       messages = data.messages;
       version = data.version || "";
