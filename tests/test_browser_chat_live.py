@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from inbox.outbox import send_due
+from inbox.outbox import queue_reply, send_due
 from tests.axe import describe, run_axe
-from tests.test_browser_chat import HostSite, app_config, host_site  # noqa: F401 - fixtures
+from tests.test_browser_chat import app_config, host_site  # noqa: F401 - fixtures
 from tests.test_browser_smoke import CHROMIUM, _require_chromium, live_app  # noqa: F401 - fixture
 from tests.test_web_auth import PASSWORD, make_agent
 
@@ -111,6 +111,38 @@ def test_typing_both_ways_read_markers_and_a_reply_through_the_long_poll(app, li
             expect(reply.locator(".delivery-status")).to_have_text("Read", timeout=TIMEOUT)
             shot(visitor, f"widget-read-{width}")
             assert errors == []
+        finally:
+            browser.close()
+            store.close()
+
+
+def test_with_no_wait_to_spare_the_widget_polls_with_a_back_off_and_still_gets_the_reply(
+        app, live_app, host_site):  # noqa: F811
+    _require_chromium()
+    from playwright.sync_api import expect, sync_playwright
+
+    app.config.update(CHAT_WAITS=0)  # every long poll is answered at once with "busy"
+    host_site.app_url = live_app
+    mainland = app.extensions["mainland"]
+    store = mainland.open_store()
+    asked: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            visitor = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+            visitor.on("request", lambda r: asked.append(r.url) if r.method == "GET" and "/messages" in r.url else None)
+            visitor.goto(host_site.origin + "/")
+            visitor.get_by_role("button", name="Chat with us").click()
+            visitor.get_by_label("Your message").fill("Is the shop open on Sunday?")
+            visitor.keyboard.press("Enter")
+            log = visitor.get_by_role("log")
+            expect(log.locator(".m.v").last).to_contain_text("Delivered", timeout=TIMEOUT)
+            [conversation] = store.recent_conversations()
+            queue_reply(mainland, store, conversation["id"], "No, Monday to Saturday.")
+            assert send_due(mainland, store).sent == 1
+            expect(log).to_contain_text("No, Monday to Saturday.", timeout=TIMEOUT)
+            # Asked again after 3 s, then 6 s...: a handful of requests, not one after another.
+            assert len(asked) < 8, asked
         finally:
             browser.close()
             store.close()
