@@ -36,7 +36,8 @@ def shot(page, name: str) -> None:
         page.screenshot(path=str(Path(SHOTS) / f"{name}.png"))
 
 
-def test_typing_both_ways_read_markers_and_a_reply_through_the_long_poll(app, live_app, host_site):  # noqa: F811
+def test_typing_both_ways_read_markers_and_a_reply_through_the_long_poll(
+        app, live_app, host_site):  # noqa: F811
     _require_chromium()
     from playwright.sync_api import expect, sync_playwright
 
@@ -54,7 +55,8 @@ def test_typing_both_ways_read_markers_and_a_reply_through_the_long_poll(app, li
             width, height = (390, 844) if os.environ.get("MAINLAND_SHOTS_NARROW") else (1440, 900)
             visitor = browser.new_context(viewport={"width": width, "height": height}).new_page()
             visitor.on("pageerror", lambda exc: errors.append(str(exc)))
-            visitor.on("request", lambda r: asked.append(r.url) if r.method == "GET" and "/messages" in r.url else None)
+            visitor.on("request", lambda r: asked.append(r.url) if r.method == "GET" and "/messages" in r.url
+                       else None)
             agent = browser.new_context(viewport={"width": width, "height": height}).new_page()
             agent.on("pageerror", lambda exc: errors.append(str(exc)))
 
@@ -130,7 +132,8 @@ def test_with_no_wait_to_spare_the_widget_polls_with_a_back_off_and_still_gets_t
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
         try:
             visitor = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
-            visitor.on("request", lambda r: asked.append(r.url) if r.method == "GET" and "/messages" in r.url else None)
+            visitor.on("request", lambda r: asked.append(r.url) if r.method == "GET" and "/messages" in r.url
+                       else None)
             visitor.goto(host_site.origin + "/")
             visitor.get_by_role("button", name="Chat with us").click()
             visitor.get_by_label("Your message").fill("Is the shop open on Sunday?")

@@ -3,7 +3,7 @@
 The visitor talks to the chat's endpoints with the Flask test client; the agent reads their live
 stream as a polling client does (`/events?once=1`, tests/test_live_workspace_events.py). Typing goes
 stale by the frozen clock, never by waiting. A long poll is held in a thread of its own; the test
-waits for it to be held (`_waits.wait_until`) and for its answer (`join`), never for a fixed time.
+waits for it to be held (`waits_of(app).wait_until`) and for its answer (`join`), never for a fixed time.
 """
 
 from __future__ import annotations
@@ -110,11 +110,13 @@ def test_another_visitors_typing_never_shows_in_this_conversation(client, db, ag
 def test_typing_needs_the_visitor_an_allowed_site_and_a_yes_or_no(client, db):
     token = visitor()
     started(client, db, token)
-    assert client.post("/chat/site/typing", json={"typing": True}, headers={"Origin": ALLOWED}).status_code == 401
+    anonymous = client.post("/chat/site/typing", json={"typing": True}, headers={"Origin": ALLOWED})
+    assert anonymous.status_code == 401
     assert typing(client, token, origin=EVIL).status_code == 403
     assert client.post("/chat/site/typing", json={"typing": "yes"}, headers=headers(token)).status_code == 400
     preflight = client.options("/chat/site/typing", headers={"Origin": ALLOWED})
-    assert preflight.status_code == 204 and "X-Mainland-Visitor" in preflight.headers["Access-Control-Allow-Headers"]
+    assert preflight.status_code == 204
+    assert "X-Mainland-Visitor" in preflight.headers["Access-Control-Allow-Headers"]
 
 
 def test_the_long_polls_version_header_is_allowed_across_sites(client):
@@ -215,7 +217,7 @@ class HeldPoll(threading.Thread):
         self.answer: dict | None = None
 
     def run(self) -> None:
-        # As the widget asks: the version in a header, so that the URL (and its CORS preflight) stays the same.
+        # As the widget asks: the version in a header, so the URL (and its CORS preflight) stays the same.
         response = self.client.get(f"/chat/site/messages?wait={self.wait}",
                                    headers={**headers(self.token), "X-Mainland-Since": self.since})
         self.answer = response.get_json()
@@ -241,13 +243,13 @@ def test_a_long_poll_answers_as_soon_as_a_message_arrives(app, client, db, only_
     started(client, db, token)
     held = HeldPoll(app, token, version_of(client, token))
     held.start()
-    assert chat_web._waits.wait_until(1, HELD)
+    assert chat_web.waits_of(app).wait_until(1, HELD)
     client_id = str(uuid.uuid4())
     post(client, token, "Sent from my phone", client_id)  # another tab or device of the visitor
     answer = held.answered()
     assert [m["text"] for m in answer["messages"]] == ["Hello?", "Sent from my phone"]
     assert answer["messages"][-1]["client_id"] == client_id and "busy" not in answer
-    assert chat_web._waits.active == 0
+    assert chat_web.waits_of(app).active == 0
 
 
 def test_a_long_poll_with_nothing_new_ends_empty_handed_after_its_wait(app, client, db, only_woken):
@@ -265,7 +267,7 @@ def test_a_sent_reply_and_an_agents_typing_are_found_by_the_held_poll(app, clien
     cid = started(client, db, token)
     held = HeldPoll(app, token, version_of(client, token))
     held.start()
-    assert chat_web._waits.wait_until(1, HELD)
+    assert chat_web.waits_of(app).wait_until(1, HELD)
     mainland = app.extensions["mainland"]
     queue_reply(mainland, db, cid, "Yes, we are.")
     assert send_due(mainland, db).sent == 1
@@ -274,7 +276,7 @@ def test_a_sent_reply_and_an_agents_typing_are_found_by_the_held_poll(app, clien
 
     typing_held = HeldPoll(app, token, answer["version"])
     typing_held.start()
-    assert chat_web._waits.wait_until(1, HELD)
+    assert chat_web.waits_of(app).wait_until(1, HELD)
     db.touch_presence(cid, make_agent(db)["id"], "typing", iso(clock.now()))
     assert typing_held.answered()["typing_name"] == "Ann"
 
@@ -286,14 +288,30 @@ def test_past_the_cap_a_long_poll_is_answered_at_once_and_told_to_back_off(app, 
     post(client, other, "Anyone?")
     held = HeldPoll(app, token, version_of(client, token))
     held.start()
-    assert chat_web._waits.wait_until(1, HELD)
+    assert chat_web.waits_of(app).wait_until(1, HELD)
     refused = client.get(f"/chat/site/messages?since={version_of(client, other)}&wait=25",
                          headers=headers(other)).get_json()
     assert refused["ok"] is True and refused["busy"] is True and refused["retry_ms"] > 0
     assert [m["text"] for m in refused["messages"]] == ["Anyone?"]
     post(client, token, "Let it go")
     assert held.answered()["messages"][-1]["text"] == "Let it go"
-    assert chat_web._waits.active == 0
+    assert chat_web.waits_of(app).active == 0
+
+
+def test_polls_held_by_another_app_take_no_wait_from_this_one(app, app_config, client, db, only_woken):
+    # A test's server shut down while a widget still waited: the next app's widgets are not "busy".
+    app.config.update(CHAT_WAITS=1)
+    token = visitor()
+    started(client, db, token)
+    held = HeldPoll(app, token, version_of(client, token))
+    held.start()
+    assert chat_web.waits_of(app).wait_until(1, HELD)
+    other_app = create_app(app_config)
+    other_app.config.update(CHAT_WAITS=1)
+    answer = other_app.test_client().get("/chat/site/messages?since=old&wait=25", headers=headers(token)).get_json()
+    assert answer["ok"] is True and "busy" not in answer  # answered at once: "old" is not its version
+    post(client, token, "Let it go")
+    held.answered()
 
 
 def test_a_reconnect_with_an_old_version_loses_and_doubles_nothing(app, client, db, only_woken):

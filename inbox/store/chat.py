@@ -82,13 +82,15 @@ class ChatQueries:
         with self.write():
             self.conn.execute(
                 "INSERT INTO conversation_marks (conversation_id, customer_typing_at) VALUES (?, ?) "
-                "ON CONFLICT (conversation_id) DO UPDATE SET customer_typing_at = excluded.customer_typing_at",
+                "ON CONFLICT (conversation_id) DO UPDATE "
+                "SET customer_typing_at = excluded.customer_typing_at",
                 (conversation_id, at))
 
     def customer_typing(self, conversation_id: int, since: str) -> str | None:
         """The customer's name when they reported typing in the conversation after `since`, else None."""
         row = self.conn.execute(
-            "SELECT cu.display_name FROM conversation_marks k JOIN conversations c ON c.id = k.conversation_id "
+            "SELECT cu.display_name FROM conversation_marks k "
+            "JOIN conversations c ON c.id = k.conversation_id "
             "JOIN customers cu ON cu.id = c.customer_id "
             "WHERE k.conversation_id = ? AND k.customer_typing_at > ?",
             (conversation_id, since)).fetchone()

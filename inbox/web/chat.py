@@ -20,8 +20,9 @@ name only an allowed origin, never `*`. All checking of a message is the connect
 (connectors/chat.py); this module maps the outcomes to HTTP. See docs/chat.md.
 
 Live: the open widget does not poll every few seconds; it asks `GET .../messages?wait=25` with the
-`version` of its last answer in `X-Mainland-Since` (or `?since=`), and the request is held until what the widget shows (messages,
-their states, an agent typing) differs from that version, or the wait ends. Each held request holds
+`version` of its last answer in `X-Mainland-Since` (or `?since=`), and the request is held until
+what the widget shows (messages, their states, an agent typing) differs from that version, or the
+wait ends. Each held request holds
 one of waitress's threads, so at most `web.chat_waits` are held at once (per process; default a
 quarter of `web.threads`, at least 1); past that the answer comes at once with `busy` and a
 `retry_ms`, and the widget polls with a back-off. A visitor's post or receipt wakes the waiting
@@ -328,7 +329,7 @@ class _News:
 
 
 class _Waits:
-    """How many long polls hold a server thread at once (per process)."""
+    """How many long polls hold a server thread at once (per app, and so per process)."""
 
     def __init__(self) -> None:
         self._changed = threading.Condition()
@@ -354,7 +355,12 @@ class _Waits:
 
 
 news = _News()
-_waits = _Waits()
+
+
+def waits_of(app) -> _Waits:
+    """The app's count of held long polls. Per app, not per module: requests of an app that is gone
+    (a test's server shut down while a widget waited) must not hold the next one's."""
+    return app.extensions.setdefault("chat_waits", _Waits())
 
 
 def _web_setting(name: str, default: float) -> float:
@@ -388,7 +394,8 @@ def _answer_when_news(store, channel: str, visitor: str, since: str, wait: float
     or `wait` seconds have passed. Past the cap of held requests: at once, `busy`."""
     if not wait or not since:
         return _snapshot(store, channel, visitor)
-    if not _waits.acquire(_wait_limit()):
+    waits = waits_of(current_app)
+    if not waits.acquire(_wait_limit()):
         return {**_snapshot(store, channel, visitor), "busy": True, "retry_ms": BUSY_RETRY_MS}
     try:
         check = _web_setting("chat_check_seconds", CHECK_SECONDS)
@@ -401,11 +408,13 @@ def _answer_when_news(store, channel: str, visitor: str, since: str, wait: float
                 return answer
             news.wait(seen, min(check, remaining))
     finally:
-        _waits.release()
+        waits.release()
 
 
-_typing_ip_limit = limiter.shared_limit(TYPING_PER_IP, scope=lambda e: _scope(e) + ":typing", methods=["POST"])
-_typing_visitor_limit = limiter.shared_limit(TYPING_PER_VISITOR, scope=lambda e: _scope(e) + ":typing:visitor",
+_typing_ip_limit = limiter.shared_limit(TYPING_PER_IP, scope=lambda e: _scope(e) + ":typing",
+                                        methods=["POST"])
+_typing_visitor_limit = limiter.shared_limit(TYPING_PER_VISITOR,
+                                             scope=lambda e: _scope(e) + ":typing:visitor",
                                              key_func=_visitor_key, methods=["POST"])
 
 

@@ -43,6 +43,7 @@
   var messages = [];                   // the server's history
   var words = {}, config = null, isOpen = false, typing = false, timer = null, sending = false, suggestTimer = null;
   var version = "", generation = 0, backoff = 0, typist = "", typedAt = 0, idleTimer = null;
+  var typingSent = Promise.resolve();
 
   function request(method, path, body, since) {
     var init = {method: method, headers: {"X-Mainland-Visitor": visitor}, credentials: "omit", cache: "no-store"};
@@ -268,7 +269,9 @@
   // Typing: reported at most every few seconds while keys are pressed, and once when it stops.
   function reportTyping(on) {
     if (!messages.length) return;  // no conversation yet to show it on
-    request("POST", "/typing", {typing: on}).catch(function () { /* it goes stale by itself */ });
+    // One after the other: a "stopped" must never overtake the "typing" before it.
+    typingSent = typingSent.then(function () { return request("POST", "/typing", {typing: on}); })
+      .catch(function () { /* it goes stale by itself */ });
   }
   function typed() {
     if (!input.value.trim()) { stopTyping(); return; }
