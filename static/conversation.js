@@ -151,6 +151,13 @@
   Live.on("presence", function (data) {
     if (data && data.conversation_id === conversationId) { renderPresence(data.agents); }
   });
+  /* The customer types (the website chat's reports; the stream tells when they stop or go quiet). */
+  Live.on("customer.typing", function (data) {
+    var box = document.getElementById("customer-typing");
+    if (!box || !data || data.conversation_id !== conversationId) { return; }
+    box.textContent = data.typing ? (text.typing || "{name}").replace("{name}", data.name) : "";
+    box.hidden = !data.typing;
+  });
 
   var state = "viewing";
   var lastTyped = 0;

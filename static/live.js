@@ -4,7 +4,8 @@
  * data-live-conversation). Pages subscribe with
  *     Live.on("conversation.new", function (data, id) { ... });
  * Events: hello, conversation.new, conversation.changed, counts, message.new, message.status,
- * message.removed, presence, drafts, notifications, heartbeat, bye (see inbox/web/live.py for their data).
+ * message.removed, presence, customer.typing, drafts, notifications, heartbeat, bye (see
+ * inbox/web/live.py for their data).
  * The browser reconnects by itself and resumes from the last event id. When the server has no stream
  * to spare it answers at once with what changed and a `retry:` hint: the same EventSource then
  * polls every few seconds, and every event below (browser notifications too) still arrives.
@@ -27,7 +28,7 @@
   "use strict";
 
   var EVENTS = ["hello", "conversation.new", "conversation.changed", "counts", "message.new",
-                "message.status", "message.removed", "presence", "drafts", "notifications", "heartbeat", "bye"];
+                "message.status", "message.removed", "presence", "customer.typing", "drafts", "notifications", "heartbeat", "bye"];
   var handlers = {};
   var keys = {};
   var source = null;

@@ -185,6 +185,8 @@ ROWS: list[Row] = [
     Row("chat.preflight_articles", "OPTIONS", "/chat/mail-b/articles", everyone(HIDDEN)),
     Row("chat.receipts", "POST", "/chat/mail-b/receipts", everyone(HIDDEN), json={"read": [1]}),
     Row("chat.preflight_receipts", "OPTIONS", "/chat/mail-b/receipts", everyone(HIDDEN)),
+    Row("chat.typing", "POST", "/chat/mail-b/typing", everyone(HIDDEN), json={"typing": True}),
+    Row("chat.preflight_typing", "OPTIONS", "/chat/mail-b/typing", everyone(HIDDEN)),
     Row("webhooks.receive", "POST", "/webhooks/mail-b", everyone(HIDDEN), json={"x": 1}),
     Row("webhooks.challenge", "GET", "/webhooks/mail-b", everyone(HIDDEN)),
 

@@ -22,13 +22,16 @@ class ChatQueries:
         `visitor` is the visitor id (the conversations' thread key and the customer's `chat`
         identity, both required, so a thread key alone never shows another customer's messages).
         Internal notes, replies still queued (undo window, review) or failed, and withdrawn
-        messages are never shown.
+        messages are never shown. `team_read` is true for the visitor's messages an agent has had in
+        front of them (`conversation_marks`, kept from the agents' presence heartbeats).
         """
         marks = ",".join("?" * len(VISIBLE_REPLY_STATES))
         rows = as_dicts(self.conn.execute(
             "SELECT m.id, m.external_id, m.direction, m.text, m.author_name, m.agent_id, "  # noqa: S608
-            "COALESCE(m.sent_at, m.received_at) AS at, m.delivery_status "
+            "COALESCE(m.sent_at, m.received_at) AS at, m.delivery_status, "
+            "(m.direction = 'in' AND m.id <= COALESCE(k.team_read_up_to, 0)) AS team_read "
             "FROM messages m JOIN conversations c ON c.id = m.conversation_id "
+            "LEFT JOIN conversation_marks k ON k.conversation_id = c.id "
             "JOIN identities i ON i.customer_id = c.customer_id AND i.kind = 'chat' AND i.value = ? "
             "WHERE c.channel = ? AND c.thread_key = ? AND m.deleted_at IS NULL "
             f"AND (m.direction = 'in' OR (m.direction = 'out' AND m.delivery_status IN ({marks}))) "
@@ -51,10 +54,44 @@ class ChatQueries:
             "AND o.provider_id IS NOT NULL",
             (visitor, channel, visitor, *message_ids))]
 
-    def chat_team_typing(self, channel: str, visitor: str, since: str) -> bool:
-        """True when an agent typed in one of this visitor's conversations after `since`."""
-        return self.conn.execute(
-            "SELECT 1 FROM presence p JOIN conversations c ON c.id = p.conversation_id "
+    # Live while both are there: typing both ways, and what the team has read -------------------------
+
+    def chat_team_typist(self, channel: str, visitor: str, since: str) -> str | None:
+        """The name of an agent who typed in one of this visitor's conversations after `since` ("" for
+        an agent without a name), or None when nobody did."""
+        row = self.conn.execute(
+            "SELECT COALESCE(a.name, '') FROM presence p JOIN conversations c ON c.id = p.conversation_id "
+            "JOIN agents a ON a.id = p.agent_id "
             "JOIN identities i ON i.customer_id = c.customer_id AND i.kind = 'chat' AND i.value = ? "
-            "WHERE c.channel = ? AND c.thread_key = ? AND p.state = 'typing' AND p.seen_at > ? LIMIT 1",
-            (visitor, channel, visitor, since)).fetchone() is not None
+            "WHERE c.channel = ? AND c.thread_key = ? AND p.state = 'typing' AND p.seen_at > ? "
+            "ORDER BY p.seen_at DESC LIMIT 1",
+            (visitor, channel, visitor, since)).fetchone()
+        return None if row is None else str(row[0])
+
+    def chat_conversation_id(self, channel: str, visitor: str) -> int | None:
+        """The visitor's latest conversation on `channel` (where their typing shows), if any."""
+        row = self.conn.execute(
+            "SELECT c.id FROM conversations c "
+            "JOIN identities i ON i.customer_id = c.customer_id AND i.kind = 'chat' AND i.value = ? "
+            "WHERE c.channel = ? AND c.thread_key = ? AND c.merged_into IS NULL ORDER BY c.id DESC LIMIT 1",
+            (visitor, channel, visitor)).fetchone()
+        return None if row is None else int(row[0])
+
+    def mark_customer_typing(self, conversation_id: int, at: str | None) -> None:
+        """The customer typed at `at` (an ISO moment), or stopped (None)."""
+        with self.write():
+            self.conn.execute(
+                "INSERT INTO conversation_marks (conversation_id, customer_typing_at) VALUES (?, ?) "
+                "ON CONFLICT (conversation_id) DO UPDATE "
+                "SET customer_typing_at = excluded.customer_typing_at",
+                (conversation_id, at))
+
+    def customer_typing(self, conversation_id: int, since: str) -> str | None:
+        """The customer's name when they reported typing in the conversation after `since`, else None."""
+        row = self.conn.execute(
+            "SELECT cu.display_name FROM conversation_marks k "
+            "JOIN conversations c ON c.id = k.conversation_id "
+            "JOIN customers cu ON cu.id = c.customer_id "
+            "WHERE k.conversation_id = ? AND k.customer_typing_at > ?",
+            (conversation_id, since)).fetchone()
+        return None if row is None else str(row[0] or "")

@@ -1620,3 +1620,37 @@ def m035_rules(db: Database) -> None:
         CREATE INDEX rule_firings_conversation ON rule_firings(conversation_id, id);
         """
     )
+
+
+@migrations()
+def m039_conversation_marks(db: Database) -> None:
+    # Live marks of a conversation (#18, the website chat while both are there): how far the team has
+    # read the customer's messages, and when the customer last said they were typing.
+    # `team_read_up_to` is kept by triggers on `presence`: an agent's heartbeat from the open
+    # conversation page (viewing or typing) means the customer's messages there so far were in front of
+    # them. Only moves forward. `customer_typing_at` is written by the chat's typing reports.
+    db.executescript(
+        """
+        CREATE TABLE conversation_marks (
+            conversation_id INTEGER PRIMARY KEY REFERENCES conversations(id) ON DELETE CASCADE,
+            team_read_up_to INTEGER NOT NULL DEFAULT 0,
+            customer_typing_at TEXT
+        );
+        CREATE TRIGGER presence_marks_read_insert AFTER INSERT ON presence BEGIN
+            INSERT INTO conversation_marks (conversation_id, team_read_up_to)
+            SELECT NEW.conversation_id, newest FROM (SELECT max(id) AS newest FROM messages
+                WHERE conversation_id = NEW.conversation_id AND direction = 'in' AND deleted_at IS NULL)
+            WHERE newest IS NOT NULL
+            ON CONFLICT (conversation_id) DO UPDATE
+            SET team_read_up_to = max(team_read_up_to, excluded.team_read_up_to);
+        END;
+        CREATE TRIGGER presence_marks_read_update AFTER UPDATE ON presence BEGIN
+            INSERT INTO conversation_marks (conversation_id, team_read_up_to)
+            SELECT NEW.conversation_id, newest FROM (SELECT max(id) AS newest FROM messages
+                WHERE conversation_id = NEW.conversation_id AND direction = 'in' AND deleted_at IS NULL)
+            WHERE newest IS NOT NULL
+            ON CONFLICT (conversation_id) DO UPDATE
+            SET team_read_up_to = max(team_read_up_to, excluded.team_read_up_to);
+        END;
+        """
+    )

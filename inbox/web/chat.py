@@ -4,9 +4,11 @@ Routes (every one but the script only for a configured, enabled channel of kind 
 
 - `GET  /chat/widget.js`                 the widget; one `<script data-channel="NAME">` per site
 - `GET  /chat/<channel>/config`          JSON: title, greeting, colour and the widget's words (`?lang=`)
-- `GET  /chat/<channel>/messages`        JSON: the visitor's conversation (visitor token in a header)
+- `GET  /chat/<channel>/messages`        JSON: the visitor's conversation (visitor token in a header);
+                                         with `?wait=25` and `X-Mainland-Since` a long poll (see "Live")
 - `POST /chat/<channel>/messages`        JSON `{"client_id", "text"}`: one message, stored exactly once
 - `POST /chat/<channel>/receipts`        JSON `{"delivered": [ids], "read": [ids]}`: the widget's markers
+- `POST /chat/<channel>/typing`          JSON `{"typing": true|false}`: the visitor types (or stopped)
 - `GET  /chat/<channel>/articles`        JSON: help-center articles for what the visitor types (`?q=`)
 - `OPTIONS` on each of them              CORS preflight
 
@@ -16,13 +18,25 @@ set. Instead every request's Origin must be Mainland's own or one of the channel
 `allowed_origins`, and Flask-Limiter limits posts per IP address and per visitor. CORS answers
 name only an allowed origin, never `*`. All checking of a message is the connector's
 (connectors/chat.py); this module maps the outcomes to HTTP. See docs/chat.md.
+
+Live: the open widget does not poll every few seconds; it asks `GET .../messages?wait=25` with the
+`version` of its last answer in `X-Mainland-Since` (or `?since=`), and the request is held until
+what the widget shows (messages, their states, an agent typing) differs from that version, or the
+wait ends. Each held request holds
+one of waitress's threads, so at most `web.chat_waits` are held at once (per process; default a
+quarter of `web.threads`, at least 1); past that the answer comes at once with `busy` and a
+`retry_ms`, and the widget polls with a back-off. A visitor's post or receipt wakes the waiting
+requests of this process at once; news from elsewhere (the worker sending a reply, an agent's
+typing heartbeat) is looked for every `web.chat_check_seconds` (1 s).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import logging
+import threading
 import time
 from pathlib import Path
 
@@ -56,6 +70,18 @@ ARTICLES_LIMIT = "60 per minute"
 TYPING_SHOWN = dt.timedelta(seconds=8)
 #: Message ids one receipt may name.
 MAX_RECEIPTS = 200
+#: The version of the widget's last answer, for a long poll (a header: the URL, and so the browser's
+#: cached CORS preflight, stays the same from one poll to the next). `?since=` does the same.
+SINCE_HEADER = "X-Mainland-Since"
+#: The longest a widget's long poll is held (seconds); the widget asks for 25.
+MAX_WAIT_SECONDS = 30.0
+#: How often a held long poll looks for news that did not wake it (another process's, an agent's typing).
+CHECK_SECONDS = 1.0
+#: What a widget waits before asking again when every long poll of this process is taken.
+BUSY_RETRY_MS = 5000
+#: The widget reports typing at most every 3 seconds while keys are pressed, and once when it stops.
+TYPING_PER_VISITOR = "40 per minute"
+TYPING_PER_IP = "6000 per hour"
 WIDGET_SCRIPT = Path(__file__).resolve().parents[2] / "static" / "chat" / "widget.js"
 
 
@@ -151,6 +177,9 @@ def _widget_words() -> dict[str, str]:
         "team": _("Support"),
         "suggested": _("These articles may answer your question:"),
         "typing": _("Support is typing…"),
+        "typing_name": _("%(name)s is typing…", name="{name}"),
+        "received": _("Delivered"),
+        "read": _("Read"),
         "too_long": _("The message is too long."),
         "refused": _("This chat cannot be used from this website."),
         "busy": _("You have sent many messages in a short time. Please wait a moment."),
@@ -205,7 +234,8 @@ def _shown(row: dict) -> dict:
         "name": "" if inbound else (row["author_name"] or ""),
         "text": row["text"],
         "at": row["at"],
-        "status": "received" if inbound else row["delivery_status"],
+        # The visitor's own message: stored ("received"), then "read" once an agent had it in front of them.
+        "status": ("read" if row.get("team_read") else "received") if inbound else row["delivery_status"],
     }
 
 
@@ -214,10 +244,10 @@ def history(channel: str):
     connector = channel_connector(channel, ChatConnector)
     _check_origin(connector)
     visitor = _visitor(connector)
-    store = get_store()
-    rows = store.chat_history(connector.name, visitor)
-    typing = store.chat_team_typing(connector.name, visitor, iso(clock.now() - TYPING_SHOWN))
-    response = jsonify(ok=True, messages=[_shown(row) for row in rows], typing=typing)
+    since = (request.headers.get(SINCE_HEADER) or request.args.get("since") or "")[:64]
+    wait = min(max(request.args.get("wait", 0.0, type=float) or 0.0, 0.0), MAX_WAIT_SECONDS)
+    answer = _answer_when_news(get_store(), connector.name, visitor, since, wait)
+    response = jsonify(ok=True, **answer)
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -244,6 +274,7 @@ def post_message(channel: str):
         log.warning("chat %s: message %s was quarantined", connector.name, item.external_id)
     [row] = [r for r in store.chat_history(connector.name, item.thread_key) if r["external_id"] == item.external_id] \
         or [None]
+    news.tell()
     # A resend of a stored message answers as the first post did (the widget then stops resending).
     return jsonify(ok=True, duplicate=bool(report.duplicates), message=_shown(row) if row else None)
 
@@ -272,7 +303,141 @@ def receipts(channel: str):
     if updates:
         report = current_app.extensions["mainland"].ingestor(store).ingest(
             connector.name, FetchResult(items=[], cursor=None, updates=updates), save_cursor=False)
+    if report.delivery_updates:
+        news.tell()
     return jsonify(ok=True, moved=report.delivery_updates)
+
+
+# Live while both are there: the long poll and the visitor's typing -------------------------------
+
+class _News:
+    """Wakes this process's waiting long polls when something a widget shows may have changed."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self.count = 0
+
+    def tell(self) -> None:
+        with self._changed:
+            self.count += 1
+            self._changed.notify_all()
+
+    def wait(self, seen: int, timeout: float) -> None:
+        """Return when there was news after `seen` (a `count`), or after `timeout` seconds."""
+        with self._changed:
+            self._changed.wait_for(lambda: self.count != seen, timeout=timeout)
+
+
+class _Waits:
+    """How many long polls hold a server thread at once (per app, and so per process)."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self.active = 0
+
+    def acquire(self, limit: int) -> bool:
+        with self._changed:
+            if self.active >= limit:
+                return False
+            self.active += 1
+            self._changed.notify_all()
+            return True
+
+    def release(self) -> None:
+        with self._changed:
+            self.active -= 1
+            self._changed.notify_all()
+
+    def wait_until(self, active: int, timeout: float) -> bool:
+        """For tests: wait until `active` long polls are held."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.active == active, timeout=timeout)
+
+
+news = _News()
+
+
+def waits_of(app) -> _Waits:
+    """The app's count of held long polls. Per app, not per module: requests of an app that is gone
+    (a test's server shut down while a widget waited) must not hold the next one's."""
+    return app.extensions.setdefault("chat_waits", _Waits())
+
+
+def _web_setting(name: str, default: float) -> float:
+    """`web.<name>` of the Mainland config; the Flask config's `<NAME>` wins (tests set that)."""
+    if name.upper() in current_app.config:
+        return float(current_app.config[name.upper()])
+    web = current_app.extensions["mainland"].config.extra.get("web") or {}
+    return float(web.get(name, default)) if isinstance(web, dict) else default
+
+
+def _wait_limit() -> int:
+    threads = int(_web_setting("threads", 8))
+    return int(_web_setting("chat_waits", max(1, threads // 4)))
+
+
+def _first_name(name: str | None) -> str:
+    return (name or "").split(" ")[0]
+
+
+def _snapshot(store, channel: str, visitor: str) -> dict[str, object]:
+    """What the widget shows, and its `version`: a digest that changes whenever any of it does."""
+    typist = store.chat_team_typist(channel, visitor, iso(clock.now() - TYPING_SHOWN))
+    shown = {"messages": [_shown(row) for row in store.chat_history(channel, visitor)],
+             "typing": typist is not None, "typing_name": _first_name(typist)}
+    text = json.dumps(shown, sort_keys=True, separators=(",", ":"))
+    return {**shown, "version": hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]}
+
+
+def _answer_when_news(store, channel: str, visitor: str, since: str, wait: float) -> dict[str, object]:
+    """The widget's view now, or (`wait` > 0 and the widget's `since` still current) once it changes
+    or `wait` seconds have passed. Past the cap of held requests: at once, `busy`."""
+    if not wait or not since:
+        return _snapshot(store, channel, visitor)
+    waits = waits_of(current_app)
+    if not waits.acquire(_wait_limit()):
+        return {**_snapshot(store, channel, visitor), "busy": True, "retry_ms": BUSY_RETRY_MS}
+    try:
+        check = _web_setting("chat_check_seconds", CHECK_SECONDS)
+        deadline = time.monotonic() + wait
+        while True:
+            seen = news.count  # before looking: news during the look is not slept through
+            answer = _snapshot(store, channel, visitor)
+            remaining = deadline - time.monotonic()
+            if answer["version"] != since or remaining <= 0:
+                return answer
+            news.wait(seen, min(check, remaining))
+    finally:
+        waits.release()
+
+
+_typing_ip_limit = limiter.shared_limit(TYPING_PER_IP, scope=lambda e: _scope(e) + ":typing",
+                                        methods=["POST"])
+_typing_visitor_limit = limiter.shared_limit(TYPING_PER_VISITOR,
+                                             scope=lambda e: _scope(e) + ":typing:visitor",
+                                             key_func=_visitor_key, methods=["POST"])
+
+
+@bp.post("/chat/<channel>/typing", provide_automatic_options=False)
+@_typing_ip_limit
+@_typing_visitor_limit
+def typing(channel: str):
+    """The visitor types (`{"typing": true}`, repeated every few seconds while they do) or stopped.
+
+    Shown to the agents on the visitor's latest conversation through their live stream, which lets
+    a report go stale by itself (`inbox/web/live.py`); before the first message there is nothing to
+    show it on, and the report is taken and dropped."""
+    connector = channel_connector(channel, ChatConnector)
+    _check_origin(connector)
+    visitor = _visitor(connector)
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict) or not isinstance(data.get("typing"), bool):
+        return _json_error("unreadable", 400)
+    store = get_store()
+    conversation_id = store.chat_conversation_id(connector.name, visitor)
+    if conversation_id is not None:
+        store.mark_customer_typing(conversation_id, iso(clock.now()) if data["typing"] else None)
+    return jsonify(ok=True, shown=conversation_id is not None)
 
 
 def _json_error(reason: str, status: int):
@@ -311,12 +476,15 @@ def articles(channel: str):
           endpoint="preflight_receipts")
 @bp.route("/chat/<channel>/articles", methods=["OPTIONS"], provide_automatic_options=False,
           endpoint="preflight_articles")
+@bp.route("/chat/<channel>/typing", methods=["OPTIONS"], provide_automatic_options=False,
+          endpoint="preflight_typing")
 def preflight(channel: str):
     connector = channel_connector(channel, ChatConnector)
     _check_origin(connector)
     response = Response(status=204)
     response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
-    response.headers["Access-Control-Allow-Headers"] = f"Content-Type, {VISITOR_HEADER}, {USER_HEADER}, {USER_HASH_HEADER}"
+    response.headers["Access-Control-Allow-Headers"] = (f"Content-Type, {VISITOR_HEADER}, {USER_HEADER}, "
+                                                        f"{USER_HASH_HEADER}, {SINCE_HEADER}")
     response.headers["Access-Control-Max-Age"] = str(PREFLIGHT_MAX_AGE)
     return response
 

@@ -17,6 +17,8 @@ m005), and only when it moved, the changed conversations the agent may see. Even
 - `message.removed` {conversation_id, message_id}: a reply in the watched conversation is gone from
   it (its writer undid the send, or it moved to another conversation).
 - `presence` {conversation_id, agents: [{id, name, state}]}: who else views or types in it.
+- `customer.typing` {conversation_id, typing, name}: the customer types in the watched conversation
+  (the website chat's typing reports; shown for `CUSTOMER_TYPING_SECONDS` after the last report).
 - `drafts` {conversation_id, agents: [name], text}: the colleagues with a draft in the watched
   conversation (never its text), told on the first look and whenever it changes; `text` is the
   sentence the page shows ("Ann has a draft here."), in the agent's language, empty when nobody.
@@ -79,6 +81,8 @@ STREAM_RETRY_MS = 2000
 #: A `Last-Event-ID` further behind than this is treated as a fresh start (a tab left for days).
 MAX_CATCH_UP = 2000
 PRESENCE_STATES = ("viewing", "typing")
+#: A customer's typing report is shown this long (their widget reports every few seconds while typing).
+CUSTOMER_TYPING_SECONDS = 7
 
 
 class _Slots:
@@ -210,6 +214,8 @@ class LiveState:
         # told again after the next change (harmless: the page just redraws them).
         self.delivery = self._delivery() if conversation_id and not resumed else {}
         self.presence: list[dict[str, Any]] | None = None
+        #: Whether the customer types, and their name (None: not looked yet).
+        self.customer_typing: tuple[bool, str] | None = None
         #: The colleagues with a draft here at the last look (None: not looked yet).
         self.drafting: list[str] | None = None
         self.unread: int | None = None
@@ -235,6 +241,7 @@ class LiveState:
             events.extend(self._changes(watermark))
         if self.conversation_id and with_presence:
             events.extend(self._presence(now))
+            events.extend(self._customer_typing(now))
             events.extend(self._drafts())
         if with_notifications:
             events.extend(self._notifications())
@@ -317,6 +324,18 @@ class LiveState:
         if first and not others:
             return []
         return [sse("presence", {"conversation_id": self.conversation_id, "agents": others})]
+
+    def _customer_typing(self, now: dt.datetime) -> list[str]:
+        name = self.store.customer_typing(self.conversation_id,
+                                          iso(now - dt.timedelta(seconds=CUSTOMER_TYPING_SECONDS)))
+        state = (name is not None, name or "")
+        if state == self.customer_typing:
+            return []
+        # Told on the first look too: a polling client starts afresh each time and must learn that
+        # the customer stopped.
+        self.customer_typing = state
+        return [sse("customer.typing", {"conversation_id": self.conversation_id, "typing": state[0],
+                                        "name": state[1]})]
 
 
 def _number(text: str) -> int | None:

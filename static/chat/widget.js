@@ -2,7 +2,9 @@
  * No dependencies, no cookies, no inline styles or eval (works under a strict CSP: the styles are a
  * constructed stylesheet in a shadow root). Messages are shown with textContent only: never HTML.
  * Unsent messages wait in localStorage with their client id and are sent again after a network drop;
- * the server stores one message per client id, so nothing is lost and nothing doubled. See docs/chat.md.
+ * the server stores one message per client id, so nothing is lost and nothing doubled. While open it
+ * waits for news with a long poll (the server answers when what it shows changed), and tells the team
+ * when the visitor types and has read a reply. See docs/chat.md.
  */
 (function () {
   "use strict";
@@ -12,7 +14,7 @@
   var base = new URL(script.src, location.href).origin;
   var api = base + "/chat/" + encodeURIComponent(channel);
   var store = "mainland-chat:" + base + ":" + channel + ":";
-  var POLL_OPEN = 3000, POLL_CLOSED = 30000;
+  var POLL_OPEN = 3000, POLL_MAX = 30000, POLL_CLOSED = 30000, WAIT = 25, TYPING_EVERY = 3000, TYPING_IDLE = 5000;
 
   function load(key, fallback) {
     try { var v = localStorage.getItem(store + key); return v === null ? fallback : JSON.parse(v); }
@@ -40,9 +42,13 @@
   var pending = load("pending", []);  // [{client_id, text}] not yet confirmed by the server
   var messages = [];                   // the server's history
   var words = {}, config = null, isOpen = false, typing = false, timer = null, sending = false, suggestTimer = null;
+  var version = "", generation = 0, backoff = 0, typist = "", typedAt = 0, idleTimer = null;
+  var typingSent = Promise.resolve();
 
-  function request(method, path, body) {
+  function request(method, path, body, since) {
     var init = {method: method, headers: {"X-Mainland-Visitor": visitor}, credentials: "omit", cache: "no-store"};
+    // In a header, not the URL: one URL keeps one cached CORS preflight for every long poll.
+    if (since !== undefined) init.headers["X-Mainland-Since"] = since;
     if (script.dataset.userId) {  // signed in by the site: the same chat on every device
       init.headers["X-Mainland-User"] = script.dataset.userId;
       init.headers["X-Mainland-User-Hash"] = script.dataset.userHash || "";
@@ -161,31 +167,38 @@
     if (!config) return;
     var atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
     log.replaceChildren(bubble(config.greeting, "g"));
-    var known = {};
+    var known = {}, last = null;
+    messages.forEach(function (m) { if (m.from === "visitor") last = m; });
     messages.forEach(function (m) {
       if (m.client_id) known[m.client_id] = true;
-      log.appendChild(bubble(m.text, m.from === "visitor" ? "v" : "t", m.from === "visitor" ? "" : (m.name || words.team)));
+      // The visitor's latest message says how far it got: delivered (stored), then read by the team.
+      var mark = m === last ? (m.status === "read" ? words.read : words.received) : "";
+      log.appendChild(bubble(m.text, m.from === "visitor" ? "v" : "t", m.from === "visitor" ? mark : (m.name || words.team)));
     });
     pending.forEach(function (p) {
       if (!known[p.client_id]) log.appendChild(bubble(p.text, "v", navigator.onLine ? words.sending : words.failed));
     });
-    if (typing) log.appendChild(el("div", "m g", words.typing));
+    if (typing) log.appendChild(el("div", "m g", typist ? words.typing_name.replace("{name}", typist) : words.typing));
     if (atBottom) log.scrollTop = log.scrollHeight;
   }
 
   // Talking to Mainland ----------------------------------------------------------------------------
-  function refresh() {
-    return request("GET", "/messages").then(function (data) {
-      if (!data.ok) return;
+  // With `wait`, a long poll: the server answers once what it shows differs from our `version`.
+  function refresh(wait) {
+    var path = wait ? "/messages?wait=" + WAIT : "/messages";
+    return request("GET", path, null, wait ? version : undefined).then(function (data) {
+      if (!data.ok) return data;
       messages = data.messages;
+      version = data.version || "";
       var stored = {};
       messages.forEach(function (m) { if (m.client_id) stored[m.client_id] = true; });
       pending = pending.filter(function (p) { return !stored[p.client_id]; });
       save("pending", pending);
       typing = !!data.typing;
+      typist = data.typing_name || "";
       render();
-      return receipts();
-    }).catch(function () { /* offline: try again on the next tick */ });
+      return Promise.resolve(receipts()).then(function () { return data; });
+    });
   }
 
   // Delivered: the widget has the reply; read: the open window showed it to the visitor.
@@ -229,12 +242,48 @@
     }).catch(function () { sending = false; render(); });
   }
 
+  // One loop at a time: a newer tick (open, back online) ends the older loop's turns.
   function tick() {
     clearTimeout(timer);
-    flush().then(refresh).then(function () {
-      // Closed and nothing to send: no requests at all until the visitor opens the chat again.
-      if (isOpen || pending.length) timer = setTimeout(tick, isOpen ? POLL_OPEN : POLL_CLOSED);
+    var mine = ++generation;
+    flush().then(function () { return refresh(false); }).catch(function () { /* offline */ }).then(function () {
+      if (mine === generation) listen(mine);
     });
+  }
+
+  function listen(mine) {
+    // Closed and nothing to send: no requests at all until the visitor opens the chat again.
+    if (!isOpen) { if (pending.length) timer = setTimeout(tick, POLL_CLOSED); return; }
+    refresh(true).then(function (data) {
+      if (mine !== generation) return;
+      if (data.ok && !data.busy) { backoff = 0; listen(mine); } else again(mine, data.retry_ms);
+    }, function () { if (mine === generation) again(mine, 0); });
+  }
+
+  // Offline, refused, or the server holds as many waits as it can: ask again later, later each time.
+  function again(mine, hint) {
+    backoff = Math.min(Math.max(hint || 0, backoff ? backoff * 2 : POLL_OPEN), POLL_MAX);
+    timer = setTimeout(function () { if (mine === generation) { flush(); listen(mine); } }, backoff);
+  }
+
+  // Typing: reported at most every few seconds while keys are pressed, and once when it stops.
+  function reportTyping(on) {
+    if (!messages.length) return;  // no conversation yet to show it on
+    // One after the other: a "stopped" must never overtake the "typing" before it.
+    typingSent = typingSent.then(function () { return request("POST", "/typing", {typing: on}); })
+      .catch(function () { /* it goes stale by itself */ });
+  }
+  function typed() {
+    if (!input.value.trim()) { stopTyping(); return; }
+    if (Date.now() - typedAt >= TYPING_EVERY) { typedAt = Date.now(); reportTyping(true); }
+    clearTimeout(idleTimer);
+    idleTimer = setTimeout(stopTyping, TYPING_IDLE);
+  }
+  function stopTyping() {
+    clearTimeout(idleTimer);
+    if (!typedAt) return;
+    typedAt = 0;
+    reportTyping(false);
   }
 
   function suggest() {
@@ -264,7 +313,12 @@
     panel.hidden = !open;
     button.setAttribute("aria-expanded", String(open));
     save("open", open);
-    if (open) { input.focus(); log.scrollTop = log.scrollHeight; tick(); } else { button.focus(); }
+    if (open) { input.focus(); log.scrollTop = log.scrollHeight; tick(); return; }
+    button.focus();
+    stopTyping();
+    generation++;  // the loop ends; a message still waiting is tried again later
+    clearTimeout(timer);
+    if (pending.length) timer = setTimeout(tick, POLL_CLOSED);
   }
   button.addEventListener("click", function () { setOpen(!isOpen); });
   close.addEventListener("click", function () { setOpen(false); });
@@ -272,7 +326,12 @@
   input.addEventListener("keydown", function (event) {
     if (event.key === "Enter" && !event.shiftKey) { event.preventDefault(); form.requestSubmit(); }
   });
-  input.addEventListener("input", function () { clearTimeout(suggestTimer); suggestTimer = setTimeout(suggest, 300); });
+  input.addEventListener("input", function () {
+    clearTimeout(suggestTimer);
+    suggestTimer = setTimeout(suggest, 300);
+    typed();
+  });
+  input.addEventListener("blur", stopTyping);
   form.addEventListener("submit", function (event) {
     event.preventDefault();
     var text = input.value.trim();
@@ -284,11 +343,13 @@
     articles.hidden = true;
     render();
     log.scrollTop = log.scrollHeight;
-    flush().then(refresh);
+    stopTyping();
+    flush();  // its answer, and the waiting long poll, bring it back stored
   });
   window.addEventListener("online", tick);
   window.addEventListener("offline", render);
-  document.addEventListener("visibilitychange", function () { if (isOpen) tick(); });
+  // Back on the tab: what the open window shows is read now.
+  document.addEventListener("visibilitychange", function () { if (isOpen) receipts(); });
 
   var lang = (document.documentElement.lang || navigator.language || "en").slice(0, 2);
   request("GET", "/config?lang=" + encodeURIComponent(lang)).then(function (data) {
