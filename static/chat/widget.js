@@ -303,10 +303,17 @@
   // which is taken out of the address bar at once and spent by this browser's visitor token.
   var SIGNIN = "mainland-chat-signin=";
   var signinToken = null;
-  if (location.hash.indexOf("#" + SIGNIN) === 0) {
+  function takeSigninToken() {
+    if (location.hash.indexOf("#" + SIGNIN) !== 0) return false;
     signinToken = decodeURIComponent(location.hash.slice(SIGNIN.length + 1));
     try { history.replaceState(null, "", location.pathname + location.search); } catch (e) { location.hash = ""; }
+    return true;
   }
+  takeSigninToken();
+  // The link opened in a tab that already shows the page: only the fragment changes.
+  window.addEventListener("hashchange", function () {
+    if (config && takeSigninToken()) redeemSignin().then(function () { if (isOpen) tick(); else setOpen(true); });
+  });
   var emailBox = el("div", "em"), emailNote = el("p"), emailOffer = el("button", "k");
   var emailForm = el("form"), emailLabel = el("label", "sr"), emailInput = el("input"), emailSend = el("button");
   emailOffer.type = "button";
@@ -332,10 +339,13 @@
     // is away): where our answer may follow them.
     var mode = !messages.length && !pending.length ? "signin" : (visitorWrote() || away) && !emailSaved ? "followup" : null;
     if (mode !== emailMode) { emailMode = mode; emailForm.hidden = true; }
-    emailNote.textContent = emailNotice || (emailSaved && mode !== "signin" ? words.email_saved.replace("{address}", emailSaved) : "");
+    var prompt = mode === "signin" ? words.signin_offer : words.email_offer;
+    // While the field is open its question stays in view above it (the label itself is for screen readers).
+    emailNote.textContent = emailNotice || (mode && !emailForm.hidden ? prompt :
+      emailSaved && mode !== "signin" ? words.email_saved.replace("{address}", emailSaved) : "");
     emailNote.hidden = !emailNote.textContent;
     emailOffer.hidden = !mode || !emailForm.hidden;
-    emailOffer.textContent = mode === "signin" ? words.signin_offer : words.email_offer;
+    emailOffer.textContent = prompt;
     emailLabel.textContent = words.email_label;
     emailInput.placeholder = words.email_label;
     emailSend.textContent = mode === "signin" ? words.signin_send : words.email_save;
