@@ -355,3 +355,19 @@ def test_email_channel_must_name_an_email_channel(app_config):
     app_config["channels"]["site"]["email_channel"] = "site"
     app = create_app(app_config)
     assert chat_followup.email_channel(app.extensions["mainland"], "site") is None
+
+
+def test_the_worker_sends_the_follow_up_by_itself(client, db, mainland, agent, frozen_clock, smtp_server):
+    from inbox.worker import Worker
+
+    answered_chat(client, db, mainland, agent, visitor())
+    frozen_clock.advance(minutes=6)
+    worker = Worker(mainland, outbox_every=0.2)
+    worker.start()
+    try:
+        [mail] = smtp_server.wait_for(1, timeout=20)
+        assert mail.rcpt_tos == ["pat@example.net"]
+        assert worker.runs["chat_followup"] >= 1
+    finally:
+        worker.stop()
+    assert len(smtp_server.messages) == 1
