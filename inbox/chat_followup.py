@@ -188,8 +188,14 @@ def run(mainland: Any, store: Any, now: dt.datetime | None = None) -> FollowupRu
 
 def _follow(mainland: Any, store: Any, row: dict[str, Any], *, via: str, minutes: int, now: dt.datetime) -> bool:
     address = row["address"]
-    if store.customer_for_identity("email", address) != row["customer_id"]:
-        return False  # another customer's address (or none yet): an agent has to merge first
+    owner = store.customer_for_identity("email", address)
+    if owner is None:
+        # Left before the first message (the team was away): the customer exists only now.
+        with store.write():
+            store.attach_identity(row["customer_id"], "email", address, address, True, iso(now))
+        owner = store.customer_for_identity("email", address)
+    if owner != row["customer_id"]:
+        return False  # another customer's address: an agent has to merge first
     decision = sendability.decide_start(mainland, store, row["customer_id"], channel=via, handle=address,
                                         identity_kind="email")
     if not decision.allowed:

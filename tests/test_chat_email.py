@@ -371,3 +371,12 @@ def test_the_worker_sends_the_follow_up_by_itself(client, db, mainland, agent, f
     finally:
         worker.stop()
     assert len(smtp_server.messages) == 1
+
+
+def test_an_address_left_before_the_first_message_is_used(client, db, mainland, agent, frozen_clock, smtp_server):
+    token = visitor()
+    assert leave_address(client, token, "pat@example.net").status_code == 200  # the team is away: asked first
+    answered_chat(client, db, mainland, agent, token, address=None)
+    frozen_clock.advance(minutes=6)
+    assert follow_up(mainland, db) == 1
+    assert smtp_server.messages[0].rcpt_tos == ["pat@example.net"]
