@@ -98,6 +98,13 @@ def chat_settings(mainland: Any, channel: str) -> dict[str, Any] | None:
     return ChatConnector.check_config(config.settings)
 
 
+def _visitor_identity_kind() -> str:
+    """The identity kind a chat visitor is known by (declared by the chat connector)."""
+    from connectors.chat import ChatConnector
+
+    return ChatConnector.identities[0].kind
+
+
 def email_channel(mainland: Any, channel: str) -> str | None:
     """The email channel that carries `channel`'s mail, or None (not set, or not an email channel:
     a channel that writes to email addresses and may start conversations)."""
@@ -147,7 +154,7 @@ def leave_address(store: Any, channel: str, visitor: str, address: str, *, langu
     now_text = iso(now)
     with store.write():
         store.chat_save_email_address(channel, visitor, value, language[:2], page, now_text)
-        customer_id = store.customer_for_identity("chat", visitor)
+        customer_id = store.customer_for_identity(_visitor_identity_kind(), visitor)
         if customer_id is None:
             return True  # no message yet: the address waits for the customer the first message makes
         owner = store.customer_for_identity("email", value)
@@ -270,7 +277,7 @@ def redeem_signin(mainland: Any, store: Any, channel: str, device: str, token: s
             return "used" if link["used_at"] or not expired else "expired"
         if device != link["visitor"]:
             store.chat_bind_device(channel, device, link["visitor"], iso(now))
-        store.audit(iso(now), "visitor", "chat_device_signin", "chat", channel, ip=ip,
+        store.audit(iso(now), "visitor", "chat_device_signin", "channel", channel, ip=ip,
                     address=link["address"], link=link["outbox_id"])
     return "ok"
 
