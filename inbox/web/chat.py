@@ -357,6 +357,12 @@ def _email_body() -> tuple[str, str, str]:
     return address.strip()[:chat_followup.MAX_ADDRESS_CHARS], language, page
 
 
+def _mails() -> bool:
+    """Whether the request's channel is a chat that sends mail (other posts are answered 404, uncounted)."""
+    channel = (request.view_args or {}).get("channel", "")
+    return chat_followup.email_channel(current_app.extensions["mainland"], channel) is not None
+
+
 def _address_key() -> str:
     # A digest: the limiter's storage holds no addresses.
     address = _email_body()[0].lower()
@@ -394,8 +400,9 @@ def leave_email(channel: str):
 
 
 @bp.post("/chat/<channel>/signin/request", provide_automatic_options=False)
-@limiter.limit(SIGNIN_PER_IP, scope=lambda e: _scope(e) + ":signin")
-@limiter.limit(SIGNIN_PER_ADDRESS, scope=lambda e: _scope(e) + ":signin-address", key_func=_address_key)
+@limiter.limit(SIGNIN_PER_IP, scope=lambda e: _scope(e) + ":signin", exempt_when=lambda: not _mails())
+@limiter.limit(SIGNIN_PER_ADDRESS, scope=lambda e: _scope(e) + ":signin-address", key_func=_address_key,
+               exempt_when=lambda: not _mails())
 def request_signin(channel: str):
     """`{"email": "...", "lang": "en", "page": "..."}`: mail a sign-in link if the address has a chat here.
     The answer is the same whether it has or not."""
