@@ -55,6 +55,8 @@ MAX_ADDRESS_CHARS = 254
 
 TEXTS = {
     "en": {
+        "note_author": "Email follow-up",
+        "signin_note_author": "Sign-in link by email",
         "note": "Not read in the chat within {minutes} minutes: this answer also went by email to {address}.",
         "signin_note": "A link to open this chat on another device went by email to {address}.",
         "continue": "Continue in the chat: {link}",
@@ -67,6 +69,8 @@ TEXTS = {
                        "The link works once, within {minutes} minutes. If you did not ask for it, ignore this email.",
     },
     "nl": {
+        "note_author": "Opvolging per e-mail",
+        "signin_note_author": "Inloglink per e-mail",
         "note": "Niet gelezen in de chat binnen {minutes} minuten: dit antwoord ging ook per e-mail naar {address}.",
         "signin_note": "Een link om deze chat op een ander apparaat te openen ging per e-mail naar {address}.",
         "continue": "Verder in de chat: {link}",
@@ -210,11 +214,13 @@ def _follow(mainland: Any, store: Any, row: dict[str, Any], *, via: str, minutes
         return False
     conversation = store.conversation(row["conversation_id"])
     outbox_id = uuid.uuid4().hex
-    note = _texts(mainland.config.default_language)["note"].format(minutes=minutes, address=address)
+    staff = _texts(mainland.config.default_language)
+    note = staff["note"].format(minutes=minutes, address=address)
     with store.write():
         return store.chat_queue_email(
             outbox_id=outbox_id, kind="followup", conversation_id=row["conversation_id"], via=via,
             visitor=row["visitor"], address=address, language=row["language"], note=note, now=iso(now),
+            note_author=staff["note_author"],
             message_id=conversation_message_id(conversation["token"], outbox_id,
                                                mainland.config.mail_domain).strip("<>"),
             reply_id=row["reply_id"], page=row["page"])
@@ -246,11 +252,13 @@ def request_signin(mainland: Any, store: Any, channel: str, address: str, *, pag
         return False
     conversation = store.conversation(conversation_id)
     outbox_id = uuid.uuid4().hex
-    note = _texts(mainland.config.default_language)["signin_note"].format(address=value)
+    staff = _texts(mainland.config.default_language)
+    note = staff["signin_note"].format(address=value)
     with store.write():
         return store.chat_queue_email(
             outbox_id=outbox_id, kind="signin", conversation_id=conversation_id, via=via, visitor=visitor,
             address=value, language=language[:2], note=note, now=iso(now), page=page,
+            note_author=staff["signin_note_author"],
             message_id=conversation_message_id(conversation["token"], outbox_id,
                                                mainland.config.mail_domain).strip("<>"),
             nonce=secrets.token_urlsafe(24), expires_at=iso(now + dt.timedelta(minutes=SIGNIN_MINUTES)))

@@ -380,3 +380,17 @@ def test_an_address_left_before_the_first_message_is_used(client, db, mainland, 
     frozen_clock.advance(minutes=6)
     assert follow_up(mainland, db) == 1
     assert smtp_server.messages[0].rcpt_tos == ["pat@example.net"]
+
+
+def test_the_conversation_page_shows_the_agent_that_the_answer_went_by_email(app, client, db, mainland, agent,
+                                                                              frozen_clock, smtp_server):
+    from tests.test_web_auth import login
+
+    conversation = answered_chat(client, db, mainland, agent, visitor())
+    frozen_clock.advance(minutes=6)
+    follow_up(mainland, db)
+    agent_client = app.test_client()
+    login(agent_client)
+    page = agent_client.get(f"/conversations/{conversation['id']}").get_data(as_text=True)
+    assert "Email follow-up" in page
+    assert "this answer also went by email to pat@example.net" in page

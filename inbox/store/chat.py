@@ -74,7 +74,7 @@ class ChatEmailQueries:
             (channel, sent_before, sent_after, limit)))
 
     def chat_queue_email(self, *, outbox_id: str, kind: str, conversation_id: int, via: str, visitor: str,
-                         address: str, language: str, note: str, message_id: str, now: str,
+                         address: str, language: str, note: str, message_id: str, now: str, note_author: str = "",
                          reply_id: int | None = None, page: str | None = None, nonce: str | None = None,
                          expires_at: str | None = None) -> bool:
         """One chat mail in the caller's transaction: its record, the internal note that shows the agent
@@ -89,8 +89,8 @@ class ChatEmailQueries:
             return False
         note_id = self.conn.execute(
             "INSERT INTO messages (conversation_id, channel, external_id, direction, author_name, text, message_id, "
-            "received_at, delivery_status, cc) VALUES (?, ?, ?, 'note', '', ?, ?, ?, 'queued', ?)",
-            (conversation_id, via, f"chatmail:{outbox_id}", note, message_id, now, address)).lastrowid
+            "received_at, delivery_status, cc) VALUES (?, ?, ?, 'note', ?, ?, ?, ?, 'queued', ?)",
+            (conversation_id, via, f"chatmail:{outbox_id}", note_author, note, message_id, now, address)).lastrowid
         self.conn.execute(
             "INSERT INTO outbox (id, message_id, channel, state, next_at, created_at) VALUES (?, ?, ?, 'pending', ?, ?)",
             (outbox_id, note_id, via, now, now))
