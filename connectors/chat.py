@@ -156,11 +156,6 @@ class ChatConnector(Connector):
         return merged
 
     @property
-    def email_channel(self) -> str:
-        """The email channel that carries this chat's mail ("" for none; `inbox.chat_followup` checks it)."""
-        return self.config["email_channel"].strip()
-
-    @property
     def allowed_origins(self) -> tuple[str, ...]:
         return self.config["allowed_origins"]
 
