@@ -22,6 +22,9 @@ testable without Flask. It is asynchronous by design:
 - **Replies** are delivered by being stored: an agent's reply is a message of the conversation,
   and the widget reads the conversation (only sent replies; never notes). `send` therefore only
   acknowledges; the outbox marks the reply sent and the widget fetches it.
+- **By email** (`email_channel`, `followup_minutes`): a reply the widget has not reported read follows
+  the visitor by email, and a sign-in link by email opens the chat on another device; that is
+  inbox/chat_followup.py's, this connector only declares the settings.
 
 See docs/chat.md.
 """
@@ -125,6 +128,12 @@ class ChatConnector(Connector):
         Setting("max_text_chars", default=4000, help=N_("Longest message a visitor may send, in characters.")),
         Setting("per_ip_per_hour", default=300, help=N_("Messages accepted from one IP address per hour.")),
         Setting("per_visitor_per_minute", default=20, help=N_("Messages accepted from one visitor per minute.")),
+        # By email (#18): see `email_channel` and inbox/chat_followup.py.
+        Setting("email_channel", default="",
+                help=N_("An email channel (kind imap) through which an answer the visitor has not read in the chat "
+                        "follows them by email, and sign-in links for another device go out. Empty: no email.")),
+        Setting("followup_minutes", default=5,
+                help=N_("Minutes an answer may stay unread in the chat before it follows the visitor by email.")),
     )
 
     #: Seconds since the epoch; tests replace it to travel in time.
@@ -137,10 +146,12 @@ class ChatConnector(Connector):
         merged["allowed_origins"] = checked_origins(merged.get("allowed_origins"), problems)
         if not _COLOR.match(str(merged.get("color") or "")):
             problems.append("color: must be a colour like #1b6e53")
-        for key in ("max_text_chars", "per_ip_per_hour", "per_visitor_per_minute"):
+        for key in ("max_text_chars", "per_ip_per_hour", "per_visitor_per_minute", "followup_minutes"):
             value = merged.get(key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 problems.append(f"{key}: must be a whole number of at least 1")
+        if not isinstance(merged.get("email_channel"), str):
+            problems.append("email_channel: must be the name of an email channel")
         if problems:
             raise PermanentError("; ".join(problems))
         return merged

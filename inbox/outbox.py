@@ -42,7 +42,7 @@ from email.utils import getaddresses
 from typing import Any
 
 from connectors.base import ConnectorError, Limits, PermanentError, RetryableError, UncertainError
-from inbox import clock, review, sendability, service_levels
+from inbox import chat_followup, clock, review, sendability, service_levels
 from inbox.attachments import AttachmentStore, safe_filename, type_mismatch
 from inbox.channel_format import to_html
 from inbox.mail import conversation_message_id, forward_text
@@ -451,7 +451,9 @@ def send_due(mainland: Mainland, store: Store, *, now: dt.datetime | None = None
                                   resendable=lambda channel: _resends_safely(mainland, channel))
     for row in rows:
         try:
-            reply = build_outbound(store, row, mainland.attachment_store())
+            # A website chat's mail (a follow-up, a sign-in link) is built by the chat's own module.
+            reply = chat_followup.outbound_for(mainland, store, row) \
+                or build_outbound(store, row, mainland.attachment_store())
             connector = mainland.sending_connector(row["channel"])
         except Exception as exc:  # a channel removed from the config, a vanished conversation
             with store.write():

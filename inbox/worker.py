@@ -70,6 +70,8 @@ WEBHOOKS_EVERY = 5.0
 DEFAULT_SNOOZE_EVERY = 30.0
 #: Seconds between routing runs (inactivity, flowing on, pulling the backlog).
 ROUTING_EVERY = 15.0
+#: How often unread website-chat answers are looked for, to follow their visitor by email (#18).
+CHAT_FOLLOWUP_EVERY = 30.0
 #: How often a worker looks for channels and settings an admin changed in the browser; shorter than any
 #: channel's poll interval, so a change is in force within one poll interval.
 SETTINGS_EVERY = 5.0
@@ -192,6 +194,7 @@ class Worker:
                       args=("webhooks",))
         self._add_job(self._snooze_job, "snooze", DEFAULT_SNOOZE_EVERY, first_run=now)
         self._add_job(self._routing_job, "routing", ROUTING_EVERY, first_run=now)
+        self._add_job(self._chat_followup_job, "chat_followup", CHAT_FOLLOWUP_EVERY, first_run=now)
         self._add_job(self._settings_job, "settings", SETTINGS_EVERY,
                       first_run=now + dt.timedelta(seconds=SETTINGS_EVERY))
         for plan in self.plans:
@@ -415,6 +418,21 @@ class Worker:
         if report.assigned or report.moved or report.returned_to_queue:
             log.info("routing: %d assigned from the queue, %d passed on, %d back to the queue", report.assigned,
                      report.moved, report.returned_to_queue)
+
+    def _chat_followup_job(self) -> None:
+        """Website chat (inbox/chat_followup.py): replies left unread in the chat follow the visitor by email."""
+        from inbox import chat_followup
+
+        try:
+            store = self._store()
+            if not self._holds_lease(store):
+                return
+            report = chat_followup.run(self.mainland, store)
+        except Exception:
+            log.exception("chat follow-up run failed; trying again in %.0f s", CHAT_FOLLOWUP_EVERY)
+            return
+        if report.queued:
+            log.info("chat: %d unread answer(s) follow their visitor by email", report.queued)
 
     def _outbox_job(self) -> None:
         """Send the replies that are due (inbox/outbox.py claims each under its own row lease)."""

@@ -187,6 +187,13 @@ ROWS: list[Row] = [
     Row("chat.preflight_receipts", "OPTIONS", "/chat/mail-b/receipts", everyone(HIDDEN)),
     Row("chat.typing", "POST", "/chat/mail-b/typing", everyone(HIDDEN), json={"typing": True}),
     Row("chat.preflight_typing", "OPTIONS", "/chat/mail-b/typing", everyone(HIDDEN)),
+    Row("chat.leave_email", "POST", "/chat/mail-b/email", everyone(HIDDEN), json={"email": "pat@example.net"}),
+    Row("chat.request_signin", "POST", "/chat/mail-b/signin/request", everyone(HIDDEN),
+        json={"email": "pat@example.net"}),
+    Row("chat.redeem_signin", "POST", "/chat/mail-b/signin", everyone(HIDDEN), json={"token": "x.y"}),
+    Row("chat.preflight_email", "OPTIONS", "/chat/mail-b/email", everyone(HIDDEN)),
+    Row("chat.preflight_signin_request", "OPTIONS", "/chat/mail-b/signin/request", everyone(HIDDEN)),
+    Row("chat.preflight_signin", "OPTIONS", "/chat/mail-b/signin", everyone(HIDDEN)),
     Row("webhooks.receive", "POST", "/webhooks/mail-b", everyone(HIDDEN), json={"x": 1}),
     Row("webhooks.challenge", "GET", "/webhooks/mail-b", everyone(HIDDEN)),
 

@@ -10,7 +10,121 @@ from inbox.store.base import as_dicts
 VISIBLE_REPLY_STATES = ("sent", "delivered", "read")
 
 
-class ChatQueries:
+class ChatEmailQueries:
+    """Store verbs for the chat's mail (#18): the address a visitor left, the follow-ups of unread
+    replies and the sign-in links sent through an email channel, and the devices those links bound."""
+
+    conn: Any
+
+    def chat_save_email_address(self, channel: str, visitor: str, address: str, language: str, page: str | None,
+                                now: str) -> None:
+        self.conn.execute(
+            "INSERT INTO chat_email_addresses (channel, visitor, address, language, page, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (channel, visitor) DO UPDATE SET address = excluded.address, "
+            "language = excluded.language, page = COALESCE(excluded.page, page), created_at = excluded.created_at",
+            (channel, visitor, address, language, page, now))
+
+    def chat_email_address(self, channel: str, visitor: str) -> dict[str, Any] | None:
+        rows = as_dicts(self.conn.execute(
+            "SELECT address, language, page, created_at FROM chat_email_addresses WHERE channel = ? AND visitor = ?",
+            (channel, visitor)))
+        return rows[0] if rows else None
+
+    def chat_conversation_of(self, channel: str, visitor: str) -> int | None:
+        """The visitor's latest conversation on `channel` (thread key and `chat` identity both theirs)."""
+        row = self.conn.execute(
+            "SELECT c.id FROM conversations c JOIN identities i ON i.customer_id = c.customer_id "
+            "AND i.kind = 'chat' AND i.value = ? WHERE c.channel = ? AND c.thread_key = ? ORDER BY c.id DESC LIMIT 1",
+            (visitor, channel, visitor)).fetchone()
+        return row[0] if row else None
+
+    def chat_bound_visitor(self, channel: str, device: str) -> str | None:
+        """The visitor whose conversation a sign-in link bound this device's visitor id to, or None."""
+        row = self.conn.execute("SELECT visitor FROM chat_device_links WHERE channel = ? AND device = ?",
+                                (channel, device)).fetchone()
+        return row[0] if row else None
+
+    def chat_bind_device(self, channel: str, device: str, visitor: str, now: str) -> None:
+        self.conn.execute(
+            "INSERT INTO chat_device_links (channel, device, visitor, created_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (channel, device) DO UPDATE SET visitor = excluded.visitor, created_at = excluded.created_at",
+            (channel, device, visitor, now))
+
+    def chat_visitor_of_customer(self, channel: str, customer_id: int) -> str | None:
+        """The visitor id of the customer's latest chat conversation on `channel` (its thread key, which
+        is their `chat` identity), or None when they never chatted there."""
+        row = self.conn.execute(
+            "SELECT c.thread_key FROM conversations c JOIN identities i ON i.customer_id = c.customer_id "
+            "AND i.kind = 'chat' AND i.value = c.thread_key WHERE c.channel = ? AND c.customer_id = ? "
+            "ORDER BY c.id DESC LIMIT 1", (channel, customer_id)).fetchone()
+        return row[0] if row else None
+
+    def chat_unread_replies(self, channel: str, sent_before: str, sent_after: str,
+                            limit: int = 100) -> list[dict[str, Any]]:
+        """Agents' replies in `channel`'s conversations, sent between the two moments, that the widget
+        has not reported read, whose visitor left an address, and that no mail followed yet."""
+        return as_dicts(self.conn.execute(
+            "SELECT m.id AS reply_id, m.conversation_id, c.customer_id, c.thread_key AS visitor, a.address, "
+            "a.language, a.page FROM messages m JOIN conversations c ON c.id = m.conversation_id "
+            "JOIN chat_email_addresses a ON a.channel = c.channel AND a.visitor = c.thread_key "
+            "WHERE c.channel = ? AND m.channel = c.channel AND m.direction = 'out' AND m.agent_id IS NOT NULL "
+            "AND m.deleted_at IS NULL AND m.delivery_status IN ('sent', 'delivered') "
+            "AND m.sent_at <= ? AND m.sent_at > ? "
+            "AND NOT EXISTS (SELECT 1 FROM chat_emails e WHERE e.reply_id = m.id) ORDER BY m.id LIMIT ?",
+            (channel, sent_before, sent_after, limit)))
+
+    def chat_queue_email(self, *, outbox_id: str, kind: str, conversation_id: int, via: str, visitor: str,
+                         address: str, language: str, note: str, message_id: str, now: str, note_author: str = "",
+                         reply_id: int | None = None, page: str | None = None, nonce: str | None = None,
+                         expires_at: str | None = None) -> bool:
+        """One chat mail in the caller's transaction: its record, the internal note that shows the agent
+        it went (on the email channel, to `address`) and the note's outbox row. False, and nothing
+        written, when the reply already has its follow-up (exactly once)."""
+        cur = self.conn.execute(
+            "INSERT OR IGNORE INTO chat_emails (outbox_id, kind, channel, visitor, address, language, reply_id, page, "
+            "nonce, expires_at, created_at) SELECT ?, ?, channel, ?, ?, ?, ?, ?, ?, ?, ? FROM conversations "
+            "WHERE id = ?",
+            (outbox_id, kind, visitor, address, language, reply_id, page, nonce, expires_at, now, conversation_id))
+        if not cur.rowcount:
+            return False
+        note_id = self.conn.execute(
+            "INSERT INTO messages (conversation_id, channel, external_id, direction, author_name, text, message_id, "
+            "received_at, delivery_status, cc) VALUES (?, ?, ?, 'note', ?, ?, ?, ?, 'queued', ?)",
+            (conversation_id, via, f"chatmail:{outbox_id}", note_author, note, message_id, now, address)).lastrowid
+        self.conn.execute(
+            "INSERT INTO outbox (id, message_id, channel, state, next_at, created_at) VALUES (?, ?, ?, 'pending', ?, ?)",
+            (outbox_id, note_id, via, now, now))
+        return True
+
+    def chat_email_of_outbox(self, outbox_id: str) -> dict[str, Any] | None:
+        """The chat mail an outbox row sends, with its conversation, or None for any other row."""
+        rows = as_dicts(self.conn.execute(
+            "SELECT e.*, m.conversation_id FROM chat_emails e JOIN outbox o ON o.id = e.outbox_id "
+            "JOIN messages m ON m.id = o.message_id WHERE e.outbox_id = ?", (outbox_id,)))
+        return rows[0] if rows else None
+
+    def chat_signin_link(self, nonce: str) -> dict[str, Any] | None:
+        rows = as_dicts(self.conn.execute(
+            "SELECT outbox_id, channel, visitor, address, expires_at, used_at FROM chat_emails "
+            "WHERE kind = 'signin' AND nonce = ?", (nonce,)))
+        return rows[0] if rows else None
+
+    def chat_use_signin_link(self, nonce: str, now: str) -> bool:
+        """Spend a sign-in link: True once, while it has not expired; False ever after."""
+        return self.conn.execute(
+            "UPDATE chat_emails SET used_at = ? WHERE kind = 'signin' AND nonce = ? AND used_at IS NULL "
+            "AND expires_at > ?", (now, nonce, now)).rowcount == 1
+
+    def chat_visitor_messages(self, conversation_id: int, limit: int = 6) -> list[dict[str, Any]]:
+        """The conversation's latest customer messages and sent replies, oldest first (a mail's quote)."""
+        rows = as_dicts(self.conn.execute(
+            "SELECT id, direction, text, author_name FROM messages WHERE conversation_id = ? AND deleted_at IS NULL "
+            "AND (direction = 'in' OR (direction = 'out' AND delivery_status IN ('sent', 'delivered', 'read'))) "
+            "ORDER BY id DESC LIMIT ?", (conversation_id, limit)))
+        return rows[::-1]
+
+
+class ChatQueries(ChatEmailQueries):
     conn: Any
 
     def chat_history(self, channel: str, visitor: str, *, limit: int = 200) -> list[dict[str, Any]]:
@@ -27,7 +141,7 @@ class ChatQueries:
         """
         marks = ",".join("?" * len(VISIBLE_REPLY_STATES))
         rows = as_dicts(self.conn.execute(
-            "SELECT m.id, m.external_id, m.direction, m.text, m.author_name, m.agent_id, "  # noqa: S608
+            "SELECT m.id, m.external_id, m.direction, m.text, m.author_name, m.agent_id, m.channel, "  # noqa: S608
             "COALESCE(m.sent_at, m.received_at) AS at, m.delivery_status, "
             "(m.direction = 'in' AND m.id <= COALESCE(k.team_read_up_to, 0)) AS team_read "
             "FROM messages m JOIN conversations c ON c.id = m.conversation_id "

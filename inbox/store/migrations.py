@@ -1654,3 +1654,49 @@ def m039_conversation_marks(db: Database) -> None:
         END;
         """
     )
+
+
+@migrations()
+def m040_chat_email(db: Database) -> None:
+    # Website chat by email (#18). `chat_email_addresses`: the address a visitor left in the widget
+    # ("get our answer by email too"), the widget's language and the page it was on (the mail's link
+    # back to the chat), one per visitor and channel.
+    # `chat_emails`: each mail the chat sent through an email channel, keyed by its outbox row: a
+    # follow-up of an unread reply (`reply_id` UNIQUE: at most one per reply) or a sign-in link
+    # (`nonce`, `expires_at`, `used_at`: single use). `chat_device_links`: a device's visitor id
+    # that a sign-in link bound to an earlier visitor's conversation.
+    db.executescript(
+        """
+        CREATE TABLE chat_email_addresses (
+            channel TEXT NOT NULL,
+            visitor TEXT NOT NULL,
+            address TEXT NOT NULL,
+            language TEXT NOT NULL DEFAULT 'en',
+            page TEXT,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (channel, visitor)
+        );
+        CREATE TABLE chat_emails (
+            outbox_id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('followup', 'signin')),
+            channel TEXT NOT NULL,
+            visitor TEXT NOT NULL,
+            address TEXT NOT NULL,
+            language TEXT NOT NULL DEFAULT 'en',
+            reply_id INTEGER UNIQUE REFERENCES messages(id) ON DELETE CASCADE,
+            page TEXT,
+            nonce TEXT UNIQUE,
+            expires_at TEXT,
+            used_at TEXT,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX chat_emails_address ON chat_emails(address, created_at);
+        CREATE TABLE chat_device_links (
+            channel TEXT NOT NULL,
+            device TEXT NOT NULL,
+            visitor TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (channel, device)
+        );
+        """
+    )

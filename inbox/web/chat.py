@@ -10,6 +10,9 @@ Routes (every one but the script only for a configured, enabled channel of kind 
 - `POST /chat/<channel>/receipts`        JSON `{"delivered": [ids], "read": [ids]}`: the widget's markers
 - `POST /chat/<channel>/typing`          JSON `{"typing": true|false}`: the visitor types (or stopped)
 - `GET  /chat/<channel>/articles`        JSON: help-center articles for what the visitor types (`?q=`)
+- `POST /chat/<channel>/email`           JSON `{"email", "lang", "page"}`: where an unread answer may follow
+- `POST /chat/<channel>/signin/request`  JSON `{"email", "lang", "page"}`: mail a link to this chat (if known)
+- `POST /chat/<channel>/signin`          JSON `{"token"}`: the link's token binds this browser to the chat
 - `OPTIONS` on each of them              CORS preflight
 
 The widget runs on other sites, where our session cookie is not sent: no CSRF token can work, and
@@ -32,6 +35,7 @@ typing heartbeat) is looked for every `web.chat_check_seconds` (1 s).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -46,7 +50,7 @@ from flask_babel import force_locale
 from connectors.base import WebhookRequest
 from connectors.chat import USER_HASH_HEADER, USER_HEADER, VISITOR_HEADER, ChatConnector, ChatRefused
 from connectors.webform import origin_of
-from inbox import acknowledgements, clock, helpcenter, service_levels
+from inbox import acknowledgements, chat_followup, clock, helpcenter, service_levels
 from inbox.i18n import LANGUAGES, select_locale
 from inbox.i18n import gettext as _
 from inbox.ingest import IngestReport
@@ -105,6 +109,12 @@ def _check_origin(connector: ChatConnector) -> None:
 
 
 def _visitor(connector: ChatConnector) -> str:
+    """The visitor whose conversation this request sees (a device a sign-in link bound: the earlier one)."""
+    return chat_followup.bound_visitor(get_store(), connector.name, _device(connector))
+
+
+def _device(connector: ChatConnector) -> str:
+    """The visitor id of this browser itself (its token, or the host site's signed-in user)."""
     try:
         return connector.visitor_of(WebhookRequest(body=b"", headers=dict(request.headers.items())))
     except ChatRefused:
@@ -215,7 +225,9 @@ def widget_config(channel: str):
     with force_locale(language):
         words = _widget_words()
         availability = _availability(connector.name, language)
+        words.update(_email_words())
     return jsonify(ok=True, language=language, color=connector.config["color"],
+                   email=chat_followup.email_channel(current_app.extensions["mainland"], connector.name) is not None,
                    title=connector.config["title"] or words["title"],
                    greeting=connector.config["greeting"] or words["greeting"],
                    max_text_chars=connector.max_text_chars, words=words, availability=availability,
@@ -236,6 +248,8 @@ def _shown(row: dict) -> dict:
         "at": row["at"],
         # The visitor's own message: stored ("received"), then "read" once an agent had it in front of them.
         "status": ("read" if row.get("team_read") else "received") if inbound else row["delivery_status"],
+        # Written or sent by email (the visitor answered our follow-up mail): the widget says so.
+        "by_email": bool(row.get("channel")) and row.get("channel") != (request.view_args or {}).get("channel"),
     }
 
 
@@ -269,6 +283,7 @@ def post_message(channel: str):
     except ChatRefused as refused:
         return _json_error(refused.reason, refused.status)
     store = get_store()
+    item = _as_bound(store, connector, item)
     report = current_app.extensions["mainland"].ingestor(store).ingest_one(connector.name, item)
     if report.quarantined:
         log.warning("chat %s: message %s was quarantined", connector.name, item.external_id)
@@ -468,6 +483,131 @@ def articles(channel: str):
          "url": base + url_for("helpcenter.page", lang=a["language"], slug=a["slug"])} for a in found])
 
 
+# By email (#18, inbox/chat_followup.py) ------------------------------------------------------------
+
+#: Sign-in links asked for from one IP address, and for one address, per hour (429 beyond, the same
+#: answer for an address we know and one we do not).
+SIGNIN_PER_IP = "10 per hour"
+SIGNIN_PER_ADDRESS = "3 per hour"
+
+
+def _email_words() -> dict[str, str]:
+    """The widget's words for leaving an address and for opening the chat on another device."""
+    return {
+        "email_offer": _("Get our answer by email too"),
+        "email_label": _("Your email address"),
+        "email_save": _("Save"),
+        "email_saved": _("Thank you. If you have left when we answer, our answer also goes to %(address)s.",
+                         address="{address}"),
+        "email_invalid": _("Enter a valid email address."),
+        "signin_offer": _("Chatted with us on another device?"),
+        "signin_send": _("Email me a link"),
+        "signin_sent": _("If we know this address, we have sent a link to it. Open it in this browser to see "
+                         "your conversation."),
+        "signin_ok": _("Welcome back. This browser now shows your conversation."),
+        "signin_invalid": _("This link does not work. Ask for a new one below."),
+        "signin_used": _("This link was used already. Ask for a new one below."),
+        "signin_expired": _("This link has expired. Ask for a new one below."),
+        "by_email": _("by email"),
+    }
+
+
+def _email_body() -> tuple[str, str, str]:
+    """The address, the widget's language and the page it runs on, from a JSON body."""
+    data = request.get_json(silent=True)
+    data = data if isinstance(data, dict) else {}
+    address = data.get("email") if isinstance(data.get("email"), str) else ""
+    language = data.get("lang") if data.get("lang") in LANGUAGES else select_locale()
+    page = data.get("page") if isinstance(data.get("page"), str) else ""
+    return address.strip()[:chat_followup.MAX_ADDRESS_CHARS], language, page
+
+
+def _mails() -> bool:
+    """Whether the request's channel is a chat that sends mail (other posts are answered 404, uncounted)."""
+    channel = (request.view_args or {}).get("channel", "")
+    return chat_followup.email_channel(current_app.extensions["mainland"], channel) is not None
+
+
+def _address_key() -> str:
+    # A digest: the limiter's storage holds no addresses.
+    address = _email_body()[0].lower()
+    return "address:" + hashlib.sha256(address.encode("utf-8", "replace")).hexdigest()[:32]
+
+
+def _as_bound(store, connector: ChatConnector, item):
+    """The message of a device that a sign-in link bound, as a message of the earlier visitor."""
+    visitor = chat_followup.bound_visitor(store, connector.name, item.thread_key)
+    if visitor == item.thread_key:
+        return item
+    client_id = item.external_id.partition(":")[2]
+    author = dataclasses.replace(item.author, handle=visitor)
+    return dataclasses.replace(item, thread_key=visitor, author=author, external_id=f"{visitor}:{client_id}",
+                               source_ref=f"chat:{visitor}:{client_id}")
+
+
+@bp.post("/chat/<channel>/email", provide_automatic_options=False)
+@_ip_limit
+@_visitor_limit
+def leave_email(channel: str):
+    """`{"email": "...", "lang": "en", "page": "<the page's address>"}`: where our answer may follow the visitor."""
+    connector = channel_connector(channel, ChatConnector)
+    _check_origin(connector)
+    mainland = current_app.extensions["mainland"]
+    if chat_followup.email_channel(mainland, connector.name) is None:
+        abort(404)
+    visitor = _visitor(connector)
+    address, language, page = _email_body()
+    page = chat_followup.allowed_page(mainland, connector.name, page, own_origins())
+    if not chat_followup.leave_address(get_store(), connector.name, visitor, address, language=language, page=page,
+                                       now=clock.now()):
+        return _email_error("email_invalid", 400)
+    return jsonify(ok=True)
+
+
+@bp.post("/chat/<channel>/signin/request", provide_automatic_options=False)
+@limiter.limit(SIGNIN_PER_IP, scope=lambda e: _scope(e) + ":signin", exempt_when=lambda: not _mails())
+@limiter.limit(SIGNIN_PER_ADDRESS, scope=lambda e: _scope(e) + ":signin-address", key_func=_address_key,
+               exempt_when=lambda: not _mails())
+def request_signin(channel: str):
+    """`{"email": "...", "lang": "en", "page": "..."}`: mail a sign-in link if the address has a chat here.
+    The answer is the same whether it has or not."""
+    connector = channel_connector(channel, ChatConnector)
+    _check_origin(connector)
+    mainland = current_app.extensions["mainland"]
+    if chat_followup.email_channel(mainland, connector.name) is None:
+        abort(404)
+    _device(connector)  # a widget's request: it has a visitor token
+    address, language, page = _email_body()
+    page = chat_followup.allowed_page(mainland, connector.name, page, own_origins())
+    if not page or chat_followup.normalize_email(address) is None:
+        return _email_error("email_invalid", 400)
+    chat_followup.request_signin(mainland, get_store(), connector.name, address, page=page, language=language,
+                                 now=clock.now())
+    return jsonify(ok=True)
+
+
+@bp.post("/chat/<channel>/signin", provide_automatic_options=False)
+@_ip_limit
+def redeem_signin(channel: str):
+    """`{"token": "..."}` (from the link's fragment): this browser shows the conversation the link is for."""
+    connector = channel_connector(channel, ChatConnector)
+    _check_origin(connector)
+    mainland = current_app.extensions["mainland"]
+    data = request.get_json(silent=True)
+    token = data.get("token") if isinstance(data, dict) and isinstance(data.get("token"), str) else ""
+    outcome = chat_followup.redeem_signin(mainland, get_store(), connector.name, _device(connector), token[:200],
+                                          now=clock.now(), ip=request.remote_addr)
+    if outcome != "ok":
+        return _email_error(f"signin_{outcome}", 410 if outcome in ("used", "expired") else 400)
+    return jsonify(ok=True, message=_email_words()["signin_ok"])
+
+
+def _email_error(reason: str, status: int):
+    response = jsonify(ok=False, error=reason, message=_email_words().get(reason, ""))
+    response.status_code = status
+    return response
+
+
 # CORS -------------------------------------------------------------------------------------------
 
 @bp.route("/chat/<channel>/config", methods=["OPTIONS"], provide_automatic_options=False, endpoint="preflight_config")
@@ -478,6 +618,10 @@ def articles(channel: str):
           endpoint="preflight_articles")
 @bp.route("/chat/<channel>/typing", methods=["OPTIONS"], provide_automatic_options=False,
           endpoint="preflight_typing")
+@bp.route("/chat/<channel>/email", methods=["OPTIONS"], provide_automatic_options=False, endpoint="preflight_email")
+@bp.route("/chat/<channel>/signin/request", methods=["OPTIONS"], provide_automatic_options=False,
+          endpoint="preflight_signin_request")
+@bp.route("/chat/<channel>/signin", methods=["OPTIONS"], provide_automatic_options=False, endpoint="preflight_signin")
 def preflight(channel: str):
     connector = channel_connector(channel, ChatConnector)
     _check_origin(connector)

@@ -84,6 +84,11 @@
     ".st{margin:0;padding:6px 14px;font-size:13px;color:#3d4650;background:#fff;border-bottom:1px solid #d0d7de}" +
     ".st:empty{display:none}.e{color:#b42318;font-size:13px;padding:0 12px 6px;background:#fff}.e:empty{display:none}" +
     ".sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}" +
+    ".em{padding:6px 12px;border-top:1px solid #d0d7de;background:#fff;font-size:13px;color:#3d4650}" +
+    ".em[hidden],.em form[hidden]{display:none}.em p{margin:0}.em .k{background:none;border:0;padding:2px 0;color:#0b57d0;" +
+    "text-decoration:underline;cursor:pointer;font-size:13px}.em form{padding:4px 0 0;border:0;gap:6px}" +
+    ".em input{flex:1;min-width:0;border:1px solid #8c959f;border-radius:8px;padding:6px 8px;color:#1f2328;background:#fff}" +
+    ".em input:focus-visible,.em .k:focus-visible{outline:3px solid #1a73e8;outline-offset:2px}" +
     "@media (max-width:480px){.w{left:12px;right:12px;width:auto;bottom:76px}.b{right:12px;bottom:12px}}";
   if (root.adoptedStyleSheets !== undefined && window.CSSStyleSheet && CSSStyleSheet.prototype.replaceSync) {
     var sheet = new CSSStyleSheet();
@@ -173,13 +178,16 @@
       if (m.client_id) known[m.client_id] = true;
       // The visitor's latest message says how far it got: delivered (stored), then read by the team.
       var mark = m === last ? (m.status === "read" ? words.read : words.received) : "";
-      log.appendChild(bubble(m.text, m.from === "visitor" ? "v" : "t", m.from === "visitor" ? mark : (m.name || words.team)));
+      var who = m.from === "visitor" ? mark : (m.name || words.team);
+      if (m.by_email) who = (who ? who + " \u00b7 " : "") + words.by_email;
+      log.appendChild(bubble(m.text, m.from === "visitor" ? "v" : "t", who));
     });
     pending.forEach(function (p) {
       if (!known[p.client_id]) log.appendChild(bubble(p.text, "v", navigator.onLine ? words.sending : words.failed));
     });
     if (typing) log.appendChild(el("div", "m g", typist ? words.typing_name.replace("{name}", typist) : words.typing));
     if (atBottom) log.scrollTop = log.scrollHeight;
+    renderEmail();
   }
 
   // Talking to Mainland ----------------------------------------------------------------------------
@@ -351,11 +359,99 @@
   // Back on the tab: what the open window shows is read now.
   document.addEventListener("visibilitychange", function () { if (isOpen) receipts(); });
 
+  // By email (#18): leave an address for answers given while away; on another device, ask for a
+  // sign-in link by address. The link brings its token in the page's fragment (never sent to a server),
+  // which is taken out of the address bar at once and spent by this browser's visitor token.
+  var SIGNIN = "mainland-chat-signin=";
+  var signinToken = null;
+  function takeSigninToken() {
+    if (location.hash.indexOf("#" + SIGNIN) !== 0) return false;
+    signinToken = decodeURIComponent(location.hash.slice(SIGNIN.length + 1));
+    try { history.replaceState(null, "", location.pathname + location.search); } catch (e) { location.hash = ""; }
+    return true;
+  }
+  takeSigninToken();
+  // The link opened in a tab that already shows the page: only the fragment changes.
+  window.addEventListener("hashchange", function () {
+    if (config && takeSigninToken()) redeemSignin().then(function () { if (isOpen) tick(); else setOpen(true); });
+  });
+  var emailBox = el("div", "em"), emailNote = el("p"), emailOffer = el("button", "k");
+  var emailForm = el("form"), emailLabel = el("label", "sr"), emailInput = el("input"), emailSend = el("button");
+  emailOffer.type = "button";
+  emailInput.type = "email";
+  emailInput.id = "mainland-chat-email";
+  emailInput.autocomplete = "email";
+  emailLabel.htmlFor = emailInput.id;
+  emailSend.type = "submit";
+  emailForm.hidden = true;
+  emailNote.setAttribute("role", "status");
+  emailForm.append(emailLabel, emailInput, emailSend);
+  emailBox.append(emailNote, emailOffer, emailForm);
+  emailBox.hidden = true;
+  panel.insertBefore(emailBox, form);
+  var emailMode = null, emailNotice = "", emailSaved = load("email", "");
+
+  function visitorWrote() { return messages.some(function (m) { return m.from === "visitor"; }) || pending.length > 0; }
+
+  function renderEmail() {
+    if (!config || !config.email) { emailBox.hidden = true; return; }
+    var away = config.availability && config.availability.open === false;
+    // Before any message: perhaps this visitor chatted on another device. After one (or while the team
+    // is away): where our answer may follow them.
+    var mode = !messages.length && !pending.length ? "signin" : (visitorWrote() || away) && !emailSaved ? "followup" : null;
+    if (mode !== emailMode) { emailMode = mode; emailForm.hidden = true; }
+    var prompt = mode === "signin" ? words.signin_offer : words.email_offer;
+    // While the field is open its question stays in view above it (the label itself is for screen readers).
+    emailNote.textContent = emailNotice || (mode && !emailForm.hidden ? prompt :
+      emailSaved && mode !== "signin" ? words.email_saved.replace("{address}", emailSaved) : "");
+    emailNote.hidden = !emailNote.textContent;
+    emailOffer.hidden = !mode || !emailForm.hidden;
+    emailOffer.textContent = prompt;
+    emailLabel.textContent = words.email_label;
+    emailInput.placeholder = words.email_label;
+    emailSend.textContent = mode === "signin" ? words.signin_send : words.email_save;
+    paint(emailSend, config.color);
+    emailBox.hidden = emailNote.hidden && !mode;
+  }
+
+  emailOffer.addEventListener("click", function () {
+    emailForm.hidden = false;
+    emailNotice = "";
+    renderEmail();
+    emailInput.focus();
+  });
+  emailForm.addEventListener("submit", function (event) {
+    event.preventDefault();
+    var address = emailInput.value.trim(), mode = emailMode;
+    if (!address || !emailInput.checkValidity()) { emailNotice = words.email_invalid; renderEmail(); return; }
+    var page = location.href.split("#")[0];
+    request("POST", mode === "signin" ? "/signin/request" : "/email", {email: address, lang: config.language, page: page})
+      .then(function (data) {
+        if (data.status === 429) { emailNotice = words.busy; renderEmail(); return; }
+        if (!data.ok) { emailNotice = data.message || words.email_invalid; renderEmail(); return; }
+        emailForm.hidden = true;
+        emailInput.value = "";
+        if (mode === "signin") { emailNotice = words.signin_sent; } else { emailSaved = address; save("email", address); emailNotice = ""; }
+        renderEmail();
+      }).catch(function () { emailNotice = words.failed; renderEmail(); });
+  });
+
+  function redeemSignin() {
+    if (!signinToken) return Promise.resolve();
+    var token = signinToken;
+    signinToken = null;
+    return request("POST", "/signin", {token: token}).then(function (data) {
+      emailNotice = data.message || words.signin_invalid;
+      renderEmail();
+    }).catch(function () { /* offline: the link stays unused and can be opened again */ });
+  }
+
   var lang = (document.documentElement.lang || navigator.language || "en").slice(0, 2);
   request("GET", "/config?lang=" + encodeURIComponent(lang)).then(function (data) {
     if (!data.ok) return;
     applyConfig(data);
     (document.body || document.documentElement).appendChild(host);
-    if (load("open", false)) setOpen(true); else tick();
+    var opening = !!signinToken;
+    redeemSignin().then(function () { if (opening || load("open", false)) setOpen(true); else tick(); });
   }).catch(function () { /* Mainland unreachable: no widget */ });
 })();
