@@ -26,6 +26,9 @@ ALLOWED_SPECIFIC = {
     ("inbox.web.forms", "connectors.webform"): "the web form's own pages hand each post to their connector",
     ("inbox.web.chat", "connectors.chat"): "the chat widget's own endpoints hand each post to their connector",
     ("inbox.web.chat", "connectors.webform"): "the chat widget checks the page's origin as the web form does",
+    ("inbox.chat_followup", "connectors.chat"): "the chat's email follow-up reads its own channel's settings",
+    ("inbox.chat_followup", "connectors.webform"): "the sign-in link goes only to an allowed origin, read as the "
+                                                   "web form reads origins",
     ("inbox.web.own_endpoints", "connectors.webform"): "the web form's and the chat's shared channel lookup reads "
                                                         "origins with the web form's origin_of",
 }
