@@ -6,6 +6,7 @@ Waits are for events (a line of the stream, an answer), each bounded by a timeou
 
 from __future__ import annotations
 
+import heapq
 import json
 import re
 import socket
@@ -87,3 +88,40 @@ def test_pages_answer_with_more_connections_open_than_waitress_allows_by_default
     finally:
         for connection in idle:
             connection.close()
+
+
+
+def polling(tabs: int, seconds: float) -> tuple[list[float], list[int]]:
+    """`tabs` EventSources in poll mode, each asking again when its answer's `retry:` says (a simulated
+    clock): when each asked, and the wait it was given."""
+    from inbox.web.live import POLL_RETRY_MS, _PollPace
+
+    pace = _PollPace()
+    due = [(tab * POLL_RETRY_MS / 1000 / tabs, tab) for tab in range(tabs)]  # first asks spread over 5 s
+    heapq.heapify(due)
+    asked, waits = [], []
+    while due[0][0] < seconds:
+        now, tab = heapq.heappop(due)
+        wait = pace.next_retry_ms(now)
+        asked.append(now)
+        waits.append(wait)
+        heapq.heappush(due, (now + wait / 1000, tab))
+    return asked, waits
+
+
+def test_a_few_polling_tabs_ask_every_five_seconds():
+    from inbox.web.live import POLL_RETRY_MS
+
+    assert set(polling(20, 120)[1]) == {POLL_RETRY_MS}
+
+
+def test_many_polling_tabs_wait_longer_so_that_together_they_ask_at_most_the_budget():
+    from inbox.web.live import MAX_POLL_RETRY_MS, POLL_RETRY_MS, POLLS_PER_SECOND
+
+    asked, waits = polling(200, 300)
+    last_minute = [at for at in asked if at >= 240]
+    assert len(last_minute) / 60 <= POLLS_PER_SECOND * 1.1
+    assert POLL_RETRY_MS < waits[-1] <= MAX_POLL_RETRY_MS
+    # Past what the longest wait allows, they still ask: at most a wait of MAX_POLL_RETRY_MS, never silence.
+    asked, waits = polling(600, 200)
+    assert max(waits) == MAX_POLL_RETRY_MS and len([at for at in asked if at >= 140]) / 60 >= 600 / 30 * 0.9
