@@ -29,6 +29,9 @@ from inbox.worker import Worker
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
 DEFAULT_THREADS = 8
+#: Open connections waitress serves at once besides the live streams' (polling tabs keep theirs open).
+#: poll() instead of select() lifts select's limit of 1024 file descriptors.
+CONNECTION_LIMIT = 500
 
 
 def pause(seconds: float) -> None:
@@ -143,6 +146,23 @@ def url_for_host(host: str, port: int) -> str:
     return f"http://{shown}:{port}/"
 
 
+def create_server(app, *, host: str, port: int, threads: int = DEFAULT_THREADS):
+    """The waitress server `serve` runs: `threads` for requests, plus one for each live stream.
+
+    A live stream (inbox/web/live.py) holds its thread for minutes; with threads of their own the
+    streams never take the ones pages need, however many tabs are open (past `web.live_streams`
+    the live pages poll). Every open stream is a connection too, so waitress's limit of open
+    connections (100 by default, past which it stops accepting and pages wait) is raised beside it.
+    """
+    from waitress import create_server as waitress_server
+
+    from inbox.web.live import reserve_stream_threads
+
+    streams = reserve_stream_threads(app)
+    return waitress_server(app, host=host, port=port, threads=threads + streams, ident="Mainland",
+                           connection_limit=CONNECTION_LIMIT + streams, asyncore_use_poll=True)
+
+
 def serve_forever(
     app,
     *,
@@ -156,12 +176,10 @@ def serve_forever(
 
     `announce(url)` is called once the socket listens, before requests are served.
     """
-    from waitress import create_server
-
     _show_progress()
     mainland: Mainland = app.extensions["mainland"]
     try:
-        server = create_server(app, host=host, port=port, threads=threads, ident="Mainland")
+        server = create_server(app, host=host, port=port, threads=threads)
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}; "
                                    "pass --port (or --host) to use another") from exc

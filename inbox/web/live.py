@@ -32,12 +32,16 @@ Events carry `id: <seq>` (with a watched conversation `<seq>:<last message id>`)
 stream resumes from there, so nothing is missed across reconnects, and a notification that arrived
 in between still becomes a browser notification (also when polling, see below).
 
-Threads: each open stream holds a server thread (waitress has `web.threads`, 8 by default). At
-most `web.live_streams` streams run at once (default: threads - 4, at least 1); past that, and
-always for `?once=1`, the answer holds what changed since the client's id and ends at once with a
-`retry:` hint, which turns EventSource into polling every few seconds instead of starving the
-pages of threads. Streams also end after `web.live_max_seconds` (300) so that clients reconnect
-and re-check their session, and stop early when the agent signs out or is disabled.
+Threads: each open stream holds a server thread. At most `web.live_streams` streams run at once;
+past that, and always for `?once=1`, the answer holds what changed since the client's id and ends
+at once with a `retry:` hint, which turns EventSource into polling every few seconds instead of
+starving the pages of threads (every 5 s; longer when so many tabs poll that together they would
+ask more than 10 times a second: `_PollPace`). Under `mainland serve` the streams have threads of their own
+(`reserve_stream_threads`: `web.live_streams`, default 32, on top of the `web.threads` for pages),
+so open streams never take a thread a page needs; under another server (gunicorn) the limit is
+`web.threads` - 4 (at least 1) of its threads. Streams also end after `web.live_max_seconds` (300)
+so that clients reconnect and re-check their session, and stop early when the agent signs out or
+is disabled.
 
 `POST /conversations/<id>/presence` {state: viewing|typing|gone} records the agent's heartbeat.
 """
@@ -53,7 +57,7 @@ from collections import OrderedDict, deque
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Blueprint, Response, abort, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, abort, current_app, jsonify, request
 from flask_babel import get_locale
 
 from inbox import access, clock, notifications
@@ -71,12 +75,19 @@ POLL_SECONDS = 1.0
 HEARTBEAT_SECONDS = 15.0
 #: How long one stream lasts before the client is asked to reconnect.
 MAX_STREAM_SECONDS = 300.0
+#: Streams that get a thread of their own under `mainland serve` unless `web.live_streams` says otherwise:
+#: one open tab per agent of a 30-agent shift streams; more tabs poll every POLL_RETRY_MS.
+SERVED_STREAMS = 32
 #: Presence older than this is stale (a closed tab that said nothing).
 PRESENCE_SECONDS = 30
 #: How often a stream re-checks that its agent is still signed in, active and in the same teams.
 SESSION_CHECK_SECONDS = 5.0
 #: What a client waits before reconnecting when it got a short (polling) answer.
 POLL_RETRY_MS = 5000
+#: Short answers a second that all the polling tabs of a process ask for together, at most: past that
+#: each waits longer (up to MAX_POLL_RETRY_MS), so that many idle tabs never crowd out the pages.
+POLLS_PER_SECOND = 10
+MAX_POLL_RETRY_MS = 30000
 STREAM_RETRY_MS = 2000
 #: A `Last-Event-ID` further behind than this is treated as a fresh start (a tab left for days).
 MAX_CATCH_UP = 2000
@@ -105,6 +116,35 @@ class _Slots:
 
 
 _slots = _Slots()
+
+
+class _PollPace:
+    """The `retry:` for a short answer: POLL_RETRY_MS, longer when so many tabs poll that together
+    they would ask more than POLLS_PER_SECOND times a second (per process).
+
+    The tabs polling now are estimated from the answers of the last WINDOW seconds: a tab told to
+    wait T seconds answers W/T times in the window, so the waits handed out add up to W per tab.
+    """
+
+    WINDOW = 30.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._answers: deque[tuple[float, int]] = deque()
+        self._waits_ms = 0
+
+    def next_retry_ms(self, now: float) -> int:
+        with self._lock:
+            while self._answers and self._answers[0][0] <= now - self.WINDOW:
+                self._waits_ms -= self._answers.popleft()[1]
+            tabs = self._waits_ms / 1000 / self.WINDOW
+            retry = min(MAX_POLL_RETRY_MS, max(POLL_RETRY_MS, round(tabs / POLLS_PER_SECOND * 1000)))
+            self._answers.append((now, retry))
+            self._waits_ms += retry
+            return retry
+
+
+_pace = _PollPace()
 
 
 class _CountCache:
@@ -171,6 +211,20 @@ def _setting(name: str, default: Any) -> Any:
         return current_app.config[key]
     web = mainland().config.extra.get("web") or {}
     return web.get(name, default) if isinstance(web, dict) else default
+
+
+def reserve_stream_threads(app: Flask) -> int:
+    """How many streams may run at once in `app`, for a server that gives each its own thread.
+
+    `mainland serve` adds this many threads to the page threads and calls this before serving:
+    the limit is then `web.live_streams` (default SERVED_STREAMS) whatever `--threads` says, and a
+    page always finds one of its threads free of streams. A limit set on the app (tests) wins.
+    """
+    if "LIVE_STREAMS" not in app.config:
+        web = app.extensions["mainland"].config.extra.get("web") or {}
+        app.config["LIVE_STREAMS"] = int(web.get("live_streams", SERVED_STREAMS) if isinstance(web, dict)
+                                         else SERVED_STREAMS)
+    return max(0, int(app.config["LIVE_STREAMS"]))
 
 
 def _stream_limit() -> int:
@@ -382,7 +436,7 @@ def events():
         # A short answer: what changed since the client's id, and when to ask again.
         state = LiveState(store, agent, team_ids, seq, conversation_id, last_message_id, locale=locale,
                           last_notification_id=last_notification_id)
-        body = [f"retry: {POLL_RETRY_MS}\n\n", sse("hello", {"seq": seq, "conversation_id": conversation_id,
+        body = [f"retry: {_pace.next_retry_ms(time.monotonic())}\n\n", sse("hello", {"seq": seq, "conversation_id": conversation_id,
                                                               "mode": "poll"}, state.event_id)]
         body.extend(state.poll(now=clock.now()))
         return Response("".join(body), mimetype="text/event-stream", headers=headers)
