@@ -160,7 +160,7 @@ class Ingestor:
 
         self._sanitized = {}
         now = iso(self.now())
-        with self.store.write():
+        with self.triage.model_opened(), self.store.write():
             for prep in prepared:
                 try:
                     # One item that cannot be written (a bug, a constraint) must not fail its whole page:

@@ -25,6 +25,7 @@ machine's precision and recall per channel.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import importlib
@@ -32,7 +33,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -255,6 +256,7 @@ class TriageFlow:
         self.rules_for = rules_for
         self.audit_share = audit_share
         self.draw = draw
+        self._held: tuple[Any | None] | None = None
 
     @classmethod
     def for_mainland(cls, mainland: Any) -> TriageFlow:
@@ -276,7 +278,7 @@ class TriageFlow:
         return self._verdict(facts, rules), facts
 
     def _verdict(self, facts: dict[str, Any], rules: ChannelRules) -> Verdict:
-        model = self._model()
+        model = self._held[0] if self._held is not None else self._model()
         probability = version = None
         if model is not None and getattr(model, "ready", True):
             try:
@@ -297,6 +299,18 @@ class TriageFlow:
         if verdict == SPAM and facts["known_customer"]:
             verdict, reason = SUSPICIOUS, REASON_KNOWN_CUSTOMER
         return Verdict(verdict, probability, version, reason)
+
+    @contextlib.contextmanager
+    def model_opened(self) -> Iterator[None]:
+        """Open the model before a write transaction and judge with that one inside it: the first time in
+        a process opening it imports scikit-learn and reads the model files (seconds), and so may a
+        refresh; neither may hold the database's write lock (bench/load.py found a first poll holding it
+        for 3-7 s)."""
+        self._held = (self._model(),)
+        try:
+            yield
+        finally:
+            self._held = None
 
     def _model(self) -> Any | None:
         try:

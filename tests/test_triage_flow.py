@@ -163,6 +163,18 @@ def test_the_model_is_opened_once_and_again_after_a_while(mainland, store, monke
     assert opened == [mainland.config.data_dir] * 2, "opened again: it sees what the web process taught it"
 
 
+def test_the_model_is_opened_before_the_write_transaction_not_inside_it(mainland, store, monkeypatch):
+    # Opening it the first time imports scikit-learn and reads files: seconds that must not hold the
+    # database's write lock (every other writer would wait).
+    inside = []
+    monkeypatch.setattr(spam_double, "open_model", lambda data_dir, now=None: inside.append(
+        store.conn.in_transaction) or spam_double.SpamModel(now))
+    ingest(mainland, store, "Hello", handle="p")
+    monkeypatch.setattr(triage_flow, "MODEL_REFRESH", dt.timedelta(0))  # and when it is opened again
+    ingest(mainland, store, "Hello", handle="q")
+    assert inside == [False, False]
+
+
 def test_a_known_customer_is_never_spam_by_words_alone(mainland, store):
     first = ingest(mainland, store, "Where is my parcel?")
     assert first["spam_verdict"] == "clean"
