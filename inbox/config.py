@@ -97,6 +97,8 @@ SECTION_KEYS: dict[str, frozenset[str]] = {
         "host", "port", "threads", "visibility", "undo_send_seconds", "trusted_proxies",
         # The live stream (inbox/web/live.py).
         "live_streams", "live_poll_seconds", "live_heartbeat_seconds", "live_max_seconds",
+        # The chat widget's long poll (inbox/web/chat.py).
+        "chat_waits", "chat_check_seconds",
         # Sign-in and sessions (issue 13).
         "idle_timeout_minutes", "require_second_factor", "remember_device_days",
     }),

@@ -49,7 +49,7 @@ def test_every_misspelling_in_the_file_is_reported_at_once(tmp_path):
 def test_settings_other_engineers_add_in_this_issue_are_known(tmp_path):
     config = from_mapping({"database": str(tmp_path / "m.db"), "secret_key": "k", "web": {
         "idle_timeout_minutes": 30, "require_second_factor": ["admin"], "remember_device_days": 0,
-        "trusted_proxies": 1, "live_streams": 4}}, base=tmp_path)
+        "trusted_proxies": 1, "live_streams": 4, "chat_waits": 3, "chat_check_seconds": 1}}, base=tmp_path)
     assert config.extra["web"]["idle_timeout_minutes"] == 30
 
 
