@@ -98,6 +98,9 @@ def test_the_answer_follows_by_email_and_a_link_shows_everything_on_a_new_device
                 page.keyboard.press("Enter")
                 log = page.get_by_role("log")
                 expect(log).to_contain_text("size 44?", timeout=TIMEOUT)
+                # Stored before the visitor leaves: the text shows at once (kept in the tab), "Delivered"
+                # only when the server has it (a busy machine takes a while over its first ingest).
+                expect(log).to_contain_text("Delivered", timeout=TIMEOUT)
                 # After the first message: "Get our answer by email too".
                 page.get_by_role("button", name="Get our answer by email too").click()
                 field = page.get_by_label("Your email address")
