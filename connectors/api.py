@@ -153,7 +153,8 @@ class ApiConnector(Connector):
     """An outside system that posts its customers' messages in and takes the replies at a callback URL."""
 
     kind = "api"
-    display_name = "API"  # the pages add "channel" themselves ("Een API-kanaal toevoegen"), so not "API channel"
+    # The pages add "channel" themselves ("Een API-kanaal toevoegen"), so not "API channel".
+    display_name = N_("API")
     icon_text = "A"
     icon_color = "#37474f"
     push_only = True

@@ -193,7 +193,7 @@ class BlueskyConnector(Connector):
     identities = (IdentityRule("bluesky", case_insensitive=True, strip_at=True),)
     #: Bluesky's 300-character limit counts graphemes (an emoji with modifiers is one).
     measure_text = staticmethod(grapheme_count)
-    display_name = "Bluesky"
+    display_name = N_("Bluesky")
     icon_text = "B"
     icon_color = "#0a66c2"
     settings = (

@@ -99,7 +99,7 @@ class ChatConnector(Connector):
     """A chat widget on the company's site. Visitors post through the web layer; replies are stored."""
 
     kind = "chat"
-    display_name = "Website chat"
+    display_name = N_("Website chat")
     icon_text = "C"
     icon_color = "#1b6e53"
     push_only = True

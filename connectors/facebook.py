@@ -98,7 +98,7 @@ MAX_MESSAGE_LENGTH = 2000
 class FacebookConnector(MetaConnector):
     kind = "facebook"
     identities = (IdentityRule("facebook"),)
-    display_name = "Facebook Messenger"
+    display_name = N_("Facebook Messenger")
     icon_text = "f"
     icon_color = "#1659c7"
     platform = "messenger"

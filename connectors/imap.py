@@ -161,7 +161,7 @@ class ImapConnector(Connector):
     #: Surveys go out as a mail with a one-click page; the composer says "Private email".
     survey_style = "link"
     private_medium = "email"
-    display_name = "Email (IMAP/SMTP)"
+    display_name = N_("Email (IMAP/SMTP)")
     icon_text = "@"
     icon_color = "#52606d"
     settings = (

@@ -100,7 +100,7 @@ MENTIONED_COMMENT_FIELDS = f"id,text,timestamp,username,media{{{MENTIONED_MEDIA_
 class InstagramConnector(MetaConnector):
     kind = "instagram"
     identities = (IdentityRule("instagram", case_insensitive=True, strip_at=True),)
-    display_name = "Instagram"
+    display_name = N_("Instagram")
     icon_text = "IG"
     icon_color = "#b4237a"
     platform = "instagram"

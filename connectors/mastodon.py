@@ -144,7 +144,7 @@ def status_length(text: str) -> int:
 class MastodonConnector(Connector):
     kind = "mastodon"
     identities = (IdentityRule("mastodon", case_insensitive=True, strip_at=True),)
-    display_name = "Mastodon"
+    display_name = N_("Mastodon")
     icon_text = "M"
     icon_color = "#563acc"
     settings = (

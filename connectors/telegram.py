@@ -168,7 +168,7 @@ class _ChatMigrated(Exception):
 class TelegramConnector(Connector):
     kind = "telegram"
     identities = (IdentityRule("telegram", case_insensitive=True, strip_at=True),)
-    display_name = "Telegram"
+    display_name = N_("Telegram")
     icon_text = "T"
     icon_color = "#1b75a8"
     settings = (

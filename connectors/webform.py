@@ -198,7 +198,7 @@ class WebformConnector(Connector):
     #: Replies (and so surveys) go out by email; submissions come through the form's own pages.
     survey_style = "link"
     own_endpoint = True
-    display_name = "Web form"
+    display_name = N_("Web form")
     icon_text = "F"
     icon_color = "#3e4c59"
     push_only = True

@@ -244,7 +244,7 @@ class WhatsAppConnector(Connector):
     kind = "whatsapp"
     #: Authors are their phone number, or the business-scoped user id when WhatsApp hides the number.
     identities = (PHONE_IDENTITY, IdentityRule("whatsapp"))
-    display_name = "WhatsApp"
+    display_name = N_("WhatsApp")
     icon_text = "W"
     icon_color = "#157a3a"
     push_only = True

@@ -219,7 +219,7 @@ class XConnector(Connector):
     identities = (IdentityRule("x", case_insensitive=True, strip_at=True, aliases=("twitter",)),)
     #: X counts a post's length by weight (URLs 23, most CJK and emoji 2): twitter-text's rule.
     measure_text = staticmethod(weighted_length)
-    display_name = "X (Twitter)"
+    display_name = N_("X (Twitter)")
     icon_text = "X"
     icon_color = "#000000"
     settings = (

@@ -18,21 +18,27 @@
   sees it) carries a nonce and its HMAC; it works once, for `SIGNIN_MINUTES`, and binds the device
   that opens it (`chat_device_links`) to the earlier conversation.
 
-Texts of the mails are in the visitor's widget language (English or Dutch), kept here as the
-acknowledgements keep theirs: the worker has no request to translate for. See docs/chat.md.
+The mails' texts are in the gettext catalogue like every other text, translated in the visitor's
+widget language (the agents' notes in the installation's default language) with the catalogue loaded
+by hand: the worker has no request whose language Flask-Babel could pick. See docs/chat.md.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import logging
 import secrets
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from babel.support import Translations
 
 from inbox import clock, sendability
 from inbox.identity import normalize_email
@@ -53,41 +59,25 @@ QUOTED_MESSAGES = 5
 QUOTE_CHARS = 300
 MAX_ADDRESS_CHARS = 254
 
-TEXTS = {
-    "en": {
-        "note_author": "Email follow-up",
-        "signin_note_author": "Sign-in link by email",
-        "note": "Not read in the chat within {minutes} minutes: this answer also went by email to {address}.",
-        "signin_note": "A link to open this chat on another device went by email to {address}.",
-        "continue": "Continue in the chat: {link}",
-        "reply": "Or simply reply to this email.",
-        "earlier": "Earlier in this conversation:",
-        "you": "You",
-        "team": "Support",
-        "signin_subject": "Your chat with {title}",
-        "signin_body": "Open this link in the browser where you want to see your chat with {title}:\n\n{link}\n\n"
-                       "The link works once, within {minutes} minutes. If you did not ask for it, ignore this email.",
-    },
-    "nl": {
-        "note_author": "Opvolging per e-mail",
-        "signin_note_author": "Inloglink per e-mail",
-        "note": "Niet gelezen in de chat binnen {minutes} minuten: dit antwoord ging ook per e-mail naar {address}.",
-        "signin_note": "Een link om deze chat op een ander apparaat te openen ging per e-mail naar {address}.",
-        "continue": "Verder in de chat: {link}",
-        "reply": "Of beantwoord gewoon deze e-mail.",
-        "earlier": "Eerder in dit gesprek:",
-        "you": "U",
-        "team": "Support",
-        "signin_subject": "Uw chat met {title}",
-        "signin_body": "Open deze link in de browser waarin u uw chat met {title} wilt zien:\n\n{link}\n\n"
-                       "De link werkt één keer, binnen {minutes} minuten. Heeft u er niet om gevraagd? "
-                       "Dan kunt u deze e-mail negeren.",
-    },
-}
+TRANSLATIONS = Path(__file__).resolve().parent / "translations"
 
 
-def _texts(language: str | None) -> dict[str, str]:
-    return TEXTS.get((language or "en")[:2], TEXTS["en"])
+@functools.lru_cache(maxsize=8)
+def _catalogue(language: str) -> Translations:
+    return Translations.load(str(TRANSLATIONS), [language])
+
+
+def _translator(language: str | None) -> Callable[..., str]:
+    """gettext in `language` (English for a language the catalogue lacks), with Flask-Babel's
+    `%(name)s` values: `gettext("Continue in the chat: %(link)s", link=...)`."""
+    code = (language or "en")[:2].lower()
+    catalogue = _catalogue(code if code.isalpha() else "en")  # a stored value, never a path
+
+    def gettext(text: str, **values: Any) -> str:
+        translated = catalogue.gettext(text)
+        return translated % values if values else translated
+
+    return gettext
 
 
 # The chat's settings --------------------------------------------------------------------------------
@@ -214,13 +204,14 @@ def _follow(mainland: Any, store: Any, row: dict[str, Any], *, via: str, minutes
         return False
     conversation = store.conversation(row["conversation_id"])
     outbox_id = uuid.uuid4().hex
-    staff = _texts(mainland.config.default_language)
-    note = staff["note"].format(minutes=minutes, address=address)
+    gettext = _translator(mainland.config.default_language)
+    note = gettext("Not read in the chat within %(minutes)d minutes: this answer also went by email to "
+                   "%(address)s.", minutes=minutes, address=address)
     with store.write():
         return store.chat_queue_email(
             outbox_id=outbox_id, kind="followup", conversation_id=row["conversation_id"], via=via,
             visitor=row["visitor"], address=address, language=row["language"], note=note, now=iso(now),
-            note_author=staff["note_author"],
+            note_author=gettext("Email follow-up"),
             message_id=conversation_message_id(conversation["token"], outbox_id,
                                                mainland.config.mail_domain).strip("<>"),
             reply_id=row["reply_id"], page=row["page"])
@@ -252,13 +243,13 @@ def request_signin(mainland: Any, store: Any, channel: str, address: str, *, pag
         return False
     conversation = store.conversation(conversation_id)
     outbox_id = uuid.uuid4().hex
-    staff = _texts(mainland.config.default_language)
-    note = staff["signin_note"].format(address=value)
+    gettext = _translator(mainland.config.default_language)
+    note = gettext("A link to open this chat on another device went by email to %(address)s.", address=value)
     with store.write():
         return store.chat_queue_email(
             outbox_id=outbox_id, kind="signin", conversation_id=conversation_id, via=via, visitor=visitor,
             address=value, language=language[:2], note=note, now=iso(now), page=page,
-            note_author=staff["signin_note_author"],
+            note_author=gettext("Sign-in link by email"),
             message_id=conversation_message_id(conversation["token"], outbox_id,
                                                mainland.config.mail_domain).strip("<>"),
             nonce=secrets.token_urlsafe(24), expires_at=iso(now + dt.timedelta(minutes=SIGNIN_MINUTES)))
@@ -302,16 +293,18 @@ def outbound_for(mainland: Any, store: Any, row: dict[str, Any]) -> OutboundRepl
     record = store.chat_email_of_outbox(row["id"])
     if record is None:
         return None
-    texts = _texts(record["language"])
+    gettext = _translator(record["language"])
     conversation = store.conversation(record["conversation_id"])
     title = str((chat_settings(mainland, record["channel"]) or {}).get("title") or conversation["subject"] or "")
     if record["kind"] == "signin":
-        subject = texts["signin_subject"].format(title=title or record["channel"])
-        text = texts["signin_body"].format(title=title or record["channel"], link=signin_link(mainland, record),
-                                           minutes=SIGNIN_MINUTES)
+        subject = gettext("Your chat with %(title)s", title=title or record["channel"])
+        text = gettext("Open this link in the browser where you want to see your chat with %(title)s:\n\n"
+                       "%(link)s\n\nThe link works once, within %(minutes)d minutes. If you did not ask for it, "
+                       "ignore this email.", title=title or record["channel"], link=signin_link(mainland, record),
+                       minutes=SIGNIN_MINUTES)
     else:
         subject = conversation["subject"] or title
-        text = _followup_text(store, record, texts)
+        text = _followup_text(store, record, gettext)
     return OutboundReply(
         idempotency_key=row["id"], channel=row["channel"], conversation_id=record["conversation_id"], text=text,
         to=Author(handle=record["address"], identity_kind="email"), subject=subject,
@@ -320,18 +313,20 @@ def outbound_for(mainland: Any, store: Any, row: dict[str, Any]) -> OutboundRepl
     )
 
 
-def _followup_text(store: Any, record: dict[str, Any], texts: dict[str, str]) -> str:
+def _followup_text(store: Any, record: dict[str, Any], gettext: Callable[..., str]) -> str:
     reply = store.message(record["reply_id"]) if record["reply_id"] else {}
     parts = [str(reply.get("text") or "").strip()]
     if record.get("page"):
-        parts.append(texts["continue"].format(link=record["page"]))
-    parts.append(texts["reply"])
+        parts.append(gettext("Continue in the chat: %(link)s", link=record["page"]))
+    parts.append(gettext("Or simply reply to this email."))
     earlier = [m for m in store.chat_visitor_messages(record["conversation_id"], QUOTED_MESSAGES + 1)
                if m["id"] != record["reply_id"]][-QUOTED_MESSAGES:]
     if earlier:
-        lines = [texts["earlier"]]
+        lines = [gettext("Earlier in this conversation:")]
         for message in earlier:
-            who = texts["you"] if message["direction"] == "in" else (message["author_name"] or texts["team"])
+            # "You" and "Support": the widget's words for the two sides of the chat.
+            team = message["author_name"] or gettext("Support")
+            who = gettext("You") if message["direction"] == "in" else team
             said = " ".join(str(message["text"] or "").split())
             said = said if len(said) <= QUOTE_CHARS else said[:QUOTE_CHARS - 1] + "…"
             lines.append(f"> {who}: {said}")

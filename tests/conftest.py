@@ -12,7 +12,7 @@ from inbox.attachments import AttachmentStore
 from inbox.ingest import Ingestor
 from inbox.store import Store
 
-pytest_plugins = ["tests.servers", "tests.corpus"]
+pytest_plugins = ["tests.servers", "tests.corpus", "tests.browser_helpers"]
 
 
 #: Where a frozen clock starts unless a test sets it: a Monday morning, far from any real "today".
@@ -104,7 +104,7 @@ def ingestor(store, tmp_path):
 SERVER_FIXTURES = frozenset({
     "dovecot_server", "imap_account", "dovecot", "smtp_server", "live_app", "mail_app",
 })
-BROWSER_FIXTURES = frozenset({"live_app"})
+BROWSER_FIXTURES = frozenset({"live_app", "browser"})
 
 
 def pytest_collection_modifyitems(config, items):

@@ -6,14 +6,11 @@ Set MAINLAND_SCREENSHOTS=<folder> to keep a screenshot of each page and size.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
 from tests.axe import describe, run_axe
-from tests.test_browser_smoke import CHROMIUM, _require_chromium, live_app  # noqa: F401 - fixture
-from tests.test_web_auth import PASSWORD, make_agent
+from tests.browser_helpers import keep_screenshot, new_page, sign_in
+from tests.test_web_auth import make_agent
 
 pytestmark = pytest.mark.browser
 
@@ -41,46 +38,26 @@ def _installation(app) -> int:
     return item
 
 
-def _sign_in(page, base: str) -> None:
-    page.goto(f"{base}/login")
-    page.fill("#email", "ada@example.org")
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}/")
-
-
 @pytest.mark.parametrize("language", ["en", "nl"])
 @pytest.mark.parametrize("size", list(SIZES))
-def test_audit_and_quarantine_pages_fit_and_pass_axe(app, live_app, language, size):  # noqa: F811
-    _require_chromium()
-    from playwright.sync_api import sync_playwright
-
+def test_audit_and_quarantine_pages_fit_and_pass_axe(app, live_app, browser, language, size):
     item = _installation(app)
     width, height = SIZES[size]
-    shots = os.environ.get("MAINLAND_SCREENSHOTS")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        try:
-            page = browser.new_context(viewport={"width": width, "height": height}, locale=language,
-                                       extra_http_headers={"Accept-Language": language}).new_page()
-            _sign_in(page, live_app)
-            for name, path in (("audit", "/admin/audit"), ("quarantine", "/admin/quarantine"),
-                               ("quarantine-item", f"/admin/quarantine/{item}")):
-                page.goto(live_app + path)
-                assert page.locator("h1").is_visible()
-                found = run_axe(page)
-                assert found == [], f"{path}: {describe(found)}"
-                assert page.evaluate("document.documentElement.scrollWidth") <= width, f"{path} is wider than the screen"
-                if shots:
-                    Path(shots).mkdir(parents=True, exist_ok=True)
-                    page.screenshot(path=f"{shots}/{name}-{size}-{language}.png", full_page=True)
-            # The filters work from the keyboard: choose an action, press Enter in the form.
-            page.goto(live_app + "/admin/audit")
-            page.focus("#audit-action")
-            page.select_option("#audit-action", "customer_viewed")
-            page.focus("#audit-object-id")
-            page.keyboard.press("Enter")
-            page.wait_for_url("**action=customer_viewed**")
-            assert page.locator("tbody tr").count() == 20
-        finally:
-            browser.close()
+    page = new_page(browser, width=width, height=height, language=language)
+    sign_in(page, live_app, "ada@example.org")
+    for name, path in (("audit", "/admin/audit"), ("quarantine", "/admin/quarantine"),
+                       ("quarantine-item", f"/admin/quarantine/{item}")):
+        page.goto(live_app + path)
+        assert page.locator("h1").is_visible()
+        found = run_axe(page)
+        assert found == [], f"{path}: {describe(found)}"
+        assert page.evaluate("document.documentElement.scrollWidth") <= width, f"{path} is wider than the screen"
+        keep_screenshot(page, f"{name}-{size}-{language}")
+    # The filters work from the keyboard: choose an action, press Enter in the form.
+    page.goto(live_app + "/admin/audit")
+    page.focus("#audit-action")
+    page.select_option("#audit-action", "customer_viewed")
+    page.focus("#audit-object-id")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**action=customer_viewed**")
+    assert page.locator("tbody tr").count() == 20

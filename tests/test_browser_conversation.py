@@ -15,9 +15,10 @@ import pytest
 from inbox.mail import parse_email
 from inbox.models import FetchResult
 from inbox.outbox import send_due
+from tests import browser_helpers
 from tests.mailfactory import raw_mail
 from tests.test_browser_smoke import CHROMIUM, _require_chromium, live_app  # noqa: F401  (live_app: fixture)
-from tests.test_web_auth import PASSWORD, make_agent
+from tests.test_web_auth import make_agent
 
 pytestmark = pytest.mark.browser
 
@@ -46,11 +47,7 @@ def conversation(app):
 
 
 def sign_in(page, base: str, email: str, target: str) -> None:
-    page.goto(f"{base}/login?next={target}")
-    page.fill("#email", email)
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}{target}")
+    browser_helpers.sign_in(page, base, email, target)
 
 
 def test_reply_turns_sent_on_the_page_without_reload(app, live_app, conversation, smtp_server):  # noqa: F811

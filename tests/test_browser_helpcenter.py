@@ -7,14 +7,12 @@ Set MAINLAND_SCREENSHOTS=<folder> to keep a screenshot of each page and size.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
 from inbox.store.base import now_iso
 from tests.axe import describe, run_axe
-from tests.test_browser_smoke import CHROMIUM, _require_chromium, live_app  # noqa: F401 - fixture
+from tests.browser_helpers import keep_screenshot, new_page, sign_in
+from tests.test_web_auth import make_agent
 
 pytestmark = pytest.mark.browser
 
@@ -81,44 +79,35 @@ def _publish_library(app) -> None:
     store.close()
 
 
-def _browser_page(p, live: str, width: int, height: int, language: str = "en"):
-    browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-    context = browser.new_context(viewport={"width": width, "height": height}, locale=language,
-                                  extra_http_headers={"Accept-Language": language})
-    page = context.new_page()
+def _visitor_page(browser, live: str, width: int, height: int, language: str = "en"):
+    """A page, and the list of every request it makes to a host other than the app."""
+    page = new_page(browser, width=width, height=height, language=language)
     elsewhere: list[str] = []
     page.on("request", lambda r: None if r.url.startswith((live, "data:")) else elsewhere.append(r.url))
-    return browser, page, elsewhere
+    return page, elsewhere
 
 
-def test_a_visitor_on_a_phone_finds_an_article_through_search(app, live_app):  # noqa: F811
-    _require_chromium()
-    from playwright.sync_api import sync_playwright
-
+def test_a_visitor_on_a_phone_finds_an_article_through_search(app, live_app, browser):
     _publish_library(app)
-    with sync_playwright() as p:
-        browser, page, elsewhere = _browser_page(p, live_app, 390, 844)
-        try:
-            page.goto(f"{live_app}/help")
-            assert page.locator("h1").inner_text() == "How can we help?"
-            page.fill("#help-q", "refu")
-            page.keyboard.press("Enter")
-            page.wait_for_url("**/help/search?**")
-            first = page.locator(".help-list li a").first
-            assert first.inner_text() == "How refunds work"
-            first.click()
-            page.wait_for_url("**/help/en/how-refunds-work")
-            assert page.locator("h1").inner_text() == "How refunds work"
-            assert page.locator("article h2").first.inner_text() == "Returning an item"
-            assert page.evaluate("document.documentElement.scrollWidth") <= 390
-            # The Dutch version is one tap away.
-            page.click(".help-lang a[hreflang=nl]")
-            page.wait_for_url("**/help/nl/zo-werkt-terugbetalen")
-            assert page.locator("html").get_attribute("lang") == "nl"
-            assert page.context.cookies() == [], "the help center sets no cookie"
-            assert elsewhere == [], f"requests to other hosts: {elsewhere}"
-        finally:
-            browser.close()
+    page, elsewhere = _visitor_page(browser, live_app, 390, 844)
+    page.goto(f"{live_app}/help")
+    assert page.locator("h1").inner_text() == "How can we help?"
+    page.fill("#help-q", "refu")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/help/search?**")
+    first = page.locator(".help-list li a").first
+    assert first.inner_text() == "How refunds work"
+    first.click()
+    page.wait_for_url("**/help/en/how-refunds-work")
+    assert page.locator("h1").inner_text() == "How refunds work"
+    assert page.locator("article h2").first.inner_text() == "Returning an item"
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    # The Dutch version is one tap away.
+    page.click(".help-lang a[hreflang=nl]")
+    page.wait_for_url("**/help/nl/zo-werkt-terugbetalen")
+    assert page.locator("html").get_attribute("lang") == "nl"
+    assert page.context.cookies() == [], "the help center sets no cookie"
+    assert elsewhere == [], f"requests to other hosts: {elsewhere}"
     views = app.extensions["mainland"].open_store()
     try:
         assert views.execute("SELECT count(*) FROM help_search_misses").fetchone()[0] == 0
@@ -127,68 +116,42 @@ def test_a_visitor_on_a_phone_finds_an_article_through_search(app, live_app):  #
 
 
 @pytest.mark.parametrize("size", list(SIZES))
-def test_the_public_pages_fit_pass_axe_and_run_nothing(app, live_app, size):  # noqa: F811
-    _require_chromium()
-    from playwright.sync_api import sync_playwright
-
+def test_the_public_pages_fit_pass_axe_and_run_nothing(app, live_app, browser, size):
     _publish_library(app)
     width, height = SIZES[size]
-    shots = os.environ.get("MAINLAND_SCREENSHOTS")
     pages = (("help", "/help"), ("category", "/help/en/returns"), ("article", "/help/en/where-is-my-parcel"),
              ("search", "/help/search?lang=en&q=parcel"), ("search-empty", "/help/search?lang=en&q=helicopter"),
              ("article-nl", "/help/nl/waar-is-mijn-pakket"))
-    with sync_playwright() as p:
-        browser, page, elsewhere = _browser_page(p, live_app, width, height)
-        try:
-            for name, path in pages:
-                page.goto(live_app + path)
-                assert page.locator("h1").is_visible()
-                assert page.evaluate("document.scripts.length") == 0, f"{path} has a script"
-                found = run_axe(page)
-                assert found == [], f"{path}: {describe(found)}"
-                assert page.evaluate("document.documentElement.scrollWidth") <= width, f"{path} is wider than the screen"
-                if shots:
-                    Path(shots).mkdir(parents=True, exist_ok=True)
-                    page.screenshot(path=f"{shots}/help-{name}-{size}.png", full_page=True)
-            assert elsewhere == [], f"requests to other hosts: {elsewhere}"
-        finally:
-            browser.close()
+    page, elsewhere = _visitor_page(browser, live_app, width, height)
+    for name, path in pages:
+        page.goto(live_app + path)
+        assert page.locator("h1").is_visible()
+        assert page.evaluate("document.scripts.length") == 0, f"{path} has a script"
+        found = run_axe(page)
+        assert found == [], f"{path}: {describe(found)}"
+        assert page.evaluate("document.documentElement.scrollWidth") <= width, f"{path} is wider than the screen"
+        keep_screenshot(page, f"help-{name}-{size}")
+    assert elsewhere == [], f"requests to other hosts: {elsewhere}"
 
 
 @pytest.mark.parametrize("size", list(SIZES))
-def test_the_publishing_panel_and_the_categories_page_pass_axe(app, live_app, size):  # noqa: F811
-    _require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    from tests.test_web_auth import PASSWORD, make_agent
-
+def test_the_publishing_panel_and_the_categories_page_pass_axe(app, live_app, browser, size):
     _publish_library(app)
     store = app.extensions["mainland"].open_store()
     make_agent(store, "lea@example.org", name="Lea Lead", role="lead")
     store.close()
     width, height = SIZES[size]
-    shots = os.environ.get("MAINLAND_SCREENSHOTS")
-    with sync_playwright() as p:
-        browser, page, _elsewhere = _browser_page(p, live_app, width, height)
-        try:
-            page.goto(f"{live_app}/login")
-            page.fill("#email", "lea@example.org")
-            page.fill("#password", PASSWORD)
-            page.click("button[type=submit]")
-            page.wait_for_url(f"{live_app}/")
-            for name, path in (("publish", "/answers/1/edit"), ("categories", "/help-center/categories")):
-                page.goto(live_app + path)
-                found = run_axe(page)
-                assert found == [], f"{path}: {describe(found)}"
-                assert page.evaluate("document.documentElement.scrollWidth") <= width, f"{path} is wider than the screen"
-                if shots:
-                    Path(shots).mkdir(parents=True, exist_ok=True)
-                    page.screenshot(path=f"{shots}/help-{name}-{size}.png", full_page=True)
-            # Unpublishing from the panel takes the article off the help center.
-            page.goto(f"{live_app}/answers/1/edit")
-            page.click("#help-center button[value='0']")
-            page.wait_for_url("**/answers/1/edit*")
-            assert page.locator("#help-center").get_by_text("Not published.").is_visible()
-            assert page.goto(f"{live_app}/help/en/where-is-my-parcel").status == 404
-        finally:
-            browser.close()
+    page, _elsewhere = _visitor_page(browser, live_app, width, height)
+    sign_in(page, live_app, "lea@example.org")
+    for name, path in (("publish", "/answers/1/edit"), ("categories", "/help-center/categories")):
+        page.goto(live_app + path)
+        found = run_axe(page)
+        assert found == [], f"{path}: {describe(found)}"
+        assert page.evaluate("document.documentElement.scrollWidth") <= width, f"{path} is wider than the screen"
+        keep_screenshot(page, f"help-{name}-{size}")
+    # Unpublishing from the panel takes the article off the help center.
+    page.goto(f"{live_app}/answers/1/edit")
+    page.click("#help-center button[value='0']")
+    page.wait_for_url("**/answers/1/edit*")
+    assert page.locator("#help-center").get_by_text("Not published.").is_visible()
+    assert page.goto(f"{live_app}/help/en/where-is-my-parcel").status == 404

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from inbox.models import Author, FetchResult, InboundItem
-from tests.test_browser_smoke import CHROMIUM, _require_chromium, live_app  # noqa: F401 - fixture
-from tests.test_web_auth import PASSWORD, make_agent
+from tests.browser_helpers import new_page, sign_in
+from tests.test_web_auth import make_agent
 
 pytestmark = pytest.mark.browser
 
@@ -29,57 +29,34 @@ def _thread(app, store, messages: int) -> int:
     return store.message(ids[0])["conversation_id"]
 
 
-def _sign_in(page, base: str) -> None:
-    page.goto(f"{base}/login")
-    page.fill("#email", "ann@example.org")
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}/")
-
-
 @pytest.mark.parametrize("language", ["en", "nl"])
-def test_the_top_bar_fits_1280_pixels(app, live_app, language):  # noqa: F811
-    _require_chromium()
-    from playwright.sync_api import sync_playwright
-
+def test_the_top_bar_fits_1280_pixels(app, live_app, browser, language):
     store = app.extensions["mainland"].open_store()
     make_agent(store, role="admin")
     store.close()
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            page = browser.new_context(viewport={"width": 1280, "height": 800}, locale=language,
-                                       extra_http_headers={"Accept-Language": language}).new_page()
-            _sign_in(page, live_app)
-            bar = page.locator("header.topbar")
-            assert bar.evaluate("el => el.scrollWidth <= el.clientWidth")
-            assert bar.bounding_box()["height"] < 60, "the top bar wrapped onto a second line"
-            assert page.evaluate("document.documentElement.scrollWidth") <= 1280
-        finally:
-            browser.close()
+    page = new_page(browser, width=1280, height=800, language=language)
+    sign_in(page, live_app)
+    bar = page.locator("header.topbar")
+    assert bar.evaluate("el => el.scrollWidth <= el.clientWidth")
+    assert bar.bounding_box()["height"] < 60, "the top bar wrapped onto a second line"
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
 
 
-def test_three_panes_and_a_long_thread_opens_at_its_end(app, live_app):  # noqa: F811
-    _require_chromium()
-    from playwright.sync_api import expect, sync_playwright
+def test_three_panes_and_a_long_thread_opens_at_its_end(app, live_app, browser):
+    from playwright.sync_api import expect
 
     store = app.extensions["mainland"].open_store()
     make_agent(store)
     cid = _thread(app, store, 60)
     store.close()
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            page = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
-            _sign_in(page, live_app)
-            page.goto(f"{live_app}/conversations/{cid}")
-            pane = page.locator("#queue-pane li.current a")
-            expect(pane).to_be_visible(timeout=15_000)
-            assert pane.get_attribute("aria-current") == "page"
-            assert page.locator("#queue-pane").bounding_box()["x"] < 50  # the list is the left pane
-            composer = page.locator("#reply-text")
-            box = composer.bounding_box()
-            assert 0 <= box["y"] and box["y"] + box["height"] <= 900, "the composer is off screen"
-            assert page.get_by_text("Message 59:").is_visible()  # the latest message, just above it
-        finally:
-            browser.close()
+    page = new_page(browser)
+    sign_in(page, live_app)
+    page.goto(f"{live_app}/conversations/{cid}")
+    pane = page.locator("#queue-pane li.current a")
+    expect(pane).to_be_visible(timeout=15_000)
+    assert pane.get_attribute("aria-current") == "page"
+    assert page.locator("#queue-pane").bounding_box()["x"] < 50  # the list is the left pane
+    composer = page.locator("#reply-text")
+    box = composer.bounding_box()
+    assert 0 <= box["y"] and box["y"] + box["height"] <= 900, "the composer is off screen"
+    assert page.get_by_text("Message 59:").is_visible()  # the latest message, just above it

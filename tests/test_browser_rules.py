@@ -6,15 +6,13 @@ with no serious axe violations. Set MAINLAND_SCREENSHOTS=<folder> to keep a scre
 from __future__ import annotations
 
 import itertools
-import os
-from pathlib import Path
 
 import pytest
 
 from inbox.models import Author, FetchResult, InboundItem
 from tests.axe import describe, run_axe
-from tests.test_browser_smoke import CHROMIUM, _require_chromium, live_app  # noqa: F401 - fixture
-from tests.test_web_auth import PASSWORD, make_agent
+from tests.browser_helpers import keep_screenshot, new_page, sign_in
+from tests.test_web_auth import make_agent
 
 pytestmark = pytest.mark.browser
 
@@ -41,21 +39,6 @@ def _message(app, text: str) -> int:
         store.close()
 
 
-def _sign_in(page, base: str) -> None:
-    page.goto(f"{base}/login")
-    page.fill("#email", "ada@example.org")
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}/")
-
-
-def _browser(p, width: int, height: int, language: str = "en"):
-    browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-    page = browser.new_context(viewport={"width": width, "height": height}, locale=language,
-                               extra_http_headers={"Accept-Language": language}).new_page()
-    return browser, page
-
-
 def _admin(app) -> None:
     store = app.extensions["mainland"].open_store()
     make_agent(store, "ada@example.org", name="Ada Admin", role="admin")
@@ -77,63 +60,45 @@ def _create_rule(page, base: str) -> None:
     assert page.locator(".flash-success").inner_text() == "Rule saved."
 
 
-def test_an_admin_creates_a_rule_and_sees_it_fire_on_a_new_message(app, live_app):  # noqa: F811
-    _require_chromium()
-    from playwright.sync_api import sync_playwright
-
+def test_an_admin_creates_a_rule_and_sees_it_fire_on_a_new_message(app, live_app, browser):
     _admin(app)
-    with sync_playwright() as p:
-        browser, page = _browser(p, 1440, 900)
-        try:
-            _sign_in(page, live_app)
-            _create_rule(page, live_app)
-            cid = _message(app, "I would like a refund for my order")
-            page.goto(f"{live_app}/conversations/{cid}")
-            note = page.locator(".message.direction-note", has_text="Refund requests")
-            assert "fired: added the label refund; set the priority to Urgent." in note.inner_text()
-            page.goto(live_app + "/admin/rules")
-            row = page.locator("tr", has_text="Refund requests")
-            assert row.locator("time").count() == 1, "last fired is shown"
-        finally:
-            browser.close()
+    page = new_page(browser, language="en")
+    sign_in(page, live_app, "ada@example.org")
+    _create_rule(page, live_app)
+    cid = _message(app, "I would like a refund for my order")
+    page.goto(f"{live_app}/conversations/{cid}")
+    note = page.locator(".message.direction-note", has_text="Refund requests")
+    assert "fired: added the label refund; set the priority to Urgent." in note.inner_text()
+    page.goto(live_app + "/admin/rules")
+    row = page.locator("tr", has_text="Refund requests")
+    assert row.locator("time").count() == 1, "last fired is shown"
 
 
 @pytest.mark.parametrize("size", list(SIZES))
-def test_the_rules_pages_fit_and_pass_axe(app, live_app, size):  # noqa: F811
-    _require_chromium()
-    from playwright.sync_api import sync_playwright
-
+def test_the_rules_pages_fit_and_pass_axe(app, live_app, browser, size):
     _admin(app)
     width, height = SIZES[size]
-    shots = os.environ.get("MAINLAND_SCREENSHOTS")
-    with sync_playwright() as p:
-        browser, page = _browser(p, width, height)
-        try:
-            _sign_in(page, live_app)
-            _create_rule(page, live_app)
-            edit_url = page.url
-            cid = _message(app, "refund please")
-            pages = {"list": "/admin/rules", "form": edit_url.removeprefix(live_app),
-                     "dry-run": edit_url.removeprefix(live_app) + "/dry-run",
-                     "timeline": f"/conversations/{cid}"}
-            for name, path in pages.items():
-                page.goto(live_app + path)
-                found = run_axe(page)
-                assert found == [], f"{path}: {describe(found)}"
-                assert page.evaluate("document.documentElement.scrollWidth") <= width, f"{path} is wider than the screen"
-                if shots:
-                    Path(shots).mkdir(parents=True, exist_ok=True)
-                    page.screenshot(path=f"{shots}/rules-{name}-{size}.png", full_page=True)
-            page.goto(live_app + "/admin/rules/new")
-            page.fill("#rule-name", "Bad pattern")
-            page.select_option("#condition-type-0", "text_matches")
-            page.fill("#condition-value-0", "(a+)+$")
-            page.select_option("#action-type-0", "add_label")
-            page.fill("#action-value-0", "x")
-            page.click("text=Save rule")
-            assert "can take forever" in page.locator(".field-error").inner_text()
-            assert run_axe(page) == []
-            if shots:
-                page.screenshot(path=f"{shots}/rules-refused-{size}.png", full_page=True)
-        finally:
-            browser.close()
+    page = new_page(browser, width=width, height=height, language="en")
+    sign_in(page, live_app, "ada@example.org")
+    _create_rule(page, live_app)
+    edit_url = page.url
+    cid = _message(app, "refund please")
+    pages = {"list": "/admin/rules", "form": edit_url.removeprefix(live_app),
+             "dry-run": edit_url.removeprefix(live_app) + "/dry-run",
+             "timeline": f"/conversations/{cid}"}
+    for name, path in pages.items():
+        page.goto(live_app + path)
+        found = run_axe(page)
+        assert found == [], f"{path}: {describe(found)}"
+        assert page.evaluate("document.documentElement.scrollWidth") <= width, f"{path} is wider than the screen"
+        keep_screenshot(page, f"rules-{name}-{size}")
+    page.goto(live_app + "/admin/rules/new")
+    page.fill("#rule-name", "Bad pattern")
+    page.select_option("#condition-type-0", "text_matches")
+    page.fill("#condition-value-0", "(a+)+$")
+    page.select_option("#action-type-0", "add_label")
+    page.fill("#action-value-0", "x")
+    page.click("text=Save rule")
+    assert "can take forever" in page.locator(".field-error").inner_text()
+    assert run_axe(page) == []
+    keep_screenshot(page, f"rules-refused-{size}")

@@ -8,15 +8,13 @@ Set MAINLAND_SCREENSHOTS=<folder> to keep a screenshot of each page and size.
 from __future__ import annotations
 
 import datetime as dt
-import os
-from pathlib import Path
 
 import pytest
 
 from inbox.models import Author, FetchResult, InboundItem
 from tests.axe import describe, run_axe
-from tests.test_browser_smoke import CHROMIUM, _require_chromium, live_app  # noqa: F401 - fixture
-from tests.test_web_auth import PASSWORD, make_agent
+from tests.browser_helpers import keep_screenshot, new_page, sign_in
+from tests.test_web_auth import make_agent
 
 pytestmark = pytest.mark.browser
 
@@ -51,86 +49,53 @@ def _installation(app, *, waiting_for: dt.timedelta | None = None) -> None:
     store.close()
 
 
-def _sign_in(page, base: str) -> None:
-    page.goto(f"{base}/login")
-    page.fill("#email", "ada@example.org")
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}/")
-
-
-def _browser(p, width: int, height: int, language: str = "en"):
-    browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-    page = browser.new_context(viewport={"width": width, "height": height}, locale=language,
-                               extra_http_headers={"Accept-Language": language}).new_page()
-    return browser, page
-
-
-def test_an_admin_tightens_the_first_response_target_and_the_queue_follows(app, live_app):  # noqa: F811
-    _require_chromium()
-    from playwright.sync_api import sync_playwright
-
+def test_an_admin_tightens_the_first_response_target_and_the_queue_follows(app, live_app, browser):
     _installation(app, waiting_for=dt.timedelta(minutes=30))
-    with sync_playwright() as p:
-        browser, page = _browser(p, 1440, 900)
-        try:
-            _sign_in(page, live_app)
-            row = page.locator("tr", has_text="Wendy Waiting")
-            assert row.locator(".sla-within_desired").is_visible(), "30 minutes into a 1h target: on time"
-            page.goto(live_app + "/admin/service-levels")
-            page.fill("#policy-first_response-desired", "10m")
-            page.fill("#policy-first_response-adequate", "twenty minutes")
-            page.click("text=Save service levels")
-            error = page.locator("#policy-first_response-adequate-error")
-            assert "is not a duration" in error.inner_text()
-            page.fill("#policy-first_response-adequate", "20m")
-            page.click("text=Save service levels")
-            assert page.locator(".flash-success").inner_text() == "The service levels are saved."
-            page.goto(live_app + "/")
-            row = page.locator("tr", has_text="Wendy Waiting")
-            assert row.locator(".sla-past_adequate").is_visible(), "past the new 20-minute adequate target"
-        finally:
-            browser.close()
+    page = new_page(browser, language="en")
+    sign_in(page, live_app, "ada@example.org")
+    row = page.locator("tr", has_text="Wendy Waiting")
+    assert row.locator(".sla-within_desired").is_visible(), "30 minutes into a 1h target: on time"
+    page.goto(live_app + "/admin/service-levels")
+    page.fill("#policy-first_response-desired", "10m")
+    page.fill("#policy-first_response-adequate", "twenty minutes")
+    page.click("text=Save service levels")
+    error = page.locator("#policy-first_response-adequate-error")
+    assert "is not a duration" in error.inner_text()
+    page.fill("#policy-first_response-adequate", "20m")
+    page.click("text=Save service levels")
+    assert page.locator(".flash-success").inner_text() == "The service levels are saved."
+    page.goto(live_app + "/")
+    row = page.locator("tr", has_text="Wendy Waiting")
+    assert row.locator(".sla-past_adequate").is_visible(), "past the new 20-minute adequate target"
 
 
 @pytest.mark.parametrize("language", ["en", "nl"])
 @pytest.mark.parametrize("size", list(SIZES))
-def test_the_settings_pages_fit_and_pass_axe(app, live_app, language, size):  # noqa: F811
-    _require_chromium()
-    from playwright.sync_api import sync_playwright
-
+def test_the_settings_pages_fit_and_pass_axe(app, live_app, browser, language, size):
     _installation(app)
     width, height = SIZES[size]
-    shots = os.environ.get("MAINLAND_SCREENSHOTS")
-    with sync_playwright() as p:
-        browser, page = _browser(p, width, height, language)
-        try:
-            _sign_in(page, live_app)
-            # Something to show: an override, team hours of their own, one field in error.
-            page.goto(live_app + "/admin/service-levels")
-            page.click("details.override >> summary")
-            page.select_option("#new-channel", "chat")
-            page.select_option("#new-first_response-mode", "set")
-            page.fill("#new-first_response-desired", "15m")
-            page.fill("#new-first_response-adequate", "1h")
-            page.locator("details.override form button.primary").click()
-            for name, path in PAGES:
-                page.goto(live_app + path)
-                assert page.locator("h1").is_visible()
-                for opener in page.locator("details.override").all()[:1]:
-                    opener.locator("summary").click()
-                found = run_axe(page)
-                assert found == [], f"{path}: {describe(found)}"
-                assert page.evaluate("document.documentElement.scrollWidth") <= width, f"{path} is wider than the screen"
-                if shots:
-                    Path(shots).mkdir(parents=True, exist_ok=True)
-                    page.screenshot(path=f"{shots}/{name}-{size}-{language}.png", full_page=True)
-            page.goto(live_app + "/admin/digest")
-            page.fill("#digest-recipients", "boss@example.com\nnot an address")
-            page.locator("button.primary").click()
-            assert page.locator("#digest-recipients-error").is_visible()
-            assert run_axe(page) == []
-            if shots:
-                page.screenshot(path=f"{shots}/digest-error-{size}-{language}.png", full_page=True)
-        finally:
-            browser.close()
+    page = new_page(browser, width=width, height=height, language=language)
+    sign_in(page, live_app, "ada@example.org")
+    # Something to show: an override, team hours of their own, one field in error.
+    page.goto(live_app + "/admin/service-levels")
+    page.click("details.override >> summary")
+    page.select_option("#new-channel", "chat")
+    page.select_option("#new-first_response-mode", "set")
+    page.fill("#new-first_response-desired", "15m")
+    page.fill("#new-first_response-adequate", "1h")
+    page.locator("details.override form button.primary").click()
+    for name, path in PAGES:
+        page.goto(live_app + path)
+        assert page.locator("h1").is_visible()
+        for opener in page.locator("details.override").all()[:1]:
+            opener.locator("summary").click()
+        found = run_axe(page)
+        assert found == [], f"{path}: {describe(found)}"
+        assert page.evaluate("document.documentElement.scrollWidth") <= width, f"{path} is wider than the screen"
+        keep_screenshot(page, f"{name}-{size}-{language}")
+    page.goto(live_app + "/admin/digest")
+    page.fill("#digest-recipients", "boss@example.com\nnot an address")
+    page.locator("button.primary").click()
+    assert page.locator("#digest-recipients-error").is_visible()
+    assert run_axe(page) == []
+    keep_screenshot(page, f"digest-error-{size}-{language}")

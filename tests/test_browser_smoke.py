@@ -8,49 +8,20 @@ skipped, except under CI=true, where it fails (scripts/setup.sh installs it).
 
 from __future__ import annotations
 
-import os
-import shutil
-import threading
 from email.message import EmailMessage
 from urllib.parse import urlsplit
 
 import pytest
-from werkzeug.serving import make_server
 
 from inbox.mail import parse_email
 from inbox.models import FetchResult
-from tests.test_web_auth import PASSWORD, make_agent
+
+# Other browser tests still import these from here: the names stay until they use tests/browser_helpers.
+from tests.browser_helpers import CHROMIUM, chromium, live_app, sign_in  # noqa: F401
+from tests.browser_helpers import require_chromium as _require_chromium  # noqa: F401
+from tests.test_web_auth import make_agent
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = "/usr/bin/chromium"
-
-
-def _require_chromium():
-    problem = None
-    if not shutil.which(CHROMIUM):
-        problem = f"{CHROMIUM} is not installed (apt-get install -y chromium, or scripts/setup.sh --test)"
-    else:
-        try:
-            import playwright.sync_api  # noqa: F401
-        except ImportError:
-            problem = "the playwright package is not installed (pip install -e '.[test]')"
-    if problem:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(problem)
-        pytest.skip(problem)
-
-
-@pytest.fixture
-def live_app(app):
-    """The app served on a free loopback port for the browser; yields its base URL."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=5)
-
 
 def hostile_html_mail() -> bytes:
     msg = EmailMessage()
@@ -75,10 +46,7 @@ def hostile_html_mail() -> bytes:
     return msg.as_bytes()
 
 
-def test_chromium_reads_a_hostile_mail_safely(app, live_app):
-    _require_chromium()
-    from playwright.sync_api import sync_playwright
-
+def test_chromium_reads_a_hostile_mail_safely(app, live_app):  # noqa: F811
     store = app.extensions["mainland"].open_store()
     make_agent(store)
     item = parse_email(hostile_html_mail(), channel="mail")
@@ -89,59 +57,49 @@ def test_chromium_reads_a_hostile_mail_safely(app, live_app):
     store.close()
 
     requested: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            context = browser.new_context()
-            context.on("request", lambda request: requested.append(request.url))
-            page = context.new_page()
+    with chromium() as browser:
+        context = browser.new_context()
+        context.on("request", lambda request: requested.append(request.url))
+        page = context.new_page()
 
-            page.goto(f"{live_app}/login")
-            page.fill("#email", "ann@example.org")
-            page.fill("#password", PASSWORD)
-            page.click("button[type=submit]")
-            page.wait_for_url(f"{live_app}/")
-            assert page.locator("table.conversations").is_visible()
+        sign_in(page, live_app)
+        assert page.locator("table.conversations").is_visible()
 
-            page.click(f"a[href='/conversations/{conversation['id']}']")
-            page.wait_for_url(f"{live_app}/conversations/{conversation['id']}")
-            assert "<script>" in page.title()  # shown as text, not run
-            frame_element = page.wait_for_selector(".html-frame iframe")
-            assert frame_element.get_attribute("sandbox") == ""
-            body = page.frame_locator(".html-frame iframe").locator("p", has_text="Hello from the browser test")
-            body.wait_for()
-            page.wait_for_load_state("networkidle")
+        page.click(f"a[href='/conversations/{conversation['id']}']")
+        page.wait_for_url(f"{live_app}/conversations/{conversation['id']}")
+        assert "<script>" in page.title()  # shown as text, not run
+        frame_element = page.wait_for_selector(".html-frame iframe")
+        assert frame_element.get_attribute("sandbox") == ""
+        body = page.frame_locator(".html-frame iframe").locator("p", has_text="Hello from the browser test")
+        body.wait_for()
+        page.wait_for_load_state("networkidle")
 
-            frame = frame_element.content_frame()
-            assert frame is not None
-            assert page.evaluate("typeof window.__pwned") == "undefined"
-            assert frame.evaluate("typeof window.__pwned") == "undefined"
+        frame = frame_element.content_frame()
+        assert frame is not None
+        assert page.evaluate("typeof window.__pwned") == "undefined"
+        assert frame.evaluate("typeof window.__pwned") == "undefined"
 
-            # SEC-19: an attachment is never a script of this site, even when a page asks for one.
-            outcome = page.evaluate(
-                """src => new Promise(resolve => {
-                    const s = document.createElement('script');
-                    s.src = src;
-                    s.onload = () => resolve('loaded');
-                    s.onerror = () => resolve('blocked');
-                    document.head.appendChild(s);
-                })""",
-                f"/attachments/{script_attachment['id']}",
-            )
-            assert outcome == "blocked"
-            assert page.evaluate("typeof window.__attachment_ran") == "undefined"
-        finally:
-            browser.close()
+        # SEC-19: an attachment is never a script of this site, even when a page asks for one.
+        outcome = page.evaluate(
+            """src => new Promise(resolve => {
+                const s = document.createElement('script');
+                s.src = src;
+                s.onload = () => resolve('loaded');
+                s.onerror = () => resolve('blocked');
+                document.head.appendChild(s);
+            })""",
+            f"/attachments/{script_attachment['id']}",
+        )
+        assert outcome == "blocked"
+        assert page.evaluate("typeof window.__attachment_ran") == "undefined"
 
     hosts = {urlsplit(url).hostname for url in requested if not url.startswith(("data:", "about:"))}
     assert hosts == {"127.0.0.1"}, f"the browser fetched from elsewhere: {sorted(requested)}"
 
 
-def test_the_frame_holds_even_if_the_sanitiser_let_something_through(app, live_app, monkeypatch):
+def test_the_frame_holds_even_if_the_sanitiser_let_something_through(app, live_app,  # noqa: F811
+                                                                      monkeypatch):
     """The sandbox and the body's CSP are a second wall: with sanitising switched off, still nothing runs."""
-    _require_chromium()
-    from playwright.sync_api import sync_playwright
-
     from inbox.web import conversations
 
     monkeypatch.setattr(conversations, "sanitize_html", lambda html: (html, False))
@@ -161,28 +119,20 @@ def test_the_frame_holds_even_if_the_sanitiser_let_something_through(app, live_a
 
     requested: list[str] = []
     blocked: list[str] = []  # stopped by the body's CSP inside the browser: never sent
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            context = browser.new_context()
-            context.on("request", lambda request: requested.append(request.url))
-            context.on("requestfailed", lambda request: blocked.append(request.url)
-                       if request.failure in ("csp", "net::ERR_BLOCKED_BY_CSP") else None)
-            page = context.new_page()
-            page.goto(f"{live_app}/login")
-            page.fill("#email", "ann@example.org")
-            page.fill("#password", PASSWORD)
-            page.click("button[type=submit]")
-            page.wait_for_url(f"{live_app}/")
-            page.goto(f"{live_app}/conversations/{conversation['id']}")
-            frame_element = page.wait_for_selector(".html-frame iframe")
-            page.frame_locator(".html-frame iframe").locator("p", has_text="Unsanitised").wait_for()
-            page.wait_for_load_state("networkidle")
-            frame = frame_element.content_frame()
-            assert page.evaluate("typeof window.__pwned") == "undefined"
-            assert frame.evaluate("typeof window.__pwned") == "undefined"
-        finally:
-            browser.close()
+    with chromium() as browser:
+        context = browser.new_context()
+        context.on("request", lambda request: requested.append(request.url))
+        context.on("requestfailed", lambda request: blocked.append(request.url)
+                   if request.failure in ("csp", "net::ERR_BLOCKED_BY_CSP") else None)
+        page = context.new_page()
+        sign_in(page, live_app)
+        page.goto(f"{live_app}/conversations/{conversation['id']}")
+        frame_element = page.wait_for_selector(".html-frame iframe")
+        page.frame_locator(".html-frame iframe").locator("p", has_text="Unsanitised").wait_for()
+        page.wait_for_load_state("networkidle")
+        frame = frame_element.content_frame()
+        assert page.evaluate("typeof window.__pwned") == "undefined"
+        assert frame.evaluate("typeof window.__pwned") == "undefined"
 
     assert "http://remote.example/pixel.gif" in blocked
     sent = list(requested)

@@ -13,9 +13,9 @@ import urllib.request
 import pytest
 
 from tests.axe import describe, run_axe
-from tests.test_browser_smoke import live_app  # noqa: F401 (fixture)
-from tests.test_browser_workspace import DESKTOP, PHONE, SCREENSHOTS, browser  # noqa: F401 (fixture)
-from tests.test_web_auth import PASSWORD, make_agent
+from tests.browser_helpers import DESKTOP, PHONE, screenshots_at_both_sizes
+from tests.browser_helpers import sign_in as sign_in_through_the_form
+from tests.test_web_auth import make_agent
 
 pytestmark = pytest.mark.browser
 
@@ -35,29 +35,18 @@ def admin(app):
     store.close()
 
 
-def sign_in(browser, base: str, *, viewport=DESKTOP, locale: str = "en-GB"):  # noqa: F811
+def sign_in(browser, base: str, *, viewport=DESKTOP, locale: str = "en-GB"):
     context = browser.new_context(viewport=viewport, locale=locale)
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base)
     page = context.new_page()
     page.errors = []
     page.on("pageerror", lambda exc: page.errors.append(str(exc)))
-    page.goto(f"{base}/login?next=/admin/tokens")
-    page.fill("#email", "adam@example.org")
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}/admin/tokens")
+    sign_in_through_the_form(page, base, "adam@example.org", target="/admin/tokens")
     return page
 
 
 def shoot(page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    was = page.viewport_size
-    for size in (DESKTOP, PHONE):
-        page.set_viewport_size(size)
-        page.screenshot(path=str(SCREENSHOTS / f"tokens-{name}-{size['width']}x{size['height']}.png"), full_page=True)
-        excess = page.evaluate("() => document.documentElement.scrollWidth") - size["width"]
-        assert excess <= 0, f"{name} is {excess} px wider than the {size['width']} px window"
-    page.set_viewport_size(was)
+    screenshots_at_both_sizes(page, f"tokens-{name}", must_fit=True)
 
 
 def call_api(base: str, token: str) -> int:

@@ -5,9 +5,7 @@ MAINLAND_SCREENSHOTS names a folder."""
 
 from __future__ import annotations
 
-import os
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -15,9 +13,9 @@ from inbox import triage_flow
 from inbox.mail import parse_email
 from inbox.models import FetchResult
 from tests import spam_double
+from tests.browser_helpers import keep_screenshot, sign_in
 from tests.mailfactory import raw_mail
-from tests.test_browser_smoke import CHROMIUM, _require_chromium, live_app  # noqa: F401 - the fixture
-from tests.test_web_auth import PASSWORD, make_agent
+from tests.test_web_auth import make_agent
 
 pytestmark = pytest.mark.browser
 
@@ -51,81 +49,52 @@ def _grey_area(app) -> list[int]:
     return ids
 
 
-def _sign_in(page, base, email):
-    page.goto(f"{base}/login")
-    page.fill("#email", email)
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}/")
-
-
-def test_a_lead_decides_the_grey_area_with_the_keyboard(app, live_app):  # noqa: F811
-    _require_chromium()
-    from playwright.sync_api import expect, sync_playwright
+def test_a_lead_decides_the_grey_area_with_the_keyboard(app, live_app, browser):
+    from playwright.sync_api import expect
 
     first, second, third = _grey_area(app)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1440, "height": 900})
-            _sign_in(page, live_app, "lena@example.org")
-            page.goto(f"{live_app}/review/triage")
-            rows = page.locator("#triage-list tbody tr")
-            assert rows.count() == 3
-            _screenshot(page, "triage-1440x900")
-            assert rows.nth(0).get_attribute("aria-selected") == "true", "the first item is ready for a key"
-            page.keyboard.press("j")
-            assert rows.nth(1).get_attribute("aria-selected") == "true"
-            page.keyboard.press("s")  # the promotion: spam
-            expect(rows).to_have_count(2)
-            assert "A special offer for you" not in page.locator("#triage-list").inner_text()
-            page.keyboard.press("k")
-            page.keyboard.press("c")  # the chairs: a customer
-            expect(rows).to_have_count(1)
-            page.keyboard.press("c")
-            expect(page.locator("#triage-empty")).to_be_visible()
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    sign_in(page, live_app, "lena@example.org")
+    page.goto(f"{live_app}/review/triage")
+    rows = page.locator("#triage-list tbody tr")
+    assert rows.count() == 3
+    keep_screenshot(page, "triage-1440x900")
+    assert rows.nth(0).get_attribute("aria-selected") == "true", "the first item is ready for a key"
+    page.keyboard.press("j")
+    assert rows.nth(1).get_attribute("aria-selected") == "true"
+    page.keyboard.press("s")  # the promotion: spam
+    expect(rows).to_have_count(2)
+    assert "A special offer for you" not in page.locator("#triage-list").inner_text()
+    page.keyboard.press("k")
+    page.keyboard.press("c")  # the chairs: a customer
+    expect(rows).to_have_count(1)
+    page.keyboard.press("c")
+    expect(page.locator("#triage-empty")).to_be_visible()
 
-            page.goto(f"{live_app}/")
-            queue = page.locator("table.queue").inner_text()
-            assert "Offer: ten chairs" in queue and "Your offer of last week" in queue
-            assert "A special offer" not in queue
-        finally:
-            browser.close()
+    page.goto(f"{live_app}/")
+    queue = page.locator("table.queue").inner_text()
+    assert "Offer: ten chairs" in queue and "Your offer of last week" in queue
+    assert "A special offer" not in queue
     store = app.extensions["mainland"].open_store()
     assert [store.conversation(c)["status"] for c in (first, second, third)] == ["new", "spam", "new"]
     store.close()
 
 
-def test_screenshots_of_triage_and_blocks_on_a_phone_and_a_laptop(app, live_app):  # noqa: F811
-    _require_chromium()
-    from playwright.sync_api import sync_playwright
-
+def test_screenshots_of_triage_and_blocks_on_a_phone_and_a_laptop(app, live_app, browser):
     held = _grey_area(app)[0]
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        try:
-            for width, height in ((1440, 900), (390, 844)):
-                page = browser.new_page(viewport={"width": width, "height": height})
-                _sign_in(page, live_app, "root@example.org")
-                for path, name in (("/review/triage", "triage"), ("/admin/blocks", "blocks"),
-                                   (f"/conversations/{held}", "held-conversation")):
-                    page.goto(f"{live_app}{path}")
-                    if name == "held-conversation":
-                        page.locator("#block-sender summary").click()
-                    scroll = page.evaluate("document.documentElement.scrollWidth")
-                    assert scroll <= width, f"{path} is wider than the {width} px screen ({scroll} px)"
-                    table = page.locator("main table").first
-                    if table.count():
-                        box = table.bounding_box()
-                        assert box["x"] + box["width"] <= width, f"{path}: the list is cut off at {width} px"
-                    _screenshot(page, f"{name}-{width}x{height}")
-                page.close()
-        finally:
-            browser.close()
-
-
-def _screenshot(page, name: str) -> None:
-    folder = os.environ.get("MAINLAND_SCREENSHOTS")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
+    for width, height in ((1440, 900), (390, 844)):
+        page = browser.new_page(viewport={"width": width, "height": height})
+        sign_in(page, live_app, "root@example.org")
+        for path, name in (("/review/triage", "triage"), ("/admin/blocks", "blocks"),
+                           (f"/conversations/{held}", "held-conversation")):
+            page.goto(f"{live_app}{path}")
+            if name == "held-conversation":
+                page.locator("#block-sender summary").click()
+            scroll = page.evaluate("document.documentElement.scrollWidth")
+            assert scroll <= width, f"{path} is wider than the {width} px screen ({scroll} px)"
+            table = page.locator("main table").first
+            if table.count():
+                box = table.bounding_box()
+                assert box["x"] + box["width"] <= width, f"{path}: the list is cut off at {width} px"
+            keep_screenshot(page, f"{name}-{width}x{height}")
+        page.close()

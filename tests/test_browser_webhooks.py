@@ -15,9 +15,9 @@ import pytest
 from inbox import webhooks_out
 from inbox.store.base import iso
 from tests.axe import describe, run_axe
-from tests.test_browser_smoke import live_app  # noqa: F401 (fixture)
-from tests.test_browser_workspace import DESKTOP, PHONE, SCREENSHOTS, browser  # noqa: F401 (fixture)
-from tests.test_web_auth import PASSWORD, make_agent
+from tests.browser_helpers import DESKTOP, screenshots_at_both_sizes
+from tests.browser_helpers import sign_in as sign_in_through_the_form
+from tests.test_web_auth import make_agent
 
 pytestmark = pytest.mark.browser
 
@@ -32,30 +32,18 @@ def store(app):
     store.close()
 
 
-def sign_in(browser, base: str, *, viewport=DESKTOP, locale: str = "en-GB"):  # noqa: F811
+def sign_in(browser, base: str, *, viewport=DESKTOP, locale: str = "en-GB"):
     context = browser.new_context(viewport=viewport, locale=locale)
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base)
     page = context.new_page()
     page.errors = []
     page.on("pageerror", lambda exc: page.errors.append(str(exc)))
-    page.goto(f"{base}/login?next=/admin/webhooks")
-    page.fill("#email", "adam@example.org")
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}/admin/webhooks")
+    sign_in_through_the_form(page, base, "adam@example.org", target="/admin/webhooks")
     return page
 
 
 def shoot(page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    was = page.viewport_size
-    for size in (DESKTOP, PHONE):
-        page.set_viewport_size(size)
-        page.screenshot(path=str(SCREENSHOTS / f"webhooks-{name}-{size['width']}x{size['height']}.png"),
-                        full_page=True)
-        excess = page.evaluate("() => document.documentElement.scrollWidth") - size["width"]
-        assert excess <= 0, f"{name} is {excess} px wider than the {size['width']} px window"
-    page.set_viewport_size(was)
+    screenshots_at_both_sizes(page, f"webhooks-{name}", must_fit=True)
 
 
 def no_faults(page, where: str) -> None:

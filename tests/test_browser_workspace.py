@@ -11,21 +11,25 @@ from __future__ import annotations
 
 import itertools
 import re
-from pathlib import Path
 
 import pytest
 
 from inbox.models import Author, FetchResult, InboundItem
 from tests.axe import describe, run_axe
-from tests.test_browser_smoke import CHROMIUM, _require_chromium, live_app  # noqa: F401 (live_app: fixture)
-from tests.test_web_auth import PASSWORD, make_agent
+
+# LAUNCH_ARGS and SCREENSHOTS: other browser tests import them from here.
+from tests.browser_helpers import (  # noqa: F401
+    DESKTOP,
+    LAUNCH_ARGS,
+    PHONE,
+    SCREENSHOTS,
+    screenshots_at_both_sizes,
+    sign_in,
+)
+from tests.test_web_auth import make_agent
 
 pytestmark = pytest.mark.browser
 
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
-DESKTOP = {"width": 1440, "height": 900}
-PHONE = {"width": 390, "height": 844}
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-dev-shm-usage"]
 TIMEOUT = 15_000
 
 #: Customers on a chat channel: (name, handle, question).
@@ -90,41 +94,18 @@ def customers(app):
     people.close()
 
 
-@pytest.fixture
-def browser():
-    _require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
 def open_page(browser, base: str, target: str = "/", viewport: dict | None = None):
     """A signed-in page at `target`; page errors are collected in `page.errors`."""
     page = browser.new_context(viewport=viewport or DESKTOP).new_page()
     page.errors = []
     page.on("pageerror", lambda exc: page.errors.append(str(exc)))
-    page.goto(f"{base}/login?next={target}")
-    page.fill("#email", "ann@example.org")
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}{target}")
+    sign_in(page, base, target=target)
     return page
 
 
 def screenshots(page, name: str) -> None:
     """The page as it is now at 1440x900 and at 390x844 (the viewport is put back afterwards)."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    was = page.viewport_size
-    for size in (DESKTOP, PHONE):
-        page.set_viewport_size(size)
-        page.screenshot(path=str(SCREENSHOTS / f"workspace-{name}-{size['width']}x{size['height']}.png"),
-                        full_page=True)
-    page.set_viewport_size(was)
+    screenshots_at_both_sizes(page, f"workspace-{name}")
 
 
 def rows_fully_visible(page) -> int:

@@ -163,3 +163,19 @@ def test_a_dutch_admin_reads_the_connection_test_in_dutch(admin_client, admin, t
     page = post(admin_client, "/admin/channels/tg/test", token_from="/admin/channels/tg").get_data(as_text=True)
     assert "Telegram weigerde de bottoken (401): kopieer de token opnieuw bij @BotFather" in page
     assert telegram.token not in page
+
+
+# Needs the kinds' names in the Dutch catalog (/tmp/nl2/review.po, merged by the lead).
+def test_a_dutch_admin_reads_the_kinds_of_channel_in_dutch(admin_client, admin, web_store):  # noqa: F811
+    web_store.set_agent_locale(admin["id"], "nl")
+    page = admin_client.get("/admin/channels").get_data(as_text=True)
+    for kind, dutch in (("webform", "Webformulier"), ("chat", "Websitechat"), ("imap", "E-mail (IMAP/SMTP)"),
+                        ("api", "API"), ("telegram", "Telegram"), ("x", "X (Twitter)")):
+        assert f'<option value="{kind}">{dutch}</option>' in page
+    assert ">Web form<" not in page and ">Website chat<" not in page
+    assert "<td>E-mail (IMAP/SMTP)</td>" in page  # the kind of the config file's mail channel
+    form = admin_client.get("/admin/channels/new?kind=webform").get_data(as_text=True)
+    assert "<h1>Een Webformulier-kanaal toevoegen</h1>" in form
+    detail = admin_client.get("/admin/channels/mail-file").get_data(as_text=True)
+    assert '<span class="muted">· E-mail (IMAP/SMTP)</span>' in detail
+

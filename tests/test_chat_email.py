@@ -8,6 +8,7 @@ the test on the frozen clock.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import email
 import email.policy
@@ -153,6 +154,7 @@ def test_an_unread_answer_follows_the_visitor_by_email_after_the_set_minutes(cli
     assert "pat@example.net" in note["text"] and note["delivery_status"] == "sent"
 
 
+# The Dutch mails need their texts in the Dutch catalog (/tmp/nl2/review.po, merged by the lead).
 def test_the_mail_speaks_the_language_the_widget_spoke(client, db, mainland, agent, frozen_clock, smtp_server):
     token = visitor()
     say(client, token, "Waar is mijn pakket?")
@@ -162,8 +164,27 @@ def test_the_mail_speaks_the_language_the_widget_spoke(client, db, mainland, age
     send_due(mainland, db)
     frozen_clock.advance(minutes=6)
     assert follow_up(mainland, db) == 1
-    body = mails(smtp_server)[0].get_body(("plain",)).get_content()
-    assert "Verder in de chat:" in body and "> U: Waar is mijn pakket?" in body
+    body = mails(smtp_server)[0].get_body(("plain",)).get_content().replace("\r\n", "\n")
+    assert body.rstrip().split("\n\n")[1:] == [f"Verder in de chat: {PAGE}", "Of beantwoord gewoon deze e-mail.",
+                                                "Eerder in dit gesprek:\n> U: Waar is mijn pakket?"]
+
+
+def test_the_sign_in_mail_in_dutch_and_the_agents_note_in_the_teams_language(client, db, mainland, agent,
+                                                                              frozen_clock, smtp_server,
+                                                                              monkeypatch):
+    monkeypatch.setattr(mainland, "config", dataclasses.replace(mainland.config, default_language="nl"))
+    conversation = answered_chat(client, db, mainland, agent, visitor())
+    assert ask_link(client, "pat@example.net", lang="nl").get_json() == {"ok": True}
+    assert send_due(mainland, db).sent == 1
+    [mail] = mails(smtp_server)
+    assert mail["Subject"].startswith("Uw chat met Example Ltd")
+    body = mail.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    assert body.startswith("Open deze link in de browser waarin u uw chat met Example Ltd wilt zien:\n\n")
+    assert body.rstrip().endswith("De link werkt één keer, binnen 30 minuten. Heeft u er niet om gevraagd? "
+                                  "Dan kunt u deze e-mail negeren.")
+    [note] = [m for m in db.conversation_messages(conversation["id"]) if m["direction"] == "note"]
+    assert note["text"] == "Een link om deze chat op een ander apparaat te openen ging per e-mail naar pat@example.net."
+    assert note["author_name"] == "Inloglink per e-mail"
 
 
 def test_an_answer_read_in_the_widget_is_not_mailed(client, db, mainland, agent, frozen_clock, smtp_server):
@@ -229,8 +250,8 @@ def test_the_visitors_email_reply_continues_the_chat_conversation(client, db, ma
 
 # A new device, by a link sent by email ------------------------------------------------------------------------------
 
-def ask_link(client, address: str, token: str | None = None, ip: str = "203.0.113.7"):
-    return client.post("/chat/site/signin/request", json={"email": address, "lang": "en", "page": PAGE},
+def ask_link(client, address: str, token: str | None = None, ip: str = "203.0.113.7", lang: str = "en"):
+    return client.post("/chat/site/signin/request", json={"email": address, "lang": lang, "page": PAGE},
                        headers=headers(token or visitor()), environ_base={"REMOTE_ADDR": ip})
 
 

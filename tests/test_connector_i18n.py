@@ -83,6 +83,21 @@ def test_the_checks_find_unmarked_words():
                                                          "acme.py:6: template"]
 
 
+def unmarked_kind_names(source: str, filename: str) -> list[str]:
+    """A connector class's `display_name = ...` that is not one `N_("...")` (the admin pages show it)."""
+    return [f"{filename}:{node.lineno}: display_name" for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "display_name"
+                                                    for t in node.targets) and not _is_marked(node.value)]
+
+
+def test_every_built_in_kind_name_is_marked_for_translation():
+    hits = [hit for path in CONNECTOR_FILES for hit in unmarked_kind_names(path.read_text(), path.name)]
+    assert hits == [], "write display_name = N_(\"...\") so that the channel pages show it translated:\n" \
+        + "\n".join(hits)
+    assert unmarked_kind_names('class A:\n    display_name = "Acme"\nclass B:\n    display_name = N_("B")\n',
+                               "acme.py") == ["acme.py:2: display_name"]
+
+
 def test_every_built_in_label_made_from_a_key_is_marked():
     derived = {s.shown_label for cls in discover(include_entry_points=False).values() for s in cls.settings
                if not s.label}

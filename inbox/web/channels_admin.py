@@ -51,8 +51,19 @@ def _audit(action: str, name: str, **details: Any) -> None:
                     **details)
 
 
+def kind_name(cls: type[Connector]) -> str:
+    """The name of a connector's kind in the reader's language ("Webformulier"): built-ins mark their
+    `display_name` with `N_`; another connector's name is shown as written."""
+    return _translated(str(getattr(cls, "display_name", None) or cls.kind))
+
+
+@bp.context_processor
+def _kind_names() -> dict[str, Any]:
+    return {"kind_name": kind_name}
+
+
 def _kinds() -> list[type[Connector]]:
-    return sorted(mainland().registry.values(), key=lambda cls: str(cls.display_name).lower())
+    return sorted(mainland().registry.values(), key=lambda cls: kind_name(cls).lower())
 
 
 def _class_or_404(kind: str) -> type[Connector]:
@@ -218,7 +229,7 @@ def index():
         cls = mainland().registry.get(channel.kind if channel else row["kind"])
         state = (row["state"] if row else ("enabled" if channel.enabled else "disabled"))
         rows.append({
-            "name": name, "kind": getattr(cls, "display_name", None) or (channel.kind if channel else row["kind"]),
+            "name": name, "kind": kind_name(cls) if cls else (channel.kind if channel else row["kind"]),
             "origin": channel.origin if channel else "browser", "state": state,
             "team": (channel.settings.get("team") if channel else row["settings"].get("team")) or "",
             "health": report.get(name), "problem": mainland().settings_problems.get(f"channels.{name}"),
