@@ -37,7 +37,16 @@ from inbox.errors import ItemError as ItemError
 from inbox.errors import PermanentError as PermanentError
 from inbox.errors import RetryableError as RetryableError
 from inbox.errors import UncertainError as UncertainError
-from inbox.models import Attachment, FetchResult, InboundItem, OutboundReply, Reject, TemplateInfo
+from inbox.models import (
+    Attachment,
+    FetchResult,
+    InboundItem,
+    OutboundReply,
+    ParsedPage,
+    RawPage,
+    Reject,
+    TemplateInfo,
+)
 
 
 def N_(text: str) -> str:  # noqa: N802 - gettext's standard name, one of Babel's default keywords
@@ -365,6 +374,30 @@ class Connector(abc.ABC):
             RetryableError: the channel asked us to wait (429, 5xx, timeout).
             PermanentError: credentials or request are wrong; polling stops until fixed.
         """
+
+    def fetch_raw(self, cursor: str | None) -> RawPage:
+        """The page `fetch` would return, with its parsing left to the caller (`RawPage`).
+
+        Only channels whose parsing is heavy implement it (mail: the poller then parses a large
+        poll's pages in worker processes, #16); `fetch` stays the one every connector has, and
+        such a connector's `fetch` is `fetch_raw` parsed in place (`page_result`). Raises as `fetch`.
+        """
+        raise NotImplementedError(f"{self.kind} fetches parsed pages only")
+
+    @classmethod
+    def fetches_raw(cls) -> bool:
+        """True when the connector implements `fetch_raw`."""
+        return cls.fetch_raw is not Connector.fetch_raw
+
+    def page_result(self, page: RawPage, parsed: ParsedPage) -> FetchResult:
+        """A raw page and what its parse made of it, as the page `fetch` returns: the parse's rejects
+        (their reasons redacted, each logged) before the fetch's own, in the order read."""
+        rejects = []
+        for reject in parsed.rejects:
+            reason = self.redact(reject.reason)
+            self.log.warning("%s of %s quarantined: %s", reject.source_ref or "an item", self.name, reason)
+            rejects.append(replace(reject, reason=reason))
+        return FetchResult(items=parsed.items, cursor=page.cursor, rejects=rejects + page.rejects, more=page.more)
 
     @abc.abstractmethod
     def send(self, reply: OutboundReply) -> str:

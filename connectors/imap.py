@@ -20,6 +20,12 @@ left exactly as it was and a person or another client can keep using it.
   quarantine with the reason; the rest of the poll goes on. `mainland quarantine reprocess`
   tries it again later.
 - At most `max_per_poll` messages are read per poll; the next poll continues from there.
+- The connector fetches; the poller parses (#16). `fetch_raw` hands back a page's raw bytes with
+  `parse_messages` (a module-level function, so it can run in another process); a poll that will
+  read at least 2,000 messages (`inbox.parse_pool.MIN_MESSAGES_FOR_PROCESSES`: a first sync with
+  `max_per_poll` raised to, say, 10000) parses its pages in worker processes while the next pages
+  are fetched, and a poll of a few new mails parses them in the poller's own process. `fetch`
+  parses in place and returns the same page.
 
 Replies are built by `inbox.mail.build_reply` (threaded with In-Reply-To/References, marked
 against mail loops) and sent with SMTP from `address`. The Message-ID of the reply is its id.
@@ -93,7 +99,7 @@ from connectors.base import (
     UncertainError,
 )
 from inbox.mail import build_reply, oversize_prefix_bytes, parse_email, parse_email_prefix, tokens_in
-from inbox.models import FetchResult, InboundItem, OutboundReply, Reject
+from inbox.models import FetchResult, InboundItem, OutboundReply, ParsedPage, RawPage, Reject
 
 CURSOR_VERSION = "v1"
 #: Local parts that never read mail: answering them only feeds bounce loops (RFC 3834).
@@ -108,6 +114,8 @@ SECURITY_CHOICES = ("ssl", "starttls", "none")
 _PREFIX_SECTION = b"BODY[]<0>"
 _BODY_SECTION = b"BODY[]"
 _SIZE = b"RFC822.SIZE"
+#: A fetched message: (source_ref, its bytes, its whole size when only its first bytes were read).
+RawMessage = tuple[str, bytes, int | None]
 
 
 def _is_loopback(host: str) -> bool:
@@ -232,6 +240,12 @@ class ImapConnector(Connector):
     # Reading ------------------------------------------------------------------------------------
 
     def fetch(self, cursor: str | None) -> FetchResult:
+        page = self.fetch_raw(cursor)
+        return self.page_result(page, page.parse_here())
+
+    def fetch_raw(self, cursor: str | None) -> RawPage:
+        """The next page's raw messages (whole, or the first bytes of an oversized one), parsed by
+        `parse_messages`: in the poller's worker processes when the poll is large (#16)."""
         try:
             return self._fetch(cursor)
         except (RetryableError, PermanentError):
@@ -254,7 +268,7 @@ class ImapConnector(Connector):
                 f"IMAP {self.config['host']}:{self.config['port']}: {type(exc).__name__}: {self._imap_text(exc)}"
             ) from None
 
-    def _fetch(self, cursor: str | None) -> FetchResult:
+    def _fetch(self, cursor: str | None) -> RawPage:
         client = self._connection()
         mailbox = self.config["mailbox"]
         try:
@@ -288,7 +302,8 @@ class ImapConnector(Connector):
         if not page:
             return self._page_done([], make_cursor(uidvalidity, last_uid), [], more=False)
 
-        items, rejects, unreadable = self._read(client, uidvalidity, page)
+        messages, unreadable = self._read(client, uidvalidity, page)
+        rejects: list[Reject] = []
         if unreadable is not None:
             uid, error = unreadable
             before = stuck_in_cursor(cursor)
@@ -297,10 +312,9 @@ class ImapConnector(Connector):
                 # Keep what came before it and try this message again next poll: servers do recover.
                 self.log.warning("the answer for message %s:%s of %s could not be read (try %d of %d): %s",
                                  uidvalidity, uid, mailbox, attempts, MAX_FETCH_ATTEMPTS, error)
-                kept = [i for i in items if _uid_of(i.source_ref) < uid]
-                kept_rejects = [r for r in rejects if _uid_of(r.source_ref) < uid]
-                return self._page_done(kept, make_cursor(uidvalidity, uid - 1, (uid, attempts)), kept_rejects,
-                                       more=False)
+                kept = [m for m in messages if _uid_of(m[0]) < uid]
+                return self._page_done(kept, make_cursor(uidvalidity, uid - 1, (uid, attempts)), [], more=False,
+                                       to_read=len(kept))
             # Give up on it: hold a record of it in quarantine and let the mailbox move on.
             rejects.append(Reject(
                 raw=f"UID {uid} of {mailbox} (UIDVALIDITY {uidvalidity}) on {self.config['host']}".encode(),
@@ -309,18 +323,24 @@ class ImapConnector(Connector):
                 source_ref=f"{uidvalidity}:{uid}", exception="ProtocolError"))
         self._taken += len(page)
         more = len(uids) > len(page) and self._taken < self.config["max_per_poll"]
-        return self._page_done(items, make_cursor(uidvalidity, page[-1]), rejects, more=more)
+        return self._page_done(messages, make_cursor(uidvalidity, page[-1]), rejects, more=more,
+                               to_read=min(len(uids), room))
 
-    def _page_done(self, items: list[InboundItem], cursor: str, rejects: list[Reject], *, more: bool) -> FetchResult:
+    def _page_done(self, messages: list[RawMessage], cursor: str, rejects: list[Reject], *, more: bool,
+                   to_read: int = 0) -> RawPage:
         if not more:
             self._taken = 0  # this poll is over; the next fetch starts a new one
-        return FetchResult(items=items, cursor=cursor, rejects=rejects, more=more)
+        options = {"channel": self.name, "max_bytes": getattr(self.context, "max_message_bytes", None),
+                   "max_attachment_bytes": getattr(self.context, "max_attachment_bytes", None)}
+        return RawPage(payload=messages, parse=parse_messages, options=options, cursor=cursor, rejects=rejects,
+                       more=more, to_read=max(to_read, len(messages)))
 
     def _read(self, client: IMAPClient, uidvalidity: int, uids: Sequence[int]
-              ) -> tuple[list[InboundItem], list[Reject], tuple[int, str] | None]:
-        """The messages with `uids`, oldest first; oversized ones from their first bytes (headers and text).
+              ) -> tuple[list[RawMessage], tuple[int, str] | None]:
+        """The messages with `uids`, oldest first, as (source_ref, bytes, size when only the first bytes
+        of an oversized message were read: headers and text).
 
-        The third value names the first message whose FETCH answer could not be read, if any.
+        The second value names the first message whose FETCH answer could not be read, if any.
         """
         limit = getattr(self.context, "max_message_bytes", None)
         sizes = {uid: int(data.get(_SIZE) or 0) for uid, data in client.fetch(list(uids), ["RFC822.SIZE"]).items()}
@@ -332,29 +352,15 @@ class ImapConnector(Connector):
         if unreadable is None or (unreadable_header is not None and unreadable_header[0] < unreadable[0]):
             unreadable = unreadable_header
 
-        items: list[InboundItem] = []
-        rejects: list[Reject] = []
+        messages: list[RawMessage] = []
         for uid in uids:
             # A UID missing from an answer was expunged by another client after SEARCH: nothing to keep.
             source_ref = f"{uidvalidity}:{uid}"
             if uid in bodies and bodies[uid].get(_BODY_SECTION) is not None:
-                raw = bytes(bodies[uid][_BODY_SECTION])
-                parse = lambda raw=raw, ref=source_ref: self._parse(raw, ref)  # noqa: E731
+                messages.append((source_ref, bytes(bodies[uid][_BODY_SECTION]), None))
             elif uid in headers and headers[uid].get(_PREFIX_SECTION) is not None:
-                raw = bytes(headers[uid][_PREFIX_SECTION])
-                parse = lambda raw=raw, ref=source_ref, size=sizes[uid]: parse_email_prefix(  # noqa: E731
-                    raw, size, channel=self.name, source_ref=ref,
-                    max_attachment_bytes=getattr(self.context, "max_attachment_bytes", None))
-            else:
-                continue
-            try:
-                items.append(parse())
-            except Exception as exc:  # one unreadable mail must never stop the mailbox
-                reason = str(exc) if isinstance(exc, ItemError) else f"the parser failed: {type(exc).__name__}: {exc}"
-                self.log.warning("message %s of %s quarantined: %s", source_ref, self.name, reason)
-                rejects.append(Reject(raw=raw, reason=self.redact(reason), source_ref=source_ref,
-                                      exception=type(exc).__name__))
-        return items, rejects, unreadable
+                messages.append((source_ref, bytes(headers[uid][_PREFIX_SECTION]), sizes[uid]))
+        return messages, unreadable
 
     def _fetch_each_if_needed(self, client: IMAPClient, uids: list[int], what: str
                               ) -> tuple[dict, tuple[int, str] | None]:
@@ -648,6 +654,30 @@ class ImapConnector(Connector):
         if isinstance(text, bytes):
             text = text.decode("utf-8", "replace")
         return self.redact(f"{code} {' '.join(str(text).split())}")
+
+
+def parse_messages(messages: list[RawMessage], *, channel: str, max_bytes: int | None,
+                   max_attachment_bytes: int | None) -> ParsedPage:
+    """A page's raw messages as items; one the parser refuses or chokes on becomes a `Reject` with the reason.
+
+    Runs in one of the poller's parsing processes or in its own (`RawPage`): it only reads its
+    arguments, so it must stay a module-level function of plain values.
+    """
+    parsed = ParsedPage()
+    for source_ref, raw, whole_size in messages:
+        try:
+            if whole_size is None:
+                item = parse_email(raw, channel=channel, source_ref=source_ref, max_bytes=max_bytes,
+                                   max_attachment_bytes=max_attachment_bytes)
+            else:
+                item = parse_email_prefix(raw, whole_size, channel=channel, source_ref=source_ref,
+                                          max_attachment_bytes=max_attachment_bytes)
+        except Exception as exc:  # one unreadable mail must never stop the mailbox
+            reason = str(exc) if isinstance(exc, ItemError) else f"the parser failed: {type(exc).__name__}: {exc}"
+            parsed.rejects.append(Reject(raw=raw, reason=reason, source_ref=source_ref, exception=type(exc).__name__))
+            continue
+        parsed.items.append(item)
+    return parsed
 
 
 def _no_answer(what: str, host: str, port: int, timeout: float, exc: BaseException) -> Phrase:

@@ -22,7 +22,7 @@ channels (web forms, webhooks) prove the same through `parse_webhook`.
 Each promise is collected only for a connector that has the capability it needs, read from the
 connector's declarations: a push-only connector does not get the polling tests at all (rather than
 a skip), a connector without secret settings no secret test, one without `parse_raw` no round
-trip. A test class may say `push_only = True` when its driver's settings make a pollable connector
+trip, one without `fetch_raw` no check that its raw pages parse in another process as `fetch` would. A test class may say `push_only = True` when its driver's settings make a pollable connector
 push-only (Telegram in webhook mode).
 
 Third-party connectors use it the same way (`from connectors.testing import ConnectorContract`).
@@ -43,6 +43,7 @@ no recording or a recording of the promise was never asked for:
 from __future__ import annotations
 
 import logging
+import pickle
 import re
 import socket
 from pathlib import Path
@@ -165,6 +166,7 @@ NEEDS: dict[str, frozenset[str]] = {
     "test_reply_is_threaded_to_the_message_it_answers": frozenset({"send"}),
     "test_no_secret_in_logs": frozenset({"secrets"}),
     "test_raw_parses_again_into_the_same_item": frozenset({"reprocess"}),
+    "test_raw_page_parses_in_another_process_as_fetch_does": frozenset({"poll", "raw_pages"}),
 }
 
 
@@ -179,6 +181,8 @@ def capabilities(connector_class: type[Connector], *, push: bool | None = None) 
         found.add("secrets")
     if connector_class.parse_raw is not Connector.parse_raw:
         found.add("reprocess")
+    if connector_class.fetches_raw():
+        found.add("raw_pages")
     return frozenset(found)
 
 
@@ -450,6 +454,20 @@ class ConnectorContract:
             again = connector.parse_raw(item.raw, item.source_ref)
             assert (again.external_id, again.author.handle, again.author.identity_kind, again.text) == (
                 item.external_id, item.author.handle, item.author.identity_kind, item.text)
+
+    def test_raw_page_parses_in_another_process_as_fetch_does(self, connector, ingestor, channel, store):
+        """The poller may parse a `fetch_raw` page in a worker process: its parse function, payload and
+        options must survive pickling, and what they give is the page `fetch` returns."""
+        channel.customer_writes(3)
+        page = connector.fetch_raw(None)
+        parse, payload, options = pickle.loads(pickle.dumps((page.parse, page.payload, page.options)))
+        from_raw = connector.page_result(page, parse(payload, **options))
+        connector.close()  # a new poll: the same page again
+        fetched = connector.fetch(None)
+        assert from_raw.items, "the first raw page held no items"
+        assert [(i.external_id, i.text) for i in from_raw.items] == [(i.external_id, i.text) for i in fetched.items]
+        assert (from_raw.cursor, from_raw.more, len(from_raw.rejects)) == (
+            fetched.cursor, fetched.more, len(fetched.rejects))
 
 
 def fetch_all(connector: Connector, cursor: str | None = None, max_pages: int = 50) -> FetchResult:

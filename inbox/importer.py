@@ -33,7 +33,7 @@ from connectors.base import ItemError
 from inbox import mail
 from inbox.ingest import Ingestor, IngestReport
 from inbox.models import FetchResult, InboundItem, Reject
-from inbox.parse_pool import MIN_MESSAGES_FOR_PROCESSES, Batch, ParsePipeline, default_workers
+from inbox.parse_pool import Batch, ParsePipeline, workers_for
 from inbox.sanitize import sanitize_html
 from inbox.store import Store
 
@@ -414,8 +414,7 @@ def import_mailbox(
         report.skipped, report.restarted = start, why
         if on_open:
             on_open(report)
-        if workers is None:
-            workers = default_workers() if len(source) - start >= MIN_MESSAGES_FOR_PROCESSES else 0
+        workers = workers_for(len(source) - start, workers)
         options = {"channel": channel, "kind": source.kind, "max_bytes": max_bytes,
                    "max_attachment_bytes": max_attachment_bytes}
         with ParsePipeline(parse_batch, options, workers=workers) as pipeline:

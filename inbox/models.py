@@ -8,7 +8,9 @@ database handles and do no I/O, so a connector can be written and tested without
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 # Flags an item (and the message stored from it) can carry. Agents see them as badges.
 FLAG_CHARSET_FALLBACK = "charset_fallback"  # bytes did not match the declared charset; decoded best-effort
@@ -167,6 +169,41 @@ class FetchResult:
     more: bool = False
     updates: list[DeliveryUpdate] = field(default_factory=list)
     changes: list[MessageChange] = field(default_factory=list)
+
+
+@dataclass
+class ParsedPage:
+    """What a connector's parse function makes of a `RawPage`'s payload: items, and rejects for the
+    quarantine (an item that cannot be parsed costs that item, never the page)."""
+
+    items: list[InboundItem] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+
+
+@dataclass
+class RawPage:
+    """One page as `Connector.fetch_raw` returns it: fetched, its cursor worked out, not yet parsed (#16).
+
+    The poller parses it: `parse(payload, **options)` -> `ParsedPage`, in worker processes when
+    the poll is large (`to_read`), else in its own process. So `parse` must be a module-level
+    function and `payload` and `options` must pickle (bytes, strings, numbers; no connector, no
+    socket). `rejects` are what the fetch itself could not read; `cursor` and `more` mean what
+    they mean in `FetchResult`, and the cursor is stored with the parsed page in one transaction.
+    """
+
+    payload: Any
+    parse: Callable[..., ParsedPage]
+    cursor: str | None
+    options: dict[str, Any] = field(default_factory=dict)
+    more: bool = False
+    rejects: list[Reject] = field(default_factory=list)
+    #: Items this poll will still read, this page's included, as far as the connector knows
+    #: (the poller starts parsing processes only for a large poll).
+    to_read: int = 0
+
+    def parse_here(self) -> ParsedPage:
+        """Parse the payload in this process."""
+        return self.parse(self.payload, **self.options)
 
 
 @dataclass(frozen=True)

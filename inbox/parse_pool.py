@@ -12,8 +12,12 @@ handed back is parsed again by a fresh pool, and a batch whose parse kills a wor
 parsed in this process. Nothing of such a batch was stored (only the caller writes), so nothing
 is doubled; the idempotency keys of the ingest (`(channel, external_id)`) are the second guard.
 
-Small batches are parsed in this process (starting processes costs more than it saves), and so is
-everything where processes cannot be had (`workers=0`, one CPU, a sandbox without semaphores).
+Small runs are parsed in this process (starting processes costs more than it saves:
+`workers_for`), and so is everything where processes cannot be had (`workers=0`, one CPU, a
+sandbox without semaphores).
+
+Two callers: `mainland import` (inbox/importer.py: batches of files) and the poller
+(inbox/poller.py: the pages of a connector that fetches raw pages, `parse_page`).
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from inbox import clock
+from inbox.models import ParsedPage
+from inbox.sanitize import sanitize_html
 
 log = logging.getLogger("mainland.parse_pool")
 
@@ -48,6 +54,22 @@ def default_workers() -> int:
     except (AttributeError, OSError):
         cpus = os.cpu_count() or 1
     return cpus if cpus > 1 else 0
+
+
+def workers_for(messages: int, workers: int | None = None) -> int:
+    """Parsing processes for a run of `messages`: `workers` when given, else one per CPU from
+    `MIN_MESSAGES_FOR_PROCESSES` messages on, else none (a few mails parse faster than a process starts)."""
+    if workers is not None:
+        return workers
+    return default_workers() if messages >= MIN_MESSAGES_FOR_PROCESSES else 0
+
+
+def parse_page(job: tuple[Callable[..., ParsedPage], Any, dict]) -> tuple[ParsedPage, dict[str, tuple[str, bool]]]:
+    """A connector's raw page parsed, `(parse, payload, options)` of a `RawPage`, and the HTML of its
+    items sanitized (`Ingestor.ingest(sanitized=...)`): CPU work taken off the one writer."""
+    parse, payload, options = job
+    parsed = parse(payload, **options)
+    return parsed, {item.html: sanitize_html(item.html) for item in parsed.items if item.html}
 
 
 @dataclass
