@@ -92,6 +92,10 @@ FILE_TYPES = (
     "application/vnd.oasis.opendocument.text", "application/vnd.oasis.opendocument.spreadsheet",
     "application/vnd.oasis.opendocument.presentation",
 )
+#: The names of those files, for the widget's file picker (Chromium's picker takes extensions more
+#: reliably than types).
+FILE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".pdf", ".txt", ".csv", ".doc", ".docx", ".xls",
+                   ".xlsx", ".ppt", ".pptx", ".odt", ".ods", ".odp")
 #: Office files inbox/attachments.py has no signature for: the new ones are ZIP archives, the old OLE files.
 _ZIP, _OLE = (b"PK\x03\x04",), (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1",)
 _OFFICE_SIGNATURES = {

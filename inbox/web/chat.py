@@ -54,6 +54,7 @@ from werkzeug.exceptions import ClientDisconnected
 from connectors.base import WebhookRequest
 from connectors.chat import (
     CLIENT_ID_HEADER,
+    FILE_EXTENSIONS,
     FILE_NAME_HEADER,
     USER_HASH_HEADER,
     USER_HEADER,
@@ -263,7 +264,8 @@ def widget_config(channel: str):
                    title=connector.config["title"] or words["title"],
                    greeting=connector.config["greeting"] or words["greeting"],
                    max_text_chars=connector.max_text_chars, words=words, availability=availability,
-                   files={"max_bytes": connector.max_file_bytes, "types": list(connector.limits.attachment_types)},
+                   files={"max_bytes": connector.max_file_bytes, "types": list(connector.limits.attachment_types),
+                          "extensions": list(FILE_EXTENSIONS)},
                    articles=bool(helpcenter.settings_for(current_app.extensions["mainland"].config).enabled))
 
 
