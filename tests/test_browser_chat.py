@@ -222,6 +222,9 @@ def test_files_go_both_ways_between_the_widget_and_the_agent(app, live_app, host
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
         try:
             visitor = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True).new_page()
+            # Playwright turns on its interception of file pickers when the first listener comes; one from the
+            # start keeps a picker that opens quickly from reaching Chromium's own (absent) dialog instead.
+            visitor.on("filechooser", lambda chooser: None)
             visitor.on("pageerror", lambda exc: errors.append(str(exc)))
             visitor.on("console", lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text
                        else None)

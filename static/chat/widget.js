@@ -93,10 +93,10 @@
     "text-decoration:underline;cursor:pointer;font-size:13px}.em form{padding:4px 0 0;border:0;gap:6px}" +
     ".em input{flex:1;min-width:0;border:1px solid #8c959f;border-radius:8px;padding:6px 8px;color:#1f2328;background:#fff}" +
     ".em input:focus-visible,.em .k:focus-visible{outline:3px solid #1a73e8;outline-offset:2px}" +
-    ".th{display:block;max-width:100%;max-height:180px;border-radius:6px;margin:4px 0}.th[hidden]{display:none}" +
+    ".th{display:block;max-width:min(100%,240px);max-height:160px;object-fit:contain;border-radius:6px;margin:4px 0}.th[hidden]{display:none}" +
     ".f{display:block;background:none;border:0;padding:2px 0;color:inherit;text-decoration:underline;cursor:pointer;" +
     "text-align:left;font-size:14px;overflow-wrap:anywhere}form .at{background:#fff;color:#1f2328;border:1px solid #8c959f;" +
-    "padding:0 10px;font-size:18px}.fi{display:none}" +
+    "padding:0 10px;display:flex;align-items:center}form .at[hidden]{display:none}.fi{display:none}" +
     "@media (max-width:480px){.w{left:12px;right:12px;width:auto;bottom:76px}.b{right:12px;bottom:12px}}";
   if (root.adoptedStyleSheets !== undefined && window.CSSStyleSheet && CSSStyleSheet.prototype.replaceSync) {
     var sheet = new CSSStyleSheet();
@@ -106,6 +106,22 @@
     var style = document.createElement("style");
     style.textContent = css;
     root.appendChild(style);
+  }
+
+  // A paperclip drawn as SVG: an emoji would need a font the visitor's system may lack.
+  function clip() {
+    var ns = "http://www.w3.org/2000/svg", svg = document.createElementNS(ns, "svg"), path = document.createElementNS(ns, "path");
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("width", "20");
+    svg.setAttribute("height", "20");
+    svg.setAttribute("aria-hidden", "true");
+    path.setAttribute("d", "M16.5 6.5v10a4.5 4.5 0 0 1-9 0V5a3 3 0 0 1 6 0v10.5a1.5 1.5 0 0 1-3 0V6.5");
+    path.setAttribute("fill", "none");
+    path.setAttribute("stroke", "currentColor");
+    path.setAttribute("stroke-width", "2");
+    path.setAttribute("stroke-linecap", "round");
+    svg.appendChild(path);
+    return svg;
   }
 
   function el(tag, cls, text) {
@@ -141,7 +157,8 @@
   label.htmlFor = input.id;
   input.rows = 2;
   send.type = "submit";
-  var attach = el("button", "at", "\ud83d\udcce"), picker = el("input", "fi");
+  var attach = el("button", "at"), picker = el("input", "fi");
+  attach.appendChild(clip());
   attach.type = "button";
   picker.type = "file";
   picker.tabIndex = -1;
@@ -199,14 +216,19 @@
   }
   // A picture as a thumbnail (where the site's CSP allows blob: images), and every file as a download.
   function fileView(f) {
-    var box = el("div"), link = el("button", "f", "\ud83d\udcc4 " + f.name);
+    var size = f.size ? " \u00b7 " + (f.size < 1048576 ? Math.max(1, Math.round(f.size / 1024)) + " KB" : megabytes(f.size) + " MB") : "";
+    var box = el("div"), link = el("button", "f", f.name + size);
     link.type = "button";
     link.setAttribute("aria-label", words.download.replace("{name}", f.name));
     if (f.id && f.image) {
       var img = el("img", "th");
       img.alt = f.name;
       img.hidden = true;
-      img.addEventListener("load", function () { img.hidden = false; });
+      img.addEventListener("load", function () {
+        var atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+        img.hidden = false;
+        if (atBottom) log.scrollTop = log.scrollHeight;  // the picture pushed the newest message down
+      });
       img.addEventListener("error", function () { img.hidden = true; });
       fileUrl(f).then(function (url) { img.src = url; }, function () {});
       box.appendChild(img);
