@@ -17,11 +17,15 @@ testable without Flask. It is asynchronous by design:
 - **Exactly once.** Each message carries a `client_id` (UUID) the widget makes before sending and
   keeps until the server confirms; the item's external id is "<visitor id>:<client_id>", so a resend
   after a dropped connection is stored once (and one visitor cannot collide with another's ids).
-- **Text only.** A visitor's message is plain text; control characters are dropped and the widget
-  shows every message as text, never as HTML.
+- **Text, or one file.** A visitor's message is plain text; control characters are dropped and the
+  widget shows every message as text, never as HTML. A file is a message of its own, uploaded as the
+  request's raw body (`parse_upload`) with its client id, name and type in headers: within `limits`
+  (size, and the types of `FILE_TYPES`), its bytes checked against the type where the type has a
+  signature, its name without path parts. The same client id twice is one message and one file.
 - **Replies** are delivered by being stored: an agent's reply is a message of the conversation,
-  and the widget reads the conversation (only sent replies; never notes). `send` therefore only
-  acknowledges; the outbox marks the reply sent and the widget fetches it.
+  and the widget reads the conversation (only sent replies; never notes), with the reply's files,
+  which it fetches with the visitor token. `send` therefore only acknowledges; the outbox marks the
+  reply sent and the widget fetches it.
 - **By email** (`email_channel`, `followup_minutes`): a reply the widget has not reported read follows
   the visitor by email, and a sign-in link by email opens the chat on another device; that is
   inbox/chat_followup.py's, this connector only declares the settings.
@@ -35,11 +39,13 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import mimetypes
 import re
 import time
 import uuid
 from collections.abc import Mapping
 from typing import Any, ClassVar
+from urllib.parse import unquote
 
 from connectors.base import (
     N_,
@@ -53,7 +59,8 @@ from connectors.base import (
     WebhookRequest,
 )
 from connectors.webform import checked_origins
-from inbox.models import Author, FetchResult, InboundItem, OutboundReply
+from inbox.attachments import safe_filename, type_mismatch
+from inbox.models import Attachment, Author, FetchResult, InboundItem, OutboundReply
 from inbox.sanitize import CONTROLS
 
 #: The header that carries the visitor token (a custom header: a cross-site form cannot set it).
@@ -70,11 +77,38 @@ MAX_NAME_CHARS = 200
 BODY_OVERHEAD_BYTES = 2048
 #: A UTF-8 character takes at most 4 bytes, and JSON may escape it as a 12-character surrogate pair.
 BYTES_PER_CHAR = 12
+#: A file's client id and name (percent-encoded UTF-8) travel in headers; its type is the Content-Type.
+CLIENT_ID_HEADER = "X-Mainland-Client-Id"
+FILE_NAME_HEADER = "X-Mainland-File-Name"
+#: The largest file either side may send (the installation's `max_attachment_bytes` may lower it).
+MAX_FILE_BYTES = 10 * 1024 * 1024
+#: What a visitor may send and receive: pictures a browser shows, PDF, plain text and office documents.
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
+FILE_TYPES = (
+    *IMAGE_TYPES, "application/pdf", "text/plain", "text/csv",
+    "application/msword", "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/vnd.ms-excel", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/vnd.ms-powerpoint", "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    "application/vnd.oasis.opendocument.text", "application/vnd.oasis.opendocument.spreadsheet",
+    "application/vnd.oasis.opendocument.presentation",
+)
+#: The names of those files, for the widget's file picker (Chromium's picker takes extensions more
+#: reliably than types).
+FILE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".pdf", ".txt", ".csv", ".doc", ".docx", ".xls",
+                   ".xlsx", ".ppt", ".pptx", ".odt", ".ods", ".odp")
+#: Office files inbox/attachments.py has no signature for: the new ones are ZIP archives, the old OLE files.
+_ZIP, _OLE = (b"PK\x03\x04",), (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1",)
+_OFFICE_SIGNATURES = {
+    "application/msword": _OLE, "application/vnd.ms-excel": _OLE, "application/vnd.ms-powerpoint": _OLE,
+    **{kind: _ZIP for kind in FILE_TYPES if "openxmlformats" in kind or "opendocument" in kind},
+}
 
 
 class ChatRefused(PermanentError):
     """The post is not a genuine widget message. `reason`: "visitor" (no or a malformed visitor
-    token), "unreadable" (not a JSON object), "empty", "too_long" or "client_id"."""
+    token), "unreadable" (not a JSON object), "empty", "too_long" or "client_id"; for a file
+    "file_too_large", "file_type" (not an allowed type, or bytes that are not what the type says),
+    "file_empty" or "file_incomplete" (fewer bytes arrived than announced)."""
 
     def __init__(self, message: str, *, reason: str, status: int = 400) -> None:
         super().__init__(message)
@@ -88,6 +122,32 @@ def _header(headers: Mapping[str, str], name: str) -> str:
         lowered = name.lower()
         value = next((v for k, v in headers.items() if k.lower() == lowered), None)
     return str(value or "")
+
+
+def _decoded(name: str) -> str:
+    """A percent-encoded file name (the widget's encodeURIComponent) as text."""
+    return unquote(name[:1000], errors="replace")
+
+
+def file_type(declared: str, filename: str) -> str:
+    """The file's type: the one the browser declared, or (none, or a generic one) the name's extension's."""
+    kind = declared.split(";")[0].strip().lower()
+    if kind in ("", "application/octet-stream"):
+        kind = (mimetypes.guess_type(filename, strict=False)[0] or "application/octet-stream").lower()
+    return kind
+
+
+def bytes_match_type(content_type: str, data: bytes) -> bool:
+    """Whether the bytes are what the type says, as far as a signature tells (text: no NUL byte, which
+    binary files have and text in any 8-bit charset has not; UTF-16 with its byte order mark is text)."""
+    if type_mismatch(content_type, data):
+        return False
+    signatures = _OFFICE_SIGNATURES.get(content_type)
+    if signatures is not None:
+        return data.startswith(signatures)
+    if content_type.startswith("text/"):
+        return data.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" not in data[:65536]
+    return True
 
 
 def valid_visitor_token(token: str) -> bool:
@@ -111,7 +171,10 @@ class ChatConnector(Connector):
     #: A visitor is known by the HMAC of their widget's token (or of the host site's user id): one per
     #: person, never typed by anyone, so not a column of the customer import and no evidence in text.
     identities = (IdentityRule("chat", single=True, contacts_in_text=False, handle=False),)
-    limits = Limits(max_text_length=4000, formatting="plain", supports_attachments=False)
+    #: Files both ways (#18): one per message, of `FILE_TYPES`, up to `MAX_FILE_BYTES`; a reply's text and
+    #: files are one message of the conversation, which the widget shows together.
+    limits = Limits(max_text_length=4000, formatting="plain", supports_attachments=True,
+                    max_attachment_bytes=MAX_FILE_BYTES, attachment_types=FILE_TYPES, max_attachments=5)
 
     settings: ClassVar[tuple[Setting, ...]] = (
         Setting("title", default="", help=N_("Heading of the chat window (empty: a translated 'Chat with us').")),
@@ -168,6 +231,14 @@ class ChatConnector(Connector):
     def max_request_bytes(self) -> int:
         """The largest body a genuine message can have; the web layer answers 413 above it."""
         return self.max_text_chars * BYTES_PER_CHAR + MAX_NAME_CHARS * BYTES_PER_CHAR + BODY_OVERHEAD_BYTES
+
+    @property
+    def max_file_bytes(self) -> int:
+        """The largest file a visitor may send: the channel's cap, lowered by the installation's."""
+        caps = [self.limits.max_attachment_bytes or MAX_FILE_BYTES]
+        if self.context is not None and self.context.max_attachment_bytes:
+            caps.append(self.context.max_attachment_bytes)
+        return min(caps)
 
     # The visitor ------------------------------------------------------------------------------------
 
@@ -239,19 +310,51 @@ class ChatConnector(Connector):
             raise ChatRefused(f"at most {self.max_text_chars} characters", reason="too_long", status=413)
         name = data.get("name") if isinstance(data.get("name"), str) else ""
         name = " ".join(CONTROLS.sub(" ", name).split())[:MAX_NAME_CHARS]
+        headers = self._headers(request)
+        raw = json.dumps({"chat": 1, "visitor": visitor, "client_id": client_id, "name": name, "text": text,
+                          "headers": headers}, ensure_ascii=False).encode("utf-8")
+        return FetchResult(items=[self._item(visitor, client_id, name, text, headers, raw)], cursor=None)
+
+    def parse_upload(self, request: WebhookRequest, announced: int | None = None) -> FetchResult:
+        """A visitor's file (the request's raw body) as one item of its own; `ChatRefused` when it is
+        not one the channel takes. `announced` is the Content-Length: fewer bytes mean the upload broke
+        off (the widget sends it again with the same client id), so nothing is stored."""
+        visitor = self.visitor_of(request)
+        try:
+            client_id = str(uuid.UUID(_header(request.headers, CLIENT_ID_HEADER).strip()))
+        except ValueError:
+            raise ChatRefused("the X-Mainland-Client-Id header must be a UUID", reason="client_id") from None
+        data = request.body
+        if announced is not None and len(data) < announced:
+            raise ChatRefused("the file arrived incomplete", reason="file_incomplete")
+        if len(data) > self.max_file_bytes:
+            raise ChatRefused(f"at most {self.max_file_bytes} bytes", reason="file_too_large", status=413)
+        if not data:
+            raise ChatRefused("the file is empty", reason="file_empty")
+        filename = safe_filename(_decoded(_header(request.headers, FILE_NAME_HEADER)), content_type="")
+        content_type = file_type(_header(request.headers, "Content-Type"), filename)
+        if not self.limits.accepts_type(content_type) or not bytes_match_type(content_type, data):
+            raise ChatRefused(f"{content_type} files are not taken here", reason="file_type", status=415)
+        attachment = Attachment(filename=filename, content_type=content_type, data=data, size=len(data))
+        headers = self._headers(request)
+        raw = json.dumps({"chat": 1, "visitor": visitor, "client_id": client_id, "name": "", "text": "",
+                          "file": {"filename": filename, "content_type": content_type, "size": len(data)},
+                          "headers": headers}, ensure_ascii=False).encode("utf-8")
+        return FetchResult(items=[self._item(visitor, client_id, "", "", headers, raw, (attachment,))], cursor=None)
+
+    def _headers(self, request: WebhookRequest) -> dict[str, str]:
         headers = {
             "Origin": _header(request.headers, "Origin")[:300],
             "User-Agent": _header(request.headers, "User-Agent")[:500],
             "Remote-Addr": (request.remote_addr or "")[:64],
         }
-        headers = {k: " ".join(CONTROLS.sub(" ", v).split()) for k, v in headers.items() if v}
-        raw = json.dumps({"chat": 1, "visitor": visitor, "client_id": client_id, "name": name, "text": text,
-                          "headers": headers}, ensure_ascii=False).encode("utf-8")
-        return FetchResult(items=[self._item(visitor, client_id, name, text, headers, raw)], cursor=None)
+        return {k: " ".join(CONTROLS.sub(" ", v).split()) for k, v in headers.items() if v}
 
     def _item(self, visitor: str, client_id: str, name: str, text: str, headers: dict[str, str],
-              raw: bytes) -> InboundItem:
+              raw: bytes, attachments: tuple[Attachment, ...] = ()) -> InboundItem:
         first_line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+        if not first_line and attachments:
+            first_line = attachments[0].filename
         return InboundItem(
             channel=self.name,
             external_id=f"{visitor}:{client_id}",
@@ -265,7 +368,8 @@ class ChatConnector(Connector):
             headers=headers,
             raw=raw,
             source_ref=f"chat:{visitor}:{client_id}",
-            size=len(raw),
+            size=len(raw) + sum(a.size or 0 for a in attachments),
+            attachments=attachments,
         )
 
     def parse_raw(self, raw: bytes, source_ref: str | None = None) -> InboundItem:
@@ -278,7 +382,12 @@ class ChatConnector(Connector):
         except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
             raise ItemError(f"not a stored chat message: {exc}") from None
         headers = {str(k): str(v) for k, v in (data.get("headers") or {}).items()}
-        return self._item(visitor, client_id, str(data.get("name") or ""), text, headers, raw)
+        # A file's bytes are in the attachment store, not in the raw JSON: an item made again from it
+        # names the file without its bytes.
+        file = data.get("file") if isinstance(data.get("file"), dict) else None
+        files = (Attachment(filename=str(file.get("filename") or ""), content_type=str(file.get("content_type") or ""),
+                            size=int(file.get("size") or 0)),) if file else ()
+        return self._item(visitor, client_id, str(data.get("name") or ""), text, headers, raw, files)
 
     def fetch(self, cursor: str | None) -> FetchResult:
         """Nothing to poll: messages arrive through the web layer."""
@@ -286,8 +395,8 @@ class ChatConnector(Connector):
 
     def send(self, reply: OutboundReply) -> str:
         """The reply is already a message of the conversation, which the widget reads: acknowledge it."""
-        if not reply.text.strip():
-            raise PermanentError("a chat reply needs text")
+        if not reply.text.strip() and not reply.attachments:
+            raise PermanentError("a chat reply needs text or a file")
         return f"chat:{reply.idempotency_key}"
 
     def probe(self) -> ProbeResult:

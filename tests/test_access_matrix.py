@@ -194,6 +194,10 @@ ROWS: list[Row] = [
     Row("chat.preflight_email", "OPTIONS", "/chat/mail-b/email", everyone(HIDDEN)),
     Row("chat.preflight_signin_request", "OPTIONS", "/chat/mail-b/signin/request", everyone(HIDDEN)),
     Row("chat.preflight_signin", "OPTIONS", "/chat/mail-b/signin", everyone(HIDDEN)),
+    Row("chat.post_file", "POST", "/chat/mail-b/files", everyone(HIDDEN), json={"x": 1}),
+    Row("chat.visitor_file", "GET", "/chat/mail-b/files/{att_b}", everyone(HIDDEN)),
+    Row("chat.preflight_files", "OPTIONS", "/chat/mail-b/files", everyone(HIDDEN)),
+    Row("chat.preflight_file", "OPTIONS", "/chat/mail-b/files/{att_b}", everyone(HIDDEN)),
     Row("webhooks.receive", "POST", "/webhooks/mail-b", everyone(HIDDEN), json={"x": 1}),
     Row("webhooks.challenge", "GET", "/webhooks/mail-b", everyone(HIDDEN)),
 

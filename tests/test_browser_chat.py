@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import re
 import secrets
+import struct
 import threading
 import urllib.request
 import uuid
+import zlib
 
 import pytest
 from werkzeug.serving import make_server
@@ -36,6 +38,8 @@ class HostSite:
 
     def __init__(self) -> None:
         self.app_url = ""
+        #: The site's `img-src`: 'none' (no pictures at all), or with `blob:` the widget's thumbnails.
+        self.img_src = "'none'"
         self.server = make_server("127.0.0.1", 0, self.wsgi, threaded=True)
         self.origin = f"http://127.0.0.1:{self.server.server_port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -48,7 +52,7 @@ class HostSite:
         response = Response(page, mimetype="text/html")
         response.headers["Content-Security-Policy"] = (
             f"default-src 'none'; script-src {self.app_url}; connect-src {self.app_url}; "
-            "style-src 'none'; img-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+            f"style-src 'none'; img-src {self.img_src}; base-uri 'none'; frame-ancestors 'none'")
         return response(environ, start_response)
 
 
@@ -184,6 +188,102 @@ def test_a_visitor_and_an_agent_chat_and_a_dropped_network_loses_and_doubles_not
                                                                                          timeout=TIMEOUT)
             for text in ("size 44?", "Yes, size 44 is in stock.", "pick them up today?", "Saturday?"):
                 expect(visitor.get_by_role("log")).to_contain_text(text, timeout=TIMEOUT)
+            assert errors == []
+        finally:
+            browser.close()
+            store.close()
+
+
+def solid_png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
+    """A real PNG of one colour, which a browser decodes (a thumbnail must load, not only exist)."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    rows = b"".join(b"\0" + bytes(rgb) * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+PDF = b"%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"
+
+
+def test_files_go_both_ways_between_the_widget_and_the_agent(app, live_app, host_site):  # noqa: F811
+    """The visitor attaches a picture with the keyboard (a refused file says why), the agent sees it
+    on the conversation and answers with a PDF and a picture, which the widget shows as a download
+    and a thumbnail (the site allows blob: images in its CSP)."""
+    _require_chromium()
+    from playwright.sync_api import expect, sync_playwright
+
+    app.config.update(LIVE_POLL_SECONDS=0.2)
+    host_site.app_url = live_app
+    host_site.img_src = "blob:"
+    mainland = app.extensions["mainland"]
+    store = mainland.open_store()
+    make_agent(store)
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            visitor = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True).new_page()
+            # Playwright turns on its interception of file pickers when the first listener comes; one from the
+            # start keeps a picker that opens quickly from reaching Chromium's own (absent) dialog instead.
+            visitor.on("filechooser", lambda chooser: None)
+            visitor.on("pageerror", lambda exc: errors.append(str(exc)))
+            visitor.on("console", lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text
+                       else None)
+            visitor.goto(host_site.origin + "/")
+            visitor.get_by_role("button", name="Chat with us").click()
+            box = visitor.get_by_label("Your message")
+            box.fill("The box arrived broken")
+            visitor.keyboard.press("Enter")
+            log = visitor.get_by_role("log")
+            expect(log).to_contain_text("Delivered", timeout=TIMEOUT)
+
+            # A program is refused in the widget, with what to do instead; nothing is uploaded.
+            attach = visitor.get_by_role("button", name="Attach a file")
+            attach.focus()
+            with visitor.expect_file_chooser() as chooser:
+                visitor.keyboard.press("Enter")
+            chooser.value.set_files(files=[{"name": "setup.exe", "mimeType": "application/x-msdownload",
+                                            "buffer": b"MZ\x90\x00"}])
+            expect(visitor.get_by_role("alert")).to_contain_text("Send a picture, a PDF", timeout=TIMEOUT)
+
+            photo = solid_png(40, 30, (200, 60, 40))
+            with visitor.expect_file_chooser() as chooser:
+                attach.click()
+            chooser.value.set_files(files=[{"name": "broken box.png", "mimeType": "image/png", "buffer": photo}])
+            thumbnail = log.get_by_role("img", name="broken box.png")
+            expect(thumbnail).to_be_visible(timeout=TIMEOUT)
+            expect(visitor.get_by_text("Send a picture, a PDF")).to_have_count(0)  # the refusal is gone
+            [(conversation_id, message)] = [(c["id"], m) for c in store.recent_conversations()
+                                            for m in store.conversation_messages(c["id"]) if m["attachments"]]
+            assert [a["filename"] for a in message["attachments"]] == ["broken box.png"]
+
+            # The agent sees the picture on the conversation and answers with two files.
+            agent = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
+            agent.goto(f"{live_app}/login")
+            agent.fill("#email", "ann@example.org")
+            agent.fill("#password", PASSWORD)
+            agent.click("button[type=submit]")
+            agent.wait_for_url(f"{live_app}/")
+            agent.goto(f"{live_app}/conversations/{conversation_id}")
+            expect(agent.locator(".media img[alt='broken box.png']")).to_be_visible(timeout=TIMEOUT)
+            expect(agent.locator(".attachments")).to_contain_text("broken box.png")
+            agent.fill("#reply-text", "Sorry! Here is a return label and where to drop it.")
+            agent.set_input_files("#reply-files-input", files=[
+                {"name": "return label.pdf", "mimeType": "application/pdf", "buffer": PDF},
+                {"name": "map.png", "mimeType": "image/png", "buffer": solid_png(60, 40, (40, 120, 200))}])
+            agent.click("#send-reply-open")
+            reply = agent.locator(".message.direction-out").last
+            expect(reply.locator(".delivery-status")).to_have_text("Queued", timeout=TIMEOUT)
+            assert send_due(mainland, store).sent == 1
+
+            expect(log).to_contain_text("Here is a return label", timeout=TIMEOUT)
+            expect(log.get_by_role("img", name="map.png")).to_be_visible(timeout=TIMEOUT)
+            with visitor.expect_download() as download:
+                log.get_by_role("button", name="Download return label.pdf").click()
+            assert download.value.suggested_filename == "return label.pdf"
+            with open(download.value.path(), "rb") as fh:
+                assert fh.read() == PDF
             assert errors == []
         finally:
             browser.close()

@@ -154,6 +154,32 @@ class ChatQueries(ChatEmailQueries):
         ))
         return rows[::-1]
 
+    def chat_files(self, message_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+        """The stored files of these messages (the caller's `chat_history` rows), by message id."""
+        if not message_ids:
+            return {}
+        marks = ",".join("?" * len(message_ids))
+        found: dict[int, list[dict[str, Any]]] = {}
+        for row in as_dicts(self.conn.execute(
+                "SELECT id, message_id, filename, content_type, size, sha256, stored, type_mismatch "  # noqa: S608
+                f"FROM attachments WHERE message_id IN ({marks}) AND stored = 1 ORDER BY id", message_ids)):
+            found.setdefault(row["message_id"], []).append(row)
+        return found
+
+    def chat_attachment(self, channel: str, visitor: str, attachment_id: int) -> dict[str, Any] | None:
+        """A file of this visitor's conversation that their widget shows (their own, or the team's sent
+        reply), or None: any other id, a note's file, a queued or withdrawn reply's, another visitor's."""
+        marks = ",".join("?" * len(VISIBLE_REPLY_STATES))
+        rows = as_dicts(self.conn.execute(
+            "SELECT a.id, a.filename, a.content_type, a.size, a.sha256, a.stored, a.type_mismatch "  # noqa: S608
+            "FROM attachments a JOIN messages m ON m.id = a.message_id "
+            "JOIN conversations c ON c.id = m.conversation_id "
+            "JOIN identities i ON i.customer_id = c.customer_id AND i.kind = 'chat' AND i.value = ? "
+            "WHERE a.id = ? AND c.channel = ? AND c.thread_key = ? AND m.deleted_at IS NULL "
+            f"AND (m.direction = 'in' OR (m.direction = 'out' AND m.delivery_status IN ({marks})))",
+            (visitor, attachment_id, channel, visitor, *VISIBLE_REPLY_STATES)))
+        return rows[0] if rows else None
+
     def chat_reply_provider_ids(self, channel: str, visitor: str, message_ids: list[int]) -> list[str]:
         """The channel ids (`Connector.send`'s answers) of those `message_ids` that are the team's sent
         replies in this visitor's conversations: what the visitor's receipts may move, and nothing else."""

@@ -7,6 +7,9 @@ Routes (every one but the script only for a configured, enabled channel of kind 
 - `GET  /chat/<channel>/messages`        JSON: the visitor's conversation (visitor token in a header);
                                          with `?wait=25` and `X-Mainland-Since` a long poll (see "Live")
 - `POST /chat/<channel>/messages`        JSON `{"client_id", "text"}`: one message, stored exactly once
+- `POST /chat/<channel>/files`           a file as the raw body (type in Content-Type, client id and
+                                         percent-encoded name in headers): one message, stored exactly once
+- `GET  /chat/<channel>/files/<id>`      a file of the visitor's own conversation (visitor token in a header)
 - `POST /chat/<channel>/receipts`        JSON `{"delivered": [ids], "read": [ids]}`: the widget's markers
 - `POST /chat/<channel>/typing`          JSON `{"typing": true|false}`: the visitor types (or stopped)
 - `GET  /chat/<channel>/articles`        JSON: help-center articles for what the visitor types (`?q=`)
@@ -44,11 +47,21 @@ import threading
 import time
 from pathlib import Path
 
-from flask import Blueprint, Response, abort, current_app, jsonify, request, url_for
+from flask import Blueprint, Response, abort, current_app, jsonify, request, send_file, url_for
 from flask_babel import force_locale
+from werkzeug.exceptions import ClientDisconnected
 
 from connectors.base import WebhookRequest
-from connectors.chat import USER_HASH_HEADER, USER_HEADER, VISITOR_HEADER, ChatConnector, ChatRefused
+from connectors.chat import (
+    CLIENT_ID_HEADER,
+    FILE_EXTENSIONS,
+    FILE_NAME_HEADER,
+    USER_HASH_HEADER,
+    USER_HEADER,
+    VISITOR_HEADER,
+    ChatConnector,
+    ChatRefused,
+)
 from connectors.webform import origin_of
 from inbox import acknowledgements, chat_followup, clock, helpcenter, service_levels
 from inbox.i18n import LANGUAGES, select_locale
@@ -57,6 +70,8 @@ from inbox.ingest import IngestReport
 from inbox.models import DeliveryUpdate, FetchResult
 from inbox.store.base import iso
 from inbox.web import get_store
+from inbox.web.conversations import stored_file
+from inbox.web.media import inline_kind
 from inbox.web.own_endpoints import channel_connector, connector_made, own_origins
 from inbox.web.security import csrf, limiter
 
@@ -193,6 +208,24 @@ def _widget_words() -> dict[str, str]:
         "too_long": _("The message is too long."),
         "refused": _("This chat cannot be used from this website."),
         "busy": _("You have sent many messages in a short time. Please wait a moment."),
+        **_file_words(),
+    }
+
+
+def _file_words() -> dict[str, str]:
+    """The widget's words for files: the button, a file on its way, and why one was refused."""
+    return {
+        "attach": _("Attach a file"),
+        "attach_hint": _("Pictures, PDF, text and office documents up to %(size)s MB.", size="{size}"),
+        "uploading": _("Uploading…"),
+        "file_failed": _("Not sent yet. It will be sent again when you are back online."),
+        "download": _("Download %(name)s", name="{name}"),
+        "file_too_large": _("This file is larger than %(size)s MB. Send a smaller file, or a link to it.",
+                            size="{size}"),
+        "file_type": _("This kind of file cannot be sent here. Send a picture, a PDF, a text or an office "
+                       "document."),
+        "file_empty": _("This file is empty. Choose another file."),
+        "file_incomplete": _("The file did not arrive completely. Send it again."),
     }
 
 
@@ -231,15 +264,20 @@ def widget_config(channel: str):
                    title=connector.config["title"] or words["title"],
                    greeting=connector.config["greeting"] or words["greeting"],
                    max_text_chars=connector.max_text_chars, words=words, availability=availability,
+                   files={"max_bytes": connector.max_file_bytes, "types": list(connector.limits.attachment_types),
+                          "extensions": list(FILE_EXTENSIONS)},
                    articles=bool(helpcenter.settings_for(current_app.extensions["mainland"].config).enabled))
 
 
 # The conversation -------------------------------------------------------------------------------
 
-def _shown(row: dict) -> dict:
-    """A message as the widget shows it: text only (it is put in the page as text, never HTML)."""
+def _shown(row: dict, files: list[dict] | None = None) -> dict:
+    """A message as the widget shows it: text only (it is put in the page as text, never HTML), and
+    its files, which the widget fetches from `GET .../files/<id>` with the visitor token."""
     inbound = row["direction"] == "in"
     return {
+        "files": [{"id": f["id"], "name": f["filename"], "type": f["content_type"], "size": f["size"],
+                   "image": inline_kind(f) == "image"} for f in files or ()],
         "id": row["id"],
         "client_id": row["external_id"].partition(":")[2] if inbound else None,
         "from": "visitor" if inbound else "team",
@@ -285,13 +323,72 @@ def post_message(channel: str):
     store = get_store()
     item = _as_bound(store, connector, item)
     report = current_app.extensions["mainland"].ingestor(store).ingest_one(connector.name, item)
+    return _stored_answer(store, connector, item, report)
+
+
+def _stored_answer(store, connector: ChatConnector, item, report: IngestReport):
+    """The stored message as the widget shows it. A resend of a stored message answers as the first
+    post did (the widget then stops resending)."""
     if report.quarantined:
         log.warning("chat %s: message %s was quarantined", connector.name, item.external_id)
     [row] = [r for r in store.chat_history(connector.name, item.thread_key) if r["external_id"] == item.external_id] \
         or [None]
     news.tell()
-    # A resend of a stored message answers as the first post did (the widget then stops resending).
-    return jsonify(ok=True, duplicate=bool(report.duplicates), message=_shown(row) if row else None)
+    shown = _shown(row, store.chat_files([row["id"]]).get(row["id"])) if row else None
+    return jsonify(ok=True, duplicate=bool(report.duplicates), message=shown)
+
+
+@bp.post("/chat/<channel>/files", provide_automatic_options=False)
+@_ip_limit
+@_visitor_limit
+def post_file(channel: str):
+    """A visitor's file, as its own message. The size is checked before the body is read (the announced
+    Content-Length, then a read capped one byte past the limit); a body that breaks off is refused, and
+    the widget's retry with the same client id stores one message and one file."""
+    connector = channel_connector(channel, ChatConnector)
+    _check_origin(connector)
+    _device(connector)  # no reading of a body for a request without a visitor token
+    cap = connector.max_file_bytes
+    announced = request.content_length
+    if announced is None:
+        return _json_error("file_incomplete", 411)
+    if announced > cap:
+        return _json_error("file_too_large", 413)
+    try:
+        body = request.stream.read(cap + 1)
+    except ClientDisconnected:
+        return _json_error("file_incomplete", 400)
+    webhook = WebhookRequest(body=body, headers=dict(request.headers.items()), remote_addr=request.remote_addr)
+    try:
+        [item] = connector.parse_upload(webhook, announced=announced).items
+    except ChatRefused as refused:
+        return _json_error(refused.reason, refused.status)
+    store = get_store()
+    item = _as_bound(store, connector, item)
+    report = current_app.extensions["mainland"].ingestor(store).ingest_one(connector.name, item)
+    return _stored_answer(store, connector, item, report)
+
+
+@bp.get("/chat/<channel>/files/<int:attachment_id>", provide_automatic_options=False)
+def visitor_file(channel: str, attachment_id: int):
+    """A file of the visitor's own conversation; 404 for any other (another visitor's, a note's, a reply
+    not sent yet), the same as for an id that does not exist. Pictures the thread shows inline come
+    inline (the widget shows them as thumbnails), anything else as a download; never sniffed, never run."""
+    connector = channel_connector(channel, ChatConnector)
+    _check_origin(connector)
+    att = get_store().chat_attachment(connector.name, _visitor(connector), attachment_id)
+    if att is None:
+        abort(404)
+    path = stored_file(att)
+    image = inline_kind(att) == "image"
+    content_type = (att["content_type"] or "").split(";")[0].strip().lower() if image else "application/octet-stream"
+    response = send_file(path, mimetype=content_type, as_attachment=not image, download_name=att["filename"],
+                         etag=att["sha256"], conditional=True)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response.headers["Cache-Control"] = "private, no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
 
 
 @bp.post("/chat/<channel>/receipts", provide_automatic_options=False)
@@ -398,7 +495,9 @@ def _first_name(name: str | None) -> str:
 def _snapshot(store, channel: str, visitor: str) -> dict[str, object]:
     """What the widget shows, and its `version`: a digest that changes whenever any of it does."""
     typist = store.chat_team_typist(channel, visitor, iso(clock.now() - TYPING_SHOWN))
-    shown = {"messages": [_shown(row) for row in store.chat_history(channel, visitor)],
+    rows = store.chat_history(channel, visitor)
+    files = store.chat_files([row["id"] for row in rows])
+    shown = {"messages": [_shown(row, files.get(row["id"])) for row in rows],
              "typing": typist is not None, "typing_name": _first_name(typist)}
     text = json.dumps(shown, sort_keys=True, separators=(",", ":"))
     return {**shown, "version": hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]}
@@ -455,11 +554,21 @@ def typing(channel: str):
     return jsonify(ok=True, shown=conversation_id is not None)
 
 
+def _megabytes(size: int) -> str:
+    """A size in whole megabytes (a file limit, as the widget says it): 10485760 -> "10"."""
+    return f"{size / (1024 * 1024):.0f}" if size >= 1024 * 1024 else f"{size / (1024 * 1024):.1f}"
+
+
 def _json_error(reason: str, status: int):
     messages = {"too_long": _("The message is too long."), "visitor": _("This chat session is not valid."),
                 "empty": _("Write a message first."),
-                "busy": _("You have sent many messages in a short time. Please wait a moment.")}
-    response = jsonify(ok=False, error=reason, message=messages.get(reason, _("The message could not be read.")))
+                "busy": _("You have sent many messages in a short time. Please wait a moment."),
+                **_file_words()}
+    message = messages.get(reason, _("The message could not be read."))
+    if reason == "file_too_large":
+        connector = connector_made(ChatConnector)
+        message = message.replace("{size}", _megabytes(connector.max_file_bytes if connector else 0))
+    response = jsonify(ok=False, error=reason, message=message)
     response.status_code = status
     return response
 
@@ -622,13 +731,17 @@ def _email_error(reason: str, status: int):
 @bp.route("/chat/<channel>/signin/request", methods=["OPTIONS"], provide_automatic_options=False,
           endpoint="preflight_signin_request")
 @bp.route("/chat/<channel>/signin", methods=["OPTIONS"], provide_automatic_options=False, endpoint="preflight_signin")
-def preflight(channel: str):
+@bp.route("/chat/<channel>/files", methods=["OPTIONS"], provide_automatic_options=False, endpoint="preflight_files")
+@bp.route("/chat/<channel>/files/<int:attachment_id>", methods=["OPTIONS"], provide_automatic_options=False,
+          endpoint="preflight_file")
+def preflight(channel: str, attachment_id: int | None = None):
     connector = channel_connector(channel, ChatConnector)
     _check_origin(connector)
     response = Response(status=204)
     response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
     response.headers["Access-Control-Allow-Headers"] = (f"Content-Type, {VISITOR_HEADER}, {USER_HEADER}, "
-                                                        f"{USER_HASH_HEADER}, {SINCE_HEADER}")
+                                                        f"{USER_HASH_HEADER}, {SINCE_HEADER}, {CLIENT_ID_HEADER}, "
+                                                        f"{FILE_NAME_HEADER}")
     response.headers["Access-Control-Max-Age"] = str(PREFLIGHT_MAX_AGE)
     return response
 

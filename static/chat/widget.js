@@ -4,7 +4,8 @@
  * Unsent messages wait in localStorage with their client id and are sent again after a network drop;
  * the server stores one message per client id, so nothing is lost and nothing doubled. While open it
  * waits for news with a long poll (the server answers when what it shows changed), and tells the team
- * when the visitor types and has read a reply. See docs/chat.md.
+ * when the visitor types and has read a reply. Files go up as their own messages (raw body, client id in a
+ * header: a retry is stored once) and come down with the visitor token, shown from blob: URLs. See docs/chat.md.
  */
 (function () {
   "use strict";
@@ -39,13 +40,14 @@
 
   var visitor = load("visitor", null);
   if (!visitor) { visitor = randomToken(); save("visitor", visitor); }
-  var pending = load("pending", []);  // [{client_id, text}] not yet confirmed by the server
+  var pending = load("pending", []);  // [{client_id, text}] or [{client_id, file}] not yet confirmed by the server
   var messages = [];                   // the server's history
   var words = {}, config = null, isOpen = false, typing = false, timer = null, sending = false, suggestTimer = null;
   var version = "", generation = 0, backoff = 0, typist = "", typedAt = 0, idleTimer = null;
   var typingSent = Promise.resolve();
+  var blobs = {};  // file id -> Promise of a blob: URL (fetched once, with the visitor token)
 
-  function request(method, path, body, since) {
+  function request(method, path, body, since, raw) {
     var init = {method: method, headers: {"X-Mainland-Visitor": visitor}, credentials: "omit", cache: "no-store"};
     // In a header, not the URL: one URL keeps one cached CORS preflight for every long poll.
     if (since !== undefined) init.headers["X-Mainland-Since"] = since;
@@ -54,6 +56,8 @@
       init.headers["X-Mainland-User-Hash"] = script.dataset.userHash || "";
     }
     if (body) { init.headers["Content-Type"] = "application/json"; init.body = JSON.stringify(body); }
+    if (raw) { for (var k in raw.headers) init.headers[k] = raw.headers[k]; init.body = raw.body; }
+    if (raw && raw.blob) return fetch(api + path, init).then(function (r) { if (!r.ok) throw r.status; return r.blob(); });
     return fetch(api + path, init).then(function (r) {
       return r.json().catch(function () { return {}; }).then(function (data) { data.status = r.status; return data; });
     });
@@ -89,6 +93,10 @@
     "text-decoration:underline;cursor:pointer;font-size:13px}.em form{padding:4px 0 0;border:0;gap:6px}" +
     ".em input{flex:1;min-width:0;border:1px solid #8c959f;border-radius:8px;padding:6px 8px;color:#1f2328;background:#fff}" +
     ".em input:focus-visible,.em .k:focus-visible{outline:3px solid #1a73e8;outline-offset:2px}" +
+    ".th{display:block;max-width:min(100%,240px);max-height:160px;object-fit:contain;border-radius:6px;margin:4px 0}.th[hidden]{display:none}" +
+    ".f{display:block;background:none;border:0;padding:2px 0;color:inherit;text-decoration:underline;cursor:pointer;" +
+    "text-align:left;font-size:14px;overflow-wrap:anywhere}form .at{background:#fff;color:#1f2328;border:1px solid #8c959f;" +
+    "padding:0 10px;display:flex;align-items:center}form .at[hidden]{display:none}.fi{display:none}" +
     "@media (max-width:480px){.w{left:12px;right:12px;width:auto;bottom:76px}.b{right:12px;bottom:12px}}";
   if (root.adoptedStyleSheets !== undefined && window.CSSStyleSheet && CSSStyleSheet.prototype.replaceSync) {
     var sheet = new CSSStyleSheet();
@@ -98,6 +106,22 @@
     var style = document.createElement("style");
     style.textContent = css;
     root.appendChild(style);
+  }
+
+  // A paperclip drawn as SVG: an emoji would need a font the visitor's system may lack.
+  function clip() {
+    var ns = "http://www.w3.org/2000/svg", svg = document.createElementNS(ns, "svg"), path = document.createElementNS(ns, "path");
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("width", "20");
+    svg.setAttribute("height", "20");
+    svg.setAttribute("aria-hidden", "true");
+    path.setAttribute("d", "M16.5 6.5v10a4.5 4.5 0 0 1-9 0V5a3 3 0 0 1 6 0v10.5a1.5 1.5 0 0 1-3 0V6.5");
+    path.setAttribute("fill", "none");
+    path.setAttribute("stroke", "currentColor");
+    path.setAttribute("stroke-width", "2");
+    path.setAttribute("stroke-linecap", "round");
+    svg.appendChild(path);
+    return svg;
   }
 
   function el(tag, cls, text) {
@@ -133,7 +157,13 @@
   label.htmlFor = input.id;
   input.rows = 2;
   send.type = "submit";
-  form.append(label, input, send);
+  var attach = el("button", "at"), picker = el("input", "fi");
+  attach.appendChild(clip());
+  attach.type = "button";
+  picker.type = "file";
+  picker.tabIndex = -1;
+  picker.setAttribute("aria-hidden", "true");
+  form.append(attach, picker, label, input, send);
   var status = el("p", "st");
   panel.append(head, status, log, articles, error, form);
   root.append(button, panel);
@@ -150,6 +180,11 @@
     input.placeholder = words.label;
     input.maxLength = data.max_text_chars;
     send.textContent = words.send;
+    var files = data.files || {};
+    attach.hidden = !files.max_bytes;
+    attach.setAttribute("aria-label", words.attach);
+    attach.title = words.attach_hint.replace("{size}", megabytes(files.max_bytes));
+    picker.accept = (files.extensions || []).join(",");
     [button, head, send].forEach(function (n) { paint(n, data.color); });
     var a = data.availability || {}, when = "";
     if (a.answer_by) {
@@ -160,13 +195,81 @@
     render();
   }
 
-  function bubble(text, cls, status) {
+  function bubble(text, cls, status, files) {
     var node = el("div", "m " + cls);
     if (cls === "v") paint(node, config.color);
-    node.appendChild(document.createTextNode(text));
+    if (text) node.appendChild(document.createTextNode(text));
+    (files || []).forEach(function (f) { node.appendChild(fileView(f)); });
     if (status) node.appendChild(el("div", "s", status));
     return node;
   }
+
+  // Files -----------------------------------------------------------------------------------------
+  function megabytes(bytes) { return String(Math.round((bytes || 0) / 104857.6) / 10); }
+  function fileUrl(f) {
+    if (!blobs[f.id]) {
+      blobs[f.id] = request("GET", "/files/" + f.id, null, undefined, {headers: {}, blob: true})
+        .then(function (blob) { return URL.createObjectURL(blob); });
+      blobs[f.id].catch(function () { delete blobs[f.id]; });
+    }
+    return blobs[f.id];
+  }
+  // A picture as a thumbnail (where the site's CSP allows blob: images), and every file as a download.
+  function fileView(f) {
+    var size = f.size ? " \u00b7 " + (f.size < 1048576 ? Math.max(1, Math.round(f.size / 1024)) + " KB" : megabytes(f.size) + " MB") : "";
+    var box = el("div"), link = el("button", "f", f.name + size);
+    link.type = "button";
+    link.setAttribute("aria-label", words.download.replace("{name}", f.name));
+    if (f.id && f.image) {
+      var img = el("img", "th");
+      img.alt = f.name;
+      img.hidden = true;
+      img.addEventListener("load", function () {
+        var atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+        img.hidden = false;
+        if (atBottom) log.scrollTop = log.scrollHeight;  // the picture pushed the newest message down
+      });
+      img.addEventListener("error", function () { img.hidden = true; });
+      fileUrl(f).then(function (url) { img.src = url; }, function () {});
+      box.appendChild(img);
+    }
+    if (f.id) link.addEventListener("click", function () {
+      fileUrl(f).then(function (url) {
+        var a = el("a");
+        a.href = url;
+        a.download = f.name;
+        root.appendChild(a);
+        a.click();
+        a.remove();
+      }, function () {});
+    }); else link.disabled = true;
+    box.appendChild(link);
+    return box;
+  }
+
+  function allowedFile(file) {
+    var files = config.files || {}, type = (file.type || "").toLowerCase();
+    if (file.size > files.max_bytes) return words.file_too_large.replace("{size}", megabytes(files.max_bytes));
+    if (!file.size) return words.file_empty;
+    // No type from the browser: the server reads it from the name and the bytes.
+    if (type && (files.types || []).indexOf(type) < 0) return words.file_type;
+    return "";
+  }
+  function addFiles(list) {
+    Array.prototype.forEach.call(list || [], function (file) {
+      var refused = allowedFile(file);
+      if (refused) { error.textContent = refused; return; }
+      error.textContent = "";
+      pending.push({client_id: uuid(), file: file, name: file.name, size: file.size});
+    });
+    savePending();
+    articles.hidden = true;
+    render();
+    log.scrollTop = log.scrollHeight;
+    flush();
+  }
+  // Only messages outlive the page: a file's bytes cannot be kept in localStorage.
+  function savePending() { save("pending", pending.filter(function (p) { return !p.file; })); }
 
   function render() {
     if (!config) return;
@@ -180,10 +283,12 @@
       var mark = m === last ? (m.status === "read" ? words.read : words.received) : "";
       var who = m.from === "visitor" ? mark : (m.name || words.team);
       if (m.by_email) who = (who ? who + " \u00b7 " : "") + words.by_email;
-      log.appendChild(bubble(m.text, m.from === "visitor" ? "v" : "t", who));
+      log.appendChild(bubble(m.text, m.from === "visitor" ? "v" : "t", who, m.files));
     });
     pending.forEach(function (p) {
-      if (!known[p.client_id]) log.appendChild(bubble(p.text, "v", navigator.onLine ? words.sending : words.failed));
+      if (known[p.client_id]) return;
+      var state = p.file ? (navigator.onLine ? words.uploading : words.file_failed) : (navigator.onLine ? words.sending : words.failed);
+      log.appendChild(bubble(p.text, "v", state, p.file ? [{name: p.name}] : null));
     });
     if (typing) log.appendChild(el("div", "m g", typist ? words.typing_name.replace("{name}", typist) : words.typing));
     if (atBottom) log.scrollTop = log.scrollHeight;
@@ -201,7 +306,7 @@
       var stored = {};
       messages.forEach(function (m) { if (m.client_id) stored[m.client_id] = true; });
       pending = pending.filter(function (p) { return !stored[p.client_id]; });
-      save("pending", pending);
+      savePending();
       typing = !!data.typing;
       typist = data.typing_name || "";
       render();
@@ -232,12 +337,15 @@
     if (sending || !pending.length) return Promise.resolve();
     sending = true;
     var next = pending[0];
-    return request("POST", "/messages", next).then(function (data) {
+    var sent = next.file ? request("POST", "/files", null, undefined, {body: next.file, headers: {
+      "Content-Type": next.file.type || "application/octet-stream", "X-Mainland-Client-Id": next.client_id,
+      "X-Mainland-File-Name": encodeURIComponent(next.name)}}) : request("POST", "/messages", next);
+    return sent.then(function (data) {
       sending = false;
       if (data.ok || (data.status >= 400 && data.status < 500 && data.status !== 429)) {
         // Stored (or refused for good: keeping it would resend it forever).
         pending = pending.filter(function (p) { return p.client_id !== next.client_id; });
-        save("pending", pending);
+        savePending();
         if (data.ok && data.message && !messages.some(function (m) { return m.id === data.message.id; })) {
           messages.push(data.message);
         }
@@ -346,13 +454,24 @@
     if (!text) return;
     // Kept before it is sent: a reload or a dropped connection cannot lose it.
     pending.push({client_id: uuid(), text: text});
-    save("pending", pending);
+    savePending();
     input.value = "";
     articles.hidden = true;
     render();
     log.scrollTop = log.scrollHeight;
     stopTyping();
     flush();  // its answer, and the waiting long poll, bring it back stored
+  });
+  attach.addEventListener("click", function () { picker.click(); });
+  picker.addEventListener("change", function () { addFiles(picker.files); picker.value = ""; });
+  input.addEventListener("paste", function (event) {
+    var files = event.clipboardData && event.clipboardData.files;
+    if (files && files.length) { event.preventDefault(); addFiles(files); }
+  });
+  panel.addEventListener("dragover", function (event) { event.preventDefault(); });
+  panel.addEventListener("drop", function (event) {
+    event.preventDefault();
+    addFiles(event.dataTransfer && event.dataTransfer.files);
   });
   window.addEventListener("online", tick);
   window.addEventListener("offline", render);

@@ -170,3 +170,28 @@ def test_a_signed_in_user_is_one_visitor_on_every_device(contract_context):
     phone.headers["X-Mainland-User-Hash"] = proof[:-1] + ("0" if proof[-1] != "0" else "1")
     with pytest.raises(ChatRefused):
         accept(chat, phone)
+
+
+def upload(token: str, data: bytes, name: str, content_type: str, client_id: str | None = None) -> WebhookRequest:
+    return WebhookRequest(body=data, remote_addr="192.0.2.7", headers={
+        "Content-Type": content_type, "X-Mainland-Visitor": token, "X-Mainland-Client-Id": client_id or str(uuid.uuid4()),
+        "X-Mainland-File-Name": name, "Origin": "https://www.example.com"})
+
+
+def test_a_visitors_file_is_one_item_with_the_file_and_can_be_read_again_without_its_bytes(chat):
+    token = secrets.token_urlsafe(32)
+    pdf = b"%PDF-1.4\n%%EOF\n"
+    [item] = chat.parse_upload(upload(token, pdf, "in%C3%A9voice%2F..%2Fa.pdf", "application/pdf")).items
+    [file] = item.attachments
+    assert (file.filename, file.content_type, file.data) == ("a.pdf", "application/pdf", pdf)
+    assert item.text == "" and item.subject == "a.pdf" and item.thread_key == item.author.handle
+    assert token not in item.raw.decode() and b"%PDF" not in item.raw  # the bytes live in the attachment store
+    again = chat.parse_raw(item.raw, item.source_ref)
+    assert again.external_id == item.external_id
+    assert [(a.filename, a.size, a.data) for a in again.attachments] == [("a.pdf", len(pdf), None)]
+
+
+def test_the_chat_declares_its_files(chat):
+    assert chat.limits.accepts_files(public=False)
+    assert chat.limits.accepts_type("application/pdf") and not chat.limits.accepts_type("text/html")
+    assert chat.max_file_bytes == 10 * 1024 * 1024
