@@ -7,6 +7,7 @@ are half-open, [start, end), in stored UTC text.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from inbox.store.base import as_dicts
@@ -65,14 +66,36 @@ class ReportQueries:
             f"SELECT {_CONVERSATION_COLUMNS}, c.waiting_since {_JOINS} "  # noqa: S608
             f"WHERE {_BACKLOG} ORDER BY c.created_at"))
 
-    def report_backlog_summary(self) -> list[dict[str, Any]]:
-        """The backlog's figures need only these columns, all in the conversation row: no message is
-        read (the export's columns cost a few message look-ups per conversation: `report_backlog`)."""
+    def report_backlog_counts(self, age_since: Sequence[tuple[str, str]], older: str) -> list[dict[str, Any]]:
+        """The backlog counted by status, channel, age and whether the customer waits for us, in the
+        database: its figures need no row of it (a busy inbox has tens of thousands open).
+
+        `age_since` is (key, stored time) from the youngest bucket on: a conversation begun after
+        the time falls in that bucket, one begun before every one of them in `older`."""
+        ages = " ".join("WHEN c.created_at > ? THEN ?" for _ in age_since)
         return as_dicts(self.conn.execute(
-            "SELECT c.id, c.status, c.channel, c.created_at, c.waiting_since, c.subject, "  # noqa: S608
+            f"SELECT c.status, c.channel, CASE {ages} ELSE ? END AS age, "  # noqa: S608
+            "c.status IN ('new', 'open') AND c.waiting_since IS NOT NULL AS waiting, count(*) AS conversations "
+            f"FROM conversations c WHERE {_BACKLOG} GROUP BY 1, 2, 3, 4",
+            [value for key, since in age_since for value in (since, key)] + [older]))
+
+    def report_backlog_middle(self, count: int) -> list[str]:
+        """When the middle conversation(s) of the backlog by age began: one of an odd `count`, two of
+        an even one (their median age is the mean of both)."""
+        if count <= 0:
+            return []
+        # `+`: read the backlog's rows and sort them, rather than walk every conversation in date order.
+        return [r[0] for r in self.conn.execute(
+            f"SELECT c.created_at FROM conversations c WHERE {_BACKLOG} "  # noqa: S608
+            "ORDER BY +c.created_at LIMIT ? OFFSET ?", (2 - count % 2, (count - 1) // 2))]
+
+    def report_longest_waiting(self, limit: int) -> list[dict[str, Any]]:
+        """The customers of the backlog who have waited longest for our answer, longest first."""
+        return as_dicts(self.conn.execute(
+            "SELECT c.id, c.channel, c.subject, c.created_at, c.waiting_since, "  # noqa: S608
             "cu.display_name AS customer_name FROM conversations c JOIN customers cu ON cu.id = c.customer_id "
-            # `+`: read the backlog's rows and sort them, rather than walk every conversation in date order.
-            f"WHERE {_BACKLOG} ORDER BY +c.created_at"))
+            f"WHERE {_BACKLOG} AND c.status IN ('new', 'open') AND c.waiting_since IS NOT NULL "
+            "ORDER BY c.waiting_since, c.created_at, c.id LIMIT ?", (limit,)))
 
     def report_replies(self, start: str, end: str) -> dict[int, int]:
         """Replies sent by each agent in the period (surveys and other automatic messages excluded)."""
