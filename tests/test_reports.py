@@ -346,3 +346,19 @@ def test_replies_per_agent_and_first_responders_read_the_reply_indexes(tmp_path)
         "SELECT f.agent_id FROM messages f WHERE f.conversation_id = 7 AND f.direction = 'out' "
         "AND ' ' || f.flags || ' ' NOT LIKE '% survey %' ORDER BY f.received_at, f.id LIMIT 1")
     store.close()
+
+
+def test_who_waits_longest_is_read_from_the_waiting_time_index(tmp_path):
+    # Not by sorting every open conversation: at a million messages tens of thousands are open (#16).
+    from inbox.store import Store
+
+    store = Store(tmp_path / "plan.db")
+    store.migrate()
+    statements: list[str] = []
+    store.conn.set_trace_callback(statements.append)
+    assert store.report_longest_waiting(5) == []
+    store.conn.set_trace_callback(None)
+    [query] = [s for s in statements if "waiting_since" in s]
+    plan = " ".join(str(row[3]) for row in store.execute("EXPLAIN QUERY PLAN " + query).fetchall())
+    assert plan.count("USING INDEX queue_waiting") == 2 and "SCAN c" not in plan
+    store.close()
