@@ -362,3 +362,22 @@ def test_who_waits_longest_is_read_from_the_waiting_time_index(tmp_path):
     plan = " ".join(str(row[3]) for row in store.execute("EXPLAIN QUERY PLAN " + query).fetchall())
     assert plan.count("USING INDEX queue_waiting") == 2 and "SCAN c" not in plan
     store.close()
+
+
+def test_the_backlogs_counts_and_median_read_its_own_index_alone(tmp_path):
+    # m043: a busy inbox has tens of thousands open; the counts and the median age read the backlog's
+    # partial index (every column they need), not each open conversation's row, nor a sort of them all.
+    from inbox.store import Store
+
+    store = Store(tmp_path / "plan.db")
+    store.migrate()
+    statements: list[str] = []
+    store.conn.set_trace_callback(statements.append)
+    store.report_backlog_counts([("1d", "2026-11-22")], "older")
+    store.report_backlog_middle(3)
+    store.conn.set_trace_callback(None)
+    for query in [s for s in statements if "conversations_backlog" in s]:
+        plan = " ".join(str(row[3]) for row in store.execute("EXPLAIN QUERY PLAN " + query).fetchall())
+        assert "USING COVERING INDEX conversations_backlog" in plan and "ORDER BY" not in plan, plan
+    assert len([s for s in statements if "conversations_backlog" in s]) == 2
+    store.close()

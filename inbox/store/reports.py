@@ -14,6 +14,9 @@ from inbox.store.base import as_dicts
 
 #: The backlog: conversations still to be finished, people's only.
 _BACKLOG = "c.status IN ('new', 'open', 'pending', 'snoozed') AND c.automatic = 0"
+#: Its partial index (m043), named because the planner prefers walking a status index and reading each
+#: row: the index alone holds every column its counts and its median age need.
+_BACKLOG_INDEX = "INDEXED BY conversations_backlog"
 
 #: Statuses in which a customer may be waiting for our answer.
 _WAITING_STATUSES = ("new", "open")
@@ -79,7 +82,7 @@ class ReportQueries:
         return as_dicts(self.conn.execute(
             f"SELECT c.status, c.channel, CASE {ages} ELSE ? END AS age, "  # noqa: S608
             "c.status IN ('new', 'open') AND c.waiting_since IS NOT NULL AS waiting, count(*) AS conversations "
-            f"FROM conversations c WHERE {_BACKLOG} GROUP BY 1, 2, 3, 4",
+            f"FROM conversations c {_BACKLOG_INDEX} WHERE {_BACKLOG} GROUP BY 1, 2, 3, 4",
             [value for key, since in age_since for value in (since, key)] + [older]))
 
     def report_backlog_middle(self, count: int) -> list[str]:
@@ -87,10 +90,9 @@ class ReportQueries:
         an even one (their median age is the mean of both)."""
         if count <= 0:
             return []
-        # `+`: read the backlog's rows and sort them, rather than walk every conversation in date order.
         return [r[0] for r in self.conn.execute(
-            f"SELECT c.created_at FROM conversations c WHERE {_BACKLOG} "  # noqa: S608
-            "ORDER BY +c.created_at LIMIT ? OFFSET ?", (2 - count % 2, (count - 1) // 2))]
+            f"SELECT c.created_at FROM conversations c {_BACKLOG_INDEX} WHERE {_BACKLOG} "  # noqa: S608
+            "ORDER BY c.created_at LIMIT ? OFFSET ?", (2 - count % 2, (count - 1) // 2))]
 
     def report_longest_waiting(self, limit: int) -> list[dict[str, Any]]:
         """The customers of the backlog who have waited longest for our answer, longest first."""
