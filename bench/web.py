@@ -570,6 +570,28 @@ def worst_cases(app, path: Path, data_dir: Path, words: Words, rng: random.Rando
     return figures
 
 
+def ensure_fresh_service_levels(path: Path, data_dir: Path) -> None:
+    """Do once what a running worker does all day: recompute the service levels of conversations the
+    bulk load left marked stale (each message insert marks its conversation). Otherwise the digest's
+    first build, the first to call `refresh_stale`, recomputes every conversation of the year: about
+    21 s of CPU at scale 1 (0.2 ms each), which a live inbox never has waiting."""
+    from inbox import config as config_module
+    from inbox import service_levels
+    from inbox.runtime import Mainland
+
+    mainland = Mainland(config_module.from_mapping(_config(path, data_dir), base=Path.cwd()))
+    store = mainland.open_store()
+    try:
+        stale = store.execute("SELECT count(*) FROM conversations WHERE sla_computed_at IS NULL").fetchone()[0]
+        if stale:
+            started = time.process_time()
+            service_levels.refresh_stale(store, service_levels.for_config(mainland.config), dt.datetime.now(dt.UTC))
+            print(f"recomputed the service levels of {stale:,} conversations the load left stale (once, as the "
+                  f"worker would): {time.process_time() - started:.1f} s CPU", flush=True)
+    finally:
+        store.close()
+
+
 def ensure_manager(path: Path) -> None:
     """A manager who may read the reports (added once to the cached database)."""
     from inbox.store import Store
@@ -654,6 +676,7 @@ def main() -> None:
 
     data_dir = Path(tempfile.mkdtemp(prefix="mainland-bench-web-"))
     app = create_app(_config(path, data_dir))
+    ensure_fresh_service_levels(path, data_dir)
     store = app.extensions["mainland"].open_store()
     conversations = store.execute("SELECT count(*) FROM conversations").fetchone()[0]
     messages = store.execute("SELECT count(*) FROM messages").fetchone()[0]

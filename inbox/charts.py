@@ -4,24 +4,40 @@ Images, not JavaScript: they show in every mail client and need nothing from the
 function takes figures from inbox/reports.py plus the (already translated) words to print, and
 returns PNG bytes. matplotlib's object API (`Figure` + the Agg canvas) is used instead of pyplot,
 which keeps global state and is not safe in the worker's and web server's threads.
+
+matplotlib (and numpy under it) is imported on the first chart, not with this module: the web app
+and the worker import the reports and the digest at start, but draw charts only when a manager
+opens the reports or once a week for the digest (#16).
 """
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 WIDTH_IN, DPI = 6.4, 100
 INK, MUTED, GRID = "#1f2933", "#616e7c", "#d9e2ec"
 DESIRED, ADEQUATE, PREVIOUS, CURRENT, WARN = "#1f6b2c", "#7fb77e", "#bcccdc", "#1d5f8a", "#c05621"
 
 
+@functools.cache
+def _matplotlib() -> tuple[Any, Any]:
+    """matplotlib's Figure and Agg canvas, imported once per process on the first chart."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    return Figure, FigureCanvasAgg
+
+
 def _figure(height_in: float) -> tuple[Figure, object]:
-    fig = Figure(figsize=(WIDTH_IN, height_in), dpi=DPI)
-    FigureCanvasAgg(fig)
+    figure_class, canvas_class = _matplotlib()
+    fig = figure_class(figsize=(WIDTH_IN, height_in), dpi=DPI)
+    canvas_class(fig)
     ax = fig.add_subplot()
     ax.spines[["top", "right"]].set_visible(False)
     ax.spines[["left", "bottom"]].set_color(GRID)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import email.policy
 import email.utils
+import functools
 import json
 import logging
 import smtplib
@@ -149,14 +150,17 @@ class Digest:
     languages: dict[str, tuple[str, str, str]] = field(default_factory=dict)
 
 
+@functools.cache
 def _environment(locale: str) -> jinja2.Environment:
+    """The digest's templates in `locale`: one environment per process and language, so that each
+    template is compiled once, not again for every digest (the loader still sees a changed file)."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(ROOT / "templates")),
         autoescape=jinja2.select_autoescape(["html"], default_for_string=True),
         extensions=["jinja2.ext.i18n"], trim_blocks=True, lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
     )
-    env.install_gettext_translations(Translations.load(str(TRANSLATIONS), [locale]), newstyle=True)
+    env.install_gettext_translations(_translations(locale), newstyle=True)
     env.filters.update(
         pct=lambda v: "–" if v is None else format_percent(v, locale=locale),
         num=lambda v, digits=1: "–" if v is None else format_decimal(round(v, digits), locale=locale),
@@ -182,9 +186,15 @@ def _duration(seconds: float | None, locale: str) -> str:
     return f"{format_decimal(round(hours / 24, 1), locale=locale)} d"
 
 
+@functools.cache
+def _translations(locale: str) -> Translations:
+    """The catalogue of `locale`, read once per process."""
+    return Translations.load(str(TRANSLATIONS), [locale])
+
+
 def _translator(locale: str) -> Any:
     """gettext for `locale` with Flask-Babel's `%(name)s` keyword formatting."""
-    translations = Translations.load(str(TRANSLATIONS), [locale])
+    translations = _translations(locale)
 
     def gettext(text: str, **values: Any) -> str:
         translated = translations.gettext(text)
@@ -195,7 +205,7 @@ def _translator(locale: str) -> Any:
 
 def _plural_translator(locale: str) -> Any:
     """ngettext for `locale`, formatted as Flask-Babel's: the count is `%(num)d`."""
-    translations = Translations.load(str(TRANSLATIONS), [locale])
+    translations = _translations(locale)
 
     def ngettext(singular: str, plural: str, num: int, **values: Any) -> str:
         return translations.ngettext(singular, plural, num) % {"num": num, **values}

@@ -100,7 +100,6 @@ class Report:
     now: dt.datetime
     conversations: list[dict[str, Any]]
     surveys: list[dict[str, Any]]
-    backlog_rows: list[dict[str, Any]]
     asked: dict[str, int]
     replies: dict[int, int]
     agent_names: dict[int, str]
@@ -186,11 +185,34 @@ def age_bucket(created_at: str, now: dt.datetime) -> str:
     return AGE_BUCKETS[-1][0]
 
 
-def _count_by_age(rows: list[dict[str, Any]], now: dt.datetime) -> dict[str, int]:
-    counts = dict.fromkeys((key for key, _ in AGE_BUCKETS), 0)
-    for row in rows:  # one bucket per row, not one pass per bucket
-        counts[age_bucket(row["created_at"], now)] += 1
-    return counts
+def backlog_figures(store: Any, now: dt.datetime) -> dict[str, Any]:
+    """The backlog as of `now`: counted in the database, so its cost does not grow with its size."""
+    since = [(key, iso(now - dt.timedelta(days=bound))) for key, bound in AGE_BUCKETS if bound is not None]
+    counts = store.report_backlog_counts(since, AGE_BUCKETS[-1][0])
+    by_age = dict.fromkeys((key for key, _ in AGE_BUCKETS), 0)
+    by_status = dict.fromkeys(("new", "open", "pending", "snoozed"), 0)
+    by_channel: dict[str, int] = defaultdict(int)
+    for row in counts:
+        by_age[row["age"]] += row["conversations"]
+        by_status[row["status"]] += row["conversations"]
+        by_channel[row["channel"]] += row["conversations"]
+    total = sum(by_status.values())
+    longest = store.report_longest_waiting(5)
+    return {
+        "total": total,
+        "by_status": by_status,
+        "by_channel": dict(sorted(by_channel.items())),
+        "by_age": by_age,
+        "median_age_seconds": _median((now - parse_iso(created)).total_seconds()
+                                      for created in store.report_backlog_middle(total)),
+        "waiting": sum(row["conversations"] for row in counts if row["waiting"]),
+        "longest_waiting": [
+            {"id": r["id"], "channel": r["channel"], "customer_name": r["customer_name"], "subject": r["subject"],
+             "waiting_since": r["waiting_since"],
+             "waiting_seconds": (now - parse_iso(r["waiting_since"])).total_seconds()}
+            for r in longest
+        ],
+    }
 
 
 def _survey_wait(s: Mapping[str, Any]) -> float | None:
@@ -205,7 +227,7 @@ def build(store: Any, period: Period, now: dt.datetime | None = None) -> Report:
     agents, teams = store.report_people()
     report = Report(
         period=period, now=now, conversations=store.report_conversations(start, end),
-        surveys=store.report_surveys(start, end), backlog_rows=store.report_backlog_summary(),
+        surveys=store.report_surveys(start, end),
         asked=store.report_surveys_asked(start, end), replies=store.report_replies(start, end),
         agent_names=agents, team_names=teams,
     )
@@ -269,25 +291,7 @@ def build(store: Any, period: Period, now: dt.datetime | None = None) -> Report:
                 "csat": _csat(survey_groups.get(ident, [])),
             })
 
-    # Backlog now.
-    backlog = report.backlog_rows
-    waiting = [r for r in backlog if r["status"] in ("new", "open") and r["waiting_since"]]
-    waiting.sort(key=lambda r: r["waiting_since"])
-    report.backlog = {
-        "total": len(backlog),
-        "by_status": {s: sum(1 for r in backlog if r["status"] == s) for s in ("new", "open", "pending", "snoozed")},
-        "by_channel": {ch: sum(1 for r in backlog if r["channel"] == ch)
-                       for ch in sorted({r["channel"] for r in backlog})},
-        "by_age": _count_by_age(backlog, now),
-        "median_age_seconds": _median((now - parse_iso(r["created_at"])).total_seconds() for r in backlog),
-        "waiting": len(waiting),
-        "longest_waiting": [
-            {"id": r["id"], "channel": r["channel"], "customer_name": r["customer_name"], "subject": r["subject"],
-             "waiting_since": r["waiting_since"],
-             "waiting_seconds": (now - parse_iso(r["waiting_since"])).total_seconds()}
-            for r in waiting[:5]
-        ],
-    }
+    report.backlog = backlog_figures(store, now)
     return report
 
 
@@ -298,8 +302,8 @@ def rows_for(report: Report, figure: str, *, channel: str | None = None, level: 
              age: str | None = None, store: Any = None) -> list[dict[str, Any]]:
     """The conversations a figure counts, filtered as its table cell is (channel, level, band, ...).
 
-    The backlog's rows carry the export's columns only when `store` is given: they are read then,
-    as they are now (the report holds only what its figures need)."""
+    The backlog's rows are read from `store` (needed for those figures), as they are now: the report
+    holds only the backlog's counts."""
     if figure not in FIGURES:
         raise ValueError(f"unknown figure {figure!r}")
     now = report.now
@@ -310,7 +314,9 @@ def rows_for(report: Report, figure: str, *, channel: str | None = None, level: 
         if team is not None:
             rows = [s for s in rows if s["survey_team_id"] == team]
     elif figure in ("backlog", "waiting"):
-        rows = store.report_backlog() if store is not None else list(report.backlog_rows)
+        if store is None:
+            raise ValueError("the backlog's conversations are read from the store, as they are now")
+        rows = store.report_backlog()
         if figure == "waiting":
             rows = sorted((r for r in rows if r["status"] in ("new", "open") and r["waiting_since"]),
                           key=lambda r: r["waiting_since"])

@@ -501,3 +501,16 @@ def test_counts_of_one_read_in_the_singular(quiet, frozen_clock):
     assert "1 breach in 1 conversation;" in result.text
     for wrong in ("1 conversations", "1 breaches"):
         assert wrong not in result.text and wrong not in result.html and wrong not in result.subject
+
+
+def test_starting_the_web_app_and_the_worker_loads_no_chart_library():
+    # matplotlib (and numpy under it) costs about a second of a process's start; the reports and the
+    # digest are imported at start, but charts are drawn only for a manager or once a week (#16).
+    import subprocess
+    import sys
+
+    code = ("import sys; import inbox.digest, inbox.web.reports, inbox.worker; "
+            "from inbox import charts; assert 'matplotlib' not in sys.modules; "
+            "png = charts.backlog_chart({'1d': 2}, {'1d': '< 1 day'}, title='Open'); "
+            "assert png.startswith(b'\\x89PNG') and 'matplotlib' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

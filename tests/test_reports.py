@@ -227,6 +227,53 @@ def test_counts_of_one_read_in_the_singular(report_app, frozen_clock):
     assert "1 waiting for us" in page
 
 
+def test_the_backlog_is_counted_by_age_status_and_channel_as_its_export_lists_it(report_app, frozen_clock):
+    # The backlog's figures are counted in the database (a busy inbox has tens of thousands open); each
+    # count must still match the conversations its CSV lists, and time alone moves them between ages.
+    now = MONDAY + dt.timedelta(days=1)
+    frozen_clock.set(now)
+    mainland = report_app.extensions["mainland"]
+    store = mainland.open_store()
+    make_agent(store, "mia@example.org", role="manager", name="Mia Manager")
+    ann = make_agent(store, "ann@example.org", name="Ann Agent")
+    day = dt.timedelta(days=1)
+    old = _conversation(mainland, store, "mail", now - 10 * day, name="Olga")
+    week_old = _conversation(mainland, store, "chat", now - 5 * day, name="Wim")
+    pending = _conversation(mainland, store, "mail", now - 2 * day, name="Pia", reply_after=H, agent=ann)
+    snoozed = _conversation(mainland, store, "chat", now - 2 * day - H, name="Sam")
+    young = _conversation(mainland, store, "chat", now - 3 * H, name="Yara")
+    done = _conversation(mainland, store, "mail", now - 4 * day, name="Dirk")
+    machine = _conversation(mainland, store, "mail", now - 6 * day, name="Auto")
+    store.set_conversation_status(pending, "pending", None, iso(now))
+    store.set_conversation_status(snoozed, "snoozed", iso(now + day), iso(now))
+    store.set_conversation_status(done, "resolved", None, iso(now))
+    with store.write():
+        store.execute("UPDATE conversations SET automatic = 1 WHERE id = ?", (machine,))
+
+    backlog = reports.build(store, Period.parse(WEEK), now).backlog
+    assert backlog["total"] == 5
+    assert backlog["by_status"] == {"new": 3, "open": 0, "pending": 1, "snoozed": 1}
+    assert backlog["by_channel"] == {"chat": 3, "mail": 2}
+    assert backlog["by_age"] == {"1d": 1, "3d": 2, "7d": 1, "older": 1}
+    assert backlog["median_age_seconds"] == (2 * day + H).total_seconds()  # Sam's: the middle of five
+    assert backlog["waiting"] == 3  # Pia has our answer; a snoozed conversation waits for nobody
+    assert [w["id"] for w in backlog["longest_waiting"]] == [old, week_old, young]
+
+    client = report_app.test_client()
+    login(client, "mia@example.org")
+    for age, count in backlog["by_age"].items():
+        assert len(_csv(client, figure="backlog", age=age)) == count, age
+    assert {int(r["conversation"]) for r in _csv(client, figure="backlog")} == {old, week_old, pending, snoozed,
+                                                                               young}
+    # Olga's is done; two days on, Wim has waited over a week and Yara over a day. Four left: the
+    # median age is the mean of the middle two (Pia's and Sam's).
+    store.set_conversation_status(old, "resolved", None, iso(now))
+    later = reports.build(store, Period.parse(WEEK), now + 2 * day + H).backlog
+    assert later["median_age_seconds"] == (4 * day + 1.5 * H).total_seconds()
+    assert later["by_age"] == {"1d": 0, "3d": 1, "7d": 2, "older": 1}
+    store.close()
+
+
 def test_the_satisfaction_chart_gives_each_count_its_own_words():
     said = []
 
@@ -298,4 +345,39 @@ def test_replies_per_agent_and_first_responders_read_the_reply_indexes(tmp_path)
     assert "USING COVERING INDEX messages_replies" in plan(
         "SELECT f.agent_id FROM messages f WHERE f.conversation_id = 7 AND f.direction = 'out' "
         "AND ' ' || f.flags || ' ' NOT LIKE '% survey %' ORDER BY f.received_at, f.id LIMIT 1")
+    store.close()
+
+
+def test_who_waits_longest_is_read_from_the_waiting_time_index(tmp_path):
+    # Not by sorting every open conversation: at a million messages tens of thousands are open (#16).
+    from inbox.store import Store
+
+    store = Store(tmp_path / "plan.db")
+    store.migrate()
+    statements: list[str] = []
+    store.conn.set_trace_callback(statements.append)
+    assert store.report_longest_waiting(5) == []
+    store.conn.set_trace_callback(None)
+    [query] = [s for s in statements if "waiting_since" in s]
+    plan = " ".join(str(row[3]) for row in store.execute("EXPLAIN QUERY PLAN " + query).fetchall())
+    assert plan.count("USING INDEX queue_waiting") == 2 and "SCAN c" not in plan
+    store.close()
+
+
+def test_the_backlogs_counts_and_median_read_its_own_index_alone(tmp_path):
+    # m043: a busy inbox has tens of thousands open; the counts and the median age read the backlog's
+    # partial index (every column they need), not each open conversation's row, nor a sort of them all.
+    from inbox.store import Store
+
+    store = Store(tmp_path / "plan.db")
+    store.migrate()
+    statements: list[str] = []
+    store.conn.set_trace_callback(statements.append)
+    store.report_backlog_counts([("1d", "2026-11-22")], "older")
+    store.report_backlog_middle(3)
+    store.conn.set_trace_callback(None)
+    for query in [s for s in statements if "conversations_backlog" in s]:
+        plan = " ".join(str(row[3]) for row in store.execute("EXPLAIN QUERY PLAN " + query).fetchall())
+        assert "USING COVERING INDEX conversations_backlog" in plan and "ORDER BY" not in plan, plan
+    assert len([s for s in statements if "conversations_backlog" in s]) == 2
     store.close()

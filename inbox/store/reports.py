@@ -7,12 +7,19 @@ are half-open, [start, end), in stored UTC text.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from inbox.store.base import as_dicts
 
 #: The backlog: conversations still to be finished, people's only.
 _BACKLOG = "c.status IN ('new', 'open', 'pending', 'snoozed') AND c.automatic = 0"
+#: Its partial index (m043), named because the planner prefers walking a status index and reading each
+#: row: the index alone holds every column its counts and its median age need.
+_BACKLOG_INDEX = "INDEXED BY conversations_backlog"
+
+#: Statuses in which a customer may be waiting for our answer.
+_WAITING_STATUSES = ("new", "open")
 
 _CONVERSATION_COLUMNS = (
     "c.id, c.channel, c.subject, c.status, c.priority, c.created_at, c.first_response_at, c.resolved_at, "
@@ -65,14 +72,41 @@ class ReportQueries:
             f"SELECT {_CONVERSATION_COLUMNS}, c.waiting_since {_JOINS} "  # noqa: S608
             f"WHERE {_BACKLOG} ORDER BY c.created_at"))
 
-    def report_backlog_summary(self) -> list[dict[str, Any]]:
-        """The backlog's figures need only these columns, all in the conversation row: no message is
-        read (the export's columns cost a few message look-ups per conversation: `report_backlog`)."""
+    def report_backlog_counts(self, age_since: Sequence[tuple[str, str]], older: str) -> list[dict[str, Any]]:
+        """The backlog counted by status, channel, age and whether the customer waits for us, in the
+        database: its figures need no row of it (a busy inbox has tens of thousands open).
+
+        `age_since` is (key, stored time) from the youngest bucket on: a conversation begun after
+        the time falls in that bucket, one begun before every one of them in `older`."""
+        ages = " ".join("WHEN c.created_at > ? THEN ?" for _ in age_since)
         return as_dicts(self.conn.execute(
-            "SELECT c.id, c.status, c.channel, c.created_at, c.waiting_since, c.subject, "  # noqa: S608
+            f"SELECT c.status, c.channel, CASE {ages} ELSE ? END AS age, "  # noqa: S608
+            "c.status IN ('new', 'open') AND c.waiting_since IS NOT NULL AS waiting, count(*) AS conversations "
+            f"FROM conversations c {_BACKLOG_INDEX} WHERE {_BACKLOG} GROUP BY 1, 2, 3, 4",
+            [value for key, since in age_since for value in (since, key)] + [older]))
+
+    def report_backlog_middle(self, count: int) -> list[str]:
+        """When the middle conversation(s) of the backlog by age began: one of an odd `count`, two of
+        an even one (their median age is the mean of both)."""
+        if count <= 0:
+            return []
+        return [r[0] for r in self.conn.execute(
+            f"SELECT c.created_at FROM conversations c {_BACKLOG_INDEX} WHERE {_BACKLOG} "  # noqa: S608
+            "ORDER BY c.created_at LIMIT ? OFFSET ?", (2 - count % 2, (count - 1) // 2))]
+
+    def report_longest_waiting(self, limit: int) -> list[dict[str, Any]]:
+        """The customers of the backlog who have waited longest for our answer, longest first."""
+        # Per status, the queue's waiting-time index (queue_waiting: NULL as '~') in order: the first
+        # few of each instead of sorting every open conversation.
+        oldest = " UNION ALL ".join(
+            "SELECT id FROM (SELECT c.id FROM conversations c WHERE c.status = ? "
+            "AND ifnull(c.waiting_since, '~') < '~' AND c.automatic = 0 "
+            "ORDER BY ifnull(c.waiting_since, '~'), c.created_at, c.id LIMIT ?)" for _ in _WAITING_STATUSES)
+        return as_dicts(self.conn.execute(
+            "SELECT c.id, c.channel, c.subject, c.created_at, c.waiting_since, "  # noqa: S608
             "cu.display_name AS customer_name FROM conversations c JOIN customers cu ON cu.id = c.customer_id "
-            # `+`: read the backlog's rows and sort them, rather than walk every conversation in date order.
-            f"WHERE {_BACKLOG} ORDER BY +c.created_at"))
+            f"WHERE c.id IN ({oldest}) ORDER BY c.waiting_since, c.created_at, c.id LIMIT ?",
+            [value for status in _WAITING_STATUSES for value in (status, limit)] + [limit]))
 
     def report_replies(self, start: str, end: str) -> dict[int, int]:
         """Replies sent by each agent in the period (surveys and other automatic messages excluded)."""
