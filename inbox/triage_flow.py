@@ -56,6 +56,10 @@ DEFAULT_SPAM_THRESHOLD = 0.999
 DEFAULT_CLEAN_THRESHOLD = 0.10
 DEFAULT_KEEP_SPAM_DAYS = 30
 DEFAULT_AUDIT_SHARE = 0.02
+#: Earlier conversations of the sender counted for the verdict: the model reads no further
+#: (inbox/spam_model.py's MAX_PRIOR_CONVERSATIONS), and a count without end grows with every message
+#: of a mailing list or a regular customer.
+PRIOR_CONVERSATIONS_COUNTED = 10
 
 #: Why an item got its verdict (stored in `messages.spam_reason`; shown translated in the review list).
 REASON_BLOCKED = "blocked"
@@ -235,7 +239,8 @@ def stored_facts(store: Any, conversation_id: int, rules: ChannelRules) -> dict[
     headers = json.loads(row["headers"] or "{}")
     item = InboundItem(channel=row["channel"], external_id="", author=Author(row["author_handle"] or ""),
                        text=row["text"] or "", html=row["html"], subject=row["subject"] or None, headers=headers)
-    prior = store.earlier_clean_conversations(row["customer_id"], besides=conversation_id)
+    prior = store.earlier_clean_conversations(row["customer_id"], besides=conversation_id,
+                                              at_most=PRIOR_CONVERSATIONS_COUNTED)
     return item_facts(row["channel"], item, row["text"] or "", prior_conversations=prior, rules=rules)
 
 
@@ -269,7 +274,8 @@ class TriageFlow:
               conversation_id: int | None, *, region: str | None = None) -> tuple[Verdict, dict[str, Any]]:
         """The verdict on one item about to be stored, and the facts the model was shown."""
         rules = self.rules_for(channel)
-        prior = store.earlier_clean_conversations(customer_id, besides=conversation_id)
+        prior = store.earlier_clean_conversations(customer_id, besides=conversation_id,
+                                                  at_most=PRIOR_CONVERSATIONS_COUNTED)
         facts = item_facts(channel, item, text, prior_conversations=prior, rules=rules)
         kind = canonical_kind(item.author.identity_kind)
         blocks = store.blocks_matching(kind, normalize_identity(kind, item.author.handle, region))

@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import datetime as dt
 
+from inbox import spam_model, triage_flow
+from inbox.mail import parse_email
+from inbox.models import FetchResult, InboundItem
 from inbox.store.base import iso
+from tests.mailfactory import raw_mail
 
 
 def _plan(store, sql: str, params: dict | tuple) -> str:
@@ -41,3 +45,55 @@ def test_running_clocks_are_still_the_ones_past_a_due_time(store):
                                "sla_computed_at = ? WHERE id = ?",
                                (due_text, due_text, iso(now - dt.timedelta(days=1)), ids[name]))
     assert store.running_service_levels(iso(now)) == [ids["past"]]
+
+
+# Work per message that must not grow with what is already stored ----------------------------------
+# Counted in SQLite virtual-machine steps (a progress handler), which do not depend on the machine's load.
+
+
+def _steps(store, call) -> int:
+    """SQLite virtual-machine instructions run by `call()` (in tens)."""
+    steps = 0
+
+    def tick() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    store.conn.set_progress_handler(tick, 10)
+    try:
+        call()
+    finally:
+        store.conn.set_progress_handler(None, 0)
+    return steps
+
+
+def _mail(sender: str, n: int) -> InboundItem:
+    return parse_email(raw_mail(sender=sender, subject=f"Question {n}", body=f"Question number {n}, please."),
+                       channel="mail")
+
+
+def _ingest(ingestor, *items: InboundItem) -> None:
+    ingestor.ingest("mail", FetchResult(items=list(items), cursor=None), save_cursor=False)
+
+
+def test_a_message_from_a_customer_with_a_long_history_costs_what_it_costs_for_a_new_one(ingestor, store):
+    # A mailing list or a regular customer writes thousands of conversations; the triage verdict
+    # counted every one of them for each new message, so a long import slowed down with each (#16).
+    sender = "List <list@example.net>"
+    _ingest(ingestor, *(_mail(sender, n) for n in range(10)))
+    early = _steps(store, lambda: _ingest(ingestor, _mail(sender, 10)))
+    _ingest(ingestor, *(_mail(sender, n) for n in range(11, 300)))
+    late = _steps(store, lambda: _ingest(ingestor, _mail(sender, 300)))
+    assert late < early * 1.2, (early, late)
+
+
+def test_the_verdict_still_sees_as_much_history_as_the_model_reads(ingestor, store):
+    sender = "Regular <regular@example.net>"
+    _ingest(ingestor, *(_mail(sender, n) for n in range(30)))
+    customer_id = store.execute("SELECT customer_id FROM messages LIMIT 1").fetchone()[0]
+    _verdict, facts = ingestor.triage.judge(store, "mail", _mail(sender, 30), "text", customer_id, None)
+    assert facts["known_customer"] is True
+    # The model reads up to MAX_PRIOR_CONVERSATIONS; the count may stop there, not before.
+    assert facts["prior_conversations"] >= spam_model.MAX_PRIOR_CONVERSATIONS
+    assert facts["prior_conversations"] == triage_flow.PRIOR_CONVERSATIONS_COUNTED < 30
