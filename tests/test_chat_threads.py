@@ -8,6 +8,7 @@ an answer), each bounded by a timeout.
 from __future__ import annotations
 
 import threading
+import uuid
 
 import pytest
 import requests
@@ -100,6 +101,29 @@ def test_by_default_serve_holds_five_hundred_widgets_with_their_connections(app_
         assert server.adj.threads == PAGE_THREADS + 1 + 500  # pages, the one live stream, the widgets' waits
         # Each widget's browser may keep a second connection for its posts beside the waiting one.
         assert server.adj.connection_limit == CONNECTION_LIMIT + 1 + 2 * 500
+    finally:
+        server.close()
+        thread.join(timeout=5)
+
+
+def test_behind_a_trusted_proxy_each_visitor_has_their_own_address_for_the_limits(app_config):
+    # waitress drops X-Forwarded-For from every request unless told otherwise: behind a proxy every
+    # visitor shared the proxy's address, and the chat's per-address limit, for the whole site.
+    from inbox import create_app
+
+    app_config["web"] = {**app_config["web"], "trusted_proxies": 1}
+    app_config["channels"]["site"]["per_ip_per_hour"] = 2
+    app = create_app(app_config)
+    server, thread = serving(app)
+    base = f"http://127.0.0.1:{server.effective_port}"
+    try:
+        def post_from(address: str) -> int:
+            return requests.post(f"{base}/chat/site/messages", json={"client_id": str(uuid.uuid4()), "text": "Hi"},
+                                 headers={**widget_headers(visitor()), "X-Forwarded-For": address},
+                                 timeout=HELD).status_code
+
+        assert [post_from(f"203.0.113.{n}") for n in range(1, 5)] == [200] * 4, "four visitors, four addresses"
+        assert [post_from("198.51.100.7") for _ in range(3)] == [200, 200, 429], "one address: its own limit"
     finally:
         server.close()
         thread.join(timeout=5)

@@ -165,7 +165,17 @@ def create_server(app, *, host: str, port: int, threads: int = DEFAULT_THREADS):
     streams = reserve_stream_threads(app)
     waits = reserve_wait_threads(app)
     return waitress_server(app, host=host, port=port, threads=threads + streams + waits, ident="Mainland",
-                           connection_limit=CONNECTION_LIMIT + streams + 2 * waits, asyncore_use_poll=True)
+                           connection_limit=CONNECTION_LIMIT + streams + 2 * waits, asyncore_use_poll=True,
+                           clear_untrusted_proxy_headers=not _behind_proxies(app))
+
+
+def _behind_proxies(app) -> bool:
+    """Whether `web.trusted_proxies` is set: the app itself reads the X-Forwarded-* headers then
+    (inbox/web/proxy.py), so waitress must pass them on. By default it drops them from every request
+    (it trusts no proxy of its own), and every client looked like the proxy: one address for all the
+    sign-in and chat limits."""
+    web = app.extensions["mainland"].config.extra.get("web") or {}
+    return bool(isinstance(web, dict) and web.get("trusted_proxies"))
 
 
 def serve_forever(
