@@ -36,6 +36,7 @@ worker sending a reply, an agent's typing heartbeat) is looked for every `web.ch
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
@@ -45,6 +46,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from flask import Blueprint, Response, abort, current_app, jsonify, request, url_for
@@ -336,24 +338,24 @@ class _News:
 
     Per visitor (`key`): a post or a receipt wakes the polls of its own visitor only. Waking every open
     widget instead made each post cost one look at the database per open widget (hundreds a second
-    with 500 widgets open, bench/chat_load.py)."""
+    with 500 widgets open, bench/chat_load.py). Each visitor's polls wait on a condition of their own,
+    so 500 waiting polls never queue for one lock."""
 
     #: Visitors whose latest news is remembered (the oldest are forgotten; a poll that finds its visitor
     #: forgotten takes it as news and looks once more, so forgetting never loses a wake-up).
     REMEMBERED = 10_000
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the two tables below; held for a dictionary step only
         self._numbers = itertools.count(1)
         #: key -> the number of its latest news (unique across keys, so a forgotten key told again differs).
         self._latest: OrderedDict[str, int] = OrderedDict()
-        #: key -> [its condition, how many polls wait on it]: only those are woken.
+        #: key -> [its condition, how many polls listen]: only those are woken.
         self._waiting: dict[str, list] = {}
 
     def count(self, key: str) -> int:
         """The key's latest news (0: none remembered); pass it to `wait`."""
-        with self._lock:
-            return self._latest.get(key, 0)
+        return self._latest.get(key, 0)  # one dictionary read: no lock needed
 
     def tell(self, key: str) -> None:
         with self._lock:
@@ -362,17 +364,27 @@ class _News:
             if len(self._latest) > self.REMEMBERED:
                 self._latest.popitem(last=False)
             waiting = self._waiting.get(key)
-            if waiting:
+        if waiting:
+            with waiting[0]:
                 waiting[0].notify_all()
 
-    def wait(self, key: str, seen: int, timeout: float) -> None:
-        """Return when the key had news after `seen` (its `count`), or after `timeout` seconds."""
+    @contextlib.contextmanager
+    def listening(self, key: str) -> Iterator[Callable[[int, float], None]]:
+        """For one poll: `wait(seen, timeout)` returns when the key had news after `seen` (its `count`),
+        or after `timeout` seconds."""
         with self._lock:
-            waiting = self._waiting.setdefault(key, [threading.Condition(self._lock), 0])
+            waiting = self._waiting.setdefault(key, [threading.Condition(), 0])
             waiting[1] += 1
-            try:
-                waiting[0].wait_for(lambda: self._latest.get(key, 0) != seen, timeout=timeout)
-            finally:
+        condition = waiting[0]
+
+        def wait(seen: int, timeout: float) -> None:
+            with condition:  # told after `seen` and before this: the predicate is already true
+                condition.wait_for(lambda: self._latest.get(key, 0) != seen, timeout=timeout)
+
+        try:
+            yield wait
+        finally:
+            with self._lock:
                 waiting[1] -= 1
                 if not waiting[1]:
                     del self._waiting[key]
@@ -470,13 +482,14 @@ def _answer_when_news(store, channel: str, visitor: str, since: str, wait: float
         check = _web_setting("chat_check_seconds", CHECK_SECONDS)
         deadline = time.monotonic() + wait
         key = news_key(channel, visitor)
-        while True:
-            seen = news.count(key)  # before looking: news during the look is not slept through
-            answer = _snapshot(store, channel, visitor)
-            remaining = deadline - time.monotonic()
-            if answer["version"] != since or remaining <= 0:
-                return answer
-            news.wait(key, seen, min(check, remaining))
+        with news.listening(key) as wait_for_news:
+            while True:
+                seen = news.count(key)  # before looking: news during the look is not slept through
+                answer = _snapshot(store, channel, visitor)
+                remaining = deadline - time.monotonic()
+                if answer["version"] != since or remaining <= 0:
+                    return answer
+                wait_for_news(seen, min(check, remaining))
     finally:
         waits.release()
 
