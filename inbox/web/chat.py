@@ -354,7 +354,7 @@ class _News:
         self._waiting: dict[str, list] = {}
 
     def count(self, key: str) -> int:
-        """The key's latest news (0: none remembered); pass it to `wait`."""
+        """The key's latest news (0: none remembered); pass it to the `wait` of `listening`."""
         return self._latest.get(key, 0)  # one dictionary read: no lock needed
 
     def tell(self, key: str) -> None:
