@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import uuid
+from collections import Counter
 
 import pytest
 
@@ -250,6 +251,33 @@ def test_a_long_poll_answers_as_soon_as_a_message_arrives(app, client, db, only_
     assert [m["text"] for m in answer["messages"]] == ["Hello?", "Sent from my phone"]
     assert answer["messages"][-1]["client_id"] == client_id and "busy" not in answer
     assert chat_web.waits_of(app).active == 0
+
+
+def test_a_visitors_post_wakes_their_own_widgets_poll_and_no_other(app, client, db, only_woken, monkeypatch):
+    # With hundreds of widgets open, waking every held poll on each post cost one look at the database per
+    # open widget (bench/chat_load.py): only the poster's own widgets look again.
+    token, other = visitor(), visitor()
+    started(client, db, token)
+    post(client, other, "Anyone?")
+    looks: Counter[str] = Counter()
+    snapshot = chat_web._snapshot
+
+    def counted(store, channel: str, who: str) -> dict:
+        looks[who] += 1
+        return snapshot(store, channel, who)
+
+    held = HeldPoll(app, token, version_of(client, token))
+    others = HeldPoll(app, other, version_of(client, other))
+    monkeypatch.setattr(chat_web, "_snapshot", counted)
+    held.start()
+    others.start()
+    assert chat_web.waits_of(app).wait_until(2, HELD)
+    post(client, token, "Still there?")
+    assert held.answered()["messages"][-1]["text"] == "Still there?"
+    post(client, other, "Hello?")
+    assert others.answered()["messages"][-1]["text"] == "Hello?"
+    # Each poll looked once when it came in and once when its own visitor wrote: never for the other's post.
+    assert sorted(looks.values()) == [2, 2]
 
 
 def test_a_long_poll_with_nothing_new_ends_empty_handed_after_its_wait(app, client, db, only_woken):

@@ -147,20 +147,35 @@ def url_for_host(host: str, port: int) -> str:
 
 
 def create_server(app, *, host: str, port: int, threads: int = DEFAULT_THREADS):
-    """The waitress server `serve` runs: `threads` for requests, plus one for each live stream.
+    """The waitress server `serve` runs: `threads` for requests, plus one for each live stream and
+    one for each waiting chat long poll.
 
-    A live stream (inbox/web/live.py) holds its thread for minutes; with threads of their own the
-    streams never take the ones pages need, however many tabs are open (past `web.live_streams`
-    the live pages poll). Every open stream is a connection too, so waitress's limit of open
-    connections (100 by default, past which it stops accepting and pages wait) is raised beside it.
+    A live stream (inbox/web/live.py) holds its thread for minutes, a chat widget's long poll
+    (inbox/web/chat.py) for up to 25 s and then asks again at once; with threads of their own they
+    never take the ones pages need, however many tabs and widgets are open (past `web.live_streams`
+    the live pages poll, past `web.chat_waits` the widgets). Each is an open connection too, and a
+    widget's browser keeps a second one for its posts beside the waiting one, so waitress's limit of
+    open connections (100 by default, past which it stops accepting and pages wait) is raised beside it.
     """
     from waitress import create_server as waitress_server
 
+    from inbox.web.chat import reserve_wait_threads
     from inbox.web.live import reserve_stream_threads
 
     streams = reserve_stream_threads(app)
-    return waitress_server(app, host=host, port=port, threads=threads + streams, ident="Mainland",
-                           connection_limit=CONNECTION_LIMIT + streams, asyncore_use_poll=True)
+    waits = reserve_wait_threads(app)
+    return waitress_server(app, host=host, port=port, threads=threads + streams + waits, ident="Mainland",
+                           connection_limit=CONNECTION_LIMIT + streams + 2 * waits, asyncore_use_poll=True,
+                           clear_untrusted_proxy_headers=not _behind_proxies(app))
+
+
+def _behind_proxies(app) -> bool:
+    """Whether `web.trusted_proxies` is set: the app itself reads the X-Forwarded-* headers then
+    (inbox/web/proxy.py), so waitress must pass them on. By default it drops them from every request
+    (it trusts no proxy of its own), and every client looked like the proxy: one address for all the
+    sign-in and chat limits."""
+    web = app.extensions["mainland"].config.extra.get("web") or {}
+    return bool(isinstance(web, dict) and web.get("trusted_proxies"))
 
 
 def serve_forever(

@@ -29,22 +29,27 @@ Live: the open widget does not poll every few seconds; it asks `GET .../messages
 `version` of its last answer in `X-Mainland-Since` (or `?since=`), and the request is held until
 what the widget shows (messages, their states, an agent typing) differs from that version, or the
 wait ends. Each held request holds
-one of waitress's threads, so at most `web.chat_waits` are held at once (per process; default a
+one of the server's threads, so at most `web.chat_waits` are held at once (per process; under
+`mainland serve` 500, each with a thread of its own, `reserve_wait_threads`; under another server a
 quarter of `web.threads`, at least 1); past that the answer comes at once with `busy` and a
 `retry_ms`, and the widget polls with a back-off. A visitor's post or receipt wakes the waiting
-requests of this process at once; news from elsewhere (the worker sending a reply, an agent's
-typing heartbeat) is looked for every `web.chat_check_seconds` (1 s).
+requests of that visitor in this process at once (no other widget's); news from elsewhere (the
+worker sending a reply, an agent's typing heartbeat) is looked for every `web.chat_check_seconds` (1 s).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
+import itertools
 import json
 import logging
 import threading
 import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from flask import Blueprint, Response, abort, current_app, jsonify, request, send_file, url_for
@@ -96,6 +101,9 @@ SINCE_HEADER = "X-Mainland-Since"
 MAX_WAIT_SECONDS = 30.0
 #: How often a held long poll looks for news that did not wake it (another process's, an agent's typing).
 CHECK_SECONDS = 1.0
+#: Long polls that get a thread of their own under `mainland serve` unless `web.chat_waits` says otherwise:
+#: 500 open widgets on one machine (#18; bench/chat_load.py). Under another server, a quarter of its threads.
+SERVED_WAITS = 500
 #: What a widget waits before asking again when every long poll of this process is taken.
 BUSY_RETRY_MS = 5000
 #: The widget reports typing at most every 3 seconds while keys are pressed, and once when it stops.
@@ -333,7 +341,7 @@ def _stored_answer(store, connector: ChatConnector, item, report: IngestReport):
         log.warning("chat %s: message %s was quarantined", connector.name, item.external_id)
     [row] = [r for r in store.chat_history(connector.name, item.thread_key) if r["external_id"] == item.external_id] \
         or [None]
-    news.tell()
+    news.tell(news_key(connector.name, item.thread_key))
     shown = _shown(row, store.chat_files([row["id"]]).get(row["id"])) if row else None
     return jsonify(ok=True, duplicate=bool(report.duplicates), message=shown)
 
@@ -416,28 +424,72 @@ def receipts(channel: str):
         report = current_app.extensions["mainland"].ingestor(store).ingest(
             connector.name, FetchResult(items=[], cursor=None, updates=updates), save_cursor=False)
     if report.delivery_updates:
-        news.tell()
+        news.tell(news_key(connector.name, visitor))
     return jsonify(ok=True, moved=report.delivery_updates)
 
 
 # Live while both are there: the long poll and the visitor's typing -------------------------------
 
 class _News:
-    """Wakes this process's waiting long polls when something a widget shows may have changed."""
+    """Wakes this process's waiting long polls of one visitor when what their widget shows may have changed.
+
+    Per visitor (`key`): a post or a receipt wakes the polls of its own visitor only. Waking every open
+    widget instead made each post cost one look at the database per open widget (hundreds a second
+    with 500 widgets open, bench/chat_load.py). Each visitor's polls wait on a condition of their own,
+    so 500 waiting polls never queue for one lock."""
+
+    #: Visitors whose latest news is remembered (the oldest are forgotten; a poll that finds its visitor
+    #: forgotten takes it as news and looks once more, so forgetting never loses a wake-up).
+    REMEMBERED = 10_000
 
     def __init__(self) -> None:
-        self._changed = threading.Condition()
-        self.count = 0
+        self._lock = threading.Lock()  # guards the two tables below; held for a dictionary step only
+        self._numbers = itertools.count(1)
+        #: key -> the number of its latest news (unique across keys, so a forgotten key told again differs).
+        self._latest: OrderedDict[str, int] = OrderedDict()
+        #: key -> [its condition, how many polls listen]: only those are woken.
+        self._waiting: dict[str, list] = {}
 
-    def tell(self) -> None:
-        with self._changed:
-            self.count += 1
-            self._changed.notify_all()
+    def count(self, key: str) -> int:
+        """The key's latest news (0: none remembered); pass it to the `wait` of `listening`."""
+        return self._latest.get(key, 0)  # one dictionary read: no lock needed
 
-    def wait(self, seen: int, timeout: float) -> None:
-        """Return when there was news after `seen` (a `count`), or after `timeout` seconds."""
-        with self._changed:
-            self._changed.wait_for(lambda: self.count != seen, timeout=timeout)
+    def tell(self, key: str) -> None:
+        with self._lock:
+            self._latest[key] = next(self._numbers)
+            self._latest.move_to_end(key)
+            if len(self._latest) > self.REMEMBERED:
+                self._latest.popitem(last=False)
+            waiting = self._waiting.get(key)
+        if waiting:
+            with waiting[0]:
+                waiting[0].notify_all()
+
+    @contextlib.contextmanager
+    def listening(self, key: str) -> Iterator[Callable[[int, float], None]]:
+        """For one poll: `wait(seen, timeout)` returns when the key had news after `seen` (its `count`),
+        or after `timeout` seconds."""
+        with self._lock:
+            waiting = self._waiting.setdefault(key, [threading.Condition(), 0])
+            waiting[1] += 1
+        condition = waiting[0]
+
+        def wait(seen: int, timeout: float) -> None:
+            with condition:  # told after `seen` and before this: the predicate is already true
+                condition.wait_for(lambda: self._latest.get(key, 0) != seen, timeout=timeout)
+
+        try:
+            yield wait
+        finally:
+            with self._lock:
+                waiting[1] -= 1
+                if not waiting[1]:
+                    del self._waiting[key]
+
+
+def news_key(channel: str, visitor: str) -> str:
+    """Whose widgets a change concerns: one visitor of one chat channel."""
+    return f"{channel}\n{visitor}"
 
 
 class _Waits:
@@ -483,6 +535,20 @@ def _web_setting(name: str, default: float) -> float:
     return float(web.get(name, default)) if isinstance(web, dict) else default
 
 
+def reserve_wait_threads(app) -> int:
+    """How many long polls may wait at once in `app`, for a server that gives each its own thread.
+
+    `mainland serve` adds this many threads (and connections) to its own and calls this before serving:
+    the limit is then `web.chat_waits`, by default SERVED_WAITS, whatever `web.threads` says, so every
+    open widget of a busy site waits for its news instead of polling, and the waits never take a thread
+    a page needs. Always reserved, also without a chat channel (one can be added in the browser, without
+    a restart): an idle thread costs about 20 KB. A limit set on the app (tests) wins."""
+    if "CHAT_WAITS" not in app.config:
+        web = app.extensions["mainland"].config.extra.get("web") or {}
+        app.config["CHAT_WAITS"] = int(web.get("chat_waits", SERVED_WAITS) if isinstance(web, dict) else SERVED_WAITS)
+    return max(0, int(app.config["CHAT_WAITS"]))
+
+
 def _wait_limit() -> int:
     threads = int(_web_setting("threads", 8))
     return int(_web_setting("chat_waits", max(1, threads // 4)))
@@ -514,13 +580,15 @@ def _answer_when_news(store, channel: str, visitor: str, since: str, wait: float
     try:
         check = _web_setting("chat_check_seconds", CHECK_SECONDS)
         deadline = time.monotonic() + wait
-        while True:
-            seen = news.count  # before looking: news during the look is not slept through
-            answer = _snapshot(store, channel, visitor)
-            remaining = deadline - time.monotonic()
-            if answer["version"] != since or remaining <= 0:
-                return answer
-            news.wait(seen, min(check, remaining))
+        key = news_key(channel, visitor)
+        with news.listening(key) as wait_for_news:
+            while True:
+                seen = news.count(key)  # before looking: news during the look is not slept through
+                answer = _snapshot(store, channel, visitor)
+                remaining = deadline - time.monotonic()
+                if answer["version"] != since or remaining <= 0:
+                    return answer
+                wait_for_news(seen, min(check, remaining))
     finally:
         waits.release()
 
