@@ -25,7 +25,9 @@ testable without Flask. It is asynchronous by design:
 - **Replies** are delivered by being stored: an agent's reply is a message of the conversation,
   and the widget reads the conversation (only sent replies; never notes), with the reply's files,
   which it fetches with the visitor token. `send` therefore only acknowledges; the outbox marks the
-  reply sent and the widget fetches it.
+  reply sent and the widget fetches it. Once it is recorded as sent, `sent` tells the listeners of
+  this process (`on_reply_sent`: the web app wakes the visitor's waiting widget), so a reply sent by
+  a worker in the web server's process reaches an open widget at once, not on its next look.
 - **By email** (`email_channel`, `followup_minutes`): a reply the widget has not reported read follows
   the visitor by email, and a sign-in link by email opens the chat on another device; that is
   inbox/chat_followup.py's, this connector only declares the settings.
@@ -43,7 +45,7 @@ import mimetypes
 import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 from urllib.parse import unquote
 
@@ -114,6 +116,16 @@ class ChatRefused(PermanentError):
         super().__init__(message)
         self.reason = reason
         self.status = status
+
+
+#: Who wants to know, in this process, that a reply to a visitor was sent: (channel, visitor) -> None.
+_sent_listeners: list[Callable[[str, str], None]] = []
+
+
+def on_reply_sent(listener: Callable[[str, str], None]) -> None:
+    """Call `listener(channel, visitor)` whenever this process records a chat reply as sent (once each)."""
+    if listener not in _sent_listeners:
+        _sent_listeners.append(listener)
 
 
 def _header(headers: Mapping[str, str], name: str) -> str:
@@ -398,6 +410,12 @@ class ChatConnector(Connector):
         if not reply.text.strip() and not reply.attachments:
             raise PermanentError("a chat reply needs text or a file")
         return f"chat:{reply.idempotency_key}"
+
+    def sent(self, reply: OutboundReply, provider_id: str) -> None:
+        """The reply is recorded as sent: the visitor's widgets waiting in this process may show it now."""
+        if reply.thread_key:
+            for listener in list(_sent_listeners):
+                listener(self.name, reply.thread_key)
 
     def probe(self) -> ProbeResult:
         """Nothing to connect to: the widget's script address, for the admin to embed."""

@@ -309,6 +309,27 @@ def test_a_sent_reply_and_an_agents_typing_are_found_by_the_held_poll(app, clien
     assert typing_held.answered()["typing_name"] == "Ann"
 
 
+def test_a_reply_sent_in_this_process_wakes_the_visitors_waiting_widget_at_once(app, client, db, only_woken):
+    # `mainland serve` runs the worker in the web process: its send tells the held poll, which would
+    # otherwise look again only after `web.chat_check_seconds` (an hour here).
+    token, other = visitor(), visitor()
+    cid = started(client, db, token)
+    post(client, other, "Anyone?")
+    held = HeldPoll(app, token, version_of(client, token))
+    others = HeldPoll(app, other, version_of(client, other))
+    held.start()
+    others.start()
+    assert chat_web.waits_of(app).wait_until(2, HELD)
+    mainland = app.extensions["mainland"]
+    queue_reply(mainland, db, cid, "Yes, we are.")
+    assert send_due(mainland, db).sent == 1
+    answer = held.answered()
+    assert answer["messages"][-1]["text"] == "Yes, we are." and answer["messages"][-1]["from"] == "team"
+    assert chat_web.waits_of(app).active == 1  # the other visitor's widget still waits: nothing for it
+    post(client, other, "Hello?")
+    assert others.answered()["messages"][-1]["text"] == "Hello?"
+
+
 def test_past_the_cap_a_long_poll_is_answered_at_once_and_told_to_back_off(app, client, db, only_woken):
     app.config.update(CHAT_WAITS=1)
     token, other = visitor(), visitor()

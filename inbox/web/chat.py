@@ -66,6 +66,7 @@ from connectors.chat import (
     VISITOR_HEADER,
     ChatConnector,
     ChatRefused,
+    on_reply_sent,
 )
 from connectors.webform import origin_of
 from inbox import acknowledgements, chat_followup, clock, helpcenter, service_levels
@@ -519,6 +520,15 @@ class _Waits:
 
 
 news = _News()
+
+
+def _tell_reply_sent(channel: str, visitor: str) -> None:
+    news.tell(news_key(channel, visitor))
+
+
+# A reply sent by a worker in this process (`mainland serve` runs one) wakes its visitor's widget at once;
+# one sent by another process is found on the poll's next look (`web.chat_check_seconds`).
+on_reply_sent(_tell_reply_sent)
 
 
 def waits_of(app) -> _Waits:
