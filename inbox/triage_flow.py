@@ -32,6 +32,7 @@ import importlib
 import logging
 import random
 import re
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -175,6 +176,25 @@ def model_for(mainland: Any) -> Any | None:
     return load_model(mainland.config.data_dir)
 
 
+def model_trained(data_dir: Path) -> bool:
+    """Whether the installation has a spam model to judge with (a base model, or people's decisions):
+    the pointer file `inbox.spam_model` keeps beside its versions (`<data_dir>/triage/current.json`)."""
+    return (Path(data_dir) / "triage" / "current.json").exists()
+
+
+def judging_model_for(mainland: Any) -> Any | None:
+    """The model to judge items with; None while none was trained and the model module is not loaded.
+
+    Importing the model module (scikit-learn, SciPy) costs 1-1.5 s of CPU and about 70 MB in each
+    process that ingests; with nothing trained every item would be judged "no model" anyway, so an
+    import or a poll before `mainland triage train-base` does not pay for it (bench/ingest.py, #16).
+    A model trained later (by another process too) is found by the same look, on the next batch."""
+    data_dir = mainland.config.data_dir
+    if "inbox.spam_model" not in sys.modules and not model_trained(data_dir):
+        return None
+    return load_model(data_dir)
+
+
 def _as_item_facts(module: Any, facts: Mapping[str, Any]) -> Any:
     """The model's `ItemFacts` from our mapping (fields it does not know are left out)."""
     known = {f.name for f in dataclasses.fields(module.ItemFacts)}
@@ -266,7 +286,7 @@ class TriageFlow:
     @classmethod
     def for_mainland(cls, mainland: Any) -> TriageFlow:
         channels = mainland.config.channels
-        return cls(model=lambda: model_for(mainland),
+        return cls(model=lambda: judging_model_for(mainland),
                    rules_for=lambda name: channel_rules(channels[name].settings if name in channels else None),
                    audit_share=settings_for(mainland.config).audit_share, draw=lambda: sample_draw())
 
