@@ -142,7 +142,7 @@ class ChatQueries(ChatEmailQueries):
         marks = ",".join("?" * len(VISIBLE_REPLY_STATES))
         rows = as_dicts(self.conn.execute(
             "SELECT m.id, m.external_id, m.direction, m.text, m.author_name, m.agent_id, m.channel, "  # noqa: S608
-            "COALESCE(m.sent_at, m.received_at) AS at, m.delivery_status, "
+            "COALESCE(m.sent_at, m.received_at) AS at, m.delivery_status, m.flags, "
             "(m.direction = 'in' AND m.id <= COALESCE(k.team_read_up_to, 0)) AS team_read "
             "FROM messages m JOIN conversations c ON c.id = m.conversation_id "
             "LEFT JOIN conversation_marks k ON k.conversation_id = c.id "

@@ -213,6 +213,8 @@ def _widget_words() -> dict[str, str]:
         "typing": _("Support is typing…"),
         "typing_name": _("%(name)s is typing…", name="{name}"),
         "received": _("Delivered"),
+        "rate": _("Your rating, from 1 (bad) to 5 (very good)"),
+        "rate_score": _("Rate %(score)s of 5", score="{score}"),
         "read": _("Read"),
         "too_long": _("The message is too long."),
         "refused": _("This chat cannot be used from this website."),
@@ -293,6 +295,8 @@ def _shown(row: dict, files: list[dict] | None = None) -> dict:
         "name": "" if inbound else (row["author_name"] or ""),
         "text": row["text"],
         "at": row["at"],
+        # The team's satisfaction question: the widget offers the scores as buttons under it.
+        "survey": not inbound and service_levels.FLAG_SURVEY in (row.get("flags") or "").split(),
         # The visitor's own message: stored ("received"), then "read" once an agent had it in front of them.
         "status": ("read" if row.get("team_read") else "received") if inbound else row["delivery_status"],
         # Written or sent by email (the visitor answered our follow-up mail): the widget says so.

@@ -97,6 +97,8 @@
     ".f{display:block;background:none;border:0;padding:2px 0;color:inherit;text-decoration:underline;cursor:pointer;" +
     "text-align:left;font-size:14px;overflow-wrap:anywhere}form .at{background:#fff;color:#1f2328;border:1px solid #8c959f;" +
     "padding:0 10px;display:flex;align-items:center}form .at[hidden]{display:none}.fi{display:none}" +
+    ".r{align-self:flex-start;display:flex;gap:6px;flex-wrap:wrap}.r button{min-width:40px;min-height:40px;border:1px solid #8c959f;" +
+    "border-radius:8px;background:#fff;color:#1f2328;cursor:pointer;font-weight:600}" +
     "@media (max-width:480px){.w{left:12px;right:12px;width:auto;bottom:76px}.b{right:12px;bottom:12px}}";
   if (root.adoptedStyleSheets !== undefined && window.CSSStyleSheet && CSSStyleSheet.prototype.replaceSync) {
     var sheet = new CSSStyleSheet();
@@ -285,6 +287,8 @@
       if (m.by_email) who = (who ? who + " \u00b7 " : "") + words.by_email;
       log.appendChild(bubble(m.text, m.from === "visitor" ? "v" : "t", who, m.files));
     });
+    var final = messages[messages.length - 1];
+    if (final && final.survey && !pending.length) log.appendChild(rating());
     pending.forEach(function (p) {
       if (known[p.client_id]) return;
       var state = p.file ? (navigator.onLine ? words.uploading : words.file_failed) : (navigator.onLine ? words.sending : words.failed);
@@ -448,20 +452,37 @@
     typed();
   });
   input.addEventListener("blur", stopTyping);
-  form.addEventListener("submit", function (event) {
-    event.preventDefault();
-    var text = input.value.trim();
-    if (!text) return;
+  function sendText(text) {
     // Kept before it is sent: a reload or a dropped connection cannot lose it.
     pending.push({client_id: uuid(), text: text});
     savePending();
-    input.value = "";
     articles.hidden = true;
     render();
     log.scrollTop = log.scrollHeight;
     stopTyping();
     flush();  // its answer, and the waiting long poll, bring it back stored
+  }
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    var text = input.value.trim();
+    if (!text) return;
+    input.value = "";
+    sendText(text);
   });
+  // The satisfaction question, answered with one press: the score goes as the visitor's reply, as if typed.
+  function rating() {
+    var group = el("div", "r");
+    group.setAttribute("role", "group");
+    group.setAttribute("aria-label", words.rate);
+    [1, 2, 3, 4, 5].forEach(function (score) {
+      var choice = el("button", "", String(score));
+      choice.type = "button";
+      choice.setAttribute("aria-label", words.rate_score.replace("{score}", score));
+      choice.addEventListener("click", function () { sendText(String(score)); input.focus(); });
+      group.appendChild(choice);
+    });
+    return group;
+  }
   attach.addEventListener("click", function () { picker.click(); });
   picker.addEventListener("change", function () { addFiles(picker.files); picker.value = ""; });
   input.addEventListener("paste", function (event) {
