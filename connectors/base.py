@@ -472,7 +472,7 @@ class Connector(abc.ABC):
     def close(self) -> None:  # noqa: B027 - optional hook; most connectors hold nothing open
         """Release connections held between calls."""
 
-    def sent(self, reply: OutboundReply, provider_id: str) -> None:  # noqa: B027 - optional hook
+    def send_recorded(self, reply: OutboundReply, provider_id: str) -> None:  # noqa: B027 - optional hook
         """Called in the sending process once the reply is recorded as sent (committed): a channel whose
         readers wait in this process (the website chat's widgets) can tell them at once."""
 

@@ -25,7 +25,7 @@ testable without Flask. It is asynchronous by design:
 - **Replies** are delivered by being stored: an agent's reply is a message of the conversation,
   and the widget reads the conversation (only sent replies; never notes), with the reply's files,
   which it fetches with the visitor token. `send` therefore only acknowledges; the outbox marks the
-  reply sent and the widget fetches it. Once it is recorded as sent, `sent` tells the listeners of
+  reply sent and the widget fetches it. Once it is recorded as sent, `send_recorded` tells the listeners of
   this process (`on_reply_sent`: the web app wakes the visitor's waiting widget), so a reply sent by
   a worker in the web server's process reaches an open widget at once, not on its next look.
 - **By email** (`email_channel`, `followup_minutes`): a reply the widget has not reported read follows
@@ -411,7 +411,7 @@ class ChatConnector(Connector):
             raise PermanentError("a chat reply needs text or a file")
         return f"chat:{reply.idempotency_key}"
 
-    def sent(self, reply: OutboundReply, provider_id: str) -> None:
+    def send_recorded(self, reply: OutboundReply, provider_id: str) -> None:
         """The reply is recorded as sent: the visitor's widgets waiting in this process may show it now."""
         if reply.thread_key:
             for listener in list(_sent_listeners):

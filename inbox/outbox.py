@@ -504,7 +504,7 @@ def send_due(mainland: Mainland, store: Store, *, now: dt.datetime | None = None
             store.mark_outbox_sent(row["id"], str(provider_id), iso(clock.now()))
         report.sent += 1
         try:
-            connector.sent(reply, str(provider_id))
+            connector.send_recorded(reply, str(provider_id))
         except Exception:  # a listener's failure must not undo or repeat a send that happened
             log.exception("%s: telling that reply %s was sent failed", row["channel"], row["id"])
     return report
