@@ -125,3 +125,34 @@ def test_many_polling_tabs_wait_longer_so_that_together_they_ask_at_most_the_bud
     # Past what the longest wait allows, they still ask: at most a wait of MAX_POLL_RETRY_MS, never silence.
     asked, waits = polling(600, 200)
     assert max(waits) == MAX_POLL_RETRY_MS and len([at for at in asked if at >= 140]) / 60 >= 600 / 30 * 0.9
+
+
+def test_a_change_written_in_this_process_reaches_an_open_stream_before_its_next_look(app, served):
+    # The stream looks at the database once an hour here: only the write's own wake-up can tell the
+    # second conversation (a visitor's chat message must reach the agents' pages at once, bench/chat_load.py).
+    from inbox.attachments import AttachmentStore
+    from inbox.ingest import Ingestor
+    from tests.inbound import ingest_raw
+    from tests.mailfactory import raw_mail
+
+    app.config.update(LIVE_POLL_SECONDS=3600, LIVE_HEARTBEAT_SECONDS=3600)
+    store = app.extensions["mainland"].open_store()
+    ingestor = Ingestor(store, AttachmentStore(store.path.parent / "attachments"), instance_id="t")
+    session = signed_in(served)
+    try:
+        ingest_raw(ingestor, raw_mail(subject="Before the stream"))
+
+        def told(lines) -> tuple[str, dict]:
+            event = next(line for line in lines if line.startswith("event:") and line != "event: counts")
+            return event, json.loads(next(line for line in lines if line.startswith("data:"))[5:])
+
+        # since=0: the stream's first look tells the earlier conversation, so it has looked once and waits.
+        with session.get(f"{served}/events?since=0", stream=True, timeout=30) as stream:
+            lines = stream.iter_lines(decode_unicode=True)
+            assert told(lines)[1]["mode"] == "stream"
+            assert told(lines)[1]["subject"] == "Before the stream"
+            ingest_raw(ingestor, raw_mail(subject="Where is my parcel?", message_id="<parcel@example.net>"))
+            event, data = told(lines)
+    finally:
+        store.close()
+    assert event == "event: conversation.new" and data["subject"] == "Where is my parcel?"

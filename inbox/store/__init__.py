@@ -10,11 +10,13 @@ that writes is its own transaction unless the caller already holds one.
 from __future__ import annotations
 
 import contextlib
+import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import ClassVar
 
 from sqlite_utils import Database
 
@@ -57,6 +59,8 @@ from inbox.store.work import WorkQueries
 
 __all__ = ["Store", "NotFound", "StoreError", "now_iso"]
 
+log = logging.getLogger("mainland.store")
+
 BUSY_TIMEOUT_MS = 10_000
 #: Rows per index that ANALYZE (run by PRAGMA optimize) looks at: SQLite's recommended bound.
 ANALYSIS_LIMIT = 400
@@ -70,6 +74,11 @@ class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries
             HelpCenterQueries, TriageQueries,
             WebhookOutQueries, ChatQueries, ApiQueries, RuleQueries):
     """A Mainland database. Open one per thread; share the file, not the object."""
+
+    #: Called with the store after each of this process's write transactions commits, in the committing
+    #: thread, outside the write lock: the web's live streams wake on it instead of waiting for their next
+    #: look (inbox/web/live.py). A hook must be quick; one that raises is logged and the write stands.
+    commit_hooks: ClassVar[list[Callable[[Store], None]]] = []
 
     def __init__(self, path: str | Path, *, check: bool = True) -> None:
         self.path = Path(path)
@@ -118,6 +127,11 @@ class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries
             self.conn.execute("COMMIT")
         finally:
             write_locks.record(time.perf_counter() - took_lock)
+        for hook in self.commit_hooks:
+            try:
+                hook(self)
+            except Exception:
+                log.exception("a commit hook failed; the write is committed")
 
     @contextlib.contextmanager
     def savepoint(self, name: str = "item") -> Iterator[Store]:
