@@ -518,6 +518,8 @@ def main() -> None:
             "error_kinds": dict(figures.errors), "busy_answers": figures.busy, "long_poll_answers": figures.polls,
             "serve_cpu_s": round(cpu, 1), "wall_s": round(wall, 1), "drain_s": round(drained, 1),
             "peak_rss_mb": rss, "write_lock_max_ms": health.get("write_lock", {}).get("max_ms"),
+            "write_lock_max_at": health.get("write_lock", {}).get("max_at"),
+            "write_locks_slow": health.get("write_lock", {}).get("slow"),
             "load_average": [round(load_before, 1), round(load_after, 1)],
             "cpus": os.cpu_count(), "minutes": round(args.minutes, 2), "seed": args.seed,
             "queue_depth_warnings": sum("Task queue depth" in line for line in lines),

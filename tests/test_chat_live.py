@@ -382,3 +382,52 @@ def test_the_version_follows_the_read_marks_of_the_visitors_messages(app, client
     before = version_of(client, token)
     db.touch_presence(cid, make_agent(db)["id"], "viewing", iso(clock.now()))
     assert version_of(client, token) != before
+
+
+# A waiting widget looks at a cheap stamp of its view, and builds the view only when the stamp moved ----
+
+@pytest.fixture
+def looking(app):
+    """Held polls look at the database every 10 ms: what they find, they find by looking."""
+    app.config.update(CHAT_CHECK_SECONDS=0.01)
+
+
+def test_a_waiting_poll_with_nothing_new_builds_the_view_only_once(app, client, db, looking, monkeypatch):
+    # 500 open widgets each look once a second: building each one's whole history on every look was
+    # most of the server's work (bench/chat_load.py).
+    token = visitor()
+    started(client, db, token)
+    built, stamped = [], []
+    snapshot, stamp = chat_web._snapshot, db.chat_view_stamp
+    monkeypatch.setattr(chat_web, "_snapshot", lambda *a: built.append(1) or snapshot(*a))
+    monkeypatch.setattr(type(db), "chat_view_stamp",
+                        lambda self, *a: stamped.append(1) or stamp.__func__(self, *a))
+    held = HeldPoll(app, token, version_of(client, token), wait=1)
+    built.clear()
+    held.start()
+    assert held.answered()["messages"][-1]["text"] == "Hello?"
+    assert len(stamped) > 1 and len(built) == 1
+
+
+def test_a_waiting_poll_finds_the_team_reading_by_looking(app, client, db, looking):
+    # An agent opening the conversation tells no widget: the read mark is found by the poll's own look.
+    token = visitor()
+    cid = started(client, db, token)
+    held = HeldPoll(app, token, version_of(client, token))
+    held.start()
+    assert chat_web.waits_of(app).wait_until(1, HELD)
+    db.touch_presence(cid, make_agent(db)["id"], "viewing", iso(clock.now()))
+    assert [m["status"] for m in held.answered()["messages"]] == ["read"]
+
+
+def test_a_waiting_poll_finds_the_agents_typing_go_stale_by_looking(app, client, db, looking, frozen_clock):
+    token = visitor()
+    cid = started(client, db, token)
+    db.touch_presence(cid, make_agent(db)["id"], "typing", iso(clock.now()))
+    answer = client.get("/chat/site/messages", headers=headers(token)).get_json()
+    assert answer["typing"] is True
+    held = HeldPoll(app, token, answer["version"])
+    held.start()
+    assert chat_web.waits_of(app).wait_until(1, HELD)
+    frozen_clock.advance(chat_web.TYPING_SHOWN + dt.timedelta(seconds=1))
+    assert held.answered()["typing"] is False

@@ -208,6 +208,25 @@ class ChatQueries(ChatEmailQueries):
             (visitor, channel, visitor, since)).fetchone()
         return None if row is None else str(row[0])
 
+    def chat_view_stamp(self, channel: str, visitor: str, typing_since: str) -> tuple:
+        """A cheap stand-in for what `chat_history` and `chat_team_typist` show this visitor: it changes
+        whenever they may have (a message added, moved, edited, withdrawn or further delivered, the
+        conversation merged or moved to another customer: each moves the conversation's change number
+        kept by triggers; the team read further; an agent started or stopped typing). Equal stamps mean
+        an unchanged view, so a waiting widget looks at this once a second instead of at its history."""
+        row = self.conn.execute(
+            "SELECT max(cc.seq), max(k.team_read_up_to), count(c.id), ("
+            "  SELECT p.agent_id FROM presence p WHERE p.conversation_id IN ("
+            "    SELECT c2.id FROM conversations c2 WHERE c2.channel = ? AND c2.thread_key = ?)"
+            "  AND p.state = 'typing' AND p.seen_at > ? ORDER BY p.seen_at DESC LIMIT 1) "
+            "FROM conversations c "
+            "JOIN identities i ON i.customer_id = c.customer_id AND i.kind = 'chat' AND i.value = ? "
+            "LEFT JOIN conversation_changes cc ON cc.conversation_id = c.id "
+            "LEFT JOIN conversation_marks k ON k.conversation_id = c.id "
+            "WHERE c.channel = ? AND c.thread_key = ?",
+            (channel, visitor, typing_since, visitor, channel, visitor)).fetchone()
+        return tuple(row)
+
     def chat_conversation_id(self, channel: str, visitor: str) -> int | None:
         """The visitor's latest conversation on `channel` (where their typing shows), if any."""
         row = self.conn.execute(
