@@ -279,7 +279,8 @@ class ApiConnector(Connector):
         return InboundItem(
             channel=self.name,
             external_id=key,
-            author=Author(handle=handle, name=name or f"{self.system} customer {customer_id}", identity_kind="api"),
+            author=Author(handle=handle, name=name or f"{self.system} customer {customer_id}", identity_kind="api",
+                          name_given=bool(name)),
             text=text,
             subject=first_line[:120] or None,
             sent_at=sent_at,

@@ -371,7 +371,8 @@ class ChatConnector(Connector):
             channel=self.name,
             external_id=f"{visitor}:{client_id}",
             # Without a name the visitor is listed by a short, stable mark rather than a 40-digit id.
-            author=Author(handle=visitor, name=name or f"Website visitor {visitor[:6]}", identity_kind="chat"),
+            author=Author(handle=visitor, name=name or f"Website visitor {visitor[:6]}", identity_kind="chat",
+                          name_given=bool(name)),
             text=text,
             subject=first_line[:120],
             sent_at=dt.datetime.fromtimestamp(self.clock(), dt.UTC),

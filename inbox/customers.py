@@ -45,9 +45,9 @@ def resolve_author(store: Store, author: Author, now: str, *, region: str | None
     value = normalize_identity(kind, author.handle, region)
     customer_id = store.customer_for_identity(kind, value)
     if customer_id is None:
-        customer_id = store.create_customer_record(author.name or author.handle, now)
+        customer_id = store.create_customer_record(author.name or author.handle, now, matchable=author.name_given)
         store.attach_identity(customer_id, kind, value, author.name, author.valid, now)
-    elif author.name:
+    elif author.name and author.name_given:
         store.fill_customer_name_key(customer_id, author.name, now)
     return customer_id
 
@@ -77,7 +77,9 @@ def note_item_evidence(store: Store, customer_id: int, item: InboundItem, text: 
     ids of suggestions created or strengthened. Call inside the ingest write, after the insert."""
     kind = canonical_kind(item.author.identity_kind)
     value = normalize_identity(kind, item.author.handle, region)
-    key = identity.name_key(item.author.name)
+    # A channel's stand-in name ("Website visitor 3f9a1c") says nothing about the person: every anonymous
+    # visitor of a day would be compared with every other (bench/chat_load.py).
+    key = identity.name_key(item.author.name) if item.author.name_given else ""
     candidates: dict[int, list[Reason]] = defaultdict(list)
 
     # The channel's identity is something another record claims (a CRM phone, an address a chat mentioned).

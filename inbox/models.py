@@ -48,6 +48,9 @@ class Author:
     #: False when the channel lets anyone type this handle (a web form's email field): the message
     #: still joins the customer who owns the address, but is marked FLAG_CLAIMED_ADDRESS.
     proven: bool = True
+    #: False when `name` is the channel's stand-in for someone who gave none ("Website visitor 3f9a1c"):
+    #: shown as the customer's name, but never taken as evidence that two records are one person.
+    name_given: bool = True
 
 
 @dataclass(frozen=True)

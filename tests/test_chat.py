@@ -400,3 +400,25 @@ def test_the_generic_webhook_endpoint_is_no_way_around_the_chats_checks(client, 
                            headers=headers(visitor(), EVIL))
     assert response.status_code == 404
     assert db.recent_conversations() == []
+
+
+def test_anonymous_visitors_stand_in_names_are_never_compared_as_peoples_names(client, db, monkeypatch):
+    # "Website visitor 3f9a1c" is the widget's stand-in, not a name: compared as one, each post was
+    # weighed against every other anonymous visitor of the day (slower with each visitor, bench/chat_load.py).
+    from inbox import identity
+
+    compared = []
+    similarity = identity.name_similarity
+    monkeypatch.setattr(identity, "name_similarity", lambda a, b: compared.append((a, b)) or similarity(a, b))
+    for _ in range(5):
+        assert post(client, visitor(), "Hello").status_code == 200
+    assert compared == []
+    names = dict(db.execute("SELECT display_name, name_key FROM customers").fetchall())
+    assert len(names) == 5 and all(n.startswith("Website visitor ") for n in names)
+    assert set(names.values()) == {""}, "no matching key from a stand-in"
+
+    # Visitors who give their names are compared as everyone is.
+    for token in (visitor(), visitor()):
+        client.post("/chat/site/messages", json={"client_id": str(uuid.uuid4()), "text": "Hi", "name": "Jan de Vries"},
+                    headers=headers(token))
+    assert ("jan de vries", "jan de vries") in compared

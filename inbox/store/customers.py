@@ -103,8 +103,11 @@ class CustomerQueries:
         raise StoreError(f"merge cycle at customer {customer_id}")
 
     def create_customer_record(self, display_name: str, now: str, *, locale: str | None = None,
-                               crm_ref: str | None = None, owner_agent_id: int | None = None) -> int:
-        key = make_name_key(display_name)
+                               crm_ref: str | None = None, owner_agent_id: int | None = None,
+                               matchable: bool = True) -> int:
+        """A new customer. `matchable=False`: the display name is a channel's stand-in, not a person's
+        name, so it gets no matching key (no namesakes, no name statistics)."""
+        key = make_name_key(display_name) if matchable else ""
         cur = self.conn.execute(
             "INSERT INTO customers (display_name, name_key, locale, crm_ref, owner_agent_id, created_at, updated_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
