@@ -288,6 +288,7 @@ def test_the_widget_learns_the_limits_and_preflight_allows_the_file_headers(clie
     config = client.get("/chat/site/config?lang=nl", headers=headers(visitor())).get_json()
     assert config["files"]["max_bytes"] == 10 * 1024 * 1024 and "application/pdf" in config["files"]["types"]
     assert config["words"]["attach"]
+    assert config["words"]["file_lost"] == "{name} kon niet worden verstuurd. Wilt u het opnieuw toevoegen?"
     preflight = client.options("/chat/site/files", headers={"Origin": ALLOWED,
                                                            "Access-Control-Request-Method": "POST"})
     assert preflight.status_code == 204

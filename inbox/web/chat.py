@@ -224,12 +224,14 @@ def _widget_words() -> dict[str, str]:
 
 
 def _file_words() -> dict[str, str]:
-    """The widget's words for files: the button, a file on its way, and why one was refused."""
+    """The widget's words for files: the button, a file on its way, why one was refused, and one whose
+    bytes did not outlive a reload (no IndexedDB in the visitor's browser)."""
     return {
         "attach": _("Attach a file"),
         "attach_hint": _("Pictures, PDF, text and office documents up to %(size)s MB.", size="{size}"),
         "uploading": _("Uploading…"),
         "file_failed": _("Not sent yet. It will be sent again when you are back online."),
+        "file_lost": _("%(name)s could not be sent. Please attach it again.", name="{name}"),
         "download": _("Download %(name)s", name="{name}"),
         "file_too_large": _("This file is larger than %(size)s MB. Send a smaller file, or a link to it.",
                             size="{size}"),

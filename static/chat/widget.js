@@ -1,11 +1,13 @@
 /* Mainland website chat widget (#18). Embed: <script src="BASE/chat/widget.js" data-channel="NAME" defer>
  * No dependencies, no cookies, no inline styles or eval (works under a strict CSP: the styles are a
  * constructed stylesheet in a shadow root). Messages are shown with textContent only: never HTML.
- * Unsent messages wait in localStorage with their client id and are sent again after a network drop;
- * the server stores one message per client id, so nothing is lost and nothing doubled. While open it
+ * Unsent messages wait in localStorage with their client id and are sent again after a network drop or a
+ * reload; the server stores one message per client id, so nothing is lost and nothing doubled. While open it
  * waits for news with a long poll (the server answers when what it shows changed), and tells the team
  * when the visitor types and has read a reply. Files go up as their own messages (raw body, client id in a
- * header: a retry is stored once) and come down with the visitor token, shown from blob: URLs. See docs/chat.md.
+ * header: a retry is stored once) and come down with the visitor token, shown from blob: URLs. A file waiting
+ * to go up keeps its bytes in the widget's own IndexedDB database until the server has it (without IndexedDB,
+ * in the page only: after a reload the visitor is asked to attach it again). See docs/chat.md.
  */
 (function () {
   "use strict";
@@ -14,7 +16,7 @@
   var channel = script.dataset.channel;
   var base = new URL(script.src, location.href).origin;
   var api = base + "/chat/" + encodeURIComponent(channel);
-  var store = "mainland-chat:" + base + ":" + channel + ":";
+  var store = "mainland-chat:" + base + ":" + channel + ":", FILES = store + "files";
   var POLL_OPEN = 3000, POLL_MAX = 30000, POLL_CLOSED = 30000, WAIT = 25, TYPING_EVERY = 3000, TYPING_IDLE = 5000;
 
   function load(key, fallback) {
@@ -39,13 +41,42 @@
   }
 
   var visitor = load("visitor", null);
-  if (!visitor) { visitor = randomToken(); save("visitor", visitor); }
-  var pending = load("pending", []);  // [{client_id, text}] or [{client_id, file}] not yet confirmed by the server
+  if (!visitor) {  // a new conversation (or the browser's storage was cleared): no earlier file's bytes stay
+    visitor = randomToken();
+    save("visitor", visitor);
+    try { indexedDB.deleteDatabase(FILES).onerror = function (event) { event.preventDefault(); }; } catch (e) { /* none */ }
+  }
+  // [{client_id, text}] or [{client_id, file, name, size}] not yet confirmed by the server. After a reload a
+  // file's entry has no `file` until its bytes are read back from IndexedDB (`restored`).
+  var pending = load("pending", []);
+  var kept = pending.filter(isFile).map(function (p) { return p.client_id; });  // ids with bytes in IndexedDB
   var messages = [];                   // the server's history
   var words = {}, config = null, isOpen = false, typing = false, timer = null, sending = false, suggestTimer = null;
   var version = "", generation = 0, backoff = 0, typist = "", typedAt = 0, idleTimer = null;
   var typingSent = Promise.resolve();
   var blobs = {};  // file id -> Promise of a blob: URL (fetched once, with the visitor token)
+  var notice = "";  // stays on the alert line until the visitor attaches a file
+
+  // A waiting file's bytes in the widget's own IndexedDB database, keyed by client id. Every failure (no
+  // IndexedDB, private mode, blocked, full) rejects, and the caller carries on without it.
+  var filesDb = null;
+  function isFile(p) { return p.size > 0; }  // an empty file is refused before it is queued
+  function bytes(mode, act) {
+    filesDb = filesDb || new Promise(function (ok, fail) {
+      var open = indexedDB.open(FILES, 1);
+      open.onupgradeneeded = function () { open.result.createObjectStore("f"); };
+      open.onsuccess = function () { ok(open.result); };
+      open.onerror = function (event) { event.preventDefault(); fail(open.error); };
+      setTimeout(fail, 5000);  // an open that never answers (seen in Safari) counts as no IndexedDB
+    });
+    return filesDb.then(function (db) {
+      return new Promise(function (ok, fail) {
+        var tx = db.transaction("f", mode), done = act(tx.objectStore("f"));
+        tx.oncomplete = function () { ok(done.result); };
+        tx.onabort = function () { fail(tx.error); };
+      });
+    });
+  }
 
   function request(method, path, body, since, raw) {
     var init = {method: method, headers: {"X-Mainland-Visitor": visitor}, credentials: "omit", cache: "no-store"};
@@ -86,7 +117,7 @@
     "textarea{flex:1;resize:none;height:44px;border:1px solid #8c959f;border-radius:8px;padding:8px;color:#1f2328;background:#fff}" +
     "form button{border:0;border-radius:8px;padding:0 14px;color:#fff;cursor:pointer}" +
     ".st{margin:0;padding:6px 14px;font-size:13px;color:#3d4650;background:#fff;border-bottom:1px solid #d0d7de}" +
-    ".st:empty{display:none}.e{color:#b42318;font-size:13px;padding:0 12px 6px;background:#fff}.e:empty{display:none}" +
+    ".st:empty{display:none}.e{color:#b42318;font-size:13px;padding:0 12px 6px;background:#fff;overflow-wrap:anywhere}.e:empty{display:none}" +
     ".sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}" +
     ".em{padding:6px 12px;border-top:1px solid #d0d7de;background:#fff;font-size:13px;color:#3d4650}" +
     ".em[hidden],.em form[hidden]{display:none}.em p{margin:0}.em .k{background:none;border:0;padding:2px 0;color:#0b57d0;" +
@@ -261,8 +292,11 @@
     Array.prototype.forEach.call(list || [], function (file) {
       var refused = allowedFile(file);
       if (refused) { error.textContent = refused; return; }
-      error.textContent = "";
-      pending.push({client_id: uuid(), file: file, name: file.name, size: file.size});
+      error.textContent = notice = "";
+      var id = uuid();
+      pending.push({client_id: id, file: file, name: file.name, size: file.size});
+      kept.push(id);
+      bytes("readwrite", function (s) { return s.put(file, id); }).catch(function () { /* this page only */ });
     });
     savePending();
     articles.hidden = true;
@@ -270,8 +304,29 @@
     log.scrollTop = log.scrollHeight;
     flush();
   }
-  // Only messages outlive the page: a file's bytes cannot be kept in localStorage.
-  function savePending() { save("pending", pending.filter(function (p) { return !p.file; })); }
+  // A file's name and size wait in localStorage with the messages; its bytes go once it has left the queue.
+  function savePending() {
+    save("pending", pending.map(function (p) { return isFile(p) ? {client_id: p.client_id, name: p.name, size: p.size} : p; }));
+    var waiting = pending.map(function (p) { return p.client_id; });
+    kept = kept.filter(function (id) {
+      if (waiting.indexOf(id) >= 0) return true;
+      bytes("readwrite", function (s) { return s.delete(id); }).catch(function () { /* nothing was kept */ });
+    });
+  }
+
+  // After a reload: the waiting files' bytes are read back before the queue goes on. A file whose bytes are
+  // gone (no IndexedDB, or it was full) leaves the queue; `restored` gives their names, to tell the visitor.
+  var restored = Promise.all(pending.map(function (p) {
+    return isFile(p) && bytes("readonly", function (s) { return s.get(p.client_id); })
+      .then(function (file) { p.file = file; }, function () { /* gone */ });
+  })).then(function () {
+    var gone = pending.filter(function (p) { return isFile(p) && !p.file; });
+    if (gone.length) {
+      pending = pending.filter(function (p) { return gone.indexOf(p) < 0; });
+      savePending();
+    }
+    return gone.map(function (p) { return p.name; });
+  });
 
   function render() {
     if (!config) return;
@@ -291,8 +346,8 @@
     if (final && final.survey && !pending.length) log.appendChild(rating());
     pending.forEach(function (p) {
       if (known[p.client_id]) return;
-      var state = p.file ? (navigator.onLine ? words.uploading : words.file_failed) : (navigator.onLine ? words.sending : words.failed);
-      log.appendChild(bubble(p.text, "v", state, p.file ? [{name: p.name}] : null));
+      var state = isFile(p) ? (navigator.onLine ? words.uploading : words.file_failed) : (navigator.onLine ? words.sending : words.failed);
+      log.appendChild(bubble(p.text, "v", state, isFile(p) ? [{name: p.name}] : null));
     });
     if (typing) log.appendChild(el("div", "m g", typist ? words.typing_name.replace("{name}", typist) : words.typing));
     if (atBottom) log.scrollTop = log.scrollHeight;
@@ -339,8 +394,9 @@
 
   function flush() {
     if (sending || !pending.length) return Promise.resolve();
-    sending = true;
     var next = pending[0];
+    if (isFile(next) && !next.file) return restored.then(flush);  // its bytes are still being read back
+    sending = true;
     var sent = next.file ? request("POST", "/files", null, undefined, {body: next.file, headers: {
       "Content-Type": next.file.type || "application/octet-stream", "X-Mainland-Client-Id": next.client_id,
       "X-Mainland-File-Name": encodeURIComponent(next.name)}}) : request("POST", "/messages", next);
@@ -353,7 +409,7 @@
         if (data.ok && data.message && !messages.some(function (m) { return m.id === data.message.id; })) {
           messages.push(data.message);
         }
-        error.textContent = data.ok ? "" : (data.message || "");
+        error.textContent = data.ok ? notice : (data.message || "");
         render();
         return flush();
       }
@@ -591,6 +647,10 @@
     if (!data.ok) return;
     applyConfig(data);
     (document.body || document.documentElement).appendChild(host);
+    restored.then(function (gone) {
+      if (gone.length) error.textContent = notice = words.file_lost.replace("{name}", function () { return gone.join(", "); });
+      render();
+    });
     var opening = !!signinToken;
     redeemSignin().then(function () { if (opening || load("open", false)) setOpen(true); else tick(); });
   }).catch(function () { /* Mainland unreachable: no widget */ });
