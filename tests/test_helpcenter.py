@@ -192,6 +192,7 @@ def test_unpublished_archived_and_unknown_articles_are_the_same_404(happ, hstore
 def test_unpublished_and_unknown_ask_the_database_the_same_questions(happ, hstore, lead, monkeypatch):
     """No difference in timing either: both run the very same statements, only the slug differs."""
     from inbox.store import Store
+    from inbox.web.request_store import pool_of
 
     hidden = answer(hstore, "Hidden", "Secret text of a draft.")
     publish(lead, hidden, slug="hidden")
@@ -204,6 +205,7 @@ def test_unpublished_and_unknown_ask_the_database_the_same_questions(happ, hstor
         self.conn.set_trace_callback(statements.append)
 
     monkeypatch.setattr(Store, "__init__", traced)
+    pool_of(happ).close()  # the next request opens a traced connection (the idle ones were opened untraced)
     visitor = happ.test_client()
     visitor.get("/help/en/hidden")
     unpublished = [sql.replace("'hidden'", "?") for sql in statements]

@@ -14,6 +14,7 @@ import yaml
 import inbox.store as store_module
 from inbox import cli
 from inbox.config import ConfigError, load
+from inbox.web.request_store import pool_of
 from tests.test_web_auth import csrf_token, login, make_agent
 
 
@@ -101,6 +102,7 @@ def test_the_web_app_says_the_disk_is_full_and_nothing_was_saved(app, client, fi
     login(client, email="lea@example.org")
     token = csrf_token(client, "/answers/new")
     fill_the_disk()
+    pool_of(app).close()  # the next request opens its connection on the full disk
     response = client.post("/answers/new", data={"title": "Refunds", "body": "We refund within five days. " * 350,
                                                  "language": "en", "csrf_token": token})
     page = response.get_data(as_text=True)

@@ -58,7 +58,7 @@ def create_app(config: Config | Mapping[str, Any] | str | Path | None = None, *,
     i18n.init_app(app)              # English and Dutch
     converters.init_app(app)        # `<int:...>` ids the database can hold: before any blueprint
     proxy.init_app(app)             # the client's address behind trusted proxies
-    request_store.init_app(app)     # one Store per request, closed at its end
+    request_store.init_app(app)     # one Store per request, from the app's pool of idle connections
     static_versions.init_app(app)   # static URLs carry their content hash and are cached a year
     headers.init_app(app)           # security headers on every response
     settings_refresh.init_app(app)  # settings changed in another process apply on the next request
