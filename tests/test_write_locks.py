@@ -69,3 +69,37 @@ def test_health_shows_the_figures_to_agents_only(app, client):
     login(client)
     shown = client.get("/-/health").json["write_lock"]
     assert shown["transactions"] >= 1 and set(shown) == {"transactions", "slow", "max_ms", "max_at"}
+
+
+def test_this_process_writers_take_turns_instead_of_meeting_sqlites_lock(store):
+    # SQLite's own wait sleeps and retries (up to 100 ms apart); within one process the writers queue
+    # on `write_locks.turn` and each starts as soon as the one before committed. With SQLite's wait
+    # switched off, any writer that met another's lock would fail with "database is locked".
+    import threading
+
+    from inbox.store import Store
+
+    store.execute("CREATE TABLE turns (key TEXT)")
+    stores = [Store(store.path, check=False) for _ in range(4)]
+    for each in stores:
+        each.conn.execute("PRAGMA busy_timeout = 0")
+    start, failures = threading.Barrier(len(stores)), []
+
+    def write(each: Store, n: int) -> None:
+        start.wait()
+        for i in range(25):
+            try:
+                with each.write():
+                    each.execute("INSERT INTO turns (key) VALUES (?)", (f"turn-{n}-{i}",))
+            except Exception as exc:  # noqa: BLE001 - the failure is the finding
+                failures.append(exc)
+
+    threads = [threading.Thread(target=write, args=(each, n)) for n, each in enumerate(stores)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    for each in stores:
+        each.close()
+    assert failures == []
+    assert store.execute("SELECT count(DISTINCT key) FROM turns").fetchone()[0] == 100

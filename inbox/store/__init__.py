@@ -82,6 +82,8 @@ class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries
 
     def __init__(self, path: str | Path, *, check: bool = True) -> None:
         self.path = Path(path)
+        #: The file, however it was named: this process's writers to it take turns (`write_locks.turn`).
+        self._database = str(self.path.resolve())
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: we issue BEGIN IMMEDIATE ourselves; sqlite3's implicit
         # transactions are DEFERRED and would bring back the upgrade-to-write SQLITE_BUSY.
@@ -115,18 +117,19 @@ class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries
         if self.conn.in_transaction:
             yield self
             return
-        self.conn.execute("BEGIN IMMEDIATE")
-        took_lock = time.perf_counter()
-        try:
-            yield self
-        except BaseException:
-            if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
-            raise
-        else:
-            self.conn.execute("COMMIT")
-        finally:
-            write_locks.record(time.perf_counter() - took_lock)
+        with write_locks.turn(self._database, BUSY_TIMEOUT_MS / 1000):
+            self.conn.execute("BEGIN IMMEDIATE")
+            took_lock = time.perf_counter()
+            try:
+                yield self
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+            else:
+                self.conn.execute("COMMIT")
+            finally:
+                write_locks.record(time.perf_counter() - took_lock)
         for hook in self.commit_hooks:
             try:
                 hook(self)
