@@ -166,3 +166,22 @@ def test_a_removal_in_another_database_is_never_told(world: World):  # noqa: F81
     world.store.add_note(cid, agent_id=world.bob["id"], author_name="Bob", text="bump", external_id="note:bump",
                          now="2026-11-23T10:00:00+00:00")
     assert named(bobs.poll(), "message.removed") == []
+
+
+def test_streams_woken_by_one_change_ask_the_database_for_it_once(world: World, monkeypatch):  # noqa: F811
+    # A write in this process wakes every open stream at once (30 agents' tabs): those that see the same
+    # teams share one look at what changed instead of each asking the database.
+    from inbox.web.live import LiveState
+
+    world.conversation()
+    seq = world.store.change_watermark()
+    streams = [LiveState(world.store, dict(agent), None, seq, None) for agent in (world.ann, world.bob)]
+    cid = world.conversation()
+    asked = []
+    changes_since = world.store.changes_since
+    monkeypatch.setattr(world.store, "changes_since", lambda *a, **kw: asked.append(a) or changes_since(*a, **kw))
+    watermark = world.store.change_watermark()
+    told = [stream.poll(now=_now(), with_presence=False, with_notifications=False, watermark=watermark)
+            for stream in streams]
+    assert all(any(f'"id":{cid}' in event for event in events) for events in told)
+    assert len(asked) == 1

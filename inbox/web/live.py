@@ -152,29 +152,30 @@ class _PollPace:
 _pace = _PollPace()
 
 
-class _CountCache:
-    """Status counts per (teams, watermark): many streams of one team after one change ask once."""
+class _PerChange:
+    """Answers kept per (database, teams, change numbers): a change wakes or reaches many streams at
+    once, and those that see the same teams ask the database once (status counts; what changed)."""
 
-    def __init__(self, size: int = 64) -> None:
+    def __init__(self, size: int = 128) -> None:
         self._lock = threading.Lock()
-        self._items: OrderedDict[tuple, dict[str, int]] = OrderedDict()
+        self._items: OrderedDict[tuple, Any] = OrderedDict()
         self._size = size
 
-    def get(self, store: Store, team_ids: set[int] | None, seq: int) -> dict[str, int]:
+    def get(self, store: Store, team_ids: set[int] | None, numbers: tuple, compute: Callable[[], Any]) -> Any:
         # Keyed by the database too: one process may serve several (tests; an installation moved).
-        key = (str(store.path), None if team_ids is None else tuple(sorted(team_ids)), seq)
+        key = (str(store.path), None if team_ids is None else tuple(sorted(team_ids)), *numbers)
         with self._lock:
             if key in self._items:
                 return self._items[key]
-        counts = store.status_counts(team_ids)
+        answer = compute()
         with self._lock:
-            self._items[key] = counts
+            self._items[key] = answer
             while len(self._items) > self._size:
                 self._items.popitem(last=False)
-        return counts
+        return answer
 
 
-_counts = _CountCache()
+_per_change = _PerChange()
 
 
 class _Removals:
@@ -220,6 +221,10 @@ class _LocalChanges:
         self._latest: dict[str, int] = {}
         #: Streams waiting now: with none, a commit costs nothing.
         self.listeners = 0
+
+    def latest(self, database: str) -> int:
+        """The newest change number a write of this process committed to `database` (0: none yet)."""
+        return self._latest.get(database, 0)
 
     def after_commit(self, store: Store) -> None:
         if not self.listeners:
@@ -342,9 +347,13 @@ class LiveState:
         return {r["id"]: (r["delivery_status"], r["delivery_error"], bool(r["possible_duplicate"]))
                 for r in self.store.message_delivery(self.conversation_id)}
 
-    def poll(self, *, now: dt.datetime, with_presence: bool = True, with_notifications: bool = True) -> list[str]:
+    def poll(self, *, now: dt.datetime, with_presence: bool = True, with_notifications: bool = True,
+             watermark: int | None = None) -> list[str]:
+        """The events since the last poll. `watermark`: the newest change number, when the caller knows it
+        (a stream woken by this process's write); else it is read."""
         events: list[str] = []
-        watermark = self.store.change_watermark()
+        if watermark is None:
+            watermark = self.store.change_watermark()
         if watermark > self.seq:
             events.extend(self._changes(watermark))
         if self.conversation_id and with_presence:
@@ -387,7 +396,9 @@ class LiveState:
 
     def _changes(self, watermark: int) -> list[str]:
         before = self.seq
-        rows = self.store.changes_since(before, self.team_ids, limit=200)
+        # Cached per watermark: the rows may hold changes made after it (told again on the next look).
+        rows = _per_change.get(self.store, self.team_ids, ("changes", before, watermark),
+                               lambda: self.store.changes_since(before, self.team_ids, limit=200))
         # Hidden conversations' changes advance the watermark too, without telling anything about them.
         self.seq = rows[-1]["seq"] if len(rows) == 200 else watermark
         told: list[tuple[str, dict[str, Any]]] = []
@@ -395,7 +406,8 @@ class LiveState:
             told.append(("conversation.new" if row["created_seq"] > before else "conversation.changed",
                          _conversation_event(row)))
         if rows:
-            counts = _counts.get(self.store, self.team_ids, self.seq)
+            counts = _per_change.get(self.store, self.team_ids, ("counts", self.seq),
+                                     lambda: self.store.status_counts(self.team_ids))
             told.append(("counts", {"by_status": counts, "total": sum(counts.values())}))
         if any(row["id"] == self.conversation_id for row in rows):
             delivery = self._delivery()
@@ -514,7 +526,7 @@ def events():
                 yield f"retry: {STREAM_RETRY_MS}\n\n"
                 yield sse("hello", {"seq": seq, "conversation_id": conversation_id, "mode": "stream"}, state.event_id)
                 started = last_beat = last_check = time.monotonic()
-                last_full = 0.0
+                last_full = -float("inf")  # the first look is a full one (monotonic time may start near 0)
                 while True:
                     moment = time.monotonic()
                     if moment - started >= settings["max"]:
@@ -534,7 +546,9 @@ def events():
                     # Woken by a change: only what changed. Presence, typing, drafts and notifications keep
                     # their pace of one look a second whatever the writes do.
                     full = moment - last_full >= settings["poll"]
-                    yield from state.poll(now=clock.now(), with_presence=full, with_notifications=full)
+                    # A woken look knows the watermark its waking write left: no need to read it.
+                    yield from state.poll(now=clock.now(), with_presence=full, with_notifications=full,
+                                          watermark=None if full else max(state.seq, _local_changes.latest(database)))
                     if full:
                         last_full = moment
                     if moment - last_beat >= settings["heartbeat"]:
