@@ -45,7 +45,8 @@ answered `busy` are counted apart), and exceptions.
 Last line, one JSON object: `delivery_p50_ms`, `delivery_p95_ms`, `delivery_p99_ms` (each an object
 `visitor_to_agent`, `agent_to_visitor`, and the parts above), `widgets`, `agents`,
 `messages_sent`, `replies_sent`, `lost`, `doubled`, `errors`, `busy_answers`, `serve_cpu_s`, `wall_s`,
-`peak_rss_mb`, `load_average` [before, after], and details (`write_lock_max_ms` from `/-/health`,
+`peak_rss_mb`, `load_average` [before, after], and details (`write_lock_max_ms`, the code that held it
+`write_lock_max_at` and the count of holds over a second `write_locks_slow`, from `/-/health`,
 `queue_depth_warnings`: waitress's "Task queue depth" log lines). Targets: p95 < 300 ms both ways, 0 lost,
 0 doubled, 0 errors.
 """
