@@ -59,9 +59,11 @@ def world(tmp_path):
 
     report = take(mail(f"Zeno Quibble <{ADDRESS}>", f"Hello, the {WORD} arrived broken.", attachment=PDF))
     zeno = store.customer_for_identity("email", ADDRESS)
-    tg = InboundItem(channel="tg", external_id="tg-1", author=Author("31337", "Zeno Quibble", "telegram"),
+    # A long Telegram id: the file is searched for it after the erasure, and a short one ("31337") turned up
+    # by chance inside a random 19-digit MIME boundary of another message.
+    tg = InboundItem(channel="tg", external_id="tg-1", author=Author("7319044826513", "Zeno Quibble", "telegram"),
                      text=f"also me, {ADDRESS}", sent_at=dt.datetime(2026, 3, 5, 11, tzinfo=dt.UTC),
-                     raw=b'{"from": {"id": 31337}}')
+                     raw=b'{"from": {"id": 7319044826513}}')
     ingestor.ingest_one("tg", tg)
     # Zeno edits the chat message: the earlier text (with the address) is kept as history, and is
     # the customer's data like the rest.
@@ -130,14 +132,14 @@ def test_erase_leaves_no_trace_in_the_database_file_the_indexes_or_the_attachmen
     # merged customer takes both.
     from inbox import customers
 
-    telegram = store.customer_for_identity("telegram", "31337")
+    telegram = store.customer_for_identity("telegram", "7319044826513")
     assert store.suggestion_for_pair(zeno, telegram)["status"] == "open"
     customers.merge(store, zeno, telegram, agent_id=None, now=iso(dt.datetime.now(dt.UTC)))
     result = privacy.erase_customer(store, files, zeno, actor="agent:1")
     store.checkpoint()
 
     after = _disk_bytes(world["path"])
-    for needle in (ADDRESS, WORD, "Zeno Quibble", "zeno quibble", "31337"):
+    for needle in (ADDRESS, WORD, "Zeno Quibble", "zeno quibble", "7319044826513"):
         assert needle.encode() not in after, needle
     assert store.execute("SELECT count(*) FROM messages_fts WHERE messages_fts MATCH ?", (WORD,)).fetchone()[0] == 0
     assert store.execute("SELECT count(*) FROM messages_fts WHERE messages_fts MATCH ?", ('"zeno"',)).fetchone()[0] == 0
@@ -184,13 +186,13 @@ def test_erasing_a_merged_customer_erases_the_records_merged_into_it(world):
     from inbox import customers
 
     store = world["store"]
-    tg_customer = store.customer_for_identity("telegram", "31337")
+    tg_customer = store.customer_for_identity("telegram", "7319044826513")
     customers.merge(store, world["zeno"], tg_customer, agent_id=None, now=iso(dt.datetime.now(dt.UTC)))
     result = privacy.erase_customer(store, world["files"], world["zeno"], actor="test")
     assert sorted(result["customers"]) == sorted([world["zeno"], tg_customer])
     assert store.execute("SELECT count(*) FROM customer_merges").fetchone()[0] == 0
     store.checkpoint()
-    assert b"31337" not in _disk_bytes(world["path"])
+    assert b"7319044826513" not in _disk_bytes(world["path"])
 
 
 # Command line -------------------------------------------------------------------------------------
@@ -226,7 +228,7 @@ def test_export_and_erase_commands(cli_config, tmp_path):
 
 def test_other_records_lose_their_claim_of_an_erased_address(world):
     store = world["store"]
-    telegram = store.customer_for_identity("telegram", "31337")
+    telegram = store.customer_for_identity("telegram", "7319044826513")
     assert ("email", ADDRESS) in {(c["kind"], c["value"]) for c in store.claims_of(telegram)}
     privacy.erase_customer(store, world["files"], world["zeno"], actor="test")
     # A record that was never merged with them is another customer: it stays, without the claim.
