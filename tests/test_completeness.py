@@ -11,6 +11,7 @@ import pytest
 
 import connectors
 from connectors.testing import ConnectorContract
+from tests import python_source
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILTINS = connectors.discover(include_entry_points=False)
@@ -45,7 +46,7 @@ def _python_files():
 
 @pytest.mark.parametrize("path", list(_python_files()), ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_module_says_what_it_is_for(path):
-    tree = ast.parse(path.read_text())
+    tree = python_source.parse(path.read_text())
     assert ast.get_docstring(tree), f"{path.relative_to(ROOT)} needs a module docstring saying what it is for"
 
 

@@ -14,6 +14,7 @@ from connectors._labels import SETTING_LABELS
 from connectors.base import N_, Phrase, Setting
 from inbox.i18n import gettext
 from inbox.web.channels_admin import _translated
+from tests import python_source
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 #: The built-in connectors and their shared parts (the contract kit has no words for admins).
@@ -34,7 +35,7 @@ def _is_marked(node: ast.expr) -> bool:
 
 
 def _calls(source: str, name: str):
-    for node in ast.walk(ast.parse(source)):
+    for node in ast.walk(python_source.parse(source)):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == name:
             yield node
 
@@ -49,7 +50,7 @@ def unmarked_summaries(source: str, filename: str) -> list[str]:
     """Connection-test summaries that cannot be translated: a `ProbeResult(...)` built from plain text (use
     `ProbeResult.said`), or a `Phrase`/`ProbeResult.said` whose template is not one `N_("...")`."""
     hits = [f"{filename}:{call.lineno}: ProbeResult(...)" for call in _calls(source, "ProbeResult")]
-    for node in ast.walk(ast.parse(source)):
+    for node in ast.walk(python_source.parse(source)):
         if not isinstance(node, ast.Call):
             continue
         said = isinstance(node.func, ast.Attribute) and node.func.attr == "said"
@@ -85,7 +86,7 @@ def test_the_checks_find_unmarked_words():
 
 def unmarked_kind_names(source: str, filename: str) -> list[str]:
     """A connector class's `display_name = ...` that is not one `N_("...")` (the admin pages show it)."""
-    return [f"{filename}:{node.lineno}: display_name" for node in ast.walk(ast.parse(source))
+    return [f"{filename}:{node.lineno}: display_name" for node in ast.walk(python_source.parse(source))
             if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "display_name"
                                                     for t in node.targets) and not _is_marked(node.value)]
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import connectors
+from tests import python_source
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,7 +59,7 @@ def source_modules(root: Path) -> dict[str, Path]:
 def imported_names(name: str, path: Path, *, top_level_only: bool) -> set[str]:
     """What a module imports (`from a import b` counts as `a.b` and `a`); with `top_level_only`, only the
     imports that run when the module is imported (not those inside functions)."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
+    tree = python_source.parse(path.read_text(encoding="utf-8"))
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     nodes = _module_level(tree.body) if top_level_only else list(ast.walk(tree))
     found = set()
