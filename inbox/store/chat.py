@@ -227,6 +227,25 @@ class ChatQueries(ChatEmailQueries):
             (channel, visitor, typing_since, visitor, channel, visitor)).fetchone()
         return tuple(row)
 
+    def thread_news(self, after_seq: int, touched_since: str, typing_since: str) -> dict[str, Any]:
+        """What may have changed for the threads (channel, thread key) that waiting widgets show, for one
+        look of the process's news watcher (inbox/web/chat.py): `watermark`, the newest change number;
+        `changed`, the threads of conversations changed after `after_seq` and up to it; `touched`, those
+        an agent's heartbeat reached at or after `touched_since` (read marks, typing); `typing`, those
+        with an agent typing after `typing_since`."""
+        watermark = self.change_watermark()
+        changed = self.conn.execute(
+            "SELECT DISTINCT c.channel, c.thread_key FROM conversation_changes ch "
+            "JOIN conversations c ON c.id = ch.conversation_id "
+            "WHERE ch.seq > ? AND ch.seq <= ? AND c.thread_key IS NOT NULL", (after_seq, watermark)).fetchall()
+        touched = self.conn.execute(
+            "SELECT DISTINCT c.channel, c.thread_key, p.state = 'typing' AND p.seen_at > ? "
+            "FROM presence p JOIN conversations c ON c.id = p.conversation_id "
+            "WHERE (p.seen_at >= ? OR (p.state = 'typing' AND p.seen_at > ?)) AND c.thread_key IS NOT NULL",
+            (typing_since, touched_since, typing_since)).fetchall()
+        return {"watermark": watermark, "changed": {(r[0], r[1]) for r in changed},
+                "touched": {(r[0], r[1]) for r in touched}, "typing": {(r[0], r[1]) for r in touched if r[2]}}
+
     def chat_conversation_id(self, channel: str, visitor: str) -> int | None:
         """The visitor's latest conversation on `channel` (where their typing shows), if any."""
         row = self.conn.execute(

@@ -100,7 +100,8 @@ MAX_RECEIPTS = 200
 SINCE_HEADER = "X-Mainland-Since"
 #: The longest a widget's long poll is held (seconds); the widget asks for 25.
 MAX_WAIT_SECONDS = 30.0
-#: How often a held long poll looks for news that did not wake it (another process's, an agent's typing).
+#: How often the process looks for its waiting widgets' news from elsewhere (another process's writes, an
+#: agent's typing and read marks): `_Watcher`.
 CHECK_SECONDS = 1.0
 #: Long polls that get a thread of their own under `mainland serve` unless `web.chat_waits` says otherwise:
 #: 500 open widgets on one machine (#18; bench/chat_load.py). Under another server, a quarter of its threads.
@@ -461,6 +462,10 @@ class _News:
         """The key's latest news (0: none remembered); pass it to the `wait` of `listening`."""
         return self._latest.get(key, 0)  # one dictionary read: no lock needed
 
+    def waiting(self, key: str) -> bool:
+        """Whether a poll of this process waits for the key's news now."""
+        return key in self._waiting  # one dictionary read: no lock needed
+
     def tell(self, key: str) -> None:
         with self._lock:
             self._latest[key] = next(self._numbers)
@@ -526,6 +531,79 @@ class _Waits:
 
 
 news = _News()
+
+
+class _Watcher:
+    """One look at the database for the whole process, every `web.chat_check_seconds`, at what may have
+    changed for its waiting widgets elsewhere (another process's writes, an agent's heartbeat: read
+    marks and typing, typing that went stale), telling only the visitors concerned.
+
+    Each waiting poll looked itself once a second: 500 open widgets made 500 looks and 500 thread
+    wake-ups a second, most finding nothing (bench/chat_load.py). The watcher runs while polls wait,
+    with a connection of its own, and stops when none does."""
+
+    def __init__(self, open_store: Callable[[], object]) -> None:
+        self._open_store = open_store
+        self._lock = threading.Lock()  # guards the three below
+        self._listeners = 0
+        self._running = False
+        self._every = CHECK_SECONDS
+
+    @contextlib.contextmanager
+    def watching(self, every: float) -> Iterator[None]:
+        with self._lock:
+            self._listeners += 1
+            self._every = every
+            if not self._running:
+                self._running = True
+                threading.Thread(target=self._run, name="mainland-chat-news", daemon=True).start()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._listeners -= 1
+
+    def _run(self) -> None:
+        try:
+            store = self._open_store()
+        except Exception:
+            log.exception("chat: the news watcher could not open the database; widgets find news on their next poll")
+            with self._lock:
+                self._running = False
+            return
+        try:
+            now = clock.now()
+            seen = store.thread_news(store.change_watermark(), iso(now), iso(now - TYPING_SHOWN))
+            while True:
+                with self._lock:
+                    if not self._listeners:
+                        self._running = False
+                        return
+                    every = self._every
+                time.sleep(every)
+                now = clock.now()
+                looked = store.thread_news(seen["watermark"], iso(now - dt.timedelta(seconds=every)),
+                                           iso(now - TYPING_SHOWN))
+                for channel, thread in looked["changed"] | looked["touched"] | (looked["typing"] ^ seen["typing"]):
+                    key = news_key(channel, thread)
+                    if news.waiting(key):
+                        news.tell(key)
+                seen = looked
+        except Exception:
+            log.exception("chat: the news watcher stopped; it starts again with the next waiting widget")
+            with self._lock:
+                self._running = False
+        finally:
+            store.close()
+
+
+def watcher_of(app) -> _Watcher:
+    """The app's news watcher (per app: its database)."""
+    watcher = app.extensions.get("chat_watcher")
+    if watcher is None:
+        mainland = app.extensions["mainland"]
+        watcher = app.extensions.setdefault("chat_watcher", _Watcher(lambda: mainland.open_store(check=False)))
+    return watcher
 
 
 def _tell_reply_sent(channel: str, visitor: str) -> None:
@@ -597,12 +675,12 @@ def _answer_when_news(store, channel: str, visitor: str, since: str, wait: float
         check = _web_setting("chat_check_seconds", CHECK_SECONDS)
         deadline = time.monotonic() + wait
         key = news_key(channel, visitor)
-        with news.listening(key) as wait_for_news:
+        with news.listening(key) as wait_for_news, watcher_of(current_app).watching(check):
             stamp = None
             while True:
                 seen = news.count(key)  # before looking: news during the look is not slept through
-                # The whole view is built only when its cheap stamp moved: 500 waiting widgets look once
-                # a second each, and most looks find nothing new (bench/chat_load.py).
+                # Told something may have changed (a post, a receipt, a sent reply, the watcher): the whole
+                # view is built only when its cheap stamp moved.
                 looked = store.chat_view_stamp(channel, visitor, iso(clock.now() - TYPING_SHOWN))
                 if looked != stamp:
                     stamp = looked
@@ -612,7 +690,7 @@ def _answer_when_news(store, channel: str, visitor: str, since: str, wait: float
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return answer
-                wait_for_news(seen, min(check, remaining))
+                wait_for_news(seen, remaining)
     finally:
         waits.release()
 
