@@ -409,30 +409,32 @@ def test_a_waiting_poll_with_nothing_new_looks_only_when_it_comes_and_goes(app, 
     assert len(stamped) == 2 and len(built) == 1
 
 
-def test_the_watcher_tells_a_waiting_poll_of_a_message_written_by_another_process(app, client, db, looking):
-    # Written through another connection and told to nobody, as another process's worker would.
+def waiting_visitor(app, client, db) -> tuple[int, HeldPoll]:
+    """A visitor's conversation and their widget's long poll, held."""
     token = visitor()
     cid = started(client, db, token)
     held = HeldPoll(app, token, version_of(client, token))
     held.start()
     assert chat_web.waits_of(app).wait_until(1, HELD)
+    return cid, held
+
+
+def test_the_watcher_tells_a_waiting_poll_of_a_message_written_by_another_process(app, client, db, looking):
+    # Written through another connection and told to nobody, as another process's worker would.
+    cid, held = waiting_visitor(app, client, db)
     queue_reply(app.extensions["mainland"], db, cid, "Found it.")
     db.execute("UPDATE messages SET delivery_status = 'sent', sent_at = received_at WHERE direction = 'out'")
     assert held.answered()["messages"][-1]["text"] == "Found it."
 
 
-def test_a_waiting_poll_finds_the_team_reading_by_looking(app, client, db, looking):
-    # An agent opening the conversation tells no widget: the read mark is found by the poll's own look.
-    token = visitor()
-    cid = started(client, db, token)
-    held = HeldPoll(app, token, version_of(client, token))
-    held.start()
-    assert chat_web.waits_of(app).wait_until(1, HELD)
+def test_the_watcher_finds_the_team_reading(app, client, db, looking):
+    # An agent opening the conversation tells no widget: the process's watcher finds the read mark.
+    cid, held = waiting_visitor(app, client, db)
     db.touch_presence(cid, make_agent(db)["id"], "viewing", iso(clock.now()))
     assert [m["status"] for m in held.answered()["messages"]] == ["read"]
 
 
-def test_a_waiting_poll_finds_the_agents_typing_go_stale_by_looking(app, client, db, looking, frozen_clock):
+def test_the_watcher_finds_the_agents_typing_go_stale(app, client, db, looking, frozen_clock):
     token = visitor()
     cid = started(client, db, token)
     db.touch_presence(cid, make_agent(db)["id"], "typing", iso(clock.now()))
