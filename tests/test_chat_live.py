@@ -445,3 +445,16 @@ def test_the_watcher_finds_the_agents_typing_go_stale(app, client, db, looking, 
     assert chat_web.waits_of(app).wait_until(1, HELD)
     frozen_clock.advance(chat_web.TYPING_SHOWN + dt.timedelta(seconds=1))
     assert held.answered()["typing"] is False
+
+
+def test_the_watcher_stops_when_the_last_widget_stops_waiting(app, client, db, only_woken):
+    # It looks once an hour here: it must not sleep that hour out once nobody waits.
+    cid, held = waiting_visitor(app, client, db)
+    watchers = [t for t in threading.enumerate() if t.name == "mainland-chat-news"]
+    assert watchers
+    queue_reply(app.extensions["mainland"], db, cid, "Here.")
+    assert send_due(app.extensions["mainland"], db).sent == 1
+    held.answered()
+    for watcher in watchers:
+        watcher.join(HELD)
+    assert not any(t.is_alive() for t in watchers)

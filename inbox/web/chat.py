@@ -548,12 +548,15 @@ class _Watcher:
         self._listeners = 0
         self._running = False
         self._every = CHECK_SECONDS
+        #: Set when the last waiting poll left: the watcher stops at once rather than after its pause.
+        self._quiet = threading.Event()
 
     @contextlib.contextmanager
     def watching(self, every: float) -> Iterator[None]:
         with self._lock:
             self._listeners += 1
             self._every = every
+            self._quiet.clear()
             if not self._running:
                 self._running = True
                 threading.Thread(target=self._run, name="mainland-chat-news", daemon=True).start()
@@ -562,6 +565,8 @@ class _Watcher:
         finally:
             with self._lock:
                 self._listeners -= 1
+                if not self._listeners:
+                    self._quiet.set()
 
     def _run(self) -> None:
         try:
@@ -580,7 +585,11 @@ class _Watcher:
                         self._running = False
                         return
                     every = self._every
-                time.sleep(every)
+                self._quiet.wait(every)
+                with self._lock:
+                    if not self._listeners:
+                        self._running = False
+                        return
                 now = clock.now()
                 looked = store.thread_news(seen["watermark"], iso(now - dt.timedelta(seconds=every)),
                                            iso(now - TYPING_SHOWN))
