@@ -450,11 +450,10 @@ def test_the_watcher_finds_the_agents_typing_go_stale(app, client, db, looking, 
 def test_the_watcher_stops_when_the_last_widget_stops_waiting(app, client, db, only_woken):
     # It looks once an hour here: it must not sleep that hour out once nobody waits.
     cid, held = waiting_visitor(app, client, db)
-    watchers = [t for t in threading.enumerate() if t.name == "mainland-chat-news"]
-    assert watchers
     queue_reply(app.extensions["mainland"], db, cid, "Here.")
     assert send_due(app.extensions["mainland"], db).sent == 1
     held.answered()
-    for watcher in watchers:
-        watcher.join(HELD)
-    assert not any(t.is_alive() for t in watchers)
+    watcher = chat_web.watcher_of(app).thread  # started by the poll, which has ended now
+    assert watcher is not None
+    watcher.join(HELD)
+    assert not watcher.is_alive()

@@ -542,6 +542,10 @@ class _Watcher:
     wake-ups a second, most finding nothing (bench/chat_load.py). The watcher runs while polls wait,
     with a connection of its own, and stops when none does."""
 
+    #: A heartbeat is looked for this far back of the watcher's previous look: its writer takes the time
+    #: before it commits, and may commit after that look.
+    MARGIN = dt.timedelta(seconds=5)
+
     def __init__(self, open_store: Callable[[], object]) -> None:
         self._open_store = open_store
         self._lock = threading.Lock()  # guards the three below
@@ -550,6 +554,8 @@ class _Watcher:
         self._every = CHECK_SECONDS
         #: Set when the last waiting poll left: the watcher stops at once rather than after its pause.
         self._quiet = threading.Event()
+        #: The watcher's thread while it runs (tests join it).
+        self.thread: threading.Thread | None = None
 
     @contextlib.contextmanager
     def watching(self, every: float) -> Iterator[None]:
@@ -558,8 +564,7 @@ class _Watcher:
             self._every = every
             self._quiet.clear()
             if not self._running:
-                self._running = True
-                threading.Thread(target=self._run, name="mainland-chat-news", daemon=True).start()
+                self._start()
         try:
             yield
         finally:
@@ -568,17 +573,27 @@ class _Watcher:
                 if not self._listeners:
                     self._quiet.set()
 
-    def _run(self) -> None:
+    def _start(self) -> None:
+        """Under the lock, before the poll that starts the watcher looks itself: the first look is taken
+        here, so that nothing written between that poll's look and the watcher's is missed."""
+        store = None
         try:
             store = self._open_store()
-        except Exception:
-            log.exception("chat: the news watcher could not open the database; widgets find news on their next poll")
-            with self._lock:
-                self._running = False
-            return
-        try:
             now = clock.now()
             seen = store.thread_news(store.change_watermark(), iso(now), iso(now - TYPING_SHOWN))
+        except Exception:
+            log.exception("chat: the news watcher could not look at the database; widgets find news when "
+                          "told or at the end of their wait")
+            if store is not None:
+                store.close()
+            return
+        self._running = True
+        self.thread = threading.Thread(target=self._run, args=(store, seen, now), name="mainland-chat-news",
+                                       daemon=True)
+        self.thread.start()
+
+    def _run(self, store, seen: dict, last: dt.datetime) -> None:
+        try:
             while True:
                 with self._lock:
                     if not self._listeners:
@@ -591,13 +606,12 @@ class _Watcher:
                         self._running = False
                         return
                 now = clock.now()
-                looked = store.thread_news(seen["watermark"], iso(now - dt.timedelta(seconds=every)),
-                                           iso(now - TYPING_SHOWN))
+                looked = store.thread_news(seen["watermark"], iso(last - self.MARGIN), iso(now - TYPING_SHOWN))
                 for channel, thread in looked["changed"] | looked["touched"] | (looked["typing"] ^ seen["typing"]):
                     key = news_key(channel, thread)
                     if news.waiting(key):
                         news.tell(key)
-                seen = looked
+                seen, last = looked, now
         except Exception:
             log.exception("chat: the news watcher stopped; it starts again with the next waiting widget")
             with self._lock:
