@@ -52,7 +52,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from flask import Blueprint, Response, abort, current_app, jsonify, request, send_file, url_for
+from flask import Blueprint, Response, abort, current_app, jsonify, request, url_for
 from flask_babel import force_locale
 from werkzeug.exceptions import ClientDisconnected
 
@@ -76,8 +76,7 @@ from inbox.ingest import IngestReport
 from inbox.models import DeliveryUpdate, FetchResult
 from inbox.store.base import iso
 from inbox.web import get_store
-from inbox.web.conversations import stored_file
-from inbox.web.media import inline_kind
+from inbox.web.media import inline_kind, sandboxed_file
 from inbox.web.own_endpoints import channel_connector, connector_made, own_origins
 from inbox.web.security import csrf, limiter
 
@@ -336,6 +335,11 @@ def post_message(channel: str):
         [item] = connector.parse_webhook(webhook).items
     except ChatRefused as refused:
         return _json_error(refused.reason, refused.status)
+    return _take_in(connector, item)
+
+
+def _take_in(connector: ChatConnector, item):
+    """A visitor's message or file through the ingest like any channel's, answered as the widget shows it."""
     store = get_store()
     item = _as_bound(store, connector, item)
     report = current_app.extensions["mainland"].ingestor(store).ingest_one(connector.name, item)
@@ -379,10 +383,7 @@ def post_file(channel: str):
         [item] = connector.parse_upload(webhook, announced=announced).items
     except ChatRefused as refused:
         return _json_error(refused.reason, refused.status)
-    store = get_store()
-    item = _as_bound(store, connector, item)
-    report = current_app.extensions["mainland"].ingestor(store).ingest_one(connector.name, item)
-    return _stored_answer(store, connector, item, report)
+    return _take_in(connector, item)
 
 
 @bp.get("/chat/<channel>/files/<int:attachment_id>", provide_automatic_options=False)
@@ -395,16 +396,8 @@ def visitor_file(channel: str, attachment_id: int):
     att = get_store().chat_attachment(connector.name, _visitor(connector), attachment_id)
     if att is None:
         abort(404)
-    path = stored_file(att)
     image = inline_kind(att) == "image"
-    content_type = (att["content_type"] or "").split(";")[0].strip().lower() if image else "application/octet-stream"
-    response = send_file(path, mimetype=content_type, as_attachment=not image, download_name=att["filename"],
-                         etag=att["sha256"], conditional=True)
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
-    response.headers["Cache-Control"] = "private, no-store"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    return response
+    return sandboxed_file(att, inline=image, cache="private, no-store")
 
 
 @bp.post("/chat/<channel>/receipts", provide_automatic_options=False)

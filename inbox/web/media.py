@@ -69,14 +69,19 @@ def inline(attachment_id: int):
     att = access.require_attachment(get_store(), current_agent(), attachment_id)
     if inline_kind(att) is None:
         abort(404)
-    path = stored_file(att)
+    return sandboxed_file(att, inline=True, cache="private, max-age=86400")
+
+
+def sandboxed_file(att, *, inline: bool, cache: str):
+    """A stored attachment as a response that can never run: never sniffed, sandboxed, no referrer.
+    Inline, its own type (a picture the page shows); else a download typed application/octet-stream."""
     content_type = (att["content_type"] or "").split(";")[0].strip().lower()
     name = safe_filename(att["filename"], content_type=content_type)
-    response = send_file(path, mimetype=content_type, as_attachment=False, download_name=name,
-                         etag=att["sha256"], conditional=True)
+    response = send_file(stored_file(att), mimetype=content_type if inline else "application/octet-stream",
+                         as_attachment=not inline, download_name=name, etag=att["sha256"], conditional=True)
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
-    response.headers["Cache-Control"] = "private, max-age=86400"
+    response.headers["Cache-Control"] = cache
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
 
