@@ -9,6 +9,19 @@ from inbox.store.base import as_dicts
 #: A reply the visitor may see: handed to the channel (and, later, delivered or read).
 VISIBLE_REPLY_STATES = ("sent", "delivered", "read")
 
+#: What a visitor's widget shows of the messages `m` of conversations `c` (one rule for the history and
+#: for the files it lets them fetch): their own chat conversations on the channel, without withdrawn
+#: messages, and of the team's replies only those sent on. Parameters: `_shown_to(channel, visitor)`.
+_SHOWN_TO_VISITOR = (
+    "JOIN identities i ON i.customer_id = c.customer_id AND i.kind = 'chat' AND i.value = ? "
+    "WHERE c.channel = ? AND c.thread_key = ? AND m.deleted_at IS NULL "
+    f"AND (m.direction = 'in' OR (m.direction = 'out' AND m.delivery_status IN "
+    f"({','.join('?' * len(VISIBLE_REPLY_STATES))})))")
+
+
+def _shown_to(channel: str, visitor: str) -> tuple:
+    return (visitor, channel, visitor, *VISIBLE_REPLY_STATES)
+
 
 class ChatEmailQueries:
     """Store verbs for the chat's mail (#18): the address a visitor left, the follow-ups of unread
@@ -139,18 +152,14 @@ class ChatQueries(ChatEmailQueries):
         messages are never shown. `team_read` is true for the visitor's messages an agent has had in
         front of them (`conversation_marks`, kept from the agents' presence heartbeats).
         """
-        marks = ",".join("?" * len(VISIBLE_REPLY_STATES))
         rows = as_dicts(self.conn.execute(
             "SELECT m.id, m.external_id, m.direction, m.text, m.author_name, m.agent_id, m.channel, "  # noqa: S608
             "COALESCE(m.sent_at, m.received_at) AS at, m.delivery_status, m.flags, "
             "(m.direction = 'in' AND m.id <= COALESCE(k.team_read_up_to, 0)) AS team_read "
             "FROM messages m JOIN conversations c ON c.id = m.conversation_id "
             "LEFT JOIN conversation_marks k ON k.conversation_id = c.id "
-            "JOIN identities i ON i.customer_id = c.customer_id AND i.kind = 'chat' AND i.value = ? "
-            "WHERE c.channel = ? AND c.thread_key = ? AND m.deleted_at IS NULL "
-            f"AND (m.direction = 'in' OR (m.direction = 'out' AND m.delivery_status IN ({marks}))) "
-            "ORDER BY m.id DESC LIMIT ?",
-            (visitor, channel, visitor, *VISIBLE_REPLY_STATES, limit),
+            f"{_SHOWN_TO_VISITOR} ORDER BY m.id DESC LIMIT ?",
+            (*_shown_to(channel, visitor), limit),
         ))
         return rows[::-1]
 
@@ -169,15 +178,11 @@ class ChatQueries(ChatEmailQueries):
     def chat_attachment(self, channel: str, visitor: str, attachment_id: int) -> dict[str, Any] | None:
         """A file of this visitor's conversation that their widget shows (their own, or the team's sent
         reply), or None: any other id, a note's file, a queued or withdrawn reply's, another visitor's."""
-        marks = ",".join("?" * len(VISIBLE_REPLY_STATES))
         rows = as_dicts(self.conn.execute(
             "SELECT a.id, a.filename, a.content_type, a.size, a.sha256, a.stored, a.type_mismatch "  # noqa: S608
             "FROM attachments a JOIN messages m ON m.id = a.message_id "
-            "JOIN conversations c ON c.id = m.conversation_id "
-            "JOIN identities i ON i.customer_id = c.customer_id AND i.kind = 'chat' AND i.value = ? "
-            "WHERE a.id = ? AND c.channel = ? AND c.thread_key = ? AND m.deleted_at IS NULL "
-            f"AND (m.direction = 'in' OR (m.direction = 'out' AND m.delivery_status IN ({marks})))",
-            (visitor, attachment_id, channel, visitor, *VISIBLE_REPLY_STATES)))
+            f"JOIN conversations c ON c.id = m.conversation_id {_SHOWN_TO_VISITOR} AND a.id = ?",
+            (*_shown_to(channel, visitor), attachment_id)))
         return rows[0] if rows else None
 
     def chat_reply_provider_ids(self, channel: str, visitor: str, message_ids: list[int]) -> list[str]:
