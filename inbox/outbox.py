@@ -35,8 +35,9 @@ import datetime as dt
 import json
 import logging
 import re
+import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from email.utils import getaddresses
 from typing import Any
@@ -73,6 +74,10 @@ CLAIM_SECONDS = 30
 #: row counts as stranded mid-send.
 LEASE_SECONDS = 120
 MAX_ATTEMPTS = 10
+#: Rows one claim takes; a round claims again until nothing is due.
+CLAIM_BATCH = 20
+#: The longest a round goes on claiming; the next one goes on from where it stopped.
+ROUND_SECONDS = 60
 MAX_AGE = dt.timedelta(hours=24)
 #: The undo window when `web.undo_send_seconds` is not set; the longest one allowed.
 DEFAULT_UNDO_SECONDS = 10
@@ -84,6 +89,21 @@ def undo_seconds(config: object) -> float:
     web = (getattr(config, "extra", None) or {}).get("web") or {}
     value = web.get("undo_send_seconds", DEFAULT_UNDO_SECONDS)
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else DEFAULT_UNDO_SECONDS
+
+
+#: Called in this process with the moment a reply queued here falls due (the end of its undo window):
+#: the worker running beside the web app (`mainland serve`) sends it then instead of at its next round,
+#: up to `outbox_every` later. Another process's worker finds it at its next round. A listener must be quick.
+due_listeners: list[Callable[[dt.datetime], None]] = []
+
+
+def announce_due(at: dt.datetime) -> None:
+    """Tell this process's listeners (`due_listeners`) that a reply falls due at `at`."""
+    for listener in list(due_listeners):
+        try:
+            listener(at)
+        except Exception:  # the reply is queued; the next round sends it
+            log.exception("telling the sender that a reply is due failed")
 
 
 class ReplyRefused(Exception):
@@ -268,6 +288,7 @@ def queue_reply(mainland: Mainland, store: Store, conversation_id: int, text: st
                                     public=target.public)
         # The reply stops the first- or next-response clock: the queue's due times move at once.
         service_levels.refresh(store, service_levels.for_config(mainland.config), [conversation_id], now)
+    announce_due(now + dt.timedelta(seconds=max(hold_seconds, 0)))
     return outbox_id
 
 
@@ -309,6 +330,7 @@ def queue_forward(mainland: Mainland, store: Store, conversation_id: int, to: Se
         store.queue_forward(outbox_id=outbox_id, conversation_id=conversation_id, channel=via, agent_id=agent["id"],
                             author_name=agent.get("name") or "", comment=comment, to=list(to), forward_of=message_row,
                             subject=f"Fwd: {subject}" if subject else "Fwd:", message_id=message_id, now=iso(now))
+    announce_due(now)
     return outbox_id
 
 
@@ -443,68 +465,84 @@ def _resends_safely(mainland: Mainland, channel: str) -> bool:
 
 
 def send_due(mainland: Mainland, store: Store, *, now: dt.datetime | None = None) -> SendReport:
-    """Send every due reply once; never raises for a channel's failure."""
-    now = now or clock.now()
+    """Send every due reply once; never raises for a channel's failure.
+
+    Claims `CLAIM_BATCH` rows at a time and goes on until nothing is due (at most `ROUND_SECONDS`;
+    the next round goes on from there): a busy team's replies must not wait for later rounds in a
+    queue that grows (one batch a round sent 2 replies a second at most)."""
     report = SendReport()
-    with store.write():
-        rows = store.claim_outbox(iso(now), iso(now + dt.timedelta(seconds=CLAIM_SECONDS)),
-                                  resendable=lambda channel: _resends_safely(mainland, channel))
-    for row in rows:
-        try:
-            # A website chat's mail (a follow-up, a sign-in link) is built by the chat's own module.
-            reply = chat_followup.outbound_for(mainland, store, row) \
-                or build_outbound(store, row, mainland.attachment_store())
-            connector = mainland.sending_connector(row["channel"])
-        except Exception as exc:  # a channel removed from the config, a vanished conversation
-            with store.write():
-                store.mark_outbox_failed(row["id"], f"cannot send: {exc}")
-            report.failed += 1
-            continue
-        try:
-            started = clock.now()
-            with store.write():
-                ours = store.start_outbox_attempt(row["id"], row["lease_until"], iso(started),
-                                                  iso(started + dt.timedelta(seconds=LEASE_SECONDS)))
-            if not ours:  # our claim ran out and another sender took the row: it sends it, not us
-                continue
-            provider_id = connector.send(reply)
-        except UncertainError as exc:
-            error = connector.redact(str(exc))
-            if type(connector).idempotent_sends:
-                retry_at = now + dt.timedelta(seconds=backoff_delay(row["attempts"], exc.retry_after))
-                with store.write():
-                    store.mark_outbox_retry(row["id"], iso(retry_at), error, possible_duplicate=True)
-                report.retrying += 1
-            else:
-                with store.write():
-                    store.mark_outbox_uncertain(row["id"], error)
-                report.uncertain += 1
-            continue
-        except RetryableError as exc:
-            error = connector.redact(str(exc))
-            created = parse_iso(row["created_at"]) or now
-            if row["attempts"] >= MAX_ATTEMPTS or now - created > MAX_AGE:
-                with store.write():
-                    store.mark_outbox_failed(row["id"], f"gave up after {row['attempts']} tries: {error}", dead=True)
-                report.failed += 1
-            else:
-                retry_at = now + dt.timedelta(seconds=backoff_delay(row["attempts"], exc.retry_after))
-                with store.write():
-                    store.mark_outbox_retry(row["id"], iso(retry_at), error)
-                report.retrying += 1
-            continue
-        except (PermanentError, ConnectorError) as exc:
-            with store.write():
-                store.mark_outbox_failed(row["id"], connector.redact(str(exc)))
-            report.failed += 1
-            continue
-        finally:
-            connector.close()
+    # Due as the round began: a reply retried in this round waits for a later one (its backoff may
+    # be a fraction of a second; ten quick tries in a row would give up on a channel's short outage).
+    due_by = now or clock.now()
+    began = time.monotonic()
+    while time.monotonic() - began < ROUND_SECONDS:
+        claimed_at = now or clock.now()
         with store.write():
-            store.mark_outbox_sent(row["id"], str(provider_id), iso(clock.now()))
-        report.sent += 1
-        try:
-            connector.send_recorded(reply, str(provider_id))
-        except Exception:  # a listener's failure must not undo or repeat a send that happened
-            log.exception("%s: telling that reply %s was sent failed", row["channel"], row["id"])
+            rows = store.claim_outbox(iso(due_by), iso(claimed_at + dt.timedelta(seconds=CLAIM_SECONDS)),
+                                      CLAIM_BATCH, resendable=lambda channel: _resends_safely(mainland, channel))
+        if not rows:
+            break
+        for row in rows:
+            _send_claimed(mainland, store, row, due_by, report)
     return report
+
+
+def _send_claimed(mainland: Mainland, store: Store, row: dict, now: dt.datetime, report: SendReport) -> None:
+    """Send one claimed row through its channel and record the outcome in `report`."""
+    try:
+        # A website chat's mail (a follow-up, a sign-in link) is built by the chat's own module.
+        reply = chat_followup.outbound_for(mainland, store, row) \
+            or build_outbound(store, row, mainland.attachment_store())
+        connector = mainland.sending_connector(row["channel"])
+    except Exception as exc:  # a channel removed from the config, a vanished conversation
+        with store.write():
+            store.mark_outbox_failed(row["id"], f"cannot send: {exc}")
+        report.failed += 1
+        return
+    try:
+        started = clock.now()
+        with store.write():
+            ours = store.start_outbox_attempt(row["id"], row["lease_until"], iso(started),
+                                              iso(started + dt.timedelta(seconds=LEASE_SECONDS)))
+        if not ours:  # our claim ran out and another sender took the row: it sends it, not us
+            return
+        provider_id = connector.send(reply)
+    except UncertainError as exc:
+        error = connector.redact(str(exc))
+        if type(connector).idempotent_sends:
+            retry_at = now + dt.timedelta(seconds=backoff_delay(row["attempts"], exc.retry_after))
+            with store.write():
+                store.mark_outbox_retry(row["id"], iso(retry_at), error, possible_duplicate=True)
+            report.retrying += 1
+        else:
+            with store.write():
+                store.mark_outbox_uncertain(row["id"], error)
+            report.uncertain += 1
+        return
+    except RetryableError as exc:
+        error = connector.redact(str(exc))
+        created = parse_iso(row["created_at"]) or now
+        if row["attempts"] >= MAX_ATTEMPTS or now - created > MAX_AGE:
+            with store.write():
+                store.mark_outbox_failed(row["id"], f"gave up after {row['attempts']} tries: {error}", dead=True)
+            report.failed += 1
+        else:
+            retry_at = now + dt.timedelta(seconds=backoff_delay(row["attempts"], exc.retry_after))
+            with store.write():
+                store.mark_outbox_retry(row["id"], iso(retry_at), error)
+            report.retrying += 1
+        return
+    except (PermanentError, ConnectorError) as exc:
+        with store.write():
+            store.mark_outbox_failed(row["id"], connector.redact(str(exc)))
+        report.failed += 1
+        return
+    finally:
+        connector.close()
+    with store.write():
+        store.mark_outbox_sent(row["id"], str(provider_id), iso(clock.now()))
+    report.sent += 1
+    try:
+        connector.send_recorded(reply, str(provider_id))
+    except Exception:  # a listener's failure must not undo or repeat a send that happened
+        log.exception("%s: telling that reply %s was sent failed", row["channel"], row["id"])

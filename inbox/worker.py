@@ -46,7 +46,7 @@ from inbox import clock, storage_errors
 from inbox.poller import PollOutcome, backoff_delay, poll_channel
 from inbox.runtime import Mainland
 from inbox.store import Store
-from inbox.store.base import iso
+from inbox.store.base import iso, parse_iso
 
 log = logging.getLogger("mainland.worker")
 
@@ -149,6 +149,11 @@ class Worker:
         self._stores: list[Store] = []
         self._stores_lock = threading.Lock()
         self._own_store: Store | None = None
+        #: One outbox round at a time.
+        self._outbox_running = threading.Lock()
+        #: When the one-off round for the next due reply is set (the machine's clock), if one is.
+        self._outbox_wake_at: dt.datetime | None = None
+        self._outbox_wake_lock = threading.Lock()
         self.scheduler = BackgroundScheduler(
             timezone="UTC",
             executors={"default": ThreadPoolExecutor(
@@ -201,6 +206,9 @@ class Worker:
             self._add_job(self._poll_job, plan.job_id, plan.every, first_run=now, args=(plan.channel,))
         self.scheduler.start()
         self._started = True
+        from inbox import outbox
+
+        outbox.due_listeners.append(self.wake_outbox_at)
         described = ", ".join(f"{p.channel} every {p.every:g} s" for p in self.plans) or "no pollable channels"
         if self._leader:
             log.info("worker %s holds the scheduler lease; polling %s", self.holder, described)
@@ -213,6 +221,10 @@ class Worker:
         if not self._started:
             return
         self._started = False
+        from inbox import outbox
+
+        if self.wake_outbox_at in outbox.due_listeners:
+            outbox.due_listeners.remove(self.wake_outbox_at)
         self.scheduler.shutdown(wait=True)
         store = self._own_store
         if store is not None:
@@ -435,7 +447,14 @@ class Worker:
             log.info("chat: %d unread answer(s) follow their visitor by email", report.queued)
 
     def _outbox_job(self) -> None:
-        """Send the replies that are due (inbox/outbox.py claims each under its own row lease)."""
+        """Send the replies that are due (inbox/outbox.py claims each under its own row lease), then
+        set a round for when the next waiting reply falls due, if that comes before the next round."""
+        # One round at a time (a one-off round for a due reply may come during a scheduled one): the
+        # later waits and then looks again, so every counted run did a whole round after it began.
+        with self._outbox_running:
+            self._outbox_round()
+
+    def _outbox_round(self) -> None:
         from inbox.outbox import send_due
 
         try:
@@ -443,11 +462,39 @@ class Worker:
             if not self._holds_lease(store):
                 return
             report = send_due(self.mainland, store)
+            due = parse_iso(store.next_outbox_due() or "")
         except Exception:
             log.exception("sending replies failed; trying again in %.0f s", self.outbox_every)
             return
         if report.sent or report.retrying or report.failed:
             log.info("replies: %d sent, %d to retry, %d failed", report.sent, report.retrying, report.failed)
+        if due is not None:
+            self.wake_outbox_at(due)
+
+    def wake_outbox_at(self, due: dt.datetime) -> None:
+        """Send the replies due at `due` (the domain's clock) then, not at the next round: an undo
+        window that ends just after a round would otherwise wait `outbox_every` more (a chat's reply
+        arriving 10 s late). The outbox's `due_listeners` call this for replies queued in this process."""
+        if not self._started:
+            return
+        # The scheduler runs on the machine's clock, the reply's time is the domain's (see `start`).
+        delay = max(0.0, (due - clock.now()).total_seconds())
+        machine_now = clock.SYSTEM.now()
+        at = machine_now + dt.timedelta(seconds=delay)
+        job = self.scheduler.get_job("outbox")
+        if job is not None and job.next_run_time is not None and job.next_run_time <= at:
+            return  # the next round comes first anyway
+        with self._outbox_wake_lock:
+            set_at = self._outbox_wake_at
+            if set_at is not None and machine_now <= set_at <= at:
+                return  # an earlier one-off round is set; it sets the next one
+            self._outbox_wake_at = at
+            try:
+                self.scheduler.add_job(
+                    self._tracked, "date", run_date=at, args=("outbox", self._outbox_job), id="outbox_due",
+                    name="outbox_due", replace_existing=True, misfire_grace_time=None)
+            except Exception:  # the scheduler is shutting down: the reply waits for the next worker
+                log.debug("could not set a round for the next due reply", exc_info=True)
 
     def _snooze_job(self) -> None:
         """Reopen snoozed conversations whose wake-up time has come (inbox/lifecycle.py)."""

@@ -10,7 +10,15 @@ from connectors.base import Connector, PermanentError, RetryableError, Uncertain
 from inbox.config import from_mapping
 from inbox.mail import parse_email
 from inbox.models import FetchResult
-from inbox.outbox import CLAIM_SECONDS, LEASE_SECONDS, MAX_ATTEMPTS, ReplyRefused, queue_reply, send_due
+from inbox.outbox import (
+    CLAIM_BATCH,
+    CLAIM_SECONDS,
+    LEASE_SECONDS,
+    MAX_ATTEMPTS,
+    ReplyRefused,
+    queue_reply,
+    send_due,
+)
 from inbox.runtime import Mainland
 from tests.mailfactory import raw_mail
 
@@ -245,3 +253,31 @@ def test_an_unconfirmed_send_on_an_idempotent_channel_is_retried_flagged(mainlan
     assert send_due(mainland, store, now=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).sent == 1
     assert store.outbox_row(outbox_id)["possible_duplicate"] == 1
     assert [r.idempotency_key for r in RecordingConnector.sent] == [outbox_id]
+
+
+def test_one_round_sends_every_due_reply_not_just_one_batch(mainland, conversation):
+    # A busy team queues replies faster than one claim's batch a round (#18: 50 agents' chat replies
+    # waited 40 s and more in a queue that only grew); a round claims again until nothing is due.
+    store, conv = conversation
+    texts = [f"Reply {n}" for n in range(CLAIM_BATCH * 2 + 5)]
+    for text in texts:
+        queue_reply(mainland, store, conv["id"], text)
+    report = send_due(mainland, store)
+    assert report.sent == len(texts)
+    assert sorted(r.text for r in RecordingConnector.sent) == sorted(texts), "each reply sent once"
+    assert store.outbox_states() == {"sent": len(texts)}
+
+
+def test_a_reply_retried_in_a_round_waits_for_a_later_round(mainland, conversation, monkeypatch):
+    # The backoff's jitter may be a fraction of a second: a round that claimed again until nothing
+    # was due must not try the same reply ten times in a row and give up on a channel's short outage.
+    import inbox.outbox as outbox_module
+
+    store, conv = conversation
+    queue_reply(mainland, store, conv["id"], "Hello")
+    monkeypatch.setattr(outbox_module, "backoff_delay", lambda attempts, retry_after=None: 0.000001)
+    RecordingConnector.failures = [RetryableError("421 try again") for _ in range(MAX_ATTEMPTS + 1)]
+    report = send_due(mainland, store)
+    assert (report.retrying, report.sent, report.failed) == (1, 0, 0)
+    assert store.outbox_states() == {"retry_wait": 1}
+    assert store.next_outbox_due() is not None

@@ -364,3 +364,44 @@ def test_the_lease_holder_sends_queued_replies_once(make_mainland, workers):
     assert thread.startswith(prefix(first)) and not second.is_leader
     assert store.conversation_messages(conversation["id"])[-1]["delivery_status"] == "sent"
     store.close()
+
+
+def _conversation(mainland: Mainland, store) -> dict:
+    item = parse_email(raw_mail(), channel="mail")
+    mainland.ingestor(store).ingest("mail", FetchResult(items=[item], cursor=None))
+    [conversation] = store.recent_conversations()
+    return conversation
+
+
+def test_a_reply_goes_out_when_its_undo_window_ends_not_at_the_next_round(make_mainland, workers, frozen):
+    # A chat's reply waited out the undo window and then up to a whole outbox round more (#18).
+    mainland = make_mainland({"mail": {"kind": "fake", "poll_every": 3600}}, outbox_every=3600)
+    store = mainland.open_store(migrate=True)
+    conversation = _conversation(mainland, store)
+    worker = workers(mainland)
+    wait(worker, lambda: worker.runs["outbox"] >= 1)  # the first round, at start; the next in an hour
+    queue_reply(mainland, store, conversation["id"], "Undo window over.", agent={"id": None, "name": "Ann"},
+                hold_seconds=0.5)
+    frozen.advance(dt.timedelta(seconds=0.5))
+    wait(worker, lambda: len(LOG.sent) == 1)
+    assert LOG.sent[0][1] == "Undo window over."
+    assert worker.scheduler.get_job("outbox").next_run_time > clock.SYSTEM.now() + dt.timedelta(minutes=50), \
+        "sent by a round of its own, not the scheduled one"
+    store.close()
+
+
+def test_a_round_sets_the_next_one_for_a_reply_queued_elsewhere(make_mainland, workers, frozen):
+    # Queued by another process (here: before this worker started, so nobody was told): the round
+    # that finds it not yet due comes back when it is.
+    mainland = make_mainland({"mail": {"kind": "fake", "poll_every": 3600}}, outbox_every=3600)
+    store = mainland.open_store(migrate=True)
+    conversation = _conversation(mainland, store)
+    queue_reply(mainland, store, conversation["id"], "Now.", agent={"id": None, "name": "Ann"})
+    queue_reply(mainland, store, conversation["id"], "In a second.", agent={"id": None, "name": "Ann"},
+                hold_seconds=1)
+    worker = workers(mainland)
+    wait(worker, lambda: len(LOG.sent) == 1)
+    frozen.advance(dt.timedelta(seconds=1))
+    wait(worker, lambda: len(LOG.sent) == 2)
+    assert [text for _, text, _ in LOG.sent] == ["Now.", "In a second."]
+    store.close()

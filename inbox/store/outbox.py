@@ -136,6 +136,13 @@ class OutboxQueries(SignatureQueries):
                 claimed.append(self.outbox_row(row["id"]))
         return claimed
 
+    def next_outbox_due(self) -> str | None:
+        """When the next waiting reply falls due (the end of an undo window, a retry's time), or None."""
+        row = self.conn.execute(
+            "SELECT MIN(next_at) FROM (SELECT MIN(next_at) AS next_at FROM outbox WHERE state = 'pending' "
+            "UNION ALL SELECT MIN(next_at) FROM outbox WHERE state = 'retry_wait')").fetchone()
+        return row[0] if row else None
+
     def start_outbox_attempt(self, outbox_id: str, claimed_until: str, now: str, lease_until: str) -> bool:
         """Record that this row is being handed to the channel now, if our claim still holds.
 
