@@ -466,8 +466,10 @@ class Worker:
         except Exception:
             log.exception("sending replies failed; trying again in %.0f s", self.outbox_every)
             return
-        if report.sent or report.retrying or report.failed:
+        if report.retrying or report.failed:
             log.info("replies: %d sent, %d to retry, %d failed", report.sent, report.retrying, report.failed)
+        elif report.sent:  # a busy team's rounds come several a second: only trouble is news
+            log.debug("replies: %d sent", report.sent)
         if due is not None:
             self.wake_outbox_at(due)
 
@@ -492,7 +494,10 @@ class Worker:
             try:
                 self.scheduler.add_job(
                     self._tracked, "date", run_date=at, args=("outbox", self._outbox_job), id="outbox_due",
-                    name="outbox_due", replace_existing=True, misfire_grace_time=None)
+                    name="outbox_due", replace_existing=True, misfire_grace_time=None,
+                    # The one set by a running one-off round (for the next reply) must not be
+                    # skipped as a second instance of it: the rounds wait for each other instead.
+                    max_instances=3)
             except Exception:  # the scheduler is shutting down: the reply waits for the next worker
                 log.debug("could not set a round for the next due reply", exc_info=True)
 
