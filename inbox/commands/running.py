@@ -161,12 +161,17 @@ def create_server(app, *, host: str, port: int, threads: int = DEFAULT_THREADS):
 
     from inbox.web.chat import reserve_wait_threads
     from inbox.web.live import reserve_stream_threads
+    from inbox.web.server_loop import use_changed_only_loop
 
     streams = reserve_stream_threads(app)
     waits = reserve_wait_threads(app)
-    return waitress_server(app, host=host, port=port, threads=threads + streams + waits, ident="Mainland",
-                           connection_limit=CONNECTION_LIMIT + streams + 2 * waits, asyncore_use_poll=True,
-                           clear_untrusted_proxy_headers=not _behind_proxies(app))
+    server = waitress_server(app, host=host, port=port, threads=threads + streams + waits, ident="Mainland",
+                             connection_limit=CONNECTION_LIMIT + streams + 2 * waits, asyncore_use_poll=True,
+                             clear_untrusted_proxy_headers=not _behind_proxies(app))
+    # Hundreds of open long polls and streams: waitress's own loop asks every one of them on every
+    # turn (inbox/web/server_loop.py).
+    use_changed_only_loop(server)
+    return server
 
 
 def _behind_proxies(app) -> bool:
