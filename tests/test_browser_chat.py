@@ -40,13 +40,15 @@ class HostSite:
         self.app_url = ""
         #: The site's `img-src`: 'none' (no pictures at all), or with `blob:` the widget's thumbnails.
         self.img_src = "'none'"
+        #: The page's language, which the widget speaks.
+        self.lang = "en"
         self.server = make_server("127.0.0.1", 0, self.wsgi, threaded=True)
         self.origin = f"http://127.0.0.1:{self.server.server_port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def wsgi(self, environ, start_response):
         Request(environ)
-        page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Example shop</title></head>'
+        page = (f'<!doctype html><html lang="{self.lang}"><head><meta charset="utf-8"><title>Example shop</title></head>'
                 f'<body><main><h1>Example shop</h1><p>Shoes and more.</p></main>'
                 f'<script src="{self.app_url}/chat/widget.js" data-channel="site" defer></script></body></html>')
         response = Response(page, mimetype="text/html")

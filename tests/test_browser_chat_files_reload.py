@@ -75,7 +75,7 @@ def upload_failed(request) -> bool:
     return "/files" in request.url
 
 
-def open_chat(browser, site, init_script: str | None = None):
+def open_chat(browser, site, init_script: str | None = None, chat_button: str = "Chat with us"):
     """A visitor at the shop with the chat open, uploads down. Returns the browser context, the page, the
     list of the page's errors (`watch_errors`) and the `Uploads` route."""
     context = browser.new_context(viewport={"width": 1280, "height": 800})
@@ -86,7 +86,7 @@ def open_chat(browser, site, init_script: str | None = None):
     uploads = Uploads()
     page.route("**/chat/*/files", uploads)
     page.goto(site.origin + "/")
-    page.get_by_role("button", name="Chat with us").click()
+    page.get_by_role("button", name=chat_button).click()
     return context, page, errors, uploads
 
 
@@ -101,9 +101,9 @@ def watch_errors(page) -> list[str]:
     return errors
 
 
-def attach(page, name: str, data: bytes, mime: str) -> None:
+def attach(page, name: str, data: bytes, mime: str, button: str = "Attach a file") -> None:
     with page.expect_file_chooser() as chooser:
-        page.get_by_role("button", name="Attach a file").click()
+        page.get_by_role("button", name=button).click()
     chooser.value.set_files(files=[{"name": name, "mimeType": mime, "buffer": data}])
 
 
@@ -224,6 +224,28 @@ def test_without_indexeddb_the_widget_still_sends_and_asks_for_a_lost_file_again
         finally:
             browser.close()
             store.close()
+
+
+def test_on_a_dutch_page_the_lost_file_line_is_dutch(app, live_app, host_site):  # noqa: F811
+    _require_chromium()
+    from playwright.sync_api import expect, sync_playwright
+
+    host_site.app_url = live_app
+    host_site.lang = "nl"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            _, page, errors, _ = open_chat(browser, host_site, init_script=NO_INDEXEDDB, chat_button="Chat met ons")
+            with page.expect_event("requestfailed", upload_failed):
+                attach(page, "bon.pdf", PDF, "application/pdf", button="Een bestand toevoegen")
+            expect(page.get_by_role("log")).to_contain_text("bon.pdf", timeout=TIMEOUT)
+            page.reload()
+            expect(page.get_by_role("alert")).to_have_text(
+                "bon.pdf kon niet worden verstuurd. Wilt u het opnieuw toevoegen?", timeout=TIMEOUT)
+            shot(page, "files-lost-nl")
+            assert errors == []
+        finally:
+            browser.close()
 
 
 def test_a_new_conversation_forgets_the_bytes_of_a_file_still_waiting(app, live_app, host_site):  # noqa: F811
