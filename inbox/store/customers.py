@@ -13,10 +13,9 @@ segments; with `secure_delete` on, freed pages are zeroed.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 from inbox.identity import name_key as make_name_key
@@ -66,19 +65,7 @@ class CustomerQueries:
     conn: Any
     write: Any
     audit: Any
-
-    @contextlib.contextmanager
-    def savepoint(self, name: str) -> Iterator[None]:
-        """A part of the current transaction that can fail alone (`name` is a fixed identifier)."""
-        self.conn.execute(f"SAVEPOINT {name}")
-        try:
-            yield
-        except BaseException:
-            self.conn.execute(f"ROLLBACK TO {name}")
-            self.conn.execute(f"RELEASE {name}")
-            raise
-        else:
-            self.conn.execute(f"RELEASE {name}")
+    savepoint: Any  # Store.savepoint: a part of the current transaction that can fail alone
 
     # Records -----------------------------------------------------------------------------------
 
