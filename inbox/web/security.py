@@ -2,7 +2,8 @@
 
 `csrf` (Flask-WTF) checks a token on every state-changing request unless a blueprint is exempted
 with `csrf.exempt(bp)` (public form posts and signed webhooks do that). `limiter` (Flask-Limiter)
-holds per-IP and per-account limits that views declare with `@limiter.limit(...)`. Both are
+holds per-IP and per-account limits that views declare with `@limiter.limit(...)`, counted in a
+file every process of the installation shares (inbox/web/rate_limit_storage.py). Both are
 well-kept libraries: token signing, expiry and window counting are not things to write by hand.
 
 This module is initialised before the other web modules (see inbox/web/__init__.py) so that the
@@ -29,11 +30,14 @@ from werkzeug.exceptions import HTTPException
 from inbox import storage_errors
 from inbox.i18n import gettext as _
 from inbox.i18n import lazy_gettext as _l
+from inbox.web.rate_limit_storage import SharedCounters
 
 log = logging.getLogger(__name__)
 
 csrf = CSRFProtect()
-limiter = Limiter(key_func=get_remote_address, storage_uri="memory://", default_limits=[])
+# Counted in a file all of the installation's processes share (inbox/web/rate_limit_storage.py): in
+# each process's memory, every web process let a client the whole limit again.
+limiter = Limiter(key_func=get_remote_address, storage_uri=f"{SharedCounters.STORAGE_SCHEME[0]}://", default_limits=[])
 
 #: Seconds a client is asked to wait when the database is busy.
 BUSY_RETRY_AFTER = 5

@@ -1,0 +1,106 @@
+"""Rate limits hold across the processes of one installation (#17: several web processes).
+
+Counted in each process's memory, every web process of `gunicorn -w N` let a client the whole limit
+again. The counters now live in `<data_dir>/rate-limits.db` (inbox/store/rate_limits.py), which the
+processes share: here a second real process (a child Python) makes failed sign-ins on the same
+installation, and this process's app refuses the attempt past the limit; and hits counted at once
+by threads and by two processes are all counted.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+from inbox.store import rate_limits
+from inbox.store.rate_limits import RateCounters
+from inbox.web.rate_limit_storage import FILE_NAME
+from tests.test_web_auth import login, make_agent, signed_in, web_store  # noqa: F401 - fixture
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CHILD_SIGN_INS = textwrap.dedent("""
+    import json, sys
+    from inbox.web import create_app
+    from tests.test_web_auth import login
+    app = create_app(json.loads(sys.argv[1]))
+    app.config.update(TESTING=True)
+    client = app.test_client()
+    print(json.dumps([login(client, password="nope").status_code for _ in range(int(sys.argv[2]))]))
+""")
+
+CHILD_HITS = textwrap.dedent("""
+    import sys
+    from inbox.store.rate_limits import RateCounters
+    counters = RateCounters(sys.argv[1])
+    for _ in range(int(sys.argv[2])):
+        counters.incr("shared", 3600)
+""")
+
+
+def _child(script: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", script, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, check=True)
+
+
+def test_failed_sign_ins_in_another_process_count_toward_the_limit(app, client, web_store, app_config):  # noqa: F811
+    make_agent(web_store)
+    other = _child(CHILD_SIGN_INS, json.dumps(app_config), "6")
+    assert json.loads(other.stdout.strip().splitlines()[-1]) == [401] * 6
+    assert (Path(app_config["data_dir"]) / FILE_NAME).exists()
+    for _ in range(4):
+        assert login(client, password="nope").status_code == 401
+    response = login(client)  # the eleventh attempt from this address, even with the right password
+    assert response.status_code == 429
+    assert not signed_in(client)
+
+
+def test_hits_counted_at_once_by_threads_and_by_two_processes_are_all_counted(tmp_path):
+    path = tmp_path / FILE_NAME
+    counters = RateCounters(path)
+    child = subprocess.Popen([sys.executable, "-c", CHILD_HITS, str(path), "400"], cwd=ROOT)
+
+    def hit() -> None:
+        for _ in range(100):
+            counters.incr("shared", 3600)
+
+    threads = [threading.Thread(target=hit) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert child.wait(timeout=120) == 0
+    assert counters.get("shared") == 800
+    counters.close()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def time(self) -> float:
+        return self.now
+
+
+def test_a_window_ends_and_a_new_one_starts_from_zero(tmp_path, monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(rate_limits, "time", clock)
+    counters = RateCounters(tmp_path / FILE_NAME)
+    assert [counters.incr("k", 60) for _ in range(3)] == [1, 2, 3]
+    assert counters.expires_at("k") == clock.now + 60
+    clock.now += 59
+    assert counters.incr("k", 60) == 4, "the window does not move with each hit"
+    clock.now += 1
+    assert counters.get("k") == 0 and counters.expires_at("k") == clock.now
+    assert counters.incr("k", 60) == 1
+    assert counters.expires_at("k") == clock.now + 60
+    counters.clear("k")
+    assert counters.get("k") == 0
+    counters.incr("a", 60)
+    counters.incr("b", 60)
+    assert counters.reset() == 2
+    counters.close()
