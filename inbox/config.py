@@ -218,6 +218,31 @@ def load(path: str | Path | None = None, overrides: Mapping[str, Any] | None = N
     return from_mapping(data, base=base, source=source)
 
 
+#: The URL form of `database:` for SQLite, as SQLAlchemy writes it: `sqlite:///relative.db` or
+#: `sqlite:////absolute/path.db` (the path is what follows the third slash).
+SQLITE_URL = "sqlite:///"
+
+
+def database_file(value: Any, problems: list[str]) -> str | None:
+    """The SQLite file `database:` names, as a path (relative to the config file's folder unless
+    absolute): a bare path or a `sqlite:///` URL. Another URL is a problem, said in `problems`."""
+    if value is None or value == "":
+        return None
+    text = str(value)
+    if text.startswith(SQLITE_URL):
+        return text[len(SQLITE_URL):] or None
+    scheme, separator, _ = text.partition("://")
+    if separator and scheme.replace("+", "").replace("-", "").isalnum():
+        if scheme.split("+")[0] in {"postgresql", "postgres"}:
+            problems.append("database: PostgreSQL is not supported yet; use a SQLite file "
+                            "(a path, or sqlite:///path)")
+        else:
+            problems.append(f"database: {scheme}:// is not a database Mainland can use; give a SQLite file "
+                            "(a path, or sqlite:///path)")
+        return None
+    return text
+
+
 def from_mapping(data: Mapping[str, Any], *, base: Path, source: Path | None = None) -> Config:
     problems: list[str] = unknown_keys("", data)
     for section in SECTION_KEYS:
@@ -226,12 +251,12 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: Path | None = N
     resolved = resolve_value(dict(data), "", problems, base)
     resolved = {k.lstrip("."): v for k, v in resolved.items()}
 
-    def as_path(key: str, default: str) -> Path:
-        value = resolved.get(key) or default
+    def as_path(key: str, default: str, value: Any = None) -> Path:
+        value = value or resolved.get(key) or default
         p = Path(str(value)).expanduser()
         return p if p.is_absolute() else (base / p)
 
-    database = as_path("database", DEFAULT_DATABASE)
+    database = as_path("database", DEFAULT_DATABASE, database_file(resolved.get("database"), problems))
     data_dir = as_path("data_dir", str(database.with_suffix("")) + "-data")
 
     def as_int(key: str, default: int) -> int:

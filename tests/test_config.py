@@ -39,6 +39,28 @@ def test_a_file_with_only_database_is_valid(tmp_path):
     Mainland(cfg).open_store(migrate=True).close()
 
 
+def test_database_may_be_given_as_a_sqlite_url(tmp_path):
+    # The URL form #17's engines share: sqlite:///relative (to the config file) and sqlite:////absolute.
+    assert config_module.load(write(tmp_path, "database: sqlite:///inbox.db\n")).database == tmp_path / "inbox.db"
+    absolute = tmp_path / "elsewhere" / "inbox.db"
+    cfg = config_module.load(write(tmp_path, f"database: sqlite:///{absolute}\n"))
+    assert cfg.database == absolute and cfg.data_dir == tmp_path / "elsewhere" / "inbox-data"
+    Mainland(cfg).open_store(migrate=True).close()
+    assert absolute.exists()
+
+
+@pytest.mark.parametrize("url, said", [
+    ("postgresql://mainland@db.example/mainland", "database: PostgreSQL is not supported yet"),
+    ("postgresql+psycopg://db.example/mainland", "database: PostgreSQL is not supported yet"),
+    ("mysql://db.example/mainland", "database: mysql:// is not a database Mainland can use"),
+])
+def test_a_database_url_mainland_cannot_use_is_refused_with_what_to_give(tmp_path, url, said):
+    with pytest.raises(ConfigError) as refused:
+        config_module.load(write(tmp_path, f"database: {url}\n"))
+    assert any(problem.startswith(said) and "sqlite:///path" in problem for problem in refused.value.problems)
+    assert not list(tmp_path.glob("*.db")), "nothing was made under a name taken from the URL"
+
+
 def test_every_problem_is_reported_at_once_with_its_key_path(tmp_path, monkeypatch):
     monkeypatch.delenv("MAINLAND_NOT_SET", raising=False)
     path = write(tmp_path, textwrap_dedent("""
