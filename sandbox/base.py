@@ -22,6 +22,7 @@ from __future__ import annotations
 import http.server
 import json
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -76,6 +77,17 @@ def route(method: str, pattern: str) -> Callable:
 Response = tuple[int, Any] | tuple[int, Any, dict[str, str]]
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        # A client that hung up before its answer (a test's timeout, a dropped connection) is no
+        # error of the imitation's: a real API would not report it either.
+        if isinstance(sys.exc_info()[1], BrokenPipeError | ConnectionResetError):
+            return
+        super().handle_error(request, client_address)
+
+
 class Imitation:
     """A loopback server imitating one API. Start it, point a connector at `url`, stop it."""
 
@@ -91,8 +103,7 @@ class Imitation:
             if callable(func) and hasattr(func, "_route"):
                 method, regex = func._route
                 self._routes.append((method, regex, getattr(self, attr)))
-        self._server = http.server.ThreadingHTTPServer((host, port), self._handler_class())
-        self._server.daemon_threads = True
+        self._server = _Server((host, port), self._handler_class())
         self._thread: threading.Thread | None = None
 
     @property

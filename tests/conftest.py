@@ -11,6 +11,10 @@ from inbox import clock, create_app
 from inbox.attachments import AttachmentStore
 from inbox.ingest import Ingestor
 from inbox.store import Store
+from tests.python_source import serialize_ast_parse
+
+# CPython 3.11's AST constructor is not thread-safe (gh-106905); see tests/python_source.py.
+serialize_ast_parse()
 
 pytest_plugins = ["tests.servers", "tests.corpus", "tests.browser_helpers"]
 
