@@ -260,11 +260,15 @@ def test_a_visitors_post_wakes_their_own_widgets_poll_and_no_other(app, client, 
     started(client, db, token)
     post(client, other, "Anyone?")
     looks: Counter[str] = Counter()
+    both_looked = threading.Event()
     snapshot = chat_web._snapshot
 
     def counted(store, channel: str, who: str) -> dict:
         looks[who] += 1
-        return snapshot(store, channel, who)
+        answer = snapshot(store, channel, who)
+        if len(looks) == 2:
+            both_looked.set()
+        return answer
 
     held = HeldPoll(app, token, version_of(client, token))
     others = HeldPoll(app, other, version_of(client, other))
@@ -272,6 +276,8 @@ def test_a_visitors_post_wakes_their_own_widgets_poll_and_no_other(app, client, 
     held.start()
     others.start()
     assert chat_web.waits_of(app).wait_until(2, HELD)
+    # Held is not yet looked: a post before a poll's first look would be in that look already.
+    assert both_looked.wait(HELD)
     post(client, token, "Still there?")
     assert held.answered()["messages"][-1]["text"] == "Still there?"
     post(client, other, "Hello?")

@@ -18,6 +18,8 @@ from waitress import create_server
 
 from inbox.web.server_loop import ChangedOnlyLoop, use_changed_only_loop
 
+pytestmark = pytest.mark.server
+
 BIG = 8 * 1024 * 1024
 DEADLINE = 30.0
 
