@@ -350,7 +350,9 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: Path | None = N
         if warn_after is not None and warn_after <= 0:
             problems.append("health.warn_after: must be longer than zero (e.g. '15m')")
 
-    secret_key = resolved.get("secret_key") or _local_secret(data_dir)
+    # A configuration with problems is refused below: no key file is written for it (its data_dir may
+    # be a name made from a mistyped value).
+    secret_key = resolved.get("secret_key") or ("" if problems else _local_secret(data_dir))
     instance_id = str(resolved.get("instance_id") or hashlib.sha256(str(database).encode()).hexdigest()[:16])
     config = Config(
         database=database,
