@@ -21,7 +21,8 @@ _TOKEN_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
 def new_token() -> str:
     """A conversation token: 8 characters, no look-alikes, unguessable enough to not be an id."""
-    return "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(8))
+    # 32 letters: each random byte's low five bits pick one, uniformly, at a tenth of secrets.choice's cost.
+    return "".join(_TOKEN_ALPHABET[byte & 31] for byte in secrets.token_bytes(8))
 
 
 @dataclass

@@ -24,28 +24,20 @@ import mailbox
 import os
 import re
 import time
-import traceback
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from connectors.base import ItemError
-from inbox import mail
 from inbox.ingest import Ingestor, IngestReport
+from inbox.mail_batch import parse_batch
 from inbox.models import FetchResult, InboundItem, Reject
 from inbox.parse_pool import Batch, ParsePipeline, workers_for
-from inbox.sanitize import sanitize_html
 from inbox.store import Store
 
 DEFAULT_CHANNEL = "import"
 DEFAULT_BATCH_SIZE = 200
 _FIELD_LINE = re.compile(rb"^[!-9;-~]{1,76}:")
 _MAIL_FIELD = re.compile(rb"^(from|sender|received|message-id|date|return-path|delivered-to):", re.I | re.M)
-#: Fields that mark a file of a folder as mail (a header-only message with To and Subject is mail too).
-_ANY_MAIL_FIELD = re.compile(rb"^(from|sender|reply-to|received|message-id|date|return-path|delivered-to|subject|to)"
-                             rb"[ \t]*:", re.I | re.M)
-#: Bytes of a folder's file looked at to tell mail from other files.
-MAIL_SNIFF_BYTES = 8192
 #: Skipped files named in the summary; the rest are counted.
 MAX_NAMED_SKIPS = 10
 
@@ -186,20 +178,6 @@ def _looks_like_message(head: bytes) -> bool:
     return bool(_FIELD_LINE.match(block)) and bool(_MAIL_FIELD.search(block))
 
 
-def _is_mail(raw: bytes) -> bool:
-    """Whether a file found in a folder holds a mail: readable text whose head has a mail header field.
-
-    A folder of saved mail also holds other files (README.txt, index.html, a PDF someone saved next
-    to the mail, Thumbs.db): those are not mail and must not fill the quarantine as mail without sender.
-    Junk or an mbox `From ` line before the headers is allowed, as the parser allows it.
-    """
-    head = raw[:MAIL_SNIFF_BYTES]
-    if b"\x00" in head:
-        return False
-    block = re.split(rb"\n\r?\n(?=[^\r\n])", head.lstrip(b"\r\n"), maxsplit=1)[0]
-    return bool(_ANY_MAIL_FIELD.search(block))
-
-
 def _open_maildir(path: Path) -> Source:
     box = mailbox.Maildir(str(path), factory=None, create=False)
     # Maildir names start with the delivery time, so sorted keys are roughly oldest first and,
@@ -289,56 +267,6 @@ def _resume_position(source: Source, saved: dict | None) -> tuple[int, str | Non
 
 
 # The import ------------------------------------------------------------------------------------
-
-
-def _exception_text(exc: BaseException) -> str:
-    frames = traceback.extract_tb(exc.__traceback__)[-3:]
-    where = "; ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}" for f in frames)
-    return f"{type(exc).__name__}: {exc} ({where})"
-
-
-def parse_message(raw: bytes, *, channel: str, source_ref: str, max_bytes: int | None,
-                  max_attachment_bytes: int | None) -> InboundItem | Reject:
-    """One raw message as an item, or as a `Reject` for the quarantine when the parser refuses it."""
-    try:
-        return mail.parse_email(raw, channel=channel, source_ref=source_ref, max_bytes=max_bytes,
-                                max_attachment_bytes=max_attachment_bytes)
-    except ItemError as exc:
-        return Reject(raw=raw, reason=str(exc), source_ref=source_ref, exception=type(exc).__name__)
-    except Exception as exc:  # a parser bug must cost one message, not the import
-        return Reject(raw=raw, reason=f"could not be parsed: {type(exc).__name__}: {exc}",
-                      source_ref=source_ref, exception=_exception_text(exc))
-
-
-@dataclass
-class ParsedBatch:
-    """A batch parsed: per file an item, a `Reject`, or None for a folder's file that is no mail;
-    and the HTML of its items sanitized (`Ingestor.ingest(sanitized=...)`), CPU work that the
-    parsing processes take off the one writer."""
-
-    parsed: list[InboundItem | Reject | None]
-    sanitized: dict[str, tuple[str, bool]]
-
-
-def parse_batch(raws: list[tuple[str, bytes]], *, channel: str, kind: str, max_bytes: int | None,
-                max_attachment_bytes: int | None) -> ParsedBatch:
-    """Each (source_ref, raw) parsed, for the writer to store.
-
-    Runs in a parsing worker process or in the importer's own (inbox/parse_pool.py); it only reads.
-    """
-    parsed: list[InboundItem | Reject | None] = []
-    for ref, raw in raws:
-        if kind == "folder" and not _is_mail(raw):
-            parsed.append(None)
-        else:
-            parsed.append(parse_message(raw, channel=channel, source_ref=ref, max_bytes=max_bytes,
-                                        max_attachment_bytes=max_attachment_bytes))
-    return ParsedBatch(parsed, presanitize(p for p in parsed if isinstance(p, InboundItem)))
-
-
-def presanitize(items: Iterable[InboundItem]) -> dict[str, tuple[str, bool]]:
-    """`sanitize_html` of each item's HTML, keyed by that HTML."""
-    return {item.html: sanitize_html(item.html) for item in items if item.html}
 
 
 @dataclass

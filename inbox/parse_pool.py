@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from inbox import clock
+from inbox.mail_batch import Sanitized, presanitize
 from inbox.models import ParsedPage
-from inbox.sanitize import sanitize_html
 
 log = logging.getLogger("mainland.parse_pool")
 
@@ -64,12 +64,12 @@ def workers_for(messages: int, workers: int | None = None) -> int:
     return default_workers() if messages >= MIN_MESSAGES_FOR_PROCESSES else 0
 
 
-def parse_page(job: tuple[Callable[..., ParsedPage], Any, dict]) -> tuple[ParsedPage, dict[str, tuple[str, bool]]]:
+def parse_page(job: tuple[Callable[..., ParsedPage], Any, dict]) -> tuple[ParsedPage, dict[str, Sanitized]]:
     """A connector's raw page parsed, `(parse, payload, options)` of a `RawPage`, and the HTML of its
-    items sanitized (`Ingestor.ingest(sanitized=...)`): CPU work taken off the one writer."""
+    items worked out ahead (`Ingestor.ingest(sanitized=...)`): CPU work taken off the one writer."""
     parse, payload, options = job
     parsed = parse(payload, **options)
-    return parsed, {item.html: sanitize_html(item.html) for item in parsed.items if item.html}
+    return parsed, presanitize(parsed.items)
 
 
 @dataclass
@@ -97,6 +97,8 @@ class ParsePipeline:
         self.workers = workers
         self.restarts = 0
         self._pool: ProcessPoolExecutor | None = None
+        #: Whether a batch was handed out yet (the first is parsed here while the pool starts).
+        self._started = False
 
     def __enter__(self) -> ParsePipeline:
         return self
@@ -160,9 +162,14 @@ class ParsePipeline:
         return future.result()
 
     def _submit(self, batch: Batch) -> Future | None:
-        """The batch given to the pool; None (parse it here) after it broke a pool twice, or without a pool."""
+        """The batch given to the pool; None (parse it here) after it broke a pool twice, or without a
+        pool, or when it is the first: this process parses that one while the workers start (a
+        worker's start costs about what parsing a batch does, and the writer would only wait)."""
         batch.attempts += 1
         if batch.attempts > 2 or self.in_process:
+            return None
+        if self._pool is None and not self._started:
+            self._started = True
             return None
         for _ in range(2):
             try:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from inbox import importer, parse_pool
+from inbox import importer, mail_batch, parse_pool
 from inbox.attachments import AttachmentStore
 from inbox.ingest import Ingestor
 from inbox.store import Store
@@ -84,7 +84,7 @@ def test_html_sanitized_while_parsing_is_stored_as_the_writer_would_store_it(tmp
     folder = _sample(tmp_path / "mail", count=10)
     ahead = _store(tmp_path, migrated_database, "ahead")
     _import(ahead, tmp_path, folder, workers=0)
-    monkeypatch.setattr(importer, "presanitize", lambda items: {})
+    monkeypatch.setattr(mail_batch, "presanitize", lambda items: {})
     by_writer = _store(tmp_path, migrated_database, "writer")
     _import(by_writer, tmp_path, folder, workers=0)
     assert _rows(ahead) == _rows(by_writer)
@@ -121,6 +121,18 @@ def test_a_killed_worker_costs_nothing_and_doubles_nothing(tmp_path, migrated_da
     assert (report.complete, report.stored, report.quarantined) == (True, expected.stored, expected.quarantined)
     assert there.conn.execute("SELECT count(*), count(DISTINCT external_id) FROM messages").fetchone() == (
         expected.stored, expected.stored)
+
+
+def _parsed_where(payload: int) -> tuple[int, int]:
+    return payload, os.getpid()
+
+
+def test_the_first_batch_is_parsed_here_while_the_workers_start_and_the_rest_by_them():
+    with parse_pool.ParsePipeline(_parsed_where, {}, workers=2) as pipeline:
+        done = [parsed for _batch, parsed in pipeline.run(parse_pool.Batch(payload=i) for i in range(6))]
+    assert [n for n, _pid in done] == list(range(6)), "handed back in order"
+    assert done[0][1] == os.getpid()
+    assert all(pid != os.getpid() for _n, pid in done[1:])
 
 
 def test_without_processes_the_import_parses_in_its_own_process(tmp_path, migrated_database, frozen_clock,

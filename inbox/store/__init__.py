@@ -112,24 +112,39 @@ class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries
     # Transactions -------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def write(self) -> Iterator[Store]:
-        """A write transaction (`BEGIN IMMEDIATE`); nested calls join the outer one."""
+    def write(self, *, journals_in_memory: bool = False) -> Iterator[Store]:
+        """A write transaction (`BEGIN IMMEDIATE`); nested calls join the outer one.
+
+        `journals_in_memory`: for a transaction of many small statements (an ingest batch). SQLite
+        keeps what each statement changed, to undo that statement alone, and writes it to a
+        temporary file once it passes 64 KiB: every message insert with its triggers did, about
+        seventy writes a message. In memory that costs nothing; it stays off by default because one
+        statement that changes a large part of the database (a migration) would hold all of it.
+        """
         if self.conn.in_transaction:
             yield self
             return
         with write_locks.turn(self._database, BUSY_TIMEOUT_MS / 1000):
-            self.conn.execute("BEGIN IMMEDIATE")
-            took_lock = time.perf_counter()
+            if journals_in_memory:
+                # Read as the transaction begins (and changed outside one only: SQLite refuses
+                # otherwise once TEMP storage is open). Mainland makes no TEMP tables to lose by it.
+                self.conn.execute("PRAGMA temp_store = MEMORY")
             try:
-                yield self
-            except BaseException:
-                if self.conn.in_transaction:
-                    self.conn.execute("ROLLBACK")
-                raise
-            else:
-                self.conn.execute("COMMIT")
+                self.conn.execute("BEGIN IMMEDIATE")
+                took_lock = time.perf_counter()
+                try:
+                    yield self
+                except BaseException:
+                    if self.conn.in_transaction:
+                        self.conn.execute("ROLLBACK")
+                    raise
+                else:
+                    self.conn.execute("COMMIT")
+                finally:
+                    write_locks.record(time.perf_counter() - took_lock)
             finally:
-                write_locks.record(time.perf_counter() - took_lock)
+                if journals_in_memory and not self.conn.in_transaction:
+                    self.conn.execute("PRAGMA temp_store = DEFAULT")
         for hook in self.commit_hooks:
             try:
                 hook(self)

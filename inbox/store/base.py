@@ -21,7 +21,11 @@ def iso(moment: dt.datetime) -> str:
     """A UTC timestamp as stored: sortable text with microseconds."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    moment = moment.astimezone(dt.UTC)
+    if moment.year < 1000:  # strftime writes such years without leading zeros; stored text stays as it was
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat is several times faster than strftime (the ingest writes four timestamps a message).
+    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def now_iso() -> str:

@@ -1711,3 +1711,54 @@ def m043_backlog_index(db: Database) -> None:
     # inbox/store/reports.py, word for word (a partial index serves only queries that say the same).
     db.execute("CREATE INDEX conversations_backlog ON conversations(created_at, status, channel, waiting_since, "
                "automatic) WHERE status IN ('new', 'open', 'pending', 'snoozed') AND automatic = 0")
+
+
+#: Whether a row's search index entry waits for the end of its batch (see m044).
+_INDEX_DEFERRED = "EXISTS (SELECT 1 FROM search_index_deferred WHERE {row}.id >= {column})"
+
+
+@migrations()
+def m044_search_index_per_batch(db: Database) -> None:
+    # Ingest speed (issue 16). FTS5 writes out its pending index at every savepoint, and SQLite opens
+    # one for each statement that must be undone alone when it fails: every message insert (it has
+    # triggers). Indexed row by row from the triggers, a batch of 200 messages made 200 tiny index
+    # segments that FTS5 then had to merge: half of what storing a message cost. While
+    # search_index_deferred holds a row (only inside the ingest's write transaction: inbox/store/
+    # ingest.py `search_index_deferred`), rows with an id from there on are indexed at the end of the
+    # batch in one statement per index, and the triggers leave them alone. Edits and deletes of
+    # those rows need nothing either: the end of the batch indexes what the rows hold then.
+    # messages_au now fires only for the indexed columns (a delivery status change rewrote the entry).
+    message_waits = _INDEX_DEFERRED.format(row="{row}", column="messages_from")
+    conversation_waits = _INDEX_DEFERRED.format(row="NEW", column="conversations_from")
+    columns = "subject, text, author_name, author_handle"
+    db.executescript(
+        f"""
+        CREATE TABLE search_index_deferred (
+            messages_from INTEGER NOT NULL,
+            conversations_from INTEGER NOT NULL
+        );
+        DROP TRIGGER messages_ai;
+        DROP TRIGGER messages_au;
+        DROP TRIGGER messages_ad;
+        CREATE TRIGGER messages_ai AFTER INSERT ON messages WHEN NOT {message_waits.format(row="NEW")} BEGIN
+            INSERT INTO messages_fts (rowid, {columns})
+            VALUES (NEW.id, NEW.subject, NEW.text, NEW.author_name, NEW.author_handle);
+        END;
+        CREATE TRIGGER messages_au AFTER UPDATE OF id, {columns} ON messages
+        WHEN NOT {message_waits.format(row="OLD")} BEGIN
+            INSERT INTO messages_fts (messages_fts, rowid, {columns})
+            VALUES ('delete', OLD.id, OLD.subject, OLD.text, OLD.author_name, OLD.author_handle);
+            INSERT INTO messages_fts (rowid, {columns})
+            VALUES (NEW.id, NEW.subject, NEW.text, NEW.author_name, NEW.author_handle);
+        END;
+        CREATE TRIGGER messages_ad AFTER DELETE ON messages WHEN NOT {message_waits.format(row="OLD")} BEGIN
+            INSERT INTO messages_fts (messages_fts, rowid, {columns})
+            VALUES ('delete', OLD.id, OLD.subject, OLD.text, OLD.author_name, OLD.author_handle);
+        END;
+        DROP TRIGGER conversation_search_ai;
+        CREATE TRIGGER conversation_search_ai AFTER INSERT ON conversations WHEN NOT {conversation_waits} BEGIN
+            INSERT INTO conversation_search (rowid, subject, customer)
+            VALUES (NEW.id, NEW.subject, {_CUSTOMER_SEARCH_TEXT.format(customer="NEW.customer_id")});
+        END;
+        """  # noqa: S608 (constants of this module only)
+    )
