@@ -1,5 +1,8 @@
 """Schema migrations: one function per change, applied in order, never edited after release.
 
+A migration imports nothing of Mainland's own: what it computes is written here, so that it gives
+the same result on every later version (tests/test_migrations_frozen.py holds it to that).
+
 The data model follows shared/design.md: customers with identities, conversations, messages with
 an FTS5 index, attachments by content hash, quarantine, cursors, outbox, agents and teams, an
 audit log and leases. Columns for later work (service levels, routing) are added by later
@@ -7,6 +10,9 @@ migrations, not guessed at here.
 """
 
 from __future__ import annotations
+
+import re
+import unicodedata
 
 from sqlite_utils import Database, Migrations
 
@@ -566,6 +572,31 @@ def m007_service_levels(db: Database) -> None:
     )
 
 
+# Name keys as m006 and m006b fill them in, frozen here: a migration must give the same result on
+# every future version, whatever inbox/identity.py later makes of names (#17). Equal to
+# `inbox.identity.name_key` / `name_tokens` when written; the ingest keeps later keys up to date.
+_NAME_NOISE = frozenset({"mr", "mrs", "ms", "miss", "dr", "dhr", "mevr", "mw", "ir", "drs", "prof", "hr", "fam",
+                         "familie"})
+_NAME_PARTICLES = frozenset({"de", "van", "der", "den", "het", "te", "ten", "ter", "von", "zu", "la", "le", "du", "da",
+                             "di", "del", "dos", "el", "al", "bin", "y", "t", "s", "op", "in"})
+
+
+def _name_key(name: str) -> str:
+    if "@" in (name or "") or "://" in (name or ""):
+        return ""
+    text = unicodedata.normalize("NFKD", name or "")
+    text = "".join(ch for ch in text if not unicodedata.combining(ch)).casefold()
+    if text.count(",") == 1:
+        last, first = text.split(",")
+        text = f"{first} {last}"
+    words = re.findall(r"[^\W\d_]+", text)
+    return " ".join(w for w in words if w not in _NAME_NOISE)[:200]
+
+
+def _name_tokens(key: str) -> list[str]:
+    return [t for t in key.split() if t not in _NAME_PARTICLES]
+
+
 @migrations()
 def m006_customers(db: Database) -> None:
     # One customer across channels (issue 5, docs/customers.md): attributes, notes, identifiers a
@@ -573,8 +604,6 @@ def m006_customers(db: Database) -> None:
     # chat: `customer_claims`), merge suggestions (one row per pair, a < b; a rejected pair stays
     # rejected), merges with a snapshot for undo, same-day name sightings for the "close name"
     # evidence, and hashes of erased identities so re-imported old items do not bring them back.
-    from inbox.identity import name_key
-
     db.executescript(
         """
         ALTER TABLE customers ADD COLUMN name_key TEXT NOT NULL DEFAULT '';
@@ -663,7 +692,7 @@ def m006_customers(db: Database) -> None:
     )
     rows = db.execute("SELECT id, display_name FROM customers WHERE display_name != ''").fetchall()
     for customer_id, display_name in rows:
-        db.execute("UPDATE customers SET name_key = ? WHERE id = ?", (name_key(display_name), customer_id))
+        db.execute("UPDATE customers SET name_key = ? WHERE id = ?", (_name_key(display_name), customer_id))
 
 
 @migrations()
@@ -777,8 +806,6 @@ def m006b_customer_name_tokens(db: Database) -> None:
     # how common "Jan" and "de Vries" are tells how much a second "Jan de Vries" means. The row
     # with the empty token counts the named records. Sightings get an index for cross-day lookups
     # of rare names.
-    from inbox.identity import name_tokens
-
     db.executescript(
         """
         CREATE TABLE name_token_counts (
@@ -790,7 +817,7 @@ def m006b_customer_name_tokens(db: Database) -> None:
     )
     counts: dict[str, int] = {}
     for (key,) in db.execute("SELECT name_key FROM customers WHERE name_key != ''").fetchall():
-        for token in {"", *name_tokens(key)}:
+        for token in {"", *_name_tokens(key)}:
             counts[token] = counts.get(token, 0) + 1
     for token, n in counts.items():
         db.execute("INSERT INTO name_token_counts (token, n) VALUES (?, ?)", (token, n))
