@@ -64,10 +64,13 @@ class Config:
     channels: dict[str, ChannelConfig] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     source: Path | None = None
+    #: `attachments_dir:` when set (a folder every node of an installation shares), else None.
+    attachments_path: Path | None = None
 
     @property
     def attachments_dir(self) -> Path:
-        return self.data_dir / "attachments"
+        """Where attachment files live: `attachments_dir:`, by default `data_dir/attachments`."""
+        return self.attachments_path or self.data_dir / "attachments"
 
     def own_addresses(self) -> set[str]:
         """Email addresses that are ours: mail from them is a loop, never a customer."""
@@ -81,7 +84,7 @@ class Config:
 
 
 _KNOWN_KEYS = {
-    "database", "data_dir", "secret_key", "instance_id", "base_url", "mail_domain", "max_message_bytes",
+    "database", "data_dir", "attachments_dir", "secret_key", "instance_id", "base_url", "mail_domain", "max_message_bytes",
     "max_attachment_bytes", "default_language", "session_cookie_secure", "fetch_allow_hosts", "channels", "demo", "web", "worker",
     "service_levels", "digest", "api_tokens", "default_phone_region", "health", "notifications",
     "oidc", "check_ins", "help_center", "triage", "webhooks",
@@ -350,6 +353,11 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: Path | None = N
         if warn_after is not None and warn_after <= 0:
             problems.append("health.warn_after: must be longer than zero (e.g. '15m')")
 
+    attachments = resolved.get("attachments_dir")
+    if attachments is not None and not (isinstance(attachments, str) and attachments.strip()):
+        problems.append("attachments_dir: must be the path of a folder, e.g. /srv/mainland-shared/attachments")
+        attachments = None
+
     # A configuration with problems is refused below: no key file is written for it (its data_dir may
     # be a name made from a mistyped value).
     secret_key = resolved.get("secret_key") or ("" if problems else _local_secret(data_dir))
@@ -374,6 +382,7 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: Path | None = N
                                                               "notifications", "oidc", "check_ins", "help_center", "triage",
                                                               "webhooks"}},
         source=source,
+        attachments_path=as_path("attachments_dir", "", attachments) if attachments else None,
     )
     # Sections checked by the modules that read them (docs/service-levels.md).
     from inbox import (

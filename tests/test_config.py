@@ -195,3 +195,30 @@ def test_session_cookie_is_https_only_by_default_for_an_https_site(tmp_path):
     told = from_mapping({"database": "m.db", "base_url": "https://support.example.com",
                          "session_cookie_secure": False}, base=tmp_path)
     assert (https.session_cookie_secure, http.session_cookie_secure, told.session_cookie_secure) == (True, False, False)
+
+
+def test_attachments_may_live_in_a_folder_of_their_own(tmp_path):
+    # #17: several machines share one attachments folder while each keeps its own data_dir.
+    from inbox.importer import import_mailbox
+    from tests.test_attachments import mail_with_attachment
+
+    cfg = config_module.load(write(tmp_path, "database: inbox.db\nattachments_dir: shared/files\n"))
+    assert cfg.attachments_dir == tmp_path / "shared" / "files"
+    assert config_module.load(write(tmp_path, "database: inbox.db\n")).attachments_dir == tmp_path / "inbox-data" / "attachments"
+    mailbox = tmp_path / "mail"
+    mailbox.mkdir()
+    (mailbox / "1.eml").write_bytes(mail_with_attachment(b"%PDF-1.4 the invoice"))
+    mainland = Mainland(cfg)
+    store = mainland.open_store(migrate=True)
+    import_mailbox(store, mainland.ingestor(store), mailbox, workers=0)
+    [sha] = [row[0] for row in store.conn.execute("SELECT sha256 FROM attachments")]
+    assert mainland.attachment_store().read(sha) == b"%PDF-1.4 the invoice"
+    stored = [p for p in (tmp_path / "shared" / "files").rglob("*") if p.is_file()]
+    assert [p.read_bytes() for p in stored] == [b"%PDF-1.4 the invoice"]
+    assert not (tmp_path / "inbox-data" / "attachments").exists()
+    store.close()
+
+
+def test_attachments_dir_must_be_a_path(tmp_path):
+    with pytest.raises(config_module.ConfigError, match="attachments_dir: must be the path of a folder"):
+        config_module.load(write(tmp_path, "database: inbox.db\nattachments_dir: [a, b]\n"))

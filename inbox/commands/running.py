@@ -263,7 +263,7 @@ def backup(ctx: Context, path: Path, force: bool) -> None:
 
     Safe while Mainland runs. The copy is written beside PATH and renamed into place only after
     it passed `PRAGMA integrity_check`, so a failed backup never spoils an earlier one.
-    Attachments are files under data_dir/attachments: back that folder up as well.
+    Attachments are files in `attachments_dir` (data_dir/attachments): back that folder up as well.
     """
     database = ctx.config.database
     if path.exists() and path.resolve() == database.resolve():
@@ -285,3 +285,4 @@ def backup(ctx: Context, path: Path, force: bool) -> None:
     finally:
         store.close()
     click.echo(f"backup of {database} written to {path} ({path.stat().st_size:,} bytes); integrity check ok")
+    click.echo(f"back up the attachment files in {ctx.config.attachments_dir} too (after this copy)")
