@@ -20,7 +20,6 @@ import datetime as dt
 import json
 import logging
 import sqlite3
-import traceback
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
@@ -28,7 +27,7 @@ from inbox import clock, csat, models, routing, triage, triage_flow
 from inbox.attachments import AttachmentStore, safe_filename, type_mismatch
 from inbox.conversations import find_conversation, new_token
 from inbox.customers import is_known_identity, is_suppressed, note_item_evidence, resolve_author
-from inbox.mail_batch import Sanitized
+from inbox.mail_batch import Sanitized, exception_text
 from inbox.models import (
     AUTOMATIC_FLAGS,
     DELIVERY_ORDER,
@@ -159,7 +158,7 @@ class Ingestor:
             except Exception as exc:  # a poison item must not block the batch
                 log.warning("item %s of %s quarantined: %s", item.external_id, channel, exc)
                 rejects.append(Reject(raw=item.raw or _item_json(item), reason=f"could not be normalized: {exc}",
-                                      source_ref=item.source_ref, exception=_exception_text(exc)))
+                                      source_ref=item.source_ref, exception=exception_text(exc)))
 
         self._sanitized = {}
         now = iso(self.now())
@@ -181,7 +180,7 @@ class Ingestor:
                                     exc)
                         rejects.append(Reject(raw=prep.item.raw or _item_json(prep.item),
                                               reason=f"could not be stored: {exc}", source_ref=prep.item.source_ref,
-                                              exception=_exception_text(exc)))
+                                              exception=exception_text(exc)))
                         continue
                     if message_id is None:
                         report.duplicates += 1
@@ -414,9 +413,3 @@ def _item_json(item: InboundItem) -> bytes:
     for att in data.get("attachments", []):
         att.pop("data", None)
     return json.dumps(data, default=str).encode()
-
-
-def _exception_text(exc: BaseException) -> str:
-    frames = traceback.extract_tb(exc.__traceback__)[-3:]
-    where = "; ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}" for f in frames)
-    return f"{type(exc).__name__}: {exc} ({where})"
