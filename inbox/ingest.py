@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from inbox import clock, csat, models, routing, triage, triage_flow
 from inbox.attachments import AttachmentStore, safe_filename, type_mismatch
-from inbox.conversations import find_conversation, new_token
+from inbox.conversations import find_conversation, unused_token
 from inbox.customers import is_known_identity, is_suppressed, note_item_evidence, resolve_author
 from inbox.mail_batch import Sanitized, exception_text
 from inbox.models import (
@@ -290,7 +290,7 @@ class Ingestor:
         kept_out = verdict.verdict != triage_flow.CLEAN
         if new_conversation:
             conversation_id = self.store.create_conversation(
-                token=new_token(), customer_id=customer_id, channel=channel, thread_key=item.thread_key,
+                token=unused_token(self.store), customer_id=customer_id, channel=channel, thread_key=item.thread_key,
                 subject=subject or first_line(prep.text), public=item.public, automatic=automatic,
                 flags=" ".join(sorted(flags)), now=now, status="spam" if kept_out else "new",
             )

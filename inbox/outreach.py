@@ -31,7 +31,7 @@ from typing import Any
 from connectors.base import ConnectorError
 from inbox import clock, review, sendability, service_levels
 from inbox.config import ConfigError
-from inbox.conversations import new_token
+from inbox.conversations import unused_token
 from inbox.i18n import gettext
 from inbox.i18n import lazy_gettext as _l
 from inbox.identity import normalize_email
@@ -186,7 +186,7 @@ def start_conversation(mainland: Any, store: Any, customer_id: int, *, channel: 
     outbox_id = uuid.uuid4().hex
     assignee = owner or agent
     with store.write():
-        token = new_token()
+        token = unused_token(store)
         conversation_id = store.create_started_conversation(
             token=token, customer_id=customer_id, channel=channel, thread_key=target.thread_key, subject=subject,
             agent_id=assignee["id"], team_id=_team_for(store, assignee, customer_id), now=now_text)

@@ -138,3 +138,18 @@ def test_an_item_that_cannot_be_stored_is_quarantined_and_the_rest_of_the_page_a
     assert "could not be stored" in held["reason"]
     assert store.cursor("mail") == "page-1"
     assert store.counts()["conversations"] == 2, "the failed item left no half-written conversation"
+
+
+def test_a_new_conversation_never_gets_a_token_already_in_use(ingestor, store, monkeypatch):
+    # Eight random letters collide now and then in a big inbox (a 300,000-message import drew one):
+    # the second message was quarantined. A token in use is drawn again.
+    from inbox import conversations
+
+    drawn = iter(["SAMETOKN", "SAMETOKN", "OTHERTKN"])
+    monkeypatch.setattr(conversations, "new_token", lambda: next(drawn))
+    monkeypatch.setattr("inbox.ingest.new_token", conversations.new_token, raising=False)  # if imported by name
+    report = ingest_raw(ingestor, raw_mail(sender="ann@example.net", subject="First"),
+                        raw_mail(sender="bob@example.org", subject="Second"))
+    assert (report.stored, report.quarantined) == (2, 0)
+    tokens = [r[0] for r in store.execute("SELECT token FROM conversations ORDER BY id")]
+    assert tokens == ["SAMETOKN", "OTHERTKN"]

@@ -52,7 +52,7 @@ from inbox import access, clock, rules, sendability
 from inbox import answers as answer_library
 from inbox.attachments import safe_filename
 from inbox.channel_format import to_html
-from inbox.conversations import new_token
+from inbox.conversations import unused_token
 from inbox.i18n import gettext as _
 from inbox.i18n import lazy_gettext as _l
 from inbox.i18n import ngettext
@@ -1281,7 +1281,8 @@ def split(conversation_id: int):
     if conversation.get("merged_into"):
         return _refused(conversation, str(TRANSITION_MESSAGES["merged"]))
     try:
-        new_id = store.split_message(conversation_id, message_id, token=new_token(), now=_now_iso())
+        with store.write():  # the token checked and taken in one transaction
+            new_id = store.split_message(conversation_id, message_id, token=unused_token(store), now=_now_iso())
     except MergeRefused as exc:
         return _refused(conversation, str(MERGE_MESSAGES.get(exc.code, MERGE_MESSAGES["only_message"])))
     _audit("split", conversation_id, message_id=message_id, new_conversation=new_id)
