@@ -148,3 +148,20 @@ def test_statement_journals_stay_in_memory_only_for_the_ingest_transaction(inges
     assert store.conn.execute("PRAGMA temp_store").fetchone()[0] == 0
     with store.write():
         assert store.conn.execute("PRAGMA temp_store").fetchone()[0] == 0
+
+
+def test_the_indexes_merge_sixteen_segments_at_a_time_and_stay_whole(ingestor, store):
+    # m045: fewer, wider merges keep a large import's index work from growing (bench/README.md).
+    for index in ("messages_fts", "conversation_search"):
+        config = dict(store.conn.execute(f"SELECT k, v FROM {index}_config"))  # noqa: S608 (two names above)
+        assert (config.get("automerge"), config.get("crisismerge")) == (16, 64), index
+    words = [f"zyxword{n}" for n in range(40)]
+    for n, word in enumerate(words):  # one batch each: one index segment each, a few pages long
+        filler = " ".join(f"w{n}x{k}" for k in range(800))  # FTS5 paces its merges by pages written
+        _ingest(ingestor, raw_mail(sender=f"s{n}@example.net", subject=f"Question {n}", body=f"About the {word} {filler}"),
+                cursor=f"c{n}")
+    segments = store.conn.execute("SELECT count(DISTINCT segid) FROM messages_fts_idx").fetchone()[0]
+    # Merged 16 at a time: up to 15 wait at a level (with FTS5's default of 4 there were 5 in all).
+    assert 16 <= segments < 40
+    _assert_indexes_whole(store)
+    assert all(len(_found(store, word)) == 1 for word in (words[0], words[15], words[39]))
