@@ -704,8 +704,8 @@ def _more_of_team_b(world: World, rules: set[str]) -> dict[str, int]:
                             created_by=world.agents["admin"]["id"])
     ids["invitee_id"] = invitee
     if "/admin/tokens/<int:token_id>/revoke" in rules:
-        ids["api_token"] = store.create_api_token(name="Matrix token", token_hash="0" * 64, prefix="ml_matrix",
-                                                  scopes=["customers:read"], created_by=world.agents["admin"]["id"])
+        ids["api_token"] = store.api_tokens.create(name="Matrix token", token_hash="0" * 64, prefix="ml_matrix",
+                                                   scopes=["customers:read"], created_by=world.agents["admin"]["id"])
     if "/admin/webhooks/<int:subscription_id>" in rules:
         from inbox import webhooks_out
 

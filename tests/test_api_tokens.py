@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from inbox.store.tokens import ApiTokens
 from inbox.web import tokens as tokens_module
 from tests.test_web_auth import csrf_token, login, make_agent, web_store  # noqa: F401
 
@@ -133,7 +134,7 @@ def test_last_used_is_written_at_most_once_a_minute(client, admin, web_store, fr
     token, token_id = make_token(client)
     api = client.application.test_client()
     writes = []
-    real = web_store.__class__.note_api_token_used
+    real = ApiTokens.note_used
 
     def counting(self, row, now):
         wrote = real(self, row, now)
@@ -141,15 +142,15 @@ def test_last_used_is_written_at_most_once_a_minute(client, admin, web_store, fr
         return wrote
 
     # The app opens a store per request: count on the class.
-    monkeypatch.setattr(web_store.__class__, "note_api_token_used", counting)
+    monkeypatch.setattr(ApiTokens, "note_used", counting)
     for _ in range(6):
         assert api.get("/api/customers/999999", headers=bearer(token)).status_code == 404
         frozen_clock.advance(seconds=10)
-    first = web_store.api_token(token_id)["last_used_at"]
+    first = web_store.api_tokens.get(token_id).last_used_at
     frozen_clock.advance(seconds=10)
     api.get("/api/customers/999999", headers=bearer(token))
     assert writes == [True, False, False, False, False, False, True]
-    assert web_store.api_token(token_id)["last_used_at"] > first
+    assert web_store.api_tokens.get(token_id).last_used_at > first
 
 
 def test_the_database_file_holds_the_hash_never_the_token(app, client, admin, web_store):  # noqa: F811
@@ -171,8 +172,8 @@ def test_lookup_is_by_hash_and_config_tokens_are_compared_in_constant_time(clien
     token, _ = make_token(client)
     near_miss = token[:-1] + ("A" if token[-1] != "A" else "B")
     looked_up, compared = [], []
-    real_lookup = web_store.__class__.api_token_by_hash
-    monkeypatch.setattr(web_store.__class__, "api_token_by_hash",
+    real_lookup = ApiTokens.by_hash
+    monkeypatch.setattr(ApiTokens, "by_hash",
                         lambda self, digest: looked_up.append(digest) or real_lookup(self, digest))
     real_compare = tokens_module.hmac.compare_digest
     monkeypatch.setattr(tokens_module.hmac, "compare_digest",
@@ -215,11 +216,11 @@ def test_the_form_checks_its_fields_and_its_csrf_token(client, admin, web_store)
     assert bad_expiry.status_code == 400
     no_csrf = client.post("/admin/tokens", data={"name": "Forged", "scope": "health:read", "expiry": ""})
     assert no_csrf.status_code == 400
-    assert web_store.api_tokens() == []
+    assert web_store.api_tokens.all() == []
     token, token_id = make_token(client, "Forever", expiry="")
-    assert web_store.api_token(token_id)["expires_at"] is None
+    assert web_store.api_tokens.get(token_id).expires_at is None
     forged = client.post(f"/admin/tokens/{token_id}/revoke")
-    assert forged.status_code == 400 and web_store.api_token(token_id)["revoked_at"] is None
+    assert forged.status_code == 400 and web_store.api_tokens.get(token_id).revoked_at is None
     assert client.post("/admin/tokens/999/revoke",
                        data={"csrf_token": csrf_token(client, "/admin/tokens")}).status_code == 404
 
@@ -235,5 +236,5 @@ def test_the_link_is_in_the_admins_navigation_only(client, admin, web_store):  #
 
 def test_expiry_is_counted_from_creation(client, admin, web_store, frozen_clock):  # noqa: F811
     _token, token_id = make_token(client, expiry="365")
-    row = web_store.api_token(token_id)
-    assert row["expires_at"] == (frozen_clock.now() + dt.timedelta(days=365)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    row = web_store.api_tokens.get(token_id)
+    assert row.expires_at == (frozen_clock.now() + dt.timedelta(days=365)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

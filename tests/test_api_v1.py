@@ -26,8 +26,8 @@ def world(tmp_path, frozen_clock):
     world = build_world(tmp_path)
     for token, scopes in ((READ_WRITE, ["read", "write"]), (READ_ONLY, ["read"]), (WRITE_ONLY, ["write"]),
                           (ADMIN, ["admin"])):
-        world.store.create_api_token(name=f"Test {' '.join(scopes)}", token_hash=token_digest(token),
-                                     prefix=token[:9], scopes=scopes, created_by=None, now=iso(frozen_clock.now()))
+        world.store.api_tokens.create(name=f"Test {' '.join(scopes)}", token_hash=token_digest(token),
+                                      prefix=token[:9], scopes=scopes, created_by=None, now=iso(frozen_clock.now()))
     yield world
     world.store.close()
 
@@ -56,7 +56,7 @@ def audit_rows(world, action: str) -> list[dict]:
 
 
 def token_actor(world, token: str) -> str:
-    return f"token:{world.store.api_token_by_hash(token_digest(token))['id']}"
+    return f"token:{world.store.api_tokens.by_hash(token_digest(token)).id}"
 
 
 # Authentication and scopes -------------------------------------------------------------------------
@@ -79,8 +79,8 @@ def test_reads_need_read_and_writes_need_write(api, world):
 
 
 def test_revoked_token_is_refused(api, world):
-    token_id = world.store.api_token_by_hash(token_digest(READ_WRITE))["id"]
-    world.store.revoke_api_token(token_id, by=None)
+    token_id = world.store.api_tokens.by_hash(token_digest(READ_WRITE)).id
+    world.store.api_tokens.revoke(token_id, by=None)
     problem(api.get("/api/v1/agents", headers=auth()), 401)
 
 
@@ -494,7 +494,7 @@ def test_cli_token_create_list_revoke(tmp_path, frozen_clock):
     client = app.test_client()
     assert client.get("/api/v1/teams", headers=auth(token)).status_code == 200
     store = app.extensions["mainland"].open_store()
-    token_id = store.api_token_by_hash(token_digest(token))["id"]
+    token_id = store.api_tokens.by_hash(token_digest(token)).id
     assert cli("api-token", "revoke", str(token_id)).exit_code == 0
     problem(client.get("/api/v1/teams", headers=auth(token)), 401)
     actions = [r[0] for r in store.execute("SELECT action FROM audit_log WHERE actor = 'cli' ORDER BY id")]

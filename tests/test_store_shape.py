@@ -8,8 +8,12 @@ first in the method resolution order (the review found `CustomerQueries.savepoin
 from __future__ import annotations
 
 import collections
+import dataclasses
+
+import pytest
 
 from inbox.store import Store
+from inbox.store.tokens import ApiToken
 
 
 def test_no_store_verb_is_defined_in_two_of_its_classes():
@@ -24,3 +28,19 @@ def test_no_store_verb_is_defined_in_two_of_its_classes():
             defined_in[name].append(cls.__name__)
     twice = {name: classes for name, classes in defined_in.items() if len(classes) > 1}
     assert twice == {}, f"defined more than once, only the first runs: {twice}"
+
+
+def test_the_api_tokens_concern_returns_typed_frozen_rows(tmp_path):
+    # #17: concerns leave the mixins for objects the store holds, typed at the boundary.
+    store = Store(tmp_path / "m.db")
+    store.migrate()
+    token_id = store.api_tokens.create(name="CRM", token_hash="a" * 64, prefix="ml_abc", scopes=["write", "read"],
+                                       created_by=None, now="2026-01-02T03:04:05.000000Z")
+    row = store.api_tokens.get(token_id)
+    assert isinstance(row, ApiToken) and row.scopes == ("read", "write") and row.created_by_name is None
+    assert store.api_tokens.by_hash("a" * 64) == row and store.api_tokens.all() == [row]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        row.revoked_at = "now"  # a row is what was read; changes go through the concern's verbs
+    assert store.api_tokens.revoke(token_id, by=None) and store.api_tokens.get(token_id).revoked_at is not None
+    assert not hasattr(store, "api_token_by_hash"), "the mixin's verbs are gone, not kept beside the concern"
+    store.close()

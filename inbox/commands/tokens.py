@@ -51,8 +51,8 @@ def create(ctx: Context, name: str, scope: str, expires_days: int | None) -> Non
     expires_at = iso(now + dt.timedelta(days=expires_days)) if expires_days else None
     store = ctx.open_store()
     try:
-        token_id = store.create_api_token(name=name, token_hash=token_digest(token), prefix=token[:SHOWN_CHARS],
-                                          scopes=scopes, created_by=None, expires_at=expires_at, now=iso(now))
+        token_id = store.api_tokens.create(name=name, token_hash=token_digest(token), prefix=token[:SHOWN_CHARS],
+                                           scopes=scopes, created_by=None, expires_at=expires_at, now=iso(now))
         with store.write():
             store.audit(iso(now), "cli", "api_token_created", "api_token", token_id, name=name, scopes=scopes,
                         expires_at=expires_at)
@@ -68,7 +68,7 @@ def list_tokens(ctx: Context) -> None:
     """Every token made in the browser or here: id, state, prefix, scopes, name, last use."""
     store = ctx.open_store()
     try:
-        tokens = store.api_tokens()
+        tokens = store.api_tokens.all()
     finally:
         store.close()
     if not tokens:
@@ -76,9 +76,9 @@ def list_tokens(ctx: Context) -> None:
         return
     now = clock.now()
     for token in tokens:
-        click.echo(f"#{token['id']:<5} {token_state(token, now):<8} {token['prefix']}…  {' '.join(token['scopes']):<28} "
-                   f"{token['name']}  (last used {token['last_used_at'] or 'never'}, "
-                   f"expires {token['expires_at'] or 'never'})")
+        click.echo(f"#{token.id:<5} {token_state(token, now):<8} {token.prefix}…  {' '.join(token.scopes):<28} "
+                   f"{token.name}  (last used {token.last_used_at or 'never'}, "
+                   f"expires {token.expires_at or 'never'})")
 
 
 @api_token.command("revoke")
@@ -88,14 +88,14 @@ def revoke(ctx: Context, token_id: int) -> None:
     """Revoke a token: requests with it are refused from now on."""
     store = ctx.open_store()
     try:
-        token = store.api_token(token_id)
+        token = store.api_tokens.get(token_id)
         if token is None:
             raise click.ClickException(f"no token #{token_id}")
-        if not store.revoke_api_token(token_id, by=None, now=iso(clock.now())):
+        if not store.api_tokens.revoke(token_id, by=None, now=iso(clock.now())):
             click.echo(f"token #{token_id} was revoked already")
             return
         with store.write():
-            store.audit(iso(clock.now()), "cli", "api_token_revoked", "api_token", token_id, name=token["name"])
+            store.audit(iso(clock.now()), "cli", "api_token_revoked", "api_token", token_id, name=token.name)
     finally:
         store.close()
-    click.echo(f"token #{token_id} ({token['name']}) revoked")
+    click.echo(f"token #{token_id} ({token.name}) revoked")

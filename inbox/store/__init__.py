@@ -50,7 +50,7 @@ from inbox.store.sendability import SendabilityQueries
 from inbox.store.service_levels import ServiceLevelQueries
 from inbox.store.settings import SettingsQueries
 from inbox.store.teams import TeamQueries
-from inbox.store.tokens import TokenQueries
+from inbox.store.tokens import ApiTokens
 from inbox.store.triage import TriageQueries
 from inbox.store.webforms import WebformQueries
 from inbox.store.webhooks import WebhookQueries
@@ -70,7 +70,7 @@ class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries
             WebhookQueries, TeamQueries, WorkQueries, QueueQueries, ServiceLevelQueries, ReportQueries,
             CustomerQueries, HealthQueries, AnswerQueries, RoutingQueries, ReviewQueries, DemoQueries,
             NotificationQueries, DraftQueries, MessageChangeQueries, SendabilityQueries, AuditQueries,
-            QuarantineQueries, TokenQueries, OutreachQueries, SettingsQueries, CheckInQueries,
+            QuarantineQueries, OutreachQueries, SettingsQueries, CheckInQueries,
             HelpCenterQueries, TriageQueries,
             WebhookOutQueries, ChatQueries, ApiQueries, RuleQueries):
     """A Mainland database. Open one per thread; share the file, not the object."""
@@ -92,6 +92,8 @@ class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries
         )
         self.conn = conn
         self.db = Database(conn, execute_plugins=False)
+        #: The store's concerns with typed rows (#17); the rest are still the mixins above.
+        self.api_tokens = ApiTokens(self)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA journal_mode = WAL")
         # FULL: cursors and the outbox live here; a commit must survive power loss.

@@ -279,9 +279,9 @@ def _audit(action: str, conversation_id: int, **details: Any) -> None:
 def _author_name() -> str:
     found = caller()
     if found.token_id is not None:
-        row = get_store().api_token(found.token_id)
+        row = get_store().api_tokens.get(found.token_id)
         if row is not None:
-            return f"API: {row['name']}"
+            return f"API: {row.name}"
     return "API"
 
 

@@ -38,6 +38,7 @@ from inbox.i18n import lazy_gettext as _l
 from inbox.sanitize import one_line
 from inbox.store import now_iso
 from inbox.store.base import iso, parse_iso
+from inbox.store.tokens import ApiToken
 from inbox.web import get_store, mainland
 from inbox.web.auth import role_required
 
@@ -105,11 +106,11 @@ def _config_caller(token: str) -> ApiCaller | None:
     return ApiCaller(actor=f"api:{found}", scopes=frozenset(SCOPES))
 
 
-def token_state(token: dict[str, Any], now: dt.datetime) -> str:
+def token_state(token: ApiToken, now: dt.datetime) -> str:
     """`active`, `expired` or `revoked`."""
-    if token["revoked_at"]:
+    if token.revoked_at:
         return "revoked"
-    expires = parse_iso(token["expires_at"])
+    expires = parse_iso(token.expires_at)
     if expires is not None and expires <= now:
         return "expired"
     return "active"
@@ -117,12 +118,12 @@ def token_state(token: dict[str, Any], now: dt.datetime) -> str:
 
 def _stored_caller(token: str) -> ApiCaller | None:
     store = get_store()
-    row = store.api_token_by_hash(token_digest(token))
+    row = store.api_tokens.by_hash(token_digest(token))
     now = clock.now()
     if row is None or token_state(row, now) != "active":
         return None
-    store.note_api_token_used(row, now)
-    return ApiCaller(actor=f"token:{row['id']}", scopes=frozenset(row["scopes"]), token_id=row["id"])
+    store.api_tokens.note_used(row, now)
+    return ApiCaller(actor=f"token:{row.id}", scopes=frozenset(row.scopes), token_id=row.id)
 
 
 def bearer_caller() -> ApiCaller | None:
@@ -175,12 +176,11 @@ def state_label(state: str) -> str:
 
 def _page(errors: dict[str, str] | None = None, form: dict[str, Any] | None = None, status: int = 200):
     now = clock.now()
-    tokens = get_store().api_tokens()
-    for token in tokens:
-        token["state"] = token_state(token, now)
+    tokens = get_store().api_tokens.all()
     config_tokens = len(mainland().config.extra.get("api_tokens") or [])
     return render_template(
-        "admin/tokens.html", tokens=tokens, config_tokens=config_tokens, scopes=SCOPES,
+        "admin/tokens.html", tokens=tokens, states={t.id: token_state(t, now) for t in tokens},
+        config_tokens=config_tokens, scopes=SCOPES,
         expiry_days=EXPIRY_DAYS, errors=errors or {},
         form=form or {"name": "", "scopes": set(), "expiry": DEFAULT_EXPIRY},
     ), status
@@ -213,11 +213,11 @@ def create():
     token = new_token()
     now = clock.now()
     expires_at = iso(now + dt.timedelta(days=int(expiry))) if expiry else None
-    token_id = get_store().create_api_token(name=name, token_hash=token_digest(token), prefix=token[:SHOWN_CHARS],
-                                            scopes=scopes, created_by=g.agent["id"], expires_at=expires_at,
-                                            now=iso(now))
+    token_id = get_store().api_tokens.create(name=name, token_hash=token_digest(token), prefix=token[:SHOWN_CHARS],
+                                             scopes=scopes, created_by=g.agent["id"], expires_at=expires_at,
+                                             now=iso(now))
     _audit("api_token_created", token_id, name=name, scopes=sorted(scopes), expires_at=expires_at)
-    page = render_template("admin/tokens_created.html", token=token, token_row=get_store().api_token(token_id))
+    page = render_template("admin/tokens_created.html", token=token, token_row=get_store().api_tokens.get(token_id))
     response = Response(page)
     # The only time the token exists outside the caller's hands: no cache may keep the page.
     response.headers["Cache-Control"] = "no-store"
@@ -227,15 +227,15 @@ def create():
 @bp.post("/admin/tokens/<int:token_id>/revoke")
 @admin_only
 def revoke(token_id: int):
-    token = get_store().api_token(token_id)
+    token = get_store().api_tokens.get(token_id)
     if token is None:
         abort(404)
-    if get_store().revoke_api_token(token_id, by=g.agent["id"]):
-        _audit("api_token_revoked", token_id, name=token["name"])
-        flash(_('The token "%(name)s" is revoked: requests with it are refused from now on.', name=token["name"]),
+    if get_store().api_tokens.revoke(token_id, by=g.agent["id"]):
+        _audit("api_token_revoked", token_id, name=token.name)
+        flash(_('The token "%(name)s" is revoked: requests with it are refused from now on.', name=token.name),
               "success")
     else:
-        flash(_('The token "%(name)s" was revoked already.', name=token["name"]), "success")
+        flash(_('The token "%(name)s" was revoked already.', name=token.name), "success")
     return redirect(url_for("tokens.index"))
 
 
