@@ -34,7 +34,7 @@ def unused_token(store: Store) -> str:
     """
     while True:
         token = new_token()
-        if not store.conversation_token_taken(token):
+        if store.conversation_by_token(token) is None:
             return token
 
 

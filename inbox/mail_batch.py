@@ -94,10 +94,8 @@ def presanitize(items: Iterable[InboundItem]) -> dict[str, Sanitized]:
     for item in items:
         if not item.html:
             continue
-        known = ahead.get(item.html)
-        if known is None:
-            html, replaced = sanitize_html(item.html)
-            known = ahead[item.html] = (html, replaced, None)
-        if known[2] is None and not known[1] and not (item.text or "").strip():
-            ahead[item.html] = (known[0], False, html_to_text(known[0]) if known[0] else "")
+        html, replaced, derived = ahead.get(item.html) or (*sanitize_html(item.html), None)
+        if derived is None and not replaced and not (item.text or "").strip():
+            derived = html_to_text(html) if html else ""
+        ahead[item.html] = (html, replaced, derived)
     return ahead

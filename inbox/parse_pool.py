@@ -168,7 +168,7 @@ class ParsePipeline:
         batch.attempts += 1
         if batch.attempts > 2 or self.in_process:
             return None
-        if self._pool is None and not self._started:
+        if not self._started:
             self._started = True
             return None
         for _ in range(2):

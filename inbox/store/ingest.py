@@ -136,9 +136,6 @@ class IngestQueries:
         self.conn.execute("UPDATE conversations SET thread_key = ? WHERE id = ?", (thread_key, row[0]))
         return row[0]
 
-    def conversation_token_taken(self, token: str) -> bool:
-        return self.conn.execute("SELECT 1 FROM conversations WHERE token = ?", (token,)).fetchone() is not None
-
     def create_conversation(
         self,
         *,
