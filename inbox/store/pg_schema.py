@@ -1,0 +1,69 @@
+"""PostgreSQL's schema: Alembic's migrations (`inbox/store/pg_migrations/`), applied in order (#17).
+
+SQLite keeps its own migrations (`inbox/store/migrations.py`); both build the schema that
+`inbox/store/schema.py` describes, and the tests hold each to it. Processes that start at once
+take turns through a PostgreSQL advisory lock, so each migration is applied once, as
+`Store.migrate` does with SQLite's write lock.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, create_engine, text
+
+#: The advisory lock key migrations hold (any constant; "mainland" in ASCII, as a 64-bit number).
+MIGRATION_LOCK = 0x6D61696E6C616E64
+_SCRIPTS = Path(__file__).with_name("pg_migrations")
+
+
+def sqlalchemy_url(url: str) -> str:
+    """A `postgresql://` URL as SQLAlchemy names it with the psycopg 3 driver."""
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    raise ValueError(f"not a PostgreSQL URL: {url!r} (give postgresql://user@host:port/database)")
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """Alembic's configuration, made in code: Mainland ships no alembic.ini."""
+    config = Config()
+    config.set_main_option("script_location", str(_SCRIPTS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def head() -> str:
+    """The newest migration's revision."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def current(connection: Connection) -> str | None:
+    """The revision the database is at; None for a database Mainland never migrated."""
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(url: str) -> list[str]:
+    """Apply the pending migrations to the database at `url`; the revisions applied, oldest first."""
+    engine = create_engine(sqlalchemy_url(url))
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
+            connection.commit()
+            try:
+                before = current(connection)
+                connection.commit()
+                command.upgrade(alembic_config(connection), "head")
+                connection.commit()
+                scripts = ScriptDirectory.from_config(alembic_config())
+                applied = [script.revision for script in scripts.iterate_revisions("head", before)]
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
+                connection.commit()
+    finally:
+        engine.dispose()
+    return list(reversed(applied))
