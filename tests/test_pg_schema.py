@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import uuid
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -51,11 +52,20 @@ def _tables(url: str) -> set[str]:
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
 
 
+def _every_revision() -> list[str]:
+    """PostgreSQL's migrations as files, oldest first (each file is named after its revision)."""
+    from inbox.store import pg_schema
+
+    versions = Path(pg_schema.__file__).with_name("pg_migrations") / "versions"
+    return sorted(path.name.split("_", 1)[0] for path in versions.glob("[0-9]*.py"))
+
+
 def test_a_fresh_database_gets_every_described_table_and_a_second_start_applies_nothing(database_url):
     from inbox.store import pg_schema
     from inbox.store.schema import metadata
 
-    assert pg_schema.upgrade(database_url) == [pg_schema.head()]
+    assert pg_schema.upgrade(database_url) == _every_revision()
+    assert _every_revision()[-1] == pg_schema.head()
     assert _tables(database_url) == set(metadata.tables) | {"alembic_version"}
     assert pg_schema.upgrade(database_url) == []
 
@@ -102,7 +112,25 @@ def test_two_processes_starting_at_once_apply_each_migration_once(database_url):
     for thread in threads:
         thread.join(timeout=120)
     assert errors == []
-    assert sorted(applied) == [[], [pg_schema.head()]]
+    assert sorted(applied) == [[], _every_revision()]
+
+
+def test_a_fresh_database_starts_with_the_rows_sqlites_migrations_start_with(database_url, tmp_path):
+    import psycopg
+
+    from inbox.store import Store, pg_schema
+    from inbox.store.schema import metadata
+
+    sqlite = Store(tmp_path / "m.db")
+    sqlite.migrate()
+    pg_schema.upgrade(database_url)
+    with psycopg.connect(database_url) as pg:
+        for table in sorted(metadata.tables):
+            order = ", ".join(str(n) for n in range(1, len(metadata.tables[table].columns) + 1))
+            on_sqlite = sqlite.conn.execute(f"SELECT * FROM {table} ORDER BY {order}").fetchall()  # noqa: S608
+            on_pg = pg.execute(f"SELECT * FROM {table} ORDER BY {order}").fetchall()  # noqa: S608
+            assert on_pg == on_sqlite, table
+    sqlite.close()
 
 
 def test_label_names_stay_unique_whatever_their_case(database_url):

@@ -1132,6 +1132,11 @@ def upgrade() -> None:
     op.create_index('outbox_due', 'outbox', ['state', 'next_at'], unique=False)
     op.create_index('outbox_message', 'outbox', ['message_id'], unique=False)
 
+    # The rows SQLite's migrations start with (m012, m024, m035): counters the triggers and the
+    # notification job move on from.
+    op.execute("INSERT INTO settings_version (id, version) VALUES (1, 0)")
+    op.execute("INSERT INTO rules_version (id, version) VALUES (1, 0)")
+    op.execute("INSERT INTO notification_marks (name, value) VALUES ('customer_replied', 0), ('sla_assignee', 0)")
 
 def downgrade() -> None:
     op.drop_index('outbox_message', table_name='outbox')
