@@ -41,6 +41,7 @@ from inbox.i18n import gettext, ngettext
 from inbox.routing import language_from_locale
 from inbox.sendability import StartTarget
 from inbox.store.base import iso, parse_iso
+from inbox.store.checkins import StartedCheckIn
 
 RULES = ("rated", "quiet")
 #: The scale inbox/csat.py asks on: 1 (bad) to 5 (very good).
@@ -188,24 +189,24 @@ def _candidates(store: Any, conf: CheckInSettings, team_ids: set[int] | None, no
     """Every customer either rule names, the rated ones first (newest rating first); one each."""
     seen: set[int] = set()
     found: list[Suggestion] = []
-    for row in store.check_in_rated(resolved_since=iso(now - dt.timedelta(days=conf.resolved_within_days)),
-                                    min_score=conf.good_rating, team_ids=team_ids, limit=CANDIDATES):
-        if row["customer_id"] in seen:
+    for rated in store.check_ins.rated(resolved_since=iso(now - dt.timedelta(days=conf.resolved_within_days)),
+                                       min_score=conf.good_rating, team_ids=team_ids, limit=CANDIDATES):
+        if rated.customer_id in seen:
             continue
-        seen.add(row["customer_id"])
-        found.append(Suggestion(row["customer_id"], row["display_name"] or "", "rated", f"rated:{row['survey_id']}",
-                                rated_reason(row["score"], row["answered_at"], row["subject"] or ""),
-                                row["answered_at"], row["conversation_id"]))
-    for row in store.check_in_quiet(quiet_before=iso(now - dt.timedelta(days=conf.quiet_after_days)),
-                                    min_conversations=conf.regular_contact_conversations, team_ids=team_ids,
-                                    limit=CANDIDATES):
-        if row["customer_id"] in seen:
+        seen.add(rated.customer_id)
+        found.append(Suggestion(rated.customer_id, rated.display_name or "", "rated", f"rated:{rated.survey_id}",
+                                rated_reason(rated.score, rated.answered_at, rated.subject or ""),
+                                rated.answered_at, rated.conversation_id))
+    for quiet in store.check_ins.quiet(quiet_before=iso(now - dt.timedelta(days=conf.quiet_after_days)),
+                                       min_conversations=conf.regular_contact_conversations, team_ids=team_ids,
+                                       limit=CANDIDATES):
+        if quiet.customer_id in seen:
             continue
-        seen.add(row["customer_id"])
-        found.append(Suggestion(row["customer_id"], row["display_name"] or "", "quiet",
-                                f"quiet:{row['conversation_id']}",
-                                quiet_reason(row["conversations"], row["last_at"], now), row["last_at"],
-                                row["conversation_id"]))
+        seen.add(quiet.customer_id)
+        found.append(Suggestion(quiet.customer_id, quiet.display_name or "", "quiet",
+                                f"quiet:{quiet.conversation_id}",
+                                quiet_reason(quiet.conversations, quiet.last_at, now), quiet.last_at,
+                                quiet.conversation_id))
     return found
 
 
@@ -213,11 +214,11 @@ def _hidden(store: Any, customer_ids: list[int], now: dt.datetime) -> set[tuple[
     """(customer, basis) pairs already started or skipped, and (customer, '*') for a snoozed customer."""
     hidden: set[tuple[int, str]] = set()
     now_text = iso(now)
-    for mark in store.check_in_marks(customer_ids):
-        if mark["state"] in ("started", "skipped"):
-            hidden.add((mark["customer_id"], mark["basis"]))
-        elif mark["state"] == "snoozed" and (mark["snoozed_until"] or "") > now_text:
-            hidden.add((mark["customer_id"], "*"))
+    for mark in store.check_ins.marks(customer_ids):
+        if mark.state in ("started", "skipped"):
+            hidden.add((mark.customer_id, mark.basis))
+        elif mark.state == "snoozed" and (mark.snoozed_until or "") > now_text:
+            hidden.add((mark.customer_id, "*"))
     return hidden
 
 
@@ -238,7 +239,7 @@ def channel_for(mainland: Any, store: Any, customer_id: int) -> tuple[int | None
     identities now, with that identity's id; else the first channel that may write to them at all
     (a customer who only used a web form can be written to by email); (None, None) when none may."""
     options = outreach.start_options(mainland, store, customer_id)
-    for channel in store.check_in_channels_used(customer_id):
+    for channel in store.check_ins.channels_used(customer_id):
         for option in options:
             target = next((t for t in option.targets if t.channel == channel), None)
             if target is not None:
@@ -281,10 +282,10 @@ def record_started(store: Any, suggestion: Suggestion, *, conversation_id: int, 
                    agent: Mapping[str, Any], now: dt.datetime | None = None) -> None:
     now_text = iso(now or clock.now())
     with store.write():
-        store.mark_check_in(customer_id=suggestion.customer_id, basis=suggestion.basis, rule=suggestion.rule,
-                            state="started", now=now_text, agent_id=agent["id"],
-                            owner_id=(suggestion.owner or {}).get("id") or agent["id"],
-                            conversation_id=conversation_id, channel=channel)
+        store.check_ins.mark(customer_id=suggestion.customer_id, basis=suggestion.basis, rule=suggestion.rule,
+                             state="started", now=now_text, agent_id=agent["id"],
+                             owner_id=(suggestion.owner or {}).get("id") or agent["id"],
+                             conversation_id=conversation_id, channel=channel)
         store.audit(now_text, f"agent:{agent['id']}", "check_in_started", "customer", suggestion.customer_id,
                     basis=suggestion.basis, conversation=conversation_id)
 
@@ -292,9 +293,9 @@ def record_started(store: Any, suggestion: Suggestion, *, conversation_id: int, 
 def skip(store: Any, suggestion: Suggestion, agent: Mapping[str, Any], now: dt.datetime | None = None) -> None:
     now_text = iso(now or clock.now())
     with store.write():
-        store.mark_check_in(customer_id=suggestion.customer_id, basis=suggestion.basis, rule=suggestion.rule,
-                            state="skipped", now=now_text, agent_id=agent["id"],
-                            owner_id=(suggestion.owner or {}).get("id"))
+        store.check_ins.mark(customer_id=suggestion.customer_id, basis=suggestion.basis, rule=suggestion.rule,
+                             state="skipped", now=now_text, agent_id=agent["id"],
+                             owner_id=(suggestion.owner or {}).get("id"))
         store.audit(now_text, f"agent:{agent['id']}", "check_in_skipped", "customer", suggestion.customer_id,
                     basis=suggestion.basis)
 
@@ -305,9 +306,9 @@ def snooze(store: Any, suggestion: Suggestion, until: dt.date, agent: Mapping[st
     now_text = iso(now or clock.now())
     until_text = iso(dt.datetime.combine(until, dt.time(0), tzinfo=dt.UTC))
     with store.write():
-        store.mark_check_in(customer_id=suggestion.customer_id, basis=suggestion.basis, rule=suggestion.rule,
-                            state="snoozed", now=now_text, agent_id=agent["id"], snoozed_until=until_text,
-                            owner_id=(suggestion.owner or {}).get("id"))
+        store.check_ins.mark(customer_id=suggestion.customer_id, basis=suggestion.basis, rule=suggestion.rule,
+                             state="snoozed", now=now_text, agent_id=agent["id"], snoozed_until=until_text,
+                             owner_id=(suggestion.owner or {}).get("id"))
         store.audit(now_text, f"agent:{agent['id']}", "check_in_snoozed", "customer", suggestion.customer_id,
                     basis=suggestion.basis, until=until.isoformat())
 
@@ -324,27 +325,27 @@ def snooze_date(text: str, now: dt.datetime) -> dt.date | None:
 
 # Outcomes ----------------------------------------------------------------------------------------------
 
-def recent(store: Any, agent: Mapping[str, Any], *, limit: int = 20, config: Any = None) -> list[dict[str, Any]]:
+def recent(store: Any, agent: Mapping[str, Any], *, limit: int = 20, config: Any = None) -> list[StartedCheckIn]:
     """The latest started check-ins `agent` may see (an agent: their own), each with its outcome."""
     team_ids = access.visible_team_ids(store, agent, config=config)
     owner = agent["id"] if agent["role"] == "agent" else None
-    return store.started_check_ins(team_ids=team_ids, owner_id=owner, limit=limit)
+    return store.check_ins.started(team_ids=team_ids, owner_id=owner, limit=limit)
 
 
-def outcome(row: Mapping[str, Any]) -> str:
+def outcome(row: StartedCheckIn) -> str:
     """How the customer answered a started check-in, in words."""
-    if row.get("score") is not None:
-        return gettext("Replied %(day)s, rated us %(score)d/%(scale)d", day=_day(row.get("replied_at")),
-                       score=row["score"], scale=RATING_SCALE)
-    if row.get("replied_at"):
-        return gettext("Replied %(day)s", day=_day(row["replied_at"]))
+    if row.score is not None:
+        return gettext("Replied %(day)s, rated us %(score)d/%(scale)d", day=_day(row.replied_at),
+                       score=row.score, scale=RATING_SCALE)
+    if row.replied_at:
+        return gettext("Replied %(day)s", day=_day(row.replied_at))
     return gettext("No reply yet")
 
 
 def week_figures(store: Any, start: dt.datetime, end: dt.datetime) -> dict[str, Any]:
     """For the weekly digest: check-ins started in [start, end), how many customers replied, and
     their ratings (count and average)."""
-    rows = store.started_check_ins(since=iso(start), until=iso(end), limit=100_000)
-    scores = [r["score"] for r in rows if r["score"] is not None]
-    return {"started": len(rows), "replied": sum(1 for r in rows if r["replied_at"]), "rated": len(scores),
+    rows = store.check_ins.started(since=iso(start), until=iso(end), limit=100_000)
+    scores = [r.score for r in rows if r.score is not None]
+    return {"started": len(rows), "replied": sum(1 for r in rows if r.replied_at), "rated": len(scores),
             "average": (sum(scores) / len(scores)) if scores else None}

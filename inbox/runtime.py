@@ -102,7 +102,7 @@ class Mainland:
         One small read when nothing changed, so the web app calls it on requests and the worker on a
         schedule: a change made in one process reaches every other without a restart.
         """
-        version = store.settings_version()
+        version = store.stored_settings.version()
         if version is None or (version == self._settings_version and not force):
             return False
         with self._settings_lock:

@@ -584,8 +584,8 @@ def stored_policy_changed_at(store: Any, bootstrap: Any) -> dt.datetime | None:
     file sets them (then the stored section is not in force)."""
     if "service_levels" in (getattr(bootstrap, "extra", None) or {}):
         return None
-    info = store.stored_section_info("service_levels")
-    return parse_iso(info["updated_at"]) if info else None
+    info = store.stored_settings.section_info("service_levels")
+    return parse_iso(info.updated_at) if info else None
 
 
 def refresh_after_policy_change(store: Any, levels: ServiceLevels, changed_at: dt.datetime | None,

@@ -55,21 +55,21 @@ def effective_config(bootstrap: Config, store: Any, registry: Mapping[str, type]
     """The configuration in force, and a problem per stored setting that was left out (key -> why)."""
     problems: dict[str, str] = {}
     channels = dict(bootstrap.channels)
-    for row in store.stored_channels():
-        name = row["name"]
+    for row in store.stored_settings.channels():
+        name = row.name
         if name in channels:
             problems[f"channels.{name}"] = "the config file defines a channel of this name; the file's wins"
             continue
         try:
-            settings = open_channel_settings(registry, row["kind"], row["settings"], box)
+            settings = open_channel_settings(registry, row.kind, row.settings, box)
         except ValueError as exc:
             problems[f"channels.{name}"] = str(exc)
             continue
         channels[name] = ChannelConfig(
-            name=name, kind=row["kind"], enabled=row["state"] != "disabled", paused=row["state"] == "paused",
-            poll_every=row["poll_every"], settings=settings, origin="browser")
+            name=name, kind=row.kind, enabled=row.state != "disabled", paused=row.state == "paused",
+            poll_every=row.poll_every, settings=settings, origin="browser")
     extra = dict(bootstrap.extra)
-    for section, value in store.stored_sections().items():
+    for section, value in store.stored_settings.sections().items():
         if section not in STORABLE_SECTIONS or section_in_file(bootstrap, section):
             continue
         try:

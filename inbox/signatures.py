@@ -37,10 +37,10 @@ def signature_for(store: Any, conversation: dict[str, Any], agent: dict[str, Any
         "team_name": team["name"] if team else "",
         "channel_name": conversation.get("channel") or "",
     }
-    shared = store.signature("channel", conversation.get("channel") or "")
+    shared = store.signatures.get("channel", conversation.get("channel") or "")
     if shared is None and team:
-        shared = store.signature("team", team["id"])
-    parts = [render(t, values) for t in (store.signature("agent", agent["id"]), shared) if t and t.strip()]
+        shared = store.signatures.get("team", team["id"])
+    parts = [render(t, values) for t in (store.signatures.get("agent", agent["id"]), shared) if t and t.strip()]
     return "\n\n".join(p for p in parts if p) or None
 
 

@@ -715,8 +715,8 @@ def _more_of_team_b(world: World, rules: set[str]) -> dict[str, int]:
                 created_by=world.agents["admin"]["id"], now=_now())
         ids["webhook_delivery"] = webhooks_out.queue_test(store, ids["webhook"])
     if "/admin/channels/<name>" in rules:
-        store.add_stored_channel(name="tg-stored", kind="telegram", poll_every=None, by=None,
-                                 settings={"token": "123:stored", "api_url": "http://127.0.0.1:9"})
+        store.stored_settings.add_channel(name="tg-stored", kind="telegram", poll_every=None, by=None,
+                                          settings={"token": "123:stored", "api_url": "http://127.0.0.1:9"})
     store.create_password_reset(invitee, token_hash(RESET_TOKEN), expires_at=iso(dt.datetime.now(dt.UTC)
                                                                                  + dt.timedelta(minutes=30)))
     return ids

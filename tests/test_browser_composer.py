@@ -126,7 +126,7 @@ def test_draft_follows_the_agent_and_undo_send_puts_the_reply_back(live_app, set
             expect(laptop.locator("#undo-send")).to_be_hidden()
             expect(laptop.locator("#composer-status")).to_contain_text("Sending undone")
             assert store.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0
-            assert store.drafts_of(people["ann"]["id"], store.execute(
+            assert store.drafts.of(people["ann"]["id"], store.execute(
                 "SELECT id FROM conversations").fetchone()[0]) == {"reply": "Sorry, wrong customer"}
             assert errors == []
         finally:

@@ -67,24 +67,24 @@ def test_missing_and_wrong_settings_are_named_and_nothing_is_stored(admin_client
     page = response.get_data(as_text=True)
     assert response.status_code == 400
     assert "Required." in page and "Write a number" in page
-    assert web_store.stored_channels() == []
+    assert web_store.stored_settings.channels() == []
 
     bad_name = add_telegram(admin_client, telegram, name="Support Desk!")
     assert bad_name.status_code == 400 and "lower-case letters" in bad_name.get_data(as_text=True)
     taken = add_telegram(admin_client, telegram, name="mail-file")
     assert taken.status_code == 400 and "There is a channel of this name already." in taken.get_data(as_text=True)
-    assert web_store.stored_channels() == []
+    assert web_store.stored_settings.channels() == []
 
 
 def test_editing_keeps_a_blank_secret_and_is_audited(app, admin_client, telegram, web_store):  # noqa: F811
     add_telegram(admin_client, telegram)
-    sealed = web_store.stored_channel("tg")["settings"]["token"]
+    sealed = web_store.stored_settings.channel("tg").settings["token"]
     response = post(admin_client, "/admin/channels/tg", {TOKEN_FIELD: "", "setting-api_url": telegram.url,
                                                          "setting-page_size": "50", "poll_every": "2m"},
                     token_from="/admin/channels/tg")
     assert response.status_code == 302
-    row = web_store.stored_channel("tg")
-    assert row["settings"]["token"] == sealed and row["settings"]["page_size"] == 50 and row["poll_every"] == 120
+    row = web_store.stored_settings.channel("tg")
+    assert row.settings["token"] == sealed and row.settings["page_size"] == 50 and row.poll_every == 120
     channel = app.extensions["mainland"].config.channels["tg"]
     assert channel.settings["token"] == telegram.token and channel.poll_every == 120
     actions = [r[0] for r in web_store.conn.execute(
@@ -111,11 +111,11 @@ def test_pause_disable_and_remove(app, admin_client, telegram, web_store):  # no
     post(admin_client, "/admin/channels/tg/state", {"state": "paused"}, token_from="/admin/channels/tg")
     assert mainland.config.channels["tg"].paused
     refused = post(admin_client, "/admin/channels/tg/delete", token_from="/admin/channels/tg")
-    assert refused.status_code == 302 and web_store.stored_channel("tg") is not None
+    assert refused.status_code == 302 and web_store.stored_settings.channel("tg") is not None
     post(admin_client, "/admin/channels/tg/state", {"state": "disabled"}, token_from="/admin/channels/tg")
     assert not mainland.config.channels["tg"].enabled
     post(admin_client, "/admin/channels/tg/delete", token_from="/admin/channels/tg")
-    assert web_store.stored_channel("tg") is None and "tg" not in mainland.config.channels
+    assert web_store.stored_settings.channel("tg") is None and "tg" not in mainland.config.channels
     listing = admin_client.get("/admin/channels").get_data(as_text=True)
     assert "mail-file" in listing and "/admin/channels/tg\"" not in listing
 
@@ -133,7 +133,7 @@ def test_the_connection_test_shows_the_outcome_and_changes_nothing(admin_client,
 
 def test_the_verify_token_is_shown_to_copy_into_the_provider_but_no_other_secret(app, admin_client, web_store):  # noqa: F811
     box = app.extensions["mainland"].secret_box()
-    web_store.add_stored_channel(name="wa", kind="whatsapp", poll_every=None, by=None, settings={
+    web_store.stored_settings.add_channel(name="wa", kind="whatsapp", poll_every=None, by=None, settings={
         "phone_number_id": "1234567890", "access_token": box.seal("EAAG-access-token"),
         "app_secret": box.seal("app-secret-value"), "verify_token": box.seal("verify-me-please")})
     page = admin_client.get("/admin/channels/wa").get_data(as_text=True)

@@ -286,7 +286,7 @@ def test_draft_of_a_hidden_conversation_is_refused(world):
     team = world.store.create_team("Elsewhere")
     world.store.set_conversation_team(cid, team)
     assert save(world.client(), cid, "x").status_code == 404
-    assert world.store.drafts_of(world.ann["id"], cid) == {}
+    assert world.store.drafts.of(world.ann["id"], cid) == {}
 
 
 # @mentions and the audience ----------------------------------------------------------------------

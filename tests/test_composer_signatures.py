@@ -125,7 +125,7 @@ def test_only_admins_edit_shared_signatures(world):
     ann = world.client()
     assert ann.get("/settings/signatures").status_code == 403
     refused = ann.post("/settings/signatures", data={"channel:mail": "Hacked", "csrf_token": ann.token})
-    assert refused.status_code == 403 and world.store.signature("channel", "mail") is None
+    assert refused.status_code == 403 and world.store.signatures.get("channel", "mail") is None
     assert world.client("root@example.org").get("/settings/signatures").status_code == 200
 
 
@@ -133,4 +133,4 @@ def test_a_too_long_signature_is_refused(world):
     ann = world.client()
     answer = ann.post("/settings/signature", data={"signature": "x" * 2001, "csrf_token": ann.token})
     assert answer.status_code == 400 and "at most 2000 characters" in answer.get_data(as_text=True)
-    assert world.store.signature("agent", world.ann["id"]) is None
+    assert world.store.signatures.get("agent", world.ann["id"]) is None

@@ -70,7 +70,7 @@ def policy_form(**changes):
 
 
 def stored(store, section):
-    return store.stored_sections().get(section)
+    return store.stored_settings.sections().get(section)
 
 
 def in_force(mainland):
@@ -420,14 +420,15 @@ def test_sections_the_file_sets_are_read_only_and_a_post_is_refused(app_config, 
                        ("/admin/surveys", {"delay": "1m", "expires": "1d"}),
                        ("/admin/service-levels/overrides", override_form()), ("/admin/digest", digest_form())):
         assert client.post(path, data={"csrf_token": token, **form}).status_code == 409, path
-    assert store.stored_sections() == {}
+    assert store.stored_settings.sections() == {}
     assert audit_rows(store) == []
     store.close()
 
 
 def test_a_stored_section_that_fails_its_check_is_named_on_the_page(admin_client, admin_store, mainland):
-    admin_store.save_section("digest", {"smtp": {"host": "smtp.example.com", "from_address": "a@example.com",
-                                                 "password": {"$encrypted": "not-a-fernet-token"}}}, by=None)
+    admin_store.stored_settings.save_section("digest", {"smtp": {
+        "host": "smtp.example.com", "from_address": "a@example.com",
+        "password": {"$encrypted": "not-a-fernet-token"}}}, by=None)
     mainland.refresh(admin_store)
     assert "digest" in mainland.settings_problems
     page = text(admin_client.get("/admin/digest"))

@@ -61,8 +61,8 @@ def add_channel(mainland: Mainland, name: str = "tg", *, kind: str = "tokenfake"
     store = mainland.open_store()
     store.migrate()
     try:
-        assert store.add_stored_channel(name=name, kind=kind, settings=stored, poll_every=poll_every, state=state,
-                                        by=None)
+        assert store.stored_settings.add_channel(name=name, kind=kind, settings=stored, poll_every=poll_every,
+                                                 state=state, by=None)
     finally:
         store.close()
 
@@ -113,7 +113,7 @@ def test_a_stored_section_applies_unless_the_file_sets_it(make_mainland):
     policy = {"policy": {"first_response": {"desired": "15m", "adequate": "1h"}}}
     mainland = make_mainland()
     store = mainland.open_store(migrate=True)
-    store.save_section("service_levels", policy, by=None)
+    store.stored_settings.save_section("service_levels", policy, by=None)
     assert mainland.refresh(store)
     assert service_levels.for_config(mainland.config).default.first_response.desired.total_seconds() == 900
     store.close()
@@ -127,7 +127,8 @@ def test_a_stored_section_applies_unless_the_file_sets_it(make_mainland):
 def test_an_invalid_stored_section_is_left_out_and_reported(make_mainland):
     mainland = make_mainland()
     store = mainland.open_store(migrate=True)
-    store.save_section("service_levels", {"policy": {"first_response": {"desired": "soon"}}}, by=None)
+    store.stored_settings.save_section("service_levels", {"policy": {"first_response": {"desired": "soon"}}},
+                                       by=None)
     mainland.refresh(store)
     store.close()
     assert "service_levels" not in mainland.config.extra
@@ -155,7 +156,7 @@ def test_the_worker_polls_a_channel_added_while_it_runs_and_stops_when_it_is_pau
         assert worker.wait_until(lambda: worker.polls["late"] >= 2, TIMEOUT), worker.status()
 
         store = mainland.open_store()
-        store.set_stored_channel_state("late", "paused", by=None)
+        store.stored_settings.set_channel_state("late", "paused", by=None)
         store.close()
         assert worker.wait_until(lambda: worker.plans == [], TIMEOUT)
         assert "poll:late" not in {job.id for job in worker.scheduler.get_jobs()}
@@ -179,11 +180,11 @@ def test_settings_json_is_what_the_connector_declares(make_mainland):
     mainland = make_mainland()
     add_channel(mainland, mode="slow")
     store = mainland.open_store(migrate=True)
-    stored = store.stored_channel("tg")
+    stored = store.stored_settings.channel("tg")
     store.close()
-    assert stored["settings"]["mode"] == "slow"
-    assert set(stored["settings"]["token"]) == {"$encrypted"}
-    assert json.dumps(stored["settings"]).count(SECRET) == 0
+    assert stored.settings["mode"] == "slow"
+    assert set(stored.settings["token"]) == {"$encrypted"}
+    assert json.dumps(stored.settings).count(SECRET) == 0
 
 
 class HookConnector(TokenConnector):
@@ -210,6 +211,6 @@ def test_a_paused_channel_asks_the_provider_to_deliver_later(app_config, monkeyp
     response = client.post("/webhooks/hooks", data=b"{}", content_type="application/json")
     assert response.status_code == 503 and response.headers["Retry-After"] == "60"
     store = mainland.open_store()
-    store.set_stored_channel_state("hooks", "enabled", by=None)
+    store.stored_settings.set_channel_state("hooks", "enabled", by=None)
     store.close()
     assert client.post("/webhooks/hooks", data=b"{}", content_type="application/json").status_code == 200

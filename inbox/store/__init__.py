@@ -27,11 +27,11 @@ from inbox.store.api import ApiQueries
 from inbox.store.audit import AuditQueries
 from inbox.store.base import NotFound, StoreError, now_iso
 from inbox.store.chat import ChatQueries
-from inbox.store.checkins import CheckInQueries
+from inbox.store.checkins import CheckIns
 from inbox.store.conversations import ConversationQueries
 from inbox.store.customers import CustomerQueries
 from inbox.store.demo import DemoQueries
-from inbox.store.drafts import DraftQueries
+from inbox.store.drafts import Drafts
 from inbox.store.health import HealthQueries
 from inbox.store.helpcenter import HelpCenterQueries
 from inbox.store.ingest import IngestQueries
@@ -40,7 +40,7 @@ from inbox.store.notifications import NotificationQueries
 from inbox.store.operations import OperationsQueries
 from inbox.store.outbox import OutboxQueries
 from inbox.store.outreach import OutreachQueries
-from inbox.store.quarantine import QuarantineQueries
+from inbox.store.quarantine import Quarantine
 from inbox.store.queue import QueueQueries
 from inbox.store.reports import ReportQueries
 from inbox.store.review import ReviewQueries
@@ -48,7 +48,8 @@ from inbox.store.routing import RoutingQueries
 from inbox.store.rules import RuleQueries
 from inbox.store.sendability import SendabilityQueries
 from inbox.store.service_levels import ServiceLevelQueries
-from inbox.store.settings import SettingsQueries
+from inbox.store.settings import StoredSettings
+from inbox.store.signatures import Signatures
 from inbox.store.teams import TeamQueries
 from inbox.store.tokens import ApiTokens
 from inbox.store.triage import TriageQueries
@@ -69,10 +70,8 @@ ANALYSIS_LIMIT = 400
 class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries, AgentQueries, WebformQueries,
             WebhookQueries, TeamQueries, WorkQueries, QueueQueries, ServiceLevelQueries, ReportQueries,
             CustomerQueries, HealthQueries, AnswerQueries, RoutingQueries, ReviewQueries, DemoQueries,
-            NotificationQueries, DraftQueries, MessageChangeQueries, SendabilityQueries, AuditQueries,
-            QuarantineQueries, OutreachQueries, SettingsQueries, CheckInQueries,
-            HelpCenterQueries, TriageQueries,
-            WebhookOutQueries, ChatQueries, ApiQueries, RuleQueries):
+            NotificationQueries, MessageChangeQueries, SendabilityQueries, AuditQueries, OutreachQueries,
+            HelpCenterQueries, TriageQueries, WebhookOutQueries, ChatQueries, ApiQueries, RuleQueries):
     """A Mainland database. Open one per thread; share the file, not the object."""
 
     #: Called with the store after each of this process's write transactions commits, in the committing
@@ -94,6 +93,11 @@ class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries
         self.db = Database(conn, execute_plugins=False)
         #: The store's concerns with typed rows (#17); the rest are still the mixins above.
         self.api_tokens = ApiTokens(self)
+        self.check_ins = CheckIns(self)
+        self.quarantine = Quarantine(self)
+        self.signatures = Signatures(self)
+        self.stored_settings = StoredSettings(self)
+        self.drafts = Drafts(self)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA journal_mode = WAL")
         # FULL: cursors and the outbox live here; a commit must survive power loss.

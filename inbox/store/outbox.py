@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from inbox.store.base import NotFound, as_dict, as_dicts
-from inbox.store.signatures import SignatureQueries
 
 
 def split_addresses(value: str | None) -> tuple[str, ...]:
@@ -23,7 +22,7 @@ def split_addresses(value: str | None) -> tuple[str, ...]:
     return tuple(a.strip() for a in (value or "").split(",") if a.strip())
 
 
-class OutboxQueries(SignatureQueries):
+class OutboxQueries:
     conn: Any
 
     def queue_outbound(self, *, outbox_id: str, conversation_id: int, channel: str, agent_id: int | None,

@@ -32,6 +32,7 @@ from inbox.i18n import gettext as _
 from inbox.i18n import lazy_gettext as _l
 from inbox.settings import CHANNEL_STATES, open_channel_settings
 from inbox.store import now_iso
+from inbox.store.settings import StoredChannel
 from inbox.web import get_store, mainland
 from inbox.web.auth import role_required
 
@@ -221,17 +222,17 @@ def _provider_values(name: str, cls: type[Connector]) -> list[dict[str, str]]:
 def index():
     config = mainland().config
     report = {c.name: c for c in health.channel_report(mainland(), get_store(), now=clock.now(), counts=False)}
-    stored = {row["name"]: row for row in get_store().stored_channels()}
+    stored = {row.name: row for row in get_store().stored_settings.channels()}
     rows = []
     for name in sorted(set(config.channels) | set(stored)):
         channel = config.channels.get(name)
         row = stored.get(name)
-        cls = mainland().registry.get(channel.kind if channel else row["kind"])
-        state = (row["state"] if row else ("enabled" if channel.enabled else "disabled"))
+        cls = mainland().registry.get(channel.kind if channel else row.kind)
+        state = (row.state if row else ("enabled" if channel.enabled else "disabled"))
         rows.append({
-            "name": name, "kind": kind_name(cls) if cls else (channel.kind if channel else row["kind"]),
+            "name": name, "kind": kind_name(cls) if cls else (channel.kind if channel else row.kind),
             "origin": channel.origin if channel else "browser", "state": state,
-            "team": (channel.settings.get("team") if channel else row["settings"].get("team")) or "",
+            "team": (channel.settings.get("team") if channel else row.settings.get("team")) or "",
             "health": report.get(name), "problem": mainland().settings_problems.get(f"channels.{name}"),
         })
     return render_template("admin/channels.html", rows=rows, kinds=_kinds(), state_labels=STATE_LABELS)
@@ -248,7 +249,7 @@ def new():
     name = request.form.get("name", "").strip().lower()
     if not _NAME.match(name):
         errors["name"] = _("Use 1 to 40 lower-case letters, digits, '-' and '_', starting with a letter or digit.")
-    elif name in mainland().config.channels or get_store().stored_channel(name):
+    elif name in mainland().config.channels or get_store().stored_settings.channel(name):
         errors["name"] = _("There is a channel of this name already.")
     settings = _posted_settings(cls, None, errors)
     poll_every, team = _posted_common(cls, errors)
@@ -258,8 +259,8 @@ def new():
     if errors:
         return _new_page(cls, errors, status=400)
     store = get_store()
-    if not store.add_stored_channel(name=name, kind=cls.kind, settings=settings, poll_every=poll_every,
-                                    by=g.agent["id"]):
+    if not store.stored_settings.add_channel(name=name, kind=cls.kind, settings=settings,
+                                             poll_every=poll_every, by=g.agent["id"]):
         errors["name"] = _("There is a channel of this name already.")
         return _new_page(cls, errors, status=409)
     _audit("channel_added", name, kind=cls.kind, settings=sorted(settings))
@@ -280,13 +281,13 @@ def _form_values(cls: type[Connector]) -> dict[str, Any] | None:
     return {s.name: request.form.get(f"setting-{s.name}", "") for s in cls.settings if not s.secret}
 
 
-def _channel_or_404(name: str) -> tuple[Any, dict[str, Any] | None, type[Connector]]:
+def _channel_or_404(name: str) -> tuple[Any, StoredChannel | None, type[Connector]]:
     """The channel in force (or None when left out), its stored row (None for the file's), its class."""
     channel = mainland().config.channels.get(name)
-    row = get_store().stored_channel(name)
+    row = get_store().stored_settings.channel(name)
     if channel is None and row is None:
         abort(404)
-    kind = channel.kind if channel is not None and (row is None or channel.origin == "file") else row["kind"]
+    kind = channel.kind if channel is not None and (row is None or channel.origin == "file") else row.kind
     cls = mainland().registry.get(kind)
     if cls is None:
         abort(404)
@@ -301,29 +302,30 @@ def detail(name: str):
     if request.method == "POST":
         if row is None:
             abort(409)
-        settings = _posted_settings(cls, row["settings"], errors)
+        settings = _posted_settings(cls, row.settings, errors)
         poll_every, team = _posted_common(cls, errors)
         if team:
             settings["team"] = team
         _check_with_connector(cls, settings, errors)
         if not errors:
-            changed = sorted(k for k in set(settings) | set(row["settings"])
-                             if settings.get(k) != row["settings"].get(k))
+            changed = sorted(k for k in set(settings) | set(row.settings)
+                             if settings.get(k) != row.settings.get(k))
             store = get_store()
-            store.update_stored_channel(name, settings=settings, poll_every=poll_every, by=g.agent["id"])
+            store.stored_settings.update_channel(name, settings=settings, poll_every=poll_every,
+                                                 by=g.agent["id"])
             _audit("channel_changed", name, changed=changed,
-                   poll_every=poll_every if poll_every != row["poll_every"] else None)
+                   poll_every=poll_every if poll_every != row.poll_every else None)
             mainland().refresh(store)
             flash(_("Channel %(name)s saved; it is in force now.", name=name))
             return redirect(url_for("channels_admin.detail", name=name))
     return _detail_page(name, channel, row, cls, errors, status=400 if errors else 200)
 
 
-def _detail_page(name: str, channel: Any, row: dict[str, Any] | None, cls: type[Connector],
+def _detail_page(name: str, channel: Any, row: StoredChannel | None, cls: type[Connector],
                  errors: dict[str, str], *, probe: Any = None, status: int = 200):
-    stored = row["settings"] if row else (channel.settings if channel else {})
-    state = row["state"] if row else ("enabled" if channel and channel.enabled else "disabled")
-    poll_every = (row["poll_every"] if row else channel.poll_every) or None
+    stored = row.settings if row else (channel.settings if channel else {})
+    state = row.state if row else ("enabled" if channel and channel.enabled else "disabled")
+    poll_every = (row.poll_every if row else channel.poll_every) or None
     return render_template(
         "admin/channel.html", name=name, cls=cls, channel=channel, row=row, state=state,
         fields=_fields(cls, stored), errors=errors, teams=get_store().teams(), team=stored.get("team") or "",
@@ -340,8 +342,8 @@ def set_state(name: str):
     if row is None or state not in CHANNEL_STATES:
         abort(400)
     store = get_store()
-    if store.set_stored_channel_state(name, state, by=g.agent["id"]):
-        _audit("channel_state", name, before=row["state"], after=state)
+    if store.stored_settings.set_channel_state(name, state, by=g.agent["id"]):
+        _audit("channel_state", name, before=row.state, after=state)
         mainland().refresh(store)
         flash({"enabled": _("Channel %(name)s is enabled: it is polled and takes webhooks again.", name=name),
                "paused": _("Channel %(name)s is paused: not polled; providers are asked to deliver webhooks "
@@ -381,12 +383,12 @@ def delete(name: str):
     channel, row, cls = _channel_or_404(name)
     if row is None:
         abort(409)
-    if row["state"] != "disabled":
+    if row.state != "disabled":
         flash(_("Disable the channel before removing it."))
         return redirect(url_for("channels_admin.detail", name=name))
     store = get_store()
-    store.delete_stored_channel(name)
-    _audit("channel_removed", name, kind=row["kind"])
+    store.stored_settings.delete_channel(name)
+    _audit("channel_removed", name, kind=row.kind)
     mainland().refresh(store)
     flash(_("Channel %(name)s removed. Its conversations stay, without replies on it.", name=name))
     return redirect(url_for("channels_admin.index"))

@@ -181,7 +181,7 @@ def _channel_kinds() -> dict[str, str]:
 def show(conversation_id: int):
     conversation = _visible_conversation(conversation_id)
     # The agent's drafts kept on the server (any device); a returned reply being resubmitted wins.
-    saved = get_store().drafts_of(current_agent()["id"], conversation_id)
+    saved = get_store().drafts.of(current_agent()["id"], conversation_id)
     return render_template("conversations/show.html", **_page_context(
         conversation, draft=_resubmit_draft(conversation_id) or saved.get("reply", ""),
         note_draft=saved.get("note", "")))
@@ -444,7 +444,7 @@ def composer_info(conversation: dict[str, Any], now: dt.datetime | None = None) 
     agent = current_agent()
     if agent is None:
         return info
-    info.drafting = [a["name"] or a["email"] for a in store.drafting_colleagues(conversation["id"], agent["id"])]
+    info.drafting = [a.name or a.email for a in store.drafts.colleagues(conversation["id"], agent["id"])]
     if info.available:
         info.signature = signature_for(store, conversation, agent)
     for row in store.undoable_replies(conversation["id"], agent["id"]):
@@ -855,7 +855,7 @@ def reply(conversation_id: int):
                     if hold and change.status != before["status"]:
                         store.set_outbox_undo_status(queued, before["status"])
                 # Sent (or held for review): the draft has done its work, on every device.
-                store.delete_draft(agent["id"], conversation_id, "reply")
+                store.drafts.delete(agent["id"], conversation_id, "reply")
     except ReplyRefused:
         return _refused(conversation, str(_l("There is no message from the customer to answer.")), **keep)
     if unseen:
@@ -927,7 +927,7 @@ def undo_send(conversation_id: int):
     try:
         with store.write():
             row = undo_reply(mainland(), store, conversation_id, outbox_id, agent=agent, now=_now())
-            store.save_draft(agent["id"], conversation_id, "reply", row["text"], _now_iso())
+            store.drafts.save(agent["id"], conversation_id, "reply", row["text"], _now_iso())
             live.publish_message_removed(store, conversation_id, row["message_row"])
     except UndoRefused as exc:
         error = (_("Too late to undo: the reply has been handed to the channel already.")
@@ -966,7 +966,7 @@ def save_draft(conversation_id: int):
         return jsonify(ok=False, error=str(_l("This draft cannot be saved."))), 400
     store = get_store()
     with store.write():
-        store.save_draft(current_agent()["id"], conversation_id, kind, text, _now_iso())
+        store.drafts.save(current_agent()["id"], conversation_id, kind, text, _now_iso())
     return jsonify(ok=True, saved=bool(text.strip()))
 
 
@@ -1350,10 +1350,10 @@ def my_signature():
         if text is None:
             error = _("A signature has at most %(n)d characters.", n=MAX_SIGNATURE_CHARS)
         else:
-            store.set_signature("agent", agent["id"], text, _now_iso())
+            store.signatures.set("agent", agent["id"], text, _now_iso())
             flash(_("Signature saved.") if text.strip() else _("Signature removed."), "success")
             return redirect(url_for("conversations.my_signature"), code=303)
-    current = store.signature("agent", agent["id"]) or ""
+    current = store.signatures.get("agent", agent["id"]) or ""
     values = {**SAMPLE_VALUES, "agent_name": agent["name"] or "",
               "agent_first_name": (agent["name"] or "").split()[0] if agent["name"] else ""}
     return render_template("signatures/mine.html", signature=current, preview=render(current, values),
@@ -1379,13 +1379,14 @@ def shared_signatures():
             error = _("A signature has at most %(n)d characters.", n=MAX_SIGNATURE_CHARS)
         else:
             for scope, owner, key in fields:
-                if texts[key] != (store.signature(scope, owner) or ""):
-                    store.set_signature(scope, owner, texts[key] or "", _now_iso())
+                if texts[key] != (store.signatures.get(scope, owner) or ""):
+                    store.signatures.set(scope, owner, texts[key] or "", _now_iso())
             _audit_settings("signatures_changed")
             flash(_("Signatures saved."), "success")
             return redirect(url_for("conversations.shared_signatures"), code=303)
     return render_template("signatures/shared.html", channels=channels, teams=teams,
-                           channel_signatures=store.signatures("channel"), team_signatures=store.signatures("team"),
+                           channel_signatures=store.signatures.all("channel"),
+                           team_signatures=store.signatures.all("team"),
                            variables=VARIABLES, error=error), 400 if error else 200
 
 

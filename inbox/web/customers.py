@@ -187,7 +187,7 @@ def show(customer_id: int):
         suggestions=suggestions, merges=store.merges_into(customer_id), agents=store.agent_choices(), owner=owner,
         more_timeline=more_timeline,
         is_admin=access.is_admin(current_agent()),
-        check_ins=store.started_check_ins(customer_id=customer_id, team_ids=team_ids, limit=20),
+        check_ins=store.check_ins.started(customer_id=customer_id, team_ids=team_ids, limit=20),
         check_in_outcome=checkins.outcome,
     )
 

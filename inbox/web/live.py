@@ -382,7 +382,8 @@ class LiveState:
         return events
 
     def _drafts(self) -> list[str]:
-        names = [r["name"] or r["email"] for r in self.store.drafting_colleagues(self.conversation_id, self.agent["id"])]
+        colleagues = self.store.drafts.colleagues(self.conversation_id, self.agent["id"])
+        names = [r.name or r.email for r in colleagues]
         if names == self.drafting:
             return []
         # Told on the first look too, even when nobody drafts: a polling client starts afresh each time

@@ -69,14 +69,14 @@ def index():
     before = request.args.get("before", type=int)
     if before is not None and not 0 < before < 1 << 62:
         abort(404)
-    rows = store.quarantine_page(channel=channel, status=status, before=before, limit=QUARANTINE_PAGE + 1)
+    rows = store.quarantine.page(channel=channel, status=status, before=before, limit=QUARANTINE_PAGE + 1)
     more = len(rows) > QUARANTINE_PAGE
     rows = rows[:QUARANTINE_PAGE]
     args = {k: v for k, v in (("channel", channel), ("status", status if status != "held" else None)) if v}
     return render_template(
         "admin/quarantine.html", rows=rows, channel=channel, status=status, args=args,
-        channels=sorted(set(store.quarantine_channels()) | set(mainland().config.channels)),
-        next_url=url_for("quarantine.index", before=rows[-1]["id"], **args) if more else None,
+        channels=sorted(set(store.quarantine.channels()) | set(mainland().config.channels)),
+        next_url=url_for("quarantine.index", before=rows[-1].id, **args) if more else None,
         first_url=url_for("quarantine.index", **args) if before is not None else None,
     )
 
@@ -131,7 +131,7 @@ def reprocess(quarantine_id: int):
 @admin_only
 def delete(quarantine_id: int):
     item = _item_or_404(quarantine_id)
-    get_store().quarantine_delete(quarantine_id)
+    get_store().quarantine.delete(quarantine_id)
     _audit("quarantine_deleted", quarantine_id, channel=item["channel"], reason=item["reason"][:200])
     flash(_("Item #%(id)d is deleted with its bytes.", id=quarantine_id), "success")
     return redirect(url_for("quarantine.index"))

@@ -76,7 +76,7 @@ def _current(section: str) -> dict[str, Any]:
     """What the page shows: the file's section when it sets one, else the stored one (secrets sealed)."""
     if _in_file(section):
         return copy.deepcopy(dict(mainland().bootstrap.extra.get(section) or {}))
-    return copy.deepcopy(dict(get_store().stored_sections().get(section) or {}))
+    return copy.deepcopy(dict(get_store().stored_settings.sections().get(section) or {}))
 
 
 def _refuse_if_in_file(section: str) -> None:
@@ -89,7 +89,7 @@ def _page_context(section: str) -> dict[str, Any]:
     return {
         "in_file": _in_file(section),
         "problem": mainland().settings_problems.get(section),
-        "info": None if _in_file(section) else store.stored_section_info(section),
+        "info": None if _in_file(section) else store.stored_settings.section_info(section),
     }
 
 
@@ -125,7 +125,7 @@ def _save(section: str, value: dict[str, Any], before: dict[str, Any]) -> dict[s
     store = get_store()
     changed = changes(before, value)
     with store.write():
-        store.save_section(section, value, by=g.agent["id"])
+        store.stored_settings.save_section(section, value, by=g.agent["id"])
         store.audit(now_iso(), f"agent:{g.agent['id']}", "settings_changed", "settings", section,
                     ip=request.remote_addr, changes=changed)
     mainland().refresh(store)
@@ -159,9 +159,9 @@ def _recompute_due_times(before: Mapping[str, Any], after: Mapping[str, Any]) ->
     if all(before.get(k) == after.get(k) for k in _TIMING_KEYS):
         return
     store = get_store()
-    info = store.stored_section_info("service_levels")
+    info = store.stored_settings.section_info("service_levels")
     levels = service_levels.for_config(mainland().config)
-    changed_at = parse_iso(info["updated_at"]) if info else None
+    changed_at = parse_iso(info.updated_at) if info else None
     service_levels.refresh_after_policy_change(store, levels, changed_at, clock.now(), batch=SAVE_BATCH,
                                                max_batches=1)
 
