@@ -6,6 +6,8 @@
 #                                        Debian package and starts no server (a few minutes)
 #   scripts/test.sh tests/test_x.py -x   any pytest arguments instead of the defaults
 #   scripts/test.sh --fast -k queue      --fast first, then pytest arguments
+#   scripts/test.sh --engine postgresql  the `store` fixture on a throwaway PostgreSQL cluster (#17;
+#                                        before --fast when both are given)
 #
 # Exits with pytest's exit code. "No tests collected" (5) is reported loudly:
 # a test command that ran nothing must never look like a pass.
@@ -13,6 +15,14 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+
+if [[ "${1:-}" == "--engine" ]]; then
+    case "${2:-}" in
+        sqlite|postgresql) export MAINLAND_TEST_ENGINE="$2" ;;
+        *) echo "mainland: test.sh: --engine takes sqlite or postgresql, not '${2:-}'" >&2; exit 2 ;;
+    esac
+    shift 2
+fi
 
 fast=0
 if [[ "${1:-}" == "--fast" ]]; then

@@ -28,6 +28,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 from types import TracebackType
 
@@ -141,6 +142,31 @@ class ThrowawayCluster:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
         self.stop()
+
+
+def database_url(cluster_url: str, name: str) -> str:
+    """The URL of database `name` on the cluster at `cluster_url`."""
+    return cluster_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def create_database(cluster_url: str, *, template: str | None = None) -> str:
+    """A new database on the cluster (a copy of `template` when given, which must have no open
+    connection); its URL. PostgreSQL copies a template's files, far quicker than migrating anew."""
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(cluster_url, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else ""))
+    return database_url(cluster_url, name)
+
+
+def drop_database(url: str) -> None:
+    """Drop the database at `url`, closing what is still connected to it."""
+    import psycopg
+
+    cluster_url, name = url.rsplit("/", 1)
+    with psycopg.connect(f"{cluster_url}/postgres", autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def main() -> None:

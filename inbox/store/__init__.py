@@ -3,6 +3,11 @@
 One `Store` wraps one SQLite file through sqlite-utils. It runs in WAL mode with a busy timeout,
 and every write transaction starts with `BEGIN IMMEDIATE` (`with store.write():`): a deferred
 transaction that reads and then writes can fail with SQLITE_BUSY at once, ignoring the timeout.
+
+Given a `postgresql://` URL instead, the store runs the same statements on PostgreSQL through
+`inbox/store/pg_connection.py` (#17, under way: not every verb runs there yet, and `database:`
+still refuses PostgreSQL). Its write transactions take turns through one advisory lock, as
+SQLite's writers do, so no verb needs to know which engine it runs on to stay correct.
 Verbs are named after the domain and grouped by subject in the modules of this package; each verb
 that writes is its own transaction unless the caller already holds one.
 """
@@ -25,7 +30,7 @@ from inbox.store.agents import AgentQueries
 from inbox.store.answers import AnswerQueries
 from inbox.store.api import ApiQueries
 from inbox.store.audit import AuditQueries
-from inbox.store.base import NotFound, StoreError, now_iso
+from inbox.store.base import NotFound, StoreError, is_postgresql_url, now_iso, redacted_url
 from inbox.store.chat import ChatQueries
 from inbox.store.checkins import CheckIns
 from inbox.store.conversations import ConversationQueries
@@ -80,7 +85,24 @@ class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries
     commit_hooks: ClassVar[list[Callable[[Store], None]]] = []
 
     def __init__(self, path: str | Path, *, check: bool = True) -> None:
-        self.path = Path(path)
+        if is_postgresql_url(path):
+            self._open_postgresql(str(path))
+        else:
+            self._open_sqlite(Path(path))
+        #: The store's concerns with typed rows (#17); the rest are still the mixins above.
+        self.api_tokens = ApiTokens(self)
+        self.check_ins = CheckIns(self)
+        self.quarantine = Quarantine(self)
+        self.signatures = Signatures(self)
+        self.stored_settings = StoredSettings(self)
+        self.drafts = Drafts(self)
+        self._local = threading.local()
+        if check:
+            self.check_integrity()
+
+    def _open_sqlite(self, path: Path) -> None:
+        self.engine = "sqlite"
+        self.path = path
         #: The file, however it was named: this process's writers to it take turns (`write_locks.turn`).
         self._database = str(self.path.resolve())
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,13 +113,6 @@ class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries
         )
         self.conn = conn
         self.db = Database(conn, execute_plugins=False)
-        #: The store's concerns with typed rows (#17); the rest are still the mixins above.
-        self.api_tokens = ApiTokens(self)
-        self.check_ins = CheckIns(self)
-        self.quarantine = Quarantine(self)
-        self.signatures = Signatures(self)
-        self.stored_settings = StoredSettings(self)
-        self.drafts = Drafts(self)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA journal_mode = WAL")
         # FULL: cursors and the outbox live here; a commit must survive power loss.
@@ -111,9 +126,19 @@ class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries
         # now and then (the worker's housekeeping, `optimize()`). Without it the planner never has statistics.
         conn.execute(f"PRAGMA analysis_limit = {ANALYSIS_LIMIT}")
         conn.execute("PRAGMA optimize = 0x10002")
-        self._local = threading.local()
-        if check:
-            self.check_integrity()
+
+    def _open_postgresql(self, url: str) -> None:
+        # Imported here: an installation on SQLite needs neither psycopg nor the schema's description.
+        from inbox.store.pg_connection import PgConnection
+        from inbox.store.schema import tables_with_id
+
+        self.engine = "postgresql"
+        self.url = url
+        #: Names the database in logs and keys (the password left out); not a file.
+        self.path = redacted_url(url)
+        self._database = self.path
+        self.conn = PgConnection(url, id_tables=tables_with_id())
+        self.db = None
 
     # Transactions -------------------------------------------------------------------------------
 
@@ -131,12 +156,13 @@ class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries
             yield self
             return
         with write_locks.turn(self._database, BUSY_TIMEOUT_MS / 1000):
+            journals_in_memory = journals_in_memory and self.engine == "sqlite"
             if journals_in_memory:
                 # Read as the transaction begins (and changed outside one only: SQLite refuses
                 # otherwise once TEMP storage is open). Mainland makes no TEMP tables to lose by it.
                 self.conn.execute("PRAGMA temp_store = MEMORY")
             try:
-                self.conn.execute("BEGIN IMMEDIATE")
+                self._begin_write()
                 took_lock = time.perf_counter()
                 try:
                     yield self
@@ -156,6 +182,12 @@ class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries
                 hook(self)
             except Exception:
                 log.exception("a commit hook failed; the write is committed")
+
+    def _begin_write(self) -> None:
+        if self.engine == "sqlite":
+            self.conn.execute("BEGIN IMMEDIATE")
+        else:
+            self.conn.begin_write()
 
     @contextlib.contextmanager
     def savepoint(self, name: str = "item") -> Iterator[Store]:
@@ -177,6 +209,10 @@ class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries
 
     def migrate(self) -> list[str]:
         """Apply pending migrations; return the names of those applied."""
+        if self.engine == "postgresql":
+            from inbox.store import pg_schema
+
+            return pg_schema.upgrade(self.url)
         from inbox.store.migrations import migrations
 
         pending = [m.name for m in migrations.pending(self.db)]
@@ -195,7 +231,14 @@ class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries
         return pending
 
     def check_integrity(self) -> None:
-        """Refuse to work on a damaged database file (PRAGMA quick_check)."""
+        """Refuse to work on a damaged database file (PRAGMA quick_check).
+
+        PostgreSQL checks its own pages (and a cluster made with data checksums says so in its log);
+        there the check is that the server answers.
+        """
+        if self.engine == "postgresql":
+            self.conn.execute("SELECT 1")
+            return
         try:
             row = self.conn.execute("PRAGMA quick_check").fetchone()
         except sqlite3.DatabaseError as exc:
@@ -208,15 +251,22 @@ class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries
 
     def optimize(self) -> None:
         """Gather the planner's statistics where they are missing or stale (`PRAGMA optimize`, bounded
-        by analysis_limit rows per index, so it costs milliseconds even at a million messages)."""
-        self.conn.execute("PRAGMA optimize")
+        by analysis_limit rows per index, so it costs milliseconds even at a million messages).
+        PostgreSQL's autovacuum gathers them by itself."""
+        if self.engine == "sqlite":
+            self.conn.execute("PRAGMA optimize")
 
     def checkpoint(self) -> tuple[int, int, int]:
-        """Recycle the write-ahead log so that it does not grow without bound."""
+        """Recycle the write-ahead log so that it does not grow without bound (PostgreSQL: its own job)."""
+        if self.engine == "postgresql":
+            return (0, 0, 0)
         return tuple(self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone())
 
     def backup(self, target: str | Path) -> None:
         """A consistent copy of the live database (online backup API), checked after writing."""
+        if self.engine == "postgresql":
+            raise StoreError("a PostgreSQL database is backed up with pg_dump or the server's own base "
+                             "backups (docs/operations.md), not with mainland backup")
         dest = sqlite3.connect(str(target))
         try:
             self.conn.backup(dest)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import sqlite3
 from typing import Any
 
@@ -44,6 +45,16 @@ def parse_iso(text: str | None) -> dt.datetime | None:
 
 #: len("2026-11-16T09:00:00.000000Z"), the shape `iso` writes.
 _ISO_LENGTH = 27
+
+
+def is_postgresql_url(database: object) -> bool:
+    """Whether `database` names a PostgreSQL database (a `postgresql://` URL) rather than a SQLite file."""
+    return isinstance(database, str) and database.split("://", 1)[0].split("+")[0] in {"postgresql", "postgres"}
+
+
+def redacted_url(url: str) -> str:
+    """The URL with its password left out, fit for a log line or a key."""
+    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1@", url)
 
 
 def as_dict(cursor: sqlite3.Cursor, row: tuple | None) -> dict[str, Any] | None:

@@ -1142,3 +1142,10 @@ Index("queue_waiting", conversations.c.status, func.coalesce(conversations.c.wai
       conversations.c.team_id, conversations.c.channel, conversations.c.assignee_id, conversations.c.priority)
 # Label names are unique whatever their case (SQLite: the column's NOCASE collation).
 Index("labels_name_folded", func.lower(labels.c.name), unique=True).ddl_if(dialect="postgresql")
+
+
+def tables_with_id() -> frozenset[str]:
+    """The tables whose key is a generated whole number `id`: an insert into one hands back its id."""
+    return frozenset(name for name, table in metadata.tables.items()
+                     if [column.name for column in table.primary_key.columns] == ["id"]
+                     and table.c.id.type.python_type is int)
