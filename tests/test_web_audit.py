@@ -67,6 +67,8 @@ def test_each_filter_narrows_the_log(store):
     AuditFilter(actor="agent:3", action="login"),
 ], ids=["none", "actor", "action", "object", "object type", "actor+action"])
 def test_a_page_is_one_index_range_not_a_table_scan_or_a_sort(store, criteria):
+    if store.engine != "sqlite":
+        pytest.skip("SQLite's fixed plan; PostgreSQL's planner chooses by the table's statistics")
     plan = store.audit_page_plan(criteria)
     assert "SEARCH audit_log" in plan and "SCAN audit_log" not in plan, plan
     assert "TEMP B-TREE" not in plan, plan

@@ -99,7 +99,7 @@ class AnswerQueries:
             params.append(language)
         return as_dicts(self.conn.execute(
             f"SELECT {_COLUMNS} FROM answers a LEFT JOIN agents o ON o.id = a.owner_id "  # noqa: S608
-            f"WHERE {' AND '.join(where)} ORDER BY a.title COLLATE NOCASE, a.id", params))
+            f"WHERE {' AND '.join(where)} ORDER BY lower(a.title), a.id", params))
 
     def answer_languages(self) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT DISTINCT language FROM answers ORDER BY language")]

@@ -62,12 +62,13 @@ class AuditQueries:
             f"WHERE {where} ORDER BY id DESC LIMIT ?", (*params, limit)))
 
     def audit_page_plan(self, criteria: AuditFilter) -> str:
-        """SQLite's query plan for a page of `criteria` (tests check it reads an index, not the table)."""
+        """The engine's query plan for a page of `criteria` (tests check it reads an index, not the table)."""
         where, params = criteria.where()
+        explain = "EXPLAIN QUERY PLAN" if self.engine == "sqlite" else "EXPLAIN"
         rows = self.conn.execute(
-            "EXPLAIN QUERY PLAN SELECT id FROM audit_log "  # noqa: S608
+            f"{explain} SELECT id FROM audit_log "  # noqa: S608
             f"WHERE {where} AND id < ? ORDER BY id DESC LIMIT ?", (*params, 1 << 62, AUDIT_PAGE))
-        return "\n".join(r[3] for r in rows)
+        return "\n".join(r[3] if self.engine == "sqlite" else r[0] for r in rows)
 
     def audit_rows(self, criteria: AuditFilter) -> Iterator[dict[str, Any]]:
         """Every entry matching `criteria`, newest first, read in chunks (no cursor held across them)."""

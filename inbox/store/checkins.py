@@ -29,6 +29,14 @@ _BY_A_PERSON = " AND ".join(f"' ' || m.flags || ' ' NOT LIKE '% {flag} %'" for f
 _CONTACT = "c.merged_into IS NULL AND c.status != 'spam' AND c.automatic = 0 AND c.last_inbound_at IS NOT NULL"
 
 
+def _a_year_before(engine: str, timestamp: str) -> str:
+    """SQL for the stored timestamp 365 days before `timestamp`, in the stored shape (milliseconds, as
+    SQLite's strftime gives them, then 000Z)."""
+    if engine == "sqlite":
+        return f"strftime('%Y-%m-%dT%H:%M:%f', {timestamp}, '-365 days') || '000Z'"
+    return f"""to_char(({timestamp})::timestamp - interval '365 days', 'YYYY-MM-DD"T"HH24:MI:SS.MS') || '000Z'"""
+
+
 @dataclass(frozen=True, slots=True)
 class RatedCandidate:
     """A good rating of a resolved conversation: its customer is worth a check-in (rule `rated`)."""
@@ -140,7 +148,7 @@ class CheckIns:
             f"(SELECT c.id FROM conversations c WHERE c.customer_id = cu.id AND {_CONTACT} "
             " ORDER BY c.last_inbound_at DESC, c.id DESC LIMIT 1) AS conversation_id, "
             f"(SELECT count(*) FROM conversations c WHERE c.customer_id = cu.id AND {_CONTACT} "
-            " AND c.last_inbound_at >= strftime('%Y-%m-%dT%H:%M:%f', l.last_at, '-365 days') || '000Z') "
+            f" AND c.last_inbound_at >= {_a_year_before(self._store.engine, 'l.last_at')}) "
             " AS conversations, "
             "(SELECT min(c.created_at) FROM conversations c WHERE c.customer_id = cu.id AND c.merged_into IS NULL) "
             " AS first_at "

@@ -133,7 +133,7 @@ class CustomerQueries:
             return
         tokens = sorted({"", *name_tokens(key)})
         self.conn.executemany(
-            "INSERT INTO name_token_counts (token, n) VALUES (?, ?) ON CONFLICT (token) DO UPDATE SET n = n + excluded.n",
+            "INSERT INTO name_token_counts (token, n) VALUES (?, ?) ON CONFLICT (token) DO UPDATE SET n = name_token_counts.n + excluded.n",
             [(t, delta) for t in tokens])
         if delta < 0:
             self.conn.execute(f"DELETE FROM name_token_counts WHERE n <= 0 AND token IN ({_marks(tokens)})",  # noqa: S608
@@ -268,7 +268,7 @@ class CustomerQueries:
         cur = self.conn.execute(
             "INSERT INTO customer_attributes (customer_id, key, value, updated_at) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (customer_id, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at "
-            "WHERE value != excluded.value",
+            "WHERE customer_attributes.value != excluded.value",
             (customer_id, key, value, now),
         )
         return cur.rowcount > 0
@@ -321,7 +321,8 @@ class CustomerQueries:
         cur = self.conn.execute(
             "INSERT INTO merge_suggestions (customer_a, customer_b, score, reasons, created_at, updated_at) "
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (customer_a, customer_b) DO UPDATE SET score = excluded.score, "
-            "reasons = excluded.reasons, updated_at = excluded.updated_at WHERE status = 'open' RETURNING id",
+            "reasons = excluded.reasons, updated_at = excluded.updated_at WHERE merge_suggestions.status = 'open' "
+            "RETURNING id",
             (a, b, round(score, 4), json.dumps(reasons), now, now))
         row = cur.fetchone()
         return row[0] if row else self.suggestion_for_pair(a, b)["id"]
@@ -554,10 +555,26 @@ class CustomerQueries:
             (*[row[c] for c in columns], row["id"]))
 
     def _insert_row(self, table: str, row: dict[str, Any], *, replace: bool = False) -> None:
+        """Insert `row`; `replace`: first delete any row it would collide with on a key (SQLite's
+        INSERT OR REPLACE, written so that both engines do it: the keys from the schema's description)."""
         columns = list(row)
-        verb = "INSERT OR REPLACE" if replace else "INSERT"
+        if replace:
+            from sqlalchemy import UniqueConstraint
+
+            from inbox.store.schema import metadata
+
+            described = metadata.tables[table]
+            keys = [[c.name for c in described.primary_key.columns]]
+            keys += [[c.name for c in constraint.columns] for constraint in described.constraints
+                     if isinstance(constraint, UniqueConstraint)]
+            keys += [[c.name for c in index.columns] for index in described.indexes
+                     if index.unique and not index.dialect_options["sqlite"].get("where")]
+            for key in keys:
+                if key and all(row.get(c) is not None for c in key):
+                    self.conn.execute(f"DELETE FROM {table} WHERE {' AND '.join(f'{c} = ?' for c in key)}",  # noqa: S608
+                                      [row[c] for c in key])
         self.conn.execute(
-            f"{verb} INTO {table} ({', '.join(columns)}) VALUES ({_marks(columns)})",  # noqa: S608
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({_marks(columns)})",  # noqa: S608
             [row[c] for c in columns])
 
     # Pages -----------------------------------------------------------------------------------------
@@ -663,16 +680,15 @@ class CustomerQueries:
     # Erasure ---------------------------------------------------------------------------------------
 
     def _references_to(self, table: str) -> list[tuple[str, str, str, bool]]:
-        """(child table, child column, parent column, child column NOT NULL) for every FK onto `table`."""
-        found = []
-        tables = [r[0] for r in self.conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND sql NOT LIKE 'CREATE VIRTUAL%'")]
-        for child in tables:
-            columns = {r[1]: bool(r[3]) for r in self.conn.execute(f"PRAGMA table_info('{child}')")}
-            for fk in self.conn.execute(f"PRAGMA foreign_key_list('{child}')").fetchall():
-                if fk[2] == table:
-                    found.append((child, fk[3], fk[4] or "id", columns.get(fk[3], False)))
-        return found
+        """(child table, child column, parent column, child column NOT NULL) for every FK onto `table`.
+
+        Read from the schema's description (inbox/store/schema.py), which tests/test_schema.py holds
+        to what SQLite's migrations build, so both engines erase along the same references."""
+        from inbox.store.schema import metadata
+
+        return [(child.name, key.parent.name, key.column.name, not key.parent.nullable)
+                for child in metadata.sorted_tables for key in child.foreign_keys
+                if key.column.table.name == table]
 
     def _delete_tree(self, table: str, column: str, values: list, depth: int = 0) -> int:
         """Delete rows of `table` whose `column` is in `values`, and everything that depends on them."""
@@ -753,7 +769,10 @@ class CustomerQueries:
 
     def _compact_search_indexes(self) -> None:
         # A deleted FTS5 row leaves its words in older index segments until they are merged:
-        # 'optimize' rewrites each index as one segment without them.
+        # 'optimize' rewrites each index as one segment without them. PostgreSQL's documents are
+        # rows: deleted with the message, their space reused once vacuumed.
+        if self.engine != "sqlite":
+            return
         for (name,) in self.conn.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table' AND sql LIKE 'CREATE VIRTUAL TABLE%fts5%'"
         ).fetchall():
@@ -766,5 +785,7 @@ class CustomerQueries:
                                               values)}
 
     def vacuum_wal(self) -> None:
-        """Write everything into the main file and empty the write-ahead log (after an erasure)."""
-        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        """Write everything into the main file and empty the write-ahead log (after an erasure).
+        PostgreSQL recycles its own log."""
+        if self.engine == "sqlite":
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -113,7 +113,7 @@ class NotificationQueries:
     def move_mark(self, name: str, value: int) -> None:
         self.conn.execute(
             "INSERT INTO notification_marks (name, value) VALUES (?, ?) "
-            "ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)", (name, value))
+            "ON CONFLICT (name) DO UPDATE SET value = max(notification_marks.value, excluded.value)", (name, value))
 
     # The newest notification (browser notifications) ---------------------------------------------
 

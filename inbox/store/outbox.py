@@ -139,7 +139,7 @@ class OutboxQueries:
         """When the next waiting reply falls due (the end of an undo window, a retry's time), or None."""
         row = self.conn.execute(
             "SELECT MIN(next_at) FROM (SELECT MIN(next_at) AS next_at FROM outbox WHERE state = 'pending' "
-            "UNION ALL SELECT MIN(next_at) FROM outbox WHERE state = 'retry_wait')").fetchone()
+            "UNION ALL SELECT MIN(next_at) FROM outbox WHERE state = 'retry_wait') AS due").fetchone()
         return row[0] if row else None
 
     def start_outbox_attempt(self, outbox_id: str, claimed_until: str, now: str, lease_until: str) -> bool:

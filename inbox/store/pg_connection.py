@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,6 +115,15 @@ def _group_concat(args: list[str]) -> str:
     return f"string_agg({'DISTINCT ' if distinct else ''}({value})::text, {separator})"
 
 
+def _json_extract(args: list[str], literals: list[str]) -> str:
+    """`json_extract(doc, '$.key')` as `(doc)::jsonb ->> 'key'` (a top-level key only)."""
+    path = _MASKED.fullmatch(args[1]) if len(args) == 2 else None
+    key = re.fullmatch(r"'\$\.(\w+)'", literals[int(path.group(1))]) if path else None
+    if key is None:
+        raise StatementError(f"json_extract with a path other than '$.key' has no translation: {args}")
+    return f"(({args[0]})::jsonb ->> '{key.group(1)}')"
+
+
 @functools.lru_cache(maxsize=4096)
 def translate(sql: str, *, named: bool, id_tables: frozenset[str]) -> Translated:
     """SQLite's spelling of `sql` in PostgreSQL's (see the module's docstring)."""
@@ -131,11 +140,17 @@ def translate(sql: str, *, named: bool, id_tables: frozenset[str]) -> Translated
     ignore = re.search(r"\bINSERT\s+OR\s+IGNORE\s+INTO\b", text, re.IGNORECASE)
     if ignore:
         text = text[:ignore.start()] + "INSERT INTO" + text[ignore.end():]
+    # SQLite's IS compares any two values, NULL included: PostgreSQL's IS [NOT] DISTINCT FROM.
+    text = re.sub(r"\bIS\s+NOT\s+(?!NULL\b|DISTINCT\b|TRUE\b|FALSE\b)", "IS DISTINCT FROM ", text, flags=re.IGNORECASE)
+    text = re.sub(r"\bIS\s+(?!NOT\b|NULL\b|DISTINCT\b|TRUE\b|FALSE\b)", "IS NOT DISTINCT FROM ", text,
+                  flags=re.IGNORECASE)
     text = re.sub(r"\bifnull\s*\(", "coalesce(", text, flags=re.IGNORECASE)
     text = re.sub(r"\binstr\s*\(", "strpos(", text, flags=re.IGNORECASE)
     text = re.sub(r"\bINDEXED\s+BY\s+\w+", "", text, flags=re.IGNORECASE)
     text = re.sub(r"\b(NOT\s+)?LIKE\b", lambda m: (m.group(1) or "") + "ILIKE", text, flags=re.IGNORECASE)
     text = _rewrite_calls(text, "group_concat", _group_concat)
+    text = _rewrite_calls(text, "json_extract", lambda args: _json_extract(args, literals))
+    text = _rewrite_calls(text, "json_each", lambda args: f"jsonb_array_elements_text(({args[0]})::jsonb)")
     for sqlite_name, pg_name in (("max", "greatest"), ("min", "least")):
         text = _rewrite_calls(text, sqlite_name,
                               lambda args, pg_name=pg_name: f"{pg_name}({', '.join(args)})" if len(args) > 1 else None)
@@ -199,6 +214,11 @@ class PgConnection:
         self._conn.adapters.register_dumper(bool, _UntypedInt)
         self._conn.adapters.register_loader(postgres.types["numeric"].oid, _NumericAsNumber)
         self._id_tables = frozenset(name.lower() for name in id_tables)
+        self._trace: Callable[[str], object] | None = None
+
+    def set_trace_callback(self, trace: Callable[[str], object] | None) -> None:
+        """Call `trace` with each statement as the store wrote it, as sqlite3's does (tests count them)."""
+        self._trace = trace
 
     @property
     def in_transaction(self) -> bool:
@@ -207,6 +227,8 @@ class PgConnection:
     def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> PgCursor:
         named = isinstance(params, Mapping)
         translated = translate(sql, named=named, id_tables=self._id_tables)
+        if self._trace is not None:
+            self._trace(sql)
         cursor = self._conn.cursor()
         cursor.execute(translated.sql, params if named else tuple(params))
         return PgCursor(cursor, translated.returns_id)
@@ -215,6 +237,9 @@ class PgConnection:
         rows = list(seq_of_params)
         named = bool(rows) and isinstance(rows[0], Mapping)
         translated = translate(sql, named=named, id_tables=self._id_tables)
+        if self._trace is not None:
+            for _ in rows:
+                self._trace(sql)
         cursor = self._conn.cursor()
         cursor.executemany(translated.sql.removesuffix(" RETURNING id") if translated.returns_id else translated.sql,
                            rows if named else [tuple(row) for row in rows])

@@ -101,7 +101,7 @@ class ReportQueries:
         oldest = " UNION ALL ".join(
             "SELECT id FROM (SELECT c.id FROM conversations c WHERE c.status = ? "
             "AND ifnull(c.waiting_since, '~') < '~' AND c.automatic = 0 "
-            "ORDER BY ifnull(c.waiting_since, '~'), c.created_at, c.id LIMIT ?)" for _ in _WAITING_STATUSES)
+            "ORDER BY ifnull(c.waiting_since, '~'), c.created_at, c.id LIMIT ?) AS oldest" for _ in _WAITING_STATUSES)
         return as_dicts(self.conn.execute(
             "SELECT c.id, c.channel, c.subject, c.created_at, c.waiting_since, "  # noqa: S608
             "cu.display_name AS customer_name FROM conversations c JOIN customers cu ON cu.id = c.customer_id "

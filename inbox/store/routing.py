@@ -68,7 +68,7 @@ class RoutingQueries:
             params = ids
         return [_agent_row(r) for r in as_dicts(self.conn.execute(
             f"SELECT {_AGENT_COLUMNS}, {_LOAD}, {_TEAMS} FROM agents a WHERE {where} "  # noqa: S608
-            "ORDER BY a.name COLLATE NOCASE, a.id", params))]
+            "ORDER BY lower(a.name), a.id", params))]
 
     def agent_routing(self, agent_id: int) -> dict[str, Any] | None:
         cur = self.conn.execute(
@@ -139,7 +139,7 @@ class RoutingQueries:
     def routing_modes(self) -> list[dict[str, Any]]:
         """Every team with its mode (for the routing page)."""
         return as_dicts(self.conn.execute(
-            "SELECT id, name, routing_mode FROM teams ORDER BY name COLLATE NOCASE, id"))
+            "SELECT id, name, routing_mode FROM teams ORDER BY lower(name), id"))
 
     def set_routing_mode(self, team_id: int | None, mode: str) -> None:
         if mode not in MODES:

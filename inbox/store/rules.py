@@ -224,7 +224,7 @@ class RuleQueries:
     def conversation_has_label(self, conversation_id: int, name: str) -> bool:
         return self.conn.execute(
             "SELECT 1 FROM conversation_labels cl JOIN labels l ON l.id = cl.label_id "
-            "WHERE cl.conversation_id = ? AND l.name = ? COLLATE NOCASE", (conversation_id, name)).fetchone() is not None
+            "WHERE cl.conversation_id = ? AND lower(l.name) = lower(?)", (conversation_id, name)).fetchone() is not None
 
     def add_conversation_label(self, conversation_id: int, label_id: int) -> bool:
         return self.conn.execute("INSERT OR IGNORE INTO conversation_labels (conversation_id, label_id) VALUES (?, ?)",
@@ -233,4 +233,4 @@ class RuleQueries:
     def remove_conversation_label(self, conversation_id: int, name: str) -> bool:
         return self.conn.execute(
             "DELETE FROM conversation_labels WHERE conversation_id = ? AND label_id IN "
-            "(SELECT id FROM labels WHERE name = ? COLLATE NOCASE)", (conversation_id, name)).rowcount > 0
+            "(SELECT id FROM labels WHERE lower(name) = lower(?))", (conversation_id, name)).rowcount > 0

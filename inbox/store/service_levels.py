@@ -227,10 +227,6 @@ class ServiceLevelQueries:
 
     def customer_erased(self, customer_id: int) -> bool:
         """Whether the customer's personal data was erased (no survey may go to them)."""
-        columns = {r[1] for r in self.conn.execute("PRAGMA table_info(customers)")}
-        if "erased_at" in columns:
-            row = self.conn.execute("SELECT erased_at FROM customers WHERE id = ?", (customer_id,)).fetchone()
-            return bool(row and row[0])
         row = self.conn.execute(
             "SELECT count(*) FROM identities WHERE customer_id = ? AND valid = 1", (customer_id,)).fetchone()
         # Erasure removes a customer's identities: nobody left to ask.

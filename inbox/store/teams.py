@@ -60,7 +60,7 @@ class TeamQueries:
             "SELECT t.id, t.name, "
             "(SELECT count(*) FROM team_members tm WHERE tm.team_id = t.id) AS member_count, "
             "(SELECT count(*) FROM conversations c WHERE c.team_id = t.id) AS conversation_count "
-            "FROM teams t ORDER BY t.name COLLATE NOCASE, t.id"
+            "FROM teams t ORDER BY lower(t.name), t.id"
         ))
 
     def team(self, team_id: int) -> dict[str, Any] | None:
@@ -72,7 +72,7 @@ class TeamQueries:
 
     def team_id_by_name(self, name: str) -> int | None:
         """The id of the team called `name` (case-insensitive, surrounding spaces ignored), or None."""
-        row = self.conn.execute("SELECT id FROM teams WHERE name = ? COLLATE NOCASE ORDER BY id LIMIT 1",
+        row = self.conn.execute("SELECT id FROM teams WHERE lower(name) = lower(?) ORDER BY id LIMIT 1",
                                 (name.strip(),)).fetchone()
         return row[0] if row else None
 
@@ -119,7 +119,7 @@ class TeamQueries:
         found: dict[int, list[dict[str, Any]]] = {}
         for agent_id, team_id, name in self.conn.execute(
             "SELECT tm.agent_id, t.id, t.name FROM team_members tm JOIN teams t ON t.id = tm.team_id "
-            "ORDER BY t.name COLLATE NOCASE"
+            "ORDER BY lower(t.name)"
         ):
             found.setdefault(agent_id, []).append({"id": team_id, "name": name})
         return found

@@ -24,10 +24,10 @@ class TriageQueries:
         """How many conversations this customer had that are not spam (a person's history with us),
         counted up to `at_most`: a mailing list or a regular writes thousands, and counting them all
         for every new message made a long import slower with each one (#16)."""
-        row = self.conn.execute(
-            "SELECT count(*) FROM (SELECT 1 FROM conversations WHERE customer_id = ? AND status != 'spam' "
-            "AND id IS NOT ? LIMIT ?)", (customer_id, besides, -1 if at_most is None else at_most)).fetchone()
-        return row[0]
+        limit = "" if at_most is None else " LIMIT ?"
+        counted = f"SELECT 1 FROM conversations WHERE customer_id = ? AND status != 'spam' AND id IS NOT ?{limit}"  # noqa: S608
+        params = (customer_id, besides) if at_most is None else (customer_id, besides, at_most)
+        return self.conn.execute(f"SELECT count(*) FROM ({counted}) AS counted", params).fetchone()[0]  # noqa: S608
 
     # Verdicts and the review queue -----------------------------------------------------------------
 
@@ -62,7 +62,7 @@ class TriageQueries:
         """How many undecided review items (at most `cap`: a badge, not a report)."""
         row = self.conn.execute(
             "SELECT count(*) FROM (SELECT 1 FROM triage_reviews r JOIN conversations c ON c.id = r.conversation_id "  # noqa: S608
-            f"WHERE r.decided_at IS NULL AND {team_sql} LIMIT ?)", [*team_params, cap]).fetchone()
+            f"WHERE r.decided_at IS NULL AND {team_sql} LIMIT ?) AS capped", [*team_params, cap]).fetchone()
         return row[0]
 
     def triage_review(self, review_id: int) -> dict[str, Any] | None:

@@ -41,7 +41,7 @@ class WebhookQueries:
         latest time and reason. Refusals older than `keep_after` are dropped on the way."""
         self.conn.execute(
             "INSERT INTO webhook_refusals (channel, at, remote_addr, reason, count, minute) VALUES (?, ?, ?, ?, 1, ?) "
-            "ON CONFLICT (channel, remote_addr, minute) DO UPDATE SET count = count + 1, at = excluded.at, "
+            "ON CONFLICT (channel, remote_addr, minute) DO UPDATE SET count = webhook_refusals.count + 1, at = excluded.at, "
             "reason = excluded.reason",
             (channel, now, remote_addr or "", reason[:300], now[:16]),
         )

@@ -264,7 +264,7 @@ class WorkQueries:
 
     def team_names(self) -> list[dict[str, Any]]:
         """Every team's id and name, by name (for the assignment form)."""
-        return as_dicts(self.conn.execute("SELECT id, name FROM teams ORDER BY name COLLATE NOCASE, id"))
+        return as_dicts(self.conn.execute("SELECT id, name FROM teams ORDER BY lower(name), id"))
 
     def mentionable_agents(self) -> list[dict[str, Any]]:
         """Active agents with what a mention can name them by."""
