@@ -41,6 +41,17 @@ def test_sqlites_own_functions_become_postgresqls():
         "SELECT string_agg((i.kind || ':' || i.value)::text, ' '), string_agg(DISTINCT (x)::text, ',') FROM t")
 
 
+def test_sqlites_is_between_values_and_its_json_functions_become_postgresqls():
+    assert sql("SELECT 1 FROM t WHERE a IS NOT ? AND b IS ? AND c IS NOT NULL AND d IS NULL") == (
+        "SELECT 1 FROM t WHERE a IS DISTINCT FROM %s AND b IS NOT DISTINCT FROM %s AND c IS NOT NULL AND d IS NULL")
+    assert sql("SELECT json_extract(m.headers, '$.pressed') FROM m WHERE EXISTS "
+               "(SELECT 1 FROM json_each(g.ids) j WHERE j.value = ?)") == (
+        "SELECT ((m.headers)::jsonb ->> 'pressed') FROM m WHERE EXISTS "
+        "(SELECT 1 FROM jsonb_array_elements_text((g.ids)::jsonb) j WHERE j.value = %s)")
+    with pytest.raises(StatementError):
+        sql("SELECT json_extract(doc, '$.a[0].b') FROM t")
+
+
 def test_insert_or_ignore_and_the_id_an_insert_hands_back():
     assert translate("INSERT OR IGNORE INTO items (a) VALUES (?)", named=False, id_tables=IDS) == (
         translate("INSERT INTO items (a) VALUES (?) ON CONFLICT DO NOTHING", named=False, id_tables=IDS))
@@ -134,6 +145,8 @@ def test_both_engines_answer_the_same_to_the_stores_sql(engines):
                                   {"low": 1, "skip": "x"}).fetchall(),
             "columns": [column[0] for column in conn.execute("SELECT id, name AS label FROM items").description],
             "flags": conn.execute("SELECT size FROM items WHERE name = 'beta'").fetchone(),
+            "is": conn.execute("SELECT name FROM items WHERE score IS ? AND ref IS NOT ? ORDER BY id",
+                               (None, "7")).fetchall(),
         }
     assert answers["postgresql"] == answers["sqlite"]
     assert answers["sqlite"]["ids"] == (1, 2) and answers["sqlite"]["sums"] == (5, 2.5, 2, 0.5)
