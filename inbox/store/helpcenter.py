@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from inbox.store import pg_search
 from inbox.store.base import as_dict, as_dicts
 
 #: The columns of a public article (answer text plus its help-center settings).
@@ -24,6 +25,7 @@ class HelpCenterQueries:
     conn: Any
     write: Any
     audit: Any
+    engine: str
 
     # Categories ---------------------------------------------------------------------------------
 
@@ -127,7 +129,7 @@ class HelpCenterQueries:
             params.append(category_id)
         return as_dicts(self.conn.execute(
             f"SELECT {_ARTICLE} FROM help_articles h JOIN answers a ON a.id = h.answer_id "  # noqa: S608
-            f"WHERE {' AND '.join(where)} ORDER BY a.title COLLATE NOCASE, a.id", params))
+            f"WHERE {' AND '.join(where)} ORDER BY lower(a.title), a.id", params))
 
     def public_article_versions(self, article_key: str) -> list[dict[str, Any]]:
         """The published language versions of one article (those sharing `article_key`)."""
@@ -140,6 +142,16 @@ class HelpCenterQueries:
     def search_public_articles(self, language: str, match: str, *, limit: int = 20) -> list[dict[str, Any]]:
         """Published articles in `language` matching the FTS5 expression `match`, best first
         (a title match weighs most, then the summary, then the text)."""
+        if self.engine == "postgresql":
+            query = pg_search.tsquery(self.conn, match)
+            if query is None:
+                return []
+            return as_dicts(self.conn.execute(
+                f"SELECT {_ARTICLE} FROM (SELECT CAST(? AS tsquery) AS query) AS q "  # noqa: S608
+                "CROSS JOIN help_documents s JOIN answers a ON a.id = s.answer_id "
+                f"JOIN help_articles h ON h.answer_id = a.id WHERE s.document @@ q.query AND a.language = ? AND {_PUBLIC} "
+                f"ORDER BY ts_rank(CAST(? AS real[]), s.document, q.query, {pg_search.RANK_NORMALIZATION}) DESC, a.id "
+                "LIMIT ?", (query, language, pg_search.HELP_WEIGHTS, limit)))
         return as_dicts(self.conn.execute(
             f"SELECT {_ARTICLE} FROM help_search s JOIN answers a ON a.id = s.rowid "  # noqa: S608
             f"JOIN help_articles h ON h.answer_id = a.id WHERE help_search MATCH ? AND a.language = ? AND {_PUBLIC} "
@@ -159,19 +171,21 @@ class HelpCenterQueries:
         with self.write():
             self.conn.execute(
                 "INSERT INTO help_article_views (answer_id, day, views) VALUES (?, ?, 1) "
-                "ON CONFLICT (answer_id, day) DO UPDATE SET views = views + 1", (answer_id, day))
+                "ON CONFLICT (answer_id, day) DO UPDATE SET views = help_article_views.views + 1", (answer_id, day))
 
     def count_help_search(self, language: str, day: str, query: str, *, found: bool) -> None:
         """Count one search; one that found nothing is also counted under its normalised text."""
         with self.write():
             self.conn.execute(
                 "INSERT INTO help_search_days (day, language, searches, misses) VALUES (?, ?, 1, ?) "
-                "ON CONFLICT (day, language) DO UPDATE SET searches = searches + 1, misses = misses + excluded.misses",
+                "ON CONFLICT (day, language) DO UPDATE SET searches = help_search_days.searches + 1, "
+                "misses = help_search_days.misses + excluded.misses",
                 (day, language, int(not found)))
             if not found:
                 self.conn.execute(
                     "INSERT INTO help_search_misses (day, language, query, count) VALUES (?, ?, ?, 1) "
-                    "ON CONFLICT (day, language, query) DO UPDATE SET count = count + 1", (day, language, query))
+                    "ON CONFLICT (day, language, query) DO UPDATE SET count = help_search_misses.count + 1",
+                    (day, language, query))
 
     # Reports --------------------------------------------------------------------------------------
 
@@ -181,7 +195,7 @@ class HelpCenterQueries:
             "SELECT a.id, a.title, a.language, a.tags, h.slug, h.category_id, h.published, a.active, "
             "sum(v.views) AS views FROM help_article_views v JOIN answers a ON a.id = v.answer_id "
             "LEFT JOIN help_articles h ON h.answer_id = v.answer_id WHERE v.day BETWEEN ? AND ? "
-            "GROUP BY a.id ORDER BY views DESC, a.title COLLATE NOCASE", (first_day, last_day)))
+            "GROUP BY a.id ORDER BY views DESC, lower(a.title)", (first_day, last_day)))
 
     def help_search_totals(self, first_day: str, last_day: str) -> dict[str, int]:
         row = self.conn.execute("SELECT ifnull(sum(searches), 0), ifnull(sum(misses), 0) FROM help_search_days "

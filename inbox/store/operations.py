@@ -56,8 +56,9 @@ class OperationsQueries:
         self.conn.execute(
             "INSERT INTO quarantine (channel, source_ref, sha256, raw, reason, exception, first_seen, last_seen) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (channel, sha256) DO UPDATE SET "
-            "attempts = attempts + 1, last_seen = excluded.last_seen, reason = excluded.reason, "
-            "exception = excluded.exception, status = CASE WHEN status = 'released' THEN status ELSE 'held' END",
+            "attempts = quarantine.attempts + 1, last_seen = excluded.last_seen, reason = excluded.reason, "
+            "exception = excluded.exception, "
+            "status = CASE WHEN quarantine.status = 'released' THEN quarantine.status ELSE 'held' END",
             (channel, source_ref, digest, raw, reason, exception, now, now),
         )
         return self.conn.execute(

@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from inbox.store import pg_search
 from inbox.store.base import StoreError, as_dicts, now_iso
 
 #: Every status a conversation can have (the CHECK constraint of m001).
@@ -216,6 +217,7 @@ _LATEST_MESSAGE_JOIN = (
 class QueueQueries:
     conn: Any
     write: Any
+    engine: str
 
     # The list ----------------------------------------------------------------------------------
 
@@ -308,7 +310,7 @@ class QueueQueries:
         for where, branch_params in branches:
             arms.append(
                 f"SELECT * FROM (SELECT c.id AS id, {sort_sql} AS sort_value FROM conversations c "  # noqa: S608
-                f"WHERE {where} ORDER BY {sort_sql} {direction}, c.id {direction} LIMIT ?)"
+                f"WHERE {where} ORDER BY {sort_sql} {direction}, c.id {direction} LIMIT ?) AS arm"
             )
             all_params.extend([*branch_params, limit])
         sql = (" UNION ALL ".join(arms) + f" ORDER BY sort_value {direction}, id {direction} LIMIT ?")
@@ -365,7 +367,7 @@ class QueueQueries:
             where.append(team_sql)
             all_params.extend(team_params)
         sql = (f"SELECT count(*) FROM (SELECT 1 FROM conversations c WHERE {' AND '.join(where)} "  # noqa: S608
-               "LIMIT ?)")
+               "LIMIT ?) AS capped")
         return self.conn.execute(sql, [*all_params, cap + 1]).fetchone()[0]
 
     def conversation_channels(self) -> list[str]:
@@ -378,7 +380,7 @@ class QueueQueries:
 
     def queue_team_names(self) -> dict[int, str]:
         """Team id -> name, for filters and bulk assignment."""
-        return dict(self.conn.execute("SELECT id, name FROM teams ORDER BY name COLLATE NOCASE, id").fetchall())
+        return dict(self.conn.execute("SELECT id, name FROM teams ORDER BY lower(name), id").fetchall())
 
     # Seen marks --------------------------------------------------------------------------------
 
@@ -387,14 +389,15 @@ class QueueQueries:
         with self.write():
             self.conn.execute(
                 "INSERT INTO conversation_seen (agent_id, conversation_id, message_id) VALUES (?, ?, ?) "
-                "ON CONFLICT (agent_id, conversation_id) DO UPDATE SET message_id = max(message_id, excluded.message_id)",
+                "ON CONFLICT (agent_id, conversation_id) DO UPDATE SET "
+                "message_id = max(conversation_seen.message_id, excluded.message_id)",
                 (agent_id, conversation_id, message_id),
             )
 
     # Labels ------------------------------------------------------------------------------------
 
     def labels(self) -> list[dict[str, Any]]:
-        return as_dicts(self.conn.execute("SELECT id, name, color FROM labels ORDER BY name COLLATE NOCASE, id"))
+        return as_dicts(self.conn.execute("SELECT id, name, color FROM labels ORDER BY lower(name), id"))
 
     def label_id_by_name(self, name: str) -> int | None:
         row = self.conn.execute("SELECT id FROM labels WHERE name = ?", (name.strip(),)).fetchone()
@@ -426,7 +429,7 @@ class QueueQueries:
         for conversation_id, label_id, name, color in self.conn.execute(
             "SELECT cl.conversation_id, l.id, l.name, l.color FROM conversation_labels cl "  # noqa: S608
             f"JOIN labels l ON l.id = cl.label_id WHERE cl.conversation_id IN ({marks}) "
-            "ORDER BY l.name COLLATE NOCASE",
+            "ORDER BY lower(l.name)",
             list(conversation_ids),
         ):
             found.setdefault(conversation_id, []).append({"id": label_id, "name": name, "color": color})
@@ -437,7 +440,7 @@ class QueueQueries:
     def saved_views(self, agent_id: int) -> list[dict[str, Any]]:
         """The agent's saved views by name; `filters` decoded (a dict of query-string values)."""
         views = as_dicts(self.conn.execute(
-            "SELECT id, name, filters, created_at FROM saved_views WHERE agent_id = ? ORDER BY name COLLATE NOCASE, id",
+            "SELECT id, name, filters, created_at FROM saved_views WHERE agent_id = ? ORDER BY lower(name), id",
             (agent_id,),
         ))
         for view in views:
@@ -545,6 +548,9 @@ class QueueQueries:
         name and identities) are searched; both are limited to the agent's teams in SQL, before
         the candidate bound, so hidden conversations take no place and leave no count. `order` is
         "recent" (latest match first) or "relevance" (bm25, within the candidates only).
+
+        On PostgreSQL the same reads go to its search documents, `match` made a tsquery over the
+        same words, ts_rank standing for bm25 and ts_headline for snippet (inbox/store/pg_search.py).
         """
         candidates = candidates or SEARCH_CANDIDATES
         groups = groups or SEARCH_GROUPS
@@ -556,21 +562,44 @@ class QueueQueries:
             team_sql, team_params = f"{team_sql} AND c.status = ?", [*team_params, status]
         mark_open = f"\x02{secrets.token_hex(8)}\x03"
         mark_close = f"\x02{secrets.token_hex(8)}\x04"
-        # bm25() costs about as much as the rest of the candidate query: only when ranking.
-        rank = "bm25(messages_fts)" if order == "relevance" else "0"
-        conversation_rank = "bm25(conversation_search)" if order == "relevance" else "0"
-        message_hits = self.conn.execute(
-            f"SELECT f.rowid, m.conversation_id, m.received_at, {rank} "  # noqa: S608
-            "FROM messages_fts f JOIN messages m ON m.id = f.rowid JOIN conversations c ON c.id = m.conversation_id "
-            f"WHERE messages_fts MATCH ? AND {team_sql} ORDER BY f.rowid DESC LIMIT ?",
-            [match, *team_params, candidates],
-        ).fetchall()
-        conversation_hits = self.conn.execute(
-            f"SELECT s.rowid, c.last_message_at, {conversation_rank} "  # noqa: S608
-            "FROM conversation_search s JOIN conversations c ON c.id = s.rowid "
-            f"WHERE conversation_search MATCH ? AND {team_sql} ORDER BY s.rowid DESC LIMIT ?",
-            [match, *team_params, candidates],
-        ).fetchall()
+        if self.engine == "postgresql":
+            # The same reads of PostgreSQL's documents (pg_search.py); ts_rank is higher-is-better,
+            # so it is negated to be ordered as bm25 is.
+            query = pg_search.tsquery(self.conn, match)
+            if query is None:
+                return SearchResult([], 0, False, mark_open, mark_close)
+            rank = (f"-ts_rank(d.document, q.query, {pg_search.RANK_NORMALIZATION})" if order == "relevance"
+                    else "0")
+            message_hits = self.conn.execute(
+                f"SELECT d.message_id, m.conversation_id, m.received_at, {rank} "  # noqa: S608
+                "FROM (SELECT CAST(? AS tsquery) AS query) AS q CROSS JOIN message_documents d "
+                "JOIN messages m ON m.id = d.message_id JOIN conversations c ON c.id = m.conversation_id "
+                f"WHERE d.document @@ q.query AND {team_sql} ORDER BY d.message_id DESC LIMIT ?",
+                [query, *team_params, candidates],
+            ).fetchall()
+            conversation_hits = self.conn.execute(
+                f"SELECT d.conversation_id, c.last_message_at, {rank} "  # noqa: S608
+                "FROM (SELECT CAST(? AS tsquery) AS query) AS q CROSS JOIN conversation_documents d "
+                "JOIN conversations c ON c.id = d.conversation_id "
+                f"WHERE d.document @@ q.query AND {team_sql} ORDER BY d.conversation_id DESC LIMIT ?",
+                [query, *team_params, candidates],
+            ).fetchall()
+        else:
+            # bm25() costs about as much as the rest of the candidate query: only when ranking.
+            rank = "bm25(messages_fts)" if order == "relevance" else "0"
+            conversation_rank = "bm25(conversation_search)" if order == "relevance" else "0"
+            message_hits = self.conn.execute(
+                f"SELECT f.rowid, m.conversation_id, m.received_at, {rank} "  # noqa: S608
+                "FROM messages_fts f JOIN messages m ON m.id = f.rowid JOIN conversations c ON c.id = m.conversation_id "
+                f"WHERE messages_fts MATCH ? AND {team_sql} ORDER BY f.rowid DESC LIMIT ?",
+                [match, *team_params, candidates],
+            ).fetchall()
+            conversation_hits = self.conn.execute(
+                f"SELECT s.rowid, c.last_message_at, {conversation_rank} "  # noqa: S608
+                "FROM conversation_search s JOIN conversations c ON c.id = s.rowid "
+                f"WHERE conversation_search MATCH ? AND {team_sql} ORDER BY s.rowid DESC LIMIT ?",
+                [match, *team_params, candidates],
+            ).fetchall()
         truncated = len(message_hits) >= candidates or len(conversation_hits) >= candidates
 
         # conversation id -> [recency, best score, message ids newest first, matched itself]
@@ -596,7 +625,9 @@ class QueueQueries:
         rows = {r["id"]: r for r in self.conversation_rows([cid for cid, _ in shown], agent_id=agent_id)}
         snippet_ids = [mid for _, entry in shown for mid in entry[2][:SNIPPETS_PER_CONVERSATION]]
         snippets: dict[int, dict[str, Any]] = {}
-        if snippet_ids:
+        if snippet_ids and self.engine == "postgresql":
+            snippets = pg_search.message_snippets(self.conn, query, snippet_ids, mark_open, mark_close)
+        elif snippet_ids:
             marks = ",".join("?" * len(snippet_ids))
             # The text column's snippet when the match is there (the subject usually repeats the
             # conversation's), else the best column's (subject, author name or handle).
@@ -616,7 +647,10 @@ class QueueQueries:
         conversation_snippets: dict[int, str] = {}
         # A conversation's own snippet (subject, customer) only where no message snippet says more.
         matched_itself = [cid for cid, entry in shown if entry[3] and not entry[2]]
-        if matched_itself:
+        if matched_itself and self.engine == "postgresql":
+            conversation_snippets = pg_search.conversation_snippets(self.conn, query, matched_itself, mark_open,
+                                                                    mark_close)
+        elif matched_itself:
             marks = ",".join("?" * len(matched_itself))
             conversation_snippets = dict(self.conn.execute(
                 "SELECT rowid, snippet(conversation_search, -1, ?, ?, '…', 12) FROM conversation_search "  # noqa: S608
