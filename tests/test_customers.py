@@ -266,10 +266,13 @@ def dump(store, ids: list[int]) -> dict[str, list[tuple]]:
     marks = ",".join(str(int(i)) for i in ids)
     tables = {name: [tuple(r) for r in store.execute(sql.format(ids=marks))] for name, sql in AFFECTED.items()}
     conversation_ids = ",".join(str(r[0]) for r in tables["conversations"])
-    has_search = store.execute("SELECT 1 FROM sqlite_master WHERE name = 'conversation_search'").fetchone()
-    if has_search and conversation_ids:
+    if conversation_ids and store.engine == "sqlite":
         tables["conversation_search"] = [tuple(r) for r in store.execute(
             f"SELECT rowid, * FROM conversation_search WHERE rowid IN ({conversation_ids}) ORDER BY rowid")]  # noqa: S608
+    elif conversation_ids:
+        tables["conversation_documents"] = [tuple(r) for r in store.execute(
+            "SELECT conversation_id, document::text FROM conversation_documents "  # noqa: S608
+            f"WHERE conversation_id IN ({conversation_ids}) ORDER BY conversation_id")]
     return tables
 
 

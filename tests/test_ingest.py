@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from inbox.mail import parse_email
 from inbox.models import FetchResult, Reject
+from inbox.store.queue import fts_query
 from tests.mailfactory import raw_mail
 
 
@@ -118,8 +119,8 @@ def test_mail_from_our_own_address_is_a_loop(ingestor, store):
 
 def test_search_index_finds_the_message(ingestor, store):
     ingest_raw(ingestor, raw_mail(body="The blender makes a grinding noise"))
-    rows = store.execute("SELECT rowid FROM messages_fts WHERE messages_fts MATCH 'grinding'").fetchall()
-    assert len(rows) == 1
+    found = store.search(fts_query("grinding"), team_ids=None, agent_id=None).groups
+    assert [len(group.snippets) for group in found] == [1]
 
 
 def test_an_item_that_cannot_be_stored_is_quarantined_and_the_rest_of_the_page_arrives(ingestor, store, monkeypatch):

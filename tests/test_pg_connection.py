@@ -44,6 +44,8 @@ def test_sqlites_own_functions_become_postgresqls():
 def test_sqlites_is_between_values_and_its_json_functions_become_postgresqls():
     assert sql("SELECT 1 FROM t WHERE a IS NOT ? AND b IS ? AND c IS NOT NULL AND d IS NULL") == (
         "SELECT 1 FROM t WHERE a IS DISTINCT FROM %s AND b IS NOT DISTINCT FROM %s AND c IS NOT NULL AND d IS NULL")
+    assert sql("SELECT 1 FROM t WHERE (? IS NOT NULL AND a < ?) OR ? is null") == (
+        "SELECT 1 FROM t WHERE (CAST(%s AS TEXT) IS NOT NULL AND a < %s) OR CAST(%s AS TEXT) is null")
     assert sql("SELECT json_extract(m.headers, '$.pressed') FROM m WHERE EXISTS "
                "(SELECT 1 FROM json_each(g.ids) j WHERE j.value = ?)") == (
         "SELECT ((m.headers)::jsonb ->> 'pressed') FROM m WHERE EXISTS "

@@ -34,13 +34,13 @@ def _fresh_figures():
 
 def _hold_the_lock_in_a_slow_piece_of_code(store) -> None:
     with store.write():
-        store.execute("CREATE TABLE IF NOT EXISTS scratch (x)")
+        store.execute("CREATE TABLE IF NOT EXISTS scratch (x INTEGER)")
 
 
 def test_a_slow_write_transaction_is_counted_and_logged_with_its_holder(store, monkeypatch, caplog):
     monkeypatch.setattr(store_module, "time", types.SimpleNamespace(perf_counter=SteppedClock(0.002).perf_counter))
     with store.write():
-        store.execute("CREATE TABLE IF NOT EXISTS quick (x)")
+        store.execute("CREATE TABLE IF NOT EXISTS quick (x INTEGER)")
     assert write_locks.figures()["slow"] == 0 and write_locks.figures()["max_ms"] == pytest.approx(2.0)
 
     monkeypatch.setattr(store_module, "time", types.SimpleNamespace(perf_counter=SteppedClock(1.5).perf_counter))
@@ -56,7 +56,7 @@ def test_a_slow_write_transaction_is_counted_and_logged_with_its_holder(store, m
 def test_a_rolled_back_transaction_counts_too_and_a_nested_one_once(store):
     with pytest.raises(RuntimeError), store.write():
         with store.write():  # joins the outer transaction: one hold, not two
-            store.execute("CREATE TABLE IF NOT EXISTS scratch (x)")
+            store.execute("CREATE TABLE IF NOT EXISTS scratch (x INTEGER)")
         raise RuntimeError("the caller gave up")
     assert write_locks.figures()["transactions"] == 1
 

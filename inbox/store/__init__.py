@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import sqlite3
 import threading
 import time
@@ -133,7 +134,8 @@ class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries
         from inbox.store.schema import tables_with_id
 
         self.engine = "postgresql"
-        self.url = url
+        # SQLAlchemy's name for the driver (postgresql+psycopg://) is not one libpq reads.
+        self.url = url = re.sub(r"^postgres(?:ql)?(?:\+\w+)?://", "postgresql://", url)
         #: Names the database in logs and keys (the password left out); not a file.
         self.path = redacted_url(url)
         self._database = self.path

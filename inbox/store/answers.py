@@ -157,10 +157,6 @@ class AnswerQueries:
 
     def customer_attribute_map(self, customer_id: int) -> dict[str, str]:
         """The customer's custom attributes (empty when the customer records have none)."""
-        exists = self.conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'customer_attributes'").fetchone()
-        if not exists:
-            return {}
         return {k: v for k, v in self.conn.execute(
             "SELECT key, value FROM customer_attributes WHERE customer_id = ?", (customer_id,))}
 

@@ -422,7 +422,11 @@ class CustomerQueries:
                 "INSERT OR IGNORE INTO customer_attributes (customer_id, key, value, updated_at) "
                 "SELECT ?, key, value, updated_at FROM customer_attributes WHERE customer_id = ?", pair)
             self.conn.execute("DELETE FROM customer_attributes WHERE customer_id = ?", (merged,))
-            self.conn.execute("UPDATE OR IGNORE customer_claims SET customer_id = ? WHERE customer_id = ?", pair)
+            # Each claim moves unless the survivor already has the same one (the rest go below).
+            self.conn.execute(
+                "UPDATE customer_claims SET customer_id = ? WHERE customer_id = ? AND NOT EXISTS "
+                "(SELECT 1 FROM customer_claims o WHERE o.customer_id = ? AND o.kind = customer_claims.kind "
+                "AND o.value = customer_claims.value)", (*pair, pair[0]))
             self.conn.execute("DELETE FROM customer_claims WHERE customer_id = ?", (merged,))
             self.conn.execute(
                 "INSERT OR IGNORE INTO name_sightings (day, block, customer_id, channel, name_key) "

@@ -164,6 +164,8 @@ def translate(sql: str, *, named: bool, id_tables: frozenset[str]) -> Translated
     if insert and not returning and insert.group(1).lower() in id_tables:
         text += " RETURNING id"
         returns_id = True
+    # A parameter only tested for NULL gives PostgreSQL no type to read it as: any value reads as text.
+    text = re.sub(r"\?(\s+IS\s+(?:NOT\s+)?NULL\b)", r"CAST(? AS TEXT)\1", text, flags=re.IGNORECASE)
     text = text.replace("%", "%%")
     text = text.replace("?", "%s")
     if named:
