@@ -194,3 +194,30 @@ def conversation_snippets(conn: Any, query: str, conversation_ids: Sequence[int]
     ):
         fields.setdefault(conversation_id, {})[number] = (hits, _snippet(shown, lead, tail, mark_open, mark_close))
     return {conversation_id: _best(texts, (1, 2)) for conversation_id, texts in fields.items()}
+
+
+# Rebuilding ------------------------------------------------------------------------------------------
+
+#: Every search document written anew from its row, as the triggers write them (pg_migrations 0003).
+#: The source of these statements from now on: revision 0003 keeps its own frozen copy (`FILL`), which a
+#: revision must not import, and a later revision that changes how documents are made changes these too.
+REBUILD = (
+    "DELETE FROM message_documents",
+    "DELETE FROM conversation_documents",
+    "DELETE FROM help_documents",
+    "INSERT INTO message_documents (message_id, document) "
+    "SELECT id, search_document(ARRAY[author_handle, author_name, subject, text]) FROM messages",
+    "INSERT INTO conversation_documents (conversation_id, document) "
+    "SELECT c.id, search_document(ARRAY[c.subject, search_customer_text(c.customer_id)]) FROM conversations c",
+    "INSERT INTO help_documents (answer_id, document) "
+    "SELECT a.id, search_document(ARRAY[a.title, h.summary, a.body], '{A,B,C}') "
+    "FROM help_articles h JOIN answers a ON a.id = h.answer_id",
+)
+
+
+def rebuild_documents(conn: Any) -> None:
+    """Write every search document anew from the rows (after rows were written with the triggers
+    off: `mainland migrate-to-postgresql`). Run it inside a write transaction: searches meanwhile see
+    the old documents, then all the new ones."""
+    for statement in REBUILD:
+        conn.execute(statement)
