@@ -14,6 +14,7 @@ import sys
 from functools import cached_property
 
 import click
+import psycopg
 
 from inbox import config as config_module
 from inbox import storage_errors
@@ -74,7 +75,7 @@ def run() -> None:
     except ConfigError as exc:
         click.echo(f"mainland: {exc}", err=True)
         sys.exit(2)
-    except (sqlite3.DatabaseError, OSError) as exc:
+    except (sqlite3.DatabaseError, psycopg.Error, OSError) as exc:
         explained = storage_errors.explain(exc)
         if explained is None:
             raise

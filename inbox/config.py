@@ -19,7 +19,11 @@ from typing import Any
 
 import yaml
 
+from inbox.store.base import is_postgresql_url, redacted_url
+
 DEFAULT_DATABASE = "mainland.db"
+#: data_dir when `database:` is a PostgreSQL URL (relative to the configuration file's folder).
+DEFAULT_SERVER_DATA_DIR = "mainland-data"
 #: Values of `web.visibility`: "team" (agents and leads see their teams' conversations and the
 #: unrouted ones) or "all" (every agent sees every conversation).
 VISIBILITIES = ("team", "all")
@@ -50,7 +54,8 @@ class ChannelConfig:
 
 @dataclass(frozen=True)
 class Config:
-    database: Path
+    #: The SQLite file, or a PostgreSQL URL (a str starting postgresql://).
+    database: Path | str
     data_dir: Path
     secret_key: str
     instance_id: str
@@ -228,7 +233,8 @@ SQLITE_URL = "sqlite:///"
 
 def database_file(value: Any, problems: list[str]) -> str | None:
     """The SQLite file `database:` names, as a path (relative to the config file's folder unless
-    absolute): a bare path or a `sqlite:///` URL. Another URL is a problem, said in `problems`."""
+    absolute): a bare path or a `sqlite:///` URL; or a `postgresql://` URL, as given. Another URL is a
+    problem, said in `problems`."""
     if value is None or value == "":
         return None
     text = str(value)
@@ -237,11 +243,9 @@ def database_file(value: Any, problems: list[str]) -> str | None:
     scheme, separator, _ = text.partition("://")
     if separator and scheme.replace("+", "").replace("-", "").isalnum():
         if scheme.split("+")[0] in {"postgresql", "postgres"}:
-            problems.append("database: PostgreSQL is not supported yet; use a SQLite file "
-                            "(a path, or sqlite:///path)")
-        else:
-            problems.append(f"database: {scheme}:// is not a database Mainland can use; give a SQLite file "
-                            "(a path, or sqlite:///path)")
+            return text
+        problems.append(f"database: {scheme}:// is not a database Mainland can use; give a SQLite file "
+                        "(a path, or sqlite:///path) or a PostgreSQL URL (postgresql://user@host/database)")
         return None
     return text
 
@@ -259,8 +263,15 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: Path | None = N
         p = Path(str(value)).expanduser()
         return p if p.is_absolute() else (base / p)
 
-    database = as_path("database", DEFAULT_DATABASE, database_file(resolved.get("database"), problems))
-    data_dir = as_path("data_dir", str(database.with_suffix("")) + "-data")
+    named = database_file(resolved.get("database"), problems)
+    database: Path | str
+    if is_postgresql_url(named):
+        # A server's database has no folder to put data_dir beside: beside the configuration file.
+        database = named
+        data_dir = as_path("data_dir", DEFAULT_SERVER_DATA_DIR)
+    else:
+        database = as_path("database", DEFAULT_DATABASE, named)
+        data_dir = as_path("data_dir", str(database.with_suffix("")) + "-data")
 
     def as_int(key: str, default: int) -> int:
         value = resolved.get(key, default)
@@ -361,7 +372,8 @@ def from_mapping(data: Mapping[str, Any], *, base: Path, source: Path | None = N
     # A configuration with problems is refused below: no key file is written for it (its data_dir may
     # be a name made from a mistyped value).
     secret_key = resolved.get("secret_key") or ("" if problems else _local_secret(data_dir))
-    instance_id = str(resolved.get("instance_id") or hashlib.sha256(str(database).encode()).hexdigest()[:16])
+    named_database = redacted_url(database) if isinstance(database, str) else str(database)
+    instance_id = str(resolved.get("instance_id") or hashlib.sha256(named_database.encode()).hexdigest()[:16])
     config = Config(
         database=database,
         data_dir=data_dir,

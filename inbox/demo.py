@@ -353,6 +353,9 @@ def start_afresh(config: Config) -> list[Path]:
     """
     removed = []
     database = config.database
+    if isinstance(database, str):
+        raise ValueError("the demo starts afresh on its own SQLite file only; drop and create the PostgreSQL "
+                         "database yourself, or run the demo without database: set")
     for path in (database, database.with_name(database.name + "-wal"), database.with_name(database.name + "-shm")):
         if path.exists():
             path.unlink()

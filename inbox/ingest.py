@@ -19,7 +19,6 @@ import dataclasses
 import datetime as dt
 import json
 import logging
-import sqlite3
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
@@ -40,7 +39,7 @@ from inbox.models import (
 from inbox.sanitize import CONTROLS, first_line, html_to_text, sanitize_html, without_bidi_controls
 from inbox.service_levels import FLAG_SURVEY_ANSWER, ServiceLevels, refresh_stale
 from inbox.store import Store
-from inbox.store.base import iso
+from inbox.store.base import OPERATIONAL_ERRORS, iso
 
 log = logging.getLogger("mainland.ingest")
 
@@ -173,7 +172,7 @@ class Ingestor:
                         # full) still fails the page, which is then retried with its cursor.
                         with self.store.savepoint():
                             message_id = self._store_one(channel, prep, now, report)
-                    except sqlite3.OperationalError:
+                    except OPERATIONAL_ERRORS:
                         raise
                     except Exception as exc:
                         log.warning("item %s of %s quarantined while storing: %s", prep.item.external_id, channel,

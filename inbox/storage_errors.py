@@ -1,5 +1,5 @@
 """Plain words for the storage failures an operator meets: the database stays locked, the disk is
-full, the database file cannot be opened or written.
+full, the database file cannot be opened or written, the PostgreSQL server cannot be reached.
 
 Each comes from SQLite or the operating system as a terse error; `explain` turns one into a
 sentence that says what happened and what to do next, for the command line and the worker's log
@@ -12,7 +12,9 @@ from __future__ import annotations
 import errno
 import sqlite3
 
-LOCKED, FULL, UNWRITABLE = "locked", "full", "unwritable"
+import psycopg
+
+LOCKED, FULL, UNWRITABLE, UNREACHABLE = "locked", "full", "unwritable", "unreachable"
 
 _EXPLANATIONS = {
     LOCKED: ("the database stayed locked by another process for longer than the busy timeout "
@@ -23,6 +25,9 @@ _EXPLANATIONS = {
            "no data already saved is lost."),
     UNWRITABLE: ("the database file cannot be opened or written: check that the `database` path in "
                  "the config file exists and that the user running Mainland owns it (and its folder)."),
+    UNREACHABLE: ("the PostgreSQL server could not be reached, or refused the connection: check that it "
+                  "runs, that `database:` in the config file names it (host, port, database, user, "
+                  "password) and that it accepts connections from this machine; nothing was saved."),
 }
 
 
@@ -36,6 +41,14 @@ def kind(exc: BaseException) -> str | None:
             return FULL
         if "readonly" in text or "unable to open database" in text:
             return UNWRITABLE
+        return None
+    if isinstance(exc, psycopg.Error):
+        # PostgreSQL (#17): a full disk is its own error class; the server gone, shutting down or
+        # refusing the connection is an OperationalError.
+        if isinstance(exc, psycopg.errors.DiskFull):
+            return FULL
+        if isinstance(exc, psycopg.OperationalError):
+            return UNREACHABLE
         return None
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return FULL

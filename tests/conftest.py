@@ -1,8 +1,8 @@
 """Shared fixtures: a Mainland app on a real temporary SQLite file, its store and an ingestor.
 
-`scripts/test.sh --engine postgresql` (MAINLAND_TEST_ENGINE=postgresql) gives the `store` fixture,
-and what builds on it, a fresh database on a throwaway PostgreSQL cluster instead (#17); the app's
-fixtures stay on SQLite until `database:` accepts PostgreSQL.
+`scripts/test.sh --engine postgresql` (MAINLAND_TEST_ENGINE=postgresql) gives the `store` and
+`app_config` fixtures, and what builds on them, a fresh database on a throwaway PostgreSQL cluster
+instead (#17), copied from a migrated template.
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ serialize_ast_parse()
 
 pytest_plugins = ["tests.servers", "tests.corpus", "tests.browser_helpers"]
 
+
+#: The engine the `store` and `app_config` fixtures run on: "sqlite" (the default) or "postgresql".
+ENGINE = os.environ.get("MAINLAND_TEST_ENGINE", "sqlite")
 
 #: Where a frozen clock starts unless a test sets it: a Monday morning, far from any real "today".
 FROZEN_START = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
@@ -58,11 +61,18 @@ def fresh_database(template, path):
 
 
 @pytest.fixture
-def app_config(tmp_path, migrated_database):
+def app_config(tmp_path, migrated_database, request):
     """Config keys for a test app; tests add channels to it before asking for `app`."""
-    fresh_database(migrated_database, tmp_path / "mainland.db")
+    if ENGINE == "postgresql":
+        from tests.pg_cluster import create_database, drop_database
+
+        cluster, template = request.getfixturevalue("pg_template")
+        database = create_database(cluster, template=template)
+        request.addfinalizer(lambda: drop_database(database))
+    else:
+        database = str(fresh_database(migrated_database, tmp_path / "mainland.db"))
     return {
-        "database": str(tmp_path / "mainland.db"),
+        "database": database,
         "data_dir": str(tmp_path / "data"),
         "secret_key": "test-secret-key",
         "instance_id": "test-instance",
@@ -88,10 +98,6 @@ def client(app):
 @pytest.fixture
 def runner(app):
     return app.test_cli_runner()
-
-
-#: The engine the `store` fixture runs on: "sqlite" (the default) or "postgresql".
-ENGINE = os.environ.get("MAINLAND_TEST_ENGINE", "sqlite")
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ import pytest
 
 from inbox.store.tokens import ApiTokens
 from inbox.web import tokens as tokens_module
+from tests.engine_state import sqlite_only
 from tests.test_web_auth import csrf_token, login, make_agent, web_store  # noqa: F401
 
 CONFIG_TOKEN = "config-file-token-0123456789abcdef"
@@ -154,6 +155,7 @@ def test_last_used_is_written_at_most_once_a_minute(client, admin, web_store, fr
 
 
 def test_the_database_file_holds_the_hash_never_the_token(app, client, admin, web_store):  # noqa: F811
+    sqlite_only("the database file's bytes")
     token, token_id = make_token(client)
     assert create_customer(client.application.test_client(), token).status_code == 201
     database = Path(app.extensions["mainland"].config.database)

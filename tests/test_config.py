@@ -50,15 +50,25 @@ def test_database_may_be_given_as_a_sqlite_url(tmp_path):
 
 
 @pytest.mark.parametrize("url, said", [
-    ("postgresql://mainland@db.example/mainland", "database: PostgreSQL is not supported yet"),
-    ("postgresql+psycopg://db.example/mainland", "database: PostgreSQL is not supported yet"),
     ("mysql://db.example/mainland", "database: mysql:// is not a database Mainland can use"),
+    ("mongodb+srv://db.example/mainland", "database: mongodb+srv:// is not a database Mainland can use"),
 ])
 def test_a_database_url_mainland_cannot_use_is_refused_with_what_to_give(tmp_path, url, said):
     with pytest.raises(ConfigError) as refused:
         config_module.load(write(tmp_path, f"database: {url}\n"))
-    assert any(problem.startswith(said) and "sqlite:///path" in problem for problem in refused.value.problems)
+    assert any(problem.startswith(said) and "sqlite:///path" in problem and "postgresql://" in problem
+               for problem in refused.value.problems)
     assert [p.name for p in tmp_path.iterdir()] == ["config.yaml"], "nothing was made under a name taken from the URL"
+
+
+@pytest.mark.parametrize("url", ["postgresql://mainland:s3cret@db.example:5433/mainland",
+                                 "postgresql+psycopg://mainland:s3cret@db.example/mainland"])
+def test_database_may_be_a_postgresql_url_with_data_dir_beside_the_config_file(tmp_path, url):
+    cfg = config_module.load(write(tmp_path, f"database: {url}\n"))
+    assert cfg.database == url and cfg.data_dir == tmp_path / "mainland-data"
+    # The instance id names the database without its password: changing the password keeps it.
+    other = config_module.load(write(tmp_path, f"database: {url.replace('s3cret', 'changed')}\n"))
+    assert other.instance_id == cfg.instance_id
 
 
 def test_every_problem_is_reported_at_once_with_its_key_path(tmp_path, monkeypatch):

@@ -44,6 +44,9 @@ def test_sqlites_own_functions_become_postgresqls():
 def test_sqlites_is_between_values_and_its_json_functions_become_postgresqls():
     assert sql("SELECT 1 FROM t WHERE a IS NOT ? AND b IS ? AND c IS NOT NULL AND d IS NULL") == (
         "SELECT 1 FROM t WHERE a IS DISTINCT FROM %s AND b IS NOT DISTINCT FROM %s AND c IS NOT NULL AND d IS NULL")
+    # SQLite's unary plus (an index kept out of the plan) means nothing there; an addition stays.
+    assert sql("SELECT a + b, 2+c FROM t WHERE (+c.team_id IS NULL OR +c.team_id IN (?)) AND +c.channel = ?") == (
+        "SELECT a + b, 2+c FROM t WHERE (c.team_id IS NULL OR c.team_id IN (%s)) AND c.channel = %s")
     assert sql("SELECT 1 FROM t WHERE (? IS NOT NULL AND a < ?) OR ? is null") == (
         "SELECT 1 FROM t WHERE (CAST(%s AS TEXT) IS NOT NULL AND a < %s) OR CAST(%s AS TEXT) is null")
     assert sql("SELECT json_extract(m.headers, '$.pressed') FROM m WHERE EXISTS "
@@ -204,3 +207,44 @@ def test_the_store_opens_a_postgresql_url_migrates_and_writes_in_turns(pg_url):
         assert store.api_tokens.get(token_id).revoked_at is None
     finally:
         store.close()
+
+
+@pg_only
+def test_an_installation_on_postgresql_migrates_checks_and_points_backups_to_pg_dump(pg_url, tmp_path):
+    from click.testing import CliRunner
+
+    from inbox.cli import main
+
+    url = pg_url.replace("postgres@", "postgres:secret@")
+    config = tmp_path / "config.yaml"
+    config.write_text(f"database: {url}\nsecret_key: test\n")
+
+    def mainland(*args: str):
+        return CliRunner().invoke(main, ["--config", str(config), *args])
+
+    migrated = mainland("migrate")
+    assert migrated.exit_code == 0, migrated.output
+    checked = mainland("check-config")
+    assert checked.exit_code == 0 and "postgres@" in checked.output and "secret" not in checked.output
+    backup = mainland("backup", str(tmp_path / "copy.db"))
+    assert backup.exit_code == 1 and "pg_dump" in backup.output and not (tmp_path / "copy.db").exists()
+
+
+@pg_only
+def test_a_connection_the_server_dropped_is_told_apart_and_reads_as_unreachable(engines, pg_url):
+    import psycopg
+
+    from inbox import storage_errors
+    from inbox.store.pg_connection import PgConnection
+
+    pg, admin = engines["postgresql"], PgConnection(pg_url, id_tables=[])
+    pid = pg.execute("SELECT pg_backend_pid()").fetchone()[0]
+    admin.execute("SELECT pg_terminate_backend(?)", (pid,))
+    admin.close()
+    with pytest.raises(psycopg.OperationalError) as dropped:
+        pg.execute("SELECT 1")
+    assert storage_errors.kind(dropped.value) == storage_errors.UNREACHABLE
+    assert "PostgreSQL server could not be reached" in storage_errors.explain(dropped.value)
+    # The web's pool closes a connection left "in a transaction"; rolling back a dropped one must not raise.
+    assert pg.in_transaction
+    pg.rollback()

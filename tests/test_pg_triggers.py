@@ -547,4 +547,4 @@ def test_going_back_before_the_triggers_leaves_none_of_them(cluster, pg):
     assert pg.execute("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal").fetchall() == []
     assert pg.execute("SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
                       "WHERE n.nspname = 'public'").fetchall() == []
-    assert pg_schema.upgrade(url) == ["0002", "0003"]
+    assert pg_schema.upgrade(url) == ["0002", "0003", "0004"]

@@ -48,7 +48,7 @@ def test_a_connection_left_inside_a_transaction_is_rolled_back_and_never_reused(
     pool = pool_of(app)
     with app.test_request_context():
         store = request_store.get_store()
-        store.conn.execute("BEGIN IMMEDIATE")
+        store._begin_write()  # as Store.write() begins, on either engine
         make_agent(store, email="half@example.org", name="Half Written")
     # The request ended inside its transaction: its writes are gone, the write lock is free, and the
     # next request gets another connection.

@@ -97,8 +97,10 @@ def sqlite_shape(conn: sqlite3.Connection) -> dict[str, TableShape]:
         "SELECT name FROM sqlite_master WHERE type = 'table' AND sql LIKE 'CREATE VIRTUAL TABLE%'")]
     shapes = {}
     for name, create_sql in conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall():
-        if (name in virtual or any(name.startswith(f"{v}_") for v in virtual) or name.startswith("sqlite_")
-                or name == "_sqlite_migrations"):
+        # FTS5's own tables: the virtual table and its shadow tables (a table merely named like one is kept:
+        # help_search_days is no shadow of help_search).
+        shadows = {f"{v}_{suffix}" for v in virtual for suffix in ("data", "idx", "content", "docsize", "config")}
+        if name in virtual or name in shadows or name.startswith("sqlite_") or name == "_sqlite_migrations":
             continue
         # A key column counts as NOT NULL: SQLAlchemy declares it so, PostgreSQL's keys are never
         # null, and no Mainland table stores a null key (SQLite alone would let a TEXT key be null).

@@ -15,6 +15,7 @@ import inbox.store as store_module
 from inbox import cli
 from inbox.config import ConfigError, load
 from inbox.web.request_store import pool_of
+from tests.engine_state import sqlite_only
 from tests.test_web_auth import csrf_token, login, make_agent
 
 
@@ -22,6 +23,7 @@ from tests.test_web_auth import csrf_token, login, make_agent
 def fill_the_disk(monkeypatch, app_config):
     """Call it to make every Store opened from then on unable to grow its file by a single page (the
     free pages are vacuumed away first, so the next sizeable write needs a new one)."""
+    sqlite_only("a full disk made with max_page_count; PostgreSQL's errors: tests/test_pg_connection.py")
 
     def fill() -> None:
         with sqlite3.connect(app_config["database"]) as conn:
@@ -66,6 +68,7 @@ def test_a_full_disk_on_the_command_line_says_so_and_what_to_do(monkeypatch, cap
 
 
 def test_a_locked_database_on_the_command_line_says_who_may_hold_it(monkeypatch, capsys, config_file, app_config):
+    sqlite_only("the busy timeout on a locked file")
     monkeypatch.setattr(store_module, "BUSY_TIMEOUT_MS", 200)
     store_module.Store(app_config["database"]).close()  # migrated and checked before the lock is taken
     blocker = sqlite3.connect(app_config["database"], isolation_level=None)

@@ -10,6 +10,7 @@ import json
 import pytest
 
 from inbox.models import Author, FetchResult, InboundItem
+from tests.engine_state import writes_seen
 from tests.test_web_auth import csrf_token, login, make_agent
 
 _IDS = itertools.count(1)
@@ -129,13 +130,13 @@ def test_the_dry_run_shows_matches_and_changes_nothing(admin, mainland, store):
     ingest(mainland, store, "hello")
     admin.post("/admin/rules", data=rule_form(admin, enabled=None))
     [rule] = store.rules()
-    before = store.conn.execute("SELECT total_changes()").fetchone()[0]
+    before = writes_seen(store)
     labels_before = store.labels_of([hit])
     page = admin.get(f"/admin/rules/{rule['id']}/dry-run").get_data(as_text=True)
     assert "1 conversation would match." in page and f"/conversations/{hit}" in page
     assert "added the label refund" in page
     assert store.labels_of([hit]) == labels_before
-    assert store.conn.execute("SELECT total_changes()").fetchone()[0] == before
+    assert writes_seen(store) == before
 
 
 def test_a_status_set_on_the_conversation_page_triggers_status_rules(admin, mainland, store):

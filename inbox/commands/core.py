@@ -8,6 +8,7 @@ import click
 
 from inbox.cli import Context, main, pass_context
 from inbox.reprocess import reprocess
+from inbox.store.base import redacted_url
 
 
 @main.command("check-config")
@@ -15,7 +16,9 @@ from inbox.reprocess import reprocess
 def check_config(ctx: Context) -> None:
     """Read and check the configuration; list every problem at once."""
     mainland = ctx.mainland
-    click.echo(f"configuration OK: database {mainland.config.database}, "
+    database = mainland.config.database
+    named = redacted_url(database) if isinstance(database, str) else database
+    click.echo(f"configuration OK: database {named}, "
                f"{len(mainland.config.channels)} channel(s): {', '.join(mainland.config.channels) or 'none'}")
 
 

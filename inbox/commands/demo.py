@@ -155,6 +155,9 @@ def demo(ctx: Context, host: str | None, port: int | None, seed_only: bool, fres
         raise click.UsageError("--fresh and --keep-data contradict each other")
     config = ctx.config
     settings = demo_data.DemoSettings.from_config(config)
+    if fresh and isinstance(config.database, str):
+        raise click.ClickException("--fresh removes the demo's own SQLite file; with a PostgreSQL database, drop "
+                                   "and create it yourself")
     if fresh and demo_data.start_afresh(config):
         click.echo("demo: starting afresh (--fresh): the previous run's data is gone, the login stays")
     if seed_only or not settings.live_channels:

@@ -59,7 +59,7 @@ def migrate_to_postgresql_command(ctx: Context, url: str, attachments_to: Path |
     URL is postgresql://user:password@host:port/database, an empty database (its owner runs the
     copy), or one holding an unfinished copy, which is then resumed. Every table is verified by its
     row count and a checksum of its rows on both sides, and every attachment file is checked.
-    Stop Mainland (web app and worker) first. PostgreSQL is not yet accepted as `database:` (#17).
+    Stop Mainland (web app and worker) first, then set `database:` to URL.
     """
     if not is_postgresql_url(url):
         raise click.UsageError(f"{redacted_url(url)} is not a PostgreSQL URL: give "
@@ -71,6 +71,9 @@ def migrate_to_postgresql_command(ctx: Context, url: str, attachments_to: Path |
     from inbox.worker import LEASE_NAME
 
     config = ctx.config
+    if isinstance(config.database, str):
+        raise click.ClickException("this installation's database is PostgreSQL already; the command copies a "
+                                   "SQLite database (run it with the configuration that names the SQLite file)")
     source = ctx.open_store()
     bars = _Bars(not no_progress and sys.stderr.isatty())
     try:

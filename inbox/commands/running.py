@@ -266,6 +266,10 @@ def backup(ctx: Context, path: Path, force: bool) -> None:
     Attachments are files in `attachments_dir` (data_dir/attachments): back that folder up as well.
     """
     database = ctx.config.database
+    if isinstance(database, str):
+        raise click.ClickException(
+            "this installation's database is PostgreSQL: back it up with pg_dump, or the server's base backups "
+            "and archived log for point-in-time recovery (docs/operations.md)")
     if path.exists() and path.resolve() == database.resolve():
         raise click.ClickException("the backup cannot replace the live database")
     if path.exists() and not force:

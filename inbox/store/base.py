@@ -10,6 +10,19 @@ from typing import Any
 from inbox import clock
 
 
+def _operational_errors() -> tuple[type[Exception], ...]:
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - psycopg is a dependency; kept optional for SQLite-only use
+        return (sqlite3.OperationalError,)
+    return (sqlite3.OperationalError, psycopg.OperationalError)
+
+
+#: The database itself failing (locked, disk full, the server gone) on either engine, as opposed to
+#: one statement refused: a batch that meets one must fail whole and be retried, not quarantine items.
+OPERATIONAL_ERRORS = _operational_errors()
+
+
 class StoreError(Exception):
     """The database cannot do what was asked (damaged file, impossible state)."""
 

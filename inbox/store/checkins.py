@@ -156,7 +156,7 @@ class CheckIns:
             "WHERE l.last_at < ? AND cu.merged_into IS NULL "
             f"AND NOT EXISTS (SELECT 1 FROM conversations o WHERE o.customer_id = cu.id AND o.status IN {_OPEN} "
             "AND o.merged_into IS NULL) "
-            f"AND {clause}) WHERE conversations >= ? ORDER BY first_at, customer_id LIMIT ?",
+            f"AND {clause}) AS quiet WHERE conversations >= ? ORDER BY first_at, customer_id LIMIT ?",
             (quiet_before, *params, min_conversations, limit)).fetchall()]
 
     def marks(self, customer_ids: Iterable[int]) -> list[CheckInMark]:

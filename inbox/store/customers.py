@@ -616,7 +616,7 @@ class CustomerQueries:
             "(SELECT group_concat(i.kind || ':' || i.value, ' ') FROM identities i WHERE i.customer_id = cu.id) "
             "AS identity_list "
             f"FROM customers cu WHERE cu.merged_into IS NULL AND {where} AND {clause} "
-            "ORDER BY last_activity IS NULL, last_activity DESC, cu.id DESC LIMIT ?",
+            "ORDER BY last_activity DESC NULLS LAST, cu.id DESC LIMIT ?",
             (*args, *params, limit)))
 
     def customer_conversations(self, customer_id: int, team_ids: Iterable[int] | None) -> list[dict[str, Any]]:

@@ -162,7 +162,8 @@ class HelpCenterQueries:
         return as_dicts(self.conn.execute(
             f"SELECT {_ARTICLE}, sum(v.views) AS views FROM help_article_views v "  # noqa: S608
             f"JOIN help_articles h ON h.answer_id = v.answer_id JOIN answers a ON a.id = v.answer_id "
-            f"WHERE v.day >= ? AND a.language = ? AND {_PUBLIC} GROUP BY a.id ORDER BY views DESC, a.id LIMIT ?",
+            f"WHERE v.day >= ? AND a.language = ? AND {_PUBLIC} GROUP BY a.id, h.answer_id "
+            "ORDER BY views DESC, a.id LIMIT ?",
             (since_day, language, limit)))
 
     # Counters (no personal data: an article and a day; a normalised query text and a day) ---------
@@ -195,7 +196,7 @@ class HelpCenterQueries:
             "SELECT a.id, a.title, a.language, a.tags, h.slug, h.category_id, h.published, a.active, "
             "sum(v.views) AS views FROM help_article_views v JOIN answers a ON a.id = v.answer_id "
             "LEFT JOIN help_articles h ON h.answer_id = v.answer_id WHERE v.day BETWEEN ? AND ? "
-            "GROUP BY a.id ORDER BY views DESC, lower(a.title)", (first_day, last_day)))
+            "GROUP BY a.id, h.answer_id ORDER BY views DESC, lower(a.title)", (first_day, last_day)))
 
     def help_search_totals(self, first_day: str, last_day: str) -> dict[str, int]:
         row = self.conn.execute("SELECT ifnull(sum(searches), 0), ifnull(sum(misses), 0) FROM help_search_days "

@@ -180,7 +180,8 @@ class NotificationQueries:
         for row in rows:
             cur = self.conn.execute(
                 "UPDATE notification_emails SET state = 'sending', lease_until = ?, attempts = attempts + 1, "
-                "possible_duplicate = possible_duplicate OR (state = 'sending') WHERE id = ? AND state = ?",
+                "possible_duplicate = CASE WHEN state = 'sending' THEN 1 ELSE possible_duplicate END "
+                "WHERE id = ? AND state = ?",
                 (lease_until, row["id"], row["state"]))
             if cur.rowcount:
                 found = self.conn.execute("SELECT * FROM notification_emails WHERE id = ?", (row["id"],))

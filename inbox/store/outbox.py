@@ -127,7 +127,7 @@ class OutboxQueries:
                 continue
             cur = self.conn.execute(
                 "UPDATE outbox SET state = 'sending', lease_until = ?, attempts = attempts + 1, "
-                "attempt_started_at = NULL, possible_duplicate = possible_duplicate OR ? "
+                "attempt_started_at = NULL, possible_duplicate = max(possible_duplicate, ?) "
                 "WHERE id = ? AND state = ?",
                 (lease_until, int(attempted), row["id"], row["state"]),
             )
@@ -236,7 +236,7 @@ class OutboxQueries:
     def mark_outbox_retry(self, outbox_id: str, next_at: str, error: str, *, possible_duplicate: bool = False) -> None:
         self.conn.execute(
             "UPDATE outbox SET state = 'retry_wait', next_at = ?, lease_until = NULL, last_error = ?, "
-            "possible_duplicate = possible_duplicate OR ? WHERE id = ?",
+            "possible_duplicate = max(possible_duplicate, ?) WHERE id = ?",
             (next_at, error, int(possible_duplicate), outbox_id))
         self.conn.execute(
             "UPDATE messages SET delivery_status = 'retrying', delivery_error = ? "
@@ -256,7 +256,7 @@ class OutboxQueries:
         cur = self.conn.execute(
             # An uncertain part the agent chose to send again may reach the customer twice: flagged so.
             "UPDATE outbox SET state = 'pending', next_at = ?, attempts = 0, "
-            "possible_duplicate = possible_duplicate OR uncertain, uncertain = 0 WHERE state IN ('failed', 'dead') "
+            "possible_duplicate = max(possible_duplicate, uncertain), uncertain = 0 WHERE state IN ('failed', 'dead') "
             "AND message_id = (SELECT message_id FROM outbox WHERE id = ?)", (now, outbox_id))
         if cur.rowcount:
             self.conn.execute(

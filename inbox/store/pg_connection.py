@@ -124,6 +124,20 @@ def _json_extract(args: list[str], literals: list[str]) -> str:
     return f"(({args[0]})::jsonb ->> '{key.group(1)}')"
 
 
+_UNARY_PLUS = re.compile(r"\+(?=\s*[A-Za-z_])")
+_KEYWORDS_BEFORE_AN_OPERAND = frozenset({"AND", "OR", "NOT", "WHEN", "THEN", "ELSE", "WHERE", "SELECT", "ON", "BY",
+                                         "IN", "IS", "HAVING", "RETURNING", "SET"})
+
+
+def _is_unary(text: str, at: int) -> bool:
+    """Whether the + at text[at] has no operand before it (so it is a sign, not an addition)."""
+    before = text[:at].rstrip()
+    if not before or before[-1] in "(,=<>!":
+        return True
+    word = re.search(r"(\w+)$", before)
+    return bool(word) and word.group(1).upper() in _KEYWORDS_BEFORE_AN_OPERAND
+
+
 @functools.lru_cache(maxsize=4096)
 def translate(sql: str, *, named: bool, id_tables: frozenset[str]) -> Translated:
     """SQLite's spelling of `sql` in PostgreSQL's (see the module's docstring)."""
@@ -144,9 +158,13 @@ def translate(sql: str, *, named: bool, id_tables: frozenset[str]) -> Translated
     text = re.sub(r"\bIS\s+NOT\s+(?!NULL\b|DISTINCT\b|TRUE\b|FALSE\b)", "IS DISTINCT FROM ", text, flags=re.IGNORECASE)
     text = re.sub(r"\bIS\s+(?!NOT\b|NULL\b|DISTINCT\b|TRUE\b|FALSE\b)", "IS NOT DISTINCT FROM ", text,
                   flags=re.IGNORECASE)
+    # SQLite's unary plus on a column (`+c.channel`) keeps its planner off that column's index; on
+    # PostgreSQL it means nothing (and is no text operator): dropped.
+    text = _UNARY_PLUS.sub(lambda m: "" if _is_unary(text, m.start()) else m.group(0), text)
     text = re.sub(r"\bifnull\s*\(", "coalesce(", text, flags=re.IGNORECASE)
     text = re.sub(r"\binstr\s*\(", "strpos(", text, flags=re.IGNORECASE)
     text = re.sub(r"\bINDEXED\s+BY\s+\w+", "", text, flags=re.IGNORECASE)
+    text = re.sub(r"\bLIMIT\s+-1\b", "LIMIT ALL", text, flags=re.IGNORECASE)
     text = re.sub(r"\b(NOT\s+)?LIKE\b", lambda m: (m.group(1) or "") + "ILIKE", text, flags=re.IGNORECASE)
     text = _rewrite_calls(text, "group_concat", _group_concat)
     text = _rewrite_calls(text, "json_extract", lambda args: _json_extract(args, literals))
@@ -251,6 +269,12 @@ class PgConnection:
         """Begin a write transaction, after this installation's other writers (`WRITE_LOCK`)."""
         self._conn.execute("BEGIN")
         self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+
+    def rollback(self) -> None:
+        """End the transaction this session is in, if any; nothing on a connection the server dropped
+        (the caller closes it, as the web's pool does with one left in a transaction)."""
+        if not self._conn.broken and not self._conn.closed and self.in_transaction:
+            self._conn.execute("ROLLBACK")
 
     def close(self) -> None:
         self._conn.close()

@@ -92,8 +92,8 @@ class ReviewQueries:
             where = f" AND agent_id IN ({','.join('?' * len(ids))})"
             params = ids
         rows = as_dicts(self.conn.execute(
-            "SELECT agent_id, count(*) AS reviewed, sum(state = 'approved') AS approved, "  # noqa: S608
-            "sum(state = 'approved' AND edited = 1) AS edited, sum(state = 'returned') AS returned, "
+            "SELECT agent_id, count(*) AS reviewed, sum(CASE WHEN state = 'approved' THEN 1 ELSE 0 END) AS approved, "  # noqa: S608
+            "sum(CASE WHEN state = 'approved' AND edited = 1 THEN 1 ELSE 0 END) AS edited, sum(CASE WHEN state = 'returned' THEN 1 ELSE 0 END) AS returned, "
             "avg(review_seconds) AS avg_seconds, max(review_seconds) AS max_seconds FROM review_items "
             f"WHERE state != 'pending_review'{where} GROUP BY agent_id", params))
         return {r["agent_id"]: r for r in rows}

@@ -618,6 +618,24 @@ help_article_views = Table(
     sqlite_with_rowid=False
 )
 
+help_search_days = Table(
+    "help_search_days", metadata,
+    Column("day", Text, primary_key=True),
+    Column("language", Text, primary_key=True),
+    Column("searches", Int, nullable=False, server_default=text("0")),
+    Column("misses", Int, nullable=False, server_default=text("0")),
+    sqlite_with_rowid=False
+)
+
+help_search_misses = Table(
+    "help_search_misses", metadata,
+    Column("day", Text, primary_key=True),
+    Column("language", Text, primary_key=True),
+    Column("query", Text, primary_key=True),
+    Column("count", Int, nullable=False, server_default=text("0")),
+    sqlite_with_rowid=False
+)
+
 help_articles = Table(
     "help_articles", metadata,
     Column("answer_id", ForeignKey("answers.id", ondelete="CASCADE"), primary_key=True),

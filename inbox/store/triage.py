@@ -139,10 +139,10 @@ class TriageQueries:
         """Per channel, the machine's verdicts on decided samples against the person's (for precision/recall)."""
         cur = self.conn.execute(
             "SELECT channel, "
-            "sum(machine_verdict = 'spam' AND human_verdict = 'spam') AS true_spam, "
-            "sum(machine_verdict = 'spam' AND human_verdict = 'customer') AS false_spam, "
-            "sum(machine_verdict != 'spam' AND human_verdict = 'spam') AS missed_spam, "
-            "sum(machine_verdict != 'spam' AND human_verdict = 'customer') AS true_clean, "
+            "sum(CASE WHEN machine_verdict = 'spam' AND human_verdict = 'spam' THEN 1 ELSE 0 END) AS true_spam, "
+            "sum(CASE WHEN machine_verdict = 'spam' AND human_verdict = 'customer' THEN 1 ELSE 0 END) AS false_spam, "
+            "sum(CASE WHEN machine_verdict != 'spam' AND human_verdict = 'spam' THEN 1 ELSE 0 END) AS missed_spam, "
+            "sum(CASE WHEN machine_verdict != 'spam' AND human_verdict = 'customer' THEN 1 ELSE 0 END) AS true_clean, "
             "count(*) AS decided "
             "FROM triage_reviews WHERE kind = 'sample' AND decided_at IS NOT NULL GROUP BY channel ORDER BY channel")
         return as_dicts(cur)

@@ -58,9 +58,12 @@ class WorkQueries:
             sql += " AND m.id > ?"
             params.append(after_id)
         sql += " ORDER BY m.received_at, m.id"
-        if limit is not None or offset:
+        if limit is not None:
             sql += " LIMIT ? OFFSET ?"
-            params.extend([-1 if limit is None else limit, offset])
+            params.extend([limit, offset])
+        elif offset:
+            sql += " LIMIT -1 OFFSET ?"  # SQLite has no OFFSET without a LIMIT: -1 is none
+            params.append(offset)
         messages = as_dicts(self.conn.execute(sql, params))
         if messages:
             ids = [m["id"] for m in messages]

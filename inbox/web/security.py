@@ -21,6 +21,7 @@ import logging
 import sqlite3
 import time
 
+import psycopg
 from flask import Flask, Response, jsonify, render_template, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -136,6 +137,8 @@ _STORAGE_MESSAGES = {
     storage_errors.UNWRITABLE: _l("The server cannot write to its database, so what you just did was "
                                   "not saved. Tell your administrator (the database file's owner or "
                                   "permissions changed)."),
+    storage_errors.UNREACHABLE: _l("Mainland cannot reach its database server, so what you just did was "
+                                   "not saved. Try again in a minute; if it persists, tell your administrator."),
 }
 
 
@@ -145,4 +148,5 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(CSRFError, _csrf_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(sqlite3.DatabaseError, _storage_error)
+    app.register_error_handler(psycopg.Error, _storage_error)
     app.register_error_handler(OSError, _storage_error)
