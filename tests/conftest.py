@@ -22,7 +22,7 @@ from tests.python_source import serialize_ast_parse
 # CPython 3.11's AST constructor is not thread-safe (gh-106905); see tests/python_source.py.
 serialize_ast_parse()
 
-pytest_plugins = ["tests.servers", "tests.corpus", "tests.browser_helpers"]
+pytest_plugins = ["tests.servers", "tests.corpus", "tests.browser_helpers", "tests.pg_cluster"]
 
 
 #: The engine the `store` and `app_config` fixtures run on: "sqlite" (the default) or "postgresql".

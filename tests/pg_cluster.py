@@ -29,8 +29,11 @@ import subprocess
 import sys
 import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
+
+import pytest
 
 #: The oldest PostgreSQL Mainland supports.
 MIN_MAJOR = 15
@@ -167,6 +170,22 @@ def drop_database(url: str) -> None:
     cluster_url, name = url.rsplit("/", 1)
     with psycopg.connect(f"{cluster_url}/postgres", autocommit=True) as admin:
         admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[str]:
+    """A throwaway cluster for one test module; its URL. Skipped on a machine without the server or
+    psycopg, failed under CI (tests/servers.py). A plugin of the tests (tests/conftest.py): any test may ask for it."""
+    from tests.servers import unavailable
+
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        unavailable("psycopg is not installed (scripts/setup.sh --test installs it)")
+    if server_bin_dir() is None:
+        unavailable("no PostgreSQL 15+ server in /usr/lib/postgresql (scripts/setup.sh --test installs it)")
+    with ThrowawayCluster() as url:
+        yield url
 
 
 def main() -> None:

@@ -10,13 +10,11 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-import uuid
 
 import pytest
 
 from inbox.store.pg_connection import StatementError, translate
-from tests.pg_cluster import ThrowawayCluster, server_bin_dir
-from tests.servers import unavailable
+from tests.pg_cluster import create_database
 
 IDS = frozenset({"items"})
 
@@ -80,16 +78,6 @@ def test_sqlites_own_sql_with_no_translation_is_refused_not_run(statement):
 
 # On a real cluster --------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def cluster():
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        unavailable("psycopg is not installed (scripts/setup.sh --test installs it)")
-    if server_bin_dir() is None:
-        unavailable("no PostgreSQL 15+ server in /usr/lib/postgresql (scripts/setup.sh --test installs it)")
-    with ThrowawayCluster() as url:
-        yield url
 
 
 SCHEMA = ["CREATE TABLE items (id {key}, name TEXT NOT NULL UNIQUE, size INTEGER NOT NULL DEFAULT 0, "
@@ -99,12 +87,7 @@ SCHEMA = ["CREATE TABLE items (id {key}, name TEXT NOT NULL UNIQUE, size INTEGER
 @pytest.fixture
 def pg_url(cluster):
     """A fresh, empty database on the cluster."""
-    import psycopg
-
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(cluster, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    return cluster.rsplit("/", 1)[0] + f"/{name}"
+    return create_database(cluster)
 
 
 @pytest.fixture

@@ -9,39 +9,22 @@ going back to the start leaves no table behind.
 from __future__ import annotations
 
 import threading
-import uuid
 import warnings
 from pathlib import Path
 
 import pytest
 
-from tests.pg_cluster import ThrowawayCluster, server_bin_dir
-from tests.servers import unavailable
+from tests.pg_cluster import create_database
 
 pytestmark = pytest.mark.server
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        unavailable("psycopg is not installed (scripts/setup.sh --test installs it)")
-    if server_bin_dir() is None:
-        unavailable("no PostgreSQL 15+ server in /usr/lib/postgresql (scripts/setup.sh --test installs it)")
-    with ThrowawayCluster() as url:
-        yield url
 
 
 @pytest.fixture
 def database_url(cluster):
     """A fresh, empty database on the cluster; its URL."""
-    import psycopg
-
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(cluster, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    return cluster.rsplit("/", 1)[0] + f"/{name}"
+    return create_database(cluster)
 
 
 def _tables(url: str) -> set[str]:

@@ -22,9 +22,6 @@ from typing import Any
 
 import pytest
 
-from tests.pg_cluster import ThrowawayCluster, server_bin_dir
-from tests.servers import unavailable
-
 pytestmark = pytest.mark.server
 
 #: SQLite's triggers that keep its FTS5 search indexes; PostgreSQL has no twin for them.
@@ -56,16 +53,6 @@ def at(minute: int) -> str:
 # --- Two engines ------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        unavailable("psycopg is not installed (scripts/setup.sh --test installs it)")
-    if server_bin_dir() is None:
-        unavailable("no PostgreSQL 15+ server in /usr/lib/postgresql (scripts/setup.sh --test installs it)")
-    with ThrowawayCluster() as url:
-        yield url
 
 
 @pytest.fixture(scope="module")
