@@ -137,7 +137,7 @@ def test_a_change_written_in_this_process_reaches_an_open_stream_before_its_next
 
     app.config.update(LIVE_POLL_SECONDS=3600, LIVE_HEARTBEAT_SECONDS=3600)
     store = app.extensions["mainland"].open_store()
-    ingestor = Ingestor(store, AttachmentStore(store.path.parent / "attachments"), instance_id="t")
+    ingestor = Ingestor(store, AttachmentStore(app.extensions["mainland"].config.attachments_dir), instance_id="t")
     session = signed_in(served)
     try:
         ingest_raw(ingestor, raw_mail(subject="Before the stream"))

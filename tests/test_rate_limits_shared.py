@@ -2,9 +2,10 @@
 
 Counted in each process's memory, every web process of `gunicorn -w N` let a client the whole limit
 again. The counters now live in `<data_dir>/rate-limits.db` (inbox/store/rate_limits.py), which the
-processes share: here a second real process (a child Python) makes failed sign-ins on the same
-installation, and this process's app refuses the attempt past the limit; and hits counted at once
-by threads and by two processes are all counted.
+processes share (on PostgreSQL, the database's `rate_counters` table, which machines share): here a
+second real process (a child Python) makes failed sign-ins on the same installation, and this
+process's app refuses the attempt past the limit; and hits counted at once by threads and by two
+processes are all counted, on both engines.
 """
 
 from __future__ import annotations
@@ -14,10 +15,14 @@ import subprocess
 import sys
 import textwrap
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
-from inbox.store import rate_limits
-from inbox.store.rate_limits import RateCounters
+import pytest
+
+from inbox.store import Store, rate_limits
+from inbox.store.base import is_postgresql_url
+from inbox.store.rate_limits import PgRateCounters, RateCounters
 from inbox.web.rate_limit_storage import FILE_NAME
 from tests.test_web_auth import login, make_agent, signed_in, web_store  # noqa: F401 - fixture
 
@@ -35,11 +40,31 @@ CHILD_SIGN_INS = textwrap.dedent("""
 
 CHILD_HITS = textwrap.dedent("""
     import sys
-    from inbox.store.rate_limits import RateCounters
-    counters = RateCounters(sys.argv[1])
+    from inbox.store.rate_limits import PgRateCounters, RateCounters
+    where = sys.argv[1]
+    counters = PgRateCounters(where) if where.startswith("postgresql://") else RateCounters(where)
     for _ in range(int(sys.argv[2])):
         counters.incr("shared", 3600)
 """)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.server)])
+def counters_at(request, tmp_path) -> Iterator[str]:
+    """Where an installation's counters are: its file, or (on PostgreSQL, which several machines
+    share) a migrated database's URL on a throwaway cluster."""
+    if request.param == "sqlite":
+        yield str(tmp_path / FILE_NAME)
+        return
+    from tests.pg_cluster import create_database, drop_database
+
+    url = create_database(request.getfixturevalue("cluster"))
+    Store(url).migrate()
+    yield url
+    drop_database(url)
+
+
+def _counters(where: str) -> RateCounters | PgRateCounters:
+    return PgRateCounters(where) if is_postgresql_url(where) else RateCounters(where)
 
 
 def _child(script: str, *args: str) -> subprocess.CompletedProcess:
@@ -51,7 +76,15 @@ def test_failed_sign_ins_in_another_process_count_toward_the_limit(app, client, 
     make_agent(web_store)
     other = _child(CHILD_SIGN_INS, json.dumps(app_config), "6")
     assert json.loads(other.stdout.strip().splitlines()[-1]) == [401] * 6
-    assert (Path(app_config["data_dir"]) / FILE_NAME).exists()
+    if is_postgresql_url(app_config["database"]):
+        # Machines share no data_dir: the counts are in the database every machine reaches.
+        import psycopg
+
+        with psycopg.connect(app_config["database"]) as conn:
+            assert conn.execute("SELECT count(*) FROM rate_counters").fetchone()[0] > 0
+        assert not (Path(app_config["data_dir"]) / FILE_NAME).exists()
+    else:
+        assert (Path(app_config["data_dir"]) / FILE_NAME).exists()
     for _ in range(4):
         assert login(client, password="nope").status_code == 401
     response = login(client)  # the eleventh attempt from this address, even with the right password
@@ -59,10 +92,9 @@ def test_failed_sign_ins_in_another_process_count_toward_the_limit(app, client, 
     assert not signed_in(client)
 
 
-def test_hits_counted_at_once_by_threads_and_by_two_processes_are_all_counted(tmp_path):
-    path = tmp_path / FILE_NAME
-    counters = RateCounters(path)
-    child = subprocess.Popen([sys.executable, "-c", CHILD_HITS, str(path), "400"], cwd=ROOT)
+def test_hits_counted_at_once_by_threads_and_by_two_processes_are_all_counted(counters_at):
+    counters = _counters(counters_at)
+    child = subprocess.Popen([sys.executable, "-c", CHILD_HITS, counters_at, "400"], cwd=ROOT)
 
     def hit() -> None:
         for _ in range(100):
@@ -75,6 +107,7 @@ def test_hits_counted_at_once_by_threads_and_by_two_processes_are_all_counted(tm
         thread.join()
     assert child.wait(timeout=120) == 0
     assert counters.get("shared") == 800
+    assert _counters(counters_at).get("shared") == 800, "a process starting later sees the same count"
     counters.close()
 
 
@@ -86,10 +119,10 @@ class Clock:
         return self.now
 
 
-def test_a_window_ends_and_a_new_one_starts_from_zero(tmp_path, monkeypatch):
+def test_a_window_ends_and_a_new_one_starts_from_zero(counters_at, monkeypatch):
     clock = Clock()
     monkeypatch.setattr(rate_limits, "time", clock)
-    counters = RateCounters(tmp_path / FILE_NAME)
+    counters = _counters(counters_at)
     assert [counters.incr("k", 60) for _ in range(3)] == [1, 2, 3]
     assert counters.expires_at("k") == clock.now + 60
     clock.now += 59

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import sqlite3
 import threading
 import time
@@ -31,7 +30,7 @@ from inbox.store.agents import AgentQueries
 from inbox.store.answers import AnswerQueries
 from inbox.store.api import ApiQueries
 from inbox.store.audit import AuditQueries
-from inbox.store.base import NotFound, StoreError, is_postgresql_url, now_iso, redacted_url
+from inbox.store.base import NotFound, StoreError, is_postgresql_url, libpq_url, now_iso, redacted_url
 from inbox.store.chat import ChatQueries
 from inbox.store.checkins import CheckIns
 from inbox.store.conversations import ConversationQueries
@@ -135,7 +134,7 @@ class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries
 
         self.engine = "postgresql"
         # SQLAlchemy's name for the driver (postgresql+psycopg://) is not one libpq reads.
-        self.url = url = re.sub(r"^postgres(?:ql)?(?:\+\w+)?://", "postgresql://", url)
+        self.url = url = libpq_url(url)
         #: Names the database in logs and keys (the password left out); not a file.
         self.path = redacted_url(url)
         self._database = self.path

@@ -65,6 +65,12 @@ def is_postgresql_url(database: object) -> bool:
     return isinstance(database, str) and database.split("://", 1)[0].split("+")[0] in {"postgresql", "postgres"}
 
 
+def libpq_url(url: str) -> str:
+    """A PostgreSQL URL as libpq (psycopg) reads it: SQLAlchemy's `postgresql+psycopg://` and the
+    short `postgres://` both become `postgresql://`."""
+    return re.sub(r"^postgres(?:ql)?(?:\+\w+)?://", "postgresql://", url)
+
+
 def redacted_url(url: str) -> str:
     """The URL with its password left out, fit for a log line or a key."""
     return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1@", url)

@@ -16,9 +16,15 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, create_engine, text
 
+from inbox.store.pg_search import SEARCH_TABLES
+
 #: The advisory lock key migrations hold (any constant; "mainland" in ASCII, as a 64-bit number).
 MIGRATION_LOCK = 0x6D61696E6C616E64
 _SCRIPTS = Path(__file__).with_name("pg_migrations")
+#: PostgreSQL's tables that `inbox/store/schema.py` does not describe, because SQLite keeps the same
+#: facts another way: the search documents (FTS5 there) and the rate-limit counters (a file of their
+#: own there, inbox/store/rate_limits.py).
+UNDESCRIBED_TABLES = (*SEARCH_TABLES, "rate_counters")
 
 
 def sqlalchemy_url(url: str) -> str:

@@ -1,4 +1,5 @@
-"""Rate-limit counters every process of an installation shares: a small SQLite file of their own.
+"""Rate-limit counters every process of an installation shares: a small SQLite file of their own,
+or on PostgreSQL an unlogged table every machine shares (`PgRateCounters`).
 
 The web app's limits (failed sign-ins, a chat visitor's posts per visitor and per address, API calls)
 must hold however many processes serve it: counted in each process's memory, `gunicorn -w 4` let
@@ -10,15 +11,22 @@ wait for the main database's write lock (held by a reply, an ingest, a report's 
 counters are cheap to lose, so they are written without waiting for the disk (`synchronous = OFF`):
 after a power cut they start again from zero, which lets a client a few more attempts, never fewer.
 
+On PostgreSQL (#17) the installation may be several machines, which share no file: the counters
+are the database's `rate_counters` table (revision 0005), UNLOGGED for the same reason the file is
+not synchronous, and counted on connections of their own in autocommit, outside the store's write
+turns.
+
 Times are the machine's (`time.time()`), as the rate-limit library's windows are.
 """
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 #: How long a process waits for another's write to the counters before it gives up (the request
 #: then fails as "busy"; a single counter statement takes microseconds).
@@ -35,27 +43,34 @@ CREATE TABLE IF NOT EXISTS counters (
 """
 
 
-class RateCounters:
-    """Fixed-window counters by key, each with the moment its window ends. Thread-safe: each thread
-    has its own connection."""
+class _Counters:
+    """Fixed-window counters by key, each with the moment its window ends; the engine's connection
+    and its spelling of the statements come from the subclass. Thread-safe: each thread has its own
+    connection."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    _INCR = ("INSERT INTO counters AS c (key, hits, expires_at) VALUES (:key, :amount, :ends) "
+             "ON CONFLICT (key) DO UPDATE SET "
+             "hits = CASE WHEN c.expires_at <= :now THEN :amount ELSE c.hits + :amount END, "
+             "expires_at = CASE WHEN c.expires_at <= :now THEN :ends ELSE c.expires_at END "
+             "RETURNING hits")
+    _SWEEP = "DELETE FROM counters WHERE expires_at <= :now"
+    _GET = "SELECT hits, expires_at FROM counters WHERE key = :key AND expires_at > :now"
+    _CLEAR = "DELETE FROM counters WHERE key = :key"
+    _RESET = "DELETE FROM counters"
+
+    def __init__(self) -> None:
         self._local = threading.local()
         self._increments = 0
-        self._connections: list[sqlite3.Connection] = []
+        self._connections: list[Any] = []
         self._lock = threading.Lock()
-        self._conn().executescript(_SCHEMA)
 
-    def _conn(self) -> sqlite3.Connection:
+    def _connect(self) -> Any:
+        raise NotImplementedError
+
+    def _conn(self) -> Any:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                                   check_same_thread=False)
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = OFF")
+            conn = self._connect()
             self._local.conn = conn
             with self._lock:
                 self._connections.append(conn)
@@ -66,36 +81,33 @@ class RateCounters:
         that ends `expiry` seconds from now."""
         now = time.time()
         (hits,) = self._conn().execute(
-            "INSERT INTO counters (key, hits, expires_at) VALUES (:key, :amount, :ends) "
-            "ON CONFLICT (key) DO UPDATE SET "
-            "hits = CASE WHEN expires_at <= :now THEN :amount ELSE hits + :amount END, "
-            "expires_at = CASE WHEN expires_at <= :now THEN :ends ELSE expires_at END "
-            "RETURNING hits",
-            {"key": key, "amount": amount, "ends": now + expiry, "now": now}).fetchone()
+            self._INCR, {"key": key, "amount": amount, "ends": now + expiry, "now": now}).fetchone()
         self._increments += 1
         if self._increments % SWEEP_EVERY == 0:
-            self._conn().execute("DELETE FROM counters WHERE expires_at <= ?", (now,))
+            self._conn().execute(self._SWEEP, {"now": now})
         return int(hits)
+
+    def _live(self, key: str, now: float) -> tuple[int, float] | None:
+        row = self._conn().execute(self._GET, {"key": key, "now": now}).fetchone()
+        return (int(row[0]), float(row[1])) if row else None
 
     def get(self, key: str) -> int:
         """The hits in `key`'s live window (0 when it has none)."""
-        row = self._conn().execute("SELECT hits FROM counters WHERE key = ? AND expires_at > ?",
-                                   (key, time.time())).fetchone()
-        return int(row[0]) if row else 0
+        live = self._live(key, time.time())
+        return live[0] if live else 0
 
     def expires_at(self, key: str) -> float:
         """When `key`'s window ends (now when it has none)."""
         now = time.time()
-        row = self._conn().execute("SELECT expires_at FROM counters WHERE key = ? AND expires_at > ?",
-                                   (key, now)).fetchone()
-        return float(row[0]) if row else now
+        live = self._live(key, now)
+        return live[1] if live else now
 
     def clear(self, key: str) -> None:
-        self._conn().execute("DELETE FROM counters WHERE key = ?", (key,))
+        self._conn().execute(self._CLEAR, {"key": key})
 
     def reset(self) -> int:
         """Forget every counter; returns how many there were."""
-        return self._conn().execute("DELETE FROM counters").rowcount
+        return self._conn().execute(self._RESET).rowcount
 
     def close(self) -> None:
         with self._lock:
@@ -103,3 +115,42 @@ class RateCounters:
         for conn in connections:
             conn.close()
         self._local = threading.local()
+
+
+class RateCounters(_Counters):
+    """The counters in a SQLite file of their own."""
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn().executescript(_SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                               check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = OFF")
+        return conn
+
+
+def _pyformat(sql: str) -> str:
+    """`:name` parameters as psycopg writes them (`%(name)s`), and the table's name on PostgreSQL."""
+    return re.sub(r":(\w+)", r"%(\1)s", sql).replace("counters", "rate_counters")
+
+
+class PgRateCounters(_Counters):
+    """The counters in PostgreSQL's `rate_counters` table: the same counts for every machine."""
+
+    _INCR, _SWEEP, _GET, _CLEAR, _RESET = (_pyformat(sql) for sql in (
+        _Counters._INCR, _Counters._SWEEP, _Counters._GET, _Counters._CLEAR, _Counters._RESET))
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.url = url
+
+    def _connect(self) -> Any:
+        import psycopg  # only an installation on PostgreSQL needs the driver
+
+        return psycopg.connect(self.url, autocommit=True)

@@ -66,6 +66,7 @@ from flask_babel import get_locale
 from inbox import access, clock, notifications
 from inbox.store import Store
 from inbox.store.base import iso
+from inbox.store.pg_notify import ChangeListener
 from inbox.web import get_store, mainland
 from inbox.web.auth import current_agent, login_required
 
@@ -212,15 +213,50 @@ class _LocalChanges:
     message reached an agent's page at p95 about 730 ms under load (bench/chat_load.py). After each write
     transaction of this process (`Store.commit_hooks`) the newest change number is read, once, and only
     when it moved are the waiting streams woken; a write that changed no conversation (a presence
-    heartbeat, a typing report) wakes none. Another process's writes are still found on the next look.
+    heartbeat, a typing report) wakes none. On SQLite another process's writes are found on the next
+    look; on PostgreSQL the database tells of them as they commit, on any machine
+    (inbox/store/pg_notify.py: one listening session a process and database while streams are open).
     """
 
     def __init__(self) -> None:
         self._changed = threading.Condition()
-        #: database path -> the newest change number committed in this process.
+        #: database path -> the newest change number committed (in this process; on PostgreSQL in any).
         self._latest: dict[str, int] = {}
         #: Streams waiting now: with none, a commit costs nothing.
         self.listeners = 0
+        #: database -> its ChangeListener and the streams that follow it (PostgreSQL only).
+        self._followed: dict[str, tuple[ChangeListener, int]] = {}
+
+    @contextlib.contextmanager
+    def following(self, store: Store) -> Iterator[None]:
+        """While a stream is open: hear of the changes other processes commit to `store`'s database,
+        when it can tell them. One listening session serves the process's streams of a database, and
+        ends with the last of them."""
+        if store.engine != "postgresql":
+            yield
+            return
+        key = str(store.path)
+        with self._changed:
+            listener, streams = self._followed.get(key) or (None, 0)
+            if listener is None:
+                listener = ChangeListener(store.url, lambda seq: self._advance(key, seq)).start()
+            self._followed[key] = (listener, streams + 1)
+        try:
+            yield
+        finally:
+            with self._changed:
+                listener, streams = self._followed[key]
+                if streams == 1:
+                    del self._followed[key]
+                    listener.stop(wait=False)
+                else:
+                    self._followed[key] = (listener, streams - 1)
+
+    def _advance(self, key: str, mark: int) -> None:
+        with self._changed:
+            if mark > self._latest.get(key, 0):
+                self._latest[key] = mark
+                self._changed.notify_all()
 
     def latest(self, database: str) -> int:
         """The newest change number a write of this process committed to `database` (0: none yet)."""
@@ -229,12 +265,7 @@ class _LocalChanges:
     def after_commit(self, store: Store) -> None:
         if not self.listeners:
             return
-        mark = store.change_watermark()
-        key = str(store.path)
-        with self._changed:
-            if mark > self._latest.get(key, 0):
-                self._latest[key] = mark
-                self._changed.notify_all()
+        self._advance(str(store.path), store.change_watermark())
 
     @contextlib.contextmanager
     def listening(self) -> Iterator[Callable[[str, int, float], None]]:
@@ -520,7 +551,7 @@ def events():
         # The request's store closes when the view returns; the stream keeps its own connection.
         own = app.extensions["mainland"].open_store(check=False)
         database = str(own.path)
-        with _local_changes.listening() as wait_for_change:
+        with _local_changes.following(own), _local_changes.listening() as wait_for_change:
             try:
                 state = LiveState(own, agent, team_ids, seq, conversation_id, last_message_id, locale=locale,
                                   last_notification_id=last_notification_id)

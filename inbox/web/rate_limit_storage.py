@@ -4,7 +4,8 @@ Flask-Limiter (inbox/web/security.py) keeps one storage for its one `limiter`; t
 (`storage_uri="mainland://"`) finds the counters of the installation serving the request,
 `<data_dir>/rate-limits.db` (inbox/store/rate_limits.py): every process of the installation
 (`gunicorn -w N`, `mainland serve` beside a second web process) counts together, and two
-installations in one process (the tests) count apart.
+installations in one process (the tests) count apart. An installation on PostgreSQL counts in its
+database's `rate_counters` table instead, which every machine shares (`PgRateCounters`).
 """
 
 from __future__ import annotations
@@ -17,27 +18,31 @@ from pathlib import Path
 from flask import current_app, has_app_context
 from limits.storage import Storage
 
-from inbox.store.rate_limits import RateCounters
+from inbox.store.base import is_postgresql_url, libpq_url
+from inbox.store.rate_limits import PgRateCounters, RateCounters
 
 #: The file's name in the installation's data directory.
 FILE_NAME = "rate-limits.db"
 #: Installations whose counters one process keeps open (more only in tests, which make many apps).
 KEPT_OPEN = 16
 
-_open: collections.OrderedDict[Path, RateCounters] = collections.OrderedDict()
+_open: collections.OrderedDict[Path | str, RateCounters | PgRateCounters] = collections.OrderedDict()
 _open_lock = threading.Lock()
 
 
-def counters_path(app) -> Path:
-    """Where `app`'s installation keeps its counters."""
-    return Path(app.extensions["mainland"].config.data_dir) / FILE_NAME
+def counters_path(app) -> Path | str:
+    """Where `app`'s installation keeps its counters: a file, or its PostgreSQL database's URL."""
+    config = app.extensions["mainland"].config
+    if is_postgresql_url(config.database):
+        return libpq_url(str(config.database))
+    return Path(config.data_dir) / FILE_NAME
 
 
-def counters_for(path: Path) -> RateCounters:
+def counters_for(path: Path | str) -> RateCounters | PgRateCounters:
     with _open_lock:
         counters = _open.get(path)
         if counters is None:
-            counters = _open[path] = RateCounters(path)
+            counters = _open[path] = PgRateCounters(path) if isinstance(path, str) else RateCounters(path)
             while len(_open) > KEPT_OPEN:
                 _, oldest = _open.popitem(last=False)
                 oldest.close()
@@ -52,10 +57,12 @@ class SharedCounters(Storage):
     STORAGE_SCHEME = ["mainland"]
 
     @property
-    def base_exceptions(self) -> type[Exception]:
-        return sqlite3.Error
+    def base_exceptions(self) -> tuple[type[Exception], ...]:
+        import psycopg
 
-    def _counters(self) -> RateCounters:
+        return (sqlite3.Error, psycopg.Error)
+
+    def _counters(self) -> RateCounters | PgRateCounters:
         return counters_for(counters_path(current_app))
 
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from inbox.store.pg_search import SEARCH_TABLES
+from inbox.store.pg_schema import UNDESCRIBED_TABLES
 from inbox.store.schema import metadata
 
 connection = context.config.attributes.get("connection")
@@ -21,7 +21,7 @@ if connection is None:
 context.configure(connection=connection, target_metadata=metadata, transaction_per_migration=True,
                   compare_type=True, compare_server_default=True,
                   process_revision_directives=context.config.attributes.get("process_revision_directives"),
-                  # PostgreSQL's search documents (revision 0003) are not in the description: SQLite has FTS5.
-                  include_name=lambda name, kind, parent: not (kind == "table" and name in SEARCH_TABLES))
+                  # PostgreSQL's search documents and rate counters are not in the description.
+                  include_name=lambda name, kind, parent: not (kind == "table" and name in UNDESCRIBED_TABLES))
 with context.begin_transaction():
     context.run_migrations()
