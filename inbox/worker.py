@@ -11,7 +11,10 @@ that holds the lease `"scheduler"` polls, every other one waits on standby. The 
 lease every `renew_every` seconds; a standby tries to take it at the same pace and succeeds once
 the holder released it (clean stop) or stopped renewing it (killed) and it expired. Every job
 checks the lease in the database before it touches a channel, so a worker that lost the lease
-(a long pause of its process) stops polling before its next run.
+(a long pause of its process) stops polling before its next run. On PostgreSQL the holder also
+holds an advisory lock on a session of its own (inbox/store/pg_lease.py), which the server lets go
+of when the process ends however it ends: a standby that gets it takes the lease at its next try,
+without waiting for a killed holder's lease to expire.
 
 Besides the polls, the lease holder sends the replies that are due (`inbox.outbox.send_due`,
 every `outbox_every` seconds), sends outbound webhooks (`inbox.webhooks_out.deliver_due`) and
@@ -37,7 +40,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -47,6 +50,9 @@ from inbox.poller import PollOutcome, backoff_delay, poll_channel
 from inbox.runtime import Mainland
 from inbox.store import Store
 from inbox.store.base import iso, parse_iso
+
+if TYPE_CHECKING:
+    from inbox.store.pg_lease import SessionLock
 
 log = logging.getLogger("mainland.worker")
 
@@ -149,6 +155,7 @@ class Worker:
         self._stores: list[Store] = []
         self._stores_lock = threading.Lock()
         self._own_store: Store | None = None
+        self._session_lock: SessionLock | None = None
         #: One outbox round at a time.
         self._outbox_running = threading.Lock()
         #: When the one-off round for the next due reply is set (the machine's clock), if one is.
@@ -175,6 +182,8 @@ class Worker:
         if self._started:
             return
         self._own_store = self.mainland.open_store(migrate=True)
+        #: On PostgreSQL, held with the lease: the server lets go of it when this process ends, however.
+        self._session_lock = self._own_store.session_lock(LEASE_NAME)
         # Opening took in the channels stored in the browser: poll those too from the start.
         self.plans = poll_plans(self.mainland)
         self._config_in_force = self.mainland.config
@@ -233,6 +242,8 @@ class Worker:
                     store.release_lease(LEASE_NAME, self.holder)
             except Exception:
                 log.exception("could not release the scheduler lease; it expires in %.0f s", self.lease_seconds)
+            if self._session_lock is not None:
+                self._session_lock.release()
         self._leader = False
         with self._stores_lock:
             stores, self._stores = self._stores, []
@@ -316,9 +327,16 @@ class Worker:
     def _renew_lease(self, store: Store) -> None:
         now = _utcnow()
         try:
-            with store.write():
-                held = store.acquire_lease(LEASE_NAME, self.holder, iso(now),
-                                           iso(now + dt.timedelta(seconds=self.lease_seconds)))
+            # With a session lock (PostgreSQL) only its holder may lead, and it may take the lease at
+            # once: no other worker's session holds the lock, so none leads, whatever the row says.
+            locked = self._session_lock.hold() if self._session_lock is not None else None
+            if locked is False:
+                held = False
+            else:
+                with store.write():
+                    held = store.acquire_lease(LEASE_NAME, self.holder, iso(now),
+                                               iso(now + dt.timedelta(seconds=self.lease_seconds)),
+                                               take_over=bool(locked))
         except Exception:
             # Without the database we cannot know who leads: stop polling until it answers again.
             log.exception("could not renew the scheduler lease")

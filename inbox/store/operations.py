@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from inbox.store.base import NotFound, as_dict, as_dicts
+
+if TYPE_CHECKING:
+    from inbox.store.pg_lease import SessionLock
 
 
 class OperationsQueries:
@@ -91,15 +94,25 @@ class OperationsQueries:
 
     # Leases -------------------------------------------------------------------------------------
 
-    def acquire_lease(self, name: str, holder: str, now: str, until: str) -> bool:
-        """Take or renew the named lease unless someone else holds an unexpired one."""
+    def acquire_lease(self, name: str, holder: str, now: str, until: str, *, take_over: bool = False) -> bool:
+        """Take or renew the named lease unless someone else holds an unexpired one; with `take_over`
+        (the caller holds the lease's session lock, so no one else can be leading) take it anyway."""
         cur = self.conn.execute(
             "INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
             "holder = excluded.holder, expires_at = excluded.expires_at "
-            "WHERE leases.holder = excluded.holder OR leases.expires_at < ?",
-            (name, holder, until, now),
+            "WHERE leases.holder = excluded.holder OR leases.expires_at < ? OR ?",
+            (name, holder, until, now, int(take_over)),
         )
         return cur.rowcount == 1
+
+    def session_lock(self, name: str) -> SessionLock | None:
+        """A lock the database lets go of when its holder's session ends (PostgreSQL's advisory lock,
+        inbox/store/pg_lease.py), for the lease `name`; None where the engine has none (SQLite)."""
+        if self.engine != "postgresql":
+            return None
+        from inbox.store.pg_lease import SessionLock
+
+        return SessionLock(self.url, name)
 
     def release_lease(self, name: str, holder: str) -> None:
         self.conn.execute("DELETE FROM leases WHERE name = ? AND holder = ?", (name, holder))
