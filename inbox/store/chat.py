@@ -34,7 +34,7 @@ class ChatEmailQueries:
         self.conn.execute(
             "INSERT INTO chat_email_addresses (channel, visitor, address, language, page, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (channel, visitor) DO UPDATE SET address = excluded.address, "
-            "language = excluded.language, page = COALESCE(excluded.page, page), created_at = excluded.created_at",
+            "language = excluded.language, page = COALESCE(excluded.page, chat_email_addresses.page), created_at = excluded.created_at",
             (channel, visitor, address, language, page, now))
 
     def chat_email_address(self, channel: str, visitor: str) -> dict[str, Any] | None:
