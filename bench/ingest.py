@@ -1,7 +1,7 @@
 """Ingest benchmark: the SpamAssassin corpus (6,046 real messages) through `mainland import`,
 against two bare parse-and-insert loops on the same files, in the same run.
 
-    .venv/bin/python bench/ingest.py [--runs 3] [--scale N] [--keep DIR]
+    .venv/bin/python bench/ingest.py [--runs 3] [--scale N] [--keep DIR] [--engine postgresql]
 
 Each measurement runs in a child process of its own (a fresh temporary database each time), so
 its peak memory (ru_maxrss) is its own; the three are run one after another `--runs` times
@@ -24,7 +24,13 @@ compare CPU and ratios rather than absolute rates. `--scale N` imports N message
 copied with rewritten Message-IDs) and reports how the rate on the last complete copy compares
 with the first copy (`last_to_first_segment`) and the peak memory, to show the import stays flat.
 
-Prints the figures and, as the last line, one JSON object: msgs_per_s, minimal_msgs_per_s,
+`--engine postgresql` (#17) also runs Mainland's import on PostgreSQL in each run, beside the same
+import on SQLite, on a throwaway cluster started for the bench from Debian's server (durable: fsync
+on, as a production server; `tests/pg_cluster.py`), a fresh database each time. The JSON then has
+`postgresql_msgs_per_s` and `postgresql_to_sqlite`, the median of the per-run ratios of the two
+rates (target >= 1 / 1.5). The CPU figures are Mainland's processes only, not the server's.
+
+Prints the figures and, as the last line, one JSON object: engine, msgs_per_s, minimal_msgs_per_s,
 policy_default_msgs_per_s, ratio_to_minimal, ratio_to_policy_default, peak_rss_mb, cpu figures,
 counts, write_lock_max_ms (the longest an import batch held the database's write lock), and with
 --scale last_to_first_segment (wall and writer CPU) and the minimal loop's own
@@ -34,6 +40,7 @@ counts, write_lock_max_ms (the longest an import batch held the database's write
 from __future__ import annotations
 
 import argparse
+import contextlib
 import email
 import email.policy
 import hashlib
@@ -59,6 +66,10 @@ TARGET_RATIO = 0.5
 #: Rate of the last tenth of a --scale import against its first tenth.
 TARGET_FLAT = 0.9
 TARGET_RSS_MB = 200
+#: PostgreSQL's import rate against SQLite's on the same machine (#17: within 1.5x).
+TARGET_POSTGRESQL = 1 / 1.5
+#: Where a bench's throwaway PostgreSQL cluster is, for the child processes.
+CLUSTER_ENV = "MAINLAND_BENCH_PG_CLUSTER"
 SEGMENTS = 10
 BATCH = 200
 
@@ -106,13 +117,13 @@ def _list_files(folder: Path) -> list[Path]:
 # Children ------------------------------------------------------------------------------------
 
 
-def run_mainland(folder: Path, work: Path) -> dict:
+def run_mainland(folder: Path, work: Path, database: str | None = None) -> dict:
     from inbox import config as config_module
     from inbox.importer import import_mailbox
     from inbox.runtime import Mainland
     from inbox.store import write_locks
 
-    config = config_module.load(None, overrides={"database": str(work / "mainland.db"),
+    config = config_module.load(None, overrides={"database": database or str(work / "mainland.db"),
                                                  "data_dir": str(work / "data")})
     mainland = Mainland(config, include_entry_points=False)
     store = mainland.open_store(migrate=True)
@@ -244,10 +255,22 @@ def run_loop(folder: Path, work: Path, fields) -> dict:
             "peak_rss_mb": _peak_rss_mb(), **_segments(marks, _copy_size(folder))}
 
 
+def run_mainland_postgresql(folder: Path, work: Path) -> dict:
+    """`run_mainland` on a fresh database of the bench's cluster, dropped afterwards."""
+    from tests.pg_cluster import create_database, drop_database
+
+    database = create_database(os.environ[CLUSTER_ENV])
+    try:
+        return run_mainland(folder, work, database)
+    finally:
+        drop_database(database)
+
+
 PHASES = {
     "minimal": lambda folder, work: run_loop(folder, work, _minimal_fields),
     "policy_default": lambda folder, work: run_loop(folder, work, _policy_default_fields),
     "mainland": run_mainland,
+    "mainland_postgresql": run_mainland_postgresql,
 }
 
 
@@ -315,6 +338,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="runs of each measurement; ratios are medians")
     parser.add_argument("--scale", type=int, help="import this many messages (corpus copies) and report flatness")
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temporary one)")
+    parser.add_argument("--engine", choices=("sqlite", "postgresql"), default="sqlite",
+                        help="postgresql: also import on a throwaway PostgreSQL cluster, side by side")
     parser.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
@@ -327,16 +352,29 @@ def main() -> None:
     scratch = args.keep or Path(tempfile.mkdtemp(prefix="mainland-bench-"))
     scratch.mkdir(parents=True, exist_ok=True)
     results: dict[str, list[dict]] = {phase: [] for phase in PHASES}
+    phases = ["minimal", "policy_default", "mainland"]
+    with contextlib.ExitStack() as cleanup:
+        if args.engine == "postgresql":
+            from tests.pg_cluster import ThrowawayCluster
+
+            os.environ[CLUSTER_ENV] = cleanup.enter_context(ThrowawayCluster(durable=True))
+            phases.append("mainland_postgresql")
+        _measure(args, scratch, phases, results)
+    print()
+    print(json.dumps(_summary(results, args)))
+
+
+def _measure(args: argparse.Namespace, scratch: Path, phases: list[str], results: dict[str, list[dict]]) -> None:
     try:
         folder = _materialise(scratch, args.scale)
         print(f"corpus: {len(_list_files(folder))} messages in {folder}; {os.cpu_count()} CPUs, "
               f"load average {os.getloadavg()[0]:.1f}")
         for n in range(1, max(1, args.runs) + 1):
-            for phase in ("minimal", "policy_default", "mainland"):
+            for phase in phases:
                 result = _child(phase, folder, scratch)
                 results[phase].append(result)
                 extra = (f"{result['stored']} stored, {result['duplicates']} duplicates, "
-                         f"{result['quarantined']} quarantined" if phase == "mainland"
+                         f"{result['quarantined']} quarantined" if phase.startswith("mainland")
                          else f"{result['stored']} stored, {result['fallbacks']} via the fallback path")
                 print(f"run {n} {phase:<14} {result['messages']} messages in {result['seconds']:6.2f} s = "
                       f"{result['messages'] / result['seconds']:6.0f} msg/s, CPU {result['cpu_seconds']:6.2f} s, "
@@ -344,8 +382,6 @@ def main() -> None:
     finally:
         if args.keep is None:
             shutil.rmtree(scratch, ignore_errors=True)
-    print()
-    print(json.dumps(_summary(results, args)))
 
 
 def _summary(results: dict[str, list[dict]], args: argparse.Namespace) -> dict:
@@ -356,6 +392,7 @@ def _summary(results: dict[str, list[dict]], args: argparse.Namespace) -> dict:
     ratio_minimal = _median([a / b for a, b in zip(rates("mainland"), rates("minimal"), strict=True)])
     ratio_default = _median([a / b for a, b in zip(rates("mainland"), rates("policy_default"), strict=True)])
     summary = {
+        "engine": args.engine,
         "msgs_per_s": round(_median(rates("mainland")), 1),
         "minimal_msgs_per_s": round(_median(rates("minimal")), 1),
         "policy_default_msgs_per_s": round(_median(rates("policy_default")), 1),
@@ -386,6 +423,17 @@ def _summary(results: dict[str, list[dict]], args: argparse.Namespace) -> dict:
         # The honest limit's own flatness: its search index grows and merges as Mainland's does.
         summary["minimal_last_to_first_segment"] = round(_median(
             [r["last_segment_msgs_per_s"] / r["first_segment_msgs_per_s"] for r in results["minimal"]]), 3)
+    if results["mainland_postgresql"]:
+        pg = results["mainland_postgresql"]
+        summary["postgresql_msgs_per_s"] = round(_median(rates("mainland_postgresql")), 1)
+        summary["postgresql_msgs_per_cpu_s"] = round(_median(rates("mainland_postgresql", "cpu_seconds")), 1)
+        summary["postgresql_to_sqlite"] = round(_median(
+            [a / b for a, b in zip(rates("mainland_postgresql"), rates("mainland"), strict=True)]), 3)
+        summary["postgresql_stored"] = pg[-1]["stored"]
+        summary["postgresql_write_lock_max_ms"] = max(r["write_lock_max_ms"] for r in pg)
+        summary["postgresql_peak_rss_mb"] = round(max(r["peak_rss_mb"] for r in pg), 1)
+        print(f"PostgreSQL against SQLite: {summary['postgresql_to_sqlite']:.2f} "
+              f"(target >= {TARGET_POSTGRESQL:.2f}, within 1.5x)")
     lost = summary["messages"] - summary["stored"] - summary["quarantined"] - summary["duplicates"]
     print(f"ratio to the minimal loop: {ratio_minimal:.2f} (target >= {TARGET_RATIO}); "
           f"to the policy.default loop: {ratio_default:.2f}; {lost} lost")

@@ -55,6 +55,18 @@ def at(minute: int) -> str:
 
 
 
+@pytest.fixture
+def store(tmp_path, migrated_database):
+    """SQLite's side of every comparison, whatever engine the rest of the suite runs on."""
+    from inbox.store import Store
+    from tests.conftest import fresh_database
+
+    lite = Store(fresh_database(migrated_database, tmp_path / "lite.db"))
+    lite.migrate()
+    yield lite
+    lite.close()
+
+
 @pytest.fixture(scope="module")
 def upgraded_template(cluster):
     """A database upgraded once by `pg_schema.upgrade`; each test gets a copy (CREATE DATABASE ... TEMPLATE)."""
