@@ -1,6 +1,7 @@
 """Web benchmark: the agent pages at 100,000 conversations and 1,000,000 messages.
 
     python bench/web.py [--scale 1] [--requests 200] [--clients 50] [--seconds 10] [--db PATH] [--rebuild]
+                        [--engine postgresql [--database-url URL]]
 
 1. Builds (once) a database with 100,000 conversations, 1,000,000 messages (with the FTS5 index),
    60,000 customers, 5 teams, 20 agents and 10 labels, through the real migrations; the file is
@@ -26,7 +27,14 @@
 3. Serves the app with waitress on 127.0.0.1 and lets 50 client threads (requests.Session each,
    same signed-in cookie) fetch the queue page for --seconds; prints requests/s and latency.
 
-Last line: one JSON object with queue_p50_ms, queue_p95_ms, filtered_p95_ms, conversation_p95_ms,
+4. With `--engine postgresql` (#17): copies the database into PostgreSQL (a fresh database on a
+   throwaway durable cluster the bench starts, or `--database-url`), through `mainland
+   migrate-to-postgresql`'s code, and runs 2 and 3 on each engine, one after the other, with the
+   same requests. The JSON then holds PostgreSQL's figures, SQLite's beside them as `sqlite_...`,
+   and per page the median of the per-request ratios PostgreSQL / SQLite (`<page>_pg_to_sqlite`,
+   `worst_pg_to_sqlite`; the issue's target is within 1.5).
+
+Last line: one JSON object with engine, queue_p50_ms, queue_p95_ms, filtered_p95_ms, conversation_p95_ms,
 search_p95_ms, long_thread_p95_ms, long_thread_kb, heavy_customer_p95_ms, heavy_customer_kb,
 queue_rps and the data sizes. Targets: p95 < 50 ms (queue, conversation, long thread, heavy customer),
 < 100 ms (search); HTML < 150 KB for the long thread and the heavy customer.
@@ -35,6 +43,7 @@ queue_rps and the data sizes. Targets: p95 < 50 ms (queue, conversation, long th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import itertools
 import json
@@ -435,12 +444,12 @@ def measure(app, urls: list[str], label: str, before: Any = None,
     return {"p50": median, "p95": p95, "cpu_p50": cpu_median, "cpu_p95": cpu_p95, "wall": wall}
 
 
-def _config(path: Path, data_dir: Path) -> dict:
-    return {"database": str(path), "data_dir": str(data_dir), "secret_key": "bench-secret", "instance_id": "bench",
+def _config(database: Path | str, data_dir: Path) -> dict:
+    return {"database": str(database), "data_dir": str(data_dir), "secret_key": "bench-secret", "instance_id": "bench",
             "channels": {}}
 
 
-def serve(path: Path, data_dir: Path) -> None:
+def serve(path: Path | str, data_dir: Path) -> None:
     """The app under waitress on a free port of 127.0.0.1 (a child process: its own interpreter
     lock, so the load clients do not slow the server down by sharing one); prints the port."""
     import logging
@@ -456,7 +465,7 @@ def serve(path: Path, data_dir: Path) -> None:
     server.run()
 
 
-def load(path: Path, data_dir: Path, clients: int, seconds: float) -> dict:
+def load(path: Path | str, data_dir: Path, clients: int, seconds: float) -> dict:
     import subprocess
 
     import requests
@@ -521,18 +530,20 @@ def _pair_ratio(slow: dict, fast: dict) -> float:
     return round(statistics.median(a / b for a, b in zip(slow["wall"], fast["wall"], strict=True)), 2)
 
 
-def busiest_week(path: Path) -> str:
-    conn = sqlite3.connect(str(path))
+def busiest_week(path: Path | str) -> str:
+    from inbox.store import Store
+
+    store = Store(path)
     try:
-        day = conn.execute("SELECT substr(created_at, 1, 10) AS d, count(*) FROM conversations "
-                           "GROUP BY d ORDER BY count(*) DESC LIMIT 1").fetchone()[0]
+        day = store.execute("SELECT substr(created_at, 1, 10) AS d, count(*) FROM conversations "
+                            "GROUP BY d ORDER BY count(*) DESC, d LIMIT 1").fetchone()[0]
     finally:
-        conn.close()
+        store.close()
     year, week, _ = dt.date.fromisoformat(day).isocalendar()
     return f"{year}-W{week:02d}"
 
 
-def worst_cases(app, path: Path, data_dir: Path, words: Words, rng: random.Random, n: int) -> dict:
+def worst_cases(app, path: Path | str, data_dir: Path, words: Words, rng: random.Random, n: int) -> dict:
     """Issue 16's worst cases: prefix searches of 2, 3 and 4 characters (each beside the search for
     the whole word, in this run), "all statuses" filtered by channel, priority and unassigned, the
     reports of the busiest week (page built afresh, a chart, a CSV) and the digest's first build."""
@@ -570,7 +581,7 @@ def worst_cases(app, path: Path, data_dir: Path, words: Words, rng: random.Rando
     return figures
 
 
-def ensure_fresh_service_levels(path: Path, data_dir: Path) -> None:
+def ensure_fresh_service_levels(path: Path | str, data_dir: Path) -> None:
     """Do once what a running worker does all day: recompute the service levels of conversations the
     bulk load left marked stale (each message insert marks its conversation). Otherwise the digest's
     first build, the first to call `refresh_stale`, recomputes every conversation of the year: about
@@ -592,7 +603,7 @@ def ensure_fresh_service_levels(path: Path, data_dir: Path) -> None:
         store.close()
 
 
-def ensure_manager(path: Path) -> None:
+def ensure_manager(path: Path | str) -> None:
     """A manager who may read the reports (added once to the cached database)."""
     from inbox.store import Store
     from inbox.web.auth import hash_password
@@ -605,7 +616,7 @@ def ensure_manager(path: Path) -> None:
         store.close()
 
 
-def digest_first_build(path: Path, data_dir: Path, week: str) -> dict:
+def digest_first_build(path: Path | str, data_dir: Path, week: str) -> dict:
     """The digest of the busiest week built in a fresh process (charts, both languages), as the
     worker does once a week: imports done, the first build timed (wall and CPU), then a second."""
     import subprocess
@@ -618,7 +629,7 @@ def digest_first_build(path: Path, data_dir: Path, week: str) -> dict:
     return figures
 
 
-def digest_child(path: Path, data_dir: Path, week: str) -> None:
+def digest_child(path: Path | str, data_dir: Path, week: str) -> None:
     from inbox import config as config_module
     from inbox import digest
     from inbox.reports import Period
@@ -639,26 +650,30 @@ def digest_child(path: Path, data_dir: Path, week: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--db", type=Path, default=None, help="database file (default: a cached file in /tmp)")
+    parser.add_argument("--db", default=None, help="database file (default: a cached file in /tmp)")
     parser.add_argument("--rebuild", action="store_true", help="build the database again even if cached")
     parser.add_argument("--requests", type=int, default=200, help="requests per measured page")
     parser.add_argument("--clients", type=int, default=50, help="concurrent clients for the load test")
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of the load test")
     parser.add_argument("--scale", type=float, default=1.0,
                         help="conversations, messages and customers × SCALE (1 = 100,000 / 1,000,000 / 60,000)")
+    parser.add_argument("--engine", choices=("sqlite", "postgresql"), default="sqlite",
+                        help="postgresql: copy the database into PostgreSQL and measure both, side by side")
+    parser.add_argument("--database-url", help="with --engine postgresql: an empty database to copy into "
+                                               "(default: a throwaway cluster the bench starts)")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--digest", help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     apply_scale(args.scale)
 
-    path = args.db or default_db()
     if args.serve:
-        serve(path, args.data_dir)
+        serve(_database(args.db), args.data_dir)
         return
     if args.digest:
-        digest_child(path, args.data_dir, args.digest)
+        digest_child(_database(args.db), args.data_dir, args.digest)
         return
+    path = Path(args.db) if args.db else default_db()
     if args.rebuild or not path.exists():
         print(f"building {path} ({CONVERSATIONS:,} conversations, {MESSAGES:,} messages)...", flush=True)
         built = build(path)
@@ -666,25 +681,78 @@ def main() -> None:
     else:
         print(f"using the cached database {path}", flush=True)
 
-    from inbox import create_app
     from inbox.store import Store
 
     probe = Store(path)
     first_team = sorted(probe.agent_team_ids(probe.agent_by_email("agent0@bench.example")["id"]))[0]
     probe.close()
-    long_id, heavy_customer = ensure_heavy(path, first_team)
-
+    heavy = ensure_heavy(path, first_team)
+    ensure_manager(path)
     data_dir = Path(tempfile.mkdtemp(prefix="mainland-bench-web-"))
-    app = create_app(_config(path, data_dir))
     ensure_fresh_service_levels(path, data_dir)
+    if args.engine == "sqlite":
+        summary = measure_engine(path, data_dir, heavy, args)
+        summary.pop("wall")
+        print(json.dumps({"engine": "sqlite", **summary}))
+        return
+    with contextlib.ExitStack() as cleanup:
+        url = args.database_url or _throwaway_database(cleanup)
+        copy_to_postgresql(path, url, data_dir)
+        # The same pages, the same requests, one engine after the other in this run.
+        print("\n== SQLite", flush=True)
+        lite = measure_engine(path, data_dir, heavy, args)
+        print("\n== PostgreSQL", flush=True)
+        pg = measure_engine(url, data_dir, heavy, args)
+    print(json.dumps({"engine": "postgresql", **side_by_side(lite, pg)}))
+
+
+def _database(value: str | None) -> Path | str:
+    """`--db` as the store takes it: a PostgreSQL URL as it is, else a file."""
+    from inbox.store.base import is_postgresql_url
+
+    if value and is_postgresql_url(value):
+        return value
+    return Path(value) if value else default_db()
+
+
+def _throwaway_database(cleanup: contextlib.ExitStack) -> str:
+    """A fresh database on a durable throwaway cluster (fsync on), stopped when the bench ends."""
+    from tests.pg_cluster import ThrowawayCluster, create_database
+
+    cluster = cleanup.enter_context(ThrowawayCluster(durable=True))
+    return create_database(cluster)
+
+
+def copy_to_postgresql(path: Path, url: str, data_dir: Path) -> None:
+    """The cached SQLite database into PostgreSQL, through `mainland migrate-to-postgresql`'s code."""
+    from inbox.migrate_to_postgresql import migrate_to_postgresql
+    from inbox.store import Store
+
+    started = time.perf_counter()
+    source = Store(path)
+    try:
+        migrate_to_postgresql(source, url, attachments_dir=data_dir / "attachments")
+    finally:
+        source.close()
+    print(f"copied into PostgreSQL in {time.perf_counter() - started:.0f} s", flush=True)
+
+
+def measure_engine(database: Path | str, data_dir: Path, heavy: tuple[int, int], args: argparse.Namespace) -> dict:
+    """Every measurement on one database; the summary, with each page's per-request wall times
+    under `wall` (for side_by_side)."""
+    from inbox import create_app
+
+    long_id, heavy_customer = heavy
+    app = create_app(_config(database, data_dir))
     store = app.extensions["mainland"].open_store()
     conversations = store.execute("SELECT count(*) FROM conversations").fetchone()[0]
     messages = store.execute("SELECT count(*) FROM messages").fetchone()[0]
     visible = sorted(store.agent_team_ids(store.agent_by_email("agent0@bench.example")["id"]))
-    # Conversations the agent may open: of their teams or unrouted, spread over the whole range.
-    open_ids = [r[0] for r in store.execute(
-        "SELECT id FROM conversations WHERE team_id IS NULL OR team_id IN (?, ?) ORDER BY random() LIMIT ?",
-        (visible[0], visible[1], args.requests))]
+    # Conversations the agent may open: of their teams or unrouted, spread over the whole range
+    # (the same ones on either engine: every n-th id, not a random sample of each database's).
+    ids = [r[0] for r in store.execute(
+        "SELECT id FROM conversations WHERE team_id IS NULL OR team_id IN (?, ?) ORDER BY id", (visible[0], visible[1]))]
+    open_ids = ids[:: max(1, len(ids) // args.requests)][:args.requests]
     store.close()
     load_before = os.getloadavg()[0]
     print(f"{conversations:,} conversations, {messages:,} messages; signed in as an agent of 2 of {TEAMS} teams; "
@@ -701,27 +769,43 @@ def main() -> None:
     terms = [words.rank(rng.randint(20, 220)) if i % 2 else words.rank(rng.randint(500, 4000)) for i in range(n)]
     search = measure(app, [f"/search?q={term}" for term in terms], "search")
     long_thread = measure(app, [f"/conversations/{long_id}"] * max(20, n // 4), "500-message thread")
-    heavy = measure(app, [f"/customers/{heavy_customer}"] * max(20, n // 4), "2,000-message customer")
-    worst = worst_cases(app, path, data_dir, words, rng, n)
+    heavy_page = measure(app, [f"/customers/{heavy_customer}"] * max(20, n // 4), "2,000-message customer")
+    worst = worst_cases(app, database, data_dir, words, rng, n)
     sizes = {"long_thread_kb": page_kb(app, f"/conversations/{long_id}"),
              "heavy_customer_kb": page_kb(app, f"/customers/{heavy_customer}")}
-    loaded = load(path, data_dir, args.clients, args.seconds)
+    loaded = load(database, data_dir, args.clients, args.seconds)
 
-    summary: dict[str, float | int] = {}
+    summary: dict[str, Any] = {}
+    walls: dict[str, list[float]] = {}
     for name, figures in (("queue", queue), ("filtered", filtered), ("conversation", conversation),
-                          ("search", search), ("long_thread", long_thread), ("heavy_customer", heavy)):
+                          ("search", search), ("long_thread", long_thread), ("heavy_customer", heavy_page)):
         summary |= {f"{name}_p50_ms": figures["p50"], f"{name}_p95_ms": figures["p95"],
                     f"{name}_cpu_p95_ms": figures["cpu_p95"]}
+        walls[name] = figures["wall"]
     summary |= worst
-    summary |= {**sizes, **loaded, "scale": SCALE, "clients": args.clients, "conversations": conversations, "messages": messages,
-                "load_average": round(max(load_before, os.getloadavg()[0]), 1)}
+    summary |= {**sizes, **loaded, "scale": SCALE, "clients": args.clients, "conversations": conversations,
+                "messages": messages, "load_average": round(max(load_before, os.getloadavg()[0]), 1)}
     missed = [k for k, limit in TARGETS.items() if summary[k] >= limit]
     print("targets met (wall clock)" if not missed else f"targets missed (wall clock): {', '.join(missed)}")
     # On a shared machine the wall clock includes waiting for a core; the same targets on CPU time:
     cpu_missed = [k for k, limit in TARGETS.items()
                   if summary.get(k.replace("_p95_ms", "_cpu_p95_ms").replace("_first_s", "_first_cpu_s"), 0) >= limit]
     print("targets met (CPU time)" if not cpu_missed else f"targets missed (CPU time): {', '.join(cpu_missed)}")
-    print(json.dumps(summary))
+    return {**summary, "wall": walls}
+
+
+def side_by_side(lite: dict, pg: dict) -> dict:
+    """PostgreSQL's figures, SQLite's beside them (`sqlite_...`), and for each page the median of
+    the per-request ratios PostgreSQL / SQLite (the same requests on both): `<page>_pg_to_sqlite`.
+    The issue's target: every ratio within 1.5."""
+    lite_walls, pg_walls = lite.pop("wall"), pg.pop("wall")
+    ratios = {f"{name}_pg_to_sqlite": round(statistics.median(
+        a / b for a, b in zip(pg_walls[name], lite_walls[name], strict=True)), 2) for name in pg_walls}
+    worst = max(ratios.values())
+    print("\n" + "\n".join(f"{name:<30} {ratio:5.2f}" for name, ratio in ratios.items()))
+    print(f"PostgreSQL against SQLite, the slowest page: {worst:.2f}x (target <= 1.5)")
+    return {**pg, **{f"sqlite_{key}": value for key, value in lite.items()}, **ratios,
+            "worst_pg_to_sqlite": worst}
 
 
 if __name__ == "__main__":

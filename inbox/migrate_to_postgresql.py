@@ -260,6 +260,8 @@ def _migrate(source: Store, target: Store, origin: str, plans: list[TablePlan], 
     if report.attachments.ok:
         with target.write():
             pg_copy.finish(target.conn)
+        progress.note("gathering the planner's statistics")
+        pg_copy.gather_statistics(target.conn)
         report.finished = True
     return report
 

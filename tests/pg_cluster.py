@@ -68,12 +68,14 @@ def _free_port() -> int:
 class ThrowawayCluster:
     """One PostgreSQL cluster, started by `start()` (or `with`), removed by `stop()`."""
 
-    def __init__(self, *, durable: bool = False, bin_dir: Path | None = None) -> None:
+    def __init__(self, *, durable: bool = False, bin_dir: Path | None = None, settings: tuple[str, ...] = ()) -> None:
         self.bin_dir = bin_dir or server_bin_dir()
         if self.bin_dir is None:
             raise ClusterError(f"no PostgreSQL {MIN_MAJOR}+ server found in /usr/lib/postgresql: install Debian's "
                                "'postgresql' package (scripts/setup.sh --test does) or set MAINLAND_PG_BIN")
         self.durable = durable
+        #: More server settings, "name=value" each (a bench's `shared_preload_libraries=pg_stat_statements`).
+        self.settings = settings
         self.folder: Path | None = None
         self.port: int | None = None
         self._user = pwd.getpwnam(UNPRIVILEGED_USER) if os.geteuid() == 0 else None
@@ -110,6 +112,7 @@ class ThrowawayCluster:
             settings = ["-c listen_addresses=127.0.0.1", f"-c unix_socket_directories={self.data}"]
             if not self.durable:
                 settings += ["-c fsync=off", "-c full_page_writes=off", "-c synchronous_commit=off"]
+            settings += [f"-c {setting}" for setting in self.settings]
             # The port is free when looked at; another process may take it before the server binds
             # it, so a start that fails to bind tries a new one.
             for attempt in range(3):

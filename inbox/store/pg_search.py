@@ -115,15 +115,15 @@ _HEADLINES = (
     "CROSS JOIN LATERAL (SELECT ts_headline('search_headline', "  # noqa: S608 - constants of this module
     f"{_SPACED.format(field='v.field')}, q.query, CASE WHEN length(v.field) <= {_COUNTED_CHARS} "
     "AND coalesce(array_length(string_to_array(search_text(v.field), ' '), 1), 0) <= q.words "
-    "THEN q.whole ELSE q.fragment END) AS shown) AS h "
+    "THEN q.whole ELSE q.fragment END) AS shown OFFSET 0) AS h "
     "CROSS JOIN LATERAL (SELECT replace(v.field, chr(1), '') AS base, "
-    "replace(replace(replace(h.shown, q.mark_open, ''), q.mark_close, ''), chr(1), '') AS plain) AS t "
-    "CROSS JOIN LATERAL (SELECT strpos(t.base, t.plain) AS at) AS a "
+    "replace(replace(replace(h.shown, q.mark_open, ''), q.mark_close, ''), chr(1), '') AS plain OFFSET 0) AS t "
+    "CROSS JOIN LATERAL (SELECT strpos(t.base, t.plain) AS at OFFSET 0) AS a "
     "CROSS JOIN LATERAL (SELECT CASE WHEN a.at > 0 THEN left(t.base, a.at - 1) END AS lead, "
     "CASE WHEN a.at > 0 THEN substr(t.base, a.at + length(t.plain)) END AS tail) AS e "
     # How many of the query's terms the field has (ts_headline highlights a word of a phrase wherever
     # it stands, so its highlights do not say whether the field has the phrase).
-    "CROSS JOIN LATERAL (SELECT to_tsvector('simple', coalesce(search_text(v.field), '')) AS words) AS w "
+    "CROSS JOIN LATERAL (SELECT to_tsvector('simple', coalesce(search_text(v.field), '')) AS words OFFSET 0) AS w "
     "CROSS JOIN LATERAL (SELECT count(*) AS hits FROM unnest(q.terms) AS term "
     "WHERE w.words @@ CAST(term AS tsquery)) AS k "
 )
