@@ -4,6 +4,7 @@
     .venv/bin/python bench/load.py --quick          # 10 agents, a small inbox, 1 minute in all
     .venv/bin/python bench/load.py --streams 200    # and 200 more live connections held open the whole time
     .venv/bin/python bench/load.py --minutes 60 --burst-minutes 10   # the long run
+    .venv/bin/python bench/load.py --engine postgresql --web-processes 2 --agents 100   # #17
 
 1. A real installation in a temporary folder: a configuration with one Telegram channel (`tg`) whose
    Bot API is the loopback imitation in `sandbox/telegram.py`, run by this process; an inbox of a few
@@ -30,7 +31,13 @@ Latencies are measured at the client, per page: `queue`, `conversation`, `reply`
 exceptions (a 503 counts); a reply held because the customer wrote meanwhile (409) is counted
 apart (`replies_held`), it is the product's answer, not a failure.
 
-Last line, one JSON object: `p50_ms`, `p95_ms`, `p99_ms` (each page -> ms), `errors`, `lost`,
+`--engine postgresql` (#17): the inbox is copied into a fresh database of a throwaway durable
+PostgreSQL cluster (`mainland migrate-to-postgresql`'s code), and the installation runs as several
+machines would: `--web-processes` processes of `mainland serve --no-worker` (each agent signs in to
+one of them, in turn) and one `mainland worker`. The CPU figure is then their sum, the memory the
+largest of them; the database server's own CPU is not in it.
+
+Last line, one JSON object: `engine`, `web_processes`, `p50_ms`, `p95_ms`, `p99_ms` (each page -> ms), `errors`, `lost`,
 `doubled` (items and replies together; `items_*`, `replies_*` apart), `write_lock_max_ms` (from
 `/-/health`), `peak_rss_mb` (VmHWM of the serve process), and extras: the serve process's CPU
 seconds beside the wall seconds, `after_first_minute_p95_ms` (the same without the first minute,
@@ -43,6 +50,7 @@ page, 0 errors, 0 lost, 0 doubled.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import math
@@ -150,8 +158,10 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def prepare(work: Path, scale: float, agents: int, imitation: TelegramImitation, port: int) -> Path:
-    """The database (the cached inbox, copied), the agents, and the configuration file; returns its path."""
+def prepare(work: Path, scale: float, agents: int, imitation: TelegramImitation, port: int,
+            postgresql: str | None = None) -> tuple[Path, Path | str]:
+    """The database (the cached inbox, copied; with `postgresql`, then copied into that database), the
+    agents, and the configuration file; returns its path and the database."""
     from inbox.store import Store
     from inbox.web.auth import hash_password
 
@@ -172,18 +182,38 @@ def prepare(work: Path, scale: float, agents: int, imitation: TelegramImitation,
                                       password_hash=hashed)
         store.set_agent_teams(agent_id, [teams[n % len(teams)]])
     store.close()
+    used: Path | str = database
+    if postgresql:
+        from inbox.migrate_to_postgresql import migrate_to_postgresql
+
+        started = time.perf_counter()
+        source = Store(database)
+        try:
+            migrate_to_postgresql(source, postgresql, attachments_dir=work / "data" / "attachments")
+        finally:
+            source.close()
+        print(f"copied the inbox into PostgreSQL in {time.perf_counter() - started:.0f} s", flush=True)
+        used = postgresql
     config = work / "config.yaml"
     config.write_text(json.dumps({  # JSON is YAML
-        "database": str(database), "data_dir": str(work / "data"), "base_url": f"http://127.0.0.1:{port}",
+        "database": str(used), "data_dir": str(work / "data"), "base_url": f"http://127.0.0.1:{port}",
         "channels": {CHANNEL: {"kind": "telegram", "token": imitation.token, "api_url": imitation.url}},
     }, indent=2))
-    return config
+    return config, used
 
 
-def start_server(config: Path, port: int, log: Path) -> subprocess.Popen:
+def start_worker(config: Path, log: Path) -> subprocess.Popen:
+    """`mainland worker`, for web processes started with --no-worker."""
+    mainland = Path(sys.executable).with_name("mainland")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    return subprocess.Popen([str(mainland), "--config", str(config), "worker"], stdout=log.open("wb"),
+                            stderr=subprocess.STDOUT, cwd=str(config.parent), env=env)
+
+
+def start_server(config: Path, port: int, log: Path, *, worker: bool = True) -> subprocess.Popen:
     """`mainland serve` as docs/operations.md documents it; returns once it answers."""
     mainland = Path(sys.executable).with_name("mainland")
-    command = [str(mainland), "--config", str(config), "serve", "--port", str(port)]
+    command = [str(mainland), "--config", str(config), "serve", "--port", str(port), *([] if worker else ["--no-worker"])]
     # The checkout's code (this bench's), also when the virtualenv's package is installed from elsewhere.
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     server = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=str(config.parent),
@@ -256,7 +286,7 @@ def arrivals(telegram: Telegram, phases: list[tuple[float, float]], stop: thread
 class TelegramConversations:
     """Which conversations are on the Telegram channel (the ones a reply can go to), read from the database."""
 
-    def __init__(self, database: Path) -> None:
+    def __init__(self, database: Path | str) -> None:
         self.database = database
         self.lock = threading.Lock()
         self.ids: set[int] = set()
@@ -348,17 +378,24 @@ def live_stream(session: requests.Session, base: str, record: Recorder, stop: th
 # Counting -------------------------------------------------------------------------------------
 
 class _read_only:
-    def __init__(self, database: Path) -> None:
-        self.db = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30)
+    """A reading connection: SQLite's file opened read-only, or a store on the PostgreSQL URL."""
 
-    def __enter__(self) -> sqlite3.Connection:
+    def __init__(self, database: Path | str) -> None:
+        if isinstance(database, str):
+            from inbox.store import Store
+
+            self.db: Any = Store(database, check=False)
+        else:
+            self.db = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30)
+
+    def __enter__(self) -> Any:
         return self.db
 
     def __exit__(self, *exc: object) -> None:
         self.db.close()
 
 
-def stored(database: Path) -> tuple[Counter[int], dict[str, str | None]]:
+def stored(database: Path | str) -> tuple[Counter[int], dict[str, str | None]]:
     """The items stored (token -> times) and the replies queued (token -> delivery status)."""
     with _read_only(database) as db:
         items = Counter(int(m.group(1)) for (text,) in db.execute(
@@ -370,7 +407,7 @@ def stored(database: Path) -> tuple[Counter[int], dict[str, str | None]]:
     return items, replies
 
 
-def drain(database: Path, telegram: Telegram, posted: list[str]) -> tuple[Counter[int], dict[str, str | None], float]:
+def drain(database: Path | str, telegram: Telegram, posted: list[str]) -> tuple[Counter[int], dict[str, str | None], float]:
     """Waits until every item is stored and every reply left the outbox (or DRAIN_SECONDS); returns the counts."""
     started = time.monotonic()
     while True:
@@ -397,40 +434,61 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=16)
     parser.add_argument("--quick", action="store_true", help="10 agents, 1,000 conversations, 40 s + 20 s")
     parser.add_argument("--keep", type=Path, help="work in this folder and leave it (database, config, server log)")
+    parser.add_argument("--engine", choices=("sqlite", "postgresql"), default="sqlite",
+                        help="postgresql: the inbox on a throwaway PostgreSQL cluster (#17)")
+    parser.add_argument("--web-processes", type=int, default=1,
+                        help="with --engine postgresql: web processes (serve --no-worker) beside one worker")
     args = parser.parse_args()
+    if args.engine == "sqlite" and args.web_processes != 1:
+        parser.error("--web-processes needs --engine postgresql (SQLite's installation is one machine's)")
     if args.quick:
         args.agents, args.scale, args.minutes, args.burst_minutes = min(args.agents, 10), 0.01, 40 / 60, 20 / 60
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="mainland-bench-load-"))
     work.mkdir(parents=True, exist_ok=True)
+    cleanup = contextlib.ExitStack()
+    postgresql = None
+    if args.engine == "postgresql":
+        from tests.pg_cluster import ThrowawayCluster, create_database
+
+        postgresql = create_database(cleanup.enter_context(ThrowawayCluster(durable=True)))
     rng = random.Random(args.seed)
     imitation = TelegramImitation().start()
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    config = prepare(work, args.scale, args.agents, imitation, port)
+    ports = [free_port() for _ in range(args.web_processes)]
+    bases = [f"http://127.0.0.1:{port}" for port in ports]
+    base = bases[0]
+    config, database = prepare(work, args.scale, args.agents, imitation, ports[0], postgresql)
     log = work / "serve.log"
-    server = start_server(config, port, log)
+    separate_worker = args.engine == "postgresql"
+    servers = [start_server(config, port, work / f"serve{n}.log" if n else log, worker=not separate_worker)
+               for n, port in enumerate(ports)]
+    processes = [*servers, *([start_worker(config, work / "worker.log")] if separate_worker else [])]
     record = Recorder()
     stop = threading.Event()
     threads: list[threading.Thread] = []
     opened: list[requests.Response] = []
     try:
-        sessions = [sign_in(base, f"load{n}@bench.example") for n in range(args.agents)]
+        # Each agent works on one web process, in turn (as a load balancer keeping sessions would).
+        homes = [bases[n % len(bases)] for n in range(args.agents)]
+        sessions = [sign_in(homes[n], f"load{n}@bench.example") for n in range(args.agents)]
         load_before = os.getloadavg()[0]
-        print(f"{args.agents} agents signed in, {args.streams} extra live connections; serve pid {server.pid}; "
+        print(f"{args.agents} agents signed in, {args.streams} extra live connections; {args.engine}, "
+              f"{len(servers)} web process(es) {[s.pid for s in servers]}"
+              f"{', a worker of its own' if separate_worker else ''}; "
               f"load average {load_before:.1f} on {os.cpu_count()} CPUs", flush=True)
         telegram = Telegram(imitation, random.Random(rng.random()))
-        telegram_conversations = TelegramConversations(work / "mainland.db")
+        telegram_conversations = TelegramConversations(database)
         posted: list[str] = []
         for n, session in enumerate(sessions):
-            threads.append(threading.Thread(target=live_stream, args=(session, base, record, stop, opened), daemon=True))
+            threads.append(threading.Thread(target=live_stream, args=(session, homes[n], record, stop, opened),
+                                            daemon=True))
             threads.append(threading.Thread(target=agent_loop, daemon=True, args=(
-                n, session, base, random.Random(rng.random()), record, telegram_conversations, posted, stop)))
+                n, session, homes[n], random.Random(rng.random()), record, telegram_conversations, posted, stop)))
         for n in range(args.streams):
-            threads.append(threading.Thread(target=live_stream, daemon=True,
-                                            args=(sessions[n % len(sessions)], base, record, stop, opened)))
+            threads.append(threading.Thread(target=live_stream, daemon=True, args=(
+                sessions[n % len(sessions)], homes[n % len(sessions)], record, stop, opened)))
         phases = [(args.minutes * 60, args.rate), (args.burst_minutes * 60, args.rate * args.burst)]
-        cpu_before, wall_before = process_cpu_seconds(server.pid), time.perf_counter()
+        cpu_before, wall_before = sum(process_cpu_seconds(p.pid) for p in processes), time.perf_counter()
         record.started = wall_before
         for thread in threads:
             thread.start()
@@ -439,22 +497,26 @@ def main() -> None:
         for response in list(opened):
             response.close()
         wall = time.perf_counter() - wall_before
-        cpu = process_cpu_seconds(server.pid) - cpu_before
+        cpu = sum(process_cpu_seconds(p.pid) for p in processes) - cpu_before
         load_after = os.getloadavg()[0]
         deadline = time.monotonic() + 70  # a stream notices the stop at its next event (a heartbeat: 15 s)
         for thread in threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
-        items, replies, drained = drain(work / "mainland.db", telegram, posted)
+        items, replies, drained = drain(database, telegram, posted)
         received = telegram.received_replies()
         health = sessions[0].get(f"{base}/-/health", timeout=30).json()
-        rss = peak_rss_mb(server.pid)
+        rss = max(peak_rss_mb(p.pid) for p in processes)
     finally:
         stop.set()
-        server.terminate()
-        server.wait(timeout=90)
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=90)
         imitation.stop()
+        cleanup.close()
 
-    lines = log.read_text(errors="replace").splitlines()
+    lines = [line for n in range(len(servers)) for line in
+             (work / f"serve{n}.log" if n else log).read_text(errors="replace").splitlines()]
     warnings = sum("Task queue depth" in line for line in lines)
     refusing = sum("no longer accepting new connections" in line for line in lines)
     items_lost = len(set(telegram.sent) - set(items))
@@ -465,6 +527,8 @@ def main() -> None:
     replies_lost = sum(1 for t in queued if received[t] == 0)
     replies_doubled = sum(1 for t in queued if received[t] > 1)
     summary: dict[str, Any] = {
+        "engine": args.engine,
+        "web_processes": len(servers),
         "p50_ms": {p: percentile(record.ms[p], 0.50) for p in PAGES},
         "p95_ms": {p: percentile(record.ms[p], 0.95) for p in PAGES},
         "p99_ms": {p: percentile(record.ms[p], 0.99) for p in PAGES},
