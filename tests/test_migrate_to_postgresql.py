@@ -287,11 +287,11 @@ def test_text_keys_are_read_in_the_same_order_on_both_engines(moved):
     assert leases == sorted(leases) and leases[0] == "Zeta" and leases[-1] == "日本"
 
 
-def test_the_planner_has_statistics_for_the_copied_tables_at_once(moved):
+def test_the_copied_tables_are_vacuumed_and_analyzed_at_once(moved):
     # Without them the first pages after a move were several times slower (bench/web.py).
     never = moved["postgresql"].execute(
         "SELECT relname FROM pg_stat_user_tables WHERE relname IN ('messages', 'conversations', 'customers') "
-        "AND last_analyze IS NULL AND last_autoanalyze IS NULL").fetchall()
+        "AND (last_analyze IS NULL OR last_vacuum IS NULL) AND last_autoanalyze IS NULL").fetchall()
     assert never == []
 
 
