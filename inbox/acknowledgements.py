@@ -157,7 +157,7 @@ def run(mainland: Any, store: Any, now: dt.datetime | None = None) -> Acknowledg
             else:
                 result.skipped += 1
         if rows:
-            store.move_mark("acknowledgements", rows[-1]["id"])
+            store.notifications.move_mark("acknowledgements", rows[-1]["id"])
     return result
 
 

@@ -35,6 +35,7 @@ from typing import Any
 import yaml
 
 from inbox.i18n import gettext as _
+from inbox.store.answers import Answer
 
 #: Largest file taken in, and the most entries in one file.
 MAX_FILE_BYTES = 2 * 1024 * 1024
@@ -99,20 +100,20 @@ def _text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 _ExportDumper.add_representer(str, _text)
 
 
-def export_entries(answers: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def export_entries(answers: Iterable[Answer]) -> list[dict[str, Any]]:
     """The library as file entries, ordered so that answers with the same title keep their order."""
-    ordered = sorted(answers, key=lambda a: (a["title"].casefold(), a["language"], a["id"]))
+    ordered = sorted(answers, key=lambda a: (a.title.casefold(), a.language, a.id))
     entries = []
     for answer in ordered:
-        entry: dict[str, Any] = {"title": answer["title"], "language": answer["language"],
-                                 "tags": (answer["tags"] or "").split(), "body": answer["body"]}
-        if not answer["active"]:
+        entry: dict[str, Any] = {"title": answer.title, "language": answer.language,
+                                 "tags": (answer.tags or "").split(), "body": answer.body}
+        if not answer.active:
             entry["active"] = False
         entries.append(entry)
     return entries
 
 
-def export_yaml(answers: Iterable[Mapping[str, Any]], now: dt.datetime) -> str:
+def export_yaml(answers: Iterable[Answer], now: dt.datetime) -> str:
     header = (f"# Mainland answer library, exported {now:%Y-%m-%d %H:%M} UTC.\n"
               "# One entry per answer and language; import it on /answers/import (docs/answers.md).\n\n")
     body = yaml.dump({"answers": export_entries(answers)}, Dumper=_ExportDumper, allow_unicode=True,
@@ -120,7 +121,7 @@ def export_yaml(answers: Iterable[Mapping[str, Any]], now: dt.datetime) -> str:
     return header + body
 
 
-def export_csv(answers: Iterable[Mapping[str, Any]]) -> str:
+def export_csv(answers: Iterable[Answer]) -> str:
     """UTF-8 with a byte-order mark, so Excel reads the accents right."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
@@ -278,11 +279,11 @@ def key_of(title: str, language: str) -> tuple[str, str]:
     return title.casefold(), language
 
 
-def plan_import(entries: Iterable[RawEntry], library: Iterable[Mapping[str, Any]], check: Check) -> list[PlannedEntry]:
+def plan_import(entries: Iterable[RawEntry], library: Iterable[Answer], check: Check) -> list[PlannedEntry]:
     """What importing each entry would do, in file order. `check` is the editor's check of an answer."""
-    answers_by_key: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
-    for answer in sorted(library, key=lambda a: a["id"]):
-        answers_by_key.setdefault(key_of(answer["title"], answer["language"]), []).append(answer)
+    answers_by_key: dict[tuple[str, str], list[Answer]] = {}
+    for answer in sorted(library, key=lambda a: a.id):
+        answers_by_key.setdefault(key_of(answer.title, answer.language), []).append(answer)
     seen: dict[tuple[str, str], list[int]] = {}
     planned = []
     for entry in entries:
@@ -314,21 +315,21 @@ def _field_problem(entry: RawEntry, name: str, message: str) -> str:
     return _("'%(field)s': %(problem)s", field=name, problem=message)
 
 
-def _compare(entry: RawEntry, values: dict[str, Any], answer: Mapping[str, Any] | None) -> PlannedEntry:
+def _compare(entry: RawEntry, values: dict[str, Any], answer: Answer | None) -> PlannedEntry:
     if answer is None:
         return PlannedEntry(entry.position, entry.line, "new", values)
-    stored = {"title": answer["title"], "tags": answer["tags"] or "", "active": bool(answer["active"])}
+    stored = {"title": answer.title, "tags": answer.tags or "", "active": answer.active}
     if entry.fields.get("tags") is None:
         values["tags"] = stored["tags"].split()
     incoming = {"title": values["title"], "tags": " ".join(values["tags"]), "active": values["active"]}
     fields = [name for name in ("title", "tags") if stored[name] != incoming[name]]
     if incoming["active"] is not None and incoming["active"] != stored["active"]:
         fields.append("active")
-    lines = body_changes(answer["body"], values["body"])
+    lines = body_changes(answer.body, values["body"])
     if lines:
         fields.append("body")
     return PlannedEntry(entry.position, entry.line, "changed" if fields else "unchanged", values,
-                        answer_id=answer["id"], version=answer["version"], fields=fields, before=stored, lines=lines)
+                        answer_id=answer.id, version=answer.version, fields=fields, before=stored, lines=lines)
 
 
 def body_changes(older: str, newer: str) -> list[dict[str, str]]:

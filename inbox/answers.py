@@ -22,10 +22,13 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from inbox.channel_format import Adapted, adapt, measure_for
 from inbox.routing import STOPWORDS, detect_language
+
+if TYPE_CHECKING:
+    from inbox.store.answers import Answer, AnswerContext, AnswerPick
 
 #: How much a similar earlier pick adds to an answer's score (a pick for the very same question
 #: counts as much as a perfect text match).
@@ -73,10 +76,10 @@ def normalise_tags(raw: str | Iterable[str]) -> list[str]:
     return seen[:MAX_TAGS]
 
 
-def answer_text(answer: Mapping[str, Any]) -> str:
+def answer_text(answer: Answer) -> str:
     """What an answer is matched on: its title and tags count twice, being written to be found."""
-    head = f"{answer.get('title', '')} {answer.get('tags', '')}"
-    return f"{head} {head} {answer.get('body', '')}"
+    head = f"{answer.title} {answer.tags}"
+    return f"{head} {head} {answer.body}"
 
 
 class Vectors:
@@ -105,7 +108,7 @@ def cosine(a: Mapping[str, float], b: Mapping[str, float]) -> float:
 
 @dataclass
 class Suggestion:
-    answer: dict[str, Any]
+    answer: Answer
     score: float
     text_score: float
     pick_score: float
@@ -113,21 +116,21 @@ class Suggestion:
 
     def as_json(self) -> dict[str, Any]:
         a = self.answer
-        return {"id": a["id"], "title": a["title"], "body": a["body"], "language": a["language"],
-                "tags": (a.get("tags") or "").split(), "version": a["version"], "score": round(self.score, 4),
+        return {"id": a.id, "title": a.title, "body": a.body, "language": a.language,
+                "tags": (a.tags or "").split(), "version": a.version, "score": round(self.score, 4),
                 "text_score": round(self.text_score, 4), "pick_score": round(self.pick_score, 4),
                 "picks": self.picks}
 
 
-def rank(question: str, answers: Sequence[Mapping[str, Any]], picks: Iterable[Mapping[str, Any]] = (), *,
+def rank(question: str, answers: Sequence[Answer], picks: Iterable[AnswerPick] = (), *,
          limit: int = 5, min_score: float = 0.0) -> list[Suggestion]:
     """Answers ranked for `question`: text similarity plus earlier picks for similar questions.
 
-    `picks` are rows with `answer_id` and `question` (the question that answer was picked for).
+    `picks` name an answer (`answer_id`) and the `question` it was picked for.
     """
     question_terms = terms(question)
     answer_terms = [terms(answer_text(a)) for a in answers]
-    pick_rows = [(p["answer_id"], terms(p.get("question") or "")) for p in picks]
+    pick_rows = [(p.answer_id, terms(p.question or "")) for p in picks]
     vectors = Vectors(answer_terms + [t for _, t in pick_rows])
     q = vectors.vector(question_terms)
     pick_scores: dict[int, float] = {}
@@ -142,36 +145,36 @@ def rank(question: str, answers: Sequence[Mapping[str, Any]], picks: Iterable[Ma
     found = []
     for answer, words in zip(answers, answer_terms, strict=True):
         text_score = cosine(q, vectors.vector(words)) if q else 0.0
-        pick_score = PICK_WEIGHT * min(pick_scores.get(answer["id"], 0.0), 1.5)
+        pick_score = PICK_WEIGHT * min(pick_scores.get(answer.id, 0.0), 1.5)
         score = text_score + pick_score
         if score > min_score:
-            found.append(Suggestion(dict(answer), score, text_score, pick_score, pick_counts.get(answer["id"], 0)))
-    found.sort(key=lambda s: (-s.score, s.answer["title"].lower(), s.answer["id"]))
+            found.append(Suggestion(answer, score, text_score, pick_score, pick_counts.get(answer.id, 0)))
+    found.sort(key=lambda s: (-s.score, s.answer.title.lower(), s.answer.id))
     return found[:limit]
 
 
-def search(query: str, answers: Sequence[Mapping[str, Any]], *, limit: int = 200) -> list[dict[str, Any]]:
+def search(query: str, answers: Sequence[Answer], *, limit: int = 200) -> list[Answer]:
     """The library's search box: answers matching `query` (any word, or a title/tag substring)."""
     if not query.strip():
-        return [dict(a) for a in answers][:limit]
+        return list(answers)[:limit]
     folded = fold(query.strip())
-    ranked = {s.answer["id"]: s.score for s in rank(query, answers, limit=len(answers))}
+    ranked = {s.answer.id: s.score for s in rank(query, answers, limit=len(answers))}
     hits = []
     for answer in answers:
-        score = ranked.get(answer["id"], 0.0)
-        if folded in fold(answer["title"]) or folded in fold(answer.get("tags") or ""):
+        score = ranked.get(answer.id, 0.0)
+        if folded in fold(answer.title) or folded in fold(answer.tags or ""):
             score += 1.0
         if score > 0:
-            hits.append((score, dict(answer)))
-    hits.sort(key=lambda pair: (-pair[0], pair[1]["title"].lower()))
+            hits.append((score, answer))
+    hits.sort(key=lambda pair: (-pair[0], pair[1].title.lower()))
     return [a for _, a in hits[:limit]]
 
 
 # Suggesting in a conversation --------------------------------------------------------------------
 
-def conversation_language(context: Mapping[str, Any]) -> str | None:
-    """The customer's language for a conversation (`Store.answer_context()`)."""
-    return detect_language(context.get("question") or "", locale=context.get("locale"))
+def conversation_language(context: AnswerContext) -> str | None:
+    """The customer's language for a conversation (`store.answers.context()`)."""
+    return detect_language(context.question or "", locale=context.locale)
 
 
 def suggest(store: Any, conversation_id: int, *, limit: int = 5) -> dict[str, Any]:
@@ -180,16 +183,16 @@ def suggest(store: Any, conversation_id: int, *, limit: int = 5) -> dict[str, An
     Returns {"language", "suggestions": [Suggestion], "all_languages": bool} — `all_languages`
     when the library has nothing in that language and every language is shown instead.
     """
-    context = store.answer_context(conversation_id)
+    context = store.answers.context(conversation_id)
     if context is None:
         return {"language": None, "suggestions": [], "all_languages": True}
     language = conversation_language(context)
-    answers = store.answers(language=language) if language else []
+    answers = store.answers.all(language=language) if language else []
     all_languages = not answers
     if all_languages:
-        answers = store.answers()
-    picks = store.answer_use_questions(None if all_languages else language, exclude_conversation=conversation_id)
-    found = rank(context["question"], answers, picks, limit=limit, min_score=0.0)
+        answers = store.answers.all()
+    picks = store.answers.picks(None if all_languages else language, exclude_conversation=conversation_id)
+    found = rank(context.question, answers, picks, limit=limit, min_score=0.0)
     return {"language": language, "suggestions": found, "all_languages": all_languages}
 
 

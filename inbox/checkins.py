@@ -40,6 +40,7 @@ from inbox import access, answers, clock, outreach
 from inbox.i18n import gettext, ngettext
 from inbox.routing import language_from_locale
 from inbox.sendability import StartTarget
+from inbox.store.answers import Answer
 from inbox.store.base import iso, parse_iso
 from inbox.store.checkins import StartedCheckIn
 
@@ -250,12 +251,12 @@ def channel_for(mainland: Any, store: Any, customer_id: int) -> tuple[int | None
 
 # Starting, skipping, snoozing ------------------------------------------------------------------------
 
-def template_answer(store: Any, conf: CheckInSettings, locale: str | None, default_language: str) -> dict[str, Any] | None:
+def template_answer(store: Any, conf: CheckInSettings, locale: str | None, default_language: str) -> Answer | None:
     """The library's check-in answer (tagged `answer_tag`) in the customer's language, else in the
     default language, else any; None when the library has none."""
-    tagged = [a for a in store.answers(active=True) if conf.answer_tag in (a.get("tags") or "").split()]
+    tagged = [a for a in store.answers.all(active=True) if conf.answer_tag in (a.tags or "").split()]
     for language in (language_from_locale(locale), default_language):
-        match = next((a for a in tagged if language and a["language"] == language), None)
+        match = next((a for a in tagged if language and a.language == language), None)
         if match is not None:
             return match
     return tagged[0] if tagged else None
@@ -271,10 +272,10 @@ def prefill(mainland: Any, store: Any, suggestion: Suggestion, agent: Mapping[st
     if answer is None or suggestion.target is None:
         return form
     signer = (suggestion.owner or {}).get("name") or agent.get("name")
-    adapted = answers.render(answer["body"], {"customer_name": record.get("display_name"), "public": False,
-                                              "attributes": store.customer_attribute_map(suggestion.customer_id)},
+    adapted = answers.render(answer.body, {"customer_name": record.get("display_name"), "public": False,
+                                           "attributes": store.customer_attributes(suggestion.customer_id)},
                              agent_name=signer, connector_cls=mainland.connector_class(suggestion.target.channel))
-    form.update(subject=answer["title"], text=adapted.text, answer=str(answer["id"]))
+    form.update(subject=answer.title, text=adapted.text, answer=str(answer.id))
     return form
 
 

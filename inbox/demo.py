@@ -239,16 +239,16 @@ class AnswerSeeder:
         if not entries:
             return SeedResult(self.name, 0, f"no answers in {settings.answers_file}; skipped")
         # Archived answers count as there: the library's keeper archived them on purpose.
-        present = {(a["title"].casefold(), a["language"]) for a in store.answers(active=None)}
+        present = {(a.title.casefold(), a.language) for a in store.answers.all(active=None)}
         admin = store.agent_by_email(settings.admin_email)
         now = iso(clock.now())
         added = 0
         for entry in entries:
             if (entry["title"].casefold(), entry["language"]) in present:
                 continue
-            store.create_answer(title=entry["title"], body=entry["body"], language=entry["language"],
-                                tags=normalise_tags(entry.get("tags") or ()), owner_id=admin["id"] if admin else None,
-                                now=now)
+            store.answers.create(title=entry["title"], body=entry["body"], language=entry["language"],
+                                 tags=normalise_tags(entry.get("tags") or ()), owner_id=admin["id"] if admin else None,
+                                 now=now)
             added += 1
         return SeedResult(self.name, added, f"{added} of {len(entries)} answer(s) added to the library")
 

@@ -95,16 +95,16 @@ def channel_report(mainland: Mainland, store: Store, *, now: dt.datetime | None 
     since = iso(now - RECENT)
     warn_after = warn_after_seconds(mainland)
     health = store.channel_health()
-    first_refusals = store.first_webhook_refusals()
-    cursors = store.cursors() if counts else {}
-    items = store.inbound_counts_since(since) if counts else {}
-    refusals = store.webhook_refusal_counts_since(since) if counts else {}
-    webhooks_seen = store.last_webhook_events() if counts else {}
-    quarantined = store.quarantine_counts() if counts else {}
+    first_refusals = store.health.first_webhook_refusals()
+    cursors = store.health.cursors() if counts else {}
+    items = store.health.inbound_counts_since(since) if counts else {}
+    refusals = store.health.webhook_refusal_counts_since(since) if counts else {}
+    webhooks_seen = store.health.last_webhook_events() if counts else {}
+    quarantined = store.health.quarantine_counts() if counts else {}
     # A web form records no polls and no webhooks: it was last used when its last message came in.
     own_pages = [name for name, channel in mainland.config.channels.items()
                  if getattr(mainland.registry.get(channel.kind), "own_endpoint", False)]
-    form_used = store.last_inbound_at(own_pages) if counts and own_pages else {}
+    form_used = store.health.last_inbound_at(own_pages) if counts and own_pages else {}
 
     report = []
     for name, channel in mainland.config.channels.items():
@@ -136,7 +136,7 @@ def channel_report(mainland: Mainland, store: Store, *, now: dt.datetime | None 
                     seconds=(every or 0) * (failures - 1))
         failing_seconds = max(0.0, (now - failing_since).total_seconds()) if failing_since else None
 
-        cursor = cursors.get(name, {})
+        cursor = cursors.get(name)
         report.append(ChannelHealth(
             name=name, kind=channel.kind, display_name=str(display), enabled=channel.enabled,
             push_only=push_only, polled=polled,
@@ -144,7 +144,7 @@ def channel_report(mainland: Mainland, store: Store, *, now: dt.datetime | None 
             poll_every_seconds=every, last_poll_at=last_poll, last_success_at=last_success,
             last_error=row.get("last_error"),
             last_error_at=row.get("last_error_at"), failures=failures, paused_until=paused,
-            cursor=cursor.get("value"), cursor_updated_at=cursor.get("updated_at"),
+            cursor=cursor.value if cursor else None, cursor_updated_at=cursor.updated_at if cursor else None,
             items_24h=items.get(name, 0), next_poll_at=next_poll, last_webhook_at=webhooks_seen.get(name),
             webhook_refusals_24h=refusals.get(name, 0), quarantined=quarantined.get(name, 0),
             failing_since=iso(failing_since) if failing_since else None, failing_seconds=failing_seconds,

@@ -36,6 +36,7 @@ from inbox.answers import VARIABLE, fold, variables_in
 from inbox.channel_format import to_html
 from inbox.i18n import LANGUAGES
 from inbox.routing import detect_topics
+from inbox.store.answers import Answer
 from inbox.store.base import iso
 
 SETTINGS_KEYS = frozenset({"enabled", "title", "brand_color", "logo_url"})
@@ -112,11 +113,11 @@ def valid_slug(slug: str) -> bool:
     return bool(_SLUG.match(slug or "")) and len(slug) <= MAX_SLUG_CHARS and slug not in ("search", "sitemap-xml")
 
 
-def publish_blockers(answer: Mapping[str, Any]) -> list[str]:
+def publish_blockers(answer: Answer) -> list[str]:
     """The variables that keep an answer off the public pages (every variable: each is filled in
     with someone's data)."""
-    return variables_in(answer.get("body") or "") + [v for v in variables_in(answer.get("title") or "")
-                                                     if v not in variables_in(answer.get("body") or "")]
+    return variables_in(answer.body or "") + [v for v in variables_in(answer.title or "")
+                                              if v not in variables_in(answer.body or "")]
 
 
 def is_public_language(language: str) -> bool:

@@ -42,7 +42,18 @@ from babel.support import Translations
 from inbox import clock
 from inbox.store import notifications as prefs
 from inbox.store.base import iso
-from inbox.store.notifications import DEFAULTS, EVENTS, KIND_EVENTS, MEDIA, resolve_settings, wants
+from inbox.store.notifications import (
+    DEFAULTS,
+    EVENTS,
+    KIND_EVENTS,
+    MEDIA,
+    CustomerReply,
+    NewestNotification,
+    NotificationEmail,
+    PendingEmailNotification,
+    resolve_settings,
+    wants,
+)
 from inbox.triage import LOOP_HEADER
 
 __all__ = ["DEFAULTS", "EVENTS", "KIND_EVENTS", "MEDIA", "resolve_settings", "wants", "run", "settings_for",
@@ -131,37 +142,37 @@ def translations(locale: str | None) -> Translations:
     return _translations(locale)
 
 
-def describe(row: Mapping[str, Any], translations: Translations) -> str:
+def describe(row: NewestNotification | PendingEmailNotification, translations: Translations) -> str:
     """One line for a notification: who did what, in which conversation."""
     gettext = translations.gettext
-    subject = row.get("subject") or gettext("(no subject)")
-    template = KIND_TEXTS.get(row["kind"])
+    subject = row.subject or gettext("(no subject)")
+    template = KIND_TEXTS.get(row.kind)
     if template is None:
         return subject
     return gettext(template) % {
-        "actor": row.get("actor_name") or row.get("actor_email") or gettext("Someone"),
-        "customer": row.get("customer_name") or gettext("The customer"),
+        "actor": row.actor_name or row.actor_email or gettext("Someone"),
+        "customer": row.customer_name or gettext("The customer"),
         "subject": subject,
     }
 
 
-def conversation_path(row: Mapping[str, Any]) -> str:
-    anchor = f"#message-{row['message_id']}" if row.get("message_id") else ""
-    return f"/conversations/{row['conversation_id']}{anchor}"
+def conversation_path(row: NewestNotification | PendingEmailNotification) -> str:
+    anchor = f"#message-{row.message_id}" if row.message_id else ""
+    return f"/conversations/{row.conversation_id}{anchor}"
 
 
 def browser_payload(store: Any, agent: Mapping[str, Any], team_ids: Any, locale: str | None,
                     after_id: int) -> dict[str, Any] | None:
     """What a browser notification shows for the agent's newest notification, if it is newer than
     `after_id`, of a kind they want in the browser, in a conversation they may see; else None."""
-    row = store.newest_notification(agent["id"])
-    if row is None or row["id"] <= after_id or row["read_at"]:
+    row = store.notifications.newest(agent["id"])
+    if row is None or row.id <= after_id or row.read_at:
         return None
-    if team_ids is not None and row["team_id"] is not None and row["team_id"] not in team_ids:
+    if team_ids is not None and row.team_id is not None and row.team_id not in team_ids:
         return None
-    if not wants(store.notification_settings(agent["id"]), row["kind"], "browser"):
+    if not wants(store.notifications.settings(agent["id"]), row.kind, "browser"):
         return None
-    return {"id": row["id"], "kind": row["kind"], "text": describe(row, _translations(locale))[:200],
+    return {"id": row.id, "kind": row.kind, "text": describe(row, _translations(locale))[:200],
             "url": conversation_path(row)}
 
 
@@ -173,34 +184,34 @@ def detect(store: Any, now: dt.datetime | None = None) -> int:
     now_text = iso(now or clock.now())
     made = 0
     with store.write():
-        mark, rows = store.customer_replies_since_mark()
-        replied: dict[int, dict[str, Any]] = {}
+        mark, rows = store.notifications.customer_replies_since_mark()
+        replied: dict[int, CustomerReply] = {}
         for row in rows:
-            flags = set((row["flags"] or "").split())
-            if (row["direction"] == "in" and row["assignee_id"] is not None and row["has_earlier"]
+            flags = set((row.flags or "").split())
+            if (row.direction == "in" and row.assignee_id is not None and row.has_earlier
                     and not flags & set(prefs.QUIET_FLAGS)):
-                replied[row["conversation_id"]] = row  # the newest reply per conversation
+                replied[row.conversation_id] = row  # the newest reply per conversation
         for row in replied.values():
-            made += store.add_notifications([row["assignee_id"]], kind="customer_replied",
-                                            conversation_id=row["conversation_id"], message_id=row["id"],
+            made += store.notifications.add([row.assignee_id], kind="customer_replied",
+                                            conversation_id=row.conversation_id, message_id=row.id,
                                             actor_id=None, now=now_text)
         if rows:
-            store.move_mark("customer_replied", rows[-1]["id"])
-        mark, notices = store.sla_notices_since_mark()
+            store.notifications.move_mark("customer_replied", rows[-1].id)
+        mark, notices = store.notifications.sla_notices_since_mark()
         for notice in notices:
-            assignee = notice["assignee_id"]
-            if assignee is not None and assignee not in store.leads_for_team(notice["team_id"]):
-                made += store.add_notifications([assignee], kind=f"sla_{notice['kind']}",
-                                                conversation_id=notice["conversation_id"], message_id=None,
+            assignee = notice.assignee_id
+            if assignee is not None and assignee not in store.leads_for_team(notice.team_id):
+                made += store.notifications.add([assignee], kind=f"sla_{notice.kind}",
+                                                conversation_id=notice.conversation_id, message_id=None,
                                                 actor_id=None, now=now_text)
         if notices:
-            store.move_mark("sla_assignee", notices[-1]["id"])
+            store.notifications.move_mark("sla_assignee", notices[-1].id)
     return made
 
 
 # Email -----------------------------------------------------------------------------------------------
 
-def _mail_text(rows: list[dict[str, Any]], translations: Translations, base_url: str) -> str:
+def _mail_text(rows: list[PendingEmailNotification], translations: Translations, base_url: str) -> str:
     gettext = translations.gettext
     lines = [gettext("New in Mainland since the last mail:"), ""]
     for row in rows:
@@ -216,16 +227,16 @@ def queue_due_emails(mainland: Any, store: Any, now: dt.datetime | None = None) 
     every = settings_for(mainland.config).email_every
     default_locale = mainland.config.default_language
     queued = 0
-    for agent_id in store.agents_with_pending_email(iso(now - every)):
+    for agent_id in store.notifications.agents_with_pending_email(iso(now - every)):
         with store.write():
-            rows = store.pending_email_notifications(agent_id)
+            rows = store.notifications.pending_email(agent_id)
             agent = store.agent(agent_id)
-            settings = store.notification_settings(agent_id)
-            mail = [r for r in rows if r["read_at"] is None and wants(settings, r["kind"], "email")]
+            settings = store.notifications.settings(agent_id)
+            mail = [r for r in rows if r.read_at is None and wants(settings, r.kind, "email")]
             if agent is None or not agent["active"] or not agent["email"]:
                 mail = []
-            mailed = {r["id"] for r in mail}
-            skipped = [r["id"] for r in rows if r["id"] not in mailed]
+            mailed = {r.id for r in mail}
+            skipped = [r.id for r in rows if r.id not in mailed]
             subject = text = message_id = ""
             if mail:
                 locale = agent["locale"] or default_locale
@@ -234,24 +245,24 @@ def queue_due_emails(mainland: Any, store: Any, now: dt.datetime | None = None) 
                                                 "%(num)d new notifications in Mainland", len(mail)) % {"num": len(mail)}
                 text = _mail_text(mail, translations, mainland.config.base_url)
                 message_id = make_msgid(idstring=f"notifications.{agent_id}", domain=mainland.config.mail_domain)
-            email_id = store.queue_notification_email(
+            email_id = store.notifications.queue_email(
                 agent_id=agent_id, to_address=agent["email"] if agent else "", subject=subject, text=text,
-                message_id=message_id, notification_ids=[r["id"] for r in mail], skipped_ids=skipped, now=iso(now))
+                message_id=message_id, notification_ids=[r.id for r in mail], skipped_ids=skipped, now=iso(now))
             queued += email_id is not None
     return queued
 
 
-def _message(row: Mapping[str, Any], smtp: Mapping[str, Any], instance_id: str) -> EmailMessage:
+def _message(row: NotificationEmail, smtp: Mapping[str, Any], instance_id: str) -> EmailMessage:
     msg = EmailMessage(policy=email.policy.SMTP)
     msg["From"] = formataddr((smtp["from_name"], smtp["from_address"]))
-    msg["To"] = row["to_address"]
-    msg["Subject"] = row["subject"]
+    msg["To"] = row.to_address
+    msg["Subject"] = row.subject
     msg["Date"] = email.utils.format_datetime(clock.now())
-    msg["Message-ID"] = row["message_id"]
+    msg["Message-ID"] = row.message_id
     # RFC 3834: a notice, not a conversation; the loop header keeps an agent's auto-reply out of the inbox.
     msg["Auto-Submitted"] = "auto-generated"
     msg[LOOP_HEADER] = instance_id
-    msg.set_content(row["text"])
+    msg.set_content(row.text)
     return msg
 
 
@@ -261,7 +272,7 @@ def send_due_emails(mainland: Any, store: Any, now: dt.datetime | None = None) -
 
     now = now or clock.now()
     with store.write():
-        rows = store.claim_notification_emails(iso(now), iso(now + dt.timedelta(seconds=LEASE_SECONDS)))
+        rows = store.notifications.claim_emails(iso(now), iso(now + dt.timedelta(seconds=LEASE_SECONDS)))
     if not rows:
         return 0
     problem = ""
@@ -275,22 +286,22 @@ def send_due_emails(mainland: Any, store: Any, now: dt.datetime | None = None) -
         permanent = False
         if smtp is not None:
             try:
-                _send(smtp, row["to_address"], _message(row, smtp, mainland.config.instance_id))
+                _send(smtp, row.to_address, _message(row, smtp, mainland.config.instance_id))
             except smtplib.SMTPResponseException as exc:
                 error, permanent = f"SMTP {exc.smtp_code}: {exc.smtp_error!r}", 500 <= exc.smtp_code < 600
             except (smtplib.SMTPException, OSError) as exc:
                 error = f"SMTP {smtp['host']}:{smtp['port']}: {exc}"
         with store.write():
             if error is None:
-                store.mark_notification_email(row["id"], "sent", iso(clock.now()))
+                store.notifications.mark_email(row.id, "sent", iso(clock.now()))
                 sent += 1
-            elif permanent or row["attempts"] >= MAX_ATTEMPTS:
-                store.mark_notification_email(row["id"], "failed", iso(now), error=error[:500])
-                log.warning("notification mail %s to agent %s failed: %s", row["id"], row["agent_id"], error)
+            elif permanent or row.attempts >= MAX_ATTEMPTS:
+                store.notifications.mark_email(row.id, "failed", iso(now), error=error[:500])
+                log.warning("notification mail %s to agent %s failed: %s", row.id, row.agent_id, error)
             else:
-                retry_at = now + dt.timedelta(seconds=min(3600, 30 * 2 ** (row["attempts"] - 1)))
-                store.mark_notification_email(row["id"], "retry_wait", iso(now), next_at=iso(retry_at),
-                                              error=error[:500])
+                retry_at = now + dt.timedelta(seconds=min(3600, 30 * 2 ** (row.attempts - 1)))
+                store.notifications.mark_email(row.id, "retry_wait", iso(now), next_at=iso(retry_at),
+                                               error=error[:500])
     return sent
 
 

@@ -187,7 +187,7 @@ def start_conversation(mainland: Any, store: Any, customer_id: int, *, channel: 
     assignee = owner or agent
     with store.write():
         token = unused_token(store)
-        conversation_id = store.create_started_conversation(
+        conversation_id = store.outreach.create_conversation(
             token=token, customer_id=customer_id, channel=channel, thread_key=target.thread_key, subject=subject,
             agent_id=assignee["id"], team_id=_team_for(store, assignee, customer_id), now=now_text)
         # A Message-ID naming the conversation: the customer's answer threads to it (email).
@@ -196,8 +196,8 @@ def start_conversation(mainland: Any, store: Any, customer_id: int, *, channel: 
             outbox_id=outbox_id, conversation_id=conversation_id, channel=channel, agent_id=agent["id"], text=text,
             html=None, subject=subject, message_id=message_id, refs="", author_name=agent.get("name") or "",
             now=now_text, next_at=iso(now + dt.timedelta(seconds=hold_seconds)) if hold_seconds > 0 else None)
-        store.set_outbox_start(outbox_id, to_handle=handle, to_name=_customer_name(store, customer_id),
-                               to_kind=identity_kind, template=_template_json(template))
+        store.outreach.set_outbox_start(outbox_id, to_handle=handle, to_name=_customer_name(store, customer_id),
+                                        to_kind=identity_kind, template=_template_json(template))
         store.audit(now_text, f"agent:{agent['id']}", "conversation_started", "conversation", conversation_id,
                     customer=customer_id, channel=channel, kind=identity_kind,
                     template=template.name if template else None)
@@ -223,7 +223,7 @@ def queue_template_reply(mainland: Any, store: Any, conversation: dict[str, Any]
     with store.write():
         outbox_id = queue_reply(mainland, store, conversation["id"], body, agent=agent, now=now, reviewed=True,
                                 hold_seconds=hold_seconds, target=decision.target)
-        store.set_outbox_start(outbox_id, template=_template_json(template))
+        store.outreach.set_outbox_start(outbox_id, template=_template_json(template))
         store.audit(iso(now), f"agent:{agent['id']}", "template_sent", "conversation", conversation["id"],
                     template=template.name, language=template.language)
     return outbox_id

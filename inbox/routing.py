@@ -256,7 +256,7 @@ def need_for(store: Store, inputs: Mapping[str, Any]) -> Need:
     return Need(
         team_id=inputs["team_id"],
         language=detect_language(inputs.get("question") or "", locale=inputs.get("locale")),
-        topics=detect_topics(inputs.get("question") or "", store.answer_tag_vocabulary()),
+        topics=detect_topics(inputs.get("question") or "", store.answers.tag_vocabulary()),
         owner_id=inputs.get("owner_agent_id"),
         last_agent_id=inputs.get("last_agent_id"),
     )

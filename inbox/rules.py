@@ -36,7 +36,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import regex
@@ -463,7 +463,7 @@ def _assign_agent(store: Store, facts: dict[str, Any], agent_id: int, now: str) 
         return None
     store.assign_conversation(facts["id"], assignee_id=agent_id, team_id=facts["team_id"], now=now)
     facts["assignee_id"] = agent_id
-    store.add_notifications([agent_id], kind="assigned", conversation_id=facts["id"], message_id=None,
+    store.notifications.add([agent_id], kind="assigned", conversation_id=facts["id"], message_id=None,
                             actor_id=None, now=now)
     return {"type": "assign_agent", "agent": agent["name"] or agent["email"]}
 
@@ -478,7 +478,7 @@ def _notify(store: Store, facts: dict[str, Any], who: Any, now: str) -> dict[str
         agents = [who] if agent and agent["active"] else []
     if not agents:
         return None
-    store.add_notifications(agents, kind="rule", conversation_id=facts["id"], message_id=None, actor_id=None,
+    store.notifications.add(agents, kind="rule", conversation_id=facts["id"], message_id=None, actor_id=None,
                             now=now)
     return {"type": "notify", "count": len(agents)}
 
@@ -490,10 +490,10 @@ def _reply(ctx: Context, facts: dict[str, Any], answer_id: int) -> dict[str, Any
 
     store = ctx.store
     try:
-        answer = store.answer(answer_id)
+        answer = store.answers.get(answer_id)
     except StoreError:
         raise RuleFailed(f"there is no answer {answer_id}") from None
-    if not answer["active"]:
+    if not answer.active:
         raise RuleFailed(f"answer {answer_id} is archived")
     if ctx.mainland is None:
         return {"type": "reply", "refused": "channel_gone"}
@@ -502,7 +502,8 @@ def _reply(ctx: Context, facts: dict[str, Any], answer_id: int) -> dict[str, Any
     if channel is None:
         return {"type": "reply", "refused": "channel_gone"}
     connector_cls = ctx.mainland.connector_class(channel.settings.get("reply_channel") or conversation["channel"])
-    adapted = library.render(answer["body"], store.answer_context(facts["id"]) or {}, agent_name=None,
+    context = store.answers.context(facts["id"])
+    adapted = library.render(answer.body, asdict(context) if context else {}, agent_name=None,
                              connector_cls=connector_cls)
     decision = sendability.decide(ctx.mainland, store, conversation, kind=sendability.RULE_REPLY, text=adapted.text,
                                   now=ctx.now)
@@ -516,7 +517,7 @@ def _reply(ctx: Context, facts: dict[str, Any], answer_id: int) -> dict[str, Any
     # An automatic answer is no answer by a person: the conversation and its clocks stay as they were.
     store.keep_unanswered(facts["id"], status=conversation["status"],
                           first_response_at=conversation.get("first_response_at"))
-    return {"type": "reply", "answer": answer["title"]}
+    return {"type": "reply", "answer": answer.title}
 
 
 # Words ---------------------------------------------------------------------------------------------
@@ -671,7 +672,7 @@ def _would(store: Store, facts: Mapping[str, Any], action: Mapping[str, Any]) ->
             "type": kind, "agent": (agent["name"] or agent["email"]) if agent else "?"}
     if kind == "reply":
         try:
-            return {"type": kind, "answer": store.answer(value)["title"]}
+            return {"type": kind, "answer": store.answers.get(value).title}
         except StoreError:
             return {"type": kind, "refused": "?"}
     if kind == "webhook":

@@ -365,9 +365,9 @@ def decide_start(mainland: Any, store: Any, customer_id: int | None, *, channel:
     an approved template. The decision's `start` holds where it goes."""
     if customer_id is not None and not store.customer_exists(customer_id):
         return Decision(False, "erased")
-    if store.identity_erased(identity_kind, handle):
+    if store.outreach.identity_erased(identity_kind, handle):
         return Decision(False, "erased")
-    if customer_id is not None and store.customer_blocked(customer_id):
+    if customer_id is not None and store.outreach.customer_blocked(customer_id):
         return Decision(False, "blocked")
     target, refused = start_target(mainland, channel, handle, identity_kind)
     if target is None:

@@ -630,8 +630,8 @@ def notify_leads(store: Any, levels: ServiceLevels, now: dt.datetime) -> int:
             if not store.record_sla_notice(row["conversation_id"], row["metric"], kind, row["due_at"], iso(now)):
                 continue
             leads = store.leads_for_team(row["team_id"])
-            if leads and hasattr(store, "add_notifications"):
-                store.add_notifications(leads, kind=f"sla_{kind}", conversation_id=row["conversation_id"],
+            if leads:
+                store.notifications.add(leads, kind=f"sla_{kind}", conversation_id=row["conversation_id"],
                                         message_id=None, actor_id=None, now=iso(now))
             store.set_sla_notice_count(row["conversation_id"], row["metric"], kind, row["due_at"], len(leads))
             sent += len(leads)

@@ -657,26 +657,26 @@ def _more_of_team_b(world: World, rules: set[str]) -> dict[str, int]:
             ids["suggestion_b"] = store.save_suggestion(world.customer["b"], ids["bruno_b"], 0.9,
                                                         [{"code": "same_name", "detail": "Bravo", "weight": 0.5}], _now())
     if "/notifications" in rules:
-        store.add_notifications([agent_b["id"]], kind="mention", conversation_id=world.conversation["b"],
+        store.notifications.add([agent_b["id"]], kind="mention", conversation_id=world.conversation["b"],
                                 message_id=world.message["b"], actor_id=world.agents["admin"]["id"], now=_now())
-        [note] = store.notifications(agent_b["id"], None)
-        ids["notification_b"] = note["id"]
+        [note] = store.notifications.of(agent_b["id"], None)
+        ids["notification_b"] = note.id
     if "/answers" in rules:
-        ids["answer"] = store.create_answer(title="Refund steps", body="Refunds take 5 working days.",
-                                            language="en", tags=["refund"], owner_id=world.agents["admin"]["id"],
-                                            now=_now())
+        ids["answer"] = store.answers.create(title="Refund steps", body="Refunds take 5 working days.",
+                                             language="en", tags=["refund"], owner_id=world.agents["admin"]["id"],
+                                             now=_now())
     if "/help" in rules:
         ids["help_category"] = store.save_help_category(None, position=0, names={"en": ("Refunds", "refunds")},
                                                         actor="test", now=_now())
         store.save_help_article(ids["answer"], slug="refund-steps", category_id=ids["help_category"], summary="",
                                 article_key="refund-steps", published=True, actor="test", now=_now())
-        draft = store.create_answer(title="Unpublished steps", body="Not public yet.", language="en", tags=[],
-                                    owner_id=None, now=_now())
+        draft = store.answers.create(title="Unpublished steps", body="Not public yet.", language="en", tags=[],
+                                     owner_id=None, now=_now())
         store.save_help_article(draft, slug="unpublished-steps", category_id=None, summary="", article_key="",
                                 published=False, actor="test", now=_now())
     if "/review" in rules:
-        ids["review_b"] = store.hold_for_review(conversation_id=world.conversation["b"], agent_id=agent_b["id"],
-                                                text=f"Held reply about the {B_SECRET}", html=None, now=_now())
+        ids["review_b"] = store.review.hold(conversation_id=world.conversation["b"], agent_id=agent_b["id"],
+                                            text=f"Held reply about the {B_SECRET}", html=None, now=_now())
     if "/review/triage" in rules:
         with store.write():
             ids["triage_b"] = store.add_triage_review(
@@ -801,10 +801,11 @@ def b_snapshot(world: World, ids: dict[str, object]) -> str:
         sorted(store.agent_team_ids(agent_b)),
         safe(store.team, ids["team_b"]),
         safe(store.team_members, ids["team_b"]),
+        safe(store.notifications.of, agent_b, None),
     ]
     for name, args in (("customer_record", (ids["cust_b"],)), ("customer_attributes", (ids["cust_b"],)),
                        ("customer_notes", (ids["cust_b"],)), ("saved_views", (agent_b,)),
-                       ("notifications", (agent_b, None)), ("labels_of", (conversations,)), ("api_tokens", ())):
+                       ("labels_of", (conversations,)), ("api_tokens", ())):
         if hasattr(store, name):
             parts.append(safe(getattr(store, name), *args))
     if "merge_b" in ids:

@@ -33,8 +33,8 @@ def _library(app, now) -> dict[str, int]:
             ("Waar is mijn bestelling?", "Hoi {{customer_first_name}}, je bestelling is onderweg.", "nl",
              ["bestelling"]),
             ("Opening hours", "Our shops are open Monday to Saturday from 9:00 to 18:00.", "en", ["hours"])):
-        ids[title] = store.create_answer(title=title, body=body, language=language, tags=tags, owner_id=lead["id"],
-                                         now=iso(now))
+        ids[title] = store.answers.create(title=title, body=body, language=language, tags=tags, owner_id=lead["id"],
+                                          now=iso(now))
     store.close()
     return ids
 
@@ -108,9 +108,9 @@ def test_a_lead_exports_edits_and_imports_the_library(app, live_app, frozen_cloc
 
     store = app.extensions["mainland"].open_store()
     try:
-        answers = {a["id"]: a for a in store.answers()}
-        assert answers[ids["Where is my order?"]]["version"] == 2
-        assert "left our warehouse today" in answers[ids["Where is my order?"]]["body"]
-        assert [answers[ids[t]]["version"] for t in ("Waar is mijn bestelling?", "Opening hours")] == [1, 1]
+        answers = {a.id: a for a in store.answers.all()}
+        assert answers[ids["Where is my order?"]].version == 2
+        assert "left our warehouse today" in answers[ids["Where is my order?"]].body
+        assert [answers[ids[t]].version for t in ("Waar is mijn bestelling?", "Opening hours")] == [1, 1]
     finally:
         store.close()

@@ -76,9 +76,9 @@ def test_mention_autocomplete_picks_agents_with_the_keyboard(live_app, setup):  
             page.click("#add-note")
             expect(page.locator(".message.direction-note")).to_contain_text("Please check @anna and @bob",
                                                                             timeout=TIMEOUT)
-            assert [n["kind"] for n in store.notifications(people["anna"]["id"], None)] == ["mention"]
-            assert [n["kind"] for n in store.notifications(people["bob"]["id"], None)] == ["mention"]
-            assert store.notifications(people["ann"]["id"], None) == []
+            assert [n.kind for n in store.notifications.of(people["anna"]["id"], None)] == ["mention"]
+            assert [n.kind for n in store.notifications.of(people["bob"]["id"], None)] == ["mention"]
+            assert store.notifications.of(people["ann"]["id"], None) == []
             assert errors == []
         finally:
             browser.close()

@@ -218,8 +218,8 @@ def test_a_trainees_held_reply_stays_in_the_thread_and_a_returned_one_comes_back
             assert page.url == f"{live_app}/conversations/{conversation_id}", "nothing was sent: she stays"
             assert store.conversation(conversation_id)["status"] == "new"
 
-            [item] = store.review_items(None)
-            review.return_reply(store, item["id"], reviewer=lead, comment="Greet Jane and give a date.")
+            [item] = store.review.items(None)
+            review.return_reply(store, item.id, reviewer=lead, comment="Greet Jane and give a date.")
             page.reload()
             expect(held).to_contain_text("Greet Jane and give a date.")
             expect(page.locator("#reply-text")).to_have_value("its coming")

@@ -64,16 +64,16 @@ def _publish_library(app) -> None:
         categories[key] = store.save_help_category(None, position=position, names={"en": en, "nl": nl},
                                                    actor="test", now=now)
     for cat, title, body, summary, tags in ARTICLES:
-        answer_id = store.create_answer(title=title, body=body, language="en", tags=tags.split(), owner_id=None,
-                                        now=now)
+        answer_id = store.answers.create(title=title, body=body, language="en", tags=tags.split(), owner_id=None,
+                                         now=now)
         slug = helpcenter.slugify(title)
         store.save_help_article(answer_id, slug=slug, category_id=categories[cat], summary=summary,
                                 article_key=slug, published=True, actor="test", now=now)
         for _ in range(len(body) % 7 + 1):
             store.count_article_view(answer_id, now[:10])
     for cat, title, body, summary, tags, key in DUTCH:
-        answer_id = store.create_answer(title=title, body=body, language="nl", tags=tags.split(), owner_id=None,
-                                        now=now)
+        answer_id = store.answers.create(title=title, body=body, language="nl", tags=tags.split(), owner_id=None,
+                                         now=now)
         store.save_help_article(answer_id, slug=helpcenter.slugify(title), category_id=categories[cat],
                                 summary=summary, article_key=key, published=True, actor="test", now=now)
     store.close()

@@ -161,7 +161,7 @@ def test_no_browser_notification_for_a_kind_switched_off(live_app, desk):  # noq
     _require_chromium()
     from playwright.sync_api import expect, sync_playwright
 
-    desk.store.set_notification_settings(desk.ann["id"], {"mention": {"browser": False}}, "2026-03-05T10:00:00Z")
+    desk.store.notifications.set_settings(desk.ann["id"], {"mention": {"browser": False}}, "2026-03-05T10:00:00Z")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
         try:

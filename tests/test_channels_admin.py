@@ -122,13 +122,13 @@ def test_pause_disable_and_remove(app, admin_client, telegram, web_store):  # no
 
 def test_the_connection_test_shows_the_outcome_and_changes_nothing(admin_client, telegram, web_store):  # noqa: F811
     add_telegram(admin_client, telegram)
-    cursors = web_store.cursors()
+    cursors = web_store.health.cursors()
     response = post(admin_client, "/admin/channels/tg/test", token_from="/admin/channels/tg")
     page = response.get_data(as_text=True)
     assert response.status_code == 200
     assert "Connection works" in page or "Connection failed" in page
     assert telegram.token not in page
-    assert web_store.cursors() == cursors
+    assert web_store.health.cursors() == cursors
 
 
 def test_the_verify_token_is_shown_to_copy_into_the_provider_but_no_other_secret(app, admin_client, web_store):  # noqa: F811

@@ -264,7 +264,7 @@ def test_articles_from_the_help_center_for_what_the_visitor_types(app_config):
     now = now_iso()
     for title, body, published in (("How refunds work", "We refund within 5 working days.", True),
                                    ("Refunds for staff", "Internal only.", False)):
-        answer_id = store.create_answer(title=title, body=body, language="en", tags=[], owner_id=None, now=now)
+        answer_id = store.answers.create(title=title, body=body, language="en", tags=[], owner_id=None, now=now)
         store.save_help_article(answer_id, slug=helpcenter.slugify(title), category_id=None, summary="",
                                 article_key=helpcenter.slugify(title), published=published, actor="test", now=now)
     store.close()

@@ -247,13 +247,13 @@ def test_the_configuration_is_checked():
 
 def add_check_in_answers(world):
     with world.store.write():
-        world.store.create_answer(title="How are things?", body="Hi {{customer_first_name}}, {{agent_name}} here: "
-                                  "just checking that all is well since we last spoke.", language="en",
-                                  tags=["check-in"], owner_id=None, now=iso(NOW))
-        world.store.create_answer(title="Alles goed?", body="Hoi {{customer_first_name}}, alles goed?", language="nl",
-                                  tags=["check-in"], owner_id=None, now=iso(NOW))
-        world.store.create_answer(title="Refund", body="Your refund is on its way.", language="en", tags=["refund"],
-                                  owner_id=None, now=iso(NOW))
+        world.store.answers.create(title="How are things?", body="Hi {{customer_first_name}}, {{agent_name}} here: "
+                                   "just checking that all is well since we last spoke.", language="en",
+                                   tags=["check-in"], owner_id=None, now=iso(NOW))
+        world.store.answers.create(title="Alles goed?", body="Hoi {{customer_first_name}}, alles goed?", language="nl",
+                                   tags=["check-in"], owner_id=None, now=iso(NOW))
+        world.store.answers.create(title="Refund", body="Your refund is on its way.", language="en", tags=["refund"],
+                                   owner_id=None, now=iso(NOW))
 
 
 def test_start_opens_the_new_conversation_prefilled_and_assigned_to_the_customers_agent(world):

@@ -294,8 +294,8 @@ def test_a_trainees_held_reply_keeps_its_files_until_approved(world, smtp_server
     answer = world.reply(world.client(), cid, files=[("invoice.pdf", "application/pdf", PDF)])
     assert answer.get_json()["held_for_review"]
     assert send_due(world.mainland, world.store).sent == 0
-    [item] = world.store.review_items(None)
-    review.approve(world.mainland, world.store, item["id"], reviewer=lead)
+    [item] = world.store.review.items(None)
+    review.approve(world.mainland, world.store, item.id, reviewer=lead)
     assert send_due(world.mainland, world.store).sent == 1
     [part] = list(received(smtp_server.messages[0]).iter_attachments())
     assert (part.get_filename(), part.get_content()) == ("invoice.pdf", PDF)

@@ -259,13 +259,13 @@ def test_the_demo_has_a_team_ready_to_take_conversations(demo_dir):
 def test_the_answer_library_speaks_english_and_dutch(demo_dir):
     output = run_demo(demo_dir).output
     store = open_store(demo_dir)
-    answers = store.answers()
-    by_language = {lang: [a for a in answers if a["language"] == lang] for lang in ("en", "nl")}
+    answers = store.answers.all()
+    by_language = {lang: [a for a in answers if a.language == lang] for lang in ("en", "nl")}
     assert len(answers) >= 15 and all(len(found) >= 8 for found in by_language.values())
     assert f"{len(answers)} of {len(answers)} answer(s) added" in output
-    titles = {a["title"] for a in answers}
+    titles = {a.title for a in answers}
     assert {"Where is my order?", "Waar is mijn bestelling?", "Returns label", "Wachtwoord opnieuw instellen"} <= titles
-    assert all("{{customer_first_name}}" in a["body"] for a in answers)
+    assert all("{{customer_first_name}}" in a.body for a in answers)
     store.close()
 
 
@@ -277,9 +277,9 @@ def test_what_you_do_in_the_demo_survives_a_restart_and_fresh_starts_afresh(demo
     kettle = next(c for c in store.recent_conversations(limit=100) if c["subject"] == "Kettle arrived with a cracked lid")
     store.add_note(kettle["id"], agent_id=admin["id"], author_name="Demo Admin", text="Send a new lid, not a kettle",
                    external_id="demo-test-note", now="2026-11-23T09:00:00.000000Z")
-    [refund] = [a for a in store.answers() if a["title"] == "Refund on its way"]
-    store.update_answer(refund["id"], title="Refund on its way", body="Hi {{customer_first_name}}, refunded today.",
-                        language="en", tags=["refund"], editor_id=admin["id"], now="2026-11-23T09:00:00.000000Z")
+    [refund] = [a for a in store.answers.all() if a.title == "Refund on its way"]
+    store.answers.update(refund.id, title="Refund on its way", body="Hi {{customer_first_name}}, refunded today.",
+                         language="en", tags=["refund"], editor_id=admin["id"], now="2026-11-23T09:00:00.000000Z")
     store.close()
 
     again = run_demo(demo_dir)  # the default start: keep what is there
@@ -287,9 +287,9 @@ def test_what_you_do_in_the_demo_survives_a_restart_and_fresh_starts_afresh(demo
     store = open_store(demo_dir)
     notes = [m for m in store.conversation_messages(kettle["id"]) if m["direction"] == "note"]
     assert [n["text"] for n in notes] == ["Send a new lid, not a kettle"]
-    [refund] = [a for a in store.answers() if a["title"] == "Refund on its way"]
-    assert refund["body"] == "Hi {{customer_first_name}}, refunded today." and refund["version"] == 2
-    assert len([a for a in store.answers() if a["title"] == "Refund on its way"]) == 1
+    [refund] = [a for a in store.answers.all() if a.title == "Refund on its way"]
+    assert refund.body == "Hi {{customer_first_name}}, refunded today." and refund.version == 2
+    assert len([a for a in store.answers.all() if a.title == "Refund on its way"]) == 1
     store.close()
 
     fresh = run_demo(demo_dir, "--fresh")
@@ -298,8 +298,8 @@ def test_what_you_do_in_the_demo_survives_a_restart_and_fresh_starts_afresh(demo
     store = open_store(demo_dir)
     kettle = next(c for c in store.recent_conversations(limit=100) if c["subject"] == "Kettle arrived with a cracked lid")
     assert not [m for m in store.conversation_messages(kettle["id"]) if m["direction"] == "note"]
-    [refund] = [a for a in store.answers() if a["title"] == "Refund on its way"]
-    assert refund["version"] == 1
+    [refund] = [a for a in store.answers.all() if a.title == "Refund on its way"]
+    assert refund.version == 1
     store.close()
 
 

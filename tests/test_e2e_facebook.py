@@ -131,8 +131,8 @@ def test_replayed_and_tampered_webhooks(client, store, meta):
     unsigned = client.post(f"/webhooks/{CHANNEL}", data=body, headers={"Content-Type": "application/json"})
     assert unsigned.status_code == 403
     assert store.counts()["messages"] == 1
-    [refusals] = store.webhook_refusals(CHANNEL)
-    assert refusals["count"] == 3, "one row per address and minute counts the refusals"
+    [refusals] = store.inbound_webhooks.refusals(CHANNEL)
+    assert refusals.count == 3, "one row per address and minute counts the refusals"
 
 
 def test_a_flood_of_unsigned_deliveries_is_capped_and_costs_one_row(client, store, meta):
@@ -142,8 +142,8 @@ def test_a_flood_of_unsigned_deliveries_is_capped_and_costs_one_row(client, stor
     flood = [client.post(f"/webhooks/{CHANNEL}", data=body, headers={"Content-Type": "application/json"},
                          environ_base={"REMOTE_ADDR": "203.0.113.66"}).status_code for _ in range(40)]
     assert flood == [403] * 30 + [429] * 10
-    [row] = store.webhook_refusals(CHANNEL)
-    assert row["count"] == 30 and row["remote_addr"] == "203.0.113.66"
+    [row] = store.inbound_webhooks.refusals(CHANNEL)
+    assert row.count == 30 and row.remote_addr == "203.0.113.66"
     # Meta's own deliveries from its address are not held up by someone else's flood.
     assert client.post(f"/webhooks/{CHANNEL}", data=body, headers=headers).status_code == 200
     assert store.counts()["messages"] == 1

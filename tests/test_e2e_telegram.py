@@ -179,7 +179,7 @@ def test_webhook_mode_end_to_end_with_a_rotated_secret(live, telegram):
     telegram.private_message(jane, "Hello again?")
     assert telegram.post_webhook() == [403] and len(telegram.updates) == 1
     assert store.counts()["messages"] == 4  # two customer messages and our two replies
-    assert len(store.webhook_refusals("telegram")) == 1
+    assert len(store.inbound_webhooks.refusals("telegram")) == 1
     outcome = poll_channel(mainland, store, "telegram")
     assert outcome.error and "Wrong response from the webhook: 403" in outcome.error
     # Put right: Telegram's retry of the waiting update gets through.

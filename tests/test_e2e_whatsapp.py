@@ -172,8 +172,8 @@ def test_app_secret_rotated_at_meta_only_is_refused_and_shown(live, whatsapp):
     whatsapp.customer_text(SHEENA, "hello")
     assert whatsapp.deliver(url, secret="rotated-at-meta") == [403]
     assert store.counts()["messages"] == 0 and len(whatsapp.pending) == 1
-    [refusal] = store.webhook_refusals("whatsapp")
-    assert "X-Hub-Signature-256" in refusal["reason"]
+    [refusal] = store.inbound_webhooks.refusals("whatsapp")
+    assert "X-Hub-Signature-256" in refusal.reason
     assert "webhook refused" in store.channel_health()["whatsapp"]["last_error"]
     # Put right: Meta's retry of the waiting delivery gets through.
     assert whatsapp.deliver(url) == [200]

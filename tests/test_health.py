@@ -139,10 +139,10 @@ def test_json_gives_every_channel_with_its_figures(app, clients, web_store):  # 
         NOW + dt.timedelta(minutes=5)))
     # whatsapp: one webhook taken in, two refused today and one refused long ago.
     with web_store.write():
-        web_store.record_webhook_event("whatsapp", "wamid.1", at(7))
+        web_store.inbound_webhooks.record("whatsapp", "wamid.1", at(7))
         for minutes in (30, 20, 60 * 30):
-            web_store.record_webhook_refusal("whatsapp", at(minutes), remote_addr="203.0.113.9",
-                                             reason="bad signature", keep_after=at(60 * 24 * 40))
+            web_store.inbound_webhooks.record_refusal("whatsapp", at(minutes), remote_addr="203.0.113.9",
+                                                      reason="bad signature", keep_after=at(60 * 24 * 40))
     ingest(app, web_store, "whatsapp", [item("whatsapp", "wamid.1", handle="+31612345678")])
 
     data = clients["admin"].get("/-/connectors").get_json()
@@ -234,8 +234,8 @@ def test_a_channel_that_never_worked_warns_after_enough_failed_polls(clients, we
 def test_refused_webhooks_warn_from_the_first_refusal(clients, web_store):  # noqa: F811
     with web_store.write():
         for minutes in (40, 5):
-            web_store.record_webhook_refusal("whatsapp", at(minutes), remote_addr=None, reason="bad signature",
-                                             keep_after=at(60 * 24))
+            web_store.inbound_webhooks.record_refusal("whatsapp", at(minutes), remote_addr=None,
+                                                      reason="bad signature", keep_after=at(60 * 24))
             web_store.record_poll("whatsapp", at(minutes), error="webhook refused: bad signature")
     assert "has not been reachable for 40 minutes" in clients["agent"].get("/").get_data(as_text=True)
 

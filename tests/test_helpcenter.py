@@ -57,7 +57,7 @@ def lead(happ):
 
 
 def answer(store, title: str, body: str, language: str = "en", tags: str = "") -> int:
-    return store.create_answer(title=title, body=body, language=language, tags=tags.split(), owner_id=None, now=T)
+    return store.answers.create(title=title, body=body, language=language, tags=tags.split(), owner_id=None, now=T)
 
 
 def publish(client, answer_id: int, *, slug: str, published: bool = True, category: int | str = "",
@@ -145,8 +145,8 @@ def test_a_variable_added_after_publishing_is_never_filled_in_on_the_public_page
     answer_id = answer(hstore, "Greeting", "Hi there, thanks for asking.")
     publish(lead, answer_id, slug="greeting")
     make_agent(hstore, email="other@example.org", name="Olga Other", role="agent")
-    hstore.update_answer(answer_id, title="Greeting", body="Hi {{customer_name}}, I am {{agent_name}}.",
-                         language="en", tags=[], editor_id=None, now=T)
+    hstore.answers.update(answer_id, title="Greeting", body="Hi {{customer_name}}, I am {{agent_name}}.",
+                          language="en", tags=[], editor_id=None, now=T)
     body = text(happ.test_client().get("/help/en/greeting"))
     assert "<p>Hi, I am.</p>" in body
     assert "{{" not in body and "Lea Lead" not in body and "Olga Other" not in body
@@ -174,7 +174,7 @@ def test_unpublished_archived_and_unknown_articles_are_the_same_404(happ, hstore
     publish(lead, hidden, slug="hidden")
     publish(lead, hidden, slug="hidden", published=False)
     publish(lead, archived, slug="archived")
-    hstore.set_answer_active(archived, False, T)
+    hstore.answers.set_active(archived, False, T)
     visitor = happ.test_client()
     never = visitor.get("/help/en/never-existed")
     assert never.status_code == 404
@@ -333,7 +333,7 @@ def test_the_sitemap_lists_exactly_the_published_articles(happ, hstore, lead):
     publish(lead, draft, slug="draft")
     publish(lead, draft, slug="draft", published=False)
     publish(lead, gone, slug="gone")
-    hstore.set_answer_active(gone, False, T)
+    hstore.answers.set_active(gone, False, T)
     response = happ.test_client().get("/help/sitemap.xml")
     assert response.mimetype == "application/xml"
     root = ET.fromstring(response.get_data())

@@ -40,7 +40,7 @@ def _conversation(mainland, store, agent, *, thread="t1", subject="Parcel"):
 
 
 def _kinds(store, agent):
-    return [n["kind"] for n in store.notifications(agent["id"], None)]
+    return [n.kind for n in store.notifications.of(agent["id"], None)]
 
 
 @pytest.fixture
@@ -79,7 +79,7 @@ def test_the_settings_page_shows_the_defaults_and_saves_the_agents_choices(chat_
     token = csrf_token(client, "/settings")
     form = {"action": "notifications", "csrf_token": token, "mention.in_app": "on", "customer_replied.email": "on"}
     assert client.post("/settings", data=form).status_code == 302
-    settings = db.notification_settings(ann["id"])
+    settings = db.notifications.settings(ann["id"])
     assert settings["customer_replied"]["email"] is True
     assert settings["mention"] == {"in_app": True, "browser": False, "email": False}
     assert settings["assigned"]["in_app"] is False
@@ -95,7 +95,7 @@ def test_saving_notification_settings_needs_the_csrf_token(chat_app, db):
     chat_app.config["WTF_CSRF_ENABLED"] = True
     response = client.post("/settings", data={"action": "notifications", "mention.in_app": "on"})
     assert response.status_code == 400
-    assert db.notification_settings(ann["id"])["mention"]["email"] is True  # unchanged
+    assert db.notifications.settings(ann["id"])["mention"]["email"] is True  # unchanged
 
 
 # In-app -----------------------------------------------------------------------------------------------
@@ -104,16 +104,16 @@ def test_an_event_switched_off_in_app_is_neither_listed_nor_counted(mainland, db
     ann = make_agent(db, "ann@example.org")
     bob = make_agent(db, "bob@example.org", name="Bob")
     cid = _conversation(mainland, db, ann)
-    db.set_notification_settings(ann["id"], {"mention": {"in_app": False}}, iso(T0))
-    db.add_notifications([ann["id"], bob["id"]], kind="mention", conversation_id=cid, message_id=None,
+    db.notifications.set_settings(ann["id"], {"mention": {"in_app": False}}, iso(T0))
+    db.notifications.add([ann["id"], bob["id"]], kind="mention", conversation_id=cid, message_id=None,
                          actor_id=None, now=iso(T0))
-    db.add_notifications([ann["id"]], kind="assigned", conversation_id=cid, message_id=None, actor_id=bob["id"],
+    db.notifications.add([ann["id"]], kind="assigned", conversation_id=cid, message_id=None, actor_id=bob["id"],
                          now=iso(T0))
     assert _kinds(db, ann) == ["assigned"]
-    assert db.unread_notification_count(ann["id"], None) == 1
+    assert db.notifications.unread_count(ann["id"], None) == 1
     assert _kinds(db, bob) == ["mention"]  # Bob kept the default
     # Still recorded for email: mentions are mailed by default.
-    assert [r["kind"] for r in db.pending_email_notifications(ann["id"])] == ["mention"]
+    assert [r.kind for r in db.notifications.pending_email(ann["id"])] == ["mention"]
 
 
 # Customer replied ---------------------------------------------------------------------------------------
@@ -126,8 +126,8 @@ def test_the_assignee_is_told_when_the_customer_replies(chat_app, mainland, db, 
     _ingest(mainland, db, T0 + M, text="Any news?")
     _ingest(mainland, db, T0 + M, handle="dan@example.org", thread="t2", text="Hello?")
     assert notifications.detect(db, T0 + M) == 1
-    [note] = db.notifications(ann["id"], None)
-    assert (note["kind"], note["conversation_id"], note["excerpt"]) == ("customer_replied", cid, "Any news?")
+    [note] = db.notifications.of(ann["id"], None)
+    assert (note.kind, note.conversation_id, note.excerpt) == ("customer_replied", cid, "Any news?")
     assert notifications.detect(db, T0 + 2 * M) == 0  # each message once
     assert unassigned != cid
     client = chat_app.test_client()
@@ -148,10 +148,10 @@ def test_auto_replies_do_not_count_as_the_customer_replying(mainland, db, frozen
 def test_customer_replied_switched_off_in_app_stays_off_the_bell(mainland, db, frozen_clock):
     ann = make_agent(db, "ann@example.org")
     _conversation(mainland, db, ann)
-    db.set_notification_settings(ann["id"], {"customer_replied": {"in_app": False}}, iso(T0))
+    db.notifications.set_settings(ann["id"], {"customer_replied": {"in_app": False}}, iso(T0))
     _ingest(mainland, db, T0 + M, text="Any news?")
     notifications.detect(db, T0 + M)
-    assert db.unread_notification_count(ann["id"], None) == 0
+    assert db.notifications.unread_count(ann["id"], None) == 0
 
 
 def test_a_service_level_notice_reaches_the_assignee_too(mainland, db, frozen_clock):
@@ -161,7 +161,7 @@ def test_a_service_level_notice_reaches_the_assignee_too(mainland, db, frozen_cl
     notifications.detect(db, T0)
     with db.write():
         db.record_sla_notice(cid, "first_response", "warning", iso(T0 + 10 * M), iso(T0))
-        db.add_notifications([lead["id"]], kind="sla_warning", conversation_id=cid, message_id=None, actor_id=None,
+        db.notifications.add([lead["id"]], kind="sla_warning", conversation_id=cid, message_id=None, actor_id=None,
                              now=iso(T0))
     assert notifications.detect(db, T0 + M) == 1
     assert _kinds(db, ann) == ["sla_warning"]
@@ -176,14 +176,14 @@ def test_the_live_stream_carries_the_newest_notification_for_the_browser(mainlan
     cid = _conversation(mainland, db, ann, subject="Kapotte fiets")
     state = LiveState(db, dict(ann), None, db.change_watermark(), None)
     assert state.poll(now=T0) == []
-    db.add_notifications([ann["id"]], kind="mention", conversation_id=cid, message_id=None, actor_id=bob["id"],
+    db.notifications.add([ann["id"]], kind="mention", conversation_id=cid, message_id=None, actor_id=bob["id"],
                          now=iso(T0))
     [event] = [e for e in state.poll(now=T0) if "event: notifications" in e]
     assert '"unread":1' in event
     assert f'"url":"/conversations/{cid}"' in event
     assert "Bob Builder" in event and "Kapotte fiets" in event
     # Service-level notices are off for the browser by default: counted, not popped up.
-    db.add_notifications([ann["id"]], kind="sla_warning", conversation_id=cid, message_id=None, actor_id=None,
+    db.notifications.add([ann["id"]], kind="sla_warning", conversation_id=cid, message_id=None, actor_id=None,
                          now=iso(T0))
     [event] = [e for e in state.poll(now=T0) if "event: notifications" in e]
     assert '"unread":2' in event and "latest" not in event
@@ -222,7 +222,7 @@ def test_notification_mails_are_batched_per_agent(mail_app, smtp_server, frozen_
 
     def mention(at):
         frozen_clock.set(at)
-        store.add_notifications([ann["id"]], kind="mention", conversation_id=cid, message_id=None,
+        store.notifications.add([ann["id"]], kind="mention", conversation_id=cid, message_id=None,
                                 actor_id=bob["id"], now=iso(at))
 
     def run(at):
@@ -231,7 +231,7 @@ def test_notification_mails_are_batched_per_agent(mail_app, smtp_server, frozen_
 
     # Two events within the window: one mail with both.
     mention(T0)
-    store.add_notifications([ann["id"]], kind="sla_warning", conversation_id=cid, message_id=None, actor_id=None,
+    store.notifications.add([ann["id"]], kind="sla_warning", conversation_id=cid, message_id=None, actor_id=None,
                             now=iso(T0 + M))
     assert run(T0 + 2 * M).sent == 0  # the window is still open
     assert run(T0 + 5 * M).sent == 1
@@ -255,10 +255,10 @@ def test_notification_mails_are_batched_per_agent(mail_app, smtp_server, frozen_
 
     # One read in the app before the batch went out is left out.
     mention(T0 + 20 * M)
-    read = store.notifications(ann["id"], None)[0]["id"]
-    store.add_notifications([ann["id"]], kind="sla_breach", conversation_id=cid, message_id=None, actor_id=None,
+    read = store.notifications.of(ann["id"], None)[0].id
+    store.notifications.add([ann["id"]], kind="sla_breach", conversation_id=cid, message_id=None, actor_id=None,
                             now=iso(T0 + 21 * M))
-    store.mark_notifications_read(ann["id"], iso(T0 + 22 * M), notification_id=read)
+    store.notifications.mark_read(ann["id"], iso(T0 + 22 * M), notification_id=read)
     assert run(T0 + 26 * M).sent == 1
     third = _mails(smtp_server, 3)[2]
     assert third["Subject"] == "1 new notification in Mainland"
@@ -266,13 +266,13 @@ def test_notification_mails_are_batched_per_agent(mail_app, smtp_server, frozen_
     assert "mentioned you" not in third.get_body(("plain",)).get_content()
 
     # A kind switched off for email is not mailed; with nothing left, no mail at all.
-    store.set_notification_settings(ann["id"], {"mention": {"email": False}}, iso(T0 + 30 * M))
+    store.notifications.set_settings(ann["id"], {"mention": {"email": False}}, iso(T0 + 30 * M))
     mention(T0 + 31 * M)
-    store.add_notifications([ann["id"]], kind="assigned", conversation_id=cid, message_id=None, actor_id=bob["id"],
+    store.notifications.add([ann["id"]], kind="assigned", conversation_id=cid, message_id=None, actor_id=bob["id"],
                             now=iso(T0 + 31 * M))  # assigned: not mailed by default
     assert run(T0 + 40 * M).sent == 0
     assert len(smtp_server.messages) == 3
-    assert [m["state"] for m in store.notification_emails(ann["id"])] == ["sent"] * 3
+    assert [m.state for m in store.notifications.emails(ann["id"])] == ["sent"] * 3
     store.close()
 
 
@@ -281,13 +281,13 @@ def test_a_refused_notification_mail_is_tried_again_once(mail_app, smtp_server, 
     store = mainland.open_store()
     ann = make_agent(store, "ann@example.org")
     cid = _conversation(mainland, store, ann)
-    store.add_notifications([ann["id"]], kind="mention", conversation_id=cid, message_id=None, actor_id=None,
+    store.notifications.add([ann["id"]], kind="mention", conversation_id=cid, message_id=None, actor_id=None,
                             now=iso(T0))
     smtp_server.fail_next(451, "4.7.1 try later")
     frozen_clock.set(T0 + 5 * M)
     assert notifications.run(mainland, store).sent == 0
-    [row] = store.notification_emails(ann["id"])
-    assert row["state"] == "retry_wait" and "451" in row["last_error"]
+    [row] = store.notifications.emails(ann["id"])
+    assert row.state == "retry_wait" and "451" in row.last_error
     frozen_clock.set(T0 + 6 * M)
     assert notifications.run(mainland, store).sent == 1
     frozen_clock.set(T0 + 20 * M)
@@ -324,9 +324,9 @@ def test_the_email_interval_is_a_setting(mainland, db, frozen_clock):
     mainland.config.extra["notifications"] = {"email_every": "10m"}
     ann = make_agent(db, "ann@example.org")
     cid = _conversation(mainland, db, ann)
-    db.add_notifications([ann["id"]], kind="mention", conversation_id=cid, message_id=None, actor_id=None,
+    db.notifications.add([ann["id"]], kind="mention", conversation_id=cid, message_id=None, actor_id=None,
                          now=iso(T0))
     assert notifications.queue_due_emails(mainland, db, T0 + 5 * M) == 0
     assert notifications.queue_due_emails(mainland, db, T0 + 10 * M) == 1
-    [mail] = db.notification_emails(ann["id"])
-    assert mail["item_count"] == 1 and mail["state"] == "pending"
+    [mail] = db.notifications.emails(ann["id"])
+    assert mail.item_count == 1 and mail.state == "pending"

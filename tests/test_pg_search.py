@@ -390,7 +390,8 @@ def test_help_articles_are_found_by_title_summary_and_text_title_first(both):
         ("gift-cards", "Gift cards", "Gift cards never expire. A refund of a gift card is not possible.", ""),
         ("delivery", "Delivery times", "Parcels arrive in two days; a café pickup point is possible.", "Refund?"),
     ):
-        made = both.each("create_answer", title=title, body=body, language="en", tags=[], owner_id=None, now=T)
+        made = {name: store.answers.create(title=title, body=body, language="en", tags=[], owner_id=None, now=T)
+                for name, store in both.stores.items()}
         assert made["sqlite"] == made["postgresql"]
         ids[slug] = made["sqlite"]
         both.each("save_help_article", made["sqlite"], slug=slug, category_id=None, summary=summary,
@@ -404,8 +405,9 @@ def test_help_articles_are_found_by_title_summary_and_text_title_first(both):
     assert both.help("cafe")["postgresql"] == ["delivery"]
 
     # Edits in the library and of the article's settings are followed; unpublished is not found.
-    both.each("update_answer", ids["delivery"], title="Shipping times", body="Parcels arrive in two days.",
-              language="en", tags=[], editor_id=None, now=T)
+    for store in both.stores.values():
+        store.answers.update(ids["delivery"], title="Shipping times", body="Parcels arrive in two days.",
+                             language="en", tags=[], editor_id=None, now=T)
     assert both.help("cafe") == {"sqlite": [], "postgresql": []}
     assert both.help("shipping") == {"sqlite": ["delivery"], "postgresql": ["delivery"]}
     both.each("save_help_article", ids["refunds"], slug="refunds", category_id=None, summary="Returns",

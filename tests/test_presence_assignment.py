@@ -224,7 +224,7 @@ def test_when_an_agent_goes_offline_their_waiting_conversations_move_and_the_tim
     notifications = ann.get("/notifications").get_data(as_text=True)
     assert "passed a conversation of yours on while you were away or offline" in notifications
     assert f"/conversations/{conversation}" in notifications
-    assert [n["kind"] for n in world.store.notifications(world.ann, None)] == ["routing_moved"]
+    assert [n.kind for n in world.store.notifications.of(world.ann, None)] == ["routing_moved"]
 
 
 def test_inactivity_moves_a_leaving_agents_conversations_but_not_what_was_assigned_to_them_after(world):

@@ -205,7 +205,7 @@ def test_actions_assign_team_and_agent_priority_status_label_and_note(mainland, 
     assert labels(store, cid) == ["returns"]
     notes = [m for m in store.thread_messages(cid) if m["direction"] == "note"]
     assert any(m["text"] == "Check the return label first." for m in notes)
-    assert [n["kind"] for n in store.notifications(agent, None)] == ["assigned"]
+    assert [n.kind for n in store.notifications.of(agent, None)] == ["assigned"]
 
 
 def test_action_remove_label(mainland, store):
@@ -220,13 +220,13 @@ def test_action_notify_the_team_leads(mainland, store):
     lead = store.create_agent(email="lea@example.org", name="Lea", role="lead", password_hash=None)
     add_rule(store, {"type": "notify", "value": "leads"})
     cid = ingest(mainland, store)
-    [notice] = store.notifications(lead, None)
-    assert (notice["kind"], notice["conversation_id"]) == ("rule", cid)
+    [notice] = store.notifications.of(lead, None)
+    assert (notice.kind, notice.conversation_id) == ("rule", cid)
 
 
 def test_action_reply_with_a_library_answer_goes_out_through_the_outbox(mainland, store):
-    answer = store.create_answer(title="Parcel times", body="Hello {{customer_name}}, parcels take two days.",
-                                 language="en", tags=["parcel"], owner_id=None, now=iso(T0))
+    answer = store.answers.create(title="Parcel times", body="Hello {{customer_name}}, parcels take two days.",
+                                  language="en", tags=["parcel"], owner_id=None, now=iso(T0))
     add_rule(store, {"type": "reply", "value": answer}, conditions=[{"type": "text_contains", "value": "parcel"}])
     cid = ingest(mainland, store)
     send_due(mainland, store, now=T0 + M)
@@ -237,7 +237,7 @@ def test_action_reply_with_a_library_answer_goes_out_through_the_outbox(mainland
 
 
 def test_a_reply_is_never_sent_in_public(mainland, store):
-    answer = store.create_answer(title="Hi", body="Hello", language="en", tags=[], owner_id=None, now=iso(T0))
+    answer = store.answers.create(title="Hi", body="Hello", language="en", tags=[], owner_id=None, now=iso(T0))
     add_rule(store, {"type": "reply", "value": answer})
     cid = ingest(mainland, store, public=True)
     send_due(mainland, store, now=T0 + M)

@@ -103,8 +103,8 @@ def ingest(mainland, store, channel="chat", *, when=T0, handle="cleo-42", thread
 
 def held(mainland, store, people, cid, text="It ships today.", when=T0 + 5 * M):
     queue_reply(mainland, store, cid, text, agent=people["trainee"], now=when)
-    [item] = store.review_items(None)
-    return item["id"]
+    [item] = store.review.items(None)
+    return item.id
 
 
 def spam(store, cid):
@@ -128,7 +128,7 @@ def test_approval_is_refused_where_an_agents_reply_would_be(mainland, store, peo
     with pytest.raises(review.NotSendable) as refused:
         review.approve(mainland, store, item_id, reviewer=people["lead"], now=T0 + 10 * M)
     assert words in refused.value.decision.reason
-    assert store.review_item(item_id)["state"] == "pending_review", "still waiting: the lead can return it"
+    assert store.review.item(item_id).state == "pending_review", "still waiting: the lead can return it"
     assert send_due(mainland, store, now=T0 + 11 * M).sent == 0 and Chat.sent == []
 
 

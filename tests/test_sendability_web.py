@@ -71,15 +71,15 @@ def test_the_review_page_says_why_an_approval_cannot_go_and_refuses_it(world):
     world.store.set_agent_routing(world.ann["id"], capacity=5, languages=(), topics=(), trainee=True)
     cid = world.conversation(channel="chat", subject="Chat")
     assert post(world.client(), f"/conversations/{cid}/reply", {"text": "Sorry!", "seen_up_to": 99}).status_code == 200
-    [item] = world.store.review_items(None)
+    [item] = world.store.review.items(None)
     world.store.execute("UPDATE conversations SET last_inbound_at = '2020-01-01T00:00:00.000000Z' WHERE id = ?", (cid,))
     root = world.client("root")
-    page = root.get(f"/review/{item['id']}").get_data(as_text=True)
+    page = root.get(f"/review/{item.id}").get_data(as_text=True)
     assert 'id="review-not-sendable"' in page and "reply window closed" in page
     assert 'name="outside_window"' in page, "the reviewer may send it anyway"
-    refused = post(root, f"/review/{item['id']}/approve", {"text": "Sorry!"}, json=False)
+    refused = post(root, f"/review/{item.id}/approve", {"text": "Sorry!"}, json=False)
     assert refused.status_code == 302
-    assert "reply window closed" in root.get(f"/review/{item['id']}").get_data(as_text=True)
+    assert "reply window closed" in root.get(f"/review/{item.id}").get_data(as_text=True)
     assert world.outbox_count() == 0
-    sent = post(root, f"/review/{item['id']}/approve", {"text": "Sorry!", "outside_window": "1"}, json=False)
+    sent = post(root, f"/review/{item.id}/approve", {"text": "Sorry!", "outside_window": "1"}, json=False)
     assert sent.status_code == 302 and world.outbox_count() == 1

@@ -330,9 +330,9 @@ def test_leads_hear_before_and_when_adequate_passes_once(mainland, sl_store):
     assert sl.run_checks(sl_store, LEVELS, adequate - 5 * M)[1] == 0  # not twice
     assert sl.run_checks(sl_store, LEVELS, adequate + M)[1] == 1  # the breach
     assert sl.run_checks(sl_store, LEVELS, adequate + 2 * M)[1] == 0
-    kinds = [n["kind"] for n in sl_store.notifications(lead["id"], None)]
+    kinds = [n.kind for n in sl_store.notifications.of(lead["id"], None)]
     assert sorted(kinds) == ["sla_breach", "sla_warning"]
-    assert sl_store.notifications(other["id"], None) == []
+    assert sl_store.notifications.of(other["id"], None) == []
     assert [(n["metric"], n["kind"]) for n in sl_store.sla_notices(cid)] == [
         ("first_response", "warning"), ("first_response", "breach")]
     row = sl_store.conversation(cid)

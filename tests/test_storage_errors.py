@@ -113,5 +113,5 @@ def test_the_web_app_says_the_disk_is_full_and_nothing_was_saved(app, client, fi
     assert "Mainland cannot save right now" in page and "disk is full" in page and "Tell your administrator" in page
     monkeypatch.undo()
     store = app.extensions["mainland"].open_store()
-    assert store.answers() == [], "nothing half-saved"
+    assert store.answers.all() == [], "nothing half-saved"
     store.close()

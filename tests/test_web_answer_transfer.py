@@ -18,6 +18,7 @@ import yaml
 
 from inbox import answer_transfer as transfer
 from inbox.demo import load_answers
+from inbox.store.answers import Answer
 from inbox.store.audit import AuditFilter
 from inbox.store.base import iso
 from inbox.web.answers import check_answer
@@ -41,18 +42,18 @@ def world(app, frozen_clock):
     world = World(app)
     world.ids = {}
     for title, body, language, tags, active in LIBRARY:
-        answer_id = world.store.create_answer(title=title, body=body, language=language, tags=tags,
-                                              owner_id=world.lea["id"], now=iso(frozen_clock.now()))
+        answer_id = world.store.answers.create(title=title, body=body, language=language, tags=tags,
+                                               owner_id=world.lea["id"], now=iso(frozen_clock.now()))
         if not active:
-            world.store.set_answer_active(answer_id, False, iso(frozen_clock.now()))
+            world.store.answers.set_active(answer_id, False, iso(frozen_clock.now()))
         world.ids.setdefault(title, answer_id)
     yield world
     world.store.close()
 
 
 def library_state(store):
-    return sorted((a["id"], a["title"], a["body"], a["language"], a["tags"], a["active"], a["version"])
-                  for a in store.answers(active=None))
+    return sorted((a.id, a.title, a.body, a.language, a.tags, a.active, a.version)
+                  for a in store.answers.all(active=None))
 
 
 def export(client, fmt="yaml", active_only=False):
@@ -81,7 +82,7 @@ def counts(page) -> dict[str, int]:
 
 
 def audit(store, action):
-    return [json.loads(r["details"]) for r in store.audit_rows(AuditFilter(action=action))]
+    return [json.loads(r.details) for r in store.audit_log.rows(AuditFilter(action=action))]
 
 
 # Export ----------------------------------------------------------------------------------------
@@ -143,7 +144,7 @@ def test_an_edited_file_updates_exactly_the_changed_answers(world, frozen_clock)
             entry["tags"] = ["bestelling", "status"]
     data["answers"].append({"title": "Gift cards", "language": "en", "tags": ["gift"],
                             "body": "Gift cards are valid for two years."})
-    before = {a["id"]: a for a in world.store.answers(active=None)}
+    before = {a.id: a for a in world.store.answers.all(active=None)}
 
     preview = upload(lea, yaml.safe_dump(data, allow_unicode=True))
     assert counts(preview) == {"new": 1, "changed": 3, "unchanged": len(LIBRARY) - 3, "invalid": 0}
@@ -153,29 +154,28 @@ def test_an_edited_file_updates_exactly_the_changed_answers(world, frozen_clock)
     assert "bestelling → bestelling status" in page and "back in use" in page
     assert "Import 4 answers" in page
     assert library_state(world.store) == sorted(
-        (a["id"], a["title"], a["body"], a["language"], a["tags"], a["active"], a["version"]) for a in before.values()), \
+        (a.id, a.title, a.body, a.language, a.tags, a.active, a.version) for a in before.values()), \
         "the preview changes nothing"
 
     frozen_clock.advance(dt.timedelta(minutes=5))
     response = confirm(lea, preview)
     assert response.status_code == 302 and response.headers["Location"].endswith("/answers")
-    after = {a["id"]: a for a in world.store.answers(active=None)}
-    changed = {i for i in before if (after[i]["version"], after[i]["active"]) != (before[i]["version"],
-                                                                                   before[i]["active"])}
+    after = {a.id: a for a in world.store.answers.all(active=None)}
+    changed = {i for i in before if (after[i].version, after[i].active) != (before[i].version, before[i].active)}
     assert changed == {world.ids["Where is my order?"], world.ids["Old summer hours"],
                        world.ids["Waar is mijn bestelling?"]}
-    assert after[world.ids["Where is my order?"]]["version"] == 2
-    assert after[world.ids["Old summer hours"]]["version"] == 1 and after[world.ids["Old summer hours"]]["active"]
-    assert after[world.ids["Waar is mijn bestelling?"]]["tags"] == "bestelling status"
-    [gift] = [a for a in after.values() if a["id"] not in before]
-    assert (gift["title"], gift["owner_id"], gift["active"]) == ("Gift cards", world.lea["id"], 1)
-    versions = world.store.answer_versions(world.ids["Where is my order?"])
-    assert versions[0]["edited_by"] == world.lea["id"] and "on its way" in versions[1]["body"]
+    assert after[world.ids["Where is my order?"]].version == 2
+    assert after[world.ids["Old summer hours"]].version == 1 and after[world.ids["Old summer hours"]].active
+    assert after[world.ids["Waar is mijn bestelling?"]].tags == "bestelling status"
+    [gift] = [a for a in after.values() if a.id not in before]
+    assert (gift.title, gift.owner_id, gift.active) == ("Gift cards", world.lea["id"], True)
+    versions = world.store.answers.versions(world.ids["Where is my order?"])
+    assert versions[0].edited_by == world.lea["id"] and "on its way" in versions[1].body
     [entry] = audit(world.store, "answers_imported")
     assert (entry["created"], entry["updated"], entry["unchanged"], entry["invalid"]) == (1, 3, len(LIBRARY) - 3, 0)
     assert "Imported: 1 new and 3 changed answers." in lea.get("/answers").get_data(as_text=True)
     assert confirm(lea, preview).status_code == 400, "a preview imports once"
-    assert len(world.store.answers(active=None)) == len(LIBRARY) + 1
+    assert len(world.store.answers.all(active=None)) == len(LIBRARY) + 1
 
 
 # Invalid entries ---------------------------------------------------------------------------------
@@ -221,11 +221,11 @@ def test_invalid_entries_are_refused_with_their_position_and_the_rest_imports(wo
     assert "Import 2 answers" in page
 
     assert confirm(lea, preview).status_code == 302
-    titles = {a["title"]: a for a in world.store.answers()}
+    titles = {a.title: a for a in world.store.answers.all()}
     assert "Gift cards" in titles and "Nickname" not in titles and "gift CARDS" not in titles
     hostile = titles["Hostile <script>window.__pwned=1</script>"]
-    assert hostile["body"] == "<img src=x onerror=alert(1)>", "stored as the editor stores it, escaped when shown"
-    shown = lea.get(f"/answers/{hostile['id']}").get_data(as_text=True)
+    assert hostile.body == "<img src=x onerror=alert(1)>", "stored as the editor stores it, escaped when shown"
+    shown = lea.get(f"/answers/{hostile.id}").get_data(as_text=True)
     assert "<img src=x" not in shown and "&lt;img src=x onerror=alert(1)&gt;" in shown
 
 
@@ -316,7 +316,7 @@ def test_a_stale_or_expired_preview_is_refused(world, frozen_clock):
     frozen_clock.advance(transfer.PENDING_VALID + dt.timedelta(minutes=1))
     response = confirm(lea, second)
     assert response.status_code == 400 and "expired" in response.get_data(as_text=True)
-    assert "Other" not in {a["title"] for a in world.store.answers()}
+    assert "Other" not in {a.title for a in world.store.answers.all()}
 
 
 def test_a_library_changed_since_the_preview_is_shown_again_before_importing(world, frozen_clock):
@@ -324,15 +324,15 @@ def test_a_library_changed_since_the_preview_is_shown_again_before_importing(wor
     preview = upload(lea, "answers:\n  - {title: Opening hours, language: en, body: Open 8-18.}\n"
                           "  - {title: Gift cards, language: en, body: Valid for two years.}\n")
     assert counts(preview)["changed"] == 1
-    world.store.create_answer(title="Gift cards", body="Valid for one year.", language="en", tags=[],
-                              owner_id=world.ben["id"], now=iso(frozen_clock.now()))
+    world.store.answers.create(title="Gift cards", body="Valid for one year.", language="en", tags=[],
+                               owner_id=world.ben["id"], now=iso(frozen_clock.now()))
     before = library_state(world.store)
     again = confirm(lea, preview)
     assert again.status_code == 409 and "The library changed since the preview" in again.get_data(as_text=True)
     assert counts(again) == {"new": 0, "changed": 2, "unchanged": 0, "invalid": 0}
     assert library_state(world.store) == before
     assert confirm(lea, again).status_code == 302
-    assert {a["title"]: a["body"] for a in world.store.answers()}["Gift cards"] == "Valid for two years."
+    assert {a.title: a.body for a in world.store.answers.all()}["Gift cards"] == "Valid for two years."
 
 
 def test_an_entry_without_tags_or_active_leaves_them_as_they_are(world):
@@ -341,9 +341,9 @@ def test_an_entry_without_tags_or_active_leaves_them_as_they_are(world):
                           "  - {title: Where is my order?, language: en, tags: [], body: Short.}\n")
     assert counts(preview) == {"new": 0, "changed": 2, "unchanged": 0, "invalid": 0}
     assert confirm(lea, preview).status_code == 302
-    summer = world.store.answer(world.ids["Old summer hours"])
-    assert (summer["body"], summer["tags"], summer["active"]) == ("Open until 21:00 in July.", "hours", 0)
-    assert world.store.answer(world.ids["Where is my order?"])["tags"] == "", "an empty list clears the tags"
+    summer = world.store.answers.get(world.ids["Old summer hours"])
+    assert (summer.body, summer.tags, summer.active) == ("Open until 21:00 in July.", "hours", False)
+    assert world.store.answers.get(world.ids["Where is my order?"]).tags == "", "an empty list clears the tags"
 
 
 # The file formats and the waiting upload -------------------------------------------------------
@@ -356,8 +356,11 @@ def test_a_new_entry_marked_inactive_is_imported_archived(app):
 
 
 def test_csv_cells_that_look_like_formulas_come_back_as_written():
-    answers = [{"id": 1, "title": "'quoted", "language": "en", "tags": "", "active": 1, "body": "+31 20 123"},
-               {"id": 2, "title": "@mention", "language": "en", "tags": "a b", "active": 0, "body": "plain"}]
+    at = "2026-01-02T03:04:05.000000Z"
+    answers = [Answer(id=1, title="'quoted", body="+31 20 123", language="en", tags="", owner_id=None, version=1,
+                      active=True, created_at=at, updated_at=at, owner_name=None, uses=0),
+               Answer(id=2, title="@mention", body="plain", language="en", tags="a b", owner_id=None, version=1,
+                      active=False, created_at=at, updated_at=at, owner_name=None, uses=0)]
     [first, second] = transfer.read_csv(transfer.export_csv(answers).lstrip("\ufeff"))
     assert first.fields == {"title": "'quoted", "language": "en", "body": "+31 20 123", "tags": "", "active": True}
     assert (second.fields["title"], second.fields["active"], second.fields["tags"]) == ("@mention", False, "a b")

@@ -69,8 +69,8 @@ class World:
 
     def answer(self, title="Where is my order", body="Your order is on its way, {{customer_first_name}}.",
                language="en", tags=("shipping", "order")):
-        return self.store.create_answer(title=title, body=body, language=language, tags=list(tags),
-                                        owner_id=self.lea["id"], now=iso(dt.datetime.now(dt.UTC)))
+        return self.store.answers.create(title=title, body=body, language=language, tags=list(tags),
+                                         owner_id=self.lea["id"], now=iso(dt.datetime.now(dt.UTC)))
 
     def client(self, who):
         client = self.app.test_client()
@@ -106,15 +106,15 @@ def test_everyone_reads_the_library_and_only_leads_write_it(world):
     assert "Where is my order" in ann.get("/answers").get_data(as_text=True)
     assert ann.get("/answers/new").status_code == 403
     assert post(ann, "/answers/new", {"title": "Mine", "body": "x", "language": "en"}).status_code == 403
-    assert len(world.store.answers()) == 1
+    assert len(world.store.answers.all()) == 1
 
     lea = world.client("lea")
     form = {"title": "Refunds", "body": "We refund within 5 days.", "language": "en", "tags": "Refund, returns"}
     assert post(lea, "/answers/new", form, token=False).status_code == 400, "no CSRF token, no answer"
     response = post(lea, "/answers/new", form)
     assert response.status_code == 302
-    created = [a for a in world.store.answers() if a["title"] == "Refunds"][0]
-    assert created["tags"] == "refund returns" and created["owner_id"] == world.lea["id"]
+    created = [a for a in world.store.answers.all() if a.title == "Refunds"][0]
+    assert created.tags == "refund returns" and created.owner_id == world.lea["id"]
 
 
 def test_an_edit_is_shown_as_a_new_version_with_what_changed(world):
@@ -134,7 +134,7 @@ def test_an_unknown_variable_or_missing_title_is_refused_with_the_form_kept(worl
     response = post(lea, "/answers/new", {"title": "", "body": "Hi {{nickname}}", "language": "en"})
     page = response.get_data(as_text=True)
     assert response.status_code == 400 and "Give the answer a title." in page and "{{nickname}}" in page
-    assert world.store.answers() == []
+    assert world.store.answers.all() == []
 
 
 def test_archived_answers_leave_the_list_and_the_picker(world):
@@ -169,7 +169,7 @@ def test_another_teams_conversation_is_404_for_the_picker(world):
     assert ann.get(f"/conversations/{hidden}/suggested-answers").status_code == 404
     assert ann.get("/conversations/999999/suggested-answers").status_code == 404
     assert post_json(ann, f"/answers/{answer_id}/render", {"conversation_id": hidden}).status_code == 404
-    assert world.store.answer(answer_id)["uses"] == 0
+    assert world.store.answers.get(answer_id).uses == 0
 
 
 def test_inserting_into_a_public_x_reply_adapts_it_and_warns(world):
@@ -190,7 +190,7 @@ def test_inserting_into_a_public_x_reply_adapts_it_and_warns(world):
     assert "private message" in codes["personal_data_public"]
     assert data["max_length"] == 280 and not data["fits"]
     assert weighted_length(data["short_text"]) <= 280
-    assert world.store.answer(answer_id)["uses"] == 1, "the pick is remembered"
+    assert world.store.answers.get(answer_id).uses == 1, "the pick is remembered"
 
 
 def test_inserting_into_an_email_keeps_the_formatting(world):
@@ -308,15 +308,15 @@ def test_a_trainees_reply_waits_for_review_and_the_lead_approves_an_edited_versi
 
     lea = world.client("lea")
     page = lea.get("/review").get_data(as_text=True)
-    [item] = world.store.review_items(None)
-    assert f"/review/{item['id']}" in page and "its coming" in page
-    assert "Where is my order?" in lea.get(f"/review/{item['id']}").get_data(as_text=True)
-    assert post(lea, f"/review/{item['id']}/approve", {"text": "Hi Jane, it ships today."},
+    [item] = world.store.review.items(None)
+    assert f"/review/{item.id}" in page and "its coming" in page
+    assert "Where is my order?" in lea.get(f"/review/{item.id}").get_data(as_text=True)
+    assert post(lea, f"/review/{item.id}/approve", {"text": "Hi Jane, it ships today."},
                 token=False).status_code == 400
-    assert post(lea, f"/review/{item['id']}/approve", {"text": "Hi Jane, it ships today."}).status_code == 302
+    assert post(lea, f"/review/{item.id}/approve", {"text": "Hi Jane, it ships today."}).status_code == 302
     [reply] = [m for m in world.store.thread_messages(cid) if m["direction"] == "out"]
     assert reply["text"] == "Hi Jane, it ships today."
-    assert world.store.review_item(item["id"])["state"] == "approved"
+    assert world.store.review.item(item.id).state == "approved"
 
 
 def test_a_lead_who_is_a_trainee_cannot_approve_their_own_held_reply(world):
@@ -324,14 +324,14 @@ def test_a_lead_who_is_a_trainee_cannot_approve_their_own_held_reply(world):
     cid = world.conversation()
     lea = world.client("lea")
     post(lea, f"/conversations/{cid}/reply", {"text": "All sorted!", "seen_up_to": 1}, headers=JSON_HEADERS)
-    [item] = world.store.review_items(None)
-    response = post(lea, f"/review/{item['id']}/approve", {"text": "All sorted!"})
+    [item] = world.store.review.items(None)
+    response = post(lea, f"/review/{item.id}/approve", {"text": "All sorted!"})
     assert response.status_code == 302
     assert "another lead has to review your own reply" in lea.get(response.headers["Location"]).get_data(as_text=True)
-    assert world.store.review_item(item["id"])["state"] == "pending_review"
+    assert world.store.review.item(item.id).state == "pending_review"
     assert [m for m in world.store.thread_messages(cid) if m["direction"] == "out"] == []
-    assert post(world.client("root"), f"/review/{item['id']}/approve", {"text": "All sorted!"}).status_code == 302
-    assert world.store.review_item(item["id"])["state"] == "approved"
+    assert post(world.client("root"), f"/review/{item.id}/approve", {"text": "All sorted!"}).status_code == 302
+    assert world.store.review.item(item.id).state == "approved"
 
 
 def test_a_trainees_record_leaves_out_conversations_moved_to_another_team(world, trainee):
@@ -347,11 +347,11 @@ def test_a_trainees_record_leaves_out_conversations_moved_to_another_team(world,
 def test_a_returned_reply_keeps_the_feedback_on_the_trainees_page(world, trainee):
     cid = world.conversation()
     post(world.client("ann"), f"/conversations/{cid}/reply", {"text": "dunno", "seen_up_to": 1}, headers=JSON_HEADERS)
-    [item] = world.store.review_items(None)
+    [item] = world.store.review.items(None)
     lea = world.client("lea")
-    assert post(lea, f"/review/{item['id']}/return", {"comment": ""}).status_code == 302
-    assert world.store.review_item(item["id"])["state"] == "pending_review", "a return needs a comment"
-    assert post(lea, f"/review/{item['id']}/return", {"comment": "Look the order up first."}).status_code == 302
+    assert post(lea, f"/review/{item.id}/return", {"comment": ""}).status_code == 302
+    assert world.store.review.item(item.id).state == "pending_review", "a return needs a comment"
+    assert post(lea, f"/review/{item.id}/return", {"comment": "Look the order up first."}).status_code == 302
     mine = world.client("ann").get(f"/review/agents/{world.ann['id']}").get_data(as_text=True)
     assert "Look the order up first." in mine and "returned" in mine
     assert "Look the order up first." in lea.get(f"/review/agents/{world.ann['id']}").get_data(as_text=True)
@@ -362,13 +362,13 @@ def test_a_returned_reply_keeps_the_feedback_on_the_trainees_page(world, trainee
 def test_a_lead_of_another_team_cannot_see_or_decide_the_item(world, trainee):
     cid = world.conversation()
     post(world.client("ann"), f"/conversations/{cid}/reply", {"text": "hello", "seen_up_to": 1}, headers=JSON_HEADERS)
-    [item] = world.store.review_items(None)
+    [item] = world.store.review.items(None)
     ben = world.client("ben")
-    assert ben.get(f"/review/{item['id']}").status_code == 404
-    assert post(ben, f"/review/{item['id']}/approve", {}).status_code == 404
-    assert f"/review/{item['id']}" not in ben.get("/review").get_data(as_text=True)
+    assert ben.get(f"/review/{item.id}").status_code == 404
+    assert post(ben, f"/review/{item.id}/approve", {}).status_code == 404
+    assert f"/review/{item.id}" not in ben.get("/review").get_data(as_text=True)
     assert ben.get("/review/999999").status_code == 404
-    assert world.store.review_item(item["id"])["state"] == "pending_review"
+    assert world.store.review.item(item.id).state == "pending_review"
 
 
 # In a real browser ---------------------------------------------------------------------------------------

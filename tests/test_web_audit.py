@@ -36,12 +36,12 @@ def test_pages_follow_ids_newest_first_without_gaps_or_repeats(store):
     _fill(store, 130)
     seen, before = [], None
     while True:
-        page = store.audit_page(AuditFilter(), before=before)
+        page = store.audit_log.page(AuditFilter(), before=before)
         if not page:
             break
         assert len(page) <= AUDIT_PAGE
-        seen += [r["id"] for r in page]
-        before = page[-1]["id"]
+        seen += [r.id for r in page]
+        before = page[-1].id
     assert seen == sorted(seen, reverse=True) and len(seen) == len(set(seen)) == 130
 
 
@@ -50,15 +50,15 @@ def test_each_filter_narrows_the_log(store):
     _fill(store, 2, actor="agent:2", action="customer_viewed", object_type="customer", object_id="9")
     _fill(store, 4, actor="system", action="customer_erased", object_type="customer", object_id="10",
           start=T0 + dt.timedelta(days=3))
-    assert len(store.audit_page(AuditFilter(actor="agent:2"))) == 2
-    assert len(store.audit_page(AuditFilter(action="customer_erased"))) == 4
-    assert len(store.audit_page(AuditFilter(object_type="customer", object_id="9"))) == 2
-    assert len(store.audit_page(AuditFilter(object_type="customer"))) == 6
+    assert len(store.audit_log.page(AuditFilter(actor="agent:2"))) == 2
+    assert len(store.audit_log.page(AuditFilter(action="customer_erased"))) == 4
+    assert len(store.audit_log.page(AuditFilter(object_type="customer", object_id="9"))) == 2
+    assert len(store.audit_log.page(AuditFilter(object_type="customer"))) == 6
     later = AuditFilter(day_from=(T0 + dt.timedelta(days=1)).date())
-    assert {r["action"] for r in store.audit_page(later)} == {"customer_erased"}
+    assert {r.action for r in store.audit_log.page(later)} == {"customer_erased"}
     # Both ends of a date range are included: "to" the first day keeps that whole day.
     first_day = AuditFilter(day_from=T0.date(), day_to=T0.date())
-    assert len(store.audit_page(first_day)) == 5
+    assert len(store.audit_log.page(first_day)) == 5
 
 
 @pytest.mark.parametrize("criteria", [
@@ -69,7 +69,7 @@ def test_each_filter_narrows_the_log(store):
 def test_a_page_is_one_index_range_not_a_table_scan_or_a_sort(store, criteria):
     if store.engine != "sqlite":
         pytest.skip("SQLite's fixed plan; PostgreSQL's planner chooses by the table's statistics")
-    plan = store.audit_page_plan(criteria)
+    plan = store.audit_log.page_plan(criteria)
     assert "SEARCH audit_log" in plan and "SCAN audit_log" not in plan, plan
     assert "TEMP B-TREE" not in plan, plan
 
@@ -112,7 +112,7 @@ def test_a_malformed_date_is_a_bad_request(client, world):  # noqa: F811
 # Who saw, exported or erased a customer's data ---------------------------------------------------------
 
 def _customer_lines(store, customer_id, action):
-    return store.audit_page(AuditFilter(action=action, object_type="customer", object_id=str(customer_id)))
+    return store.audit_log.page(AuditFilter(action=action, object_type="customer", object_id=str(customer_id)))
 
 
 def test_viewing_a_customer_is_written_once_per_agent_customer_and_hour(client, world, app, frozen_clock):  # noqa: F811
@@ -130,7 +130,7 @@ def test_viewing_a_customer_is_written_once_per_agent_customer_and_hour(client, 
     adam = signed_in(app.test_client(), "adam@example.org")
     adam.get(f"/customers/{jan}")
     lines = _customer_lines(store, jan, "customer_viewed")
-    assert len(lines) == 3 and lines[0]["actor"] == f"agent:{store.agent_by_email('adam@example.org')['id']}"
+    assert len(lines) == 3 and lines[0].actor == f"agent:{store.agent_by_email('adam@example.org')['id']}"
     # A customer Alice may not see is a 404 and writes nothing.
     assert client.get(f"/customers/{world['bea']}").status_code == 404
     assert _customer_lines(store, world["bea"], "customer_viewed") == []
@@ -165,8 +165,8 @@ def test_the_export_streams_every_filtered_row_with_formulas_neutralised(client,
     assert rows[0]["action"] == "'=HYPERLINK(\"http://evil\")"
     assert rows[0]["object_type"] == "'+cmd" and rows[0]["object_id"] == "'@1"
     assert [int(r["id"]) for r in rows] == sorted((int(r["id"]) for r in rows), reverse=True)
-    exported = store.audit_page(AuditFilter(action="audit_exported"))
-    assert len(exported) == 1 and '"filters": {"actor": "agent:99"}' in exported[0]["details"], "the export is audited"
+    exported = store.audit_log.page(AuditFilter(action="audit_exported"))
+    assert len(exported) == 1 and '"filters": {"actor": "agent:99"}' in exported[0].details, "the export is audited"
 
 
 def test_a_head_request_for_a_customer_page_writes_no_view(client, world):  # noqa: F811

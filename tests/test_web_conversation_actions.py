@@ -357,14 +357,14 @@ def test_mention_notifies_the_colleague_who_can_see_it(world):
     assert body["notified"] == [world.bob["id"]]
     assert "Carol Other cannot see this conversation" in body["message"]
     assert world.messages(cid)[-1]["direction"] == "note"
-    assert world.store.unread_notification_count(world.carol["id"], None) == 0
-    assert world.store.unread_notification_count(world.ann["id"], None) == 0
+    assert world.store.notifications.unread_count(world.carol["id"], None) == 0
+    assert world.store.notifications.unread_count(world.ann["id"], None) == 0
     listing = bob.get("/notifications").get_data(as_text=True)
     assert "Ann Agent" in listing and "mentioned you" in listing and "can you check?" in listing
     assert 'id="notification-count"' in listing and ">1</span>" in listing
     # Opening the conversation reads it.
     bob.get(f"/conversations/{cid}")
-    assert world.store.unread_notification_count(world.bob["id"], None) == 0
+    assert world.store.notifications.unread_count(world.bob["id"], None) == 0
 
 
 def test_mark_one_and_all_notifications_read(world):
@@ -377,12 +377,12 @@ def test_mark_one_and_all_notifications_read(world):
     assert listed["unread"] == 2
     first = listed["notifications"][0]["id"]
     assert post(bob, f"/notifications/{first}/read").get_json()["ok"]
-    assert world.store.unread_notification_count(world.bob["id"], None) == 1
+    assert world.store.notifications.unread_count(world.bob["id"], None) == 1
     # Someone else's notification id changes nothing.
     assert post(ann, f"/notifications/{listed['notifications'][1]['id']}/read").status_code == 200
-    assert world.store.unread_notification_count(world.bob["id"], None) == 1
+    assert world.store.notifications.unread_count(world.bob["id"], None) == 1
     assert post(bob, "/notifications/read-all", json=False).status_code == 303
-    assert world.store.unread_notification_count(world.bob["id"], None) == 0
+    assert world.store.notifications.unread_count(world.bob["id"], None) == 0
 
 
 def test_mentions_by_email_local_part_name_and_ambiguity():

@@ -182,14 +182,14 @@ def test_a_returned_reply_shows_the_feedback_and_goes_back_into_the_composer(wor
     cid = world.conversation()
     ann, root = world.client(), world.client("root")
     post(ann, f"/conversations/{cid}/reply", {"text": "its coming", "seen_up_to": 99})
-    [item] = world.store.review_items(None)
-    post(root, f"/review/{item['id']}/return", {"comment": "Greet Jane and give a date."}, json=False)
+    [item] = world.store.review.items(None)
+    post(root, f"/review/{item.id}/return", {"comment": "Greet Jane and give a date."}, json=False)
     page = ann.get(f"/conversations/{cid}").get_data(as_text=True)
     held = page.split('id="held-replies"')[1].split('id="new-messages"')[0]
     assert "Greet Jane and give a date." in held and "its coming" in held and "Edit and resubmit" in held
-    again = ann.get(f"/conversations/{cid}?resubmit={item['id']}").get_data(as_text=True)
+    again = ann.get(f"/conversations/{cid}?resubmit={item.id}").get_data(as_text=True)
     assert re.search(r'<textarea name="text" id="reply-text"[^>]*>its coming</textarea>', again)
-    other = world.client("bob").get(f"/conversations/{cid}?resubmit={item['id']}").get_data(as_text=True)
+    other = world.client("bob").get(f"/conversations/{cid}?resubmit={item.id}").get_data(as_text=True)
     assert "Edit and resubmit" not in other and not re.search(r'id="reply-text"[^>]*>its coming<', other)
     post(ann, f"/conversations/{cid}/reply", {"text": "Hi Jane, it arrives Friday.", "seen_up_to": 99})
     held = ann.get(f"/conversations/{cid}").get_data(as_text=True).split('id="held-replies"')[1]
@@ -201,11 +201,11 @@ def test_an_approved_reply_is_a_sent_reply_and_the_review_page_shows_the_whole_t
     ann, bob, root = world.client(), world.client("bob"), world.client("root")
     post(bob, f"/conversations/{cid}/notes", {"text": "Warehouse says Friday.", "seen_up_to": 99})
     post(ann, f"/conversations/{cid}/reply", {"text": "It arrives **Friday**.", "seen_up_to": 99})
-    [item] = world.store.review_items(None)
-    review_page = root.get(f"/review/{item['id']}").get_data(as_text=True)
+    [item] = world.store.review.items(None)
+    review_page = root.get(f"/review/{item.id}").get_data(as_text=True)
     assert "Where is my order?" in review_page and "Warehouse says Friday." in review_page
     assert review_page.index("Where is my order?") < review_page.index("Warehouse says Friday.")
-    post(root, f"/review/{item['id']}/approve", {}, json=False)
+    post(root, f"/review/{item.id}/approve", {}, json=False)
     page = ann.get(f"/conversations/{cid}").get_data(as_text=True)
     assert "Waiting for review" not in page
     reply = page.split('class="message direction-out"')[1]

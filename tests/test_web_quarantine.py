@@ -52,7 +52,7 @@ def _post(client, path, quarantine_id):
 
 
 def _audited(store, action):
-    return store.audit_page(AuditFilter(action=action))
+    return store.audit_log.page(AuditFilter(action=action))
 
 
 def test_only_admins_reach_the_quarantine(app, web_store, held, client):  # noqa: F811
@@ -116,7 +116,7 @@ def test_reprocess_takes_a_fixed_item_in_and_keeps_a_failing_one(admin_client, w
     page = admin_client.get(response.headers["Location"]).get_data(as_text=True)
     assert "still cannot be taken in" in page
     assert web_store.quarantine_item(held["bad"])["status"] == "held"
-    outcomes = [r["details"] for r in _audited(web_store, "quarantine_reprocessed")]
+    outcomes = [r.details for r in _audited(web_store, "quarantine_reprocessed")]
     assert '"outcome": "still failing"' in outcomes[0] and '"outcome": "stored"' in outcomes[1]
 
 
@@ -127,7 +127,7 @@ def test_delete_removes_the_item_and_its_bytes(admin_client, web_store, held):  
     assert admin_client.get(f"/admin/quarantine/{held['bad']}").status_code == 404
     assert web_store.execute("SELECT count(*) FROM quarantine WHERE id = ?", (held["bad"],)).fetchone()[0] == 0
     [line] = _audited(web_store, "quarantine_deleted")
-    assert line["object_id"] == str(held["bad"]) and "no sender" in line["details"]
+    assert line.object_id == str(held["bad"]) and "no sender" in line.details
 
 
 def test_the_health_page_links_its_quarantine_count(admin_client, app, web_store):  # noqa: F811

@@ -143,8 +143,8 @@ def test_wrong_or_missing_secret_is_refused_and_nothing_is_stored(client, db, se
     response = post_tg(client, update(), secret=secret)
     assert response.status_code == 403
     assert db.counts()["messages"] == 0 and db.counts()["quarantined"] == 0
-    [refusal] = db.webhook_refusals("tg")
-    assert "X-Telegram-Bot-Api-Secret-Token" in refusal["reason"] and TG_SECRET not in refusal["reason"]
+    [refusal] = db.inbound_webhooks.refusals("tg")
+    assert "X-Telegram-Bot-Api-Secret-Token" in refusal.reason and TG_SECRET not in refusal.reason
     assert "webhook refused" in db.channel_health()["tg"]["last_error"]
 
 

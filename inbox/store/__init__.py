@@ -27,9 +27,9 @@ from sqlite_utils import Database
 
 from inbox.store import write_locks
 from inbox.store.agents import AgentQueries
-from inbox.store.answers import AnswerQueries
+from inbox.store.answers import Answers
 from inbox.store.api import ApiQueries
-from inbox.store.audit import AuditQueries
+from inbox.store.audit import AuditLog
 from inbox.store.base import NotFound, StoreError, is_postgresql_url, libpq_url, now_iso, redacted_url
 from inbox.store.chat import ChatQueries
 from inbox.store.checkins import CheckIns
@@ -37,18 +37,18 @@ from inbox.store.conversations import ConversationQueries
 from inbox.store.customers import CustomerQueries
 from inbox.store.demo import DemoQueries
 from inbox.store.drafts import Drafts
-from inbox.store.health import HealthQueries
+from inbox.store.health import Health
 from inbox.store.helpcenter import HelpCenterQueries
 from inbox.store.ingest import IngestQueries
 from inbox.store.message_changes import MessageChangeQueries
-from inbox.store.notifications import NotificationQueries
+from inbox.store.notifications import Notifications
 from inbox.store.operations import OperationsQueries
 from inbox.store.outbox import OutboxQueries
-from inbox.store.outreach import OutreachQueries
+from inbox.store.outreach import Outreach
 from inbox.store.quarantine import Quarantine
 from inbox.store.queue import QueueQueries
 from inbox.store.reports import ReportQueries
-from inbox.store.review import ReviewQueries
+from inbox.store.review import Review
 from inbox.store.routing import RoutingQueries
 from inbox.store.rules import RuleQueries
 from inbox.store.sendability import SendabilityQueries
@@ -59,7 +59,7 @@ from inbox.store.teams import TeamQueries
 from inbox.store.tokens import ApiTokens
 from inbox.store.triage import TriageQueries
 from inbox.store.webforms import WebformQueries
-from inbox.store.webhooks import WebhookQueries
+from inbox.store.webhooks import InboundWebhooks
 from inbox.store.webhooks_out import WebhookOutQueries
 from inbox.store.work import WorkQueries
 
@@ -73,9 +73,9 @@ ANALYSIS_LIMIT = 400
 
 
 class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries, AgentQueries, WebformQueries,
-            WebhookQueries, TeamQueries, WorkQueries, QueueQueries, ServiceLevelQueries, ReportQueries,
-            CustomerQueries, HealthQueries, AnswerQueries, RoutingQueries, ReviewQueries, DemoQueries,
-            NotificationQueries, MessageChangeQueries, SendabilityQueries, AuditQueries, OutreachQueries,
+            TeamQueries, WorkQueries, QueueQueries, ServiceLevelQueries, ReportQueries,
+            CustomerQueries, RoutingQueries, DemoQueries,
+            MessageChangeQueries, SendabilityQueries,
             HelpCenterQueries, TriageQueries, WebhookOutQueries, ChatQueries, ApiQueries, RuleQueries):
     """A Mainland database. Open one per thread; share the file, not the object."""
 
@@ -96,6 +96,13 @@ class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries
         self.signatures = Signatures(self)
         self.stored_settings = StoredSettings(self)
         self.drafts = Drafts(self)
+        self.audit_log = AuditLog(self)
+        self.inbound_webhooks = InboundWebhooks(self)
+        self.outreach = Outreach(self)
+        self.health = Health(self)
+        self.answers = Answers(self)
+        self.review = Review(self)
+        self.notifications = Notifications(self)
         self._local = threading.local()
         if check:
             self.check_integrity()

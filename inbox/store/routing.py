@@ -263,7 +263,7 @@ class RoutingQueries:
                 "INSERT INTO messages (conversation_id, channel, external_id, direction, agent_id, author_name, "
                 "text, flags, received_at) VALUES (?, ?, ?, 'note', NULL, 'Mainland', ?, ?, ?)",
                 (conversation_id, channel, f"routing-move:{decision_id}", text, FLAG_ROUTING_MOVE, now)).lastrowid
-            self.add_notifications([from_agent], kind="routing_moved", conversation_id=conversation_id,
+            self.notifications.add([from_agent], kind="routing_moved", conversation_id=conversation_id,
                                    message_id=None, actor_id=None, now=now)
             return note_id
 

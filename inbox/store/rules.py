@@ -184,7 +184,7 @@ class RuleQueries:
             found = self.conn.execute("SELECT subject, text FROM messages WHERE conversation_id = ? "
                                       "AND direction = 'in' ORDER BY id DESC LIMIT 1", (conversation_id,)).fetchone()
         row["message_subject"], row["message_text"] = (found[0] or "", found[1] or "") if found else ("", "")
-        row["attributes"] = self.customer_attribute_map(row["customer_id"])
+        row["attributes"] = self.customer_attributes(row["customer_id"])
         return row
 
     def inbound_message_conversations(self, message_ids: list[int]) -> list[tuple[int, int]]:

@@ -73,8 +73,8 @@ class SendabilityQueries:
         """Conversations whose first message (a customer's) was stored after the acknowledgement
         watermark, with that message; and the watermark. The first call sets the mark to the newest
         message, so turning acknowledgements on never answers old mail. Call inside a write transaction
-        with `move_mark("acknowledgements", ...)`."""
-        mark, started = self.mark_or_start("acknowledgements", "messages")
+        with `notifications.move_mark("acknowledgements", ...)`."""
+        mark, started = self.notifications.mark_or_start("acknowledgements", "messages")
         if started:
             return mark, []
         rows = as_dicts(self.conn.execute(

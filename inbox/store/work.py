@@ -1,6 +1,7 @@
 """Store verbs for working a conversation: the thread with delivery states, the customer's history,
-status, assignment, priority, notes, mentions and notifications, presence, merge and split, and the
-change watermark behind live updates.
+status, assignment, priority, notes and mentions, presence, merge and split, and the change
+watermark behind live updates. The notifications themselves are `store.notifications`
+(inbox/store/notifications.py).
 
 Lists that could show another team's conversations take `team_ids` (None = no restriction) and
 filter in SQL with `team_clause`, so nothing of another team is counted or listed. Verbs that
@@ -204,66 +205,6 @@ class WorkQueries:
                 (conversation_id, channel[0], external_id, agent_id, author_name, text, now))
             self.conn.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conversation_id))
             return cur.lastrowid
-
-    def add_notifications(self, agent_ids: Iterable[int], *, kind: str, conversation_id: int,
-                          message_id: int | None, actor_id: int | None, now: str) -> int:
-        """One notification per agent, as their settings have it (inbox/store/notifications.py): one
-        switched off in-app is recorded hidden (`in_app = 0`, for email and the browser), one switched
-        on for email waits for the next batch mail (`email_state = 'pending'`)."""
-        from inbox.store.notifications import wants
-
-        with self.write():
-            count = 0
-            for agent_id in sorted(set(agent_ids)):
-                settings = self.notification_settings(agent_id)
-                self.conn.execute(
-                    "INSERT INTO notifications (agent_id, kind, conversation_id, message_id, actor_id, created_at, "
-                    "in_app, email_state) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (agent_id, kind, conversation_id, message_id, actor_id, now, int(wants(settings, kind, "in_app")),
-                     "pending" if wants(settings, kind, "email") else None))
-                count += 1
-            return count
-
-    def notifications(self, agent_id: int, team_ids: Iterable[int] | None, *, limit: int = 100,
-                      unread_only: bool = False) -> list[dict[str, Any]]:
-        """The agent's notifications, newest first, for conversations they can still see."""
-        clause, params = team_clause(team_ids)
-        sql = (
-            "SELECT n.id, n.kind, n.conversation_id, n.message_id, n.created_at, n.read_at, "  # noqa: S608
-            "a.name AS actor_name, a.email AS actor_email, c.subject, c.channel, "
-            "substr(m.text, 1, 200) AS excerpt FROM notifications n "
-            "JOIN conversations c ON c.id = n.conversation_id "
-            "LEFT JOIN agents a ON a.id = n.actor_id LEFT JOIN messages m ON m.id = n.message_id "
-            f"WHERE n.agent_id = ? AND n.in_app = 1 AND {clause}")
-        if unread_only:
-            sql += " AND n.read_at IS NULL"
-        sql += " ORDER BY n.id DESC LIMIT ?"
-        return as_dicts(self.conn.execute(sql, (agent_id, *params, limit)))
-
-    def unread_notification_count(self, agent_id: int, team_ids: Iterable[int] | None) -> int:
-        clause, params = team_clause(team_ids)
-        return self.conn.execute(
-            "SELECT count(*) FROM notifications n JOIN conversations c ON c.id = n.conversation_id "  # noqa: S608
-            f"WHERE n.agent_id = ? AND n.read_at IS NULL AND n.in_app = 1 AND {clause}",
-            (agent_id, *params)).fetchone()[0]
-
-    def mark_notifications_read(self, agent_id: int, now: str, *, notification_id: int | None = None,
-                                conversation_id: int | None = None) -> int:
-        """Mark the agent's notifications read: one, those of one conversation, or all."""
-        where = "agent_id = ? AND read_at IS NULL"
-        params: list[Any] = [agent_id]
-        if notification_id is not None:
-            where += " AND id = ?"
-            params.append(notification_id)
-        if conversation_id is not None:
-            where += " AND conversation_id = ?"
-            params.append(conversation_id)
-        # Read first: opening a conversation asks this every time and rarely has anything to mark.
-        if not self.conn.execute(f"SELECT 1 FROM notifications WHERE {where} LIMIT 1", params).fetchone():  # noqa: S608
-            return 0
-        with self.write():
-            return self.conn.execute(f"UPDATE notifications SET read_at = ? WHERE {where}",  # noqa: S608
-                                     [now, *params]).rowcount
 
     def team_names(self) -> list[dict[str, Any]]:
         """Every team's id and name, by name (for the assignment form)."""

@@ -19,6 +19,7 @@ change, and `POST /answers/import/confirm` imports it. Nothing changes on GET or
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import difflib
 import hmac
@@ -47,6 +48,7 @@ from inbox.i18n import LANGUAGES
 from inbox.i18n import gettext as _
 from inbox.i18n import lazy_gettext as _l
 from inbox.store import NotFound as StoreNotFound
+from inbox.store.answers import Answer, AnswerVersion
 from inbox.store.base import iso
 from inbox.web import get_store, mainland
 from inbox.web.auth import current_agent, login_required, role_required
@@ -88,9 +90,9 @@ def _now() -> dt.datetime:
     return clock.now()
 
 
-def _answer_or_404(answer_id: int) -> dict[str, Any]:
+def _answer_or_404(answer_id: int) -> Answer:
     try:
-        return get_store().answer(answer_id)
+        return get_store().answers.get(answer_id)
     except StoreNotFound:
         abort(404)
 
@@ -98,7 +100,7 @@ def _answer_or_404(answer_id: int) -> dict[str, Any]:
 def language_choices() -> dict[str, str]:
     """Languages an answer can be written in: the UI's, plus any already in the library."""
     choices = dict(LANGUAGES)
-    for code in get_store().answer_languages():
+    for code in get_store().answers.languages():
         choices.setdefault(code, code)
     return choices
 
@@ -132,7 +134,7 @@ def index():
     query = (request.args.get("q") or "")[:MAX_QUERY_CHARS]
     language = request.args.get("language") or ""
     archived = request.args.get("archived") == "1" and is_lead(agent)
-    rows = store.answers(active=False if archived else True, language=language or None)
+    rows = store.answers.all(active=False if archived else True, language=language or None)
     found = library.search(query, rows)
     return render_template("answers/index.html", answers=found, query=query, language=language, archived=archived,
                            languages=language_choices(), can_edit=is_lead(agent))
@@ -142,19 +144,19 @@ def index():
 @login_required
 def show(answer_id: int):
     answer = _answer_or_404(answer_id)
-    versions = get_store().answer_versions(answer_id)
-    for newer, older in zip(versions, versions[1:], strict=False):
-        newer["changes"] = _changes(older, newer)
-    return render_template("answers/show.html", answer=answer, versions=versions,
-                           variables=library.variables_in(answer["body"]), can_edit=is_lead(current_agent()),
+    versions = get_store().answers.versions(answer_id)
+    # What each version changed, by version number (the first version changed nothing: it is not here).
+    changes = {newer.version: _changes(older, newer) for newer, older in zip(versions, versions[1:], strict=False)}
+    return render_template("answers/show.html", answer=answer, versions=versions, changes=changes,
+                           variables=library.variables_in(answer.body), can_edit=is_lead(current_agent()),
                            languages=language_choices())
 
 
-def _changes(older: dict[str, Any], newer: dict[str, Any]) -> dict[str, Any]:
+def _changes(older: AnswerVersion, newer: AnswerVersion) -> dict[str, Any]:
     """What an edit changed: the fields, and the body's lines removed and added."""
-    fields = [f for f in ("title", "language", "tags") if older[f] != newer[f]]
+    fields = [f for f in ("title", "language", "tags") if getattr(older, f) != getattr(newer, f)]
     lines = []
-    for line in difflib.unified_diff(older["body"].splitlines(), newer["body"].splitlines(), lineterm="", n=1):
+    for line in difflib.unified_diff(older.body.splitlines(), newer.body.splitlines(), lineterm="", n=1):
         if line.startswith(("---", "+++", "@@")):
             continue
         lines.append({"kind": {"+": "added", "-": "removed"}.get(line[:1], "same"), "text": line[1:]})
@@ -203,8 +205,8 @@ def create():
         values, errors = _form_values()
         if not errors:
             store = get_store()
-            answer_id = store.create_answer(title=values["title"], body=values["body"], language=values["language"],
-                                            tags=values["tags"], owner_id=current_agent()["id"], now=iso(_now()))
+            answer_id = store.answers.create(title=values["title"], body=values["body"], language=values["language"],
+                                             tags=values["tags"], owner_id=current_agent()["id"], now=iso(_now()))
             flash(_("Answer saved."), "success")
             return redirect(url_for("answers.show", answer_id=answer_id))
     return render_template("answers/form.html", answer=None, values=values, errors=errors,
@@ -215,15 +217,15 @@ def create():
 @lead_required
 def edit(answer_id: int):
     answer = _answer_or_404(answer_id)
-    values: dict[str, Any] = {**answer, "tags": (answer["tags"] or "").split()}
+    values: dict[str, Any] = {**dataclasses.asdict(answer), "tags": (answer.tags or "").split()}
     errors: dict[str, str] = {}
     if request.method == "POST":
         values, errors = _form_values()
         if not errors:
-            version = get_store().update_answer(answer_id, title=values["title"], body=values["body"],
-                                                language=values["language"], tags=values["tags"],
-                                                editor_id=current_agent()["id"], now=iso(_now()))
-            if version == answer["version"]:
+            version = get_store().answers.update(answer_id, title=values["title"], body=values["body"],
+                                                 language=values["language"], tags=values["tags"],
+                                                 editor_id=current_agent()["id"], now=iso(_now()))
+            if version == answer.version:
                 flash(_("Nothing changed."), "success")
             else:
                 flash(_("Saved as version %(n)d.", n=version), "success")
@@ -237,7 +239,7 @@ def edit(answer_id: int):
 def set_active(answer_id: int):
     _answer_or_404(answer_id)
     active = request.form.get("active") == "1"
-    get_store().set_answer_active(answer_id, active, iso(_now()))
+    get_store().answers.set_active(answer_id, active, iso(_now()))
     flash(_("The answer is back in use.") if active else _("The answer is archived: it is no longer suggested."),
           "success")
     return redirect(url_for("answers.show", answer_id=answer_id))
@@ -263,7 +265,7 @@ def export():
     kind = "csv" if request.form.get("format") == "csv" else "yaml"
     active_only = request.form.get("active") == "1"
     now = _now()
-    rows = get_store().answers(active=True if active_only else None)
+    rows = get_store().answers.all(active=True if active_only else None)
     if kind == "csv":
         body, mimetype = transfer.export_csv(rows), "text/csv; charset=utf-8"
     else:
@@ -290,7 +292,7 @@ def import_file():
         entries = transfer.read_upload(upload.filename, upload.read(transfer.MAX_FILE_BYTES + 1))
     except transfer.TransferError as exc:
         return render_template("answers/import.html", error=str(exc)), 400
-    plan = transfer.plan_import(entries, get_store().answers(active=None), check_answer)
+    plan = transfer.plan_import(entries, get_store().answers.all(active=None), check_answer)
     previous = session.pop(IMPORT_SESSION_KEY, None)
     if previous:
         _pending().discard(previous)
@@ -323,19 +325,19 @@ def import_confirm():
         return render_template("answers/import.html", error=error), 400
     store = get_store()
     with store.write():
-        plan = transfer.plan_import(pending["entries"], store.answers(active=None), check_answer)
+        plan = transfer.plan_import(pending["entries"], store.answers.all(active=None), check_answer)
         if transfer.fingerprint(plan) != pending["promised"]:
             changed_plan = plan
         else:
             changed_plan = None
-            result = store.import_answers(
+            result = store.answers.apply_import(
                 creates=[p.values for p in plan if p.status == "new"],
                 updates=[(p.answer_id, p.values) for p in plan if p.status == "changed"],
                 agent_id=agent["id"], now=iso(_now()))
             tally = transfer.counts(plan)
             store.audit(iso(_now()), f"agent:{agent['id']}", "answers_imported", "answer_library", None,
-                        ip=request.remote_addr, filename=pending["filename"], created=result["created"],
-                        updated=result["updated"], unchanged=tally["unchanged"], invalid=tally["invalid"])
+                        ip=request.remote_addr, filename=pending["filename"], created=result.created,
+                        updated=result.updated, unchanged=tally["unchanged"], invalid=tally["invalid"])
     if changed_plan is not None:
         _pending().discard(expected)
         token = _pending().save(agent_id=agent["id"], filename=pending["filename"], entries=pending["entries"],
@@ -346,8 +348,8 @@ def import_confirm():
                                  "again before importing.")), 409
     _pending().discard(expected)
     session.pop(IMPORT_SESSION_KEY, None)
-    flash(_("Imported: %(created)d new and %(updated)d changed answers.", created=result["created"],
-            updated=result["updated"]), "success")
+    flash(_("Imported: %(created)d new and %(updated)d changed answers.", created=result.created,
+            updated=result.updated), "success")
     return redirect(url_for("answers.index"))
 
 
@@ -365,14 +367,14 @@ def suggested(conversation_id: int):
         "suggestions": [s.as_json() for s in found["suggestions"]],
     }
     if query:
-        rows = store.answers(language=found["language"]) if not found["all_languages"] else store.answers()
+        rows = store.answers.all(language=found["language"]) if not found["all_languages"] else store.answers.all()
         result["results"] = [_brief(a) for a in library.search(query, rows, limit=20)]
     return jsonify(result)
 
 
-def _brief(answer: dict[str, Any]) -> dict[str, Any]:
-    return {"id": answer["id"], "title": answer["title"], "body": answer["body"], "language": answer["language"],
-            "tags": (answer["tags"] or "").split(), "version": answer["version"]}
+def _brief(answer: Answer) -> dict[str, Any]:
+    return {"id": answer.id, "title": answer.title, "body": answer.body, "language": answer.language,
+            "tags": (answer.tags or "").split(), "version": answer.version}
 
 
 @bp.post("/answers/<int:answer_id>/render")
@@ -389,18 +391,18 @@ def render(answer_id: int):
         return jsonify(ok=False, error=_("Say which conversation the answer is for.")), 400
     conversation = access.require_conversation(store, agent, conversation_id)
     answer = _answer_or_404(answer_id)
-    if not answer["active"]:
+    if not answer.active:
         abort(404)
     connector_cls = _reply_connector(conversation)
     if connector_cls is None:
         return jsonify(ok=False, error=_("This conversation's channel is not configured, so replies cannot be "
                                          "sent.")), 409
-    context = store.answer_context(conversation_id)
-    adapted = library.render(answer["body"], context, agent_name=agent.get("name") or None,
+    context = store.answers.context(conversation_id)
+    adapted = library.render(answer.body, dataclasses.asdict(context), agent_name=agent.get("name") or None,
                              connector_cls=connector_cls)
-    store.record_answer_use(answer_id, answer["version"], conversation_id, agent["id"],
-                            library.conversation_language(context), iso(_now()))
-    return jsonify(ok=True, answer_id=answer_id, version=answer["version"], text=adapted.text,
+    store.answers.record_use(answer_id, answer.version, conversation_id, agent["id"],
+                             library.conversation_language(context), iso(_now()))
+    return jsonify(ok=True, answer_id=answer_id, version=answer.version, text=adapted.text,
                    short_text=adapted.short_text, length=adapted.length, max_length=adapted.max_length,
                    fits=adapted.fits, formatting=adapted.formatting,
                    warnings=[{"code": w.code, "message": warning_text(w)} for w in adapted.warnings])

@@ -482,7 +482,7 @@ def _apply_assignment(conversation: dict[str, Any], changes: dict[str, Any], now
         return
     store.assign_conversation(conversation["id"], assignee_id=assignee_id, team_id=team_id, now=iso(now))
     if assignee_id and assignee_id != conversation["assignee_id"]:
-        store.add_notifications([assignee_id], kind="assigned", conversation_id=conversation["id"], message_id=None,
+        store.notifications.add([assignee_id], kind="assigned", conversation_id=conversation["id"], message_id=None,
                                 actor_id=None, now=iso(now))
     _audit("assign", conversation["id"], assignee_before=conversation["assignee_id"], assignee=assignee_id,
            team_before=conversation["team_id"], team=team_id)

@@ -22,7 +22,7 @@ from inbox.i18n import lazy_gettext as _l
 from inbox.reports import csv_safe
 from inbox.runtime import Mainland
 from inbox.store import now_iso
-from inbox.store.audit import AUDIT_PAGE, AuditFilter
+from inbox.store.audit import AUDIT_PAGE, AuditEntry, AuditFilter
 from inbox.web import get_store, mainland
 from inbox.web.auth import role_required
 
@@ -155,25 +155,25 @@ def index():
     before = request.args.get("before", type=int)
     if before is not None and not 0 < before < 1 << 62:
         abort(404)
-    rows = get_store().audit_page(criteria, before=before, limit=AUDIT_PAGE + 1)
+    rows = get_store().audit_log.page(criteria, before=before, limit=AUDIT_PAGE + 1)
     more = len(rows) > AUDIT_PAGE
     rows = rows[:AUDIT_PAGE]
-    for row in rows:
-        row["details_map"] = _details(row["details"])
+    details = {row.id: _details(row.details) for row in rows}
     args = _filter_args(criteria)
     agents = get_store().agents()
     return render_template(
-        "admin/audit.html", rows=rows, criteria=criteria, args=args, actor_names=_actor_names(), agents=agents,
+        "admin/audit.html", rows=rows, details=details, criteria=criteria, args=args, actor_names=_actor_names(),
+        agents=agents,
         action_labels=ACTION_LABELS, action_choices=sorted(((k, str(v)) for k, v in ACTION_LABELS.items()),
                                                            key=lambda kv: kv[1].casefold()),
         object_types=OBJECT_TYPES, action_label=action_label,
-        next_url=url_for("audit.index", before=rows[-1]["id"], **args) if more else None,
+        next_url=url_for("audit.index", before=rows[-1].id, **args) if more else None,
         first_url=url_for("audit.index", **args) if before is not None else None,
         export_url=url_for("audit.export", **args),
     )
 
 
-def csv_lines(rows: Iterable[dict[str, Any]], actor_names: dict[str, str]) -> Iterator[str]:
+def csv_lines(rows: Iterable[AuditEntry], actor_names: dict[str, str]) -> Iterator[str]:
     """The export, line by line: a header, then one row per entry, every cell formula-safe."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
@@ -186,8 +186,8 @@ def csv_lines(rows: Iterable[dict[str, Any]], actor_names: dict[str, str]) -> It
 
     yield "\ufeff" + line(CSV_COLUMNS)
     for r in rows:
-        yield line((r["id"], r["at"], r["actor"], actor_names.get(r["actor"], ""), r["action"],
-                    action_label(r["action"]), r["object_type"] or "", r["object_id"] or "", r["details"]))
+        yield line((r.id, r.at, r.actor, actor_names.get(r.actor, ""), r.action,
+                    action_label(r.action), r.object_type or "", r.object_id or "", r.details))
 
 
 def _export_lines(app_state: Mainland, criteria: AuditFilter, names: dict[str, str]) -> Iterator[str]:
@@ -195,7 +195,7 @@ def _export_lines(app_state: Mainland, criteria: AuditFilter, names: dict[str, s
     # through a store of its own, closed when the last line is out (or the client goes away).
     store = app_state.open_store(check=False)
     try:
-        yield from csv_lines(store.audit_rows(criteria), names)
+        yield from csv_lines(store.audit_log.rows(criteria), names)
     finally:
         store.close()
 

@@ -378,7 +378,7 @@ def settings():
         if action == "password":
             return _change_password(agent)
         if action == "notifications":
-            store.set_notification_settings(agent["id"], notifications.settings_from_form(request.form), now_iso())
+            store.notifications.set_settings(agent["id"], notifications.settings_from_form(request.form), now_iso())
             flash(_("Your notification settings are saved."), "success")
             return redirect(url_for("auth.settings") + "#notifications")
         abort(400)
@@ -387,7 +387,7 @@ def settings():
 
 def _notification_context(agent: dict[str, Any]) -> dict[str, Any]:
     """The notifications section of the settings page: a checkbox per event and medium."""
-    return {"notification_settings": get_store().notification_settings(agent["id"]),
+    return {"notification_settings": get_store().notifications.settings(agent["id"]),
             "notification_events": [(e, _(notifications.EVENT_LABELS[e])) for e in notifications.EVENTS],
             "notification_media": [(m, _(notifications.MEDIUM_LABELS[m])) for m in notifications.MEDIA],
             "notification_email_minutes": max(1, round(

@@ -656,7 +656,7 @@ def _page_context(conversation: dict[str, Any], **extra: Any) -> dict[str, Any]:
             target = None
         if target is not None and access.can_see_conversation(store, agent, target):
             merged_target = target
-    store.mark_notifications_read(agent["id"], _now_iso(), conversation_id=conversation["id"])
+    store.notifications.mark_read(agent["id"], _now_iso(), conversation_id=conversation["id"])
     if messages:
         # The queue's unread marker: this agent has seen the conversation up to here.
         store.mark_seen(agent["id"], conversation["id"], max(m["id"] for m in messages))
@@ -1003,7 +1003,7 @@ def add_note(conversation_id: int):
     with store.write():
         message_id = store.add_note(conversation_id, agent_id=agent["id"], author_name=agent["name"] or agent["email"],
                                     text=text, external_id=f"note:{uuid.uuid4().hex}", now=now)
-        store.add_notifications([a["id"] for a in notify], kind="mention", conversation_id=conversation_id,
+        store.notifications.add([a["id"] for a in notify], kind="mention", conversation_id=conversation_id,
                                 message_id=message_id, actor_id=agent["id"], now=now)
     parts = [_("Note added.")]
     if notify:
@@ -1179,7 +1179,7 @@ def assign(conversation_id: int):
     now = _now_iso()
     store.assign_conversation(conversation_id, assignee_id=assignee_id, team_id=team_id, now=now)
     if assignee_id and assignee_id != conversation["assignee_id"] and assignee_id != agent["id"]:
-        store.add_notifications([assignee_id], kind="assigned", conversation_id=conversation_id, message_id=None,
+        store.notifications.add([assignee_id], kind="assigned", conversation_id=conversation_id, message_id=None,
                                 actor_id=agent["id"], now=now)
     _audit("assign", conversation_id, assignee_before=conversation["assignee_id"], assignee=assignee_id,
            team_before=conversation["team_id"], team=team_id)
@@ -1417,14 +1417,14 @@ NOTIFICATION_KINDS = {
 def notifications():
     store = get_store()
     agent = current_agent()
-    rows = store.notifications(agent["id"], access.visible_team_ids(store, agent),
-                               unread_only=request.args.get("unread") == "1")
+    rows = store.notifications.of(agent["id"], access.visible_team_ids(store, agent),
+                                  unread_only=request.args.get("unread") == "1")
     if _wants_json():
-        return jsonify(ok=True, unread=sum(1 for r in rows if not r["read_at"]),
-                       notifications=[{"id": r["id"], "kind": r["kind"], "conversation_id": r["conversation_id"],
-                                       "message_id": r["message_id"], "created_at": r["created_at"],
-                                       "read": bool(r["read_at"]), "actor": r["actor_name"] or r["actor_email"],
-                                       "subject": r["subject"]} for r in rows])
+        return jsonify(ok=True, unread=sum(1 for r in rows if not r.read_at),
+                       notifications=[{"id": r.id, "kind": r.kind, "conversation_id": r.conversation_id,
+                                       "message_id": r.message_id, "created_at": r.created_at,
+                                       "read": bool(r.read_at), "actor": r.actor_name or r.actor_email,
+                                       "subject": r.subject} for r in rows])
     return render_template("conversations/notifications.html", notifications=rows, kinds=_channel_kinds(),
                            kind_labels=NOTIFICATION_KINDS)
 
@@ -1432,7 +1432,7 @@ def notifications():
 @bp.post("/notifications/<int:notification_id>/read")
 @login_required
 def notification_read(notification_id: int):
-    get_store().mark_notifications_read(current_agent()["id"], _now_iso(), notification_id=notification_id)
+    get_store().notifications.mark_read(current_agent()["id"], _now_iso(), notification_id=notification_id)
     if _wants_json():
         return jsonify(ok=True)
     return redirect(url_for("conversations.notifications"), code=303)
@@ -1441,7 +1441,7 @@ def notification_read(notification_id: int):
 @bp.post("/notifications/read-all")
 @login_required
 def notifications_read_all():
-    get_store().mark_notifications_read(current_agent()["id"], _now_iso())
+    get_store().notifications.mark_read(current_agent()["id"], _now_iso())
     if _wants_json():
         return jsonify(ok=True)
     flash(_("All notifications are marked read."), "success")
@@ -1454,7 +1454,7 @@ def unread_notifications() -> int:
     if agent is None:
         return 0
     store = get_store()
-    return store.unread_notification_count(agent["id"], access.visible_team_ids(store, agent))
+    return store.notifications.unread_count(agent["id"], access.visible_team_ids(store, agent))
 
 
 def delivery_label(status: str | None) -> str:

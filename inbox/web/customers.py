@@ -161,7 +161,7 @@ def show(customer_id: int):
     record = visible_customer(customer_id)
     if request.method == "GET":
         # Who looked at whose personal data: one line per agent, customer and hour (HEAD shows nothing).
-        store.audit_view(clock.now(), _actor(), "customer", customer_id)
+        store.audit_log.record_view(clock.now(), _actor(), "customer", customer_id)
     team_ids = _team_ids()
     conversations = store.customer_conversations(customer_id, team_ids)
     # The latest part of the timeline; "Show older messages" asks for more (a customer with

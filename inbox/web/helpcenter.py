@@ -38,6 +38,7 @@ from inbox import clock, helpcenter
 from inbox.i18n import LANGUAGES, select_locale
 from inbox.i18n import gettext as _
 from inbox.store import NotFound as StoreNotFound
+from inbox.store.answers import Answer
 from inbox.store.base import iso, parse_iso
 from inbox.web import get_store, mainland
 from inbox.web.answers import LEAD_ROLES
@@ -223,33 +224,33 @@ def _help_404(exc):
 
 # Publishing (the answer's edit page) -----------------------------------------------------------------
 
-def publishing(answer: dict[str, Any]) -> dict[str, Any]:
+def publishing(answer: Answer) -> dict[str, Any]:
     """What the publishing panel on an answer's edit page shows (a template global)."""
     store = get_store()
-    current = store.help_article_settings(answer["id"]) or {}
+    current = store.help_article_settings(answer.id) or {}
     blockers = helpcenter.publish_blockers(answer)
-    slug = current.get("slug") or helpcenter.slugify(answer["title"])
-    public = bool(current.get("published")) and bool(answer.get("active"))
+    slug = current.get("slug") or helpcenter.slugify(answer.title)
+    public = bool(current.get("published")) and answer.active
     return {
         "enabled": _settings().enabled, "settings": current, "slug": slug,
         "summary": current.get("summary") or "", "article_key": current.get("article_key") or slug,
         "category_id": current.get("category_id"), "published": bool(current.get("published")),
-        "categories": [{"id": c["id"], "name": (c["names"].get(answer["language"])
+        "categories": [{"id": c["id"], "name": (c["names"].get(answer.language)
                                                 or next(iter(c["names"].values()), {})).get("name", "")}
                        for c in store.help_categories()],
         "blockers": blockers, "blocker_names": ", ".join("{{" + b + "}}" for b in blockers),
-        "language_ok": helpcenter.is_public_language(answer["language"]),
-        "url": url_for("helpcenter.page", lang=answer["language"], slug=slug) if public else None,
+        "language_ok": helpcenter.is_public_language(answer.language),
+        "url": url_for("helpcenter.page", lang=answer.language, slug=slug) if public else None,
     }
 
 
-def _publish_problems(answer: dict[str, Any], slug: str, summary: str, article_key: str, publish: bool,
+def _publish_problems(answer: Answer, slug: str, summary: str, article_key: str, publish: bool,
                       category_id: int | None) -> list[str]:
     problems = []
     if not helpcenter.valid_slug(slug):
         problems.append(_("Use lower-case letters, digits and hyphens for the address (at most %(n)d).",
                           n=helpcenter.MAX_SLUG_CHARS))
-    elif get_store().help_slug_taken(answer["language"], slug, answer_id=answer["id"]):
+    elif get_store().help_slug_taken(answer.language, slug, answer_id=answer.id):
         problems.append(_("Another article or category already has the address %(slug)s.", slug=slug))
     if len(summary) > helpcenter.MAX_SUMMARY_CHARS:
         problems.append(_("Use at most %(n)d characters for the summary.", n=helpcenter.MAX_SUMMARY_CHARS))
@@ -263,9 +264,9 @@ def _publish_problems(answer: dict[str, Any], slug: str, summary: str, article_k
             problems.append(_("An answer with variables cannot be published: a public page has no customer "
                               "to fill in %(names)s. Write it without them.",
                               names=", ".join("{{" + b + "}}" for b in blockers)))
-        if not answer["active"]:
+        if not answer.active:
             problems.append(_("An archived answer cannot be published."))
-        if not helpcenter.is_public_language(answer["language"]):
+        if not helpcenter.is_public_language(answer.language):
             problems.append(_("The help center is in English and Dutch: this answer's language is neither."))
     return problems
 
@@ -275,7 +276,7 @@ def _publish_problems(answer: dict[str, Any], slug: str, summary: str, article_k
 def publish(answer_id: int):
     store = get_store()
     try:
-        answer = store.answer(answer_id)
+        answer = store.answers.get(answer_id)
     except StoreNotFound:
         abort(404)
     publish_it = request.form.get("published") == "1"

@@ -365,7 +365,7 @@ class LiveState:
         self.unread: int | None = None
         #: The newest notification the client knows of: a newer one becomes a browser notification.
         #: Resuming, the client's; else the newest now (what happened before the page is not news).
-        newest_notification = store.newest_notification_id(agent["id"])
+        newest_notification = store.notifications.newest_id(agent["id"])
         self.newest_notification = (newest_notification if last_notification_id is None
                                     else min(last_notification_id, newest_notification))
 
@@ -396,8 +396,8 @@ class LiveState:
         return events
 
     def _notifications(self) -> list[str]:
-        unread = self.store.unread_notification_count(self.agent["id"], self.team_ids)
-        newest = self.store.newest_notification_id(self.agent["id"])
+        unread = self.store.notifications.unread_count(self.agent["id"], self.team_ids)
+        newest = self.store.notifications.newest_id(self.agent["id"])
         latest = None
         if newest > self.newest_notification:
             latest = notifications.browser_payload(self.store, self.agent, self.team_ids, self.locale,

@@ -72,11 +72,11 @@ def commands(conversation_id: int):
             found.append(_post(_("Priority"), _("Priority: %(priority)s", priority=str(label)), priority_url,
                                priority=value))
 
-    context = store.answer_context(conversation_id) or {}
-    language = conversation_language(context)
-    answers = store.answers(language=language) if language else store.answers()
+    context = store.answers.context(conversation_id)
+    language = conversation_language(context) if context else None
+    answers = store.answers.all(language=language) if language else store.answers.all()
     for answer in answers[:200]:
-        found.append({"group": _("Insert answer"), "label": answer["title"], "do": "answer",
-                      "url": url_for("answers.render", answer_id=answer["id"]),
+        found.append({"group": _("Insert answer"), "label": answer.title, "do": "answer",
+                      "url": url_for("answers.render", answer_id=answer.id),
                       "fields": {"conversation_id": str(conversation_id)}})
     return jsonify(ok=True, commands=found)

@@ -87,7 +87,8 @@ def show(quarantine_id: int):
     item = _item_or_404(quarantine_id)
     if request.method == "GET":
         # The raw bytes are someone's message: who read them is on record (once an hour per admin).
-        get_store().audit_view(clock.now(), _actor(), "quarantine", quarantine_id, action="quarantine_viewed")
+        get_store().audit_log.record_view(clock.now(), _actor(), "quarantine", quarantine_id,
+                                           action="quarantine_viewed")
     text, cut = shown_text(item["raw"])
     return render_template("admin/quarantine_item.html", item=item, size=len(item["raw"]), text=text, cut=cut,
                            shown_bytes=MAX_SHOWN_BYTES)

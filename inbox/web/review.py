@@ -22,6 +22,7 @@ from flask import Blueprint, Flask, abort, flash, redirect, render_template, req
 from inbox import access, clock, review
 from inbox.i18n import gettext as _
 from inbox.store import NotFound as StoreNotFound
+from inbox.store.review import ReviewItem
 from inbox.web import get_store, mainland
 from inbox.web.auth import current_agent, login_required, role_required
 
@@ -37,13 +38,13 @@ def _now() -> dt.datetime:
     return clock.now()
 
 
-def _visible_item(item_id: int) -> dict[str, Any]:
+def _visible_item(item_id: int) -> ReviewItem:
     store = get_store()
     try:
-        item = store.review_item(item_id)
+        item = store.review.item(item_id)
     except StoreNotFound:
         abort(404)
-    access.require_conversation(store, current_agent(), item["conversation_id"])
+    access.require_conversation(store, current_agent(), item.conversation_id)
     return item
 
 
@@ -65,17 +66,16 @@ def duration(seconds: float | None) -> str:
 def index():
     store = get_store()
     team_ids = access.visible_team_ids(store, current_agent())
-    pending = store.review_items(team_ids)
+    pending = store.review.items(team_ids)
     now = _now()
-    for item in pending:
-        item["waiting_seconds"] = (now - dt.datetime.fromisoformat(item["created_at"].replace("Z", "+00:00"))
-                                   ).total_seconds()
-    decided = store.review_items(team_ids, state="approved", limit=20) + store.review_items(
+    waiting = {item.id: (now - dt.datetime.fromisoformat(item.created_at.replace("Z", "+00:00"))).total_seconds()
+               for item in pending}
+    decided = store.review.items(team_ids, state="approved", limit=20) + store.review.items(
         team_ids, state="returned", limit=20)
-    decided.sort(key=lambda r: r["decided_at"] or "", reverse=True)
+    decided.sort(key=lambda r: r.decided_at or "", reverse=True)
     agents = {a["id"]: a for a in store.routing_agents_in(team_ids)}
-    stats = [{**s, "agent": agents.get(agent_id)} for agent_id, s in store.review_stats(agents).items()]
-    return render_template("review/index.html", pending=pending, decided=decided[:20], stats=stats)
+    stats = [(s, agents.get(agent_id)) for agent_id, s in store.review.stats(agents).items()]
+    return render_template("review/index.html", pending=pending, waiting=waiting, decided=decided[:20], stats=stats)
 
 
 @bp.get("/review/<int:item_id>")
@@ -84,8 +84,8 @@ def show(item_id: int):
     item = _visible_item(item_id)
     store = get_store()
     # The whole thread, not only the question: a lead judges the reply by what was said before.
-    thread = store.thread_messages(item["conversation_id"])
-    decision = review.sendable(mainland(), store, item, now=_now()) if item["state"] == "pending_review" else None
+    thread = store.thread_messages(item.conversation_id)
+    decision = review.sendable(mainland(), store, item, now=_now()) if item.state == "pending_review" else None
     return render_template("review/show.html", item=item, thread=thread, decision=decision)
 
 
@@ -103,7 +103,7 @@ def approve(item_id: int):
         flash(_("Not approved: %(reason)s", reason=_reason(exc)), "error")
         return redirect(url_for("review.show", item_id=item_id))
     flash(_("Approved: the reply to \"%(subject)s\" is on its way (%(time)s in review).",
-            subject=item["subject"] or "", time=duration(outcome.review_seconds)), "success")
+            subject=item.subject or "", time=duration(outcome.review_seconds)), "success")
     return redirect(url_for("review.index"))
 
 
@@ -148,25 +148,25 @@ def agent(agent_id: int):
     team_ids = access.visible_team_ids(store, me)
     # Even one's own replies: a conversation moved to a team the reader is not in is no longer theirs to read.
     scope = access.conversation_scope(store, me)
-    items = [i for i in store.agent_review_items(agent_id) if scope.allows(i["team_id"])]
-    stats = store.review_stats([agent_id]).get(agent_id)
+    items = [i for i in store.review.of_agent(agent_id) if scope.allows(i.team_id)]
+    stats = store.review.stats([agent_id]).get(agent_id)
     return render_template("review/agent.html", other=other, items=items, stats=stats, own=me["id"] == agent_id,
                            team_ids=team_ids)
 
 
-def held_replies(conversation_id: int) -> list[dict[str, Any]]:
+def held_replies(conversation_id: int) -> list[ReviewItem]:
     """Replies in this conversation waiting for review."""
-    return get_store().conversation_review_items(conversation_id)
+    return get_store().review.of_conversation(conversation_id)
 
 
-def held_thread_items(conversation_id: int) -> list[dict[str, Any]]:
+def held_thread_items(conversation_id: int) -> list[ReviewItem]:
     """Each writer's latest held reply in this conversation while it is undecided or returned (the
     thread shows it; an approved one is a sent message by then, a resubmitted one replaces it)."""
-    latest: dict[int, dict[str, Any]] = {}
-    for item in get_store().conversation_review_items(conversation_id, pending_only=False):
-        latest[item["agent_id"]] = item  # in id order: the last one wins
-    return sorted((i for i in latest.values() if i["state"] in ("pending_review", "returned")),
-                  key=lambda i: i["id"])
+    latest: dict[int, ReviewItem] = {}
+    for item in get_store().review.of_conversation(conversation_id, pending_only=False):
+        latest[item.agent_id] = item  # in id order: the last one wins
+    return sorted((i for i in latest.values() if i.state in ("pending_review", "returned")),
+                  key=lambda i: i.id)
 
 
 def held_thread_html(conversation: dict[str, Any]) -> str:
@@ -179,8 +179,8 @@ def returned_text(conversation_id: int, item_id: int, agent: dict[str, Any] | No
     if agent is None:
         return None
     for item in held_thread_items(conversation_id):
-        if item["id"] == item_id and item["agent_id"] == agent["id"] and item["state"] == "returned":
-            return item["text"]
+        if item.id == item_id and item.agent_id == agent["id"] and item.state == "returned":
+            return item.text
     return None
 
 
@@ -189,7 +189,7 @@ def pending_review_count() -> int:
     if agent is None or agent["role"] not in LEAD_ROLES:
         return 0
     store = get_store()
-    return store.count_pending_reviews(access.visible_team_ids(store, agent))
+    return store.review.count_pending(access.visible_team_ids(store, agent))
 
 
 def init_app(app: Flask) -> None:

@@ -237,7 +237,7 @@ def agent_settings(agent_id: int):
                  "trainee": trainee}
     return render_template("routing/agent.html", other=other, errors=errors,
                            trainee_locked=_own_trainee_flag_locked(agent, agent_id),
-                           topics_known=sorted(store.answer_tag_vocabulary())), 400 if errors else 200
+                           topics_known=sorted(store.answers.tag_vocabulary())), 400 if errors else 200
 
 
 # Activity ------------------------------------------------------------------------------------------

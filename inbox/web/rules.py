@@ -197,7 +197,7 @@ def _choices() -> list[tuple[str, list[tuple[str, str]]]]:
     return [
         (_("Teams"), [("team:none", _("No team"))] + [(f"team:{t['id']}", t["name"]) for t in teams]),
         (_("Agents"), [(f"agent:{a['id']}", a["name"] or a["email"]) for a in store.mentionable_agents()]),
-        (_("Answers"), [(f"answer:{a['id']}", a["title"]) for a in store.answers(active=True)]),
+        (_("Answers"), [(f"answer:{a.id}", a.title) for a in store.answers.all(active=True)]),
         (_("Priorities"), [(f"priority:{p}", str(PRIORITY_LABELS[p])) for p in lifecycle.PRIORITIES]),
         (_("Statuses"), [(f"status:{s}", status_label(s)) for s in lifecycle.STATUSES]),
         (_("Notify"), [("who:assignee", _("the assigned agent")), ("who:leads", _("the team's leads"))]),

@@ -11,7 +11,7 @@ Order of work for each delivery (reliability.md §7, WH-01..WH-06, FI-07):
 3. `verify_webhook` on the raw body and headers. Any failure is a 403 (or the 401 a connector's
    refusal names in its `status`, with its message as `reason`: the generic API channel tells its
    integrator why) with nothing parsed and nothing stored; the refusal is logged, counted
-   (`store.webhook_refusals`: one row per channel, address and minute) and shown on the channel's
+   (`store.inbound_webhooks.refusals`: one row per channel, address and minute) and shown on the channel's
    health, so a secret rotated on one side only is noticed. After 30 refusals in a minute an
    address gets 429 without its body being read.
 4. The delivery's event id (the connector's optional `webhook_event_id(request)`, else the
@@ -135,7 +135,7 @@ def _receive(channel: str, connector: Connector):
         return _answer(403, error="refused")
 
     event_id = _event_id(connector, hook)
-    if store.webhook_event_seen(channel, event_id):
+    if store.inbound_webhooks.seen(channel, event_id):
         return _answer(200, duplicate=True)
     try:
         result = connector.parse_webhook(hook)
@@ -157,10 +157,10 @@ def _receive(channel: str, connector: Connector):
     ingestor = mainland.ingestor(store)
     now = clock.now()
     with store.write():
-        if not store.record_webhook_event(channel, event_id, iso(now)):
+        if not store.inbound_webhooks.record(channel, event_id, iso(now)):
             return _answer(200, duplicate=True)  # a concurrent delivery of the same event won
         report = ingestor.ingest(channel, result, save_cursor=False)
-        store.forget_webhook_events(iso(now - EVENT_RETENTION))
+        store.inbound_webhooks.forget(iso(now - EVENT_RETENTION))
         store.record_poll(channel, iso(now), items=report.stored)
     # Only now, after the commit, may the provider hear that the delivery is safe.
     return _answer(200, stored=report.stored, duplicates=report.duplicates, quarantined=report.quarantined)
@@ -182,8 +182,8 @@ def _refused(store, channel: str, reason: str) -> None:
     log.warning("webhook for %s refused (from %s): %s", channel, request.remote_addr, reason)
     now = clock.now()
     with store.write():
-        store.record_webhook_refusal(channel, iso(now), remote_addr=request.remote_addr, reason=reason,
-                                     keep_after=iso(now - REFUSAL_RETENTION))
+        store.inbound_webhooks.record_refusal(channel, iso(now), remote_addr=request.remote_addr, reason=reason,
+                                              keep_after=iso(now - REFUSAL_RETENTION))
         store.record_poll(channel, iso(now), error=f"webhook refused: {reason}")
 
 

@@ -450,9 +450,9 @@ def test_endpoint_refuses_unsigned_and_forged_deliveries_and_stores_nothing(clie
                    dataclasses.replace(good, body=good.body.replace(b"let me in", b"let me out"))):
         assert post(client, forged).status_code == 403
     assert db.counts()["messages"] == 0 and db.counts()["quarantined"] == 0
-    refusals = db.webhook_refusals("wa")
-    assert sum(r["count"] for r in refusals) == 3 and all("X-Hub-Signature-256" in r["reason"] for r in refusals)
-    assert all(whatsapp.app_secret not in r["reason"] for r in refusals)
+    refusals = db.inbound_webhooks.refusals("wa")
+    assert sum(r.count for r in refusals) == 3 and all("X-Hub-Signature-256" in r.reason for r in refusals)
+    assert all(whatsapp.app_secret not in r.reason for r in refusals)
     assert post(client, good).status_code == 200 and db.counts()["messages"] == 1
 
 
