@@ -35,8 +35,7 @@ from inbox.store.queue import QueueQuery, fts_query
 from inbox.store.schema import metadata
 from tests.conftest import FROZEN_START
 from tests.mailfactory import raw_mail
-from tests.pg_cluster import ThrowawayCluster, create_database, drop_database, server_bin_dir
-from tests.servers import unavailable
+from tests.pg_cluster import create_database, drop_database
 from tests.test_pg_search import STALE_DOCUMENTS
 
 pytestmark = pytest.mark.server
@@ -132,19 +131,13 @@ def populate(folder: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[tuple[str, str]]:
-    """A throwaway cluster with a migrated (empty) template database: (cluster URL, template name)."""
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        unavailable("psycopg is not installed (scripts/setup.sh --test installs it)")
-    if server_bin_dir() is None:
-        unavailable("no PostgreSQL 15+ server in /usr/lib/postgresql (scripts/setup.sh --test installs it)")
-    with ThrowawayCluster() as url:
-        template = Store(create_database(url))
-        template.migrate()
-        template.close()
-        yield url, template.url.rsplit("/", 1)[1]
+def migrated(cluster) -> tuple[str, str]:
+    """The module's throwaway cluster (tests/pg_cluster.py) with a migrated (empty) template database:
+    (cluster URL, template name)."""
+    template = Store(create_database(cluster))
+    template.migrate()
+    template.close()
+    return cluster, template.url.rsplit("/", 1)[1]
 
 
 @pytest.fixture(scope="module")
@@ -165,9 +158,9 @@ def own_installation(installation, tmp_path) -> Path:
 
 
 @pytest.fixture
-def target(cluster) -> Iterator[str]:
+def target(migrated) -> Iterator[str]:
     """A new database that a fresh migration left (no data); its URL."""
-    url = create_database(cluster[0], template=cluster[1])
+    url = create_database(migrated[0], template=migrated[1])
     yield url
     drop_database(url)
 
@@ -182,9 +175,9 @@ def copy(folder: Path, url: str, **kwargs: Any) -> copying.CopyReport:
 
 
 @pytest.fixture(scope="module")
-def moved(cluster, installation) -> Iterator[dict[str, Store]]:
+def moved(migrated, installation) -> Iterator[dict[str, Store]]:
     """The installation copied once; both stores, for the tests that only read."""
-    url = create_database(cluster[0], template=cluster[1])
+    url = create_database(migrated[0], template=migrated[1])
     report = copy(installation, url)
     assert report.finished and not report.mismatched and report.attachments.ok, report
     stores = {"sqlite": Store(installation / "mainland.db"), "postgresql": Store(url)}
@@ -411,7 +404,7 @@ def run(folder: Path, *args: str):
 
 
 def test_the_command_copies_into_an_empty_database_with_the_attachments(own_installation, cluster, tmp_path):
-    url = create_database(cluster[0])  # never migrated: the command migrates it
+    url = create_database(cluster)  # never migrated: the command migrates it
     shared = tmp_path / "shared-attachments"
     try:
         result = run(own_installation, url, "--attachments-to", str(shared), "--batch-size", "50")

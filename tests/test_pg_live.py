@@ -44,9 +44,9 @@ def _new_conversation(store: Store, token: str) -> int:
 
 def test_a_change_another_process_commits_wakes_this_process_s_live_pages(url):
     changes = _LocalChanges()
-    here, other = Store(url), Store(url)
+    here, other, third = Store(url), Store(url), Store(url)
     try:
-        with changes.following(here), changes.following(Store(url)):
+        with changes.following(here), changes.following(third):
             [(listener, streams)] = changes._followed.values()
             assert streams == 2, "the process's streams of one database share one session"
             assert listener.listening.wait(PATIENCE)
@@ -68,8 +68,8 @@ def test_a_change_another_process_commits_wakes_this_process_s_live_pages(url):
         listener._thread.join(PATIENCE)
         assert not listener._thread.is_alive(), "the session ends with the last stream"
     finally:
-        here.close()
-        other.close()
+        for store in (here, other, third):
+            store.close()
 
 
 def test_one_transaction_that_changes_many_conversations_tells_once_with_the_newest_number(url):

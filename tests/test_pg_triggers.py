@@ -22,6 +22,8 @@ from typing import Any
 
 import pytest
 
+from tests.test_pg_schema import _every_revision
+
 pytestmark = pytest.mark.server
 
 #: SQLite's triggers that keep its FTS5 search indexes; PostgreSQL has no twin for them.
@@ -552,5 +554,4 @@ def test_going_back_before_the_triggers_leaves_none_of_them(cluster, pg):
     assert pg.execute("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal").fetchall() == []
     assert pg.execute("SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
                       "WHERE n.nspname = 'public'").fetchall() == []
-    applied = pg_schema.upgrade(url)
-    assert applied[0] == "0002" and applied[-1] == pg_schema.head()
+    assert pg_schema.upgrade(url) == [revision for revision in _every_revision() if revision > "0001"]

@@ -21,7 +21,6 @@ Times are the machine's (`time.time()`), as the rate-limit library's windows are
 
 from __future__ import annotations
 
-import re
 import sqlite3
 import threading
 import time
@@ -48,17 +47,21 @@ class _Counters:
     and its spelling of the statements come from the subclass. Thread-safe: each thread has its own
     connection."""
 
-    _INCR = ("INSERT INTO counters AS c (key, hits, expires_at) VALUES (:key, :amount, :ends) "
+    #: The counters' table: `counters` in the file, `rate_counters` in PostgreSQL's main database.
+    TABLE = "counters"
+    _INCR = ("INSERT INTO {table} AS c (key, hits, expires_at) VALUES (:key, :amount, :ends) "
              "ON CONFLICT (key) DO UPDATE SET "
              "hits = CASE WHEN c.expires_at <= :now THEN :amount ELSE c.hits + :amount END, "
              "expires_at = CASE WHEN c.expires_at <= :now THEN :ends ELSE c.expires_at END "
              "RETURNING hits")
-    _SWEEP = "DELETE FROM counters WHERE expires_at <= :now"
-    _GET = "SELECT hits, expires_at FROM counters WHERE key = :key AND expires_at > :now"
-    _CLEAR = "DELETE FROM counters WHERE key = :key"
-    _RESET = "DELETE FROM counters"
+    _SWEEP = "DELETE FROM {table} WHERE expires_at <= :now"
+    _GET = "SELECT hits, expires_at FROM {table} WHERE key = :key AND expires_at > :now"
+    _CLEAR = "DELETE FROM {table} WHERE key = :key"
+    _RESET = "DELETE FROM {table}"
 
     def __init__(self) -> None:
+        self._incr, self._sweep, self._get, self._clear, self._reset = (
+            sql.format(table=self.TABLE) for sql in (self._INCR, self._SWEEP, self._GET, self._CLEAR, self._RESET))
         self._local = threading.local()
         self._increments = 0
         self._connections: list[Any] = []
@@ -81,14 +84,14 @@ class _Counters:
         that ends `expiry` seconds from now."""
         now = time.time()
         (hits,) = self._conn().execute(
-            self._INCR, {"key": key, "amount": amount, "ends": now + expiry, "now": now}).fetchone()
+            self._incr, {"key": key, "amount": amount, "ends": now + expiry, "now": now}).fetchone()
         self._increments += 1
         if self._increments % SWEEP_EVERY == 0:
-            self._conn().execute(self._SWEEP, {"now": now})
+            self._conn().execute(self._sweep, {"now": now})
         return int(hits)
 
     def _live(self, key: str, now: float) -> tuple[int, float] | None:
-        row = self._conn().execute(self._GET, {"key": key, "now": now}).fetchone()
+        row = self._conn().execute(self._get, {"key": key, "now": now}).fetchone()
         return (int(row[0]), float(row[1])) if row else None
 
     def get(self, key: str) -> int:
@@ -103,11 +106,11 @@ class _Counters:
         return live[1] if live else now
 
     def clear(self, key: str) -> None:
-        self._conn().execute(self._CLEAR, {"key": key})
+        self._conn().execute(self._clear, {"key": key})
 
     def reset(self) -> int:
         """Forget every counter; returns how many there were."""
-        return self._conn().execute(self._RESET).rowcount
+        return self._conn().execute(self._reset).rowcount
 
     def close(self) -> None:
         with self._lock:
@@ -135,22 +138,17 @@ class RateCounters(_Counters):
         return conn
 
 
-def _pyformat(sql: str) -> str:
-    """`:name` parameters as psycopg writes them (`%(name)s`), and the table's name on PostgreSQL."""
-    return re.sub(r":(\w+)", r"%(\1)s", sql).replace("counters", "rate_counters")
-
-
 class PgRateCounters(_Counters):
-    """The counters in PostgreSQL's `rate_counters` table: the same counts for every machine."""
+    """The counters in PostgreSQL's `rate_counters` table: the same counts for every machine. Each
+    thread's connection is the store's own kind (`PgConnection`), which reads the same statements."""
 
-    _INCR, _SWEEP, _GET, _CLEAR, _RESET = (_pyformat(sql) for sql in (
-        _Counters._INCR, _Counters._SWEEP, _Counters._GET, _Counters._CLEAR, _Counters._RESET))
+    TABLE = "rate_counters"
 
     def __init__(self, url: str) -> None:
         super().__init__()
         self.url = url
 
     def _connect(self) -> Any:
-        import psycopg  # only an installation on PostgreSQL needs the driver
+        from inbox.store.pg_connection import PgConnection  # only an installation on PostgreSQL needs it
 
-        return psycopg.connect(self.url, autocommit=True)
+        return PgConnection(self.url, id_tables=())
