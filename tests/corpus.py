@@ -13,6 +13,7 @@ Two ways in:
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 try:  # only the fixture needs pytest; bench scripts may run without it
@@ -22,7 +23,8 @@ except ImportError:  # pragma: no cover
 
 from inbox.corpus import EXPECTED_COUNT, VERSION, CorpusUnavailable, cache_dir, corpus_paths, is_spam
 
-__all__ = ["EXPECTED_COUNT", "CorpusUnavailable", "cache_dir", "corpus_paths", "is_spam", "spam_assassin_corpus"]
+__all__ = ["EXPECTED_COUNT", "CorpusUnavailable", "cache_dir", "corpus_paths", "is_spam", "messages_folder",
+           "spam_assassin_corpus"]
 
 
 if pytest is not None:
@@ -40,6 +42,20 @@ if pytest is not None:
             if ci:
                 pytest.fail(f"SpamAssassin corpus unavailable under CI: {exc}", pytrace=False)
             pytest.skip(f"SpamAssassin corpus unavailable: {exc}")
+
+
+def messages_folder(paths: list[Path], folder: Path) -> Path:
+    """`folder` holding the corpus's messages only (the package folder also holds JSON files), as the
+    importer reads a mailbox folder; returns it. Hard links (or copies) rather than symlinks: a re-fetch
+    of the shared cache must not pull the files away mid-test."""
+    for path in paths:
+        target = folder / path.parent.name / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(path, target)
+        except OSError:
+            shutil.copyfile(path, target)
+    return folder
 
 
 if __name__ == "__main__":

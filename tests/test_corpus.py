@@ -8,8 +8,6 @@ the content its row claims.
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -17,6 +15,7 @@ import pytest
 from inbox import config as config_module
 from inbox.importer import import_mailbox
 from inbox.runtime import Mainland
+from tests.corpus import messages_folder
 
 pytestmark = pytest.mark.slow
 
@@ -25,17 +24,7 @@ pytestmark = pytest.mark.slow
 def imported(spam_assassin_corpus, tmp_path_factory):
     """The corpus imported once into a fresh database; yields (mainland, store, folder, first report)."""
     tmp = tmp_path_factory.mktemp("corpus")
-    # The package folder also holds JSON files: import a folder holding only the messages. Hard
-    # links (or copies) rather than symlinks: a re-fetch of the shared cache must not pull the
-    # files away mid-test.
-    folder = tmp / "mail"
-    for path in spam_assassin_corpus:
-        target = folder / path.parent.name / path.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(path, target)
-        except OSError:
-            shutil.copyfile(path, target)
+    folder = messages_folder(spam_assassin_corpus, tmp / "mail")
     mainland = Mainland(config_module.load(None, overrides={"database": str(tmp / "mainland.db"),
                                                             "data_dir": str(tmp / "data")}))
     store = mainland.open_store(migrate=True)

@@ -177,7 +177,11 @@ def copy(folder: Path, url: str, **kwargs: Any) -> copying.CopyReport:
 @pytest.fixture(scope="module")
 def moved(migrated, installation) -> Iterator[dict[str, Store]]:
     """The installation copied once; both stores, for the tests that only read."""
-    url = create_database(migrated[0], template=migrated[1])
+    yield from copied_once(installation, create_database(migrated[0], template=migrated[1]))
+
+
+def copied_once(installation: Path, url: str) -> Iterator[dict[str, Store]]:
+    """Copy the installation into the empty database at `url`; yields both stores, then drops the copy."""
     report = copy(installation, url)
     assert report.finished and not report.mismatched and report.attachments.ok, report
     stores = {"sqlite": Store(installation / "mainland.db"), "postgresql": Store(url)}
