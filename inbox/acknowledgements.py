@@ -13,7 +13,7 @@ the thread, but is no answer: the conversation stays new and the first-response 
 running. It goes only where `inbox.sendability` allows an automatic message: never to automatic mail
 (auto-replies, bounces, lists, our own addresses), never in public, never to spam, to an erased
 customer or an unreadable sender, never for an item released from quarantine; and at most once per sender and channel within `every`
-(default 24 hours; the moment is stored per sender, `Store.record_acknowledgement`).
+(default 24 hours; the moment is stored per sender, `store.sendability.record_acknowledgement`).
 
 The job reads new messages after a watermark (`notification_marks.acknowledgements`), set to the
 newest message the first time it runs: turning acknowledgements on never answers old mail.
@@ -144,20 +144,20 @@ def run(mainland: Any, store: Any, now: dt.datetime | None = None) -> Acknowledg
     now = now or clock.now()
     result = AcknowledgementRun()
     with store.write():
-        _mark, rows = store.conversations_started_since_mark()
+        _mark, rows = store.sendability.conversations_started_since_mark()
         for row in rows:
-            if row["direction"] != "in" or not row["first"]:
+            if row.direction != "in" or not row.first:
                 continue
-            channel = mainland.config.channels.get(row["channel"])
+            channel = mainland.config.channels.get(row.channel)
             conf = settings_for(channel.settings if channel else None)
             if not conf.enabled:
                 continue
-            if acknowledge(mainland, store, row["conversation_id"], row["id"], conf, now):
+            if acknowledge(mainland, store, row.conversation_id, row.id, conf, now):
                 result.sent += 1
             else:
                 result.skipped += 1
         if rows:
-            store.notifications.move_mark("acknowledgements", rows[-1]["id"])
+            store.notifications.move_mark("acknowledgements", rows[-1].id)
     return result
 
 
@@ -166,7 +166,7 @@ def acknowledge(mainland: Any, store: Any, conversation_id: int, message_id: int
     """Queue the receipt for message `message_id` if the sending rule and the per-sender period allow it."""
     from inbox.outbox import ReplyRefused, queue_reply
 
-    if store.from_quarantine(message_id):
+    if store.sendability.from_quarantine(message_id):
         log.debug("no acknowledgement in conversation %s: the message was released from quarantine", conversation_id)
         return False
     conversation = store.conversation(conversation_id)
@@ -182,7 +182,7 @@ def acknowledge(mainland: Any, store: Any, conversation_id: int, message_id: int
         return False
     target = decision.target
     handle = target.recipient or ""
-    last = parse_iso(store.acknowledged_at(target.channel, handle))
+    last = parse_iso(store.sendability.acknowledged_at(target.channel, handle))
     if last is not None and now - last < conf.every:
         log.debug("no acknowledgement in conversation %s: %s was acknowledged at %s", conversation_id, handle,
                   iso(last))
@@ -194,8 +194,8 @@ def acknowledge(mainland: Any, store: Any, conversation_id: int, message_id: int
         log.info("no acknowledgement in conversation %s: %s", conversation_id, exc)
         return False
     # A receipt is no answer: the conversation stays as it was, its first-response clock running.
-    store.keep_unanswered(conversation_id, status=conversation["status"],
-                          first_response_at=conversation.get("first_response_at"))
+    store.sendability.keep_unanswered(conversation_id, status=conversation["status"],
+                                      first_response_at=conversation.get("first_response_at"))
     service_levels.refresh(store, levels, [conversation_id], now)
-    store.record_acknowledgement(target.channel, handle, conversation_id, iso(now))
+    store.sendability.record_acknowledgement(target.channel, handle, conversation_id, iso(now))
     return True

@@ -193,8 +193,8 @@ class Ingestor:
             for change in result.changes:
                 # After the page's items: an edit may arrive in the same page as its message.
                 at = iso(change.at) if change.at else now
-                if self.store.apply_message_change(channel, change.external_id, change.kind,
-                                                   _changed_text(change.text), at):
+                if self.store.message_changes.apply(channel, change.external_id, change.kind,
+                                                    _changed_text(change.text), at):
                     report.changes += 1
                 else:
                     report.changes_dropped += 1
@@ -294,7 +294,7 @@ class Ingestor:
                 flags=" ".join(sorted(flags)), now=now, status="spam" if kept_out else "new",
             )
             if verdict.verdict == triage_flow.SUSPICIOUS:
-                self.store.hold_for_triage(conversation_id)
+                self.store.triage.hold(conversation_id)
             team_id = self._team_id(channel)
             if team_id is not None:
                 self.store.set_conversation_team(conversation_id, team_id)
@@ -356,7 +356,7 @@ class Ingestor:
             kind = "sample"
         else:
             return
-        self.store.add_triage_review(message_id=message_id, conversation_id=conversation_id, channel=channel,
+        self.store.triage.add_review(message_id=message_id, conversation_id=conversation_id, channel=channel,
                                      kind=kind, machine_verdict=verdict.verdict, probability=verdict.probability,
                                      model_version=verdict.model_version, reason=verdict.reason, facts=facts,
                                      now=now)

@@ -38,7 +38,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from email.utils import getaddresses
 from typing import Any
 
@@ -256,7 +256,8 @@ def queue_reply(mainland: Mainland, store: Store, conversation_id: int, text: st
     flags = tuple(flags)
     conversation = store.conversation(conversation_id)
     target = target or sendability.default_target(mainland, store, conversation)
-    answered = target.message if target else store.latest_inbound(conversation_id)
+    # As a dict, the shape of `store.latest_inbound` (still a mixin's verb, #17) that stands in without a target.
+    answered = asdict(target.message) if target else store.latest_inbound(conversation_id)
     if answered is None:
         raise ReplyRefused("this conversation has no message from the customer to answer")
     stored = _store_files(mainland, files)
@@ -284,8 +285,8 @@ def queue_reply(mainland: Mainland, store: Store, conversation_id: int, text: st
             signature=signature,
         )
         if target:
-            store.set_outbox_target(outbox_id, reply_to=target.message_id, thread_key=target.thread_key,
-                                    public=target.public)
+            store.sendability.set_outbox_target(outbox_id, reply_to=target.message_id,
+                                                thread_key=target.thread_key, public=target.public)
         # The reply stops the first- or next-response clock: the queue's due times move at once.
         service_levels.refresh(store, service_levels.for_config(mainland.config), [conversation_id], now)
     announce_due(now + dt.timedelta(seconds=max(hold_seconds, 0)))
@@ -407,8 +408,9 @@ def build_outbound(store: Store, row: dict, attachment_store: AttachmentStore | 
     if FLAG_FORWARD in (row.get("flags") or "").split():
         return build_forward(store, row, attachment_store)
     # The message the reply answers, in the thread it arrived in (rows from before m017: the latest).
-    answered = (row.get("reply_to") and store.answerable_message(row["conversation_id"], row["reply_to"])) \
-        or store.latest_inbound(row["conversation_id"]) or {}
+    # As a dict, the shape of `store.latest_inbound` (still a mixin's verb, #17) that stands in for it.
+    chosen = row.get("reply_to") and store.sendability.answerable_message(row["conversation_id"], row["reply_to"])
+    answered = (asdict(chosen) if chosen else None) or store.latest_inbound(row["conversation_id"]) or {}
     thread_key, public = conversation["thread_key"], bool(conversation["public"])
     if row.get("reply_to"):
         thread_key, public = row["thread_key"], bool(row["public"])

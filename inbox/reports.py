@@ -387,11 +387,11 @@ def spam_check_quality(store: Any) -> list[dict[str, Any]]:
     items people called spam, the share it had caught. None when there is nothing to divide by.
     """
     rows = []
-    for row in store.sample_outcomes():
-        caught, wrong, missed = row["true_spam"] or 0, row["false_spam"] or 0, row["missed_spam"] or 0
+    for row in store.triage.sample_outcomes():
+        caught, wrong, missed = row.true_spam or 0, row.false_spam or 0, row.missed_spam or 0
         rows.append({
-            "channel": row["channel"],
-            "decided": row["decided"],
+            "channel": row.channel,
+            "decided": row.decided,
             "precision": caught / (caught + wrong) if caught + wrong else None,
             "recall": caught / (caught + missed) if caught + missed else None,
         })

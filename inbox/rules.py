@@ -515,8 +515,8 @@ def _reply(ctx: Context, facts: dict[str, Any], answer_id: int) -> dict[str, Any
     except ReplyRefused:
         return {"type": "reply", "refused": "nothing_to_answer"}
     # An automatic answer is no answer by a person: the conversation and its clocks stay as they were.
-    store.keep_unanswered(facts["id"], status=conversation["status"],
-                          first_response_at=conversation.get("first_response_at"))
+    store.sendability.keep_unanswered(facts["id"], status=conversation["status"],
+                                      first_response_at=conversation.get("first_response_at"))
     return {"type": "reply", "answer": answer.title}
 
 

@@ -11,7 +11,7 @@ Where: a reply answers one inbound message, by default the customer's latest; an
 the latest message on another channel of the conversation (after a merge of an Instagram chat into
 a Facebook comment thread, both are reachable). The reply goes out on that message's channel and
 thread, never on the conversation's own: the thread is the one the message arrived in
-(`Store.origin_thread`), so a merged conversation's replies reach the right place.
+(`store.sendability.origin_thread`), so a merged conversation's replies reach the right place.
 
 Refusals, in order (the first one found is the reason):
 
@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from inbox import clock
@@ -53,6 +53,7 @@ from inbox.i18n import gettext
 from inbox.i18n import lazy_gettext as _l
 from inbox.models import AUTOMATIC_FLAGS, FLAG_INVALID_SENDER
 from inbox.store.base import parse_iso
+from inbox.store.sendability import AnswerableMessage
 
 #: What a message is: who sends it decides which refusals may be overridden and which apply at all.
 AGENT_REPLY = "agent_reply"
@@ -111,7 +112,7 @@ REASONS = {
 class Target:
     """Where and how a message goes: the inbound message it answers and that message's channel."""
 
-    message: dict[str, Any]
+    message: AnswerableMessage
     #: The configured channel the message came in on, and the one that sends the reply
     #: (a web form's replies go out by email: its `reply_channel`).
     channel: str
@@ -132,11 +133,12 @@ class Target:
         """Whom the message goes to: the answered message's Reply-To when it named one, else its author."""
         from inbox.outbox import reply_target  # not at the top: inbox.outbox imports this module
 
-        return reply_target(self.message).handle or None
+        # reply_target reads a dict: the shape of `store.latest_inbound`, its other source.
+        return reply_target(asdict(self.message)).handle or None
 
     @property
     def message_id(self) -> int:
-        return self.message["id"]
+        return self.message.id
 
 
 @dataclass
@@ -225,23 +227,23 @@ def decide(mainland: Any, store: Any, conversation: dict[str, Any], *, kind: str
 def reachable(mainland: Any, store: Any, conversation: dict[str, Any]) -> list[Target]:
     """Every channel of the conversation a reply can go out on (its latest message there), newest first."""
     found = []
-    for message in store.answerable_messages(conversation["id"]):
+    for message in store.sendability.answerable_messages(conversation["id"]):
         target, _refused = _target(mainland, store, conversation, message)
         if target is not None:
             found.append(target)
     return found
 
 
-def _answered(store: Any, conversation_id: int, answering: int | None) -> dict[str, Any] | None:
+def _answered(store: Any, conversation_id: int, answering: int | None) -> AnswerableMessage | None:
     if answering is not None:
-        return store.answerable_message(conversation_id, answering)
-    latest = store.answerable_messages(conversation_id)
+        return store.sendability.answerable_message(conversation_id, answering)
+    latest = store.sendability.answerable_messages(conversation_id)
     return latest[0] if latest else None
 
 
 def _target(mainland: Any, store: Any, conversation: dict[str, Any],
-            message: dict[str, Any]) -> tuple[Target | None, str | None]:
-    channel = message["channel"]
+            message: AnswerableMessage) -> tuple[Target | None, str | None]:
+    channel = message.channel
     config = mainland.config.channels.get(channel)
     if config is None:
         return None, "channel_gone"
@@ -252,15 +254,16 @@ def _target(mainland: Any, store: Any, conversation: dict[str, Any],
         return None, "sender_gone"
     limits = connector_class.limits
     # The thread the message arrived in: a merge moved it, its thread stayed where it was.
-    origin = store.origin_thread(message["id"]) or conversation
-    public = bool(origin["public"])
+    origin = store.sendability.origin_thread(message.id)
+    thread_key = origin.thread_key if origin else conversation["thread_key"]
+    public = bool(origin.public if origin else conversation["public"])
     window_closes = None
     if limits.reply_window_hours:
         last_in = parse_iso(_last_inbound_at(store, conversation, channel))
         if last_in is not None:
             window_closes = last_in + dt.timedelta(hours=limits.reply_window_hours)
     return Target(
-        message=message, channel=channel, via=via, thread_key=origin["thread_key"], public=public,
+        message=message, channel=channel, via=via, thread_key=thread_key, public=public,
         channel_name=connector_class.display_name, channel_kind=getattr(connector_class, "kind", None),
         max_length=limits.max_text_length, formatting=limits.formatting,
         private_reply_possible=public and limits.private_replies, window_closes=window_closes,
@@ -271,14 +274,14 @@ def _target(mainland: Any, store: Any, conversation: dict[str, Any],
 def _last_inbound_at(store: Any, conversation: dict[str, Any], channel: str) -> str | None:
     """When the customer last wrote on `channel`: the conversation's own record when that is the
     channel they wrote on last, else their last message on that channel."""
-    latest = store.answerable_messages(conversation["id"])
-    if latest and latest[0]["channel"] == channel and conversation.get("last_inbound_at"):
+    latest = store.sendability.answerable_messages(conversation["id"])
+    if latest and latest[0].channel == channel and conversation.get("last_inbound_at"):
         return conversation["last_inbound_at"]
-    return store.latest_inbound_at(conversation["id"], channel)
+    return store.sendability.latest_inbound_at(conversation["id"], channel)
 
 
 def _refusal(store: Any, conversation: dict[str, Any], target: Target, kind: str) -> str | None:
-    if not store.customer_exists(conversation.get("customer_id")):
+    if not store.sendability.customer_exists(conversation.get("customer_id")):
         return "erased"
     # Erasure leaves no valid identity behind; a person may still answer a customer whose one
     # address is merely marked invalid (the loop guard says so, an admin may override it).
@@ -286,7 +289,7 @@ def _refusal(store: Any, conversation: dict[str, Any], target: Target, kind: str
         return "erased"
     if conversation.get("status") == "spam":
         return "blocked"
-    flags = set((target.message.get("flags") or "").split())
+    flags = set((target.message.flags or "").split())
     if FLAG_INVALID_SENDER in flags:
         return "invalid_sender"
     if kind in AUTOMATIC_KINDS:
@@ -363,7 +366,7 @@ def decide_start(mainland: Any, store: Any, customer_id: int | None, *, channel:
     """May an agent start a conversation with `customer_id` (None: a customer yet to be made for a new
     address) on `channel` to `handle` (an identity of kind `identity_kind`)? `template`: the message is
     an approved template. The decision's `start` holds where it goes."""
-    if customer_id is not None and not store.customer_exists(customer_id):
+    if customer_id is not None and not store.sendability.customer_exists(customer_id):
         return Decision(False, "erased")
     if store.outreach.identity_erased(identity_kind, handle):
         return Decision(False, "erased")
@@ -396,5 +399,5 @@ def _display_name(mainland: Any, channel: str) -> str:
 def default_target(mainland: Any, store: Any, conversation: dict[str, Any]) -> Target | None:
     """Where a reply goes without a choice: the customer's latest message, on its channel and thread
     (None when there is no message, or its channel is not configured)."""
-    latest = store.answerable_messages(conversation["id"])
+    latest = store.sendability.answerable_messages(conversation["id"])
     return _target(mainland, store, conversation, latest[0])[0] if latest else None

@@ -43,6 +43,7 @@ from inbox import clock
 from inbox.identity import canonical_kind, normalize_identity
 from inbox.models import Author, InboundItem
 from inbox.store.base import iso
+from inbox.store.triage import TriageReviewWithConversation
 
 log = logging.getLogger("mainland.triage_flow")
 
@@ -253,15 +254,15 @@ def stored_facts(store: Any, conversation_id: int, rules: ChannelRules) -> dict[
     """The facts of a conversation's first stored customer message (for one that never waited in triage)."""
     import json
 
-    row = store.first_inbound_message(conversation_id)
+    row = store.triage.first_inbound_message(conversation_id)
     if row is None:
         return None
-    headers = json.loads(row["headers"] or "{}")
-    item = InboundItem(channel=row["channel"], external_id="", author=Author(row["author_handle"] or ""),
-                       text=row["text"] or "", html=row["html"], subject=row["subject"] or None, headers=headers)
-    prior = store.earlier_clean_conversations(row["customer_id"], besides=conversation_id,
-                                              at_most=PRIOR_CONVERSATIONS_COUNTED)
-    return item_facts(row["channel"], item, row["text"] or "", prior_conversations=prior, rules=rules)
+    headers = json.loads(row.headers or "{}")
+    item = InboundItem(channel=row.channel, external_id="", author=Author(row.author_handle or ""),
+                       text=row.text or "", html=row.html, subject=row.subject or None, headers=headers)
+    prior = store.triage.earlier_clean_conversations(row.customer_id, besides=conversation_id,
+                                                     at_most=PRIOR_CONVERSATIONS_COUNTED)
+    return item_facts(row.channel, item, row.text or "", prior_conversations=prior, rules=rules)
 
 
 # The verdict ------------------------------------------------------------------------------------------
@@ -294,11 +295,11 @@ class TriageFlow:
               conversation_id: int | None, *, region: str | None = None) -> tuple[Verdict, dict[str, Any]]:
         """The verdict on one item about to be stored, and the facts the model was shown."""
         rules = self.rules_for(channel)
-        prior = store.earlier_clean_conversations(customer_id, besides=conversation_id,
-                                                  at_most=PRIOR_CONVERSATIONS_COUNTED)
+        prior = store.triage.earlier_clean_conversations(customer_id, besides=conversation_id,
+                                                         at_most=PRIOR_CONVERSATIONS_COUNTED)
         facts = item_facts(channel, item, text, prior_conversations=prior, rules=rules)
         kind = canonical_kind(item.author.identity_kind)
-        blocks = store.blocks_matching(kind, normalize_identity(kind, item.author.handle, region))
+        blocks = store.triage.blocks_matching(kind, normalize_identity(kind, item.author.handle, region))
         if blocks:
             return Verdict(SPAM, 1.0, None, REASON_BLOCKED), facts
         return self._verdict(facts, rules), facts
@@ -370,21 +371,21 @@ class TriageError(Exception):
 
 
 def decide(store: Any, model: Any | None, review_id: int, verdict: str, *, agent: Mapping[str, Any],
-           now: dt.datetime | None = None) -> dict[str, Any]:
+           now: dt.datetime | None = None) -> TriageReviewWithConversation:
     """A person's verdict on an item in /review/triage: `customer` or `spam`. Teaches the model,
     moves the conversation (into the queue, or into spam) and writes the audit log."""
     if verdict not in (CUSTOMER, SPAM):
         raise TriageError("unknown verdict")
     now = now or clock.now()
     with store.write():
-        review = store.triage_review(review_id)
-        if review is None or not store.decide_triage_review(review_id, verdict=verdict, agent_id=agent["id"],
+        review = store.triage.review(review_id)
+        if review is None or not store.triage.decide_review(review_id, verdict=verdict, agent_id=agent["id"],
                                                             now=iso(now)):
             raise TriageError("already decided")
-        _apply(store, review["conversation_id"], is_spam=verdict == SPAM, now=now)
-        store.audit(iso(now), f"agent:{agent['id']}", "triage_decided", "conversation", review["conversation_id"],
-                    review=review_id, kind=review["kind"], before=review["machine_verdict"], after=verdict,
-                    probability=review["probability"], model_version=review["model_version"])
+        _apply(store, review.conversation_id, is_spam=verdict == SPAM, now=now)
+        store.audit(iso(now), f"agent:{agent['id']}", "triage_decided", "conversation", review.conversation_id,
+                    review=review_id, kind=review.kind, before=review.machine_verdict, after=verdict,
+                    probability=review.probability, model_version=review.model_version)
     learn(model, _facts(review), verdict == SPAM)
     return review
 
@@ -397,15 +398,15 @@ def mark_conversation(store: Any, model: Any | None, conversation_id: int, *, is
     channel's (whether its spam headers count)."""
     now = now or clock.now()
     with store.write():
-        facts = store.first_inbound_facts(conversation_id) or stored_facts(store, conversation_id,
-                                                                            rules or ChannelRules())
-        for review in store.open_triage_reviews(conversation_id):
-            store.decide_triage_review(review["id"], verdict=SPAM if is_spam else CUSTOMER, agent_id=agent["id"],
+        facts = store.triage.first_inbound_facts(conversation_id) or stored_facts(store, conversation_id,
+                                                                                   rules or ChannelRules())
+        for review in store.triage.open_reviews(conversation_id):
+            store.triage.decide_review(review.id, verdict=SPAM if is_spam else CUSTOMER, agent_id=agent["id"],
                                        now=iso(now))
-        store.end_triage_hold(conversation_id)
+        store.triage.end_hold(conversation_id)
         if not is_spam:
-            store.forget_machine_spam(conversation_id)
-        store.set_message_verdict(conversation_id, SPAM if is_spam else CLEAN, REASON_PERSON)
+            store.triage.forget_machine_spam(conversation_id)
+        store.triage.set_message_verdict(conversation_id, SPAM if is_spam else CLEAN, REASON_PERSON)
         store.audit(iso(now), f"agent:{agent['id']}", "triage_marked", "conversation", conversation_id,
                     after=SPAM if is_spam else CUSTOMER)
     learn(model, facts, is_spam)
@@ -413,13 +414,13 @@ def mark_conversation(store: Any, model: Any | None, conversation_id: int, *, is
 
 def _apply(store: Any, conversation_id: int, *, is_spam: bool, now: dt.datetime) -> None:
     if is_spam:
-        store.end_triage_hold(conversation_id)
+        store.triage.end_hold(conversation_id)
         if _status(store, conversation_id) != SPAM:
             store.set_conversation_status(conversation_id, SPAM, None, iso(now))
-        store.set_message_verdict(conversation_id, SPAM, REASON_PERSON)
+        store.triage.set_message_verdict(conversation_id, SPAM, REASON_PERSON)
     else:
-        store.release_from_triage(conversation_id, iso(now))
-        store.set_message_verdict(conversation_id, CLEAN, REASON_PERSON)
+        store.triage.release(conversation_id, iso(now))
+        store.triage.set_message_verdict(conversation_id, CLEAN, REASON_PERSON)
 
 
 def _status(store: Any, conversation_id: int) -> str | None:
@@ -427,10 +428,10 @@ def _status(store: Any, conversation_id: int) -> str | None:
     return conversation["status"] if conversation else None
 
 
-def _facts(review: Mapping[str, Any]) -> dict[str, Any] | None:
+def _facts(review: TriageReviewWithConversation) -> dict[str, Any] | None:
     import json
 
-    return json.loads(review["facts"]) if review.get("facts") else None
+    return json.loads(review.facts) if review.facts else None
 
 
 # Upkeep ---------------------------------------------------------------------------------------------------
@@ -442,10 +443,10 @@ def delete_old_spam(store: Any, attachments: Any, keep_days: int, now: dt.dateti
     deleted = 0
     while True:
         with store.write():
-            ids = store.old_spam_conversations(cutoff)
+            ids = store.triage.old_spam_conversations(cutoff)
             if not ids:
                 break
-            hashes = store.delete_conversations(ids)
+            hashes = store.triage.delete_conversations(ids)
             store.audit(iso(now), "system", "spam_deleted", "conversation", None, conversations=ids,
                         keep_spam_days=keep_days)
         for digest in set(hashes) - store.attachment_hashes_in_use(hashes):

@@ -590,7 +590,7 @@ class Worker:
             if not self._holds_lease(store):
                 return
             busy, log_pages, moved = store.checkpoint()
-            store.expire_idempotency_keys(clock.now())  # REST API v1 replays are kept a day
+            store.api_idempotency.expire(clock.now())  # REST API v1 replays are kept a day
             log.debug("checkpoint: busy=%s wal_pages=%s checkpointed=%s", busy, log_pages, moved)
             self._delete_old_spam(store)
             # The planner's statistics, kept fresh as the inbox grows (nothing else gathers them).

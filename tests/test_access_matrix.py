@@ -679,12 +679,12 @@ def _more_of_team_b(world: World, rules: set[str]) -> dict[str, int]:
                                             text=f"Held reply about the {B_SECRET}", html=None, now=_now())
     if "/review/triage" in rules:
         with store.write():
-            ids["triage_b"] = store.add_triage_review(
+            ids["triage_b"] = store.triage.add_review(
                 message_id=world.message["b"], conversation_id=world.conversation["b"], channel="mail-b",
                 kind="suspicious", machine_verdict="suspicious", probability=0.7, model_version=1, reason="model",
                 facts={"channel": "mail-b", "text": B_SECRET}, now=_now())
-            ids["block_b"] = store.add_block("address", "email", "bettina@example.net", agent_id=agent_b["id"],
-                                             now=_now())
+            ids["block_b"] = store.triage.add_block("address", "email", "bettina@example.net",
+                                                    agent_id=agent_b["id"], now=_now())
     if "/admin/quarantine" in rules:
         with store.write():
             ids["quarantine_b"] = store.quarantine_put(

@@ -274,7 +274,7 @@ def test_keys_belong_to_one_token_and_expire_after_a_day(api, world, frozen_cloc
     path = f"/api/v1/conversations/{world.conversation['a']}"
     api.patch(path, headers=auth(**{"Idempotency-Key": "k-3"}), json={"priority": 1})
     frozen_clock.advance(hours=25)
-    assert world.store.expire_idempotency_keys(frozen_clock.now()) == 1
+    assert world.store.api_idempotency.expire(frozen_clock.now()) == 1
     response = api.patch(path, headers=auth(**{"Idempotency-Key": "k-3"}), json={"priority": 2})
     assert response.status_code == 200 and response.get_json()["priority"] == 2
 
@@ -343,7 +343,7 @@ def test_a_claim_left_by_a_stopped_process_expires(api, world, frozen_clock):
     # A claim as a process that stopped mid-request leaves it (same request, never answered).
     with world.app.test_request_context(path, method="POST", **request):
         what, body_hash = "POST " + path, api_v1_hash()
-    assert world.store.claim_idempotency_key(token_actor(world, READ_WRITE), "orphan", request=what,
+    assert world.store.api_idempotency.claim(token_actor(world, READ_WRITE), "orphan", request=what,
                                              body_hash=body_hash, now=frozen_clock.now()) is None
     problem(api.post(path, **request), 409)
     frozen_clock.advance(seconds=CLAIM_TIMEOUT.total_seconds() + 1)
@@ -539,8 +539,8 @@ def test_housekeeping_deletes_idempotency_keys_a_day_old(tmp_path, frozen_clock)
     mainland = Mainland(cfg)
     store = mainland.open_store(migrate=True)
     for key, age in (("old", dt.timedelta(hours=25)), ("new", dt.timedelta(hours=1))):
-        store.keep_idempotent_answer("token:1", key, request="POST /api/v1/x", body_hash="h", status=201,
-                                     response_body="{}", now=frozen_clock.now() - age)
+        store.api_idempotency.keep("token:1", key, request="POST /api/v1/x", body_hash="h", status=201,
+                                   response_body="{}", now=frozen_clock.now() - age)
 
     def keys() -> list[str]:
         return [r[0] for r in store.execute("SELECT idempotency_key FROM api_idempotency")]

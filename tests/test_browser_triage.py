@@ -44,7 +44,7 @@ def _grey_area(app) -> list[int]:
     with store.write():
         for kind, identity_kind, value in (("domain", "email", "shady.example"),
                                            ("address", "email", "spam@bulk.example"), ("handle", "x", "cheapwatches")):
-            store.add_block(kind, identity_kind, value, agent_id=admin["id"], now="2026-03-04T09:00:00.000000Z")
+            store.triage.add_block(kind, identity_kind, value, agent_id=admin["id"], now="2026-03-04T09:00:00.000000Z")
     store.close()
     return ids
 

@@ -76,7 +76,7 @@ def block_from_the_page(store, conversation: dict, kind: str) -> str:
     """What a lead does on the conversation page: block the offer of `kind` (inbox/web/triage.py)."""
     [offer] = [o for o in blockable(store, conversation) if o["kind"] == kind]
     with store.write():
-        store.add_block(offer["kind"], offer["identity_kind"], offer["value"], agent_id=None, now=now_iso())
+        store.triage.add_block(offer["kind"], offer["identity_kind"], offer["value"], agent_id=None, now=now_iso())
         store.set_conversation_status(conversation["id"], "resolved", None, now_iso())
     return offer["value"]
 

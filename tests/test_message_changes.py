@@ -46,7 +46,7 @@ def test_an_edit_replaces_the_text_keeps_the_old_one_and_is_shown(agent_client, 
     assert (report.changes, report.changes_dropped, report.stored) == (1, 0, 0)
     after = _message(web_store, "m1")
     assert after["id"] == before["id"] and after["text"] == "Is the coat in <b>XXL</b>?"
-    assert [e["previous_text"] for e in after["edits"]] == ["Is the coat in XL?"]
+    assert [e.previous_text for e in after["edits"]] == ["Is the coat in XL?"]
     assert web_store.thread_length(after["conversation_id"]) == 1, "an edit is not a new message"
     page = agent_client.get(f"/conversations/{after['conversation_id']}").get_data(as_text=True)
     assert "Edited by the customer" in page and "Is the coat in XL?" in page

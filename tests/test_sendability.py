@@ -283,5 +283,5 @@ def test_the_agent_can_answer_on_another_channel_the_customer_is_reachable_on(ma
     send_due(mainland, store, now=T0 + 11 * M)
     [reply] = Comments.sent
     assert (reply.thread_key, reply.public, reply.reply_to_external_id) == (
-        "post:1", True, comment.message["external_id"])
+        "post:1", True, comment.message.external_id)
     assert Chat.sent == []

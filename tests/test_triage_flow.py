@@ -101,7 +101,7 @@ def ingest(mainland, store, text, *, channel="chat", handle="cleo-42", when=T0, 
 
 
 def waiting(store):
-    return store.triage_waiting("1 = 1", [])
+    return store.triage.waiting("1 = 1", [])
 
 
 def active_ids(store):
@@ -117,7 +117,7 @@ def test_every_item_gets_a_verdict_with_its_probability_and_the_model_version(ma
     assert [(m["spam_verdict"], m["spam_probability"], m["spam_model_version"])
             for m in (clean, grey, spam)] == [("clean", 0.05, 1), ("suspicious", 0.7, 1), ("spam", 0.9995, 1)]
     assert active_ids(store) == [clean["conversation_id"]], "only the clean one is in the queue"
-    assert [w["message_id"] for w in waiting(store)] == [grey["id"]], "the grey one waits for a person"
+    assert [w.message_id for w in waiting(store)] == [grey["id"]], "the grey one waits for a person"
 
 
 def test_without_the_model_module_every_item_is_clean(tmp_path, monkeypatch):
@@ -200,7 +200,7 @@ def test_upstream_spam_headers_count_only_on_a_channel_that_trusts_its_mail_serv
 
 def test_a_blocked_handle_is_spam_whatever_it_writes(mainland, store):
     with store.write():
-        store.add_block("handle", "chat", "cleo-42", agent_id=None, now=iso(T0))
+        store.triage.add_block("handle", "chat", "cleo-42", agent_id=None, now=iso(T0))
     message = ingest(mainland, store, "Where is my parcel?")
     assert (message["spam_verdict"], message["spam_reason"]) == ("spam", "blocked")
     assert ingest(mainland, store, "Where is my parcel?", handle="someone-else")["spam_verdict"] == "clean"
@@ -225,7 +225,7 @@ def test_spam_stays_searchable_by_its_status_and_can_be_restored(mainland, store
     assert store.search(fts_query("casino"), team_ids=None, agent_id=None, status="open").groups == []
     triage_flow.mark_conversation(store, None, spam["conversation_id"], is_spam=False, agent=lead(store), now=T0 + H)
     with store.write():
-        store.release_from_triage(spam["conversation_id"], iso(T0 + H))
+        store.triage.release(spam["conversation_id"], iso(T0 + H))
     assert active_ids(store) == [spam["conversation_id"]]
 
 
@@ -256,7 +256,7 @@ def test_a_decision_teaches_the_model_and_changes_the_next_verdict(mainland, sto
     first = ingest(mainland, store, "A special offer for you", handle="promo-bot")
     [review] = waiting(store)
     model = triage_flow.model_for(mainland)
-    triage_flow.decide(store, model, review["id"], "spam", agent=lead(store), now=T0 + H)
+    triage_flow.decide(store, model, review.id, "spam", agent=lead(store), now=T0 + H)
     assert model.lessons[-1][0].sender == "promo-bot" and model.lessons[-1][1] is True
     assert store.conversation(first["conversation_id"])["triage_hold"] == 0
     again = ingest(mainland, store, "A special offer for you", handle="promo-bot", when=T0 + 2 * H)
@@ -265,7 +265,7 @@ def test_a_decision_teaches_the_model_and_changes_the_next_verdict(mainland, sto
     assert audit[0] == f"agent:{ANN['id']}"
     assert {k: json.loads(audit[2])[k] for k in ("before", "after")} == {"before": "suspicious", "after": "spam"}
     with pytest.raises(triage_flow.TriageError):
-        triage_flow.decide(store, model, review["id"], "customer", agent=lead(store), now=T0 + 3 * H)
+        triage_flow.decide(store, model, review.id, "customer", agent=lead(store), now=T0 + 3 * H)
 
 
 def test_not_spam_puts_it_in_the_queue_with_its_clock_counted_from_arrival(mainland, store):
@@ -273,7 +273,7 @@ def test_not_spam_puts_it_in_the_queue_with_its_clock_counted_from_arrival(mainl
     cid = grey["conversation_id"]
     assert active_ids(store) == []
     [review] = waiting(store)
-    triage_flow.decide(store, triage_flow.model_for(mainland), review["id"], "customer", agent=lead(store),
+    triage_flow.decide(store, triage_flow.model_for(mainland), review.id, "customer", agent=lead(store),
                        now=T0 + 3 * H)
     from inbox import service_levels
 
@@ -304,14 +304,14 @@ def test_audit_samples_measure_precision_and_recall_per_channel(mainland, store)
     for n, (text, _verdict) in enumerate(outcomes):
         ingest(mainland, store, text, handle=f"s{n}", draw=always)
     reviews = waiting(store)
-    assert [r["kind"] for r in reviews] == ["sample"] * 4
+    assert [r.kind for r in reviews] == ["sample"] * 4
     model = triage_flow.model_for(mainland)
     for review, (_text, verdict) in zip(reviews, outcomes, strict=True):
-        triage_flow.decide(store, model, review["id"], verdict, agent=lead(store), now=T0 + H)
+        triage_flow.decide(store, model, review.id, verdict, agent=lead(store), now=T0 + H)
     [row] = reports.spam_check_quality(store)
     # Called spam: 2, of which 1 was spam -> precision 1/2; spam: 2, of which 1 caught -> recall 1/2.
     assert (row["channel"], row["decided"], row["precision"], row["recall"]) == ("chat", 4, 0.5, 0.5)
-    assert store.conversation(reviews[1]["conversation_id"])["status"] == "new", "a false positive is restored"
+    assert store.conversation(reviews[1].conversation_id)["status"] == "new", "a false positive is restored"
 
 
 def test_no_samples_when_the_share_is_zero(tmp_path, spam_model):

@@ -83,9 +83,9 @@ def test_the_triage_list_shows_what_a_lead_needs_to_decide(world):
 
 def test_customer_puts_it_in_the_queue_and_is_audited(world):
     cid = world.mail()
-    [review] = world.store.triage_waiting("1 = 1", [])
+    [review] = world.store.triage.waiting("1 = 1", [])
     lena = world.client(world.lead)
-    response = post(lena, f"/review/triage/{review['id']}/decide", {"verdict": "customer"}, as_json=True)
+    response = post(lena, f"/review/triage/{review.id}/decide", {"verdict": "customer"}, as_json=True)
     assert response.status_code == 200 and response.get_json()["ok"] is True
     conversation = world.store.conversation(cid)
     assert (conversation["status"], conversation["triage_hold"]) == ("new", 0)
@@ -93,7 +93,7 @@ def test_customer_puts_it_in_the_queue_and_is_audited(world):
     assert world.model().lessons[-1][1] is False
     [details] = world.store.execute("SELECT details FROM audit_log WHERE action = 'triage_decided'").fetchone()
     assert json.loads(details)["after"] == "customer"
-    again = post(lena, f"/review/triage/{review['id']}/decide", {"verdict": "spam"}, as_json=True)
+    again = post(lena, f"/review/triage/{review.id}/decide", {"verdict": "spam"}, as_json=True)
     assert again.status_code == 409, "decided once"
 
 
@@ -101,10 +101,10 @@ def test_a_lead_of_another_team_cannot_decide(world):
     cid = world.mail()
     other = world.store.create_team("B")
     world.store.set_conversation_team(cid, other)
-    [review] = world.store.triage_waiting("1 = 1", [])
+    [review] = world.store.triage.waiting("1 = 1", [])
     lena = world.client(world.lead)
     assert "A special offer" not in lena.get("/review/triage").get_data(as_text=True)
-    assert post(lena, f"/review/triage/{review['id']}/decide", {"verdict": "spam"}).status_code == 404
+    assert post(lena, f"/review/triage/{review.id}/decide", {"verdict": "spam"}).status_code == 404
     assert world.store.conversation(cid)["triage_hold"] == 1
 
 
@@ -126,9 +126,9 @@ def test_block_from_the_conversation_page_then_unblock_at_admin_blocks(world):
     root = world.client(world.admin)
     listing = root.get("/admin/blocks").get_data(as_text=True)
     assert "@shady.example" in listing and "Lena Lead" in listing
-    [block] = world.store.blocks()
-    assert post(root, f"/admin/blocks/{block['id']}/remove").status_code == 302
-    assert world.store.blocks() == []
+    [block] = world.store.triage.blocks()
+    assert post(root, f"/admin/blocks/{block.id}/remove").status_code == 302
+    assert world.store.triage.blocks() == []
     actions = [r[0] for r in world.store.execute(
         "SELECT action FROM audit_log WHERE action LIKE 'sender_%' ORDER BY id")]
     assert actions == ["sender_blocked", "sender_unblocked"]
@@ -177,11 +177,11 @@ def test_the_reports_page_shows_the_spam_checks_precision_and_recall(world):
         as_text=True)
     cid = world.mail(body="Casino bonus")
     with world.store.write():
-        world.store.add_triage_review(message_id=world.store.thread_messages(cid)[0]["id"], conversation_id=cid,
+        world.store.triage.add_review(message_id=world.store.thread_messages(cid)[0]["id"], conversation_id=cid,
                                       channel="mail", kind="sample", machine_verdict="spam", probability=0.97,
                                       model_version=1, reason="model", facts={"channel": "mail", "text": "x"},
                                       now="2026-03-04T09:00:00.000000Z")
-    [review] = world.store.triage_waiting("1 = 1", [])
-    post(world.client(world.admin), f"/review/triage/{review['id']}/decide", {"verdict": "spam"})
+    [review] = world.store.triage.waiting("1 = 1", [])
+    post(world.client(world.admin), f"/review/triage/{review.id}/decide", {"verdict": "spam"})
     html = world.client(world.manager).get("/reports").get_data(as_text=True)
     assert 'id="spam-check"' in html and "100%" in html

@@ -28,7 +28,7 @@ from sqlite_utils import Database
 from inbox.store import write_locks
 from inbox.store.agents import AgentQueries
 from inbox.store.answers import Answers
-from inbox.store.api import ApiQueries
+from inbox.store.api import ApiIdempotency
 from inbox.store.audit import AuditLog
 from inbox.store.base import NotFound, StoreError, is_postgresql_url, libpq_url, now_iso, redacted_url
 from inbox.store.chat import ChatQueries
@@ -40,7 +40,7 @@ from inbox.store.drafts import Drafts
 from inbox.store.health import Health
 from inbox.store.helpcenter import HelpCenterQueries
 from inbox.store.ingest import IngestQueries
-from inbox.store.message_changes import MessageChangeQueries
+from inbox.store.message_changes import MessageChanges
 from inbox.store.notifications import Notifications
 from inbox.store.operations import OperationsQueries
 from inbox.store.outbox import OutboxQueries
@@ -51,14 +51,14 @@ from inbox.store.reports import ReportQueries
 from inbox.store.review import Review
 from inbox.store.routing import RoutingQueries
 from inbox.store.rules import RuleQueries
-from inbox.store.sendability import SendabilityQueries
+from inbox.store.sendability import Sendability
 from inbox.store.service_levels import ServiceLevelQueries
 from inbox.store.settings import StoredSettings
 from inbox.store.signatures import Signatures
 from inbox.store.teams import TeamQueries
 from inbox.store.tokens import ApiTokens
-from inbox.store.triage import TriageQueries
-from inbox.store.webforms import WebformQueries
+from inbox.store.triage import Triage
+from inbox.store.webforms import Webforms
 from inbox.store.webhooks import InboundWebhooks
 from inbox.store.webhooks_out import WebhookOutQueries
 from inbox.store.work import WorkQueries
@@ -72,11 +72,10 @@ BUSY_TIMEOUT_MS = 10_000
 ANALYSIS_LIMIT = 400
 
 
-class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries, AgentQueries, WebformQueries,
+class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries, AgentQueries,
             TeamQueries, WorkQueries, QueueQueries, ServiceLevelQueries, ReportQueries,
             CustomerQueries, RoutingQueries, DemoQueries,
-            MessageChangeQueries, SendabilityQueries,
-            HelpCenterQueries, TriageQueries, WebhookOutQueries, ChatQueries, ApiQueries, RuleQueries):
+            HelpCenterQueries, WebhookOutQueries, ChatQueries, RuleQueries):
     """A Mainland database. Open one per thread; share the file, not the object."""
 
     #: Called with the store after each of this process's write transactions commits, in the committing
@@ -103,6 +102,11 @@ class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries
         self.answers = Answers(self)
         self.review = Review(self)
         self.notifications = Notifications(self)
+        self.triage = Triage(self)
+        self.sendability = Sendability(self)
+        self.webforms = Webforms(self)
+        self.api_idempotency = ApiIdempotency(self)
+        self.message_changes = MessageChanges(self)
         self._local = threading.local()
         if check:
             self.check_integrity()

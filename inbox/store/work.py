@@ -78,7 +78,7 @@ class WorkQueries:
             raw = {r[0] for r in self.conn.execute(
                 f"SELECT message_id FROM raw_messages WHERE message_id IN ({marks})", ids)}  # noqa: S608
             edited = [m["id"] for m in messages if m["edited_at"]]
-            history = self.message_edit_history(edited) if edited else {}
+            history = self.message_changes.edit_history(edited) if edited else {}
             for m in messages:
                 m["attachments"] = by_message.get(m["id"], [])
                 m["has_raw"] = m["id"] in raw

@@ -211,19 +211,19 @@ def _replay() -> Response | None:
     if not key or len(key) > MAX_IDEMPOTENCY_KEY:
         raise invalid([{"field": "Idempotency-Key", "message": f"1 to {MAX_IDEMPOTENCY_KEY} characters"}], 400)
     what, body_hash = f"{request.method} {request.path}", _request_hash()
-    kept = get_store().claim_idempotency_key(caller().actor, key, request=what, body_hash=body_hash, now=clock.now())
+    kept = get_store().api_idempotency.claim(caller().actor, key, request=what, body_hash=body_hash, now=clock.now())
     if kept is None:
         g.idempotency = (key, body_hash)
         return None
-    if kept["body_hash"] != body_hash or kept["request"] != what:
+    if kept.body_hash != body_hash or kept.request != what:
         raise Problem(422, "Idempotency key reused", "this Idempotency-Key was used for a different request",
                       kind="idempotency-key-reused")
-    if kept["status"] == IN_PROGRESS:
+    if kept.status == IN_PROGRESS:
         # As Stripe does: the first request may still succeed or fail; the caller retries after it.
         raise Problem(409, "Request in progress", "a request with this Idempotency-Key is in progress; "
                       "send it again once that one is answered", kind="idempotency-key-in-progress")
-    response = Response(kept["response_body"], status=kept["status"],
-                        mimetype=PROBLEM_MIME if kept["status"] >= 400 else "application/json")
+    response = Response(kept.response_body, status=kept.status,
+                        mimetype=PROBLEM_MIME if kept.status >= 400 else "application/json")
     response.headers["Idempotency-Replayed"] = "true"
     return response
 
@@ -237,12 +237,12 @@ def _keep_answer(response: Response) -> Response:
     if response.status_code < 500 and response.status_code != 429:
         # A view may keep less than it answered (a signing secret is shown once, never stored in clear).
         kept_body = g.pop("kept_body", None) or response.get_data(as_text=True)
-        store.keep_idempotent_answer(caller().actor, claimed[0], request=f"{request.method} {request.path}",
-                                     body_hash=claimed[1], status=response.status_code,
-                                     response_body=kept_body, now=clock.now())
+        store.api_idempotency.keep(caller().actor, claimed[0], request=f"{request.method} {request.path}",
+                                   body_hash=claimed[1], status=response.status_code,
+                                   response_body=kept_body, now=clock.now())
     else:
         # Not answered (a fault, the rate limit): the same request may be tried again.
-        store.release_idempotency_key(caller().actor, claimed[0])
+        store.api_idempotency.release(caller().actor, claimed[0])
     return response
 
 

@@ -140,7 +140,7 @@ def _ingest(connector: WebformConnector, webhook: WebhookRequest) -> tuple[Submi
         log.warning("web form %s: submission %s was quarantined", connector.name, item.external_id)
     elif report.duplicates:
         log.info("web form %s: submission %s was sent again; stored once", connector.name, item.external_id)
-    return connector.read(webhook), store.conversation_token_for_item(connector.name, item.external_id)
+    return connector.read(webhook), store.webforms.conversation_token_for_item(connector.name, item.external_id)
 
 
 def _submitted(connector: WebformConnector, webhook: WebhookRequest) -> Submission | None:

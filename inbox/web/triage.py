@@ -25,6 +25,7 @@ from inbox.i18n import gettext as _
 from inbox.i18n import lazy_gettext as _l
 from inbox.store.base import iso
 from inbox.store.queue import _team_filter
+from inbox.store.triage import SpamBlock
 from inbox.web import get_store, mainland
 from inbox.web.auth import current_agent, role_required
 
@@ -62,7 +63,7 @@ def init_app(app: Flask) -> None:
 def _waiting_count() -> int:
     """Items waiting in /review/triage that the signed-in lead may decide (the menu's badge)."""
     store = get_store()
-    return store.triage_waiting_count(*_team_filter(access.visible_team_ids(store, current_agent())))
+    return store.triage.waiting_count(*_team_filter(access.visible_team_ids(store, current_agent())))
 
 
 def _now() -> dt.datetime:
@@ -80,7 +81,7 @@ def _wants_json() -> bool:
 def index():
     store = get_store()
     team_sql, team_params = _team_filter(access.visible_team_ids(store, current_agent()))
-    items = store.triage_waiting(team_sql, team_params)
+    items = store.triage.waiting(team_sql, team_params)
     return render_template("review/triage.html", items=items, reasons=REASONS, verdicts=VERDICTS)
 
 
@@ -88,10 +89,10 @@ def index():
 @lead_required
 def decide(review_id: int):
     store = get_store()
-    review = store.triage_review(review_id)
+    review = store.triage.review(review_id)
     if review is None:
         abort(404)
-    access.require_conversation(store, current_agent(), review["conversation_id"])
+    access.require_conversation(store, current_agent(), review.conversation_id)
     verdict = request.form.get("verdict", "")
     if verdict not in (triage_flow.CUSTOMER, triage_flow.SPAM):
         abort(400)
@@ -106,7 +107,7 @@ def decide(review_id: int):
         flash(message, "error")
         return redirect(url_for("triage.index"))
     if verdict == triage_flow.CUSTOMER:
-        _into_queue(store, review["conversation_id"], now)
+        _into_queue(store, review.conversation_id, now)
         message = _("Not spam: the conversation is in the queue.")
     else:
         message = _("Spam: kept out of the queue.")
@@ -151,8 +152,8 @@ def blockable(store: Any, conversation: dict[str, Any]) -> list[dict[str, Any]]:
                 continue
             seen.add(key)
             offers.append({"kind": key[0], "identity_kind": key[1], "value": key[2]})
-    blocks = {(b["kind"], b["identity_kind"] if b["kind"] != "domain" else "email", b["value"]): b
-              for offer in offers for b in store.blocks_matching(offer["identity_kind"], offer["value"])}
+    blocks = {(b.kind, b.identity_kind if b.kind != "domain" else "email", b.value): b
+              for offer in offers for b in store.triage.blocks_matching(offer["identity_kind"], offer["value"])}
     for offer in offers:
         offer["block"] = blocks.get((offer["kind"], offer["identity_kind"], offer["value"]))
     return offers
@@ -175,8 +176,8 @@ def block(conversation_id: int):
     now = iso(_now())
     agent = current_agent()
     with store.write():
-        block_id = store.add_block(offer["kind"], offer["identity_kind"], offer["value"], agent_id=agent["id"],
-                                   now=now)
+        block_id = store.triage.add_block(offer["kind"], offer["identity_kind"], offer["value"],
+                                          agent_id=agent["id"], now=now)
         if block_id is not None:
             store.audit(now, f"agent:{agent['id']}", "sender_blocked", "block", block_id,
                         kind=offer["kind"], identity_kind=offer["identity_kind"], value=offer["value"],
@@ -199,28 +200,28 @@ def unblock(conversation_id: int):
     return redirect(url_for("conversations.show", conversation_id=conversation_id))
 
 
-def _remove_block(store: Any, block: dict[str, Any], **details: Any) -> None:
+def _remove_block(store: Any, block: SpamBlock, **details: Any) -> None:
     now = iso(_now())
     agent = current_agent()
     with store.write():
-        if store.remove_block(block["id"]):
-            store.audit(now, f"agent:{agent['id']}", "sender_unblocked", "block", block["id"], kind=block["kind"],
-                        identity_kind=block["identity_kind"], value=block["value"], **details)
+        if store.triage.remove_block(block.id):
+            store.audit(now, f"agent:{agent['id']}", "sender_unblocked", "block", block.id, kind=block.kind,
+                        identity_kind=block.identity_kind, value=block.value, **details)
 
 
 @bp.get("/admin/blocks")
 @admin_required
 def blocks():
-    return render_template("admin/blocks.html", blocks=get_store().blocks(), kinds=BLOCK_KINDS)
+    return render_template("admin/blocks.html", blocks=get_store().triage.blocks(), kinds=BLOCK_KINDS)
 
 
 @bp.post("/admin/blocks/<int:block_id>/remove")
 @admin_required
 def remove_block(block_id: int):
     store = get_store()
-    found = store.block(block_id)
+    found = store.triage.block(block_id)
     if found is None:
         abort(404)
     _remove_block(store, found)
-    flash(_("Unblocked: %(value)s.", value=found["value"]), "success")
+    flash(_("Unblocked: %(value)s.", value=found.value), "success")
     return redirect(url_for("triage.blocks"))
