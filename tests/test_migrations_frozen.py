@@ -14,7 +14,7 @@ from inbox.store.migrations import migrations
 MIGRATIONS = Path(__file__).resolve().parent.parent / "inbox" / "store" / "migrations.py"
 
 
-PG_MIGRATIONS = MIGRATIONS.parent / "pg_migrations" / "versions"
+PG_MIGRATIONS = MIGRATIONS.parent / "revisions" / "versions"
 
 
 def _imported(path: Path) -> set[str]:

@@ -39,7 +39,7 @@ def _every_revision() -> list[str]:
     """PostgreSQL's migrations as files, oldest first (each file is named after its revision)."""
     from inbox.store import pg_schema
 
-    versions = Path(pg_schema.__file__).with_name("pg_migrations") / "versions"
+    versions = Path(pg_schema.__file__).with_name("revisions") / "versions"
     return sorted(path.name.split("_", 1)[0] for path in versions.glob("[0-9]*.py"))
 
 

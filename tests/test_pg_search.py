@@ -1,4 +1,4 @@
-"""Search finds the same on PostgreSQL as on SQLite (#17): pg_migrations 0003 and inbox/store/pg_search.py.
+"""Search finds the same on PostgreSQL as on SQLite (#17): revisions 0003 and inbox/store/pg_search.py.
 
 The same messages are ingested into a SQLite store and a PostgreSQL store (a throwaway cluster,
 tests/pg_cluster.py), with the same clock, so that their ids agree; then what a person types is

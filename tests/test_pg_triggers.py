@@ -1,4 +1,4 @@
-"""PostgreSQL's triggers (pg_migrations/versions/0002_triggers.py) do what SQLite's do (#17).
+"""PostgreSQL's triggers (revisions/versions/0002_triggers.py) do what SQLite's do (#17).
 
 Each scenario runs the same statements on a migrated SQLite database and on a PostgreSQL database
 upgraded by `pg_schema.upgrade` (a throwaway cluster, tests/pg_cluster.py), and compares the rows of
@@ -36,7 +36,7 @@ SEARCH_TRIGGERS = frozenset({
 #: What those triggers write to: SQLite's search indexes and the batch marks that hold them back.
 SEARCH_TABLES = ("messages_fts", "conversation_search", "help_search", "search_index_deferred")
 #: Those of them PostgreSQL's search documents have no twin of: a document's foreign key deletes it
-#: with its row (pg_migrations/versions/0003_search.py).
+#: with its row (revisions/versions/0003_search.py).
 SEARCH_TRIGGERS_WITHOUT_TWIN = frozenset({"messages_ad", "conversation_search_ad", "help_articles_ad"})
 
 EVENT_ID = r"evt_[0-9a-f]{32}"

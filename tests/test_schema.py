@@ -18,6 +18,9 @@ from sqlalchemy import create_engine
 from inbox.store import Store
 from inbox.store.schema import metadata
 
+#: The migration tools' own bookkeeping: the frozen chain's list and Alembic's revision (#17).
+MIGRATION_TABLES = ("_sqlite_migrations", "alembic_version")
+
 
 @dataclass(frozen=True)
 class TableShape:
@@ -100,7 +103,7 @@ def sqlite_shape(conn: sqlite3.Connection) -> dict[str, TableShape]:
         # FTS5's own tables: the virtual table and its shadow tables (a table merely named like one is kept:
         # help_search_days is no shadow of help_search).
         shadows = {f"{v}_{suffix}" for v in virtual for suffix in ("data", "idx", "content", "docsize", "config")}
-        if name in virtual or name in shadows or name.startswith("sqlite_") or name == "_sqlite_migrations":
+        if name in virtual or name in shadows or name.startswith("sqlite_") or name in MIGRATION_TABLES:
             continue
         # A key column counts as NOT NULL: SQLAlchemy declares it so, PostgreSQL's keys are never
         # null, and no Mainland table stores a null key (SQLite alone would let a TEXT key be null).

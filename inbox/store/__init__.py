@@ -240,7 +240,10 @@ class Store(IngestQueries, ConversationQueries, OperationsQueries, OutboxQueries
                 raise
             if still_pending:
                 migrations.apply(self.db)
-        return pending
+        from inbox.store import sqlite_schema
+
+        # The frozen chain ends at the baseline; Alembic's revisions (both engines' from 0006 on) follow.
+        return pending + sqlite_schema.upgrade(self.path, self.conn, timeout=BUSY_TIMEOUT_MS / 1000)
 
     def check_integrity(self) -> None:
         """Refuse to work on a damaged database file (PRAGMA quick_check).

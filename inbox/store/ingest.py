@@ -186,7 +186,7 @@ class IngestQueries:
         A block that raises indexes nothing: its transaction is to be rolled back.
 
         PostgreSQL's search documents are written row by row by their triggers at little cost
-        (pg_migrations 0003): there is nothing to hold back.
+        (revisions 0003): there is nothing to hold back.
         """
         if self.engine == "postgresql":
             yield

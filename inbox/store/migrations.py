@@ -1,4 +1,8 @@
-"""Schema migrations: one function per change, applied in order, never edited after release.
+"""SQLite's own schema migrations, m001-m045: one function per change, applied in order, never edited.
+
+Frozen (#17): this chain brings a database of an earlier Mainland to the baseline and takes no more
+steps. Every later change is an Alembic revision for both engines (`inbox/store/revisions/`,
+`inbox/store/sqlite_schema.py`; docs/architecture.md, "Changing the schema").
 
 A migration imports nothing of Mainland's own: what it computes is written here, so that it gives
 the same result on every later version (tests/test_migrations_frozen.py holds it to that).

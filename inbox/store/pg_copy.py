@@ -30,7 +30,7 @@ PROGRESS = "mainland_copy_progress"
 #: "mncopy2p" in ASCII, as a 64-bit number.
 COPY_LOCK = 0x6D6E636F70793270
 
-#: The rows revision 0001 starts every database with (pg_migrations/versions/0001_baseline.py, and
+#: The rows revision 0001 starts every database with (revisions/versions/0001_baseline.py, and
 #: SQLite's migrations the same): a database holding these and nothing else holds no data yet.
 SEED_ROWS: dict[str, frozenset[tuple[Any, ...]]] = {
     "settings_version": frozenset({(1, 0)}),

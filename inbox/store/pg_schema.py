@@ -1,6 +1,8 @@
-"""PostgreSQL's schema: Alembic's migrations (`inbox/store/pg_migrations/`), applied in order (#17).
+"""PostgreSQL's schema: Alembic's revisions (`inbox/store/revisions/`), applied in order (#17).
 
-SQLite keeps its own migrations (`inbox/store/migrations.py`); both build the schema that
+Alembic is the one migration tool of both engines: PostgreSQL takes every revision; SQLite reaches
+the baseline through its own frozen chain (`inbox/store/migrations.py`, m001-m045) and takes the
+revisions after it (`inbox/store/sqlite_schema.py`). Both build the schema that
 `inbox/store/schema.py` describes, and the tests hold each to it. Processes that start at once
 take turns through a PostgreSQL advisory lock, so each migration is applied once, as
 `Store.migrate` does with SQLite's write lock.
@@ -20,7 +22,7 @@ from inbox.store.pg_search import SEARCH_TABLES
 
 #: The advisory lock key migrations hold (any constant; "mainland" in ASCII, as a 64-bit number).
 MIGRATION_LOCK = 0x6D61696E6C616E64
-_SCRIPTS = Path(__file__).with_name("pg_migrations")
+_SCRIPTS = Path(__file__).with_name("revisions")
 #: PostgreSQL's tables that `inbox/store/schema.py` does not describe, because SQLite keeps the same
 #: facts another way: the search documents (FTS5 there) and the rate-limit counters (a file of their
 #: own there, inbox/store/rate_limits.py).
@@ -35,10 +37,11 @@ def sqlalchemy_url(url: str) -> str:
     raise ValueError(f"not a PostgreSQL URL: {url!r} (give postgresql://user@host:port/database)")
 
 
-def alembic_config(connection: Connection | None = None) -> Config:
-    """Alembic's configuration, made in code: Mainland ships no alembic.ini."""
+def alembic_config(connection: Connection | None = None, *, script_location: str | None = None) -> Config:
+    """Alembic's configuration, made in code: Mainland ships no alembic.ini. `script_location`: another
+    folder of revisions than Mainland's (tests)."""
     config = Config()
-    config.set_main_option("script_location", str(_SCRIPTS))
+    config.set_main_option("script_location", script_location or str(_SCRIPTS))
     config.attributes["connection"] = connection
     return config
 
@@ -53,7 +56,7 @@ def current(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
-def upgrade(url: str) -> list[str]:
+def upgrade(url: str, *, script_location: str | None = None) -> list[str]:
     """Apply the pending migrations to the database at `url`; the revisions applied, oldest first."""
     engine = create_engine(sqlalchemy_url(url))
     try:
@@ -63,9 +66,9 @@ def upgrade(url: str) -> list[str]:
             try:
                 before = current(connection)
                 connection.commit()
-                command.upgrade(alembic_config(connection), "head")
+                command.upgrade(alembic_config(connection, script_location=script_location), "head")
                 connection.commit()
-                scripts = ScriptDirectory.from_config(alembic_config())
+                scripts = ScriptDirectory.from_config(alembic_config(script_location=script_location))
                 applied = [script.revision for script in scripts.iterate_revisions("head", before)]
             finally:
                 connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})

@@ -1,7 +1,7 @@
 """PostgreSQL's full-text search: what FTS5 does for the store's search verbs on SQLite (#17).
 
 The documents are `tsvector`s in `message_documents`, `conversation_documents` and `help_documents`,
-written by triggers (pg_migrations/versions/0003_search.py says how their words are made, and what
+written by triggers (revisions/versions/0003_search.py says how their words are made, and what
 differs from FTS5's unicode61). Here:
 
 * `tsquery`: the FTS5 query that `fts_query` (or helpcenter.match_expression) writes becomes a
@@ -210,7 +210,7 @@ def conversation_snippets(conn: Any, query: str, conversation_ids: Sequence[int]
 
 # Rebuilding ------------------------------------------------------------------------------------------
 
-#: Every search document written anew from its row, as the triggers write them (pg_migrations 0003).
+#: Every search document written anew from its row, as the triggers write them (revisions 0003).
 #: The source of these statements from now on: revision 0003 keeps its own frozen copy (`FILL`), which a
 #: revision must not import, and a later revision that changes how documents are made changes these too.
 REBUILD = (

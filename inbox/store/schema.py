@@ -1,9 +1,10 @@
 """The schema as SQLAlchemy Core metadata: one description of every table for both engines (#17).
 
-SQLite builds its schema with the migrations in `inbox/store/migrations.py`, as it always has;
+SQLite builds its schema with the migrations in `inbox/store/migrations.py` up to the baseline
+(m045, frozen) and with Alembic's revisions after it (`inbox/store/sqlite_schema.py`);
 `tests/test_schema.py` holds this description to exactly what they build (columns in order, types,
 defaults, keys, checks and indexes), so the two cannot drift. PostgreSQL builds its schema from
-this description through Alembic (`inbox/store/pg_migrations/`).
+this description through Alembic (`inbox/store/revisions/`) throughout.
 
 The types are the same on both engines, so that a row reads the same whichever engine it came
 from: timestamps are ISO 8601 text (`inbox.store.base.iso`, sortable as text; a PostgreSQL

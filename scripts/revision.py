@@ -1,13 +1,14 @@
-"""Write PostgreSQL's next migration from a change to inbox/store/schema.py (#17).
+"""Write the next schema revision, for both engines, from a change to inbox/store/schema.py (#17).
 
-    .venv/bin/python scripts/pg_revision.py "add conversations.language"
+    .venv/bin/python scripts/revision.py "add conversations.language"
 
 Starts a throwaway PostgreSQL cluster (tests/pg_cluster.py), brings a fresh database to the newest
-migration, and lets Alembic compare it with the description: what differs is written as the next
-revision in inbox/store/pg_migrations/versions/. Read it before committing (Alembic cannot see an
-index on an expression or a renamed column, and writes a rename as a drop and an add), and make
-the same change to SQLite with the next migration in inbox/store/migrations.py; tests/test_schema.py
-and tests/test_pg_schema.py fail until both engines match the description.
+revision, and lets Alembic compare it with the description: what differs is written as the next
+revision in inbox/store/revisions/versions/, in batch mode so that it runs on SQLite too (SQLite
+files take the revisions after their frozen chain's baseline: inbox/store/sqlite_schema.py). Read it
+before committing (Alembic cannot see an index on an expression or a renamed column, and writes a
+rename as a drop and an add); tests/test_schema.py and tests/test_pg_schema.py fail until both
+engines match the description.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def main() -> None:
     if len(sys.argv) != 2 or not sys.argv[1].strip():
         sys.exit(__doc__)
     message = sys.argv[1].strip()
-    versions = Path(pg_schema.__file__).with_name("pg_migrations") / "versions"
+    versions = Path(pg_schema.__file__).with_name("revisions") / "versions"
     numbers = [int(match.group(1)) for path in versions.glob("*.py") if (match := re.match(r"(\d{4})_", path.name))]
     rev_id = f"{max(numbers, default=0) + 1:04d}"
     differs = []
