@@ -38,7 +38,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from email.utils import getaddresses
 from typing import Any
 
@@ -61,6 +61,7 @@ from inbox.signatures import signature_for, signed_text
 from inbox.store import Store
 from inbox.store.base import iso, parse_iso
 from inbox.store.outbox import split_addresses
+from inbox.store.sendability import AnswerableMessage
 
 log = logging.getLogger("mainland.outbox")
 
@@ -152,21 +153,21 @@ PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9-]{
 MAX_COPIES = 20
 
 
-def _headers(message: dict) -> dict[str, str]:
+def _headers(message: AnswerableMessage) -> dict[str, str]:
     try:
-        headers = json.loads(message.get("headers") or "{}")
+        headers = json.loads(message.headers or "{}")
     except ValueError:
         return {}
     return headers if isinstance(headers, dict) else {}
 
 
-def reply_target(answered: dict) -> Author:
+def reply_target(answered: AnswerableMessage) -> Author:
     """Who a reply goes to: the first plain address of the customer's Reply-To, when their message
     named one (a shared mailbox or a list asks for answers elsewhere), else its author."""
     for name, address in getaddresses([str(_headers(answered).get("reply-to") or "")]):
         if PLAIN_ADDRESS.fullmatch(address):
-            return Author(handle=address, name=name or answered.get("author_name") or "")
-    return Author(handle=answered.get("author_handle") or "", name=answered.get("author_name") or "")
+            return Author(handle=address, name=name or answered.author_name or "")
+    return Author(handle=answered.author_handle or "", name=answered.author_name or "")
 
 
 def is_own_address(address: str, own: set[str], mail_domain: str | None) -> bool:
@@ -175,11 +176,11 @@ def is_own_address(address: str, own: set[str], mail_domain: str | None) -> bool
     return lowered in own or bool(mail_domain) and lowered.endswith("@" + str(mail_domain).lower())
 
 
-def suggested_copies(answered: dict, *, own: set[str], mail_domain: str | None) -> list[str]:
+def suggested_copies(answered: AnswerableMessage, *, own: set[str], mail_domain: str | None) -> list[str]:
     """The Cc a reply-all would keep: the customer's last mail's To and Cc, minus our own addresses
     (the channel's, the installation's mail domain), the customer and the reply's own target."""
     headers = _headers(answered)
-    skip = {(answered.get("author_handle") or "").lower(), reply_target(answered).handle.lower()}
+    skip = {(answered.author_handle or "").lower(), reply_target(answered).handle.lower()}
     found: list[str] = []
     for _name, address in getaddresses([str(headers.get("to") or ""), str(headers.get("cc") or "")]):
         lowered = address.lower()
@@ -256,8 +257,7 @@ def queue_reply(mainland: Mainland, store: Store, conversation_id: int, text: st
     flags = tuple(flags)
     conversation = store.conversation(conversation_id)
     target = target or sendability.default_target(mainland, store, conversation)
-    # As a dict, the shape of `store.latest_inbound` (still a mixin's verb, #17) that stands in without a target.
-    answered = asdict(target.message) if target else store.latest_inbound(conversation_id)
+    answered = target.message if target else store.sendability.latest_inbound(conversation_id)
     if answered is None:
         raise ReplyRefused("this conversation has no message from the customer to answer")
     stored = _store_files(mainland, files)
@@ -270,7 +270,7 @@ def queue_reply(mainland: Mainland, store: Store, conversation_id: int, text: st
     # Email replies carry a Message-ID naming the conversation, so the customer's answer threads
     # even when their mail client drops In-Reply-To.
     message_id = conversation_message_id(conversation["token"], outbox_id, mainland.config.mail_domain).strip("<>")
-    refs = " ".join(r for r in (answered["refs"] or "").split() + [answered["message_id"] or ""] if r)
+    refs = " ".join(r for r in (answered.refs or "").split() + [answered.message_id or ""] if r)
     # Signed on send, not in the composer: an agent's reply gets their and their channel's (or
     # team's) signature; an automatic one (a survey) none.
     signature = None if FLAG_AUTO_SUBMITTED in flags else signature_for(store, conversation, agent)
@@ -278,7 +278,7 @@ def queue_reply(mainland: Mainland, store: Store, conversation_id: int, text: st
         store.queue_outbound(
             outbox_id=outbox_id, conversation_id=conversation_id, channel=channel,
             agent_id=agent["id"] if agent else None, text=text, html=html,
-            subject=conversation["subject"] or answered["subject"] or "", message_id=message_id, refs=refs,
+            subject=conversation["subject"] or answered.subject or "", message_id=message_id, refs=refs,
             author_name=(agent or {}).get("name", ""), now=now_text, flags=" ".join(sorted(set(flags))),
             next_at=iso(now + dt.timedelta(seconds=hold_seconds)) if hold_seconds > 0 else None,
             files=stored, split_files=not sending_limits(mainland, channel).files_with_text, cc=cc, bcc=bcc,
@@ -408,18 +408,17 @@ def build_outbound(store: Store, row: dict, attachment_store: AttachmentStore | 
     if FLAG_FORWARD in (row.get("flags") or "").split():
         return build_forward(store, row, attachment_store)
     # The message the reply answers, in the thread it arrived in (rows from before m017: the latest).
-    # As a dict, the shape of `store.latest_inbound` (still a mixin's verb, #17) that stands in for it.
     chosen = row.get("reply_to") and store.sendability.answerable_message(row["conversation_id"], row["reply_to"])
-    answered = (asdict(chosen) if chosen else None) or store.latest_inbound(row["conversation_id"]) or {}
+    answered = chosen or store.sendability.latest_inbound(row["conversation_id"])
     thread_key, public = conversation["thread_key"], bool(conversation["public"])
     if row.get("reply_to"):
         thread_key, public = row["thread_key"], bool(row["public"])
     refs = tuple((row["refs"] or "").split())
     part = row.get("part") or "all"
-    to = reply_target(answered)
+    to = reply_target(answered) if answered else Author(handle="", name="")
     if row.get("to_handle"):
         # The first message of a conversation we started (m022): to the handle chosen, answering nothing.
-        answered, refs = {}, ()
+        answered, refs = None, ()
         to = Author(handle=row["to_handle"], name=row.get("to_name") or "", identity_kind=row.get("to_kind") or "email")
     return OutboundReply(
         attachments=() if part == "text" else load_files(attachment_store, store.outbound_files(
@@ -435,9 +434,9 @@ def build_outbound(store: Store, row: dict, attachment_store: AttachmentStore | 
         bcc=split_addresses(row.get("bcc")) if part != "file" else (),
         subject=row["subject"],
         thread_key=thread_key,
-        reply_to_external_id=answered.get("external_id"),
-        reply_to_message_id=answered.get("message_id"),
-        references=refs[:-1] if refs and refs[-1] == answered.get("message_id") else refs,
+        reply_to_external_id=answered.external_id if answered else None,
+        reply_to_message_id=answered.message_id if answered else None,
+        references=refs[:-1] if refs and answered and refs[-1] == answered.message_id else refs,
         message_id=f"<{row['our_message_id']}>" if row["our_message_id"] else None,
         # An agent may answer a public comment privately (where the channel allows it, once).
         public=public and FLAG_PRIVATE_REPLY not in (row.get("flags") or "").split(),

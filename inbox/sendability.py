@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from inbox import clock
@@ -133,8 +133,7 @@ class Target:
         """Whom the message goes to: the answered message's Reply-To when it named one, else its author."""
         from inbox.outbox import reply_target  # not at the top: inbox.outbox imports this module
 
-        # reply_target reads a dict: the shape of `store.latest_inbound`, its other source.
-        return reply_target(asdict(self.message)).handle or None
+        return reply_target(self.message).handle or None
 
     @property
     def message_id(self) -> int:

@@ -54,13 +54,6 @@ class ApiIdempotency:
     def __init__(self, store: Store) -> None:
         self._store = store
 
-    def answer(self, token: str, key: str, *, now: dt.datetime) -> KeptAnswer | None:
-        """The kept answer for (token, key) younger than IDEMPOTENCY_TTL, or None."""
-        return KeptAnswer.from_row(self._store.conn.execute(
-            f"SELECT {_COLUMNS} FROM api_idempotency "  # noqa: S608
-            "WHERE token = ? AND idempotency_key = ? AND created_at > ?",
-            (token, key, iso(now - IDEMPOTENCY_TTL))).fetchone())
-
     def claim(self, token: str, key: str, *, request: str, body_hash: str, now: dt.datetime) -> KeptAnswer | None:
         """Claim (token, key) for a request about to act. None: claimed, act and then keep the answer
         (`keep`) or let the key go (`release`). Otherwise the row that holds the key: a kept answer,

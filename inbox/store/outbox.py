@@ -213,15 +213,6 @@ class OutboxQueries:
         return as_dicts(self.conn.execute(
             "SELECT * FROM review_attachments WHERE review_item_id = ? ORDER BY id", (review_item_id,)))
 
-    def latest_inbound(self, conversation_id: int) -> dict[str, Any] | None:
-        """The customer's last message in a conversation: what a reply answers."""
-        cur = self.conn.execute(
-            "SELECT id, external_id, message_id, refs, author_name, author_handle, subject, customer_id, headers "
-            "FROM messages WHERE conversation_id = ? AND direction = 'in' ORDER BY id DESC LIMIT 1",
-            (conversation_id,),
-        )
-        return as_dict(cur, cur.fetchone())
-
     def mark_outbox_sent(self, outbox_id: str, provider_id: str, now: str) -> None:
         self.conn.execute(
             "UPDATE outbox SET state = 'sent', provider_id = ?, sent_at = ?, lease_until = NULL, last_error = NULL "

@@ -10,6 +10,7 @@ take turns through a PostgreSQL advisory lock, so each migration is applied once
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from alembic import command
@@ -46,9 +47,10 @@ def alembic_config(connection: Connection | None = None, *, script_location: str
     return config
 
 
-def head() -> str:
-    """The newest migration's revision."""
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+@functools.cache
+def head(script_location: str | None = None) -> str:
+    """The newest revision (read once per process)."""
+    return ScriptDirectory.from_config(alembic_config(script_location=script_location)).get_current_head()
 
 
 def current(connection: Connection) -> str | None:

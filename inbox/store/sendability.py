@@ -88,7 +88,14 @@ class Sendability:
         rows = self._store.conn.execute(
             _ANSWERABLE + "WHERE id IN (SELECT max(id) FROM messages WHERE conversation_id = ? AND direction = 'in' "  # noqa: S608 - a constant
             "GROUP BY channel) ORDER BY id DESC", (conversation_id,)).fetchall()
-        return [AnswerableMessage(*row) for row in rows]
+        return [AnswerableMessage.from_row(row) for row in rows]
+
+    def latest_inbound(self, conversation_id: int) -> AnswerableMessage | None:
+        """The customer's last message in the conversation, on any channel: what a reply answers when
+        no message was chosen (a queued reply from before m017, a composer without a target)."""
+        return AnswerableMessage.from_row(self._store.conn.execute(
+            _ANSWERABLE + "WHERE conversation_id = ? AND direction = 'in' ORDER BY id DESC LIMIT 1",
+            (conversation_id,)).fetchone())
 
     def latest_inbound_at(self, conversation_id: int, channel: str) -> str | None:
         """When the customer last wrote on `channel` in this conversation (the channel's reply window)."""

@@ -17,7 +17,6 @@ times and each copy is migrated again.
 
 from __future__ import annotations
 
-import functools
 import sqlite3
 from pathlib import Path
 
@@ -31,12 +30,6 @@ from inbox.store import pg_schema
 #: PL/pgSQL (0002), search (0003: FTS5 on SQLite), help search counts (0004), and the live updates'
 #: NOTIFY and shared rate counters (0005: PostgreSQL's own, SQLite keeps them in-process and in a file).
 SQLITE_BASELINE = "0005"
-
-
-@functools.cache
-def head(script_location: str | None = None) -> str:
-    """The newest revision (read once per process)."""
-    return ScriptDirectory.from_config(pg_schema.alembic_config(script_location=script_location)).get_current_head()
 
 
 def current(conn: sqlite3.Connection) -> str | None:
@@ -67,7 +60,7 @@ def _engine(path: Path, timeout: float) -> Engine:
 def upgrade(path: Path, conn: sqlite3.Connection, *, timeout: float, script_location: str | None = None) -> list[str]:
     """Stamp the file at `SQLITE_BASELINE` when it never was, then apply the pending revisions; the
     revisions applied, oldest first. The frozen chain must have run first (`Store.migrate`)."""
-    if current(conn) == head(script_location):
+    if current(conn) == pg_schema.head(script_location):
         return []
     engine = _engine(path, timeout)
     try:

@@ -25,7 +25,7 @@ import json
 import math
 import re
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
@@ -475,8 +475,7 @@ def _channel_composer(conversation: dict[str, Any], now: dt.datetime) -> Compose
     # Where the reply goes without a choice (inbox/sendability.py): after a merge, the channel of the
     # customer's latest message, which is not necessarily the conversation's own.
     sending = sendability.default_target(land, store, conversation)
-    # As a dict, the shape of `store.latest_inbound` (still a mixin's verb, #17) that stands in without a target.
-    answered = asdict(sending.message) if sending else store.latest_inbound(conversation["id"])
+    answered = sending.message if sending else store.sendability.latest_inbound(conversation["id"])
     if answered is None:
         return ComposerInfo(False, str(_l("There is no message from the customer to answer.")), channel=via)
     if sending is not None:
