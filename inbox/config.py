@@ -109,6 +109,8 @@ SECTION_KEYS: dict[str, frozenset[str]] = {
         "chat_waits", "chat_check_seconds",
         # Sign-in and sessions (issue 13).
         "idle_timeout_minutes", "require_second_factor", "remember_device_days",
+        # The connections a web process opens at once (inbox/web/request_store.py).
+        "database_connections",
     }),
     "worker": frozenset({"lease_seconds", "renew_every", "outbox_every", "checkpoint_every"}),
     "demo": frozenset({"admin_email", "admin_name", "team", "answers_file", "mail_channel", "mail_dir",

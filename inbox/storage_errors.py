@@ -16,6 +16,11 @@ import psycopg
 
 LOCKED, FULL, UNWRITABLE, UNREACHABLE = "locked", "full", "unwritable", "unreachable"
 
+
+class ConnectionsBusy(RuntimeError):
+    """Every database connection a web process may open (PostgreSQL) stayed busy past its wait: the
+    same to the agent as a database that stays locked (busy, try again shortly)."""
+
 _EXPLANATIONS = {
     LOCKED: ("the database stayed locked by another process for longer than the busy timeout "
              "(10 s): a long import, a backup or a second worker may be holding it. Wait for it to "
@@ -32,7 +37,9 @@ _EXPLANATIONS = {
 
 
 def kind(exc: BaseException) -> str | None:
-    """LOCKED, FULL or UNWRITABLE for a storage failure this module knows, else None."""
+    """LOCKED, FULL, UNWRITABLE or UNREACHABLE for a storage failure this module knows, else None."""
+    if isinstance(exc, ConnectionsBusy):
+        return LOCKED
     if isinstance(exc, sqlite3.OperationalError | sqlite3.DatabaseError):
         text = str(exc).lower()
         if "locked" in text or "busy" in text:

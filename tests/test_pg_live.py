@@ -46,7 +46,7 @@ def test_a_change_another_process_commits_wakes_this_process_s_live_pages(url):
     changes = _LocalChanges()
     here, other, third = Store(url), Store(url), Store(url)
     try:
-        with changes.following(here), changes.following(third):
+        with changes.following(str(here.path), here.url), changes.following(str(third.path), third.url):
             [(listener, streams)] = changes._followed.values()
             assert streams == 2, "the process's streams of one database share one session"
             assert listener.listening.wait(PATIENCE)

@@ -67,6 +67,15 @@ def _counters(where: str) -> RateCounters | PgRateCounters:
     return PgRateCounters(where) if is_postgresql_url(where) else RateCounters(where)
 
 
+def _in_threads(count: int, target) -> None:
+    """Runs `target` in `count` threads at once and waits for them all."""
+    threads = [threading.Thread(target=target) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 def _child(script: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", script, *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=120, check=True)
@@ -100,11 +109,7 @@ def test_hits_counted_at_once_by_threads_and_by_two_processes_are_all_counted(co
         for _ in range(100):
             counters.incr("shared", 3600)
 
-    threads = [threading.Thread(target=hit) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    _in_threads(4, hit)
     assert child.wait(timeout=120) == 0
     assert counters.get("shared") == 800
     assert _counters(counters_at).get("shared") == 800, "a process starting later sees the same count"
@@ -137,3 +142,46 @@ def test_a_window_ends_and_a_new_one_starts_from_zero(counters_at, monkeypatch):
     counters.incr("b", 60)
     assert counters.reset() == 2
     counters.close()
+
+
+@pytest.mark.server
+def test_on_postgresql_many_threads_count_on_a_few_shared_connections(cluster):
+    """Each connection is a server process, and the server admits only so many from every node: one
+    per request thread ran `max_connections` out at about 90 agents on two web processes (#17)."""
+    import psycopg
+
+    from inbox.store.rate_limits import PG_CONNECTIONS
+    from tests.pg_cluster import create_database, drop_database
+
+    url = create_database(cluster)
+    migrated = Store(url)
+    migrated.migrate()
+    migrated.close()
+    counters = PgRateCounters(url)
+    try:
+        start = threading.Barrier(24)
+
+        def hit() -> None:
+            start.wait()
+            for _ in range(25):
+                counters.incr("busy", 3600)
+
+        _in_threads(24, hit)
+        assert counters.get("busy") == 600, "no hit lost"
+        with psycopg.connect(url, autocommit=True) as conn:
+            sessions = conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                                    "AND pid <> pg_backend_pid()").fetchall()
+            assert 1 <= len(sessions) <= PG_CONNECTIONS, "24 threads counted on the process's few connections"
+            for (pid,) in sessions:  # the server drops them (a failover, an administrator)
+                conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        outcomes = []
+        for _ in range(PG_CONNECTIONS + 1):
+            try:
+                outcomes.append(counters.incr("busy", 3600))
+            except psycopg.OperationalError:
+                outcomes.append("dropped")
+        assert outcomes[-1] != "dropped", "a dropped connection is replaced, not handed out again"
+        assert counters.get("busy") == 600 + len([o for o in outcomes if o != "dropped"])
+    finally:
+        counters.close()
+        drop_database(url)

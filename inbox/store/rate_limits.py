@@ -14,16 +14,20 @@ after a power cut they start again from zero, which lets a client a few more att
 On PostgreSQL (#17) the installation may be several machines, which share no file: the counters
 are the database's `rate_counters` table (revision 0005), UNLOGGED for the same reason the file is
 not synchronous, and counted on connections of their own in autocommit, outside the store's write
-turns.
+turns: a few a process (PG_CONNECTIONS), shared by its threads, since a counter statement takes well
+under a millisecond and each connection is a server process (the server admits `max_connections`
+from every node together; one per request thread ran it out at about 90 agents).
 
 Times are the machine's (`time.time()`), as the rate-limit library's windows are.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +36,8 @@ from typing import Any
 BUSY_TIMEOUT_MS = 5000
 #: Expired counters are deleted after about this many increments of one process.
 SWEEP_EVERY = 1000
+#: PostgreSQL connections one process counts on, shared by its threads.
+PG_CONNECTIONS = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS counters (
@@ -79,19 +85,31 @@ class _Counters:
                 self._connections.append(conn)
         return conn
 
+    @contextlib.contextmanager
+    def _borrowed(self) -> Iterator[Any]:
+        """A connection for one statement: the thread's own (the subclass may share a few instead)."""
+        yield self._conn()
+
+    def _one(self, sql: str, params: dict[str, Any]) -> Any:
+        with self._borrowed() as conn:
+            return conn.execute(sql, params).fetchone()
+
+    def _run(self, sql: str, params: dict[str, Any] | None = None) -> int:
+        with self._borrowed() as conn:
+            return conn.execute(sql, params or {}).rowcount
+
     def incr(self, key: str, expiry: float, amount: int = 1) -> int:
         """Add `amount` hits to `key` and return its count; a key without a live window starts one
         that ends `expiry` seconds from now."""
         now = time.time()
-        (hits,) = self._conn().execute(
-            self._incr, {"key": key, "amount": amount, "ends": now + expiry, "now": now}).fetchone()
+        (hits,) = self._one(self._incr, {"key": key, "amount": amount, "ends": now + expiry, "now": now})
         self._increments += 1
         if self._increments % SWEEP_EVERY == 0:
-            self._conn().execute(self._sweep, {"now": now})
+            self._run(self._sweep, {"now": now})
         return int(hits)
 
     def _live(self, key: str, now: float) -> tuple[int, float] | None:
-        row = self._conn().execute(self._get, {"key": key, "now": now}).fetchone()
+        row = self._one(self._get, {"key": key, "now": now})
         return (int(row[0]), float(row[1])) if row else None
 
     def get(self, key: str) -> int:
@@ -106,11 +124,11 @@ class _Counters:
         return live[1] if live else now
 
     def clear(self, key: str) -> None:
-        self._conn().execute(self._clear, {"key": key})
+        self._run(self._clear, {"key": key})
 
     def reset(self) -> int:
         """Forget every counter; returns how many there were."""
-        return self._conn().execute(self._reset).rowcount
+        return self._run(self._reset)
 
     def close(self) -> None:
         with self._lock:
@@ -144,9 +162,49 @@ class PgRateCounters(_Counters):
 
     TABLE = "rate_counters"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, connections: int = PG_CONNECTIONS) -> None:
         super().__init__()
         self.url = url
+        self._limit = connections
+        self._idle: list[Any] = []
+        self._open = 0
+        self._free = threading.Condition(self._lock)
+
+    @contextlib.contextmanager
+    def _borrowed(self) -> Iterator[Any]:
+        with self._free:
+            self._free.wait_for(lambda: self._idle or self._open < self._limit)
+            if self._idle:
+                conn = self._idle.pop()
+            else:
+                conn = None
+                self._open += 1
+        healthy = False
+        try:
+            if conn is None:
+                conn = self._connect()
+                with self._lock:
+                    self._connections.append(conn)
+            yield conn
+            healthy = True
+        finally:
+            with self._free:
+                if healthy:
+                    self._idle.append(conn)
+                else:
+                    # Failed (the server gone, or the statement): never handed to another thread.
+                    self._open -= 1
+                    if conn is not None:
+                        self._connections.remove(conn)
+                self._free.notify()
+            if not healthy and conn is not None:
+                with contextlib.suppress(Exception):
+                    conn.close()
+
+    def close(self) -> None:
+        with self._free:
+            self._idle, self._open = [], 0
+        super().close()
 
     def _connect(self) -> Any:
         from inbox.store.pg_connection import PgConnection  # only an installation on PostgreSQL needs it

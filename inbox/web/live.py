@@ -43,7 +43,9 @@ ask more than 10 times a second: `_PollPace`). Under `mainland serve` the stream
 so open streams never take a thread a page needs; under another server (gunicorn) the limit is
 `web.threads` - 4 (at least 1) of its threads. Streams also end after `web.live_max_seconds` (300)
 so that clients reconnect and re-check their session, and stop early when the agent signs out or
-is disabled.
+is disabled. A stream holds no database connection while it waits: each look borrows one from the
+app's pool (inbox/web/request_store.py) and gives it back before it writes to the client, so open
+tabs never run a PostgreSQL server out of connections.
 
 `POST /conversations/<id>/presence` {state: viewing|typing|gone} records the agent's heartbeat.
 """
@@ -69,6 +71,7 @@ from inbox.store.base import iso
 from inbox.store.pg_notify import ChangeListener
 from inbox.web import get_store, mainland
 from inbox.web.auth import current_agent, login_required
+from inbox.web.request_store import pool_of
 
 log = logging.getLogger(__name__)
 
@@ -228,18 +231,18 @@ class _LocalChanges:
         self._followed: dict[str, tuple[ChangeListener, int]] = {}
 
     @contextlib.contextmanager
-    def following(self, store: Store) -> Iterator[None]:
-        """While a stream is open: hear of the changes other processes commit to `store`'s database,
-        when it can tell them. One listening session serves the process's streams of a database, and
-        ends with the last of them."""
-        if store.engine != "postgresql":
+    def following(self, database: str, listen_url: str | None) -> Iterator[None]:
+        """While a stream is open: hear of the changes other processes commit to `database`, when it
+        can tell them (`listen_url`: a PostgreSQL database's; None for SQLite). One listening session
+        serves the process's streams of a database, and ends with the last of them."""
+        if listen_url is None:
             yield
             return
-        key = str(store.path)
+        key = database
         with self._changed:
             listener, streams = self._followed.get(key) or (None, 0)
             if listener is None:
-                listener = ChangeListener(store.url, lambda seq: self._advance(key, seq)).start()
+                listener = ChangeListener(listen_url, lambda seq: self._advance(key, seq)).start()
             self._followed[key] = (listener, streams + 1)
         try:
             yield
@@ -547,14 +550,19 @@ def events():
             released.set()
             _slots.release()
 
+    pool = pool_of(app)
+    database = str(store.path)
+    listen_url = store.url if store.engine == "postgresql" else None
+
     def stream() -> Iterator[str]:
-        # The request's store closes when the view returns; the stream keeps its own connection.
-        own = app.extensions["mainland"].open_store(check=False)
-        database = str(own.path)
-        with _local_changes.following(own), _local_changes.listening() as wait_for_change:
-            try:
-                state = LiveState(own, agent, team_ids, seq, conversation_id, last_message_id, locale=locale,
-                                  last_notification_id=last_notification_id)
+        # A look borrows a connection from the app's pool and gives it back before it waits or writes
+        # to the client: open tabs hold no connection between looks (on PostgreSQL each connection is
+        # a server process, and the server admits only so many).
+        try:
+            with _local_changes.following(database, listen_url), _local_changes.listening() as wait_for_change:
+                with pool.lent() as own:
+                    state = LiveState(own, agent, team_ids, seq, conversation_id, last_message_id, locale=locale,
+                                      last_notification_id=last_notification_id)
                 yield f"retry: {STREAM_RETRY_MS}\n\n"
                 yield sse("hello", {"seq": seq, "conversation_id": conversation_id, "mode": "stream"}, state.event_id)
                 started = last_beat = last_check = time.monotonic()
@@ -564,23 +572,23 @@ def events():
                     if moment - started >= settings["max"]:
                         yield sse("bye", {"reconnect": True}, state.event_id)
                         return
-                    if moment - last_check >= SESSION_CHECK_SECONDS:
-                        row = own.agent(agent["id"])
-                        if row is None or not row["active"] or row["session_epoch"] != epoch:
-                            yield sse("bye", {"reconnect": False}, state.event_id)
-                            return
-                        if access.visible_team_ids(own, row, config=config) != team_ids:
-                            # Moved out of (or into) a team, or a new role: the stream's view of what this
-                            # agent may see is stale. The client reconnects and is checked afresh.
-                            yield sse("bye", {"reconnect": True}, state.event_id)
-                            return
-                        last_check = moment
                     # Woken by a change: only what changed. Presence, typing, drafts and notifications keep
                     # their pace of one look a second whatever the writes do.
                     full = moment - last_full >= settings["poll"]
-                    # A woken look knows the watermark its waking write left: no need to read it.
-                    yield from state.poll(now=clock.now(), with_presence=full, with_notifications=full,
-                                          watermark=None if full else max(state.seq, _local_changes.latest(database)))
+                    with pool.lent() as own:
+                        state.store = own
+                        ending = None
+                        if moment - last_check >= SESSION_CHECK_SECONDS:
+                            ending = _session_ending(own, agent, epoch, team_ids, config)
+                            last_check = moment
+                        # A woken look knows the watermark its waking write left: no need to read it.
+                        told = [] if ending is not None else state.poll(
+                            now=clock.now(), with_presence=full, with_notifications=full,
+                            watermark=None if full else max(state.seq, _local_changes.latest(database)))
+                    if ending is not None:
+                        yield sse("bye", {"reconnect": ending}, state.event_id)
+                        return
+                    yield from told
                     if full:
                         last_full = moment
                     if moment - last_beat >= settings["heartbeat"]:
@@ -590,13 +598,25 @@ def events():
                     wait_for_change(database, state.seq, max(0.0, last_full + settings["poll"] - looked))
                     # A burst of writes is told in looks at most LOOK_GAP_SECONDS apart, not one per write.
                     time.sleep(max(0.0, LOOK_GAP_SECONDS - (time.monotonic() - looked)))
-            finally:
-                own.close()
-                release()
+        finally:
+            release()
 
     response = Response(stream(), mimetype="text/event-stream", headers=headers)
     response.call_on_close(release)
     return response
+
+
+def _session_ending(store: Store, agent: dict[str, Any], epoch: Any, team_ids: set[int] | None,
+                    config: Any) -> bool | None:
+    """None while the stream's agent may go on; else whether the client should reconnect: False when
+    signed out or disabled, True when their teams or role changed (the stream's view of what they may
+    see is stale, and the client reconnects to be checked afresh)."""
+    row = store.agent(agent["id"])
+    if row is None or not row["active"] or row["session_epoch"] != epoch:
+        return False
+    if access.visible_team_ids(store, row, config=config) != team_ids:
+        return True
+    return None
 
 
 @bp.post("/conversations/<int:conversation_id>/presence")

@@ -22,7 +22,7 @@ import sqlite3
 import time
 
 import psycopg
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, Response, g, jsonify, render_template, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFError, CSRFProtect
@@ -118,9 +118,14 @@ def _storage_error(exc: Exception):
     found = storage_errors.kind(exc)
     if found is None:
         raise exc
-    _load_agent_for_language()
+    if isinstance(exc, storage_errors.ConnectionsBusy):
+        # The page comes without the agent's name and language: loading them would wait for a
+        # connection again.
+        g.setdefault("agent", None)
+    else:
+        _load_agent_for_language()
     if found == storage_errors.LOCKED:
-        log.warning("database stayed locked past the busy timeout on %s %s", request.method, request.path)
+        log.warning("database stayed busy past the wait on %s %s: %s", request.method, request.path, exc)
         body, code = error_page(503)
     else:
         log.error("%s %s: %s (%s)", request.method, request.path, storage_errors.explain(exc), exc)
@@ -149,4 +154,5 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(sqlite3.DatabaseError, _storage_error)
     app.register_error_handler(psycopg.Error, _storage_error)
+    app.register_error_handler(storage_errors.ConnectionsBusy, _storage_error)
     app.register_error_handler(OSError, _storage_error)
