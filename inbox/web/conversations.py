@@ -336,24 +336,54 @@ MERGE_MESSAGES = {
 _MENTION = re.compile(r"(?<![\w@.+-])@(\w[\w.+-]*(?:@[\w-]+(?:\.[\w-]+)+)?)")
 
 
+class Mentions:
+    """Who an @mention names among `agents`, looked up by key: built once for a page or a note, so
+    the composer's handles for a hundred agents are not a hundred walks over all of them."""
+
+    def __init__(self, agents: list[dict[str, Any]]) -> None:
+        self._agents = agents
+        self._by_email: dict[str, list[dict[str, Any]]] = {}
+        self._by_local_part: dict[str, list[dict[str, Any]]] = {}
+        self._by_name: dict[str, list[dict[str, Any]]] = {}
+        for agent in agents:
+            email = (agent["email"] or "").lower()
+            self._by_email.setdefault(email, []).append(agent)
+            self._by_local_part.setdefault(email.split("@")[0], []).append(agent)
+            for key in _name_keys(agent["name"]):
+                self._by_name.setdefault(key, []).append(agent)
+
+    def _candidates(self, key: str) -> list[dict[str, Any]]:
+        # An exact address first, then the part before the @, then a first or full name.
+        return self._by_email.get(key) or self._by_local_part.get(key) or self._by_name.get(key) or []
+
+    def find(self, text: str) -> tuple[list[dict[str, Any]], list[str]]:
+        """The agents `text` mentions (`@email`, `@localpart`, `@Firstname` or `@FullName`), and the
+        mentions that fit several agents (nobody is notified for those: the writer should be precise)."""
+        found: dict[int, dict[str, Any]] = {}
+        ambiguous: list[str] = []
+        for match in _MENTION.finditer(text or ""):
+            token = match.group(1).rstrip(".-+")
+            candidates = self._candidates(token.lower())
+            if len(candidates) == 1:
+                found[candidates[0]["id"]] = candidates[0]
+            elif len(candidates) > 1 and token not in ambiguous:
+                ambiguous.append(token)
+        return list(found.values()), ambiguous
+
+    def handle(self, agent: dict[str, Any]) -> str:
+        """What the @mention autocomplete inserts for `agent`: the email's local part when `find`
+        takes it for this agent alone, else the whole address."""
+        email = agent["email"] or ""
+        for handle in (email.split("@")[0], email):
+            found, ambiguous = self.find(f"@{handle}")
+            if not ambiguous and [a["id"] for a in found] == [agent["id"]]:
+                return handle
+        return email
+
+
 def find_mentions(text: str, agents: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
-    """The agents a note mentions (`@email`, `@localpart`, `@Firstname` or `@FullName`), and the
-    mentions that fit several agents (nobody is notified for those: the writer should be precise)."""
-    found: dict[int, dict[str, Any]] = {}
-    ambiguous: list[str] = []
-    for match in _MENTION.finditer(text or ""):
-        token = match.group(1).rstrip(".-+")
-        key = token.lower()
-        candidates = [a for a in agents if (a["email"] or "").lower() == key]
-        if not candidates:
-            candidates = [a for a in agents if (a["email"] or "").lower().split("@")[0] == key]
-        if not candidates:
-            candidates = [a for a in agents if key in _name_keys(a["name"])]
-        if len(candidates) == 1:
-            found[candidates[0]["id"]] = candidates[0]
-        elif len(candidates) > 1 and token not in ambiguous:
-            ambiguous.append(token)
-    return list(found.values()), ambiguous
+    """The agents a note mentions, and the mentions that fit several agents (`Mentions.find`)."""
+    return Mentions(agents).find(text)
 
 
 def _name_keys(name: str | None) -> set[str]:
@@ -362,14 +392,8 @@ def _name_keys(name: str | None) -> set[str]:
 
 
 def mention_handle(agent: dict[str, Any], agents: list[dict[str, Any]]) -> str:
-    """What the @mention autocomplete inserts for `agent`: the email's local part when
-    `find_mentions` takes it for this agent alone, else the whole address."""
-    email = agent["email"] or ""
-    for handle in (email.split("@")[0], email):
-        found, ambiguous = find_mentions(f"@{handle}", agents)
-        if not ambiguous and [a["id"] for a in found] == [agent["id"]]:
-            return handle
-    return email
+    """What the @mention autocomplete inserts for `agent` among `agents` (`Mentions.handle`)."""
+    return Mentions(agents).handle(agent)
 
 
 @dataclass
@@ -453,7 +477,8 @@ def composer_info(conversation: dict[str, Any], now: dt.datetime | None = None) 
                           "seconds_left": max(0, math.ceil((due - now).total_seconds()))})
     agents = store.mentionable_agents()
     # Mentioning oneself notifies nobody: the writer is not offered.
-    info.mentions = [{"handle": mention_handle(a, agents), "name": a["name"] or "", "email": a["email"] or ""}
+    mentions = Mentions(agents)
+    info.mentions = [{"handle": mentions.handle(a), "name": a["name"] or "", "email": a["email"] or ""}
                      for a in agents if a["id"] != agent["id"]]
     return info
 
