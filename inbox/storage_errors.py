@@ -18,8 +18,9 @@ LOCKED, FULL, UNWRITABLE, UNREACHABLE = "locked", "full", "unwritable", "unreach
 
 
 class ConnectionsBusy(RuntimeError):
-    """Every database connection a web process may open (PostgreSQL) stayed busy past its wait: the
-    same to the agent as a database that stays locked (busy, try again shortly)."""
+    """Every database connection a web process may open (`web.database_connections`) stayed busy
+    past its wait: the same to the agent as a database that stays locked (busy, try again shortly)."""
+
 
 _EXPLANATIONS = {
     LOCKED: ("the database stayed locked by another process for longer than the busy timeout "

@@ -17,7 +17,7 @@ from inbox.config import ConfigError, from_mapping
 from inbox.mail import parse_email
 from inbox.models import FetchResult
 from inbox.outbox import UndoRefused, send_due, undo_reply, undo_seconds
-from inbox.web.conversations import find_mentions, mention_handle
+from inbox.web.conversations import Mentions, find_mentions
 from tests.mailfactory import raw_mail
 from tests.test_web_auth import csrf_token, login, make_agent
 
@@ -294,7 +294,8 @@ def test_draft_of_a_hidden_conversation_is_refused(world):
 def test_the_inserted_handle_is_the_one_the_server_recognises(world):
     make_agent(world.store, email="ann@other.example", name="Annie Other")
     agents = world.store.mentionable_agents()
-    handles = {a["email"]: mention_handle(a, agents) for a in agents}
+    mentions = Mentions(agents)
+    handles = {a["email"]: mentions.handle(a) for a in agents}
     assert handles["bob@example.org"] == "bob"
     assert handles["ann@example.org"] == "ann@example.org", "two agents are 'ann': the whole address"
     for agent in agents:

@@ -341,7 +341,6 @@ class Mentions:
     the composer's handles for a hundred agents are not a hundred walks over all of them."""
 
     def __init__(self, agents: list[dict[str, Any]]) -> None:
-        self._agents = agents
         self._by_email: dict[str, list[dict[str, Any]]] = {}
         self._by_local_part: dict[str, list[dict[str, Any]]] = {}
         self._by_name: dict[str, list[dict[str, Any]]] = {}
@@ -389,11 +388,6 @@ def find_mentions(text: str, agents: list[dict[str, Any]]) -> tuple[list[dict[st
 def _name_keys(name: str | None) -> set[str]:
     words = (name or "").lower().split()
     return {words[0], "".join(words), ".".join(words)} if words else set()
-
-
-def mention_handle(agent: dict[str, Any], agents: list[dict[str, Any]]) -> str:
-    """What the @mention autocomplete inserts for `agent` among `agents` (`Mentions.handle`)."""
-    return Mentions(agents).handle(agent)
 
 
 @dataclass
